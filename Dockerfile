@@ -1,0 +1,23 @@
+# The mendline image: the `mendline` command and its runtime dependencies, nothing else.
+# docker-compose.yml builds it once and runs every stage from it with a different command.
+
+# Build the wheel in a throwaway stage, so neither the source tree nor the build backend ships.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY . .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN groupadd --system --gid 10001 mendline \
+    && useradd --system --uid 10001 --gid mendline --create-home --home-dir /home/mendline \
+       --shell /usr/sbin/nologin mendline
+# The project's own dependencies only: no dev, test or devstack extras.
+COPY --from=build /wheels /tmp/wheels
+RUN pip install /tmp/wheels/*.whl && rm -rf /tmp/wheels
+USER mendline
+WORKDIR /home/mendline
+CMD ["mendline", "--help"]

@@ -1,0 +1,177 @@
+"""A size-capped, append-only disk spool of encoded events, read back oldest first.
+
+Layout: ``<root>/slot-<n>/<seq>.spool``, one record a line as ``<key> <json>``. A process
+holds its slot with an exclusive ``flock`` on ``slot-<n>/.lock``, so forked workers each take
+their own slot, and a restarted process takes over (and sends) what a dead one left behind.
+Records are written to the OS without fsync: they survive the process, not the machine.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Record", "Spool"]
+
+#: (key, value): the Kafka record key and the encoded event.
+Record = tuple[bytes, bytes]
+
+_SUFFIX = ".spool"
+_FIRST_SEQ = 1_000_000_000  # room below for push_front()
+
+
+@dataclass(slots=True)
+class _Segment:
+    seq: int
+    path: Path
+    records: int
+    size: int
+
+
+class Spool:
+    """Events waiting on disk while Kafka is unreachable. Not thread-safe: one owner thread."""
+
+    def __init__(self, root: Path, max_bytes: int, segment_bytes: int = 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._segment_bytes = min(segment_bytes, max(max_bytes // 4, 1024))
+        self._lock_fd, self.path = _take_slot(root)
+        self._segments: list[_Segment] = []
+        self._cursor = 0  # records of the head segment already sent
+        self._peeked = 0  # records of the head segment handed out by peek(), not yet confirmed
+        self._size = 0
+        self.records = 0
+        self.dropped = 0
+        for path in sorted(self.path.glob(f"*{_SUFFIX}")):
+            lines = path.read_bytes().count(b"\n")
+            if lines == 0:
+                path.unlink(missing_ok=True)
+                continue
+            self._segments.append(_Segment(int(path.stem), path, lines, path.stat().st_size))
+            self._size += path.stat().st_size
+            self.records += lines
+
+    def __len__(self) -> int:
+        return self.records
+
+    def append(self, records: list[Record]) -> int:
+        """Write records after the newest; returns how many old ones the cap pushed out."""
+        if not records:
+            return 0
+        data = b"".join(key + b" " + value + b"\n" for key, value in records)
+        tail = self._segments[-1] if self._segments else None
+        if tail is None or tail.size >= self._segment_bytes:
+            seq = tail.seq + 1 if tail else _FIRST_SEQ
+            tail = _Segment(seq, self.path / f"{seq:012d}{_SUFFIX}", 0, 0)
+            self._segments.append(tail)
+        self._write(tail, data, "ab")
+        tail.records += len(records)
+        self.records += len(records)
+        return self._enforce_cap()
+
+    def push_front(self, records: list[Record]) -> int:
+        """Write records before the oldest (they failed to send and are older than the rest)."""
+        if not records:
+            return 0
+        self._peeked = 0
+        if not self._segments:
+            return self.append(records)
+        self._compact_head()
+        seq = self._segments[0].seq - 1
+        head = _Segment(seq, self.path / f"{seq:012d}{_SUFFIX}", 0, 0)
+        self._write(head, b"".join(k + b" " + v + b"\n" for k, v in records), "wb")
+        head.records = len(records)
+        self._segments.insert(0, head)
+        self.records += len(records)
+        return self._enforce_cap()
+
+    def peek(self, limit: int) -> list[Record]:
+        """Up to ``limit`` of the oldest records, without removing them; see consume_peeked()."""
+        self._peeked = 0
+        if not self._segments:
+            return []
+        head = self._segments[0]
+        lines = head.path.read_bytes().split(b"\n")[self._cursor : self._cursor + limit]
+        out: list[Record] = []
+        for line in lines:
+            if line:
+                key, _, value = line.partition(b" ")
+                out.append((key, value))
+        self._peeked = len(out)
+        return out
+
+    def consume_peeked(self) -> None:
+        """Forget the records the last peek() returned (they were sent, or failed and were
+        pushed back to the front). Nothing happens if the cap dropped them meanwhile."""
+        if not self._segments or not self._peeked:
+            return
+        head = self._segments[0]
+        self._cursor += self._peeked
+        self.records -= self._peeked
+        self._peeked = 0
+        if self._cursor >= head.records:
+            self._drop_head()
+
+    def close(self) -> None:
+        """Release the slot (the files stay for the next owner)."""
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def abandon(self) -> None:
+        """Forget the slot in a forked child without unlocking the parent's copy of the lock."""
+        self.close()
+
+    def _write(self, segment: _Segment, data: bytes, mode: str) -> None:
+        with open(segment.path, mode) as handle:
+            handle.write(data)
+        segment.size += len(data)
+        self._size += len(data)
+
+    def _drop_head(self) -> None:
+        head = self._segments.pop(0)
+        self._size -= head.size
+        self._cursor = 0
+        self._peeked = 0
+        head.path.unlink(missing_ok=True)
+
+    def _compact_head(self) -> None:
+        """Rewrite the head segment without the records already consumed."""
+        if self._cursor == 0:
+            return
+        head = self._segments[0]
+        rest = b"".join(
+            line + b"\n" for line in head.path.read_bytes().split(b"\n")[self._cursor : -1]
+        )
+        head.path.write_bytes(rest)
+        self._size += len(rest) - head.size
+        head.size = len(rest)
+        head.records -= self._cursor
+        self._cursor = 0
+
+    def _enforce_cap(self) -> int:
+        dropped = 0
+        while self._size > self.max_bytes and len(self._segments) > 1:
+            head = self._segments[0]
+            lost = head.records - self._cursor
+            self._drop_head()
+            self.records -= lost
+            dropped += lost
+        self.dropped += dropped
+        return dropped
+
+
+def _take_slot(root: Path) -> tuple[int, Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1024):
+        slot = root / f"slot-{n}"
+        slot.mkdir(exist_ok=True)
+        fd = os.open(slot / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return fd, slot
+    raise OSError(f"no free spool slot under {root}")

@@ -1,0 +1,204 @@
+"""The ``mendline`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mendline.schemas.errors import MendlineError
+from mendline.schemas.settings import Settings, load_settings
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every mendline command."""
+    parser = argparse.ArgumentParser(
+        prog="mendline",
+        description="Errors your apps log -> grouped issues, root causes and alerts.",
+    )
+    parser.add_argument("--config", type=Path, help="a TOML settings file")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="start the dev stack, log real errors from a sample app, show them arrive"
+    )
+    demo.add_argument("--json", action="store_true", help="print the events as JSON lines")
+    demo.set_defaults(run=_demo)
+
+    devstack = commands.add_parser(
+        "devstack", help="run the embedded Kafka broker and PostgreSQL until interrupted"
+    )
+    devstack.set_defaults(run=_devstack)
+
+    topics = commands.add_parser("topics", help="manage mendline's Kafka topics")
+    topic_commands = topics.add_subparsers(dest="topics_command", required=True)
+    ensure = topic_commands.add_parser("ensure", help="create the errors and DLQ topics")
+    ensure.set_defaults(run=_topics_ensure)
+
+    schema = commands.add_parser("schema", help="print the ErrorEvent v1 JSON Schema")
+    schema.add_argument(
+        "--write", action="store_true", help="rewrite the schema file shipped in the package"
+    )
+    schema.set_defaults(run=_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace, Settings], int] = args.run
+    try:
+        settings = load_settings(args.config)
+        return run(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except MendlineError as exc:
+        if args.debug:
+            raise
+        print(f"mendline: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"mendline: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("hint: run again with --debug for the traceback", file=sys.stderr)
+        return 1
+
+
+def _schema(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.schemas.event import JSON_SCHEMA_PATH, json_schema_text
+
+    if args.write:
+        JSON_SCHEMA_PATH.write_text(json_schema_text())
+        print(f"wrote {JSON_SCHEMA_PATH}")
+    else:
+        sys.stdout.write(json_schema_text())
+    return 0
+
+
+def _topics_ensure(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.ingest import ensure_topics
+
+    outcome = asyncio.run(ensure_topics(settings))
+    for topic, state in outcome.items():
+        print(f"{topic}: {state}")
+    return 0
+
+
+def _devstack(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.devstack import DevStack
+
+    with DevStack() as stack:
+        print(f"MENDLINE_KAFKA_BOOTSTRAP={stack.kafka_bootstrap}")
+        print(f"MENDLINE_DATABASE_URL={stack.database_url}")
+        print("running; press Ctrl-C to stop", file=sys.stderr, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.devstack import DevStack
+    from mendline.sample_app import FAILURES, configure_logging, run_failures
+
+    say = _Say(quiet=args.json)
+    say("starting the dev stack (Tansu broker, PostgreSQL)...")
+    with DevStack() as stack, tempfile.TemporaryDirectory(prefix="mendline-demo-") as tmp:
+        say(f"  Kafka      {stack.kafka_bootstrap}")
+        say(f"  PostgreSQL {stack.database_url}")
+        demo_settings = load_settings(
+            args.config,
+            kafka_bootstrap=stack.kafka_bootstrap,
+            database_url=stack.database_url,
+            spool_dir=Path(tmp) / "spool",
+        )
+        from mendline.ingest import ensure_topics
+
+        asyncio.run(ensure_topics(demo_settings))
+        say(f"\nthe sample app 'shop' logs {len(FAILURES)} real failures through structlog:")
+        processor = configure_logging("shop", settings=demo_settings, environment="demo")
+        started = time.time()
+        names = run_failures()
+        if not processor.shipper.flush(timeout=30):
+            say("  (some events are still on their way)")
+        say(f"\nreading them back from topic {demo_settings.errors_topic}:")
+        events = asyncio.run(_read_topic(demo_settings, len(names), timeout=30))
+        for event in events:
+            if args.json:
+                print(json.dumps(event))
+            else:
+                say(_describe(event))
+        processor.shipper.shutdown(5)
+        say(
+            f"\n{len(events)} of {len(names)} events arrived, validated and scrubbed, "
+            f"{time.time() - started:.2f} s after the first log call."
+        )
+        return 0 if len(events) == len(names) else 1
+
+
+async def _read_topic(settings: Settings, count: int, timeout: float) -> list[dict[str, Any]]:
+    from aiokafka import AIOKafkaConsumer
+
+    from mendline.ingest import kafka_client_options
+    from mendline.schemas.event import parse_event
+
+    consumer = AIOKafkaConsumer(
+        settings.errors_topic,
+        **kafka_client_options(settings),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    events: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(events) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    parse_event(record.value)  # the consumer's own check of the contract
+                    events.append(json.loads(record.value))
+    finally:
+        await consumer.stop()
+    return sorted(events, key=lambda e: e["timestamp"])
+
+
+def _describe(event: dict[str, Any]) -> str:
+    chain = " <- ".join(f"{e['type']}: {e['value']}" for e in reversed(event["exceptions"]))
+    culprit = next(
+        (
+            f"{f['module']}.{f['function']}  `{f['context_line']}`"
+            for e in reversed(event["exceptions"])
+            for f in reversed(e["frames"])
+            if f["in_app"]
+        ),
+        "-",
+    )
+    return (
+        f"\n  {event['event_id']}  {event['level'].upper()}  {event['service']}"
+        f"/{event['environment']}  {event['message']}\n"
+        f"    exception  {chain}\n"
+        f"    culprit    {culprit}\n"
+        f"    context    {json.dumps(event['context'])}"
+    )
+
+
+class _Say:
+    def __init__(self, quiet: bool) -> None:
+        self._quiet = quiet
+
+    def __call__(self, text: str) -> None:
+        if not self._quiet:
+            print(text, flush=True)

@@ -1,0 +1,93 @@
+"""A small structlog app that fails in realistic ways: the demo and the tests run it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from mendline.ingest import ErrorEventProcessor
+
+__all__ = ["FAILURES", "configure_logging", "run_failures"]
+
+
+class PaymentDeclined(Exception):
+    """The payment provider refused a charge."""
+
+
+def parse_quantity(query: dict[str, str]) -> int:
+    """Read the order quantity from a query string."""
+    return int(query["qty"])
+
+
+def load_price(catalog: dict[str, float], sku: str) -> float:
+    """Look a product's price up in the catalog."""
+    return catalog[sku]
+
+
+def average_basket(totals: list[float]) -> float:
+    """Mean basket value of a list of order totals."""
+    return sum(totals) / len(totals)
+
+
+def charge(card: str, amount: float) -> None:
+    """Charge a card through a provider that always declines."""
+    try:
+        json.loads("{'status': 'declined'}")
+    except json.JSONDecodeError as exc:
+        raise PaymentDeclined(f"provider answer unreadable for amount {amount}") from exc
+
+
+def place_order(query: dict[str, str]) -> float:
+    """Parse, price and charge an order."""
+    qty = parse_quantity(query)
+    price = load_price({"sku-1": 9.5}, query.get("sku", "sku-1"))
+    charge("4111 1111 1111 1111", qty * price)
+    return qty * price
+
+
+#: name -> (function that raises, context bound on the logger when it is logged)
+FAILURES: dict[str, tuple[Callable[[], object], dict[str, Any]]] = {
+    "bad_quantity": (lambda: place_order({"qty": "n/a"}), {"path": "/orders", "user_id": 42}),
+    "unknown_sku": (
+        lambda: place_order({"qty": "2", "sku": "sku-404"}),
+        {"path": "/orders", "authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"},
+    ),
+    "empty_report": (lambda: average_basket([]), {"report": "daily"}),
+    "payment_declined": (
+        lambda: place_order({"qty": "1"}),
+        {"db": "postgresql://shop:hunter2@db.internal/shop", "password": "hunter2"},
+    ),
+}
+
+
+def configure_logging(service: str, **processor_options: Any) -> ErrorEventProcessor:
+    """Configure structlog with the mendline processor before the renderer; return it."""
+    processor = ErrorEventProcessor(service, **processor_options)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            processor,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        cache_logger_on_first_use=False,
+    )
+    return processor
+
+
+def run_failures(names: list[str] | None = None) -> list[str]:
+    """Run the named failures (all by default), logging each with log.exception()."""
+    log = structlog.get_logger().bind(logger="shop.orders")
+    done = []
+    for name in names or list(FAILURES):
+        func, context = FAILURES[name]
+        try:
+            func()
+        except Exception:
+            log.bind(**context).exception("order_failed", failure=name)
+            done.append(name)
+    return done

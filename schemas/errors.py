@@ -1,0 +1,53 @@
+"""The exceptions mendline raises, all under one root.
+
+    MendlineError
+    ├── ConfigError            settings or a file we read is invalid
+    ├── InvalidEvent           an event does not satisfy the ErrorEvent contract
+    │                          (carries ``reason``, one of a small fixed set of codes)
+    ├── ShipperClosed          a shipper was used after ``shutdown()``
+    └── DevStackError          the embedded broker or database could not start
+
+Foreign exceptions are translated where they cross into our code, with ``raise ... from exc``.
+Retry decisions read the ``retriable`` attribute, never a message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DevStackError",
+    "InvalidEvent",
+    "MendlineError",
+    "ShipperClosed",
+]
+
+
+class MendlineError(Exception):
+    """The root of every exception mendline raises on purpose."""
+
+    retriable: bool = False
+
+
+class ConfigError(MendlineError):
+    """Settings, a routing file or another input we were configured with is invalid."""
+
+
+class InvalidEvent(MendlineError):
+    """An event does not satisfy the ErrorEvent contract.
+
+    ``reason`` is one of a small fixed set of codes (``not_json``, ``invalid``,
+    ``too_large``, ``unknown_schema_version``) suitable as a metric label or a DLQ header.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class ShipperClosed(MendlineError):
+    """The shipper was shut down and refuses new work."""
+
+
+class DevStackError(MendlineError):
+    """The embedded broker or database of the dev stack could not be started."""

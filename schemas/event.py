@@ -1,0 +1,189 @@
+"""ErrorEvent v1: the wire contract between applications and mendline."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from .errors import InvalidEvent
+from .limits import (
+    MAX_CONTEXT_BYTES,
+    MAX_EVENT_BYTES,
+    MAX_EXCEPTION_VALUE_BYTES,
+    MAX_EXCEPTIONS,
+    MAX_FRAMES,
+    MAX_MESSAGE_BYTES,
+)
+
+__all__ = [
+    "JSON_SCHEMA_PATH",
+    "LEVELS",
+    "SCHEMA_VERSION",
+    "ErrorEvent",
+    "ExceptionInfo",
+    "Frame",
+    "Level",
+    "json_schema",
+    "json_schema_text",
+    "parse_event",
+]
+
+SCHEMA_VERSION = 1
+Level = Literal["debug", "info", "warning", "error", "critical"]
+#: Levels from least to most severe; the index is the rank.
+LEVELS: tuple[Level, ...] = ("debug", "info", "warning", "error", "critical")
+#: The exported JSON Schema, shipped beside this module and kept in sync by a test.
+JSON_SCHEMA_PATH = Path(__file__).with_name("error-event.v1.json")
+
+
+def _max_utf8(limit: int) -> AfterValidator:
+    def check(value: str) -> str:
+        # Cheap pre-check: a str of n characters has at most 4n UTF-8 bytes.
+        if len(value) * 4 > limit and len(value.encode("utf-8", "surrogatepass")) > limit:
+            raise ValueError(f"longer than {limit} bytes in UTF-8")
+        return value
+
+    return AfterValidator(check)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+class _Model(BaseModel):
+    # Unknown fields are ignored, not rejected: v1 may grow optional fields (additive changes
+    # only), and a consumer of an older release must still accept what a newer emitter sends.
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=False)
+
+
+class Frame(_Model):
+    """One stack frame, oldest call first within its exception."""
+
+    filename: str = Field(max_length=1024, description="Path of the source file.")
+    module: str | None = Field(default=None, max_length=512, description="Module name.")
+    function: str = Field(max_length=512, description="Function (qualified) name.")
+    lineno: int | None = Field(default=None, ge=0)
+    context_line: str | None = Field(
+        default=None, max_length=1024, description="The source line, stripped."
+    )
+    in_app: bool = Field(description="False for the standard library and installed packages.")
+
+
+class ExceptionInfo(_Model):
+    """One exception of a chain."""
+
+    type: str = Field(min_length=1, max_length=512, description="Exception class name.")
+    module: str | None = Field(default=None, max_length=512, description="Its module.")
+    value: Annotated[str, _max_utf8(MAX_EXCEPTION_VALUE_BYTES)] = Field(
+        max_length=MAX_EXCEPTION_VALUE_BYTES, description="str(exc), at most 8 KiB in UTF-8."
+    )
+    frames: list[Frame] = Field(default_factory=list, max_length=MAX_FRAMES)
+    frames_omitted: int = Field(
+        default=0, ge=0, description="Frames left out between the 50 outermost and innermost."
+    )
+
+
+class ErrorEvent(_Model):
+    """An error an application logged, as one JSON object per Kafka message.
+
+    ``exceptions`` is the chain, root cause first and the raised exception last; each
+    exception's ``frames`` are oldest call first, as Python prints them.
+    """
+
+    schema_version: Literal[1] = Field(description="Bumped only for incompatible changes.")
+    event_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="32 lowercase hex digits (a UUID4), set by the emitter; the dedup key.",
+    )
+    timestamp: Annotated[AwareDatetime, AfterValidator(_utc)] = Field(
+        description="RFC 3339 with an offset; stored in UTC."
+    )
+    service: str = Field(min_length=1, max_length=200)
+    environment: str = Field(min_length=1, max_length=200)
+    release: str | None = Field(default=None, max_length=200)
+    host: str | None = Field(default=None, max_length=255)
+    level: Level
+    logger: str | None = Field(default=None, max_length=512)
+    message: Annotated[str, _max_utf8(MAX_MESSAGE_BYTES)] = Field(
+        max_length=MAX_MESSAGE_BYTES, description="The log message template, at most 8 KiB."
+    )
+    exceptions: list[ExceptionInfo] = Field(default_factory=list, max_length=MAX_EXCEPTIONS)
+    context: dict[str, Any] = Field(
+        default_factory=dict, description="Any JSON object, scrubbed; at most 16 KiB as JSON."
+    )
+    tags: dict[str, str] = Field(default_factory=dict)
+    fingerprint: list[str] | None = Field(
+        default=None,
+        max_length=32,
+        description='Overrides grouping; "{{ default }}" stands for the default grouping.',
+    )
+
+    @field_validator("context")
+    @classmethod
+    def _context_within_limit(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_CONTEXT_BYTES:
+            raise ValueError(f"context is {size} bytes as JSON, over {MAX_CONTEXT_BYTES}")
+        return value
+
+
+def parse_event(raw: bytes | str) -> ErrorEvent:
+    """Parse and validate one wire message, raising InvalidEvent with a reason code.
+
+    Reasons: ``too_large``, ``not_json``, ``unknown_schema_version``, ``invalid``.
+    """
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent("too_large", f"event is {len(raw)} bytes, over {MAX_EVENT_BYTES}")
+    try:
+        return ErrorEvent.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise InvalidEvent("not_json", errors[0]["msg"]) from None
+        if any(err["loc"] == ("schema_version",) for err in errors):
+            version = _peek_schema_version(raw)
+            if version is not None and version != SCHEMA_VERSION:
+                raise InvalidEvent(
+                    "unknown_schema_version", f"schema_version {version!r} is not supported"
+                ) from None
+        if errors and errors[0]["type"] == "model_type":
+            raise InvalidEvent("not_json", "the message is JSON but not an object") from None
+        detail = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']) or '(event)'}: {err['msg']}"
+            for err in errors[:5]
+        )
+        raise InvalidEvent("invalid", detail) from None
+
+
+def _peek_schema_version(raw: bytes | str) -> object:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    return doc.get("schema_version") if isinstance(doc, dict) else None
+
+
+def json_schema() -> dict[str, Any]:
+    """Return the JSON Schema of ErrorEvent v1, as exported to ``error-event.v1.json``."""
+    schema = ErrorEvent.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://mendline.dev/schemas/error-event.v1.json"
+    schema["title"] = "ErrorEvent v1"
+    return schema
+
+
+def json_schema_text() -> str:
+    """The exported JSON Schema file's exact text (run ``mendline schema --write`` to update)."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,122 @@
+"""The one settings model: environment variables ``MENDLINE_*``, optionally a TOML file."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+from .event import Level
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """Every setting of mendline, with its default; each is also ``MENDLINE_<NAME>``.
+
+    The README's settings reference is generated from these fields (a test keeps it true).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="MENDLINE_", extra="forbid", validate_default=True, frozen=True
+    )
+
+    # -- Kafka ---------------------------------------------------------------------------
+    kafka_bootstrap: str = Field(
+        default="localhost:9092", description="Kafka bootstrap servers, comma-separated."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How to talk to Kafka."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism, with a SASL security protocol."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle for SSL; the system's when unset."
+    )
+    errors_topic: str = Field(default="mendline.errors", description="Topic of ErrorEvents.")
+    dlq_topic: str = Field(
+        default="mendline.errors.dlq", description="Topic where rejected records are kept."
+    )
+    topic_partitions: int = Field(
+        default=6, ge=1, description="Partitions when mendline creates its topics."
+    )
+
+    # -- PostgreSQL ----------------------------------------------------------------------
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://mendline@localhost:5432/mendline"),
+        description="PostgreSQL connection URL.",
+    )
+
+    # -- The emitting app (structlog processor, logging handler, shipper) -----------------
+    service: str | None = Field(
+        default=None, description="Service name on emitted events; the program name if unset."
+    )
+    environment: str = Field(default="production", description="Environment on emitted events.")
+    release: str | None = Field(default=None, description="Release on emitted events.")
+    emit_level: Level = Field(
+        default="error", description="Lowest level that becomes an ErrorEvent (exc_info always)."
+    )
+    in_app_include: list[str] = Field(
+        default_factory=list, description="Module prefixes always counted as in-app."
+    )
+    in_app_exclude: list[str] = Field(
+        default_factory=list, description="Module prefixes never counted as in-app."
+    )
+    scrub_extra_keys: list[str] = Field(
+        default_factory=list, description="More key names whose values are filtered."
+    )
+    scrub_extra_patterns: list[str] = Field(
+        default_factory=list, description="More regular expressions filtered inside strings."
+    )
+    queue_size: int = Field(
+        default=10_000, ge=1, description="Events held in memory for the shipper thread."
+    )
+    spool_dir: Path = Field(
+        default=Path(".mendline/spool"),
+        description="Where events wait on disk while Kafka is unreachable.",
+    )
+    spool_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Spool size cap; the oldest go first."
+    )
+    shutdown_timeout: float = Field(
+        default=5.0, ge=0, description="Seconds the atexit hook waits to flush."
+    )
+    kafka_request_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds before a produce request counts as failed."
+    )
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from a TOML file (optional), the environment and overrides.
+
+    Precedence, highest first: ``overrides``, ``MENDLINE_*`` variables, the file, defaults.
+    Raises ConfigError with one line per problem, naming the setting.
+    """
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            values = tomllib.loads(config_file.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {config_file}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file} is not valid TOML: {exc}") from exc
+        prefix = Settings.model_config.get("env_prefix", "")
+        # The environment wins over the file, so drop file values that it sets.
+        values = {k: v for k, v in values.items() if f"{prefix}{k}".upper() not in os.environ}
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        lines = [
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        ]
+        raise ConfigError("invalid settings: " + "; ".join(lines)) from None

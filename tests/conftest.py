@@ -1,0 +1,67 @@
+"""Fixtures shared by the whole suite: the dev stack and private servers.
+
+``MENDLINE_KAFKA_BOOTSTRAP`` / ``MENDLINE_DATABASE_URL`` point the session-wide fixtures at
+external servers; the factories always start private embedded ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from mendline.devstack import DevStack, EmbeddedPostgres, KafkaBroker
+
+
+@pytest.fixture(scope="session")
+def devstack() -> Iterator[DevStack]:
+    """One broker and one database for the session (or the external ones from the env)."""
+    with DevStack() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(devstack: DevStack) -> str:
+    """Bootstrap servers of the session's broker; use unique topic and group names."""
+    return devstack.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def database_url(devstack: DevStack) -> str:
+    """URL of the session's database; use unique table or schema names."""
+    return devstack.database_url
+
+
+@pytest.fixture
+def kafka_broker_factory() -> Iterator[Callable[..., KafkaBroker]]:
+    """Make private brokers, ``make(port=None, start=True)``, closed after the test."""
+    brokers: list[KafkaBroker] = []
+
+    def make(port: int | None = None, *, start: bool = True) -> KafkaBroker:
+        broker = KafkaBroker(port)
+        brokers.append(broker)
+        if start:
+            broker.start()
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.close()
+
+
+@pytest.fixture
+def postgres_factory() -> Iterator[Callable[..., EmbeddedPostgres]]:
+    """Make private databases, ``make(port=None, start=True, **options)``, closed after."""
+    servers: list[EmbeddedPostgres] = []
+
+    def make(port: int | None = None, *, start: bool = True, **options: Any) -> EmbeddedPostgres:
+        server = EmbeddedPostgres(port, **options)
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.close()

@@ -1,0 +1,292 @@
+"""The dev stack starts real servers that real clients use, and cleans up after itself."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from mendline.devstack import DevStack, EmbeddedPostgres, KafkaBroker, free_port
+from mendline.schemas.errors import DevStackError
+
+pytestmark = pytest.mark.integration
+
+BrokerFactory = Callable[..., KafkaBroker]
+PostgresFactory = Callable[..., EmbeddedPostgres]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie waiting for its parent counts as gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.add(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def wait_gone(pids: set[int], timeout: float = 5.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while (left := {p for p in pids if alive(p)}) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return left
+
+
+def refuses(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+async def produce(bootstrap: str, topic: str, *values: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(
+                topic, value, key=b"k", partition=0, headers=[("reason", b"test")]
+            )
+    finally:
+        await producer.stop()
+
+
+# -- Kafka ------------------------------------------------------------------------------------
+
+
+async def test_a_record_goes_through_the_broker(kafka_bootstrap: str) -> None:
+    topic = unique("roundtrip")
+    await produce(kafka_bootstrap, topic, b"hello")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), 10)
+    finally:
+        await consumer.stop()
+    assert (record.key, record.value, list(record.headers)) == (
+        b"k",
+        b"hello",
+        [("reason", b"test")],
+    )
+
+
+async def test_a_consumer_group_commits_its_offsets(kafka_bootstrap: str) -> None:
+    topic, group = unique("commits"), unique("group")
+    await produce(kafka_bootstrap, topic, b"1", b"2", b"3")
+    member = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        # Tansu holds a JoinGroup for half the session timeout (5 s by default).
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=500,
+    )
+    await member.start()
+    try:
+        seen = [(await asyncio.wait_for(member.getone(), 10)).value for _ in range(3)]
+        await member.commit()
+    finally:
+        await member.stop()
+    assert seen == [b"1", b"2", b"3"]
+
+    # Read back through another client of the group, without joining it.
+    reader = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group)
+    await reader.start()
+    try:
+        assert await reader.committed(TopicPartition(topic, 0)) == 3
+    finally:
+        await reader.stop()
+
+
+def test_a_killed_broker_refuses_connections_and_leaves_no_process(
+    kafka_broker_factory: BrokerFactory,
+) -> None:
+    broker = kafka_broker_factory()
+    pid = broker.pid
+    assert pid is not None and alive(pid)
+    assert not refuses(broker.host, broker.port)
+
+    broker.kill()
+
+    assert refuses(broker.host, broker.port)
+    assert not alive(pid)
+    assert broker.pid is None
+    broker.kill()  # idempotent
+    broker.stop()
+
+
+async def test_a_broker_can_start_late_on_a_port_chosen_up_front(
+    kafka_broker_factory: BrokerFactory,
+) -> None:
+    port = free_port()
+    broker = kafka_broker_factory(port, start=False)
+    assert broker.bootstrap == f"127.0.0.1:{port}"
+    assert refuses(broker.host, port)
+
+    broker.start()
+
+    topic = unique("late")
+    await produce(broker.bootstrap, topic, b"finally")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        assert (await asyncio.wait_for(consumer.getone(), 10)).value == b"finally"
+    finally:
+        await consumer.stop()
+
+
+def test_a_broker_that_cannot_start_raises_with_its_log(
+    kafka_broker_factory: BrokerFactory,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        broker = kafka_broker_factory(taken.getsockname()[1], start=False)
+        with pytest.raises(DevStackError, match="Address in use"):
+            broker.start(timeout=5)
+    assert broker.pid is None
+
+
+def test_a_broker_started_from_a_short_lived_thread_outlives_it(
+    kafka_broker_factory: BrokerFactory,
+) -> None:
+    broker = kafka_broker_factory(start=False)
+    thread = threading.Thread(target=broker.start)
+    thread.start()
+    thread.join()
+    pid = broker.pid
+    assert pid is not None
+    time.sleep(0.1)  # the parent-death signal would have landed by now
+    assert alive(pid) and not refuses(broker.host, broker.port)
+
+
+def test_servers_die_with_the_process_that_started_them(tmp_path: Path) -> None:
+    script = (
+        "import time\n"
+        "from pathlib import Path\n"
+        "from mendline.devstack import KafkaBroker\n"
+        f"broker = KafkaBroker(workdir=Path({str(tmp_path)!r}))\n"
+        "broker.start()\n"
+        "print(broker.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    starter = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert starter.stdout is not None
+        pid = int(starter.stdout.readline())
+        assert alive(pid)
+    finally:
+        starter.kill()  # no atexit, no cleanup: only the parent-death signal is left
+        starter.wait()
+    orphans = wait_gone({pid})
+    for orphan in orphans:
+        os.kill(orphan, signal.SIGKILL)
+    assert not orphans
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+async def test_postgres_keeps_its_data_across_stop_and_start(
+    postgres_factory: PostgresFactory,
+) -> None:
+    server = postgres_factory()
+    url = server.url
+    assert url == f"postgresql://postgres@127.0.0.1:{server.port}/mendline"
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE TABLE kept (id int PRIMARY KEY, note text)")
+        await conn.execute("INSERT INTO kept VALUES (1, 'before the outage')")
+    finally:
+        await conn.close()
+
+    server.stop()
+    assert refuses(server.host, server.port)
+    server.stop()  # idempotent
+    server.start()
+
+    assert server.url == url
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetch("SELECT id, note FROM kept") == [(1, "before the outage")]
+    finally:
+        await conn.close()
+
+
+async def test_killing_postgres_leaves_no_process_behind(
+    postgres_factory: PostgresFactory,
+) -> None:
+    server = postgres_factory()
+    conn = await asyncpg.connect(server.url)  # so there is a client backend too
+    pid = server.pid
+    assert pid is not None
+    family = {pid, *children_of(pid)}
+    assert len(family) > 3  # postmaster, checkpointer, walwriter, a backend...
+
+    server.kill()
+
+    assert not wait_gone(family)
+    assert refuses(server.host, server.port)
+    conn.terminate()
+
+    server.start()  # crash recovery on the same data dir
+    conn = await asyncpg.connect(server.url)
+    try:
+        assert await conn.fetchval("SELECT current_database()") == "mendline"
+    finally:
+        await conn.close()
+
+
+# -- the stack --------------------------------------------------------------------------------
+
+
+def test_the_stack_uses_external_servers_named_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch, kafka_broker_factory: BrokerFactory, database_url: str
+) -> None:
+    external = kafka_broker_factory()
+    monkeypatch.setenv("MENDLINE_KAFKA_BOOTSTRAP", external.bootstrap)
+    monkeypatch.setenv("MENDLINE_DATABASE_URL", database_url)
+    before = children_of(os.getpid())
+
+    with DevStack() as stack:
+        assert stack.kafka_bootstrap == external.bootstrap
+        assert stack.database_url == database_url
+        assert stack.environ == {
+            "MENDLINE_KAFKA_BOOTSTRAP": external.bootstrap,
+            "MENDLINE_DATABASE_URL": database_url,
+        }
+        assert children_of(os.getpid()) - before == set()
+
+    assert not refuses(external.host, external.port)  # not the stack's to stop

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from mendline.schemas.errors import InvalidEvent
+from mendline.schemas.event import JSON_SCHEMA_PATH, json_schema_text, parse_event
+
+VALID = {
+    "schema_version": 1,
+    "event_id": "0" * 32,
+    "timestamp": "2026-11-29T19:13:38.123456Z",
+    "service": "checkout-api",
+    "environment": "production",
+    "release": None,
+    "host": None,
+    "level": "error",
+    "logger": "app.orders",
+    "message": "order_failed",
+    "exceptions": [
+        {
+            "type": "ValueError",
+            "module": "builtins",
+            "value": "invalid literal",
+            "frames": [
+                {
+                    "filename": "/srv/app/orders.py",
+                    "module": "app.orders",
+                    "function": "parse",
+                    "lineno": 12,
+                    "context_line": "return int(q)",
+                    "in_app": True,
+                }
+            ],
+            "frames_omitted": 0,
+        }
+    ],
+    "context": {"order_id": 1},
+    "tags": {"region": "eu"},
+    "fingerprint": None,
+}
+
+
+def test_the_shipped_json_schema_file_is_current() -> None:
+    assert JSON_SCHEMA_PATH.read_text() == json_schema_text(), (
+        "schemas/error-event.v1.json is stale: run `mendline schema --write`"
+    )
+
+
+def test_the_json_schema_accepts_the_documented_example_and_the_model_agrees() -> None:
+    jsonschema.validate(VALID, json.loads(JSON_SCHEMA_PATH.read_text()))
+    event = parse_event(json.dumps(VALID))
+    assert event.exceptions[0].frames[0].function == "parse"
+    assert event.timestamp.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", "not_json"),
+        (b"[1, 2]", "not_json"),
+        (json.dumps({**VALID, "schema_version": 2}).encode(), "unknown_schema_version"),
+        (json.dumps({**VALID, "event_id": "xyz"}).encode(), "invalid"),
+        (json.dumps({**VALID, "level": "fatal"}).encode(), "invalid"),
+        (json.dumps({**VALID, "timestamp": "2026-11-29T19:13:38"}).encode(), "invalid"),
+        (json.dumps({**VALID, "message": "é" * 5000}).encode(), "invalid"),
+        (json.dumps({**VALID, "context": {"k": "v" * 17_000}}).encode(), "invalid"),
+        (json.dumps({**VALID, "context": {"pad": "x" * 300_000}}).encode(), "too_large"),
+    ],
+)
+def test_bad_input_is_rejected_with_a_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)
+    assert caught.value.reason == reason
+
+
+def test_timestamps_with_offsets_are_stored_in_utc() -> None:
+    event = parse_event(json.dumps({**VALID, "timestamp": "2026-11-29T21:00:00+02:00"}))
+    assert event.timestamp.isoformat() == "2026-11-29T19:00:00+00:00"
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
+    event = parse_event(json.dumps({**VALID, "added_in_v1_5": True}))
+    assert event.message == "order_failed"

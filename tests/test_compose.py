@@ -1,0 +1,325 @@
+"""docker-compose.yml, checked without Docker: services, settings, addresses, secrets, health."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from mendline.schemas.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+PREFIX: str = Settings.model_config.get("env_prefix", "")
+
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}, ${NAME:+alt}, and
+# $$ (a literal dollar), as Compose interpolates them.
+_INTERPOLATION = re.compile(
+    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+)
+_SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_?KEY|CREDENTIAL", re.IGNORECASE)
+
+
+def _interpolate(value: str) -> str:
+    """Substitute as Compose would with nothing set: defaults where given, dummies elsewhere."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        op = match.group("op") or ""
+        if op.endswith("-"):
+            return match.group("arg")
+        return f"dummy-{match.group('name').lower()}"
+
+    return _INTERPOLATION.sub(substitute, value)
+
+
+def _is_bare_interpolation(value: str) -> bool:
+    """True for ``${NAME}``, ``${NAME?err}`` or ``${NAME:?err}``: a value with no literal part."""
+    match = _INTERPOLATION.fullmatch(value)
+    return match is not None and match.group(0) != "$$" and (match.group("op") or "?")[-1] == "?"
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service.get("command")
+    return shlex.split(command) if isinstance(command, str) else list(command or [])
+
+
+def _listeners(value: str) -> dict[str, tuple[str, int]]:
+    """``NAME://host:port,...`` -> {NAME: (host, port)}."""
+    parsed = {}
+    for item in _interpolate(value).split(","):
+        name, _, address = item.strip().partition("://")
+        host, _, port = address.rpartition(":")
+        parsed[name] = (host, int(port))
+    return parsed
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return document
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = compose["services"]
+    return found
+
+
+@pytest.fixture(scope="module")
+def mendline_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The services built from this repository, the present ones and those later stages add."""
+    return {name: svc for name, svc in services.items() if "build" in svc}
+
+
+@pytest.fixture(scope="module")
+def kafka_env(services: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return _environment(services["kafka"])
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No MENDLINE_* variable of the shell running the tests leaks into Settings."""
+    for name in list(os.environ):
+        if name.upper().startswith(PREFIX.upper()):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_the_stack_has_kafka_postgres_and_the_init_job(services: dict[str, Any]) -> None:
+    assert {"kafka", "postgres", "mendline-init"} <= services.keys()
+
+
+def test_mendline_services_share_the_image_built_from_the_repo(
+    compose: dict[str, Any], mendline_services: dict[str, dict[str, Any]]
+) -> None:
+    assert "mendline-init" in mendline_services
+    shared = compose["x-mendline"]
+    for name, service in mendline_services.items():
+        assert service["build"] == shared["build"], name
+        assert service["image"] == shared["image"], name
+        assert service["environment"] == shared["environment"], name
+        build = service["build"]
+        assert (ROOT / build["context"] / build.get("dockerfile", "Dockerfile")).is_file()
+
+
+def test_every_mendline_variable_is_a_settings_field(services: dict[str, Any]) -> None:
+    used = {
+        (service_name, var)
+        for service_name, service in services.items()
+        for var in _environment(service)
+        if var.upper().startswith(PREFIX.upper())
+    }
+    assert used, "no service sets a MENDLINE_* variable"
+    unknown = sorted(
+        (service_name, var)
+        for service_name, var in used
+        if var[len(PREFIX) :].lower() not in Settings.model_fields
+    )
+    assert unknown == []
+
+
+def test_mendline_services_are_configured_only_through_mendline_variables(
+    mendline_services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in mendline_services.items():
+        others = [v for v in _environment(service) if not v.upper().startswith(PREFIX.upper())]
+        assert others == [], name
+
+
+def test_mendline_environment_validates_as_settings(
+    mendline_services: dict[str, dict[str, Any]], clean_env: pytest.MonkeyPatch
+) -> None:
+    # Through the environment, as the container passes them: that is the parsing path
+    # (strings, JSON for lists) the services really take.
+    for name, service in mendline_services.items():
+        env = {k: _interpolate(v) for k, v in _environment(service).items()}
+        with clean_env.context() as patch:
+            for var, value in env.items():
+                patch.setenv(var, value)
+            settings = Settings()
+        assert settings.kafka_bootstrap == env[f"{PREFIX}KAFKA_BOOTSTRAP"], name
+        assert settings.database_url.get_secret_value() == env[f"{PREFIX}DATABASE_URL"], name
+        assert settings.topic_partitions == int(env[f"{PREFIX}TOPIC_PARTITIONS"]), name
+
+
+def test_kafka_bootstrap_is_the_kafka_internal_listener(
+    services: dict[str, Any],
+    mendline_services: dict[str, dict[str, Any]],
+    kafka_env: dict[str, str],
+) -> None:
+    listeners = _listeners(kafka_env["KAFKA_LISTENERS"])
+    advertised = _listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"])
+    protocols = dict(
+        p.split(":") for p in kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    controllers = set(kafka_env["KAFKA_CONTROLLER_LISTENER_NAMES"].split(","))
+    for name, service in mendline_services.items():
+        env = _environment(service)
+        expected_protocol = _interpolate(
+            env.get(
+                f"{PREFIX}KAFKA_SECURITY_PROTOCOL",
+                Settings.model_fields["kafka_security_protocol"].default,
+            )
+        )
+        for server in _interpolate(env[f"{PREFIX}KAFKA_BOOTSTRAP"]).split(","):
+            host, _, port = server.strip().rpartition(":")
+            assert host == "kafka" and host in services, (name, server)
+            matches = [ln for ln, addr in advertised.items() if addr == (host, int(port))]
+            assert len(matches) == 1, f"{name}: {server} is not an advertised listener of kafka"
+            listener = matches[0]
+            assert listener not in controllers
+            assert listeners[listener][1] == int(port), f"kafka does not listen on {server}"
+            assert protocols[listener] == expected_protocol
+
+
+def test_kafka_is_its_own_kraft_controller(kafka_env: dict[str, str]) -> None:
+    assert set(kafka_env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    listeners = _listeners(kafka_env["KAFKA_LISTENERS"])
+    (controller,) = kafka_env["KAFKA_CONTROLLER_LISTENER_NAMES"].split(",")
+    node_id, _, address = kafka_env["KAFKA_CONTROLLER_QUORUM_VOTERS"].partition("@")
+    host, _, port = address.rpartition(":")
+    assert node_id == kafka_env["KAFKA_NODE_ID"]
+    assert host == "kafka"
+    assert int(port) == listeners[controller][1]
+    assert kafka_env["KAFKA_INTER_BROKER_LISTENER_NAME"] in listeners
+    assert kafka_env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+
+
+def test_kafka_host_listener_is_published(
+    services: dict[str, Any], kafka_env: dict[str, str]
+) -> None:
+    advertised = _listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"])
+    published = {int(_interpolate(str(p)).rsplit(":", 1)[-1]) for p in services["kafka"]["ports"]}
+    for_host = {port for host, port in advertised.values() if host != "kafka"}
+    assert for_host, "kafka advertises no listener for the host"
+    assert for_host <= published
+
+
+@pytest.mark.parametrize(
+    ("service_name", "data_dir"),
+    [("kafka", "/var/lib/kafka/data"), ("postgres", "/var/lib/postgresql/data")],
+)
+def test_data_lives_on_a_named_volume(
+    compose: dict[str, Any], service_name: str, data_dir: str
+) -> None:
+    service = compose["services"][service_name]
+    if service_name == "kafka":
+        assert _environment(service)["KAFKA_LOG_DIRS"] == data_dir
+    mounts = dict(reversed(str(v).split(":")[:2]) for v in service["volumes"])
+    assert mounts.get(data_dir) in (compose.get("volumes") or {})
+
+
+def test_database_url_is_the_postgres_service(
+    services: dict[str, Any], mendline_services: dict[str, dict[str, Any]]
+) -> None:
+    postgres_env = _environment(services["postgres"])
+    for name, service in mendline_services.items():
+        raw = _environment(service)[f"{PREFIX}DATABASE_URL"]
+        url = urlsplit(_interpolate(raw))
+        assert url.scheme in ("postgresql", "postgres"), name
+        assert url.hostname == "postgres" and url.hostname in services, name
+        assert url.port == 5432, name
+        assert url.username == postgres_env["POSTGRES_USER"], name
+        assert url.path.lstrip("/") == postgres_env["POSTGRES_DB"], name
+        # The password is the same variable the database was initialised with.
+        password = raw.split("://", 1)[1].rsplit("@", 1)[0].partition(":")[2]
+        in_url = _INTERPOLATION.fullmatch(password)
+        in_db = _INTERPOLATION.fullmatch(postgres_env["POSTGRES_PASSWORD"])
+        assert in_url is not None and in_db is not None, name
+        assert in_url.group("name") == in_db.group("name"), name
+
+
+def test_mendline_commands_are_cli_subcommands(
+    mendline_services: dict[str, dict[str, Any]],
+) -> None:
+    from mendline.cli import build_parser
+
+    for name, service in mendline_services.items():
+        command = _command(service)
+        assert command[:1] == ["mendline"], name
+        try:
+            build_parser().parse_args(command[1:])
+        except SystemExit:
+            pytest.fail(f"{name}: `{shlex.join(command)}` is not a mendline command")
+
+
+def test_no_secret_value_is_committed(compose: dict[str, Any]) -> None:
+    leaks = []
+
+    def visit(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                secret = isinstance(value, str | int) and _SECRET_NAME.search(str(key))
+                if secret and not _is_bare_interpolation(str(value)):
+                    leaks.append(f"{path}.{key}")
+                visit(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                if isinstance(item, str) and "=" in item:
+                    key, value = item.split("=", 1)
+                    if _SECRET_NAME.search(key) and not _is_bare_interpolation(value):
+                        leaks.append(f"{path}[{i}]")
+                visit(item, f"{path}[{i}]")
+        elif isinstance(node, str):
+            # user:password@ in any URL
+            for password in re.findall(r"://[^/@\s:]+:([^@\s]+)@", node):
+                if not _is_bare_interpolation(password):
+                    leaks.append(path)
+
+    visit(compose, "")
+    assert leaks == []
+
+
+def test_kafka_and_postgres_have_healthchecks(services: dict[str, Any]) -> None:
+    kafka_check = services["kafka"]["healthcheck"]["test"]
+    assert kafka_check[0] == "CMD"
+    assert kafka_check[1].endswith("/kafka-broker-api-versions.sh")
+    assert "kafka:9092" in kafka_check
+    postgres_check = services["postgres"]["healthcheck"]["test"]
+    assert postgres_check[:2] == ["CMD", "pg_isready"]
+    postgres_env = _environment(services["postgres"])
+    assert postgres_env["POSTGRES_USER"] in postgres_check
+    assert postgres_env["POSTGRES_DB"] in postgres_check
+
+
+def test_mendline_services_wait_for_healthy_dependencies(
+    services: dict[str, Any], mendline_services: dict[str, dict[str, Any]]
+) -> None:
+    for name, service in mendline_services.items():
+        depends_on = service.get("depends_on")
+        assert isinstance(depends_on, dict), f"{name}: depends_on needs conditions"
+        assert depends_on["kafka"]["condition"] == "service_healthy", name
+        for dependency, spec in depends_on.items():
+            if "healthcheck" in services[dependency]:
+                assert spec["condition"] == "service_healthy", (name, dependency)
+
+
+def test_third_party_images_are_pinned(services: dict[str, Any]) -> None:
+    kafka_image = services["kafka"]["image"]
+    assert re.fullmatch(r"apache/kafka:(3\.9|4\.\d+)\.\d+", kafka_image), kafka_image
+    postgres_image = services["postgres"]["image"]
+    assert re.fullmatch(r"postgres:16\.\d+(-[a-z0-9.]+)?", postgres_image), postgres_image
+
+
+def test_docker_build_context_leaves_out_secrets_and_environments() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".env", ".git", ".venv"} <= ignored
