@@ -22,7 +22,7 @@ from mendline.schemas.limits import (
     MAX_MESSAGE_BYTES,
 )
 
-from ._capture import Capture, RawException
+from ._capture import Capture, RawException, RawFrame
 
 __all__ = ["EventBuilder", "InApp", "encode_event", "truncate_utf8"]
 
@@ -34,6 +34,7 @@ _MAX_CONTEXT_DEPTH = 8
 _MAX_CONTEXT_ITEMS = 100
 _MAX_LINE = 1024
 _MAX_NAME = 512
+_FRAME_CACHE = 20_000
 _ELLIPSIS = "..."
 
 
@@ -120,20 +121,25 @@ class EventBuilder:
         in_app: InApp | None = None,
         scrubber: Scrubber | None = None,
     ) -> None:
-        self._service = _cut(service, 200)
+        self.service = _cut(service, 200)
         self._environment = _cut(environment, 200)
         self._release = _cut(release, 200) if release else None
         self._host = _cut(host if host is not None else socket.gethostname(), 255)
         self._in_app = in_app or InApp()
         self._scrubber = scrubber or Scrubber()
+        self._frames: dict[RawFrame, dict[str, Any]] = {}
 
     def build(self, capture: Capture) -> dict[str, Any]:
         """Return the wire dict for ``capture``: within every limit, scrubbed."""
+        return self.encode(capture)[0]
+
+    def encode(self, capture: Capture) -> tuple[dict[str, Any], bytes]:
+        """Return the wire dict for ``capture`` and its JSON bytes: within every limit, scrubbed."""
         event: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "event_id": uuid.uuid4().hex,
             "timestamp": _rfc3339(capture.timestamp),
-            "service": self._service,
+            "service": self.service,
             "environment": self._environment,
             "release": self._release,
             "host": self._host,
@@ -151,33 +157,40 @@ class EventBuilder:
         event["message"] = truncate_utf8(event["message"], MAX_MESSAGE_BYTES)
         for exc in event["exceptions"]:
             exc["value"] = truncate_utf8(exc["value"], MAX_EXCEPTION_VALUE_BYTES)
-        event["context"] = _fit_context(event["context"])
-        _fit_event(event)
-        return event
+        data = encode_event(event)
+        if len(data) > MAX_CONTEXT_BYTES:  # below that, no part can be over its own limit
+            event["context"] = _fit_context(event["context"])
+            data = _fit_event(event)
+        return event, data
 
     def _exception(self, raw: RawException) -> dict[str, Any]:
-        in_app = self._in_app
-        frames = []
-        for filename, module, function, lineno in raw.frames:
-            module_name = module if isinstance(module, str) else None
-            line = linecache.getline(filename, lineno) if lineno else ""
-            frames.append(
-                {
-                    "filename": _cut(filename, 1024),
-                    "module": _cut(module_name, _MAX_NAME) if module_name else None,
-                    "function": _cut(function, _MAX_NAME),
-                    "lineno": lineno,
-                    "context_line": _cut(line.strip(), _MAX_LINE) if line else None,
-                    "in_app": in_app(filename, module_name),
-                }
-            )
         return {
             "type": _cut(raw.type, _MAX_NAME),
             "module": _cut(raw.module, _MAX_NAME) if raw.module else None,
             "value": _cut(raw.value, _PRECUT),
-            "frames": frames,
+            "frames": [self._frame(frame) for frame in raw.frames],
             "frames_omitted": raw.frames_omitted,
         }
+
+    def _frame(self, raw: RawFrame) -> dict[str, Any]:
+        """A fresh wire dict of one frame; the same code location is only worked out once."""
+        known = self._frames.get(raw)
+        if known is None:
+            filename, module, function, lineno = raw
+            module_name = module if isinstance(module, str) else None
+            line = linecache.getline(filename, lineno) if lineno else ""
+            known = {
+                "filename": _cut(filename, 1024),
+                "module": _cut(module_name, _MAX_NAME) if module_name else None,
+                "function": _cut(function, _MAX_NAME),
+                "lineno": lineno,
+                "context_line": _cut(line.strip(), _MAX_LINE) if line else None,
+                "in_app": self._in_app(filename, module_name),
+            }
+            if len(self._frames) >= _FRAME_CACHE:
+                self._frames.clear()
+            self._frames[raw] = known
+        return known.copy()  # scrubbing and trimming change frames in place
 
 
 def encode_event(event: dict[str, Any]) -> bytes:
@@ -290,15 +303,16 @@ def _fingerprint(parts: list[Any] | None) -> list[str] | None:
     return [_cut(_text(part), 256) for part in parts[:32]]
 
 
-def _fit_event(event: dict[str, Any]) -> None:
+def _fit_event(event: dict[str, Any]) -> bytes:
     """Shrink an event until its JSON is within MAX_EVENT_BYTES, least useful parts first."""
-    if len(encode_event(event)) <= MAX_EVENT_BYTES:
-        return
+    data = encode_event(event)
     steps = (_drop_context_lines, _drop_context, _shorten_frames, _shorten_chain)
     for step in steps:
+        if len(data) <= MAX_EVENT_BYTES:
+            break
         step(event)
-        if len(encode_event(event)) <= MAX_EVENT_BYTES:
-            return
+        data = encode_event(event)
+    return data
 
 
 def _drop_context_lines(event: dict[str, Any]) -> None:

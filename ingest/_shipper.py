@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import threading
 import time
 import weakref
@@ -25,7 +26,7 @@ from typing import Any
 from mendline.schemas.errors import ShipperClosed
 from mendline.schemas.settings import Settings
 
-from ._builder import EventBuilder, encode_event
+from ._builder import EventBuilder
 from ._capture import Capture
 from ._spool import Record, Spool
 
@@ -121,6 +122,12 @@ class Shipper:
         self.thread_ident: int | None = None
         _register(self)
 
+    @property
+    def spool_root(self) -> Path:
+        """This service's spool folder: ``<spool_dir>/<service>``, so services never mix."""
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", self.builder.service) or "service"
+        return Path(self.settings.spool_dir).expanduser() / name
+
     # -- the app's side ----------------------------------------------------------------------
     def submit(self, capture: Capture) -> None:
         """Queue an event for shipping. Cheap, never blocks; drops (and counts) when full."""
@@ -212,7 +219,7 @@ class Shipper:
         self._backoff = _BACKOFF_MIN
         self._producer = None
         try:
-            self._spool = Spool(Path(self.settings.spool_dir), self.settings.spool_max_bytes)
+            self._spool = Spool(self.spool_root, self.settings.spool_max_bytes)
         except OSError as exc:
             log.warning("mendline: no disk spool (%s); events wait in memory only", exc)
         sender = asyncio.create_task(self._send_loop())
@@ -267,8 +274,8 @@ class Shipper:
         while queue and len(records) < _BATCH:
             capture = queue.popleft()
             try:
-                event = self.builder.build(capture)
-                records.append((event["event_id"].encode(), encode_event(event)))
+                event, data = self.builder.encode(capture)
+                records.append((event["event_id"].encode(), data))
             except Exception:
                 self.stats.errored += 1
                 self._warn_build()
@@ -323,8 +330,8 @@ class Shipper:
         while self._queue:
             capture = self._queue.popleft()
             try:
-                event = self.builder.build(capture)
-                leftovers.append((event["event_id"].encode(), encode_event(event)))
+                event, data = self.builder.encode(capture)
+                leftovers.append((event["event_id"].encode(), data))
             except Exception:
                 self.stats.errored += 1
         if leftovers and self._spool is not None:
@@ -422,7 +429,7 @@ class Shipper:
                 self.settings.kafka_bootstrap,
                 type(exc).__name__,
                 exc,
-                self.settings.spool_dir,
+                self.spool_root,
             )
         self._healthy = False
         self._retry_at = time.monotonic() + self._backoff * random.uniform(0.5, 1.0)

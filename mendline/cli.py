@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -44,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     ensure = topic_commands.add_parser("ensure", help="create the errors and DLQ topics")
     ensure.set_defaults(run=_topics_ensure)
 
+    config = commands.add_parser("config", help="inspect the settings")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    show = config_commands.add_parser("show", help="the effective settings, secrets masked")
+    show.add_argument("--json", action="store_true", help="as a JSON object")
+    show.set_defaults(run=_config_show)
+    reference = config_commands.add_parser(
+        "reference", help="every setting with its default, as a Markdown table"
+    )
+    reference.set_defaults(run=_config_reference)
+
     schema = commands.add_parser("schema", help="print the ErrorEvent v1 JSON Schema")
     schema.add_argument(
         "--write", action="store_true", help="rewrite the schema file shipped in the package"
@@ -55,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if hasattr(signal, "SIGPIPE"):  # `mendline ... | head` ends quietly
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     run: Callable[[argparse.Namespace, Settings], int] = args.run
     try:
         settings = load_settings(args.config)
@@ -82,6 +95,29 @@ def _schema(args: argparse.Namespace, settings: Settings) -> int:
         print(f"wrote {JSON_SCHEMA_PATH}")
     else:
         sys.stdout.write(json_schema_text())
+    return 0
+
+
+def _config_show(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.analyzers.scrubbing import Scrubber
+
+    values = json.loads(settings.model_dump_json())  # SecretStr dumps as "**********"
+    # The URL is worth seeing, with its password filtered by the same rules as events.
+    values["database_url"] = Scrubber().scrub_text(settings.database_url.get_secret_value())
+    if args.json:
+        print(json.dumps(values, indent=2))
+    else:
+        prefix = str(Settings.model_config.get("env_prefix", ""))
+        width = max(len(name) for name in values) + len(prefix)
+        for name, value in values.items():
+            print(f"{(prefix + name).upper():{width}}  {json.dumps(value)}")
+    return 0
+
+
+def _config_reference(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.schemas.settings import settings_reference
+
+    sys.stdout.write(settings_reference())
     return 0
 
 
@@ -127,7 +163,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         from mendline.ingest import ensure_topics
 
         asyncio.run(ensure_topics(demo_settings))
-        say(f"\nthe sample app 'shop' logs {len(FAILURES)} real failures through structlog:")
+        say(f"\nthe sample app 'shop' logs {len(FAILURES)} real failures through structlog")
+        say("(its own log lines, unchanged by mendline, go to standard error):")
         processor = configure_logging("shop", settings=demo_settings, environment="demo")
         started = time.time()
         names = run_failures()

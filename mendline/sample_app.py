@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -63,17 +64,25 @@ FAILURES: dict[str, tuple[Callable[[], object], dict[str, Any]]] = {
 }
 
 
-def configure_logging(service: str, **processor_options: Any) -> ErrorEventProcessor:
-    """Configure structlog with the mendline processor before the renderer; return it."""
+def configure_logging(
+    service: str, stream: TextIO | None = None, **processor_options: Any
+) -> ErrorEventProcessor:
+    """Configure structlog with the mendline processor before the renderer; return it.
+
+    The app's own log lines (one a log call, the traceback left out for brevity) go to
+    ``stream``, standard error by default.
+    """
     processor = ErrorEventProcessor(service, **processor_options)
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
             processor,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.KeyValueRenderer(
+                key_order=["timestamp", "level", "event"], drop_missing=True
+            ),
         ],
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
     return processor

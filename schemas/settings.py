@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .errors import ConfigError
 from .event import Level
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "settings_reference"]
 
 
 class Settings(BaseSettings):
@@ -80,8 +80,8 @@ class Settings(BaseSettings):
         default=10_000, ge=1, description="Events held in memory for the shipper thread."
     )
     spool_dir: Path = Field(
-        default=Path(".mendline/spool"),
-        description="Where events wait on disk while Kafka is unreachable.",
+        default=Path("~/.cache/mendline/spool"),
+        description="Where events wait on disk while Kafka is unreachable (one folder a service).",
     )
     spool_max_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1024, description="Spool size cap; the oldest go first."
@@ -120,3 +120,21 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             for err in exc.errors(include_url=False)
         ]
         raise ConfigError("invalid settings: " + "; ".join(lines)) from None
+
+
+def settings_reference() -> str:
+    """The settings reference as a Markdown table (the README embeds it; a test compares)."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, SecretStr):
+            shown = f"`{default.get_secret_value()}`"
+        elif default is None:
+            shown = "unset"
+        elif isinstance(default, list):
+            shown = "[]"
+        else:
+            shown = f"`{default}`"
+        rows.append(f"| `{prefix}{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows) + "\n"

@@ -173,7 +173,7 @@ async def test_spooled_events_of_a_dead_process_are_sent_by_the_next_one(
     }
     first = _run_app(APP + "\nfor i in range(300):\n    log.error('while down', i=i)\n", env)
     assert first.returncode == 0, first.stderr
-    spooled = list((tmp_path / "spool").glob("slot-*/*.spool"))
+    spooled = list((tmp_path / "spool" / "subproc").glob("slot-*/*.spool"))
     assert spooled, "the first process should have left its events on disk"
     broker.start()
     second = _run_app(
@@ -186,7 +186,7 @@ async def test_spooled_events_of_a_dead_process_are_sent_by_the_next_one(
         range(300)
     ) or (sorted(e["context"]["i"] for e in events) == list(range(301)))
     assert sorted(e["context"]["i"] for e in events) == list(range(301))
-    assert not list((tmp_path / "spool").glob("slot-*/*.spool"))
+    assert not list((tmp_path / "spool" / "subproc").glob("slot-*/*.spool"))
 
 
 async def test_a_forked_worker_starts_its_own_shipper(app_settings: Settings) -> None:
