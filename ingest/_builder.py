@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import linecache
 import math
 import os
@@ -12,6 +11,8 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+
+from pydantic_core import to_json
 
 from mendline.analyzers.scrubbing import Scrubber
 from mendline.schemas.event import SCHEMA_VERSION
@@ -195,7 +196,7 @@ class EventBuilder:
 
 def encode_event(event: dict[str, Any]) -> bytes:
     """The wire bytes of an event dict: compact UTF-8 JSON."""
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return to_json(event)
 
 
 def _rfc3339(timestamp: float) -> str:
@@ -255,7 +256,7 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
 
 
 def _size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    return len(to_json(value))
 
 
 def _shorten_strings(value: Any) -> Any:

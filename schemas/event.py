@@ -16,6 +16,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic_core import to_json
 
 from .errors import InvalidEvent
 from .limits import (
@@ -133,7 +134,7 @@ class ErrorEvent(_Model):
     @field_validator("context")
     @classmethod
     def _context_within_limit(cls, value: dict[str, Any]) -> dict[str, Any]:
-        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        size = len(to_json(value))
         if size > MAX_CONTEXT_BYTES:
             raise ValueError(f"context is {size} bytes as JSON, over {MAX_CONTEXT_BYTES}")
         return value
