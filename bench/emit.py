@@ -107,8 +107,8 @@ def main() -> None:
         baseline = median_of_rounds(configure([]), args.calls)
         processor = ErrorEventProcessor("bench", settings=settings)
         with_mendline = median_of_rounds(configure([processor]), args.calls)
-        processor.shipper.flush(60)
-        shipped = processor.shipper.stats.sent
+        flushed = processor.shipper.flush(120)
+        stats = processor.shipper.stats
         processor.shipper.shutdown(10)
 
         down = load_settings(
@@ -132,7 +132,10 @@ def main() -> None:
     sentry_added = sentry - (baseline - 0)  # sentry replaces logging; compare whole calls too
     print(f"  sentry-sdk / mendline (added)     {sentry / max(added, 1e-9):8.1f} x")
     print(f"  sentry-sdk / mendline (whole)     {sentry / with_mendline:8.1f} x")
-    print(f"  events shipped to the broker      {shipped}")
+    print(
+        f"  shipper: {stats.received} received, {stats.sent} sent to the broker,"
+        f" dropped {stats.dropped}, all flushed: {flushed}"
+    )
     print("with the broker down (10,000 calls, events spooled to disk):")
     for name, data in (("mendline", samples), ("baseline", baseline_samples)):
         print(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import linecache
 import math
 import os
+import random
 import socket
 import sysconfig
-import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -138,7 +138,7 @@ class EventBuilder:
         """Return the wire dict for ``capture`` and its JSON bytes: within every limit, scrubbed."""
         event: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
-            "event_id": uuid.uuid4().hex,
+            "event_id": _uuid4_hex(),
             "timestamp": _rfc3339(capture.timestamp),
             "service": self.service,
             "environment": self._environment,
@@ -192,6 +192,22 @@ class EventBuilder:
                 self._frames.clear()
             self._frames[raw] = known
         return known.copy()  # scrubbing and trimming change frames in place
+
+
+def _uuid4_hex() -> str:
+    """A random UUID4 as 32 hex digits.
+
+    From the random module's generator rather than os.urandom: ids must be unique, not
+    unguessable, and this is ten times cheaper. The module reseeds itself in a forked child,
+    so gunicorn workers never repeat each other's ids.
+    """
+    value = (random.getrandbits(128) & _UUID_CLEAR) | _UUID4_BITS
+    return f"{value:032x}"
+
+
+# Version 4 in bits 76-79, variant 0b10 in bits 62-63.
+_UUID_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_UUID4_BITS = (0x4 << 76) | (0x2 << 62)
 
 
 def encode_event(event: dict[str, Any]) -> bytes:

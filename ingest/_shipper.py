@@ -174,10 +174,20 @@ class Shipper:
         return finished and not self._queue
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every event submitted so far was sent to Kafka; False on timeout."""
+        """Wait until every event submitted so far was sent to Kafka (or given up: dropped or
+        unbuildable); False on timeout."""
+        target = self.stats.received
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._queue and self._in_flight == 0 and not self._spool_records():
+            stats = self.stats
+            settled = stats.sent + stats.errored + stats.dropped["spool_full"]
+            if (
+                settled >= target
+                and not self._queue
+                and not getattr(self, "_outbox", None)
+                and self._in_flight == 0
+                and not self._spool_records()
+            ):
                 return True
             time.sleep(0.01)
         return False
@@ -378,7 +388,11 @@ class Shipper:
             acks="all",
             enable_idempotence=False,  # Tansu and some brokers refuse it; effects dedupe by id
             request_timeout_ms=int(self.settings.kafka_request_timeout * 1000),
-            linger_ms=5,
+            linger_ms=10,
+            # Large batches: under load a produce request carries hundreds of events, so the
+            # shipper thread needs few round trips (each costs a GIL hand-over).
+            max_batch_size=1024 * 1024,
+            max_request_size=2 * 1024 * 1024,
             client_id="mendline-shipper",
         )
         try:

@@ -35,6 +35,52 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print the events as JSON lines")
     demo.set_defaults(run=_demo)
 
+    consume = commands.add_parser(
+        "consume", help="consume the errors topic into issues in PostgreSQL (a consumer group)"
+    )
+    consume.set_defaults(run=_consume)
+
+    migrate = commands.add_parser("migrate", help="apply the database migrations")
+    migrate.set_defaults(run=_migrate)
+
+    fingerprint = commands.add_parser(
+        "fingerprint",
+        help="ErrorEvent JSON lines on stdin -> '<event_id> <fingerprint>' lines on stdout",
+    )
+    fingerprint.set_defaults(run=_fingerprint)
+
+    issues = commands.add_parser("issues", help="work with issues")
+    issue_commands = issues.add_subparsers(dest="issues_command", required=True)
+    merge = issue_commands.add_parser(
+        "merge", help="merge issue SOURCE into TARGET; later events of both count on TARGET"
+    )
+    merge.add_argument("target", type=int)
+    merge.add_argument("source", type=int)
+    merge.set_defaults(run=_issues_merge)
+
+    events = commands.add_parser("events", help="manage stored events")
+    event_commands = events.add_subparsers(dest="events_command", required=True)
+    prune = event_commands.add_parser(
+        "prune", help="drop the days of events older than the retention"
+    )
+    prune.add_argument(
+        "--days", type=int, help="keep this many days (default: MENDLINE_RETENTION_DAYS)"
+    )
+    prune.set_defaults(run=_events_prune)
+
+    dlq = commands.add_parser("dlq", help="inspect and re-drive the dead-letter topic")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="the rejected records and why")
+    dlq_list.add_argument("--limit", type=int, default=100)
+    dlq_list.add_argument("--reason", help="only this reason (not_json, invalid, ...)")
+    dlq_list.add_argument("--json", action="store_true", help="as JSON lines")
+    dlq_list.set_defaults(run=_dlq_list)
+    dlq_redrive = dlq_commands.add_parser(
+        "redrive", help="send the rejected records through the pipeline again, after a fix"
+    )
+    dlq_redrive.add_argument("--reason", help="only this reason (progress is then not saved)")
+    dlq_redrive.set_defaults(run=_dlq_redrive)
+
     devstack = commands.add_parser(
         "devstack", help="run the embedded Kafka broker and PostgreSQL until interrupted"
     )
@@ -85,6 +131,134 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mendline: {type(exc).__name__}: {exc}", file=sys.stderr)
         print("hint: run again with --debug for the traceback", file=sys.stderr)
         return 1
+
+
+def _consume(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline._stages import run_consume
+
+    _log_to_stderr(args)
+    return asyncio.run(run_consume(settings))
+
+
+def _log_to_stderr(args: argparse.Namespace) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING if args.debug else logging.CRITICAL)
+
+
+async def _connect(settings: Settings) -> Any:
+    import asyncpg
+
+    return await asyncpg.connect(settings.database_url.get_secret_value())
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.sinks import migrate
+
+    async def go() -> list[str]:
+        conn = await _connect(settings)
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
+
+    applied = asyncio.run(go())
+    print(f"applied {', '.join(applied)}" if applied else "the database is up to date")
+    return 0
+
+
+def _fingerprint(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.analyzers.scrubbing import Scrubber
+    from mendline.ingest import prepare_record
+    from mendline.schemas.errors import InvalidEvent
+
+    scrubber = Scrubber(settings.scrub_extra_keys, settings.scrub_extra_patterns)
+    status = 0
+    for number, line in enumerate(sys.stdin.buffer, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = prepare_record(line.rstrip(b"\r\n"), scrubber)
+        except InvalidEvent as exc:
+            print(f"line {number}: {exc.reason}: {exc.detail}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{event.event_id} {event.fingerprint}", flush=False)
+    sys.stdout.flush()
+    return status
+
+
+def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.sinks import merge_issues
+
+    async def go() -> None:
+        conn = await _connect(settings)
+        try:
+            await merge_issues(conn, args.target, args.source)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+    print(f"merged issue {args.source} into {args.target}")
+    return 0
+
+
+def _events_prune(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.sinks import prune_events
+
+    days = args.days or settings.retention_days
+
+    async def go() -> list[str]:
+        conn = await _connect(settings)
+        try:
+            return await prune_events(conn, days)
+        finally:
+            await conn.close()
+
+    dropped = asyncio.run(go())
+    print(f"dropped {len(dropped)} day(s) of events older than {days} days")
+    return 0
+
+
+def _dlq_list(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.ingest import read_dead_letters
+
+    letters = asyncio.run(read_dead_letters(settings, args.limit, args.reason))
+    for d in letters:
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "partition": d.partition,
+                        "offset": d.offset,
+                        "timestamp": d.timestamp.isoformat(),
+                        "reason": d.reason,
+                        "message": d.message,
+                        "source": d.source,
+                        "value": (d.value or b"").decode("utf-8", "replace"),
+                    }
+                )
+            )
+        else:
+            preview = (d.value or b"").decode("utf-8", "replace")[:80]
+            print(f"{d.partition}@{d.offset}  {d.reason:22s} {d.source}  {d.message[:100]}")
+            print(f"    {preview}")
+    if not args.json:
+        print(f"{len(letters)} record(s)", file=sys.stderr)
+    return 0
+
+
+def _dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.ingest import redrive
+
+    count = asyncio.run(redrive(settings, args.reason))
+    print(f"re-drove {count} record(s) to {settings.errors_topic}")
+    return 0
 
 
 def _schema(args: argparse.Namespace, settings: Settings) -> int:

@@ -55,6 +55,26 @@ class Settings(BaseSettings):
         description="PostgreSQL connection URL.",
     )
 
+    # -- Consuming (mendline consume) ----------------------------------------------------
+    consumer_group: str = Field(
+        default="mendline-consume", description="Kafka consumer group of `mendline consume`."
+    )
+    batch_max_records: int = Field(
+        default=2000, ge=1, description="Most records stored in one PostgreSQL transaction."
+    )
+    kafka_session_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds before a silent consumer loses its partitions."
+    )
+    frequency_threshold: int = Field(
+        default=100, ge=0, description="Events in the window that make a frequency trigger; 0: off."
+    )
+    frequency_window_minutes: int = Field(
+        default=5, ge=1, description="The frequency trigger's window, in minutes."
+    )
+    retention_days: int = Field(
+        default=30, ge=1, description="Days of events kept by `mendline events prune`."
+    )
+
     # -- The emitting app (structlog processor, logging handler, shipper) -----------------
     service: str | None = Field(
         default=None, description="Service name on emitted events; the program name if unset."

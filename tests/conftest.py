@@ -6,7 +6,7 @@ external servers; the factories always start private embedded ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -65,3 +65,12 @@ def postgres_factory() -> Iterator[Callable[..., EmbeddedPostgres]]:
     yield make
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+async def fresh_db_url(database_url: str) -> AsyncIterator[str]:
+    """URL of a new, empty database on the session's server, dropped after the test."""
+    from tests.db_helpers import fresh_database
+
+    async with fresh_database(database_url) as url:
+        yield url

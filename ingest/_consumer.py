@@ -1,0 +1,442 @@
+"""``mendline consume``: a Kafka consumer-group worker that turns ErrorEvents into issues.
+
+At-least-once in, exactly-once effects: a batch is validated, scrubbed and fingerprinted,
+bad records go to the DLQ (acked), the good ones are stored in one PostgreSQL transaction
+(idempotent by event_id), and only then are the offsets committed. A crash anywhere replays
+the batch, and the replay changes nothing that was already stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from pydantic_core import to_json
+
+from mendline.analyzers.fingerprint import culprit, fingerprint, title
+from mendline.analyzers.scrubbing import Scrubber
+from mendline.schemas.errors import InvalidEvent
+from mendline.schemas.event import LEVELS, parse_event
+from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
+from mendline.schemas.settings import Settings
+
+from ._shipper import kafka_client_options
+
+__all__ = ["DLQ_HEADER_PREFIX", "Consumer", "ConsumerStats", "prepare_record"]
+
+log = logging.getLogger("mendline.consume")
+
+#: DLQ records carry headers ``mendline.errors.<name>`` (as Kafka Connect's
+#: ``__connect.errors.*``): reason, message, topic, partition, offset, timestamp, consumer.
+DLQ_HEADER_PREFIX = "mendline.errors."
+_RANK = {name: rank for rank, name in enumerate(LEVELS)}
+_YIELD_EVERY = 256  # records between yields to the loop, so heartbeats never starve
+_NUL = b"\\u0000"  # PostgreSQL text and jsonb cannot hold U+0000
+_BACKOFF_MAX = 10.0
+
+
+@dataclass
+class ConsumerStats:
+    """Counters in Vector's vocabulary, for the consume stage."""
+
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    new_issues: int = 0
+    triggers: int = 0
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+    store_retries: int = 0
+
+
+def prepare_record(
+    raw: bytes | None,
+    scrubber: Scrubber,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> PreparedEvent:
+    """Validate, scrub and fingerprint one record's value; InvalidEvent if it is bad input."""
+    if raw is None:
+        raise InvalidEvent("not_json", "the record has no value")
+    if _NUL in raw:
+        raw = raw.replace(_NUL, b"\\ufffd")
+    event = parse_event(raw)
+    doc = event.model_dump(mode="json")
+    scrubber.scrub_event(doc)
+    grouping = fingerprint(doc)
+    return PreparedEvent(
+        event_id=event.event_id,
+        timestamp=event.timestamp,
+        service=event.service,
+        environment=event.environment,
+        release=event.release,
+        host=event.host,
+        level=event.level,
+        level_rank=_RANK[event.level],
+        message=doc["message"],
+        fingerprint=grouping.hash,
+        algorithm_version=grouping.version,
+        basis=grouping.basis,
+        components=grouping.components,
+        title=title(doc),
+        culprit=culprit(doc),
+        payload=to_json(doc),
+        partition=partition,
+        offset=offset,
+    )
+
+
+def _transient(exc: BaseException) -> bool:
+    """True for failures of the database connection rather than of the data."""
+    if isinstance(exc, OSError | asyncpg.InterfaceError | asyncio.TimeoutError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        # connection exceptions, insufficient resources, operator intervention, system errors
+        return state[:2] in {"08", "53", "57", "58", "40"} or state == ""
+    return False
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        # Let the batch in flight finish and commit, but never hold the group hostage.
+        try:
+            await asyncio.wait_for(
+                self._consumer.idle.wait(), self._consumer.settings.kafka_session_timeout
+            )
+        except TimeoutError:
+            log.warning("mendline: partitions revoked while a batch was still being stored")
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        log.info("mendline: assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+
+
+class Consumer:
+    """One consumer-group member; run as many as there are partitions to share."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: EventSink,
+        *,
+        scrubber: Scrubber | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.scrubber = scrubber or Scrubber(
+            settings.scrub_extra_keys, settings.scrub_extra_patterns
+        )
+        self.stats = ConsumerStats()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._identity = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; the batch in flight is finished and committed."""
+        consumer = await self._start_consumer(stop)
+        if consumer is None:
+            return
+        try:
+            while not stop.is_set():
+                records = await consumer.getmany(
+                    timeout_ms=500, max_records=self.settings.batch_max_records
+                )
+                if records:
+                    self.idle.clear()
+                    try:
+                        await self._process(records, stop)
+                    except _Abandoned:
+                        log.warning("mendline: stopped with a batch unstored; it will be replayed")
+                        return
+                    finally:
+                        self.idle.set()
+        finally:
+            await self._close()
+
+    async def _start_consumer(self, stop: asyncio.Event) -> AIOKafkaConsumer | None:
+        session_ms = int(self.settings.kafka_session_timeout * 1000)
+        backoff = 0.2
+        while not stop.is_set():
+            consumer = AIOKafkaConsumer(
+                **kafka_client_options(self.settings),
+                group_id=self.settings.consumer_group,
+                client_id=f"mendline-consume-{self._identity}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=session_ms,
+                heartbeat_interval_ms=max(100, session_ms // 3),
+                max_partition_fetch_bytes=4 * 1024 * 1024,
+            )
+            try:
+                await consumer.start()
+                consumer.subscribe([self.settings.errors_topic], listener=_Rebalance(self))
+            except KafkaError as exc:
+                await consumer.stop()
+                log.warning("mendline: Kafka unreachable (%s); retrying in %.1f s", exc, backoff)
+                await _sleep_or_stop(stop, backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            self._consumer = consumer
+            return consumer
+        return None
+
+    async def _process(
+        self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], stop: asyncio.Event
+    ) -> None:
+        prepared: list[PreparedEvent] = []
+        rejected: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = []
+        count = 0
+        for batch in records.values():
+            for record in batch:
+                try:
+                    event = prepare_record(
+                        record.value, self.scrubber, record.partition, record.offset
+                    )
+                except InvalidEvent as exc:
+                    rejected.append((record, exc.reason, exc.detail))
+                except Exception as exc:  # our bug must not stop the partition: keep the record
+                    log.exception("mendline: preparing a record failed")
+                    rejected.append((record, "processing_error", f"{type(exc).__name__}: {exc}"))
+                else:
+                    prepared.append(event)
+                count += 1
+                if count % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        self.stats.received += count
+        offsets = {tp: batch[-1].offset + 1 for tp, batch in records.items()}
+        if rejected:
+            await self._dead_letter(rejected, stop)
+        await self._store(prepared, stop)
+        await self._commit(offsets)
+        self.stats.batches += 1
+
+    async def _store(self, prepared: list[PreparedEvent], stop: asyncio.Event) -> None:
+        """Write the batch, waiting out database outages with fetching paused."""
+        backoff = 0.1
+        while True:
+            try:
+                result = await self._write_isolating_poison(prepared)
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                self.stats.store_retries += 1
+                if stop.is_set():
+                    raise _Abandoned() from exc
+                if backoff == 0.1:
+                    log.warning(
+                        "mendline: PostgreSQL unavailable (%s: %s); pausing",
+                        type(exc).__name__,
+                        exc,
+                    )
+                await self._wait_paused(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            if backoff > 0.1:
+                log.info("mendline: PostgreSQL is back; resuming")
+                self._resume()
+            self.stats.stored += result.stored
+            self.stats.duplicates += result.duplicates
+            self.stats.new_issues += result.new_issues
+            self.stats.triggers += result.triggers
+            return
+
+    async def _write_isolating_poison(self, prepared: list[PreparedEvent]) -> BatchResult:
+        """Write the batch; if the database rejects its data, split it to find the culprit."""
+        try:
+            return await self.sink.write(prepared)
+        except Exception as exc:
+            if _transient(exc) or not isinstance(exc, asyncpg.PostgresError):
+                raise
+            if len(prepared) == 1:
+                raise _Poison(prepared[0], exc) from exc
+        middle = len(prepared) // 2
+        total = BatchResult()
+        for half in (prepared[:middle], prepared[middle:]):
+            try:
+                part = await self._write_isolating_poison(half)
+            except _Poison as poison:
+                await self._dead_letter_prepared(poison)
+                rest = [e for e in half if e is not poison.event]
+                part = await self._write_isolating_poison(rest) if rest else BatchResult()
+            for name in ("stored", "duplicates", "new_issues", "regressions", "triggers"):
+                setattr(total, name, getattr(total, name) + getattr(part, name))
+        return total
+
+    async def _dead_letter_prepared(self, poison: _Poison) -> None:
+        event = poison.event
+        log.error("mendline: the database rejected event %s: %s", event.event_id, poison.error)
+        await self._dead_letter_values(
+            [
+                (
+                    None,
+                    event.payload,
+                    [],
+                    event.partition,
+                    event.offset,
+                    "store_rejected",
+                    str(poison.error),
+                )
+            ],
+            asyncio.Event(),
+        )
+
+    async def _wait_paused(self, seconds: float) -> None:
+        """Sleep while keeping the group membership alive: poll with every partition paused."""
+        consumer = self._consumer
+        if consumer is None:
+            await asyncio.sleep(seconds)
+            return
+        consumer.pause(*consumer.assignment())
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            got = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) + 1)
+            if got:  # a partition assigned during the pause: rewind, it is read again later
+                for tp, batch in got.items():
+                    consumer.seek(tp, batch[0].offset)
+            consumer.pause(*consumer.assignment())
+
+    def _resume(self) -> None:
+        if self._consumer is not None:
+            self._consumer.resume(*self._consumer.assignment())
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        mine = {tp: offset for tp, offset in offsets.items() if tp in consumer.assignment()}
+        if not mine:
+            return
+        try:
+            await consumer.commit(mine)
+        except KafkaError as exc:  # a replay of this batch is harmless: it is deduplicated
+            log.warning("mendline: committing offsets failed (%s); the batch may be replayed", exc)
+
+    async def _dead_letter(
+        self, rejected: list[tuple[ConsumerRecord[bytes, bytes], str, str]], stop: asyncio.Event
+    ) -> None:
+        await self._dead_letter_values(
+            [
+                (r.key, r.value, list(r.headers or ()), r.partition, r.offset, reason, detail)
+                for r, reason, detail in rejected
+            ],
+            stop,
+        )
+
+    async def _dead_letter_values(
+        self,
+        items: list[
+            tuple[
+                bytes | None,
+                bytes | None,
+                list[tuple[str, bytes]],
+                int | None,
+                int | None,
+                str,
+                str,
+            ]
+        ],
+        stop: asyncio.Event,
+    ) -> None:
+        """Produce rejected records to the DLQ, unchanged, with reason headers, until acked."""
+        backoff = 0.2
+        while True:
+            try:
+                producer = await self._dlq_producer()
+                now = datetime.now(UTC).isoformat()
+                futures = []
+                for key, value, headers, partition, offset, reason, detail in items:
+                    extra = {
+                        "reason": reason,
+                        "message": detail[:1000],
+                        "topic": self.settings.errors_topic,
+                        "partition": str(partition),
+                        "offset": str(offset),
+                        "timestamp": now,
+                        "consumer": self._identity,
+                    }
+                    futures.append(
+                        await producer.send(
+                            self.settings.dlq_topic,
+                            value=value,
+                            # a record with neither (a keyless tombstone) still gets in
+                            key=key if key is not None or value is not None else b"",
+                            headers=[
+                                *headers,
+                                *((DLQ_HEADER_PREFIX + k, v.encode()) for k, v in extra.items()),
+                            ],
+                        )
+                    )
+                await asyncio.gather(*futures)
+            except KafkaError as exc:
+                if stop.is_set():
+                    raise _Abandoned() from exc
+                log.warning("mendline: the DLQ is unreachable (%s); retrying", exc)
+                await self._wait_paused(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            for *_, reason, detail in items:
+                self.stats.dead_lettered[reason] = self.stats.dead_lettered.get(reason, 0) + 1
+                log.warning("mendline: record sent to the DLQ (%s): %s", reason, detail[:200])
+            return
+
+    async def _dlq_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                **kafka_client_options(self.settings),
+                acks="all",
+                enable_idempotence=False,
+                client_id=f"mendline-dlq-{self._identity}",
+            )
+            try:
+                await producer.start()
+            except KafkaError:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _close(self) -> None:
+        if self._consumer is not None:
+            try:
+                await self._consumer.stop()
+            except Exception:
+                log.debug("stopping the consumer failed", exc_info=True)
+            self._consumer = None
+        if self._producer is not None:
+            try:
+                await self._producer.stop()
+            except Exception:
+                log.debug("stopping the DLQ producer failed", exc_info=True)
+            self._producer = None
+
+
+class _Poison(Exception):
+    def __init__(self, event: PreparedEvent, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.event = event
+        self.error = error
+
+
+class _Abandoned(Exception):
+    """Stopping while the database is down: the batch is left uncommitted, to be replayed."""
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -1,0 +1,61 @@
+"""Running the pipeline's stages as processes: signals, retries at start, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import asyncpg
+
+from mendline.ingest import Consumer
+from mendline.schemas.settings import Settings
+from mendline.sinks import Store, connect_store
+
+__all__ = ["connect_store_patiently", "run_consume"]
+
+log = logging.getLogger("mendline")
+
+
+async def connect_store_patiently(settings: Settings, stop: asyncio.Event) -> Store | None:
+    """Connect (and migrate), waiting out a database that is not up yet; None if stopped."""
+    backoff = 0.2
+    while not stop.is_set():
+        try:
+            return await connect_store(settings)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("mendline: PostgreSQL unreachable (%s); retrying in %.1f s", exc, backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 10.0)
+    return None
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_consume(settings: Settings) -> int:
+    """``mendline consume``: until SIGINT or SIGTERM; the batch in flight is finished."""
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    store = await connect_store_patiently(settings, stop)
+    if store is None:
+        return 0
+    consumer = Consumer(settings, store)
+    try:
+        await consumer.run(stop)
+    finally:
+        await store.close()
+    stats = consumer.stats
+    log.info(
+        "mendline: consumed %d records: %d stored, %d duplicates, %d dead-lettered",
+        stats.received,
+        stats.stored,
+        stats.duplicates,
+        sum(stats.dead_lettered.values()),
+    )
+    return 0

@@ -1,0 +1,52 @@
+"""The hand-over between the consumer (ingest) and the store (sinks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+__all__ = ["BatchResult", "EventSink", "PreparedEvent"]
+
+
+@dataclass(slots=True, frozen=True)
+class PreparedEvent:
+    """A validated, scrubbed and fingerprinted event, ready to store."""
+
+    event_id: str
+    timestamp: datetime
+    service: str
+    environment: str
+    release: str | None
+    host: str | None
+    level: str
+    level_rank: int
+    message: str
+    fingerprint: str
+    algorithm_version: int
+    basis: str
+    components: tuple[str, ...]
+    title: str
+    culprit: str | None
+    payload: bytes
+    partition: int | None = None
+    offset: int | None = None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What storing one batch did."""
+
+    stored: int = 0
+    duplicates: int = 0
+    new_issues: int = 0
+    regressions: int = 0
+    triggers: int = 0
+
+
+class EventSink(Protocol):
+    """Where the consumer writes its batches: one transaction each, idempotent by event_id."""
+
+    async def write(self, batch: list[PreparedEvent]) -> BatchResult:
+        """Store the batch atomically; a redelivered event changes nothing."""
+        ...

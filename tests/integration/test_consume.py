@@ -1,0 +1,349 @@
+"""`mendline consume` against a real broker and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from mendline.devstack import EmbeddedPostgres
+from mendline.ingest import Consumer, read_dead_letters, redrive
+from mendline.schemas.settings import Settings, load_settings
+from mendline.sinks import connect_store
+
+from .event_factory import encode, make_event
+from .kafka_helpers import unique_topic
+
+pytestmark = pytest.mark.integration
+
+
+def consume_settings(bootstrap: str, db_url: str, **extra: object) -> Settings:
+    return load_settings(
+        kafka_bootstrap=bootstrap,
+        database_url=db_url,
+        errors_topic=unique_topic("errors"),
+        dlq_topic=unique_topic("dlq"),
+        consumer_group=unique_topic("group"),
+        kafka_session_timeout=2.0,
+        frequency_threshold=0,
+        **extra,
+    )
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=b"k") for value in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+@asynccontextmanager
+async def running_consumer(settings: Settings) -> AsyncIterator[Consumer]:
+    store = await connect_store(settings)
+    consumer = Consumer(settings, store)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        yield consumer
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await store.close()
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def stored(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM mendline.events"))
+    finally:
+        await conn.close()
+
+
+async def check_exactly_once(url: str, produced: list[dict[str, object]]) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        ids = {r["event_id"].hex for r in await conn.fetch("SELECT event_id FROM mendline.events")}
+        assert await conn.fetchval("SELECT count(*) FROM mendline.events") == len(produced)
+        assert ids == {e["event_id"] for e in produced}
+        mismatched = await conn.fetch(
+            """SELECT i.id, i.times_seen, count(e.event_id) AS n
+               FROM mendline.issues i LEFT JOIN mendline.events e ON e.issue_id = i.id
+               GROUP BY i.id HAVING i.times_seen <> count(e.event_id)"""
+        )
+        assert not mismatched, f"times_seen differs from the stored events: {mismatched[:5]}"
+        assert await conn.fetchval("SELECT sum(times_seen) FROM mendline.issues") == len(produced)
+    finally:
+        await conn.close()
+
+
+async def test_events_become_issues_once_and_offsets_are_committed(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    events = [make_event(issue, n) for n in range(50) for issue in range(3)]
+    await produce(kafka_bootstrap, settings.errors_topic, [encode(e) for e in events])
+    async with running_consumer(settings) as consumer:
+        await wait_until(lambda: stored(fresh_db_url), 30, "the events")
+        await wait_until(lambda: consumer.stats.stored == 150, 30, "150 stored")
+    await check_exactly_once(fresh_db_url, events)
+    conn = await asyncpg.connect(fresh_db_url)
+    try:
+        issues = await conn.fetch("SELECT title, culprit, times_seen FROM mendline.issues")
+        assert len(issues) == 3 and {r["times_seen"] for r in issues} == {50}
+    finally:
+        await conn.close()
+    # A second consumer of the group finds nothing left: the offsets were committed.
+    async with running_consumer(settings) as second:
+        await asyncio.sleep(3)
+        assert second.stats.received == 0
+
+
+POISON: list[tuple[bytes | None, str]] = [
+    (b"this is not json", "not_json"),
+    (b"[1, 2, 3]", "not_json"),
+    (b"\xff\xfe\x00garbage", "not_json"),
+    (None, "not_json"),
+    (json.dumps({"schema_version": 2, "event_id": "0" * 32}).encode(), "unknown_schema_version"),
+    (json.dumps({"schema_version": 1, "message": "no id"}).encode(), "invalid"),
+    (encode({**make_event(0), "level": "fatal"}), "invalid"),
+    (encode({**make_event(0), "context": {"blob": "x" * 300_000}}), "too_large"),
+    (encode({**make_event(0), "message": "m" * 9000}), "invalid"),
+]
+
+
+async def test_poison_records_go_to_the_dlq_with_their_reason_and_the_rest_is_stored(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    good = [make_event(1, n) for n in range(len(POISON) + 1)]
+    nul = make_event(2, 99)
+    nul["message"] = "nul \u0000 inside"  # valid JSON; PostgreSQL cannot store U+0000
+    values: list[bytes | None] = []
+    for (bad, _), ok in zip(POISON, good, strict=False):
+        values += [encode(ok), bad]
+    values += [encode(good[-1]), encode(nul)]
+    await produce(kafka_bootstrap, settings.errors_topic, values)
+    async with running_consumer(settings) as consumer:
+        await wait_until(lambda: consumer.stats.batches and consumer.stats.stored == 11, 30, "all")
+    await check_exactly_once(fresh_db_url, [*good, nul])
+    letters = await read_dead_letters(settings, limit=100)
+    assert [d.reason for d in letters] == [reason for _, reason in POISON]
+    assert [d.value for d in letters] == [bad for bad, _ in POISON]  # kept unchanged
+    assert all(d.source.startswith(settings.errors_topic) for d in letters)
+    assert consumer.stats.dead_lettered == {
+        "not_json": 4,
+        "unknown_schema_version": 1,
+        "invalid": 3,
+        "too_large": 1,
+    }
+
+
+async def test_redrive_sends_dead_letters_through_again(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    fixed_later = make_event(5, 1)
+    await produce(
+        kafka_bootstrap,
+        settings.errors_topic,
+        [b"{broken", encode({**fixed_later, "level": "fatal"})],
+    )
+    async with running_consumer(settings) as consumer:
+        await wait_until(lambda: sum(consumer.stats.dead_lettered.values()) == 2, 30, "2 rejects")
+        assert await redrive(settings) == 2
+        await wait_until(
+            lambda: sum(consumer.stats.dead_lettered.values()) == 4, 30, "the re-driven records"
+        )
+        # They failed again and are kept; the next re-drive takes only those two new ones.
+        assert len(await read_dead_letters(settings)) == 4
+        assert await redrive(settings) == 2
+
+
+async def test_postgres_down_mid_stream_pauses_and_recovers(
+    kafka_bootstrap: str, postgres_factory: Callable[..., EmbeddedPostgres]
+) -> None:
+    server = postgres_factory()
+    settings = consume_settings(kafka_bootstrap, server.url)
+    first = [make_event(n % 7, n) for n in range(500)]
+    second = [make_event(n % 7, n) for n in range(500, 1500)]
+    async with running_consumer(settings) as consumer:
+        await produce(kafka_bootstrap, settings.errors_topic, [encode(e) for e in first])
+        await wait_until(lambda: consumer.stats.stored == 500, 30, "the first 500")
+        server.stop()
+        await produce(kafka_bootstrap, settings.errors_topic, [encode(e) for e in second])
+        await wait_until(lambda: consumer.stats.store_retries >= 2, 30, "a failed write")
+        await asyncio.sleep(3)  # down for a while, longer than the session timeout
+        server.start()
+        await wait_until(lambda: consumer.stats.stored == 1500, 60, "everything after recovery")
+    await check_exactly_once(server.url, first + second)
+
+
+async def test_kafka_down_at_start_then_up(
+    kafka_broker_factory: Callable[..., object], fresh_db_url: str
+) -> None:
+    from mendline.devstack import KafkaBroker, free_port
+
+    broker = kafka_broker_factory(free_port(), start=False)
+    assert isinstance(broker, KafkaBroker)
+    settings = consume_settings(broker.bootstrap, fresh_db_url)
+    async with running_consumer(settings) as consumer:
+        await asyncio.sleep(1.5)  # it keeps trying
+        broker.start()
+        events = [make_event(1, n) for n in range(20)]
+        await produce(broker.bootstrap, settings.errors_topic, [encode(e) for e in events])
+        await wait_until(lambda: consumer.stats.stored == 20, 60, "the events")
+
+
+def spawn_consumer(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "MENDLINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "MENDLINE_DATABASE_URL": settings.database_url.get_secret_value(),
+        "MENDLINE_ERRORS_TOPIC": settings.errors_topic,
+        "MENDLINE_DLQ_TOPIC": settings.dlq_topic,
+        "MENDLINE_CONSUMER_GROUP": settings.consumer_group,
+        "MENDLINE_KAFKA_SESSION_TIMEOUT": "2",
+        "MENDLINE_FREQUENCY_THRESHOLD": "0",
+        "MENDLINE_BATCH_MAX_RECORDS": "500",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "mendline", "consume"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )
+
+
+async def produce_slowly(
+    bootstrap: str, topic: str, events: list[dict[str, object]], seconds: float
+) -> None:
+    chunk = 500
+    pause = seconds / (len(events) / chunk)
+    for start in range(0, len(events), chunk):
+        await produce(bootstrap, topic, [encode(e) for e in events[start : start + chunk]])
+        await asyncio.sleep(pause)
+
+
+async def test_kill_9_at_random_points_loses_nothing_and_counts_nothing_twice(
+    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
+) -> None:
+    import random
+
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    await create_topic(kafka_bootstrap, settings.errors_topic, 4)
+    store = await connect_store(settings)
+    await store.close()
+    events = [make_event(n % 300, n) for n in range(20_000)]
+    log = tmp_path / "consume.log"
+    producing = asyncio.create_task(
+        produce_slowly(kafka_bootstrap, settings.errors_topic, events, 8)
+    )
+    process = spawn_consumer(settings, log)
+    kills = 0
+    stored_at_kill = []
+    try:
+        while not producing.done() or kills < 4:
+            await asyncio.sleep(random.uniform(0.7, 2.0))
+            stored_at_kill.append(await stored(fresh_db_url))
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+            process = spawn_consumer(settings, log)
+        await producing
+        await wait_until(lambda: stored_is(fresh_db_url, len(events)), 120, "all 20,000 events")
+    finally:
+        process.terminate()
+        process.wait(30)
+    await check_exactly_once(fresh_db_url, events)
+    # The kills landed mid-stream, while events were being stored.
+    assert any(0 < n < len(events) for n in stored_at_kill), stored_at_kill
+
+
+async def stored_is(url: str, n: int) -> bool:
+    return await stored(url) >= n
+
+
+async def test_two_consumers_and_rebalances_mid_stream(
+    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    await create_topic(kafka_bootstrap, settings.errors_topic, 4)
+    store = await connect_store(settings)
+    await store.close()
+    events = [make_event(n % 300, n) for n in range(20_000)]
+    log = tmp_path / "consume.log"
+    producing = asyncio.create_task(
+        produce_slowly(kafka_bootstrap, settings.errors_topic, events, 8)
+    )
+    first = spawn_consumer(settings, log)
+    await asyncio.sleep(2)
+    second = spawn_consumer(settings, log)  # a rebalance: partitions are shared
+    try:
+        await asyncio.sleep(3)
+        first.send_signal(signal.SIGKILL)  # another: the survivor takes everything
+        first.wait()
+        await producing
+        await wait_until(lambda: stored_is(fresh_db_url, len(events)), 120, "all 20,000 events")
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(30)
+    await check_exactly_once(fresh_db_url, events)
+    assigned = [line for line in log.read_text().splitlines() if "assigned" in line]
+    pids = {line.split("[")[1].split("]")[0] for line in assigned}
+    assert pids == {str(first.pid), str(second.pid)}, assigned  # both took part
+    survivor = [line for line in assigned if f"[{second.pid}]" in line]
+    assert len(survivor) >= 2, assigned  # and the survivor was rebalanced onto more
+
+
+async def test_events_from_a_librdkafka_producer_are_consumed_alike(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    from confluent_kafka import Producer
+
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    events = [make_event(7, n, service="node-api") for n in range(30)]
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
+    for e in events:
+        producer.produce(settings.errors_topic, value=encode(e), key=str(e["event_id"]).encode())
+    assert producer.flush(30) == 0
+    async with running_consumer(settings) as consumer:
+        await wait_until(lambda: consumer.stats.stored == 30, 60, "the librdkafka events")
+    await check_exactly_once(fresh_db_url, events)

@@ -1,0 +1,226 @@
+"""The store against a real PostgreSQL: idempotent batches, issues, triggers, merge, prune."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from pydantic_core import to_json
+
+from mendline.schemas.event import LEVELS
+from mendline.schemas.prepared import PreparedEvent
+from mendline.schemas.settings import Settings, load_settings
+from mendline.sinks import Store, connect_store, merge_issues, migrate, prune_events
+from mendline.sinks._admin import IssueNotFound
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def event(
+    fingerprint: str = "f" * 32,
+    *,
+    at: datetime = T0,
+    level: str = "error",
+    release: str | None = "1.0",
+    environment: str = "production",
+    host: str | None = "web-1",
+    service: str = "api",
+) -> PreparedEvent:
+    event_id = uuid.uuid4().hex
+    return PreparedEvent(
+        event_id=event_id,
+        timestamp=at,
+        service=service,
+        environment=environment,
+        release=release,
+        host=host,
+        level=level,
+        level_rank=LEVELS.index(level),  # type: ignore[arg-type]
+        message="order_failed",
+        fingerprint=fingerprint,
+        algorithm_version=1,
+        basis="stacktrace",
+        components=("ValueError", "app.orders.parse"),
+        title="ValueError: bad quantity",
+        culprit="app.orders.parse",
+        payload=to_json({"event_id": event_id, "message": "order_failed"}),
+    )
+
+
+@pytest.fixture
+def settings(fresh_db_url: str) -> Settings:
+    return load_settings(database_url=fresh_db_url, frequency_threshold=0)
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    store = await connect_store(settings)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    yield conn
+    await conn.close()
+
+
+async def test_migrations_are_idempotent_and_safe_when_run_at_once(settings: Settings) -> None:
+    url = settings.database_url.get_secret_value()
+    conns = [await asyncpg.connect(url) for _ in range(3)]
+    try:
+        results = await asyncio.gather(*(migrate(c) for c in conns))
+        applied = [v for r in results for v in r]
+        assert sorted(applied) == ["0001_core", "0002_views"]  # each applied exactly once
+        assert await migrate(conns[0]) == []
+        assert await conns[0].fetchval("SELECT count(*) FROM mendline.schema_migrations") == 2
+    finally:
+        for c in conns:
+            await c.close()
+
+
+async def test_a_redelivered_batch_changes_nothing(store: Store, db: asyncpg.Connection) -> None:
+    batch = [event(at=T0 + timedelta(seconds=i)) for i in range(10)]
+    first = await store.write(batch)
+    assert (first.stored, first.duplicates, first.new_issues) == (10, 0, 1)
+    again = await store.write(batch + batch[:3])
+    assert (again.stored, again.duplicates, again.new_issues, again.triggers) == (0, 13, 0, 0)
+    assert await db.fetchval("SELECT count(*) FROM mendline.events") == 10
+    assert await db.fetchval("SELECT times_seen FROM mendline.issues") == 10
+    assert await db.fetchval("SELECT count(*) FROM mendline.triggers") == 1
+
+
+async def test_issue_aggregates(store: Store, db: asyncpg.Connection) -> None:
+    await store.write(
+        [
+            event(at=T0 + timedelta(minutes=5), level="warning", release="1.1", host="web-2"),
+            event(at=T0, level="error", release="1.0", environment="staging"),
+        ]
+    )
+    await store.write([event(at=T0 + timedelta(minutes=9), level="critical", release="1.2")])
+    await store.write([event(at=T0 - timedelta(minutes=1), level="info", release="0.9")])
+    issue = await db.fetchrow("SELECT * FROM mendline.issues")
+    assert issue["times_seen"] == 4
+    assert issue["first_seen"] == T0 - timedelta(minutes=1)
+    assert issue["last_seen"] == T0 + timedelta(minutes=9)
+    assert (issue["first_release"], issue["last_release"]) == ("0.9", "1.2")
+    assert issue["level"] == "critical"
+    assert issue["environments"] == ["production", "staging"]
+    assert issue["hosts"] == ["web-1", "web-2"]
+    assert (issue["title"], issue["culprit"]) == ("ValueError: bad quantity", "app.orders.parse")
+
+
+async def test_a_new_event_on_a_resolved_issue_is_a_regression_once(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    await store.write([event()])
+    await db.execute("UPDATE mendline.issues SET status = 'resolved', resolved_at = now()")
+    regressing = [event(), event()]
+    result = await store.write(regressing)
+    assert result.regressions == 1 and result.triggers == 1
+    await store.write(regressing)  # a replay
+    issue = await db.fetchrow("SELECT status, regressions, regressed_at FROM mendline.issues")
+    assert issue["status"] == "unresolved" and issue["regressions"] == 1
+    kinds = [r["kind"] for r in await db.fetch("SELECT kind FROM mendline.triggers ORDER BY id")]
+    assert kinds == ["new_issue", "regression"]
+
+
+async def test_frequency_triggers_once_per_window(
+    fresh_db_url: str, db: asyncpg.Connection
+) -> None:
+    store = await connect_store(
+        load_settings(database_url=fresh_db_url, frequency_threshold=5, frequency_window_minutes=5)
+    )
+    try:
+        await store.write([event() for _ in range(4)])
+        assert (
+            await db.fetchval("SELECT count(*) FROM mendline.triggers WHERE kind = 'frequency'")
+            == 0
+        )
+        await store.write([event()])
+        await store.write([event() for _ in range(20)])
+        rows = await db.fetch("SELECT details FROM mendline.triggers WHERE kind = 'frequency'")
+    finally:
+        await store.close()
+    assert len(rows) == 1
+    assert '"threshold": 5' in rows[0]["details"]
+
+
+async def test_concurrent_writers_create_one_issue_per_fingerprint(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    stores = [await connect_store(settings) for _ in range(3)]
+    fingerprints = [f"{i:032x}" for i in range(20)]
+    try:
+        batches = [[event(f) for f in fingerprints for _ in range(5)] for _ in range(3 * 4)]
+        await asyncio.gather(*(stores[i % 3].write(b) for i, b in enumerate(batches)))
+    finally:
+        for s in stores:
+            await s.close()
+    assert await db.fetchval("SELECT count(*) FROM mendline.issues") == 20
+    assert set(await db.fetch("SELECT DISTINCT times_seen FROM mendline.issues")) == {(60,)}
+    assert await db.fetchval("SELECT count(*) FROM mendline.triggers") == 20
+
+
+async def test_merge_moves_everything_and_later_events_follow(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    await store.write([event("a" * 32), event("a" * 32), event("b" * 32, release="2.0")])
+    ids = {
+        r["primary_hash"][0]: r["id"]
+        for r in await db.fetch("SELECT id, primary_hash FROM mendline.issues")
+    }
+    await merge_issues(db, ids["a"], ids["b"])
+    await store.write([event("b" * 32), event("a" * 32)])
+    target = await db.fetchrow("SELECT * FROM mendline.issues WHERE id = $1", ids["a"])
+    source = await db.fetchrow("SELECT * FROM mendline.issues WHERE id = $1", ids["b"])
+    assert target["times_seen"] == 5
+    assert (source["status"], source["merged_into"]) == ("merged", ids["a"])
+    assert (
+        await db.fetchval("SELECT count(*) FROM mendline.events WHERE issue_id = $1", ids["a"]) == 5
+    )
+    with pytest.raises(IssueNotFound):
+        await merge_issues(db, ids["a"], ids["b"])
+    with pytest.raises(IssueNotFound):
+        await merge_issues(db, ids["a"], 999_999)
+
+
+async def test_prune_drops_old_days_only(store: Store, db: asyncpg.Connection) -> None:
+    now = datetime.now(UTC)
+    await store.ensure_partitions((now - timedelta(days=40)).date())
+    await store.write([event()])
+    old = (now - timedelta(days=40)).replace(hour=12)
+    await db.execute(
+        "INSERT INTO mendline.event_ids (event_id, received_at) VALUES ($1, $2)", uuid.uuid4(), old
+    )
+    dropped = await prune_events(db, retention_days=30, now=now)
+    assert dropped and all(name < f"events_{(now - timedelta(days=30)):%Y%m%d}" for name in dropped)
+    assert await db.fetchval("SELECT count(*) FROM mendline.events") == 1
+    assert await db.fetchval("SELECT count(*) FROM mendline.event_ids") == 1
+
+
+async def test_the_public_views(store: Store, db: asyncpg.Connection) -> None:
+    await store.write([event("a" * 32), event("a" * 32), event("b" * 32, service="billing")])
+    open_issues = await db.fetch(
+        "SELECT service, times_seen FROM mendline.open_issues ORDER BY service"
+    )
+    assert [tuple(r) for r in open_issues] == [("api", 2), ("billing", 1)]
+    issue_id = await db.fetchval("SELECT id FROM mendline.issues WHERE service = 'api'")
+    recent = await db.fetch(
+        "SELECT message, context FROM mendline.issue_events"
+        " WHERE issue_id = $1 ORDER BY received_at DESC",
+        issue_id,
+    )
+    assert len(recent) == 2 and recent[0]["message"] == "order_failed"
+    rate = await db.fetch("SELECT service, events FROM mendline.error_rate_hourly ORDER BY service")
+    assert [tuple(r) for r in rate] == [("api", 2), ("billing", 1)]
+    daily = await db.fetch(
+        "SELECT service, new_issues FROM mendline.issue_activity_daily ORDER BY service"
+    )
+    assert [tuple(r) for r in daily] == [("api", 1), ("billing", 1)]
