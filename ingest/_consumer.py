@@ -28,7 +28,7 @@ from pydantic_core import to_json
 from mendline.analyzers.fingerprint import culprit, fingerprint, title
 from mendline.analyzers.scrubbing import Scrubber
 from mendline.schemas.errors import InvalidEvent
-from mendline.schemas.event import LEVELS, parse_event
+from mendline.schemas.event import LEVELS, parse_event_dict
 from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
 from mendline.schemas.settings import Settings
 
@@ -42,7 +42,9 @@ log = logging.getLogger("mendline.consume")
 #: ``__connect.errors.*``): reason, message, topic, partition, offset, timestamp, consumer.
 DLQ_HEADER_PREFIX = "mendline.errors."
 _RANK = {name: rank for rank, name in enumerate(LEVELS)}
-_YIELD_EVERY = 256  # records between yields to the loop, so heartbeats never starve
+# Records between yields to the loop: heartbeats never starve, and the statements of the batch
+# being written go out within a couple of milliseconds of the previous one's answer.
+_YIELD_EVERY = 32
 _NUL = b"\\u0000"  # PostgreSQL text and jsonb cannot hold U+0000
 _BACKOFF_MAX = 10.0
 
@@ -72,19 +74,18 @@ def prepare_record(
         raise InvalidEvent("not_json", "the record has no value")
     if _NUL in raw:
         raw = raw.replace(_NUL, b"\\ufffd")
-    event = parse_event(raw)
-    doc = event.model_dump(mode="json")
+    doc = parse_event_dict(raw)
     scrubber.scrub_event(doc)
     grouping = fingerprint(doc)
     return PreparedEvent(
-        event_id=event.event_id,
-        timestamp=event.timestamp,
-        service=event.service,
-        environment=event.environment,
-        release=event.release,
-        host=event.host,
-        level=event.level,
-        level_rank=_RANK[event.level],
+        event_id=doc["event_id"],
+        timestamp=doc["timestamp"],
+        service=doc["service"],
+        environment=doc["environment"],
+        release=doc["release"],
+        host=doc["host"],
+        level=doc["level"],
+        level_rank=_RANK[doc["level"]],
         message=doc["message"],
         fingerprint=grouping.hash,
         algorithm_version=grouping.version,
@@ -145,30 +146,68 @@ class Consumer:
         self.idle = asyncio.Event()
         self.idle.set()
         self._consumer: AIOKafkaConsumer | None = None
+        self._awaiting_write = False
         self._producer: AIOKafkaProducer | None = None
         self._identity = f"{socket.gethostname()}:{os.getpid()}"
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set; the batch in flight is finished and committed."""
+        """Consume until ``stop`` is set; the batch in flight is finished and committed.
+
+        Pipelined: while one batch is being written to PostgreSQL, the next is fetched and
+        prepared, so the database and this process work at the same time. Batches are still
+        written, and their offsets committed, one after the other and in order.
+        """
         consumer = await self._start_consumer(stop)
         if consumer is None:
             return
+        writing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
                 records = await consumer.getmany(
-                    timeout_ms=500, max_records=self.settings.batch_max_records
+                    timeout_ms=500 if writing is None else 20,
+                    max_records=self.settings.batch_max_records,
                 )
-                if records:
-                    self.idle.clear()
-                    try:
-                        await self._process(records, stop)
-                    except _Abandoned:
-                        log.warning("mendline: stopped with a batch unstored; it will be replayed")
-                        return
-                    finally:
-                        self.idle.set()
+                if not records:
+                    if writing is not None and writing.done():
+                        await self._finish(writing)
+                        writing = None
+                    continue
+                prepared, rejected, offsets = await self._prepare(records)
+                if writing is not None:
+                    await self._finish(writing)
+                    writing = None
+                if rejected:
+                    await self._dead_letter(rejected, stop)
+                writing = self._start_write(prepared, offsets, stop)
+            if writing is not None:
+                await self._finish(writing)
+        except _Abandoned:
+            log.warning("mendline: stopped with a batch unstored; it will be replayed")
         finally:
             await self._close()
+
+    def _start_write(
+        self, prepared: list[PreparedEvent], offsets: dict[TopicPartition, int], stop: asyncio.Event
+    ) -> asyncio.Task[None]:
+        self.idle.clear()
+        task = asyncio.create_task(self._store_and_commit(prepared, offsets, stop))
+        task.add_done_callback(lambda _: self.idle.set())
+        return task
+
+    async def _finish(self, writing: asyncio.Task[None]) -> None:
+        """Wait for the batch being written; meanwhile a retrying write may poll Kafka."""
+        self._awaiting_write = True
+        try:
+            await writing
+        finally:
+            self._awaiting_write = False
+
+    async def _store_and_commit(
+        self, prepared: list[PreparedEvent], offsets: dict[TopicPartition, int], stop: asyncio.Event
+    ) -> None:
+        await self._store(prepared, stop)
+        await self._commit(offsets)
+        self.stats.batches += 1
 
     async def _start_consumer(self, stop: asyncio.Event) -> AIOKafkaConsumer | None:
         session_ms = int(self.settings.kafka_session_timeout * 1000)
@@ -197,9 +236,14 @@ class Consumer:
             return consumer
         return None
 
-    async def _process(
-        self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], stop: asyncio.Event
-    ) -> None:
+    async def _prepare(
+        self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> tuple[
+        list[PreparedEvent],
+        list[tuple[ConsumerRecord[bytes, bytes], str, str]],
+        dict[TopicPartition, int],
+    ]:
+        """Validate, scrub and fingerprint a fetched batch; bad records are set aside."""
         prepared: list[PreparedEvent] = []
         rejected: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = []
         count = 0
@@ -218,14 +262,11 @@ class Consumer:
                     prepared.append(event)
                 count += 1
                 if count % _YIELD_EVERY == 0:
+                    # Heartbeats, and the batch being written, progress between records.
                     await asyncio.sleep(0)
         self.stats.received += count
         offsets = {tp: batch[-1].offset + 1 for tp, batch in records.items()}
-        if rejected:
-            await self._dead_letter(rejected, stop)
-        await self._store(prepared, stop)
-        await self._commit(offsets)
-        self.stats.batches += 1
+        return prepared, rejected, offsets
 
     async def _store(self, prepared: list[PreparedEvent], stop: asyncio.Event) -> None:
         """Write the batch, waiting out database outages with fetching paused."""
@@ -300,7 +341,10 @@ class Consumer:
     async def _wait_paused(self, seconds: float) -> None:
         """Sleep while keeping the group membership alive: poll with every partition paused."""
         consumer = self._consumer
-        if consumer is None:
+        if consumer is None or not self._awaiting_write:
+            # The main loop is polling itself; two polls at once would be one too many.
+            if consumer is not None:
+                consumer.pause(*consumer.assignment())
             await asyncio.sleep(seconds)
             return
         consumer.pause(*consumer.assignment())

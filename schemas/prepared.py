@@ -9,7 +9,7 @@ from typing import Protocol
 __all__ = ["BatchResult", "EventSink", "PreparedEvent"]
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slow to build, and this is hot
 class PreparedEvent:
     """A validated, scrubbed and fingerprinted event, ready to store."""
 

@@ -6,7 +6,7 @@ import jsonschema
 import pytest
 
 from mendline.schemas.errors import InvalidEvent
-from mendline.schemas.event import JSON_SCHEMA_PATH, json_schema_text, parse_event
+from mendline.schemas.event import JSON_SCHEMA_PATH, json_schema_text, parse_event, parse_event_dict
 
 VALID = {
     "schema_version": 1,
@@ -74,6 +74,27 @@ def test_bad_input_is_rejected_with_a_reason(raw: bytes, reason: str) -> None:
     with pytest.raises(InvalidEvent) as caught:
         parse_event(raw)
     assert caught.value.reason == reason
+    # the consumer's dict parser applies the very same rules
+    with pytest.raises(InvalidEvent) as caught_dict:
+        parse_event_dict(raw)
+    assert (caught_dict.value.reason, caught_dict.value.detail) == (
+        caught.value.reason,
+        caught.value.detail,
+    )
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        VALID,
+        {k: v for k, v in VALID.items() if k not in {"release", "host", "context", "tags"}},
+        {**VALID, "unknown_extra": [1, 2]},
+        {**VALID, "timestamp": "2026-11-29T21:00:00+02:00"},
+    ],
+)
+def test_the_dict_parser_gives_the_models_shape(doc: dict[str, object]) -> None:
+    raw = json.dumps(doc)
+    assert parse_event_dict(raw) == parse_event(raw).model_dump()
 
 
 def test_timestamps_with_offsets_are_stored_in_utc() -> None:
