@@ -134,11 +134,13 @@ async def stored(url: str) -> int:
 
 async def run_consume(env: dict[str, str], count: int, url: str, profile: bool) -> dict[str, float]:
     argv = [sys.executable, "-m", "mendline", "consume"]
-    process = subprocess.Popen(argv, env={**os.environ, **env}, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, watched by polling
+        argv, env={**os.environ, **env}, stderr=subprocess.DEVNULL
+    )
     spy = None
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if profile and py_spy:
-        spy = subprocess.Popen(
+        spy = subprocess.Popen(  # noqa: ASYNC220
             [
                 py_spy,
                 "record",

@@ -68,8 +68,13 @@ def prepare_record(
     scrubber: Scrubber,
     partition: int | None = None,
     offset: int | None = None,
+    named: dict[str, tuple[str, str | None]] | None = None,
 ) -> PreparedEvent:
-    """Validate, scrub and fingerprint one record's value; InvalidEvent if it is bad input."""
+    """Validate, scrub and fingerprint one record's value; InvalidEvent if it is bad input.
+
+    ``named`` maps fingerprints to the (title, culprit) already worked out in this batch:
+    only a new issue uses them, so the events of a batch share their issue's first.
+    """
     if raw is None:
         raise InvalidEvent("not_json", "the record has no value")
     if _NUL in raw:
@@ -77,6 +82,11 @@ def prepare_record(
     doc = parse_event_dict(raw)
     scrubber.scrub_event(doc)
     grouping = fingerprint(doc)
+    names = named.get(grouping.hash) if named is not None else None
+    if names is None:
+        names = (title(doc), culprit(doc))
+        if named is not None:
+            named[grouping.hash] = names
     return PreparedEvent(
         event_id=doc["event_id"],
         timestamp=doc["timestamp"],
@@ -91,8 +101,8 @@ def prepare_record(
         algorithm_version=grouping.version,
         basis=grouping.basis,
         components=grouping.components,
-        title=title(doc),
-        culprit=culprit(doc),
+        title=names[0],
+        culprit=names[1],
         payload=to_json(doc),
         partition=partition,
         offset=offset,
@@ -247,11 +257,12 @@ class Consumer:
         prepared: list[PreparedEvent] = []
         rejected: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = []
         count = 0
+        named: dict[str, tuple[str, str | None]] = {}
         for batch in records.values():
             for record in batch:
                 try:
                     event = prepare_record(
-                        record.value, self.scrubber, record.partition, record.offset
+                        record.value, self.scrubber, record.partition, record.offset, named
                     )
                 except InvalidEvent as exc:
                     rejected.append((record, exc.reason, exc.detail))

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Callable
 from typing import Annotated, Any, Literal, NotRequired, TypeVar, get_args, get_origin
-
-from typing_extensions import TypedDict
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +18,7 @@ from pydantic import (
     ValidationError,
 )
 from pydantic_core import to_json
+from typing_extensions import TypedDict
 
 from .errors import InvalidEvent
 from .limits import (
@@ -155,8 +154,9 @@ def parse_event(raw: bytes | str) -> ErrorEvent:
 
 def parse_event_dict(raw: bytes | str) -> dict[str, Any]:
     """Like parse_event, but the event comes back as a plain dict in the wire shape (with
-    ``timestamp`` a datetime in UTC and the defaults filled in): what the consumer works on,
-    without building and dumping model instances. The same rules validate it."""
+    ``timestamp`` a datetime in UTC, and the top level's defaults filled in; optional keys of
+    exceptions and frames are present only if sent): what the consumer works on, without
+    building and dumping model instances. The same rules validate it."""
     return _parse(raw, _DICT_ADAPTER.validate_json)
 
 
@@ -192,11 +192,13 @@ def _peek_schema_version(raw: bytes | str) -> object:
     return doc.get("schema_version") if isinstance(doc, dict) else None
 
 
-def _as_typed_dict(model: type[BaseModel]) -> Any:
+def _as_typed_dict(model: type[BaseModel], top: bool = True) -> Any:
     """A TypedDict with the fields, types and constraints of ``model`` (nested models too).
 
     The models stay the one definition of the contract; this only gives the consumer's hot
     path a validator that returns plain dicts, which is half the cost of a model and a dump.
+    The top level gets its defaults filled in; nested dicts (exceptions, frames) keep only
+    the keys that were sent, so readers use ``.get()`` for their optional keys.
     """
     fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
@@ -205,7 +207,8 @@ def _as_typed_dict(model: type[BaseModel]) -> Any:
         typed = Annotated[(annotation, *extras)]  # type: ignore[valid-type]
         fields[name] = typed if info.is_required() else NotRequired[typed]
     typed_dict = TypedDict(f"{model.__name__}Dict", fields)  # type: ignore[misc]
-    # Fill the defaults in, as the model does, so both give the same shape.
+    if not top:
+        return typed_dict
     defaults = {name: info for name, info in model.model_fields.items() if not info.is_required()}
 
     def with_defaults(value: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +222,7 @@ def _as_typed_dict(model: type[BaseModel]) -> Any:
 
 def _dict_types(annotation: Any) -> Any:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return _as_typed_dict(annotation)
+        return _as_typed_dict(annotation, top=False)
     args = get_args(annotation)
     if get_origin(annotation) is list and args:
         return list[_dict_types(args[0])]  # type: ignore[misc]

@@ -58,15 +58,13 @@ class _IssueDelta:
 
 
 async def _init_connection(conn: _Conn) -> None:
-    # jsonb travels as its text, in the binary format's envelope (a version byte): the
-    # consumer already holds the encoded JSON, so nothing is decoded and encoded again.
+    # json travels as its UTF-8 text: the consumer already holds the encoded JSON, so
+    # nothing is decoded and encoded again.
     await conn.set_type_codec(
-        "jsonb",
+        "json",
         schema="pg_catalog",
-        encoder=lambda value: (
-            b"\x01" + value if isinstance(value, bytes) else b"\x01" + value.encode()
-        ),
-        decoder=lambda value: value[1:].decode(),
+        encoder=lambda value: value if isinstance(value, bytes) else value.encode(),
+        decoder=lambda value: value.decode(),
         format="binary",
     )
 

@@ -66,7 +66,9 @@ CREATE TABLE mendline.events (
     level           text        NOT NULL,
     message         text        NOT NULL,
     fingerprint     text        NOT NULL,
-    payload         jsonb       NOT NULL,
+    -- json, not jsonb: stored as sent (scrubbed), without the cost of a binary form;
+    -- the -> and ->> operators work on it alike.
+    payload         json        NOT NULL,
     kafka_partition integer,
     kafka_offset    bigint
 ) PARTITION BY RANGE (received_at);
