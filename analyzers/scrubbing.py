@@ -309,7 +309,8 @@ class Scrubber:
         Rewritten in place, in the dicts they are in: "message", each exception's "value"
         and each frame's "context_line" (source lines can hold hard-coded keys). "context"
         and "tags" are replaced by scrubbed copies (a tag under a secret-looking key becomes
-        FILTERED). Fields that are missing or of another type are left alone. When nothing
+        FILTERED; keys are scrubbed as text too), and so is a custom "fingerprint". Fields
+        that are missing or of another type are left alone. When nothing
         in the event can hold a secret, which is the usual case, it is not written to at all.
         """
         texts: list[str] = []
@@ -333,9 +334,11 @@ class Scrubber:
                                 texts.append(line)
         context = event.get("context")
         tags = event.get("tags")
+        fingerprint = event.get("fingerprint")
         if (
             self._gather(context, texts, 0)
             and self._gather(tags, texts, 0)
+            and self._gather(fingerprint, texts, 0)
             and self._all_clean(texts)
         ):
             return event
@@ -357,6 +360,10 @@ class Scrubber:
             event["context"] = self._value(context, 0)
         if "tags" in event:
             event["tags"] = self._value(tags, 0)
+        if isinstance(fingerprint, list):
+            event["fingerprint"] = [
+                scrub_text(part) if isinstance(part, str) else part for part in fingerprint
+            ]
         return event
 
     def _gather(self, value: Any, texts: list[str], depth: int) -> bool:
@@ -370,6 +377,7 @@ class Scrubber:
                     secret = seen.get(key)
                     if secret or (secret is None and self.is_secret_key(key)):
                         return False
+                    texts.append(key)  # a key can hold a secret too: {"https://u:pw@h": ...}
                 if isinstance(item, str):
                     texts.append(item)
                 elif isinstance(item, dict | list | tuple) and not self._gather(
@@ -451,7 +459,7 @@ class Scrubber:
             if depth >= _MAX_DEPTH:
                 return FILTERED
             return {
-                key: FILTERED
+                (self.scrub_text(key) if isinstance(key, str) else key): FILTERED
                 if isinstance(key, str) and self.is_secret_key(key)
                 else self._value(item, depth + 1)
                 for key, item in value.items()

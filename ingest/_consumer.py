@@ -49,6 +49,12 @@ _NUL = b"\\u0000"  # PostgreSQL text and jsonb cannot hold U+0000
 _BACKOFF_MAX = 10.0
 
 
+#: key, value, headers, source partition, source offset, reason, detail
+_DeadLetterItem = tuple[
+    bytes | None, bytes | None, list[tuple[str, bytes]], int | None, int | None, str, str
+]
+
+
 @dataclass
 class ConsumerStats:
     """Counters in Vector's vocabulary, for the consume stage."""
@@ -109,15 +115,22 @@ def prepare_record(
     )
 
 
-def _transient(exc: BaseException) -> bool:
-    """True for failures of the database connection rather than of the data."""
-    if isinstance(exc, OSError | asyncpg.InterfaceError | asyncio.TimeoutError):
-        return True
-    if isinstance(exc, asyncpg.PostgresError):
-        state = exc.sqlstate or ""
-        # connection exceptions, insufficient resources, operator intervention, system errors
-        return state[:2] in {"08", "53", "57", "58", "40"} or state == ""
-    return False
+# SQLSTATE classes that blame the data of an event: data exception, integrity constraint
+# violation, program limit exceeded. Any other database error (connection, read-only standby,
+# privileges, a schema from another release...) is the database's, and is waited out.
+_DATA_ERRORS = {"22", "23", "54"}
+
+
+def _bad_data(exc: BaseException) -> bool:
+    """True when PostgreSQL rejected the data itself, not the connection or the schema."""
+    return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in _DATA_ERRORS
+
+
+def _database_outage(exc: BaseException) -> bool:
+    """True for failures that waiting can cure: the database, its connection, a timeout."""
+    return isinstance(
+        exc, asyncpg.PostgresError | asyncpg.InterfaceError | OSError | asyncio.TimeoutError
+    ) and not _bad_data(exc)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -157,6 +170,7 @@ class Consumer:
         self.idle.set()
         self._consumer: AIOKafkaConsumer | None = None
         self._awaiting_write = False
+        self._paused = False
         self._producer: AIOKafkaProducer | None = None
         self._identity = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -284,9 +298,12 @@ class Consumer:
         backoff = 0.1
         while True:
             try:
-                result = await self._write_isolating_poison(prepared)
+                result = await self._write_isolating_poison(prepared, stop)
+            except _Poison as poison:  # a batch of one event, which the database refuses
+                await self._dead_letter_prepared(poison, stop)
+                result = BatchResult()
             except Exception as exc:
-                if not _transient(exc):
+                if not _database_outage(exc):
                     raise
                 self.stats.store_retries += 1
                 if stop.is_set():
@@ -302,19 +319,21 @@ class Consumer:
                 continue
             if backoff > 0.1:
                 log.info("mendline: PostgreSQL is back; resuming")
-                self._resume()
+            self._resume()
             self.stats.stored += result.stored
             self.stats.duplicates += result.duplicates
             self.stats.new_issues += result.new_issues
             self.stats.triggers += result.triggers
             return
 
-    async def _write_isolating_poison(self, prepared: list[PreparedEvent]) -> BatchResult:
+    async def _write_isolating_poison(
+        self, prepared: list[PreparedEvent], stop: asyncio.Event
+    ) -> BatchResult:
         """Write the batch; if the database rejects its data, split it to find the culprit."""
         try:
             return await self.sink.write(prepared)
         except Exception as exc:
-            if _transient(exc) or not isinstance(exc, asyncpg.PostgresError):
+            if not _bad_data(exc):
                 raise
             if len(prepared) == 1:
                 raise _Poison(prepared[0], exc) from exc
@@ -322,16 +341,16 @@ class Consumer:
         total = BatchResult()
         for half in (prepared[:middle], prepared[middle:]):
             try:
-                part = await self._write_isolating_poison(half)
+                part = await self._write_isolating_poison(half, stop)
             except _Poison as poison:
-                await self._dead_letter_prepared(poison)
+                await self._dead_letter_prepared(poison, stop)
                 rest = [e for e in half if e is not poison.event]
-                part = await self._write_isolating_poison(rest) if rest else BatchResult()
+                part = await self._write_isolating_poison(rest, stop) if rest else BatchResult()
             for name in ("stored", "duplicates", "new_issues", "regressions", "triggers"):
                 setattr(total, name, getattr(total, name) + getattr(part, name))
         return total
 
-    async def _dead_letter_prepared(self, poison: _Poison) -> None:
+    async def _dead_letter_prepared(self, poison: _Poison, stop: asyncio.Event) -> None:
         event = poison.event
         log.error("mendline: the database rejected event %s: %s", event.event_id, poison.error)
         await self._dead_letter_values(
@@ -346,12 +365,13 @@ class Consumer:
                     str(poison.error),
                 )
             ],
-            asyncio.Event(),
+            stop,
         )
 
     async def _wait_paused(self, seconds: float) -> None:
         """Sleep while keeping the group membership alive: poll with every partition paused."""
         consumer = self._consumer
+        self._paused = True
         if consumer is None or not self._awaiting_write:
             # The main loop is polling itself; two polls at once would be one too many.
             if consumer is not None:
@@ -368,8 +388,10 @@ class Consumer:
             consumer.pause(*consumer.assignment())
 
     def _resume(self) -> None:
-        if self._consumer is not None:
+        """Fetch again after a pause for an outage (of the database or of the DLQ)."""
+        if self._paused and self._consumer is not None:
             self._consumer.resume(*self._consumer.assignment())
+        self._paused = False
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         consumer = self._consumer
@@ -395,17 +417,7 @@ class Consumer:
 
     async def _dead_letter_values(
         self,
-        items: list[
-            tuple[
-                bytes | None,
-                bytes | None,
-                list[tuple[str, bytes]],
-                int | None,
-                int | None,
-                str,
-                str,
-            ]
-        ],
+        items: list[_DeadLetterItem],
         stop: asyncio.Event,
     ) -> None:
         """Produce rejected records to the DLQ, unchanged, with reason headers, until acked."""
@@ -441,10 +453,13 @@ class Consumer:
             except KafkaError as exc:
                 if stop.is_set():
                     raise _Abandoned() from exc
-                log.warning("mendline: the DLQ is unreachable (%s); retrying", exc)
+                if not exc.retriable:  # too large for the DLQ, say: keep what fits, and why
+                    items = [_truncated(item) for item in items]
+                log.warning("mendline: the DLQ refused or is unreachable (%s); retrying", exc)
                 await self._wait_paused(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 continue
+            self._resume()
             for *_, reason, detail in items:
                 self.stats.dead_lettered[reason] = self.stats.dead_lettered.get(reason, 0) + 1
                 log.warning("mendline: record sent to the DLQ (%s): %s", reason, detail[:200])
@@ -457,6 +472,8 @@ class Consumer:
                 acks="all",
                 enable_idempotence=False,
                 client_id=f"mendline-dlq-{self._identity}",
+                # whatever the consumer could fetch, the DLQ can take
+                max_request_size=8 * 1024 * 1024,
             )
             try:
                 await producer.start()
@@ -486,6 +503,25 @@ class _Poison(Exception):
         super().__init__(str(error))
         self.event = event
         self.error = error
+
+
+_DLQ_VALUE_MAX = 512 * 1024
+
+
+def _truncated(item: _DeadLetterItem) -> _DeadLetterItem:
+    key, value, headers, partition, offset, reason, detail = item
+    if value is None or len(value) <= _DLQ_VALUE_MAX:
+        return item
+    kept = value[:_DLQ_VALUE_MAX]
+    return (
+        key,
+        kept,
+        [*headers, (DLQ_HEADER_PREFIX + "truncated-from", str(len(value)).encode())],
+        partition,
+        offset,
+        reason,
+        detail,
+    )
 
 
 class _Abandoned(Exception):

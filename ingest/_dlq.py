@@ -42,7 +42,11 @@ async def _open(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
     partitions = consumer.partitions_for_topic(settings.dlq_topic)
     if partitions is None:
         await consumer._client.force_metadata_update()  # the topic may be new
@@ -125,7 +129,12 @@ async def redrive(settings: Settings, reason: str | None = None) -> int:
     """
     consumer, tps = await _open(settings, group=settings.consumer_group + REDRIVE_GROUP_SUFFIX)
     producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        await consumer.stop()
+        raise
     try:
         for tp in tps:
             committed = await consumer.committed(tp)

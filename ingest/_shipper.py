@@ -232,7 +232,7 @@ class Shipper:
             self._spool = Spool(self.spool_root, self.settings.spool_max_bytes)
         except OSError as exc:
             log.warning("mendline: no disk spool (%s); events wait in memory only", exc)
-        sender = asyncio.create_task(self._send_loop())
+        sender = asyncio.create_task(self._supervised_send_loop())
         try:
             await self._intake_loop()
         finally:
@@ -346,6 +346,16 @@ class Shipper:
                 self.stats.errored += 1
         if leftovers and self._spool is not None:
             self._to_spool(leftovers)
+
+    async def _supervised_send_loop(self) -> None:
+        """The send loop, started again should a bug of ours end it: the thread lives on."""
+        while True:
+            try:
+                await self._send_loop()
+            except Exception:
+                log.exception("mendline: the shipper's send loop failed; restarting it")
+                self._in_flight = 0
+                await asyncio.sleep(1.0)
 
     async def _send_loop(self) -> None:
         assert self._wakeup is not None

@@ -8,6 +8,7 @@ Records are written to the OS without fsync: they survive the process, not the m
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from dataclasses import dataclass
@@ -44,12 +45,18 @@ class Spool:
         self.records = 0
         self.dropped = 0
         for path in sorted(self.path.glob(f"*{_SUFFIX}")):
-            lines = path.read_bytes().count(b"\n")
+            if not path.stem.isdigit():
+                continue
+            data = path.read_bytes()
+            complete = data.rfind(b"\n") + 1
+            if complete < len(data):  # the last write was cut short (a kill, a full disk)
+                os.truncate(path, complete)
+            lines = data.count(b"\n", 0, complete)
             if lines == 0:
                 path.unlink(missing_ok=True)
                 continue
-            self._segments.append(_Segment(int(path.stem), path, lines, path.stat().st_size))
-            self._size += path.stat().st_size
+            self._segments.append(_Segment(int(path.stem), path, lines, complete))
+            self._size += complete
             self.records += lines
 
     def __len__(self) -> int:
@@ -92,7 +99,8 @@ class Spool:
         if not self._segments:
             return []
         head = self._segments[0]
-        lines = head.path.read_bytes().split(b"\n")[self._cursor : self._cursor + limit]
+        # Every record ends with a newline; whatever follows the last one is not a record.
+        lines = head.path.read_bytes().split(b"\n")[:-1][self._cursor : self._cursor + limit]
         out: list[Record] = []
         for line in lines:
             if line:
@@ -124,8 +132,15 @@ class Spool:
         self.close()
 
     def _write(self, segment: _Segment, data: bytes, mode: str) -> None:
-        with open(segment.path, mode) as handle:
-            handle.write(data)
+        before = segment.size if mode == "ab" else 0
+        try:
+            with open(segment.path, mode) as handle:
+                handle.write(data)
+        except OSError:
+            # Leave no partial record behind for the next append to be glued onto.
+            with contextlib.suppress(OSError):
+                os.truncate(segment.path, before)
+            raise
         segment.size += len(data)
         self._size += len(data)
 
@@ -144,7 +159,10 @@ class Spool:
         rest = b"".join(
             line + b"\n" for line in head.path.read_bytes().split(b"\n")[self._cursor : -1]
         )
-        head.path.write_bytes(rest)
+        # A new file renamed over the old one: a crash leaves one or the other, whole.
+        temporary = head.path.with_suffix(".tmp")
+        temporary.write_bytes(rest)
+        temporary.replace(head.path)
         self._size += len(rest) - head.size
         head.size = len(rest)
         head.records -= self._cursor

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 
 import asyncpg
@@ -33,9 +34,18 @@ async def connect_store_patiently(settings: Settings, stop: asyncio.Event) -> St
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
+    """The first SIGINT or SIGTERM stops cleanly; a second one ends the process at once."""
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("mendline: second signal; exiting without finishing the batch")
+            os._exit(130)  # the batch is uncommitted, so it is replayed: nothing is lost
+        log.info("mendline: stopping after the batch in flight (signal again to force)")
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
 
 
 async def run_consume(settings: Settings) -> int:

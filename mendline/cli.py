@@ -64,14 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         "prune", help="drop the days of events older than the retention"
     )
     prune.add_argument(
-        "--days", type=int, help="keep this many days (default: MENDLINE_RETENTION_DAYS)"
+        "--days", type=_positive, help="keep this many days (default: MENDLINE_RETENTION_DAYS)"
     )
     prune.set_defaults(run=_events_prune)
 
     dlq = commands.add_parser("dlq", help="inspect and re-drive the dead-letter topic")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
     dlq_list = dlq_commands.add_parser("list", help="the rejected records and why")
-    dlq_list.add_argument("--limit", type=int, default=100)
+    dlq_list.add_argument("--limit", type=_positive, default=100, help="at most this many")
     dlq_list.add_argument("--reason", help="only this reason (not_json, invalid, ...)")
     dlq_list.add_argument("--json", action="store_true", help="as JSON lines")
     dlq_list.set_defaults(run=_dlq_list)
@@ -109,11 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     if hasattr(signal, "SIGPIPE"):  # `mendline ... | head` ends quietly
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if not args.debug:  # our one-line errors say it; the client's own retry logs would not
+        import logging
+
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     run: Callable[[argparse.Namespace, Settings], int] = args.run
     try:
         settings = load_settings(args.config)
@@ -151,17 +162,29 @@ def _log_to_stderr(args: argparse.Namespace) -> None:
     logging.getLogger("aiokafka").setLevel(logging.WARNING if args.debug else logging.CRITICAL)
 
 
-async def _connect(settings: Settings) -> Any:
+async def _connect(settings: Settings, *, for_migrate: bool = False) -> Any:
     import asyncpg
 
-    return await asyncpg.connect(settings.database_url.get_secret_value())
+    from mendline.analyzers.scrubbing import Scrubber
+
+    url = settings.database_url.get_secret_value()
+    try:
+        conn = await asyncpg.connect(url)
+    except (OSError, asyncpg.PostgresError) as exc:
+        shown = Scrubber().scrub_text(url)
+        raise MendlineError(f"cannot reach PostgreSQL at {shown}: {exc}") from exc
+    has_schema = await conn.fetchval("SELECT to_regclass('mendline.schema_migrations') IS NOT NULL")
+    if not has_schema and not for_migrate:
+        await conn.close()
+        raise MendlineError("the database has no mendline tables yet: run `mendline migrate`")
+    return conn
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.sinks import migrate
 
     async def go() -> list[str]:
-        conn = await _connect(settings)
+        conn = await _connect(settings, for_migrate=True)
         try:
             return await migrate(conn)
         finally:
@@ -211,7 +234,7 @@ def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:
 def _events_prune(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.sinks import prune_events
 
-    days = args.days or settings.retention_days
+    days = args.days if args.days is not None else settings.retention_days
 
     async def go() -> list[str]:
         conn = await _connect(settings)

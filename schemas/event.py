@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
-from pydantic_core import to_json
+from pydantic_core import PydanticCustomError, to_json
 from typing_extensions import TypedDict
 
 from .errors import InvalidEvent
@@ -65,14 +66,31 @@ def _max_utf8(limit: int) -> AfterValidator:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-05:00 is past the end of time in UTC
+        raise ValueError("timestamp is out of range") from None
 
 
 def _context_within_limit(value: dict[str, Any]) -> dict[str, Any]:
-    size = len(to_json(value))
-    if size > MAX_CONTEXT_BYTES:
-        raise ValueError(f"context is {size} bytes as JSON, over {MAX_CONTEXT_BYTES}")
+    data = to_json(value)
+    if len(data) > MAX_CONTEXT_BYTES:
+        raise ValueError(f"context is {len(data)} bytes as JSON, over {MAX_CONTEXT_BYTES}")
+    if (b"NaN" in data or b"Infinity" in data) and _has_non_finite(value):
+        raise PydanticCustomError(
+            "json_non_finite", "context holds NaN or Infinity, which JSON does not allow"
+        )
     return value
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(item) for item in value)
+    return False
 
 
 class _Model(BaseModel):
@@ -169,6 +187,8 @@ def _parse(raw: bytes | str, validate: Callable[[bytes | str], _T]) -> _T:
         errors = exc.errors(include_url=False, include_input=False)
         if errors and errors[0]["type"] == "json_invalid":
             raise InvalidEvent("not_json", errors[0]["msg"]) from None
+        if any(err["type"] == "json_non_finite" for err in errors):
+            raise InvalidEvent("not_json", "NaN or Infinity is not JSON") from None
         if any(err["loc"] == ("schema_version",) for err in errors):
             version = _peek_schema_version(raw)
             if version is not None and version != SCHEMA_VERSION:

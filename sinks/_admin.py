@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from mendline.schemas.errors import MendlineError
+from mendline.schemas.errors import ConfigError, MendlineError
 
 __all__ = ["IssueNotFound", "merge_issues", "prune_events"]
 
@@ -84,6 +84,8 @@ async def prune_events(
 ) -> list[str]:
     """Drop the daily event partitions older than the retention, with their event ids and
     per-minute counts; returns the dropped partitions' names."""
+    if retention_days < 1:
+        raise ConfigError(f"the retention must be at least 1 day, not {retention_days}")
     cutoff: date = ((now or datetime.now(UTC)) - timedelta(days=retention_days)).date()
     names = [
         r["relname"]

@@ -30,6 +30,10 @@ _MAX_ENVIRONMENTS = 50
 _RETRY_TRANSACTION = {"40001", "40P01"}
 
 
+class _MergedMeanwhile(Exception):
+    """An issue of the batch was merged while the batch waited for its lock."""
+
+
 @dataclass
 class _IssueDelta:
     """What one batch adds to one issue."""
@@ -78,7 +82,11 @@ async def connect_store(settings: Settings, *, run_migrations: bool = True) -> S
             await migrate(conn)
         finally:
             await conn.close()
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=4, init=_init_connection)
+    # A database that stops answering (a network partition) must fail the write, so that
+    # the consumer pauses and retries, rather than hang it.
+    pool = await asyncpg.create_pool(
+        url, min_size=1, max_size=4, init=_init_connection, command_timeout=60
+    )
     store = Store(pool, settings)
     await store.ensure_partitions()
     return store
@@ -114,6 +122,8 @@ class Store:
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     return await self._write(conn, batch, now)
+            except _MergedMeanwhile:
+                continue
             except asyncpg.PostgresError as exc:
                 if exc.sqlstate not in _RETRY_TRANSACTION or attempt == 4:
                     raise
@@ -159,6 +169,10 @@ class Store:
                 ids,
             )
         }
+        if any(row["status"] == "merged" for row in before.values()):
+            # A merge committed while we waited for the lock: its fingerprints now point
+            # elsewhere. Start over, reading them again.
+            raise _MergedMeanwhile()
         await self._update_issues(conn, ids, deltas)
         await conn.copy_records_to_table(
             "events",
@@ -209,13 +223,14 @@ class Store:
         triggers.extend(await self._frequency_triggers(conn, ids, before, now))
         if triggers:
             inserted = await conn.fetch(
-                """INSERT INTO mendline.triggers (issue_id, kind, dedup_key, details)
-                   SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[])
+                """INSERT INTO mendline.triggers (issue_id, kind, dedup_key, details, created_at)
+                   SELECT *, $5 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[])
                    ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
                 [t[0] for t in triggers],
                 [t[1] for t in triggers],
                 [t[2] for t in triggers],
                 [t[3] for t in triggers],
+                now,
             )
             result.triggers = len(inserted)
         result.stored = len(events)
@@ -337,20 +352,26 @@ class Store:
         candidates = [i for i in ids if before[i]["status"] != "ignored"]
         if not candidates:
             return []
+        # Once per spike: not again while an earlier frequency trigger is inside the window.
+        # The issues are locked by now, so two consumers cannot both see "none yet".
         rows = await conn.fetch(
-            """SELECT issue_id, sum(count)::bigint AS n FROM mendline.issue_counts
-               WHERE issue_id = ANY($1::bigint[]) AND minute > $2
-               GROUP BY issue_id HAVING sum(count) >= $3""",
+            """SELECT c.issue_id, sum(c.count)::bigint AS n FROM mendline.issue_counts c
+               WHERE c.issue_id = ANY($1::bigint[]) AND c.minute > $2
+                 AND NOT EXISTS (
+                     SELECT 1 FROM mendline.triggers t
+                     WHERE t.issue_id = c.issue_id AND t.kind = 'frequency'
+                       AND t.created_at > $4)
+               GROUP BY c.issue_id HAVING sum(c.count) >= $3""",
             candidates,
             now - timedelta(minutes=minutes),
             threshold,
+            now - timedelta(minutes=minutes),
         )
-        window = int(now.timestamp()) // (minutes * 60)
         return [
             (
                 row["issue_id"],
                 "frequency",
-                f"frequency:{row['issue_id']}:{window}",
+                f"frequency:{row['issue_id']}:{now.isoformat()}",
                 f'{{"events": {row["n"]}, "minutes": {minutes}, "threshold": {threshold}}}',
             )
             for row in rows

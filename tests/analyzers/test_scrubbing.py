@@ -373,3 +373,18 @@ def test_results_do_not_depend_on_what_was_scrubbed_before() -> None:
         assert scrubber.scrub_text("session=abc") == "session=[Filtered]"
         assert scrubber.is_secret_key("session_id")
         assert scrubber.scrub_value({"session_id": "x"}) == {"session_id": FILTERED}
+
+
+def test_keys_and_custom_fingerprints_are_scrubbed_too() -> None:
+    event = {
+        "message": "m",
+        "context": {"backends": {"postgres://admin:hunter2@db/x": "down"}},
+        "tags": {"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl": "x"},
+        "fingerprint": ["{{ default }}", "ghp_" + "a" * 36],
+    }
+    out = Scrubber().scrub_event(event)
+    text = repr(out)
+    for secret in ("hunter2", "eyJhbGciOiJIUzI1NiJ9", "ghp_aaaa"):
+        assert secret not in text
+    assert out["context"]["backends"] == {"postgres://admin:[Filtered]@db/x": "down"}
+    assert out["fingerprint"][0] == "{{ default }}"

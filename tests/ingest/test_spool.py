@@ -81,3 +81,17 @@ def test_forked_child_does_not_steal_the_parents_slot(tmp_path: Path) -> None:
     assert child_slot != parent.path.name
     # and the parent still holds its slot after the child closed its copy of the lock
     assert Spool(tmp_path, max_bytes=10_000_000).path != parent.path
+
+
+def test_a_record_cut_short_by_a_kill_is_dropped_and_the_rest_survive(tmp_path: Path) -> None:
+    first = Spool(tmp_path, max_bytes=10_000_000)
+    first.append(records(0, 3))
+    segment = next(first.path.glob("*.spool"))
+    first.close()
+    with segment.open("ab") as handle:  # the process died in the middle of a write
+        handle.write(b'00000000000000000000000000000003 {"n":3,"pa')
+    second = Spool(tmp_path, max_bytes=10_000_000)
+    assert len(second) == 3
+    second.append(records(4, 2))  # not glued onto the partial line
+    assert drain(second) == [0, 1, 2, 4, 5]
+    assert len(second) == 0

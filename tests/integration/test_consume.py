@@ -260,20 +260,27 @@ async def produce_slowly(
         await asyncio.sleep(pause)
 
 
+async def stream_20000(
+    bootstrap: str, db_url: str
+) -> tuple[Settings, list[dict[str, object]], asyncio.Task[None]]:
+    """A migrated database, a 4-partition topic, and 20,000 events of 300 issues being
+    produced over 8 seconds."""
+    settings = consume_settings(bootstrap, db_url)
+    await create_topic(bootstrap, settings.errors_topic, 4)
+    store = await connect_store(settings)  # migrates
+    await store.close()
+    events = [make_event(n % 300, n) for n in range(20_000)]
+    producing = asyncio.create_task(produce_slowly(bootstrap, settings.errors_topic, events, 8))
+    return settings, events, producing
+
+
 async def test_kill_9_at_random_points_loses_nothing_and_counts_nothing_twice(
     kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
 ) -> None:
     import random
 
-    settings = consume_settings(kafka_bootstrap, fresh_db_url)
-    await create_topic(kafka_bootstrap, settings.errors_topic, 4)
-    store = await connect_store(settings)
-    await store.close()
-    events = [make_event(n % 300, n) for n in range(20_000)]
+    settings, events, producing = await stream_20000(kafka_bootstrap, fresh_db_url)
     log = tmp_path / "consume.log"
-    producing = asyncio.create_task(
-        produce_slowly(kafka_bootstrap, settings.errors_topic, events, 8)
-    )
     process = spawn_consumer(settings, log)
     stored_at_kill: list[int] = []
     try:
@@ -308,15 +315,8 @@ async def stored_is(url: str, n: int) -> bool:
 async def test_two_consumers_and_rebalances_mid_stream(
     kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
 ) -> None:
-    settings = consume_settings(kafka_bootstrap, fresh_db_url)
-    await create_topic(kafka_bootstrap, settings.errors_topic, 4)
-    store = await connect_store(settings)
-    await store.close()
-    events = [make_event(n % 300, n) for n in range(20_000)]
+    settings, events, producing = await stream_20000(kafka_bootstrap, fresh_db_url)
     log = tmp_path / "consume.log"
-    producing = asyncio.create_task(
-        produce_slowly(kafka_bootstrap, settings.errors_topic, events, 8)
-    )
     first = spawn_consumer(settings, log)
     await asyncio.sleep(2)
     second = spawn_consumer(settings, log)  # a rebalance: partitions are shared

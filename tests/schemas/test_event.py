@@ -68,6 +68,9 @@ def test_the_json_schema_accepts_the_documented_example_and_the_model_agrees() -
         (json.dumps({**VALID, "message": "é" * 5000}).encode(), "invalid"),
         (json.dumps({**VALID, "context": {"k": "v" * 17_000}}).encode(), "invalid"),
         (json.dumps({**VALID, "context": {"pad": "x" * 300_000}}).encode(), "too_large"),
+        (json.dumps({**VALID, "timestamp": "9999-12-31T23:59:59-05:00"}).encode(), "invalid"),
+        (json.dumps({**VALID, "context": {"ratio": float("nan")}}).encode(), "not_json"),
+        (json.dumps({**VALID, "context": {"x": [1, float("inf")]}}).encode(), "not_json"),
     ],
 )
 def test_bad_input_is_rejected_with_a_reason(raw: bytes, reason: str) -> None:
