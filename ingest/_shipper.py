@@ -35,7 +35,7 @@ __all__ = ["Shipper", "ShipperStats", "kafka_client_options"]
 log = logging.getLogger("mendline.ingest")
 
 _BATCH = 500
-_OUTBOX_MAX = 5_000
+_OUTBOX_MAX = 10_000
 _BACKOFF_MIN = 0.1
 _BACKOFF_MAX = 5.0
 _WARN_EVERY = 60.0

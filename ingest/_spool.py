@@ -41,6 +41,7 @@ class Spool:
         self._segments: list[_Segment] = []
         self._cursor = 0  # records of the head segment already sent
         self._peeked = 0  # records of the head segment handed out by peek(), not yet confirmed
+        self._head_lines: tuple[tuple[int, int], list[bytes]] | None = None
         self._size = 0
         self.records = 0
         self.dropped = 0
@@ -99,8 +100,12 @@ class Spool:
         if not self._segments:
             return []
         head = self._segments[0]
-        # Every record ends with a newline; whatever follows the last one is not a record.
-        lines = head.path.read_bytes().split(b"\n")[:-1][self._cursor : self._cursor + limit]
+        cached = self._head_lines
+        if cached is None or cached[0] != (head.seq, head.size):
+            # Every record ends with a newline; whatever follows the last one is not a record.
+            cached = ((head.seq, head.size), head.path.read_bytes().split(b"\n")[:-1])
+            self._head_lines = cached  # a full segment is read once, not once per peek
+        lines = cached[1][self._cursor : self._cursor + limit]
         out: list[Record] = []
         for line in lines:
             if line:
