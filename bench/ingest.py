@@ -216,6 +216,7 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--issues", type=int, default=300)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--batch", type=int, help="MENDLINE_BATCH_MAX_RECORDS for (b)")
     args = parser.parse_args()
     with DevStack() as stack:
         topic = f"bench.{uuid.uuid4().hex[:8]}"
@@ -229,6 +230,8 @@ async def main() -> None:
             "MENDLINE_CONSUMER_GROUP": "bench",
             "MENDLINE_KAFKA_SESSION_TIMEOUT": "6",
         }
+        if args.batch:
+            env["MENDLINE_BATCH_MAX_RECORDS"] = str(args.batch)
         result = await run_consume(env, args.events, stack.database_url, args.profile)
     print(f"{args.events} events, {args.issues} issues, {size:.0f} bytes each on average")
     print(f"  (a) consume-only aiokafka loop      {ceiling:10.0f} events/s")
