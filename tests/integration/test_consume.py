@@ -88,8 +88,13 @@ async def wait_until(predicate: Callable[[], object], timeout: float, what: str)
 
 
 async def stored(url: str) -> int:
-    conn = await asyncpg.connect(url)
     try:
+        conn = await asyncpg.connect(url)
+    except OSError:  # the server is not up yet
+        return 0
+    try:
+        if not await conn.fetchval("SELECT to_regclass('mendline.events') IS NOT NULL"):
+            return 0  # not migrated yet
         return int(await conn.fetchval("SELECT count(*) FROM mendline.events"))
     finally:
         await conn.close()
@@ -353,3 +358,45 @@ async def test_events_from_a_librdkafka_producer_are_consumed_alike(
     async with running_consumer(settings) as consumer:
         await wait_until(lambda: consumer.stats.stored == 30, 60, "the librdkafka events")
     await check_exactly_once(fresh_db_url, events)
+
+
+async def test_sigterm_finishes_the_batch_commits_and_exits(
+    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    events = [make_event(n % 5, n) for n in range(3000)]
+    await produce(kafka_bootstrap, settings.errors_topic, [encode(e) for e in events])
+    process = spawn_consumer(settings, tmp_path / "consume.log")
+    try:
+        await wait_until(lambda: stored_is(fresh_db_url, 1), 60, "the first stored events")
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == 0
+    # Whatever it stored was committed: a second consumer stores exactly the rest.
+    async with running_consumer(settings) as consumer:
+        await wait_until(lambda: stored_is(fresh_db_url, len(events)), 60, "the rest")
+        await asyncio.sleep(1)
+    await check_exactly_once(fresh_db_url, events)
+    assert consumer.stats.duplicates < len(events)  # it did not start over from the beginning
+
+
+async def test_postgres_down_at_start_then_up(
+    kafka_bootstrap: str, postgres_factory: Callable[..., EmbeddedPostgres], tmp_path: Path
+) -> None:
+    server = postgres_factory(start=False)
+    settings = consume_settings(kafka_bootstrap, server.url)
+    events = [make_event(1, n) for n in range(50)]
+    await produce(kafka_bootstrap, settings.errors_topic, [encode(e) for e in events])
+    process = spawn_consumer(settings, tmp_path / "consume.log")
+    try:
+        await asyncio.sleep(2)
+        assert process.poll() is None  # waiting, not crashed
+        server.start()
+        await wait_until(lambda: stored_is(server.url, len(events)), 60, "the events")
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.wait, 30)
+    await check_exactly_once(server.url, events)
