@@ -303,16 +303,9 @@ class Scrubber:
         """
         return self._value(value, 0)
 
-    def scrub_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Scrub an ErrorEvent v1 wire dict in place, and return it.
-
-        Rewritten in place, in the dicts they are in: "message", each exception's "value"
-        and each frame's "context_line" (source lines can hold hard-coded keys). "context"
-        and "tags" are replaced by scrubbed copies (a tag under a secret-looking key becomes
-        FILTERED; keys are scrubbed as text too), and so is a custom "fingerprint". Fields
-        that are missing or of another type are left alone. When nothing
-        in the event can hold a secret, which is the usual case, it is not written to at all.
-        """
+    def is_clean(self, event: dict[str, Any]) -> bool:
+        """Whether scrub_event would leave ``event`` as it is: nothing in it can hold a
+        secret. Cheap (one quick check over all its strings); never wrong when it says yes."""
         texts: list[str] = []
         message = event.get("message")
         if isinstance(message, str):
@@ -332,16 +325,30 @@ class Scrubber:
                             line = frame.get("context_line")
                             if isinstance(line, str):
                                 texts.append(line)
+        return (
+            self._gather(event.get("context"), texts, 0)
+            and self._gather(event.get("tags"), texts, 0)
+            and self._gather(event.get("fingerprint"), texts, 0)
+            and self._all_clean(texts)
+        )
+
+    def scrub_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Scrub an ErrorEvent v1 wire dict in place, and return it.
+
+        Rewritten in place, in the dicts they are in: "message", each exception's "value"
+        and each frame's "context_line" (source lines can hold hard-coded keys). "context"
+        and "tags" are replaced by scrubbed copies (a tag under a secret-looking key becomes
+        FILTERED; keys are scrubbed as text too), and so is a custom "fingerprint". Fields
+        that are missing or of another type are left alone. When nothing
+        in the event can hold a secret, which is the usual case, it is not written to at all.
+        """
+        if self.is_clean(event):
+            return event
+        message = event.get("message")
+        exceptions = event.get("exceptions")
         context = event.get("context")
         tags = event.get("tags")
         fingerprint = event.get("fingerprint")
-        if (
-            self._gather(context, texts, 0)
-            and self._gather(tags, texts, 0)
-            and self._gather(fingerprint, texts, 0)
-            and self._all_clean(texts)
-        ):
-            return event
         scrub_text = self.scrub_text
         if isinstance(message, str):
             event["message"] = scrub_text(message)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -132,11 +133,17 @@ async def stored(url: str) -> int:
         await conn.close()
 
 
-async def run_consume(env: dict[str, str], count: int, url: str, profile: bool) -> dict[str, float]:
+async def run_consume(
+    env: dict[str, str], count: int, url: str, profile: bool, consumers: int = 1
+) -> dict[str, float]:
     argv = [sys.executable, "-m", "mendline", "consume"]
-    process = subprocess.Popen(  # noqa: ASYNC220 - started once, watched by polling
-        argv, env={**os.environ, **env}, stderr=subprocess.DEVNULL
-    )
+    processes = [
+        subprocess.Popen(  # noqa: ASYNC220 - started once, watched by polling
+            argv, env={**os.environ, **env}, stderr=subprocess.DEVNULL
+        )
+        for _ in range(consumers)
+    ]
+    process = processes[0]
     spy = None
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if profile and py_spy:
@@ -161,25 +168,24 @@ async def run_consume(env: dict[str, str], count: int, url: str, profile: bool) 
     peak = 0
     before = cpu_by_program()
     try:
-        target = psutil.Process(process.pid)
+        targets = [psutil.Process(p.pid) for p in processes]
         while True:
             n = await stored(url)
             now = time.perf_counter()
             if n and first_at is None:
                 first_at, first_n = now, n
-            try:
-                procs = [target, *target.children(recursive=True)]
-                peak = max(peak, max(p.memory_info().rss for p in procs if "python" in p.name()))
-            except psutil.Error:
-                pass
+            with contextlib.suppress(psutil.Error):
+                peak = max(peak, *(t.memory_info().rss for t in targets))
             if n >= count:
                 break
             await asyncio.sleep(0.2)
         done = time.perf_counter()
         after = cpu_by_program()
     finally:
-        process.send_signal(2)
-        process.wait(60)
+        for each in processes:
+            each.send_signal(2)
+        for each in processes:
+            each.wait(60)
         if spy is not None:
             spy.wait(60)
     steady = (count - first_n) / (done - first_at) if first_at and done > first_at else 0.0
@@ -217,6 +223,9 @@ async def main() -> None:
     parser.add_argument("--issues", type=int, default=300)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--batch", type=int, help="MENDLINE_BATCH_MAX_RECORDS for (b)")
+    parser.add_argument(
+        "--consumers", type=int, default=1, help="`mendline consume` processes in the group"
+    )
     args = parser.parse_args()
     with DevStack() as stack:
         topic = f"bench.{uuid.uuid4().hex[:8]}"
@@ -232,11 +241,13 @@ async def main() -> None:
         }
         if args.batch:
             env["MENDLINE_BATCH_MAX_RECORDS"] = str(args.batch)
-        result = await run_consume(env, args.events, stack.database_url, args.profile)
+        result = await run_consume(
+            env, args.events, stack.database_url, args.profile, args.consumers
+        )
     print(f"{args.events} events, {args.issues} issues, {size:.0f} bytes each on average")
     print(f"  (a) consume-only aiokafka loop      {ceiling:10.0f} events/s")
     print(
-        f"  (b) mendline consume, steady state  {result['steady']:10.0f} events/s "
+        f"  (b) mendline consume x{args.consumers}, steady state {result['steady']:10.0f} events/s "
         f"({result['steady'] / ceiling * 100:.1f}% of (a); target >= 25,000 and >= 15%)"
     )
     print(

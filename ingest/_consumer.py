@@ -28,7 +28,7 @@ from pydantic_core import to_json
 from mendline.analyzers.fingerprint import culprit, fingerprint, title
 from mendline.analyzers.scrubbing import Scrubber
 from mendline.schemas.errors import InvalidEvent
-from mendline.schemas.event import LEVELS, parse_event_dict
+from mendline.schemas.event import LEVELS, parse_event_exact
 from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
 from mendline.schemas.settings import Settings
 
@@ -85,8 +85,12 @@ def prepare_record(
         raise InvalidEvent("not_json", "the record has no value")
     if _NUL in raw:
         raw = raw.replace(_NUL, b"\\ufffd")
-    doc = parse_event_dict(raw)
-    scrubber.scrub_event(doc)
+    doc, exact = parse_event_exact(raw)
+    if exact and scrubber.is_clean(doc):
+        payload = raw  # stored as it came: nothing to scrub, nothing unknown to drop
+    else:
+        scrubber.scrub_event(doc)
+        payload = to_json(doc)
     grouping = fingerprint(doc)
     names = named.get(grouping.hash) if named is not None else None
     if names is None:
@@ -109,7 +113,7 @@ def prepare_record(
         components=grouping.components,
         title=names[0],
         culprit=names[1],
-        payload=to_json(doc),
+        payload=payload,
         partition=partition,
         offset=offset,
     )

@@ -43,6 +43,7 @@ __all__ = [
     "json_schema_text",
     "parse_event",
     "parse_event_dict",
+    "parse_event_exact",
 ]
 
 _T = TypeVar("_T")
@@ -178,6 +179,17 @@ def parse_event_dict(raw: bytes | str) -> dict[str, Any]:
     return _parse(raw, _DICT_ADAPTER.validate_json)
 
 
+def parse_event_exact(raw: bytes | str) -> tuple[dict[str, Any], bool]:
+    """parse_event_dict, and whether ``raw`` holds nothing but the contract's fields (then
+    it may be stored as it came, when scrubbing finds nothing to change)."""
+    if len(raw) <= MAX_EVENT_BYTES:
+        try:
+            return _EXACT_ADAPTER.validate_json(raw), True
+        except ValidationError:
+            pass  # unknown fields, or invalid: the lenient parse decides, and explains
+    return parse_event_dict(raw), False
+
+
 def _parse(raw: bytes | str, validate: Callable[[bytes | str], _T]) -> _T:
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent("too_large", f"event is {len(raw)} bytes, over {MAX_EVENT_BYTES}")
@@ -212,7 +224,7 @@ def _peek_schema_version(raw: bytes | str) -> object:
     return doc.get("schema_version") if isinstance(doc, dict) else None
 
 
-def _as_typed_dict(model: type[BaseModel], top: bool = True) -> Any:
+def _as_typed_dict(model: type[BaseModel], top: bool = True, exact: bool = False) -> Any:
     """A TypedDict with the fields, types and constraints of ``model`` (nested models too).
 
     The models stay the one definition of the contract; this only gives the consumer's hot
@@ -222,11 +234,13 @@ def _as_typed_dict(model: type[BaseModel], top: bool = True) -> Any:
     """
     fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
-        annotation = _dict_types(info.annotation)
+        annotation = _dict_types(info.annotation, exact)
         extras = [*info.metadata, Field(description=info.description)]
         typed = Annotated[(annotation, *extras)]  # type: ignore[valid-type]
         fields[name] = typed if info.is_required() else NotRequired[typed]
     typed_dict = TypedDict(f"{model.__name__}Dict", fields)  # type: ignore[misc]
+    if exact:  # a field the contract does not know makes the validation fail
+        typed_dict.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
     if not top:
         return typed_dict
     defaults = {name: info for name, info in model.model_fields.items() if not info.is_required()}
@@ -240,16 +254,17 @@ def _as_typed_dict(model: type[BaseModel], top: bool = True) -> Any:
     return Annotated[typed_dict, AfterValidator(with_defaults)]
 
 
-def _dict_types(annotation: Any) -> Any:
+def _dict_types(annotation: Any, exact: bool) -> Any:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return _as_typed_dict(annotation, top=False)
+        return _as_typed_dict(annotation, top=False, exact=exact)
     args = get_args(annotation)
     if get_origin(annotation) is list and args:
-        return list[_dict_types(args[0])]  # type: ignore[misc]
+        return list[_dict_types(args[0], exact)]  # type: ignore[misc]
     return annotation
 
 
 _DICT_ADAPTER: TypeAdapter[dict[str, Any]] = TypeAdapter(_as_typed_dict(ErrorEvent))
+_EXACT_ADAPTER: TypeAdapter[dict[str, Any]] = TypeAdapter(_as_typed_dict(ErrorEvent, exact=True))
 
 
 def json_schema() -> dict[str, Any]:

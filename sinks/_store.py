@@ -135,15 +135,28 @@ class Store:
         unique: dict[str, PreparedEvent] = {}
         for event in batch:
             unique.setdefault(event.event_id, event)
-        fresh = await conn.fetch(
+        event_ids = list(unique)
+        status = await conn.execute(
             """INSERT INTO mendline.event_ids (event_id, received_at)
-               SELECT id, $2 FROM unnest($1::uuid[]) AS id
-               ON CONFLICT DO NOTHING RETURNING event_id""",
-            list(unique),
+               SELECT id, $2 FROM unnest($1::uuid[]) AS id ON CONFLICT DO NOTHING""",
+            event_ids,
             now,
         )
-        fresh_ids = {row["event_id"].hex for row in fresh}
-        events = [e for e in unique.values() if e.event_id in fresh_ids]
+        if int(status.rsplit(" ", 1)[1]) == len(event_ids):  # usual: none was seen before
+            events = list(unique.values())
+        else:
+            # Rows this transaction inserted carry its transaction id; the others were there.
+            seen = {
+                row["event_id"].hex
+                for row in await conn.fetch(
+                    """SELECT event_id FROM mendline.event_ids
+                       WHERE event_id = ANY($1::uuid[])
+                         AND xmin::text::bigint
+                             <> pg_current_xact_id()::text::bigint % 4294967296""",
+                    event_ids,
+                )
+            }
+            events = [e for e in unique.values() if e.event_id not in seen]
         result.duplicates = len(batch) - len(events)
         if not events:
             return result

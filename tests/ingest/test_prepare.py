@@ -1,0 +1,54 @@
+"""What the consumer makes of one record, before storing it (no servers needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mendline.analyzers.scrubbing import Scrubber
+from mendline.ingest import prepare_record
+from mendline.schemas.errors import InvalidEvent
+from tests.integration.event_factory import encode, make_event
+
+
+def test_a_clean_event_with_only_known_fields_is_stored_as_it_came() -> None:
+    raw = encode(make_event(1, 1))
+    prepared = prepare_record(raw, Scrubber())
+    assert prepared.payload is raw
+
+
+def test_unknown_fields_are_dropped_and_never_stored_unscrubbed() -> None:
+    doc = make_event(1, 1)
+    doc["request_headers"] = {"Authorization": "Bearer abc.def.ghi"}  # not in the contract
+    doc["exceptions"][0]["frames"][0]["locals"] = {"password": "hunter2"}
+    prepared = prepare_record(encode(doc), Scrubber())
+    stored = json.loads(prepared.payload)
+    assert "request_headers" not in stored
+    assert "locals" not in stored["exceptions"][0]["frames"][0]
+    assert b"hunter2" not in prepared.payload and b"abc.def.ghi" not in prepared.payload
+
+
+def test_an_event_with_a_secret_is_stored_scrubbed() -> None:
+    doc = make_event(1, 1)
+    doc["context"]["password"] = "hunter2"
+    doc["message"] = "login failed token=abcdef123"
+    prepared = prepare_record(encode(doc), Scrubber())
+    stored = json.loads(prepared.payload)
+    assert stored["context"]["password"] == "[Filtered]"
+    assert stored["message"] == "login failed token=[Filtered]"
+    assert prepared.message == "login failed token=[Filtered]"
+
+
+def test_the_same_bug_gets_the_same_fingerprint_and_other_bugs_others() -> None:
+    scrubber = Scrubber()
+    same = {prepare_record(encode(make_event(3, n)), scrubber).fingerprint for n in range(5)}
+    other = prepare_record(encode(make_event(4, 0)), scrubber).fingerprint
+    assert len(same) == 1 and other not in same
+
+
+def test_bad_input_raises_invalid_event_with_the_same_reasons() -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        prepare_record(b'{"schema_version": 1, "bogus": true}', Scrubber())
+    assert caught.value.reason == "invalid"
+    assert "event_id" in caught.value.detail  # the lenient parse explains, not "extra field"
