@@ -181,7 +181,8 @@ def parse_event_dict(raw: bytes | str) -> dict[str, Any]:
 
 def parse_event_exact(raw: bytes | str) -> tuple[dict[str, Any], bool]:
     """parse_event_dict, and whether ``raw`` holds nothing but the contract's fields (then
-    it may be stored as it came, when scrubbing finds nothing to change)."""
+    it may be stored as it came, when scrubbing finds nothing to change). When it does,
+    optional fields that were not sent are missing from the dict rather than defaulted."""
     if len(raw) <= MAX_EVENT_BYTES:
         try:
             return _EXACT_ADAPTER.validate_json(raw), True
@@ -241,7 +242,7 @@ def _as_typed_dict(model: type[BaseModel], top: bool = True, exact: bool = False
     typed_dict = TypedDict(f"{model.__name__}Dict", fields)  # type: ignore[misc]
     if exact:  # a field the contract does not know makes the validation fail
         typed_dict.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
-    if not top:
+    if not top or exact:  # the exact form keeps only what was sent, defaults left out
         return typed_dict
     defaults = {name: info for name, info in model.model_fields.items() if not info.is_required()}
 
