@@ -18,7 +18,6 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +101,7 @@ class Shipper:
         self.builder = builder
         self.stats = ShipperStats()
         self._queue: deque[Capture] = deque()
+        self._outbox: deque[Record] = deque()  # built and encoded, waiting for the sender
         self._queue_max = settings.queue_size
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -184,7 +184,7 @@ class Shipper:
             if (
                 settled >= target
                 and not self._queue
-                and not getattr(self, "_outbox", None)
+                and not self._outbox
                 and self._in_flight == 0
                 and not self._spool_records()
             ):
@@ -195,7 +195,6 @@ class Shipper:
     # -- the shipper thread --------------------------------------------------------------------
     _in_flight = 0
     _spool: Spool | None = None
-    _outbox: deque[Record]
     _producer: Any
 
     def _spool_records(self) -> int:
@@ -466,6 +465,7 @@ class Shipper:
             self._spool.abandon()
         self._spool = None
         self._queue = deque()
+        self._outbox = deque()  # the parent sends what it had built
         self._start_lock = threading.Lock()
         self._thread = None
         self._loop = None
@@ -499,5 +499,3 @@ def _at_exit() -> None:
 
 os.register_at_fork(after_in_child=_after_fork)
 atexit.register(_at_exit)
-
-ShipperFactory = Callable[[], Shipper]
