@@ -28,7 +28,7 @@ from pydantic_core import to_json
 from mendline.analyzers.fingerprint import culprit, fingerprint, title
 from mendline.analyzers.scrubbing import Scrubber
 from mendline.schemas.errors import InvalidEvent
-from mendline.schemas.event import LEVELS, parse_event_exact
+from mendline.schemas.event import LEVEL_RANK, parse_event_exact
 from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
 from mendline.schemas.settings import Settings
 
@@ -41,7 +41,6 @@ log = logging.getLogger("mendline.consume")
 #: DLQ records carry headers ``mendline.errors.<name>`` (as Kafka Connect's
 #: ``__connect.errors.*``): reason, message, topic, partition, offset, timestamp, consumer.
 DLQ_HEADER_PREFIX = "mendline.errors."
-_RANK = {name: rank for rank, name in enumerate(LEVELS)}
 # Records between yields to the loop: heartbeats never starve, and the statements of the batch
 # being written go out within a couple of milliseconds of the previous one's answer.
 _YIELD_EVERY = 32
@@ -105,7 +104,7 @@ def prepare_record(
         release=doc.get("release"),
         host=doc.get("host"),
         level=doc["level"],
-        level_rank=_RANK[doc["level"]],
+        level_rank=LEVEL_RANK[doc["level"]],
         message=doc["message"],
         fingerprint=grouping.hash,
         algorithm_version=grouping.version,

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from mendline.analyzers.scrubbing import Scrubber
-from mendline.schemas.event import LEVELS
+from mendline.schemas.event import LEVEL_RANK, LEVELS
 from mendline.schemas.settings import Settings, load_settings
 
 from . import _testing
@@ -19,10 +19,9 @@ from ._shipper import Shipper
 
 __all__ = ["ErrorEventHandler", "ErrorEventProcessor", "make_shipper"]
 
-_RANK: dict[str, int] = {name: rank for rank, name in enumerate(LEVELS)}
-# structlog method names that are not level names
+# LEVEL_RANK, and the structlog method names that are not level names
+_RANK: dict[str, int] = dict(LEVEL_RANK)
 _RANK.update(exception=_RANK["error"], warn=_RANK["warning"], fatal=_RANK["critical"])
-_LEVEL_OF_RANK = dict(enumerate(LEVELS))
 # Keys of a structlog event dict that are not the developer's bound context.
 _RESERVED = frozenset(
     {
@@ -106,7 +105,7 @@ class _Emitter:
         guard.active = True
         try:
             capture = Capture.now(
-                _LEVEL_OF_RANK.get(rank, "error"),
+                LEVELS[rank],
                 logger,
                 message,
                 context,

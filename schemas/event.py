@@ -34,6 +34,7 @@ from .limits import (
 __all__ = [
     "JSON_SCHEMA_PATH",
     "LEVELS",
+    "LEVEL_RANK",
     "SCHEMA_VERSION",
     "ErrorEvent",
     "ExceptionInfo",
@@ -52,6 +53,8 @@ SCHEMA_VERSION = 1
 Level = Literal["debug", "info", "warning", "error", "critical"]
 #: Levels from least to most severe; the index is the rank.
 LEVELS: tuple[Level, ...] = ("debug", "info", "warning", "error", "critical")
+#: Level name -> rank (its index in LEVELS).
+LEVEL_RANK: dict[str, int] = {name: rank for rank, name in enumerate(LEVELS)}
 #: The exported JSON Schema, shipped beside this module and kept in sync by a test.
 JSON_SCHEMA_PATH = Path(__file__).with_name("error-event.v1.json")
 
