@@ -1,1 +1,1 @@
-"""placeholder."""
+"""Pure analysis: scrubbing, fingerprinting, and the root-cause analysers."""

@@ -1,0 +1,138 @@
+"""Finding: what an analyser says caused an issue, and what the analysers are given."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "CATEGORIES",
+    "SEVERITIES",
+    "Category",
+    "Diagnosis",
+    "Evidence",
+    "Finding",
+    "FixKind",
+    "IssueContext",
+    "IssueSummary",
+    "PastIssue",
+    "Severity",
+]
+
+Category = Literal[
+    "bad_input",
+    "missing_key_or_attribute",
+    "null_reference",
+    "type_mismatch",
+    "dependency_outage_or_timeout",
+    "configuration",
+    "resource_exhaustion",
+    "concurrency",
+    "logic_bug",
+    "unknown",
+]
+#: Every category, in the order the prompt lists them.
+CATEGORIES: tuple[Category, ...] = Category.__args__  # type: ignore[attr-defined]
+
+Severity = Literal["low", "medium", "high", "critical"]
+#: Severities from least to most severe; the index is the rank.
+SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
+
+FixKind = Literal["style", "formatting", "import", "guard", "config", "logic", "dependency"]
+
+
+class Evidence(BaseModel):
+    """One thing a finding rests on: a frame and its line, and what it shows."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    location: str = Field(
+        max_length=600, description='Where: "module.function (file.py:42)", or "message".'
+    )
+    line: str | None = Field(default=None, max_length=1000, description="The line cited.")
+    note: str = Field(max_length=1000, description="What it shows about the cause.")
+
+
+class Diagnosis(BaseModel):
+    """An analyser's answer: the part of a Finding an LLM is asked to fill in."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    root_cause: str = Field(
+        min_length=1, max_length=2000, description="What most likely caused the issue, specific."
+    )
+    confidence: float = Field(ge=0, le=1, description="How sure, from 0 to 1.")
+    category: Category
+    severity: Severity
+    suggested_fix: str = Field(min_length=1, max_length=4000, description="What to change.")
+    fix_patch: str | None = Field(
+        default=None,
+        max_length=20_000,
+        description="A unified diff against the files in the frames, when one can be made.",
+    )
+    fix_kind: FixKind | None = None
+    evidence: list[Evidence] = Field(default_factory=list, max_length=20)
+
+
+class Finding(Diagnosis):
+    """A Diagnosis and how it was made: by which analyser, at what cost, from what prompt."""
+
+    analyser: Literal["heuristic", "llm"]
+    rule: str | None = Field(default=None, description="The knowledge-base rule (heuristic).")
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: int | None = None
+    fallback_reason: str | None = Field(
+        default=None, description="Why the LLM's answer was not used, when it was not."
+    )
+    prompt: list[dict[str, str]] | None = Field(
+        default=None, description="The exact chat messages sent, for audit."
+    )
+
+
+class IssueSummary(BaseModel):
+    """The issue being analysed, as stored."""
+
+    id: int
+    service: str
+    title: str
+    culprit: str | None = None
+    level: str
+    status: str = "unresolved"
+    times_seen: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    first_release: str | None = None
+    last_release: str | None = None
+    environments: list[str] = Field(default_factory=list)
+    regressions: int = 0
+
+
+class PastIssue(BaseModel):
+    """A similar earlier issue, with what was found and what people said about it."""
+
+    id: int
+    title: str
+    culprit: str | None = None
+    root_cause: str | None = None
+    category: str | None = None
+    suggested_fix: str | None = None
+    verdict: Literal["right", "wrong"] | None = None
+    verdict_note: str | None = None
+    resolution_note: str | None = None
+
+
+class IssueContext(BaseModel):
+    """Everything an analyser is given: the issue, a few of its events, similar past issues.
+
+    ``events`` are ErrorEvent v1 wire dicts as stored (scrubbed), newest first.
+    """
+
+    issue: IssueSummary
+    trigger: Literal["new_issue", "regression", "on_demand"] = "new_issue"
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    similar: list[PastIssue] = Field(default_factory=list)
