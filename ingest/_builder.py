@@ -185,7 +185,8 @@ class EventBuilder:
                 "module": _cut(module_name, _MAX_NAME) if module_name else None,
                 "function": _cut(function, _MAX_NAME),
                 "lineno": lineno,
-                "context_line": _cut(line.strip(), _MAX_LINE) if line else None,
+                # Indentation kept (as Sentry does): a fix is written against the real line.
+                "context_line": _cut(line.rstrip(), _MAX_LINE) if line.strip() else None,
                 "in_app": self._in_app(filename, module_name),
             }
             if len(self._frames) >= _FRAME_CACHE:

@@ -111,7 +111,9 @@ class Frame(_Model):
     function: str = Field(max_length=512, description="Function (qualified) name.")
     lineno: int | None = Field(default=None, ge=0)
     context_line: str | None = Field(
-        default=None, max_length=1024, description="The source line, stripped."
+        default=None,
+        max_length=1024,
+        description="The source line with its indentation (a fix can be written against it).",
     )
     in_app: bool = Field(description="False for the standard library and installed packages.")
 

@@ -81,10 +81,10 @@ def test_an_exception_becomes_an_event_with_the_chain_root_cause_first(log: Any)
     root, raised = event.exceptions
     assert root.module == "builtins" and "n/a" in root.value
     assert [f.function for f in root.frames] == ["handle", "parse"]  # oldest call first
-    assert root.frames[-1].context_line == "return int(qty)"
+    assert root.frames[-1].context_line == "    return int(qty)"  # indentation kept
     assert (
         raised.frames[-1].context_line
-        == 'raise RuntimeError("could not handle the order") from exc'
+        == '        raise RuntimeError("could not handle the order") from exc'
     )
     assert all(f.in_app for f in root.frames)
     assert root.frames[0].module == __name__
@@ -291,7 +291,7 @@ def test_odd_inputs_never_raise_and_produce_valid_trimmed_events(log: Any) -> No
     assert deep.frames[0].function.endswith(
         "test_odd_inputs_never_raise_and_produce_valid_trimmed_events"
     )
-    assert deep.frames[-1].context_line == "return recurse(n + 1) if n < 5000 else 1 // 0"
+    assert deep.frames[-1].context_line == "    return recurse(n + 1) if n < 5000 else 1 // 0"
     assert events[5].exceptions[-1].value.startswith("<str() failed")
     assert [e.value for e in events[6].exceptions] == ["b", "a"]
     assert events[7].message == "bytes message"
