@@ -1,0 +1,1034 @@
+"""The heuristic analyser's knowledge base: common Python failures as data, and what each means."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mendline.schemas.finding import Category, FixKind, Severity
+
+__all__ = ["BASE_FIELDS", "DETAILS", "GUESSES", "RULES", "Rule"]
+
+#: Template fields every finding can fill: where it happened, the exception type, the service.
+BASE_FIELDS = frozenset({"where", "type", "service"})
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One error pattern, and the cause, category, severity and fix it stands for.
+
+    Matching, all parts required unless said otherwise:
+
+    - ``types``: exception type patterns, any one of which matches. ``"KeyError"`` matches that
+      name from any module, ``"httpx.ReadTimeout"`` only from module ``httpx`` or below it (or
+      from an unknown module), and a name may be a glob: ``"*Timeout"``. Empty: any type, and
+      also a log message without an exception.
+    - ``message``: a regex searched in the exception value (or the log message); its named
+      groups become template fields.
+    - ``lines``: regexes searched in the source line of the innermost in-app frame, the first
+      that matches gives its named groups as fields. ``(?&name)`` stands for the value of field
+      ``name`` taken from the message, written as the code would (``'k'`` matches ``"k"``
+      too). Optional unless ``needs_line``.
+
+    Text: ``cause`` and ``fix`` are format templates, most specific first; the first whose
+    fields were all found is used, so the last may use only ``BASE_FIELDS`` and the message
+    fields that every match fills (a "?" stands for one that is empty). Fields: those of
+    the message and line regexes, ``DETAILS`` (read from the message), ``value`` (the
+    exception value, when not empty), ``function``, ``line`` (the source line) and
+    ``repeated`` (the function a recursion repeats).
+
+    ``patch`` names a one-line mechanical fix of the source line (``_patches.PATCHES``).
+    ``wrapper``: the exception only restates its cause; diagnose the cause when it is known.
+    """
+
+    id: str
+    category: Category
+    severity: Severity
+    cause: tuple[str, ...]
+    fix: tuple[str, ...]
+    types: tuple[str, ...] = ()
+    message: str | None = None
+    lines: tuple[str, ...] = ()
+    needs_line: bool = False
+    fix_kind: FixKind | None = None
+    patch: str | None = None
+    wrapper: bool = False
+
+
+# fmt: off
+#: Facts read from an exception value when a template asks for them: for each field, regexes
+#: tried in order, each with the template that makes the field from its groups.
+DETAILS: dict[str, tuple[tuple[str, str], ...]] = {
+    "address": (
+        (r"\('([^']+)',\s*(\d+)\)", "{0}:{1}"),
+        (r'server at "([^"]+)"[^,]*, port (\d+)', "{0}:{1}"),
+        (r"host='([^']+)', port=(\d+)", "{0}:{1}"),
+        (r"https?://([^/\s'\"]+)", "{0}"),
+        (r"\b((?:\d{1,3}\.){3}\d{1,3}|localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)+):(\d{2,5})\b",
+         "{0}:{1}"),
+    ),
+    "host": (
+        (r"https?://([^/:\s'\"]+)", "{0}"),
+        (r"host='([^']+)'", "{0}"),
+        (r"\('([^']+)',\s*\d+\)", "{0}"),
+    ),
+    "url": (
+        (r"url '([^']+)'", "{0}"),
+        (r"for url: (\S+)", "{0}"),
+        (r"url=URL\('([^']+)'\)", "{0}"),
+        (r"(https?://[^\s'\"]+)", "{0}"),
+    ),
+    "constraint": (
+        (r'constraint "([^"]+)"', "{0}"),
+        (r"constraint failed: ([\w.]+(?:, [\w.]+)*)", "{0}"),
+        (r"for key '([^']+)'", "{0}"),
+    ),
+    "conflict": ((r"Key \(([^)]*)\)=\(([^)]*)\)", "{0}={1}"),),
+    "verify_error": ((r"certificate verify failed: ([^(]+?)\s*(?:\(|$)", "{0}"),),
+    "column": (
+        (r'null value in column "([^"]+)"', "{0}"),
+        (r"NOT NULL constraint failed: ([\w.]+)", "{0}"),
+        (r"Column '([^']+)' cannot be null", "{0}"),
+    ),
+}
+
+#: For an exception no rule knows: a category guessed from words in its type name.
+GUESSES: tuple[tuple[str, Category], ...] = (
+    (r"Timeout|TimedOut|Unavailable|Connect|Network|Socket|Upstream",
+     "dependency_outage_or_timeout"),
+    (r"Permission|Forbidden|Unauthori[sz]ed|Auth|Credential|Config|Setting", "configuration"),
+    (r"Valid|Invalid|Pars|Malformed|Decode|Format|Schema", "bad_input"),
+    (r"NotFound|DoesNotExist|Missing|NoSuch|Unknown", "missing_key_or_attribute"),
+    (r"Quota|Limit|Exhaust|Full|Memory|Overflow|Throttl", "resource_exhaustion"),
+    (r"Lock|Conflict|Concurren|Race|Stale", "concurrency"),
+    (r"Type", "type_mismatch"),
+)
+
+# Shapes used by several rules. The callee's argument: one level of nested parentheses.
+_ARG = r"(?P<arg>[^()]*(?:\([^()]*\)[^()]*)*?)"
+_OBJ = r"(?P<obj>[A-Za-z_][\w.]*(?:\([^()]*\))?)"
+_SUBSCRIPT = r"(?P<container>[A-Za-z_][\w.]*(?:\([^()]*\))?(?:\[[^\[\]]*\])*)\[\s*"
+_HTTP = ("HTTPStatusError", "HTTPError", "ClientResponseError")
+_DB = ("IntegrityError", "DatabaseError", "OperationalError")
+_RETRY = "retry idempotent calls with backoff and a breaker, so an outage does not pile up work"
+
+RULES: tuple[Rule, ...] = (
+    # -- resources, whatever type carries them ---------------------------------------------
+    Rule(
+        "too-many-open-files", "resource_exhaustion", "high", types=(),
+        message=r"Too many open files|\[Errno 24\]|EMFILE",
+        cause=("{where} could not open another file or socket: the process has used up its file "
+               "descriptors (ulimit -n). Usually they leak: files, sockets or HTTP clients "
+               "opened and never closed.",),
+        fix=("Close what is opened (`with` blocks; one shared HTTP client, not one per request); "
+             "see in /proc/<pid>/fd what piles up, and raise the limit only once nothing leaks.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "no-space-left", "resource_exhaustion", "high",
+        message=r"No space left on device|\[Errno 28\]|ENOSPC",
+        cause=("{where} could not write: the disk it writes to is full.",),
+        fix=("Free or grow the volume, and bound what fills it (log rotation, temp-file "
+             "cleanup, retention of spools and uploads).",),
+        fix_kind="config",
+    ),
+    Rule(
+        "db-pool-exhausted", "resource_exhaustion", "high",
+        message=r"QueuePool limit of size (?P<size>\d+) overflow (?P<overflow>-?\d+) reached"
+        r"|[Cc]onnection pool (?:is )?exhausted",
+        cause=("{where} waited for a database connection from its pool ({size} plus {overflow} "
+               "overflow) and none came free: connections are held too long (slow queries, "
+               "transactions or sessions left open) or the pool is too small for the load.",
+               "{where} waited for a database connection from its pool and none came free: "
+               "connections are held too long or the pool is too small for the load.",),
+        fix=("Return connections promptly (close sessions in `finally`/`with`, no network calls "
+             "inside transactions), find slow queries, then size the pool to the concurrency.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "db-too-many-connections", "resource_exhaustion", "high",
+        message=r"too many clients|remaining connection slots are reserved|[Tt]oo many connections",
+        cause=("The database server refused a new connection from {where}: its max_connections "
+               "is reached. Every process's pool adds up (workers x pool size).",),
+        fix=("Keep workers x pool size below the server's max_connections (smaller pools, or a "
+             "pooler such as PgBouncer), and close connections that are not returned.",),
+        fix_kind="config",
+    ),
+    Rule(
+        "db-deadlock", "concurrency", "high",
+        message=r"deadlock detected|Deadlock found|DeadlockDetected",
+        cause=("{where}'s transaction deadlocked with another one: each held a lock the other "
+               "wanted, and the database aborted this one.",),
+        fix=("Take row locks in one consistent order (e.g. update rows sorted by id), keep "
+             "transactions short, and retry a transaction aborted by a deadlock: that is safe.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "db-locked", "concurrency", "medium", message=r"database (?:table )?is locked",
+        cause=("{where} could not write because another connection held the SQLite database's "
+               "write lock for longer than the busy timeout.",),
+        fix=("Keep write transactions short, set a busy timeout (sqlite3.connect(..., timeout=)),"
+             " use WAL mode, or move concurrent writers to a server database.",),
+        fix_kind="config",
+    ),
+    Rule(
+        "db-connection-lost", "dependency_outage_or_timeout", "high",
+        message=r"server closed the connection unexpectedly|terminating connection due to"
+        r"|ConnectionDoesNotExist|connection (?:was closed in the middle|is closed|already closed)"
+        r"|Lost connection to",
+        cause=("{where} lost its database connection: the server restarted or failed over, an "
+               "idle connection was cut by a proxy, or the code used a connection after "
+               "closing it.",),
+        fix=("Check the database's logs at that time; validate pooled connections before use "
+             "(pre-ping, a max idle time under the proxy's) and retry the transaction once.",),
+        fix_kind="config",
+    ),
+    # -- concurrency and iteration ----------------------------------------------------------
+    Rule(
+        "event-loop-closed", "concurrency", "medium", message=r"Event loop is closed",
+        cause=("{where} used an asyncio event loop after it was closed: work (a callback, a "
+               "client's cleanup, a task) outlived the loop, as at shutdown, or a client made "
+               "for one asyncio.run() was reused in another.",),
+        fix=("Close clients and await tasks before the loop ends (inside the same asyncio.run()),"
+             " and keep no loop-bound objects (clients, pools, queues) in globals.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "event-loop-mismatch", "concurrency", "high",
+        message=r"attached to a different loop|bound to a different event loop",
+        cause=("{where} awaited a future, lock or client made on another event loop: an asyncio "
+               "object was created in one loop (at import, in another thread, in an earlier "
+               "asyncio.run()) and used in this one.",),
+        fix=("Create asyncio objects inside the loop that uses them (in the coroutine, or in "
+             "startup code of that loop), not at import time or in globals shared across loops.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "dict-changed-during-iteration", "logic_bug", "medium", types=("RuntimeError",),
+        message=r"(?P<kind>dictionary|[Ss]et|OrderedDict|deque)"
+        r" (?:changed size|keys changed|mutated) during iteration",
+        lines=(r"^for (?P<target>.+?) in (?P<iterable>.+?)\s*:$",),
+        cause=("{where} iterates over {iterable} while the {kind} changes size (`{line}`): the "
+               "loop body, or another thread, adds or removes entries.",
+               "{where} changed a {kind} while iterating over it: the loop body, or another "
+               "thread, adds or removes entries.",),
+        fix=("Iterate over a copy, `for {target} in list({iterable}):`, or collect the changes "
+             "and apply them after the loop; lock it if another thread writes to it.",
+             "Iterate over a copy (list(...)) or apply the changes after the loop.",),
+        fix_kind="logic", patch="iterate-over-copy",
+    ),
+    Rule(
+        "generator-stop", "logic_bug", "medium", types=("RuntimeError",), wrapper=True,
+        message=r"(?:generator|coroutine) raised Stop(?:Async)?Iteration",
+        cause=("A generator called from {where} let StopIteration escape (usually next() on an "
+               "empty iterator), which Python turns into RuntimeError (PEP 479).",),
+        fix=("Give next() a default inside the generator, or catch StopIteration there and "
+             "`return`.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "stop-iteration", "logic_bug", "medium", types=("StopIteration", "StopAsyncIteration"),
+        lines=(r"\bnext\(\s*(?P<iterator>[^(),]+(?:\([^()]*(?:\([^()]*\))?\))?)\s*\)",),
+        cause=("{where} calls next({iterator}) without a default (`{line}`), and there was "
+               "nothing left: next() raised StopIteration.",
+               "{where} asked an exhausted iterator for its next item: next() without a "
+               "default raised StopIteration.",),
+        fix=("Give next() a default and handle it: `next({iterator}, None)`, then decide what "
+             "an empty {iterator} means.",
+             "Give next() a default and handle the empty case.",),
+        fix_kind="guard", patch="next-default",
+    ),
+    Rule(
+        "recursion", "logic_bug", "high", types=("RecursionError",),
+        cause=("{repeated} calls itself without reaching a base case, past Python's recursion "
+               "limit: the data has a cycle (a node that is its own ancestor) or the stop "
+               "condition is missing.",
+               "{where} recursed past Python's recursion limit: the data has a cycle or the "
+               "stop condition is missing.",),
+        fix=("Make {repeated} stop: detect cycles (track what was visited) and check the base "
+             "case; for deep but finite data use a loop with an explicit stack.",
+             "Detect cycles and check the base case; for deep data use an explicit stack.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "memory", "resource_exhaustion", "high", types=("MemoryError",),
+        cause=("{where} could not allocate memory: the process ran out (a whole large input "
+               "read at once, a cache or list that only grows, or a memory limit set too low).",),
+        fix=("Stream or page large inputs instead of loading them whole, bound caches, and "
+             "compare the process's peak memory with its container limit.",),
+        fix_kind="logic",
+    ),
+    # -- lookups ----------------------------------------------------------------------------
+    Rule(
+        "pop-from-empty", "logic_bug", "medium", types=("IndexError", "KeyError"),
+        message=r"^'?(?:pop from (?:an )?empty (?P<what>list|set|deque)|popitem\(\): \w+ is empty)",
+        lines=(r"(?P<container>[A-Za-z_][\w.]*)\.pop(?:item|left)?\(",),
+        cause=("{where} pops from {container}, which was empty (`{line}`).",
+               "{where} pops from an empty {what}.",
+               "{where} pops from an empty container.",),
+        fix=("Check `if {container}:` before popping, and decide what an empty {container} "
+             "means here.", "Check that the container is not empty before popping.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "env-var-missing", "configuration", "high", types=("KeyError",),
+        message=r"^(?P<key>'[^']*'|\"[^\"]*\")$", needs_line=True,
+        lines=(r"\benviron\[\s*(?&key)\s*\]",),
+        cause=("{where} reads the environment variable {key} (`{line}`), which is not set "
+               "where {service} runs.",),
+        fix=("Set {key} in {service}'s environment for this deployment, and read settings once "
+             "at startup with a clear error (or os.environ.get({key}, default) where a default "
+             "is right).",),
+        fix_kind="config",
+    ),
+    Rule(
+        "key-missing", "missing_key_or_attribute", "medium", types=("KeyError",),
+        message=r"^(?P<key>.*)$",
+        # A literal key other than the one missing is not the lookup that failed.
+        lines=(_SUBSCRIPT + r"(?&key)\s*\]", _SUBSCRIPT + r"(?P<subscript>[^\[\]'\"]+?)\s*\]"),
+        cause=("{where} looks up {container}[{subscript}] (`{line}`), and {container} has no "
+               "key {key}.",
+               "{where} reads {container}[{key}], but {container} has no key {key} (`{line}`).",
+               "{where} looks up the key {key}, which is not there.",
+               "{where} looks up a key that is not there.",),
+        fix=("Decide what a missing {key} means: {container}.get({key}) with a default where "
+             "absence is normal, else validate {container} where it comes in, so that a "
+             "missing key is rejected with a clear message.",
+             "Use .get() with a default where a missing {key} is normal, else validate the "
+             "input where it comes in.",
+             "Use .get() with a default where a missing key is normal, else validate the input.",),
+        fix_kind="guard", patch="get-instead-of-subscript",
+    ),
+    Rule(
+        "index-out-of-range", "missing_key_or_attribute", "medium", types=("IndexError",),
+        message=r"(?P<what>list|tuple|string|range object|deque|bytearray)? ?index out of range"
+        r"|index (?P<position>-?\d+) is out of bounds",
+        lines=(r"(?P<container>[A-Za-z_][\w.]*(?:\([^()]*\))?)\[\s*(?P<index>[^\[\]:]+?)\s*\]",),
+        cause=("{where} reads {container}[{index}] (`{line}`), but {container} has no item "
+               "there: it is shorter than the code assumes, often empty.",
+               "{where} reads past the end of a {what}.",
+               "{where} reads past the end of a sequence.",),
+        fix=("Check the length first (`if {container}:` / `len({container}) > {index}`), or "
+             "use `next(iter({container}), None)` for an optional first item.",
+             "Check the length before indexing.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "circular-import", "logic_bug", "high",
+        message=r"partially initiali[sz]ed module '(?P<module>[\w.]+)'",
+        cause=("{module} was used while it was still being imported: a circular import (two "
+               "modules import each other at their top level).",),
+        fix=("Break the cycle: move what both need into a third module, import inside the "
+             "function that needs it, or import {module} itself rather than names from it.",),
+        fix_kind="import",
+    ),
+    Rule(
+        "none-attribute", "null_reference", "medium", types=("AttributeError",),
+        message=r"'NoneType' object has no attribute '(?P<attr>[^']+)'",
+        lines=(_OBJ + r"\.(?&attr)\b",),
+        cause=("{where} reads `{obj}.{attr}` where {obj} is None (`{line}`).",
+               "{where} reads .{attr} of a value that is None.",),
+        fix=("Find why {obj} is None (a lookup that found nothing, a function that returned "
+             "nothing, an optional field) and handle that case before `.{attr}`, or make its "
+             "producer never return None.",
+             "Find which value is None and handle that case before reading .{attr}.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "module-attribute", "missing_key_or_attribute", "medium", types=("AttributeError",),
+        message=r"module '(?P<module>[\w.]+)' has no attribute '(?P<attr>[^']+)'",
+        cause=("{where} uses {module}.{attr}, which the {module} loaded at run time does not "
+               "have: the installed version renamed or removed it (or is older), or a local "
+               "file named {module} shadows the real module.",),
+        fix=("Pin {module} to the version the code was written for (compare it with the "
+             "installed one), and check that no project file is named after {module}.",),
+        fix_kind="dependency",
+    ),
+    Rule(
+        "object-attribute", "missing_key_or_attribute", "medium", types=("AttributeError",),
+        message=r"(?:'(?P<cls>[\w.]+)' object|type object '(?P<typename>[\w.]+)')"
+        r" has no attribute '(?P<attr>[^']+)'",
+        lines=(_OBJ + r"\.(?&attr)\b",),
+        cause=("{where} reads `{obj}.{attr}` (`{line}`), but {obj} is of type {cls}, which has "
+               "no attribute {attr}: the value is not of the type the code expects, or the "
+               "attribute was renamed.",
+               "{where} reads .{attr} of a value of type {cls}, which has no such attribute.",
+               "{where} reads {typename}.{attr}, which {typename} does not define.",
+               "{where} reads an attribute the object does not have.",),
+        fix=("Check which type {obj} really holds here and where it comes from; use the "
+             "attribute's current name.", "Check the object's type and the attribute's name.",),
+        fix_kind="logic",
+    ),
+    # -- call signatures and types ------------------------------------------------------------
+    Rule(
+        "call-missing-argument", "logic_bug", "high", types=("TypeError",),
+        message=r"(?<![\w.<>])(?P<func>[\w.<>]+)\(\) missing (?P<count>\d+) required"
+        r" (?:positional|keyword-only) arguments?: (?P<names>.+)$",
+        cause=("{where} calls {func}() without {names}: the call and {func}'s signature "
+               "disagree (a parameter was added, or the call passes too few arguments).",),
+        fix=("Pass {names} in the call, or give the parameter a default if callers may leave "
+             "it out; then check {func}'s other callers.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "call-unexpected-keyword", "logic_bug", "high", types=("TypeError",),
+        message=r"(?<![\w.<>])(?P<func>[\w.<>]+)\(\) got an unexpected keyword argument"
+        r" '(?P<arg>[^']+)'",
+        cause=("{where} calls {func}() with the keyword {arg}, which {func} does not accept: "
+               "renamed or removed in the version in use, or passed to the wrong function.",),
+        fix=("Use the parameter name {func} has now (check the version installed against the "
+             "one the code was written for), or drop {arg}.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "call-too-many-arguments", "logic_bug", "high", types=("TypeError",),
+        message=r"(?<![\w.<>])(?P<func>[\w.<>]+)\(\) takes (?P<expected>.+?) positional"
+        r" arguments? but (?P<given>\d+) (?:were|was) given",
+        cause=("{where} calls {func}() with {given} positional arguments where it takes "
+               "{expected} (counts include self): an extra argument, a missing `self` in a "
+               "method, or a changed signature.",),
+        fix=("Match the call to {func}'s signature (pass extras by keyword, or add the "
+             "missing `self` parameter).",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "none-not-subscriptable", "null_reference", "medium", types=("TypeError",),
+        message=r"'NoneType' object is not subscriptable",
+        lines=(_SUBSCRIPT + r"(?P<subscript>[^\[\]]+?)\s*\]",),
+        cause=("{where} indexes `{container}[{subscript}]` where {container} is None "
+               "(`{line}`).", "{where} indexes a value that is None.",),
+        fix=("Find why {container} is None (a lookup or a function that returned nothing) "
+             "and handle that case before indexing it.",
+             "Find which value is None and handle that case before indexing.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "none-not-iterable", "null_reference", "medium", types=("TypeError",),
+        message=r"'NoneType' object is not iterable|non-iterable NoneType",
+        lines=(r"\bfor (?P<target>.+?) in (?P<iterable>.+?):",
+               r"^(?P<target>[\w\s,()\[\]*]+?)\s*=\s*(?P<iterable>[^=].*)$",),
+        cause=("{where} iterates over {iterable}, which is None (`{line}`).",
+               "{where} iterates over or unpacks a value that is None.",),
+        fix=("Find why {iterable} is None and handle it, e.g. `for {target} in {iterable} or "
+             "():` where an absent list means an empty one.",
+             "Find which value is None and handle that case before iterating.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "none-not-callable", "null_reference", "medium", types=("TypeError",),
+        message=r"'NoneType' object is not callable",
+        cause=("{where} calls something that is None (`{line}`): a callback or hook that was "
+               "never set, or a decorator that does not return its wrapper.",
+               "{where} calls something that is None: a callback that was never set, or a "
+               "decorator that does not return its wrapper.",),
+        fix=("Check that the callable is set before calling it, and that decorators return "
+             "the wrapper.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "none-operand", "null_reference", "medium", types=("TypeError",),
+        message=r"(?=.*NoneType)(?:unsupported operand type\(s\) for (?P<op>[^:]+): "
+        r"'(?P<left>[\w.]+)' and '(?P<right>[\w.]+)'|'(?P<cmp>[^']+)' not supported between"
+        r"|(?P<call>\w+)\(\) argument must be)",
+        cause=("{where} computes {op} with values of types {left} and {right} (`{line}`): one "
+               "operand is None, a value the code expects to be set.",
+               "{where} compares with {cmp} a value that is None (`{line}`).",
+               "{where} passes None to {call}() (`{line}`).",
+               "{where} uses a value that is None in an operation.",),
+        fix=("Find which operand is None and why (an optional field, a missing lookup), and "
+             "handle it before the operation.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "str-concatenation", "type_mismatch", "medium", types=("TypeError",),
+        message=r"can only concatenate (?P<left>\w+) \(not \"(?P<right>\w+)\"\) to \w+"
+        r"|must be str, not (?P<other>\w+)|expected str instance, (?P<item>\w+) found",
+        cause=("{where} joins values of types {left} and {right} (`{line}`): Python does not "
+               "convert between them implicitly.",
+               "{where} joins text with a value of type {other} (`{line}`).",
+               "{where} joins text with a value of type {item} (`{line}`).",
+               "{where} joins text with a value that is not text.",),
+        fix=("Format explicitly (an f-string, or str() on the number) or convert the value "
+             "where it comes in.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "unsupported-operand", "type_mismatch", "medium", types=("TypeError",),
+        message=r"unsupported operand type\(s\) for (?P<op>[^:]+): '(?P<left>[\w.]+)' and"
+        r" '(?P<right>[\w.]+)'|'(?P<cmp>[^']+)' not supported between instances of"
+        r" '(?P<cleft>[\w.]+)' and '(?P<cright>[\w.]+)'",
+        cause=("{where} applies {op} to values of types {left} and {right} (`{line}`), which "
+               "Python does not combine: one side is not of the type the code expects.",
+               "{where} applies {op} to values of types {left} and {right}, which Python does "
+               "not combine.",
+               "{where} compares values of types {cleft} and {cright} with {cmp}.",
+               "{where} combines two values of types that do not go together.",),
+        fix=("Convert the odd one out where it enters the program (parse text to a number "
+             "once; keep money in Decimal throughout), not at the operation.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "not-subscriptable", "type_mismatch", "medium", types=("TypeError",),
+        message=r"'(?P<cls>[\w.]+)' object is not subscriptable",
+        lines=(_SUBSCRIPT + r"(?P<subscript>[^\[\]]+?)\s*\]",),
+        cause=("{where} indexes `{container}[{subscript}]`, but {container} is of type {cls}, "
+               "which has no items (`{line}`).",
+               "{where} indexes a value of type {cls}, which has no items.",
+               "{where} indexes a value that has no items.",),
+        fix=("Check what {container} holds here (a function that was not called, an object "
+             "instead of its dict).", "Check what the indexed value really is.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "not-iterable", "type_mismatch", "medium", types=("TypeError",),
+        message=r"'(?P<cls>[\w.]+)' object is not iterable|non-iterable (?P<other>\w+) object",
+        cause=("{where} iterates over a value of type {cls}, which is not iterable (`{line}`).",
+               "{where} iterates over or unpacks a value of type {other} (`{line}`).",
+               "{where} iterates over a value that is not iterable.",),
+        fix=("Check what the value holds here: a single item where a list was expected, or a "
+             "method that was not called.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "not-callable", "type_mismatch", "medium", types=("TypeError",),
+        message=r"'(?P<cls>[\w.]+)' object is not callable",
+        cause=("{where} calls a value of type {cls} as if it were a function (`{line}`): a "
+               "name that held a function now holds a value (shadowed by a variable or "
+               "attribute), or a property is called with ().",
+               "{where} calls a value of type {cls} as if it were a function.",
+               "{where} calls a value that is not a function.",),
+        fix=("Rename the variable that shadows the function, or drop the () after the "
+             "property.",),
+        fix_kind="logic",
+    ),
+    # -- parsing input ------------------------------------------------------------------------
+    Rule(
+        "int-parse", "bad_input", "medium", types=("ValueError",),
+        message=r"invalid literal for int\(\) with base (?P<base>\d+): (?P<bad>.*)$",
+        lines=(r"\bint\(\s*" + _ARG + r"\s*(?:,\s*(?:base\s*=\s*)?\w+\s*)?\)",),
+        cause=("{where} passes {arg} to int() unchecked (`{line}`), and {bad} reached it: not "
+               "a whole number.",
+               "{where} calls int() on text that is not a whole number: {bad} reached it.",
+               "{where} calls int() on text that is not a whole number.",),
+        fix=("Validate {arg} where it comes in and reject a non-number with a clear message "
+             "(or catch ValueError around int() and answer with a 4xx), rather than failing "
+             "deep in {where}.",
+             "Validate the input where it comes in, or catch ValueError around int().",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "float-parse", "bad_input", "medium", types=("ValueError",),
+        message=r"could not convert string to float: (?P<bad>.*)$",
+        lines=(r"\bfloat\(\s*" + _ARG + r"\s*\)",),
+        cause=("{where} passes {arg} to float() unchecked (`{line}`), and {bad} reached it: "
+               "not a number (a decimal comma, a unit, an empty field?).",
+               "{where} calls float() on text that is not a number: {bad} reached it.",
+               "{where} calls float() on text that is not a number.",),
+        fix=("Validate the number where it comes in (say which format it takes) and reject "
+             "others with a clear message, or catch ValueError around float().",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "decimal-parse", "bad_input", "medium",
+        types=("decimal.InvalidOperation", "decimal.ConversionSyntax"),
+        lines=(r"\bDecimal\(\s*" + _ARG + r"\s*\)",),
+        cause=("{where} passes {arg} to Decimal() (`{line}`), and the text was not a number.",
+               "{where} hit decimal.InvalidOperation: text that is not a number given to "
+               "Decimal(), or an invalid operation such as quantize() past the precision.",),
+        fix=("Validate {arg} before Decimal() and reject what is not a number, or catch "
+             "decimal.InvalidOperation there.",
+             "Validate numbers before Decimal(), or catch decimal.InvalidOperation.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "datetime-parse", "bad_input", "medium", types=("ValueError",),
+        message=r"time data (?P<bad>.+?) does not match format (?P<format>'.*')"
+        r"|unconverted data remains: (?P<rest>.+)",
+        lines=(r"\bstrptime\(\s*(?P<arg>[^,()]+(?:\([^()]*\))?)\s*,",),
+        cause=("{where} parses {bad} with the format {format} (`{line}`), and they do not "
+               "match.",
+               "{where} parsed a date and found text left over after the format: {rest}.",
+               "{where} parses a date whose text does not match the expected format.",),
+        fix=("Accept the formats the input really uses (or ISO 8601 only, said in the API), "
+             "and reject other dates with a clear message instead of crashing.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "isoformat-parse", "bad_input", "medium", types=("ValueError",),
+        message=r"Invalid isoformat string: (?P<bad>.+)",
+        lines=(r"\bfromisoformat\(\s*" + _ARG + r"\s*\)",),
+        cause=("{where} passes {arg} to fromisoformat() (`{line}`), and {bad} is not an ISO "
+               "8601 date.", "{where} parses {bad}, which is not an ISO 8601 date.",
+               "{where} parses a date that is not ISO 8601.",),
+        fix=("Validate dates where they come in and reject non-ISO text with a clear "
+             "message.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "json-empty", "bad_input", "medium", types=("JSONDecodeError",),
+        message=r"^Expecting value: line 1 column 1 \(char 0\)",
+        lines=(r"(?P<call>[\w.]*(?:loads?|json)\(" + _ARG + r"\))",),
+        cause=("{where} parses {arg} as JSON (`{line}`), but it was empty or not JSON at all "
+               "(nothing valid at char 0): typically an empty body or an HTML error page.",
+               "{where} parses JSON, but the text was empty or not JSON at all (nothing "
+               "valid at char 0): typically an empty body or an HTML error page.",),
+        fix=("Check the response's status and content type before parsing it, and log what "
+             "came instead of JSON.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "json-decode", "bad_input", "medium", types=("JSONDecodeError",),
+        message=r"(?P<reason>[^:]+): line (?P<row>\d+) column (?P<column>\d+)",
+        lines=(r"(?P<call>[\w.]*(?:loads?|json)\(" + _ARG + r"\))",),
+        cause=("{where} parses {arg} as JSON (`{line}`), and it is malformed: {reason} at "
+               "line {row}, column {column}.",
+               "{where} parses malformed JSON: {reason} at line {row}, column {column}.",
+               "{where} parses malformed JSON.",),
+        fix=("Find who produces this text: JSON written by hand, a Python repr (single "
+             "quotes) or a truncated body; reject invalid JSON with a clear message.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "unicode-decode", "bad_input", "medium", types=("UnicodeDecodeError",),
+        message=r"'(?P<codec>[^']+)' codec can't decode (?:byte (?P<byte>0x[0-9a-f]+)|bytes)"
+        r" in position (?P<position>[\d-]+)",
+        cause=("{where} decodes bytes as {codec}, but they are not {codec}: byte {byte} at "
+               "position {position}. The input is in another encoding (often latin-1 or "
+               "cp1252), or binary.",
+               "{where} decodes bytes as {codec}, but they are not {codec}.",
+               "{where} decodes bytes with the wrong encoding.",),
+        fix=("Decode with the encoding the producer uses (read the declared charset; "
+             "open(..., encoding=)), or errors='replace' where exact text does not matter.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "unicode-encode", "configuration", "medium", types=("UnicodeEncodeError",),
+        message=r"'(?P<codec>[^']+)' codec can't encode characters? (?:(?P<char>'[^']*') )?"
+        r"in position",
+        cause=("{where} encodes text as {codec}, which cannot represent {char}: a narrow "
+               "default encoding (a C/POSIX locale, a stream opened without encoding=) meets "
+               "non-ASCII text.",
+               "{where} encodes text as {codec}, which cannot represent all of it.",
+               "{where} encodes text with an encoding that cannot represent it.",),
+        fix=("Encode as UTF-8 explicitly (open(..., encoding='utf-8'), .encode('utf-8')), or "
+             "run with a UTF-8 locale (PYTHONUTF8=1).",),
+        fix_kind="config",
+    ),
+    Rule(
+        "value-unpack", "type_mismatch", "medium", types=("ValueError",),
+        message=r"(?:too many|not enough) values to unpack \(expected (?P<expected>\d+)"
+        r"(?:, got (?P<got>\d+))?\)",
+        lines=(r"^(?:for\s+)?(?P<targets>[\w\s,()\[\]*]+?)\s*(?:=|\bin\b)\s*(?P<source>[^=].*?):?$",),
+        cause=("{where} unpacks {source} into {targets} (`{line}`): it expects {expected} "
+               "values, and the data had a different number.",
+               "{where} unpacks a value into {expected} names, and it had a different number "
+               "of items.", "{where} unpacks a value with a different number of items.",),
+        fix=("Check the data's shape before unpacking (split with maxsplit, or check the "
+             "length) and reject malformed input.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "value-not-in-list", "missing_key_or_attribute", "medium", types=("ValueError",),
+        message=r"x not in (?:list|tuple)|is not in list|substring not found",
+        lines=(r"(?P<container>[A-Za-z_][\w.]*)\.(?P<method>remove|index)\(",),
+        cause=("{where} calls {container}.{method}() for an item that is not in it (`{line}`).",
+               "{where} looks for an item that is not in the list.",),
+        fix=("Check membership first (`if item in {container}:`), or catch ValueError.",
+             "Check membership first, or catch ValueError.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "zero-division", "logic_bug", "medium",
+        types=("ZeroDivisionError", "decimal.DivisionByZero", "decimal.DivisionUndefined"),
+        lines=(r"(?P<dividend>[\w.\])]+)\s*(?://|/|%)\s*"
+               r"(?P<divisor>[A-Za-z_][\w.]*(?:\([^()]*\))?|\([^()]*\))",),
+        cause=("{where} divides by {divisor}, which was 0 (`{line}`): a count or total that "
+               "can be zero (an empty list, a first day without data) is not guarded.",
+               "{where} divided by zero: a count or total that can be zero is not guarded.",),
+        fix=("Decide what the result is when {divisor} is 0 and guard it (`... if {divisor} "
+             "else 0`, or skip the computation).",
+             "Decide what the result is when the divisor is 0, and guard it.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "overflow", "bad_input", "medium", types=("OverflowError",),
+        cause=("{where} computed a number too large for its type ({value}): an unbounded "
+               "input (a huge amount, an exponent, a date far away) or a runaway computation.",
+               "{where} computed a number too large for its type.",),
+        fix=("Bound the inputs that feed the computation, and reject out-of-range values "
+             "with a clear message.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "pydantic-validation", "bad_input", "medium",
+        types=("pydantic.ValidationError", "pydantic_core.ValidationError"),
+        message=r"(?P<count>\d+) validation errors? for (?P<model>[^\n]+)\n(?P<field>[^\n]+)\n"
+        r"\s*(?P<reason>[^\[\n]+?)\s*(?:\[|\n|$)",
+        cause=("{model} rejected the data {where} gave it: {field}: {reason} ({count} error(s) "
+               "in all).", "{where} got data a pydantic model rejects.",),
+        fix=("If the data comes from outside, answer with the validation errors (a 422) "
+             "instead of crashing; if from inside, fix what produces {field}.",
+             "Answer bad outside data with its validation errors; fix inside producers.",),
+        fix_kind="guard",
+    ),
+    # -- imports, files and configuration ---------------------------------------------------
+    Rule(
+        "module-not-found", "configuration", "high", types=("ModuleNotFoundError",),
+        message=r"No module named '(?P<module>[^']+)'",
+        cause=("{where} imports {module}, which is not installed where {service} runs: a "
+               "dependency missing from the requirements or the image, or installed into "
+               "another environment.",),
+        fix=("Add the package that provides {module} to the project's dependencies and "
+             "rebuild; if it is optional, import it inside try/except ImportError.",),
+        fix_kind="dependency",
+    ),
+    Rule(
+        "import-name", "configuration", "high", types=("ImportError",),
+        message=r"cannot import name '(?P<name>[^']+)' from '(?P<module>[^']+)'",
+        cause=("{where} imports {name} from {module}, which the installed {module} does not "
+               "have: a version where it was renamed, moved or not yet added.",),
+        fix=("Pin {module} to a version that has {name}, or import it from where it lives "
+             "now.",),
+        fix_kind="dependency",
+    ),
+    Rule(
+        "import-error", "configuration", "high", types=("ImportError",),
+        message=r"(?P<library>[\w.+-]+\.so[\w.]*): cannot open shared object file"
+        r"|DLL load failed|(?P<other>.*)",
+        cause=("{where} failed an import: the system library {library} is missing.",
+               "{where} failed an import: {other}.", "{where} failed an import.",),
+        fix=("Install the system package that provides {library} in the image.",
+             "Install the missing package or library in {service}'s environment.",),
+        fix_kind="dependency",
+    ),
+    Rule(
+        "file-not-found", "configuration", "medium", types=("FileNotFoundError",),
+        message=r"No such file or directory(?:: (?P<path>'.*'|\".*\"))?",
+        lines=(r"\bopen\(\s*(?P<arg>[^,()]+(?:\([^()]*\))?)",),
+        cause=("{where} opens {path} (`{line}`), which does not exist on this host: a missing "
+               "file, a path relative to another working directory, or a volume not mounted.",
+               "{where} opens {path}, which does not exist on this host: a missing file, a "
+               "path relative to another working directory, or a volume not mounted.",
+               "{where} uses a file or program that does not exist on this host.",),
+        fix=("Build the path from configuration or from the package (Path(__file__).parent), "
+             "not the working directory; make the deployment ship or mount {path}, and check "
+             "it at startup.", "Check that the deployment ships the file, and the path.",),
+        fix_kind="config",
+    ),
+    Rule(
+        "permission-denied", "configuration", "high", types=("PermissionError",),
+        message=r"Permission denied(?:: (?P<path>'.*'|\".*\"))?|Operation not permitted",
+        cause=("{where} may not access {path}: the user {service} runs as lacks the "
+               "permission (file mode, owner, a read-only mount).",
+               "{where} was refused an operation by the operating system: the user {service} "
+               "runs as lacks the permission.",),
+        fix=("Give the service's user access to {path} (owner or mode in the image or "
+             "volume), or write somewhere it owns.",
+             "Give the service's user the permission, or use a path it owns.",),
+        fix_kind="config",
+    ),
+    Rule(
+        "is-a-directory", "configuration", "medium",
+        types=("IsADirectoryError", "NotADirectoryError"),
+        message=r"(?:Is a|Not a) directory(?:: (?P<path>'.*'|\".*\"))?",
+        cause=("{where} opens {path} as a file, but it is a directory (or the other way "
+               "round): an empty file name joined to a folder, or a setting naming the wrong "
+               "thing.", "{where} opens a directory as a file, or a file as a directory.",),
+        fix=("Check the setting or the name that builds the path, and reject an empty file "
+             "name early.",),
+        fix_kind="config",
+    ),
+    # -- the network ----------------------------------------------------------------------------
+    Rule(
+        "ssl-cert-verify", "configuration", "high",
+        message=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed",
+        cause=("{where} connected to {address} over TLS and its certificate did not verify "
+               "({verify_error}): a self-signed, expired or wrongly named certificate, or a "
+               "CA this host does not trust.",
+               "{where}'s TLS connection failed certificate verification ({verify_error}): a "
+               "self-signed, expired or wrongly named certificate, or a CA this host does not "
+               "trust.",
+               "{where}'s TLS connection failed certificate verification.",),
+        fix=("Fix the server's certificate, or give the client the CA that signed it (a CA "
+             "bundle setting, SSL_CERT_FILE); do not turn verification off.",),
+        fix_kind="config",
+    ),
+    Rule(
+        "ssl-plain-port", "configuration", "high",
+        message=r"WRONG_VERSION_NUMBER|wrong version number|record layer failure",
+        cause=("{where} spoke TLS to {address}, which answered in plain text: an https:// URL "
+               "for an http:// service, or the wrong port.",
+               "{where} spoke TLS to a server that answered in plain text: an https:// URL "
+               "for an http:// service, or the wrong port.",),
+        fix=("Use the scheme and port the service really serves (http:// vs https://).",),
+        fix_kind="config",
+    ),
+    Rule(
+        "ssl-error", "configuration", "high", message=r"\[SSL: (?P<reason>[A-Z0-9_]+)\]",
+        cause=("{where}'s TLS handshake failed ({reason}): the two sides share no protocol "
+               "version or cipher, or a certificate or key is wrong.",
+               "{where}'s TLS connection failed.",),
+        fix=("Compare the TLS settings of client and server (versions, ciphers, certificates)"
+             ".",),
+        fix_kind="config",
+    ),
+    Rule(
+        "dns-temporary", "dependency_outage_or_timeout", "high",
+        message=r"Temporary failure in name resolution|\[Errno -3\]|EAI_AGAIN",
+        cause=("{where} could not resolve {host} just now: the DNS resolver did not answer "
+               "(a DNS outage or a network blip).",
+               "{where} could not resolve a host name just now: the DNS resolver did not "
+               "answer (a DNS outage or a network blip).",),
+        fix=("Check the resolver's health; " + _RETRY + ".",),
+        fix_kind="config",
+    ),
+    Rule(
+        "dns-unknown-host", "configuration", "high",
+        message=r"Name or service not known|nodename nor servname|No address associated with"
+        r"|getaddrinfo failed|\[Errno -[25]\]|\[Errno 1100[14]\]|EAI_NONAME|ENOTFOUND",
+        lines=(r"getaddrinfo\(\s*(?P<host_code>[^,()]+)",
+               r"(?P<host_code>['\"]\w+://[^'\"]+['\"])"),
+        cause=("{where} could not resolve the host name {host}: there is no DNS record for it "
+               "from here. The host setting is wrong (a typo, a name from another "
+               "environment or network), or what it names is not deployed.",
+               "{where} could not resolve the host name in {host_code} (`{line}`): there is "
+               "no DNS record for it from here. The host setting is wrong (a typo, a name "
+               "from another environment or network), or what it names is not deployed.",
+               "{where} could not resolve a host name: there is no DNS record for it from "
+               "here. The host setting is wrong, or what it names is not deployed.",),
+        fix=("Check the host name configured for this environment; in containers, use the "
+             "name the network defines. Retrying does not help until the name resolves.",),
+        fix_kind="config",
+    ),
+    Rule(
+        "connection-refused", "dependency_outage_or_timeout", "high",
+        message=r"[Cc]onnection refused|Connect call failed|ECONNREFUSED"
+        r"|\[Errno (?:111|61|10061)\]",
+        cause=("{where} could not connect to {address}: the connection was refused, so nothing "
+               "listens there. The service is down or restarting, or the host or port "
+               "setting points at the wrong place.",
+               "{where} could not connect: the connection was refused, so nothing listens at "
+               "the address it uses. The service is down or restarting, or the host or port "
+               "setting points at the wrong place.",),
+        fix=("Check that the service at {address} is up and listening on that port (on an "
+             "interface reachable from here), and the host and port configured for this "
+             "environment; " + _RETRY + ".",
+             "Check that the service is up, and the configured host and port; " + _RETRY + ".",),
+        fix_kind="config",
+    ),
+    Rule(
+        "connection-reset", "dependency_outage_or_timeout", "medium",
+        message=r"[Cc]onnection reset|[Bb]roken pipe|ECONNRESET|EPIPE|[Ss]erver disconnected"
+        r"|[Cc]onnection aborted|\[Errno (?:104|32|54|10054)\]",
+        cause=("{where}'s connection to {address} was closed by the other side mid-exchange: "
+               "the peer restarted or crashed, or a proxy dropped an idle connection.",
+               "{where}'s connection was closed by the other side mid-exchange (reset or "
+               "broken pipe): the peer restarted or crashed, or a proxy dropped an idle "
+               "connection.",),
+        fix=("Retry idempotent requests once on a fresh connection; keep pooled connections' "
+             "idle time below the peer's and proxies' idle timeouts; read the peer's logs.",),
+        fix_kind="config",
+    ),
+    Rule(
+        "http-pool-timeout", "resource_exhaustion", "medium",
+        types=("httpx.PoolTimeout", "urllib3.EmptyPoolError"),
+        cause=("{where} waited for a free connection in its HTTP client's pool and none came "
+               "free in time: responses left open (a stream not closed), slow requests "
+               "holding every connection, or a pool too small for the concurrency.",),
+        fix=("Close responses (`with client.stream(...)`), share one client, and size its "
+             "connection limits to the concurrency; bound slow calls with timeouts.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "connect-timeout", "dependency_outage_or_timeout", "high",
+        types=("httpx.ConnectTimeout", "requests.ConnectTimeout", "urllib3.ConnectTimeoutError",
+               "aiohttp.ServerTimeoutError"),
+        cause=("{where} timed out connecting to {address}: the host did not answer at all "
+               "(down, overloaded, or a firewall dropping packets to that port).",
+               "{where} timed out connecting: the host did not answer at all (down, "
+               "overloaded, or a firewall dropping packets to that port).",),
+        fix=("Check that the host is up and reachable from here; keep the connect timeout "
+             "short and " + _RETRY + ".",),
+        fix_kind="config",
+    ),
+    Rule(
+        "read-timeout", "dependency_outage_or_timeout", "medium",
+        types=("httpx.ReadTimeout", "httpx.WriteTimeout", "httpx.TimeoutException",
+               "requests.ReadTimeout", "requests.Timeout", "urllib3.ReadTimeoutError"),
+        cause=("{where} gave up waiting for {url}: the request went out but the response took "
+               "longer than the client's timeout (a slow or overloaded dependency).",
+               "{where} gave up waiting for a response: the request went out but the answer "
+               "took longer than the client's timeout (a slow or overloaded dependency).",),
+        fix=("Find the slow side (the dependency's latency for this request); set the timeout "
+             "from its real latency and " + _RETRY + ".",),
+        fix_kind="config",
+    ),
+    Rule(
+        "timeout", "dependency_outage_or_timeout", "medium",
+        types=("TimeoutError", "asyncio.TimeoutError", "socket.timeout",
+               "concurrent.futures.TimeoutError", "*Timeout", "*TimeoutError"),
+        lines=(r"\bwait_for\(\s*(?P<awaited>.+?),\s*(?:timeout\s*=\s*)?(?P<timeout>[\w.]+)\s*\)",
+               r"\.(?P<operation>recv|recv_into|read|readline|accept|connect|sendall|send|get"
+               r"|result|wait|acquire|join)\(",),
+        cause=("{where} gave up waiting for {awaited} (timeout={timeout}, `{line}`): it did not "
+               "finish in time (a slow dependency, a lock or queue that never frees, or a "
+               "timeout set too tight).",
+               "{where} timed out in {operation}() (`{line}`): the other side did not answer "
+               "in time.",
+               "{where} timed out waiting: what it waited for did not finish in time (a slow "
+               "dependency, a lock that never frees, or a timeout set too tight).",),
+        fix=("Find what {awaited} waits on and why it is slow; set the timeout from its real "
+             "latency and " + _RETRY + ".",
+             "Find what the code waits on and why it is slow; " + _RETRY + ".",),
+        fix_kind="config",
+    ),
+    # -- HTTP answers from dependencies: the status code decides --------------------------------
+    Rule(
+        "http-auth", "configuration", "high", types=_HTTP,
+        message=r"(?:error '|Error |^)(?P<status>40[13])\b",
+        cause=("{where} called {url} and was refused with HTTP {status}: the credentials "
+               "{service} sends are missing, wrong, expired or lack the permission.",
+               "{where} was refused with HTTP {status}: the credentials {service} sends are "
+               "missing, wrong, expired or lack the permission.",),
+        fix=("Check the credentials configured for this dependency in this environment "
+             "(present, current, with the needed scope); refresh expiring ones before use.",),
+        fix_kind="config",
+    ),
+    Rule(
+        "http-rate-limited", "resource_exhaustion", "medium", types=_HTTP,
+        message=r"(?:error '|Error |^)(?P<status>429)\b",
+        cause=("{where} called {url} too often: HTTP 429, {service}'s rate limit there is used "
+               "up.", "{where} was rate limited (HTTP 429).",),
+        fix=("Honour Retry-After with backoff, throttle or batch the calls, cache answers, or "
+             "ask for a higher quota.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "http-not-found", "bad_input", "medium", types=_HTTP,
+        message=r"(?:error '|Error |^)(?P<status>404|410)\b",
+        cause=("{where} called {url} and got HTTP {status}: the resource is not there. The id "
+               "in the URL does not exist (stale or bad input), or the base URL or path is "
+               "wrong for this environment.",
+               "{where} got HTTP {status}: the resource it asked for is not there.",),
+        fix=("Treat a missing resource as a normal answer where it can be one; otherwise "
+             "check the configured base URL and where the id came from.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "http-server-error", "dependency_outage_or_timeout", "high", types=_HTTP,
+        message=r"(?:error '|Error |^)(?P<status>5\d\d)\b",
+        cause=("{where} called {url} and the dependency failed with HTTP {status}: the error "
+               "is on its side (a crash, an outage, or a gateway timing out).",
+               "{where} got HTTP {status} from a dependency: the error is on its side.",),
+        fix=("Check the dependency's health and logs at that time; " + _RETRY + ", and degrade "
+             "gracefully.",),
+        fix_kind="config",
+    ),
+    Rule(
+        "http-client-error", "bad_input", "medium", types=_HTTP,
+        message=r"(?:error '|Error |^)(?P<status>4\d\d)\b",
+        cause=("{where} sent a request to {url} that was rejected with HTTP {status}: the "
+               "dependency finds the request itself invalid.",
+               "{where} sent a request rejected with HTTP {status}.",),
+        fix=("Log the response body with the error to see what the dependency objects to, "
+             "and validate the request before sending it.",),
+        fix_kind="logic",
+    ),
+    # -- databases ----------------------------------------------------------------------------
+    Rule(
+        "db-unique-violation", "logic_bug", "medium",
+        types=("UniqueViolation", "UniqueViolationError", *_DB),
+        message=r"(?i)duplicate key|unique constraint|Duplicate entry",
+        cause=("{where} inserts a row that already exists ({conflict}, by {constraint}): the "
+               "code creates without checking, or two requests (a retry, a double submit, a "
+               "race) insert the same thing.",
+               "{where} inserts a row that already exists by {constraint}: the code creates "
+               "without checking, or two requests (a retry, a double submit, a race) insert "
+               "the same thing.",
+               "{where} inserts a row that already exists: the code creates without checking, "
+               "or two requests insert the same thing.",),
+        fix=("Make the write idempotent: INSERT ... ON CONFLICT (an upsert), or catch the "
+             "unique violation and use the existing row; check-then-insert races.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "db-foreign-key", "logic_bug", "medium",
+        types=("ForeignKeyViolation", "ForeignKeyViolationError", *_DB),
+        message=r"(?i)foreign key constraint",
+        cause=("{where} writes or deletes a row that breaks {constraint}: it points at a row "
+               "that does not exist (or others still point at the one deleted).",
+               "{where} writes or deletes a row that breaks a foreign key: it points at a row "
+               "that does not exist (or others still point at the one deleted).",),
+        fix=("Create parents before children (and delete children first, or cascade), and "
+             "check ids that come from input.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "db-not-null", "null_reference", "medium",
+        types=("NotNullViolation", "NotNullViolationError", *_DB),
+        message=r"(?i)not[- ]null constraint|null value in column|cannot be null",
+        cause=("{where} writes a row without a value for {column}, which the table requires: "
+               "the value was None (missing from the input, or never set).",
+               "{where} writes a row with None in a column that requires a value.",),
+        fix=("Set {column} before writing (validate the input that should carry it), or give "
+             "the column a default in a migration if one is right.",
+             "Set the required value before writing, or give the column a default.",),
+        fix_kind="guard",
+    ),
+    Rule(
+        "db-integrity", "logic_bug", "medium",
+        types=("IntegrityError", "CheckViolation", "CheckViolationError", "ExclusionViolation"),
+        cause=("{where} wrote data that breaks a database constraint: {value}.",
+               "{where} wrote data that breaks a database constraint.",),
+        fix=("Validate the data against the constraint before writing it.",),
+        fix_kind="logic",
+    ),
+    # -- the code's own assumptions ---------------------------------------------------------------
+    Rule(
+        "unbound-local", "logic_bug", "high", types=("UnboundLocalError",),
+        message=r"local variable '(?P<name>[^']+)'",
+        cause=("{where} reads {name} before anything was assigned to it (`{line}`): it is set "
+               "only on some paths (an if without else, a loop that ran zero times, a failed "
+               "try).", "{where} reads {name} before anything was assigned to it.",),
+        fix=("Give {name} a value on every path before it is read (initialise it first).",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "name-error", "logic_bug", "high", types=("NameError",),
+        message=r"name '(?P<name>[^']+)' is not defined",
+        cause=("{where} uses {name}, which is not defined there (`{line}`): a typo, a missing "
+               "import, or a name defined only on some path.",
+               "{where} uses {name}, which is not defined there.",),
+        fix=("Define or import {name}; a linter (ruff's F821) catches this before it ships.",),
+        fix_kind="import",
+    ),
+    Rule(
+        "assertion", "logic_bug", "medium", types=("AssertionError",),
+        lines=(r"^assert (?P<condition>.+?)(?:,\s*(?P<explanation>f?['\"].*))?$",),
+        cause=("{where} asserts `{condition}`, which did not hold: {value}.",
+               "{where} asserts `{condition}`, which did not hold: an assumption of the code "
+               "is false for this input.",
+               "{where} failed an assertion: an assumption of the code is false ({value}).",
+               "{where} failed an assertion: an assumption of the code is false.",),
+        fix=("Find which input breaks `{condition}`: validate it where it comes in, or fix "
+             "the assumption. (Asserts vanish under python -O; do not rely on them for "
+             "validation.)", "Find which input breaks the assumption, and validate it.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "not-implemented", "logic_bug", "medium", types=("NotImplementedError",),
+        cause=("{where} is not implemented for the object it was called on (`{line}`): an "
+               "abstract method a subclass does not override, or a case left unhandled.",
+               "{where} reached code that is not implemented: an abstract method a subclass "
+               "does not override, or a case left unhandled.",),
+        fix=("Implement it in the subclass that is used here, or handle the case.",),
+        fix_kind="logic",
+    ),
+    Rule(
+        "interrupted", "unknown", "low", types=("KeyboardInterrupt", "SystemExit"),
+        cause=("{where} was stopped: {type} means the process was asked to stop (Ctrl-C, a "
+               "signal, sys.exit()), not that the code failed.",),
+        fix=("Nothing to fix in the code: let {type} propagate instead of logging it as an "
+             "error, or find out what stops the process.",),
+    ),
+)
+# fmt: on
