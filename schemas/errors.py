@@ -5,6 +5,7 @@
     ├── InvalidEvent           an event does not satisfy the ErrorEvent contract
     │                          (carries ``reason``, one of a small fixed set of codes)
     ├── ShipperClosed          a shipper was used after ``shutdown()``
+    ├── LLMError               an LLM call failed (``retriable``, ``status``, ``retry_after``)
     └── DevStackError          the embedded broker or database could not start
 
 Foreign exceptions are translated where they cross into our code, with ``raise ... from exc``.
@@ -17,6 +18,7 @@ __all__ = [
     "ConfigError",
     "DevStackError",
     "InvalidEvent",
+    "LLMError",
     "MendlineError",
     "ShipperClosed",
 ]
@@ -43,6 +45,30 @@ class InvalidEvent(MendlineError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class LLMError(MendlineError):
+    """An LLM call failed: a timeout, a refused connection, or an HTTP error status.
+
+    ``code`` is one of a small fixed set (``timeout``, ``unreachable``, ``http_<status>``,
+    ``bad_response``); ``retriable`` says whether the same call may succeed later (timeouts,
+    429, 5xx); ``retry_after`` is the server's Retry-After in seconds, when it gave one.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str,
+        retriable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.retriable = retriable
+        self.status = status
+        self.retry_after = retry_after
 
 
 class ShipperClosed(MendlineError):

@@ -1,0 +1,291 @@
+"""The LLM analyser against a real OpenAI-compatible HTTP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mendline.analyzers.breaker import CircuitBreaker
+from mendline.analyzers.llm import ChatClient, LLMAnalyser, LLMCall, MemoryLedger, parse_answer
+from mendline.schemas.finding import IssueContext, IssueSummary, PastIssue
+from tests.analyzers import grouping_samples as samples
+from tests.analyzers.test_fingerprint import event_of
+from tests.llm_server import FakeLLM, Reply, fake_llm, finding_json
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLLM]:
+    with fake_llm() as server:
+        yield server
+
+
+def context(**event_options: Any) -> IssueContext:
+    """A real ValueError from int('n/a'), as an issue with one event."""
+    event = event_of(samples.capture(samples.parse_quantity, "n/a"), **event_options)
+    return IssueContext(
+        issue=IssueSummary(
+            id=7,
+            service="checkout",
+            title="ValueError: invalid literal for int() with base 10: 'n/a'",
+            culprit="tests.analyzers.grouping_samples.parse_quantity",
+            level="error",
+            times_seen=42,
+        ),
+        events=[event],
+    )
+
+
+class Sleeps:
+    """Records the backoff delays instead of waiting them out."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def analyser(llm: FakeLLM, ledger: MemoryLedger | None = None, **options: Any) -> LLMAnalyser:
+    client_options = {
+        k: options.pop(k) for k in ("timeout", "api_key_header", "api_version") if k in options
+    }
+    client = ChatClient(llm.url, "gpt-test", api_key="sk-test-key-123", **client_options)
+    options.setdefault("sleep", Sleeps())
+    return LLMAnalyser(client, ledger or MemoryLedger(), **options)
+
+
+async def test_a_valid_answer_becomes_the_finding_with_its_usage_and_cost(llm: FakeLLM) -> None:
+    ledger = MemoryLedger()
+    found = await analyser(llm, ledger, input_price=2.0, output_price=10.0).analyse(context())
+    assert found.analyser == "llm"
+    assert found.fallback_reason is None
+    assert found.root_cause == finding_json()["root_cause"]
+    assert (found.category, found.severity, found.fix_kind) == ("bad_input", "medium", "guard")
+    assert found.model == "test-model-1"
+    assert (found.prompt_tokens, found.completion_tokens) == (120, 40)
+    assert found.cost_usd == pytest.approx(120 * 2.0 / 1e6 + 40 * 10.0 / 1e6)
+    assert found.latency_ms is not None and found.latency_ms >= 0
+    assert found.prompt == llm.bodies()[0]["messages"]  # the exact prompt, for audit
+    assert [c.outcome for c in ledger.calls] == ["ok"]
+
+
+async def test_the_request_has_the_openai_shape(llm: FakeLLM) -> None:
+    await analyser(llm).analyse(context())
+    (request,) = llm.requests
+    assert request["path"] == "/v1/chat/completions"
+    assert request["headers"]["authorization"] == "Bearer sk-test-key-123"
+    body = request["json"]
+    assert body["model"] == "gpt-test"
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert body["response_format"]["type"] == "json_schema"
+    assert {"root_cause", "confidence", "category", "severity", "suggested_fix"} <= set(
+        schema["required"]
+    )
+    user = body["messages"][1]["content"]
+    # The issue as a person would describe it: chain, in-app frame and its line, counts.
+    assert "ValueError: invalid literal for int() with base 10: 'n/a'" in user
+    assert "parse_quantity" in user and "return int(text)" in user
+    assert "seen 42 times" in user
+
+
+async def test_no_secret_and_no_local_variable_reaches_the_llm(llm: FakeLLM) -> None:
+    ctx = context(message="login failed for Bearer abcdef123456789")
+    event = ctx.events[0]
+    # As another language's producer might send it: unscrubbed context, and local variables
+    # on a frame (not in the contract, so never sent).
+    event["context"] = {"password": "hunter2-secret", "url": "postgres://u:s3cr3tpw@db/x"}
+    event["exceptions"][-1]["value"] = "token=ghp_" + "a" * 36
+    event["exceptions"][-1]["frames"][-1]["vars"] = {"card": "4111111111111111"}
+    event["locals"] = {"api_key": "local-variable-value"}
+    await analyser(llm).analyse(ctx)
+    sent = llm.requests[0]["raw"]
+    for secret in (
+        "hunter2-secret",
+        "s3cr3tpw",
+        "abcdef123456789",
+        "ghp_aaaa",
+        "4111111111111111",
+        "local-variable-value",
+    ):
+        assert secret not in sent
+    assert "[Filtered]" in sent  # scrubbed, not dropped: the shape is still there
+
+
+async def test_an_invalid_answer_is_asked_for_again_with_the_error(llm: FakeLLM) -> None:
+    llm.script = [Reply(content="I think it is a bad input."), Reply.finding()]
+    ledger = MemoryLedger()
+    found = await analyser(llm, ledger).analyse(context())
+    assert found.analyser == "llm" and found.fallback_reason is None
+    second = llm.bodies()[1]["messages"]
+    assert second[2] == {"role": "assistant", "content": "I think it is a bad input."}
+    assert "not valid" in second[3]["content"] and "JSON" in second[3]["content"]
+    assert [c.outcome for c in ledger.calls] == ["invalid", "ok"]
+    assert found.prompt_tokens == 240  # both calls are counted
+
+
+async def test_a_schema_violating_answer_is_corrected_once(llm: FakeLLM) -> None:
+    llm.script = [Reply.finding(confidence=7, category="gremlins"), Reply.finding()]
+    found = await analyser(llm).analyse(context())
+    assert found.analyser == "llm"
+    correction = llm.bodies()[1]["messages"][3]["content"]
+    assert "confidence" in correction and "category" in correction
+
+
+async def test_invalid_twice_falls_back_to_the_heuristic_finding_saying_so(llm: FakeLLM) -> None:
+    llm.script = [Reply(content="{not json"), Reply.finding(severity="apocalyptic")]
+    found = await analyser(llm).analyse(context())
+    assert found.analyser == "heuristic"
+    assert "invalid twice" in (found.fallback_reason or "")
+    assert "severity" in (found.fallback_reason or "")
+    assert found.category == "bad_input"  # the heuristic analyser's own, for int('n/a')
+    assert len(llm.requests) == 2
+
+
+async def test_json_inside_text_is_used_for_servers_without_structured_output(
+    llm: FakeLLM,
+) -> None:
+    text = "Sure! Here it is:\n```json\n" + json.dumps(finding_json()) + "\n```\nHope it helps."
+    llm.script = [Reply(content=text)]
+    found = await analyser(llm).analyse(context())
+    assert found.analyser == "llm" and found.category == "bad_input"
+
+
+async def test_a_server_rejecting_response_format_is_asked_without_it(llm: FakeLLM) -> None:
+    llm.reject_response_format = True
+    a = analyser(llm)
+    first = await a.analyse(context())
+    second = await a.analyse(context())
+    assert first.analyser == second.analyser == "llm"
+    with_format = ["response_format" in b for b in llm.bodies()]
+    assert with_format == [True, False, False]  # asked once, then never again
+
+
+async def test_429_honours_retry_after(llm: FakeLLM) -> None:
+    llm.script = [Reply.error(429, Retry_After="3"), Reply.finding()]
+    sleeps = Sleeps()
+    ledger = MemoryLedger()
+    found = await analyser(llm, ledger, sleep=sleeps).analyse(context())
+    assert found.analyser == "llm"
+    assert sleeps.delays == [3.0]
+    assert [c.outcome for c in ledger.calls] == ["http_429", "ok"]
+
+
+async def test_5xx_is_retried_with_jittered_backoff_then_falls_back(llm: FakeLLM) -> None:
+    llm.default = Reply.error(500)
+    sleeps = Sleeps()
+    found = await analyser(llm, max_retries=2, backoff=1.0, sleep=sleeps).analyse(context())
+    assert len(llm.requests) == 3
+    assert len(sleeps.delays) == 2
+    assert 0 <= sleeps.delays[0] <= 1.0 and 0 <= sleeps.delays[1] <= 2.0
+    assert found.analyser == "heuristic"
+    assert "HTTP 500" in (found.fallback_reason or "")
+
+
+async def test_an_error_that_cannot_get_better_is_not_retried(llm: FakeLLM) -> None:
+    llm.default = Reply.error(401)
+    found = await analyser(llm, max_retries=3).analyse(context())
+    assert len(llm.requests) == 1
+    assert "HTTP 401" in (found.fallback_reason or "")
+
+
+async def test_a_slow_answer_times_out_and_is_retried(llm: FakeLLM) -> None:
+    llm.script = [Reply.finding(), Reply.finding()]
+    llm.script[0].delay = 2.0
+    found = await analyser(llm, timeout=0.5, max_retries=1).analyse(context())
+    assert found.analyser == "llm"
+    assert len(llm.requests) == 2
+
+    llm.script = [Reply.finding()]
+    llm.script[0].delay = 2.0
+    slow = await analyser(llm, timeout=0.5, max_retries=0).analyse(context())
+    assert slow.analyser == "heuristic" and "timed out" in (slow.fallback_reason or "")
+
+
+async def test_the_breaker_opens_after_repeated_failures_and_probes_later(llm: FakeLLM) -> None:
+    now = [1000.0]
+    breaker = CircuitBreaker(failures=2, cooldown=60, clock=lambda: now[0])
+    llm.default = Reply.error(503)
+    a = analyser(llm, max_retries=0, breaker=breaker)
+    for _ in range(2):
+        assert (await a.analyse(context())).analyser == "heuristic"
+    assert len(llm.requests) == 2 and breaker.state == "open"
+
+    skipped = await a.analyse(context())
+    assert len(llm.requests) == 2  # no call while open
+    assert "circuit breaker" in (skipped.fallback_reason or "")
+
+    now[0] += 61
+    llm.default = Reply.finding()
+    probe = await a.analyse(context())
+    assert probe.analyser == "llm" and len(llm.requests) == 3
+    assert breaker.state == "closed"
+
+
+async def test_a_spent_daily_budget_falls_back_without_calling(llm: FakeLLM) -> None:
+    ledger = MemoryLedger()
+    await ledger.record(LLMCall(1, "gpt-test", "ok", 900, 200, 0.02, 100))
+    by_tokens = await analyser(llm, ledger, daily_tokens=1000).analyse(context())
+    assert "budget" in (by_tokens.fallback_reason or "") and "1100 of 1000 tokens" in (
+        by_tokens.fallback_reason or ""
+    )
+    by_cost = await analyser(llm, ledger, daily_cost=0.01).analyse(context())
+    assert "budget" in (by_cost.fallback_reason or "")
+    assert llm.requests == []
+    under = await analyser(llm, ledger, daily_tokens=5000, daily_cost=1.0).analyse(context())
+    assert under.analyser == "llm"
+
+
+async def test_concurrent_calls_are_limited(llm: FakeLLM) -> None:
+    llm.default = Reply.finding()
+    llm.default.delay = 0.3
+    a = analyser(llm, concurrency=2)
+    found = await asyncio.gather(*(a.analyse(context()) for _ in range(6)))
+    assert all(f.analyser == "llm" for f in found)
+    assert llm.max_in_flight == 2
+
+
+async def test_azure_openai_key_header_and_api_version(llm: FakeLLM) -> None:
+    await analyser(llm, api_key_header="api-key", api_version="2024-06-01").analyse(context())
+    request = llm.requests[0]
+    assert request["headers"]["api-key"] == "sk-test-key-123"
+    assert "authorization" not in request["headers"]
+    assert request["path"] == "/v1/chat/completions?api-version=2024-06-01"
+
+
+async def test_similar_past_issues_and_verdicts_are_in_the_prompt(llm: FakeLLM) -> None:
+    ctx = context()
+    ctx.similar = [
+        PastIssue(
+            id=3,
+            title="ValueError: invalid literal for int() with base 10: 'abc'",
+            root_cause="The form field is free text.",
+            category="bad_input",
+            verdict="wrong",
+            verdict_note="the mobile app sends 'n/a' for empty carts",
+            resolution_note="fixed in the app, release 2.3",
+        )
+    ]
+    await analyser(llm).analyse(ctx)
+    user = llm.bodies()[0]["messages"][1]["content"]
+    assert "#3" in user and "marked this finding WRONG" in user
+    assert "the mobile app sends 'n/a' for empty carts" in user
+    assert "fixed in the app, release 2.3" in user
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("no json at all", "no JSON object"),
+        ("[1, 2]", "no JSON object"),
+        (json.dumps(finding_json(confidence=-1)), "confidence"),
+        (json.dumps({"root_cause": "x"}), "category"),
+    ],
+)
+def test_parse_answer_says_what_is_wrong(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_answer(text)

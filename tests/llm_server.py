@@ -1,0 +1,184 @@
+"""A small OpenAI-compatible chat-completions server on loopback, for the tests.
+
+It records every request and answers from a script: a valid finding, any text, a JSON object
+that breaks the schema, an HTTP status with headers (429 with Retry-After, 500, 400), or a
+slow answer. Only 127.0.0.1, ever.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def finding_json(**overrides: Any) -> dict[str, Any]:
+    """A valid answer (a Diagnosis), with fields replaced as given."""
+    answer: dict[str, Any] = {
+        "root_cause": "orders.parse_quantity passes the raw query value to int(); 'n/a' reached it",
+        "confidence": 0.82,
+        "category": "bad_input",
+        "severity": "medium",
+        "suggested_fix": "Validate the quantity before converting it, and answer 400.",
+        "fix_patch": None,
+        "fix_kind": "guard",
+        "evidence": [
+            {
+                "location": "orders.parse_quantity (orders.py:12)",
+                "line": "return int(text)",
+                "note": "the raw text goes to int()",
+            }
+        ],
+    }
+    answer.update(overrides)
+    return answer
+
+
+@dataclass
+class Reply:
+    """One scripted answer."""
+
+    status: int = 200
+    content: str | None = None  # the assistant message's text, for a 200
+    body: str | None = None  # the raw body instead, for any status
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    usage: tuple[int, int] | None = (120, 40)
+    model: str = "test-model-1"
+
+    @classmethod
+    def finding(cls, **overrides: Any) -> Reply:
+        """A 200 whose content is a valid finding as JSON."""
+        return cls(content=json.dumps(finding_json(**overrides)))
+
+    @classmethod
+    def error(cls, status: int, **headers: str) -> Reply:
+        """An HTTP error with an OpenAI-style error body."""
+        body = json.dumps({"error": {"message": f"status {status}", "type": "test"}})
+        return cls(
+            status=status, body=body, headers={k.replace("_", "-"): v for k, v in headers.items()}
+        )
+
+
+class FakeLLM:
+    """The server. ``script`` is consumed first; then ``default`` answers every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.script: list[Reply] = []
+        self.default = Reply.finding()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.reject_response_format = False
+        self.received = threading.Event()
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                reply = server._take(self, raw)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                try:
+                    server._answer(self, reply)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout): fine
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The base URL, as set in ``MENDLINE_LLM_BASE_URL``."""
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def start(self) -> FakeLLM:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def bodies(self) -> list[dict[str, Any]]:
+        """The JSON bodies received, in order."""
+        return [r["json"] for r in self.requests]
+
+    def _take(self, handler: BaseHTTPRequestHandler, raw: bytes) -> Reply:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        with self._lock:
+            self.requests.append(
+                {
+                    "path": handler.path,
+                    "headers": {k.lower(): v for k, v in handler.headers.items()},
+                    "json": body,
+                    "raw": raw.decode("utf-8", "replace"),
+                }
+            )
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if self.reject_response_format and isinstance(body, dict) and "response_format" in body:
+                reply = Reply.error(400)
+            else:
+                reply = self.script.pop(0) if self.script else self.default
+        self.received.set()
+        return reply
+
+    def _answer(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+        if reply.body is not None:
+            payload = reply.body.encode()
+        else:
+            document: dict[str, Any] = {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": reply.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": reply.content or ""},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+            if reply.usage is not None:
+                document["usage"] = {
+                    "prompt_tokens": reply.usage[0],
+                    "completion_tokens": reply.usage[1],
+                    "total_tokens": sum(reply.usage),
+                }
+            payload = json.dumps(document).encode()
+        handler.send_response(reply.status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        for name, value in reply.headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+
+@contextmanager
+def fake_llm() -> Iterator[FakeLLM]:
+    """A running FakeLLM, closed afterwards."""
+    server = FakeLLM().start()
+    try:
+        yield server
+    finally:
+        server.close()
