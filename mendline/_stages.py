@@ -7,6 +7,8 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 
@@ -14,23 +16,32 @@ from mendline.ingest import Consumer
 from mendline.schemas.settings import Settings
 from mendline.sinks import Store, connect_store
 
-__all__ = ["connect_store_patiently", "run_consume"]
+from ._analyze import AnalyzeStats, AnalyzeWorker, connect_findings, make_analysis
+
+__all__ = ["connect_patiently", "connect_store_patiently", "run_analyze", "run_consume"]
 
 log = logging.getLogger("mendline")
 
+_T = TypeVar("_T")
 
-async def connect_store_patiently(settings: Settings, stop: asyncio.Event) -> Store | None:
-    """Connect (and migrate), waiting out a database that is not up yet; None if stopped."""
+
+async def connect_patiently(connect: Callable[[], Awaitable[_T]], stop: asyncio.Event) -> _T | None:
+    """``connect()``, waiting out a database that is not up yet; None if stopped first."""
     backoff = 0.2
     while not stop.is_set():
         try:
-            return await connect_store(settings)
+            return await connect()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("mendline: PostgreSQL unreachable (%s); retrying in %.1f s", exc, backoff)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff)
             backoff = min(backoff * 2, 10.0)
     return None
+
+
+async def connect_store_patiently(settings: Settings, stop: asyncio.Event) -> Store | None:
+    """Connect (and migrate), waiting out a database that is not up yet; None if stopped."""
+    return await connect_patiently(lambda: connect_store(settings), stop)
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -69,3 +80,35 @@ async def run_consume(settings: Settings) -> int:
         sum(stats.dead_lettered.values()),
     )
     return 0
+
+
+async def run_analyze(settings: Settings) -> int:
+    """``mendline analyze``: one worker until SIGINT or SIGTERM; what is in flight finishes."""
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    store = await connect_patiently(
+        lambda: connect_findings(settings, settings.llm_concurrency + 2), stop
+    )
+    if store is None:
+        return 0
+    analysis = make_analysis(settings, store)
+    worker = AnalyzeWorker(settings, store, analysis)
+    log.info("mendline: analyze worker %s started (%s analyser)", worker.owner, analysis.kind)
+    try:
+        await worker.run(stop)
+    finally:
+        await analysis.aclose()
+        await store.pool.close()
+    _log_analyze_stats(worker.stats)
+    return 0
+
+
+def _log_analyze_stats(stats: AnalyzeStats) -> None:
+    log.info(
+        "mendline: analysed %d triggers: %d served from stored findings, %d fell back to the"
+        " heuristic analyser, %d errors",
+        stats.analysed,
+        stats.cached,
+        stats.fallbacks,
+        stats.errors,
+    )

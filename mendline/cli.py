@@ -11,10 +11,13 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mendline.schemas.errors import MendlineError
+from mendline.schemas.errors import ConfigError, MendlineError
 from mendline.schemas.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from mendline.sinks import FindingStore
 
 __all__ = ["build_parser", "main"]
 
@@ -40,6 +43,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     consume.set_defaults(run=_consume)
 
+    analyze = commands.add_parser(
+        "analyze",
+        help="analyse new and regressed issues into findings (a worker; or one --issue)",
+    )
+    analyze.add_argument("--issue", type=_positive, help="analyse this issue now and print it")
+    analyze.add_argument(
+        "--fresh", action="store_true", help="with --issue: analyse again, not from the store"
+    )
+    analyze.add_argument("--json", action="store_true", help="with --issue: as a JSON object")
+    analyze.set_defaults(run=_analyze)
+
+    findings = commands.add_parser("findings", help="read and judge root-cause findings")
+    finding_commands = findings.add_subparsers(dest="findings_command", required=True)
+    findings_list = finding_commands.add_parser("list", help="the newest findings")
+    findings_list.add_argument("--issue", type=_positive, help="only this issue's")
+    findings_list.add_argument("--limit", type=_positive, default=20, help="at most this many")
+    findings_list.add_argument("--json", action="store_true", help="as JSON lines")
+    findings_list.set_defaults(run=_findings_list)
+    findings_show = finding_commands.add_parser("show", help="one finding, whole")
+    findings_show.add_argument("id", type=_positive)
+    findings_show.add_argument("--json", action="store_true", help="as a JSON object")
+    findings_show.set_defaults(run=_findings_show)
+    mark = finding_commands.add_parser(
+        "mark", help="say a finding was right or wrong; similar issues are analysed with it"
+    )
+    mark.add_argument("id", type=_positive)
+    mark.add_argument("verdict", choices=["right", "wrong"])
+    mark.add_argument("--note", help="what was really going on")
+    mark.set_defaults(run=_findings_mark)
+
     migrate = commands.add_parser("migrate", help="apply the database migrations")
     migrate.set_defaults(run=_migrate)
 
@@ -57,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("target", type=int)
     merge.add_argument("source", type=int)
     merge.set_defaults(run=_issues_merge)
+    resolve = issue_commands.add_parser(
+        "resolve", help="mark an issue resolved; a later event reopens it as a regression"
+    )
+    resolve.add_argument("id", type=_positive)
+    resolve.add_argument("--note", help="what fixed it (later similar issues are told)")
+    resolve.set_defaults(run=_issues_resolve)
 
     events = commands.add_parser("events", help="manage stored events")
     event_commands = events.add_subparsers(dest="events_command", required=True)
@@ -228,6 +267,121 @@ def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(go())
     print(f"merged issue {args.source} into {args.target}")
+    return 0
+
+
+def _issues_resolve(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.sinks import resolve_issue
+
+    async def go() -> None:
+        conn = await _connect(settings)
+        try:
+            await resolve_issue(conn, args.id, args.note)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+    print(f"resolved issue {args.id}")
+    return 0
+
+
+def _analyze(args: argparse.Namespace, settings: Settings) -> int:
+    if args.issue is None:
+        if args.fresh or args.json:
+            raise ConfigError("--fresh and --json go with --issue")
+        from mendline._stages import run_analyze
+
+        _log_to_stderr(args)
+        return asyncio.run(run_analyze(settings))
+    from mendline._analyze import AnalyzeWorker, describe, make_analysis
+
+    async def go() -> tuple[Any, bool]:
+        store = await _finding_store(settings)
+        analysis = make_analysis(settings, store)
+        try:
+            worker = AnalyzeWorker(settings, store, analysis)
+            return await worker.analyse_issue(args.issue, fresh=args.fresh)
+        finally:
+            await analysis.aclose()
+            await store.pool.close()
+
+    stored, served = asyncio.run(go())
+    if args.json:
+        print(json.dumps(_finding_json(stored, served)))
+    else:
+        print(describe(stored, served))
+    return 0
+
+
+async def _finding_store(settings: Settings) -> FindingStore:
+    import asyncpg
+
+    from mendline.sinks import FindingStore
+
+    conn = await _connect(settings)  # a clear error when unreachable or not migrated
+    await conn.close()
+    return FindingStore(await asyncpg.create_pool(settings.database_url.get_secret_value()))
+
+
+def _finding_json(stored: Any, served: bool = False) -> dict[str, Any]:
+    return {
+        "id": stored.id,
+        "issue_id": stored.issue_id,
+        "served_from_store": served,
+        "cached_from": stored.cached_from,
+        "verdict": stored.verdict,
+        "verdict_note": stored.verdict_note,
+        **stored.finding.model_dump(mode="json"),
+    }
+
+
+def _findings_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> list[Any]:
+        store = await _finding_store(settings)
+        try:
+            return await store.list(args.issue, args.limit)
+        finally:
+            await store.pool.close()
+
+    for stored in asyncio.run(go()):
+        if args.json:
+            found = _finding_json(stored)
+            found.pop("prompt", None)
+            print(json.dumps(found))
+        else:
+            f = stored.finding
+            print(
+                f"#{stored.id:<6} issue #{stored.issue_id:<6} {f.severity:8s} {f.category:28s}"
+                f" {f.confidence:.2f}  {f.root_cause[:90]}"
+            )
+    return 0
+
+
+def _findings_show(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline._analyze import describe
+
+    async def go() -> Any:
+        store = await _finding_store(settings)
+        try:
+            return await store.get(args.id)
+        finally:
+            await store.pool.close()
+
+    stored = asyncio.run(go())
+    print(json.dumps(_finding_json(stored)) if args.json else describe(stored))
+    return 0
+
+
+def _findings_mark(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> None:
+        store = await _finding_store(settings)
+        try:
+            await store.mark(args.id, args.verdict, args.note)
+        finally:
+            await store.pool.close()
+
+    asyncio.run(go())
+    print(f"marked finding {args.id} {args.verdict}")
     return 0
 
 

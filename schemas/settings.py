@@ -75,6 +75,54 @@ class Settings(BaseSettings):
         default=30, ge=1, description="Days of events kept by `mendline events prune`."
     )
 
+    # -- Root-cause analysis (mendline analyze) -------------------------------------------
+    llm_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible API base URL (…/v1); unset: the heuristic analyser only.",
+    )
+    llm_model: str = Field(default="gpt-4o-mini", description="Model (or deployment) name.")
+    llm_api_key: SecretStr | None = Field(default=None, description="API key for the LLM.")
+    llm_api_key_header: Literal["Authorization", "api-key"] = Field(
+        default="Authorization",
+        description="How the key is sent: `Authorization: Bearer` or Azure's `api-key`.",
+    )
+    llm_api_version: str | None = Field(
+        default=None, description="Azure OpenAI's `api-version` query parameter, when needed."
+    )
+    llm_timeout: float = Field(default=30.0, gt=0, description="Seconds per LLM call.")
+    llm_max_retries: int = Field(
+        default=2, ge=0, description="Retries of a call on timeouts, 429 and 5xx."
+    )
+    llm_concurrency: int = Field(
+        default=4, ge=1, description="LLM calls in flight at once, per analyze worker."
+    )
+    llm_input_price: float = Field(
+        default=0.0, ge=0, description="US dollars per million prompt tokens."
+    )
+    llm_output_price: float = Field(
+        default=0.0, ge=0, description="US dollars per million completion tokens."
+    )
+    llm_daily_token_budget: int = Field(
+        default=0, ge=0, description="Tokens a day (UTC) before falling back; 0: no limit."
+    )
+    llm_daily_cost_budget: float = Field(
+        default=0.0, ge=0, description="US dollars a day (UTC) before falling back; 0: no limit."
+    )
+    llm_breaker_failures: int = Field(
+        default=5, ge=1, description="Failed calls in a row that open the circuit breaker."
+    )
+    llm_breaker_cooldown: float = Field(
+        default=60.0, gt=0, description="Seconds the breaker stays open before a probe call."
+    )
+    analyze_lease: float = Field(
+        default=300.0,
+        ge=1,
+        description="Seconds a claimed trigger stays a worker's (renewed while it works).",
+    )
+    analyze_poll_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between looks for work without a notification."
+    )
+
     # -- The emitting app (structlog processor, logging handler, shipper) -----------------
     service: str | None = Field(
         default=None, description="Service name on emitted events; the program name if unset."

@@ -1,15 +1,22 @@
-"""Everything that writes out: the PostgreSQL store and its migrations (alert channels follow)."""
+"""Everything that writes out: the PostgreSQL store, findings, migrations (alerts follow)."""
 
-from ._admin import IssueNotFound, merge_issues, prune_events
+from ._admin import IssueNotFound, merge_issues, prune_events, resolve_issue
+from ._findings import Claim, FindingNotFound, FindingStore, StoredFinding
 from ._migrate import available_migrations, migrate
-from ._store import Store, connect_store
+from ._store import TRIGGERS_CHANNEL, Store, connect_store
 
 __all__ = [
+    "TRIGGERS_CHANNEL",
+    "Claim",
+    "FindingNotFound",
+    "FindingStore",
     "IssueNotFound",
     "Store",
+    "StoredFinding",
     "available_migrations",
     "connect_store",
     "merge_issues",
     "migrate",
     "prune_events",
+    "resolve_issue",
 ]

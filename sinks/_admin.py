@@ -1,4 +1,4 @@
-"""Operations people run on the store: merging issues, pruning old events."""
+"""Operations people run on the store: resolving and merging issues, pruning old events."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncpg
 
 from mendline.schemas.errors import ConfigError, MendlineError
 
-__all__ = ["IssueNotFound", "merge_issues", "prune_events"]
+__all__ = ["IssueNotFound", "merge_issues", "prune_events", "resolve_issue"]
 
 
 class IssueNotFound(MendlineError):
@@ -77,6 +77,20 @@ async def merge_issues(conn: asyncpg.Connection, target: int, source: int) -> No
             target,
             source,
         )
+
+
+async def resolve_issue(conn: asyncpg.Connection, issue_id: int, note: str | None) -> None:
+    """Mark an issue resolved, with an optional note on what fixed it: a later event reopens
+    it as a regression, and similar issues are analysed with the note in view."""
+    status = await conn.execute(
+        """UPDATE mendline.issues SET status = 'resolved', resolved_at = now(),
+               resolution_note = coalesce($2, resolution_note), updated_at = now()
+           WHERE id = $1 AND status <> 'merged'""",
+        issue_id,
+        note,
+    )
+    if status.endswith(" 0"):
+        raise IssueNotFound(f"there is no issue {issue_id} (or it was merged)")
 
 
 async def prune_events(

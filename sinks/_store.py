@@ -17,7 +17,11 @@ from mendline.schemas.settings import Settings
 
 from ._migrate import migrate
 
-__all__ = ["Store", "connect_store"]
+__all__ = ["TRIGGERS_CHANNEL", "Store", "connect_store"]
+
+#: The NOTIFY channel told when a batch made triggers (delivered when the batch commits), so
+#: the analysis and alert workers need not poll often.
+TRIGGERS_CHANNEL = "mendline_triggers"
 
 if TYPE_CHECKING:
     _Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
@@ -246,6 +250,8 @@ class Store:
                 now,
             )
             result.triggers = len(inserted)
+            if inserted:
+                await conn.execute("SELECT pg_notify($1, '')", TRIGGERS_CHANNEL)
         result.stored = len(events)
         return result
 

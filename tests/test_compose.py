@@ -297,16 +297,32 @@ def test_kafka_and_postgres_have_healthchecks(services: dict[str, Any]) -> None:
     assert postgres_env["POSTGRES_DB"] in postgres_check
 
 
+# What each mendline command talks to, so what its service must wait for.
+_NEEDS = {
+    "topics": {"kafka"},
+    "consume": {"kafka", "postgres"},
+    "analyze": {"postgres"},
+}
+
+
 def test_mendline_services_wait_for_healthy_dependencies(
     services: dict[str, Any], mendline_services: dict[str, dict[str, Any]]
 ) -> None:
     for name, service in mendline_services.items():
         depends_on = service.get("depends_on")
         assert isinstance(depends_on, dict), f"{name}: depends_on needs conditions"
-        assert depends_on["kafka"]["condition"] == "service_healthy", name
+        stage = _command(service)[1]
+        assert stage in _NEEDS, f"{name}: what does `mendline {stage}` need?"
+        for needed in _NEEDS[stage]:
+            assert depends_on[needed]["condition"] == "service_healthy", (name, needed)
         for dependency, spec in depends_on.items():
             if "healthcheck" in services[dependency]:
                 assert spec["condition"] == "service_healthy", (name, dependency)
+
+
+def test_the_pipeline_stages_are_services(mendline_services: dict[str, dict[str, Any]]) -> None:
+    stages = {_command(service)[1] for service in mendline_services.values()}
+    assert {"topics", "consume", "analyze"} <= stages
 
 
 def test_third_party_images_are_pinned(services: dict[str, Any]) -> None:

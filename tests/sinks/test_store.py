@@ -77,9 +77,10 @@ async def test_migrations_are_idempotent_and_safe_when_run_at_once(settings: Set
     try:
         results = await asyncio.gather(*(migrate(c) for c in conns))
         applied = [v for r in results for v in r]
-        assert sorted(applied) == ["0001_core", "0002_views"]  # each applied exactly once
+        # each applied exactly once
+        assert sorted(applied) == ["0001_core", "0002_views", "0003_findings"]
         assert await migrate(conns[0]) == []
-        assert await conns[0].fetchval("SELECT count(*) FROM mendline.schema_migrations") == 2
+        assert await conns[0].fetchval("SELECT count(*) FROM mendline.schema_migrations") == 3
     finally:
         for c in conns:
             await c.close()

@@ -1,0 +1,276 @@
+"""The analysis stage against real PostgreSQL and a real OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import pytest
+
+from mendline._analyze import AnalyzeStats, AnalyzeWorker, connect_findings, make_analysis
+from mendline.analyzers.scrubbing import Scrubber
+from mendline.ingest import prepare_record
+from mendline.schemas.settings import Settings, load_settings
+from mendline.sinks import connect_store, resolve_issue
+from tests.integration.event_factory import encode, make_event
+from tests.integration.test_consume import wait_until
+from tests.llm_server import FakeLLM, Reply, fake_llm
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLLM]:
+    with fake_llm() as server:
+        yield server
+
+
+def analyze_settings(url: str, llm: FakeLLM | None = None, **extra: Any) -> Settings:
+    return load_settings(
+        database_url=url,
+        frequency_threshold=0,
+        llm_base_url=llm.url if llm else None,
+        analyze_poll_interval=0.2,
+        **extra,
+    )
+
+
+async def ingest(settings: Settings, events: list[dict[str, Any]]) -> None:
+    """Store events the consumer's way (validated, scrubbed, fingerprinted, one batch)."""
+    store = await connect_store(settings)
+    try:
+        await store.write([prepare_record(encode(e), Scrubber()) for e in events])
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def workers(settings: Settings, count: int = 1) -> AsyncIterator[list[AnalyzeWorker]]:
+    """``count`` analyze workers running until the block ends."""
+    stores = [await connect_findings(settings, 6) for _ in range(count)]
+    running = [
+        AnalyzeWorker(s, store, make_analysis(settings, store))
+        for s, store in zip([settings] * count, stores, strict=True)
+    ]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(w.run(stop)) for w in running]
+    try:
+        yield running
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        for w in running:
+            await w.analysis.aclose()
+            await w.store.pool.close()
+
+
+async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+def analysed(url: str, n: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        rows = await query(url, "SELECT count(*) AS n FROM mendline.findings")
+        return rows[0]["n"] >= n
+
+    return check
+
+
+def issue_events(issues: range, per_issue: int = 3, **fields: Any) -> list[dict[str, Any]]:
+    events = []
+    for issue in issues:
+        for n in range(per_issue):
+            event = make_event(issue, n)
+            event.update(fields)
+            events.append(event)
+    return events
+
+
+async def test_every_new_issue_gets_one_llm_finding(fresh_db_url: str, llm: FakeLLM) -> None:
+    settings = analyze_settings(fresh_db_url, llm)
+    await ingest(settings, issue_events(range(5)))
+    async with workers(settings) as (worker,):
+        await wait_until(analysed(fresh_db_url, 5), 30, "5 findings")
+        await asyncio.sleep(0.5)  # nothing more should come
+    rows = await query(
+        fresh_db_url,
+        """SELECT t.id, t.analysed_at, f.analyser, f.model, f.prompt_tokens, f.root_cause
+           FROM mendline.triggers t JOIN mendline.findings f ON f.trigger_id = t.id""",
+    )
+    assert len(rows) == 5
+    assert all(r["analysed_at"] is not None and r["analyser"] == "llm" for r in rows)
+    assert {r["model"] for r in rows} == {"test-model-1"}
+    assert len(llm.requests) == 5  # one call per trigger, never per event
+    view = await query(fresh_db_url, "SELECT * FROM mendline.issue_findings")
+    assert len(view) == 5 and all(v["analyser"] == "llm" for v in view)
+    usage = await query(fresh_db_url, "SELECT calls, tokens FROM mendline.llm_usage_daily")
+    assert [(u["calls"], u["tokens"]) for u in usage] == [(5, 5 * 160)]
+    assert worker.stats.analysed == 5 and worker.stats.fallbacks == 0
+
+
+async def test_without_an_llm_the_heuristic_analyser_answers(fresh_db_url: str) -> None:
+    settings = analyze_settings(fresh_db_url)
+    await ingest(settings, issue_events(range(3)))
+    async with workers(settings):
+        await wait_until(analysed(fresh_db_url, 3), 30, "3 findings")
+    rows = await query(fresh_db_url, "SELECT analyser, category, root_cause FROM mendline.findings")
+    assert {r["analyser"] for r in rows} == {"heuristic"}
+    assert {r["category"] for r in rows} == {"bad_input"}  # int('x0') in every one
+
+
+async def test_two_workers_share_the_queue_without_analysing_anything_twice(
+    fresh_db_url: str, llm: FakeLLM
+) -> None:
+    llm.default = Reply.finding()
+    llm.default.delay = 0.2
+    settings = analyze_settings(fresh_db_url, llm, llm_concurrency=3)
+    await ingest(settings, issue_events(range(20), per_issue=1))
+    async with workers(settings, 2) as pair:
+        await wait_until(analysed(fresh_db_url, 20), 60, "20 findings")
+        await asyncio.sleep(0.5)
+    assert len(llm.requests) == 20
+    issues = [
+        json.loads(r["raw"])["messages"][1]["content"].split(" in service")[0] for r in llm.requests
+    ]
+    assert len(set(issues)) == 20  # no issue was sent twice
+    rows = await query(
+        fresh_db_url, "SELECT count(*) AS n, count(DISTINCT trigger_id) AS t FROM mendline.findings"
+    )
+    assert (rows[0]["n"], rows[0]["t"]) == (20, 20)
+    assert all(w.stats.analysed > 0 for w in pair)  # both took part
+
+
+async def test_a_regression_of_the_same_release_is_served_from_the_stored_finding(
+    fresh_db_url: str, llm: FakeLLM
+) -> None:
+    settings = analyze_settings(fresh_db_url, llm)
+    await ingest(settings, issue_events(range(1), release="1.0.0"))
+    async with workers(settings):
+        await wait_until(analysed(fresh_db_url, 1), 30, "the first finding")
+        conn = await asyncpg.connect(fresh_db_url)
+        try:
+            await resolve_issue(conn, 1, "fixed the parser")
+            await ingest(settings, issue_events(range(1), per_issue=1, release="1.0.0"))
+            await wait_until(analysed(fresh_db_url, 2), 30, "the regression's finding")
+            assert len(llm.requests) == 1  # served from the stored finding
+
+            await resolve_issue(conn, 1, None)
+            await ingest(settings, issue_events(range(1), per_issue=1, release="2.0.0"))
+            await wait_until(analysed(fresh_db_url, 3), 30, "the new release's finding")
+        finally:
+            await conn.close()
+    assert len(llm.requests) == 2  # a new release is analysed again
+    rows = await query(
+        fresh_db_url,
+        """SELECT t.kind, f.cached_from, f.prompt_tokens FROM mendline.findings f
+           JOIN mendline.triggers t ON t.id = f.trigger_id ORDER BY f.id""",
+    )
+    assert [r["kind"] for r in rows] == ["new_issue", "regression", "regression"]
+    assert rows[1]["cached_from"] is not None and rows[1]["prompt_tokens"] is None
+    assert rows[2]["cached_from"] is None
+
+
+async def test_verdicts_and_resolution_notes_reach_later_similar_issues(
+    fresh_db_url: str, llm: FakeLLM
+) -> None:
+    settings = analyze_settings(fresh_db_url, llm)
+    await ingest(settings, issue_events(range(2)))
+    async with workers(settings):
+        await wait_until(analysed(fresh_db_url, 2), 30, "two findings")
+        conn = await asyncpg.connect(fresh_db_url)
+        try:
+            first = await conn.fetchval("SELECT min(id) FROM mendline.findings")
+            store = await connect_findings(settings, 2)
+            await store.mark(first, "wrong", "the mobile client sends 'x' for an empty cart")
+            await store.pool.close()
+            await resolve_issue(conn, 2, "rejected non-numeric quantities with a 400")
+        finally:
+            await conn.close()
+        await ingest(settings, issue_events(range(2, 3)))
+        await wait_until(analysed(fresh_db_url, 3), 30, "the third finding")
+    prompt = llm.bodies()[-1]["messages"][1]["content"]
+    assert "Similar past issues" in prompt
+    assert "marked this finding WRONG: the mobile client sends 'x' for an empty cart" in prompt
+    assert "rejected non-numeric quantities with a 400" in prompt
+    stored = await query(
+        fresh_db_url, "SELECT prompt FROM mendline.findings ORDER BY id DESC LIMIT 1"
+    )
+    assert json.loads(stored[0]["prompt"])[1]["content"] == prompt  # kept for audit
+
+
+async def test_the_daily_budget_holds_across_workers(fresh_db_url: str, llm: FakeLLM) -> None:
+    settings = analyze_settings(fresh_db_url, llm, llm_daily_token_budget=200, llm_concurrency=1)
+    await ingest(settings, issue_events(range(3), per_issue=1))
+    async with workers(settings, 2):
+        await wait_until(analysed(fresh_db_url, 3), 30, "3 findings")
+    rows = await query(
+        fresh_db_url, "SELECT analyser, fallback_reason FROM mendline.findings ORDER BY id"
+    )
+    # 160 tokens a call: the first (or the first two, started together) spend the budget.
+    assert 1 <= len(llm.requests) <= 2
+    fallbacks = [r for r in rows if r["analyser"] == "heuristic"]
+    assert len(fallbacks) == 3 - len(llm.requests)
+    assert all("budget" in r["fallback_reason"] for r in fallbacks)
+
+
+async def test_a_worker_killed_mid_call_leaves_its_trigger_to_be_retried(
+    fresh_db_url: str, llm: FakeLLM, tmp_path: Any
+) -> None:
+    settings = analyze_settings(fresh_db_url, llm, analyze_lease=2.0)
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    llm.default = Reply.finding()
+    llm.default.delay = 60  # the call never ends while the worker lives
+    env = {
+        **os.environ,
+        "MENDLINE_DATABASE_URL": fresh_db_url,
+        "MENDLINE_LLM_BASE_URL": llm.url,
+        "MENDLINE_ANALYZE_LEASE": "2",
+        "MENDLINE_ANALYZE_POLL_INTERVAL": "0.2",
+    }
+    with (tmp_path / "analyze.log").open("wb") as log:
+        worker = subprocess.Popen(  # noqa: ASYNC220 - started once, killed below
+            [sys.executable, "-m", "mendline", "analyze"], env=env, stderr=log
+        )
+        try:
+            assert await asyncio.to_thread(llm.received.wait, 30), "the worker made no call"
+            await asyncio.sleep(3)  # longer than the lease: the worker renews it while alive
+            rows = await query(
+                fresh_db_url, "SELECT analysis_lease_until > now() AS held FROM mendline.triggers"
+            )
+            assert rows[0]["held"]
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+    llm.default = Reply.finding()
+    async with workers(settings):
+        await wait_until(analysed(fresh_db_url, 1), 30, "the finding after the kill")
+    rows = await query(
+        fresh_db_url,
+        """SELECT t.analysis_attempts, f.analyser FROM mendline.triggers t
+           JOIN mendline.findings f ON f.trigger_id = t.id""",
+    )
+    assert [(r["analysis_attempts"], r["analyser"]) for r in rows] == [(2, "llm")]
+    assert len(llm.requests) == 2
+
+
+async def test_stats_count_what_a_worker_did(fresh_db_url: str, llm: FakeLLM) -> None:
+    llm.default = Reply.error(500)
+    settings = analyze_settings(fresh_db_url, llm, llm_max_retries=0)
+    await ingest(settings, issue_events(range(2), per_issue=1))
+    async with workers(settings) as (worker,):
+        await wait_until(analysed(fresh_db_url, 2), 30, "2 findings")
+    stats: AnalyzeStats = worker.stats
+    assert (stats.claimed, stats.analysed, stats.fallbacks, stats.errors) == (2, 2, 2, 0)
+    assert sum(stats.fallback_reasons.values()) == 2
