@@ -129,8 +129,9 @@ def _bad_data(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in _DATA_ERRORS
 
 
-def _database_outage(exc: BaseException) -> bool:
-    """True for failures that waiting can cure: the database, its connection, a timeout."""
+def database_outage(exc: BaseException) -> bool:
+    """True for database failures that waiting can cure: the server, its connection, a
+    timeout, a read-only standby, missing privileges; False when it rejected the data."""
     return isinstance(
         exc, asyncpg.PostgresError | asyncpg.InterfaceError | OSError | asyncio.TimeoutError
     ) and not _bad_data(exc)
@@ -306,7 +307,7 @@ class Consumer:
                 await self._dead_letter_prepared(poison, stop)
                 result = BatchResult()
             except Exception as exc:
-                if not _database_outage(exc):
+                if not database_outage(exc):
                     raise
                 self.stats.store_retries += 1
                 if stop.is_set():

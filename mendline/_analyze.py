@@ -18,12 +18,12 @@ from mendline.analyzers.breaker import CircuitBreaker
 from mendline.analyzers.heuristic import HeuristicAnalyser
 from mendline.analyzers.llm import ChatClient, LLMAnalyser
 from mendline.analyzers.scrubbing import Scrubber
+from mendline.ingest import database_outage
 from mendline.schemas.finding import Finding
 from mendline.schemas.settings import Settings
 from mendline.sinks import TRIGGERS_CHANNEL, Claim, FindingStore, StoredFinding, migrate
 
 __all__ = [
-    "OUTAGE",
     "Analysis",
     "AnalyzeStats",
     "AnalyzeWorker",
@@ -37,8 +37,6 @@ log = logging.getLogger("mendline.analyze")
 # A trigger claimed this many times without a finding (its workers were killed, or the
 # analysis crashed them) gets the heuristic finding, without another LLM call.
 _MAX_ATTEMPTS = 5
-#: Database errors that mean "not now": the worker waits and tries again.
-OUTAGE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
 
 
 @dataclass
@@ -135,14 +133,17 @@ class AnalyzeWorker:
         self.stats = AnalyzeStats()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Analyse triggers until ``stop`` is set."""
-        listener = await self._listen()
+        self._stop = stop
         renewer = asyncio.create_task(self._renew_leases(stop))
         backoff = 0.5
         try:
             while not stop.is_set():
+                await self._keep_listening()
                 free = self.settings.llm_concurrency - len(self._in_flight)
                 self._wake.clear()  # before claiming: a NOTIFY from now on is not missed
                 claims: list[Claim] = []
@@ -152,7 +153,9 @@ class AnalyzeWorker:
                             self.owner, free, self.settings.analyze_lease
                         )
                         backoff = 0.5
-                    except OUTAGE as exc:
+                    except Exception as exc:
+                        if not database_outage(exc):
+                            raise
                         log.warning(
                             "mendline: PostgreSQL unavailable (%s); retrying in %.1f s",
                             exc,
@@ -169,9 +172,9 @@ class AnalyzeWorker:
         finally:
             renewer.cancel()
             await self._finish_in_flight()
-            if listener is not None:
+            if self._listener is not None:
                 with contextlib.suppress(Exception):
-                    await listener.close()
+                    await self._listener.close()
 
     async def analyse_issue(
         self, issue_id: int, *, fresh: bool = False
@@ -215,26 +218,19 @@ class AnalyzeWorker:
                 )
             else:
                 finding = await self.analysis.analyser.analyse(context)
-            await self.store.save(
-                finding,
-                issue_id=claim.issue_id,
-                cache_key=key,
-                trigger_id=claim.trigger_id,
-                cached_from=cached_from,
-            )
+            await self._save_patiently(finding, claim, key, cached_from)
         except asyncio.CancelledError:
             raise
-        except OUTAGE as exc:
+        except Exception as exc:
             self.stats.errors += 1
+            if not database_outage(exc):  # the lease runs out: tried again, up to a limit
+                log.exception("mendline: trigger %d not analysed", claim.trigger_id)
+                return
             log.warning(
                 "mendline: trigger %d not analysed, database unavailable: %s", claim.trigger_id, exc
             )
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # given back now, or when the lease runs out
                 await self.store.release(self.owner, [claim.trigger_id])
-            return
-        except Exception:
-            self.stats.errors += 1  # the lease runs out and it is tried again, up to a limit
-            log.exception("mendline: trigger %d not analysed", claim.trigger_id)
             return
         self.stats.analysed += 1
         if finding.fallback_reason:
@@ -244,6 +240,34 @@ class AnalyzeWorker:
             log.info(
                 "mendline: issue %d: heuristic finding, %s", claim.issue_id, finding.fallback_reason
             )
+
+    async def _save_patiently(
+        self, finding: Finding, claim: Claim, key: str, cached_from: int | None
+    ) -> None:
+        # The finding may have cost an LLM call: a database outage is waited out rather
+        # than the finding thrown away (unless the worker is stopping meanwhile).
+        backoff = 0.5
+        while True:
+            try:
+                await self.store.save(
+                    finding,
+                    issue_id=claim.issue_id,
+                    cache_key=key,
+                    trigger_id=claim.trigger_id,
+                    cached_from=cached_from,
+                )
+                return
+            except Exception as exc:
+                if self._stop.is_set() or not database_outage(exc):
+                    raise
+                log.warning(
+                    "mendline: cannot store the finding of trigger %d (%s); retrying in %.1f s",
+                    claim.trigger_id,
+                    exc,
+                    backoff,
+                )
+                await _wait_any(self._stop, None, backoff)
+                backoff = min(backoff * 2, 30.0)
 
     async def _renew_leases(self, stop: asyncio.Event) -> None:
         lease = self.settings.analyze_lease
@@ -268,14 +292,18 @@ class AnalyzeWorker:
             with contextlib.suppress(Exception):
                 await self.store.release(self.owner, unfinished)
 
-    async def _listen(self) -> asyncpg.Connection | None:
+    async def _keep_listening(self) -> None:
+        """LISTEN for the ingest's NOTIFY; again after the database came back. Polling
+        covers the time without it."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
         try:
             conn = await asyncpg.connect(self.settings.database_url.get_secret_value())
             await conn.add_listener(TRIGGERS_CHANNEL, self._on_notify)
-        except Exception as exc:  # polling still works
-            log.warning("mendline: cannot LISTEN for triggers (%s); polling instead", exc)
-            return None
-        return conn
+        except Exception as exc:
+            log.debug("mendline: cannot LISTEN for triggers yet (%s); polling", exc)
+            return
+        self._listener = conn
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()

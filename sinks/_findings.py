@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -13,6 +14,8 @@ from mendline.schemas.errors import MendlineError
 from mendline.schemas.finding import Finding, IssueContext, IssueSummary, PastIssue
 
 __all__ = ["Claim", "FindingNotFound", "FindingStore", "StoredFinding"]
+
+log = logging.getLogger("mendline.sinks")
 
 _SAMPLE_EVENTS = 3
 _SIMILAR = 3
@@ -49,6 +52,7 @@ class FindingStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self._unrecorded: list[LLMCall] = []
 
     # -- the queue ----------------------------------------------------------------------
 
@@ -265,20 +269,37 @@ class FindingStore:
     # -- the LLM ledger -----------------------------------------------------------------
 
     async def record(self, call: LLMCall) -> None:
-        """Record one LLM call (a Ledger)."""
-        await self.pool.execute(
-            """INSERT INTO mendline.llm_calls
-                   (issue_id, model, outcome, prompt_tokens, completion_tokens, cost_usd,
-                    latency_ms)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-            call.issue_id,
-            call.model,
-            call.outcome,
-            call.prompt_tokens,
-            call.completion_tokens,
-            call.cost_usd,
-            call.latency_ms,
-        )
+        """Record one LLM call (a Ledger). Never raises: a call that cannot be written now
+        (the database is down) is kept and written with the next one, so the analysis that
+        paid for it goes on and the budget still counts it."""
+        self._unrecorded.append(call)
+        calls, self._unrecorded = self._unrecorded, []
+        try:
+            await self.pool.executemany(
+                """INSERT INTO mendline.llm_calls
+                       (issue_id, model, outcome, prompt_tokens, completion_tokens, cost_usd,
+                        latency_ms)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                [
+                    (
+                        c.issue_id,
+                        c.model,
+                        c.outcome,
+                        c.prompt_tokens,
+                        c.completion_tokens,
+                        c.cost_usd,
+                        c.latency_ms,
+                    )
+                    for c in calls
+                ],
+            )
+        except Exception as exc:
+            self._unrecorded = calls + self._unrecorded
+            log.warning(
+                "mendline: %d LLM call(s) not recorded yet (%s); kept for later",
+                len(self._unrecorded),
+                exc,
+            )
 
     async def spent_today(self) -> tuple[int, float]:
         """Tokens and US dollars spent on LLM calls since midnight UTC, by every worker."""

@@ -17,11 +17,12 @@ import pytest
 
 from mendline._analyze import AnalyzeStats, AnalyzeWorker, connect_findings, make_analysis
 from mendline.analyzers.scrubbing import Scrubber
+from mendline.devstack import EmbeddedPostgres
 from mendline.ingest import prepare_record
 from mendline.schemas.settings import Settings, load_settings
 from mendline.sinks import connect_store, resolve_issue
 from tests.integration.event_factory import encode, make_event
-from tests.integration.test_consume import wait_until
+from tests.integration.test_consume import consume_settings, produce, running_consumer, wait_until
 from tests.llm_server import FakeLLM, Reply, fake_llm
 
 pytestmark = pytest.mark.integration
@@ -274,3 +275,45 @@ async def test_stats_count_what_a_worker_did(fresh_db_url: str, llm: FakeLLM) ->
     stats: AnalyzeStats = worker.stats
     assert (stats.claimed, stats.analysed, stats.fallbacks, stats.errors) == (2, 2, 2, 0)
     assert sum(stats.fallback_reasons.values()) == 2
+
+
+async def test_postgres_down_pauses_the_worker_and_keeps_the_finding_in_flight(
+    postgres_factory: Callable[..., EmbeddedPostgres], llm: FakeLLM
+) -> None:
+    server = postgres_factory()
+    settings = analyze_settings(server.url, llm)
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    llm.default = Reply.finding()
+    llm.default.delay = 1.5  # the database goes down while the LLM is thinking
+    async with workers(settings) as (worker,):
+        assert await asyncio.to_thread(llm.received.wait, 30)
+        server.stop()
+        await asyncio.sleep(3)  # the answer came back meanwhile; the claim loop failed too
+        server.start()
+        await wait_until(analysed(server.url, 1), 60, "the finding kept through the outage")
+        llm.default = Reply.finding()
+        await ingest(settings, issue_events(range(1, 3), per_issue=1))
+        await wait_until(analysed(server.url, 3), 60, "work after the outage")
+    assert len(llm.requests) == 3  # the answer was not thrown away and asked for again
+    assert worker.stats.analysed == 3
+    calls = await query(server.url, "SELECT count(*) AS n FROM mendline.llm_calls")
+    assert calls[0]["n"] == 3  # the call made during the outage was recorded afterwards
+
+
+async def test_from_kafka_to_findings(
+    kafka_bootstrap: str, fresh_db_url: str, llm: FakeLLM
+) -> None:
+    settings = consume_settings(
+        kafka_bootstrap, fresh_db_url, llm_base_url=llm.url, analyze_poll_interval=5.0
+    )
+    events = issue_events(range(4), per_issue=5)
+    async with running_consumer(settings), workers(settings):
+        await produce(kafka_bootstrap, settings.errors_topic, [encode(e) for e in events])
+        # Woken by the ingest's NOTIFY: far sooner than the 5 s poll would find them.
+        await wait_until(analysed(fresh_db_url, 4), 30, "a finding per issue")
+    rows = await query(
+        fresh_db_url,
+        "SELECT issue_id, times_seen, analyser FROM mendline.issue_findings ORDER BY issue_id",
+    )
+    assert [(r["times_seen"], r["analyser"]) for r in rows] == [(5, "llm")] * 4
+    assert len(llm.requests) == 4
