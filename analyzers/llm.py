@@ -38,6 +38,9 @@ __all__ = [
 log = logging.getLogger("mendline.analyzers")
 
 _MAX_RETRY_AFTER = 120.0  # a server asking for longer is treated as down
+# Statuses about one request (too long, malformed), not about the endpoint: they do not
+# count towards the circuit breaker.
+_REQUEST_SPECIFIC = {400, 413, 422}
 _BACKOFF_CAP = 30.0
 _JSON_BLOCK = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
 
@@ -85,6 +88,7 @@ class ChatClient:
         self._client = httpx.AsyncClient(
             headers=headers, timeout=httpx.Timeout(timeout), transport=transport
         )
+        self._timeout = timeout
         self._structured = True
 
     async def aclose(self) -> None:
@@ -104,40 +108,51 @@ class ChatClient:
         started = time.perf_counter()
         response = await self._post(body)
         if response.status_code == 400 and "response_format" in body:
-            self._structured = False  # a server without structured output: the text will do
-            log.info("mendline: %s rejected response_format; asking without it", self._url)
+            # Perhaps a server without structured output: ask without it, and stop asking
+            # with it only if that works (a 400 can also be about this one request).
             del body["response_format"]
-            response = await self._post(body)
+            retried = await self._post(body)
+            if retried.status_code < 400:
+                self._structured = False
+                log.info("mendline: %s rejected response_format; asking without it", self._url)
+            response = retried
         latency_ms = int((time.perf_counter() - started) * 1000)
         if response.status_code >= 400:
             raise _status_error(response)
         try:
             data = response.json()
-            content = data["choices"][0]["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            message = data["choices"][0]["message"]
+            content = _text_of(message.get("content"))
+            usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+            model = data.get("model")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
             raise LLMError(
                 f"the LLM endpoint answered {response.status_code} without a chat completion",
                 code="bad_response",
                 retriable=True,
                 status=response.status_code,
             ) from exc
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         # A server that reports no usage is charged an estimate (about 4 characters a token),
         # so that the daily budget still holds.
-        prompt_tokens = _int(usage.get("prompt_tokens"), sum(len(m["content"]) for m in messages))
-        completion_tokens = _int(usage.get("completion_tokens"), len(content))
+        prompt_tokens = _tokens(
+            usage.get("prompt_tokens"), sum(len(m["content"]) for m in messages)
+        )
+        completion_tokens = _tokens(usage.get("completion_tokens"), len(content))
         return ChatReply(
             content=content,
-            model=str(data.get("model") or self.model),
+            model=model.replace("\0", "")[:200] if isinstance(model, str) and model else self.model,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             latency_ms=latency_ms,
         )
 
     async def _post(self, body: dict[str, Any]) -> httpx.Response:
+        # httpx's timeout is per phase (connect, each read...): a server trickling its answer
+        # would never trip it. The call as a whole gets the timeout too.
         try:
-            return await self._client.post(self._url, json=body, params=self._params)
-        except httpx.TimeoutException as exc:
+            async with asyncio.timeout(self._timeout):
+                return await self._client.post(self._url, json=body, params=self._params)
+        except (httpx.TimeoutException, TimeoutError) as exc:
             raise LLMError(
                 f"the LLM call timed out ({type(exc).__name__})", code="timeout", retriable=True
             ) from exc
@@ -147,10 +162,28 @@ class ChatClient:
             ) from exc
 
 
-def _int(value: object, fallback_chars: int) -> int:
-    if isinstance(value, int) and value >= 0:
-        return value
-    return (fallback_chars + 3) // 4
+def _text_of(content: object) -> str:
+    """The text of a message's content: a string, or the text parts of a list of parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    raise TypeError(f"message content is a {type(content).__name__}")
+
+
+_MAX_TOKENS = 2**31 - 1  # what the ledger's integer columns hold
+
+
+def _tokens(value: object, fallback_chars: int) -> int:
+    if type(value) is int and value >= 0:
+        return min(value, _MAX_TOKENS)
+    return min((fallback_chars + 3) // 4, _MAX_TOKENS)
 
 
 def _status_error(response: httpx.Response) -> LLMError:
@@ -194,10 +227,14 @@ def parse_answer(content: str) -> Diagnosis:
         document = json.loads(content)
     except ValueError:
         document = _embedded_json(content)
+    except RecursionError:
+        raise ValueError("the answer's JSON is nested too deeply") from None
     if not isinstance(document, dict):
         raise ValueError("the answer holds no JSON object")
     try:
         return Diagnosis.model_validate(document)
+    except RecursionError:
+        raise ValueError("the answer's JSON is nested too deeply") from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(answer)'}: {err['msg']}"
@@ -211,16 +248,20 @@ def _embedded_json(content: str) -> Any:
     if block:
         try:
             return json.loads(block[1])
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     decoder = json.JSONDecoder()
     start = content.find("{")
     while start != -1:
         try:
             return decoder.raw_decode(content, start)[0]
-        except ValueError:
+        except (ValueError, RecursionError):
             start = content.find("{", start + 1)
     return None
+
+
+class _OverBudget(Exception):
+    """The daily budget ran out between the calls of one analysis."""
 
 
 @dataclass(frozen=True)
@@ -307,65 +348,89 @@ class LLMAnalyser:
 
     async def analyse(self, context: IssueContext) -> Finding:
         """A Finding for ``context``: the LLM's when it gives a valid one, else the heuristic
-        analyser's with ``fallback_reason`` set."""
+        analyser's with ``fallback_reason`` set. Raises only when cancelled, or when the ledger
+        cannot be read to check the budget (the database is down: try again later)."""
         fallback = self._heuristic.diagnose(context)
-        over = await self._over_budget()
-        if over:
-            return fallback.model_copy(update={"fallback_reason": over})
-        if not self.breaker.allow():
-            return fallback.model_copy(
-                update={
-                    "fallback_reason": "the LLM circuit breaker is open after repeated failures"
-                }
-            )
         messages = build_prompt(context, self._scrubber)
         spent: list[ChatReply] = []
+        async with self._limit:  # the budget is read by the calls about to be made
+            over = await self._over_budget()
+            if over:
+                return fallback.model_copy(update={"fallback_reason": over})
+            if not self.breaker.allow():
+                return fallback.model_copy(
+                    update={
+                        "fallback_reason": "the LLM circuit breaker is open after repeated failures"
+                    }
+                )
+            outcome = "none"  # what the breaker is told: "success", "failure" or nothing
+            try:
+                finding, outcome = await self._ask(context, messages, spent, fallback)
+            except LLMError as exc:
+                outcome = "none" if exc.status in _REQUEST_SPECIFIC else "failure"
+                return self._fallen_back(fallback, f"the LLM call failed: {exc}", spent, messages)
+            except _OverBudget as exc:
+                return self._fallen_back(fallback, str(exc), spent, messages)
+            except Exception as exc:  # a bug of ours or an answer we did not foresee
+                log.exception("mendline: the LLM analysis of issue %d failed", context.issue.id)
+                outcome = "failure"
+                return self._fallen_back(
+                    fallback, f"the LLM analysis failed: {type(exc).__name__}", spent, messages
+                )
+            finally:
+                if outcome == "success":
+                    self.breaker.success()
+                elif outcome == "failure":
+                    self.breaker.failure()
+                else:
+                    self.breaker.release()
+            return finding
+
+    async def _ask(
+        self,
+        context: IssueContext,
+        messages: list[dict[str, str]],
+        spent: list[ChatReply],
+        fallback: Finding,
+    ) -> tuple[Finding, str]:
+        reply = await self._call(messages, context, spent)
         try:
-            async with self._limit:
-                reply = await self._call(messages, context, spent)
-                try:
-                    diagnosis = parse_answer(reply.content)
-                except ValueError as first:
-                    await self._record(context, reply, "invalid")
-                    messages = messages + correction(reply.content, str(first))
-                    reply = await self._call(messages, context, spent)
-                    try:
-                        diagnosis = parse_answer(reply.content)
-                    except ValueError as second:
-                        await self._record(context, reply, "invalid")
-                        self.breaker.success()  # the endpoint works; its answers do not
-                        return self._fallen_back(
-                            fallback,
-                            f"the LLM's answer was invalid twice: {second}",
-                            spent,
-                            messages,
-                        )
-        except LLMError as exc:
-            self.breaker.failure()
-            return self._fallen_back(fallback, f"the LLM call failed: {exc}", spent, messages)
-        except BaseException:
-            self.breaker.release()
-            raise
+            diagnosis = parse_answer(reply.content)
+        except ValueError as first:
+            await self._record(context, reply, "invalid")
+            messages = messages + correction(reply.content, str(first))
+            reply = await self._call(messages, context, spent)
+            try:
+                diagnosis = parse_answer(reply.content)
+            except ValueError as second:
+                await self._record(context, reply, "invalid")
+                reason = f"the LLM's answer was invalid twice: {second}"
+                # The endpoint works; its answers do not.
+                return self._fallen_back(fallback, reason, spent, messages), "success"
         await self._record(context, reply, "ok")
-        self.breaker.success()
-        return Finding(
+        finding = Finding(
             **diagnosis.model_dump(),
             analyser="llm",
             model=reply.model,
             prompt=messages,
             **self._usage(spent),
         )
+        return finding, "success"
 
     async def _call(
         self, messages: list[dict[str, str]], context: IssueContext, spent: list[ChatReply]
     ) -> ChatReply:
         for attempt in range(self._max_retries + 1):
+            if attempt or spent:  # the first call of an analysis was checked already
+                over = await self._over_budget()
+                if over:
+                    raise _OverBudget(over)
             started = time.perf_counter()
             try:
                 reply = await self.client.complete(messages, schema=self._schema)
             except LLMError as exc:
                 latency_ms = int((time.perf_counter() - started) * 1000)
-                await self._record_failure(context, exc, latency_ms)
+                await self._record_failure(context, exc.code, latency_ms)
                 if not exc.retriable or attempt == self._max_retries:
                     raise
                 if exc.retry_after is not None:
@@ -377,6 +442,14 @@ class LLMAnalyser:
                 log.info("mendline: LLM call failed (%s); retrying in %.1f s", exc, delay)
                 await self._sleep(delay)
                 continue
+            except asyncio.CancelledError:
+                # Stopped mid-call: the call may still be paid for. Count an estimate.
+                latency_ms = int((time.perf_counter() - started) * 1000)
+                estimate = _tokens(None, sum(len(m["content"]) for m in messages))
+                await asyncio.shield(
+                    self._record_failure(context, "cancelled", latency_ms, estimate)
+                )
+                raise
             spent.append(reply)
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
@@ -408,9 +481,12 @@ class LLMAnalyser:
             )
         )
 
-    async def _record_failure(self, context: IssueContext, exc: LLMError, latency_ms: int) -> None:
+    async def _record_failure(
+        self, context: IssueContext, code: str, latency_ms: int, prompt_tokens: int = 0
+    ) -> None:
+        cost = prompt_tokens * self._prices[0]
         await self.ledger.record(
-            LLMCall(context.issue.id, self.client.model, exc.code, 0, 0, 0.0, latency_ms)
+            LLMCall(context.issue.id, self.client.model, code, prompt_tokens, 0, cost, latency_ms)
         )
 
     def _usage(self, spent: list[ChatReply]) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def _describe(context: IssueContext, scrubber: Scrubber) -> str:
         "regression": "a regression: it had been resolved and happened again",
         "on_demand": "an issue someone asked about",
     }[context.trigger]
-    lines.append(f"Issue #{issue.id} in service {issue.service!r}, {what}.")
+    lines.append(f"Issue #{issue.id} in service {text(issue.service)!r}, {what}.")
     lines.append(f"Title: {text(issue.title)}")
     if issue.culprit:
         lines.append(f"Culprit: {text(issue.culprit)}")
@@ -192,7 +192,7 @@ def _past(past: PastIssue, scrubber: Scrubber) -> list[str]:
         head += f" (in {text(past.culprit)})"
     lines = [head]
     if past.root_cause:
-        lines.append(f"  Finding ({past.category or 'unknown'}): {text(past.root_cause)}")
+        lines.append(f"  Finding ({text(past.category or 'unknown')}): {text(past.root_cause)}")
     if past.suggested_fix:
         lines.append(f"  Suggested fix: {text(past.suggested_fix)}")
     if past.verdict:

@@ -2,7 +2,7 @@
 
 from ._builder import EventBuilder, InApp
 from ._capture import Capture
-from ._consumer import Consumer, ConsumerStats, database_outage, prepare_record
+from ._consumer import Consumer, ConsumerStats, prepare_record
 from ._dlq import DeadLetter, read_dead_letters, redrive
 from ._processor import ErrorEventHandler, ErrorEventProcessor, make_shipper
 from ._shipper import Shipper, ShipperStats, kafka_client_options
@@ -19,7 +19,6 @@ __all__ = [
     "InApp",
     "Shipper",
     "ShipperStats",
-    "database_outage",
     "ensure_topics",
     "kafka_client_options",
     "make_shipper",

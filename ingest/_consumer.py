@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
@@ -27,6 +26,7 @@ from pydantic_core import to_json
 
 from mendline.analyzers.fingerprint import culprit, fingerprint, title
 from mendline.analyzers.scrubbing import Scrubber
+from mendline.schemas.database import is_bad_data, is_outage
 from mendline.schemas.errors import InvalidEvent
 from mendline.schemas.event import LEVEL_RANK, parse_event_exact
 from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
@@ -116,25 +116,6 @@ def prepare_record(
         partition=partition,
         offset=offset,
     )
-
-
-# SQLSTATE classes that blame the data of an event: data exception, integrity constraint
-# violation, program limit exceeded. Any other database error (connection, read-only standby,
-# privileges, a schema from another release...) is the database's, and is waited out.
-_DATA_ERRORS = {"22", "23", "54"}
-
-
-def _bad_data(exc: BaseException) -> bool:
-    """True when PostgreSQL rejected the data itself, not the connection or the schema."""
-    return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in _DATA_ERRORS
-
-
-def database_outage(exc: BaseException) -> bool:
-    """True for database failures that waiting can cure: the server, its connection, a
-    timeout, a read-only standby, missing privileges; False when it rejected the data."""
-    return isinstance(
-        exc, asyncpg.PostgresError | asyncpg.InterfaceError | OSError | asyncio.TimeoutError
-    ) and not _bad_data(exc)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -307,7 +288,7 @@ class Consumer:
                 await self._dead_letter_prepared(poison, stop)
                 result = BatchResult()
             except Exception as exc:
-                if not database_outage(exc):
+                if not is_outage(exc):
                     raise
                 self.stats.store_retries += 1
                 if stop.is_set():
@@ -337,7 +318,7 @@ class Consumer:
         try:
             return await self.sink.write(prepared)
         except Exception as exc:
-            if not _bad_data(exc):
+            if not is_bad_data(exc):
                 raise
             if len(prepared) == 1:
                 raise _Poison(prepared[0], exc) from exc

@@ -18,7 +18,7 @@ from mendline.analyzers.breaker import CircuitBreaker
 from mendline.analyzers.heuristic import HeuristicAnalyser
 from mendline.analyzers.llm import ChatClient, LLMAnalyser
 from mendline.analyzers.scrubbing import Scrubber
-from mendline.ingest import database_outage
+from mendline.schemas.database import is_bad_data, is_outage
 from mendline.schemas.finding import Finding
 from mendline.schemas.settings import Settings
 from mendline.sinks import TRIGGERS_CHANNEL, Claim, FindingStore, StoredFinding, migrate
@@ -125,21 +125,27 @@ class AnalyzeWorker:
         analysis: Analysis,
         *,
         owner: str | None = None,
+        grace: float | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.analysis = analysis
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = AnalyzeStats()
+        #: Seconds a stopping worker waits for analyses in flight before giving them back.
+        self.grace = settings.llm_timeout if grace is None else grace
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
+        # Cache keys being analysed now: a second trigger of the same fingerprint and release
+        # waits for the first and is served its finding, rather than paying for it again.
+        self._analysing: dict[str, asyncio.Future[None]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Analyse triggers until ``stop`` is set."""
         self._stop = stop
-        renewer = asyncio.create_task(self._renew_leases(stop))
+        renewer = asyncio.create_task(self._renew_leases())
         backoff = 0.5
         try:
             while not stop.is_set():
@@ -154,7 +160,7 @@ class AnalyzeWorker:
                         )
                         backoff = 0.5
                     except Exception as exc:
-                        if not database_outage(exc):
+                        if not is_outage(exc):
                             raise
                         log.warning(
                             "mendline: PostgreSQL unavailable (%s); retrying in %.1f s",
@@ -170,8 +176,8 @@ class AnalyzeWorker:
                     continue  # there may be more waiting
                 await _wait_any(stop, self._wake, self.settings.analyze_poll_interval)
         finally:
+            await self._finish_in_flight()  # the leases are still renewed meanwhile
             renewer.cancel()
-            await self._finish_in_flight()
             if self._listener is not None:
                 with contextlib.suppress(Exception):
                     await self._listener.close()
@@ -188,7 +194,7 @@ class AnalyzeWorker:
             if cached is not None:
                 return cached, True
         finding = await self.analysis.analyser.analyse(context)
-        finding_id = await self.store.save(finding, issue_id=issue_id, cache_key=key)
+        finding_id = await self.store.save(finding, issue_id=context.issue.id, cache_key=key)
         return await self.store.get(finding_id), False
 
     def _start(self, claim: Claim) -> None:
@@ -206,8 +212,12 @@ class AnalyzeWorker:
         try:
             context = await self.store.context(claim.issue_id, claim.kind)
             key = await self.store.cache_key(context)
+            earlier = self._analysing.get(key)
+            if earlier is not None:  # the same fingerprint and release is being analysed
+                await asyncio.wait([earlier])
             cached = await self.store.cached(key, self.analysis.kind)
             cached_from = None
+            mine = None
             if cached is not None:
                 cached_from = cached.id
                 finding = _served(cached.finding)
@@ -217,13 +227,35 @@ class AnalyzeWorker:
                     update={"fallback_reason": f"claimed {claim.attempts} times without finishing"}
                 )
             else:
-                finding = await self.analysis.analyser.analyse(context)
-            await self._save_patiently(finding, claim, key, cached_from)
+                mine = self._analysing[key] = asyncio.get_running_loop().create_future()
+                try:
+                    finding = await self.analysis.analyser.analyse(context)
+                except BaseException:
+                    self._done_analysing(key, mine)
+                    raise
+            try:
+                await self._save_patiently(finding, claim, context.issue.id, key, cached_from)
+            except Exception as exc:
+                if not is_bad_data(exc):
+                    raise
+                # PostgreSQL refused something in the answer: keep the heuristic finding,
+                # saying why, rather than analysing (and paying) again and again.
+                log.error(
+                    "mendline: the finding of trigger %d was refused: %s", claim.trigger_id, exc
+                )
+                finding = self.analysis.heuristic.diagnose(context).model_copy(
+                    update={"fallback_reason": f"the finding could not be stored: {exc}"[:1000]}
+                )
+                cached_from = None
+                await self._save_patiently(finding, claim, context.issue.id, key, None)
+            finally:
+                if mine is not None:
+                    self._done_analysing(key, mine)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.stats.errors += 1
-            if not database_outage(exc):  # the lease runs out: tried again, up to a limit
+            if not is_outage(exc):  # the lease runs out: tried again, up to a limit
                 log.exception("mendline: trigger %d not analysed", claim.trigger_id)
                 return
             log.warning(
@@ -241,8 +273,14 @@ class AnalyzeWorker:
                 "mendline: issue %d: heuristic finding, %s", claim.issue_id, finding.fallback_reason
             )
 
+    def _done_analysing(self, key: str, mine: asyncio.Future[None]) -> None:
+        if self._analysing.get(key) is mine:
+            del self._analysing[key]
+        if not mine.done():
+            mine.set_result(None)
+
     async def _save_patiently(
-        self, finding: Finding, claim: Claim, key: str, cached_from: int | None
+        self, finding: Finding, claim: Claim, issue_id: int, key: str, cached_from: int | None
     ) -> None:
         # The finding may have cost an LLM call: a database outage is waited out rather
         # than the finding thrown away (unless the worker is stopping meanwhile).
@@ -251,14 +289,14 @@ class AnalyzeWorker:
             try:
                 await self.store.save(
                     finding,
-                    issue_id=claim.issue_id,
+                    issue_id=issue_id,
                     cache_key=key,
                     trigger_id=claim.trigger_id,
                     cached_from=cached_from,
                 )
                 return
             except Exception as exc:
-                if self._stop.is_set() or not database_outage(exc):
+                if self._stop.is_set() or not is_outage(exc):
                     raise
                 log.warning(
                     "mendline: cannot store the finding of trigger %d (%s); retrying in %.1f s",
@@ -269,9 +307,10 @@ class AnalyzeWorker:
                 await _wait_any(self._stop, None, backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    async def _renew_leases(self, stop: asyncio.Event) -> None:
+    async def _renew_leases(self) -> None:
+        # Until cancelled, after the analyses in flight have finished or been given back.
         lease = self.settings.analyze_lease
-        while not stop.is_set():
+        while True:
             await asyncio.sleep(lease / 3)
             if self._in_flight:
                 try:
@@ -283,7 +322,7 @@ class AnalyzeWorker:
         tasks = list(self._in_flight.values())
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=self.settings.llm_timeout)
+        _, pending = await asyncio.wait(tasks, timeout=self.grace)
         unfinished = [tid for tid, task in self._in_flight.items() if task in pending]
         for task in pending:
             task.cancel()

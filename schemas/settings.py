@@ -109,7 +109,9 @@ class Settings(BaseSettings):
         default=0.0, ge=0, description="US dollars a day (UTC) before falling back; 0: no limit."
     )
     llm_breaker_failures: int = Field(
-        default=5, ge=1, description="Failed calls in a row that open the circuit breaker."
+        default=5,
+        ge=1,
+        description="Failed analyses in a row (each after its retries) that open the breaker.",
     )
     llm_breaker_cooldown: float = Field(
         default=60.0, gt=0, description="Seconds the breaker stays open before a probe call."

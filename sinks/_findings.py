@@ -10,6 +10,7 @@ from typing import Any, Literal
 import asyncpg
 
 from mendline.analyzers.llm import LLMCall
+from mendline.schemas.database import is_bad_data
 from mendline.schemas.errors import MendlineError
 from mendline.schemas.finding import Finding, IssueContext, IssueSummary, PastIssue
 
@@ -93,9 +94,11 @@ class FindingStore:
         )
 
     async def release(self, owner: str, trigger_ids: list[int]) -> None:
-        """Give back unfinished triggers at once (a clean shutdown), not after the lease."""
+        """Give back unfinished triggers at once (a clean shutdown, an outage), not after the
+        lease; the attempt is not counted against them."""
         await self.pool.execute(
-            """UPDATE mendline.triggers SET analysis_lease_until = NULL, analysis_owner = NULL
+            """UPDATE mendline.triggers SET analysis_lease_until = NULL, analysis_owner = NULL,
+                      analysis_attempts = greatest(analysis_attempts - 1, 0)
                WHERE id = ANY($1::bigint[]) AND analysis_owner = $2 AND analysed_at IS NULL""",
             trigger_ids,
             owner,
@@ -106,16 +109,27 @@ class FindingStore:
     async def context(
         self, issue_id: int, trigger: Literal["new_issue", "regression", "on_demand"]
     ) -> IssueContext:
-        """The issue, its newest events and similar past issues that people judged."""
+        """The issue, its newest events and similar past issues that people judged.
+
+        An issue merged into another is analysed as that other one (its events and its
+        fingerprints moved there): ``context.issue.id`` says which issue it is.
+        """
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
-                """SELECT id, service, title, culprit, level, status, times_seen, first_seen,
+                """WITH RECURSIVE chain AS (
+                       SELECT i.*, 0 AS depth FROM mendline.issues i WHERE i.id = $1
+                       UNION ALL
+                       SELECT i.*, c.depth + 1 FROM mendline.issues i
+                       JOIN chain c ON i.id = c.merged_into
+                       WHERE c.status = 'merged' AND c.depth < 50)
+                   SELECT id, service, title, culprit, level, status, times_seen, first_seen,
                           last_seen, first_release, last_release, environments, regressions
-                   FROM mendline.issues WHERE id = $1""",
+                   FROM chain ORDER BY depth DESC LIMIT 1""",
                 issue_id,
             )
             if row is None:
                 raise FindingNotFound(f"there is no issue {issue_id}")
+            issue_id = row["id"]
             events = [
                 _as_dict(r["payload"])
                 for r in await conn.fetch(
@@ -190,6 +204,7 @@ class FindingStore:
         A trigger gets one finding whatever happens: a second worker that finishes the same
         trigger (its lease ran out meanwhile) changes nothing and gets the first one's id.
         """
+        finding = _storable(finding)
         async with self.pool.acquire() as conn, conn.transaction():
             finding_id = await conn.fetchval(
                 """INSERT INTO mendline.findings
@@ -255,10 +270,13 @@ class FindingStore:
     async def mark(
         self, finding_id: int, verdict: Literal["right", "wrong"], note: str | None
     ) -> None:
-        """Record a person's verdict on a finding; later similar issues are analysed with it."""
+        """Record a person's verdict on a finding (and on the one it was served from: the
+        same answer); later similar issues are analysed with it, and one marked wrong is
+        never served again."""
         status = await self.pool.execute(
             """UPDATE mendline.findings SET verdict = $2, verdict_note = $3, verdict_at = now()
-               WHERE id = $1""",
+               WHERE id = $1
+                  OR id = (SELECT cached_from FROM mendline.findings WHERE id = $1)""",
             finding_id,
             verdict,
             note,
@@ -270,9 +288,8 @@ class FindingStore:
 
     async def record(self, call: LLMCall) -> None:
         """Record one LLM call (a Ledger). Never raises: a call that cannot be written now
-        (the database is down) is kept and written with the next one, so the analysis that
-        paid for it goes on and the budget still counts it."""
-        self._unrecorded.append(call)
+        (the database is down) is kept, counted by spent_today, and written with the next."""
+        self._unrecorded.append(_storable_call(call))
         calls, self._unrecorded = self._unrecorded, []
         try:
             await self.pool.executemany(
@@ -294,6 +311,9 @@ class FindingStore:
                 ],
             )
         except Exception as exc:
+            if is_bad_data(exc):  # cannot happen with _storable_call; never block the ledger
+                log.error("mendline: %d LLM call(s) could not be recorded: %s", len(calls), exc)
+                return
             self._unrecorded = calls + self._unrecorded
             log.warning(
                 "mendline: %d LLM call(s) not recorded yet (%s); kept for later",
@@ -311,7 +331,11 @@ class FindingStore:
                                    AT TIME ZONE 'UTC'"""
         )
         assert row is not None
-        return int(row["tokens"]), float(row["cost"])
+        pending = self._unrecorded
+        return (
+            int(row["tokens"]) + sum(c.prompt_tokens + c.completion_tokens for c in pending),
+            float(row["cost"]) + sum(c.cost_usd for c in pending),
+        )
 
 
 _SELECT_FINDING = """SELECT id, issue_id, analyser, rule, root_cause, confidence, category,
@@ -337,6 +361,49 @@ def _stored(row: asyncpg.Record) -> StoredFinding:
         cached_from=values["cached_from"],
         verdict=values["verdict"],
         verdict_note=values["verdict_note"],
+    )
+
+
+_INT_MAX = 2**31 - 1
+
+
+def _no_nul(value: Any) -> Any:
+    """``value`` with NUL characters replaced: PostgreSQL text and jsonb refuse them."""
+    if isinstance(value, str):
+        return value.replace("\0", "\ufffd") if "\0" in value else value
+    if isinstance(value, list):
+        return [_no_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_no_nul(k): _no_nul(v) for k, v in value.items()}
+    return value
+
+
+def _storable(finding: Finding) -> Finding:
+    """The finding as PostgreSQL takes it: no NULs (an LLM may answer with one), counts
+    within an integer."""
+    document = _no_nul(finding.model_dump())
+    for name in ("prompt_tokens", "completion_tokens", "latency_ms"):
+        if document[name] is not None:
+            document[name] = max(0, min(document[name], _INT_MAX))
+    if document["cost_usd"] is not None:
+        document["cost_usd"] = _money(document["cost_usd"])
+    return Finding.model_validate(document)
+
+
+def _money(value: float) -> float:
+    # numeric(14, 6) holds less than 10**8 dollars: more is a misconfigured price anyway.
+    return max(0.0, min(value, 99_999_999.0)) if value == value else 0.0
+
+
+def _storable_call(call: LLMCall) -> LLMCall:
+    return LLMCall(
+        issue_id=call.issue_id,
+        model=_no_nul(call.model)[:200],
+        outcome=_no_nul(call.outcome)[:100],
+        prompt_tokens=max(0, min(call.prompt_tokens, _INT_MAX)),
+        completion_tokens=max(0, min(call.completion_tokens, _INT_MAX)),
+        cost_usd=_money(call.cost_usd),
+        latency_ms=max(0, min(call.latency_ms, _INT_MAX)),
     )
 
 

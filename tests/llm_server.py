@@ -48,6 +48,7 @@ class Reply:
     body: str | None = None  # the raw body instead, for any status
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    trickle: float = 0.0  # seconds between the body's bytes: slow, but never silent
     usage: tuple[int, int] | None = (120, 40)
     model: str = "test-model-1"
 
@@ -171,7 +172,13 @@ class FakeLLM:
         for name, value in reply.headers.items():
             handler.send_header(name, value)
         handler.end_headers()
-        handler.wfile.write(payload)
+        if not reply.trickle:
+            handler.wfile.write(payload)
+            return
+        for byte in payload:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(reply.trickle)
 
 
 @contextmanager

@@ -289,3 +289,141 @@ async def test_similar_past_issues_and_verdicts_are_in_the_prompt(llm: FakeLLM) 
 def test_parse_answer_says_what_is_wrong(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         parse_answer(text)
+
+
+@pytest.mark.parametrize(
+    ("reply", "expect"),
+    [
+        # Content as a list of parts (newer OpenAI-style servers): the text parts are used.
+        (
+            Reply(
+                body=json.dumps(
+                    {
+                        "model": "m",
+                        "choices": [
+                            {
+                                "message": {
+                                    "content": [
+                                        {"type": "text", "text": json.dumps(finding_json())}
+                                    ]
+                                }
+                            }
+                        ],
+                    }
+                )
+            ),
+            "llm",
+        ),
+        (Reply(body=json.dumps({"choices": [{"message": {"content": 42}}]})), "bad_response"),
+        (Reply(body="[" * 100_000 + "]" * 100_000), "bad_response"),
+        (Reply(body="<html>gateway</html>"), "bad_response"),
+        (Reply(content="[" * 100_000 + "]" * 100_000), "invalid twice"),
+    ],
+    ids=["content-parts", "content-number", "deep-body", "html-body", "deep-answer"],
+)
+async def test_malformed_replies_never_escape(llm: FakeLLM, reply: Reply, expect: str) -> None:
+    llm.default = reply
+    ledger = MemoryLedger()
+    found = await analyser(llm, ledger, max_retries=0).analyse(context())
+    if expect == "llm":
+        assert found.analyser == "llm" and found.fallback_reason is None
+    else:
+        assert found.analyser == "heuristic"
+        assert expect in (found.fallback_reason or "") or expect in [
+            c.outcome for c in ledger.calls
+        ]
+
+
+async def test_the_budget_is_checked_by_every_call_not_once_for_all(llm: FakeLLM) -> None:
+    llm.default = Reply.finding()
+    llm.default.delay = 0.2
+    a = analyser(llm, concurrency=1, daily_tokens=100)  # one call of 160 tokens spends it
+    found = await asyncio.gather(*(a.analyse(context()) for _ in range(4)))
+    assert len(llm.requests) == 1
+    assert [f.analyser for f in found].count("llm") == 1
+    assert all("budget" in (f.fallback_reason or "") for f in found if f.analyser == "heuristic")
+
+
+async def test_a_retry_after_beyond_the_cap_is_not_waited_for(llm: FakeLLM) -> None:
+    llm.default = Reply.error(429, Retry_After="3600")
+    sleeps = Sleeps()
+    found = await analyser(llm, sleep=sleeps).analyse(context())
+    assert len(llm.requests) == 1 and sleeps.delays == []
+    assert "HTTP 429" in (found.fallback_reason or "")
+
+
+async def test_retry_after_as_an_http_date(llm: FakeLLM) -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    llm.script = [Reply.error(503, Retry_After=when), Reply.finding()]
+    sleeps = Sleeps()
+    found = await analyser(llm, sleep=sleeps).analyse(context())
+    assert found.analyser == "llm"
+    assert len(sleeps.delays) == 1 and 25 <= sleeps.delays[0] <= 30
+
+
+async def test_the_backoff_is_jittered(llm: FakeLLM) -> None:
+    llm.default = Reply.error(502)
+    sleeps = Sleeps()
+    a = analyser(llm, max_retries=3, backoff=1.0, sleep=sleeps)
+    for _ in range(2):
+        await a.analyse(context())
+    assert len(sleeps.delays) == 6
+    assert len(set(sleeps.delays)) == 6  # random, not a fixed 1, 2, 4
+    assert all(0 <= d <= 1.0 * 2**k for k, d in zip([0, 1, 2, 0, 1, 2], sleeps.delays, strict=True))
+
+
+async def test_the_timeout_covers_the_whole_call(llm: FakeLLM) -> None:
+    slow = Reply.finding()
+    slow.trickle = 0.01  # a byte every 10 ms: no single read waits a second
+    llm.default = slow
+    started = asyncio.get_running_loop().time()
+    found = await analyser(llm, timeout=1.0, max_retries=0).analyse(context())
+    assert asyncio.get_running_loop().time() - started < 5
+    assert "timed out" in (found.fallback_reason or "")
+
+
+async def test_a_400_about_one_request_keeps_structured_output_and_the_breaker(
+    llm: FakeLLM,
+) -> None:
+    breaker = CircuitBreaker(failures=1, cooldown=60)
+    llm.script = [Reply.error(400), Reply.error(400)]  # e.g. context too long, both times
+    a = analyser(llm, breaker=breaker, max_retries=0)
+    first = await a.analyse(context())
+    assert "HTTP 400" in (first.fallback_reason or "")
+    assert breaker.state == "closed"  # not the endpoint's fault
+    second = await a.analyse(context())
+    assert second.analyser == "llm"
+    assert ["response_format" in b for b in llm.bodies()] == [True, False, True]
+
+
+async def test_secrets_in_any_field_stay_out_of_the_prompt(llm: FakeLLM) -> None:
+    secret = "password=PW4secret"
+    ctx = context()
+    ctx.issue.service = f"svc {secret}"
+    ctx.issue.title = f"ValueError: {secret}"
+    ctx.issue.culprit = f"app.{secret}"
+    ctx.issue.environments = [secret]
+    ctx.issue.last_release = secret
+    event = ctx.events[0]
+    event["tags"] = {"k": secret, secret: "v"}
+    event["context"] = {f"note {secret}": 1, "nested": [{"x": secret}]}
+    event["message"] = secret
+    event["exceptions"][-1]["frames"][-1]["function"] = secret
+    ctx.similar = [
+        PastIssue(
+            id=1,
+            title=secret,
+            culprit=secret,
+            root_cause=secret,
+            category=secret,
+            suggested_fix=secret,
+            verdict="right",
+            verdict_note=secret,
+            resolution_note=secret,
+        )
+    ]
+    await analyser(llm).analyse(ctx)
+    assert "PW4secret" not in llm.requests[0]["raw"]

@@ -54,12 +54,14 @@ async def ingest(settings: Settings, events: list[dict[str, Any]]) -> None:
 
 
 @asynccontextmanager
-async def workers(settings: Settings, count: int = 1) -> AsyncIterator[list[AnalyzeWorker]]:
+async def workers(
+    settings: Settings, count: int = 1, grace: float | None = None
+) -> AsyncIterator[list[AnalyzeWorker]]:
     """``count`` analyze workers running until the block ends."""
     stores = [await connect_findings(settings, 6) for _ in range(count)]
     running = [
-        AnalyzeWorker(s, store, make_analysis(settings, store))
-        for s, store in zip([settings] * count, stores, strict=True)
+        AnalyzeWorker(settings, store, make_analysis(settings, store), grace=grace)
+        for store in stores
     ]
     stop = asyncio.Event()
     tasks = [asyncio.create_task(w.run(stop)) for w in running]
@@ -281,7 +283,7 @@ async def test_postgres_down_pauses_the_worker_and_keeps_the_finding_in_flight(
     postgres_factory: Callable[..., EmbeddedPostgres], llm: FakeLLM
 ) -> None:
     server = postgres_factory()
-    settings = analyze_settings(server.url, llm)
+    settings = analyze_settings(server.url, llm).model_copy(update={"analyze_poll_interval": 60.0})
     await ingest(settings, issue_events(range(1), per_issue=1))
     llm.default = Reply.finding()
     llm.default.delay = 1.5  # the database goes down while the LLM is thinking
@@ -292,8 +294,10 @@ async def test_postgres_down_pauses_the_worker_and_keeps_the_finding_in_flight(
         server.start()
         await wait_until(analysed(server.url, 1), 60, "the finding kept through the outage")
         llm.default = Reply.finding()
+        await asyncio.sleep(2)  # the worker is listening again by now
         await ingest(settings, issue_events(range(1, 3), per_issue=1))
-        await wait_until(analysed(server.url, 3), 60, "work after the outage")
+        # Woken by a NOTIFY on the new LISTEN connection, not by the 60 s poll.
+        await wait_until(analysed(server.url, 3), 20, "work after the outage")
     assert len(llm.requests) == 3  # the answer was not thrown away and asked for again
     assert worker.stats.analysed == 3
     calls = await query(server.url, "SELECT count(*) AS n FROM mendline.llm_calls")
@@ -304,12 +308,12 @@ async def test_from_kafka_to_findings(
     kafka_bootstrap: str, fresh_db_url: str, llm: FakeLLM
 ) -> None:
     settings = consume_settings(
-        kafka_bootstrap, fresh_db_url, llm_base_url=llm.url, analyze_poll_interval=5.0
+        kafka_bootstrap, fresh_db_url, llm_base_url=llm.url, analyze_poll_interval=60.0
     )
     events = issue_events(range(4), per_issue=5)
     async with running_consumer(settings), workers(settings):
         await produce(kafka_bootstrap, settings.errors_topic, [encode(e) for e in events])
-        # Woken by the ingest's NOTIFY: far sooner than the 5 s poll would find them.
+        # Woken by the ingest's NOTIFY: the 60 s poll would not find them in time.
         await wait_until(analysed(fresh_db_url, 4), 30, "a finding per issue")
     rows = await query(
         fresh_db_url,
@@ -317,3 +321,96 @@ async def test_from_kafka_to_findings(
     )
     assert [(r["times_seen"], r["analyser"]) for r in rows] == [(5, "llm")] * 4
     assert len(llm.requests) == 4
+
+
+async def test_a_trigger_of_a_merged_issue_is_analysed_as_the_issue_it_went_into(
+    fresh_db_url: str, llm: FakeLLM
+) -> None:
+    from mendline.sinks import merge_issues
+
+    settings = analyze_settings(fresh_db_url, llm)
+    await ingest(settings, issue_events(range(2), per_issue=2))
+    conn = await asyncpg.connect(fresh_db_url)
+    try:
+        await merge_issues(conn, 1, 2)  # before any analysis: issue 2's trigger is pending
+    finally:
+        await conn.close()
+    async with workers(settings):
+        await wait_until(analysed(fresh_db_url, 2), 30, "both triggers analysed")
+    rows = await query(
+        fresh_db_url, "SELECT issue_id, cached_from FROM mendline.findings ORDER BY id"
+    )
+    assert {r["issue_id"] for r in rows} == {1}  # never the merged one, with no events
+    assert len(llm.requests) == 1  # the second was served: same fingerprint and release
+    assert "Exception chain" in llm.bodies()[0]["messages"][1]["content"]
+
+
+async def test_a_served_finding_marked_wrong_is_not_served_again(
+    fresh_db_url: str, llm: FakeLLM
+) -> None:
+    settings = analyze_settings(fresh_db_url, llm)
+    events = issue_events(range(1), per_issue=1, release="1.0.0")
+    await ingest(settings, events)
+    async with workers(settings):
+        await wait_until(analysed(fresh_db_url, 1), 30, "the first finding")
+        store = await connect_findings(settings, 2)
+        conn = await asyncpg.connect(fresh_db_url)
+        try:
+            await resolve_issue(conn, 1, None)
+            await ingest(settings, issue_events(range(1), per_issue=1, release="1.0.0"))
+            await wait_until(analysed(fresh_db_url, 2), 30, "the served one")
+            served = await conn.fetchval("SELECT max(id) FROM mendline.findings")
+            await store.mark(served, "wrong", "not a parsing problem at all")
+            await resolve_issue(conn, 1, None)
+            await ingest(settings, issue_events(range(1), per_issue=1, release="1.0.0"))
+            await wait_until(analysed(fresh_db_url, 3), 30, "a fresh analysis")
+        finally:
+            await conn.close()
+            await store.pool.close()
+    assert len(llm.requests) == 2
+    rows = await query(
+        fresh_db_url, "SELECT cached_from, verdict FROM mendline.findings ORDER BY id"
+    )
+    assert [(r["cached_from"], r["verdict"]) for r in rows] == [
+        (None, "wrong"),  # the verdict holds for the answer it was served from
+        (1, "wrong"),
+        (None, None),
+    ]
+
+
+async def test_an_answer_postgres_would_refuse_is_stored_cleaned(
+    fresh_db_url: str, llm: FakeLLM
+) -> None:
+    llm.default = Reply.finding(root_cause="a NUL \u0000 in the answer", evidence=[])
+    llm.default.usage = (2**40, 7)  # a server reporting nonsense
+    settings = analyze_settings(fresh_db_url, llm)
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    async with workers(settings):
+        await wait_until(analysed(fresh_db_url, 1), 30, "the finding")
+    rows = await query(
+        fresh_db_url, "SELECT analyser, root_cause, prompt_tokens FROM mendline.findings"
+    )
+    assert rows[0]["analyser"] == "llm"
+    assert rows[0]["root_cause"] == "a NUL \ufffd in the answer"
+    assert rows[0]["prompt_tokens"] == 2**31 - 1
+    assert len(llm.requests) == 1
+    calls = await query(fresh_db_url, "SELECT prompt_tokens FROM mendline.llm_calls")
+    assert [c["prompt_tokens"] for c in calls] == [2**31 - 1]
+
+
+async def test_a_clean_stop_gives_back_what_is_unfinished(fresh_db_url: str, llm: FakeLLM) -> None:
+    llm.default = Reply.finding()
+    llm.default.delay = 5
+    settings = analyze_settings(fresh_db_url, llm)
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    async with workers(settings, grace=0.5):
+        assert await asyncio.to_thread(llm.received.wait, 30)
+    rows = await query(
+        fresh_db_url,
+        "SELECT analysed_at, analysis_owner, analysis_lease_until, analysis_attempts"
+        " FROM mendline.triggers",
+    )
+    assert [tuple(r) for r in rows] == [(None, None, None, 0)]  # at once claimable again
+    calls = await query(fresh_db_url, "SELECT outcome, prompt_tokens FROM mendline.llm_calls")
+    assert [c["outcome"] for c in calls] == ["cancelled"]  # the abandoned call is counted
+    assert calls[0]["prompt_tokens"] > 0
