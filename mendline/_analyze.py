@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from mendline._wakeup import Listener, wait_any
 from mendline.analyzers.analyser import Analyser
 from mendline.analyzers.breaker import CircuitBreaker
 from mendline.analyzers.heuristic import HeuristicAnalyser
@@ -135,9 +136,9 @@ class AnalyzeWorker:
         #: Seconds a stopping worker waits for analyses in flight before giving them back.
         self.grace = settings.llm_timeout if grace is None else grace
         self._in_flight: dict[int, asyncio.Task[None]] = {}
-        self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._listener: asyncpg.Connection | None = None
+        self._listener = Listener(settings.database_url.get_secret_value(), (TRIGGERS_CHANNEL,))
+        self._wake = self._listener.wake
         # Cache keys being analysed now: a second trigger of the same fingerprint and release
         # waits for the first and is served its finding, rather than paying for it again.
         self._analysing: dict[str, asyncio.Future[None]] = {}
@@ -149,7 +150,7 @@ class AnalyzeWorker:
         backoff = 0.5
         try:
             while not stop.is_set():
-                await self._keep_listening()
+                await self._listener.keep()
                 free = self.settings.llm_concurrency - len(self._in_flight)
                 self._wake.clear()  # before claiming: a NOTIFY from now on is not missed
                 claims: list[Claim] = []
@@ -167,20 +168,18 @@ class AnalyzeWorker:
                             exc,
                             backoff,
                         )
-                        await _wait_any(stop, None, backoff)
+                        await wait_any(stop, None, backoff)
                         backoff = min(backoff * 2, 30.0)
                         continue
                 for claim in claims:
                     self._start(claim)
                 if claims and len(claims) == free:
                     continue  # there may be more waiting
-                await _wait_any(stop, self._wake, self.settings.analyze_poll_interval)
+                await wait_any(stop, self._wake, self.settings.analyze_poll_interval)
         finally:
             await self._finish_in_flight()  # the leases are still renewed meanwhile
             renewer.cancel()
-            if self._listener is not None:
-                with contextlib.suppress(Exception):
-                    await self._listener.close()
+            await self._listener.close()
 
     async def analyse_issue(
         self, issue_id: int, *, fresh: bool = False
@@ -304,7 +303,7 @@ class AnalyzeWorker:
                     exc,
                     backoff,
                 )
-                await _wait_any(self._stop, None, backoff)
+                await wait_any(self._stop, None, backoff)
                 backoff = min(backoff * 2, 30.0)
 
     async def _renew_leases(self) -> None:
@@ -331,22 +330,6 @@ class AnalyzeWorker:
             with contextlib.suppress(Exception):
                 await self.store.release(self.owner, unfinished)
 
-    async def _keep_listening(self) -> None:
-        """LISTEN for the ingest's NOTIFY; again after the database came back. Polling
-        covers the time without it."""
-        if self._listener is not None and not self._listener.is_closed():
-            return
-        try:
-            conn = await asyncpg.connect(self.settings.database_url.get_secret_value())
-            await conn.add_listener(TRIGGERS_CHANNEL, self._on_notify)
-        except Exception as exc:
-            log.debug("mendline: cannot LISTEN for triggers yet (%s); polling", exc)
-            return
-        self._listener = conn
-
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
-
 
 def _served(finding: Finding) -> Finding:
     # Served from a stored finding: no call was made, so no tokens, cost or prompt are
@@ -360,17 +343,6 @@ def _served(finding: Finding) -> Finding:
             "prompt": None,
         }
     )
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:
-    waits = [asyncio.ensure_future(stop.wait())]
-    if wake is not None:
-        waits.append(asyncio.ensure_future(wake.wait()))
-    try:
-        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for each in waits:
-            each.cancel()
 
 
 def describe(stored: StoredFinding, served: bool = False) -> str:

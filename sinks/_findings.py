@@ -14,7 +14,10 @@ from mendline.schemas.database import is_bad_data
 from mendline.schemas.errors import MendlineError
 from mendline.schemas.finding import Finding, IssueContext, IssueSummary, PastIssue
 
-__all__ = ["Claim", "FindingNotFound", "FindingStore", "StoredFinding"]
+__all__ = ["FINDINGS_CHANNEL", "Claim", "FindingNotFound", "FindingStore", "StoredFinding"]
+
+#: The NOTIFY channel told when a finding is stored (the alert stage updates its messages).
+FINDINGS_CHANNEL = "mendline_findings"
 
 log = logging.getLogger("mendline.sinks")
 
@@ -248,6 +251,7 @@ class FindingStore:
                        WHERE id = $1""",
                     trigger_id,
                 )
+            await conn.execute("SELECT pg_notify($1, '')", FINDINGS_CHANNEL)
         return int(finding_id)
 
     async def get(self, finding_id: int) -> StoredFinding:
