@@ -10,8 +10,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx
@@ -19,6 +17,7 @@ from pydantic import ValidationError
 
 from mendline.schemas.errors import LLMError
 from mendline.schemas.finding import Diagnosis, Finding, IssueContext
+from mendline.schemas.http import retry_after
 
 from .breaker import CircuitBreaker
 from .heuristic import HeuristicAnalyser
@@ -188,7 +187,7 @@ def _tokens(value: object, fallback_chars: int) -> int:
 
 def _status_error(response: httpx.Response) -> LLMError:
     status = response.status_code
-    retry_after = _retry_after(response.headers.get("retry-after"))
+    wait = retry_after(response.headers.get("retry-after"))
     retriable = status in (408, 409, 429) or status >= 500
     detail = response.text[:300].strip()
     return LLMError(
@@ -196,24 +195,8 @@ def _status_error(response: httpx.Response) -> LLMError:
         code=f"http_{status}",
         retriable=retriable,
         status=status,
-        retry_after=retry_after,
+        retry_after=wait,
     )
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def parse_answer(content: str) -> Diagnosis:
