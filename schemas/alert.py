@@ -1,0 +1,176 @@
+"""Alerts: what is sent to people, the receivers it goes to, and the channel interface."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import MendlineError
+
+__all__ = [
+    "ALERT_SEVERITIES",
+    "Alert",
+    "AlertFinding",
+    "AlertIssue",
+    "AlertKind",
+    "AlertSeverity",
+    "Channel",
+    "ChannelError",
+    "EmailReceiver",
+    "Notification",
+    "PagerDutyReceiver",
+    "Receiver",
+    "SlackReceiver",
+]
+
+AlertKind = Literal["new_issue", "regression", "frequency", "resolved"]
+AlertSeverity = Literal["info", "warning", "error", "critical"]
+#: Alert severities from least to most severe (PagerDuty's four); the index is the rank.
+ALERT_SEVERITIES: tuple[AlertSeverity, ...] = ("info", "warning", "error", "critical")
+
+
+class AlertIssue(BaseModel):
+    """The issue an alert is about, as stored when the notification is sent."""
+
+    id: int
+    service: str
+    title: str
+    culprit: str | None = None
+    level: str
+    status: str = "unresolved"
+    times_seen: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    first_release: str | None = None
+    last_release: str | None = None
+    environments: list[str] = Field(default_factory=list)
+
+
+class AlertFinding(BaseModel):
+    """The root cause, when the analysis has one by the time the notification is sent."""
+
+    root_cause: str
+    suggested_fix: str
+    category: str
+    severity: str
+    confidence: float
+    analyser: str
+    model: str | None = None
+
+
+class Alert(BaseModel):
+    """One issue's reason to tell someone: new, regressed, spiking, or resolved."""
+
+    kind: AlertKind
+    severity: AlertSeverity
+    issue: AlertIssue
+    finding: AlertFinding | None = None
+    details: dict[str, Any] = Field(
+        default_factory=dict, description='Kind-specific facts: {"events": 120, "minutes": 5}.'
+    )
+    link: str | None = Field(default=None, description="Where people see the issue.")
+
+
+class Notification(BaseModel):
+    """What one channel sends at once: one alert, or a digest of several for one receiver.
+
+    ``mode`` says how it relates to what was sent before about the same issue: ``new``, an
+    ``update`` of that message (the finding came later: Slack chat.update with a bot token, a
+    follow-up otherwise), or a ``repeat`` after repeat_interval (a thread reply with a bot
+    token). ``previous`` is the reference the channel returned for that earlier message.
+    """
+
+    receiver: str
+    alerts: list[Alert] = Field(min_length=1)
+    mode: Literal["new", "update", "repeat"] = "new"
+    previous: dict[str, str] | None = None
+
+    @property
+    def is_digest(self) -> bool:
+        """Several issues in one message."""
+        return len(self.alerts) > 1
+
+
+class ChannelError(MendlineError):
+    """A channel could not deliver. ``code`` is one of a small fixed set (``timeout``,
+    ``unreachable``, ``http_<status>``, ``smtp_<code>``, ``slack_<error>``, ``config``);
+    ``retriable`` says whether the same delivery may succeed later; ``retry_after`` is the
+    server's Retry-After in seconds, when it gave one."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str,
+        retriable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.retriable = retriable
+        self.status = status
+        self.retry_after = retry_after
+
+
+class Channel(Protocol):
+    """Sends notifications to one receiver; returns a reference to what it sent (Slack's
+    channel and ts, an email's Message-ID, PagerDuty's dedup_key) for later updates."""
+
+    async def send(self, notification: Notification) -> dict[str, str]:
+        """Deliver ``notification``, or raise ChannelError."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; idempotent."""
+        ...
+
+
+class _Receiver(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SlackReceiver(_Receiver):
+    """Slack through an incoming webhook, or a bot token and a channel (chat.postMessage,
+    chat.update, thread replies). Secrets are named by environment variable, never given."""
+
+    type: Literal["slack"]
+    webhook_url_env: str | None = Field(
+        default=None, description="Environment variable holding the incoming-webhook URL."
+    )
+    bot_token_env: str | None = Field(
+        default=None, description="Environment variable holding a bot token (xoxb-...)."
+    )
+    channel: str | None = Field(default=None, description="Channel for the bot: #name or id.")
+    api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base URL.")
+
+
+class EmailReceiver(_Receiver):
+    """Email over SMTP (STARTTLS, TLS or plain), plain-text and HTML parts."""
+
+    type: Literal["email"]
+    smtp_host: str
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username_env: str | None = None
+    password_env: str | None = None
+    sender: str = Field(description="The From address.")
+    to: list[str] = Field(min_length=1)
+    digest: bool = Field(
+        default=True, description="Several issues in one email rather than one each."
+    )
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class PagerDutyReceiver(_Receiver):
+    """PagerDuty Events API v2: trigger and resolve, deduplicated per issue."""
+
+    type: Literal["pagerduty"]
+    routing_key_env: str = Field(description="Environment variable holding the routing key.")
+    events_url: str = Field(default="https://events.pagerduty.com/v2/enqueue")
+    timeout: float = Field(default=30.0, gt=0)
+
+
+Receiver = Annotated[SlackReceiver | EmailReceiver | PagerDutyReceiver, Field(discriminator="type")]

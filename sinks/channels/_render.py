@@ -1,0 +1,356 @@
+"""What an alert says, rendered once per medium: plain text, Slack Block Kit, and HTML."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mendline.schemas.alert import ALERT_SEVERITIES, Alert, AlertIssue, Notification
+
+__all__ = [
+    "releases",
+    "render_blocks",
+    "render_html",
+    "render_text",
+    "slack_escape",
+    "slack_text",
+    "subject",
+    "summary",
+]
+
+# Slack's limits: https://docs.slack.dev/reference/block-kit/blocks
+_MAX_BLOCKS = 50
+_MAX_SECTION = 3000
+_MAX_HEADER = 150
+_MAX_FIELD = 2000
+_MAX_TEXT = 3000  # the notification fallback: Slack takes 40,000, phones show a line
+_MAX_SUBJECT = 200
+_MAX_ROOT_CAUSE = 1200  # a digest section shares its 3,000 characters with the rest
+
+_SLACK_ICON = {
+    "critical": ":rotating_light:",
+    "error": ":red_circle:",
+    "warning": ":warning:",
+    "info": ":information_source:",
+}
+_RESOLVED_ICON = ":white_check_mark:"
+_SUMMARY_KIND = {
+    "new_issue": "",
+    "regression": " regressed",
+    "frequency": " spiking",
+    "resolved": "",
+}
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """One alert's facts as text, computed once and laid out by each rendering."""
+
+    severity: str
+    kind: str
+    service: str
+    title: str
+    culprit: str | None
+    fields: list[tuple[str, str]]
+    root_cause: str | None
+    confidence: str | None
+    suggested_fix: str | None
+    link: str | None
+
+
+def _facts(alert: Alert) -> _Facts:
+    issue, finding = alert.issue, alert.finding
+    fields = [("Service", issue.service)]
+    if issue.environments:
+        label = "Environments" if len(issue.environments) > 1 else "Environment"
+        fields.append((label, ", ".join(issue.environments)))
+    fields.append(("Seen", f"{issue.times_seen} time{'' if issue.times_seen == 1 else 's'}"))
+    if issue.first_seen is not None:
+        fields.append(("First seen", _when(issue.first_seen)))
+    if issue.last_seen is not None:
+        fields.append(("Last seen", _when(issue.last_seen)))
+    if issue.last_release and issue.first_release and issue.first_release != issue.last_release:
+        fields.append(("Release", f"{issue.last_release} (first seen in {issue.first_release})"))
+    elif issue.last_release or issue.first_release:
+        fields.append(("Release", issue.last_release or issue.first_release or ""))
+    return _Facts(
+        severity=alert.severity.upper(),
+        kind=_kind(alert),
+        service=issue.service,
+        title=issue.title,
+        culprit=issue.culprit,
+        fields=fields,
+        root_cause=finding.root_cause if finding else None,
+        confidence=f"{finding.confidence:.0%}" if finding else None,
+        suggested_fix=finding.suggested_fix if finding else None,
+        # Only web links become links: a link is shown to people who will click it.
+        link=alert.link if alert.link and alert.link.startswith(("https://", "http://")) else None,
+    )
+
+
+def _kind(alert: Alert) -> str:
+    if alert.kind == "new_issue":
+        return "new issue"
+    if alert.kind == "resolved":
+        return "resolved"
+    if alert.kind == "regression":
+        release = alert.issue.last_release
+        return f"regressed in {release}" if release else "regressed"
+    events, minutes = alert.details.get("events"), alert.details.get("minutes")
+    if events is None or minutes is None:
+        return "spiking"
+    return f"spiking: {events} events in {minutes} min"
+
+
+def _when(moment: datetime) -> str:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _intro(notification: Notification) -> str | None:
+    """How this message relates to the one sent before about the same issue."""
+    if notification.mode == "update":
+        found = any(a.finding is not None for a in notification.alerts)
+        return "Update: the root cause is in." if found else "Update."
+    if notification.mode == "repeat":
+        return "Still happening."
+    return None
+
+
+def _one_line(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _severity_counts(alerts: list[Alert]) -> str:
+    counts = {s: sum(a.severity == s for a in alerts) for s in ALERT_SEVERITIES}
+    return ", ".join(f"{counts[s]} {s}" for s in reversed(ALERT_SEVERITIES) if counts[s])
+
+
+def _digest_title(notification: Notification) -> str:
+    alerts = notification.alerts
+    return f"{len(alerts)} issues: {_severity_counts(alerts)}"
+
+
+def releases(issue: AlertIssue) -> list[str]:
+    """The releases an issue was seen in that we know of, first one first."""
+    return list(dict.fromkeys(r for r in (issue.first_release, issue.last_release) if r))
+
+
+def summary(alert: Alert, limit: int = _MAX_SUBJECT) -> str:
+    """One line about one alert: ``ERROR api: ValueError: ...`` (``RESOLVED api: ...``)."""
+    level = "RESOLVED" if alert.kind == "resolved" else alert.severity.upper()
+    head = f"{level} {alert.issue.service}{_SUMMARY_KIND[alert.kind]}"
+    return _clip(_one_line(f"{head}: {alert.issue.title}"), limit)
+
+
+def subject(notification: Notification) -> str:
+    """An email subject: ``[mendline] ERROR api: ...`` or ``[mendline] 3 issues: ...``."""
+    if notification.is_digest:
+        text = f"[mendline] {_digest_title(notification)}"
+    else:
+        text = f"[mendline] {summary(notification.alerts[0])}"
+    # Mail clients thread a reply by its references and by "Re:" before the same subject.
+    return f"Re: {text}" if notification.mode != "new" else text
+
+
+# -- plain text ----------------------------------------------------------------------------
+
+
+def _text_of(facts: _Facts) -> str:
+    lines = [f"[{facts.severity}] {facts.kind} · {facts.service}", facts.title]
+    if facts.culprit:
+        lines.append(f"Culprit: {facts.culprit}")
+    lines += [f"{label}: {value}" for label, value in facts.fields]
+    if facts.root_cause is None:
+        lines.append("Root cause: analysis pending")
+    else:
+        lines.append(f"Root cause ({facts.confidence} confidence): {facts.root_cause}")
+        lines.append(f"Suggested fix: {facts.suggested_fix}")
+    if facts.link:
+        lines.append(f"Link: {facts.link}")
+    return "\n".join(lines)
+
+
+def render_text(notification: Notification) -> str:
+    """The whole message as plain text; a digest lists every issue."""
+    parts = [intro] if (intro := _intro(notification)) else []
+    if notification.is_digest:
+        parts.append(f"mendline: {_digest_title(notification)}")
+    parts += [_text_of(_facts(alert)) for alert in notification.alerts]
+    return "\n\n".join(parts) + "\n"
+
+
+# -- Slack ---------------------------------------------------------------------------------
+
+
+def slack_escape(text: str) -> str:
+    """``text`` safe inside Slack mrkdwn: the three characters Slack asks to be escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_link(url: str, label: str) -> str:
+    # "|" and ">" end the URL part of a link; percent-encoding them keeps the URL the same.
+    target = slack_escape(url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C"))
+    return f"<{target}|{slack_escape(label)}>"
+
+
+def _code(text: str) -> str:
+    return "`" + slack_escape(text.replace("`", "'")) + "`"
+
+
+def _section_text(text: str) -> str:
+    if len(text) <= _MAX_SECTION:
+        return text
+    cut = text[: _MAX_SECTION - 1]
+    entity = cut.rfind("&")
+    if entity != -1 and ";" not in cut[entity:]:
+        cut = cut[:entity]  # never cut an escape such as &amp; in two
+    return cut + "…"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _section_text(text)}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _section_text(text)}]}
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": _clip(_one_line(text), _MAX_HEADER), "emoji": True},
+    }
+
+
+def _icon(alert: Alert) -> str:
+    return _RESOLVED_ICON if alert.kind == "resolved" else _SLACK_ICON[alert.severity]
+
+
+def _slack_title(facts: _Facts) -> str:
+    title = _clip(_one_line(facts.title), 500)
+    return f"*{_slack_link(facts.link, title)}*" if facts.link else f"*{slack_escape(title)}*"
+
+
+def _slack_root_cause(facts: _Facts) -> str:
+    if facts.root_cause is None:
+        return "_root cause: analysis pending_"
+    return (
+        f"*Root cause* ({facts.confidence} confidence)\n"
+        f"{slack_escape(_clip(facts.root_cause, _MAX_ROOT_CAUSE))}\n"
+        f"*Suggested fix*\n{slack_escape(_clip(facts.suggested_fix or '', _MAX_ROOT_CAUSE))}"
+    )
+
+
+def _alert_blocks(alert: Alert) -> list[dict[str, Any]]:
+    facts = _facts(alert)
+    headline = _slack_title(facts)
+    if facts.culprit:
+        headline += "\n" + _code(_clip(facts.culprit, 300))
+    fields = [
+        {"type": "mrkdwn", "text": f"*{label}*\n{slack_escape(_clip(value, _MAX_FIELD - 50))}"}
+        for label, value in facts.fields
+    ]
+    return [
+        _header(f"{_icon(alert)} {facts.severity} · {facts.kind} · {facts.service}"),
+        _section(headline),
+        {"type": "section", "fields": fields[:10]},
+        _section(_slack_root_cause(facts)),
+    ]
+
+
+def _digest_section(alert: Alert) -> dict[str, Any]:
+    facts = _facts(alert)
+    seen = " · ".join(slack_escape(f"{label} {value}") for label, value in facts.fields[1:])
+    lines = [
+        f"{_icon(alert)} *{facts.severity}* · {slack_escape(facts.kind)} · "
+        f"{slack_escape(facts.service)}",
+        _slack_title(facts),
+    ]
+    if facts.culprit:
+        lines.append(_code(_clip(facts.culprit, 300)))
+    lines += [seen, _slack_root_cause(facts)]
+    return _section("\n".join(lines))
+
+
+def render_blocks(notification: Notification) -> list[dict[str, Any]]:
+    """The message as Slack Block Kit blocks, within Slack's limits (a long digest ends
+    with "and N more")."""
+    intro = _intro(notification)
+    blocks = [_context(f"_{intro}_")] if intro else []
+    if not notification.is_digest:
+        return blocks + _alert_blocks(notification.alerts[0])
+    blocks.insert(0, _header(f"mendline: {_digest_title(notification)}"))
+    room = _MAX_BLOCKS - len(blocks) - 1  # one left for "and N more"
+    shown = notification.alerts[:room]
+    blocks += [_digest_section(alert) for alert in shown]
+    if hidden := len(notification.alerts) - len(shown):
+        blocks.append(_context(f"and {hidden} more"))
+    return blocks
+
+
+def slack_text(notification: Notification) -> str:
+    """The message's fallback text (notifications, screen readers), escaped for mrkdwn."""
+    if notification.is_digest:
+        head = f"mendline: {_digest_title(notification)}"
+        lines = [head, *(summary(a) for a in notification.alerts)]
+    else:
+        lines = [summary(notification.alerts[0], limit=_MAX_TEXT)]
+    if intro := _intro(notification):
+        lines.insert(0, intro)
+    return slack_escape(_clip("\n".join(lines), _MAX_TEXT))
+
+
+# -- HTML ----------------------------------------------------------------------------------
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _html_of(alert: Alert) -> str:
+    facts = _facts(alert)
+    title = _e(facts.title)
+    if facts.link:
+        title = f'<a href="{_e(facts.link)}">{title}</a>'
+    rows = [("Culprit", facts.culprit)] if facts.culprit else []
+    rows += facts.fields
+    table = "".join(
+        f'<tr><th align="left" style="padding-right:12px">{_e(label)}</th><td>{_e(value)}</td></tr>'
+        for label, value in rows
+    )
+    if facts.root_cause is None:
+        analysis = "<p><em>Root cause: analysis pending</em></p>"
+    else:
+        analysis = (
+            f"<p><strong>Root cause</strong> ({_e(facts.confidence or '')} confidence): "
+            f"{_e(facts.root_cause)}</p>"
+            f"<p><strong>Suggested fix:</strong> {_e(facts.suggested_fix or '')}</p>"
+        )
+    return (
+        f"<p><strong>[{_e(facts.severity)}]</strong> {_e(facts.kind)} · {_e(facts.service)}</p>"
+        f"<h3>{title}</h3><table>{table}</table>{analysis}"
+    )
+
+
+def render_html(notification: Notification) -> str:
+    """The whole message as an HTML document, every value escaped; a digest lists every
+    issue."""
+    parts = [f"<p><em>{_e(intro)}</em></p>"] if (intro := _intro(notification)) else []
+    if notification.is_digest:
+        parts.append(f"<h2>mendline: {_e(_digest_title(notification))}</h2>")
+    parts.append("<hr>".join(_html_of(alert) for alert in notification.alerts))
+    body = "\n".join(parts)
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"></head>'
+        f'<body style="font-family:sans-serif">\n{body}\n</body></html>\n'
+    )
