@@ -18,7 +18,13 @@ from mendline.sinks import Store, connect_store
 
 from ._analyze import AnalyzeStats, AnalyzeWorker, connect_findings, make_analysis
 
-__all__ = ["connect_patiently", "connect_store_patiently", "run_analyze", "run_consume"]
+__all__ = [
+    "connect_patiently",
+    "connect_store_patiently",
+    "run_alert",
+    "run_analyze",
+    "run_consume",
+]
 
 log = logging.getLogger("mendline")
 
@@ -112,3 +118,44 @@ def _log_analyze_stats(stats: AnalyzeStats) -> None:
         stats.fallbacks,
         stats.errors,
     )
+
+
+async def run_alert(settings: Settings) -> int:
+    """``mendline alert``: one worker until SIGINT or SIGTERM; what is being sent finishes."""
+    from mendline.schemas.errors import ConfigError
+    from mendline.sinks._routing import check_secrets, load_routes
+    from mendline.sinks.channels import make_channel
+
+    from ._alert import AlertWorker, connect_alerts
+
+    table = load_routes(settings.routes_file)
+    problems = check_secrets(table, os.environ)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    channels = {
+        name: make_channel(name, receiver, os.environ) for name, receiver in table.receivers.items()
+    }
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    store = await connect_patiently(lambda: connect_alerts(settings), stop)
+    if store is None:
+        return 0
+    worker = AlertWorker(settings, store, table, channels)
+    log.info("mendline: alert worker %s started (%s)", worker.owner, table.source)
+    try:
+        await worker.run(stop)
+    finally:
+        for channel in channels.values():
+            await channel.aclose()
+        await store.pool.close()
+    s = worker.stats
+    log.info(
+        "mendline: %d alerts sent in %d messages; %d retried, %d failed, %d dead, %d suppressed",
+        s.sent,
+        s.messages,
+        s.retried,
+        s.failed,
+        s.dead,
+        s.suppressed,
+    )
+    return 0

@@ -54,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="with --issue: as a JSON object")
     analyze.set_defaults(run=_analyze)
 
+    alert = commands.add_parser(
+        "alert", help="route new, regressed and spiking issues to Slack, email and PagerDuty"
+    )
+    alert.set_defaults(run=_alert)
+
+    from mendline._routes_cli import add_routes_commands
+
+    add_routes_commands(commands)
+
     findings = commands.add_parser("findings", help="read and judge root-cause findings")
     finding_commands = findings.add_subparsers(dest="findings_command", required=True)
     findings_list = finding_commands.add_parser("list", help="the newest findings")
@@ -333,6 +342,13 @@ def _finding_json(stored: Any, served: bool = False) -> dict[str, Any]:
         "verdict_note": stored.verdict_note,
         **stored.finding.model_dump(mode="json"),
     }
+
+
+def _alert(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline._stages import run_alert
+
+    _log_to_stderr(args)
+    return asyncio.run(run_alert(settings))
 
 
 def _findings_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -125,6 +125,27 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Seconds between looks for work without a notification."
     )
 
+    # -- Alerts (mendline alert) -----------------------------------------------------------
+    routes_file: Path | None = Field(
+        default=None,
+        description="Alert routing file (TOML); the shipped default when unset.",
+    )
+    issue_url_template: str | None = Field(
+        default=None,
+        description="Link to an issue in alerts, with `{id}`, e.g. `https://x/issues/{id}`.",
+    )
+    alert_lease: float = Field(
+        default=120.0, ge=1, description="Seconds a claimed delivery stays a worker's."
+    )
+    alert_poll_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between looks for due deliveries."
+    )
+    alert_max_age: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="Seconds a delivery is retried before it is marked dead.",
+    )
+
     # -- The emitting app (structlog processor, logging handler, shipper) -----------------
     service: str | None = Field(
         default=None, description="Service name on emitted events; the program name if unset."
@@ -162,6 +183,16 @@ class Settings(BaseSettings):
     kafka_request_timeout: float = Field(
         default=10.0, gt=0, description="Seconds before a produce request counts as failed."
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        # `MENDLINE_LLM_BASE_URL=` (or a Compose pass-through of an empty variable) means
+        # "not set" for a setting whose default is unset, not the empty string or path ".".
+        field = cls.model_fields.get(info.field_name or "")
+        if value == "" and field is not None and field.default is None:
+            return None
+        return value
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -8,6 +8,8 @@ import asyncpg
 
 from mendline.schemas.errors import ConfigError, MendlineError
 
+from ._store import TRIGGERS_CHANNEL
+
 __all__ = ["IssueNotFound", "merge_issues", "prune_events", "resolve_issue"]
 
 
@@ -81,16 +83,25 @@ async def merge_issues(conn: asyncpg.Connection, target: int, source: int) -> No
 
 async def resolve_issue(conn: asyncpg.Connection, issue_id: int, note: str | None) -> None:
     """Mark an issue resolved, with an optional note on what fixed it: a later event reopens
-    it as a regression, and similar issues are analysed with the note in view."""
-    status = await conn.execute(
-        """UPDATE mendline.issues SET status = 'resolved', resolved_at = now(),
-               resolution_note = coalesce($2, resolution_note), updated_at = now()
-           WHERE id = $1 AND status <> 'merged'""",
-        issue_id,
-        note,
-    )
-    if status.endswith(" 0"):
-        raise IssueNotFound(f"there is no issue {issue_id} (or it was merged)")
+    it as a regression, similar issues are analysed with the note in view, and a `resolved`
+    trigger (same transaction) lets the alert stage resolve what it paged about."""
+    async with conn.transaction():
+        resolved_at = await conn.fetchval(
+            """UPDATE mendline.issues SET status = 'resolved', resolved_at = now(),
+                   resolution_note = coalesce($2, resolution_note), updated_at = now()
+               WHERE id = $1 AND status <> 'merged' RETURNING resolved_at""",
+            issue_id,
+            note,
+        )
+        if resolved_at is None:
+            raise IssueNotFound(f"there is no issue {issue_id} (or it was merged)")
+        await conn.execute(
+            """INSERT INTO mendline.triggers (issue_id, kind, dedup_key)
+               VALUES ($1, 'resolved', $2) ON CONFLICT (dedup_key) DO NOTHING""",
+            issue_id,
+            f"resolved:{issue_id}:{resolved_at.isoformat()}",
+        )
+        await conn.execute("SELECT pg_notify($1, '')", TRIGGERS_CHANNEL)
 
 
 async def prune_events(

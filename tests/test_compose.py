@@ -117,7 +117,22 @@ def test_mendline_services_share_the_image_built_from_the_repo(
         assert (ROOT / build["context"] / build.get("dockerfile", "Dockerfile")).is_file()
 
 
-def test_every_mendline_variable_is_a_settings_field(services: dict[str, Any]) -> None:
+def _secrets_of_the_shipped_routes() -> set[str]:
+    """The environment variables the shipped routing file's receivers read their secrets from."""
+    from mendline.sinks._routing import load_routes
+
+    table = load_routes(None)
+    return {
+        str(value)
+        for receiver in table.receivers.values()
+        for name, value in receiver.model_dump().items()
+        if name.endswith("_env") and value
+    }
+
+
+def test_every_mendline_variable_is_a_settings_field_or_a_routed_secret(
+    services: dict[str, Any],
+) -> None:
     used = {
         (service_name, var)
         for service_name, service in services.items()
@@ -125,12 +140,19 @@ def test_every_mendline_variable_is_a_settings_field(services: dict[str, Any]) -
         if var.upper().startswith(PREFIX.upper())
     }
     assert used, "no service sets a MENDLINE_* variable"
+    secrets = _secrets_of_the_shipped_routes()
     unknown = sorted(
         (service_name, var)
         for service_name, var in used
-        if var[len(PREFIX) :].lower() not in Settings.model_fields
+        if var[len(PREFIX) :].lower() not in Settings.model_fields and var not in secrets
     )
     assert unknown == []
+
+
+def test_the_shipped_routes_secrets_are_passed_through(compose: dict[str, Any]) -> None:
+    env = _environment(compose["x-mendline"])
+    for name in _secrets_of_the_shipped_routes():
+        assert name in env and env[name] == "", name  # passed through, never written
 
 
 def test_mendline_services_are_configured_only_through_mendline_variables(
@@ -302,6 +324,7 @@ _NEEDS = {
     "topics": {"kafka"},
     "consume": {"kafka", "postgres"},
     "analyze": {"postgres"},
+    "alert": {"postgres"},
 }
 
 
@@ -322,7 +345,7 @@ def test_mendline_services_wait_for_healthy_dependencies(
 
 def test_the_pipeline_stages_are_services(mendline_services: dict[str, dict[str, Any]]) -> None:
     stages = {_command(service)[1] for service in mendline_services.values()}
-    assert {"topics", "consume", "analyze"} <= stages
+    assert {"topics", "consume", "analyze", "alert"} <= stages
 
 
 def test_third_party_images_are_pinned(services: dict[str, Any]) -> None:

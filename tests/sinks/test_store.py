@@ -14,7 +14,14 @@ from pydantic_core import to_json
 from mendline.schemas.event import LEVELS
 from mendline.schemas.prepared import PreparedEvent
 from mendline.schemas.settings import Settings, load_settings
-from mendline.sinks import Store, connect_store, merge_issues, migrate, prune_events
+from mendline.sinks import (
+    Store,
+    available_migrations,
+    connect_store,
+    merge_issues,
+    migrate,
+    prune_events,
+)
 from mendline.sinks._admin import IssueNotFound
 
 pytestmark = pytest.mark.integration
@@ -78,9 +85,12 @@ async def test_migrations_are_idempotent_and_safe_when_run_at_once(settings: Set
         results = await asyncio.gather(*(migrate(c) for c in conns))
         applied = [v for r in results for v in r]
         # each applied exactly once
-        assert sorted(applied) == ["0001_core", "0002_views", "0003_findings"]
+        shipped = [version for version, _ in available_migrations()]
+        assert sorted(applied) == shipped
+        assert shipped[:4] == ["0001_core", "0002_views", "0003_findings", "0004_alerts"]
         assert await migrate(conns[0]) == []
-        assert await conns[0].fetchval("SELECT count(*) FROM mendline.schema_migrations") == 3
+        count = await conns[0].fetchval("SELECT count(*) FROM mendline.schema_migrations")
+        assert count == len(shipped)
     finally:
         for c in conns:
             await c.close()

@@ -1,0 +1,194 @@
+"""The alert stage: route triggers into deliveries, send them through the channels."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+
+from mendline._wakeup import Listener, wait_any
+from mendline.schemas.alert import Channel, ChannelError, Notification
+from mendline.schemas.database import is_outage
+from mendline.schemas.settings import Settings
+from mendline.sinks import FINDINGS_CHANNEL, TRIGGERS_CHANNEL, migrate
+from mendline.sinks._alerts import AlertStore, DueDelivery
+from mendline.sinks._routing import RoutingTable
+
+__all__ = ["AlertStats", "AlertWorker", "connect_alerts"]
+
+log = logging.getLogger("mendline.alert")
+
+_BACKOFF_CAP = 600.0
+
+
+@dataclass
+class AlertStats:
+    """What a worker did: deliveries routed, sent (in how many messages), retried, failed."""
+
+    routed: int = 0
+    suppressed: int = 0
+    unrouted: int = 0
+    sent: int = 0
+    messages: int = 0
+    retried: int = 0
+    failed: int = 0
+    dead: int = 0
+    by_receiver: dict[str, int] = field(default_factory=dict)
+
+
+async def connect_alerts(settings: Settings, size: int = 6) -> AlertStore:
+    """An AlertStore on a new pool, after applying pending migrations."""
+    url = settings.database_url.get_secret_value()
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=size, command_timeout=60)
+    return AlertStore(pool, settings.issue_url_template)
+
+
+class AlertWorker:
+    """One ``mendline alert`` worker; any number can share the outbox.
+
+    Each pass routes the triggers not routed yet (and those whose finding came after), then
+    claims the deliveries that are due, and sends them, one task per receiver, so that a
+    slow or failing channel holds back only its own deliveries. Many alerts due at once for
+    one Slack or email receiver go as one digest.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: AlertStore,
+        table: RoutingTable,
+        channels: Mapping[str, Channel],
+        *,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.table = table
+        self.channels = channels
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stats = AlertStats()
+        self._sending: dict[str, asyncio.Task[None]] = {}
+        self._listener = Listener(
+            settings.database_url.get_secret_value(), (TRIGGERS_CHANNEL, FINDINGS_CHANNEL)
+        )
+        self._wake = self._listener.wake
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Route and send until ``stop``; what is being sent is finished first."""
+        backoff = 0.5
+        try:
+            while not stop.is_set():
+                await self._listener.keep()
+                self._wake.clear()
+                try:
+                    await self.pass_once()
+                    backoff = 0.5
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    log.warning("mendline: PostgreSQL unavailable (%s); retrying", exc)
+                    await wait_any(stop, None, backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                await wait_any(stop, self._wake, self.settings.alert_poll_interval)
+        finally:
+            if self._sending:
+                await asyncio.wait(list(self._sending.values()), timeout=30)
+            await self._listener.close()
+
+    async def pass_once(self) -> None:
+        """Route what is new, and start sending what is due."""
+        routed = await self.store.route_pending(self.table)
+        followed = await self.store.follow_findings(self.table)
+        self.stats.routed += routed.deliveries + followed.deliveries + followed.updates
+        self.stats.suppressed += routed.suppressed + followed.suppressed
+        self.stats.unrouted += routed.unrouted
+        due = await self.store.claim_due(
+            self.owner, self.settings.alert_lease, exclude=list(self._sending)
+        )
+        by_receiver: dict[str, list[DueDelivery]] = defaultdict(list)
+        for item in due:
+            by_receiver[item.receiver].append(item)
+        for receiver, items in by_receiver.items():
+            task = asyncio.create_task(self._send_all(receiver, items))
+            self._sending[receiver] = task
+
+            def done(_: asyncio.Task[None], receiver: str = receiver) -> None:
+                self._sending.pop(receiver, None)
+                self._wake.set()
+
+            task.add_done_callback(done)
+
+    async def _send_all(self, receiver: str, items: list[DueDelivery]) -> None:
+        channel = self.channels.get(receiver)
+        if channel is None:  # a routing file changed under older deliveries
+            for item in items:
+                await self.store.give_up(item, "no such receiver now", "failed", self.owner)
+            return
+        for batch in self._batches(receiver, items):
+            notification = Notification(
+                receiver=receiver,
+                alerts=[i.alert for i in batch],
+                mode=batch[0].mode if len(batch) == 1 else "new",  # type: ignore[arg-type]
+                previous=batch[0].previous if len(batch) == 1 else None,
+            )
+            try:
+                reference = await channel.send(notification)
+            except ChannelError as exc:
+                await self._failed(batch, exc)
+                continue
+            except Exception as exc:  # a bug in a channel must not lose the delivery
+                log.exception("mendline: receiver %s failed unexpectedly", receiver)
+                await self._failed(batch, ChannelError(str(exc), code="unexpected", retriable=True))
+                continue
+            await self.store.delivered(batch, reference, self.owner)
+            self.stats.sent += len(batch)
+            self.stats.messages += 1
+            self.stats.by_receiver[receiver] = self.stats.by_receiver.get(receiver, 0) + 1
+
+    def _batches(self, receiver: str, items: list[DueDelivery]) -> list[list[DueDelivery]]:
+        spec = self.table.receivers.get(receiver)
+        digests = spec is not None and (
+            spec.type == "slack" or (spec.type == "email" and spec.digest)
+        )
+        together = [i for i in items if i.mode == "new" and i.alert.kind != "resolved"]
+        if not digests or len(together) < 2:
+            return [[i] for i in items]
+        rest = [[i] for i in items if i not in together]
+        return [together, *rest]
+
+    async def _failed(self, batch: list[DueDelivery], exc: ChannelError) -> None:
+        for item in batch:
+            age = datetime.now(UTC) - item.created_at
+            if not exc.retriable:
+                await self.store.give_up(item, f"{exc.code}: {exc}", "failed", self.owner)
+                self.stats.failed += 1
+            elif age.total_seconds() > self.settings.alert_max_age:
+                await self.store.give_up(item, f"{exc.code}: {exc}", "dead", self.owner)
+                self.stats.dead += 1
+            else:
+                backoff = random.uniform(0, min(_BACKOFF_CAP, 2.0 * 2 ** (item.attempts - 1)))
+                after = max(exc.retry_after or 0.0, backoff)
+                await self.store.retry(item, f"{exc.code}: {exc}", after, self.owner)
+                self.stats.retried += 1
+                log.warning(
+                    "mendline: delivery %d to %s failed (%s); again in %.1f s",
+                    item.id,
+                    item.receiver,
+                    exc,
+                    after,
+                )

@@ -1,0 +1,424 @@
+"""Alerts in PostgreSQL: triggers routed into deliveries (an outbox), claimed and marked."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from mendline.schemas.alert import (
+    ALERT_SEVERITIES,
+    Alert,
+    AlertFinding,
+    AlertIssue,
+    AlertSeverity,
+)
+from mendline.schemas.event import LEVEL_RANK
+
+if TYPE_CHECKING:
+    from ._routing import Route, RoutingTable
+
+__all__ = ["AlertStore", "DueDelivery", "RoutingResult", "alert_severity"]
+
+_FINDING_RAISES = {"critical": "critical", "high": "error"}
+
+
+def alert_severity(level: str, finding_severity: str | None, kind: str) -> AlertSeverity:
+    """The severity of an alert: the issue's level (critical, error, warning; info below),
+    raised to critical by a critical finding and to error by a high one, and raised one step
+    (up to error) for a spike or a regression: they page only when the issue is critical."""
+    rank = min(max(LEVEL_RANK.get(level, 3) - 1, 0), 3)  # debug, info -> info
+    if finding_severity in _FINDING_RAISES:
+        rank = max(rank, ALERT_SEVERITIES.index(_FINDING_RAISES[finding_severity]))
+    if kind in ("frequency", "regression") and rank < 2:
+        rank += 1
+    return ALERT_SEVERITIES[rank]
+
+
+@dataclass
+class RoutingResult:
+    """What a routing pass did."""
+
+    triggers: int = 0
+    deliveries: int = 0
+    suppressed: int = 0
+    unrouted: int = 0
+    updates: int = 0
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A claimed delivery with what its notification needs."""
+
+    id: int
+    receiver: str
+    issue_id: int
+    mode: str
+    alert: Alert
+    finding_id: int | None
+    previous: dict[str, str] | None
+    route_line: int
+    created_at: datetime
+    attempts: int
+
+
+class AlertStore:
+    """The alert stage's reads and writes, over a connection pool."""
+
+    def __init__(self, pool: asyncpg.Pool, link_template: str | None = None) -> None:
+        self.pool = pool
+        self.link_template = link_template
+
+    # -- routing ------------------------------------------------------------------------
+
+    async def route_pending(self, table: RoutingTable, limit: int = 200) -> RoutingResult:
+        """Route triggers not routed yet into deliveries, in one transaction with marking
+        them routed: each trigger reaches each receiver once, whatever crashes."""
+        result = RoutingResult()
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""{_TRIGGERS} WHERE t.routed_at IS NULL ORDER BY t.id LIMIT $1
+                    FOR UPDATE OF t SKIP LOCKED""",
+                limit,
+            )
+            for row in rows:
+                result.triggers += 1
+                severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
+                await self._route(conn, table, row, severity, result, known=set())
+        return result
+
+    async def follow_findings(self, table: RoutingTable, limit: int = 200) -> RoutingResult:
+        """Triggers routed before their finding arrived: update the messages already sent
+        (routes that ask for updates), and route again when the finding raises the severity
+        to reach receivers that were not told yet."""
+        result = RoutingResult()
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""{_TRIGGERS} WHERE t.routed_at IS NOT NULL AND t.followed_at IS NULL
+                      AND t.kind IN ('new_issue', 'regression')
+                      AND EXISTS (SELECT 1 FROM mendline.findings f WHERE f.trigger_id = t.id)
+                    ORDER BY t.id LIMIT $1 FOR UPDATE OF t SKIP LOCKED""",
+                limit,
+            )
+            for row in rows:
+                result.triggers += 1
+                sent = await conn.fetch(
+                    """SELECT receiver, route_line, status, finding_id,
+                              coalesce(lease_until > now(), false) AS sending
+                       FROM mendline.deliveries
+                       WHERE trigger_id = $1 AND mode <> 'update'""",
+                    row["id"],
+                )
+                if any(r["status"] == "pending" and r["sending"] for r in sent):
+                    continue  # being sent right now, perhaps without the finding: next pass
+                known = {r["receiver"] for r in sent}
+                lines = {r["receiver"]: r["route_line"] for r in sent}
+                for r in sent:
+                    if r["status"] != "delivered" or r["finding_id"] is not None:
+                        continue  # still waiting (it will carry the finding), or carried it
+                    route = _route_at(table, lines[r["receiver"]])
+                    if route is None or not route.send_updates:
+                        continue
+                    await self._insert(
+                        conn, row, r["receiver"], route, row["routed_severity"], "update", 0.0
+                    )
+                    result.updates += 1
+                severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
+                if ALERT_SEVERITIES.index(severity) > ALERT_SEVERITIES.index(
+                    row["routed_severity"] or "info"
+                ):
+                    await self._route(conn, table, row, severity, result, known=known)
+                await conn.execute(
+                    "UPDATE mendline.triggers SET followed_at = now() WHERE id = $1", row["id"]
+                )
+        return result
+
+    async def _route(
+        self,
+        conn: Any,
+        table: RoutingTable,
+        row: Any,
+        severity: AlertSeverity,
+        result: RoutingResult,
+        known: set[str],
+    ) -> None:
+        labels = {
+            "severity": severity,
+            "service": row["service"],
+            "environment": row["environment"] or "",
+            "kind": row["kind"],
+            **{f"tag:{k}": str(v) for k, v in _json(row["tags"]).items()},
+        }
+        states = {
+            r["receiver"]: r
+            for r in await conn.fetch(
+                "SELECT receiver, last_sent_at FROM mendline.alert_state WHERE issue_id = $1",
+                row["issue_id"],
+            )
+        }
+        if row["kind"] == "resolved":
+            # Everyone who was told about the issue hears it is resolved (PagerDuty resolves
+            # its incident), whatever the routes say of the severity now.
+            pairs = [
+                (route, receiver)
+                for receiver in sorted(states)
+                if (route := _route_of(table, receiver)) is not None
+            ]
+        else:
+            pairs = table.route(labels)
+        if not pairs and not known and row["kind"] != "resolved":
+            result.unrouted += 1
+        for route, receiver in pairs:
+            if receiver in known:
+                continue
+            state = states.get(receiver)
+            if row["kind"] == "resolved":
+                if state is None:
+                    continue  # never told about it: nothing to resolve
+                mode = "repeat"
+            elif state is not None and state["last_sent_at"] > row["now"] - timedelta(
+                seconds=route.repeat_interval
+            ):
+                # Told within repeat_interval: no storm. An update, if the route asks.
+                mode = "update" if route.send_updates else "suppressed"
+            else:
+                mode = "repeat" if state is not None else "new"
+            if mode == "suppressed":
+                await self._insert(conn, row, receiver, route, severity, "new", 0.0, "suppressed")
+                result.suppressed += 1
+                continue
+            wait = route.group_wait if mode == "new" else 0.0
+            await self._insert(conn, row, receiver, route, severity, mode, wait)
+            result.deliveries += 1
+        await conn.execute(
+            """UPDATE mendline.triggers SET routed_at = coalesce(routed_at, now()),
+                   routed_severity = $2 WHERE id = $1""",
+            row["id"],
+            severity,
+        )
+
+    async def _insert(
+        self,
+        conn: Any,
+        row: Any,
+        receiver: str,
+        route: Route,
+        severity: str,
+        mode: str,
+        wait: float,
+        status: str = "pending",
+    ) -> None:
+        group = await conn.fetchval(
+            """SELECT last_sent_at FROM mendline.alert_groups
+               WHERE receiver = $1 AND route_line = $2""",
+            receiver,
+            route.line,
+        )
+        due = row["now"] + timedelta(seconds=wait)
+        if mode == "new" and group is not None:
+            due = max(due, group + timedelta(seconds=route.group_interval))
+        await conn.execute(
+            """INSERT INTO mendline.deliveries
+                   (receiver, route_line, issue_id, trigger_id, kind, severity, mode, status,
+                    due_at, wait_finding, details)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
+               ON CONFLICT (trigger_id, receiver, mode) DO NOTHING""",
+            receiver,
+            route.line,
+            row["issue_id"],
+            row["id"],
+            row["kind"],
+            severity,
+            mode,
+            status,
+            due,
+            mode == "new" and row["kind"] in ("new_issue", "regression") and wait > 0,
+            json.dumps(_json(row["details"])),
+        )
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def claim_due(
+        self, owner: str, lease: float, limit: int = 200, exclude: list[str] | None = None
+    ) -> list[DueDelivery]:
+        """Take deliveries that are due (or whose finding arrived while they waited for it)
+        for ``lease`` seconds; a killed worker's come back when the lease runs out.
+        Receivers in ``exclude`` (still sending) are left for later."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                """WITH due AS (
+                       SELECT d.id FROM mendline.deliveries d
+                       WHERE d.status = 'pending' AND d.receiver <> ALL($4::text[])
+                         AND (d.lease_until IS NULL OR d.lease_until < now())
+                         AND (d.due_at <= now()
+                              OR (d.wait_finding AND EXISTS (
+                                  SELECT 1 FROM mendline.findings f
+                                  WHERE f.trigger_id = d.trigger_id)))
+                       ORDER BY d.due_at, d.id LIMIT $1 FOR UPDATE SKIP LOCKED)
+                   UPDATE mendline.deliveries d
+                   SET lease_until = now() + make_interval(secs => $2), owner = $3,
+                       attempts = d.attempts + 1
+                   FROM due WHERE d.id = due.id
+                   RETURNING d.*""",
+                limit,
+                lease,
+                owner,
+                exclude or [],
+            )
+            out = []
+            for row in rows:
+                issue = await conn.fetchrow(_ISSUE, row["issue_id"])
+                assert issue is not None  # a delivery's issue is never deleted
+                finding = await conn.fetchrow(
+                    """SELECT id, root_cause, suggested_fix, category, severity, confidence,
+                              analyser, model
+                       FROM mendline.findings WHERE issue_id = $1
+                       ORDER BY trigger_id IS NOT DISTINCT FROM $2 DESC, id DESC LIMIT 1""",
+                    row["issue_id"],
+                    row["trigger_id"],
+                )
+                state = await conn.fetchval(
+                    """SELECT reference::text FROM mendline.alert_state
+                       WHERE issue_id = $1 AND receiver = $2""",
+                    row["issue_id"],
+                    row["receiver"],
+                )
+                severity = row["severity"]
+                if finding is not None:  # a finding may have raised it meanwhile
+                    raised = alert_severity(issue["level"], finding["severity"], row["kind"])
+                    if ALERT_SEVERITIES.index(raised) > ALERT_SEVERITIES.index(severity):
+                        severity = raised
+                alert = Alert(
+                    kind=row["kind"],
+                    severity=severity,
+                    issue=AlertIssue(**dict(issue)),
+                    finding=AlertFinding(**{k: v for k, v in dict(finding).items() if k != "id"})
+                    if finding is not None
+                    else None,
+                    details=_json(row["details"]),
+                    link=self.link_template.format(id=row["issue_id"])
+                    if self.link_template
+                    else None,
+                )
+                out.append(
+                    DueDelivery(
+                        id=row["id"],
+                        receiver=row["receiver"],
+                        issue_id=row["issue_id"],
+                        mode=row["mode"],
+                        alert=alert,
+                        finding_id=finding["id"] if finding is not None else None,
+                        previous=json.loads(state) if state else None,
+                        route_line=row["route_line"],
+                        created_at=row["created_at"],
+                        attempts=row["attempts"],
+                    )
+                )
+        return out
+
+    async def delivered(
+        self, sent: list[DueDelivery], reference: dict[str, str], owner: str
+    ) -> None:
+        """Mark deliveries sent together (one message, or a digest) as delivered."""
+        head = sent[0].id
+        async with self.pool.acquire() as conn, conn.transaction():
+            for item in sent:
+                await conn.execute(
+                    """UPDATE mendline.deliveries SET status = 'delivered', delivered_at = now(),
+                           lease_until = NULL, finding_id = $2, reference = $3::jsonb,
+                           digest_of = $4, last_error = NULL
+                       WHERE id = $1 AND owner = $5""",
+                    item.id,
+                    item.finding_id,
+                    json.dumps(reference),
+                    head if len(sent) > 1 and item.id != head else None,
+                    owner,
+                )
+                # The first message's reference is kept: updates and repeats refer to it.
+                await conn.execute(
+                    """INSERT INTO mendline.alert_state (issue_id, receiver, last_sent_at,
+                                                         reference)
+                       VALUES ($1, $2, now(), $3::jsonb)
+                       ON CONFLICT (issue_id, receiver) DO UPDATE SET
+                           last_sent_at = CASE WHEN $4 THEN alert_state.last_sent_at
+                                               ELSE now() END,
+                           reference = coalesce(alert_state.reference, EXCLUDED.reference)""",
+                    item.issue_id,
+                    item.receiver,
+                    json.dumps(reference),
+                    item.mode == "update",
+                )
+                await conn.execute(
+                    """INSERT INTO mendline.alert_groups (receiver, route_line, last_sent_at)
+                       VALUES ($1, $2, now())
+                       ON CONFLICT (receiver, route_line) DO UPDATE SET last_sent_at = now()""",
+                    item.receiver,
+                    item.route_line,
+                )
+
+    async def retry(self, item: DueDelivery, error: str, after: float, owner: str) -> None:
+        """Schedule another attempt ``after`` seconds from now."""
+        await self.pool.execute(
+            """UPDATE mendline.deliveries SET due_at = now() + make_interval(secs => $2),
+                   wait_finding = false, lease_until = NULL, last_error = $3
+               WHERE id = $1 AND owner = $4""",
+            item.id,
+            after,
+            error[:1000],
+            owner,
+        )
+
+    async def give_up(self, item: DueDelivery, error: str, status: str, owner: str) -> None:
+        """Mark a delivery failed (the channel refused it) or dead (retried too long)."""
+        await self.pool.execute(
+            """UPDATE mendline.deliveries SET status = $2, lease_until = NULL, last_error = $3
+               WHERE id = $1 AND owner = $4""",
+            item.id,
+            status,
+            error[:1000],
+            owner,
+        )
+
+    async def release(self, items: list[DueDelivery], owner: str) -> None:
+        """Give back claimed deliveries not sent (a clean stop); the attempt is not counted."""
+        await self.pool.execute(
+            """UPDATE mendline.deliveries SET lease_until = NULL,
+                   attempts = greatest(attempts - 1, 0)
+               WHERE id = ANY($1::bigint[]) AND owner = $2 AND status = 'pending'""",
+            [i.id for i in items],
+            owner,
+        )
+
+
+def _route_at(table: RoutingTable, line: int) -> Route | None:
+    return next((r for r in table.routes if r.line == line), None)
+
+
+def _route_of(table: RoutingTable, receiver: str) -> Route | None:
+    return next((r for r in table.routes if receiver in r.receivers), None)
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    parsed = json.loads(value) if isinstance(value, str | bytes) else value
+    return parsed if isinstance(parsed, dict) else {}
+
+
+_TRIGGERS = """SELECT t.id, t.issue_id, t.kind, t.details::text AS details, t.routed_severity,
+       now() AS now, i.service, i.level,
+       (SELECT f.severity FROM mendline.findings f WHERE f.issue_id = t.issue_id
+        ORDER BY f.id DESC LIMIT 1) AS finding_severity,
+       e.environment, e.tags
+FROM mendline.triggers t
+JOIN mendline.issues i ON i.id = t.issue_id
+LEFT JOIN LATERAL (
+    SELECT e.environment, (e.payload -> 'tags')::text AS tags FROM mendline.events e
+    WHERE e.issue_id = t.issue_id ORDER BY e.received_at DESC LIMIT 1) e ON true"""
+
+_ISSUE = """SELECT id, service, title, culprit, level, status, times_seen, first_seen, last_seen,
+       first_release, last_release, environments
+FROM mendline.issues WHERE id = $1"""

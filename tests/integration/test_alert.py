@@ -1,0 +1,322 @@
+"""The alert stage against real PostgreSQL and real protocol peers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from mendline._alert import AlertWorker, connect_alerts
+from mendline.schemas.settings import Settings, load_settings
+from mendline.sinks import resolve_issue
+from mendline.sinks._routing import load_routes
+from mendline.sinks.channels import make_channel
+from tests.channel_servers import FakePagerDuty, FakeSlack, Reply, fake_pagerduty, fake_slack
+from tests.llm_server import fake_llm
+
+from .test_analyze import ingest, issue_events, query, workers
+from .test_consume import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with fake_slack() as server:
+        yield server
+
+
+@pytest.fixture
+def pagerduty() -> Iterator[FakePagerDuty]:
+    with fake_pagerduty() as server:
+        yield server
+
+
+def routes(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "routes.toml"
+    path.write_text(text)
+    return path
+
+
+def alert_settings(url: str, routes_file: Path, **extra: Any) -> Settings:
+    options: dict[str, Any] = {
+        "frequency_threshold": 0,
+        "alert_poll_interval": 0.2,
+        "issue_url_template": "https://mendline.test/issues/{id}",
+        **extra,
+    }
+    return load_settings(database_url=url, routes_file=routes_file, **options)
+
+
+@asynccontextmanager
+async def alerting(
+    settings: Settings, environ: dict[str, str], count: int = 1
+) -> AsyncIterator[list[AlertWorker]]:
+    """``count`` alert workers, each with its own channels, until the block ends."""
+    table = load_routes(settings.routes_file)
+    running = []
+    for _ in range(count):
+        channels = {n: make_channel(n, r, environ) for n, r in table.receivers.items()}
+        store = await connect_alerts(settings)
+        running.append(AlertWorker(settings, store, table, channels))
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(w.run(stop)) for w in running]
+    try:
+        yield running
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        for worker in running:
+            for channel in worker.channels.values():
+                await channel.aclose()
+            await worker.store.pool.close()
+
+
+async def deliveries(url: str) -> list[asyncpg.Record]:
+    return await query(url, "SELECT * FROM mendline.alert_deliveries ORDER BY id")
+
+
+def delivered(url: str, n: int) -> Any:
+    async def check() -> bool:
+        rows = await deliveries(url)
+        return sum(r["status"] == "delivered" for r in rows) >= n
+
+    return check
+
+
+SLACK_ROUTE = """
+[receivers.team]
+type = "slack"
+webhook_url_env = "TEST_SLACK_WEBHOOK"
+
+[[routes]]
+match = {{ severity = "error" }}
+receivers = ["team"]
+group_wait = "{wait}"
+"""
+
+
+async def test_a_new_issue_is_sent_once_with_its_root_cause(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = alert_settings(fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="20s")))
+    env = {"TEST_SLACK_WEBHOOK": slack.webhook_url()}
+    await ingest(settings, issue_events(range(1), per_issue=3))
+    async with alerting(settings, env), workers(settings):  # the heuristic analyser
+        # Sent as soon as the finding is there, long before the 20 s group_wait.
+        await wait_until(delivered(fresh_db_url, 1), 15, "the alert")
+        await asyncio.sleep(1)
+    assert len(slack.requests) == 1
+    text = str(slack.bodies()[0])
+    assert "int()" in text and "analysis pending" not in text  # the root cause is in it
+    assert "https://mendline.test/issues/1" in text
+    (row,) = await deliveries(fresh_db_url)
+    assert (row["receiver"], row["kind"], row["severity"], row["with_root_cause"]) == (
+        "team",
+        "new_issue",
+        "error",
+        True,
+    )
+
+
+async def test_a_late_finding_updates_the_message_sent_without_it(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    text = f"""
+[receivers.bot]
+type = "slack"
+bot_token_env = "TEST_SLACK_TOKEN"
+channel = "#alerts"
+api_url = "{slack.api_url}"
+
+[[routes]]
+match = {{ severity = "error" }}
+receivers = ["bot"]
+group_wait = "300ms"
+"""
+    settings = alert_settings(fresh_db_url, routes(tmp_path, text))
+    env = {"TEST_SLACK_TOKEN": slack.token}
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    async with alerting(settings, env):
+        await wait_until(delivered(fresh_db_url, 1), 15, "the first message")
+        assert "analysis pending" in str(slack.calls("chat.postMessage")[0])
+        async with workers(settings):  # the finding comes now
+            await wait_until(delivered(fresh_db_url, 2), 15, "the update")
+    (update,) = slack.calls("chat.update")
+    first = slack.calls("chat.postMessage")[0]
+    assert update["ts"] and "analysis pending" not in str(update)
+    assert "int()" in str(update)
+    assert len(slack.calls("chat.postMessage")) == 1 and first
+    modes = [r["mode"] for r in await deliveries(fresh_db_url)]
+    assert modes == ["new", "update"]
+
+
+async def test_many_issues_at_once_become_one_digest(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = alert_settings(fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="1s")))
+    await ingest(settings, issue_events(range(6), per_issue=1))
+    async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}):
+        await wait_until(delivered(fresh_db_url, 6), 15, "six alerts")
+    assert len(slack.requests) == 1  # one message for six issues
+    rows = await deliveries(fresh_db_url)
+    assert sum(r["digest_of"] is None for r in rows) == 1
+
+
+async def test_a_flood_of_one_issue_gives_one_alert(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = alert_settings(
+        fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="0s")), frequency_threshold=50
+    )
+    events = issue_events(range(1), per_issue=1)
+    await ingest(settings, events)
+    async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}):
+        await wait_until(delivered(fresh_db_url, 1), 15, "the alert")
+        for _ in range(20):  # 10,000 events in 20 batches: spikes, within repeat_interval
+            await ingest(settings, issue_events(range(1), per_issue=500))
+        await asyncio.sleep(1.5)
+    triggers = await query(fresh_db_url, "SELECT kind FROM mendline.triggers ORDER BY id")
+    assert [t["kind"] for t in triggers][:2] == ["new_issue", "frequency"]
+    new_messages = [b for b in slack.bodies() if "spiking" not in str(b)]
+    assert len(new_messages) == 1  # one alert; the spike came as an update at most
+    assert len(slack.requests) <= 2
+
+
+async def test_severity_routes_to_pagerduty_slack_and_email(
+    fresh_db_url: str, slack: FakeSlack, pagerduty: FakePagerDuty, tmp_path: Path
+) -> None:
+    text = f"""
+[receivers.pager]
+type = "pagerduty"
+routing_key_env = "TEST_PD_KEY"
+events_url = "{pagerduty.events_url}"
+
+[receivers.team]
+type = "slack"
+webhook_url_env = "TEST_SLACK_WEBHOOK"
+
+[[routes]]
+match = {{ severity = "critical" }}
+receivers = ["pager", "team"]
+group_wait = "0s"
+
+[[routes]]
+match = {{ severity = "error" }}
+receivers = ["team"]
+group_wait = "0s"
+"""
+    settings = alert_settings(fresh_db_url, routes(tmp_path, text))
+    env = {"TEST_SLACK_WEBHOOK": slack.webhook_url(), "TEST_PD_KEY": "R0UTINGKEY"}
+    critical = issue_events(range(1), per_issue=1, level="critical")
+    error = issue_events(range(1, 2), per_issue=1)
+    warning = issue_events(range(2, 3), per_issue=1, level="warning")
+    await ingest(settings, critical + error + warning)
+    async with alerting(settings, env):
+        await wait_until(delivered(fresh_db_url, 3), 15, "three deliveries")
+        await asyncio.sleep(0.5)
+        conn = await asyncpg.connect(fresh_db_url)
+        try:
+            critical_issue = await conn.fetchval(
+                "SELECT id FROM mendline.issues WHERE level = 'critical'"
+            )
+            await resolve_issue(conn, critical_issue, "fixed")
+        finally:
+            await conn.close()
+        await wait_until(lambda: len(pagerduty.requests) == 2, 15, "the resolve")
+    trigger, resolve = pagerduty.bodies()
+    assert trigger["event_action"] == "trigger" and resolve["event_action"] == "resolve"
+    assert trigger["dedup_key"] == resolve["dedup_key"] == f"mendline-issue-{critical_issue}"
+    assert trigger["payload"]["severity"] == "critical"
+    rows = await deliveries(fresh_db_url)
+    reached = sorted((r["issue_id"], r["receiver"], r["kind"]) for r in rows)
+    assert (critical_issue, "pager", "new_issue") in reached
+    assert (critical_issue, "team", "new_issue") in reached
+    assert not any(r["severity"] == "warning" for r in rows)  # no route: not sent
+
+
+async def test_429_and_a_channel_down_delay_but_do_not_drop(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = alert_settings(fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="0s")))
+    slack.script = [Reply.rate_limited(1), Reply.error(500), Reply.error(503)]
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}) as (worker,):
+        await wait_until(delivered(fresh_db_url, 1), 60, "the alert, after the outage")
+    assert len(slack.requests) == 4
+    assert slack.requests[1].at - slack.requests[0].at >= 0.9  # Retry-After: 1 honoured
+    (row,) = await deliveries(fresh_db_url)
+    assert row["attempts"] == 4 and row["status"] == "delivered"
+    assert worker.stats.retried == 3
+
+
+async def test_two_workers_send_each_alert_once(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = alert_settings(fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="0s")))
+    await ingest(settings, issue_events(range(8), per_issue=1))
+    async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}, count=2):
+        await wait_until(delivered(fresh_db_url, 8), 30, "eight alerts")
+        await asyncio.sleep(1)
+    rows = await deliveries(fresh_db_url)
+    assert len(rows) == 8 and all(r["status"] == "delivered" for r in rows)
+    mentioned = [i for i in range(1, 9) if any(f"/issues/{i}" in str(b) for b in slack.bodies())]
+    assert mentioned == list(range(1, 9))
+
+
+async def test_a_worker_killed_between_claim_and_send_loses_nothing(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    path = routes(tmp_path, SLACK_ROUTE.format(wait="0s"))
+    settings = alert_settings(fresh_db_url, path, alert_lease=2.0)
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    slack.script = [Reply(body="ok", content_type="text/plain", delay=30)]  # it hangs
+    env = {
+        **os.environ,
+        "MENDLINE_DATABASE_URL": fresh_db_url,
+        "MENDLINE_ROUTES_FILE": str(path),
+        "MENDLINE_ALERT_LEASE": "2",
+        "MENDLINE_ALERT_POLL_INTERVAL": "0.2",
+        "TEST_SLACK_WEBHOOK": slack.webhook_url(),
+    }
+    with (tmp_path / "alert.log").open("wb") as log:
+        worker = subprocess.Popen(  # noqa: ASYNC220 - started once, killed below
+            [sys.executable, "-m", "mendline", "alert"], env=env, stderr=log
+        )
+        try:
+            await wait_until(lambda: len(slack.requests) == 1, 30, "the send")
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+    async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}):
+        await wait_until(delivered(fresh_db_url, 1), 30, "the delivery after the kill")
+    (row,) = await deliveries(fresh_db_url)
+    assert row["status"] == "delivered" and row["attempts"] == 2
+    assert len(slack.requests) == 2  # the killed send may have reached Slack: at least once
+
+
+async def test_an_llm_finding_reaches_the_alert(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    with fake_llm() as llm:
+        settings = alert_settings(
+            fresh_db_url,
+            routes(tmp_path, SLACK_ROUTE.format(wait="10s")),
+            llm_base_url=llm.url,
+        )
+        await ingest(settings, issue_events(range(1), per_issue=1))
+        async with (
+            alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}),
+            workers(settings),
+        ):
+            await wait_until(delivered(fresh_db_url, 1), 15, "the alert")
+    assert "passes the raw query value to int()" in str(slack.bodies()[0])
