@@ -20,7 +20,7 @@ from mendline.schemas.alert import Channel, ChannelError, Notification
 from mendline.schemas.database import is_outage
 from mendline.schemas.settings import Settings
 from mendline.sinks import FINDINGS_CHANNEL, TRIGGERS_CHANNEL, migrate
-from mendline.sinks._alerts import AlertStore, DueDelivery
+from mendline.sinks._alerts import AlertStore, DueDelivery, takes_digests
 from mendline.sinks._routing import RoutingTable
 
 __all__ = ["AlertStats", "AlertWorker", "connect_alerts"]
@@ -161,10 +161,7 @@ class AlertWorker:
             self.stats.by_receiver[receiver] = self.stats.by_receiver.get(receiver, 0) + 1
 
     def _batches(self, receiver: str, items: list[DueDelivery]) -> list[list[DueDelivery]]:
-        spec = self.table.receivers.get(receiver)
-        digests = spec is not None and (
-            spec.type == "slack" or (spec.type == "email" and spec.digest)
-        )
+        digests = takes_digests(self.table.receivers.get(receiver))
         together = [i for i in items if i.mode == "new" and i.alert.kind != "resolved"]
         if not digests or len(together) < 2:
             return [[i] for i in items]

@@ -15,13 +15,14 @@ from mendline.schemas.alert import (
     AlertFinding,
     AlertIssue,
     AlertSeverity,
+    Receiver,
 )
 from mendline.schemas.event import LEVEL_RANK
 
 if TYPE_CHECKING:
     from ._routing import Route, RoutingTable
 
-__all__ = ["AlertStore", "DueDelivery", "RoutingResult", "alert_severity"]
+__all__ = ["AlertStore", "DueDelivery", "RoutingResult", "alert_severity", "takes_digests"]
 
 _FINDING_RAISES = {"critical": "critical", "high": "error"}
 
@@ -36,6 +37,14 @@ def alert_severity(level: str, finding_severity: str | None, kind: str) -> Alert
     if kind in ("frequency", "regression") and rank < 2:
         rank += 1
     return ALERT_SEVERITIES[rank]
+
+
+def takes_digests(receiver: Receiver | None) -> bool:
+    """Whether several alerts due together go to ``receiver`` as one message: Slack, and
+    email unless its ``digest`` is off; PagerDuty has an incident per issue."""
+    if receiver is None:
+        return False
+    return receiver.type == "slack" or (receiver.type == "email" and receiver.digest)
 
 
 @dataclass
@@ -123,7 +132,14 @@ class AlertStore:
                     if route is None or not route.send_updates:
                         continue
                     await self._insert(
-                        conn, row, r["receiver"], route, row["routed_severity"], "update", 0.0
+                        conn,
+                        table,
+                        row,
+                        r["receiver"],
+                        route,
+                        row["routed_severity"],
+                        "update",
+                        0.0,
                     )
                     result.updates += 1
                 severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
@@ -187,11 +203,13 @@ class AlertStore:
             else:
                 mode = "repeat" if state is not None else "new"
             if mode == "suppressed":
-                await self._insert(conn, row, receiver, route, severity, "new", 0.0, "suppressed")
+                await self._insert(
+                    conn, table, row, receiver, route, severity, "new", 0.0, "suppressed"
+                )
                 result.suppressed += 1
                 continue
             wait = route.group_wait if mode == "new" else 0.0
-            await self._insert(conn, row, receiver, route, severity, mode, wait)
+            await self._insert(conn, table, row, receiver, route, severity, mode, wait)
             result.deliveries += 1
         await conn.execute(
             """UPDATE mendline.triggers SET routed_at = coalesce(routed_at, now()),
@@ -203,6 +221,7 @@ class AlertStore:
     async def _insert(
         self,
         conn: Any,
+        table: RoutingTable,
         row: Any,
         receiver: str,
         route: Route,
@@ -211,15 +230,19 @@ class AlertStore:
         wait: float,
         status: str = "pending",
     ) -> None:
-        group = await conn.fetchval(
-            """SELECT last_sent_at FROM mendline.alert_groups
-               WHERE receiver = $1 AND route_line = $2""",
-            receiver,
-            route.line,
-        )
         due = row["now"] + timedelta(seconds=wait)
-        if mode == "new" and group is not None:
-            due = max(due, group + timedelta(seconds=route.group_interval))
+        if mode == "new" and takes_digests(table.receivers.get(receiver)):
+            # A group (receiver and route) that sent lately waits group_interval, so what
+            # comes meanwhile goes as one digest. A receiver without digests (PagerDuty: an
+            # incident per issue) has nothing to wait for.
+            group = await conn.fetchval(
+                """SELECT last_sent_at FROM mendline.alert_groups
+                   WHERE receiver = $1 AND route_line = $2""",
+                receiver,
+                route.line,
+            )
+            if group is not None:
+                due = max(due, group + timedelta(seconds=route.group_interval))
         await conn.execute(
             """INSERT INTO mendline.deliveries
                    (receiver, route_line, issue_id, trigger_id, kind, severity, mode, status,

@@ -320,3 +320,99 @@ async def test_an_llm_finding_reaches_the_alert(
         ):
             await wait_until(delivered(fresh_db_url, 1), 15, "the alert")
     assert "passes the raw query value to int()" in str(slack.bodies()[0])
+
+
+async def test_warnings_go_to_an_email_digest(fresh_db_url: str, tmp_path: Path) -> None:
+    from tests.channel_servers import smtp_server
+
+    with smtp_server() as smtp:
+        text = f"""
+[receivers.mail]
+type = "email"
+smtp_host = "127.0.0.1"
+smtp_port = {smtp.port}
+security = "none"
+sender = "mendline@test"
+to = ["oncall@test"]
+
+[[routes]]
+severity_at_least = "warning"
+receivers = ["mail"]
+group_wait = "500ms"
+"""
+        settings = alert_settings(fresh_db_url, routes(tmp_path, text))
+        await ingest(settings, issue_events(range(4), per_issue=1, level="warning"))
+        async with alerting(settings, {}):
+            await wait_until(delivered(fresh_db_url, 4), 15, "four alerts")
+        (received,) = smtp.recorder.received  # one email for four issues
+    message = received.message
+    assert received.rcpt_tos == ["oncall@test"]
+    assert "4 issues" in str(message["Subject"])
+    kinds = sorted(part.get_content_type() for part in message.iter_parts())
+    assert kinds == ["text/html", "text/plain"]
+    plain = message.get_body(("plain",))
+    assert plain is not None
+    assert all(f"/issues/{i}" in plain.get_content() for i in range(1, 5))
+
+
+async def test_a_delivery_retried_past_its_maximum_age_is_dead(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = alert_settings(
+        fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="0s")), alert_max_age=1.0
+    )
+    slack.script = [Reply.error(500)] * 50
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}) as (worker,):
+
+        async def dead() -> bool:
+            return [r["status"] for r in await deliveries(fresh_db_url)] == ["dead"]
+
+        await wait_until(dead, 30, "the delivery given up")
+    (row,) = await deliveries(fresh_db_url)
+    assert "http_500" in row["last_error"]
+    assert worker.stats.dead == 1
+
+
+async def test_a_channel_refusing_for_good_marks_the_delivery_failed(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = alert_settings(fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="0s")))
+    slack.script = [Reply.error(404, "no_service")]
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}):
+
+        async def failed() -> bool:
+            return [r["status"] for r in await deliveries(fresh_db_url)] == ["failed"]
+
+        await wait_until(failed, 15, "the delivery failed")
+    (row,) = await deliveries(fresh_db_url)
+    assert "no_service" in row["last_error"] and row["attempts"] == 1
+
+
+def test_alert_refuses_a_bad_routing_file_in_one_line(tmp_path: Path) -> None:
+    path = routes(tmp_path, '[[routes]]\nmatch = { severity = "loud" }\nreceivers = []\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "mendline", "alert"],
+        env={**os.environ, "MENDLINE_ROUTES_FILE": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"{path}:2: routes[0].match.severity" in result.stderr
+
+
+def test_alert_says_which_secret_is_missing(tmp_path: Path) -> None:
+    path = routes(tmp_path, SLACK_ROUTE.format(wait="0s"))
+    env = {k: v for k, v in os.environ.items() if k != "TEST_SLACK_WEBHOOK"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mendline", "alert"],
+        env={**env, "MENDLINE_ROUTES_FILE": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "TEST_SLACK_WEBHOOK" in result.stderr and "team" in result.stderr
