@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import MendlineError
+from .errors import ChannelError
+from .finding import IssueSummary
 
 __all__ = [
     "ALERT_SEVERITIES",
@@ -31,21 +31,8 @@ AlertSeverity = Literal["info", "warning", "error", "critical"]
 ALERT_SEVERITIES: tuple[AlertSeverity, ...] = ("info", "warning", "error", "critical")
 
 
-class AlertIssue(BaseModel):
-    """The issue an alert is about, as stored when the notification is sent."""
-
-    id: int
-    service: str
-    title: str
-    culprit: str | None = None
-    level: str
-    status: str = "unresolved"
-    times_seen: int = 0
-    first_seen: datetime | None = None
-    last_seen: datetime | None = None
-    first_release: str | None = None
-    last_release: str | None = None
-    environments: list[str] = Field(default_factory=list)
+#: The issue an alert is about, as stored when the notification is sent.
+AlertIssue = IssueSummary
 
 
 class AlertFinding(BaseModel):
@@ -91,28 +78,6 @@ class Notification(BaseModel):
     def is_digest(self) -> bool:
         """Several issues in one message."""
         return len(self.alerts) > 1
-
-
-class ChannelError(MendlineError):
-    """A channel could not deliver. ``code`` is one of a small fixed set (``timeout``,
-    ``unreachable``, ``http_<status>``, ``smtp_<code>``, ``slack_<error>``, ``config``);
-    ``retriable`` says whether the same delivery may succeed later; ``retry_after`` is the
-    server's Retry-After in seconds, when it gave one."""
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        code: str,
-        retriable: bool,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.retriable = retriable
-        self.status = status
-        self.retry_after = retry_after
 
 
 class Channel(Protocol):

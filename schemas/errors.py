@@ -5,7 +5,10 @@
     ├── InvalidEvent           an event does not satisfy the ErrorEvent contract
     │                          (carries ``reason``, one of a small fixed set of codes)
     ├── ShipperClosed          a shipper was used after ``shutdown()``
-    ├── LLMError               an LLM call failed (``retriable``, ``status``, ``retry_after``)
+    ├── ServiceError           a call to an outside service failed (``code``, ``retriable``,
+    │   │                      ``status``, ``retry_after``)
+    │   ├── LLMError           ... to the LLM endpoint
+    │   └── ChannelError       ... to an alert channel (Slack, SMTP, PagerDuty)
     └── DevStackError          the embedded broker or database could not start
 
 Foreign exceptions are translated where they cross into our code, with ``raise ... from exc``.
@@ -15,11 +18,13 @@ Retry decisions read the ``retriable`` attribute, never a message.
 from __future__ import annotations
 
 __all__ = [
+    "ChannelError",
     "ConfigError",
     "DevStackError",
     "InvalidEvent",
     "LLMError",
     "MendlineError",
+    "ServiceError",
     "ShipperClosed",
 ]
 
@@ -47,12 +52,13 @@ class InvalidEvent(MendlineError):
         self.detail = detail
 
 
-class LLMError(MendlineError):
-    """An LLM call failed: a timeout, a refused connection, or an HTTP error status.
+class ServiceError(MendlineError):
+    """A call to an outside service failed: a timeout, a refused connection, an error status.
 
     ``code`` is one of a small fixed set (``timeout``, ``unreachable``, ``http_<status>``,
-    ``bad_response``); ``retriable`` says whether the same call may succeed later (timeouts,
-    429, 5xx); ``retry_after`` is the server's Retry-After in seconds, when it gave one.
+    ``bad_response``, and per service ``smtp_<code>``, ``slack_<error>``, ``config``);
+    ``retriable`` says whether the same call may succeed later (timeouts, 429, 5xx);
+    ``retry_after`` is the server's Retry-After in seconds, when it gave one.
     """
 
     def __init__(
@@ -69,6 +75,14 @@ class LLMError(MendlineError):
         self.retriable = retriable
         self.status = status
         self.retry_after = retry_after
+
+
+class LLMError(ServiceError):
+    """An LLM call failed."""
+
+
+class ChannelError(ServiceError):
+    """An alert channel could not deliver."""
 
 
 class ShipperClosed(MendlineError):
