@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -82,6 +83,7 @@ class AlertWorker:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = AlertStats()
         self._sending: dict[str, asyncio.Task[None]] = {}
+        self._claimed: dict[int, DueDelivery] = {}  # claimed and not marked yet
         self._listener = Listener(
             settings.database_url.get_secret_value(), (TRIGGERS_CHANNEL, FINDINGS_CHANNEL)
         )
@@ -90,6 +92,7 @@ class AlertWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Route and send until ``stop``; what is being sent is finished first."""
         backoff = 0.5
+        renewer = asyncio.create_task(self._renew_leases())
         try:
             while not stop.is_set():
                 await self._listener.keep()
@@ -107,7 +110,14 @@ class AlertWorker:
                 await wait_any(stop, self._wake, self.settings.alert_poll_interval)
         finally:
             if self._sending:
-                await asyncio.wait(list(self._sending.values()), timeout=30)
+                _, late = await asyncio.wait(list(self._sending.values()), timeout=30)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+            if self._claimed:  # not sent: give them back at once rather than after the lease
+                with contextlib.suppress(Exception):
+                    await self.store.release(list(self._claimed.values()), self.owner)
+            renewer.cancel()
             await self._listener.close()
 
     async def pass_once(self) -> None:
@@ -123,6 +133,7 @@ class AlertWorker:
         by_receiver: dict[str, list[DueDelivery]] = defaultdict(list)
         for item in due:
             by_receiver[item.receiver].append(item)
+            self._claimed[item.id] = item
         for receiver, items in by_receiver.items():
             task = asyncio.create_task(self._send_all(receiver, items))
             self._sending[receiver] = task
@@ -136,6 +147,7 @@ class AlertWorker:
     async def _send_all(self, receiver: str, items: list[DueDelivery]) -> None:
         channel = self.channels.get(receiver)
         if channel is None:  # a routing file changed under older deliveries
+            self._done(items)
             for item in items:
                 await self.store.give_up(item, "no such receiver now", "failed", self.owner)
             return
@@ -155,7 +167,8 @@ class AlertWorker:
                 log.exception("mendline: receiver %s failed unexpectedly", receiver)
                 await self._failed(batch, ChannelError(str(exc), code="unexpected", retriable=True))
                 continue
-            await self.store.delivered(batch, reference, self.owner)
+            await self._mark_delivered(batch, reference)
+            self._done(batch)
             self.stats.sent += len(batch)
             self.stats.messages += 1
             self.stats.by_receiver[receiver] = self.stats.by_receiver.get(receiver, 0) + 1
@@ -168,7 +181,39 @@ class AlertWorker:
         rest = [[i] for i in items if i not in together]
         return [together, *rest]
 
+    async def _mark_delivered(self, batch: list[DueDelivery], reference: dict[str, str]) -> None:
+        # Sent: marking it must not be given up on during a database outage, or the lease
+        # would run out and the message be sent again.
+        backoff = 0.5
+        while True:
+            try:
+                await self.store.delivered(batch, reference, self.owner)
+                return
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                log.warning("mendline: cannot mark %d delivered yet (%s)", len(batch), exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def _done(self, batch: list[DueDelivery]) -> None:
+        for item in batch:
+            self._claimed.pop(item.id, None)
+
+    async def _renew_leases(self) -> None:
+        # A receiver that is slow (timeouts, Retry-After) must not lose its claims to another
+        # worker mid-send: that would send them twice.
+        lease = self.settings.alert_lease
+        while True:
+            await asyncio.sleep(lease / 3)
+            if self._claimed:
+                try:
+                    await self.store.renew(list(self._claimed), lease, self.owner)
+                except Exception as exc:
+                    log.warning("mendline: could not renew delivery leases: %s", exc)
+
     async def _failed(self, batch: list[DueDelivery], exc: ChannelError) -> None:
+        self._done(batch)
         for item in batch:
             age = datetime.now(UTC) - item.created_at
             if not exc.retriable:

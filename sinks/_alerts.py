@@ -405,6 +405,17 @@ class AlertStore:
             owner,
         )
 
+    async def renew(self, ids: list[int], lease: float, owner: str) -> None:
+        """Extend the lease of deliveries this owner is still sending."""
+        await self.pool.execute(
+            """UPDATE mendline.deliveries
+               SET lease_until = now() + make_interval(secs => $2)
+               WHERE id = ANY($1::bigint[]) AND owner = $3 AND status = 'pending'""",
+            ids,
+            lease,
+            owner,
+        )
+
     async def release(self, items: list[DueDelivery], owner: str) -> None:
         """Give back claimed deliveries not sent (a clean stop); the attempt is not counted."""
         await self.pool.execute(
