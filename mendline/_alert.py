@@ -10,9 +10,10 @@ import random
 import socket
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -29,6 +30,9 @@ __all__ = ["AlertStats", "AlertWorker", "connect_alerts"]
 log = logging.getLogger("mendline.alert")
 
 _BACKOFF_CAP = 600.0
+# Issues in one digest: what a Slack message shows in full (the renderer keeps within 50
+# blocks); more go in the next message.
+_DIGEST_MAX = 20
 
 
 @dataclass
@@ -138,20 +142,38 @@ class AlertWorker:
             task = asyncio.create_task(self._send_all(receiver, items))
             self._sending[receiver] = task
 
-            def done(_: asyncio.Task[None], receiver: str = receiver) -> None:
+            def done(task: asyncio.Task[None], receiver: str = receiver) -> None:
                 self._sending.pop(receiver, None)
                 self._wake.set()
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("mendline: sending to %s stopped: %r", receiver, task.exception())
 
             task.add_done_callback(done)
 
     async def _send_all(self, receiver: str, items: list[DueDelivery]) -> None:
+        try:
+            await self._send_batches(receiver, items)
+        finally:
+            # Whatever stopped it (a bug, a lost database): what was not marked goes back
+            # to the queue now, and its lease is not renewed for ever.
+            unsent = [i for i in items if i.id in self._claimed]
+            self._done(unsent)
+            if unsent:
+                with contextlib.suppress(Exception):
+                    await self.store.release(unsent, self.owner)
+
+    async def _send_batches(self, receiver: str, items: list[DueDelivery]) -> None:
         channel = self.channels.get(receiver)
         if channel is None:  # a routing file changed under older deliveries
-            self._done(items)
             for item in items:
-                await self.store.give_up(item, "no such receiver now", "failed", self.owner)
+                await self._patiently(
+                    self.store.give_up, item, "no such receiver now", "failed", self.owner
+                )
+                self._done([item])
             return
-        for batch in self._batches(receiver, items):
+        batches = self._batches(receiver, items)
+        while batches:
+            batch = batches.pop(0)
             notification = Notification(
                 receiver=receiver,
                 alerts=[i.alert for i in batch],
@@ -161,13 +183,17 @@ class AlertWorker:
             try:
                 reference = await channel.send(notification)
             except ChannelError as exc:
+                if not exc.retriable and len(batch) > 1:
+                    # One alert may be what the channel refuses: try them one by one.
+                    batches[:0] = [[item] for item in batch]
+                    continue
                 await self._failed(batch, exc)
                 continue
             except Exception as exc:  # a bug in a channel must not lose the delivery
                 log.exception("mendline: receiver %s failed unexpectedly", receiver)
                 await self._failed(batch, ChannelError(str(exc), code="unexpected", retriable=True))
                 continue
-            await self._mark_delivered(batch, reference)
+            await self._patiently(self.store.delivered, batch, reference, self.owner)
             self._done(batch)
             self.stats.sent += len(batch)
             self.stats.messages += 1
@@ -179,20 +205,22 @@ class AlertWorker:
         if not digests or len(together) < 2:
             return [[i] for i in items]
         rest = [[i] for i in items if i not in together]
-        return [together, *rest]
+        # A digest lists every issue it is marked delivered for: no more than one shows.
+        size = _DIGEST_MAX
+        return [*(together[k : k + size] for k in range(0, len(together), size)), *rest]
 
-    async def _mark_delivered(self, batch: list[DueDelivery], reference: dict[str, str]) -> None:
-        # Sent: marking it must not be given up on during a database outage, or the lease
-        # would run out and the message be sent again.
+    async def _patiently(self, write: Callable[..., Awaitable[None]], *args: Any) -> None:
+        # A message sent (or a failure to record) must not be given up on during a database
+        # outage: the lease would run out and the message be sent again, or lost.
         backoff = 0.5
         while True:
             try:
-                await self.store.delivered(batch, reference, self.owner)
+                await write(*args)
                 return
             except Exception as exc:
                 if not is_outage(exc):
                     raise
-                log.warning("mendline: cannot mark %d delivered yet (%s)", len(batch), exc)
+                log.warning("mendline: cannot record a delivery yet (%s)", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
 
@@ -213,19 +241,24 @@ class AlertWorker:
                     log.warning("mendline: could not renew delivery leases: %s", exc)
 
     async def _failed(self, batch: list[DueDelivery], exc: ChannelError) -> None:
-        self._done(batch)
         for item in batch:
             age = datetime.now(UTC) - item.created_at
             if not exc.retriable:
-                await self.store.give_up(item, f"{exc.code}: {exc}", "failed", self.owner)
+                await self._patiently(
+                    self.store.give_up, item, f"{exc.code}: {exc}", "failed", self.owner
+                )
                 self.stats.failed += 1
             elif age.total_seconds() > self.settings.alert_max_age:
-                await self.store.give_up(item, f"{exc.code}: {exc}", "dead", self.owner)
+                await self._patiently(
+                    self.store.give_up, item, f"{exc.code}: {exc}", "dead", self.owner
+                )
                 self.stats.dead += 1
             else:
                 backoff = random.uniform(0, min(_BACKOFF_CAP, 2.0 * 2 ** (item.attempts - 1)))
                 after = max(exc.retry_after or 0.0, backoff)
-                await self.store.retry(item, f"{exc.code}: {exc}", after, self.owner)
+                await self._patiently(
+                    self.store.retry, item, f"{exc.code}: {exc}", after, self.owner
+                )
                 self.stats.retried += 1
                 log.warning(
                     "mendline: delivery %d to %s failed (%s); again in %.1f s",
@@ -234,3 +267,4 @@ class AlertWorker:
                     exc,
                     after,
                 )
+            self._done([item])

@@ -184,6 +184,16 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Seconds before a produce request counts as failed."
     )
 
+    @field_validator("issue_url_template")
+    @classmethod
+    def _a_template_of_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                value.format(id=1)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"use {{id}} and nothing else in braces ({exc!r})") from None
+        return value
+
     @field_validator("*", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any, info: ValidationInfo) -> Any:

@@ -86,15 +86,21 @@ async def resolve_issue(conn: asyncpg.Connection, issue_id: int, note: str | Non
     it as a regression, similar issues are analysed with the note in view, and a `resolved`
     trigger (same transaction) lets the alert stage resolve what it paged about."""
     async with conn.transaction():
+        was = await conn.fetchval(
+            "SELECT status FROM mendline.issues WHERE id = $1 FOR UPDATE", issue_id
+        )
+        if was is None or was == "merged":
+            raise IssueNotFound(f"there is no issue {issue_id} (or it was merged)")
         resolved_at = await conn.fetchval(
-            """UPDATE mendline.issues SET status = 'resolved', resolved_at = now(),
+            """UPDATE mendline.issues SET status = 'resolved',
+                   resolved_at = CASE WHEN status = 'resolved' THEN resolved_at ELSE now() END,
                    resolution_note = coalesce($2, resolution_note), updated_at = now()
-               WHERE id = $1 AND status <> 'merged' RETURNING resolved_at""",
+               WHERE id = $1 RETURNING resolved_at""",
             issue_id,
             note,
         )
-        if resolved_at is None:
-            raise IssueNotFound(f"there is no issue {issue_id} (or it was merged)")
+        if was == "resolved":
+            return  # a new note, perhaps; nothing to announce again
         await conn.execute(
             """INSERT INTO mendline.triggers (issue_id, kind, dedup_key)
                VALUES ($1, 'resolved', $2) ON CONFLICT (dedup_key) DO NOTHING""",

@@ -17,6 +17,7 @@ from mendline.schemas.alert import (
     AlertSeverity,
     Receiver,
 )
+from mendline.schemas.database import is_outage
 from mendline.schemas.event import LEVEL_RANK
 
 if TYPE_CHECKING:
@@ -175,12 +176,36 @@ class AlertStore:
                 row["issue_id"],
             )
         }
+        # Receivers with a message about the issue not sent yet: they count as told (a
+        # spike in the meantime would be a second "new" alert), and it carries the counts.
+        pending = {
+            r["receiver"]
+            for r in await conn.fetch(
+                """SELECT DISTINCT receiver FROM mendline.deliveries
+                   WHERE issue_id = $1 AND status = 'pending' AND kind <> 'resolved'""",
+                row["issue_id"],
+            )
+        }
         if row["kind"] == "resolved":
-            # Everyone who was told about the issue hears it is resolved (PagerDuty resolves
-            # its incident), whatever the routes say of the severity now.
+            # What was not sent yet need not be: it is over. Everyone who was told hears it
+            # is resolved (PagerDuty resolves its incident), whatever the routes say now.
+            sending = {
+                r["receiver"]
+                for r in await conn.fetch(
+                    """UPDATE mendline.deliveries SET status = 'suppressed',
+                           last_error = 'resolved before it was sent'
+                       WHERE issue_id = $1 AND status = 'pending' AND kind <> 'resolved'
+                         AND (lease_until IS NULL OR lease_until < now())
+                       RETURNING receiver""",
+                    row["issue_id"],
+                )
+            }
+            # Being sent right now: they will have been told, so they hear of the resolve
+            # too (after it: deliveries go in order).
+            told = set(states) | (pending - sending)
             pairs = [
                 (route, receiver)
-                for receiver in sorted(states)
+                for receiver in sorted(told)
                 if (route := _route_of(table, receiver)) is not None
             ]
         else:
@@ -192,14 +217,19 @@ class AlertStore:
                 continue
             state = states.get(receiver)
             if row["kind"] == "resolved":
-                if state is None:
-                    continue  # never told about it: nothing to resolve
                 mode = "repeat"
-            elif state is not None and state["last_sent_at"] > row["now"] - timedelta(
-                seconds=route.repeat_interval
+            elif row["kind"] == "regression":
+                # Resolved by a person, and back: always worth telling, in the first
+                # message's thread when there is one.
+                mode = "repeat" if state is not None else "new"
+            elif receiver in pending or (
+                state is not None
+                and state["last_sent_at"] > row["now"] - timedelta(seconds=route.repeat_interval)
             ):
-                # Told within repeat_interval: no storm. An update, if the route asks.
-                mode = "update" if route.send_updates else "suppressed"
+                # Told (or about to be) within repeat_interval: no storm. An update, if the
+                # route asks and the first message is out.
+                sent = receiver not in pending and route.send_updates
+                mode = "update" if sent else "suppressed"
             else:
                 mode = "repeat" if state is not None else "new"
             if mode == "suppressed":
@@ -213,7 +243,10 @@ class AlertStore:
             result.deliveries += 1
         await conn.execute(
             """UPDATE mendline.triggers SET routed_at = coalesce(routed_at, now()),
-                   routed_severity = $2 WHERE id = $1""",
+                   routed_severity = $2,
+                   followed_at = CASE WHEN kind IN ('new_issue', 'regression')
+                                      THEN followed_at ELSE now() END
+               WHERE id = $1""",
             row["id"],
             severity,
         )
@@ -231,6 +264,7 @@ class AlertStore:
         status: str = "pending",
     ) -> None:
         due = row["now"] + timedelta(seconds=wait)
+        pushed = False
         if mode == "new" and takes_digests(table.receivers.get(receiver)):
             # A group (receiver and route) that sent lately waits group_interval, so what
             # comes meanwhile goes as one digest. A receiver without digests (PagerDuty: an
@@ -241,8 +275,9 @@ class AlertStore:
                 receiver,
                 route.line,
             )
-            if group is not None:
-                due = max(due, group + timedelta(seconds=route.group_interval))
+            if group is not None and group + timedelta(seconds=route.group_interval) > due:
+                due = group + timedelta(seconds=route.group_interval)
+                pushed = True  # a finding may not bring it forward: it waits for the digest
         await conn.execute(
             """INSERT INTO mendline.deliveries
                    (receiver, route_line, issue_id, trigger_id, kind, severity, mode, status,
@@ -258,7 +293,10 @@ class AlertStore:
             mode,
             status,
             due,
-            mode == "new" and row["kind"] in ("new_issue", "regression") and wait > 0,
+            mode == "new"
+            and row["kind"] in ("new_issue", "regression")
+            and wait > 0
+            and not pushed,
             json.dumps(_json(row["details"])),
         )
 
@@ -276,6 +314,12 @@ class AlertStore:
                        SELECT d.id FROM mendline.deliveries d
                        WHERE d.status = 'pending' AND d.receiver <> ALL($4::text[])
                          AND (d.lease_until IS NULL OR d.lease_until < now())
+                         -- In order per issue and receiver: an update never overtakes its
+                         -- message, a resolve never overtakes the alert it resolves.
+                         AND NOT EXISTS (
+                             SELECT 1 FROM mendline.deliveries p
+                             WHERE p.issue_id = d.issue_id AND p.receiver = d.receiver
+                               AND p.status = 'pending' AND p.id < d.id)
                          AND (d.due_at <= now()
                               OR (d.wait_finding AND EXISTS (
                                   SELECT 1 FROM mendline.findings f
@@ -293,54 +337,63 @@ class AlertStore:
             )
             out = []
             for row in rows:
-                issue = await conn.fetchrow(_ISSUE, row["issue_id"])
-                assert issue is not None  # a delivery's issue is never deleted
-                finding = await conn.fetchrow(
-                    """SELECT id, root_cause, suggested_fix, category, severity, confidence,
-                              analyser, model
-                       FROM mendline.findings WHERE issue_id = $1
-                       ORDER BY trigger_id IS NOT DISTINCT FROM $2 DESC, id DESC LIMIT 1""",
-                    row["issue_id"],
-                    row["trigger_id"],
-                )
-                state = await conn.fetchval(
-                    """SELECT reference::text FROM mendline.alert_state
-                       WHERE issue_id = $1 AND receiver = $2""",
-                    row["issue_id"],
-                    row["receiver"],
-                )
-                severity = row["severity"]
-                if finding is not None:  # a finding may have raised it meanwhile
-                    raised = alert_severity(issue["level"], finding["severity"], row["kind"])
-                    if ALERT_SEVERITIES.index(raised) > ALERT_SEVERITIES.index(severity):
-                        severity = raised
-                alert = Alert(
-                    kind=row["kind"],
-                    severity=severity,
-                    issue=AlertIssue(**dict(issue)),
-                    finding=AlertFinding(**{k: v for k, v in dict(finding).items() if k != "id"})
-                    if finding is not None
-                    else None,
-                    details=_json(row["details"]),
-                    link=self.link_template.format(id=row["issue_id"])
-                    if self.link_template
-                    else None,
-                )
-                out.append(
-                    DueDelivery(
-                        id=row["id"],
-                        receiver=row["receiver"],
-                        issue_id=row["issue_id"],
-                        mode=row["mode"],
-                        alert=alert,
-                        finding_id=finding["id"] if finding is not None else None,
-                        previous=json.loads(state) if state else None,
-                        route_line=row["route_line"],
-                        created_at=row["created_at"],
-                        attempts=row["attempts"],
+                try:
+                    out.append(await self._due(conn, row))
+                except Exception as exc:  # a delivery that cannot be built is kept, failed
+                    if is_outage(exc):
+                        raise
+                    await conn.execute(
+                        """UPDATE mendline.deliveries SET status = 'failed', lease_until = NULL,
+                               last_error = $2 WHERE id = $1""",
+                        row["id"],
+                        f"cannot build the notification: {exc!r}"[:1000],
                     )
-                )
         return out
+
+    async def _due(self, conn: Any, row: Any) -> DueDelivery:
+        issue = await conn.fetchrow(_ISSUE, row["issue_id"])
+        assert issue is not None  # a delivery's issue is never deleted
+        finding = await conn.fetchrow(
+            """SELECT id, root_cause, suggested_fix, category, severity, confidence,
+                      analyser, model
+               FROM mendline.findings WHERE issue_id = $1
+               ORDER BY trigger_id IS NOT DISTINCT FROM $2 DESC, id DESC LIMIT 1""",
+            row["issue_id"],
+            row["trigger_id"],
+        )
+        state = await conn.fetchval(
+            """SELECT reference::text FROM mendline.alert_state
+               WHERE issue_id = $1 AND receiver = $2""",
+            row["issue_id"],
+            row["receiver"],
+        )
+        severity = row["severity"]
+        if finding is not None:  # a finding may have raised it meanwhile
+            raised = alert_severity(issue["level"], finding["severity"], row["kind"])
+            if ALERT_SEVERITIES.index(raised) > ALERT_SEVERITIES.index(severity):
+                severity = raised
+        alert = Alert(
+            kind=row["kind"],
+            severity=severity,
+            issue=AlertIssue(**dict(issue)),
+            finding=AlertFinding(**{k: v for k, v in dict(finding).items() if k != "id"})
+            if finding is not None
+            else None,
+            details=_json(row["details"]),
+            link=self.link_template.format(id=row["issue_id"]) if self.link_template else None,
+        )
+        return DueDelivery(
+            id=row["id"],
+            receiver=row["receiver"],
+            issue_id=row["issue_id"],
+            mode=row["mode"],
+            alert=alert,
+            finding_id=finding["id"] if finding is not None else None,
+            previous=json.loads(state) if state else None,
+            route_line=row["route_line"],
+            created_at=row["created_at"],
+            attempts=row["attempts"],
+        )
 
     async def delivered(
         self, sent: list[DueDelivery], reference: dict[str, str], owner: str
@@ -352,13 +405,14 @@ class AlertStore:
                 await conn.execute(
                     """UPDATE mendline.deliveries SET status = 'delivered', delivered_at = now(),
                            lease_until = NULL, finding_id = $2, reference = $3::jsonb,
-                           digest_of = $4, last_error = NULL
+                           digest_of = $4, last_error = NULL, severity = $6
                        WHERE id = $1 AND owner = $5""",
                     item.id,
                     item.finding_id,
                     json.dumps(reference),
                     head if len(sent) > 1 and item.id != head else None,
                     owner,
+                    item.alert.severity,
                 )
                 # The first message's reference is kept: updates and repeats refer to it.
                 await conn.execute(
@@ -372,7 +426,7 @@ class AlertStore:
                     item.issue_id,
                     item.receiver,
                     json.dumps(reference),
-                    item.mode == "update",
+                    item.mode == "update" or item.alert.kind == "resolved",
                 )
                 await conn.execute(
                     """INSERT INTO mendline.alert_groups (receiver, route_line, last_sent_at)

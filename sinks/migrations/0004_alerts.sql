@@ -14,6 +14,8 @@ ALTER TABLE mendline.triggers
     ADD COLUMN routed_severity text,
     ADD COLUMN followed_at     timestamptz;
 CREATE INDEX triggers_to_route ON mendline.triggers (id) WHERE routed_at IS NULL;
+CREATE INDEX triggers_to_follow ON mendline.triggers (id)
+    WHERE followed_at IS NULL AND kind IN ('new_issue', 'regression');
 
 CREATE TABLE mendline.deliveries (
     id           bigserial   PRIMARY KEY,
@@ -45,6 +47,8 @@ CREATE TABLE mendline.deliveries (
 );
 CREATE INDEX deliveries_due ON mendline.deliveries (due_at) WHERE status = 'pending';
 CREATE INDEX deliveries_issue ON mendline.deliveries (issue_id, receiver);
+CREATE INDEX deliveries_pending_issue ON mendline.deliveries (issue_id, receiver, id)
+    WHERE status = 'pending';
 
 -- What was last sent about an issue to a receiver: repeat_interval, and the first message's
 -- reference (Slack channel and ts) for thread replies and updates.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -416,3 +417,89 @@ def test_alert_says_which_secret_is_missing(tmp_path: Path) -> None:
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "TEST_SLACK_WEBHOOK" in result.stderr and "team" in result.stderr
+
+
+PD_ROUTE = """
+[receivers.pager]
+type = "pagerduty"
+routing_key_env = "TEST_PD_KEY"
+events_url = "{url}"
+
+[[routes]]
+match = {{ severity = "error" }}
+receivers = ["pager"]
+group_wait = "{wait}"
+send_updates = false
+"""
+
+
+async def resolve(url: str, issue_id: int = 1) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await resolve_issue(conn, issue_id, "fixed")
+    finally:
+        await conn.close()
+
+
+async def test_a_regression_after_a_resolve_pages_again(
+    fresh_db_url: str, pagerduty: FakePagerDuty, tmp_path: Path
+) -> None:
+    text = PD_ROUTE.format(url=pagerduty.events_url, wait="0s")
+    settings = alert_settings(fresh_db_url, routes(tmp_path, text))
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    async with alerting(settings, {"TEST_PD_KEY": "R0UTINGKEY"}):
+        await wait_until(lambda: len(pagerduty.requests) == 1, 15, "the page")
+        await resolve(fresh_db_url)
+        await resolve(fresh_db_url)  # again: nothing new to announce
+        await wait_until(lambda: len(pagerduty.requests) == 2, 15, "the resolve")
+        await ingest(settings, issue_events(range(1), per_issue=1))  # back, within 4 h
+        await wait_until(lambda: len(pagerduty.requests) == 3, 15, "the second page")
+        await asyncio.sleep(0.5)
+    actions = [b["event_action"] for b in pagerduty.bodies()]
+    assert actions == ["trigger", "resolve", "trigger"]
+
+
+async def test_an_issue_resolved_before_its_alert_went_out_is_not_paged(
+    fresh_db_url: str, pagerduty: FakePagerDuty, tmp_path: Path
+) -> None:
+    text = PD_ROUTE.format(url=pagerduty.events_url, wait="2s")
+    settings = alert_settings(fresh_db_url, routes(tmp_path, text))
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    async with alerting(settings, {"TEST_PD_KEY": "R0UTINGKEY"}):
+        await wait_until(lambda: deliveries(fresh_db_url), 15, "the routing")
+        await resolve(fresh_db_url)
+        await asyncio.sleep(3)
+    assert pagerduty.requests == []  # neither a trigger nor a resolve of nothing
+    (row,) = await deliveries(fresh_db_url)
+    assert (row["status"], row["last_error"]) == ("suppressed", "resolved before it was sent")
+
+
+async def test_a_flood_while_the_first_alert_waits_adds_nothing(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = alert_settings(
+        fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="2s")), frequency_threshold=50
+    )
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}):
+        await wait_until(lambda: deliveries(fresh_db_url), 15, "the routing")
+        await ingest(settings, issue_events(range(1), per_issue=600))  # a spike meanwhile
+        await wait_until(delivered(fresh_db_url, 1), 15, "the alert")
+        await asyncio.sleep(1)
+    assert len(slack.requests) == 1
+    assert "601" in str(slack.bodies()[0])  # the counts as they are when it is sent
+    kinds = [(r["kind"], r["status"]) for r in await deliveries(fresh_db_url)]
+    assert kinds == [("new_issue", "delivered"), ("frequency", "suppressed")]
+
+
+async def test_a_big_burst_is_split_into_digests_that_show_every_issue(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = alert_settings(fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="1s")))
+    await ingest(settings, issue_events(range(45), per_issue=1))
+    async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}):
+        await wait_until(delivered(fresh_db_url, 45), 30, "45 alerts")
+    assert len(slack.requests) == 3  # 20 + 20 + 5
+    bodies = " ".join(str(b) for b in slack.bodies())
+    shown = {i for i in range(1, 46) if re.search(rf"/issues/{i}(?!\d)", bodies)}
+    assert len(shown) == 45
