@@ -278,6 +278,18 @@ class AlertStore:
             if group is not None and group + timedelta(seconds=route.group_interval) > due:
                 due = group + timedelta(seconds=route.group_interval)
                 pushed = True  # a finding may not bring it forward: it waits for the digest
+            # A group's first notification waits group_wait from its first alert, not each
+            # alert its own: join the group's message that is waiting already.
+            waiting = await conn.fetchval(
+                """SELECT min(due_at) FROM mendline.deliveries
+                   WHERE receiver = $1 AND route_line = $2 AND status = 'pending'
+                     AND mode = 'new' AND lease_until IS NULL AND due_at > $3""",
+                receiver,
+                route.line,
+                row["now"],
+            )
+            if waiting is not None and waiting < due:
+                due = waiting
         await conn.execute(
             """INSERT INTO mendline.deliveries
                    (receiver, route_line, issue_id, trigger_id, kind, severity, mode, status,
@@ -324,11 +336,26 @@ class AlertStore:
                               OR (d.wait_finding AND EXISTS (
                                   SELECT 1 FROM mendline.findings f
                                   WHERE f.trigger_id = d.trigger_id)))
-                       ORDER BY d.due_at, d.id LIMIT $1 FOR UPDATE SKIP LOCKED)
+                       ORDER BY d.due_at, d.id LIMIT $1 FOR UPDATE SKIP LOCKED),
+                   -- A message sent early (its finding came) takes its group along: the
+                   -- alerts that share its route, receiver and time go in the same digest.
+                   mates AS (
+                       SELECT m.id FROM mendline.deliveries m
+                       JOIN mendline.deliveries f ON f.id IN (SELECT id FROM due)
+                         AND m.receiver = f.receiver AND m.route_line = f.route_line
+                         AND m.due_at = f.due_at AND m.mode = 'new'
+                       WHERE m.status = 'pending'
+                         AND (m.lease_until IS NULL OR m.lease_until < now())
+                         AND NOT EXISTS (
+                             SELECT 1 FROM mendline.deliveries p
+                             WHERE p.issue_id = m.issue_id AND p.receiver = m.receiver
+                               AND p.status = 'pending' AND p.id < m.id)
+                       FOR UPDATE OF m SKIP LOCKED),
+                   chosen AS (SELECT id FROM due UNION SELECT id FROM mates)
                    UPDATE mendline.deliveries d
                    SET lease_until = now() + make_interval(secs => $2), owner = $3,
                        attempts = d.attempts + 1
-                   FROM due WHERE d.id = due.id
+                   FROM chosen WHERE d.id = chosen.id
                    RETURNING d.*""",
                 limit,
                 lease,

@@ -503,3 +503,38 @@ async def test_a_big_burst_is_split_into_digests_that_show_every_issue(
     bodies = " ".join(str(b) for b in slack.bodies())
     shown = {i for i in range(1, 46) if re.search(rf"/issues/{i}(?!\d)", bodies)}
     assert len(shown) == 45
+
+
+async def test_group_wait_counts_from_the_groups_first_alert(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = alert_settings(fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="3s")))
+    async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}):
+        await ingest(settings, issue_events(range(1), per_issue=1))
+        await asyncio.sleep(1)
+        await ingest(settings, issue_events(range(1, 2), per_issue=1))
+        await wait_until(delivered(fresh_db_url, 2), 15, "both alerts")
+        await asyncio.sleep(0.5)
+    assert len(slack.requests) == 1  # one message for the group, not one per alert
+
+
+async def test_group_interval_holds_later_alerts_for_the_next_digest(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    text = SLACK_ROUTE.format(wait="0s").replace(
+        'receivers = ["team"]', 'receivers = ["team"]\ngroup_interval = "3s"'
+    )
+    settings = alert_settings(fresh_db_url, routes(tmp_path, text))
+    async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}), workers(settings):
+        await ingest(settings, issue_events(range(1), per_issue=1))
+        await wait_until(delivered(fresh_db_url, 1), 15, "the first")
+        for n in range(1, 4):  # findings arrive fast: they may not bring these forward
+            await ingest(settings, issue_events(range(n, n + 1), per_issue=1))
+        await wait_until(delivered(fresh_db_url, 4), 15, "the rest")
+    rows = [r for r in await deliveries(fresh_db_url) if r["mode"] == "new"]
+    first, *rest = rows
+    assert len(rest) == 3
+    heads = {r["digest_of"] or r["id"] for r in rest}
+    assert len(heads) == 1  # the three later ones went as one digest...
+    gap = min(r["delivered_at"] for r in rest) - first["delivered_at"]
+    assert gap.total_seconds() >= 2.5  # ...group_interval after the first message
