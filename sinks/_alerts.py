@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +24,14 @@ from mendline.schemas.event import LEVEL_RANK
 if TYPE_CHECKING:
     from ._routing import Route, RoutingTable
 
-__all__ = ["AlertStore", "DueDelivery", "RoutingResult", "alert_severity", "takes_digests"]
+__all__ = [
+    "AlertStore",
+    "DueDelivery",
+    "RoutingResult",
+    "alert_severity",
+    "route_key",
+    "takes_digests",
+]
 
 _FINDING_RAISES = {"critical": "critical", "high": "error"}
 
@@ -70,7 +78,7 @@ class DueDelivery:
     alert: Alert
     finding_id: int | None
     previous: dict[str, str] | None
-    route_line: int
+    route_key: str
     created_at: datetime
     attempts: int
 
@@ -116,7 +124,7 @@ class AlertStore:
             for row in rows:
                 result.triggers += 1
                 sent = await conn.fetch(
-                    """SELECT receiver, route_line, status, finding_id,
+                    """SELECT receiver, route_key, status, finding_id,
                               coalesce(lease_until > now(), false) AS sending
                        FROM mendline.deliveries
                        WHERE trigger_id = $1 AND mode <> 'update'""",
@@ -125,11 +133,11 @@ class AlertStore:
                 if any(r["status"] == "pending" and r["sending"] for r in sent):
                     continue  # being sent right now, perhaps without the finding: next pass
                 known = {r["receiver"] for r in sent}
-                lines = {r["receiver"]: r["route_line"] for r in sent}
+                keys = {r["receiver"]: r["route_key"] for r in sent}
                 for r in sent:
                     if r["status"] != "delivered" or r["finding_id"] is not None:
                         continue  # still waiting (it will carry the finding), or carried it
-                    route = _route_at(table, lines[r["receiver"]])
+                    route = _route_at(table, keys[r["receiver"]])
                     if route is None or not route.send_updates:
                         continue
                     await self._insert(
@@ -271,9 +279,9 @@ class AlertStore:
             # incident per issue) has nothing to wait for.
             group = await conn.fetchval(
                 """SELECT last_sent_at FROM mendline.alert_groups
-                   WHERE receiver = $1 AND route_line = $2""",
+                   WHERE receiver = $1 AND route_key = $2""",
                 receiver,
-                route.line,
+                route_key(route),
             )
             if group is not None and group + timedelta(seconds=route.group_interval) > due:
                 due = group + timedelta(seconds=route.group_interval)
@@ -282,22 +290,22 @@ class AlertStore:
             # alert its own: join the group's message that is waiting already.
             waiting = await conn.fetchval(
                 """SELECT min(due_at) FROM mendline.deliveries
-                   WHERE receiver = $1 AND route_line = $2 AND status = 'pending'
+                   WHERE receiver = $1 AND route_key = $2 AND status = 'pending'
                      AND mode = 'new' AND lease_until IS NULL AND due_at > $3""",
                 receiver,
-                route.line,
+                route_key(route),
                 row["now"],
             )
             if waiting is not None and waiting < due:
                 due = waiting
         await conn.execute(
             """INSERT INTO mendline.deliveries
-                   (receiver, route_line, issue_id, trigger_id, kind, severity, mode, status,
+                   (receiver, route_key, issue_id, trigger_id, kind, severity, mode, status,
                     due_at, wait_finding, details)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
                ON CONFLICT (trigger_id, receiver, mode) DO NOTHING""",
             receiver,
-            route.line,
+            route_key(route),
             row["issue_id"],
             row["id"],
             row["kind"],
@@ -342,7 +350,7 @@ class AlertStore:
                    mates AS (
                        SELECT m.id FROM mendline.deliveries m
                        JOIN mendline.deliveries f ON f.id IN (SELECT id FROM due)
-                         AND m.receiver = f.receiver AND m.route_line = f.route_line
+                         AND m.receiver = f.receiver AND m.route_key = f.route_key
                          AND m.due_at = f.due_at AND m.mode = 'new'
                        WHERE m.status = 'pending'
                          AND (m.lease_until IS NULL OR m.lease_until < now())
@@ -417,7 +425,7 @@ class AlertStore:
             alert=alert,
             finding_id=finding["id"] if finding is not None else None,
             previous=json.loads(state) if state else None,
-            route_line=row["route_line"],
+            route_key=row["route_key"],
             created_at=row["created_at"],
             attempts=row["attempts"],
         )
@@ -456,11 +464,11 @@ class AlertStore:
                     item.mode == "update" or item.alert.kind == "resolved",
                 )
                 await conn.execute(
-                    """INSERT INTO mendline.alert_groups (receiver, route_line, last_sent_at)
+                    """INSERT INTO mendline.alert_groups (receiver, route_key, last_sent_at)
                        VALUES ($1, $2, now())
-                       ON CONFLICT (receiver, route_line) DO UPDATE SET last_sent_at = now()""",
+                       ON CONFLICT (receiver, route_key) DO UPDATE SET last_sent_at = now()""",
                     item.receiver,
-                    item.route_line,
+                    item.route_key,
                 )
 
     async def retry(self, item: DueDelivery, error: str, after: float, owner: str) -> None:
@@ -508,8 +516,19 @@ class AlertStore:
         )
 
 
-def _route_at(table: RoutingTable, line: int) -> Route | None:
-    return next((r for r in table.routes if r.line == line), None)
+def route_key(route: Route) -> str:
+    """A route's identity across edits of the file that move its line: what it matches and
+    where it sends (two routes alike in both are one group anyway)."""
+    shape = (
+        sorted((k, sorted(v)) for k, v in route.match.items()),
+        sorted((k, p.pattern) for k, p in route.match_re.items()),
+        list(route.receivers),
+    )
+    return hashlib.sha1(repr(shape).encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def _route_at(table: RoutingTable, key: str) -> Route | None:
+    return next((r for r in table.routes if route_key(r) == key), None)
 
 
 def _route_of(table: RoutingTable, receiver: str) -> Route | None:

@@ -20,7 +20,9 @@ CREATE INDEX triggers_to_follow ON mendline.triggers (id)
 CREATE TABLE mendline.deliveries (
     id           bigserial   PRIMARY KEY,
     receiver     text        NOT NULL,
-    route_line   integer     NOT NULL,
+    -- The route, by what it matches and where it sends (its line moves when the file is
+    -- edited): updates and group_interval follow it.
+    route_key    text        NOT NULL,
     issue_id     bigint      NOT NULL REFERENCES mendline.issues (id),
     trigger_id   bigint      REFERENCES mendline.triggers (id),
     kind         text        NOT NULL,
@@ -63,9 +65,9 @@ CREATE TABLE mendline.alert_state (
 -- When a route's group (receiver and route) last sent: group_interval.
 CREATE TABLE mendline.alert_groups (
     receiver     text        NOT NULL,
-    route_line   integer     NOT NULL,
+    route_key    text        NOT NULL,
     last_sent_at timestamptz NOT NULL,
-    PRIMARY KEY (receiver, route_line)
+    PRIMARY KEY (receiver, route_key)
 );
 
 -- Every delivery and its outcome.

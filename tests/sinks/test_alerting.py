@@ -1,6 +1,8 @@
-"""The severity of an alert, from the issue's level, its finding and the trigger's kind."""
+"""Pure alerting rules: an alert's severity, a route's identity."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +28,21 @@ from mendline.sinks._alerts import alert_severity
 )
 def test_alert_severity(level: str, finding: str | None, kind: str, expected: str) -> None:
     assert alert_severity(level, finding, kind) == expected
+
+
+def test_a_route_keeps_its_key_when_the_file_moves_it(tmp_path: Path) -> None:
+    from mendline.sinks._alerts import route_key
+    from mendline.sinks._routing import load_routes
+
+    route = '[[routes]]\nmatch = { severity = "error" }\nreceivers = ["team"]\n'
+    other = '[[routes]]\nmatch = { severity = "critical" }\nreceivers = ["team"]\n'
+    receiver = '[receivers.team]\ntype = "slack"\nwebhook_url_env = "W"\n'
+    before = tmp_path / "before.toml"
+    after = tmp_path / "after.toml"
+    before.write_text(receiver + route + other)
+    after.write_text("# a comment\n\n" + receiver + other + route)  # moved, and second now
+    old = load_routes(before).routes[0]
+    new = load_routes(after).routes[1]
+    assert old.line != new.line
+    assert route_key(old) == route_key(new)
+    assert route_key(old) != route_key(load_routes(after).routes[0])
