@@ -583,7 +583,7 @@ def _describe(event: dict[str, Any]) -> str:
     chain = " <- ".join(f"{e['type']}: {e['value']}" for e in reversed(event["exceptions"]))
     culprit = next(
         (
-            f"{f['module']}.{f['function']}  `{f['context_line']}`"
+            f"{f['module']}.{f['function']}  `{(f['context_line'] or '').strip()}`"
             for e in reversed(event["exceptions"])
             for f in reversed(e["frames"])
             if f["in_app"]
