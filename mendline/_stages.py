@@ -13,17 +13,27 @@ from typing import TypeVar
 import asyncpg
 
 from mendline.ingest import Consumer
+from mendline.schemas.alert import Channel
+from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
 from mendline.sinks import Store, connect_store
+from mendline.sinks._routing import RoutingTable, check_secrets, load_routes
+from mendline.sinks.channels import make_channel
 
-from ._analyze import AnalyzeStats, AnalyzeWorker, connect_findings, make_analysis
+from ._alert import AlertWorker, connect_alerts
+from ._analyze import AnalyzeWorker, connect_findings, make_analysis
 
 __all__ = [
+    "STAGES",
+    "alert_stage",
+    "analyze_stage",
     "connect_patiently",
     "connect_store_patiently",
+    "consume_stage",
     "run_alert",
     "run_analyze",
     "run_consume",
+    "run_stages",
 ]
 
 log = logging.getLogger("mendline")
@@ -65,13 +75,11 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, on_signal)
 
 
-async def run_consume(settings: Settings) -> int:
-    """``mendline consume``: until SIGINT or SIGTERM; the batch in flight is finished."""
-    stop = asyncio.Event()
-    _stop_on_signals(stop)
+async def consume_stage(settings: Settings, stop: asyncio.Event) -> None:
+    """The consume stage until ``stop``; the batch in flight is finished."""
     store = await connect_store_patiently(settings, stop)
     if store is None:
-        return 0
+        return
     consumer = Consumer(settings, store)
     try:
         await consumer.run(stop)
@@ -85,18 +93,15 @@ async def run_consume(settings: Settings) -> int:
         stats.duplicates,
         sum(stats.dead_lettered.values()),
     )
-    return 0
 
 
-async def run_analyze(settings: Settings) -> int:
-    """``mendline analyze``: one worker until SIGINT or SIGTERM; what is in flight finishes."""
-    stop = asyncio.Event()
-    _stop_on_signals(stop)
+async def analyze_stage(settings: Settings, stop: asyncio.Event) -> None:
+    """One analyze worker until ``stop``; what is in flight finishes."""
     store = await connect_patiently(
         lambda: connect_findings(settings, settings.llm_concurrency + 2), stop
     )
     if store is None:
-        return 0
+        return
     analysis = make_analysis(settings, store)
     worker = AnalyzeWorker(settings, store, analysis)
     log.info("mendline: analyze worker %s started (%s analyser)", worker.owner, analysis.kind)
@@ -105,11 +110,7 @@ async def run_analyze(settings: Settings) -> int:
     finally:
         await analysis.aclose()
         await store.pool.close()
-    _log_analyze_stats(worker.stats)
-    return 0
-
-
-def _log_analyze_stats(stats: AnalyzeStats) -> None:
+    stats = worker.stats
     log.info(
         "mendline: analysed %d triggers: %d served from stored findings, %d fell back to the"
         " heuristic analyser, %d errors",
@@ -120,14 +121,8 @@ def _log_analyze_stats(stats: AnalyzeStats) -> None:
     )
 
 
-async def run_alert(settings: Settings) -> int:
-    """``mendline alert``: one worker until SIGINT or SIGTERM; what is being sent finishes."""
-    from mendline.schemas.errors import ConfigError
-    from mendline.sinks._routing import check_secrets, load_routes
-    from mendline.sinks.channels import make_channel
-
-    from ._alert import AlertWorker, connect_alerts
-
+def _alert_channels(settings: Settings) -> tuple[RoutingTable, dict[str, Channel]]:
+    """The routing table and a channel per receiver; ConfigError when a secret is missing."""
     table = load_routes(settings.routes_file)
     problems = check_secrets(table, os.environ)
     if problems:
@@ -135,11 +130,15 @@ async def run_alert(settings: Settings) -> int:
     channels = {
         name: make_channel(name, receiver, os.environ) for name, receiver in table.receivers.items()
     }
-    stop = asyncio.Event()
-    _stop_on_signals(stop)
+    return table, channels
+
+
+async def alert_stage(settings: Settings, stop: asyncio.Event) -> None:
+    """One alert worker until ``stop``; what is being sent finishes."""
+    table, channels = _alert_channels(settings)
     store = await connect_patiently(lambda: connect_alerts(settings), stop)
     if store is None:
-        return 0
+        return
     worker = AlertWorker(settings, store, table, channels)
     log.info("mendline: alert worker %s started (%s)", worker.owner, table.source)
     try:
@@ -158,4 +157,69 @@ async def run_alert(settings: Settings) -> int:
         s.dead,
         s.suppressed,
     )
+
+
+#: The stages `mendline run` runs, in the order they start.
+STAGES: dict[str, Callable[[Settings, asyncio.Event], Awaitable[None]]] = {
+    "consume": consume_stage,
+    "analyze": analyze_stage,
+    "alert": alert_stage,
+}
+
+
+async def run_stages(settings: Settings, only: list[str] | None = None) -> int:
+    """``mendline run``: the stages in one process, each an asyncio task restarted when it
+    fails (with backoff), until SIGINT or SIGTERM stops them all cleanly."""
+    names = only or list(STAGES)
+    if "alert" in names:
+        _alert_channels(settings)  # a bad routing file or a missing secret: say so now
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    await asyncio.gather(*(_supervised(name, STAGES[name], settings, stop) for name in names))
     return 0
+
+
+async def _supervised(
+    name: str,
+    stage: Callable[[Settings, asyncio.Event], Awaitable[None]],
+    settings: Settings,
+    stop: asyncio.Event,
+) -> None:
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            await stage(settings, stop)
+            return
+        except ConfigError:
+            stop.set()  # nothing a restart would mend: stop the others too
+            raise
+        except Exception:
+            log.exception("mendline: the %s stage failed; restarting in %.0f s", name, backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 60.0)
+
+
+async def _until_signalled(
+    stage: Callable[[Settings, asyncio.Event], Awaitable[None]], settings: Settings
+) -> int:
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    await stage(settings, stop)
+    return 0
+
+
+async def run_consume(settings: Settings) -> int:
+    """``mendline consume``: until SIGINT or SIGTERM; the batch in flight is finished."""
+    return await _until_signalled(consume_stage, settings)
+
+
+async def run_analyze(settings: Settings) -> int:
+    """``mendline analyze``: one worker until SIGINT or SIGTERM; what is in flight finishes."""
+    return await _until_signalled(analyze_stage, settings)
+
+
+async def run_alert(settings: Settings) -> int:
+    """``mendline alert``: one worker until SIGINT or SIGTERM; what is being sent finishes."""
+    _alert_channels(settings)  # a bad routing file or a missing secret: before any waiting
+    return await _until_signalled(alert_stage, settings)

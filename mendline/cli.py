@@ -54,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="with --issue: as a JSON object")
     analyze.set_defaults(run=_analyze)
 
+    run = commands.add_parser(
+        "run", help="consume, analyze and alert in one process (each restarted if it fails)"
+    )
+    run.add_argument(
+        "--only",
+        type=_stages,
+        help="comma-separated stages to run: consume, analyze, alert (default: all)",
+    )
+    run.set_defaults(run=_run)
+
     alert = commands.add_parser(
         "alert", help="route new, regressed and spiking issues to Slack, email and PagerDuty"
     )
@@ -342,6 +352,24 @@ def _finding_json(stored: Any, served: bool = False) -> dict[str, Any]:
         "verdict_note": stored.verdict_note,
         **stored.finding.model_dump(mode="json"),
     }
+
+
+def _stages(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = ("consume", "analyze", "alert")
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"stages are {', '.join(known)}; not {', '.join(unknown) or 'nothing'}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline._stages import run_stages
+
+    _log_to_stderr(args)
+    return asyncio.run(run_stages(settings, args.only))
 
 
 def _alert(args: argparse.Namespace, settings: Settings) -> int:
