@@ -103,6 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     issues = commands.add_parser("issues", help="work with issues")
     issue_commands = issues.add_subparsers(dest="issues_command", required=True)
+    issues_list = issue_commands.add_parser("list", help="issues, most recently seen first")
+    issues_list.add_argument(
+        "--status",
+        choices=["unresolved", "resolved", "ignored", "all"],
+        default="unresolved",
+        help="which issues (default: unresolved)",
+    )
+    issues_list.add_argument("--service", help="only this service's")
+    issues_list.add_argument("--limit", type=_positive, default=50, help="at most this many")
+    issues_list.add_argument("--json", action="store_true", help="as JSON lines")
+    issues_list.set_defaults(run=_issues_list)
+    issues_show = issue_commands.add_parser("show", help="one issue with its newest finding")
+    issues_show.add_argument("id", type=_positive)
+    issues_show.add_argument("--json", action="store_true", help="as a JSON object")
+    issues_show.set_defaults(run=_issues_show)
+    ignore = issue_commands.add_parser(
+        "ignore", help="stop alerting on an issue; its events are still counted"
+    )
+    ignore.add_argument("id", type=_positive)
+    ignore.set_defaults(run=_issues_ignore)
     merge = issue_commands.add_parser(
         "merge", help="merge issue SOURCE into TARGET; later events of both count on TARGET"
     )
@@ -272,6 +292,111 @@ def _fingerprint(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{event.event_id} {event.fingerprint}", flush=False)
     sys.stdout.flush()
     return status
+
+
+_ISSUE_COLUMNS = """id, service, title, culprit, level, status, times_seen, first_seen, last_seen,
+    first_release, last_release, environments, regressions, resolution_note"""
+
+
+def _issues_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> list[Any]:
+        conn = await _connect(settings)
+        try:
+            return list(
+                await conn.fetch(
+                    f"""SELECT {_ISSUE_COLUMNS} FROM mendline.issues
+                        WHERE ($1 = 'all' AND status <> 'merged' OR status = $1)
+                          AND ($2::text IS NULL OR service = $2)
+                        ORDER BY last_seen DESC LIMIT $3""",
+                    args.status,
+                    args.service,
+                    args.limit,
+                )
+            )
+        finally:
+            await conn.close()
+
+    for row in asyncio.run(go()):
+        if args.json:
+            print(json.dumps(dict(row), default=str))
+        else:
+            print(
+                f"#{row['id']:<6} {row['level']:8s} {row['service'][:16]:16s}"
+                f" {row['times_seen']:>8} {row['last_seen']:%Y-%m-%d %H:%M}  {row['title'][:70]}"
+            )
+    return 0
+
+
+def _issues_show(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> tuple[Any, Any]:
+        conn = await _connect(settings)
+        try:
+            issue = await conn.fetchrow(
+                f"SELECT {_ISSUE_COLUMNS} FROM mendline.issues WHERE id = $1", args.id
+            )
+            finding = await conn.fetchrow(
+                """SELECT finding_id, analyser, category, severity, confidence, root_cause,
+                          suggested_fix FROM mendline.issue_findings WHERE issue_id = $1""",
+                args.id,
+            )
+            return issue, finding
+        finally:
+            await conn.close()
+
+    issue, finding = asyncio.run(go())
+    if issue is None:
+        raise MendlineError(f"there is no issue {args.id}")
+    if args.json:
+        shown = {**dict(issue), "finding": dict(finding) if finding else None}
+        print(json.dumps(shown, default=str))
+        return 0
+    print(f"issue #{issue['id']}  {issue['title']}")
+    for name in (
+        "service",
+        "culprit",
+        "level",
+        "status",
+        "times_seen",
+        "first_seen",
+        "last_seen",
+        "first_release",
+        "last_release",
+        "environments",
+        "regressions",
+        "resolution_note",
+    ):
+        if issue[name] not in (None, [], ""):
+            print(f"  {name:16s}{issue[name]}")
+    if finding:
+        print(
+            f"  root cause      {finding['root_cause']}  ({finding['category']},"
+            f" {finding['severity']}, {finding['confidence']:.2f}, finding"
+            f" #{finding['finding_id']})"
+        )
+        print(f"  fix             {finding['suggested_fix']}")
+    else:
+        print("  root cause      not analysed yet")
+    return 0
+
+
+def _issues_ignore(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> str:
+        conn = await _connect(settings)
+        try:
+            return str(
+                await conn.execute(
+                    """UPDATE mendline.issues SET status = 'ignored', updated_at = now()
+                       WHERE id = $1 AND status <> 'merged'""",
+                    args.id,
+                )
+            )
+        finally:
+            await conn.close()
+
+    if asyncio.run(go()).endswith(" 0"):
+        raise MendlineError(f"there is no issue {args.id} (or it was merged)")
+    print(f"ignored issue {args.id}")
+    return 0
 
 
 def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:

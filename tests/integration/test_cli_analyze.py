@@ -116,3 +116,30 @@ async def test_analyze_refuses_an_unmigrated_database(fresh_db_url: str) -> None
     assert error_lines(result) == [
         "mendline: the database has no mendline tables yet: run `mendline migrate`"
     ]
+
+
+async def test_issues_list_show_and_ignore(fresh_db_url: str) -> None:
+    await ingest(analyze_settings(fresh_db_url), issue_events(range(3), per_issue=2))
+    env = {"MENDLINE_DATABASE_URL": fresh_db_url}
+    assert (await cli("analyze", "--issue", "1", env=env)).returncode == 0
+
+    listed = await cli("issues", "list", "--json", env=env)
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert sorted(r["id"] for r in rows) == [1, 2, 3]
+    assert all(r["times_seen"] == 2 and r["status"] == "unresolved" for r in rows)
+
+    shown = await cli("issues", "show", "1", env=env)
+    assert "issue #1  ValueError: invalid literal for int()" in shown.stdout
+    assert "root cause" in shown.stdout and "not analysed yet" not in shown.stdout
+    as_json = json.loads((await cli("issues", "show", "2", "--json", env=env)).stdout)
+    assert as_json["id"] == 2 and as_json["finding"] is None
+
+    ignored = await cli("issues", "ignore", "3", env=env)
+    assert ignored.returncode == 0 and "ignored issue 3" in ignored.stdout
+    unresolved = await cli("issues", "list", "--json", env=env)
+    assert sorted(json.loads(x)["id"] for x in unresolved.stdout.splitlines()) == [1, 2]
+    only = await cli("issues", "list", "--status", "ignored", env=env)
+    assert only.stdout.startswith("#3 ")
+
+    missing = await cli("issues", "show", "99", env=env)
+    assert missing.returncode == 1 and error_lines(missing) == ["mendline: there is no issue 99"]
