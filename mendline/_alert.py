@@ -10,18 +10,15 @@ import random
 import socket
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-import asyncpg
-
-from mendline._wakeup import Listener, wait_any
+from mendline._wakeup import Listener, keep_renewing, through_outages, wait_any
 from mendline.schemas.alert import Channel, ChannelError, Notification
 from mendline.schemas.database import is_outage
 from mendline.schemas.settings import Settings
-from mendline.sinks import FINDINGS_CHANNEL, TRIGGERS_CHANNEL, migrate
+from mendline.sinks import FINDINGS_CHANNEL, TRIGGERS_CHANNEL, migrated_pool
 from mendline.sinks._alerts import AlertStore, DueDelivery, takes_digests
 from mendline.sinks._routing import RoutingTable
 
@@ -52,13 +49,7 @@ class AlertStats:
 
 async def connect_alerts(settings: Settings, size: int = 6) -> AlertStore:
     """An AlertStore on a new pool, after applying pending migrations."""
-    url = settings.database_url.get_secret_value()
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=size, command_timeout=60)
+    pool = await migrated_pool(settings.database_url.get_secret_value(), size)
     return AlertStore(pool, settings.issue_url_template)
 
 
@@ -96,7 +87,14 @@ class AlertWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Route and send until ``stop``; what is being sent is finished first."""
         backoff = 0.5
-        renewer = asyncio.create_task(self._renew_leases())
+        renewer = asyncio.create_task(
+            keep_renewing(
+                self.settings.alert_lease,
+                lambda: self._claimed,
+                lambda ids: self.store.renew(ids, self.settings.alert_lease, self.owner),
+                "deliveries",
+            )
+        )
         try:
             while not stop.is_set():
                 await self._listener.keep()
@@ -166,8 +164,13 @@ class AlertWorker:
         channel = self.channels.get(receiver)
         if channel is None:  # a routing file changed under older deliveries
             for item in items:
-                await self._patiently(
-                    self.store.give_up, item, "no such receiver now", "failed", self.owner
+                await through_outages(
+                    self.store.give_up,
+                    item,
+                    "no such receiver now",
+                    "failed",
+                    self.owner,
+                    what="record a delivery",
                 )
                 self._done([item])
             return
@@ -193,7 +196,9 @@ class AlertWorker:
                 log.exception("mendline: receiver %s failed unexpectedly", receiver)
                 await self._failed(batch, ChannelError(str(exc), code="unexpected", retriable=True))
                 continue
-            await self._patiently(self.store.delivered, batch, reference, self.owner)
+            await through_outages(
+                self.store.delivered, batch, reference, self.owner, what="record a delivery"
+            )
             self._done(batch)
             self.stats.sent += len(batch)
             self.stats.messages += 1
@@ -209,55 +214,43 @@ class AlertWorker:
         size = _DIGEST_MAX
         return [*(together[k : k + size] for k in range(0, len(together), size)), *rest]
 
-    async def _patiently(self, write: Callable[..., Awaitable[None]], *args: Any) -> None:
-        # A message sent (or a failure to record) must not be given up on during a database
-        # outage: the lease would run out and the message be sent again, or lost.
-        backoff = 0.5
-        while True:
-            try:
-                await write(*args)
-                return
-            except Exception as exc:
-                if not is_outage(exc):
-                    raise
-                log.warning("mendline: cannot record a delivery yet (%s)", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-
     def _done(self, batch: list[DueDelivery]) -> None:
         for item in batch:
             self._claimed.pop(item.id, None)
-
-    async def _renew_leases(self) -> None:
-        # A receiver that is slow (timeouts, Retry-After) must not lose its claims to another
-        # worker mid-send: that would send them twice.
-        lease = self.settings.alert_lease
-        while True:
-            await asyncio.sleep(lease / 3)
-            if self._claimed:
-                try:
-                    await self.store.renew(list(self._claimed), lease, self.owner)
-                except Exception as exc:
-                    log.warning("mendline: could not renew delivery leases: %s", exc)
 
     async def _failed(self, batch: list[DueDelivery], exc: ChannelError) -> None:
         for item in batch:
             age = datetime.now(UTC) - item.created_at
             if not exc.retriable:
-                await self._patiently(
-                    self.store.give_up, item, f"{exc.code}: {exc}", "failed", self.owner
+                await through_outages(
+                    self.store.give_up,
+                    item,
+                    f"{exc.code}: {exc}",
+                    "failed",
+                    self.owner,
+                    what="record a delivery",
                 )
                 self.stats.failed += 1
             elif age.total_seconds() > self.settings.alert_max_age:
-                await self._patiently(
-                    self.store.give_up, item, f"{exc.code}: {exc}", "dead", self.owner
+                await through_outages(
+                    self.store.give_up,
+                    item,
+                    f"{exc.code}: {exc}",
+                    "dead",
+                    self.owner,
+                    what="record a delivery",
                 )
                 self.stats.dead += 1
             else:
                 backoff = random.uniform(0, min(_BACKOFF_CAP, 2.0 * 2 ** (item.attempts - 1)))
                 after = max(exc.retry_after or 0.0, backoff)
-                await self._patiently(
-                    self.store.retry, item, f"{exc.code}: {exc}", after, self.owner
+                await through_outages(
+                    self.store.retry,
+                    item,
+                    f"{exc.code}: {exc}",
+                    after,
+                    self.owner,
+                    what="record a delivery",
                 )
                 self.stats.retried += 1
                 log.warning(

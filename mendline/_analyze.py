@@ -11,9 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-
-from mendline._wakeup import Listener, wait_any
+from mendline._wakeup import Listener, keep_renewing, through_outages, wait_any
 from mendline.analyzers.analyser import Analyser
 from mendline.analyzers.breaker import CircuitBreaker
 from mendline.analyzers.heuristic import HeuristicAnalyser
@@ -22,7 +20,7 @@ from mendline.analyzers.scrubbing import Scrubber
 from mendline.schemas.database import is_bad_data, is_outage
 from mendline.schemas.finding import Finding
 from mendline.schemas.settings import Settings
-from mendline.sinks import TRIGGERS_CHANNEL, Claim, FindingStore, StoredFinding, migrate
+from mendline.sinks import TRIGGERS_CHANNEL, Claim, FindingStore, StoredFinding, migrated_pool
 
 __all__ = [
     "Analysis",
@@ -101,13 +99,7 @@ def make_analysis(settings: Settings, store: FindingStore, **client_options: Any
 
 async def connect_findings(settings: Settings, size: int) -> FindingStore:
     """A FindingStore on a new pool, after applying pending migrations."""
-    url = settings.database_url.get_secret_value()
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=size, command_timeout=60)
+    pool = await migrated_pool(settings.database_url.get_secret_value(), size)
     return FindingStore(pool)
 
 
@@ -146,7 +138,14 @@ class AnalyzeWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Analyse triggers until ``stop`` is set."""
         self._stop = stop
-        renewer = asyncio.create_task(self._renew_leases())
+        renewer = asyncio.create_task(
+            keep_renewing(
+                self.settings.analyze_lease,
+                lambda: self._in_flight,
+                lambda ids: self.store.renew(self.owner, ids, self.settings.analyze_lease),
+                "analyses",
+            )
+        )
         backoff = 0.5
         try:
             while not stop.is_set():
@@ -283,39 +282,16 @@ class AnalyzeWorker:
     ) -> None:
         # The finding may have cost an LLM call: a database outage is waited out rather
         # than the finding thrown away (unless the worker is stopping meanwhile).
-        backoff = 0.5
-        while True:
-            try:
-                await self.store.save(
-                    finding,
-                    issue_id=issue_id,
-                    cache_key=key,
-                    trigger_id=claim.trigger_id,
-                    cached_from=cached_from,
-                )
-                return
-            except Exception as exc:
-                if self._stop.is_set() or not is_outage(exc):
-                    raise
-                log.warning(
-                    "mendline: cannot store the finding of trigger %d (%s); retrying in %.1f s",
-                    claim.trigger_id,
-                    exc,
-                    backoff,
-                )
-                await wait_any(self._stop, None, backoff)
-                backoff = min(backoff * 2, 30.0)
-
-    async def _renew_leases(self) -> None:
-        # Until cancelled, after the analyses in flight have finished or been given back.
-        lease = self.settings.analyze_lease
-        while True:
-            await asyncio.sleep(lease / 3)
-            if self._in_flight:
-                try:
-                    await self.store.renew(self.owner, list(self._in_flight), lease)
-                except Exception as exc:  # the lease may lapse: at worst, analysed twice
-                    log.warning("mendline: could not renew analysis leases: %s", exc)
+        await through_outages(
+            self.store.save,
+            finding,
+            issue_id=issue_id,
+            cache_key=key,
+            trigger_id=claim.trigger_id,
+            cached_from=cached_from,
+            what=f"store the finding of trigger {claim.trigger_id}",
+            stop=self._stop,
+        )
 
     async def _finish_in_flight(self) -> None:
         tasks = list(self._in_flight.values())

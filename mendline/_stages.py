@@ -121,21 +121,21 @@ async def analyze_stage(settings: Settings, stop: asyncio.Event) -> None:
     )
 
 
-def _alert_channels(settings: Settings) -> tuple[RoutingTable, dict[str, Channel]]:
-    """The routing table and a channel per receiver; ConfigError when a secret is missing."""
+def _routing(settings: Settings) -> RoutingTable:
+    """The routing table; ConfigError when it is invalid or a secret it names is missing."""
     table = load_routes(settings.routes_file)
     problems = check_secrets(table, os.environ)
     if problems:
         raise ConfigError("; ".join(problems))
-    channels = {
-        name: make_channel(name, receiver, os.environ) for name, receiver in table.receivers.items()
-    }
-    return table, channels
+    return table
 
 
 async def alert_stage(settings: Settings, stop: asyncio.Event) -> None:
     """One alert worker until ``stop``; what is being sent finishes."""
-    table, channels = _alert_channels(settings)
+    table = _routing(settings)
+    channels: dict[str, Channel] = {
+        name: make_channel(name, receiver, os.environ) for name, receiver in table.receivers.items()
+    }
     store = await connect_patiently(lambda: connect_alerts(settings), stop)
     if store is None:
         return
@@ -172,7 +172,7 @@ async def run_stages(settings: Settings, only: list[str] | None = None) -> int:
     fails (with backoff), until SIGINT or SIGTERM stops them all cleanly."""
     names = only or list(STAGES)
     if "alert" in names:
-        _alert_channels(settings)  # a bad routing file or a missing secret: say so now
+        _routing(settings)  # a bad routing file or a missing secret: say so before starting
     stop = asyncio.Event()
     _stop_on_signals(stop)
     await asyncio.gather(*(_supervised(name, STAGES[name], settings, stop) for name in names))
@@ -221,5 +221,4 @@ async def run_analyze(settings: Settings) -> int:
 
 async def run_alert(settings: Settings) -> int:
     """``mendline alert``: one worker until SIGINT or SIGTERM; what is being sent finishes."""
-    _alert_channels(settings)  # a bad routing file or a missing secret: before any waiting
     return await _until_signalled(alert_stage, settings)

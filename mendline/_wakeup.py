@@ -1,14 +1,21 @@
-"""Waking a worker: on a PostgreSQL NOTIFY, on stop, or after a poll interval."""
+"""How the workers wait: for a NOTIFY, a stop or a poll; through a database outage; while
+holding leases."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, TypeVar
 
 import asyncpg
 
-__all__ = ["Listener", "wait_any"]
+from mendline.schemas.database import is_outage
+
+__all__ = ["Listener", "keep_renewing", "through_outages", "wait_any"]
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("mendline")
 
@@ -57,3 +64,43 @@ class Listener:
 
     def _on_notify(self, *_: object) -> None:
         self.wake.set()
+
+
+async def through_outages(
+    write: Callable[..., Awaitable[_T]],
+    *args: Any,
+    what: str,
+    stop: asyncio.Event | None = None,
+    **kwargs: Any,
+) -> _T:
+    """``write(*args, **kwargs)``, tried again with backoff for as long as the database is out (and
+    ``stop``, if given, is not set): for what must not be given up on, such as the record of
+    a paid LLM call or of a message already sent. Other errors are raised at once."""
+    backoff = 0.5
+    while True:
+        try:
+            return await write(*args, **kwargs)
+        except Exception as exc:
+            if not is_outage(exc) or (stop is not None and stop.is_set()):
+                raise
+            log.warning("mendline: cannot %s yet (%s); again in %.1f s", what, exc, backoff)
+            await wait_any(stop or asyncio.Event(), None, backoff)
+            backoff = min(backoff * 2, 30.0)
+
+
+async def keep_renewing(
+    lease: float,
+    held: Callable[[], Collection[int]],
+    renew: Callable[[list[int]], Awaitable[None]],
+    what: str,
+) -> None:
+    """Every third of ``lease``, ``renew`` what is ``held``, until cancelled: work that takes
+    long (a slow LLM, a slow channel) is not claimed by another worker meanwhile."""
+    while True:
+        await asyncio.sleep(lease / 3)
+        ids = list(held())
+        if ids:
+            try:
+                await renew(ids)
+            except Exception as exc:  # the lease may lapse: at worst, done twice
+                log.warning("mendline: could not renew the leases of %s: %s", what, exc)

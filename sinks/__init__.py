@@ -2,7 +2,7 @@
 
 from ._admin import IssueNotFound, merge_issues, prune_events, resolve_issue
 from ._findings import FINDINGS_CHANNEL, Claim, FindingNotFound, FindingStore, StoredFinding
-from ._migrate import available_migrations, migrate
+from ._migrate import available_migrations, migrate, migrated_pool
 from ._store import TRIGGERS_CHANNEL, Store, connect_store
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "connect_store",
     "merge_issues",
     "migrate",
+    "migrated_pool",
     "prune_events",
     "resolve_issue",
 ]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
+from typing import Any
 
 import asyncpg
 
-__all__ = ["MIGRATIONS_LOCK", "available_migrations", "migrate"]
+__all__ = ["MIGRATIONS_LOCK", "available_migrations", "migrate", "migrated_pool"]
 
 log = logging.getLogger("mendline.sinks")
 
@@ -56,3 +57,16 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATIONS_LOCK)
+
+
+async def migrated_pool(url: str, max_size: int, **options: Any) -> asyncpg.Pool:
+    """A connection pool to ``url``, after applying pending migrations on a connection of
+    its own. Statements time out after 60 s: a database that stops answering (a network
+    partition) fails the call, so that the stage pauses and retries, rather than hangs."""
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    options.setdefault("command_timeout", 60)
+    return await asyncpg.create_pool(url, min_size=1, max_size=max_size, **options)

@@ -15,7 +15,7 @@ from mendline.schemas.event import LEVELS
 from mendline.schemas.prepared import BatchResult, PreparedEvent
 from mendline.schemas.settings import Settings
 
-from ._migrate import migrate
+from ._migrate import migrated_pool
 
 __all__ = ["TRIGGERS_CHANNEL", "Store", "connect_store"]
 
@@ -81,16 +81,11 @@ async def connect_store(settings: Settings, *, run_migrations: bool = True) -> S
     """A Store on a new connection pool; applies pending migrations first by default."""
     url = settings.database_url.get_secret_value()
     if run_migrations:
-        conn = await asyncpg.connect(url)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-    # A database that stops answering (a network partition) must fail the write, so that
-    # the consumer pauses and retries, rather than hang it.
-    pool = await asyncpg.create_pool(
-        url, min_size=1, max_size=4, init=_init_connection, command_timeout=60
-    )
+        pool = await migrated_pool(url, 4, init=_init_connection)
+    else:
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=4, init=_init_connection, command_timeout=60
+        )
     store = Store(pool, settings)
     await store.ensure_partitions()
     return store
