@@ -340,13 +340,26 @@ class AlertStore:
                              SELECT 1 FROM mendline.deliveries p
                              WHERE p.issue_id = d.issue_id AND p.receiver = d.receiver
                                AND p.status = 'pending' AND p.id < d.id)
+                         -- Early when its finding is in and so are those of the alerts
+                         -- it will share a digest with: one late finding holds the group
+                         -- (to the end of group_wait at most), so that no member goes out
+                         -- without its root cause for want of waiting a moment.
                          AND (d.due_at <= now()
                               OR (d.wait_finding AND EXISTS (
-                                  SELECT 1 FROM mendline.findings f
-                                  WHERE f.trigger_id = d.trigger_id)))
+                                      SELECT 1 FROM mendline.findings f
+                                      WHERE f.trigger_id = d.trigger_id)
+                                  AND NOT EXISTS (
+                                      SELECT 1 FROM mendline.deliveries m
+                                      WHERE m.receiver = d.receiver
+                                        AND m.route_key = d.route_key
+                                        AND m.due_at = d.due_at AND m.mode = 'new'
+                                        AND m.status = 'pending' AND m.wait_finding
+                                        AND NOT EXISTS (
+                                            SELECT 1 FROM mendline.findings f
+                                            WHERE f.trigger_id = m.trigger_id))))
                        ORDER BY d.due_at, d.id LIMIT $1 FOR UPDATE SKIP LOCKED),
-                   -- A message sent early (its finding came) takes its group along: the
-                   -- alerts that share its route, receiver and time go in the same digest.
+                   -- A message sent early takes its group along: the alerts that share its
+                   -- route, receiver and time go in the same digest.
                    mates AS (
                        SELECT m.id FROM mendline.deliveries m
                        JOIN mendline.deliveries f ON f.id IN (SELECT id FROM due)

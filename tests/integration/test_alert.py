@@ -173,6 +173,45 @@ async def test_many_issues_at_once_become_one_digest(
     assert sum(r["digest_of"] is None for r in rows) == 1
 
 
+async def test_a_digest_waits_for_the_finding_of_every_issue_in_it(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    from mendline._analyze import connect_findings
+    from mendline.analyzers.heuristic import HeuristicAnalyser
+
+    settings = alert_settings(fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="30s")))
+    async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}):
+        await ingest(settings, issue_events(range(2), per_issue=1))
+
+        async def routed() -> bool:
+            return len(await deliveries(fresh_db_url)) == 2
+
+        await wait_until(routed, 15, "both alerts routed into one group")
+        # The first issue's finding comes; the second one's does not yet.
+        store = await connect_findings(settings, 1)
+        try:
+            trigger = await store.pool.fetchval("SELECT min(id) FROM mendline.triggers")
+            issue_id = await store.pool.fetchval(
+                "SELECT issue_id FROM mendline.triggers WHERE id = $1", trigger
+            )
+            context = await store.context(issue_id, "new_issue")
+            await store.save(
+                await HeuristicAnalyser().analyse(context),
+                issue_id=issue_id,
+                cache_key=await store.cache_key(context),
+                trigger_id=trigger,
+            )
+        finally:
+            await store.pool.close()
+        await asyncio.sleep(2)  # ten polls of the alert worker
+        assert slack.requests == []  # held for the other finding, not sent without it
+        async with workers(settings):  # the second finding comes: the digest goes at once
+            await wait_until(delivered(fresh_db_url, 2), 15, "the digest")
+    assert len(slack.requests) == 1
+    rows = await deliveries(fresh_db_url)
+    assert [r["with_root_cause"] for r in rows] == [True, True]
+
+
 async def test_a_flood_of_one_issue_gives_one_alert(
     fresh_db_url: str, slack: FakeSlack, tmp_path: Path
 ) -> None:
