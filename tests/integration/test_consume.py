@@ -344,14 +344,18 @@ async def test_two_consumers_and_rebalances_mid_stream(
     assert len(survivor) >= 2, assigned  # and the survivor was rebalanced onto more
 
 
+@pytest.mark.parametrize("compression", ["none", "gzip", "snappy", "lz4", "zstd"])
 async def test_events_from_a_librdkafka_producer_are_consumed_alike(
-    kafka_bootstrap: str, fresh_db_url: str
+    kafka_bootstrap: str, fresh_db_url: str, compression: str
 ) -> None:
+    """Whatever codec another language's producer compresses its batches with."""
     from confluent_kafka import Producer
 
     settings = consume_settings(kafka_bootstrap, fresh_db_url)
     events = [make_event(7, n, service="node-api") for n in range(30)]
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
+    producer = Producer(
+        {"bootstrap.servers": kafka_bootstrap, "acks": "all", "compression.type": compression}
+    )
     for e in events:
         producer.produce(settings.errors_topic, value=encode(e), key=str(e["event_id"]).encode())
     assert producer.flush(30) == 0
