@@ -31,6 +31,7 @@ __all__ = [
     "LLMCall",
     "Ledger",
     "MemoryLedger",
+    "endpoint_auth",
     "parse_answer",
 ]
 
@@ -55,6 +56,21 @@ class ChatReply:
     latency_ms: int
 
 
+def endpoint_auth(
+    api_key: str | None, api_key_header: str = "Authorization", api_version: str | None = None
+) -> tuple[dict[str, str], dict[str, str] | None]:
+    """The headers and query parameters that authenticate a call to an OpenAI-compatible
+    endpoint: ``Authorization: Bearer <key>`` or Azure's ``api-key: <key>``, and Azure's
+    ``api-version`` (None when there is none)."""
+    headers: dict[str, str] = {}
+    if api_key:
+        if api_key_header == "Authorization":
+            headers["Authorization"] = f"Bearer {api_key}"
+        else:
+            headers[api_key_header] = api_key
+    return headers, ({"api-version": api_version} if api_version else None)
+
+
 class ChatClient:
     """An OpenAI-compatible ``POST {base_url}/chat/completions`` client over httpx.
 
@@ -75,15 +91,10 @@ class ChatClient:
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"Content-Type": "application/json"}
-        if api_key:
-            if api_key_header == "Authorization":
-                headers["Authorization"] = f"Bearer {api_key}"
-            else:
-                headers[api_key_header] = api_key
+        auth, self._params = endpoint_auth(api_key, api_key_header, api_version)
+        headers = {"Content-Type": "application/json", **auth}
         self.model = model
         self._url = base_url.rstrip("/") + "/chat/completions"
-        self._params = {"api-version": api_version} if api_version else None
         self._client = httpx.AsyncClient(
             headers=headers, timeout=httpx.Timeout(timeout), transport=transport
         )

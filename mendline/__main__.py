@@ -1,5 +1,5 @@
 """``python -m mendline``: the command line."""
 
-from mendline.cli import main
+from mendline.cli import console
 
-raise SystemExit(main())
+console()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Sized
+from collections.abc import Sequence, Sized
 from pathlib import Path
 from typing import Any
 
 from mendline.schemas.alert import ALERT_SEVERITIES
+from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
 from mendline.sinks._routing import (
     ALERT_KINDS,
@@ -22,37 +22,40 @@ from mendline.sinks._routing import (
     load_routes,
 )
 
+from ._console import AS_JSON, TAGS, hint_on, print_json
+
 __all__ = ["add_routes_commands"]
 
+_HINT = "the README's routing section shows the format; `mendline routes check FILE` checks one"
 
-def add_routes_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``routes test`` and ``routes check`` to the top-level ``commands``."""
+
+def add_routes_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: Sequence[argparse.ArgumentParser] = (AS_JSON,),
+) -> None:
+    """Add ``routes test`` and ``routes check`` to the top-level ``commands``; ``parents``
+    give their shared options (``--json``)."""
     routes = commands.add_parser("routes", help="test and check the alert routing file")
     route_commands = routes.add_subparsers(dest="routes_command", required=True)
 
     test = route_commands.add_parser(
-        "test", help="which routes and receivers an alert with these labels would reach"
+        "test",
+        parents=[*parents, TAGS],
+        help="which routes and receivers an alert with these labels would reach",
     )
     test.add_argument("--severity", required=True, choices=ALERT_SEVERITIES)
     test.add_argument("--service", help="the service that logged the error")
     test.add_argument("--environment", help="production, staging, ...")
     test.add_argument("--kind", choices=ALERT_KINDS, default="new_issue")
     test.add_argument(
-        "--tag",
-        type=_tag,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a tag of the event (repeat for several)",
-    )
-    test.add_argument(
         "--routes", type=Path, metavar="FILE", help="this file rather than MENDLINE_ROUTES_FILE"
     )
-    test.add_argument("--json", action="store_true", help="as a JSON object")
     test.set_defaults(run=_routes_test)
 
     check = route_commands.add_parser(
-        "check", help="validate a routes file; list its routes, receivers and unset secrets"
+        "check",
+        parents=parents,
+        help="validate a routes file; list its routes, receivers and unset secrets",
     )
     check.add_argument(
         "file",
@@ -64,15 +67,13 @@ def add_routes_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     check.set_defaults(run=_routes_check)
 
 
-def _tag(text: str) -> tuple[str, str]:
-    name, equals, value = text.partition("=")
-    if not name or not equals:
-        raise argparse.ArgumentTypeError(f"use NAME=VALUE, not {text!r}")
-    return name, value
+def _load(path: Path | None) -> RoutingTable:
+    with hint_on(ConfigError, _HINT):
+        return load_routes(path)
 
 
 def _routes_test(args: argparse.Namespace, settings: Settings) -> int:
-    table = load_routes(args.routes if args.routes is not None else settings.routes_file)
+    table = _load(args.routes if args.routes is not None else settings.routes_file)
     labels = alert_labels(
         severity=args.severity,
         kind=args.kind,
@@ -81,7 +82,7 @@ def _routes_test(args: argparse.Namespace, settings: Settings) -> int:
         tags=dict(args.tag),
     )
     if args.json:
-        print(json.dumps(_test_json(table, labels), indent=2))
+        print_json(_test_json(table, labels))
     else:
         print(describe(table, labels))
     return 0
@@ -116,7 +117,17 @@ def _count(things: Sized, name: str) -> str:
 
 
 def _routes_check(args: argparse.Namespace, settings: Settings) -> int:
-    table = load_routes(args.file if args.file is not None else settings.routes_file)
+    table = _load(args.file if args.file is not None else settings.routes_file)
+    used = {name for route in table.routes for name in route.receivers}
+    warnings = [
+        f'receiver "{name}" is not used by any route'
+        for name in table.receivers
+        if name not in used
+    ]
+    warnings += check_secrets(table, os.environ)
+    if args.json:
+        print_json(_check_json(table, warnings))
+        return 0
     print(
         f"{table.source}: valid, {_count(table.routes, 'route')},"
         f" {_count(table.receivers, 'receiver')}"
@@ -134,10 +145,28 @@ def _routes_check(args: argparse.Namespace, settings: Settings) -> int:
     width = max((len(name) for name in table.receivers), default=0)
     for name, receiver in table.receivers.items():
         print(f"  receiver {name:{width}}  {receiver.type}")
-    used = {name for route in table.routes for name in route.receivers}
-    for name in table.receivers:
-        if name not in used:
-            print(f'warning: receiver "{name}" is not used by any route', file=sys.stderr)
-    for problem in check_secrets(table, os.environ):
-        print(f"warning: {problem}", file=sys.stderr)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _check_json(table: RoutingTable, warnings: list[str]) -> dict[str, Any]:
+    return {
+        "source": table.source,
+        "valid": True,
+        "routes": [
+            {
+                "index": route.index,
+                "line": route.line,
+                "conditions": route.conditions(),
+                "receivers": list(route.receivers),
+                "continue": route.continue_,
+                "group_wait": route.group_wait,
+                "group_interval": route.group_interval,
+                "repeat_interval": route.repeat_interval,
+            }
+            for route in table.routes
+        ],
+        "receivers": {name: receiver.type for name, receiver in table.receivers.items()},
+        "warnings": warnings,
+    }

@@ -33,6 +33,7 @@ __all__ = [
     "run_alert",
     "run_analyze",
     "run_consume",
+    "run_pipeline",
     "run_stages",
 ]
 
@@ -170,13 +171,20 @@ STAGES: dict[str, Callable[[Settings, asyncio.Event], Awaitable[None]]] = {
 async def run_stages(settings: Settings, only: list[str] | None = None) -> int:
     """``mendline run``: the stages in one process, each an asyncio task restarted when it
     fails (with backoff), until SIGINT or SIGTERM stops them all cleanly."""
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    await run_pipeline(settings, stop, only)
+    return 0
+
+
+async def run_pipeline(
+    settings: Settings, stop: asyncio.Event, only: list[str] | None = None
+) -> None:
+    """The stages (all, or ``only`` these) as tasks restarted when they fail, until ``stop``."""
     names = only or list(STAGES)
     if "alert" in names:
         _routing(settings)  # a bad routing file or a missing secret: say so before starting
-    stop = asyncio.Event()
-    _stop_on_signals(stop)
     await asyncio.gather(*(_supervised(name, STAGES[name], settings, stop) for name in names))
-    return 0
 
 
 async def _supervised(

@@ -7,19 +7,44 @@ import asyncio
 import json
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from mendline._console import (
+    AS_JSON,
+    DEBUG_HINT,
+    LOGS_AS_JSON,
+    TAGS,
+    UsageError,
+    hint_on,
+    print_error,
+    print_json,
+    reaching_kafka,
+    shorten,
+    table,
+)
 from mendline.schemas.errors import ConfigError, MendlineError
+from mendline.schemas.event import LEVELS
 from mendline.schemas.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from mendline.sinks import FindingStore
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "console", "main"]
+
+_SETTINGS_HINT = (
+    "check the --config file and the MENDLINE_* variables;"
+    " `mendline config reference` lists the settings"
+)
+_DATABASE_HINT = (
+    "is PostgreSQL running there? Check MENDLINE_DATABASE_URL, or run `mendline doctor`"
+)
+_MIGRATE_HINT = "run `mendline migrate` to create them"
+_ISSUES_HINT = "`mendline issues list --status all` shows the issues and their ids"
+_FINDINGS_HINT = "`mendline findings list` shows the findings and their ids"
+_ROUTES_HINT = "`mendline routes check` validates the routing file and names unset secrets"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,15 +56,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="a TOML settings file")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Commands that print a result take --json for scripts; workers, for their log lines.
+    result, logs = [AS_JSON], [LOGS_AS_JSON]
 
     demo = commands.add_parser(
-        "demo", help="start the dev stack, log real errors from a sample app, show them arrive"
+        "demo",
+        help="the whole pipeline on the dev stack, fed by a sample web app's real errors",
     )
-    demo.add_argument("--json", action="store_true", help="print the events as JSON lines")
+    demo.add_argument(
+        "--keep", action="store_true", help="leave the broker and database running at the end"
+    )
+    demo.add_argument(
+        "--no-interactive",
+        action="store_true",
+        help="plain progress lines, no colours or redrawing (for logs and CI)",
+    )
+    demo.add_argument(
+        "--json", action="store_true", help="print the summary as one JSON object on stdout"
+    )
     demo.set_defaults(run=_demo)
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the settings, broker, database, LLM endpoint and alert channels",
+    )
+    doctor.add_argument("--json", action="store_true", help="the checks as a JSON object")
+    doctor.set_defaults(run=_doctor)
+
     consume = commands.add_parser(
-        "consume", help="consume the errors topic into issues in PostgreSQL (a consumer group)"
+        "consume",
+        parents=logs,
+        help="consume the errors topic into issues in PostgreSQL (a consumer group)",
     )
     consume.set_defaults(run=_consume)
 
@@ -51,11 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--fresh", action="store_true", help="with --issue: analyse again, not from the store"
     )
-    analyze.add_argument("--json", action="store_true", help="with --issue: as a JSON object")
+    analyze.add_argument(
+        "--json",
+        action="store_true",
+        help="with --issue: the finding as a JSON object; without: log lines as JSON",
+    )
     analyze.set_defaults(run=_analyze)
 
     run = commands.add_parser(
-        "run", help="consume, analyze and alert in one process (each restarted if it fails)"
+        "run",
+        parents=logs,
+        help="consume, analyze and alert in one process (each restarted if it fails)",
     )
     run.add_argument(
         "--only",
@@ -65,45 +118,89 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(run=_run)
 
     alert = commands.add_parser(
-        "alert", help="route new, regressed and spiking issues to Slack, email and PagerDuty"
+        "alert",
+        parents=logs,
+        help="route new, regressed and spiking issues to Slack, email and PagerDuty",
     )
     alert.set_defaults(run=_alert)
 
+    emit = commands.add_parser(
+        "emit",
+        parents=[*result, TAGS],
+        help="send a test ErrorEvent (or a file of ErrorEvent JSON lines) to the errors topic",
+    )
+    source = emit.add_mutually_exclusive_group(required=True)
+    source.add_argument("--message", help="the event's message (a log message template)")
+    source.add_argument(
+        "--file",
+        type=argparse.FileType("rb"),
+        metavar="FILE",
+        help="ErrorEvent JSON lines to send ('-': standard input), each checked as the"
+        " consumer checks it; a bad line is named and not sent",
+    )
+    emit.add_argument("--service", help="default: MENDLINE_SERVICE, else mendline-emit")
+    emit.add_argument("--level", choices=LEVELS, help="default: error")
+    emit.add_argument("--environment", help="default: MENDLINE_ENVIRONMENT")
+    emit.add_argument("--release", help="default: MENDLINE_RELEASE")
+    emit.add_argument(
+        "--exception",
+        type=_exception,
+        action="append",
+        default=[],
+        metavar="TYPE:VALUE",
+        help="an exception, e.g. 'ValueError:bad input' (repeat for a chain, root cause first)",
+    )
+    emit.add_argument(
+        "--context", type=_json_object, metavar="JSON", help="the logged key-values, an object"
+    )
+    emit.add_argument(
+        "--fingerprint",
+        action="append",
+        default=[],
+        metavar="PART",
+        help="custom grouping (repeat for several parts)",
+    )
+    emit.add_argument("--count", type=_positive, help="send this many such events (default 1)")
+    emit.set_defaults(run=_emit)
+
     from mendline._routes_cli import add_routes_commands
 
-    add_routes_commands(commands)
+    add_routes_commands(commands, parents=result)
 
     findings = commands.add_parser("findings", help="read and judge root-cause findings")
     finding_commands = findings.add_subparsers(dest="findings_command", required=True)
-    findings_list = finding_commands.add_parser("list", help="the newest findings")
+    findings_list = finding_commands.add_parser("list", parents=result, help="the newest findings")
     findings_list.add_argument("--issue", type=_positive, help="only this issue's")
     findings_list.add_argument("--limit", type=_positive, default=20, help="at most this many")
-    findings_list.add_argument("--json", action="store_true", help="as JSON lines")
     findings_list.set_defaults(run=_findings_list)
-    findings_show = finding_commands.add_parser("show", help="one finding, whole")
+    findings_show = finding_commands.add_parser("show", parents=result, help="one finding, whole")
     findings_show.add_argument("id", type=_positive)
-    findings_show.add_argument("--json", action="store_true", help="as a JSON object")
     findings_show.set_defaults(run=_findings_show)
     mark = finding_commands.add_parser(
-        "mark", help="say a finding was right or wrong; similar issues are analysed with it"
+        "mark",
+        parents=result,
+        help="say a finding was right or wrong; similar issues are analysed with it",
     )
     mark.add_argument("id", type=_positive)
     mark.add_argument("verdict", choices=["right", "wrong"])
     mark.add_argument("--note", help="what was really going on")
     mark.set_defaults(run=_findings_mark)
 
-    migrate = commands.add_parser("migrate", help="apply the database migrations")
+    migrate = commands.add_parser("migrate", parents=result, help="apply the database migrations")
     migrate.set_defaults(run=_migrate)
 
     fingerprint = commands.add_parser(
         "fingerprint",
+        parents=result,
         help="ErrorEvent JSON lines on stdin -> '<event_id> <fingerprint>' lines on stdout",
     )
     fingerprint.set_defaults(run=_fingerprint)
 
     issues = commands.add_parser("issues", help="work with issues")
     issue_commands = issues.add_subparsers(dest="issues_command", required=True)
-    issues_list = issue_commands.add_parser("list", help="issues, most recently seen first")
+    issues_list = issue_commands.add_parser(
+        "list", parents=result, help="issues, most recently seen first"
+    )
     issues_list.add_argument(
         "--status",
         choices=["unresolved", "resolved", "ignored", "all"],
@@ -112,25 +209,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     issues_list.add_argument("--service", help="only this service's")
     issues_list.add_argument("--limit", type=_positive, default=50, help="at most this many")
-    issues_list.add_argument("--json", action="store_true", help="as JSON lines")
     issues_list.set_defaults(run=_issues_list)
-    issues_show = issue_commands.add_parser("show", help="one issue with its newest finding")
+    issues_show = issue_commands.add_parser(
+        "show", parents=result, help="one issue with its newest finding"
+    )
     issues_show.add_argument("id", type=_positive)
-    issues_show.add_argument("--json", action="store_true", help="as a JSON object")
     issues_show.set_defaults(run=_issues_show)
     ignore = issue_commands.add_parser(
-        "ignore", help="stop alerting on an issue; its events are still counted"
+        "ignore", parents=result, help="stop alerting on an issue; its events are still counted"
     )
     ignore.add_argument("id", type=_positive)
     ignore.set_defaults(run=_issues_ignore)
     merge = issue_commands.add_parser(
-        "merge", help="merge issue SOURCE into TARGET; later events of both count on TARGET"
+        "merge",
+        parents=result,
+        help="merge issue SOURCE into TARGET; later events of both count on TARGET",
     )
-    merge.add_argument("target", type=int)
-    merge.add_argument("source", type=int)
+    merge.add_argument("target", type=_positive)
+    merge.add_argument("source", type=_positive)
     merge.set_defaults(run=_issues_merge)
     resolve = issue_commands.add_parser(
-        "resolve", help="mark an issue resolved; a later event reopens it as a regression"
+        "resolve",
+        parents=result,
+        help="mark an issue resolved; a later event reopens it as a regression",
     )
     resolve.add_argument("id", type=_positive)
     resolve.add_argument("--note", help="what fixed it (later similar issues are told)")
@@ -139,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     events = commands.add_parser("events", help="manage stored events")
     event_commands = events.add_subparsers(dest="events_command", required=True)
     prune = event_commands.add_parser(
-        "prune", help="drop the days of events older than the retention"
+        "prune", parents=result, help="drop the days of events older than the retention"
     )
     prune.add_argument(
         "--days", type=_positive, help="keep this many days (default: MENDLINE_RETENTION_DAYS)"
@@ -148,38 +249,48 @@ def build_parser() -> argparse.ArgumentParser:
 
     dlq = commands.add_parser("dlq", help="inspect and re-drive the dead-letter topic")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
-    dlq_list = dlq_commands.add_parser("list", help="the rejected records and why")
+    dlq_list = dlq_commands.add_parser("list", parents=result, help="the rejected records and why")
     dlq_list.add_argument("--limit", type=_positive, default=100, help="at most this many")
     dlq_list.add_argument("--reason", help="only this reason (not_json, invalid, ...)")
-    dlq_list.add_argument("--json", action="store_true", help="as JSON lines")
     dlq_list.set_defaults(run=_dlq_list)
     dlq_redrive = dlq_commands.add_parser(
-        "redrive", help="send the rejected records through the pipeline again, after a fix"
+        "redrive",
+        parents=result,
+        help="send the rejected records through the pipeline again, after a fix",
     )
     dlq_redrive.add_argument("--reason", help="only this reason (progress is then not saved)")
     dlq_redrive.set_defaults(run=_dlq_redrive)
 
     devstack = commands.add_parser(
-        "devstack", help="run the embedded Kafka broker and PostgreSQL until interrupted"
+        "devstack",
+        parents=result,
+        help="run the embedded Kafka broker and PostgreSQL until interrupted",
     )
     devstack.set_defaults(run=_devstack)
 
     topics = commands.add_parser("topics", help="manage mendline's Kafka topics")
     topic_commands = topics.add_subparsers(dest="topics_command", required=True)
-    ensure = topic_commands.add_parser("ensure", help="create the errors and DLQ topics")
+    ensure = topic_commands.add_parser(
+        "ensure", parents=result, help="create the errors and DLQ topics"
+    )
     ensure.set_defaults(run=_topics_ensure)
 
     config = commands.add_parser("config", help="inspect the settings")
     config_commands = config.add_subparsers(dest="config_command", required=True)
-    show = config_commands.add_parser("show", help="the effective settings, secrets masked")
-    show.add_argument("--json", action="store_true", help="as a JSON object")
+    show = config_commands.add_parser(
+        "show", parents=result, help="the effective settings, secrets masked"
+    )
     show.set_defaults(run=_config_show)
     reference = config_commands.add_parser(
-        "reference", help="every setting with its default, as a Markdown table"
+        "reference",
+        parents=result,
+        help="every setting with its default, as a Markdown table",
     )
     reference.set_defaults(run=_config_reference)
 
-    schema = commands.add_parser("schema", help="print the ErrorEvent v1 JSON Schema")
+    schema = commands.add_parser(
+        "schema", parents=result, help="print the ErrorEvent v1 JSON Schema"
+    )
     schema.add_argument(
         "--write", action="store_true", help="rewrite the schema file shipped in the package"
     )
@@ -188,37 +299,77 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    if hasattr(signal, "SIGPIPE"):  # `mendline ... | head` ends quietly
+def _exception(text: str) -> tuple[str, str | None, str]:
+    """``[module.]Type[:value]`` as (type, module, value): an exception for `mendline emit`."""
+    kind, _, value = text.partition(":")
+    module, _, name = kind.strip().rpartition(".")
+    if not name:
+        raise argparse.ArgumentTypeError(f"use TYPE:VALUE, e.g. 'ValueError:bad', not {text!r}")
+    return name, module or None, value.strip()
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, not {text!r}")
+    return value
+
+
+def console() -> NoReturn:
+    """The ``mendline`` executable (and ``python -m mendline``): :func:`main`, with SIGPIPE's
+    default action so that ``mendline ... | head`` ends quietly. Only here, never in
+    ``main()``: a program (or a test run) that calls ``main()`` keeps its own handling."""
+    if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    raise SystemExit(main())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status.
+
+    An error is one line on stderr, ``mendline: <what went wrong>``, then ``hint: <what to
+    do>``; the status is 1, or 2 for a wrong use of the command line. ``--debug`` shows the
+    traceback instead.
+    """
+    args = build_parser().parse_args(argv)
     if not args.debug:  # our one-line errors say it; the client's own retry logs would not
         import logging
 
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     run: Callable[[argparse.Namespace, Settings], int] = args.run
     try:
-        settings = load_settings(args.config)
+        with hint_on(ConfigError, _SETTINGS_HINT):
+            settings = load_settings(args.config)
         return run(args, settings)
     except KeyboardInterrupt:
         return 130
+    except UsageError as exc:
+        if args.debug:
+            raise
+        command = f"mendline {args.command}"
+        print_error(f"error: {exc}", exc.hint or f"see `{command} --help`", prog=command)
+        return 2
     except MendlineError as exc:
         if args.debug:
             raise
-        print(f"mendline: {exc}", file=sys.stderr)
+        print_error(str(exc), exc.hint or DEBUG_HINT)
         return 1
     except Exception as exc:
         if args.debug:
             raise
-        print(f"mendline: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("hint: run again with --debug for the traceback", file=sys.stderr)
+        print_error(f"{type(exc).__name__}: {exc}", DEBUG_HINT)
         return 1
 
 
@@ -230,14 +381,27 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _log_to_stderr(args: argparse.Namespace) -> None:
+    """The workers' logging: lines on stderr, JSON objects with --json, DEBUG with --debug."""
     import logging
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
-        stream=sys.stderr,
+    from mendline._console import JsonLogFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonLogFormatter()
+        if args.json
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s")
     )
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, handlers=[handler])
     logging.getLogger("aiokafka").setLevel(logging.WARNING if args.debug else logging.CRITICAL)
+
+
+def _done(args: argparse.Namespace, text: str, **what: object) -> None:
+    """What a command changed: ``text`` for people, ``what`` as a JSON object for scripts."""
+    if args.json:
+        print_json(what)
+    else:
+        print(text)
 
 
 async def _connect(settings: Settings, *, for_migrate: bool = False) -> Any:
@@ -250,11 +414,13 @@ async def _connect(settings: Settings, *, for_migrate: bool = False) -> Any:
         conn = await asyncpg.connect(url)
     except (OSError, asyncpg.PostgresError) as exc:
         shown = Scrubber().scrub_text(url)
-        raise MendlineError(f"cannot reach PostgreSQL at {shown}: {exc}") from exc
+        raise MendlineError(
+            f"cannot reach PostgreSQL at {shown}: {exc}", hint=_DATABASE_HINT
+        ) from exc
     has_schema = await conn.fetchval("SELECT to_regclass('mendline.schema_migrations') IS NOT NULL")
     if not has_schema and not for_migrate:
         await conn.close()
-        raise MendlineError("the database has no mendline tables yet: run `mendline migrate`")
+        raise MendlineError("the database has no mendline tables yet", hint=_MIGRATE_HINT)
     return conn
 
 
@@ -269,29 +435,32 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
             await conn.close()
 
     applied = asyncio.run(go())
-    print(f"applied {', '.join(applied)}" if applied else "the database is up to date")
+    text = f"applied {', '.join(applied)}" if applied else "the database is up to date"
+    _done(args, text, applied=applied)
     return 0
 
 
 def _fingerprint(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline._emit import prepared_lines
     from mendline.analyzers.scrubbing import Scrubber
-    from mendline.ingest import prepare_record
-    from mendline.schemas.errors import InvalidEvent
 
     scrubber = Scrubber(settings.scrub_extra_keys, settings.scrub_extra_patterns)
-    status = 0
-    for number, line in enumerate(sys.stdin.buffer, start=1):
-        if not line.strip():
-            continue
-        try:
-            event = prepare_record(line.rstrip(b"\r\n"), scrubber)
-        except InvalidEvent as exc:
-            print(f"line {number}: {exc.reason}: {exc.detail}", file=sys.stderr)
-            status = 1
-            continue
-        print(f"{event.event_id} {event.fingerprint}", flush=False)
+    bad: list[int] = []
+    for event in prepared_lines(sys.stdin.buffer, scrubber, bad):
+        if args.json:
+            print_json(
+                {
+                    "event_id": event.event_id,
+                    "fingerprint": event.fingerprint,
+                    "basis": event.basis,
+                    "title": event.title,
+                    "culprit": event.culprit,
+                }
+            )
+        else:
+            print(f"{event.event_id} {event.fingerprint}", flush=False)
     sys.stdout.flush()
-    return status
+    return 1 if bad else 0
 
 
 _ISSUE_COLUMNS = """id, service, title, culprit, level, status, times_seen, first_seen, last_seen,
@@ -316,14 +485,30 @@ def _issues_list(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await conn.close()
 
-    for row in asyncio.run(go()):
-        if args.json:
-            print(json.dumps(dict(row), default=str))
-        else:
-            print(
-                f"#{row['id']:<6} {row['level']:8s} {row['service'][:16]:16s}"
-                f" {row['times_seen']:>8} {row['last_seen']:%Y-%m-%d %H:%M}  {row['title'][:70]}"
+    rows = asyncio.run(go())
+    if args.json:
+        for row in rows:
+            print_json(dict(row))
+    elif rows:
+        print(
+            table(
+                ("ID", "STATUS", "LEVEL", "SERVICE", "EVENTS", "LAST SEEN", "TITLE"),
+                (
+                    (
+                        r["id"],
+                        r["status"],
+                        r["level"],
+                        shorten(r["service"], 24),
+                        r["times_seen"],
+                        f"{r['last_seen']:%Y-%m-%d %H:%M}",
+                        shorten(r["title"], 80),
+                    )
+                    for r in rows
+                ),
             )
+        )
+    else:
+        print(f"no issues ({args.status})", file=sys.stderr)
     return 0
 
 
@@ -345,10 +530,9 @@ def _issues_show(args: argparse.Namespace, settings: Settings) -> int:
 
     issue, finding = asyncio.run(go())
     if issue is None:
-        raise MendlineError(f"there is no issue {args.id}")
+        raise MendlineError(f"there is no issue {args.id}", hint=_ISSUES_HINT)
     if args.json:
-        shown = {**dict(issue), "finding": dict(finding) if finding else None}
-        print(json.dumps(shown, default=str))
+        print_json({**dict(issue), "finding": dict(finding) if finding else None})
         return 0
     print(f"issue #{issue['id']}  {issue['title']}")
     for name in (
@@ -394,13 +578,13 @@ def _issues_ignore(args: argparse.Namespace, settings: Settings) -> int:
             await conn.close()
 
     if asyncio.run(go()).endswith(" 0"):
-        raise MendlineError(f"there is no issue {args.id} (or it was merged)")
-    print(f"ignored issue {args.id}")
+        raise MendlineError(f"there is no issue {args.id} (or it was merged)", hint=_ISSUES_HINT)
+    _done(args, f"ignored issue {args.id}", issue=args.id, status="ignored")
     return 0
 
 
 def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks import merge_issues
+    from mendline.sinks import IssueNotFound, merge_issues
 
     async def go() -> None:
         conn = await _connect(settings)
@@ -409,13 +593,20 @@ def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await conn.close()
 
-    asyncio.run(go())
-    print(f"merged issue {args.source} into {args.target}")
+    with hint_on(IssueNotFound, _ISSUES_HINT):
+        asyncio.run(go())
+    _done(
+        args,
+        f"merged issue {args.source} into {args.target}",
+        issue=args.source,
+        status="merged",
+        merged_into=args.target,
+    )
     return 0
 
 
 def _issues_resolve(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks import resolve_issue
+    from mendline.sinks import IssueNotFound, resolve_issue
 
     async def go() -> None:
         conn = await _connect(settings)
@@ -424,20 +615,22 @@ def _issues_resolve(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await conn.close()
 
-    asyncio.run(go())
-    print(f"resolved issue {args.id}")
+    with hint_on(IssueNotFound, _ISSUES_HINT):
+        asyncio.run(go())
+    _done(args, f"resolved issue {args.id}", issue=args.id, status="resolved", note=args.note)
     return 0
 
 
 def _analyze(args: argparse.Namespace, settings: Settings) -> int:
     if args.issue is None:
-        if args.fresh or args.json:
-            raise ConfigError("--fresh and --json go with --issue")
+        if args.fresh:
+            raise UsageError("--fresh goes with --issue")
         from mendline._stages import run_analyze
 
         _log_to_stderr(args)
         return asyncio.run(run_analyze(settings))
     from mendline._analyze import AnalyzeWorker, describe, make_analysis
+    from mendline.sinks import FindingNotFound
 
     async def go() -> tuple[Any, bool]:
         store = await _finding_store(settings)
@@ -449,9 +642,10 @@ def _analyze(args: argparse.Namespace, settings: Settings) -> int:
             await analysis.aclose()
             await store.pool.close()
 
-    stored, served = asyncio.run(go())
+    with hint_on(FindingNotFound, _ISSUES_HINT):  # the issue is what was not found
+        stored, served = asyncio.run(go())
     if args.json:
-        print(json.dumps(_finding_json(stored, served)))
+        print_json(_finding_json(stored, served))
     else:
         print(describe(stored, served))
     return 0
@@ -494,14 +688,22 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from mendline._stages import run_stages
 
     _log_to_stderr(args)
-    return asyncio.run(run_stages(settings, args.only))
+    with hint_on(ConfigError, _ROUTES_HINT):  # the routing file, checked before starting
+        return asyncio.run(run_stages(settings, args.only))
 
 
 def _alert(args: argparse.Namespace, settings: Settings) -> int:
     from mendline._stages import run_alert
 
     _log_to_stderr(args)
-    return asyncio.run(run_alert(settings))
+    with hint_on(ConfigError, _ROUTES_HINT):
+        return asyncio.run(run_alert(settings))
+
+
+def _emit(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline._emit import emit
+
+    return emit(args, settings)
 
 
 def _findings_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -512,22 +714,37 @@ def _findings_list(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await store.pool.close()
 
-    for stored in asyncio.run(go()):
-        if args.json:
-            found = _finding_json(stored)
-            found.pop("prompt", None)
-            print(json.dumps(found))
-        else:
-            f = stored.finding
-            print(
-                f"#{stored.id:<6} issue #{stored.issue_id:<6} {f.severity:8s} {f.category:28s}"
-                f" {f.confidence:.2f}  {f.root_cause[:90]}"
+    found = asyncio.run(go())
+    if args.json:
+        for stored in found:
+            shown = _finding_json(stored)
+            shown.pop("prompt", None)
+            print_json(shown)
+    elif found:
+        print(
+            table(
+                ("ID", "ISSUE", "SEVERITY", "CATEGORY", "CONFIDENCE", "ROOT CAUSE"),
+                (
+                    (
+                        s.id,
+                        s.issue_id,
+                        s.finding.severity,
+                        s.finding.category,
+                        f"{s.finding.confidence:.2f}",
+                        shorten(s.finding.root_cause, 90),
+                    )
+                    for s in found
+                ),
             )
+        )
+    else:
+        print("no findings", file=sys.stderr)
     return 0
 
 
 def _findings_show(args: argparse.Namespace, settings: Settings) -> int:
     from mendline._analyze import describe
+    from mendline.sinks import FindingNotFound
 
     async def go() -> Any:
         store = await _finding_store(settings)
@@ -536,12 +753,18 @@ def _findings_show(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await store.pool.close()
 
-    stored = asyncio.run(go())
-    print(json.dumps(_finding_json(stored)) if args.json else describe(stored))
+    with hint_on(FindingNotFound, _FINDINGS_HINT):
+        stored = asyncio.run(go())
+    if args.json:
+        print_json(_finding_json(stored))
+    else:
+        print(describe(stored))
     return 0
 
 
 def _findings_mark(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.sinks import FindingNotFound
+
     async def go() -> None:
         store = await _finding_store(settings)
         try:
@@ -549,8 +772,15 @@ def _findings_mark(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await store.pool.close()
 
-    asyncio.run(go())
-    print(f"marked finding {args.id} {args.verdict}")
+    with hint_on(FindingNotFound, _FINDINGS_HINT):
+        asyncio.run(go())
+    _done(
+        args,
+        f"marked finding {args.id} {args.verdict}",
+        finding=args.id,
+        verdict=args.verdict,
+        note=args.note,
+    )
     return 0
 
 
@@ -567,43 +797,65 @@ def _events_prune(args: argparse.Namespace, settings: Settings) -> int:
             await conn.close()
 
     dropped = asyncio.run(go())
-    print(f"dropped {len(dropped)} day(s) of events older than {days} days")
+    _done(
+        args,
+        f"dropped {len(dropped)} day(s) of events older than {days} days",
+        days=days,
+        dropped=dropped,
+    )
     return 0
 
 
 def _dlq_list(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.ingest import read_dead_letters
 
-    letters = asyncio.run(read_dead_letters(settings, args.limit, args.reason))
-    for d in letters:
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "partition": d.partition,
-                        "offset": d.offset,
-                        "timestamp": d.timestamp.isoformat(),
-                        "reason": d.reason,
-                        "message": d.message,
-                        "source": d.source,
-                        "value": (d.value or b"").decode("utf-8", "replace"),
-                    }
-                )
+    with reaching_kafka(settings):
+        letters = asyncio.run(read_dead_letters(settings, args.limit, args.reason))
+    if args.json:
+        for d in letters:
+            print_json(
+                {
+                    "partition": d.partition,
+                    "offset": d.offset,
+                    "timestamp": d.timestamp.isoformat(),
+                    "reason": d.reason,
+                    "message": d.message,
+                    "source": d.source,
+                    "value": (d.value or b"").decode("utf-8", "replace"),
+                }
             )
-        else:
-            preview = (d.value or b"").decode("utf-8", "replace")[:80]
-            print(f"{d.partition}@{d.offset}  {d.reason:22s} {d.source}  {d.message[:100]}")
-            print(f"    {preview}")
-    if not args.json:
-        print(f"{len(letters)} record(s)", file=sys.stderr)
+        return 0
+    if letters:
+        print(
+            table(
+                ("RECORD", "REASON", "SOURCE", "MESSAGE", "VALUE"),
+                (
+                    (
+                        f"{d.partition}@{d.offset}",
+                        d.reason,
+                        d.source,
+                        shorten(d.message, 60),
+                        shorten((d.value or b"").decode("utf-8", "replace"), 60),
+                    )
+                    for d in letters
+                ),
+            )
+        )
+    print(f"{len(letters)} record(s)", file=sys.stderr)
     return 0
 
 
 def _dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.ingest import redrive
 
-    count = asyncio.run(redrive(settings, args.reason))
-    print(f"re-drove {count} record(s) to {settings.errors_topic}")
+    with reaching_kafka(settings):
+        count = asyncio.run(redrive(settings, args.reason))
+    _done(
+        args,
+        f"re-drove {count} record(s) to {settings.errors_topic}",
+        redriven=count,
+        topic=settings.errors_topic,
+    )
     return 0
 
 
@@ -612,41 +864,65 @@ def _schema(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.write:
         JSON_SCHEMA_PATH.write_text(json_schema_text())
-        print(f"wrote {JSON_SCHEMA_PATH}")
+        _done(args, f"wrote {JSON_SCHEMA_PATH}", wrote=str(JSON_SCHEMA_PATH))
     else:
-        sys.stdout.write(json_schema_text())
+        sys.stdout.write(json_schema_text())  # JSON already, with or without --json
     return 0
 
 
-def _config_show(args: argparse.Namespace, settings: Settings) -> int:
+def _settings_values(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON values, secrets masked."""
     from mendline.analyzers.scrubbing import Scrubber
 
-    values = json.loads(settings.model_dump_json())  # SecretStr dumps as "**********"
+    values: dict[str, Any] = json.loads(settings.model_dump_json())  # secrets: "**********"
     # The URL is worth seeing, with its password filtered by the same rules as events.
     values["database_url"] = Scrubber().scrub_text(settings.database_url.get_secret_value())
+    return values
+
+
+def _variable(name: str) -> str:
+    return f"{Settings.model_config.get('env_prefix', '')}{name}".upper()
+
+
+def _config_show(args: argparse.Namespace, settings: Settings) -> int:
+    values = _settings_values(settings)
     if args.json:
-        print(json.dumps(values, indent=2))
+        print_json(values)
     else:
-        prefix = str(Settings.model_config.get("env_prefix", ""))
-        width = max(len(name) for name in values) + len(prefix)
-        for name, value in values.items():
-            print(f"{(prefix + name).upper():{width}}  {json.dumps(value)}")
+        print(
+            table(
+                ("VARIABLE", "VALUE"),
+                ((_variable(name), json.dumps(value)) for name, value in values.items()),
+            )
+        )
     return 0
 
 
 def _config_reference(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.schemas.settings import settings_reference
 
-    sys.stdout.write(settings_reference())
+    if not args.json:
+        sys.stdout.write(settings_reference())
+        return 0
+    defaults = _settings_values(Settings.model_construct())  # defaults only, no environment
+    for name, field in Settings.model_fields.items():
+        print_json(
+            {
+                "variable": _variable(name),
+                "setting": name,
+                "default": defaults[name],
+                "meaning": field.description,
+            }
+        )
     return 0
 
 
 def _topics_ensure(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.ingest import ensure_topics
 
-    outcome = asyncio.run(ensure_topics(settings))
-    for topic, state in outcome.items():
-        print(f"{topic}: {state}")
+    with reaching_kafka(settings):
+        outcome = asyncio.run(ensure_topics(settings))
+    _done(args, "\n".join(f"{t}: {state}" for t, state in outcome.items()), topics=outcome)
     return 0
 
 
@@ -654,8 +930,9 @@ def _devstack(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.devstack import DevStack
 
     with DevStack() as stack:
-        print(f"MENDLINE_KAFKA_BOOTSTRAP={stack.kafka_bootstrap}")
-        print(f"MENDLINE_DATABASE_URL={stack.database_url}")
+        variables = stack.environ
+        _done(args, "\n".join(f"{k}={v}" for k, v in variables.items()), **variables)
+        sys.stdout.flush()  # a script reading a pipe needs them now, not at exit
         print("running; press Ctrl-C to stop", file=sys.stderr, flush=True)
         try:
             while True:
@@ -666,96 +943,12 @@ def _devstack(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.devstack import DevStack
-    from mendline.sample_app import FAILURES, configure_logging, run_failures
+    from mendline._demo import demo
 
-    say = _Say(quiet=args.json)
-    say("starting the dev stack (Tansu broker, PostgreSQL)...")
-    with DevStack() as stack, tempfile.TemporaryDirectory(prefix="mendline-demo-") as tmp:
-        say(f"  Kafka      {stack.kafka_bootstrap}")
-        say(f"  PostgreSQL {stack.database_url}")
-        demo_settings = load_settings(
-            args.config,
-            kafka_bootstrap=stack.kafka_bootstrap,
-            database_url=stack.database_url,
-            spool_dir=Path(tmp) / "spool",
-        )
-        from mendline.ingest import ensure_topics
-
-        asyncio.run(ensure_topics(demo_settings))
-        say(f"\nthe sample app 'shop' logs {len(FAILURES)} real failures through structlog")
-        say("(its own log lines, unchanged by mendline, go to standard error):")
-        processor = configure_logging("shop", settings=demo_settings, environment="demo")
-        started = time.time()
-        names = run_failures()
-        if not processor.shipper.flush(timeout=30):
-            say("  (some events are still on their way)")
-        say(f"\nreading them back from topic {demo_settings.errors_topic}:")
-        events = asyncio.run(_read_topic(demo_settings, len(names), timeout=30))
-        for event in events:
-            if args.json:
-                print(json.dumps(event))
-            else:
-                say(_describe(event))
-        processor.shipper.shutdown(5)
-        say(
-            f"\n{len(events)} of {len(names)} events arrived, validated and scrubbed, "
-            f"{time.time() - started:.2f} s after the first log call."
-        )
-        return 0 if len(events) == len(names) else 1
+    return demo(args, settings)
 
 
-async def _read_topic(settings: Settings, count: int, timeout: float) -> list[dict[str, Any]]:
-    from aiokafka import AIOKafkaConsumer
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline._doctor import doctor
 
-    from mendline.ingest import kafka_client_options
-    from mendline.schemas.event import parse_event
-
-    consumer = AIOKafkaConsumer(
-        settings.errors_topic,
-        **kafka_client_options(settings),
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    events: list[dict[str, Any]] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(events) < count and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    parse_event(record.value)  # the consumer's own check of the contract
-                    events.append(json.loads(record.value))
-    finally:
-        await consumer.stop()
-    return sorted(events, key=lambda e: e["timestamp"])
-
-
-def _describe(event: dict[str, Any]) -> str:
-    chain = " <- ".join(f"{e['type']}: {e['value']}" for e in reversed(event["exceptions"]))
-    culprit = next(
-        (
-            f"{f['module']}.{f['function']}  `{(f['context_line'] or '').strip()}`"
-            for e in reversed(event["exceptions"])
-            for f in reversed(e["frames"])
-            if f["in_app"]
-        ),
-        "-",
-    )
-    return (
-        f"\n  {event['event_id']}  {event['level'].upper()}  {event['service']}"
-        f"/{event['environment']}  {event['message']}\n"
-        f"    exception  {chain}\n"
-        f"    culprit    {culprit}\n"
-        f"    context    {json.dumps(event['context'])}"
-    )
-
-
-class _Say:
-    def __init__(self, quiet: bool) -> None:
-        self._quiet = quiet
-
-    def __call__(self, text: str) -> None:
-        if not self._quiet:
-            print(text, flush=True)
+    return doctor(args, settings)

@@ -12,7 +12,9 @@
     └── DevStackError          the embedded broker or database could not start
 
 Foreign exceptions are translated where they cross into our code, with ``raise ... from exc``.
-Retry decisions read the ``retriable`` attribute, never a message.
+Retry decisions read the ``retriable`` attribute, never a message. Any of them may carry a
+``hint``: what the person at the command line can do about it, printed on the line after the
+error.
 """
 
 from __future__ import annotations
@@ -30,9 +32,19 @@ __all__ = [
 
 
 class MendlineError(Exception):
-    """The root of every exception mendline raises on purpose."""
+    """The root of every exception mendline raises on purpose.
+
+    ``hint`` (keyword only) says what to do about it, e.g. "run `mendline migrate`"; the
+    command line prints it on the line after the message.
+    """
 
     retriable: bool = False
+    hint: str | None = None
+
+    def __init__(self, *args: object, hint: str | None = None) -> None:
+        super().__init__(*args)
+        if hint is not None:
+            self.hint = hint
 
 
 class ConfigError(MendlineError):
@@ -69,8 +81,9 @@ class ServiceError(MendlineError):
         retriable: bool,
         status: int | None = None,
         retry_after: float | None = None,
+        hint: str | None = None,
     ) -> None:
-        super().__init__(detail)
+        super().__init__(detail, hint=hint)
         self.code = code
         self.retriable = retriable
         self.status = status

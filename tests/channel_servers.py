@@ -1,10 +1,10 @@
 """Loopback stand-ins for the alert channels' far ends, for the tests.
 
-``FakeSlack`` is an incoming webhook and the Web API's chat.postMessage and chat.update;
-``FakePagerDuty`` is the Events API v2; ``smtp_server`` is an aiosmtpd server, with STARTTLS
-(a self-signed certificate from ``openssl``) and AUTH when asked. The HTTP ones record every
-request with its arrival time and answer from a script: 429 with Retry-After, 500, a Slack
-error, or slowly. Only 127.0.0.1, ever.
+``FakeSlack`` is an incoming webhook and the Web API's chat.postMessage, chat.update and
+auth.test; ``FakePagerDuty`` is the Events API v2; ``smtp_server`` is an aiosmtpd server, with
+STARTTLS (a self-signed certificate from ``openssl``) and AUTH when asked. The HTTP ones
+record every request with its arrival time and answer from a script: 429 with Retry-After,
+500, a Slack error, or slowly. Only 127.0.0.1, ever.
 """
 
 from __future__ import annotations
@@ -152,7 +152,8 @@ def _parse(content_type: str, raw: bytes) -> dict[str, Any]:
 class FakeSlack(_Server):
     """Incoming webhooks under ``/services/...`` (answer ``ok``) and the Web API under
     ``/api/`` (chat.postMessage answers ``{"ok": true, "channel": "C123", "ts": ...}`` with
-    an increasing ts). A bot token other than ``token`` is refused with ``invalid_auth``."""
+    an increasing ts; auth.test says who the bot is). A bot token other than ``token`` is
+    refused with ``invalid_auth``."""
 
     def __init__(self, token: str = "xoxb-test-token") -> None:
         super().__init__()
@@ -188,6 +189,8 @@ class FakeSlack(_Server):
             )
         if request.path == "/api/chat.update":
             return self._ok(channel=body.get("channel"), ts=body.get("ts"), text=body.get("text"))
+        if request.path == "/api/auth.test":
+            return self._ok(team="Test Team", team_id="T000", user="mendline", user_id="U000")
         return Reply.slack_error("unknown_method", status=404)
 
     @staticmethod

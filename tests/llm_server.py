@@ -2,7 +2,8 @@
 
 It records every request and answers from a script: a valid finding, any text, a JSON object
 that breaks the schema, an HTTP status with headers (429 with Retry-After, 500, 400), or a
-slow answer. Only 127.0.0.1, ever.
+slow answer. ``GET /v1/models`` lists ``models``, and answers 401 without ``api_key`` when
+one is set. Only 127.0.0.1, ever.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ class FakeLLM:
         self.in_flight = 0
         self.max_in_flight = 0
         self.reject_response_format = False
+        # GET {base}/models: the models listed, and the key it wants (None: any or none).
+        self.models = ["test-model-1"]
+        self.api_key: str | None = None
+        self.model_requests: list[dict[str, Any]] = []
         self.received = threading.Event()
         self._lock = threading.Lock()
         server = self
@@ -97,6 +102,9 @@ class FakeLLM:
                 finally:
                     with server._lock:
                         server.in_flight -= 1
+
+            def do_GET(self) -> None:
+                server._list_models(self)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -141,6 +149,24 @@ class FakeLLM:
                 reply = self.script.pop(0) if self.script else self.default
         self.received.set()
         return reply
+
+    def _list_models(self, handler: BaseHTTPRequestHandler) -> None:
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        with self._lock:
+            self.model_requests.append({"path": handler.path, "headers": headers})
+        path = handler.path.split("?", 1)[0]
+        keys = {headers.get("authorization", "").removeprefix("Bearer "), headers.get("api-key")}
+        if path != "/v1/models":
+            reply = Reply.error(404)
+        elif self.api_key is not None and self.api_key not in keys:
+            reply = Reply.error(401)
+        else:
+            listing = {
+                "object": "list",
+                "data": [{"id": m, "object": "model"} for m in self.models],
+            }
+            reply = Reply(body=json.dumps(listing))
+        self._answer(handler, reply)
 
     def _answer(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
         if reply.body is not None:

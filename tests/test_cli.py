@@ -1,31 +1,36 @@
-"""CLI commands that need no servers: their output and their errors on bad input."""
+"""CLI commands that need no servers: their output, their --json and their errors on bad input."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from mendline import cli
 from mendline.cli import main
 from mendline.schemas.event import JSON_SCHEMA_PATH
+from mendline.schemas.settings import Settings, settings_reference
+from mendline.sinks._routing import load_routes
+from tests.cli_helpers import failure, run, usage_error
+
+UNREACHABLE_DATABASE = "postgresql://postgres:pa55word@127.0.0.1:9/x"
+UNREACHABLE_KAFKA = "127.0.0.1:9"
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mendline", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-
-
-def test_schema_prints_the_shipped_file(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["schema"]) == 0
-    assert capsys.readouterr().out == JSON_SCHEMA_PATH.read_text()
+@pytest.mark.parametrize("argv", [["schema"], ["schema", "--json"]])
+def test_schema_prints_the_shipped_file(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out == JSON_SCHEMA_PATH.read_text()
+    assert json.loads(out)["title"] == "ErrorEvent v1"
 
 
 def test_config_show_masks_secrets(
@@ -37,7 +42,24 @@ def test_config_show_masks_secrets(
     out = capsys.readouterr().out
     values = json.loads(out)
     assert values["database_url"] == "postgresql://app:[Filtered]@db:5432/mendline"
+    assert values["kafka_sasl_password"] == "**********"
     assert "pa55word" not in out and "kafka-secret" not in out
+
+
+def test_config_show_for_people_is_a_table_of_variables(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MENDLINE_RETENTION_DAYS", "9")
+    assert main(["config", "show"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["VARIABLE", "VALUE"]
+    assert len(lines) == 1 + len(Settings.model_fields)
+    (retention,) = [line for line in lines if line.startswith("MENDLINE_RETENTION_DAYS ")]
+    assert retention.endswith(" 9")
+    # One column of values: every value starts where the header's VALUE does.
+    column = lines[0].index("VALUE")
+    assert all(line[column - 2 : column] == "  " and line[column] != " " for line in lines)
+    assert "\x1b[" not in "\n".join(lines)  # not a terminal: no colour
 
 
 def test_a_toml_config_file_is_read_and_the_environment_wins(
@@ -60,30 +82,246 @@ def test_a_toml_config_file_is_read_and_the_environment_wins(
         ("no_such_setting = 1", "no_such_setting: Extra inputs are not permitted"),
     ],
 )
-def test_a_bad_config_file_is_one_clear_error_without_traceback(
+def test_a_bad_config_file_is_one_clear_error_and_a_hint(
     tmp_path: Path, content: str, message: str
 ) -> None:
     config = tmp_path / "bad.toml"
     config.write_text(content)
-    result = run("--config", str(config), "config", "show")
-    assert result.returncode == 1
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    error, hint = failure(run("--config", str(config), "config", "show", "--json"))
+    assert message in error
+    assert "`mendline config reference`" in hint
 
 
 def test_a_missing_config_file_is_named() -> None:
-    result = run("--config", "/nonexistent/mendline.toml", "config", "show")
-    assert result.returncode == 1
-    assert "cannot read /nonexistent/mendline.toml" in result.stderr
+    error, hint = failure(run("--config", "/nonexistent/mendline.toml", "config", "show"))
+    assert error == "cannot read /nonexistent/mendline.toml: No such file or directory"
+    assert "--config" in hint
+
+
+def test_a_bad_setting_in_the_environment_is_named() -> None:
+    error, hint = failure(run("issues", "list", env={"MENDLINE_RETENTION_DAYS": "soon"}))
+    assert error.startswith("invalid settings: retention_days: ")
+    assert "MENDLINE_* variables" in hint
 
 
 def test_an_unknown_command_is_a_usage_error() -> None:
-    result = run("frobnicate")
-    assert result.returncode == 2
-    assert "invalid choice" in result.stderr
+    assert "invalid choice: 'frobnicate'" in usage_error(run("frobnicate"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("analyze", "--fresh"), "--fresh goes with --issue"),
+        (("issues", "show", "first"), "argument id: expected a whole number, not 'first'"),
+        (("findings", "list", "--limit", "0"), "argument --limit: must be at least 1, not 0"),
+        (("run", "--only", "consume,bogus"), "argument --only: stages are consume, analyze, alert"),
+        (("schema", "--bogus"), "unrecognized arguments: --bogus"),
+        (("devstack", "now"), "unrecognized arguments: now"),
+        (("issues", "list", "--status", "open"), "argument --status: invalid choice: 'open'"),
+    ],
+)
+def test_bad_arguments_are_usage_errors_before_any_server_is_asked(
+    args: tuple[str, ...], message: str
+) -> None:
+    result = run(*args, env={"MENDLINE_DATABASE_URL": UNREACHABLE_DATABASE})
+    assert usage_error(result).startswith(message)
+
+
+def test_a_usage_error_of_ours_points_at_the_commands_help() -> None:
+    result = run("analyze", "--fresh")
+    assert result.stderr.splitlines() == [
+        "mendline analyze: error: --fresh goes with --issue",
+        "hint: see `mendline analyze --help`",
+    ]
+
+
+def test_the_database_unreachable_is_one_line_with_a_hint_and_the_password_hidden() -> None:
+    error, hint = failure(
+        run("issues", "list", env={"MENDLINE_DATABASE_URL": UNREACHABLE_DATABASE})
+    )
+    assert error.startswith("cannot reach PostgreSQL at postgresql://postgres:[Filtered]@127.0.0.1")
+    assert "MENDLINE_DATABASE_URL" in hint and "`mendline doctor`" in hint
+
+
+def test_debug_shows_the_traceback_instead() -> None:
+    result = run("--debug", "issues", "list", env={"MENDLINE_DATABASE_URL": UNREACHABLE_DATABASE})
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "MendlineError: cannot reach PostgreSQL" in result.stderr
+    assert "hint: " not in result.stderr
+
+
+def test_an_unexpected_exception_is_its_type_and_message_and_the_debug_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*_: object) -> int:
+        raise KeyError("no_such_key")
+
+    monkeypatch.setattr(cli, "_config_show", broken)
+    assert main(["config", "show", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "mendline: KeyError: 'no_such_key'\nhint: run again with --debug for the traceback\n"
+    )
 
 
 def test_config_reference_is_the_settings_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "reference"]) == 0
-    out = capsys.readouterr().out
-    assert "| `MENDLINE_KAFKA_BOOTSTRAP` | `localhost:9092` |" in out
+    assert capsys.readouterr().out == settings_reference()
+
+
+def test_config_reference_json_is_one_setting_a_line_with_its_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MENDLINE_KAFKA_BOOTSTRAP", "elsewhere:9092")  # a default is not a value
+    assert main(["config", "reference", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["setting"] for row in rows] == list(Settings.model_fields)
+    by_name = {row["variable"]: row for row in rows}
+    assert by_name["MENDLINE_KAFKA_BOOTSTRAP"] == {
+        "variable": "MENDLINE_KAFKA_BOOTSTRAP",
+        "setting": "kafka_bootstrap",
+        "default": "localhost:9092",
+        "meaning": "Kafka bootstrap servers, comma-separated.",
+    }
+    assert by_name["MENDLINE_DATABASE_URL"]["default"].startswith("postgresql://")
+    assert by_name["MENDLINE_LLM_API_KEY"]["default"] is None
+    assert by_name["MENDLINE_IN_APP_INCLUDE"]["default"] == []
+
+
+# -- mendline routes ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def _no_routing_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "MENDLINE_ROUTES_FILE",
+        "MENDLINE_PAGERDUTY_ROUTING_KEY",
+        "MENDLINE_SLACK_WEBHOOK_URL",
+        "MENDLINE_SLACK_BOT_TOKEN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("_no_routing_secrets")
+def test_routes_check_json_lists_routes_receivers_and_warnings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["routes", "check", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # the warnings are in the object
+    shown = json.loads(captured.out)
+    shipped = load_routes(None)
+    assert shown["source"] == shipped.source and shown["valid"] is True
+    assert [route["line"] for route in shown["routes"]] == [r.line for r in shipped.routes]
+    assert shown["routes"][0]["conditions"] == "severity=critical"
+    assert shown["routes"][0]["receivers"] == ["oncall", "team-slack"]
+    assert shown["receivers"] == {name: r.type for name, r in shipped.receivers.items()}
+    assert any("MENDLINE_PAGERDUTY_ROUTING_KEY" in w for w in shown["warnings"])
+
+
+@pytest.mark.usefixtures("_no_routing_secrets")
+def test_routes_test_json_is_one_object(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["routes", "test", "--severity", "critical", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["labels"] == {"severity": "critical", "kind": "new_issue"}
+    assert [r["receiver"] for r in shown["receivers"]] == ["oncall", "team-slack"]
+
+
+def test_a_bad_routes_file_is_named_with_its_line_and_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "routes.toml"
+    path.write_text('[[routes]]\nmatch = { severity = "loud" }\nreceivers = []\n')
+    for args in (("routes", "check", str(path)), ("routes", "test", "--severity", "error")):
+        error, hint = failure(run(*args, env={"MENDLINE_ROUTES_FILE": str(path)}))
+        assert error.startswith(f"{path}:2: routes[0].match.severity")
+        assert "`mendline routes check FILE`" in hint
+
+
+# -- mendline emit: what needs no broker ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--message", "x", "--file", "-"), "argument --file: not allowed with argument --message"),
+        ((), "one of the arguments --message --file is required"),
+        (("--file", "-", "--service", "api"), "--service goes with --message, not with --file"),
+        (("--file", "-", "--count", "2"), "--count goes with --message, not with --file"),
+        (("--file", "/nonexistent/events.jsonl"), "can't open '/nonexistent/events.jsonl'"),
+        (("--message", "x", "--context", "[1]"), "argument --context: must be a JSON object"),
+        (("--message", "x", "--context", "{"), "argument --context: not JSON"),
+        (("--message", "x", "--exception", ":bad"), "argument --exception: use TYPE:VALUE"),
+        (("--message", "x", "--tag", "team"), "argument --tag: use NAME=VALUE, not 'team'"),
+        (("--message", "x", "--level", "fatal"), "argument --level: invalid choice: 'fatal'"),
+        (("--message", "x", "--count", "0"), "argument --count: must be at least 1, not 0"),
+    ],
+)
+def test_emit_refuses_bad_arguments_as_usage_errors(args: tuple[str, ...], message: str) -> None:
+    result = run("emit", *args, env={"MENDLINE_KAFKA_BOOTSTRAP": UNREACHABLE_KAFKA}, stdin="")
+    assert message in usage_error(result)
+
+
+@pytest.fixture
+def silent_broker() -> Iterator[str]:
+    """A loopback port that takes connections and never answers, like a broker gone silent."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("broker", ["refused", "silent"])
+def test_emit_with_the_broker_unreachable_fails_within_the_request_timeout(
+    broker: str, silent_broker: str
+) -> None:
+    env = {
+        "MENDLINE_KAFKA_BOOTSTRAP": UNREACHABLE_KAFKA if broker == "refused" else silent_broker,
+        "MENDLINE_KAFKA_REQUEST_TIMEOUT": "2",
+    }
+    started = time.monotonic()
+    result = run("emit", "--message", "payment failed", "--json", env=env, timeout=60)
+    elapsed = time.monotonic() - started
+    error, hint = failure(result)
+    assert error == f"cannot reach Kafka at {env['MENDLINE_KAFKA_BOOTSTRAP']}"
+    assert "MENDLINE_KAFKA_BOOTSTRAP" in hint and "`mendline doctor`" in hint
+    assert elapsed < 2 + 8  # the request timeout, and the interpreter's start
+
+
+def test_emit_of_a_file_of_bad_lines_names_each_and_asks_no_broker() -> None:
+    result = run(
+        "emit",
+        "--file",
+        "-",
+        env={"MENDLINE_KAFKA_BOOTSTRAP": UNREACHABLE_KAFKA},
+        stdin='not json\n\n{"schema_version": 1}\n',
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("line 1: not_json: ")
+    assert lines[1].startswith("line 3: invalid: ")
+    assert lines[2:] == ["sent 0 event(s) to mendline.errors"]
+
+
+def test_output_cut_short_by_a_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`mendline ... | head`: the executable ends on SIGPIPE, with no BrokenPipeError."""
+    event = {
+        "schema_version": 1,
+        "event_id": "0" * 31 + "1",
+        "timestamp": "2026-11-29T12:00:00Z",
+        "service": "api",
+        "environment": "production",
+        "level": "error",
+        "message": "payment failed",
+    }
+    lines = tmp_path / "events.jsonl"
+    lines.write_text((json.dumps(event) + "\n") * 20_000)  # far more output than a pipe holds
+    result = subprocess.run(
+        f"{sys.executable} -m mendline fingerprint < {lines} | head -n 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout.startswith("0" * 31 + "1 ")
+    assert result.stderr == ""

@@ -8,10 +8,11 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
+from tests.cli_helpers import failure, json_lines, json_object
 from tests.llm_server import FakeLLM, fake_llm
 
 from .test_analyze import analyze_settings, ingest, issue_events
-from .test_cli_consume import cli, error_lines
+from .test_cli_consume import cli
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +56,28 @@ async def test_findings_list_show_and_mark(fresh_db_url: str) -> None:
     for issue in ("1", "2"):
         assert (await cli("analyze", "--issue", issue, env=env)).returncode == 0
 
-    listed = await cli("findings", "list", "--json", env=env)
-    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    rows = json_lines(await cli("findings", "list", "--json", env=env))
     assert [r["issue_id"] for r in rows] == [2, 1]  # newest first
     assert all(r["analyser"] == "heuristic" and "prompt" not in r for r in rows)
     only = await cli("findings", "list", "--issue", "1", env=env)
-    assert only.stdout.count("\n") == 1 and "issue #1" in only.stdout
+    header, row = only.stdout.splitlines()
+    assert header.split() == ["ID", "ISSUE", "SEVERITY", "CATEGORY", "CONFIDENCE", "ROOT", "CAUSE"]
+    first = rows[1]
+    assert row.split()[:5] == [
+        "1",
+        "1",
+        first["severity"],
+        first["category"],
+        f"{first['confidence']:.2f}",
+    ]
+    assert first["root_cause"][:40] in row
 
-    marked = await cli("findings", "mark", "1", "wrong", "--note", "it was the proxy", env=env)
-    assert marked.returncode == 0 and "marked finding 1 wrong" in marked.stdout
+    marked = await cli("findings", "mark", "1", "right", env=env)
+    assert marked.returncode == 0 and marked.stdout == "marked finding 1 right\n"
+    marked = await cli(
+        "findings", "mark", "1", "wrong", "--note", "it was the proxy", "--json", env=env
+    )
+    assert json_object(marked) == {"finding": 1, "verdict": "wrong", "note": "it was the proxy"}
     shown = json.loads((await cli("findings", "show", "1", "--json", env=env)).stdout)
     assert (shown["verdict"], shown["verdict_note"]) == ("wrong", "it was the proxy")
     text = (await cli("findings", "show", "1", env=env)).stdout
@@ -75,47 +89,49 @@ async def test_findings_list_show_and_mark(fresh_db_url: str) -> None:
 
 
 async def test_issues_resolve_records_the_note(fresh_db_url: str) -> None:
-    await ingest(analyze_settings(fresh_db_url), issue_events(range(1)))
+    await ingest(analyze_settings(fresh_db_url), issue_events(range(2)))
     env = {"MENDLINE_DATABASE_URL": fresh_db_url}
     done = await cli("issues", "resolve", "1", "--note", "guarded the parser", env=env)
-    assert done.returncode == 0 and "resolved issue 1" in done.stdout
+    assert done.returncode == 0 and done.stdout == "resolved issue 1\n"
+    as_json = await cli("issues", "resolve", "2", "--json", env=env)
+    assert json_object(as_json) == {"issue": 2, "status": "resolved", "note": None}
     conn = await asyncpg.connect(fresh_db_url)
     try:
-        row = await conn.fetchrow(
-            "SELECT status, resolution_note, resolved_at FROM mendline.issues WHERE id = 1"
+        rows = await conn.fetch(
+            "SELECT status, resolution_note, resolved_at FROM mendline.issues ORDER BY id"
         )
     finally:
         await conn.close()
-    assert row is not None
-    assert (row["status"], row["resolution_note"]) == ("resolved", "guarded the parser")
-    assert row["resolved_at"] is not None
+    assert [(r["status"], r["resolution_note"]) for r in rows] == [
+        ("resolved", "guarded the parser"),
+        ("resolved", None),
+    ]
+    assert all(r["resolved_at"] is not None for r in rows)
+
+
+ISSUES_HINT = "`mendline issues list --status all` shows the issues and their ids"
+FINDINGS_HINT = "`mendline findings list` shows the findings and their ids"
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "hint"),
     [
-        (("analyze", "--issue", "99"), "mendline: there is no issue 99"),
-        (("findings", "show", "99"), "mendline: there is no finding 99"),
-        (("findings", "mark", "99", "right"), "mendline: there is no finding 99"),
-        (("issues", "resolve", "99"), "mendline: there is no issue 99 (or it was merged)"),
-        (("analyze", "--fresh"), "mendline: --fresh and --json go with --issue"),
+        (("analyze", "--issue", "99"), "there is no issue 99", ISSUES_HINT),
+        (("issues", "show", "99"), "there is no issue 99", ISSUES_HINT),
+        (("issues", "ignore", "99"), "there is no issue 99 (or it was merged)", ISSUES_HINT),
+        (("issues", "resolve", "99"), "there is no issue 99 (or it was merged)", ISSUES_HINT),
+        (("findings", "show", "99"), "there is no finding 99", FINDINGS_HINT),
+        (("findings", "mark", "99", "right"), "there is no finding 99", FINDINGS_HINT),
     ],
 )
-async def test_bad_ids_get_one_clear_line(
-    fresh_db_url: str, args: tuple[str, ...], message: str
+@pytest.mark.parametrize("as_json", [False, True])
+async def test_an_unknown_id_is_one_clear_line_and_where_to_find_the_ids(
+    fresh_db_url: str, args: tuple[str, ...], message: str, hint: str, as_json: bool
 ) -> None:
     await ingest(analyze_settings(fresh_db_url), issue_events(range(1)))
-    result = await cli(*args, env={"MENDLINE_DATABASE_URL": fresh_db_url})
-    assert result.returncode == 1
-    assert error_lines(result) == [message]
-
-
-async def test_analyze_refuses_an_unmigrated_database(fresh_db_url: str) -> None:
-    result = await cli("analyze", "--issue", "1", env={"MENDLINE_DATABASE_URL": fresh_db_url})
-    assert result.returncode == 1
-    assert error_lines(result) == [
-        "mendline: the database has no mendline tables yet: run `mendline migrate`"
-    ]
+    argv = (*args, "--json") if as_json else args  # errors are text on stderr either way
+    result = await cli(*argv, env={"MENDLINE_DATABASE_URL": fresh_db_url})
+    assert failure(result) == (message, hint)
 
 
 async def test_issues_list_show_and_ignore(fresh_db_url: str) -> None:
@@ -123,8 +139,7 @@ async def test_issues_list_show_and_ignore(fresh_db_url: str) -> None:
     env = {"MENDLINE_DATABASE_URL": fresh_db_url}
     assert (await cli("analyze", "--issue", "1", env=env)).returncode == 0
 
-    listed = await cli("issues", "list", "--json", env=env)
-    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    rows = json_lines(await cli("issues", "list", "--json", env=env))
     assert sorted(r["id"] for r in rows) == [1, 2, 3]
     assert all(r["times_seen"] == 2 and r["status"] == "unresolved" for r in rows)
 
@@ -135,11 +150,29 @@ async def test_issues_list_show_and_ignore(fresh_db_url: str) -> None:
     assert as_json["id"] == 2 and as_json["finding"] is None
 
     ignored = await cli("issues", "ignore", "3", env=env)
-    assert ignored.returncode == 0 and "ignored issue 3" in ignored.stdout
-    unresolved = await cli("issues", "list", "--json", env=env)
-    assert sorted(json.loads(x)["id"] for x in unresolved.stdout.splitlines()) == [1, 2]
-    only = await cli("issues", "list", "--status", "ignored", env=env)
-    assert only.stdout.startswith("#3 ")
+    assert ignored.returncode == 0 and ignored.stdout == "ignored issue 3\n"
+    as_json = await cli("issues", "ignore", "2", "--json", env=env)
+    assert json_object(as_json) == {"issue": 2, "status": "ignored"}
+    unresolved = json_lines(await cli("issues", "list", "--json", env=env))
+    assert [r["id"] for r in unresolved] == [1]
 
-    missing = await cli("issues", "show", "99", env=env)
-    assert missing.returncode == 1 and error_lines(missing) == ["mendline: there is no issue 99"]
+    table = await cli("issues", "list", "--status", "ignored", env=env)
+    header, *lines = table.stdout.splitlines()
+    assert header.split() == [
+        "ID",
+        "STATUS",
+        "LEVEL",
+        "SERVICE",
+        "EVENTS",
+        "LAST",
+        "SEEN",
+        "TITLE",
+    ]
+    assert sorted(line.split()[0] for line in lines) == ["2", "3"]
+    assert all(line.split()[1:5] == ["ignored", "error", "api", "2"] for line in lines)
+    assert all("ValueError: invalid literal for int()" in line for line in lines)
+    assert table.stderr == ""
+
+    none = await cli("issues", "list", "--status", "resolved", env=env)
+    assert (none.returncode, none.stdout, none.stderr) == (0, "", "no issues (resolved)\n")
+    assert json_lines(await cli("issues", "list", "--status", "resolved", "--json", env=env)) == []

@@ -13,9 +13,9 @@ import pytest
 
 from mendline.schemas.settings import Settings
 from mendline.sinks import available_migrations
+from tests.cli_helpers import failure, json_lines, json_object, run, usage_error
 
 from .event_factory import encode, make_event
-from .test_cli_servers import run
 from .test_consume import consume_settings, produce, running_consumer, wait_until
 
 pytestmark = pytest.mark.integration
@@ -24,9 +24,9 @@ UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:9/x"
 UNREACHABLE_KAFKA = "127.0.0.1:9"
 
 
-def fingerprint(stdin: bytes) -> subprocess.CompletedProcess[str]:
+def fingerprint(stdin: bytes, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mendline", "fingerprint"],
+        [sys.executable, "-m", "mendline", "fingerprint", *args],
         input=stdin.decode("utf-8", "surrogateescape"),
         capture_output=True,
         text=True,
@@ -35,9 +35,11 @@ def fingerprint(stdin: bytes) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+async def cli(
+    *args: str, env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI off the event loop, so an in-process consumer keeps its heartbeats."""
-    return await asyncio.to_thread(run, *args, env=env)
+    return await asyncio.to_thread(run, *args, env=env, stdin=stdin)
 
 
 def cli_env(settings: Settings) -> dict[str, str]:
@@ -51,9 +53,9 @@ def cli_env(settings: Settings) -> dict[str, str]:
 
 
 def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    """What stderr tells the user went wrong, without the "run with --debug" hint."""
+    """The lines of stderr, which must hold no traceback."""
     assert "Traceback" not in result.stderr
-    return [line for line in result.stderr.splitlines() if not line.startswith("hint: ")]
+    return result.stderr.splitlines()
 
 
 async def fetch(url: str, query: str, *params: object) -> list[asyncpg.Record]:
@@ -136,6 +138,23 @@ def test_fingerprint_of_good_lines_exits_0_and_is_stable_across_runs() -> None:
     assert by_issue[4] != by_issue[5]
 
 
+def test_fingerprint_json_is_one_object_a_good_line() -> None:
+    first, again = make_event(1, 0), make_event(1, 7)
+    stdin = encode(first) + b"\n{not json\n" + encode(again) + b"\n"
+    result = fingerprint(stdin, "--json")
+    assert result.returncode == 1
+    (error,) = error_lines(result)
+    assert error.startswith("line 2: not_json: ")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["event_id"] for row in rows] == [first["event_id"], again["event_id"]]
+    assert rows[0]["fingerprint"] == rows[1]["fingerprint"]
+    plain = fingerprint(encode(first) + b"\n").stdout.split()
+    assert plain == [first["event_id"], rows[0]["fingerprint"]]
+    assert rows[0]["basis"] == "stacktrace"
+    assert rows[0]["title"].startswith("ValueError: invalid literal for int()")
+    assert rows[0]["culprit"] == "app.module9.handler_1"
+
+
 def test_fingerprint_of_empty_input_prints_nothing() -> None:
     result = fingerprint(b"\n\n")
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
@@ -183,14 +202,40 @@ async def test_migrate_applies_the_migrations_once(fresh_db_url: str) -> None:
     assert rows[0]["versions"] == versions
 
 
+async def test_migrate_json_lists_the_migrations_it_applied(fresh_db_url: str) -> None:
+    env = {"MENDLINE_DATABASE_URL": fresh_db_url}
+    versions = [version for version, _ in available_migrations()]
+    assert json_object(await cli("migrate", "--json", env=env)) == {"applied": versions}
+    assert json_object(await cli("migrate", "--json", env=env)) == {"applied": []}
+
+
 def test_migrate_with_the_database_unreachable_is_one_clear_error() -> None:
-    result = run("migrate", env={"MENDLINE_DATABASE_URL": UNREACHABLE_DATABASE})
-    assert result.returncode == 1
-    assert result.stdout == ""
-    errors = error_lines(result)
-    assert len(errors) == 1, result.stderr
-    assert errors[0].startswith("mendline: ")
-    assert "Connect call failed ('127.0.0.1', 9)" in errors[0]
+    error, hint = failure(
+        run("migrate", "--json", env={"MENDLINE_DATABASE_URL": UNREACHABLE_DATABASE})
+    )
+    assert error.startswith("cannot reach PostgreSQL at postgresql://postgres@127.0.0.1:9/x: ")
+    assert "Connect call failed ('127.0.0.1', 9)" in error
+    assert "MENDLINE_DATABASE_URL" in hint
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("issues", "list"),
+        ("issues", "show", "1"),
+        ("findings", "list"),
+        ("events", "prune"),
+        ("analyze", "--issue", "1"),
+    ],
+)
+async def test_a_database_without_the_tables_says_to_migrate(
+    fresh_db_url: str, args: tuple[str, ...]
+) -> None:
+    result = await cli(*args, "--json", env={"MENDLINE_DATABASE_URL": fresh_db_url})
+    assert failure(result) == (
+        "the database has no mendline tables yet",
+        "run `mendline migrate` to create them",
+    )
 
 
 # -- mendline issues merge ----------------------------------------------------------------
@@ -201,23 +246,27 @@ async def test_issues_merge_moves_the_counts_and_later_events_to_the_target(
 ) -> None:
     settings = consume_settings(kafka_bootstrap, fresh_db_url)
     env = cli_env(settings)
-    events = [make_event(1, n) for n in range(3)] + [make_event(2, n) for n in range(2)]
+    events = [
+        make_event(issue, n) for issue, times in ((1, 3), (2, 2), (3, 1)) for n in range(times)
+    ]
     await produce(kafka_bootstrap, settings.errors_topic, [encode(e) for e in events])
     async with running_consumer(settings) as consumer:
-        await wait_until(lambda: consumer.stats.stored == 5, 30, "the 5 events")
+        await wait_until(lambda: consumer.stats.stored == 6, 30, "the 6 events")
         issues = await fetch(
             fresh_db_url, "SELECT id, times_seen FROM mendline.issues ORDER BY times_seen DESC"
         )
-        assert [r["times_seen"] for r in issues] == [3, 2]
-        target, source = issues[0]["id"], issues[1]["id"]
+        assert [r["times_seen"] for r in issues] == [3, 2, 1]
+        target, source, third = (r["id"] for r in issues)
 
         merged = await cli("issues", "merge", str(target), str(source), env=env)
         assert merged.returncode == 0, merged.stderr
         assert merged.stdout == f"merged issue {source} into {target}\n"
+        as_json = await cli("issues", "merge", str(target), str(third), "--json", env=env)
+        assert json_object(as_json) == {"issue": third, "status": "merged", "merged_into": target}
 
         # A later event of the source's bug counts on the target.
         await produce(kafka_bootstrap, settings.errors_topic, [encode(make_event(2, 9))])
-        await wait_until(lambda: consumer.stats.stored == 6, 30, "the later event")
+        await wait_until(lambda: consumer.stats.stored == 7, 30, "the later event")
 
     rows = await fetch(
         fresh_db_url,
@@ -226,22 +275,25 @@ async def test_issues_merge_moves_the_counts_and_later_events_to_the_target(
            FROM mendline.issues i ORDER BY id""",
     )
     by_id = {r["id"]: r for r in rows}
-    assert by_id[source]["status"] == "merged"
-    assert by_id[source]["merged_into"] == target
+    for merged_away in (source, third):
+        assert by_id[merged_away]["status"] == "merged"
+        assert by_id[merged_away]["merged_into"] == target
+        assert by_id[merged_away]["events"] == 0
     assert by_id[target]["status"] != "merged"
-    assert by_id[target]["times_seen"] == 6
-    assert by_id[target]["events"] == 6 and by_id[source]["events"] == 0
+    assert by_id[target]["times_seen"] == 7
+    assert by_id[target]["events"] == 7
 
     again = await cli("issues", "merge", str(target), str(source), env=env)
-    assert again.returncode == 1
-    assert error_lines(again) == [f"mendline: issue {source} was merged into {target} already"]
+    error, hint = failure(again)
+    assert error == f"issue {source} was merged into {target} already"
+    assert hint == "`mendline issues list --status all` shows the issues and their ids"
 
 
 @pytest.mark.parametrize(
     ("ids", "message"),
     [
-        (("1", "2"), "mendline: there is no issue 1"),
-        (("3", "3"), "mendline: cannot merge issue 3 into itself"),
+        (("1", "2"), "there is no issue 1"),
+        (("3", "3"), "cannot merge issue 3 into itself"),
     ],
 )
 def test_issues_merge_of_a_missing_issue_is_one_clear_error(
@@ -249,9 +301,9 @@ def test_issues_merge_of_a_missing_issue_is_one_clear_error(
 ) -> None:
     migrate(fresh_db_url)
     result = run("issues", "merge", *ids, env={"MENDLINE_DATABASE_URL": fresh_db_url})
-    assert result.returncode == 1
-    assert result.stdout == ""
-    assert error_lines(result) == [message]
+    error, hint = failure(result)
+    assert error == message
+    assert "`mendline issues list --status all`" in hint
 
 
 # -- mendline events prune ----------------------------------------------------------------
@@ -268,9 +320,8 @@ async def test_events_prune_drops_the_days_older_than_the_retention(fresh_db_url
     assert kept.stdout == "dropped 0 day(s) of events older than 50 days\n"
     assert {old, recent} <= await partitions(fresh_db_url)
 
-    pruned = await cli("events", "prune", env=env)  # the retention setting's 30 days
-    assert pruned.returncode == 0, pruned.stderr
-    assert pruned.stdout == "dropped 1 day(s) of events older than 30 days\n"
+    pruned = await cli("events", "prune", "--json", env=env)  # the setting's 30 days
+    assert json_object(pruned) == {"days": 30, "dropped": [old]}
     left = await partitions(fresh_db_url)
     assert old not in left
     assert recent in left
@@ -288,10 +339,8 @@ async def test_events_prune_refuses_days_below_1(fresh_db_url: str, days: str) -
     today = await partition_of_day(fresh_db_url, 0)
     env = {"MENDLINE_DATABASE_URL": fresh_db_url}
     result = await cli("events", "prune", "--days", days, env=env)
-    assert result.returncode != 0
+    assert usage_error(result).startswith("argument --days: ")
     assert today in await partitions(fresh_db_url)
-    errors = error_lines(result)
-    assert any("--days" in line for line in errors), result.stderr
 
 
 @pytest.mark.parametrize(
@@ -304,9 +353,8 @@ async def test_events_prune_refuses_days_below_1(fresh_db_url: str, days: str) -
 )
 def test_bad_arguments_are_a_usage_error(args: tuple[str, ...]) -> None:
     result = run(*args, env={"MENDLINE_DATABASE_URL": UNREACHABLE_DATABASE})
-    assert result.returncode == 2
+    assert usage_error(result)
     assert result.stderr.splitlines()[-1].startswith(f"mendline {args[0]} {args[1]}: error: ")
-    assert "Traceback" not in result.stderr
 
 
 # -- mendline dlq -------------------------------------------------------------------------
@@ -328,9 +376,8 @@ async def test_dlq_list_shows_the_rejected_record_and_redrive_sends_it_again(
         )
 
         listed = await cli("dlq", "list", "--json", env=env)
-        assert listed.returncode == 0, listed.stderr
+        letters = json_lines(listed)
         assert listed.stderr == ""
-        letters = [json.loads(line) for line in listed.stdout.splitlines()]
         assert len(letters) == 1
         letter = letters[0]
         assert letter["reason"] == "not_json"
@@ -342,8 +389,12 @@ async def test_dlq_list_shows_the_rejected_record_and_redrive_sends_it_again(
 
         plain = await cli("dlq", "list", env=env)
         assert plain.returncode == 0, plain.stderr
-        assert "not_json" in plain.stdout and settings.errors_topic in plain.stdout
-        assert "    this is not json" in plain.stdout.splitlines()
+        header, row = plain.stdout.splitlines()
+        assert header.split() == ["RECORD", "REASON", "SOURCE", "MESSAGE", "VALUE"]
+        record = f"{letter['partition']}@{letter['offset']}"
+        assert row.split()[:3] == [record, "not_json", letter["source"]]
+        assert row.endswith("  this is not json")
+        assert header.index("REASON") == row.index("not_json")  # aligned
         assert plain.stderr == "1 record(s)\n"
 
         other = await cli("dlq", "list", "--reason", "invalid", env=env)
@@ -351,9 +402,8 @@ async def test_dlq_list_shows_the_rejected_record_and_redrive_sends_it_again(
         assert other.stdout == ""
         assert other.stderr == "0 record(s)\n"
 
-        redriven = await cli("dlq", "redrive", env=env)
-        assert redriven.returncode == 0, redriven.stderr
-        assert redriven.stdout == f"re-drove 1 record(s) to {settings.errors_topic}\n"
+        redriven = await cli("dlq", "redrive", "--json", env=env)
+        assert json_object(redriven) == {"redriven": 1, "topic": settings.errors_topic}
         # It came through the errors topic again, and was rejected again.
         await wait_until(
             lambda: consumer.stats.dead_lettered == {"not_json": 2}, 30, "the re-driven record"
@@ -366,16 +416,14 @@ async def test_dlq_list_shows_the_rejected_record_and_redrive_sends_it_again(
 
 @pytest.mark.parametrize("command", ["list", "redrive"])
 def test_dlq_with_kafka_unreachable_is_one_clear_error(command: str) -> None:
-    result = run("dlq", command, env={"MENDLINE_KAFKA_BOOTSTRAP": UNREACHABLE_KAFKA})
-    assert result.returncode == 1
-    errors = error_lines(result)
-    assert len(errors) == 1, result.stderr
-    assert errors[0].startswith("mendline: KafkaConnectionError")
+    result = run("dlq", command, "--json", env={"MENDLINE_KAFKA_BOOTSTRAP": UNREACHABLE_KAFKA})
+    error, hint = failure(result)
+    assert error == f"cannot reach Kafka at {UNREACHABLE_KAFKA}"
+    assert "MENDLINE_KAFKA_BOOTSTRAP" in hint and "`mendline doctor`" in hint
 
 
 def test_dlq_list_refuses_a_negative_limit() -> None:
     result = run(
         "dlq", "list", "--limit", "-1", env={"MENDLINE_KAFKA_BOOTSTRAP": UNREACHABLE_KAFKA}
     )
-    assert result.returncode != 0
-    assert any("--limit" in line for line in error_lines(result)), result.stderr
+    assert usage_error(result).startswith("argument --limit: ")

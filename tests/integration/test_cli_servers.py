@@ -1,30 +1,27 @@
-"""CLI commands against real servers: topics ensure, and the demo end to end."""
+"""CLI commands against real servers: topics ensure, devstack, and the workers' JSON logs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from mendline.schemas.event import parse_event
+from tests.cli_helpers import failure, json_object, run
 
 from .kafka_helpers import unique_topic
+from .test_alert import SLACK_ROUTE
+from .test_cli_consume import cli_env
+from .test_consume import consume_settings, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mendline", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=120,
-    )
 
 
 async def test_topics_ensure_creates_then_finds_them(kafka_bootstrap: str) -> None:
@@ -48,30 +45,101 @@ async def test_topics_ensure_creates_then_finds_them(kafka_bootstrap: str) -> No
     assert len(described[0]["partitions"]) == 3
 
 
-def test_topics_ensure_with_kafka_unreachable_is_one_clear_error() -> None:
-    result = run("topics", "ensure", env={"MENDLINE_KAFKA_BOOTSTRAP": "127.0.0.1:9"})
-    assert result.returncode == 1
-    assert "KafkaConnectionError" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_the_demo_shows_every_sample_error_arriving_scrubbed(kafka_bootstrap: str) -> None:
-    result = run(
-        "demo",
-        "--json",
-        env={
-            "MENDLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "MENDLINE_ERRORS_TOPIC": unique_topic("demo"),
-        },
-    )
-    assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stdout.splitlines() if line.startswith('{"schema_version"')]
-    events = [parse_event(line) for line in lines]
-    assert len(events) == 4
-    assert {e.exceptions[-1].type for e in events} == {
-        "ValueError",
-        "KeyError",
-        "ZeroDivisionError",
-        "PaymentDeclined",
+def test_topics_ensure_json_says_what_it_did_to_each_topic(kafka_bootstrap: str) -> None:
+    errors, dlq = unique_topic("ensure"), unique_topic("ensure-dlq")
+    env = {
+        "MENDLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "MENDLINE_ERRORS_TOPIC": errors,
+        "MENDLINE_DLQ_TOPIC": dlq,
     }
-    assert "hunter2" not in "\n".join(lines)
-    assert all(json.loads(line)["service"] == "shop" for line in lines)
+    assert json_object(run("topics", "ensure", "--json", env=env)) == {
+        "topics": {errors: "created", dlq: "created"}
+    }
+    assert json_object(run("topics", "ensure", "--json", env=env)) == {
+        "topics": {errors: "exists", dlq: "exists"}
+    }
+
+
+def test_topics_ensure_with_kafka_unreachable_is_one_clear_error() -> None:
+    error, hint = failure(run("topics", "ensure", env={"MENDLINE_KAFKA_BOOTSTRAP": "127.0.0.1:9"}))
+    assert error == "cannot reach Kafka at 127.0.0.1:9"
+    assert "MENDLINE_KAFKA_BOOTSTRAP" in hint
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_devstack_prints_the_two_variables_then_runs_until_ctrl_c(
+    kafka_bootstrap: str, database_url: str, as_json: bool
+) -> None:
+    # Given servers in the environment, the stack uses them: nothing new is started.
+    env = {
+        **os.environ,
+        "MENDLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "MENDLINE_DATABASE_URL": database_url,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mendline", "devstack", *(["--json"] if as_json else [])],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(60, process.kill)  # a hung read ends the test, not the run
+    watchdog.start()
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        printed = [process.stdout.readline() for _ in range(1 if as_json else 2)]
+        assert process.stderr.readline() == "running; press Ctrl-C to stop\n"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait()
+    expected = {"MENDLINE_KAFKA_BOOTSTRAP": kafka_bootstrap, "MENDLINE_DATABASE_URL": database_url}
+    if as_json:
+        assert json.loads(printed[0]) == expected
+    else:
+        assert printed == [f"{name}={value}\n" for name, value in expected.items()]
+
+
+@pytest.mark.parametrize(
+    ("command", "last"),
+    [
+        ("consume", "mendline: consumed 0 records"),
+        ("analyze", "mendline: analysed 0 triggers"),
+        ("alert", "mendline: 0 alerts sent"),
+        ("run", "mendline: consumed 0 records"),
+    ],
+)
+async def test_a_worker_with_json_logs_one_object_a_line_on_stderr(
+    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path, command: str, last: str
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    routes = tmp_path / "routes.toml"
+    routes.write_text(SLACK_ROUTE.format(wait="0s"))
+    env = {
+        **os.environ,
+        **cli_env(settings),
+        "MENDLINE_KAFKA_SESSION_TIMEOUT": "2",
+        "MENDLINE_ROUTES_FILE": str(routes),
+        "TEST_SLACK_WEBHOOK": "http://127.0.0.1:9/never-called",
+    }
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped below
+            [sys.executable, "-m", "mendline", command, "--json"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            await wait_until(lambda: log.read_text().strip(), 60, "the first log line")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, 60)
+    assert code == 0, log.read_text()
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert all(set(e) == {"time", "level", "logger", "message"} for e in entries), entries
+    assert {e["level"] for e in entries} <= {"info", "warning"}
+    assert all(e["logger"].startswith("mendline") for e in entries)
+    assert any(e["message"].startswith(last) for e in entries), entries

@@ -1,0 +1,60 @@
+"""Running the mendline command line as people do, and reading what it says went wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``mendline ARGS`` in a subprocess, with ``env`` added to this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "mendline", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def failure(result: subprocess.CompletedProcess[str]) -> tuple[str, str]:
+    """The error of a command that failed: its one line and its hint, with no traceback.
+
+    Asserts the convention: exit status 1, nothing on stdout, and on stderr exactly
+    ``mendline: <message>`` then ``hint: <hint>``.
+    """
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert result.stdout == "", result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    message, hint = lines
+    assert message.startswith("mendline: ") and hint.startswith("hint: "), result.stderr
+    return message.removeprefix("mendline: "), hint.removeprefix("hint: ")
+
+
+def usage_error(result: subprocess.CompletedProcess[str]) -> str:
+    """What a usage error says (exit status 2, as argparse has it), without the usage lines."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1, result.stderr
+    return errors[0].split(": error: ", 1)[1]
+
+
+def json_lines(result: subprocess.CompletedProcess[str]) -> list[Any]:
+    """Every line of stdout, parsed as JSON (a command run with --json that succeeded)."""
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def json_object(result: subprocess.CompletedProcess[str]) -> Any:
+    """The one JSON object a command run with --json printed."""
+    (value,) = json_lines(result)
+    return value

@@ -1,0 +1,99 @@
+"""The command line's output conventions: tables, colour, JSON log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+import pytest
+
+from mendline._console import JsonLogFormatter, colour_for, shorten, table
+
+
+@pytest.fixture
+def terminal() -> Iterator[TextIO]:
+    """A real pseudo-terminal's slave end, as a text stream."""
+    master, slave = os.openpty()
+    with open(slave, "w") as stream:
+        yield stream
+    os.close(master)
+
+
+def test_a_table_aligns_its_columns_and_puts_numbers_to_the_right() -> None:
+    text = table(
+        ("ID", "LEVEL", "TITLE"),
+        [(7, "error", "ValueError: bad"), (12345, "warning", "a longer title than the header")],
+    )
+    assert text.splitlines() == [
+        "   ID  LEVEL    TITLE",
+        "    7  error    ValueError: bad",
+        "12345  warning  a longer title than the header",
+    ]
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(
+    terminal: TextIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert colour_for(terminal) is True
+    with open(os.devnull, "w") as null:
+        assert colour_for(null) is False
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert colour_for(terminal) is False
+    monkeypatch.setenv("NO_COLOR", "")  # no-color.org: present and not empty
+    assert colour_for(terminal) is True
+
+
+def test_a_table_on_a_terminal_has_a_bold_header_and_coloured_levels(
+    terminal: TextIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(sys, "stdout", terminal)
+    lines = table(("ID", "LEVEL", "TITLE"), [(1, "error", "x"), (2, "info", "y")]).splitlines()
+    assert lines[0] == "\x1b[1mID\x1b[0m  \x1b[1mLEVEL\x1b[0m  \x1b[1mTITLE\x1b[0m"
+    assert lines[1] == " 1  \x1b[31merror\x1b[0m  x"
+    assert lines[2] == " 2  info   y"
+
+
+def test_shorten_keeps_one_line_within_the_width() -> None:
+    assert shorten("a\n  b", 10) == "a b"
+    assert shorten("x" * 20, 10) == "x" * 9 + "…"
+    assert shorten(None, 5) == ""
+
+
+def record(message: str, *args: object, exc_info: Any = None) -> logging.LogRecord:
+    return logging.getLogger("mendline.test").makeRecord(
+        "mendline.test",
+        logging.WARNING,
+        __file__,
+        1,
+        message,
+        args,
+        exc_info,
+    )
+
+
+def test_a_json_log_line_has_time_level_logger_and_message() -> None:
+    line = JsonLogFormatter().format(record("retrying in %.1f s", 0.5))
+    entry = json.loads(line)
+    assert "\n" not in line
+    assert entry.keys() == {"time", "level", "logger", "message"}
+    assert (entry["level"], entry["logger"], entry["message"]) == (
+        "warning",
+        "mendline.test",
+        "retrying in 0.5 s",
+    )
+    assert entry["time"].endswith("+00:00")
+
+
+def test_a_json_log_line_carries_the_exception_text() -> None:
+    try:
+        int("n/a")
+    except ValueError:
+        entry = json.loads(JsonLogFormatter().format(record("failed", exc_info=sys.exc_info())))
+    assert entry["exception"].startswith("Traceback (most recent call last):")
+    assert entry["exception"].endswith("ValueError: invalid literal for int() with base 10: 'n/a'")
