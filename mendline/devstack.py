@@ -37,7 +37,7 @@ from urllib.parse import quote
 
 from .schemas.errors import DevStackError
 
-__all__ = ["DevStack", "EmbeddedPostgres", "KafkaBroker", "free_port"]
+__all__ = ["DevStack", "EmbeddedPostgres", "KafkaBroker", "free_port", "spawn"]
 
 LOOPBACK = "127.0.0.1"
 _POLL_INTERVAL = 0.005
@@ -87,7 +87,7 @@ def _spawner_loop() -> None:
                 result.set_exception(exc)
 
 
-def _spawn(
+def spawn(
     argv: list[str], *, log: Path, env: Mapping[str, str], cwd: Path, run_as: str | None
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in a session of its own, its output appended to ``log``.
@@ -273,7 +273,7 @@ class _ServerProcess:
             self._prepare()
         except OSError as exc:
             raise DevStackError(f"cannot prepare {self._workdir} for {self._kind}: {exc}") from exc
-        self._process = _spawn(
+        self._process = spawn(
             self._argv(),
             log=self.log_path,
             env=self._env(),
@@ -668,7 +668,7 @@ class EmbeddedPostgres(_ServerProcess):
         shutil.rmtree(self.data_dir, ignore_errors=True)
         _give_to(self.data_dir, self._user)
         log = self._workdir / "initdb.log"
-        process = _spawn(
+        process = spawn(
             [
                 str(self._bin_dir / "initdb"),
                 "--pgdata", str(self.data_dir),

@@ -5,37 +5,60 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from mendline.sample_app import TRAFFIC
+from mendline.schemas.settings import load_settings
 
-from .kafka_helpers import unique_topic
+from .test_analyze import ingest, issue_events
 
 pytestmark = pytest.mark.integration
 
-_DEMO = (sys.executable, "-m", "mendline", "demo", "--no-interactive", "--json")
+_DEMO = (sys.executable, "-m", "mendline", "demo", "--no-interactive")
 
 #: Secrets the sample app puts in its requests and logging context.
 _SECRETS = ("hunter2", "eyJhbGciOiJIUzI1NiJ9", "4111 1111 1111 1111")
 
 
-def demo_env(kafka_bootstrap: str, database_url: str | None = None) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "MENDLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "MENDLINE_ERRORS_TOPIC": unique_topic("demo"),
-        "MENDLINE_DLQ_TOPIC": unique_topic("demo-dlq"),
-        "MENDLINE_CONSUMER_GROUP": unique_topic("demo-group"),
-    }
-    env.pop("MENDLINE_DATABASE_URL", None)
+def demo_env(kafka_bootstrap: str | None = None, database_url: str | None = None) -> dict[str, str]:
+    """The environment of a demo run: external servers where given, embedded ones otherwise,
+    and settings in the shell that the demo must not take (a real pipeline's topic)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MENDLINE_")}
+    env["MENDLINE_ERRORS_TOPIC"] = "production.errors"  # never used by the demo
+    if kafka_bootstrap is not None:
+        env["MENDLINE_KAFKA_BOOTSTRAP"] = kafka_bootstrap
     if database_url is not None:
         env["MENDLINE_DATABASE_URL"] = database_url
     return env
+
+
+@asynccontextmanager
+async def running_demo(
+    *args: str, env: dict[str, str]
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The demo as a process, killed (with its children) if the test ends first."""
+    process = await asyncio.create_subprocess_exec(
+        *_DEMO,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()  # its app and servers die with it (PR_SET_PDEATHSIG)
+            await process.wait()
 
 
 def failure_names() -> set[str]:
@@ -45,17 +68,13 @@ def failure_names() -> set[str]:
 async def test_the_demo_turns_every_failure_into_an_issue_with_a_finding_and_alerts(
     kafka_bootstrap: str, fresh_db_url: str
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *_DEMO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=demo_env(kafka_bootstrap, fresh_db_url),
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 240)
+    async with running_demo("--json", env=demo_env(kafka_bootstrap, fresh_db_url)) as process:
+        out, err = await asyncio.wait_for(process.communicate(), 240)
     stdout, stderr = out.decode(), err.decode()
     assert process.returncode == 0, stderr[-3000:]
     summary = json.loads(stdout)
     assert summary["complete"] is True and summary["problem"] is None
+    assert summary["unexpected_answers"] == 0
 
     # What the summary says is what PostgreSQL holds.
     conn = await asyncpg.connect(fresh_db_url)
@@ -89,26 +108,24 @@ async def test_the_demo_turns_every_failure_into_an_issue_with_a_finding_and_ale
         assert (row["kind"], row["status"]) == (row["kind"], expected)
     assert summary["received"]["slack"] >= 1 and summary["received"]["email"] >= 1
     assert len(summary["deliveries"]) == len(deliveries)
+    # The stand-ins showed what they received, as the people on call would see it.
+    assert re.search(r"^  slack  mendline: 16 issues", stderr, re.M), stderr
+    assert re.search(r"^  email  to oncall@demo.invalid: ", stderr, re.M), stderr
     # Nothing the app was given in secret reached the database or the output.
     for secret in _SECRETS:
         assert secret not in stored
         assert secret not in stdout + stderr
-    # The story for people went to stderr, with the SQL to explore.
-    assert "mendline.issue_findings" in stderr
-    assert "slack" in stderr and "email" in stderr
+    # It used a topic of its own, not the one of the shell's settings.
+    assert re.search(r"topic mendline-demo-[0-9a-f]{8}$", stderr, re.M), stderr
+    assert "production.errors" not in stderr
+    assert "mendline.issue_findings" in stderr  # the SQL to explore
 
 
 async def test_keep_leaves_the_embedded_database_running_until_interrupted(
     kafka_bootstrap: str,
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *_DEMO,
-        "--keep",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=demo_env(kafka_bootstrap),  # no database URL: the demo starts its own PostgreSQL
-    )
-    try:
+    # No database URL: the demo starts its own PostgreSQL.
+    async with running_demo("--json", "--keep", env=demo_env(kafka_bootstrap)) as process:
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 240)  # once all has settled
         summary: dict[str, Any] = json.loads(line)
@@ -117,17 +134,52 @@ async def test_keep_leaves_the_embedded_database_running_until_interrupted(
         assert url and url.startswith("postgresql://")
         conn = await asyncpg.connect(url)
         try:
-            assert await conn.fetchval("SELECT count(*) FROM mendline.issue_findings") == len(
-                summary["issues"]
-            )
+            findings = await conn.fetchval("SELECT count(*) FROM mendline.issue_findings")
         finally:
             await conn.close()
+        assert findings == len(summary["issues"]) == len(failure_names())
         assert process.returncode is None  # still running, as asked
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 60) == 0
-        with pytest.raises((OSError, asyncpg.PostgresError)):
-            await asyncpg.connect(url, timeout=5)  # and the database went with it
+    with pytest.raises((OSError, asyncpg.PostgresError)):
+        await asyncpg.connect(url, timeout=5)  # and the database went with it
+
+
+async def test_ctrl_c_mid_run_stops_the_app_and_exits_130(kafka_bootstrap: str) -> None:
+    async with running_demo(env=demo_env(kafka_bootstrap)) as process:
+        assert process.stdout is not None
+        app_url = None
+        while app_url is None:
+            line = (await asyncio.wait_for(process.stdout.readline(), 120)).decode()
+            assert line, "the demo ended before starting the sample app"
+            found = re.search(r"sample app +'shop' at (\S+)", line)
+            app_url = found.group(1) if found else None
+        async with httpx.AsyncClient(trust_env=False) as client:
+            assert (await client.get(f"{app_url}/health")).status_code == 200
+        process.send_signal(signal.SIGINT)
+        rest = await asyncio.wait_for(process.stdout.read(), 60)
+        assert await asyncio.wait_for(process.wait(), 60) == 130
+    assert b"not finished: stopped before the pipeline had settled" in rest
+    async with httpx.AsyncClient(trust_env=False) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"{app_url}/health")  # the app went with it
+
+
+async def test_a_database_that_holds_issues_is_refused(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap, database_url=fresh_db_url)
+    await ingest(settings, issue_events(range(1), per_issue=1))  # someone's real issue
+    async with running_demo(env=demo_env(kafka_bootstrap, fresh_db_url)) as process:
+        _, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 1
+    message, hint = err.decode().splitlines()[-2:]
+    assert message.startswith("mendline: the database at postgresql://")
+    assert message.endswith("already holds mendline issues")
+    assert hint.startswith("hint: point MENDLINE_DATABASE_URL at an empty database")
+    conn = await asyncpg.connect(fresh_db_url)
+    try:  # and it was left as it was: no demo events, its trigger not routed
+        assert await conn.fetchval("SELECT count(*) FROM mendline.events") == 1
+        assert await conn.fetchval("SELECT count(*) FROM mendline.deliveries") == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await conn.close()
