@@ -22,7 +22,15 @@ from mendline.analyzers.fingerprint import culprit, fingerprint, title
 from mendline.analyzers.heuristic import HeuristicAnalyser
 from mendline.devstack import free_port
 from mendline.ingest import ErrorEventProcessor
-from mendline.sample_app import TRAFFIC, DriveResult, RequestSpec, configure_logging, drive, serving
+from mendline.sample_app import (
+    TRAFFIC,
+    DriveResult,
+    PaymentDeclined,
+    RequestSpec,
+    configure_logging,
+    drive,
+    serving,
+)
 from mendline.schemas.event import ErrorEvent
 from mendline.schemas.finding import IssueContext, IssueSummary
 from mendline.schemas.settings import load_settings
@@ -33,7 +41,7 @@ EXPECTED = {
     "bad_quantity": "builtins.ValueError",
     "unknown_sku": "builtins.KeyError",
     "empty_report": "builtins.ZeroDivisionError",
-    "payment_declined": "mendline.sample_app.PaymentDeclined",
+    "payment_declined": f"{PaymentDeclined.__module__}.PaymentDeclined",
     "missing_user": "builtins.AttributeError",
     "invalid_json_body": "json.decoder.JSONDecodeError",
     "inventory_down": "httpx.ConnectError",

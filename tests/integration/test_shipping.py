@@ -69,7 +69,7 @@ async def test_sample_app_errors_arrive_valid_with_chain_frames_and_no_secrets(
     frames = quantity[0]["frames"]
     assert [f["function"] for f in frames[-2:]] == ["place_order", "parse_quantity"]
     assert frames[-1]["context_line"] == '    return int(query["qty"])'
-    assert frames[-1]["module"] == "mendline.sample_app" and frames[-1]["in_app"] is True
+    assert frames[-1]["module"].startswith("mendline.sample_app.") and frames[-1]["in_app"] is True
 
     payment = found["payment_declined"]["exceptions"]
     assert [e["type"] for e in payment] == ["JSONDecodeError", "PaymentDeclined"]
