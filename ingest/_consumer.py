@@ -32,7 +32,7 @@ from mendline.schemas.event import LEVEL_RANK, parse_event_exact
 from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
 from mendline.schemas.settings import Settings
 
-from ._shipper import kafka_client_options
+from ._topics import errors_producer, kafka_client_options
 
 __all__ = ["DLQ_HEADER_PREFIX", "Consumer", "ConsumerStats", "prepare_record"]
 
@@ -452,10 +452,8 @@ class Consumer:
 
     async def _dlq_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(
-                **kafka_client_options(self.settings),
-                acks="all",
-                enable_idempotence=False,
+            producer = errors_producer(
+                self.settings,
                 client_id=f"mendline-dlq-{self._identity}",
                 # whatever the consumer could fetch, the DLQ can take
                 max_request_size=8 * 1024 * 1024,

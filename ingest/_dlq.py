@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from mendline.schemas.settings import Settings
 
 from ._consumer import DLQ_HEADER_PREFIX
-from ._shipper import kafka_client_options
+from ._topics import errors_producer, kafka_client_options
 
 __all__ = ["DeadLetter", "read_dead_letters", "redrive"]
 
@@ -128,7 +128,7 @@ async def redrive(settings: Settings, reason: str | None = None) -> int:
     only that reason's records go, and no progress is committed.
     """
     consumer, tps = await _open(settings, group=settings.consumer_group + REDRIVE_GROUP_SUFFIX)
-    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
+    producer = errors_producer(settings, client_id="mendline-dlq-redrive")
     try:
         await producer.start()
     except BaseException:

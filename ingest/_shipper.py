@@ -28,8 +28,9 @@ from mendline.schemas.settings import Settings
 from ._builder import EventBuilder
 from ._capture import Capture
 from ._spool import Record, Spool
+from ._topics import errors_producer
 
-__all__ = ["Shipper", "ShipperStats", "kafka_client_options"]
+__all__ = ["Shipper", "ShipperStats"]
 
 log = logging.getLogger("mendline.ingest")
 
@@ -38,26 +39,6 @@ _OUTBOX_MAX = 10_000
 _BACKOFF_MIN = 0.1
 _BACKOFF_MAX = 5.0
 _WARN_EVERY = 60.0
-
-
-def kafka_client_options(settings: Settings) -> dict[str, Any]:
-    """The aiokafka connection options (bootstrap, security) that every client of ours uses."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_sasl_mechanism:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    if "SSL" in settings.kafka_security_protocol:
-        from aiokafka.helpers import create_ssl_context
-
-        options["ssl_context"] = create_ssl_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        )
-    return options
 
 
 @dataclass
@@ -390,19 +371,15 @@ class Shipper:
             await asyncio.sleep(0.005 if self._closing else 0.05)
 
     async def _connect(self) -> None:
-        from aiokafka import AIOKafkaProducer
-
-        producer = AIOKafkaProducer(
-            **kafka_client_options(self.settings),
-            acks="all",
-            enable_idempotence=False,  # Tansu and some brokers refuse it; effects dedupe by id
+        producer = errors_producer(
+            self.settings,
+            client_id="mendline-shipper",
             request_timeout_ms=int(self.settings.kafka_request_timeout * 1000),
             linger_ms=10,
             # Large batches: under load a produce request carries hundreds of events, so the
             # shipper thread needs few round trips (each costs a GIL hand-over).
             max_batch_size=1024 * 1024,
             max_request_size=2 * 1024 * 1024,
-            client_id="mendline-shipper",
         )
         try:
             await producer.start()

@@ -1,17 +1,52 @@
-"""Creating mendline's topics on a Kafka cluster."""
+"""Our Kafka clients: their connection options, the producer we write with, topic creation."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from mendline.schemas.settings import Settings
 
-from ._shipper import kafka_client_options
-
-__all__ = ["ensure_topics"]
+__all__ = ["ensure_topics", "errors_producer", "kafka_client_options"]
 
 _ALREADY_EXISTS = TopicAlreadyExistsError.errno
+
+
+def kafka_client_options(settings: Settings) -> dict[str, Any]:
+    """The aiokafka connection options (bootstrap, security) that every client of ours uses."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    if "SSL" in settings.kafka_security_protocol:
+        from aiokafka.helpers import create_ssl_context
+
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+    return options
+
+
+def errors_producer(settings: Settings, *, client_id: str, **tuning: Any) -> AIOKafkaProducer:
+    """A producer (not started) to mendline's topics, as every writer of ours makes one: the
+    connection options, acks=all and no idempotence; ``tuning`` adds aiokafka's other
+    options (``request_timeout_ms``, ``linger_ms``, ``max_request_size``, ...)."""
+    return AIOKafkaProducer(
+        **kafka_client_options(settings),
+        acks="all",
+        # Tansu and some brokers refuse idempotence; the consumer stores each event_id once.
+        enable_idempotence=False,
+        client_id=client_id,
+        **tuning,
+    )
 
 
 async def ensure_topics(settings: Settings) -> dict[str, str]:

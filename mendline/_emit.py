@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mendline.analyzers.scrubbing import Scrubber
-from mendline.ingest import Capture, EventBuilder, kafka_client_options, prepare_record
-from mendline.ingest._capture import RawException
+from mendline.ingest import Capture, EventBuilder, RawException, errors_producer, prepare_record
 from mendline.schemas.errors import InvalidEvent
 from mendline.schemas.prepared import PreparedEvent
 from mendline.schemas.settings import Settings
@@ -103,14 +102,10 @@ def prepared_lines(
 async def send(settings: Settings, events: Sequence[PreparedEvent]) -> list[Sent]:
     """Produce ``events`` to the errors topic as the shipper does (acks=all, no idempotence,
     keyed by event_id) and wait for every ack."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        **kafka_client_options(settings),
-        acks="all",
-        enable_idempotence=False,  # Tansu and some brokers refuse it; the consumer dedupes
-        request_timeout_ms=int(settings.kafka_request_timeout * 1000),
+    producer = errors_producer(
+        settings,
         client_id="mendline-emit",
+        request_timeout_ms=int(settings.kafka_request_timeout * 1000),
     )
     try:
         await producer.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence, Sized
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from mendline.sinks._routing import (
     load_routes,
 )
 
-from ._console import AS_JSON, TAGS, hint_on, print_json
+from ._console import AS_JSON, TAGS, counted, hint_on, print_json
 
 __all__ = ["add_routes_commands"]
 
@@ -112,10 +112,6 @@ def _test_json(table: RoutingTable, labels: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _count(things: Sized, name: str) -> str:
-    return f"{len(things)} {name}{'' if len(things) == 1 else 's'}"
-
-
 def _routes_check(args: argparse.Namespace, settings: Settings) -> int:
     table = _load(args.file if args.file is not None else settings.routes_file)
     used = {name for route in table.routes for name in route.receivers}
@@ -129,8 +125,8 @@ def _routes_check(args: argparse.Namespace, settings: Settings) -> int:
         print_json(_check_json(table, warnings))
         return 0
     print(
-        f"{table.source}: valid, {_count(table.routes, 'route')},"
-        f" {_count(table.receivers, 'receiver')}"
+        f"{table.source}: valid, {counted(len(table.routes), 'route')},"
+        f" {counted(len(table.receivers), 'receiver')}"
     )
     for route in table.routes:
         timing = "/".join(

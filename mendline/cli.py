@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from mendline._console import (
     AS_JSON,
@@ -18,19 +18,21 @@ from mendline._console import (
     LOGS_AS_JSON,
     TAGS,
     UsageError,
+    connect_database,
     hint_on,
+    log_to_stderr,
+    positive,
+    print_done,
     print_error,
     print_json,
     reaching_kafka,
     shorten,
+    shown_url,
     table,
 )
 from mendline.schemas.errors import ConfigError, MendlineError
 from mendline.schemas.event import LEVELS
 from mendline.schemas.settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from mendline.sinks import FindingStore
 
 __all__ = ["build_parser", "console", "main"]
 
@@ -38,12 +40,6 @@ _SETTINGS_HINT = (
     "check the --config file and the MENDLINE_* variables;"
     " `mendline config reference` lists the settings"
 )
-_DATABASE_HINT = (
-    "is PostgreSQL running there? Check MENDLINE_DATABASE_URL, or run `mendline doctor`"
-)
-_MIGRATE_HINT = "run `mendline migrate` to create them"
-_ISSUES_HINT = "`mendline issues list --status all` shows the issues and their ids"
-_FINDINGS_HINT = "`mendline findings list` shows the findings and their ids"
 _ROUTES_HINT = "`mendline routes check` validates the routing file and names unset secrets"
 
 
@@ -78,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser(
         "doctor",
+        parents=result,
         help="check the settings, broker, database, LLM endpoint and alert channels",
     )
-    doctor.add_argument("--json", action="store_true", help="the checks as a JSON object")
     doctor.set_defaults(run=_doctor)
 
     consume = commands.add_parser(
@@ -94,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "analyze",
         help="analyse new and regressed issues into findings (a worker; or one --issue)",
     )
-    analyze.add_argument("--issue", type=_positive, help="analyse this issue now and print it")
+    analyze.add_argument("--issue", type=positive, help="analyse this issue now and print it")
     analyze.add_argument(
         "--fresh", action="store_true", help="with --issue: analyse again, not from the store"
     )
@@ -160,31 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PART",
         help="custom grouping (repeat for several parts)",
     )
-    emit.add_argument("--count", type=_positive, help="send this many such events (default 1)")
+    emit.add_argument("--count", type=positive, help="send this many such events (default 1)")
     emit.set_defaults(run=_emit)
 
+    from mendline._issues_cli import add_issue_commands
     from mendline._routes_cli import add_routes_commands
 
     add_routes_commands(commands, parents=result)
-
-    findings = commands.add_parser("findings", help="read and judge root-cause findings")
-    finding_commands = findings.add_subparsers(dest="findings_command", required=True)
-    findings_list = finding_commands.add_parser("list", parents=result, help="the newest findings")
-    findings_list.add_argument("--issue", type=_positive, help="only this issue's")
-    findings_list.add_argument("--limit", type=_positive, default=20, help="at most this many")
-    findings_list.set_defaults(run=_findings_list)
-    findings_show = finding_commands.add_parser("show", parents=result, help="one finding, whole")
-    findings_show.add_argument("id", type=_positive)
-    findings_show.set_defaults(run=_findings_show)
-    mark = finding_commands.add_parser(
-        "mark",
-        parents=result,
-        help="say a finding was right or wrong; similar issues are analysed with it",
-    )
-    mark.add_argument("id", type=_positive)
-    mark.add_argument("verdict", choices=["right", "wrong"])
-    mark.add_argument("--note", help="what was really going on")
-    mark.set_defaults(run=_findings_mark)
+    add_issue_commands(commands, parents=result)
 
     migrate = commands.add_parser("migrate", parents=result, help="apply the database migrations")
     migrate.set_defaults(run=_migrate)
@@ -196,61 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fingerprint.set_defaults(run=_fingerprint)
 
-    issues = commands.add_parser("issues", help="work with issues")
-    issue_commands = issues.add_subparsers(dest="issues_command", required=True)
-    issues_list = issue_commands.add_parser(
-        "list", parents=result, help="issues, most recently seen first"
-    )
-    issues_list.add_argument(
-        "--status",
-        choices=["unresolved", "resolved", "ignored", "all"],
-        default="unresolved",
-        help="which issues (default: unresolved)",
-    )
-    issues_list.add_argument("--service", help="only this service's")
-    issues_list.add_argument("--limit", type=_positive, default=50, help="at most this many")
-    issues_list.set_defaults(run=_issues_list)
-    issues_show = issue_commands.add_parser(
-        "show", parents=result, help="one issue with its newest finding"
-    )
-    issues_show.add_argument("id", type=_positive)
-    issues_show.set_defaults(run=_issues_show)
-    ignore = issue_commands.add_parser(
-        "ignore", parents=result, help="stop alerting on an issue; its events are still counted"
-    )
-    ignore.add_argument("id", type=_positive)
-    ignore.set_defaults(run=_issues_ignore)
-    merge = issue_commands.add_parser(
-        "merge",
-        parents=result,
-        help="merge issue SOURCE into TARGET; later events of both count on TARGET",
-    )
-    merge.add_argument("target", type=_positive)
-    merge.add_argument("source", type=_positive)
-    merge.set_defaults(run=_issues_merge)
-    resolve = issue_commands.add_parser(
-        "resolve",
-        parents=result,
-        help="mark an issue resolved; a later event reopens it as a regression",
-    )
-    resolve.add_argument("id", type=_positive)
-    resolve.add_argument("--note", help="what fixed it (later similar issues are told)")
-    resolve.set_defaults(run=_issues_resolve)
-
-    events = commands.add_parser("events", help="manage stored events")
-    event_commands = events.add_subparsers(dest="events_command", required=True)
-    prune = event_commands.add_parser(
-        "prune", parents=result, help="drop the days of events older than the retention"
-    )
-    prune.add_argument(
-        "--days", type=_positive, help="keep this many days (default: MENDLINE_RETENTION_DAYS)"
-    )
-    prune.set_defaults(run=_events_prune)
-
     dlq = commands.add_parser("dlq", help="inspect and re-drive the dead-letter topic")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
     dlq_list = dlq_commands.add_parser("list", parents=result, help="the rejected records and why")
-    dlq_list.add_argument("--limit", type=_positive, default=100, help="at most this many")
+    dlq_list.add_argument("--limit", type=positive, default=100, help="at most this many")
     dlq_list.add_argument("--reason", help="only this reason (not_json, invalid, ...)")
     dlq_list.set_defaults(run=_dlq_list)
     dlq_redrive = dlq_commands.add_parser(
@@ -296,16 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema.set_defaults(run=_schema)
     return parser
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _exception(text: str) -> tuple[str, str | None, str]:
@@ -376,59 +294,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
     from mendline._stages import run_consume
 
-    _log_to_stderr(args)
+    log_to_stderr(args)
     return asyncio.run(run_consume(settings))
-
-
-def _log_to_stderr(args: argparse.Namespace) -> None:
-    """The workers' logging: lines on stderr, JSON objects with --json, DEBUG with --debug."""
-    import logging
-
-    from mendline._console import JsonLogFormatter
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonLogFormatter()
-        if args.json
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s")
-    )
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, handlers=[handler])
-    logging.getLogger("aiokafka").setLevel(logging.WARNING if args.debug else logging.CRITICAL)
-
-
-def _done(args: argparse.Namespace, text: str, **what: object) -> None:
-    """What a command changed: ``text`` for people, ``what`` as a JSON object for scripts."""
-    if args.json:
-        print_json(what)
-    else:
-        print(text)
-
-
-async def _connect(settings: Settings, *, for_migrate: bool = False) -> Any:
-    import asyncpg
-
-    from mendline.analyzers.scrubbing import Scrubber
-
-    url = settings.database_url.get_secret_value()
-    try:
-        conn = await asyncpg.connect(url)
-    except (OSError, asyncpg.PostgresError) as exc:
-        shown = Scrubber().scrub_text(url)
-        raise MendlineError(
-            f"cannot reach PostgreSQL at {shown}: {exc}", hint=_DATABASE_HINT
-        ) from exc
-    has_schema = await conn.fetchval("SELECT to_regclass('mendline.schema_migrations') IS NOT NULL")
-    if not has_schema and not for_migrate:
-        await conn.close()
-        raise MendlineError("the database has no mendline tables yet", hint=_MIGRATE_HINT)
-    return conn
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.sinks import migrate
 
     async def go() -> list[str]:
-        conn = await _connect(settings, for_migrate=True)
+        conn = await connect_database(settings, for_migrate=True)
         try:
             return await migrate(conn)
         finally:
@@ -436,7 +310,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
     applied = asyncio.run(go())
     text = f"applied {', '.join(applied)}" if applied else "the database is up to date"
-    _done(args, text, applied=applied)
+    print_done(args, text, applied=applied)
     return 0
 
 
@@ -463,177 +337,20 @@ def _fingerprint(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if bad else 0
 
 
-_ISSUE_COLUMNS = """id, service, title, culprit, level, status, times_seen, first_seen, last_seen,
-    first_release, last_release, environments, regressions, resolution_note"""
-
-
-def _issues_list(args: argparse.Namespace, settings: Settings) -> int:
-    async def go() -> list[Any]:
-        conn = await _connect(settings)
-        try:
-            return list(
-                await conn.fetch(
-                    f"""SELECT {_ISSUE_COLUMNS} FROM mendline.issues
-                        WHERE ($1 = 'all' AND status <> 'merged' OR status = $1)
-                          AND ($2::text IS NULL OR service = $2)
-                        ORDER BY last_seen DESC LIMIT $3""",
-                    args.status,
-                    args.service,
-                    args.limit,
-                )
-            )
-        finally:
-            await conn.close()
-
-    rows = asyncio.run(go())
-    if args.json:
-        for row in rows:
-            print_json(dict(row))
-    elif rows:
-        print(
-            table(
-                ("ID", "STATUS", "LEVEL", "SERVICE", "EVENTS", "LAST SEEN", "TITLE"),
-                (
-                    (
-                        r["id"],
-                        r["status"],
-                        r["level"],
-                        shorten(r["service"], 24),
-                        r["times_seen"],
-                        f"{r['last_seen']:%Y-%m-%d %H:%M}",
-                        shorten(r["title"], 80),
-                    )
-                    for r in rows
-                ),
-            )
-        )
-    else:
-        print(f"no issues ({args.status})", file=sys.stderr)
-    return 0
-
-
-def _issues_show(args: argparse.Namespace, settings: Settings) -> int:
-    async def go() -> tuple[Any, Any]:
-        conn = await _connect(settings)
-        try:
-            issue = await conn.fetchrow(
-                f"SELECT {_ISSUE_COLUMNS} FROM mendline.issues WHERE id = $1", args.id
-            )
-            finding = await conn.fetchrow(
-                """SELECT finding_id, analyser, category, severity, confidence, root_cause,
-                          suggested_fix FROM mendline.issue_findings WHERE issue_id = $1""",
-                args.id,
-            )
-            return issue, finding
-        finally:
-            await conn.close()
-
-    issue, finding = asyncio.run(go())
-    if issue is None:
-        raise MendlineError(f"there is no issue {args.id}", hint=_ISSUES_HINT)
-    if args.json:
-        print_json({**dict(issue), "finding": dict(finding) if finding else None})
-        return 0
-    print(f"issue #{issue['id']}  {issue['title']}")
-    for name in (
-        "service",
-        "culprit",
-        "level",
-        "status",
-        "times_seen",
-        "first_seen",
-        "last_seen",
-        "first_release",
-        "last_release",
-        "environments",
-        "regressions",
-        "resolution_note",
-    ):
-        if issue[name] not in (None, [], ""):
-            print(f"  {name:16s}{issue[name]}")
-    if finding:
-        print(
-            f"  root cause      {finding['root_cause']}  ({finding['category']},"
-            f" {finding['severity']}, {finding['confidence']:.2f}, finding"
-            f" #{finding['finding_id']})"
-        )
-        print(f"  fix             {finding['suggested_fix']}")
-    else:
-        print("  root cause      not analysed yet")
-    return 0
-
-
-def _issues_ignore(args: argparse.Namespace, settings: Settings) -> int:
-    async def go() -> str:
-        conn = await _connect(settings)
-        try:
-            return str(
-                await conn.execute(
-                    """UPDATE mendline.issues SET status = 'ignored', updated_at = now()
-                       WHERE id = $1 AND status <> 'merged'""",
-                    args.id,
-                )
-            )
-        finally:
-            await conn.close()
-
-    if asyncio.run(go()).endswith(" 0"):
-        raise MendlineError(f"there is no issue {args.id} (or it was merged)", hint=_ISSUES_HINT)
-    _done(args, f"ignored issue {args.id}", issue=args.id, status="ignored")
-    return 0
-
-
-def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks import IssueNotFound, merge_issues
-
-    async def go() -> None:
-        conn = await _connect(settings)
-        try:
-            await merge_issues(conn, args.target, args.source)
-        finally:
-            await conn.close()
-
-    with hint_on(IssueNotFound, _ISSUES_HINT):
-        asyncio.run(go())
-    _done(
-        args,
-        f"merged issue {args.source} into {args.target}",
-        issue=args.source,
-        status="merged",
-        merged_into=args.target,
-    )
-    return 0
-
-
-def _issues_resolve(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks import IssueNotFound, resolve_issue
-
-    async def go() -> None:
-        conn = await _connect(settings)
-        try:
-            await resolve_issue(conn, args.id, args.note)
-        finally:
-            await conn.close()
-
-    with hint_on(IssueNotFound, _ISSUES_HINT):
-        asyncio.run(go())
-    _done(args, f"resolved issue {args.id}", issue=args.id, status="resolved", note=args.note)
-    return 0
-
-
 def _analyze(args: argparse.Namespace, settings: Settings) -> int:
     if args.issue is None:
         if args.fresh:
             raise UsageError("--fresh goes with --issue")
         from mendline._stages import run_analyze
 
-        _log_to_stderr(args)
+        log_to_stderr(args)
         return asyncio.run(run_analyze(settings))
     from mendline._analyze import AnalyzeWorker, describe, make_analysis
+    from mendline._issues_cli import ISSUES_HINT, finding_json, finding_store
     from mendline.sinks import FindingNotFound
 
     async def go() -> tuple[Any, bool]:
-        store = await _finding_store(settings)
+        store = await finding_store(settings)
         analysis = make_analysis(settings, store)
         try:
             worker = AnalyzeWorker(settings, store, analysis)
@@ -642,35 +359,13 @@ def _analyze(args: argparse.Namespace, settings: Settings) -> int:
             await analysis.aclose()
             await store.pool.close()
 
-    with hint_on(FindingNotFound, _ISSUES_HINT):  # the issue is what was not found
+    with hint_on(FindingNotFound, ISSUES_HINT):  # the issue is what was not found
         stored, served = asyncio.run(go())
     if args.json:
-        print_json(_finding_json(stored, served))
+        print_json(finding_json(stored, served))
     else:
         print(describe(stored, served))
     return 0
-
-
-async def _finding_store(settings: Settings) -> FindingStore:
-    import asyncpg
-
-    from mendline.sinks import FindingStore
-
-    conn = await _connect(settings)  # a clear error when unreachable or not migrated
-    await conn.close()
-    return FindingStore(await asyncpg.create_pool(settings.database_url.get_secret_value()))
-
-
-def _finding_json(stored: Any, served: bool = False) -> dict[str, Any]:
-    return {
-        "id": stored.id,
-        "issue_id": stored.issue_id,
-        "served_from_store": served,
-        "cached_from": stored.cached_from,
-        "verdict": stored.verdict,
-        "verdict_note": stored.verdict_note,
-        **stored.finding.model_dump(mode="json"),
-    }
 
 
 def _stages(text: str) -> list[str]:
@@ -687,7 +382,7 @@ def _stages(text: str) -> list[str]:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from mendline._stages import run_stages
 
-    _log_to_stderr(args)
+    log_to_stderr(args)
     with hint_on(ConfigError, _ROUTES_HINT):  # the routing file, checked before starting
         return asyncio.run(run_stages(settings, args.only))
 
@@ -695,7 +390,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def _alert(args: argparse.Namespace, settings: Settings) -> int:
     from mendline._stages import run_alert
 
-    _log_to_stderr(args)
+    log_to_stderr(args)
     with hint_on(ConfigError, _ROUTES_HINT):
         return asyncio.run(run_alert(settings))
 
@@ -704,106 +399,6 @@ def _emit(args: argparse.Namespace, settings: Settings) -> int:
     from mendline._emit import emit
 
     return emit(args, settings)
-
-
-def _findings_list(args: argparse.Namespace, settings: Settings) -> int:
-    async def go() -> list[Any]:
-        store = await _finding_store(settings)
-        try:
-            return await store.list(args.issue, args.limit)
-        finally:
-            await store.pool.close()
-
-    found = asyncio.run(go())
-    if args.json:
-        for stored in found:
-            shown = _finding_json(stored)
-            shown.pop("prompt", None)
-            print_json(shown)
-    elif found:
-        print(
-            table(
-                ("ID", "ISSUE", "SEVERITY", "CATEGORY", "CONFIDENCE", "ROOT CAUSE"),
-                (
-                    (
-                        s.id,
-                        s.issue_id,
-                        s.finding.severity,
-                        s.finding.category,
-                        f"{s.finding.confidence:.2f}",
-                        shorten(s.finding.root_cause, 90),
-                    )
-                    for s in found
-                ),
-            )
-        )
-    else:
-        print("no findings", file=sys.stderr)
-    return 0
-
-
-def _findings_show(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline._analyze import describe
-    from mendline.sinks import FindingNotFound
-
-    async def go() -> Any:
-        store = await _finding_store(settings)
-        try:
-            return await store.get(args.id)
-        finally:
-            await store.pool.close()
-
-    with hint_on(FindingNotFound, _FINDINGS_HINT):
-        stored = asyncio.run(go())
-    if args.json:
-        print_json(_finding_json(stored))
-    else:
-        print(describe(stored))
-    return 0
-
-
-def _findings_mark(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks import FindingNotFound
-
-    async def go() -> None:
-        store = await _finding_store(settings)
-        try:
-            await store.mark(args.id, args.verdict, args.note)
-        finally:
-            await store.pool.close()
-
-    with hint_on(FindingNotFound, _FINDINGS_HINT):
-        asyncio.run(go())
-    _done(
-        args,
-        f"marked finding {args.id} {args.verdict}",
-        finding=args.id,
-        verdict=args.verdict,
-        note=args.note,
-    )
-    return 0
-
-
-def _events_prune(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks import prune_events
-
-    days = args.days if args.days is not None else settings.retention_days
-
-    async def go() -> list[str]:
-        conn = await _connect(settings)
-        try:
-            return await prune_events(conn, days)
-        finally:
-            await conn.close()
-
-    dropped = asyncio.run(go())
-    _done(
-        args,
-        f"dropped {len(dropped)} day(s) of events older than {days} days",
-        days=days,
-        dropped=dropped,
-    )
-    return 0
 
 
 def _dlq_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -850,7 +445,7 @@ def _dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
 
     with reaching_kafka(settings):
         count = asyncio.run(redrive(settings, args.reason))
-    _done(
+    print_done(
         args,
         f"re-drove {count} record(s) to {settings.errors_topic}",
         redriven=count,
@@ -864,7 +459,7 @@ def _schema(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.write:
         JSON_SCHEMA_PATH.write_text(json_schema_text())
-        _done(args, f"wrote {JSON_SCHEMA_PATH}", wrote=str(JSON_SCHEMA_PATH))
+        print_done(args, f"wrote {JSON_SCHEMA_PATH}", wrote=str(JSON_SCHEMA_PATH))
     else:
         sys.stdout.write(json_schema_text())  # JSON already, with or without --json
     return 0
@@ -872,11 +467,9 @@ def _schema(args: argparse.Namespace, settings: Settings) -> int:
 
 def _settings_values(settings: Settings) -> dict[str, Any]:
     """The settings as JSON values, secrets masked."""
-    from mendline.analyzers.scrubbing import Scrubber
-
     values: dict[str, Any] = json.loads(settings.model_dump_json())  # secrets: "**********"
     # The URL is worth seeing, with its password filtered by the same rules as events.
-    values["database_url"] = Scrubber().scrub_text(settings.database_url.get_secret_value())
+    values["database_url"] = shown_url(settings.database_url.get_secret_value())
     return values
 
 
@@ -922,7 +515,7 @@ def _topics_ensure(args: argparse.Namespace, settings: Settings) -> int:
 
     with reaching_kafka(settings):
         outcome = asyncio.run(ensure_topics(settings))
-    _done(args, "\n".join(f"{t}: {state}" for t, state in outcome.items()), topics=outcome)
+    print_done(args, "\n".join(f"{t}: {state}" for t, state in outcome.items()), topics=outcome)
     return 0
 
 
@@ -931,7 +524,7 @@ def _devstack(args: argparse.Namespace, settings: Settings) -> int:
 
     with DevStack() as stack:
         variables = stack.environ
-        _done(args, "\n".join(f"{k}={v}" for k, v in variables.items()), **variables)
+        print_done(args, "\n".join(f"{k}={v}" for k, v in variables.items()), **variables)
         sys.stdout.flush()  # a script reading a pipe needs them now, not at exit
         print("running; press Ctrl-C to stop", file=sys.stderr, flush=True)
         try:

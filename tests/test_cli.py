@@ -143,6 +143,27 @@ def test_the_database_unreachable_is_one_line_with_a_hint_and_the_password_hidde
     assert "MENDLINE_DATABASE_URL" in hint and "`mendline doctor`" in hint
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        # the port is not a number: asyncpg's int() raises a plain ValueError
+        ("postgresql://app:pa55word@127.0.0.1:abc/db", "invalid literal for int()"),
+        # asyncpg's ClientConfigurationError
+        ("postgresql://app:pa55word@127.0.0.1:9/db?sslmode=bogus", "`sslmode` parameter"),
+        ("mysql://app:pa55word@127.0.0.1:9/db", "invalid DSN"),
+    ],
+)
+def test_a_malformed_database_url_is_one_line_with_a_hint_and_the_password_hidden(
+    url: str, problem: str
+) -> None:
+    result = run("issues", "list", env={"MENDLINE_DATABASE_URL": url})
+    error, hint = failure(result)
+    shown = url.replace("pa55word", "[Filtered]")
+    assert error.startswith(f"the database URL {shown} is not valid: {problem}")
+    assert "MENDLINE_DATABASE_URL" in hint and "`mendline doctor`" in hint
+    assert "pa55word" not in result.stderr
+
+
 def test_debug_shows_the_traceback_instead() -> None:
     result = run("--debug", "issues", "list", env={"MENDLINE_DATABASE_URL": UNREACHABLE_DATABASE})
     assert result.returncode == 1

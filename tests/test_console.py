@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 import pytest
 
-from mendline._console import JsonLogFormatter, colour_for, shorten, table
+from mendline._console import JsonLogFormatter, colour_for, shorten, styled, table
 
 
 @pytest.fixture
@@ -97,3 +97,10 @@ def test_a_json_log_line_carries_the_exception_text() -> None:
         entry = json.loads(JsonLogFormatter().format(record("failed", exc_info=sys.exc_info())))
     assert entry["exception"].startswith("Traceback (most recent call last):")
     assert entry["exception"].endswith("ValueError: invalid literal for int() with base 10: 'n/a'")
+
+
+def test_styled_wraps_a_named_style_only_with_colour() -> None:
+    assert styled("ok", "green", colour=True) == "\x1b[32mok\x1b[0m"
+    assert styled("ok", "green", colour=False) == "ok"
+    assert styled("fine", "info", colour=True) == "fine"  # the ordinary level stays plain
+    assert styled("x", None, colour=True) == "x"

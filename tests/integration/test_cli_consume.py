@@ -234,7 +234,7 @@ async def test_a_database_without_the_tables_says_to_migrate(
     result = await cli(*args, "--json", env={"MENDLINE_DATABASE_URL": fresh_db_url})
     assert failure(result) == (
         "the database has no mendline tables yet",
-        "run `mendline migrate` to create them",
+        "run `mendline migrate` (`mendline consume` also applies them when it starts)",
     )
 
 
