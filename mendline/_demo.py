@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from mendline._console import print_json, reaching_kafka, shorten
+from mendline._console import (
+    DATABASE_HINT,
+    or_doctor,
+    print_json,
+    reaching_kafka,
+    shorten,
+    shown_url,
+)
 from mendline._demo_parts import SampleApp, Screen, StandIns, sample_app
 from mendline.schemas.errors import MendlineError
 from mendline.schemas.settings import Settings, load_settings
@@ -199,7 +206,7 @@ async def _demo(
         pipeline = asyncio.create_task(run_pipeline(demo_settings, stop))
         summary = Summary()
         try:
-            shown_db = _shown_url(stack.database_url)
+            shown_db = shown_url(stack.database_url)
             screen.say(
                 f"  Kafka        {stack.kafka_bootstrap}, topic {demo_settings.errors_topic}"
             )
@@ -285,13 +292,13 @@ async def _empty_database(stack: DevStack) -> asyncpg.Pool:
             await conn.close()
         if used:
             raise MendlineError(
-                f"the database at {_shown_url(url)} already holds mendline issues", hint=hint
+                f"the database at {shown_url(url)} already holds mendline issues", hint=hint
             )
         return await migrated_pool(url, max_size=2)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise MendlineError(
-            f"cannot reach PostgreSQL at {_shown_url(url)}: {exc}",
-            hint="is it running? Check MENDLINE_DATABASE_URL, or run `mendline doctor`",
+            f"cannot reach PostgreSQL at {shown_url(url)}: {exc}",
+            hint=or_doctor(DATABASE_HINT),
         ) from exc
 
 
@@ -528,12 +535,6 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
-
-
-def _shown_url(url: str) -> str:
-    from mendline.analyzers.scrubbing import Scrubber
-
-    return Scrubber().scrub_text(url)
 
 
 @contextlib.contextmanager

@@ -17,15 +17,13 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
-from mendline._console import colour_for, shorten
+from mendline._console import colour_for, shorten, styled
 from mendline.schemas.errors import MendlineError
 from mendline.schemas.settings import Settings
 
 __all__ = ["SampleApp", "Screen", "StandIns", "sample_app"]
 
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-# SGR codes of the styles the story uses.
-_STYLES = {"bold": "1", "dim": "2", "red": "31", "yellow": "33", "cyan": "36", "magenta": "35"}
 
 
 class Screen:
@@ -47,8 +45,7 @@ class Screen:
 
     def say(self, text: str, style: str | None = None) -> None:
         """A line of the story, above the status line."""
-        if self._colour and style:
-            text = f"\x1b[{_STYLES[style]}m{text}\x1b[0m"
+        text = styled(text, style, self._colour)
         if self._interactive and self._status:
             self._write("\r\x1b[K" + text + "\n" + self._status)
         else:

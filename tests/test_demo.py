@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,7 +49,11 @@ def terminal(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[io.TextIOWrapper
 
 
 def read_all(fd: int) -> str:
-    return os.read(fd, 65536).decode()
+    """Everything written so far: a terminal may hand it over in several pieces."""
+    chunks = []
+    while select.select([fd], [], [], 0.2)[0]:
+        chunks.append(os.read(fd, 65536))
+    return b"".join(chunks).decode()
 
 
 def test_a_terminal_gets_colours_and_one_status_line_redrawn_under_the_story(
