@@ -41,7 +41,7 @@ from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
 from mendline.sinks._routing import RoutingTable, load_routes
 
-__all__ = ["TIMEOUT", "Check", "doctor", "run_checks"]
+__all__ = ["TIMEOUT", "Check", "doctor", "doctor_without_settings", "run_checks"]
 
 #: Seconds each check may take; a server that has not answered by then is reported.
 TIMEOUT = 5.0
@@ -64,7 +64,21 @@ class Check:
 
 def doctor(args: argparse.Namespace, settings: Settings) -> int:
     """Run every check, print the results (``args.json``: one JSON object); 1 if any failed."""
-    checks = asyncio.run(run_checks(settings, config_file=args.config, debug=args.debug))
+    return _report(
+        args, asyncio.run(run_checks(settings, config_file=args.config, debug=args.debug))
+    )
+
+
+def doctor_without_settings(args: argparse.Namespace, error: ConfigError) -> int:
+    """``mendline doctor`` when the settings do not load: that is the failed first check,
+    and the others, which need the settings, are not run. Returns 1."""
+    skipped = "not checked: the settings do not load"
+    checks = [Check("settings", "fail", str(error), error.hint)]
+    checks += [Check(name, "skip", skipped) for name in ("kafka", "database", "llm", "routes")]
+    return _report(args, checks)
+
+
+def _report(args: argparse.Namespace, checks: list[Check]) -> int:
     failed = any(check.status == "fail" for check in checks)
     if args.json:
         print_json({"ok": not failed, "checks": [asdict(check) for check in checks]})

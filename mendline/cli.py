@@ -268,8 +268,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     run: Callable[[argparse.Namespace, Settings], int] = args.run
     try:
-        with hint_on(ConfigError, _SETTINGS_HINT):
-            settings = load_settings(args.config)
+        try:
+            with hint_on(ConfigError, _SETTINGS_HINT):
+                settings = load_settings(args.config)
+        except ConfigError as exc:
+            if args.command != "doctor":
+                raise
+            from mendline._doctor import doctor_without_settings
+
+            return doctor_without_settings(args, exc)  # says so as its first check
         return run(args, settings)
     except KeyboardInterrupt:
         return 130

@@ -440,3 +440,21 @@ def test_an_invalid_routing_file_fails_routes_as_the_loader_says(
     routes = only_failure(checks, "routes")
     assert routes["detail"].startswith(f"{setup.routes}:2: routes[0].match.severity")
     assert "mendline routes check" in routes["hint"]
+
+
+def test_settings_that_do_not_load_are_the_failed_first_check(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MENDLINE_LLM_TIMEOUT", "soon")
+    status, checks, _ = doctor(capsys)
+    assert status == 1
+    assert checks["settings"]["status"] == "fail"
+    assert "llm_timeout" in checks["settings"]["detail"]
+    assert "mendline config reference" in checks["settings"]["hint"]
+    # The rest need the settings: said, not run.
+    assert {name: c["status"] for name, c in checks.items() if name != "settings"} == {
+        "kafka": "skip",
+        "database": "skip",
+        "llm": "skip",
+        "routes": "skip",
+    }
