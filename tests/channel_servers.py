@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -29,7 +28,7 @@ from urllib.parse import parse_qsl
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-HOST = "127.0.0.1"
+from tests.loopback import HOST, LoopbackHTTPServer, QuietHandler
 
 
 @dataclass
@@ -79,10 +78,7 @@ class _Server:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 request = Request(
@@ -107,27 +103,21 @@ class _Server:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout): fine
 
-        self._httpd = ThreadingHTTPServer((HOST, 0), Handler)
-        self._httpd.daemon_threads = True
-        # A short poll interval: shutdown() waits for it, once a test.
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._http = LoopbackHTTPServer(Handler)
 
     @property
     def base(self) -> str:
-        return f"http://{HOST}:{self._httpd.server_address[1]}"
+        return self._http.base
 
     def answer(self, request: Request) -> Reply:
         raise NotImplementedError
 
     def start(self) -> _Server:
-        self._thread.start()
+        self._http.start()
         return self
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._http.close()
 
     def bodies(self) -> list[dict[str, Any]]:
         """The bodies received, in order."""

@@ -14,8 +14,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.loopback import LoopbackHTTPServer, QuietHandler
 
 
 def finding_json(**overrides: Any) -> dict[str, Any]:
@@ -85,10 +87,7 @@ class FakeLLM:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
@@ -106,22 +105,19 @@ class FakeLLM:
             def do_GET(self) -> None:
                 server._list_models(self)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._http = LoopbackHTTPServer(Handler)
 
     @property
     def url(self) -> str:
         """The base URL, as set in ``MENDLINE_LLM_BASE_URL``."""
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        return f"{self._http.base}/v1"
 
     def start(self) -> FakeLLM:
-        self._thread.start()
+        self._http.start()
         return self
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._http.close()
 
     def bodies(self) -> list[dict[str, Any]]:
         """The JSON bodies received, in order."""

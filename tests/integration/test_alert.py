@@ -24,7 +24,7 @@ from mendline.sinks.channels import make_channel
 from tests.channel_servers import FakePagerDuty, FakeSlack, Reply, fake_pagerduty, fake_slack
 from tests.llm_server import fake_llm
 
-from .test_analyze import ingest, issue_events, query, workers
+from .test_analyze import ingest, issue_events, query, run_until_exit, workers
 from .test_consume import wait_until
 
 pytestmark = pytest.mark.integration
@@ -69,13 +69,10 @@ async def alerting(
         channels = {n: make_channel(n, r, environ) for n, r in table.receivers.items()}
         store = await connect_alerts(settings)
         running.append(AlertWorker(settings, store, table, channels))
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(w.run(stop)) for w in running]
     try:
-        yield running
+        async with run_until_exit(running):
+            yield running
     finally:
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 60)
         for worker in running:
             for channel in worker.channels.values():
                 await channel.aclose()

@@ -8,9 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import pytest
@@ -63,16 +63,29 @@ async def workers(
         AnalyzeWorker(settings, store, make_analysis(settings, store), grace=grace)
         for store in stores
     ]
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(w.run(stop)) for w in running]
     try:
-        yield running
+        async with run_until_exit(running):
+            yield running
     finally:
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 60)
         for w in running:
             await w.analysis.aclose()
             await w.store.pool.close()
+
+
+class _Worker(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+@asynccontextmanager
+async def run_until_exit(running: Sequence[_Worker]) -> AsyncIterator[None]:
+    """Each worker's ``run(stop)`` as a task until the block ends, then stopped and awaited."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(w.run(stop)) for w in running]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
 
 
 async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
