@@ -1,1 +1,8 @@
-"""Pure analysis: scrubbing, fingerprinting, and the root-cause analysers."""
+"""What is worked out: decisions and analyses, free of Kafka and PostgreSQL.
+
+- ``grouping``: the fingerprint that makes an event part of an issue, and secret scrubbing
+- ``rootcause``: the analysers (heuristic with its knowledge base, and the LLM client behind
+  the same interface) and the prompt
+- ``policy``: the decisions that gate what is sent or changed, as pure functions
+- ``breaker``: a circuit breaker for calls to outside services
+"""

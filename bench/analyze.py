@@ -34,12 +34,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mendline.analyzers.heuristic import HeuristicAnalyser  # noqa: E402
-
 from bench.ingest import realistic_event  # noqa: E402
-from mendline.analyzers.llm import ChatClient, LLMAnalyser, MemoryLedger  # noqa: E402
-from mendline.analyzers.prompt import build_prompt  # noqa: E402
-from mendline.analyzers.scrubbing import Scrubber  # noqa: E402
+from mendline.analyzers.grouping.scrubbing import Scrubber  # noqa: E402
+from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser  # noqa: E402
+from mendline.analyzers.rootcause.llm import ChatClient, LLMAnalyser, MemoryLedger  # noqa: E402
+from mendline.analyzers.rootcause.prompt import build_prompt  # noqa: E402
 from mendline.devstack import DevStack  # noqa: E402
 from mendline.schemas.finding import IssueContext, IssueSummary  # noqa: E402
 from tests.llm_server import fake_llm  # noqa: E402

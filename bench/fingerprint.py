@@ -19,7 +19,7 @@ from typing import Any
 
 from samples import LINES  # bench/ is the script folder
 
-from mendline.analyzers.fingerprint import culprit, fingerprint, title
+from mendline.analyzers.grouping.fingerprint import culprit, fingerprint, title
 
 
 def _event(n: int, exceptions: list[dict[str, Any]], message: str) -> dict[str, Any]:

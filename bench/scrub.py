@@ -19,7 +19,7 @@ from typing import Any
 
 from samples import LINES  # bench/ is the script folder
 
-from mendline.analyzers.scrubbing import Scrubber
+from mendline.analyzers.grouping.scrubbing import Scrubber
 
 BATCH = 500
 

@@ -1,12 +1,27 @@
-"""The app side (structlog processor, logging handler, shipper) and the consumer side."""
+"""What comes in: the app side (structlog processor, logging handler, shipper, spool) in
+``app``, and the Kafka consumer group that prepares events and dead-letters bad ones in
+``consumer``; the Kafka clients both use."""
 
-from ._builder import EventBuilder, InApp
-from ._capture import Capture, RawException
-from ._consumer import Consumer, ConsumerStats, prepare_record
-from ._dlq import DeadLetter, read_dead_letters, redrive
-from ._processor import ErrorEventHandler, ErrorEventProcessor, make_shipper
-from ._shipper import Shipper, ShipperStats
-from ._topics import ensure_topics, errors_producer, kafka_client_options
+from mendline.ingest._topics import ensure_topics, errors_producer, kafka_client_options
+from mendline.ingest.app import (
+    Capture,
+    ErrorEventHandler,
+    ErrorEventProcessor,
+    EventBuilder,
+    InApp,
+    RawException,
+    Shipper,
+    ShipperStats,
+    make_shipper,
+)
+from mendline.ingest.consumer import (
+    Consumer,
+    ConsumerStats,
+    DeadLetter,
+    prepare_record,
+    read_dead_letters,
+    redrive,
+)
 
 __all__ = [
     "Capture",

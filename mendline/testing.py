@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from mendline.ingest import _testing
+from mendline.ingest.app import start_capturing, stop_capturing
 from mendline.schemas.event import ErrorEvent
 
 __all__ = ["CapturedEvents", "capture_error_events"]
@@ -42,8 +42,8 @@ def capture_error_events() -> Iterator[CapturedEvents]:
             events.append(ErrorEvent.model_validate(item))
 
     sink = _Sink()
-    _testing.push(sink)
+    start_capturing(sink)
     try:
         yield events
     finally:
-        _testing.pop(sink)
+        stop_capturing(sink)

@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ChannelError
-from .finding import IssueSummary
+from mendline.schemas.errors import ChannelError
+from mendline.schemas.finding import IssueSummary
 
 __all__ = [
     "ALERT_SEVERITIES",

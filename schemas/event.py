@@ -21,8 +21,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError, to_json
 from typing_extensions import TypedDict
 
-from .errors import InvalidEvent
-from .limits import (
+from mendline.schemas.errors import InvalidEvent
+from mendline.schemas.limits import (
     MAX_CONTEXT_BYTES,
     MAX_EVENT_BYTES,
     MAX_EXCEPTION_VALUE_BYTES,

@@ -10,8 +10,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ConfigError
-from .event import Level
+from mendline.schemas.errors import ConfigError
+from mendline.schemas.event import Level
 
 __all__ = ["Settings", "load_settings", "settings_reference"]
 

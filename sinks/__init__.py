@@ -1,24 +1,6 @@
-"""Everything that writes out: the PostgreSQL store, findings, migrations (alerts follow)."""
+"""What goes out: PostgreSQL (stores, work queues, migrations), alert routing, and the channels.
 
-from ._admin import IssueNotFound, merge_issues, prune_events, resolve_issue
-from ._findings import FINDINGS_CHANNEL, Claim, FindingNotFound, FindingStore, StoredFinding
-from ._migrate import available_migrations, migrate, migrated_pool
-from ._store import TRIGGERS_CHANNEL, Store, connect_store
-
-__all__ = [
-    "FINDINGS_CHANNEL",
-    "TRIGGERS_CHANNEL",
-    "Claim",
-    "FindingNotFound",
-    "FindingStore",
-    "IssueNotFound",
-    "Store",
-    "StoredFinding",
-    "available_migrations",
-    "connect_store",
-    "merge_issues",
-    "migrate",
-    "migrated_pool",
-    "prune_events",
-    "resolve_issue",
-]
+- ``postgres``: the event store, the analysis and alert queues, issue administration, migrations
+- ``routing``: the routes file and which receivers an alert's labels reach
+- ``channels``: Slack, email and PagerDuty behind one interface
+"""

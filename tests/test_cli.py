@@ -16,7 +16,7 @@ from mendline import cli
 from mendline.cli import main
 from mendline.schemas.event import JSON_SCHEMA_PATH
 from mendline.schemas.settings import Settings, settings_reference
-from mendline.sinks._routing import load_routes
+from mendline.sinks.routing import load_routes
 from tests.cli_helpers import failure, run, usage_error
 
 UNREACHABLE_DATABASE = "postgresql://postgres:pa55word@127.0.0.1:9/x"

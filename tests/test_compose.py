@@ -119,7 +119,7 @@ def test_mendline_services_share_the_image_built_from_the_repo(
 
 def _secrets_of_the_shipped_routes() -> set[str]:
     """The environment variables the shipped routing file's receivers read their secrets from."""
-    from mendline.sinks._routing import load_routes
+    from mendline.sinks.routing import load_routes
 
     table = load_routes(None)
     return {

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mendline._demo import SLACK_WEBHOOK_ENV, Progress, demo_routes
-from mendline._demo_parts import Screen
-from mendline.sinks._routing import alert_labels, check_secrets, load_routes
+from mendline.cli._demo_parts import Screen
+from mendline.cli.demo import SLACK_WEBHOOK_ENV, Progress, demo_routes
+from mendline.sinks.routing import alert_labels, check_secrets, load_routes
 
 
 def receivers_for(path: Path, severity: str) -> list[str]:

@@ -18,8 +18,8 @@ import httpx
 import pytest
 import structlog
 
-from mendline.analyzers.fingerprint import culprit, fingerprint, title
-from mendline.analyzers.heuristic import HeuristicAnalyser
+from mendline.analyzers.grouping.fingerprint import culprit, fingerprint, title
+from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
 from mendline.devstack import free_port
 from mendline.ingest import ErrorEventProcessor
 from mendline.sample_app import (

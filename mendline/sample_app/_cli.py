@@ -7,10 +7,9 @@ import asyncio
 import signal
 from collections.abc import Sequence
 
+from mendline.sample_app._logging import configure_logging
+from mendline.sample_app.web import _logger, serving
 from mendline.schemas.settings import load_settings
-
-from ._logging import configure_logging
-from .web import _logger, serving
 
 __all__ = ["main"]
 

@@ -9,8 +9,7 @@ from typing import Any, TextIO
 import structlog
 
 from mendline.ingest import ErrorEventProcessor
-
-from .shop import average_basket, place_order
+from mendline.sample_app.shop import average_basket, place_order
 
 __all__ = ["FAILURES", "configure_logging", "run_failures"]
 

@@ -14,8 +14,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
-from ._world import World, misbehaving_world
-from .shop import (
+from mendline.sample_app._world import World, misbehaving_world
+from mendline.sample_app.shop import (
     BESTSELLERS,
     PRICES,
     PRODUCTS,

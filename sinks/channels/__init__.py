@@ -13,10 +13,9 @@ from mendline.schemas.alert import (
     SlackReceiver,
 )
 from mendline.schemas.errors import ConfigError
-
-from ._email import EmailChannel
-from ._pagerduty import PagerDutyChannel
-from ._slack import SlackChannel
+from mendline.sinks.channels._email import EmailChannel
+from mendline.sinks.channels._pagerduty import PagerDutyChannel
+from mendline.sinks.channels._slack import SlackChannel
 
 __all__ = ["EmailChannel", "PagerDutyChannel", "SlackChannel", "make_channel"]
 

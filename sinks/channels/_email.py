@@ -13,8 +13,7 @@ import aiosmtplib
 
 from mendline.schemas.alert import ChannelError, EmailReceiver, Notification
 from mendline.schemas.errors import ConfigError
-
-from ._render import render_html, render_text, subject
+from mendline.sinks.channels._render import render_html, render_text, subject
 
 __all__ = ["EmailChannel"]
 

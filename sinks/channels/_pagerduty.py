@@ -10,8 +10,7 @@ import httpx
 
 from mendline.schemas.alert import Alert, ChannelError, Notification, PagerDutyReceiver
 from mendline.schemas.http import retry_after
-
-from ._render import releases, summary
+from mendline.sinks.channels._render import releases, summary
 
 __all__ = ["PagerDutyChannel", "dedup_key"]
 

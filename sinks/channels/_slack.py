@@ -19,8 +19,7 @@ from slack_sdk.webhook.webhook_response import WebhookResponse
 from mendline.schemas.alert import ChannelError, Notification, SlackReceiver
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.http import retry_after
-
-from ._render import render_blocks, slack_text
+from mendline.sinks.channels._render import render_blocks, slack_text
 
 __all__ = ["SlackChannel"]
 

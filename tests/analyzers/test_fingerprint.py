@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mendline.analyzers.fingerprint import (
+from mendline.analyzers.grouping.fingerprint import (
     ALGORITHM_VERSION,
     DEFAULT_PLACEHOLDER,
     Grouping,

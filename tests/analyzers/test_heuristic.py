@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from mendline.analyzers.fingerprint import culprit, title
-from mendline.analyzers.heuristic import RULES, HeuristicAnalyser, Rule
+from mendline.analyzers.grouping.fingerprint import culprit, title
+from mendline.analyzers.rootcause.heuristic import RULES, HeuristicAnalyser, Rule
 from mendline.schemas.finding import Finding, IssueContext, IssueSummary, PastIssue
 
 from . import heuristic_samples as samples

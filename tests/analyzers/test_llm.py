@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from mendline.analyzers.breaker import CircuitBreaker
-from mendline.analyzers.llm import ChatClient, LLMAnalyser, LLMCall, MemoryLedger, parse_answer
+from mendline.analyzers.rootcause.llm import (
+    ChatClient,
+    LLMAnalyser,
+    LLMCall,
+    MemoryLedger,
+    parse_answer,
+)
 from mendline.schemas.finding import IssueContext, IssueSummary, PastIssue
 from tests.analyzers import grouping_samples as samples
 from tests.analyzers.test_fingerprint import event_of

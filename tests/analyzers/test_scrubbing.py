@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mendline.analyzers.scrubbing import FILTERED, Scrubber, scrub
+from mendline.analyzers.grouping.scrubbing import FILTERED, Scrubber, scrub
 from mendline.schemas.errors import ConfigError
 
 JWT = (

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mendline.analyzers.scrubbing import Scrubber
+from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest import prepare_record
 from mendline.schemas.errors import InvalidEvent
 from tests.integration.event_factory import encode, make_event

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mendline.ingest._spool import Spool
+from mendline.ingest.app import Spool
 
 
 def records(start: int, count: int, size: int = 10) -> list[tuple[bytes, bytes]]:

@@ -15,12 +15,12 @@ from typing import Any, Protocol
 import asyncpg
 import pytest
 
-from mendline._analyze import AnalyzeStats, AnalyzeWorker, connect_findings, make_analysis
-from mendline.analyzers.scrubbing import Scrubber
+from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.devstack import EmbeddedPostgres
 from mendline.ingest import prepare_record
 from mendline.schemas.settings import Settings, load_settings
-from mendline.sinks import connect_store, resolve_issue
+from mendline.sinks.postgres import connect_store, resolve_issue
+from mendline.stages.analyze import AnalyzeStats, AnalyzeWorker, connect_findings, make_analysis
 from tests.integration.event_factory import encode, make_event
 from tests.integration.test_consume import consume_settings, produce, running_consumer, wait_until
 from tests.llm_server import FakeLLM, Reply, fake_llm
@@ -339,7 +339,7 @@ async def test_from_kafka_to_findings(
 async def test_a_trigger_of_a_merged_issue_is_analysed_as_the_issue_it_went_into(
     fresh_db_url: str, llm: FakeLLM
 ) -> None:
-    from mendline.sinks import merge_issues
+    from mendline.sinks.postgres import merge_issues
 
     settings = analyze_settings(fresh_db_url, llm)
     await ingest(settings, issue_events(range(2), per_issue=2))

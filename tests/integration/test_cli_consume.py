@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from mendline.schemas.settings import Settings
-from mendline.sinks import available_migrations
+from mendline.sinks.postgres import available_migrations
 from tests.cli_helpers import failure, json_lines, json_object, run, usage_error
 
 from .event_factory import encode, make_event

@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from mendline.devstack import EmbeddedPostgres
 from mendline.ingest import Consumer, read_dead_letters, redrive
 from mendline.schemas.settings import Settings, load_settings
-from mendline.sinks import connect_store
+from mendline.sinks.postgres import connect_store
 
 from .event_factory import encode, make_event
 from .kafka_helpers import unique_topic

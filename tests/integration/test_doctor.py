@@ -21,7 +21,7 @@ import pytest
 from mendline.cli import main
 from mendline.ingest import ensure_topics
 from mendline.schemas.settings import load_settings
-from mendline.sinks import migrate
+from mendline.sinks.postgres import migrate
 from tests.channel_servers import (
     FakePagerDuty,
     FakeSlack,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mendline import _stages
+from mendline.stages import _supervisor as _stages
 from mendline.schemas.settings import Settings, load_settings
 from tests.channel_servers import fake_slack
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mendline.sinks._alerts import alert_severity
+from mendline.sinks.postgres import alert_severity
 
 
 @pytest.mark.parametrize(
@@ -31,8 +31,8 @@ def test_alert_severity(level: str, finding: str | None, kind: str, expected: st
 
 
 def test_a_route_keeps_its_key_when_the_file_moves_it(tmp_path: Path) -> None:
-    from mendline.sinks._alerts import route_key
-    from mendline.sinks._routing import load_routes
+    from mendline.sinks.postgres import route_key
+    from mendline.sinks.routing import load_routes
 
     route = '[[routes]]\nmatch = { severity = "error" }\nreceivers = ["team"]\n'
     other = '[[routes]]\nmatch = { severity = "critical" }\nreceivers = ["team"]\n'

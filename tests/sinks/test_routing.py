@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import mendline.sinks._routing as routing
-from mendline._routes_cli import add_routes_commands
+import mendline.sinks.routing._routes as routing
+from mendline.cli.routes import add_routes_commands
 from mendline.schemas.errors import ConfigError, MendlineError
 from mendline.schemas.settings import load_settings
-from mendline.sinks._routing import (
+from mendline.sinks.routing import (
     RoutingTable,
     alert_labels,
     check_secrets,

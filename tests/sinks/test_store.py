@@ -14,7 +14,8 @@ from pydantic_core import to_json
 from mendline.schemas.event import LEVELS
 from mendline.schemas.prepared import PreparedEvent
 from mendline.schemas.settings import Settings, load_settings
-from mendline.sinks import (
+from mendline.sinks.postgres import (
+    IssueNotFound,
     Store,
     available_migrations,
     connect_store,
@@ -22,7 +23,6 @@ from mendline.sinks import (
     migrate,
     prune_events,
 )
-from mendline.sinks._admin import IssueNotFound
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

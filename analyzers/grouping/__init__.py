@@ -1,0 +1,24 @@
+"""Grouping: the fingerprint and title that put an event into an issue, and the scrubber that
+filters secrets out of events before anything stores or sends them."""
+
+from mendline.analyzers.grouping.fingerprint import (
+    ALGORITHM_VERSION,
+    Grouping,
+    culprit,
+    fingerprint,
+    parameterize,
+    title,
+)
+from mendline.analyzers.grouping.scrubbing import FILTERED, Scrubber, scrub
+
+__all__ = [
+    "ALGORITHM_VERSION",
+    "FILTERED",
+    "Grouping",
+    "Scrubber",
+    "culprit",
+    "fingerprint",
+    "parameterize",
+    "scrub",
+    "title",
+]

@@ -1,0 +1,24 @@
+"""Root cause: the Analyser interface, the offline heuristic analyser with its knowledge base,
+and the LLM analyser on any OpenAI-compatible endpoint with the prompt it sends."""
+
+from mendline.analyzers.rootcause.analyser import Analyser
+from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
+from mendline.analyzers.rootcause.llm import (
+    ChatClient,
+    LLMAnalyser,
+    LLMCall,
+    MemoryLedger,
+    endpoint_auth,
+)
+from mendline.analyzers.rootcause.prompt import build_prompt
+
+__all__ = [
+    "Analyser",
+    "ChatClient",
+    "HeuristicAnalyser",
+    "LLMAnalyser",
+    "LLMCall",
+    "MemoryLedger",
+    "build_prompt",
+    "endpoint_auth",
+]

@@ -1,0 +1,717 @@
+"""The offline root-cause analyser: known failure patterns matched against the event, no I/O."""
+
+from __future__ import annotations
+
+import ast
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import translate
+from typing import Any, get_args
+
+from mendline.analyzers.rootcause._knowledge import BASE_FIELDS, DETAILS, GUESSES, RULES, Rule
+from mendline.analyzers.rootcause._patches import PATCHES, Patch, diff, indentation, relative_path
+from mendline.schemas.finding import (
+    CATEGORIES,
+    SEVERITIES,
+    Category,
+    Evidence,
+    Finding,
+    FixKind,
+    IssueContext,
+    Severity,
+)
+
+__all__ = ["RULES", "HeuristicAnalyser", "Rule"]
+
+# Confidence: the rule's type and source line matched and the cause names what the line
+# shows; the cause names facts read from the message; only the shape of the error matched.
+_HIGH, _SPECIFIC, _SHAPE = 0.85, 0.7, 0.5
+# No rule matched: a category guessed from the type name, or none.
+_GUESSED, _UNKNOWN = 0.25, 0.15
+# Taken off when a finding of the same rule was marked wrong on a similar issue.
+_WRONG_PENALTY, _FLOOR = 0.25, 0.05
+# An issue seen this often is one severity step worse.
+_FREQUENT = 1000
+# An exception of these categories anywhere in a chain is what the rest of it follows from:
+# code that fails while handling a timeout fails because of the timeout.
+_TRIGGERS = frozenset({"dependency_outage_or_timeout", "resource_exhaustion"})
+# Template fields that come from the exception and its frame rather than from a regex.
+_COMPUTED = frozenset({"value", "function", "line", "repeated"})
+_FIX_KINDS = frozenset(get_args(FixKind))
+# What the regexes read at most: enough for any real message or source line.
+_MAX_VALUE, _MAX_LINE = 2000, 400
+_MAX_FIELD, _MAX_NOTE, _MAX_SIMILAR = 200, 300, 3
+_MAX_CHAIN, _MAX_FRAMES, _MAX_EVIDENCE = 20, 100, 20
+_CACHE_SIZE = 4096
+_REFERENCE = re.compile(r"\(\?&(\w+)\)")
+_TITLE = re.compile(r"([A-Za-z_][\w.]*)(?:: (.*))?", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    filename: str
+    module: str | None
+    function: str
+    lineno: int | None
+    line: str | None
+    indent: str  # the line's own indentation, when the event kept it
+    in_app: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Exception:
+    type: str  # "" for a log message without an exception
+    module: str | None
+    value: str
+    frames: tuple[_Frame, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    text: str
+    fields: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _LinePattern:
+    source: str
+    compiled: re.Pattern[str] | None  # None when it refers to message fields: built per call
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A rule made ready to match: regexes compiled, template fields worked out."""
+
+    rule: Rule
+    message: re.Pattern[str] | None
+    lines: tuple[_LinePattern, ...]
+    details: tuple[tuple[str, tuple[tuple[re.Pattern[str], str], ...]], ...]
+    causes: tuple[_Template, ...]
+    fixes: tuple[_Template, ...]
+    repeated: bool
+    patch: Patch | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Match:
+    entry: _Entry
+    index: int  # in the chain
+    frame: _Frame | None
+    fields: dict[str, str]
+    line_matched: bool
+
+
+class HeuristicAnalyser:
+    """Diagnoses an issue from its newest event with a knowledge base of failure patterns.
+
+    Pure and offline: no network, no file reads; it never raises for a well-formed
+    IssueContext. Which exception of the chain is diagnosed: one whose rule is a dependency
+    outage, timeout or exhausted resource, wherever it is (what follows it in the chain
+    follows from it); else the raised exception when a rule knows it, else its nearest
+    known cause (a wrapper such as ``RuntimeError("request failed") from ConnectTimeout`` is
+    diagnosed by its cause).
+
+    Confidence: 0.85 when the rule matched the type and the source line of the innermost
+    in-app frame and the cause names what that line shows; 0.7 when it names facts read from
+    the message; 0.5 when only the error's shape matched; 0.25 or less for the fallback.
+    A finding of the same rule marked wrong on a similar past issue takes 0.25 off.
+
+    Severity: the rule's, one step up for an issue seen 1000 times or more or one that
+    regressed, and at least "high" for an issue logged at level "critical".
+
+    ``rules`` replaces the knowledge base (``RULES``); an invalid rule raises ValueError.
+    """
+
+    def __init__(self, rules: Iterable[Rule] = RULES) -> None:
+        self._entries = tuple(_compile(rule) for rule in rules)
+        ids = [entry.rule.id for entry in self._entries]
+        if len(set(ids)) != len(ids) or "fallback" in ids:
+            raise ValueError("rule ids must be unique, and 'fallback' is taken")
+        self._any: list[int] = []
+        self._names: dict[str, list[tuple[int, str]]] = {}
+        self._globs: list[tuple[int, str, re.Pattern[str]]] = []
+        for index, entry in enumerate(self._entries):
+            if not entry.rule.types:
+                self._any.append(index)
+            for pattern in entry.rule.types:
+                prefix, _, name = pattern.rpartition(".")
+                if any(char in name for char in "*?["):
+                    self._globs.append((index, prefix, re.compile(translate(name))))
+                else:
+                    self._names.setdefault(name, []).append((index, prefix))
+        self._candidates: dict[tuple[str, str | None], tuple[_Entry, ...]] = {}
+        self._guesses = tuple((re.compile(pattern), category) for pattern, category in GUESSES)
+
+    async def analyse(self, context: IssueContext) -> Finding:
+        """The Analyser interface: ``diagnose(context)``."""
+        return self.diagnose(context)
+
+    def diagnose(self, context: IssueContext) -> Finding:
+        """A Finding for ``context``, made from its newest event with an exception (or its
+        title when it has no event); ``rule`` names the rule that matched, or "fallback"."""
+        event, chain = _newest(context)
+        match = self._pick(chain)
+        if match is None:
+            return self._fallback(context, event, chain)
+        return self._explain(context, event, chain, match)
+
+    # -- matching -------------------------------------------------------------------------
+
+    def _pick(self, chain: Sequence[_Exception]) -> _Match | None:
+        matches = [m for i in range(len(chain)) if (m := self._match(chain, i)) is not None]
+        for match in reversed(matches):
+            if match.entry.rule.category in _TRIGGERS:
+                return match
+        for match in reversed(matches):
+            if not match.entry.rule.wrapper or match is matches[0]:
+                return match
+        return None
+
+    def _match(self, chain: Sequence[_Exception], index: int) -> _Match | None:
+        exc = chain[index]
+        value = exc.value[:_MAX_VALUE]
+        frame = _frame_of(chain, index)
+        line = frame.line[:_MAX_LINE] if frame is not None and frame.line else None
+        for entry in self._candidates_of(exc.type, exc.module):
+            fields: dict[str, str] = {}
+            if entry.message is not None:
+                found = entry.message.search(value)
+                if found is None:
+                    continue
+                fields = {name: text for name, text in found.groupdict().items() if text}
+            groups = _read_line(entry, line, fields) if line and entry.lines else None
+            if groups is None and entry.rule.needs_line:
+                continue
+            if groups:
+                fields = groups | fields
+            return _Match(entry, index, frame, fields, groups is not None)
+        return None
+
+    def _candidates_of(self, type_name: str, module: str | None) -> tuple[_Entry, ...]:
+        """The rules that may match this exception type, in the knowledge base's order."""
+        key = (type_name, module)
+        known = self._candidates.get(key)
+        if known is None:
+            prefix, _, name = type_name.rpartition(".")
+            module = module or prefix or None
+            hits = set(self._any)
+            if name:
+                for index, wanted in self._names.get(name, ()):
+                    if _within(module, wanted):
+                        hits.add(index)
+                for index, wanted, glob in self._globs:
+                    if glob.fullmatch(name) and _within(module, wanted):
+                        hits.add(index)
+            known = tuple(self._entries[index] for index in sorted(hits))
+            if len(self._candidates) >= _CACHE_SIZE:
+                self._candidates.clear()
+            self._candidates[key] = known
+        return known
+
+    def _rule_of_title(self, title: str) -> str:
+        match = self._pick(_chain_of_title(title))
+        return match.entry.rule.id if match is not None else "fallback"
+
+    # -- the finding ----------------------------------------------------------------------
+
+    def _explain(
+        self,
+        context: IssueContext,
+        event: Mapping[str, Any],
+        chain: Sequence[_Exception],
+        match: _Match,
+    ) -> Finding:
+        entry, exc, frame = match.entry, chain[match.index], match.frame
+        facts = dict(match.fields)
+        _read_details(entry, exc.value[:_MAX_VALUE], facts)
+        if entry.repeated:
+            repeated = _repeated(exc)
+            if repeated:
+                facts["repeated"] = repeated
+        fields = {name: _field(text) for name, text in facts.items()}
+        fields.update(_base_fields(context, event, exc, frame))
+        cause, used = _render(entry.causes, fields)
+        fix, _ = _render(entry.fixes, fields)
+        if not used & facts.keys():
+            confidence = _SHAPE
+        else:
+            confidence = _HIGH if match.line_matched else _SPECIFIC
+        if match.index != len(chain) - 1:
+            cause += f" It surfaced as {_field(_title_of(chain[-1]))}."
+        patch = _patch(entry.patch, frame, facts)
+        if patch is not None and frame is not None:
+            fix += (
+                f" (The patch indents the line as a statement directly in {frame.function}: "
+                "events carry source lines without their indentation.)"
+            )
+        evidence = _evidence(chain, match.index, frame)
+        return self._finish(
+            context,
+            event,
+            rule=entry.rule.id,
+            category=entry.rule.category,
+            severity=entry.rule.severity,
+            confidence=confidence,
+            cause=cause,
+            fix=fix,
+            fix_kind=entry.rule.fix_kind,
+            patch=patch,
+            evidence=evidence,
+        )
+
+    def _fallback(
+        self, context: IssueContext, event: Mapping[str, Any], chain: Sequence[_Exception]
+    ) -> Finding:
+        exc = chain[-1] if chain else None
+        frame = _frame_of(chain, len(chain) - 1) if chain else None
+        where = _base_fields(context, event, exc, frame)["where"]
+        category: Category = "unknown"
+        for pattern, guess in self._guesses:
+            if exc is not None and exc.type and pattern.search(exc.type.rpartition(".")[2]):
+                category = guess
+                break
+        if exc is None:
+            cause = f"Issue #{context.issue.id} has no event to read: nothing to diagnose from."
+        elif exc.type:
+            cause = (
+                f"{where} raised {_field(_title_of(exc))}. No rule of the heuristic knowledge "
+                "base knows this error: this says where it happened, not why."
+            )
+        else:
+            cause = (
+                f"{where} logged {_field(exc.value)!r} without an exception. No rule of the "
+                "heuristic knowledge base knows this message."
+            )
+        if category != "unknown":
+            cause += f" Its type's name suggests {category.replace('_', ' ')}."
+        place = _location(frame) if frame is not None else where
+        fix = (
+            f"Read the code at {place} with the error's message and context in mind; the "
+            "cause needs an LLM analysis or a person."
+        )
+        return self._finish(
+            context,
+            event,
+            rule="fallback",
+            category=category,
+            severity="medium",
+            confidence=_GUESSED if category != "unknown" else _UNKNOWN,
+            cause=cause,
+            fix=fix,
+            fix_kind=None,
+            patch=None,
+            evidence=_evidence(chain, len(chain) - 1, frame) if chain else [],
+        )
+
+    def _finish(
+        self,
+        context: IssueContext,
+        event: Mapping[str, Any],
+        *,
+        rule: str,
+        category: Category,
+        severity: Severity,
+        confidence: float,
+        cause: str,
+        fix: str,
+        fix_kind: FixKind | None,
+        patch: str | None,
+        evidence: list[Evidence],
+    ) -> Finding:
+        """The learning loop and the severity policy, then the Finding itself."""
+        notes: list[str] = []
+        doubted = False
+        for past in context.similar:
+            if len(notes) < _MAX_SIMILAR and past.resolution_note:
+                notes.append(
+                    f"A similar issue #{past.id} was resolved with: "
+                    f"{_clip(past.resolution_note, _MAX_NOTE)}"
+                )
+            elif len(notes) < _MAX_SIMILAR and past.verdict == "right" and past.suggested_fix:
+                notes.append(
+                    f"The finding on a similar issue #{past.id} was confirmed right; it said: "
+                    f"{_clip(past.suggested_fix, _MAX_NOTE)}"
+                )
+            if doubted or past.verdict != "wrong":
+                continue
+            if self._rule_of_title(past.title) == rule:
+                doubted = True
+                said = f" ({_clip(past.verdict_note, _MAX_NOTE)})" if past.verdict_note else ""
+                notes.append(
+                    f"Caution: a finding of this kind on a similar issue #{past.id} was marked "
+                    f"wrong{said}, so this one is less certain."
+                )
+                confidence = max(_FLOOR, confidence - _WRONG_PENALTY)
+                evidence.append(
+                    Evidence(
+                        location=f"issue #{past.id}",
+                        line=_clip(past.title, 1000),
+                        note="a similar issue where this rule's finding was marked wrong",
+                    )
+                )
+        for note in notes:
+            fix = f"{fix} {note}"
+        return Finding(
+            analyser="heuristic",
+            rule=rule,
+            root_cause=_clip(cause, 2000),
+            confidence=round(confidence, 2),
+            category=category,
+            severity=_severity(severity, context, event),
+            suggested_fix=_clip(fix, 4000),
+            fix_patch=patch,
+            fix_kind=fix_kind,
+            evidence=evidence[:_MAX_EVIDENCE],
+        )
+
+
+# -- compiling the knowledge base ------------------------------------------------------------
+
+
+def _compile(rule: Rule) -> _Entry:
+    def fail(problem: str) -> ValueError:
+        return ValueError(f"rule {rule.id!r}: {problem}")
+
+    if rule.category not in CATEGORIES or rule.severity not in SEVERITIES:
+        raise fail("unknown category or severity")
+    if rule.fix_kind is not None and rule.fix_kind not in _FIX_KINDS:
+        raise fail(f"unknown fix kind {rule.fix_kind!r}")
+    if rule.patch is not None and rule.patch not in PATCHES:
+        raise fail(f"unknown patch {rule.patch!r}")
+    if not rule.cause or not rule.fix:
+        raise fail("a rule needs a cause and a fix")
+    try:
+        message = re.compile(rule.message) if rule.message is not None else None
+        # A line that refers to message fields is compiled per call, once they are known.
+        tried = [re.compile(_REFERENCE.sub("x", source)) for source in rule.lines]
+    except re.error as exc:
+        raise fail(f"bad regex: {exc}") from exc
+    message_fields = frozenset(message.groupindex if message is not None else ())
+    line_fields = frozenset(name for pattern in tried for name in pattern.groupindex)
+    lines = []
+    for source, pattern in zip(rule.lines, tried, strict=True):
+        references = tuple(_REFERENCE.findall(source))
+        if not set(references) <= message_fields:
+            raise fail(f"{source!r} refers to a field the message does not have")
+        lines.append(_LinePattern(source, None if references else pattern, references))
+    causes = tuple(_template(text, fail) for text in rule.cause)
+    fixes = tuple(_template(text, fail) for text in rule.fix)
+    known = BASE_FIELDS | _COMPUTED | message_fields | line_fields | DETAILS.keys()
+    used = frozenset(name for template in causes + fixes for name in template.fields)
+    if not used <= known:
+        raise fail(f"unknown template fields {sorted(used - known)}")
+    sure = BASE_FIELDS | message_fields | ({"line"} if rule.needs_line else set())
+    if not (causes[-1].fields | fixes[-1].fields) <= sure:
+        raise fail("the last cause and fix may use only base fields and the message's")
+    details = tuple(
+        (name, tuple((re.compile(pattern), template) for pattern, template in DETAILS[name]))
+        for name in sorted(used & (DETAILS.keys() - message_fields - line_fields))
+    )
+    return _Entry(
+        rule=rule,
+        message=message,
+        lines=tuple(lines),
+        details=details,
+        causes=causes,
+        fixes=fixes,
+        repeated="repeated" in used,
+        patch=PATCHES[rule.patch] if rule.patch is not None else None,
+    )
+
+
+def _template(text: str, fail: Callable[[str], ValueError]) -> _Template:
+    fields = set()
+    for _, name, spec, conversion in string.Formatter().parse(text):
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise fail(f"template field {name!r} in {text!r}: plain names only")
+        fields.add(name)
+    return _Template(text, frozenset(fields))
+
+
+def _within(module: str | None, prefix: str) -> bool:
+    """Whether ``module`` is ``prefix`` or below it; an unknown module may be anything."""
+    return not prefix or module is None or module == prefix or module.startswith(prefix + ".")
+
+
+# -- reading the event -----------------------------------------------------------------------
+
+
+def _newest(context: IssueContext) -> tuple[Mapping[str, Any], tuple[_Exception, ...]]:
+    """The newest event with an exception, else the newest with a message, else the title."""
+    logged: tuple[Mapping[str, Any], tuple[_Exception, ...]] | None = None
+    for event in context.events:
+        chain = _chain_of(event)
+        if chain and chain[-1].type:
+            return event, chain
+        if chain and logged is None:
+            logged = event, chain
+    return logged or ({}, _chain_of_title(context.issue.title))
+
+
+def _chain_of(event: Mapping[str, Any]) -> tuple[_Exception, ...]:
+    raw = event.get("exceptions")
+    items = raw[-_MAX_CHAIN:] if isinstance(raw, list) else []
+    chain = tuple(exc for item in items if (exc := _exception(item)) is not None)
+    if chain:
+        return chain
+    message = _text(event.get("message"))
+    return (_Exception("", None, message, ()),) if message.strip() else ()
+
+
+def _chain_of_title(title: str) -> tuple[_Exception, ...]:
+    """An issue title, ``"Type: value"`` or a message, as a chain of one without frames."""
+    found = _TITLE.fullmatch(title)
+    if found is not None and (found[2] is not None or title.endswith(("Error", "Exception"))):
+        return (_Exception(found[1], None, found[2] or "", ()),)
+    return (_Exception("", None, title, ()),) if title.strip() else ()
+
+
+def _exception(item: object) -> _Exception | None:
+    if not isinstance(item, Mapping):
+        return None
+    raw = item.get("frames")
+    frames = raw[-_MAX_FRAMES:] if isinstance(raw, list) else []
+    type_name = _text(item.get("type")).strip()
+    return _Exception(
+        type_name or "Exception",
+        _text(item.get("module")) or None,
+        _text(item.get("value")),
+        tuple(frame for frame in map(_frame, frames) if frame is not None),
+    )
+
+
+def _frame(item: object) -> _Frame | None:
+    if not isinstance(item, Mapping):
+        return None
+    lineno = item.get("lineno")
+    source = _text(item.get("context_line"))
+    line = source.strip()
+    return _Frame(
+        filename=_text(item.get("filename")),
+        module=_text(item.get("module")) or None,
+        function=_text(item.get("function")) or "?",
+        lineno=lineno if type(lineno) is int and lineno > 0 else None,
+        line=line or None,
+        indent=source[: len(source) - len(source.lstrip())] if line else "",
+        in_app=item.get("in_app") is True,
+    )
+
+
+def _text(value: object) -> str:
+    """A string of the event as text a Finding may hold: lone surrogates replaced."""
+    if not isinstance(value, str):
+        return ""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def _frame_of(chain: Sequence[_Exception], index: int) -> _Frame | None:
+    """The innermost in-app frame of the exception, else of the nearest one raised after it
+    (a cause that was never raised has no frames); else its innermost frame of any kind."""
+    for exc in chain[index:]:
+        for frame in reversed(exc.frames):
+            if frame.in_app:
+                return frame
+    for exc in chain[index:]:
+        if exc.frames:
+            return exc.frames[-1]
+    return None
+
+
+def _read_line(entry: _Entry, line: str, fields: Mapping[str, str]) -> dict[str, str] | None:
+    for pattern in entry.lines:
+        compiled = pattern.compiled
+        if compiled is None:
+            if not all(name in fields for name in pattern.references):
+                continue
+            compiled = re.compile(
+                _REFERENCE.sub(lambda ref: _as_code(fields[ref[1]]), pattern.source)
+            )
+        found = compiled.search(line)
+        if found is not None:
+            return {name: text for name, text in found.groupdict().items() if text}
+    return None
+
+
+def _as_code(text: str) -> str:
+    """A regex for ``text`` as source code writes it: the repr ``'k'`` also as ``"k"``."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return re.escape(text)
+    if not isinstance(value, str):
+        return re.escape(text)
+    forms = {text, repr(value)}
+    if not any(char in value for char in "'\"\\"):
+        forms |= {f"'{value}'", f'"{value}"'}
+    return "(?:" + "|".join(re.escape(form) for form in sorted(forms)) + ")"
+
+
+def _read_details(entry: _Entry, value: str, facts: dict[str, str]) -> None:
+    for name, patterns in entry.details:
+        for pattern, template in patterns:
+            found = pattern.search(value)
+            if found is not None:
+                facts[name] = template.format(*found.groups(default=""))
+                break
+
+
+def _repeated(exc: _Exception) -> str | None:
+    """The function that recursion repeats: the most frequent in-app frame, 3 times or more."""
+    frames = [frame for frame in exc.frames if frame.in_app] or list(exc.frames)
+    counts = Counter((frame.module, frame.function) for frame in frames)
+    if not counts:
+        return None
+    (module, function), times = counts.most_common(1)[0]
+    if times < 3:
+        return None
+    return f"{module}.{function}" if module else function
+
+
+# -- writing the finding ---------------------------------------------------------------------
+
+
+def _base_fields(
+    context: IssueContext,
+    event: Mapping[str, Any],
+    exc: _Exception | None,
+    frame: _Frame | None,
+) -> dict[str, str]:
+    where = _where(frame) if frame is not None else ""
+    where = where or context.issue.culprit or _text(event.get("logger")) or "the code"
+    fields = {
+        "where": _field(where),
+        "type": _field(exc.type if exc is not None and exc.type else "the error"),
+        "service": _field(context.issue.service),
+    }
+    if exc is not None and exc.value.strip():
+        fields["value"] = _field(exc.value)
+    if frame is not None:
+        fields["function"] = _field(frame.function)
+        if frame.line:
+            fields["line"] = _field(frame.line)
+    return fields
+
+
+def _render(
+    templates: Sequence[_Template], fields: Mapping[str, str]
+) -> tuple[str, frozenset[str]]:
+    """The first template whose fields are all known, filled in, and the fields it used.
+
+    The last one is used in any case, with "?" for a message field that matched nothing.
+    """
+    for template in templates:
+        if template.fields <= fields.keys():
+            return template.text.format_map(fields), template.fields
+    last = templates[-1]
+    return last.text.format_map(_Unknown(fields)), last.fields & fields.keys()
+
+
+class _Unknown(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _patch(patch: Patch | None, frame: _Frame | None, facts: Mapping[str, str]) -> str | None:
+    if patch is None or frame is None or not frame.in_app or frame.lineno is None:
+        return None
+    line = frame.line
+    if not line or not frame.filename or len(line) >= _MAX_LINE:
+        return None
+    new = patch(line, facts)
+    if new is None or new == line:
+        return None
+    # A line sent without its indentation is taken to be directly in its function's body.
+    indent = frame.indent or indentation(frame.function)
+    path = relative_path(frame.filename, frame.module)
+    return diff(path, frame.lineno, indent + line, indent + new)
+
+
+def _evidence(chain: Sequence[_Exception], index: int, frame: _Frame | None) -> list[Evidence]:
+    exc = chain[index]
+    evidence = []
+    if frame is not None:
+        note = f"where {exc.type} was raised" if exc.type else "where the error was logged"
+        if frame not in exc.frames:
+            note = f"the application's code nearest to where {exc.type} was raised"
+        evidence.append(Evidence(location=_location(frame), line=_line(frame), note=note))
+        caller = _caller(exc, frame)
+        if caller is not None:
+            evidence.append(
+                Evidence(location=_location(caller), line=_line(caller), note="called from here")
+            )
+    if exc.value.strip():
+        evidence.append(
+            Evidence(
+                location="message",
+                line=_clip(_title_of(exc), 1000),
+                note="the exception diagnosed" if exc.type else "the log message",
+            )
+        )
+    if index != len(chain) - 1:
+        raised = chain[-1]
+        place = _frame_of(chain, len(chain) - 1)
+        evidence.append(
+            Evidence(
+                location=_location(place) if place is not None else "message",
+                line=_clip(_title_of(raised), 1000),
+                note=f"raised after {exc.type} in the same chain: what was logged",
+            )
+        )
+    return evidence
+
+
+def _caller(exc: _Exception, frame: _Frame) -> _Frame | None:
+    """The in-app frame that called ``frame``, when it is one of the exception's."""
+    frames = exc.frames
+    if frame not in frames:
+        return None
+    position = len(frames) - 1 - frames[::-1].index(frame)
+    return next((f for f in reversed(frames[:position]) if f.in_app), None)
+
+
+def _severity(base: Severity, context: IssueContext, event: Mapping[str, Any]) -> Severity:
+    rank = SEVERITIES.index(base)
+    issue = context.issue
+    if issue.times_seen >= _FREQUENT or issue.regressions > 0 or context.trigger == "regression":
+        rank += 1
+    if issue.level == "critical" or event.get("level") == "critical":
+        rank = max(rank, SEVERITIES.index("high"))
+    return SEVERITIES[min(rank, len(SEVERITIES) - 1)]
+
+
+def _where(frame: _Frame) -> str:
+    return f"{frame.module}.{frame.function}" if frame.module else frame.function
+
+
+def _location(frame: _Frame) -> str:
+    name = frame.filename.replace("\\", "/").rpartition("/")[2]
+    place = f"{name}:{frame.lineno}" if frame.lineno else name
+    return _clip(f"{_where(frame)} ({place})" if place else _where(frame), 600)
+
+
+def _line(frame: _Frame) -> str | None:
+    return _clip(frame.line, 1000) if frame.line else None
+
+
+def _title_of(exc: _Exception) -> str:
+    value = " ".join(exc.value.split())
+    if not exc.type:
+        return value
+    return f"{exc.type}: {value}" if value else exc.type
+
+
+def _field(text: str) -> str:
+    """A value as it may stand in a sentence: one line, at most 200 characters."""
+    return _clip(" ".join(text.split()), _MAX_FIELD)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,499 @@
+"""The LLM analyser: any OpenAI-compatible chat-completions endpoint, with safe fallbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+from pydantic import ValidationError
+
+from mendline.analyzers.breaker import CircuitBreaker
+from mendline.analyzers.grouping.scrubbing import Scrubber
+from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
+from mendline.analyzers.rootcause.prompt import answer_schema, build_prompt, correction
+from mendline.schemas.errors import LLMError
+from mendline.schemas.finding import Diagnosis, Finding, IssueContext
+from mendline.schemas.http import retry_after
+
+__all__ = [
+    "ChatClient",
+    "ChatReply",
+    "LLMAnalyser",
+    "LLMCall",
+    "Ledger",
+    "MemoryLedger",
+    "endpoint_auth",
+    "parse_answer",
+]
+
+log = logging.getLogger("mendline.analyzers")
+
+_MAX_RETRY_AFTER = 120.0  # a server asking for longer is treated as down
+# Statuses about one request (too long, malformed), not about the endpoint: they do not
+# count towards the circuit breaker.
+_REQUEST_SPECIFIC = {400, 413, 422}
+_BACKOFF_CAP = 30.0
+_JSON_BLOCK = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """One chat completion: the answer's text, the model that wrote it, and its usage."""
+
+    content: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: int
+
+
+def endpoint_auth(
+    api_key: str | None, api_key_header: str = "Authorization", api_version: str | None = None
+) -> tuple[dict[str, str], dict[str, str] | None]:
+    """The headers and query parameters that authenticate a call to an OpenAI-compatible
+    endpoint: ``Authorization: Bearer <key>`` or Azure's ``api-key: <key>``, and Azure's
+    ``api-version`` (None when there is none)."""
+    headers: dict[str, str] = {}
+    if api_key:
+        if api_key_header == "Authorization":
+            headers["Authorization"] = f"Bearer {api_key}"
+        else:
+            headers[api_key_header] = api_key
+    return headers, ({"api-version": api_version} if api_version else None)
+
+
+class ChatClient:
+    """An OpenAI-compatible ``POST {base_url}/chat/completions`` client over httpx.
+
+    Works with OpenAI, Azure OpenAI (``api_key_header="api-key"`` and ``api_version``), vLLM,
+    Ollama and llama.cpp's server. Asks for structured output with ``response_format``; a
+    server that rejects that (HTTP 400) is asked again without it, and from then on never.
+    Every failure is an LLMError whose ``retriable`` flag says whether to try again.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        api_key_header: str = "Authorization",
+        api_version: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        auth, self._params = endpoint_auth(api_key, api_key_header, api_version)
+        headers = {"Content-Type": "application/json", **auth}
+        self.model = model
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._client = httpx.AsyncClient(
+            headers=headers, timeout=httpx.Timeout(timeout), transport=transport
+        )
+        self._timeout = timeout
+        self._structured = True
+
+    async def aclose(self) -> None:
+        """Close the connection pool; idempotent."""
+        await self._client.aclose()
+
+    async def complete(
+        self, messages: list[dict[str, str]], *, schema: dict[str, Any] | None = None
+    ) -> ChatReply:
+        """Send ``messages``; with ``schema``, ask for an answer that satisfies it."""
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": 0}
+        if schema is not None and self._structured:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "finding", "schema": schema},
+            }
+        started = time.perf_counter()
+        response = await self._post(body)
+        if response.status_code == 400 and "response_format" in body:
+            # Perhaps a server without structured output: ask without it, and stop asking
+            # with it only if that works (a 400 can also be about this one request).
+            del body["response_format"]
+            retried = await self._post(body)
+            if retried.status_code < 400:
+                self._structured = False
+                log.info("mendline: %s rejected response_format; asking without it", self._url)
+            response = retried
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        if response.status_code >= 400:
+            raise _status_error(response)
+        try:
+            data = response.json()
+            message = data["choices"][0]["message"]
+            content = _text_of(message.get("content"))
+            usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+            model = data.get("model")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
+            raise LLMError(
+                f"the LLM endpoint answered {response.status_code} without a chat completion",
+                code="bad_response",
+                retriable=True,
+                status=response.status_code,
+            ) from exc
+        # A server that reports no usage is charged an estimate (about 4 characters a token),
+        # so that the daily budget still holds.
+        prompt_tokens = _tokens(
+            usage.get("prompt_tokens"), sum(len(m["content"]) for m in messages)
+        )
+        completion_tokens = _tokens(usage.get("completion_tokens"), len(content))
+        return ChatReply(
+            content=content,
+            model=model.replace("\0", "")[:200] if isinstance(model, str) and model else self.model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_ms=latency_ms,
+        )
+
+    async def _post(self, body: dict[str, Any]) -> httpx.Response:
+        # httpx's timeout is per phase (connect, each read...): a server trickling its answer
+        # would never trip it. The call as a whole gets the timeout too.
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._client.post(self._url, json=body, params=self._params)
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            raise LLMError(
+                f"the LLM call timed out ({type(exc).__name__})", code="timeout", retriable=True
+            ) from exc
+        except httpx.TransportError as exc:
+            raise LLMError(
+                f"cannot reach the LLM endpoint: {exc!r}", code="unreachable", retriable=True
+            ) from exc
+
+
+def _text_of(content: object) -> str:
+    """The text of a message's content: a string, or the text parts of a list of parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    raise TypeError(f"message content is a {type(content).__name__}")
+
+
+_MAX_TOKENS = 2**31 - 1  # what the ledger's integer columns hold
+
+
+def _tokens(value: object, fallback_chars: int) -> int:
+    if type(value) is int and value >= 0:
+        return min(value, _MAX_TOKENS)
+    return min((fallback_chars + 3) // 4, _MAX_TOKENS)
+
+
+def _status_error(response: httpx.Response) -> LLMError:
+    status = response.status_code
+    wait = retry_after(response.headers.get("retry-after"))
+    retriable = status in (408, 409, 429) or status >= 500
+    detail = response.text[:300].strip()
+    return LLMError(
+        f"the LLM endpoint answered HTTP {status}" + (f": {detail}" if detail else ""),
+        code=f"http_{status}",
+        retriable=retriable,
+        status=status,
+        retry_after=wait,
+    )
+
+
+def parse_answer(content: str) -> Diagnosis:
+    """The Diagnosis in an LLM's answer: the whole text as JSON, or the JSON inside it
+    (a fenced block, or the first object) for servers that ignore response_format.
+
+    Raises ValueError saying what is wrong, in words fit to send back to the model.
+    """
+    document: Any = None
+    try:
+        document = json.loads(content)
+    except ValueError:
+        document = _embedded_json(content)
+    except RecursionError:
+        raise ValueError("the answer's JSON is nested too deeply") from None
+    if not isinstance(document, dict):
+        raise ValueError("the answer holds no JSON object")
+    try:
+        return Diagnosis.model_validate(document)
+    except RecursionError:
+        raise ValueError("the answer's JSON is nested too deeply") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(answer)'}: {err['msg']}"
+            for err in exc.errors(include_url=False)[:5]
+        )
+        raise ValueError(problems) from None
+
+
+def _embedded_json(content: str) -> Any:
+    block = _JSON_BLOCK.search(content)
+    if block:
+        try:
+            return json.loads(block[1])
+        except (ValueError, RecursionError):
+            pass
+    decoder = json.JSONDecoder()
+    start = content.find("{")
+    while start != -1:
+        try:
+            return decoder.raw_decode(content, start)[0]
+        except (ValueError, RecursionError):
+            start = content.find("{", start + 1)
+    return None
+
+
+class _OverBudget(Exception):
+    """The daily budget ran out between the calls of one analysis."""
+
+
+@dataclass(frozen=True)
+class LLMCall:
+    """One call to the LLM endpoint and what came of it (for usage and the budget)."""
+
+    issue_id: int | None
+    model: str
+    outcome: str  # "ok", "invalid", "timeout", "http_429", "http_500", "unreachable"...
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_ms: int
+
+
+class Ledger(Protocol):
+    """Where LLM calls are recorded, and what they cost today (UTC): the daily budget."""
+
+    async def record(self, call: LLMCall) -> None:
+        """Record one call."""
+        ...
+
+    async def spent_today(self) -> tuple[int, float]:
+        """Tokens and US dollars spent since midnight UTC."""
+        ...
+
+
+class MemoryLedger:
+    """A Ledger in memory, for one process (tests, ``mendline analyze --issue`` dry runs)."""
+
+    def __init__(self) -> None:
+        self.calls: list[LLMCall] = []
+
+    async def record(self, call: LLMCall) -> None:
+        """Record one call."""
+        self.calls.append(call)
+
+    async def spent_today(self) -> tuple[int, float]:
+        """Tokens and US dollars of every call recorded."""
+        tokens = sum(c.prompt_tokens + c.completion_tokens for c in self.calls)
+        return tokens, sum(c.cost_usd for c in self.calls)
+
+
+class LLMAnalyser:
+    """Analyses with an LLM, and falls back to the heuristic finding, saying why, when the
+    breaker is open, the daily budget is spent, the calls fail, or the answer is invalid
+    twice.
+
+    Calls are limited to ``concurrency`` at once; failed calls are retried ``max_retries``
+    times with jittered exponential backoff (honouring Retry-After) when the error is
+    retriable; after ``breaker.failures`` analyses in a row fail, no call is made until the
+    breaker's cooldown has passed and a probe succeeds.
+    """
+
+    def __init__(
+        self,
+        client: ChatClient,
+        ledger: Ledger,
+        *,
+        heuristic: HeuristicAnalyser | None = None,
+        scrubber: Scrubber | None = None,
+        concurrency: int = 4,
+        max_retries: int = 2,
+        breaker: CircuitBreaker | None = None,
+        input_price: float = 0.0,
+        output_price: float = 0.0,
+        daily_tokens: int = 0,
+        daily_cost: float = 0.0,
+        backoff: float = 1.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.breaker = breaker or CircuitBreaker(failures=5, cooldown=60.0)
+        self._heuristic = heuristic or HeuristicAnalyser()
+        self._scrubber = scrubber or Scrubber()
+        self._limit = asyncio.Semaphore(concurrency)
+        self._max_retries = max_retries
+        self._prices = (input_price / 1e6, output_price / 1e6)
+        self._daily = (daily_tokens, daily_cost)
+        self._backoff = backoff
+        self._sleep = sleep
+        self._schema = answer_schema()
+
+    async def analyse(self, context: IssueContext) -> Finding:
+        """A Finding for ``context``: the LLM's when it gives a valid one, else the heuristic
+        analyser's with ``fallback_reason`` set. Raises only when cancelled, or when the ledger
+        cannot be read to check the budget (the database is down: try again later)."""
+        fallback = self._heuristic.diagnose(context)
+        messages = build_prompt(context, self._scrubber)
+        spent: list[ChatReply] = []
+        async with self._limit:  # the budget is read by the calls about to be made
+            over = await self._over_budget()
+            if over:
+                return fallback.model_copy(update={"fallback_reason": over})
+            if not self.breaker.allow():
+                return fallback.model_copy(
+                    update={
+                        "fallback_reason": "the LLM circuit breaker is open after repeated failures"
+                    }
+                )
+            outcome = "none"  # what the breaker is told: "success", "failure" or nothing
+            try:
+                finding, outcome = await self._ask(context, messages, spent, fallback)
+            except LLMError as exc:
+                outcome = "none" if exc.status in _REQUEST_SPECIFIC else "failure"
+                return self._fallen_back(fallback, f"the LLM call failed: {exc}", spent, messages)
+            except _OverBudget as exc:
+                return self._fallen_back(fallback, str(exc), spent, messages)
+            except Exception as exc:  # a bug of ours or an answer we did not foresee
+                log.exception("mendline: the LLM analysis of issue %d failed", context.issue.id)
+                outcome = "failure"
+                return self._fallen_back(
+                    fallback, f"the LLM analysis failed: {type(exc).__name__}", spent, messages
+                )
+            finally:
+                if outcome == "success":
+                    self.breaker.success()
+                elif outcome == "failure":
+                    self.breaker.failure()
+                else:
+                    self.breaker.release()
+            return finding
+
+    async def _ask(
+        self,
+        context: IssueContext,
+        messages: list[dict[str, str]],
+        spent: list[ChatReply],
+        fallback: Finding,
+    ) -> tuple[Finding, str]:
+        reply = await self._call(messages, context, spent)
+        try:
+            diagnosis = parse_answer(reply.content)
+        except ValueError as first:
+            await self._record(context, reply, "invalid")
+            messages = messages + correction(reply.content, str(first))
+            reply = await self._call(messages, context, spent)
+            try:
+                diagnosis = parse_answer(reply.content)
+            except ValueError as second:
+                await self._record(context, reply, "invalid")
+                reason = f"the LLM's answer was invalid twice: {second}"
+                # The endpoint works; its answers do not.
+                return self._fallen_back(fallback, reason, spent, messages), "success"
+        await self._record(context, reply, "ok")
+        finding = Finding(
+            **diagnosis.model_dump(),
+            analyser="llm",
+            model=reply.model,
+            prompt=messages,
+            **self._usage(spent),
+        )
+        return finding, "success"
+
+    async def _call(
+        self, messages: list[dict[str, str]], context: IssueContext, spent: list[ChatReply]
+    ) -> ChatReply:
+        for attempt in range(self._max_retries + 1):
+            if attempt or spent:  # the first call of an analysis was checked already
+                over = await self._over_budget()
+                if over:
+                    raise _OverBudget(over)
+            started = time.perf_counter()
+            try:
+                reply = await self.client.complete(messages, schema=self._schema)
+            except LLMError as exc:
+                latency_ms = int((time.perf_counter() - started) * 1000)
+                await self._record_failure(context, exc.code, latency_ms)
+                if not exc.retriable or attempt == self._max_retries:
+                    raise
+                if exc.retry_after is not None:
+                    if exc.retry_after > _MAX_RETRY_AFTER:
+                        raise
+                    delay = exc.retry_after
+                else:  # full jitter: concurrent workers do not retry in step
+                    delay = random.uniform(0, min(_BACKOFF_CAP, self._backoff * 2**attempt))
+                log.info("mendline: LLM call failed (%s); retrying in %.1f s", exc, delay)
+                await self._sleep(delay)
+                continue
+            except asyncio.CancelledError:
+                # Stopped mid-call: the call may still be paid for. Count an estimate.
+                latency_ms = int((time.perf_counter() - started) * 1000)
+                estimate = _tokens(None, sum(len(m["content"]) for m in messages))
+                await asyncio.shield(
+                    self._record_failure(context, "cancelled", latency_ms, estimate)
+                )
+                raise
+            spent.append(reply)
+            return reply
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _over_budget(self) -> str | None:
+        tokens_limit, cost_limit = self._daily
+        if not tokens_limit and not cost_limit:
+            return None
+        tokens, cost = await self.ledger.spent_today()
+        if tokens_limit and tokens >= tokens_limit:
+            return f"the daily LLM budget is spent ({tokens} of {tokens_limit} tokens)"
+        if cost_limit and cost >= cost_limit:
+            return f"the daily LLM budget is spent (${cost:.4f} of ${cost_limit:.4f})"
+        return None
+
+    def _cost(self, reply: ChatReply) -> float:
+        return reply.prompt_tokens * self._prices[0] + reply.completion_tokens * self._prices[1]
+
+    async def _record(self, context: IssueContext, reply: ChatReply, outcome: str) -> None:
+        await self.ledger.record(
+            LLMCall(
+                issue_id=context.issue.id,
+                model=reply.model,
+                outcome=outcome,
+                prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens,
+                cost_usd=self._cost(reply),
+                latency_ms=reply.latency_ms,
+            )
+        )
+
+    async def _record_failure(
+        self, context: IssueContext, code: str, latency_ms: int, prompt_tokens: int = 0
+    ) -> None:
+        cost = prompt_tokens * self._prices[0]
+        await self.ledger.record(
+            LLMCall(context.issue.id, self.client.model, code, prompt_tokens, 0, cost, latency_ms)
+        )
+
+    def _usage(self, spent: list[ChatReply]) -> dict[str, Any]:
+        return {
+            "prompt_tokens": sum(r.prompt_tokens for r in spent),
+            "completion_tokens": sum(r.completion_tokens for r in spent),
+            "cost_usd": round(sum(self._cost(r) for r in spent), 6),
+            "latency_ms": sum(r.latency_ms for r in spent),
+        }
+
+    def _fallen_back(
+        self, fallback: Finding, reason: str, spent: list[ChatReply], messages: list[dict[str, str]]
+    ) -> Finding:
+        update: dict[str, Any] = {"fallback_reason": reason[:1000], "prompt": messages}
+        if spent:
+            update.update(self._usage(spent), model=spent[-1].model)
+        return fallback.model_copy(update=update)

@@ -1,0 +1,30 @@
+"""The app side: the structlog processor and logging handler, the event builder, and the
+background shipper with its disk spool; nothing here ever blocks or breaks the host app."""
+
+from mendline.ingest.app._builder import EventBuilder, InApp, encode_event, truncate_utf8
+from mendline.ingest.app._capture import Capture, RawException, RawFrame, capture_chain
+from mendline.ingest.app._processor import ErrorEventHandler, ErrorEventProcessor, make_shipper
+from mendline.ingest.app._shipper import Shipper, ShipperStats
+from mendline.ingest.app._spool import Record, Spool
+from mendline.ingest.app._testing import pop as stop_capturing
+from mendline.ingest.app._testing import push as start_capturing
+
+__all__ = [
+    "Capture",
+    "ErrorEventHandler",
+    "ErrorEventProcessor",
+    "EventBuilder",
+    "InApp",
+    "RawException",
+    "RawFrame",
+    "Record",
+    "Shipper",
+    "ShipperStats",
+    "Spool",
+    "capture_chain",
+    "encode_event",
+    "make_shipper",
+    "start_capturing",
+    "stop_capturing",
+    "truncate_utf8",
+]

@@ -1,0 +1,477 @@
+"""The background shipper: a thread with its own event loop and aiokafka producer.
+
+The app's threads only append a Capture to a bounded deque (``submit``); the shipper thread
+builds, scrubs and encodes the events and sends them with acks=all. When Kafka cannot be
+reached, events go to the disk spool and are sent, oldest first, once it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import os
+import random
+import re
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mendline.ingest._topics import errors_producer
+from mendline.ingest.app._builder import EventBuilder
+from mendline.ingest.app._capture import Capture
+from mendline.ingest.app._spool import Record, Spool
+from mendline.schemas.errors import ShipperClosed
+from mendline.schemas.settings import Settings
+
+__all__ = ["Shipper", "ShipperStats"]
+
+log = logging.getLogger("mendline.ingest")
+
+_BATCH = 500
+_OUTBOX_MAX = 10_000
+_BACKOFF_MIN = 0.1
+_BACKOFF_MAX = 5.0
+_WARN_EVERY = 60.0
+
+
+@dataclass
+class ShipperStats:
+    """Counters in Vector's vocabulary: events received, sent, errored and dropped."""
+
+    received: int = 0
+    sent: int = 0
+    spooled: int = 0
+    errored: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: {"queue_full": 0, "spool_full": 0})
+
+
+class _RateLimitedWarning:
+    """Logs a warning at most once per interval, with how often it happened meanwhile."""
+
+    def __init__(self, message: str, every: float = _WARN_EVERY) -> None:
+        self._message = message
+        self._every = every
+        self._last = -every
+        self._suppressed = 0
+
+    def __call__(self, count: int = 1) -> None:
+        now = time.monotonic()
+        if now - self._last < self._every:
+            self._suppressed += count
+            return
+        total, self._suppressed, self._last = self._suppressed + count, 0, now
+        log.warning(self._message, total)
+
+
+class Shipper:
+    """Ships ErrorEvents to Kafka from a background thread; never blocks or raises into the app.
+
+    The partition key is the event_id: random, so even one very noisy service spreads over
+    every partition, and a re-sent event lands on the partition of its first copy.
+    """
+
+    def __init__(self, settings: Settings, builder: EventBuilder) -> None:
+        self.settings = settings
+        self.builder = builder
+        self.stats = ShipperStats()
+        self._queue: deque[Capture] = deque()
+        self._outbox: deque[Record] = deque()  # built and encoded, waiting for the sender
+        self._queue_max = settings.queue_size
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._idle = False
+        self._closing = False
+        self._closed = False
+        self._flush_deadline = 0.0
+        self._done = threading.Event()
+        self._warn_queue_full = _RateLimitedWarning(
+            "mendline: the error-event queue is full; %d events were dropped"
+        )
+        self._warn_spool_full = _RateLimitedWarning(
+            "mendline: the disk spool is full; the %d oldest events were dropped"
+        )
+        self._warn_build = _RateLimitedWarning("mendline: %d events could not be built")
+        self.thread_ident: int | None = None
+        _register(self)
+
+    @property
+    def spool_root(self) -> Path:
+        """This service's spool folder: ``<spool_dir>/<service>``, so services never mix."""
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", self.builder.service) or "service"
+        return Path(self.settings.spool_dir).expanduser() / name
+
+    # -- the app's side ----------------------------------------------------------------------
+    def submit(self, capture: Capture) -> None:
+        """Queue an event for shipping. Cheap, never blocks; drops (and counts) when full."""
+        if self._closed:
+            raise ShipperClosed("this shipper was shut down")
+        queue = self._queue
+        if len(queue) >= self._queue_max:
+            self.stats.dropped["queue_full"] += 1
+            self._warn_queue_full()
+            return
+        queue.append(capture)
+        self.stats.received += 1
+        if self._thread is None:
+            self._start()
+        elif self._idle:
+            self._idle = False
+            loop, wakeup = self._loop, self._wakeup
+            if loop is not None and wakeup is not None:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(wakeup.set)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Send (or spool) what is queued, waiting at most ``timeout`` seconds; idempotent.
+
+        Returns True when everything queued was sent or spooled in time. Later submits raise
+        ShipperClosed.
+        """
+        if self._closed:
+            return self._done.is_set()
+        timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        self._closed = True
+        if self._thread is None:
+            if not self._queue:
+                self._done.set()
+                return True
+            self._start()
+        self._flush_deadline = time.monotonic() + timeout
+        self._closing = True
+        loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(wakeup.set)
+        finished = self._done.wait(timeout + 1.0)
+        return finished and not self._queue
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every event submitted so far was sent to Kafka (or given up: dropped or
+        unbuildable); False on timeout."""
+        target = self.stats.received
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = self.stats
+            settled = stats.sent + stats.errored + stats.dropped["spool_full"]
+            if (
+                settled >= target
+                and not self._queue
+                and not self._outbox
+                and self._in_flight == 0
+                and not self._spool_records()
+            ):
+                return True
+            time.sleep(0.01)
+        return False
+
+    # -- the shipper thread --------------------------------------------------------------------
+    _in_flight = 0
+    _spool: Spool | None = None
+    _producer: Any
+
+    def _spool_records(self) -> int:
+        spool = self._spool
+        return len(spool) if spool is not None else 0
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is not None:
+                return
+            thread = threading.Thread(target=self._run, name="mendline-shipper", daemon=True)
+            self._thread = thread
+            thread.start()
+
+    def _run(self) -> None:
+        self.thread_ident = threading.get_ident()
+        try:
+            asyncio.run(self._main())
+        except BaseException:  # the thread must end quietly, whatever happened
+            log.exception("mendline: the shipper thread stopped")
+        finally:
+            self._done.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._outbox = deque()
+        self._unacked: list[Record] = []
+        self._healthy: bool | None = None  # None until the first connection attempt ends
+        self._retry_at = 0.0
+        self._backoff = _BACKOFF_MIN
+        self._producer = None
+        try:
+            self._spool = Spool(self.spool_root, self.settings.spool_max_bytes)
+        except OSError as exc:
+            log.warning("mendline: no disk spool (%s); events wait in memory only", exc)
+        sender = asyncio.create_task(self._supervised_send_loop())
+        try:
+            await self._intake_loop()
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            # A batch cut off mid-send may or may not have arrived: keep it (at least once).
+            self._outbox.extendleft(reversed(self._unacked))
+            self._spill_to_spool()
+            if self._producer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._producer.stop(), 2.0)
+            if self._spool is not None:
+                self._spool.close()
+
+    async def _intake_loop(self) -> None:
+        """Build and encode queued captures; hand them to the outbox or the spool."""
+        assert self._wakeup is not None
+        while True:
+            moved = self._take()
+            if self._closing and (
+                self._everything_sent() or time.monotonic() >= self._flush_deadline
+            ):
+                return
+            if moved:
+                await asyncio.sleep(0)  # let the sender and aiokafka run between batches
+                continue
+            self._idle = True
+            if self._queue:  # raced with a submit that saw _idle False
+                self._idle = False
+                continue
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), 0.5)
+            self._idle = False
+
+    def _everything_sent(self) -> bool:
+        return (
+            not self._queue
+            and not self._outbox
+            and self._in_flight == 0
+            and (not self._spool_records() or self._healthy is False)
+        )
+
+    def _take(self) -> int:
+        """Move up to one batch from the app's queue to the outbox or the spool."""
+        queue = self._queue
+        records: list[Record] = []
+        while queue and len(records) < _BATCH:
+            capture = queue.popleft()
+            try:
+                event, data = self.builder.encode(capture)
+                records.append((event["event_id"].encode(), data))
+            except Exception:
+                self.stats.errored += 1
+                self._warn_build()
+                log.debug("mendline: building an event failed", exc_info=True)
+        if not records:
+            return 0
+        self._route(records)
+        return len(records)
+
+    def _route(self, records: list[Record]) -> None:
+        spool = self._spool
+        if spool is not None and (len(spool) or self._healthy is False):
+            self._to_spool(records)
+        elif spool is not None and len(self._outbox) + len(records) > _OUTBOX_MAX:
+            # Kafka is slower than the app: keep order by spooling the outbox first.
+            self._to_spool([*self._outbox, *records])
+            self._outbox.clear()
+        else:
+            self._outbox.extend(records)
+            excess = len(self._outbox) - _OUTBOX_MAX
+            if spool is None and excess > 0:  # no disk to spill to: the oldest go
+                for _ in range(excess):
+                    self._outbox.popleft()
+                self.stats.dropped["spool_full"] += excess
+                self._warn_spool_full(excess)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _to_spool(self, records: list[Record], front: bool = False) -> None:
+        spool = self._spool
+        if spool is None:  # no disk: keep them in memory, oldest first
+            if front:
+                self._outbox.extendleft(reversed(records))
+            else:
+                self._outbox.extend(records)
+            return
+        try:
+            lost = spool.push_front(records) if front else spool.append(records)
+        except OSError as exc:
+            log.warning("mendline: writing to the spool failed (%s); keeping events in memory", exc)
+            self._outbox.extend(records)
+            return
+        self.stats.spooled += len(records)
+        if lost:
+            self.stats.dropped["spool_full"] += lost
+            self._warn_spool_full(lost)
+
+    def _spill_to_spool(self) -> None:
+        """At exit: whatever was not sent goes to disk, for the next process to send."""
+        leftovers = list(self._outbox)
+        self._outbox.clear()
+        while self._queue:
+            capture = self._queue.popleft()
+            try:
+                event, data = self.builder.encode(capture)
+                leftovers.append((event["event_id"].encode(), data))
+            except Exception:
+                self.stats.errored += 1
+        if leftovers and self._spool is not None:
+            self._to_spool(leftovers)
+
+    async def _supervised_send_loop(self) -> None:
+        """The send loop, started again should a bug of ours end it: the thread lives on."""
+        while True:
+            try:
+                await self._send_loop()
+            except Exception:
+                log.exception("mendline: the shipper's send loop failed; restarting it")
+                self._in_flight = 0
+                await asyncio.sleep(1.0)
+
+    async def _send_loop(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            if self._producer is None or (not self._healthy and time.monotonic() < self._retry_at):
+                if self._producer is None and time.monotonic() >= self._retry_at:
+                    await self._connect()
+                    continue
+                await asyncio.sleep(min(0.1, max(0.0, self._retry_at - time.monotonic())))
+                continue
+            spool = self._spool
+            if spool is not None and len(spool):
+                batch = spool.peek(_BATCH)
+                self._in_flight = len(batch)
+                failed = await self._produce(batch)
+                spool.consume_peeked()
+                self._in_flight = 0
+                if failed:
+                    self._to_spool(failed, front=True)
+                continue
+            if self._outbox:
+                batch = [self._outbox.popleft() for _ in range(min(_BATCH, len(self._outbox)))]
+                self._in_flight = len(batch)
+                self._unacked = batch
+                failed = await self._produce(batch)
+                self._unacked = []
+                self._in_flight = 0
+                if failed:
+                    rest = list(self._outbox)
+                    self._outbox.clear()
+                    self._to_spool([*failed, *rest], front=True)
+                continue
+            await asyncio.sleep(0.005 if self._closing else 0.05)
+
+    async def _connect(self) -> None:
+        producer = errors_producer(
+            self.settings,
+            client_id="mendline-shipper",
+            request_timeout_ms=int(self.settings.kafka_request_timeout * 1000),
+            linger_ms=10,
+            # Large batches: under load a produce request carries hundreds of events, so the
+            # shipper thread needs few round trips (each costs a GIL hand-over).
+            max_batch_size=1024 * 1024,
+            max_request_size=2 * 1024 * 1024,
+        )
+        try:
+            await producer.start()
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            self._mark_down(exc)
+            return
+        self._producer = producer
+        self._mark_up()
+
+    async def _produce(self, batch: list[Record]) -> list[Record]:
+        """Send a batch and wait for the acks; returns the records that failed, in order."""
+        producer = self._producer
+        topic = self.settings.errors_topic
+        futures: list[asyncio.Future[Any]] = []
+        error: BaseException | None = None
+        try:
+            for key, value in batch:
+                futures.append(await producer.send(topic, value=value, key=key))
+        except Exception as exc:
+            error = exc
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [
+            rec for rec, res in zip(batch, results, strict=False) if isinstance(res, BaseException)
+        ]
+        failed.extend(batch[len(futures) :])
+        sent = len(batch) - len(failed)
+        self.stats.sent += sent
+        if failed:
+            first = error or next(r for r in results if isinstance(r, BaseException))
+            self._mark_down(first)
+        elif sent:
+            self._mark_up()
+        return failed
+
+    def _mark_up(self) -> None:
+        if self._healthy is False:
+            log.info("mendline: Kafka at %s is reachable", self.settings.kafka_bootstrap)
+        self._healthy = True
+        self._backoff = _BACKOFF_MIN
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if self._healthy is not False:
+            log.warning(
+                "mendline: Kafka at %s is unreachable (%s: %s); spooling events to %s",
+                self.settings.kafka_bootstrap,
+                type(exc).__name__,
+                exc,
+                self.spool_root,
+            )
+        self._healthy = False
+        self._retry_at = time.monotonic() + self._backoff * random.uniform(0.5, 1.0)
+        self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+
+    # -- fork safety ---------------------------------------------------------------------------
+    def _after_fork_in_child(self) -> None:
+        """A forked child starts with an empty queue and its own thread, slot and producer."""
+        if self._spool is not None:
+            self._spool.abandon()
+        self._spool = None
+        self._queue = deque()
+        self._outbox = deque()  # the parent sends what it had built
+        self._start_lock = threading.Lock()
+        self._thread = None
+        self._loop = None
+        self._wakeup = None
+        self._idle = False
+        self._in_flight = 0
+        self._done = threading.Event()
+        self.thread_ident = None
+        self.stats = ShipperStats()
+        if self._closing:
+            self._closed = True
+
+
+_shippers: weakref.WeakSet[Shipper] = weakref.WeakSet()
+
+
+def _register(shipper: Shipper) -> None:
+    _shippers.add(shipper)
+
+
+def _after_fork() -> None:
+    for shipper in list(_shippers):
+        shipper._after_fork_in_child()
+
+
+def _at_exit() -> None:
+    for shipper in list(_shippers):
+        with contextlib.suppress(Exception):
+            shipper.shutdown()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+atexit.register(_at_exit)

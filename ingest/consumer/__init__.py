@@ -1,0 +1,20 @@
+"""The consumer side: the Kafka consumer group that validates, scrubs and fingerprints events
+into a store, and the dead-letter topic for what it cannot take."""
+
+from mendline.ingest.consumer._consumer import (
+    DLQ_HEADER_PREFIX,
+    Consumer,
+    ConsumerStats,
+    prepare_record,
+)
+from mendline.ingest.consumer._dlq import DeadLetter, read_dead_letters, redrive
+
+__all__ = [
+    "DLQ_HEADER_PREFIX",
+    "Consumer",
+    "ConsumerStats",
+    "DeadLetter",
+    "prepare_record",
+    "read_dead_letters",
+    "redrive",
+]

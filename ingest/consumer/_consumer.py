@@ -1,0 +1,515 @@
+"""``mendline consume``: a Kafka consumer-group worker that turns ErrorEvents into issues.
+
+At-least-once in, exactly-once effects: a batch is validated, scrubbed and fingerprinted,
+bad records go to the DLQ (acked), the good ones are stored in one PostgreSQL transaction
+(idempotent by event_id), and only then are the offsets committed. A crash anywhere replays
+the batch, and the replay changes nothing that was already stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from pydantic_core import to_json
+
+from mendline.analyzers.grouping.fingerprint import culprit, fingerprint, title
+from mendline.analyzers.grouping.scrubbing import Scrubber
+from mendline.ingest._topics import errors_producer, kafka_client_options
+from mendline.schemas.database import is_bad_data, is_outage
+from mendline.schemas.errors import InvalidEvent
+from mendline.schemas.event import LEVEL_RANK, parse_event_exact
+from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
+from mendline.schemas.settings import Settings
+
+__all__ = ["DLQ_HEADER_PREFIX", "Consumer", "ConsumerStats", "prepare_record"]
+
+log = logging.getLogger("mendline.consume")
+
+#: DLQ records carry headers ``mendline.errors.<name>`` (as Kafka Connect's
+#: ``__connect.errors.*``): reason, message, topic, partition, offset, timestamp, consumer.
+DLQ_HEADER_PREFIX = "mendline.errors."
+# Records between yields to the loop: heartbeats never starve, and the statements of the batch
+# being written go out within a couple of milliseconds of the previous one's answer.
+_YIELD_EVERY = 32
+_NUL = b"\\u0000"  # PostgreSQL text and jsonb cannot hold U+0000
+_BACKOFF_MAX = 10.0
+
+
+#: key, value, headers, source partition, source offset, reason, detail
+_DeadLetterItem = tuple[
+    bytes | None, bytes | None, list[tuple[str, bytes]], int | None, int | None, str, str
+]
+
+
+@dataclass
+class ConsumerStats:
+    """Counters in Vector's vocabulary, for the consume stage."""
+
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    new_issues: int = 0
+    triggers: int = 0
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+    store_retries: int = 0
+
+
+def prepare_record(
+    raw: bytes | None,
+    scrubber: Scrubber,
+    partition: int | None = None,
+    offset: int | None = None,
+    named: dict[str, tuple[str, str | None]] | None = None,
+) -> PreparedEvent:
+    """Validate, scrub and fingerprint one record's value; InvalidEvent if it is bad input.
+
+    ``named`` maps fingerprints to the (title, culprit) already worked out in this batch:
+    only a new issue uses them, so the events of a batch share their issue's first.
+    """
+    if raw is None:
+        raise InvalidEvent("not_json", "the record has no value")
+    if _NUL in raw:
+        raw = raw.replace(_NUL, b"\\ufffd")
+    doc, exact = parse_event_exact(raw)
+    if exact and scrubber.is_clean(doc):
+        payload = raw  # stored as it came: nothing to scrub, nothing unknown to drop
+    else:
+        scrubber.scrub_event(doc)
+        payload = to_json(doc)
+    grouping = fingerprint(doc)
+    names = named.get(grouping.hash) if named is not None else None
+    if names is None:
+        names = (title(doc), culprit(doc))
+        if named is not None:
+            named[grouping.hash] = names
+    return PreparedEvent(
+        event_id=doc["event_id"],
+        timestamp=doc["timestamp"],
+        service=doc["service"],
+        environment=doc["environment"],
+        release=doc.get("release"),
+        host=doc.get("host"),
+        level=doc["level"],
+        level_rank=LEVEL_RANK[doc["level"]],
+        message=doc["message"],
+        fingerprint=grouping.hash,
+        algorithm_version=grouping.version,
+        basis=grouping.basis,
+        components=grouping.components,
+        title=names[0],
+        culprit=names[1],
+        payload=payload,
+        partition=partition,
+        offset=offset,
+    )
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        # Let the batch in flight finish and commit, but never hold the group hostage.
+        try:
+            await asyncio.wait_for(
+                self._consumer.idle.wait(), self._consumer.settings.kafka_session_timeout
+            )
+        except TimeoutError:
+            log.warning("mendline: partitions revoked while a batch was still being stored")
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        log.info("mendline: assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+
+
+class Consumer:
+    """One consumer-group member; run as many as there are partitions to share."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: EventSink,
+        *,
+        scrubber: Scrubber | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.scrubber = scrubber or Scrubber(
+            settings.scrub_extra_keys, settings.scrub_extra_patterns
+        )
+        self.stats = ConsumerStats()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._awaiting_write = False
+        self._paused = False
+        self._producer: AIOKafkaProducer | None = None
+        self._identity = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; the batch in flight is finished and committed.
+
+        Pipelined: while one batch is being written to PostgreSQL, the next is fetched and
+        prepared, so the database and this process work at the same time. Batches are still
+        written, and their offsets committed, one after the other and in order.
+        """
+        consumer = await self._start_consumer(stop)
+        if consumer is None:
+            return
+        writing: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                records = await consumer.getmany(
+                    timeout_ms=500 if writing is None else 20,
+                    max_records=self.settings.batch_max_records,
+                )
+                if not records:
+                    if writing is not None and writing.done():
+                        await self._finish(writing)
+                        writing = None
+                    continue
+                prepared, rejected, offsets = await self._prepare(records)
+                if writing is not None:
+                    await self._finish(writing)
+                    writing = None
+                if rejected:
+                    await self._dead_letter(rejected, stop)
+                writing = self._start_write(prepared, offsets, stop)
+            if writing is not None:
+                await self._finish(writing)
+        except _Abandoned:
+            log.warning("mendline: stopped with a batch unstored; it will be replayed")
+        finally:
+            await self._close()
+
+    def _start_write(
+        self, prepared: list[PreparedEvent], offsets: dict[TopicPartition, int], stop: asyncio.Event
+    ) -> asyncio.Task[None]:
+        self.idle.clear()
+        task = asyncio.create_task(self._store_and_commit(prepared, offsets, stop))
+        task.add_done_callback(lambda _: self.idle.set())
+        return task
+
+    async def _finish(self, writing: asyncio.Task[None]) -> None:
+        """Wait for the batch being written; meanwhile a retrying write may poll Kafka."""
+        self._awaiting_write = True
+        try:
+            await writing
+        finally:
+            self._awaiting_write = False
+
+    async def _store_and_commit(
+        self, prepared: list[PreparedEvent], offsets: dict[TopicPartition, int], stop: asyncio.Event
+    ) -> None:
+        await self._store(prepared, stop)
+        await self._commit(offsets)
+        self.stats.batches += 1
+
+    async def _start_consumer(self, stop: asyncio.Event) -> AIOKafkaConsumer | None:
+        session_ms = int(self.settings.kafka_session_timeout * 1000)
+        backoff = 0.2
+        while not stop.is_set():
+            consumer = AIOKafkaConsumer(
+                **kafka_client_options(self.settings),
+                group_id=self.settings.consumer_group,
+                client_id=f"mendline-consume-{self._identity}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=session_ms,
+                heartbeat_interval_ms=max(100, session_ms // 3),
+                max_partition_fetch_bytes=4 * 1024 * 1024,
+            )
+            try:
+                await consumer.start()
+                consumer.subscribe([self.settings.errors_topic], listener=_Rebalance(self))
+            except KafkaError as exc:
+                await consumer.stop()
+                log.warning("mendline: Kafka unreachable (%s); retrying in %.1f s", exc, backoff)
+                await _sleep_or_stop(stop, backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            self._consumer = consumer
+            return consumer
+        return None
+
+    async def _prepare(
+        self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> tuple[
+        list[PreparedEvent],
+        list[tuple[ConsumerRecord[bytes, bytes], str, str]],
+        dict[TopicPartition, int],
+    ]:
+        """Validate, scrub and fingerprint a fetched batch; bad records are set aside."""
+        prepared: list[PreparedEvent] = []
+        rejected: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = []
+        count = 0
+        named: dict[str, tuple[str, str | None]] = {}
+        for batch in records.values():
+            for record in batch:
+                try:
+                    event = prepare_record(
+                        record.value, self.scrubber, record.partition, record.offset, named
+                    )
+                except InvalidEvent as exc:
+                    rejected.append((record, exc.reason, exc.detail))
+                except Exception as exc:  # our bug must not stop the partition: keep the record
+                    log.exception("mendline: preparing a record failed")
+                    rejected.append((record, "processing_error", f"{type(exc).__name__}: {exc}"))
+                else:
+                    prepared.append(event)
+                count += 1
+                if count % _YIELD_EVERY == 0:
+                    # Heartbeats, and the batch being written, progress between records.
+                    await asyncio.sleep(0)
+        self.stats.received += count
+        offsets = {tp: batch[-1].offset + 1 for tp, batch in records.items()}
+        return prepared, rejected, offsets
+
+    async def _store(self, prepared: list[PreparedEvent], stop: asyncio.Event) -> None:
+        """Write the batch, waiting out database outages with fetching paused."""
+        backoff = 0.1
+        while True:
+            try:
+                result = await self._write_isolating_poison(prepared, stop)
+            except _Poison as poison:  # a batch of one event, which the database refuses
+                await self._dead_letter_prepared(poison, stop)
+                result = BatchResult()
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                self.stats.store_retries += 1
+                if stop.is_set():
+                    raise _Abandoned() from exc
+                if backoff == 0.1:
+                    log.warning(
+                        "mendline: PostgreSQL unavailable (%s: %s); pausing",
+                        type(exc).__name__,
+                        exc,
+                    )
+                await self._wait_paused(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            if backoff > 0.1:
+                log.info("mendline: PostgreSQL is back; resuming")
+            self._resume()
+            self.stats.stored += result.stored
+            self.stats.duplicates += result.duplicates
+            self.stats.new_issues += result.new_issues
+            self.stats.triggers += result.triggers
+            return
+
+    async def _write_isolating_poison(
+        self, prepared: list[PreparedEvent], stop: asyncio.Event
+    ) -> BatchResult:
+        """Write the batch; if the database rejects its data, split it to find the culprit."""
+        try:
+            return await self.sink.write(prepared)
+        except Exception as exc:
+            if not is_bad_data(exc):
+                raise
+            if len(prepared) == 1:
+                raise _Poison(prepared[0], exc) from exc
+        middle = len(prepared) // 2
+        total = BatchResult()
+        for half in (prepared[:middle], prepared[middle:]):
+            try:
+                part = await self._write_isolating_poison(half, stop)
+            except _Poison as poison:
+                await self._dead_letter_prepared(poison, stop)
+                rest = [e for e in half if e is not poison.event]
+                part = await self._write_isolating_poison(rest, stop) if rest else BatchResult()
+            for name in ("stored", "duplicates", "new_issues", "regressions", "triggers"):
+                setattr(total, name, getattr(total, name) + getattr(part, name))
+        return total
+
+    async def _dead_letter_prepared(self, poison: _Poison, stop: asyncio.Event) -> None:
+        event = poison.event
+        log.error("mendline: the database rejected event %s: %s", event.event_id, poison.error)
+        await self._dead_letter_values(
+            [
+                (
+                    None,
+                    event.payload,
+                    [],
+                    event.partition,
+                    event.offset,
+                    "store_rejected",
+                    str(poison.error),
+                )
+            ],
+            stop,
+        )
+
+    async def _wait_paused(self, seconds: float) -> None:
+        """Sleep while keeping the group membership alive: poll with every partition paused."""
+        consumer = self._consumer
+        self._paused = True
+        if consumer is None or not self._awaiting_write:
+            # The main loop is polling itself; two polls at once would be one too many.
+            if consumer is not None:
+                consumer.pause(*consumer.assignment())
+            await asyncio.sleep(seconds)
+            return
+        consumer.pause(*consumer.assignment())
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            got = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) + 1)
+            if got:  # a partition assigned during the pause: rewind, it is read again later
+                for tp, batch in got.items():
+                    consumer.seek(tp, batch[0].offset)
+            consumer.pause(*consumer.assignment())
+
+    def _resume(self) -> None:
+        """Fetch again after a pause for an outage (of the database or of the DLQ)."""
+        if self._paused and self._consumer is not None:
+            self._consumer.resume(*self._consumer.assignment())
+        self._paused = False
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        mine = {tp: offset for tp, offset in offsets.items() if tp in consumer.assignment()}
+        if not mine:
+            return
+        try:
+            await consumer.commit(mine)
+        except KafkaError as exc:  # a replay of this batch is harmless: it is deduplicated
+            log.warning("mendline: committing offsets failed (%s); the batch may be replayed", exc)
+
+    async def _dead_letter(
+        self, rejected: list[tuple[ConsumerRecord[bytes, bytes], str, str]], stop: asyncio.Event
+    ) -> None:
+        await self._dead_letter_values(
+            [
+                (r.key, r.value, list(r.headers or ()), r.partition, r.offset, reason, detail)
+                for r, reason, detail in rejected
+            ],
+            stop,
+        )
+
+    async def _dead_letter_values(
+        self,
+        items: list[_DeadLetterItem],
+        stop: asyncio.Event,
+    ) -> None:
+        """Produce rejected records to the DLQ, unchanged, with reason headers, until acked."""
+        backoff = 0.2
+        while True:
+            try:
+                producer = await self._dlq_producer()
+                now = datetime.now(UTC).isoformat()
+                futures = []
+                for key, value, headers, partition, offset, reason, detail in items:
+                    extra = {
+                        "reason": reason,
+                        "message": detail[:1000],
+                        "topic": self.settings.errors_topic,
+                        "partition": str(partition),
+                        "offset": str(offset),
+                        "timestamp": now,
+                        "consumer": self._identity,
+                    }
+                    futures.append(
+                        await producer.send(
+                            self.settings.dlq_topic,
+                            value=value,
+                            # a record with neither (a keyless tombstone) still gets in
+                            key=key if key is not None or value is not None else b"",
+                            headers=[
+                                *headers,
+                                *((DLQ_HEADER_PREFIX + k, v.encode()) for k, v in extra.items()),
+                            ],
+                        )
+                    )
+                await asyncio.gather(*futures)
+            except KafkaError as exc:
+                if stop.is_set():
+                    raise _Abandoned() from exc
+                if not exc.retriable:  # too large for the DLQ, say: keep what fits, and why
+                    items = [_truncated(item) for item in items]
+                log.warning("mendline: the DLQ refused or is unreachable (%s); retrying", exc)
+                await self._wait_paused(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            self._resume()
+            for *_, reason, detail in items:
+                self.stats.dead_lettered[reason] = self.stats.dead_lettered.get(reason, 0) + 1
+                log.warning("mendline: record sent to the DLQ (%s): %s", reason, detail[:200])
+            return
+
+    async def _dlq_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = errors_producer(
+                self.settings,
+                client_id=f"mendline-dlq-{self._identity}",
+                # whatever the consumer could fetch, the DLQ can take
+                max_request_size=8 * 1024 * 1024,
+            )
+            try:
+                await producer.start()
+            except KafkaError:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _close(self) -> None:
+        if self._consumer is not None:
+            try:
+                await self._consumer.stop()
+            except Exception:
+                log.debug("stopping the consumer failed", exc_info=True)
+            self._consumer = None
+        if self._producer is not None:
+            try:
+                await self._producer.stop()
+            except Exception:
+                log.debug("stopping the DLQ producer failed", exc_info=True)
+            self._producer = None
+
+
+class _Poison(Exception):
+    def __init__(self, event: PreparedEvent, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.event = event
+        self.error = error
+
+
+_DLQ_VALUE_MAX = 512 * 1024
+
+
+def _truncated(item: _DeadLetterItem) -> _DeadLetterItem:
+    key, value, headers, partition, offset, reason, detail = item
+    if value is None or len(value) <= _DLQ_VALUE_MAX:
+        return item
+    kept = value[:_DLQ_VALUE_MAX]
+    return (
+        key,
+        kept,
+        [*headers, (DLQ_HEADER_PREFIX + "truncated-from", str(len(value)).encode())],
+        partition,
+        offset,
+        reason,
+        detail,
+    )
+
+
+class _Abandoned(Exception):
+    """Stopping while the database is down: the batch is left uncommitted, to be replayed."""
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -1,0 +1,574 @@
+"""``mendline demo``: the whole pipeline on the dev stack, fed by a sample web app's errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from mendline.cli._console import (
+    DATABASE_HINT,
+    or_doctor,
+    print_json,
+    reaching_kafka,
+    shorten,
+    shown_url,
+)
+from mendline.cli._demo_parts import SampleApp, Screen, StandIns, sample_app
+from mendline.schemas.errors import MendlineError
+from mendline.schemas.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from mendline.devstack import DevStack
+    from mendline.sample_app import DriveResult
+
+__all__ = ["SLACK_WEBHOOK_ENV", "demo", "demo_routes"]
+
+#: The variable the demo's routes name for the stand-in Slack webhook.
+SLACK_WEBHOOK_ENV = "MENDLINE_DEMO_SLACK_WEBHOOK_URL"
+
+_SERVICE = "shop"
+_RELEASE = "1.4.2"
+_ENVIRONMENT = "demo"
+_ROUNDS = 3
+_TIMEOUT = 90.0  # seconds from the first request until everything must have settled
+_INTERRUPTED = 130
+
+_EXPLORE = """\
+-- What is broken, most frequent first
+SELECT id, title, times_seen, culprit FROM mendline.open_issues ORDER BY times_seen DESC;
+-- Each issue's root cause, with the suggested fix
+SELECT issue_id, category, severity, confidence, root_cause, suggested_fix
+FROM mendline.issue_findings ORDER BY issue_id;
+-- What was sent to whom
+SELECT issue_id, receiver, kind, severity, status, delivered_at
+FROM mendline.alert_deliveries ORDER BY id;
+-- The events of one issue, newest first
+SELECT received_at, message, context FROM mendline.issue_events
+WHERE issue_id = 1 ORDER BY received_at DESC LIMIT 5;"""
+
+
+def demo_routes(smtp_port: int) -> str:
+    """The demo's routing file: errors to the stand-in Slack, everything to an email digest."""
+    return f"""\
+# mendline demo: short waits so that the whole story fits in a minute.
+[defaults]
+group_wait = "3s"
+group_interval = "5s"
+repeat_interval = "1h"
+
+[receivers.demo-slack]
+type = "slack"
+webhook_url_env = "{SLACK_WEBHOOK_ENV}"
+
+[receivers.demo-email]
+type = "email"
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
+security = "none"
+sender = "mendline@demo.invalid"
+to = ["oncall@demo.invalid"]
+digest = true
+
+[[routes]]
+severity_at_least = "error"
+receivers = ["demo-slack"]
+continue = true
+
+[[routes]]
+severity_at_least = "warning"
+receivers = ["demo-email"]
+group_wait = "5s"
+"""
+
+
+@dataclass
+class Progress:
+    """Where the pipeline is, read from PostgreSQL."""
+
+    events: int = 0
+    issues: int = 0
+    findings: int = 0
+    triggers: int = 0
+    unsettled: int = 0  # triggers not yet routed, analysed and followed
+    delivered: int = 0
+    pending: int = 0
+    failed: int = 0
+
+    def settled(self, expected_events: int) -> bool:
+        """Every expected event stored, every issue analysed, every alert sent or given up."""
+        return (
+            self.events >= expected_events
+            and self.unsettled == 0
+            and self.pending == 0
+            and self.findings >= self.issues
+        )
+
+    def missing(self, expected_events: int) -> str:
+        """What the pipeline has not done yet, in a sentence."""
+        if self.events < expected_events:
+            return f"only {self.events} of {expected_events} events were stored"
+        if self.findings < self.issues:
+            return f"only {self.findings} of {self.issues} issues have a finding"
+        return f"{self.pending + self.unsettled} alerts were still on their way"
+
+
+@dataclass
+class Summary:
+    """What the demo did, printed as a table or, with --json, as one object."""
+
+    requests: int = 0
+    events_logged: int = 0
+    unexpected_answers: int = 0
+    progress: Progress = field(default_factory=Progress)
+    issues: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    received: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    database_url: str | None = None
+    complete: bool = False
+    problem: str | None = None
+
+
+def demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the demo; 0 when every event became an issue with a finding and its alerts went
+    out, 130 when interrupted first, 1 otherwise."""
+    from mendline.devstack import DevStack
+
+    as_json: bool = args.json
+    if hasattr(signal, "SIGPIPE"):  # a reader going away ends the story, not the clean-up
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    screen = Screen(
+        sys.stderr if as_json else sys.stdout,
+        interactive=not args.no_interactive and not as_json and sys.stdout.isatty(),
+    )
+    screen.say("mendline demo: errors from a web app become issues, root causes and alerts", "bold")
+    stack = DevStack()
+    embedded = [
+        n for n, p in (("a Kafka broker", stack.broker), ("PostgreSQL", stack.postgres)) if p
+    ]
+    screen.say(
+        f"starting the dev stack ({' and '.join(embedded)})..."
+        if embedded
+        else "using the broker and database of MENDLINE_KAFKA_BOOTSTRAP and MENDLINE_DATABASE_URL"
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="mendline-demo-"))
+    summary: Summary | None = None
+    try:
+        with stack, _environ(SLACK_WEBHOOK_ENV), _logs_on(screen):
+            summary = asyncio.run(_demo(args, settings, stack, workdir, screen))
+    except asyncio.CancelledError:  # a second Ctrl-C: everything above was still closed
+        return _INTERRUPTED
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert summary is not None
+    if as_json and summary.database_url is None:  # --keep printed it while it waited
+        print_json(asdict(summary))
+    if summary.complete:
+        return 0
+    return _INTERRUPTED if summary.problem == _STOPPED else 1
+
+
+_STOPPED = "stopped before the pipeline had settled"
+
+
+async def _demo(
+    args: argparse.Namespace, settings: Settings, stack: DevStack, workdir: Path, screen: Screen
+) -> Summary:
+    from mendline.ingest import ensure_topics
+    from mendline.stages import run_pipeline
+
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    async with StandIns(screen) as stand_ins:
+        routes_file = workdir / "routes.toml"
+        routes_file.write_text(demo_routes(stand_ins.smtp_port))
+        os.environ[SLACK_WEBHOOK_ENV] = stand_ins.slack_url
+        demo_settings = _demo_settings(args, stack, routes_file, workdir)
+        with reaching_kafka(demo_settings):
+            await ensure_topics(demo_settings)
+        pool = await _empty_database(stack)
+        pipeline = asyncio.create_task(run_pipeline(demo_settings, stop))
+        summary = Summary()
+        try:
+            shown_db = shown_url(stack.database_url)
+            screen.say(
+                f"  Kafka        {stack.kafka_bootstrap}, topic {demo_settings.errors_topic}"
+            )
+            screen.say(f"  PostgreSQL   {shown_db}")
+            screen.say("  pipeline     consume -> analyze (heuristic analyser, offline) -> alert")
+            screen.say(f"  stand-ins    Slack webhook {stand_ins.slack_url}")
+            screen.say(f"               SMTP 127.0.0.1:{stand_ins.smtp_port}")
+            async with sample_app(
+                demo_settings,
+                workdir,
+                service=_SERVICE,
+                release=_RELEASE,
+                environment=_ENVIRONMENT,
+            ) as app:
+                screen.say(f"  sample app   '{_SERVICE}' at {app.url} (structlog + mendline)")
+                screen.say(f"\ndriving {_ROUNDS} rounds of requests at the shop;")
+                screen.say("what reaches the Slack and email stand-ins:")
+                summary = await _watch(pool, app, pipeline, screen, stop)
+            await _summarise(pool, summary)
+            summary.received = dict(stand_ins.received)
+            _show(screen, summary, shown_db)
+            if args.keep and summary.problem != _STOPPED:
+                await _keep(args, summary, demo_settings, shown_db, screen, stop)
+            elif not args.keep:
+                screen.say("\nthe dev stack stops now; `mendline demo --keep` leaves it running.")
+        finally:
+            stop.set()
+            try:
+                await asyncio.wait_for(pipeline, 30)
+            except Exception as exc:  # the outcome is already told; say why it ended badly
+                if not isinstance(exc, TimeoutError):
+                    screen.say(f"the pipeline stopped with {type(exc).__name__}: {exc}", "red")
+            await pool.close()
+            if stack.broker is None:  # an external broker keeps no demo topics
+                await _drop_topics(demo_settings)
+    return summary
+
+
+def _demo_settings(
+    args: argparse.Namespace, stack: DevStack, routes_file: Path, workdir: Path
+) -> Settings:
+    """The settings of a demo run: its own topics and group (never the ones of a real
+    pipeline on the same broker), the heuristic analyser, the stand-ins' routes."""
+    run = f"mendline-demo-{secrets.token_hex(4)}"
+    overrides: dict[str, Any] = {
+        "kafka_bootstrap": stack.kafka_bootstrap,
+        "database_url": stack.database_url,
+        "errors_topic": run,
+        "dlq_topic": f"{run}-dlq",
+        "consumer_group": run,
+        "llm_base_url": None,  # the heuristic analyser: offline, no key, no cost
+        "routes_file": routes_file,
+        "frequency_threshold": 20,
+        "analyze_poll_interval": 1.0,
+        "alert_poll_interval": 0.5,
+        "spool_dir": workdir / "spool",
+    }
+    if stack.broker is not None:  # the embedded broker speaks plaintext, whatever the shell says
+        overrides |= {
+            "kafka_security_protocol": "PLAINTEXT",
+            "kafka_sasl_mechanism": None,
+            "kafka_sasl_username": None,
+            "kafka_sasl_password": None,
+            "kafka_ssl_cafile": None,
+        }
+    return load_settings(args.config, **overrides)
+
+
+async def _empty_database(stack: DevStack) -> asyncpg.Pool:
+    """A pool on the demo's database, migrated; one with mendline data in it is refused, so
+    that the demo never works through (or alerts on) someone's real issues."""
+    from mendline.sinks.postgres import migrated_pool
+
+    url = stack.database_url
+    hint = "point MENDLINE_DATABASE_URL at an empty database, or unset it for an embedded one"
+    try:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            used = await conn.fetchval("SELECT to_regclass('mendline.issues') IS NOT NULL")
+            if used:
+                used = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM mendline.issues)")
+        finally:
+            await conn.close()
+        if used:
+            raise MendlineError(
+                f"the database at {shown_url(url)} already holds mendline issues", hint=hint
+            )
+        return await migrated_pool(url, max_size=2)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise MendlineError(
+            f"cannot reach PostgreSQL at {shown_url(url)}: {exc}",
+            hint=or_doctor(DATABASE_HINT),
+        ) from exc
+
+
+async def _watch(
+    pool: asyncpg.Pool, app: SampleApp, pipeline: asyncio.Task[None], screen: Screen, stop: Any
+) -> Summary:
+    """Drive the traffic and show the pipeline's progress until it has settled."""
+    from mendline.sample_app import drive
+
+    summary = Summary()
+    answered = 0
+
+    def count(*_: object) -> None:
+        nonlocal answered
+        answered += 1
+
+    clock = time.monotonic()
+    driving = asyncio.create_task(drive(app.url, rounds=_ROUNDS, on_response=count))
+    progress = Progress()
+    try:
+        while not stop.is_set():
+            if pipeline.done():  # a ConfigError, or a bug: say it rather than wait it out
+                pipeline.result()
+                summary.problem = "the pipeline stopped"
+                break
+            progress = await _progress(pool)
+            result = _driven(driving, app, summary, screen)
+            if summary.problem:
+                break
+            expected = f"/{summary.events_logged}" if result else ""
+            screen.status(
+                f"{answered} requests · events {progress.events}{expected}"
+                f" · issues {progress.issues} · findings {progress.findings}"
+                f" · alerts sent {progress.delivered}"
+                + (f", waiting {progress.pending}" if progress.pending else "")
+                + (f", failed {progress.failed}" if progress.failed else ""),
+                time.monotonic() - clock,
+            )
+            if result and progress.settled(summary.events_logged):
+                summary.complete = progress.failed == 0 and result.unexpected == 0
+                if progress.failed:
+                    summary.problem = f"{progress.failed} alert deliveries failed"
+                elif result.unexpected:
+                    summary.problem = (
+                        f"the shop answered {result.unexpected} requests unlike its script,"
+                        " so some failures did not happen"
+                    )
+                break
+            if time.monotonic() - clock > _TIMEOUT:
+                summary.problem = (
+                    progress.missing(summary.events_logged)
+                    if result
+                    else f"the sample app did not answer within {_TIMEOUT:.0f} s"
+                )
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+        else:
+            summary.problem = _STOPPED
+    finally:
+        if not driving.done():
+            driving.cancel()
+            with contextlib.suppress(BaseException):
+                await driving
+        screen.end_status()
+    summary.progress = progress
+    summary.seconds = round(time.monotonic() - clock, 1)
+    return summary
+
+
+def _driven(
+    driving: asyncio.Task[DriveResult], app: SampleApp, summary: Summary, screen: Screen
+) -> DriveResult | None:
+    """The traffic's result once it is all answered; a broken app becomes the problem."""
+    if not driving.done():
+        return None
+    try:
+        result = driving.result()
+    except Exception as exc:  # the shop stopped answering: show why, from its own log
+        errors = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+        summary.problem = f"the sample app stopped answering ({errors[0]!r})"
+        screen.say(f"the sample app's last lines:\n{app.log_tail()}", "dim")
+        return None
+    summary.requests, summary.events_logged = result.requests, result.events_logged
+    summary.unexpected_answers = result.unexpected
+    return result
+
+
+_PROGRESS = """
+SELECT (SELECT count(*) FROM mendline.events) AS events,
+       (SELECT count(*) FROM mendline.issues) AS issues,
+       (SELECT count(DISTINCT issue_id) FROM mendline.findings) AS findings,
+       (SELECT count(*) FROM mendline.triggers) AS triggers,
+       (SELECT count(*) FROM mendline.triggers t
+          WHERE t.routed_at IS NULL
+             OR (t.kind IN ('new_issue', 'regression')
+                 AND (t.followed_at IS NULL
+                      OR NOT EXISTS (SELECT 1 FROM mendline.findings f
+                                     WHERE f.trigger_id = t.id)))) AS unsettled,
+       (SELECT count(*) FROM mendline.deliveries WHERE status = 'delivered') AS delivered,
+       (SELECT count(*) FROM mendline.deliveries WHERE status = 'pending') AS pending,
+       (SELECT count(*) FROM mendline.deliveries WHERE status IN ('failed', 'dead')) AS failed
+"""
+
+
+async def _progress(pool: asyncpg.Pool) -> Progress:
+    """The pipeline's progress; the database is the demo's alone (see _empty_database)."""
+    row = await pool.fetchrow(_PROGRESS)
+    assert row is not None  # a SELECT without FROM returns its one row
+    return Progress(**dict(row))
+
+
+async def _summarise(pool: asyncpg.Pool, summary: Summary) -> None:
+    rows = await pool.fetch(
+        """SELECT i.id, i.title, i.culprit, i.level, i.times_seen, f.category, f.severity,
+                  f.confidence, f.root_cause, f.suggested_fix, f.fix_patch IS NOT NULL AS patch
+           FROM mendline.issues i
+           LEFT JOIN mendline.issue_findings f ON f.issue_id = i.id
+           ORDER BY i.times_seen DESC, i.id"""
+    )
+    summary.issues = [dict(row) for row in rows]
+    rows = await pool.fetch(
+        """SELECT issue_id, receiver, kind, severity, mode, status, attempts, delivered_at
+           FROM mendline.alert_deliveries ORDER BY id"""
+    )
+    summary.deliveries = [dict(row) for row in rows]
+
+
+def _show(screen: Screen, summary: Summary, shown_db: str) -> None:
+    progress = summary.progress
+    screen.say(
+        f"\n{summary.requests} requests -> {summary.events_logged} errors logged -> "
+        f"{progress.events} events stored -> {len(summary.issues)} issues -> "
+        f"{progress.findings} findings -> {progress.delivered} alerts delivered in "
+        f"{sum(summary.received.values())} messages ({summary.seconds:.1f} s)"
+    )
+    if summary.problem:
+        screen.say(f"not finished: {summary.problem}", "red")
+    width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120))
+    screen.say(f"\n{'#':>3} {'seen':>5}  {'severity':<9}{'category':<29}issue and root cause")
+    indent = " " * 48
+    for issue in summary.issues:
+        severity = issue["severity"] or issue["level"]
+        screen.say(
+            f"{issue['id']:>3} {issue['times_seen']:>5}  {severity:<9}"
+            f"{issue['category'] or '-':<29}{shorten(issue['title'], width - 48)}",
+            _SEVERITY_STYLE.get(severity),
+        )
+        if issue["root_cause"]:
+            cause = textwrap.fill(
+                issue["root_cause"],
+                width=width,
+                initial_indent=indent + "cause: ",
+                subsequent_indent=indent + "       ",
+                max_lines=3,
+            )
+            screen.say(cause, "dim")
+    sent: dict[str, int] = {}
+    for delivery in summary.deliveries:
+        key = f"{delivery['receiver']} {delivery['status']}"
+        sent[key] = sent.get(key, 0) + 1
+    screen.say(
+        "\nalert deliveries: "
+        + (", ".join(f"{count} {key}" for key, count in sorted(sent.items())) or "none")
+        + "; the stand-ins received "
+        + ", ".join(
+            f"{count} {name} message{'' if count == 1 else 's'}"
+            for name, count in sorted(summary.received.items())
+        )
+    )
+    screen.say(f"\nexplore it with SQL (psql '{shown_db}'):", "bold")
+    screen.say(textwrap.indent(_EXPLORE, "  "))
+
+
+_SEVERITY_STYLE = {"critical": "red", "error": "red", "high": "red", "warning": "yellow"}
+
+
+async def _keep(
+    args: argparse.Namespace,
+    summary: Summary,
+    settings: Settings,
+    shown_db: str,
+    screen: Screen,
+    stop: asyncio.Event,
+) -> None:
+    """``--keep``: leave the stack and the pipeline running until Ctrl-C."""
+    summary.database_url = shown_db
+    screen.say(
+        f"\nthe dev stack and the pipeline keep running; connect with\n"
+        f"  psql '{shown_db}'\n"
+        f"and send more errors with\n"
+        f"  MENDLINE_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} "
+        f"MENDLINE_ERRORS_TOPIC={settings.errors_topic} \\\n"
+        "    mendline emit --service shop --message 'hello'\n"
+        "press Ctrl-C to stop"
+    )
+    if args.json:  # a script reads the summary, then connects while the demo waits
+        print_json(asdict(summary))
+        sys.stdout.flush()
+    await stop.wait()
+
+
+async def _drop_topics(settings: Settings) -> None:
+    """Delete a demo run's topics from an external broker (best effort: say if it could not)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from mendline.ingest import kafka_client_options
+
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
+    try:
+        await admin.start()
+        await admin.delete_topics([settings.errors_topic, settings.dlq_topic])
+    except Exception as exc:
+        logging.getLogger("mendline").warning(
+            "mendline demo: could not delete its topics %s and %s: %s",
+            settings.errors_topic,
+            settings.dlq_topic,
+            exc,
+        )
+    finally:
+        await admin.close()
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """The first SIGINT or SIGTERM stops the demo cleanly; a second one cancels it, and the
+    clean-up (the app, the pipeline, the dev stack) still runs."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stop.is_set() and main is not None:
+            main.cancel()
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+
+@contextlib.contextmanager
+def _environ(name: str) -> Iterator[None]:
+    """Restore the variable ``name`` as it was when the block ends."""
+    before = os.environ.get(name)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+class _ScreenHandler(logging.Handler):
+    """The stages' warnings, as lines of the story rather than across the status line."""
+
+    def __init__(self, screen: Screen) -> None:
+        super().__init__(logging.WARNING)
+        self._screen = screen
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Show one record."""
+        self._screen.say(f"  ! {record.getMessage()}", "yellow")
+
+
+@contextlib.contextmanager
+def _logs_on(screen: Screen) -> Iterator[None]:
+    """mendline's own warnings on the screen while the block runs."""
+    handler = _ScreenHandler(screen)
+    logger = logging.getLogger("mendline")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

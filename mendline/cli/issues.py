@@ -1,0 +1,360 @@
+"""The ``mendline issues``, ``findings`` and ``events`` commands: what the pipeline stored."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from mendline.cli._console import (
+    AS_JSON,
+    connect_database,
+    hint_on,
+    positive,
+    print_done,
+    print_json,
+    shorten,
+    table,
+)
+from mendline.schemas.errors import MendlineError
+from mendline.schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from mendline.sinks.postgres import FindingStore
+
+__all__ = ["ISSUES_HINT", "add_issue_commands", "finding_json", "finding_store"]
+
+#: Where to find an issue's id, for an error that names one that is not there.
+ISSUES_HINT = "`mendline issues list --status all` shows the issues and their ids"
+_FINDINGS_HINT = "`mendline findings list` shows the findings and their ids"
+
+_T = TypeVar("_T")
+
+
+def add_issue_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: Sequence[argparse.ArgumentParser] = (AS_JSON,),
+) -> None:
+    """Add ``issues``, ``findings`` and ``events`` with their subcommands to the top-level
+    ``commands``; ``parents`` give their shared options (``--json``)."""
+    issues = commands.add_parser("issues", help="work with issues")
+    issue_commands = issues.add_subparsers(dest="issues_command", required=True)
+    issues_list = issue_commands.add_parser(
+        "list", parents=parents, help="issues, most recently seen first"
+    )
+    issues_list.add_argument(
+        "--status",
+        choices=["unresolved", "resolved", "ignored", "all"],
+        default="unresolved",
+        help="which issues (default: unresolved)",
+    )
+    issues_list.add_argument("--service", help="only this service's")
+    issues_list.add_argument("--limit", type=positive, default=50, help="at most this many")
+    issues_list.set_defaults(run=_issues_list)
+    issues_show = issue_commands.add_parser(
+        "show", parents=parents, help="one issue with its newest finding"
+    )
+    issues_show.add_argument("id", type=positive)
+    issues_show.set_defaults(run=_issues_show)
+    ignore = issue_commands.add_parser(
+        "ignore", parents=parents, help="stop alerting on an issue; its events are still counted"
+    )
+    ignore.add_argument("id", type=positive)
+    ignore.set_defaults(run=_issues_ignore)
+    merge = issue_commands.add_parser(
+        "merge",
+        parents=parents,
+        help="merge issue SOURCE into TARGET; later events of both count on TARGET",
+    )
+    merge.add_argument("target", type=positive)
+    merge.add_argument("source", type=positive)
+    merge.set_defaults(run=_issues_merge)
+    resolve = issue_commands.add_parser(
+        "resolve",
+        parents=parents,
+        help="mark an issue resolved; a later event reopens it as a regression",
+    )
+    resolve.add_argument("id", type=positive)
+    resolve.add_argument("--note", help="what fixed it (later similar issues are told)")
+    resolve.set_defaults(run=_issues_resolve)
+
+    findings = commands.add_parser("findings", help="read and judge root-cause findings")
+    finding_commands = findings.add_subparsers(dest="findings_command", required=True)
+    findings_list = finding_commands.add_parser("list", parents=parents, help="the newest findings")
+    findings_list.add_argument("--issue", type=positive, help="only this issue's")
+    findings_list.add_argument("--limit", type=positive, default=20, help="at most this many")
+    findings_list.set_defaults(run=_findings_list)
+    findings_show = finding_commands.add_parser("show", parents=parents, help="one finding, whole")
+    findings_show.add_argument("id", type=positive)
+    findings_show.set_defaults(run=_findings_show)
+    mark = finding_commands.add_parser(
+        "mark",
+        parents=parents,
+        help="say a finding was right or wrong; similar issues are analysed with it",
+    )
+    mark.add_argument("id", type=positive)
+    mark.add_argument("verdict", choices=["right", "wrong"])
+    mark.add_argument("--note", help="what was really going on")
+    mark.set_defaults(run=_findings_mark)
+
+    events = commands.add_parser("events", help="manage stored events")
+    event_commands = events.add_subparsers(dest="events_command", required=True)
+    prune = event_commands.add_parser(
+        "prune", parents=parents, help="drop the days of events older than the retention"
+    )
+    prune.add_argument(
+        "--days", type=positive, help="keep this many days (default: MENDLINE_RETENTION_DAYS)"
+    )
+    prune.set_defaults(run=_events_prune)
+
+
+def _on_database(settings: Settings, work: Callable[[Any], Awaitable[_T]]) -> _T:
+    """``work(conn)`` on a connection to the migrated database, closed after."""
+
+    async def go() -> _T:
+        conn = await connect_database(settings)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def _on_findings(settings: Settings, work: Callable[[FindingStore], Awaitable[_T]]) -> _T:
+    """``work(store)`` on the store of findings, closed after."""
+
+    async def go() -> _T:
+        store = await finding_store(settings)
+        try:
+            return await work(store)
+        finally:
+            await store.pool.close()
+
+    return asyncio.run(go())
+
+
+_ISSUE_COLUMNS = """id, service, title, culprit, level, status, times_seen, first_seen, last_seen,
+    first_release, last_release, environments, regressions, resolution_note"""
+
+
+def _issues_list(args: argparse.Namespace, settings: Settings) -> int:
+    rows = _on_database(
+        settings,
+        lambda conn: conn.fetch(
+            f"""SELECT {_ISSUE_COLUMNS} FROM mendline.issues
+                WHERE ($1 = 'all' AND status <> 'merged' OR status = $1)
+                  AND ($2::text IS NULL OR service = $2)
+                ORDER BY last_seen DESC LIMIT $3""",
+            args.status,
+            args.service,
+            args.limit,
+        ),
+    )
+    if args.json:
+        for row in rows:
+            print_json(dict(row))
+    elif rows:
+        print(
+            table(
+                ("ID", "STATUS", "LEVEL", "SERVICE", "EVENTS", "LAST SEEN", "TITLE"),
+                (
+                    (
+                        r["id"],
+                        r["status"],
+                        r["level"],
+                        shorten(r["service"], 24),
+                        r["times_seen"],
+                        f"{r['last_seen']:%Y-%m-%d %H:%M}",
+                        shorten(r["title"], 80),
+                    )
+                    for r in rows
+                ),
+            )
+        )
+    else:
+        print(f"no issues ({args.status})", file=sys.stderr)
+    return 0
+
+
+def _issues_show(args: argparse.Namespace, settings: Settings) -> int:
+    async def read(conn: Any) -> tuple[Any, Any]:
+        issue = await conn.fetchrow(
+            f"SELECT {_ISSUE_COLUMNS} FROM mendline.issues WHERE id = $1", args.id
+        )
+        finding = await conn.fetchrow(
+            """SELECT finding_id, analyser, category, severity, confidence, root_cause,
+                      suggested_fix FROM mendline.issue_findings WHERE issue_id = $1""",
+            args.id,
+        )
+        return issue, finding
+
+    issue, finding = _on_database(settings, read)
+    if issue is None:
+        raise MendlineError(f"there is no issue {args.id}", hint=ISSUES_HINT)
+    if args.json:
+        print_json({**dict(issue), "finding": dict(finding) if finding else None})
+        return 0
+    print(f"issue #{issue['id']}  {issue['title']}")
+    for name in (
+        "service",
+        "culprit",
+        "level",
+        "status",
+        "times_seen",
+        "first_seen",
+        "last_seen",
+        "first_release",
+        "last_release",
+        "environments",
+        "regressions",
+        "resolution_note",
+    ):
+        if issue[name] not in (None, [], ""):
+            print(f"  {name:16s}{issue[name]}")
+    if finding:
+        print(
+            f"  root cause      {finding['root_cause']}  ({finding['category']},"
+            f" {finding['severity']}, {finding['confidence']:.2f}, finding"
+            f" #{finding['finding_id']})"
+        )
+        print(f"  fix             {finding['suggested_fix']}")
+    else:
+        print("  root cause      not analysed yet")
+    return 0
+
+
+def _issues_ignore(args: argparse.Namespace, settings: Settings) -> int:
+    status: str = _on_database(
+        settings,
+        lambda conn: conn.execute(
+            """UPDATE mendline.issues SET status = 'ignored', updated_at = now()
+               WHERE id = $1 AND status <> 'merged'""",
+            args.id,
+        ),
+    )
+    if status.endswith(" 0"):
+        raise MendlineError(f"there is no issue {args.id} (or it was merged)", hint=ISSUES_HINT)
+    print_done(args, f"ignored issue {args.id}", issue=args.id, status="ignored")
+    return 0
+
+
+def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.sinks.postgres import IssueNotFound, merge_issues
+
+    with hint_on(IssueNotFound, ISSUES_HINT):
+        _on_database(settings, lambda conn: merge_issues(conn, args.target, args.source))
+    print_done(
+        args,
+        f"merged issue {args.source} into {args.target}",
+        issue=args.source,
+        status="merged",
+        merged_into=args.target,
+    )
+    return 0
+
+
+def _issues_resolve(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.sinks.postgres import IssueNotFound, resolve_issue
+
+    with hint_on(IssueNotFound, ISSUES_HINT):
+        _on_database(settings, lambda conn: resolve_issue(conn, args.id, args.note))
+    print_done(args, f"resolved issue {args.id}", issue=args.id, status="resolved", note=args.note)
+    return 0
+
+
+async def finding_store(settings: Settings) -> FindingStore:
+    """The store of findings, on a pool, once the database is known to be there and migrated."""
+    import asyncpg
+
+    from mendline.sinks.postgres import FindingStore
+
+    conn = await connect_database(settings)  # a clear error when unreachable or not migrated
+    await conn.close()
+    return FindingStore(await asyncpg.create_pool(settings.database_url.get_secret_value()))
+
+
+def finding_json(stored: Any, served: bool = False) -> dict[str, Any]:
+    """A stored finding as the JSON the commands print (``served``: from the store, not new)."""
+    return {
+        "id": stored.id,
+        "issue_id": stored.issue_id,
+        "served_from_store": served,
+        "cached_from": stored.cached_from,
+        "verdict": stored.verdict,
+        "verdict_note": stored.verdict_note,
+        **stored.finding.model_dump(mode="json"),
+    }
+
+
+def _findings_list(args: argparse.Namespace, settings: Settings) -> int:
+    found = _on_findings(settings, lambda store: store.list(args.issue, args.limit))
+    if args.json:
+        for stored in found:
+            shown = finding_json(stored)
+            shown.pop("prompt", None)
+            print_json(shown)
+    elif found:
+        print(
+            table(
+                ("ID", "ISSUE", "SEVERITY", "CATEGORY", "CONFIDENCE", "ROOT CAUSE"),
+                (
+                    (
+                        s.id,
+                        s.issue_id,
+                        s.finding.severity,
+                        s.finding.category,
+                        f"{s.finding.confidence:.2f}",
+                        shorten(s.finding.root_cause, 90),
+                    )
+                    for s in found
+                ),
+            )
+        )
+    else:
+        print("no findings", file=sys.stderr)
+    return 0
+
+
+def _findings_show(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.sinks.postgres import FindingNotFound
+    from mendline.stages.analyze import describe
+
+    with hint_on(FindingNotFound, _FINDINGS_HINT):
+        stored = _on_findings(settings, lambda store: store.get(args.id))
+    if args.json:
+        print_json(finding_json(stored))
+    else:
+        print(describe(stored))
+    return 0
+
+
+def _findings_mark(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.sinks.postgres import FindingNotFound
+
+    with hint_on(FindingNotFound, _FINDINGS_HINT):
+        _on_findings(settings, lambda store: store.mark(args.id, args.verdict, args.note))
+    print_done(
+        args,
+        f"marked finding {args.id} {args.verdict}",
+        finding=args.id,
+        verdict=args.verdict,
+        note=args.note,
+    )
+    return 0
+
+
+def _events_prune(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.sinks.postgres import prune_events
+
+    days = args.days if args.days is not None else settings.retention_days
+    dropped = _on_database(settings, lambda conn: prune_events(conn, days))
+    print_done(
+        args,
+        f"dropped {len(dropped)} day(s) of events older than {days} days",
+        days=days,
+        dropped=dropped,
+    )
+    return 0

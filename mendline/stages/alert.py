@@ -1,0 +1,269 @@
+"""The alert stage: route triggers into deliveries, send them through the channels."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from mendline.schemas.alert import Channel, ChannelError, Notification
+from mendline.schemas.database import is_outage
+from mendline.schemas.settings import Settings
+from mendline.sinks.postgres import (
+    FINDINGS_CHANNEL,
+    TRIGGERS_CHANNEL,
+    AlertStore,
+    DueDelivery,
+    migrated_pool,
+    takes_digests,
+)
+from mendline.sinks.routing import RoutingTable
+from mendline.stages._waiting import Listener, keep_renewing, through_outages, wait_any
+
+__all__ = ["AlertStats", "AlertWorker", "connect_alerts"]
+
+log = logging.getLogger("mendline.alert")
+
+_BACKOFF_CAP = 600.0
+# Issues in one digest: what a Slack message shows in full (the renderer keeps within 50
+# blocks); more go in the next message.
+_DIGEST_MAX = 20
+
+
+@dataclass
+class AlertStats:
+    """What a worker did: deliveries routed, sent (in how many messages), retried, failed."""
+
+    routed: int = 0
+    suppressed: int = 0
+    unrouted: int = 0
+    sent: int = 0
+    messages: int = 0
+    retried: int = 0
+    failed: int = 0
+    dead: int = 0
+    by_receiver: dict[str, int] = field(default_factory=dict)
+
+
+async def connect_alerts(settings: Settings, size: int = 6) -> AlertStore:
+    """An AlertStore on a new pool, after applying pending migrations."""
+    pool = await migrated_pool(settings.database_url.get_secret_value(), size)
+    return AlertStore(pool, settings.issue_url_template)
+
+
+class AlertWorker:
+    """One ``mendline alert`` worker; any number can share the outbox.
+
+    Each pass routes the triggers not routed yet (and those whose finding came after), then
+    claims the deliveries that are due, and sends them, one task per receiver, so that a
+    slow or failing channel holds back only its own deliveries. Many alerts due at once for
+    one Slack or email receiver go as one digest.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: AlertStore,
+        table: RoutingTable,
+        channels: Mapping[str, Channel],
+        *,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.table = table
+        self.channels = channels
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stats = AlertStats()
+        self._sending: dict[str, asyncio.Task[None]] = {}
+        self._claimed: dict[int, DueDelivery] = {}  # claimed and not marked yet
+        self._listener = Listener(
+            settings.database_url.get_secret_value(), (TRIGGERS_CHANNEL, FINDINGS_CHANNEL)
+        )
+        self._wake = self._listener.wake
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Route and send until ``stop``; what is being sent is finished first."""
+        backoff = 0.5
+        renewer = asyncio.create_task(
+            keep_renewing(
+                self.settings.alert_lease,
+                lambda: self._claimed,
+                lambda ids: self.store.renew(ids, self.settings.alert_lease, self.owner),
+                "deliveries",
+            )
+        )
+        try:
+            while not stop.is_set():
+                await self._listener.keep()
+                self._wake.clear()
+                try:
+                    await self.pass_once()
+                    backoff = 0.5
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    log.warning("mendline: PostgreSQL unavailable (%s); retrying", exc)
+                    await wait_any(stop, None, backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                await wait_any(stop, self._wake, self.settings.alert_poll_interval)
+        finally:
+            if self._sending:
+                _, late = await asyncio.wait(list(self._sending.values()), timeout=30)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+            if self._claimed:  # not sent: give them back at once rather than after the lease
+                with contextlib.suppress(Exception):
+                    await self.store.release(list(self._claimed.values()), self.owner)
+            renewer.cancel()
+            await self._listener.close()
+
+    async def pass_once(self) -> None:
+        """Route what is new, and start sending what is due."""
+        routed = await self.store.route_pending(self.table)
+        followed = await self.store.follow_findings(self.table)
+        self.stats.routed += routed.deliveries + followed.deliveries + followed.updates
+        self.stats.suppressed += routed.suppressed + followed.suppressed
+        self.stats.unrouted += routed.unrouted
+        due = await self.store.claim_due(
+            self.owner, self.settings.alert_lease, exclude=list(self._sending)
+        )
+        by_receiver: dict[str, list[DueDelivery]] = defaultdict(list)
+        for item in due:
+            by_receiver[item.receiver].append(item)
+            self._claimed[item.id] = item
+        for receiver, items in by_receiver.items():
+            task = asyncio.create_task(self._send_all(receiver, items))
+            self._sending[receiver] = task
+
+            def done(task: asyncio.Task[None], receiver: str = receiver) -> None:
+                self._sending.pop(receiver, None)
+                self._wake.set()
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("mendline: sending to %s stopped: %r", receiver, task.exception())
+
+            task.add_done_callback(done)
+
+    async def _send_all(self, receiver: str, items: list[DueDelivery]) -> None:
+        try:
+            await self._send_batches(receiver, items)
+        finally:
+            # Whatever stopped it (a bug, a lost database): what was not marked goes back
+            # to the queue now, and its lease is not renewed for ever.
+            unsent = [i for i in items if i.id in self._claimed]
+            self._done(unsent)
+            if unsent:
+                with contextlib.suppress(Exception):
+                    await self.store.release(unsent, self.owner)
+
+    async def _send_batches(self, receiver: str, items: list[DueDelivery]) -> None:
+        channel = self.channels.get(receiver)
+        if channel is None:  # a routing file changed under older deliveries
+            for item in items:
+                await through_outages(
+                    self.store.give_up,
+                    item,
+                    "no such receiver now",
+                    "failed",
+                    self.owner,
+                    what="record a delivery",
+                )
+                self._done([item])
+            return
+        batches = self._batches(receiver, items)
+        while batches:
+            batch = batches.pop(0)
+            notification = Notification(
+                receiver=receiver,
+                alerts=[i.alert for i in batch],
+                mode=batch[0].mode if len(batch) == 1 else "new",  # type: ignore[arg-type]
+                previous=batch[0].previous if len(batch) == 1 else None,
+            )
+            try:
+                reference = await channel.send(notification)
+            except ChannelError as exc:
+                if not exc.retriable and len(batch) > 1:
+                    # One alert may be what the channel refuses: try them one by one.
+                    batches[:0] = [[item] for item in batch]
+                    continue
+                await self._failed(batch, exc)
+                continue
+            except Exception as exc:  # a bug in a channel must not lose the delivery
+                log.exception("mendline: receiver %s failed unexpectedly", receiver)
+                await self._failed(batch, ChannelError(str(exc), code="unexpected", retriable=True))
+                continue
+            await through_outages(
+                self.store.delivered, batch, reference, self.owner, what="record a delivery"
+            )
+            self._done(batch)
+            self.stats.sent += len(batch)
+            self.stats.messages += 1
+            self.stats.by_receiver[receiver] = self.stats.by_receiver.get(receiver, 0) + 1
+
+    def _batches(self, receiver: str, items: list[DueDelivery]) -> list[list[DueDelivery]]:
+        digests = takes_digests(self.table.receivers.get(receiver))
+        together = [i for i in items if i.mode == "new" and i.alert.kind != "resolved"]
+        if not digests or len(together) < 2:
+            return [[i] for i in items]
+        rest = [[i] for i in items if i not in together]
+        # A digest lists every issue it is marked delivered for: no more than one shows.
+        size = _DIGEST_MAX
+        return [*(together[k : k + size] for k in range(0, len(together), size)), *rest]
+
+    def _done(self, batch: list[DueDelivery]) -> None:
+        for item in batch:
+            self._claimed.pop(item.id, None)
+
+    async def _failed(self, batch: list[DueDelivery], exc: ChannelError) -> None:
+        for item in batch:
+            age = datetime.now(UTC) - item.created_at
+            if not exc.retriable:
+                await through_outages(
+                    self.store.give_up,
+                    item,
+                    f"{exc.code}: {exc}",
+                    "failed",
+                    self.owner,
+                    what="record a delivery",
+                )
+                self.stats.failed += 1
+            elif age.total_seconds() > self.settings.alert_max_age:
+                await through_outages(
+                    self.store.give_up,
+                    item,
+                    f"{exc.code}: {exc}",
+                    "dead",
+                    self.owner,
+                    what="record a delivery",
+                )
+                self.stats.dead += 1
+            else:
+                backoff = random.uniform(0, min(_BACKOFF_CAP, 2.0 * 2 ** (item.attempts - 1)))
+                after = max(exc.retry_after or 0.0, backoff)
+                await through_outages(
+                    self.store.retry,
+                    item,
+                    f"{exc.code}: {exc}",
+                    after,
+                    self.owner,
+                    what="record a delivery",
+                )
+                self.stats.retried += 1
+                log.warning(
+                    "mendline: delivery %d to %s failed (%s); again in %.1f s",
+                    item.id,
+                    item.receiver,
+                    exc,
+                    after,
+                )
+            self._done([item])

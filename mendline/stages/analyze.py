@@ -1,0 +1,363 @@
+"""The analysis stage: claim new-issue and regression triggers, analyse, store findings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from mendline.analyzers.breaker import CircuitBreaker
+from mendline.analyzers.grouping.scrubbing import Scrubber
+from mendline.analyzers.rootcause.analyser import Analyser
+from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
+from mendline.analyzers.rootcause.llm import ChatClient, LLMAnalyser
+from mendline.schemas.database import is_bad_data, is_outage
+from mendline.schemas.finding import Finding
+from mendline.schemas.settings import Settings
+from mendline.sinks.postgres import (
+    TRIGGERS_CHANNEL,
+    Claim,
+    FindingStore,
+    StoredFinding,
+    migrated_pool,
+)
+from mendline.stages._waiting import Listener, keep_renewing, through_outages, wait_any
+
+__all__ = [
+    "Analysis",
+    "AnalyzeStats",
+    "AnalyzeWorker",
+    "connect_findings",
+    "describe",
+    "make_analysis",
+]
+
+log = logging.getLogger("mendline.analyze")
+
+# A trigger claimed this many times without a finding (its workers were killed, or the
+# analysis crashed them) gets the heuristic finding, without another LLM call.
+_MAX_ATTEMPTS = 5
+
+
+@dataclass
+class AnalyzeStats:
+    """What a worker did: triggers claimed, findings stored, served from a stored finding,
+    fallen back to the heuristic, failed (and left to be claimed again)."""
+
+    claimed: int = 0
+    analysed: int = 0
+    cached: int = 0
+    fallbacks: int = 0
+    errors: int = 0
+    fallback_reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Analysis:
+    """The analyser the settings ask for, its kind, and what to close after."""
+
+    analyser: Analyser
+    kind: str  # "llm" or "heuristic"
+    heuristic: HeuristicAnalyser
+    client: ChatClient | None = None
+
+    async def aclose(self) -> None:
+        """Close the LLM client, if any."""
+        if self.client is not None:
+            await self.client.aclose()
+
+
+def make_analysis(settings: Settings, store: FindingStore, **client_options: Any) -> Analysis:
+    """The LLM analyser when ``llm_base_url`` is set, else the heuristic one."""
+    heuristic = HeuristicAnalyser()
+    if not settings.llm_base_url:
+        return Analysis(heuristic, "heuristic", heuristic)
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    client = ChatClient(
+        settings.llm_base_url,
+        settings.llm_model,
+        api_key=key,
+        api_key_header=settings.llm_api_key_header,
+        api_version=settings.llm_api_version,
+        timeout=settings.llm_timeout,
+        **client_options,
+    )
+    analyser = LLMAnalyser(
+        client,
+        store,
+        heuristic=heuristic,
+        scrubber=Scrubber(settings.scrub_extra_keys, settings.scrub_extra_patterns),
+        concurrency=settings.llm_concurrency,
+        max_retries=settings.llm_max_retries,
+        breaker=CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_cooldown),
+        input_price=settings.llm_input_price,
+        output_price=settings.llm_output_price,
+        daily_tokens=settings.llm_daily_token_budget,
+        daily_cost=settings.llm_daily_cost_budget,
+    )
+    return Analysis(analyser, "llm", heuristic, client)
+
+
+async def connect_findings(settings: Settings, size: int) -> FindingStore:
+    """A FindingStore on a new pool, after applying pending migrations."""
+    pool = await migrated_pool(settings.database_url.get_secret_value(), size)
+    return FindingStore(pool)
+
+
+class AnalyzeWorker:
+    """One ``mendline analyze`` worker: any number can share the queue.
+
+    It claims up to ``llm_concurrency`` triggers at a time with a lease, renews the leases
+    while it works, wakes on the ingest's NOTIFY (or every ``analyze_poll_interval``), and
+    on stop finishes what is in flight (up to ``llm_timeout``), then gives back the rest.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: FindingStore,
+        analysis: Analysis,
+        *,
+        owner: str | None = None,
+        grace: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.analysis = analysis
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stats = AnalyzeStats()
+        #: Seconds a stopping worker waits for analyses in flight before giving them back.
+        self.grace = settings.llm_timeout if grace is None else grace
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+        self._listener = Listener(settings.database_url.get_secret_value(), (TRIGGERS_CHANNEL,))
+        self._wake = self._listener.wake
+        # Cache keys being analysed now: a second trigger of the same fingerprint and release
+        # waits for the first and is served its finding, rather than paying for it again.
+        self._analysing: dict[str, asyncio.Future[None]] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Analyse triggers until ``stop`` is set."""
+        self._stop = stop
+        renewer = asyncio.create_task(
+            keep_renewing(
+                self.settings.analyze_lease,
+                lambda: self._in_flight,
+                lambda ids: self.store.renew(self.owner, ids, self.settings.analyze_lease),
+                "analyses",
+            )
+        )
+        backoff = 0.5
+        try:
+            while not stop.is_set():
+                await self._listener.keep()
+                free = self.settings.llm_concurrency - len(self._in_flight)
+                self._wake.clear()  # before claiming: a NOTIFY from now on is not missed
+                claims: list[Claim] = []
+                if free > 0:
+                    try:
+                        claims = await self.store.claim(
+                            self.owner, free, self.settings.analyze_lease
+                        )
+                        backoff = 0.5
+                    except Exception as exc:
+                        if not is_outage(exc):
+                            raise
+                        log.warning(
+                            "mendline: PostgreSQL unavailable (%s); retrying in %.1f s",
+                            exc,
+                            backoff,
+                        )
+                        await wait_any(stop, None, backoff)
+                        backoff = min(backoff * 2, 30.0)
+                        continue
+                for claim in claims:
+                    self._start(claim)
+                if claims and len(claims) == free:
+                    continue  # there may be more waiting
+                await wait_any(stop, self._wake, self.settings.analyze_poll_interval)
+        finally:
+            await self._finish_in_flight()  # the leases are still renewed meanwhile
+            renewer.cancel()
+            await self._listener.close()
+
+    async def analyse_issue(
+        self, issue_id: int, *, fresh: bool = False
+    ) -> tuple[StoredFinding, bool]:
+        """Analyse one issue on demand; served from a stored finding for the same fingerprint
+        and release unless ``fresh``. Returns the stored finding and whether it was served."""
+        context = await self.store.context(issue_id, "on_demand")
+        key = await self.store.cache_key(context)
+        if not fresh:
+            cached = await self.store.cached(key, self.analysis.kind)
+            if cached is not None:
+                return cached, True
+        finding = await self.analysis.analyser.analyse(context)
+        finding_id = await self.store.save(finding, issue_id=context.issue.id, cache_key=key)
+        return await self.store.get(finding_id), False
+
+    def _start(self, claim: Claim) -> None:
+        self.stats.claimed += 1
+        task = asyncio.create_task(self._process(claim))
+        self._in_flight[claim.trigger_id] = task
+
+        def done(_: asyncio.Task[None], trigger_id: int = claim.trigger_id) -> None:
+            self._in_flight.pop(trigger_id, None)
+            self._wake.set()
+
+        task.add_done_callback(done)
+
+    async def _process(self, claim: Claim) -> None:
+        try:
+            context = await self.store.context(claim.issue_id, claim.kind)
+            key = await self.store.cache_key(context)
+            earlier = self._analysing.get(key)
+            if earlier is not None:  # the same fingerprint and release is being analysed
+                await asyncio.wait([earlier])
+            cached = await self.store.cached(key, self.analysis.kind)
+            cached_from = None
+            mine = None
+            if cached is not None:
+                cached_from = cached.id
+                finding = _served(cached.finding)
+                self.stats.cached += 1
+            elif claim.attempts > _MAX_ATTEMPTS:
+                finding = self.analysis.heuristic.diagnose(context).model_copy(
+                    update={"fallback_reason": f"claimed {claim.attempts} times without finishing"}
+                )
+            else:
+                mine = self._analysing[key] = asyncio.get_running_loop().create_future()
+                try:
+                    finding = await self.analysis.analyser.analyse(context)
+                except BaseException:
+                    self._done_analysing(key, mine)
+                    raise
+            try:
+                await self._save_patiently(finding, claim, context.issue.id, key, cached_from)
+            except Exception as exc:
+                if not is_bad_data(exc):
+                    raise
+                # PostgreSQL refused something in the answer: keep the heuristic finding,
+                # saying why, rather than analysing (and paying) again and again.
+                log.error(
+                    "mendline: the finding of trigger %d was refused: %s", claim.trigger_id, exc
+                )
+                finding = self.analysis.heuristic.diagnose(context).model_copy(
+                    update={"fallback_reason": f"the finding could not be stored: {exc}"[:1000]}
+                )
+                cached_from = None
+                await self._save_patiently(finding, claim, context.issue.id, key, None)
+            finally:
+                if mine is not None:
+                    self._done_analysing(key, mine)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.stats.errors += 1
+            if not is_outage(exc):  # the lease runs out: tried again, up to a limit
+                log.exception("mendline: trigger %d not analysed", claim.trigger_id)
+                return
+            log.warning(
+                "mendline: trigger %d not analysed, database unavailable: %s", claim.trigger_id, exc
+            )
+            with contextlib.suppress(Exception):  # given back now, or when the lease runs out
+                await self.store.release(self.owner, [claim.trigger_id])
+            return
+        self.stats.analysed += 1
+        if finding.fallback_reason:
+            self.stats.fallbacks += 1
+            reason = finding.fallback_reason.split(":")[0].split("(")[0].strip()
+            self.stats.fallback_reasons[reason] = self.stats.fallback_reasons.get(reason, 0) + 1
+            log.info(
+                "mendline: issue %d: heuristic finding, %s", claim.issue_id, finding.fallback_reason
+            )
+
+    def _done_analysing(self, key: str, mine: asyncio.Future[None]) -> None:
+        if self._analysing.get(key) is mine:
+            del self._analysing[key]
+        if not mine.done():
+            mine.set_result(None)
+
+    async def _save_patiently(
+        self, finding: Finding, claim: Claim, issue_id: int, key: str, cached_from: int | None
+    ) -> None:
+        # The finding may have cost an LLM call: a database outage is waited out rather
+        # than the finding thrown away (unless the worker is stopping meanwhile).
+        await through_outages(
+            self.store.save,
+            finding,
+            issue_id=issue_id,
+            cache_key=key,
+            trigger_id=claim.trigger_id,
+            cached_from=cached_from,
+            what=f"store the finding of trigger {claim.trigger_id}",
+            stop=self._stop,
+        )
+
+    async def _finish_in_flight(self) -> None:
+        tasks = list(self._in_flight.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.grace)
+        unfinished = [tid for tid, task in self._in_flight.items() if task in pending]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if unfinished:
+            with contextlib.suppress(Exception):
+                await self.store.release(self.owner, unfinished)
+
+
+def _served(finding: Finding) -> Finding:
+    # Served from a stored finding: no call was made, so no tokens, cost or prompt are
+    # counted again; cached_from points at the one that has them.
+    return finding.model_copy(
+        update={
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "cost_usd": None,
+            "latency_ms": None,
+            "prompt": None,
+        }
+    )
+
+
+def describe(stored: StoredFinding, served: bool = False) -> str:
+    """A finding as people read it on a terminal."""
+    f = stored.finding
+    by = f"the LLM ({f.model})" if f.analyser == "llm" else f"the heuristic analyser ({f.rule})"
+    lines = [
+        f"finding #{stored.id} for issue #{stored.issue_id}, by {by}"
+        + (f", served from finding #{stored.cached_from}" if stored.cached_from else "")
+        + (" (stored earlier)" if served else ""),
+        f"  category    {f.category}    severity {f.severity}    confidence {f.confidence:.2f}",
+        f"  root cause  {f.root_cause}",
+        f"  fix         {f.suggested_fix}",
+    ]
+    if f.fix_kind:
+        lines.append(f"  fix kind    {f.fix_kind}")
+    for item in f.evidence:
+        lines.append(f"  evidence    {item.location}: {item.note}")
+        if item.line:
+            lines.append(f"                {item.line}")
+    if f.fix_patch:
+        lines.append("  patch:")
+        lines.extend("    " + line for line in f.fix_patch.splitlines())
+    if f.fallback_reason:
+        lines.append(f"  note        the LLM was not used: {f.fallback_reason}")
+    if f.prompt_tokens is not None:
+        lines.append(
+            f"  usage       {f.prompt_tokens} + {f.completion_tokens} tokens, "
+            f"${f.cost_usd or 0:.6f}, {f.latency_ms} ms"
+        )
+    if stored.verdict:
+        lines.append(
+            f"  verdict     {stored.verdict}"
+            + (f": {stored.verdict_note}" if stored.verdict_note else "")
+        )
+    return "\n".join(lines)

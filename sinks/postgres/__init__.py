@@ -1,0 +1,56 @@
+"""PostgreSQL: the event store, the analysis and alert work queues, issue administration, and
+the versioned migrations of schema ``mendline``."""
+
+from mendline.sinks.postgres._admin import (
+    IssueNotFound,
+    merge_issues,
+    prune_events,
+    resolve_issue,
+)
+from mendline.sinks.postgres._alerts import (
+    AlertStore,
+    DueDelivery,
+    RoutingResult,
+    alert_severity,
+    route_key,
+    takes_digests,
+)
+from mendline.sinks.postgres._findings import (
+    FINDINGS_CHANNEL,
+    Claim,
+    FindingNotFound,
+    FindingStore,
+    StoredFinding,
+)
+from mendline.sinks.postgres._migrate import (
+    MIGRATIONS_LOCK,
+    available_migrations,
+    migrate,
+    migrated_pool,
+)
+from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
+
+__all__ = [
+    "FINDINGS_CHANNEL",
+    "MIGRATIONS_LOCK",
+    "TRIGGERS_CHANNEL",
+    "AlertStore",
+    "Claim",
+    "DueDelivery",
+    "FindingNotFound",
+    "FindingStore",
+    "IssueNotFound",
+    "RoutingResult",
+    "Store",
+    "StoredFinding",
+    "alert_severity",
+    "available_migrations",
+    "connect_store",
+    "merge_issues",
+    "migrate",
+    "migrated_pool",
+    "prune_events",
+    "resolve_issue",
+    "route_key",
+    "takes_digests",
+]

@@ -1,0 +1,571 @@
+"""Alerts in PostgreSQL: triggers routed into deliveries (an outbox), claimed and marked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from mendline.schemas.alert import (
+    ALERT_SEVERITIES,
+    Alert,
+    AlertFinding,
+    AlertIssue,
+    AlertSeverity,
+    Receiver,
+)
+from mendline.schemas.database import is_outage
+from mendline.schemas.event import LEVEL_RANK
+
+if TYPE_CHECKING:
+    from mendline.sinks.routing import Route, RoutingTable
+
+__all__ = [
+    "AlertStore",
+    "DueDelivery",
+    "RoutingResult",
+    "alert_severity",
+    "route_key",
+    "takes_digests",
+]
+
+_FINDING_RAISES = {"critical": "critical", "high": "error"}
+
+
+def alert_severity(level: str, finding_severity: str | None, kind: str) -> AlertSeverity:
+    """The severity of an alert: the issue's level (critical, error, warning; info below),
+    raised to critical by a critical finding and to error by a high one, and raised one step
+    (up to error) for a spike or a regression: they page only when the issue is critical."""
+    rank = min(max(LEVEL_RANK.get(level, 3) - 1, 0), 3)  # debug, info -> info
+    if finding_severity in _FINDING_RAISES:
+        rank = max(rank, ALERT_SEVERITIES.index(_FINDING_RAISES[finding_severity]))
+    if kind in ("frequency", "regression") and rank < 2:
+        rank += 1
+    return ALERT_SEVERITIES[rank]
+
+
+def takes_digests(receiver: Receiver | None) -> bool:
+    """Whether several alerts due together go to ``receiver`` as one message: Slack, and
+    email unless its ``digest`` is off; PagerDuty has an incident per issue."""
+    if receiver is None:
+        return False
+    return receiver.type == "slack" or (receiver.type == "email" and receiver.digest)
+
+
+@dataclass
+class RoutingResult:
+    """What a routing pass did."""
+
+    triggers: int = 0
+    deliveries: int = 0
+    suppressed: int = 0
+    unrouted: int = 0
+    updates: int = 0
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A claimed delivery with what its notification needs."""
+
+    id: int
+    receiver: str
+    issue_id: int
+    mode: str
+    alert: Alert
+    finding_id: int | None
+    previous: dict[str, str] | None
+    route_key: str
+    created_at: datetime
+    attempts: int
+
+
+class AlertStore:
+    """The alert stage's reads and writes, over a connection pool."""
+
+    def __init__(self, pool: asyncpg.Pool, link_template: str | None = None) -> None:
+        self.pool = pool
+        self.link_template = link_template
+
+    # -- routing ------------------------------------------------------------------------
+
+    async def route_pending(self, table: RoutingTable, limit: int = 200) -> RoutingResult:
+        """Route triggers not routed yet into deliveries, in one transaction with marking
+        them routed: each trigger reaches each receiver once, whatever crashes."""
+        result = RoutingResult()
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""{_TRIGGERS} WHERE t.routed_at IS NULL ORDER BY t.id LIMIT $1
+                    FOR UPDATE OF t SKIP LOCKED""",
+                limit,
+            )
+            for row in rows:
+                result.triggers += 1
+                severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
+                await self._route(conn, table, row, severity, result, known=set())
+        return result
+
+    async def follow_findings(self, table: RoutingTable, limit: int = 200) -> RoutingResult:
+        """Triggers routed before their finding arrived: update the messages already sent
+        (routes that ask for updates), and route again when the finding raises the severity
+        to reach receivers that were not told yet."""
+        result = RoutingResult()
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""{_TRIGGERS} WHERE t.routed_at IS NOT NULL AND t.followed_at IS NULL
+                      AND t.kind IN ('new_issue', 'regression')
+                      AND EXISTS (SELECT 1 FROM mendline.findings f WHERE f.trigger_id = t.id)
+                    ORDER BY t.id LIMIT $1 FOR UPDATE OF t SKIP LOCKED""",
+                limit,
+            )
+            for row in rows:
+                result.triggers += 1
+                sent = await conn.fetch(
+                    """SELECT receiver, route_key, status, finding_id,
+                              coalesce(lease_until > now(), false) AS sending
+                       FROM mendline.deliveries
+                       WHERE trigger_id = $1 AND mode <> 'update'""",
+                    row["id"],
+                )
+                if any(r["status"] == "pending" and r["sending"] for r in sent):
+                    continue  # being sent right now, perhaps without the finding: next pass
+                known = {r["receiver"] for r in sent}
+                keys = {r["receiver"]: r["route_key"] for r in sent}
+                for r in sent:
+                    if r["status"] != "delivered" or r["finding_id"] is not None:
+                        continue  # still waiting (it will carry the finding), or carried it
+                    route = _route_at(table, keys[r["receiver"]])
+                    if route is None or not route.send_updates:
+                        continue
+                    await self._insert(
+                        conn,
+                        table,
+                        row,
+                        r["receiver"],
+                        route,
+                        row["routed_severity"],
+                        "update",
+                        0.0,
+                    )
+                    result.updates += 1
+                severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
+                if ALERT_SEVERITIES.index(severity) > ALERT_SEVERITIES.index(
+                    row["routed_severity"] or "info"
+                ):
+                    await self._route(conn, table, row, severity, result, known=known)
+                await conn.execute(
+                    "UPDATE mendline.triggers SET followed_at = now() WHERE id = $1", row["id"]
+                )
+        return result
+
+    async def _route(
+        self,
+        conn: Any,
+        table: RoutingTable,
+        row: Any,
+        severity: AlertSeverity,
+        result: RoutingResult,
+        known: set[str],
+    ) -> None:
+        labels = {
+            "severity": severity,
+            "service": row["service"],
+            "environment": row["environment"] or "",
+            "kind": row["kind"],
+            **{f"tag:{k}": str(v) for k, v in _json(row["tags"]).items()},
+        }
+        states = {
+            r["receiver"]: r
+            for r in await conn.fetch(
+                "SELECT receiver, last_sent_at FROM mendline.alert_state WHERE issue_id = $1",
+                row["issue_id"],
+            )
+        }
+        # Receivers with a message about the issue not sent yet: they count as told (a
+        # spike in the meantime would be a second "new" alert), and it carries the counts.
+        pending = {
+            r["receiver"]
+            for r in await conn.fetch(
+                """SELECT DISTINCT receiver FROM mendline.deliveries
+                   WHERE issue_id = $1 AND status = 'pending' AND kind <> 'resolved'""",
+                row["issue_id"],
+            )
+        }
+        if row["kind"] == "resolved":
+            # What was not sent yet need not be: it is over. Everyone who was told hears it
+            # is resolved (PagerDuty resolves its incident), whatever the routes say now.
+            sending = {
+                r["receiver"]
+                for r in await conn.fetch(
+                    """UPDATE mendline.deliveries SET status = 'suppressed',
+                           last_error = 'resolved before it was sent'
+                       WHERE issue_id = $1 AND status = 'pending' AND kind <> 'resolved'
+                         AND (lease_until IS NULL OR lease_until < now())
+                       RETURNING receiver""",
+                    row["issue_id"],
+                )
+            }
+            # Being sent right now: they will have been told, so they hear of the resolve
+            # too (after it: deliveries go in order).
+            told = set(states) | (pending - sending)
+            pairs = [
+                (route, receiver)
+                for receiver in sorted(told)
+                if (route := _route_of(table, receiver)) is not None
+            ]
+        else:
+            pairs = table.route(labels)
+        if not pairs and not known and row["kind"] != "resolved":
+            result.unrouted += 1
+        for route, receiver in pairs:
+            if receiver in known:
+                continue
+            state = states.get(receiver)
+            if row["kind"] == "resolved":
+                mode = "repeat"
+            elif row["kind"] == "regression":
+                # Resolved by a person, and back: always worth telling, in the first
+                # message's thread when there is one.
+                mode = "repeat" if state is not None else "new"
+            elif receiver in pending or (
+                state is not None
+                and state["last_sent_at"] > row["now"] - timedelta(seconds=route.repeat_interval)
+            ):
+                # Told (or about to be) within repeat_interval: no storm. An update, if the
+                # route asks and the first message is out.
+                sent = receiver not in pending and route.send_updates
+                mode = "update" if sent else "suppressed"
+            else:
+                mode = "repeat" if state is not None else "new"
+            if mode == "suppressed":
+                await self._insert(
+                    conn, table, row, receiver, route, severity, "new", 0.0, "suppressed"
+                )
+                result.suppressed += 1
+                continue
+            wait = route.group_wait if mode == "new" else 0.0
+            await self._insert(conn, table, row, receiver, route, severity, mode, wait)
+            result.deliveries += 1
+        await conn.execute(
+            """UPDATE mendline.triggers SET routed_at = coalesce(routed_at, now()),
+                   routed_severity = $2,
+                   followed_at = CASE WHEN kind IN ('new_issue', 'regression')
+                                      THEN followed_at ELSE now() END
+               WHERE id = $1""",
+            row["id"],
+            severity,
+        )
+
+    async def _insert(
+        self,
+        conn: Any,
+        table: RoutingTable,
+        row: Any,
+        receiver: str,
+        route: Route,
+        severity: str,
+        mode: str,
+        wait: float,
+        status: str = "pending",
+    ) -> None:
+        due = row["now"] + timedelta(seconds=wait)
+        pushed = False
+        if mode == "new" and takes_digests(table.receivers.get(receiver)):
+            # A group (receiver and route) that sent lately waits group_interval, so what
+            # comes meanwhile goes as one digest. A receiver without digests (PagerDuty: an
+            # incident per issue) has nothing to wait for.
+            group = await conn.fetchval(
+                """SELECT last_sent_at FROM mendline.alert_groups
+                   WHERE receiver = $1 AND route_key = $2""",
+                receiver,
+                route_key(route),
+            )
+            if group is not None and group + timedelta(seconds=route.group_interval) > due:
+                due = group + timedelta(seconds=route.group_interval)
+                pushed = True  # a finding may not bring it forward: it waits for the digest
+            # A group's first notification waits group_wait from its first alert, not each
+            # alert its own: join the group's message that is waiting already.
+            waiting = await conn.fetchval(
+                """SELECT min(due_at) FROM mendline.deliveries
+                   WHERE receiver = $1 AND route_key = $2 AND status = 'pending'
+                     AND mode = 'new' AND lease_until IS NULL AND due_at > $3""",
+                receiver,
+                route_key(route),
+                row["now"],
+            )
+            if waiting is not None and waiting < due:
+                due = waiting
+        await conn.execute(
+            """INSERT INTO mendline.deliveries
+                   (receiver, route_key, issue_id, trigger_id, kind, severity, mode, status,
+                    due_at, wait_finding, details)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
+               ON CONFLICT (trigger_id, receiver, mode) DO NOTHING""",
+            receiver,
+            route_key(route),
+            row["issue_id"],
+            row["id"],
+            row["kind"],
+            severity,
+            mode,
+            status,
+            due,
+            mode == "new"
+            and row["kind"] in ("new_issue", "regression")
+            and wait > 0
+            and not pushed,
+            json.dumps(_json(row["details"])),
+        )
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def claim_due(
+        self, owner: str, lease: float, limit: int = 200, exclude: list[str] | None = None
+    ) -> list[DueDelivery]:
+        """Take deliveries that are due (or whose finding arrived while they waited for it)
+        for ``lease`` seconds; a killed worker's come back when the lease runs out.
+        Receivers in ``exclude`` (still sending) are left for later."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                """WITH due AS (
+                       SELECT d.id FROM mendline.deliveries d
+                       WHERE d.status = 'pending' AND d.receiver <> ALL($4::text[])
+                         AND (d.lease_until IS NULL OR d.lease_until < now())
+                         -- In order per issue and receiver: an update never overtakes its
+                         -- message, a resolve never overtakes the alert it resolves.
+                         AND NOT EXISTS (
+                             SELECT 1 FROM mendline.deliveries p
+                             WHERE p.issue_id = d.issue_id AND p.receiver = d.receiver
+                               AND p.status = 'pending' AND p.id < d.id)
+                         -- Early when its finding is in and so are those of the alerts
+                         -- it will share a digest with: one late finding holds the group
+                         -- (to the end of group_wait at most), so that no member goes out
+                         -- without its root cause for want of waiting a moment.
+                         AND (d.due_at <= now()
+                              OR (d.wait_finding AND EXISTS (
+                                      SELECT 1 FROM mendline.findings f
+                                      WHERE f.trigger_id = d.trigger_id)
+                                  AND NOT EXISTS (
+                                      SELECT 1 FROM mendline.deliveries m
+                                      WHERE m.receiver = d.receiver
+                                        AND m.route_key = d.route_key
+                                        AND m.due_at = d.due_at AND m.mode = 'new'
+                                        AND m.status = 'pending' AND m.wait_finding
+                                        AND NOT EXISTS (
+                                            SELECT 1 FROM mendline.findings f
+                                            WHERE f.trigger_id = m.trigger_id))))
+                       ORDER BY d.due_at, d.id LIMIT $1 FOR UPDATE SKIP LOCKED),
+                   -- A message sent early takes its group along: the alerts that share its
+                   -- route, receiver and time go in the same digest.
+                   mates AS (
+                       SELECT m.id FROM mendline.deliveries m
+                       JOIN mendline.deliveries f ON f.id IN (SELECT id FROM due)
+                         AND m.receiver = f.receiver AND m.route_key = f.route_key
+                         AND m.due_at = f.due_at AND m.mode = 'new'
+                       WHERE m.status = 'pending'
+                         AND (m.lease_until IS NULL OR m.lease_until < now())
+                         AND NOT EXISTS (
+                             SELECT 1 FROM mendline.deliveries p
+                             WHERE p.issue_id = m.issue_id AND p.receiver = m.receiver
+                               AND p.status = 'pending' AND p.id < m.id)
+                       FOR UPDATE OF m SKIP LOCKED),
+                   chosen AS (SELECT id FROM due UNION SELECT id FROM mates)
+                   UPDATE mendline.deliveries d
+                   SET lease_until = now() + make_interval(secs => $2), owner = $3,
+                       attempts = d.attempts + 1
+                   FROM chosen WHERE d.id = chosen.id
+                   RETURNING d.*""",
+                limit,
+                lease,
+                owner,
+                exclude or [],
+            )
+            out = []
+            for row in rows:
+                try:
+                    out.append(await self._due(conn, row))
+                except Exception as exc:  # a delivery that cannot be built is kept, failed
+                    if is_outage(exc):
+                        raise
+                    await conn.execute(
+                        """UPDATE mendline.deliveries SET status = 'failed', lease_until = NULL,
+                               last_error = $2 WHERE id = $1""",
+                        row["id"],
+                        f"cannot build the notification: {exc!r}"[:1000],
+                    )
+        return out
+
+    async def _due(self, conn: Any, row: Any) -> DueDelivery:
+        issue = await conn.fetchrow(_ISSUE, row["issue_id"])
+        assert issue is not None  # a delivery's issue is never deleted
+        finding = await conn.fetchrow(
+            """SELECT id, root_cause, suggested_fix, category, severity, confidence,
+                      analyser, model
+               FROM mendline.findings WHERE issue_id = $1
+               ORDER BY trigger_id IS NOT DISTINCT FROM $2 DESC, id DESC LIMIT 1""",
+            row["issue_id"],
+            row["trigger_id"],
+        )
+        state = await conn.fetchval(
+            """SELECT reference::text FROM mendline.alert_state
+               WHERE issue_id = $1 AND receiver = $2""",
+            row["issue_id"],
+            row["receiver"],
+        )
+        severity = row["severity"]
+        if finding is not None:  # a finding may have raised it meanwhile
+            raised = alert_severity(issue["level"], finding["severity"], row["kind"])
+            if ALERT_SEVERITIES.index(raised) > ALERT_SEVERITIES.index(severity):
+                severity = raised
+        alert = Alert(
+            kind=row["kind"],
+            severity=severity,
+            issue=AlertIssue(**dict(issue)),
+            finding=AlertFinding(**{k: v for k, v in dict(finding).items() if k != "id"})
+            if finding is not None
+            else None,
+            details=_json(row["details"]),
+            link=self.link_template.format(id=row["issue_id"]) if self.link_template else None,
+        )
+        return DueDelivery(
+            id=row["id"],
+            receiver=row["receiver"],
+            issue_id=row["issue_id"],
+            mode=row["mode"],
+            alert=alert,
+            finding_id=finding["id"] if finding is not None else None,
+            previous=json.loads(state) if state else None,
+            route_key=row["route_key"],
+            created_at=row["created_at"],
+            attempts=row["attempts"],
+        )
+
+    async def delivered(
+        self, sent: list[DueDelivery], reference: dict[str, str], owner: str
+    ) -> None:
+        """Mark deliveries sent together (one message, or a digest) as delivered."""
+        head = sent[0].id
+        async with self.pool.acquire() as conn, conn.transaction():
+            for item in sent:
+                await conn.execute(
+                    """UPDATE mendline.deliveries SET status = 'delivered', delivered_at = now(),
+                           lease_until = NULL, finding_id = $2, reference = $3::jsonb,
+                           digest_of = $4, last_error = NULL, severity = $6
+                       WHERE id = $1 AND owner = $5""",
+                    item.id,
+                    item.finding_id,
+                    json.dumps(reference),
+                    head if len(sent) > 1 and item.id != head else None,
+                    owner,
+                    item.alert.severity,
+                )
+                # The first message's reference is kept: updates and repeats refer to it.
+                await conn.execute(
+                    """INSERT INTO mendline.alert_state (issue_id, receiver, last_sent_at,
+                                                         reference)
+                       VALUES ($1, $2, now(), $3::jsonb)
+                       ON CONFLICT (issue_id, receiver) DO UPDATE SET
+                           last_sent_at = CASE WHEN $4 THEN alert_state.last_sent_at
+                                               ELSE now() END,
+                           reference = coalesce(alert_state.reference, EXCLUDED.reference)""",
+                    item.issue_id,
+                    item.receiver,
+                    json.dumps(reference),
+                    item.mode == "update" or item.alert.kind == "resolved",
+                )
+                await conn.execute(
+                    """INSERT INTO mendline.alert_groups (receiver, route_key, last_sent_at)
+                       VALUES ($1, $2, now())
+                       ON CONFLICT (receiver, route_key) DO UPDATE SET last_sent_at = now()""",
+                    item.receiver,
+                    item.route_key,
+                )
+
+    async def retry(self, item: DueDelivery, error: str, after: float, owner: str) -> None:
+        """Schedule another attempt ``after`` seconds from now."""
+        await self.pool.execute(
+            """UPDATE mendline.deliveries SET due_at = now() + make_interval(secs => $2),
+                   wait_finding = false, lease_until = NULL, last_error = $3
+               WHERE id = $1 AND owner = $4""",
+            item.id,
+            after,
+            error[:1000],
+            owner,
+        )
+
+    async def give_up(self, item: DueDelivery, error: str, status: str, owner: str) -> None:
+        """Mark a delivery failed (the channel refused it) or dead (retried too long)."""
+        await self.pool.execute(
+            """UPDATE mendline.deliveries SET status = $2, lease_until = NULL, last_error = $3
+               WHERE id = $1 AND owner = $4""",
+            item.id,
+            status,
+            error[:1000],
+            owner,
+        )
+
+    async def renew(self, ids: list[int], lease: float, owner: str) -> None:
+        """Extend the lease of deliveries this owner is still sending."""
+        await self.pool.execute(
+            """UPDATE mendline.deliveries
+               SET lease_until = now() + make_interval(secs => $2)
+               WHERE id = ANY($1::bigint[]) AND owner = $3 AND status = 'pending'""",
+            ids,
+            lease,
+            owner,
+        )
+
+    async def release(self, items: list[DueDelivery], owner: str) -> None:
+        """Give back claimed deliveries not sent (a clean stop); the attempt is not counted."""
+        await self.pool.execute(
+            """UPDATE mendline.deliveries SET lease_until = NULL,
+                   attempts = greatest(attempts - 1, 0)
+               WHERE id = ANY($1::bigint[]) AND owner = $2 AND status = 'pending'""",
+            [i.id for i in items],
+            owner,
+        )
+
+
+def route_key(route: Route) -> str:
+    """A route's identity across edits of the file that move its line: what it matches and
+    where it sends (two routes alike in both are one group anyway)."""
+    shape = (
+        sorted((k, sorted(v)) for k, v in route.match.items()),
+        sorted((k, p.pattern) for k, p in route.match_re.items()),
+        list(route.receivers),
+    )
+    return hashlib.sha1(repr(shape).encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def _route_at(table: RoutingTable, key: str) -> Route | None:
+    return next((r for r in table.routes if route_key(r) == key), None)
+
+
+def _route_of(table: RoutingTable, receiver: str) -> Route | None:
+    return next((r for r in table.routes if receiver in r.receivers), None)
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    parsed = json.loads(value) if isinstance(value, str | bytes) else value
+    return parsed if isinstance(parsed, dict) else {}
+
+
+_TRIGGERS = """SELECT t.id, t.issue_id, t.kind, t.details::text AS details, t.routed_severity,
+       now() AS now, i.service, i.level,
+       (SELECT f.severity FROM mendline.findings f WHERE f.issue_id = t.issue_id
+        ORDER BY f.id DESC LIMIT 1) AS finding_severity,
+       e.environment, e.tags
+FROM mendline.triggers t
+JOIN mendline.issues i ON i.id = t.issue_id
+LEFT JOIN LATERAL (
+    SELECT e.environment, (e.payload -> 'tags')::text AS tags FROM mendline.events e
+    WHERE e.issue_id = t.issue_id ORDER BY e.received_at DESC LIMIT 1) e ON true"""
+
+_ISSUE = """SELECT id, service, title, culprit, level, status, times_seen, first_seen, last_seen,
+       first_release, last_release, environments
+FROM mendline.issues WHERE id = $1"""

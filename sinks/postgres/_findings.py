@@ -1,0 +1,416 @@
+"""Findings in PostgreSQL: the analysis queue on triggers, stored findings, verdicts, usage."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import asyncpg
+
+from mendline.analyzers.rootcause.llm import LLMCall
+from mendline.schemas.database import is_bad_data
+from mendline.schemas.errors import MendlineError
+from mendline.schemas.finding import Finding, IssueContext, IssueSummary, PastIssue
+
+__all__ = ["FINDINGS_CHANNEL", "Claim", "FindingNotFound", "FindingStore", "StoredFinding"]
+
+#: The NOTIFY channel told when a finding is stored (the alert stage updates its messages).
+FINDINGS_CHANNEL = "mendline_findings"
+
+log = logging.getLogger("mendline.sinks")
+
+_SAMPLE_EVENTS = 3
+_SIMILAR = 3
+
+
+class FindingNotFound(MendlineError):
+    """No finding (or issue) has that id."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A trigger a worker holds the lease of, to analyse its issue."""
+
+    trigger_id: int
+    issue_id: int
+    kind: Literal["new_issue", "regression"]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class StoredFinding:
+    """A finding as stored: its id, its issue, and whether it was served from another."""
+
+    id: int
+    issue_id: int
+    finding: Finding
+    cached_from: int | None
+    verdict: str | None
+    verdict_note: str | None
+
+
+class FindingStore:
+    """The analysis stage's reads and writes, over a connection pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._unrecorded: list[LLMCall] = []
+
+    # -- the queue ----------------------------------------------------------------------
+
+    async def claim(self, owner: str, limit: int, lease: float) -> list[Claim]:
+        """Take up to ``limit`` triggers waiting for analysis, for ``lease`` seconds.
+
+        SKIP LOCKED lets any number of workers claim side by side; the lease is committed at
+        once, so the long LLM call holds no lock, and a killed worker's triggers come back
+        when its lease has run out.
+        """
+        rows = await self.pool.fetch(
+            """WITH free AS (
+                   SELECT id FROM mendline.triggers
+                   WHERE analysed_at IS NULL AND kind IN ('new_issue', 'regression')
+                     AND (analysis_lease_until IS NULL OR analysis_lease_until < now())
+                   ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+               UPDATE mendline.triggers t
+               SET analysis_owner = $2,
+                   analysis_lease_until = now() + make_interval(secs => $3),
+                   analysis_attempts = t.analysis_attempts + 1
+               FROM free WHERE t.id = free.id
+               RETURNING t.id, t.issue_id, t.kind, t.analysis_attempts""",
+            limit,
+            owner,
+            lease,
+        )
+        return [Claim(r["id"], r["issue_id"], r["kind"], r["analysis_attempts"]) for r in rows]
+
+    async def renew(self, owner: str, trigger_ids: list[int], lease: float) -> None:
+        """Extend the lease of triggers this owner still holds."""
+        await self.pool.execute(
+            """UPDATE mendline.triggers
+               SET analysis_lease_until = now() + make_interval(secs => $3)
+               WHERE id = ANY($1::bigint[]) AND analysis_owner = $2 AND analysed_at IS NULL""",
+            trigger_ids,
+            owner,
+            lease,
+        )
+
+    async def release(self, owner: str, trigger_ids: list[int]) -> None:
+        """Give back unfinished triggers at once (a clean shutdown, an outage), not after the
+        lease; the attempt is not counted against them."""
+        await self.pool.execute(
+            """UPDATE mendline.triggers SET analysis_lease_until = NULL, analysis_owner = NULL,
+                      analysis_attempts = greatest(analysis_attempts - 1, 0)
+               WHERE id = ANY($1::bigint[]) AND analysis_owner = $2 AND analysed_at IS NULL""",
+            trigger_ids,
+            owner,
+        )
+
+    # -- what the analysers are given ----------------------------------------------------
+
+    async def context(
+        self, issue_id: int, trigger: Literal["new_issue", "regression", "on_demand"]
+    ) -> IssueContext:
+        """The issue, its newest events and similar past issues that people judged.
+
+        An issue merged into another is analysed as that other one (its events and its
+        fingerprints moved there): ``context.issue.id`` says which issue it is.
+        """
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                """WITH RECURSIVE chain AS (
+                       SELECT i.*, 0 AS depth FROM mendline.issues i WHERE i.id = $1
+                       UNION ALL
+                       SELECT i.*, c.depth + 1 FROM mendline.issues i
+                       JOIN chain c ON i.id = c.merged_into
+                       WHERE c.status = 'merged' AND c.depth < 50)
+                   SELECT id, service, title, culprit, level, status, times_seen, first_seen,
+                          last_seen, first_release, last_release, environments, regressions
+                   FROM chain ORDER BY depth DESC LIMIT 1""",
+                issue_id,
+            )
+            if row is None:
+                raise FindingNotFound(f"there is no issue {issue_id}")
+            issue_id = row["id"]
+            events = [
+                _as_dict(r["payload"])
+                for r in await conn.fetch(
+                    """SELECT payload FROM mendline.events WHERE issue_id = $1
+                       ORDER BY received_at DESC LIMIT $2""",
+                    issue_id,
+                    _SAMPLE_EVENTS,
+                )
+            ]
+            similar = await conn.fetch(
+                """SELECT i.id, i.title, i.culprit, i.resolution_note, f.root_cause, f.category,
+                          f.suggested_fix, f.verdict, f.verdict_note
+                   FROM mendline.issues i
+                   LEFT JOIN LATERAL (
+                       SELECT * FROM mendline.findings f WHERE f.issue_id = i.id
+                       ORDER BY f.verdict IS NOT NULL DESC, f.id DESC LIMIT 1) f ON true
+                   WHERE i.id <> $1 AND i.status <> 'merged'
+                     AND (f.verdict IS NOT NULL OR i.resolution_note IS NOT NULL)
+                     AND (split_part(i.title, ':', 1) = split_part($2, ':', 1)
+                          OR i.culprit = $3)
+                   ORDER BY i.culprit IS NOT DISTINCT FROM $3 DESC, i.service = $4 DESC,
+                            i.last_seen DESC
+                   LIMIT $5""",
+                issue_id,
+                row["title"],
+                row["culprit"],
+                row["service"],
+                _SIMILAR,
+            )
+        return IssueContext(
+            issue=IssueSummary(**dict(row)),
+            trigger=trigger,
+            events=[e for e in events if e is not None],
+            similar=[PastIssue(**dict(r)) for r in similar],
+        )
+
+    async def cache_key(self, context: IssueContext) -> str:
+        """The fingerprint and release a finding for ``context`` is made for."""
+        primary = await self.pool.fetchval(
+            "SELECT primary_hash FROM mendline.issues WHERE id = $1", context.issue.id
+        )
+        newest = context.events[0] if context.events else {}
+        release = newest.get("release") or context.issue.last_release or ""
+        return f"{primary}@{release}"
+
+    async def cached(self, cache_key: str, analyser: str) -> StoredFinding | None:
+        """A finding already made by ``analyser`` for this fingerprint and release, that no
+        person marked wrong and that did not fall back: a re-analysis is served from it."""
+        row = await self.pool.fetchrow(
+            f"""{_SELECT_FINDING} WHERE cache_key = $1 AND cached_from IS NULL
+                  AND analyser = $2 AND fallback_reason IS NULL
+                  AND verdict IS DISTINCT FROM 'wrong'
+                ORDER BY id DESC LIMIT 1""",
+            cache_key,
+            analyser,
+        )
+        return _stored(row) if row else None
+
+    # -- findings ------------------------------------------------------------------------
+
+    async def save(
+        self,
+        finding: Finding,
+        *,
+        issue_id: int,
+        cache_key: str,
+        trigger_id: int | None = None,
+        cached_from: int | None = None,
+    ) -> int:
+        """Store a finding and, for a trigger, mark it analysed, in one transaction.
+
+        A trigger gets one finding whatever happens: a second worker that finishes the same
+        trigger (its lease ran out meanwhile) changes nothing and gets the first one's id.
+        """
+        finding = _storable(finding)
+        async with self.pool.acquire() as conn, conn.transaction():
+            finding_id = await conn.fetchval(
+                """INSERT INTO mendline.findings
+                       (issue_id, trigger_id, cache_key, analyser, rule, root_cause, confidence,
+                        category, severity, suggested_fix, fix_patch, fix_kind, evidence, model,
+                        prompt_tokens, completion_tokens, cost_usd, latency_ms, fallback_reason,
+                        prompt, cached_from)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14,
+                           $15, $16, $17, $18, $19, $20::jsonb, $21)
+                   ON CONFLICT (trigger_id) DO NOTHING RETURNING id""",
+                issue_id,
+                trigger_id,
+                cache_key,
+                finding.analyser,
+                finding.rule,
+                finding.root_cause,
+                finding.confidence,
+                finding.category,
+                finding.severity,
+                finding.suggested_fix,
+                finding.fix_patch,
+                finding.fix_kind,
+                json.dumps([e.model_dump() for e in finding.evidence]),
+                finding.model,
+                finding.prompt_tokens,
+                finding.completion_tokens,
+                finding.cost_usd,
+                finding.latency_ms,
+                finding.fallback_reason,
+                json.dumps(finding.prompt) if finding.prompt is not None else None,
+                cached_from,
+            )
+            if trigger_id is not None:
+                if finding_id is None:
+                    finding_id = await conn.fetchval(
+                        "SELECT id FROM mendline.findings WHERE trigger_id = $1", trigger_id
+                    )
+                await conn.execute(
+                    """UPDATE mendline.triggers
+                       SET analysed_at = coalesce(analysed_at, now()), analysis_lease_until = NULL
+                       WHERE id = $1""",
+                    trigger_id,
+                )
+            await conn.execute("SELECT pg_notify($1, '')", FINDINGS_CHANNEL)
+        return int(finding_id)
+
+    async def get(self, finding_id: int) -> StoredFinding:
+        """One stored finding."""
+        row = await self.pool.fetchrow(f"{_SELECT_FINDING} WHERE id = $1", finding_id)
+        if row is None:
+            raise FindingNotFound(f"there is no finding {finding_id}")
+        return _stored(row)
+
+    async def list(self, issue_id: int | None = None, limit: int = 50) -> list[StoredFinding]:
+        """The newest findings, of one issue or of all."""
+        rows = await self.pool.fetch(
+            f"""{_SELECT_FINDING} WHERE $1::bigint IS NULL OR issue_id = $1
+                ORDER BY id DESC LIMIT $2""",
+            issue_id,
+            limit,
+        )
+        return [_stored(r) for r in rows]
+
+    async def mark(
+        self, finding_id: int, verdict: Literal["right", "wrong"], note: str | None
+    ) -> None:
+        """Record a person's verdict on a finding (and on the one it was served from: the
+        same answer); later similar issues are analysed with it, and one marked wrong is
+        never served again."""
+        status = await self.pool.execute(
+            """UPDATE mendline.findings SET verdict = $2, verdict_note = $3, verdict_at = now()
+               WHERE id = $1
+                  OR id = (SELECT cached_from FROM mendline.findings WHERE id = $1)""",
+            finding_id,
+            verdict,
+            note,
+        )
+        if status.endswith(" 0"):
+            raise FindingNotFound(f"there is no finding {finding_id}")
+
+    # -- the LLM ledger -----------------------------------------------------------------
+
+    async def record(self, call: LLMCall) -> None:
+        """Record one LLM call (a Ledger). Never raises: a call that cannot be written now
+        (the database is down) is kept, counted by spent_today, and written with the next."""
+        self._unrecorded.append(_storable_call(call))
+        calls, self._unrecorded = self._unrecorded, []
+        try:
+            await self.pool.executemany(
+                """INSERT INTO mendline.llm_calls
+                       (issue_id, model, outcome, prompt_tokens, completion_tokens, cost_usd,
+                        latency_ms)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                [
+                    (
+                        c.issue_id,
+                        c.model,
+                        c.outcome,
+                        c.prompt_tokens,
+                        c.completion_tokens,
+                        c.cost_usd,
+                        c.latency_ms,
+                    )
+                    for c in calls
+                ],
+            )
+        except Exception as exc:
+            if is_bad_data(exc):  # cannot happen with _storable_call; never block the ledger
+                log.error("mendline: %d LLM call(s) could not be recorded: %s", len(calls), exc)
+                return
+            self._unrecorded = calls + self._unrecorded
+            log.warning(
+                "mendline: %d LLM call(s) not recorded yet (%s); kept for later",
+                len(self._unrecorded),
+                exc,
+            )
+
+    async def spent_today(self) -> tuple[int, float]:
+        """Tokens and US dollars spent on LLM calls since midnight UTC, by every worker."""
+        row = await self.pool.fetchrow(
+            """SELECT coalesce(sum(prompt_tokens + completion_tokens), 0)::bigint AS tokens,
+                      coalesce(sum(cost_usd), 0)::float8 AS cost
+               FROM mendline.llm_calls
+               WHERE created_at >= date_trunc('day', now() AT TIME ZONE 'UTC')
+                                   AT TIME ZONE 'UTC'"""
+        )
+        assert row is not None
+        pending = self._unrecorded
+        return (
+            int(row["tokens"]) + sum(c.prompt_tokens + c.completion_tokens for c in pending),
+            float(row["cost"]) + sum(c.cost_usd for c in pending),
+        )
+
+
+_SELECT_FINDING = """SELECT id, issue_id, analyser, rule, root_cause, confidence, category,
+    severity, suggested_fix, fix_patch, fix_kind, evidence::text AS evidence, model,
+    prompt_tokens, completion_tokens, cost_usd::float8 AS cost_usd, latency_ms,
+    fallback_reason, prompt::text AS prompt, cached_from, verdict, verdict_note
+    FROM mendline.findings"""
+
+
+def _stored(row: asyncpg.Record) -> StoredFinding:
+    values = dict(row)
+    finding = Finding.model_validate(
+        {
+            **{k: v for k, v in values.items() if k in Finding.model_fields},
+            "evidence": json.loads(values["evidence"]),
+            "prompt": json.loads(values["prompt"]) if values["prompt"] else None,
+        }
+    )
+    return StoredFinding(
+        id=values["id"],
+        issue_id=values["issue_id"],
+        finding=finding,
+        cached_from=values["cached_from"],
+        verdict=values["verdict"],
+        verdict_note=values["verdict_note"],
+    )
+
+
+_INT_MAX = 2**31 - 1
+
+
+def _no_nul(value: Any) -> Any:
+    """``value`` with NUL characters replaced: PostgreSQL text and jsonb refuse them."""
+    if isinstance(value, str):
+        return value.replace("\0", "\ufffd") if "\0" in value else value
+    if isinstance(value, list):
+        return [_no_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_no_nul(k): _no_nul(v) for k, v in value.items()}
+    return value
+
+
+def _storable(finding: Finding) -> Finding:
+    """The finding as PostgreSQL takes it: no NULs (an LLM may answer with one), counts
+    within an integer."""
+    document = _no_nul(finding.model_dump())
+    for name in ("prompt_tokens", "completion_tokens", "latency_ms"):
+        if document[name] is not None:
+            document[name] = max(0, min(document[name], _INT_MAX))
+    if document["cost_usd"] is not None:
+        document["cost_usd"] = _money(document["cost_usd"])
+    return Finding.model_validate(document)
+
+
+def _money(value: float) -> float:
+    # numeric(14, 6) holds less than 10**8 dollars: more is a misconfigured price anyway.
+    return max(0.0, min(value, 99_999_999.0)) if value == value else 0.0
+
+
+def _storable_call(call: LLMCall) -> LLMCall:
+    return LLMCall(
+        issue_id=call.issue_id,
+        model=_no_nul(call.model)[:200],
+        outcome=_no_nul(call.outcome)[:100],
+        prompt_tokens=max(0, min(call.prompt_tokens, _INT_MAX)),
+        completion_tokens=max(0, min(call.completion_tokens, _INT_MAX)),
+        cost_usd=_money(call.cost_usd),
+        latency_ms=max(0, min(call.latency_ms, _INT_MAX)),
+    )
+
+
+def _as_dict(payload: Any) -> dict[str, Any] | None:
+    value = json.loads(payload) if isinstance(payload, str | bytes) else payload
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,409 @@
+"""The PostgreSQL store: one transaction per batch, idempotent by event_id."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from mendline.schemas.event import LEVELS
+from mendline.schemas.prepared import BatchResult, PreparedEvent
+from mendline.schemas.settings import Settings
+from mendline.sinks.postgres._migrate import migrated_pool
+
+__all__ = ["TRIGGERS_CHANNEL", "Store", "connect_store"]
+
+#: The NOTIFY channel told when a batch made triggers (delivered when the batch commits), so
+#: the analysis and alert workers need not poll often.
+TRIGGERS_CHANNEL = "mendline_triggers"
+
+if TYPE_CHECKING:
+    _Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
+
+log = logging.getLogger("mendline.sinks")
+
+_MAX_HOSTS = 100
+_MAX_ENVIRONMENTS = 50
+# SQLSTATEs worth retrying the whole transaction for: serialization failure and deadlock.
+_RETRY_TRANSACTION = {"40001", "40P01"}
+
+
+class _MergedMeanwhile(Exception):
+    """An issue of the batch was merged while the batch waited for its lock."""
+
+
+@dataclass
+class _IssueDelta:
+    """What one batch adds to one issue."""
+
+    count: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    first_release: str | None = None
+    last_release: str | None = None
+    level_rank: int = 0
+    environments: set[str] = field(default_factory=set)
+    hosts: set[str] = field(default_factory=set)
+
+    def add(self, event: PreparedEvent) -> None:
+        self.count += 1
+        if self.first_seen is None or event.timestamp < self.first_seen:
+            self.first_seen = event.timestamp
+            self.first_release = event.release
+        if self.last_seen is None or event.timestamp >= self.last_seen:
+            self.last_seen = event.timestamp
+            self.last_release = event.release or self.last_release
+        self.level_rank = max(self.level_rank, event.level_rank)
+        self.environments.add(event.environment)
+        if event.host:
+            self.hosts.add(event.host)
+
+
+async def _init_connection(conn: _Conn) -> None:
+    # json travels as its UTF-8 text: the consumer already holds the encoded JSON, so
+    # nothing is decoded and encoded again.
+    await conn.set_type_codec(
+        "json",
+        schema="pg_catalog",
+        encoder=lambda value: value if isinstance(value, bytes) else value.encode(),
+        decoder=lambda value: value.decode(),
+        format="binary",
+    )
+
+
+async def connect_store(settings: Settings, *, run_migrations: bool = True) -> Store:
+    """A Store on a new connection pool; applies pending migrations first by default."""
+    url = settings.database_url.get_secret_value()
+    if run_migrations:
+        pool = await migrated_pool(url, 4, init=_init_connection)
+    else:
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=4, init=_init_connection, command_timeout=60
+        )
+    store = Store(pool, settings)
+    await store.ensure_partitions()
+    return store
+
+
+class Store:
+    """Writes consumer batches: events, issues, fingerprints, counts and triggers at once."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+        self._partitions_until: date | None = None
+
+    async def close(self) -> None:
+        """Close the pool; idempotent."""
+        await self.pool.close()
+
+    async def ensure_partitions(self, today: date | None = None) -> None:
+        """Make sure the daily event partitions exist from today to two days ahead."""
+        today = today or datetime.now(UTC).date()
+        async with self.pool.acquire() as conn:
+            await conn.execute("SELECT mendline.ensure_event_partitions($1, 3)", today)
+        self._partitions_until = today + timedelta(days=1)
+
+    async def write(self, batch: list[PreparedEvent]) -> BatchResult:
+        """Store the batch atomically; events already stored change nothing."""
+        if not batch:
+            return BatchResult()
+        now = datetime.now(UTC)
+        if self._partitions_until is None or now.date() >= self._partitions_until:
+            await self.ensure_partitions(now.date())
+        for attempt in range(5):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    return await self._write(conn, batch, now)
+            except _MergedMeanwhile:
+                continue
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate not in _RETRY_TRANSACTION or attempt == 4:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _write(self, conn: _Conn, batch: list[PreparedEvent], now: datetime) -> BatchResult:
+        result = BatchResult()
+        unique: dict[str, PreparedEvent] = {}
+        for event in batch:
+            unique.setdefault(event.event_id, event)
+        event_ids = list(unique)
+        status = await conn.execute(
+            """INSERT INTO mendline.event_ids (event_id, received_at)
+               SELECT id, $2 FROM unnest($1::uuid[]) AS id ON CONFLICT DO NOTHING""",
+            event_ids,
+            now,
+        )
+        if int(status.rsplit(" ", 1)[1]) == len(event_ids):  # usual: none was seen before
+            events = list(unique.values())
+        else:
+            # Rows this transaction inserted carry its transaction id; the others were there.
+            seen = {
+                row["event_id"].hex
+                for row in await conn.fetch(
+                    """SELECT event_id FROM mendline.event_ids
+                       WHERE event_id = ANY($1::uuid[])
+                         AND xmin::text::bigint
+                             <> pg_current_xact_id()::text::bigint % 4294967296""",
+                    event_ids,
+                )
+            }
+            events = [e for e in unique.values() if e.event_id not in seen]
+        result.duplicates = len(batch) - len(events)
+        if not events:
+            return result
+
+        by_hash: dict[str, list[PreparedEvent]] = defaultdict(list)
+        for event in events:
+            by_hash[event.fingerprint].append(event)
+        issue_of, created = await self._resolve_issues(conn, by_hash)
+        result.new_issues = len(created)
+
+        deltas: dict[int, _IssueDelta] = defaultdict(_IssueDelta)
+        for hash_, group in by_hash.items():
+            delta = deltas[issue_of[hash_]]
+            for event in group:
+                delta.add(event)
+        ids = sorted(deltas)
+        # Lock in id order: two consumers touching the same issues never deadlock.
+        before = {
+            row["id"]: row
+            for row in await conn.fetch(
+                """SELECT id, status, resolved_at FROM mendline.issues
+                   WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE""",
+                ids,
+            )
+        }
+        if any(row["status"] == "merged" for row in before.values()):
+            # A merge committed while we waited for the lock: its fingerprints now point
+            # elsewhere. Start over, reading them again.
+            raise _MergedMeanwhile()
+        await self._update_issues(conn, ids, deltas)
+        await conn.copy_records_to_table(
+            "events",
+            schema_name="mendline",
+            columns=_EVENT_COLUMNS,
+            records=[
+                (
+                    e.event_id,
+                    issue_of[e.fingerprint],
+                    now,
+                    e.timestamp,
+                    e.service,
+                    e.environment,
+                    e.release,
+                    e.host,
+                    e.level,
+                    e.message,
+                    e.fingerprint,
+                    e.payload,
+                    e.partition,
+                    e.offset,
+                )
+                for e in events
+            ],
+        )
+        minute = now.replace(second=0, microsecond=0)
+        await conn.execute(
+            """INSERT INTO mendline.issue_counts (issue_id, minute, count)
+               SELECT id, $2, n FROM unnest($1::bigint[], $3::int[]) AS u(id, n)
+               ON CONFLICT (issue_id, minute)
+               DO UPDATE SET count = issue_counts.count + EXCLUDED.count""",
+            ids,
+            minute,
+            [deltas[i].count for i in ids],
+        )
+
+        triggers: list[tuple[int, str, str, str]] = []
+        for issue_id in sorted(created):
+            triggers.append((issue_id, "new_issue", f"new_issue:{issue_id}", "{}"))
+        for issue_id in ids:
+            row = before[issue_id]
+            if row["status"] == "resolved" and issue_id not in created:
+                resolved_at = row["resolved_at"].isoformat() if row["resolved_at"] else "-"
+                result.regressions += 1
+                triggers.append(
+                    (issue_id, "regression", f"regression:{issue_id}:{resolved_at}", "{}")
+                )
+        triggers.extend(await self._frequency_triggers(conn, ids, before, now))
+        if triggers:
+            inserted = await conn.fetch(
+                """INSERT INTO mendline.triggers (issue_id, kind, dedup_key, details, created_at)
+                   SELECT *, $5 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[])
+                   ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
+                [t[0] for t in triggers],
+                [t[1] for t in triggers],
+                [t[2] for t in triggers],
+                [t[3] for t in triggers],
+                now,
+            )
+            result.triggers = len(inserted)
+            if inserted:
+                await conn.execute("SELECT pg_notify($1, '')", TRIGGERS_CHANNEL)
+        result.stored = len(events)
+        return result
+
+    async def _resolve_issues(
+        self, conn: _Conn, by_hash: dict[str, list[PreparedEvent]]
+    ) -> tuple[dict[str, int], set[int]]:
+        """The issue of every fingerprint in the batch, creating issues for new ones."""
+        hashes = list(by_hash)
+        issue_of = {
+            row["hash"]: row["issue_id"]
+            for row in await conn.fetch(
+                "SELECT hash, issue_id FROM mendline.fingerprints WHERE hash = ANY($1::text[])",
+                hashes,
+            )
+        }
+        missing = sorted(h for h in hashes if h not in issue_of)
+        created: set[int] = set()
+        if not missing:
+            return issue_of, created
+        firsts = [min(by_hash[h], key=lambda e: e.timestamp) for h in missing]
+        rows = await conn.fetch(
+            """INSERT INTO mendline.issues
+                   (service, primary_hash, title, culprit, level, level_rank, first_seen, last_seen)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                    $6::smallint[], $7::timestamptz[], $7::timestamptz[])
+               ON CONFLICT (primary_hash) DO NOTHING RETURNING id""",
+            [e.service for e in firsts],
+            missing,
+            [e.title for e in firsts],
+            [e.culprit for e in firsts],
+            [e.level for e in firsts],
+            [e.level_rank for e in firsts],
+            [e.timestamp for e in firsts],
+        )
+        created = {row["id"] for row in rows}
+        await conn.execute(
+            """INSERT INTO mendline.fingerprints
+                   (hash, issue_id, algorithm_version, basis, components)
+               SELECT h, i.id, v, b, string_to_array(c, chr(31))
+               FROM unnest($1::text[], $2::int[], $3::text[], $4::text[]) AS u(h, v, b, c)
+               JOIN mendline.issues i ON i.primary_hash = u.h
+               ON CONFLICT (hash) DO NOTHING""",
+            missing,
+            [e.algorithm_version for e in firsts],
+            [e.basis for e in firsts],
+            [chr(31).join(e.components) for e in firsts],
+        )
+        # Authoritative now, also where another consumer won a race for the same fingerprint.
+        for row in await conn.fetch(
+            "SELECT hash, issue_id FROM mendline.fingerprints WHERE hash = ANY($1::text[])",
+            missing,
+        ):
+            issue_of[row["hash"]] = row["issue_id"]
+        return issue_of, created
+
+    async def _update_issues(
+        self, conn: _Conn, ids: list[int], deltas: dict[int, _IssueDelta]
+    ) -> None:
+        d = [deltas[i] for i in ids]
+        await conn.execute(
+            """UPDATE mendline.issues AS i SET
+                   times_seen = i.times_seen + u.n,
+                   first_release = CASE WHEN i.times_seen = 0 OR u.first_seen < i.first_seen
+                                        THEN u.first_release ELSE i.first_release END,
+                   first_seen = least(i.first_seen, u.first_seen),
+                   last_release = CASE WHEN u.last_seen >= i.last_seen
+                                       THEN coalesce(u.last_release, i.last_release)
+                                       ELSE i.last_release END,
+                   last_seen = greatest(i.last_seen, u.last_seen),
+                   level = CASE WHEN u.level_rank > i.level_rank THEN u.level ELSE i.level END,
+                   level_rank = greatest(i.level_rank, u.level_rank),
+                   environments = (
+                       SELECT coalesce(array_agg(DISTINCT x ORDER BY x), '{}')
+                       FROM unnest(i.environments || string_to_array(u.envs, chr(31))) AS x
+                       WHERE x <> ''),
+                   hosts = (
+                       SELECT coalesce(array_agg(x), '{}') FROM (
+                           SELECT DISTINCT x
+                           FROM unnest(i.hosts || string_to_array(u.hosts, chr(31))) AS x
+                           WHERE x <> '' ORDER BY x LIMIT $11) AS h),
+                   status = CASE WHEN i.status = 'resolved' THEN 'unresolved' ELSE i.status END,
+                   regressed_at = CASE WHEN i.status = 'resolved' THEN now()
+                                       ELSE i.regressed_at END,
+                   regressions = i.regressions
+                                 + CASE WHEN i.status = 'resolved' THEN 1 ELSE 0 END,
+                   updated_at = now()
+               FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::timestamptz[],
+                           $5::text[], $6::text[], $7::smallint[], $8::text[], $9::text[],
+                           $10::text[])
+                    AS u(id, n, first_seen, last_seen, first_release, last_release, level_rank,
+                         level, envs, hosts)
+               WHERE i.id = u.id""",
+            ids,
+            [x.count for x in d],
+            [x.first_seen for x in d],
+            [x.last_seen for x in d],
+            [x.first_release for x in d],
+            [x.last_release for x in d],
+            [x.level_rank for x in d],
+            [LEVELS[x.level_rank] for x in d],
+            [chr(31).join(sorted(x.environments)[:_MAX_ENVIRONMENTS]) for x in d],
+            [chr(31).join(sorted(x.hosts)[:_MAX_HOSTS]) for x in d],
+            _MAX_HOSTS,
+        )
+
+    async def _frequency_triggers(
+        self,
+        conn: _Conn,
+        ids: list[int],
+        before: dict[int, Any],
+        now: datetime,
+    ) -> list[tuple[int, str, str, str]]:
+        threshold = self.settings.frequency_threshold
+        minutes = self.settings.frequency_window_minutes
+        if threshold <= 0:
+            return []
+        candidates = [i for i in ids if before[i]["status"] != "ignored"]
+        if not candidates:
+            return []
+        # Once per spike: not again while an earlier frequency trigger is inside the window.
+        # The issues are locked by now, so two consumers cannot both see "none yet".
+        rows = await conn.fetch(
+            """SELECT c.issue_id, sum(c.count)::bigint AS n FROM mendline.issue_counts c
+               WHERE c.issue_id = ANY($1::bigint[]) AND c.minute > $2
+                 AND NOT EXISTS (
+                     SELECT 1 FROM mendline.triggers t
+                     WHERE t.issue_id = c.issue_id AND t.kind = 'frequency'
+                       AND t.created_at > $4)
+               GROUP BY c.issue_id HAVING sum(c.count) >= $3""",
+            candidates,
+            now - timedelta(minutes=minutes),
+            threshold,
+            now - timedelta(minutes=minutes),
+        )
+        return [
+            (
+                row["issue_id"],
+                "frequency",
+                f"frequency:{row['issue_id']}:{now.isoformat()}",
+                f'{{"events": {row["n"]}, "minutes": {minutes}, "threshold": {threshold}}}',
+            )
+            for row in rows
+        ]
+
+
+_EVENT_COLUMNS = [
+    "event_id",
+    "issue_id",
+    "received_at",
+    "timestamp",
+    "service",
+    "environment",
+    "release",
+    "host",
+    "level",
+    "message",
+    "fingerprint",
+    "payload",
+    "kafka_partition",
+    "kafka_offset",
+]

@@ -1,0 +1,772 @@
+"""Alert routing: which receivers an alert's labels reach, read from a TOML routes file.
+
+Every alert carries flat labels: ``severity`` (info, warning, error, critical), ``service``,
+``environment``, ``kind`` (new_issue, regression, frequency, resolved) and ``tag:<name>`` for
+each tag. Routes are tried from the top, as in Alertmanager; the first that matches ends the
+walk unless it says ``continue = true``; a receiver reached by several routes is sent to once,
+with its first route's timing. An alert that no route matches is not sent. The file::
+
+    [defaults]                # optional; Alertmanager's 30s, 5m and 4h when absent
+    group_wait = "30s"        # wait after an issue's first alert, so a finding can join it
+    group_interval = "5m"     # at least this long between updates of what was sent
+    repeat_interval = "4h"    # send again this long after, while the issue stays open
+    send_updates = true       # update what was sent when a finding arrives or the count grows
+
+    [receivers.oncall]        # secrets are never written here: name their variables
+    type = "pagerduty"
+    routing_key_env = "MENDLINE_PAGERDUTY_ROUTING_KEY"
+
+    [receivers.team-slack]
+    type = "slack"
+    webhook_url_env = "MENDLINE_SLACK_WEBHOOK_URL"   # or bot_token_env and channel
+
+    [receivers.email-digest]
+    type = "email"
+    smtp_host = "localhost"
+    sender = "mendline@localhost"
+    to = ["oncall@example.com"]
+
+    [[routes]]
+    match = { severity = "critical" }               # equality; a list means any of them
+    receivers = ["oncall", "team-slack"]
+    group_wait = "0s"                               # any [defaults] key, for this route
+
+    [[routes]]
+    severity_at_least = "warning"                   # warning, error and critical
+    match = { environment = ["production", "staging"], "tag:team" = "payments" }
+    match_re = { service = "^api-.*" }             # the whole value must match
+    receivers = ["team-slack"]
+    continue = true                                 # and keep walking
+
+A missing label matches as "". A route without match, match_re and severity_at_least
+matches every alert; ``receivers = []`` ends the walk without sending. Durations are "30s",
+"5m", "4h", "1h30m", "500ms", "1d" or a number of seconds. Problems are reported all at once,
+one line each, as ``FILE:LINE: field: what is wrong``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, get_args
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from mendline.schemas.alert import (
+    ALERT_SEVERITIES,
+    AlertKind,
+    EmailReceiver,
+    Receiver,
+    SlackReceiver,
+)
+from mendline.schemas.errors import ConfigError
+
+__all__ = [
+    "ALERT_KINDS",
+    "LABEL_NAMES",
+    "Route",
+    "RoutingTable",
+    "alert_labels",
+    "check_secrets",
+    "describe",
+    "format_duration",
+    "load_routes",
+    "parse_duration",
+]
+
+ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
+#: The labels every alert has; tags add ``tag:<name>`` labels.
+LABEL_NAMES = ("severity", "service", "environment", "kind")
+_TAG = "tag:"
+_CHECKED_VALUES: dict[str, tuple[str, ...]] = {"severity": ALERT_SEVERITIES, "kind": ALERT_KINDS}
+
+_SHIPPED_NAME = "routes.default.toml"
+_SHIPPED_SOURCE = "the shipped default"
+_TOP_KEYS = ("defaults", "receivers", "routes")
+# Alertmanager's defaults; updates are on, because a finding arriving late is the point.
+_DEFAULT_TIMING: dict[str, Any] = {
+    "group_wait": 30.0,
+    "group_interval": 300.0,
+    "repeat_interval": 4 * 3600.0,
+    "send_updates": True,
+}
+_ROUTE_KEYS = (
+    "match",
+    "match_re",
+    "severity_at_least",
+    "receivers",
+    "continue",
+    *_DEFAULT_TIMING,
+)
+
+_RECEIVER_ADAPTER: TypeAdapter[Receiver] = TypeAdapter(Receiver)
+_RECEIVER_MODELS: dict[str, type[BaseModel]] = {
+    get_args(model.model_fields["type"].annotation)[0]: model
+    for model in get_args(get_args(Receiver)[0])
+}
+# A value someone may paste in place of the variable that should hold it: url for url_env.
+_SECRET_KEYS = frozenset(
+    name.removesuffix("_env")
+    for model in _RECEIVER_MODELS.values()
+    for name in model.model_fields
+    if name.endswith("_env")
+)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+#: Where a value is in the document: ("routes", 2, "group_wait").
+_KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One ``[[routes]]`` table: the labels it matches, its receivers and their timing.
+
+    ``index`` is its position among the routes (from 0), ``line`` the line of its header;
+    durations are in seconds.
+    """
+
+    index: int
+    line: int
+    match: Mapping[str, frozenset[str]] = field(hash=False)
+    match_re: Mapping[str, re.Pattern[str]] = field(hash=False)
+    receivers: tuple[str, ...]
+    continue_: bool
+    group_wait: float
+    group_interval: float
+    repeat_interval: float
+    send_updates: bool = True
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Every ``match`` label has one of its values; every ``match_re`` one matches whole."""
+        return all(labels.get(name, "") in values for name, values in self.match.items()) and all(
+            pattern.fullmatch(labels.get(name, "")) for name, pattern in self.match_re.items()
+        )
+
+    def conditions(self) -> str:
+        """What it matches, as people write it: ``severity=critical, service~^api-.*``."""
+        parts = [
+            f"{name}={next(iter(values))}"
+            if len(values) == 1
+            else f"{name} in ({', '.join(_ordered(name, values))})"
+            for name, values in self.match.items()
+        ]
+        parts += [f"{name}~{pattern.pattern}" for name, pattern in self.match_re.items()]
+        return ", ".join(parts) or "every alert"
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    """The routes and receivers of one file; ``source`` is its path or "the shipped default"."""
+
+    routes: tuple[Route, ...]
+    receivers: Mapping[str, Receiver] = field(hash=False)
+    source: str
+
+    def matching(self, labels: Mapping[str, str]) -> list[Route]:
+        """The routes the walk matches, in order: up to the first without ``continue``."""
+        found: list[Route] = []
+        for route in self.routes:
+            if route.matches(labels):
+                found.append(route)
+                if not route.continue_:
+                    break
+        return found
+
+    def route(self, labels: Mapping[str, str]) -> list[tuple[Route, str]]:
+        """(route, receiver) pairs to send to, in order, each receiver once (its first route
+        wins); empty when no route matches, which the caller counts as unrouted."""
+        pairs: list[tuple[Route, str]] = []
+        seen: set[str] = set()
+        for route in self.matching(labels):
+            for name in route.receivers:
+                if name not in seen:
+                    seen.add(name)
+                    pairs.append((route, name))
+        return pairs
+
+
+def alert_labels(
+    *,
+    severity: str,
+    kind: str,
+    service: str | None = None,
+    environment: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The labels routes match on; unknown ones are left out (they match as "")."""
+    labels = {"severity": severity, "kind": kind}
+    if service:
+        labels["service"] = service
+    if environment:
+        labels["environment"] = environment
+    labels.update({f"{_TAG}{name}": value for name, value in (tags or {}).items()})
+    return labels
+
+
+def load_routes(path: Path | None) -> RoutingTable:
+    """Read and validate a routes file; ``None`` reads the shipped default.
+
+    Raises ConfigError naming every problem of the file, one line each with its line number.
+    """
+    if path is None:
+        text = resources.files("mendline.sinks.routing").joinpath(_SHIPPED_NAME).read_text("utf-8")
+        return _parse_routes(text, _SHIPPED_NAME, _SHIPPED_SOURCE)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the routes file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the routes file is not UTF-8 text: {exc.reason}") from exc
+    return _parse_routes(text, str(path), str(path))
+
+
+def check_secrets(table: RoutingTable, environ: Mapping[str, str]) -> list[str]:
+    """The environment variables the receivers name that are unset or empty, one message each.
+
+    Routing never needs them; the alert worker checks them when it starts.
+    """
+    problems: list[str] = []
+    for name, receiver in table.receivers.items():
+        for setting, variable in receiver:
+            if setting.endswith("_env") and isinstance(variable, str) and not environ.get(variable):
+                state = "is empty" if variable in environ else "is not set"
+                problems.append(
+                    f'receiver "{name}" ({receiver.type}): {variable} ({setting}) {state}'
+                )
+    return problems
+
+
+def describe(table: RoutingTable, labels: Mapping[str, str]) -> str:
+    """Where an alert with ``labels`` goes, for people: the routes it matched (with their
+    lines), the receivers reached with their channel and the timing in effect."""
+    shown = ", ".join(f"{name}={value}" for name, value in labels.items()) or "(none)"
+    lines = [f"routes: {table.source}", f"labels: {shown}"]
+    matched = table.matching(labels)
+    if not matched:
+        lines.append("no route matches: this alert would not be sent")
+        return "\n".join(lines)
+    for route in matched:
+        also = "; continue" if route.continue_ else ""
+        lines.append(
+            f"matched routes[{route.index}] (line {route.line}): {route.conditions()}{also}"
+        )
+    pairs = table.route(labels)
+    if not pairs:
+        lines.append("the matched routes name no receivers: this alert would not be sent")
+        return "\n".join(lines)
+    lines.append("sends to:")
+    name_width = max(len(name) for _, name in pairs)
+    type_width = max(len(table.receivers[name].type) for _, name in pairs)
+    for route, name in pairs:
+        updates = "updates" if route.send_updates else "no updates"
+        lines.append(
+            f"  {name:{name_width}}  {table.receivers[name].type:{type_width}}"
+            f"  group_wait {format_duration(route.group_wait)},"
+            f" group_interval {format_duration(route.group_interval)},"
+            f" repeat_interval {format_duration(route.repeat_interval)}, {updates}"
+            f"  (routes[{route.index}], line {route.line})"
+        )
+    return "\n".join(lines)
+
+
+# -- durations ----------------------------------------------------------------------------
+
+_NUMBER = r"\d+(?:\.\d+)?"
+_DURATION = re.compile(
+    rf"(?:(?P<d>{_NUMBER})d)?(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?"
+    rf"(?:(?P<s>{_NUMBER})s)?(?:(?P<ms>{_NUMBER})ms)?"
+)
+_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_DURATION_HINT = "use 30s, 5m, 4h, 1h30m or seconds"
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from "30s", "5m", "4h", "1h30m", "500ms", "1d" or a number of seconds.
+
+    Raises ValueError with a message for people (the value, and what to write instead).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f'must be a duration such as "30s", not {_toml_type(value)}')
+    if isinstance(value, str):
+        text = value.strip()
+        found = _DURATION.fullmatch(text)
+        if text.startswith("-"):
+            raise ValueError(f"{json.dumps(value)} is negative; use 0s or more")
+        if found is not None and text:
+            return sum(float(n) * _UNIT_SECONDS[u] for u, n in found.groupdict().items() if n)
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise ValueError(f"{json.dumps(value)} is not a duration ({_DURATION_HINT})") from None
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"{json.dumps(value)} is not a duration ({_DURATION_HINT})")
+    if seconds < 0:
+        raise ValueError(f"{json.dumps(value)} is negative; use 0s or more")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest way to write ``seconds`` as a duration: ``1h30m``, ``500ms``, ``0s``."""
+    millis = round(seconds * 1000)
+    parts = []
+    for unit in ("d", "h", "m", "s", "ms"):
+        count, millis = divmod(millis, round(_UNIT_SECONDS[unit] * 1000))
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or f"{seconds:g}s"
+
+
+# -- reading the file ---------------------------------------------------------------------
+
+
+def _parse_routes(text: str, name: str, source: str) -> RoutingTable:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_toml_error(name, text, exc)) from exc
+    problems = _Problems(name, _Lines(text))
+    for key in document:
+        if key not in _TOP_KEYS:
+            problems.add((key,), _unknown_key(key, _TOP_KEYS))
+    timing = _read_defaults(document.get("defaults", {}), problems)
+    receivers_table = document.get("receivers", {})
+    receivers = _read_receivers(receivers_table, problems)
+    # A receiver with bad settings is still defined: its routes are not wrong too.
+    defined = tuple(receivers_table) if isinstance(receivers_table, dict) else ()
+    routes = _read_routes(document.get("routes"), timing, defined, problems)
+    problems.raise_any()
+    return RoutingTable(tuple(routes), MappingProxyType(receivers), source)
+
+
+def _toml_error(name: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
+    message = str(exc)
+    where = re.search(r" \(at line (\d+), column (\d+)\)$", message)
+    if where is not None:
+        line = int(where[1])
+        message = f"{message[: where.start()]} (column {where[2]})"
+    else:  # "(at end of document)": the last line
+        line = max(1, len(text.splitlines()))
+        message = message.replace(" (at end of document)", " at the end of the file")
+    return f"{name}:{line}: invalid TOML: {message}"
+
+
+class _Problems:
+    """The problems of one file, each tied to the line of the key it is about."""
+
+    def __init__(self, name: str, lines: _Lines) -> None:
+        self.name = name
+        self.lines = lines
+        self._found: list[tuple[int, str]] = []
+
+    def add(self, path: _KeyPath, message: str) -> None:
+        line = self.lines.line_of(path)
+        self._found.append((line, f"{self.name}:{line}: {_dotted(path)}: {message}"))
+
+    def raise_any(self) -> None:
+        if self._found:
+            ordered = sorted(self._found, key=lambda found: found[0])
+            raise ConfigError("\n".join(message for _, message in ordered))
+
+
+def _read_defaults(value: object, problems: _Problems) -> dict[str, Any]:
+    timing = dict(_DEFAULT_TIMING)
+    if not isinstance(value, dict):
+        problems.add(("defaults",), f"must be a table ([defaults]), not {_toml_type(value)}")
+        return timing
+    for key, setting in value.items():
+        if key in _DEFAULT_TIMING:
+            timing[key] = _read_timing(("defaults", key), setting, problems, timing[key])
+        else:
+            problems.add(("defaults", key), _unknown_key(key, tuple(_DEFAULT_TIMING)))
+    return timing
+
+
+def _read_timing(path: _KeyPath, value: object, problems: _Problems, fallback: Any) -> Any:
+    key = path[-1]
+    if key == "send_updates":
+        return _read_bool(path, value, problems, fallback)
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        problems.add(path, str(exc))
+        return fallback
+    if seconds == 0 and key != "group_wait":  # zero would resend on every poll
+        problems.add(path, f'must be more than 0s, as in Alertmanager (say {key} = "1m")')
+    return seconds
+
+
+def _read_bool(path: _KeyPath, value: object, problems: _Problems, fallback: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    problems.add(path, f"must be true or false, not {_toml_type(value)}")
+    return fallback
+
+
+def _read_receivers(value: object, problems: _Problems) -> dict[str, Receiver]:
+    if not isinstance(value, dict):
+        problems.add(("receivers",), "must be tables such as [receivers.team-slack]")
+        return {}
+    receivers: dict[str, Receiver] = {}
+    for name, settings in value.items():
+        if not isinstance(settings, dict):
+            problems.add(
+                ("receivers", name),
+                f"must be a table ([receivers.{name}] with type = ...), not {_toml_type(settings)}",
+            )
+            continue
+        receiver = _read_receiver(("receivers", name), settings, problems)
+        if receiver is not None:
+            receivers[name] = receiver
+    return receivers
+
+
+def _read_receiver(
+    path: _KeyPath, settings: dict[str, Any], problems: _Problems
+) -> Receiver | None:
+    valid = True
+    model = _RECEIVER_MODELS.get(str(settings.get("type")))
+    # A secret pasted in place of its variable, for a type that reads that variable.
+    pasted = sorted(
+        key
+        for key in _SECRET_KEYS & settings.keys()
+        if model is None or f"{key}_env" in model.model_fields
+    )
+    checked = {key: value for key, value in settings.items() if key not in pasted}
+    for key in pasted:
+        problems.add(
+            (*path, key),
+            f'secrets come from environment variables: set {key}_env = "NAME", put the value'
+            f" in the variable NAME and remove {key} from the file",
+        )
+        checked.setdefault(f"{key}_env", "REPORTED")  # not "missing" as well
+        valid = False
+    for key, variable in settings.items():
+        # The value itself pasted where its variable's name belongs: do not echo it.
+        if key.endswith("_env") and isinstance(variable, str) and not _ENV_NAME.fullmatch(variable):
+            problems.add(
+                (*path, key),
+                "is not an environment variable name (letters, digits and _): secrets come"
+                " from environment variables, so put the value in one and name it here",
+            )
+            valid = False
+    try:
+        receiver = _RECEIVER_ADAPTER.validate_python(checked)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            where, message = _receiver_error(error, checked.get("type"))
+            problems.add((*path, *where), message)
+        return None
+    for where, message in _receiver_rules(receiver):
+        problems.add((*path, *where), message)
+        valid = False
+    return receiver if valid else None
+
+
+def _receiver_error(error: Mapping[str, Any], kind: object) -> tuple[_KeyPath, str]:
+    types = _either(f'"{name}"' for name in _RECEIVER_MODELS)
+    if error["type"] == "union_tag_not_found":
+        return ("type",), f"missing: say type = {types}"
+    if error["type"] == "union_tag_invalid":
+        return ("type",), f"{json.dumps(kind)} is not a receiver type (use {types})"
+    where = tuple(error["loc"][1:])  # the first is the type, the union's tag
+    if error["type"] == "missing":
+        return where, f'missing: a receiver of type = "{kind}" needs it'
+    if error["type"] == "extra_forbidden":
+        allowed = tuple(_RECEIVER_MODELS[str(kind)].model_fields)
+        return where, _unknown_key(str(where[-1]), allowed, f'for type = "{kind}"')
+    return where, str(error["msg"])
+
+
+def _receiver_rules(receiver: Receiver) -> list[tuple[_KeyPath, str]]:
+    """What the models allow but no channel could use."""
+    if isinstance(receiver, SlackReceiver):
+        if receiver.bot_token_env is not None and receiver.channel is None:
+            return [(("channel",), 'missing: bot_token_env needs a channel = "#name" to post to')]
+        if receiver.webhook_url_env is None and receiver.bot_token_env is None:
+            return [
+                (("type",), "a slack receiver needs webhook_url_env, or bot_token_env and channel")
+            ]
+    if isinstance(receiver, EmailReceiver) and (receiver.username_env is None) != (
+        receiver.password_env is None
+    ):
+        missing = "password_env" if receiver.password_env is None else "username_env"
+        return [((missing,), "missing: SMTP login needs both username_env and password_env")]
+    return []
+
+
+def _read_routes(
+    value: object, timing: dict[str, Any], defined: tuple[str, ...], problems: _Problems
+) -> list[Route]:
+    if value is None or value == []:
+        problems.add(("routes",), "no routes: add at least one [[routes]] with receivers")
+        return []
+    if not isinstance(value, list) or not all(isinstance(table, dict) for table in value):
+        problems.add(("routes",), "must be [[routes]] tables, each with match and receivers")
+        return []
+    return [
+        _read_route(index, table, timing, defined, problems) for index, table in enumerate(value)
+    ]
+
+
+def _read_route(
+    index: int,
+    table: dict[str, Any],
+    defaults: dict[str, Any],
+    defined: tuple[str, ...],
+    problems: _Problems,
+) -> Route:
+    path: _KeyPath = ("routes", index)
+    for key in table:
+        if key not in _ROUTE_KEYS:
+            problems.add((*path, key), _unknown_key(key, _ROUTE_KEYS))
+    match = _read_match((*path, "match"), table.get("match", {}), problems)
+    if "severity_at_least" in table:
+        at_least = _read_severity_at_least((*path, "severity_at_least"), table, problems)
+        if at_least is not None:
+            match["severity"] = at_least
+    timing = {
+        key: _read_timing((*path, key), table[key], problems, fallback)
+        if key in table
+        else fallback
+        for key, fallback in defaults.items()
+    }
+    return Route(
+        index=index,
+        line=problems.lines.line_of(path),
+        match=MappingProxyType(match),
+        match_re=MappingProxyType(_read_match_re((*path, "match_re"), table, problems)),
+        receivers=_read_route_receivers((*path, "receivers"), table, defined, problems),
+        continue_=_read_bool((*path, "continue"), table.get("continue", False), problems, False),
+        **timing,
+    )
+
+
+def _read_match(path: _KeyPath, value: object, problems: _Problems) -> dict[str, frozenset[str]]:
+    if not isinstance(value, dict):
+        problems.add(
+            path, f'must be a table such as {{ severity = "critical" }}, not {_toml_type(value)}'
+        )
+        return {}
+    match: dict[str, frozenset[str]] = {}
+    for label, wanted in value.items():
+        where = (*path, label)
+        if not _check_label(where, label, problems):
+            continue
+        values = [wanted] if isinstance(wanted, str) else wanted
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, str) for v in values)
+        ):
+            problems.add(
+                where, f"must be a string or a non-empty list of strings, not {_toml_type(wanted)}"
+            )
+            continue
+        allowed = _CHECKED_VALUES.get(label)
+        bad = [v for v in values if allowed is not None and v not in allowed]
+        for v in bad:
+            problems.add(where, f"{json.dumps(v)} is not a {label} (use {_either(allowed or ())})")
+        if not bad:
+            match[label] = frozenset(values)
+    return match
+
+
+def _read_severity_at_least(
+    path: _KeyPath, table: dict[str, Any], problems: _Problems
+) -> frozenset[str] | None:
+    value = table["severity_at_least"]
+    if isinstance(table.get("match"), dict) and "severity" in table["match"]:
+        problems.add(path, "give either severity_at_least or match.severity, not both")
+        return None
+    if value not in ALERT_SEVERITIES:
+        shown = json.dumps(value) if isinstance(value, str) else _toml_type(value)
+        problems.add(path, f"{shown} is not a severity (use {_either(ALERT_SEVERITIES)})")
+        return None
+    return frozenset(ALERT_SEVERITIES[ALERT_SEVERITIES.index(value) :])
+
+
+def _read_match_re(
+    path: _KeyPath, table: dict[str, Any], problems: _Problems
+) -> dict[str, re.Pattern[str]]:
+    value = table.get("match_re", {})
+    if not isinstance(value, dict):
+        problems.add(
+            path, f'must be a table such as {{ service = "^api-.*" }}, not {_toml_type(value)}'
+        )
+        return {}
+    patterns: dict[str, re.Pattern[str]] = {}
+    for label, pattern in value.items():
+        where = (*path, label)
+        if not _check_label(where, label, problems):
+            continue
+        if not isinstance(pattern, str):
+            problems.add(where, f"must be a regular expression string, not {_toml_type(pattern)}")
+            continue
+        try:
+            patterns[label] = re.compile(pattern)
+        except re.error as exc:
+            problems.add(
+                where,
+                f"{json.dumps(pattern)} is not a regular expression:"
+                f" {exc.msg} at position {exc.pos}",
+            )
+    return patterns
+
+
+def _read_route_receivers(
+    path: _KeyPath, table: dict[str, Any], defined: tuple[str, ...], problems: _Problems
+) -> tuple[str, ...]:
+    if "receivers" not in table:
+        problems.add(path[:-1], 'missing receivers: say receivers = ["name", ...]')
+        return ()
+    value = table["receivers"]
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        problems.add(path, f"must be a list of receiver names, not {_toml_type(value)}")
+        return ()
+    for name in value:
+        if name not in defined:
+            close = difflib.get_close_matches(name, defined, n=1)
+            hint = f'; did you mean "{close[0]}"?' if close else ""
+            known = ", ".join(defined) or "none"
+            problems.add(path, f'unknown receiver "{name}"{hint} (the file defines: {known})')
+    return tuple(dict.fromkeys(value))
+
+
+def _check_label(path: _KeyPath, label: str, problems: _Problems) -> bool:
+    if label in LABEL_NAMES or (label.startswith(_TAG) and len(label) > len(_TAG)):
+        return True
+    problems.add(
+        path,
+        f"unknown label (match on {', '.join(LABEL_NAMES)},"
+        ' or "tag:<name>" for a tag, quoted: "tag:team" = "payments")',
+    )
+    return False
+
+
+def _unknown_key(key: str, allowed: tuple[str, ...], where: str = "") -> str:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f'; did you mean "{close[0]}"?' if close else ""
+    return f"unknown key{' ' + where if where else ''}{hint} (allowed: {', '.join(allowed)})"
+
+
+def _either(values: Iterable[str]) -> str:
+    items = list(values)
+    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else "".join(items)
+
+
+def _ordered(label: str, values: frozenset[str]) -> list[str]:
+    rank = _CHECKED_VALUES.get(label)
+    return sorted(values, key=lambda v: (rank.index(v) if rank and v in rank else 0, v))
+
+
+def _toml_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date or time"
+
+
+def _dotted(path: _KeyPath) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            key = part if _BARE_KEY.fullmatch(part) else json.dumps(part)
+            text += f".{key}" if text else key
+    return text
+
+
+# -- lines --------------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_KEY = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
+_KEY_PATH = rf"{_KEY}(?:\s*\.\s*{_KEY})*"
+_ARRAY_HEADER = re.compile(rf"\s*\[\[\s*({_KEY_PATH})\s*\]\]")
+_TABLE_HEADER = re.compile(rf"\s*\[\s*({_KEY_PATH})\s*\]")
+_KEY_LINE = re.compile(rf"\s*({_KEY_PATH})\s*=")
+_TRIPLE_STRINGS = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'')
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'')
+
+
+class _Lines:
+    """The line where each table and key of a TOML text starts, by its path in the
+    document: tomllib gives values but not their lines. Enough of TOML for routes files:
+    headers, dotted keys, arrays of tables, and values that span lines."""
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[_KeyPath, int] = {}
+        self._arrays: dict[_KeyPath, int] = {}  # an array of tables -> its current index
+        table: _KeyPath = ()
+        depth = 0  # brackets and braces still open: a value spanning lines
+        open_string: str | None = None  # the quotes of a multi-line string still open
+        for number, line in enumerate(text.splitlines(), start=1):
+            if open_string is not None:
+                if open_string not in line:
+                    continue
+                line = line.split(open_string, 1)[1]
+                open_string = None
+            elif depth == 0:
+                if header := _ARRAY_HEADER.match(line):
+                    table = self._open_array(_key_parts(header[1]))
+                    self._lines.setdefault(table, number)
+                    continue
+                if header := _TABLE_HEADER.match(line):
+                    table = self._resolve(_key_parts(header[1]))
+                    self._lines.setdefault(table, number)
+                    continue
+                if key := _KEY_LINE.match(line):
+                    self._lines.setdefault((*table, *_key_parts(key[1])), number)
+            code = _TRIPLE_STRINGS.sub('""', line)
+            for quotes in ('"""', "'''"):
+                if quotes in code:
+                    open_string = quotes
+                    code = code.split(quotes, 1)[0]
+            code = _STRINGS.sub('""', code).split("#", 1)[0]
+            depth = max(
+                0, depth + sum(code.count(c) for c in "[{") - sum(code.count(c) for c in "]}")
+            )
+
+    def line_of(self, path: _KeyPath) -> int:
+        """The line of ``path``, or of the nearest table or key around it; 1 if none."""
+        for end in range(len(path), 0, -1):
+            if path[:end] in self._lines:
+                return self._lines[path[:end]]
+        return 1
+
+    def _resolve(self, parts: list[str]) -> _KeyPath:
+        # [routes.match] after [[routes]] is a table of the last route.
+        resolved: list[str | int] = []
+        for part in parts:
+            resolved.append(part)
+            index = self._arrays.get(tuple(resolved))
+            if index is not None:
+                resolved.append(index)
+        return tuple(resolved)
+
+    def _open_array(self, parts: list[str]) -> _KeyPath:
+        array = (*self._resolve(parts[:-1]), parts[-1])
+        index = self._arrays.get(array, -1) + 1
+        self._arrays[array] = index
+        return (*array, index)
+
+
+def _key_parts(key_path: str) -> list[str]:
+    return [part.strip("\"'") for part in re.findall(_KEY, key_path)]
