@@ -1,0 +1,105 @@
+"""The facade: a broker and a database, each embedded or named by ``MENDLINE_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Self
+
+from mendline.devstack._kafka import KafkaBroker
+from mendline.devstack._postgres import EmbeddedPostgres
+
+__all__ = ["DevStack"]
+
+
+class DevStack:
+    """A broker and a database for tests and ``mendline demo``, each embedded or external.
+
+    Each part is, by precedence: the argument given here, the ``MENDLINE_KAFKA_BOOTSTRAP`` /
+    ``MENDLINE_DATABASE_URL`` variable in ``environ`` (``os.environ`` by default), or an
+    embedded server started by :meth:`start`. Only what it started is stopped. Usable as a
+    context manager (starts, then closes).
+    """
+
+    def __init__(
+        self,
+        *,
+        kafka_bootstrap: str | None = None,
+        database_url: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        environ = os.environ if environ is None else environ
+        kafka_bootstrap = kafka_bootstrap or environ.get("MENDLINE_KAFKA_BOOTSTRAP") or None
+        database_url = database_url or environ.get("MENDLINE_DATABASE_URL") or None
+        self.broker: KafkaBroker | None = KafkaBroker() if kafka_bootstrap is None else None
+        """The broker this stack runs, or None when it uses an external one."""
+        self.postgres: EmbeddedPostgres | None = None
+        """The database server this stack runs, or None when it uses an external one."""
+        try:
+            self.postgres = EmbeddedPostgres() if database_url is None else None
+        except BaseException:
+            if self.broker is not None:
+                self.broker.close()
+            raise
+        self._kafka_bootstrap = kafka_bootstrap
+        self._database_url = database_url
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """The Kafka bootstrap servers to use."""
+        if self.broker is not None:
+            return self.broker.bootstrap
+        assert self._kafka_bootstrap is not None
+        return self._kafka_bootstrap
+
+    @property
+    def database_url(self) -> str:
+        """The PostgreSQL URL to use."""
+        if self.postgres is not None:
+            return self.postgres.url
+        assert self._database_url is not None
+        return self._database_url
+
+    @property
+    def environ(self) -> dict[str, str]:
+        """The ``MENDLINE_*`` variables that point a mendline process at this stack."""
+        return {
+            "MENDLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "MENDLINE_DATABASE_URL": self.database_url,
+        }
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the embedded parts; on failure stop whatever did start."""
+        try:
+            if self.broker is not None:
+                self.broker.start(timeout)
+            if self.postgres is not None:
+                self.postgres.start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the embedded parts, keeping their data for a later :meth:`start`."""
+        for server in (self.postgres, self.broker):
+            if server is not None:
+                server.stop()
+
+    def close(self) -> None:
+        """Stop the embedded parts and delete their files; idempotent."""
+        for server in (self.postgres, self.broker):
+            if server is not None:
+                server.close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
