@@ -269,6 +269,42 @@ async def test_killing_postgres_leaves_no_process_behind(
         await conn.close()
 
 
+def sysv_segments() -> set[int]:
+    """The ids of the SysV shared-memory segments on this machine."""
+    lines = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    return {int(line.split()[1]) for line in lines}
+
+
+def test_a_database_left_by_a_killed_process_is_swept_by_the_next_one_to_start_a_server() -> None:
+    script = (
+        "import time\n"
+        "from mendline.devstack import EmbeddedPostgres\n"
+        "server = EmbeddedPostgres()\n"
+        "server.start()\n"
+        "print(server.workdir, server.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    starter = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert starter.stdout is not None
+        workdir_text, pid_text = starter.stdout.readline().split()
+        workdir, pid = Path(workdir_text), int(pid_text)
+        family = {pid, *children_of(pid)}
+    finally:
+        starter.kill()  # no atexit, no cleanup: the files and the segment stay behind
+        starter.wait()
+    assert not wait_gone(family)
+    shmid = int((workdir / "data" / "postmaster.pid").read_text().splitlines()[6].split()[1])
+    assert workdir.is_dir() and shmid in sysv_segments()
+
+    # A broker, not a database: whichever server starts first sweeps every kind's leftovers.
+    sweeper = "from mendline.devstack import KafkaBroker\nKafkaBroker().close()\n"
+    subprocess.run([sys.executable, "-c", sweeper], check=True, timeout=60)
+
+    assert not workdir.exists()
+    assert shmid not in sysv_segments()
+
+
 # -- the stack --------------------------------------------------------------------------------
 
 
