@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mendline.analyzers.policy import alert_labels
 from mendline.cli._console import AS_JSON, TAGS, counted, hint_on, print_json
 from mendline.schemas.alert import ALERT_SEVERITIES
 from mendline.schemas.errors import ConfigError
@@ -16,7 +17,6 @@ from mendline.schemas.settings import Settings
 from mendline.sinks.routing import (
     ALERT_KINDS,
     RoutingTable,
-    alert_labels,
     check_secrets,
     describe,
     format_duration,

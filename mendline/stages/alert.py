@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from mendline.analyzers.policy import takes_digests
 from mendline.schemas.alert import Channel, ChannelError, Notification
 from mendline.schemas.database import is_outage
 from mendline.schemas.settings import Settings
@@ -23,7 +24,6 @@ from mendline.sinks.postgres import (
     AlertStore,
     DueDelivery,
     migrated_pool,
-    takes_digests,
 )
 from mendline.sinks.routing import RoutingTable
 from mendline.stages._waiting import Listener, keep_renewing, through_outages, wait_any

@@ -1,6 +1,7 @@
 """PostgreSQL: the event store, the analysis and alert work queues, issue administration, and
 the versioned migrations of schema ``mendline``."""
 
+from mendline.analyzers.policy import alert_severity, takes_digests
 from mendline.sinks.postgres._admin import (
     IssueNotFound,
     merge_issues,
@@ -11,9 +12,7 @@ from mendline.sinks.postgres._alerts import (
     AlertStore,
     DueDelivery,
     RoutingResult,
-    alert_severity,
     route_key,
-    takes_digests,
 )
 from mendline.sinks.postgres._findings import (
     FINDINGS_CHANNEL,

@@ -5,21 +5,27 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from mendline.schemas.alert import (
-    ALERT_SEVERITIES,
-    Alert,
-    AlertFinding,
-    AlertIssue,
-    AlertSeverity,
-    Receiver,
+from mendline.analyzers.policy import (
+    NO_GROUP,
+    DeliveryDecision,
+    GroupState,
+    RouteTiming,
+    SentMessage,
+    alert_labels,
+    alert_severity,
+    decide_delivery,
+    follow_finding,
+    higher_severity,
+    resolve_audience,
+    takes_digests,
 )
+from mendline.schemas.alert import Alert, AlertFinding, AlertIssue, AlertSeverity
 from mendline.schemas.database import is_outage
-from mendline.schemas.event import LEVEL_RANK
 
 if TYPE_CHECKING:
     from mendline.sinks.routing import Route, RoutingTable
@@ -28,32 +34,8 @@ __all__ = [
     "AlertStore",
     "DueDelivery",
     "RoutingResult",
-    "alert_severity",
     "route_key",
-    "takes_digests",
 ]
-
-_FINDING_RAISES = {"critical": "critical", "high": "error"}
-
-
-def alert_severity(level: str, finding_severity: str | None, kind: str) -> AlertSeverity:
-    """The severity of an alert: the issue's level (critical, error, warning; info below),
-    raised to critical by a critical finding and to error by a high one, and raised one step
-    (up to error) for a spike or a regression: they page only when the issue is critical."""
-    rank = min(max(LEVEL_RANK.get(level, 3) - 1, 0), 3)  # debug, info -> info
-    if finding_severity in _FINDING_RAISES:
-        rank = max(rank, ALERT_SEVERITIES.index(_FINDING_RAISES[finding_severity]))
-    if kind in ("frequency", "regression") and rank < 2:
-        rank += 1
-    return ALERT_SEVERITIES[rank]
-
-
-def takes_digests(receiver: Receiver | None) -> bool:
-    """Whether several alerts due together go to ``receiver`` as one message: Slack, and
-    email unless its ``digest`` is off; PagerDuty has an incident per issue."""
-    if receiver is None:
-        return False
-    return receiver.type == "slack" or (receiver.type == "email" and receiver.digest)
 
 
 @dataclass
@@ -105,7 +87,7 @@ class AlertStore:
             for row in rows:
                 result.triggers += 1
                 severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
-                await self._route(conn, table, row, severity, result, known=set())
+                await self._route(conn, table, row, severity, result, known=frozenset())
         return result
 
     async def follow_findings(self, table: RoutingTable, limit: int = 200) -> RoutingResult:
@@ -123,39 +105,20 @@ class AlertStore:
             )
             for row in rows:
                 result.triggers += 1
-                sent = await conn.fetch(
-                    """SELECT receiver, route_key, status, finding_id,
-                              coalesce(lease_until > now(), false) AS sending
-                       FROM mendline.deliveries
-                       WHERE trigger_id = $1 AND mode <> 'update'""",
-                    row["id"],
+                keys, sent = await self._sent(conn, table, row["id"])
+                severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
+                follow = follow_finding(
+                    sent, severity=severity, routed_severity=row["routed_severity"], now=row["now"]
                 )
-                if any(r["status"] == "pending" and r["sending"] for r in sent):
+                if follow.later:
                     continue  # being sent right now, perhaps without the finding: next pass
-                known = {r["receiver"] for r in sent}
-                keys = {r["receiver"]: r["route_key"] for r in sent}
-                for r in sent:
-                    if r["status"] != "delivered" or r["finding_id"] is not None:
-                        continue  # still waiting (it will carry the finding), or carried it
-                    route = _route_at(table, keys[r["receiver"]])
-                    if route is None or not route.send_updates:
-                        continue
+                for receiver, decision in follow.updates:
                     await self._insert(
-                        conn,
-                        table,
-                        row,
-                        r["receiver"],
-                        route,
-                        row["routed_severity"],
-                        "update",
-                        0.0,
+                        conn, row, receiver, keys[receiver], row["routed_severity"], decision
                     )
                     result.updates += 1
-                severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
-                if ALERT_SEVERITIES.index(severity) > ALERT_SEVERITIES.index(
-                    row["routed_severity"] or "info"
-                ):
-                    await self._route(conn, table, row, severity, result, known=known)
+                if follow.reroute:
+                    await self._route(conn, table, row, severity, result, known=follow.told)
                 await conn.execute(
                     "UPDATE mendline.triggers SET followed_at = now() WHERE id = $1", row["id"]
                 )
@@ -168,87 +131,40 @@ class AlertStore:
         row: Any,
         severity: AlertSeverity,
         result: RoutingResult,
-        known: set[str],
+        known: frozenset[str],
     ) -> None:
-        labels = {
-            "severity": severity,
-            "service": row["service"],
-            "environment": row["environment"] or "",
-            "kind": row["kind"],
-            **{f"tag:{k}": str(v) for k, v in _json(row["tags"]).items()},
-        }
-        states = {
-            r["receiver"]: r
-            for r in await conn.fetch(
-                "SELECT receiver, last_sent_at FROM mendline.alert_state WHERE issue_id = $1",
-                row["issue_id"],
-            )
-        }
-        # Receivers with a message about the issue not sent yet: they count as told (a
-        # spike in the meantime would be a second "new" alert), and it carries the counts.
-        pending = {
-            r["receiver"]
-            for r in await conn.fetch(
-                """SELECT DISTINCT receiver FROM mendline.deliveries
-                   WHERE issue_id = $1 AND status = 'pending' AND kind <> 'resolved'""",
-                row["issue_id"],
-            )
-        }
+        """Route one trigger: read what the decisions need, decide for each receiver the routes
+        reach (those ``known`` aside), record the deliveries and mark the trigger routed."""
+        told = await self._told(conn, row["issue_id"])
+        pending = await self._pending(conn, row["issue_id"])
         if row["kind"] == "resolved":
-            # What was not sent yet need not be: it is over. Everyone who was told hears it
-            # is resolved (PagerDuty resolves its incident), whatever the routes say now.
-            sending = {
-                r["receiver"]
-                for r in await conn.fetch(
-                    """UPDATE mendline.deliveries SET status = 'suppressed',
-                           last_error = 'resolved before it was sent'
-                       WHERE issue_id = $1 AND status = 'pending' AND kind <> 'resolved'
-                         AND (lease_until IS NULL OR lease_until < now())
-                       RETURNING receiver""",
-                    row["issue_id"],
-                )
-            }
-            # Being sent right now: they will have been told, so they hear of the resolve
-            # too (after it: deliveries go in order).
-            told = set(states) | (pending - sending)
+            withdrawn = await self._withdraw(conn, row["issue_id"])
             pairs = [
                 (route, receiver)
-                for receiver in sorted(told)
+                for receiver in resolve_audience(told, pending, withdrawn)
                 if (route := _route_of(table, receiver)) is not None
             ]
         else:
-            pairs = table.route(labels)
+            pairs = table.route(_labels(row, severity))
         if not pairs and not known and row["kind"] != "resolved":
             result.unrouted += 1
+        pairs = [(route, receiver) for route, receiver in pairs if receiver not in known]
+        groups = await self._groups(conn, table, pairs, row["now"])
         for route, receiver in pairs:
-            if receiver in known:
-                continue
-            state = states.get(receiver)
-            if row["kind"] == "resolved":
-                mode = "repeat"
-            elif row["kind"] == "regression":
-                # Resolved by a person, and back: always worth telling, in the first
-                # message's thread when there is one.
-                mode = "repeat" if state is not None else "new"
-            elif receiver in pending or (
-                state is not None
-                and state["last_sent_at"] > row["now"] - timedelta(seconds=route.repeat_interval)
-            ):
-                # Told (or about to be) within repeat_interval: no storm. An update, if the
-                # route asks and the first message is out.
-                sent = receiver not in pending and route.send_updates
-                mode = "update" if sent else "suppressed"
-            else:
-                mode = "repeat" if state is not None else "new"
-            if mode == "suppressed":
-                await self._insert(
-                    conn, table, row, receiver, route, severity, "new", 0.0, "suppressed"
-                )
+            decision = decide_delivery(
+                row["kind"],
+                _timing(route),
+                row["now"],
+                told_at=told.get(receiver),
+                pending=receiver in pending,
+                digests=takes_digests(table.receivers.get(receiver)),
+                group=groups.get(receiver, NO_GROUP),
+            )
+            await self._insert(conn, row, receiver, route_key(route), severity, decision)
+            if decision.mode == "suppressed":
                 result.suppressed += 1
-                continue
-            wait = route.group_wait if mode == "new" else 0.0
-            await self._insert(conn, table, row, receiver, route, severity, mode, wait)
-            result.deliveries += 1
+            else:
+                result.deliveries += 1
         await conn.execute(
             """UPDATE mendline.triggers SET routed_at = coalesce(routed_at, now()),
                    routed_severity = $2,
@@ -259,45 +175,100 @@ class AlertStore:
             severity,
         )
 
+    async def _told(self, conn: Any, issue_id: int) -> dict[str, datetime]:
+        """The receivers told of the issue, and when they were last sent a message about it."""
+        rows = await conn.fetch(
+            "SELECT receiver, last_sent_at FROM mendline.alert_state WHERE issue_id = $1",
+            issue_id,
+        )
+        return {r["receiver"]: r["last_sent_at"] for r in rows}
+
+    async def _pending(self, conn: Any, issue_id: int) -> set[str]:
+        """Receivers with a message about the issue not sent yet (a resolve aside)."""
+        rows = await conn.fetch(
+            """SELECT DISTINCT receiver FROM mendline.deliveries
+               WHERE issue_id = $1 AND status = 'pending' AND kind <> 'resolved'""",
+            issue_id,
+        )
+        return {r["receiver"] for r in rows}
+
+    async def _withdraw(self, conn: Any, issue_id: int) -> set[str]:
+        """The issue is resolved: what was not sent yet need not be. Suppress the messages
+        not being sent right now; the receivers they were for."""
+        rows = await conn.fetch(
+            """UPDATE mendline.deliveries SET status = 'suppressed',
+                   last_error = 'resolved before it was sent'
+               WHERE issue_id = $1 AND status = 'pending' AND kind <> 'resolved'
+                 AND (lease_until IS NULL OR lease_until < now())
+               RETURNING receiver""",
+            issue_id,
+        )
+        return {r["receiver"] for r in rows}
+
+    async def _groups(
+        self, conn: Any, table: RoutingTable, pairs: list[tuple[Route, str]], now: datetime
+    ) -> dict[str, GroupState]:
+        """The recent past of the groups (receiver and route) of receivers that take digests:
+        when each last sent, and when its message that is waiting (not being sent) is due."""
+        wanted = [
+            (receiver, route_key(route))
+            for route, receiver in pairs
+            if takes_digests(table.receivers.get(receiver))
+        ]
+        if not wanted:
+            return {}
+        rows = await conn.fetch(
+            """SELECT w.receiver, g.last_sent_at,
+                      (SELECT min(d.due_at) FROM mendline.deliveries d
+                       WHERE d.receiver = w.receiver AND d.route_key = w.route_key
+                         AND d.status = 'pending' AND d.mode = 'new'
+                         AND d.lease_until IS NULL AND d.due_at > $3) AS waiting_due_at
+               FROM unnest($1::text[], $2::text[]) AS w(receiver, route_key)
+               LEFT JOIN mendline.alert_groups g
+                 ON g.receiver = w.receiver AND g.route_key = w.route_key""",
+            [r for r, _ in wanted],
+            [key for _, key in wanted],
+            now,
+        )
+        return {r["receiver"]: GroupState(r["last_sent_at"], r["waiting_due_at"]) for r in rows}
+
+    async def _sent(
+        self, conn: Any, table: RoutingTable, trigger_id: int
+    ) -> tuple[dict[str, str], list[SentMessage]]:
+        """A trigger's messages (updates aside) and the route key each went by."""
+        rows = await conn.fetch(
+            """SELECT receiver, route_key, status, finding_id,
+                      coalesce(lease_until > now(), false) AS sending
+               FROM mendline.deliveries
+               WHERE trigger_id = $1 AND mode <> 'update'""",
+            trigger_id,
+        )
+        keys = {r["receiver"]: r["route_key"] for r in rows}
+        sent = []
+        for r in rows:
+            route = _route_at(table, keys[r["receiver"]])
+            sent.append(
+                SentMessage(
+                    receiver=r["receiver"],
+                    status=r["status"],
+                    sending=r["sending"],
+                    carried_finding=r["finding_id"] is not None,
+                    send_updates=route is not None and route.send_updates,
+                )
+            )
+        return keys, sent
+
     async def _insert(
         self,
         conn: Any,
-        table: RoutingTable,
         row: Any,
         receiver: str,
-        route: Route,
+        key: str,
         severity: str,
-        mode: str,
-        wait: float,
-        status: str = "pending",
+        decision: DeliveryDecision,
     ) -> None:
-        due = row["now"] + timedelta(seconds=wait)
-        pushed = False
-        if mode == "new" and takes_digests(table.receivers.get(receiver)):
-            # A group (receiver and route) that sent lately waits group_interval, so what
-            # comes meanwhile goes as one digest. A receiver without digests (PagerDuty: an
-            # incident per issue) has nothing to wait for.
-            group = await conn.fetchval(
-                """SELECT last_sent_at FROM mendline.alert_groups
-                   WHERE receiver = $1 AND route_key = $2""",
-                receiver,
-                route_key(route),
-            )
-            if group is not None and group + timedelta(seconds=route.group_interval) > due:
-                due = group + timedelta(seconds=route.group_interval)
-                pushed = True  # a finding may not bring it forward: it waits for the digest
-            # A group's first notification waits group_wait from its first alert, not each
-            # alert its own: join the group's message that is waiting already.
-            waiting = await conn.fetchval(
-                """SELECT min(due_at) FROM mendline.deliveries
-                   WHERE receiver = $1 AND route_key = $2 AND status = 'pending'
-                     AND mode = 'new' AND lease_until IS NULL AND due_at > $3""",
-                receiver,
-                route_key(route),
-                row["now"],
-            )
-            if waiting is not None and waiting < due:
-                due = waiting
+        # A suppressed alert is recorded as the "new" message it would have been, not sent.
+        suppressed = decision.mode == "suppressed"
         await conn.execute(
             """INSERT INTO mendline.deliveries
                    (receiver, route_key, issue_id, trigger_id, kind, severity, mode, status,
@@ -305,18 +276,15 @@ class AlertStore:
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
                ON CONFLICT (trigger_id, receiver, mode) DO NOTHING""",
             receiver,
-            route_key(route),
+            key,
             row["issue_id"],
             row["id"],
             row["kind"],
             severity,
-            mode,
-            status,
-            due,
-            mode == "new"
-            and row["kind"] in ("new_issue", "regression")
-            and wait > 0
-            and not pushed,
+            "new" if suppressed else decision.mode,
+            "suppressed" if suppressed else "pending",
+            decision.due_at,
+            decision.wait_finding,
             json.dumps(_json(row["details"])),
         )
 
@@ -418,8 +386,7 @@ class AlertStore:
         severity = row["severity"]
         if finding is not None:  # a finding may have raised it meanwhile
             raised = alert_severity(issue["level"], finding["severity"], row["kind"])
-            if ALERT_SEVERITIES.index(raised) > ALERT_SEVERITIES.index(severity):
-                severity = raised
+            severity = higher_severity(severity, raised)
         alert = Alert(
             kind=row["kind"],
             severity=severity,
@@ -546,6 +513,25 @@ def _route_at(table: RoutingTable, key: str) -> Route | None:
 
 def _route_of(table: RoutingTable, receiver: str) -> Route | None:
     return next((r for r in table.routes if receiver in r.receivers), None)
+
+
+def _timing(route: Route) -> RouteTiming:
+    return RouteTiming(
+        group_wait=route.group_wait,
+        group_interval=route.group_interval,
+        repeat_interval=route.repeat_interval,
+        send_updates=route.send_updates,
+    )
+
+
+def _labels(row: Any, severity: AlertSeverity) -> dict[str, str]:
+    return alert_labels(
+        severity=severity,
+        kind=row["kind"],
+        service=row["service"],
+        environment=row["environment"],
+        tags=_json(row["tags"]),
+    )
 
 
 def _json(value: Any) -> dict[str, Any]:

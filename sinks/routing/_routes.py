@@ -60,6 +60,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from mendline.analyzers.policy import LABEL_NAMES, TAG_PREFIX
 from mendline.schemas.alert import (
     ALERT_SEVERITIES,
     AlertKind,
@@ -71,10 +72,8 @@ from mendline.schemas.errors import ConfigError
 
 __all__ = [
     "ALERT_KINDS",
-    "LABEL_NAMES",
     "Route",
     "RoutingTable",
-    "alert_labels",
     "check_secrets",
     "describe",
     "format_duration",
@@ -83,9 +82,6 @@ __all__ = [
 ]
 
 ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
-#: The labels every alert has; tags add ``tag:<name>`` labels.
-LABEL_NAMES = ("severity", "service", "environment", "kind")
-_TAG = "tag:"
 _CHECKED_VALUES: dict[str, tuple[str, ...]] = {"severity": ALERT_SEVERITIES, "kind": ALERT_KINDS}
 
 _SHIPPED_NAME = "routes.default.toml"
@@ -191,24 +187,6 @@ class RoutingTable:
                     seen.add(name)
                     pairs.append((route, name))
         return pairs
-
-
-def alert_labels(
-    *,
-    severity: str,
-    kind: str,
-    service: str | None = None,
-    environment: str | None = None,
-    tags: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The labels routes match on; unknown ones are left out (they match as "")."""
-    labels = {"severity": severity, "kind": kind}
-    if service:
-        labels["service"] = service
-    if environment:
-        labels["environment"] = environment
-    labels.update({f"{_TAG}{name}": value for name, value in (tags or {}).items()})
-    return labels
 
 
 def load_routes(path: Path | None) -> RoutingTable:
@@ -643,7 +621,7 @@ def _read_route_receivers(
 
 
 def _check_label(path: _KeyPath, label: str, problems: _Problems) -> bool:
-    if label in LABEL_NAMES or (label.startswith(_TAG) and len(label) > len(_TAG)):
+    if label in LABEL_NAMES or (label.startswith(TAG_PREFIX) and len(label) > len(TAG_PREFIX)):
         return True
     problems.add(
         path,

@@ -1,39 +1,15 @@
-"""Pure alerting rules: an alert's severity, a route's identity."""
+"""A route's identity, which deliveries and groups are keyed by (the alert decisions are in
+tests/analyzers/test_policy_alerts.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from mendline.sinks.postgres import alert_severity
-
-
-@pytest.mark.parametrize(
-    ("level", "finding", "kind", "expected"),
-    [
-        ("critical", None, "new_issue", "critical"),
-        ("error", None, "new_issue", "error"),
-        ("warning", None, "new_issue", "warning"),
-        ("info", None, "new_issue", "info"),
-        ("debug", None, "new_issue", "info"),
-        ("error", "critical", "new_issue", "critical"),  # the finding says it is worse
-        ("warning", "high", "new_issue", "error"),
-        ("error", "low", "new_issue", "error"),  # a finding never lowers it
-        ("warning", None, "frequency", "error"),  # a spike: one step up
-        ("info", None, "regression", "warning"),
-        ("error", None, "frequency", "error"),  # ...but never to paging by itself
-        ("critical", None, "regression", "critical"),
-    ],
-)
-def test_alert_severity(level: str, finding: str | None, kind: str, expected: str) -> None:
-    assert alert_severity(level, finding, kind) == expected
+from mendline.sinks.postgres import route_key
+from mendline.sinks.routing import load_routes
 
 
 def test_a_route_keeps_its_key_when_the_file_moves_it(tmp_path: Path) -> None:
-    from mendline.sinks.postgres import route_key
-    from mendline.sinks.routing import load_routes
-
     route = '[[routes]]\nmatch = { severity = "error" }\nreceivers = ["team"]\n'
     other = '[[routes]]\nmatch = { severity = "critical" }\nreceivers = ["team"]\n'
     receiver = '[receivers.team]\ntype = "slack"\nwebhook_url_env = "W"\n'

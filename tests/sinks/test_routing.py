@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 import mendline.sinks.routing._routes as routing
+from mendline.analyzers.policy import alert_labels
 from mendline.cli.routes import add_routes_commands
 from mendline.schemas.errors import ConfigError, MendlineError
 from mendline.schemas.settings import load_settings
 from mendline.sinks.routing import (
     RoutingTable,
-    alert_labels,
     check_secrets,
     describe,
     format_duration,

@@ -1,0 +1,43 @@
+"""Policy: the decisions that gate what is sent or changed, as pure functions (inputs in,
+decision out, with its reasons); the stores and stages read what they need and act on them.
+
+- ``alerts``: an alert's severity and labels, and whether, how and when a receiver hears of it
+"""
+
+from mendline.analyzers.policy.alerts import (
+    LABEL_NAMES,
+    NO_GROUP,
+    TAG_PREFIX,
+    DeliveryDecision,
+    DeliveryMode,
+    FollowUp,
+    GroupState,
+    RouteTiming,
+    SentMessage,
+    alert_labels,
+    alert_severity,
+    decide_delivery,
+    follow_finding,
+    higher_severity,
+    resolve_audience,
+    takes_digests,
+)
+
+__all__ = [
+    "LABEL_NAMES",
+    "NO_GROUP",
+    "TAG_PREFIX",
+    "DeliveryDecision",
+    "DeliveryMode",
+    "FollowUp",
+    "GroupState",
+    "RouteTiming",
+    "SentMessage",
+    "alert_labels",
+    "alert_severity",
+    "decide_delivery",
+    "follow_finding",
+    "higher_severity",
+    "resolve_audience",
+    "takes_digests",
+]
