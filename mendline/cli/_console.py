@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from mendline.schemas.errors import MendlineError
+from mendline.schemas.errors import MendlineError, UsageError
 from mendline.schemas.settings import Settings
 
 __all__ = [
@@ -114,10 +114,6 @@ STYLES = {
     "info": "",
 }
 _LEVELS = ("critical", "error", "warning", "info")
-
-
-class UsageError(MendlineError):
-    """The command line was used wrongly in a way its parser cannot see: exit status 2."""
 
 
 def or_doctor(hint: str) -> str:

@@ -227,16 +227,10 @@ def _issues_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _issues_ignore(args: argparse.Namespace, settings: Settings) -> int:
-    status: str = _on_database(
-        settings,
-        lambda conn: conn.execute(
-            """UPDATE mendline.issues SET status = 'ignored', updated_at = now()
-               WHERE id = $1 AND status <> 'merged'""",
-            args.id,
-        ),
-    )
-    if status.endswith(" 0"):
-        raise MendlineError(f"there is no issue {args.id} (or it was merged)", hint=ISSUES_HINT)
+    from mendline.sinks.postgres import IssueNotFound, ignore_issue
+
+    with hint_on(IssueNotFound, ISSUES_HINT):
+        _on_database(settings, lambda conn: ignore_issue(conn, args.id))
     print_done(args, f"ignored issue {args.id}", issue=args.id, status="ignored")
     return 0
 

@@ -3,6 +3,7 @@ the versioned migrations of schema ``mendline``."""
 
 from mendline.sinks.postgres._admin import (
     IssueNotFound,
+    ignore_issue,
     merge_issues,
     prune_events,
     resolve_issue,
@@ -46,6 +47,7 @@ __all__ = [
     "alert_severity",
     "available_migrations",
     "connect_store",
+    "ignore_issue",
     "merge_issues",
     "migrate",
     "migrated_pool",
