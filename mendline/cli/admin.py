@@ -192,8 +192,9 @@ def _devstack(args: argparse.Namespace, settings: Settings) -> int:
         variables = stack.environ
         print_done(args, "\n".join(f"{k}={v}" for k, v in variables.items()), **variables)
         sys.stdout.flush()  # a script reading a pipe needs them now, not at exit
-        print("running; press Ctrl-C to stop", file=sys.stderr, flush=True)
         try:
+            # In the try: a Ctrl-C sent as soon as this line is read is a clean stop too.
+            print("running; press Ctrl-C to stop", file=sys.stderr, flush=True)
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
