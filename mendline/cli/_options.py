@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TypeAlias
 
-if TYPE_CHECKING:
-    from mendline.schemas.settings import Settings
+from mendline.schemas.settings import Settings
 
 __all__ = ["AS_JSON", "LOGS_AS_JSON", "TAGS", "Command", "Commands", "positive"]
 
 #: What a command runs (bound with ``set_defaults(run=...)``): it gets the parsed arguments
 #: and the loaded settings, and returns the exit status.
-Command: TypeAlias = "Callable[[argparse.Namespace, Settings], int]"
-#: The top-level commands, to which each group's ``register`` adds its own.
+Command: TypeAlias = Callable[[argparse.Namespace, Settings], int]
+#: The top-level commands, to which each group's ``register`` adds its own (a string: the
+#: class is generic for type checkers only).
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 #: The ``--json`` option of a command that prints a result (a parent parser).
