@@ -3,8 +3,12 @@
     MendlineError
     ├── ConfigError            settings or a file we read is invalid
     ├── InvalidEvent           an event does not satisfy the ErrorEvent contract
-    │                          (carries ``reason``, one of a small fixed set of codes)
+    │                          (carries ``reason``, an ``InvalidEventReason`` code)
     ├── ShipperClosed          a shipper was used after ``shutdown()``
+    ├── NotFound               what an id names is not there
+    │   ├── IssueNotFound      ... an issue (or it cannot take part in the operation)
+    │   └── FindingNotFound    ... a finding (or the issue to analyse)
+    ├── UsageError             the command line was used wrongly (exit status 2)
     ├── ServiceError           a call to an outside service failed (``code``, ``retriable``,
     │   │                      ``status``, ``retry_after``)
     │   ├── LLMError           ... to the LLM endpoint
@@ -19,16 +23,27 @@ error.
 
 from __future__ import annotations
 
+from typing import Literal
+
 __all__ = [
     "ChannelError",
     "ConfigError",
     "DevStackError",
+    "FindingNotFound",
     "InvalidEvent",
+    "InvalidEventReason",
+    "IssueNotFound",
     "LLMError",
     "MendlineError",
+    "NotFound",
     "ServiceError",
     "ShipperClosed",
+    "UsageError",
 ]
+
+#: Why an event breaks the ErrorEvent contract: ``InvalidEvent.reason``, and the DLQ's
+#: ``mendline.errors.reason`` header of such a record.
+InvalidEventReason = Literal["not_json", "invalid", "too_large", "unknown_schema_version"]
 
 
 class MendlineError(Exception):
@@ -54,21 +69,40 @@ class ConfigError(MendlineError):
 class InvalidEvent(MendlineError):
     """An event does not satisfy the ErrorEvent contract.
 
-    ``reason`` is one of a small fixed set of codes (``not_json``, ``invalid``,
-    ``too_large``, ``unknown_schema_version``) suitable as a metric label or a DLQ header.
+    ``reason`` is one of a small fixed set of codes (``InvalidEventReason``: ``not_json``,
+    ``invalid``, ``too_large``, ``unknown_schema_version``) suitable as a metric label or a DLQ
+    header.
     """
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: InvalidEventReason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
-        self.reason = reason
+        self.reason: InvalidEventReason = reason
         self.detail = detail
+
+
+class NotFound(MendlineError):
+    """What an id names is not there: an issue, a finding."""
+
+
+class IssueNotFound(NotFound):
+    """No issue has that id (or it cannot take part in the operation)."""
+
+
+class FindingNotFound(NotFound):
+    """No finding (or issue) has that id."""
+
+
+class UsageError(MendlineError):
+    """The command line was used wrongly in a way its parser cannot see: exit status 2."""
 
 
 class ServiceError(MendlineError):
     """A call to an outside service failed: a timeout, a refused connection, an error status.
 
-    ``code`` is one of a small fixed set (``timeout``, ``unreachable``, ``http_<status>``,
-    ``bad_response``, and per service ``smtp_<code>``, ``slack_<error>``, ``config``);
+    ``code`` is one of a small set of forms (``timeout``, ``unreachable``, ``http_<status>``,
+    ``bad_response``, ``unexpected``, and per service ``smtp_<code>``, ``smtp_error``,
+    ``slack_<error>``, ``config``): a ``str``, since the forms with a status or a service's
+    error name are open-ended;
     ``retriable`` says whether the same call may succeed later (timeouts, 429, 5xx);
     ``retry_after`` is the server's Retry-After in seconds, when it gave one.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import socket
 import subprocess
@@ -12,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mendline import cli
-from mendline.cli import main
+from mendline.cli import Commands, main
 from mendline.schemas.event import JSON_SCHEMA_PATH
 from mendline.schemas.settings import Settings, settings_reference
 from mendline.sinks.routing import load_routes
@@ -172,19 +172,30 @@ def test_debug_shows_the_traceback_instead() -> None:
     assert "hint: " not in result.stderr
 
 
-def test_an_unexpected_exception_is_its_type_and_message_and_the_debug_hint(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    def broken(*_: object) -> int:
-        raise KeyError("no_such_key")
+def _fail_as_a_bug_would(args: argparse.Namespace, settings: Settings) -> int:
+    raise KeyError("no_such_key")
 
-    monkeypatch.setattr(cli, "_config_show", broken)
-    assert main(["config", "show", "--json"]) == 1
+
+class BrokenCommands:
+    """A group of one command, ``broken``, that fails as a bug would: not with a
+    MendlineError."""
+
+    @staticmethod
+    def register(commands: Commands) -> None:
+        commands.add_parser("broken").set_defaults(run=_fail_as_a_bug_would)
+
+
+def test_an_unexpected_exception_is_its_type_and_message_and_the_debug_hint(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["broken"], groups=(BrokenCommands,)) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (
         "mendline: KeyError: 'no_such_key'\nhint: run again with --debug for the traceback\n"
     )
+    with pytest.raises(KeyError, match="no_such_key"):
+        main(["--debug", "broken"], groups=(BrokenCommands,))
 
 
 def test_config_reference_is_the_settings_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 import pytest
 
-from mendline.cli._console import JsonLogFormatter, colour_for, shorten, styled, table
+from mendline.cli.output import JsonLogFormatter, colour_for, shorten, styled, table
 
 
 @pytest.fixture

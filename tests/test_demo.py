@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mendline.cli._demo_parts import Screen
 from mendline.cli.demo import SLACK_WEBHOOK_ENV, Progress, demo_routes
+from mendline.cli.output import Screen
 from mendline.sinks.routing import alert_labels, check_secrets, load_routes
 
 

@@ -1,4 +1,4 @@
-"""The demo's surroundings: its screen, the Slack and SMTP stand-ins, the sample app process."""
+"""The demo's surroundings: the Slack and SMTP stand-ins, the sample app process."""
 
 from __future__ import annotations
 
@@ -13,80 +13,15 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from aiohttp import web
 
-from mendline.cli._console import colour_for, shorten, styled
+from mendline.cli.output import Screen, shorten
 from mendline.schemas.errors import MendlineError
 from mendline.schemas.settings import Settings
 
-__all__ = ["SampleApp", "Screen", "StandIns", "sample_app"]
-
-_SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-
-
-class Screen:
-    """The demo's story: lines, and in a terminal a status line redrawn in place, in colour.
-
-    Off a terminal, the status is printed as a line when it changes, at most once a second of
-    the demo's own clock (the ``seconds`` it is given), and the last one always. A reader
-    that goes away (``mendline demo | head``) ends the story, not the demo's clean-up.
-    """
-
-    def __init__(self, stream: TextIO, *, interactive: bool) -> None:
-        self._stream: TextIO | None = stream
-        self._interactive = interactive
-        self._colour = interactive and colour_for(stream)
-        self._status = ""
-        self._last_plain = ""
-        self._last_plain_at = -1.0
-        self._pending = ""
-
-    def say(self, text: str, style: str | None = None) -> None:
-        """A line of the story, above the status line."""
-        text = styled(text, style, self._colour)
-        if self._interactive and self._status:
-            self._write("\r\x1b[K" + text + "\n" + self._status)
-        else:
-            self._write(text + "\n")
-
-    def status(self, text: str, seconds: float) -> None:
-        """Where things are, ``seconds`` into the demo."""
-        if self._interactive:
-            spinner = _SPINNER[int(seconds * 4) % len(_SPINNER)]
-            self._status = f"  {spinner} {text}  ({seconds:.1f} s)"
-            self._write("\r\x1b[K" + self._status)
-            return
-        if text == self._last_plain:
-            self._pending = ""  # back to what was printed last: nothing new to say
-            return
-        self._pending = f"  [{seconds:5.1f} s] {text}"
-        if seconds - self._last_plain_at >= 1.0:
-            self._last_plain, self._last_plain_at = text, seconds
-            self._flush_pending()
-
-    def end_status(self) -> None:
-        """Leave the last status on its own line."""
-        if self._interactive and self._status:
-            self._write("\n")
-            self._status = ""
-        elif not self._interactive:
-            self._flush_pending()
-
-    def _flush_pending(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, ""
-            self.say(pending)
-
-    def _write(self, text: str) -> None:
-        if self._stream is None:
-            return
-        try:
-            self._stream.write(text)
-            self._stream.flush()
-        except BrokenPipeError:
-            self._stream = None  # nobody reads any more; the demo still cleans up
+__all__ = ["SampleApp", "StandIns", "sample_app"]
 
 
 class StandIns:

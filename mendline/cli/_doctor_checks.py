@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mendline.cli._console import DATABASE_HINT, KAFKA_HINT, MIGRATE_HINT, counted, shown_url
+from mendline.cli._hints import DATABASE_HINT, KAFKA_HINT, MIGRATE_HINT
+from mendline.cli.output import counted, shown_url
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
 from mendline.sinks.routing import RoutingTable, check_secrets

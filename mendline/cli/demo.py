@@ -12,32 +12,29 @@ import shutil
 import signal
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
-from mendline.cli._console import (
-    DATABASE_HINT,
-    or_doctor,
-    print_json,
-    reaching_kafka,
-    shorten,
-    shown_url,
-)
-from mendline.cli._demo_parts import SampleApp, Screen, StandIns, sample_app
+from mendline.cli._connections import reaching_kafka
+from mendline.cli._demo_summary import Progress, Summary, read_progress, show, summarise
+from mendline.cli._hints import DATABASE_HINT, or_doctor
+from mendline.cli._options import Commands
+from mendline.cli.output import Screen, print_json, shown_url
 from mendline.schemas.errors import MendlineError
 from mendline.schemas.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    # The drivers and the stand-ins are imported where used: not for every command's help.
+    import asyncpg
+
+    from mendline.cli._demo_parts import SampleApp
     from mendline.devstack import DevStack
     from mendline.sample_app import DriveResult
 
-__all__ = ["SLACK_WEBHOOK_ENV", "demo", "demo_routes"]
+__all__ = ["SLACK_WEBHOOK_ENV", "Progress", "Summary", "demo", "demo_routes", "register"]
 
 #: The variable the demo's routes name for the stand-in Slack webhook.
 SLACK_WEBHOOK_ENV = "MENDLINE_DEMO_SLACK_WEBHOOK_URL"
@@ -48,19 +45,6 @@ _ENVIRONMENT = "demo"
 _ROUNDS = 3
 _TIMEOUT = 90.0  # seconds from the first request until everything must have settled
 _INTERRUPTED = 130
-
-_EXPLORE = """\
--- What is broken, most frequent first
-SELECT id, title, times_seen, culprit FROM mendline.open_issues ORDER BY times_seen DESC;
--- Each issue's root cause, with the suggested fix
-SELECT issue_id, category, severity, confidence, root_cause, suggested_fix
-FROM mendline.issue_findings ORDER BY issue_id;
--- What was sent to whom
-SELECT issue_id, receiver, kind, severity, status, delivered_at
-FROM mendline.alert_deliveries ORDER BY id;
--- The events of one issue, newest first
-SELECT received_at, message, context FROM mendline.issue_events
-WHERE issue_id = 1 ORDER BY received_at DESC LIMIT 5;"""
 
 
 def demo_routes(smtp_port: int) -> str:
@@ -97,52 +81,24 @@ group_wait = "5s"
 """
 
 
-@dataclass
-class Progress:
-    """Where the pipeline is, read from PostgreSQL."""
-
-    events: int = 0
-    issues: int = 0
-    findings: int = 0
-    triggers: int = 0
-    unsettled: int = 0  # triggers not yet routed, analysed and followed
-    delivered: int = 0
-    pending: int = 0
-    failed: int = 0
-
-    def settled(self, expected_events: int) -> bool:
-        """Every expected event stored, every issue analysed, every alert sent or given up."""
-        return (
-            self.events >= expected_events
-            and self.unsettled == 0
-            and self.pending == 0
-            and self.findings >= self.issues
-        )
-
-    def missing(self, expected_events: int) -> str:
-        """What the pipeline has not done yet, in a sentence."""
-        if self.events < expected_events:
-            return f"only {self.events} of {expected_events} events were stored"
-        if self.findings < self.issues:
-            return f"only {self.findings} of {self.issues} issues have a finding"
-        return f"{self.pending + self.unsettled} alerts were still on their way"
-
-
-@dataclass
-class Summary:
-    """What the demo did, printed as a table or, with --json, as one object."""
-
-    requests: int = 0
-    events_logged: int = 0
-    unexpected_answers: int = 0
-    progress: Progress = field(default_factory=Progress)
-    issues: list[dict[str, Any]] = field(default_factory=list)
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
-    received: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-    database_url: str | None = None
-    complete: bool = False
-    problem: str | None = None
+def register(commands: Commands) -> None:
+    """Add ``demo`` to the top-level ``commands``."""
+    command = commands.add_parser(
+        "demo",
+        help="the whole pipeline on the dev stack, fed by a sample web app's real errors",
+    )
+    command.add_argument(
+        "--keep", action="store_true", help="leave the broker and database running at the end"
+    )
+    command.add_argument(
+        "--no-interactive",
+        action="store_true",
+        help="plain progress lines, no colours or redrawing (for logs and CI)",
+    )
+    command.add_argument(
+        "--json", action="store_true", help="print the summary as one JSON object on stdout"
+    )
+    command.set_defaults(run=demo)
 
 
 def demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -190,6 +146,7 @@ _STOPPED = "stopped before the pipeline had settled"
 async def _demo(
     args: argparse.Namespace, settings: Settings, stack: DevStack, workdir: Path, screen: Screen
 ) -> Summary:
+    from mendline.cli._demo_parts import StandIns, sample_app
     from mendline.ingest import ensure_topics
     from mendline.stages import run_pipeline
 
@@ -225,9 +182,9 @@ async def _demo(
                 screen.say(f"\ndriving {_ROUNDS} rounds of requests at the shop;")
                 screen.say("what reaches the Slack and email stand-ins:")
                 summary = await _watch(pool, app, pipeline, screen, stop)
-            await _summarise(pool, summary)
+            await summarise(pool, summary)
             summary.received = dict(stand_ins.received)
-            _show(screen, summary, shown_db)
+            show(screen, summary, shown_db)
             if args.keep and summary.problem != _STOPPED:
                 await _keep(args, summary, demo_settings, shown_db, screen, stop)
             elif not args.keep:
@@ -278,6 +235,8 @@ def _demo_settings(
 async def _empty_database(stack: DevStack) -> asyncpg.Pool:
     """A pool on the demo's database, migrated; one with mendline data in it is refused, so
     that the demo never works through (or alerts on) someone's real issues."""
+    import asyncpg
+
     from mendline.sinks.postgres import migrated_pool
 
     url = stack.database_url
@@ -324,7 +283,7 @@ async def _watch(
                 pipeline.result()
                 summary.problem = "the pipeline stopped"
                 break
-            progress = await _progress(pool)
+            progress = await read_progress(pool)
             result = _driven(driving, app, summary, screen)
             if summary.problem:
                 break
@@ -385,95 +344,6 @@ def _driven(
     summary.requests, summary.events_logged = result.requests, result.events_logged
     summary.unexpected_answers = result.unexpected
     return result
-
-
-_PROGRESS = """
-SELECT (SELECT count(*) FROM mendline.events) AS events,
-       (SELECT count(*) FROM mendline.issues) AS issues,
-       (SELECT count(DISTINCT issue_id) FROM mendline.findings) AS findings,
-       (SELECT count(*) FROM mendline.triggers) AS triggers,
-       (SELECT count(*) FROM mendline.triggers t
-          WHERE t.routed_at IS NULL
-             OR (t.kind IN ('new_issue', 'regression')
-                 AND (t.followed_at IS NULL
-                      OR NOT EXISTS (SELECT 1 FROM mendline.findings f
-                                     WHERE f.trigger_id = t.id)))) AS unsettled,
-       (SELECT count(*) FROM mendline.deliveries WHERE status = 'delivered') AS delivered,
-       (SELECT count(*) FROM mendline.deliveries WHERE status = 'pending') AS pending,
-       (SELECT count(*) FROM mendline.deliveries WHERE status IN ('failed', 'dead')) AS failed
-"""
-
-
-async def _progress(pool: asyncpg.Pool) -> Progress:
-    """The pipeline's progress; the database is the demo's alone (see _empty_database)."""
-    row = await pool.fetchrow(_PROGRESS)
-    assert row is not None  # a SELECT without FROM returns its one row
-    return Progress(**dict(row))
-
-
-async def _summarise(pool: asyncpg.Pool, summary: Summary) -> None:
-    rows = await pool.fetch(
-        """SELECT i.id, i.title, i.culprit, i.level, i.times_seen, f.category, f.severity,
-                  f.confidence, f.root_cause, f.suggested_fix, f.fix_patch IS NOT NULL AS patch
-           FROM mendline.issues i
-           LEFT JOIN mendline.issue_findings f ON f.issue_id = i.id
-           ORDER BY i.times_seen DESC, i.id"""
-    )
-    summary.issues = [dict(row) for row in rows]
-    rows = await pool.fetch(
-        """SELECT issue_id, receiver, kind, severity, mode, status, attempts, delivered_at
-           FROM mendline.alert_deliveries ORDER BY id"""
-    )
-    summary.deliveries = [dict(row) for row in rows]
-
-
-def _show(screen: Screen, summary: Summary, shown_db: str) -> None:
-    progress = summary.progress
-    screen.say(
-        f"\n{summary.requests} requests -> {summary.events_logged} errors logged -> "
-        f"{progress.events} events stored -> {len(summary.issues)} issues -> "
-        f"{progress.findings} findings -> {progress.delivered} alerts delivered in "
-        f"{sum(summary.received.values())} messages ({summary.seconds:.1f} s)"
-    )
-    if summary.problem:
-        screen.say(f"not finished: {summary.problem}", "red")
-    width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120))
-    screen.say(f"\n{'#':>3} {'seen':>5}  {'severity':<9}{'category':<29}issue and root cause")
-    indent = " " * 48
-    for issue in summary.issues:
-        severity = issue["severity"] or issue["level"]
-        screen.say(
-            f"{issue['id']:>3} {issue['times_seen']:>5}  {severity:<9}"
-            f"{issue['category'] or '-':<29}{shorten(issue['title'], width - 48)}",
-            _SEVERITY_STYLE.get(severity),
-        )
-        if issue["root_cause"]:
-            cause = textwrap.fill(
-                issue["root_cause"],
-                width=width,
-                initial_indent=indent + "cause: ",
-                subsequent_indent=indent + "       ",
-                max_lines=3,
-            )
-            screen.say(cause, "dim")
-    sent: dict[str, int] = {}
-    for delivery in summary.deliveries:
-        key = f"{delivery['receiver']} {delivery['status']}"
-        sent[key] = sent.get(key, 0) + 1
-    screen.say(
-        "\nalert deliveries: "
-        + (", ".join(f"{count} {key}" for key, count in sorted(sent.items())) or "none")
-        + "; the stand-ins received "
-        + ", ".join(
-            f"{count} {name} message{'' if count == 1 else 's'}"
-            for name, count in sorted(summary.received.items())
-        )
-    )
-    screen.say(f"\nexplore it with SQL (psql '{shown_db}'):", "bold")
-    screen.say(textwrap.indent(_EXPLORE, "  "))
-
-
-_SEVERITY_STYLE = {"critical": "red", "error": "red", "high": "red", "warning": "yellow"}
 
 
 async def _keep(

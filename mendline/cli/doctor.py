@@ -23,8 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from mendline.analyzers.grouping.scrubbing import FILTERED
-from mendline.cli._console import colour_for, counted, print_json, styled
 from mendline.cli._doctor_checks import (
     Status,
     Verdict,
@@ -37,11 +35,13 @@ from mendline.cli._doctor_checks import (
     warn,
 )
 from mendline.cli._doctor_receivers import check_receiver
+from mendline.cli._options import AS_JSON, Commands
+from mendline.cli.output import colour_for, counted, print_json, styled
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
 from mendline.sinks.routing import RoutingTable, load_routes
 
-__all__ = ["TIMEOUT", "Check", "doctor", "doctor_without_settings", "run_checks"]
+__all__ = ["TIMEOUT", "Check", "doctor", "doctor_without_settings", "register", "run_checks"]
 
 #: Seconds each check may take; a server that has not answered by then is reported.
 TIMEOUT = 5.0
@@ -60,6 +60,17 @@ class Check:
     status: Status
     detail: str
     hint: str | None = None
+
+
+def register(commands: Commands) -> None:
+    """Add ``doctor`` to the top-level ``commands``: it runs with settings that do not load,
+    too, and says so as its first check."""
+    command = commands.add_parser(
+        "doctor",
+        parents=[AS_JSON],
+        help="check the settings, broker, database, LLM endpoint and alert channels",
+    )
+    command.set_defaults(run=doctor, run_without_settings=doctor_without_settings)
 
 
 def doctor(args: argparse.Namespace, settings: Settings) -> int:
@@ -185,13 +196,17 @@ class _Redactor:
     """Replaces the secret values in a text: the exact values we know are secret."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
+        # Imported here: the grouping rules are not loaded for every command's help.
+        from mendline.analyzers.grouping.scrubbing import FILTERED
+
+        self._filtered = FILTERED
         # Longest first, so that a secret containing another is filtered whole. Values under
         # 4 characters would filter ordinary words; they are not worth guessing at anyway.
         found = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, found))) if found else None
 
     def __call__(self, text: str) -> str:
-        return self._pattern.sub(FILTERED, text) if self._pattern else text
+        return self._pattern.sub(self._filtered, text) if self._pattern else text
 
 
 def _secrets(

@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mendline.analyzers.grouping.scrubbing import Scrubber
-from mendline.cli._console import UsageError, print_json, reaching_kafka
-from mendline.ingest import Capture, EventBuilder, RawException, errors_producer, prepare_record
-from mendline.schemas.errors import InvalidEvent
-from mendline.schemas.prepared import PreparedEvent
+from mendline.cli._connections import reaching_kafka
+from mendline.cli._options import AS_JSON, TAGS, Commands, positive
+from mendline.cli.output import print_json
+from mendline.schemas.errors import InvalidEvent, UsageError
+from mendline.schemas.event import LEVELS
 from mendline.schemas.settings import Settings
 
-__all__ = ["DEFAULT_SERVICE", "Sent", "build_events", "emit", "prepared_lines", "send"]
+if TYPE_CHECKING:
+    # Imported where used: the Kafka client is not loaded for every command's help.
+    from mendline.analyzers.grouping.scrubbing import Scrubber
+    from mendline.ingest import EventBuilder
+    from mendline.schemas.prepared import PreparedEvent
+
+__all__ = [
+    "DEFAULT_SERVICE",
+    "Sent",
+    "build_events",
+    "emit",
+    "prepared_lines",
+    "register",
+    "send",
+]
 
 #: The service of emitted test events when neither --service nor MENDLINE_SERVICE says.
 DEFAULT_SERVICE = "mendline-emit"
@@ -33,6 +48,67 @@ _EVENT_OPTIONS = (
     "fingerprint",
     "count",
 )
+
+
+def register(commands: Commands) -> None:
+    """Add ``emit`` to the top-level ``commands``."""
+    command = commands.add_parser(
+        "emit",
+        parents=[AS_JSON, TAGS],
+        help="send a test ErrorEvent (or a file of ErrorEvent JSON lines) to the errors topic",
+    )
+    source = command.add_mutually_exclusive_group(required=True)
+    source.add_argument("--message", help="the event's message (a log message template)")
+    source.add_argument(
+        "--file",
+        type=argparse.FileType("rb"),
+        metavar="FILE",
+        help="ErrorEvent JSON lines to send ('-': standard input), each checked as the"
+        " consumer checks it; a bad line is named and not sent",
+    )
+    command.add_argument("--service", help="default: MENDLINE_SERVICE, else mendline-emit")
+    command.add_argument("--level", choices=LEVELS, help="default: error")
+    command.add_argument("--environment", help="default: MENDLINE_ENVIRONMENT")
+    command.add_argument("--release", help="default: MENDLINE_RELEASE")
+    command.add_argument(
+        "--exception",
+        type=_exception,
+        action="append",
+        default=[],
+        metavar="TYPE:VALUE",
+        help="an exception, e.g. 'ValueError:bad input' (repeat for a chain, root cause first)",
+    )
+    command.add_argument(
+        "--context", type=_json_object, metavar="JSON", help="the logged key-values, an object"
+    )
+    command.add_argument(
+        "--fingerprint",
+        action="append",
+        default=[],
+        metavar="PART",
+        help="custom grouping (repeat for several parts)",
+    )
+    command.add_argument("--count", type=positive, help="send this many such events (default 1)")
+    command.set_defaults(run=emit)
+
+
+def _exception(text: str) -> tuple[str, str | None, str]:
+    """``[module.]Type[:value]`` as (type, module, value): an exception for `mendline emit`."""
+    kind, _, value = text.partition(":")
+    module, _, name = kind.strip().rpartition(".")
+    if not name:
+        raise argparse.ArgumentTypeError(f"use TYPE:VALUE, e.g. 'ValueError:bad', not {text!r}")
+    return name, module or None, value.strip()
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, not {text!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +138,8 @@ def build_events(
 
     ``exceptions`` are (type, module, value) of a chain without frames, root cause first.
     """
+    from mendline.ingest import Capture, RawException
+
     chain = [RawException(kind, module, value, [], 0) for kind, module, value in exceptions]
     return [
         builder.encode(
@@ -88,6 +166,8 @@ def prepared_lines(
     Blank lines are skipped. A line that is not an ErrorEvent is named on stderr (``line N:
     <reason>: <detail>``, counted from 1), its number added to ``bad``, and left out.
     """
+    from mendline.ingest import prepare_record
+
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -101,6 +181,8 @@ def prepared_lines(
 async def send(settings: Settings, events: Sequence[PreparedEvent]) -> list[Sent]:
     """Produce ``events`` to the errors topic as the shipper does (acks=all, no idempotence,
     keyed by event_id) and wait for every ack."""
+    from mendline.ingest import errors_producer
+
     producer = errors_producer(
         settings,
         client_id="mendline-emit",
@@ -125,6 +207,9 @@ async def send(settings: Settings, events: Sequence[PreparedEvent]) -> list[Sent
 
 def emit(args: argparse.Namespace, settings: Settings) -> int:
     """``mendline emit``: events from the options or from ``--file``; 1 if a line was bad."""
+    from mendline.analyzers.grouping.scrubbing import Scrubber
+    from mendline.ingest import EventBuilder, prepare_record
+
     scrubber = Scrubber(settings.scrub_extra_keys, settings.scrub_extra_patterns)
     bad: list[int] = []
     if args.file is not None:

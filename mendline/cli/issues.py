@@ -5,44 +5,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mendline.cli._console import (
-    AS_JSON,
-    connect_database,
-    hint_on,
-    positive,
-    print_done,
-    print_json,
-    shorten,
-    table,
-)
-from mendline.schemas.errors import MendlineError
+from mendline.cli._connections import connect_database, finding_store
+from mendline.cli._hints import ISSUES_HINT, hint_on
+from mendline.cli._options import AS_JSON, Commands, positive
+from mendline.cli.output import print_done, print_json, shorten, table
+from mendline.schemas.errors import FindingNotFound, IssueNotFound, MendlineError
 from mendline.schemas.settings import Settings
 
 if TYPE_CHECKING:
     from mendline.sinks.postgres import FindingStore
 
-__all__ = ["ISSUES_HINT", "add_issue_commands", "finding_json", "finding_store"]
+__all__ = ["finding_json", "register"]
 
-#: Where to find an issue's id, for an error that names one that is not there.
-ISSUES_HINT = "`mendline issues list --status all` shows the issues and their ids"
 _FINDINGS_HINT = "`mendline findings list` shows the findings and their ids"
 
 _T = TypeVar("_T")
 
 
-def add_issue_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    parents: Sequence[argparse.ArgumentParser] = (AS_JSON,),
-) -> None:
+def register(commands: Commands) -> None:
     """Add ``issues``, ``findings`` and ``events`` with their subcommands to the top-level
-    ``commands``; ``parents`` give their shared options (``--json``)."""
+    ``commands``."""
+    _register_issues(commands)
+    _register_findings(commands)
+    _register_events(commands)
+
+
+def _register_issues(commands: Commands) -> None:
     issues = commands.add_parser("issues", help="work with issues")
     issue_commands = issues.add_subparsers(dest="issues_command", required=True)
     issues_list = issue_commands.add_parser(
-        "list", parents=parents, help="issues, most recently seen first"
+        "list", parents=[AS_JSON], help="issues, most recently seen first"
     )
     issues_list.add_argument(
         "--status",
@@ -54,18 +49,18 @@ def add_issue_commands(
     issues_list.add_argument("--limit", type=positive, default=50, help="at most this many")
     issues_list.set_defaults(run=_issues_list)
     issues_show = issue_commands.add_parser(
-        "show", parents=parents, help="one issue with its newest finding"
+        "show", parents=[AS_JSON], help="one issue with its newest finding"
     )
     issues_show.add_argument("id", type=positive)
     issues_show.set_defaults(run=_issues_show)
     ignore = issue_commands.add_parser(
-        "ignore", parents=parents, help="stop alerting on an issue; its events are still counted"
+        "ignore", parents=[AS_JSON], help="stop alerting on an issue; its events are still counted"
     )
     ignore.add_argument("id", type=positive)
     ignore.set_defaults(run=_issues_ignore)
     merge = issue_commands.add_parser(
         "merge",
-        parents=parents,
+        parents=[AS_JSON],
         help="merge issue SOURCE into TARGET; later events of both count on TARGET",
     )
     merge.add_argument("target", type=positive)
@@ -73,25 +68,31 @@ def add_issue_commands(
     merge.set_defaults(run=_issues_merge)
     resolve = issue_commands.add_parser(
         "resolve",
-        parents=parents,
+        parents=[AS_JSON],
         help="mark an issue resolved; a later event reopens it as a regression",
     )
     resolve.add_argument("id", type=positive)
     resolve.add_argument("--note", help="what fixed it (later similar issues are told)")
     resolve.set_defaults(run=_issues_resolve)
 
+
+def _register_findings(commands: Commands) -> None:
     findings = commands.add_parser("findings", help="read and judge root-cause findings")
     finding_commands = findings.add_subparsers(dest="findings_command", required=True)
-    findings_list = finding_commands.add_parser("list", parents=parents, help="the newest findings")
+    findings_list = finding_commands.add_parser(
+        "list", parents=[AS_JSON], help="the newest findings"
+    )
     findings_list.add_argument("--issue", type=positive, help="only this issue's")
     findings_list.add_argument("--limit", type=positive, default=20, help="at most this many")
     findings_list.set_defaults(run=_findings_list)
-    findings_show = finding_commands.add_parser("show", parents=parents, help="one finding, whole")
+    findings_show = finding_commands.add_parser(
+        "show", parents=[AS_JSON], help="one finding, whole"
+    )
     findings_show.add_argument("id", type=positive)
     findings_show.set_defaults(run=_findings_show)
     mark = finding_commands.add_parser(
         "mark",
-        parents=parents,
+        parents=[AS_JSON],
         help="say a finding was right or wrong; similar issues are analysed with it",
     )
     mark.add_argument("id", type=positive)
@@ -99,10 +100,12 @@ def add_issue_commands(
     mark.add_argument("--note", help="what was really going on")
     mark.set_defaults(run=_findings_mark)
 
+
+def _register_events(commands: Commands) -> None:
     events = commands.add_parser("events", help="manage stored events")
     event_commands = events.add_subparsers(dest="events_command", required=True)
     prune = event_commands.add_parser(
-        "prune", parents=parents, help="drop the days of events older than the retention"
+        "prune", parents=[AS_JSON], help="drop the days of events older than the retention"
     )
     prune.add_argument(
         "--days", type=positive, help="keep this many days (default: MENDLINE_RETENTION_DAYS)"
@@ -227,22 +230,16 @@ def _issues_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _issues_ignore(args: argparse.Namespace, settings: Settings) -> int:
-    status: str = _on_database(
-        settings,
-        lambda conn: conn.execute(
-            """UPDATE mendline.issues SET status = 'ignored', updated_at = now()
-               WHERE id = $1 AND status <> 'merged'""",
-            args.id,
-        ),
-    )
-    if status.endswith(" 0"):
-        raise MendlineError(f"there is no issue {args.id} (or it was merged)", hint=ISSUES_HINT)
+    from mendline.sinks.postgres import ignore_issue
+
+    with hint_on(IssueNotFound, ISSUES_HINT):
+        _on_database(settings, lambda conn: ignore_issue(conn, args.id))
     print_done(args, f"ignored issue {args.id}", issue=args.id, status="ignored")
     return 0
 
 
 def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks.postgres import IssueNotFound, merge_issues
+    from mendline.sinks.postgres import merge_issues
 
     with hint_on(IssueNotFound, ISSUES_HINT):
         _on_database(settings, lambda conn: merge_issues(conn, args.target, args.source))
@@ -257,23 +254,12 @@ def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _issues_resolve(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks.postgres import IssueNotFound, resolve_issue
+    from mendline.sinks.postgres import resolve_issue
 
     with hint_on(IssueNotFound, ISSUES_HINT):
         _on_database(settings, lambda conn: resolve_issue(conn, args.id, args.note))
     print_done(args, f"resolved issue {args.id}", issue=args.id, status="resolved", note=args.note)
     return 0
-
-
-async def finding_store(settings: Settings) -> FindingStore:
-    """The store of findings, on a pool, once the database is known to be there and migrated."""
-    import asyncpg
-
-    from mendline.sinks.postgres import FindingStore
-
-    conn = await connect_database(settings)  # a clear error when unreachable or not migrated
-    await conn.close()
-    return FindingStore(await asyncpg.create_pool(settings.database_url.get_secret_value()))
 
 
 def finding_json(stored: Any, served: bool = False) -> dict[str, Any]:
@@ -319,7 +305,6 @@ def _findings_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _findings_show(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks.postgres import FindingNotFound
     from mendline.stages.analyze import describe
 
     with hint_on(FindingNotFound, _FINDINGS_HINT):
@@ -332,8 +317,6 @@ def _findings_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _findings_mark(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks.postgres import FindingNotFound
-
     with hint_on(FindingNotFound, _FINDINGS_HINT):
         _on_findings(settings, lambda store: store.mark(args.id, args.verdict, args.note))
     print_done(

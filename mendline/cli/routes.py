@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mendline.analyzers.policy import alert_labels
-from mendline.cli._console import AS_JSON, TAGS, counted, hint_on, print_json
+from mendline.cli._hints import hint_on
+from mendline.cli._options import AS_JSON, TAGS, Commands
+from mendline.cli.output import counted, print_json
 from mendline.schemas.alert import ALERT_SEVERITIES
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
@@ -23,23 +24,19 @@ from mendline.sinks.routing import (
     load_routes,
 )
 
-__all__ = ["add_routes_commands"]
+__all__ = ["register"]
 
 _HINT = "the README's routing section shows the format; `mendline routes check FILE` checks one"
 
 
-def add_routes_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    parents: Sequence[argparse.ArgumentParser] = (AS_JSON,),
-) -> None:
-    """Add ``routes test`` and ``routes check`` to the top-level ``commands``; ``parents``
-    give their shared options (``--json``)."""
+def register(commands: Commands) -> None:
+    """Add ``routes test`` and ``routes check`` to the top-level ``commands``."""
     routes = commands.add_parser("routes", help="test and check the alert routing file")
     route_commands = routes.add_subparsers(dest="routes_command", required=True)
 
     test = route_commands.add_parser(
         "test",
-        parents=[*parents, TAGS],
+        parents=[AS_JSON, TAGS],
         help="which routes and receivers an alert with these labels would reach",
     )
     test.add_argument("--severity", required=True, choices=ALERT_SEVERITIES)
@@ -53,7 +50,7 @@ def add_routes_commands(
 
     check = route_commands.add_parser(
         "check",
-        parents=parents,
+        parents=[AS_JSON],
         help="validate a routes file; list its routes, receivers and unset secrets",
     )
     check.add_argument(

@@ -4,6 +4,7 @@ the versioned migrations of schema ``mendline``."""
 from mendline.analyzers.policy import alert_severity, takes_digests
 from mendline.sinks.postgres._admin import (
     IssueNotFound,
+    ignore_issue,
     merge_issues,
     prune_events,
     resolve_issue,
@@ -45,6 +46,7 @@ __all__ = [
     "alert_severity",
     "available_migrations",
     "connect_store",
+    "ignore_issue",
     "merge_issues",
     "migrate",
     "migrated_pool",

@@ -1,4 +1,5 @@
-"""Operations people run on the store: resolving and merging issues, pruning old events."""
+"""Operations people run on the store: ignoring, resolving and merging issues, pruning old
+events."""
 
 from __future__ import annotations
 
@@ -6,14 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from mendline.schemas.errors import ConfigError, MendlineError
+from mendline.schemas.errors import ConfigError, IssueNotFound
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL
 
-__all__ = ["IssueNotFound", "merge_issues", "prune_events", "resolve_issue"]
-
-
-class IssueNotFound(MendlineError):
-    """No issue has that id (or it cannot take part in the operation)."""
+__all__ = ["IssueNotFound", "ignore_issue", "merge_issues", "prune_events", "resolve_issue"]
 
 
 async def merge_issues(conn: asyncpg.Connection, target: int, source: int) -> None:
@@ -78,6 +75,19 @@ async def merge_issues(conn: asyncpg.Connection, target: int, source: int) -> No
             target,
             source,
         )
+
+
+async def ignore_issue(conn: asyncpg.Connection, issue_id: int) -> None:
+    """Stop alerting on an issue: its events are still stored and counted, but raise no alert
+    (no frequency spike, and only a resolved issue regresses). IssueNotFound if no issue has
+    that id, or it was merged."""
+    status = await conn.execute(
+        """UPDATE mendline.issues SET status = 'ignored', updated_at = now()
+           WHERE id = $1 AND status <> 'merged'""",
+        issue_id,
+    )
+    if status == "UPDATE 0":
+        raise IssueNotFound(f"there is no issue {issue_id} (or it was merged)")
 
 
 async def resolve_issue(conn: asyncpg.Connection, issue_id: int, note: str | None) -> None:

@@ -11,7 +11,7 @@ import asyncpg
 
 from mendline.analyzers.rootcause.llm import LLMCall
 from mendline.schemas.database import is_bad_data
-from mendline.schemas.errors import MendlineError
+from mendline.schemas.errors import FindingNotFound
 from mendline.schemas.finding import Finding, IssueContext, IssueSummary, PastIssue
 
 __all__ = ["FINDINGS_CHANNEL", "Claim", "FindingNotFound", "FindingStore", "StoredFinding"]
@@ -23,10 +23,6 @@ log = logging.getLogger("mendline.sinks")
 
 _SAMPLE_EVENTS = 3
 _SIMILAR = 3
-
-
-class FindingNotFound(MendlineError):
-    """No finding (or issue) has that id."""
 
 
 @dataclass(frozen=True)

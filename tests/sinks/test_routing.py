@@ -13,7 +13,7 @@ import pytest
 
 import mendline.sinks.routing._routes as routing
 from mendline.analyzers.policy import alert_labels
-from mendline.cli.routes import add_routes_commands
+from mendline.cli.routes import register as register_routes
 from mendline.schemas.errors import ConfigError, MendlineError
 from mendline.schemas.settings import load_settings
 from mendline.sinks.routing import (
@@ -729,7 +729,7 @@ def test_describe_names_routes_lines_receivers_and_timing(tmp_path: Path) -> Non
 
 def routes_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mendline")
-    add_routes_commands(parser.add_subparsers(dest="command", required=True))
+    register_routes(parser.add_subparsers(dest="command", required=True))
     return parser
 
 

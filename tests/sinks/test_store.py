@@ -19,6 +19,7 @@ from mendline.sinks.postgres import (
     Store,
     available_migrations,
     connect_store,
+    ignore_issue,
     merge_issues,
     migrate,
     prune_events,
@@ -200,6 +201,35 @@ async def test_merge_moves_everything_and_later_events_follow(
         await merge_issues(db, ids["a"], ids["b"])
     with pytest.raises(IssueNotFound):
         await merge_issues(db, ids["a"], 999_999)
+
+
+async def test_an_ignored_issue_counts_its_events_but_alerts_on_none(
+    fresh_db_url: str, db: asyncpg.Connection
+) -> None:
+    store = await connect_store(load_settings(database_url=fresh_db_url, frequency_threshold=3))
+    try:
+        await store.write([event("a" * 32), event("b" * 32), event("c" * 32)])
+        ids = {
+            r["primary_hash"][0]: r["id"]
+            for r in await db.fetch("SELECT id, primary_hash FROM mendline.issues")
+        }
+        await ignore_issue(db, ids["a"])
+        await merge_issues(db, ids["b"], ids["c"])
+        await store.write([event(f) for f in ("a" * 32, "b" * 32) for _ in range(5)])
+    finally:
+        await store.close()
+    issues = {
+        r["id"]: (r["status"], r["times_seen"])
+        for r in await db.fetch("SELECT id, status, times_seen FROM mendline.issues")
+    }
+    assert issues[ids["a"]] == ("ignored", 6)
+    assert issues[ids["b"]] == ("unresolved", 7)
+    spikes = await db.fetch("SELECT issue_id FROM mendline.triggers WHERE kind = 'frequency'")
+    assert [r["issue_id"] for r in spikes] == [ids["b"]]
+    for missing in (ids["c"], 999_999):  # merged, and never there
+        with pytest.raises(IssueNotFound, match=f"there is no issue {missing} "):
+            await ignore_issue(db, missing)
+    assert issues[ids["c"]][0] == "merged"
 
 
 async def test_prune_drops_old_days_only(store: Store, db: asyncpg.Connection) -> None:

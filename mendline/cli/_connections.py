@@ -1,0 +1,72 @@
+"""The commands' connections to Kafka and PostgreSQL: a server that cannot be reached is one
+clear MendlineError with a hint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from mendline.cli._hints import DATABASE_HINT, KAFKA_HINT, MIGRATE_HINT, or_doctor
+from mendline.cli.output import shown_url
+from mendline.schemas.errors import MendlineError
+from mendline.schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from mendline.sinks.postgres import FindingStore
+
+__all__ = ["connect_database", "finding_store", "reaching_kafka"]
+
+
+@contextmanager
+def reaching_kafka(settings: Settings) -> Iterator[None]:
+    """Translate the Kafka client's errors into one clear MendlineError with a hint."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    try:
+        yield
+    except KafkaConnectionError as exc:
+        where = settings.kafka_bootstrap
+        raise MendlineError(f"cannot reach Kafka at {where}", hint=or_doctor(KAFKA_HINT)) from exc
+    except KafkaError as exc:
+        where = settings.kafka_bootstrap
+        problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        hint = or_doctor(KAFKA_HINT)
+        raise MendlineError(f"Kafka at {where} failed: {problem}", hint=hint) from exc
+
+
+async def connect_database(settings: Settings, *, for_migrate: bool = False) -> Any:
+    """A connection to the database (an asyncpg Connection), once its mendline tables are
+    known to be there (``for_migrate``: not needed). A database that cannot be reached, or a
+    URL that is not one, is one clear MendlineError with a hint."""
+    import asyncpg
+
+    url = settings.database_url.get_secret_value()
+    try:
+        conn = await asyncpg.connect(url)
+    except (OSError, asyncpg.PostgresError) as exc:
+        hint = or_doctor(DATABASE_HINT)
+        raise MendlineError(
+            f"cannot reach PostgreSQL at {shown_url(url)}: {exc}", hint=hint
+        ) from exc
+    except (asyncpg.ClientConfigurationError, ValueError) as exc:  # a malformed URL
+        hint = or_doctor(DATABASE_HINT)
+        raise MendlineError(
+            f"the database URL {shown_url(url)} is not valid: {exc}", hint=hint
+        ) from exc
+    has_schema = await conn.fetchval("SELECT to_regclass('mendline.schema_migrations') IS NOT NULL")
+    if not has_schema and not for_migrate:
+        await conn.close()
+        raise MendlineError("the database has no mendline tables yet", hint=MIGRATE_HINT)
+    return conn
+
+
+async def finding_store(settings: Settings) -> FindingStore:
+    """The store of findings, on a pool, once the database is known to be there and migrated."""
+    import asyncpg
+
+    from mendline.sinks.postgres import FindingStore
+
+    conn = await connect_database(settings)  # a clear error when unreachable or not migrated
+    await conn.close()
+    return FindingStore(await asyncpg.create_pool(settings.database_url.get_secret_value()))

@@ -1,0 +1,49 @@
+"""What the commands say to do when something fails: the shared hints, and a way to give
+errors one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from mendline.schemas.errors import MendlineError
+
+__all__ = [
+    "DATABASE_HINT",
+    "DEBUG_HINT",
+    "ISSUES_HINT",
+    "KAFKA_HINT",
+    "MIGRATE_HINT",
+    "hint_on",
+    "or_doctor",
+]
+
+DEBUG_HINT = "run again with --debug for the traceback"
+#: What to do when Kafka cannot be reached (other commands than doctor add ``or_doctor``).
+KAFKA_HINT = (
+    "is the broker running? Check MENDLINE_KAFKA_BOOTSTRAP (host:port of the brokers,"
+    " comma-separated) and, with TLS or SASL, MENDLINE_KAFKA_SECURITY_PROTOCOL and its"
+    " credentials"
+)
+#: What to do when PostgreSQL cannot be reached (other commands than doctor add ``or_doctor``).
+DATABASE_HINT = "is PostgreSQL running there? Check the host and port in MENDLINE_DATABASE_URL"
+#: What to do when the database lacks mendline's tables, or some of its migrations.
+MIGRATE_HINT = "run `mendline migrate` (`mendline consume` also applies them when it starts)"
+#: Where to find an issue's id, for an error that names one that is not there.
+ISSUES_HINT = "`mendline issues list --status all` shows the issues and their ids"
+
+
+def or_doctor(hint: str) -> str:
+    """``hint``, then where to check every setting: for the commands other than doctor."""
+    return f"{hint}; or run `mendline doctor`"
+
+
+@contextmanager
+def hint_on(kind: type[MendlineError], hint: str) -> Iterator[None]:
+    """Give errors of ``kind`` raised inside this block ``hint``, unless they have one."""
+    try:
+        yield
+    except kind as exc:
+        if exc.hint is None:
+            exc.hint = hint
+        raise

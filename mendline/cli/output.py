@@ -1,0 +1,213 @@
+"""What the commands print: JSON for scripts; tables, colour and a status line for people;
+the workers' log lines; errors with a hint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+__all__ = [
+    "STYLES",
+    "JsonLogFormatter",
+    "Screen",
+    "colour_for",
+    "counted",
+    "log_to_stderr",
+    "print_done",
+    "print_error",
+    "print_json",
+    "shorten",
+    "shown_url",
+    "styled",
+    "table",
+]
+
+#: The named styles of ``styled`` as SGR codes: emphasis, colours, and the level names people
+#: scan for (info, the ordinary case, stays plain).
+STYLES = {
+    "bold": "1",
+    "dim": "2",
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "magenta": "35",
+    "cyan": "36",
+    "critical": "1;31",
+    "error": "31",
+    "warning": "33",
+    "info": "",
+}
+_LEVELS = ("critical", "error", "warning", "info")
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit to show: its password filtered by the same rules as events'."""
+    from mendline.analyzers.grouping.scrubbing import Scrubber
+
+    return Scrubber().scrub_text(url)
+
+
+def counted(number: int, thing: str) -> str:
+    """``number`` and ``thing``, plural unless one: ``3 routes``, ``1 broker``."""
+    return f"{number} {thing}{'' if number == 1 else 's'}"
+
+
+def print_json(value: Any) -> None:
+    """``value`` as one line of JSON on stdout (dates and other objects as their str())."""
+    print(json.dumps(value, default=str))
+
+
+def print_done(args: argparse.Namespace, text: str, **what: object) -> None:
+    """What a command changed: ``text`` for people, ``what`` as a JSON object for scripts."""
+    if args.json:
+        print_json(what)
+    else:
+        print(text)
+
+
+def print_error(message: str, hint: str | None, prog: str = "mendline") -> None:
+    """An error on stderr: ``<prog>: <message>``, then ``hint: <hint>`` on its own line."""
+    print(f"{prog}: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+def colour_for(stream: TextIO) -> bool:
+    """Whether to colour ``stream``: a terminal, and NO_COLOR (no-color.org) unset or empty."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def styled(text: str, style: str | None, colour: bool) -> str:
+    """``text`` in the named ``style`` (one of ``STYLES``) when ``colour``; else as it is."""
+    code = STYLES[style] if style else ""
+    return f"\x1b[{code}m{text}\x1b[0m" if colour and code else text
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Rows as columns aligned under ``header``; numbers to the right, the last column ragged.
+
+    With colour (see ``colour_for``), the header is bold and level names are coloured.
+    """
+    cells = [[str(c) for c in header], *([str(c) for c in row] for row in rows)]
+    numeric = [all(c.isdigit() for c in column[1:]) for column in zip(*cells, strict=True)]
+    widths = [max(len(c) for c in column) for column in zip(*cells, strict=True)]
+    colour = colour_for(sys.stdout)
+    lines = []
+    for n, row in enumerate(cells):
+        shown = []
+        for i, cell in enumerate(row):
+            last = i == len(row) - 1
+            padded = cell.rjust(widths[i]) if numeric[i] else cell
+            padded = padded if last else padded.ljust(widths[i])
+            style = "bold" if n == 0 else cell if cell in _LEVELS else None
+            shown.append(styled(padded, style, colour))
+        lines.append("  ".join(shown).rstrip())
+    return "\n".join(lines)
+
+
+def shorten(text: str | None, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
+    line = " ".join((text or "").split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+_SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+class Screen:
+    """The demo's story: lines, and in a terminal a status line redrawn in place, in colour.
+
+    Off a terminal, the status is printed as a line when it changes, at most once a second of
+    the demo's own clock (the ``seconds`` it is given), and the last one always. A reader
+    that goes away (``mendline demo | head``) ends the story, not the demo's clean-up.
+    """
+
+    def __init__(self, stream: TextIO, *, interactive: bool) -> None:
+        self._stream: TextIO | None = stream
+        self._interactive = interactive
+        self._colour = interactive and colour_for(stream)
+        self._status = ""
+        self._last_plain = ""
+        self._last_plain_at = -1.0
+        self._pending = ""
+
+    def say(self, text: str, style: str | None = None) -> None:
+        """A line of the story, above the status line."""
+        text = styled(text, style, self._colour)
+        if self._interactive and self._status:
+            self._write("\r\x1b[K" + text + "\n" + self._status)
+        else:
+            self._write(text + "\n")
+
+    def status(self, text: str, seconds: float) -> None:
+        """Where things are, ``seconds`` into the demo."""
+        if self._interactive:
+            spinner = _SPINNER[int(seconds * 4) % len(_SPINNER)]
+            self._status = f"  {spinner} {text}  ({seconds:.1f} s)"
+            self._write("\r\x1b[K" + self._status)
+            return
+        if text == self._last_plain:
+            self._pending = ""  # back to what was printed last: nothing new to say
+            return
+        self._pending = f"  [{seconds:5.1f} s] {text}"
+        if seconds - self._last_plain_at >= 1.0:
+            self._last_plain, self._last_plain_at = text, seconds
+            self._flush_pending()
+
+    def end_status(self) -> None:
+        """Leave the last status on its own line."""
+        if self._interactive and self._status:
+            self._write("\n")
+            self._status = ""
+        elif not self._interactive:
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, ""
+            self.say(pending)
+
+    def _write(self, text: str) -> None:
+        if self._stream is None:
+            return
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except BrokenPipeError:
+            self._stream = None  # nobody reads any more; the demo still cleans up
+
+
+def log_to_stderr(args: argparse.Namespace) -> None:
+    """The workers' logging: lines on stderr, JSON objects with --json, DEBUG with --debug."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonLogFormatter()
+        if args.json
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s")
+    )
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, handlers=[handler])
+    logging.getLogger("aiokafka").setLevel(logging.WARNING if args.debug else logging.CRITICAL)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """A log record as one JSON object: time, level, logger, message, and exception if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, default=str)

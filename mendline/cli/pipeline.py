@@ -1,0 +1,128 @@
+"""The workers, ``mendline consume``, ``analyze``, ``run`` and ``alert``: the pipeline's
+stages (in ``mendline.stages``) run from the command line; and ``analyze --issue``, one
+issue analysed now."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from mendline.cli._hints import ISSUES_HINT, hint_on
+from mendline.cli._options import LOGS_AS_JSON, Commands, positive
+from mendline.cli.output import log_to_stderr, print_json
+from mendline.schemas.errors import ConfigError, FindingNotFound, UsageError
+from mendline.schemas.settings import Settings
+
+__all__ = ["register"]
+
+_ROUTES_HINT = "`mendline routes check` validates the routing file and names unset secrets"
+
+
+def register(commands: Commands) -> None:
+    """Add ``consume``, ``analyze``, ``run`` and ``alert`` to the top-level ``commands``."""
+    consume = commands.add_parser(
+        "consume",
+        parents=[LOGS_AS_JSON],
+        help="consume the errors topic into issues in PostgreSQL (a consumer group)",
+    )
+    consume.set_defaults(run=_consume)
+
+    analyze = commands.add_parser(
+        "analyze",
+        help="analyse new and regressed issues into findings (a worker; or one --issue)",
+    )
+    analyze.add_argument("--issue", type=positive, help="analyse this issue now and print it")
+    analyze.add_argument(
+        "--fresh", action="store_true", help="with --issue: analyse again, not from the store"
+    )
+    analyze.add_argument(
+        "--json",
+        action="store_true",
+        help="with --issue: the finding as a JSON object; without: log lines as JSON",
+    )
+    analyze.set_defaults(run=_analyze)
+
+    run = commands.add_parser(
+        "run",
+        parents=[LOGS_AS_JSON],
+        help="consume, analyze and alert in one process (each restarted if it fails)",
+    )
+    run.add_argument(
+        "--only",
+        type=_stages,
+        help="comma-separated stages to run: consume, analyze, alert (default: all)",
+    )
+    run.set_defaults(run=_run)
+
+    alert = commands.add_parser(
+        "alert",
+        parents=[LOGS_AS_JSON],
+        help="route new, regressed and spiking issues to Slack, email and PagerDuty",
+    )
+    alert.set_defaults(run=_alert)
+
+
+def _consume(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.stages import run_consume
+
+    log_to_stderr(args)
+    return asyncio.run(run_consume(settings))
+
+
+def _analyze(args: argparse.Namespace, settings: Settings) -> int:
+    if args.issue is None:
+        if args.fresh:
+            raise UsageError("--fresh goes with --issue")
+        from mendline.stages import run_analyze
+
+        log_to_stderr(args)
+        return asyncio.run(run_analyze(settings))
+    from mendline.cli._connections import finding_store
+    from mendline.cli.issues import finding_json
+    from mendline.stages.analyze import AnalyzeWorker, describe, make_analysis
+
+    async def go() -> tuple[Any, bool]:
+        store = await finding_store(settings)
+        analysis = make_analysis(settings, store)
+        try:
+            worker = AnalyzeWorker(settings, store, analysis)
+            return await worker.analyse_issue(args.issue, fresh=args.fresh)
+        finally:
+            await analysis.aclose()
+            await store.pool.close()
+
+    with hint_on(FindingNotFound, ISSUES_HINT):  # the issue is what was not found
+        stored, served = asyncio.run(go())
+    if args.json:
+        print_json(finding_json(stored, served))
+    else:
+        print(describe(stored, served))
+    return 0
+
+
+def _stages(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = ("consume", "analyze", "alert")
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"stages are {', '.join(known)}; not {', '.join(unknown) or 'nothing'}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.stages import run_stages
+
+    log_to_stderr(args)
+    with hint_on(ConfigError, _ROUTES_HINT):  # the routing file, checked before starting
+        return asyncio.run(run_stages(settings, args.only))
+
+
+def _alert(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.stages import run_alert
+
+    log_to_stderr(args)
+    with hint_on(ConfigError, _ROUTES_HINT):
+        return asyncio.run(run_alert(settings))
