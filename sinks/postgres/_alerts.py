@@ -18,8 +18,8 @@ from mendline.schemas.alert import (
     AlertSeverity,
     Receiver,
 )
-from mendline.schemas.database import is_outage
 from mendline.schemas.event import LEVEL_RANK
+from mendline.sinks.postgres._errors import is_outage
 
 if TYPE_CHECKING:
     from mendline.sinks.routing import Route, RoutingTable
