@@ -305,8 +305,9 @@ class LLMAnalyser:
 
     Calls are limited to ``concurrency`` at once; failed calls are retried ``max_retries``
     times with jittered exponential backoff (from up to ``backoff`` seconds, doubling, up to
-    30 s; a Retry-After is honoured) when the error is retriable; after ``breaker.failures`` analyses in a row fail, no call is made until the
-    breaker's cooldown has passed and a probe succeeds.
+    30 s; a Retry-After is honoured) when the error is retriable; after ``breaker.failures``
+    analyses in a row fail, no call is made until the breaker's cooldown has passed and a
+    probe succeeds.
     """
 
     def __init__(
