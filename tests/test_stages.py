@@ -59,4 +59,3 @@ def test_by_default_a_second_signal_ends_the_process_at_once_with_130() -> None:
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 130
         assert "finished" not in process.stdout.read()
-
