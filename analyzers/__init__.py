@@ -5,4 +5,5 @@
   the same interface) and the prompt
 - ``policy``: the decisions that gate what is sent or changed, as pure functions
 - ``breaker``: a circuit breaker for calls to outside services
+- ``backoff``: the one jittered exponential backoff, for every retry loop
 """

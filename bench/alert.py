@@ -32,9 +32,9 @@ from mendline.devstack import EmbeddedPostgres  # noqa: E402
 from mendline.ingest import prepare_record  # noqa: E402
 from mendline.schemas.settings import Settings, load_settings  # noqa: E402
 from mendline.sinks.channels import make_channel  # noqa: E402
-from mendline.sinks.postgres import connect_store  # noqa: E402
+from mendline.sinks.postgres import connect_alerts, connect_store  # noqa: E402
 from mendline.sinks.routing import load_routes  # noqa: E402
-from mendline.stages.alert import AlertWorker, connect_alerts  # noqa: E402
+from mendline.stages.alert import AlertWorker  # noqa: E402
 from tests.channel_servers import fake_pagerduty, fake_slack  # noqa: E402
 from tests.integration.event_factory import encode, make_event  # noqa: E402
 

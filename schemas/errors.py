@@ -13,6 +13,9 @@
     │   │                      ``status``, ``retry_after``)
     │   ├── LLMError           ... to the LLM endpoint
     │   └── ChannelError       ... to an alert channel (Slack, SMTP, PagerDuty)
+    ├── DatabaseError          a PostgreSQL call failed (``retriable``)
+    │   ├── DatabaseUnavailable  the server, its connection or a timeout: wait it out
+    │   └── RejectedData       the data itself was refused (``sqlstate``): keep it aside
     └── DevStackError          the embedded broker or database could not start
 
 Foreign exceptions are translated where they cross into our code, with ``raise ... from exc``.
@@ -28,6 +31,8 @@ from typing import Literal
 __all__ = [
     "ChannelError",
     "ConfigError",
+    "DatabaseError",
+    "DatabaseUnavailable",
     "DevStackError",
     "FindingNotFound",
     "InvalidEvent",
@@ -36,6 +41,7 @@ __all__ = [
     "LLMError",
     "MendlineError",
     "NotFound",
+    "RejectedData",
     "ServiceError",
     "ShipperClosed",
     "UsageError",
@@ -130,6 +136,29 @@ class LLMError(ServiceError):
 
 class ChannelError(ServiceError):
     """An alert channel could not deliver."""
+
+
+class DatabaseError(MendlineError):
+    """A PostgreSQL call failed; the driver's error is the ``__cause__``. ``retriable`` says
+    whether the same call may succeed later."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot serve now (down, a lost connection, a timeout, a read-only
+    standby, missing privileges, a schema from another release): waiting can cure it."""
+
+    retriable = True
+
+
+class RejectedData(DatabaseError):
+    """PostgreSQL refused the data itself (a data exception, an integrity constraint, a
+    program limit): the same data fails again. ``sqlstate`` is PostgreSQL's error code."""
+
+    retriable = False
+
+    def __init__(self, detail: str, *, sqlstate: str, hint: str | None = None) -> None:
+        super().__init__(detail, hint=hint)
+        self.sqlstate = sqlstate
 
 
 class ShipperClosed(MendlineError):

@@ -48,5 +48,7 @@ class EventSink(Protocol):
     """Where the consumer writes its batches: one transaction each, idempotent by event_id."""
 
     async def write(self, batch: list[PreparedEvent]) -> BatchResult:
-        """Store the batch atomically; a redelivered event changes nothing."""
+        """Store the batch atomically; a redelivered event changes nothing. Failures of the
+        store come out as ``DatabaseError``: ``DatabaseUnavailable`` (retriable, waited out)
+        or ``RejectedData`` (something in the batch was refused), never as driver errors."""
         ...

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +14,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import ValidationError
 
+from mendline.analyzers.backoff import Backoff
 from mendline.analyzers.breaker import CircuitBreaker
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
@@ -304,9 +304,10 @@ class LLMAnalyser:
     twice.
 
     Calls are limited to ``concurrency`` at once; failed calls are retried ``max_retries``
-    times with jittered exponential backoff (honouring Retry-After) when the error is
-    retriable; after ``breaker.failures`` analyses in a row fail, no call is made until the
-    breaker's cooldown has passed and a probe succeeds.
+    times with jittered exponential backoff (from up to ``backoff`` seconds, doubling, up to
+    30 s; a Retry-After is honoured) when the error is retriable; after ``breaker.failures``
+    analyses in a row fail, no call is made until the breaker's cooldown has passed and a
+    probe succeeds.
     """
 
     def __init__(
@@ -335,7 +336,8 @@ class LLMAnalyser:
         self._max_retries = max_retries
         self._prices = (input_price / 1e6, output_price / 1e6)
         self._daily = (daily_tokens, daily_cost)
-        self._backoff = backoff
+        # Full jitter: concurrent workers do not retry in step.
+        self._backoff = Backoff(backoff, _BACKOFF_CAP, jitter=1.0)
         self._sleep = sleep
         self._schema = answer_schema()
 
@@ -430,8 +432,8 @@ class LLMAnalyser:
                     if exc.retry_after > _MAX_RETRY_AFTER:
                         raise
                     delay = exc.retry_after
-                else:  # full jitter: concurrent workers do not retry in step
-                    delay = random.uniform(0, min(_BACKOFF_CAP, self._backoff * 2**attempt))
+                else:
+                    delay = self._backoff.delay(attempt)
                 log.info("mendline: LLM call failed (%s); retrying in %.1f s", exc, delay)
                 await self._sleep(delay)
                 continue

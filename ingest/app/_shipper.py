@@ -12,7 +12,6 @@ import atexit
 import contextlib
 import logging
 import os
-import random
 import re
 import threading
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mendline.analyzers.backoff import Backoff
 from mendline.ingest._topics import errors_producer
 from mendline.ingest.app._builder import EventBuilder
 from mendline.ingest.app._capture import Capture
@@ -205,7 +205,7 @@ class Shipper:
         self._unacked: list[Record] = []
         self._healthy: bool | None = None  # None until the first connection attempt ends
         self._retry_at = 0.0
-        self._backoff = _BACKOFF_MIN
+        self._backoff = Backoff(_BACKOFF_MIN, _BACKOFF_MAX)
         self._producer = None
         try:
             self._spool = Spool(self.spool_root, self.settings.spool_max_bytes)
@@ -419,7 +419,7 @@ class Shipper:
         if self._healthy is False:
             log.info("mendline: Kafka at %s is reachable", self.settings.kafka_bootstrap)
         self._healthy = True
-        self._backoff = _BACKOFF_MIN
+        self._backoff.reset()
 
     def _mark_down(self, exc: BaseException) -> None:
         if self._healthy is not False:
@@ -431,8 +431,7 @@ class Shipper:
                 self.spool_root,
             )
         self._healthy = False
-        self._retry_at = time.monotonic() + self._backoff * random.uniform(0.5, 1.0)
-        self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+        self._retry_at = time.monotonic() + self._backoff.next()
 
     # -- fork safety ---------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import time
 from collections.abc import Iterable
@@ -24,11 +23,11 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from pydantic_core import to_json
 
+from mendline.analyzers.backoff import Backoff
 from mendline.analyzers.grouping.fingerprint import culprit, fingerprint, title
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest._topics import errors_producer, kafka_client_options
-from mendline.schemas.database import is_bad_data, is_outage
-from mendline.schemas.errors import InvalidEvent
+from mendline.schemas.errors import DatabaseError, InvalidEvent, RejectedData
 from mendline.schemas.event import LEVEL_RANK, parse_event_exact
 from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
 from mendline.schemas.settings import Settings
@@ -44,6 +43,8 @@ DLQ_HEADER_PREFIX = "mendline.errors."
 # being written go out within a couple of milliseconds of the previous one's answer.
 _YIELD_EVERY = 32
 _NUL = b"\\u0000"  # PostgreSQL text and jsonb cannot hold U+0000
+# Waits for Kafka and for the database: from a fraction of a second (the usual blip is short,
+# and the batch waits meanwhile) up to 10 s (the lag after an outage stays short).
 _BACKOFF_MAX = 10.0
 
 
@@ -219,7 +220,7 @@ class Consumer:
 
     async def _start_consumer(self, stop: asyncio.Event) -> AIOKafkaConsumer | None:
         session_ms = int(self.settings.kafka_session_timeout * 1000)
-        backoff = 0.2
+        backoff = Backoff(0.2, _BACKOFF_MAX)
         while not stop.is_set():
             consumer = AIOKafkaConsumer(
                 **kafka_client_options(self.settings),
@@ -236,9 +237,9 @@ class Consumer:
                 consumer.subscribe([self.settings.errors_topic], listener=_Rebalance(self))
             except KafkaError as exc:
                 await consumer.stop()
-                log.warning("mendline: Kafka unreachable (%s); retrying in %.1f s", exc, backoff)
-                await _sleep_or_stop(stop, backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                delay = backoff.next()
+                log.warning("mendline: Kafka unreachable (%s); retrying in %.1f s", exc, delay)
+                await _sleep_or_stop(stop, delay)
                 continue
             self._consumer = consumer
             return consumer
@@ -279,29 +280,24 @@ class Consumer:
 
     async def _store(self, prepared: list[PreparedEvent], stop: asyncio.Event) -> None:
         """Write the batch, waiting out database outages with fetching paused."""
-        backoff = 0.1
+        backoff = Backoff(0.1, _BACKOFF_MAX)
         while True:
             try:
                 result = await self._write_isolating_poison(prepared, stop)
             except _Poison as poison:  # a batch of one event, which the database refuses
                 await self._dead_letter_prepared(poison, stop)
                 result = BatchResult()
-            except Exception as exc:
-                if not is_outage(exc):
+            except DatabaseError as exc:
+                if not exc.retriable:
                     raise
                 self.stats.store_retries += 1
                 if stop.is_set():
                     raise _Abandoned() from exc
-                if backoff == 0.1:
-                    log.warning(
-                        "mendline: PostgreSQL unavailable (%s: %s); pausing",
-                        type(exc).__name__,
-                        exc,
-                    )
-                await self._wait_paused(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                if backoff.attempts == 0:
+                    log.warning("mendline: PostgreSQL unavailable (%s); pausing", exc)
+                await self._wait_paused(backoff.next())
                 continue
-            if backoff > 0.1:
+            if backoff.attempts:
                 log.info("mendline: PostgreSQL is back; resuming")
             self._resume()
             self.stats.stored += result.stored
@@ -316,9 +312,7 @@ class Consumer:
         """Write the batch; if the database rejects its data, split it to find the culprit."""
         try:
             return await self.sink.write(prepared)
-        except Exception as exc:
-            if not is_bad_data(exc):
-                raise
+        except RejectedData as exc:
             if len(prepared) == 1:
                 raise _Poison(prepared[0], exc) from exc
         middle = len(prepared) // 2
@@ -405,7 +399,7 @@ class Consumer:
         stop: asyncio.Event,
     ) -> None:
         """Produce rejected records to the DLQ, unchanged, with reason headers, until acked."""
-        backoff = 0.2
+        backoff = Backoff(0.2, _BACKOFF_MAX)
         while True:
             try:
                 producer = await self._dlq_producer()
@@ -440,8 +434,7 @@ class Consumer:
                 if not exc.retriable:  # too large for the DLQ, say: keep what fits, and why
                     items = [_truncated(item) for item in items]
                 log.warning("mendline: the DLQ refused or is unreachable (%s); retrying", exc)
-                await self._wait_paused(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                await self._wait_paused(backoff.next())
                 continue
             self._resume()
             for *_, reason, detail in items:

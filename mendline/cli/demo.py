@@ -148,10 +148,14 @@ async def _demo(
 ) -> Summary:
     from mendline.cli._demo_parts import StandIns, sample_app
     from mendline.ingest import ensure_topics
-    from mendline.stages import run_pipeline
+    from mendline.stages import run_pipeline, stop_on_signals
 
     stop = asyncio.Event()
-    _stop_on_signals(stop)
+    main = asyncio.current_task()
+    assert main is not None  # run by asyncio.run
+    # A second Ctrl-C cancels the demo, and the clean-up (the app, the pipeline, the dev
+    # stack) still runs.
+    stop_on_signals(stop, on_second=main.cancel)
     async with StandIns(screen) as stand_ins:
         routes_file = workdir / "routes.toml"
         routes_file.write_text(demo_routes(stand_ins.smtp_port))
@@ -390,21 +394,6 @@ async def _drop_topics(settings: Settings) -> None:
         )
     finally:
         await admin.close()
-
-
-def _stop_on_signals(stop: asyncio.Event) -> None:
-    """The first SIGINT or SIGTERM stops the demo cleanly; a second one cancels it, and the
-    clean-up (the app, the pipeline, the dev stack) still runs."""
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-
-    def on_signal() -> None:
-        if stop.is_set() and main is not None:
-            main.cancel()
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
 
 
 @contextlib.contextmanager

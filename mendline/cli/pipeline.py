@@ -64,20 +64,20 @@ def register(commands: Commands) -> None:
 
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.stages import run_consume
+    from mendline.stages import run_stage
 
     log_to_stderr(args)
-    return asyncio.run(run_consume(settings))
+    return asyncio.run(run_stage("consume", settings))
 
 
 def _analyze(args: argparse.Namespace, settings: Settings) -> int:
     if args.issue is None:
         if args.fresh:
             raise UsageError("--fresh goes with --issue")
-        from mendline.stages import run_analyze
+        from mendline.stages import run_stage
 
         log_to_stderr(args)
-        return asyncio.run(run_analyze(settings))
+        return asyncio.run(run_stage("analyze", settings))
     from mendline.cli._connections import finding_store
     from mendline.cli.issues import finding_json
     from mendline.stages.analyze import AnalyzeWorker, describe, make_analysis
@@ -102,8 +102,10 @@ def _analyze(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _stages(text: str) -> list[str]:
+    from mendline.stages import STAGES
+
     names = [name.strip() for name in text.split(",") if name.strip()]
-    known = ("consume", "analyze", "alert")
+    known = tuple(STAGES)
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
@@ -121,8 +123,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _alert(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.stages import run_alert
+    from mendline.stages import run_stage
 
     log_to_stderr(args)
     with hint_on(ConfigError, _ROUTES_HINT):
-        return asyncio.run(run_alert(settings))
+        return asyncio.run(run_stage("alert", settings))

@@ -1,30 +1,17 @@
-"""The long-running stages (consume, analyze, alert), one module each, and the one supervisor
-that runs them: ``mendline run`` and the single-stage commands."""
+"""The long-running stages, one module each (``consume``, ``analyze``, ``alert``, each with
+``async def run(settings, stop)``), the one supervisor that runs them (``mendline run`` and
+the single-stage commands), and the one way to stop on signals."""
 
-from mendline.stages._supervisor import (
-    STAGES,
-    alert_stage,
-    analyze_stage,
-    connect_patiently,
-    connect_store_patiently,
-    consume_stage,
-    run_alert,
-    run_analyze,
-    run_consume,
-    run_pipeline,
-    run_stages,
-)
+from mendline.stages._signals import stop_on_signals
+from mendline.stages._supervisor import STAGES, Stage, run_pipeline, run_stage, run_stages
+from mendline.stages._waiting import connect_patiently
 
 __all__ = [
     "STAGES",
-    "alert_stage",
-    "analyze_stage",
+    "Stage",
     "connect_patiently",
-    "connect_store_patiently",
-    "consume_stage",
-    "run_alert",
-    "run_analyze",
-    "run_consume",
     "run_pipeline",
+    "run_stage",
     "run_stages",
+    "stop_on_signals",
 ]

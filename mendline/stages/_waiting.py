@@ -1,5 +1,5 @@
-"""How the workers wait: for a NOTIFY, a stop or a poll; through a database outage; while
-holding leases."""
+"""How the stages wait: for a NOTIFY, a stop or a poll; for a database to come up or back;
+while holding leases."""
 
 from __future__ import annotations
 
@@ -11,13 +11,44 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from mendline.schemas.database import is_outage
+from mendline.analyzers.backoff import Backoff
+from mendline.sinks.postgres import is_outage
 
-__all__ = ["Listener", "keep_renewing", "through_outages", "wait_any"]
+__all__ = [
+    "Listener",
+    "connect_patiently",
+    "keep_renewing",
+    "outage_backoff",
+    "through_outages",
+    "wait_any",
+]
 
 _T = TypeVar("_T")
 
 log = logging.getLogger("mendline")
+
+
+def outage_backoff() -> Backoff:
+    """The waits of a running worker through a database outage: from half a second up to
+    30 s (few queries and warnings while it lasts; the work is a queue, not a stream)."""
+    return Backoff(0.5, 30.0)
+
+
+async def connect_patiently(connect: Callable[[], Awaitable[_T]], stop: asyncio.Event) -> _T | None:
+    """``connect()``, waiting out a database that is not up yet; None if stopped first.
+    Starting, the waits are shorter (0.2 s up to 10 s): a database started at the same time
+    is found soon after it is up."""
+    backoff = Backoff(0.2, 10.0)
+    while not stop.is_set():
+        try:
+            return await connect()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            delay = backoff.next()
+            log.warning("mendline: PostgreSQL unreachable (%s); retrying in %.1f s", exc, delay)
+            await wait_any(stop, None, delay)
+    return None
 
 
 async def wait_any(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:
@@ -76,16 +107,16 @@ async def through_outages(
     """``write(*args, **kwargs)``, tried again with backoff for as long as the database is out (and
     ``stop``, if given, is not set): for what must not be given up on, such as the record of
     a paid LLM call or of a message already sent. Other errors are raised at once."""
-    backoff = 0.5
+    backoff = outage_backoff()
     while True:
         try:
             return await write(*args, **kwargs)
         except Exception as exc:
             if not is_outage(exc) or (stop is not None and stop.is_set()):
                 raise
-            log.warning("mendline: cannot %s yet (%s); again in %.1f s", what, exc, backoff)
-            await wait_any(stop or asyncio.Event(), None, backoff)
-            backoff = min(backoff * 2, 30.0)
+            delay = backoff.next()
+            log.warning("mendline: cannot %s yet (%s); again in %.1f s", what, exc, delay)
+            await wait_any(stop or asyncio.Event(), None, delay)
 
 
 async def keep_renewing(

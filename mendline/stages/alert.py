@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import uuid
 from collections import defaultdict
@@ -14,25 +13,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from mendline.analyzers.backoff import Backoff
 from mendline.analyzers.policy import takes_digests
 from mendline.schemas.alert import Channel, ChannelError, Notification
-from mendline.schemas.database import is_outage
+from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
+from mendline.sinks.channels import make_channel
 from mendline.sinks.postgres import (
     FINDINGS_CHANNEL,
     TRIGGERS_CHANNEL,
     AlertStore,
     DueDelivery,
-    migrated_pool,
+    connect_alerts,
+    is_outage,
 )
-from mendline.sinks.routing import RoutingTable
-from mendline.stages._waiting import Listener, keep_renewing, through_outages, wait_any
+from mendline.sinks.routing import RoutingTable, check_secrets, load_routes
+from mendline.stages._waiting import (
+    Listener,
+    connect_patiently,
+    keep_renewing,
+    outage_backoff,
+    through_outages,
+    wait_any,
+)
 
-__all__ = ["AlertStats", "AlertWorker", "connect_alerts"]
+__all__ = ["AlertStats", "AlertWorker", "routing_table", "run"]
 
 log = logging.getLogger("mendline.alert")
 
-_BACKOFF_CAP = 600.0
 # Issues in one digest: what a Slack message shows in full (the renderer keeps within 50
 # blocks); more go in the next message.
 _DIGEST_MAX = 20
@@ -53,10 +61,42 @@ class AlertStats:
     by_receiver: dict[str, int] = field(default_factory=dict)
 
 
-async def connect_alerts(settings: Settings, size: int = 6) -> AlertStore:
-    """An AlertStore on a new pool, after applying pending migrations."""
-    pool = await migrated_pool(settings.database_url.get_secret_value(), size)
-    return AlertStore(pool, settings.issue_url_template)
+def routing_table(settings: Settings) -> RoutingTable:
+    """The routing table; ConfigError when it is invalid or a secret it names is missing."""
+    table = load_routes(settings.routes_file)
+    problems = check_secrets(table, os.environ)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return table
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """The alert stage (one worker) until ``stop``; what is being sent finishes."""
+    table = routing_table(settings)
+    channels: dict[str, Channel] = {
+        name: make_channel(name, receiver, os.environ) for name, receiver in table.receivers.items()
+    }
+    store = await connect_patiently(lambda: connect_alerts(settings), stop)
+    if store is None:
+        return
+    worker = AlertWorker(settings, store, table, channels)
+    log.info("mendline: alert worker %s started (%s)", worker.owner, table.source)
+    try:
+        await worker.run(stop)
+    finally:
+        for channel in channels.values():
+            await channel.aclose()
+        await store.pool.close()
+    s = worker.stats
+    log.info(
+        "mendline: %d alerts sent in %d messages; %d retried, %d failed, %d dead, %d suppressed",
+        s.sent,
+        s.messages,
+        s.retried,
+        s.failed,
+        s.dead,
+        s.suppressed,
+    )
 
 
 class AlertWorker:
@@ -89,10 +129,13 @@ class AlertWorker:
             settings.database_url.get_secret_value(), (TRIGGERS_CHANNEL, FINDINGS_CHANNEL)
         )
         self._wake = self._listener.wake
+        # A failed delivery is tried again after up to 2 s, doubling with its attempts, up to
+        # 10 minutes; full jitter, so that retries to one receiver spread out.
+        self._retry_backoff = Backoff(2.0, 600.0, jitter=1.0)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Route and send until ``stop``; what is being sent is finished first."""
-        backoff = 0.5
+        backoff = outage_backoff()
         renewer = asyncio.create_task(
             keep_renewing(
                 self.settings.alert_lease,
@@ -107,13 +150,15 @@ class AlertWorker:
                 self._wake.clear()
                 try:
                     await self.pass_once()
-                    backoff = 0.5
+                    backoff.reset()
                 except Exception as exc:
                     if not is_outage(exc):
                         raise
-                    log.warning("mendline: PostgreSQL unavailable (%s); retrying", exc)
-                    await wait_any(stop, None, backoff)
-                    backoff = min(backoff * 2, 30.0)
+                    delay = backoff.next()
+                    log.warning(
+                        "mendline: PostgreSQL unavailable (%s); retrying in %.1f s", exc, delay
+                    )
+                    await wait_any(stop, None, delay)
                     continue
                 await wait_any(stop, self._wake, self.settings.alert_poll_interval)
         finally:
@@ -248,7 +293,7 @@ class AlertWorker:
                 )
                 self.stats.dead += 1
             else:
-                backoff = random.uniform(0, min(_BACKOFF_CAP, 2.0 * 2 ** (item.attempts - 1)))
+                backoff = self._retry_backoff.delay(max(item.attempts - 1, 0))
                 after = max(exc.retry_after or 0.0, backoff)
                 await through_outages(
                     self.store.retry,

@@ -16,7 +16,6 @@ from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.analyzers.rootcause.analyser import Analyser
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
 from mendline.analyzers.rootcause.llm import ChatClient, LLMAnalyser
-from mendline.schemas.database import is_bad_data, is_outage
 from mendline.schemas.finding import Finding
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import (
@@ -24,17 +23,26 @@ from mendline.sinks.postgres import (
     Claim,
     FindingStore,
     StoredFinding,
-    migrated_pool,
+    connect_findings,
+    is_bad_data,
+    is_outage,
 )
-from mendline.stages._waiting import Listener, keep_renewing, through_outages, wait_any
+from mendline.stages._waiting import (
+    Listener,
+    connect_patiently,
+    keep_renewing,
+    outage_backoff,
+    through_outages,
+    wait_any,
+)
 
 __all__ = [
     "Analysis",
     "AnalyzeStats",
     "AnalyzeWorker",
-    "connect_findings",
     "describe",
     "make_analysis",
+    "run",
 ]
 
 log = logging.getLogger("mendline.analyze")
@@ -103,10 +111,30 @@ def make_analysis(settings: Settings, store: FindingStore, **client_options: Any
     return Analysis(analyser, "llm", heuristic, client)
 
 
-async def connect_findings(settings: Settings, size: int) -> FindingStore:
-    """A FindingStore on a new pool, after applying pending migrations."""
-    pool = await migrated_pool(settings.database_url.get_secret_value(), size)
-    return FindingStore(pool)
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """The analyze stage (one worker) until ``stop``; what is in flight finishes."""
+    store = await connect_patiently(
+        lambda: connect_findings(settings, settings.llm_concurrency + 2), stop
+    )
+    if store is None:
+        return
+    analysis = make_analysis(settings, store)
+    worker = AnalyzeWorker(settings, store, analysis)
+    log.info("mendline: analyze worker %s started (%s analyser)", worker.owner, analysis.kind)
+    try:
+        await worker.run(stop)
+    finally:
+        await analysis.aclose()
+        await store.pool.close()
+    stats = worker.stats
+    log.info(
+        "mendline: analysed %d triggers: %d served from stored findings, %d fell back to the"
+        " heuristic analyser, %d errors",
+        stats.analysed,
+        stats.cached,
+        stats.fallbacks,
+        stats.errors,
+    )
 
 
 class AnalyzeWorker:
@@ -152,7 +180,7 @@ class AnalyzeWorker:
                 "analyses",
             )
         )
-        backoff = 0.5
+        backoff = outage_backoff()
         try:
             while not stop.is_set():
                 await self._listener.keep()
@@ -164,17 +192,15 @@ class AnalyzeWorker:
                         claims = await self.store.claim(
                             self.owner, free, self.settings.analyze_lease
                         )
-                        backoff = 0.5
+                        backoff.reset()
                     except Exception as exc:
                         if not is_outage(exc):
                             raise
+                        delay = backoff.next()
                         log.warning(
-                            "mendline: PostgreSQL unavailable (%s); retrying in %.1f s",
-                            exc,
-                            backoff,
+                            "mendline: PostgreSQL unavailable (%s); retrying in %.1f s", exc, delay
                         )
-                        await wait_any(stop, None, backoff)
-                        backoff = min(backoff * 2, 30.0)
+                        await wait_any(stop, None, delay)
                         continue
                 for claim in claims:
                     self._start(claim)

@@ -15,6 +15,8 @@ from mendline.sinks.postgres._alerts import (
     RoutingResult,
     route_key,
 )
+from mendline.sinks.postgres._connect import connect_alerts, connect_findings
+from mendline.sinks.postgres._errors import is_bad_data, is_outage, translate, translated
 from mendline.sinks.postgres._findings import (
     FINDINGS_CHANNEL,
     Claim,
@@ -45,8 +47,12 @@ __all__ = [
     "StoredFinding",
     "alert_severity",
     "available_migrations",
+    "connect_alerts",
+    "connect_findings",
     "connect_store",
     "ignore_issue",
+    "is_bad_data",
+    "is_outage",
     "merge_issues",
     "migrate",
     "migrated_pool",
@@ -54,4 +60,6 @@ __all__ = [
     "resolve_issue",
     "route_key",
     "takes_digests",
+    "translate",
+    "translated",
 ]

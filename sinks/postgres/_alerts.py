@@ -25,7 +25,7 @@ from mendline.analyzers.policy import (
     takes_digests,
 )
 from mendline.schemas.alert import Alert, AlertFinding, AlertIssue, AlertSeverity
-from mendline.schemas.database import is_outage
+from mendline.sinks.postgres._errors import is_outage
 
 if TYPE_CHECKING:
     from mendline.sinks.routing import Route, RoutingTable

@@ -14,6 +14,7 @@ import asyncpg
 from mendline.schemas.event import LEVELS
 from mendline.schemas.prepared import BatchResult, PreparedEvent
 from mendline.schemas.settings import Settings
+from mendline.sinks.postgres._errors import translated
 from mendline.sinks.postgres._migrate import migrated_pool
 
 __all__ = ["TRIGGERS_CHANNEL", "Store", "connect_store"]
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     _Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
 
 log = logging.getLogger("mendline.sinks")
+
+#: issue_id, kind, dedup_key, details (JSON text)
+_Trigger = tuple[int, str, str, str]
 
 _MAX_HOSTS = 100
 _MAX_ENVIRONMENTS = 50
@@ -110,26 +114,61 @@ class Store:
         self._partitions_until = today + timedelta(days=1)
 
     async def write(self, batch: list[PreparedEvent]) -> BatchResult:
-        """Store the batch atomically; events already stored change nothing."""
+        """Store the batch atomically; events already stored change nothing.
+
+        A failure comes out as DatabaseUnavailable (waiting can cure it) or RejectedData (the
+        database refused something in the batch), the driver's error as its cause.
+        """
         if not batch:
             return BatchResult()
-        now = datetime.now(UTC)
-        if self._partitions_until is None or now.date() >= self._partitions_until:
-            await self.ensure_partitions(now.date())
-        for attempt in range(5):
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    return await self._write(conn, batch, now)
-            except _MergedMeanwhile:
-                continue
-            except asyncpg.PostgresError as exc:
-                if exc.sqlstate not in _RETRY_TRANSACTION or attempt == 4:
-                    raise
-                await asyncio.sleep(0.05 * (attempt + 1))
+        with translated():
+            now = datetime.now(UTC)
+            if self._partitions_until is None or now.date() >= self._partitions_until:
+                await self.ensure_partitions(now.date())
+            for attempt in range(5):
+                try:
+                    async with self.pool.acquire() as conn, conn.transaction():
+                        return await self._write(conn, batch, now)
+                except _MergedMeanwhile:
+                    continue
+                except asyncpg.PostgresError as exc:
+                    if exc.sqlstate not in _RETRY_TRANSACTION or attempt == 4:
+                        raise
+                    await asyncio.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _write(self, conn: _Conn, batch: list[PreparedEvent], now: datetime) -> BatchResult:
+        """The steps of one batch, in one transaction (the caller's)."""
         result = BatchResult()
+        events = await self._new_events(conn, batch, now)
+        result.duplicates = len(batch) - len(events)
+        if not events:
+            return result
+        by_hash: dict[str, list[PreparedEvent]] = defaultdict(list)
+        for event in events:
+            by_hash[event.fingerprint].append(event)
+        issue_of, created = await self._resolve_issues(conn, by_hash)
+        result.new_issues = len(created)
+        deltas: dict[int, _IssueDelta] = defaultdict(_IssueDelta)
+        for hash_, group in by_hash.items():
+            delta = deltas[issue_of[hash_]]
+            for event in group:
+                delta.add(event)
+        ids = sorted(deltas)
+        before = await self._lock_issues(conn, ids)
+        await self._update_issues(conn, ids, deltas)
+        await self._insert_events(conn, events, issue_of, now)
+        await self._count_minute(conn, ids, deltas, now)
+        triggers, result.regressions = _lifecycle_triggers(ids, created, before)
+        triggers.extend(await self._frequency_triggers(conn, ids, before, now))
+        result.triggers = await self._insert_triggers(conn, triggers, now)
+        result.stored = len(events)
+        return result
+
+    async def _new_events(
+        self, conn: _Conn, batch: list[PreparedEvent], now: datetime
+    ) -> list[PreparedEvent]:
+        """The events of the batch not stored before (nor twice in it), their ids recorded."""
         unique: dict[str, PreparedEvent] = {}
         for event in batch:
             unique.setdefault(event.event_id, event)
@@ -141,36 +180,22 @@ class Store:
             now,
         )
         if int(status.rsplit(" ", 1)[1]) == len(event_ids):  # usual: none was seen before
-            events = list(unique.values())
-        else:
-            # Rows this transaction inserted carry its transaction id; the others were there.
-            seen = {
-                row["event_id"].hex
-                for row in await conn.fetch(
-                    """SELECT event_id FROM mendline.event_ids
-                       WHERE event_id = ANY($1::uuid[])
-                         AND xmin::text::bigint
-                             <> pg_current_xact_id()::text::bigint % 4294967296""",
-                    event_ids,
-                )
-            }
-            events = [e for e in unique.values() if e.event_id not in seen]
-        result.duplicates = len(batch) - len(events)
-        if not events:
-            return result
+            return list(unique.values())
+        # Rows this transaction inserted carry its transaction id; the others were there.
+        seen = {
+            row["event_id"].hex
+            for row in await conn.fetch(
+                """SELECT event_id FROM mendline.event_ids
+                   WHERE event_id = ANY($1::uuid[])
+                     AND xmin::text::bigint
+                         <> pg_current_xact_id()::text::bigint % 4294967296""",
+                event_ids,
+            )
+        }
+        return [e for e in unique.values() if e.event_id not in seen]
 
-        by_hash: dict[str, list[PreparedEvent]] = defaultdict(list)
-        for event in events:
-            by_hash[event.fingerprint].append(event)
-        issue_of, created = await self._resolve_issues(conn, by_hash)
-        result.new_issues = len(created)
-
-        deltas: dict[int, _IssueDelta] = defaultdict(_IssueDelta)
-        for hash_, group in by_hash.items():
-            delta = deltas[issue_of[hash_]]
-            for event in group:
-                delta.add(event)
-        ids = sorted(deltas)
+    async def _lock_issues(self, conn: _Conn, ids: list[int]) -> dict[int, Any]:
+        """Lock the batch's issues; their status and resolved_at as they were."""
         # Lock in id order: two consumers touching the same issues never deadlock.
         before = {
             row["id"]: row
@@ -184,7 +209,15 @@ class Store:
             # A merge committed while we waited for the lock: its fingerprints now point
             # elsewhere. Start over, reading them again.
             raise _MergedMeanwhile()
-        await self._update_issues(conn, ids, deltas)
+        return before
+
+    async def _insert_events(
+        self,
+        conn: _Conn,
+        events: list[PreparedEvent],
+        issue_of: dict[str, int],
+        now: datetime,
+    ) -> None:
         await conn.copy_records_to_table(
             "events",
             schema_name="mendline",
@@ -209,45 +242,39 @@ class Store:
                 for e in events
             ],
         )
-        minute = now.replace(second=0, microsecond=0)
+
+    async def _count_minute(
+        self, conn: _Conn, ids: list[int], deltas: dict[int, _IssueDelta], now: datetime
+    ) -> None:
+        """Add the batch's events to their issues' counts of this minute."""
         await conn.execute(
             """INSERT INTO mendline.issue_counts (issue_id, minute, count)
                SELECT id, $2, n FROM unnest($1::bigint[], $3::int[]) AS u(id, n)
                ON CONFLICT (issue_id, minute)
                DO UPDATE SET count = issue_counts.count + EXCLUDED.count""",
             ids,
-            minute,
+            now.replace(second=0, microsecond=0),
             [deltas[i].count for i in ids],
         )
 
-        triggers: list[tuple[int, str, str, str]] = []
-        for issue_id in sorted(created):
-            triggers.append((issue_id, "new_issue", f"new_issue:{issue_id}", "{}"))
-        for issue_id in ids:
-            row = before[issue_id]
-            if row["status"] == "resolved" and issue_id not in created:
-                resolved_at = row["resolved_at"].isoformat() if row["resolved_at"] else "-"
-                result.regressions += 1
-                triggers.append(
-                    (issue_id, "regression", f"regression:{issue_id}:{resolved_at}", "{}")
-                )
-        triggers.extend(await self._frequency_triggers(conn, ids, before, now))
-        if triggers:
-            inserted = await conn.fetch(
-                """INSERT INTO mendline.triggers (issue_id, kind, dedup_key, details, created_at)
-                   SELECT *, $5 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[])
-                   ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
-                [t[0] for t in triggers],
-                [t[1] for t in triggers],
-                [t[2] for t in triggers],
-                [t[3] for t in triggers],
-                now,
-            )
-            result.triggers = len(inserted)
-            if inserted:
-                await conn.execute("SELECT pg_notify($1, '')", TRIGGERS_CHANNEL)
-        result.stored = len(events)
-        return result
+    async def _insert_triggers(self, conn: _Conn, triggers: list[_Trigger], now: datetime) -> int:
+        """Insert the triggers not made before (by their dedup key); how many were new. The
+        workers are told, once the transaction commits, when there are any."""
+        if not triggers:
+            return 0
+        inserted = await conn.fetch(
+            """INSERT INTO mendline.triggers (issue_id, kind, dedup_key, details, created_at)
+               SELECT *, $5 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[])
+               ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
+            [t[0] for t in triggers],
+            [t[1] for t in triggers],
+            [t[2] for t in triggers],
+            [t[3] for t in triggers],
+            now,
+        )
+        if inserted:
+            await conn.execute("SELECT pg_notify($1, '')", TRIGGERS_CHANNEL)
+        return len(inserted)
 
     async def _resolve_issues(
         self, conn: _Conn, by_hash: dict[str, list[PreparedEvent]]
@@ -357,7 +384,7 @@ class Store:
         ids: list[int],
         before: dict[int, Any],
         now: datetime,
-    ) -> list[tuple[int, str, str, str]]:
+    ) -> list[_Trigger]:
         threshold = self.settings.frequency_threshold
         minutes = self.settings.frequency_window_minutes
         if threshold <= 0:
@@ -389,6 +416,22 @@ class Store:
             )
             for row in rows
         ]
+
+
+def _lifecycle_triggers(
+    ids: list[int], created: set[int], before: dict[int, Any]
+) -> tuple[list[_Trigger], int]:
+    """The new-issue triggers of the issues the batch created, and the regression triggers of
+    the resolved ones it saw again; and how many regressions that is."""
+    triggers = [(i, "new_issue", f"new_issue:{i}", "{}") for i in sorted(created)]
+    regressions = 0
+    for issue_id in ids:
+        row = before[issue_id]
+        if row["status"] == "resolved" and issue_id not in created:
+            resolved_at = row["resolved_at"].isoformat() if row["resolved_at"] else "-"
+            regressions += 1
+            triggers.append((issue_id, "regression", f"regression:{issue_id}:{resolved_at}", "{}"))
+    return triggers, regressions
 
 
 _EVENT_COLUMNS = [

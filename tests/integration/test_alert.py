@@ -18,9 +18,9 @@ import pytest
 
 from mendline.schemas.settings import Settings, load_settings
 from mendline.sinks.channels import make_channel
-from mendline.sinks.postgres import resolve_issue
+from mendline.sinks.postgres import connect_alerts, resolve_issue
 from mendline.sinks.routing import load_routes
-from mendline.stages.alert import AlertWorker, connect_alerts
+from mendline.stages.alert import AlertWorker
 from tests.channel_servers import FakePagerDuty, FakeSlack, Reply, fake_pagerduty, fake_slack
 from tests.llm_server import fake_llm
 
@@ -174,7 +174,7 @@ async def test_a_digest_waits_for_the_finding_of_every_issue_in_it(
     fresh_db_url: str, slack: FakeSlack, tmp_path: Path
 ) -> None:
     from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
-    from mendline.stages.analyze import connect_findings
+    from mendline.sinks.postgres import connect_findings
 
     settings = alert_settings(fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="30s")))
     async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}):

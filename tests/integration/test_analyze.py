@@ -19,8 +19,8 @@ from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.devstack import EmbeddedPostgres
 from mendline.ingest import prepare_record
 from mendline.schemas.settings import Settings, load_settings
-from mendline.sinks.postgres import connect_store, resolve_issue
-from mendline.stages.analyze import AnalyzeStats, AnalyzeWorker, connect_findings, make_analysis
+from mendline.sinks.postgres import connect_findings, connect_store, resolve_issue
+from mendline.stages.analyze import AnalyzeStats, AnalyzeWorker, make_analysis
 from tests.integration.event_factory import encode, make_event
 from tests.integration.test_consume import consume_settings, produce, running_consumer, wait_until
 from tests.llm_server import FakeLLM, Reply, fake_llm

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mendline.stages import _supervisor as _stages
+from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings, load_settings
+from mendline.stages import Stage, run_pipeline
 from tests.channel_servers import fake_slack
 
 from .event_factory import encode, make_event
@@ -61,11 +62,10 @@ async def test_run_takes_events_from_kafka_to_a_slack_alert_with_the_root_cause(
     assert [r["times_seen"] for r in issues] == [5]
 
 
-async def test_a_failing_stage_is_restarted_and_the_others_go_on(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_failing_stage_is_restarted_and_the_others_go_on() -> None:
     calls: list[str] = []
-    stop_after = asyncio.Event()
+    stop = asyncio.Event()
+    steady_stopped = asyncio.Event()
 
     async def flaky(settings: Settings, stop: asyncio.Event) -> None:
         calls.append("flaky")
@@ -76,14 +76,49 @@ async def test_a_failing_stage_is_restarted_and_the_others_go_on(
     async def steady(settings: Settings, stop: asyncio.Event) -> None:
         calls.append("steady")
         await stop.wait()
-        stop_after.set()
+        steady_stopped.set()
 
-    monkeypatch.setattr(_stages, "STAGES", {"consume": flaky, "analyze": steady})
-    monkeypatch.setattr(_stages, "_stop_on_signals", lambda stop: None)
-    result = await asyncio.wait_for(_stages.run_stages(load_settings(), ["consume", "analyze"]), 30)
-    assert result == 0
+    stages = {"consume": Stage(flaky), "analyze": Stage(steady)}
+    await asyncio.wait_for(run_pipeline(load_settings(), stop, stages=stages), 30)
     assert calls.count("flaky") == 3 and calls.count("steady") == 1
-    assert stop_after.is_set()
+    assert steady_stopped.is_set()
+
+
+async def test_a_config_error_stops_every_stage_after_what_is_in_flight() -> None:
+    stop = asyncio.Event()
+    finished: list[str] = []
+
+    async def misconfigured(settings: Settings, stop: asyncio.Event) -> None:
+        await asyncio.sleep(0)
+        raise ConfigError("no such receiver")
+
+    async def steady(settings: Settings, stop: asyncio.Event) -> None:
+        await stop.wait()
+        await asyncio.sleep(0.01)  # the batch in flight
+        finished.append("steady")
+
+    stages = {"alert": Stage(misconfigured), "consume": Stage(steady)}
+    with pytest.raises(ConfigError, match="no such receiver"):
+        await asyncio.wait_for(run_pipeline(load_settings(), stop, stages=stages), 30)
+    assert stop.is_set() and finished == ["steady"]  # not restarted; the other one finished
+
+
+async def test_a_check_that_fails_starts_no_stage() -> None:
+    started: list[str] = []
+
+    async def stage(settings: Settings, stop: asyncio.Event) -> None:
+        started.append("stage")
+
+    def check(settings: Settings) -> None:
+        raise ConfigError("the routing file is invalid")
+
+    stages = {"consume": Stage(stage), "alert": Stage(stage, check=check)}
+    with pytest.raises(ConfigError):
+        await run_pipeline(load_settings(), asyncio.Event(), stages=stages)
+    assert started == []
+    # ``only`` leaves out the stage whose check fails
+    await run_pipeline(load_settings(), asyncio.Event(), ["consume"], stages=stages)
+    assert started == ["stage"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,23 @@
+"""The stores of the analysis and alert stages, each on a new pool of a migrated database."""
+
+from __future__ import annotations
+
+from mendline.schemas.settings import Settings
+from mendline.sinks.postgres._alerts import AlertStore
+from mendline.sinks.postgres._findings import FindingStore
+from mendline.sinks.postgres._migrate import migrated_pool
+
+__all__ = ["connect_alerts", "connect_findings"]
+
+
+async def connect_findings(settings: Settings, size: int) -> FindingStore:
+    """A FindingStore on a new pool of ``size`` connections, after applying pending
+    migrations."""
+    pool = await migrated_pool(settings.database_url.get_secret_value(), size)
+    return FindingStore(pool)
+
+
+async def connect_alerts(settings: Settings, size: int = 6) -> AlertStore:
+    """An AlertStore on a new pool, after applying pending migrations."""
+    pool = await migrated_pool(settings.database_url.get_secret_value(), size)
+    return AlertStore(pool, settings.issue_url_template)
