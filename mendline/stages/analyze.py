@@ -16,7 +16,7 @@ from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.analyzers.rootcause.analyser import Analyser
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
 from mendline.analyzers.rootcause.llm import ChatClient, LLMAnalyser
-from mendline.schemas.finding import Finding
+from mendline.schemas.finding import Finding, IssueContext
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import (
     TRIGGERS_CHANNEL,
@@ -242,45 +242,16 @@ class AnalyzeWorker:
         try:
             context = await self.store.context(claim.issue_id, claim.kind)
             key = await self.store.cache_key(context)
-            earlier = self._analysing.get(key)
-            if earlier is not None:  # the same fingerprint and release is being analysed
+            # One analysis per fingerprint and release at a time: a second trigger waits for
+            # the first and is served its finding rather than paying for it again. The key is
+            # taken with no await between the look and the taking, so two cannot both miss.
+            while (earlier := self._analysing.get(key)) is not None:
                 await asyncio.wait([earlier])
-            cached = await self.store.cached(key, self.analysis.kind)
-            cached_from = None
-            mine = None
-            if cached is not None:
-                cached_from = cached.id
-                finding = _served(cached.finding)
-                self.stats.cached += 1
-            elif claim.attempts > _MAX_ATTEMPTS:
-                finding = self.analysis.heuristic.diagnose(context).model_copy(
-                    update={"fallback_reason": f"claimed {claim.attempts} times without finishing"}
-                )
-            else:
-                mine = self._analysing[key] = asyncio.get_running_loop().create_future()
-                try:
-                    finding = await self.analysis.analyser.analyse(context)
-                except BaseException:
-                    self._done_analysing(key, mine)
-                    raise
+            mine = self._analysing[key] = asyncio.get_running_loop().create_future()
             try:
-                await self._save_patiently(finding, claim, context.issue.id, key, cached_from)
-            except Exception as exc:
-                if not is_bad_data(exc):
-                    raise
-                # PostgreSQL refused something in the answer: keep the heuristic finding,
-                # saying why, rather than analysing (and paying) again and again.
-                log.error(
-                    "mendline: the finding of trigger %d was refused: %s", claim.trigger_id, exc
-                )
-                finding = self.analysis.heuristic.diagnose(context).model_copy(
-                    update={"fallback_reason": f"the finding could not be stored: {exc}"[:1000]}
-                )
-                cached_from = None
-                await self._save_patiently(finding, claim, context.issue.id, key, None)
+                await self._analyse_and_save(claim, context, key)
             finally:
-                if mine is not None:
-                    self._done_analysing(key, mine)
+                self._done_analysing(key, mine)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -294,6 +265,35 @@ class AnalyzeWorker:
             with contextlib.suppress(Exception):  # given back now, or when the lease runs out
                 await self.store.release(self.owner, [claim.trigger_id])
             return
+
+    async def _analyse_and_save(self, claim: Claim, context: IssueContext, key: str) -> None:
+        cached = await self.store.cached(key, self.analysis.kind)
+        cached_from = None
+        if cached is not None:
+            cached_from = cached.id
+            finding = _served(cached.finding)
+            self.stats.cached += 1
+        elif claim.attempts > _MAX_ATTEMPTS:
+            finding = self.analysis.heuristic.diagnose(context).model_copy(
+                update={"fallback_reason": f"claimed {claim.attempts} times without finishing"}
+            )
+        else:
+            finding = await self.analysis.analyser.analyse(context)
+        try:
+            await self._save_patiently(finding, claim, context.issue.id, key, cached_from)
+        except Exception as exc:
+            if not is_bad_data(exc):
+                raise
+            # PostgreSQL refused something in the answer: keep the heuristic finding,
+            # saying why, rather than analysing (and paying) again and again.
+            log.error("mendline: the finding of trigger %d was refused: %s", claim.trigger_id, exc)
+            finding = self.analysis.heuristic.diagnose(context).model_copy(
+                update={"fallback_reason": f"the finding could not be stored: {exc}"[:1000]}
+            )
+            await self._save_patiently(finding, claim, context.issue.id, key, None)
+        self._count(claim, finding)
+
+    def _count(self, claim: Claim, finding: Finding) -> None:
         self.stats.analysed += 1
         if finding.fallback_reason:
             self.stats.fallbacks += 1
