@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -23,3 +24,16 @@ def test_the_readme_gives_the_command_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     command = ci[-1]
     assert command in README
+
+
+def test_the_layout_names_every_package() -> None:
+    section = README[README.index("## Layout") :]
+    # mendline/schemas, mendline/ingest, ... are links to the top-level folders: follow them.
+    packages = sorted(
+        ".".join(("mendline", *Path(folder).relative_to(ROOT / "mendline").parts))
+        for folder, _, files in os.walk(ROOT / "mendline", followlinks=True)
+        if "__init__.py" in files
+    )
+    assert "mendline.sinks.routing" in packages  # the links were followed
+    missing = [name for name in packages if f"`{name}`" not in section]
+    assert not missing, f"README.md's Layout section does not name {missing}"
