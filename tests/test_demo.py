@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from mendline.analyzers.policy import alert_labels
 from mendline.cli.demo import SLACK_WEBHOOK_ENV, Progress, demo_routes
 from mendline.cli.output import Screen
-from mendline.sinks.routing import alert_labels, check_secrets, load_routes
+from mendline.sinks.routing import check_secrets, load_routes
 
 
 def receivers_for(path: Path, severity: str) -> list[str]:

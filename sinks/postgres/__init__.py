@@ -1,7 +1,6 @@
 """PostgreSQL: the event store, the analysis and alert work queues, issue administration, and
 the versioned migrations of schema ``mendline``."""
 
-from mendline.analyzers.policy import alert_severity, takes_digests
 from mendline.sinks.postgres._admin import (
     IssueNotFound,
     ignore_issue,
@@ -45,7 +44,6 @@ __all__ = [
     "RoutingResult",
     "Store",
     "StoredFinding",
-    "alert_severity",
     "available_migrations",
     "connect_alerts",
     "connect_findings",
@@ -59,7 +57,6 @@ __all__ = [
     "prune_events",
     "resolve_issue",
     "route_key",
-    "takes_digests",
     "translate",
     "translated",
 ]
