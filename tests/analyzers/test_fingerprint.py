@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 import tempfile
@@ -24,44 +23,17 @@ from mendline.analyzers.grouping.fingerprint import (
     parameterize,
     title,
 )
-from mendline.ingest import Capture, EventBuilder, InApp
+from mendline.ingest import InApp
 
 from . import grouping_samples as samples
+from .event_helpers import event_of, load
 
 SAMPLES = samples.__name__
-
-
-def event_of(
-    exc: BaseException | None,
-    *,
-    service: str = "checkout",
-    environment: str = "production",
-    release: str | None = "1.0.0",
-    host: str = "web-1",
-    logger: str | None = "checkout.orders",
-    message: str = "request failed",
-    custom: list[str] | None = None,
-    in_app: InApp | None = None,
-) -> dict[str, Any]:
-    """The wire dict the app side would ship for ``exc`` logged with ``message``."""
-    builder = EventBuilder(service, environment, release, host=host, in_app=in_app)
-    return builder.build(Capture.now("error", logger, message, {}, exc, fingerprint=custom))
 
 
 def group(fn: Callable[..., object], *args: object, **options: Any) -> Grouping:
     """Call ``fn``, log what it raised, and group that event."""
     return fingerprint(event_of(samples.capture(fn, *args), **options))
-
-
-def load(path: Path, name: str, source: str) -> types.ModuleType:
-    """Write ``source`` to ``path`` and import it as module ``name`` (not kept in sys.modules)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ from mendline.analyzers.rootcause.heuristic import RULES, HeuristicAnalyser, Rul
 from mendline.schemas.finding import Finding, IssueContext, IssueSummary, PastIssue
 
 from . import heuristic_samples as samples
+from .event_helpers import event_of, load
 from .grouping_samples import capture, charge, read_setting
-from .test_fingerprint import event_of, load
 
 SAMPLES = samples.__name__
 SAMPLES_PATH = "tests/analyzers/heuristic_samples.py"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,14 +18,8 @@ from mendline.analyzers.rootcause.llm import (
 )
 from mendline.schemas.finding import IssueContext, IssueSummary, PastIssue
 from tests.analyzers import grouping_samples as samples
-from tests.analyzers.test_fingerprint import event_of
-from tests.llm_server import FakeLLM, Reply, fake_llm, finding_json
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLM]:
-    with fake_llm() as server:
-        yield server
+from tests.analyzers.event_helpers import event_of
+from tests.llm_server import FakeLLM, Reply, finding_json
 
 
 def context(**event_options: Any) -> IssueContext:

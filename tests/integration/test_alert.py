@@ -8,7 +8,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,25 +21,21 @@ from mendline.sinks.channels import make_channel
 from mendline.sinks.postgres import resolve_issue
 from mendline.sinks.routing import load_routes
 from mendline.stages.alert import AlertWorker, connect_alerts
-from tests.channel_servers import FakePagerDuty, FakeSlack, Reply, fake_pagerduty, fake_slack
+from tests.channel_servers import FakePagerDuty, FakeSlack, Reply, smtp_server
+from tests.db_helpers import query
 from tests.llm_server import fake_llm
 
-from .test_analyze import ingest, issue_events, query, run_until_exit, workers
-from .test_consume import wait_until
+from .stage_helpers import (
+    SLACK_ROUTE,
+    deliveries,
+    ingest,
+    issue_events,
+    run_until_exit,
+    wait_until,
+    workers,
+)
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack() as server:
-        yield server
-
-
-@pytest.fixture
-def pagerduty() -> Iterator[FakePagerDuty]:
-    with fake_pagerduty() as server:
-        yield server
 
 
 def routes(tmp_path: Path, text: str) -> Path:
@@ -79,28 +75,12 @@ async def alerting(
             await worker.store.pool.close()
 
 
-async def deliveries(url: str) -> list[asyncpg.Record]:
-    return await query(url, "SELECT * FROM mendline.alert_deliveries ORDER BY id")
-
-
 def delivered(url: str, n: int) -> Any:
     async def check() -> bool:
         rows = await deliveries(url)
         return sum(r["status"] == "delivered" for r in rows) >= n
 
     return check
-
-
-SLACK_ROUTE = """
-[receivers.team]
-type = "slack"
-webhook_url_env = "TEST_SLACK_WEBHOOK"
-
-[[routes]]
-match = {{ severity = "error" }}
-receivers = ["team"]
-group_wait = "{wait}"
-"""
 
 
 async def test_a_new_issue_is_sent_once_with_its_root_cause(
@@ -360,8 +340,6 @@ async def test_an_llm_finding_reaches_the_alert(
 
 
 async def test_warnings_go_to_an_email_digest(fresh_db_url: str, tmp_path: Path) -> None:
-    from tests.channel_servers import smtp_server
-
     with smtp_server() as smtp:
         text = f"""
 [receivers.mail]

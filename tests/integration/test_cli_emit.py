@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import json_lines
+from tests.cli_helpers import cli, cli_env, json_lines
+from tests.db_helpers import query
 
 from .event_factory import encode, make_event
 from .kafka_helpers import read_events
-from .test_cli_consume import cli, cli_env, fetch
-from .test_consume import consume_settings, running_consumer, wait_until
+from .stage_helpers import consume_settings, running_consumer, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ async def test_emitted_events_become_one_issue_scrubbed_and_where_emit_said(
     async with running_consumer(settings) as consumer:
         await wait_until(lambda: consumer.stats.stored == 4, 30, "the 4 emitted events")
 
-    events = await fetch(
+    events = await query(
         fresh_db_url,
         """SELECT event_id, issue_id, kafka_partition, kafka_offset, service, environment,
                   release, level, payload::text AS payload
@@ -90,7 +90,7 @@ async def test_emitted_events_become_one_issue_scrubbed_and_where_emit_said(
         ]
     assert all("hunter2" not in r["payload"] for r in events)
 
-    issues = await fetch(
+    issues = await query(
         fresh_db_url,
         "SELECT id, title, times_seen, service FROM mendline.issues ORDER BY times_seen DESC",
     )
@@ -158,6 +158,6 @@ async def test_emit_file_sends_the_good_lines_and_names_the_bad_ones(
 
     async with running_consumer(settings) as consumer:
         await wait_until(lambda: consumer.stats.stored == 2, 30, "the 2 good events")
-    stored = await fetch(fresh_db_url, "SELECT event_id FROM mendline.events")
+    stored = await query(fresh_db_url, "SELECT event_id FROM mendline.events")
     assert {r["event_id"].hex for r in stored} == {e["event_id"] for e in good}
     assert consumer.stats.dead_lettered == {}

@@ -8,83 +8,22 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from mendline.devstack import EmbeddedPostgres
-from mendline.ingest import Consumer, read_dead_letters, redrive
-from mendline.schemas.settings import Settings, load_settings
+from mendline.ingest import read_dead_letters, redrive
+from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import connect_store
 
 from .event_factory import encode, make_event
-from .kafka_helpers import unique_topic
+from .kafka_helpers import create_topic, produce
+from .stage_helpers import consume_settings, running_consumer, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def consume_settings(bootstrap: str, db_url: str, **extra: object) -> Settings:
-    return load_settings(
-        kafka_bootstrap=bootstrap,
-        database_url=db_url,
-        errors_topic=unique_topic("errors"),
-        dlq_topic=unique_topic("dlq"),
-        consumer_group=unique_topic("group"),
-        kafka_session_timeout=2.0,
-        frequency_threshold=0,
-        **extra,
-    )
-
-
-async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
-
-
-async def produce(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value, key=b"k") for value in values]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-@asynccontextmanager
-async def running_consumer(settings: Settings) -> AsyncIterator[Consumer]:
-    store = await connect_store(settings)
-    consumer = Consumer(settings, store)
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
-    try:
-        yield consumer
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await store.close()
-
-
-async def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def stored(url: str) -> int:

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,15 +30,12 @@ from tests.channel_servers import (
     FakePagerDuty,
     FakeSlack,
     Reply,
-    fake_pagerduty,
-    fake_slack,
     self_signed_cert,
     smtp_server,
 )
 
 loopback = pytest.mark.integration
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-TOKEN = "xoxb-test-token"
 
 
 def alert(
@@ -111,18 +107,6 @@ class FakeTime:
         self.now += seconds
 
 
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack(TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def pagerduty() -> Iterator[FakePagerDuty]:
-    with fake_pagerduty() as server:
-        yield server
-
-
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return self_signed_cert(tmp_path_factory.mktemp("tls"))
@@ -133,11 +117,12 @@ def webhook_channel(slack: FakeSlack, name: str = "alerts", **options: Any) -> S
     return SlackChannel(receiver, webhook_url=slack.webhook_url(name), **options)
 
 
-def bot_channel(slack: FakeSlack, token: str = TOKEN, **options: Any) -> SlackChannel:
+def bot_channel(slack: FakeSlack, token: str | None = None, **options: Any) -> SlackChannel:
+    """A bot-token channel posting to #alerts, with ``slack``'s own token unless ``token``."""
     receiver = SlackReceiver(
         type="slack", bot_token_env="SLACK_TOKEN", channel="#alerts", api_url=slack.api_url
     )
-    return SlackChannel(receiver, bot_token=token, **options)
+    return SlackChannel(receiver, bot_token=token or slack.token, **options)
 
 
 async def failure(channel: Any, notification: Notification | None = None) -> ChannelError:
