@@ -105,14 +105,39 @@ async def test_emitted_events_become_one_issue_scrubbed_and_where_emit_said(
 async def test_a_custom_fingerprint_groups_different_messages(
     kafka_bootstrap: str, fresh_db_url: str
 ) -> None:
-    env = cli_env(consume_settings(kafka_bootstrap, fresh_db_url))
-    fingerprints = set()
-    for message in ("checkout timed out after 30 s", "basket service unreachable"):
-        result = await cli(
-            "emit", "--message", message, "--fingerprint", "checkout-outage", "--json", env=env
-        )
-        fingerprints |= {s["fingerprint"] for s in json_lines(result)}
-    assert len(fingerprints) == 1
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    env = cli_env(settings)
+    messages = ("checkout timed out after 30 s", "basket service unreachable")
+
+    async def emitted(message: str, *fingerprint: str) -> str:
+        """The fingerprint of the one event ``emit --message`` sent (with ``--fingerprint``)."""
+        options = [arg for part in fingerprint for arg in ("--fingerprint", part)]
+        result = await cli("emit", "--message", message, *options, "--json", env=env)
+        (sent,) = json_lines(result)
+        return str(sent["fingerprint"])
+
+    outage = [await emitted(message, "checkout-outage") for message in messages]
+    # Without it the two messages are two issues; another custom one is another issue.
+    by_message = [await emitted(message) for message in messages]
+    other = await emitted(messages[0], "payment-outage")
+    assert outage[0] == outage[1]
+    assert by_message[0] != by_message[1]
+    assert len({outage[0], *by_message, other}) == 4
+
+    # The consumer groups them as emit said: the two custom ones are one issue.
+    async with running_consumer(settings) as consumer:
+        await wait_until(lambda: consumer.stats.stored == 5, 30, "the 5 emitted events")
+    issues = await query(
+        fresh_db_url,
+        """SELECT f.hash, i.times_seen FROM mendline.fingerprints f
+           JOIN mendline.issues i ON i.id = f.issue_id""",
+    )
+    assert {r["hash"]: r["times_seen"] for r in issues} == {
+        outage[0]: 2,
+        by_message[0]: 1,
+        by_message[1]: 1,
+        other: 1,
+    }
 
 
 @pytest.mark.parametrize("source", ["file", "stdin"])
