@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from typing import Any
+
+from mendline.schemas.settings import Settings
 
 
 def run(
@@ -58,3 +61,22 @@ def json_object(result: subprocess.CompletedProcess[str]) -> Any:
     """The one JSON object a command run with --json printed."""
     (value,) = json_lines(result)
     return value
+
+
+async def cli(
+    *args: str, env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``run`` off the event loop, so an in-process consumer keeps its heartbeats."""
+    return await asyncio.to_thread(run, *args, env=env, stdin=stdin)
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment that points the CLI at the broker, topics, group and database of
+    ``settings``."""
+    return {
+        "MENDLINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "MENDLINE_DATABASE_URL": settings.database_url.get_secret_value(),
+        "MENDLINE_ERRORS_TOPIC": settings.errors_topic,
+        "MENDLINE_DLQ_TOPIC": settings.dlq_topic,
+        "MENDLINE_CONSUMER_GROUP": settings.consumer_group,
+    }

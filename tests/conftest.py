@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole suite: the dev stack and private servers.
+"""Fixtures shared by the whole suite: the dev stack, private servers, and the loopback
+stand-ins for the LLM, Slack and PagerDuty.
 
 ``MENDLINE_KAFKA_BOOTSTRAP`` / ``MENDLINE_DATABASE_URL`` point the session-wide fixtures at
 external servers; the factories always start private embedded ones.
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 
 from mendline.devstack import DevStack, EmbeddedPostgres, KafkaBroker
+from tests.channel_servers import FakePagerDuty, FakeSlack, fake_pagerduty, fake_slack
+from tests.llm_server import FakeLLM, fake_llm
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +77,24 @@ async def fresh_db_url(database_url: str) -> AsyncIterator[str]:
 
     async with fresh_database(database_url) as url:
         yield url
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLLM]:
+    """An OpenAI-compatible server on loopback that answers a valid finding unless scripted."""
+    with fake_llm() as server:
+        yield server
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    """Slack's incoming webhooks and Web API on loopback; its bot token is ``slack.token``."""
+    with fake_slack() as server:
+        yield server
+
+
+@pytest.fixture
+def pagerduty() -> Iterator[FakePagerDuty]:
+    """PagerDuty's Events API v2 on loopback."""
+    with fake_pagerduty() as server:
+        yield server

@@ -1,4 +1,4 @@
-"""A fresh database for a test, on the session's PostgreSQL server."""
+"""A fresh database for a test, on the session's PostgreSQL server, and reading it back."""
 
 from __future__ import annotations
 
@@ -26,3 +26,12 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+async def query(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    """The rows of ``sql`` with ``args``, on a connection of its own."""
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,14 +18,8 @@ from mendline.analyzers.rootcause.llm import (
 )
 from mendline.schemas.finding import IssueContext, IssueSummary, PastIssue
 from tests.analyzers import grouping_samples as samples
-from tests.analyzers.test_fingerprint import event_of
-from tests.llm_server import FakeLLM, Reply, fake_llm, finding_json
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLM]:
-    with fake_llm() as server:
-        yield server
+from tests.analyzers.event_helpers import event_of
+from tests.llm_server import FakeLLM, Reply, finding_json
 
 
 def context(**event_options: Any) -> IssueContext:
@@ -297,8 +290,12 @@ def test_parse_answer_says_what_is_wrong(text: str, problem: str) -> None:
         parse_answer(text)
 
 
+NO_COMPLETION = "the LLM call failed: the LLM endpoint answered 200 without a chat completion"
+INVALID_TWICE = "the LLM's answer was invalid twice: "
+
+
 @pytest.mark.parametrize(
-    ("reply", "expect"),
+    ("reply", "analyser_name", "reason", "outcomes"),
     [
         # Content as a list of parts (newer OpenAI-style servers): the text parts are used.
         (
@@ -319,25 +316,43 @@ def test_parse_answer_says_what_is_wrong(text: str, problem: str) -> None:
                 )
             ),
             "llm",
+            None,
+            ["ok"],
         ),
-        (Reply(body=json.dumps({"choices": [{"message": {"content": 42}}]})), "bad_response"),
-        (Reply(body="[" * 100_000 + "]" * 100_000), "bad_response"),
-        (Reply(body="<html>gateway</html>"), "bad_response"),
-        (Reply(content="[" * 100_000 + "]" * 100_000), "invalid twice"),
+        (
+            Reply(body=json.dumps({"choices": [{"message": {"content": 42}}]})),
+            "heuristic",
+            NO_COMPLETION,
+            ["bad_response"],
+        ),
+        (Reply(body="[" * 100_000 + "]" * 100_000), "heuristic", NO_COMPLETION, ["bad_response"]),
+        (Reply(body="<html>gateway</html>"), "heuristic", NO_COMPLETION, ["bad_response"]),
+        # The endpoint answers, twice, with an answer that is no finding: asked again once.
+        (
+            Reply(content="[" * 100_000 + "]" * 100_000),
+            "heuristic",
+            INVALID_TWICE,
+            ["invalid", "invalid"],
+        ),
     ],
     ids=["content-parts", "content-number", "deep-body", "html-body", "deep-answer"],
 )
-async def test_malformed_replies_never_escape(llm: FakeLLM, reply: Reply, expect: str) -> None:
+async def test_malformed_replies_never_escape(
+    llm: FakeLLM, reply: Reply, analyser_name: str, reason: str | None, outcomes: list[str]
+) -> None:
+    """Whatever comes back, the analysis ends in a finding; the ledger counts each call with
+    what it was, and the finding says why the LLM's answer was not used."""
     llm.default = reply
     ledger = MemoryLedger()
     found = await analyser(llm, ledger, max_retries=0).analyse(context())
-    if expect == "llm":
-        assert found.analyser == "llm" and found.fallback_reason is None
+    assert found.analyser == analyser_name
+    if reason is None:
+        assert found.fallback_reason is None
     else:
-        assert found.analyser == "heuristic"
-        assert expect in (found.fallback_reason or "") or expect in [
-            c.outcome for c in ledger.calls
-        ]
+        assert found.fallback_reason is not None
+        assert found.fallback_reason.startswith(reason), found.fallback_reason
+    assert [c.outcome for c in ledger.calls] == outcomes
+    assert len(llm.requests) == len(outcomes)
 
 
 async def test_the_budget_is_checked_by_every_call_not_once_for_all(llm: FakeLLM) -> None:

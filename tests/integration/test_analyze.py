@@ -8,92 +8,31 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import pytest
 
-from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.devstack import EmbeddedPostgres
-from mendline.ingest import prepare_record
-from mendline.schemas.settings import Settings, load_settings
-from mendline.sinks.postgres import connect_findings, connect_store, resolve_issue
-from mendline.stages.analyze import AnalyzeStats, AnalyzeWorker, make_analysis
-from tests.integration.event_factory import encode, make_event
-from tests.integration.test_consume import consume_settings, produce, running_consumer, wait_until
-from tests.llm_server import FakeLLM, Reply, fake_llm
+from mendline.sinks.postgres import connect_findings, resolve_issue
+from mendline.stages.analyze import AnalyzeStats
+from tests.db_helpers import query
+from tests.llm_server import FakeLLM, Reply
+
+from .event_factory import encode
+from .kafka_helpers import produce
+from .stage_helpers import (
+    analyze_settings,
+    consume_settings,
+    ingest,
+    issue_events,
+    running_consumer,
+    wait_until,
+    workers,
+)
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLM]:
-    with fake_llm() as server:
-        yield server
-
-
-def analyze_settings(url: str, llm: FakeLLM | None = None, **extra: Any) -> Settings:
-    return load_settings(
-        database_url=url,
-        frequency_threshold=0,
-        llm_base_url=llm.url if llm else None,
-        analyze_poll_interval=0.2,
-        **extra,
-    )
-
-
-async def ingest(settings: Settings, events: list[dict[str, Any]]) -> None:
-    """Store events the consumer's way (validated, scrubbed, fingerprinted, one batch)."""
-    store = await connect_store(settings)
-    try:
-        await store.write([prepare_record(encode(e), Scrubber()) for e in events])
-    finally:
-        await store.close()
-
-
-@asynccontextmanager
-async def workers(
-    settings: Settings, count: int = 1, grace: float | None = None
-) -> AsyncIterator[list[AnalyzeWorker]]:
-    """``count`` analyze workers running until the block ends."""
-    stores = [await connect_findings(settings, 6) for _ in range(count)]
-    running = [
-        AnalyzeWorker(settings, store, make_analysis(settings, store), grace=grace)
-        for store in stores
-    ]
-    try:
-        async with run_until_exit(running):
-            yield running
-    finally:
-        for w in running:
-            await w.analysis.aclose()
-            await w.store.pool.close()
-
-
-class _Worker(Protocol):
-    async def run(self, stop: asyncio.Event) -> None: ...
-
-
-@asynccontextmanager
-async def run_until_exit(running: Sequence[_Worker]) -> AsyncIterator[None]:
-    """Each worker's ``run(stop)`` as a task until the block ends, then stopped and awaited."""
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(w.run(stop)) for w in running]
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 60)
-
-
-async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 def analysed(url: str, n: int) -> Callable[[], Awaitable[bool]]:
@@ -102,16 +41,6 @@ def analysed(url: str, n: int) -> Callable[[], Awaitable[bool]]:
         return rows[0]["n"] >= n
 
     return check
-
-
-def issue_events(issues: range, per_issue: int = 3, **fields: Any) -> list[dict[str, Any]]:
-    events = []
-    for issue in issues:
-        for n in range(per_issue):
-            event = make_event(issue, n)
-            event.update(fields)
-            events.append(event)
-    return events
 
 
 async def test_every_new_issue_gets_one_llm_finding(fresh_db_url: str, llm: FakeLLM) -> None:

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
-from tests.cli_helpers import failure, json_lines, json_object
-from tests.llm_server import FakeLLM, fake_llm
+from tests.cli_helpers import cli, failure, json_lines, json_object
+from tests.llm_server import FakeLLM
 
-from .test_analyze import analyze_settings, ingest, issue_events
-from .test_cli_consume import cli
+from .stage_helpers import analyze_settings, ingest, issue_events
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLM]:
-    with fake_llm() as server:
-        yield server
 
 
 async def test_analyze_one_issue_then_serve_it_from_the_store(

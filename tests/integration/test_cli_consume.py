@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
 from datetime import datetime
 
-import asyncpg
 import pytest
 
-from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import available_migrations
-from tests.cli_helpers import failure, json_lines, json_object, run, usage_error
+from tests.cli_helpers import cli, cli_env, failure, json_lines, json_object, run, usage_error
+from tests.db_helpers import query
 
 from .event_factory import encode, make_event
-from .test_consume import consume_settings, produce, running_consumer, wait_until
+from .kafka_helpers import produce
+from .stage_helpers import consume_settings, running_consumer, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -35,39 +34,14 @@ def fingerprint(stdin: bytes, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def cli(
-    *args: str, env: dict[str, str], stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the CLI off the event loop, so an in-process consumer keeps its heartbeats."""
-    return await asyncio.to_thread(run, *args, env=env, stdin=stdin)
-
-
-def cli_env(settings: Settings) -> dict[str, str]:
-    return {
-        "MENDLINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "MENDLINE_DATABASE_URL": settings.database_url.get_secret_value(),
-        "MENDLINE_ERRORS_TOPIC": settings.errors_topic,
-        "MENDLINE_DLQ_TOPIC": settings.dlq_topic,
-        "MENDLINE_CONSUMER_GROUP": settings.consumer_group,
-    }
-
-
 def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     """The lines of stderr, which must hold no traceback."""
     assert "Traceback" not in result.stderr
     return result.stderr.splitlines()
 
 
-async def fetch(url: str, query: str, *params: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(query, *params))
-    finally:
-        await conn.close()
-
-
 async def partitions(url: str) -> set[str]:
-    rows = await fetch(
+    rows = await query(
         url,
         """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
            WHERE i.inhparent = 'mendline.events'::regclass""",
@@ -77,7 +51,7 @@ async def partitions(url: str) -> set[str]:
 
 async def partition_of_day(url: str, days_ago: int) -> str:
     """Create the events partition of ``days_ago`` days back; returns its name."""
-    rows = await fetch(
+    rows = await query(
         url,
         """SELECT mendline.ensure_event_partitions(current_date - $1::integer, 1),
                   'events_' || to_char(current_date - $1, 'YYYYMMDD') AS name""",
@@ -193,7 +167,7 @@ async def test_migrate_applies_the_migrations_once(fresh_db_url: str) -> None:
     second = await cli("migrate", env=env)
     assert second.returncode == 0, second.stderr
     assert second.stdout == "the database is up to date\n"
-    rows = await fetch(
+    rows = await query(
         fresh_db_url,
         """SELECT to_regnamespace('mendline') IS NOT NULL AS schema,
                   array(SELECT version FROM mendline.schema_migrations ORDER BY 1) AS versions""",
@@ -252,7 +226,7 @@ async def test_issues_merge_moves_the_counts_and_later_events_to_the_target(
     await produce(kafka_bootstrap, settings.errors_topic, [encode(e) for e in events])
     async with running_consumer(settings) as consumer:
         await wait_until(lambda: consumer.stats.stored == 6, 30, "the 6 events")
-        issues = await fetch(
+        issues = await query(
             fresh_db_url, "SELECT id, times_seen FROM mendline.issues ORDER BY times_seen DESC"
         )
         assert [r["times_seen"] for r in issues] == [3, 2, 1]
@@ -268,7 +242,7 @@ async def test_issues_merge_moves_the_counts_and_later_events_to_the_target(
         await produce(kafka_bootstrap, settings.errors_topic, [encode(make_event(2, 9))])
         await wait_until(lambda: consumer.stats.stored == 7, 30, "the later event")
 
-    rows = await fetch(
+    rows = await query(
         fresh_db_url,
         """SELECT id, status, merged_into, times_seen,
                   (SELECT count(*) FROM mendline.events e WHERE e.issue_id = i.id) AS events

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import json_lines
+from tests.cli_helpers import cli, cli_env, json_lines
+from tests.db_helpers import query
 
 from .event_factory import encode, make_event
 from .kafka_helpers import read_events
-from .test_cli_consume import cli, cli_env, fetch
-from .test_consume import consume_settings, running_consumer, wait_until
+from .stage_helpers import consume_settings, running_consumer, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ async def test_emitted_events_become_one_issue_scrubbed_and_where_emit_said(
     async with running_consumer(settings) as consumer:
         await wait_until(lambda: consumer.stats.stored == 4, 30, "the 4 emitted events")
 
-    events = await fetch(
+    events = await query(
         fresh_db_url,
         """SELECT event_id, issue_id, kafka_partition, kafka_offset, service, environment,
                   release, level, payload::text AS payload
@@ -90,7 +90,7 @@ async def test_emitted_events_become_one_issue_scrubbed_and_where_emit_said(
         ]
     assert all("hunter2" not in r["payload"] for r in events)
 
-    issues = await fetch(
+    issues = await query(
         fresh_db_url,
         "SELECT id, title, times_seen, service FROM mendline.issues ORDER BY times_seen DESC",
     )
@@ -105,14 +105,39 @@ async def test_emitted_events_become_one_issue_scrubbed_and_where_emit_said(
 async def test_a_custom_fingerprint_groups_different_messages(
     kafka_bootstrap: str, fresh_db_url: str
 ) -> None:
-    env = cli_env(consume_settings(kafka_bootstrap, fresh_db_url))
-    fingerprints = set()
-    for message in ("checkout timed out after 30 s", "basket service unreachable"):
-        result = await cli(
-            "emit", "--message", message, "--fingerprint", "checkout-outage", "--json", env=env
-        )
-        fingerprints |= {s["fingerprint"] for s in json_lines(result)}
-    assert len(fingerprints) == 1
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    env = cli_env(settings)
+    messages = ("checkout timed out after 30 s", "basket service unreachable")
+
+    async def emitted(message: str, *fingerprint: str) -> str:
+        """The fingerprint of the one event ``emit --message`` sent (with ``--fingerprint``)."""
+        options = [arg for part in fingerprint for arg in ("--fingerprint", part)]
+        result = await cli("emit", "--message", message, *options, "--json", env=env)
+        (sent,) = json_lines(result)
+        return str(sent["fingerprint"])
+
+    outage = [await emitted(message, "checkout-outage") for message in messages]
+    # Without it the two messages are two issues; another custom one is another issue.
+    by_message = [await emitted(message) for message in messages]
+    other = await emitted(messages[0], "payment-outage")
+    assert outage[0] == outage[1]
+    assert by_message[0] != by_message[1]
+    assert len({outage[0], *by_message, other}) == 4
+
+    # The consumer groups them as emit said: the two custom ones are one issue.
+    async with running_consumer(settings) as consumer:
+        await wait_until(lambda: consumer.stats.stored == 5, 30, "the 5 emitted events")
+    issues = await query(
+        fresh_db_url,
+        """SELECT f.hash, i.times_seen FROM mendline.fingerprints f
+           JOIN mendline.issues i ON i.id = f.issue_id""",
+    )
+    assert {r["hash"]: r["times_seen"] for r in issues} == {
+        outage[0]: 2,
+        by_message[0]: 1,
+        by_message[1]: 1,
+        other: 1,
+    }
 
 
 @pytest.mark.parametrize("source", ["file", "stdin"])
@@ -158,6 +183,6 @@ async def test_emit_file_sends_the_good_lines_and_names_the_bad_ones(
 
     async with running_consumer(settings) as consumer:
         await wait_until(lambda: consumer.stats.stored == 2, 30, "the 2 good events")
-    stored = await fetch(fresh_db_url, "SELECT event_id FROM mendline.events")
+    stored = await query(fresh_db_url, "SELECT event_id FROM mendline.events")
     assert {r["event_id"].hex for r in stored} == {e["event_id"] for e in good}
     assert consumer.stats.dead_lettered == {}

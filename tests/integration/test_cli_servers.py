@@ -14,12 +14,10 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.cli_helpers import failure, json_object, run
+from tests.cli_helpers import cli_env, failure, json_object, run
 
 from .kafka_helpers import unique_topic
-from .test_alert import SLACK_ROUTE
-from .test_cli_consume import cli_env
-from .test_consume import consume_settings, wait_until
+from .stage_helpers import SLACK_ROUTE, consume_settings, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -4,87 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from mendline.devstack import EmbeddedPostgres
-from mendline.ingest import Consumer, read_dead_letters, redrive
-from mendline.schemas.settings import Settings, load_settings
+from mendline.ingest import read_dead_letters, redrive
+from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import connect_store
 
 from .event_factory import encode, make_event
-from .kafka_helpers import unique_topic
+from .kafka_helpers import create_topic, produce
+from .stage_helpers import consume_settings, running_consumer, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def consume_settings(bootstrap: str, db_url: str, **extra: object) -> Settings:
-    return load_settings(
-        kafka_bootstrap=bootstrap,
-        database_url=db_url,
-        errors_topic=unique_topic("errors"),
-        dlq_topic=unique_topic("dlq"),
-        consumer_group=unique_topic("group"),
-        kafka_session_timeout=2.0,
-        frequency_threshold=0,
-        **extra,
-    )
-
-
-async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
-
-
-async def produce(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value, key=b"k") for value in values]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-@asynccontextmanager
-async def running_consumer(settings: Settings) -> AsyncIterator[Consumer]:
-    store = await connect_store(settings)
-    consumer = Consumer(settings, store)
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
-    try:
-        yield consumer
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await store.close()
-
-
-async def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def stored(url: str) -> int:
@@ -133,10 +73,13 @@ async def test_events_become_issues_once_and_offsets_are_committed(
         assert len(issues) == 3 and {r["times_seen"] for r in issues} == {50}
     finally:
         await conn.close()
-    # A second consumer of the group finds nothing left: the offsets were committed.
+    # A second consumer of the group starts after them: the offsets were committed. It reads
+    # an event written now, and none of the 150 before it.
     async with running_consumer(settings) as second:
-        await asyncio.sleep(3)
-        assert second.stats.received == 0
+        later = make_event(3, 0)
+        await produce(kafka_bootstrap, settings.errors_topic, [encode(later)])
+        await wait_until(lambda: second.stats.stored == 1, 30, "the later event")
+        assert second.stats.received == 1
 
 
 POISON: list[tuple[bytes | None, str]] = [
@@ -220,19 +163,32 @@ async def test_postgres_down_mid_stream_pauses_and_recovers(
 
 
 async def test_kafka_down_at_start_then_up(
-    kafka_broker_factory: Callable[..., object], fresh_db_url: str
+    kafka_broker_factory: Callable[..., object],
+    fresh_db_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from mendline.devstack import KafkaBroker, free_port
 
     broker = kafka_broker_factory(free_port(), start=False)
     assert isinstance(broker, KafkaBroker)
     settings = consume_settings(broker.bootstrap, fresh_db_url)
+    caplog.set_level(logging.WARNING, logger="mendline.consume")
+
+    def refused() -> int:
+        """How many attempts to reach Kafka failed so far."""
+        return sum(
+            r.name == "mendline.consume" and "Kafka unreachable" in r.getMessage()
+            for r in caplog.records
+        )
+
     async with running_consumer(settings) as consumer:
-        await asyncio.sleep(1.5)  # it keeps trying
+        # It keeps trying: it failed more than once, and did not give up.
+        await wait_until(lambda: refused() >= 2, 30, "a second failed attempt to reach Kafka")
         broker.start()
         events = [make_event(1, n) for n in range(20)]
         await produce(broker.bootstrap, settings.errors_topic, [encode(e) for e in events])
         await wait_until(lambda: consumer.stats.stored == 20, 60, "the events")
+    await check_exactly_once(fresh_db_url, events)
 
 
 def spawn_consumer(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -322,22 +278,31 @@ async def test_two_consumers_and_rebalances_mid_stream(
 ) -> None:
     settings, events, producing = await stream_20000(kafka_bootstrap, fresh_db_url)
     log = tmp_path / "consume.log"
+
+    def assignments(process: subprocess.Popen[bytes]) -> int:
+        """How many times ``process`` logged the partitions it was given."""
+        lines = log.read_text().splitlines() if log.exists() else []
+        return sum(f"[{process.pid}]" in line and " assigned " in line for line in lines)
+
     first = spawn_consumer(settings, log)
-    await asyncio.sleep(2)
-    second = spawn_consumer(settings, log)  # a rebalance: partitions are shared
+    processes = [first]
     try:
-        await asyncio.sleep(3)
+        await wait_until(lambda: assignments(first) >= 1, 60, "the first consumer's partitions")
+        second = spawn_consumer(settings, log)  # a rebalance: partitions are shared
+        processes.append(second)
+        await wait_until(lambda: assignments(second) >= 1, 60, "partitions for the second")
         first.send_signal(signal.SIGKILL)  # another: the survivor takes everything
         first.wait()
+        await wait_until(lambda: assignments(second) >= 2, 60, "the survivor's rebalance")
         await producing
         await wait_until(lambda: stored_is(fresh_db_url, len(events)), 120, "all 20,000 events")
     finally:
-        for process in (first, second):
+        for process in processes:
             if process.poll() is None:
                 process.terminate()
                 process.wait(30)
     await check_exactly_once(fresh_db_url, events)
-    assigned = [line for line in log.read_text().splitlines() if "assigned" in line]
+    assigned = [line for line in log.read_text().splitlines() if " assigned " in line]
     pids = {line.split("[")[1].split("]")[0] for line in assigned}
     assert pids == {str(first.pid), str(second.pid)}, assigned  # both took part
     survivor = [line for line in assigned if f"[{second.pid}]" in line]

@@ -19,7 +19,7 @@ import pytest
 from mendline.sample_app import TRAFFIC
 from mendline.schemas.settings import load_settings
 
-from .test_analyze import ingest, issue_events
+from .stage_helpers import ingest, issue_events
 
 pytestmark = pytest.mark.integration
 

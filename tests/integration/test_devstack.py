@@ -16,10 +16,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mendline.devstack import DevStack, EmbeddedPostgres, KafkaBroker, free_port
 from mendline.schemas.errors import DevStackError
+
+from .kafka_helpers import produce
 
 pytestmark = pytest.mark.integration
 
@@ -66,24 +68,12 @@ def refuses(host: str, port: int) -> bool:
     return False
 
 
-async def produce(bootstrap: str, topic: str, *values: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for value in values:
-            await producer.send_and_wait(
-                topic, value, key=b"k", partition=0, headers=[("reason", b"test")]
-            )
-    finally:
-        await producer.stop()
-
-
 # -- Kafka ------------------------------------------------------------------------------------
 
 
 async def test_a_record_goes_through_the_broker(kafka_bootstrap: str) -> None:
     topic = unique("roundtrip")
-    await produce(kafka_bootstrap, topic, b"hello")
+    await produce(kafka_bootstrap, topic, [b"hello"], headers=[("reason", b"test")])
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
     )
@@ -101,7 +91,7 @@ async def test_a_record_goes_through_the_broker(kafka_bootstrap: str) -> None:
 
 async def test_a_consumer_group_commits_its_offsets(kafka_bootstrap: str) -> None:
     topic, group = unique("commits"), unique("group")
-    await produce(kafka_bootstrap, topic, b"1", b"2", b"3")
+    await produce(kafka_bootstrap, topic, [b"1", b"2", b"3"], partition=0)
     member = AIOKafkaConsumer(
         topic,
         bootstrap_servers=kafka_bootstrap,
@@ -157,7 +147,7 @@ async def test_a_broker_can_start_late_on_a_port_chosen_up_front(
     broker.start()
 
     topic = unique("late")
-    await produce(broker.bootstrap, topic, b"finally")
+    await produce(broker.bootstrap, topic, [b"finally"])
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
     )

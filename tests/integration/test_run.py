@@ -15,11 +15,11 @@ from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings, load_settings
 from mendline.stages import Stage, run_pipeline
 from tests.channel_servers import fake_slack
+from tests.db_helpers import query
 
 from .event_factory import encode, make_event
-from .test_alert import SLACK_ROUTE, deliveries
-from .test_analyze import query
-from .test_consume import consume_settings, produce, wait_until
+from .kafka_helpers import produce
+from .stage_helpers import SLACK_ROUTE, consume_settings, deliveries, wait_until
 
 pytestmark = pytest.mark.integration
 

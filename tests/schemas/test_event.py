@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import jsonschema
 import pytest
@@ -53,7 +54,8 @@ def test_the_json_schema_accepts_the_documented_example_and_the_model_agrees() -
     jsonschema.validate(VALID, json.loads(JSON_SCHEMA_PATH.read_text()))
     event = parse_event(json.dumps(VALID))
     assert event.exceptions[0].frames[0].function == "parse"
-    assert event.timestamp.utcoffset() is not None
+    assert event.timestamp == datetime(2026, 11, 29, 19, 13, 38, 123456, tzinfo=UTC)
+    assert event.timestamp.utcoffset() == timedelta(0)
 
 
 @pytest.mark.parametrize(

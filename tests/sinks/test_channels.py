@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import time
-from collections.abc import Iterator
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,15 +29,13 @@ from tests.channel_servers import (
     FakePagerDuty,
     FakeSlack,
     Reply,
-    fake_pagerduty,
-    fake_slack,
+    Request,
     self_signed_cert,
     smtp_server,
 )
 
 loopback = pytest.mark.integration
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-TOKEN = "xoxb-test-token"
 
 
 def alert(
@@ -111,18 +107,6 @@ class FakeTime:
         self.now += seconds
 
 
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack(TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def pagerduty() -> Iterator[FakePagerDuty]:
-    with fake_pagerduty() as server:
-        yield server
-
-
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return self_signed_cert(tmp_path_factory.mktemp("tls"))
@@ -133,11 +117,12 @@ def webhook_channel(slack: FakeSlack, name: str = "alerts", **options: Any) -> S
     return SlackChannel(receiver, webhook_url=slack.webhook_url(name), **options)
 
 
-def bot_channel(slack: FakeSlack, token: str = TOKEN, **options: Any) -> SlackChannel:
+def bot_channel(slack: FakeSlack, token: str | None = None, **options: Any) -> SlackChannel:
+    """A bot-token channel posting to #alerts, with ``slack``'s own token unless ``token``."""
     receiver = SlackReceiver(
         type="slack", bot_token_env="SLACK_TOKEN", channel="#alerts", api_url=slack.api_url
     )
-    return SlackChannel(receiver, bot_token=token, **options)
+    return SlackChannel(receiver, bot_token=token or slack.token, **options)
 
 
 async def failure(channel: Any, notification: Notification | None = None) -> ChannelError:
@@ -284,28 +269,71 @@ async def test_an_update_of_a_digest_goes_in_its_thread(slack: FakeSlack) -> Non
     assert slack.calls("chat.postMessage")[1]["thread_ts"] == first["ts"]
 
 
+class GatedTime(FakeTime):
+    """A FakeTime whose sleeps wait for ``release()``: the test sees a send waiting its turn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeping = asyncio.Event()
+        self._released = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.sleeping.set()
+        await self._released.wait()
+        self.now += seconds
+
+    def release(self) -> None:
+        self._released.set()
+
+
+async def within(awaitable: Awaitable[object], what: str) -> None:
+    """Await ``awaitable``; fail the test saying ``what`` did not come within 10 s."""
+    try:
+        await asyncio.wait_for(awaitable, 10)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+OTHER_SLACK_CHANNEL = "C0OTHER"
+
+
+def slack_channel_of(request: Request) -> str:
+    """Which Slack channel a request went to: a webhook's name, or the Web API's channel."""
+    if request.path.startswith("/services/"):
+        return request.path.split("/")[3].removeprefix("B")
+    return "other" if request.body.get("channel") == OTHER_SLACK_CHANNEL else "busy"
+
+
 @loopback
+@pytest.mark.parametrize("other_is", ["another-receiver", "another-channel-of-the-bot"])
 async def test_one_message_a_second_per_slack_channel_and_others_not_held(
-    slack: FakeSlack,
+    slack: FakeSlack, other_is: str
 ) -> None:
-    busy, other = webhook_channel(slack, "busy"), webhook_channel(slack, "other")
-    started = time.monotonic()
+    clock = GatedTime()
+    if other_is == "another-receiver":
+        busy = webhook_channel(slack, "busy", clock=clock.clock, sleep=clock.sleep)
+        other = webhook_channel(slack, "other", clock=clock.clock, sleep=clock.sleep)
+        other_note = note()
+    else:  # one bot: a repeat goes in the thread of its message, in another Slack channel
+        busy = other = bot_channel(slack, clock=clock.clock, sleep=clock.sleep)
+        previous = {"channel": OTHER_SLACK_CHANNEL, "ts": "1700000000.000001"}
+        other_note = note(mode="repeat", previous=previous)
     try:
         sends = [asyncio.create_task(busy.send(note(alert(i)))) for i in range(3)]
-        await asyncio.sleep(0.2)  # the busy channel's second and third are waiting their turn
-        await other.send(note())
-        other_done = time.monotonic() - started
+        # The first went at once; the second waits its turn, and the third behind it.
+        await within(clock.sleeping.wait(), "the second message waiting its turn")
+        await within(other.send(other_note), "the other message, sent meanwhile")
+        sent_meanwhile = [slack_channel_of(r) for r in slack.requests]
+        clock.release()
         await asyncio.gather(*sends)
     finally:
         await busy.aclose()
         await other.aclose()
 
-    arrivals = [r.at for r in slack.requests if "Bbusy" in r.path]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    assert len(arrivals) == 3
-    assert all(gap >= 0.9 for gap in gaps), gaps
-    assert arrivals[0] - started < 0.5
-    assert other_done < 0.6
+    assert clock.sleeps == [1.0, 1.0]  # a second between the busy channel's messages
+    assert sent_meanwhile == ["busy", "other"]
+    assert [slack_channel_of(r) for r in slack.requests] == ["busy", "other", "busy", "busy"]
 
 
 @loopback

@@ -1,0 +1,161 @@
+"""The stages run in-process for the integration tests: consume, analyze and alert settings,
+workers until a block ends, events stored the consumer's way, and waiting for a condition."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import asyncpg
+
+from mendline.analyzers.grouping.scrubbing import Scrubber
+from mendline.ingest import Consumer, prepare_record
+from mendline.schemas.settings import Settings, load_settings
+from mendline.sinks.postgres import connect_findings, connect_store
+from mendline.stages.analyze import AnalyzeWorker, make_analysis
+from tests.db_helpers import query
+from tests.llm_server import FakeLLM
+
+from .event_factory import encode, make_event
+from .kafka_helpers import unique_topic
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``predicate`` (a function or a coroutine function) until it is true; fail the test
+    saying ``what`` did not come when ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# -- consume --------------------------------------------------------------------------------
+
+
+def consume_settings(bootstrap: str, db_url: str, **extra: object) -> Settings:
+    """Settings of a consumer with its own topics and group, quick to rebalance, and with
+    every new issue analysed (no frequency threshold)."""
+    return load_settings(
+        kafka_bootstrap=bootstrap,
+        database_url=db_url,
+        errors_topic=unique_topic("errors"),
+        dlq_topic=unique_topic("dlq"),
+        consumer_group=unique_topic("group"),
+        kafka_session_timeout=2.0,
+        frequency_threshold=0,
+        **extra,
+    )
+
+
+@asynccontextmanager
+async def running_consumer(settings: Settings) -> AsyncIterator[Consumer]:
+    """A Consumer running until the block ends, then stopped and its store closed."""
+    store = await connect_store(settings)
+    consumer = Consumer(settings, store)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        yield consumer
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await store.close()
+
+
+# -- analyze --------------------------------------------------------------------------------
+
+
+def analyze_settings(url: str, llm: FakeLLM | None = None, **extra: Any) -> Settings:
+    """Settings of the analyze stage on ``url``, asking ``llm`` (else the heuristic analyser
+    alone), polling often."""
+    return load_settings(
+        database_url=url,
+        frequency_threshold=0,
+        llm_base_url=llm.url if llm else None,
+        analyze_poll_interval=0.2,
+        **extra,
+    )
+
+
+async def ingest(settings: Settings, events: list[dict[str, Any]]) -> None:
+    """Store events the consumer's way (validated, scrubbed, fingerprinted, one batch)."""
+    store = await connect_store(settings)
+    try:
+        await store.write([prepare_record(encode(e), Scrubber()) for e in events])
+    finally:
+        await store.close()
+
+
+def issue_events(issues: range, per_issue: int = 3, **fields: Any) -> list[dict[str, Any]]:
+    """``per_issue`` events of each issue number in ``issues``, with ``fields`` set."""
+    events = []
+    for issue in issues:
+        for n in range(per_issue):
+            event = make_event(issue, n)
+            event.update(fields)
+            events.append(event)
+    return events
+
+
+class _Worker(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+@asynccontextmanager
+async def run_until_exit(running: Sequence[_Worker]) -> AsyncIterator[None]:
+    """Each worker's ``run(stop)`` as a task until the block ends, then stopped and awaited."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(w.run(stop)) for w in running]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+
+
+@asynccontextmanager
+async def workers(
+    settings: Settings, count: int = 1, grace: float | None = None
+) -> AsyncIterator[list[AnalyzeWorker]]:
+    """``count`` analyze workers running until the block ends."""
+    stores = [await connect_findings(settings, 6) for _ in range(count)]
+    running = [
+        AnalyzeWorker(settings, store, make_analysis(settings, store), grace=grace)
+        for store in stores
+    ]
+    try:
+        async with run_until_exit(running):
+            yield running
+    finally:
+        for w in running:
+            await w.analysis.aclose()
+            await w.store.pool.close()
+
+
+# -- alert ----------------------------------------------------------------------------------
+
+#: A routes file sending every error to the Slack webhook in ``TEST_SLACK_WEBHOOK``;
+#: ``.format(wait="10s")`` sets its group_wait.
+SLACK_ROUTE = """
+[receivers.team]
+type = "slack"
+webhook_url_env = "TEST_SLACK_WEBHOOK"
+
+[[routes]]
+match = {{ severity = "error" }}
+receivers = ["team"]
+group_wait = "{wait}"
+"""
+
+
+async def deliveries(url: str) -> list[asyncpg.Record]:
+    """Every row of the alert_deliveries view, oldest first."""
+    return await query(url, "SELECT * FROM mendline.alert_deliveries ORDER BY id")
