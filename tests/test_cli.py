@@ -7,7 +7,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -311,13 +310,12 @@ def test_emit_with_the_broker_unreachable_fails_within_the_request_timeout(
         "MENDLINE_KAFKA_BOOTSTRAP": UNREACHABLE_KAFKA if broker == "refused" else silent_broker,
         "MENDLINE_KAFKA_REQUEST_TIMEOUT": "2",
     }
-    started = time.monotonic()
-    result = run("emit", "--message", "payment failed", "--json", env=env, timeout=60)
-    elapsed = time.monotonic() - started
+    # Without the setting, the client's own 40 s request timeout applies: past the 30 s this
+    # run may take, subprocess raises TimeoutExpired and the test fails. No time is measured.
+    result = run("emit", "--message", "payment failed", "--json", env=env, timeout=30)
     error, hint = failure(result)
     assert error == f"cannot reach Kafka at {env['MENDLINE_KAFKA_BOOTSTRAP']}"
     assert "MENDLINE_KAFKA_BOOTSTRAP" in hint and "`mendline doctor`" in hint
-    assert elapsed < 2 + 8  # the request timeout, and the interpreter's start
 
 
 def test_emit_of_a_file_of_bad_lines_names_each_and_asks_no_broker() -> None:
