@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "CATEGORIES",
+    "FALLBACK_CODES",
     "SEVERITIES",
     "Category",
     "Diagnosis",
     "Evidence",
+    "FallbackCode",
     "Finding",
     "FixKind",
     "IssueContext",
@@ -41,6 +43,36 @@ Severity = Literal["low", "medium", "high", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 
 FixKind = Literal["style", "formatting", "import", "guard", "config", "logic", "dependency"]
+
+#: Why a finding is the heuristic analyser's although an LLM is configured:
+#: ``Finding.fallback_code``, a small fixed set fit for a metric label or a SQL filter.
+#:
+#: - ``budget_spent``: the daily token or cost budget was spent (before a call, or between
+#:   the calls of one analysis);
+#: - ``breaker_open``: the circuit breaker is open after repeated failures: no call was made;
+#: - ``llm_unreachable``: the endpoint could not be reached (refused, reset, DNS...);
+#: - ``llm_timeout``: the call did not finish within ``llm_timeout``;
+#: - ``llm_http_error``: the endpoint answered an HTTP error status (the reason has it);
+#: - ``llm_bad_response``: the endpoint answered something that is no chat completion;
+#: - ``invalid_answer``: the model's answer was no valid finding, twice;
+#: - ``unexpected_error``: the analysis failed in a way not foreseen (a bug);
+#: - ``abandoned_claim``: the trigger was claimed too many times without a finding (its
+#:   workers were killed, or it crashed them), so no call was tried again;
+#: - ``unstorable``: PostgreSQL refused the finding made, so the heuristic one was stored.
+FallbackCode = Literal[
+    "budget_spent",
+    "breaker_open",
+    "llm_unreachable",
+    "llm_timeout",
+    "llm_http_error",
+    "llm_bad_response",
+    "invalid_answer",
+    "unexpected_error",
+    "abandoned_claim",
+    "unstorable",
+]
+#: Every fallback code, in the order above.
+FALLBACK_CODES: tuple[FallbackCode, ...] = FallbackCode.__args__  # type: ignore[attr-defined]
 
 
 class Evidence(BaseModel):
@@ -87,11 +119,28 @@ class Finding(Diagnosis):
     cost_usd: float | None = None
     latency_ms: int | None = None
     fallback_reason: str | None = Field(
-        default=None, description="Why the LLM's answer was not used, when it was not."
+        default=None,
+        description="Why the LLM's answer was not used, when it was not, in words for people.",
+    )
+    fallback_code: FallbackCode | None = Field(
+        default=None,
+        description="Why the LLM's answer was not used, as a code: set with fallback_reason.",
     )
     prompt: list[dict[str, str]] | None = Field(
         default=None, description="The exact chat messages sent, for audit."
     )
+
+    @model_validator(mode="after")
+    def _code_with_reason(self) -> Finding:
+        # Metrics count by the code and people read the reason: one is never without the other.
+        if (self.fallback_code is None) != (self.fallback_reason is None):
+            raise ValueError("fallback_code and fallback_reason are set together or not at all")
+        return self
+
+    def as_fallback(self, code: FallbackCode, reason: str) -> Finding:
+        """This finding, standing in for an LLM answer that was not used: ``code`` says why
+        for metrics, ``reason`` (cut to 1000 characters) says it in words."""
+        return self.model_copy(update={"fallback_code": code, "fallback_reason": reason[:1000]})
 
 
 class IssueSummary(BaseModel):

@@ -20,7 +20,7 @@ from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
 from mendline.analyzers.rootcause.prompt import answer_schema, build_prompt, correction
 from mendline.schemas.errors import LLMError
-from mendline.schemas.finding import Diagnosis, Finding, IssueContext
+from mendline.schemas.finding import Diagnosis, FallbackCode, Finding, IssueContext
 from mendline.schemas.http import retry_after
 
 __all__ = [
@@ -42,6 +42,13 @@ _MAX_RETRY_AFTER = 120.0  # a server asking for longer is treated as down
 _REQUEST_SPECIFIC = {400, 413, 422}
 _BACKOFF_CAP = 30.0
 _JSON_BLOCK = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
+# The fallback an LLMError leads to, by its code (ChatClient's forms; ``http_<status>`` is
+# read from ``status``).
+_FALLBACK_OF_CODE: dict[str, FallbackCode] = {
+    "timeout": "llm_timeout",
+    "unreachable": "llm_unreachable",
+    "bad_response": "llm_bad_response",
+}
 
 
 @dataclass(frozen=True)
@@ -343,35 +350,35 @@ class LLMAnalyser:
 
     async def analyse(self, context: IssueContext) -> Finding:
         """A Finding for ``context``: the LLM's when it gives a valid one, else the heuristic
-        analyser's with ``fallback_reason`` set. Raises only when cancelled, or when the ledger
-        cannot be read to check the budget (the database is down: try again later)."""
+        analyser's with ``fallback_code`` and ``fallback_reason`` saying why. Raises only when
+        cancelled, or when the ledger cannot be read to check the budget (the database is
+        down: try again later)."""
         fallback = self._heuristic.diagnose(context)
         messages = build_prompt(context, self._scrubber)
         spent: list[ChatReply] = []
         async with self._limit:  # the budget is read by the calls about to be made
             over = await self._over_budget()
             if over:
-                return fallback.model_copy(update={"fallback_reason": over})
+                return fallback.as_fallback("budget_spent", over)
             if not self.breaker.allow():
-                return fallback.model_copy(
-                    update={
-                        "fallback_reason": "the LLM circuit breaker is open after repeated failures"
-                    }
+                return fallback.as_fallback(
+                    "breaker_open", "the LLM circuit breaker is open after repeated failures"
                 )
             outcome = "none"  # what the breaker is told: "success", "failure" or nothing
             try:
                 finding, outcome = await self._ask(context, messages, spent, fallback)
             except LLMError as exc:
                 outcome = "none" if exc.status in _REQUEST_SPECIFIC else "failure"
-                return self._fallen_back(fallback, f"the LLM call failed: {exc}", spent, messages)
+                return self._fallen_back(
+                    fallback, _fallback_code(exc), f"the LLM call failed: {exc}", spent, messages
+                )
             except _OverBudget as exc:
-                return self._fallen_back(fallback, str(exc), spent, messages)
+                return self._fallen_back(fallback, "budget_spent", str(exc), spent, messages)
             except Exception as exc:  # a bug of ours or an answer we did not foresee
                 log.exception("mendline: the LLM analysis of issue %d failed", context.issue.id)
                 outcome = "failure"
-                return self._fallen_back(
-                    fallback, f"the LLM analysis failed: {type(exc).__name__}", spent, messages
-                )
+                reason = f"the LLM analysis failed: {type(exc).__name__}"
+                return self._fallen_back(fallback, "unexpected_error", reason, spent, messages)
             finally:
                 if outcome == "success":
                     self.breaker.success()
@@ -401,7 +408,8 @@ class LLMAnalyser:
                 await self._record(context, reply, "invalid")
                 reason = f"the LLM's answer was invalid twice: {second}"
                 # The endpoint works; its answers do not.
-                return self._fallen_back(fallback, reason, spent, messages), "success"
+                fallen = self._fallen_back(fallback, "invalid_answer", reason, spent, messages)
+                return fallen, "success"
         await self._record(context, reply, "ok")
         finding = Finding(
             **diagnosis.model_dump(),
@@ -493,9 +501,24 @@ class LLMAnalyser:
         }
 
     def _fallen_back(
-        self, fallback: Finding, reason: str, spent: list[ChatReply], messages: list[dict[str, str]]
+        self,
+        fallback: Finding,
+        code: FallbackCode,
+        reason: str,
+        spent: list[ChatReply],
+        messages: list[dict[str, str]],
     ) -> Finding:
-        update: dict[str, Any] = {"fallback_reason": reason[:1000], "prompt": messages}
+        update: dict[str, Any] = {"prompt": messages}
         if spent:
             update.update(self._usage(spent), model=spent[-1].model)
-        return fallback.model_copy(update=update)
+        return fallback.model_copy(update=update).as_fallback(code, reason)
+
+
+def _fallback_code(exc: LLMError) -> FallbackCode:
+    """The fallback code of a failed call, read from the error's attributes."""
+    code = _FALLBACK_OF_CODE.get(exc.code)
+    if code is not None:
+        return code
+    if exc.status is not None and exc.code == f"http_{exc.status}":
+        return "llm_http_error"
+    return "unexpected_error"  # a form ChatClient does not raise

@@ -16,7 +16,7 @@ from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.analyzers.rootcause.analyser import Analyser
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
 from mendline.analyzers.rootcause.llm import ChatClient, LLMAnalyser
-from mendline.schemas.finding import Finding, IssueContext
+from mendline.schemas.finding import FallbackCode, Finding, IssueContext
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import (
     TRIGGERS_CHANNEL,
@@ -55,14 +55,15 @@ _MAX_ATTEMPTS = 5
 @dataclass
 class AnalyzeStats:
     """What a worker did: triggers claimed, findings stored, served from a stored finding,
-    fallen back to the heuristic, failed (and left to be claimed again)."""
+    fallen back to the heuristic (in all, and by ``Finding.fallback_code``), failed (and
+    left to be claimed again)."""
 
     claimed: int = 0
     analysed: int = 0
     cached: int = 0
     fallbacks: int = 0
     errors: int = 0
-    fallback_reasons: dict[str, int] = field(default_factory=dict)
+    fallback_codes: dict[FallbackCode, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -274,8 +275,8 @@ class AnalyzeWorker:
             finding = _served(cached.finding)
             self.stats.cached += 1
         elif claim.attempts > _MAX_ATTEMPTS:
-            finding = self.analysis.heuristic.diagnose(context).model_copy(
-                update={"fallback_reason": f"claimed {claim.attempts} times without finishing"}
+            finding = self.analysis.heuristic.diagnose(context).as_fallback(
+                "abandoned_claim", f"claimed {claim.attempts} times without finishing"
             )
         else:
             finding = await self.analysis.analyser.analyse(context)
@@ -287,20 +288,23 @@ class AnalyzeWorker:
             # PostgreSQL refused something in the answer: keep the heuristic finding,
             # saying why, rather than analysing (and paying) again and again.
             log.error("mendline: the finding of trigger %d was refused: %s", claim.trigger_id, exc)
-            finding = self.analysis.heuristic.diagnose(context).model_copy(
-                update={"fallback_reason": f"the finding could not be stored: {exc}"[:1000]}
+            finding = self.analysis.heuristic.diagnose(context).as_fallback(
+                "unstorable", f"the finding could not be stored: {exc}"
             )
             await self._save_patiently(finding, claim, context.issue.id, key, None)
         self._count(claim, finding)
 
     def _count(self, claim: Claim, finding: Finding) -> None:
         self.stats.analysed += 1
-        if finding.fallback_reason:
+        code = finding.fallback_code
+        if code is not None:
             self.stats.fallbacks += 1
-            reason = finding.fallback_reason.split(":")[0].split("(")[0].strip()
-            self.stats.fallback_reasons[reason] = self.stats.fallback_reasons.get(reason, 0) + 1
+            self.stats.fallback_codes[code] = self.stats.fallback_codes.get(code, 0) + 1
             log.info(
-                "mendline: issue %d: heuristic finding, %s", claim.issue_id, finding.fallback_reason
+                "mendline: issue %d: heuristic finding [%s], %s",
+                claim.issue_id,
+                code,
+                finding.fallback_reason,
             )
 
     def _done_analysing(self, key: str, mine: asyncio.Future[None]) -> None:
@@ -374,8 +378,8 @@ def describe(stored: StoredFinding, served: bool = False) -> str:
     if f.fix_patch:
         lines.append("  patch:")
         lines.extend("    " + line for line in f.fix_patch.splitlines())
-    if f.fallback_reason:
-        lines.append(f"  note        the LLM was not used: {f.fallback_reason}")
+    if f.fallback_code is not None:
+        lines.append(f"  note        the LLM was not used: {f.fallback_reason} [{f.fallback_code}]")
     if f.prompt_tokens is not None:
         lines.append(
             f"  usage       {f.prompt_tokens} + {f.completion_tokens} tokens, "

@@ -179,7 +179,7 @@ class FindingStore:
         person marked wrong and that did not fall back: a re-analysis is served from it."""
         row = await self.pool.fetchrow(
             f"""{_SELECT_FINDING} WHERE cache_key = $1 AND cached_from IS NULL
-                  AND analyser = $2 AND fallback_reason IS NULL
+                  AND analyser = $2 AND fallback_code IS NULL
                   AND verdict IS DISTINCT FROM 'wrong'
                 ORDER BY id DESC LIMIT 1""",
             cache_key,
@@ -210,9 +210,9 @@ class FindingStore:
                        (issue_id, trigger_id, cache_key, analyser, rule, root_cause, confidence,
                         category, severity, suggested_fix, fix_patch, fix_kind, evidence, model,
                         prompt_tokens, completion_tokens, cost_usd, latency_ms, fallback_reason,
-                        prompt, cached_from)
+                        prompt, cached_from, fallback_code)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14,
-                           $15, $16, $17, $18, $19, $20::jsonb, $21)
+                           $15, $16, $17, $18, $19, $20::jsonb, $21, $22)
                    ON CONFLICT (trigger_id) DO NOTHING RETURNING id""",
                 issue_id,
                 trigger_id,
@@ -235,6 +235,7 @@ class FindingStore:
                 finding.fallback_reason,
                 json.dumps(finding.prompt) if finding.prompt is not None else None,
                 cached_from,
+                finding.fallback_code,
             )
             if trigger_id is not None:
                 if finding_id is None:
@@ -341,7 +342,7 @@ class FindingStore:
 _SELECT_FINDING = """SELECT id, issue_id, analyser, rule, root_cause, confidence, category,
     severity, suggested_fix, fix_patch, fix_kind, evidence::text AS evidence, model,
     prompt_tokens, completion_tokens, cost_usd::float8 AS cost_usd, latency_ms,
-    fallback_reason, prompt::text AS prompt, cached_from, verdict, verdict_note
+    fallback_reason, fallback_code, prompt::text AS prompt, cached_from, verdict, verdict_note
     FROM mendline.findings"""
 
 

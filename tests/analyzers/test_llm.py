@@ -19,7 +19,7 @@ from mendline.analyzers.rootcause.llm import (
 from mendline.schemas.finding import IssueContext, IssueSummary, PastIssue
 from tests.analyzers import grouping_samples as samples
 from tests.analyzers.event_helpers import event_of
-from tests.llm_server import FakeLLM, Reply, finding_json
+from tests.llm_server import FakeLLM, Reply, fake_llm, finding_json
 
 
 def context(**event_options: Any) -> IssueContext:
@@ -61,7 +61,7 @@ async def test_a_valid_answer_becomes_the_finding_with_its_usage_and_cost(llm: F
     ledger = MemoryLedger()
     found = await analyser(llm, ledger, input_price=2.0, output_price=10.0).analyse(context())
     assert found.analyser == "llm"
-    assert found.fallback_reason is None
+    assert found.fallback_code is None and found.fallback_reason is None
     assert found.root_cause == finding_json()["root_cause"]
     assert (found.category, found.severity, found.fix_kind) == ("bad_input", "medium", "guard")
     assert found.model == "test-model-1"
@@ -119,7 +119,7 @@ async def test_an_invalid_answer_is_asked_for_again_with_the_error(llm: FakeLLM)
     llm.script = [Reply(content="I think it is a bad input."), Reply.finding()]
     ledger = MemoryLedger()
     found = await analyser(llm, ledger).analyse(context())
-    assert found.analyser == "llm" and found.fallback_reason is None
+    assert found.analyser == "llm" and found.fallback_code is None
     second = llm.bodies()[1]["messages"]
     assert second[2] == {"role": "assistant", "content": "I think it is a bad input."}
     assert "not valid" in second[3]["content"] and "JSON" in second[3]["content"]
@@ -138,9 +138,8 @@ async def test_a_schema_violating_answer_is_corrected_once(llm: FakeLLM) -> None
 async def test_invalid_twice_falls_back_to_the_heuristic_finding_saying_so(llm: FakeLLM) -> None:
     llm.script = [Reply(content="{not json"), Reply.finding(severity="apocalyptic")]
     found = await analyser(llm).analyse(context())
-    assert found.analyser == "heuristic"
-    assert "invalid twice" in (found.fallback_reason or "")
-    assert "severity" in (found.fallback_reason or "")
+    assert (found.analyser, found.fallback_code) == ("heuristic", "invalid_answer")
+    assert found.fallback_reason  # and words for people
     assert found.category == "bad_input"  # the heuristic analyser's own, for int('n/a')
     assert len(llm.requests) == 2
 
@@ -181,15 +180,14 @@ async def test_5xx_is_retried_with_jittered_backoff_then_falls_back(llm: FakeLLM
     assert len(llm.requests) == 3
     assert len(sleeps.delays) == 2
     assert 0 <= sleeps.delays[0] <= 1.0 and 0 <= sleeps.delays[1] <= 2.0
-    assert found.analyser == "heuristic"
-    assert "HTTP 500" in (found.fallback_reason or "")
+    assert (found.analyser, found.fallback_code) == ("heuristic", "llm_http_error")
 
 
 async def test_an_error_that_cannot_get_better_is_not_retried(llm: FakeLLM) -> None:
     llm.default = Reply.error(401)
     found = await analyser(llm, max_retries=3).analyse(context())
     assert len(llm.requests) == 1
-    assert "HTTP 401" in (found.fallback_reason or "")
+    assert found.fallback_code == "llm_http_error"
 
 
 async def test_a_slow_answer_times_out_and_is_retried(llm: FakeLLM) -> None:
@@ -202,7 +200,7 @@ async def test_a_slow_answer_times_out_and_is_retried(llm: FakeLLM) -> None:
     llm.script = [Reply.finding()]
     llm.script[0].delay = 2.0
     slow = await analyser(llm, timeout=0.5, max_retries=0).analyse(context())
-    assert slow.analyser == "heuristic" and "timed out" in (slow.fallback_reason or "")
+    assert (slow.analyser, slow.fallback_code) == ("heuristic", "llm_timeout")
 
 
 async def test_the_breaker_opens_after_repeated_failures_and_probes_later(llm: FakeLLM) -> None:
@@ -216,7 +214,7 @@ async def test_the_breaker_opens_after_repeated_failures_and_probes_later(llm: F
 
     skipped = await a.analyse(context())
     assert len(llm.requests) == 2  # no call while open
-    assert "circuit breaker" in (skipped.fallback_reason or "")
+    assert skipped.fallback_code == "breaker_open"
 
     now[0] += 61
     llm.default = Reply.finding()
@@ -229,11 +227,9 @@ async def test_a_spent_daily_budget_falls_back_without_calling(llm: FakeLLM) -> 
     ledger = MemoryLedger()
     await ledger.record(LLMCall(1, "gpt-test", "ok", 900, 200, 0.02, 100))
     by_tokens = await analyser(llm, ledger, daily_tokens=1000).analyse(context())
-    assert "budget" in (by_tokens.fallback_reason or "") and "1100 of 1000 tokens" in (
-        by_tokens.fallback_reason or ""
-    )
+    assert by_tokens.fallback_code == "budget_spent" and by_tokens.fallback_reason
     by_cost = await analyser(llm, ledger, daily_cost=0.01).analyse(context())
-    assert "budget" in (by_cost.fallback_reason or "")
+    assert by_cost.fallback_code == "budget_spent"
     assert llm.requests == []
     under = await analyser(llm, ledger, daily_tokens=5000, daily_cost=1.0).analyse(context())
     assert under.analyser == "llm"
@@ -290,12 +286,8 @@ def test_parse_answer_says_what_is_wrong(text: str, problem: str) -> None:
         parse_answer(text)
 
 
-NO_COMPLETION = "the LLM call failed: the LLM endpoint answered 200 without a chat completion"
-INVALID_TWICE = "the LLM's answer was invalid twice: "
-
-
 @pytest.mark.parametrize(
-    ("reply", "analyser_name", "reason", "outcomes"),
+    ("reply", "analyser_name", "code", "outcomes"),
     [
         # Content as a list of parts (newer OpenAI-style servers): the text parts are used.
         (
@@ -322,23 +314,28 @@ INVALID_TWICE = "the LLM's answer was invalid twice: "
         (
             Reply(body=json.dumps({"choices": [{"message": {"content": 42}}]})),
             "heuristic",
-            NO_COMPLETION,
+            "llm_bad_response",
             ["bad_response"],
         ),
-        (Reply(body="[" * 100_000 + "]" * 100_000), "heuristic", NO_COMPLETION, ["bad_response"]),
-        (Reply(body="<html>gateway</html>"), "heuristic", NO_COMPLETION, ["bad_response"]),
+        (
+            Reply(body="[" * 100_000 + "]" * 100_000),
+            "heuristic",
+            "llm_bad_response",
+            ["bad_response"],
+        ),
+        (Reply(body="<html>gateway</html>"), "heuristic", "llm_bad_response", ["bad_response"]),
         # The endpoint answers, twice, with an answer that is no finding: asked again once.
         (
             Reply(content="[" * 100_000 + "]" * 100_000),
             "heuristic",
-            INVALID_TWICE,
+            "invalid_answer",
             ["invalid", "invalid"],
         ),
     ],
     ids=["content-parts", "content-number", "deep-body", "html-body", "deep-answer"],
 )
 async def test_malformed_replies_never_escape(
-    llm: FakeLLM, reply: Reply, analyser_name: str, reason: str | None, outcomes: list[str]
+    llm: FakeLLM, reply: Reply, analyser_name: str, code: str | None, outcomes: list[str]
 ) -> None:
     """Whatever comes back, the analysis ends in a finding; the ledger counts each call with
     what it was, and the finding says why the LLM's answer was not used."""
@@ -346,13 +343,58 @@ async def test_malformed_replies_never_escape(
     ledger = MemoryLedger()
     found = await analyser(llm, ledger, max_retries=0).analyse(context())
     assert found.analyser == analyser_name
-    if reason is None:
-        assert found.fallback_reason is None
-    else:
-        assert found.fallback_reason is not None
-        assert found.fallback_reason.startswith(reason), found.fallback_reason
+    assert found.fallback_code == code
     assert [c.outcome for c in ledger.calls] == outcomes
     assert len(llm.requests) == len(outcomes)
+
+
+def slow(seconds: float) -> Reply:
+    reply = Reply.finding()
+    reply.delay = seconds
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("replies", "options", "code"),
+    [
+        ([Reply.finding()], {}, None),
+        ([Reply.error(500)], {}, "llm_http_error"),
+        ([Reply.error(503)], {}, "llm_http_error"),
+        ([Reply.error(429, Retry_After="3600")], {}, "llm_http_error"),
+        ([Reply.error(401)], {}, "llm_http_error"),
+        ([Reply.error(400)], {}, "llm_http_error"),
+        ([slow(1.0)], {"timeout": 0.3}, "llm_timeout"),
+        ([Reply(body="<html>gateway</html>")], {}, "llm_bad_response"),
+        ([Reply(content="no json"), Reply(content="still none")], {}, "invalid_answer"),
+        ([], {}, "llm_unreachable"),  # nothing listens
+    ],
+    ids=[
+        "answered",
+        "http-500",
+        "http-503",
+        "http-429-too-long",
+        "http-401",
+        "http-400",
+        "slow",
+        "no-completion",
+        "invalid-twice",
+        "unreachable",
+    ],
+)
+async def test_each_kind_of_llm_failure_has_its_fallback_code(
+    llm: FakeLLM, replies: list[Reply], options: dict[str, Any], code: str | None
+) -> None:
+    """What metrics count and people filter findings by: the code, from what happened."""
+    server = llm
+    if replies:
+        llm.script, llm.default = list(replies), replies[-1]
+    else:
+        with fake_llm() as gone:
+            server = gone  # closed: its port refuses connections
+    found = await analyser(server, max_retries=0, **options).analyse(context())
+    assert found.fallback_code == code
+    assert found.analyser == ("llm" if code is None else "heuristic")
+    assert bool(found.fallback_reason) == (code is not None)  # and words for people
 
 
 async def test_the_budget_is_checked_by_every_call_not_once_for_all(llm: FakeLLM) -> None:
@@ -362,7 +404,7 @@ async def test_the_budget_is_checked_by_every_call_not_once_for_all(llm: FakeLLM
     found = await asyncio.gather(*(a.analyse(context()) for _ in range(4)))
     assert len(llm.requests) == 1
     assert [f.analyser for f in found].count("llm") == 1
-    assert all("budget" in (f.fallback_reason or "") for f in found if f.analyser == "heuristic")
+    assert {f.fallback_code for f in found if f.analyser == "heuristic"} == {"budget_spent"}
 
 
 async def test_a_retry_after_beyond_the_cap_is_not_waited_for(llm: FakeLLM) -> None:
@@ -370,7 +412,7 @@ async def test_a_retry_after_beyond_the_cap_is_not_waited_for(llm: FakeLLM) -> N
     sleeps = Sleeps()
     found = await analyser(llm, sleep=sleeps).analyse(context())
     assert len(llm.requests) == 1 and sleeps.delays == []
-    assert "HTTP 429" in (found.fallback_reason or "")
+    assert found.fallback_code == "llm_http_error"
 
 
 async def test_retry_after_as_an_http_date(llm: FakeLLM) -> None:
@@ -403,7 +445,7 @@ async def test_the_timeout_covers_the_whole_call(llm: FakeLLM) -> None:
     started = asyncio.get_running_loop().time()
     found = await analyser(llm, timeout=1.0, max_retries=0).analyse(context())
     assert asyncio.get_running_loop().time() - started < 5
-    assert "timed out" in (found.fallback_reason or "")
+    assert found.fallback_code == "llm_timeout"
 
 
 async def test_a_400_about_one_request_keeps_structured_output_and_the_breaker(
@@ -413,7 +455,7 @@ async def test_a_400_about_one_request_keeps_structured_output_and_the_breaker(
     llm.script = [Reply.error(400), Reply.error(400)]  # e.g. context too long, both times
     a = analyser(llm, breaker=breaker, max_retries=0)
     first = await a.analyse(context())
-    assert "HTTP 400" in (first.fallback_reason or "")
+    assert first.fallback_code == "llm_http_error"
     assert breaker.state == "closed"  # not the endpoint's fault
     second = await a.analyse(context())
     assert second.analyser == "llm"

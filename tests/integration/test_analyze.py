@@ -161,13 +161,13 @@ async def test_the_daily_budget_holds_across_workers(fresh_db_url: str, llm: Fak
     async with workers(settings, 2):
         await wait_until(analysed(fresh_db_url, 3), 30, "3 findings")
     rows = await query(
-        fresh_db_url, "SELECT analyser, fallback_reason FROM mendline.findings ORDER BY id"
+        fresh_db_url, "SELECT analyser, fallback_code FROM mendline.findings ORDER BY id"
     )
     # 160 tokens a call: the first (or the first two, started together) spend the budget.
     assert 1 <= len(llm.requests) <= 2
     fallbacks = [r for r in rows if r["analyser"] == "heuristic"]
     assert len(fallbacks) == 3 - len(llm.requests)
-    assert all("budget" in r["fallback_reason"] for r in fallbacks)
+    assert {r["fallback_code"] for r in fallbacks} == {"budget_spent"}
 
 
 async def test_a_worker_killed_mid_call_leaves_its_trigger_to_be_retried(
@@ -218,7 +218,49 @@ async def test_stats_count_what_a_worker_did(fresh_db_url: str, llm: FakeLLM) ->
         await wait_until(analysed(fresh_db_url, 2), 30, "2 findings")
     stats: AnalyzeStats = worker.stats
     assert (stats.claimed, stats.analysed, stats.fallbacks, stats.errors) == (2, 2, 2, 0)
-    assert sum(stats.fallback_reasons.values()) == 2
+    assert stats.fallback_codes == {"llm_http_error": 2}
+    view = await query(fresh_db_url, "SELECT fallback_code FROM mendline.issue_findings")
+    assert [r["fallback_code"] for r in view] == ["llm_http_error"] * 2
+
+
+async def test_a_trigger_claimed_too_often_gets_the_heuristic_finding_without_a_call(
+    fresh_db_url: str, llm: FakeLLM
+) -> None:
+    settings = analyze_settings(fresh_db_url, llm)
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    # As workers killed mid-call five times would have left it.
+    conn = await asyncpg.connect(fresh_db_url)
+    try:
+        await conn.execute("UPDATE mendline.triggers SET analysis_attempts = 5")
+    finally:
+        await conn.close()
+    async with workers(settings) as (worker,):
+        await wait_until(analysed(fresh_db_url, 1), 30, "the finding")
+    rows = await query(fresh_db_url, "SELECT analyser, fallback_code FROM mendline.findings")
+    assert [tuple(r) for r in rows] == [("heuristic", "abandoned_claim")]
+    assert llm.requests == []
+    assert worker.stats.fallback_codes == {"abandoned_claim": 1}
+
+
+async def test_a_finding_postgres_refuses_is_replaced_by_the_heuristic_one(
+    fresh_db_url: str, llm: FakeLLM
+) -> None:
+    settings = analyze_settings(fresh_db_url, llm)
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    # PostgreSQL refusing the LLM's finding, as it would one it cannot hold.
+    conn = await asyncpg.connect(fresh_db_url)
+    try:
+        await conn.execute(
+            "ALTER TABLE mendline.findings ADD CONSTRAINT no_llm CHECK (analyser <> 'llm')"
+        )
+    finally:
+        await conn.close()
+    async with workers(settings) as (worker,):
+        await wait_until(analysed(fresh_db_url, 1), 30, "the finding")
+    rows = await query(fresh_db_url, "SELECT analyser, fallback_code FROM mendline.findings")
+    assert [tuple(r) for r in rows] == [("heuristic", "unstorable")]
+    assert len(llm.requests) == 1  # not asked again and again
+    assert worker.stats.fallback_codes == {"unstorable": 1}
 
 
 async def test_postgres_down_pauses_the_worker_and_keeps_the_finding_in_flight(

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from tests.cli_helpers import cli, failure, json_lines, json_object
-from tests.llm_server import FakeLLM
+from tests.llm_server import FakeLLM, Reply
 
 from .stage_helpers import analyze_settings, ingest, issue_events
 
@@ -40,6 +40,31 @@ async def test_analyze_one_issue_then_serve_it_from_the_store(
     assert offline.returncode == 0, offline.stderr
     assert "by the heuristic analyser" in offline.stdout
     assert len(llm.requests) == 2
+
+
+async def test_a_fallen_back_finding_shows_why_with_its_code(
+    fresh_db_url: str, llm: FakeLLM
+) -> None:
+    await ingest(analyze_settings(fresh_db_url), issue_events(range(1)))
+    llm.default = Reply.error(500)
+    env = {
+        "MENDLINE_DATABASE_URL": fresh_db_url,
+        "MENDLINE_LLM_BASE_URL": llm.url,
+        "MENDLINE_LLM_MAX_RETRIES": "0",
+    }
+    analysed = json.loads((await cli("analyze", "--issue", "1", "--json", env=env)).stdout)
+    assert (analysed["analyser"], analysed["fallback_code"]) == ("heuristic", "llm_http_error")
+    assert analysed["fallback_reason"]  # and words for people
+    listed = json_lines(await cli("findings", "list", "--json", env=env))
+    assert [r["fallback_code"] for r in listed] == ["llm_http_error"]
+    text = (await cli("findings", "show", "1", env=env)).stdout
+    (note,) = [line for line in text.splitlines() if "the LLM was not used" in line]
+    assert note.endswith(" [llm_http_error]")
+
+    llm.default = Reply.finding()
+    fresh = json.loads((await cli("analyze", "--issue", "1", "--json", env=env)).stdout)
+    assert (fresh["analyser"], fresh["fallback_code"]) == ("llm", None)  # not served: fell back
+    assert "the LLM was not used" not in (await cli("findings", "show", "2", env=env)).stdout
 
 
 async def test_findings_list_show_and_mark(fresh_db_url: str) -> None:

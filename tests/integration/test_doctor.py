@@ -21,7 +21,7 @@ import pytest
 from mendline.cli import main
 from mendline.ingest import ensure_topics
 from mendline.schemas.settings import load_settings
-from mendline.sinks.postgres import migrate
+from mendline.sinks.postgres import available_migrations, migrate
 from tests.channel_servers import (
     FakePagerDuty,
     FakeSlack,
@@ -216,7 +216,9 @@ def test_a_healthy_setup_is_all_ok_and_sends_nothing(
     assert re.search(
         rf"\d+ brokers?, {errors} 3 partitions, {dlq} 3 partitions$", checks["kafka"]["detail"]
     )
-    assert "all 4 migrations applied (newest 0004_alerts)" in checks["database"]["detail"]
+    shipped = [version for version, _ in available_migrations()]
+    migrated = f"all {len(shipped)} migrations applied (newest {shipped[-1]})"
+    assert migrated in checks["database"]["detail"]
     assert "PostgreSQL " in checks["database"]["detail"]
     assert "model test-model-1 is listed" in checks["llm"]["detail"]
     assert "4 receivers" in checks["routes"]["detail"]
@@ -306,7 +308,10 @@ async def migrate_all_but_the_newest(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn)
-        await conn.execute("DELETE FROM mendline.schema_migrations WHERE version = '0004_alerts'")
+        await conn.execute(
+            "DELETE FROM mendline.schema_migrations WHERE version = $1",
+            available_migrations()[-1][0],
+        )
     finally:
         await conn.close()
 
@@ -328,7 +333,8 @@ def test_a_database_not_migrated_fails_with_mendline_migrate(
     status, checks, _ = doctor(capsys)
     assert status == 1
     database = only_failure(checks, "database")
-    assert "1 of 4 migrations not applied: 0004_alerts" in database["detail"]
+    shipped = [version for version, _ in available_migrations()]
+    assert f"1 of {len(shipped)} migrations not applied: {shipped[-1]}" in database["detail"]
     assert "`mendline migrate`" in database["hint"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -12,12 +13,14 @@ import pytest
 from pydantic_core import to_json
 
 from mendline.schemas.event import LEVELS
+from mendline.schemas.finding import FALLBACK_CODES, FallbackCode, Finding
 from mendline.schemas.prepared import PreparedEvent
 from mendline.schemas.settings import Settings, load_settings
 from mendline.sinks.postgres import (
     IssueNotFound,
     Store,
     available_migrations,
+    connect_findings,
     connect_store,
     ignore_issue,
     merge_issues,
@@ -265,3 +268,123 @@ async def test_the_public_views(store: Store, db: asyncpg.Connection) -> None:
         "SELECT service, new_issues FROM mendline.issue_activity_daily ORDER BY service"
     )
     assert [tuple(r) for r in daily] == [("api", 1), ("billing", 1)]
+
+
+# -- findings' fallback codes ------------------------------------------------------------
+
+ISSUE_FINDINGS_COLUMNS = [  # a public interface: it only grows, at the end
+    "issue_id", "service", "title", "culprit", "status", "times_seen", "last_seen",
+    "finding_id", "analyser", "model", "category", "severity", "confidence", "root_cause",
+    "suggested_fix", "fix_kind", "fix_patch", "fallback_reason", "cached_from", "verdict",
+    "verdict_note", "analysed_at", "fallback_code",
+]  # fmt: skip
+
+
+def heuristic_finding() -> Finding:
+    return Finding(
+        analyser="heuristic",
+        rule="fallback",
+        root_cause="the quantity is not a number",
+        confidence=0.5,
+        category="bad_input",
+        severity="medium",
+        suggested_fix="validate it",
+    )
+
+
+async def test_a_finding_keeps_its_fallback_code_and_the_view_shows_it_last(
+    store: Store, db: asyncpg.Connection, settings: Settings
+) -> None:
+    await store.write([event("a" * 32), event("b" * 32)])
+    findings = await connect_findings(settings, 2)
+    try:
+        fell_back = heuristic_finding().as_fallback("llm_timeout", "the LLM call timed out")
+        first = await findings.save(fell_back, issue_id=1, cache_key="a@1.0")
+        second = await findings.save(heuristic_finding(), issue_id=2, cache_key="b@1.0")
+        assert (await findings.get(first)).finding.fallback_code == "llm_timeout"
+        assert (await findings.get(first)).finding.fallback_reason == "the LLM call timed out"
+        assert (await findings.get(second)).finding.fallback_code is None
+    finally:
+        await findings.pool.close()
+    columns = await db.prepare("SELECT * FROM mendline.issue_findings")
+    assert [a.name for a in columns.get_attributes()] == ISSUE_FINDINGS_COLUMNS
+    rows = await db.fetch(
+        "SELECT issue_id, fallback_code FROM mendline.issue_findings ORDER BY issue_id"
+    )
+    assert [tuple(r) for r in rows] == [(1, "llm_timeout"), (2, None)]
+
+
+async def test_the_database_takes_exactly_the_fallback_codes(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    definition = await db.fetchval(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conname = 'findings_fallback_code_check'"
+    )
+    assert set(re.findall(r"'(\w+)'", definition)) == set(FALLBACK_CODES)
+    await store.write([event()])
+    insert = """INSERT INTO mendline.findings (issue_id, cache_key, analyser, root_cause,
+                    confidence, category, severity, suggested_fix, fallback_code, fallback_reason)
+                VALUES (1, 'k', 'heuristic', 'c', 0.5, 'unknown', 'low', 'f', $1, $2)"""
+    for code, reason in (("llm_timeout", None), (None, "why"), ("gremlins", "why")):
+        with pytest.raises(asyncpg.CheckViolationError):
+            await db.execute(insert, code, reason)
+    await db.execute(insert, "llm_timeout", "why")
+
+
+# Every form of fallback_reason mendline wrote before fallback_code existed.
+LEGACY_REASONS: list[tuple[str, FallbackCode]] = [
+    ("the daily LLM budget is spent (1100 of 1000 tokens)", "budget_spent"),
+    ("the daily LLM budget is spent ($0.0200 of $0.0100)", "budget_spent"),
+    ("the LLM circuit breaker is open after repeated failures", "breaker_open"),
+    (
+        "the LLM call failed: cannot reach the LLM endpoint: ConnectError('refused')",
+        "llm_unreachable",
+    ),
+    ("the LLM call failed: the LLM call timed out (ReadTimeout)", "llm_timeout"),
+    ("the LLM call failed: the LLM endpoint answered HTTP 500: oops", "llm_http_error"),
+    ("the LLM call failed: the LLM endpoint answered HTTP 429", "llm_http_error"),
+    (
+        "the LLM call failed: the LLM endpoint answered 200 without a chat completion",
+        "llm_bad_response",
+    ),
+    ("the LLM's answer was invalid twice: severity: Input should be 'low'", "invalid_answer"),
+    ("the LLM analysis failed: KeyError", "unexpected_error"),
+    ("claimed 6 times without finishing", "abandoned_claim"),
+    ("the finding could not be stored: value too long", "unstorable"),
+]
+
+
+async def test_findings_stored_before_the_codes_get_theirs(fresh_db_url: str) -> None:
+    conn = await asyncpg.connect(fresh_db_url)
+    try:
+        # As an older mendline left it: the migrations before 0005 applied, and findings
+        # with reasons only.
+        await conn.execute(
+            """CREATE SCHEMA mendline;
+               CREATE TABLE mendline.schema_migrations (
+                   version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        for version, sql in available_migrations():
+            if version < "0005":
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO mendline.schema_migrations (version) VALUES ($1)", version
+                )
+        await conn.execute(
+            """INSERT INTO mendline.issues (service, primary_hash, title, level, level_rank,
+                                            first_seen, last_seen)
+               VALUES ('api', 'h', 'ValueError', 'error', 3, now(), now())"""
+        )
+        for reason, _ in [*LEGACY_REASONS, (None, None)]:
+            await conn.execute(
+                """INSERT INTO mendline.findings (issue_id, cache_key, analyser, root_cause,
+                       confidence, category, severity, suggested_fix, fallback_reason)
+                   VALUES (1, 'k', 'heuristic', 'c', 0.5, 'unknown', 'low', 'f', $1)""",
+                reason,
+            )
+        assert await migrate(conn) == ["0005_fallback_code"]
+        rows = await conn.fetch("SELECT fallback_code FROM mendline.findings ORDER BY id")
+        assert [r["fallback_code"] for r in rows] == [code for _, code in LEGACY_REASONS] + [None]
+    finally:
+        await conn.close()

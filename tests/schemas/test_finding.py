@@ -1,0 +1,57 @@
+"""Finding: a fallback code never comes without its reason, nor a reason without its code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from mendline.schemas.finding import FALLBACK_CODES, Finding
+
+
+def finding(**fields: Any) -> Finding:
+    return Finding(
+        analyser="heuristic",
+        root_cause="the quantity is not a number",
+        confidence=0.5,
+        category="bad_input",
+        severity="medium",
+        suggested_fix="validate it",
+        **fields,
+    )
+
+
+def test_a_finding_that_did_not_fall_back_has_neither() -> None:
+    plain = finding()
+    assert (plain.fallback_code, plain.fallback_reason) == (None, None)
+
+
+@pytest.mark.parametrize("code", FALLBACK_CODES)
+def test_every_code_is_taken_with_a_reason(code: str) -> None:
+    found = finding(fallback_code=code, fallback_reason="why, in words")
+    assert found.fallback_code == code
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"fallback_code": "llm_timeout"},
+        {"fallback_reason": "the LLM call timed out"},
+        {"fallback_code": "gremlins", "fallback_reason": "why"},
+    ],
+    ids=["code-without-reason", "reason-without-code", "unknown-code"],
+)
+def test_a_code_without_a_reason_or_a_reason_without_a_code_is_refused(
+    fields: dict[str, Any],
+) -> None:
+    with pytest.raises(ValidationError):
+        finding(**fields)
+
+
+def test_as_fallback_sets_both_and_validates_again_when_read_back() -> None:
+    fell_back = finding().as_fallback("budget_spent", "the daily LLM budget is spent" + "!" * 2000)
+    assert fell_back.fallback_code == "budget_spent"
+    assert fell_back.fallback_reason is not None and len(fell_back.fallback_reason) == 1000
+    # As it comes back from JSON or the database: the pair holds.
+    assert Finding.model_validate(fell_back.model_dump()) == fell_back
