@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -19,6 +20,8 @@ __all__ = [
     "FixKind",
     "IssueContext",
     "IssueSummary",
+    "LLMCall",
+    "Ledger",
     "PastIssue",
     "Severity",
 ]
@@ -185,3 +188,28 @@ class IssueContext(BaseModel):
     trigger: Literal["new_issue", "regression", "on_demand"] = "new_issue"
     events: list[dict[str, Any]] = Field(default_factory=list)
     similar: list[PastIssue] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LLMCall:
+    """One call to the LLM endpoint and what came of it (for usage and the budget)."""
+
+    issue_id: int | None
+    model: str
+    outcome: str  # "ok", "invalid", "timeout", "http_429", "http_500", "unreachable"...
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_ms: int
+
+
+class Ledger(Protocol):
+    """Where LLM calls are recorded, and what they cost today (UTC): the daily budget."""
+
+    async def record(self, call: LLMCall) -> None:
+        """Record one call."""
+        ...
+
+    async def spent_today(self) -> tuple[int, float]:
+        """Tokens and US dollars spent since midnight UTC."""
+        ...

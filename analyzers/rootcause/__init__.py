@@ -6,7 +6,6 @@ from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
 from mendline.analyzers.rootcause.llm import (
     ChatClient,
     LLMAnalyser,
-    LLMCall,
     MemoryLedger,
     endpoint_auth,
 )
@@ -17,7 +16,6 @@ __all__ = [
     "ChatClient",
     "HeuristicAnalyser",
     "LLMAnalyser",
-    "LLMCall",
     "MemoryLedger",
     "build_prompt",
     "endpoint_auth",

@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -20,15 +20,20 @@ from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
 from mendline.analyzers.rootcause.prompt import answer_schema, build_prompt, correction
 from mendline.schemas.errors import LLMError
-from mendline.schemas.finding import Diagnosis, FallbackCode, Finding, IssueContext
+from mendline.schemas.finding import (
+    Diagnosis,
+    FallbackCode,
+    Finding,
+    IssueContext,
+    Ledger,
+    LLMCall,
+)
 from mendline.schemas.http import retry_after
 
 __all__ = [
     "ChatClient",
     "ChatReply",
     "LLMAnalyser",
-    "LLMCall",
-    "Ledger",
     "MemoryLedger",
     "endpoint_auth",
     "parse_answer",
@@ -262,31 +267,6 @@ def _embedded_json(content: str) -> Any:
 
 class _OverBudget(Exception):
     """The daily budget ran out between the calls of one analysis."""
-
-
-@dataclass(frozen=True)
-class LLMCall:
-    """One call to the LLM endpoint and what came of it (for usage and the budget)."""
-
-    issue_id: int | None
-    model: str
-    outcome: str  # "ok", "invalid", "timeout", "http_429", "http_500", "unreachable"...
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    latency_ms: int
-
-
-class Ledger(Protocol):
-    """Where LLM calls are recorded, and what they cost today (UTC): the daily budget."""
-
-    async def record(self, call: LLMCall) -> None:
-        """Record one call."""
-        ...
-
-    async def spent_today(self) -> tuple[int, float]:
-        """Tokens and US dollars spent since midnight UTC."""
-        ...
 
 
 class MemoryLedger:

@@ -9,9 +9,8 @@ from typing import Any, Literal
 
 import asyncpg
 
-from mendline.analyzers.rootcause.llm import LLMCall
 from mendline.schemas.errors import FindingNotFound
-from mendline.schemas.finding import Finding, IssueContext, IssueSummary, PastIssue
+from mendline.schemas.finding import Finding, IssueContext, IssueSummary, LLMCall, PastIssue
 from mendline.sinks.postgres._errors import is_bad_data
 
 __all__ = ["FINDINGS_CHANNEL", "Claim", "FindingNotFound", "FindingStore", "StoredFinding"]

@@ -12,11 +12,10 @@ from mendline.analyzers.breaker import CircuitBreaker
 from mendline.analyzers.rootcause.llm import (
     ChatClient,
     LLMAnalyser,
-    LLMCall,
     MemoryLedger,
     parse_answer,
 )
-from mendline.schemas.finding import IssueContext, IssueSummary, PastIssue
+from mendline.schemas.finding import IssueContext, IssueSummary, LLMCall, PastIssue
 from tests.analyzers import grouping_samples as samples
 from tests.analyzers.event_helpers import event_of
 from tests.llm_server import FakeLLM, Reply, fake_llm, finding_json
