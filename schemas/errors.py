@@ -33,6 +33,7 @@ __all__ = [
     "ConfigError",
     "DatabaseError",
     "DatabaseUnavailable",
+    "DeadLetterReason",
     "DevStackError",
     "FindingNotFound",
     "InvalidEvent",
@@ -50,6 +51,9 @@ __all__ = [
 #: Why an event breaks the ErrorEvent contract: ``InvalidEvent.reason``, and the DLQ's
 #: ``mendline.errors.reason`` header of such a record.
 InvalidEventReason = Literal["not_json", "invalid", "too_large", "unknown_schema_version"]
+#: Why a record went to the dead-letter topic (its ``mendline.errors.reason`` header): the
+#: event broke the contract, PostgreSQL refused it, or preparing it failed unexpectedly.
+DeadLetterReason = InvalidEventReason | Literal["store_rejected", "processing_error"]
 
 
 class MendlineError(Exception):

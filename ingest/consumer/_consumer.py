@@ -27,7 +27,7 @@ from mendline.analyzers.backoff import Backoff
 from mendline.analyzers.grouping.fingerprint import culprit, fingerprint, title
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest._topics import errors_producer, kafka_client_options
-from mendline.schemas.errors import DatabaseError, InvalidEvent, RejectedData
+from mendline.schemas.errors import DatabaseError, DeadLetterReason, InvalidEvent, RejectedData
 from mendline.schemas.event import LEVEL_RANK, parse_event_exact
 from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
 from mendline.schemas.settings import Settings
@@ -50,7 +50,13 @@ _BACKOFF_MAX = 10.0
 
 #: key, value, headers, source partition, source offset, reason, detail
 _DeadLetterItem = tuple[
-    bytes | None, bytes | None, list[tuple[str, bytes]], int | None, int | None, str, str
+    bytes | None,
+    bytes | None,
+    list[tuple[str, bytes]],
+    int | None,
+    int | None,
+    DeadLetterReason,
+    str,
 ]
 
 
@@ -64,7 +70,7 @@ class ConsumerStats:
     batches: int = 0
     new_issues: int = 0
     triggers: int = 0
-    dead_lettered: dict[str, int] = field(default_factory=dict)
+    dead_lettered: dict[DeadLetterReason, int] = field(default_factory=dict)
     store_retries: int = 0
 
 
@@ -249,12 +255,12 @@ class Consumer:
         self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> tuple[
         list[PreparedEvent],
-        list[tuple[ConsumerRecord[bytes, bytes], str, str]],
+        list[tuple[ConsumerRecord[bytes, bytes], DeadLetterReason, str]],
         dict[TopicPartition, int],
     ]:
         """Validate, scrub and fingerprint a fetched batch; bad records are set aside."""
         prepared: list[PreparedEvent] = []
-        rejected: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = []
+        rejected: list[tuple[ConsumerRecord[bytes, bytes], DeadLetterReason, str]] = []
         count = 0
         named: dict[str, tuple[str, str | None]] = {}
         for batch in records.values():
@@ -383,7 +389,9 @@ class Consumer:
             log.warning("mendline: committing offsets failed (%s); the batch may be replayed", exc)
 
     async def _dead_letter(
-        self, rejected: list[tuple[ConsumerRecord[bytes, bytes], str, str]], stop: asyncio.Event
+        self,
+        rejected: list[tuple[ConsumerRecord[bytes, bytes], DeadLetterReason, str]],
+        stop: asyncio.Event,
     ) -> None:
         await self._dead_letter_values(
             [
