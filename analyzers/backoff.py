@@ -28,8 +28,8 @@ class Backoff:
         *,
         rng: random.Random | None = None,
     ) -> None:
-        if not 0 < initial <= cap:
-            raise ValueError(f"need 0 < initial <= cap, not initial={initial}, cap={cap}")
+        if not 0 <= initial <= cap:
+            raise ValueError(f"need 0 <= initial <= cap, not initial={initial}, cap={cap}")
         if not 0 <= jitter <= 1:
             raise ValueError(f"jitter is a fraction from 0 to 1, not {jitter}")
         self.initial = initial
@@ -38,7 +38,8 @@ class Backoff:
         self._rng = rng or random.Random()
         # From this attempt on the delay is the cap: 2**attempt is never computed for a
         # large attempt count (it would overflow a float).
-        self._capped_from = math.ceil(math.log2(cap / initial))
+        # An initial delay of 0 means no waiting at all (a caller that retries at once).
+        self._capped_from = math.ceil(math.log2(cap / initial)) if initial else 0
         self._attempts = 0
 
     @property
@@ -50,6 +51,8 @@ class Backoff:
         """The delay before retry number ``attempt`` (0 for the first), jittered."""
         if attempt < 0:
             raise ValueError(f"attempt counts from 0, not {attempt}")
+        if not self.initial:
+            return 0.0
         nominal = self.cap if attempt >= self._capped_from else self.initial * 2.0**attempt
         return min(self.cap, nominal) * (1.0 - self.jitter * self._rng.random())
 

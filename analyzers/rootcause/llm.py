@@ -324,7 +324,8 @@ class LLMAnalyser:
         self._prices = (input_price / 1e6, output_price / 1e6)
         self._daily = (daily_tokens, daily_cost)
         # Full jitter: concurrent workers do not retry in step.
-        self._backoff = Backoff(backoff, _BACKOFF_CAP, jitter=1.0)
+        # backoff=0 retries at once, and more than the cap waits the cap, as it always did.
+        self._backoff = Backoff(min(backoff, _BACKOFF_CAP), _BACKOFF_CAP, jitter=1.0)
         self._sleep = sleep
         self._schema = answer_schema()
 
