@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from mendline.schemas.alert import ALERT_SEVERITIES, AlertSeverity, Receiver
+from mendline.schemas.duration import format_duration
 from mendline.schemas.event import LEVEL_RANK
 
 __all__ = [
@@ -158,7 +159,7 @@ def decide_delivery(
     wait = timing.group_wait if mode == "new" else 0.0
     due = now + timedelta(seconds=wait)
     if wait > 0:
-        reasons += (f"waits group_wait {_duration(wait)}: what comes meanwhile joins it",)
+        reasons += (f"waits group_wait {format_duration(wait)}: what comes meanwhile joins it",)
     pushed = False
     # A suppressed alert is recorded as a "new" row due now, and a "new" row to a digest
     # receiver gets its group's timing (its due time shows in the alert_deliveries view).
@@ -186,16 +187,18 @@ def _mode(
         # The message waiting carries the latest counts; a second "new" one would be a storm.
         return "suppressed", ("a message about the issue is waiting to be sent already",)
     if told_at is not None and told_at > now - timedelta(seconds=timing.repeat_interval):
-        told = f"told {_duration((now - told_at).total_seconds())} ago, within repeat_interval"
-        told += f" {_duration(timing.repeat_interval)}"
+        told = (
+            f"told {format_duration((now - told_at).total_seconds())} ago, within repeat_interval"
+        )
+        told += f" {format_duration(timing.repeat_interval)}"
         if timing.send_updates:
             return "update", (told, "the route sends updates: what was sent is updated")
         return "suppressed", (told, "the route sends no updates")
     if told_at is None:
         return "new", ("not told of the issue yet",)
     return "repeat", (
-        f"told {_duration((now - told_at).total_seconds())} ago: repeat_interval"
-        f" {_duration(timing.repeat_interval)} has passed",
+        f"told {format_duration((now - told_at).total_seconds())} ago: repeat_interval"
+        f" {format_duration(timing.repeat_interval)} has passed",
     )
 
 
@@ -210,15 +213,15 @@ def _digest_due(
         due = group.last_sent_at + interval
         pushed = True
         reasons += (
-            f"its group sent {_duration((now - group.last_sent_at).total_seconds())} ago:"
-            f" waits out group_interval {_duration(timing.group_interval)} for one digest",
+            f"its group sent {format_duration((now - group.last_sent_at).total_seconds())} ago:"
+            f" waits out group_interval {format_duration(timing.group_interval)} for one digest",
         )
     # A group's first message waits group_wait from its first alert, not each alert its own.
     if group.waiting_due_at is not None and group.waiting_due_at < due:
         due = group.waiting_due_at
         reasons += (
             f"joins its group's message due in"
-            f" {_duration((due - now).total_seconds())}, as one digest",
+            f" {format_duration((due - now).total_seconds())}, as one digest",
         )
     return due, pushed, reasons
 
@@ -308,16 +311,3 @@ def _update(now: datetime) -> DeliveryDecision:
         wait_finding=False,
         reasons=("sent without its finding; the route sends updates",),
     )
-
-
-def _duration(seconds: float) -> str:
-    """``90`` -> "1m30s", ``14400`` -> "4h", ``0.5`` -> "500ms" (for reasons, not arithmetic)."""
-    if seconds < 1:
-        return f"{max(seconds, 0) * 1000:.0f}ms" if seconds > 0 else "0s"
-    rest = round(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size:
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    return "".join(parts)

@@ -13,6 +13,7 @@ from mendline.cli._hints import hint_on
 from mendline.cli._options import AS_JSON, TAGS, Commands
 from mendline.cli.output import counted, print_json
 from mendline.schemas.alert import ALERT_SEVERITIES
+from mendline.schemas.duration import format_duration
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
 from mendline.sinks.routing import (
@@ -20,7 +21,6 @@ from mendline.sinks.routing import (
     RoutingTable,
     check_secrets,
     describe,
-    format_duration,
     load_routes,
 )
 

@@ -24,12 +24,12 @@ from mendline.sinks.postgres import (
     TRIGGERS_CHANNEL,
     AlertStore,
     DueDelivery,
+    Listener,
     connect_alerts,
     is_outage,
 )
 from mendline.sinks.routing import RoutingTable, check_secrets, load_routes
 from mendline.stages._waiting import (
-    Listener,
     connect_patiently,
     keep_renewing,
     outage_backoff,

@@ -22,13 +22,13 @@ from mendline.sinks.postgres import (
     TRIGGERS_CHANNEL,
     Claim,
     FindingStore,
+    Listener,
     StoredFinding,
     connect_findings,
     is_bad_data,
     is_outage,
 )
 from mendline.stages._waiting import (
-    Listener,
     connect_patiently,
     keep_renewing,
     outage_backoff,

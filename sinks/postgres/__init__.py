@@ -29,6 +29,7 @@ from mendline.sinks.postgres._migrate import (
     migrate,
     migrated_pool,
 )
+from mendline.sinks.postgres._notify import Listener
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "FindingNotFound",
     "FindingStore",
     "IssueNotFound",
+    "Listener",
     "RoutingResult",
     "Store",
     "StoredFinding",

@@ -272,8 +272,8 @@ class AlertStore:
         await conn.execute(
             """INSERT INTO mendline.deliveries
                    (receiver, route_key, issue_id, trigger_id, kind, severity, mode, status,
-                    due_at, wait_finding, details)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
+                    due_at, wait_finding, details, reasons)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12)
                ON CONFLICT (trigger_id, receiver, mode) DO NOTHING""",
             receiver,
             key,
@@ -286,6 +286,7 @@ class AlertStore:
             decision.due_at,
             decision.wait_finding,
             json.dumps(_json(row["details"])),
+            list(decision.reasons),
         )
 
     # -- sending ------------------------------------------------------------------------

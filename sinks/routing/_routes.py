@@ -1,48 +1,4 @@
-"""Alert routing: which receivers an alert's labels reach, read from a TOML routes file.
-
-Every alert carries flat labels: ``severity`` (info, warning, error, critical), ``service``,
-``environment``, ``kind`` (new_issue, regression, frequency, resolved) and ``tag:<name>`` for
-each tag. Routes are tried from the top, as in Alertmanager; the first that matches ends the
-walk unless it says ``continue = true``; a receiver reached by several routes is sent to once,
-with its first route's timing. An alert that no route matches is not sent. The file::
-
-    [defaults]                # optional; Alertmanager's 30s, 5m and 4h when absent
-    group_wait = "30s"        # wait after an issue's first alert, so a finding can join it
-    group_interval = "5m"     # at least this long between updates of what was sent
-    repeat_interval = "4h"    # send again this long after, while the issue stays open
-    send_updates = true       # update what was sent when a finding arrives or the count grows
-
-    [receivers.oncall]        # secrets are never written here: name their variables
-    type = "pagerduty"
-    routing_key_env = "MENDLINE_PAGERDUTY_ROUTING_KEY"
-
-    [receivers.team-slack]
-    type = "slack"
-    webhook_url_env = "MENDLINE_SLACK_WEBHOOK_URL"   # or bot_token_env and channel
-
-    [receivers.email-digest]
-    type = "email"
-    smtp_host = "localhost"
-    sender = "mendline@localhost"
-    to = ["oncall@example.com"]
-
-    [[routes]]
-    match = { severity = "critical" }               # equality; a list means any of them
-    receivers = ["oncall", "team-slack"]
-    group_wait = "0s"                               # any [defaults] key, for this route
-
-    [[routes]]
-    severity_at_least = "warning"                   # warning, error and critical
-    match = { environment = ["production", "staging"], "tag:team" = "payments" }
-    match_re = { service = "^api-.*" }             # the whole value must match
-    receivers = ["team-slack"]
-    continue = true                                 # and keep walking
-
-A missing label matches as "". A route without match, match_re and severity_at_least
-matches every alert; ``receivers = []`` ends the walk without sending. Durations are "30s",
-"5m", "4h", "1h30m", "500ms", "1d" or a number of seconds. Problems are reported all at once,
-one line each, as ``FILE:LINE: field: what is wrong``.
-"""
+"""Reading the routes file into a RoutingTable, and matching labels against its routes."""
 
 from __future__ import annotations
 
@@ -68,6 +24,7 @@ from mendline.schemas.alert import (
     Receiver,
     SlackReceiver,
 )
+from mendline.schemas.duration import UNIT_SECONDS, format_duration
 from mendline.schemas.errors import ConfigError
 
 __all__ = [
@@ -76,7 +33,6 @@ __all__ = [
     "RoutingTable",
     "check_secrets",
     "describe",
-    "format_duration",
     "load_routes",
     "parse_duration",
 ]
@@ -262,7 +218,6 @@ _DURATION = re.compile(
     rf"(?:(?P<d>{_NUMBER})d)?(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?"
     rf"(?:(?P<s>{_NUMBER})s)?(?:(?P<ms>{_NUMBER})ms)?"
 )
-_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _DURATION_HINT = "use 30s, 5m, 4h, 1h30m or seconds"
 
 
@@ -279,7 +234,7 @@ def parse_duration(value: object) -> float:
         if text.startswith("-"):
             raise ValueError(f"{json.dumps(value)} is negative; use 0s or more")
         if found is not None and text:
-            return sum(float(n) * _UNIT_SECONDS[u] for u, n in found.groupdict().items() if n)
+            return sum(float(n) * UNIT_SECONDS[u] for u, n in found.groupdict().items() if n)
         try:
             seconds = float(text)
         except ValueError:
@@ -291,17 +246,6 @@ def parse_duration(value: object) -> float:
     if seconds < 0:
         raise ValueError(f"{json.dumps(value)} is negative; use 0s or more")
     return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest way to write ``seconds`` as a duration: ``1h30m``, ``500ms``, ``0s``."""
-    millis = round(seconds * 1000)
-    parts = []
-    for unit in ("d", "h", "m", "s", "ms"):
-        count, millis = divmod(millis, round(_UNIT_SECONDS[unit] * 1000))
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts) or f"{seconds:g}s"
 
 
 # -- reading the file ---------------------------------------------------------------------

@@ -517,6 +517,12 @@ async def test_a_flood_while_the_first_alert_waits_adds_nothing(
     assert "601" in str(slack.bodies()[0])  # the counts as they are when it is sent
     kinds = [(r["kind"], r["status"]) for r in await deliveries(fresh_db_url)]
     assert kinds == [("new_issue", "delivered"), ("frequency", "suppressed")]
+    # Why, as the public view shows it: the first waited group_wait, the spike was held back.
+    why = await query(
+        fresh_db_url, "SELECT kind, reasons FROM mendline.alert_deliveries ORDER BY id"
+    )
+    assert "group_wait 2s" in " ".join(why[0]["reasons"])
+    assert "waiting to be sent already" in " ".join(why[1]["reasons"])
 
 
 async def test_a_big_burst_is_split_into_digests_that_show_every_issue(

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-import mendline.sinks.routing._routes as routing
+import mendline.sinks.routing as routing
 from mendline.analyzers.policy import alert_labels
 from mendline.cli.routes import register as register_routes
+from mendline.schemas.duration import format_duration
 from mendline.schemas.errors import ConfigError, MendlineError
 from mendline.schemas.settings import load_settings
 from mendline.sinks.routing import (
     RoutingTable,
     check_secrets,
     describe,
-    format_duration,
     load_routes,
     parse_duration,
 )
