@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from mendline.sample_app import TRAFFIC
 from mendline.schemas.settings import load_settings
@@ -163,6 +164,39 @@ async def test_ctrl_c_mid_run_stops_the_app_and_exits_130(kafka_bootstrap: str) 
     async with httpx.AsyncClient(trust_env=False) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(f"{app_url}/health")  # the app went with it
+
+
+async def test_a_second_ctrl_c_still_cleans_up_and_exits_130(kafka_bootstrap: str) -> None:
+    # The second signal cancels the demo rather than ending the process at once (as the
+    # stage commands do): its clean-up still runs, so its topics leave the external broker.
+    async with running_demo(env=demo_env(kafka_bootstrap)) as process:
+        assert process.stdout is not None
+        topic = app_url = None
+        while app_url is None:
+            line = (await asyncio.wait_for(process.stdout.readline(), 120)).decode()
+            assert line, "the demo ended before starting the sample app"
+            found = re.search(r"topic (\S+)$", line.strip())
+            topic = found.group(1) if found else topic
+            found = re.search(r"sample app +'shop' at (\S+)", line)
+            app_url = found.group(1) if found else None
+        assert topic is not None and topic in await topics(kafka_bootstrap)
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.stdout.read(), 60)
+        assert await asyncio.wait_for(process.wait(), 60) == 130
+    assert topic not in await topics(kafka_bootstrap)
+    async with httpx.AsyncClient(trust_env=False) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"{app_url}/health")  # the app went with it
+
+
+async def topics(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
 
 
 async def test_a_database_that_holds_issues_is_refused(
