@@ -15,7 +15,13 @@ from mendline.sinks.postgres._alerts import (
     route_key,
 )
 from mendline.sinks.postgres._connect import connect_alerts, connect_findings
-from mendline.sinks.postgres._errors import is_bad_data, is_outage, translate, translated
+from mendline.sinks.postgres._errors import (
+    is_bad_data,
+    is_outage,
+    translate,
+    translated,
+    translating,
+)
 from mendline.sinks.postgres._findings import (
     FINDINGS_CHANNEL,
     Claim,
@@ -61,4 +67,5 @@ __all__ = [
     "route_key",
     "translate",
     "translated",
+    "translating",
 ]

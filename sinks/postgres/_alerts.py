@@ -25,7 +25,7 @@ from mendline.analyzers.policy import (
     takes_digests,
 )
 from mendline.schemas.alert import Alert, AlertFinding, AlertIssue, AlertSeverity
-from mendline.sinks.postgres._errors import is_outage
+from mendline.sinks.postgres._errors import is_outage, translating
 
 if TYPE_CHECKING:
     from mendline.sinks.routing import Route, RoutingTable
@@ -65,6 +65,7 @@ class DueDelivery:
     attempts: int
 
 
+@translating
 class AlertStore:
     """The alert stage's reads and writes, over a connection pool."""
 

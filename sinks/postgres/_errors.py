@@ -4,13 +4,18 @@ data (keep it aside) or an outage (wait it out)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import asyncpg
 
 from mendline.schemas.errors import DatabaseError, DatabaseUnavailable, RejectedData
 
-__all__ = ["is_bad_data", "is_outage", "translate", "translated"]
+__all__ = ["is_bad_data", "is_outage", "translate", "translated", "translating"]
+
+_Store = TypeVar("_Store", bound=type)
 
 # SQLSTATE classes that blame the data: data exception, integrity constraint violation,
 # program limit exceeded. Any other database error (connection, read-only standby,
@@ -65,3 +70,21 @@ def translated() -> Iterator[None]:
         if error is None:
             raise
         raise error from exc
+
+
+def translating(cls: _Store) -> _Store:
+    """A store class whose public coroutine methods raise the error tree, not the driver's
+    errors (``translated()`` around each): its callers never import asyncpg."""
+    for name, method in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(method):
+            setattr(cls, name, _translating(method))
+    return cls
+
+
+def _translating(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        with translated():
+            return await method(*args, **kwargs)
+
+    return call

@@ -11,7 +11,7 @@ import asyncpg
 
 from mendline.schemas.errors import FindingNotFound
 from mendline.schemas.finding import Finding, IssueContext, IssueSummary, LLMCall, PastIssue
-from mendline.sinks.postgres._errors import is_bad_data
+from mendline.sinks.postgres._errors import is_bad_data, translating
 
 __all__ = ["FINDINGS_CHANNEL", "Claim", "FindingNotFound", "FindingStore", "StoredFinding"]
 
@@ -46,6 +46,7 @@ class StoredFinding:
     verdict_note: str | None
 
 
+@translating
 class FindingStore:
     """The analysis stage's reads and writes, over a connection pool."""
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from asyncpg import exceptions as pg
 
+from mendline.devstack import EmbeddedPostgres
 from mendline.schemas.errors import DatabaseError, DatabaseUnavailable, RejectedData
 from mendline.sinks.postgres import is_bad_data, is_outage, translate, translated
 
@@ -72,3 +75,37 @@ def test_other_errors_pass_unchanged() -> None:
     with pytest.raises(DatabaseUnavailable) as again, translated():
         raise already
     assert again.value is already and again.value.__cause__ is None
+
+
+async def test_the_stores_raise_the_error_tree_when_the_database_is_gone(
+    postgres_factory: Callable[..., EmbeddedPostgres],
+) -> None:
+    from mendline.sinks.postgres import AlertStore, FindingStore, migrated_pool
+
+    server = postgres_factory()
+    pool = await migrated_pool(server.url, 2)
+    try:
+        findings, alerts = FindingStore(pool), AlertStore(pool)
+        assert await findings.claim("me", 1, 30.0) == []  # it works while the server is up
+        server.stop()
+        with pytest.raises(DatabaseUnavailable) as raised:
+            await findings.claim("me", 1, 30.0)
+        assert not isinstance(raised.value.__cause__, DatabaseError)  # the driver's, kept
+        with pytest.raises(DatabaseUnavailable):
+            await alerts.renew([1], 30.0, "me")
+    finally:
+        pool.terminate()
+
+
+async def test_the_stores_raise_rejected_data_for_what_postgresql_refuses(
+    database_url: str,
+) -> None:
+    from mendline.sinks.postgres import FindingStore, migrated_pool
+
+    pool = await migrated_pool(database_url, 1)
+    try:
+        with pytest.raises(RejectedData) as raised:
+            await FindingStore(pool).cached("a key with \x00 in it", "llm")
+        assert raised.value.sqlstate[:2] == "22"  # a data exception
+    finally:
+        await pool.close()
