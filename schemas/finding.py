@@ -47,8 +47,9 @@ SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 
 FixKind = Literal["style", "formatting", "import", "guard", "config", "logic", "dependency"]
 
-#: Why a finding is the heuristic analyser's although an LLM is configured:
-#: ``Finding.fallback_code``, a small fixed set fit for a metric label or a SQL filter.
+#: Why a finding is the heuristic analyser's stand-in for the analysis that was asked for (an
+#: LLM's answer, or a finished analysis of a claimed trigger): ``Finding.fallback_code``, a
+#: small fixed set fit for a metric label or a SQL filter.
 #:
 #: - ``budget_spent``: the daily token or cost budget was spent (before a call, or between
 #:   the calls of one analysis);
@@ -143,7 +144,10 @@ class Finding(Diagnosis):
     def as_fallback(self, code: FallbackCode, reason: str) -> Finding:
         """This finding, standing in for an LLM answer that was not used: ``code`` says why
         for metrics, ``reason`` (cut to 1000 characters) says it in words."""
-        return self.model_copy(update={"fallback_code": code, "fallback_reason": reason[:1000]})
+        # Validated (model_copy is not): a code outside the set fails here, where it is made.
+        return Finding.model_validate(
+            self.model_dump() | {"fallback_code": code, "fallback_reason": reason[:1000]}
+        )
 
 
 class IssueSummary(BaseModel):

@@ -187,9 +187,7 @@ def _mode(
         # The message waiting carries the latest counts; a second "new" one would be a storm.
         return "suppressed", ("a message about the issue is waiting to be sent already",)
     if told_at is not None and told_at > now - timedelta(seconds=timing.repeat_interval):
-        told = (
-            f"told {format_duration((now - told_at).total_seconds())} ago, within repeat_interval"
-        )
+        told = f"told {_between(told_at, now)} ago, within repeat_interval"
         told += f" {format_duration(timing.repeat_interval)}"
         if timing.send_updates:
             return "update", (told, "the route sends updates: what was sent is updated")
@@ -197,7 +195,7 @@ def _mode(
     if told_at is None:
         return "new", ("not told of the issue yet",)
     return "repeat", (
-        f"told {format_duration((now - told_at).total_seconds())} ago: repeat_interval"
+        f"told {_between(told_at, now)} ago: repeat_interval"
         f" {format_duration(timing.repeat_interval)} has passed",
     )
 
@@ -213,16 +211,13 @@ def _digest_due(
         due = group.last_sent_at + interval
         pushed = True
         reasons += (
-            f"its group sent {format_duration((now - group.last_sent_at).total_seconds())} ago:"
+            f"its group sent {_between(group.last_sent_at, now)} ago:"
             f" waits out group_interval {format_duration(timing.group_interval)} for one digest",
         )
     # A group's first message waits group_wait from its first alert, not each alert its own.
     if group.waiting_due_at is not None and group.waiting_due_at < due:
         due = group.waiting_due_at
-        reasons += (
-            f"joins its group's message due in"
-            f" {format_duration((due - now).total_seconds())}, as one digest",
-        )
+        reasons += (f"joins its group's message due in {_between(now, due)}, as one digest",)
     return due, pushed, reasons
 
 
@@ -311,3 +306,9 @@ def _update(now: datetime) -> DeliveryDecision:
         wait_finding=False,
         reasons=("sent without its finding; the route sends updates",),
     )
+
+
+def _between(earlier: datetime, later: datetime) -> str:
+    """The time from ``earlier`` to ``later`` for a reason, in whole seconds and never below
+    0s (a clock read at the start of a transaction may be behind a row it then reads)."""
+    return format_duration(max(0, round((later - earlier).total_seconds())))

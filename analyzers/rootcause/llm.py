@@ -19,7 +19,7 @@ from mendline.analyzers.breaker import CircuitBreaker
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
 from mendline.analyzers.rootcause.prompt import answer_schema, build_prompt, correction
-from mendline.schemas.errors import LLMError
+from mendline.schemas.errors import DatabaseError, LLMError
 from mendline.schemas.finding import (
     Diagnosis,
     FallbackCode,
@@ -355,6 +355,8 @@ class LLMAnalyser:
                 )
             except _OverBudget as exc:
                 return self._fallen_back(fallback, "budget_spent", str(exc), spent, messages)
+            except DatabaseError:
+                raise  # the ledger is out of reach (checking the budget between calls): later
             except Exception as exc:  # a bug of ours or an answer we did not foresee
                 log.exception("mendline: the LLM analysis of issue %d failed", context.issue.id)
                 outcome = "failure"

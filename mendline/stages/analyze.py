@@ -130,10 +130,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     stats = worker.stats
     log.info(
         "mendline: analysed %d triggers: %d served from stored findings, %d fell back to the"
-        " heuristic analyser, %d errors",
+        " heuristic analyser (%s), %d errors",
         stats.analysed,
         stats.cached,
         stats.fallbacks,
+        ", ".join(f"{code} {n}" for code, n in sorted(stats.fallback_codes.items())) or "none",
         stats.errors,
     )
 

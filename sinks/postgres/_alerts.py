@@ -198,7 +198,9 @@ class AlertStore:
         not being sent right now; the receivers they were for."""
         rows = await conn.fetch(
             """UPDATE mendline.deliveries SET status = 'suppressed',
-                   last_error = 'resolved before it was sent'
+                   last_error = 'resolved before it was sent',
+                   reasons = array_append(reasons,
+                                          'withdrawn: the issue was resolved before it was sent')
                WHERE issue_id = $1 AND status = 'pending' AND kind <> 'resolved'
                  AND (lease_until IS NULL OR lease_until < now())
                RETURNING receiver""",

@@ -76,8 +76,11 @@ def translating(cls: _Store) -> _Store:
     """A store class whose public coroutine methods raise the error tree, not the driver's
     errors (``translated()`` around each): its callers never import asyncpg."""
     for name, method in list(vars(cls).items()):
-        if not name.startswith("_") and inspect.iscoroutinefunction(method):
-            setattr(cls, name, _translating(method))
+        if name.startswith("_") or not inspect.isfunction(method):
+            continue
+        if not inspect.iscoroutinefunction(method):  # it would pass driver errors unchanged
+            raise TypeError(f"{cls.__name__}.{name}: a translating store's methods are async")
+        setattr(cls, name, _translating(method))
     return cls
 
 

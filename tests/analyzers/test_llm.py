@@ -15,6 +15,7 @@ from mendline.analyzers.rootcause.llm import (
     MemoryLedger,
     parse_answer,
 )
+from mendline.schemas.errors import DatabaseUnavailable
 from mendline.schemas.finding import IssueContext, IssueSummary, LLMCall, PastIssue
 from tests.analyzers import grouping_samples as samples
 from tests.analyzers.event_helpers import event_of
@@ -489,3 +490,29 @@ async def test_secrets_in_any_field_stay_out_of_the_prompt(llm: FakeLLM) -> None
     ]
     await analyser(llm).analyse(ctx)
     assert "PW4secret" not in llm.requests[0]["raw"]
+
+
+class LedgerLostOnSecondRead(MemoryLedger):
+    """A ledger whose database goes away after the first budget check."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def spent_today(self) -> tuple[int, float]:
+        self.reads += 1
+        if self.reads > 1:
+            raise DatabaseUnavailable("ConnectionRefusedError: the ledger's database is down")
+        return await super().spent_today()
+
+
+async def test_a_ledger_lost_between_calls_is_raised_not_stored_as_a_fallback(
+    llm: FakeLLM,
+) -> None:
+    llm.script = [Reply.error(503), Reply.finding()]  # the retry reads the budget again
+    ledger = LedgerLostOnSecondRead()
+    a = analyser(llm, ledger, daily_tokens=10**9, breaker=CircuitBreaker(1, 60.0))
+    with pytest.raises(DatabaseUnavailable):
+        await a.analyse(context())  # the stage gives the trigger back and tries it later
+    assert ledger.reads == 2 and len(llm.requests) == 1
+    assert a.breaker.allow()  # the database's outage is not the LLM's failure

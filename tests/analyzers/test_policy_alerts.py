@@ -488,3 +488,18 @@ def test_follow_finding(
         assert decision.reasons
     if not later_:  # routed again, it skips who has a message about the trigger already
         assert follow.told == {m.receiver for m in messages}
+
+
+@pytest.mark.parametrize(
+    ("told_at", "said"),
+    [
+        (NOW - timedelta(seconds=182, milliseconds=500), "told 3m2s ago"),  # whole seconds
+        (NOW + timedelta(milliseconds=300), "told 0s ago"),  # a clock behind the row: not < 0
+    ],
+)
+def test_a_reason_tells_elapsed_time_in_whole_seconds_never_below_zero(
+    told_at: datetime, said: str
+) -> None:
+    decision = decide_delivery("frequency", TIMING, NOW, told_at=told_at)
+    assert decision.mode == "update"
+    assert decision.reasons[0].startswith(said), decision.reasons

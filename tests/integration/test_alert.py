@@ -499,6 +499,8 @@ async def test_an_issue_resolved_before_its_alert_went_out_is_not_paged(
     assert pagerduty.requests == []  # neither a trigger nor a resolve of nothing
     (row,) = await deliveries(fresh_db_url)
     assert (row["status"], row["last_error"]) == ("suppressed", "resolved before it was sent")
+    (why,) = await query(fresh_db_url, "SELECT reasons FROM mendline.alert_deliveries")
+    assert why["reasons"][-1] == "withdrawn: the issue was resolved before it was sent"
 
 
 async def test_a_flood_while_the_first_alert_waits_adds_nothing(

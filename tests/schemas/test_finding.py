@@ -55,3 +55,8 @@ def test_as_fallback_sets_both_and_validates_again_when_read_back() -> None:
     assert fell_back.fallback_reason is not None and len(fell_back.fallback_reason) == 1000
     # As it comes back from JSON or the database: the pair holds.
     assert Finding.model_validate(fell_back.model_dump()) == fell_back
+
+
+def test_as_fallback_refuses_a_code_outside_the_set_where_it_is_made() -> None:
+    with pytest.raises(ValidationError):
+        finding().as_fallback("gremlins", "something odd")  # type: ignore[arg-type]

@@ -109,3 +109,14 @@ async def test_the_stores_raise_rejected_data_for_what_postgresql_refuses(
         assert raised.value.sqlstate[:2] == "22"  # a data exception
     finally:
         await pool.close()
+
+
+def test_a_translating_store_may_not_have_a_method_that_cannot_translate() -> None:
+    from mendline.sinks.postgres import translating
+
+    class Store:
+        def count(self) -> int:  # a driver error would come out of it unchanged
+            return 0
+
+    with pytest.raises(TypeError, match=r"Store\.count"):
+        translating(Store)

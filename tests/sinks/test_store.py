@@ -326,10 +326,13 @@ async def test_the_database_takes_exactly_the_fallback_codes(
     insert = """INSERT INTO mendline.findings (issue_id, cache_key, analyser, root_cause,
                     confidence, category, severity, suggested_fix, fallback_code, fallback_reason)
                 VALUES (1, 'k', 'heuristic', 'c', 0.5, 'unknown', 'low', 'f', $1, $2)"""
-    for code, reason in (("llm_timeout", None), (None, "why"), ("gremlins", "why")):
+    for code, reason in (("llm_timeout", None), ("gremlins", "why")):
         with pytest.raises(asyncpg.CheckViolationError):
             await db.execute(insert, code, reason)
     await db.execute(insert, "llm_timeout", "why")
+    # A reason without a code (an older mendline's write) is given the code its words mean.
+    given = await db.fetchval(insert + " RETURNING fallback_code", None, "why")
+    assert given == "unexpected_error"
 
 
 # Every form of fallback_reason mendline wrote before fallback_code existed.
@@ -376,17 +379,24 @@ async def test_findings_stored_before_the_codes_get_theirs(fresh_db_url: str) ->
                                             first_seen, last_seen)
                VALUES ('api', 'h', 'ValueError', 'error', 3, now(), now())"""
         )
+        legacy_insert = """INSERT INTO mendline.findings (issue_id, cache_key, analyser,
+                root_cause, confidence, category, severity, suggested_fix, fallback_reason)
+            VALUES (1, 'k', 'heuristic', 'c', 0.5, 'unknown', 'low', 'f', $1)"""
         for reason, _ in [*LEGACY_REASONS, (None, None)]:
-            await conn.execute(
-                """INSERT INTO mendline.findings (issue_id, cache_key, analyser, root_cause,
-                       confidence, category, severity, suggested_fix, fallback_reason)
-                   VALUES (1, 'k', 'heuristic', 'c', 0.5, 'unknown', 'low', 'f', $1)""",
-                reason,
-            )
+            await conn.execute(legacy_insert, reason)
         applied = await migrate(conn)
         assert applied == [v for v, _ in available_migrations() if v >= "0005"]
         assert applied[0] == "0005_fallback_code"
         rows = await conn.fetch("SELECT fallback_code FROM mendline.findings ORDER BY id")
         assert [r["fallback_code"] for r in rows] == [code for _, code in LEGACY_REASONS] + [None]
+        # A mendline from before, still running while an upgrade rolls out, writes reasons
+        # without codes: each is given its code, and the constraints hold.
+        for reason, _ in LEGACY_REASONS:
+            await conn.execute(legacy_insert, reason)
+        rows = await conn.fetch(
+            "SELECT fallback_code FROM mendline.findings WHERE id > $1 ORDER BY id",
+            len(LEGACY_REASONS) + 1,
+        )
+        assert [r["fallback_code"] for r in rows] == [code for _, code in LEGACY_REASONS]
     finally:
         await conn.close()

@@ -3,26 +3,47 @@
 
 ALTER TABLE mendline.findings ADD COLUMN fallback_code text;
 
--- Findings stored before this migration: their reasons were written by mendline in these
--- fixed forms, so the code is read from them this once (never again: new findings are
--- stored with their code).
-UPDATE mendline.findings SET fallback_code = CASE
-    WHEN fallback_reason LIKE 'the daily LLM budget is spent%' THEN 'budget_spent'
-    WHEN fallback_reason LIKE 'the LLM circuit breaker is open%' THEN 'breaker_open'
-    WHEN fallback_reason LIKE 'the LLM call failed: cannot reach the LLM endpoint%'
+-- The code of a reason as mendline wrote it before codes existed: its fixed forms, read
+-- this once for the findings already stored, and for any a mendline from before this
+-- migration writes while an upgrade is rolling out (it sets a reason without a code).
+CREATE FUNCTION mendline.fallback_code_of(reason text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+SELECT CASE
+    WHEN reason IS NULL THEN NULL
+    WHEN reason LIKE 'the daily LLM budget is spent%' THEN 'budget_spent'
+    WHEN reason LIKE 'the LLM circuit breaker is open%' THEN 'breaker_open'
+    WHEN reason LIKE 'the LLM call failed: cannot reach the LLM endpoint%'
         THEN 'llm_unreachable'
-    WHEN fallback_reason LIKE 'the LLM call failed: the LLM call timed out%' THEN 'llm_timeout'
-    WHEN fallback_reason LIKE 'the LLM call failed: the LLM endpoint answered HTTP %'
+    WHEN reason LIKE 'the LLM call failed: the LLM call timed out%' THEN 'llm_timeout'
+    WHEN reason LIKE 'the LLM call failed: the LLM endpoint answered HTTP %'
         THEN 'llm_http_error'
-    WHEN fallback_reason LIKE 'the LLM call failed: the LLM endpoint answered % without a chat completion%'
+    WHEN reason LIKE
+            'the LLM call failed: the LLM endpoint answered % without a chat completion%'
         THEN 'llm_bad_response'
-    WHEN fallback_reason LIKE 'the LLM''s answer was invalid twice%' THEN 'invalid_answer'
-    WHEN fallback_reason LIKE 'claimed % times without finishing' THEN 'abandoned_claim'
-    WHEN fallback_reason LIKE 'the finding could not be stored%' THEN 'unstorable'
+    WHEN reason LIKE 'the LLM''s answer was invalid twice%' THEN 'invalid_answer'
+    WHEN reason LIKE 'claimed % times without finishing' THEN 'abandoned_claim'
+    WHEN reason LIKE 'the finding could not be stored%' THEN 'unstorable'
     -- 'the LLM analysis failed: ...', and anything edited by hand.
     ELSE 'unexpected_error'
 END
+$$;
+
+UPDATE mendline.findings SET fallback_code = mendline.fallback_code_of(fallback_reason)
 WHERE fallback_reason IS NOT NULL;
+
+CREATE FUNCTION mendline.fill_fallback_code() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.fallback_reason IS NOT NULL AND NEW.fallback_code IS NULL THEN
+        NEW.fallback_code := mendline.fallback_code_of(NEW.fallback_reason);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER findings_fill_fallback_code
+BEFORE INSERT OR UPDATE OF fallback_reason, fallback_code ON mendline.findings
+FOR EACH ROW EXECUTE FUNCTION mendline.fill_fallback_code();
 
 -- The codes of FallbackCode in mendline/schemas/finding.py (a test keeps the two equal),
 -- and never a code without a reason or a reason without a code.
