@@ -15,6 +15,7 @@ __all__ = [
     "connect_patiently",
     "keep_renewing",
     "outage_backoff",
+    "pause_for_outage",
     "through_outages",
     "wait_any",
 ]
@@ -28,6 +29,18 @@ def outage_backoff() -> Backoff:
     """The waits of a running worker through a database outage: from half a second up to
     30 s (few queries and warnings while it lasts; the work is a queue, not a stream)."""
     return Backoff(0.5, 30.0)
+
+
+async def pause_for_outage(
+    exc: Exception, backoff: Backoff, stop: asyncio.Event, log: logging.Logger = log
+) -> None:
+    """A worker loop's answer to ``exc``: wait the next delay of ``backoff`` (or until
+    ``stop``) when it is a database outage, or raise it again when it is anything else."""
+    if not is_outage(exc):
+        raise exc
+    delay = backoff.next()
+    log.warning("mendline: PostgreSQL unavailable (%s); retrying in %.1f s", exc, delay)
+    await wait_any(stop, None, delay)
 
 
 async def connect_patiently(connect: Callable[[], Awaitable[_T]], stop: asyncio.Event) -> _T | None:

@@ -26,13 +26,13 @@ from mendline.sinks.postgres import (
     DueDelivery,
     Listener,
     connect_alerts,
-    is_outage,
 )
 from mendline.sinks.routing import RoutingTable, check_secrets, load_routes
 from mendline.stages._waiting import (
     connect_patiently,
     keep_renewing,
     outage_backoff,
+    pause_for_outage,
     through_outages,
     wait_any,
 )
@@ -152,13 +152,7 @@ class AlertWorker:
                     await self.pass_once()
                     backoff.reset()
                 except Exception as exc:
-                    if not is_outage(exc):
-                        raise
-                    delay = backoff.next()
-                    log.warning(
-                        "mendline: PostgreSQL unavailable (%s); retrying in %.1f s", exc, delay
-                    )
-                    await wait_any(stop, None, delay)
+                    await pause_for_outage(exc, backoff, stop, log)
                     continue
                 await wait_any(stop, self._wake, self.settings.alert_poll_interval)
         finally:

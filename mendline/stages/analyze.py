@@ -32,6 +32,7 @@ from mendline.stages._waiting import (
     connect_patiently,
     keep_renewing,
     outage_backoff,
+    pause_for_outage,
     through_outages,
     wait_any,
 )
@@ -196,13 +197,7 @@ class AnalyzeWorker:
                         )
                         backoff.reset()
                     except Exception as exc:
-                        if not is_outage(exc):
-                            raise
-                        delay = backoff.next()
-                        log.warning(
-                            "mendline: PostgreSQL unavailable (%s); retrying in %.1f s", exc, delay
-                        )
-                        await wait_any(stop, None, delay)
+                        await pause_for_outage(exc, backoff, stop, log)
                         continue
                 for claim in claims:
                     self._start(claim)
