@@ -8,7 +8,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mendline.cli.output import Screen, shorten
+from mendline.cli.output import Screen, printable, shorten
 
 if TYPE_CHECKING:
     import asyncpg
@@ -126,7 +126,7 @@ def show(screen: Screen, summary: Summary, shown_db: str) -> None:
         f"{sum(summary.received.values())} messages ({summary.seconds:.1f} s)"
     )
     if summary.problem:
-        screen.say(f"not finished: {summary.problem}", "red")
+        screen.say(f"not finished: {printable(summary.problem)}", "red")
     width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120))
     screen.say(f"\n{'#':>3} {'seen':>5}  {'severity':<9}{'category':<29}issue and root cause")
     indent = " " * 48
@@ -139,7 +139,7 @@ def show(screen: Screen, summary: Summary, shown_db: str) -> None:
         )
         if issue["root_cause"]:
             cause = textwrap.fill(
-                issue["root_cause"],
+                printable(issue["root_cause"]),
                 width=width,
                 initial_indent=indent + "cause: ",
                 subsequent_indent=indent + "       ",

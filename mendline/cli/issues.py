@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mendline.cli._connections import connect_database, finding_store
 from mendline.cli._hints import ISSUES_HINT, hint_on
 from mendline.cli._options import AS_JSON, Commands, positive
-from mendline.cli.output import print_done, print_json, shorten, table
+from mendline.cli.output import print_done, print_json, printable, shorten, table
 from mendline.schemas.errors import FindingNotFound, IssueNotFound, MendlineError
 from mendline.schemas.settings import Settings
 
@@ -200,7 +200,7 @@ def _issues_show(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json({**dict(issue), "finding": dict(finding) if finding else None})
         return 0
-    print(f"issue #{issue['id']}  {issue['title']}")
+    print(f"issue #{issue['id']}  {printable(issue['title'])}")
     for name in (
         "service",
         "culprit",
@@ -216,14 +216,14 @@ def _issues_show(args: argparse.Namespace, settings: Settings) -> int:
         "resolution_note",
     ):
         if issue[name] not in (None, [], ""):
-            print(f"  {name:16s}{issue[name]}")
+            print(f"  {name:16s}{printable(issue[name])}")
     if finding:
         print(
-            f"  root cause      {finding['root_cause']}  ({finding['category']},"
+            f"  root cause      {printable(finding['root_cause'])}  ({finding['category']},"
             f" {finding['severity']}, {finding['confidence']:.2f}, finding"
             f" #{finding['finding_id']})"
         )
-        print(f"  fix             {finding['suggested_fix']}")
+        print(f"  fix             {printable(finding['suggested_fix'])}")
     else:
         print("  root cause      not analysed yet")
     return 0
@@ -312,7 +312,9 @@ def _findings_show(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json(finding_json(stored))
     else:
-        print(describe(stored))
+        # Escaped here, not in describe: the stages do not import the CLI's output helpers,
+        # and this is the one place that text meets a terminal. Its lines stay lines.
+        print(printable(describe(stored), lines=True))
     return 0
 
 

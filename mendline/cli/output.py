@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ __all__ = [
     "print_done",
     "print_error",
     "print_json",
+    "printable",
     "shorten",
     "shown_url",
     "styled",
@@ -60,7 +62,37 @@ def counted(number: int, thing: str) -> str:
 
 def print_json(value: Any) -> None:
     """``value`` as one line of JSON on stdout (dates and other objects as their str())."""
-    print(json.dumps(value, default=str))
+    # ensure_ascii (the default, kept on purpose) writes every control character and every
+    # non-ASCII one as a \u escape: stored text cannot reach a terminal raw through --json.
+    print(json.dumps(value, default=str, ensure_ascii=True))
+
+
+# What could steer a terminal or hide text: C0 controls (ESC starts an escape sequence, CR and
+# BS overwrite, ...), DEL, C1 controls (\x9b is a one-byte CSI on some terminals) and Unicode's
+# Bidi_Control characters (U+202E shows the rest of a line backwards).
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}]")
+_CONTROL_BUT_LINES = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]")  # keeps \t, \n
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: object, *, lines: bool = False) -> str:
+    """``text`` (or its str()) safe to print on a terminal: every control character written
+    as a visible escape (ESC as ``\\x1b``, a newline as ``\\n``, U+202E as
+    ``\\u202e``), other characters kept.
+
+    Text from events is anyone's (any producer writes to the topic), so whatever the CLI shows
+    of it goes through here. With ``lines``, newlines and tabs are kept, for text printed as
+    several lines (a patch); otherwise they are escaped too. Backslashes are kept as they are,
+    so escaping twice changes nothing.
+    """
+    return (_CONTROL_BUT_LINES if lines else _CONTROL).sub(_visible, str(text))
 
 
 def print_done(args: argparse.Namespace, text: str, **what: object) -> None:
@@ -92,9 +124,11 @@ def styled(text: str, style: str | None, colour: bool) -> str:
 def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """Rows as columns aligned under ``header``; numbers to the right, the last column ragged.
 
+    Each cell is shown ``printable``, on one line.
+
     With colour (see ``colour_for``), the header is bold and level names are coloured.
     """
-    cells = [[str(c) for c in header], *([str(c) for c in row] for row in rows)]
+    cells = [[printable(c) for c in header], *([printable(c) for c in row] for row in rows)]
     numeric = [all(c.isdigit() for c in column[1:]) for column in zip(*cells, strict=True)]
     widths = [max(len(c) for c in column) for column in zip(*cells, strict=True)]
     colour = colour_for(sys.stdout)
@@ -112,8 +146,8 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 
 def shorten(text: str | None, width: int) -> str:
-    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
-    line = " ".join((text or "").split())
+    """``text`` on one line, ``printable``, cut to ``width`` characters with an ellipsis."""
+    line = printable(" ".join((text or "").split()))
     return line if len(line) <= width else line[: width - 1] + "…"
 
 

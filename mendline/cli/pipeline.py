@@ -10,7 +10,7 @@ from typing import Any
 
 from mendline.cli._hints import ISSUES_HINT, hint_on
 from mendline.cli._options import LOGS_AS_JSON, Commands, positive
-from mendline.cli.output import log_to_stderr, print_json
+from mendline.cli.output import log_to_stderr, print_json, printable
 from mendline.schemas.errors import ConfigError, FindingNotFound, UsageError
 from mendline.schemas.settings import Settings
 
@@ -97,7 +97,7 @@ def _analyze(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json(finding_json(stored, served))
     else:
-        print(describe(stored, served))
+        print(printable(describe(stored, served), lines=True))  # as in `findings show`
     return 0
 
 

@@ -11,7 +11,15 @@ from typing import Any, TextIO
 
 import pytest
 
-from mendline.cli.output import JsonLogFormatter, colour_for, shorten, styled, table
+from mendline.cli.output import (
+    JsonLogFormatter,
+    colour_for,
+    print_json,
+    printable,
+    shorten,
+    styled,
+    table,
+)
 
 
 @pytest.fixture
@@ -104,3 +112,63 @@ def test_styled_wraps_a_named_style_only_with_colour() -> None:
     assert styled("ok", "green", colour=False) == "ok"
     assert styled("fine", "info", colour=True) == "fine"  # the ordinary level stays plain
     assert styled("x", None, colour=True) == "x"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("\x1b]0;pwned\x07", "\\x1b]0;pwned\\x07"),  # sets the window title
+        ("\x1b[2J\x1b[H", "\\x1b[2J\\x1b[H"),  # clears the screen
+        ("\x1b[31mred", "\\x1b[31mred"),  # colours what follows
+        ("ok\rFAKE", "ok\\rFAKE"),  # overwrites the line
+        ("secret\x08\x08\x08\x08\x08\x08", "secret" + "\\x08" * 6),  # backspaces over it
+        ("a\nb\tc", "a\\nb\\tc"),  # a table cell stays one line
+        ("\x00\x7f", "\\x00\\x7f"),  # NUL, DEL
+        ("\x9b2J\x85", "\\x9b2J\\x85"),  # C1: a one-byte CSI, NEL
+        ("abc\u202efdp.exe", "abc\\u202efdp.exe"),  # right-to-left override
+        ("\u202a\u202b\u202c\u202d", "\\u202a\\u202b\\u202c\\u202d"),  # embeddings, pop
+        ("\u2066\u2067\u2068\u2069", "\\u2066\\u2067\\u2068\\u2069"),  # isolates
+        ("\u200e\u200f\u061c", "\\u200e\\u200f\\u061c"),  # marks
+    ],
+)
+def test_printable_writes_control_characters_as_visible_escapes(text: str, shown: str) -> None:
+    assert printable(text) == shown
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ValueError: invalid literal for int() with base 10: 'x'",
+        "café naïve Ørsted",
+        "漢字 かな 한국어",
+        "emoji 😀👍🏽 and ZWJ 👩‍💻",
+        "עברית عربي",  # right-to-left text itself is not a control
+        "C:\\path\\x1b already escaped",  # backslashes kept: escaping twice changes nothing
+        "",
+    ],
+)
+def test_printable_keeps_ordinary_text(text: str) -> None:
+    assert printable(text) == text
+    assert printable(printable(text + "\x1b")) == printable(text + "\x1b")
+
+
+def test_printable_lines_keeps_newlines_and_tabs_and_escapes_each_line() -> None:
+    patch = "--- a/x.py\n+++ b/x.py\n-\told\x1b[2J\r\n+\tnew\u202e"
+    assert printable(patch, lines=True) == (
+        "--- a/x.py\n+++ b/x.py\n-\told\\x1b[2J\\r\n+\tnew\\u202e"
+    )
+
+
+def test_table_cells_and_shorten_are_printable() -> None:
+    text = table(("ID", "TITLE"), [(1, "boom\x1b]0;pwned\x07\x1b[2J\nnext")])
+    assert "\x1b" not in text and "\x07" not in text
+    assert text.splitlines() == ["ID  TITLE", " 1  boom\\x1b]0;pwned\\x07\\x1b[2J\\nnext"]
+    assert shorten("a\x1b[2J  b\nc", 80) == "a\\x1b[2J b c"  # whitespace still folded
+    assert shorten("\x1b" * 10, 8) == "\\x1b\\x1…"  # cut as shown, escapes counted
+
+
+def test_print_json_escapes_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    print_json({"title": "x\x1b[2J\u202e\x9b"})
+    out = capsys.readouterr().out
+    assert out == '{"title": "x\\u001b[2J\\u202e\\u009b"}\n'
+    assert json.loads(out) == {"title": "x\x1b[2J\u202e\x9b"}

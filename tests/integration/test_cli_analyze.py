@@ -193,3 +193,37 @@ async def test_issues_list_show_and_ignore(fresh_db_url: str) -> None:
     none = await cli("issues", "list", "--status", "resolved", env=env)
     assert (none.returncode, none.stdout, none.stderr) == (0, "", "no issues (resolved)\n")
     assert json_lines(await cli("issues", "list", "--status", "resolved", "--json", env=env)) == []
+
+
+# A title that would set the window title to "pwned", clear the screen and show the rest of
+# the line backwards, were it printed raw.
+_HOSTILE = "\x1b]0;pwned\x07\x1b[2J\u202e"
+
+
+async def test_text_from_events_reaches_the_terminal_escaped_never_raw(fresh_db_url: str) -> None:
+    (event,) = issue_events(range(1), per_issue=1)
+    event["exceptions"][0]["value"] = f"bad input {_HOSTILE}here"
+    await ingest(analyze_settings(fresh_db_url), [event])
+    env = {"MENDLINE_DATABASE_URL": fresh_db_url}
+    analysed = await cli("analyze", "--issue", "1", env=env)
+    assert analysed.returncode == 0 and "\x1b" not in analysed.stdout, analysed.stdout
+    # Stored as it came (so the commands below have something to escape), and --json keeps
+    # it whole, as \u escapes.
+    (stored,) = json_lines(await cli("issues", "list", "--json", env=env))
+    assert _HOSTILE in stored["title"]
+
+    for argv in (
+        ("issues", "list"),
+        ("issues", "show", "1"),
+        ("findings", "list"),
+        ("findings", "show", "1"),
+        ("issues", "list", "--json"),
+        ("issues", "show", "1", "--json"),
+        ("findings", "show", "1", "--json"),
+    ):
+        shown = await cli(*argv, env=env)
+        assert shown.returncode == 0, (argv, shown.stderr)
+        for raw in ("\x1b", "\x07", "\u202e"):
+            assert raw not in shown.stdout, (argv, raw)
+        if argv[0] == "issues" and "--json" not in argv:
+            assert "bad input \\x1b]0;pwned\\x07\\x1b[2J\\u202ehere" in shown.stdout, argv
