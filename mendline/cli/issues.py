@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mendline.cli._connections import connect_database, finding_store
 from mendline.cli._hints import ISSUES_HINT, hint_on
 from mendline.cli._options import AS_JSON, Commands, positive
-from mendline.cli.output import print_done, print_json, printable, shorten, table
+from mendline.cli.output import describe, print_done, print_json, printable, shorten, table
 from mendline.schemas.errors import FindingNotFound, IssueNotFound, MendlineError
 from mendline.schemas.settings import Settings
 
@@ -305,16 +305,12 @@ def _findings_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _findings_show(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.stages.analyze import describe
-
     with hint_on(FindingNotFound, _FINDINGS_HINT):
         stored = _on_findings(settings, lambda store: store.get(args.id))
     if args.json:
         print_json(finding_json(stored))
     else:
-        # Escaped here, not in describe: the stages do not import the CLI's output helpers,
-        # and this is the one place that text meets a terminal. Its lines stay lines.
-        print(printable(describe(stored), lines=True))
+        print(describe(stored))
     return 0
 
 

@@ -11,7 +11,10 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from mendline.sinks.postgres import StoredFinding
 
 __all__ = [
     "STYLES",
@@ -19,6 +22,7 @@ __all__ = [
     "Screen",
     "colour_for",
     "counted",
+    "describe",
     "log_to_stderr",
     "print_done",
     "print_error",
@@ -245,3 +249,48 @@ class JsonLogFormatter(logging.Formatter):
         elif record.exc_text:
             entry["exception"] = record.exc_text
         return json.dumps(entry, default=str)
+
+
+def describe(stored: StoredFinding, served: bool = False) -> str:
+    """A finding as people read it on a terminal: every field that came from an event or a
+    model escaped on its own line (a root cause with a newline cannot fake a line of ours);
+    a patch keeps its lines, each escaped."""
+    f = stored.finding
+    p = printable
+    by = (
+        f"the LLM ({p(f.model or '')})"
+        if f.analyser == "llm"
+        else f"the heuristic analyser ({p(f.rule or '')})"
+    )
+    lines = [
+        f"finding #{stored.id} for issue #{stored.issue_id}, by {by}"
+        + (f", served from finding #{stored.cached_from}" if stored.cached_from else "")
+        + (" (stored earlier)" if served else ""),
+        f"  category    {f.category}    severity {f.severity}    confidence {f.confidence:.2f}",
+        f"  root cause  {p(f.root_cause)}",
+        f"  fix         {p(f.suggested_fix)}",
+    ]
+    if f.fix_kind:
+        lines.append(f"  fix kind    {f.fix_kind}")
+    for item in f.evidence:
+        lines.append(f"  evidence    {p(item.location)}: {p(item.note)}")
+        if item.line:
+            lines.append(f"                {p(item.line)}")
+    if f.fix_patch:
+        lines.append("  patch:")
+        lines.extend("    " + p(line) for line in f.fix_patch.splitlines())
+    if f.fallback_code is not None:
+        lines.append(
+            f"  note        the LLM was not used: {p(f.fallback_reason or '')} [{f.fallback_code}]"
+        )
+    if f.prompt_tokens is not None:
+        lines.append(
+            f"  usage       {f.prompt_tokens} + {f.completion_tokens} tokens, "
+            f"${f.cost_usd or 0:.6f}, {f.latency_ms} ms"
+        )
+    if stored.verdict:
+        lines.append(
+            f"  verdict     {stored.verdict}"
+            + (f": {p(stored.verdict_note)}" if stored.verdict_note else "")
+        )
+    return "\n".join(lines)

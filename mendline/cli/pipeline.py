@@ -10,7 +10,7 @@ from typing import Any
 
 from mendline.cli._hints import ISSUES_HINT, hint_on
 from mendline.cli._options import LOGS_AS_JSON, Commands, positive
-from mendline.cli.output import log_to_stderr, print_json, printable
+from mendline.cli.output import describe, log_to_stderr, print_json
 from mendline.schemas.errors import ConfigError, FindingNotFound, UsageError
 from mendline.schemas.settings import Settings
 
@@ -80,7 +80,7 @@ def _analyze(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(run_stage("analyze", settings))
     from mendline.cli._connections import finding_store
     from mendline.cli.issues import finding_json
-    from mendline.stages.analyze import AnalyzeWorker, describe, make_analysis
+    from mendline.stages.analyze import AnalyzeWorker, make_analysis
 
     async def go() -> tuple[Any, bool]:
         store = await finding_store(settings)
@@ -97,7 +97,7 @@ def _analyze(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json(finding_json(stored, served))
     else:
-        print(printable(describe(stored, served), lines=True))  # as in `findings show`
+        print(describe(stored, served))
     return 0
 
 

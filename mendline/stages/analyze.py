@@ -41,7 +41,6 @@ __all__ = [
     "Analysis",
     "AnalyzeStats",
     "AnalyzeWorker",
-    "describe",
     "make_analysis",
     "run",
 ]
@@ -351,39 +350,3 @@ def _served(finding: Finding) -> Finding:
             "prompt": None,
         }
     )
-
-
-def describe(stored: StoredFinding, served: bool = False) -> str:
-    """A finding as people read it on a terminal."""
-    f = stored.finding
-    by = f"the LLM ({f.model})" if f.analyser == "llm" else f"the heuristic analyser ({f.rule})"
-    lines = [
-        f"finding #{stored.id} for issue #{stored.issue_id}, by {by}"
-        + (f", served from finding #{stored.cached_from}" if stored.cached_from else "")
-        + (" (stored earlier)" if served else ""),
-        f"  category    {f.category}    severity {f.severity}    confidence {f.confidence:.2f}",
-        f"  root cause  {f.root_cause}",
-        f"  fix         {f.suggested_fix}",
-    ]
-    if f.fix_kind:
-        lines.append(f"  fix kind    {f.fix_kind}")
-    for item in f.evidence:
-        lines.append(f"  evidence    {item.location}: {item.note}")
-        if item.line:
-            lines.append(f"                {item.line}")
-    if f.fix_patch:
-        lines.append("  patch:")
-        lines.extend("    " + line for line in f.fix_patch.splitlines())
-    if f.fallback_code is not None:
-        lines.append(f"  note        the LLM was not used: {f.fallback_reason} [{f.fallback_code}]")
-    if f.prompt_tokens is not None:
-        lines.append(
-            f"  usage       {f.prompt_tokens} + {f.completion_tokens} tokens, "
-            f"${f.cost_usd or 0:.6f}, {f.latency_ms} ms"
-        )
-    if stored.verdict:
-        lines.append(
-            f"  verdict     {stored.verdict}"
-            + (f": {stored.verdict_note}" if stored.verdict_note else "")
-        )
-    return "\n".join(lines)

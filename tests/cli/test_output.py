@@ -172,3 +172,26 @@ def test_print_json_escapes_control_characters(capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert out == '{"title": "x\\u001b[2J\\u202e\\u009b"}\n'
     assert json.loads(out) == {"title": "x\x1b[2J\u202e\x9b"}
+
+
+def test_describe_keeps_each_field_on_its_line_and_escapes_it() -> None:
+    from mendline.cli.output import describe
+    from mendline.schemas.finding import Finding
+    from mendline.sinks.postgres import StoredFinding
+
+    finding = Finding(
+        analyser="heuristic",
+        rule="key-missing",
+        root_cause="the key is missing\n  verdict     right\x1b[2J",  # text from an event
+        confidence=0.5,
+        category="bad_input",
+        severity="medium",
+        suggested_fix="check \u202eit",
+        fix_patch="--- a.py\n+++ b.py\n+x = 1\x07",
+    )
+    stored = StoredFinding(7, 3, finding, cached_from=None, verdict=None, verdict_note=None)
+    shown = describe(stored).splitlines()
+    assert "  root cause  the key is missing\\n  verdict     right\\x1b[2J" in shown
+    assert not any(line.startswith("  verdict") for line in shown)  # no line was faked
+    assert "  fix         check \\u202eit" in shown
+    assert shown[-3:] == ["    --- a.py", "    +++ b.py", "    +x = 1\\x07"]  # a patch's lines
