@@ -5,7 +5,7 @@ from __future__ import annotations
 import linecache
 import math
 import os
-import random
+import secrets
 import socket
 import sysconfig
 from collections.abc import Iterable
@@ -197,11 +197,11 @@ class EventBuilder:
 def _uuid4_hex() -> str:
     """A random UUID4 as 32 hex digits.
 
-    From the random module's generator rather than os.urandom: ids must be unique, not
-    unguessable, and this is ten times cheaper. The module reseeds itself in a forked child,
-    so gunicorn workers never repeat each other's ids.
+    From the OS's CSPRNG (``secrets``), not the random module's Mersenne Twister: its state
+    can be rebuilt from ids it has produced, which would let anyone who sees some event ids
+    predict the next ones. The OS generator also needs no reseeding in a forked child.
     """
-    value = (random.getrandbits(128) & _UUID_CLEAR) | _UUID4_BITS
+    value = (secrets.randbits(128) & _UUID_CLEAR) | _UUID4_BITS
     return f"{value:032x}"
 
 

@@ -25,7 +25,7 @@ from mendline.analyzers.backoff import Backoff
 from mendline.ingest._topics import errors_producer
 from mendline.ingest.app._builder import EventBuilder
 from mendline.ingest.app._capture import Capture
-from mendline.ingest.app._spool import Record, Spool
+from mendline.ingest.app._spool import Record, Spool, private_dir
 from mendline.schemas.errors import ShipperClosed
 from mendline.schemas.settings import Settings
 
@@ -105,7 +105,9 @@ class Shipper:
     @property
     def spool_root(self) -> Path:
         """This service's spool folder: ``<spool_dir>/<service>``, so services never mix."""
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", self.builder.service) or "service"
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", self.builder.service)
+        if name.strip(".") == "":  # "", "." and ".." would not be a folder of its own
+            name = "service"
         return Path(self.settings.spool_dir).expanduser() / name
 
     # -- the app's side ----------------------------------------------------------------------
@@ -208,7 +210,9 @@ class Shipper:
         self._backoff = Backoff(_BACKOFF_MIN, _BACKOFF_MAX)
         self._producer = None
         try:
-            self._spool = Spool(self.spool_root, self.settings.spool_max_bytes)
+            root = self.spool_root
+            private_dir(root.parent)  # MENDLINE_SPOOL_DIR: other services' folders are in it
+            self._spool = Spool(root, self.settings.spool_max_bytes)
         except OSError as exc:
             log.warning("mendline: no disk spool (%s); events wait in memory only", exc)
         sender = asyncio.create_task(self._supervised_send_loop())

@@ -4,23 +4,35 @@ Layout: ``<root>/slot-<n>/<seq>.spool``, one record a line as ``<key> <json>``. 
 holds its slot with an exclusive ``flock`` on ``slot-<n>/.lock``, so forked workers each take
 their own slot, and a restarted process takes over (and sends) what a dead one left behind.
 Records are written to the OS without fsync: they survive the process, not the machine.
+
+The spool holds error events, which may carry the app's data, so it is private: folders are
+0700 and files 0600 whatever the umask, a folder someone else owns is refused (no spool at
+all), and no file is opened through a symlink, so a link planted in a shared folder cannot
+redirect a write (or a truncation) to another file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Record", "Spool"]
+__all__ = ["Record", "Spool", "private_dir"]
 
 #: (key, value): the Kafka record key and the encoded event.
 Record = tuple[bytes, bytes]
 
 _SUFFIX = ".spool"
 _FIRST_SEQ = 1_000_000_000  # room below for push_front()
+_NEW = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_EXISTING = os.O_NOFOLLOW | os.O_CLOEXEC
+
+log = logging.getLogger("mendline.ingest")
 
 
 @dataclass(slots=True)
@@ -29,12 +41,18 @@ class _Segment:
     path: Path
     records: int
     size: int
+    exists: bool = False  # created by us (or found at start): opened without O_EXCL
 
 
 class Spool:
     """Events waiting on disk while Kafka is unreachable. Not thread-safe: one owner thread."""
 
     def __init__(self, root: Path, max_bytes: int, segment_bytes: int = 1024 * 1024) -> None:
+        """Take a free slot under ``root`` (made private, see the module docstring).
+
+        Raises OSError when there is no usable slot, ``root`` or a slot is someone else's,
+        or a symlink stands where the lock file goes: the caller then runs without a spool.
+        """
         self.max_bytes = max_bytes
         self._segment_bytes = min(segment_bytes, max(max_bytes // 4, 1024))
         self._lock_fd, self.path = _take_slot(root)
@@ -48,15 +66,25 @@ class Spool:
         for path in sorted(self.path.glob(f"*{_SUFFIX}")):
             if not path.stem.isdigit():
                 continue
-            data = path.read_bytes()
-            complete = data.rfind(b"\n") + 1
-            if complete < len(data):  # the last write was cut short (a kill, a full disk)
-                os.truncate(path, complete)
+            try:
+                fd = _open_private(path, os.O_RDWR | _EXISTING)
+            except OSError as exc:
+                log.warning("mendline: skipping spool file %s (%s)", path, exc.strerror)
+                if path.is_symlink():  # removing a link leaves what it points to alone
+                    path.unlink(missing_ok=True)
+                continue
+            try:
+                data = _read_all(fd)
+                complete = data.rfind(b"\n") + 1
+                if complete < len(data):  # the last write was cut short (a kill, a full disk)
+                    os.ftruncate(fd, complete)
+            finally:
+                os.close(fd)
             lines = data.count(b"\n", 0, complete)
             if lines == 0:
                 path.unlink(missing_ok=True)
                 continue
-            self._segments.append(_Segment(int(path.stem), path, lines, complete))
+            self._segments.append(_Segment(int(path.stem), path, lines, complete, exists=True))
             self._size += complete
             self.records += lines
 
@@ -103,7 +131,7 @@ class Spool:
         cached = self._head_lines
         if cached is None or cached[0] != (head.seq, head.size):
             # Every record ends with a newline; whatever follows the last one is not a record.
-            cached = ((head.seq, head.size), head.path.read_bytes().split(b"\n")[:-1])
+            cached = ((head.seq, head.size), _read(head.path).split(b"\n")[:-1])
             self._head_lines = cached  # a full segment is read once, not once per peek
         lines = cached[1][self._cursor : self._cursor + limit]
         out: list[Record] = []
@@ -138,14 +166,20 @@ class Spool:
 
     def _write(self, segment: _Segment, data: bytes, mode: str) -> None:
         before = segment.size if mode == "ab" else 0
+        # A segment we have not made yet is opened O_EXCL: nothing already in its place (a
+        # symlink above all) is ever written to.
+        flags = os.O_WRONLY | (_EXISTING if segment.exists else _NEW)
+        fd = _open_private(segment.path, flags | (os.O_APPEND if mode == "ab" else os.O_TRUNC))
+        segment.exists = True
         try:
-            with open(segment.path, mode) as handle:
-                handle.write(data)
+            _write_all(fd, data)
         except OSError:
             # Leave no partial record behind for the next append to be glued onto.
             with contextlib.suppress(OSError):
-                os.truncate(segment.path, before)
+                os.ftruncate(fd, before)
             raise
+        finally:
+            os.close(fd)
         segment.size += len(data)
         self._size += len(data)
 
@@ -161,12 +195,15 @@ class Spool:
         if self._cursor == 0:
             return
         head = self._segments[0]
-        rest = b"".join(
-            line + b"\n" for line in head.path.read_bytes().split(b"\n")[self._cursor : -1]
-        )
+        rest = b"".join(line + b"\n" for line in _read(head.path).split(b"\n")[self._cursor : -1])
         # A new file renamed over the old one: a crash leaves one or the other, whole.
         temporary = head.path.with_suffix(".tmp")
-        temporary.write_bytes(rest)
+        temporary.unlink(missing_ok=True)  # a leftover (or a planted link) is removed, not used
+        fd = _open_private(temporary, os.O_WRONLY | _NEW)
+        try:
+            _write_all(fd, rest)
+        finally:
+            os.close(fd)
         temporary.replace(head.path)
         self._size += len(rest) - head.size
         head.size = len(rest)
@@ -185,12 +222,78 @@ class Spool:
         return dropped
 
 
+def private_dir(path: Path, *, follow: bool = True) -> None:
+    """Make ``path`` a folder only we can use: create it 0700, or tighten ours to 0700.
+
+    Raises OSError (PermissionError) if it is someone else's: we neither write into it nor
+    change it. ``follow=False`` refuses a symlink in its place; with True a symlinked folder
+    (a ~/.cache on another disk) is fine as long as the folder it leads to is ours.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)  # the user's own folders, left as they are
+    try:
+        path.mkdir(mode=0o700)
+        created = True
+    except FileExistsError:
+        created = False
+    info = os.stat(path) if follow else os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a folder"
+        raise OSError(errno.ENOTDIR, f"{kind}, not used for the spool", str(path))
+    if info.st_uid != os.geteuid():
+        raise PermissionError(
+            errno.EPERM, f"owned by uid {info.st_uid}, not us; not used for the spool", str(path)
+        )
+    if created or stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)  # mkdir's mode went through the umask (which may drop our bits)
+
+
+def _open_private(path: Path, flags: int) -> int:
+    """os.open with mode 0600 whatever the umask; a symlink at ``path`` is refused."""
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if path.is_symlink():  # ELOOP (O_NOFOLLOW) or EEXIST (O_EXCL): say what it is
+            raise OSError(exc.errno, "a symlink; refused, not followed", str(path)) from exc
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            raise OSError(errno.EPERM, "not a file of ours; refused", str(path))
+        if stat.S_IMODE(info.st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read(path: Path) -> bytes:
+    fd = _open_private(path, os.O_RDONLY | _EXISTING)
+    try:
+        return _read_all(fd)
+    finally:
+        os.close(fd)
+
+
 def _take_slot(root: Path) -> tuple[int, Path]:
-    root.mkdir(parents=True, exist_ok=True)
+    private_dir(root)
     for n in range(1024):
         slot = root / f"slot-{n}"
-        slot.mkdir(exist_ok=True)
-        fd = os.open(slot / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        private_dir(slot, follow=False)
+        fd = _open_private(slot / ".lock", os.O_RDWR | os.O_CREAT | _EXISTING)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
