@@ -211,7 +211,9 @@ class Shipper:
         self._producer = None
         try:
             root = self.spool_root
-            private_dir(root.parent)  # MENDLINE_SPOOL_DIR: other services' folders are in it
+            # MENDLINE_SPOOL_DIR holds every service's folder: created private, never
+            # chmodded if it was there (it may be a folder others use too).
+            private_dir(root.parent, tighten=False)
             self._spool = Spool(root, self.settings.spool_max_bytes)
         except OSError as exc:
             log.warning("mendline: no disk spool (%s); events wait in memory only", exc)

@@ -222,8 +222,10 @@ class Spool:
         return dropped
 
 
-def private_dir(path: Path, *, follow: bool = True) -> None:
-    """Make ``path`` a folder only we can use: create it 0700, or tighten ours to 0700.
+def private_dir(path: Path, *, follow: bool = True, tighten: bool = True) -> None:
+    """Make ``path`` a folder only we can use: create it 0700, or tighten ours to 0700
+    (``tighten=False`` leaves the mode of a folder that was there already: a spool root the
+    user named may be shared, and what is inside it is private anyway).
 
     Raises OSError (PermissionError) if it is someone else's: we neither write into it nor
     change it. ``follow=False`` refuses a symlink in its place; with True a symlinked folder
@@ -243,7 +245,7 @@ def private_dir(path: Path, *, follow: bool = True) -> None:
         raise PermissionError(
             errno.EPERM, f"owned by uid {info.st_uid}, not us; not used for the spool", str(path)
         )
-    if created or stat.S_IMODE(info.st_mode) != 0o700:
+    if created or (tighten and stat.S_IMODE(info.st_mode) != 0o700):
         os.chmod(path, 0o700)  # mkdir's mode went through the umask (which may drop our bits)
 
 

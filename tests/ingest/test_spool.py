@@ -162,6 +162,22 @@ def test_folders_and_files_of_ours_left_too_open_are_tightened(tmp_path: Path) -
     assert drain(second) == [0, 1, 2, 3]
 
 
+def test_a_spool_root_that_was_there_keeps_its_mode(tmp_path: Path) -> None:
+    # MENDLINE_SPOOL_DIR may name a folder others use: it is not chmodded; the service's
+    # folder in it is private.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o755)
+    shipper = make_shipper(
+        load_settings(kafka_bootstrap="127.0.0.1:1", spool_dir=shared), service="billing"
+    )
+    ErrorEventProcessor(shipper=shipper)(None, "error", {"event": "charge failed"})
+    shipper.shutdown(2)
+    assert oct(mode(shared)) == "0o755"
+    assert [oct(mode(p)) for p in shared.iterdir()] == ["0o700"]  # the service's folder
+    assert shipper.stats.spooled == 1
+
+
 @pytest.fixture
 def foreign_dir(tmp_path: Path) -> Path:
     """A folder that belongs to another user (uid 65534, nobody)."""
