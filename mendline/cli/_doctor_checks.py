@@ -12,7 +12,7 @@ from mendline.cli._hints import DATABASE_HINT, KAFKA_HINT, MIGRATE_HINT
 from mendline.cli.output import counted, shown_url
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
-from mendline.sinks.routing import RoutingTable, check_secrets
+from mendline.sinks.routing import RoutingTable, check_secrets, plaintext_warnings
 
 __all__ = [
     "Status",
@@ -307,8 +307,11 @@ def _model_ids(response: Any) -> list[str] | None:
 # -- routes ------------------------------------------------------------------------------
 
 
-async def check_routes(routes: RoutingTable | ConfigError, environ: Mapping[str, str]) -> Verdict:
-    """The routing file loads, its secrets are set, and every receiver is routed to."""
+async def check_routes(
+    routes: RoutingTable | ConfigError, environ: Mapping[str, str], llm_base_url: str | None
+) -> Verdict:
+    """The routing file loads, its secrets are set, every receiver is routed to, and no
+    credential (of a receiver or the LLM) would go over plaintext."""
     if isinstance(routes, ConfigError):
         return fail(
             str(routes),
@@ -318,17 +321,20 @@ async def check_routes(routes: RoutingTable | ConfigError, environ: Mapping[str,
         f"{routes.source}: {counted(len(routes.routes), 'route')},"
         f" {counted(len(routes.receivers), 'receiver')}"
     )
+    plaintext = plaintext_warnings(routes, environ, llm_base_url)
     missing = check_secrets(routes, environ)
     if missing:
         return fail(
-            f"{detail}; {'; '.join(missing)}",
+            "; ".join([detail, *missing, *plaintext]),
             "set these variables where `mendline alert` runs: it does not start without them",
         )
     used = {name for route in routes.routes for name in route.receivers}
     unused = [name for name in routes.receivers if name not in used]
-    if unused:
-        return warn(
-            f"{detail}; no route sends to {', '.join(unused)}",
-            "name them in a route's receivers, or remove them",
-        )
+    problems = [f"no route sends to {', '.join(unused)}"] if unused else []
+    hints = ["name them in a route's receivers, or remove them"] if unused else []
+    if plaintext:
+        problems += plaintext
+        hints.append("credentials over plain http or SMTP can be read on the way")
+    if problems:
+        return warn("; ".join([detail, *problems]), "; ".join(hints))
     return ok(detail)

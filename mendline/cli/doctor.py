@@ -118,7 +118,7 @@ async def run_checks(
         ("kafka", functools.partial(check_kafka, settings, timeout)),
         ("database", functools.partial(check_database, settings, timeout)),
         ("llm", functools.partial(check_llm, settings, timeout)),
-        ("routes", functools.partial(check_routes, routes, environ)),
+        ("routes", functools.partial(check_routes, routes, environ, settings.llm_base_url)),
     ]
     if isinstance(routes, RoutingTable):
         planned += [

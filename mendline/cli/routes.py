@@ -22,6 +22,7 @@ from mendline.sinks.routing import (
     check_secrets,
     describe,
     load_routes,
+    plaintext_warnings,
 )
 
 __all__ = ["register"]
@@ -117,8 +118,10 @@ def _routes_check(args: argparse.Namespace, settings: Settings) -> int:
         if name not in used
     ]
     warnings += check_secrets(table, os.environ)
+    # Warnings, not errors: the file is valid, and a lab on a private network may mean it.
+    plaintext = plaintext_warnings(table, os.environ, settings.llm_base_url)
     if args.json:
-        print_json(_check_json(table, warnings))
+        print_json(_check_json(table, warnings, plaintext))
         return 0
     print(
         f"{table.source}: valid, {counted(len(table.routes), 'route')},"
@@ -137,12 +140,12 @@ def _routes_check(args: argparse.Namespace, settings: Settings) -> int:
     width = max((len(name) for name in table.receivers), default=0)
     for name, receiver in table.receivers.items():
         print(f"  receiver {name:{width}}  {receiver.type}")
-    for warning in warnings:
+    for warning in [*warnings, *plaintext]:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
-def _check_json(table: RoutingTable, warnings: list[str]) -> dict[str, Any]:
+def _check_json(table: RoutingTable, warnings: list[str], plaintext: list[str]) -> dict[str, Any]:
     return {
         "source": table.source,
         "valid": True,
@@ -161,4 +164,5 @@ def _check_json(table: RoutingTable, warnings: list[str]) -> dict[str, Any]:
         ],
         "receivers": {name: receiver.type for name, receiver in table.receivers.items()},
         "warnings": warnings,
+        "plaintext": plaintext,
     }

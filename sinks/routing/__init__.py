@@ -46,6 +46,7 @@ one line each, as ``FILE:LINE: field: what is wrong``.
 The labels routes match on are built by ``mendline.analyzers.policy.alert_labels``.
 """
 
+from mendline.sinks.routing._plaintext import is_loopback_host, plaintext_warnings
 from mendline.sinks.routing._routes import (
     ALERT_KINDS,
     Route,
@@ -62,6 +63,8 @@ __all__ = [
     "RoutingTable",
     "check_secrets",
     "describe",
+    "is_loopback_host",
     "load_routes",
     "parse_duration",
+    "plaintext_warnings",
 ]

@@ -253,6 +253,41 @@ def test_routes_check_json_lists_routes_receivers_and_warnings(
 
 
 @pytest.mark.usefixtures("_no_routing_secrets")
+def test_routes_check_warns_of_credentials_over_plaintext_and_still_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    webhook = "http://hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/abcdefghijklmnopqrstuvwx"
+    monkeypatch.setenv("MENDLINE_SLACK_WEBHOOK_URL", webhook)
+    monkeypatch.setenv("MENDLINE_LLM_BASE_URL", "https://api.openai.com/v1")
+    routes = tmp_path / "routes.toml"
+    routes.write_text(
+        '[receivers.team-slack]\ntype = "slack"\nwebhook_url_env = "MENDLINE_SLACK_WEBHOOK_URL"\n'
+        '[receivers.oncall]\ntype = "pagerduty"\n'
+        'routing_key_env = "MENDLINE_PAGERDUTY_ROUTING_KEY"\n'
+        'events_url = "http://events.pagerduty.com/v2/enqueue"\n'
+        '[[routes]]\nreceivers = ["oncall", "team-slack"]\n'
+    )
+    assert main(["routes", "check", str(routes)]) == 0
+    captured = capsys.readouterr()
+    assert f"{routes}: valid" in captured.out
+    assert (
+        'warning: receiver "oncall" (pagerduty): events_url is http:// to events.pagerduty.com'
+        in captured.err
+    )
+    assert 'warning: receiver "team-slack" (slack): MENDLINE_SLACK_WEBHOOK_URL' in captured.err
+    assert "hooks.slack.com" not in captured.out + captured.err  # the webhook is a secret
+
+    assert main(["routes", "check", "--json", str(routes)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [w.split(":")[0] for w in shown["plaintext"]] == [
+        'receiver "team-slack" (slack)',
+        'receiver "oncall" (pagerduty)',
+    ]
+    assert not any("http://" in w for w in shown["warnings"])  # unset secrets only
+    assert "hooks.slack.com" not in json.dumps(shown)
+
+
+@pytest.mark.usefixtures("_no_routing_secrets")
 def test_routes_test_json_is_one_object(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["routes", "test", "--severity", "critical", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)

@@ -409,6 +409,25 @@ def test_a_missing_receiver_secret_fails_routes_and_skips_the_receiver(
     ] * (len(CHECKS) - 2)
 
 
+def test_a_webhook_over_plain_http_is_a_routes_warning_that_passes(
+    setup: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    webhook = "http://hooks.slack.com/services/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"
+    monkeypatch.setenv("DOCTOR_SLACK_WEBHOOK", webhook)
+    status, checks, out = doctor(capsys)
+    assert status == 0  # warnings pass
+    routes = checks["routes"]
+    assert routes["status"] == "warn"
+    assert (
+        'receiver "team-hook" (slack): DOCTOR_SLACK_WEBHOOK (webhook_url_env) holds an http://'
+        in routes["detail"]
+    )
+    assert "plain http" in routes["hint"]
+    assert "hooks.slack.com" not in routes["detail"]  # the receiver's own check names the host
+    assert "plainhttpwebhooksecret01" not in out
+    assert [c["status"] for n, c in checks.items() if n != "routes"] == ["ok"] * (len(CHECKS) - 1)
+
+
 def test_a_refused_smtp_connection_fails_the_email_receiver(
     setup: Setup, capsys: pytest.CaptureFixture[str]
 ) -> None:
