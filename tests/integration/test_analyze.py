@@ -229,11 +229,7 @@ async def test_a_trigger_claimed_too_often_gets_the_heuristic_finding_without_a_
     settings = analyze_settings(fresh_db_url, llm)
     await ingest(settings, issue_events(range(1), per_issue=1))
     # As workers killed mid-call five times would have left it.
-    conn = await asyncpg.connect(fresh_db_url)
-    try:
-        await conn.execute("UPDATE mendline.triggers SET analysis_attempts = 5")
-    finally:
-        await conn.close()
+    await query(fresh_db_url, "UPDATE mendline.triggers SET analysis_attempts = 5")
     async with workers(settings) as (worker,):
         await wait_until(analysed(fresh_db_url, 1), 30, "the finding")
     rows = await query(fresh_db_url, "SELECT analyser, fallback_code FROM mendline.findings")
@@ -248,13 +244,10 @@ async def test_a_finding_postgres_refuses_is_replaced_by_the_heuristic_one(
     settings = analyze_settings(fresh_db_url, llm)
     await ingest(settings, issue_events(range(1), per_issue=1))
     # PostgreSQL refusing the LLM's finding, as it would one it cannot hold.
-    conn = await asyncpg.connect(fresh_db_url)
-    try:
-        await conn.execute(
-            "ALTER TABLE mendline.findings ADD CONSTRAINT no_llm CHECK (analyser <> 'llm')"
-        )
-    finally:
-        await conn.close()
+    await query(
+        fresh_db_url,
+        "ALTER TABLE mendline.findings ADD CONSTRAINT no_llm CHECK (analyser <> 'llm')",
+    )
     async with workers(settings) as (worker,):
         await wait_until(analysed(fresh_db_url, 1), 30, "the finding")
     rows = await query(fresh_db_url, "SELECT analyser, fallback_code FROM mendline.findings")
