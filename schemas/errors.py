@@ -52,8 +52,11 @@ __all__ = [
 #: ``mendline.errors.reason`` header of such a record.
 InvalidEventReason = Literal["not_json", "invalid", "too_large", "unknown_schema_version"]
 #: Why a record went to the dead-letter topic (its ``mendline.errors.reason`` header): the
-#: event broke the contract, PostgreSQL refused it, or preparing it failed unexpectedly.
-DeadLetterReason = InvalidEventReason | Literal["store_rejected", "processing_error"]
+#: event broke the contract, PostgreSQL refused it, preparing it failed unexpectedly, or its
+#: producer could not prove it may speak for the service it claims (``unauthenticated``).
+DeadLetterReason = (
+    InvalidEventReason | Literal["store_rejected", "processing_error", "unauthenticated"]
+)
 
 
 class MendlineError(Exception):

@@ -7,7 +7,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mendline.schemas.errors import ConfigError
@@ -73,6 +79,15 @@ class Settings(BaseSettings):
     )
     retention_days: int = Field(
         default=30, ge=1, description="Days of events kept by `mendline events prune`."
+    )
+    producer_auth: Literal["off", "warn", "enforce"] = Field(
+        default="off",
+        description="Check producers' signatures: `off`, `warn` (store, count, log) or "
+        "`enforce` (dead-letter as `unauthenticated`); see the trust model.",
+    )
+    producer_keys_file: Path | None = Field(
+        default=None,
+        description="TOML file of each service's signing keys (`[services]`) and `exhaustive`.",
     )
 
     # -- Root-cause analysis (mendline analyze) -------------------------------------------
@@ -183,6 +198,10 @@ class Settings(BaseSettings):
     kafka_request_timeout: float = Field(
         default=10.0, gt=0, description="Seconds before a produce request counts as failed."
     )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="This service's key: the shipper signs each event (HMAC-SHA256) with it.",
+    )
 
     @field_validator("issue_url_template")
     @classmethod
@@ -192,6 +211,22 @@ class Settings(BaseSettings):
                 value.format(id=1)
             except (KeyError, IndexError, ValueError) as exc:
                 raise ValueError(f"use {{id}} and nothing else in braces ({exc!r})") from None
+        return value
+
+    @field_validator("producer_keys_file")
+    @classmethod
+    def _keys_to_check_with(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        mode = info.data.get("producer_auth", "off")
+        if value is None and mode != "off":
+            raise ValueError(f"producer_auth = {mode} needs the keys each service signs with")
+        return value
+
+    @field_validator("signing_key")
+    @classmethod
+    def _a_long_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never holds the key.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("use a key of at least 16 characters, e.g. `openssl rand -hex 32`")
         return value
 
     @field_validator("*", mode="before")

@@ -2,6 +2,7 @@
 decision out, with its reasons); the stores and stages read what they need and act on them.
 
 - ``alerts``: an alert's severity and labels, and whether, how and when a receiver hears of it
+- ``producers``: whether a record may speak for the service it claims (signing keys)
 """
 
 from mendline.analyzers.policy.alerts import (
@@ -22,22 +23,48 @@ from mendline.analyzers.policy.alerts import (
     resolve_audience,
     takes_digests,
 )
+from mendline.analyzers.policy.producers import (
+    KEY_ID_HEADER,
+    MIN_KEY_LENGTH,
+    SIGNATURE_HEADER,
+    ProducerAction,
+    ProducerAuthMode,
+    ProducerKeys,
+    ProducerReason,
+    ProducerVerdict,
+    check_producer,
+    parse_producer_keys,
+    sign_value,
+    signature_headers,
+)
 
 __all__ = [
+    "KEY_ID_HEADER",
     "LABEL_NAMES",
+    "MIN_KEY_LENGTH",
     "NO_GROUP",
+    "SIGNATURE_HEADER",
     "TAG_PREFIX",
     "DeliveryDecision",
     "DeliveryMode",
     "FollowUp",
     "GroupState",
+    "ProducerAction",
+    "ProducerAuthMode",
+    "ProducerKeys",
+    "ProducerReason",
+    "ProducerVerdict",
     "RouteTiming",
     "SentMessage",
     "alert_labels",
     "alert_severity",
+    "check_producer",
     "decide_delivery",
     "follow_finding",
     "higher_severity",
+    "parse_producer_keys",
     "resolve_audience",
+    "sign_value",
+    "signature_headers",
     "takes_digests",
 ]

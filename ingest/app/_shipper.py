@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mendline.analyzers.backoff import Backoff
+from mendline.analyzers.policy import signature_headers
 from mendline.ingest._topics import errors_producer
 from mendline.ingest.app._builder import EventBuilder
 from mendline.ingest.app._capture import Capture
@@ -99,6 +100,10 @@ class Shipper:
             "mendline: the disk spool is full; the %d oldest events were dropped"
         )
         self._warn_build = _RateLimitedWarning("mendline: %d events could not be built")
+        # Signed at send time, in the shipper thread: the app's threads pay nothing for it,
+        # and spooled events are signed with the key of the process that sends them.
+        key = settings.signing_key
+        self._signing_key = key.get_secret_value().encode() if key is not None else None
         self.thread_ident: int | None = None
         _register(self)
 
@@ -402,9 +407,11 @@ class Shipper:
         topic = self.settings.errors_topic
         futures: list[asyncio.Future[Any]] = []
         error: BaseException | None = None
+        signing_key, service = self._signing_key, self.builder.service
         try:
             for key, value in batch:
-                futures.append(await producer.send(topic, value=value, key=key))
+                headers = signature_headers(signing_key, service, value) if signing_key else None
+                futures.append(await producer.send(topic, value=value, key=key, headers=headers))
         except Exception as exc:
             error = exc
         results = await asyncio.gather(*futures, return_exceptions=True)

@@ -27,6 +27,7 @@ from mendline.analyzers.backoff import Backoff
 from mendline.analyzers.grouping.fingerprint import culprit, fingerprint, title
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest._topics import errors_producer, kafka_client_options
+from mendline.ingest.consumer._identity import producer_check
 from mendline.schemas.errors import DatabaseError, DeadLetterReason, InvalidEvent, RejectedData
 from mendline.schemas.event import LEVEL_RANK, parse_event_exact
 from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
@@ -157,6 +158,8 @@ class Consumer:
             settings.scrub_extra_keys, settings.scrub_extra_patterns
         )
         self.stats = ConsumerStats()
+        #: Whether producers may claim their services (None: not checked, the default).
+        self.producers = producer_check(settings)
         self.idle = asyncio.Event()
         self.idle.set()
         self._consumer: AIOKafkaConsumer | None = None
@@ -275,7 +278,14 @@ class Consumer:
                     log.exception("mendline: preparing a record failed")
                     rejected.append((record, "processing_error", f"{type(exc).__name__}: {exc}"))
                 else:
-                    prepared.append(event)
+                    producers = self.producers
+                    refusal = producers and producers.refusal(
+                        record.headers, record.value, event.service
+                    )
+                    if refusal:
+                        rejected.append((record, "unauthenticated", refusal))
+                    else:
+                        prepared.append(event)
                 count += 1
                 if count % _YIELD_EVERY == 0:
                     # Heartbeats, and the batch being written, progress between records.
