@@ -37,12 +37,17 @@ def test_config_show_masks_secrets(
 ) -> None:
     monkeypatch.setenv("MENDLINE_DATABASE_URL", "postgresql://app:pa55word@db:5432/mendline")
     monkeypatch.setenv("MENDLINE_KAFKA_SASL_PASSWORD", "kafka-secret")
+    monkeypatch.setenv("MENDLINE_SIGNING_KEY", "shop-signing-key-0123456789")
     assert main(["config", "show", "--json"]) == 0
     out = capsys.readouterr().out
     values = json.loads(out)
     assert values["database_url"] == "postgresql://app:[Filtered]@db:5432/mendline"
     assert values["kafka_sasl_password"] == "**********"
-    assert "pa55word" not in out and "kafka-secret" not in out
+    assert values["signing_key"] == "**********"
+    assert "pa55word" not in out and "kafka-secret" not in out and "0123456789" not in out
+    assert main(["config", "show"]) == 0
+    table = capsys.readouterr().out
+    assert "MENDLINE_SIGNING_KEY" in table and "0123456789" not in table
 
 
 def test_config_show_for_people_is_a_table_of_variables(

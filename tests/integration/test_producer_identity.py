@@ -1,0 +1,101 @@
+"""Producer identity end to end: the real processor and shipper sign, the consumer checks,
+against a real broker and a real PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from mendline.analyzers.policy import ProducerAuthMode, signature_headers
+from mendline.ingest import ErrorEventProcessor, read_dead_letters
+from mendline.schemas.settings import load_settings
+
+from .event_factory import encode, make_event
+from .kafka_helpers import produce
+from .stage_helpers import consume_settings, running_consumer, wait_until
+
+pytestmark = pytest.mark.integration
+
+KEY = "shop-signing-key-0123456789abcdef"
+
+
+async def stored_events(url: str) -> dict[str, tuple[str, str]]:
+    """event_id -> (service, message) of every stored event."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT event_id, service, message FROM mendline.events")
+    finally:
+        await conn.close()
+    return {r["event_id"].hex: (r["service"], r["message"]) for r in rows}
+
+
+@pytest.mark.parametrize("mode", ["off", "warn", "enforce"])
+async def test_a_signed_event_is_stored_and_forged_ones_are_dead_lettered_when_enforced(
+    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path, mode: ProducerAuthMode
+) -> None:
+    keys_file = tmp_path / "producers.toml"
+    keys_file.write_text(f'[services]\nshop = ["{"n" * 32}", "{KEY}"]\n')
+    settings = consume_settings(
+        kafka_bootstrap, fresh_db_url, producer_auth=mode, producer_keys_file=keys_file
+    )
+    # The app: the real processor and shipper, with the old of the service's two keys.
+    app_settings = load_settings(
+        kafka_bootstrap=kafka_bootstrap,
+        errors_topic=settings.errors_topic,
+        spool_dir=tmp_path / "spool",
+        signing_key=KEY,
+    )
+    processor = ErrorEventProcessor("shop", settings=app_settings)
+    processor(None, "error", {"event": "signed_by_the_app", "order": 7})
+    assert processor.shipper.flush(timeout=30)
+    processor.shipper.shutdown()
+    # A forger who can write the topic claims the same service: unsigned, then signed with a
+    # key of its own, then a signed value it changed afterwards.
+    unsigned, wrong_key, altered = (make_event(n, service="shop") for n in range(3))
+    genuine_bytes = encode(altered)
+    altered["message"] = "altered_after_signing"
+    await produce(kafka_bootstrap, settings.errors_topic, [encode(unsigned)])
+    await produce(
+        kafka_bootstrap,
+        settings.errors_topic,
+        [encode(wrong_key)],
+        headers=signature_headers(b"forger-key-0123456789", "shop", encode(wrong_key)),
+    )
+    await produce(
+        kafka_bootstrap,
+        settings.errors_topic,
+        [encode(altered)],
+        headers=signature_headers(KEY.encode(), "shop", genuine_bytes),
+    )
+
+    forged = {e["event_id"]: e for e in (unsigned, wrong_key, altered)}
+    kept = 1 if mode == "enforce" else 4
+    async with running_consumer(settings) as consumer:
+        await wait_until(lambda: consumer.stats.received == 4, 30, "the four records")
+        await wait_until(lambda: consumer.stats.stored == kept, 30, f"{kept} stored")
+    events = await stored_events(fresh_db_url)
+    assert ("shop", "signed_by_the_app") in events.values()
+    assert len(events) == kept
+    letters = await read_dead_letters(settings)
+    if mode == "enforce":
+        assert not set(events) & set(forged)
+        assert consumer.stats.dead_lettered == {"unauthenticated": 3}
+        assert [d.reason for d in letters] == ["unauthenticated"] * 3
+        assert [d.message.split(":")[0] for d in letters] == [
+            "missing_signature",
+            "bad_signature",
+            "bad_signature",
+        ]
+        # Kept unchanged, with the headers the forger sent, for a look or a redrive.
+        assert [d.value for d in letters] == [encode(e) for e in (unsigned, wrong_key, altered)]
+        assert [h for h, _ in letters[1].headers][:2] == ["mendline.signature", "mendline.key-id"]
+    else:
+        assert set(forged) <= set(events)
+        assert letters == [] and consumer.stats.dead_lettered == {}
+    if mode == "warn":
+        assert consumer.producers is not None
+        assert consumer.producers.warned == {"missing_signature": 1, "bad_signature": 2}
+    if mode == "off":
+        assert consumer.producers is None
