@@ -9,7 +9,6 @@ A service with no keys listed is accepted unless the key map says it is ``exhaus
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
@@ -84,7 +83,7 @@ class ProducerVerdict:
 
 def sign_value(key: bytes, value: bytes) -> str:
     """The signature header's value for ``value``: ``v1=<hex HMAC-SHA256(key, value)>``."""
-    return _VERSION + hmac.new(key, value, hashlib.sha256).hexdigest()
+    return _VERSION + hmac.digest(key, value, "sha256").hex()
 
 
 def signature_headers(key: bytes, key_id: str, value: bytes) -> list[tuple[str, bytes]]:
