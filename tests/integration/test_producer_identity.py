@@ -10,7 +10,6 @@ import pytest
 
 from mendline.analyzers.policy import ProducerAuthMode, signature_headers
 from mendline.ingest import ErrorEventProcessor, read_dead_letters
-from mendline.schemas.settings import load_settings
 
 from .event_factory import encode, make_event
 from .kafka_helpers import produce
@@ -33,21 +32,27 @@ async def stored_events(url: str) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.parametrize("mode", ["off", "warn", "enforce"])
 async def test_a_signed_event_is_stored_and_forged_ones_are_dead_lettered_when_enforced(
-    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path, mode: ProducerAuthMode
+    kafka_bootstrap: str,
+    fresh_db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: ProducerAuthMode,
 ) -> None:
     keys_file = tmp_path / "producers.toml"
     keys_file.write_text(f'[services]\nshop = ["{"n" * 32}", "{KEY}"]\n')
     settings = consume_settings(
         kafka_bootstrap, fresh_db_url, producer_auth=mode, producer_keys_file=keys_file
     )
-    # The app: the real processor and shipper, with the old of the service's two keys.
-    app_settings = load_settings(
-        kafka_bootstrap=kafka_bootstrap,
-        errors_topic=settings.errors_topic,
-        spool_dir=tmp_path / "spool",
-        signing_key=KEY,
-    )
-    processor = ErrorEventProcessor("shop", settings=app_settings)
+    # The app: the real processor and shipper, configured as an app is (by its environment),
+    # with the second of the service's two keys.
+    for name, setting in {
+        "KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "ERRORS_TOPIC": settings.errors_topic,
+        "SPOOL_DIR": str(tmp_path / "spool"),
+        "SIGNING_KEY": KEY,
+    }.items():
+        monkeypatch.setenv(f"MENDLINE_{name}", setting)
+    processor = ErrorEventProcessor("shop")
     processor(None, "error", {"event": "signed_by_the_app", "order": 7})
     assert processor.shipper.flush(timeout=30)
     processor.shipper.shutdown()
