@@ -139,14 +139,17 @@ class ExceptionInfo(_Model):
     )
     # Exception groups (optional, sent only by events that hold one): the list is then a tree,
     # as in Sentry's exception groups. Readers that ignore these fields read it as one chain.
+    # Strict: "0" is no id and "yes" no boolean (a producer's bug, better told than guessed).
     exception_id: int | None = Field(
         default=None,
+        strict=True,
         ge=0,
         le=_MAX_ID,
         description="This exception's id within the event, unique; the raised one (last) is 0.",
     )
     parent_id: int | None = Field(
         default=None,
+        strict=True,
         ge=0,
         le=_MAX_ID,
         description="The exception_id of the exception this one belongs to: the exception it "
@@ -159,7 +162,9 @@ class ExceptionInfo(_Model):
         description="How the parent holds it: __cause__, __context__ or exceptions[i].",
     )
     is_exception_group: bool = Field(
-        default=False, description="True for an exception group (ExceptionGroup, TaskGroup's)."
+        default=False,
+        strict=True,
+        description="True for an exception group (ExceptionGroup, TaskGroup's).",
     )
 
 

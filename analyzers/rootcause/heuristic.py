@@ -117,8 +117,9 @@ class HeuristicAnalyser:
     follows from it); else the raised exception when a rule knows it, else its nearest
     known cause (a wrapper such as ``RuntimeError("request failed") from ConnectTimeout`` is
     diagnosed by its cause). An exception group (``asyncio.TaskGroup``'s) is diagnosed by
-    what it holds: the first sub-exception whose chain has a timeout, outage or exhausted
-    resource, else the first a rule knows, else the first; the finding names the others.
+    what it holds: a sub-exception whose chain has a timeout, outage or exhausted resource,
+    else one a rule knows, the most specific match first, then by type and value (never by
+    the order its tasks failed in), else the first; the finding names the others.
 
     Confidence: 0.85 when the rule matched the type and the source line of the innermost
     in-app frame and the cause names what that line shows; 0.7 when it names facts read from
@@ -159,6 +160,8 @@ class HeuristicAnalyser:
         """A Finding for ``context``, made from its newest event with an exception (or its
         title when it has no event); ``rule`` names the rule that matched, or "fallback"."""
         event, chains, shared = _newest(context)
+        if shared:  # a group's: by title, so the order its tasks failed in does not matter
+            chains = tuple(sorted(chains, key=lambda chain: _title_of(chain[_held(chain, shared)])))
         chain, match = self._pick_chain(chains)
         if match is None:
             # Of a group, what no rule knows is the sub-exception, not the group.
@@ -178,18 +181,21 @@ class HeuristicAnalyser:
     def _pick_chain(
         self, chains: Sequence[tuple[_Exception, ...]]
     ) -> tuple[tuple[_Exception, ...], _Match | None]:
-        """The chain to diagnose and its match: the only one, or of a group's sub-exceptions
-        the first with a trigger's rule, else the first with any rule, else the first."""
+        """The chain to diagnose and its match: the only one; of a group's sub-exceptions,
+        the first whose rule is a trigger, else the first of any rule, matched most
+        specifically (the source line, else facts of the message); else the first."""
         if len(chains) == 1:
             return chains[0], self._pick(chains[0])
-        matches = [(chain, self._pick(chain)) for chain in chains]
-        for chain, match in matches:
-            if match is not None and match.entry.rule.category in _TRIGGERS:
-                return chain, match
-        for chain, match in matches:
-            if match is not None:
-                return chain, match
-        return chains[0], None
+        best: tuple[tuple[bool, bool, bool], tuple[_Exception, ...], _Match] | None = None
+        for chain in chains:  # of equals, the first wins
+            match = self._pick(chain)
+            if match is None:
+                continue
+            category = match.entry.rule.category
+            rank = (category in _TRIGGERS, match.line_matched, bool(match.fields))
+            if best is None or rank > best[0]:
+                best = rank, chain, match
+        return (best[1], best[2]) if best is not None else (chains[0], None)
 
     def _pick(self, chain: Sequence[_Exception]) -> _Match | None:
         matches = [m for i in range(len(chain)) if (m := self._match(chain, i)) is not None]

@@ -178,6 +178,13 @@ def test_the_heuristic_diagnoses_the_sub_exceptions_and_names_the_others() -> No
     assert finding.evidence[0].location.startswith(f"{__name__}.reserve")
 
 
+def test_the_diagnosis_does_not_depend_on_the_order_the_tasks_failed_in() -> None:
+    one = ANALYSER.diagnose(context_of(taskgroup(reserve, split)))
+    other = ANALYSER.diagnose(context_of(taskgroup(split, reserve)))
+    assert one.rule == other.rule
+    assert one.root_cause == other.root_cause
+
+
 def test_a_timeout_in_the_group_is_what_the_rest_follows_from() -> None:
     # reserve's KeyError, first, has a rule too: the timeout is still the one diagnosed.
     finding = ANALYSER.diagnose(context_of(taskgroup(reserve, ship)))

@@ -206,3 +206,22 @@ def test_an_event_without_a_group_is_shipped_as_before() -> None:
     assert [set(e) for e in event["exceptions"]] == [
         {"type", "module", "value", "frames", "frames_omitted"}
     ] * 2
+
+
+def test_sub_exceptions_are_scrubbed_like_the_raised_one(log: Any) -> None:
+    async def connect() -> None:
+        raise ConnectionError("cannot reach postgresql://app:s3cr3t-pw@db:5432/app")
+
+    async def both() -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(connect())
+            group.create_task(charge("-3"))
+
+    with capture_error_events() as events:
+        try:
+            asyncio.run(both())
+        except ExceptionGroup:
+            log.exception("sync_failed")
+    (event,) = events
+    assert "ConnectionError" in {e.type for e in event.exceptions}
+    assert "s3cr3t-pw" not in event.model_dump_json()
