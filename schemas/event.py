@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired, TypeVar, get_args, get_origin
@@ -38,6 +40,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ErrorEvent",
     "ExceptionInfo",
+    "ExceptionTree",
     "Frame",
     "Level",
     "json_schema",
@@ -118,6 +121,10 @@ class Frame(_Model):
     in_app: bool = Field(description="False for the standard library and installed packages.")
 
 
+_MAX_ID = 2**31 - 1
+_SOURCE = r"^(?:__cause__|__context__|exceptions\[[0-9]{1,6}\])$"
+
+
 class ExceptionInfo(_Model):
     """One exception of a chain."""
 
@@ -130,13 +137,45 @@ class ExceptionInfo(_Model):
     frames_omitted: int = Field(
         default=0, ge=0, description="Frames left out between the 50 outermost and innermost."
     )
+    # Exception groups (optional, sent only by events that hold one): the list is then a tree,
+    # as in Sentry's exception groups. Readers that ignore these fields read it as one chain.
+    # Strict: "0" is no id and "yes" no boolean (a producer's bug, better told than guessed).
+    exception_id: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=_MAX_ID,
+        description="This exception's id within the event, unique; the raised one (last) is 0.",
+    )
+    parent_id: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=_MAX_ID,
+        description="The exception_id of the exception this one belongs to: the exception it "
+        "caused (source __cause__ or __context__) or its exception group (exceptions[i]).",
+    )
+    source: str | None = Field(
+        default=None,
+        pattern=_SOURCE,
+        max_length=24,
+        description="How the parent holds it: __cause__, __context__ or exceptions[i].",
+    )
+    is_exception_group: bool = Field(
+        default=False,
+        strict=True,
+        description="True for an exception group (ExceptionGroup, TaskGroup's).",
+    )
 
 
 class ErrorEvent(_Model):
     """An error an application logged, as one JSON object per Kafka message.
 
     ``exceptions`` is the chain, root cause first and the raised exception last; each
-    exception's ``frames`` are oldest call first, as Python prints them.
+    exception's ``frames`` are oldest call first, as Python prints them. When an exception
+    group is in it, the list is a tree in the same order (each exception after everything it
+    holds, the raised one last) told by ``exception_id``, ``parent_id`` and ``source``; read it
+    with ExceptionTree.
     """
 
     schema_version: Literal[1] = Field(description="Bumped only for incompatible changes.")
@@ -285,3 +324,92 @@ def json_schema() -> dict[str, Any]:
 def json_schema_text() -> str:
     """The exported JSON Schema file's exact text (run ``mendline schema --write`` to update)."""
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+_LINKS = frozenset({"__cause__", "__context__"})
+_MEMBER = re.compile(r"exceptions\[([0-9]{1,6})\]")
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionTree:
+    """The ``exceptions`` of an ErrorEvent v1 wire dict read as a tree, by list index.
+
+    Each exception has at most one link (its ``__cause__`` or ``__context__``) and, if it is
+    an exception group, its sub-exceptions (``members``) in their order. An event without
+    ``exception_id`` fields, or whose ids do not make a tree (an id missing or repeated, a
+    parent that is not after its child in the list), is read as one chain, as v1 always was:
+    each exception is the link of the one after it.
+    """
+
+    #: Per index: the index of its cause or context, or None.
+    links: tuple[int | None, ...]
+    #: Per index: the indexes of its sub-exceptions (empty unless it is a group).
+    members: tuple[tuple[int, ...], ...]
+    #: Per index: whether it is an exception group.
+    groups: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, exceptions: Sequence[Mapping[str, Any]]) -> ExceptionTree:
+        """Read ``exceptions`` (validated, or at least a list of dicts) as a tree."""
+        groups = tuple(exc.get("is_exception_group") is True for exc in exceptions)
+        tree = _tree(exceptions, groups) if exceptions else None
+        if tree is not None:
+            return tree
+        links = tuple(i - 1 if i else None for i in range(len(exceptions)))
+        return cls(links, tuple(() for _ in exceptions), groups)
+
+    @property
+    def raised(self) -> int:
+        """The index of the raised exception: the last one (-1 for no exception)."""
+        return len(self.links) - 1
+
+    def chain(self, index: int) -> list[int]:
+        """The exception at ``index`` and its causes, root cause first and it last."""
+        out = [index]
+        link = self.links[index]
+        while link is not None:
+            out.append(link)
+            link = self.links[link]
+        out.reverse()
+        return out
+
+    def leaves(self, index: int) -> list[int]:
+        """The exceptions a group holds, nested groups opened (in their order); a group sent
+        without its sub-exceptions counts as one. Just ``index`` for any other exception."""
+        if not self.members[index]:
+            return [index]
+        return [leaf for member in self.members[index] for leaf in self.leaves(member)]
+
+
+def _tree(
+    exceptions: Sequence[Mapping[str, Any]], groups: tuple[bool, ...]
+) -> ExceptionTree | None:
+    """The tree told by the ids, or None when there are none or they do not make one."""
+    ids: dict[int, int] = {}
+    for index, exc in enumerate(exceptions):
+        known = exc.get("exception_id")
+        if type(known) is not int or known in ids:
+            return None
+        ids[known] = index
+    links: list[int | None] = [None] * len(exceptions)
+    members: list[list[tuple[int, int]]] = [[] for _ in exceptions]
+    last = len(exceptions) - 1
+    if exceptions[last].get("parent_id") is not None:
+        return None
+    for index, exc in enumerate(exceptions[:last]):
+        parent_id = exc.get("parent_id")
+        parent = ids.get(parent_id) if type(parent_id) is int else None
+        if parent is None or parent <= index:  # parents come after: no cycle can form
+            return None
+        source = exc.get("source")
+        if source in _LINKS or (source is None and not groups[parent]):
+            if links[parent] is not None:
+                return None
+            links[parent] = index
+        else:
+            found = _MEMBER.fullmatch(source) if isinstance(source, str) else None
+            order = int(found[1]) if found is not None else index
+            members[parent].append((order, index))
+    return ExceptionTree(
+        tuple(links), tuple(tuple(i for _, i in sorted(m)) for m in members), groups
+    )

@@ -8,6 +8,8 @@ __all__ = [
     "MAX_EXCEPTIONS",
     "MAX_EXCEPTION_VALUE_BYTES",
     "MAX_FRAMES",
+    "MAX_GROUP_DEPTH",
+    "MAX_GROUP_EXCEPTIONS",
     "MAX_MESSAGE_BYTES",
 ]
 
@@ -21,5 +23,12 @@ MAX_FRAMES = 100
 MAX_CONTEXT_BYTES = 16 * 1024
 #: The whole event serialised as JSON, in bytes.
 MAX_EVENT_BYTES = 256 * 1024
-#: Exceptions kept in one chain (the raised one and its nearest causes).
+#: Exceptions kept in one event: the raised one and its nearest causes, and with exception
+#: groups their sub-exceptions and the sub-exceptions' causes, nearest first.
 MAX_EXCEPTIONS = 25
+#: Sub-exceptions an emitter reads from one exception group (ExceptionGroup, TaskGroup): the
+#: first ones; the group's value still counts them all. They share MAX_EXCEPTIONS with the chain.
+MAX_GROUP_EXCEPTIONS = 10
+#: Exception groups nested in one another whose sub-exceptions an emitter reads (the raised
+#: group is the first); a group deeper than that is kept without its sub-exceptions.
+MAX_GROUP_DEPTH = 3

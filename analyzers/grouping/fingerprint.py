@@ -13,6 +13,13 @@ reference. An event groups by, in order of preference:
 - ``message``: when no exception has a frame, the logger and the message with its variable
   parts parameterised, and each exception's type and parameterised value.
 
+An exception group that was raised (``ExceptionGroup``, ``asyncio.TaskGroup``'s) groups by what
+it holds, as Sentry does: its sub-exceptions, nested groups opened, are compared by their own
+components; when they are all one kind, the event groups (and is titled) as that sub-exception
+and its causes alone; otherwise by one of each kind, sorted, and the group itself. So the same
+failure groups the same whatever the order its tasks failed in, and two unrelated failures of
+one TaskGroup make two issues.
+
 The hash covers the service and the components, so grouping is per service. It does not cover
 the algorithm version: a later version that yields the same components keeps the same hash, and
 one that does not records its own version beside every hash it makes.
@@ -25,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
+
+from mendline.schemas.event import ExceptionTree
 
 __all__ = [
     "ALGORITHM_VERSION",
@@ -206,14 +215,32 @@ def title(event: Mapping[str, Any]) -> str:
     """The issue title: ``"Type: value"`` of the raised exception, else the message.
 
     The value is put on one line and cut to about 200 characters; the message is parameterised.
+    A raised exception group is titled by what it holds: ``"ValueError: bad amount (in
+    ExceptionGroup)"`` for one kind of sub-exception, ``"ExceptionGroup of KeyError,
+    ValueError: ..."`` (with the group's value) for several.
     """
     exceptions = event.get("exceptions")
     if exceptions:
-        raised = exceptions[-1]
-        value = _cut(" ".join(str(raised.get("value") or "").split()))
-        return f"{raised['type']}: {value}" if value else str(raised["type"])
+        chosen, group = _grouped_by(exceptions)
+        if group is None:
+            raised = exceptions[-1]
+            value = _cut(" ".join(str(raised.get("value") or "").split()))
+            return f"{raised['type']}: {value}" if value else str(raised["type"])
+        if chosen[-1] is not group:
+            one = chosen[-1]
+            return _titled(str(one["type"]), one.get("value"), f" (in {group['type']})")
+        kinds = ", ".join(sorted({str(exc["type"]) for exc in chosen[:-1]}))
+        return _titled(f"{group['type']} of {kinds}", group.get("value"))
     message = _cut(" ".join(parameterize(event.get("message") or "").split()))
     return message or "<no message>"
+
+
+def _titled(name: str, value: object, suffix: str = "") -> str:
+    text = " ".join(str(value or "").split())
+    if not text:
+        return _cut(name + suffix)
+    room = max(_TITLE_LENGTH - len(name) - len(suffix) - 2, 20)
+    return _cut(f"{name}: {_cut(text, room)}{suffix}")
 
 
 def culprit(event: Mapping[str, Any]) -> str | None:
@@ -221,9 +248,10 @@ def culprit(event: Mapping[str, Any]) -> str | None:
 
     Falls back to the innermost in-app frame of the nearest cause, then to the innermost frame
     of any exception. ``"module.function"``, or ``"filename in function"`` for a frame without
-    a module; None when no exception has a frame.
+    a module; None when no exception has a frame. A raised exception group is read as it is
+    grouped: where its one kind of sub-exception was raised, else where the group was.
     """
-    chain: Sequence[Mapping[str, Any]] = event.get("exceptions") or ()
+    chain: Sequence[Mapping[str, Any]] = _grouped_by(event.get("exceptions") or ())[0]
     frame: Mapping[str, Any] | None = None
     for exc in reversed(chain):
         frame = next((f for f in reversed(exc.get("frames") or ()) if f["in_app"]), None)
@@ -243,8 +271,40 @@ def culprit(event: Mapping[str, Any]) -> str | None:
     return f"{frame['filename']} in {frame['function']}"
 
 
+def _grouped_by(
+    exceptions: Sequence[Mapping[str, Any]],
+) -> tuple[Sequence[Mapping[str, Any]], Mapping[str, Any] | None]:
+    """The exceptions an event groups by, as a chain, and the raised group they were read
+    from (None when the raised exception is not a group, or holds no sub-exception)."""
+    if not exceptions or exceptions[-1].get("is_exception_group") is not True:
+        return exceptions, None
+    tree = ExceptionTree.of(exceptions)
+    raised = tree.raised
+    kinds: dict[tuple[str, ...], int] = {}
+    for leaf in tree.leaves(raised):
+        if leaf != raised:
+            kinds.setdefault(_alone(exceptions[leaf]), leaf)
+    if not kinds:
+        return exceptions, None
+    group = exceptions[raised]
+    if len(kinds) == 1:
+        (leaf,) = kinds.values()
+        return [exceptions[index] for index in tree.chain(leaf)], group
+    return [*(exceptions[kinds[key]] for key in sorted(kinds)), group], group
+
+
+def _alone(exc: Mapping[str, Any]) -> tuple[str, ...]:
+    """The components of one exception alone (what tells two sub-exceptions apart)."""
+    parts = _stacktrace((exc,), in_app_only=True)
+    if parts is None:
+        parts = _stacktrace((exc,), in_app_only=False)
+    if not parts:
+        parts = (_type(exc), _text("value ", exc.get("value") or "", parameterise=True))
+    return parts
+
+
 def _default(event: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
-    exceptions: Sequence[Mapping[str, Any]] = event.get("exceptions") or ()
+    exceptions = _grouped_by(event.get("exceptions") or ())[0]
     if exceptions:
         components = _stacktrace(exceptions, in_app_only=True)
         if components is None:
@@ -400,5 +460,5 @@ def _normalise_name(name: str) -> str:
     return _GENERATED.sub(_generated_placeholder, name)
 
 
-def _cut(text: str) -> str:
-    return text if len(text) <= _TITLE_LENGTH else text[: _TITLE_LENGTH - 3] + "..."
+def _cut(text: str, limit: int = _TITLE_LENGTH) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -13,6 +13,7 @@ from typing import Any, get_args
 
 from mendline.analyzers.rootcause._knowledge import BASE_FIELDS, DETAILS, GUESSES, RULES, Rule
 from mendline.analyzers.rootcause._patches import PATCHES, Patch, diff, indentation, relative_path
+from mendline.schemas.event import ExceptionTree
 from mendline.schemas.finding import (
     CATEGORIES,
     SEVERITIES,
@@ -45,6 +46,8 @@ _FIX_KINDS = frozenset(get_args(FixKind))
 _MAX_VALUE, _MAX_LINE = 2000, 400
 _MAX_FIELD, _MAX_NOTE, _MAX_SIMILAR = 200, 300, 3
 _MAX_CHAIN, _MAX_FRAMES, _MAX_EVIDENCE = 20, 100, 20
+# Sub-exceptions of a group tried, and named beside the one diagnosed.
+_MAX_GROUPED, _MAX_OTHERS = 25, 3
 _CACHE_SIZE = 4096
 _REFERENCE = re.compile(r"\(\?&(\w+)\)")
 _TITLE = re.compile(r"([A-Za-z_][\w.]*)(?:: (.*))?", re.DOTALL)
@@ -113,7 +116,10 @@ class HeuristicAnalyser:
     outage, timeout or exhausted resource, wherever it is (what follows it in the chain
     follows from it); else the raised exception when a rule knows it, else its nearest
     known cause (a wrapper such as ``RuntimeError("request failed") from ConnectTimeout`` is
-    diagnosed by its cause).
+    diagnosed by its cause). An exception group (``asyncio.TaskGroup``'s) is diagnosed by
+    what it holds: a sub-exception whose chain has a timeout, outage or exhausted resource,
+    else one a rule knows, the most specific match first, then by type and value (never by
+    the order its tasks failed in), else the first; the finding names the others.
 
     Confidence: 0.85 when the rule matched the type and the source line of the innermost
     in-app frame and the cause names what that line shows; 0.7 when it names facts read from
@@ -153,13 +159,43 @@ class HeuristicAnalyser:
     def diagnose(self, context: IssueContext) -> Finding:
         """A Finding for ``context``, made from its newest event with an exception (or its
         title when it has no event); ``rule`` names the rule that matched, or "fallback"."""
-        event, chain = _newest(context)
-        match = self._pick(chain)
+        event, chains, shared = _newest(context)
+        if shared:  # a group's: by title, so the order its tasks failed in does not matter
+            chains = tuple(sorted(chains, key=lambda chain: _title_of(chain[_held(chain, shared)])))
+        chain, match = self._pick_chain(chains)
         if match is None:
-            return self._fallback(context, event, chain)
-        return self._explain(context, event, chain, match)
+            # Of a group, what no rule knows is the sub-exception, not the group.
+            finding = self._fallback(context, event, chain[: _held(chain, shared) + 1])
+        else:
+            finding = self._explain(context, event, chain, match)
+        others = [_title_of(other[_held(other, shared)]) for other in chains if other is not chain]
+        if others:  # the group's other sub-exceptions
+            held = "; ".join(_field(text) for text in others[:_MAX_OTHERS])
+            more = f" and {len(others) - _MAX_OTHERS} more" if len(others) > _MAX_OTHERS else ""
+            cause = f"{finding.root_cause} The same group also held: {held}{more}."
+            finding = finding.model_copy(update={"root_cause": _clip(cause, 2000)})
+        return finding
 
     # -- matching -------------------------------------------------------------------------
+
+    def _pick_chain(
+        self, chains: Sequence[tuple[_Exception, ...]]
+    ) -> tuple[tuple[_Exception, ...], _Match | None]:
+        """The chain to diagnose and its match: the only one; of a group's sub-exceptions,
+        the first whose rule is a trigger, else the first of any rule, matched most
+        specifically (the source line, else facts of the message); else the first."""
+        if len(chains) == 1:
+            return chains[0], self._pick(chains[0])
+        best: tuple[tuple[bool, bool, bool], tuple[_Exception, ...], _Match] | None = None
+        for chain in chains:  # of equals, the first wins
+            match = self._pick(chain)
+            if match is None:
+                continue
+            category = match.entry.rule.category
+            rank = (category in _TRIGGERS, match.line_matched, bool(match.fields))
+            if best is None or rank > best[0]:
+                best = rank, chain, match
+        return (best[1], best[2]) if best is not None else (chains[0], None)
 
     def _pick(self, chain: Sequence[_Exception]) -> _Match | None:
         matches = [m for i in range(len(chain)) if (m := self._match(chain, i)) is not None]
@@ -442,26 +478,52 @@ def _within(module: str | None, prefix: str) -> bool:
 # -- reading the event -----------------------------------------------------------------------
 
 
-def _newest(context: IssueContext) -> tuple[Mapping[str, Any], tuple[_Exception, ...]]:
-    """The newest event with an exception, else the newest with a message, else the title."""
-    logged: tuple[Mapping[str, Any], tuple[_Exception, ...]] | None = None
+def _newest(
+    context: IssueContext,
+) -> tuple[Mapping[str, Any], tuple[tuple[_Exception, ...], ...], int]:
+    """The newest event with an exception, else the newest with a message, else the title;
+    with its chains and how many exceptions they share at their end (see _chains_of)."""
+    logged: tuple[Mapping[str, Any], tuple[tuple[_Exception, ...], ...], int] | None = None
     for event in context.events:
-        chain = _chain_of(event)
-        if chain and chain[-1].type:
-            return event, chain
-        if chain and logged is None:
-            logged = event, chain
-    return logged or ({}, _chain_of_title(context.issue.title))
+        chains, shared = _chains_of(event)
+        if chains[0] and chains[0][-1].type:
+            return event, chains, shared
+        if chains[0] and logged is None:
+            logged = event, chains, shared
+    return logged or ({}, (_chain_of_title(context.issue.title),), 0)
 
 
-def _chain_of(event: Mapping[str, Any]) -> tuple[_Exception, ...]:
+def _chains_of(event: Mapping[str, Any]) -> tuple[tuple[tuple[_Exception, ...], ...], int]:
+    """The event's chain, and 0. For a chain with an exception group: the chain of each
+    exception the group holds (nested groups opened, repeats left out), each followed by the
+    group and what it caused, and the number of those that follow."""
     raw = event.get("exceptions")
-    items = raw[-_MAX_CHAIN:] if isinstance(raw, list) else []
-    chain = tuple(exc for item in items if (exc := _exception(item)) is not None)
-    if chain:
-        return chain
-    message = _text(event.get("message"))
-    return (_Exception("", None, message, ()),) if message.strip() else ()
+    items = raw if isinstance(raw, list) else []
+    if not all(isinstance(item, Mapping) for item in items):
+        items = [item for item in items if isinstance(item, Mapping)]
+    if not items:
+        message = _text(event.get("message"))
+        return ((_Exception("", None, message, ()),) if message.strip() else (),), 0
+    tree = ExceptionTree.of(items)
+    plain = tree.chain(tree.raised)
+    paths, shared = [plain], 0
+    for position in range(len(plain) - 1, -1, -1):  # the group nearest the raised exception
+        if tree.members[plain[position]]:
+            rest = plain[position:]
+            paths = [tree.chain(leaf) + rest for leaf in tree.leaves(plain[position])]
+            shared = len(rest)
+            break
+    chains: dict[tuple[_Exception, ...], None] = {}
+    for path in paths[:_MAX_GROUPED]:
+        chain = tuple(exc for i in path[-_MAX_CHAIN:] if (exc := _exception(items[i])) is not None)
+        chains.setdefault(chain, None)
+    return tuple(chains), shared
+
+
+def _held(chain: Sequence[_Exception], shared: int) -> int:
+    """The index in ``chain`` of the group's sub-exception it was made for (its last when
+    ``shared`` is 0: not a group's)."""
+    return max(len(chain) - shared - 1, 0) if shared else len(chain) - 1
 
 
 def _chain_of_title(title: str) -> tuple[_Exception, ...]:

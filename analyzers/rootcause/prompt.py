@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mendline.analyzers.grouping.scrubbing import Scrubber
+from mendline.schemas.event import ExceptionTree
 from mendline.schemas.finding import CATEGORIES, Diagnosis, IssueContext, PastIssue
 
 __all__ = ["answer_schema", "build_prompt", "correction"]
@@ -123,14 +124,20 @@ def _event(event: Mapping[str, Any], scrubber: Scrubber) -> list[str]:
         lines.append(f"Logger: {text(str(event['logger']))}")
     lines.append(f"Log message: {_cut(text(str(event.get('message') or '')), _MAX_VALUE_CHARS)}")
     chain: Sequence[Mapping[str, Any]] = event.get("exceptions") or ()
-    if chain:
+    held = _held(chain)
+    if held:
+        lines.append(
+            "Exceptions, each before the one it caused or the exception group that holds it "
+            "(the last was raised; a group's sub-exceptions failed separately):"
+        )
+    elif chain:
         lines.append("Exception chain, root cause first (each caused the next):")
     for number, exc in enumerate(chain, 1):
         name = exc.get("type", "?")
         if exc.get("module") and exc["module"] != "builtins":
             name = f"{exc['module']}.{name}"
         value = _cut(text(str(exc.get("value") or "")), _MAX_VALUE_CHARS)
-        lines.append(f"{number}. {text(name)}: {value}")
+        lines.append(f"{number}. {text(name)}: {value}{held.get(number - 1, '')}")
         frames: Sequence[Mapping[str, Any]] = exc.get("frames") or ()
         shown = [f for f in frames if f.get("in_app")] or list(frames)
         hidden = len(frames) - len(shown)
@@ -162,6 +169,22 @@ def _event(event: Mapping[str, Any], scrubber: Scrubber) -> list[str]:
     if where:
         lines.append("Seen in: " + ", ".join(where) + ".")
     return lines
+
+
+def _held(chain: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+    """For an event with an exception group: how each exception is held, by index."""
+    if not any(exc.get("is_exception_group") for exc in chain):
+        return {}
+    tree = ExceptionTree.of(chain)
+    held = {}
+    for parent, link in enumerate(tree.links):
+        if link is not None:
+            held[link] = f" (caused {parent + 1})"
+        for member in tree.members[parent]:
+            held[member] = f" (sub-exception of the group {parent + 1})"
+    if tree.groups[tree.raised]:
+        held[tree.raised] = " (an exception group, raised)"
+    return held
 
 
 def _other_values(

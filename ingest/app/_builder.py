@@ -164,13 +164,21 @@ class EventBuilder:
         return event, data
 
     def _exception(self, raw: RawException) -> dict[str, Any]:
-        return {
+        exc = {
             "type": _cut(raw.type, _MAX_NAME),
             "module": _cut(raw.module, _MAX_NAME) if raw.module else None,
             "value": _cut(raw.value, _PRECUT),
             "frames": [self._frame(frame) for frame in raw.frames],
             "frames_omitted": raw.frames_omitted,
         }
+        if raw.exception_id is not None:  # a tree: only events with an exception group
+            exc["exception_id"] = raw.exception_id
+            if raw.parent_id is not None:
+                exc["parent_id"] = raw.parent_id
+                exc["source"] = raw.source
+            if raw.is_exception_group:
+                exc["is_exception_group"] = True
+        return exc
 
     def _frame(self, raw: RawFrame) -> dict[str, Any]:
         """A fresh wire dict of one frame; the same code location is only worked out once."""
@@ -351,4 +359,6 @@ def _shorten_frames(event: dict[str, Any]) -> None:
 
 
 def _shorten_chain(event: dict[str, Any]) -> None:
+    # The last ones of a tree are the raised exception and the first it holds, depth first:
+    # every kept exception's parent is kept too.
     event["exceptions"] = event["exceptions"][-3:]

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from mendline.schemas.limits import MAX_EXCEPTIONS, MAX_FRAMES
+from mendline.schemas.limits import (
+    MAX_EXCEPTIONS,
+    MAX_FRAMES,
+    MAX_GROUP_DEPTH,
+    MAX_GROUP_EXCEPTIONS,
+)
 
 __all__ = ["Capture", "RawException", "RawFrame", "capture_chain", "exception_of"]
 
@@ -26,13 +31,21 @@ _HALF = MAX_FRAMES // 2
 
 @dataclass(slots=True, frozen=True)
 class RawException:
-    """One exception of a chain as read on the calling thread."""
+    """One exception of a chain as read on the calling thread.
+
+    The last four fields are set only when the chain holds an exception group: the exceptions
+    are then a tree, with ErrorEvent v1's fields of the same names.
+    """
 
     type: str
     module: str | None
     value: str
     frames: list[RawFrame]
     frames_omitted: int
+    exception_id: int | None = None
+    parent_id: int | None = None
+    source: str | None = None
+    is_exception_group: bool = False
 
 
 @dataclass(slots=True)
@@ -90,22 +103,86 @@ def capture_chain(exc: BaseException) -> list[RawException]:
 
     Follows ``__cause__``, and ``__context__`` unless suppressed, as Python prints them;
     a cyclic chain stops at the first repeat; at most MAX_EXCEPTIONS are kept (the raised
-    one and its nearest causes).
+    one and its nearest causes). When an exception group is met, the sub-exceptions are
+    read too (see _capture_tree).
     """
-    chain: list[RawException] = []
+    chain: list[BaseException] = []
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen and len(chain) < MAX_EXCEPTIONS:
+        if isinstance(current, BaseExceptionGroup):
+            return _capture_tree(exc)
         seen.add(id(current))
-        chain.append(_raw_exception(current))
-        if current.__cause__ is not None:
-            current = current.__cause__
-        elif not current.__suppress_context__:
-            current = current.__context__
-        else:
-            current = None
+        chain.append(current)
+        current = _link(current)[0]
     chain.reverse()
-    return chain
+    return [_raw_exception(item) for item in chain]
+
+
+def _link(exc: BaseException) -> tuple[BaseException | None, str]:
+    """The exception Python prints as the cause of ``exc``, and how ``exc`` holds it."""
+    if exc.__cause__ is not None:
+        return exc.__cause__, "__cause__"
+    if not exc.__suppress_context__:
+        return exc.__context__, "__context__"
+    return None, ""
+
+
+def _capture_tree(exc: BaseException) -> list[RawException]:
+    """Read an exception that holds exception groups as a tree, in ErrorEvent v1's order.
+
+    Each exception's children are its cause (or context) and, for a group, its first
+    MAX_GROUP_EXCEPTIONS sub-exceptions, read down to MAX_GROUP_DEPTH nested groups. The
+    MAX_EXCEPTIONS nearest to the raised exception are kept (breadth first, so every group
+    keeps its sub-exceptions before their causes' causes); an exception met twice is kept
+    once. The list is the tree depth first with each exception after all it holds, so the
+    raised one is last, and ids count from it (0) in the order Sentry uses.
+    """
+    found: list[tuple[BaseException, int, str]] = []  # (exception, parent index, source)
+    children: list[list[int]] = []
+    seen: set[int] = set()
+    queue: deque[tuple[BaseException, int, str, int]] = deque([(exc, -1, "", 0)])
+    while queue and len(found) < MAX_EXCEPTIONS:
+        current, parent, source, depth = queue.popleft()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        index = len(found)
+        found.append((current, parent, source))
+        children.append([])
+        if parent >= 0:
+            children[parent].append(index)
+        link, how = _link(current)
+        if link is not None:
+            queue.append((link, index, how, depth))
+        if isinstance(current, BaseExceptionGroup) and depth < MAX_GROUP_DEPTH:
+            for number, member in enumerate(current.exceptions[:MAX_GROUP_EXCEPTIONS]):
+                queue.append((member, index, f"exceptions[{number}]", depth + 1))
+    order: list[int] = []
+    stack = [0]
+    while stack:
+        index = stack.pop()
+        order.append(index)
+        stack.extend(reversed(children[index]))
+    ids = {index: number for number, index in enumerate(order)}
+    tree: list[RawException] = []
+    for index in reversed(order):
+        current, parent, source = found[index]
+        raw = _raw_exception(current)
+        tree.append(
+            RawException(
+                raw.type,
+                raw.module,
+                raw.value,
+                raw.frames,
+                raw.frames_omitted,
+                exception_id=ids[index],
+                parent_id=ids[parent] if parent >= 0 else None,
+                source=source or None,
+                is_exception_group=isinstance(current, BaseExceptionGroup),
+            )
+        )
+    return tree
 
 
 def _raw_exception(exc: BaseException) -> RawException:
