@@ -3,6 +3,7 @@ against a real broker and a real PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import asyncpg
@@ -10,6 +11,7 @@ import pytest
 
 from mendline.analyzers.policy import ProducerAuthMode, signature_headers
 from mendline.ingest import ErrorEventProcessor, read_dead_letters
+from tests.cli_helpers import cli, cli_env, json_lines
 
 from .event_factory import encode, make_event
 from .kafka_helpers import produce
@@ -104,3 +106,41 @@ async def test_a_signed_event_is_stored_and_forged_ones_are_dead_lettered_when_e
         assert consumer.producers.warned == {"missing_signature": 1, "bad_signature": 2}
     if mode == "off":
         assert consumer.producers is None
+
+
+async def test_emit_signs_with_the_signing_key_so_an_enforcing_consumer_stores_its_events(
+    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
+) -> None:
+    keys_file = tmp_path / "producers.toml"
+    keys_file.write_text(f'[services]\nshop = "{KEY}"\n')
+    settings = consume_settings(
+        kafka_bootstrap, fresh_db_url, producer_auth="enforce", producer_keys_file=keys_file
+    )
+    env = cli_env(settings)
+    lines = tmp_path / "events.jsonl"
+    from_file = make_event(0, service="shop")
+    lines.write_text(encode(from_file).decode() + "\n")
+
+    async def emit(*args: str, key: str | None) -> list[str]:
+        signing = {"MENDLINE_SIGNING_KEY": key} if key else {}
+        result = await cli("emit", *args, "--json", env={**env, **signing})
+        return [sent["event_id"] for sent in json_lines(result)]
+
+    signed = await emit("--message", "signed by emit", "--service", "shop", key=KEY)
+    signed += await emit("--file", str(lines), key=KEY)
+    unsigned = await emit("--message", "unsigned", "--service", "shop", key=None)
+    other_key = await emit("--message", "other key", "--service", "shop", key="o" * 32)
+    assert signed[1] == from_file["event_id"]
+
+    async with running_consumer(settings) as consumer:
+        await wait_until(lambda: consumer.stats.received == 4, 30, "the four emitted events")
+        await wait_until(lambda: consumer.stats.stored == 2, 30, "the two signed ones")
+    assert set(await stored_events(fresh_db_url)) == set(signed)
+    letters = {
+        json.loads(d.value or b"")["event_id"]: (d.reason, d.message.split(":")[0])
+        for d in await read_dead_letters(settings)
+    }
+    assert letters == {
+        unsigned[0]: ("unauthenticated", "missing_signature"),
+        other_key[0]: ("unauthenticated", "bad_signature"),
+    }
