@@ -194,7 +194,8 @@ class Settings(BaseSettings):
     )
     signing_key: SecretStr | None = Field(
         default=None,
-        description="This service's key: the shipper signs each event (HMAC-SHA256) with it.",
+        description="This service's key: the shipper and `mendline emit` sign each event "
+        "(HMAC-SHA256) with it.",
     )
 
     @field_validator("issue_url_template")

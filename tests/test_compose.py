@@ -362,3 +362,53 @@ def test_docker_build_context_leaves_out_secrets_and_environments() -> None:
         if line.strip() and not line.startswith("#")
     }
     assert {".env", ".git", ".venv"} <= ignored
+
+
+def _commented_block(heading: str) -> str:
+    """The YAML left commented under ``heading`` (a ``# key:`` line), uncommented."""
+    lines = COMPOSE_FILE.read_text().splitlines()
+    start = lines.index(heading)
+    indent = heading.index("#")
+    block = []
+    for line in lines[start:]:
+        if not line.strip().startswith("#") or line.index("#") != indent:
+            break
+        block.append(line[indent + 2 :])
+    return "\n".join(block)
+
+
+def test_producer_checks_are_off_by_default_and_the_keys_file_is_the_optional_mount(
+    compose: dict[str, Any], clean_env: pytest.MonkeyPatch
+) -> None:
+    env = _environment(compose["x-mendline"])
+    defaults = {k: _interpolate(v) for k, v in env.items()}
+    assert defaults[f"{PREFIX}PRODUCER_AUTH"] == Settings.model_fields["producer_auth"].default
+    # Turned on in the shell or `.env`, the settings still load: the file has a default path.
+    with clean_env.context() as patch:
+        for var, value in {**defaults, f"{PREFIX}PRODUCER_AUTH": "enforce"}.items():
+            patch.setenv(var, value)
+        settings = Settings()
+    assert settings.producer_auth == "enforce"
+    # That path is where the consume service's (commented, optional) mount puts the file,
+    # read-only; no other service mounts it.
+    mount = yaml.safe_load(_commented_block("    # volumes:"))["volumes"]
+    assert mount == [f"./producers.toml:{settings.producer_keys_file}:ro"]
+    for name, service in compose["services"].items():
+        assert str(settings.producer_keys_file) not in str(service.get("volumes")), name
+
+
+def test_the_app_example_signs_with_its_own_key_passed_through(
+    services: dict[str, Any], clean_env: pytest.MonkeyPatch
+) -> None:
+    (name, app), *_ = yaml.safe_load(_commented_block("  # shop:")).items()
+    assert name not in services  # an example, not a service of the stack
+    env = _environment(app)
+    signing = _INTERPOLATION.fullmatch(env[f"{PREFIX}SIGNING_KEY"])
+    assert signing is not None and (signing["op"], signing["arg"]) == (":-", "")
+    assert signing["name"] not in _environment(services["consume"])  # the app's alone
+    with clean_env.context() as patch:
+        for var, value in env.items():
+            patch.setenv(var, _interpolate(value))
+        settings = Settings()  # unset key: the app sends unsigned
+    assert settings.signing_key is None and settings.service == name
+    assert settings.kafka_bootstrap.split(":")[0] in services

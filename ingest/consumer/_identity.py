@@ -4,6 +4,7 @@ policy's verdict on each record; warnings counted, and logged once a service."""
 from __future__ import annotations
 
 import logging
+import re
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,19 +26,42 @@ log = logging.getLogger("mendline.consume")
 # Services named in warnings: event strings are an attacker's, so a flood of made-up service
 # names must not become a flood of log lines, nor a set that grows without end.
 _NAMED_MAX = 1000
+# Where tomllib says it stopped, at the end of its message: "(at line 3, column 7)".
+_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)$")
+_KEYS_HINT = (
+    "fix MENDLINE_PRODUCER_KEYS_FILE (the README's trust model shows the format), or set"
+    " MENDLINE_PRODUCER_AUTH=off"
+)
 
 
 def load_producer_keys(path: Path) -> ProducerKeys:
     """The key map in a TOML file; ConfigError (naming the file, never a key) when unreadable
     or invalid."""
     try:
-        data = tomllib.loads(path.expanduser().read_text())
+        text = path.expanduser().read_text()
+        data = tomllib.loads(text)
     except OSError as exc:
-        raise ConfigError(f"cannot read the producer keys file {path}: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        # The decoder's message may quote the line, and the line may hold a key.
-        raise ConfigError(f"the producer keys file {path} is not valid TOML") from exc
-    return parse_producer_keys(data, str(path))
+        raise ConfigError(
+            f"cannot read the producer keys file {path}: {exc.strerror}", hint=_KEYS_HINT
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"the producer keys file {path} is not UTF-8 text", hint=_KEYS_HINT
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        # Only the position: the decoder's message may quote a character of a key.
+        found = _POSITION.search(str(exc))
+        # Without a position it stopped "at end of document": the last line.
+        line = found[1] if found else max(1, len(text.splitlines()))
+        column = f" (column {found[2]})" if found else ""
+        raise ConfigError(
+            f"{path}:{line}: the producer keys file is not valid TOML{column}", hint=_KEYS_HINT
+        ) from exc
+    try:
+        return parse_producer_keys(data, str(path))
+    except ConfigError as exc:
+        exc.hint = exc.hint or _KEYS_HINT
+        raise
 
 
 class ProducerCheck:

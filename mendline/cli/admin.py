@@ -224,6 +224,9 @@ def _variable(name: str) -> str:
 
 
 def _config_show(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.ingest.consumer import producer_check
+
+    producer_check(settings)  # a bad producer keys file is an error now, not at consume's start
     values = _settings_values(settings)
     if args.json:
         print_json(values)

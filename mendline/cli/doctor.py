@@ -246,7 +246,14 @@ async def _settings(
     environ: Mapping[str, str],
     routes: RoutingTable | ConfigError,
 ) -> Verdict:
+    # Imported here: the Kafka client is not loaded for every command's help.
+    from mendline.ingest.consumer import producer_check
+
     detail = _settings_source(config_file, environ)
+    try:
+        producer_check(settings)  # the producer keys file, read when the checks are on
+    except ConfigError as exc:
+        return fail(f"{detail}; but {exc}", exc.hint or "fix MENDLINE_PRODUCER_KEYS_FILE")
     odd = [*_odd_settings(settings), *_misspelt_variables(environ, routes)]
     if not odd:
         return ok(detail)

@@ -180,9 +180,13 @@ def prepared_lines(
 
 async def send(settings: Settings, events: Sequence[PreparedEvent]) -> list[Sent]:
     """Produce ``events`` to the errors topic as the shipper does (acks=all, no idempotence,
-    keyed by event_id) and wait for every ack."""
+    keyed by event_id, signed with MENDLINE_SIGNING_KEY when set, as the service each event
+    claims) and wait for every ack."""
+    from mendline.analyzers.policy import signature_headers
     from mendline.ingest import errors_producer
 
+    secret = settings.signing_key
+    key = secret.get_secret_value().encode() if secret is not None else None
     producer = errors_producer(
         settings,
         client_id="mendline-emit",
@@ -192,7 +196,10 @@ async def send(settings: Settings, events: Sequence[PreparedEvent]) -> list[Sent
         await producer.start()
         futures = [
             await producer.send(
-                settings.errors_topic, value=event.payload, key=event.event_id.encode()
+                settings.errors_topic,
+                value=event.payload,
+                key=event.event_id.encode(),
+                headers=signature_headers(key, event.service, event.payload) if key else None,
             )
             for event in events
         ]

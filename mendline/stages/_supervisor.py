@@ -33,7 +33,7 @@ class Stage:
 #: Every stage, in the order ``mendline run`` starts them. A new stage is a module with
 #: ``async def run(settings, stop) -> None`` and a line here.
 STAGES: Mapping[str, Stage] = {
-    "consume": Stage(consume.run),
+    "consume": Stage(consume.run, check=consume.check),
     "analyze": Stage(analyze.run),
     "alert": Stage(alert.run, check=alert.routing_table),
 }

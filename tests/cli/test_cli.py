@@ -66,6 +66,51 @@ def test_config_show_for_people_is_a_table_of_variables(
     assert "\x1b[" not in "\n".join(lines)  # not a terminal: no colour
 
 
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (None, "cannot read the producer keys file {path}: No such file or directory"),
+        ('[services]\nshop = "{key}\n', "{path}:2: the producer keys file is not valid TOML"),
+        ('[services]\nshop = "{short}"\n', "{path}: every key of service 'shop' must be"),
+    ],
+)
+def test_config_show_fails_on_a_bad_producer_keys_file_without_showing_a_key(
+    tmp_path: Path, keys: str | None, message: str
+) -> None:
+    path = tmp_path / "producers.toml"
+    key, short = "shop-key-0123456789abcdef", "too-short"
+    if keys is not None:
+        path.write_text(keys.format(key=key, short=short))
+    env = {"MENDLINE_PRODUCER_AUTH": "warn", "MENDLINE_PRODUCER_KEYS_FILE": str(path)}
+    error, hint = failure(run("config", "show", env=env))
+    assert error.startswith(message.format(path=path))
+    assert key not in error and short not in error
+    assert "MENDLINE_PRODUCER_KEYS_FILE" in hint
+    path.write_text(f'[services]\nshop = "{key}"\n')
+    shown = run("config", "show", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["producer_keys_file"] == str(path)
+    assert key not in shown.stdout
+
+
+@pytest.mark.parametrize("command", [["consume"], ["run", "--only", "consume"]])
+def test_consume_checks_the_producer_keys_file_before_any_server(
+    tmp_path: Path, command: list[str]
+) -> None:
+    path = tmp_path / "producers.toml"
+    path.write_text("[services]\nshop = [\n")
+    env = {
+        "MENDLINE_PRODUCER_AUTH": "enforce",
+        "MENDLINE_PRODUCER_KEYS_FILE": str(path),
+        # Nothing listens here: a stage that connected first would wait, not fail.
+        "MENDLINE_KAFKA_BOOTSTRAP": UNREACHABLE_KAFKA,
+        "MENDLINE_DATABASE_URL": UNREACHABLE_DATABASE,
+    }
+    error, hint = failure(run(*command, env=env, timeout=60))
+    assert error == f"{path}:2: the producer keys file is not valid TOML"
+    assert "MENDLINE_PRODUCER_AUTH=off" in hint
+
+
 def test_a_toml_config_file_is_read_and_the_environment_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -58,6 +58,26 @@ def test_a_bad_keys_file_fails_the_start_without_showing_a_key(
     with pytest.raises(ConfigError, match=says) as caught:
         load_producer_keys(path)
     assert KEY not in str(caught.value) and "short-secret" not in str(caught.value)
+    assert "MENDLINE_PRODUCER_KEYS_FILE" in str(caught.value.hint)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        # tomllib's own words would quote the key's illegal character; only where is said.
+        (f'[services]\nbilling = "{KEY}\x01"\n', ":2: the producer keys file is not valid TOML"),
+        (f'exhaustive = false\n[services]\nbilling = "{KEY}\n', ":3: the producer keys file"),
+        ("[services\n", ":1: the producer keys file is not valid TOML (column 10)"),
+    ],
+)
+def test_invalid_toml_is_named_with_its_line_and_no_part_of_a_key(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    path = write_keys(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_producer_keys(path)
+    assert str(caught.value).startswith(f"{path}{says}")
+    assert "\\x01" not in str(caught.value) and KEY not in str(caught.value)
 
 
 def test_enforce_refuses_with_the_reason_and_stores_nothing_uncounted() -> None:

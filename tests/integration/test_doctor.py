@@ -467,6 +467,25 @@ def test_an_invalid_routing_file_fails_routes_as_the_loader_says(
     assert "mendline routes check" in routes["hint"]
 
 
+def test_a_bad_producer_keys_file_fails_settings_naming_its_line_and_no_key(
+    setup: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = setup.routes.with_name("producers.toml")
+    key = "shop-key-0123456789abcdef"
+    keys.write_text(f'exhaustive = true\n[services]\nshop = "{key}\n')
+    monkeypatch.setenv("MENDLINE_PRODUCER_AUTH", "enforce")
+    monkeypatch.setenv("MENDLINE_PRODUCER_KEYS_FILE", str(keys))
+    status, checks, out = doctor(capsys)
+    assert status == 1
+    settings = only_failure(checks, "settings")
+    assert f"{keys}:3: the producer keys file is not valid TOML" in settings["detail"]
+    assert "MENDLINE_PRODUCER_KEYS_FILE" in settings["hint"]
+    assert key not in out
+    keys.write_text(f'exhaustive = true\n[services]\nshop = "{key}"\n')
+    status, checks, _ = doctor(capsys)
+    assert status == 0 and checks["settings"]["status"] == "ok"
+
+
 def test_settings_that_do_not_load_are_the_failed_first_check(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
