@@ -545,16 +545,21 @@ def _json(value: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
+# A trigger carries its event's environment and tags (written by the consumer with it); only
+# one from before that (environment NULL) looks at its issue's newest event: the one-time
+# filter on t.environment keeps the events unread for the others.
 _TRIGGERS = """SELECT t.id, t.issue_id, t.kind, t.details::text AS details, t.routed_severity,
        now() AS now, i.service, i.level,
        (SELECT f.severity FROM mendline.findings f WHERE f.issue_id = t.issue_id
         ORDER BY f.id DESC LIMIT 1) AS finding_severity,
-       e.environment, e.tags
+       coalesce(t.environment, e.environment) AS environment,
+       coalesce(t.tags::text, e.tags) AS tags
 FROM mendline.triggers t
 JOIN mendline.issues i ON i.id = t.issue_id
 LEFT JOIN LATERAL (
     SELECT e.environment, (e.payload -> 'tags')::text AS tags FROM mendline.events e
-    WHERE e.issue_id = t.issue_id ORDER BY e.received_at DESC LIMIT 1) e ON true"""
+    WHERE t.environment IS NULL AND e.issue_id = t.issue_id
+    ORDER BY e.received_at DESC LIMIT 1) e ON true"""
 
 _ISSUE = """SELECT id, service, title, culprit, level, status, times_seen, first_seen, last_seen,
        first_release, last_release, environments

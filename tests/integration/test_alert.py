@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -576,3 +577,61 @@ async def test_group_interval_holds_later_alerts_for_the_next_digest(
     interval = timedelta(seconds=3)
     assert all(r["due_at"] >= first["delivered_at"] + interval for r in rest), rows
     assert all(r["delivered_at"] >= r["due_at"] for r in rest), rows
+
+
+async def test_routing_goes_by_the_environment_and_tags_the_trigger_carries(
+    fresh_db_url: str, tmp_path: Path
+) -> None:
+    text = """
+[receivers.payments]
+type = "slack"
+webhook_url_env = "TEST_SLACK_WEBHOOK"
+
+[[routes]]
+match = { environment = "staging", "tag:team" = "payments" }
+receivers = ["payments"]
+group_wait = "0s"
+"""
+    settings = alert_settings(fresh_db_url, routes(tmp_path, text))
+    payments = {"environment": "staging", "tags": {"team": "payments"}}
+    await ingest(settings, issue_events(range(1), per_issue=1, **payments))
+    await ingest(settings, issue_events(range(1, 2), per_issue=1, environment="production"))
+    await ingest(settings, issue_events(range(2, 3), per_issue=1, **payments))
+    stored = await query(
+        fresh_db_url, "SELECT issue_id, environment, tags::text FROM mendline.triggers ORDER BY id"
+    )
+    assert [(r["environment"], json.loads(r["tags"])) for r in stored] == [
+        ("staging", {"team": "payments"}),
+        ("production", {"region": "eu"}),  # the event factory's tags
+        ("staging", {"team": "payments"}),
+    ]
+    # Issue 1's events now say otherwise: its trigger is what routing goes by.
+    await query(
+        fresh_db_url,
+        """UPDATE mendline.events SET environment = 'production',
+               payload = (payload::jsonb - 'tags')::json WHERE issue_id = 1""",
+    )
+    # Issue 2's trigger is one from before the triggers carried them: its events are read.
+    await query(
+        fresh_db_url,
+        "UPDATE mendline.triggers SET environment = NULL, tags = NULL WHERE issue_id = 2",
+    )
+    await query(
+        fresh_db_url,
+        """UPDATE mendline.events SET environment = 'staging',
+               payload = jsonb_set(payload::jsonb, '{tags}', '{"team": "payments"}')::json
+           WHERE issue_id = 2""",
+    )
+    # Issue 3's trigger says production: its staging events do not route it.
+    await query(
+        fresh_db_url,
+        "UPDATE mendline.triggers SET environment = 'production' WHERE issue_id = 3",
+    )
+    store = await connect_alerts(settings)
+    try:
+        result = await store.route_pending(load_routes(settings.routes_file))
+    finally:
+        await store.pool.close()
+    assert (result.triggers, result.deliveries, result.unrouted) == (3, 2, 1)
+    rows = await deliveries(fresh_db_url)
+    assert [(r["issue_id"], r["receiver"]) for r in rows] == [(1, "payments"), (2, "payments")]
