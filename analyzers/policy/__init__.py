@@ -2,6 +2,7 @@
 decision out, with its reasons); the stores and stages read what they need and act on them.
 
 - ``alerts``: an alert's severity and labels, and whether, how and when a receiver hears of it
+- ``budget``: whether an analysis may reserve LLM budget for its calls, and how much
 """
 
 from mendline.analyzers.policy.alerts import (
@@ -22,22 +23,32 @@ from mendline.analyzers.policy.alerts import (
     resolve_audience,
     takes_digests,
 )
+from mendline.analyzers.policy.budget import (
+    BudgetDecision,
+    Spend,
+    decide_reservation,
+    reservation_estimate,
+)
 
 __all__ = [
     "LABEL_NAMES",
     "NO_GROUP",
     "TAG_PREFIX",
+    "BudgetDecision",
     "DeliveryDecision",
     "DeliveryMode",
     "FollowUp",
     "GroupState",
     "RouteTiming",
     "SentMessage",
+    "Spend",
     "alert_labels",
     "alert_severity",
     "decide_delivery",
+    "decide_reservation",
     "follow_finding",
     "higher_severity",
+    "reservation_estimate",
     "resolve_audience",
     "takes_digests",
 ]
