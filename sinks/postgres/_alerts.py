@@ -508,16 +508,34 @@ class AlertStore:
     # -- receivers: one worker sends to each --------------------------------------------
 
     async def hold_receivers(self, receivers: list[str], owner: str, lease: float) -> set[str]:
-        """Take (or keep) for ``lease`` seconds each of ``receivers`` that no other worker
-        holds, or whose holder let its lease run out; the receivers ``owner`` holds now.
-        Only the holder sends to a receiver: its pacing and digests are one worker's."""
+        """Keep for ``lease`` seconds the receivers ``owner`` holds, and take one more of
+        ``receivers`` that has deliveries pending and that no worker holds (or whose holder
+        let its lease run out); the receivers ``owner`` holds now. Only the holder sends to a
+        receiver, so its pacing and digests are one worker's; taking one new receiver a pass
+        spreads them over the workers polling side by side."""
         rows = await self.pool.fetch(
-            """INSERT INTO mendline.receiver_leases AS l (receiver, owner, expires_at)
-               SELECT r, $2, now() + make_interval(secs => $3) FROM unnest($1::text[]) AS r
-               ON CONFLICT (receiver) DO UPDATE
-                   SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
-                   WHERE l.owner = EXCLUDED.owner OR l.expires_at < now()
-               RETURNING receiver""",
+            """WITH kept AS (
+                   UPDATE mendline.receiver_leases
+                   SET expires_at = now() + make_interval(secs => $3)
+                   WHERE owner = $2 AND receiver = ANY($1::text[])
+                   RETURNING receiver),
+               free AS (
+                   SELECT r FROM unnest($1::text[]) AS r
+                   WHERE NOT EXISTS (
+                           SELECT 1 FROM mendline.receiver_leases h
+                           WHERE h.receiver = r AND (h.expires_at >= now() OR h.owner = $2))
+                     AND EXISTS (
+                           SELECT 1 FROM mendline.deliveries d
+                           WHERE d.receiver = r AND d.status = 'pending')
+                   ORDER BY random() LIMIT 1),
+               taken AS (
+                   INSERT INTO mendline.receiver_leases AS l (receiver, owner, expires_at)
+                   SELECT r, $2, now() + make_interval(secs => $3) FROM free
+                   ON CONFLICT (receiver) DO UPDATE
+                       SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+                       WHERE l.expires_at < now()
+                   RETURNING receiver)
+               SELECT receiver FROM kept UNION SELECT receiver FROM taken""",
             receivers,
             owner,
             lease,
