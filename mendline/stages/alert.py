@@ -133,6 +133,7 @@ class AlertWorker:
         self.stats = AlertStats()
         self._sending: dict[str, asyncio.Task[None]] = {}
         self._claimed: dict[int, DueDelivery] = {}  # claimed and not marked yet
+        self._owned: set[str] = set()  # the receivers this worker sends to
         self._listener = Listener(
             settings.database_url.get_secret_value(), (TRIGGERS_CHANNEL, FINDINGS_CHANNEL)
         )
@@ -186,6 +187,9 @@ class AlertWorker:
         self.stats.unrouted += routed.unrouted
         receivers = sorted(self.channels)
         owned = await self.store.hold_receivers(receivers, self.owner, self.settings.alert_lease)
+        if owned - self._owned:  # one more taken: there may be others waiting, look again now
+            self._wake.set()
+        self._owned = owned
         due = await self.store.claim_due(
             self.owner,
             self.settings.alert_lease,
