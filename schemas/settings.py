@@ -144,7 +144,10 @@ class Settings(BaseSettings):
         description="Link to an issue in alerts, with `{id}`, e.g. `https://x/issues/{id}`.",
     )
     alert_lease: float = Field(
-        default=120.0, ge=1, description="Seconds a claimed delivery stays a worker's."
+        default=120.0,
+        ge=1,
+        description="Seconds a claimed delivery, or a receiver taken, stays a worker's"
+        " (renewed while it runs).",
     )
     alert_poll_interval: float = Field(
         default=2.0, gt=0, description="Seconds between looks for due deliveries."

@@ -2,6 +2,7 @@
 decision out, with its reasons); the stores and stages read what they need and act on them.
 
 - ``alerts``: an alert's severity and labels, and whether, how and when a receiver hears of it
+- ``budget``: whether an analysis may reserve LLM budget for its calls, and how much
 - ``producers``: whether a record may speak for the service it claims (signing keys)
 """
 
@@ -22,6 +23,12 @@ from mendline.analyzers.policy.alerts import (
     higher_severity,
     resolve_audience,
     takes_digests,
+)
+from mendline.analyzers.policy.budget import (
+    BudgetDecision,
+    Spend,
+    decide_reservation,
+    reservation_estimate,
 )
 from mendline.analyzers.policy.producers import (
     KEY_ID_HEADER,
@@ -45,6 +52,7 @@ __all__ = [
     "NO_GROUP",
     "SIGNATURE_HEADER",
     "TAG_PREFIX",
+    "BudgetDecision",
     "DeliveryDecision",
     "DeliveryMode",
     "FollowUp",
@@ -56,13 +64,16 @@ __all__ = [
     "ProducerVerdict",
     "RouteTiming",
     "SentMessage",
+    "Spend",
     "alert_labels",
     "alert_severity",
     "check_producer",
     "decide_delivery",
+    "decide_reservation",
     "follow_finding",
     "higher_severity",
     "parse_producer_keys",
+    "reservation_estimate",
     "resolve_audience",
     "sign_value",
     "signature_headers",

@@ -44,6 +44,9 @@ log = logging.getLogger("mendline.alert")
 # Issues in one digest: what a Slack message shows in full (the renderer keeps within 50
 # blocks); more go in the next message.
 _DIGEST_MAX = 20
+# A stopping worker's receivers go to another this long after its last message: the Slack
+# channel's pacing interval, so the handover does not send two messages closer than that.
+_HANDOVER = 1.0
 
 
 @dataclass
@@ -106,6 +109,11 @@ class AlertWorker:
     claims the deliveries that are due, and sends them, one task per receiver, so that a
     slow or failing channel holds back only its own deliveries. Many alerts due at once for
     one Slack or email receiver go as one digest.
+
+    Routing is shared; sending is not: each receiver has one worker at a time (a lease in
+    PostgreSQL, taken on each pass and renewed while it sends), so that its pacing and its
+    digests are one worker's. A stopped worker's receivers are handed over at once, a
+    killed one's when their lease (``alert_lease``) runs out.
     """
 
     def __init__(
@@ -125,6 +133,7 @@ class AlertWorker:
         self.stats = AlertStats()
         self._sending: dict[str, asyncio.Task[None]] = {}
         self._claimed: dict[int, DueDelivery] = {}  # claimed and not marked yet
+        self._owned: set[str] = set()  # the receivers this worker sends to
         self._listener = Listener(
             settings.database_url.get_secret_value(), (TRIGGERS_CHANNEL, FINDINGS_CHANNEL)
         )
@@ -164,6 +173,8 @@ class AlertWorker:
             if self._claimed:  # not sent: give them back at once rather than after the lease
                 with contextlib.suppress(Exception):
                     await self.store.release(list(self._claimed.values()), self.owner)
+            with contextlib.suppress(Exception):  # else handed over when the lease runs out
+                await self.store.let_go_receivers(self.owner, _HANDOVER)
             renewer.cancel()
             await self._listener.close()
 
@@ -174,8 +185,17 @@ class AlertWorker:
         self.stats.routed += routed.deliveries + followed.deliveries + followed.updates
         self.stats.suppressed += routed.suppressed + followed.suppressed
         self.stats.unrouted += routed.unrouted
+        receivers = sorted(self.channels)
+        owned = await self.store.hold_receivers(receivers, self.owner, self.settings.alert_lease)
+        if owned - self._owned:  # one more taken: there may be others waiting, look again now
+            self._wake.set()
+        self._owned = owned
         due = await self.store.claim_due(
-            self.owner, self.settings.alert_lease, exclude=list(self._sending)
+            self.owner,
+            self.settings.alert_lease,
+            exclude=list(self._sending),
+            owned=sorted(owned),
+            known=receivers,
         )
         by_receiver: dict[str, list[DueDelivery]] = defaultdict(list)
         for item in due:

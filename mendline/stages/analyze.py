@@ -13,9 +13,11 @@ from typing import Any
 
 from mendline.analyzers.breaker import CircuitBreaker
 from mendline.analyzers.grouping.scrubbing import Scrubber
+from mendline.analyzers.policy import Spend
 from mendline.analyzers.rootcause.analyser import Analyser
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
 from mendline.analyzers.rootcause.llm import ChatClient, LLMAnalyser
+from mendline.analyzers.rootcause.prompt import build_prompt
 from mendline.schemas.finding import FallbackCode, Finding, IssueContext
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import (
@@ -145,6 +147,10 @@ class AnalyzeWorker:
     It claims up to ``llm_concurrency`` triggers at a time with a lease, renews the leases
     while it works, wakes on the ingest's NOTIFY (or every ``analyze_poll_interval``), and
     on stop finishes what is in flight (up to ``llm_timeout``), then gives back the rest.
+
+    Across workers, one fingerprint and release is analysed at a time (a trigger of one
+    being analysed elsewhere waits for that finding and is served it), and an LLM analysis
+    under a daily budget reserves its estimate first, so that workers together stay within it.
     """
 
     def __init__(
@@ -170,6 +176,8 @@ class AnalyzeWorker:
         # Cache keys being analysed now: a second trigger of the same fingerprint and release
         # waits for the first and is served its finding, rather than paying for it again.
         self._analysing: dict[str, asyncio.Future[None]] = {}
+        # The prompt's size is what a budget reservation is estimated from.
+        self._scrubber = Scrubber(settings.scrub_extra_keys, settings.scrub_extra_patterns)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Analyse triggers until ``stop`` is set."""
@@ -219,7 +227,7 @@ class AnalyzeWorker:
             cached = await self.store.cached(key, self.analysis.kind)
             if cached is not None:
                 return cached, True
-        finding = await self.analysis.analyser.analyse(context)
+        finding = await self._analyse(context)
         finding_id = await self.store.save(finding, issue_id=context.issue.id, cache_key=key)
         return await self.store.get(finding_id), False
 
@@ -263,6 +271,52 @@ class AnalyzeWorker:
             return
 
     async def _analyse_and_save(self, claim: Claim, context: IssueContext, key: str) -> None:
+        if not await self._hold(key, claim.trigger_id):
+            with contextlib.suppress(Exception):  # stopping: given back now, or at its lease
+                await self.store.release(self.owner, [claim.trigger_id])
+            return
+        try:
+            await self._analyse_held(claim, context, key)
+        finally:
+            with contextlib.suppress(Exception):  # else the others wait for its lease
+                await self.store.let_go_analysis(key, self.owner)
+
+    async def _hold(self, key: str, trigger_id: int) -> bool:
+        """Take ``key`` to analyse it, waiting while another worker analyses it (its finding
+        is then served from the store); False if the worker stops meanwhile."""
+        lease = self.settings.analyze_lease
+        while not await self.store.hold_analysis(key, self.owner, trigger_id, lease):
+            await wait_any(self._stop, None, self.settings.analyze_poll_interval)
+            if self._stop.is_set():
+                return False
+        return True
+
+    async def _analyse(self, context: IssueContext) -> Finding:
+        """The analyser's finding. An LLM analysis under a daily budget reserves its share
+        first (the heuristic finding, saying why, when the budget leaves no room) and gives
+        it back once its calls are recorded."""
+        settings = self.settings
+        limits = Spend(settings.llm_daily_token_budget, settings.llm_daily_cost_budget)
+        if self.analysis.kind != "llm" or not (limits.tokens or limits.cost):
+            return await self.analysis.analyser.analyse(context)
+        prompt = build_prompt(context, self._scrubber)
+        reservation = await self.store.reserve_budget(
+            self.owner,
+            prompt_chars=sum(len(m["content"]) for m in prompt),
+            prices=(settings.llm_input_price, settings.llm_output_price),
+            limits=limits,
+            lease=settings.analyze_lease,
+        )
+        if reservation.id is None:
+            reason = reservation.decision.reasons[0]
+            return self.analysis.heuristic.diagnose(context).as_fallback("budget_spent", reason)
+        try:
+            return await self.analysis.analyser.analyse(context)
+        finally:
+            with contextlib.suppress(Exception):  # else it is given back when it expires
+                await self.store.settle_budget(reservation)
+
+    async def _analyse_held(self, claim: Claim, context: IssueContext, key: str) -> None:
         cached = await self.store.cached(key, self.analysis.kind)
         cached_from = None
         if cached is not None:
@@ -274,7 +328,7 @@ class AnalyzeWorker:
                 "abandoned_claim", f"claimed {claim.attempts} times without finishing"
             )
         else:
-            finding = await self.analysis.analyser.analyse(context)
+            finding = await self._analyse(context)
         try:
             await self._save_patiently(finding, claim, context.issue.id, key, cached_from)
         except Exception as exc:

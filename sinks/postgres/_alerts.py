@@ -295,16 +295,27 @@ class AlertStore:
     # -- sending ------------------------------------------------------------------------
 
     async def claim_due(
-        self, owner: str, lease: float, limit: int = 200, exclude: list[str] | None = None
+        self,
+        owner: str,
+        lease: float,
+        limit: int = 200,
+        exclude: list[str] | None = None,
+        *,
+        owned: list[str] | None = None,
+        known: list[str] | None = None,
     ) -> list[DueDelivery]:
         """Take deliveries that are due (or whose finding arrived while they waited for it)
         for ``lease`` seconds; a killed worker's come back when the lease runs out.
-        Receivers in ``exclude`` (still sending) are left for later."""
+        Receivers in ``exclude`` (still sending) are left for later. With ``owned``, only
+        the deliveries of those receivers (the ones this worker holds; see hold_receivers)
+        are taken, and those of receivers not in ``known`` (gone from the routes file)."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 """WITH due AS (
                        SELECT d.id FROM mendline.deliveries d
                        WHERE d.status = 'pending' AND d.receiver <> ALL($4::text[])
+                         AND ($5::text[] IS NULL OR d.receiver = ANY($5::text[])
+                              OR d.receiver <> ALL($6::text[]))
                          AND (d.lease_until IS NULL OR d.lease_until < now())
                          -- In order per issue and receiver: an update never overtakes its
                          -- message, a resolve never overtakes the alert it resolves.
@@ -354,6 +365,8 @@ class AlertStore:
                 lease,
                 owner,
                 exclude or [],
+                owned,
+                known or [],
             )
             out = []
             for row in rows:
@@ -479,14 +492,65 @@ class AlertStore:
         )
 
     async def renew(self, ids: list[int], lease: float, owner: str) -> None:
-        """Extend the lease of deliveries this owner is still sending."""
-        await self.pool.execute(
-            """UPDATE mendline.deliveries
-               SET lease_until = now() + make_interval(secs => $2)
-               WHERE id = ANY($1::bigint[]) AND owner = $3 AND status = 'pending'""",
-            ids,
-            lease,
+        """Extend the lease of deliveries this owner is still sending, and of the receivers
+        it holds (a slow channel does not lose its receiver to another worker meanwhile)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """UPDATE mendline.deliveries
+                   SET lease_until = now() + make_interval(secs => $2)
+                   WHERE id = ANY($1::bigint[]) AND owner = $3 AND status = 'pending'""",
+                ids,
+                lease,
+                owner,
+            )
+            await conn.execute(_RENEW_RECEIVERS, owner, lease)
+
+    # -- receivers: one worker sends to each --------------------------------------------
+
+    async def hold_receivers(self, receivers: list[str], owner: str, lease: float) -> set[str]:
+        """Keep for ``lease`` seconds the receivers ``owner`` holds, and take one more of
+        ``receivers`` that has deliveries pending and that no worker holds (or whose holder
+        let its lease run out); the receivers ``owner`` holds now. Only the holder sends to a
+        receiver, so its pacing and digests are one worker's; taking one new receiver a pass
+        spreads them over the workers polling side by side."""
+        rows = await self.pool.fetch(
+            """WITH kept AS (
+                   UPDATE mendline.receiver_leases
+                   SET expires_at = now() + make_interval(secs => $3)
+                   WHERE owner = $2 AND receiver = ANY($1::text[])
+                   RETURNING receiver),
+               free AS (
+                   SELECT r FROM unnest($1::text[]) AS r
+                   WHERE NOT EXISTS (
+                           SELECT 1 FROM mendline.receiver_leases h
+                           WHERE h.receiver = r AND (h.expires_at >= now() OR h.owner = $2))
+                     AND EXISTS (
+                           SELECT 1 FROM mendline.deliveries d
+                           WHERE d.receiver = r AND d.status = 'pending')
+                   ORDER BY random() LIMIT 1),
+               taken AS (
+                   INSERT INTO mendline.receiver_leases AS l (receiver, owner, expires_at)
+                   SELECT r, $2, now() + make_interval(secs => $3) FROM free
+                   ON CONFLICT (receiver) DO UPDATE
+                       SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+                       WHERE l.expires_at < now()
+                   RETURNING receiver)
+               SELECT receiver FROM kept UNION SELECT receiver FROM taken""",
+            receivers,
             owner,
+            lease,
+        )
+        return {r["receiver"] for r in rows}
+
+    async def let_go_receivers(self, owner: str, after: float) -> None:
+        """A stopping worker hands its receivers over: another may take them ``after``
+        seconds from now (its last message's pacing interval), not when the lease ran out."""
+        await self.pool.execute(
+            """UPDATE mendline.receiver_leases
+               SET expires_at = least(expires_at, now() + make_interval(secs => $2))
+               WHERE owner = $1""",
+            owner,
+            after,
         )
 
     async def release(self, items: list[DueDelivery], owner: str) -> None:
@@ -545,16 +609,25 @@ def _json(value: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
+# A trigger carries its event's environment and tags (written by the consumer with it); only
+# one from before that (environment NULL) looks at its issue's newest event: the one-time
+# filter on t.environment keeps the events unread for the others.
 _TRIGGERS = """SELECT t.id, t.issue_id, t.kind, t.details::text AS details, t.routed_severity,
        now() AS now, i.service, i.level,
        (SELECT f.severity FROM mendline.findings f WHERE f.issue_id = t.issue_id
         ORDER BY f.id DESC LIMIT 1) AS finding_severity,
-       e.environment, e.tags
+       coalesce(t.environment, e.environment) AS environment,
+       coalesce(t.tags::text, e.tags) AS tags
 FROM mendline.triggers t
 JOIN mendline.issues i ON i.id = t.issue_id
 LEFT JOIN LATERAL (
     SELECT e.environment, (e.payload -> 'tags')::text AS tags FROM mendline.events e
-    WHERE e.issue_id = t.issue_id ORDER BY e.received_at DESC LIMIT 1) e ON true"""
+    WHERE t.environment IS NULL AND e.issue_id = t.issue_id
+    ORDER BY e.received_at DESC LIMIT 1) e ON true"""
+
+_RENEW_RECEIVERS = """UPDATE mendline.receiver_leases
+SET expires_at = now() + make_interval(secs => $2)
+WHERE owner = $1 AND expires_at >= now()"""
 
 _ISSUE = """SELECT id, service, title, culprit, level, status, times_seen, first_seen, last_seen,
        first_release, last_release, environments

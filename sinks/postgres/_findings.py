@@ -9,11 +9,24 @@ from typing import Any, Literal
 
 import asyncpg
 
+from mendline.analyzers.policy import (
+    BudgetDecision,
+    Spend,
+    decide_reservation,
+    reservation_estimate,
+)
 from mendline.schemas.errors import FindingNotFound
 from mendline.schemas.finding import Finding, IssueContext, IssueSummary, LLMCall, PastIssue
 from mendline.sinks.postgres._errors import is_bad_data, translating
 
-__all__ = ["FINDINGS_CHANNEL", "Claim", "FindingNotFound", "FindingStore", "StoredFinding"]
+__all__ = [
+    "FINDINGS_CHANNEL",
+    "Claim",
+    "FindingNotFound",
+    "FindingStore",
+    "Reservation",
+    "StoredFinding",
+]
 
 #: The NOTIFY channel told when a finding is stored (the alert stage updates its messages).
 FINDINGS_CHANNEL = "mendline_findings"
@@ -22,6 +35,9 @@ log = logging.getLogger("mendline.sinks")
 
 _SAMPLE_EVENTS = 3
 _SIMILAR = 3
+# Taken by the transaction that reserves LLM budget: reservations are granted one at a time,
+# each seeing the ones before.
+_BUDGET_LOCK = 0x6D6C627564676574  # "mlbudget"
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,14 @@ class Claim:
     issue_id: int
     kind: Literal["new_issue", "regression"]
     attempts: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """LLM budget taken for one analysis (``id``), or refused (``id`` None), and why."""
+
+    id: int | None
+    decision: BudgetDecision
 
 
 @dataclass(frozen=True)
@@ -82,15 +106,20 @@ class FindingStore:
         return [Claim(r["id"], r["issue_id"], r["kind"], r["analysis_attempts"]) for r in rows]
 
     async def renew(self, owner: str, trigger_ids: list[int], lease: float) -> None:
-        """Extend the lease of triggers this owner still holds."""
-        await self.pool.execute(
-            """UPDATE mendline.triggers
-               SET analysis_lease_until = now() + make_interval(secs => $3)
-               WHERE id = ANY($1::bigint[]) AND analysis_owner = $2 AND analysed_at IS NULL""",
-            trigger_ids,
-            owner,
-            lease,
-        )
+        """Extend the lease of triggers this owner still holds, and of its analyses in
+        flight and budget reservations."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """UPDATE mendline.triggers
+                   SET analysis_lease_until = now() + make_interval(secs => $3)
+                   WHERE id = ANY($1::bigint[]) AND analysis_owner = $2
+                     AND analysed_at IS NULL""",
+                trigger_ids,
+                owner,
+                lease,
+            )
+            for table in _LEASED_BY_OWNER:
+                await conn.execute(table, owner, lease)
 
     async def release(self, owner: str, trigger_ids: list[int]) -> None:
         """Give back unfinished triggers at once (a clean shutdown, an outage), not after the
@@ -102,6 +131,90 @@ class FindingStore:
             trigger_ids,
             owner,
         )
+
+    # -- one analysis per fingerprint and release ----------------------------------------
+
+    async def hold_analysis(
+        self, cache_key: str, owner: str, trigger_id: int | None, lease: float
+    ) -> bool:
+        """Take ``cache_key`` (a fingerprint and release) to analyse it, for ``lease`` seconds,
+        unless another worker analyses it now (its lease still runs): False then, and the
+        caller waits for that worker's finding instead of asking the LLM again."""
+        taken = await self.pool.fetchval(
+            """INSERT INTO mendline.analyses_in_flight AS a
+                   (cache_key, owner, trigger_id, expires_at)
+               VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+               ON CONFLICT (cache_key) DO UPDATE
+                   SET owner = EXCLUDED.owner, trigger_id = EXCLUDED.trigger_id,
+                       expires_at = EXCLUDED.expires_at
+                   WHERE a.owner = EXCLUDED.owner OR a.expires_at < now()
+               RETURNING true""",
+            cache_key,
+            owner,
+            trigger_id,
+            lease,
+        )
+        return bool(taken)
+
+    async def let_go_analysis(self, cache_key: str, owner: str) -> None:
+        """The analysis of ``cache_key`` is over (its finding stored, or given up): a worker
+        waiting for it may go on."""
+        await self.pool.execute(
+            "DELETE FROM mendline.analyses_in_flight WHERE cache_key = $1 AND owner = $2",
+            cache_key,
+            owner,
+        )
+
+    # -- the LLM budget --------------------------------------------------------------------
+
+    async def reserve_budget(
+        self,
+        owner: str,
+        *,
+        prompt_chars: int,
+        prices: tuple[float, float],
+        limits: Spend,
+        lease: float,
+    ) -> Reservation:
+        """Reserve LLM budget for one analysis (see analyzers.policy.reservation_estimate)
+        when today's calls and the reservations of the analyses in flight leave room under
+        ``limits``; granted one at a time, so that workers cannot together overshoot it.
+        Settle it with settle_budget once the calls are recorded."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _BUDGET_LOCK)
+            await conn.execute("DELETE FROM mendline.llm_reservations WHERE expires_at < now()")
+            spent = await self._spent(conn)
+            row = await conn.fetchrow(
+                """SELECT coalesce(sum(tokens), 0)::bigint AS tokens,
+                          coalesce(sum(cost_usd), 0)::float8 AS cost,
+                          (SELECT avg(prompt_tokens + completion_tokens)::float8
+                           FROM mendline.llm_calls
+                           WHERE outcome = 'ok' AND created_at >= now() - interval '1 day')
+                              AS average
+                   FROM mendline.llm_reservations"""
+            )
+            assert row is not None
+            reserved = Spend(int(row["tokens"]), float(row["cost"]))
+            decision = decide_reservation(spent, reserved, limits)
+            if not decision.granted:
+                return Reservation(None, decision)
+            estimate = reservation_estimate(prompt_chars, row["average"], *prices)
+            reservation_id = await conn.fetchval(
+                """INSERT INTO mendline.llm_reservations (owner, tokens, cost_usd, expires_at)
+                   VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id""",
+                owner,
+                estimate.tokens,
+                _money(estimate.cost),
+                lease,
+            )
+        return Reservation(int(reservation_id), decision)
+
+    async def settle_budget(self, reservation: Reservation) -> None:
+        """The analysis is over and its calls recorded: its reservation is given back."""
+        if reservation.id is not None:
+            await self.pool.execute(
+                "DELETE FROM mendline.llm_reservations WHERE id = $1", reservation.id
+            )
 
     # -- what the analysers are given ----------------------------------------------------
 
@@ -324,7 +437,12 @@ class FindingStore:
 
     async def spent_today(self) -> tuple[int, float]:
         """Tokens and US dollars spent on LLM calls since midnight UTC, by every worker."""
-        row = await self.pool.fetchrow(
+        async with self.pool.acquire() as conn:
+            spent = await self._spent(conn)
+        return spent.tokens, spent.cost
+
+    async def _spent(self, conn: Any) -> Spend:
+        row = await conn.fetchrow(
             """SELECT coalesce(sum(prompt_tokens + completion_tokens), 0)::bigint AS tokens,
                       coalesce(sum(cost_usd), 0)::float8 AS cost
                FROM mendline.llm_calls
@@ -332,12 +450,20 @@ class FindingStore:
                                    AT TIME ZONE 'UTC'"""
         )
         assert row is not None
-        pending = self._unrecorded
-        return (
+        pending = self._unrecorded  # calls not written yet (the database was down) count
+        return Spend(
             int(row["tokens"]) + sum(c.prompt_tokens + c.completion_tokens for c in pending),
             float(row["cost"]) + sum(c.cost_usd for c in pending),
         )
 
+
+# What a worker holds besides its triggers, renewed with them: $1 the owner, $2 the lease.
+_LEASED_BY_OWNER = (
+    """UPDATE mendline.analyses_in_flight SET expires_at = now() + make_interval(secs => $2)
+       WHERE owner = $1""",
+    """UPDATE mendline.llm_reservations SET expires_at = now() + make_interval(secs => $2)
+       WHERE owner = $1""",
+)
 
 _SELECT_FINDING = """SELECT id, issue_id, analyser, rule, root_cause, confidence, category,
     severity, suggested_fix, fix_patch, fix_kind, evidence::text AS evidence, model,

@@ -161,7 +161,7 @@ class Store:
         await self._count_minute(conn, ids, deltas, now)
         triggers, result.regressions = _lifecycle_triggers(ids, created, before)
         triggers.extend(await self._frequency_triggers(conn, ids, before, now))
-        result.triggers = await self._insert_triggers(conn, triggers, now)
+        result.triggers = await self._insert_triggers(conn, triggers, now, events, issue_of)
         result.stored = len(events)
         return result
 
@@ -257,20 +257,37 @@ class Store:
             [deltas[i].count for i in ids],
         )
 
-    async def _insert_triggers(self, conn: _Conn, triggers: list[_Trigger], now: datetime) -> int:
+    async def _insert_triggers(
+        self,
+        conn: _Conn,
+        triggers: list[_Trigger],
+        now: datetime,
+        events: list[PreparedEvent],
+        issue_of: dict[str, int],
+    ) -> int:
         """Insert the triggers not made before (by their dedup key); how many were new. The
-        workers are told, once the transaction commits, when there are any."""
+        workers are told, once the transaction commits, when there are any. Each carries the
+        environment and tags of its issue's last event in the batch: routing reads them
+        there rather than in the events."""
         if not triggers:
             return 0
+        newest = {issue_of[e.fingerprint]: e for e in events}  # the batch's order: the last
         inserted = await conn.fetch(
-            """INSERT INTO mendline.triggers (issue_id, kind, dedup_key, details, created_at)
-               SELECT *, $5 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[])
+            """INSERT INTO mendline.triggers
+                   (issue_id, kind, dedup_key, details, created_at, environment, tags)
+               SELECT u.issue_id, u.kind, u.dedup_key, u.details, $5, u.environment,
+                      coalesce(u.payload::json -> 'tags', '{}')
+               FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $6::text[],
+                           $7::text[]) AS u(issue_id, kind, dedup_key, details, environment,
+                                            payload)
                ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
             [t[0] for t in triggers],
             [t[1] for t in triggers],
             [t[2] for t in triggers],
             [t[3] for t in triggers],
             now,
+            [newest[t[0]].environment for t in triggers],
+            [newest[t[0]].payload.decode("utf-8", "replace") for t in triggers],
         )
         if inserted:
             await conn.execute("SELECT pg_notify($1, '')", TRIGGERS_CHANNEL)

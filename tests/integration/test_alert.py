@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -10,7 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -576,3 +577,134 @@ async def test_group_interval_holds_later_alerts_for_the_next_digest(
     interval = timedelta(seconds=3)
     assert all(r["due_at"] >= first["delivered_at"] + interval for r in rest), rows
     assert all(r["delivered_at"] >= r["due_at"] for r in rest), rows
+
+
+async def test_routing_goes_by_the_environment_and_tags_the_trigger_carries(
+    fresh_db_url: str, tmp_path: Path
+) -> None:
+    text = """
+[receivers.payments]
+type = "slack"
+webhook_url_env = "TEST_SLACK_WEBHOOK"
+
+[[routes]]
+match = { environment = "staging", "tag:team" = "payments" }
+receivers = ["payments"]
+group_wait = "0s"
+"""
+    settings = alert_settings(fresh_db_url, routes(tmp_path, text))
+    payments = {"environment": "staging", "tags": {"team": "payments"}}
+    await ingest(settings, issue_events(range(1), per_issue=1, **payments))
+    await ingest(settings, issue_events(range(1, 2), per_issue=1, environment="production"))
+    await ingest(settings, issue_events(range(2, 3), per_issue=1, **payments))
+    stored = await query(
+        fresh_db_url, "SELECT issue_id, environment, tags::text FROM mendline.triggers ORDER BY id"
+    )
+    assert [(r["environment"], json.loads(r["tags"])) for r in stored] == [
+        ("staging", {"team": "payments"}),
+        ("production", {"region": "eu"}),  # the event factory's tags
+        ("staging", {"team": "payments"}),
+    ]
+    # Issue 1's events now say otherwise: its trigger is what routing goes by.
+    await query(
+        fresh_db_url,
+        """UPDATE mendline.events SET environment = 'production',
+               payload = (payload::jsonb - 'tags')::json WHERE issue_id = 1""",
+    )
+    # Issue 2's trigger is one from before the triggers carried them: its events are read.
+    await query(
+        fresh_db_url,
+        "UPDATE mendline.triggers SET environment = NULL, tags = NULL WHERE issue_id = 2",
+    )
+    await query(
+        fresh_db_url,
+        """UPDATE mendline.events SET environment = 'staging',
+               payload = jsonb_set(payload::jsonb, '{tags}', '{"team": "payments"}')::json
+           WHERE issue_id = 2""",
+    )
+    # Issue 3's trigger says production: its staging events do not route it.
+    await query(
+        fresh_db_url,
+        "UPDATE mendline.triggers SET environment = 'production' WHERE issue_id = 3",
+    )
+    store = await connect_alerts(settings)
+    try:
+        result = await store.route_pending(load_routes(settings.routes_file))
+    finally:
+        await store.pool.close()
+    assert (result.triggers, result.deliveries, result.unrouted) == (3, 2, 1)
+    rows = await deliveries(fresh_db_url)
+    assert [(r["issue_id"], r["receiver"]) for r in rows] == [(1, "payments"), (2, "payments")]
+
+
+async def test_two_workers_one_sender_per_receiver_keeps_its_digest_and_pacing(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = alert_settings(fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="0s")))
+    slack.script = [Reply(body="ok", content_type="text/plain", delay=2)]  # the first is slow
+    async with alerting(settings, {"TEST_SLACK_WEBHOOK": slack.webhook_url()}, count=2) as pair:
+        await ingest(settings, issue_events(range(1), per_issue=1))
+        await wait_until(lambda: len(slack.requests) == 1, 15, "the first message")
+        # Due while the first is being sent: a second worker sending them now would double
+        # the receiver's rate; its owner sends them after, as one digest.
+        await ingest(settings, issue_events(range(1, 4), per_issue=1))
+        await wait_until(delivered(fresh_db_url, 4), 30, "four alerts")
+        await asyncio.sleep(0.5)
+    first, second = slack.requests
+    assert second.at - first.at >= 2  # not before the first was answered
+    assert sorted(w.stats.messages for w in pair) == [0, 2]  # one worker sent both
+    rows = await deliveries(fresh_db_url)
+    assert len({r["digest_of"] or r["id"] for r in rows[1:]}) == 1  # the three in one digest
+    leases = await query(fresh_db_url, "SELECT receiver, owner FROM mendline.receiver_leases")
+    assert [r["receiver"] for r in leases] == ["team"]
+
+
+async def test_a_receiver_goes_to_another_worker_when_its_owner_stops_or_dies(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    text = SLACK_ROUTE.format(wait="0s").replace(
+        'receivers = ["team"]', 'receivers = ["team"]\ngroup_interval = "1s"'
+    )  # each alert its own message
+    settings = alert_settings(fresh_db_url, routes(tmp_path, text))
+    env = {"TEST_SLACK_WEBHOOK": slack.webhook_url()}
+
+    async def owner() -> str | None:
+        rows = await query(fresh_db_url, "SELECT owner FROM mendline.receiver_leases")
+        return rows[0]["owner"] if rows else None
+
+    async with AsyncExitStack() as later:
+        async with AsyncExitStack() as earlier:
+            (first,) = await earlier.enter_async_context(alerting(settings, env))
+            await ingest(settings, issue_events(range(1), per_issue=1))
+            await wait_until(delivered(fresh_db_url, 1), 15, "the first alert")
+            (second,) = await later.enter_async_context(alerting(settings, env))
+            await asyncio.sleep(1)  # several passes of both
+            assert await owner() == first.owner  # taken with its first delivery, and kept
+            assert (first.stats.messages, second.stats.messages) == (1, 0)
+        # A clean stop hands the receiver over to the worker still running.
+        await ingest(settings, issue_events(range(1, 2), per_issue=1))
+        await wait_until(delivered(fresh_db_url, 2), 15, "the alert after the stop")
+        assert await owner() == second.owner and second.stats.messages == 1
+    # A worker killed while it held the receiver: nothing is sent until its lease runs out.
+    await query(
+        fresh_db_url,
+        """UPDATE mendline.receiver_leases SET owner = 'killed',
+               expires_at = now() + interval '1 hour'""",
+    )
+    await ingest(settings, issue_events(range(2, 3), per_issue=1))
+    rows: list[Any] = []
+
+    async def routed() -> bool:
+        rows[:] = await deliveries(fresh_db_url)
+        return len(rows) == 3
+
+    async with alerting(settings, env) as (third,):
+        await wait_until(routed, 15, "the third alert routed")
+        await asyncio.sleep(1)  # several passes of the worker
+        assert rows[-1]["status"] == "pending" and len(slack.requests) == 2
+        await query(
+            fresh_db_url, "UPDATE mendline.receiver_leases SET expires_at = now() - interval '1s'"
+        )
+        await wait_until(delivered(fresh_db_url, 3), 15, "the alert after the lease ran out")
+        assert await owner() == third.owner
+    assert len(slack.requests) == 3

@@ -391,3 +391,56 @@ async def test_a_clean_stop_gives_back_what_is_unfinished(fresh_db_url: str, llm
     calls = await query(fresh_db_url, "SELECT outcome, prompt_tokens FROM mendline.llm_calls")
     assert [c["outcome"] for c in calls] == ["cancelled"]  # the abandoned call is counted
     assert calls[0]["prompt_tokens"] > 0
+
+
+async def test_two_workers_ask_the_llm_once_for_one_fingerprint_and_release(
+    fresh_db_url: str, llm: FakeLLM
+) -> None:
+    llm.default = Reply.finding()
+    llm.default.delay = 1.0  # both triggers are claimed while the first call runs
+    settings = analyze_settings(fresh_db_url, llm, llm_concurrency=1)
+    await ingest(settings, issue_events(range(1), per_issue=1, release="1.0.0"))
+    conn = await asyncpg.connect(fresh_db_url)
+    try:
+        await resolve_issue(conn, 1, None)
+    finally:
+        await conn.close()
+    await ingest(settings, issue_events(range(1), per_issue=1, release="1.0.0"))  # a regression
+    kinds = await query(fresh_db_url, "SELECT kind FROM mendline.triggers ORDER BY id")
+    assert [r["kind"] for r in kinds] == ["new_issue", "resolved", "regression"]
+    async with workers(settings, 2) as pair:
+        await wait_until(analysed(fresh_db_url, 2), 30, "2 findings")
+        await asyncio.sleep(0.5)
+    assert len(llm.requests) == 1
+    assert sorted(w.stats.claimed for w in pair) == [1, 1]  # one trigger each, at once
+    rows = await query(
+        fresh_db_url, "SELECT analyser, cached_from FROM mendline.findings ORDER BY id"
+    )
+    assert [r["analyser"] for r in rows] == ["llm", "llm"]
+    assert [r["cached_from"] is None for r in rows] == [True, False]  # the second was served
+    left = await query(fresh_db_url, "SELECT count(*) AS n FROM mendline.analyses_in_flight")
+    assert left[0]["n"] == 0
+
+
+async def test_concurrent_workers_stay_within_the_daily_budget(
+    fresh_db_url: str, llm: FakeLLM
+) -> None:
+    llm.default = Reply.finding()
+    llm.default.delay = 0.5
+    # 160 tokens a call: room for 2 calls, asked for by 3 workers of 2 calls at once each.
+    settings = analyze_settings(
+        fresh_db_url, llm, llm_daily_token_budget=2 * 160, llm_concurrency=2
+    )
+    await ingest(settings, issue_events(range(8), per_issue=1))
+    async with workers(settings, 3):
+        await wait_until(analysed(fresh_db_url, 8), 60, "8 findings")
+    assert 1 <= len(llm.requests) <= 2
+    assert llm.max_in_flight == 1  # a call's reservation leaves no room for another
+    rows = await query(fresh_db_url, "SELECT analyser, fallback_code FROM mendline.findings")
+    fallbacks = [r for r in rows if r["analyser"] == "heuristic"]
+    assert len(fallbacks) == 8 - len(llm.requests)
+    assert {r["fallback_code"] for r in fallbacks} == {"budget_spent"}
+    spent = await query(fresh_db_url, "SELECT tokens FROM mendline.llm_usage_daily")
+    assert spent[0]["tokens"] <= 2 * 160
+    left = await query(fresh_db_url, "SELECT count(*) AS n FROM mendline.llm_reservations")
+    assert left[0]["n"] == 0  # every reservation settled
