@@ -22,8 +22,9 @@ from mendline.cli._connections import reaching_kafka
 from mendline.cli._demo_summary import Progress, Summary, read_progress, show, summarise
 from mendline.cli._hints import DATABASE_HINT, or_doctor
 from mendline.cli._options import Commands
-from mendline.cli.output import Screen, print_json, shown_url
+from mendline.cli.output import Screen, print_json
 from mendline.schemas.errors import MendlineError
+from mendline.schemas.redaction import redact_url, url_secrets
 from mendline.schemas.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -167,9 +168,10 @@ async def _demo(
         pipeline = asyncio.create_task(run_pipeline(demo_settings, stop))
         summary = Summary()
         try:
-            shown_db = shown_url(stack.database_url)
+            shown_db = redact_url(stack.database_url)
             screen.say(
-                f"  Kafka        {stack.kafka_bootstrap}, topic {demo_settings.errors_topic}"
+                f"  Kafka        {redact_url(stack.kafka_bootstrap)},"
+                f" topic {demo_settings.errors_topic}"
             )
             screen.say(f"  PostgreSQL   {shown_db}")
             screen.say("  pipeline     consume -> analyze (heuristic analyser, offline) -> alert")
@@ -255,12 +257,12 @@ async def _empty_database(stack: DevStack) -> asyncpg.Pool:
             await conn.close()
         if used:
             raise MendlineError(
-                f"the database at {shown_url(url)} already holds mendline issues", hint=hint
+                f"the database at {redact_url(url)} already holds mendline issues", hint=hint
             )
         return await migrated_pool(url, max_size=2)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise MendlineError(
-            f"cannot reach PostgreSQL at {shown_url(url)}: {exc}",
+            redact_url(f"cannot reach PostgreSQL at {url}: {exc}", url_secrets(url)),
             hint=or_doctor(DATABASE_HINT),
         ) from exc
 
