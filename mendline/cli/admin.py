@@ -190,7 +190,7 @@ def _devstack(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.devstack import DevStack
 
     with DevStack() as stack:
-        variables = stack.environ
+        variables = stack.shown_environ  # the password stays in PGPASSFILE's file
         print_done(args, "\n".join(f"{k}={v}" for k, v in variables.items()), **variables)
         sys.stdout.flush()  # a script reading a pipe needs them now, not at exit
         try:

@@ -168,12 +168,12 @@ async def _demo(
         pipeline = asyncio.create_task(run_pipeline(demo_settings, stop))
         summary = Summary()
         try:
-            shown_db = redact_url(stack.database_url)
+            psql = _psql(stack)
             screen.say(
                 f"  Kafka        {redact_url(stack.kafka_bootstrap)},"
                 f" topic {demo_settings.errors_topic}"
             )
-            screen.say(f"  PostgreSQL   {shown_db}")
+            screen.say(f"  PostgreSQL   {redact_url(stack.database_url)}")
             screen.say("  pipeline     consume -> analyze (heuristic analyser, offline) -> alert")
             screen.say(f"  stand-ins    Slack webhook {stand_ins.slack_url}")
             screen.say(f"               SMTP 127.0.0.1:{stand_ins.smtp_port}")
@@ -190,9 +190,9 @@ async def _demo(
                 summary = await _watch(pool, app, pipeline, screen, stop)
             await summarise(pool, summary)
             summary.received = dict(stand_ins.received)
-            show(screen, summary, shown_db)
+            show(screen, summary, psql)
             if args.keep and summary.problem != _STOPPED:
-                await _keep(args, summary, demo_settings, shown_db, screen, stop)
+                await _keep(args, summary, demo_settings, stack, screen, stop)
             elif not args.keep:
                 screen.say("\nthe dev stack stops now; `mendline demo --keep` leaves it running.")
         finally:
@@ -356,15 +356,17 @@ async def _keep(
     args: argparse.Namespace,
     summary: Summary,
     settings: Settings,
-    shown_db: str,
+    stack: DevStack,
     screen: Screen,
     stop: asyncio.Event,
 ) -> None:
     """``--keep``: leave the stack and the pipeline running until Ctrl-C."""
-    summary.database_url = shown_db
+    shown = stack.shown_environ  # the password stays in its file (PGPASSFILE)
+    summary.database_url = shown["MENDLINE_DATABASE_URL"]
+    summary.passfile = shown.get("PGPASSFILE")
     screen.say(
         f"\nthe dev stack and the pipeline keep running; connect with\n"
-        f"  psql '{shown_db}'\n"
+        f"  {_psql(stack)}\n"
         f"and send more errors with\n"
         f"  MENDLINE_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} "
         f"MENDLINE_ERRORS_TOPIC={settings.errors_topic} \\\n"
@@ -375,6 +377,13 @@ async def _keep(
         print_json(asdict(summary))
         sys.stdout.flush()
     await stop.wait()
+
+
+def _psql(stack: DevStack) -> str:
+    """The psql command that connects to the stack's database, showing no password."""
+    shown = stack.shown_environ
+    passfile = f"PGPASSFILE={shown['PGPASSFILE']} " if "PGPASSFILE" in shown else ""
+    return f"{passfile}psql '{shown['MENDLINE_DATABASE_URL']}'"
 
 
 async def _drop_topics(settings: Settings) -> None:
