@@ -83,7 +83,8 @@ def doctor_without_settings(args: argparse.Namespace, error: ConfigError) -> int
     """``mendline doctor`` when the settings do not load: that is the failed first check,
     and the others, which need the settings, are not run. Returns 1."""
     skipped = "not checked: the settings do not load"
-    checks = [Check("settings", "fail", str(error), error.hint)]
+    # A validator's message may quote the value it refused, a URL with its password.
+    checks = [Check("settings", "fail", redact_url(str(error)), error.hint)]
     checks += [Check(name, "skip", skipped) for name in ("kafka", "database", "llm", "routes")]
     return _report(args, checks)
 
