@@ -13,7 +13,7 @@ from typing import NoReturn, Protocol
 from mendline.cli import admin, demo, doctor, emit, issues, pipeline, routes
 from mendline.cli._hints import DEBUG_HINT, hint_on
 from mendline.cli._options import Command, Commands
-from mendline.cli.output import print_error
+from mendline.cli.output import print_error, print_traceback
 from mendline.schemas.errors import ConfigError, MendlineError, UsageError
 from mendline.schemas.settings import load_settings
 
@@ -78,7 +78,8 @@ def main(
 
     An error is one line on stderr, ``mendline: <what went wrong>``, then ``hint: <what to
     do>``; the status is 1, or 2 for a wrong use of the command line, or 130 when
-    interrupted. ``--debug`` shows the traceback instead.
+    interrupted. ``--debug`` shows the traceback instead, with the secrets of URLs and DSNs
+    in it filtered (``redact_url``), and the same status.
     """
     args = build_parser(groups).parse_args(argv)
     if not args.debug:  # our one-line errors say it; the client's own retry logs would not
@@ -91,18 +92,21 @@ def main(
         return 130
     except UsageError as exc:
         if args.debug:
-            raise
+            print_traceback(exc)
+            return 2
         command = f"mendline {args.command}"
         print_error(f"error: {exc}", exc.hint or f"see `{command} --help`", prog=command)
         return 2
     except MendlineError as exc:
         if args.debug:
-            raise
+            print_traceback(exc)
+            return 1
         print_error(str(exc), exc.hint or DEBUG_HINT)
         return 1
     except Exception as exc:
         if args.debug:
-            raise
+            print_traceback(exc)
+            return 1
         print_error(f"{type(exc).__name__}: {exc}", DEBUG_HINT)
         return 1
 

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from mendline.cli._hints import DATABASE_HINT, KAFKA_HINT, MIGRATE_HINT, or_doctor
-from mendline.cli.output import shown_url
 from mendline.schemas.errors import MendlineError
+from mendline.schemas.redaction import redact_url, url_secrets
 from mendline.schemas.settings import Settings
 
 if TYPE_CHECKING:
@@ -23,14 +23,16 @@ def reaching_kafka(settings: Settings) -> Iterator[None]:
     """Translate the Kafka client's errors into one clear MendlineError with a hint."""
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
+    where = redact_url(settings.kafka_bootstrap)
+    secrets = url_secrets(settings.kafka_bootstrap)
+    if settings.kafka_sasl_password is not None:
+        secrets.append(settings.kafka_sasl_password.get_secret_value())
     try:
         yield
     except KafkaConnectionError as exc:
-        where = settings.kafka_bootstrap
         raise MendlineError(f"cannot reach Kafka at {where}", hint=or_doctor(KAFKA_HINT)) from exc
     except KafkaError as exc:
-        where = settings.kafka_bootstrap
-        problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        problem = redact_url(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
         hint = or_doctor(KAFKA_HINT)
         raise MendlineError(f"Kafka at {where} failed: {problem}", hint=hint) from exc
 
@@ -42,17 +44,18 @@ async def connect_database(settings: Settings, *, for_migrate: bool = False) -> 
     import asyncpg
 
     url = settings.database_url.get_secret_value()
+    secrets = url_secrets(url)  # the driver may quote the password without its URL
     try:
         conn = await asyncpg.connect(url)
     except (OSError, asyncpg.PostgresError) as exc:
         hint = or_doctor(DATABASE_HINT)
         raise MendlineError(
-            f"cannot reach PostgreSQL at {shown_url(url)}: {exc}", hint=hint
+            redact_url(f"cannot reach PostgreSQL at {url}: {exc}", secrets), hint=hint
         ) from exc
     except (asyncpg.ClientConfigurationError, ValueError) as exc:  # a malformed URL
         hint = or_doctor(DATABASE_HINT)
         raise MendlineError(
-            f"the database URL {shown_url(url)} is not valid: {exc}", hint=hint
+            redact_url(f"the database URL {url} is not valid: {exc}", secrets), hint=hint
         ) from exc
     has_schema = await conn.fetchval("SELECT to_regclass('mendline.schema_migrations') IS NOT NULL")
     if not has_schema and not for_migrate:

@@ -73,6 +73,7 @@ class Summary:
     received: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     database_url: str | None = None
+    passfile: str | None = None
     complete: bool = False
     problem: str | None = None
 
@@ -117,7 +118,7 @@ async def summarise(pool: asyncpg.Pool, summary: Summary) -> None:
     summary.deliveries = [dict(row) for row in rows]
 
 
-def show(screen: Screen, summary: Summary, shown_db: str) -> None:
+def show(screen: Screen, summary: Summary, psql: str) -> None:
     progress = summary.progress
     screen.say(
         f"\n{summary.requests} requests -> {summary.events_logged} errors logged -> "
@@ -159,7 +160,7 @@ def show(screen: Screen, summary: Summary, shown_db: str) -> None:
             for name, count in sorted(summary.received.items())
         )
     )
-    screen.say(f"\nexplore it with SQL (psql '{shown_db}'):", "bold")
+    screen.say(f"\nexplore it with SQL ({psql}):", "bold")
     screen.say(textwrap.indent(_EXPLORE, "  "))
 
 

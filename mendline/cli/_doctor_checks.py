@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mendline.cli._hints import DATABASE_HINT, KAFKA_HINT, MIGRATE_HINT
-from mendline.cli.output import counted, shown_url
+from mendline.cli.output import counted
 from mendline.schemas.errors import ConfigError
+from mendline.schemas.redaction import redact_url
 from mendline.schemas.settings import Settings
 from mendline.sinks.routing import RoutingTable, check_secrets, plaintext_warnings
 
@@ -65,7 +66,7 @@ async def check_kafka(settings: Settings, timeout: float) -> Verdict:
 
     from mendline.ingest import kafka_client_options
 
-    where = settings.kafka_bootstrap
+    where = redact_url(settings.kafka_bootstrap)
     try:
         hosts = [(host, port) for host, port, _ in collect_hosts(where)]
     except ValueError as exc:
@@ -165,7 +166,7 @@ async def check_database(settings: Settings, timeout: float) -> Verdict:
     from mendline.sinks.postgres import available_migrations
 
     url = settings.database_url.get_secret_value()
-    shown = shown_url(url)
+    shown = redact_url(url)
     try:
         conn = await asyncpg.connect(url, timeout=timeout, command_timeout=timeout)
     except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
@@ -233,7 +234,7 @@ async def check_llm(settings: Settings, timeout: float) -> Verdict:
         return Verdict("skip", "MENDLINE_LLM_BASE_URL is unset: the heuristic analyser, offline")
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
     headers, params = endpoint_auth(key, settings.llm_api_key_header, settings.llm_api_version)
-    shown = shown_url(base.rstrip("/"))
+    shown = redact_url(base.rstrip("/"))
     reach = (
         "is the server running? check MENDLINE_LLM_BASE_URL (the API root, …/v1), or unset it"
         " to use the offline heuristic analyser"

@@ -12,7 +12,8 @@ from typing import Any
 
 from mendline.cli._connections import connect_database, reaching_kafka
 from mendline.cli._options import AS_JSON, Commands, positive
-from mendline.cli.output import print_done, print_json, shorten, shown_url, table
+from mendline.cli.output import print_done, print_json, printable, shorten, table
+from mendline.schemas.redaction import redact_url
 from mendline.schemas.settings import Settings
 
 __all__ = ["register"]
@@ -127,7 +128,7 @@ def _fingerprint(args: argparse.Namespace, settings: Settings) -> int:
                 }
             )
         else:
-            print(f"{event.event_id} {event.fingerprint}", flush=False)
+            print(f"{printable(event.event_id)} {event.fingerprint}", flush=False)
     sys.stdout.flush()
     return 1 if bad else 0
 
@@ -189,7 +190,7 @@ def _devstack(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.devstack import DevStack
 
     with DevStack() as stack:
-        variables = stack.environ
+        variables = stack.shown_environ  # the password stays in PGPASSFILE's file
         print_done(args, "\n".join(f"{k}={v}" for k, v in variables.items()), **variables)
         sys.stdout.flush()  # a script reading a pipe needs them now, not at exit
         try:
@@ -214,9 +215,13 @@ def _topics_ensure(args: argparse.Namespace, settings: Settings) -> int:
 def _settings_values(settings: Settings) -> dict[str, Any]:
     """The settings as JSON values, secrets masked."""
     values: dict[str, Any] = json.loads(settings.model_dump_json())  # secrets: "**********"
-    # The URL is worth seeing, with its password filtered by the same rules as events.
-    values["database_url"] = shown_url(settings.database_url.get_secret_value())
-    return values
+    # The URL is worth seeing, with its password filtered; so is every other setting, with
+    # whatever URL-like secret it holds (a Kafka bootstrap or LLM URL with user info or a key).
+    values["database_url"] = settings.database_url.get_secret_value()
+    return {
+        name: redact_url(value) if isinstance(value, str) else value
+        for name, value in values.items()
+    }
 
 
 def _variable(name: str) -> str:

@@ -22,8 +22,9 @@ from mendline.cli._connections import reaching_kafka
 from mendline.cli._demo_summary import Progress, Summary, read_progress, show, summarise
 from mendline.cli._hints import DATABASE_HINT, or_doctor
 from mendline.cli._options import Commands
-from mendline.cli.output import Screen, print_json, shown_url
+from mendline.cli.output import Screen, print_json
 from mendline.schemas.errors import MendlineError
+from mendline.schemas.redaction import redact_url, url_secrets
 from mendline.schemas.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -167,11 +168,12 @@ async def _demo(
         pipeline = asyncio.create_task(run_pipeline(demo_settings, stop))
         summary = Summary()
         try:
-            shown_db = shown_url(stack.database_url)
+            psql = _psql(stack)
             screen.say(
-                f"  Kafka        {stack.kafka_bootstrap}, topic {demo_settings.errors_topic}"
+                f"  Kafka        {redact_url(stack.kafka_bootstrap)},"
+                f" topic {demo_settings.errors_topic}"
             )
-            screen.say(f"  PostgreSQL   {shown_db}")
+            screen.say(f"  PostgreSQL   {redact_url(stack.database_url)}")
             screen.say("  pipeline     consume -> analyze (heuristic analyser, offline) -> alert")
             screen.say(f"  stand-ins    Slack webhook {stand_ins.slack_url}")
             screen.say(f"               SMTP 127.0.0.1:{stand_ins.smtp_port}")
@@ -188,9 +190,9 @@ async def _demo(
                 summary = await _watch(pool, app, pipeline, screen, stop)
             await summarise(pool, summary)
             summary.received = dict(stand_ins.received)
-            show(screen, summary, shown_db)
+            show(screen, summary, psql)
             if args.keep and summary.problem != _STOPPED:
-                await _keep(args, summary, demo_settings, shown_db, screen, stop)
+                await _keep(args, summary, demo_settings, stack, screen, stop)
             elif not args.keep:
                 screen.say("\nthe dev stack stops now; `mendline demo --keep` leaves it running.")
         finally:
@@ -255,12 +257,12 @@ async def _empty_database(stack: DevStack) -> asyncpg.Pool:
             await conn.close()
         if used:
             raise MendlineError(
-                f"the database at {shown_url(url)} already holds mendline issues", hint=hint
+                f"the database at {redact_url(url)} already holds mendline issues", hint=hint
             )
         return await migrated_pool(url, max_size=2)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise MendlineError(
-            f"cannot reach PostgreSQL at {shown_url(url)}: {exc}",
+            redact_url(f"cannot reach PostgreSQL at {url}: {exc}", url_secrets(url)),
             hint=or_doctor(DATABASE_HINT),
         ) from exc
 
@@ -354,15 +356,17 @@ async def _keep(
     args: argparse.Namespace,
     summary: Summary,
     settings: Settings,
-    shown_db: str,
+    stack: DevStack,
     screen: Screen,
     stop: asyncio.Event,
 ) -> None:
     """``--keep``: leave the stack and the pipeline running until Ctrl-C."""
-    summary.database_url = shown_db
+    shown = stack.shown_environ  # the password stays in its file (PGPASSFILE)
+    summary.database_url = shown["MENDLINE_DATABASE_URL"]
+    summary.passfile = shown.get("PGPASSFILE")
     screen.say(
         f"\nthe dev stack and the pipeline keep running; connect with\n"
-        f"  psql '{shown_db}'\n"
+        f"  {_psql(stack)}\n"
         f"and send more errors with\n"
         f"  MENDLINE_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} "
         f"MENDLINE_ERRORS_TOPIC={settings.errors_topic} \\\n"
@@ -373,6 +377,13 @@ async def _keep(
         print_json(asdict(summary))
         sys.stdout.flush()
     await stop.wait()
+
+
+def _psql(stack: DevStack) -> str:
+    """The psql command that connects to the stack's database, showing no password."""
+    shown = stack.shown_environ
+    passfile = f"PGPASSFILE={shown['PGPASSFILE']} " if "PGPASSFILE" in shown else ""
+    return f"{passfile}psql '{shown['MENDLINE_DATABASE_URL']}'"
 
 
 async def _drop_topics(settings: Settings) -> None:

@@ -15,13 +15,11 @@ import asyncio
 import difflib
 import functools
 import os
-import re
 import sys
-import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from mendline.cli._doctor_checks import (
     Status,
@@ -36,8 +34,9 @@ from mendline.cli._doctor_checks import (
 )
 from mendline.cli._doctor_receivers import check_receiver
 from mendline.cli._options import AS_JSON, Commands
-from mendline.cli.output import colour_for, counted, print_json, styled
+from mendline.cli.output import colour_for, counted, print_json, print_traceback, styled
 from mendline.schemas.errors import ConfigError
+from mendline.schemas.redaction import redact_url, url_secrets
 from mendline.schemas.settings import Settings
 from mendline.sinks.routing import RoutingTable, load_routes
 
@@ -84,7 +83,8 @@ def doctor_without_settings(args: argparse.Namespace, error: ConfigError) -> int
     """``mendline doctor`` when the settings do not load: that is the failed first check,
     and the others, which need the settings, are not run. Returns 1."""
     skipped = "not checked: the settings do not load"
-    checks = [Check("settings", "fail", str(error), error.hint)]
+    # A validator's message may quote the value it refused, a URL with its password.
+    checks = [Check("settings", "fail", redact_url(str(error)), error.hint)]
     checks += [Check(name, "skip", skipped) for name in ("kafka", "database", "llm", "routes")]
     return _report(args, checks)
 
@@ -131,9 +131,14 @@ async def run_checks(
     checks = await asyncio.gather(
         *(_guarded(name, check, timeout, debug) for name, check in planned)
     )
-    redact = _Redactor(_secrets(settings, routes, environ))
+    secrets = list(_secrets(settings, routes, environ))
     return [
-        Check(c.name, c.status, redact(c.detail), redact(c.hint) if c.hint else None)
+        Check(
+            c.name,
+            c.status,
+            redact_url(c.detail, secrets),
+            redact_url(c.hint, secrets) if c.hint else None,
+        )
         for c in checks
     ]
 
@@ -154,7 +159,7 @@ async def _guarded(
         )
     except Exception as exc:
         if debug:
-            traceback.print_exc(file=sys.stderr)
+            print_traceback(exc)
         verdict = fail(
             f"the check itself failed: {type(exc).__name__}: {exc}",
             "run `mendline --debug doctor` for the traceback, and report it",
@@ -192,33 +197,14 @@ def _summary(checks: list[Check]) -> str:
     return f"{len(checks)} checks: {shown}; {verdict}"
 
 
-class _Redactor:
-    """Replaces the secret values in a text: the exact values we know are secret."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        # Imported here: the grouping rules are not loaded for every command's help.
-        from mendline.analyzers.grouping.scrubbing import FILTERED
-
-        self._filtered = FILTERED
-        # Longest first, so that a secret containing another is filtered whole. Values under
-        # 4 characters would filter ordinary words; they are not worth guessing at anyway.
-        found = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, found))) if found else None
-
-    def __call__(self, text: str) -> str:
-        return self._pattern.sub(self._filtered, text) if self._pattern else text
-
-
 def _secrets(
     settings: Settings, routes: RoutingTable | ConfigError, environ: Mapping[str, str]
 ) -> Iterator[str]:
-    url = settings.database_url.get_secret_value()
-    try:
-        parts = urlsplit(url)
-        yield parts.password or ""
-        yield from (value for key, value in parse_qsl(parts.query) if "password" in key.lower())
-    except ValueError:  # not a URL: the database check says so, showing it scrubbed
-        pass
+    """The values a check may repeat that are secret, so that they are filtered wherever
+    they show (a driver's message may quote the password without its URL)."""
+    yield from url_secrets(settings.database_url.get_secret_value())
+    yield from url_secrets(settings.kafka_bootstrap)
+    yield from url_secrets(settings.llm_base_url or "")
     for secret in (settings.llm_api_key, settings.kafka_sasl_password):
         if secret is not None:
             yield secret.get_secret_value()

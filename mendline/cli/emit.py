@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mendline.cli._connections import reaching_kafka
 from mendline.cli._options import AS_JSON, TAGS, Commands, positive
-from mendline.cli.output import print_json
+from mendline.cli.output import print_json, printable
 from mendline.schemas.errors import InvalidEvent, UsageError
 from mendline.schemas.event import LEVELS
 from mendline.schemas.settings import Settings
@@ -174,7 +174,8 @@ def prepared_lines(
         try:
             yield prepare_record(line.rstrip(b"\r\n"), scrubber)
         except InvalidEvent as exc:
-            print(f"line {number}: {exc.reason}: {exc.detail}", file=sys.stderr)
+            # The detail may quote the line, which is anyone's text: escaped for the terminal.
+            print(f"line {number}: {exc.reason}: {printable(exc.detail)}", file=sys.stderr)
             bad.append(number)
 
 

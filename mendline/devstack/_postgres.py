@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pwd
+import secrets
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -18,9 +19,12 @@ from mendline.devstack._process import (
     LOOPBACK,
     ServerProcess,
     log_tail,
+    own_folder,
     package_dir,
-    pid_alive,
+    read_own_file,
+    runs_from,
     spawn,
+    write_private,
 )
 from mendline.schemas.errors import DevStackError
 
@@ -60,6 +64,21 @@ def _give_to(path: Path, user: str | None, mode: int = 0o700) -> None:
     path.chmod(mode)
 
 
+def _password(passfile: Path) -> str:
+    """The password of the work dir whose ``passfile`` this is: the one kept there (a reused
+    work dir), else a new random one, kept there (0600, in libpq's .pgpass format)."""
+    text = read_own_file(passfile)
+    if text is not None:
+        for line in text.splitlines():
+            fields = line.split(":", 4)
+            if len(fields) == 5 and fields[3] == "postgres" and fields[4]:
+                return fields[4]
+    password = secrets.token_urlsafe(24)  # URL-safe: nothing to escape in a URL or .pgpass
+    passfile.unlink(missing_ok=True)
+    write_private(passfile, f"*:*:*:postgres:{password}\n")
+    return password
+
+
 def _postgres_env() -> dict[str, str]:
     # libpq reads PG* variables (PGSSLMODE, PGPASSWORD, ...); our arguments say everything.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
@@ -67,36 +86,84 @@ def _postgres_env() -> dict[str, str]:
     return env
 
 
-_SHM_IPC_RMID, _SHM_IPC_STAT = 0, 2
+_SHM_IPC_RMID = 0
+
+
+def _server_uids() -> set[int]:
+    """Who may own a server's files and processes: we, and under root the system user."""
+    uids = {os.getuid()}
+    if os.geteuid() == 0:
+        with contextlib.suppress(KeyError):
+            uids.add(pwd.getpwnam(_POSTGRES_SYSTEM_USER).pw_uid)
+    return uids
+
+
+def _postmaster_pid_file(postmaster_pid_file: Path) -> list[str] | None:
+    """The lines of a ``postmaster.pid`` a server of ours wrote (its folder and itself ours,
+    writable by no one else), else None."""
+    uids = _server_uids()
+    if not own_folder(postmaster_pid_file.parent, uids):
+        return None
+    text = read_own_file(postmaster_pid_file, uids)
+    return None if text is None else text.splitlines()
 
 
 def _postmaster_alive(postmaster_pid_file: Path) -> bool:
+    """Whether the postmaster of ``postmaster.pid`` runs: its pid is a ``postgres`` of ours
+    serving that data dir (a pid reused by any other process is not it)."""
+    lines = _postmaster_pid_file(postmaster_pid_file)
     try:
-        return pid_alive(int(postmaster_pid_file.read_text().split()[0]))
-    except (OSError, ValueError, IndexError):
+        pid = int(lines[0]) if lines else 0
+    except ValueError:
         return False
+    return pid > 0 and runs_from(pid, "postgres", postmaster_pid_file.parent, _server_uids())
+
+
+def _segment(shmid: int) -> dict[str, int] | None:
+    """The SysV segment ``shmid`` as /proc/sysvipc/shm lists it (key, cpid, nattch, uid...)."""
+    try:
+        header, *rows = Path("/proc/sysvipc/shm").read_text().splitlines()
+    except OSError:
+        return None
+    names = header.split()
+    for row in rows:
+        fields = dict(zip(names, row.split(), strict=False))
+        with contextlib.suppress(KeyError, ValueError):
+            if int(fields["shmid"]) == shmid:
+                numbers = {k: v for k, v in fields.items() if v.removeprefix("-").isdigit()}
+                return {name: int(value) for name, value in numbers.items()}
+    return None
 
 
 def _remove_abandoned_shm(postmaster_pid_file: Path) -> None:
     """Remove the SysV segment a killed postmaster leaves behind (Linux).
 
     PostgreSQL removes it on a clean shutdown, or on its next start in the same data dir;
-    after a kill in a temp dir that is deleted, nothing would. The key in the segment must
-    match the one in ``postmaster.pid``, so a reused id is never touched.
+    after a kill in a temp dir that is deleted, nothing would. Only a ``postmaster.pid`` a
+    server of ours wrote is read, and the segment must be the one it names in every way: the
+    key, the creator (that postmaster), an owner of ours, and no process attached; so a
+    reused id, or a file planted to name another program's segment, is never acted on.
     """
     if sys.platform != "linux":
         return
+    lines = _postmaster_pid_file(postmaster_pid_file) or []
     try:
-        key_and_id = postmaster_pid_file.read_text().splitlines()[6].split()
+        pid = int(lines[0])
+        key_and_id = lines[6].split()
         key, shmid = int(key_and_id[0]), int(key_and_id[1])
-    except (OSError, IndexError, ValueError):
+    except (IndexError, ValueError):
+        return
+    segment = _segment(shmid)
+    if (
+        segment is None
+        or segment.get("key") != key
+        or segment.get("cpid") != pid
+        or segment.get("uid") not in _server_uids()
+        or segment.get("nattch") != 0
+    ):
         return
     libc = ctypes.CDLL(None, use_errno=True)
-    info = ctypes.create_string_buffer(256)  # struct shmid_ds; ipc_perm.__key comes first
-    if libc.shmctl(shmid, _SHM_IPC_STAT, info) != 0:
-        return
-    if struct.unpack_from("=i", info.raw)[0] == key:
-        libc.shmctl(shmid, _SHM_IPC_RMID, None)
+    libc.shmctl(shmid, _SHM_IPC_RMID, None)
 
 
 class EmbeddedPostgres(ServerProcess):
@@ -104,9 +171,12 @@ class EmbeddedPostgres(ServerProcess):
 
     Its data lives in ``workdir`` (a temp dir deleted on :meth:`close` unless given), so
     :meth:`stop` then :meth:`start` keeps every row, on the same port. Authentication is
-    ``trust``; connect as ``postgres`` with :attr:`url`. By default it trades durability for
-    speed (``fsync``, ``synchronous_commit`` and ``full_page_writes`` off), which only
-    matters if the machine itself crashes. Usable as a context manager.
+    SCRAM-SHA-256 with a random password, made once per work dir and kept in its
+    :attr:`passfile` (0600); connect as ``postgres`` with :attr:`url`, which carries it, or
+    with :attr:`url_without_password` and ``PGPASSFILE`` set to :attr:`passfile`. By default
+    it trades durability for speed (``fsync``, ``synchronous_commit`` and
+    ``full_page_writes`` off), which only matters if the machine itself crashes. Usable as
+    a context manager.
     """
 
     _kind = "postgres"
@@ -140,11 +210,33 @@ class EmbeddedPostgres(ServerProcess):
         self._user = _postgres_system_user()
         self._database_created = False
         super().__init__(host=host, port=port, workdir=workdir)
+        try:
+            self._password = _password(self.passfile)
+        except OSError as exc:
+            self.close()
+            raise DevStackError(
+                f"cannot keep the database password in {self.passfile}: {exc}"
+            ) from exc
 
     @property
     def url(self) -> str:
-        """The connection URL of the database, ``postgresql://postgres@host:port/<database>``."""
-        return f"postgresql://postgres@{self._host}:{self._port}/{quote(self._database, safe='')}"
+        """The connection URL of the database, with its password:
+        ``postgresql://postgres:<password>@host:port/<database>``. Show it redacted."""
+        return self._url(f"postgres:{quote(self._password, safe='')}")
+
+    @property
+    def url_without_password(self) -> str:
+        """:attr:`url` without the password, for clients that read it from :attr:`passfile`
+        (``PGPASSFILE``: psql, asyncpg, mendline)."""
+        return self._url("postgres")
+
+    @property
+    def passfile(self) -> Path:
+        """The password file (libpq's ``.pgpass`` format, mode 0600) of this work dir."""
+        return self._workdir / "pgpass"
+
+    def _url(self, userinfo: str) -> str:
+        return f"postgresql://{userinfo}@{self._host}:{self._port}/{quote(self._database, safe='')}"
 
     @property
     def data_dir(self) -> Path:
@@ -176,11 +268,26 @@ class EmbeddedPostgres(ServerProcess):
         shutil.rmtree(self.data_dir, ignore_errors=True)
         _give_to(self.data_dir, self._user)
         log = self._workdir / "initdb.log"
+        # initdb reads the superuser's password from a file (never argv, which anyone sees);
+        # it runs as the server's user, who must be able to read it.
+        pwfile = self._workdir / "initdb.pw"
+        pwfile.unlink(missing_ok=True)
+        write_private(pwfile, self._password + "\n")
+        try:
+            if self._user is not None:
+                entry = pwd.getpwnam(self._user)
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            self._run_initdb(log, pwfile)
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _run_initdb(self, log: Path, pwfile: Path) -> None:
         process = spawn(
             [
                 str(self._bin_dir / "initdb"),
                 "--pgdata", str(self.data_dir),
-                "--auth=trust",
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
                 "--username=postgres",
                 "--encoding=UTF8",
                 "--locale=C",
@@ -221,6 +328,9 @@ class EmbeddedPostgres(ServerProcess):
             "--dbname", "postgres",
         ]  # fmt: skip
 
+    def _client_env(self) -> dict[str, str]:
+        return {**_postgres_env(), "PGPASSFILE": str(self.passfile)}
+
     def _ready(self) -> bool:
         ready = subprocess.run(
             [*self._client("pg_isready"), "--quiet", "--timeout=2"],
@@ -242,7 +352,7 @@ class EmbeddedPostgres(ServerProcess):
         created = subprocess.run(
             [*self._client("psql"), "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1",
              f"--set=db={self._database}"],
-            input=script.encode(), env=_postgres_env(), capture_output=True, check=False,
+            input=script.encode(), env=self._client_env(), capture_output=True, check=False,
             timeout=60,
         )  # fmt: skip
         if created.returncode != 0:

@@ -24,9 +24,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future
 from pathlib import Path
+from stat import S_ISDIR, S_ISREG
 from types import TracebackType
 from typing import ClassVar, Self
 
@@ -37,9 +38,13 @@ __all__ = [
     "ServerProcess",
     "free_port",
     "log_tail",
+    "own_folder",
     "package_dir",
     "pid_alive",
+    "read_own_file",
+    "runs_from",
     "spawn",
+    "write_private",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -189,6 +194,68 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a new file at ``path``, mode 0600 whatever the umask; an existing file or a
+    symlink there is refused (OSError)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def read_own_file(path: Path, owners: Collection[int] = ()) -> str | None:
+    """The text of ``path`` if it is a regular file (not a symlink) that this user (or one of
+    ``owners``) owns and no one else may write; else None.
+
+    What cleanup acts on (a pid, a shared-memory id) comes only from files we wrote: a file
+    someone else planted in a temp dir could name anyone's process or segment.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if (
+            not S_ISREG(info.st_mode)
+            or info.st_uid not in {os.getuid(), *owners}
+            or info.st_mode & 0o022
+        ):
+            return None
+        return os.read(fd, 4096).decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def own_folder(path: Path, owners: Collection[int] = ()) -> bool:
+    """Whether ``path`` is a real folder (not a symlink) that this user (or one of ``owners``)
+    owns and no one else may write."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return (
+        S_ISDIR(info.st_mode) and info.st_uid in {os.getuid(), *owners} and not info.st_mode & 0o022
+    )
+
+
+def runs_from(pid: int, program: str, folder: Path, owners: Collection[int] = ()) -> bool:
+    """Whether ``pid`` is a live process of this user (or of ``owners``) running ``program``
+    with ``folder`` among its arguments (Linux ``/proc``; elsewhere never known)."""
+    try:
+        owner = os.stat(f"/proc/{pid}").st_uid
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if owner not in {os.getuid(), *owners} or not pid_alive(pid) or not argv[0]:
+        return False
+    return os.path.basename(argv[0]) == program.encode() and str(folder).encode() in argv[1:]
+
+
 def log_tail(path: Path) -> str:
     """The last few KB of a server's log, for an error message."""
     try:
@@ -224,7 +291,7 @@ class ServerProcess:
         if workdir is None:
             _sweep_abandoned_workdirs()
             workdir = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX + f"{self._kind}-"))
-            (workdir / _OWNER_FILE).write_text(str(os.getpid()))
+            write_private(workdir / _OWNER_FILE, str(os.getpid()))
         else:
             workdir.mkdir(parents=True, exist_ok=True)
         self._workdir = workdir
@@ -419,7 +486,9 @@ def _sweep_abandoned_workdirs() -> None:
     """Delete the temp dirs of dev stacks whose process died without cleaning up (once).
 
     A test run killed with SIGKILL or SIGTERM runs no cleanup; its servers die with it,
-    but their files (about 40 MB per database) and a database's SysV segment stay.
+    but their files (about 40 MB per database) and a database's SysV segment stay. Only
+    folders this user owns (not symlinks, writable by no one else) are looked at, and only
+    owner files we wrote (ours, 0600) are believed.
     """
     global _swept
     if _swept:
@@ -429,9 +498,11 @@ def _sweep_abandoned_workdirs() -> None:
     # postmaster still running, a SysV segment); in another kind's dir it finds none of it.
     kinds = ServerProcess.__subclasses__()
     for workdir in Path(tempfile.gettempdir()).glob(_WORKDIR_PREFIX + "*"):
+        if not own_folder(workdir):
+            continue  # someone else's, or a symlink to anywhere: not ours to judge
         try:
-            owner = int((workdir / _OWNER_FILE).read_text())
-        except (OSError, ValueError):
+            owner = int(read_own_file(workdir / _OWNER_FILE) or "")
+        except ValueError:
             continue  # not ours to judge
         if pid_alive(owner) or any(kind._runs_abandoned(workdir) for kind in kinds):
             continue

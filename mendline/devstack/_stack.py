@@ -9,6 +9,7 @@ from typing import Self
 
 from mendline.devstack._kafka import KafkaBroker
 from mendline.devstack._postgres import EmbeddedPostgres
+from mendline.schemas.redaction import redact_url
 
 __all__ = ["DevStack"]
 
@@ -55,7 +56,7 @@ class DevStack:
 
     @property
     def database_url(self) -> str:
-        """The PostgreSQL URL to use."""
+        """The PostgreSQL URL to use, with its password (show it with ``redact_url``)."""
         if self.postgres is not None:
             return self.postgres.url
         assert self._database_url is not None
@@ -63,11 +64,26 @@ class DevStack:
 
     @property
     def environ(self) -> dict[str, str]:
-        """The ``MENDLINE_*`` variables that point a mendline process at this stack."""
+        """The ``MENDLINE_*`` variables that point a mendline process at this stack (the
+        database URL with its password: print :attr:`shown_environ` instead)."""
         return {
             "MENDLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "MENDLINE_DATABASE_URL": self.database_url,
         }
+
+    @property
+    def shown_environ(self) -> dict[str, str]:
+        """:attr:`environ` fit to print: the embedded database's URL without its password,
+        with ``PGPASSFILE`` naming the file that holds it (psql, asyncpg and mendline read
+        it there); an external server's URL with its secrets redacted."""
+        shown = {
+            "MENDLINE_KAFKA_BOOTSTRAP": redact_url(self.kafka_bootstrap),
+            "MENDLINE_DATABASE_URL": redact_url(self.database_url),
+        }
+        if self.postgres is not None:
+            shown["MENDLINE_DATABASE_URL"] = self.postgres.url_without_password
+            shown["PGPASSFILE"] = str(self.postgres.passfile)
+        return shown
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the embedded parts; on failure stop whatever did start."""

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from mendline.schemas.errors import DatabaseError, DatabaseUnavailable, RejectedData
+from mendline.schemas.redaction import redact_url
 
 __all__ = ["is_bad_data", "is_outage", "translate", "translated", "translating"]
 
@@ -51,9 +52,10 @@ def translate(exc: BaseException) -> DatabaseError | None:
         assert isinstance(exc, asyncpg.PostgresError)
         return RejectedData(str(exc), sqlstate=exc.sqlstate or "")
     if is_outage(exc):
-        # The driver's class says most (ConnectionRefusedError, a TimeoutError with no text).
+        # The driver's class says most (ConnectionRefusedError, a TimeoutError with no text);
+        # its text may quote the URL it was given, which is logged: its password filtered.
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return DatabaseUnavailable(detail)
+        return DatabaseUnavailable(redact_url(detail))
     return None
 
 

@@ -50,6 +50,21 @@ def test_config_show_masks_secrets(
     assert "MENDLINE_SIGNING_KEY" in table and "0123456789" not in table
 
 
+def test_config_show_redacts_every_url_like_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MENDLINE_DATABASE_URL", "postgresql://app:p@ss#w rd@db:5432/mendline")
+    monkeypatch.setenv("MENDLINE_KAFKA_BOOTSTRAP", "alice:kafka-s3cret@k1:9093,k2:9093")
+    monkeypatch.setenv("MENDLINE_LLM_BASE_URL", "https://llm.example.com/v1?api_key=sk-live-123")
+    assert main(["config", "show", "--json"]) == 0
+    out = capsys.readouterr().out
+    values = json.loads(out)
+    assert values["database_url"] == "postgresql://app:[Filtered]@db:5432/mendline"
+    assert values["kafka_bootstrap"] == "alice:[Filtered]@k1:9093,k2:9093"
+    assert values["llm_base_url"] == "https://llm.example.com/v1?api_key=[Filtered]"
+    assert not any(s in out for s in ("p@ss", "w rd", "kafka-s3cret", "sk-live"))
+
+
 def test_config_show_for_people_is_a_table_of_variables(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -243,8 +258,38 @@ def test_an_unexpected_exception_is_its_type_and_message_and_the_debug_hint(
     assert captured.err == (
         "mendline: KeyError: 'no_such_key'\nhint: run again with --debug for the traceback\n"
     )
-    with pytest.raises(KeyError, match="no_such_key"):
-        main(["--debug", "broken"], groups=(BrokenCommands,))
+    assert main(["--debug", "broken"], groups=(BrokenCommands,)) == 1
+    debug = capsys.readouterr().err
+    assert debug.startswith("Traceback (most recent call last)")
+    assert debug.endswith("KeyError: 'no_such_key'\n")
+
+
+def _fail_with_secrets_and_controls(args: argparse.Namespace, settings: Settings) -> int:
+    # As a driver does: the URL it was given, password and all, in its exception; and text
+    # from outside that would steer a terminal.
+    raise ValueError("bad DSN 'postgresql://app:p@ss#w rd@db:5432/x' \x1b[2J\x1b]0;owned\x07")
+
+
+class LeakyCommands:
+    """A group of one command, ``leaky``, whose error holds a DSN and control characters."""
+
+    @staticmethod
+    def register(commands: Commands) -> None:
+        commands.add_parser("leaky").set_defaults(run=_fail_with_secrets_and_controls)
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["error", "debug-traceback"])
+def test_errors_and_debug_tracebacks_show_no_password_and_no_control_characters(
+    debug: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--debug", "leaky"] if debug else ["leaky"]
+    assert main(argv, groups=(LeakyCommands,)) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err if debug else err.startswith("mendline: ValueError: bad DSN")
+    assert "postgresql://app:[Filtered]@db:5432/x" in err
+    assert "p@ss" not in err and "w rd" not in err
+    assert "\x1b" not in err and "\x07" not in err
+    assert "\\x1b[2J\\x1b]0;owned\\x07" in err
 
 
 def test_config_reference_is_the_settings_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -416,6 +461,22 @@ def test_emit_of_a_file_of_bad_lines_names_each_and_asks_no_broker() -> None:
     assert lines[0].startswith("line 1: not_json: ")
     assert lines[1].startswith("line 3: invalid: ")
     assert lines[2:] == ["sent 0 event(s) to mendline.errors"]
+
+
+def test_fingerprint_names_a_bad_line_with_its_control_characters_escaped() -> None:
+    event = {
+        "schema_version": 1,
+        "event_id": "0" * 32,
+        "timestamp": "2026-01-01T00:00:00Z",
+        "service": "s",
+        "environment": "e",
+        "level": "error",
+        "message": "m",
+        "tags": {"\x1b[2Jk": 5},  # a key of the event's, named in the error
+    }
+    result = run("fingerprint", stdin=json.dumps(event) + "\n")
+    assert result.returncode == 1
+    assert result.stderr == "line 1: invalid: tags.\\x1b[2Jk: Input should be a valid string\n"
 
 
 def test_output_cut_short_by_a_pipe_ends_quietly(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import pytest
 from mendline.cli.output import (
     JsonLogFormatter,
     colour_for,
+    log_to_stderr,
     print_json,
     printable,
     shorten,
@@ -105,6 +107,31 @@ def test_a_json_log_line_carries_the_exception_text() -> None:
         entry = json.loads(JsonLogFormatter().format(record("failed", exc_info=sys.exc_info())))
     assert entry["exception"].startswith("Traceback (most recent call last):")
     assert entry["exception"].endswith("ValueError: invalid literal for int() with base 10: 'n/a'")
+
+
+def test_a_log_line_and_its_traceback_show_no_password(capsys: pytest.CaptureFixture[str]) -> None:
+    url = "postgresql://app:p@ss#w rd@db:5432/x"
+    try:
+        raise ConnectionError(f"cannot connect to {url}")
+    except ConnectionError:
+        failed = record("database down: %s", url, exc_info=sys.exc_info())
+    entry = json.loads(JsonLogFormatter().format(failed))
+    shown = "postgresql://app:[Filtered]@db:5432/x"
+    assert entry["message"] == f"database down: {shown}"
+    assert entry["exception"].endswith(f"ConnectionError: cannot connect to {shown}")
+    # The workers' plain lines, as `mendline consume` writes them on stderr.
+    root, kafka = logging.getLogger(), logging.getLogger("aiokafka")
+    kept, level, kafka_level = root.handlers[:], root.level, kafka.level
+    root.handlers.clear()  # pytest's own handler, which would make basicConfig do nothing
+    try:
+        log_to_stderr(argparse.Namespace(json=False, debug=False))
+        logging.getLogger("mendline.test").handle(failed)
+    finally:
+        root.handlers[:] = kept
+        root.setLevel(level)
+        kafka.setLevel(kafka_level)
+    err = capsys.readouterr().err
+    assert err.count(shown) == 2 and "p@ss" not in err and "w rd" not in err
 
 
 def test_styled_wraps_a_named_style_only_with_colour() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from mendline.schemas.redaction import redact_url
 from tests.cli_helpers import cli_env, failure, json_object, run
 
 from .kafka_helpers import unique_topic
@@ -93,7 +94,10 @@ def test_devstack_prints_the_two_variables_then_runs_until_ctrl_c(
         watchdog.cancel()
         process.kill()
         process.wait()
-    expected = {"MENDLINE_KAFKA_BOOTSTRAP": kafka_bootstrap, "MENDLINE_DATABASE_URL": database_url}
+    # The external URL is shown as config show shows it: its password filtered.
+    shown = redact_url(database_url)
+    assert shown != database_url
+    expected = {"MENDLINE_KAFKA_BOOTSTRAP": kafka_bootstrap, "MENDLINE_DATABASE_URL": shown}
     if as_json:
         assert json.loads(printed[0]) == expected
     else:

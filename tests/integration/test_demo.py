@@ -124,6 +124,12 @@ async def test_the_demo_turns_every_failure_into_an_issue_with_a_finding_and_ale
     assert "mendline.issue_findings" in stderr  # the SQL to explore
 
 
+def pgpass(path: str) -> tuple[int, str]:
+    """The permission bits of a one-line .pgpass file and the password in it."""
+    file = Path(path)
+    return file.stat().st_mode & 0o777, file.read_text().strip().rsplit(":", 1)[1]
+
+
 async def test_keep_leaves_the_embedded_database_running_until_interrupted(
     kafka_bootstrap: str,
 ) -> None:
@@ -133,9 +139,13 @@ async def test_keep_leaves_the_embedded_database_running_until_interrupted(
         line = await asyncio.wait_for(process.stdout.readline(), 240)  # once all has settled
         summary: dict[str, Any] = json.loads(line)
         assert summary["complete"] is True
-        url = summary["database_url"]
-        assert url and url.startswith("postgresql://")
-        conn = await asyncpg.connect(url)
+        url, passfile = summary["database_url"], summary["passfile"]
+        assert url and url.startswith("postgresql://postgres@")  # the password is not in it
+        mode, password = pgpass(passfile)
+        assert mode == 0o600 and len(password) >= 24 and password.encode() not in line
+        with pytest.raises(asyncpg.InvalidPasswordError):  # SCRAM, not trust
+            await asyncpg.connect(url, password="not-the-password")
+        conn = await asyncpg.connect(url, passfile=passfile)
         try:
             findings = await conn.fetchval("SELECT count(*) FROM mendline.issue_findings")
         finally:
@@ -145,7 +155,7 @@ async def test_keep_leaves_the_embedded_database_running_until_interrupted(
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 60) == 0
     with pytest.raises((OSError, asyncpg.PostgresError)):
-        await asyncpg.connect(url, timeout=5)  # and the database went with it
+        await asyncpg.connect(url, passfile=passfile, timeout=5)  # the database went with it
 
 
 async def test_ctrl_c_mid_run_stops_the_app_and_exits_130(kafka_bootstrap: str) -> None:

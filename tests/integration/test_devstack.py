@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -214,7 +219,9 @@ async def test_postgres_keeps_its_data_across_stop_and_start(
 ) -> None:
     server = postgres_factory()
     url = server.url
-    assert url == f"postgresql://postgres@127.0.0.1:{server.port}/mendline"
+    assert url.startswith("postgresql://postgres:") and url.endswith(
+        f"@127.0.0.1:{server.port}/mendline"
+    )
     conn = await asyncpg.connect(url)
     try:
         await conn.execute("CREATE TABLE kept (id int PRIMARY KEY, note text)")
@@ -316,3 +323,197 @@ def test_the_stack_uses_external_servers_named_in_the_environment(
         assert children_of(os.getpid()) - before == set()
 
     assert not refuses(external.host, external.port)  # not the stack's to stop
+
+
+# -- the database's password ------------------------------------------------------------------
+
+
+async def test_postgres_wants_its_random_password_over_scram(
+    postgres_factory: PostgresFactory,
+) -> None:
+    server = postgres_factory()
+    passfile = server.passfile
+    assert passfile.stat().st_mode & 0o777 == 0o600
+    password = passfile.read_text().strip().rsplit(":", 1)[1]
+    assert len(password) >= 24 and password in server.url
+    assert password not in server.url_without_password
+
+    for wrong in ("not-the-password", ""):
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(server.url_without_password, password=wrong or None)
+    conn = await asyncpg.connect(server.url_without_password, passfile=str(passfile))
+    try:
+        stored = await conn.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'")
+        rules = await conn.fetch("SELECT DISTINCT auth_method FROM pg_hba_file_rules")
+    finally:
+        await conn.close()
+    assert stored.startswith("SCRAM-SHA-256$") and password not in stored
+    assert [rule["auth_method"] for rule in rules] == ["scram-sha-256"]
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A work dir of our own that a server running as another user (under root) can enter."""
+    path = Path(tempfile.mkdtemp(prefix="given-workdir-"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_a_reused_work_dir_keeps_its_password(
+    postgres_factory: PostgresFactory, workdir: Path
+) -> None:
+    first = postgres_factory(workdir=workdir)
+    first.stop()
+    again = postgres_factory(workdir=workdir)
+    assert again.url.split("@")[0] == first.url.split("@")[0]
+    conn = await asyncpg.connect(again.url)
+    await conn.close()
+
+
+def test_devstack_prints_no_password_and_names_the_file_that_holds_it(
+    kafka_bootstrap: str,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MENDLINE_DATABASE_URL"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mendline", "devstack", "--json"],
+        env={**env, "MENDLINE_KAFKA_BOOTSTRAP": kafka_bootstrap},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
+    try:
+        assert process.stdout is not None
+        printed = process.stdout.readline()
+        shown = json.loads(printed)
+        url, passfile = shown["MENDLINE_DATABASE_URL"], Path(shown["PGPASSFILE"])
+        password = passfile.read_text().strip().rsplit(":", 1)[1]
+        assert url.startswith("postgresql://postgres@") and password not in printed
+
+        async def count_databases() -> int:
+            conn = await asyncpg.connect(url, passfile=str(passfile))
+            try:
+                return int(await conn.fetchval("SELECT count(*) FROM pg_database"))
+            finally:
+                await conn.close()
+
+        assert asyncio.run(count_databases()) > 0
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait()
+    assert process.stderr is not None and password not in process.stderr.read()
+
+
+# -- the sweep of abandoned work dirs ---------------------------------------------------------
+
+_IPC_RMID = 0
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+_MAKE_SEGMENT = """
+import ctypes, os, sys
+shmid = ctypes.CDLL(None).shmget(int(sys.argv[1]), 4096, 0o1000 | 0o600)
+print(shmid, os.getpid())
+"""
+
+
+@pytest.fixture
+def segment() -> Iterator[tuple[int, int, int]]:
+    """A SysV segment of ours, nothing attached, made by a process that has ended, as a
+    killed postmaster leaves it: (key, shmid, the pid that made it). Removed after the test."""
+    key = int.from_bytes(os.urandom(3)) | 0x5A000000
+    made = subprocess.run(
+        [sys.executable, "-c", _MAKE_SEGMENT, str(key)], capture_output=True, text=True, check=True
+    )
+    shmid, maker = map(int, made.stdout.split())
+    assert shmid >= 0 and shmid in sysv_segments()
+    yield key, shmid, maker
+    _libc.shmctl(shmid, _IPC_RMID, None)
+
+
+@pytest.fixture
+def sleeper() -> Iterator[int]:
+    """A live process of ours that is not a server: its pid."""
+    process = subprocess.Popen(["sleep", "300"])
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+def abandoned_workdir(path: Path, postmaster_pid: int, key: int, shmid: int) -> Path:
+    """A dev-stack work dir as a killed run leaves it: an owner that is gone, and a data dir
+    whose postmaster.pid names ``postmaster_pid`` and the segment (``key``, ``shmid``)."""
+    path.mkdir(mode=0o700)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (path / "owner.pid").write_text(str(gone.pid))
+    (path / "data").mkdir(mode=0o700)
+    lines = [
+        str(postmaster_pid),
+        str(path / "data"),
+        "0",
+        "5432",
+        "",
+        "127.0.0.1",
+        f"{key} {shmid}",
+    ]
+    pid_file = path / "data" / "postmaster.pid"
+    pid_file.write_text("\n".join(lines) + "\n")
+    pid_file.chmod(0o600)
+    return path
+
+
+def sweep() -> None:
+    """Start (and close) a server in a new process: its first start sweeps abandoned dirs."""
+    sweeper = "from mendline.devstack import KafkaBroker\nKafkaBroker().close()\n"
+    subprocess.run([sys.executable, "-c", sweeper], check=True, timeout=60)
+
+
+def test_the_sweep_kills_no_process_and_frees_no_segment_a_file_names_but_did_not_make(
+    segment: tuple[int, int, int], sleeper: int
+) -> None:
+    key, shmid, _ = segment
+    # The pid is a live process of ours, but no postgres of that folder; the segment's key
+    # matches, but that pid did not create it.
+    workdir = abandoned_workdir(
+        Path(tempfile.gettempdir()) / unique("mendline-planted"), sleeper, key, shmid
+    )
+    try:
+        sweep()
+        assert alive(sleeper)
+        assert shmid in sysv_segments()
+        assert not workdir.exists()  # a dead owner, no server running there: its files go
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making files someone else owns needs root")
+def test_the_sweep_leaves_folders_and_files_of_others_and_symlinks_alone(
+    segment: tuple[int, int, int], tmp_path: Path
+) -> None:
+    key, shmid, maker = segment
+    nobody = pwd.getpwnam("nobody").pw_uid
+    temp = Path(tempfile.gettempdir())
+    # Each names the segment and the process that made it, as a killed postmaster's would:
+    # only whose file it is, and where it lies, says it is not ours to act on.
+    theirs = abandoned_workdir(temp / unique("mendline-theirs"), maker, key, shmid)
+    os.chown(theirs, nobody, -1)
+    planted = abandoned_workdir(temp / unique("mendline-planted"), maker, key, shmid)
+    os.chown(planted / "data" / "postmaster.pid", nobody, -1)
+    target = abandoned_workdir(tmp_path / "target", maker, key, shmid)
+    link = temp / unique("mendline-link")
+    link.symlink_to(target)
+    try:
+        sweep()
+        assert theirs.is_dir() and (target / "owner.pid").exists() and link.is_symlink()
+        assert shmid in sysv_segments()
+        assert not planted.exists()  # our folder: its files go, the segment it names stays
+    finally:
+        link.unlink(missing_ok=True)
+        for folder in (theirs, planted):
+            shutil.rmtree(folder, ignore_errors=True)

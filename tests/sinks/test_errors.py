@@ -66,6 +66,15 @@ def test_an_outage_says_what_the_driver_raised() -> None:
     assert isinstance(caught.value.__cause__, TimeoutError)
 
 
+def test_an_outage_shows_no_password_the_driver_quoted() -> None:
+    quoted = "cannot connect to postgresql://app:p@ss#w rd@db:5432/x: refused"
+    with pytest.raises(DatabaseUnavailable) as caught, translated():
+        raise pg.InterfaceError(quoted)
+    assert str(caught.value) == (
+        "InterfaceError: cannot connect to postgresql://app:[Filtered]@db:5432/x: refused"
+    )
+
+
 def test_other_errors_pass_unchanged() -> None:
     bug = ValueError("a bug of ours")
     with pytest.raises(ValueError) as caught, translated():
