@@ -247,6 +247,14 @@ async def _settings(
     routes: RoutingTable | ConfigError,
 ) -> Verdict:
     detail = _settings_source(config_file, environ)
+    from mendline.ingest import app_setting_problems
+
+    unusable = app_setting_problems(settings)  # what the app's processor would refuse
+    if unusable:
+        return fail(
+            f"{detail}; but {'; '.join(str(problem) for problem in unusable)}",
+            "fix these: an app with them ships no error events (or uses the default)",
+        )
     odd = [*_odd_settings(settings), *_misspelt_variables(environ, routes)]
     if not odd:
         return ok(detail)
