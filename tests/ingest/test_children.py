@@ -52,17 +52,11 @@ APP = textwrap.dedent(
     elif how == "pool":
         with fork.Pool(2) as pool:  # leaving the block terminates the workers
             assert pool.map(work, range(4)) == list(range(4))
-    elif how == "os._exit":
+    else:  # a bare fork, leaving through os._exit (no exit hook at all) or sys.exit
         pid = os.fork()
         if pid == 0:
             work(0)
-            os._exit(0)
-        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-    elif how == "sys.exit":
-        pid = os.fork()
-        if pid == 0:
-            work(0)
-            sys.exit(0)
+            os._exit(0) if how == "os._exit" else sys.exit(0)
         assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
     """
 )
