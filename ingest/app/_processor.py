@@ -83,7 +83,7 @@ def make_shipper(
     """A Shipper with its EventBuilder, configured from ``settings`` and the overrides."""
     if settings is None:
         settings, problems = load_app_settings()
-        _warn_once(problems)
+        _warn_about(problems)
     builder = EventBuilder(
         service or settings.service or _program_name(),
         environment or settings.environment,
@@ -99,7 +99,7 @@ def _program_name() -> str:
     return os.path.splitext(name)[0] or "python"
 
 
-def _warn_once(problems: list[SettingProblem]) -> None:
+def _warn_about(problems: list[SettingProblem]) -> None:
     """A warning for each unusable setting (once: at construction), saying what happens."""
     for problem in problems:
         if problem.disables_shipping:
@@ -121,7 +121,7 @@ class _Emitter:
         release: str | None,
     ) -> None:
         settings, problems = load_app_settings(settings)
-        _warn_once(problems)
+        _warn_about(problems)
         self.shipper = shipper or make_shipper(
             settings, service=service, environment=environment, release=release
         )
@@ -176,7 +176,9 @@ class ErrorEventProcessor:
     unchanged, so the app's own logging goes on as before. ``message`` is structlog's
     ``event`` (the template the developer wrote); the bound key-values go to ``context``.
     The keys ``tags`` (a dict) and ``fingerprint`` (a list) set the event's tags and custom
-    grouping. It never raises into the app and never blocks it.
+    grouping. It never raises into the app and never blocks it: a bad ``MENDLINE_*`` value is
+    warned about and replaced by its default (see load_app_settings), and a place in the chain
+    where events would be lost (after the renderer or format_exc_info) is warned about once.
     """
 
     def __init__(
