@@ -102,8 +102,12 @@ async def test_errors_of_forked_children_reach_kafka_once_and_nobody_complains(
     topic = unique_topic("kids")
     stderr = run_app(how, kafka_bootstrap, topic, tmp_path / "spool")
     events = await read_events(kafka_bootstrap, topic, 5 * children + 1)
-    assert child_events(events) == expected(children)
-    assert len(events) == len({e["event_id"] for e in events}) == 5 * children + 1
+    # At least once: a child killed (Pool.terminate) or leaving through os._exit between
+    # a send and noting it in its spool has those events sent again, with their event_id
+    # (the consumer keeps one). Everything arrives; nothing is new twice.
+    unique = {e["event_id"]: e for e in events}
+    assert child_events(list(unique.values())) == expected(children)
+    assert len(unique) == 5 * children + 1
     # The parent's producer, connections and loop stay the parent's: a child neither closes
     # them nor lets their finalizers complain ("Unclosed AIOKafkaProducer").
     assert "Unclosed" not in stderr and "Traceback" not in stderr, stderr
