@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.event import Level
@@ -258,6 +258,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     values.update(overrides)
     try:
         return Settings(**values)
+    except SettingsError as exc:  # a MENDLINE_* list that is not JSON; names the setting
+        raise ConfigError(f"invalid settings: {exc}") from None
     except ValidationError as exc:
         lines = [
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"

@@ -3,6 +3,7 @@ background shipper with its disk spool; nothing here ever blocks or breaks the h
 
 from mendline.ingest.app._builder import EventBuilder, InApp, encode_event, truncate_utf8
 from mendline.ingest.app._capture import Capture, RawException, RawFrame, capture_chain
+from mendline.ingest.app._config import SettingProblem, app_setting_problems, load_app_settings
 from mendline.ingest.app._processor import ErrorEventHandler, ErrorEventProcessor, make_shipper
 from mendline.ingest.app._shipper import Shipper, ShipperStats
 from mendline.ingest.app._spool import Record, Spool
@@ -18,11 +19,14 @@ __all__ = [
     "RawException",
     "RawFrame",
     "Record",
+    "SettingProblem",
     "Shipper",
     "ShipperStats",
     "Spool",
+    "app_setting_problems",
     "capture_chain",
     "encode_event",
+    "load_app_settings",
     "make_shipper",
     "start_capturing",
     "stop_capturing",

@@ -12,9 +12,10 @@ from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest.app import _testing
 from mendline.ingest.app._builder import EventBuilder, InApp
 from mendline.ingest.app._capture import Capture, exception_of
+from mendline.ingest.app._config import SettingProblem, load_app_settings
 from mendline.ingest.app._shipper import Shipper
 from mendline.schemas.event import LEVEL_RANK, LEVELS
-from mendline.schemas.settings import Settings, load_settings
+from mendline.schemas.settings import Settings
 
 __all__ = ["ErrorEventHandler", "ErrorEventProcessor", "make_shipper"]
 
@@ -41,6 +42,36 @@ _RESERVED = frozenset(
 # Our own and our Kafka client's loggers never become events: that would loop when Kafka is down.
 _IGNORED_LOGGERS = ("mendline", "aiokafka", "kafka")
 
+log = logging.getLogger("mendline.ingest")
+
+_AFTER_RENDERER = (
+    "mendline: ErrorEventProcessor was given an already rendered event (%s), so it captures "
+    "nothing: put it in structlog's processors before the renderer (JSONRenderer, "
+    "ConsoleRenderer, ...), and before format_exc_info and dict_tracebacks"
+)
+_AFTER_FORMAT_EXC_INFO = (
+    "mendline: ErrorEventProcessor runs after format_exc_info or dict_tracebacks (the event "
+    "has a formatted 'exception' and no exc_info), so events are captured without their "
+    "traceback: put it in structlog's processors before them"
+)
+
+
+def _formatted_exception(event_dict: dict[str, Any]) -> bool:
+    """True when format_exc_info or dict_tracebacks has already turned exc_info into text."""
+    if "exc_info" in event_dict:
+        return False
+    found = event_dict.get("exception")
+    if isinstance(found, str):  # format_exc_info; a key the app binds itself rarely looks so
+        return found.startswith("Traceback (most recent call last):")
+    return (
+        isinstance(found, list)
+        and bool(found)
+        and isinstance(found[0], dict)
+        and (
+            "exc_type" in found[0]  # dict_tracebacks
+        )
+    )
+
 
 def make_shipper(
     settings: Settings | None = None,
@@ -50,7 +81,9 @@ def make_shipper(
     release: str | None = None,
 ) -> Shipper:
     """A Shipper with its EventBuilder, configured from ``settings`` and the overrides."""
-    settings = settings or load_settings()
+    if settings is None:
+        settings, problems = load_app_settings()
+        _warn_about(problems)
     builder = EventBuilder(
         service or settings.service or _program_name(),
         environment or settings.environment,
@@ -66,6 +99,15 @@ def _program_name() -> str:
     return os.path.splitext(name)[0] or "python"
 
 
+def _warn_about(problems: list[SettingProblem]) -> None:
+    """A warning for each unusable setting (once: at construction), saying what happens."""
+    for problem in problems:
+        if problem.disables_shipping:
+            log.warning("mendline: %s; no error events are shipped until it is fixed", problem)
+        else:
+            log.warning("mendline: %s; its default is used instead", problem)
+
+
 class _Emitter:
     """What the processor and the handler share: the threshold, the shipper, the guards."""
 
@@ -78,10 +120,13 @@ class _Emitter:
         environment: str | None,
         release: str | None,
     ) -> None:
-        settings = settings or load_settings()
+        settings, problems = load_app_settings(settings)
+        _warn_about(problems)
         self.shipper = shipper or make_shipper(
             settings, service=service, environment=environment, release=release
         )
+        if any(problem.disables_shipping for problem in problems):
+            self.shipper.shutdown(0)  # what is logged is counted as failed, never shipped
         self.min_rank = _RANK[level or settings.emit_level]
         self.failures = 0
         self._guard = threading.local()
@@ -131,7 +176,9 @@ class ErrorEventProcessor:
     unchanged, so the app's own logging goes on as before. ``message`` is structlog's
     ``event`` (the template the developer wrote); the bound key-values go to ``context``.
     The keys ``tags`` (a dict) and ``fingerprint`` (a list) set the event's tags and custom
-    grouping. It never raises into the app and never blocks it.
+    grouping. It never raises into the app and never blocks it: a bad ``MENDLINE_*`` value is
+    warned about and replaced by its default (see load_app_settings), and a place in the chain
+    where events would be lost (after the renderer or format_exc_info) is warned about once.
     """
 
     def __init__(
@@ -147,10 +194,15 @@ class ErrorEventProcessor:
         self._emitter = _Emitter(service, level, settings, shipper, environment, release)
         self._min_rank = self._emitter.min_rank
         self.shipper = self._emitter.shipper
+        self._warned_misplaced = False
 
     def __call__(self, logger: Any, method_name: str, event_dict: Any) -> Any:
         """Capture the event if it is an error; return ``event_dict`` unchanged."""
         try:
+            if not isinstance(event_dict, dict) or _formatted_exception(event_dict):
+                self._misplaced(event_dict)
+                if not isinstance(event_dict, dict):
+                    return event_dict
             level = event_dict.get("level")
             rank = _RANK.get(level if isinstance(level, str) else method_name, 0)
             exc_info = event_dict.get("exc_info")
@@ -175,6 +227,16 @@ class ErrorEventProcessor:
         except Exception:
             self._emitter.failures += 1
         return event_dict
+
+    def _misplaced(self, event_dict: Any) -> None:
+        """Say once (a warning) where the processor must go in the chain."""
+        if self._warned_misplaced:
+            return
+        self._warned_misplaced = True
+        if isinstance(event_dict, dict):
+            log.warning(_AFTER_FORMAT_EXC_INFO)
+        else:
+            log.warning(_AFTER_RENDERER, type(event_dict).__name__)
 
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.

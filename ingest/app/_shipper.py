@@ -3,6 +3,12 @@
 The app's threads only append a Capture to a bounded deque (``submit``); the shipper thread
 builds, scrubs and encodes the events and sends them with acks=all. When Kafka cannot be
 reached, events go to the disk spool and are sent, oldest first, once it can.
+
+In a forked child (a multiprocessing worker, a gunicorn or Celery worker) ``submit`` builds
+the event and writes it to the spool at once, in the caller's thread: such children often
+leave through ``os._exit`` (or are terminated), where no atexit hook runs. The child's own
+thread sends its spool while it lives; what is left when it dies is adopted and sent by
+any live process of the same service (its parent starts its thread at the fork for that).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import logging
 import os
 import re
+import sys
 import threading
 import time
 import weakref
@@ -39,6 +46,7 @@ _OUTBOX_MAX = 10_000
 _BACKOFF_MIN = 0.1
 _BACKOFF_MAX = 5.0
 _WARN_EVERY = 60.0
+_ADOPT_EVERY = 1.0  # seconds between looks for slots that exited processes left
 
 
 @dataclass
@@ -105,6 +113,8 @@ class Shipper:
         key = settings.signing_key
         self._signing_key = key.get_secret_value().encode() if key is not None else None
         self.thread_ident: int | None = None
+        self._forked = False  # True in a forked child: spool first (see the module docstring)
+        self._exit_hook_pid = 0
         _register(self)
 
     @property
@@ -120,6 +130,8 @@ class Shipper:
         """Queue an event for shipping. Cheap, never blocks; drops (and counts) when full."""
         if self._closed:
             raise ShipperClosed("this shipper was shut down")
+        if self._forked and self._spool_now(capture):
+            return
         queue = self._queue
         if len(queue) >= self._queue_max:
             self.stats.dropped["queue_full"] += 1
@@ -128,13 +140,67 @@ class Shipper:
         queue.append(capture)
         self.stats.received += 1
         if self._thread is None:
+            self._exit_hook()
             self._start()
         elif self._idle:
-            self._idle = False
-            loop, wakeup = self._loop, self._wakeup
-            if loop is not None and wakeup is not None:
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(wakeup.set)
+            self._wake()
+
+    def _spool_now(self, capture: Capture) -> bool:
+        """In a forked child: build the event and write it to the spool before returning,
+        so that an ``os._exit`` right after loses nothing. False when there is no spool (the
+        event then takes the queue)."""
+        spool = self._spool or self._open_spool()
+        if spool is None:
+            return False
+        self.stats.received += 1
+        try:
+            event, data = self.builder.encode(capture)
+        except Exception:
+            self.stats.errored += 1
+            self._warn_build()
+            return True
+        self._to_spool([(event["event_id"].encode(), data)])
+        self._exit_hook()
+        if self._thread is None:
+            self._start()
+        elif self._idle:
+            self._wake()
+        return True
+
+    def _wake(self) -> None:
+        self._idle = False
+        loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(wakeup.set)
+
+    def _open_spool(self) -> Spool | None:
+        """This process's spool, taken at first use; None (said once) when there is none."""
+        with self._start_lock:
+            if self._spool is None and not self._spool_failed:
+                try:
+                    root = self.spool_root
+                    # MENDLINE_SPOOL_DIR holds every service's folder: created private,
+                    # never chmodded if it was there (it may be a folder others use too).
+                    private_dir(root.parent, tighten=False)
+                    self._spool = Spool(root, self.settings.spool_max_bytes)
+                except OSError as exc:
+                    self._spool_failed = True
+                    log.warning("mendline: no disk spool (%s); events wait in memory only", exc)
+            return self._spool
+
+    def _exit_hook(self) -> None:
+        """In a process that multiprocessing started, flush at its exit: it leaves through
+        ``os._exit`` after running its own finalizers, never through atexit."""
+        pid = os.getpid()
+        if self._exit_hook_pid == pid:
+            return
+        self._exit_hook_pid = pid
+        util = sys.modules.get("multiprocessing.util")
+        process = sys.modules.get("multiprocessing.process")
+        if util is None or process is None or process.parent_process() is None:
+            return
+        util.Finalize(self, _shutdown_quietly, args=(weakref.ref(self),), exitpriority=10)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Send (or spool) what is queued, waiting at most ``timeout`` seconds; idempotent.
@@ -182,7 +248,10 @@ class Shipper:
     # -- the shipper thread --------------------------------------------------------------------
     _in_flight = 0
     _spool: Spool | None = None
-    _producer: Any
+    _spool_failed = False
+    _producer: Any = None
+    _healthy: bool | None = None
+    _adopted_at_close = False
 
     def _spool_records(self) -> int:
         spool = self._spool
@@ -214,14 +283,8 @@ class Shipper:
         self._retry_at = 0.0
         self._backoff = Backoff(_BACKOFF_MIN, _BACKOFF_MAX)
         self._producer = None
-        try:
-            root = self.spool_root
-            # MENDLINE_SPOOL_DIR holds every service's folder: created private, never
-            # chmodded if it was there (it may be a folder others use too).
-            private_dir(root.parent, tighten=False)
-            self._spool = Spool(root, self.settings.spool_max_bytes)
-        except OSError as exc:
-            log.warning("mendline: no disk spool (%s); events wait in memory only", exc)
+        self._next_adoption = 0.0
+        self._open_spool()
         sender = asyncio.create_task(self._supervised_send_loop())
         try:
             await self._intake_loop()
@@ -243,8 +306,12 @@ class Shipper:
         assert self._wakeup is not None
         while True:
             moved = self._take()
+            # Kafka failing at exit: what is left goes to the spool now (the finally of
+            # _main), for the next start, rather than after the whole shutdown timeout.
             if self._closing and (
-                self._everything_sent() or time.monotonic() >= self._flush_deadline
+                self._healthy is False
+                or self._everything_sent()
+                or time.monotonic() >= self._flush_deadline
             ):
                 return
             if moved:
@@ -265,6 +332,7 @@ class Shipper:
             and not self._outbox
             and self._in_flight == 0
             and (not self._spool_records() or self._healthy is False)
+            and (self._adopted_at_close or self._spool is None or self._healthy is False)
         )
 
     def _take(self) -> int:
@@ -366,6 +434,11 @@ class Shipper:
                 if failed:
                     self._to_spool(failed, front=True)
                 continue
+            if not self._outbox and spool is not None and self._adoption_due():
+                self._next_adoption = time.monotonic() + _ADOPT_EVERY
+                self._adopted_at_close = self._closing
+                if self._adopt(spool):
+                    continue
             if self._outbox:
                 batch = [self._outbox.popleft() for _ in range(min(_BATCH, len(self._outbox)))]
                 self._in_flight = len(batch)
@@ -379,6 +452,22 @@ class Shipper:
                     self._to_spool([*failed, *rest], front=True)
                 continue
             await asyncio.sleep(0.005 if self._closing else 0.05)
+
+    def _adoption_due(self) -> bool:
+        # Once more at exit: a parent often exits right after its children did.
+        if self._closing and not self._adopted_at_close:
+            return True
+        return time.monotonic() >= self._next_adoption
+
+    def _adopt(self, spool: Spool) -> int:
+        try:
+            adopted = spool.adopt_orphans()
+        except OSError as exc:
+            log.debug("mendline: adopting spooled events failed (%s)", exc)
+            return 0
+        if adopted:
+            log.info("mendline: sending %d events that exited processes spooled", adopted)
+        return adopted
 
     async def _connect(self) -> None:
         producer = errors_producer(
@@ -448,10 +537,18 @@ class Shipper:
 
     # -- fork safety ---------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:
-        """A forked child starts with an empty queue and its own thread, slot and producer."""
+        """A forked child starts with an empty queue and its own thread, slot and producer;
+        it spools first (see the module docstring)."""
         if self._spool is not None:
             self._spool.abandon()
+        # The parent's producer, connections and loop are the parent's: never used, stopped
+        # or collected here (their finalizers would complain, or close the parent's sockets).
+        _inherited.extend(o for o in (self._producer, self._loop) if o is not None)
+        self._producer = None
+        self._healthy = None
+        self._forked = True
         self._spool = None
+        self._spool_failed = False
         self._queue = deque()
         self._outbox = deque()  # the parent sends what it had built
         self._start_lock = threading.Lock()
@@ -468,6 +565,7 @@ class Shipper:
 
 
 _shippers: weakref.WeakSet[Shipper] = weakref.WeakSet()
+_inherited: list[object] = []  # what forked children must neither use nor let be collected
 
 
 def _register(shipper: Shipper) -> None:
@@ -479,11 +577,27 @@ def _after_fork() -> None:
         shipper._after_fork_in_child()
 
 
+def _after_fork_in_parent() -> None:
+    """A parent's shipper runs from the first fork on: it sends what children that left
+    through ``os._exit`` had spooled, even when the parent itself logs no error."""
+    for shipper in list(_shippers):
+        if not shipper._closed and shipper._thread is None:
+            with contextlib.suppress(Exception):
+                shipper._start()
+
+
+def _shutdown_quietly(ref: weakref.ref[Shipper]) -> None:
+    shipper = ref()
+    if shipper is not None:
+        with contextlib.suppress(Exception):
+            shipper.shutdown()
+
+
 def _at_exit() -> None:
     for shipper in list(_shippers):
         with contextlib.suppress(Exception):
             shipper.shutdown()
 
 
-os.register_at_fork(after_in_child=_after_fork)
+os.register_at_fork(after_in_child=_after_fork, after_in_parent=_after_fork_in_parent)
 atexit.register(_at_exit)

@@ -2,7 +2,9 @@
 
 Layout: ``<root>/slot-<n>/<seq>.spool``, one record a line as ``<key> <json>``. A process
 holds its slot with an exclusive ``flock`` on ``slot-<n>/.lock``, so forked workers each take
-their own slot, and a restarted process takes over (and sends) what a dead one left behind.
+their own slot, and a restarted process takes over (and sends) what a dead one left behind;
+a live one adopts (``adopt_orphans``) the slots that exited processes left, so what a forked
+child spooled before ``os._exit`` is sent by its parent or a sibling.
 Records are written to the OS without fsync: they survive the process, not the machine.
 
 The spool holds error events, which may carry the app's data, so it is private: folders are
@@ -19,6 +21,7 @@ import fcntl
 import logging
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +48,11 @@ class _Segment:
 
 
 class Spool:
-    """Events waiting on disk while Kafka is unreachable. Not thread-safe: one owner thread."""
+    """Events waiting on disk while Kafka is unreachable.
+
+    Each call holds a lock: in a forked child the app's threads append while the shipper
+    thread sends (peek, then consume_peeked or push_front).
+    """
 
     def __init__(self, root: Path, max_bytes: int, segment_bytes: int = 1024 * 1024) -> None:
         """Take a free slot under ``root`` (made private, see the module docstring).
@@ -56,6 +63,7 @@ class Spool:
         self.max_bytes = max_bytes
         self._segment_bytes = min(segment_bytes, max(max_bytes // 4, 1024))
         self._lock_fd, self.path = _take_slot(root)
+        self._mutex = threading.RLock()  # push_front() may call append()
         self._segments: list[_Segment] = []
         self._cursor = 0  # records of the head segment already sent
         self._peeked = 0  # records of the head segment handed out by peek(), not yet confirmed
@@ -63,106 +71,121 @@ class Spool:
         self._size = 0
         self.records = 0
         self.dropped = 0
-        for path in sorted(self.path.glob(f"*{_SUFFIX}")):
-            if not path.stem.isdigit():
-                continue
-            try:
-                fd = _open_private(path, os.O_RDWR | _EXISTING)
-            except OSError as exc:
-                log.warning("mendline: skipping spool file %s (%s)", path, exc.strerror)
-                if path.is_symlink():  # removing a link leaves what it points to alone
-                    path.unlink(missing_ok=True)
-                continue
-            try:
-                data = _read_all(fd)
-                complete = data.rfind(b"\n") + 1
-                if complete < len(data):  # the last write was cut short (a kill, a full disk)
-                    os.ftruncate(fd, complete)
-            finally:
-                os.close(fd)
-            lines = data.count(b"\n", 0, complete)
-            if lines == 0:
-                path.unlink(missing_ok=True)
-                continue
-            self._segments.append(_Segment(int(path.stem), path, lines, complete, exists=True))
-            self._size += complete
-            self.records += lines
+        for segment in _load_segments(self.path):
+            self._segments.append(segment)
+            self._size += segment.size
+            self.records += segment.records
 
     def __len__(self) -> int:
         return self.records
 
     def append(self, records: list[Record]) -> int:
         """Write records after the newest; returns how many old ones the cap pushed out."""
-        if not records:
-            return 0
-        data = b"".join(key + b" " + value + b"\n" for key, value in records)
-        tail = self._segments[-1] if self._segments else None
-        if tail is None or tail.size >= self._segment_bytes:
-            seq = tail.seq + 1 if tail else _FIRST_SEQ
-            tail = _Segment(seq, self.path / f"{seq:012d}{_SUFFIX}", 0, 0)
-            self._segments.append(tail)
-        self._write(tail, data, "ab")
-        tail.records += len(records)
-        self.records += len(records)
-        return self._enforce_cap()
+        with self._mutex:
+            if not records:
+                return 0
+            data = b"".join(key + b" " + value + b"\n" for key, value in records)
+            tail = self._segments[-1] if self._segments else None
+            if tail is None or tail.size >= self._segment_bytes:
+                seq = tail.seq + 1 if tail else _FIRST_SEQ
+                tail = _Segment(seq, self.path / f"{seq:012d}{_SUFFIX}", 0, 0)
+                self._segments.append(tail)
+            self._write(tail, data, "ab")
+            tail.records += len(records)
+            self.records += len(records)
+            return self._enforce_cap()
 
     def push_front(self, records: list[Record]) -> int:
         """Write records before the oldest (they failed to send and are older than the rest)."""
-        if not records:
-            return 0
-        self._peeked = 0
-        if not self._segments:
-            return self.append(records)
-        self._compact_head()
-        seq = self._segments[0].seq - 1
-        head = _Segment(seq, self.path / f"{seq:012d}{_SUFFIX}", 0, 0)
-        self._write(head, b"".join(k + b" " + v + b"\n" for k, v in records), "wb")
-        head.records = len(records)
-        self._segments.insert(0, head)
-        self.records += len(records)
-        return self._enforce_cap()
+        with self._mutex:
+            if not records:
+                return 0
+            self._peeked = 0
+            if not self._segments:
+                return self.append(records)
+            self._compact_head()
+            seq = self._segments[0].seq - 1
+            head = _Segment(seq, self.path / f"{seq:012d}{_SUFFIX}", 0, 0)
+            self._write(head, b"".join(k + b" " + v + b"\n" for k, v in records), "wb")
+            head.records = len(records)
+            self._segments.insert(0, head)
+            self.records += len(records)
+            return self._enforce_cap()
 
     def peek(self, limit: int) -> list[Record]:
         """Up to ``limit`` of the oldest records, without removing them; see consume_peeked()."""
-        self._peeked = 0
-        if not self._segments:
-            return []
-        head = self._segments[0]
-        cached = self._head_lines
-        if cached is None or cached[0] != (head.seq, head.size):
-            # Every record ends with a newline; whatever follows the last one is not a record.
-            cached = ((head.seq, head.size), _read(head.path).split(b"\n")[:-1])
-            self._head_lines = cached  # a full segment is read once, not once per peek
-        lines = cached[1][self._cursor : self._cursor + limit]
-        out: list[Record] = []
-        for line in lines:
-            if line:
-                key, _, value = line.partition(b" ")
-                out.append((key, value))
-        self._peeked = len(out)
-        return out
+        with self._mutex:
+            self._peeked = 0
+            if not self._segments:
+                return []
+            head = self._segments[0]
+            cached = self._head_lines
+            if cached is None or cached[0] != (head.seq, head.size):
+                # Every record ends with a newline; whatever follows the last one is not a record.
+                cached = ((head.seq, head.size), _read(head.path).split(b"\n")[:-1])
+                self._head_lines = cached  # a full segment is read once, not once per peek
+            lines = cached[1][self._cursor : self._cursor + limit]
+            out: list[Record] = []
+            for line in lines:
+                if line:
+                    key, _, value = line.partition(b" ")
+                    out.append((key, value))
+            self._peeked = len(out)
+            return out
 
     def consume_peeked(self) -> None:
         """Forget the records the last peek() returned (they were sent, or failed and were
         pushed back to the front). Nothing happens if the cap dropped them meanwhile."""
-        if not self._segments or not self._peeked:
-            return
-        head = self._segments[0]
-        self._cursor += self._peeked
-        self.records -= self._peeked
-        self._peeked = 0
-        if self._cursor >= head.records:
-            self._drop_head()
+        with self._mutex:
+            if not self._segments or not self._peeked:
+                return
+            head = self._segments[0]
+            self._cursor += self._peeked
+            self.records -= self._peeked
+            self._peeked = 0
+            if self._cursor >= head.records:
+                self._drop_head()
 
     def close(self) -> None:
         """Release the slot (the files stay for the next owner)."""
+        with self._mutex:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
+
+    def abandon(self) -> None:
+        """Forget the slot in a forked child without unlocking the parent's copy of the lock.
+
+        Never takes the mutex: the fork may have copied it held by the parent's shipper."""
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
-    def abandon(self) -> None:
-        """Forget the slot in a forked child without unlocking the parent's copy of the lock."""
-        self.close()
+    def adopt_orphans(self) -> int:
+        """Move what exited processes left in other slots of this root into this spool;
+        returns how many records came. A slot a live process holds is left alone (its lock
+        is taken without waiting), so this is cheap to call now and then."""
+        adopted = 0
+        for slot in sorted(self.path.parent.glob("slot-*")):
+            if slot == self.path or not any(slot.glob(f"*{_SUFFIX}")):
+                continue
+            try:
+                fd = _try_slot(slot)
+            except OSError:
+                continue
+            if fd is None:
+                continue
+            try:
+                for segment in _load_segments(slot):
+                    lines = _read(segment.path).split(b"\n")[:-1]
+                    pairs = (line.partition(b" ") for line in lines if line)
+                    records = [(key, value) for key, _, value in pairs]
+                    self.append(records)
+                    segment.path.unlink(missing_ok=True)  # after the append: at least once
+                    adopted += len(records)
+            finally:
+                os.close(fd)
+        return adopted
 
     def _write(self, segment: _Segment, data: bytes, mode: str) -> None:
         before = segment.size if mode == "ab" else 0
@@ -220,6 +243,34 @@ class Spool:
             dropped += lost
         self.dropped += dropped
         return dropped
+
+
+def _load_segments(slot: Path) -> list[_Segment]:
+    """The segments of ``slot``, oldest first; a record cut short at the end is cut off."""
+    segments = []
+    for path in sorted(slot.glob(f"*{_SUFFIX}")):
+        if not path.stem.isdigit():
+            continue
+        try:
+            fd = _open_private(path, os.O_RDWR | _EXISTING)
+        except OSError as exc:
+            log.warning("mendline: skipping spool file %s (%s)", path, exc.strerror)
+            if path.is_symlink():  # removing a link leaves what it points to alone
+                path.unlink(missing_ok=True)
+            continue
+        try:
+            data = _read_all(fd)
+            complete = data.rfind(b"\n") + 1
+            if complete < len(data):  # the last write was cut short (a kill, a full disk)
+                os.ftruncate(fd, complete)
+        finally:
+            os.close(fd)
+        lines = data.count(b"\n", 0, complete)
+        if lines == 0:
+            path.unlink(missing_ok=True)
+            continue
+        segments.append(_Segment(int(path.stem), path, lines, complete, exists=True))
+    return segments
 
 
 def private_dir(path: Path, *, follow: bool = True, tighten: bool = True) -> None:
@@ -294,12 +345,19 @@ def _take_slot(root: Path) -> tuple[int, Path]:
     private_dir(root)
     for n in range(1024):
         slot = root / f"slot-{n}"
-        private_dir(slot, follow=False)
-        fd = _open_private(slot / ".lock", os.O_RDWR | os.O_CREAT | _EXISTING)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return fd, slot
+        fd = _try_slot(slot)
+        if fd is not None:
+            return fd, slot
     raise OSError(f"no free spool slot under {root}")
+
+
+def _try_slot(slot: Path) -> int | None:
+    """The locked lock file of ``slot`` (made private), or None when a live process holds it."""
+    private_dir(slot, follow=False)
+    fd = _open_private(slot / ".lock", os.O_RDWR | os.O_CREAT | _EXISTING)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd

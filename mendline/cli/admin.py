@@ -13,6 +13,7 @@ from typing import Any
 from mendline.cli._connections import connect_database, reaching_kafka
 from mendline.cli._options import AS_JSON, Commands, positive
 from mendline.cli.output import print_done, print_json, printable, shorten, table
+from mendline.schemas.errors import ConfigError
 from mendline.schemas.redaction import redact_url
 from mendline.schemas.settings import Settings
 
@@ -229,8 +230,15 @@ def _variable(name: str) -> str:
 
 
 def _config_show(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.ingest import app_setting_problems
     from mendline.ingest.consumer import producer_check
 
+    unusable = app_setting_problems(settings)  # what the app's processor would refuse
+    if unusable:
+        raise ConfigError(
+            "invalid settings: " + "; ".join(str(problem) for problem in unusable),
+            hint="fix these: an app with them ships no error events (or uses the default)",
+        )
     producer_check(settings)  # a bad producer keys file is an error now, not at consume's start
     values = _settings_values(settings)
     if args.json:

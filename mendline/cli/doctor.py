@@ -233,6 +233,7 @@ async def _settings(
     routes: RoutingTable | ConfigError,
 ) -> Verdict:
     # Imported here: the Kafka client is not loaded for every command's help.
+    from mendline.ingest import app_setting_problems
     from mendline.ingest.consumer import producer_check
 
     detail = _settings_source(config_file, environ)
@@ -240,6 +241,12 @@ async def _settings(
         producer_check(settings)  # the producer keys file, read when the checks are on
     except ConfigError as exc:
         return fail(f"{detail}; but {exc}", exc.hint or "fix MENDLINE_PRODUCER_KEYS_FILE")
+    unusable = app_setting_problems(settings)  # what the app's processor would refuse
+    if unusable:
+        return fail(
+            f"{detail}; but {'; '.join(str(problem) for problem in unusable)}",
+            "fix these: an app with them ships no error events (or uses the default)",
+        )
     odd = [*_odd_settings(settings), *_misspelt_variables(environ, routes)]
     if not odd:
         return ok(detail)

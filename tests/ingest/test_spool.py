@@ -76,6 +76,24 @@ def test_two_live_owners_get_different_slots(tmp_path: Path) -> None:
     assert len(second) == 0
 
 
+def test_a_live_process_adopts_what_exited_ones_left_and_leaves_live_slots_alone(
+    tmp_path: Path,
+) -> None:
+    adopter = Spool(tmp_path, max_bytes=10_000_000)
+    adopter.append(records(0, 2))
+    dead = Spool(tmp_path, max_bytes=10_000_000, segment_bytes=1024)
+    dead.append(records(100, 30))  # several segments
+    dead.append(records(130, 30))
+    live = Spool(tmp_path, max_bytes=10_000_000)
+    live.append(records(200, 3))
+    dead.close()  # as the kernel does when the process dies (a child's os._exit)
+    assert adopter.adopt_orphans() == 60
+    assert drain(adopter) == [0, 1, *range(100, 160)]
+    assert not list(dead.path.glob("*.spool"))
+    assert adopter.adopt_orphans() == 0  # nothing is adopted twice
+    assert drain(live) == [200, 201, 202]  # a live owner's records stay its own
+
+
 def test_forked_child_does_not_steal_the_parents_slot(tmp_path: Path) -> None:
     parent = Spool(tmp_path, max_bytes=10_000_000)
     read, write = os.pipe()
