@@ -11,6 +11,7 @@ __all__ = [
     "ALL_WORDS",
     "FREE_WORDS",
     "LAST_WORDS",
+    "SQL_KEYS",
     "SQL_PARAM_KEYS",
     "flag_value_is_secret",
     "is_id_number",
@@ -241,7 +242,7 @@ _INSERT = re.compile(
     r"""\binsert\s+(?:or\s+\w+\s+)?into\s+[\w."`\[\]]+\s*\(([^()]*)\)\s*values\s*""", re.IGNORECASE
 )
 _ROW = re.compile(r"\s*\(([^()]*)\)\s*,?")
-_SQL_KEYS = ("sql", "statement", "query")
+SQL_KEYS = ("sql", "statement", "query")
 SQL_PARAM_KEYS = ("params", "parameters", "args")
 
 
@@ -255,7 +256,7 @@ def sql_secret_positions(
     VALUES rows of an INSERT with a column list. Named parameters are a dict, whose keys the
     dict rules already judge.
     """
-    statement = next((context[k] for k in _SQL_KEYS if isinstance(context.get(k), str)), None)
+    statement = next((context[k] for k in SQL_KEYS if isinstance(context.get(k), str)), None)
     if statement is None:
         return None
     params_key = next((k for k in SQL_PARAM_KEYS if isinstance(context.get(k), list | tuple)), None)

@@ -15,6 +15,7 @@ from mendline.analyzers.grouping._credentials import CREDENTIALS, Credential
 from mendline.analyzers.grouping._keys import (
     ALL_WORDS,
     FREE_WORDS,
+    SQL_KEYS,
     SQL_PARAM_KEYS,
     flag_value_is_secret,
     is_id_number,
@@ -288,6 +289,10 @@ class _Pem:
         self.open = False
 
 
+# What _gather looks inside; a dict with one of these keys holds SQL parameters, maybe.
+_NESTED = (dict, list, tuple, bytes, bytearray)
+_SQL_PARAM_SET = frozenset(SQL_PARAM_KEYS)
+_SQL_SET = frozenset(SQL_KEYS)
 # Top-level fields of an event that are text, scrubbed like the message.
 _NAME_FIELDS = ("service", "environment", "release", "host", "logger", "message")
 _EXCEPTION_FIELDS = ("type", "module", "value")
@@ -399,28 +404,70 @@ class Scrubber:
 
     def _quick_clean(self, event: dict[str, Any]) -> bool:
         """True only if nothing in ``event`` can hold a secret (False may be a false alarm)."""
+        if self._extra:
+            return self._quick_clean_each(event)
+        # Names that recur together (a service's names; a frame's file, module and function)
+        # are checked and remembered as one string, joined by newlines, which no built-in
+        # check matches across. A field that is not a string shows as its repr: at worst a
+        # false alarm, which the exact check in is_clean then settles.
+        get = event.get
+        texts = [
+            f"{get('service')}\n{get('environment')}\n{get('release')}\n{get('host')}"
+            f"\n{get('logger')}"
+        ]
+        message = get("message")
+        if isinstance(message, str):
+            texts.append(message)
+        append = texts.append
+        exceptions = get("exceptions")
+        if isinstance(exceptions, list):
+            clean, clean_code = self._clean, self._clean_code
+            for exc in exceptions:
+                if not isinstance(exc, dict):
+                    continue
+                eget = exc.get
+                append(f"{eget('type')}\n{eget('module')}")
+                value = eget("value")
+                if isinstance(value, str):
+                    append(value)
+                frames = eget("frames")
+                if isinstance(frames, list):
+                    for frame in frames:
+                        if isinstance(frame, dict):
+                            fget = frame.get
+                            append(f"{fget('filename')}\n{fget('module')}\n{fget('function')}")
+                            line = fget("context_line")
+                            if (
+                                isinstance(line, str)
+                                and line not in clean
+                                and line not in clean_code
+                            ):
+                                append(line)
+        return (
+            self._gather(get("context"), texts, 0)
+            and self._gather(get("tags"), texts, 0)
+            and self._gather(get("fingerprint"), texts, 0)
+            and self._all_clean(texts)
+        )
+
+    def _quick_clean_each(self, event: dict[str, Any]) -> bool:
+        """_quick_clean for user patterns, which may use ^ and $: each string on its own."""
         texts: list[str] = []
         for name in _NAME_FIELDS:
-            value = event.get(name)
-            if isinstance(value, str):
-                texts.append(value)
+            _add(texts, event.get(name))
         exceptions = event.get("exceptions")
         if isinstance(exceptions, list):
             for exc in exceptions:
                 if not isinstance(exc, dict):
                     continue
                 for name in _EXCEPTION_FIELDS:
-                    value = exc.get(name)
-                    if isinstance(value, str):
-                        texts.append(value)
+                    _add(texts, exc.get(name))
                 frames = exc.get("frames")
                 if isinstance(frames, list):
                     for frame in frames:
                         if isinstance(frame, dict):
                             for name in _FRAME_FIELDS:
-                                value = frame.get(name)
-                                if isinstance(value, str):
-                                    texts.append(value)
+                                _add(texts, frame.get(name))
                             line = frame.get("context_line")
                             if isinstance(line, str) and line not in self._clean_code:
                                 texts.append(line)
@@ -478,6 +525,8 @@ class Scrubber:
         if isinstance(value, dict):
             if depth >= _MAX_DEPTH:
                 return False
+            if not _SQL_PARAM_SET.isdisjoint(value) and not _SQL_SET.isdisjoint(value):
+                return False  # a statement and its parameters: the statement judges them
             seen = self._keys_seen
             for key, item in value.items():
                 if isinstance(key, str):
@@ -485,13 +534,9 @@ class Scrubber:
                     if secret or (secret is None and self.is_secret_key(key)):
                         return False
                     texts.append(key)  # a key can hold a secret too: {"https://u:pw@h": ...}
-                    if key in SQL_PARAM_KEYS and isinstance(item, list | tuple):
-                        return False  # the statement decides (see _value)
                 if isinstance(item, str):
                     texts.append(item)
-                elif isinstance(item, dict | list | tuple | bytes | bytearray) and not self._gather(
-                    item, texts, depth + 1
-                ):
+                elif isinstance(item, _NESTED) and not self._gather(item, texts, depth + 1):
                     return False
         elif isinstance(value, list | tuple):
             if depth >= _MAX_DEPTH:
@@ -505,13 +550,9 @@ class Scrubber:
                     name = item[0]
                     if isinstance(name, bytes | bytearray):
                         name = bytes(name).decode("utf-8", "replace")
-                    if self.is_secret_key(name):
+                    if self.is_secret_key(name) or not self._gather(item, texts, depth + 1):
                         return False
-                    if not self._gather(item, texts, depth + 1):
-                        return False
-                elif isinstance(item, dict | list | tuple | bytes | bytearray) and not self._gather(
-                    item, texts, depth + 1
-                ):
+                elif isinstance(item, _NESTED) and not self._gather(item, texts, depth + 1):
                     return False
         elif isinstance(value, str):
             texts.append(value)
@@ -715,6 +756,11 @@ class Scrubber:
             else:
                 out.append(self._value(item, depth + 1, pem))
         return out
+
+
+def _add(texts: list[str], value: Any) -> None:
+    if isinstance(value, str):
+        texts.append(value)
 
 
 def _secret(key: str, value: Any) -> Any:
