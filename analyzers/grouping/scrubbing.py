@@ -70,7 +70,10 @@ _PEM_MARKER = re.compile(r"-----(BEGIN|END)[A-Z0-9 ]*PRIVATE KEY-----")
 _PEM_END = re.compile(r"-----END[A-Z0-9 ]*PRIVATE KEY-----")
 # Lines of a key's base64 body (and its "Proc-Type: ..." headers), one or more per string.
 _PEM_BODY = re.compile(
-    r"(?:\s*(?:[A-Za-z0-9+/]{16,}={0,2}|[A-Za-z0-9+/]*={1,2}|[\w-]+: [^\n]*)\s*)+", re.ASCII
+    # Atomic and possessive throughout: a run of base64 must not be split into lines in
+    # every possible way before a failing match gives up.
+    r"(?:\s*+(?>[A-Za-z0-9+/]{16,}+={0,2}|[A-Za-z0-9+/]*+={1,2}|[\w-]++: [^\n]*+)\s*+)++",
+    re.ASCII,
 )
 # Only at the start of a run of base64url characters, so that "eyJ-eyJ-..." is not quadratic.
 _JWT = re.compile(r"(?<![\w-])eyJ[\w-]*+\.[\w-]++\.[\w-]*+", re.ASCII)
@@ -169,10 +172,10 @@ def _is_plain_number(value: str) -> bool:
     return value.isdigit() or value.lower() in ("true", "false")
 
 
-def _in_string_literal(line: str, at: int) -> bool:
-    """Whether position ``at`` of the source line ``line`` is inside a string literal."""
-    quote = ""
-    index = 0
+def _in_string_literal(line: str, at: int, start: int = 0, quote: str = "") -> tuple[int, str]:
+    """Scan the source line ``line`` from ``start`` (where the open quote was ``quote``) to
+    ``at``: the position reached and the quote open there ("" outside string literals)."""
+    index = start
     while index < at:
         char = line[index]
         if char == "\\" and quote:
@@ -184,7 +187,7 @@ def _in_string_literal(line: str, at: int) -> bool:
         elif char in "\"'`":
             quote = char
         index += 1
-    return bool(quote)
+    return index, quote
 
 
 # The quick check runs on the strings folded: ASCII lowercased, '-' as '_', and the rare
@@ -443,12 +446,7 @@ class Scrubber:
                                 and line not in clean_code
                             ):
                                 append(line)
-        return (
-            self._gather(get("context"), texts, 0)
-            and self._gather(get("tags"), texts, 0)
-            and self._gather(get("fingerprint"), texts, 0)
-            and self._all_clean(texts)
-        )
+        return self._rest_clean(event, texts)
 
     def _quick_clean_each(self, event: dict[str, Any]) -> bool:
         """_quick_clean for user patterns, which may use ^ and $: each string on its own."""
@@ -471,6 +469,10 @@ class Scrubber:
                             line = frame.get("context_line")
                             if isinstance(line, str) and line not in self._clean_code:
                                 texts.append(line)
+        return self._rest_clean(event, texts)
+
+    def _rest_clean(self, event: dict[str, Any], texts: list[str]) -> bool:
+        """The quick check's end: context, tags and fingerprint, then all ``texts``."""
         return (
             self._gather(event.get("context"), texts, 0)
             and self._gather(event.get("tags"), texts, 0)
@@ -645,6 +647,7 @@ class Scrubber:
         """
         pieces: list[str] = []
         last = 0
+        scanned, quote = 0, ""  # how far the line was scanned for string literals
         for match in self._pairs.finditer(lower):
             start = match.start()
             while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_-"):
@@ -658,8 +661,11 @@ class Scrubber:
                 continue
             if _SQL_PLACEHOLDER.fullmatch(value) is not None:
                 continue  # "SET password = %s": the statement, not the secret
-            if code and match.group("q") is None and not _in_string_literal(text, value_start):
-                continue
+            if code and match.group("q") is None:
+                # Matches come in order, so the scan goes on from the last one: linear.
+                scanned, quote = _in_string_literal(text, value_start, scanned, quote)
+                if not quote:
+                    continue
             pieces += (text[last:value_start], FILTERED)
             last = value_end
         if not pieces:

@@ -401,3 +401,15 @@ def test_is_clean_agrees_with_scrub_event(event: dict[str, Any], patterns: list[
     assert clean == (scrubbed == event)
     # Scrubbed output is clean: a second pass (the consumer's) keeps it as it is.
     assert Scrubber(extra_patterns=patterns).is_clean(scrubbed)
+
+
+def test_hostile_strings_after_an_open_key_and_in_code_lines_come_back() -> None:
+    # Without atomic matching, the base64 run would be split into lines in every possible
+    # way (exponential); without a running scan, each pair would rescan the line (quadratic).
+    run = "A" * 5000 + "!"
+    value = Scrubber().scrub_value([PEM_LINES[0], run, PEM_LINES[3]])
+    assert value == [FILTERED, run, FILTERED]
+    event = _event()
+    event["exceptions"][0]["frames"][0]["context_line"] = "f('x') " + "password=a " * 500
+    Scrubber().scrub_event(event)
+    assert event["exceptions"][0]["frames"][0]["context_line"].count("password=a") == 500
