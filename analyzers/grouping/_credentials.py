@@ -172,7 +172,7 @@ CREDENTIALS: tuple[Credential, ...] = (
     _row(
         "AWS access key id",
         "a",
-        r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b",
+        r"\b(?:AKIA|ASIA|ABIA)[A-Z0-9]{16}\b",
         "AKIAIOSFODNN7EXAMPLE",
         "AKIA1234 is too short",
     ),

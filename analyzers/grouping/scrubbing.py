@@ -83,7 +83,7 @@ _URL_PARAM = re.compile(r"(?<=[?&#])(?P<name>[\w.%~+-]{1,64})=(?P<value>[^&#\s\"
 # Parameters that are secrets in a URL though not as keys elsewhere ("code" is an OAuth
 # authorization code in a query string, an error code in a log context).
 _SQL_PLACEHOLDER = re.compile(r"%s|\?|\$[0-9]{1,4}|%\(\w+\)s|:\w+", re.ASCII)
-_URL_SECRET_NAMES = frozenset(("code", "oauth_verifier", "otp", "ticket"))
+_URL_SECRET_NAMES = frozenset(("code", "oauth_verifier"))
 # Matched against the text lowercased (see _filter_values), so written in lowercase.
 _BEARER = re.compile(rf"\bbearer[ \t]+(?!(?:{_BEARER_PROSE})\b)(?P<value>[\w.~+/-]+=*)", re.ASCII)
 # RFC 3986: the userinfo ends at the first '@' and cannot hold '/', '?' or '#' unescaped.
@@ -228,7 +228,6 @@ _RARE_SHAPES = (
 # Shapes without a rare letter, each behind a substring it must contain.
 _PLAIN_SHAPES = (
     ("asia", r"asia[a-z0-9\x01]{16}"),
-    ("acca", r"acca[a-z0-9\x01]{16}"),
     ("gh", r"gh[pousr]_[a-z0-9\x01]{36}"),
     ("@", r"://[^:/?#@\s]*:[^@/?#\s]+@"),
     ("aiza", r"aiza[\w\x01]{35}"),
@@ -239,13 +238,25 @@ _PLAIN_SHAPES = (
     ("pypi_agei", r"pypi_agei"),
     ("ac", r"ac(?<![\w\x01]ac)[0-9acdef\x01]{32}"),
     # URL parameters that are secrets only in URLs, and percent-encoded pairs ("%3Dabc"),
-    # which are judged decoded.
-    ("code=", r"[?&#]code="),
-    ("oauth_", r"[?&#]oauth_"),
-    ("otp=", r"[?&#]otp="),
-    ("ticket=", r"[?&#]ticket="),
+    # which are judged decoded. Each pattern starts with a literal: scanned for quickly.
+    ("code=", r"code=(?<=[?&#]code=)"),
+    ("oauth_", r"oauth_(?<=[?&#]oauth_)"),
     ("%3d", r"%3d"),
 )
+# The trigger looks for keys as substrings followed by a separator, so a key that contains
+# another is redundant there ("passphrase" has "pass"), and "cred" stands for "credential"
+# and "credit_card" alike: fewer substring checks per string.
+_TRIGGER_KEY_STANDINS = {"credential": "cred", "credit_card": "cred", "creditcard": "cred"}
+
+
+def _trigger_keys(keys: Iterable[str]) -> list[str]:
+    """The fewest keys whose substrings find every one of ``keys``."""
+    unique = sorted({_TRIGGER_KEY_STANDINS.get(key, key) for key in keys}, key=len)
+    kept: list[str] = []
+    for key in unique:
+        if not any(shorter in key for shorter in kept):
+            kept.append(key)
+    return kept
 
 
 def _fold(text: str) -> str:
@@ -317,7 +328,7 @@ class Scrubber:
                 raise ConfigError("scrubbing: an extra key name is empty, which would match all")
             extra.append(_normalise_key(key.strip()))
         keys = [*ALL_WORDS, *extra]
-        self._trigger = _Trigger(keys)
+        self._trigger = _Trigger(_trigger_keys(keys))
         self._words = re.compile(_key_regex(FREE_WORDS))
         self._extra_keys = re.compile(_key_regex(extra)) if extra else None
         # Matched against the text lowercased (see _filter_values); which matches are secrets
