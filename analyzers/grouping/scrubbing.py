@@ -516,8 +516,17 @@ class Scrubber:
                 if isinstance(frames, list):
                     for frame in frames:
                         if isinstance(frame, dict):
-                            for name in _FRAME_FIELDS:
-                                field(frame, name)
+                            fget = frame.get
+                            # A frame's names checked together, as the quick check does.
+                            if (
+                                pem.open
+                                or self._extra
+                                or not self._all_clean(
+                                    [f"{fget('filename')}\n{fget('module')}\n{fget('function')}"]
+                                )
+                            ):
+                                for name in _FRAME_FIELDS:
+                                    field(frame, name)
                             field(frame, "context_line", code=True)
         for name in ("context", "tags"):
             if name in event:
