@@ -174,6 +174,7 @@ def test_keys_are_judged_by_meaning_and_numbers_only_under_keys_naming_the_secre
         "auth_method": "password",
         "maxTokens": 5,
         "order_id": "4539578763621486",
+        "invoice_no": "4539578763621486",
         "password": 1234,
         "api_key": 98765,
         "tokens": 3,
@@ -193,6 +194,8 @@ def test_keys_are_judged_by_meaning_and_numbers_only_under_keys_naming_the_secre
         "mysql_pwd": FILTERED,
         "sig": FILTERED,
     }
+    # The same number under a key that does not say it is an id is a card.
+    assert Scrubber().scrub_value({"card": "4539578763621486"}) == {"card": FILTERED}
 
 
 def test_lists_of_pairs_lose_the_values_named_by_secret_keys() -> None:
