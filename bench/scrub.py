@@ -7,11 +7,18 @@ frames with 60-character source lines, eight short context values and three tags
 remembers short strings it found clean, so the figures are given for events whose strings all
 recur, for the usual mix (source lines and tags recur, message, value and context vary), and
 for events whose every string is new. Figures only, no assertions: this machine is shared.
+
+Before the timings it prints the quality figures over a fixed table of cases: how many
+secrets survived (leaks) and how many harmless strings were changed (losses), each in a
+message and in a source line, so that a change trading one for the other shows. The table is
+self-contained (it does not import the scrubber's own provider table), so the same script can
+measure an older scrubber.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import timeit
 from collections.abc import Callable
@@ -22,6 +29,102 @@ from samples import LINES  # bench/ is the script folder
 from mendline.analyzers.grouping.scrubbing import Scrubber
 
 BATCH = 500
+
+_GH = "ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A"
+# (text, the secret in it): after scrubbing, the secret must be gone.
+SECRETS = [
+    ("key sk-proj-Ab3De5Fg7Hj9Kl1Mn3Pq5Rs7Tu9Vw1Xy3Za5Bc7T3BlbkFJQw8Er6Ty4Ui2", "Ab3De5Fg7Hj9"),
+    ("key sk-ant-api03-Xy7Qk2mN9pLr4TfWb8Zc1Vd6Hs3Jg5Ka0Me_Xy7Qk2mN9pLr4AA", "Xy7Qk2mN9pLr"),
+    ("google AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY", "9tSrke72Pou"),
+    ("oauth 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", "1r0aNcG8gdd"),
+    ("aws AKIAIOSFODNN7EXAMPLE", "IOSFODNN7"),
+    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
+    ("AccountName=a;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2U==", "Eby8vdM0"),
+    ("blob?sv=2022-11-02&sig=p9k3Xv0yTq%2BZr1wO8mN4bL7cD2eF", "p9k3Xv0yTq"),
+    ("slack xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "AbCdEfGhIj"),
+    ("slack xapp-1-A0123456789-1234567890123-0123456789abcdef", "0123456789abcdef"),
+    (
+        "hook https://hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/AbCdEfGhIjKlMnOpQrStUvWx",
+        "AbCdEfGh",
+    ),
+    ("sendgrid 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", "TwL2iGAB"),
+    ("twilio SK2a0747c1ba9bd4b3c1cbd23f7e9a1c4f", "2a0747c1ba9bd4b3"),
+    ("stripe sk_test_4eC39HqLyjWDarjtT1zdp7dc", "4eC39HqLyj"),
+    ("gitlab glpat-xYz1AbC2dEf3GhI4jKl5", "xYz1AbC2dEf3"),
+    ("hf hf_aBcDeFgHiJkLmNoPqRsTuVwXyZaBcDeFgH", "aBcDeFgHiJkLm"),
+    ("npm npm_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", "aBcDeFgHiJkLm"),
+    (
+        "pypi pypi-AgEIcHlwaS5vcmcCJDY2ZjM5ZTVhLTFmNjMtNGU3Ni1iNzYyLWU0ZTcwY2Q0M2I0NgACKl",
+        "CJDY2ZjM5",
+    ),
+    (f"github {_GH}", _GH),
+    ("GET /cb?code=4/0AX4XfWhQzz&state=x", "0AX4XfWhQzz"),
+    ("s3?X-Amz-Credential=AKIDEXAMPLE%2F2024&X-Amz-Signature=9f2c0e1d77", "9f2c0e1d77"),
+    ("cb#access_token=ya29.abcdef&token_type=bearer", "ya29.abcdef"),
+    ("login pwd=s3cr3tpw", "s3cr3tpw"),
+    ("password: 987654", "987654"),
+    ("login failed password=hunter2", "hunter2"),
+    ("card 4111 1111 1111 1111", "4111 1111"),
+]
+# Strings without a secret: they must come through unchanged.
+KEEPERS = [
+    "token_count=42",
+    "session_timeout: 30",
+    "max_tokens=4096 exceeded",
+    "tokenizer=gpt2",
+    "author=bob",
+    "auth_method=password",
+    "is_authenticated=true",
+    "order_id=4539578763621486",
+    "signal=9 received",
+    "https://api.example.com/v1/orders?limit=10&page=2",
+    "session.commit() failed",
+]
+# Source lines: their literal secrets go, their code stays.
+CODE_SECRETS = [
+    ('STRIPE_KEY = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"', "4eC39HqLyj"),
+    ('password = "hunter2"', "hunter2"),
+    ('url = "https://x.example.com/cb?token=abc123&s=1"', "abc123"),
+]
+CODE_KEEPERS = [
+    "session = Session()",
+    'token = request.headers.get("X-Token")',
+    "author = book.author",
+    'password = form["password"]',
+    "db.connect(user=user, password=password)",
+    "if password == expected:",
+]
+
+
+def quality(scrubber: Scrubber) -> tuple[int, int, int]:
+    """(cases, leaks, losses): text cases as a message and as a context value, source-line
+    cases as a frame's context_line."""
+    placed = [
+        *((text, secret, field) for text, secret in SECRETS for field in ("message", "context")),
+        *((text, secret, "context_line") for text, secret in CODE_SECRETS),
+        *((text, None, field) for text in KEEPERS for field in ("message", "context")),
+        *((text, None, "context_line") for text in CODE_KEEPERS),
+    ]
+    leaks = losses = 0
+    for text, secret, field in placed:
+        event = clean_event(0, "none")
+        _put(event, field, text)
+        before = copy.deepcopy(event)
+        scrubber.scrub_event(event)
+        if secret is not None:
+            leaks += secret in json.dumps(event)
+        else:
+            losses += event != before
+    return len(placed), leaks, losses
+
+
+def _put(event: dict[str, Any], field: str, text: str) -> None:
+    if field == "message":
+        event["message"] = text
+    elif field == "context":
+        event["context"]["detail"] = text
+    else:
+        event["exceptions"][0]["frames"][4]["context_line"] = text
 
 
 def clean_event(n: int, vary: str) -> dict[str, Any]:
@@ -107,6 +210,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     events = parser.parse_args().events
+    cases, leaks, losses = quality(Scrubber())
+    print(f"quality: {cases} cases, {leaks} leaks (secrets kept), {losses} losses (text changed)")
     print(f"scrub_event, best of 5 runs over {events} events each, in batches of {BATCH}")
     measure(
         "clean, every string recurs (same event again and again)",

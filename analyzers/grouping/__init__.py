@@ -9,11 +9,13 @@ from mendline.analyzers.grouping.fingerprint import (
     parameterize,
     title,
 )
-from mendline.analyzers.grouping.scrubbing import FILTERED, Scrubber, scrub
+from mendline.analyzers.grouping.scrubbing import CREDENTIALS, FILTERED, Credential, Scrubber, scrub
 
 __all__ = [
     "ALGORITHM_VERSION",
+    "CREDENTIALS",
     "FILTERED",
+    "Credential",
     "Grouping",
     "Scrubber",
     "culprit",

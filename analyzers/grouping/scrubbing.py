@@ -9,36 +9,29 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote_plus
 
+from mendline.analyzers.grouping._credentials import CREDENTIALS, Credential
+from mendline.analyzers.grouping._keys import (
+    ALL_WORDS,
+    FREE_WORDS,
+    SQL_KEYS,
+    SQL_PARAM_KEYS,
+    flag_value_is_secret,
+    is_id_number,
+    names_secret_exactly,
+    secret_flag,
+    sequence_of_pairs,
+    split_key,
+    sql_secret_positions,
+    word_says_secret,
+)
 from mendline.schemas.errors import ConfigError
 
-__all__ = ["FILTERED", "Scrubber", "scrub"]
+__all__ = ["CREDENTIALS", "FILTERED", "Credential", "Scrubber", "scrub"]
 
 #: What a filtered value or a secret found in a string is replaced with.
 FILTERED: str = "[Filtered]"
-
-# Key names whose values are secrets, matched as substrings of the key lowercased, with '-' and
-# '_' alike (as Sentry does): "db_password", "X-Auth-Token" and "sessionid" all match. This
-# filters some innocent keys too ("author", "max_tokens"); leaking is the worse mistake.
-# "privatekey" is the camelCase "privateKey" lowercased, which "private_key" would miss.
-_DEFAULT_KEYS = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "api_key",
-    "apikey",
-    "auth",
-    "credentials",
-    "authorization",
-    "cookie",
-    "set_cookie",
-    "session",
-    "csrf",
-    "dsn",
-    "private_key",
-    "privatekey",
-)
 
 # Values nested deeper than this are filtered whole: a real context never nests so deep, and
 # recursing further could exhaust the stack on hostile input.
@@ -55,7 +48,7 @@ _CLEAN_MAX_LEN = 256
 # The rest of the key name after the secret word is bounded: "tokentokentoken..." would
 # otherwise cost time quadratic in its length.
 _KEY_REST = r"[\w-]{0,64}+"
-_SEPARATOR = _KEY_REST + r"""(?:\\?["'])?[ \t]*(?>:=|=>|=(?!=)|:(?!:))[ \t]*+"""
+_SEPARATOR = r"""(?:\\?["'])?[ \t]*(?>:=|=>|=(?!=)|:(?!:))[ \t]*+"""
 # "Authorization: Basic xyz" keeps its scheme; only the credentials after it are filtered.
 _AUTH_SCHEMES = r"(?:bearer|basic|digest|negotiate|ntlm|token)[ \t]+"
 _UNQUOTED_VALUE = r"""[^\s&,;"'\\)\]}>]+"""
@@ -71,12 +64,26 @@ _PEM = re.compile(
     r"(?:.*?-----END[A-Z0-9 ]*PRIVATE KEY-----|.*)",  # a key cut short is filtered to the end
     re.DOTALL,
 )
+# A key split over several strings (a list of lines, frames' lines, fields) is secret from
+# its BEGIN line to its END line: these find where one is left open and where it closes.
+_PEM_MARKER = re.compile(r"-----(BEGIN|END)[A-Z0-9 ]*PRIVATE KEY-----")
+_PEM_END = re.compile(r"-----END[A-Z0-9 ]*PRIVATE KEY-----")
+# Lines of a key's base64 body (and its "Proc-Type: ..." headers), one or more per string.
+_PEM_BODY = re.compile(
+    # Atomic and possessive throughout: a run of base64 must not be split into lines in
+    # every possible way before a failing match gives up.
+    r"(?:\s*+(?>[A-Za-z0-9+/]{16,}+={0,2}|[A-Za-z0-9+/]*+={1,2}|[\w-]++: [^\n]*+)\s*+)++",
+    re.ASCII,
+)
 # Only at the start of a run of base64url characters, so that "eyJ-eyJ-..." is not quadratic.
 _JWT = re.compile(r"(?<![\w-])eyJ[\w-]*+\.[\w-]++\.[\w-]*+", re.ASCII)
-_AWS = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", re.ASCII)
-_SLACK = re.compile(r"xox[abeprs][.-][A-Za-z0-9.-]{8,}")
-_GITHUB = re.compile(r"gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{22,}", re.ASCII)
-_STRIPE = re.compile(r"[rs]k_live_[A-Za-z0-9]{16,}")
+# Query-string and fragment parameters ("?code=...", "#access_token=...", "&sig=..."); names
+# and values are judged after URL-decoding.
+_URL_PARAM = re.compile(r"(?<=[?&#])(?P<name>[\w.%~+-]{1,64})=(?P<value>[^&#\s\"'<>]*)", re.ASCII)
+# Parameters that are secrets in a URL though not as keys elsewhere ("code" is an OAuth
+# authorization code in a query string, an error code in a log context).
+_SQL_PLACEHOLDER = re.compile(r"%s|\?|\$[0-9]{1,4}|%\(\w+\)s|:\w+", re.ASCII)
+_URL_SECRET_NAMES = frozenset(("code", "oauth_verifier"))
 # Matched against the text lowercased (see _filter_values), so written in lowercase.
 _BEARER = re.compile(rf"\bbearer[ \t]+(?!(?:{_BEARER_PROSE})\b)(?P<value>[\w.~+/-]+=*)", re.ASCII)
 # RFC 3986: the userinfo ends at the first '@' and cannot hold '/', '?' or '#' unescaped.
@@ -90,6 +97,8 @@ _CARD_START = r"(?:2[2-7]|3[04-8]|[4-6][0-9])"
 _CARD = re.compile(rf"(?<![\w.+]){_CARD_START}(?:[ -]?[0-9]){{11,17}}(?!\w)", re.ASCII)
 _CARD_DIGITS = re.compile(rf"{_CARD_START}[0-9]{{11,17}}")
 _CARD_SEPARATOR = re.compile(r"[ -]")
+# "order_id=4539...": a key just before the number that says it is an id keeps it.
+_KEY_BEFORE = re.compile(r"([A-Za-z_][\w-]{0,63})[\"']?[ \t]*[=:][ \t]*[\"']?$", re.ASCII)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -109,6 +118,9 @@ def _is_card(digits: str) -> bool:
 
 def _filter_card(match: re.Match[str]) -> str:
     text = match.group()
+    before = _KEY_BEFORE.search(match.string, max(0, match.start() - 72), match.start())
+    if before is not None and is_id_number(before.group(1), text.replace(" ", "").replace("-", "")):
+        return text
     groups = _CARD_SEPARATOR.split(text)
     if len(groups) > 8:  # digits one or two at a time: only the whole is worth trying
         groups = ["".join(groups)]
@@ -150,18 +162,32 @@ def _normalise_key(key: str) -> str:
 
 
 def _key_regex(keys: Iterable[str]) -> str:
-    """A regex source matching any of the normalised ``keys``, '-' and '_' alike."""
-    return "|".join(re.escape(key).replace("_", "[_-]") for key in keys)
+    """A regex source matching any of the normalised ``keys``, '-' and '_' alike, longest
+    first (so that "authorization" is found whole, not as "auth")."""
+    ordered = sorted(set(keys), key=len, reverse=True)
+    return "|".join(re.escape(key).replace("_", "[_-]") for key in ordered)
 
 
-def _minimal(keys: Iterable[str]) -> list[str]:
-    """The keys that do not contain another key: substring matching makes the rest redundant."""
-    unique = sorted(set(keys), key=len)
-    kept: list[str] = []
-    for key in unique:
-        if not any(shorter in key for shorter in kept):
-            kept.append(key)
-    return kept
+def _is_plain_number(value: str) -> bool:
+    return value.isdigit() or value.lower() in ("true", "false")
+
+
+def _in_string_literal(line: str, at: int, start: int = 0, quote: str = "") -> tuple[int, str]:
+    """Scan the source line ``line`` from ``start`` (where the open quote was ``quote``) to
+    ``at``: the position reached and the quote open there ("" outside string literals)."""
+    index = start
+    while index < at:
+        char = line[index]
+        if char == "\\" and quote:
+            index += 2
+            continue
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "\"'`":
+            quote = char
+        index += 1
+    return index, quote
 
 
 # The quick check runs on the strings folded: ASCII lowercased, '-' as '_', and the rare
@@ -183,22 +209,54 @@ _THIRTEEN_DIGITS = b"0" * 13
 _W = r"[\w\x01]"  # a word character, folded
 _KEY_TAIL = _W + r"""{0,64}\\?["']?[ \t]*[=:]"""
 # Token shapes as they look folded, each after the \x01 it is anchored on: PEM header,
-# "bearer <credentials>", JWT, AKIA key ids, Slack, fine-grained GitHub and Stripe keys.
+# "bearer <credentials>", JWT, AKIA/ABIA key ids, Slack tokens and app tokens, fine-grained
+# GitHub tokens, sk-/sk_/rk_/pk_ keys (OpenAI, Anthropic, Stripe), Twilio SK keys, Slack
+# webhooks, Google OAuth client secrets. Each must allow whatever its _credentials row matches.
 _RARE_SHAPES = (
     r"egin(?<=_____\x01egin)",
     r"earer[ \t]+[\w\x01.~+/]",
     r"(?<=ey\x01)",
     r"ia(?<=a\x01ia)[a-z0-9\x01]{16}",
     r"o\x01(?<=\x01o\x01)[a\x01eprs][._]",
+    r"app_[0-9]_",
     r"_pat_(?<=githu\x01_pat_)",
-    r"_li\x01e_(?<=[rs]\x01_li\x01e_)[a-z0-9\x01]{16}",
+    r"_(?<=[srp]\x01_)(?<![\w\x01][srp]\x01_)[\w\x01]{10}",
+    r"(?<=s\x01)[0-9acdef\x01]{32}",
+    r"s\.slac\x01\.com(?<=hoo\x01s\.slac\x01\.com)",
+    r"_(?<=gocsp\x01_)",
 )
 # Shapes without a rare letter, each behind a substring it must contain.
 _PLAIN_SHAPES = (
     ("asia", r"asia[a-z0-9\x01]{16}"),
     ("gh", r"gh[pousr]_[a-z0-9\x01]{36}"),
     ("@", r"://[^:/?#@\s]*:[^@/?#\s]+@"),
+    ("aiza", r"aiza[\w\x01]{35}"),
+    ("sg.", r"sg\.[\w\x01]{16,32}\."),
+    ("glpat_", r"glpat_[\w\x01]{20}"),
+    ("hf_", r"hf_[a-z0-9\x01]{30}"),
+    ("npm_", r"npm_[a-z0-9\x01]{36}"),
+    ("pypi_agei", r"pypi_agei"),
+    ("ac", r"ac(?<![\w\x01]ac)[0-9acdef\x01]{32}"),
+    # URL parameters that are secrets only in URLs, and percent-encoded pairs ("%3Dabc"),
+    # which are judged decoded. Each pattern starts with a literal: scanned for quickly.
+    ("code=", r"code=(?<=[?&#]code=)"),
+    ("oauth_", r"oauth_(?<=[?&#]oauth_)"),
+    ("%3d", r"%3d"),
 )
+# The trigger looks for keys as substrings followed by a separator, so a key that contains
+# another is redundant there ("passphrase" has "pass"), and "cred" stands for "credential"
+# and "credit_card" alike: fewer substring checks per string.
+_TRIGGER_KEY_STANDINS = {"credential": "cred", "credit_card": "cred", "creditcard": "cred"}
+
+
+def _trigger_keys(keys: Iterable[str]) -> list[str]:
+    """The fewest keys whose substrings find every one of ``keys``."""
+    unique = sorted({_TRIGGER_KEY_STANDINS.get(key, key) for key in keys}, key=len)
+    kept: list[str] = []
+    for key in unique:
+        if not any(shorter in key for shorter in kept):
+            kept.append(key)
+    return kept
 
 
 def _fold(text: str) -> str:
@@ -236,26 +294,48 @@ class _Trigger:
         return raw.translate(_DIGIT_SHAPE, b" -").find(_THIRTEEN_DIGITS) >= 0
 
 
+class _Pem:
+    """Whether a private key's BEGIN line was seen and its END line not yet, across strings."""
+
+    __slots__ = ("open",)
+
+    def __init__(self) -> None:
+        self.open = False
+
+
+# What _gather looks inside; a dict with one of these keys holds SQL parameters, maybe.
+_NESTED = (dict, list, tuple, bytes, bytearray)
+_SQL_PARAM_SET = frozenset(SQL_PARAM_KEYS)
+_SQL_SET = frozenset(SQL_KEYS)
+# Top-level fields of an event that are text, scrubbed like the message.
+_NAME_FIELDS = ("service", "environment", "release", "host", "logger", "message")
+_EXCEPTION_FIELDS = ("type", "module", "value")
+_FRAME_FIELDS = ("filename", "module", "function")
+
+
 class Scrubber:
     """Filters secrets from keys and strings; configure once, then call per event.
 
-    ``extra_keys`` are more key names, matched like the built-in ones (case-insensitive
-    substrings, '-' and '_' alike); ``extra_patterns`` are regular expressions whose whole
-    match is filtered inside strings. An invalid pattern raises ConfigError.
+    ``extra_keys`` are more key names, matched as case-insensitive substrings, '-' and '_'
+    alike; ``extra_patterns`` are regular expressions whose whole match is filtered inside
+    strings. An invalid pattern raises ConfigError.
     """
 
     def __init__(self, extra_keys: Iterable[str] = (), extra_patterns: Iterable[str] = ()) -> None:
-        keys = list(_DEFAULT_KEYS)
+        extra: list[str] = []
         for key in _as_list(extra_keys, "extra_keys"):
             if not key.strip():
                 raise ConfigError("scrubbing: an extra key name is empty, which would match all")
-            keys.append(_normalise_key(key.strip()))
-        keys = _minimal(keys)
-        self._trigger = _Trigger(keys)
-        self._key = re.compile(_key_regex(keys))
-        # Matched against the text lowercased (see _filter_values).
+            extra.append(_normalise_key(key.strip()))
+        keys = [*ALL_WORDS, *extra]
+        self._trigger = _Trigger(_trigger_keys(keys))
+        self._words = re.compile(_key_regex(FREE_WORDS))
+        self._extra_keys = re.compile(_key_regex(extra)) if extra else None
+        # Matched against the text lowercased (see _filter_values); which matches are secrets
+        # is decided on the whole key (see _filter_pairs).
         self._pairs = re.compile(
-            rf"(?:{_key_regex(keys)}){_SEPARATOR}(?:(?P<esc>\\)?(?P<q>[\"']))?"
+            rf"(?P<key>(?:{_key_regex(keys)}){_KEY_REST}){_SEPARATOR}"
+            rf"(?:(?P<esc>\\)?(?P<q>[\"']))?"
             rf"(?:{_AUTH_SCHEMES})?+(?!\[filtered\])"
             # A quoted value runs to its closing quote (escaped quotes inside a quoted value
             # are skipped unless the value itself was opened with an escaped quote).
@@ -274,12 +354,22 @@ class Scrubber:
             self._extra.append(compiled)
         self._keys_seen: dict[str, bool] = {}
         self._clean: set[str] = set()
+        self._clean_code: set[str] = set()
 
     def is_secret_key(self, key: str) -> bool:
-        """Whether values under ``key`` are secrets (e.g. "password", "X-Auth-Token")."""
+        """Whether values under ``key`` are secrets (e.g. "password", "X-Auth-Token").
+
+        A secret word must be a word of the key ("author", "tokenizer" are not), and a key
+        that counts, flags or describes ("token_count", "max_tokens", "is_authenticated",
+        "session_expired", "auth_method") is not secret; extra keys match as substrings.
+        """
         verdict = self._keys_seen.get(key)
         if verdict is None:
-            verdict = self._key.search(_normalise_key(key)) is not None
+            normalised = split_key(key)
+            verdict = word_says_secret(normalised, self._words) or (
+                self._extra_keys is not None
+                and self._extra_keys.search(_normalise_key(key)) is not None
+            )
             if len(self._keys_seen) >= _KEY_CACHE_SIZE:
                 self._keys_seen.clear()
             self._keys_seen[key] = verdict
@@ -287,44 +377,113 @@ class Scrubber:
 
     def scrub_text(self, text: str) -> str:
         """Return ``text`` with every secret found in it replaced by FILTERED."""
-        if self._all_clean([text]):
-            return text
-        scrubbed = self._scrub_text(text)
-        if scrubbed == text:  # a false alarm, such as "session.commit()" in a source line
-            self._remember_clean(text)
-        return scrubbed
+        return self._cached(text, code=False)
 
     def scrub_value(self, value: Any) -> Any:
         """Return a scrubbed copy of a JSON-like value; the input is never modified.
 
-        Dicts get new dicts (values under secret-looking keys filtered whole, the others
-        scrubbed), lists and tuples become new lists, strings are scrubbed as text, anything
-        else is returned as it is.
+        Dicts get new dicts (values under secret keys filtered whole, but numbers and
+        booleans only under keys that name the secret), lists and tuples become new lists
+        (in a list of 2-item pairs, the second item of a pair named by a secret key is
+        filtered; in argv-like lists, the item after "--password", "--token", "-p"...; the
+        parameters of a SQL statement at the positions of secret columns), bytes are checked
+        decoded as UTF-8, strings are scrubbed as text, anything else is returned as it is.
+        A private key is filtered from its BEGIN line to its END line across strings.
         """
-        return self._value(value, 0)
+        return self._value(value, 0, _Pem())
 
     def is_clean(self, event: dict[str, Any]) -> bool:
-        """Whether scrub_event would leave ``event`` as it is: nothing in it can hold a
-        secret. Cheap (one quick check over all its strings); never wrong when it says yes."""
-        texts: list[str] = []
-        message = event.get("message")
+        """Whether scrub_event would leave ``event`` as it is. Cheap in the usual case (one
+        quick check over all its strings); exact: when the quick check cannot tell, it works
+        out what scrub_event would change, without changing anything."""
+        return self._quick_clean(event) or not self._changes(event)
+
+    def scrub_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Scrub an ErrorEvent v1 wire dict in place, and return it.
+
+        Every text field is scrubbed where it is: service, environment, release, host,
+        logger, message; each exception's type, module and value; each frame's filename,
+        module, function and "context_line" (source code: only literal values there, never
+        identifiers such as ``token = request.headers.get(...)``). "context" and "tags" are
+        replaced by scrubbed copies (a tag under a secret key becomes FILTERED; keys are
+        scrubbed as text too), and so is a custom "fingerprint". Fields that are missing or
+        of another type are left alone. When nothing in the event can hold a secret, which
+        is the usual case, it is not written to at all.
+        """
+        if self._quick_clean(event):
+            return event
+        for container, key, value in self._changes(event):
+            container[key] = value
+        return event
+
+    def _quick_clean(self, event: dict[str, Any]) -> bool:
+        """True only if nothing in ``event`` can hold a secret (False may be a false alarm)."""
+        if self._extra:
+            return self._quick_clean_each(event)
+        # Names that recur together (a service's names; a frame's file, module and function)
+        # are checked and remembered as one string, joined by newlines, which no built-in
+        # check matches across. A field that is not a string shows as its repr: at worst a
+        # false alarm, which the exact check in is_clean then settles.
+        get = event.get
+        texts = [
+            f"{get('service')}\n{get('environment')}\n{get('release')}\n{get('host')}"
+            f"\n{get('logger')}"
+        ]
+        message = get("message")
         if isinstance(message, str):
             texts.append(message)
+        append = texts.append
+        exceptions = get("exceptions")
+        if isinstance(exceptions, list):
+            clean, clean_code = self._clean, self._clean_code
+            for exc in exceptions:
+                if not isinstance(exc, dict):
+                    continue
+                eget = exc.get
+                append(f"{eget('type')}\n{eget('module')}")
+                value = eget("value")
+                if isinstance(value, str):
+                    append(value)
+                frames = eget("frames")
+                if isinstance(frames, list):
+                    for frame in frames:
+                        if isinstance(frame, dict):
+                            fget = frame.get
+                            append(f"{fget('filename')}\n{fget('module')}\n{fget('function')}")
+                            line = fget("context_line")
+                            if (
+                                isinstance(line, str)
+                                and line not in clean
+                                and line not in clean_code
+                            ):
+                                append(line)
+        return self._rest_clean(event, texts)
+
+    def _quick_clean_each(self, event: dict[str, Any]) -> bool:
+        """_quick_clean for user patterns, which may use ^ and $: each string on its own."""
+        texts: list[str] = []
+        for name in _NAME_FIELDS:
+            _add(texts, event.get(name))
         exceptions = event.get("exceptions")
         if isinstance(exceptions, list):
             for exc in exceptions:
                 if not isinstance(exc, dict):
                     continue
-                value = exc.get("value")
-                if isinstance(value, str):
-                    texts.append(value)
+                for name in _EXCEPTION_FIELDS:
+                    _add(texts, exc.get(name))
                 frames = exc.get("frames")
                 if isinstance(frames, list):
                     for frame in frames:
                         if isinstance(frame, dict):
+                            for name in _FRAME_FIELDS:
+                                _add(texts, frame.get(name))
                             line = frame.get("context_line")
-                            if isinstance(line, str):
+                            if isinstance(line, str) and line not in self._clean_code:
                                 texts.append(line)
+        return self._rest_clean(event, texts)
+
+    def _rest_clean(self, event: dict[str, Any], texts: list[str]) -> bool:
+        """The quick check's end: context, tags and fingerprint, then all ``texts``."""
         return (
             self._gather(event.get("context"), texts, 0)
             and self._gather(event.get("tags"), texts, 0)
@@ -332,52 +491,64 @@ class Scrubber:
             and self._all_clean(texts)
         )
 
-    def scrub_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Scrub an ErrorEvent v1 wire dict in place, and return it.
+    def _changes(self, event: dict[str, Any]) -> list[tuple[Any, str, Any]]:
+        """What scrub_event changes in ``event``: (the dict, the key, the new value) each."""
+        changes: list[tuple[Any, str, Any]] = []
+        pem = _Pem()
 
-        Rewritten in place, in the dicts they are in: "message", each exception's "value"
-        and each frame's "context_line" (source lines can hold hard-coded keys). "context"
-        and "tags" are replaced by scrubbed copies (a tag under a secret-looking key becomes
-        FILTERED; keys are scrubbed as text too), and so is a custom "fingerprint". Fields
-        that are missing or of another type are left alone. When nothing
-        in the event can hold a secret, which is the usual case, it is not written to at all.
-        """
-        if self.is_clean(event):
-            return event
-        message = event.get("message")
+        def field(container: dict[str, Any], name: str, code: bool = False) -> None:
+            value = container.get(name)
+            if isinstance(value, str):
+                scrubbed = self._text(value, pem, code)
+                if scrubbed != value:
+                    changes.append((container, name, scrubbed))
+
+        for name in _NAME_FIELDS:
+            field(event, name)
         exceptions = event.get("exceptions")
-        context = event.get("context")
-        tags = event.get("tags")
-        fingerprint = event.get("fingerprint")
-        scrub_text = self.scrub_text
-        if isinstance(message, str):
-            event["message"] = scrub_text(message)
         if isinstance(exceptions, list):
             for exc in exceptions:
                 if not isinstance(exc, dict):
                     continue
-                if isinstance(exc.get("value"), str):
-                    exc["value"] = scrub_text(exc["value"])
+                for name in _EXCEPTION_FIELDS:
+                    field(exc, name)
                 frames = exc.get("frames")
                 if isinstance(frames, list):
                     for frame in frames:
-                        if isinstance(frame, dict) and isinstance(frame.get("context_line"), str):
-                            frame["context_line"] = scrub_text(frame["context_line"])
-        if "context" in event:
-            event["context"] = self._value(context, 0)
-        if "tags" in event:
-            event["tags"] = self._value(tags, 0)
+                        if isinstance(frame, dict):
+                            fget = frame.get
+                            # A frame's names checked together, as the quick check does.
+                            if (
+                                pem.open
+                                or self._extra
+                                or not self._all_clean(
+                                    [f"{fget('filename')}\n{fget('module')}\n{fget('function')}"]
+                                )
+                            ):
+                                for name in _FRAME_FIELDS:
+                                    field(frame, name)
+                            field(frame, "context_line", code=True)
+        for name in ("context", "tags"):
+            if name in event:
+                value = event[name]
+                scrubbed = self._value(value, 0, pem)
+                if scrubbed != value:
+                    changes.append((event, name, scrubbed))
+        fingerprint = event.get("fingerprint")
         if isinstance(fingerprint, list):
-            event["fingerprint"] = [
-                scrub_text(part) if isinstance(part, str) else part for part in fingerprint
-            ]
-        return event
+            parts = [self._text(p, pem, False) if isinstance(p, str) else p for p in fingerprint]
+            if parts != fingerprint:
+                changes.append((event, "fingerprint", parts))
+        return changes
 
     def _gather(self, value: Any, texts: list[str], depth: int) -> bool:
-        """Collect the strings inside ``value``; False if it has a secret key or is too deep."""
+        """Collect the strings inside ``value``; False if it has a secret key, a structure
+        that may hide one (pairs, argv flags, SQL parameters), or is too deep."""
         if isinstance(value, dict):
             if depth >= _MAX_DEPTH:
                 return False
+            if not _SQL_PARAM_SET.isdisjoint(value) and not _SQL_SET.isdisjoint(value):
+                return False  # a statement and its parameters: the statement judges them
             seen = self._keys_seen
             for key, item in value.items():
                 if isinstance(key, str):
@@ -387,22 +558,28 @@ class Scrubber:
                     texts.append(key)  # a key can hold a secret too: {"https://u:pw@h": ...}
                 if isinstance(item, str):
                     texts.append(item)
-                elif isinstance(item, dict | list | tuple) and not self._gather(
-                    item, texts, depth + 1
-                ):
+                elif isinstance(item, _NESTED) and not self._gather(item, texts, depth + 1):
                     return False
         elif isinstance(value, list | tuple):
             if depth >= _MAX_DEPTH:
                 return False
             for item in value:
                 if isinstance(item, str):
+                    if item[:1] == "-" and secret_flag(item, self.is_secret_key):
+                        return False
                     texts.append(item)
-                elif isinstance(item, dict | list | tuple) and not self._gather(
-                    item, texts, depth + 1
-                ):
+                elif isinstance(item, list | tuple) and sequence_of_pairs(item):
+                    name = item[0]
+                    if isinstance(name, bytes | bytearray):
+                        name = bytes(name).decode("utf-8", "replace")
+                    if self.is_secret_key(name) or not self._gather(item, texts, depth + 1):
+                        return False
+                elif isinstance(item, _NESTED) and not self._gather(item, texts, depth + 1):
                     return False
         elif isinstance(value, str):
             texts.append(value)
+        elif isinstance(value, bytes | bytearray):
+            texts.append(bytes(value).decode("utf-8", "replace"))
         return True
 
     def _all_clean(self, texts: list[str]) -> bool:
@@ -424,13 +601,38 @@ class Scrubber:
         clean.update(text for text in fresh if len(text) <= _CLEAN_MAX_LEN)
         return True
 
-    def _remember_clean(self, text: str) -> None:
-        if len(text) <= _CLEAN_MAX_LEN:
-            if len(self._clean) >= _CLEAN_CACHE_SIZE:
-                self._clean.clear()
-            self._clean.add(text)
+    def _cached(self, text: str, code: bool) -> str:
+        """``text`` scrubbed (as a source line if ``code``), with the clean-string caches."""
+        remembered = self._clean_code if code else self._clean
+        if text in remembered or self._all_clean([text]):
+            return text
+        scrubbed = self._scrub_text(text, code)
+        if scrubbed == text and len(text) <= _CLEAN_MAX_LEN:
+            # A false alarm, such as "token_count=42" or, in a source line, "session = ..."
+            if len(remembered) >= _CLEAN_CACHE_SIZE:
+                remembered.clear()
+            remembered.add(text)
+        return scrubbed
 
-    def _scrub_text(self, text: str) -> str:
+    def _text(self, text: str, pem: _Pem, code: bool) -> str:
+        """Scrub one string of a sequence of strings, in which a private key may be open."""
+        if pem.open:
+            end = _PEM_END.search(text)
+            if end is not None:
+                pem.open = False
+                rest = text[end.end() :]
+                return FILTERED + (self._text(rest, pem, code) if rest else "")
+            if _PEM_BODY.fullmatch(text) is not None:
+                return FILTERED
+            # Not a line of the key (a file name between two source lines, say): kept, and
+            # the key stays open for the strings after it.
+        scrubbed = self._cached(text, code)
+        if "PRIVATE KEY-----" in text:
+            markers = _PEM_MARKER.findall(text)
+            pem.open = bool(markers) and markers[-1] == "BEGIN"
+        return scrubbed
+
+    def _scrub_text(self, text: str, code: bool = False) -> str:
         # The substring checks only decide what to run: replacing secrets by FILTERED never
         # makes one of them true, so they may look at the text as it was at the start.
         lower = _ascii_lower(text)
@@ -439,43 +641,165 @@ class Scrubber:
             text = _PEM.sub(FILTERED, text)
         if "eyj" in lower:
             text = _JWT.sub(FILTERED, text)
-        if "xox" in lower:
-            text = _SLACK.sub(FILTERED, text)
-        if "gh" in lower:
-            text = _GITHUB.sub(FILTERED, text)
-        if "_live_" in lower:
-            text = _STRIPE.sub(FILTERED, text)
-        if "akia" in lower or "asia" in lower:  # last: the tokens above may have ended a word
-            text = _AWS.sub(FILTERED, text)
+        for credential in CREDENTIALS:
+            if credential.needle in lower:
+                text = _filter_credential(credential.pattern, text)
         if text != original:
             lower = _ascii_lower(text)
-        scrubbed = _filter_values(self._pairs, text, lower)
+        scrubbed = self._filter_pairs(text, lower, code)
         if "bearer" in lower:
             scrubbed = _filter_values(_BEARER, scrubbed, _ascii_lower(scrubbed))
         if "://" in lower:
             scrubbed = _filter_values(_URL_PASSWORD, scrubbed, scrubbed)
+        if "=" in scrubbed and ("?" in scrubbed or "#" in scrubbed or "&" in scrubbed):
+            scrubbed = self._filter_url_params(scrubbed)
         scrubbed = _CARD.sub(_filter_card, scrubbed)
         for pattern in self._extra:
             scrubbed = pattern.sub(FILTERED, scrubbed)
         return scrubbed
 
-    def _value(self, value: Any, depth: int) -> Any:
+    def _filter_pairs(self, text: str, lower: str, code: bool) -> str:
+        """Filter the values of ``key=value`` and ``key: value`` pairs whose key is secret.
+
+        The key is judged whole, from its first character: "token_count=42" and
+        "author=bob" stay. In a source line (``code``), only values in string literals go:
+        ``token = request.headers.get("X-Token")`` is code, ``token = "abc"`` is a secret.
+        """
+        pieces: list[str] = []
+        last = 0
+        scanned, quote = 0, ""  # how far the line was scanned for string literals
+        for match in self._pairs.finditer(lower):
+            start = match.start()
+            while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_-"):
+                start -= 1
+            key = text[start : match.end("key")]
+            if not self.is_secret_key(key):
+                continue
+            value_start, value_end = match.span("value")
+            value = text[value_start:value_end]
+            if _is_plain_number(value) and not names_secret_exactly(key):
+                continue
+            if _SQL_PLACEHOLDER.fullmatch(value) is not None:
+                continue  # "SET password = %s": the statement, not the secret
+            if code and match.group("q") is None:
+                # Matches come in order, so the scan goes on from the last one: linear.
+                scanned, quote = _in_string_literal(text, value_start, scanned, quote)
+                if not quote:
+                    continue
+            pieces += (text[last:value_start], FILTERED)
+            last = value_end
+        if not pieces:
+            return text
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+    def _filter_url_params(self, text: str) -> str:
+        """Filter query-string and fragment parameters that are secrets, judged URL-decoded:
+        by name ("X-Amz-Signature", "code", "access%5Ftoken"), or by a decoded value that holds
+        a secret ("redirect=https%3A%2F%2Fx%2F%3Ftoken%3Dabc")."""
+
+        def judge(match: re.Match[str]) -> str:
+            raw_name, value = match.group("name", "value")
+            if not value or value == FILTERED:
+                return match.group()
+            name = unquote_plus(raw_name) if "%" in raw_name or "+" in raw_name else raw_name
+            if name.lower() in _URL_SECRET_NAMES or self.is_secret_key(name):
+                if not (_is_plain_number(value) and not names_secret_exactly(name)):
+                    return f"{raw_name}={FILTERED}"
+            elif "%" in value:
+                decoded = unquote_plus(value)
+                if decoded != value and self.scrub_text(decoded) != decoded:
+                    return f"{raw_name}={FILTERED}"
+            return match.group()
+
+        return _URL_PARAM.sub(judge, text)
+
+    def _value(self, value: Any, depth: int, pem: _Pem) -> Any:
         if isinstance(value, str):
-            return self.scrub_text(value)
+            return self._text(value, pem, False)
         if isinstance(value, dict):
             if depth >= _MAX_DEPTH:
                 return FILTERED
-            return {
-                (self.scrub_text(key) if isinstance(key, str) else key): FILTERED
-                if isinstance(key, str) and self.is_secret_key(key)
-                else self._value(item, depth + 1)
-                for key, item in value.items()
-            }
+            return self._dict(value, depth, pem)
         if isinstance(value, list | tuple):
             if depth >= _MAX_DEPTH:
                 return FILTERED
-            return [self._value(item, depth + 1) for item in value]
+            return self._list(value, depth, pem)
+        if isinstance(value, bytes | bytearray):
+            # The app side may hand over raw header bytes; they are text to check.
+            decoded = bytes(value).decode("utf-8", "replace")
+            scrubbed = self._text(decoded, pem, False)
+            return value if scrubbed == decoded else scrubbed
         return value
+
+    def _dict(self, value: dict[Any, Any], depth: int, pem: _Pem) -> dict[Any, Any]:
+        sql = sql_secret_positions(value, self.is_secret_key)
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                out[key] = self._value(item, depth + 1, pem)
+                continue
+            name = self._cached(key, False)  # a name, never a line of a key
+            if self.is_secret_key(key):
+                out[name] = _secret(key, item)
+            elif sql is not None and key == sql[0]:
+                positions = sql[1]
+                out[name] = [
+                    FILTERED if index in positions else self._value(param, depth + 2, pem)
+                    for index, param in enumerate(item)
+                ]
+            elif isinstance(item, str) and is_id_number(key, item):
+                out[name] = item
+            else:
+                out[name] = self._value(item, depth + 1, pem)
+        return out
+
+    def _list(self, value: list[Any] | tuple[Any, ...], depth: int, pem: _Pem) -> list[Any]:
+        out: list[Any] = []
+        flag = ""  # the secret argv flag just seen, whose next item is its value
+        for item in value:
+            if flag:
+                text = item
+                if isinstance(text, bytes | bytearray):
+                    text = bytes(text).decode("utf-8", "replace")
+                if isinstance(text, str) and flag_value_is_secret(flag, text):
+                    flag = ""
+                    out.append(FILTERED)
+                    continue
+                flag = ""
+            if isinstance(item, str):
+                if item[:1] == "-" and secret_flag(item, self.is_secret_key):
+                    flag = item
+                out.append(self._text(item, pem, False))
+            elif isinstance(item, list | tuple) and sequence_of_pairs(item):
+                name = item[0]
+                if isinstance(name, bytes | bytearray):
+                    name = bytes(name).decode("utf-8", "replace")
+                if self.is_secret_key(name):
+                    out.append([self._value(item[0], depth + 2, pem), _secret(name, item[1])])
+                else:
+                    out.append(self._value(item, depth + 1, pem))
+            else:
+                out.append(self._value(item, depth + 1, pem))
+        return out
+
+
+def _add(texts: list[str], value: Any) -> None:
+    if isinstance(value, str):
+        texts.append(value)
+
+
+def _secret(key: str, value: Any) -> Any:
+    """What becomes of ``value`` under the secret key ``key``."""
+    if isinstance(value, bool | int | float) and not names_secret_exactly(key):
+        return value  # a number or a flag under "tokens", "auth_ok": no secret in it
+    return FILTERED
+
+
+def _filter_credential(pattern: re.Pattern[str], text: str) -> str:
+    if "value" in pattern.groupindex:
+        return _filter_values(pattern, text, text)
+    return pattern.sub(FILTERED, text)
 
 
 def _as_list(values: Iterable[str], name: str) -> list[str]:
