@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 __all__ = ["FILTERED", "redact_url", "url_secrets"]
 
-#: What stands in for a secret; the same marker as the event scrubber's.
+#: What stands in for a secret, in what mendline prints and in the events it scrubs.
 FILTERED = "[Filtered]"
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")

@@ -27,11 +27,9 @@ from mendline.analyzers.grouping._keys import (
     word_says_secret,
 )
 from mendline.schemas.errors import ConfigError
+from mendline.schemas.redaction import FILTERED
 
 __all__ = ["CREDENTIALS", "FILTERED", "Credential", "Scrubber", "scrub"]
-
-#: What a filtered value or a secret found in a string is replaced with.
-FILTERED: str = "[Filtered]"
 
 # Values nested deeper than this are filtered whole: a real context never nests so deep, and
 # recursing further could exhaust the stack on hostile input.
