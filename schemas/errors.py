@@ -52,8 +52,13 @@ __all__ = [
 #: ``mendline.errors.reason`` header of such a record.
 InvalidEventReason = Literal["not_json", "invalid", "too_large", "unknown_schema_version"]
 #: Why a record went to the dead-letter topic (its ``mendline.errors.reason`` header): the
-#: event broke the contract, PostgreSQL refused it, or preparing it failed unexpectedly.
-DeadLetterReason = InvalidEventReason | Literal["store_rejected", "processing_error"]
+#: event broke the contract, PostgreSQL refused it, preparing it failed unexpectedly, its
+#: event_id was stored with other content (``duplicate_conflict``), or the consumer could not
+#: decode the record batch it came in (``undecodable``: a DLQ record per offset range).
+DeadLetterReason = (
+    InvalidEventReason
+    | Literal["store_rejected", "processing_error", "duplicate_conflict", "undecodable"]
+)
 
 
 class MendlineError(Exception):

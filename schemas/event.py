@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -40,6 +42,7 @@ __all__ = [
     "ExceptionInfo",
     "Frame",
     "Level",
+    "content_hash",
     "json_schema",
     "json_schema_text",
     "parse_event",
@@ -74,6 +77,13 @@ def _utc(value: datetime) -> datetime:
         return value.astimezone(UTC)
     except OverflowError:  # 9999-12-31T23:59:59-05:00 is past the end of time in UTC
         raise ValueError("timestamp is out of range") from None
+
+
+def _a_json_integer(value: object) -> object:
+    # Literal[1] compares with ==, so `true` and `1.0` would pass as schema version 1.
+    if type(value) is not int:
+        raise ValueError(f"schema_version must be the integer 1, not {value!r}")
+    return value
 
 
 def _context_within_limit(value: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +149,9 @@ class ErrorEvent(_Model):
     exception's ``frames`` are oldest call first, as Python prints them.
     """
 
-    schema_version: Literal[1] = Field(description="Bumped only for incompatible changes.")
+    schema_version: Annotated[Literal[1], BeforeValidator(_a_json_integer)] = Field(
+        description="Bumped only for incompatible changes."
+    )
     event_id: str = Field(
         pattern=r"^[0-9a-f]{32}$",
         description="32 lowercase hex digits (a UUID4), set by the emitter; the dedup key.",
@@ -166,14 +178,21 @@ class ErrorEvent(_Model):
         max_length=32,
         description='Overrides grouping; "{{ default }}" stands for the default grouping.',
     )
+    original_timestamp: Annotated[AwareDatetime, AfterValidator(_utc)] | None = Field(
+        default=None,
+        description="Set by the consumer when it replaced a timestamp outside the accepted "
+        "window by the time it received the event: the emitter's timestamp.",
+    )
 
 
 def parse_event(raw: bytes | str) -> ErrorEvent:
     """Parse and validate one wire message, raising InvalidEvent with a reason code.
 
+    Strict: a duplicate key anywhere, ``true`` or ``1.0`` as the schema version, ``"yes"``
+    as a boolean or ``1.0`` as an integer are ``invalid``, never coerced.
     Reasons: ``too_large``, ``not_json``, ``unknown_schema_version``, ``invalid``.
     """
-    return _parse(raw, ErrorEvent.model_validate_json)
+    return _parse(raw, _validate_model)
 
 
 def parse_event_dict(raw: bytes | str) -> dict[str, Any]:
@@ -181,19 +200,104 @@ def parse_event_dict(raw: bytes | str) -> dict[str, Any]:
     ``timestamp`` a datetime in UTC, and the top level's defaults filled in; optional keys of
     exceptions and frames are present only if sent): what the consumer works on, without
     building and dumping model instances. The same rules validate it."""
-    return _parse(raw, _DICT_ADAPTER.validate_json)
+    return _parse(raw, _validate_dict)
 
 
 def parse_event_exact(raw: bytes | str) -> tuple[dict[str, Any], bool]:
-    """parse_event_dict, and whether ``raw`` holds nothing but the contract's fields (then
-    it may be stored as it came, when scrubbing finds nothing to change). When it does,
-    optional fields that were not sent are missing from the dict rather than defaulted."""
+    """parse_event_dict, and whether ``raw`` holds nothing but the contract's fields. When
+    it does, optional fields that were not sent are missing from the dict rather than
+    defaulted. Either way the dict is what was validated: whoever stores the event stores
+    its serialisation, not ``raw`` (which may differ, e.g. in a timestamp's offset)."""
     if len(raw) <= MAX_EVENT_BYTES:
         try:
-            return _EXACT_ADAPTER.validate_json(raw), True
+            doc = _EXACT_ADAPTER.validate_json(raw, strict=True)
         except ValidationError:
             pass  # unknown fields, or invalid: the lenient parse decides, and explains
+        else:
+            _reject_duplicate_keys(raw)
+            return doc, True
     return parse_event_dict(raw), False
+
+
+def content_hash(doc: dict[str, Any]) -> str:
+    """SHA-256 (hex) of a validated event dict (parse_event_dict's or parse_event_exact's
+    shape) as canonical JSON: keys in a fixed order at every depth and the top level's
+    defaults filled in, so the order of keys and leaving out a null optional top-level field
+    do not change it. Two events with one event_id and different hashes are different."""
+    # The validator gives the contract's objects (the top level, exceptions, frames) their
+    # fields in the models' order whatever the sender's; only the free-form ones need sorting.
+    full = {name: doc.get(name, default) for name, default in _FIELDS.items()}
+    full["context"] = _sorted_keys(full["context"])
+    full["tags"] = dict(sorted(full["tags"].items()))
+    return hashlib.sha256(to_json(full)).hexdigest()
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
+
+
+def _validate_model(raw: bytes | str) -> ErrorEvent:
+    event = ErrorEvent.model_validate_json(raw, strict=True)
+    _reject_duplicate_keys(raw)
+    return event
+
+
+def _validate_dict(raw: bytes | str) -> dict[str, Any]:
+    doc = _DICT_ADAPTER.validate_json(raw, strict=True)
+    _reject_duplicate_keys(raw)
+    return doc
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        raise _DuplicateKey()
+    return doc
+
+
+def _reject_duplicate_keys(raw: bytes | str) -> None:
+    """InvalidEvent ``invalid`` when an object of ``raw`` (at any depth) repeats a key: the
+    validator keeps the last of them, another reader may take the first."""
+    try:
+        json.loads(raw, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey:
+        # Rare: parse again, keeping the pairs, to say where.
+        where = _first_duplicate(json.loads(raw, object_pairs_hook=_Pairs), "")
+        raise InvalidEvent("invalid", f"duplicate key {where}") from None
+    except (ValueError, RecursionError) as exc:  # what pydantic read, json may not
+        raise InvalidEvent("not_json", f"{type(exc).__name__}: {exc}") from None
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as its list of pairs, duplicates kept."""
+
+
+def _first_duplicate(value: Any, path: str) -> str | None:
+    if isinstance(value, _Pairs):
+        seen: set[str] = set()
+        for key, _ in value:
+            if key in seen:  # keys are the sender's text: escaped, and cut short
+                where = json.dumps(path[:200]) if path else "the event"
+                return f"{json.dumps(key[:80])} in {where}"
+            seen.add(key)
+        for key, item in value:
+            found = _first_duplicate(item, f"{path}.{key}" if path else key)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _first_duplicate(item, f"{path}.{index}")
+            if found:
+                return found
+    return None
 
 
 def _parse(raw: bytes | str, validate: Callable[[bytes | str], _T]) -> _T:
@@ -271,6 +375,11 @@ def _dict_types(annotation: Any, exact: bool) -> Any:
 
 _DICT_ADAPTER: TypeAdapter[dict[str, Any]] = TypeAdapter(_as_typed_dict(ErrorEvent))
 _EXACT_ADAPTER: TypeAdapter[dict[str, Any]] = TypeAdapter(_as_typed_dict(ErrorEvent, exact=True))
+#: Every field of the top level, in the model's order, with its default (None if required).
+_FIELDS: dict[str, Any] = {
+    name: None if info.is_required() else info.get_default(call_default_factory=True)
+    for name, info in ErrorEvent.model_fields.items()
+}
 
 
 def json_schema() -> dict[str, Any]:

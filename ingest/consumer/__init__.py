@@ -1,5 +1,5 @@
 """The consumer side: the Kafka consumer group that validates, scrubs and fingerprints events
-into a store, and the dead-letter topic for what it cannot take."""
+into a store, the timestamps it accepts, and the dead-letter topic for what it cannot take."""
 
 from mendline.ingest.consumer._consumer import (
     DLQ_HEADER_PREFIX,
@@ -8,13 +8,21 @@ from mendline.ingest.consumer._consumer import (
     prepare_record,
 )
 from mendline.ingest.consumer._dlq import DeadLetter, read_dead_letters, redrive
+from mendline.ingest.consumer._timestamps import (
+    FUTURE_TOLERANCE,
+    TimestampWindow,
+    stored_timestamp,
+)
 
 __all__ = [
     "DLQ_HEADER_PREFIX",
+    "FUTURE_TOLERANCE",
     "Consumer",
     "ConsumerStats",
     "DeadLetter",
+    "TimestampWindow",
     "prepare_record",
     "read_dead_letters",
     "redrive",
+    "stored_timestamp",
 ]

@@ -27,8 +27,9 @@ from mendline.analyzers.backoff import Backoff
 from mendline.analyzers.grouping.fingerprint import culprit, fingerprint, title
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest._topics import errors_producer, kafka_client_options
+from mendline.ingest.consumer._timestamps import TimestampWindow, stored_timestamp
 from mendline.schemas.errors import DatabaseError, DeadLetterReason, InvalidEvent, RejectedData
-from mendline.schemas.event import LEVEL_RANK, parse_event_exact
+from mendline.schemas.event import LEVEL_RANK, content_hash, parse_event_exact
 from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
 from mendline.schemas.settings import Settings
 
@@ -80,22 +81,35 @@ def prepare_record(
     partition: int | None = None,
     offset: int | None = None,
     named: dict[str, tuple[str, str | None]] | None = None,
+    *,
+    window: TimestampWindow | None = None,
 ) -> PreparedEvent:
     """Validate, scrub and fingerprint one record's value; InvalidEvent if it is bad input.
 
     ``named`` maps fingerprints to the (title, culprit) already worked out in this batch:
-    only a new issue uses them, so the events of a batch share their issue's first.
+    only a new issue uses them, so the events of a batch share their issue's first. With
+    ``window``, a timestamp outside it is replaced by the time of receipt, the emitter's kept
+    as ``original_timestamp`` (a field only the consumer sets: an emitter's is dropped).
+
+    The payload is the validated event serialised again (after scrubbing), never bytes the
+    validation did not produce; it is ``raw`` itself only when the two are equal.
     """
     if raw is None:
         raise InvalidEvent("not_json", "the record has no value")
     if _NUL in raw:
         raw = raw.replace(_NUL, b"\\ufffd")
-    doc, exact = parse_event_exact(raw)
-    if exact and scrubber.is_clean(doc):
-        payload = raw  # stored as it came: nothing to scrub, nothing unknown to drop
-    else:
-        scrubber.scrub_event(doc)
-        payload = to_json(doc)
+    doc, _ = parse_event_exact(raw)
+    hashed = content_hash(doc)  # before the clock and the scrubber: a replay hashes alike
+    if window is not None:
+        doc.pop("original_timestamp", None)
+        timestamp = stored_timestamp(doc["timestamp"], window)
+        if timestamp is not doc["timestamp"]:
+            doc["original_timestamp"] = doc["timestamp"]
+            doc["timestamp"] = timestamp
+    scrubber.scrub_event(doc)  # writes nothing when the event is clean, the usual case
+    payload = to_json(doc)
+    if payload == raw:
+        payload = raw  # one copy, not two
     grouping = fingerprint(doc)
     names = named.get(grouping.hash) if named is not None else None
     if names is None:
@@ -121,6 +135,7 @@ def prepare_record(
         payload=payload,
         partition=partition,
         offset=offset,
+        content_hash=hashed,
     )
 
 
@@ -263,11 +278,17 @@ class Consumer:
         rejected: list[tuple[ConsumerRecord[bytes, bytes], DeadLetterReason, str]] = []
         count = 0
         named: dict[str, tuple[str, str | None]] = {}
+        window = TimestampWindow.around(datetime.now(UTC), self.settings.retention_days)
         for batch in records.values():
             for record in batch:
                 try:
                     event = prepare_record(
-                        record.value, self.scrubber, record.partition, record.offset, named
+                        record.value,
+                        self.scrubber,
+                        record.partition,
+                        record.offset,
+                        named,
+                        window=window,
                     )
                 except InvalidEvent as exc:
                     rejected.append((record, exc.reason, exc.detail))
@@ -306,6 +327,8 @@ class Consumer:
             if backoff.attempts:
                 log.info("mendline: PostgreSQL is back; resuming")
             self._resume()
+            if result.conflicts:
+                await self._dead_letter_conflicts(result.conflicts, stop)
             self.stats.stored += result.stored
             self.stats.duplicates += result.duplicates
             self.stats.new_issues += result.new_issues
@@ -332,7 +355,32 @@ class Consumer:
                 part = await self._write_isolating_poison(rest, stop) if rest else BatchResult()
             for name in ("stored", "duplicates", "new_issues", "regressions", "triggers"):
                 setattr(total, name, getattr(total, name) + getattr(part, name))
+            total.conflicts.extend(part.conflicts)
         return total
+
+    async def _dead_letter_conflicts(
+        self, conflicts: list[tuple[PreparedEvent, str]], stop: asyncio.Event
+    ) -> None:
+        """An event_id seen before with other content: a forgery or a bug, not a replay."""
+        await self._dead_letter_values(
+            [
+                (
+                    event.event_id.encode(),
+                    event.payload,
+                    [
+                        (DLQ_HEADER_PREFIX + "stored-content-hash", stored.encode()),
+                        (DLQ_HEADER_PREFIX + "content-hash", (event.content_hash or "").encode()),
+                    ],
+                    event.partition,
+                    event.offset,
+                    "duplicate_conflict",
+                    f"event_id {event.event_id} was stored with content hash {stored}; "
+                    f"this record's is {event.content_hash}",
+                )
+                for event, stored in conflicts
+            ],
+            stop,
+        )
 
     async def _dead_letter_prepared(self, poison: _Poison, stop: asyncio.Event) -> None:
         event = poison.event

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -120,6 +121,110 @@ async def test_poison_records_go_to_the_dlq_with_their_reason_and_the_rest_is_st
         "invalid": 3,
         "too_large": 1,
     }
+
+
+def _edited(event: dict[str, object], old: bytes, new: bytes) -> bytes:
+    raw = encode(event)
+    assert old in raw
+    return raw.replace(old, new, 1)
+
+
+#: Records that pass a lenient JSON reader (a duplicate key: the last one wins; a boolean or
+#: a float coerced) and must not be stored, each with the words its DLQ message holds.
+HOSTILE: list[tuple[bytes, str]] = [
+    # the first "message" is what a first-wins reader (and a person) sees
+    (_edited(make_event(0), b'"message":', b'"message":"benign","message":'), '"message"'),
+    (
+        _edited(make_event(0), b'"context":{', b'"context":{"password":"hunter2","password":1,'),
+        'duplicate key "password" in "context"',
+    ),
+    (_edited(make_event(0), b'"in_app":true', b'"in_app":true,"in_app":false'), '"in_app"'),
+    (_edited(make_event(0), b'"schema_version":1', b'"schema_version":true'), "schema_version"),
+    (_edited(make_event(0), b'"in_app":true', b'"in_app":"yes"'), "in_app"),
+    (_edited(make_event(0), b'"lineno":10', b'"lineno":10.0'), "lineno"),
+]
+
+
+async def test_hostile_records_go_to_the_dlq_and_stored_bytes_are_what_was_validated(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    offset = make_event(1, 0)
+    offset["timestamp"] = "2026-11-29T14:00:00.000000+02:00"  # valid: 12:00Z
+    spaced = json.dumps(offset, indent=2).encode()
+    await produce(kafka_bootstrap, settings.errors_topic, [bad for bad, _ in HOSTILE] + [spaced])
+    async with running_consumer(settings) as consumer:
+        await wait_until(lambda: consumer.stats.stored == 1, 30, "the valid event")
+        await wait_until(
+            lambda: consumer.stats.dead_lettered == {"invalid": len(HOSTILE)}, 30, "the DLQ"
+        )
+    letters = await read_dead_letters(settings)
+    assert [d.value for d in letters] == [bad for bad, _ in HOSTILE]
+    for letter, (_, words) in zip(letters, HOSTILE, strict=True):
+        assert letter.reason == "invalid" and words in letter.message, letter.message
+    conn = await asyncpg.connect(fresh_db_url)
+    try:
+        payload = await conn.fetchval("SELECT payload::text FROM mendline.events")
+    finally:
+        await conn.close()
+    assert payload.encode() != spaced
+    assert json.loads(payload) == {**offset, "timestamp": "2026-11-29T12:00:00Z"}
+
+
+async def test_an_event_id_again_with_other_content_is_dead_lettered_as_a_conflict(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    original = make_event(1, 0)
+    forged = {**original, "message": "forged", "service": "payments"}
+    reordered = {k: original[k] for k in reversed(list(original))}  # the same content
+    twin = make_event(2, 0)
+    twin_forged = {**twin, "level": "critical"}
+    async with running_consumer(settings) as consumer:
+        await produce(kafka_bootstrap, settings.errors_topic, [encode(original)])
+        await wait_until(lambda: consumer.stats.stored == 1, 30, "the original")
+        # one batch: a replay, a forgery of the stored event, and an id twice in the batch
+        await produce(
+            kafka_bootstrap,
+            settings.errors_topic,
+            [encode(reordered), encode(forged), encode(twin), encode(twin_forged)],
+        )
+        await wait_until(
+            lambda: consumer.stats.dead_lettered == {"duplicate_conflict": 2}, 30, "conflicts"
+        )
+        await wait_until(lambda: consumer.stats.stored == 2, 30, "the twin")
+        assert consumer.stats.duplicates == 1
+    await check_exactly_once(fresh_db_url, [original, twin])
+    letters = await read_dead_letters(settings)
+    assert [d.reason for d in letters] == ["duplicate_conflict"] * 2
+    headers = [dict(d.headers) for d in letters]
+    assert [json.loads(d.value or b"")["message"] for d in letters] == ["forged", "order_failed"]
+    for got in headers:
+        stored = got["mendline.errors.stored-content-hash"].decode()
+        new = got["mendline.errors.content-hash"].decode()
+        assert len(stored) == len(new) == 64 and stored != new
+    assert letters[0].message.startswith(f"event_id {original['event_id']} was stored")
+
+
+async def test_a_timestamp_from_a_wrong_clock_does_not_pin_last_seen(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    now = datetime.now(UTC)
+    ahead = make_event(1, 0)
+    ahead["timestamp"] = "2099-01-01T00:00:00Z"
+    await produce(kafka_bootstrap, settings.errors_topic, [encode(ahead)])
+    async with running_consumer(settings) as consumer:
+        await wait_until(lambda: consumer.stats.stored == 1, 30, "the event")
+    conn = await asyncpg.connect(fresh_db_url)
+    try:
+        last_seen = await conn.fetchval("SELECT last_seen FROM mendline.issues")
+        payload = json.loads(await conn.fetchval("SELECT payload::text FROM mendline.events"))
+    finally:
+        await conn.close()
+    assert now - timedelta(minutes=5) < last_seen < now + timedelta(minutes=5)
+    assert payload["original_timestamp"] == "2099-01-01T00:00:00Z"
+    assert payload["timestamp"] == last_seen.isoformat().replace("+00:00", "Z")
 
 
 async def test_redrive_sends_dead_letters_through_again(
