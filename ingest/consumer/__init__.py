@@ -5,6 +5,7 @@ from mendline.ingest.consumer._consumer import (
     DLQ_HEADER_PREFIX,
     Consumer,
     ConsumerStats,
+    dead_letter_producer,
     prepare_record,
 )
 from mendline.ingest.consumer._dlq import DeadLetter, read_dead_letters, redrive
@@ -21,6 +22,7 @@ __all__ = [
     "ConsumerStats",
     "DeadLetter",
     "TimestampWindow",
+    "dead_letter_producer",
     "prepare_record",
     "read_dead_letters",
     "redrive",

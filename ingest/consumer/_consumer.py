@@ -33,7 +33,13 @@ from mendline.schemas.event import LEVEL_RANK, content_hash, parse_event_exact
 from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
 from mendline.schemas.settings import Settings
 
-__all__ = ["DLQ_HEADER_PREFIX", "Consumer", "ConsumerStats", "prepare_record"]
+__all__ = [
+    "DLQ_HEADER_PREFIX",
+    "Consumer",
+    "ConsumerStats",
+    "dead_letter_producer",
+    "prepare_record",
+]
 
 log = logging.getLogger("mendline.consume")
 
@@ -73,6 +79,19 @@ class ConsumerStats:
     triggers: int = 0
     dead_lettered: dict[DeadLetterReason, int] = field(default_factory=dict)
     store_retries: int = 0
+
+
+def dead_letter_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
+    """The producer (not started) that writes the DLQ, and that redrive writes back with: a
+    request that gets no answer fails after ``kafka_request_timeout`` (and is retried), so a
+    broker that hangs cannot hold a batch, or ``mendline dlq redrive``, for aiokafka's 40 s."""
+    return errors_producer(
+        settings,
+        client_id=client_id,
+        request_timeout_ms=int(settings.kafka_request_timeout * 1000),
+        # whatever the consumer could fetch, the DLQ can take
+        max_request_size=8 * 1024 * 1024,
+    )
 
 
 def prepare_record(
@@ -500,11 +519,8 @@ class Consumer:
 
     async def _dlq_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = errors_producer(
-                self.settings,
-                client_id=f"mendline-dlq-{self._identity}",
-                # whatever the consumer could fetch, the DLQ can take
-                max_request_size=8 * 1024 * 1024,
+            producer = dead_letter_producer(
+                self.settings, client_id=f"mendline-dlq-{self._identity}"
             )
             try:
                 await producer.start()

@@ -8,8 +8,8 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from mendline.ingest._topics import errors_producer, kafka_client_options
-from mendline.ingest.consumer._consumer import DLQ_HEADER_PREFIX
+from mendline.ingest._topics import kafka_client_options
+from mendline.ingest.consumer._consumer import DLQ_HEADER_PREFIX, dead_letter_producer
 from mendline.schemas.settings import Settings
 
 __all__ = ["DeadLetter", "read_dead_letters", "redrive"]
@@ -127,7 +127,7 @@ async def redrive(settings: Settings, reason: str | None = None) -> int:
     only that reason's records go, and no progress is committed.
     """
     consumer, tps = await _open(settings, group=settings.consumer_group + REDRIVE_GROUP_SUFFIX)
-    producer = errors_producer(settings, client_id="mendline-dlq-redrive")
+    producer = dead_letter_producer(settings, client_id="mendline-dlq-redrive")
     try:
         await producer.start()
     except BaseException:

@@ -18,7 +18,8 @@ import pytest
 
 from mendline.devstack import EmbeddedPostgres
 from mendline.ingest import read_dead_letters, redrive
-from mendline.schemas.settings import Settings
+from mendline.ingest.consumer import dead_letter_producer
+from mendline.schemas.settings import Settings, load_settings
 from mendline.sinks.postgres import connect_store
 
 from .event_factory import encode, make_event
@@ -225,6 +226,18 @@ async def test_a_timestamp_from_a_wrong_clock_does_not_pin_last_seen(
     assert now - timedelta(minutes=5) < last_seen < now + timedelta(minutes=5)
     assert payload["original_timestamp"] == "2099-01-01T00:00:00Z"
     assert payload["timestamp"] == last_seen.isoformat().replace("+00:00", "Z")
+
+
+async def test_the_dlq_and_redrive_producer_honours_the_request_timeout() -> None:
+    # The consumer's DLQ producer and redrive's are made here; aiokafka keeps the timeout
+    # on the producer's client, which every request (metadata, produce) waits at most.
+    for seconds in (2.5, 30.0):
+        settings = load_settings(kafka_request_timeout=seconds)
+        producer = dead_letter_producer(settings, client_id="mendline-test")
+        try:
+            assert producer.client._request_timeout_ms == int(seconds * 1000)
+        finally:
+            await producer.stop()
 
 
 async def test_redrive_sends_dead_letters_through_again(
