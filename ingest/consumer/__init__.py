@@ -7,6 +7,7 @@ from mendline.ingest.consumer._consumer import (
     ConsumerStats,
     dead_letter_producer,
     prepare_record,
+    undecodable,
 )
 from mendline.ingest.consumer._dlq import DeadLetter, read_dead_letters, redrive
 from mendline.ingest.consumer._timestamps import (
@@ -27,4 +28,5 @@ __all__ = [
     "read_dead_letters",
     "redrive",
     "stored_timestamp",
+    "undecodable",
 ]

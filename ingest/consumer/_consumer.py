@@ -20,7 +20,13 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    ConsumerStoppedError,
+    CorruptRecordException,
+    IllegalOperation,
+    KafkaError,
+    UnsupportedCodecError,
+)
 from pydantic_core import to_json
 
 from mendline.analyzers.backoff import Backoff
@@ -39,6 +45,7 @@ __all__ = [
     "ConsumerStats",
     "dead_letter_producer",
     "prepare_record",
+    "undecodable",
 ]
 
 log = logging.getLogger("mendline.consume")
@@ -50,6 +57,8 @@ DLQ_HEADER_PREFIX = "mendline.errors."
 # being written go out within a couple of milliseconds of the previous one's answer.
 _YIELD_EVERY = 32
 _NUL = b"\\u0000"  # PostgreSQL text and jsonb cannot hold U+0000
+# How long a fetch of one partition may take while finding a batch that cannot be decoded.
+_PROBE_MS = 2000
 # Waits for Kafka and for the database: from a fraction of a second (the usual blip is short,
 # and the batch waits meanwhile) up to 10 s (the lag after an outage stays short).
 _BACKOFF_MAX = 10.0
@@ -79,6 +88,22 @@ class ConsumerStats:
     triggers: int = 0
     dead_lettered: dict[DeadLetterReason, int] = field(default_factory=dict)
     store_retries: int = 0
+
+
+def undecodable(exc: BaseException) -> bool:
+    """Whether an error out of aiokafka's ``getmany`` says a record batch cannot be decoded.
+
+    A bad CRC is ``CorruptRecordException``, a codec aiokafka lacks ``UnsupportedCodecError``;
+    a compressed body that does not decompress comes out as the codec library's own error
+    (cramjam's ``DecompressionError``, gzip's ``BadGzipFile``), never a KafkaError. Any other
+    KafkaError is about the connection or the group, and a stopped consumer is stopped.
+    """
+    if isinstance(exc, CorruptRecordException | UnsupportedCodecError):
+        return True
+    # aiokafka's own errors that are not KafkaErrors say how the consumer is used.
+    if isinstance(exc, KafkaError | ConsumerStoppedError | IllegalOperation):
+        return False
+    return isinstance(exc, Exception)
 
 
 def dead_letter_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
@@ -212,16 +237,26 @@ class Consumer:
         writing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
-                records = await consumer.getmany(
-                    timeout_ms=500 if writing is None else 20,
-                    max_records=self.settings.batch_max_records,
-                )
-                if not records:
+                skipped: dict[TopicPartition, int] = {}
+                try:
+                    records = await consumer.getmany(
+                        timeout_ms=500 if writing is None else 20,
+                        max_records=self.settings.batch_max_records,
+                    )
+                except Exception as exc:
+                    if not undecodable(exc):
+                        raise
+                    if writing is not None:  # the probing below seeks: nothing else may poll
+                        await self._finish(writing)
+                        writing = None
+                    records, skipped = await self._around_undecodable(consumer, exc, stop)
+                if not records and not skipped:
                     if writing is not None and writing.done():
                         await self._finish(writing)
                         writing = None
                     continue
                 prepared, rejected, offsets = await self._prepare(records)
+                offsets.update(skipped)  # committed once what came before is stored
                 if writing is not None:
                     await self._finish(writing)
                     writing = None
@@ -284,6 +319,96 @@ class Consumer:
             self._consumer = consumer
             return consumer
         return None
+
+    async def _around_undecodable(
+        self, consumer: AIOKafkaConsumer, error: BaseException, stop: asyncio.Event
+    ) -> tuple[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], dict[TopicPartition, int]]:
+        """After a fetch failed to decode: find the partition and the offsets of the batch
+        that cannot be decoded, dead-letter that range (reason ``undecodable``) and seek past
+        it. Returns the records that did decode (those before it included, read one at a
+        time), and the offset to commit past each skipped range. aiokafka neither says which
+        partition failed nor returns the records of the fetch before the bad batch.
+        """
+        records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        paused = consumer.paused()
+        limit = self.settings.batch_max_records
+        for tp in sorted(consumer.assignment() - paused, key=lambda t: (t.topic, t.partition)):
+            start = await consumer.position(tp)
+            got = await self._fetch_from(consumer, tp, start, limit)
+            if got is not None:
+                records[tp] = got
+                continue
+            # This one: read again one record at a time, to keep those before the bad batch.
+            consumer.seek(tp, start)
+            kept: list[ConsumerRecord[bytes, bytes]] = []
+            while (one := await self._fetch_from(consumer, tp, None, 1)) is not None:
+                kept.extend(one)
+                if not one or len(kept) >= limit:  # the error went away, or a batch is full
+                    records[tp] = kept
+                    break
+            else:
+                records[tp] = kept
+                first = await consumer.position(tp)
+                end = await self._undecodable_end(consumer, tp, first)
+                consumer.seek(tp, end)
+                await self._dead_letter_range(tp, first, end, error, stop)
+                return records, {tp: end}
+        log.warning("mendline: a fetch failed to decode (%r) but no partition does again", error)
+        return records, {}
+
+    async def _fetch_from(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int | None, limit: int
+    ) -> list[ConsumerRecord[bytes, bytes]] | None:
+        """Up to ``limit`` records of ``tp`` from ``offset`` (None: from where it is); None
+        if the batch there cannot be decoded."""
+        if offset is not None:
+            consumer.seek(tp, offset)
+        try:
+            got = await consumer.getmany(tp, timeout_ms=_PROBE_MS, max_records=limit)
+        except Exception as exc:
+            if undecodable(exc):
+                return None
+            raise
+        records: list[ConsumerRecord[bytes, bytes]] = got.get(tp, [])
+        return records
+
+    async def _undecodable_end(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, first: int
+    ) -> int:
+        """The offset after the range that cannot be decoded from ``first`` on.
+
+        A fetch from inside a batch gets the whole batch, so it fails for every offset of
+        the bad batch and succeeds past it. One offset after the other, not a binary search:
+        a good batch between two bad ones would be jumped over and lost. A batch is a
+        producer's (some hundreds of records at most), and this happens rarely. Never past
+        the high watermark (a fetch from beyond the log's end resets to the earliest offset).
+        """
+        known = consumer.highwater(tp)
+        high = int(known if known is not None else (await consumer.end_offsets([tp]))[tp])
+        end = first + 1
+        while end < high and await self._fetch_from(consumer, tp, end, 1) is None:
+            end += 1
+        return end
+
+    async def _dead_letter_range(
+        self, tp: TopicPartition, first: int, end: int, error: BaseException, stop: asyncio.Event
+    ) -> None:
+        """A DLQ record (no key, no value) naming the offsets that could not be decoded."""
+        await self._dead_letter_values(
+            [
+                (
+                    None,
+                    None,
+                    [(DLQ_HEADER_PREFIX + "offset-last", str(end - 1).encode())],
+                    tp.partition,
+                    first,
+                    "undecodable",
+                    f"offsets {first} to {end - 1} of {tp.topic}[{tp.partition}] cannot be "
+                    f"decoded and were skipped: {type(error).__name__}: {error}",
+                )
+            ],
+            stop,
+        )
 
     async def _prepare(
         self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]

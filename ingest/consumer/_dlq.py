@@ -124,7 +124,8 @@ async def redrive(settings: Settings, reason: str | None = None) -> int:
     the consumer validates them again, and stores each event once whatever is replayed.
 
     Progress is committed under the group ``<consumer_group>-dlq-redrive``. With ``reason``,
-    only that reason's records go, and no progress is committed.
+    only that reason's records go, and no progress is committed. ``undecodable`` letters
+    name offsets, not records, and are never sent.
     """
     consumer, tps = await _open(settings, group=settings.consumer_group + REDRIVE_GROUP_SUFFIX)
     producer = dead_letter_producer(settings, client_id="mendline-dlq-redrive")
@@ -142,7 +143,12 @@ async def redrive(settings: Settings, reason: str | None = None) -> int:
             else:
                 consumer.seek(tp, committed)
         letters = await _drain(consumer, tps)
-        chosen = [d for d in letters if reason is None or d.reason == reason]
+        # An undecodable range has no record to send: only its offsets are kept.
+        chosen = [
+            d
+            for d in letters
+            if d.reason != "undecodable" and (reason is None or d.reason == reason)
+        ]
         futures = [
             await producer.send(
                 settings.errors_topic,

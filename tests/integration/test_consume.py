@@ -23,7 +23,7 @@ from mendline.schemas.settings import Settings, load_settings
 from mendline.sinks.postgres import connect_store
 
 from .event_factory import encode, make_event
-from .kafka_helpers import create_topic, produce
+from .kafka_helpers import create_topic, produce, produce_batch, record_batch
 from .stage_helpers import consume_settings, running_consumer, wait_until
 
 pytestmark = pytest.mark.integration
@@ -238,6 +238,45 @@ async def test_the_dlq_and_redrive_producer_honours_the_request_timeout() -> Non
             assert producer.client._request_timeout_ms == int(seconds * 1000)
         finally:
             await producer.stop()
+
+
+async def test_batches_that_cannot_be_decoded_go_to_the_dlq_as_offset_ranges(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    topic = settings.errors_topic
+    await create_topic(kafka_bootstrap, topic, 1)
+    good = [make_event(1, n) for n in range(4)]
+    hidden = [encode(make_event(2, n)) for n in range(3)]
+    await produce(kafka_bootstrap, topic, [encode(good[0]), encode(good[1])])  # 0, 1
+    await produce_batch(kafka_bootstrap, topic, 0, record_batch(hidden, bad_crc=True))  # 2-4
+    await produce(kafka_bootstrap, topic, [encode(good[2])])  # 5
+    await produce_batch(kafka_bootstrap, topic, 0, record_batch(hidden[:2], codec=4))  # 6, 7
+    await produce(kafka_bootstrap, topic, [encode(good[3])])  # 8
+    async with running_consumer(settings) as consumer:
+        await wait_until(
+            lambda: (
+                consumer.stats.stored == 4 and consumer.stats.dead_lettered == {"undecodable": 2}
+            ),
+            60,
+            "the decodable events stored and two ranges dead-lettered",
+        )
+    await check_exactly_once(fresh_db_url, good)
+    letters = await read_dead_letters(settings)
+    assert [(d.reason, d.source, d.value) for d in letters] == [
+        ("undecodable", f"{topic}[0]@2", None),
+        ("undecodable", f"{topic}[0]@6", None),
+    ]
+    assert [dict(d.headers)["mendline.errors.offset-last"] for d in letters] == [b"4", b"7"]
+    assert "CorruptRecordException" in letters[0].message
+    assert "DecompressionError" in letters[1].message
+    assert await redrive(settings) == 0  # offsets, not records: nothing to send again
+    # The skips were committed: the group reads on after them, and nothing is dead-lettered.
+    async with running_consumer(settings) as again:
+        later = make_event(3, 0)
+        await produce(kafka_bootstrap, topic, [encode(later)])
+        await wait_until(lambda: again.stats.stored == 1, 30, "the later event")
+        assert again.stats.dead_lettered == {} and again.stats.received == 1
 
 
 async def test_redrive_sends_dead_letters_through_again(
