@@ -144,8 +144,9 @@ def prepare_record(
         raw = raw.replace(_NUL, b"\\ufffd")
     doc, _ = parse_event_exact(raw)
     hashed = content_hash(doc)  # before the clock and the scrubber: a replay hashes alike
+    if window is not None or doc.get("original_timestamp") is None:
+        doc.pop("original_timestamp", None)  # the lenient parse's default, or an emitter's
     if window is not None:
-        doc.pop("original_timestamp", None)
         timestamp = stored_timestamp(doc["timestamp"], window)
         if timestamp is not doc["timestamp"]:
             doc["original_timestamp"] = doc["timestamp"]

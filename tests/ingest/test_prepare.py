@@ -25,6 +25,7 @@ def test_unknown_fields_are_dropped_and_never_stored_unscrubbed() -> None:
     prepared = prepare_record(encode(doc), Scrubber())
     stored = json.loads(prepared.payload)
     assert "request_headers" not in stored
+    assert "original_timestamp" not in stored  # set by the consumer alone, when it clamps
     assert "locals" not in stored["exceptions"][0]["frames"][0]
     assert b"hunter2" not in prepared.payload and b"abc.def.ghi" not in prepared.payload
 

@@ -21,6 +21,7 @@ from mendline.ingest import read_dead_letters, redrive
 from mendline.ingest.consumer import dead_letter_producer
 from mendline.schemas.settings import Settings, load_settings
 from mendline.sinks.postgres import connect_store
+from tests.db_helpers import query
 
 from .event_factory import encode, make_event
 from .kafka_helpers import create_topic, produce, produce_batch, record_batch
@@ -163,11 +164,8 @@ async def test_hostile_records_go_to_the_dlq_and_stored_bytes_are_what_was_valid
     assert [d.value for d in letters] == [bad for bad, _ in HOSTILE]
     for letter, (_, words) in zip(letters, HOSTILE, strict=True):
         assert letter.reason == "invalid" and words in letter.message, letter.message
-    conn = await asyncpg.connect(fresh_db_url)
-    try:
-        payload = await conn.fetchval("SELECT payload::text FROM mendline.events")
-    finally:
-        await conn.close()
+    [row] = await query(fresh_db_url, "SELECT payload::text AS payload FROM mendline.events")
+    payload = row["payload"]
     assert payload.encode() != spaced
     assert json.loads(payload) == {**offset, "timestamp": "2026-11-29T12:00:00Z"}
 
@@ -217,12 +215,12 @@ async def test_a_timestamp_from_a_wrong_clock_does_not_pin_last_seen(
     await produce(kafka_bootstrap, settings.errors_topic, [encode(ahead)])
     async with running_consumer(settings) as consumer:
         await wait_until(lambda: consumer.stats.stored == 1, 30, "the event")
-    conn = await asyncpg.connect(fresh_db_url)
-    try:
-        last_seen = await conn.fetchval("SELECT last_seen FROM mendline.issues")
-        payload = json.loads(await conn.fetchval("SELECT payload::text FROM mendline.events"))
-    finally:
-        await conn.close()
+    [row] = await query(
+        fresh_db_url,
+        """SELECT i.last_seen, e.payload::text AS payload
+           FROM mendline.issues i JOIN mendline.events e ON e.issue_id = i.id""",
+    )
+    last_seen, payload = row["last_seen"], json.loads(row["payload"])
     assert now - timedelta(minutes=5) < last_seen < now + timedelta(minutes=5)
     assert payload["original_timestamp"] == "2099-01-01T00:00:00Z"
     assert payload["timestamp"] == last_seen.isoformat().replace("+00:00", "Z")
