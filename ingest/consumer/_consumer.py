@@ -331,13 +331,38 @@ class Consumer:
         partition failed nor returns the records of the fetch before the bad batch.
         """
         records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
-        paused = consumer.paused()
+        starts: dict[TopicPartition, int] = {}
+        try:
+            skipped = await self._find_undecodable(consumer, records, starts)
+        except KafkaError as exc:  # a rebalance meanwhile, say: read it all again later
+            log.warning("mendline: finding a batch that cannot be decoded failed (%s)", exc)
+            for tp, offset in starts.items():
+                if tp in consumer.assignment():
+                    consumer.seek(tp, offset)
+            return {}, {}
+        if skipped is None:
+            log.warning("mendline: a fetch failed to decode (%r), then no partition did", error)
+            return records, {}
+        tp, first, end = skipped
+        await self._dead_letter_range(tp, first, end, error, stop)
+        return records, {tp: end}
+
+    async def _find_undecodable(
+        self,
+        consumer: AIOKafkaConsumer,
+        records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        starts: dict[TopicPartition, int],
+    ) -> tuple[TopicPartition, int, int] | None:
+        """Fetch each partition again (into ``records``, from ``starts``) until one fails to
+        decode; then its bad range (partition, first offset, offset after it), sought past."""
         limit = self.settings.batch_max_records
-        for tp in sorted(consumer.assignment() - paused, key=lambda t: (t.topic, t.partition)):
-            start = await consumer.position(tp)
+        active = consumer.assignment() - consumer.paused()
+        for tp in sorted(active, key=lambda t: (t.topic, t.partition)):
+            starts[tp] = start = await consumer.position(tp)
             got = await self._fetch_from(consumer, tp, start, limit)
             if got is not None:
-                records[tp] = got
+                if got:
+                    records[tp] = got
                 continue
             # This one: read again one record at a time, to keep those before the bad batch.
             consumer.seek(tp, start)
@@ -345,17 +370,17 @@ class Consumer:
             while (one := await self._fetch_from(consumer, tp, None, 1)) is not None:
                 kept.extend(one)
                 if not one or len(kept) >= limit:  # the error went away, or a batch is full
-                    records[tp] = kept
                     break
             else:
-                records[tp] = kept
                 first = await consumer.position(tp)
                 end = await self._undecodable_end(consumer, tp, first)
                 consumer.seek(tp, end)
-                await self._dead_letter_range(tp, first, end, error, stop)
-                return records, {tp: end}
-        log.warning("mendline: a fetch failed to decode (%r) but no partition does again", error)
-        return records, {}
+                if kept:
+                    records[tp] = kept
+                return tp, first, end
+            if kept:
+                records[tp] = kept
+        return None
 
     async def _fetch_from(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int | None, limit: int

@@ -246,28 +246,31 @@ async def test_batches_that_cannot_be_decoded_go_to_the_dlq_as_offset_ranges(
     await create_topic(kafka_bootstrap, topic, 1)
     good = [make_event(1, n) for n in range(4)]
     hidden = [encode(make_event(2, n)) for n in range(3)]
-    await produce(kafka_bootstrap, topic, [encode(good[0]), encode(good[1])])  # 0, 1
-    await produce_batch(kafka_bootstrap, topic, 0, record_batch(hidden, bad_crc=True))  # 2-4
-    await produce(kafka_bootstrap, topic, [encode(good[2])])  # 5
-    await produce_batch(kafka_bootstrap, topic, 0, record_batch(hidden[:2], codec=4))  # 6, 7
-    await produce(kafka_bootstrap, topic, [encode(good[3])])  # 8
+    await produce_batch(kafka_bootstrap, topic, 0, record_batch(hidden[:2], codec=4))  # 0, 1
+    await produce(kafka_bootstrap, topic, [encode(good[0]), encode(good[1])])  # 2, 3
+    await produce_batch(kafka_bootstrap, topic, 0, record_batch(hidden, bad_crc=True))  # 4-6
+    await produce(kafka_bootstrap, topic, [encode(good[2])])  # 7
+    await produce_batch(kafka_bootstrap, topic, 0, record_batch(hidden[:2], codec=4))  # 8, 9
+    await produce(kafka_bootstrap, topic, [encode(good[3])])  # 10
     async with running_consumer(settings) as consumer:
         await wait_until(
             lambda: (
-                consumer.stats.stored == 4 and consumer.stats.dead_lettered == {"undecodable": 2}
+                consumer.stats.stored == 4 and consumer.stats.dead_lettered == {"undecodable": 3}
             ),
             60,
-            "the decodable events stored and two ranges dead-lettered",
+            "the decodable events stored and three ranges dead-lettered",
         )
     await check_exactly_once(fresh_db_url, good)
     letters = await read_dead_letters(settings)
     assert [(d.reason, d.source, d.value) for d in letters] == [
-        ("undecodable", f"{topic}[0]@2", None),
-        ("undecodable", f"{topic}[0]@6", None),
+        ("undecodable", f"{topic}[0]@0", None),
+        ("undecodable", f"{topic}[0]@4", None),
+        ("undecodable", f"{topic}[0]@8", None),
     ]
-    assert [dict(d.headers)["mendline.errors.offset-last"] for d in letters] == [b"4", b"7"]
-    assert "CorruptRecordException" in letters[0].message
-    assert "DecompressionError" in letters[1].message
+    assert [dict(d.headers)["mendline.errors.offset-last"] for d in letters] == [b"1", b"6", b"9"]
+    assert "DecompressionError" in letters[0].message
+    assert "CorruptRecordException" in letters[1].message
+    assert "DecompressionError" in letters[2].message
     assert await redrive(settings) == 0  # offsets, not records: nothing to send again
     # The skips were committed: the group reads on after them, and nothing is dead-lettered.
     async with running_consumer(settings) as again:
