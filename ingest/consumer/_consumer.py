@@ -136,25 +136,29 @@ def prepare_record(
     as ``original_timestamp`` (a field only the consumer sets: an emitter's is dropped).
 
     The payload is the validated event serialised again (after scrubbing), never bytes the
-    validation did not produce; it is ``raw`` itself only when the two are equal.
+    validation did not produce; it is ``raw`` itself only when the two are the same bytes.
     """
     if raw is None:
         raise InvalidEvent("not_json", "the record has no value")
     if _NUL in raw:
         raw = raw.replace(_NUL, b"\\ufffd")
-    doc, _ = parse_event_exact(raw)
+    doc, payload = parse_event_exact(raw)
     hashed = content_hash(doc)  # before the clock and the scrubber: a replay hashes alike
-    if window is not None or doc.get("original_timestamp") is None:
-        doc.pop("original_timestamp", None)  # the lenient parse's default, or an emitter's
+    changed = False
+    if "original_timestamp" in doc and (window is not None or doc["original_timestamp"] is None):
+        del doc["original_timestamp"]  # the lenient parse's default, or an emitter's
+        changed = True
     if window is not None:
         timestamp = stored_timestamp(doc["timestamp"], window)
         if timestamp is not doc["timestamp"]:
             doc["original_timestamp"] = doc["timestamp"]
             doc["timestamp"] = timestamp
-    scrubber.scrub_event(doc)  # writes nothing when the event is clean, the usual case
-    payload = to_json(doc)
-    if payload == raw:
-        payload = raw  # one copy, not two
+            changed = True
+    if not scrubber.is_clean(doc):
+        scrubber.scrub_event(doc)
+        changed = True
+    if changed:
+        payload = to_json(doc)
     grouping = fingerprint(doc)
     names = named.get(grouping.hash) if named is not None else None
     if names is None:
