@@ -52,10 +52,15 @@ __all__ = [
 #: ``mendline.errors.reason`` header of such a record.
 InvalidEventReason = Literal["not_json", "invalid", "too_large", "unknown_schema_version"]
 #: Why a record went to the dead-letter topic (its ``mendline.errors.reason`` header): the
-#: event broke the contract, PostgreSQL refused it, preparing it failed unexpectedly, or its
+#: event broke the contract, PostgreSQL refused it, preparing it failed unexpectedly, its
+#: event_id was stored with other content (``duplicate_conflict``), the consumer could not
+#: decode the record batch it came in (``undecodable``: a DLQ record per offset range), or its
 #: producer could not prove it may speak for the service it claims (``unauthenticated``).
 DeadLetterReason = (
-    InvalidEventReason | Literal["store_rejected", "processing_error", "unauthenticated"]
+    InvalidEventReason
+    | Literal[
+        "store_rejected", "processing_error", "duplicate_conflict", "undecodable", "unauthenticated"
+    ]
 )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -31,6 +31,9 @@ class PreparedEvent:
     payload: bytes
     partition: int | None = None
     offset: int | None = None
+    #: schemas.event.content_hash of the validated event: a replay of its event_id with
+    #: another hash is a conflict, not a duplicate. None: unknown (any replay is a duplicate).
+    content_hash: str | None = None
 
 
 @dataclass(slots=True)
@@ -42,13 +45,17 @@ class BatchResult:
     new_issues: int = 0
     regressions: int = 0
     triggers: int = 0
+    #: Events not stored because their event_id was stored (or came earlier in the batch)
+    #: with other content, each with the content hash stored for that id.
+    conflicts: list[tuple[PreparedEvent, str]] = field(default_factory=list)
 
 
 class EventSink(Protocol):
     """Where the consumer writes its batches: one transaction each, idempotent by event_id."""
 
     async def write(self, batch: list[PreparedEvent]) -> BatchResult:
-        """Store the batch atomically; a redelivered event changes nothing. Failures of the
+        """Store the batch atomically; a redelivered event changes nothing, and an event_id
+        seen with other content is left out and listed in ``conflicts``. Failures of the
         store come out as ``DatabaseError``: ``DatabaseUnavailable`` (retriable, waited out)
         or ``RejectedData`` (something in the batch was refused), never as driver errors."""
         ...

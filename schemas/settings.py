@@ -193,7 +193,9 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="Seconds the atexit hook waits to flush."
     )
     kafka_request_timeout: float = Field(
-        default=10.0, gt=0, description="Seconds before a produce request counts as failed."
+        default=10.0,
+        gt=0,
+        description="Seconds before a produce request (shipper, DLQ, redrive) counts as failed.",
     )
     signing_key: SecretStr | None = Field(
         default=None,

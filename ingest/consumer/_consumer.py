@@ -20,7 +20,13 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    ConsumerStoppedError,
+    CorruptRecordException,
+    IllegalOperation,
+    KafkaError,
+    UnsupportedCodecError,
+)
 from pydantic_core import to_json
 
 from mendline.analyzers.backoff import Backoff
@@ -28,12 +34,20 @@ from mendline.analyzers.grouping.fingerprint import culprit, fingerprint, title
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest._topics import errors_producer, kafka_client_options
 from mendline.ingest.consumer._identity import producer_check
+from mendline.ingest.consumer._timestamps import TimestampWindow, stored_timestamp
 from mendline.schemas.errors import DatabaseError, DeadLetterReason, InvalidEvent, RejectedData
-from mendline.schemas.event import LEVEL_RANK, parse_event_exact
+from mendline.schemas.event import LEVEL_RANK, content_hash, parse_event_exact
 from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
 from mendline.schemas.settings import Settings
 
-__all__ = ["DLQ_HEADER_PREFIX", "Consumer", "ConsumerStats", "prepare_record"]
+__all__ = [
+    "DLQ_HEADER_PREFIX",
+    "Consumer",
+    "ConsumerStats",
+    "dead_letter_producer",
+    "prepare_record",
+    "undecodable",
+]
 
 log = logging.getLogger("mendline.consume")
 
@@ -44,6 +58,8 @@ DLQ_HEADER_PREFIX = "mendline.errors."
 # being written go out within a couple of milliseconds of the previous one's answer.
 _YIELD_EVERY = 32
 _NUL = b"\\u0000"  # PostgreSQL text and jsonb cannot hold U+0000
+# How long a fetch of one partition may take while finding a batch that cannot be decoded.
+_PROBE_MS = 2000
 # Waits for Kafka and for the database: from a fraction of a second (the usual blip is short,
 # and the batch waits meanwhile) up to 10 s (the lag after an outage stays short).
 _BACKOFF_MAX = 10.0
@@ -75,27 +91,74 @@ class ConsumerStats:
     store_retries: int = 0
 
 
+def undecodable(exc: BaseException) -> bool:
+    """Whether an error out of aiokafka's ``getmany`` says a record batch cannot be decoded.
+
+    A bad CRC is ``CorruptRecordException``, a codec aiokafka lacks ``UnsupportedCodecError``;
+    a compressed body that does not decompress comes out as the codec library's own error
+    (cramjam's ``DecompressionError``, gzip's ``BadGzipFile``), never a KafkaError. Any other
+    KafkaError is about the connection or the group, and a stopped consumer is stopped.
+    """
+    if isinstance(exc, CorruptRecordException | UnsupportedCodecError):
+        return True
+    # aiokafka's own errors that are not KafkaErrors say how the consumer is used.
+    if isinstance(exc, KafkaError | ConsumerStoppedError | IllegalOperation):
+        return False
+    return isinstance(exc, Exception)
+
+
+def dead_letter_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
+    """The producer (not started) that writes the DLQ, and that redrive writes back with: a
+    request that gets no answer fails after ``kafka_request_timeout`` (and is retried), so a
+    broker that hangs cannot hold a batch, or ``mendline dlq redrive``, for aiokafka's 40 s."""
+    return errors_producer(
+        settings,
+        client_id=client_id,
+        request_timeout_ms=int(settings.kafka_request_timeout * 1000),
+        # whatever the consumer could fetch, the DLQ can take
+        max_request_size=8 * 1024 * 1024,
+    )
+
+
 def prepare_record(
     raw: bytes | None,
     scrubber: Scrubber,
     partition: int | None = None,
     offset: int | None = None,
     named: dict[str, tuple[str, str | None]] | None = None,
+    *,
+    window: TimestampWindow | None = None,
 ) -> PreparedEvent:
     """Validate, scrub and fingerprint one record's value; InvalidEvent if it is bad input.
 
     ``named`` maps fingerprints to the (title, culprit) already worked out in this batch:
-    only a new issue uses them, so the events of a batch share their issue's first.
+    only a new issue uses them, so the events of a batch share their issue's first. With
+    ``window``, a timestamp outside it is replaced by the time of receipt, the emitter's kept
+    as ``original_timestamp`` (a field only the consumer sets: an emitter's is dropped).
+
+    The payload is the validated event serialised again (after scrubbing), never bytes the
+    validation did not produce; it is ``raw`` itself only when the two are the same bytes.
     """
     if raw is None:
         raise InvalidEvent("not_json", "the record has no value")
     if _NUL in raw:
         raw = raw.replace(_NUL, b"\\ufffd")
-    doc, exact = parse_event_exact(raw)
-    if exact and scrubber.is_clean(doc):
-        payload = raw  # stored as it came: nothing to scrub, nothing unknown to drop
-    else:
+    doc, payload = parse_event_exact(raw)
+    hashed = content_hash(doc)  # before the clock and the scrubber: a replay hashes alike
+    changed = False
+    if "original_timestamp" in doc and (window is not None or doc["original_timestamp"] is None):
+        del doc["original_timestamp"]  # the lenient parse's default, or an emitter's
+        changed = True
+    if window is not None:
+        timestamp = stored_timestamp(doc["timestamp"], window)
+        if timestamp is not doc["timestamp"]:
+            doc["original_timestamp"] = doc["timestamp"]
+            doc["timestamp"] = timestamp
+            changed = True
+    if not scrubber.is_clean(doc):
         scrubber.scrub_event(doc)
+        changed = True
+    if changed:
         payload = to_json(doc)
     grouping = fingerprint(doc)
     names = named.get(grouping.hash) if named is not None else None
@@ -122,6 +185,7 @@ def prepare_record(
         payload=payload,
         partition=partition,
         offset=offset,
+        content_hash=hashed,
     )
 
 
@@ -181,16 +245,26 @@ class Consumer:
         writing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
-                records = await consumer.getmany(
-                    timeout_ms=500 if writing is None else 20,
-                    max_records=self.settings.batch_max_records,
-                )
-                if not records:
+                skipped: dict[TopicPartition, int] = {}
+                try:
+                    records = await consumer.getmany(
+                        timeout_ms=500 if writing is None else 20,
+                        max_records=self.settings.batch_max_records,
+                    )
+                except Exception as exc:
+                    if not undecodable(exc):
+                        raise
+                    if writing is not None:  # the probing below seeks: nothing else may poll
+                        await self._finish(writing)
+                        writing = None
+                    records, skipped = await self._around_undecodable(consumer, exc, stop)
+                if not records and not skipped:
                     if writing is not None and writing.done():
                         await self._finish(writing)
                         writing = None
                     continue
                 prepared, rejected, offsets = await self._prepare(records)
+                offsets.update(skipped)  # committed once what came before is stored
                 if writing is not None:
                     await self._finish(writing)
                     writing = None
@@ -254,6 +328,121 @@ class Consumer:
             return consumer
         return None
 
+    async def _around_undecodable(
+        self, consumer: AIOKafkaConsumer, error: BaseException, stop: asyncio.Event
+    ) -> tuple[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], dict[TopicPartition, int]]:
+        """After a fetch failed to decode: find the partition and the offsets of the batch
+        that cannot be decoded, dead-letter that range (reason ``undecodable``) and seek past
+        it. Returns the records that did decode (those before it included, read one at a
+        time), and the offset to commit past each skipped range. aiokafka neither says which
+        partition failed nor returns the records of the fetch before the bad batch.
+        """
+        records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        starts: dict[TopicPartition, int] = {}
+        try:
+            skipped = await self._find_undecodable(consumer, records, starts)
+        except KafkaError as exc:  # a rebalance meanwhile, say: read it all again later
+            log.warning("mendline: finding a batch that cannot be decoded failed (%s)", exc)
+            for tp, offset in starts.items():
+                if tp in consumer.assignment():
+                    consumer.seek(tp, offset)
+            return {}, {}
+        if skipped is None:
+            log.warning("mendline: a fetch failed to decode (%r), then no partition did", error)
+            return records, {}
+        tp, first, end = skipped
+        await self._dead_letter_range(tp, first, end, error, stop)
+        return records, {tp: end}
+
+    async def _find_undecodable(
+        self,
+        consumer: AIOKafkaConsumer,
+        records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        starts: dict[TopicPartition, int],
+    ) -> tuple[TopicPartition, int, int] | None:
+        """Fetch each partition again (into ``records``, from ``starts``) until one fails to
+        decode; then its bad range (partition, first offset, offset after it), sought past."""
+        limit = self.settings.batch_max_records
+        active = consumer.assignment() - consumer.paused()
+        for tp in sorted(active, key=lambda t: (t.topic, t.partition)):
+            starts[tp] = start = await consumer.position(tp)
+            got = await self._fetch_from(consumer, tp, start, limit)
+            if got is not None:
+                if got:
+                    records[tp] = got
+                continue
+            # This one: read again one record at a time, to keep those before the bad batch.
+            consumer.seek(tp, start)
+            kept: list[ConsumerRecord[bytes, bytes]] = []
+            while (one := await self._fetch_from(consumer, tp, None, 1)) is not None:
+                kept.extend(one)
+                if not one or len(kept) >= limit:  # the error went away, or a batch is full
+                    break
+            else:
+                first = await consumer.position(tp)
+                end = await self._undecodable_end(consumer, tp, first)
+                consumer.seek(tp, end)
+                if kept:
+                    records[tp] = kept
+                return tp, first, end
+            if kept:
+                records[tp] = kept
+        return None
+
+    async def _fetch_from(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int | None, limit: int
+    ) -> list[ConsumerRecord[bytes, bytes]] | None:
+        """Up to ``limit`` records of ``tp`` from ``offset`` (None: from where it is); None
+        if the batch there cannot be decoded."""
+        if offset is not None:
+            consumer.seek(tp, offset)
+        try:
+            got = await consumer.getmany(tp, timeout_ms=_PROBE_MS, max_records=limit)
+        except Exception as exc:
+            if undecodable(exc):
+                return None
+            raise
+        records: list[ConsumerRecord[bytes, bytes]] = got.get(tp, [])
+        return records
+
+    async def _undecodable_end(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, first: int
+    ) -> int:
+        """The offset after the range that cannot be decoded from ``first`` on.
+
+        A fetch from inside a batch gets the whole batch, so it fails for every offset of
+        the bad batch and succeeds past it. One offset after the other, not a binary search:
+        a good batch between two bad ones would be jumped over and lost. A batch is a
+        producer's (some hundreds of records at most), and this happens rarely. Never past
+        the high watermark (a fetch from beyond the log's end resets to the earliest offset).
+        """
+        known = consumer.highwater(tp)
+        high = int(known if known is not None else (await consumer.end_offsets([tp]))[tp])
+        end = first + 1
+        while end < high and await self._fetch_from(consumer, tp, end, 1) is None:
+            end += 1
+        return end
+
+    async def _dead_letter_range(
+        self, tp: TopicPartition, first: int, end: int, error: BaseException, stop: asyncio.Event
+    ) -> None:
+        """A DLQ record (no key, no value) naming the offsets that could not be decoded."""
+        await self._dead_letter_values(
+            [
+                (
+                    None,
+                    None,
+                    [(DLQ_HEADER_PREFIX + "offset-last", str(end - 1).encode())],
+                    tp.partition,
+                    first,
+                    "undecodable",
+                    f"offsets {first} to {end - 1} of {tp.topic}[{tp.partition}] cannot be "
+                    f"decoded and were skipped: {type(error).__name__}: {error}",
+                )
+            ],
+            stop,
+        )
+
     async def _prepare(
         self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> tuple[
@@ -266,11 +455,17 @@ class Consumer:
         rejected: list[tuple[ConsumerRecord[bytes, bytes], DeadLetterReason, str]] = []
         count = 0
         named: dict[str, tuple[str, str | None]] = {}
+        window = TimestampWindow.around(datetime.now(UTC), self.settings.retention_days)
         for batch in records.values():
             for record in batch:
                 try:
                     event = prepare_record(
-                        record.value, self.scrubber, record.partition, record.offset, named
+                        record.value,
+                        self.scrubber,
+                        record.partition,
+                        record.offset,
+                        named,
+                        window=window,
                     )
                 except InvalidEvent as exc:
                     rejected.append((record, exc.reason, exc.detail))
@@ -316,6 +511,8 @@ class Consumer:
             if backoff.attempts:
                 log.info("mendline: PostgreSQL is back; resuming")
             self._resume()
+            if result.conflicts:
+                await self._dead_letter_conflicts(result.conflicts, stop)
             self.stats.stored += result.stored
             self.stats.duplicates += result.duplicates
             self.stats.new_issues += result.new_issues
@@ -342,7 +539,32 @@ class Consumer:
                 part = await self._write_isolating_poison(rest, stop) if rest else BatchResult()
             for name in ("stored", "duplicates", "new_issues", "regressions", "triggers"):
                 setattr(total, name, getattr(total, name) + getattr(part, name))
+            total.conflicts.extend(part.conflicts)
         return total
+
+    async def _dead_letter_conflicts(
+        self, conflicts: list[tuple[PreparedEvent, str]], stop: asyncio.Event
+    ) -> None:
+        """An event_id seen before with other content: a forgery or a bug, not a replay."""
+        await self._dead_letter_values(
+            [
+                (
+                    event.event_id.encode(),
+                    event.payload,
+                    [
+                        (DLQ_HEADER_PREFIX + "stored-content-hash", stored.encode()),
+                        (DLQ_HEADER_PREFIX + "content-hash", (event.content_hash or "").encode()),
+                    ],
+                    event.partition,
+                    event.offset,
+                    "duplicate_conflict",
+                    f"event_id {event.event_id} was stored with content hash {stored}; "
+                    f"this record's is {event.content_hash}",
+                )
+                for event, stored in conflicts
+            ],
+            stop,
+        )
 
     async def _dead_letter_prepared(self, poison: _Poison, stop: asyncio.Event) -> None:
         event = poison.event
@@ -462,11 +684,8 @@ class Consumer:
 
     async def _dlq_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = errors_producer(
-                self.settings,
-                client_id=f"mendline-dlq-{self._identity}",
-                # whatever the consumer could fetch, the DLQ can take
-                max_request_size=8 * 1024 * 1024,
+            producer = dead_letter_producer(
+                self.settings, client_id=f"mendline-dlq-{self._identity}"
             )
             try:
                 await producer.start()

@@ -8,8 +8,8 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from mendline.ingest._topics import errors_producer, kafka_client_options
-from mendline.ingest.consumer._consumer import DLQ_HEADER_PREFIX
+from mendline.ingest._topics import kafka_client_options
+from mendline.ingest.consumer._consumer import DLQ_HEADER_PREFIX, dead_letter_producer
 from mendline.schemas.settings import Settings
 
 __all__ = ["DeadLetter", "read_dead_letters", "redrive"]
@@ -124,10 +124,11 @@ async def redrive(settings: Settings, reason: str | None = None) -> int:
     the consumer validates them again, and stores each event once whatever is replayed.
 
     Progress is committed under the group ``<consumer_group>-dlq-redrive``. With ``reason``,
-    only that reason's records go, and no progress is committed.
+    only that reason's records go, and no progress is committed. ``undecodable`` letters
+    name offsets, not records, and are never sent.
     """
     consumer, tps = await _open(settings, group=settings.consumer_group + REDRIVE_GROUP_SUFFIX)
-    producer = errors_producer(settings, client_id="mendline-dlq-redrive")
+    producer = dead_letter_producer(settings, client_id="mendline-dlq-redrive")
     try:
         await producer.start()
     except BaseException:
@@ -142,7 +143,12 @@ async def redrive(settings: Settings, reason: str | None = None) -> int:
             else:
                 consumer.seek(tp, committed)
         letters = await _drain(consumer, tps)
-        chosen = [d for d in letters if reason is None or d.reason == reason]
+        # An undecodable range has no record to send: only its offsets are kept.
+        chosen = [
+            d
+            for d in letters
+            if d.reason != "undecodable" and (reason is None or d.reason == reason)
+        ]
         futures = [
             await producer.send(
                 settings.errors_topic,

@@ -140,8 +140,8 @@ class Store:
     async def _write(self, conn: _Conn, batch: list[PreparedEvent], now: datetime) -> BatchResult:
         """The steps of one batch, in one transaction (the caller's)."""
         result = BatchResult()
-        events = await self._new_events(conn, batch, now)
-        result.duplicates = len(batch) - len(events)
+        events, result.conflicts = await self._new_events(conn, batch, now)
+        result.duplicates = len(batch) - len(events) - len(result.conflicts)
         if not events:
             return result
         by_hash: dict[str, list[PreparedEvent]] = defaultdict(list)
@@ -167,32 +167,50 @@ class Store:
 
     async def _new_events(
         self, conn: _Conn, batch: list[PreparedEvent], now: datetime
-    ) -> list[PreparedEvent]:
-        """The events of the batch not stored before (nor twice in it), their ids recorded."""
+    ) -> tuple[list[PreparedEvent], list[tuple[PreparedEvent, str]]]:
+        """The events of the batch not stored before (nor earlier in it), their ids and
+        content hashes recorded; and the conflicts: events whose id was stored, or came
+        earlier in the batch, with another content hash (each with that hash). An id stored
+        without a hash (before 0007) or an event without one is a plain duplicate."""
         unique: dict[str, PreparedEvent] = {}
         for event in batch:
             unique.setdefault(event.event_id, event)
         event_ids = list(unique)
         status = await conn.execute(
-            """INSERT INTO mendline.event_ids (event_id, received_at)
-               SELECT id, $2 FROM unnest($1::uuid[]) AS id ON CONFLICT DO NOTHING""",
+            """INSERT INTO mendline.event_ids (event_id, received_at, content_hash)
+               SELECT id, $2, h FROM unnest($1::uuid[], $3::text[]) AS u(id, h)
+               ON CONFLICT DO NOTHING""",
             event_ids,
             now,
+            [e.content_hash for e in unique.values()],
         )
-        if int(status.rsplit(" ", 1)[1]) == len(event_ids):  # usual: none was seen before
-            return list(unique.values())
-        # Rows this transaction inserted carry its transaction id; the others were there.
-        seen = {
-            row["event_id"].hex
-            for row in await conn.fetch(
-                """SELECT event_id FROM mendline.event_ids
-                   WHERE event_id = ANY($1::uuid[])
-                     AND xmin::text::bigint
-                         <> pg_current_xact_id()::text::bigint % 4294967296""",
-                event_ids,
-            )
-        }
-        return [e for e in unique.values() if e.event_id not in seen]
+        seen: dict[str, str | None] = {}
+        if int(status.rsplit(" ", 1)[1]) != len(event_ids):  # usual: none was seen before
+            # Rows this transaction inserted carry its transaction id; the others were there.
+            seen = {
+                row["event_id"].hex: row["content_hash"]
+                for row in await conn.fetch(
+                    """SELECT event_id, content_hash FROM mendline.event_ids
+                       WHERE event_id = ANY($1::uuid[])
+                         AND xmin::text::bigint
+                             <> pg_current_xact_id()::text::bigint % 4294967296""",
+                    event_ids,
+                )
+            }
+        fresh: list[PreparedEvent] = []
+        conflicts: list[tuple[PreparedEvent, str]] = []
+        for event in batch:
+            first = unique[event.event_id]
+            if event.event_id in seen:
+                kept = seen[event.event_id]
+            elif event is first:
+                fresh.append(event)
+                continue
+            else:  # the first of the batch wins
+                kept = first.content_hash
+            if kept is not None and event.content_hash not in (None, kept):
+                conflicts.append((event, kept))
+        return fresh, conflicts
 
     async def _lock_issues(self, conn: _Conn, ids: list[int]) -> dict[int, Any]:
         """Lock the batch's issues; their status and resolved_at as they were."""

@@ -25,6 +25,7 @@ def test_unknown_fields_are_dropped_and_never_stored_unscrubbed() -> None:
     prepared = prepare_record(encode(doc), Scrubber())
     stored = json.loads(prepared.payload)
     assert "request_headers" not in stored
+    assert "original_timestamp" not in stored  # set by the consumer alone, when it clamps
     assert "locals" not in stored["exceptions"][0]["frames"][0]
     assert b"hunter2" not in prepared.payload and b"abc.def.ghi" not in prepared.payload
 
@@ -52,3 +53,22 @@ def test_bad_input_raises_invalid_event_with_the_same_reasons() -> None:
         prepare_record(b'{"schema_version": 1, "bogus": true}', Scrubber())
     assert caught.value.reason == "invalid"
     assert "event_id" in caught.value.detail  # the lenient parse explains, not "extra field"
+
+
+def test_what_is_stored_is_what_was_validated_when_the_bytes_differ() -> None:
+    doc = make_event(1, 1)
+    doc["timestamp"] = "2026-11-29T14:00:00+02:00"  # the same instant as 12:00Z
+    raw = json.dumps(doc, indent=1).encode()  # valid, exact and clean, but not as we write it
+    prepared = prepare_record(raw, Scrubber())
+    assert prepared.payload != raw
+    assert json.loads(prepared.payload) == {**doc, "timestamp": "2026-11-29T12:00:00Z"}
+
+
+def test_a_duplicate_key_is_rejected_not_stored_by_the_fast_path() -> None:
+    raw = encode(make_event(1, 1)).replace(
+        b'"context":{', b'"context":{"password":"hunter2","password":"x",', 1
+    )
+    with pytest.raises(InvalidEvent) as caught:
+        prepare_record(raw, Scrubber())
+    assert caught.value.reason == "invalid"
+    assert caught.value.detail == 'duplicate key "password" in "context"'

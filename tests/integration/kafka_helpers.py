@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.protocol.produce import ProduceRequest
+from aiokafka.record.default_records import DefaultRecordBase, DefaultRecordBatchBuilder
+from aiokafka.record.util import calc_crc32c
 
 
 def unique_topic(prefix: str = "t") -> str:
@@ -78,3 +82,46 @@ async def read_events(
     finally:
         await consumer.stop()
     return events
+
+
+def record_batch(values: list[bytes], *, codec: int = 0, bad_crc: bool = False) -> bytes:
+    """A Kafka record batch (v2) of ``values``, as a producer builds it. ``codec`` marks it
+    compressed (zstd is 4) though its records are not, with a valid CRC: it cannot be
+    decompressed. ``bad_crc`` changes a byte of its last record after the CRC was set."""
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=False,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 20,
+    )
+    for delta, value in enumerate(values):
+        builder.append(delta, timestamp=None, key=b"k", value=value, headers=[])
+    data = bytearray(builder.build())
+    if codec:
+        at = DefaultRecordBase.ATTRIBUTES_OFFSET
+        (attributes,) = struct.unpack_from(">h", data, at)
+        struct.pack_into(">h", data, at, attributes | codec)
+        struct.pack_into(">I", data, DefaultRecordBase.CRC_OFFSET, calc_crc32c(data[at:]))
+    if bad_crc:
+        data[-3] ^= 0xFF
+    return bytes(data)
+
+
+async def produce_batch(bootstrap: str, topic: str, partition: int, batch: bytes) -> None:
+    """Write one record batch exactly as given (a ProduceRequest of those bytes, acks=all):
+    the broker keeps it as it is, as it would a batch a broken producer sent."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.client.force_metadata_update()
+        leader = producer.client.cluster.leader_for_partition(TopicPartition(topic, partition))
+        response = await producer.client.send(
+            leader, ProduceRequest(None, -1, 10_000, [(topic, [(partition, batch)])])
+        )
+        errors = [code for _, parts in response.topics for _, code, *_ in parts]
+        assert errors == [0], f"the broker refused the batch: {response}"
+    finally:
+        await producer.stop()

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
@@ -17,11 +18,13 @@ import pytest
 
 from mendline.devstack import EmbeddedPostgres
 from mendline.ingest import read_dead_letters, redrive
-from mendline.schemas.settings import Settings
+from mendline.ingest.consumer import dead_letter_producer
+from mendline.schemas.settings import Settings, load_settings
 from mendline.sinks.postgres import connect_store
+from tests.db_helpers import query
 
 from .event_factory import encode, make_event
-from .kafka_helpers import create_topic, produce
+from .kafka_helpers import create_topic, produce, produce_batch, record_batch
 from .stage_helpers import consume_settings, running_consumer, wait_until
 
 pytestmark = pytest.mark.integration
@@ -120,6 +123,168 @@ async def test_poison_records_go_to_the_dlq_with_their_reason_and_the_rest_is_st
         "invalid": 3,
         "too_large": 1,
     }
+
+
+def _edited(event: dict[str, object], old: bytes, new: bytes) -> bytes:
+    raw = encode(event)
+    assert old in raw
+    return raw.replace(old, new, 1)
+
+
+#: Records that pass a lenient JSON reader (a duplicate key: the last one wins; a boolean or
+#: a float coerced) and must not be stored, each with the words its DLQ message holds.
+HOSTILE: list[tuple[bytes, str]] = [
+    # the first "message" is what a first-wins reader (and a person) sees
+    (_edited(make_event(0), b'"message":', b'"message":"benign","message":'), '"message"'),
+    (
+        _edited(make_event(0), b'"context":{', b'"context":{"password":"hunter2","password":1,'),
+        'duplicate key "password" in "context"',
+    ),
+    (_edited(make_event(0), b'"in_app":true', b'"in_app":true,"in_app":false'), '"in_app"'),
+    (_edited(make_event(0), b'"schema_version":1', b'"schema_version":true'), "schema_version"),
+    (_edited(make_event(0), b'"in_app":true', b'"in_app":"yes"'), "in_app"),
+    (_edited(make_event(0), b'"lineno":10', b'"lineno":10.0'), "lineno"),
+]
+
+
+async def test_hostile_records_go_to_the_dlq_and_stored_bytes_are_what_was_validated(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    offset = make_event(1, 0)
+    # valid, in the consumer's window whenever the test runs; stored in UTC
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    offset["timestamp"] = when.astimezone(timezone(timedelta(hours=2))).isoformat()
+    spaced = json.dumps(offset, indent=2).encode()
+    await produce(kafka_bootstrap, settings.errors_topic, [bad for bad, _ in HOSTILE] + [spaced])
+    async with running_consumer(settings) as consumer:
+        await wait_until(lambda: consumer.stats.stored == 1, 30, "the valid event")
+        await wait_until(
+            lambda: consumer.stats.dead_lettered == {"invalid": len(HOSTILE)}, 30, "the DLQ"
+        )
+    letters = await read_dead_letters(settings)
+    assert [d.value for d in letters] == [bad for bad, _ in HOSTILE]
+    for letter, (_, words) in zip(letters, HOSTILE, strict=True):
+        assert letter.reason == "invalid" and words in letter.message, letter.message
+    [row] = await query(fresh_db_url, "SELECT payload::text AS payload FROM mendline.events")
+    payload = row["payload"]
+    assert payload.encode() != spaced
+    assert json.loads(payload) == {**offset, "timestamp": when.isoformat().replace("+00:00", "Z")}
+
+
+async def test_an_event_id_again_with_other_content_is_dead_lettered_as_a_conflict(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    # dated now, so that the dead letters hold the events unchanged whenever the test runs
+    now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    original = {**make_event(1, 0), "timestamp": now}
+    forged = {**original, "message": "forged", "service": "payments"}
+    reordered = {k: original[k] for k in reversed(list(original))}  # the same content
+    twin = {**make_event(2, 0), "timestamp": now}
+    twin_forged = {**twin, "level": "critical"}
+    async with running_consumer(settings) as consumer:
+        await produce(kafka_bootstrap, settings.errors_topic, [encode(original)])
+        await wait_until(lambda: consumer.stats.stored == 1, 30, "the original")
+        # one batch: a replay, a forgery of the stored event, and an id twice in the batch
+        await produce(
+            kafka_bootstrap,
+            settings.errors_topic,
+            [encode(reordered), encode(forged), encode(twin), encode(twin_forged)],
+        )
+        await wait_until(
+            lambda: consumer.stats.dead_lettered == {"duplicate_conflict": 2}, 30, "conflicts"
+        )
+        await wait_until(lambda: consumer.stats.stored == 2, 30, "the twin")
+        assert consumer.stats.duplicates == 1
+    await check_exactly_once(fresh_db_url, [original, twin])
+    # Keyed by event_id, the two may be on different DLQ partitions: read them by id.
+    letters = {d.key: d for d in await read_dead_letters(settings)}
+    assert set(letters) == {original["event_id"].encode(), twin["event_id"].encode()}
+    for event_id, content in [(original["event_id"], forged), (twin["event_id"], twin_forged)]:
+        letter = letters[event_id.encode()]
+        assert letter.reason == "duplicate_conflict"
+        assert json.loads(letter.value or b"") == content
+        headers = dict(letter.headers)
+        stored = headers["mendline.errors.stored-content-hash"].decode()
+        new = headers["mendline.errors.content-hash"].decode()
+        assert len(stored) == len(new) == 64 and stored != new
+        assert letter.message.startswith(f"event_id {event_id} was stored")
+
+
+async def test_a_timestamp_from_a_wrong_clock_does_not_pin_last_seen(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    now = datetime.now(UTC)
+    ahead = make_event(1, 0)
+    ahead["timestamp"] = "2099-01-01T00:00:00Z"
+    await produce(kafka_bootstrap, settings.errors_topic, [encode(ahead)])
+    async with running_consumer(settings) as consumer:
+        await wait_until(lambda: consumer.stats.stored == 1, 30, "the event")
+    [row] = await query(
+        fresh_db_url,
+        """SELECT i.last_seen, e.payload::text AS payload
+           FROM mendline.issues i JOIN mendline.events e ON e.issue_id = i.id""",
+    )
+    last_seen, payload = row["last_seen"], json.loads(row["payload"])
+    assert now - timedelta(minutes=5) < last_seen < now + timedelta(minutes=5)
+    assert payload["original_timestamp"] == "2099-01-01T00:00:00Z"
+    assert payload["timestamp"] == last_seen.isoformat().replace("+00:00", "Z")
+
+
+async def test_the_dlq_and_redrive_producer_honours_the_request_timeout() -> None:
+    # The consumer's DLQ producer and redrive's are made here; aiokafka keeps the timeout
+    # on the producer's client, which every request (metadata, produce) waits at most.
+    for seconds in (2.5, 30.0):
+        settings = load_settings(kafka_request_timeout=seconds)
+        producer = dead_letter_producer(settings, client_id="mendline-test")
+        try:
+            assert producer.client._request_timeout_ms == int(seconds * 1000)
+        finally:
+            await producer.stop()
+
+
+async def test_batches_that_cannot_be_decoded_go_to_the_dlq_as_offset_ranges(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    topic = settings.errors_topic
+    await create_topic(kafka_bootstrap, topic, 1)
+    good = [make_event(1, n) for n in range(4)]
+    hidden = [encode(make_event(2, n)) for n in range(3)]
+    await produce_batch(kafka_bootstrap, topic, 0, record_batch(hidden[:2], codec=4))  # 0, 1
+    await produce(kafka_bootstrap, topic, [encode(good[0]), encode(good[1])])  # 2, 3
+    await produce_batch(kafka_bootstrap, topic, 0, record_batch(hidden, bad_crc=True))  # 4-6
+    await produce(kafka_bootstrap, topic, [encode(good[2])])  # 7
+    await produce_batch(kafka_bootstrap, topic, 0, record_batch(hidden[:2], codec=4))  # 8, 9
+    await produce(kafka_bootstrap, topic, [encode(good[3])])  # 10
+    async with running_consumer(settings) as consumer:
+        await wait_until(
+            lambda: (
+                consumer.stats.stored == 4 and consumer.stats.dead_lettered == {"undecodable": 3}
+            ),
+            60,
+            "the decodable events stored and three ranges dead-lettered",
+        )
+    await check_exactly_once(fresh_db_url, good)
+    letters = await read_dead_letters(settings)
+    assert [(d.reason, d.source, d.value) for d in letters] == [
+        ("undecodable", f"{topic}[0]@0", None),
+        ("undecodable", f"{topic}[0]@4", None),
+        ("undecodable", f"{topic}[0]@8", None),
+    ]
+    assert [dict(d.headers)["mendline.errors.offset-last"] for d in letters] == [b"1", b"6", b"9"]
+    assert "DecompressionError" in letters[0].message
+    assert "CorruptRecordException" in letters[1].message
+    assert "DecompressionError" in letters[2].message
+    assert await redrive(settings) == 0  # offsets, not records: nothing to send again
+    # The skips were committed: the group reads on after them, and nothing is dead-lettered.
+    async with running_consumer(settings) as again:
+        later = make_event(3, 0)
+        await produce(kafka_bootstrap, topic, [encode(later)])
+        await wait_until(lambda: again.stats.stored == 1, 30, "the later event")
+        assert again.stats.dead_lettered == {} and again.stats.received == 1
 
 
 async def test_redrive_sends_dead_letters_through_again(

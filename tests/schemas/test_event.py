@@ -7,7 +7,14 @@ import jsonschema
 import pytest
 
 from mendline.schemas.errors import InvalidEvent
-from mendline.schemas.event import JSON_SCHEMA_PATH, json_schema_text, parse_event, parse_event_dict
+from mendline.schemas.event import (
+    JSON_SCHEMA_PATH,
+    content_hash,
+    json_schema_text,
+    parse_event,
+    parse_event_dict,
+    parse_event_exact,
+)
 
 VALID = {
     "schema_version": 1,
@@ -131,3 +138,83 @@ def test_timestamps_with_offsets_are_stored_in_utc() -> None:
 def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     event = parse_event(json.dumps({**VALID, "added_in_v1_5": True}))
     assert event.message == "order_failed"
+
+
+def _with(text: str, old: str, new: str) -> bytes:
+    """VALID as compact JSON with one piece of its text replaced (a duplicate key, say)."""
+    raw = json.dumps(VALID, separators=(",", ":"))
+    assert old in raw
+    return raw.replace(old, new, 1).encode()
+
+
+_COMPACT = json.dumps(VALID, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "names"),
+    [
+        # duplicate keys, at the top, in a frame, deep in the context: the validator would
+        # keep the last, another reader the first
+        (_with(_COMPACT, '"level":"error"', '"level":"debug","level":"error"'), '"level"'),
+        (
+            _with(_COMPACT, '"in_app":true', '"in_app":true,"in_app":false'),
+            '"in_app" in "exceptions.0.frames.0"',
+        ),
+        (
+            _with(_COMPACT, '"context":{"order_id":1}', '"context":{"a":[{"k":1,"k":2}]}'),
+            '"k" in "context.a.0"',
+        ),
+        (_with(_COMPACT, '"tags":{"region":"eu"}', '"tags":{"r":"a","r":"b"}'), '"r" in "tags"'),
+        # no coercion: a boolean or a float is not the schema version, "yes" is not a boolean,
+        # 1.0 and "12" are not integers
+        (_with(_COMPACT, '"schema_version":1', '"schema_version":true'), "schema_version"),
+        (_with(_COMPACT, '"schema_version":1', '"schema_version":1.0'), "schema_version"),
+        (_with(_COMPACT, '"in_app":true', '"in_app":"yes"'), "in_app"),
+        (_with(_COMPACT, '"in_app":true', '"in_app":1'), "in_app"),
+        (_with(_COMPACT, '"lineno":12', '"lineno":12.0'), "lineno"),
+        (_with(_COMPACT, '"lineno":12', '"lineno":"12"'), "lineno"),
+        (_with(_COMPACT, '"frames_omitted":0', '"frames_omitted":0.0'), "frames_omitted"),
+        (
+            _with(_COMPACT, '"timestamp":"2026-11-29T19:13:38.123456Z"', '"timestamp":1764443618'),
+            "timestamp",
+        ),
+    ],
+)
+def test_strict_parsing_rejects_duplicates_and_coercions(raw: bytes, names: str) -> None:
+    for parse in (parse_event, parse_event_dict, parse_event_exact):
+        with pytest.raises(InvalidEvent) as caught:
+            parse(raw)
+        assert caught.value.reason == "invalid"
+        assert names in caught.value.detail
+
+
+def test_a_duplicate_key_is_named_escaped_and_cut_short() -> None:
+    key = json.dumps("k\u001b[31m" + "x" * 500)  # a terminal escape, written as \\u001b
+    raw = _with(_COMPACT, '"context":{"order_id":1}', f'"context":{{{key}:0,{key}:1}}')
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event_dict(raw)
+    assert "duplicate key" in caught.value.detail and "\u001b" not in caught.value.detail
+    assert len(caught.value.detail) < 400
+
+
+def test_the_content_hash_ignores_key_order_and_omitted_nulls_but_not_content() -> None:
+    base = content_hash(parse_event_dict(json.dumps(VALID)))
+    reordered = {k: VALID[k] for k in reversed(list(VALID))}
+    reordered["context"] = {"b": 2, "a": 1}
+    assert content_hash(parse_event_dict(json.dumps(reordered))) != base  # other context
+    same_context = {**VALID, "context": {"a": 1, "b": 2}}
+    assert content_hash(parse_event_dict(json.dumps(reordered))) == content_hash(
+        parse_event_dict(json.dumps(same_context))
+    )
+    assert content_hash(parse_event_dict(json.dumps({**VALID, "unknown": 1}))) == base
+    sparse = {k: v for k, v in VALID.items() if v is not None}
+    exact, _ = parse_event_exact(json.dumps(sparse))
+    assert "release" not in exact and content_hash(exact) == base
+    assert content_hash(parse_event_dict(json.dumps({**VALID, "message": "other"}))) != base
+    # an offset is the same instant: validation stores it in UTC
+    assert (
+        content_hash(
+            parse_event_dict(json.dumps({**VALID, "timestamp": "2026-11-29T21:13:38.123456+02:00"}))
+        )
+        == base
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -109,6 +110,48 @@ async def test_a_redelivered_batch_changes_nothing(store: Store, db: asyncpg.Con
     assert await db.fetchval("SELECT count(*) FROM mendline.events") == 10
     assert await db.fetchval("SELECT times_seen FROM mendline.issues") == 10
     assert await db.fetchval("SELECT count(*) FROM mendline.triggers") == 1
+
+
+def hashed(base: PreparedEvent, content_hash: str | None) -> PreparedEvent:
+    """``base`` with ``content_hash``: the same event_id with that content."""
+    return dataclasses.replace(base, content_hash=content_hash)
+
+
+async def test_an_event_id_again_with_other_content_is_a_conflict_not_a_duplicate(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    one, two = event(), event(at=T0 + timedelta(seconds=1))
+    first = await store.write([hashed(one, "a" * 64), hashed(two, "b" * 64)])
+    assert (first.stored, first.duplicates, first.conflicts) == (2, 0, [])
+    replay, forged = hashed(one, "a" * 64), hashed(two, "c" * 64)
+    again = await store.write([replay, forged])
+    assert (again.stored, again.duplicates) == (0, 1)
+    assert again.conflicts == [(forged, "b" * 64)]
+    assert await db.fetchval("SELECT times_seen FROM mendline.issues") == 2
+    stored = await db.fetchval(
+        "SELECT content_hash FROM mendline.event_ids WHERE event_id = $1", uuid.UUID(two.event_id)
+    )
+    assert stored == "b" * 64  # the conflict changed nothing
+
+
+async def test_in_one_batch_the_first_of_an_event_id_wins(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    base = event()
+    first, copy, other = hashed(base, "a" * 64), hashed(base, "a" * 64), hashed(base, "d" * 64)
+    result = await store.write([first, other, copy])
+    assert (result.stored, result.duplicates, result.conflicts) == (1, 1, [(other, "a" * 64)])
+    assert await db.fetchval("SELECT times_seen FROM mendline.issues") == 1
+
+
+async def test_an_event_id_stored_without_a_hash_takes_any_replay_as_a_duplicate(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    old = event()
+    await store.write([hashed(old, None)])  # as stored before migration 0007
+    assert await db.fetchval("SELECT content_hash FROM mendline.event_ids") is None
+    again = await store.write([hashed(old, "e" * 64)])
+    assert (again.stored, again.duplicates, again.conflicts) == (0, 1, [])
 
 
 async def test_issue_aggregates(store: Store, db: asyncpg.Connection) -> None:
