@@ -1,12 +1,14 @@
 """Policy: the decisions that gate what is sent or changed, as pure functions (inputs in,
 decision out, with its reasons); the stores and stages read what they need and act on them.
 
-- ``alerts``: an alert's severity and labels, and whether, how and when a receiver hears of it
+- ``alerts``: the severity an LLM's finding may keep, an alert's severity and labels, and
+  whether, how and when a receiver hears of it
 """
 
 from mendline.analyzers.policy.alerts import (
     LABEL_NAMES,
     NO_GROUP,
+    SEVERITY_RAISE_CONFIDENCE,
     TAG_PREFIX,
     DeliveryDecision,
     DeliveryMode,
@@ -14,9 +16,11 @@ from mendline.analyzers.policy.alerts import (
     GroupState,
     RouteTiming,
     SentMessage,
+    SeverityDecision,
     alert_labels,
     alert_severity,
     decide_delivery,
+    finding_severity,
     follow_finding,
     higher_severity,
     resolve_audience,
@@ -26,6 +30,7 @@ from mendline.analyzers.policy.alerts import (
 __all__ = [
     "LABEL_NAMES",
     "NO_GROUP",
+    "SEVERITY_RAISE_CONFIDENCE",
     "TAG_PREFIX",
     "DeliveryDecision",
     "DeliveryMode",
@@ -33,9 +38,11 @@ __all__ = [
     "GroupState",
     "RouteTiming",
     "SentMessage",
+    "SeverityDecision",
     "alert_labels",
     "alert_severity",
     "decide_delivery",
+    "finding_severity",
     "follow_finding",
     "higher_severity",
     "resolve_audience",
