@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from mendline.schemas.finding import RISK_WORDS
+
 if TYPE_CHECKING:
     from mendline.sinks.postgres import StoredFinding
 
@@ -270,6 +272,12 @@ def describe(stored: StoredFinding, served: bool = False) -> str:
         f"  root cause  {p(f.root_cause)}",
         f"  fix         {p(f.suggested_fix)}",
     ]
+    if f.risks:
+        # Before the fix and patch are acted on: an LLM wrote them after reading event text.
+        lines.append(
+            "  WARNING     check before acting: "
+            + "; ".join(f"{RISK_WORDS[r]} [{r}]" for r in f.risks)
+        )
     if f.fix_kind:
         lines.append(f"  fix kind    {f.fix_kind}")
     for item in f.evidence:
