@@ -101,8 +101,8 @@ _ABOUT_FORMAT = re.compile(r"response_format|json_schema|json_object", re.IGNORE
 
 
 def negotiated_mode(url: str, model: str) -> str | None:
-    """The response_format mode that endpoint ``url`` (its chat-completions URL) answered for
-    ``model`` in this process, or None before it answered."""
+    """The response_format mode endpoint ``url`` (its chat-completions URL) is asked with for
+    ``model`` in this process, as negotiated; None before its first call."""
     return _NEGOTIATED.get((url, model))
 
 
@@ -150,7 +150,7 @@ class ChatClient:
 
     @property
     def mode(self) -> str | None:
-        """The response_format mode this endpoint answered with, None before it answered."""
+        """The response_format mode this endpoint is asked with, None before its first call."""
         return negotiated_mode(self._url, self.model)
 
     async def aclose(self) -> None:
@@ -200,13 +200,10 @@ class ChatClient:
         self, messages: list[dict[str, str]], schema: dict[str, Any]
     ) -> httpx.Response:
         endpoint = (self._url, self.model)
-        mode: str | None = _NEGOTIATED.get(endpoint, RESPONSE_MODES[0])
+        mode = _NEGOTIATED.get(endpoint, RESPONSE_MODES[0])
         while True:
-            assert mode is not None
             response = await self._post(self._body(messages, schema, mode))
             if response.status_code < 400:
-                if _NEGOTIATED.get(endpoint) != mode:
-                    log.info("mendline: %s answers with response_format %s", self._url, mode)
                 _NEGOTIATED[endpoint] = mode
                 return response
             following = next_mode(mode, response.status_code, response.text[:2000])
