@@ -92,27 +92,34 @@ def endpoint_auth(
 #: (llama-cpp-python, which constrains its output with it; others take a plain JSON object);
 #: ``text``: no response_format, the schema written in the prompt.
 RESPONSE_MODES: tuple[str, ...] = ("json_schema", "json_object", "text")
-# The mode each endpoint (URL, model) answered with, for the life of the process: negotiated
-# once, not on every call of every client.
-_NEGOTIATED: dict[tuple[str, str], str] = {}
+# The mode each endpoint (URL, model, the modes it may be asked with) is asked with, for the
+# life of the process: negotiated once, not on every call of every client.
+_NEGOTIATED: dict[tuple[str, str, tuple[str, ...]], str] = {}
 # An error about response_format itself, whatever its status: llama-cpp-python answers
 # json_schema with HTTP 500 "Input should be 'text' or 'json_object'", others with 400 or 422.
 _ABOUT_FORMAT = re.compile(r"response_format|json_schema|json_object", re.IGNORECASE)
+# The longest string a schema sent with json_object may allow. llama-cpp-python turns that
+# schema into a grammar that repeats a character rule up to maxLength times: 0.3.36 dies of a
+# segmentation fault on the Finding's 2,000 and 20,000 (tried with SmolLM2), and is fine at
+# 1,000. The answer is still validated against the full schema.
+_GRAMMAR_MAX_LENGTH = 1000
 
 
-def negotiated_mode(url: str, model: str) -> str | None:
+def negotiated_mode(url: str, model: str, modes: tuple[str, ...] = RESPONSE_MODES) -> str | None:
     """The response_format mode endpoint ``url`` (its chat-completions URL) is asked with for
-    ``model`` in this process, as negotiated; None before its first call."""
-    return _NEGOTIATED.get((url, model))
+    ``model`` in this process, as negotiated among ``modes``; None before its first call."""
+    return _NEGOTIATED.get((url, model, modes))
 
 
-def next_mode(mode: str, status: int, body: str) -> str | None:
-    """The mode to try after ``mode`` was answered ``status`` with ``body``: the next one when
-    the error is about response_format (it is unsupported, not an outage), else None (an
-    ordinary error: retried or not, counted by the breaker or not, as any other)."""
-    if status < 400 or mode == "text" or not _ABOUT_FORMAT.search(body):
+def next_mode(
+    mode: str, status: int, body: str, modes: tuple[str, ...] = RESPONSE_MODES
+) -> str | None:
+    """The mode of ``modes`` to try after ``mode`` was answered ``status`` with ``body``: the
+    next one when the error is about response_format (it is unsupported, not an outage), else
+    None (an ordinary error: retried or not, counted by the breaker or not, as any other)."""
+    if status < 400 or not _ABOUT_FORMAT.search(body) or mode == modes[-1]:
         return None
-    return RESPONSE_MODES[RESPONSE_MODES.index(mode) + 1]
+    return modes[modes.index(mode) + 1]
 
 
 class ChatClient:
@@ -120,10 +127,10 @@ class ChatClient:
 
     Works with OpenAI, Azure OpenAI (``api_key_header="api-key"`` and ``api_version``), vLLM,
     Ollama, llama.cpp's server and llama-cpp-python's. Asks for structured output in the best
-    mode the endpoint takes (RESPONSE_MODES): an error that names response_format moves to the
-    next mode at once, within the same call (no retry, no breaker), and the mode that answers
-    is remembered for the process. Every failure is an LLMError whose ``retriable`` flag says
-    whether to try again.
+    mode the endpoint takes (of ``modes``, RESPONSE_MODES unless told): an error that names
+    response_format moves to the next mode at once, within the same call (no retry, no
+    breaker), and the mode that answers is remembered for the process. Every failure is an
+    LLMError whose ``retriable`` flag says whether to try again.
     """
 
     def __init__(
@@ -136,7 +143,11 @@ class ChatClient:
         api_version: str | None = None,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        modes: tuple[str, ...] = RESPONSE_MODES,
     ) -> None:
+        if not modes or not set(modes) <= set(RESPONSE_MODES):
+            raise ValueError(f"modes must be some of {RESPONSE_MODES}, in order of preference")
+        self.modes = modes
         auth, self._params = endpoint_auth(api_key, api_key_header, api_version)
         headers = {"Content-Type": "application/json", **auth}
         self.model = model
@@ -151,7 +162,7 @@ class ChatClient:
     @property
     def mode(self) -> str | None:
         """The response_format mode this endpoint is asked with, None before its first call."""
-        return negotiated_mode(self._url, self.model)
+        return negotiated_mode(self._url, self.model, self.modes)
 
     async def aclose(self) -> None:
         """Close the connection pool; idempotent."""
@@ -199,14 +210,14 @@ class ChatClient:
     async def _negotiate(
         self, messages: list[dict[str, str]], schema: dict[str, Any]
     ) -> httpx.Response:
-        endpoint = (self._url, self.model)
-        mode = _NEGOTIATED.get(endpoint, RESPONSE_MODES[0])
+        endpoint = (self._url, self.model, self.modes)
+        mode = _NEGOTIATED.get(endpoint, self.modes[0])
         while True:
             response = await self._post(self._body(messages, schema, mode))
             if response.status_code < 400:
                 _NEGOTIATED[endpoint] = mode
                 return response
-            following = next_mode(mode, response.status_code, response.text[:2000])
+            following = next_mode(mode, response.status_code, response.text[:2000], self.modes)
             if following is None:
                 return response  # an ordinary error: the caller's to judge
             self.unsupported_modes += 1
@@ -232,7 +243,7 @@ class ChatClient:
                 "json_schema": {"name": "finding", "schema": schema},
             }
         elif mode == "json_object":
-            body["response_format"] = {"type": "json_object", "schema": schema}
+            body["response_format"] = {"type": "json_object", "schema": _grammar_schema(schema)}
         else:
             # No structured output: the schema goes with the instructions (in the system
             # message: some chat templates take a system message only at the start).
@@ -258,6 +269,20 @@ class ChatClient:
             raise LLMError(
                 f"cannot reach the LLM endpoint: {exc!r}", code="unreachable", retriable=True
             ) from exc
+
+
+def _grammar_schema(schema: Any) -> Any:
+    """``schema`` with every maxLength at most _GRAMMAR_MAX_LENGTH."""
+    if isinstance(schema, dict):
+        return {
+            key: min(value, _GRAMMAR_MAX_LENGTH)
+            if key == "maxLength" and type(value) is int
+            else _grammar_schema(value)
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_grammar_schema(item) for item in schema]
+    return schema
 
 
 def _text_of(content: object) -> str:

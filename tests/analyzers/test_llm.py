@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -620,10 +621,13 @@ async def test_llama_cpp_python_gets_json_object_with_the_schema_and_no_outage(
     found = await a.analyse(context())
     assert found.analyser == "llm" and found.fallback_code is None
     assert formats(llm) == ["json_schema", "json_object"]
-    assert (
-        llm.bodies()[1]["response_format"]["schema"]
-        == llm.bodies()[0]["response_format"]["json_schema"]["schema"]
-    )
+    full = llm.bodies()[0]["response_format"]["json_schema"]["schema"]
+    sent = llm.bodies()[1]["response_format"]["schema"]
+    # The same schema, its string lengths within what llama-cpp-python's grammar survives.
+    assert sent["required"] == full["required"] and sent.keys() == full.keys()
+    assert full["properties"]["fix_patch"]["anyOf"][0]["maxLength"] == 20_000
+    lengths = re.findall(r'"maxLength": (\d+)', json.dumps(sent))
+    assert lengths and max(int(n) for n in lengths) == 1000
     # Not an outage: no retry, no wait, no failure counted, one call in the ledger.
     assert sleeps.delays == [] and breaker.state == "closed"
     assert [c.outcome for c in ledger.calls] == ["ok"]
@@ -680,3 +684,14 @@ async def test_a_500_that_does_not_name_response_format_is_still_an_outage(llm: 
 )
 def test_next_mode(mode: str, status: int, body: str, following: str | None) -> None:
     assert next_mode(mode, status, body) == following
+
+
+async def test_a_client_asks_only_in_the_modes_it_is_given(llm: FakeLLM) -> None:
+    client = ChatClient(llm.url, "gpt-test", modes=("text",))
+    a = LLMAnalyser(client, MemoryLedger(), sleep=Sleeps())
+    found = await a.analyse(context())
+    assert found.analyser == "llm" and client.mode == "text"
+    assert formats(llm) == [None]
+    assert ChatClient(llm.url, "gpt-test").mode is None  # another set of modes: not negotiated
+    with pytest.raises(ValueError, match="modes"):
+        ChatClient(llm.url, "gpt-test", modes=("xml",))
