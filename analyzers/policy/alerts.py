@@ -109,7 +109,9 @@ def finding_severity(
 def alert_severity(level: str, finding_severity: str | None, kind: str) -> AlertSeverity:
     """The severity of an alert: the issue's level (critical, error, warning; info below),
     raised to critical by a critical finding and to error by a high one, and raised one step
-    (up to error) for a spike or a regression: they page only when the issue is critical."""
+    (up to error) for a spike or a regression: they page only when the issue is critical.
+    An LLM finding's severity was kept within the issue's level when it was made, unless it
+    was confident and the heuristic agreed (``finding_severity``)."""
     rank = min(max(LEVEL_RANK.get(level, 3) - 1, 0), 3)  # debug, info -> info
     if finding_severity in _FINDING_RAISES:
         rank = max(rank, ALERT_SEVERITIES.index(_FINDING_RAISES[finding_severity]))
