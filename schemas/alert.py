@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from mendline.schemas.errors import ChannelError
-from mendline.schemas.finding import IssueSummary
+from mendline.schemas.finding import IssueSummary, Risk
 
 __all__ = [
     "ALERT_SEVERITIES",
@@ -45,6 +45,10 @@ class AlertFinding(BaseModel):
     confidence: float
     analyser: str
     model: str | None = None
+    risks: list[Risk] = Field(
+        default_factory=list,
+        description="Finding.risks: what to check before acting on the fix (RISK_WORDS).",
+    )
 
 
 class Alert(BaseModel):

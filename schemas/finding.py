@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "CATEGORIES",
     "FALLBACK_CODES",
+    "RISKS",
+    "RISK_WORDS",
     "SEVERITIES",
     "Category",
     "Diagnosis",
@@ -23,6 +25,7 @@ __all__ = [
     "LLMCall",
     "Ledger",
     "PastIssue",
+    "Risk",
     "Severity",
 ]
 
@@ -79,6 +82,47 @@ FallbackCode = Literal[
 FALLBACK_CODES: tuple[FallbackCode, ...] = FallbackCode.__args__  # type: ignore[attr-defined]
 
 
+#: What a person must look at before acting on a finding (``Finding.risks``), found by
+#: ``mendline.analyzers.rootcause.risks`` in its suggested fix and patch, or by the analysis:
+#:
+#: - ``pipe_to_shell``: a download piped into a shell or an interpreter (``curl ... | sh``);
+#: - ``destructive_command``: a command that deletes or overwrites (``rm -rf``, ``dd of=``...);
+#: - ``shell_command``: a shell command to run, or code that runs one from a string
+#:   (``os.system``, ``subprocess`` with ``shell=True`` or a string);
+#: - ``code_execution``: code that runs code made at run time (``eval``, ``exec``...);
+#: - ``unsafe_deserialization``: ``pickle``/``marshal`` loads, ``yaml.load`` without a safe
+#:   loader: code execution for whoever writes the input;
+#: - ``world_writable``: permissions for everyone (``chmod 777``, ``0o666``);
+#: - ``fetches_url``: the patch adds an http(s) URL, or the fix says to download one;
+#: - ``severity_capped``: the answer asked for a severity above the issue's own level without
+#:   high confidence and the heuristic's agreement: it was kept at the issue's level.
+#:
+#: The fix stage must refuse to apply a finding's patch while it has any of the fix risks.
+Risk = Literal[
+    "pipe_to_shell",
+    "destructive_command",
+    "shell_command",
+    "code_execution",
+    "unsafe_deserialization",
+    "world_writable",
+    "fetches_url",
+    "severity_capped",
+]
+#: Every risk, in the order above.
+RISKS: tuple[Risk, ...] = Risk.__args__  # type: ignore[attr-defined]
+#: Each risk in words, for the CLI and the alerts.
+RISK_WORDS: dict[Risk, str] = {
+    "pipe_to_shell": "pipes a download into a shell",
+    "destructive_command": "runs a command that deletes or overwrites",
+    "shell_command": "runs a shell command",
+    "code_execution": "executes code made at run time (eval/exec)",
+    "unsafe_deserialization": "deserialises input unsafely (pickle, marshal, yaml.load)",
+    "world_writable": "makes files writable by everyone",
+    "fetches_url": "fetches a URL",
+    "severity_capped": "asked for a severity above the issue's level: not trusted, capped",
+}
+
+
 class Evidence(BaseModel):
     """One thing a finding rests on: a frame and its line, and what it shows."""
 
@@ -132,6 +176,10 @@ class Finding(Diagnosis):
     )
     prompt: list[dict[str, str]] | None = Field(
         default=None, description="The exact chat messages sent, for audit."
+    )
+    risks: list[Risk] = Field(
+        default_factory=list,
+        description="What to look at before acting on it (RISKS); never applied automatically.",
     )
 
     @model_validator(mode="after")

@@ -78,7 +78,14 @@ class FakeLLM:
         self.default = Reply.finding()
         self.in_flight = 0
         self.max_in_flight = 0
+        # response_format types taken (None: any); others are answered format_rejection.
+        # reject_response_format: no response_format at all is taken.
         self.reject_response_format = False
+        self.response_formats: tuple[str, ...] | None = None
+        self.format_rejection = Reply(
+            status=400,
+            body=json.dumps({"error": {"message": "response_format is not supported"}}),
+        )
         # GET {base}/models: the models listed, and the key it wants (None: any or none).
         self.models = ["test-model-1"]
         self.api_key: str | None = None
@@ -139,12 +146,39 @@ class FakeLLM:
             )
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            if self.reject_response_format and isinstance(body, dict) and "response_format" in body:
-                reply = Reply.error(400)
+            if self._rejects_format(body):
+                reply = self.format_rejection
             else:
                 reply = self.script.pop(0) if self.script else self.default
         self.received.set()
         return reply
+
+    def like_llama_cpp_python(self) -> FakeLLM:
+        """Answer as llama-cpp-python's server does: response_format json_object (with or
+        without a schema) or text, and json_schema with HTTP 500 naming response_format."""
+        self.response_formats = ("text", "json_object")
+        detail = [
+            {
+                "type": "literal_error",
+                "loc": ["body", "response_format", "type"],
+                "msg": "Input should be 'text' or 'json_object'",
+                "input": "json_schema",
+                "ctx": {"expected": "'text' or 'json_object'"},
+            }
+        ]
+        self.format_rejection = Reply(
+            status=500,
+            body=json.dumps({"error": {"message": str(detail), "type": "internal_server_error"}}),
+        )
+        return self
+
+    def _rejects_format(self, body: Any) -> bool:
+        if not isinstance(body, dict) or "response_format" not in body:
+            return False
+        if self.reject_response_format:
+            return True
+        kind = (body["response_format"] or {}).get("type")
+        return self.response_formats is not None and kind not in self.response_formats
 
     def _list_models(self, handler: BaseHTTPRequestHandler) -> None:
         headers = {k.lower(): v for k, v in handler.headers.items()}

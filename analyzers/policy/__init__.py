@@ -1,7 +1,8 @@
 """Policy: the decisions that gate what is sent or changed, as pure functions (inputs in,
 decision out, with its reasons); the stores and stages read what they need and act on them.
 
-- ``alerts``: an alert's severity and labels, and whether, how and when a receiver hears of it
+- ``alerts``: the severity an LLM's finding may keep, an alert's severity and labels, and
+  whether, how and when a receiver hears of it
 - ``budget``: whether an analysis may reserve LLM budget for its calls, and how much
 - ``producers``: whether a record may speak for the service it claims (signing keys)
 """
@@ -9,6 +10,7 @@ decision out, with its reasons); the stores and stages read what they need and a
 from mendline.analyzers.policy.alerts import (
     LABEL_NAMES,
     NO_GROUP,
+    SEVERITY_RAISE_CONFIDENCE,
     TAG_PREFIX,
     DeliveryDecision,
     DeliveryMode,
@@ -16,9 +18,11 @@ from mendline.analyzers.policy.alerts import (
     GroupState,
     RouteTiming,
     SentMessage,
+    SeverityDecision,
     alert_labels,
     alert_severity,
     decide_delivery,
+    finding_severity,
     follow_finding,
     higher_severity,
     resolve_audience,
@@ -50,6 +54,7 @@ __all__ = [
     "LABEL_NAMES",
     "MIN_KEY_LENGTH",
     "NO_GROUP",
+    "SEVERITY_RAISE_CONFIDENCE",
     "SIGNATURE_HEADER",
     "TAG_PREFIX",
     "BudgetDecision",
@@ -64,12 +69,14 @@ __all__ = [
     "ProducerVerdict",
     "RouteTiming",
     "SentMessage",
+    "SeverityDecision",
     "Spend",
     "alert_labels",
     "alert_severity",
     "check_producer",
     "decide_delivery",
     "decide_reservation",
+    "finding_severity",
     "follow_finding",
     "higher_severity",
     "parse_producer_keys",

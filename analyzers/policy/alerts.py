@@ -14,10 +14,12 @@ from typing import Literal
 from mendline.schemas.alert import ALERT_SEVERITIES, AlertSeverity, Receiver
 from mendline.schemas.duration import format_duration
 from mendline.schemas.event import LEVEL_RANK
+from mendline.schemas.finding import SEVERITIES, Severity
 
 __all__ = [
     "LABEL_NAMES",
     "NO_GROUP",
+    "SEVERITY_RAISE_CONFIDENCE",
     "TAG_PREFIX",
     "DeliveryDecision",
     "DeliveryMode",
@@ -25,9 +27,11 @@ __all__ = [
     "GroupState",
     "RouteTiming",
     "SentMessage",
+    "SeverityDecision",
     "alert_labels",
     "alert_severity",
     "decide_delivery",
+    "finding_severity",
     "follow_finding",
     "higher_severity",
     "resolve_audience",
@@ -49,13 +53,65 @@ _FINDING_RAISES: dict[str, AlertSeverity] = {"critical": "critical", "high": "er
 _WAITS_FOR_FINDING = ("new_issue", "regression")
 
 
+#: The confidence (0 to 1) an LLM's finding needs, with the heuristic's agreement, to raise
+#: its severity above the issue's own level: below it, text planted in an event ("set severity
+#: critical") could page someone.
+SEVERITY_RAISE_CONFIDENCE = 0.8
+
+
 # -- severity and labels -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeverityDecision:
+    """The severity an LLM's finding keeps, whether it was capped, and why."""
+
+    severity: Severity
+    capped: bool
+    reason: str
+
+
+def finding_severity(
+    level: str, severity: Severity, confidence: float, heuristic: Severity
+) -> SeverityDecision:
+    """The severity an LLM's finding may keep for an issue of ``level``.
+
+    The issue's level as a severity (critical; error -> high; warning -> medium; info, debug
+    -> low) is never lowered. Above it, the answer's ``severity`` stands only when its
+    ``confidence`` is at least SEVERITY_RAISE_CONFIDENCE and the heuristic analyser's
+    severity for the same issue (``heuristic``) is as high or higher; else the finding is
+    kept at the issue's level (the event text the answer read may have asked for more).
+    """
+    # The same mapping as alert_severity's: an unknown level counts as error.
+    own = SEVERITIES[min(max(LEVEL_RANK.get(level, 3) - 1, 0), 3)]
+    rank = SEVERITIES.index
+    if rank(severity) <= rank(own):
+        return SeverityDecision(severity, False, f"{severity} is not above the level {level}")
+    confident = confidence >= SEVERITY_RAISE_CONFIDENCE
+    agrees = rank(heuristic) >= rank(severity)
+    if confident and agrees:
+        return SeverityDecision(
+            severity,
+            False,
+            f"{severity} above the level {level}: confidence {confidence:.2f} and the"
+            f" heuristic ({heuristic}) agrees",
+        )
+    why = []
+    if not confident:
+        why.append(f"confidence {confidence:.2f} is below {SEVERITY_RAISE_CONFIDENCE:.2f}")
+    if not agrees:
+        why.append(f"the heuristic says {heuristic}")
+    return SeverityDecision(
+        own, True, f"{severity} capped at {own} (level {level}): " + " and ".join(why)
+    )
 
 
 def alert_severity(level: str, finding_severity: str | None, kind: str) -> AlertSeverity:
     """The severity of an alert: the issue's level (critical, error, warning; info below),
     raised to critical by a critical finding and to error by a high one, and raised one step
-    (up to error) for a spike or a regression: they page only when the issue is critical."""
+    (up to error) for a spike or a regression: they page only when the issue is critical.
+    An LLM finding's severity was kept within the issue's level when it was made, unless it
+    was confident and the heuristic agreed (``finding_severity``)."""
     rank = min(max(LEVEL_RANK.get(level, 3) - 1, 0), 3)  # debug, info -> info
     if finding_severity in _FINDING_RAISES:
         rank = max(rank, ALERT_SEVERITIES.index(_FINDING_RAISES[finding_severity]))

@@ -1,5 +1,6 @@
 """Root cause: the Analyser interface, the offline heuristic analyser with its knowledge base,
-and the LLM analyser on any OpenAI-compatible endpoint with the prompt it sends."""
+the LLM analyser on any OpenAI-compatible endpoint with the prompt it sends, and the risks
+found in a suggested fix."""
 
 from mendline.analyzers.rootcause.analyser import Analyser
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
@@ -10,6 +11,7 @@ from mendline.analyzers.rootcause.llm import (
     endpoint_auth,
 )
 from mendline.analyzers.rootcause.prompt import build_prompt
+from mendline.analyzers.rootcause.risks import fix_risks
 
 __all__ = [
     "Analyser",
@@ -19,4 +21,5 @@ __all__ = [
     "MemoryLedger",
     "build_prompt",
     "endpoint_auth",
+    "fix_risks",
 ]

@@ -13,6 +13,7 @@ from typing import Any, get_args
 
 from mendline.analyzers.rootcause._knowledge import BASE_FIELDS, DETAILS, GUESSES, RULES, Rule
 from mendline.analyzers.rootcause._patches import PATCHES, Patch, diff, indentation, relative_path
+from mendline.analyzers.rootcause.risks import fix_risks
 from mendline.schemas.event import ExceptionTree
 from mendline.schemas.finding import (
     CATEGORIES,
@@ -391,6 +392,7 @@ class HeuristicAnalyser:
                 )
         for note in notes:
             fix = f"{fix} {note}"
+        fix = _clip(fix, 4000)
         return Finding(
             analyser="heuristic",
             rule=rule,
@@ -398,10 +400,12 @@ class HeuristicAnalyser:
             confidence=round(confidence, 2),
             category=category,
             severity=_severity(severity, context, event),
-            suggested_fix=_clip(fix, 4000),
+            suggested_fix=fix,
             fix_patch=patch,
             fix_kind=fix_kind,
             evidence=evidence[:_MAX_EVIDENCE],
+            # The patch keeps the event's own line (and the fix may quote it): text from events.
+            risks=fix_risks(fix, patch),
         )
 
 

@@ -17,8 +17,10 @@ from pydantic import ValidationError
 from mendline.analyzers.backoff import Backoff
 from mendline.analyzers.breaker import CircuitBreaker
 from mendline.analyzers.grouping.scrubbing import Scrubber
+from mendline.analyzers.policy.alerts import finding_severity
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
 from mendline.analyzers.rootcause.prompt import answer_schema, build_prompt, correction
+from mendline.analyzers.rootcause.risks import fix_risks
 from mendline.schemas.errors import DatabaseError, LLMError
 from mendline.schemas.finding import (
     Diagnosis,
@@ -31,11 +33,14 @@ from mendline.schemas.finding import (
 from mendline.schemas.http import retry_after
 
 __all__ = [
+    "RESPONSE_MODES",
     "ChatClient",
     "ChatReply",
     "LLMAnalyser",
     "MemoryLedger",
     "endpoint_auth",
+    "negotiated_mode",
+    "next_mode",
     "parse_answer",
 ]
 
@@ -82,13 +87,50 @@ def endpoint_auth(
     return headers, ({"api-version": api_version} if api_version else None)
 
 
+#: The structured-output modes a server may take, most exact first: OpenAI's ``json_schema``
+#: (OpenAI, vLLM, recent llama.cpp and Ollama); ``json_object`` with a ``schema`` beside it
+#: (llama-cpp-python, which constrains its output with it; others take a plain JSON object);
+#: ``text``: no response_format, the schema written in the prompt.
+RESPONSE_MODES: tuple[str, ...] = ("json_schema", "json_object", "text")
+# The mode each endpoint (URL, model, the modes it may be asked with) is asked with, for the
+# life of the process: negotiated once, not on every call of every client.
+_NEGOTIATED: dict[tuple[str, str, tuple[str, ...]], str] = {}
+# An error about response_format itself, whatever its status: llama-cpp-python answers
+# json_schema with HTTP 500 "Input should be 'text' or 'json_object'", others with 400 or 422.
+_ABOUT_FORMAT = re.compile(r"response_format|json_schema|json_object", re.IGNORECASE)
+# The longest string a schema sent with json_object may allow. llama-cpp-python turns that
+# schema into a grammar that repeats a character rule up to maxLength times: 0.3.36 dies of a
+# segmentation fault on the Finding's 2,000 and 20,000 (tried with SmolLM2), and is fine at
+# 1,000. The answer is still validated against the full schema.
+_GRAMMAR_MAX_LENGTH = 1000
+
+
+def negotiated_mode(url: str, model: str, modes: tuple[str, ...] = RESPONSE_MODES) -> str | None:
+    """The response_format mode endpoint ``url`` (its chat-completions URL) is asked with for
+    ``model`` in this process, as negotiated among ``modes``; None before its first call."""
+    return _NEGOTIATED.get((url, model, modes))
+
+
+def next_mode(
+    mode: str, status: int, body: str, modes: tuple[str, ...] = RESPONSE_MODES
+) -> str | None:
+    """The mode of ``modes`` to try after ``mode`` was answered ``status`` with ``body``: the
+    next one when the error is about response_format (it is unsupported, not an outage), else
+    None (an ordinary error: retried or not, counted by the breaker or not, as any other)."""
+    if status < 400 or not _ABOUT_FORMAT.search(body) or mode == modes[-1]:
+        return None
+    return modes[modes.index(mode) + 1]
+
+
 class ChatClient:
     """An OpenAI-compatible ``POST {base_url}/chat/completions`` client over httpx.
 
     Works with OpenAI, Azure OpenAI (``api_key_header="api-key"`` and ``api_version``), vLLM,
-    Ollama and llama.cpp's server. Asks for structured output with ``response_format``; a
-    server that rejects that (HTTP 400) is asked again without it, and from then on never.
-    Every failure is an LLMError whose ``retriable`` flag says whether to try again.
+    Ollama, llama.cpp's server and llama-cpp-python's. Asks for structured output in the best
+    mode the endpoint takes (of ``modes``, RESPONSE_MODES unless told): an error that names
+    response_format moves to the next mode at once, within the same call (no retry, no
+    breaker), and the mode that answers is remembered for the process. Every failure is an
+    LLMError whose ``retriable`` flag says whether to try again.
     """
 
     def __init__(
@@ -101,7 +143,11 @@ class ChatClient:
         api_version: str | None = None,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        modes: tuple[str, ...] = RESPONSE_MODES,
     ) -> None:
+        if not modes or not set(modes) <= set(RESPONSE_MODES):
+            raise ValueError(f"modes must be some of {RESPONSE_MODES}, in order of preference")
+        self.modes = modes
         auth, self._params = endpoint_auth(api_key, api_key_header, api_version)
         headers = {"Content-Type": "application/json", **auth}
         self.model = model
@@ -110,7 +156,13 @@ class ChatClient:
             headers=headers, timeout=httpx.Timeout(timeout), transport=transport
         )
         self._timeout = timeout
-        self._structured = True
+        #: Requests answered with an error about response_format (each moved to the next mode).
+        self.unsupported_modes = 0
+
+    @property
+    def mode(self) -> str | None:
+        """The response_format mode this endpoint is asked with, None before its first call."""
+        return negotiated_mode(self._url, self.model, self.modes)
 
     async def aclose(self) -> None:
         """Close the connection pool; idempotent."""
@@ -120,23 +172,11 @@ class ChatClient:
         self, messages: list[dict[str, str]], *, schema: dict[str, Any] | None = None
     ) -> ChatReply:
         """Send ``messages``; with ``schema``, ask for an answer that satisfies it."""
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": 0}
-        if schema is not None and self._structured:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "finding", "schema": schema},
-            }
         started = time.perf_counter()
-        response = await self._post(body)
-        if response.status_code == 400 and "response_format" in body:
-            # Perhaps a server without structured output: ask without it, and stop asking
-            # with it only if that works (a 400 can also be about this one request).
-            del body["response_format"]
-            retried = await self._post(body)
-            if retried.status_code < 400:
-                self._structured = False
-                log.info("mendline: %s rejected response_format; asking without it", self._url)
-            response = retried
+        if schema is None:
+            response = await self._post(self._body(messages, None, "text"))
+        else:
+            response = await self._negotiate(messages, schema)
         latency_ms = int((time.perf_counter() - started) * 1000)
         if response.status_code >= 400:
             raise _status_error(response)
@@ -167,6 +207,54 @@ class ChatClient:
             latency_ms=latency_ms,
         )
 
+    async def _negotiate(
+        self, messages: list[dict[str, str]], schema: dict[str, Any]
+    ) -> httpx.Response:
+        endpoint = (self._url, self.model, self.modes)
+        mode = _NEGOTIATED.get(endpoint, self.modes[0])
+        while True:
+            response = await self._post(self._body(messages, schema, mode))
+            if response.status_code < 400:
+                _NEGOTIATED[endpoint] = mode
+                return response
+            following = next_mode(mode, response.status_code, response.text[:2000], self.modes)
+            if following is None:
+                return response  # an ordinary error: the caller's to judge
+            self.unsupported_modes += 1
+            log.info(
+                "mendline: %s does not take response_format %s (HTTP %d); trying %s",
+                self._url,
+                mode,
+                response.status_code,
+                following,
+            )
+            # Remembered at once: concurrent calls do not each find it out again.
+            _NEGOTIATED[endpoint] = mode = following
+
+    def _body(
+        self, messages: list[dict[str, str]], schema: dict[str, Any] | None, mode: str
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": 0}
+        if schema is None:
+            return body
+        if mode == "json_schema":
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "finding", "schema": schema},
+            }
+        elif mode == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": _grammar_schema(schema)}
+        else:
+            # No structured output: the schema goes with the instructions (in the system
+            # message: some chat templates take a system message only at the start).
+            described = json.dumps(schema, separators=(",", ":"))
+            rule = f"\n\nThe JSON object must satisfy this JSON Schema: {described}"
+            body["messages"] = [
+                {**m, "content": m["content"] + rule} if i == 0 and m["role"] == "system" else m
+                for i, m in enumerate(messages)
+            ]
+        return body
+
     async def _post(self, body: dict[str, Any]) -> httpx.Response:
         # httpx's timeout is per phase (connect, each read...): a server trickling its answer
         # would never trip it. The call as a whole gets the timeout too.
@@ -181,6 +269,20 @@ class ChatClient:
             raise LLMError(
                 f"cannot reach the LLM endpoint: {exc!r}", code="unreachable", retriable=True
             ) from exc
+
+
+def _grammar_schema(schema: Any) -> Any:
+    """``schema`` with every maxLength at most _GRAMMAR_MAX_LENGTH."""
+    if isinstance(schema, dict):
+        return {
+            key: min(value, _GRAMMAR_MAX_LENGTH)
+            if key == "maxLength" and type(value) is int
+            else _grammar_schema(value)
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_grammar_schema(item) for item in schema]
+    return schema
 
 
 def _text_of(content: object) -> str:
@@ -394,11 +496,19 @@ class LLMAnalyser:
                 fallen = self._fallen_back(fallback, "invalid_answer", reason, spent, messages)
                 return fallen, "success"
         await self._record(context, reply, "ok")
+        risks = fix_risks(diagnosis.suggested_fix, diagnosis.fix_patch)
+        decision = finding_severity(
+            context.issue.level, diagnosis.severity, diagnosis.confidence, fallback.severity
+        )
+        if decision.capped:
+            log.warning("mendline: issue %d: %s", context.issue.id, decision.reason)
+            risks.append("severity_capped")
         finding = Finding(
-            **diagnosis.model_dump(),
+            **diagnosis.model_dump() | {"severity": decision.severity},
             analyser="llm",
             model=reply.model,
             prompt=messages,
+            risks=risks,
             **self._usage(spent),
         )
         return finding, "success"

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from mendline.schemas.finding import RISK_WORDS
 from mendline.schemas.redaction import redact_url
 
 if TYPE_CHECKING:
@@ -286,6 +287,12 @@ def describe(stored: StoredFinding, served: bool = False) -> str:
         f"  root cause  {p(f.root_cause)}",
         f"  fix         {p(f.suggested_fix)}",
     ]
+    if f.risks:
+        # Before the fix and patch are acted on: an LLM wrote them after reading event text.
+        lines.append(
+            "  WARNING     check before acting: "
+            + "; ".join(f"{RISK_WORDS[r]} [{r}]" for r in f.risks)
+        )
     if f.fix_kind:
         lines.append(f"  fix kind    {f.fix_kind}")
     for item in f.evidence:

@@ -29,6 +29,7 @@ def _event(alert: Alert, routing_key: str) -> dict[str, Any]:
     details: dict[str, Any] = {
         "root_cause": finding.root_cause if finding else "analysis pending",
         "suggested_fix": finding.suggested_fix if finding else None,
+        "fix_risks": list(finding.risks) if finding and finding.risks else None,
         "confidence": finding.confidence if finding else None,
         "times_seen": issue.times_seen,
         "first_seen": issue.first_seen.isoformat() if issue.first_seen else None,

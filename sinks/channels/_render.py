@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mendline.schemas.alert import ALERT_SEVERITIES, Alert, AlertIssue, Notification
+from mendline.schemas.alert import (
+    ALERT_SEVERITIES,
+    Alert,
+    AlertFinding,
+    AlertIssue,
+    Notification,
+)
+from mendline.schemas.finding import RISK_WORDS
 
 __all__ = [
     "releases",
@@ -86,10 +93,19 @@ def _facts(alert: Alert) -> _Facts:
         fields=fields,
         root_cause=finding.root_cause if finding else None,
         confidence=f"{finding.confidence:.0%}" if finding else None,
-        suggested_fix=finding.suggested_fix if finding else None,
+        suggested_fix=_fix_of(finding) if finding else None,
         # Only web links become links: a link is shown to people who will click it.
         link=alert.link if alert.link and alert.link.startswith(("https://", "http://")) else None,
     )
+
+
+def _fix_of(finding: AlertFinding) -> str:
+    """The suggested fix, after a warning when it has risks: an LLM wrote it after reading
+    event text, and people copy fixes into terminals."""
+    if not finding.risks:
+        return finding.suggested_fix
+    words = "; ".join(RISK_WORDS[risk] for risk in finding.risks)
+    return f"[WARNING, check before acting: {words}] {finding.suggested_fix}"
 
 
 def _kind(alert: Alert) -> str:

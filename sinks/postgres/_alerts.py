@@ -388,7 +388,7 @@ class AlertStore:
         assert issue is not None  # a delivery's issue is never deleted
         finding = await conn.fetchrow(
             """SELECT id, root_cause, suggested_fix, category, severity, confidence,
-                      analyser, model
+                      analyser, model, risks
                FROM mendline.findings WHERE issue_id = $1
                ORDER BY trigger_id IS NOT DISTINCT FROM $2 DESC, id DESC LIMIT 1""",
             row["issue_id"],

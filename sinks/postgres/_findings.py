@@ -323,9 +323,9 @@ class FindingStore:
                        (issue_id, trigger_id, cache_key, analyser, rule, root_cause, confidence,
                         category, severity, suggested_fix, fix_patch, fix_kind, evidence, model,
                         prompt_tokens, completion_tokens, cost_usd, latency_ms, fallback_reason,
-                        prompt, cached_from, fallback_code)
+                        prompt, cached_from, fallback_code, risks)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14,
-                           $15, $16, $17, $18, $19, $20::jsonb, $21, $22)
+                           $15, $16, $17, $18, $19, $20::jsonb, $21, $22, $23)
                    ON CONFLICT (trigger_id) DO NOTHING RETURNING id""",
                 issue_id,
                 trigger_id,
@@ -349,6 +349,7 @@ class FindingStore:
                 json.dumps(finding.prompt) if finding.prompt is not None else None,
                 cached_from,
                 finding.fallback_code,
+                list(finding.risks),
             )
             if trigger_id is not None:
                 if finding_id is None:
@@ -468,7 +469,8 @@ _LEASED_BY_OWNER = (
 _SELECT_FINDING = """SELECT id, issue_id, analyser, rule, root_cause, confidence, category,
     severity, suggested_fix, fix_patch, fix_kind, evidence::text AS evidence, model,
     prompt_tokens, completion_tokens, cost_usd::float8 AS cost_usd, latency_ms,
-    fallback_reason, fallback_code, prompt::text AS prompt, cached_from, verdict, verdict_note
+    fallback_reason, fallback_code, prompt::text AS prompt, cached_from, verdict, verdict_note,
+    risks
     FROM mendline.findings"""
 
 
@@ -479,6 +481,7 @@ def _stored(row: asyncpg.Record) -> StoredFinding:
             **{k: v for k, v in values.items() if k in Finding.model_fields},
             "evidence": json.loads(values["evidence"]),
             "prompt": json.loads(values["prompt"]) if values["prompt"] else None,
+            "risks": list(values["risks"] or ()),
         }
     )
     return StoredFinding(

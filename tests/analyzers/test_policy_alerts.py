@@ -8,18 +8,21 @@ import pytest
 
 from mendline.analyzers.policy import (
     NO_GROUP,
+    SEVERITY_RAISE_CONFIDENCE,
     GroupState,
     RouteTiming,
     SentMessage,
     alert_labels,
     alert_severity,
     decide_delivery,
+    finding_severity,
     follow_finding,
     higher_severity,
     resolve_audience,
     takes_digests,
 )
 from mendline.schemas.alert import EmailReceiver, PagerDutyReceiver, SlackReceiver
+from mendline.schemas.finding import Severity
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 HOUR = 3600.0
@@ -503,3 +506,39 @@ def test_a_reason_tells_elapsed_time_in_whole_seconds_never_below_zero(
     decision = decide_delivery("frequency", TIMING, NOW, told_at=told_at)
     assert decision.mode == "update"
     assert decision.reasons[0].startswith(said), decision.reasons
+
+
+# -- the severity an LLM's finding may keep ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("level", "severity", "confidence", "heuristic", "kept", "capped"),
+    [
+        # At or below the issue's own level: kept, whatever the confidence.
+        ("error", "high", 0.1, "low", "high", False),
+        ("error", "low", 0.1, "low", "low", False),
+        ("warning", "medium", 0.0, "low", "medium", False),
+        ("critical", "critical", 0.2, "low", "critical", False),
+        # Above it: only with high confidence and the heuristic's agreement.
+        ("error", "critical", 0.95, "critical", "critical", False),
+        ("warning", "high", SEVERITY_RAISE_CONFIDENCE, "high", "high", False),
+        ("error", "critical", 0.95, "high", "high", True),  # the heuristic does not agree
+        ("error", "critical", 0.79, "critical", "high", True),  # not confident enough
+        ("warning", "critical", 0.5, "medium", "medium", True),  # neither
+        ("info", "high", 1.0, "medium", "low", True),
+        ("debug", "medium", 0.3, "medium", "low", True),
+        ("mystery", "critical", 0.2, "low", "high", True),  # an unknown level counts as error
+    ],
+)
+def test_finding_severity(
+    level: str, severity: Severity, confidence: float, heuristic: Severity, kept: str, capped: bool
+) -> None:
+    decision = finding_severity(level, severity, confidence, heuristic)
+    assert (decision.severity, decision.capped) == (kept, capped)
+    assert decision.reason
+
+
+def test_a_capped_finding_does_not_raise_the_alert() -> None:
+    decision = finding_severity("warning", "critical", 0.4, "medium")
+    assert alert_severity("warning", decision.severity, "new_issue") == "warning"
+    assert alert_severity("warning", "critical", "new_issue") == "critical"  # uncapped would

@@ -86,9 +86,7 @@ async def test_two_workers_share_the_queue_without_analysing_anything_twice(
         await wait_until(analysed(fresh_db_url, 20), 60, "20 findings")
         await asyncio.sleep(0.5)
     assert len(llm.requests) == 20
-    issues = [
-        json.loads(r["raw"])["messages"][1]["content"].split(" in service")[0] for r in llm.requests
-    ]
+    issues = [json.loads(r["raw"])["messages"][1]["content"].split(",")[0] for r in llm.requests]
     assert len(set(issues)) == 20  # no issue was sent twice
     rows = await query(
         fresh_db_url, "SELECT count(*) AS n, count(DISTINCT trigger_id) AS t FROM mendline.findings"
@@ -319,7 +317,7 @@ async def test_a_trigger_of_a_merged_issue_is_analysed_as_the_issue_it_went_into
     )
     assert {r["issue_id"] for r in rows} == {1}  # never the merged one, with no events
     assert len(llm.requests) == 1  # the second was served: same fingerprint and release
-    assert "Exception chain" in llm.bodies()[0]["messages"][1]["content"]
+    assert "exception_chain_root_cause_first" in llm.bodies()[0]["messages"][1]["content"]
 
 
 async def test_a_served_finding_marked_wrong_is_not_served_again(

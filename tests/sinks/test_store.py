@@ -319,7 +319,7 @@ ISSUE_FINDINGS_COLUMNS = [  # a public interface: it only grows, at the end
     "issue_id", "service", "title", "culprit", "status", "times_seen", "last_seen",
     "finding_id", "analyser", "model", "category", "severity", "confidence", "root_cause",
     "suggested_fix", "fix_kind", "fix_patch", "fallback_reason", "cached_from", "verdict",
-    "verdict_note", "analysed_at", "fallback_code",
+    "verdict_note", "analysed_at", "fallback_code", "risks",
 ]  # fmt: skip
 
 
@@ -355,6 +355,23 @@ async def test_a_finding_keeps_its_fallback_code_and_the_view_shows_it_last(
         "SELECT issue_id, fallback_code FROM mendline.issue_findings ORDER BY issue_id"
     )
     assert [tuple(r) for r in rows] == [(1, "llm_timeout"), (2, None)]
+
+
+async def test_a_finding_keeps_its_risks_and_the_view_shows_them(
+    store: Store, db: asyncpg.Connection, settings: Settings
+) -> None:
+    await store.write([event("a" * 32), event("b" * 32)])
+    findings = await connect_findings(settings, 2)
+    try:
+        risky = heuristic_finding().model_copy(update={"risks": ["pipe_to_shell", "fetches_url"]})
+        first = await findings.save(risky, issue_id=1, cache_key="a@1.0")
+        second = await findings.save(heuristic_finding(), issue_id=2, cache_key="b@1.0")
+        assert (await findings.get(first)).finding.risks == ["pipe_to_shell", "fetches_url"]
+        assert (await findings.get(second)).finding.risks == []
+    finally:
+        await findings.pool.close()
+    rows = await db.fetch("SELECT issue_id, risks FROM mendline.issue_findings ORDER BY issue_id")
+    assert [tuple(r) for r in rows] == [(1, ["pipe_to_shell", "fetches_url"]), (2, [])]
 
 
 async def test_the_database_takes_exactly_the_fallback_codes(
