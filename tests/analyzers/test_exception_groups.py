@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -206,7 +207,17 @@ def test_a_group_of_unknown_errors_falls_back_on_its_first_sub_exception() -> No
 def test_the_llm_prompt_shows_each_sub_exception_and_what_holds_it() -> None:
     messages = build_prompt(context_of(taskgroup(charge, reserve)), Scrubber())
     prompt = messages[1]["content"]
-    assert "1. KeyError: 'sku-1' (sub-exception of the group 3)" in prompt
-    assert "2. ValueError: bad amount: -3 (sub-exception of the group 3)" in prompt
-    assert "3. ExceptionGroup: unhandled errors in a TaskGroup (2 sub-exceptions) (an " in prompt
-    assert 'stock["sku-1"] -= 1' in prompt
+    data = json.loads(prompt.split("```json\n", 1)[1].rsplit("```", 1)[0])
+    held = data["event"]["exceptions_each_before_what_it_caused_or_the_group_holding_it"]
+    assert [(e["number"], e["type"], e["value"], e["held"]) for e in held] == [
+        (1, "KeyError", "'sku-1'", "sub-exception of the group 3"),
+        (2, "ValueError", "bad amount: -3", "sub-exception of the group 3"),
+        (
+            3,
+            "ExceptionGroup",
+            "unhandled errors in a TaskGroup (2 sub-exceptions)",
+            "an exception group, raised",
+        ),
+    ]
+    lines = [f.get("line") for e in held for f in e.get("in_app_frames_oldest_first", [])]
+    assert 'stock["sku-1"] -= 1' in lines
