@@ -29,10 +29,11 @@ _SECRET_PARAM = re.compile(
     r"(?:key|apikey|token|secret|password|passwd|pwd|sig|signature|credential|auth))"
     r"=(?P<secret>[^&#\s'\"]+)"
 )
-# libpq keyword DSNs (host=h password=secret dbname=x), a value quoted with '...' and \' in it.
+# libpq keyword DSNs (host=h password=secret dbname=x), a value quoted with '...' and \' in it,
+# or unquoted with backslash escapes (password=my\ secret is one value to libpq).
 _KEYWORD_PASSWORD = re.compile(
     r"(?i)(?P<name>\b(?:password|passwd|pwd|sslpassword)[ \t]*=[ \t]*)"
-    r"(?P<secret>'(?:[^'\\]|\\.)*'?|[^\s'&,;]+)"
+    r"(?P<secret>'(?:[^'\\]|\\.)*'?|(?:\\.|[^\s'&,;\\])+\\?)"
 )
 # Webhook URLs whose path is the credential.
 _SECRET_PATH = re.compile(

@@ -36,6 +36,7 @@ CASES = [
     ("host=h password=secret dbname=x", f"host=h password={F} dbname=x", "secret"),
     ("host=h password='a b' dbname=x", f"host=h password={F} dbname=x", "a b"),
     (r"host=h password='it\'s' dbname=x", f"host=h password={F} dbname=x", "it"),
+    (r"host=db password=my\ secret user=app", f"host=db password={F} user=app", "secret"),
     ("host=h PASSWORD = s3cret port=5432", f"host=h PASSWORD = {F} port=5432", "s3cret"),
     # Kafka bootstrap lists with SASL user info, and a SASL URL
     ("alice:s3cret@k1:9093,k2:9093", f"alice:{F}@k1:9093,k2:9093", "s3cret"),
