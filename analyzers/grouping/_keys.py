@@ -15,6 +15,7 @@ __all__ = [
     "SQL_PARAM_KEYS",
     "flag_value_is_secret",
     "is_id_number",
+    "named_secret_value",
     "names_secret_exactly",
     "secret_flag",
     "sequence_of_pairs",
@@ -296,3 +297,24 @@ def sql_secret_positions(
 def sequence_of_pairs(value: Sequence[Any]) -> bool:
     """Whether ``value`` is a 2-item pair whose first item is a name (str or bytes)."""
     return len(value) == 2 and isinstance(value[0], str | bytes | bytearray)
+
+
+# {"name": "DB_PASSWORD", "value": "..."}: Kubernetes env lists, AWS tags, header lists.
+_NAME_KEYS = ("name", "Name", "key", "Key")
+_VALUE_KEYS = ("value", "Value")
+
+
+def named_secret_value(
+    entry: dict[Any, Any], is_secret_key: Callable[[str], bool]
+) -> tuple[str, str] | None:
+    """For a name/value entry whose name is a secret key ({"name": "DB_PASSWORD", "value":
+    "hunter4"}, {"Key": "api_key", "Value": "x"}), the key of its value and the name; None
+    otherwise."""
+    value_key = next((key for key in _VALUE_KEYS if key in entry), None)
+    if value_key is None:
+        return None
+    for key in _NAME_KEYS:
+        name = entry.get(key)
+        if isinstance(name, str) and is_secret_key(name):
+            return value_key, name
+    return None

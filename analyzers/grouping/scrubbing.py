@@ -19,6 +19,7 @@ from mendline.analyzers.grouping._keys import (
     SQL_PARAM_KEYS,
     flag_value_is_secret,
     is_id_number,
+    named_secret_value,
     names_secret_exactly,
     secret_flag,
     sequence_of_pairs,
@@ -547,6 +548,8 @@ class Scrubber:
                 return False
             if not _SQL_PARAM_SET.isdisjoint(value) and not _SQL_SET.isdisjoint(value):
                 return False  # a statement and its parameters: the statement judges them
+            if named_secret_value(value, self.is_secret_key) is not None:
+                return False
             seen = self._keys_seen
             for key, item in value.items():
                 if isinstance(key, str):
@@ -732,6 +735,7 @@ class Scrubber:
 
     def _dict(self, value: dict[Any, Any], depth: int, pem: _Pem) -> dict[Any, Any]:
         sql = sql_secret_positions(value, self.is_secret_key)
+        named = named_secret_value(value, self.is_secret_key)
         out: dict[Any, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
@@ -740,6 +744,8 @@ class Scrubber:
             name = self._cached(key, False)  # a name, never a line of a key
             if self.is_secret_key(key):
                 out[name] = _secret(key, item)
+            elif named is not None and key == named[0]:
+                out[name] = _secret(named[1], item)
             elif sql is not None and key == sql[0]:
                 positions = sql[1]
                 out[name] = [

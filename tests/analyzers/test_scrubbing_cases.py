@@ -217,6 +217,17 @@ def test_lists_of_pairs_lose_the_values_named_by_secret_keys() -> None:
     }
     query = [["q", "shoes"], ["access_token", "abc"]]
     assert Scrubber().scrub_value(query) == [["q", "shoes"], ["access_token", FILTERED]]
+    # Name/value entries: Kubernetes env lists, header lists, AWS tags.
+    entries = {
+        "env_list": [{"name": "DB_PASSWORD", "value": "hunter4"}, {"name": "HOME", "value": "/"}],
+        "headers": [{"name": "Authorization", "value": "abc"}],
+        "Tags": [{"Key": "api_key", "Value": "x"}, {"Key": "team", "Value": "core"}],
+    }
+    assert Scrubber().scrub_value(entries) == {
+        "env_list": [{"name": "DB_PASSWORD", "value": FILTERED}, {"name": "HOME", "value": "/"}],
+        "headers": [{"name": "Authorization", "value": FILTERED}],
+        "Tags": [{"Key": "api_key", "Value": FILTERED}, {"Key": "team", "Value": "core"}],
+    }
     # A 2-item list on its own is a list of names, not a pair.
     assert Scrubber().scrub_value({"fields": ["password", "email"]}) == {
         "fields": ["password", "email"]
@@ -383,6 +394,10 @@ def _cases() -> list[dict[str, Any]]:
         {"token_count": 42, "password": FILTERED},
         {"password": 1234},
         {"args": ["x", 1], "msg": "retry"},
+        {"env_list": [{"name": "DB_PASSWORD", "value": "hunter4"}]},
+        {"env_list": [{"name": "HOME", "value": "/root"}]},
+        {"h": [{"name": "Authorization", "value": "abc"}]},
+        {"Tags": [{"Key": "api_key", "Value": "x"}]},
     ]
     for context in structures:
         event = _event()
