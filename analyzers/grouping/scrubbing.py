@@ -241,6 +241,9 @@ _PLAIN_SHAPES = (
     ("code=", r"code=(?<=[?&#]code=)"),
     ("oauth_", r"oauth_(?<=[?&#]oauth_)"),
     ("%3d", r"%3d"),
+    # A parameter name with a %XX escape ("?%70assword=", "?api%5Fkey="): judged decoded,
+    # so no literal key substring can stand for it.
+    ("%", r"[?&#;][\w\x01.~+]*+%[0-9a-f\x01]{2}[\w\x01.%~+]*+="),
 )
 # The trigger looks for keys as substrings followed by a separator, so a key that contains
 # another is redundant there ("passphrase" has "pass"), and "cred" stands for "credential"

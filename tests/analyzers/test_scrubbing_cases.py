@@ -79,6 +79,27 @@ SECRETS = [
         "https://x.example.com/login?next=https%3A%2F%2Fy%2Fcb%3Ftoken%3Dabc123&lang=en",
         "https://x.example.com/login?next=[Filtered]&lang=en",
     ),
+    (
+        "https://x.example.com/cb?%70assword=hunter2&a=1",
+        "https://x.example.com/cb?%70assword=[Filtered]&a=1",
+    ),
+    (
+        "https://x.example.com/cb?pass%77ord=hunter2xyz",
+        "https://x.example.com/cb?pass%77ord=[Filtered]",
+    ),
+    (
+        "https://x.example.com/cb?%74oken=abcdef123456",
+        "https://x.example.com/cb?%74oken=[Filtered]",
+    ),
+    (
+        "https://x.example.com/cb?api%5Fkey=abc123def",
+        "https://x.example.com/cb?api%5Fkey=[Filtered]",
+    ),
+    (
+        "https://x.example.com/cb?api%2Dkey=abc123def",
+        "https://x.example.com/cb?api%2Dkey=[Filtered]",
+    ),
+    ("https://x.example.com/cb?sig%6Eature=abc", "https://x.example.com/cb?sig%6Eature=[Filtered]"),
     ("blob?sv=2022-11-02&sig=p9k3Xv0yTq%2BZr1wO8m", "blob?sv=2022-11-02&sig=[Filtered]"),
     ("pwd=s3cret", "pwd=[Filtered]"),
     ("connecting with pass: hunter2", "connecting with pass: [Filtered]"),
@@ -115,6 +136,7 @@ KEEPERS = [
     "passed: 12, failed: 0",
     "order_id=4539578763621486",
     "https://api.example.com/v1/orders?limit=10&page=2#top",
+    "https://x.example.com/search?q%5Bname%5D=shoes&page%5Fsize=20",
     "UPDATE users SET password = %s WHERE id = %s",
     "INSERT INTO users (email, password) VALUES (?, ?)",
     "sk-learn and risk-free",
