@@ -7,12 +7,18 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mendline.schemas.redaction import FILTERED
+
 __all__ = [
     "ALL_WORDS",
     "FREE_WORDS",
     "LAST_WORDS",
     "SQL_KEYS",
     "SQL_PARAM_KEYS",
+    "USER_FLAGS",
+    "argv_flag",
+    "argv_value",
+    "attached_password",
     "flag_value_is_secret",
     "is_id_number",
     "named_secret_value",
@@ -21,6 +27,7 @@ __all__ = [
     "sequence_of_pairs",
     "split_key",
     "sql_secret_positions",
+    "user_password",
     "word_says_secret",
 ]
 
@@ -234,6 +241,46 @@ def flag_value_is_secret(flag: str, value: str) -> bool:
     if value.startswith("-") and _FLAG.fullmatch(value) is not None:
         return False
     return not (flag == "-p" and _PORTS.fullmatch(value) is not None)
+
+
+# "-u user:password" (curl, wget's --user): the part after the first ':' is the password.
+USER_FLAGS = frozenset(("-u", "--user"))
+# "-phunter2": the MySQL clients' password attached to its flag ("-p8080" is a port).
+_ATTACHED_PASSWORD = re.compile(r"-p(?P<value>\S+)")
+
+
+def argv_flag(item: str, program: str, is_secret_key: Callable[[str], bool]) -> str:
+    """``item`` if it is an argv flag whose next item is or holds a secret, else "".
+
+    ``program`` is the basename of argv[0]: "-a" is a password only for redis-cli."""
+    if secret_flag(item, is_secret_key) or item in USER_FLAGS:
+        return item
+    return item if item == "-a" and program == "redis-cli" else ""
+
+
+def argv_value(flag: str, value: str) -> str | None:
+    """What ``value``, the argv item after ``flag`` (see argv_flag), becomes; None: kept."""
+    if flag in USER_FLAGS:
+        return user_password(value)
+    return FILTERED if flag_value_is_secret(flag, value) else None
+
+
+def user_password(value: str) -> str | None:
+    """``value`` ("bob:hunter2", after "-u") with its password filtered; None if it has none
+    ("root", mysql's user; "1000:1000", docker's uid:gid)."""
+    user, colon, password = value.partition(":")
+    if not colon or not password or password.isdigit():
+        return None
+    return f"{user}:{FILTERED}"
+
+
+def attached_password(item: str) -> str | None:
+    """``item`` ("-phunter2") with its attached password filtered; None if it has none
+    ("-p", "-p8080", "-p8080:80")."""
+    match = _ATTACHED_PASSWORD.fullmatch(item)
+    if match is None or _PORTS.fullmatch(match.group("value")) is not None:
+        return None
+    return "-p" + FILTERED
 
 
 # Positional placeholders of the DB-API paramstyles format (%s), qmark (?) and numeric ($1).

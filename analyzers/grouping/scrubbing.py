@@ -17,14 +17,16 @@ from mendline.analyzers.grouping._keys import (
     FREE_WORDS,
     SQL_KEYS,
     SQL_PARAM_KEYS,
-    flag_value_is_secret,
+    argv_flag,
+    argv_value,
+    attached_password,
     is_id_number,
     named_secret_value,
     names_secret_exactly,
-    secret_flag,
     sequence_of_pairs,
     split_key,
     sql_secret_positions,
+    user_password,
     word_says_secret,
 )
 from mendline.schemas.errors import ConfigError
@@ -85,6 +87,8 @@ _SQL_PLACEHOLDER = re.compile(r"%s|\?|\$[0-9]{1,4}|%\(\w+\)s|:\w+", re.ASCII)
 _URL_SECRET_NAMES = frozenset(("code", "oauth_verifier"))
 # Matched against the text lowercased (see _filter_values), so written in lowercase.
 _BEARER = re.compile(rf"\bbearer[ \t]+(?!(?:{_BEARER_PROSE})\b)(?P<value>[\w.~+/-]+=*)", re.ASCII)
+# "curl -u bob:hunter2": the value is "user:password", of which user_password filters the part.
+_USER_OPTION = re.compile(r"(?<![\w-])(?:-u|--user)(?:[ \t]+|=)(?P<value>[^\s:'\"]+:[^\s'\"]+)")
 # RFC 3986: the userinfo ends at the first '@' and cannot hold '/', '?' or '#' unescaped.
 _URL_PASSWORD = re.compile(r"://[^:/?#@\s]*:(?P<value>[^@/?#\s]+)@")
 # 13 to 19 digits, single spaces or dashes between them, starting as card numbers do
@@ -239,6 +243,8 @@ _PLAIN_SHAPES = (
     # URL parameters that are secrets only in URLs, and percent-encoded pairs ("%3Dabc"),
     # which are judged decoded. Each pattern starts with a literal: scanned for quickly.
     ("code=", r"code=(?<=[?&#]code=)"),
+    # "-u user:password" and "--user=user:password" (folded: '-' is '_').
+    ("_u", r"_(?<![\w\x01]_)(?:_user(?:[ \t]+|=)|u[ \t]+)[^\s:'\"]+:[^\s'\"]"),
     ("oauth_", r"oauth_(?<=[?&#]oauth_)"),
     ("%3d", r"%3d"),
     # A parameter name with a %XX escape ("?%70assword=", "?api%5Fkey="): judged decoded,
@@ -567,9 +573,13 @@ class Scrubber:
         elif isinstance(value, list | tuple):
             if depth >= _MAX_DEPTH:
                 return False
+            program = _program(value)
             for item in value:
                 if isinstance(item, str):
-                    if item[:1] == "-" and secret_flag(item, self.is_secret_key):
+                    if item[:1] == "-" and (
+                        argv_flag(item, program, self.is_secret_key)
+                        or attached_password(item) is not None
+                    ):
                         return False
                     texts.append(item)
                 elif isinstance(item, list | tuple) and sequence_of_pairs(item):
@@ -655,6 +665,8 @@ class Scrubber:
             scrubbed = _filter_values(_BEARER, scrubbed, _ascii_lower(scrubbed))
         if "://" in lower:
             scrubbed = _filter_values(_URL_PASSWORD, scrubbed, scrubbed)
+        if "-u" in lower:
+            scrubbed = _filter_user_option(scrubbed, _ascii_lower(scrubbed))
         if "=" in scrubbed and ("?" in scrubbed or "#" in scrubbed or "&" in scrubbed):
             scrubbed = self._filter_url_params(scrubbed)
         scrubbed = _CARD.sub(_filter_card, scrubbed)
@@ -763,20 +775,25 @@ class Scrubber:
 
     def _list(self, value: list[Any] | tuple[Any, ...], depth: int, pem: _Pem) -> list[Any]:
         out: list[Any] = []
-        flag = ""  # the secret argv flag just seen, whose next item is its value
+        flag = ""  # the secret argv flag just seen, whose next item is (or holds) its value
+        program = _program(value)
         for item in value:
             if flag:
                 text = item
                 if isinstance(text, bytes | bytearray):
                     text = bytes(text).decode("utf-8", "replace")
-                if isinstance(text, str) and flag_value_is_secret(flag, text):
-                    flag = ""
-                    out.append(FILTERED)
-                    continue
+                replaced = argv_value(flag, text) if isinstance(text, str) else None
                 flag = ""
+                if replaced is not None:
+                    out.append(replaced)
+                    continue
             if isinstance(item, str):
-                if item[:1] == "-" and secret_flag(item, self.is_secret_key):
-                    flag = item
+                if item[:1] == "-":
+                    flag = argv_flag(item, program, self.is_secret_key)
+                    attached = attached_password(item)
+                    if attached is not None:
+                        out.append(attached)
+                        continue
                 out.append(self._text(item, pem, False))
             elif isinstance(item, list | tuple) and sequence_of_pairs(item):
                 name = item[0]
@@ -789,6 +806,28 @@ class Scrubber:
             else:
                 out.append(self._value(item, depth + 1, pem))
         return out
+
+
+def _program(argv: list[Any] | tuple[Any, ...]) -> str:
+    """The basename of argv[0] ("redis-cli"), or "" when ``argv`` does not start with a str."""
+    first = argv[0] if argv else None
+    return first.rsplit("/", 1)[-1] if isinstance(first, str) else ""
+
+
+def _filter_user_option(text: str, lower: str) -> str:
+    """Filter the password of "-u user:password" and "--user=user:password" in text."""
+    pieces: list[str] = []
+    last = 0
+    for match in _USER_OPTION.finditer(lower):
+        start, end = match.span("value")
+        replaced = user_password(text[start:end])
+        if replaced is not None:
+            pieces += (text[last:start], replaced)
+            last = end
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return "".join(pieces)
 
 
 def _add(texts: list[str], value: Any) -> None:

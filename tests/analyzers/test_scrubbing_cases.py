@@ -102,6 +102,8 @@ SECRETS = [
     ("https://x.example.com/cb?sig%6Eature=abc", "https://x.example.com/cb?sig%6Eature=[Filtered]"),
     ("blob?sv=2022-11-02&sig=p9k3Xv0yTq%2BZr1wO8m", "blob?sv=2022-11-02&sig=[Filtered]"),
     ("pwd=s3cret", "pwd=[Filtered]"),
+    ("curl -u bob:hunter2 https://x", "curl -u bob:[Filtered] https://x"),
+    ("curl --user=bob:hunter2 https://x", "curl --user=bob:[Filtered] https://x"),
     ("connecting with pass: hunter2", "connecting with pass: [Filtered]"),
     ("MYSQL_PWD=abc now", "MYSQL_PWD=[Filtered] now"),
     ("db_passwd=abc", "db_passwd=[Filtered]"),
@@ -132,6 +134,8 @@ KEEPERS = [
     "oauth_provider=google",
     "is_authenticated=true",
     "bypass=1",
+    "docker run -u 1000:1000 img",
+    "mysql -u root db",
     "signal=9 received",
     "passed: 12, failed: 0",
     "order_id=4539578763621486",
@@ -283,6 +287,27 @@ def test_argv_loses_the_values_of_secret_flags() -> None:
 
 
 @pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["mysql", "-uroot", "-phunter2", "db"], ["mysql", "-uroot", f"-p{FILTERED}", "db"]),
+        (["mysql", "-p8080", "-p8080:80"], ["mysql", "-p8080", "-p8080:80"]),
+        (
+            ["curl", "-u", "bob:hunter2", "https://x"],
+            ["curl", "-u", f"bob:{FILTERED}", "https://x"],
+        ),
+        (["wget", "--user", "bob:pw9"], ["wget", "--user", f"bob:{FILTERED}"]),
+        (["mysql", "-u", "root"], ["mysql", "-u", "root"]),
+        (["docker", "run", "-u", "1000:1000"], ["docker", "run", "-u", "1000:1000"]),
+        (["redis-cli", "-a", "hunter2"], ["redis-cli", "-a", FILTERED]),
+        (["/usr/bin/redis-cli", "-a", "hunter2"], ["/usr/bin/redis-cli", "-a", FILTERED]),
+        (["cp", "-a", "src", "dst"], ["cp", "-a", "src", "dst"]),
+    ],
+)
+def test_argv_forms_lose_their_passwords(argv: list[str], expected: list[str]) -> None:
+    assert Scrubber().scrub_value(argv) == expected
+
+
+@pytest.mark.parametrize(
     ("sql", "params", "expected"),
     [
         ("UPDATE users SET password = %s WHERE id = %s", ["hunter2", 7], [FILTERED, 7]),
@@ -410,6 +435,12 @@ def _cases() -> list[dict[str, Any]]:
         {"headers": [["accept", "json"]]},
         {"argv": ["run", "--token", "abc"]},
         {"argv": ["run", "-p", "8080"]},
+        {"argv": ["mysql", "-uroot", "-phunter2", "db"]},
+        {"argv": ["mysql", "-p8080"]},
+        {"argv": ["curl", "-u", "bob:hunter2", "https://x"]},
+        {"argv": ["docker", "-u", "1000:1000"]},
+        {"argv": ["redis-cli", "-a", "hunter2"]},
+        {"argv": ["cp", "-a", "x"]},
         {"sql": "UPDATE users SET password = %s", "params": ["x"]},
         {"sql": "SELECT 1 WHERE id = %s", "params": [1]},
         {"lines": PEM_LINES},
