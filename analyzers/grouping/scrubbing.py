@@ -668,7 +668,7 @@ class Scrubber:
         if "-u" in lower:
             scrubbed = _filter_user_option(scrubbed, _ascii_lower(scrubbed))
         if "=" in scrubbed and ("?" in scrubbed or "#" in scrubbed or "&" in scrubbed):
-            scrubbed = self._filter_url_params(scrubbed)
+            scrubbed = self._filter_url_params(scrubbed, code)
         scrubbed = _CARD.sub(_filter_card, scrubbed)
         for pattern in self._extra:
             scrubbed = pattern.sub(FILTERED, scrubbed)
@@ -697,6 +697,8 @@ class Scrubber:
                 continue
             if _SQL_PLACEHOLDER.fullmatch(value) is not None:
                 continue  # "SET password = %s": the statement, not the secret
+            if code and value[:1] == "{":
+                continue  # f"password={pw}": a placeholder, filled in at run time
             if code and match.group("q") is None:
                 # Matches come in order, so the scan goes on from the last one: linear.
                 scanned, quote = _in_string_literal(text, value_start, scanned, quote)
@@ -709,14 +711,15 @@ class Scrubber:
         pieces.append(text[last:])
         return "".join(pieces)
 
-    def _filter_url_params(self, text: str) -> str:
+    def _filter_url_params(self, text: str, code: bool = False) -> str:
         """Filter query-string and fragment parameters that are secrets, judged URL-decoded:
         by name ("X-Amz-Signature", "code", "access%5Ftoken"), or by a decoded value that holds
-        a secret ("redirect=https%3A%2F%2Fx%2F%3Ftoken%3Dabc")."""
+        a secret ("redirect=https%3A%2F%2Fx%2F%3Ftoken%3Dabc"). In a source line (``code``),
+        a value that is a placeholder (f"?token={token}") is code."""
 
         def judge(match: re.Match[str]) -> str:
             raw_name, value = match.group("name", "value")
-            if not value or value == FILTERED:
+            if not value or value == FILTERED or (code and value[:1] == "{"):
                 return match.group()
             name = unquote_plus(raw_name) if "%" in raw_name or "+" in raw_name else raw_name
             if name.lower() in _URL_SECRET_NAMES or self.is_secret_key(name):

@@ -158,6 +158,10 @@ CODE_LINES = [
         'headers = {"Authorization": f"Bearer {token}"}',
         'headers = {"Authorization": f"Bearer {token}"}',
     ),
+    ('cache_key = f"session:{sid}"', 'cache_key = f"session:{sid}"'),
+    ('log.info(f"password={pw!r}")', 'log.info(f"password={pw!r}")'),
+    ('url = f"{base}?token={token}"', 'url = f"{base}?token={token}"'),
+    ('url = f"{base}?token=abc123&s={s}"', 'url = f"{base}?token=[Filtered]&s={s}"'),
     ('password = "hunter2"', 'password = "[Filtered]"'),
     (
         'url = "https://x.example.com/cb?token=abc&s=1"',
