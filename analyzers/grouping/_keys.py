@@ -132,6 +132,8 @@ _BENIGN_PARTS = frozenset(
         "status",
         "user",
         "username",
+        "last4",
+        "brand",
     ]
 )
 # A first part that makes the key a yes/no question: "is_authenticated", "has_token".
@@ -197,7 +199,21 @@ def word_says_secret(normalised: str, words: re.Pattern[str]) -> bool:
                 break
     if not hit:
         return False
+    if _names_a_key_id(parts):
+        return False
     return parts[0] not in _FLAG_PREFIXES and not any(part in _BENIGN_PARTS for part in parts)
+
+
+def _names_a_key_id(parts: list[str]) -> bool:
+    """Whether the key parts name the public id of a key ("api_key_id", "access_key_id"),
+    not the key. Google's "private_key_id" stays secret, as it always was here."""
+    return (
+        len(parts) >= 2
+        and parts[-1] == "id"
+        and parts[-2].endswith("key")
+        and parts[-2] not in ("privatekey", "accountkey")
+        and "private" not in parts
+    )
 
 
 def names_secret_exactly(key: str) -> bool:

@@ -840,8 +840,16 @@ def _add(texts: list[str], value: Any) -> None:
 
 def _secret(key: str, value: Any) -> Any:
     """What becomes of ``value`` under the secret key ``key``."""
-    if isinstance(value, bool | int | float) and not names_secret_exactly(key):
+    if names_secret_exactly(key):
+        return FILTERED
+    if isinstance(value, bool | int | float):
         return value  # a number or a flag under "tokens", "auth_ok": no secret in it
+    if (
+        isinstance(value, list | tuple)
+        and value
+        and all(isinstance(item, bool | int | float) for item in value)
+    ):
+        return value  # "tokens": [1, 2, 3], token ids: numbers, element by element
     return FILTERED
 
 

@@ -145,6 +145,9 @@ KEEPERS = [
     "INSERT INTO users (email, password) VALUES (?, ?)",
     "sk-learn and risk-free",
     "design_signature_version: 2",
+    'api_key_id: "kid_1"',
+    'credit_card_last4: "4242"',
+    'card_brand: "visa"',
 ]
 
 # Source lines: code, whose identifiers stay; literal values that are secrets go.
@@ -213,6 +216,11 @@ def test_keys_are_judged_by_meaning_and_numbers_only_under_keys_naming_the_secre
         "X-Amz-Security-Token": "abc",
         "mysql_pwd": "abc",
         "sig": "abc",
+        "tokens_list": [1, 2, 3],
+        "api_key_id": "kid_1",
+        "credit_card_last4": "4242",
+        "card_brand": "visa",
+        "payment_type": "card",
     }
     assert Scrubber().scrub_value(value) == {
         **value,
@@ -224,6 +232,11 @@ def test_keys_are_judged_by_meaning_and_numbers_only_under_keys_naming_the_secre
         "mysql_pwd": FILTERED,
         "sig": FILTERED,
     }
+    assert Scrubber().scrub_value({"tokens": [1, 2, 3], "password": [1, 2]}) == {
+        "tokens": [1, 2, 3],
+        "password": FILTERED,
+    }
+    assert Scrubber().scrub_value({"tokens": ["a", 2]}) == {"tokens": FILTERED}
     # The same number under a key that does not say it is an id is a card.
     assert Scrubber().scrub_value({"card": "4539578763621486"}) == {"card": FILTERED}
 
@@ -450,6 +463,9 @@ def _cases() -> list[dict[str, Any]]:
         {"lines": PEM_LINES},
         {"token_count": 42, "password": FILTERED},
         {"password": 1234},
+        {"tokens": [1, 2, 3]},
+        {"tokens": ["abc", 2]},
+        {"api_key_id": "kid_1", "credit_card_last4": "4242", "card_brand": "visa"},
         {"args": ["x", 1], "msg": "retry"},
         {"env_list": [{"name": "DB_PASSWORD", "value": "hunter4"}]},
         {"env_list": [{"name": "HOME", "value": "/root"}]},
