@@ -7,19 +7,27 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mendline.schemas.redaction import FILTERED
+
 __all__ = [
     "ALL_WORDS",
     "FREE_WORDS",
     "LAST_WORDS",
     "SQL_KEYS",
     "SQL_PARAM_KEYS",
+    "USER_FLAGS",
+    "argv_flag",
+    "argv_value",
+    "attached_password",
     "flag_value_is_secret",
     "is_id_number",
+    "named_secret_value",
     "names_secret_exactly",
     "secret_flag",
     "sequence_of_pairs",
     "split_key",
     "sql_secret_positions",
+    "user_password",
     "word_says_secret",
 ]
 
@@ -124,6 +132,8 @@ _BENIGN_PARTS = frozenset(
         "status",
         "user",
         "username",
+        "last4",
+        "brand",
     ]
 )
 # A first part that makes the key a yes/no question: "is_authenticated", "has_token".
@@ -189,7 +199,21 @@ def word_says_secret(normalised: str, words: re.Pattern[str]) -> bool:
                 break
     if not hit:
         return False
+    if _names_a_key_id(parts):
+        return False
     return parts[0] not in _FLAG_PREFIXES and not any(part in _BENIGN_PARTS for part in parts)
+
+
+def _names_a_key_id(parts: list[str]) -> bool:
+    """Whether the key parts name the public id of a key ("api_key_id", "access_key_id"),
+    not the key. Google's "private_key_id" stays secret, as it always was here."""
+    return (
+        len(parts) >= 2
+        and parts[-1] == "id"
+        and parts[-2].endswith("key")
+        and parts[-2] not in ("privatekey", "accountkey")
+        and "private" not in parts
+    )
 
 
 def names_secret_exactly(key: str) -> bool:
@@ -233,6 +257,46 @@ def flag_value_is_secret(flag: str, value: str) -> bool:
     if value.startswith("-") and _FLAG.fullmatch(value) is not None:
         return False
     return not (flag == "-p" and _PORTS.fullmatch(value) is not None)
+
+
+# "-u user:password" (curl, wget's --user): the part after the first ':' is the password.
+USER_FLAGS = frozenset(("-u", "--user"))
+# "-phunter2": the MySQL clients' password attached to its flag ("-p8080" is a port).
+_ATTACHED_PASSWORD = re.compile(r"-p(?P<value>\S+)")
+
+
+def argv_flag(item: str, program: str, is_secret_key: Callable[[str], bool]) -> str:
+    """``item`` if it is an argv flag whose next item is or holds a secret, else "".
+
+    ``program`` is the basename of argv[0]: "-a" is a password only for redis-cli."""
+    if secret_flag(item, is_secret_key) or item in USER_FLAGS:
+        return item
+    return item if item == "-a" and program == "redis-cli" else ""
+
+
+def argv_value(flag: str, value: str) -> str | None:
+    """What ``value``, the argv item after ``flag`` (see argv_flag), becomes; None: kept."""
+    if flag in USER_FLAGS:
+        return user_password(value)
+    return FILTERED if flag_value_is_secret(flag, value) else None
+
+
+def user_password(value: str) -> str | None:
+    """``value`` ("bob:hunter2", after "-u") with its password filtered; None if it has none
+    ("root", mysql's user; "1000:1000", docker's uid:gid)."""
+    user, colon, password = value.partition(":")
+    if not colon or not password or password.isdigit():
+        return None
+    return f"{user}:{FILTERED}"
+
+
+def attached_password(item: str) -> str | None:
+    """``item`` ("-phunter2") with its attached password filtered; None if it has none
+    ("-p", "-p8080", "-p8080:80")."""
+    match = _ATTACHED_PASSWORD.fullmatch(item)
+    if match is None or _PORTS.fullmatch(match.group("value")) is not None:
+        return None
+    return "-p" + FILTERED
 
 
 # Positional placeholders of the DB-API paramstyles format (%s), qmark (?) and numeric ($1).
@@ -296,3 +360,24 @@ def sql_secret_positions(
 def sequence_of_pairs(value: Sequence[Any]) -> bool:
     """Whether ``value`` is a 2-item pair whose first item is a name (str or bytes)."""
     return len(value) == 2 and isinstance(value[0], str | bytes | bytearray)
+
+
+# {"name": "DB_PASSWORD", "value": "..."}: Kubernetes env lists, AWS tags, header lists.
+_NAME_KEYS = ("name", "Name", "key", "Key")
+_VALUE_KEYS = ("value", "Value")
+
+
+def named_secret_value(
+    entry: dict[Any, Any], is_secret_key: Callable[[str], bool]
+) -> tuple[str, str] | None:
+    """For a name/value entry whose name is a secret key ({"name": "DB_PASSWORD", "value":
+    "hunter4"}, {"Key": "api_key", "Value": "x"}), the key of its value and the name; None
+    otherwise."""
+    value_key = next((key for key in _VALUE_KEYS if key in entry), None)
+    if value_key is None:
+        return None
+    for key in _NAME_KEYS:
+        name = entry.get(key)
+        if isinstance(name, str) and is_secret_key(name):
+            return value_key, name
+    return None

@@ -17,13 +17,16 @@ from mendline.analyzers.grouping._keys import (
     FREE_WORDS,
     SQL_KEYS,
     SQL_PARAM_KEYS,
-    flag_value_is_secret,
+    argv_flag,
+    argv_value,
+    attached_password,
     is_id_number,
+    named_secret_value,
     names_secret_exactly,
-    secret_flag,
     sequence_of_pairs,
     split_key,
     sql_secret_positions,
+    user_password,
     word_says_secret,
 )
 from mendline.schemas.errors import ConfigError
@@ -84,6 +87,8 @@ _SQL_PLACEHOLDER = re.compile(r"%s|\?|\$[0-9]{1,4}|%\(\w+\)s|:\w+", re.ASCII)
 _URL_SECRET_NAMES = frozenset(("code", "oauth_verifier"))
 # Matched against the text lowercased (see _filter_values), so written in lowercase.
 _BEARER = re.compile(rf"\bbearer[ \t]+(?!(?:{_BEARER_PROSE})\b)(?P<value>[\w.~+/-]+=*)", re.ASCII)
+# "curl -u bob:hunter2": the value is "user:password", of which user_password filters the part.
+_USER_OPTION = re.compile(r"(?<![\w-])(?:-u|--user)(?:[ \t]+|=)(?P<value>[^\s:'\"]+:[^\s'\"]+)")
 # RFC 3986: the userinfo ends at the first '@' and cannot hold '/', '?' or '#' unescaped.
 _URL_PASSWORD = re.compile(r"://[^:/?#@\s]*:(?P<value>[^@/?#\s]+)@")
 # 13 to 19 digits, single spaces or dashes between them, starting as card numbers do
@@ -238,8 +243,13 @@ _PLAIN_SHAPES = (
     # URL parameters that are secrets only in URLs, and percent-encoded pairs ("%3Dabc"),
     # which are judged decoded. Each pattern starts with a literal: scanned for quickly.
     ("code=", r"code=(?<=[?&#]code=)"),
+    # "-u user:password" and "--user=user:password" (folded: '-' is '_').
+    ("_u", r"_(?<![\w\x01]_)(?:_user(?:[ \t]+|=)|u[ \t]+)[^\s:'\"]+:[^\s'\"]"),
     ("oauth_", r"oauth_(?<=[?&#]oauth_)"),
     ("%3d", r"%3d"),
+    # A parameter name with a %XX escape ("?%70assword=", "?api%5Fkey="): judged decoded,
+    # so no literal key substring can stand for it.
+    ("%", r"[?&#;][\w\x01.~+]*+%[0-9a-f\x01]{2}[\w\x01.%~+]*+="),
 )
 # The trigger looks for keys as substrings followed by a separator, so a key that contains
 # another is redundant there ("passphrase" has "pass"), and "cred" stands for "credential"
@@ -547,6 +557,8 @@ class Scrubber:
                 return False
             if not _SQL_PARAM_SET.isdisjoint(value) and not _SQL_SET.isdisjoint(value):
                 return False  # a statement and its parameters: the statement judges them
+            if named_secret_value(value, self.is_secret_key) is not None:
+                return False
             seen = self._keys_seen
             for key, item in value.items():
                 if isinstance(key, str):
@@ -561,9 +573,13 @@ class Scrubber:
         elif isinstance(value, list | tuple):
             if depth >= _MAX_DEPTH:
                 return False
+            program = _program(value)
             for item in value:
                 if isinstance(item, str):
-                    if item[:1] == "-" and secret_flag(item, self.is_secret_key):
+                    if item[:1] == "-" and (
+                        argv_flag(item, program, self.is_secret_key)
+                        or attached_password(item) is not None
+                    ):
                         return False
                     texts.append(item)
                 elif isinstance(item, list | tuple) and sequence_of_pairs(item):
@@ -649,8 +665,10 @@ class Scrubber:
             scrubbed = _filter_values(_BEARER, scrubbed, _ascii_lower(scrubbed))
         if "://" in lower:
             scrubbed = _filter_values(_URL_PASSWORD, scrubbed, scrubbed)
+        if "-u" in lower:
+            scrubbed = _filter_user_option(scrubbed, _ascii_lower(scrubbed))
         if "=" in scrubbed and ("?" in scrubbed or "#" in scrubbed or "&" in scrubbed):
-            scrubbed = self._filter_url_params(scrubbed)
+            scrubbed = self._filter_url_params(scrubbed, code)
         scrubbed = _CARD.sub(_filter_card, scrubbed)
         for pattern in self._extra:
             scrubbed = pattern.sub(FILTERED, scrubbed)
@@ -679,6 +697,8 @@ class Scrubber:
                 continue
             if _SQL_PLACEHOLDER.fullmatch(value) is not None:
                 continue  # "SET password = %s": the statement, not the secret
+            if code and value[:1] == "{":
+                continue  # f"password={pw}": a placeholder, filled in at run time
             if code and match.group("q") is None:
                 # Matches come in order, so the scan goes on from the last one: linear.
                 scanned, quote = _in_string_literal(text, value_start, scanned, quote)
@@ -691,14 +711,15 @@ class Scrubber:
         pieces.append(text[last:])
         return "".join(pieces)
 
-    def _filter_url_params(self, text: str) -> str:
+    def _filter_url_params(self, text: str, code: bool = False) -> str:
         """Filter query-string and fragment parameters that are secrets, judged URL-decoded:
         by name ("X-Amz-Signature", "code", "access%5Ftoken"), or by a decoded value that holds
-        a secret ("redirect=https%3A%2F%2Fx%2F%3Ftoken%3Dabc")."""
+        a secret ("redirect=https%3A%2F%2Fx%2F%3Ftoken%3Dabc"). In a source line (``code``),
+        a value that is a placeholder (f"?token={token}") is code."""
 
         def judge(match: re.Match[str]) -> str:
             raw_name, value = match.group("name", "value")
-            if not value or value == FILTERED:
+            if not value or value == FILTERED or (code and value[:1] == "{"):
                 return match.group()
             name = unquote_plus(raw_name) if "%" in raw_name or "+" in raw_name else raw_name
             if name.lower() in _URL_SECRET_NAMES or self.is_secret_key(name):
@@ -732,6 +753,7 @@ class Scrubber:
 
     def _dict(self, value: dict[Any, Any], depth: int, pem: _Pem) -> dict[Any, Any]:
         sql = sql_secret_positions(value, self.is_secret_key)
+        named = named_secret_value(value, self.is_secret_key)
         out: dict[Any, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
@@ -740,6 +762,8 @@ class Scrubber:
             name = self._cached(key, False)  # a name, never a line of a key
             if self.is_secret_key(key):
                 out[name] = _secret(key, item)
+            elif named is not None and key == named[0]:
+                out[name] = _secret(named[1], item)
             elif sql is not None and key == sql[0]:
                 positions = sql[1]
                 out[name] = [
@@ -754,20 +778,25 @@ class Scrubber:
 
     def _list(self, value: list[Any] | tuple[Any, ...], depth: int, pem: _Pem) -> list[Any]:
         out: list[Any] = []
-        flag = ""  # the secret argv flag just seen, whose next item is its value
+        flag = ""  # the secret argv flag just seen, whose next item is (or holds) its value
+        program = _program(value)
         for item in value:
             if flag:
                 text = item
                 if isinstance(text, bytes | bytearray):
                     text = bytes(text).decode("utf-8", "replace")
-                if isinstance(text, str) and flag_value_is_secret(flag, text):
-                    flag = ""
-                    out.append(FILTERED)
-                    continue
+                replaced = argv_value(flag, text) if isinstance(text, str) else None
                 flag = ""
+                if replaced is not None:
+                    out.append(replaced)
+                    continue
             if isinstance(item, str):
-                if item[:1] == "-" and secret_flag(item, self.is_secret_key):
-                    flag = item
+                if item[:1] == "-":
+                    flag = argv_flag(item, program, self.is_secret_key)
+                    attached = attached_password(item)
+                    if attached is not None:
+                        out.append(attached)
+                        continue
                 out.append(self._text(item, pem, False))
             elif isinstance(item, list | tuple) and sequence_of_pairs(item):
                 name = item[0]
@@ -782,6 +811,28 @@ class Scrubber:
         return out
 
 
+def _program(argv: list[Any] | tuple[Any, ...]) -> str:
+    """The basename of argv[0] ("redis-cli"), or "" when ``argv`` does not start with a str."""
+    first = argv[0] if argv else None
+    return first.rsplit("/", 1)[-1] if isinstance(first, str) else ""
+
+
+def _filter_user_option(text: str, lower: str) -> str:
+    """Filter the password of "-u user:password" and "--user=user:password" in text."""
+    pieces: list[str] = []
+    last = 0
+    for match in _USER_OPTION.finditer(lower):
+        start, end = match.span("value")
+        replaced = user_password(text[start:end])
+        if replaced is not None:
+            pieces += (text[last:start], replaced)
+            last = end
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
 def _add(texts: list[str], value: Any) -> None:
     if isinstance(value, str):
         texts.append(value)
@@ -789,8 +840,16 @@ def _add(texts: list[str], value: Any) -> None:
 
 def _secret(key: str, value: Any) -> Any:
     """What becomes of ``value`` under the secret key ``key``."""
-    if isinstance(value, bool | int | float) and not names_secret_exactly(key):
+    if names_secret_exactly(key):
+        return FILTERED
+    if isinstance(value, bool | int | float):
         return value  # a number or a flag under "tokens", "auth_ok": no secret in it
+    if (
+        isinstance(value, list | tuple)
+        and value
+        and all(isinstance(item, bool | int | float) for item in value)
+    ):
+        return value  # "tokens": [1, 2, 3], token ids: numbers, element by element
     return FILTERED
 
 

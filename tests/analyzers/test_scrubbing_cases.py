@@ -79,8 +79,31 @@ SECRETS = [
         "https://x.example.com/login?next=https%3A%2F%2Fy%2Fcb%3Ftoken%3Dabc123&lang=en",
         "https://x.example.com/login?next=[Filtered]&lang=en",
     ),
+    (
+        "https://x.example.com/cb?%70assword=hunter2&a=1",
+        "https://x.example.com/cb?%70assword=[Filtered]&a=1",
+    ),
+    (
+        "https://x.example.com/cb?pass%77ord=hunter2xyz",
+        "https://x.example.com/cb?pass%77ord=[Filtered]",
+    ),
+    (
+        "https://x.example.com/cb?%74oken=abcdef123456",
+        "https://x.example.com/cb?%74oken=[Filtered]",
+    ),
+    (
+        "https://x.example.com/cb?api%5Fkey=abc123def",
+        "https://x.example.com/cb?api%5Fkey=[Filtered]",
+    ),
+    (
+        "https://x.example.com/cb?api%2Dkey=abc123def",
+        "https://x.example.com/cb?api%2Dkey=[Filtered]",
+    ),
+    ("https://x.example.com/cb?sig%6Eature=abc", "https://x.example.com/cb?sig%6Eature=[Filtered]"),
     ("blob?sv=2022-11-02&sig=p9k3Xv0yTq%2BZr1wO8m", "blob?sv=2022-11-02&sig=[Filtered]"),
     ("pwd=s3cret", "pwd=[Filtered]"),
+    ("curl -u bob:hunter2 https://x", "curl -u bob:[Filtered] https://x"),
+    ("curl --user=bob:hunter2 https://x", "curl --user=bob:[Filtered] https://x"),
     ("connecting with pass: hunter2", "connecting with pass: [Filtered]"),
     ("MYSQL_PWD=abc now", "MYSQL_PWD=[Filtered] now"),
     ("db_passwd=abc", "db_passwd=[Filtered]"),
@@ -111,14 +134,20 @@ KEEPERS = [
     "oauth_provider=google",
     "is_authenticated=true",
     "bypass=1",
+    "docker run -u 1000:1000 img",
+    "mysql -u root db",
     "signal=9 received",
     "passed: 12, failed: 0",
     "order_id=4539578763621486",
     "https://api.example.com/v1/orders?limit=10&page=2#top",
+    "https://x.example.com/search?q%5Bname%5D=shoes&page%5Fsize=20",
     "UPDATE users SET password = %s WHERE id = %s",
     "INSERT INTO users (email, password) VALUES (?, ?)",
     "sk-learn and risk-free",
     "design_signature_version: 2",
+    'api_key_id: "kid_1"',
+    'credit_card_last4: "4242"',
+    'card_brand: "visa"',
 ]
 
 # Source lines: code, whose identifiers stay; literal values that are secrets go.
@@ -132,6 +161,10 @@ CODE_LINES = [
         'headers = {"Authorization": f"Bearer {token}"}',
         'headers = {"Authorization": f"Bearer {token}"}',
     ),
+    ('cache_key = f"session:{sid}"', 'cache_key = f"session:{sid}"'),
+    ('log.info(f"password={pw!r}")', 'log.info(f"password={pw!r}")'),
+    ('url = f"{base}?token={token}"', 'url = f"{base}?token={token}"'),
+    ('url = f"{base}?token=abc123&s={s}"', 'url = f"{base}?token=[Filtered]&s={s}"'),
     ('password = "hunter2"', 'password = "[Filtered]"'),
     (
         'url = "https://x.example.com/cb?token=abc&s=1"',
@@ -183,6 +216,11 @@ def test_keys_are_judged_by_meaning_and_numbers_only_under_keys_naming_the_secre
         "X-Amz-Security-Token": "abc",
         "mysql_pwd": "abc",
         "sig": "abc",
+        "tokens_list": [1, 2, 3],
+        "api_key_id": "kid_1",
+        "credit_card_last4": "4242",
+        "card_brand": "visa",
+        "payment_type": "card",
     }
     assert Scrubber().scrub_value(value) == {
         **value,
@@ -194,6 +232,11 @@ def test_keys_are_judged_by_meaning_and_numbers_only_under_keys_naming_the_secre
         "mysql_pwd": FILTERED,
         "sig": FILTERED,
     }
+    assert Scrubber().scrub_value({"tokens": [1, 2, 3], "password": [1, 2]}) == {
+        "tokens": [1, 2, 3],
+        "password": FILTERED,
+    }
+    assert Scrubber().scrub_value({"tokens": ["a", 2]}) == {"tokens": FILTERED}
     # The same number under a key that does not say it is an id is a card.
     assert Scrubber().scrub_value({"card": "4539578763621486"}) == {"card": FILTERED}
 
@@ -217,6 +260,17 @@ def test_lists_of_pairs_lose_the_values_named_by_secret_keys() -> None:
     }
     query = [["q", "shoes"], ["access_token", "abc"]]
     assert Scrubber().scrub_value(query) == [["q", "shoes"], ["access_token", FILTERED]]
+    # Name/value entries: Kubernetes env lists, header lists, AWS tags.
+    entries = {
+        "env_list": [{"name": "DB_PASSWORD", "value": "hunter4"}, {"name": "HOME", "value": "/"}],
+        "headers": [{"name": "Authorization", "value": "abc"}],
+        "Tags": [{"Key": "api_key", "Value": "x"}, {"Key": "team", "Value": "core"}],
+    }
+    assert Scrubber().scrub_value(entries) == {
+        "env_list": [{"name": "DB_PASSWORD", "value": FILTERED}, {"name": "HOME", "value": "/"}],
+        "headers": [{"name": "Authorization", "value": FILTERED}],
+        "Tags": [{"Key": "api_key", "Value": FILTERED}, {"Key": "team", "Value": "core"}],
+    }
     # A 2-item list on its own is a list of names, not a pair.
     assert Scrubber().scrub_value({"fields": ["password", "email"]}) == {
         "fields": ["password", "email"]
@@ -247,6 +301,27 @@ def test_argv_loses_the_values_of_secret_flags() -> None:
             "--dry-run",
         ]
     }
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["mysql", "-uroot", "-phunter2", "db"], ["mysql", "-uroot", f"-p{FILTERED}", "db"]),
+        (["mysql", "-p8080", "-p8080:80"], ["mysql", "-p8080", "-p8080:80"]),
+        (
+            ["curl", "-u", "bob:hunter2", "https://x"],
+            ["curl", "-u", f"bob:{FILTERED}", "https://x"],
+        ),
+        (["wget", "--user", "bob:pw9"], ["wget", "--user", f"bob:{FILTERED}"]),
+        (["mysql", "-u", "root"], ["mysql", "-u", "root"]),
+        (["docker", "run", "-u", "1000:1000"], ["docker", "run", "-u", "1000:1000"]),
+        (["redis-cli", "-a", "hunter2"], ["redis-cli", "-a", FILTERED]),
+        (["/usr/bin/redis-cli", "-a", "hunter2"], ["/usr/bin/redis-cli", "-a", FILTERED]),
+        (["cp", "-a", "src", "dst"], ["cp", "-a", "src", "dst"]),
+    ],
+)
+def test_argv_forms_lose_their_passwords(argv: list[str], expected: list[str]) -> None:
+    assert Scrubber().scrub_value(argv) == expected
 
 
 @pytest.mark.parametrize(
@@ -377,12 +452,25 @@ def _cases() -> list[dict[str, Any]]:
         {"headers": [["accept", "json"]]},
         {"argv": ["run", "--token", "abc"]},
         {"argv": ["run", "-p", "8080"]},
+        {"argv": ["mysql", "-uroot", "-phunter2", "db"]},
+        {"argv": ["mysql", "-p8080"]},
+        {"argv": ["curl", "-u", "bob:hunter2", "https://x"]},
+        {"argv": ["docker", "-u", "1000:1000"]},
+        {"argv": ["redis-cli", "-a", "hunter2"]},
+        {"argv": ["cp", "-a", "x"]},
         {"sql": "UPDATE users SET password = %s", "params": ["x"]},
         {"sql": "SELECT 1 WHERE id = %s", "params": [1]},
         {"lines": PEM_LINES},
         {"token_count": 42, "password": FILTERED},
         {"password": 1234},
+        {"tokens": [1, 2, 3]},
+        {"tokens": ["abc", 2]},
+        {"api_key_id": "kid_1", "credit_card_last4": "4242", "card_brand": "visa"},
         {"args": ["x", 1], "msg": "retry"},
+        {"env_list": [{"name": "DB_PASSWORD", "value": "hunter4"}]},
+        {"env_list": [{"name": "HOME", "value": "/root"}]},
+        {"h": [{"name": "Authorization", "value": "abc"}]},
+        {"Tags": [{"Key": "api_key", "Value": "x"}]},
     ]
     for context in structures:
         event = _event()
