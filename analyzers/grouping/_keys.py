@@ -263,6 +263,25 @@ def flag_value_is_secret(flag: str, value: str) -> bool:
 USER_FLAGS = frozenset(("-u", "--user"))
 # "-phunter2": the MySQL clients' password attached to its flag ("-p8080" is a port).
 _ATTACHED_PASSWORD = re.compile(r"-p(?P<value>\S+)")
+#: The programs whose "-p" takes its password attached.
+_MYSQL_CLIENTS = frozenset(
+    {
+        "mysql",
+        "mysqladmin",
+        "mysqlcheck",
+        "mysqldump",
+        "mysqlimport",
+        "mysqlpump",
+        "mysqlshow",
+        "mysqlsh",
+        "mariadb",
+        "mariadb-admin",
+        "mariadb-check",
+        "mariadb-dump",
+        "mariadb-import",
+        "mariadb-show",
+    }
+)
 
 
 def argv_flag(item: str, program: str, is_secret_key: Callable[[str], bool]) -> str:
@@ -290,9 +309,12 @@ def user_password(value: str) -> str | None:
     return f"{user}:{FILTERED}"
 
 
-def attached_password(item: str) -> str | None:
-    """``item`` ("-phunter2") with its attached password filtered; None if it has none
-    ("-p", "-p8080", "-p8080:80")."""
+def attached_password(item: str, program: str) -> str | None:
+    """``item`` ("-phunter2") with its attached password filtered when ``program`` (argv[0]'s
+    basename) is a MySQL or MariaDB client; None if it has none ("-p", "-p8080", "-p8080:80")
+    or the program is another ("gcc -pthread", "find -print" keep their flags)."""
+    if program not in _MYSQL_CLIENTS:
+        return None
     match = _ATTACHED_PASSWORD.fullmatch(item)
     if match is None or _PORTS.fullmatch(match.group("value")) is not None:
         return None

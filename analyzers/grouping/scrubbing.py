@@ -578,7 +578,7 @@ class Scrubber:
                 if isinstance(item, str):
                     if item[:1] == "-" and (
                         argv_flag(item, program, self.is_secret_key)
-                        or attached_password(item) is not None
+                        or attached_password(item, program) is not None
                     ):
                         return False
                     texts.append(item)
@@ -793,7 +793,7 @@ class Scrubber:
             if isinstance(item, str):
                 if item[:1] == "-":
                     flag = argv_flag(item, program, self.is_secret_key)
-                    attached = attached_password(item)
+                    attached = attached_password(item, program)
                     if attached is not None:
                         out.append(attached)
                         continue

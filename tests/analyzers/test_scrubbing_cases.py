@@ -318,6 +318,9 @@ def test_argv_loses_the_values_of_secret_flags() -> None:
         (["redis-cli", "-a", "hunter2"], ["redis-cli", "-a", FILTERED]),
         (["/usr/bin/redis-cli", "-a", "hunter2"], ["/usr/bin/redis-cli", "-a", FILTERED]),
         (["cp", "-a", "src", "dst"], ["cp", "-a", "src", "dst"]),
+        (["/usr/bin/mysqldump", "-psecret9"], ["/usr/bin/mysqldump", f"-p{FILTERED}"]),
+        (["gcc", "-pthread", "-pedantic", "a.c"], ["gcc", "-pthread", "-pedantic", "a.c"]),
+        (["find", ".", "-print"], ["find", ".", "-print"]),
     ],
 )
 def test_argv_forms_lose_their_passwords(argv: list[str], expected: list[str]) -> None:
