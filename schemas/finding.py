@@ -87,13 +87,15 @@ FALLBACK_CODES: tuple[FallbackCode, ...] = FallbackCode.__args__  # type: ignore
 #:
 #: - ``pipe_to_shell``: a download piped into a shell or an interpreter (``curl ... | sh``);
 #: - ``destructive_command``: a command that deletes or overwrites (``rm -rf``, ``dd of=``...);
-#: - ``shell_command``: a shell command to run, or code that runs one from a string
-#:   (``os.system``, ``subprocess`` with ``shell=True`` or a string);
+#: - ``shell_command``: a shell command to run (``curl``, ``bash -c``...), or code that runs a
+#:   program (``os.system``, any ``subprocess`` call, ``shell=`` set, ``asyncio``'s subprocesses);
 #: - ``code_execution``: code that runs code made at run time (``eval``, ``exec``...);
 #: - ``unsafe_deserialization``: ``pickle``/``marshal`` loads, ``yaml.load`` without a safe
 #:   loader: code execution for whoever writes the input;
 #: - ``world_writable``: permissions for everyone (``chmod 777``, ``0o666``);
-#: - ``fetches_url``: the patch adds an http(s) URL, or the fix says to download one;
+#: - ``fetches_url``: the patch adds an http(s) URL or a network client call (``requests``,
+#:   ``httpx``, ``urlopen``...), or the fix says to download one;
+#: - ``dependency_change``: installs or runs a package (``pip install``, ``npm install``, ``npx``);
 #: - ``severity_capped``: the answer asked for a severity above the issue's own level without
 #:   high confidence and the heuristic's agreement: it was kept at the issue's level.
 #:
@@ -106,6 +108,7 @@ Risk = Literal[
     "unsafe_deserialization",
     "world_writable",
     "fetches_url",
+    "dependency_change",
     "severity_capped",
 ]
 #: Every risk, in the order above.
@@ -116,9 +119,10 @@ RISK_WORDS: dict[Risk, str] = {
     "destructive_command": "runs a command that deletes or overwrites",
     "shell_command": "runs a shell command",
     "code_execution": "executes code made at run time (eval/exec)",
-    "unsafe_deserialization": "deserialises input unsafely (pickle, marshal, yaml.load)",
+    "unsafe_deserialization": "deserialises input unsafely (pickle, torch.load, yaml.load)",
     "world_writable": "makes files writable by everyone",
     "fetches_url": "fetches a URL",
+    "dependency_change": "installs or runs a package",
     "severity_capped": "asked for a severity above the issue's level: not trusted, capped",
 }
 

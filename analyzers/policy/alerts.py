@@ -76,11 +76,14 @@ def finding_severity(
 ) -> SeverityDecision:
     """The severity an LLM's finding may keep for an issue of ``level``.
 
-    The issue's level as a severity (critical; error -> high; warning -> medium; info, debug
-    -> low) is never lowered. Above it, the answer's ``severity`` stands only when its
-    ``confidence`` is at least SEVERITY_RAISE_CONFIDENCE and the heuristic analyser's
-    severity for the same issue (``heuristic``) is as high or higher; else the finding is
-    kept at the issue's level (the event text the answer read may have asked for more).
+    The issue's level is taken as a severity (critical; error -> high; warning -> medium;
+    info, debug -> low). An answer's ``severity`` at or below it is returned as it is, lower
+    ones included (a finding may judge an issue less severe than its level; the alert's
+    severity still starts from the level, see ``alert_severity``). Above it, ``severity``
+    stands only when its ``confidence`` is at least SEVERITY_RAISE_CONFIDENCE and the
+    heuristic analyser's severity for the same issue (``heuristic``) is as high or higher;
+    else it is capped at the issue's level (the event text the answer read may have asked
+    for more).
     """
     # The same mapping as alert_severity's: an unknown level counts as error.
     own = SEVERITIES[min(max(LEVEL_RANK.get(level, 3) - 1, 0), 3)]

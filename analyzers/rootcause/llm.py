@@ -33,12 +33,14 @@ from mendline.schemas.finding import (
 from mendline.schemas.http import retry_after
 
 __all__ = [
+    "MODE_RETRY_AFTER",
     "RESPONSE_MODES",
     "ChatClient",
     "ChatReply",
     "LLMAnalyser",
     "MemoryLedger",
     "endpoint_auth",
+    "mode_to_ask",
     "negotiated_mode",
     "next_mode",
     "parse_answer",
@@ -92,12 +94,29 @@ def endpoint_auth(
 #: (llama-cpp-python, which constrains its output with it; others take a plain JSON object);
 #: ``text``: no response_format, the schema written in the prompt.
 RESPONSE_MODES: tuple[str, ...] = ("json_schema", "json_object", "text")
-# The mode each endpoint (URL, model, the modes it may be asked with) is asked with, for the
-# life of the process: negotiated once, not on every call of every client.
-_NEGOTIATED: dict[tuple[str, str, tuple[str, ...]], str] = {}
-# An error about response_format itself, whatever its status: llama-cpp-python answers
-# json_schema with HTTP 500 "Input should be 'text' or 'json_object'", others with 400 or 422.
-_ABOUT_FORMAT = re.compile(r"response_format|json_schema|json_object", re.IGNORECASE)
+# The mode each endpoint (URL, model, the modes it may be asked with) is asked with, and when
+# (time.monotonic) it was moved below the best mode: negotiated once, not on every call of every
+# client.
+_NEGOTIATED: dict[tuple[str, str, tuple[str, ...]], tuple[str, float]] = {}
+#: Seconds after which an endpoint moved below its best mode is asked in the best mode again:
+#: one odd answer (a server restarted with other options, a proxy's error page) does not pin a
+#: worse mode for the life of the process.
+MODE_RETRY_AFTER = 3600.0
+# The statuses an error about response_format comes with: 400 and 422 (OpenAI, vLLM, pydantic
+# servers) and 500 (llama-cpp-python answers json_schema with HTTP 500 "Input should be 'text' or
+# 'json_object'"). 401/403/408/429/502/503/504 are outages or refusals whatever the body says:
+# they often echo the request, response_format included.
+_FORMAT_STATUSES = frozenset({400, 422, 500})
+# The body must say the field is rejected, next to its name (either order, within 120
+# characters), not merely mention it: "CUDA out of memory while compiling json_schema grammar".
+_FIELD = r"(?:response_format|json_schema|json_object)"
+_REJECTED = (
+    r"(?:input should be|unsupported|not supported|invalid|unknown|unrecognized|"
+    r"extra (?:fields|inputs) (?:are )?not permitted)"
+)
+_ABOUT_FORMAT = re.compile(
+    rf"{_REJECTED}.{{0,120}}?{_FIELD}|{_FIELD}.{{0,120}}?{_REJECTED}", re.IGNORECASE | re.DOTALL
+)
 # The longest string a schema sent with json_object may allow. llama-cpp-python turns that
 # schema into a grammar that repeats a character rule up to maxLength times: 0.3.36 dies of a
 # segmentation fault on the Finding's 2,000 and 20,000 (tried with SmolLM2), and is fine at
@@ -108,16 +127,30 @@ _GRAMMAR_MAX_LENGTH = 1000
 def negotiated_mode(url: str, model: str, modes: tuple[str, ...] = RESPONSE_MODES) -> str | None:
     """The response_format mode endpoint ``url`` (its chat-completions URL) is asked with for
     ``model`` in this process, as negotiated among ``modes``; None before its first call."""
-    return _NEGOTIATED.get((url, model, modes))
+    remembered = _NEGOTIATED.get((url, model, modes))
+    return None if remembered is None else mode_to_ask(remembered, time.monotonic(), modes)
+
+
+def mode_to_ask(remembered: tuple[str, float] | None, now: float, modes: tuple[str, ...]) -> str:
+    """The mode to ask an endpoint with at ``now`` (time.monotonic), given the mode
+    ``remembered`` for it and when it was moved there: the best of ``modes`` when nothing is
+    remembered or when a worse mode was reached MODE_RETRY_AFTER seconds ago or more."""
+    if remembered is None:
+        return modes[0]
+    mode, since = remembered
+    if mode != modes[0] and now - since >= MODE_RETRY_AFTER:
+        return modes[0]
+    return mode
 
 
 def next_mode(
     mode: str, status: int, body: str, modes: tuple[str, ...] = RESPONSE_MODES
 ) -> str | None:
     """The mode of ``modes`` to try after ``mode`` was answered ``status`` with ``body``: the
-    next one when the error is about response_format (it is unsupported, not an outage), else
-    None (an ordinary error: retried or not, counted by the breaker or not, as any other)."""
-    if status < 400 or not _ABOUT_FORMAT.search(body) or mode == modes[-1]:
+    next one when the error says response_format (or its type) is rejected, with status 400,
+    422 or 500 (unsupported, not an outage), else None (an ordinary error: retried or not,
+    counted by the breaker or not, as any other)."""
+    if status not in _FORMAT_STATUSES or not _ABOUT_FORMAT.search(body) or mode == modes[-1]:
         return None
     return modes[modes.index(mode) + 1]
 
@@ -211,11 +244,16 @@ class ChatClient:
         self, messages: list[dict[str, str]], schema: dict[str, Any]
     ) -> httpx.Response:
         endpoint = (self._url, self.model, self.modes)
-        mode = _NEGOTIATED.get(endpoint, self.modes[0])
+        remembered = _NEGOTIATED.get(endpoint)
+        mode = mode_to_ask(remembered, time.monotonic(), self.modes)
         while True:
             response = await self._post(self._body(messages, schema, mode))
             if response.status_code < 400:
-                _NEGOTIATED[endpoint] = mode
+                # The time a worse mode was reached is kept, not renewed on each answer, so
+                # that the best mode is tried again MODE_RETRY_AFTER after it.
+                current = _NEGOTIATED.get(endpoint)
+                if current is None or current[0] != mode:
+                    _NEGOTIATED[endpoint] = (mode, time.monotonic())
                 return response
             following = next_mode(mode, response.status_code, response.text[:2000], self.modes)
             if following is None:
@@ -229,7 +267,8 @@ class ChatClient:
                 following,
             )
             # Remembered at once: concurrent calls do not each find it out again.
-            _NEGOTIATED[endpoint] = mode = following
+            mode = following
+            _NEGOTIATED[endpoint] = (mode, time.monotonic())
 
     def _body(
         self, messages: list[dict[str, str]], schema: dict[str, Any] | None, mode: str

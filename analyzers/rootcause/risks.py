@@ -1,5 +1,6 @@
-"""What a suggested fix or patch would do that a person must check first: shell commands,
-downloads, code execution. An LLM wrote it after reading attacker-controlled event text."""
+"""What a suggested fix or patch would do that a person must check first: shell commands and
+subprocesses, downloads and network calls, code execution, unsafe loading, new dependencies.
+An LLM wrote it after reading attacker-controlled event text."""
 
 from __future__ import annotations
 
@@ -33,20 +34,35 @@ _PATTERNS: dict[Risk, tuple[re.Pattern[str], ...]] = {
         re.compile(r":\(\)\s*\{\s*:\s*\|\s*:\s*&\s*\}\s*;\s*:"),  # a fork bomb
     ),
     "shell_command": (
-        re.compile(r"\bos\.(?:system|popen|exec[lv]p?e?|spawn[lv]p?e?)\s*\("),
-        re.compile(r"\bsubprocess\.\w+\s*\([^\n]*\bshell\s*=\s*True"),
+        re.compile(r"\bos\.(?:system|popen|exec\w*|spawn\w*|posix_spawnp?|forkpty)\s*\("),
+        re.compile(r"\bposix_spawnp?\s*\("),
+        # Any subprocess call, whatever its arguments: a list runs a program just the same.
         re.compile(
             r"\bsubprocess\.(?:run|call|check_call|check_output|Popen|getoutput|getstatusoutput)"
-            r"\s*\(\s*[fbru]*['\"]"
+            r"\s*\("
         ),
+        # Imported by name, then called bare: `from os import system` ... `system(cmd)` (no
+        # space before the parenthesis: "the file system (ext4)" is prose).
+        re.compile(r"\bfrom\s+(?:subprocess|pty|commands)\s+import\b"),
+        re.compile(r"\bfrom\s+os\s+import\s+[^\n]*\b(?:system|popen|exec\w*|spawn\w*|posix_spawn)"),
+        re.compile(r"(?<![\w.])(?:system|Popen|check_output|check_call|getoutput)\("),
+        re.compile(r"\bcreate_subprocess_(?:shell|exec)\s*\("),
+        # shell= with anything but a false literal, as a keyword or a setting.
+        re.compile(r"(?<![\w.])shell\s*=(?!=)\s*(?!False\b|None\b|0\b|''|\"\"|[,)\n])"),
+        # A shell or an interpreter given a program to run with -c, in argv or on a line.
+        re.compile(rf"['\"](?:[\w./-]*/)?{_SHELLS}['\"]\s*,\s*['\"]-\w*c['\"]", _I),
+        re.compile(rf"\b{_SHELLS}\s+(?:-\w+\s+)*-\w*c\b", _I),
         re.compile(r"\b(?:commands\.getoutput|pty\.spawn)\s*\("),
         re.compile(r"(?:^|[\s`])sudo\s+\w"),
         re.compile(r"(?:^|\n)\s*\$\s+\w"),  # a command line, as shown in a terminal
+        re.compile(r"\b(?:curl|wget)\b(?!-)"),  # a download tool to run
     ),
     "code_execution": (
-        # Not ast.literal_eval (a \w before it), nor model.eval() (a dot before it).
+        # Not ast.literal_eval (a \w before it), model.eval() or re.compile() (a dot before it).
         re.compile(r"(?<![\w.])(?:eval|exec|execfile)\s*\("),
-        re.compile(r"\bcompile\s*\([^\n]*['\"]exec['\"]"),
+        re.compile(r"(?<![\w.])compile\("),  # not "compile (with -O2)" in prose
+        re.compile(r"\bbuiltins\.(?:eval|exec|compile|__import__)\b"),
+        re.compile(r"\b__builtins__\b"),
         re.compile(r"\b__import__\s*\("),
         re.compile(r"\bimportlib\.import_module\s*\("),
         re.compile(r"\bnew\s+Function\s*\("),
@@ -54,10 +70,14 @@ _PATTERNS: dict[Risk, tuple[re.Pattern[str], ...]] = {
     ),
     "unsafe_deserialization": (
         re.compile(
-            r"\b(?:c?pickle|dill|marshal|jsonpickle|shelve)\.(?:loads?|Unpickler|decode|open)\b"
+            r"\b(?:c?pickle|dill|marshal|jsonpickle|shelve|joblib)\.(?:loads?|Unpickler|decode|open)\b"
         ),
-        re.compile(r"\byaml\.load\s*\((?![^)\n]*Safe)"),
-        re.compile(r"\byaml\.(?:unsafe_load|full_load)\b"),
+        re.compile(r"\bfrom\s+(?:c?pickle|dill|marshal|jsonpickle|shelve)\s+import\b"),
+        # torch.load unpickles unless told weights_only=True.
+        re.compile(r"\btorch\.load\s*\((?![^)\n]*\bweights_only\s*=\s*True)"),
+        # Not an UnsafeLoader: that "Safe" is no safe loader.
+        re.compile(r"\byaml\.load(?:_all)?\s*\((?![^)\n]*\bC?SafeLoader\b)"),
+        re.compile(r"\byaml\.(?:unsafe_load|full_load)\w*\b"),
     ),
     "world_writable": (
         re.compile(r"\bchmod\s+(?:-\w+\s+)*0?[0-7]?(?:777|666)\b"),
@@ -67,6 +87,21 @@ _PATTERNS: dict[Risk, tuple[re.Pattern[str], ...]] = {
     "fetches_url": (
         re.compile(rf"\b(?:{_DOWNLOADERS}|download|pip\s+install)\b[^\n]*\b(?:https?|ftp)://", _I),
         re.compile(r"\bgit\+(?:https?|ssh)://", _I),
+        # Network clients: a call, not a mention ("except requests.exceptions.Timeout").
+        re.compile(r"\burllib\.request\.\w+"),
+        re.compile(r"(?<![\w.])(?:urlopen|urlretrieve)\s*\("),
+        re.compile(r"\b(?:requests|httpx)\.(?:\w+\.)*\w+\s*\("),
+        re.compile(r"\baiohttp\.(?:ClientSession|request)\b"),
+        re.compile(r"\bhttp\.client\.HTTPS?Connection\b"),
+    ),
+    "dependency_change": (
+        re.compile(
+            r"\b(?:pip[\d.]*|uv\s+pip|pipx|npm|pnpm|yarn|gem|cargo|go|apt(?:-get)?|brew|conda)"
+            r"\s+(?:-\S+\s+)*install\b",
+            _I,
+        ),
+        re.compile(r"\b(?:npm|pnpm)\s+i\b|\b(?:poetry|uv|yarn|pnpm)\s+add\b", _I),
+        re.compile(r"\b(?:npx|pnpx|bunx|uvx)\s+\S", _I),
     ),
 }
 # Any URL added by a patch is something the patched code (or its build) would fetch.

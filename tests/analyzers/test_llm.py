@@ -12,9 +12,11 @@ import pytest
 from mendline.analyzers.breaker import CircuitBreaker
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
 from mendline.analyzers.rootcause.llm import (
+    MODE_RETRY_AFTER,
     ChatClient,
     LLMAnalyser,
     MemoryLedger,
+    mode_to_ask,
     next_mode,
     parse_answer,
 )
@@ -680,10 +682,72 @@ async def test_a_500_that_does_not_name_response_format_is_still_an_outage(llm: 
         ("json_schema", 500, "internal error", None),  # an outage
         ("json_schema", 400, "context length exceeded", None),  # about the request
         ("json_schema", 200, "response_format", None),
+        # llama-cpp-python's real 500 body for json_schema.
+        (
+            "json_schema",
+            500,
+            "{\"error\": {\"message\": \"[{'type': 'literal_error', 'loc': ('body', "
+            "'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", "
+            '\'input\': \'json_schema\'}]", "type": "internal_server_error"}}',
+            "json_object",
+        ),
+        # OpenAI's 400 for a model without structured outputs.
+        (
+            "json_schema",
+            400,
+            '{"error": {"message": "Invalid parameter: \'response_format\' of type '
+            '\'json_schema\' is not supported with this model.", "type": '
+            '"invalid_request_error", "param": "response_format", "code": null}}',
+            "json_object",
+        ),
+        (
+            "json_object",
+            422,
+            '{"detail": "Extra inputs are not permitted: response_format"}',
+            "text",
+        ),
+        # Outages and refusals that mention the field: judged as ordinary errors.
+        ("json_schema", 503, "CUDA out of memory while compiling json_schema grammar", None),
+        ("json_schema", 503, "json_schema not supported while loading", None),
+        (
+            "json_schema",
+            429,
+            '{"error": "rate limited", "request": {"response_format": '
+            '{"type": "json_schema"}}, "hint": "invalid after 60 s"}',
+            None,
+        ),
+        ("json_schema", 401, "Invalid API key for request with response_format", None),
+        ("json_schema", 403, "response_format unsupported for your plan", None),
+        ("json_schema", 502, "unknown upstream for response_format", None),
+        ("json_schema", 504, "response_format invalid: upstream timed out", None),
+        # Named, but not said to be rejected.
+        ("json_schema", 500, "CUDA out of memory while compiling json_schema grammar", None),
+        (
+            "json_schema",
+            400,
+            '{"messages": "too long", "response_format": {"type": "json_schema"}}',
+            None,
+        ),
     ],
 )
 def test_next_mode(mode: str, status: int, body: str, following: str | None) -> None:
     assert next_mode(mode, status, body) == following
+
+
+@pytest.mark.parametrize(
+    ("remembered", "now", "asked"),
+    [
+        (None, 0.0, "json_schema"),  # nothing negotiated: the best mode
+        (("json_object", 100.0), 100.0 + MODE_RETRY_AFTER - 1, "json_object"),
+        (("json_object", 100.0), 100.0 + MODE_RETRY_AFTER, "json_schema"),  # expired
+        (("text", 100.0), 100.0 + MODE_RETRY_AFTER + 5, "json_schema"),
+        (("json_schema", 100.0), 100.0 + 10 * MODE_RETRY_AFTER, "json_schema"),  # the best
+    ],
+)
+def test_a_downgrade_expires_after_mode_retry_after(
+    remembered: tuple[str, float] | None, now: float, asked: str
+) -> None:
+    assert mode_to_ask(remembered, now, ("json_schema", "json_object", "text")) == asked
 
 
 async def test_a_client_asks_only_in_the_modes_it_is_given(llm: FakeLLM) -> None:

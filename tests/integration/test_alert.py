@@ -766,7 +766,7 @@ group_wait = "10s"
         fresh_db_url, "SELECT analyser, severity, risks FROM mendline.findings"
     )
     assert (finding["analyser"], finding["severity"]) == ("llm", "high")  # the level
-    assert finding["risks"] == ["pipe_to_shell", "fetches_url", "severity_capped"]
+    assert finding["risks"] == ["pipe_to_shell", "shell_command", "fetches_url", "severity_capped"]
     (row,) = await deliveries(fresh_db_url)
     assert (row["receiver"], row["severity"]) == ("team", "error")
     assert pagerduty.requests == []  # nobody was paged
