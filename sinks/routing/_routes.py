@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,8 +23,18 @@ from mendline.schemas.alert import (
     Receiver,
     SlackReceiver,
 )
-from mendline.schemas.duration import UNIT_SECONDS, format_duration
+from mendline.schemas.duration import format_duration
 from mendline.schemas.errors import ConfigError
+from mendline.schemas.tomlfile import (
+    KeyPath,
+    Problems,
+    TomlLines,
+    either,
+    parse_duration,
+    toml_error,
+    toml_type,
+    unknown_key,
+)
 
 __all__ = [
     "ALERT_KINDS",
@@ -72,9 +81,6 @@ _SECRET_KEYS = frozenset(
     if name.endswith("_env")
 )
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-#: Where a value is in the document: ("routes", 2, "group_wait").
-_KeyPath = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
@@ -211,43 +217,6 @@ def describe(table: RoutingTable, labels: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
-# -- durations ----------------------------------------------------------------------------
-
-_NUMBER = r"\d+(?:\.\d+)?"
-_DURATION = re.compile(
-    rf"(?:(?P<d>{_NUMBER})d)?(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?"
-    rf"(?:(?P<s>{_NUMBER})s)?(?:(?P<ms>{_NUMBER})ms)?"
-)
-_DURATION_HINT = "use 30s, 5m, 4h, 1h30m or seconds"
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from "30s", "5m", "4h", "1h30m", "500ms", "1d" or a number of seconds.
-
-    Raises ValueError with a message for people (the value, and what to write instead).
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f'must be a duration such as "30s", not {_toml_type(value)}')
-    if isinstance(value, str):
-        text = value.strip()
-        found = _DURATION.fullmatch(text)
-        if text.startswith("-"):
-            raise ValueError(f"{json.dumps(value)} is negative; use 0s or more")
-        if found is not None and text:
-            return sum(float(n) * UNIT_SECONDS[u] for u, n in found.groupdict().items() if n)
-        try:
-            seconds = float(text)
-        except ValueError:
-            raise ValueError(f"{json.dumps(value)} is not a duration ({_DURATION_HINT})") from None
-    else:
-        seconds = float(value)
-    if not math.isfinite(seconds):
-        raise ValueError(f"{json.dumps(value)} is not a duration ({_DURATION_HINT})")
-    if seconds < 0:
-        raise ValueError(f"{json.dumps(value)} is negative; use 0s or more")
-    return seconds
-
-
 # -- reading the file ---------------------------------------------------------------------
 
 
@@ -255,11 +224,11 @@ def _parse_routes(text: str, name: str, source: str) -> RoutingTable:
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(_toml_error(name, text, exc)) from exc
-    problems = _Problems(name, _Lines(text))
+        raise ConfigError(toml_error(name, text, exc)) from exc
+    problems = Problems(name, TomlLines(text))
     for key in document:
         if key not in _TOP_KEYS:
-            problems.add((key,), _unknown_key(key, _TOP_KEYS))
+            problems.add((key,), unknown_key(key, _TOP_KEYS))
     timing = _read_defaults(document.get("defaults", {}), problems)
     receivers_table = document.get("receivers", {})
     receivers = _read_receivers(receivers_table, problems)
@@ -270,50 +239,20 @@ def _parse_routes(text: str, name: str, source: str) -> RoutingTable:
     return RoutingTable(tuple(routes), MappingProxyType(receivers), source)
 
 
-def _toml_error(name: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
-    message = str(exc)
-    where = re.search(r" \(at line (\d+), column (\d+)\)$", message)
-    if where is not None:
-        line = int(where[1])
-        message = f"{message[: where.start()]} (column {where[2]})"
-    else:  # "(at end of document)": the last line
-        line = max(1, len(text.splitlines()))
-        message = message.replace(" (at end of document)", " at the end of the file")
-    return f"{name}:{line}: invalid TOML: {message}"
-
-
-class _Problems:
-    """The problems of one file, each tied to the line of the key it is about."""
-
-    def __init__(self, name: str, lines: _Lines) -> None:
-        self.name = name
-        self.lines = lines
-        self._found: list[tuple[int, str]] = []
-
-    def add(self, path: _KeyPath, message: str) -> None:
-        line = self.lines.line_of(path)
-        self._found.append((line, f"{self.name}:{line}: {_dotted(path)}: {message}"))
-
-    def raise_any(self) -> None:
-        if self._found:
-            ordered = sorted(self._found, key=lambda found: found[0])
-            raise ConfigError("\n".join(message for _, message in ordered))
-
-
-def _read_defaults(value: object, problems: _Problems) -> dict[str, Any]:
+def _read_defaults(value: object, problems: Problems) -> dict[str, Any]:
     timing = dict(_DEFAULT_TIMING)
     if not isinstance(value, dict):
-        problems.add(("defaults",), f"must be a table ([defaults]), not {_toml_type(value)}")
+        problems.add(("defaults",), f"must be a table ([defaults]), not {toml_type(value)}")
         return timing
     for key, setting in value.items():
         if key in _DEFAULT_TIMING:
             timing[key] = _read_timing(("defaults", key), setting, problems, timing[key])
         else:
-            problems.add(("defaults", key), _unknown_key(key, tuple(_DEFAULT_TIMING)))
+            problems.add(("defaults", key), unknown_key(key, tuple(_DEFAULT_TIMING)))
     return timing
 
 
-def _read_timing(path: _KeyPath, value: object, problems: _Problems, fallback: Any) -> Any:
+def _read_timing(path: KeyPath, value: object, problems: Problems, fallback: Any) -> Any:
     key = path[-1]
     if key == "send_updates":
         return _read_bool(path, value, problems, fallback)
@@ -327,14 +266,14 @@ def _read_timing(path: _KeyPath, value: object, problems: _Problems, fallback: A
     return seconds
 
 
-def _read_bool(path: _KeyPath, value: object, problems: _Problems, fallback: bool) -> bool:
+def _read_bool(path: KeyPath, value: object, problems: Problems, fallback: bool) -> bool:
     if isinstance(value, bool):
         return value
-    problems.add(path, f"must be true or false, not {_toml_type(value)}")
+    problems.add(path, f"must be true or false, not {toml_type(value)}")
     return fallback
 
 
-def _read_receivers(value: object, problems: _Problems) -> dict[str, Receiver]:
+def _read_receivers(value: object, problems: Problems) -> dict[str, Receiver]:
     if not isinstance(value, dict):
         problems.add(("receivers",), "must be tables such as [receivers.team-slack]")
         return {}
@@ -343,7 +282,7 @@ def _read_receivers(value: object, problems: _Problems) -> dict[str, Receiver]:
         if not isinstance(settings, dict):
             problems.add(
                 ("receivers", name),
-                f"must be a table ([receivers.{name}] with type = ...), not {_toml_type(settings)}",
+                f"must be a table ([receivers.{name}] with type = ...), not {toml_type(settings)}",
             )
             continue
         receiver = _read_receiver(("receivers", name), settings, problems)
@@ -352,9 +291,7 @@ def _read_receivers(value: object, problems: _Problems) -> dict[str, Receiver]:
     return receivers
 
 
-def _read_receiver(
-    path: _KeyPath, settings: dict[str, Any], problems: _Problems
-) -> Receiver | None:
+def _read_receiver(path: KeyPath, settings: dict[str, Any], problems: Problems) -> Receiver | None:
     valid = True
     model = _RECEIVER_MODELS.get(str(settings.get("type")))
     # A secret pasted in place of its variable, for a type that reads that variable.
@@ -394,8 +331,8 @@ def _read_receiver(
     return receiver if valid else None
 
 
-def _receiver_error(error: Mapping[str, Any], kind: object) -> tuple[_KeyPath, str]:
-    types = _either(f'"{name}"' for name in _RECEIVER_MODELS)
+def _receiver_error(error: Mapping[str, Any], kind: object) -> tuple[KeyPath, str]:
+    types = either(f'"{name}"' for name in _RECEIVER_MODELS)
     if error["type"] == "union_tag_not_found":
         return ("type",), f"missing: say type = {types}"
     if error["type"] == "union_tag_invalid":
@@ -405,11 +342,11 @@ def _receiver_error(error: Mapping[str, Any], kind: object) -> tuple[_KeyPath, s
         return where, f'missing: a receiver of type = "{kind}" needs it'
     if error["type"] == "extra_forbidden":
         allowed = tuple(_RECEIVER_MODELS[str(kind)].model_fields)
-        return where, _unknown_key(str(where[-1]), allowed, f'for type = "{kind}"')
+        return where, unknown_key(str(where[-1]), allowed, f'for type = "{kind}"')
     return where, str(error["msg"])
 
 
-def _receiver_rules(receiver: Receiver) -> list[tuple[_KeyPath, str]]:
+def _receiver_rules(receiver: Receiver) -> list[tuple[KeyPath, str]]:
     """What the models allow but no channel could use."""
     if isinstance(receiver, SlackReceiver):
         if receiver.bot_token_env is not None and receiver.channel is None:
@@ -427,7 +364,7 @@ def _receiver_rules(receiver: Receiver) -> list[tuple[_KeyPath, str]]:
 
 
 def _read_routes(
-    value: object, timing: dict[str, Any], defined: tuple[str, ...], problems: _Problems
+    value: object, timing: dict[str, Any], defined: tuple[str, ...], problems: Problems
 ) -> list[Route]:
     if value is None or value == []:
         problems.add(("routes",), "no routes: add at least one [[routes]] with receivers")
@@ -445,12 +382,12 @@ def _read_route(
     table: dict[str, Any],
     defaults: dict[str, Any],
     defined: tuple[str, ...],
-    problems: _Problems,
+    problems: Problems,
 ) -> Route:
-    path: _KeyPath = ("routes", index)
+    path: KeyPath = ("routes", index)
     for key in table:
         if key not in _ROUTE_KEYS:
-            problems.add((*path, key), _unknown_key(key, _ROUTE_KEYS))
+            problems.add((*path, key), unknown_key(key, _ROUTE_KEYS))
     match = _read_match((*path, "match"), table.get("match", {}), problems)
     if "severity_at_least" in table:
         at_least = _read_severity_at_least((*path, "severity_at_least"), table, problems)
@@ -473,10 +410,10 @@ def _read_route(
     )
 
 
-def _read_match(path: _KeyPath, value: object, problems: _Problems) -> dict[str, frozenset[str]]:
+def _read_match(path: KeyPath, value: object, problems: Problems) -> dict[str, frozenset[str]]:
     if not isinstance(value, dict):
         problems.add(
-            path, f'must be a table such as {{ severity = "critical" }}, not {_toml_type(value)}'
+            path, f'must be a table such as {{ severity = "critical" }}, not {toml_type(value)}'
         )
         return {}
     match: dict[str, frozenset[str]] = {}
@@ -491,39 +428,39 @@ def _read_match(path: _KeyPath, value: object, problems: _Problems) -> dict[str,
             or not all(isinstance(v, str) for v in values)
         ):
             problems.add(
-                where, f"must be a string or a non-empty list of strings, not {_toml_type(wanted)}"
+                where, f"must be a string or a non-empty list of strings, not {toml_type(wanted)}"
             )
             continue
         allowed = _CHECKED_VALUES.get(label)
         bad = [v for v in values if allowed is not None and v not in allowed]
         for v in bad:
-            problems.add(where, f"{json.dumps(v)} is not a {label} (use {_either(allowed or ())})")
+            problems.add(where, f"{json.dumps(v)} is not a {label} (use {either(allowed or ())})")
         if not bad:
             match[label] = frozenset(values)
     return match
 
 
 def _read_severity_at_least(
-    path: _KeyPath, table: dict[str, Any], problems: _Problems
+    path: KeyPath, table: dict[str, Any], problems: Problems
 ) -> frozenset[str] | None:
     value = table["severity_at_least"]
     if isinstance(table.get("match"), dict) and "severity" in table["match"]:
         problems.add(path, "give either severity_at_least or match.severity, not both")
         return None
     if value not in ALERT_SEVERITIES:
-        shown = json.dumps(value) if isinstance(value, str) else _toml_type(value)
-        problems.add(path, f"{shown} is not a severity (use {_either(ALERT_SEVERITIES)})")
+        shown = json.dumps(value) if isinstance(value, str) else toml_type(value)
+        problems.add(path, f"{shown} is not a severity (use {either(ALERT_SEVERITIES)})")
         return None
     return frozenset(ALERT_SEVERITIES[ALERT_SEVERITIES.index(value) :])
 
 
 def _read_match_re(
-    path: _KeyPath, table: dict[str, Any], problems: _Problems
+    path: KeyPath, table: dict[str, Any], problems: Problems
 ) -> dict[str, re.Pattern[str]]:
     value = table.get("match_re", {})
     if not isinstance(value, dict):
         problems.add(
-            path, f'must be a table such as {{ service = "^api-.*" }}, not {_toml_type(value)}'
+            path, f'must be a table such as {{ service = "^api-.*" }}, not {toml_type(value)}'
         )
         return {}
     patterns: dict[str, re.Pattern[str]] = {}
@@ -532,7 +469,7 @@ def _read_match_re(
         if not _check_label(where, label, problems):
             continue
         if not isinstance(pattern, str):
-            problems.add(where, f"must be a regular expression string, not {_toml_type(pattern)}")
+            problems.add(where, f"must be a regular expression string, not {toml_type(pattern)}")
             continue
         try:
             patterns[label] = re.compile(pattern)
@@ -546,14 +483,14 @@ def _read_match_re(
 
 
 def _read_route_receivers(
-    path: _KeyPath, table: dict[str, Any], defined: tuple[str, ...], problems: _Problems
+    path: KeyPath, table: dict[str, Any], defined: tuple[str, ...], problems: Problems
 ) -> tuple[str, ...]:
     if "receivers" not in table:
         problems.add(path[:-1], 'missing receivers: say receivers = ["name", ...]')
         return ()
     value = table["receivers"]
     if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
-        problems.add(path, f"must be a list of receiver names, not {_toml_type(value)}")
+        problems.add(path, f"must be a list of receiver names, not {toml_type(value)}")
         return ()
     for name in value:
         if name not in defined:
@@ -564,7 +501,7 @@ def _read_route_receivers(
     return tuple(dict.fromkeys(value))
 
 
-def _check_label(path: _KeyPath, label: str, problems: _Problems) -> bool:
+def _check_label(path: KeyPath, label: str, problems: Problems) -> bool:
     if label in LABEL_NAMES or (label.startswith(TAG_PREFIX) and len(label) > len(TAG_PREFIX)):
         return True
     problems.add(
@@ -575,120 +512,6 @@ def _check_label(path: _KeyPath, label: str, problems: _Problems) -> bool:
     return False
 
 
-def _unknown_key(key: str, allowed: tuple[str, ...], where: str = "") -> str:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f'; did you mean "{close[0]}"?' if close else ""
-    return f"unknown key{' ' + where if where else ''}{hint} (allowed: {', '.join(allowed)})"
-
-
-def _either(values: Iterable[str]) -> str:
-    items = list(values)
-    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else "".join(items)
-
-
 def _ordered(label: str, values: frozenset[str]) -> list[str]:
     rank = _CHECKED_VALUES.get(label)
     return sorted(values, key=lambda v: (rank.index(v) if rank and v in rank else 0, v))
-
-
-def _toml_type(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a table"
-    return "a date or time"
-
-
-def _dotted(path: _KeyPath) -> str:
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            key = part if _BARE_KEY.fullmatch(part) else json.dumps(part)
-            text += f".{key}" if text else key
-    return text
-
-
-# -- lines --------------------------------------------------------------------------------
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_KEY = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
-_KEY_PATH = rf"{_KEY}(?:\s*\.\s*{_KEY})*"
-_ARRAY_HEADER = re.compile(rf"\s*\[\[\s*({_KEY_PATH})\s*\]\]")
-_TABLE_HEADER = re.compile(rf"\s*\[\s*({_KEY_PATH})\s*\]")
-_KEY_LINE = re.compile(rf"\s*({_KEY_PATH})\s*=")
-_TRIPLE_STRINGS = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'')
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'')
-
-
-class _Lines:
-    """The line where each table and key of a TOML text starts, by its path in the
-    document: tomllib gives values but not their lines. Enough of TOML for routes files:
-    headers, dotted keys, arrays of tables, and values that span lines."""
-
-    def __init__(self, text: str) -> None:
-        self._lines: dict[_KeyPath, int] = {}
-        self._arrays: dict[_KeyPath, int] = {}  # an array of tables -> its current index
-        table: _KeyPath = ()
-        depth = 0  # brackets and braces still open: a value spanning lines
-        open_string: str | None = None  # the quotes of a multi-line string still open
-        for number, line in enumerate(text.splitlines(), start=1):
-            if open_string is not None:
-                if open_string not in line:
-                    continue
-                line = line.split(open_string, 1)[1]
-                open_string = None
-            elif depth == 0:
-                if header := _ARRAY_HEADER.match(line):
-                    table = self._open_array(_key_parts(header[1]))
-                    self._lines.setdefault(table, number)
-                    continue
-                if header := _TABLE_HEADER.match(line):
-                    table = self._resolve(_key_parts(header[1]))
-                    self._lines.setdefault(table, number)
-                    continue
-                if key := _KEY_LINE.match(line):
-                    self._lines.setdefault((*table, *_key_parts(key[1])), number)
-            code = _TRIPLE_STRINGS.sub('""', line)
-            for quotes in ('"""', "'''"):
-                if quotes in code:
-                    open_string = quotes
-                    code = code.split(quotes, 1)[0]
-            code = _STRINGS.sub('""', code).split("#", 1)[0]
-            depth = max(
-                0, depth + sum(code.count(c) for c in "[{") - sum(code.count(c) for c in "]}")
-            )
-
-    def line_of(self, path: _KeyPath) -> int:
-        """The line of ``path``, or of the nearest table or key around it; 1 if none."""
-        for end in range(len(path), 0, -1):
-            if path[:end] in self._lines:
-                return self._lines[path[:end]]
-        return 1
-
-    def _resolve(self, parts: list[str]) -> _KeyPath:
-        # [routes.match] after [[routes]] is a table of the last route.
-        resolved: list[str | int] = []
-        for part in parts:
-            resolved.append(part)
-            index = self._arrays.get(tuple(resolved))
-            if index is not None:
-                resolved.append(index)
-        return tuple(resolved)
-
-    def _open_array(self, parts: list[str]) -> _KeyPath:
-        array = (*self._resolve(parts[:-1]), parts[-1])
-        index = self._arrays.get(array, -1) + 1
-        self._arrays[array] = index
-        return (*array, index)
-
-
-def _key_parts(key_path: str) -> list[str]:
-    return [part.strip("\"'") for part in re.findall(_KEY, key_path)]
