@@ -8,7 +8,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-_T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+# Relative to today: the consumer stores a timestamp older than the retention (30 days) as the
+# time of receipt, so a fixed date would change what these events are after a month.
+_T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 
 
 def make_event(issue: int, n: int = 0, *, service: str = "api", frames: int = 10) -> dict[str, Any]:
