@@ -203,12 +203,20 @@ class _Runs:
         self._began = [f.began for f in self.finishes]
         self.starts = [c for c in ordered if c.status == "start"]
         self._started = [c.timestamp for c in self.starts]
-        self.newest = ordered[-1].timestamp if ordered else None
 
     def finishes_begun(self, opens: datetime, until: datetime) -> list[_Finish]:
         """The finishes of runs that began in (opens, until]."""
         low = bisect.bisect_right(self._began, opens)
         return self.finishes[low : bisect.bisect_right(self._began, until)]
+
+    def next_began(self, after: datetime) -> datetime | None:
+        """When the first run (started or finished) after ``after`` began, None: none."""
+        candidates = [
+            times[index]
+            for times in (self._began, self._started)
+            if (index := bisect.bisect_right(times, after)) < len(times)
+        ]
+        return min(candidates, default=None)
 
     def starts_in(self, opens: datetime, until: datetime) -> list[CheckIn]:
         low = bisect.bisect_right(self._started, opens)
@@ -252,7 +260,8 @@ def _every_slots(
     check: HeartbeatCheck, runs: _Runs, first: datetime, last: datetime
 ) -> Iterator[tuple[datetime, datetime]]:
     """The `every` chain after the judged slot ``first``, up to slots at ``last``: a period
-    after the latest run that began in a slot's window, else after the slot itself."""
+    after the latest run that began in a slot's window, else after the slot itself. A stretch
+    with no check-in is stepped over, yielding only its last MAX_VERDICTS missed slots."""
     assert check.every is not None
     period = timedelta(seconds=check.every)
     grace = timedelta(seconds=check.grace)
@@ -264,14 +273,14 @@ def _every_slots(
         slot, opens = anchor + period, anchor
         if slot > last:
             return
-        if runs.newest is None or runs.newest <= opens:
-            # Nothing happened since: every slot up to `last` is missed; skip to the newest.
-            skip = max(0, int((last - slot) / period) - MAX_VERDICTS)
-            slot, opens = slot + skip * period, opens + skip * period
-            while slot <= last:
-                yield slot, opens
-                slot, opens = slot + period, slot
-            return
+        quiet_until = min(runs.next_began(opens) or last + grace, last + grace)
+        empty = int((quiet_until - slot - grace) / period) if quiet_until > slot + grace else 0
+        for skipped in range(max(0, empty - MAX_VERDICTS), empty):
+            yield slot + skipped * period, slot + (skipped - 1) * period
+        if empty:
+            slot, opens = slot + empty * period, slot + (empty - 1) * period
+            if slot > last:
+                return
         yield slot, opens
 
 

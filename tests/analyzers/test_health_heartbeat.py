@@ -264,6 +264,19 @@ def test_a_long_gap_is_told_in_its_newest_slots() -> None:
         assert judgement.judged_until == last + timedelta(minutes=5)
 
 
+def test_a_quiet_stretch_of_a_short_period_is_stepped_over() -> None:
+    """A week of one-second slots without a check-in, then a run: the newest ten slots."""
+    week = 7 * 24 * 60
+    check = heartbeat(every="1s", grace=0)
+    judgement = judge_heartbeat(check, [checkin("ok", 0), checkin("ok", week)], at(week), None)
+    assert [v.error_kind for v in judgement.verdicts] == ["missed"] * 9 + [None]
+    assert judgement.verdicts[-1].slot == at(week)
+    assert [v.slot for v in judgement.verdicts][:2] == [
+        at(week) - timedelta(seconds=9),
+        at(week) - timedelta(seconds=8),
+    ]
+
+
 @pytest.mark.parametrize("fields", [HOURLY, {"every": "1h", "grace": "5m"}])
 def test_judging_bit_by_bit_agrees_with_judging_at_once(fields: dict[str, Any]) -> None:
     """The monitor judges on each tick, passing only the check-ins checkins_since() asks for."""
