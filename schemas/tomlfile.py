@@ -26,6 +26,7 @@ __all__ = [
     "dotted",
     "either",
     "model_error",
+    "parse_document",
     "parse_duration",
     "read_text",
     "toml_error",
@@ -127,6 +128,25 @@ def toml_error(name: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
         line = max(1, len(text.splitlines()))
         message = message.replace(" (at end of document)", " at the end of the file")
     return f"{name}:{line}: invalid TOML: {message}"
+
+
+def parse_document(
+    text: str, name: str, top_keys: tuple[str, ...]
+) -> tuple[dict[str, Any], Problems]:
+    """The TOML document of ``text`` (a file called ``name``) and the Problems to collect
+    for it, an unknown top-level key (one not in ``top_keys``) already among them.
+
+    Raises ConfigError for a syntax error, with its line.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(toml_error(name, text, exc)) from exc
+    problems = Problems(name, TomlLines(text))
+    for key in document:
+        if key not in top_keys:
+            problems.add((key,), unknown_key(key, top_keys))
+    return document, problems
 
 
 def read_text(path: Path, what: str) -> str:

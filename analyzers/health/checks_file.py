@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,15 +28,13 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mendline.analyzers.health.conditions import default_conditions, parse_condition
 from mendline.schemas.checks import Check, HttpCheck, PostgresCheck
-from mendline.schemas.errors import ConfigError
 from mendline.schemas.tomlfile import (
     ENV_NAME,
     KeyPath,
     Problems,
-    TomlLines,
     model_error,
+    parse_document,
     read_text,
-    toml_error,
     toml_type,
     unknown_key,
 )
@@ -95,14 +92,7 @@ def parse_checks(text: str, name: str) -> CheckSet:
 
     Raises ConfigError naming every problem, one a line, in line order.
     """
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(toml_error(name, text, exc)) from exc
-    problems = Problems(name, TomlLines(text))
-    for key in document:
-        if key not in _TOP_KEYS:
-            problems.add((key,), unknown_key(key, _TOP_KEYS))
+    document, problems = parse_document(text, name, _TOP_KEYS)
     defaults = _read_defaults(document.get("defaults", {}), problems)
     tables = document.get("checks")
     if not tables:

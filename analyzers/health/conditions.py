@@ -224,7 +224,9 @@ def _parse_right(text: str) -> tuple[Literal["value", "pat", "any"], tuple[str, 
         return "pat", (called[2],)
     values = tuple(_unquoted(value.strip()) for value in called[2].split(","))
     if not all(values):
-        raise ValueError(f"any() needs values separated by commas: any(200, 204), not {text}")
+        raise ValueError(
+            f"any() needs values separated by commas: any(200, 204), not {json.dumps(text)}"
+        )
     return "any", values
 
 
@@ -407,8 +409,26 @@ def _equal(value: object, right: str, unit: str) -> bool:
 def _pattern_matches(pattern: str, value: object) -> bool:
     if isinstance(value, list):
         return any(_pattern_matches(pattern, item) for item in value)
-    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
-    return re.fullmatch(regex, _text(value), re.S) is not None
+    return _glob(pattern, _text(value))
+
+
+def _glob(pattern: str, text: str) -> bool:
+    """Whether ``text`` matches ``pattern``, ``*`` standing for any text: the pieces found
+    leftmost in order: no regular expression to backtrack over a hostile body."""
+    if "*" not in pattern:
+        return text == pattern
+    first, *middle, last = pattern.split("*")
+    if len(first) + len(last) > len(text):
+        return False
+    if not (text.startswith(first) and text.endswith(last)):
+        return False
+    position, end = len(first), len(text) - len(last)
+    for piece in middle:
+        found = text.find(piece, position, end)
+        if found < 0:
+            return False
+        position = found + len(piece)
+    return True
 
 
 def _as_number(value: object) -> float | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,17 +23,15 @@ from mendline.schemas.alert import (
     SlackReceiver,
 )
 from mendline.schemas.duration import format_duration
-from mendline.schemas.errors import ConfigError
 from mendline.schemas.tomlfile import (
     ENV_NAME,
     KeyPath,
     Problems,
-    TomlLines,
     either,
     model_error,
+    parse_document,
     parse_duration,
     read_text,
-    toml_error,
     toml_type,
     unknown_key,
 )
@@ -218,14 +215,7 @@ def describe(table: RoutingTable, labels: Mapping[str, str]) -> str:
 
 
 def _parse_routes(text: str, name: str, source: str) -> RoutingTable:
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(toml_error(name, text, exc)) from exc
-    problems = Problems(name, TomlLines(text))
-    for key in document:
-        if key not in _TOP_KEYS:
-            problems.add((key,), unknown_key(key, _TOP_KEYS))
+    document, problems = parse_document(text, name, _TOP_KEYS)
     timing = _read_defaults(document.get("defaults", {}), problems)
     receivers_table = document.get("receivers", {})
     receivers = _read_receivers(receivers_table, problems)

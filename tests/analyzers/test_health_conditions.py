@@ -157,6 +157,27 @@ def test_a_condition_on_an_observation(condition: str, success: bool, observed: 
         assert shown == observed
 
 
+@pytest.mark.parametrize(
+    ("pattern", "text", "matches"),
+    [
+        ("UP", "UP", True),
+        ("UP", "UPS", False),
+        ("*", "", True),
+        ("*UP*", "status: UP!", True),
+        ("a*b*c", "a-b-c", True),
+        ("a*b*c", "a-c-b", False),
+        ("ab*ba", "aba", False),  # the prefix and suffix may not overlap
+        ("ab*ba", "abba", True),
+        ("*[error]*", "an [error] here", True),  # brackets are text, not a class
+        ("*.*", "abc", False),  # a dot is a dot
+        ("*a*a*a*a*a*a*a*b", "a" * 50_000, False),  # no backtracking blow-up
+    ],
+)
+def test_pat_matches_with_star_only(pattern: str, text: str, matches: bool) -> None:
+    seen = Observation(values={"BODY": text})
+    assert judged(f"[BODY] == pat({pattern})", seen)[0] is matches
+
+
 def test_a_dns_answer_matches_without_the_final_dot_and_case() -> None:
     seen = Observation(values={"DNS_ANSWER": ["Mail.Example.com."]})
     assert judged("[DNS_ANSWER] == mail.example.com", seen)[0] is True
