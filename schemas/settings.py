@@ -158,6 +158,12 @@ class Settings(BaseSettings):
         description="Seconds a delivery is retried before it is marked dead.",
     )
 
+    # -- Health checks (mendline monitor) --------------------------------------------------
+    checks_file: Path | None = Field(
+        default=None,
+        description="The checks file of `mendline monitor` (TOML); unset: no checks of yours.",
+    )
+
     # -- The emitting app (structlog processor, logging handler, shipper) -----------------
     service: str | None = Field(
         default=None, description="Service name on emitted events; the program name if unset."

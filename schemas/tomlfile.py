@@ -9,18 +9,26 @@ import json
 import math
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
 
 from mendline.schemas.duration import UNIT_SECONDS
 from mendline.schemas.errors import ConfigError
 
 __all__ = [
+    "ENV_NAME",
     "KeyPath",
     "Problems",
     "TomlLines",
     "dotted",
     "either",
+    "model_error",
+    "parse_document",
     "parse_duration",
+    "read_text",
     "toml_error",
     "toml_type",
     "unknown_key",
@@ -28,6 +36,8 @@ __all__ = [
 
 #: Where a value is in the document: ("routes", 2, "group_wait").
 KeyPath = tuple[str | int, ...]
+#: What an environment variable's name may be, where a file names one (``url_env``).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 # -- durations ----------------------------------------------------------------------------
@@ -120,6 +130,62 @@ def toml_error(name: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
     return f"{name}:{line}: invalid TOML: {message}"
 
 
+def parse_document(
+    text: str, name: str, top_keys: tuple[str, ...]
+) -> tuple[dict[str, Any], Problems]:
+    """The TOML document of ``text`` (a file called ``name``) and the Problems to collect
+    for it, an unknown top-level key (one not in ``top_keys``) already among them.
+
+    Raises ConfigError for a syntax error, with its line.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(toml_error(name, text, exc)) from exc
+    problems = Problems(name, TomlLines(text))
+    for key in document:
+        if key not in top_keys:
+            problems.add((key,), unknown_key(key, top_keys))
+    return document, problems
+
+
+def read_text(path: Path, what: str) -> str:
+    """The text of ``path``, ``what`` (e.g. "the routes file"); a file that cannot be read or
+    is not UTF-8 is a ConfigError naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: {what} is not UTF-8 text: {exc.reason}") from exc
+
+
+def model_error(
+    error: Mapping[str, Any],
+    what: str,
+    tag: str,
+    value: object,
+    models: Mapping[str, type[BaseModel]],
+) -> tuple[KeyPath, str]:
+    """A pydantic error about a ``what`` (a receiver, a check): a union of ``models`` told
+    apart by the key ``tag`` (``type``, ``kind``), whose value in the table is ``value``.
+    Returns the key path in the table the error is about, and a message for people."""
+    tags = either(f'"{name}"' for name in models)
+    if error["type"] == "union_tag_not_found":
+        return (tag,), f"missing: say {tag} = {tags}"
+    if error["type"] == "union_tag_invalid":
+        close = difflib.get_close_matches(str(value), tuple(models), n=1)
+        hint = f'; did you mean "{close[0]}"?' if close else ""
+        return (tag,), f"{json.dumps(value)} is not a {what} {tag}{hint} (use {tags})"
+    where = tuple(error["loc"][1:])  # the first is the union's tag
+    if error["type"] == "missing":
+        return where, f'missing: a {what} of {tag} = "{value}" needs it'
+    if error["type"] == "extra_forbidden":
+        allowed = tuple(models[str(value)].model_fields)
+        return where, unknown_key(str(where[-1]), allowed, f'for {tag} = "{value}"')
+    return where, str(error["msg"]).removeprefix("Value error, ")
+
+
 class Problems:
     """The problems of one file, each tied to the line of the key it is about."""
 
@@ -128,9 +194,10 @@ class Problems:
         self.lines = lines
         self._found: list[tuple[int, str]] = []
 
-    def add(self, path: KeyPath, message: str) -> None:
-        """Record ``message`` about the value at ``path``, on its line."""
-        line = self.lines.line_of(path)
+    def add(self, path: KeyPath, message: str, line: int | None = None) -> None:
+        """Record ``message`` about the value at ``path``, on its line (or on ``line``: an
+        item of a list that spans lines)."""
+        line = line or self.lines.line_of(path)
         self._found.append((line, f"{self.name}:{line}: {dotted(path)}: {message}"))
 
     def raise_any(self) -> None:

@@ -37,3 +37,12 @@ def test_the_layout_names_every_package() -> None:
     assert "mendline.sinks.routing" in packages  # the links were followed
     missing = [name for name in packages if f"`{name}`" not in section]
     assert not missing, f"README.md's Layout section does not name {missing}"
+
+
+def test_the_checks_example_is_the_shipped_file() -> None:
+    found = re.search(r"<!-- checks-example:start -->\n```toml\n(.*?)```\n", README, re.S)
+    assert found, "README.md lost its checks example markers"
+    shipped = ROOT / "analyzers" / "health" / "checks.example.toml"
+    assert found.group(1) == shipped.read_text(), (
+        "README.md's checks example is stale: paste `mendline checks example` there"
+    )

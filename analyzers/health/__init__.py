@@ -1,6 +1,21 @@
 """Health decisions, pure: is a check down (thresholds, flapping, maintenance), Gatus-style
-conditions over what a probe saw, heartbeat schedules, uptime and response-time percentiles."""
+conditions over what a probe saw, the checks file, heartbeat schedules, uptime and
+response-time percentiles."""
 
+from mendline.analyzers.health.checks_file import (
+    DEFAULT_KEYS,
+    CheckSet,
+    check_env,
+    load_checks,
+    parse_checks,
+)
+from mendline.analyzers.health.conditions import (
+    NOT_OBSERVED,
+    Condition,
+    default_conditions,
+    evaluate,
+    parse_condition,
+)
 from mendline.analyzers.health.heartbeat import (
     MAX_VERDICTS,
     HeartbeatJudgement,
@@ -14,15 +29,25 @@ from mendline.analyzers.health.maintenance import active_window, next_window_cha
 from mendline.analyzers.health.thresholds import Judgement, judge
 
 __all__ = [
+    "DEFAULT_KEYS",
     "MAX_VERDICTS",
+    "NOT_OBSERVED",
+    "CheckSet",
+    "Condition",
     "HeartbeatJudgement",
     "HeartbeatVerdict",
     "Judgement",
     "active_window",
+    "check_env",
     "checkins_since",
+    "default_conditions",
+    "evaluate",
     "expected_after",
     "judge",
     "judge_heartbeat",
+    "load_checks",
     "next_window_change",
+    "parse_checks",
+    "parse_condition",
     "validate_cron",
 ]

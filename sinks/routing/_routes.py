@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,14 +23,15 @@ from mendline.schemas.alert import (
     SlackReceiver,
 )
 from mendline.schemas.duration import format_duration
-from mendline.schemas.errors import ConfigError
 from mendline.schemas.tomlfile import (
+    ENV_NAME,
     KeyPath,
     Problems,
-    TomlLines,
     either,
+    model_error,
+    parse_document,
     parse_duration,
-    toml_error,
+    read_text,
     toml_type,
     unknown_key,
 )
@@ -80,7 +80,6 @@ _SECRET_KEYS = frozenset(
     for name in model.model_fields
     if name.endswith("_env")
 )
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -159,12 +158,7 @@ def load_routes(path: Path | None) -> RoutingTable:
     if path is None:
         text = resources.files("mendline.sinks.routing").joinpath(_SHIPPED_NAME).read_text("utf-8")
         return _parse_routes(text, _SHIPPED_NAME, _SHIPPED_SOURCE)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the routes file: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: the routes file is not UTF-8 text: {exc.reason}") from exc
+    text = read_text(path, "the routes file")
     return _parse_routes(text, str(path), str(path))
 
 
@@ -221,14 +215,7 @@ def describe(table: RoutingTable, labels: Mapping[str, str]) -> str:
 
 
 def _parse_routes(text: str, name: str, source: str) -> RoutingTable:
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(toml_error(name, text, exc)) from exc
-    problems = Problems(name, TomlLines(text))
-    for key in document:
-        if key not in _TOP_KEYS:
-            problems.add((key,), unknown_key(key, _TOP_KEYS))
+    document, problems = parse_document(text, name, _TOP_KEYS)
     timing = _read_defaults(document.get("defaults", {}), problems)
     receivers_table = document.get("receivers", {})
     receivers = _read_receivers(receivers_table, problems)
@@ -311,7 +298,7 @@ def _read_receiver(path: KeyPath, settings: dict[str, Any], problems: Problems) 
         valid = False
     for key, variable in settings.items():
         # The value itself pasted where its variable's name belongs: do not echo it.
-        if key.endswith("_env") and isinstance(variable, str) and not _ENV_NAME.fullmatch(variable):
+        if key.endswith("_env") and isinstance(variable, str) and not ENV_NAME.fullmatch(variable):
             problems.add(
                 (*path, key),
                 "is not an environment variable name (letters, digits and _): secrets come"
@@ -322,28 +309,15 @@ def _read_receiver(path: KeyPath, settings: dict[str, Any], problems: Problems) 
         receiver = _RECEIVER_ADAPTER.validate_python(checked)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            where, message = _receiver_error(error, checked.get("type"))
+            where, message = model_error(
+                error, "receiver", "type", checked.get("type"), _RECEIVER_MODELS
+            )
             problems.add((*path, *where), message)
         return None
     for where, message in _receiver_rules(receiver):
         problems.add((*path, *where), message)
         valid = False
     return receiver if valid else None
-
-
-def _receiver_error(error: Mapping[str, Any], kind: object) -> tuple[KeyPath, str]:
-    types = either(f'"{name}"' for name in _RECEIVER_MODELS)
-    if error["type"] == "union_tag_not_found":
-        return ("type",), f"missing: say type = {types}"
-    if error["type"] == "union_tag_invalid":
-        return ("type",), f"{json.dumps(kind)} is not a receiver type (use {types})"
-    where = tuple(error["loc"][1:])  # the first is the type, the union's tag
-    if error["type"] == "missing":
-        return where, f'missing: a receiver of type = "{kind}" needs it'
-    if error["type"] == "extra_forbidden":
-        allowed = tuple(_RECEIVER_MODELS[str(kind)].model_fields)
-        return where, unknown_key(str(where[-1]), allowed, f'for type = "{kind}"')
-    return where, str(error["msg"])
 
 
 def _receiver_rules(receiver: Receiver) -> list[tuple[KeyPath, str]]:

@@ -1,0 +1,163 @@
+"""The ``mendline checks`` commands: whether a checks file is valid and what it runs, and the
+shipped example to start one from."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mendline.analyzers.health import CheckSet, check_env, default_conditions, load_checks
+from mendline.cli._options import AS_JSON, Commands
+from mendline.cli.output import counted, print_json, printable, table
+from mendline.schemas.checks import (
+    Check,
+    DnsCheck,
+    HeartbeatCheck,
+    HttpCheck,
+    KafkaCheck,
+    PostgresCheck,
+    TcpCheck,
+    TlsCheck,
+)
+from mendline.schemas.duration import format_duration
+from mendline.schemas.errors import ConfigError
+from mendline.schemas.redaction import redact_url
+from mendline.schemas.settings import Settings
+
+__all__ = ["example_text", "register"]
+
+_HINT = (
+    "the README's section on the checks file shows the format;"
+    " `mendline checks example` prints a file to start from"
+)
+_NO_FILE_HINT = (
+    "give the file (`mendline checks check FILE`) or set MENDLINE_CHECKS_FILE;"
+    " `mendline checks example > checks.toml` writes one to start from"
+)
+
+
+def register(commands: Commands) -> None:
+    """Add ``checks check`` and ``checks example`` to the top-level ``commands``."""
+    checks = commands.add_parser("checks", help="check the health checks file, print an example")
+    check_commands = checks.add_subparsers(dest="checks_command", required=True)
+
+    check = check_commands.add_parser(
+        "check",
+        parents=[AS_JSON],
+        help="validate a checks file; list its checks and the variables it names that are unset",
+    )
+    check.add_argument(
+        "file", nargs="?", type=Path, metavar="FILE", help="default: MENDLINE_CHECKS_FILE"
+    )
+    check.set_defaults(run=_checks_check)
+
+    example = check_commands.add_parser("example", help="print the shipped example checks file")
+    # It reads no setting: it works even when they do not load.
+    example.set_defaults(run=_checks_example, run_without_settings=_example_anyway)
+
+    # `checks run` (run each check once, print its observation and conditions) goes here.
+
+
+def example_text() -> str:
+    """The shipped example checks file."""
+    shipped = resources.files("mendline.analyzers.health").joinpath("checks.example.toml")
+    return shipped.read_text("utf-8")
+
+
+def _checks_example(args: argparse.Namespace, settings: Settings) -> int:
+    sys.stdout.write(example_text())
+    return 0
+
+
+def _example_anyway(args: argparse.Namespace, error: ConfigError) -> int:
+    sys.stdout.write(example_text())
+    return 0
+
+
+def _checks_check(args: argparse.Namespace, settings: Settings) -> int:
+    path = args.file if args.file is not None else settings.checks_file
+    if path is None:
+        raise ConfigError("no checks file: MENDLINE_CHECKS_FILE is unset", hint=_NO_FILE_HINT)
+    try:
+        checks = load_checks(path)
+    except ConfigError as exc:
+        # Every problem on its own line: the usual one-line error would hide all but one.
+        problems = str(exc).splitlines()
+        if args.json:
+            print_json({"source": str(path), "valid": False, "problems": problems})
+        else:
+            for problem in problems:
+                print(f"mendline: {printable(problem)}", file=sys.stderr)
+            print(f"hint: {_HINT}", file=sys.stderr)
+        return 1
+    warnings = check_env(checks, os.environ)
+    if args.json:
+        print_json(_check_json(checks, warnings))
+        return 0
+    print(f"{printable(checks.source)}: valid, {counted(len(checks.checks), 'check')}")
+    print(
+        table(
+            ("name", "kind", "every", "target", "conditions"),
+            (
+                (
+                    check.name,
+                    check.kind,
+                    _every(check),
+                    _target(check),
+                    str(len(default_conditions(check))),
+                )
+                for check in checks.checks
+            ),
+        )
+    )
+    for warning in warnings:
+        print(f"warning: {printable(warning)}", file=sys.stderr)
+    return 0
+
+
+def _check_json(checks: CheckSet, warnings: list[str]) -> dict[str, Any]:
+    return {
+        "source": checks.source,
+        "valid": True,
+        "checks": [
+            {
+                "name": check.name,
+                "kind": check.kind,
+                "line": checks.lines[check.name],
+                "every": _every(check),
+                "target": _target(check),
+                "conditions": default_conditions(check),
+            }
+            for check in checks.checks
+        ],
+        "warnings": warnings,
+    }
+
+
+def _every(check: Check) -> str:
+    """How often it runs: its interval; a heartbeat's schedule."""
+    if isinstance(check, HeartbeatCheck):
+        if check.cron is not None:
+            return f"cron {check.cron} ({check.timezone})"
+        return format_duration(check.every or 0)
+    return format_duration(check.interval)
+
+
+def _target(check: Check) -> str:
+    """What it probes, secrets filtered: the URL, host:port, query, group@topic."""
+    if isinstance(check, HttpCheck):
+        return redact_url(check.url)
+    if isinstance(check, TcpCheck | TlsCheck):
+        return f"{check.host}:{check.port}"
+    if isinstance(check, DnsCheck):
+        return f"{check.query} {check.record_type}"
+    if isinstance(check, PostgresCheck):
+        return f"${check.dsn_env}: {check.query}"
+    if isinstance(check, KafkaCheck):
+        broker = redact_url(check.bootstrap) if check.bootstrap else "MENDLINE_KAFKA_BOOTSTRAP"
+        return f"{check.group}@{check.topic}" if check.group else broker
+    return "check-ins"
