@@ -8,8 +8,10 @@ import ipaddress
 import socket
 import time
 
+import dns.asyncbackend
 import dns.asyncquery
 import dns.exception
+import dns.inet
 import dns.message
 import dns.name
 import dns.rcode
@@ -77,6 +79,23 @@ async def _servers(check: DnsCheck) -> list[tuple[str, int]]:
     return [(str(server), system.port) for server in system.nameservers]
 
 
+async def _ask(
+    query: dns.message.Message, address: str, port: int, timeout: float
+) -> dns.message.Message:
+    """The response over UDP (TCP when truncated). The UDP socket is connected, so that a
+    closed port's ICMP answer comes back as ConnectionRefusedError instead of a timeout."""
+    backend = dns.asyncbackend.get_default_backend()
+    family = dns.inet.af_for_address(address)
+    sock = await backend.make_socket(  # type: ignore[no-untyped-call]
+        family, socket.SOCK_DGRAM, 0, None, (address, port)
+    )
+    async with sock:
+        response, _ = await dns.asyncquery.udp_with_fallback(
+            query, address, timeout=timeout, port=port, udp_sock=sock
+        )
+    return response
+
+
 async def probe_dns(check: DnsCheck, seen: Seen) -> None:
     """Ask for ``check.query``'s ``check.record_type`` records: DNS_RCODE (NOERROR,
     NXDOMAIN, SERVFAIL, ...), DNS_ANSWER (addresses, TXT strings, or each record's text),
@@ -92,9 +111,7 @@ async def probe_dns(check: DnsCheck, seen: Seen) -> None:
         target = f"the nameserver {address}:{port}"
         started = time.perf_counter()
         try:
-            response, _ = await dns.asyncquery.udp_with_fallback(
-                query, address, timeout=check.timeout, port=port
-            )
+            response = await _ask(query, address, port, check.timeout)
         except dns.exception.Timeout as exc:
             failure = ProbeFailed("timeout", f"{target} did not answer in time")
             failure.__cause__ = exc
