@@ -18,7 +18,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from mendline.ingest.probes._run import ProbeFailed, Seen, network_failure, since_ms
+from mendline.ingest.probes._run import ProbeFailed, Seen, network_failure
 from mendline.schemas.checks import DnsCheck
 
 __all__ = ["probe_dns"]
@@ -122,7 +122,8 @@ async def probe_dns(check: DnsCheck, seen: Seen) -> None:
         except dns.exception.DNSException as exc:
             failure = ProbeFailed("other", f"{target} sent an answer that cannot be read ({exc})")
             continue
-        seen.values["RESPONSE_TIME"] = since_ms(started)
+        seen.timings["dns"] = time.perf_counter() - started
+        seen.values["RESPONSE_TIME"] = seen.timings["dns"] * 1000.0
         seen.values["DNS_RCODE"] = dns.rcode.to_text(response.rcode())
         seen.values["DNS_ANSWER"] = _answers(response, rdtype)
         return

@@ -126,8 +126,10 @@ async def probe_http(
     headers = _headers(check, environ)
     secrets = http_secrets(check, environ)
     seen.values["CONNECTED"] = False
-    owned = None if clients is not None else HttpClients(max_connections=1)
-    client = (clients or owned).client(check.verify_tls)  # type: ignore[union-attr]
+    owned = clients is None
+    if clients is None:
+        clients = HttpClients(max_connections=1)
+    client = clients.client(check.verify_tls)
     try:
         await _exchange(check, client, headers, secrets, seen)
     except httpx.TooManyRedirects as exc:
@@ -142,8 +144,8 @@ async def probe_http(
         problem = hide(str(exc), secrets) or type(exc).__name__
         raise ProbeFailed("http", f"the HTTP exchange with {check.url} failed: {problem}") from exc
     finally:
-        if owned is not None:
-            await owned.aclose()
+        if owned:
+            await clients.aclose()
 
 
 async def _exchange(

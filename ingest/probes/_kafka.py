@@ -43,7 +43,9 @@ async def _why_unreachable(bootstrap: str) -> ProbeFailed:
     except ProbeFailed as failure:
         return ProbeFailed(failure.kind, f"Kafka at {failure.message}")
     sock.close()
-    return ProbeFailed("unreachable", f"{first} accepts connections but not as Kafka")
+    # aiokafka keeps why to its log: a TLS or SASL handshake refused, or not a Kafka broker.
+    problem = f"{first} accepts TCP connections but no Kafka session could be opened"
+    return ProbeFailed("unreachable", problem)
 
 
 async def _lag(options: dict[str, Any], admin: AIOKafkaAdminClient, group: str, topic: str) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
 import ssl
 import time
 from datetime import UTC, datetime
@@ -18,14 +20,27 @@ from mendline.schemas.checks import TlsCheck
 __all__ = ["probe_tls"]
 
 
+@functools.lru_cache(maxsize=64)
+def _verifying(ca_file: str | None, modified: float | None) -> ssl.SSLContext:
+    # Loading a CA bundle costs milliseconds of CPU: one context per bundle (and version of
+    # it, by modification time) serves every check that names it.
+    return ssl.create_default_context(cafile=ca_file)
+
+
+@functools.lru_cache(maxsize=1)
+def _unverified() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def _context(check: TlsCheck, verify: bool) -> ssl.SSLContext:
     if not verify:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
+        return _unverified()
     try:
-        return ssl.create_default_context(cafile=check.ca_file)
+        modified = os.stat(check.ca_file).st_mtime if check.ca_file else None
+        return _verifying(check.ca_file, modified)
     except (OSError, ssl.SSLError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         problem = f"the CA file {check.ca_file} cannot be used ({reason})"

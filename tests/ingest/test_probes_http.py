@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -19,7 +20,7 @@ SETTINGS = Settings()
 
 
 def http_check(url: str, **fields: Any) -> HttpCheck:
-    return HttpCheck(kind="http", name="web", url=url, **fields)
+    return HttpCheck(kind="http", url=url, **{"name": "web", **fields})
 
 
 async def test_a_healthy_server_is_observed_with_status_body_headers_ip_and_timings() -> None:
@@ -143,3 +144,13 @@ async def test_a_heartbeat_check_has_no_probe() -> None:
     check = HeartbeatCheck(kind="heartbeat", name="nightly", every=3600)
     with pytest.raises(ValueError, match="heartbeat"):
         await observe(check, SETTINGS, {})
+
+
+async def test_many_checks_at_once_through_shared_clients_each_get_their_answer() -> None:
+    async with http_target() as target, HttpClients(max_connections=10) as clients:
+        checks = [http_check(target.url, name=f"web-{i}") for i in range(50)]
+        results = await asyncio.gather(
+            *(observe(check, SETTINGS, {}, http=clients) for check in checks)
+        )
+    assert [(r.values["STATUS"], r.error) for r in results] == [(200, None)] * 50
+    assert len(target.requests) == 50
