@@ -1,12 +1,10 @@
 """The peers the probe tests talk to, on 127.0.0.1: an HTTP(S) server whose behaviour the
-test flips, a DNS server answering from a table (UDP, and TCP for truncated answers), and a
-port that refuses connections."""
+test flips, and a DNS server answering from a table (UDP, and TCP for truncated answers)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,15 +17,9 @@ import dns.rdatatype
 import dns.rrset
 from aiohttp import web
 
-HOST = "127.0.0.1"
+from tests.loopback import HOST
+
 Mode = Literal["healthy", "down", "slow", "wrong-body", "redirect-loop", "echo"]
-
-
-def refused_port() -> int:
-    """A loopback port nothing listens on (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
+from mendline.devstack import free_port
 from mendline.ingest.probes import observe
 from mendline.schemas.checks import DnsCheck
 from mendline.schemas.settings import Settings
-from tests.probe_servers import HOST, DnsZone, dns_server, refused_port
+from tests.loopback import HOST
+from tests.probe_servers import DnsZone, dns_server
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +89,7 @@ async def test_a_nameserver_that_never_answers_is_a_timeout() -> None:
 
 async def test_a_nameserver_port_with_nothing_behind_it_is_refused() -> None:
     # The query's UDP socket is connected, so the ICMP "port unreachable" reaches it.
-    seen = await observe(dns_check(refused_port(), "api.example"), SETTINGS, {})
+    seen = await observe(dns_check(free_port(), "api.example"), SETTINGS, {})
     assert seen.error_kind == "refused"
     assert seen.error is not None and "refused" in seen.error
 

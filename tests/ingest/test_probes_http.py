@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 import trustme
 
+from mendline.devstack import free_port
 from mendline.ingest.probes import HttpClients, observe
 from mendline.schemas.checks import HeartbeatCheck, HttpCheck
 from mendline.schemas.settings import Settings
-from tests.probe_servers import http_target, refused_port
+from tests.probe_servers import http_target
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +72,7 @@ async def test_a_redirect_loop_is_an_http_error_and_redirects_can_be_left_unfoll
 
 
 async def test_a_refused_port_is_refused() -> None:
-    seen = await observe(http_check(f"http://127.0.0.1:{refused_port()}/"), SETTINGS, {})
+    seen = await observe(http_check(f"http://127.0.0.1:{free_port()}/"), SETTINGS, {})
     assert seen.error_kind == "refused"
     assert seen.values["CONNECTED"] is False
 

@@ -10,10 +10,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
+from mendline.devstack import free_port
 from mendline.ingest.probes import observe
 from mendline.schemas.checks import KafkaCheck
 from mendline.schemas.settings import Settings
-from tests.probe_servers import HOST, refused_port
+from tests.loopback import HOST
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +72,7 @@ async def test_a_group_that_never_committed_lags_by_the_whole_topic(kafka_bootst
         topic=topic,
         timeout=20,
     )
-    seen = await observe(check, Settings(kafka_bootstrap=f"{HOST}:{refused_port()}"), {})
+    seen = await observe(check, Settings(kafka_bootstrap=f"{HOST}:{free_port()}"), {})
     assert seen.error is None  # the check's bootstrap wins over the settings'
     assert seen.values["LAG"] == 8
 
@@ -84,7 +85,7 @@ async def test_without_a_group_only_reaching_the_broker_is_observed(kafka_bootst
 
 
 async def test_a_refused_bootstrap_is_refused_and_not_connected() -> None:
-    check = KafkaCheck(kind="kafka", name="down", bootstrap=f"{HOST}:{refused_port()}")
+    check = KafkaCheck(kind="kafka", name="down", bootstrap=f"{HOST}:{free_port()}")
     seen = await observe(check, Settings(), {})
     assert seen.error_kind == "refused"
     assert seen.values["CONNECTED"] is False

@@ -6,10 +6,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from mendline.devstack import free_port
 from mendline.ingest.probes import observe
 from mendline.schemas.checks import PostgresCheck
 from mendline.schemas.settings import Settings
-from tests.probe_servers import refused_port
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ async def test_a_wrong_password_is_an_auth_error_that_never_shows_the_password(
 async def test_a_refused_port_is_refused_and_the_url_is_not_shown(database_url: str) -> None:
     parts = urlsplit(database_url)
     url = urlunsplit(
-        parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{refused_port()}")
+        parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{free_port()}")
     )
     seen = await observe(pg_check(timeout=5), SETTINGS, {"PROBE_DSN": url})
     assert seen.error_kind == "refused"

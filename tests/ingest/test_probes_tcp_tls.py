@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 import trustme
 
+from mendline.devstack import free_port
 from mendline.ingest.probes import observe
 from mendline.schemas.checks import TcpCheck, TlsCheck
 from mendline.schemas.settings import Settings
-from tests.probe_servers import HOST, refused_port
+from tests.loopback import HOST
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +63,7 @@ async def test_tcp_connects_to_a_listener_and_reports_its_address() -> None:
 
 
 async def test_tcp_to_a_closed_port_is_refused_and_not_connected() -> None:
-    check = TcpCheck(kind="tcp", name="t", host=HOST, port=refused_port())
+    check = TcpCheck(kind="tcp", name="t", host=HOST, port=free_port())
     seen = await observe(check, SETTINGS, {})
     assert seen.error_kind == "refused" and seen.values["CONNECTED"] is False
     assert seen.error is not None and str(check.port) in seen.error
