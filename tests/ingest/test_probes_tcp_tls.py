@@ -184,3 +184,22 @@ async def test_tls_to_a_server_that_hangs_up_or_speaks_plain_http_is_a_tls_error
         plain = await observe(check, SETTINGS, {})
     assert plain.error_kind == "tls" and "handshake" in (plain.error or "")
     assert "CERTIFICATE_EXPIRATION" not in plain.values
+
+
+async def test_tls_to_a_server_that_never_answers_the_handshake_stops_at_the_timeout() -> None:
+    # Only the check's timeout bounds this: asyncio's own handshake limit is a minute.
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # say nothing
+
+    server = await asyncio.start_server(silent, HOST, 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        check = TlsCheck(kind="tls", name="c", host=HOST, port=port, timeout=0.5)
+        seen = await observe(check, SETTINGS, {})
+        for writer in accepted:
+            writer.close()
+    assert seen.error_kind == "timeout"
+    assert seen.values["CONNECTED"] is True
+    assert "CERTIFICATE_EXPIRATION" not in seen.values
