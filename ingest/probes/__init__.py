@@ -30,6 +30,8 @@ from mendline.schemas.settings import Settings
 
 __all__ = ["BODY_LIMIT", "HttpClients", "observe"]
 
+_ERROR_WIDTH = 1000
+
 
 def _secrets(check: Check, settings: Settings, environ: Mapping[str, str]) -> list[str]:
     if isinstance(check, HttpCheck):
@@ -97,6 +99,8 @@ async def observe(
     if failure is None:
         return Observation(values=seen.values, timings=seen.timings)
     message = hide(redact_url(failure.message, secrets), secrets)
+    if len(message) > _ERROR_WIDTH:  # a server's words may be long; the sentence is enough
+        message = message[: _ERROR_WIDTH - 1] + "…"
     return Observation(
         values=seen.values, timings=seen.timings, error=message, error_kind=failure.kind
     )
