@@ -1,0 +1,182 @@
+"""The http probe: one request (redirects followed or not), its status, headers and the
+first 64 KiB of its body, with the phases timed through httpcore's trace extension."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from mendline.ingest.probes._run import ProbeFailed, Seen, env_value, hide, network_failure
+from mendline.schemas.checks import HttpCheck
+
+__all__ = ["BODY_LIMIT", "HttpClients", "http_secrets", "probe_http"]
+
+#: The bytes of a response body that are read and observed.
+BODY_LIMIT = 64 * 1024
+# httpcore's traced steps (http11.* or http2.*) -> our timing names.
+_PHASES = {
+    "connection.connect_tcp": "connect",
+    "connection.start_tls": "tls",
+    "receive_response_headers": "first_byte",
+}
+
+
+class HttpClients:
+    """httpx clients shared by many http probes (one that verifies certificates, one that
+    does not, made when first needed), so that a monitor running many checks reuses
+    connections and file descriptors. Close it with ``aclose()`` or ``async with``."""
+
+    def __init__(self, *, max_connections: int | None = 500, max_redirects: int = 10) -> None:
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._max_redirects = max_redirects
+        self._clients: dict[bool, httpx.AsyncClient] = {}
+
+    def client(self, verify: bool) -> httpx.AsyncClient:
+        """The shared client that verifies certificates (or not)."""
+        if verify not in self._clients:
+            self._clients[verify] = _make_client(verify, self._limits, self._max_redirects)
+        return self._clients[verify]
+
+    async def aclose(self) -> None:
+        """Close the clients and their connections."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+    async def __aenter__(self) -> HttpClients:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+def _make_client(verify: bool, limits: httpx.Limits, max_redirects: int) -> httpx.AsyncClient:
+    # trust_env=False: the check says exactly what is sent (no proxies or .netrc from the env).
+    return httpx.AsyncClient(
+        verify=verify, limits=limits, max_redirects=max_redirects, trust_env=False
+    )
+
+
+def http_secrets(check: HttpCheck, environ: Mapping[str, str]) -> list[str]:
+    """The header values the check takes from the environment (to keep them out of sight)."""
+    return [environ[name] for name in check.headers_env.values() if name in environ]
+
+
+class _Tracer:
+    """httpcore's trace callback: sums each phase's seconds (over redirects) and notes the
+    peer's address when a connection is made."""
+
+    def __init__(self, seen: Seen) -> None:
+        self._seen = seen
+        self._open: dict[str, float] = {}
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        step, _, stage = event.rpartition(".")
+        phase = _PHASES.get(step) or _PHASES.get(step.partition(".")[2])
+        if phase is None:
+            return
+        if stage == "started":
+            self._open[phase] = now
+        elif phase in self._open:
+            timings = self._seen.timings
+            timings[phase] = timings.get(phase, 0.0) + now - self._open.pop(phase)
+            if step == "connection.connect_tcp" and stage == "complete":
+                self._seen.values["CONNECTED"] = True
+                _note_peer(info.get("return_value"), self._seen)
+
+
+def _note_peer(stream: Any, seen: Seen) -> None:
+    address = stream.get_extra_info("server_addr") if stream is not None else None
+    if isinstance(address, tuple) and address:
+        seen.values["IP"] = str(address[0])
+
+
+def _headers(check: HttpCheck, environ: Mapping[str, str]) -> dict[str, str]:
+    headers = dict(check.headers)
+    for header, variable in check.headers_env.items():
+        headers[header] = env_value(environ, variable, f"the {header} header")
+    return headers
+
+
+def _decode(raw: bytes, charset: str | None) -> str:
+    try:
+        return raw.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", errors="replace")
+
+
+async def probe_http(
+    check: HttpCheck,
+    environ: Mapping[str, str],
+    seen: Seen,
+    clients: HttpClients | None = None,
+) -> None:
+    """Send the check's request: STATUS, RESPONSE_TIME (ms, to the end of the body read),
+    BODY (the first 64 KiB as text), HEADERS (lower-cased names), IP, CONNECTED; timings
+    connect, tls, first_byte (request sent to response headers), summed over redirects."""
+    headers = _headers(check, environ)
+    secrets = http_secrets(check, environ)
+    seen.values["CONNECTED"] = False
+    owned = clients is None
+    if clients is None:
+        clients = HttpClients(max_connections=1)
+    client = clients.client(check.verify_tls)
+    try:
+        await _exchange(check, client, headers, secrets, seen)
+    except httpx.TooManyRedirects as exc:
+        raise ProbeFailed("http", f"{check.url} redirected too many times") from exc
+    except httpx.UnsupportedProtocol as exc:
+        raise ProbeFailed("http", f"a redirect left HTTP: {hide(str(exc), secrets)}") from exc
+    except httpx.TimeoutException as exc:
+        raise ProbeFailed("timeout", f"{check.url} did not answer in time") from exc
+    except (httpx.NetworkError, httpx.ProxyError) as exc:
+        raise network_failure(exc, httpx.URL(check.url).netloc.decode()) from exc
+    except (httpx.ProtocolError, httpx.DecodingError, httpx.InvalidURL) as exc:
+        problem = hide(str(exc), secrets) or type(exc).__name__
+        raise ProbeFailed("http", f"the HTTP exchange with {check.url} failed: {problem}") from exc
+    finally:
+        if owned:
+            await clients.aclose()
+
+
+async def _exchange(
+    check: HttpCheck,
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    secrets: list[str],
+    seen: Seen,
+) -> None:
+    started = time.perf_counter()
+    async with client.stream(
+        check.method,
+        check.url,
+        headers=headers,
+        content=check.body,
+        follow_redirects=check.follow_redirects,
+        timeout=httpx.Timeout(check.timeout),
+        extensions={"trace": _Tracer(seen)},
+    ) as response:
+        seen.values["CONNECTED"] = True
+        seen.values["STATUS"] = response.status_code
+        seen.values["HEADERS"] = {
+            name.lower(): hide(value, secrets) for name, value in response.headers.items()
+        }
+        if "IP" not in seen.values:  # a reused connection: ask the stream it runs on
+            _note_peer(response.extensions.get("network_stream"), seen)
+        raw = bytearray()
+        async for chunk in response.aiter_bytes():
+            raw += chunk
+            if len(raw) >= BODY_LIMIT:
+                break
+    body = _decode(bytes(raw[:BODY_LIMIT]), response.charset_encoding)
+    seen.values["BODY"] = hide(body, secrets)
+    seen.values["RESPONSE_TIME"] = (time.perf_counter() - started) * 1000.0

@@ -1,0 +1,102 @@
+"""The kafka probe against the session's real broker (Tansu): reaching it, and a consumer
+group's lag on a topic whose offsets the test made."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import OffsetAndMetadata
+
+from mendline.devstack import free_port
+from mendline.ingest.probes import observe
+from mendline.schemas.checks import KafkaCheck
+from mendline.schemas.settings import Settings
+from tests.loopback import HOST
+
+pytestmark = pytest.mark.integration
+
+
+async def topic_with_lag(bootstrap: str) -> tuple[str, str]:
+    """A new topic with 5 records in partition 0 and 3 in partition 1, and a new group that
+    committed offset 2 on partition 0 only: a lag of (5 - 2) + (3 - 0) = 6."""
+    topic, group = f"probe-{uuid.uuid4().hex[:10]}", f"probe-group-{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 2, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for partition, count in ((0, 5), (1, 3)):
+            for i in range(count):
+                await producer.send_and_wait(topic, f"r{i}".encode(), partition=partition)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+        await consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(2, "")})
+    finally:
+        await consumer.stop()
+    return topic, group
+
+
+async def test_the_broker_is_reached_and_the_groups_lag_summed_over_partitions(
+    kafka_bootstrap: str,
+) -> None:
+    topic, group = await topic_with_lag(kafka_bootstrap)
+    settings = Settings(kafka_bootstrap=kafka_bootstrap)
+    check = KafkaCheck(kind="kafka", name="lag", group=group, topic=topic, timeout=20)
+    seen = await observe(check, settings, {})
+    assert seen.error is None
+    assert seen.values["CONNECTED"] is True
+    assert seen.values["LAG"] == 6
+    assert isinstance(seen.values["RESPONSE_TIME"], float)
+
+
+async def test_a_group_that_never_committed_lags_by_the_whole_topic(kafka_bootstrap: str) -> None:
+    topic, _ = await topic_with_lag(kafka_bootstrap)
+    check = KafkaCheck(
+        kind="kafka",
+        name="lag",
+        bootstrap=kafka_bootstrap,
+        group="never-" + topic,
+        topic=topic,
+        timeout=20,
+    )
+    seen = await observe(check, Settings(kafka_bootstrap=f"{HOST}:{free_port()}"), {})
+    assert seen.error is None  # the check's bootstrap wins over the settings'
+    assert seen.values["LAG"] == 8
+
+
+async def test_without_a_group_only_reaching_the_broker_is_observed(kafka_bootstrap: str) -> None:
+    check = KafkaCheck(kind="kafka", name="up", timeout=20)
+    seen = await observe(check, Settings(kafka_bootstrap=kafka_bootstrap), {})
+    assert seen.error is None
+    assert seen.values["CONNECTED"] is True and "LAG" not in seen.values
+
+
+async def test_a_refused_bootstrap_is_refused_and_not_connected() -> None:
+    check = KafkaCheck(kind="kafka", name="down", bootstrap=f"{HOST}:{free_port()}")
+    seen = await observe(check, Settings(), {})
+    assert seen.error_kind == "refused"
+    assert seen.values["CONNECTED"] is False
+
+
+async def test_a_topic_that_does_not_exist_is_an_error(kafka_bootstrap: str) -> None:
+    missing = f"probe-missing-{uuid.uuid4().hex[:10]}"
+    check = KafkaCheck(
+        kind="kafka", name="lag", bootstrap=kafka_bootstrap, group="g", topic=missing, timeout=20
+    )
+    seen = await observe(check, Settings(), {})
+    assert seen.error_kind == "other"
+    assert seen.error is not None and missing in seen.error
+    assert seen.values["CONNECTED"] is True

@@ -1,0 +1,94 @@
+"""The postgres probe against the session's real PostgreSQL server."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from mendline.devstack import free_port
+from mendline.ingest.probes import observe
+from mendline.schemas.checks import PostgresCheck
+from mendline.schemas.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = Settings()
+
+
+def pg_check(query: str = "SELECT 1", **fields: object) -> PostgresCheck:
+    return PostgresCheck(kind="postgres", name="db", dsn_env="PROBE_DSN", query=query, **fields)
+
+
+def with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:{password}@{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def test_a_query_is_run_and_its_first_value_rows_and_durations_observed(
+    database_url: str,
+) -> None:
+    check = pg_check("SELECT n * 10 FROM generate_series(1, 3) AS n ORDER BY n")
+    seen = await observe(check, SETTINGS, {"PROBE_DSN": database_url})
+    assert seen.error is None
+    assert seen.values["CONNECTED"] is True
+    assert (seen.values["ROWS"], seen.values["RESULT"]) == (3, "10")
+    duration, total = seen.values["QUERY_DURATION"], seen.values["RESPONSE_TIME"]
+    assert isinstance(duration, float) and isinstance(total, float) and total >= duration >= 0
+    assert seen.timings["total"] >= seen.timings["connect"] >= 0
+
+
+async def test_a_query_without_rows_or_with_a_null_has_no_result(database_url: str) -> None:
+    environ = {"PROBE_DSN": database_url}
+    empty = await observe(pg_check("SELECT 1 WHERE false"), SETTINGS, environ)
+    null = await observe(pg_check("SELECT NULL"), SETTINGS, environ)
+    assert (empty.values["ROWS"], empty.values["RESULT"]) == (0, None)
+    assert (null.values["ROWS"], null.values["RESULT"]) == (1, None)
+
+
+async def test_a_failing_query_is_a_query_error_after_connecting(database_url: str) -> None:
+    check = pg_check("SELECT * FROM no_such_table_for_probes")
+    seen = await observe(check, SETTINGS, {"PROBE_DSN": database_url})
+    assert seen.error_kind == "query"
+    assert seen.error is not None and "no_such_table_for_probes" in seen.error
+    assert seen.values["CONNECTED"] is True
+
+
+async def test_a_query_longer_than_the_timeout_is_a_timeout(database_url: str) -> None:
+    check = pg_check("SELECT pg_sleep(5)", timeout=0.5)
+    seen = await observe(check, SETTINGS, {"PROBE_DSN": database_url})
+    assert seen.error_kind == "timeout"
+    assert seen.values["CONNECTED"] is True
+
+
+async def test_a_wrong_password_is_an_auth_error_that_never_shows_the_password(
+    database_url: str,
+) -> None:
+    password = "not-the-password-4711"
+    seen = await observe(pg_check(), SETTINGS, {"PROBE_DSN": with_password(database_url, password)})
+    assert seen.error_kind == "auth"
+    assert seen.values["CONNECTED"] is False
+    assert password not in seen.model_dump_json()
+    real = urlsplit(database_url).password
+    assert real is not None and real not in seen.model_dump_json()
+
+
+async def test_a_refused_port_is_refused_and_the_url_is_not_shown(database_url: str) -> None:
+    parts = urlsplit(database_url)
+    url = urlunsplit(
+        parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{free_port()}")
+    )
+    seen = await observe(pg_check(timeout=5), SETTINGS, {"PROBE_DSN": url})
+    assert seen.error_kind == "refused"
+    assert parts.password is not None and parts.password not in seen.model_dump_json()
+
+
+async def test_an_unset_or_malformed_url_is_a_config_error_naming_the_variable() -> None:
+    unset = await observe(pg_check(), SETTINGS, {})
+    secret = "hunter2-secret"
+    bad = await observe(pg_check(), SETTINGS, {"PROBE_DSN": f"mysql://u:{secret}@h:99999/x"})
+    assert unset.error_kind == "config" and "PROBE_DSN" in (unset.error or "")
+    assert bad.error_kind == "config" and "PROBE_DSN" in (bad.error or "")
+    assert secret not in bad.model_dump_json()
