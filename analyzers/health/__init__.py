@@ -26,6 +26,7 @@ from mendline.analyzers.health.heartbeat import (
     validate_cron,
 )
 from mendline.analyzers.health.maintenance import active_window, next_window_change
+from mendline.analyzers.health.results import heartbeat_result, probe_result
 from mendline.analyzers.health.thresholds import Judgement, judge
 
 __all__ = [
@@ -43,11 +44,13 @@ __all__ = [
     "default_conditions",
     "evaluate",
     "expected_after",
+    "heartbeat_result",
     "judge",
     "judge_heartbeat",
     "load_checks",
     "next_window_change",
     "parse_checks",
     "parse_condition",
+    "probe_result",
     "validate_cron",
 ]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
+from mendline.analyzers.health import probe_result
 from mendline.ingest.probes._dns import probe_dns
 from mendline.ingest.probes._http import BODY_LIMIT, HttpClients, http_secrets, probe_http
 from mendline.ingest.probes._kafka import probe_kafka
@@ -16,6 +18,7 @@ from mendline.ingest.probes._tcp import probe_tcp
 from mendline.ingest.probes._tls import probe_tls
 from mendline.schemas.checks import (
     Check,
+    CheckResult,
     DnsCheck,
     HeartbeatCheck,
     HttpCheck,
@@ -28,7 +31,7 @@ from mendline.schemas.checks import (
 from mendline.schemas.redaction import redact_url
 from mendline.schemas.settings import Settings
 
-__all__ = ["BODY_LIMIT", "HttpClients", "observe"]
+__all__ = ["BODY_LIMIT", "HttpClients", "observe", "run_check"]
 
 _ERROR_WIDTH = 1000
 
@@ -104,3 +107,18 @@ async def observe(
     return Observation(
         values=seen.values, timings=seen.timings, error=message, error_kind=failure.kind
     )
+
+
+async def run_check(
+    check: Check,
+    scheduled_at: datetime,
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    http: HttpClients | None = None,
+) -> CheckResult:
+    """Run ``check`` for its slot ``scheduled_at``: observe it, then judge its conditions."""
+    started_at = datetime.now(UTC)
+    began = time.monotonic()
+    observation = await observe(check, settings, environ, http=http)
+    return probe_result(check, scheduled_at, started_at, time.monotonic() - began, observation)

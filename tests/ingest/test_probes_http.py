@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import trustme
 
 from mendline.devstack import free_port
-from mendline.ingest.probes import HttpClients, observe
+from mendline.ingest.probes import HttpClients, observe, run_check
 from mendline.schemas.checks import HeartbeatCheck, HttpCheck
 from mendline.schemas.settings import Settings
 from tests.probe_servers import http_target
@@ -155,3 +156,16 @@ async def test_many_checks_at_once_through_shared_clients_each_get_their_answer(
         )
     assert [(r.values["STATUS"], r.error) for r in results] == [(200, None)] * 50
     assert len(target.requests) == 50
+
+
+async def test_run_check_judges_the_conditions_over_what_the_probe_saw() -> None:
+    async with http_target() as target:
+        check = http_check(target.url, conditions=["[STATUS] == 200", "[BODY] == pat(*good*)"])
+        slot = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+        healthy = await run_check(check, slot, SETTINGS, {})
+        target.mode = "wrong-body"
+        wrong = await run_check(check, slot, SETTINGS, {})
+    assert healthy.success and healthy.scheduled_at == slot
+    assert not wrong.success
+    failed = [(c.condition, c.observed) for c in wrong.conditions if not c.success]
+    assert failed == [("[BODY] == pat(*good*)", "maintenance")]
