@@ -15,6 +15,7 @@ from mendline.cli._options import AS_JSON, Commands
 from mendline.cli.output import counted, print_json, printable, table
 from mendline.schemas.checks import (
     Check,
+    CheckResult,
     DnsCheck,
     HeartbeatCheck,
     HttpCheck,
@@ -41,8 +42,11 @@ _NO_FILE_HINT = (
 
 
 def register(commands: Commands) -> None:
-    """Add ``checks check`` and ``checks example`` to the top-level ``commands``."""
-    checks = commands.add_parser("checks", help="check the health checks file, print an example")
+    """Add ``checks check``, ``checks run`` and ``checks example`` to the top-level
+    ``commands``."""
+    checks = commands.add_parser(
+        "checks", help="check the health checks file, run a check once, print an example"
+    )
     check_commands = checks.add_subparsers(dest="checks_command", required=True)
 
     check = check_commands.add_parser(
@@ -59,7 +63,16 @@ def register(commands: Commands) -> None:
     # It reads no setting: it works even when they do not load.
     example.set_defaults(run=_checks_example, run_without_settings=_example_anyway)
 
-    # `checks run` (run each check once, print its observation and conditions) goes here.
+    run = check_commands.add_parser(
+        "run",
+        parents=[AS_JSON],
+        help="run one check now and print what it saw (nothing is stored); exit 1 if it failed",
+    )
+    run.add_argument("name", metavar="NAME", help="the check's name in the checks file")
+    run.add_argument(
+        "--file", type=Path, metavar="FILE", help="the checks file; default: MENDLINE_CHECKS_FILE"
+    )
+    run.set_defaults(run=_checks_run)
 
 
 def example_text() -> str:
@@ -78,10 +91,57 @@ def _example_anyway(args: argparse.Namespace, error: ConfigError) -> int:
     return 0
 
 
-def _checks_check(args: argparse.Namespace, settings: Settings) -> int:
-    path = args.file if args.file is not None else settings.checks_file
+def _checks_file(args: argparse.Namespace, settings: Settings) -> Path:
+    path: Path | None = args.file if args.file is not None else settings.checks_file
     if path is None:
         raise ConfigError("no checks file: MENDLINE_CHECKS_FILE is unset", hint=_NO_FILE_HINT)
+    return path
+
+
+def _checks_run(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from mendline.ingest.probes import run_check
+
+    checks = load_checks(_checks_file(args, settings))
+    found = [check for check in checks.checks if check.name == args.name]
+    if not found:
+        names = ", ".join(check.name for check in checks.checks)
+        raise ConfigError(f"no check named {args.name!r} in {checks.source} (it has: {names})")
+    check = found[0]
+    if isinstance(check, HeartbeatCheck):
+        raise ConfigError(
+            f"{check.name} is a heartbeat: it is judged on the check-ins jobs send, not run",
+            hint=f"`mendline checkin {check.name} --status ok` sends one",
+        )
+    result = asyncio.run(run_check(check, datetime.now(UTC), settings, os.environ))
+    if args.json:
+        print_json({"target": _target(check), **result.model_dump(mode="json")})
+    else:
+        print(_described(check, result))
+    return 0 if result.success else 1
+
+
+def _described(check: Check, result: CheckResult) -> str:
+    """A run as people read it: the verdict, the error, the timings, each condition."""
+    verdict = "success" if result.success else "FAILURE"
+    lines = [f"{check.name} ({check.kind} {_target(check)}): {verdict}"]
+    if result.error is not None:
+        lines.append(f"  error ({result.error_kind}): {result.error}")
+    if result.timings:
+        timings = ", ".join(
+            f"{phase} {seconds * 1000:.1f} ms" for phase, seconds in result.timings.items()
+        )
+        lines.append(f"  timings: {timings}")
+    for condition in result.conditions:
+        mark = "ok  " if condition.success else "FAIL"
+        lines.append(f"  {mark} {condition.condition}  (observed: {condition.observed})")
+    return "\n".join(printable(line) for line in lines)
+
+
+def _checks_check(args: argparse.Namespace, settings: Settings) -> int:
+    path = _checks_file(args, settings)
     try:
         checks = load_checks(path)
     except ConfigError as exc:

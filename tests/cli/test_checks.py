@@ -150,3 +150,73 @@ def test_check_json_through_the_real_command(tmp_path: Path) -> None:
             "conditions": ["[CONNECTED] == true"],
         }
     ]
+
+
+def test_run_prints_each_condition_with_what_it_observed_and_exits_1_on_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    port: list[int] = []
+    loop = asyncio.new_event_loop()
+
+    async def ok(_: web.Request) -> web.Response:
+        return web.json_response({"status": "UP"})
+
+    async def down(_: web.Request) -> web.Response:
+        return web.Response(status=503, text="\x1b[2Jbusy")
+
+    async def serve() -> web.AppRunner:
+        app = web.Application()
+        app.router.add_get("/ok", ok)
+        app.router.add_get("/down", down)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port.append(runner.addresses[0][1])
+        return runner
+
+    runner = loop.run_until_complete(serve())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        path = write(
+            tmp_path,
+            f'[[checks]]\nname = "up"\nkind = "http"\nurl = "http://127.0.0.1:{port[0]}/ok"\n'
+            'conditions = ["[STATUS] == 200", "[BODY].status == UP"]\n'
+            f'[[checks]]\nname = "down"\nkind = "http"\nurl = "http://127.0.0.1:{port[0]}/down"\n'
+            'conditions = ["[STATUS] == 200", "[BODY] == pat(*ready*)"]\n',
+        )
+        assert main(["checks", "run", "up", "--file", str(path)]) == 0
+        out, _ = capsys.readouterr()
+        assert out.splitlines()[0].endswith("): success")
+        assert "ok   [BODY].status == UP  (observed: UP)" in out
+        assert main(["checks", "run", "down", "--file", str(path)]) == 1
+        out, _ = capsys.readouterr()
+        assert "FAIL [STATUS] == 200  (observed: 503)" in out
+        assert "\x1b" not in out  # the body's escape sequence is shown, not obeyed
+        assert main(["checks", "run", "down", "--file", str(path), "--json"]) == 1
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["success"] is False and shown["conditions"][0]["observed"] == "503"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+
+def test_run_names_the_checks_when_the_name_is_unknown_and_refuses_a_heartbeat(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        '[[checks]]\nname = "nightly"\nkind = "heartbeat"\ncron = "0 3 * * *"\n',
+    )
+    assert main(["checks", "run", "nope", "--file", str(path)]) != 0
+    assert "(it has: nightly)" in capsys.readouterr().err
+    assert main(["checks", "run", "nightly", "--file", str(path)]) != 0
+    assert "judged on the check-ins" in capsys.readouterr().err
