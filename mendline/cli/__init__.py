@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, Protocol
 
-from mendline.cli import admin, demo, doctor, emit, issues, pipeline, routes
+from mendline.cli import admin, checkin, demo, doctor, emit, issues, pipeline, routes
 from mendline.cli._hints import DEBUG_HINT, hint_on
 from mendline.cli._options import Command, Commands
 from mendline.cli.output import print_error, print_traceback
@@ -44,7 +44,16 @@ class CommandGroup(Protocol):
 
 
 #: The groups of ``mendline``'s commands, in the order its help lists them.
-COMMAND_GROUPS: tuple[CommandGroup, ...] = (demo, doctor, pipeline, emit, routes, issues, admin)
+COMMAND_GROUPS: tuple[CommandGroup, ...] = (
+    demo,
+    doctor,
+    pipeline,
+    emit,
+    checkin,
+    routes,
+    issues,
+    admin,
+)
 
 
 def build_parser(groups: Sequence[CommandGroup] = COMMAND_GROUPS) -> argparse.ArgumentParser:
