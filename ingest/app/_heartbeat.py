@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
@@ -118,12 +119,13 @@ class Heartbeat:
         self.environment = environment
         self.shipper = shipper
         self.failures = 0  # check-ins that could not be made or queued
-        self._runs = threading.local()
+        # The runs entered and not left, per thread and per asyncio task: one Heartbeat may
+        # be entered by several at once.
+        self._runs: ContextVar[tuple[_Run, ...]] = ContextVar("mendline_heartbeat", default=())
 
     # -- as a context manager -------------------------------------------------------------
     def __enter__(self) -> Heartbeat:
-        stack: list[_Run] = self._runs.__dict__.setdefault("stack", [])
-        stack.append(_Run(self))
+        self._runs.set((*self._runs.get(), _Run(self)))
         return self
 
     def __exit__(
@@ -132,9 +134,10 @@ class Heartbeat:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        stack: list[_Run] = self._runs.__dict__.setdefault("stack", [])
-        if stack:
-            stack.pop().finish(error)
+        runs = self._runs.get()
+        if runs:
+            self._runs.set(runs[:-1])
+            runs[-1].finish(error)
 
     async def __aenter__(self) -> Heartbeat:
         return self.__enter__()

@@ -209,6 +209,41 @@ async def test_a_failing_job_sends_fail_with_its_scrubbed_exception_and_raises_i
     assert not any("hunter2pw" in (r["message"] or "") for r in everything)
 
 
+async def test_tasks_in_one_heartbeat_at_once_each_pair_their_own_start_and_finish(
+    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
+) -> None:
+    settings = checkin_settings(kafka_bootstrap, fresh_db_url, spool_dir=tmp_path / "spool")
+    shipper = make_shipper(settings, service="jobs")
+    beat = mendline.heartbeat("shared", shipper=shipper)
+    both_in, first_out = asyncio.Event(), asyncio.Event()
+
+    async def failing() -> None:  # enters first, leaves first
+        async with beat:
+            await both_in.wait()
+            first_out.set()
+            raise ValueError("first")
+
+    async def succeeding() -> None:
+        await asyncio.sleep(0.01)  # its start is dated after the other's
+        async with beat:
+            both_in.set()
+            await first_out.wait()
+            await asyncio.sleep(0)
+
+    try:
+        results = await asyncio.gather(failing(), succeeding(), return_exceptions=True)
+        assert isinstance(results[0], ValueError) and results[1] is None
+        assert await asyncio.to_thread(shipper.flush, 30)
+    finally:
+        shipper.shutdown(5)
+    async with running_checkins(settings):
+        checkins = await stored(fresh_db_url, "shared", 4)
+    runs: dict[str, list[str]] = {}  # by run_id, in the order of their starts
+    for row in checkins:
+        runs.setdefault(row["run_id"], []).append(row["status"])
+    assert list(runs.values()) == [["start", "fail"], ["start", "ok"]]
+
+
 async def test_the_helper_never_raises_while_kafka_is_down_and_sends_once_it_is_up(
     kafka_broker_factory: Callable[..., KafkaBroker], fresh_db_url: str, tmp_path: Path
 ) -> None:
