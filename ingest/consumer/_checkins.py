@@ -18,6 +18,7 @@ from typing import cast
 from aiokafka import ConsumerRecord, TopicPartition
 
 from mendline.analyzers.grouping.scrubbing import Scrubber
+from mendline.ingest.app import truncate_utf8
 from mendline.ingest.consumer._consumer import Consumer, ConsumerStats
 from mendline.ingest.consumer._timestamps import checkin_timestamp
 from mendline.schemas.checkin import CheckinSink, PreparedCheckIn, parse_checkin
@@ -30,6 +31,7 @@ __all__ = ["CheckinConsumer", "CheckinStats", "prepare_checkin"]
 log = logging.getLogger("mendline.consume")
 
 _YIELD_EVERY = 32
+_MAX_MESSAGE_BYTES = 4000  # the contract's 4000 characters, as a scrubbed message is kept
 _Rejected = tuple[ConsumerRecord[bytes, bytes], DeadLetterReason, str]
 
 
@@ -53,8 +55,11 @@ def prepare_checkin(
     message, and decide its stored timestamp (see ``checkin_timestamp``)."""
     checkin = parse_checkin(raw)
     assert raw is not None  # parse_checkin refuses a record without a value
-    if checkin.message is not None and not scrubber.is_clean({"message": checkin.message}):
-        checkin = checkin.model_copy(update={"message": scrubber.scrub_text(checkin.message)})
+    if checkin.message is not None:  # any sender's text: scrubbed as events are, here too
+        message = scrubber.scrub_text(checkin.message)
+        if message != checkin.message:
+            message = truncate_utf8(message, _MAX_MESSAGE_BYTES)
+            checkin = checkin.model_copy(update={"message": message})
     timestamp, clamped = checkin_timestamp(
         checkin.timestamp, record_time, received or datetime.now(UTC)
     )
