@@ -17,7 +17,8 @@ from typing import Any, Literal, TypeVar, cast
 
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest.app._builder import truncate_utf8
-from mendline.ingest.app._processor import make_shipper
+from mendline.ingest.app._config import load_app_settings
+from mendline.ingest.app._processor import _warn_about, make_shipper
 from mendline.ingest.app._shipper import Shipper
 from mendline.schemas.checks import CheckIn
 
@@ -75,11 +76,17 @@ def encode_checkin(checkin: CheckIn) -> tuple[bytes, bytes]:
 
 
 def _default_shipper() -> Shipper:
-    """The shipper of check-ins when none is given: one per process, made from MENDLINE_*."""
+    """The shipper of check-ins when none is given: one per process, made from MENDLINE_*.
+    As the processor's, it sends nothing when the scrubbing settings cannot be used: a
+    failed job's message might hold what they were meant to filter."""
     global _default
     with _default_lock:
         if _default is None:
-            _default = make_shipper()
+            settings, problems = load_app_settings()
+            _warn_about(problems)
+            _default = make_shipper(settings)
+            if any(problem.disables_shipping for problem in problems):
+                _default.shutdown(0)
         return _default
 
 

@@ -4,6 +4,9 @@ warning and a count, and the job's own exception goes on unchanged."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,3 +59,27 @@ def test_a_checkin_message_is_scrubbed_then_cut_to_the_limit() -> None:
     assert len(checkin.message.encode()) <= 4000 and checkin.message.endswith("...")
     short = new_checkin("nightly", "fail", message="x" * 50, message_limit=20)
     assert short.message is not None and len(short.message) == 20
+
+
+def test_with_scrubbing_settings_it_cannot_use_the_default_shipper_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    script = (
+        "import mendline\n"
+        "beat = mendline.heartbeat('nightly')\n"
+        "with beat:\n"
+        "    pass\n"
+        "print(beat.failures)\n"
+    )
+    env = {
+        **os.environ,
+        "MENDLINE_SCRUB_EXTRA_PATTERNS": '["card=(\\\\d+"]',
+        "MENDLINE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "MENDLINE_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout == "2\n", done.stderr
+    assert "MENDLINE_SCRUB_EXTRA_PATTERNS" in done.stderr
+    assert "'start' check-in of 'nightly' was not sent" in done.stderr
