@@ -105,7 +105,7 @@ class CheckinConsumer(Consumer):
                 try:
                     item = prepare_checkin(
                         record.value,
-                        datetime.fromtimestamp(record.timestamp / 1000, UTC),
+                        _record_time(record.timestamp, received),
                         self.scrubber,
                         record.partition,
                         record.offset,
@@ -134,3 +134,11 @@ class CheckinConsumer(Consumer):
         self.stats.received += count
         offsets = {tp: batch[-1].offset + 1 for tp, batch in records.items()}
         return prepared, rejected, offsets
+
+
+def _record_time(milliseconds: int, received: datetime) -> datetime:
+    """The time Kafka gave a record; the time of receipt when it gave none (-1, as records
+    of the message formats before timestamps have)."""
+    if milliseconds < 0:
+        return received
+    return datetime.fromtimestamp(milliseconds / 1000, UTC)
