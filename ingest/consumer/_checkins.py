@@ -19,7 +19,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest.app import truncate_utf8
-from mendline.ingest.consumer._consumer import Consumer, ConsumerStats
+from mendline.ingest.consumer._consumer import _NUL, Consumer, ConsumerStats
 from mendline.ingest.consumer._timestamps import checkin_timestamp
 from mendline.schemas.checkin import CheckinSink, PreparedCheckIn, parse_checkin
 from mendline.schemas.errors import DeadLetterReason, InvalidEvent
@@ -53,6 +53,8 @@ def prepare_checkin(
 ) -> PreparedCheckIn:
     """Validate one check-in record (InvalidEvent with a reason if it is bad), scrub its
     message, and decide its stored timestamp (see ``checkin_timestamp``)."""
+    if raw is not None and _NUL in raw:  # PostgreSQL text cannot hold U+0000
+        raw = raw.replace(_NUL, b"\\ufffd")
     checkin = parse_checkin(raw)
     assert raw is not None  # parse_checkin refuses a record without a value
     if checkin.message is not None:  # any sender's text: scrubbed as events are, here too

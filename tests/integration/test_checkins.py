@@ -278,9 +278,11 @@ async def test_invalid_checkins_go_to_the_dlq_with_reasons_and_valid_ones_are_st
         encoded(wire(unknown="field")),
         b"not json",
     ]
-    await produce(kafka_bootstrap, settings.checkins_topic, [*bad, encoded(valid)])
+    nul = wire("nul", host="cron\u0000-1")
+    await produce(kafka_bootstrap, settings.checkins_topic, [*bad, encoded(valid), encoded(nul)])
     async with running_checkins(settings) as consumer:
         (row,) = await stored(fresh_db_url, "kept", 1)
+        (with_nul,) = await stored(fresh_db_url, "nul", 1)
         await wait_until(
             lambda: sum(consumer.stats.dead_lettered.values()) == len(bad), 30, "the DLQ"
         )
@@ -302,8 +304,9 @@ async def test_invalid_checkins_go_to_the_dlq_with_reasons_and_valid_ones_are_st
     ]
     assert "duplicate key" in letters[0].message and "status" in letters[4].message
     assert all(d.source.startswith(f"{settings.checkins_topic}[") for d in letters)
+    assert with_nul["host"] == "cron\ufffd-1"  # PostgreSQL text cannot hold U+0000
     count = await query(fresh_db_url, "SELECT count(*) AS n FROM mendline.checkins")
-    assert [r["n"] for r in count] == [1]
+    assert [r["n"] for r in count] == [2]
 
 
 async def test_a_redelivered_checkin_is_stored_once(
