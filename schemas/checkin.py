@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from mendline.schemas.checks import _NAME, CHECKIN_SCHEMA_VERSION, CheckIn
 from mendline.schemas.errors import InvalidEvent
-from mendline.schemas.event import _reject_duplicate_keys
+from mendline.schemas.event import _peek_schema_version, _reject_duplicate_keys
 from mendline.schemas.prepared import BatchResult
 
 __all__ = [
@@ -95,14 +95,6 @@ def _invalid(raw: bytes | str, exc: ValidationError) -> InvalidEvent:
         for err in errors[:5]
     )
     return InvalidEvent("invalid", detail)
-
-
-def _peek_schema_version(raw: bytes | str) -> object:
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return None
-    return doc.get("schema_version") if isinstance(doc, dict) else None
 
 
 def checkin_json_schema() -> dict[str, Any]:

@@ -148,11 +148,7 @@ class Shipper:
             return
         queue.append(capture)
         self.stats.received += 1
-        if self._thread is None:
-            self._exit_hook()
-            self._start()
-        elif self._idle:
-            self._wake()
+        self._kick()
 
     def submit_record(self, topic: str, key: bytes, value: bytes) -> None:
         """Queue an encoded record for ``topic`` (a check-in, say). Cheap, never blocks;
@@ -166,6 +162,10 @@ class Shipper:
             self._warn_queue_full()
         records.append((topic, key, value))
         self.stats.received += 1
+        self._kick()
+
+    def _kick(self) -> None:
+        """Start the shipper thread at the first record, else wake it if it sleeps."""
         if self._thread is None:
             self._exit_hook()
             self._start()
