@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,44 +16,15 @@ import pytest
 
 import mendline
 from mendline.devstack import KafkaBroker, free_port
-from mendline.ingest import CheckinConsumer, make_shipper, read_dead_letters
-from mendline.schemas.settings import Settings, load_settings
-from mendline.sinks.postgres import CheckinStore, connect_checkins
+from mendline.ingest import make_shipper, read_dead_letters
+from mendline.sinks.postgres import CheckinStore
 from tests.cli_helpers import cli, cli_env
 from tests.db_helpers import query
 
 from .kafka_helpers import produce, unique_topic
-from .stage_helpers import wait_until
+from .stage_helpers import checkin_settings, running_checkins, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def checkin_settings(bootstrap: str, db_url: str, **extra: Any) -> Settings:
-    """Settings with check-ins topics and group of the test's own."""
-    return load_settings(
-        kafka_bootstrap=bootstrap,
-        database_url=db_url,
-        checkins_topic=unique_topic("checkins"),
-        checkins_dlq_topic=unique_topic("checkins-dlq"),
-        checkins_group=unique_topic("checkins-group"),
-        kafka_session_timeout=2.0,
-        **extra,
-    )
-
-
-@asynccontextmanager
-async def running_checkins(settings: Settings) -> AsyncIterator[CheckinConsumer]:
-    """A CheckinConsumer running until the block ends, then stopped and its store closed."""
-    store = await connect_checkins(settings)
-    consumer = CheckinConsumer(settings, store)
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
-    try:
-        yield consumer
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await store.close()
 
 
 async def rows(url: str, check: str) -> list[asyncpg.Record]:
