@@ -27,10 +27,11 @@ def register(commands: Commands) -> None:
         "checkin",
         parents=[AS_JSON],
         help="send a heartbeat check-in (start, ok or fail) to the check-ins topic",
-        description="Send one check-in of a heartbeat check and wait for Kafka's ack: silent"
-        " and 0 when it was written, one line on stderr and 1 when not. In a crontab:"
-        " 0 3 * * * /opt/export.sh && mendline checkin nightly-export --status ok"
+        description="Send one check-in of a heartbeat check and wait for Kafka's ack: silent\n"
+        "and 0 when it was written, one line on stderr and 1 when not. In a crontab:\n\n"
+        "  0 3 * * * /opt/export.sh && mendline checkin nightly-export --status ok"
         " || mendline checkin nightly-export --status fail",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     command.add_argument("name", help="the heartbeat check's name, as in the checks file")
     command.add_argument("--status", required=True, choices=_STATUSES)

@@ -18,7 +18,7 @@ import mendline
 from mendline.devstack import KafkaBroker, free_port
 from mendline.ingest import make_shipper, read_dead_letters
 from mendline.sinks.postgres import CheckinStore
-from tests.cli_helpers import cli, cli_env
+from tests.cli_helpers import cli, cli_env, json_object
 from tests.db_helpers import query
 
 from .kafka_helpers import produce, unique_topic
@@ -90,8 +90,17 @@ async def test_a_cli_checkin_is_stored_by_the_consumer(
     )
     # A cron line mails what a command prints: a check-in that was written prints nothing.
     assert (sent.returncode, sent.stdout, sent.stderr) == (0, "", "")
+    said = json_object(
+        await cli("checkin", "nightly-export", "--status", "start", "--json", env=env)
+    )
+    assert (said["topic"], said["status"]) == (settings.checkins_topic, "start")
     async with running_checkins(settings):
-        (row,) = await stored(fresh_db_url, "nightly-export", 1)
+        row, started = await stored(fresh_db_url, "nightly-export", 2)  # in the order sent
+    assert str(started["checkin_id"]) == said["checkin_id"]
+    assert (started["kafka_partition"], started["kafka_offset"]) == (
+        said["partition"],
+        said["offset"],
+    )
     assert row["status"] == "fail"
     assert row["run_id"] == "run-42"
     assert row["environment"] == "staging"
