@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(
         default=6, ge=1, description="Partitions when mendline creates its topics."
     )
+    checkins_topic: str = Field(
+        default="mendline.checkins", description="Topic of heartbeat check-ins (CheckIn v1)."
+    )
+    checkins_dlq_topic: str = Field(
+        default="mendline.checkins.dlq", description="Topic where rejected check-ins are kept."
+    )
+    checkins_group: str = Field(
+        default="mendline-checkins", description="Kafka consumer group storing the check-ins."
+    )
 
     # -- PostgreSQL ----------------------------------------------------------------------
     database_url: SecretStr = Field(

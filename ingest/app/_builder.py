@@ -129,6 +129,21 @@ class EventBuilder:
         self._scrubber = scrubber or Scrubber()
         self._frames: dict[RawFrame, dict[str, Any]] = {}
 
+    @property
+    def environment(self) -> str:
+        """The environment of its events."""
+        return self._environment
+
+    @property
+    def host(self) -> str:
+        """The host of its events."""
+        return self._host
+
+    @property
+    def scrubber(self) -> Scrubber:
+        """The scrubber of its events (the settings' extra keys and patterns included)."""
+        return self._scrubber
+
     def build(self, capture: Capture) -> dict[str, Any]:
         """Return the wire dict for ``capture``: within every limit, scrubbed."""
         return self.encode(capture)[0]

@@ -9,6 +9,10 @@ the event and writes it to the spool at once, in the caller's thread: such child
 leave through ``os._exit`` (or are terminated), where no atexit hook runs. The child's own
 thread sends its spool while it lives; what is left when it dies is adopted and sent by
 any live process of the same service (its parent starts its thread at the fork for that).
+
+Other small records (heartbeat check-ins) ride along to topics of their own
+(``submit_record``): encoded by the caller, kept in a bounded memory queue while Kafka is
+down (never spooled), and sent by the same thread and producer.
 """
 
 from __future__ import annotations
@@ -41,8 +45,12 @@ __all__ = ["Shipper", "ShipperStats"]
 
 log = logging.getLogger("mendline.ingest")
 
+#: A record of submit_record: topic, key, value.
+_TopicRecord = tuple[str, bytes, bytes]
+
 _BATCH = 500
 _OUTBOX_MAX = 10_000
+_RECORDS_MAX = 1_000  # records of submit_record waiting in memory; the oldest go first
 _BACKOFF_MIN = 0.1
 _BACKOFF_MAX = 5.0
 _WARN_EVERY = 60.0
@@ -91,6 +99,7 @@ class Shipper:
         self.stats = ShipperStats()
         self._queue: deque[Capture] = deque()
         self._outbox: deque[Record] = deque()  # built and encoded, waiting for the sender
+        self._records: deque[_TopicRecord] = deque()  # submit_record's, waiting for the sender
         self._queue_max = settings.queue_size
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -139,6 +148,24 @@ class Shipper:
             return
         queue.append(capture)
         self.stats.received += 1
+        self._kick()
+
+    def submit_record(self, topic: str, key: bytes, value: bytes) -> None:
+        """Queue an encoded record for ``topic`` (a check-in, say). Cheap, never blocks;
+        kept in memory only, the oldest dropped (and counted) beyond a thousand waiting."""
+        if self._closed:
+            raise ShipperClosed("this shipper was shut down")
+        records = self._records
+        if len(records) >= _RECORDS_MAX:
+            records.popleft()
+            self.stats.dropped["queue_full"] += 1
+            self._warn_queue_full()
+        records.append((topic, key, value))
+        self.stats.received += 1
+        self._kick()
+
+    def _kick(self) -> None:
+        """Start the shipper thread at the first record, else wake it if it sleeps."""
         if self._thread is None:
             self._exit_hook()
             self._start()
@@ -213,7 +240,7 @@ class Shipper:
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
         self._closed = True
         if self._thread is None:
-            if not self._queue:
+            if not self._queue and not self._records:
                 self._done.set()
                 return True
             self._start()
@@ -238,6 +265,7 @@ class Shipper:
                 settled >= target
                 and not self._queue
                 and not self._outbox
+                and not self._records
                 and self._in_flight == 0
                 and not self._spool_records()
             ):
@@ -330,6 +358,7 @@ class Shipper:
         return (
             not self._queue
             and not self._outbox
+            and not self._records
             and self._in_flight == 0
             and (not self._spool_records() or self._healthy is False)
             and (self._adopted_at_close or self._spool is None or self._healthy is False)
@@ -451,7 +480,22 @@ class Shipper:
                     self._outbox.clear()
                     self._to_spool([*failed, *rest], front=True)
                 continue
+            if self._records:
+                await self._send_records()
+                continue
             await asyncio.sleep(0.005 if self._closing else 0.05)
+
+    async def _send_records(self) -> None:
+        """Send a batch of submit_record's records; those that fail wait in front."""
+        records = self._records
+        batch = [records.popleft() for _ in range(min(_BATCH, len(records)))]
+        self._in_flight = len(batch)
+        failed: list[_TopicRecord] = []
+        for topic in dict.fromkeys(topic for topic, _, _ in batch):
+            mine = [(key, value) for one, key, value in batch if one == topic]
+            failed.extend((topic, key, value) for key, value in await self._produce(mine, topic))
+        self._in_flight = 0
+        records.extendleft(reversed(failed))
 
     def _adoption_due(self) -> bool:
         # Once more at exit: a parent often exits right after its children did.
@@ -490,10 +534,11 @@ class Shipper:
         self._producer = producer
         self._mark_up()
 
-    async def _produce(self, batch: list[Record]) -> list[Record]:
-        """Send a batch and wait for the acks; returns the records that failed, in order."""
+    async def _produce(self, batch: list[Record], topic: str | None = None) -> list[Record]:
+        """Send a batch (to the errors topic unless ``topic``) and wait for the acks; returns
+        the records that failed, in order."""
         producer = self._producer
-        topic = self.settings.errors_topic
+        topic = topic or self.settings.errors_topic
         futures: list[asyncio.Future[Any]] = []
         error: BaseException | None = None
         signing_key, service = self._signing_key, self.builder.service
@@ -551,6 +596,7 @@ class Shipper:
         self._spool_failed = False
         self._queue = deque()
         self._outbox = deque()  # the parent sends what it had built
+        self._records = deque()
         self._start_lock = threading.Lock()
         self._thread = None
         self._loop = None

@@ -215,8 +215,16 @@ class Consumer:
         sink: EventSink,
         *,
         scrubber: Scrubber | None = None,
+        topic: str | None = None,
+        group: str | None = None,
+        dlq_topic: str | None = None,
     ) -> None:
         self.settings = settings
+        #: What it reads, as which group, and where rejected records go (the settings' errors
+        #: topic, consumer group and DLQ unless given).
+        self.topic = topic or settings.errors_topic
+        self.group = group or settings.consumer_group
+        self.dlq_topic = dlq_topic or settings.dlq_topic
         self.sink = sink
         self.scrubber = scrubber or Scrubber(
             settings.scrub_extra_keys, settings.scrub_extra_patterns
@@ -307,7 +315,7 @@ class Consumer:
         while not stop.is_set():
             consumer = AIOKafkaConsumer(
                 **kafka_client_options(self.settings),
-                group_id=self.settings.consumer_group,
+                group_id=self.group,
                 client_id=f"mendline-consume-{self._identity}",
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
@@ -317,7 +325,7 @@ class Consumer:
             )
             try:
                 await consumer.start()
-                consumer.subscribe([self.settings.errors_topic], listener=_Rebalance(self))
+                consumer.subscribe([self.topic], listener=_Rebalance(self))
             except KafkaError as exc:
                 await consumer.stop()
                 delay = backoff.next()
@@ -649,7 +657,7 @@ class Consumer:
                     extra = {
                         "reason": reason,
                         "message": detail[:1000],
-                        "topic": self.settings.errors_topic,
+                        "topic": self.topic,
                         "partition": str(partition),
                         "offset": str(offset),
                         "timestamp": now,
@@ -657,7 +665,7 @@ class Consumer:
                     }
                     futures.append(
                         await producer.send(
-                            self.settings.dlq_topic,
+                            self.dlq_topic,
                             value=value,
                             # a record with neither (a keyless tombstone) still gets in
                             key=key if key is not None or value is not None else b"",

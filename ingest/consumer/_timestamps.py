@@ -1,11 +1,18 @@
-"""Which timestamp the consumer stores for an event: the emitter's, unless its clock is off."""
+"""Which timestamp the consumers store for an event or a check-in: the sender's, unless its
+clock is off."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["FUTURE_TOLERANCE", "TimestampWindow", "stored_timestamp"]
+__all__ = [
+    "CHECKIN_FUTURE_TOLERANCE",
+    "FUTURE_TOLERANCE",
+    "TimestampWindow",
+    "checkin_timestamp",
+    "stored_timestamp",
+]
 
 #: How far ahead of the consumer's clock an event's timestamp may be.
 FUTURE_TOLERANCE = timedelta(days=1)
@@ -36,3 +43,23 @@ def stored_timestamp(timestamp: datetime, window: TimestampWindow) -> datetime:
     if window.earliest <= timestamp <= window.latest:
         return timestamp
     return window.received
+
+
+#: How far ahead of its Kafka record's timestamp a check-in's own may be.
+CHECKIN_FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def checkin_timestamp(
+    sent: datetime, record_time: datetime, received: datetime
+) -> tuple[datetime, bool]:
+    """The timestamp stored for a check-in, and whether it was clamped: the sender's, unless
+    it is more than CHECKIN_FUTURE_TOLERANCE ahead of the time Kafka gave its record; then
+    the record's time. Missed runs are judged against the newest check-in timestamp consumed
+    (the stream clock), so one sender's clock a day ahead would otherwise make every other
+    heartbeat look a day late. A record's time is the producer's clock on a topic with
+    CreateTime timestamps (Kafka's default), so it counts only up to ``received`` (the
+    consumer's clock). A timestamp in the past is kept: it cannot move the clock."""
+    bound = min(record_time, received)
+    if sent - bound > CHECKIN_FUTURE_TOLERANCE:
+        return bound, True
+    return sent, False

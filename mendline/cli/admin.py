@@ -57,6 +57,9 @@ def register(commands: Commands) -> None:
         "schema", parents=[AS_JSON], help="print the ErrorEvent v1 JSON Schema"
     )
     schema.add_argument(
+        "--checkin", action="store_true", help="the CheckIn v1 (heartbeat check-in) schema instead"
+    )
+    schema.add_argument(
         "--write", action="store_true", help="rewrite the schema file shipped in the package"
     )
     schema.set_defaults(run=_schema)
@@ -273,11 +276,17 @@ def _config_reference(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.schemas.checkin import CHECKIN_JSON_SCHEMA_PATH, checkin_json_schema_text
     from mendline.schemas.event import JSON_SCHEMA_PATH, json_schema_text
 
+    path, text = (
+        (CHECKIN_JSON_SCHEMA_PATH, checkin_json_schema_text())
+        if args.checkin
+        else (JSON_SCHEMA_PATH, json_schema_text())
+    )
     if args.write:
-        JSON_SCHEMA_PATH.write_text(json_schema_text())
-        print_done(args, f"wrote {JSON_SCHEMA_PATH}", wrote=str(JSON_SCHEMA_PATH))
+        path.write_text(text)
+        print_done(args, f"wrote {path}", wrote=str(path))
     else:
-        sys.stdout.write(json_schema_text())  # JSON already, with or without --json
+        sys.stdout.write(text)  # JSON already, with or without --json
     return 0

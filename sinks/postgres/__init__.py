@@ -14,6 +14,7 @@ from mendline.sinks.postgres._alerts import (
     RoutingResult,
     route_key,
 )
+from mendline.sinks.postgres._checkins import ALL_ENVIRONMENTS, CheckinStore, connect_checkins
 from mendline.sinks.postgres._connect import connect_alerts, connect_findings
 from mendline.sinks.postgres._errors import (
     is_bad_data,
@@ -39,10 +40,12 @@ from mendline.sinks.postgres._notify import Listener
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
 __all__ = [
+    "ALL_ENVIRONMENTS",
     "FINDINGS_CHANNEL",
     "MIGRATIONS_LOCK",
     "TRIGGERS_CHANNEL",
     "AlertStore",
+    "CheckinStore",
     "Claim",
     "DueDelivery",
     "FindingNotFound",
@@ -54,6 +57,7 @@ __all__ = [
     "StoredFinding",
     "available_migrations",
     "connect_alerts",
+    "connect_checkins",
     "connect_findings",
     "connect_store",
     "ignore_issue",

@@ -9,7 +9,7 @@ import pytest
 
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest import prepare_record
-from mendline.ingest.consumer import TimestampWindow, stored_timestamp
+from mendline.ingest.consumer import TimestampWindow, checkin_timestamp, stored_timestamp
 from tests.integration.event_factory import encode, make_event
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -63,3 +63,32 @@ def test_a_replay_clamped_at_another_time_has_the_same_content_hash() -> None:
     again = prepare_record(encode(doc), Scrubber(), window=later)
     assert first.timestamp != again.timestamp
     assert first.content_hash == again.content_hash is not None
+
+
+RECORD = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)  # the time Kafka gave the check-in's record
+LATER = RECORD + timedelta(hours=2)  # the consumer reads it two hours later (lag)
+
+
+@pytest.mark.parametrize(
+    ("sent", "record", "received", "stored", "clamped"),
+    [
+        (RECORD, RECORD, LATER, RECORD, False),
+        (RECORD - timedelta(hours=6), RECORD, LATER, RECORD - timedelta(hours=6), False),
+        (RECORD + timedelta(minutes=5), RECORD, LATER, RECORD + timedelta(minutes=5), False),
+        (RECORD + timedelta(minutes=5, seconds=1), RECORD, LATER, RECORD, True),
+        (RECORD + timedelta(days=1), RECORD, LATER, RECORD, True),  # one bad clock
+        # the record's time is the producer's clock (CreateTime): it counts up to receipt
+        (RECORD + timedelta(days=1), RECORD + timedelta(days=1), RECORD, RECORD, True),
+        (
+            RECORD + timedelta(minutes=3),
+            RECORD + timedelta(days=1),
+            RECORD,
+            RECORD + timedelta(minutes=3),
+            False,
+        ),
+    ],
+)
+def test_a_checkin_far_ahead_of_its_record_is_stored_at_the_record_time(
+    sent: datetime, record: datetime, received: datetime, stored: datetime, clamped: bool
+) -> None:
+    assert checkin_timestamp(sent, record, received) == (stored, clamped)

@@ -1,5 +1,6 @@
-"""The stages run in-process for the integration tests: consume, analyze and alert settings,
-workers until a block ends, events stored the consumer's way, and waiting for a condition."""
+"""The stages run in-process for the integration tests: consume, check-ins, analyze and alert
+settings, workers until a block ends, events stored the consumer's way, and waiting for a
+condition."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from typing import Any, Protocol
 import asyncpg
 
 from mendline.analyzers.grouping.scrubbing import Scrubber
-from mendline.ingest import Consumer, prepare_record
+from mendline.ingest import CheckinConsumer, Consumer, prepare_record
 from mendline.schemas.settings import Settings, load_settings
-from mendline.sinks.postgres import connect_findings, connect_store
+from mendline.sinks.postgres import connect_checkins, connect_findings, connect_store
 from mendline.stages.analyze import AnalyzeWorker, make_analysis
 from tests.db_helpers import query
 from tests.llm_server import FakeLLM
@@ -60,6 +61,37 @@ async def running_consumer(settings: Settings) -> AsyncIterator[Consumer]:
     """A Consumer running until the block ends, then stopped and its store closed."""
     store = await connect_store(settings)
     consumer = Consumer(settings, store)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        yield consumer
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await store.close()
+
+
+# -- check-ins ------------------------------------------------------------------------------
+
+
+def checkin_settings(bootstrap: str, db_url: str, **extra: object) -> Settings:
+    """Settings with check-ins topics and group of the test's own."""
+    return load_settings(
+        kafka_bootstrap=bootstrap,
+        database_url=db_url,
+        checkins_topic=unique_topic("checkins"),
+        checkins_dlq_topic=unique_topic("checkins-dlq"),
+        checkins_group=unique_topic("checkins-group"),
+        kafka_session_timeout=2.0,
+        **extra,
+    )
+
+
+@asynccontextmanager
+async def running_checkins(settings: Settings) -> AsyncIterator[CheckinConsumer]:
+    """A CheckinConsumer running until the block ends, then stopped and its store closed."""
+    store = await connect_checkins(settings)
+    consumer = CheckinConsumer(settings, store)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     try:
