@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
+    "ANALYSED_TRIGGERS",
     "CATEGORIES",
     "FALLBACK_CODES",
     "RISKS",
@@ -20,6 +22,8 @@ __all__ = [
     "FallbackCode",
     "Finding",
     "FixKind",
+    "HealthCondition",
+    "HealthEvidence",
     "IssueContext",
     "IssueSummary",
     "LLMCall",
@@ -49,6 +53,10 @@ Severity = Literal["low", "medium", "high", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 
 FixKind = Literal["style", "formatting", "import", "guard", "config", "logic", "dependency"]
+
+#: The triggers that get a finding: the analyze stage claims them, and a finding stored after
+#: their message was sent updates it. A check going down is explained from its evidence.
+ANALYSED_TRIGGERS: tuple[str, ...] = ("new_issue", "regression", "health_down")
 
 #: Why a finding is the heuristic analyser's stand-in for the analysis that was asked for (an
 #: LLM's answer, or a finished analysis of a claimed trigger): ``Finding.fallback_code``, a
@@ -234,16 +242,76 @@ class PastIssue(BaseModel):
     resolution_note: str | None = None
 
 
+class HealthCondition(BaseModel):
+    """One condition of a check's result as a trigger recorded it (a ConditionResult)."""
+
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+    condition: str = ""
+    success: bool = False
+    observed: str = ""
+
+
+class HealthEvidence(BaseModel):
+    """What a health check's trigger recorded in its ``details``: the check, its target, its
+    status and counts, the failing probe's error and conditions, and its timings (seconds).
+
+    The text in it came from the checked service (a body, a header, a job's failure message):
+    it is shown escaped and clipped, never trusted. ``down_since`` is when the check was found
+    down, given with a recovery when known.
+    """
+
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+    check: str = ""
+    check_kind: str = ""
+    target: str | None = None
+    status: str | None = None
+    failures: int = 0
+    successes: int = 0
+    error: str | None = None
+    error_kind: str | None = None
+    conditions: list[HealthCondition] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+    scheduled_at: datetime | None = None
+    down_since: datetime | None = None
+
+    @classmethod
+    def of(cls, details: Mapping[str, Any]) -> HealthEvidence:
+        """The evidence in a trigger's ``details``; a malformed field is left out, never
+        raised: an alert about a check is sent with what can be read of it."""
+        try:
+            return cls.model_validate(details)
+        except ValidationError:
+            kept = {}
+            for name in cls.model_fields:
+                if name in details:
+                    try:
+                        cls.model_validate({name: details[name]})
+                    except ValidationError:
+                        continue
+                    kept[name] = details[name]
+            return cls.model_validate(kept)
+
+    @property
+    def failing(self) -> list[HealthCondition]:
+        """The conditions that did not hold."""
+        return [c for c in self.conditions if not c.success]
+
+
 class IssueContext(BaseModel):
     """Everything an analyser is given: the issue, a few of its events, similar past issues.
 
-    ``events`` are ErrorEvent v1 wire dicts as stored (scrubbed), newest first.
+    ``events`` are ErrorEvent v1 wire dicts as stored (scrubbed), newest first. A health
+    check's issue has no events: ``health`` is the evidence its newest down trigger recorded.
     """
 
     issue: IssueSummary
-    trigger: Literal["new_issue", "regression", "on_demand"] = "new_issue"
+    trigger: Literal["new_issue", "regression", "health_down", "on_demand"] = "new_issue"
     events: list[dict[str, Any]] = Field(default_factory=list)
     similar: list[PastIssue] = Field(default_factory=list)
+    health: HealthEvidence | None = None
 
 
 @dataclass(frozen=True)
