@@ -349,10 +349,23 @@ def follow_finding(
     severity: AlertSeverity,
     routed_severity: str | None,
     now: datetime,
+    kind: str = "new_issue",
+    resolved: bool = False,
 ) -> FollowUp:
     """Decide what a late finding changes: update each message delivered without it whose
     route sends updates (now), and route again when ``severity`` (with the finding) is above
-    the ``routed_severity`` the trigger was routed with."""
+    the ``routed_severity`` the trigger was routed with.
+
+    A check's trigger (``kind`` in HEALTH_KINDS) whose issue is ``resolved`` by now (the
+    check is up again) changes nothing: an update would page PagerDuty again for an
+    incident its recovery resolved."""
+    if kind in HEALTH_KINDS and resolved:
+        return FollowUp(
+            later=False,
+            updates=(),
+            reroute=False,
+            reasons=("the check is up again: what was sent about it going down stays",),
+        )
     if any(m.status == "pending" and m.sending for m in sent):
         return FollowUp(
             later=True,

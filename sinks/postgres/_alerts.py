@@ -118,7 +118,12 @@ class AlertStore:
                 keys, sent = await self._sent(conn, table, row["id"])
                 severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
                 follow = follow_finding(
-                    sent, severity=severity, routed_severity=row["routed_severity"], now=row["now"]
+                    sent,
+                    severity=severity,
+                    routed_severity=row["routed_severity"],
+                    now=row["now"],
+                    kind=row["kind"],
+                    resolved=row["status"] == "resolved",
                 )
                 if follow.later:
                     continue  # being sent right now, perhaps without the finding: next pass
@@ -633,7 +638,7 @@ def _json(value: Any) -> dict[str, Any]:
 # filter on t.environment keeps the events unread for the others. A check's recovery reads
 # when its check went down: the trigger that said so.
 _TRIGGERS = """SELECT t.id, t.issue_id, t.kind, t.details::text AS details, t.routed_severity,
-       now() AS now, i.service, i.level,
+       now() AS now, i.service, i.level, i.status,
        (SELECT f.severity FROM mendline.findings f WHERE f.issue_id = t.issue_id
         ORDER BY f.id DESC LIMIT 1) AS finding_severity,
        coalesce(t.environment, e.environment) AS environment,

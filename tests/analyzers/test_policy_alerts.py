@@ -549,6 +549,30 @@ def test_follow_finding(
 
 
 @pytest.mark.parametrize(
+    ("kind", "resolved", "updated", "because"),
+    [
+        ("health_down", False, ("pager", "slack"), "sent without"),
+        ("health_down", True, (), "the check is up again"),  # no new page for a closed one
+        ("new_issue", True, ("pager", "slack"), "sent without"),  # errors as before
+    ],
+)
+def test_a_late_finding_on_a_check_up_again_updates_nothing(
+    kind: str, resolved: bool, updated: tuple[str, ...], because: str
+) -> None:
+    follow = follow_finding(
+        [sent("pager"), sent("slack")],
+        severity="critical",
+        routed_severity="critical",
+        now=NOW,
+        kind=kind,
+        resolved=resolved,
+    )
+    assert tuple(receiver for receiver, _ in follow.updates) == updated
+    assert not follow.later and not follow.reroute
+    assert any(because in reason for reason in follow.reasons), follow.reasons
+
+
+@pytest.mark.parametrize(
     ("told_at", "said"),
     [
         (NOW - timedelta(seconds=182, milliseconds=500), "told 3m2s ago"),  # whole seconds
