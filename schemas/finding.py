@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "ANALYSED_TRIGGERS",
@@ -31,6 +32,7 @@ __all__ = [
     "PastIssue",
     "Risk",
     "Severity",
+    "without_controls",
 ]
 
 Category = Literal[
@@ -242,6 +244,17 @@ class PastIssue(BaseModel):
     resolution_note: str | None = None
 
 
+# Control characters but tab and newline: a terminal escape, a NUL, a carriage return.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def without_controls(text: str) -> str:
+    """``text`` without its control characters (tabs and newlines kept): text from outside
+    (a checked service's answer, an event) must not steer a terminal, a mail header or a
+    message."""
+    return _CONTROL.sub("", text)
+
+
 class HealthCondition(BaseModel):
     """One condition of a check's result as a trigger recorded it (a ConditionResult)."""
 
@@ -251,13 +264,19 @@ class HealthCondition(BaseModel):
     success: bool = False
     observed: str = ""
 
+    @field_validator("condition", "observed")
+    @classmethod
+    def _clean(cls, value: str) -> str:
+        return without_controls(value)
+
 
 class HealthEvidence(BaseModel):
     """What a health check's trigger recorded in its ``details``: the check, its target, its
     status and counts, the failing probe's error and conditions, and its timings (seconds).
 
     The text in it came from the checked service (a body, a header, a job's failure message):
-    it is shown escaped and clipped, never trusted. ``down_since`` is when the check was found
+    its control characters are dropped when it is read, and it is shown escaped and clipped,
+    never trusted. ``down_since`` is when the check was found
     down, given with a recovery when known.
     """
 
@@ -276,6 +295,13 @@ class HealthEvidence(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     scheduled_at: datetime | None = None
     down_since: datetime | None = None
+
+    @field_validator("check", "check_kind", "target", "status", "error", "error_kind", "reasons")
+    @classmethod
+    def _clean(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            return [without_controls(item) for item in value]
+        return without_controls(value) if value is not None else None
 
     @classmethod
     def of(cls, details: Mapping[str, Any]) -> HealthEvidence:

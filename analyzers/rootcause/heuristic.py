@@ -64,8 +64,6 @@ _MAX_GROUPED, _MAX_OTHERS = 25, 3
 _CACHE_SIZE = 4096
 _REFERENCE = re.compile(r"\(\?&(\w+)\)")
 _TITLE = re.compile(r"([A-Za-z_][\w.]*)(?:: (.*))?", re.DOTALL)
-# Control characters (tab and newline aside) in text a checked service sent.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,7 +611,7 @@ def _health_fields(evidence: HealthEvidence, condition: HealthCondition | None) 
         fields["observed"] = _field(condition.observed) or "?"
         if (left := _time_left(condition.observed)) is not None:
             fields["left"] = left
-    return {name: _CONTROL.sub("", value) for name, value in fields.items()}
+    return fields  # the evidence's text has no control characters (HealthEvidence)
 
 
 def _time_left(observed: str) -> str | None:
@@ -633,7 +631,7 @@ def _health_evidence(evidence: HealthEvidence) -> list[Evidence]:
     where = f"check {check} ({evidence.check_kind})" if evidence.check_kind else f"check {check}"
     if evidence.target:
         where += f" on {evidence.target}"
-    where = _clip(_CONTROL.sub("", where), 600)
+    where = _clip(where, 600)
     items: list[tuple[str | None, str]] = []  # (line, note)
     if evidence.error:
         why = f": {evidence.error_kind}" if evidence.error_kind else ""
@@ -649,8 +647,8 @@ def _health_evidence(evidence: HealthEvidence) -> list[Evidence]:
     return [
         Evidence(
             location=where,
-            line=_clip(_CONTROL.sub("", line), 1000) if line else None,
-            note=_clip(_CONTROL.sub("", note), 1000),
+            line=_clip(line, 1000) if line else None,
+            note=_clip(note, 1000),
         )
         for line, note in items
     ]

@@ -18,7 +18,7 @@ from mendline.schemas.alert import (
     Notification,
 )
 from mendline.schemas.duration import format_duration
-from mendline.schemas.finding import RISK_WORDS, HealthEvidence
+from mendline.schemas.finding import RISK_WORDS, HealthEvidence, without_controls
 
 __all__ = [
     "health_fields",
@@ -73,9 +73,6 @@ _REPEAT_INTRO: dict[str, str | None] = {
     "health_down": "Down again.",
 }
 _SPACE = re.compile(r"\s+")
-# Control characters (tab and newline aside) from a checked service's answer: a terminal
-# escape, a NUL or a carriage return has no business in a message or a mail header.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _MAX_HEALTH_VALUE = 500  # an error, a target or an observed value, in a field
 _MAX_CONDITIONS = 10
 # The phases a probe times, in the order they happen.
@@ -200,7 +197,8 @@ def _seconds(value: float) -> str:
 
 
 def _clean(text: str) -> str:
-    return _CONTROL.sub("", text)
+    # A terminal escape, a NUL or a carriage return has no business in a message or a header.
+    return without_controls(text)
 
 
 def _fix_of(finding: AlertFinding) -> str:
