@@ -11,7 +11,6 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
-    "ANALYSED_TRIGGERS",
     "CATEGORIES",
     "FALLBACK_CODES",
     "RISKS",
@@ -56,9 +55,6 @@ SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 
 FixKind = Literal["style", "formatting", "import", "guard", "config", "logic", "dependency"]
 
-#: The triggers that get a finding: the analyze stage claims them, and a finding stored after
-#: their message was sent updates it. A check going down is explained from its evidence.
-ANALYSED_TRIGGERS: tuple[str, ...] = ("new_issue", "regression", "health_down")
 
 #: Why a finding is the heuristic analyser's stand-in for the analysis that was asked for (an
 #: LLM's answer, or a finished analysis of a claimed trigger): ``Finding.fallback_code``, a

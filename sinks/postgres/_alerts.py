@@ -32,7 +32,6 @@ from mendline.schemas.alert import (
     AlertIssue,
     AlertSeverity,
 )
-from mendline.schemas.finding import ANALYSED_TRIGGERS
 from mendline.sinks.postgres._errors import is_outage, translating
 
 if TYPE_CHECKING:
@@ -107,11 +106,10 @@ class AlertStore:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 f"""{_TRIGGERS} WHERE t.routed_at IS NOT NULL AND t.followed_at IS NULL
-                      AND t.kind = ANY($2::text[])
+                      AND t.kind IN ('new_issue', 'regression', 'health_down')
                       AND EXISTS (SELECT 1 FROM mendline.findings f WHERE f.trigger_id = t.id)
                     ORDER BY t.id LIMIT $1 FOR UPDATE OF t SKIP LOCKED""",
                 limit,
-                list(ANALYSED_TRIGGERS),
             )
             for row in rows:
                 result.triggers += 1
@@ -183,12 +181,11 @@ class AlertStore:
         await conn.execute(
             """UPDATE mendline.triggers SET routed_at = coalesce(routed_at, now()),
                    routed_severity = $2,
-                   followed_at = CASE WHEN kind = ANY($3::text[])
+                   followed_at = CASE WHEN kind IN ('new_issue', 'regression', 'health_down')
                                       THEN followed_at ELSE now() END
                WHERE id = $1""",
             row["id"],
             severity,
-            list(ANALYSED_TRIGGERS),
         )
 
     async def _told(self, conn: Any, issue_id: int) -> dict[str, datetime]:

@@ -18,7 +18,6 @@ from mendline.analyzers.policy import (
 )
 from mendline.schemas.errors import FindingNotFound
 from mendline.schemas.finding import (
-    ANALYSED_TRIGGERS,
     Finding,
     HealthEvidence,
     IssueContext,
@@ -99,7 +98,10 @@ class FindingStore:
         rows = await self.pool.fetch(
             """WITH free AS (
                    SELECT id FROM mendline.triggers
-                   WHERE analysed_at IS NULL AND kind = ANY($4::text[])
+                   -- The partial index triggers_to_analyse (0003) predates health_down:
+                   -- a migration widening it to these three kinds lets this query use it.
+                   WHERE analysed_at IS NULL
+                     AND kind IN ('new_issue', 'regression', 'health_down')
                      AND (analysis_lease_until IS NULL OR analysis_lease_until < now())
                    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
                UPDATE mendline.triggers t
@@ -111,7 +113,6 @@ class FindingStore:
             limit,
             owner,
             lease,
-            list(ANALYSED_TRIGGERS),
         )
         return [Claim(r["id"], r["issue_id"], r["kind"], r["analysis_attempts"]) for r in rows]
 
