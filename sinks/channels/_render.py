@@ -155,7 +155,8 @@ def health_fields(kind: str, evidence: HealthEvidence) -> list[tuple[str, str]]:
         lines = [f"{c.condition} (observed: {c.observed})" for c in failing[:_MAX_CONDITIONS]]
         if len(failing) > _MAX_CONDITIONS:
             lines.append(f"and {len(failing) - _MAX_CONDITIONS} more")
-        fields.append(("Failing" if len(failing) > 1 else "Failing condition", "\n".join(lines)))
+        label = "Failing conditions" if len(failing) > 1 else "Failing condition"
+        fields.append((label, "\n".join(lines)))
     if evidence.error and kind != "health_recovered":
         kind_of = f" ({evidence.error_kind})" if evidence.error_kind else ""
         fields.append(("Error", f"{evidence.error}{kind_of}"))

@@ -310,6 +310,13 @@ def test_a_check_down_shows_its_check_target_status_conditions_and_timings() -> 
         "[mendline] CRITICAL payments-api down: Downtime: payments-api"
         " (HTTP 503, 3 checks in a row)"
     )
+    two = [
+        {"condition": "[STATUS] == 200", "success": False, "observed": "503"},
+        {"condition": "[RESPONSE_TIME] < 500", "success": False, "observed": "2300"},
+    ]
+    assert fields_of(render_blocks(note(health(conditions=two))))["*Failing conditions*"] == (
+        "[STATUS] == 200 (observed: 503)\n[RESPONSE_TIME] &lt; 500 (observed: 2300)"
+    )
     explained = render_text(note(health(finding=True)))
     assert "Root cause (70% confidence): https://payments.example/healthz answers HTTP 503" in (
         explained
