@@ -228,12 +228,14 @@ async def test_the_analyze_stage_explains_a_check_going_down_without_the_llm(
         await migrate(conn)
         issue_id = await open_issue(conn)
         await add_trigger(conn, issue_id, "health_down", 1)
-        async with workers(settings):
+        async with workers(settings) as (worker,):
 
             async def explained() -> bool:
                 return bool(await query(fresh_db_url, "SELECT 1 FROM mendline.findings"))
 
             await wait_until(explained, 15, "the finding")
+            # `mendline analyze --issue ID` reads the newest down trigger's evidence too.
+            on_demand, _ = await worker.analyse_issue(issue_id, fresh=True)
     finally:
         await conn.close()
     (finding,) = await query(
@@ -249,4 +251,8 @@ async def test_the_analyze_stage_explains_a_check_going_down_without_the_llm(
     )
     assert finding["kind"] == "health_down" and finding["analysed_at"] is not None
     assert f"{TARGET} answers HTTP 503" in finding["root_cause"]
+    assert (on_demand.finding.rule, on_demand.finding.analyser) == (
+        "http-unavailable",
+        "heuristic",
+    )
     assert llm.requests == []  # a check's evidence never goes to the model
