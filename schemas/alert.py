@@ -11,6 +11,8 @@ from mendline.schemas.finding import IssueSummary, Risk
 
 __all__ = [
     "ALERT_SEVERITIES",
+    "ENDS_INCIDENT",
+    "HEALTH_KINDS",
     "Alert",
     "AlertFinding",
     "AlertIssue",
@@ -25,7 +27,22 @@ __all__ = [
     "SlackReceiver",
 ]
 
-AlertKind = Literal["new_issue", "regression", "frequency", "resolved"]
+AlertKind = Literal[
+    "new_issue",
+    "regression",
+    "frequency",
+    "resolved",
+    "health_down",
+    "health_recovered",
+    "health_flapping",
+]
+#: The kinds that end an incident: whoever was told hears it, what was not sent yet is
+#: withdrawn, and PagerDuty resolves its incident.
+ENDS_INCIDENT: frozenset[AlertKind] = frozenset({"resolved", "health_recovered"})
+#: The kinds a health check's change of state makes (its issue has ``kind = 'health'``).
+HEALTH_KINDS: frozenset[AlertKind] = frozenset(
+    {"health_down", "health_recovered", "health_flapping"}
+)
 AlertSeverity = Literal["info", "warning", "error", "critical"]
 #: Alert severities from least to most severe (PagerDuty's four); the index is the rank.
 ALERT_SEVERITIES: tuple[AlertSeverity, ...] = ("info", "warning", "error", "critical")
@@ -52,7 +69,8 @@ class AlertFinding(BaseModel):
 
 
 class Alert(BaseModel):
-    """One issue's reason to tell someone: new, regressed, spiking, or resolved."""
+    """One issue's reason to tell someone: new, regressed, spiking, or resolved; or a health
+    check that went down, came back up or flaps (``details``: the check's evidence)."""
 
     kind: AlertKind
     severity: AlertSeverity

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "CATEGORIES",
@@ -20,6 +22,8 @@ __all__ = [
     "FallbackCode",
     "Finding",
     "FixKind",
+    "HealthCondition",
+    "HealthEvidence",
     "IssueContext",
     "IssueSummary",
     "LLMCall",
@@ -27,6 +31,7 @@ __all__ = [
     "PastIssue",
     "Risk",
     "Severity",
+    "without_controls",
 ]
 
 Category = Literal[
@@ -49,6 +54,7 @@ Severity = Literal["low", "medium", "high", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 
 FixKind = Literal["style", "formatting", "import", "guard", "config", "logic", "dependency"]
+
 
 #: Why a finding is the heuristic analyser's stand-in for the analysis that was asked for (an
 #: LLM's answer, or a finished analysis of a claimed trigger): ``Finding.fallback_code``, a
@@ -234,16 +240,100 @@ class PastIssue(BaseModel):
     resolution_note: str | None = None
 
 
+# Control characters but tab and newline: a terminal escape, a NUL, a carriage return.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def without_controls(text: str) -> str:
+    """``text`` without its control characters (tabs and newlines kept): text from outside
+    (a checked service's answer, an event) must not steer a terminal, a mail header or a
+    message."""
+    return _CONTROL.sub("", text)
+
+
+class HealthCondition(BaseModel):
+    """One condition of a check's result as a trigger recorded it (a ConditionResult)."""
+
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+    condition: str = ""
+    success: bool = False
+    observed: str = ""
+
+    @field_validator("condition", "observed")
+    @classmethod
+    def _clean(cls, value: str) -> str:
+        return without_controls(value)
+
+
+class HealthEvidence(BaseModel):
+    """What a health check's trigger recorded in its ``details``: the check, its target, its
+    status and counts, the failing probe's error and conditions, and its timings (seconds).
+
+    The text in it came from the checked service (a body, a header, a job's failure message):
+    its control characters are dropped when it is read, and it is shown escaped and clipped,
+    never trusted. ``down_since`` is when the check was found
+    down, given with a recovery when known.
+    """
+
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+    check: str = ""
+    check_kind: str = ""
+    target: str | None = None
+    status: str | None = None
+    failures: int = 0
+    successes: int = 0
+    error: str | None = None
+    error_kind: str | None = None
+    conditions: list[HealthCondition] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+    scheduled_at: datetime | None = None
+    down_since: datetime | None = None
+
+    @field_validator("check", "check_kind", "target", "status", "error", "error_kind", "reasons")
+    @classmethod
+    def _clean(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            return [without_controls(item) for item in value]
+        return without_controls(value) if value is not None else None
+
+    @classmethod
+    def of(cls, details: Mapping[str, Any]) -> HealthEvidence:
+        """The evidence in a trigger's ``details``; a malformed field is left out, never
+        raised: an alert about a check is sent with what can be read of it."""
+        try:
+            return cls.model_validate(details)
+        except ValidationError:
+            kept = {}
+            for name in cls.model_fields:
+                if name in details:
+                    try:
+                        cls.model_validate({name: details[name]})
+                    except ValidationError:
+                        continue
+                    kept[name] = details[name]
+            return cls.model_validate(kept)
+
+    @property
+    def failing(self) -> list[HealthCondition]:
+        """The conditions that did not hold."""
+        return [c for c in self.conditions if not c.success]
+
+
 class IssueContext(BaseModel):
     """Everything an analyser is given: the issue, a few of its events, similar past issues.
 
-    ``events`` are ErrorEvent v1 wire dicts as stored (scrubbed), newest first.
+    ``events`` are ErrorEvent v1 wire dicts as stored (scrubbed), newest first. A health
+    check's issue has no events: ``health`` is the evidence its newest down trigger recorded.
     """
 
     issue: IssueSummary
-    trigger: Literal["new_issue", "regression", "on_demand"] = "new_issue"
+    trigger: Literal["new_issue", "regression", "health_down", "on_demand"] = "new_issue"
     events: list[dict[str, Any]] = Field(default_factory=list)
     similar: list[PastIssue] = Field(default_factory=list)
+    health: HealthEvidence | None = None
 
 
 @dataclass(frozen=True)

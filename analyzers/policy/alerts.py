@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from mendline.schemas.alert import ALERT_SEVERITIES, AlertSeverity, Receiver
+from mendline.schemas.alert import (
+    ALERT_SEVERITIES,
+    ENDS_INCIDENT,
+    HEALTH_KINDS,
+    AlertSeverity,
+    Receiver,
+)
 from mendline.schemas.duration import format_duration
 from mendline.schemas.event import LEVEL_RANK
 from mendline.schemas.finding import SEVERITIES, Severity
@@ -49,8 +55,16 @@ TAG_PREFIX = "tag:"
 DeliveryMode = Literal["new", "repeat", "update", "suppressed"]
 
 _FINDING_RAISES: dict[str, AlertSeverity] = {"critical": "critical", "high": "error"}
-# The triggers whose first message waits for its root cause (group_wait at most).
+# The triggers whose first message waits for its root cause (group_wait at most). A check
+# that went down does not: its finding only restates the evidence the message shows.
 _WAITS_FOR_FINDING = ("new_issue", "regression")
+# The triggers told whatever was sent lately or waits to be sent, in the first message's
+# thread when there is one: each says something new (back again, down again, flapping).
+_ALWAYS_NOTIFIES = {
+    "regression": "a regression",
+    "health_down": "a check going down",
+    "health_flapping": "a check starting to flap",
+}
 
 
 #: The confidence (0 to 1) an LLM's finding needs, with the heuristic's agreement, to raise
@@ -114,8 +128,14 @@ def alert_severity(level: str, finding_severity: str | None, kind: str) -> Alert
     raised to critical by a critical finding and to error by a high one, and raised one step
     (up to error) for a spike or a regression: they page only when the issue is critical.
     An LLM finding's severity was kept within the issue's level when it was made, unless it
-    was confident and the heuristic agreed (``finding_severity``)."""
+    was confident and the heuristic agreed (``finding_severity``).
+
+    A health check's alert (``HEALTH_KINDS``) has its issue's level, the check's ``severity``
+    as written in the checks file: people chose it, and neither a finding nor the kind moves
+    it."""
     rank = min(max(LEVEL_RANK.get(level, 3) - 1, 0), 3)  # debug, info -> info
+    if kind in HEALTH_KINDS:
+        return ALERT_SEVERITIES[rank]
     if finding_severity in _FINDING_RAISES:
         rank = max(rank, ALERT_SEVERITIES.index(_FINDING_RAISES[finding_severity]))
     if kind in ("frequency", "regression") and rank < 2:
@@ -234,14 +254,16 @@ def decide_delivery(
 def _mode(
     kind: str, timing: RouteTiming, now: datetime, told_at: datetime | None, pending: bool
 ) -> tuple[DeliveryMode, tuple[str, ...]]:
-    if kind == "resolved":
+    if kind in ENDS_INCIDENT:
         # Chosen by resolve_audience: whoever was told hears it is over.
-        return "repeat", ("resolved: it was told of the issue, so it hears it is over",)
-    if kind == "regression":
-        # Resolved by a person, and back: always worth telling, in the first message's thread.
+        return "repeat", (f"{kind}: it was told of the issue, so it hears it is over",)
+    if kind in _ALWAYS_NOTIFIES:
+        # Resolved and back, down again, flapping: always worth telling, in the first
+        # message's thread.
+        what = _ALWAYS_NOTIFIES[kind]
         if told_at is None:
-            return "new", ("a regression always notifies; not told of the issue before",)
-        return "repeat", ("a regression always notifies, in the first message's thread",)
+            return "new", (f"{what} always notifies; not told of the issue before",)
+        return "repeat", (f"{what} always notifies, in the first message's thread",)
     if pending:
         # The message waiting carries the latest counts; a second "new" one would be a storm.
         return "suppressed", ("a message about the issue is waiting to be sent already",)
@@ -283,7 +305,8 @@ def _digest_due(
 def resolve_audience(
     told: Iterable[str], pending: Iterable[str], withdrawn: Iterable[str]
 ) -> tuple[str, ...]:
-    """Who hears that an issue is resolved, in order: every receiver ``told`` of it, and those
+    """Who hears that an issue is resolved (or a check is up again: ``ENDS_INCIDENT``), in
+    order: every receiver ``told`` of it, and those
     with a message ``pending`` that was not ``withdrawn`` (being sent right now: they will have
     been told, and hear of the resolve after it), whatever the routes say now."""
     return tuple(sorted(set(told) | (set(pending) - set(withdrawn))))
@@ -326,10 +349,23 @@ def follow_finding(
     severity: AlertSeverity,
     routed_severity: str | None,
     now: datetime,
+    kind: str = "new_issue",
+    resolved: bool = False,
 ) -> FollowUp:
     """Decide what a late finding changes: update each message delivered without it whose
     route sends updates (now), and route again when ``severity`` (with the finding) is above
-    the ``routed_severity`` the trigger was routed with."""
+    the ``routed_severity`` the trigger was routed with.
+
+    A check's trigger (``kind`` in HEALTH_KINDS) whose issue is ``resolved`` by now (the
+    check is up again) changes nothing: an update would page PagerDuty again for an
+    incident its recovery resolved."""
+    if kind in HEALTH_KINDS and resolved:
+        return FollowUp(
+            later=False,
+            updates=(),
+            reroute=False,
+            reasons=("the check is up again: what was sent about it going down stays",),
+        )
     if any(m.status == "pending" and m.sending for m in sent):
         return FollowUp(
             later=True,

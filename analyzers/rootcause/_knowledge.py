@@ -6,7 +6,16 @@ from dataclasses import dataclass
 
 from mendline.schemas.finding import Category, FixKind, Severity
 
-__all__ = ["BASE_FIELDS", "DETAILS", "GUESSES", "RULES", "Rule"]
+__all__ = [
+    "BASE_FIELDS",
+    "DETAILS",
+    "GUESSES",
+    "HEALTH_FIELDS",
+    "HEALTH_RULES",
+    "RULES",
+    "HealthRule",
+    "Rule",
+]
 
 #: Template fields every finding can fill: where it happened, the exception type, the service.
 BASE_FIELDS = frozenset({"where", "type", "service"})
@@ -1029,6 +1038,319 @@ RULES: tuple[Rule, ...] = (
                "signal, sys.exit()), not that the code failed.",),
         fix=("Nothing to fix in the code: let {type} propagate instead of logging it as an "
              "error, or find out what stops the process.",),
+    ),
+)
+# fmt: on
+
+
+# -- health checks ---------------------------------------------------------------------------
+
+#: Template fields a health rule can fill: the check's name (always), its kind, its target,
+#: the probe's error and error kind, the failing condition and the value observed, the
+#: failures in a row, and ``left``: a certificate's time left, read from the value observed.
+HEALTH_FIELDS = frozenset(
+    {
+        "check",
+        "check_kind",
+        "target",
+        "error",
+        "error_kind",
+        "condition",
+        "observed",
+        "failures",
+        "left",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthRule:
+    """One way a health check fails, and the cause, category, severity and fix it stands for.
+
+    Matching, every part given required: ``error_kinds`` (the probe's ``error_kind`` is one
+    of them), ``error`` (a regex searched, ignoring case, in the probe's error text),
+    ``placeholders`` (a failing condition reads one of them: "STATUS" for "[STATUS] == 200"),
+    ``observed`` (a regex matched at the start of that condition's observed value). The first
+    rule of HEALTH_RULES that matches explains the check: rules on the probe's error come
+    before rules on conditions, because a probe that could not finish fails its conditions too.
+
+    Text: ``cause`` and ``fix`` are templates over HEALTH_FIELDS, most specific first; the
+    first whose fields are all known is used, so the last may use only ``check``.
+    """
+
+    id: str
+    category: Category
+    severity: Severity
+    cause: tuple[str, ...]
+    fix: tuple[str, ...]
+    error_kinds: tuple[str, ...] = ()
+    error: str | None = None
+    placeholders: tuple[str, ...] = ()
+    observed: str | None = None
+    fix_kind: FixKind | None = None
+
+
+_DOWN: Category = "dependency_outage_or_timeout"
+
+# fmt: off
+HEALTH_RULES: tuple[HealthRule, ...] = (
+    # -- heartbeats: a job that checks in --------------------------------------------------
+    HealthRule(
+        "heartbeat-missed", _DOWN, "high", error_kinds=("missed",),
+        cause=("No check-in of {check} came by its deadline: the job did not run (its "
+               "scheduler or host is down, or its schedule changed), died before checking in, "
+               "or cannot reach mendline.",),
+        fix=("Look at the job's scheduler (cron, a Kubernetes CronJob, a systemd timer) and "
+             "its last run's logs, and that the job still checks in when it finishes.",),
+    ),
+    HealthRule(
+        "heartbeat-failed", "unknown", "high", error_kinds=("failed",),
+        cause=("The job of {check} ran and reported a failure: {error}.",
+               "The job of {check} ran and reported a failure.",),
+        fix=("Read the failed run's logs; the job's own message says what went wrong. Run it "
+             "again once fixed: the check is up at its next successful check-in.",),
+    ),
+    HealthRule(
+        "heartbeat-overran", "resource_exhaustion", "medium", error_kinds=("overran",),
+        cause=("A run of {check} took longer than its max_runtime: it is stuck (a lock, a call "
+               "that never returns) or its work grew beyond what it does in time.",),
+        fix=("See what the run waits on (its logs, the database's locks, the calls it makes); "
+             "put timeouts on its calls, split its work, or raise max_runtime if the growth "
+             "is expected.",),
+    ),
+    # -- certificates ------------------------------------------------------------------------
+    HealthRule(
+        "certificate-expired", "configuration", "critical", error_kinds=("tls",),
+        error=r"expired",
+        cause=("The TLS certificate of {target} has expired: clients refuse the connection "
+               "({error}).", "The TLS certificate {check} checks has expired.",),
+        fix=("Renew the certificate and reload the server that serves it; then find why the "
+             "renewal did not happen (an ACME client that fails, a cron job that stopped).",),
+        fix_kind="config",
+    ),
+    HealthRule(
+        "certificate-name-mismatch", "configuration", "high", error_kinds=("tls",),
+        error=r"hostname|doesn't match|does not match|mismatch|ip address",
+        cause=("The certificate {target} presents is not for that name ({error}): the wrong "
+               "certificate is served (a default vhost, a load balancer listener) or the name "
+               "is missing from its subjectAltName.",
+               "The certificate {check} sees is not for the name it connects to.",),
+        fix=("Serve a certificate whose subjectAltName lists the name (check the SNI "
+             "configuration of the server or load balancer), or check the right name.",),
+        fix_kind="config",
+    ),
+    HealthRule(
+        "certificate-untrusted", "configuration", "high", error_kinds=("tls",),
+        error=r"self.signed|local issuer|unknown ca|untrusted|verify failed|chain",
+        cause=("The certificate of {target} cannot be verified ({error}): it is self-signed, "
+               "or the server does not send its intermediate certificates.",
+               "The certificate {check} sees cannot be verified.",),
+        fix=("Serve the full chain (the certificate followed by its intermediates); for a "
+             "private CA, give the check its ca_file.",),
+        fix_kind="config",
+    ),
+    HealthRule(
+        "tls-handshake", "configuration", "high", error_kinds=("tls",),
+        cause=("The TLS handshake with {target} failed: {error}.",
+               "The TLS handshake of {check} failed.",),
+        fix=("Compare the server's TLS versions and ciphers with the client's (openssl s_client "
+             "-connect host:port shows the handshake), and that TLS is served on that port.",),
+        fix_kind="config",
+    ),
+    # -- the probe could not finish ------------------------------------------------------------
+    HealthRule(
+        "connection-refused", _DOWN, "critical", error_kinds=("refused",),
+        cause=("Nothing listens on {target}: the connection was refused, so the process is "
+               "down (crashed, stopped, not started again after a deploy) or listens on "
+               "another port or address.",
+               "Nothing listens where {check} connects: the process is down.",),
+        fix=("Start the service again and read why it stopped (its logs, an OOM kill in the "
+             "kernel log, its supervisor's restarts); check the port it listens on.",),
+    ),
+    HealthRule(
+        "dns-not-resolved", "configuration", "high", error_kinds=("dns",),
+        cause=("The name of {target} does not resolve ({error}): its record is missing or was "
+               "deleted, the domain expired, or the resolver is down.",
+               "The name {check} checks does not resolve.",),
+        fix=("Query the record at its authoritative servers (dig +trace) to tell a missing "
+             "record from a resolver outage; restore the record, or the resolver.",),
+        fix_kind="config",
+    ),
+    HealthRule(
+        "timeout", _DOWN, "high", error_kinds=("timeout",),
+        cause=("{target} did not answer within the check's timeout: the service is overloaded "
+               "or hung, or a firewall drops the packets.",
+               "What {check} checks did not answer in time.",),
+        fix=("See whether the service still takes connections and how busy it is (CPU, "
+             "threads, its own dependencies); a firewall or security-group change drops "
+             "packets silently.",),
+    ),
+    HealthRule(
+        "unreachable", _DOWN, "high", error_kinds=("unreachable",),
+        cause=("{target} cannot be reached ({error}): its host is down, or the network between "
+               "mendline and it (a route, a VPN, a firewall) is.",
+               "What {check} checks cannot be reached.",),
+        fix=("Check that the host is up, then the route from mendline's host to it "
+             "(traceroute, the firewall's recent changes).",),
+    ),
+    HealthRule(
+        "credentials-refused", "configuration", "high", error_kinds=("auth",),
+        cause=("{target} refused the check's credentials ({error}): a password or key was "
+               "rotated, or the account lost its rights.",
+               "The credentials of {check} were refused.",),
+        fix=("Update the secret the check's environment variable holds, or the account's "
+             "rights; the service's own clients may use the same credentials.",),
+        fix_kind="config",
+    ),
+    HealthRule(
+        "check-misconfigured", "configuration", "medium", error_kinds=("config",),
+        cause=("{check} cannot run here: {error}.", "{check} cannot run here.",),
+        fix=("Set what the check names (an environment variable) where `mendline monitor` "
+             "runs.",),
+        fix_kind="config",
+    ),
+    HealthRule(
+        "query-failed", _DOWN, "high", error_kinds=("query",),
+        cause=("The check's query on {target} failed: {error}.",
+               "The query of {check} failed.",),
+        fix=("Run the query by hand as the check's user: a failover in progress, a read-only "
+             "replica, a missing table or a lost grant each say so in the error.",),
+    ),
+    HealthRule(
+        "http-exchange-failed", "configuration", "medium", error_kinds=("http",),
+        cause=("The HTTP exchange with {target} failed: {error}.",
+               "The HTTP exchange of {check} failed.",),
+        fix=("Request the URL by hand with a verbose HTTP client to see the protocol error "
+             "or the redirects.",),
+    ),
+    # -- conditions that did not hold ------------------------------------------------------
+    HealthRule(
+        "http-bad-gateway", _DOWN, "high", placeholders=("STATUS",), observed=r"50[24]\b",
+        cause=("{target} answers HTTP {observed}: the proxy or load balancer in front is up "
+               "but cannot get an answer from the application behind it (down, restarting, "
+               "or too slow).",),
+        fix=("Look at the application behind the proxy (is it running, does it answer on "
+             "its port, its logs) and the proxy's error log for the upstream it tried.",),
+    ),
+    HealthRule(
+        "http-unavailable", _DOWN, "high", placeholders=("STATUS",), observed=r"503\b",
+        cause=("{target} answers HTTP 503: it is up but says it cannot serve (overloaded, "
+               "no healthy backend behind its load balancer, starting, or in maintenance).",),
+        fix=("Check the health of the backends behind the load balancer and the service's "
+             "load; a deploy or a maintenance mode may still be on.",),
+    ),
+    HealthRule(
+        "http-server-error", "logic_bug", "high", placeholders=("STATUS",), observed=r"5\d\d\b",
+        cause=("{target} answers HTTP {observed}: the service is up but fails on this request, "
+               "an unhandled error in its code or in one of its dependencies.",),
+        fix=("Read the service's errors for this endpoint (its mendline issues, its logs) "
+             "from when the check started failing; a recent deploy is the first suspect.",),
+    ),
+    HealthRule(
+        "http-auth-refused", "configuration", "medium", placeholders=("STATUS",),
+        observed=r"40[13]\b",
+        cause=("{target} answers HTTP {observed}: it refuses the check's request for want of "
+               "credentials or rights (a rotated token, a new auth requirement).",),
+        fix=("Give the check the header it needs (headers_env names the environment variable "
+             "that holds the token), or exempt the health endpoint from authentication.",),
+        fix_kind="config",
+    ),
+    HealthRule(
+        "http-rate-limited", "resource_exhaustion", "medium", placeholders=("STATUS",),
+        observed=r"429\b",
+        cause=("{target} answers HTTP 429: it rate-limits the requests, the check's among "
+               "them.",),
+        fix=("Exempt the check from the rate limit or check less often; if real clients are "
+             "limited too, the limit or the traffic has changed.",),
+        fix_kind="config",
+    ),
+    HealthRule(
+        "http-client-error", "configuration", "medium", placeholders=("STATUS",),
+        observed=r"4\d\d\b",
+        cause=("{target} answers HTTP {observed}: the request the check makes is no longer "
+               "what the service serves (a path moved or removed by a deploy, a method or a "
+               "body it now refuses).",),
+        fix=("Request the URL by hand; fix the check's url, method or body, or restore the "
+             "route the deploy removed.",),
+        fix_kind="config",
+    ),
+    HealthRule(
+        "http-unexpected-status", "configuration", "medium", placeholders=("STATUS",),
+        cause=("{target} answers HTTP {observed}, not what `{condition}` expects: a redirect "
+               "the check does not follow, or a changed endpoint.",
+               "The status {check} got is not the one expected.",),
+        fix=("Request the URL by hand and compare with the condition; follow redirects or "
+             "check the final URL.",),
+        fix_kind="config",
+    ),
+    HealthRule(
+        "certificate-expiring", "configuration", "high",
+        placeholders=("CERTIFICATE_EXPIRATION",),
+        cause=("The TLS certificate of {target} expires in {left}: its renewal has not "
+               "happened (`{condition}` does not hold).",
+               "The TLS certificate of {target} expires soon (`{condition}`, observed "
+               "{observed}): its renewal has not happened.",
+               "The certificate {check} checks expires soon.",),
+        fix=("Renew it now and find why the automatic renewal failed (the ACME client's logs, "
+             "a DNS or HTTP challenge that no longer passes).",),
+        fix_kind="config",
+    ),
+    HealthRule(
+        "slow-response", "resource_exhaustion", "medium", placeholders=("RESPONSE_TIME",),
+        cause=("{target} answers, but slowly: {observed} observed where `{condition}` is "
+               "required. The service is overloaded or waits on a slow dependency (a "
+               "database, another service).",
+               "What {check} checks answers too slowly.",),
+        fix=("See where the time goes (the timings: DNS, connect, TLS or the first byte, "
+             "the server's own); a slow first byte is the application or what it waits on.",),
+    ),
+    HealthRule(
+        "slow-query", "resource_exhaustion", "medium", placeholders=("QUERY_DURATION",),
+        cause=("The query on {target} took {observed} where `{condition}` is required: the "
+               "database is loaded, or waits on locks, or the query lost its index.",
+               "The query of {check} is too slow.",),
+        fix=("Look at pg_stat_activity for what runs and waits now (locks, long "
+             "transactions), and EXPLAIN the query.",),
+    ),
+    HealthRule(
+        "consumer-lag", "resource_exhaustion", "high", placeholders=("LAG",),
+        cause=("The consumer group lags {observed} messages behind on {target} where "
+               "`{condition}` is required: its consumers are down, too few for the traffic, or "
+               "stuck on a message.",
+               "The consumer group {check} watches lags behind.",),
+        fix=("Check that the group's consumers run and commit (kafka-consumer-groups "
+             "--describe shows who owns which partition), then add consumers or partitions "
+             "if the traffic grew.",),
+    ),
+    HealthRule(
+        "dns-answer", "configuration", "high", placeholders=("DNS_RCODE", "DNS_ANSWER"),
+        cause=("The DNS answer for {target} is not the expected one: `{condition}` does not "
+               "hold (observed {observed}). A record was changed or removed.",
+               "The DNS answer {check} got is not the expected one.",),
+        fix=("Compare the record with its zone (dig at the authoritative servers) and restore "
+             "it, or update the check if the change was intended.",),
+        fix_kind="config",
+    ),
+    HealthRule(
+        "not-connected", _DOWN, "critical", placeholders=("CONNECTED",),
+        cause=("The check could not connect to {target}: the service is down or "
+               "unreachable.", "{check} could not connect.",),
+        fix=("Start the service again and read why it stopped; check the port and the "
+             "network path to it.",),
+    ),
+    HealthRule(
+        "unexpected-body", "logic_bug", "medium", placeholders=("BODY", "HEADERS"),
+        cause=("{target} answers, but not with what `{condition}` expects: an error or "
+               "maintenance page from a proxy, or a changed response.",
+               "The answer {check} got is not the expected one.",),
+        fix=("Request the URL by hand and compare the answer with the condition.",),
+    ),
+    HealthRule(
+        "unexpected-result", "logic_bug", "medium", placeholders=("ROWS", "RESULT"),
+        cause=("The check's query on {target} returned what `{condition}` does not accept "
+               "(observed {observed}): the data it watches is missing or stale.",
+               "The query result {check} got is not the expected one.",),
+        fix=("Run the query by hand and see what stopped writing the data it counts.",),
     ),
 )
 # fmt: on

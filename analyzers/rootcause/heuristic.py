@@ -11,9 +11,19 @@ from dataclasses import dataclass
 from fnmatch import translate
 from typing import Any, get_args
 
-from mendline.analyzers.rootcause._knowledge import BASE_FIELDS, DETAILS, GUESSES, RULES, Rule
+from mendline.analyzers.rootcause._knowledge import (
+    BASE_FIELDS,
+    DETAILS,
+    GUESSES,
+    HEALTH_FIELDS,
+    HEALTH_RULES,
+    RULES,
+    HealthRule,
+    Rule,
+)
 from mendline.analyzers.rootcause._patches import PATCHES, Patch, diff, indentation, relative_path
 from mendline.analyzers.rootcause.risks import fix_risks
+from mendline.schemas.duration import format_duration
 from mendline.schemas.event import ExceptionTree
 from mendline.schemas.finding import (
     CATEGORIES,
@@ -22,11 +32,13 @@ from mendline.schemas.finding import (
     Evidence,
     Finding,
     FixKind,
+    HealthCondition,
+    HealthEvidence,
     IssueContext,
     Severity,
 )
 
-__all__ = ["RULES", "HeuristicAnalyser", "Rule"]
+__all__ = ["HEALTH_RULES", "RULES", "HealthRule", "HeuristicAnalyser", "Rule"]
 
 # Confidence: the rule's type and source line matched and the cause names what the line
 # shows; the cause names facts read from the message; only the shape of the error matched.
@@ -101,6 +113,17 @@ class _Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class _HealthEntry:
+    """A health rule made ready to match: regexes compiled, templates read."""
+
+    rule: HealthRule
+    error: re.Pattern[str] | None
+    observed: re.Pattern[str] | None
+    causes: tuple[_Template, ...]
+    fixes: tuple[_Template, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class _Match:
     entry: _Entry
     index: int  # in the chain
@@ -130,10 +153,20 @@ class HeuristicAnalyser:
     Severity: the rule's, one step up for an issue seen 1000 times or more or one that
     regressed, and at least "high" for an issue logged at level "critical".
 
-    ``rules`` replaces the knowledge base (``RULES``); an invalid rule raises ValueError.
+    A health check's issue (``context.health``, no events) is explained from the evidence
+    its down trigger recorded: the probe's error kind and error, else its first failing
+    condition and the value observed, matched against ``HEALTH_RULES`` (0.7 confidence for a
+    rule, 0.25 or less without one); the severity is the rule's, at least "high" for a
+    check whose severity is critical.
+
+    ``rules`` and ``health_rules`` replace the knowledge bases (``RULES``, ``HEALTH_RULES``);
+    an invalid rule raises ValueError.
     """
 
-    def __init__(self, rules: Iterable[Rule] = RULES) -> None:
+    def __init__(
+        self, rules: Iterable[Rule] = RULES, health_rules: Iterable[HealthRule] = HEALTH_RULES
+    ) -> None:
+        self._health = tuple(_compile_health(rule) for rule in health_rules)
         self._entries = tuple(_compile(rule) for rule in rules)
         ids = [entry.rule.id for entry in self._entries]
         if len(set(ids)) != len(ids) or "fallback" in ids:
@@ -159,7 +192,10 @@ class HeuristicAnalyser:
 
     def diagnose(self, context: IssueContext) -> Finding:
         """A Finding for ``context``, made from its newest event with an exception (or its
-        title when it has no event); ``rule`` names the rule that matched, or "fallback"."""
+        title when it has no event), or for a health check's issue from its evidence;
+        ``rule`` names the rule that matched, or "fallback"."""
+        if context.health is not None:
+            return self._diagnose_health(context, context.health)
         event, chains, shared = _newest(context)
         if shared:  # a group's: by title, so the order its tasks failed in does not matter
             chains = tuple(sorted(chains, key=lambda chain: _title_of(chain[_held(chain, shared)])))
@@ -252,6 +288,46 @@ class HeuristicAnalyser:
     def _rule_of_title(self, title: str) -> str:
         match = self._pick(_chain_of_title(title))
         return match.entry.rule.id if match is not None else "fallback"
+
+    # -- health checks --------------------------------------------------------------------
+
+    def _diagnose_health(self, context: IssueContext, evidence: HealthEvidence) -> Finding:
+        fields = _health_fields(evidence, None)
+        for entry in self._health:
+            matched, condition = _health_match(entry, evidence)
+            if not matched:
+                continue
+            fields = _health_fields(evidence, condition)
+            rule, confidence = entry.rule, _SPECIFIC
+            cause, _ = _render(entry.causes, fields)
+            fix, _ = _render(entry.fixes, fields)
+            break
+        else:
+            rule = _HEALTH_FALLBACK
+            known = evidence.error_kind is not None or bool(evidence.failing)
+            confidence = _GUESSED if known else _UNKNOWN
+            cause = f"{fields['check']} is down ({fields['failures']} failures in a row)"
+            cause += f": {fields['error']}." if "error" in fields else "."
+            cause += " No rule of the heuristic knowledge base explains this evidence."
+            fix = (
+                "Read the check's latest results (their conditions, error and timings) and "
+                "the service's own logs from when it started failing."
+            )
+        rank = SEVERITIES.index(rule.severity)
+        if context.issue.level == "critical":  # the check's own severity
+            rank = max(rank, SEVERITIES.index("high"))
+        return Finding(
+            analyser="heuristic",
+            rule=rule.id,
+            root_cause=_clip(cause, 2000),
+            confidence=confidence,
+            category=rule.category,
+            severity=SEVERITIES[rank],
+            suggested_fix=_clip(fix, 4000),
+            fix_kind=rule.fix_kind,
+            evidence=_health_evidence(evidence),
+            risks=fix_risks(fix, None),
+        )
 
     # -- the finding ----------------------------------------------------------------------
 
@@ -461,6 +537,121 @@ def _compile(rule: Rule) -> _Entry:
         repeated="repeated" in used,
         patch=PATCHES[rule.patch] if rule.patch is not None else None,
     )
+
+
+def _compile_health(rule: HealthRule) -> _HealthEntry:
+    def fail(problem: str) -> ValueError:
+        return ValueError(f"health rule {rule.id!r}: {problem}")
+
+    if rule.category not in CATEGORIES or rule.severity not in SEVERITIES:
+        raise fail("unknown category or severity")
+    if rule.fix_kind is not None and rule.fix_kind not in _FIX_KINDS:
+        raise fail(f"unknown fix kind {rule.fix_kind!r}")
+    if not rule.cause or not rule.fix:
+        raise fail("a rule needs a cause and a fix")
+    if rule.id == _HEALTH_FALLBACK.id:
+        raise fail("the id 'health-fallback' is taken")
+    try:
+        error = re.compile(rule.error, re.IGNORECASE) if rule.error is not None else None
+        observed = re.compile(rule.observed) if rule.observed is not None else None
+    except re.error as exc:
+        raise fail(f"bad regex: {exc}") from exc
+    causes = tuple(_template(text, fail) for text in rule.cause)
+    fixes = tuple(_template(text, fail) for text in rule.fix)
+    used = frozenset(name for template in causes + fixes for name in template.fields)
+    if not used <= HEALTH_FIELDS:
+        raise fail(f"unknown template fields {sorted(used - HEALTH_FIELDS)}")
+    sure = _HEALTH_SURE | (_CONDITION_SURE if rule.placeholders else frozenset())
+    if not (causes[-1].fields | fixes[-1].fields) <= sure:
+        raise fail(f"the last cause and fix may use only {sorted(sure)}")
+    return _HealthEntry(rule, error, observed, causes, fixes)
+
+
+# Fields every health finding has (a missing target is named after the check), and those a
+# rule on a condition has once it matched.
+_HEALTH_SURE = frozenset({"check", "target", "failures"})
+_CONDITION_SURE = frozenset({"condition", "observed"})
+_HEALTH_FALLBACK = HealthRule(
+    "health-fallback", "unknown", "medium", cause=("{check} is down.",), fix=("Look.",)
+)
+
+
+def _health_match(
+    entry: _HealthEntry, evidence: HealthEvidence
+) -> tuple[bool, HealthCondition | None]:
+    """Whether ``entry`` explains ``evidence``, and the failing condition it matched."""
+    rule = entry.rule
+    if rule.error_kinds and evidence.error_kind not in rule.error_kinds:
+        return False, None
+    if entry.error is not None and not entry.error.search((evidence.error or "")[:_MAX_VALUE]):
+        return False, None
+    if not rule.placeholders:
+        return True, None
+    for condition in evidence.failing:
+        text = condition.condition[:_MAX_LINE].upper()
+        if not any(f"[{name}]" in text for name in rule.placeholders):
+            continue
+        if entry.observed is None or entry.observed.match(condition.observed.strip()[:_MAX_LINE]):
+            return True, condition
+    return False, None
+
+
+def _health_fields(evidence: HealthEvidence, condition: HealthCondition | None) -> dict[str, str]:
+    check = _field(evidence.check) or "the check"
+    fields = {
+        "check": check,
+        "target": _field(evidence.target or "") or f"what {check} checks",
+        "failures": str(evidence.failures),
+    }
+    for name in ("check_kind", "error", "error_kind"):
+        if value := _field(getattr(evidence, name) or ""):
+            fields[name] = value
+    if condition is not None:
+        fields["condition"] = _field(condition.condition)
+        fields["observed"] = _field(condition.observed) or "?"
+        if (left := _time_left(condition.observed)) is not None:
+            fields["left"] = left
+    return fields  # the evidence's text has no control characters (HealthEvidence)
+
+
+def _time_left(observed: str) -> str | None:
+    """A certificate's seconds left, as the probe observed them, in words: "9d12h"."""
+    try:
+        seconds = float(observed.strip())
+    except ValueError:
+        return None
+    if not 0 <= seconds < 1e9:
+        return "no time" if seconds < 0 else None
+    unit = 3600 if seconds >= 86400 else 60  # days and hours, or hours and minutes
+    return format_duration(round(seconds / unit) * unit) if seconds >= 60 else "under a minute"
+
+
+def _health_evidence(evidence: HealthEvidence) -> list[Evidence]:
+    check = evidence.check or "?"
+    where = f"check {check} ({evidence.check_kind})" if evidence.check_kind else f"check {check}"
+    if evidence.target:
+        where += f" on {evidence.target}"
+    where = _clip(where, 600)
+    items: list[tuple[str | None, str]] = []  # (line, note)
+    if evidence.error:
+        why = f": {evidence.error_kind}" if evidence.error_kind else ""
+        items.append((evidence.error, f"the probe failed{why}"))
+    for condition in evidence.failing[: _MAX_EVIDENCE - 2]:
+        line = f"{condition.condition} (observed: {condition.observed})"
+        items.append((line, "a condition that did not hold"))
+    if evidence.timings:
+        line = ", ".join(f"{phase} {value:g}" for phase, value in evidence.timings.items())
+        items.append((line, "the probe's timings, in seconds"))
+    if evidence.failures:
+        items.append((None, f"{evidence.failures} failed results in a row made the check down"))
+    return [
+        Evidence(
+            location=where,
+            line=_clip(line, 1000) if line else None,
+            note=_clip(note, 1000),
+        )
+        for line, note in items
+    ]
 
 
 def _template(text: str, fail: Callable[[str], ValueError]) -> _Template:

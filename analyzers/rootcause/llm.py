@@ -474,8 +474,14 @@ class LLMAnalyser:
         """A Finding for ``context``: the LLM's when it gives a valid one, else the heuristic
         analyser's with ``fallback_code`` and ``fallback_reason`` saying why. Raises only when
         cancelled, or when the ledger cannot be read to check the budget (the database is
-        down: try again later)."""
+        down: try again later).
+
+        A health check's issue (``context.health``) gets the heuristic finding, not as a
+        fallback: its evidence is a few measured values the knowledge base explains, and the
+        text in it (a body, an error) came from the checked service; no call, no budget."""
         fallback = self._heuristic.diagnose(context)
+        if context.health is not None:
+            return fallback
         messages = build_prompt(context, self._scrubber)
         spent: list[ChatReply] = []
         async with self._limit:  # the budget is read by the calls about to be made

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from mendline.analyzers.backoff import Backoff
 from mendline.analyzers.policy import takes_digests
-from mendline.schemas.alert import Channel, ChannelError, Notification
+from mendline.schemas.alert import ENDS_INCIDENT, Channel, ChannelError, Notification
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
 from mendline.sinks.channels import make_channel
@@ -271,7 +271,7 @@ class AlertWorker:
 
     def _batches(self, receiver: str, items: list[DueDelivery]) -> list[list[DueDelivery]]:
         digests = takes_digests(self.table.receivers.get(receiver))
-        together = [i for i in items if i.mode == "new" and i.alert.kind != "resolved"]
+        together = [i for i in items if i.mode == "new" and i.alert.kind not in ENDS_INCIDENT]
         if not digests or len(together) < 2:
             return [[i] for i in items]
         rest = [[i] for i in items if i not in together]

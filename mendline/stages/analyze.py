@@ -1,4 +1,5 @@
-"""The analysis stage: claim new-issue and regression triggers, analyse, store findings."""
+"""The analysis stage: claim new-issue, regression and check-down triggers, analyse, store
+findings."""
 
 from __future__ import annotations
 
@@ -244,7 +245,9 @@ class AnalyzeWorker:
 
     async def _process(self, claim: Claim) -> None:
         try:
-            context = await self.store.context(claim.issue_id, claim.kind)
+            context = await self.store.context(
+                claim.issue_id, claim.kind, trigger_id=claim.trigger_id
+            )
             key = await self.store.cache_key(context)
             # One analysis per fingerprint and release at a time: a second trigger waits for
             # the first and is served its finding rather than paying for it again. The key is
@@ -297,7 +300,9 @@ class AnalyzeWorker:
         it back once its calls are recorded."""
         settings = self.settings
         limits = Spend(settings.llm_daily_token_budget, settings.llm_daily_cost_budget)
-        if self.analysis.kind != "llm" or not (limits.tokens or limits.cost):
+        if self.analysis.kind != "llm" or context.health is not None:
+            return await self.analysis.analyser.analyse(context)  # a check's: no LLM call
+        if not (limits.tokens or limits.cost):
             return await self.analysis.analyser.analyse(context)
         prompt = build_prompt(context, self._scrubber)
         reservation = await self.store.reserve_budget(

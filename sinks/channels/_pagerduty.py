@@ -8,26 +8,38 @@ from typing import Any
 
 import httpx
 
-from mendline.schemas.alert import Alert, ChannelError, Notification, PagerDutyReceiver
+from mendline.schemas.alert import (
+    ENDS_INCIDENT,
+    HEALTH_KINDS,
+    Alert,
+    ChannelError,
+    Notification,
+    PagerDutyReceiver,
+)
 from mendline.schemas.http import retry_after
 from mendline.sinks.channels._render import releases, summary
 
 __all__ = ["PagerDutyChannel", "dedup_key"]
 
 _MAX_SUMMARY = 1024  # PagerDuty's limit
+_MAX_COMPONENT = 255
 _EXCEPTION_TYPE = re.compile(r"[A-Za-z_][\w.]*")
 
 
 def dedup_key(alert: Alert) -> str:
-    """The key every event about one issue shares, so that PagerDuty keeps one incident."""
+    """The key every event about one issue shares, so that PagerDuty keeps one incident: a
+    health check's issue is its check's (one per check and environment), so its recovery
+    resolves the incident its going down opened."""
     return f"mendline-issue-{alert.issue.id}"
 
 
 def _event(alert: Alert, routing_key: str) -> dict[str, Any]:
     issue, finding = alert.issue, alert.finding
     head, _, _ = issue.title.partition(":")
+    health = alert.kind in HEALTH_KINDS
+    pending = None if health and alert.kind != "health_down" else "analysis pending"
     details: dict[str, Any] = {
-        "root_cause": finding.root_cause if finding else "analysis pending",
+        "root_cause": finding.root_cause if finding else pending,
         "suggested_fix": finding.suggested_fix if finding else None,
         "fix_risks": list(finding.risks) if finding and finding.risks else None,
         "confidence": finding.confidence if finding else None,
@@ -41,7 +53,7 @@ def _event(alert: Alert, routing_key: str) -> dict[str, Any]:
     }
     event: dict[str, Any] = {
         "routing_key": routing_key,
-        "event_action": "resolve" if alert.kind == "resolved" else "trigger",
+        "event_action": "resolve" if alert.kind in ENDS_INCIDENT else "trigger",
         "dedup_key": dedup_key(alert),
         "client": "mendline",
         "payload": {
@@ -49,12 +61,11 @@ def _event(alert: Alert, routing_key: str) -> dict[str, Any]:
             "source": issue.service,
             "severity": alert.severity,
             "timestamp": issue.last_seen.isoformat() if issue.last_seen else None,
-            "component": issue.culprit,
+            "component": _target(alert) if health else issue.culprit,
             "group": issue.service,
-            # The exception type when the title starts with one, else what the analysis says.
-            "class": head.strip()
-            if _EXCEPTION_TYPE.fullmatch(head.strip())
-            else (finding.category if finding else issue.level),
+            # The exception type when the title starts with one, else what the analysis says;
+            # a check's kind (http, tcp...).
+            "class": _class(alert, head.strip()),
             "custom_details": {k: v for k, v in details.items() if v is not None},
         },
     }
@@ -65,8 +76,23 @@ def _event(alert: Alert, routing_key: str) -> dict[str, Any]:
     return event
 
 
+def _class(alert: Alert, head: str) -> str:
+    if alert.kind in HEALTH_KINDS:
+        kind = alert.details.get("check_kind")
+        return f"health check: {kind}" if isinstance(kind, str) and kind else "health check"
+    if _EXCEPTION_TYPE.fullmatch(head):
+        return head
+    return alert.finding.category if alert.finding else alert.issue.level
+
+
+def _target(alert: Alert) -> str | None:
+    target = alert.details.get("target")
+    return target[:_MAX_COMPONENT] if isinstance(target, str) and target else None
+
+
 class PagerDutyChannel:
-    """Sends to one PagerDuty service: a trigger per alert (a resolve for a resolved issue),
+    """Sends to one PagerDuty service: a trigger per alert (a resolve for a resolved issue or
+    a check up again),
     all events about one issue under one dedup_key. A digest is sent as several events.
 
     The reference is ``{"dedup_key"}`` (the first one of a digest; ``dedup_keys`` lists them

@@ -10,14 +10,18 @@ from typing import Any
 
 from mendline.schemas.alert import (
     ALERT_SEVERITIES,
+    ENDS_INCIDENT,
+    HEALTH_KINDS,
     Alert,
     AlertFinding,
     AlertIssue,
     Notification,
 )
-from mendline.schemas.finding import RISK_WORDS
+from mendline.schemas.duration import format_duration
+from mendline.schemas.finding import RISK_WORDS, HealthEvidence, without_controls
 
 __all__ = [
+    "health_fields",
     "releases",
     "render_blocks",
     "render_html",
@@ -49,8 +53,30 @@ _SUMMARY_KIND = {
     "regression": " regressed",
     "frequency": " spiking",
     "resolved": "",
+    "health_down": " down",
+    "health_recovered": " up again",
+    "health_flapping": " flapping",
+}
+_SUMMARY_LEVEL = {"resolved": "RESOLVED", "health_recovered": "RECOVERED"}
+_KIND_WORDS = {
+    "new_issue": "new issue",
+    "resolved": "resolved",
+    "health_down": "down",
+    "health_recovered": "up again",
+    "health_flapping": "flapping",
+}
+# What a message in the first one's thread starts with: an outage is over, or back.
+_REPEAT_INTRO: dict[str, str | None] = {
+    "resolved": None,
+    "health_recovered": None,
+    "health_flapping": None,
+    "health_down": "Down again.",
 }
 _SPACE = re.compile(r"\s+")
+_MAX_HEALTH_VALUE = 500  # an error, a target or an observed value, in a field
+_MAX_CONDITIONS = 10
+# The phases a probe times, in the order they happen.
+_PHASES = ("dns", "connect", "tls", "first_byte", "total")
 
 
 @dataclass(frozen=True)
@@ -67,15 +93,39 @@ class _Facts:
     confidence: str | None
     suggested_fix: str | None
     link: str | None
+    # Whether a missing root cause is said to be pending: not for a check's up or flapping.
+    pending: bool = True
 
 
 def _facts(alert: Alert) -> _Facts:
     issue, finding = alert.issue, alert.finding
+    health = alert.kind in HEALTH_KINDS
     fields = [("Service", issue.service)]
     if issue.environments:
         label = "Environments" if len(issue.environments) > 1 else "Environment"
         fields.append((label, ", ".join(issue.environments)))
-    fields.append(("Seen", f"{issue.times_seen} time{'' if issue.times_seen == 1 else 's'}"))
+    if health:
+        fields += health_fields(alert.kind, HealthEvidence.of(alert.details))
+    else:
+        fields += _error_fields(issue)
+    return _Facts(
+        severity=alert.severity.upper(),
+        kind=_kind(alert),
+        service=issue.service,
+        title=issue.title,
+        culprit=None if health else issue.culprit,
+        fields=fields,
+        root_cause=finding.root_cause if finding else None,
+        confidence=f"{finding.confidence:.0%}" if finding else None,
+        suggested_fix=_fix_of(finding) if finding else None,
+        # Only web links become links: a link is shown to people who will click it.
+        link=alert.link if alert.link and alert.link.startswith(("https://", "http://")) else None,
+        pending=alert.kind not in HEALTH_KINDS or alert.kind == "health_down",
+    )
+
+
+def _error_fields(issue: AlertIssue) -> list[tuple[str, str]]:
+    fields = [("Seen", f"{issue.times_seen} time{'' if issue.times_seen == 1 else 's'}")]
     if issue.first_seen is not None:
         fields.append(("First seen", _when(issue.first_seen)))
     if issue.last_seen is not None:
@@ -84,19 +134,72 @@ def _facts(alert: Alert) -> _Facts:
         fields.append(("Release", f"{issue.last_release} (first seen in {issue.first_release})"))
     elif issue.last_release or issue.first_release:
         fields.append(("Release", issue.last_release or issue.first_release or ""))
-    return _Facts(
-        severity=alert.severity.upper(),
-        kind=_kind(alert),
-        service=issue.service,
-        title=issue.title,
-        culprit=issue.culprit,
-        fields=fields,
-        root_cause=finding.root_cause if finding else None,
-        confidence=f"{finding.confidence:.0%}" if finding else None,
-        suggested_fix=_fix_of(finding) if finding else None,
-        # Only web links become links: a link is shown to people who will click it.
-        link=alert.link if alert.link and alert.link.startswith(("https://", "http://")) else None,
-    )
+    return fields
+
+
+def health_fields(kind: str, evidence: HealthEvidence) -> list[tuple[str, str]]:
+    """A health alert's facts as (label, text) pairs, unescaped, control characters taken
+    out and each clipped: the check, its target, its status, how long it was down (a
+    recovery), the failing conditions with the values observed, the error and the timings."""
+    fields = []
+    if evidence.check:
+        kind_of = f" ({evidence.check_kind})" if evidence.check_kind else ""
+        fields.append(("Check", f"{evidence.check}{kind_of}"))
+    if evidence.target:
+        fields.append(("Target", evidence.target))
+    fields.append(("Status", _status(kind, evidence)))
+    if kind in ENDS_INCIDENT and (down := _down_for(evidence)):
+        fields.append(("Down for", down))
+    failing = evidence.failing
+    if failing and kind != "health_recovered":
+        lines = [f"{c.condition} (observed: {c.observed})" for c in failing[:_MAX_CONDITIONS]]
+        if len(failing) > _MAX_CONDITIONS:
+            lines.append(f"and {len(failing) - _MAX_CONDITIONS} more")
+        label = "Failing conditions" if len(failing) > 1 else "Failing condition"
+        fields.append((label, "\n".join(lines)))
+    if evidence.error and kind != "health_recovered":
+        kind_of = f" ({evidence.error_kind})" if evidence.error_kind else ""
+        fields.append(("Error", f"{evidence.error}{kind_of}"))
+    if evidence.timings:
+        fields.append(("Timings", _timings(evidence.timings)))
+    if evidence.scheduled_at is not None:
+        fields.append(("Checked at", _when(evidence.scheduled_at)))
+    return [(label, _clip(_clean(value), _MAX_HEALTH_VALUE)) for label, value in fields]
+
+
+def _status(kind: str, evidence: HealthEvidence) -> str:
+    if kind == "health_flapping":
+        why = "; ".join(evidence.reasons[-2:])
+        return f"flapping: {why}" if why else "flapping: its status changes too often"
+    if kind == "health_recovered":
+        n = evidence.successes
+        return f"up: {n} success{'es' if n != 1 else ''} in a row" if n else "up"
+    n = evidence.failures
+    return f"down: {n} failure{'s' if n != 1 else ''} in a row" if n else "down"
+
+
+def _down_for(evidence: HealthEvidence) -> str | None:
+    if evidence.down_since is None:
+        return None
+    text = f"since {_when(evidence.down_since)}"
+    if evidence.scheduled_at is None:
+        return text
+    seconds = round((evidence.scheduled_at - evidence.down_since).total_seconds())
+    return f"{format_duration(max(0, seconds))} ({text}, when it was found down)"
+
+
+def _timings(timings: dict[str, float]) -> str:
+    order = [p for p in _PHASES if p in timings] + sorted(set(timings) - set(_PHASES))
+    return " · ".join(f"{phase} {_seconds(timings[phase])}" for phase in order[:10])
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _clean(text: str) -> str:
+    # A terminal escape, a NUL or a carriage return has no business in a message or a header.
+    return without_controls(text)
 
 
 def _fix_of(finding: AlertFinding) -> str:
@@ -109,10 +212,8 @@ def _fix_of(finding: AlertFinding) -> str:
 
 
 def _kind(alert: Alert) -> str:
-    if alert.kind == "new_issue":
-        return "new issue"
-    if alert.kind == "resolved":
-        return "resolved"
+    if alert.kind in _KIND_WORDS:
+        return _KIND_WORDS[alert.kind]
     if alert.kind == "regression":
         release = alert.issue.last_release
         return f"regressed in {release}" if release else "regressed"
@@ -134,12 +235,12 @@ def _intro(notification: Notification) -> str | None:
         found = any(a.finding is not None for a in notification.alerts)
         return "Update: the root cause is in." if found else "Update."
     if notification.mode == "repeat":
-        return "Still happening."
+        return _REPEAT_INTRO.get(notification.alerts[0].kind, "Still happening.")
     return None
 
 
 def _one_line(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
+    return _SPACE.sub(" ", _clean(text)).strip()
 
 
 def _clip(text: str, limit: int) -> str:
@@ -162,8 +263,9 @@ def releases(issue: AlertIssue) -> list[str]:
 
 
 def summary(alert: Alert, limit: int = _MAX_SUBJECT) -> str:
-    """One line about one alert: ``ERROR api: ValueError: ...`` (``RESOLVED api: ...``)."""
-    level = "RESOLVED" if alert.kind == "resolved" else alert.severity.upper()
+    """One line about one alert: ``ERROR api: ValueError: ...`` (``RESOLVED api: ...``,
+    ``ERROR payments-api down: Downtime: ...``, ``RECOVERED payments-api up again: ...``)."""
+    level = _SUMMARY_LEVEL.get(alert.kind, alert.severity.upper())
     head = f"{level} {alert.issue.service}{_SUMMARY_KIND[alert.kind]}"
     return _clip(_one_line(f"{head}: {alert.issue.title}"), limit)
 
@@ -187,7 +289,7 @@ def _text_of(facts: _Facts) -> str:
         lines.append(f"Culprit: {facts.culprit}")
     lines += [f"{label}: {value}" for label, value in facts.fields]
     if facts.root_cause is None:
-        lines.append("Root cause: analysis pending")
+        lines += ["Root cause: analysis pending"] if facts.pending else []
     else:
         lines.append(f"Root cause ({facts.confidence} confidence): {facts.root_cause}")
         lines.append(f"Suggested fix: {facts.suggested_fix}")
@@ -249,7 +351,7 @@ def _header(text: str) -> dict[str, Any]:
 
 
 def _icon(alert: Alert) -> str:
-    return _RESOLVED_ICON if alert.kind == "resolved" else _SLACK_ICON[alert.severity]
+    return _RESOLVED_ICON if alert.kind in ENDS_INCIDENT else _SLACK_ICON[alert.severity]
 
 
 def _slack_title(facts: _Facts) -> str:
@@ -259,7 +361,7 @@ def _slack_title(facts: _Facts) -> str:
 
 def _slack_root_cause(facts: _Facts) -> str:
     if facts.root_cause is None:
-        return "_root cause: analysis pending_"
+        return "_root cause: analysis pending_" if facts.pending else ""
     return (
         f"*Root cause* ({facts.confidence} confidence)\n"
         f"{slack_escape(_clip(facts.root_cause, _MAX_ROOT_CAUSE))}\n"
@@ -276,12 +378,14 @@ def _alert_blocks(alert: Alert) -> list[dict[str, Any]]:
         {"type": "mrkdwn", "text": f"*{label}*\n{slack_escape(_clip(value, _MAX_FIELD - 50))}"}
         for label, value in facts.fields
     ]
-    return [
+    blocks = [
         _header(f"{_icon(alert)} {facts.severity} · {facts.kind} · {facts.service}"),
         _section(headline),
         {"type": "section", "fields": fields[:10]},
-        _section(_slack_root_cause(facts)),
     ]
+    if analysis := _slack_root_cause(facts):
+        blocks.append(_section(analysis))
+    return blocks
 
 
 def _digest_section(alert: Alert) -> dict[str, Any]:
@@ -295,7 +399,7 @@ def _digest_section(alert: Alert) -> dict[str, Any]:
     if facts.culprit:
         lines.append(_code(_clip(facts.culprit, 300)))
     lines += [seen, _slack_root_cause(facts)]
-    return _section("\n".join(lines))
+    return _section("\n".join(line for line in lines if line))
 
 
 def render_blocks(notification: Notification) -> list[dict[str, Any]]:
@@ -330,7 +434,7 @@ def slack_text(notification: Notification) -> str:
 
 
 def _e(text: str) -> str:
-    return html.escape(text, quote=True)
+    return html.escape(_clean(text), quote=True)
 
 
 def _html_of(alert: Alert) -> str:
@@ -341,11 +445,12 @@ def _html_of(alert: Alert) -> str:
     rows = [("Culprit", facts.culprit)] if facts.culprit else []
     rows += facts.fields
     table = "".join(
-        f'<tr><th align="left" style="padding-right:12px">{_e(label)}</th><td>{_e(value)}</td></tr>'
+        f'<tr><th align="left" style="padding-right:12px">{_e(label)}</th>'
+        f"<td>{_e(value).replace(chr(10), '<br>')}</td></tr>"
         for label, value in rows
     )
     if facts.root_cause is None:
-        analysis = "<p><em>Root cause: analysis pending</em></p>"
+        analysis = "<p><em>Root cause: analysis pending</em></p>" if facts.pending else ""
     else:
         analysis = (
             f"<p><strong>Root cause</strong> ({_e(facts.confidence or '')} confidence): "

@@ -24,7 +24,14 @@ from mendline.analyzers.policy import (
     resolve_audience,
     takes_digests,
 )
-from mendline.schemas.alert import Alert, AlertFinding, AlertIssue, AlertSeverity
+from mendline.schemas.alert import (
+    ENDS_INCIDENT,
+    HEALTH_KINDS,
+    Alert,
+    AlertFinding,
+    AlertIssue,
+    AlertSeverity,
+)
 from mendline.sinks.postgres._errors import is_outage, translating
 
 if TYPE_CHECKING:
@@ -99,7 +106,7 @@ class AlertStore:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 f"""{_TRIGGERS} WHERE t.routed_at IS NOT NULL AND t.followed_at IS NULL
-                      AND t.kind IN ('new_issue', 'regression')
+                      AND t.kind IN ('new_issue', 'regression', 'health_down')
                       AND EXISTS (SELECT 1 FROM mendline.findings f WHERE f.trigger_id = t.id)
                     ORDER BY t.id LIMIT $1 FOR UPDATE OF t SKIP LOCKED""",
                 limit,
@@ -109,7 +116,12 @@ class AlertStore:
                 keys, sent = await self._sent(conn, table, row["id"])
                 severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
                 follow = follow_finding(
-                    sent, severity=severity, routed_severity=row["routed_severity"], now=row["now"]
+                    sent,
+                    severity=severity,
+                    routed_severity=row["routed_severity"],
+                    now=row["now"],
+                    kind=row["kind"],
+                    resolved=row["status"] == "resolved",
                 )
                 if follow.later:
                     continue  # being sent right now, perhaps without the finding: next pass
@@ -138,7 +150,7 @@ class AlertStore:
         reach (those ``known`` aside), record the deliveries and mark the trigger routed."""
         told = await self._told(conn, row["issue_id"])
         pending = await self._pending(conn, row["issue_id"])
-        if row["kind"] == "resolved":
+        if row["kind"] in ENDS_INCIDENT:
             withdrawn = await self._withdraw(conn, row["issue_id"])
             pairs = [
                 (route, receiver)
@@ -147,7 +159,7 @@ class AlertStore:
             ]
         else:
             pairs = table.route(_labels(row, severity))
-        if not pairs and not known and row["kind"] != "resolved":
+        if not pairs and not known and row["kind"] not in ENDS_INCIDENT:
             result.unrouted += 1
         pairs = [(route, receiver) for route, receiver in pairs if receiver not in known]
         groups = await self._groups(conn, table, pairs, row["now"])
@@ -169,7 +181,7 @@ class AlertStore:
         await conn.execute(
             """UPDATE mendline.triggers SET routed_at = coalesce(routed_at, now()),
                    routed_severity = $2,
-                   followed_at = CASE WHEN kind IN ('new_issue', 'regression')
+                   followed_at = CASE WHEN kind IN ('new_issue', 'regression', 'health_down')
                                       THEN followed_at ELSE now() END
                WHERE id = $1""",
             row["id"],
@@ -188,23 +200,25 @@ class AlertStore:
         """Receivers with a message about the issue not sent yet (a resolve aside)."""
         rows = await conn.fetch(
             """SELECT DISTINCT receiver FROM mendline.deliveries
-               WHERE issue_id = $1 AND status = 'pending' AND kind <> 'resolved'""",
+               WHERE issue_id = $1 AND status = 'pending' AND kind <> ALL($2::text[])""",
             issue_id,
+            sorted(ENDS_INCIDENT),
         )
         return {r["receiver"] for r in rows}
 
     async def _withdraw(self, conn: Any, issue_id: int) -> set[str]:
-        """The issue is resolved: what was not sent yet need not be. Suppress the messages
-        not being sent right now; the receivers they were for."""
+        """The issue is resolved (or its check is up again): what was not sent yet need not
+        be. Suppress the messages not being sent right now; the receivers they were for."""
         rows = await conn.fetch(
             """UPDATE mendline.deliveries SET status = 'suppressed',
                    last_error = 'resolved before it was sent',
                    reasons = array_append(reasons,
                                           'withdrawn: the issue was resolved before it was sent')
-               WHERE issue_id = $1 AND status = 'pending' AND kind <> 'resolved'
+               WHERE issue_id = $1 AND status = 'pending' AND kind <> ALL($2::text[])
                  AND (lease_until IS NULL OR lease_until < now())
                RETURNING receiver""",
             issue_id,
+            sorted(ENDS_INCIDENT),
         )
         return {r["receiver"] for r in rows}
 
@@ -272,6 +286,9 @@ class AlertStore:
     ) -> None:
         # A suppressed alert is recorded as the "new" message it would have been, not sent.
         suppressed = decision.mode == "suppressed"
+        details = _json(row["details"])
+        if row["down_since"] is not None:  # a recovery says how long the check was down
+            details.setdefault("down_since", row["down_since"].isoformat())
         await conn.execute(
             """INSERT INTO mendline.deliveries
                    (receiver, route_key, issue_id, trigger_id, kind, severity, mode, status,
@@ -288,7 +305,7 @@ class AlertStore:
             "suppressed" if suppressed else "pending",
             decision.due_at,
             decision.wait_finding,
-            json.dumps(_json(row["details"])),
+            json.dumps(details),
             list(decision.reasons),
         )
 
@@ -386,13 +403,17 @@ class AlertStore:
     async def _due(self, conn: Any, row: Any) -> DueDelivery:
         issue = await conn.fetchrow(_ISSUE, row["issue_id"])
         assert issue is not None  # a delivery's issue is never deleted
+        # A check's alert shows its own trigger's finding only: an earlier outage's cause
+        # (or none, for a recovery) is not this one's.
         finding = await conn.fetchrow(
             """SELECT id, root_cause, suggested_fix, category, severity, confidence,
                       analyser, model, risks
-               FROM mendline.findings WHERE issue_id = $1
+               FROM mendline.findings
+               WHERE issue_id = $1 AND (NOT $3 OR trigger_id IS NOT DISTINCT FROM $2)
                ORDER BY trigger_id IS NOT DISTINCT FROM $2 DESC, id DESC LIMIT 1""",
             row["issue_id"],
             row["trigger_id"],
+            row["kind"] in HEALTH_KINDS,
         )
         state = await conn.fetchval(
             """SELECT reference::text FROM mendline.alert_state
@@ -458,7 +479,7 @@ class AlertStore:
                     item.issue_id,
                     item.receiver,
                     json.dumps(reference),
-                    item.mode == "update" or item.alert.kind == "resolved",
+                    item.mode == "update" or item.alert.kind in ENDS_INCIDENT,
                 )
                 await conn.execute(
                     """INSERT INTO mendline.alert_groups (receiver, route_key, last_sent_at)
@@ -611,13 +632,18 @@ def _json(value: Any) -> dict[str, Any]:
 
 # A trigger carries its event's environment and tags (written by the consumer with it); only
 # one from before that (environment NULL) looks at its issue's newest event: the one-time
-# filter on t.environment keeps the events unread for the others.
+# filter on t.environment keeps the events unread for the others. A check's recovery reads
+# when its check went down: the trigger that said so.
 _TRIGGERS = """SELECT t.id, t.issue_id, t.kind, t.details::text AS details, t.routed_severity,
-       now() AS now, i.service, i.level,
+       now() AS now, i.service, i.level, i.status,
        (SELECT f.severity FROM mendline.findings f WHERE f.issue_id = t.issue_id
         ORDER BY f.id DESC LIMIT 1) AS finding_severity,
        coalesce(t.environment, e.environment) AS environment,
-       coalesce(t.tags::text, e.tags) AS tags
+       coalesce(t.tags::text, e.tags) AS tags,
+       (SELECT d.created_at FROM mendline.triggers d
+        WHERE t.kind = 'health_recovered' AND d.issue_id = t.issue_id
+          AND d.kind = 'health_down' AND d.id < t.id
+        ORDER BY d.id DESC LIMIT 1) AS down_since
 FROM mendline.triggers t
 JOIN mendline.issues i ON i.id = t.issue_id
 LEFT JOIN LATERAL (

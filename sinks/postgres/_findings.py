@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -16,7 +17,14 @@ from mendline.analyzers.policy import (
     reservation_estimate,
 )
 from mendline.schemas.errors import FindingNotFound
-from mendline.schemas.finding import Finding, IssueContext, IssueSummary, LLMCall, PastIssue
+from mendline.schemas.finding import (
+    Finding,
+    HealthEvidence,
+    IssueContext,
+    IssueSummary,
+    LLMCall,
+    PastIssue,
+)
 from mendline.sinks.postgres._errors import is_bad_data, translating
 
 __all__ = [
@@ -46,7 +54,7 @@ class Claim:
 
     trigger_id: int
     issue_id: int
-    kind: Literal["new_issue", "regression"]
+    kind: Literal["new_issue", "regression", "health_down"]
     attempts: int
 
 
@@ -90,7 +98,10 @@ class FindingStore:
         rows = await self.pool.fetch(
             """WITH free AS (
                    SELECT id FROM mendline.triggers
-                   WHERE analysed_at IS NULL AND kind IN ('new_issue', 'regression')
+                   -- The partial index triggers_to_analyse (0003) predates health_down:
+                   -- a migration widening it to these three kinds lets this query use it.
+                   WHERE analysed_at IS NULL
+                     AND kind IN ('new_issue', 'regression', 'health_down')
                      AND (analysis_lease_until IS NULL OR analysis_lease_until < now())
                    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
                UPDATE mendline.triggers t
@@ -219,12 +230,18 @@ class FindingStore:
     # -- what the analysers are given ----------------------------------------------------
 
     async def context(
-        self, issue_id: int, trigger: Literal["new_issue", "regression", "on_demand"]
+        self,
+        issue_id: int,
+        trigger: Literal["new_issue", "regression", "health_down", "on_demand"],
+        *,
+        trigger_id: int | None = None,
     ) -> IssueContext:
         """The issue, its newest events and similar past issues that people judged.
 
         An issue merged into another is analysed as that other one (its events and its
-        fingerprints moved there): ``context.issue.id`` says which issue it is.
+        fingerprints moved there): ``context.issue.id`` says which issue it is. A health
+        check's issue has no events: its context holds the evidence that the down trigger
+        ``trigger_id`` recorded (else its newest down trigger's).
         """
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
@@ -235,13 +252,16 @@ class FindingStore:
                        JOIN chain c ON i.id = c.merged_into
                        WHERE c.status = 'merged' AND c.depth < 50)
                    SELECT id, service, title, culprit, level, status, times_seen, first_seen,
-                          last_seen, first_release, last_release, environments, regressions
+                          last_seen, first_release, last_release, environments, regressions,
+                          kind
                    FROM chain ORDER BY depth DESC LIMIT 1""",
                 issue_id,
             )
             if row is None:
                 raise FindingNotFound(f"there is no issue {issue_id}")
             issue_id = row["id"]
+            if row["kind"] == "health":
+                return await self._health_context(conn, row, trigger, trigger_id)
             events = [
                 _as_dict(r["payload"])
                 for r in await conn.fetch(
@@ -272,17 +292,43 @@ class FindingStore:
                 _SIMILAR,
             )
         return IssueContext(
-            issue=IssueSummary(**dict(row)),
+            issue=_summary(row),
             trigger=trigger,
             events=[e for e in events if e is not None],
             similar=[PastIssue(**dict(r)) for r in similar],
         )
 
+    async def _health_context(
+        self,
+        conn: Any,
+        row: asyncpg.Record,
+        trigger: Literal["new_issue", "regression", "health_down", "on_demand"],
+        trigger_id: int | None,
+    ) -> IssueContext:
+        details = await conn.fetchval(
+            """SELECT details::text FROM mendline.triggers
+               WHERE issue_id = $1 AND kind = 'health_down'
+                 AND ($2::bigint IS NULL OR id = $2)
+               ORDER BY id DESC LIMIT 1""",
+            row["id"],
+            trigger_id,
+        )
+        return IssueContext(
+            issue=_summary(row),
+            trigger=trigger,
+            health=HealthEvidence.of(_as_dict(details) or {}),
+        )
+
     async def cache_key(self, context: IssueContext) -> str:
-        """The fingerprint and release a finding for ``context`` is made for."""
+        """The fingerprint and release a finding for ``context`` is made for; for a health
+        check, its issue and the evidence (the same evidence, the same finding)."""
         primary = await self.pool.fetchval(
             "SELECT primary_hash FROM mendline.issues WHERE id = $1", context.issue.id
         )
+        if context.health is not None:
+            evidence = context.health.model_dump_json(exclude={"scheduled_at", "timings"})
+            digest = hashlib.sha256(evidence.encode()).hexdigest()[:16]
+            return f"{primary}@evidence:{digest}"
         newest = context.events[0] if context.events else {}
         release = newest.get("release") or context.issue.last_release or ""
         return f"{primary}@{release}"
@@ -535,6 +581,10 @@ def _storable_call(call: LLMCall) -> LLMCall:
         cost_usd=_money(call.cost_usd),
         latency_ms=max(0, min(call.latency_ms, _INT_MAX)),
     )
+
+
+def _summary(row: asyncpg.Record) -> IssueSummary:
+    return IssueSummary(**{k: v for k, v in dict(row).items() if k != "kind"})
 
 
 def _as_dict(payload: Any) -> dict[str, Any] | None:

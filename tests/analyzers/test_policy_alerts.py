@@ -65,6 +65,13 @@ def later(seconds: float) -> datetime:
         ("critical", None, "regression", "critical"),
         ("warning", None, "resolved", "warning"),  # a resolve is not raised
         ("info", "high", "frequency", "error"),  # high raises it to error; a spike not past error
+        # A check's alert has the severity its checks file gives (the issue's level).
+        ("critical", None, "health_down", "critical"),
+        ("warning", None, "health_down", "warning"),
+        ("warning", "critical", "health_down", "warning"),  # a finding does not raise it
+        ("error", "high", "health_flapping", "error"),
+        ("info", None, "health_flapping", "info"),  # not raised like a spike
+        ("critical", None, "health_recovered", "critical"),
     ],
 )
 def test_alert_severity(level: str, finding: str | None, kind: str, expected: str) -> None:
@@ -238,6 +245,54 @@ DELIVERIES = [
         {"digests": True, "group": GroupState(ago(60), later(10))},
         ("repeat", 0.0, False, "resolved"),
         id="resolved: no digest timing",
+    ),
+    pytest.param(
+        "health_down",
+        {},
+        ("new", 30.0, False, "a check going down always notifies; not told"),
+        id="health_down: never told, new after group_wait, does not wait for a finding",
+    ),
+    pytest.param(
+        "health_down",
+        {"timing": NO_WAIT},
+        ("new", 0.0, False, "not told of the issue before"),
+        id="health_down: a route with group_wait 0s sends it at once",
+    ),
+    pytest.param(
+        "health_down",
+        {"told_at": ago(60), "pending": True, "timing": NO_UPDATES},
+        ("repeat", 0.0, False, "in the first message's thread"),
+        id="health_down: down again, told a minute ago: always notifies, in the thread",
+    ),
+    pytest.param(
+        "health_down",
+        {"digests": True, "group": GroupState(last_sent_at=ago(60))},
+        ("new", 240.0, False, "group_interval"),
+        id="health_down: a digest receiver's group timing holds as for any first message",
+    ),
+    pytest.param(
+        "health_recovered",
+        {"told_at": ago(60), "pending": True},
+        ("repeat", 0.0, False, "health_recovered: it was told of the issue"),
+        id="health_recovered: who was told hears it is up, at once",
+    ),
+    pytest.param(
+        "health_recovered",
+        {"digests": True, "group": GroupState(ago(60), later(10))},
+        ("repeat", 0.0, False, "hears it is over"),
+        id="health_recovered: no digest timing",
+    ),
+    pytest.param(
+        "health_flapping",
+        {},
+        ("new", 30.0, False, "a check starting to flap always notifies"),
+        id="health_flapping: never told: one new message",
+    ),
+    pytest.param(
+        "health_flapping",
+        {"told_at": ago(60), "timing": NO_UPDATES},
+        ("repeat", 0.0, False, "in the first message's thread"),
+        id="health_flapping: told a minute ago, no updates: still told, in the thread",
     ),
     pytest.param(
         "new_issue",
@@ -491,6 +546,30 @@ def test_follow_finding(
         assert decision.reasons
     if not later_:  # routed again, it skips who has a message about the trigger already
         assert follow.told == {m.receiver for m in messages}
+
+
+@pytest.mark.parametrize(
+    ("kind", "resolved", "updated", "because"),
+    [
+        ("health_down", False, ("pager", "slack"), "sent without"),
+        ("health_down", True, (), "the check is up again"),  # no new page for a closed one
+        ("new_issue", True, ("pager", "slack"), "sent without"),  # errors as before
+    ],
+)
+def test_a_late_finding_on_a_check_up_again_updates_nothing(
+    kind: str, resolved: bool, updated: tuple[str, ...], because: str
+) -> None:
+    follow = follow_finding(
+        [sent("pager"), sent("slack")],
+        severity="critical",
+        routed_severity="critical",
+        now=NOW,
+        kind=kind,
+        resolved=resolved,
+    )
+    assert tuple(receiver for receiver, _ in follow.updates) == updated
+    assert not follow.later and not follow.reroute
+    assert any(because in reason for reason in follow.reasons), follow.reasons
 
 
 @pytest.mark.parametrize(

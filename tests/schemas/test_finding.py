@@ -1,4 +1,5 @@
-"""Finding: a fallback code never comes without its reason, nor a reason without its code."""
+"""Finding: a fallback code never comes without its reason, nor a reason without its code;
+the evidence of a health check, read leniently."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from mendline.schemas.finding import FALLBACK_CODES, Finding
+from mendline.schemas.finding import FALLBACK_CODES, Finding, HealthEvidence
 
 
 def finding(**fields: Any) -> Finding:
@@ -60,3 +61,27 @@ def test_as_fallback_sets_both_and_validates_again_when_read_back() -> None:
 def test_as_fallback_refuses_a_code_outside_the_set_where_it_is_made() -> None:
     with pytest.raises(ValidationError):
         finding().as_fallback("gremlins", "something odd")  # type: ignore[arg-type]
+
+
+def test_health_evidence_is_read_leniently_and_without_control_characters() -> None:
+    evidence = HealthEvidence.of(
+        {
+            "check": "api\x1b[2J",
+            "target": "https://api.example/\x00health",
+            "failures": 3,
+            "status": 503,  # a number where text is expected: read as text
+            "timings": {"total": "slow"},  # malformed: left out, the rest kept
+            "conditions": [
+                {"condition": "[STATUS] == 200", "success": False, "observed": 503},
+                {"condition": "[BODY] == ok", "success": True, "observed": "ok\r\nBcc: x"},
+            ],
+            "reasons": ["up -> down\x07"],
+            "unknown": "ignored",
+        }
+    )
+    assert (evidence.check, evidence.target) == ("api[2J", "https://api.example/health")
+    assert (evidence.status, evidence.failures, evidence.timings) == ("503", 3, {})
+    assert [c.observed for c in evidence.conditions] == ["503", "ok\nBcc: x"]
+    assert [c.condition for c in evidence.failing] == ["[STATUS] == 200"]
+    assert evidence.reasons == ["up -> down"]
+    assert HealthEvidence.of({}) == HealthEvidence()

@@ -221,6 +221,180 @@ def test_subjects_for_one_alert_a_digest_and_a_follow_up() -> None:
     assert "\n" not in subject(note(alert(title="Error:\nline two")))
 
 
+def test_a_resolve_in_the_thread_does_not_say_it_is_still_happening() -> None:
+    for kind in ("resolved", "health_recovered"):
+        over = note(alert(kind=kind), mode="repeat", previous={"ts": "1.0"})
+        assert "Still happening" not in render_text(over)
+        assert "Still happening" not in json.dumps(render_blocks(over))
+    down_again = note(health(), mode="repeat", previous={"ts": "1.0"})
+    assert render_text(down_again).startswith("Down again.")
+
+
+# -- health checks -------------------------------------------------------------------------
+
+DOWN_DETAILS: dict[str, Any] = {
+    "check": "payments-api",
+    "check_kind": "http",
+    "target": "https://payments.example/healthz",
+    "status": "down",
+    "failures": 3,
+    "successes": 0,
+    "error": None,
+    "error_kind": None,
+    "conditions": [
+        {"condition": "[STATUS] == 200", "success": False, "observed": "503"},
+        {"condition": "[RESPONSE_TIME] < 500", "success": True, "observed": "120"},
+    ],
+    "timings": {"dns": 0.002, "connect": 0.004, "first_byte": 0.118, "total": 0.12},
+    "reasons": ["up -> down: 3 failures in a row"],
+    "scheduled_at": "2026-11-29T12:00:00+00:00",
+}
+
+
+def health(kind: str = "health_down", *, finding: bool = False, **details: Any) -> Alert:
+    """A check's alert as the alert store builds it: its issue and its trigger's details."""
+    return Alert.model_validate(
+        {
+            "kind": kind,
+            "severity": "critical",
+            "issue": AlertIssue(
+                id=41,
+                service="payments-api",
+                title="Downtime: payments-api (HTTP 503, 3 checks in a row)",
+                culprit="https://payments.example/healthz",
+                level="critical",
+                times_seen=3,
+                environments=["production"],
+            ),
+            "finding": AlertFinding(
+                root_cause="https://payments.example/healthz answers HTTP 503",
+                suggested_fix="Check the backends behind the load balancer",
+                category="dependency_outage_or_timeout",
+                severity="high",
+                confidence=0.7,
+                analyser="heuristic",
+            )
+            if finding
+            else None,
+            "details": {**DOWN_DETAILS, **details},
+            "link": "https://mendline.example/issues/41",
+        }
+    )
+
+
+def fields_of(blocks: list[dict[str, Any]]) -> dict[str, str]:
+    section = next(b for b in blocks if "fields" in b)
+    return dict(f["text"].split("\n", 1) for f in section["fields"])
+
+
+def test_a_check_down_shows_its_check_target_status_conditions_and_timings() -> None:
+    down = note(health())
+    blocks = render_blocks(down)
+
+    assert blocks[0]["text"]["text"] == ":rotating_light: CRITICAL · down · payments-api"
+    fields = fields_of(blocks)
+    assert fields["*Check*"] == "payments-api (http)"
+    assert fields["*Target*"] == "https://payments.example/healthz"
+    assert fields["*Status*"] == "down: 3 failures in a row"
+    assert fields["*Failing condition*"] == "[STATUS] == 200 (observed: 503)"
+    assert fields["*Timings*"] == "dns 2 ms · connect 4 ms · first_byte 118 ms · total 120 ms"
+    assert fields["*Checked at*"] == "2026-11-29 12:00 UTC"
+    assert "RESPONSE_TIME" not in json.dumps(blocks)  # a condition that held is not news
+    text = render_text(down)
+    assert "Target: https://payments.example/healthz" in text
+    assert "Failing condition: [STATUS] == 200 (observed: 503)" in text
+    assert "Root cause: analysis pending" in text  # the heuristic explains a check going down
+    assert "Seen" not in text and "Culprit" not in text  # an error's facts, not a check's
+    assert "[STATUS] == 200 (observed: 503)" in render_html(down)
+    assert subject(down) == (
+        "[mendline] CRITICAL payments-api down: Downtime: payments-api"
+        " (HTTP 503, 3 checks in a row)"
+    )
+    two = [
+        {"condition": "[STATUS] == 200", "success": False, "observed": "503"},
+        {"condition": "[RESPONSE_TIME] < 500", "success": False, "observed": "2300"},
+    ]
+    assert fields_of(render_blocks(note(health(conditions=two))))["*Failing conditions*"] == (
+        "[STATUS] == 200 (observed: 503)\n[RESPONSE_TIME] &lt; 500 (observed: 2300)"
+    )
+    explained = render_text(note(health(finding=True)))
+    assert "Root cause (70% confidence): https://payments.example/healthz answers HTTP 503" in (
+        explained
+    )
+
+
+def test_a_check_down_on_an_error_shows_the_error() -> None:
+    refused = health(
+        error="connection refused by 10.0.0.7:443",
+        error_kind="refused",
+        conditions=[{"condition": "[CONNECTED] == true", "success": False, "observed": "false"}],
+        timings={},
+    )
+    fields = fields_of(render_blocks(note(refused)))
+    assert fields["*Error*"] == "connection refused by 10.0.0.7:443 (refused)"
+    assert fields["*Failing condition*"] == "[CONNECTED] == true (observed: false)"
+    assert "*Timings*" not in fields
+
+
+def test_a_recovery_says_it_is_up_again_and_how_long_it_was_down() -> None:
+    up = health(
+        "health_recovered",
+        status="up",
+        failures=0,
+        successes=2,
+        conditions=[{"condition": "[STATUS] == 200", "success": True, "observed": "200"}],
+        scheduled_at="2026-11-29T12:42:30+00:00",
+        down_since="2026-11-29T12:30:00+00:00",
+    )
+    blocks = render_blocks(note(up, mode="repeat", previous={"ts": "1.0"}))
+    assert blocks[0]["text"]["text"] == ":white_check_mark: CRITICAL · up again · payments-api"
+    fields = fields_of(blocks)
+    assert fields["*Status*"] == "up: 2 successes in a row"
+    assert fields["*Down for*"] == "12m30s (since 2026-11-29 12:30 UTC, when it was found down)"
+    assert "analysis pending" not in json.dumps(blocks)  # nothing to analyse: it is up
+    in_thread = subject(note(up, mode="repeat", previous={"message_id": "<a@b>"}))
+    assert in_thread.startswith("Re: [mendline] RECOVERED payments-api up again: Downtime")
+    # Not known when it went down: it says it is up, not for how long.
+    assert "Down for" not in render_text(note(health("health_recovered", successes=2)))
+
+
+def test_flapping_says_so_and_why() -> None:
+    flapping = health(
+        "health_flapping", reasons=["down -> up: 2 successes", "5 changes within 1h: flapping"]
+    )
+    text = render_text(note(flapping))
+    assert text.startswith("[CRITICAL] flapping · payments-api")
+    assert "Status: flapping: down -> up: 2 successes; 5 changes within 1h: flapping" in text
+    assert "analysis pending" not in text
+    assert "payments-api flapping:" in subject(note(flapping))
+
+
+HOSTILE = "<!channel> <b>bold</b> & <script>alert(1)</script>\x1b[31m\x00\r\nBcc: x@evil"
+
+
+def test_hostile_text_from_a_checked_service_is_escaped_everywhere() -> None:
+    hostile = note(
+        health(
+            target=f"https://evil.example/?q={HOSTILE}",
+            error=f"server said {HOSTILE}",
+            error_kind="http",
+            conditions=[{"condition": "[BODY] == ok", "success": False, "observed": HOSTILE}],
+        )
+    )
+    blocks = json.dumps(render_blocks(hostile))
+    for raw in ("<!channel>", "<b>", "<script>", "\\u001b", "\\u0000"):
+        assert raw not in blocks, raw
+    assert "&lt;!channel&gt; &lt;b&gt;bold&lt;/b&gt; &amp; &lt;script&gt;" in blocks
+    html = render_html(hostile)
+    assert "<b>bold" not in html and "<script>" not in html and "<!channel>" not in html
+    assert "&lt;!channel&gt; &lt;b&gt;bold&lt;/b&gt; &amp;amp;" not in html  # escaped once
+    assert "&lt;!channel&gt; &lt;b&gt;bold&lt;/b&gt; &amp; &lt;script&gt;" in html
+    text = render_text(hostile)
+    assert "\x1b" not in text and "\x00" not in text and "\r" not in text
+    assert "\x00" not in html and "\x1b" not in html
+    assert "\n" not in subject(hostile) and "\r" not in subject(hostile)
+
+
 # -- Slack ---------------------------------------------------------------------------------
 
 
@@ -507,6 +681,39 @@ async def test_pagerduty_event_fields_and_one_dedup_key_per_issue(
     ]
     assert resolve["event_action"] == "resolve"
     assert resolve["dedup_key"] == trigger["dedup_key"] == spike["dedup_key"]
+
+
+@loopback
+async def test_pagerduty_one_incident_per_check_resolved_when_it_is_up_again(
+    pagerduty: FakePagerDuty,
+) -> None:
+    channel = pagerduty_channel(pagerduty)
+    try:
+        down = await channel.send(note(health()))
+        flapping = await channel.send(note(health("health_flapping")))
+        up = await channel.send(note(health("health_recovered", successes=2)))
+    finally:
+        await channel.aclose()
+
+    assert down == flapping == up == {"dedup_key": "mendline-issue-41"}
+    trigger, flap, resolve = pagerduty.bodies()
+    assert [b["event_action"] for b in (trigger, flap, resolve)] == [
+        "trigger",
+        "trigger",
+        "resolve",
+    ]
+    payload = trigger["payload"]
+    assert payload["class"] == "health check: http"
+    assert payload["component"] == "https://payments.example/healthz"
+    assert payload["summary"].startswith("CRITICAL payments-api down: Downtime: payments-api")
+    details = payload["custom_details"]
+    assert details["root_cause"] == "analysis pending"
+    assert details["details"]["conditions"][0] == {
+        "condition": "[STATUS] == 200",
+        "success": False,
+        "observed": "503",
+    }
+    assert "root_cause" not in resolve["payload"]["custom_details"]  # no "analysis pending"
 
 
 @loopback

@@ -212,6 +212,51 @@ def test_kind_and_severity_at_least(tmp_path: Path) -> None:
     assert routes.routes[1].match["severity"] == {"warning", "error", "critical"}
 
 
+HEALTH_ROUTES = """
+[[routes]]
+match = { kind = ["health_down", "health_recovered"], severity = "critical" }
+receivers = ["pager"]
+continue = true
+
+[[routes]]
+match = { "tag:check_kind" = ["http", "tls"] }
+match_re = { kind = "health_.*" }
+receivers = ["slack"]
+
+[[routes]]
+match = { kind = "health_flapping" }
+receivers = ["mail"]
+"""
+
+
+def test_health_kinds_and_a_checks_tags_route(tmp_path: Path) -> None:
+    routes = table(tmp_path, HEALTH_ROUTES)
+    assert routes.routes[0].match["kind"] == {"health_down", "health_recovered"}
+    check = {"check": "payments-api", "check_kind": "http", "team": "payments"}
+    assert sent(routes, "critical", kind="health_down", **check) == ["pager", "slack"]
+    assert sent(routes, "critical", kind="health_recovered", **check) == ["pager", "slack"]
+    assert sent(routes, "error", kind="health_down", **check) == ["slack"]
+    # A heartbeat's flapping reaches neither the pager nor the http/tls route.
+    heartbeat = {"check": "nightly-backup", "check_kind": "heartbeat"}
+    assert sent(routes, "critical", kind="health_flapping", **heartbeat) == ["mail"]
+    assert sent(routes, "critical", kind="new_issue", **check) == []  # not a check's alert
+
+
+def test_routes_check_and_test_know_the_health_kinds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, RECEIVERS + HEALTH_ROUTES)
+    monkeypatch.setenv("PD_KEY", "key")
+    monkeypatch.setenv("SLACK_URL", "https://example.invalid/hook")
+    assert run("routes", "check", str(path)) == 0
+    assert "kind in (health_down, health_recovered), severity=critical" in capsys.readouterr().out
+    argv = ["routes", "test", "--severity", "critical", "--kind", "health_down"]
+    assert run(*argv, "--tag", "check_kind=http", "--routes", str(path), "--json") == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["labels"]["kind"] == "health_down"
+    assert [r["receiver"] for r in answer["receivers"]] == ["pager", "slack"]
+
+
 @pytest.mark.parametrize(
     ("pattern", "value", "matches"),
     [
@@ -503,7 +548,8 @@ INVALID = [
     pytest.param(
         RECEIVERS + '[[routes]]\nmatch = { kind = "born" }  # <-\nreceivers = ["mail"]\n',
         "routes[0].match.kind",
-        '"born" is not a kind (use new_issue, regression, frequency or resolved)',
+        '"born" is not a kind (use new_issue, regression, frequency, resolved, health_down,'
+        " health_recovered or health_flapping)",
         id="bad-kind",
     ),
     pytest.param(
