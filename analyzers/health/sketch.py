@@ -54,13 +54,13 @@ def quantile(counts: Sequence[int], q: float) -> float | None:
         return None
     target = max(1, math.ceil(min(max(q, 0.0), 1.0) * total))
     seen = 0
-    last = len(counts) - 1
+    last = HISTOGRAM_BUCKETS - 1
     for k, count in enumerate(counts):
         seen += count
         if seen >= target:
             if k == 0:
                 return 0.5
-            if k == last:
+            if k >= last:
                 return float(2 ** ((k - 1) / _PER_DOUBLING))
             return float(2 ** ((k - 0.5) / _PER_DOUBLING))
     return None  # pragma: no cover - seen reaches total

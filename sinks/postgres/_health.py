@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from mendline.analyzers.health import (
-    HISTOGRAM_BUCKETS,
     Judgement,
     bucket_of,
     cadence,
@@ -413,17 +412,14 @@ class HealthStore:
         buckets = [minute, minute.replace(minute=0), minute.replace(hour=0, minute=0)]
         answered = not in_maintenance and result.error_kind is None
         ms = result.response_time * 1000
-        histogram: list[int] | None = None
-        if answered:
-            histogram = [0] * HISTOGRAM_BUCKETS
-            histogram[bucket_of(ms)] = 1
         await conn.execute(
             """INSERT INTO mendline.check_rollups AS r
                    (check_name, width, bucket, count, failures, maintenance_count,
                     observed_seconds, downtime_seconds, response_count, response_sum_ms,
                     histogram)
                SELECT $1, u.w, u.b, 1, $4, $5, $6, $7, $8, $9,
-                      CASE WHEN u.w = 'minute' THEN NULL ELSE $10::int[] END
+                      CASE WHEN u.w <> 'minute' AND $10::int IS NOT NULL
+                           THEN array_fill(1, ARRAY[1], ARRAY[$10::int + 1]) END
                FROM unnest($2::text[], $3::timestamptz[]) AS u(w, b)
                ON CONFLICT (check_name, width, bucket) DO UPDATE SET
                    count = r.count + 1,
@@ -443,7 +439,7 @@ class HealthStore:
             seconds if down else 0.0,
             int(answered),
             ms if answered else 0.0,
-            histogram,
+            bucket_of(ms) if answered else None,
         )
 
     async def _tell(

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from pydantic import TypeAdapter
 
-from mendline.analyzers.health import histogram, judge, quantile
+from mendline.analyzers.health import bucket_of, histogram, judge, merge_histograms, quantile
 from mendline.schemas.checks import Check, CheckResult, CheckState
 from mendline.schemas.errors import ConfigError, NotFound
 from mendline.sinks.postgres import (
@@ -400,12 +400,22 @@ async def test_hourly_percentiles_are_the_python_sketchs(
     row = await pool.fetchrow("SELECT * FROM mendline.response_time_hourly")
     assert (row["results"], row["failures"], row["response_count"]) == (361, 1, 360)
     expected = histogram(values)
-    assert list(row["histogram"]) == expected
+    # Stored sparse: from the first bucket in use to the last.
+    first = next(k for k, n in enumerate(expected) if n)
+    last = max(k for k, n in enumerate(expected) if n)
+    bounds = await pool.fetchrow(
+        """SELECT array_lower(histogram, 1) AS lower, array_upper(histogram, 1) AS upper,
+                  mendline.histogram_dense(histogram) AS dense
+           FROM mendline.response_time_hourly"""
+    )
+    assert (bounds["lower"], bounds["upper"]) == (first + 1, last + 1)
+    assert list(bounds["dense"]) == expected
     for column, q in (("p50_ms", 0.5), ("p95_ms", 0.95), ("p99_ms", 0.99)):
         assert row[column] == pytest.approx(quantile(expected, q), rel=1e-12)
     assert row["mean_ms"] == pytest.approx(sum(values) / len(values))
     merged = await pool.fetchval(
-        "SELECT mendline.histogram_merge(histogram) FROM mendline.check_rollups WHERE width='day'"
+        """SELECT mendline.histogram_dense(mendline.histogram_merge(histogram))
+           FROM mendline.check_rollups WHERE width = 'hour'"""
     )
     assert list(merged) == expected
 
@@ -509,3 +519,27 @@ async def test_a_slot_far_ahead_gets_its_day_partition(
     await store.record(result(c, ahead, True), c, "m1", in_maintenance=False)
     where = await pool.fetchval("SELECT tableoid::regclass::text FROM mendline.check_results_raw")
     assert where == f"mendline.check_results_raw_{ahead:%Y%m%d}"
+
+
+async def test_sql_histograms_merge_and_read_like_the_python_sketch(pool: asyncpg.Pool) -> None:
+    rng = random.Random(3)
+    for _ in range(20):
+        a = [rng.lognormvariate(rng.uniform(0, 9), 0.4) for _ in range(rng.randint(1, 50))]
+        b = [rng.lognormvariate(rng.uniform(0, 9), 0.4) for _ in range(rng.randint(1, 50))]
+        row = await pool.fetchrow(
+            """WITH h AS (
+                   SELECT mendline.histogram_merge(array_fill(1, ARRAY[1], ARRAY[k + 1])) AS x,
+                          g
+                   FROM unnest($1::int[], $2::int[]) AS u(k, g) GROUP BY g),
+               m AS (SELECT mendline.histogram_merge(x ORDER BY g) AS x FROM h)
+               SELECT mendline.histogram_dense(x) AS dense,
+                      mendline.histogram_quantile(x, 0.5) AS p50,
+                      mendline.histogram_quantile(x, 0.99) AS p99
+               FROM m""",
+            [bucket_of(v) for v in a + b],
+            [0] * len(a) + [1] * len(b),
+        )
+        expected = merge_histograms(histogram(a), histogram(b))
+        assert list(row["dense"]) == expected
+        assert row["p50"] == pytest.approx(quantile(expected, 0.5), rel=1e-12)
+        assert row["p99"] == pytest.approx(quantile(expected, 0.99), rel=1e-12)

@@ -97,44 +97,65 @@ CREATE TABLE mendline.check_rollups (
 CREATE INDEX check_rollups_bucket ON mendline.check_rollups (width, bucket);
 
 -- Response-time histogram buckets, in ms: bucket 0 is below 1 ms, bucket k (1..136) is
--- [2^((k-1)/8), 2^(k/8)) ms, bucket 137 is 2^17 ms (131 s) and above. A quantile is read as
--- its bucket's geometric middle: within 4.4 % of the true value between 1 ms and 131 s.
--- analyzers.health.sketch holds the same logic in Python.
+-- [2^((k-1)/8), 2^(k/8)) ms, bucket 137 is 2^17 ms (131 s) and above. A histogram is an
+-- integer[] whose element k + 1 counts bucket k, sparse: it spans only from its first to its
+-- last bucket in use (its lower bound says where it starts, '[41:60]={...}'). A quantile is
+-- read as its bucket's geometric middle: within 4.4 % of the true value between 1 ms and
+-- 131 s. analyzers.health.sketch holds the same logic in Python.
 CREATE FUNCTION mendline.histogram_quantile(buckets integer[], q float8)
 RETURNS float8 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     total  bigint;
     target bigint;
     seen   bigint := 0;
-    n      integer := coalesce(array_length(buckets, 1), 0);
+    last   constant integer := 138;  -- the index of the last bucket, 2^17 ms and above
 BEGIN
     SELECT coalesce(sum(x), 0) INTO total FROM unnest(buckets) AS x;
     IF total = 0 THEN
         RETURN NULL;
     END IF;
     target := greatest(1, ceil(least(greatest(q, 0), 1) * total));
-    FOR i IN 1 .. n LOOP
+    FOR i IN array_lower(buckets, 1) .. array_upper(buckets, 1) LOOP
         seen := seen + coalesce(buckets[i], 0);
         IF seen >= target THEN
-            RETURN CASE WHEN i = 1 THEN 0.5
-                        WHEN i = n THEN power(2, (i - 2) / 8.0)
+            RETURN CASE WHEN i <= 1 THEN 0.5
+                        WHEN i >= last THEN power(2, (last - 2) / 8.0)
                         ELSE power(2, (i - 1.5) / 8.0) END;
         END IF;
     END LOOP;
     RETURN NULL;
 END $$;
 
--- Element-wise sum of two histograms (NULL is empty); histogram_merge sums a column of them.
+-- Element-wise sum of two histograms (NULL is empty), spanning both; histogram_merge sums a
+-- column of them.
 CREATE FUNCTION mendline.histogram_add(a integer[], b integer[])
-RETURNS integer[] LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE
-        ARRAY(SELECT coalesce(x, 0) + coalesce(y, 0)
-              FROM unnest(a, b) WITH ORDINALITY AS u(x, y, i) ORDER BY i) END
-$$;
+RETURNS integer[] LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    sum integer[] := '{}';
+BEGIN
+    IF a IS NULL OR cardinality(a) = 0 THEN
+        RETURN b;
+    ELSIF b IS NULL OR cardinality(b) = 0 THEN
+        RETURN a;
+    END IF;
+    -- Assigning from the lowest index up builds an array with that lower bound.
+    FOR i IN least(array_lower(a, 1), array_lower(b, 1))
+             .. greatest(array_upper(a, 1), array_upper(b, 1)) LOOP
+        sum[i] := coalesce(a[i], 0) + coalesce(b[i], 0);
+    END LOOP;
+    RETURN sum;
+END $$;
 CREATE AGGREGATE mendline.histogram_merge(integer[]) (
     SFUNC = mendline.histogram_add,
     STYPE = integer[]
 );
+
+-- The histogram with all its buckets (element k + 1 counts bucket k), for tools that read
+-- a plain array.
+CREATE FUNCTION mendline.histogram_dense(buckets integer[])
+RETURNS integer[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT array_agg(coalesce(buckets[i], 0) ORDER BY i) FROM generate_series(1, 138) AS i
+$$;
 
 -- Daily partitions of mendline.check_results_raw from `start_day` for `days` days; idempotent.
 CREATE FUNCTION mendline.ensure_check_results_partitions(start_day date, days integer)
