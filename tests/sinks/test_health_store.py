@@ -544,3 +544,17 @@ async def test_sql_histograms_merge_and_read_like_the_python_sketch(pool: asyncp
         assert list(row["dense"]) == expected
         assert row["p50"] == pytest.approx(quantile(expected, 0.5), rel=1e-12)
         assert row["p99"] == pytest.approx(quantile(expected, 0.99), rel=1e-12)
+
+
+async def test_a_result_older_than_the_last_judged_is_kept_but_moves_nothing(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check(failure_threshold=1)
+    await store.sync_checks([c], T0)
+    await run(store, c, "+", start=T0 + timedelta(minutes=5))
+    late = await store.record(result(c, T0, False), c, "m1", in_maintenance=False)
+    assert (late.stored, late.judged, late.status, late.transition) == (True, False, "up", None)
+    state = await store.state(c.name)
+    assert state is not None and (state.status, state.failures) == ("up", 0)
+    assert await pool.fetchval("SELECT count(*) FROM mendline.check_results_raw") == 2
+    assert await pool.fetchval("SELECT count(*) FROM mendline.triggers") == 0
