@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     retention_days: int = Field(
         default=30, ge=1, description="Days of events kept by `mendline events prune`."
     )
+    check_results_retention_days: int = Field(
+        default=7, ge=1, description="Days of health check results kept (and per-minute rollups)."
+    )
+    check_rollups_retention_days: int = Field(
+        default=400, ge=1, description="Days of hourly and daily health check rollups kept."
+    )
     producer_auth: Literal["off", "warn", "enforce"] = Field(
         default="off",
         description="Check producers' signatures: `off`, `warn` (store, count, log) or "

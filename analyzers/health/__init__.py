@@ -16,6 +16,15 @@ from mendline.analyzers.health.conditions import (
     evaluate,
     parse_condition,
 )
+from mendline.analyzers.health.evidence import (
+    check_target,
+    downtime_title,
+    failure_evidence,
+    stored_conditions,
+    stored_error,
+    stored_text,
+    trigger_details,
+)
 from mendline.analyzers.health.heartbeat import (
     MAX_VERDICTS,
     HeartbeatJudgement,
@@ -27,30 +36,63 @@ from mendline.analyzers.health.heartbeat import (
 )
 from mendline.analyzers.health.maintenance import active_window, next_window_change
 from mendline.analyzers.health.results import heartbeat_result, probe_result
+from mendline.analyzers.health.sketch import (
+    HISTOGRAM_BUCKETS,
+    RELATIVE_ERROR,
+    bucket_of,
+    histogram,
+    merge_histograms,
+    quantile,
+)
+from mendline.analyzers.health.slots import (
+    cadence,
+    counted_seconds,
+    first_slot,
+    next_slot,
+    slot_offset,
+)
 from mendline.analyzers.health.thresholds import Judgement, judge
 
 __all__ = [
     "DEFAULT_KEYS",
+    "HISTOGRAM_BUCKETS",
     "MAX_VERDICTS",
     "NOT_OBSERVED",
+    "RELATIVE_ERROR",
     "CheckSet",
     "Condition",
     "HeartbeatJudgement",
     "HeartbeatVerdict",
     "Judgement",
     "active_window",
+    "bucket_of",
+    "cadence",
     "check_env",
+    "check_target",
     "checkins_since",
+    "counted_seconds",
     "default_conditions",
+    "downtime_title",
     "evaluate",
     "expected_after",
+    "failure_evidence",
+    "first_slot",
     "heartbeat_result",
+    "histogram",
     "judge",
     "judge_heartbeat",
     "load_checks",
+    "merge_histograms",
+    "next_slot",
     "next_window_change",
     "parse_checks",
     "parse_condition",
     "probe_result",
+    "quantile",
+    "slot_offset",
+    "stored_conditions",
+    "stored_error",
+    "stored_text",
+    "trigger_details",
     "validate_cron",
 ]

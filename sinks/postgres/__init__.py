@@ -1,5 +1,5 @@
-"""PostgreSQL: the event store, the analysis and alert work queues, issue administration, and
-the versioned migrations of schema ``mendline``."""
+"""PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
+issue administration, and the versioned migrations of schema ``mendline``."""
 
 from mendline.sinks.postgres._admin import (
     IssueNotFound,
@@ -15,7 +15,7 @@ from mendline.sinks.postgres._alerts import (
     route_key,
 )
 from mendline.sinks.postgres._checkins import ALL_ENVIRONMENTS, CheckinStore, connect_checkins
-from mendline.sinks.postgres._connect import connect_alerts, connect_findings
+from mendline.sinks.postgres._connect import connect_alerts, connect_findings, connect_health
 from mendline.sinks.postgres._errors import (
     is_bad_data,
     is_outage,
@@ -29,6 +29,13 @@ from mendline.sinks.postgres._findings import (
     FindingNotFound,
     FindingStore,
     StoredFinding,
+)
+from mendline.sinks.postgres._health import (
+    DueSlot,
+    HealthStore,
+    PruneResult,
+    RecordOutcome,
+    SyncResult,
 )
 from mendline.sinks.postgres._migrate import (
     MIGRATIONS_LOCK,
@@ -48,17 +55,23 @@ __all__ = [
     "CheckinStore",
     "Claim",
     "DueDelivery",
+    "DueSlot",
     "FindingNotFound",
     "FindingStore",
+    "HealthStore",
     "IssueNotFound",
     "Listener",
+    "PruneResult",
+    "RecordOutcome",
     "RoutingResult",
     "Store",
     "StoredFinding",
+    "SyncResult",
     "available_migrations",
     "connect_alerts",
     "connect_checkins",
     "connect_findings",
+    "connect_health",
     "connect_store",
     "ignore_issue",
     "is_bad_data",

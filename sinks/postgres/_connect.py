@@ -1,13 +1,15 @@
-"""The stores of the analysis and alert stages, each on a new pool of a migrated database."""
+"""The stores of the analysis, alert and monitor stages, each on a new pool of a migrated
+database."""
 
 from __future__ import annotations
 
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres._alerts import AlertStore
 from mendline.sinks.postgres._findings import FindingStore
+from mendline.sinks.postgres._health import HealthStore
 from mendline.sinks.postgres._migrate import migrated_pool
 
-__all__ = ["connect_alerts", "connect_findings"]
+__all__ = ["connect_alerts", "connect_findings", "connect_health"]
 
 
 async def connect_findings(settings: Settings, size: int) -> FindingStore:
@@ -21,3 +23,12 @@ async def connect_alerts(settings: Settings, size: int = 6) -> AlertStore:
     """An AlertStore on a new pool, after applying pending migrations."""
     pool = await migrated_pool(settings.database_url.get_secret_value(), size)
     return AlertStore(pool, settings.issue_url_template)
+
+
+async def connect_health(settings: Settings, size: int = 4) -> HealthStore:
+    """A HealthStore on a new pool, after applying pending migrations, with the result
+    partitions of today and the next two days in place."""
+    pool = await migrated_pool(settings.database_url.get_secret_value(), size)
+    store = HealthStore(pool)
+    await store.ensure_partitions()
+    return store

@@ -1,0 +1,618 @@
+"""Health checks in PostgreSQL: the registry synced from the checks file, the schedule that
+monitors claim slots from, each check's state, its results and rollups, and its issue and
+triggers when it goes down, comes back or flaps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from mendline.analyzers.health import (
+    Judgement,
+    bucket_of,
+    cadence,
+    check_target,
+    counted_seconds,
+    downtime_title,
+    first_slot,
+    judge,
+    next_slot,
+    stored_conditions,
+    stored_error,
+    stored_text,
+    trigger_details,
+)
+from mendline.schemas.checks import Check, CheckResult, CheckState, CheckStatus, Transition
+from mendline.schemas.errors import ConfigError, NotFound
+from mendline.schemas.event import LEVEL_RANK
+from mendline.sinks.postgres._errors import translating
+from mendline.sinks.postgres._store import TRIGGERS_CHANNEL
+
+if TYPE_CHECKING:
+    _Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
+
+__all__ = ["DueSlot", "HealthStore", "PruneResult", "RecordOutcome", "SyncResult"]
+
+# Taken by the transaction that syncs the checks file: two monitors starting at once take
+# turns, the second finding everything in place.
+_SYNC_LOCK = 0x6D6C636865636B73  # "mlchecks"
+_TRIGGER_KINDS: dict[Transition, str] = {
+    "down": "health_down",
+    "recovered": "health_recovered",
+    "flapping": "health_flapping",
+}
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What syncing the checks file did, by check name."""
+
+    added: tuple[str, ...] = ()
+    #: Their definition changed; state and history kept.
+    changed: tuple[str, ...] = ()
+    #: Changed or restored with a new interval: their next slot is on the new grid.
+    rescheduled: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    #: No longer in the file: kept, not run.
+    retired: tuple[str, ...] = ()
+    #: Back in the file after being retired.
+    restored: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DueSlot:
+    """A slot a monitor holds the lease of: run ``check`` for ``scheduled_at``. ``attempt``
+    counts the claims of this slot (2 and more: a monitor before did not finish it)."""
+
+    check: str
+    scheduled_at: datetime
+    attempt: int
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What recording a result did. ``stored`` False: the slot's result was there already
+    and nothing changed. ``judged`` False: stored but older than the last result judged, so
+    it moved nothing. ``trigger_id`` is the trigger made (None: none)."""
+
+    stored: bool
+    judged: bool
+    status: CheckStatus | None = None
+    transition: Transition | None = None
+    reasons: tuple[str, ...] = ()
+    issue_id: int | None = None
+    trigger_id: int | None = None
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What pruning removed: day partitions of results, and rollup rows."""
+
+    partitions: tuple[str, ...]
+    rollups: int
+
+
+@dataclass(frozen=True)
+class _Definition:
+    check: Check
+    text: str
+    digest: str
+
+    @classmethod
+    def of(cls, check: Check) -> _Definition:
+        text = json.dumps(check.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return cls(check, text, hashlib.sha256(text.encode()).hexdigest())
+
+
+@translating
+class HealthStore:
+    """The monitor's reads and writes, over a connection pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._partitions_until: date | None = None
+
+    async def close(self) -> None:
+        """Close the pool; idempotent."""
+        await self.pool.close()
+
+    async def ensure_partitions(self, today: date | None = None) -> None:
+        """Make sure the daily result partitions exist from ``today`` to two days ahead."""
+        today = today or datetime.now(UTC).date()
+        await self.pool.execute("SELECT mendline.ensure_check_results_partitions($1, 3)", today)
+        self._partitions_until = today + timedelta(days=2)
+
+    # -- the registry ----------------------------------------------------------------------
+
+    async def sync_checks(self, checks: Sequence[Check], now: datetime | None = None) -> SyncResult:
+        """Make the registry the checks file's: new names added (a probed check's first slot
+        within one interval, at its own offset), changed ones updated with their state and
+        history kept (on a new grid when the interval changed), names gone retired (kept),
+        retired names back restored. An unchanged check keeps its schedule and state."""
+        now = now or datetime.now(UTC)
+        seen: dict[str, list[str]] = {k: [] for k in SyncResult.__dataclass_fields__}
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SYNC_LOCK)
+            rows = {
+                r["name"]: r
+                for r in await conn.fetch(
+                    """SELECT name, definition_hash, interval_seconds, retired_at
+                       FROM mendline.checks FOR UPDATE"""
+                )
+            }
+            for check in checks:
+                definition = _Definition.of(check)
+                old = rows.get(check.name)
+                if old is None:
+                    seen["added"].append(check.name)
+                elif old["retired_at"] is not None:
+                    seen["restored"].append(check.name)
+                elif old["definition_hash"] != definition.digest:
+                    seen["changed"].append(check.name)
+                else:
+                    seen["unchanged"].append(check.name)
+                    continue
+                await self._upsert_check(conn, definition, now)
+                regrid = old is None or (
+                    old["retired_at"] is not None or old["interval_seconds"] != check.interval
+                )
+                if await self._schedule(conn, check, now, regrid) and old is not None:
+                    seen["rescheduled"].append(check.name)
+            names = {c.name for c in checks}
+            gone = sorted(n for n, r in rows.items() if n not in names and r["retired_at"] is None)
+            await conn.execute(
+                "UPDATE mendline.checks SET retired_at = $2 WHERE name = ANY($1::text[])",
+                gone,
+                now,
+            )
+            seen["retired"] = gone
+        return SyncResult(**{k: tuple(v) for k, v in seen.items()})
+
+    async def _upsert_check(self, conn: _Conn, definition: _Definition, now: datetime) -> None:
+        check = definition.check
+        await conn.execute(
+            """INSERT INTO mendline.checks AS c
+                   (name, kind, definition, definition_hash, environment, service, tags,
+                    severity, interval_seconds, created_at, updated_at)
+               VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7::jsonb, $8, $9, $10, $10)
+               ON CONFLICT (name) DO UPDATE SET
+                   kind = EXCLUDED.kind, definition = EXCLUDED.definition,
+                   definition_hash = EXCLUDED.definition_hash,
+                   environment = EXCLUDED.environment, service = EXCLUDED.service,
+                   tags = EXCLUDED.tags, severity = EXCLUDED.severity,
+                   interval_seconds = EXCLUDED.interval_seconds, updated_at = $10,
+                   retired_at = NULL""",
+            check.name,
+            check.kind,
+            definition.text,
+            definition.digest,
+            check.environment,
+            check.labels_service,
+            json.dumps(check.tags),
+            check.severity,
+            check.interval,
+            now,
+        )
+        await conn.execute(
+            "INSERT INTO mendline.check_state (check_name) VALUES ($1) ON CONFLICT DO NOTHING",
+            check.name,
+        )
+
+    async def _schedule(self, conn: _Conn, check: Check, now: datetime, regrid: bool) -> bool:
+        """Give a probed check its schedule row (a heartbeat none); with ``regrid``, its next
+        slot on the grid of its interval. True when its next slot was set."""
+        if check.kind == "heartbeat":
+            await conn.execute(
+                "DELETE FROM mendline.check_schedule WHERE check_name = $1", check.name
+            )
+            return False
+        slot = first_slot(check.name, check.interval, now)
+        status = await conn.execute(
+            """INSERT INTO mendline.check_schedule AS s (check_name, next_due) VALUES ($1, $2)
+               ON CONFLICT (check_name) DO UPDATE SET next_due = EXCLUDED.next_due
+               WHERE $3""",
+            check.name,
+            slot,
+            regrid,
+        )
+        return status.endswith(" 1")
+
+    # -- the schedule ----------------------------------------------------------------------
+
+    async def claim_due(
+        self, owner: str, lease: float, limit: int, *, now: datetime | None = None
+    ) -> list[DueSlot]:
+        """Take up to ``limit`` due slots of probed checks for ``lease`` seconds (``now``:
+        the database's clock unless given). SKIP LOCKED and the lease make each slot run
+        once across any number of monitors; a slot whose lease ran out (its monitor was
+        killed) is claimed again, the same ``scheduled_at``, its ``attempt`` one more."""
+        rows = await self.pool.fetch(
+            """WITH due AS (
+                   SELECT s.check_name FROM mendline.check_schedule s
+                   JOIN mendline.checks c ON c.name = s.check_name
+                   WHERE c.retired_at IS NULL AND c.kind <> 'heartbeat'
+                     AND s.next_due <= coalesce($4::timestamptz, now())
+                     AND (s.lease_until IS NULL
+                          OR s.lease_until <= coalesce($4::timestamptz, now()))
+                   ORDER BY s.next_due, s.check_name LIMIT $1
+                   FOR UPDATE OF s SKIP LOCKED)
+               UPDATE mendline.check_schedule s
+               SET owner = $2,
+                   lease_until = coalesce($4::timestamptz, now()) + make_interval(secs => $3),
+                   attempts = CASE WHEN s.slot_at = s.next_due THEN s.attempts + 1 ELSE 1 END,
+                   slot_at = s.next_due
+               FROM due WHERE s.check_name = due.check_name
+               RETURNING s.check_name, s.slot_at, s.attempts""",
+            limit,
+            owner,
+            lease,
+            now,
+        )
+        slots = [DueSlot(r["check_name"], r["slot_at"], r["attempts"]) for r in rows]
+        return sorted(slots, key=lambda s: (s.scheduled_at, s.check))
+
+    async def renew(self, owner: str, checks: Sequence[str], lease: float) -> None:
+        """Extend the lease of the slots this owner still holds (a long check)."""
+        await self.pool.execute(
+            """UPDATE mendline.check_schedule
+               SET lease_until = now() + make_interval(secs => $3)
+               WHERE check_name = ANY($1::text[]) AND owner = $2 AND lease_until IS NOT NULL""",
+            list(checks),
+            owner,
+            lease,
+        )
+
+    # -- results -----------------------------------------------------------------------------
+
+    async def record(
+        self,
+        result: CheckResult,
+        check: Check,
+        owner: str,
+        *,
+        in_maintenance: bool,
+        now: datetime | None = None,
+    ) -> RecordOutcome:
+        """Record a result of ``check`` in one transaction: the result (once per slot: if
+        the slot's result is there, nothing else changes), the check's new state as
+        analyzers.health.judge decides it (written only over the state it was judged from),
+        its next slot after ``max(scheduled_at, now)`` with the slot's lease released, the
+        rollups, and on a transition its issue (opened, reopened or resolved) and trigger,
+        the alert stage told. A heartbeat's result goes the same way, without a schedule."""
+        if result.check != check.name:
+            raise ValueError(f"a result of {result.check!r} recorded as {check.name!r}'s")
+        now = now or datetime.now(UTC)
+        at = result.scheduled_at
+        if self._partitions_until is None or at.astimezone(UTC).date() > self._partitions_until:
+            await self.ensure_partitions(max(now.astimezone(UTC).date(), at.astimezone(UTC).date()))
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await self._insert_result(conn, result, owner, in_maintenance):
+                return RecordOutcome(stored=False, judged=False)
+            row = await conn.fetchrow(
+                "SELECT * FROM mendline.check_state WHERE check_name = $1 FOR UPDATE", check.name
+            )
+            if row is None:
+                raise NotFound(
+                    f"no check {check.name!r} is registered", hint="sync the checks file first"
+                )
+            if check.kind != "heartbeat":
+                await self._advance(conn, check, at, now)
+            previous = row["last_result_at"]
+            if previous is not None and at <= previous:
+                await self._roll_up(conn, check, result, in_maintenance, 0.0, down=False)
+                return RecordOutcome(True, False, row["status"], reasons=("older than judged",))
+            judged = judge(
+                _state(row),
+                result.success,
+                at,
+                failure_threshold=check.failure_threshold,
+                success_threshold=check.success_threshold,
+                flap_threshold=check.flap_threshold,
+                flap_window=check.flap_window,
+                in_maintenance=in_maintenance,
+            )
+            await self._write_state(conn, row, judged.state, result)
+            seconds = 0.0 if in_maintenance else counted_seconds(previous, at, cadence(check))
+            down = judged.state.status == "down"
+            await self._roll_up(conn, check, result, in_maintenance, seconds, down=down)
+            issue_id, trigger_id = row["issue_id"], None
+            if judged.transition is not None:
+                issue_id, trigger_id = await self._tell(conn, check, result, judged, issue_id)
+            return RecordOutcome(
+                True,
+                True,
+                judged.state.status,
+                judged.transition,
+                judged.reasons,
+                issue_id,
+                trigger_id,
+            )
+
+    async def _insert_result(
+        self, conn: _Conn, result: CheckResult, owner: str, in_maintenance: bool
+    ) -> bool:
+        stored = await conn.fetchval(
+            """INSERT INTO mendline.check_results_raw
+                   (check_name, scheduled_at, started_at, duration, success, maintenance,
+                    conditions, timings, error, error_kind, owner)
+               VALUES ($1, $2, $3, $4, $5, $6, $7::json, $8::json, $9, $10, $11)
+               ON CONFLICT (check_name, scheduled_at) DO NOTHING RETURNING true""",
+            result.check,
+            result.scheduled_at,
+            result.started_at,
+            result.duration,
+            result.success,
+            in_maintenance,
+            json.dumps(stored_conditions(result)),
+            json.dumps(result.timings),
+            stored_error(result),
+            result.error_kind,
+            stored_text(owner, 200),
+        )
+        return bool(stored)
+
+    async def _advance(self, conn: _Conn, check: Check, at: datetime, now: datetime) -> None:
+        """The slot ``at`` is done: the schedule moves past it (unless it moved already) and
+        the slot's lease is released, whoever held it (its result is in)."""
+        await conn.execute(
+            """UPDATE mendline.check_schedule SET
+                   next_due = CASE WHEN next_due <= $2 THEN $3 ELSE next_due END,
+                   owner = CASE WHEN slot_at = $2 THEN NULL ELSE owner END,
+                   lease_until = CASE WHEN slot_at = $2 THEN NULL ELSE lease_until END
+               WHERE check_name = $1""",
+            check.name,
+            at,
+            next_slot(at, check.interval, now),
+        )
+
+    async def _write_state(
+        self, conn: _Conn, row: Any, state: CheckState, result: CheckResult
+    ) -> None:
+        # Compare-and-set on version: written only over the state it was judged from.
+        written = await conn.fetchval(
+            """UPDATE mendline.check_state SET
+                   status = $3, since = $4, failures = $5, successes = $6, changes = $7,
+                   flapping = $8, last_result_at = $9, last_success = $10, last_error = $11,
+                   version = version + 1, updated_at = now()
+               WHERE check_name = $1 AND version = $2 RETURNING version""",
+            row["check_name"],
+            row["version"],
+            state.status,
+            state.since,
+            state.failures,
+            state.successes,
+            list(state.changes),
+            state.flapping,
+            result.scheduled_at,
+            result.success,
+            stored_error(result),
+        )
+        if written is None:  # pragma: no cover - the row is locked FOR UPDATE
+            raise RuntimeError(f"the state of {row['check_name']!r} changed under its lock")
+
+    async def _roll_up(
+        self,
+        conn: _Conn,
+        check: Check,
+        result: CheckResult,
+        in_maintenance: bool,
+        seconds: float,
+        *,
+        down: bool,
+    ) -> None:
+        """Add the result to its minute, hour and day (see 0011_health.sql)."""
+        at = result.scheduled_at.astimezone(UTC)
+        minute = at.replace(second=0, microsecond=0)
+        buckets = [minute, minute.replace(minute=0), minute.replace(hour=0, minute=0)]
+        answered = not in_maintenance and result.error_kind is None
+        ms = result.response_time * 1000
+        await conn.execute(
+            """INSERT INTO mendline.check_rollups AS r
+                   (check_name, width, bucket, count, failures, maintenance_count,
+                    observed_seconds, downtime_seconds, response_count, response_sum_ms,
+                    histogram)
+               SELECT $1, u.w, u.b, 1, $4, $5, $6, $7, $8, $9,
+                      CASE WHEN u.w <> 'minute' AND $10::int IS NOT NULL
+                           THEN array_fill(1, ARRAY[1], ARRAY[$10::int + 1]) END
+               FROM unnest($2::text[], $3::timestamptz[]) AS u(w, b)
+               ON CONFLICT (check_name, width, bucket) DO UPDATE SET
+                   count = r.count + 1,
+                   failures = r.failures + EXCLUDED.failures,
+                   maintenance_count = r.maintenance_count + EXCLUDED.maintenance_count,
+                   observed_seconds = r.observed_seconds + EXCLUDED.observed_seconds,
+                   downtime_seconds = r.downtime_seconds + EXCLUDED.downtime_seconds,
+                   response_count = r.response_count + EXCLUDED.response_count,
+                   response_sum_ms = r.response_sum_ms + EXCLUDED.response_sum_ms,
+                   histogram = mendline.histogram_add(r.histogram, EXCLUDED.histogram)""",
+            check.name,
+            ["minute", "hour", "day"],
+            buckets,
+            int(not result.success and not in_maintenance),
+            int(in_maintenance),
+            seconds,
+            seconds if down else 0.0,
+            int(answered),
+            ms if answered else 0.0,
+            bucket_of(ms) if answered else None,
+        )
+
+    async def _tell(
+        self,
+        conn: _Conn,
+        check: Check,
+        result: CheckResult,
+        judged: Judgement,
+        issue_id: int | None,
+    ) -> tuple[int | None, int | None]:
+        """The issue and trigger of a transition: down opens (or reopens) the check's issue,
+        recovered resolves it, flapping keeps it as it is. Nothing to tell of a recovery
+        that was never told down."""
+        transition = judged.transition
+        assert transition is not None
+        if transition == "recovered":
+            issue_id = await conn.fetchval(
+                """UPDATE mendline.issues SET
+                       status = CASE WHEN status = 'unresolved' THEN 'resolved' ELSE status END,
+                       resolved_at = CASE WHEN status = 'unresolved' THEN now()
+                                          ELSE resolved_at END,
+                       updated_at = now()
+                   WHERE primary_hash = $1 RETURNING id""",
+                _issue_hash(check),
+            )
+            if issue_id is None:
+                return None, None
+        else:
+            issue_id = await self._open_issue(conn, check, result, judged, transition == "down")
+        await conn.execute(
+            "UPDATE mendline.check_state SET issue_id = $2 WHERE check_name = $1",
+            check.name,
+            issue_id,
+        )
+        trigger_id = await conn.fetchval(
+            """INSERT INTO mendline.triggers
+                   (issue_id, kind, dedup_key, details, environment, tags)
+               VALUES ($1, $2, $3, $4::jsonb, $5, $6::json)
+               ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
+            issue_id,
+            _TRIGGER_KINDS[transition],
+            ":".join(
+                (
+                    "health",
+                    check.name,
+                    check.environment,
+                    _TRIGGER_KINDS[transition],
+                    result.scheduled_at.astimezone(UTC).isoformat(),
+                )
+            ),
+            json.dumps(trigger_details(check, result, judged)),
+            check.environment,
+            json.dumps({**check.tags, "check": check.name, "check_kind": check.kind}),
+        )
+        if trigger_id is not None:
+            await conn.execute("SELECT pg_notify($1, '')", TRIGGERS_CHANNEL)
+        return issue_id, trigger_id
+
+    async def _open_issue(
+        self, conn: _Conn, check: Check, result: CheckResult, judged: Judgement, down: bool
+    ) -> int:
+        """The check's issue, created when missing; with ``down``, titled from this result
+        and reopened if it was resolved."""
+        title = downtime_title(check, result, judged.state.failures)
+        if not down:
+            title = f"Flapping: {check.name}"
+        issue_id: int = await conn.fetchval(
+            """INSERT INTO mendline.issues AS i
+                   (service, primary_hash, title, culprit, level, level_rank, first_seen,
+                    last_seen, times_seen, environments, kind)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 1, ARRAY[$8], 'health')
+               ON CONFLICT (primary_hash) DO UPDATE SET
+                   title = CASE WHEN $9 THEN EXCLUDED.title ELSE i.title END,
+                   service = EXCLUDED.service, culprit = EXCLUDED.culprit,
+                   level = EXCLUDED.level, level_rank = EXCLUDED.level_rank,
+                   last_seen = greatest(i.last_seen, EXCLUDED.last_seen),
+                   times_seen = i.times_seen + CASE WHEN $9 THEN 1 ELSE 0 END,
+                   status = CASE WHEN $9 AND i.status = 'resolved' THEN 'unresolved'
+                                 ELSE i.status END,
+                   regressed_at = CASE WHEN $9 AND i.status = 'resolved' THEN now()
+                                       ELSE i.regressed_at END,
+                   regressions = i.regressions
+                                 + CASE WHEN $9 AND i.status = 'resolved' THEN 1 ELSE 0 END,
+                   updated_at = now()
+               RETURNING id""",
+            check.labels_service,
+            _issue_hash(check),
+            stored_text(title, 500),
+            stored_text(check_target(check), 500),
+            check.severity,
+            LEVEL_RANK[check.severity],
+            result.scheduled_at,
+            check.environment,
+            down,
+        )
+        return issue_id
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def state(self, name: str) -> CheckState | None:
+        """Where the check stands (None: not registered)."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM mendline.check_state WHERE check_name = $1", name
+        )
+        return None if row is None else _state(row)
+
+    async def heartbeat_judged_until(self, name: str) -> datetime | None:
+        """The slot of the newest result judged for the check (None: none yet): a heartbeat
+        monitor judges the slots after it."""
+        judged: datetime | None = await self.pool.fetchval(
+            "SELECT last_result_at FROM mendline.check_state WHERE check_name = $1", name
+        )
+        return judged
+
+    # -- retention ---------------------------------------------------------------------------
+
+    async def prune(
+        self, now: datetime | None = None, raw_days: int = 7, rollup_days: int = 400
+    ) -> PruneResult:
+        """Drop the day partitions of results older than ``raw_days`` (and such results in
+        the default partition), minute rollups as old, and hour and day rollups older than
+        ``rollup_days``."""
+        if raw_days < 1 or rollup_days < 1:
+            raise ConfigError(f"retention must be at least 1 day, not {min(raw_days, rollup_days)}")
+        today = (now or datetime.now(UTC)).astimezone(UTC).date()
+        raw_cutoff = _midnight(today - timedelta(days=raw_days))
+        rollup_cutoff = _midnight(today - timedelta(days=rollup_days))
+        async with self.pool.acquire() as conn, conn.transaction():
+            names = [
+                r["relname"]
+                for r in await conn.fetch(
+                    """SELECT c.relname FROM pg_inherits i
+                       JOIN pg_class c ON c.oid = i.inhrelid
+                       WHERE i.inhparent = 'mendline.check_results_raw'::regclass
+                         AND c.relname ~ '^check_results_raw_[0-9]{8}$'
+                       ORDER BY c.relname"""
+                )
+            ]
+            old = [n for n in names if _midnight(_day_of(n)) < raw_cutoff]
+            for name in old:
+                # The name comes from the catalogue and matched the pattern above.
+                await conn.execute(f'DROP TABLE mendline."{name}"')
+            await conn.execute(
+                "DELETE FROM mendline.check_results_raw_default WHERE scheduled_at < $1",
+                raw_cutoff,
+            )
+            status = await conn.execute(
+                """DELETE FROM mendline.check_rollups
+                   WHERE (width = 'minute' AND bucket < $1) OR bucket < $2""",
+                raw_cutoff,
+                rollup_cutoff,
+            )
+        return PruneResult(tuple(old), int(status.rsplit(" ", 1)[1]))
+
+
+def _state(row: Any) -> CheckState:
+    return CheckState(
+        row["status"],
+        row["since"],
+        row["failures"],
+        row["successes"],
+        tuple(row["changes"]),
+        row["flapping"],
+    )
+
+
+def _issue_hash(check: Check) -> str:
+    return f"health:{check.name}:{check.environment}"
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _day_of(partition: str) -> date:
+    return datetime.strptime(partition.rsplit("_", 1)[1], "%Y%m%d").date()

@@ -1,0 +1,560 @@
+"""The health checks' store against a real PostgreSQL: the registry synced from the file, slots
+claimed once across monitors, leases that run out, one result per slot, the state's
+compare-and-set, issues and triggers on transitions, rollups, partitions and the views."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from pydantic import TypeAdapter
+
+from mendline.analyzers.health import (
+    RELATIVE_ERROR,
+    bucket_of,
+    histogram,
+    judge,
+    merge_histograms,
+    quantile,
+)
+from mendline.schemas.checks import Check, CheckResult, CheckState
+from mendline.schemas.errors import ConfigError, NotFound
+from mendline.sinks.postgres import (
+    TRIGGERS_CHANNEL,
+    HealthStore,
+    RecordOutcome,
+    migrated_pool,
+)
+
+pytestmark = pytest.mark.integration
+CHECK: TypeAdapter[Check] = TypeAdapter(Check)
+# Yesterday at noon: slots in the past, so the database's clock finds them due.
+README = Path(__file__).resolve().parents[2] / "README.md"
+T0 = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
+
+
+def check(name: str = "payments-api", **fields: Any) -> Check:
+    definition = {"kind": "http", "url": f"https://{name}.example.com/health", "interval": 60}
+    return CHECK.validate_python({"name": name, **definition, **fields})
+
+
+def result(
+    c: Check,
+    at: datetime,
+    success: bool,
+    *,
+    response: float = 0.05,
+    status: int | None = None,
+    error_kind: str | None = None,
+) -> CheckResult:
+    observed = str(status or (200 if success else 503))
+    return CheckResult.model_validate(
+        {
+            "check": c.name,
+            "kind": c.kind,
+            "scheduled_at": at,
+            "started_at": at,
+            "duration": response,
+            "success": success,
+            "conditions": [
+                {"condition": "[STATUS] == 200", "success": success, "observed": observed}
+            ],
+            "timings": {"total": response},
+            "error": "no answer" if error_kind else None,
+            "error_kind": error_kind,
+        }
+    )
+
+
+@pytest.fixture
+async def pool(fresh_db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await migrated_pool(fresh_db_url, 4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def store(pool: asyncpg.Pool) -> HealthStore:
+    health = HealthStore(pool)
+    await health.ensure_partitions()
+    return health
+
+
+async def run(
+    store: HealthStore, c: Check, marks: str, start: datetime = T0, owner: str = "m1"
+) -> list[RecordOutcome]:
+    """Record results one interval apart: '+' success, '-' failure, 'm' failure in a
+    maintenance window."""
+    outcomes = []
+    for i, mark in enumerate(marks):
+        at = start + timedelta(seconds=i * c.interval)
+        outcome = await store.record(
+            result(c, at, mark == "+"), c, owner, in_maintenance=mark == "m"
+        )
+        outcomes.append(outcome)
+    return outcomes
+
+
+async def triggers(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return list(await pool.fetch("SELECT * FROM mendline.triggers ORDER BY id"))
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+
+async def test_sync_keeps_unchanged_checks_and_retires_what_left_the_file(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    a, b = check("a"), check("b")
+    first = await store.sync_checks([a, b], T0)
+    assert first.added == ("a", "b")
+    await run(store, a, "---")
+    before = await pool.fetchrow("SELECT * FROM mendline.check_state WHERE check_name = 'a'")
+    due_a = await pool.fetchval("SELECT next_due FROM mendline.check_schedule WHERE check_name='a'")
+    b2, c = check("b", interval=120, failure_threshold=5), check("c")
+    second = await store.sync_checks([a, b2, c], T0 + timedelta(hours=1))
+    assert (second.unchanged, second.changed, second.rescheduled, second.added) == (
+        ("a",),
+        ("b",),
+        ("b",),
+        ("c",),
+    )
+    after = await pool.fetchrow("SELECT * FROM mendline.check_state WHERE check_name = 'a'")
+    assert after == before and after["status"] == "down"
+    assert (
+        await pool.fetchval("SELECT next_due FROM mendline.check_schedule WHERE check_name='a'")
+        == due_a
+    )
+    assert (
+        await pool.fetchval("SELECT interval_seconds FROM mendline.checks WHERE name = 'b'") == 120
+    )
+    third = await store.sync_checks([b2], T0 + timedelta(hours=2))
+    assert third.retired == ("a", "c")
+    names = [r["name"] for r in await pool.fetch("SELECT name FROM mendline.check_status")]
+    assert names == ["b"]
+    claimed = await store.claim_due("m1", 30, 10, now=T0 + timedelta(days=1))
+    assert [slot.check for slot in claimed] == ["b"]  # retired checks are not run
+    fourth = await store.sync_checks([a, b2], T0 + timedelta(hours=3))
+    assert fourth.restored == ("a",)
+    restored = await pool.fetchrow("SELECT * FROM mendline.check_state WHERE check_name = 'a'")
+    assert restored["status"] == "down" and restored["failures"] == 3  # history kept
+    assert await pool.fetchval("SELECT count(*) FROM mendline.check_results_raw") == 3
+
+
+async def test_new_checks_start_spread_within_their_interval(store: HealthStore) -> None:
+    checks = [check(f"c{i}", interval=300) for i in range(20)]
+    await store.sync_checks(checks, T0)
+    slots = await store.claim_due("m1", 30, 100, now=T0 + timedelta(seconds=300))
+    starts = {s.scheduled_at for s in slots}
+    assert len(slots) == 20 and len(starts) == 20
+    assert all(T0 < s <= T0 + timedelta(seconds=300) for s in starts)
+
+
+async def test_heartbeats_are_registered_with_a_state_but_never_claimed(
+    store: HealthStore,
+) -> None:
+    beat = CHECK.validate_python({"name": "nightly", "kind": "heartbeat", "every": "1h"})
+    await store.sync_checks([beat], T0)
+    assert await store.claim_due("m1", 30, 10, now=T0 + timedelta(days=2)) == []
+    assert await store.heartbeat_judged_until("nightly") is None
+    slot = T0 + timedelta(hours=1)
+    missed = CheckResult(
+        check="nightly",
+        kind="heartbeat",
+        scheduled_at=slot,
+        started_at=slot,
+        duration=0,
+        success=False,
+        error="no check-in by 13:05",
+        error_kind="missed",
+    )
+    outcome = await store.record(missed, beat, "m1", in_maintenance=False)
+    assert (outcome.transition, outcome.status) == ("down", "down")
+    assert await store.heartbeat_judged_until("nightly") == slot
+
+
+async def test_a_result_of_an_unknown_check_is_refused_and_not_kept(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check("ghost")
+    with pytest.raises(NotFound):
+        await store.record(result(c, T0, True), c, "m1", in_maintenance=False)
+    assert await pool.fetchval("SELECT count(*) FROM mendline.check_results_raw") == 0
+
+
+# -- the schedule -----------------------------------------------------------------------------
+
+
+async def test_each_due_slot_is_claimed_once_by_two_monitors(fresh_db_url: str) -> None:
+    pools = [await migrated_pool(fresh_db_url, 3) for _ in range(2)]
+    try:
+        stores = [HealthStore(p) for p in pools]
+        await stores[0].sync_checks([check(f"c{i}") for i in range(60)], T0)
+
+        async def claim_all(store: HealthStore, owner: str) -> list[tuple[str, datetime]]:
+            taken = []
+            while slots := await store.claim_due(owner, 60, 4):
+                taken.extend((s.check, s.scheduled_at) for s in slots)
+                await asyncio.sleep(0)
+            return taken
+
+        one, two = await asyncio.gather(claim_all(stores[0], "m1"), claim_all(stores[1], "m2"))
+        assert len(one) + len(two) == 60
+        assert len(set(one) | set(two)) == 60
+        assert one and two  # both took part
+    finally:
+        for p in pools:
+            await p.close()
+
+
+async def test_a_killed_monitors_slot_is_claimed_again_and_stored_once(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check()
+    await store.sync_checks([c], T0)
+    t = T0 + timedelta(minutes=2)
+    [first] = await store.claim_due("m1", 30, 10, now=t)
+    assert first.attempt == 1
+    assert await store.claim_due("m2", 30, 10, now=t + timedelta(seconds=10)) == []
+    [again] = await store.claim_due("m2", 30, 10, now=t + timedelta(seconds=31))
+    assert (again.check, again.scheduled_at, again.attempt) == (c.name, first.scheduled_at, 2)
+    # m1 was only slow: both record the slot.
+    late = await store.record(result(c, first.scheduled_at, False), c, "m1", in_maintenance=False)
+    dup = await store.record(result(c, again.scheduled_at, True), c, "m2", in_maintenance=False)
+    assert (late.stored, dup.stored) == (True, False)
+    rows = await pool.fetch("SELECT owner, success FROM mendline.check_results_raw")
+    assert [(r["owner"], r["success"]) for r in rows] == [("m1", False)]
+    state = await store.state(c.name)
+    assert state is not None and state.failures == 1
+    schedule = await pool.fetchrow("SELECT * FROM mendline.check_schedule")
+    assert schedule["next_due"] > datetime.now(UTC) - timedelta(seconds=5)
+    assert schedule["lease_until"] is None and schedule["owner"] is None
+
+
+async def test_a_monitor_down_for_an_hour_runs_the_check_once(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check(interval=300)
+    await store.sync_checks([c], T0)
+    [slot] = await store.claim_due("m1", 30, 10, now=T0 + timedelta(hours=1))
+    back = slot.scheduled_at + timedelta(hours=1, seconds=1)
+    await store.record(result(c, slot.scheduled_at, True), c, "m1", in_maintenance=False, now=back)
+    due = await pool.fetchval("SELECT next_due FROM mendline.check_schedule")
+    assert back < due <= back + timedelta(seconds=300)
+    assert (due - slot.scheduled_at).total_seconds() % 300 == 0  # on the check's grid
+    [next_one] = await store.claim_due("m1", 30, 10, now=due)
+    assert next_one.scheduled_at == due
+    assert await store.claim_due("m2", 30, 10, now=due + timedelta(seconds=10)) == []
+
+
+# -- state, issues and triggers -------------------------------------------------------------
+
+
+async def test_down_then_up_opens_then_resolves_the_issue_with_one_trigger_each(
+    store: HealthStore, pool: asyncpg.Pool, fresh_db_url: str
+) -> None:
+    c = check(failure_threshold=3, success_threshold=2, tags={"team": "pay"}, severity="critical")
+    await store.sync_checks([c], T0)
+    listener = await asyncpg.connect(fresh_db_url)
+    told: list[str] = []
+    await listener.add_listener(TRIGGERS_CHANNEL, lambda *args: told.append(args[2]))
+    try:
+        outcomes = await run(store, c, "+---+-++")
+        await asyncio.sleep(0.2)
+    finally:
+        await listener.close()
+    assert [o.transition for o in outcomes] == [
+        None,
+        None,
+        None,
+        "down",
+        None,
+        None,
+        None,
+        "recovered",
+    ]
+    rows = await triggers(pool)
+    assert [r["kind"] for r in rows] == ["health_down", "health_recovered"]
+    assert len(told) == 2
+    down = rows[0]
+    assert down["environment"] == "production"
+    assert json.loads(down["tags"]) == {"team": "pay", "check": c.name, "check_kind": "http"}
+    details = json.loads(down["details"])
+    assert details["status"] == "down" and details["failures"] == 3
+    assert details["target"] == "https://payments-api.example.com/health"
+    assert details["conditions"] == [
+        {"condition": "[STATUS] == 200", "success": False, "observed": "503"}
+    ]
+    assert details["scheduled_at"] == (T0 + timedelta(minutes=3)).isoformat()
+    assert details["reasons"] and details["timings"] == {"total": 0.05}
+    assert down["dedup_key"] == f"health:{c.name}:production:health_down:{details['scheduled_at']}"
+    issue = await pool.fetchrow("SELECT * FROM mendline.issues")
+    assert (issue["kind"], issue["status"], issue["level"]) == ("health", "resolved", "critical")
+    assert issue["title"] == "Downtime: payments-api (HTTP 503, 3 checks in a row)"
+    assert issue["primary_hash"] == "health:payments-api:production"
+    assert issue["resolved_at"] is not None
+    assert {r["issue_id"] for r in rows} == {issue["id"]}
+    status = await pool.fetchrow("SELECT * FROM mendline.check_status")
+    assert (status["status"], status["issue_id"], status["last_success"]) == (
+        "up",
+        issue["id"],
+        True,
+    )
+
+
+async def test_down_after_a_resolve_reopens_the_same_issue(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check(failure_threshold=2, success_threshold=1)
+    await store.sync_checks([c], T0)
+    await run(store, c, "+--+--")
+    rows = await triggers(pool)
+    assert [r["kind"] for r in rows] == ["health_down", "health_recovered", "health_down"]
+    issue = await pool.fetchrow("SELECT * FROM mendline.issues")
+    assert (issue["status"], issue["regressions"], issue["times_seen"]) == ("unresolved", 1, 2)
+    assert await pool.fetchval("SELECT count(*) FROM mendline.issues") == 1
+
+
+async def test_two_monitors_recording_one_slot_make_one_transition(
+    fresh_db_url: str,
+) -> None:
+    pools = [await migrated_pool(fresh_db_url, 2) for _ in range(2)]
+    try:
+        stores = [HealthStore(p) for p in pools]
+        c = check(failure_threshold=1, success_threshold=1)
+        await stores[0].sync_checks([c], T0)
+        await run(stores[0], c, "+")  # up
+        for i in range(1, 21):
+            at = T0 + timedelta(minutes=i)
+            success = i % 2 == 0  # alternating: each slot is a transition
+            outcomes = await asyncio.gather(
+                stores[0].record(result(c, at, success), c, "m1", in_maintenance=False),
+                stores[1].record(result(c, at, not success), c, "m2", in_maintenance=False),
+            )
+            assert sorted(o.stored for o in outcomes) == [False, True]
+        rows = await pools[0].fetch("SELECT kind FROM mendline.triggers ORDER BY id")
+        results = await pools[0].fetch(
+            "SELECT success FROM mendline.check_results_raw ORDER BY scheduled_at"
+        )
+        assert len(results) == 21
+        # The triggers are those of the stored results, whoever won each slot: judged once.
+        state, told = CheckState(), []
+        for i, row in enumerate(results):
+            judged = judge(
+                state,
+                row["success"],
+                T0 + timedelta(minutes=i),
+                failure_threshold=1,
+                success_threshold=1,
+                flap_threshold=c.flap_threshold,
+                flap_window=c.flap_window,
+            )
+            state = judged.state
+            if judged.transition:
+                told.append(f"health_{judged.transition}")
+        assert [r["kind"] for r in rows] == told
+        assert "health_down" in told and "health_flapping" in told
+    finally:
+        for p in pools:
+            await p.close()
+
+
+async def test_flapping_is_told_once(store: HealthStore, pool: asyncpg.Pool) -> None:
+    c = check(failure_threshold=1, success_threshold=1, flap_threshold=3, flap_window="1h")
+    await store.sync_checks([c], T0)
+    await run(store, c, "+-+-+-+-")
+    kinds = [r["kind"] for r in await triggers(pool)]
+    assert kinds == ["health_down", "health_recovered", "health_flapping"]
+
+
+# -- rollups, views and retention ---------------------------------------------------------------
+
+
+async def test_uptime_counts_maintenance_apart_and_downtime_by_time(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check(failure_threshold=3, success_threshold=2)
+    await store.sync_checks([c], T0)
+    await run(store, c, "---++mmm++")
+    day = await pool.fetchrow("SELECT * FROM mendline.uptime_daily")
+    assert (day["results"], day["failures"], day["maintenance_results"]) == (10, 3, 3)
+    assert day["availability"] == pytest.approx(4 / 7)  # maintenance left out
+    # Down after the 3rd and 4th results: 2 minutes of 7 observed (maintenance not observed).
+    assert day["downtime_seconds"] == 120 and day["observed_seconds"] == 7 * 60
+    assert day["availability_by_time"] == pytest.approx(1 - 120 / 420)
+    assert day["day"] == T0.date()
+
+
+async def test_hourly_percentiles_are_the_python_sketchs(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check(interval=10)
+    await store.sync_checks([c], T0)
+    rng = random.Random(7)
+    values = [rng.lognormvariate(4.5, 0.8) for _ in range(360)]  # ms, one hour at 10 s
+    for i, ms in enumerate(values):
+        at = T0 + timedelta(seconds=10 * i)
+        await store.record(result(c, at, True, response=ms / 1000), c, "m1", in_maintenance=False)
+    timeout = T0 + timedelta(seconds=3600 - 5)  # no answer: no response time
+    await store.record(
+        result(c, timeout, False, error_kind="timeout"), c, "m1", in_maintenance=False
+    )
+    row = await pool.fetchrow("SELECT * FROM mendline.response_time_hourly")
+    assert (row["results"], row["failures"], row["response_count"]) == (361, 1, 360)
+    expected = histogram(values)
+    # Stored sparse: from the first bucket in use to the last.
+    first = next(k for k, n in enumerate(expected) if n)
+    last = max(k for k, n in enumerate(expected) if n)
+    bounds = await pool.fetchrow(
+        """SELECT array_lower(histogram, 1) AS lower, array_upper(histogram, 1) AS upper,
+                  mendline.histogram_dense(histogram) AS dense
+           FROM mendline.response_time_hourly"""
+    )
+    assert (bounds["lower"], bounds["upper"]) == (first + 1, last + 1)
+    assert list(bounds["dense"]) == expected
+    for column, q in (("p50_ms", 0.5), ("p95_ms", 0.95), ("p99_ms", 0.99)):
+        assert row[column] == pytest.approx(quantile(expected, q), rel=1e-12)
+    assert row["mean_ms"] == pytest.approx(sum(values) / len(values))
+    merged = await pool.fetchval(
+        """SELECT mendline.histogram_dense(mendline.histogram_merge(histogram))
+           FROM mendline.check_rollups WHERE width = 'hour'"""
+    )
+    assert list(merged) == expected
+
+
+async def test_check_results_view_reads_like_the_result(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check()
+    await store.sync_checks([c], T0)
+    await store.record(
+        result(c, T0, False, response=0.25, error_kind="timeout").model_copy(
+            update={"error": "late\x00" + "x" * 5000}
+        ),
+        c,
+        "monitor-1",
+        in_maintenance=False,
+    )
+    row = await pool.fetchrow("SELECT * FROM mendline.check_results")
+    assert (row["check_name"], row["kind"], row["success"], row["error_kind"]) == (
+        c.name,
+        "http",
+        False,
+        "timeout",
+    )
+    assert float(row["response_ms"]) == 250.0 and row["owner"] == "monitor-1"
+    assert row["error"].startswith("late\ufffd") and len(row["error"]) <= 2000
+
+
+def readme_queries() -> list[str]:
+    """The statements of the SQL block in the README's "Storage and SQL" section."""
+    section = README.read_text().split("### Storage and SQL", 1)[1]
+    block = section.split("```sql", 1)[1].split("```", 1)[0]
+    return [sql.strip() for sql in block.split(";") if sql.strip()]
+
+
+async def test_the_readme_queries_run(store: HealthStore, pool: asyncpg.Pool) -> None:
+    fast, slow = check("api-fast"), check("api-slow")
+    await store.sync_checks([fast, slow], T0)
+    for i in range(30):
+        at = T0 + timedelta(minutes=i)
+        await store.record(result(fast, at, True, response=0.02), fast, "m1", in_maintenance=False)
+        await store.record(
+            result(slow, at, i % 10 != 0, response=0.9), slow, "m1", in_maintenance=False
+        )
+    uptime, breached, down = [await pool.fetch(sql) for sql in readme_queries()]
+    assert [(r["check_name"], float(r["uptime_pct"])) for r in uptime] == [
+        ("api-slow", 90.0),
+        ("api-fast", 100.0),
+    ]
+    assert [r["check_name"] for r in breached] == ["api-slow"]
+    assert breached[0]["p95_ms"] == pytest.approx(900, rel=RELATIVE_ERROR)
+    assert down == []  # single failures: never down
+
+
+async def test_prune_drops_old_result_days_and_rollups(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check()
+    await store.sync_checks([c], T0)
+    old_day = T0 - timedelta(days=10)
+    await store.ensure_partitions(old_day.date())  # 10, 9 and 8 days ago
+    await run(store, c, "+-", start=old_day)
+    await run(store, c, "+-", start=T0)
+    names = {
+        r["relname"]
+        for r in await pool.fetch(
+            """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+               WHERE i.inhparent = 'mendline.check_results_raw'::regclass"""
+        )
+    }
+    assert f"check_results_raw_{old_day:%Y%m%d}" in names
+    now = T0 + timedelta(days=1)
+    pruned = await store.prune(now, raw_days=7, rollup_days=400)
+    assert f"check_results_raw_{old_day:%Y%m%d}" in pruned.partitions
+    assert await pool.fetchval("SELECT count(*) FROM mendline.check_results_raw") == 2
+    widths = await pool.fetch(
+        "SELECT width, count(*) AS n FROM mendline.check_rollups WHERE bucket < $1 GROUP BY 1",
+        T0 - timedelta(days=7),
+    )
+    assert {r["width"]: r["n"] for r in widths} == {"hour": 1, "day": 1}
+    again = await store.prune(now, raw_days=7, rollup_days=5)
+    assert again.partitions == () and again.rollups == 2
+    with pytest.raises(ConfigError):
+        await store.prune(now, raw_days=0)
+
+
+async def test_a_slot_far_ahead_gets_its_day_partition(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check()
+    await store.sync_checks([c], T0)
+    ahead = datetime.now(UTC) + timedelta(days=5)
+    await store.record(result(c, ahead, True), c, "m1", in_maintenance=False)
+    where = await pool.fetchval("SELECT tableoid::regclass::text FROM mendline.check_results_raw")
+    assert where == f"mendline.check_results_raw_{ahead:%Y%m%d}"
+
+
+async def test_sql_histograms_merge_and_read_like_the_python_sketch(pool: asyncpg.Pool) -> None:
+    rng = random.Random(3)
+    for _ in range(20):
+        a = [rng.lognormvariate(rng.uniform(0, 9), 0.4) for _ in range(rng.randint(1, 50))]
+        b = [rng.lognormvariate(rng.uniform(0, 9), 0.4) for _ in range(rng.randint(1, 50))]
+        row = await pool.fetchrow(
+            """WITH h AS (
+                   SELECT mendline.histogram_merge(array_fill(1, ARRAY[1], ARRAY[k + 1])) AS x,
+                          g
+                   FROM unnest($1::int[], $2::int[]) AS u(k, g) GROUP BY g),
+               m AS (SELECT mendline.histogram_merge(x ORDER BY g) AS x FROM h)
+               SELECT mendline.histogram_dense(x) AS dense,
+                      mendline.histogram_quantile(x, 0.5) AS p50,
+                      mendline.histogram_quantile(x, 0.99) AS p99
+               FROM m""",
+            [bucket_of(v) for v in a + b],
+            [0] * len(a) + [1] * len(b),
+        )
+        expected = merge_histograms(histogram(a), histogram(b))
+        assert list(row["dense"]) == expected
+        assert row["p50"] == pytest.approx(quantile(expected, 0.5), rel=1e-12)
+        assert row["p99"] == pytest.approx(quantile(expected, 0.99), rel=1e-12)
+
+
+async def test_a_result_older_than_the_last_judged_is_kept_but_moves_nothing(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check(failure_threshold=1)
+    await store.sync_checks([c], T0)
+    await run(store, c, "+", start=T0 + timedelta(minutes=5))
+    late = await store.record(result(c, T0, False), c, "m1", in_maintenance=False)
+    assert (late.stored, late.judged, late.status, late.transition) == (True, False, "up", None)
+    state = await store.state(c.name)
+    assert state is not None and (state.status, state.failures) == ("up", 0)
+    assert await pool.fetchval("SELECT count(*) FROM mendline.check_results_raw") == 2
+    assert await pool.fetchval("SELECT count(*) FROM mendline.triggers") == 0
