@@ -10,23 +10,22 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mendline.analyzers.health import CheckSet, check_env, default_conditions, load_checks
+from mendline.analyzers.health import (
+    CheckSet,
+    check_env,
+    check_target,
+    default_conditions,
+    load_checks,
+)
 from mendline.cli._options import AS_JSON, Commands
 from mendline.cli.output import counted, print_json, printable, table
 from mendline.schemas.checks import (
     Check,
     CheckResult,
-    DnsCheck,
     HeartbeatCheck,
-    HttpCheck,
-    KafkaCheck,
-    PostgresCheck,
-    TcpCheck,
-    TlsCheck,
 )
 from mendline.schemas.duration import format_duration
 from mendline.schemas.errors import ConfigError
-from mendline.schemas.redaction import redact_url
 from mendline.schemas.settings import Settings
 
 __all__ = ["example_text", "register"]
@@ -117,7 +116,7 @@ def _checks_run(args: argparse.Namespace, settings: Settings) -> int:
         )
     result = asyncio.run(run_check(check, datetime.now(UTC), settings, os.environ))
     if args.json:
-        print_json({"target": _target(check), **result.model_dump(mode="json")})
+        print_json({"target": check_target(check), **result.model_dump(mode="json")})
     else:
         print(_described(check, result))
     return 0 if result.success else 1
@@ -126,7 +125,7 @@ def _checks_run(args: argparse.Namespace, settings: Settings) -> int:
 def _described(check: Check, result: CheckResult) -> str:
     """A run as people read it: the verdict, the error, the timings, each condition."""
     verdict = "success" if result.success else "FAILURE"
-    lines = [f"{check.name} ({check.kind} {_target(check)}): {verdict}"]
+    lines = [f"{check.name} ({check.kind} {check_target(check)}): {verdict}"]
     if result.error is not None:
         lines.append(f"  error ({result.error_kind}): {result.error}")
     if result.timings:
@@ -167,7 +166,7 @@ def _checks_check(args: argparse.Namespace, settings: Settings) -> int:
                     check.name,
                     check.kind,
                     _every(check),
-                    _target(check),
+                    check_target(check),
                     str(len(default_conditions(check))),
                 )
                 for check in checks.checks
@@ -189,7 +188,7 @@ def _check_json(checks: CheckSet, warnings: list[str]) -> dict[str, Any]:
                 "kind": check.kind,
                 "line": checks.lines[check.name],
                 "every": _every(check),
-                "target": _target(check),
+                "target": check_target(check),
                 "conditions": default_conditions(check),
             }
             for check in checks.checks
@@ -205,19 +204,3 @@ def _every(check: Check) -> str:
             return f"cron {check.cron} ({check.timezone})"
         return format_duration(check.every or 0)
     return format_duration(check.interval)
-
-
-def _target(check: Check) -> str:
-    """What it probes, secrets filtered: the URL, host:port, query, group@topic."""
-    if isinstance(check, HttpCheck):
-        return redact_url(check.url)
-    if isinstance(check, TcpCheck | TlsCheck):
-        return f"{check.host}:{check.port}"
-    if isinstance(check, DnsCheck):
-        return f"{check.query} {check.record_type}"
-    if isinstance(check, PostgresCheck):
-        return f"${check.dsn_env}: {check.query}"
-    if isinstance(check, KafkaCheck):
-        broker = redact_url(check.bootstrap) if check.bootstrap else "MENDLINE_KAFKA_BOOTSTRAP"
-        return f"{check.group}@{check.topic}" if check.group else broker
-    return "check-ins"

@@ -48,7 +48,7 @@ def test_check_lists_the_example_and_warns_of_unset_variables(
         "https://payments.internal/health",
         "3",
     ]
-    assert "mendline@mendline.errors" in rows["errors-consumer-lag"]
+    assert "$MENDLINE_KAFKA_BOOTSTRAP mendline/mendline.errors" in rows["errors-consumer-lag"]
     assert "cron 0 3 * * * (Europe/Paris)" in rows["nightly-export"]
     assert err.splitlines() == [
         'warning: check "orders-db" (postgres): ORDERS_DATABASE_URL (dsn_env) is not set',
