@@ -50,22 +50,31 @@ def errors_producer(settings: Settings, *, client_id: str, **tuning: Any) -> AIO
 
 
 async def ensure_topics(settings: Settings) -> dict[str, str]:
-    """Create the errors and DLQ topics where missing; returns topic -> "created" | "exists".
+    """Create the errors, check-ins and DLQ topics where missing; returns topic ->
+    "created" | "exists".
 
-    The replication factor is the smaller of 3 and the number of brokers, so a one-broker
-    development cluster works and a production cluster gets the usual three copies.
+    The check-ins topic gets one partition: the monitor's stream clock is the newest check-in
+    read, which is right only when every check-in is read in the order it was written (check-
+    ins are few). The replication factor is the smaller of 3 and the number of brokers, so a
+    one-broker development cluster works and a production cluster gets the usual three copies.
     """
     admin = AIOKafkaAdminClient(**kafka_client_options(settings), client_id="mendline-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         brokers = len(admin._client.cluster.brokers()) or 1
-        wanted = [settings.errors_topic, settings.dlq_topic]
+        partitions = {
+            settings.errors_topic: settings.topic_partitions,
+            settings.dlq_topic: settings.topic_partitions,
+            settings.checkins_topic: 1,
+            settings.checkins_dlq_topic: settings.topic_partitions,
+        }
+        wanted = list(partitions)
         missing = [t for t in wanted if t not in existing]
         outcome = {t: "exists" for t in wanted if t in existing}
         if missing:
             response = await admin.create_topics(
-                [NewTopic(t, settings.topic_partitions, min(3, brokers)) for t in missing]
+                [NewTopic(t, partitions[t], min(3, brokers)) for t in missing]
             )
             for topic, code, *message in response.topic_errors:
                 if code == 0:

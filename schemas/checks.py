@@ -31,6 +31,7 @@ from mendline.schemas.tomlfile import parse_duration
 __all__ = [
     "CHECKIN_SCHEMA_VERSION",
     "CHECK_KINDS",
+    "CLOCK_CHECK",
     "WEEKDAYS",
     "Check",
     "CheckIn",
@@ -366,6 +367,10 @@ class CheckState:
 # -- check-ins -----------------------------------------------------------------------------
 
 CHECKIN_SCHEMA_VERSION = 1
+#: The check name of the monitor's clock ticks: check-ins it sends to the check-ins topic
+#: while the topic is quiet, so the stream clock moves on (and a job that stopped checking in
+#: is found missed) without ever running ahead of check-ins still unread. Not stored.
+CLOCK_CHECK = "mendline.clock"
 
 
 class CheckIn(BaseModel):

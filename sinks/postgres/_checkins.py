@@ -9,7 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from mendline.schemas.checkin import PreparedCheckIn
-from mendline.schemas.checks import CheckIn
+from mendline.schemas.checks import CLOCK_CHECK, CheckIn
 from mendline.schemas.prepared import BatchResult
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres._errors import translating
@@ -69,10 +69,14 @@ class CheckinStore:
         checkin_id is stored already changes nothing (``duplicates``)."""
         if not batch:
             return BatchResult()
-        columns = _columns(batch)
+        # The monitor's clock ticks move the clock of all environments and are not kept.
+        checkins = [item for item in batch if item.checkin.check != CLOCK_CHECK]
+        columns = _columns(checkins)
         newest: dict[str, datetime] = {}
         for item in batch:
-            for environment in (item.checkin.environment, ALL_ENVIRONMENTS):
+            tick = item.checkin.check == CLOCK_CHECK
+            clocks = (ALL_ENVIRONMENTS,) if tick else (item.checkin.environment, ALL_ENVIRONMENTS)
+            for environment in clocks:
                 seen = newest.get(environment)
                 if seen is None or item.timestamp > seen:
                     newest[environment] = item.timestamp
@@ -80,7 +84,7 @@ class CheckinStore:
         async with self.pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetch(_INSERT, *columns)
             await conn.execute(_ADVANCE_CLOCK, order, [newest[e] for e in order])
-        return BatchResult(stored=len(inserted), duplicates=len(batch) - len(inserted))
+        return BatchResult(stored=len(inserted), duplicates=len(checkins) - len(inserted))
 
     async def clock(self, environment: str | None = None) -> datetime | None:
         """The newest check-in timestamp consumed so far, of ``environment`` (of all when

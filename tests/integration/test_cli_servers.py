@@ -28,6 +28,8 @@ async def test_topics_ensure_creates_then_finds_them(kafka_bootstrap: str) -> No
         "MENDLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "MENDLINE_ERRORS_TOPIC": unique_topic("ensure"),
         "MENDLINE_DLQ_TOPIC": unique_topic("ensure-dlq"),
+        "MENDLINE_CHECKINS_TOPIC": unique_topic("ensure-checkins"),
+        "MENDLINE_CHECKINS_DLQ_TOPIC": unique_topic("ensure-checkins-dlq"),
         "MENDLINE_TOPIC_PARTITIONS": "3",
     }
     first = run("topics", "ensure", env=env)
@@ -38,24 +40,32 @@ async def test_topics_ensure_creates_then_finds_them(kafka_bootstrap: str) -> No
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:
-        described = await admin.describe_topics([env["MENDLINE_ERRORS_TOPIC"]])
+        described = await admin.describe_topics(
+            [env["MENDLINE_ERRORS_TOPIC"], env["MENDLINE_CHECKINS_TOPIC"]]
+        )
     finally:
         await admin.close()
-    assert len(described[0]["partitions"]) == 3
+    partitions = {topic["topic"]: len(topic["partitions"]) for topic in described}
+    # Check-ins are read in the order they were written: one partition.
+    assert partitions == {env["MENDLINE_ERRORS_TOPIC"]: 3, env["MENDLINE_CHECKINS_TOPIC"]: 1}
 
 
 def test_topics_ensure_json_says_what_it_did_to_each_topic(kafka_bootstrap: str) -> None:
     errors, dlq = unique_topic("ensure"), unique_topic("ensure-dlq")
+    checkins, checkins_dlq = unique_topic("ensure-checkins"), unique_topic("ensure-checkins-dlq")
     env = {
         "MENDLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "MENDLINE_ERRORS_TOPIC": errors,
         "MENDLINE_DLQ_TOPIC": dlq,
+        "MENDLINE_CHECKINS_TOPIC": checkins,
+        "MENDLINE_CHECKINS_DLQ_TOPIC": checkins_dlq,
+    }
+    topics = (errors, dlq, checkins, checkins_dlq)
+    assert json_object(run("topics", "ensure", "--json", env=env)) == {
+        "topics": dict.fromkeys(topics, "created")
     }
     assert json_object(run("topics", "ensure", "--json", env=env)) == {
-        "topics": {errors: "created", dlq: "created"}
-    }
-    assert json_object(run("topics", "ensure", "--json", env=env)) == {
-        "topics": {errors: "exists", dlq: "exists"}
+        "topics": dict.fromkeys(topics, "exists")
     }
 
 
