@@ -178,6 +178,40 @@ class Settings(BaseSettings):
         default=None,
         description="The checks file of `mendline monitor` (TOML); unset: no checks of yours.",
     )
+    self_checks: bool = Field(
+        default=True,
+        description="Run the built-in checks of mendline itself (consumer lag, DLQ growth, "
+        "stuck triggers and alerts, the database).",
+    )
+    self_check_max_lag: int = Field(
+        default=1000,
+        ge=0,
+        description="Records behind on the errors topic before the consumer-lag self check fails.",
+    )
+    self_check_max_age: float = Field(
+        default=900.0,
+        gt=0,
+        description="Seconds the oldest unanalysed trigger or undelivered alert may wait "
+        "before the backlog self checks fail.",
+    )
+    monitor_concurrency: int = Field(
+        default=200, ge=1, description="Checks one monitor runs at once."
+    )
+    monitor_lease: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a monitor holds a slot it claimed (renewed while the check "
+        "runs); a killed monitor's slot is run by another after it.",
+    )
+    monitor_poll_interval: float = Field(
+        default=0.5, gt=0, description="Seconds between looks for due checks."
+    )
+    monitor_tick_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between the monitor's clock ticks on the check-ins topic, and "
+        "between judgements of heartbeats.",
+    )
 
     # -- The emitting app (structlog processor, logging handler, shipper) -----------------
     service: str | None = Field(

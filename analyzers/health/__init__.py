@@ -36,6 +36,7 @@ from mendline.analyzers.health.heartbeat import (
 )
 from mendline.analyzers.health.maintenance import active_window, next_window_change
 from mendline.analyzers.health.results import heartbeat_result, probe_result
+from mendline.analyzers.health.self_checks import SELF_CHECK_PREFIX, SELF_DSN_ENV, self_checks
 from mendline.analyzers.health.sketch import (
     HISTOGRAM_BUCKETS,
     RELATIVE_ERROR,
@@ -59,6 +60,8 @@ __all__ = [
     "MAX_VERDICTS",
     "NOT_OBSERVED",
     "RELATIVE_ERROR",
+    "SELF_CHECK_PREFIX",
+    "SELF_DSN_ENV",
     "CheckSet",
     "Condition",
     "HeartbeatJudgement",
@@ -89,6 +92,7 @@ __all__ = [
     "parse_condition",
     "probe_result",
     "quantile",
+    "self_checks",
     "slot_offset",
     "stored_conditions",
     "stored_error",

@@ -28,6 +28,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mendline.analyzers.health.conditions import default_conditions, parse_condition
 from mendline.analyzers.health.heartbeat import validate_cron
+from mendline.analyzers.health.self_checks import SELF_CHECK_PREFIX
 from mendline.schemas.checks import Check, HeartbeatCheck, HttpCheck, PostgresCheck
 from mendline.schemas.tomlfile import (
     ENV_NAME,
@@ -243,6 +244,12 @@ class _Reader:
         name = table.get("name")
         if not isinstance(name, str):
             return
+        if name.startswith(SELF_CHECK_PREFIX):
+            self._problems.add(
+                (*path, "name"),
+                f"{json.dumps(name)}: names starting with {SELF_CHECK_PREFIX!r} are mendline's"
+                " own checks (MENDLINE_SELF_CHECKS)",
+            )
         if name in self.lines:
             self._problems.add(
                 (*path, "name"),

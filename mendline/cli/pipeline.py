@@ -1,6 +1,6 @@
-"""The workers, ``mendline consume``, ``analyze``, ``run`` and ``alert``: the pipeline's
-stages (in ``mendline.stages``) run from the command line; and ``analyze --issue``, one
-issue analysed now."""
+"""The workers, ``mendline consume``, ``analyze``, ``run``, ``alert`` and ``monitor``: the
+pipeline's stages (in ``mendline.stages``) run from the command line; and ``analyze --issue``,
+one issue analysed now."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from mendline.schemas.settings import Settings
 __all__ = ["register"]
 
 _ROUTES_HINT = "`mendline routes check` validates the routing file and names unset secrets"
+_CHECKS_HINT = "`mendline checks check` lists every problem of the checks file with its line"
 
 
 def register(commands: Commands) -> None:
@@ -46,12 +47,12 @@ def register(commands: Commands) -> None:
     run = commands.add_parser(
         "run",
         parents=[LOGS_AS_JSON],
-        help="consume, analyze and alert in one process (each restarted if it fails)",
+        help="consume, analyze, alert and monitor in one process (each restarted if it fails)",
     )
     run.add_argument(
         "--only",
         type=_stages,
-        help="comma-separated stages to run: consume, analyze, alert (default: all)",
+        help="comma-separated stages to run: consume, analyze, alert, monitor (default: all)",
     )
     run.set_defaults(run=_run)
 
@@ -61,6 +62,13 @@ def register(commands: Commands) -> None:
         help="route new, regressed and spiking issues to Slack, email and PagerDuty",
     )
     alert.set_defaults(run=_alert)
+
+    monitor = commands.add_parser(
+        "monitor",
+        parents=[LOGS_AS_JSON],
+        help="run the health checks that are due and judge heartbeats (any number side by side)",
+    )
+    monitor.set_defaults(run=_monitor)
 
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
@@ -128,3 +136,11 @@ def _alert(args: argparse.Namespace, settings: Settings) -> int:
     log_to_stderr(args)
     with hint_on(ConfigError, _ROUTES_HINT):
         return asyncio.run(run_stage("alert", settings))
+
+
+def _monitor(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.stages import run_stage
+
+    log_to_stderr(args)
+    with hint_on(ConfigError, _CHECKS_HINT):
+        return asyncio.run(run_stage("monitor", settings))

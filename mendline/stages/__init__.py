@@ -1,7 +1,7 @@
-"""The long-running stages, one module each (``consume``, ``analyze``, ``alert``, each with
-``async def run(settings, stop)``), the one supervisor that runs them and restarts a failed
-one (``mendline run``), ``run_stage`` for the single-stage commands, and the one way to stop
-on signals."""
+"""The long-running stages, one module each (``consume``, ``analyze``, ``alert``, ``monitor``,
+each with ``async def run(settings, stop)``), the one supervisor that runs them and restarts
+a failed one (``mendline run``), ``run_stage`` for the single-stage commands, and the one way
+to stop on signals."""
 
 from mendline.stages._signals import stop_on_signals
 from mendline.stages._supervisor import STAGES, Stage, run_pipeline, run_stage, run_stages

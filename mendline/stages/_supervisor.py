@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from mendline.analyzers.backoff import Backoff
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
-from mendline.stages import alert, analyze, consume
+from mendline.stages import alert, analyze, consume, monitor
 from mendline.stages._signals import stop_on_signals
 from mendline.stages._waiting import wait_any
 
@@ -36,6 +36,7 @@ STAGES: Mapping[str, Stage] = {
     "consume": Stage(consume.run, check=consume.check),
     "analyze": Stage(analyze.run),
     "alert": Stage(alert.run, check=alert.routing_table),
+    "monitor": Stage(monitor.run, check=monitor.check),
 }
 
 

@@ -96,8 +96,8 @@ async def through_outages(
 
 async def keep_renewing(
     lease: float,
-    held: Callable[[], Collection[int]],
-    renew: Callable[[list[int]], Awaitable[None]],
+    held: Callable[[], Collection[_T]],
+    renew: Callable[[list[_T]], Awaitable[None]],
     what: str,
 ) -> None:
     """Every third of ``lease``, ``renew`` what is ``held``, until cancelled: work that takes

@@ -82,7 +82,7 @@ class CheckinStore:
                     newest[environment] = item.timestamp
         order = sorted(newest)  # concurrent batches take the clock's rows in one order
         async with self.pool.acquire() as conn, conn.transaction():
-            inserted = await conn.fetch(_INSERT, *columns)
+            inserted = await conn.fetch(_INSERT, *columns) if checkins else []
             await conn.execute(_ADVANCE_CLOCK, order, [newest[e] for e in order])
         return BatchResult(stored=len(inserted), duplicates=len(checkins) - len(inserted))
 

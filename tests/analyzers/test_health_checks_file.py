@@ -313,3 +313,11 @@ def test_a_heartbeat_cron_that_does_not_parse_is_a_problem_on_its_line() -> None
     with pytest.raises(ConfigError) as caught:
         parse_checks(text, "checks.toml")
     assert str(caught.value).startswith("checks.toml:4: checks[0].cron: ")
+
+
+def test_the_names_of_mendlines_own_checks_are_reserved() -> None:
+    text = '[[checks]]\nname = "mendline.database"\nkind = "tcp"\nhost = "db"\nport = 5432\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_checks(text, "checks.toml")
+    assert str(caught.value).startswith("checks.toml:2: checks[0].name: ")
+    assert "mendline's own checks" in str(caught.value)

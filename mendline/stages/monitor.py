@@ -1,0 +1,395 @@
+"""The monitor stage: the health checks that are due, each slot run once across every monitor;
+heartbeats judged on the check-ins' own clock; results, states, issues and alerts stored."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from mendline.analyzers.health import (
+    SELF_DSN_ENV,
+    CheckSet,
+    active_window,
+    checkins_since,
+    heartbeat_result,
+    judge_heartbeat,
+    load_checks,
+    probe_result,
+    self_checks,
+)
+from mendline.ingest import CheckinConsumer, encode_checkin, errors_producer, new_checkin
+from mendline.ingest.probes import HttpClients, run_check
+from mendline.schemas.checks import (
+    CLOCK_CHECK,
+    Check,
+    CheckResult,
+    HeartbeatCheck,
+    Observation,
+)
+from mendline.schemas.settings import Settings
+from mendline.sinks.postgres import (
+    ALL_ENVIRONMENTS,
+    CheckinStore,
+    DueSlot,
+    HealthStore,
+    connect_checkins,
+    connect_health,
+    is_outage,
+)
+from mendline.stages._waiting import (
+    connect_patiently,
+    keep_renewing,
+    outage_backoff,
+    pause_for_outage,
+    wait_any,
+)
+
+__all__ = ["MonitorStats", "MonitorWorker", "check", "checks_of", "run"]
+
+log = logging.getLogger("mendline.monitor")
+
+# Results that could not be written (the database is out) wait in memory, at most this many;
+# beyond, the oldest go (their slots are run again once their lease runs out).
+_UNRECORDED_MAX = 10_000
+# How often the checks file is looked at for a change.
+_RELOAD_EVERY = 5.0
+# A check that outlives its own timeout by this much is abandoned as timed out.
+_HARD_MARGIN = 5.0
+
+
+@dataclass
+class MonitorStats:
+    """What a monitor did: runs, their results, what they changed, what waits to be written."""
+
+    runs: int = 0
+    failures: int = 0
+    recorded: int = 0
+    already_recorded: int = 0
+    transitions: dict[str, int] = field(default_factory=dict)
+    heartbeat_verdicts: int = 0
+    reloads: int = 0
+    unrecorded: int = 0
+    durations: list[float] = field(default_factory=list)
+
+
+def checks_of(settings: Settings) -> CheckSet:
+    """The checks to run: the checks file's (none when MENDLINE_CHECKS_FILE is unset) and,
+    unless MENDLINE_SELF_CHECKS is off, mendline's own; ConfigError for a bad file."""
+    mine = load_checks(settings.checks_file) if settings.checks_file is not None else None
+    own = self_checks(settings) if settings.self_checks else []
+    checks = (*(mine.checks if mine else ()), *own)
+    lines = dict(mine.lines) if mine else {}
+    source = mine.source if mine else "the built-in checks"
+    return CheckSet(tuple(checks), source, lines)
+
+
+def check(settings: Settings) -> None:
+    """ConfigError for a checks file that is not valid, before any stage starts."""
+    checks_of(settings)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """The monitor stage until ``stop``: the checks that are due, the check-ins consumer and
+    the heartbeats; the checks running are finished (or abandoned at their timeout)."""
+    checks = checks_of(settings)
+    health = await connect_patiently(lambda: connect_health(settings), stop)
+    if health is None:
+        return
+    checkins = await connect_patiently(lambda: connect_checkins(settings), stop)
+    if checkins is None:
+        await health.close()
+        return
+    worker = MonitorWorker(settings, health, checkins, checks)
+    consumer = CheckinConsumer(settings, checkins)
+    reading = asyncio.create_task(consumer.run(stop))
+    log.info("mendline: monitor %s started: %d checks", worker.owner, len(checks.checks))
+    try:
+        await worker.run(stop)
+    finally:
+        stop.set()
+        await asyncio.gather(reading, return_exceptions=True)
+        await health.close()
+        await checkins.close()
+    s = worker.stats
+    log.info(
+        "mendline: monitor ran %d checks (%d failed), %d results recorded, transitions %s",
+        s.runs,
+        s.failures,
+        s.recorded,
+        dict(sorted(s.transitions.items())) or "none",
+    )
+
+
+class MonitorWorker:
+    """One ``mendline monitor``; any number run side by side.
+
+    Each pass claims the slots that are due (``FOR UPDATE SKIP LOCKED`` and a lease in
+    PostgreSQL: each slot runs once across every monitor, and a killed monitor's slot is run
+    by another when its lease runs out) up to ``monitor_concurrency`` running at once, and
+    runs each as a task with a hard limit of its timeout; a result and the state change it
+    causes are recorded in one transaction with a compare-and-set, so two monitors never
+    alert twice. Every ``monitor_tick_interval`` it sends a clock tick to the check-ins topic
+    and judges the heartbeats on the check-ins' clock. The checks file is read again when it
+    changes or on SIGHUP; checks keep their state and history by name.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        health: HealthStore,
+        checkins: CheckinStore,
+        checks: CheckSet,
+        *,
+        owner: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.health = health
+        self.checkins = checkins
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stats = MonitorStats()
+        # The self checks read mendline's own database through a variable of their own.
+        self.environ = {
+            **(os.environ if environ is None else environ),
+            SELF_DSN_ENV: settings.database_url.get_secret_value(),
+        }
+        self._checks = {c.name: c for c in checks.checks}
+        self._source = checks
+        self._synced = False
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._unrecorded: deque[tuple[CheckResult, Check]] = deque(maxlen=_UNRECORDED_MAX)
+        self._judged: dict[str, datetime | None] = {}
+        self._reload = asyncio.Event()
+        self._file_stamp = _stamp(settings.checks_file)
+        self._looked_at_file = time.monotonic()
+        self._ticked = 0.0
+        self._producing = False
+        self._http: HttpClients | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim, run and record until ``stop``; checks running are finished first."""
+        backoff = outage_backoff()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(signal.SIGHUP, self._reload.set)  # main thread only
+        producer = errors_producer(self.settings, client_id="mendline-monitor")
+        renewer = asyncio.create_task(
+            keep_renewing(
+                self.settings.monitor_lease,
+                lambda: tuple(self._running),
+                lambda names: self.health.renew(self.owner, names, self.settings.monitor_lease),
+                "check slots",
+            )
+        )
+        async with HttpClients() as http:
+            self._http = http
+            try:
+                while not stop.is_set():
+                    try:
+                        await self.pass_once(producer)
+                        backoff.reset()
+                    except Exception as exc:
+                        await pause_for_outage(exc, backoff, stop, log)
+                        continue
+                    await wait_any(stop, self._reload, self.settings.monitor_poll_interval)
+            finally:
+                renewer.cancel()
+                await self._finish_running()
+                with contextlib.suppress(Exception):
+                    await self._write_unrecorded()
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+
+    async def pass_once(self, producer: AIOKafkaProducer | None = None) -> None:
+        """Reload the checks if they changed, write what waits, start the due checks, and
+        on the tick judge the heartbeats."""
+        if not self._synced or self._file_changed():
+            await self._sync()
+        await self._write_unrecorded()
+        free = self.settings.monitor_concurrency - len(self._running)
+        if free > 0:
+            due = await self.health.claim_due(self.owner, self.settings.monitor_lease, free)
+            for slot in due:
+                if slot.check not in self._running:
+                    task = asyncio.create_task(self._run_slot(slot))
+                    self._running[slot.check] = task
+                    task.add_done_callback(self._forget)
+        if time.monotonic() - self._ticked >= self.settings.monitor_tick_interval:
+            self._ticked = time.monotonic()
+            if producer is not None:
+                await self._tick(producer)
+            await self.judge_heartbeats()
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        for name, running in list(self._running.items()):
+            if running is task:
+                del self._running[name]
+
+    # -- the checks file ---------------------------------------------------------------------
+
+    def _file_changed(self) -> bool:
+        if self._reload.is_set():
+            self._reload.clear()
+            return True
+        if time.monotonic() - self._looked_at_file < _RELOAD_EVERY:
+            return False
+        self._looked_at_file = time.monotonic()
+        stamp = _stamp(self.settings.checks_file)
+        if stamp == self._file_stamp:
+            return False
+        self._file_stamp = stamp
+        return True
+
+    async def _sync(self) -> None:
+        if self._synced:
+            try:
+                checks = checks_of(self.settings)
+            except Exception as exc:  # a bad edit: keep running the checks we have
+                log.error("mendline: the checks file was not reloaded: %s", exc)
+                return
+            self._source = checks
+            self._checks = {c.name: c for c in checks.checks}
+            self.stats.reloads += 1
+        synced = await self.health.sync_checks(list(self._checks.values()))
+        self._synced = True
+        changes = {
+            "added": synced.added,
+            "changed": synced.changed,
+            "retired": synced.retired,
+            "restored": synced.restored,
+        }
+        said = ", ".join(f"{what} {', '.join(names)}" for what, names in changes.items() if names)
+        if said:
+            log.info("mendline: checks synced: %s", said)
+
+    # -- probed checks -----------------------------------------------------------------------
+
+    async def _run_slot(self, slot: DueSlot) -> None:
+        check = self._checks.get(slot.check)
+        if check is None or isinstance(check, HeartbeatCheck):
+            return  # retired meanwhile: its lease runs out, nothing is recorded
+        started_at = datetime.now(UTC)
+        began = time.monotonic()
+        try:
+            async with asyncio.timeout(check.timeout + _HARD_MARGIN):
+                result = await run_check(
+                    check, slot.scheduled_at, self.settings, self.environ, http=self._http
+                )
+        except TimeoutError:
+            stuck = Observation(
+                error=f"the check did not finish within its timeout ({check.timeout:g} s)",
+                error_kind="timeout",
+            )
+            elapsed = time.monotonic() - began
+            result = probe_result(check, slot.scheduled_at, started_at, elapsed, stuck)
+        self.stats.runs += 1
+        self.stats.failures += 0 if result.success else 1
+        await self._record(result, check)
+
+    async def _record(self, result: CheckResult, check: Check) -> None:
+        try:
+            await self._write(result, check)
+        except Exception as exc:
+            if not is_outage(exc):
+                log.exception("mendline: the result of %s could not be recorded", check.name)
+                return
+            self._unrecorded.append((result, check))
+            self.stats.unrecorded = len(self._unrecorded)
+            log.warning("mendline: PostgreSQL unavailable; %s's result waits", check.name)
+
+    async def _write(self, result: CheckResult, check: Check) -> None:
+        maintenance = active_window(check.maintenance, result.scheduled_at) is not None
+        outcome = await self.health.record(result, check, self.owner, in_maintenance=maintenance)
+        if not outcome.stored:
+            self.stats.already_recorded += 1
+            return
+        self.stats.recorded += 1
+        if outcome.transition is not None:
+            counts = self.stats.transitions
+            counts[outcome.transition] = counts.get(outcome.transition, 0) + 1
+            log.info(
+                "mendline: %s is %s (%s)",
+                check.name,
+                outcome.transition,
+                "; ".join(outcome.reasons),
+            )
+
+    async def _write_unrecorded(self) -> None:
+        while self._unrecorded:
+            result, check = self._unrecorded[0]
+            await self._write(result, check)  # an outage raises: the rest waits
+            self._unrecorded.popleft()
+            self.stats.unrecorded = len(self._unrecorded)
+
+    async def _finish_running(self) -> None:
+        if not self._running:
+            return
+        _, late = await asyncio.wait(list(self._running.values()), timeout=_HARD_MARGIN * 2)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+    # -- heartbeats --------------------------------------------------------------------------
+
+    async def _tick(self, producer: AIOKafkaProducer) -> None:
+        """A clock tick on the check-ins topic: read after every check-in written before
+        it, it moves the stream clock to now once those are stored."""
+        tick = new_checkin(CLOCK_CHECK, "ok", environment=ALL_ENVIRONMENTS)
+        key, value = encode_checkin(tick)
+        try:
+            if not self._producing:
+                await producer.start()
+                self._producing = True
+            await producer.send_and_wait(self.settings.checkins_topic, value, key=key)
+        except Exception as exc:  # Kafka down: the clock waits, so nothing is judged missed
+            log.warning("mendline: no clock tick sent to Kafka: %s", exc)
+
+    async def judge_heartbeats(self) -> None:
+        """Judge every heartbeat check's slots that the stream clock has passed."""
+        clock = await self.checkins.clock()
+        if clock is None:
+            return
+        for check in list(self._checks.values()):
+            if isinstance(check, HeartbeatCheck):
+                await self._judge(check, clock)
+
+    async def _judge(self, check: HeartbeatCheck, clock: datetime) -> None:
+        if check.name not in self._judged:
+            last = await self.health.heartbeat_judged_until(check.name)
+            self._judged[check.name] = (
+                None if last is None else last + timedelta(seconds=check.grace)
+            )
+        judged_until = self._judged[check.name]
+        since = checkins_since(check, judged_until)
+        checkins = await self.checkins.checkins_for(
+            check.name, since or datetime(1970, 1, 1, tzinfo=UTC)
+        )
+        judgement = judge_heartbeat(check, checkins, clock, judged_until)
+        for verdict in judgement.verdicts:
+            self.stats.heartbeat_verdicts += 1
+            await self._record(heartbeat_result(check, verdict), check)
+        self._judged[check.name] = judgement.judged_until
+
+
+def _stamp(path: Path | None) -> tuple[float, int] | None:
+    """The checks file's modification time and size: changed when either is."""
+    if path is None:
+        return None
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return (status.st_mtime, status.st_size)
