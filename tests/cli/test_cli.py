@@ -341,8 +341,9 @@ def test_routes_check_json_lists_routes_receivers_and_warnings(
     shipped = load_routes(None)
     assert shown["source"] == shipped.source and shown["valid"] is True
     assert [route["line"] for route in shown["routes"]] == [r.line for r in shipped.routes]
-    assert shown["routes"][0]["conditions"] == "severity=critical"
-    assert shown["routes"][0]["receivers"] == ["oncall", "team-slack"]
+    assert shown["routes"][0]["conditions"] == "tag:mendline=self"
+    assert shown["routes"][1]["conditions"] == "severity=critical"
+    assert shown["routes"][1]["receivers"] == ["oncall", "team-slack"]
     assert shown["receivers"] == {name: r.type for name, r in shipped.receivers.items()}
     assert any("MENDLINE_PAGERDUTY_ROUTING_KEY" in w for w in shown["warnings"])
 

@@ -391,6 +391,11 @@ def test_the_shipped_default_pages_for_critical_slacks_errors_and_emails_warning
     assert reached("info") == []
     critical = shipped.route(alert_labels(severity="critical", kind="new_issue"))
     assert critical[0][0].group_wait == 0
+    # mendline's own checks go to whoever runs mendline, whatever their severity.
+    own = alert_labels(
+        severity="critical", kind="health_down", service="mendline", tags={"mendline": "self"}
+    )
+    assert [name for _, name in shipped.route(own)] == ["mendline-ops"]
 
 
 def test_the_shipped_default_reads_the_documented_variables() -> None:
@@ -798,8 +803,8 @@ def _no_routes_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_routes_test_prints_where_an_alert_goes(capsys: pytest.CaptureFixture[str]) -> None:
     assert run("routes", "test", "--severity", "critical", "--service", "api") == 0
     out = capsys.readouterr().out
-    line = load_routes(None).routes[0].line
-    assert f"matched routes[0] (line {line}): severity=critical" in out
+    line = load_routes(None).routes[1].line
+    assert f"matched routes[1] (line {line}): severity=critical" in out
     assert "oncall      pagerduty  group_wait 0s" in out
     assert "team-slack  slack" in out
     assert run("routes", "test", "--severity", "info") == 0
@@ -874,7 +879,7 @@ def test_routes_check_without_a_file_checks_the_shipped_default(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert run("routes", "check") == 0
-    assert capsys.readouterr().out.startswith("the shipped default: valid, 3 routes, 3 receivers")
+    assert capsys.readouterr().out.startswith("the shipped default: valid, 4 routes, 4 receivers")
 
 
 def test_routes_check_of_a_bad_file_is_one_line_and_status_1(
