@@ -23,6 +23,7 @@ from mendline.devstack import EmbeddedPostgres, free_port
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings, load_settings
 from mendline.stages import CONTENT_TYPE, Telemetry, run_pipeline, serving_endpoints
+from tests.cli_helpers import cli_env
 from tests.llm_server import FakeLLM
 
 from .event_factory import encode, make_event
@@ -184,29 +185,12 @@ async def test_a_port_in_use_is_a_config_error_that_says_what_to_do() -> None:
     assert "Traceback" not in result.stderr
 
 
-async def test_nothing_is_served_unless_the_port_is_set() -> None:
-    settings = load_settings()
-    assert settings.metrics_port is None and settings.metrics_host == "127.0.0.1"
-    port = free_port()
-    async with serving_endpoints(settings, Telemetry()):
-        with pytest.raises(aiohttp.ClientConnectionError):
-            await get(f"http://127.0.0.1:{port}/healthz")
-
-
 async def test_mendline_run_serves_the_endpoints_and_stops_cleanly(
     kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
 ) -> None:
     settings = consume_settings(kafka_bootstrap, fresh_db_url)
     port = free_port()
-    env = {
-        **os.environ,
-        "MENDLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "MENDLINE_DATABASE_URL": fresh_db_url,
-        "MENDLINE_ERRORS_TOPIC": settings.errors_topic,
-        "MENDLINE_DLQ_TOPIC": settings.dlq_topic,
-        "MENDLINE_CONSUMER_GROUP": settings.consumer_group,
-        "MENDLINE_METRICS_PORT": str(port),
-    }
+    env = {**os.environ, **cli_env(settings), "MENDLINE_METRICS_PORT": str(port)}
     base = f"http://127.0.0.1:{port}"
     with (tmp_path / "run.log").open("wb") as log:
         process = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped below
