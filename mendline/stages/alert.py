@@ -112,8 +112,8 @@ def routing_table(settings: Settings) -> RoutingTable:
 
 
 async def run(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
-    """The alert stage (one worker) until ``stop``; what is being sent finishes. Ready once
-    it holds its database pool."""
+    """The alert stage (one worker) until ``stop``; what is being sent finishes. Ready while
+    it holds its database pool and is not waiting out an outage."""
     table = routing_table(settings)
     channels: dict[str, Channel] = {
         name: make_channel(name, receiver, os.environ) for name, receiver in table.receivers.items()
@@ -124,7 +124,7 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
         return
     worker = AlertWorker(settings, store, table, channels)
     context.watch(worker.stats, METRICS)
-    context.ready()
+    context.ready_when(worker.waiting_for)
     log.info("mendline: alert worker %s started (%s)", worker.owner, table.source)
     try:
         await worker.run(stop)
@@ -183,10 +183,16 @@ class AlertWorker:
         # A failed delivery is tried again after up to 2 s, doubling with its attempts, up to
         # 10 minutes; full jitter, so that retries to one receiver spread out.
         self._retry_backoff = Backoff(2.0, 600.0, jitter=1.0)
+        self._outage = outage_backoff()
+
+    def waiting_for(self) -> str | None:
+        """None while the worker reaches its database; else what it waits out (a claim or a
+        pass failed for an outage, and none succeeded since)."""
+        return "waiting out an outage of PostgreSQL" if self._outage.attempts else None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Route and send until ``stop``; what is being sent is finished first."""
-        backoff = outage_backoff()
+        backoff = self._outage
         renewer = asyncio.create_task(
             keep_renewing(
                 self.settings.alert_lease,

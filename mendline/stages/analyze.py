@@ -224,8 +224,8 @@ def make_analysis(
 
 
 async def run(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
-    """The analyze stage (one worker) until ``stop``; what is in flight finishes. Ready once
-    it holds its database pool."""
+    """The analyze stage (one worker) until ``stop``; what is in flight finishes. Ready while
+    it holds its database pool and is not waiting out an outage."""
     context.not_ready("connecting to PostgreSQL")
     store = await connect_patiently(
         lambda: connect_findings(settings, settings.llm_concurrency + 2), stop
@@ -237,7 +237,7 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
     worker = AnalyzeWorker(settings, store, analysis)
     context.watch(worker.stats, METRICS)
     context.watch(usage, LLM_METRICS)
-    context.ready()
+    context.ready_when(worker.waiting_for)
     log.info("mendline: analyze worker %s started (%s analyser)", worker.owner, analysis.kind)
     try:
         await worker.run(stop)
@@ -293,6 +293,12 @@ class AnalyzeWorker:
         self._analysing: dict[str, asyncio.Future[None]] = {}
         # The prompt's size is what a budget reservation is estimated from.
         self._scrubber = Scrubber(settings.scrub_extra_keys, settings.scrub_extra_patterns)
+        self._outage = outage_backoff()
+
+    def waiting_for(self) -> str | None:
+        """None while the worker reaches its database; else what it waits out (a claim or a
+        pass failed for an outage, and none succeeded since)."""
+        return "waiting out an outage of PostgreSQL" if self._outage.attempts else None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Analyse triggers until ``stop`` is set."""
@@ -305,7 +311,7 @@ class AnalyzeWorker:
                 "analyses",
             )
         )
-        backoff = outage_backoff()
+        backoff = self._outage
         try:
             while not stop.is_set():
                 await self._listener.keep()

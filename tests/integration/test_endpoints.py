@@ -23,12 +23,20 @@ from mendline.devstack import EmbeddedPostgres, free_port
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings, load_settings
 from mendline.stages import CONTENT_TYPE, Telemetry, run_pipeline, serving_endpoints
+from tests.channel_servers import FakeSlack
 from tests.cli_helpers import cli_env
 from tests.llm_server import FakeLLM
 
 from .event_factory import encode, make_event
 from .kafka_helpers import produce
-from .stage_helpers import analyze_settings, consume_settings, ingest, issue_events, wait_until
+from .stage_helpers import (
+    SLACK_ROUTE,
+    analyze_settings,
+    consume_settings,
+    ingest,
+    issue_events,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -134,18 +142,31 @@ async def test_the_llm_calls_their_tokens_and_cost_are_counted(
 
 
 async def test_readyz_is_503_while_the_database_is_out_and_200_once_it_is_back(
-    kafka_bootstrap: str, postgres_factory: Callable[..., EmbeddedPostgres]
+    kafka_bootstrap: str,
+    postgres_factory: Callable[..., EmbeddedPostgres],
+    slack: FakeSlack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = postgres_factory(start=False)
-    settings = consume_settings(kafka_bootstrap, server.url, metrics_port=free_port())
-    async with pipeline(settings, ["consume", "analyze"]) as base:
+    routes = tmp_path / "routes.toml"
+    routes.write_text(SLACK_ROUTE.format(wait="10s"))
+    monkeypatch.setenv("TEST_SLACK_WEBHOOK", slack.webhook_url())
+    settings = consume_settings(
+        kafka_bootstrap,
+        server.url,
+        metrics_port=free_port(),
+        routes_file=routes,
+        analyze_poll_interval=0.2,
+        alert_poll_interval=0.2,
+    )
+    async with pipeline(settings, ["consume", "analyze", "alert"]) as base:
         await wait_until(lambda: _status_is(base, 503), 30, "an answer")
         status, body = await readiness(base)
         assert (status, body["ready"]) == (503, False)
-        assert body["stages"] == {
-            "analyze": "connecting to PostgreSQL",
-            "consume": "connecting to PostgreSQL",
-        }
+        assert body["stages"] == dict.fromkeys(
+            ("alert", "analyze", "consume"), "connecting to PostgreSQL"
+        )
         assert (await get(f"{base}/healthz"))[0] == 200  # alive all the same
         assert (await samples(base))['mendline_stage_ready{stage="consume"}'] == 0
 
@@ -154,9 +175,13 @@ async def test_readyz_is_503_while_the_database_is_out_and_200_once_it_is_back(
 
         server.stop()  # an outage while running: the consumer pauses at its next batch
         await produce(kafka_bootstrap, settings.errors_topic, [encode(make_event(1, 0))])
-        await wait_until(lambda: _status_is(base, 503), 60, "not ready during the outage")
-        status, body = await readiness(base)
-        assert body["stages"]["consume"] == "waiting out an outage of PostgreSQL or the DLQ"
+        outage = {
+            "alert": "waiting out an outage of PostgreSQL",
+            "analyze": "waiting out an outage of PostgreSQL",
+            "consume": "waiting out an outage of PostgreSQL or the DLQ",
+        }
+        await wait_until(lambda: _stages_are(base, outage), 60, "each waiting out the outage")
+        assert (await readiness(base))[0] == 503
         server.start()
         await wait_until(lambda: _is_ready(base), 60, "ready again after the outage")
 
@@ -226,3 +251,7 @@ async def _status_is(base: str, status: int) -> bool:
 async def _sample_is(base: str, prefix: str, wanted: float) -> bool:
     found = await samples(base)
     return sum(v for k, v in found.items() if k.startswith(prefix)) == wanted
+
+
+async def _stages_are(base: str, wanted: dict[str, str]) -> bool:
+    return (await readiness(base))[1]["stages"] == wanted
