@@ -9,6 +9,7 @@ messages.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +31,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Seconds: from a fast local answer to a check's longest timeout.
 DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
+log = logging.getLogger("mendline")
+
 _F = TypeVar("_F", bound="Family")
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -48,14 +51,16 @@ class Family:
     help: str
     type: Literal["counter", "gauge", "histogram"]
     labels: tuple[str, ...] = ()
-    _values: Values = field(default_factory=dict)
-    _readers: list[Callable[[], Reading]] = field(default_factory=list)
+    _values: Values = field(default_factory=dict, init=False, repr=False)
+    _readers: list[Callable[[], Reading]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name) or any(not _LABEL.fullmatch(n) for n in self.labels):
             raise ValueError(f"not a Prometheus metric or label name: {self.name} {self.labels}")
         if self.type == "counter" and not self.name.endswith("_total"):
             raise ValueError(f"a counter's name ends in _total: {self.name}")
+        if self.type == "histogram" and "le" in self.labels:
+            raise ValueError("le is the label of a histogram's buckets")
 
     def read_from(self, reader: Callable[[], Reading]) -> None:
         """Add what ``reader()`` returns, at each scrape, to the family's values."""
@@ -70,7 +75,12 @@ class Family:
         """The values now: counted, plus read."""
         total = dict(self._values)
         for reader in self._readers:
-            for key, value in reader().items():
+            try:
+                reading = reader()
+            except Exception:  # a scrape still answers, with what can be read
+                log.exception("mendline: reading %s failed", self.name)
+                continue
+            for key, value in reading.items():
                 total[key] = total.get(key, 0.0) + value
         return total
 
@@ -115,7 +125,9 @@ class Histogram(Family):
     """Observations counted into fixed buckets (cumulative ``le`` buckets, sum and count)."""
 
     buckets: tuple[float, ...] = DURATION_BUCKETS
-    _observed: dict[tuple[str, ...], tuple[list[int], float]] = field(default_factory=dict)
+    _observed: dict[tuple[str, ...], tuple[list[int], float]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def observe(self, value: float, **labels: str) -> None:
         """Count one observation (seconds, bytes: the base unit) for these label values."""
@@ -175,6 +187,8 @@ class Metrics:
         known = self._families.setdefault(family.name, family)
         if type(known) is not type(family) or known.labels != family.labels:
             raise ValueError(f"{family.name} is already a {known.type} of {known.labels}")
+        if isinstance(known, Histogram) and known.buckets != getattr(family, "buckets", None):
+            raise ValueError(f"{family.name} has the buckets {known.buckets}")
         return known
 
     def render(self) -> str:

@@ -12,9 +12,13 @@ from typing import Any, Generic, TypeVar
 from mendline.schemas.checks import CheckResult
 from mendline.stages._metrics import Metrics, Reading
 
-__all__ = ["StageContext", "StatsMetric", "Telemetry"]
+__all__ = ["TRIGGERS_HELP", "StageContext", "StatsMetric", "Telemetry"]
 
 _S = TypeVar("_S")
+
+#: The help of ``mendline_triggers_total``, which the consume stage reads from its stats and
+#: the monitor stage counts into.
+TRIGGERS_HELP = "Triggers made for the analysis and alert queues, by kind."
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,11 @@ class StageContext:
         family.read_from(lambda: metric.read(self.totals(kind)))
 
     # -- for the monitor stage --------------------------------------------------------------
+
+    def count_triggers(self, kind: str, n: int = 1) -> None:
+        """Count ``n`` triggers made of ``kind`` (a kind of mendline.triggers, such as
+        ``health_down``) in ``mendline_triggers_total{kind}``, with the consume stage's."""
+        self.metrics.counter("mendline_triggers_total", TRIGGERS_HELP, ("kind",)).inc(n, kind=kind)
 
     def count_check(self, result: CheckResult) -> None:
         """Count one run of a health check: ``mendline_check_results_total{check,result}``

@@ -10,7 +10,7 @@ from mendline.ingest import Consumer, ConsumerStats
 from mendline.ingest.consumer import ProducerCheck, producer_check
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import connect_store
-from mendline.stages._telemetry import StageContext, StatsMetric
+from mendline.stages._telemetry import TRIGGERS_HELP, StageContext, StatsMetric
 from mendline.stages._waiting import connect_patiently
 
 __all__ = ["METRICS", "check", "run", "summary"]
@@ -55,7 +55,7 @@ METRICS: tuple[StatsMetric[ConsumerStats], ...] = (
     ),
     StatsMetric(
         "mendline_triggers_total",
-        "Triggers made for the analysis and alert queues, by kind.",
+        TRIGGERS_HELP,
         lambda s: {(kind,): n for kind, n in s.trigger_kinds.items()},
         ("kind",),
     ),

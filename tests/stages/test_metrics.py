@@ -72,6 +72,7 @@ def test_each_family_has_help_and_type_lines_and_the_text_ends_with_a_newline() 
         (lambda m: m.counter("mendline-events_total", "a dash"), "not a Prometheus"),
         (lambda m: m.gauge("mendline_g", "bad label", ("le-x",)), "not a Prometheus"),
         (lambda m: m.histogram("mendline_h", "unsorted", buckets=(1.0, 0.5)), "increasing"),
+        (lambda m: m.histogram("mendline_h", "le taken", ("le",)), "buckets"),
     ],
 )
 def test_names_that_break_the_conventions_are_refused(make: object, message: str) -> None:
@@ -89,6 +90,25 @@ def test_a_family_asked_for_again_is_the_same_and_its_labels_are_checked() -> No
         first.inc(other="x")
     with pytest.raises(ValueError, match="does not go down"):
         first.inc(-1, kind="x")
+    metrics.histogram("mendline_h_seconds", "H.", buckets=(1.0, 2.0))
+    with pytest.raises(ValueError, match="has the buckets"):
+        metrics.histogram("mendline_h_seconds", "H.", buckets=(1.0, 5.0))
+
+
+def test_a_reader_that_fails_leaves_the_rest_of_the_scrape(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics()
+
+    def broken() -> dict[tuple[str, ...], float]:
+        raise RuntimeError("a bug")
+
+    metrics.gauge("mendline_broken", "Broken.").set_function(broken)
+    metrics.counter("mendline_fine_total", "Fine.").read_from(lambda: {(): 3})
+    families = parsed(metrics.render())
+    assert families["mendline_fine"] == {("mendline_fine_total", ()): 3}
+    assert families["mendline_broken"] == {}
+    assert "reading mendline_broken failed" in caplog.text
 
 
 def test_a_restarted_stage_counts_on_from_where_it_was() -> None:
@@ -189,6 +209,19 @@ def test_check_results_are_counted_by_check_and_result_with_their_durations() ->
     durations = families["mendline_check_duration_seconds"]
     assert durations[("mendline_check_duration_seconds_count", (("check", "shop"),))] == 3
     assert durations[("mendline_check_duration_seconds_sum", (("check", "db"),))] == 0.5
+
+
+def test_the_monitors_triggers_add_to_those_the_consumer_made() -> None:
+    telemetry = Telemetry()
+    telemetry.stage("consume").watch(ConsumerStats(trigger_kinds={"new_issue": 2}), consume.METRICS)
+    monitor = telemetry.stage("monitor")
+    monitor.count_triggers("health_down")
+    monitor.count_triggers("new_issue", 3)  # whoever made them, one count per kind
+    triggers = parsed(telemetry.metrics.render())["mendline_triggers"]
+    assert triggers == {
+        ("mendline_triggers_total", (("kind", "health_down"),)): 1,
+        ("mendline_triggers_total", (("kind", "new_issue"),)): 5,
+    }
 
 
 def test_ready_only_when_every_stage_is_and_each_says_why_not() -> None:
