@@ -158,19 +158,6 @@ class Settings(BaseSettings):
         description="Seconds a delivery is retried before it is marked dead.",
     )
 
-    # -- /healthz, /readyz and /metrics of the long-running commands ----------------------
-    metrics_port: int | None = Field(
-        default=None,
-        ge=1,
-        le=65535,
-        description="Port of `/healthz`, `/readyz` and `/metrics` (consume, analyze, alert, run);"
-        " unset: not served.",
-    )
-    metrics_host: str = Field(
-        default="127.0.0.1",
-        description="Address those endpoints listen on; `0.0.0.0` in a container.",
-    )
-
     # -- The emitting app (structlog processor, logging handler, shipper) -----------------
     service: str | None = Field(
         default=None, description="Service name on emitted events; the program name if unset."
@@ -214,6 +201,19 @@ class Settings(BaseSettings):
         default=None,
         description="This service's key: the shipper and `mendline emit` sign each event "
         "(HMAC-SHA256) with it.",
+    )
+
+    # -- /healthz, /readyz and /metrics of the long-running commands ----------------------
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of `/healthz`, `/readyz` and `/metrics` (consume, analyze, alert, run);"
+        " unset: not served.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address those endpoints listen on; `0.0.0.0` in a container.",
     )
 
     @field_validator("issue_url_template")
