@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -15,6 +16,8 @@ from mendline.stages._metrics import Metrics, Reading
 __all__ = ["TRIGGERS_HELP", "StageContext", "StatsMetric", "Telemetry"]
 
 _S = TypeVar("_S")
+
+log = logging.getLogger("mendline")
 
 #: The help of ``mendline_triggers_total``, which the consume stage reads from its stats and
 #: the monitor stage counts into.
@@ -64,7 +67,11 @@ class StageContext:
 
     def waiting_for(self) -> str | None:
         """None when ready, else why not."""
-        return self._readiness()
+        try:
+            return self._readiness()
+        except Exception:  # a probe still answers: not ready, and the log says why
+            log.exception("mendline: the %s stage's readiness could not be read", self.name)
+            return "readiness unknown"
 
     # -- stats read at scrape time --------------------------------------------------------
 

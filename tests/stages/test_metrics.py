@@ -242,3 +242,15 @@ def test_ready_only_when_every_stage_is_and_each_says_why_not() -> None:
         ("mendline_stage_ready", (("stage", "alert"),)): 1,
         ("mendline_stage_ready", (("stage", "consume"),)): 1,
     }
+
+
+def test_a_readiness_that_cannot_be_read_is_not_ready(caplog: pytest.LogCaptureFixture) -> None:
+    telemetry = Telemetry()
+
+    def broken() -> str | None:
+        raise RuntimeError("a bug")
+
+    telemetry.stage("consume").ready_when(broken)
+    assert telemetry.readiness() == {"consume": "readiness unknown"}
+    assert not telemetry.ready()
+    assert "the consume stage's readiness could not be read" in caplog.text
