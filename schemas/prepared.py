@@ -45,6 +45,8 @@ class BatchResult:
     new_issues: int = 0
     regressions: int = 0
     triggers: int = 0
+    #: The triggers made, by kind (``new_issue``, ``regression``, ``frequency``).
+    trigger_kinds: dict[str, int] = field(default_factory=dict)
     #: Events not stored because their event_id was stored (or came earlier in the batch)
     #: with other content, each with the content hash stored for that id.
     conflicts: list[tuple[PreparedEvent, str]] = field(default_factory=list)

@@ -258,6 +258,19 @@ class Settings(BaseSettings):
         "(HMAC-SHA256) with it.",
     )
 
+    # -- /healthz, /readyz and /metrics of the long-running commands ----------------------
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of `/healthz`, `/readyz` and `/metrics` (consume, analyze, alert, run);"
+        " unset: not served.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address those endpoints listen on; `0.0.0.0` in a container.",
+    )
+
     @field_validator("issue_url_template")
     @classmethod
     def _a_template_of_id(cls, value: str | None) -> str | None:

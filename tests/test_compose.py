@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -412,3 +415,61 @@ def test_the_app_example_signs_with_its_own_key_passed_through(
         settings = Settings()  # unset key: the app sends unsigned
     assert settings.signing_key is None and settings.service == name
     assert settings.kafka_bootstrap.split(":")[0] in services
+
+
+# The commands that run until stopped, so serve /readyz when MENDLINE_METRICS_PORT is set.
+_WORKERS = {"consume", "analyze", "alert", "run", "monitor"}
+
+
+def test_the_workers_serve_the_endpoints_to_the_network_and_are_healthy_by_readyz(
+    compose: dict[str, Any],
+    mendline_services: dict[str, dict[str, Any]],
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    env = {k: _interpolate(v) for k, v in _environment(compose["x-mendline"]).items()}
+    with clean_env.context() as patch:
+        for var, value in env.items():
+            patch.setenv(var, value)
+        settings = Settings()
+    assert settings.metrics_port is not None  # served, but published nowhere
+    assert settings.metrics_host == "0.0.0.0"  # else nothing outside the container reaches it
+    workers = {n: s for n, s in mendline_services.items() if _command(s)[1] in _WORKERS}
+    assert {"consume", "analyze", "alert"} <= workers.keys()
+    readyz = compose["x-readyz"]
+    for name, service in mendline_services.items():
+        if name in workers:
+            assert service["healthcheck"] == readyz, name
+        else:  # a job that runs once serves nothing
+            assert "healthcheck" not in service, name
+    assert readyz["test"][:3] == ["CMD", "python", "-c"]
+    # The image runs Python (the python -c above), and no curl or wget.
+    stages = [ln for ln in (ROOT / "Dockerfile").read_text().splitlines() if ln.startswith("FROM")]
+    assert stages[-1].split()[1].startswith("python:3.")
+
+
+def _healthcheck(code: str, port: int) -> int:
+    """The exit status of the compose healthcheck's command, as the container runs it."""
+    env = {**os.environ, f"{PREFIX}METRICS_PORT": str(port)}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=30)
+    return run.returncode
+
+
+async def test_the_healthcheck_command_passes_only_while_every_stage_is_ready(
+    compose: dict[str, Any],
+) -> None:
+    from mendline.devstack import free_port
+    from mendline.schemas.settings import load_settings
+    from mendline.stages import Telemetry, serving_endpoints
+
+    code = compose["x-readyz"]["test"][3]
+    port = free_port()
+    telemetry = Telemetry()
+    consume, analyze = telemetry.stage("consume"), telemetry.stage("analyze")
+    assert await asyncio.to_thread(_healthcheck, code, port) != 0  # nothing listens yet
+    async with serving_endpoints(load_settings(metrics_port=port), telemetry):
+        assert await asyncio.to_thread(_healthcheck, code, port) != 0  # starting: 503
+        consume.ready()
+        analyze.not_ready("connecting to PostgreSQL")
+        assert await asyncio.to_thread(_healthcheck, code, port) != 0
+        analyze.ready()
+        assert await asyncio.to_thread(_healthcheck, code, port) == 0

@@ -89,6 +89,7 @@ class ConsumerStats:
     triggers: int = 0
     dead_lettered: dict[DeadLetterReason, int] = field(default_factory=dict)
     store_retries: int = 0
+    trigger_kinds: dict[str, int] = field(default_factory=dict)
 
 
 def undecodable(exc: BaseException) -> bool:
@@ -239,6 +240,29 @@ class Consumer:
         self._paused = False
         self._producer: AIOKafkaProducer | None = None
         self._identity = f"{socket.gethostname()}:{os.getpid()}"
+        # The offset after the last record fetched, by partition: what the lag is counted from.
+        self._fetched: dict[TopicPartition, int] = {}
+
+    def waiting_for(self) -> str | None:
+        """None while the consumer is in its group and fetching; else what it waits for."""
+        if self._consumer is None:
+            return "connecting to Kafka"
+        if self._paused:
+            return "waiting out an outage of PostgreSQL or the DLQ"
+        return None
+
+    def lag(self) -> dict[str, int]:
+        """Records behind the high watermark in this member's partitions, by topic (only
+        partitions it fetched from and knows the high watermark of)."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        behind: dict[str, int] = {}
+        for tp in consumer.assignment():
+            high, fetched = consumer.highwater(tp), self._fetched.get(tp)
+            if high is not None and fetched is not None:
+                behind[tp.topic] = behind.get(tp.topic, 0) + max(high - fetched, 0)
+        return behind
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; the batch in flight is finished and committed.
@@ -495,6 +519,7 @@ class Consumer:
                     await asyncio.sleep(0)
         self.stats.received += count
         offsets = {tp: batch[-1].offset + 1 for tp, batch in records.items()}
+        self._fetched.update(offsets)
         return prepared, rejected, offsets
 
     async def _store(self, prepared: list[PreparedEvent], stop: asyncio.Event) -> None:
@@ -525,6 +550,8 @@ class Consumer:
             self.stats.duplicates += result.duplicates
             self.stats.new_issues += result.new_issues
             self.stats.triggers += result.triggers
+            for kind, n in result.trigger_kinds.items():
+                self.stats.trigger_kinds[kind] = self.stats.trigger_kinds.get(kind, 0) + n
             return
 
     async def _write_isolating_poison(
@@ -547,6 +574,8 @@ class Consumer:
                 part = await self._write_isolating_poison(rest, stop) if rest else BatchResult()
             for name in ("stored", "duplicates", "new_issues", "regressions", "triggers"):
                 setattr(total, name, getattr(total, name) + getattr(part, name))
+            for kind, n in part.trigger_kinds.items():
+                total.trigger_kinds[kind] = total.trigger_kinds.get(kind, 0) + n
             total.conflicts.extend(part.conflicts)
         return total
 

@@ -12,7 +12,9 @@ from mendline.analyzers.backoff import Backoff
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
 from mendline.stages import alert, analyze, consume, monitor
+from mendline.stages._endpoints import serving_endpoints
 from mendline.stages._signals import stop_on_signals
+from mendline.stages._telemetry import StageContext, Telemetry
 from mendline.stages._waiting import wait_any
 
 __all__ = ["STAGES", "Stage", "run_pipeline", "run_stage", "run_stages"]
@@ -22,16 +24,17 @@ log = logging.getLogger("mendline")
 
 @dataclass(frozen=True)
 class Stage:
-    """A long-running stage. ``run(settings, stop)`` connects (waiting out an outage), works
-    until ``stop`` is set, finishes what it has in flight and logs what it did. ``check``,
-    if given, raises ConfigError for what can be found wrong before any stage starts."""
+    """A long-running stage. ``run(settings, stop, context)`` connects (waiting out an
+    outage), works until ``stop`` is set, finishes what it has in flight and logs what it
+    did; it tells ``context`` when it is ready and what it counts. ``check``, if given,
+    raises ConfigError for what can be found wrong before any stage starts."""
 
-    run: Callable[[Settings, asyncio.Event], Awaitable[None]]
+    run: Callable[[Settings, asyncio.Event, StageContext], Awaitable[None]]
     check: Callable[[Settings], object] | None = None
 
 
 #: Every stage, in the order ``mendline run`` starts them. A new stage is a module with
-#: ``async def run(settings, stop) -> None`` and a line here.
+#: ``async def run(settings, stop, context) -> None`` and a line here.
 STAGES: Mapping[str, Stage] = {
     "consume": Stage(consume.run, check=consume.check),
     "analyze": Stage(analyze.run),
@@ -42,20 +45,30 @@ STAGES: Mapping[str, Stage] = {
 
 async def run_stages(settings: Settings, only: list[str] | None = None) -> int:
     """``mendline run``: the stages (all, or ``only`` these) in one process, each restarted
-    when it fails, until SIGINT or SIGTERM stops them all cleanly."""
+    when it fails, until SIGINT or SIGTERM stops them all cleanly; with ``metrics_port``
+    set, serving /healthz, /readyz and /metrics meanwhile."""
     stop = asyncio.Event()
     stop_on_signals(stop)
-    await run_pipeline(settings, stop, only)
+    telemetry = Telemetry()
+    async with serving_endpoints(settings, telemetry):
+        await run_pipeline(settings, stop, only, telemetry=telemetry)
     return 0
 
 
 async def run_stage(name: str, settings: Settings) -> int:
     """``mendline consume``, ``analyze`` or ``alert``: the stage called ``name`` until SIGINT
     or SIGTERM; what it has in flight is finished. It is not restarted: a failure ends the
-    command (its process supervisor restarts it)."""
+    command (its process supervisor restarts it). With ``metrics_port`` set, it serves
+    /healthz, /readyz and /metrics meanwhile."""
     stop = asyncio.Event()
     stop_on_signals(stop)
-    await STAGES[name].run(settings, stop)
+    telemetry = Telemetry()
+    context = telemetry.stage(name)
+    async with serving_endpoints(settings, telemetry):
+        try:
+            await STAGES[name].run(settings, stop, context)
+        finally:
+            context.not_ready("stopped")
     return 0
 
 
@@ -65,9 +78,11 @@ async def run_pipeline(
     only: list[str] | None = None,
     *,
     stages: Mapping[str, Stage] = STAGES,
+    telemetry: Telemetry | None = None,
 ) -> None:
     """The ``stages`` (all, or ``only`` these) as tasks, each restarted with backoff when it
-    fails, until ``stop``; installs no signal handlers (the caller owns ``stop``).
+    fails, until ``stop``; installs no signal handlers (the caller owns ``stop``). Each is
+    given its context in ``telemetry`` (a new one if None: nothing is served then).
 
     A ConfigError (found by a stage's ``check`` before any starts, or raised by a stage) is
     nothing a restart would mend: it stops every stage, and is raised once they finished.
@@ -76,8 +91,10 @@ async def run_pipeline(
     for stage in chosen.values():
         if stage.check is not None:
             stage.check(settings)  # a bad routing file, a missing secret: say so first
+    telemetry = telemetry or Telemetry()
+    contexts = {name: telemetry.stage(name) for name in chosen}  # each starting, not ready
     outcomes = await asyncio.gather(
-        *(_supervised(name, stage, settings, stop) for name, stage in chosen.items()),
+        *(_supervised(stage, settings, stop, contexts[name]) for name, stage in chosen.items()),
         return_exceptions=True,  # the others finish what they have in flight first
     )
     for outcome in outcomes:
@@ -85,16 +102,23 @@ async def run_pipeline(
             raise outcome
 
 
-async def _supervised(name: str, stage: Stage, settings: Settings, stop: asyncio.Event) -> None:
+async def _supervised(
+    stage: Stage, settings: Settings, stop: asyncio.Event, context: StageContext
+) -> None:
     backoff = Backoff(1.0, 60.0)
     while not stop.is_set():
         try:
-            await stage.run(settings, stop)
+            await stage.run(settings, stop, context)
+            context.not_ready("stopped")
             return
         except ConfigError:
+            context.not_ready("stopped: its configuration is invalid")
             stop.set()
             raise
         except Exception:
             delay = backoff.next()
-            log.exception("mendline: the %s stage failed; restarting in %.1f s", name, delay)
+            context.not_ready("failed; restarting")
+            log.exception(
+                "mendline: the %s stage failed; restarting in %.1f s", context.name, delay
+            )
             await wait_any(stop, None, delay)

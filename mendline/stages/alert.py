@@ -28,6 +28,7 @@ from mendline.sinks.postgres import (
     connect_alerts,
 )
 from mendline.sinks.routing import RoutingTable, check_secrets, load_routes
+from mendline.stages._telemetry import StageContext, StatsMetric
 from mendline.stages._waiting import (
     connect_patiently,
     keep_renewing,
@@ -37,7 +38,7 @@ from mendline.stages._waiting import (
     wait_any,
 )
 
-__all__ = ["AlertStats", "AlertWorker", "routing_table", "run"]
+__all__ = ["METRICS", "AlertStats", "AlertWorker", "routing_table", "run"]
 
 log = logging.getLogger("mendline.alert")
 
@@ -64,6 +65,43 @@ class AlertStats:
     by_receiver: dict[str, int] = field(default_factory=dict)
 
 
+#: What the alert stage counts, read from its AlertStats at each scrape.
+METRICS: tuple[StatsMetric[AlertStats], ...] = (
+    StatsMetric(
+        "mendline_deliveries_total",
+        "Alert deliveries tried, by status: delivered, retried (failed, to be tried again),"
+        " failed (refused for good) or dead (retried past alert_max_age).",
+        lambda s: {
+            ("delivered",): s.sent,
+            ("retried",): s.retried,
+            ("failed",): s.failed,
+            ("dead",): s.dead,
+        },
+        ("status",),
+    ),
+    StatsMetric(
+        "mendline_alert_messages_total",
+        "Messages sent to receivers (a digest carries several deliveries).",
+        lambda s: {(): s.messages},
+    ),
+    StatsMetric(
+        "mendline_alerts_routed_total",
+        "Deliveries made by routing triggers (and findings that followed them).",
+        lambda s: {(): s.routed},
+    ),
+    StatsMetric(
+        "mendline_alerts_suppressed_total",
+        "Alerts held back by routing (grouped, repeated or silenced).",
+        lambda s: {(): s.suppressed},
+    ),
+    StatsMetric(
+        "mendline_alerts_unrouted_total",
+        "Triggers no route matched.",
+        lambda s: {(): s.unrouted},
+    ),
+)
+
+
 def routing_table(settings: Settings) -> RoutingTable:
     """The routing table; ConfigError when it is invalid or a secret it names is missing."""
     table = load_routes(settings.routes_file)
@@ -73,16 +111,20 @@ def routing_table(settings: Settings) -> RoutingTable:
     return table
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """The alert stage (one worker) until ``stop``; what is being sent finishes."""
+async def run(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
+    """The alert stage (one worker) until ``stop``; what is being sent finishes. Ready while
+    it holds its database pool and is not waiting out an outage."""
     table = routing_table(settings)
     channels: dict[str, Channel] = {
         name: make_channel(name, receiver, os.environ) for name, receiver in table.receivers.items()
     }
+    context.not_ready("connecting to PostgreSQL")
     store = await connect_patiently(lambda: connect_alerts(settings), stop)
     if store is None:
         return
     worker = AlertWorker(settings, store, table, channels)
+    context.watch(worker.stats, METRICS)
+    context.ready_when(worker.waiting_for)
     log.info("mendline: alert worker %s started (%s)", worker.owner, table.source)
     try:
         await worker.run(stop)
@@ -141,10 +183,16 @@ class AlertWorker:
         # A failed delivery is tried again after up to 2 s, doubling with its attempts, up to
         # 10 minutes; full jitter, so that retries to one receiver spread out.
         self._retry_backoff = Backoff(2.0, 600.0, jitter=1.0)
+        self._outage = outage_backoff()
+
+    def waiting_for(self) -> str | None:
+        """None while the worker reaches its database; else what it waits out (a claim or a
+        pass failed for an outage, and none succeeded since)."""
+        return "waiting out an outage of PostgreSQL" if self._outage.attempts else None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Route and send until ``stop``; what is being sent is finished first."""
-        backoff = outage_backoff()
+        backoff = self._outage
         renewer = asyncio.create_task(
             keep_renewing(
                 self.settings.alert_lease,

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import uuid
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from mendline.analyzers.rootcause.analyser import Analyser
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
 from mendline.analyzers.rootcause.llm import ChatClient, LLMAnalyser
 from mendline.analyzers.rootcause.prompt import build_prompt
-from mendline.schemas.finding import FallbackCode, Finding, IssueContext
+from mendline.schemas.finding import FallbackCode, Finding, IssueContext, Ledger, LLMCall
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import (
     TRIGGERS_CHANNEL,
@@ -31,6 +32,7 @@ from mendline.sinks.postgres import (
     is_bad_data,
     is_outage,
 )
+from mendline.stages._telemetry import StageContext, StatsMetric
 from mendline.stages._waiting import (
     connect_patiently,
     keep_renewing,
@@ -41,9 +43,13 @@ from mendline.stages._waiting import (
 )
 
 __all__ = [
+    "LLM_METRICS",
+    "METRICS",
     "Analysis",
     "AnalyzeStats",
     "AnalyzeWorker",
+    "CountedLedger",
+    "LLMUsage",
     "make_analysis",
     "run",
 ]
@@ -67,6 +73,106 @@ class AnalyzeStats:
     fallbacks: int = 0
     errors: int = 0
     fallback_codes: dict[FallbackCode, int] = field(default_factory=dict)
+    #: Findings stored, by where they came from: ``llm``, ``heuristic`` or ``stored`` (served
+    #: from a stored finding of the same fingerprint and release).
+    findings: dict[str, int] = field(default_factory=dict)
+
+
+#: What the analyze stage counts, read from its AnalyzeStats at each scrape.
+METRICS: tuple[StatsMetric[AnalyzeStats], ...] = (
+    StatsMetric(
+        "mendline_analysis_claimed_total",
+        "Triggers claimed for analysis.",
+        lambda s: {(): s.claimed},
+    ),
+    StatsMetric(
+        "mendline_findings_total",
+        "Findings stored, by analyser: llm, heuristic, or stored (served from a stored one).",
+        lambda s: {(source,): n for source, n in s.findings.items()},
+        ("analyser",),
+    ),
+    StatsMetric(
+        "mendline_findings_fallback_total",
+        "Findings of the heuristic analyser standing in for the LLM, by why.",
+        lambda s: {(code,): n for code, n in s.fallback_codes.items()},
+        ("code",),
+    ),
+    StatsMetric(
+        "mendline_analysis_errors_total",
+        "Analyses that failed and were left to be claimed again.",
+        lambda s: {(): s.errors},
+    ),
+)
+
+# LLM call outcomes kept as they are in the label; other ``http_<status>`` codes become
+# ``http_4xx`` or ``http_5xx``, anything else ``other``: the label's values stay few.
+_OUTCOMES = frozenset(
+    {"ok", "invalid", "timeout", "unreachable", "bad_response", "cancelled", "http_429"}
+)
+_HTTP = re.compile(r"http_([45])\d\d")
+
+
+@dataclass
+class LLMUsage:
+    """The LLM calls of a worker: by outcome, their tokens and their cost."""
+
+    calls: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def count(self, call: LLMCall) -> None:
+        """Count one call, its outcome reduced to a small fixed set."""
+        http = _HTTP.fullmatch(call.outcome)
+        if call.outcome in _OUTCOMES:
+            outcome = call.outcome
+        elif http is not None:
+            outcome = f"http_{http.group(1)}xx"
+        else:
+            outcome = "other"
+        self.calls[outcome] = self.calls.get(outcome, 0) + 1
+        self.prompt_tokens += call.prompt_tokens
+        self.completion_tokens += call.completion_tokens
+        self.cost_usd += call.cost_usd
+
+
+#: What the analyze stage counts of its LLM calls, read from its LLMUsage at each scrape.
+LLM_METRICS: tuple[StatsMetric[LLMUsage], ...] = (
+    StatsMetric(
+        "mendline_llm_requests_total",
+        "Calls to the LLM endpoint, by outcome.",
+        lambda u: {(outcome,): n for outcome, n in u.calls.items()},
+        ("outcome",),
+    ),
+    StatsMetric(
+        "mendline_llm_tokens_total",
+        "Tokens of the LLM calls, by direction: prompt or completion.",
+        lambda u: {("prompt",): u.prompt_tokens, ("completion",): u.completion_tokens},
+        ("direction",),
+    ),
+    StatsMetric(
+        "mendline_llm_cost_usd_total",
+        "US dollars the LLM calls cost, at the configured prices.",
+        lambda u: {(): u.cost_usd},
+    ),
+)
+
+
+class CountedLedger:
+    """A Ledger that counts each call it records into ``usage`` (once it is recorded)."""
+
+    def __init__(self, ledger: Ledger, usage: LLMUsage) -> None:
+        self.ledger = ledger
+        self.usage = usage
+
+    async def record(self, call: LLMCall) -> None:
+        """Record the call in the ledger, then count it."""
+        await self.ledger.record(call)
+        self.usage.count(call)
+
+    async def spent_today(self) -> tuple[int, float]:
+        """The ledger's spending today."""
+        return await self.ledger.spent_today()
 
 
 @dataclass
@@ -84,8 +190,11 @@ class Analysis:
             await self.client.aclose()
 
 
-def make_analysis(settings: Settings, store: FindingStore, **client_options: Any) -> Analysis:
-    """The LLM analyser when ``llm_base_url`` is set, else the heuristic one."""
+def make_analysis(
+    settings: Settings, store: FindingStore, ledger: Ledger | None = None, **client_options: Any
+) -> Analysis:
+    """The LLM analyser when ``llm_base_url`` is set, else the heuristic one. Its calls are
+    recorded in ``ledger`` (the store when None)."""
     heuristic = HeuristicAnalyser()
     if not settings.llm_base_url:
         return Analysis(heuristic, "heuristic", heuristic)
@@ -101,7 +210,7 @@ def make_analysis(settings: Settings, store: FindingStore, **client_options: Any
     )
     analyser = LLMAnalyser(
         client,
-        store,
+        store if ledger is None else ledger,
         heuristic=heuristic,
         scrubber=Scrubber(settings.scrub_extra_keys, settings.scrub_extra_patterns),
         concurrency=settings.llm_concurrency,
@@ -115,15 +224,21 @@ def make_analysis(settings: Settings, store: FindingStore, **client_options: Any
     return Analysis(analyser, "llm", heuristic, client)
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """The analyze stage (one worker) until ``stop``; what is in flight finishes."""
+async def run(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
+    """The analyze stage (one worker) until ``stop``; what is in flight finishes. Ready while
+    it holds its database pool and is not waiting out an outage."""
+    context.not_ready("connecting to PostgreSQL")
     store = await connect_patiently(
         lambda: connect_findings(settings, settings.llm_concurrency + 2), stop
     )
     if store is None:
         return
-    analysis = make_analysis(settings, store)
+    usage = LLMUsage()
+    analysis = make_analysis(settings, store, CountedLedger(store, usage))
     worker = AnalyzeWorker(settings, store, analysis)
+    context.watch(worker.stats, METRICS)
+    context.watch(usage, LLM_METRICS)
+    context.ready_when(worker.waiting_for)
     log.info("mendline: analyze worker %s started (%s analyser)", worker.owner, analysis.kind)
     try:
         await worker.run(stop)
@@ -179,6 +294,12 @@ class AnalyzeWorker:
         self._analysing: dict[str, asyncio.Future[None]] = {}
         # The prompt's size is what a budget reservation is estimated from.
         self._scrubber = Scrubber(settings.scrub_extra_keys, settings.scrub_extra_patterns)
+        self._outage = outage_backoff()
+
+    def waiting_for(self) -> str | None:
+        """None while the worker reaches its database; else what it waits out (a claim or a
+        pass failed for an outage, and none succeeded since)."""
+        return "waiting out an outage of PostgreSQL" if self._outage.attempts else None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Analyse triggers until ``stop`` is set."""
@@ -191,7 +312,7 @@ class AnalyzeWorker:
                 "analyses",
             )
         )
-        backoff = outage_backoff()
+        backoff = self._outage
         try:
             while not stop.is_set():
                 await self._listener.keep()
@@ -324,10 +445,12 @@ class AnalyzeWorker:
     async def _analyse_held(self, claim: Claim, context: IssueContext, key: str) -> None:
         cached = await self.store.cached(key, self.analysis.kind)
         cached_from = None
+        source: str | None = None  # the finding's own analyser unless served
         if cached is not None:
             cached_from = cached.id
             finding = _served(cached.finding)
             self.stats.cached += 1
+            source = "stored"
         elif claim.attempts > _MAX_ATTEMPTS:
             finding = self.analysis.heuristic.diagnose(context).as_fallback(
                 "abandoned_claim", f"claimed {claim.attempts} times without finishing"
@@ -346,10 +469,12 @@ class AnalyzeWorker:
                 "unstorable", f"the finding could not be stored: {exc}"
             )
             await self._save_patiently(finding, claim, context.issue.id, key, None)
-        self._count(claim, finding)
+            source = None
+        self._count(claim, finding, source or finding.analyser)
 
-    def _count(self, claim: Claim, finding: Finding) -> None:
+    def _count(self, claim: Claim, finding: Finding, source: str) -> None:
         self.stats.analysed += 1
+        self.stats.findings[source] = self.stats.findings.get(source, 0) + 1
         code = finding.fallback_code
         if code is not None:
             self.stats.fallbacks += 1

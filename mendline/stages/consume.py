@@ -10,9 +10,10 @@ from mendline.ingest import Consumer, ConsumerStats
 from mendline.ingest.consumer import ProducerCheck, producer_check
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import connect_store
+from mendline.stages._telemetry import TRIGGERS_HELP, StageContext, StatsMetric
 from mendline.stages._waiting import connect_patiently
 
-__all__ = ["check", "run", "summary"]
+__all__ = ["METRICS", "check", "run", "summary"]
 
 log = logging.getLogger("mendline.consume")
 
@@ -23,13 +24,66 @@ def check(settings: Settings) -> None:
     producer_check(settings)
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """The consume stage until ``stop``; the batch in flight is finished and committed."""
+#: What the consume stage counts, read from its ConsumerStats at each scrape.
+METRICS: tuple[StatsMetric[ConsumerStats], ...] = (
+    StatsMetric(
+        "mendline_events_received_total",
+        "Records read from the errors topic.",
+        lambda s: {(): s.received},
+    ),
+    StatsMetric(
+        "mendline_events_stored_total", "Events stored in PostgreSQL.", lambda s: {(): s.stored}
+    ),
+    StatsMetric(
+        "mendline_events_duplicate_total",
+        "Events not stored again: their event_id was stored before (a replay).",
+        lambda s: {(): s.duplicates},
+    ),
+    StatsMetric(
+        "mendline_events_dead_lettered_total",
+        "Records sent to the DLQ topic, by reason.",
+        lambda s: {(reason,): n for reason, n in s.dead_lettered.items()},
+        ("reason",),
+    ),
+    StatsMetric(
+        "mendline_batches_stored_total",
+        "Batches stored and their offsets committed.",
+        lambda s: {(): s.batches},
+    ),
+    StatsMetric(
+        "mendline_issues_created_total", "Issues the events created.", lambda s: {(): s.new_issues}
+    ),
+    StatsMetric(
+        "mendline_triggers_total",
+        TRIGGERS_HELP,
+        lambda s: {(kind,): n for kind, n in s.trigger_kinds.items()},
+        ("kind",),
+    ),
+    StatsMetric(
+        "mendline_store_retries_total",
+        "Batch writes retried because PostgreSQL was unavailable.",
+        lambda s: {(): s.store_retries},
+    ),
+)
+
+
+async def run(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
+    """The consume stage until ``stop``; the batch in flight is finished and committed.
+    Ready while it holds the database and the consumer group, and is not waiting out an
+    outage of the database or the DLQ."""
     check(settings)  # a bad keys file is said now, not after waiting out a broker outage
+    context.not_ready("connecting to PostgreSQL")
     store = await connect_patiently(lambda: connect_store(settings), stop)
     if store is None:
         return
     consumer = Consumer(settings, store)
+    context.watch(consumer.stats, METRICS)
+    context.ready_when(consumer.waiting_for)
+    context.metrics.gauge(
+        "mendline_consumer_lag",
+        "Records in the errors topic's assigned partitions not fetched yet (this member's).",
+        ("topic",),
+    ).set_function(lambda: {(topic,): n for topic, n in consumer.lag().items()})
     try:
         await consumer.run(stop)
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -161,7 +161,8 @@ class Store:
         await self._count_minute(conn, ids, deltas, now)
         triggers, result.regressions = _lifecycle_triggers(ids, created, before)
         triggers.extend(await self._frequency_triggers(conn, ids, before, now))
-        result.triggers = await self._insert_triggers(conn, triggers, now, events, issue_of)
+        result.trigger_kinds = await self._insert_triggers(conn, triggers, now, events, issue_of)
+        result.triggers = sum(result.trigger_kinds.values())
         result.stored = len(events)
         return result
 
@@ -282,13 +283,14 @@ class Store:
         now: datetime,
         events: list[PreparedEvent],
         issue_of: dict[str, int],
-    ) -> int:
-        """Insert the triggers not made before (by their dedup key); how many were new. The
+    ) -> dict[str, int]:
+        """Insert the triggers not made before (by their dedup key); how many were new, by
+        kind. The
         workers are told, once the transaction commits, when there are any. Each carries the
         environment and tags of its issue's last event in the batch: routing reads them
         there rather than in the events."""
         if not triggers:
-            return 0
+            return {}
         newest = {issue_of[e.fingerprint]: e for e in events}  # the batch's order: the last
         inserted = await conn.fetch(
             """INSERT INTO mendline.triggers
@@ -298,7 +300,7 @@ class Store:
                FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $6::text[],
                            $7::text[]) AS u(issue_id, kind, dedup_key, details, environment,
                                             payload)
-               ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
+               ON CONFLICT (dedup_key) DO NOTHING RETURNING kind""",
             [t[0] for t in triggers],
             [t[1] for t in triggers],
             [t[2] for t in triggers],
@@ -309,7 +311,7 @@ class Store:
         )
         if inserted:
             await conn.execute("SELECT pg_notify($1, '')", TRIGGERS_CHANNEL)
-        return len(inserted)
+        return dict(Counter(row["kind"] for row in inserted))
 
     async def _resolve_issues(
         self, conn: _Conn, by_hash: dict[str, list[PreparedEvent]]

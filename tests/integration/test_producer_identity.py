@@ -13,7 +13,7 @@ import pytest
 
 from mendline.analyzers.policy import ProducerAuthMode, signature_headers
 from mendline.ingest import ErrorEventProcessor, read_dead_letters
-from mendline.stages import consume
+from mendline.stages import Telemetry, consume
 from tests.cli_helpers import cli, cli_env, json_lines
 
 from .event_factory import encode, make_event
@@ -173,7 +173,7 @@ async def test_the_consume_stage_says_what_warn_stored_when_it_stops(
     )
     stop = asyncio.Event()
     with caplog.at_level(logging.INFO, logger="mendline.consume"):
-        stage = asyncio.create_task(consume.run(settings, stop))
+        stage = asyncio.create_task(consume.run(settings, stop, Telemetry().stage("consume")))
         try:
             await wait_until(lambda: stored_count(fresh_db_url, 3), 60, "the three events stored")
         finally:

@@ -13,7 +13,7 @@ import pytest
 
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings, load_settings
-from mendline.stages import Stage, run_pipeline
+from mendline.stages import Stage, StageContext, run_pipeline
 from tests.channel_servers import fake_slack
 from tests.db_helpers import query
 
@@ -67,13 +67,13 @@ async def test_a_failing_stage_is_restarted_and_the_others_go_on() -> None:
     stop = asyncio.Event()
     steady_stopped = asyncio.Event()
 
-    async def flaky(settings: Settings, stop: asyncio.Event) -> None:
+    async def flaky(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
         calls.append("flaky")
         if calls.count("flaky") < 3:
             raise RuntimeError("a bug")
         stop.set()  # third time lucky: end the run
 
-    async def steady(settings: Settings, stop: asyncio.Event) -> None:
+    async def steady(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
         calls.append("steady")
         await stop.wait()
         steady_stopped.set()
@@ -88,11 +88,11 @@ async def test_a_config_error_stops_every_stage_after_what_is_in_flight() -> Non
     stop = asyncio.Event()
     finished: list[str] = []
 
-    async def misconfigured(settings: Settings, stop: asyncio.Event) -> None:
+    async def misconfigured(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
         await asyncio.sleep(0)
         raise ConfigError("no such receiver")
 
-    async def steady(settings: Settings, stop: asyncio.Event) -> None:
+    async def steady(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
         await stop.wait()
         await asyncio.sleep(0.01)  # the batch in flight
         finished.append("steady")
@@ -106,7 +106,7 @@ async def test_a_config_error_stops_every_stage_after_what_is_in_flight() -> Non
 async def test_a_check_that_fails_starts_no_stage() -> None:
     started: list[str] = []
 
-    async def stage(settings: Settings, stop: asyncio.Event) -> None:
+    async def stage(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
         started.append("stage")
 
     def check(settings: Settings) -> None:
