@@ -49,6 +49,7 @@ from mendline.sinks.postgres import (
     connect_health,
     is_outage,
 )
+from mendline.stages._telemetry import StageContext
 from mendline.stages._waiting import (
     connect_patiently,
     keep_renewing,
@@ -82,7 +83,6 @@ class MonitorStats:
     heartbeat_verdicts: int = 0
     reloads: int = 0
     unrecorded: int = 0
-    durations: list[float] = field(default_factory=list)
 
 
 def checks_of(settings: Settings) -> CheckSet:
@@ -101,10 +101,12 @@ def check(settings: Settings) -> None:
     checks_of(settings)
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
+async def run(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
     """The monitor stage until ``stop``: the checks that are due, the check-ins consumer and
-    the heartbeats; the checks running are finished (or abandoned at their timeout)."""
+    the heartbeats; the checks running are finished (or abandoned at their timeout). Ready
+    once it holds its database pools; each result is counted in ``context``."""
     checks = checks_of(settings)
+    context.not_ready("connecting to PostgreSQL")
     health = await connect_patiently(lambda: connect_health(settings), stop)
     if health is None:
         return
@@ -112,7 +114,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     if checkins is None:
         await health.close()
         return
-    worker = MonitorWorker(settings, health, checkins, checks)
+    worker = MonitorWorker(settings, health, checkins, checks, context=context)
+    context.ready_when(worker.waiting_for)
     consumer = CheckinConsumer(settings, checkins)
     reading = asyncio.create_task(consumer.run(stop))
     log.info("mendline: monitor %s started: %d checks", worker.owner, len(checks.checks))
@@ -155,8 +158,12 @@ class MonitorWorker:
         *,
         owner: str | None = None,
         environ: Mapping[str, str] | None = None,
+        context: StageContext | None = None,
     ) -> None:
         self.settings = settings
+        #: Where each result is counted (mendline_check_results_total and its duration).
+        self.context = context
+        self._outage = outage_backoff()
         self.health = health
         self.checkins = checkins
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -179,9 +186,13 @@ class MonitorWorker:
         self._producing = False
         self._http: HttpClients | None = None
 
+    def waiting_for(self) -> str | None:
+        """None while the monitor reaches its database; else what it waits out."""
+        return "waiting out an outage of PostgreSQL" if self._outage.attempts else None
+
     async def run(self, stop: asyncio.Event) -> None:
         """Claim, run and record until ``stop``; checks running are finished first."""
-        backoff = outage_backoff()
+        backoff = self._outage
         loop = asyncio.get_running_loop()
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)  # main thread only
@@ -300,6 +311,8 @@ class MonitorWorker:
         await self._record(result, check)
 
     async def _record(self, result: CheckResult, check: Check) -> None:
+        if self.context is not None:
+            self.context.count_check(result)
         try:
             await self._write(result, check)
         except Exception as exc:

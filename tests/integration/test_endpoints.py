@@ -28,7 +28,7 @@ from tests.cli_helpers import cli_env
 from tests.llm_server import FakeLLM
 
 from .event_factory import encode, make_event
-from .kafka_helpers import produce
+from .kafka_helpers import produce, unique_topic
 from .stage_helpers import (
     SLACK_ROUTE,
     analyze_settings,
@@ -161,6 +161,39 @@ async def test_the_llm_calls_their_tokens_and_cost_are_counted(
     }.items() <= found.items()
 
 
+async def test_the_monitor_counts_each_checks_results_and_how_long_they_took(
+    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
+) -> None:
+    port, closed = free_port(), free_port()
+    checks = tmp_path / "checks.toml"
+    every = 'interval = "1s"\ntimeout = "2s"\n'
+    checks.write_text(
+        f'[[checks]]\nname = "itself"\nkind = "http"\nurl = "http://127.0.0.1:{port}/healthz"\n'
+        f"{every}"
+        f'[[checks]]\nname = "gone"\nkind = "http"\nurl = "http://127.0.0.1:{closed}/"\n{every}'
+    )
+    settings = load_settings(
+        kafka_bootstrap=kafka_bootstrap,
+        database_url=fresh_db_url,
+        checks_file=checks,
+        self_checks=False,
+        monitor_poll_interval=0.1,
+        checkins_topic=unique_topic("checkins"),
+        checkins_dlq_topic=unique_topic("checkins-dlq"),
+        checkins_group=unique_topic("checkins-group"),
+        metrics_port=port,
+    )
+    itself = 'mendline_check_results_total{check="itself",result="success"}'
+    gone = 'mendline_check_results_total{check="gone",result="refused"}'
+    async with pipeline(settings, ["monitor"]) as base:
+        await wait_until(lambda: _is_ready(base), 60, "the monitor ready")
+        await wait_until(lambda: _both_counted(base, itself, gone), 60, "both checks run")
+        found = await samples(base)
+    durations = 'mendline_check_duration_seconds_count{check="itself"}'
+    assert found[durations] == found[itself]  # one duration a result
+    assert found['mendline_check_duration_seconds_sum{check="gone"}'] >= 0
+
+
 async def test_readyz_is_503_while_the_database_is_out_and_200_once_it_is_back(
     kafka_bootstrap: str,
     postgres_factory: Callable[..., EmbeddedPostgres],
@@ -288,3 +321,8 @@ async def _none_ready(base: str) -> bool:
         stages["consume"] == "waiting out an outage of PostgreSQL or the DLQ"
         and {stages["alert"], stages["analyze"]} <= _OUTAGE_STATES
     )
+
+
+async def _both_counted(base: str, *names: str) -> bool:
+    found = await samples(base)
+    return all(found.get(name, 0) >= 1 for name in names)
