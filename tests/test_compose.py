@@ -328,6 +328,7 @@ _NEEDS = {
     "consume": {"kafka", "postgres"},
     "analyze": {"postgres"},
     "alert": {"postgres"},
+    "monitor": {"kafka", "postgres"},
 }
 
 
@@ -348,7 +349,7 @@ def test_mendline_services_wait_for_healthy_dependencies(
 
 def test_the_pipeline_stages_are_services(mendline_services: dict[str, dict[str, Any]]) -> None:
     stages = {_command(service)[1] for service in mendline_services.values()}
-    assert {"topics", "consume", "analyze", "alert"} <= stages
+    assert {"topics", "consume", "analyze", "alert", "monitor"} <= stages
 
 
 def test_third_party_images_are_pinned(services: dict[str, Any]) -> None:
