@@ -22,8 +22,16 @@ _Store = TypeVar("_Store", bound=type)
 # program limit exceeded. Any other database error (connection, read-only standby,
 # privileges, a schema from another release...) is the database's, and is waited out.
 _DATA_ERRORS = {"22", "23", "54"}
-# What the driver raises about the database: its errors, an unreachable server, a timeout.
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# What the driver raises about the database: its errors, an unreachable server, a timeout;
+# and its protocol losing its state when the server went away mid-query ("cannot switch to
+# state 15"), which a new connection cures.
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 def is_bad_data(exc: BaseException) -> bool:

@@ -98,8 +98,7 @@ class FindingStore:
         rows = await self.pool.fetch(
             """WITH free AS (
                    SELECT id FROM mendline.triggers
-                   -- The partial index triggers_to_analyse (0003) predates health_down:
-                   -- a migration widening it to these three kinds lets this query use it.
+                   -- The same kinds as the partial index triggers_to_analyse (0013).
                    WHERE analysed_at IS NULL
                      AND kind IN ('new_issue', 'regression', 'health_down')
                      AND (analysis_lease_until IS NULL OR analysis_lease_until < now())

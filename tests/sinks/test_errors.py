@@ -24,6 +24,11 @@ CASES = [
     (pg.ConnectionDoesNotExistError("connection was closed"), False, True),
     (ConnectionRefusedError(111, "Connection refused"), False, True),
     (TimeoutError(), False, True),
+    (
+        pg.InternalClientError("cannot switch to state 15; another operation is in progress"),
+        False,
+        True,
+    ),
     (ValueError("a bug of ours"), False, False),
     (KeyError("event_id"), False, False),
 ]

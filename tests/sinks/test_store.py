@@ -83,6 +83,23 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     await conn.close()
 
 
+async def test_the_queues_partial_indexes_cover_the_kinds_their_queries_take(
+    settings: Settings,
+) -> None:
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        await migrate(conn)
+        defs = await conn.fetch(
+            """SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'mendline'
+               AND indexname IN ('triggers_to_analyse', 'triggers_to_follow')"""
+        )
+    finally:
+        await conn.close()
+    assert len(defs) == 2
+    for row in defs:
+        assert all(kind in row["indexdef"] for kind in ("new_issue", "regression", "health_down"))
+
+
 async def test_migrations_are_idempotent_and_safe_when_run_at_once(settings: Settings) -> None:
     url = settings.database_url.get_secret_value()
     conns = [await asyncpg.connect(url) for _ in range(3)]
