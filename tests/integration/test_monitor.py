@@ -6,6 +6,7 @@ self checks of a stopped consumer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from mendline.ingest import encode_checkin, new_checkin
+import mendline
+from mendline.ingest import encode_checkin, make_shipper, new_checkin
 from mendline.schemas.settings import Settings, load_settings
 from mendline.sinks.channels import make_channel
 from mendline.sinks.postgres import connect_alerts, connect_checkins, connect_health
@@ -330,3 +332,33 @@ async def fast_self_checks(settings: Settings) -> AsyncIterator[MonitorWorker]:
     finally:
         await worker.health.close()
         await worker.checkins.close()
+
+
+async def test_a_job_failing_inside_mendline_heartbeat_turns_its_check_down_with_the_reason(
+    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
+) -> None:
+    checks = tmp_path / "checks.toml"
+    checks.write_text(
+        '[[checks]]\nname = "export"\nkind = "heartbeat"\nevery = "2s"\ngrace = "1s"\n'
+    )
+    settings = monitor_settings(kafka_bootstrap, fresh_db_url, checks, spool_dir=tmp_path / "spool")
+    shipper = make_shipper(settings, service="jobs")
+    try:
+        with mendline.heartbeat("export", shipper=shipper):
+            pass  # a run that went well starts the schedule
+        with contextlib.suppress(RuntimeError), mendline.heartbeat("export", shipper=shipper):
+            raise RuntimeError("export failed: disk full")  # the next run fails
+    finally:
+        shipper.shutdown(5)
+    async with running_checkins(settings), monitors(settings):
+        await wait_until(lambda: _is(fresh_db_url, "export", "down"), 30, "the check down")
+    results = await query(
+        fresh_db_url,
+        "SELECT success, error_kind, error FROM mendline.check_results"
+        " WHERE check_name = 'export' ORDER BY scheduled_at",
+    )
+    assert (results[0]["success"], results[0]["error_kind"]) == (False, "failed")
+    assert "RuntimeError: export failed: disk full" in results[0]["error"]
+    triggers = await query(fresh_db_url, "SELECT kind, details FROM mendline.triggers")
+    assert [t["kind"] for t in triggers] == ["health_down"]
+    assert json.loads(triggers[0]["details"])["error_kind"] == "failed"
