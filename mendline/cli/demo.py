@@ -175,6 +175,7 @@ async def _demo(
             )
             screen.say(f"  PostgreSQL   {redact_url(stack.database_url)}")
             screen.say("  pipeline     consume -> analyze (heuristic analyser, offline) -> alert")
+            screen.say("               monitor: mendline's own health checks (mendline.*)")
             screen.say(f"  stand-ins    Slack webhook {stand_ins.slack_url}")
             screen.say(f"               SMTP 127.0.0.1:{stand_ins.smtp_port}")
             async with sample_app(
@@ -220,6 +221,9 @@ def _demo_settings(
         "errors_topic": run,
         "dlq_topic": f"{run}-dlq",
         "consumer_group": run,
+        "checkins_topic": f"{run}-checkins",
+        "checkins_dlq_topic": f"{run}-checkins-dlq",
+        "checkins_group": f"{run}-checkins",
         "llm_base_url": None,  # the heuristic analyser: offline, no key, no cost
         "routes_file": routes_file,
         "frequency_threshold": 20,
@@ -386,6 +390,15 @@ def _psql(stack: DevStack) -> str:
     return f"{passfile}psql '{shown['MENDLINE_DATABASE_URL']}'"
 
 
+def _topics_of(settings: Settings) -> list[str]:
+    return [
+        settings.errors_topic,
+        settings.dlq_topic,
+        settings.checkins_topic,
+        settings.checkins_dlq_topic,
+    ]
+
+
 async def _drop_topics(settings: Settings) -> None:
     """Delete a demo run's topics from an external broker (best effort: say if it could not)."""
     from aiokafka.admin import AIOKafkaAdminClient
@@ -395,12 +408,11 @@ async def _drop_topics(settings: Settings) -> None:
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     try:
         await admin.start()
-        await admin.delete_topics([settings.errors_topic, settings.dlq_topic])
+        await admin.delete_topics(_topics_of(settings))
     except Exception as exc:
         logging.getLogger("mendline").warning(
-            "mendline demo: could not delete its topics %s and %s: %s",
-            settings.errors_topic,
-            settings.dlq_topic,
+            "mendline demo: could not delete its topics %s: %s",
+            ", ".join(_topics_of(settings)),
             exc,
         )
     finally:
