@@ -263,6 +263,9 @@ class MonitorWorker:
             self._source = checks
             self._checks = {c.name: c for c in checks.checks}
             self.stats.reloads += 1
+            # Synced only once the registry has them: if the database is out now, the next
+            # pass syncs these (the file is not changed again, so it would not look again).
+            self._synced = False
         synced = await self.health.sync_checks(list(self._checks.values()))
         self._synced = True
         changes = {

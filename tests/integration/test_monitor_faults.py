@@ -198,6 +198,39 @@ async def test_results_wait_through_a_database_outage_and_no_false_alert_is_made
     assert worker.stats.transitions == {}
 
 
+async def test_a_checks_file_changed_during_a_database_outage_is_synced_once_it_is_back(
+    kafka_bootstrap: str, postgres_factory: Callable[..., EmbeddedPostgres], tmp_path: Path
+) -> None:
+    server = postgres_factory()
+    async with http_target() as target:
+        checks = tmp_path / "checks.toml"
+        checks.write_text(probe("first-api", target.url))
+        settings = monitor_settings(kafka_bootstrap, server.url, checks)
+        async with monitors(settings) as (worker,):
+            await wait_until(lambda: has_results(server.url, "first-api", 2), 20, "2 results")
+            await asyncio.to_thread(server.stop)
+            # Edited while the database is out: "first-api" goes, "second-api" comes.
+            checks.write_text(probe("second-api", f"{target.url}?second"))
+            await wait_until(lambda: worker.stats.reloads == 1, 30, "the file read again")
+            await asyncio.to_thread(server.start)
+            back = datetime.now(UTC)
+            await wait_until(
+                lambda: has_results(server.url, "second-api", 2), 40, "the new check's results"
+            )
+            await asyncio.sleep(1.5)  # a retired check would have run again by now
+    registry = await query(
+        server.url, "SELECT name, retired_at IS NOT NULL AS retired FROM mendline.checks"
+    )
+    assert {row["name"]: row["retired"] for row in registry} == {
+        "first-api": True,
+        "second-api": False,
+    }
+    assert not await resumed(server.url, "first-api", back, 1)  # not run after the outage
+    second = await results(server.url, "second-api")
+    assert all(row["success"] for row in second)
+    assert worker.stats.reloads == 1
+
+
 async def resumed(url: str, name: str, since: datetime, at_least: int) -> bool:
     """Whether the check has ``at_least`` results of slots after ``since``."""
     rows = await results(url, name)
