@@ -1,6 +1,7 @@
 """The monitor stage through faults, against real parts: a monitor killed with kill -9 in the
-middle of a check, a database outage while checks run, a maintenance window, a check whose
-server never answers next to a healthy one, and a bad checks file given to the command."""
+middle of a check, a database outage while checks run (and while the checks file changes),
+a broker outage, a maintenance window, a check whose server never answers next to a healthy
+one, and a bad checks file given to the command."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from mendline.devstack import EmbeddedPostgres
+from mendline.devstack import EmbeddedPostgres, KafkaBroker
 from mendline.schemas.settings import Settings
 from tests.channel_servers import FakePagerDuty
 from tests.cli_helpers import run
@@ -235,6 +236,30 @@ async def resumed(url: str, name: str, since: datetime, at_least: int) -> bool:
     """Whether the check has ``at_least`` results of slots after ``since``."""
     rows = await results(url, name)
     return sum(bool(row["scheduled_at"] > since) for row in rows) >= at_least
+
+
+async def test_a_broker_outage_does_not_hold_up_the_checks(
+    kafka_broker_factory: Callable[..., KafkaBroker], fresh_db_url: str, tmp_path: Path
+) -> None:
+    broker = kafka_broker_factory()
+    async with http_target() as target:
+        checks = tmp_path / "checks.toml"
+        checks.write_text(probe("search-api", target.url))
+        settings = monitor_settings(broker.bootstrap, fresh_db_url, checks)
+        async with monitors(settings) as (worker,):
+            await wait_until(lambda: has_results(fresh_db_url, "search-api", 3), 20, "3 results")
+            # The clock ticks go to the check-ins topic; with the broker out, each waits out
+            # its timeout, beside the checks.
+            await asyncio.to_thread(broker.stop)
+            gone = datetime.now(UTC)
+            await wait_until(
+                lambda: resumed(fresh_db_url, "search-api", gone, 5), 20, "results meanwhile"
+            )
+        requests = len(target.requests)
+    stored = await results(fresh_db_url, "search-api")
+    assert requests == len(stored) == worker.stats.runs
+    assert all(row["success"] for row in stored)
+    assert await status(fresh_db_url, "search-api") == "up"
 
 
 # -- a maintenance window -------------------------------------------------------------------
