@@ -77,12 +77,15 @@ def print_done(args: argparse.Namespace, text: str, **what: object) -> None:
 
 
 def print_error(message: str, hint: str | None, prog: str = "mendline") -> None:
-    """An error on stderr: ``<prog>: <message>``, then ``hint: <hint>`` on its own line.
+    """An error on stderr: ``<prog>: <message>``, then ``hint: <hint>`` on its own line. A
+    message of several lines (every problem of a checks or routes file, each
+    ``FILE:LINE: field: message``) is one ``<prog>: `` line each.
 
     Both are shown ``printable`` (an error may quote input: a file, a line, a URL) and with
     the secrets of URLs and DSNs filtered (``redact_url``).
     """
-    print(f"{prog}: {printable(redact_url(message))}", file=sys.stderr)
+    for line in message.splitlines() or [""]:
+        print(f"{prog}: {printable(redact_url(line))}", file=sys.stderr)
     if hint:
         print(f"hint: {printable(redact_url(hint))}", file=sys.stderr)
 

@@ -123,9 +123,12 @@ def _stages(text: str) -> list[str]:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.stages import run_stages
+    from mendline.stages import monitor, run_stages
 
     log_to_stderr(args)
+    if args.only is None or "monitor" in args.only:
+        with hint_on(ConfigError, _CHECKS_HINT):  # the checks file, with a hint of its own
+            monitor.check(settings)
     with hint_on(ConfigError, _ROUTES_HINT):  # the routing file, checked before starting
         return asyncio.run(run_stages(settings, args.only))
 

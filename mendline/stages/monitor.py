@@ -69,6 +69,9 @@ _UNRECORDED_MAX = 10_000
 _RELOAD_EVERY = 5.0
 # A check that outlives its own timeout by this much is abandoned as timed out.
 _HARD_MARGIN = 5.0
+# A clock tick not sent within this is given up (the next one supersedes it); it bounds
+# the wait for the producer to stop while the broker is out, too.
+_TICK_TIMEOUT = 5.0
 
 
 @dataclass
@@ -183,6 +186,7 @@ class MonitorWorker:
         self._file_stamp = _stamp(settings.checks_file)
         self._looked_at_file = time.monotonic()
         self._ticked = 0.0
+        self._ticking: asyncio.Task[None] | None = None
         self._producing = False
         self._http: HttpClients | None = None
 
@@ -196,7 +200,11 @@ class MonitorWorker:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)  # main thread only
-        producer = errors_producer(self.settings, client_id="mendline-monitor")
+        producer = errors_producer(
+            self.settings,
+            client_id="mendline-monitor",
+            request_timeout_ms=int(_TICK_TIMEOUT * 1000),
+        )
         renewer = asyncio.create_task(
             keep_renewing(
                 self.settings.monitor_lease,
@@ -218,6 +226,9 @@ class MonitorWorker:
                     await wait_any(stop, self._reload, self.settings.monitor_poll_interval)
             finally:
                 renewer.cancel()
+                if self._ticking is not None:
+                    self._ticking.cancel()
+                    await asyncio.gather(self._ticking, return_exceptions=True)
                 await self._finish_running()
                 with contextlib.suppress(Exception):
                     await self._write_unrecorded()
@@ -240,8 +251,10 @@ class MonitorWorker:
                     task.add_done_callback(self._forget)
         if time.monotonic() - self._ticked >= self.settings.monitor_tick_interval:
             self._ticked = time.monotonic()
-            if producer is not None:
-                await self._tick(producer)
+            if producer is not None and (self._ticking is None or self._ticking.done()):
+                # Beside the pass, one at a time: with the broker out, a send waits out its
+                # timeout, and the checks must not wait with it.
+                self._ticking = asyncio.create_task(self._tick(producer))
             await self.judge_heartbeats()
 
     def _forget(self, task: asyncio.Task[None]) -> None:
@@ -274,6 +287,9 @@ class MonitorWorker:
             self._source = checks
             self._checks = {c.name: c for c in checks.checks}
             self.stats.reloads += 1
+            # Synced only once the registry has them: if the database is out now, the next
+            # pass syncs these (the file is not changed again, so it would not look again).
+            self._synced = False
         synced = await self.health.sync_checks(list(self._checks.values()))
         self._synced = True
         changes = {

@@ -16,6 +16,7 @@ from mendline.cli.output import (
     JsonLogFormatter,
     colour_for,
     log_to_stderr,
+    print_error,
     print_json,
     printable,
     shorten,
@@ -192,6 +193,22 @@ def test_table_cells_and_shorten_are_printable() -> None:
     assert text.splitlines() == ["ID  TITLE", " 1  boom\\x1b]0;pwned\\x07\\x1b[2J\\nnext"]
     assert shorten("a\x1b[2J  b\nc", 80) == "a\\x1b[2J b c"  # whitespace still folded
     assert shorten("\x1b" * 10, 8) == "\\x1b\\x1…"  # cut as shown, escapes counted
+
+
+def test_an_error_of_several_problems_is_one_line_each_then_the_hint(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    problems = (
+        'checks.toml:5: checks[0].interval: "often" is not a duration\n'
+        "checks.toml:9: checks[1].url: postgresql://app:s3cret@db/x\x1b[2J is not http"
+    )
+    print_error(problems, "see `mendline checks check`")
+    assert capsys.readouterr().err.splitlines() == [
+        'mendline: checks.toml:5: checks[0].interval: "often" is not a duration',
+        "mendline: checks.toml:9: checks[1].url:"
+        " postgresql://app:[Filtered]@db/x\\x1b[2J is not http",
+        "hint: see `mendline checks check`",
+    ]
 
 
 def test_print_json_escapes_control_characters(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,6 @@
-"""The stages run in-process for the integration tests: consume, check-ins, analyze and alert
-settings, workers until a block ends, events stored the consumer's way, and waiting for a
-condition."""
+"""The stages run in-process for the integration tests: consume, check-ins, monitor, analyze
+and alert settings, workers until a block ends, events stored the consumer's way, and waiting
+for a condition."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
@@ -15,8 +16,20 @@ import asyncpg
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest import CheckinConsumer, Consumer, prepare_record
 from mendline.schemas.settings import Settings, load_settings
-from mendline.sinks.postgres import connect_checkins, connect_findings, connect_store
+from mendline.sinks.channels import make_channel
+from mendline.sinks.postgres import (
+    connect_alerts,
+    connect_checkins,
+    connect_findings,
+    connect_health,
+    connect_store,
+)
+from mendline.sinks.routing import load_routes
+from mendline.stages import monitor
+from mendline.stages.alert import AlertWorker
 from mendline.stages.analyze import AnalyzeWorker, make_analysis
+from mendline.stages.monitor import MonitorWorker
+from tests.channel_servers import FakePagerDuty
 from tests.db_helpers import query
 from tests.llm_server import FakeLLM
 
@@ -100,6 +113,106 @@ async def running_checkins(settings: Settings) -> AsyncIterator[CheckinConsumer]
         stop.set()
         await asyncio.wait_for(task, 30)
         await store.close()
+
+
+# -- monitor ---------------------------------------------------------------------------------
+
+#: A routes file paging every health alert to the PagerDuty stand-in at ``{pagerduty}``
+#: (``.format(pagerduty=...)``), with no group wait.
+PAGE_ALL_HEALTH = """
+[receivers.pager]
+type = "pagerduty"
+routing_key_env = "TEST_PD_KEY"
+events_url = "{pagerduty}"
+
+[[routes]]
+match_re = {{ kind = "health_.*" }}
+receivers = ["pager"]
+group_wait = "0s"
+"""
+
+
+def http_check(name: str, url: str, **extra: str) -> str:
+    """A [[checks]] table of an HTTP check of ``url`` every second (timeout 2 s), down after
+    two failures, up after one success; ``extra`` keys added as TOML values."""
+    more = "".join(f"{key} = {value}\n" for key, value in extra.items())
+    return (
+        f'[[checks]]\nname = "{name}"\nkind = "http"\nurl = "{url}"\ninterval = "1s"\n'
+        f'timeout = "2s"\nfailure_threshold = 2\nsuccess_threshold = 1\nseverity = "critical"\n'
+        f"{more}"
+    )
+
+
+def monitor_settings(
+    bootstrap: str, db_url: str, checks: Path | None, routes: Path | None = None, **extra: Any
+) -> Settings:
+    """Settings of a monitor (and an alert worker) on ``db_url`` with check-ins topics and
+    group of the test's own, polling often, mendline's own checks off; ``extra`` wins."""
+    values: dict[str, Any] = {
+        "self_checks": False,
+        "monitor_poll_interval": 0.1,
+        "monitor_tick_interval": 0.5,
+        "alert_poll_interval": 0.2,
+        "checkins_topic": unique_topic("checkins"),
+        "checkins_dlq_topic": unique_topic("checkins-dlq"),
+        "checkins_group": unique_topic("checkins-group"),
+        "kafka_session_timeout": 2.0,
+    }
+    return load_settings(
+        kafka_bootstrap=bootstrap,
+        database_url=db_url,
+        checks_file=checks,
+        routes_file=routes,
+        **{**values, **extra},
+    )
+
+
+@asynccontextmanager
+async def monitors(settings: Settings, count: int = 1) -> AsyncIterator[list[MonitorWorker]]:
+    """``count`` monitor workers (each with its own pools) until the block ends."""
+    checks = monitor.checks_of(settings)
+    running = [
+        MonitorWorker(
+            settings,
+            await connect_health(settings),
+            await connect_checkins(settings),
+            checks,
+            owner=f"monitor-{n}",
+        )
+        for n in range(count)
+    ]
+    try:
+        async with run_until_exit(running):
+            yield running
+    finally:
+        for worker in running:
+            await worker.health.close()
+            await worker.checkins.close()
+
+
+@asynccontextmanager
+async def paging(settings: Settings, pagerduty: FakePagerDuty) -> AsyncIterator[None]:
+    """An alert worker sending every health alert to the PagerDuty stand-in."""
+    assert settings.routes_file is not None
+    table = load_routes(settings.routes_file)
+    channels = {
+        name: make_channel(name, receiver, {"TEST_PD_KEY": "R0UTINGKEY"})
+        for name, receiver in table.receivers.items()
+    }
+    worker = AlertWorker(settings, await connect_alerts(settings), table, channels)
+    try:
+        async with run_until_exit([worker]):
+            yield
+    finally:
+        for channel in channels.values():
+            await channel.aclose()
+        await worker.store.pool.close()
+
+
+async def status(url: str, name: str) -> str | None:
+    """The check's status in the check_status view (None: no such check)."""
+    rows = await query(url, "SELECT status FROM mendline.check_status WHERE name = $1", name)
+    return rows[0]["status"] if rows else None
 
 
 # -- analyze --------------------------------------------------------------------------------

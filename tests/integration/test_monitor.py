@@ -11,7 +11,6 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -19,11 +18,8 @@ from aiokafka import AIOKafkaProducer
 import mendline
 from mendline.ingest import encode_checkin, make_shipper, new_checkin
 from mendline.schemas.settings import Settings, load_settings
-from mendline.sinks.channels import make_channel
-from mendline.sinks.postgres import connect_alerts, connect_checkins, connect_health
-from mendline.sinks.routing import load_routes
+from mendline.sinks.postgres import connect_checkins, connect_health
 from mendline.stages import monitor
-from mendline.stages.alert import AlertWorker
 from mendline.stages.monitor import MonitorWorker
 from tests.channel_servers import FakePagerDuty
 from tests.db_helpers import query
@@ -31,99 +27,20 @@ from tests.probe_servers import http_target
 
 from .event_factory import encode, make_event
 from .kafka_helpers import unique_topic
-from .stage_helpers import run_until_exit, running_checkins, running_consumer, wait_until
+from .stage_helpers import (
+    PAGE_ALL_HEALTH,
+    http_check,
+    monitor_settings,
+    monitors,
+    paging,
+    run_until_exit,
+    running_checkins,
+    running_consumer,
+    status,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
-
-PAGE_ALL_HEALTH = """
-[receivers.pager]
-type = "pagerduty"
-routing_key_env = "TEST_PD_KEY"
-events_url = "{pagerduty}"
-
-[[routes]]
-match_re = {{ kind = "health_.*" }}
-receivers = ["pager"]
-group_wait = "0s"
-"""
-
-
-def http_check(name: str, url: str, **extra: str) -> str:
-    more = "".join(f"{key} = {value}\n" for key, value in extra.items())
-    return (
-        f'[[checks]]\nname = "{name}"\nkind = "http"\nurl = "{url}"\ninterval = "1s"\n'
-        f'timeout = "2s"\nfailure_threshold = 2\nsuccess_threshold = 1\nseverity = "critical"\n'
-        f"{more}"
-    )
-
-
-def monitor_settings(
-    bootstrap: str, db_url: str, checks: Path | None, routes: Path | None = None, **extra: Any
-) -> Settings:
-    values: dict[str, Any] = {
-        "self_checks": False,
-        "monitor_poll_interval": 0.1,
-        "monitor_tick_interval": 0.5,
-        "alert_poll_interval": 0.2,
-        "checkins_topic": unique_topic("checkins"),
-        "checkins_dlq_topic": unique_topic("checkins-dlq"),
-        "checkins_group": unique_topic("checkins-group"),
-        "kafka_session_timeout": 2.0,
-    }
-    return load_settings(
-        kafka_bootstrap=bootstrap,
-        database_url=db_url,
-        checks_file=checks,
-        routes_file=routes,
-        **{**values, **extra},
-    )
-
-
-@asynccontextmanager
-async def monitors(settings: Settings, count: int = 1) -> AsyncIterator[list[MonitorWorker]]:
-    """``count`` monitor workers (each with its own pools) until the block ends."""
-    checks = monitor.checks_of(settings)
-    running = [
-        MonitorWorker(
-            settings,
-            await connect_health(settings),
-            await connect_checkins(settings),
-            checks,
-            owner=f"monitor-{n}",
-        )
-        for n in range(count)
-    ]
-    try:
-        async with run_until_exit(running):
-            yield running
-    finally:
-        for worker in running:
-            await worker.health.close()
-            await worker.checkins.close()
-
-
-@asynccontextmanager
-async def paging(settings: Settings, pagerduty: FakePagerDuty) -> AsyncIterator[None]:
-    """An alert worker sending every health alert to the PagerDuty stand-in."""
-    assert settings.routes_file is not None
-    table = load_routes(settings.routes_file)
-    channels = {
-        name: make_channel(name, receiver, {"TEST_PD_KEY": "R0UTINGKEY"})
-        for name, receiver in table.receivers.items()
-    }
-    worker = AlertWorker(settings, await connect_alerts(settings), table, channels)
-    try:
-        async with run_until_exit([worker]):
-            yield
-    finally:
-        for channel in channels.values():
-            await channel.aclose()
-        await worker.store.pool.close()
-
-
-async def status(url: str, name: str) -> str | None:
-    rows = await query(url, "SELECT status FROM mendline.check_status WHERE name = $1", name)
-    return rows[0]["status"] if rows else None
 
 
 async def test_a_check_going_down_pages_once_and_its_recovery_resolves_the_page(
