@@ -504,7 +504,8 @@ async def main() -> None:
             return
         await monitored(stack, target, server, args)
         await bare_probing(stack, target, server, args)
-        await time_to_page(stack, args)
+        if args.page_checks > 0:
+            await time_to_page(stack, args)
 
 
 if __name__ == "__main__":
