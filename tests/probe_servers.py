@@ -32,6 +32,8 @@ class HttpTarget:
     mode: Mode = "healthy"
     delay: float = 30.0
     requests: list[str] = field(default_factory=list)
+    #: The client's port of each request: requests on one connection share it.
+    peers: list[int] = field(default_factory=list)
     port: int = 0
     scheme: str = "http"
 
@@ -43,6 +45,8 @@ class HttpTarget:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer as the mode says."""
         self.requests.append(request.method)
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.peers.append(peer[1] if peer else 0)
         if self.mode == "down":
             return web.Response(status=503, text="unavailable")
         if self.mode == "slow":

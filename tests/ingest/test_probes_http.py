@@ -158,6 +158,18 @@ async def test_many_checks_at_once_through_shared_clients_each_get_their_answer(
     assert len(target.requests) == 50
 
 
+async def test_shared_clients_keep_a_few_idle_connections_not_one_per_check_run() -> None:
+    async with http_target() as target, HttpClients(max_keepalive=2) as clients:
+        target.mode, target.delay = "slow", 0.2  # ten at once need ten connections
+        checks = [http_check(target.url, name=f"web-{i}") for i in range(10)]
+        await asyncio.gather(*(observe(c, SETTINGS, {}, http=clients) for c in checks))
+        first = set(target.peers)
+        await asyncio.gather(*(observe(c, SETTINGS, {}, http=clients) for c in checks))
+        again = set(target.peers[10:])
+    assert len(first) == 10
+    assert 1 <= len(first & again) <= 2  # two kept alive and reused, the rest closed
+
+
 async def test_run_check_judges_the_conditions_over_what_the_probe_saw() -> None:
     async with http_target() as target:
         check = http_check(target.url, conditions=["[STATUS] == 200", "[BODY] == pat(*good*)"])
