@@ -368,10 +368,11 @@ def test_docker_build_context_leaves_out_secrets_and_environments() -> None:
     assert {".env", ".git", ".venv"} <= ignored
 
 
-def _commented_block(heading: str) -> str:
-    """The YAML left commented under ``heading`` (a ``# key:`` line), uncommented."""
+def _commented_block(heading: str, after: str | None = None) -> str:
+    """The YAML left commented under ``heading`` (a ``# key:`` line), uncommented; the first
+    such heading, or the first after the line ``after``."""
     lines = COMPOSE_FILE.read_text().splitlines()
-    start = lines.index(heading)
+    start = lines.index(heading, lines.index(after) if after is not None else 0)
     indent = heading.index("#")
     block = []
     for line in lines[start:]:
@@ -399,6 +400,36 @@ def test_producer_checks_are_off_by_default_and_the_keys_file_is_the_optional_mo
     assert mount == [f"./producers.toml:{settings.producer_keys_file}:ro"]
     for name, service in compose["services"].items():
         assert str(settings.producer_keys_file) not in str(service.get("volumes")), name
+
+
+def test_the_checks_file_is_passed_through_and_its_folder_is_the_monitors_optional_mount(
+    compose: dict[str, Any], clean_env: pytest.MonkeyPatch
+) -> None:
+    env = _environment(compose["x-mendline"])
+    assert env[f"{PREFIX}CHECKS_FILE"] == ""  # passed through when set, never written here
+    with clean_env.context() as patch:
+        for var, value in env.items():
+            if value:
+                patch.setenv(var, _interpolate(value))
+        assert Settings().checks_file is None  # unset: the monitor runs its own checks only
+    # The path the comments tell to set is inside the monitor's (commented, optional) mount.
+    text = COMPOSE_FILE.read_text()
+    (path,) = set(re.findall(rf"{PREFIX}CHECKS_FILE=(\S+\.toml)", text))
+    mounts = yaml.safe_load(_commented_block("    # volumes:", after="  monitor:"))["volumes"]
+    assert len(mounts) == 1
+    source, target, mode = mounts[0].split(":")
+    # A folder, not the file: an editor's save (a new file renamed over the old one) is
+    # never seen through a single-file bind mount, so a reload would never happen.
+    assert Path(path).parent == Path(target) and not source.endswith(".toml")
+    assert mode == "ro"
+    with clean_env.context() as patch:
+        patch.setenv(f"{PREFIX}CHECKS_FILE", path)
+        assert Settings().checks_file == Path(path)
+    # The monitor has no environment of its own (it would replace the shared one).
+    assert compose["services"]["monitor"]["environment"] == compose["x-mendline"]["environment"]
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes") or ():
+            assert not str(volume).split(":")[0].endswith("checks.toml"), name
 
 
 def test_the_app_example_signs_with_its_own_key_passed_through(
