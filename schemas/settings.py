@@ -180,8 +180,8 @@ class Settings(BaseSettings):
     )
     self_checks: bool = Field(
         default=True,
-        description="Run the built-in checks of mendline itself (consumer lag, DLQ growth, "
-        "stuck triggers and alerts, the database).",
+        description="Run the built-in checks of mendline itself (consumer lag, stuck triggers "
+        "and alerts, the LLM's breaker, the check-ins clock, the database's connections).",
     )
     self_check_max_lag: int = Field(
         default=1000,

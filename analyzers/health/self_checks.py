@@ -1,8 +1,13 @@
 """The checks mendline runs of itself, on by default, so that a stuck pipeline is never
-silent: the database, the consumer group's lag on the errors topic, the oldest trigger not
-analysed, the oldest alert not delivered, and the LLM's circuit breaker. Pure: checks made
-from the settings; they alert like any check, with the labels ``service = mendline`` and
-``tag:mendline = self`` (the shipped routes send them to the ``mendline-ops`` receiver)."""
+silent: new connections to its database and their headroom, the consumer group's lag on the
+errors topic, the oldest trigger not analysed, the oldest alert not delivered, the LLM's
+circuit breaker, and the check-ins' stream clock. Pure: checks made from the settings; they
+alert like any check, with the labels ``service = mendline`` and ``tag:mendline = self`` (the
+shipped routes send them to the ``mendline-ops`` receiver).
+
+An outage of mendline's own database is not among them: the monitor records and alerts
+through that database, so it cannot tell of its absence. That is seen from outside, by
+``/readyz`` of each stage."""
 
 from __future__ import annotations
 
@@ -18,6 +23,23 @@ SELF_CHECK_PREFIX = "mendline."
 SELF_DSN_ENV = "MENDLINE_SELF_CHECK_DATABASE_URL"
 
 
+# The share (percent, rounded down) of the server's connection slots that client sessions
+# hold: near 100, new sessions (a stage restarting, a migration) are refused.
+_CONNECTIONS_USED = """SELECT (100 * count(*) / current_setting('max_connections')::int)::bigint
+FROM pg_stat_activity WHERE backend_type = 'client backend'"""
+# Down at this share of the connection slots taken.
+_CONNECTIONS_MAX_PERCENT = 90
+# The age in seconds of the check-ins' stream clock for all environments (the row '*', which
+# the monitors' own ticks move every monitor_tick_interval). No row yet, before the first
+# tick is read, is age 0: a clock that never started is not a stopped one.
+_CLOCK_AGE = """SELECT coalesce(
+  (SELECT floor(extract(epoch FROM now() - newest)) FROM mendline.checkin_clock
+   WHERE environment = '*'),
+  0)::bigint"""
+# The stream clock may lag the ticks by this many tick intervals, and at least _CLOCK_FLOOR
+# seconds (a rebalance of the check-ins group, a burst of check-ins), before it counts.
+_CLOCK_TICKS = 5
+_CLOCK_FLOOR = 120.0
 # The age in seconds of the oldest trigger the analyse stage has not taken up.
 _ANALYSIS_BACKLOG = """SELECT
   coalesce(floor(extract(epoch FROM now() - min(created_at))), 0)::bigint
@@ -36,6 +58,11 @@ _BREAKER_OPEN = """SELECT count(*) FROM mendline.findings
 WHERE fallback_code = 'breaker_open' AND created_at > now() - interval '10 minutes'"""
 
 
+def _clock_max_age(settings: Settings) -> float:
+    # Seconds the stream clock may stand still before heartbeats count as not judged.
+    return max(_CLOCK_TICKS * settings.monitor_tick_interval, _CLOCK_FLOOR)
+
+
 def self_checks(settings: Settings) -> list[Check]:
     """mendline's own checks for these settings (every minute, down after 3 failures)."""
     age = f"{settings.self_check_max_age:g}"
@@ -44,6 +71,8 @@ def self_checks(settings: Settings) -> list[Check]:
             kind="postgres",
             name="mendline.database",
             dsn_env=SELF_DSN_ENV,
+            query=_CONNECTIONS_USED,
+            conditions=["[CONNECTED] == true", f"[RESULT] < {_CONNECTIONS_MAX_PERCENT}"],
             interval=60,
             severity="critical",
             service="mendline",
@@ -87,6 +116,16 @@ def self_checks(settings: Settings) -> list[Check]:
             conditions=["[RESULT] == 0"],
             interval=60,
             severity="warning",
+            service="mendline",
+            tags={"mendline": "self"},
+        ),
+        PostgresCheck(
+            kind="postgres",
+            name="mendline.checkin-clock",
+            dsn_env=SELF_DSN_ENV,
+            query=_CLOCK_AGE,
+            conditions=[f"[RESULT] < {_clock_max_age(settings):g}"],
+            interval=60,
             service="mendline",
             tags={"mendline": "self"},
         ),

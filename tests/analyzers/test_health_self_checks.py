@@ -1,10 +1,23 @@
-"""mendline's own checks, made from the settings."""
+"""mendline's own checks, made from the settings, and their queries run on a real database."""
 
 from __future__ import annotations
 
-from mendline.analyzers.health import SELF_CHECK_PREFIX, default_conditions, self_checks
-from mendline.schemas.checks import KafkaCheck, PostgresCheck
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from mendline.analyzers.health import (
+    SELF_CHECK_PREFIX,
+    SELF_DSN_ENV,
+    default_conditions,
+    self_checks,
+)
+from mendline.ingest.probes import run_check
+from mendline.schemas.checks import Check, CheckResult, KafkaCheck, PostgresCheck
 from mendline.schemas.settings import Settings
+from mendline.sinks.postgres import migrate
 
 
 def test_self_checks_follow_the_settings_and_carry_the_self_labels() -> None:
@@ -21,6 +34,7 @@ def test_self_checks_follow_the_settings_and_carry_the_self_labels() -> None:
         "mendline.analysis-backlog",
         "mendline.alert-backlog",
         "mendline.llm-breaker",
+        "mendline.checkin-clock",
     }
     lag = checks["mendline.consumer-lag"]
     assert isinstance(lag, KafkaCheck)
@@ -31,3 +45,131 @@ def test_self_checks_follow_the_settings_and_carry_the_self_labels() -> None:
     for check in checks.values():
         assert check.name.startswith(SELF_CHECK_PREFIX)
         assert check.labels_service == "mendline" and check.tags == {"mendline": "self"}
+
+
+@pytest.mark.parametrize(
+    ("tick", "limit"),
+    [
+        (10.0, "120"),  # the default tick: five ticks are less than the two-minute floor
+        (24.0, "120"),
+        (60.0, "300"),  # five ticks
+        (0.5, "120"),
+    ],
+)
+def test_the_checkin_clock_may_stand_still_five_ticks_and_at_least_two_minutes(
+    tick: float, limit: str
+) -> None:
+    check = _named(Settings(monitor_tick_interval=tick), "mendline.checkin-clock")
+    assert isinstance(check, PostgresCheck) and check.dsn_env == SELF_DSN_ENV
+    assert check.conditions == [f"[RESULT] < {limit}"]
+
+
+def _named(settings: Settings, name: str) -> Check:
+    (check,) = [c for c in self_checks(settings) if c.name == name]
+    return check
+
+
+# -- the queries, on mendline's real database ------------------------------------------------
+
+
+async def _run(check: Check, url: str) -> CheckResult:
+    """The check run as the monitor runs it, with the self checks' variable set to ``url``."""
+    return await run_check(check, datetime.now(UTC), Settings(), {SELF_DSN_ENV: url})
+
+
+def _result(run: CheckResult) -> int:
+    """The number the run's ``[RESULT]`` condition was judged on."""
+    (observed,) = [c.observed for c in run.conditions if c.condition.startswith("[RESULT]")]
+    return int(observed)
+
+
+async def _migrated(url: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(url)
+    await migrate(conn)
+    return conn
+
+
+@pytest.mark.integration
+async def test_the_checkin_clock_check_is_down_only_when_the_clock_stood_still_too_long(
+    fresh_db_url: str,
+) -> None:
+    check = _named(Settings(monitor_tick_interval=10), "mendline.checkin-clock")
+    conn = await _migrated(fresh_db_url)
+    try:
+        # No clock yet (no tick read since the database was made): not a stopped clock.
+        never = await _run(check, fresh_db_url)
+        assert never.success and _result(never) == 0
+
+        async def clock_at(age: timedelta, environment: str = "*") -> None:
+            await conn.execute(
+                "INSERT INTO mendline.checkin_clock (environment, newest) VALUES ($1, $2)"
+                " ON CONFLICT (environment) DO UPDATE SET newest = EXCLUDED.newest",
+                environment,
+                datetime.now(UTC) - age,
+            )
+
+        await clock_at(timedelta(seconds=15))  # ticked a moment ago
+        assert (await _run(check, fresh_db_url)).success
+        await clock_at(timedelta(minutes=10))  # no tick read for ten minutes
+        stopped = await _run(check, fresh_db_url)
+        assert not stopped.success
+        assert 600 <= _result(stopped) < 700
+        # One environment's fresh check-ins do not hide that the ticks stopped: the clock of
+        # all environments is the one the ticks move.
+        await clock_at(timedelta(seconds=1), environment="production")
+        assert not (await _run(check, fresh_db_url)).success
+        # A sender's clock ahead of ours (up to the five minutes not clamped) is not an age.
+        await clock_at(-timedelta(minutes=4))
+        ahead = await _run(check, fresh_db_url)
+        assert ahead.success and _result(ahead) < 0
+    finally:
+        await conn.close()
+
+
+@pytest.mark.integration
+async def test_the_database_check_counts_client_sessions_against_max_connections(
+    fresh_db_url: str,
+) -> None:
+    check = _named(Settings(), "mendline.database")
+    conn = await _migrated(fresh_db_url)
+    try:
+        slots = int(await conn.fetchval("SHOW max_connections"))
+        before = await _run(check, fresh_db_url)
+        assert before.success
+        # The probe's own session and this one, at least, are client sessions.
+        used = _result(before)
+        assert used >= 200 // slots
+        # More sessions raise the share, by the same count of slots.
+        extra = [await asyncpg.connect(fresh_db_url) for _ in range(max(1, slots // 10))]
+        try:
+            after = await _run(check, fresh_db_url)
+        finally:
+            for session in extra:
+                await session.close()
+        assert _result(after) >= used + (100 * len(extra)) // slots - 1
+    finally:
+        await conn.close()
+
+
+@pytest.mark.integration
+async def test_the_database_check_fails_when_new_sessions_are_refused(
+    fresh_db_url: str,
+) -> None:
+    # While the monitor's pool holds its sessions, a refused new one can still be recorded:
+    # a role that may not log in any more stands for changed credentials or a full server.
+    check = _named(Settings(), "mendline.database")
+    conn = await asyncpg.connect(fresh_db_url)
+    try:
+        role = f"selfcheck_{datetime.now(UTC).strftime('%H%M%S%f')}"
+        await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-for-a-test' CONNECTION LIMIT 0")
+        try:
+            parts = urlsplit(fresh_db_url)
+            netloc = f"{role}:pw-for-a-test@{parts.hostname}:{parts.port}"
+            refused_url = urlunsplit(parts._replace(netloc=netloc))
+            result = await _run(check, refused_url)
+        finally:
+            await conn.execute(f"DROP ROLE {role}")
+    finally:
+        await conn.close()
+    assert not result.success and result.error_kind == "other"
+    assert result.error is not None and "pw-for-a-test" not in result.model_dump_json()
