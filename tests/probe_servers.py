@@ -27,7 +27,9 @@ class HttpTarget:
     """An aiohttp server on loopback whose answer to ``/health`` depends on ``mode``:
     healthy (200 "all good"), down (503), slow (answers after ``delay`` seconds),
     wrong-body (200 "maintenance"), redirect-loop (302 to itself), echo (200 with the
-    request's Authorization header repeated in its body and an X-Echo header)."""
+    request's Authorization header repeated in its body and an X-Echo header). With
+    ``location`` set, ``/health`` redirects there (302) and ``/landing`` answers as the mode
+    says."""
 
     mode: Mode = "healthy"
     delay: float = 30.0
@@ -36,6 +38,9 @@ class HttpTarget:
     peers: list[int] = field(default_factory=list)
     port: int = 0
     scheme: str = "http"
+    location: str | None = None
+    #: The path and headers of each request, in order.
+    received: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -47,6 +52,9 @@ class HttpTarget:
         self.requests.append(request.method)
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.peers.append(peer[1] if peer else 0)
+        self.received.append((request.path, dict(request.headers)))
+        if self.location is not None and request.path == "/health":
+            raise web.HTTPFound(self.location)
         if self.mode == "down":
             return web.Response(status=503, text="unavailable")
         if self.mode == "slow":
@@ -67,6 +75,7 @@ async def http_target(tls: ssl.SSLContext | None = None) -> AsyncIterator[HttpTa
     target = HttpTarget(scheme="https" if tls else "http")
     app = web.Application()
     app.router.add_route("*", "/health", target.handle)
+    app.router.add_route("*", "/landing", target.handle)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, HOST, 0, ssl_context=tls)

@@ -29,6 +29,7 @@ __all__ = [
     "OBSERVED_WIDTH",
     "OPERATORS",
     "PLACEHOLDERS",
+    "ROWS_LIMIT",
     "Condition",
     "default_conditions",
     "evaluate",
@@ -54,6 +55,9 @@ PLACEHOLDERS: tuple[str, ...] = (
     "RESULT",
     "LAG",
 )
+#: The rows the postgres probe counts: a query returning more is observed as ROWS_LIMIT + 1
+#: (only its first row is fetched), so [ROWS] is compared with numbers up to ROWS_LIMIT.
+ROWS_LIMIT = 1000
 #: What a condition's ``observed`` says when the observation has no value for it.
 NOT_OBSERVED = "(not observed)"
 #: The longest ``observed`` text: a longer value is cut, with an ellipsis.
@@ -257,6 +261,8 @@ def _check_meaning(condition: Condition) -> None:
     booleans = all(_boolean(value) is not None for value in condition.right)
     if name == "CONNECTED" and condition.function is None and not booleans:
         raise ValueError("[CONNECTED] is true or false: [CONNECTED] == true")
+    if name == "ROWS" and condition.function is None:
+        _within_rows_limit(condition.right)
     if op in ("==", "!="):
         return
     right = condition.right[0]
@@ -264,6 +270,17 @@ def _check_meaning(condition: Condition) -> None:
     if number is None:
         unit = " or a duration (500ms, 2s, 14d)" if name in _MILLISECONDS | _SECONDS else ""
         raise ValueError(f"{op} compares numbers: {json.dumps(right)} is not a number{unit}")
+
+
+def _within_rows_limit(values: Sequence[str]) -> None:
+    for value in values:
+        number = _number(value, "ROWS")
+        if number is not None and number > ROWS_LIMIT:
+            raise ValueError(
+                f"[ROWS] counts up to {ROWS_LIMIT} rows (a query returning more is"
+                f" {ROWS_LIMIT + 1}), so it cannot be compared with {value}: count in the"
+                " query (SELECT count(*) ...) and compare [RESULT]"
+            )
 
 
 def _number(text: str, placeholder: str) -> float | None:

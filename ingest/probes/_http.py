@@ -130,6 +130,15 @@ def _decode(raw: bytes, charset: str | None) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
+#: Headers that go only to the check's origin, whatever the check says of them.
+_CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port or default
+
+
 async def probe_http(
     check: HttpCheck,
     environ: Mapping[str, str],
@@ -138,7 +147,10 @@ async def probe_http(
 ) -> None:
     """Send the check's request: STATUS, RESPONSE_TIME (ms, to the end of the body read),
     BODY (the first 64 KiB as text), HEADERS (lower-cased names), IP, CONNECTED; timings
-    connect, tls, first_byte (request sent to response headers), summed over redirects."""
+    connect, tls, first_byte (request sent to response headers), summed over redirects.
+    Redirects are followed one by one: the headers from the environment (and Authorization
+    and Cookie) go only to the check's own origin (scheme, host and port), never further
+    once a redirect has left it."""
     headers = _headers(check, environ)
     secrets = http_secrets(check, environ)
     seen.values["CONNECTED"] = False
@@ -148,8 +160,6 @@ async def probe_http(
     client = clients.client(check.verify_tls)
     try:
         await _exchange(check, client, headers, secrets, seen)
-    except httpx.TooManyRedirects as exc:
-        raise ProbeFailed("http", f"{check.url} redirected too many times") from exc
     except httpx.UnsupportedProtocol as exc:
         raise ProbeFailed("http", f"a redirect left HTTP: {hide(str(exc), secrets)}") from exc
     except httpx.TimeoutException as exc:
@@ -172,27 +182,59 @@ async def _exchange(
     seen: Seen,
 ) -> None:
     started = time.perf_counter()
-    async with client.stream(
+    request = client.build_request(
         check.method,
         check.url,
         headers=headers,
         content=check.body,
-        follow_redirects=check.follow_redirects,
         timeout=httpx.Timeout(check.timeout),
         extensions={"trace": _Tracer(seen)},
-    ) as response:
-        seen.values["CONNECTED"] = True
-        seen.values["STATUS"] = response.status_code
-        seen.values["HEADERS"] = {
-            name.lower(): hide(value, secrets) for name, value in response.headers.items()
-        }
-        if "IP" not in seen.values:  # a reused connection: ask the stream it runs on
-            _note_peer(response.extensions.get("network_stream"), seen)
-        raw = bytearray()
-        async for chunk in response.aiter_bytes():
-            raw += chunk
-            if len(raw) >= BODY_LIMIT:
+    )
+    origin = _origin(request.url)
+    private = (*check.headers_env, *_CREDENTIAL_HEADERS)
+    redirects = 0
+    while True:
+        response = await client.send(request, stream=True, follow_redirects=False)
+        try:
+            seen.values["CONNECTED"] = True
+            following = response.next_request if check.follow_redirects else None
+            if following is None:
+                await _observe(response, secrets, seen)
                 break
+            redirects += 1
+            if redirects > client.max_redirects:
+                raise ProbeFailed("http", f"{check.url} redirected too many times")
+            if _origin(following.url) != origin:
+                for name in private:
+                    following.headers.pop(name, None)
+            await _drain(response)
+            request = following
+        finally:
+            await response.aclose()
+    seen.values["RESPONSE_TIME"] = (time.perf_counter() - started) * 1000.0
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a redirect's body (a bounded part), so a small one leaves its connection for
+    the next request."""
+    read = 0
+    async for chunk in response.aiter_raw():
+        read += len(chunk)
+        if read >= BODY_LIMIT:
+            break
+
+
+async def _observe(response: httpx.Response, secrets: list[str], seen: Seen) -> None:
+    seen.values["STATUS"] = response.status_code
+    seen.values["HEADERS"] = {
+        name.lower(): hide(value, secrets) for name, value in response.headers.items()
+    }
+    if "IP" not in seen.values:  # a reused connection: ask the stream it runs on
+        _note_peer(response.extensions.get("network_stream"), seen)
+    raw = bytearray()
+    async for chunk in response.aiter_bytes():
+        raw += chunk
+        if len(raw) >= BODY_LIMIT:
+            break
     body = _decode(bytes(raw[:BODY_LIMIT]), response.charset_encoding)
     seen.values["BODY"] = hide(body, secrets)
-    seen.values["RESPONSE_TIME"] = (time.perf_counter() - started) * 1000.0

@@ -17,14 +17,26 @@ from mendline.ingest.probes._tcp import connect
 from mendline.schemas.checks import KafkaCheck
 from mendline.schemas.settings import Settings
 
-__all__ = ["probe_kafka"]
+__all__ = ["kafka_probe_options", "probe_kafka"]
 
 _CLIENT_ID = "mendline-monitor"
 
 
-def _options(check: KafkaCheck, settings: Settings) -> dict[str, Any]:
-    options = kafka_client_options(settings)
-    options["bootstrap_servers"] = check.bootstrap or settings.kafka_bootstrap
+def _servers(bootstrap: str) -> set[str]:
+    return {server.strip().lower() for server in bootstrap.split(",") if server.strip()}
+
+
+def kafka_probe_options(check: KafkaCheck, settings: Settings) -> dict[str, Any]:
+    """The aiokafka options the check connects with. mendline's own security settings
+    (``MENDLINE_KAFKA_*``: protocol, SASL credentials, CA) go only to mendline's own brokers:
+    when the check names no ``bootstrap``, or only servers of ``kafka_bootstrap``. A check
+    naming another cluster connects in PLAINTEXT, so mendline's credentials never reach it."""
+    bootstrap = check.bootstrap or settings.kafka_bootstrap
+    own = _servers(bootstrap) <= _servers(settings.kafka_bootstrap)
+    options: dict[str, Any] = (
+        kafka_client_options(settings) if own else {"security_protocol": "PLAINTEXT"}
+    )
+    options["bootstrap_servers"] = bootstrap
     # aiokafka waits this long for a request; the check's timeout bounds the run anyway.
     options["request_timeout_ms"] = max(1000, int(check.timeout * 1000))
     return options
@@ -74,7 +86,7 @@ async def probe_kafka(check: KafkaCheck, settings: Settings, seen: Seen) -> None
     """Fetch the cluster's metadata: CONNECTED, RESPONSE_TIME (ms); with ``group`` and
     ``topic``, LAG: the sum over the topic's partitions of its end offset minus the group's
     committed offset (the whole partition, end minus beginning, where none is committed)."""
-    options = _options(check, settings)
+    options = kafka_probe_options(check, settings)
     seen.values["CONNECTED"] = False
     started = time.perf_counter()
     admin = AIOKafkaAdminClient(**options, client_id=_CLIENT_ID)

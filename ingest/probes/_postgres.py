@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from mendline.analyzers.health.conditions import ROWS_LIMIT
 from mendline.ingest.probes._run import ProbeFailed, Seen, env_value, network_failure
 from mendline.schemas.checks import PostgresCheck
 from mendline.schemas.redaction import url_secrets
@@ -53,16 +54,33 @@ async def _close(conn: Any) -> None:
         raise
 
 
+async def _run(conn: Any, check: PostgresCheck) -> tuple[int, Any]:
+    """The query's row count (at most ROWS_LIMIT + 1) and its first row (None without rows),
+    with no more than that one row sent over: the others are counted where they are."""
+    statement = await conn.prepare(check.query, timeout=check.timeout)
+    if not statement.get_attributes():  # no rows to read (UPDATE, SET): run it as it is
+        await statement.fetch(timeout=check.timeout)
+        return 0, None
+    async with conn.transaction():  # a cursor lives in a transaction
+        cursor = await statement.cursor(timeout=check.timeout)
+        first = await cursor.fetchrow(timeout=check.timeout)
+        if first is None:
+            return 0, None
+        return 1 + await cursor.forward(ROWS_LIMIT, timeout=check.timeout), first
+
+
 async def probe_postgres(check: PostgresCheck, environ: Mapping[str, str], seen: Seen) -> None:
-    """Connect and run the query: CONNECTED, QUERY_DURATION (ms), ROWS, RESULT (the first
-    column of the first row as text, or None), RESPONSE_TIME (connect and query, ms)."""
+    """Connect and run the query: CONNECTED, QUERY_DURATION (ms), ROWS (the rows returned,
+    counted up to ROWS_LIMIT: more are ROWS_LIMIT + 1), RESULT (the first column of the
+    first row as text, or None), RESPONSE_TIME (connect and query, ms). Only the first row
+    is fetched, whatever the query returns."""
     dsn = env_value(environ, check.dsn_env, "the PostgreSQL URL")
     seen.values["CONNECTED"] = False
     conn = await _connect(check, dsn, seen)
     try:
         started = time.perf_counter()
         try:
-            rows = await conn.fetch(check.query, timeout=check.timeout)
+            rows, first_row = await _run(conn, check)
         except asyncpg.PostgresError as exc:
             raise ProbeFailed("query", f"the query failed: {exc}") from exc
         except (asyncpg.InterfaceError, OSError) as exc:
@@ -73,7 +91,7 @@ async def probe_postgres(check: PostgresCheck, environ: Mapping[str, str], seen:
         raise
     await _close(conn)
     seen.values["QUERY_DURATION"] = seen.timings["query"] * 1000.0
-    seen.values["ROWS"] = len(rows)
-    first = rows[0][0] if rows and len(rows[0]) else None
+    seen.values["ROWS"] = rows
+    first = first_row[0] if first_row is not None and len(first_row) else None
     seen.values["RESULT"] = None if first is None else str(first)
     seen.values["RESPONSE_TIME"] = (seen.timings["connect"] + seen.timings["query"]) * 1000.0

@@ -144,6 +144,7 @@ def judged(condition: str, observation: Observation = SEEN) -> tuple[bool, str]:
         ("[QUERY_DURATION] < 100ms", True, "12 ms"),
         ("[QUERY_DURATION] <= 10", False, "12 ms"),
         ("[ROWS] == 1", True, "1"),
+        ("[ROWS] <= 1000", True, "1"),  # the limit itself can be compared with
         ("[RESULT] == 1", True, "1"),  # a text that is a number compares as one
         ("[RESULT] > 0", True, "1"),
         ("[LAG] <= 10", True, "7"),
@@ -318,6 +319,9 @@ def test_a_parsed_condition() -> None:
         ("[BODY] > pat(*UP*)", "pat() goes with == or !=, not >"),
         ("[STATUS] == any(200,,204)", "any() needs values separated by commas"),
         ("[CONNECTED] == yes", "[CONNECTED] is true or false: [CONNECTED] == true"),
+        ("[ROWS] <= 5000", "[ROWS] counts up to 1000 rows (a query returning more is 1001)"),
+        ("[ROWS] == any(0, 1001)", "[ROWS] counts up to 1000 rows"),
+        ("[ROWS] != 1e6", "[ROWS] counts up to 1000 rows"),
     ],
 )
 def test_bad_conditions_say_what_to_write(text: str, message: str) -> None:

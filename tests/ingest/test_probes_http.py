@@ -72,6 +72,45 @@ async def test_a_redirect_loop_is_an_http_error_and_redirects_can_be_left_unfoll
     assert unfollowed.error is None and unfollowed.values["STATUS"] == 302
 
 
+SECRET_HEADERS = {"Authorization": "PROBE_TOKEN", "X-Api-Key": "PROBE_KEY"}
+SECRETS = {"PROBE_TOKEN": "Bearer s3cr3t-token", "PROBE_KEY": "s3cr3t-api-key"}
+
+
+def sent(received: list[tuple[str, dict[str, str]]], *names: str) -> list[tuple[str, set[str]]]:
+    """Each request's path and which of the header ``names`` it carried (lower-cased)."""
+    wanted = {name.lower() for name in names}
+    return [(path, {h.lower() for h in headers} & wanted) for path, headers in received]
+
+
+async def test_secret_headers_go_only_to_the_checks_origin_across_redirects() -> None:
+    """/health on A redirects to B (another port: another origin), which redirects back to
+    A: the headers from the environment reach A's first request only; plain ones follow."""
+    names = ("Authorization", "X-Api-Key", "X-Plain")
+    async with http_target() as a, http_target() as b:
+        a.location = b.url
+        b.location = f"http://127.0.0.1:{a.port}/landing"
+        check = http_check(a.url, headers={"X-Plain": "yes"}, headers_env=SECRET_HEADERS)
+        seen = await observe(check, SETTINGS, SECRETS)
+    assert (seen.error, seen.values["STATUS"], seen.values["BODY"]) == (None, 200, "all good")
+    assert sent(a.received, *names) == [
+        ("/health", {"authorization", "x-api-key", "x-plain"}),
+        ("/landing", {"x-plain"}),
+    ]
+    assert sent(b.received, *names) == [("/health", {"x-plain"})]
+    assert seen.timings["first_byte"] >= 0
+
+
+async def test_secret_headers_follow_a_redirect_within_the_origin() -> None:
+    async with http_target() as target:
+        target.location = "/landing"
+        seen = await observe(http_check(target.url, headers_env=SECRET_HEADERS), SETTINGS, SECRETS)
+    assert (seen.error, seen.values["STATUS"]) == (None, 200)
+    assert sent(target.received, *SECRET_HEADERS) == [
+        ("/health", {"authorization", "x-api-key"}),
+        ("/landing", {"authorization", "x-api-key"}),
+    ]
+
+
 async def test_a_refused_port_is_refused() -> None:
     seen = await observe(http_check(f"http://127.0.0.1:{free_port()}/"), SETTINGS, {})
     assert seen.error_kind == "refused"

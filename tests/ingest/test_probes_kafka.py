@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
 from mendline.devstack import free_port
-from mendline.ingest.probes import observe
+from mendline.ingest.probes import kafka_probe_options, observe
 from mendline.schemas.checks import KafkaCheck
 from mendline.schemas.settings import Settings
 from tests.loopback import HOST
@@ -99,4 +99,53 @@ async def test_a_topic_that_does_not_exist_is_an_error(kafka_bootstrap: str) -> 
     seen = await observe(check, Settings(), {})
     assert seen.error_kind == "other"
     assert seen.error is not None and missing in seen.error
+    assert seen.values["CONNECTED"] is True
+
+
+SASL = Settings(
+    kafka_bootstrap="broker-1.internal:9092, broker-2.internal:9092",
+    kafka_security_protocol="SASL_PLAINTEXT",
+    kafka_sasl_mechanism="PLAIN",
+    kafka_sasl_username="mendline",
+    kafka_sasl_password="s3cret-mendline-pass",
+)
+OWN = {
+    "security_protocol": "SASL_PLAINTEXT",
+    "sasl_mechanism": "PLAIN",
+    "sasl_plain_username": "mendline",
+    "sasl_plain_password": "s3cret-mendline-pass",
+}
+PLAIN = {"security_protocol": "PLAINTEXT"}
+
+
+@pytest.mark.parametrize(
+    ("bootstrap", "servers", "security"),
+    [
+        (None, "broker-1.internal:9092, broker-2.internal:9092", OWN),
+        ("broker-1.internal:9092,broker-2.internal:9092", None, OWN),
+        (" BROKER-2.internal:9092 ", None, OWN),  # one of mendline's own brokers
+        ("partner.example.com:9092", None, PLAIN),
+        ("broker-1.internal:9093", None, PLAIN),  # another port is another broker
+        ("broker-1.internal:9092,partner.example.com:9092", None, PLAIN),
+    ],
+)
+def test_mendlines_credentials_go_only_to_mendlines_own_brokers(
+    bootstrap: str | None, servers: str | None, security: dict[str, str]
+) -> None:
+    check = KafkaCheck(kind="kafka", name="k", bootstrap=bootstrap, timeout=5)
+    options = kafka_probe_options(check, SASL)
+    assert options["bootstrap_servers"] == (servers or bootstrap)
+    where = {"bootstrap_servers", "request_timeout_ms"}
+    assert {key: value for key, value in options.items() if key not in where} == security
+    assert options["request_timeout_ms"] == 5000
+
+
+async def test_a_check_on_another_cluster_connects_without_mendlines_sasl(
+    kafka_bootstrap: str,
+) -> None:
+    """mendline's own Kafka wants SASL; the check's broker (plain) is reached without it."""
+    own = SASL.model_copy(update={"kafka_bootstrap": f"{HOST}:{free_port()}"})
+    check = KafkaCheck(kind="kafka", name="partner", bootstrap=kafka_bootstrap, timeout=20)
+    seen = await observe(check, own, {})
+    assert seen.error is None
     assert seen.values["CONNECTED"] is True

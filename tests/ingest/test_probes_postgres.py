@@ -6,6 +6,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from mendline.analyzers.health.conditions import ROWS_LIMIT, evaluate
 from mendline.devstack import free_port
 from mendline.ingest.probes import observe
 from mendline.schemas.checks import PostgresCheck
@@ -46,6 +47,33 @@ async def test_a_query_without_rows_or_with_a_null_has_no_result(database_url: s
     null = await observe(pg_check("SELECT NULL"), SETTINGS, environ)
     assert (empty.values["ROWS"], empty.values["RESULT"]) == (0, None)
     assert (null.values["ROWS"], null.values["RESULT"]) == (1, None)
+
+
+async def test_a_query_of_a_million_rows_fetches_one_and_counts_up_to_the_limit(
+    database_url: str,
+) -> None:
+    """Only the first row comes over: ROWS stops at the limit (plus one: "more"), RESULT is
+    still the first value."""
+    environ = {"PROBE_DSN": database_url}
+    many = "SELECT g, repeat('x', 100) FROM generate_series(7, 1000006) AS g ORDER BY g"
+    big = await observe(pg_check(many, timeout=60), SETTINGS, environ)
+    exact = f"SELECT g FROM generate_series(1, {ROWS_LIMIT}) AS g"
+    at_limit = await observe(pg_check(exact, timeout=30), SETTINGS, environ)
+    assert big.error is None
+    assert (big.values["ROWS"], big.values["RESULT"]) == (ROWS_LIMIT + 1, "7")
+    assert (at_limit.values["ROWS"], at_limit.values["RESULT"]) == (ROWS_LIMIT, "1")
+    more, at_most, exactly = (f"[ROWS] {op} {ROWS_LIMIT}" for op in (">", "<=", "=="))
+    assert [r.success for r in evaluate([more, at_most, exactly], big)] == [True, False, False]
+    assert [r.success for r in evaluate([more, at_most, exactly], at_limit)] == [False, True, True]
+
+
+async def test_a_statement_that_returns_no_rows_runs_outside_a_transaction(
+    database_url: str,
+) -> None:
+    check = pg_check("VACUUM pg_catalog.pg_am", timeout=30)  # refused in a transaction
+    seen = await observe(check, SETTINGS, {"PROBE_DSN": database_url})
+    assert seen.error is None
+    assert (seen.values["ROWS"], seen.values["RESULT"]) == (0, None)
 
 
 async def test_a_failing_query_is_a_query_error_after_connecting(database_url: str) -> None:
