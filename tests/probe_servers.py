@@ -41,6 +41,8 @@ class HttpTarget:
     location: str | None = None
     #: The path and headers of each request, in order.
     received: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    #: With it set, every answer sets this cookie (``Set-Cookie: session=...``).
+    cookie: str | None = None
 
     @property
     def url(self) -> str:
@@ -53,6 +55,12 @@ class HttpTarget:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.peers.append(peer[1] if peer else 0)
         self.received.append((request.path, dict(request.headers)))
+        response = await self._answer(request)
+        if self.cookie is not None:
+            response.set_cookie("session", self.cookie)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         if self.location is not None and request.path == "/health":
             raise web.HTTPFound(self.location)
         if self.mode == "down":

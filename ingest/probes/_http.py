@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from http.cookiejar import Cookie, CookieJar
 from types import TracebackType
 from typing import Any
 
@@ -74,10 +75,25 @@ class HttpClients:
         await self.aclose()
 
 
+class _NoCookies(CookieJar):
+    """A cookie jar that keeps nothing: a check's run must not send what another check's
+    (or its own earlier) answer set, as a shared client's jar would, to any port of a host."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        """Keep no cookie from an answer."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        """Keep no cookie."""
+
+
 def _make_client(verify: bool, limits: httpx.Limits, max_redirects: int) -> httpx.AsyncClient:
     # trust_env=False: the check says exactly what is sent (no proxies or .netrc from the env).
     return httpx.AsyncClient(
-        verify=verify, limits=limits, max_redirects=max_redirects, trust_env=False
+        verify=verify,
+        limits=limits,
+        max_redirects=max_redirects,
+        trust_env=False,
+        cookies=_NoCookies(),
     )
 
 

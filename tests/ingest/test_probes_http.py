@@ -181,6 +181,17 @@ async def test_shared_clients_serve_many_checks_and_keep_each_checks_tls_setting
     assert verified.error_kind == "tls"
 
 
+async def test_a_cookie_an_answer_sets_is_never_sent_by_a_later_run_or_another_check() -> None:
+    async with http_target() as target, HttpClients() as clients:
+        target.cookie = "from-the-first-answer"
+        first = await observe(http_check(target.url), SETTINGS, {}, http=clients)
+        await observe(http_check(target.url, name="other"), SETTINGS, {}, http=clients)
+        await observe(http_check(target.url), SETTINGS, {}, http=clients)
+    assert "session=from-the-first-answer" in first.values["HEADERS"]["set-cookie"]
+    assert len(target.received) == 3
+    assert [headers.get("Cookie") for _, headers in target.received] == [None, None, None]
+
+
 async def test_a_heartbeat_check_has_no_probe() -> None:
     check = HeartbeatCheck(kind="heartbeat", name="nightly", every=3600)
     with pytest.raises(ValueError, match="heartbeat"):
