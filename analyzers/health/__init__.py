@@ -27,6 +27,7 @@ from mendline.analyzers.health.evidence import (
 )
 from mendline.analyzers.health.heartbeat import (
     MAX_VERDICTS,
+    SETTLE_MARGIN,
     HeartbeatJudgement,
     HeartbeatVerdict,
     checkins_since,
@@ -62,6 +63,7 @@ __all__ = [
     "RELATIVE_ERROR",
     "SELF_CHECK_PREFIX",
     "SELF_DSN_ENV",
+    "SETTLE_MARGIN",
     "CheckSet",
     "Condition",
     "HeartbeatJudgement",

@@ -23,7 +23,8 @@ waits for the finish until start + max_runtime (Sentry's in-progress check-in): 
 the finish's, or ``overran`` (a run that hangs). Otherwise ``missed``.
 
 A slot is judged once ``clock`` (the newest check-in timestamp the monitor has read, moved on
-by its ticks) reaches its deadline, so a consumer that is behind sees its check-ins before
+by its ticks, never past the time it was read) is past its deadline by a settle margin
+(``SETTLE_MARGIN`` in the monitor), so a consumer that is behind sees its check-ins before
 the clock passes their slots: a backlog cannot make a false "missed". At most
 ``MAX_VERDICTS`` slots are judged per call, the newest ones: after a long gap the older due
 slots are skipped (neither success nor failure), so a check dead for a month is told in ten
@@ -47,6 +48,7 @@ from mendline.schemas.duration import format_duration
 
 __all__ = [
     "MAX_VERDICTS",
+    "SETTLE_MARGIN",
     "HeartbeatJudgement",
     "HeartbeatVerdict",
     "checkins_since",
@@ -57,6 +59,13 @@ __all__ = [
 
 #: The most slots one call judges; after a longer gap only the newest are.
 MAX_VERDICTS = 10
+#: How long past a slot's deadline the stream clock must be before the slot is judged. The
+#: clock is the monitor's and the consumer's time while jobs stamp check-ins with their own:
+#: a job host whose clock is some seconds behind theirs sends its on-time check-in after the
+#: clock (ticks included) has passed the deadline. 30 s covers such hosts' drift (NTP keeps
+#: them within a second; an unsynchronised one drifts seconds a day) and the shipper's
+#: batching, at the cost of every verdict coming 30 s after its deadline.
+SETTLE_MARGIN = timedelta(seconds=30)
 #: A fail message is cut to this many characters, on one line.
 MAX_ERROR_CHARS = 300
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -133,16 +142,20 @@ def judge_heartbeat(
     checkins: Sequence[CheckIn],
     clock: datetime,
     judged_until: datetime | None,
+    *,
+    settle: timedelta = timedelta(0),
 ) -> HeartbeatJudgement:
     """The verdicts of the slots whose deadline (slot + grace) is after ``judged_until`` and
-    at or before ``clock``, in order (at most ``MAX_VERDICTS``, the newest), and the new
-    ``judged_until``.
+    at least ``settle`` before ``clock``, in order (at most ``MAX_VERDICTS``, the newest),
+    and the new ``judged_until``. The monitor passes ``SETTLE_MARGIN`` as ``settle``.
 
     ``checkins`` are this check's check-ins after ``checkins_since(check, judged_until)``,
     sorted by timestamp; ``clock`` is the stream's clock. ``judged_until`` None means never
     judged: nothing is expected before the first finished run. A slot waiting for a started
-    run (up to its max_runtime) stops the judging there until ``clock`` passes it.
+    run (up to its max_runtime) stops the judging there until ``clock`` passes it (by
+    ``settle`` too).
     """
+    clock -= settle
     runs = _Runs(checkins)
     if judged_until is None:
         if not runs.finishes:

@@ -13,6 +13,7 @@ import pytest
 
 from mendline.analyzers.health import (
     MAX_VERDICTS,
+    SETTLE_MARGIN,
     HeartbeatJudgement,
     checkins_since,
     expected_after,
@@ -162,6 +163,30 @@ def test_the_judged_until_is_the_last_judged_deadline() -> None:
         heartbeat(**HOURLY, max_runtime="1h"), [checkin("start", 60)], at(70), at(5)
     )
     assert waiting == HeartbeatJudgement((), at(5))
+
+
+@pytest.mark.parametrize(
+    ("checkins", "clock", "settle", "expected"),
+    [
+        # The 01:00 slot's deadline is 01:05: with no margin it is judged at 01:05.
+        ([], 65, timedelta(0), ["01:00 missed"]),
+        # With the monitor's margin, not until the clock is 30 s past it.
+        ([], 65, SETTLE_MARGIN, []),
+        ([], 65.4, SETTLE_MARGIN, []),
+        ([], 65.5, SETTLE_MARGIN, ["01:00 missed"]),
+        # A run on time (by its own clock) read after the deadline, within the margin, counts.
+        ([checkin("ok", 64.9)], 65.5, SETTLE_MARGIN, ["01:00 ok"]),
+        # A started run waits its max_runtime plus the margin too.
+        ([checkin("start", 60)], 70.4, SETTLE_MARGIN, []),
+        ([checkin("start", 60)], 70.5, SETTLE_MARGIN, ["01:00 overran"]),
+    ],
+)
+def test_a_slot_is_judged_once_the_clock_is_the_settle_margin_past_its_deadline(
+    checkins: list[CheckIn], clock: float, settle: timedelta, expected: list[str]
+) -> None:
+    check = heartbeat(**HOURLY, max_runtime="10m")
+    judgement = judge_heartbeat(check, checkins, at(clock), at(5), settle=settle)
+    assert told(judgement) == expected
 
 
 def test_a_failure_tells_its_message_shortened_and_on_one_line() -> None:
