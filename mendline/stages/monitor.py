@@ -23,6 +23,7 @@ from mendline.analyzers.health import (
     SELF_DSN_ENV,
     SETTLE_MARGIN,
     CheckSet,
+    ClockGuard,
     active_window,
     checkins_since,
     heartbeat_result,
@@ -233,6 +234,7 @@ class MonitorWorker:
         # The check-ins topic's partitions as the last tick found them (None: not known yet).
         self._partitions: int | None = None
         self._told_partitions = False
+        self._clock = ClockGuard(settings.monitor_tick_interval)
         self._http: HttpClients | None = None
 
     def waiting_for(self) -> str | None:
@@ -468,6 +470,7 @@ class MonitorWorker:
         clock = await self.checkins.clock()
         if clock is None:
             return
+        clock = self._clock.judge_by(clock, time.monotonic())
         for check in list(self._checks.values()):
             if isinstance(check, HeartbeatCheck):
                 await self._judge(check, clock)
