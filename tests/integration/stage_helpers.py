@@ -26,7 +26,7 @@ from mendline.sinks.postgres import (
     connect_store,
 )
 from mendline.sinks.routing import load_routes
-from mendline.stages import monitor
+from mendline.stages import StageContext, monitor
 from mendline.stages.alert import AlertWorker
 from mendline.stages.analyze import AnalyzeWorker, make_analysis
 from mendline.stages.monitor import MonitorWorker
@@ -177,11 +177,14 @@ def monitor_settings(
 
 @asynccontextmanager
 async def monitors(
-    settings: Settings, count: int = 1, settle: timedelta = timedelta(0)
+    settings: Settings,
+    count: int = 1,
+    settle: timedelta = timedelta(0),
+    context: StageContext | None = None,
 ) -> AsyncIterator[list[MonitorWorker]]:
     """``count`` monitor workers (each with its own pools) until the block ends, judging
     heartbeats ``settle`` past their deadlines (none: a one-second heartbeat is judged in a
-    second, not the monitor's usual 30 s later)."""
+    second, not the monitor's usual 30 s later), counting their results in ``context``."""
     checks = monitor.checks_of(settings)
     running = [
         MonitorWorker(
@@ -191,6 +194,7 @@ async def monitors(
             checks,
             owner=f"monitor-{n}",
             settle=settle,
+            context=context,
         )
         for n in range(count)
     ]

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mendline.schemas.checkin import PreparedCheckIn
 from mendline.schemas.prepared import BatchResult
 from mendline.sinks.postgres import CheckinStore, connect_checkins
+from mendline.stages import Telemetry
 from mendline.stages.monitor import CheckinReader
 from tests.db_helpers import query
 from tests.probe_servers import http_target
@@ -223,13 +225,22 @@ async def test_two_monitors_judging_a_heartbeat_count_each_verdict_once(
     checks.write_text(heartbeat("export", every="1s", grace="1s"))
     settings = monitor_settings(kafka_bootstrap, fresh_db_url, checks)
     await one_partition_checkins(settings)
-    async with running_checkins(settings), monitors(settings, count=2) as running:
+    telemetry = Telemetry()  # the two monitors' metrics, as a scrape of both adds them up
+    together = monitors(settings, count=2, context=telemetry.stage("monitor"))
+    async with running_checkins(settings), together as running:
         await produce(kafka_bootstrap, settings.checkins_topic, [checkin("export")])
         await wait_until(lambda: verdicts(fresh_db_url, at_least=4), 30, "four verdicts")
     stored = await query(
         fresh_db_url, "SELECT count(*) AS n FROM mendline.check_results WHERE check_name = 'export'"
     )
     assert sum(w.stats.heartbeat_verdicts for w in running) == stored[0]["n"]
+    counted = [
+        sample.value
+        for family in text_string_to_metric_families(telemetry.metrics.render())
+        for sample in family.samples
+        if sample.name == "mendline_check_results_total" and sample.labels["check"] == "export"
+    ]
+    assert sum(counted) == stored[0]["n"]
 
 
 async def verdicts(url: str, at_least: int) -> bool:
