@@ -27,6 +27,9 @@ from mendline.analyzers.health.evidence import (
 )
 from mendline.analyzers.health.heartbeat import (
     MAX_VERDICTS,
+    RECOVERY_HOLD,
+    SETTLE_MARGIN,
+    ClockGuard,
     HeartbeatJudgement,
     HeartbeatVerdict,
     checkins_since,
@@ -59,10 +62,13 @@ __all__ = [
     "HISTOGRAM_BUCKETS",
     "MAX_VERDICTS",
     "NOT_OBSERVED",
+    "RECOVERY_HOLD",
     "RELATIVE_ERROR",
     "SELF_CHECK_PREFIX",
     "SELF_DSN_ENV",
+    "SETTLE_MARGIN",
     "CheckSet",
+    "ClockGuard",
     "Condition",
     "HeartbeatJudgement",
     "HeartbeatVerdict",

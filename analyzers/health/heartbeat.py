@@ -23,8 +23,11 @@ waits for the finish until start + max_runtime (Sentry's in-progress check-in): 
 the finish's, or ``overran`` (a run that hangs). Otherwise ``missed``.
 
 A slot is judged once ``clock`` (the newest check-in timestamp the monitor has read, moved on
-by its ticks) reaches its deadline, so a consumer that is behind sees its check-ins before
-the clock passes their slots: a backlog cannot make a false "missed". At most
+by its ticks, never past the time it was read) is past its deadline by a settle margin
+(``SETTLE_MARGIN`` in the monitor), so a consumer that is behind sees its check-ins before
+the clock passes their slots: a backlog cannot make a false "missed". A clock that stood still
+(Kafka out) and jumps is held where it stood for ``RECOVERY_HOLD`` more (``ClockGuard``), so
+the check-ins jobs held meanwhile are read first. At most
 ``MAX_VERDICTS`` slots are judged per call, the newest ones: after a long gap the older due
 slots are skipped (neither success nor failure), so a check dead for a month is told in ten
 verdicts, not forty thousand.
@@ -47,6 +50,9 @@ from mendline.schemas.duration import format_duration
 
 __all__ = [
     "MAX_VERDICTS",
+    "RECOVERY_HOLD",
+    "SETTLE_MARGIN",
+    "ClockGuard",
     "HeartbeatJudgement",
     "HeartbeatVerdict",
     "checkins_since",
@@ -57,6 +63,21 @@ __all__ = [
 
 #: The most slots one call judges; after a longer gap only the newest are.
 MAX_VERDICTS = 10
+#: How long past a slot's deadline the stream clock must be before the slot is judged. The
+#: clock is the monitor's and the consumer's time while jobs stamp check-ins with their own:
+#: a job host whose clock is some seconds behind theirs sends its on-time check-in after the
+#: clock (ticks included) has passed the deadline. 30 s covers such hosts' drift (NTP keeps
+#: them within a second; an unsynchronised one drifts seconds a day) and the shipper's
+#: batching, at the cost of every verdict coming 30 s after its deadline.
+SETTLE_MARGIN = timedelta(seconds=30)
+#: After the stream clock stood still (no tick read: Kafka out, the consumer down) and moves
+#: again, the slots it jumps over wait this many seconds more: check-ins their jobs held while
+#: Kafka was out are written when it is back, maybe after the monitor's first tick (the
+#: Python shipper tries again every 5 s at most).
+RECOVERY_HOLD = 60.0
+#: A stream clock that has not moved for this long (or three tick intervals, when longer)
+#: stood still; less is a monitor's pass that was slow.
+STALLED_AFTER = 30.0
 #: A fail message is cut to this many characters, on one line.
 MAX_ERROR_CHARS = 300
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -84,6 +105,38 @@ class HeartbeatJudgement:
 
     verdicts: tuple[HeartbeatVerdict, ...]
     judged_until: datetime | None
+
+
+class ClockGuard:
+    """The clock one monitor judges heartbeats by: the stream clock, except when it stood
+    still (STALLED_AFTER, or three of the monitor's ``tick_interval``) and then moved on; for
+    ``hold`` seconds after that, the clock where it stood, so check-ins that were held by
+    their senders (Kafka was out) are read before the slots they meet are judged. Pure: the
+    caller gives the time."""
+
+    def __init__(self, tick_interval: float, hold: float = RECOVERY_HOLD) -> None:
+        self.stalled_after = max(STALLED_AFTER, 3 * tick_interval)
+        self.hold = hold
+        self._seen: datetime | None = None
+        self._moved = 0.0
+        self._stalled = False
+        self._held: tuple[datetime, float] | None = None
+
+    def judge_by(self, clock: datetime, now: float) -> datetime:
+        """The clock to judge by, the stream clock reading ``clock`` at ``now`` (seconds on
+        a monotonic clock). Standing still is seen, not guessed: a monitor that did not look
+        for a while (a slow pass) finds the clock moved, not stalled."""
+        if clock == self._seen:
+            self._stalled = self._stalled or now - self._moved >= self.stalled_after
+        else:
+            if self._stalled:
+                self._held = (self._seen or clock, now + self.hold)
+            self._seen, self._moved, self._stalled = clock, now, False
+        if self._held is not None:
+            if now < self._held[1]:
+                return min(clock, self._held[0])
+            self._held = None
+        return clock
 
 
 def validate_cron(expr: str) -> None:
@@ -133,16 +186,20 @@ def judge_heartbeat(
     checkins: Sequence[CheckIn],
     clock: datetime,
     judged_until: datetime | None,
+    *,
+    settle: timedelta = timedelta(0),
 ) -> HeartbeatJudgement:
     """The verdicts of the slots whose deadline (slot + grace) is after ``judged_until`` and
-    at or before ``clock``, in order (at most ``MAX_VERDICTS``, the newest), and the new
-    ``judged_until``.
+    at least ``settle`` before ``clock``, in order (at most ``MAX_VERDICTS``, the newest),
+    and the new ``judged_until``. The monitor passes ``SETTLE_MARGIN`` as ``settle``.
 
     ``checkins`` are this check's check-ins after ``checkins_since(check, judged_until)``,
     sorted by timestamp; ``clock`` is the stream's clock. ``judged_until`` None means never
     judged: nothing is expected before the first finished run. A slot waiting for a started
-    run (up to its max_runtime) stops the judging there until ``clock`` passes it.
+    run (up to its max_runtime) stops the judging there until ``clock`` passes it (by
+    ``settle`` too).
     """
+    clock -= settle
     runs = _Runs(checkins)
     if judged_until is None:
         if not runs.finishes:

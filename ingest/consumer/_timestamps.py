@@ -58,7 +58,9 @@ def checkin_timestamp(
     (the stream clock), so one sender's clock a day ahead would otherwise make every other
     heartbeat look a day late. A record's time is the producer's clock on a topic with
     CreateTime timestamps (Kafka's default), so it counts only up to ``received`` (the
-    consumer's clock). A timestamp in the past is kept: it cannot move the clock."""
+    consumer's clock). A timestamp in the past is kept: it cannot move the clock; one ahead
+    within the tolerance is kept too, but moves the clock only up to the time the check-in
+    was stored (``CheckinStore.store``)."""
     bound = min(record_time, received)
     if sent - bound > CHECKIN_FUTURE_TOLERANCE:
         return bound, True

@@ -21,7 +21,9 @@ from aiokafka import AIOKafkaProducer
 
 from mendline.analyzers.health import (
     SELF_DSN_ENV,
+    SETTLE_MARGIN,
     CheckSet,
+    ClockGuard,
     active_window,
     checkins_since,
     heartbeat_result,
@@ -58,7 +60,7 @@ from mendline.stages._waiting import (
     wait_any,
 )
 
-__all__ = ["MonitorStats", "MonitorWorker", "check", "checks_of", "run"]
+__all__ = ["CheckinReader", "MonitorStats", "MonitorWorker", "check", "checks_of", "run"]
 
 log = logging.getLogger("mendline.monitor")
 
@@ -118,9 +120,9 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
         await health.close()
         return
     worker = MonitorWorker(settings, health, checkins, checks, context=context)
-    context.ready_when(worker.waiting_for)
-    consumer = CheckinConsumer(settings, checkins)
-    reading = asyncio.create_task(consumer.run(stop))
+    reader = CheckinReader(settings, checkins)
+    context.ready_when(lambda: worker.waiting_for() or reader.waiting_for())
+    reading = asyncio.create_task(reader.run(stop))
     log.info("mendline: monitor %s started: %d checks", worker.owner, len(checks.checks))
     try:
         await worker.run(stop)
@@ -137,6 +139,44 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
         s.recorded,
         dict(sorted(s.transitions.items())) or "none",
     )
+
+
+class CheckinReader:
+    """The monitor's check-ins consumer, kept running: one that fails (a fault it does not
+    wait out, a bug) is logged and started again after a backoff, until ``stop``; while it
+    is down the stream clock stands still, and ``waiting_for`` says so."""
+
+    def __init__(self, settings: Settings, store: CheckinStore) -> None:
+        self.settings = settings
+        self.store = store
+        #: Times the consumer failed and was started again.
+        self.restarts = 0
+        self._backoff = outage_backoff()
+        self._down: str | None = None
+
+    def waiting_for(self) -> str | None:
+        """None while the consumer runs; else why it is down."""
+        return self._down
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume check-ins until ``stop``, starting the consumer again when it fails."""
+        while not stop.is_set():
+            consumer = CheckinConsumer(self.settings, self.store)
+            try:
+                await consumer.run(stop)
+                if stop.is_set():
+                    return
+                failure = "it stopped by itself"
+                log.error("mendline: the check-ins consumer stopped; starting it again")
+            except Exception as exc:
+                failure = type(exc).__name__  # for /readyz: the log has the rest
+                log.exception("mendline: the check-ins consumer failed; starting it again")
+            if consumer.stats.batches:  # it had been working: a new fault, short waits again
+                self._backoff.reset()
+            self.restarts += 1
+            self._down = f"the check-ins consumer is down ({failure})"
+            await wait_any(stop, None, self._backoff.next())
+            self._down = None
 
 
 class MonitorWorker:
@@ -162,8 +202,11 @@ class MonitorWorker:
         owner: str | None = None,
         environ: Mapping[str, str] | None = None,
         context: StageContext | None = None,
+        settle: timedelta = SETTLE_MARGIN,
     ) -> None:
         self.settings = settings
+        #: How far past a slot's deadline the stream clock goes before the slot is judged.
+        self.settle = settle
         #: Where each result is counted (mendline_check_results_total and its duration).
         self.context = context
         self._outage = outage_backoff()
@@ -188,6 +231,10 @@ class MonitorWorker:
         self._ticked = 0.0
         self._ticking: asyncio.Task[None] | None = None
         self._producing = False
+        # The check-ins topic's partitions as the last tick found them (None: not known yet).
+        self._partitions: int | None = None
+        self._told_partitions = False
+        self._clock = ClockGuard(settings.monitor_tick_interval)
         self._http: HttpClients | None = None
 
     def waiting_for(self) -> str | None:
@@ -237,7 +284,8 @@ class MonitorWorker:
 
     async def pass_once(self, producer: AIOKafkaProducer | None = None) -> None:
         """Reload the checks if they changed, write what waits, start the due checks, and
-        on the tick judge the heartbeats."""
+        on the tick judge the heartbeats (once a tick sent with ``producer`` has found the
+        check-ins topic to have one partition)."""
         if not self._synced or self._file_changed():
             await self._sync()
         await self._write_unrecorded()
@@ -265,17 +313,17 @@ class MonitorWorker:
     # -- the checks file ---------------------------------------------------------------------
 
     def _file_changed(self) -> bool:
-        if self._reload.is_set():
-            self._reload.clear()
-            return True
-        if time.monotonic() - self._looked_at_file < _RELOAD_EVERY:
+        reload = self._reload.is_set()
+        self._reload.clear()
+        if not reload and time.monotonic() - self._looked_at_file < _RELOAD_EVERY:
             return False
         self._looked_at_file = time.monotonic()
         stamp = _stamp(self.settings.checks_file)
-        if stamp == self._file_stamp:
-            return False
+        # Read on SIGHUP or not, the file as it is now is read once: its stamp is taken too,
+        # so a bad edit is told once, not again when the stamp is next looked at.
+        changed = stamp != self._file_stamp
         self._file_stamp = stamp
-        return True
+        return reload or changed
 
     async def _sync(self) -> None:
         if self._synced:
@@ -327,8 +375,6 @@ class MonitorWorker:
         await self._record(result, check)
 
     async def _record(self, result: CheckResult, check: Check) -> None:
-        if self.context is not None:
-            self.context.count_check(result)
         try:
             await self._write(result, check)
         except Exception as exc:
@@ -345,7 +391,13 @@ class MonitorWorker:
         if not outcome.stored:
             self.stats.already_recorded += 1
             return
+        # Counted by the monitor that stored it: two monitors judging the same heartbeat slot
+        # count it once.
         self.stats.recorded += 1
+        if isinstance(check, HeartbeatCheck):
+            self.stats.heartbeat_verdicts += 1
+        if self.context is not None:
+            self.context.count_check(result)
         if outcome.transition is not None:
             counts = self.stats.transitions
             counts[outcome.transition] = counts.get(outcome.transition, 0) + 1
@@ -383,14 +435,43 @@ class MonitorWorker:
                 await producer.start()
                 self._producing = True
             await producer.send_and_wait(self.settings.checkins_topic, value, key=key)
+            # From the producer's metadata (asked again every few minutes): no round trip.
+            partitions = await producer.partitions_for(self.settings.checkins_topic)
         except Exception as exc:  # Kafka down: the clock waits, so nothing is judged missed
             log.warning("mendline: no clock tick sent to Kafka: %s", exc)
+            return
+        self._partitions = len(partitions)
+
+    def _one_partition(self) -> bool:
+        """Whether the check-ins topic is known to have one partition, as the stream clock
+        needs (a tick read means every check-in sent before it is stored); with more, says
+        so once."""
+        if self._partitions is None:
+            return False
+        if self._partitions == 1:
+            self._told_partitions = False
+            return True
+        if not self._told_partitions:
+            self._told_partitions = True
+            log.error(
+                "mendline: the check-ins topic %s has %d partitions, not one: heartbeats are"
+                " not judged (their clock needs check-ins read in order). Recreate it with one"
+                " partition (`mendline topics ensure` creates it so) and restart the monitors",
+                self.settings.checkins_topic,
+                self._partitions,
+            )
+        return False
 
     async def judge_heartbeats(self) -> None:
-        """Judge every heartbeat check's slots that the stream clock has passed."""
+        """Judge every heartbeat check's slots that the stream clock has passed (by the settle
+        margin); nothing while the check-ins topic is not known to have one partition."""
+        if not self._one_partition():
+            return
+        # The clock of all environments: ticks move it, and it is ahead of each one's.
         clock = await self.checkins.clock()
         if clock is None:
             return
+        clock = self._clock.judge_by(clock, time.monotonic())
         for check in list(self._checks.values()):
             if isinstance(check, HeartbeatCheck):
                 await self._judge(check, clock)
@@ -403,12 +484,12 @@ class MonitorWorker:
             )
         judged_until = self._judged[check.name]
         since = checkins_since(check, judged_until)
+        # Only the check's environment's check-ins: staging's runs do not cover production's.
         checkins = await self.checkins.checkins_for(
-            check.name, since or datetime(1970, 1, 1, tzinfo=UTC)
+            check.name, since or datetime(1970, 1, 1, tzinfo=UTC), check.environment
         )
-        judgement = judge_heartbeat(check, checkins, clock, judged_until)
+        judgement = judge_heartbeat(check, checkins, clock, judged_until, settle=self.settle)
         for verdict in judgement.verdicts:
-            self.stats.heartbeat_verdicts += 1
             await self._record(heartbeat_result(check, verdict), check)
         self._judged[check.name] = judgement.judged_until
 

@@ -4,7 +4,7 @@ stream clock (the newest check-in timestamp consumed) the monitor judges missed 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -66,9 +66,15 @@ class CheckinStore:
 
     async def store(self, batch: Sequence[PreparedCheckIn]) -> BatchResult:
         """Store the batch and advance the stream clock, in one transaction. A check-in whose
-        checkin_id is stored already changes nothing (``duplicates``)."""
+        checkin_id is stored already changes nothing (``duplicates``).
+
+        The clock moves to a check-in's timestamp, but never past ``now`` (the time of
+        receipt, on the consumer's clock): a check-in stamped by a host whose clock is a few
+        minutes fast keeps its timestamp, yet must not make other checks' slots look due
+        before they are."""
         if not batch:
             return BatchResult()
+        now = datetime.now(UTC)
         # The monitor's clock ticks move the clock of all environments and are not kept.
         checkins = [item for item in batch if item.checkin.check != CLOCK_CHECK]
         columns = _columns(checkins)
@@ -77,9 +83,10 @@ class CheckinStore:
             tick = item.checkin.check == CLOCK_CHECK
             clocks = (ALL_ENVIRONMENTS,) if tick else (item.checkin.environment, ALL_ENVIRONMENTS)
             for environment in clocks:
+                at = min(item.timestamp, now)
                 seen = newest.get(environment)
-                if seen is None or item.timestamp > seen:
-                    newest[environment] = item.timestamp
+                if seen is None or at > seen:
+                    newest[environment] = at
         order = sorted(newest)  # concurrent batches take the clock's rows in one order
         async with self.pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetch(_INSERT, *columns) if checkins else []

@@ -13,6 +13,9 @@ import pytest
 
 from mendline.analyzers.health import (
     MAX_VERDICTS,
+    RECOVERY_HOLD,
+    SETTLE_MARGIN,
+    ClockGuard,
     HeartbeatJudgement,
     checkins_since,
     expected_after,
@@ -162,6 +165,68 @@ def test_the_judged_until_is_the_last_judged_deadline() -> None:
         heartbeat(**HOURLY, max_runtime="1h"), [checkin("start", 60)], at(70), at(5)
     )
     assert waiting == HeartbeatJudgement((), at(5))
+
+
+@pytest.mark.parametrize(
+    ("checkins", "clock", "settle", "expected"),
+    [
+        # The 01:00 slot's deadline is 01:05: with no margin it is judged at 01:05.
+        ([], 65, timedelta(0), ["01:00 missed"]),
+        # With the monitor's margin, not until the clock is 30 s past it.
+        ([], 65, SETTLE_MARGIN, []),
+        ([], 65.4, SETTLE_MARGIN, []),
+        ([], 65.5, SETTLE_MARGIN, ["01:00 missed"]),
+        # A run on time (by its own clock) read after the deadline, within the margin, counts.
+        ([checkin("ok", 64.9)], 65.5, SETTLE_MARGIN, ["01:00 ok"]),
+        # A started run waits its max_runtime plus the margin too.
+        ([checkin("start", 60)], 70.4, SETTLE_MARGIN, []),
+        ([checkin("start", 60)], 70.5, SETTLE_MARGIN, ["01:00 overran"]),
+    ],
+)
+def test_a_slot_is_judged_once_the_clock_is_the_settle_margin_past_its_deadline(
+    checkins: list[CheckIn], clock: float, settle: timedelta, expected: list[str]
+) -> None:
+    check = heartbeat(**HOURLY, max_runtime="10m")
+    judgement = judge_heartbeat(check, checkins, at(clock), at(5), settle=settle)
+    assert told(judgement) == expected
+
+
+@pytest.mark.parametrize(
+    ("readings", "expected"),
+    [
+        # (seconds on the monitor's clock, the stream clock in minutes after T): judged as read
+        # while the clock moves with the ticks (every 10 s).
+        ([(0, 0), (10, 10 / 60), (20, 20 / 60)], [0, 10 / 60, 20 / 60]),
+        # Kafka is out 10 minutes: the clock stands at 0, then jumps; the jumped-over minutes
+        # wait RECOVERY_HOLD (senders' held check-ins come in), then are judged.
+        (
+            [(0, 0), (300, 0), (600, 10), (610, 10.2), (600 + RECOVERY_HOLD, 11)],
+            [0, 0, 0, 0, 11],
+        ),
+        # Standing still for less than STALLED_AFTER: no hold.
+        ([(0, 0), (20, 0), (25, 0.4)], [0, 0, 0.4]),
+        # Not looked at for a while (a slow pass): moved, not stood still.
+        ([(0, 0), (45, 0.75), (46, 0.77)], [0, 0.75, 0.77]),
+        # A hold ends; a later stall holds again.
+        (
+            [(0, 0), (40, 0), (50, 1), (110, 2), (150, 2), (160, 3)],
+            [0, 0, 0, 2, 2, 2],
+        ),
+    ],
+)
+def test_after_the_stream_clock_stood_still_the_slots_it_jumps_over_wait(
+    readings: list[tuple[float, float]], expected: list[float]
+) -> None:
+    guard = ClockGuard(tick_interval=10.0)
+    assert [guard.judge_by(at(minute), now) for now, minute in readings] == [
+        at(minute) for minute in expected
+    ]
+
+
+def test_three_ticks_of_a_long_tick_interval_are_not_a_stall() -> None:
+    guard = ClockGuard(tick_interval=60.0)
+    readings = [(0, 0), (150, 0), (180, 3)]  # one tick late: the clock did not stand still
+    assert [guard.judge_by(at(m), now) for now, m in readings] == [at(0), at(0), at(3)]
 
 
 def test_a_failure_tells_its_message_shortened_and_on_one_line() -> None:

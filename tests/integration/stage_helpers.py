@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +26,7 @@ from mendline.sinks.postgres import (
     connect_store,
 )
 from mendline.sinks.routing import load_routes
-from mendline.stages import monitor
+from mendline.stages import StageContext, monitor
 from mendline.stages.alert import AlertWorker
 from mendline.stages.analyze import AnalyzeWorker, make_analysis
 from mendline.stages.monitor import MonitorWorker
@@ -34,7 +35,7 @@ from tests.db_helpers import query
 from tests.llm_server import FakeLLM
 
 from .event_factory import encode, make_event
-from .kafka_helpers import unique_topic
+from .kafka_helpers import create_topic, unique_topic
 
 
 async def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
@@ -98,6 +99,13 @@ def checkin_settings(bootstrap: str, db_url: str, **extra: object) -> Settings:
         kafka_session_timeout=2.0,
         **extra,
     )
+
+
+async def one_partition_checkins(settings: Settings) -> None:
+    """Create the settings' check-ins topic with one partition, as `mendline topics ensure`
+    does (the broker would make more when it creates it on first use): heartbeats are judged
+    only on such a topic. Before anything writes to it or reads it."""
+    await create_topic(settings.kafka_bootstrap, settings.checkins_topic, 1)
 
 
 @asynccontextmanager
@@ -168,8 +176,15 @@ def monitor_settings(
 
 
 @asynccontextmanager
-async def monitors(settings: Settings, count: int = 1) -> AsyncIterator[list[MonitorWorker]]:
-    """``count`` monitor workers (each with its own pools) until the block ends."""
+async def monitors(
+    settings: Settings,
+    count: int = 1,
+    settle: timedelta = timedelta(0),
+    context: StageContext | None = None,
+) -> AsyncIterator[list[MonitorWorker]]:
+    """``count`` monitor workers (each with its own pools) until the block ends, judging
+    heartbeats ``settle`` past their deadlines (none: a one-second heartbeat is judged in a
+    second, not the monitor's usual 30 s later), counting their results in ``context``."""
     checks = monitor.checks_of(settings)
     running = [
         MonitorWorker(
@@ -178,6 +193,8 @@ async def monitors(settings: Settings, count: int = 1) -> AsyncIterator[list[Mon
             await connect_checkins(settings),
             checks,
             owner=f"monitor-{n}",
+            settle=settle,
+            context=context,
         )
         for n in range(count)
     ]

@@ -351,3 +351,25 @@ async def test_the_stream_clock_follows_timestamps_and_ignores_one_far_ahead(
         assert [c.environment for c in only_staging] == ["staging"]
     finally:
         await store.close()
+
+
+async def test_a_checkin_dated_minutes_ahead_keeps_its_timestamp_but_not_the_clock(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = checkin_settings(kafka_bootstrap, fresh_db_url)
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=4)  # a fast host
+    store = CheckinStore(await asyncpg.create_pool(fresh_db_url))
+    try:
+        async with running_checkins(settings):
+            fast = wire("fast-host", timestamp=ahead.isoformat())
+            await produce(kafka_bootstrap, settings.checkins_topic, [encoded(fast)])
+            (row,) = await stored(fresh_db_url, "fast-host", 1)
+        after = datetime.now(UTC)
+        clock = await store.clock()
+        production = await store.clock("production")
+    finally:
+        await store.close()
+    assert (row["timestamp"], row["clamped"]) == (ahead, False)  # kept for pairing runs
+    # The clock went no further than when it was read, for every environment and for all.
+    assert clock is not None and clock <= after < ahead
+    assert production == clock

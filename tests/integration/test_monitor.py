@@ -32,6 +32,7 @@ from .stage_helpers import (
     http_check,
     monitor_settings,
     monitors,
+    one_partition_checkins,
     paging,
     run_until_exit,
     running_checkins,
@@ -125,6 +126,7 @@ async def test_a_heartbeat_missed_after_its_runs_stop_is_found_down(
         '[[checks]]\nname = "export"\nkind = "heartbeat"\nevery = "1s"\ngrace = "1s"\n'
     )
     settings = monitor_settings(kafka_bootstrap, fresh_db_url, checks)
+    await one_partition_checkins(settings)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
@@ -259,6 +261,7 @@ async def test_a_job_failing_inside_mendline_heartbeat_turns_its_check_down_with
         '[[checks]]\nname = "export"\nkind = "heartbeat"\nevery = "2s"\ngrace = "1s"\n'
     )
     settings = monitor_settings(kafka_bootstrap, fresh_db_url, checks, spool_dir=tmp_path / "spool")
+    await one_partition_checkins(settings)
     shipper = make_shipper(settings, service="jobs")
     try:
         with mendline.heartbeat("export", shipper=shipper):
