@@ -106,12 +106,13 @@ async def _tail_timestamps(
     after that first fetch are the next run's."""
     listed = await consumer.end_offsets(tps)
     beginnings = await consumer.beginning_offsets(tps)
-    pending = {tp: listed[tp] for tp in tps if listed[tp] > beginnings[tp]}
-    consumer.assign(list(pending))
-    for tp, end in pending.items():
+    ends = {tp: listed[tp] for tp in tps if listed[tp] > beginnings[tp]}
+    consumer.assign(list(ends))
+    for tp, end in ends.items():
         consumer.seek(tp, max(beginnings[tp], end - RECENT_LIMIT))
+    pending = set(ends)
     known: set[TopicPartition] = set()  # the partitions whose end a fetch told
-    read: dict[TopicPartition, list[tuple[int, int]]] = {tp: [] for tp in pending}
+    read: dict[TopicPartition, list[tuple[int, int]]] = {tp: [] for tp in ends}
     while pending:
         fetched = await consumer.getmany(*pending, timeout_ms=_TAIL_WAIT_MS)
         for tp, records in fetched.items():
@@ -120,10 +121,9 @@ async def _tail_timestamps(
             highwater = consumer.highwater(tp)
             if tp not in known and highwater is not None:
                 known.add(tp)
-                pending[tp] = max(pending[tp], highwater)
-            if tp in known and await consumer.position(tp) >= pending[tp]:
-                del pending[tp]
-    ends = {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in read}
+                ends[tp] = max(ends[tp], highwater)
+            if tp in known and await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
     return {
         tp: [stamp for offset, stamp in records if offset < ends[tp]][-RECENT_LIMIT:]
         for tp, records in read.items()
