@@ -250,21 +250,48 @@ class PostgresCheck(_Check):
 
 
 class KafkaCheck(_Check):
-    """The broker is reachable; with ``group`` and ``topic``, the group's lag on the topic."""
+    """The broker is reachable; with ``group`` and ``topic``, the group's lag on the topic;
+    with ``topic`` alone, the records appended to the topic within ``window``."""
 
     kind: Literal["kafka"]
     bootstrap: str | None = Field(default=None, description="MENDLINE_KAFKA_BOOTSTRAP if unset.")
     group: str | None = None
     topic: str | None = None
     max_lag: int | None = Field(default=None, ge=0, description="A shortcut for '[LAG] <= N'.")
+    window: Duration | None = Field(
+        default=None,
+        gt=0,
+        description="With `topic` alone: [RECENT] counts the records appended within it; "
+        "the interval if unset.",
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window_within_a_week(cls, value: float | None) -> float | None:
+        if value is not None and value > 7 * 86400:
+            raise ValueError(
+                "at most 7d: [RECENT] reads the newest records of each partition, not the"
+                " topic's history"
+            )
+        return value
 
     @model_validator(mode="after")
     def _group_with_topic(self) -> KafkaCheck:
-        if (self.group is None) != (self.topic is None):
-            raise ValueError("`group` and `topic` go together")
+        if self.group is not None and self.topic is None:
+            raise ValueError("`group` needs `topic`: the group's lag is measured on a topic")
         if self.max_lag is not None and self.group is None:
             raise ValueError("`max_lag` needs `group` and `topic`")
+        if self.window is not None and (self.topic is None or self.group is not None):
+            raise ValueError(
+                "`window` goes with `topic` alone (no `group`): [RECENT] counts the records"
+                " appended to the topic within it"
+            )
         return self
+
+    @property
+    def recent_window(self) -> float:
+        """The seconds [RECENT] looks back: ``window``, else the check's interval."""
+        return self.window if self.window is not None else self.interval
 
 
 class HeartbeatCheck(_Check):
@@ -311,7 +338,7 @@ class Observation(_Model):
 
     ``values`` is keyed by placeholder name without brackets: STATUS, RESPONSE_TIME (ms),
     BODY, HEADERS, CONNECTED, IP, DNS_RCODE, DNS_ANSWER, CERTIFICATE_EXPIRATION (seconds
-    left), QUERY_DURATION (ms), ROWS, RESULT (the first column of the first row), LAG.
+    left), QUERY_DURATION (ms), ROWS, RESULT (the first column of the first row), LAG, RECENT.
     ``timings`` are seconds per phase where known: dns, connect, tls, first_byte, total.
     ``error`` says in a sentence why the probe could not complete; ``error_kind`` classifies
     it.

@@ -180,8 +180,9 @@ class Settings(BaseSettings):
     )
     self_checks: bool = Field(
         default=True,
-        description="Run the built-in checks of mendline itself (consumer lag, stuck triggers "
-        "and alerts, the LLM's breaker, the check-ins clock, the database's connections).",
+        description="Run the built-in checks of mendline itself (consumer lag, records "
+        "dead-lettered, stuck triggers and alerts, the LLM's breaker, the check-ins clock, the "
+        "database's connections).",
     )
     self_check_max_lag: int = Field(
         default=1000,

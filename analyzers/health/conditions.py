@@ -29,6 +29,7 @@ __all__ = [
     "OBSERVED_WIDTH",
     "OPERATORS",
     "PLACEHOLDERS",
+    "RECENT_LIMIT",
     "ROWS_LIMIT",
     "Condition",
     "default_conditions",
@@ -54,10 +55,15 @@ PLACEHOLDERS: tuple[str, ...] = (
     "ROWS",
     "RESULT",
     "LAG",
+    "RECENT",
 )
 #: The rows the postgres probe counts: a query returning more is observed as ROWS_LIMIT + 1
 #: (only its first row is fetched), so [ROWS] is compared with numbers up to ROWS_LIMIT.
 ROWS_LIMIT = 1000
+#: The newest records the kafka probe reads of each partition for [RECENT]: the count is
+#: exact up to RECENT_LIMIT per partition, and "at least" beyond (a partition that had more
+#: within the window counts RECENT_LIMIT).
+RECENT_LIMIT = 100
 #: What a condition's ``observed`` says when the observation has no value for it.
 NOT_OBSERVED = "(not observed)"
 #: The longest ``observed`` text: a longer value is cut, with an ellipsis.

@@ -1,7 +1,8 @@
 """The checks mendline runs of itself, on by default, so that a stuck pipeline is never
 silent: new connections to its database and their headroom, the consumer group's lag on the
-errors topic, the oldest trigger not analysed, the oldest alert not delivered, the LLM's
-circuit breaker, and the check-ins' stream clock. Pure: checks made from the settings; they
+errors topic, records dead-lettered lately (events and check-ins), the oldest trigger not
+analysed, the oldest alert not delivered, the LLM's circuit breaker, and the check-ins'
+stream clock. Pure: checks made from the settings; they
 alert like any check, with the labels ``service = mendline`` and ``tag:mendline = self`` (the
 shipped routes send them to the ``mendline-ops`` receiver).
 
@@ -58,6 +59,12 @@ _BREAKER_OPEN = """SELECT count(*) FROM mendline.findings
 WHERE fallback_code = 'breaker_open' AND created_at > now() - interval '10 minutes'"""
 
 
+# A dead-lettered record keeps its DLQ's check failing this long: ten runs, so that the
+# default three failures in a row take it down and one record is an alert, which clears by
+# itself once nothing more was dead-lettered for as long.
+_DEAD_LETTER_WINDOW = 600.0
+
+
 def _clock_max_age(settings: Settings) -> float:
     # Seconds the stream clock may stand still before heartbeats count as not judged.
     return max(_CLOCK_TICKS * settings.monitor_tick_interval, _CLOCK_FLOOR)
@@ -87,6 +94,23 @@ def self_checks(settings: Settings) -> list[Check]:
             interval=60,
             service="mendline",
             tags={"mendline": "self"},
+        ),
+        *(
+            KafkaCheck(
+                kind="kafka",
+                name=name,
+                topic=topic,
+                window=_DEAD_LETTER_WINDOW,
+                conditions=["[RECENT] == 0"],
+                interval=60,
+                severity="warning",
+                service="mendline",
+                tags={"mendline": "self"},
+            )
+            for name, topic in (
+                ("mendline.dead-letters", settings.dlq_topic),
+                ("mendline.checkin-dead-letters", settings.checkins_dlq_topic),
+            )
         ),
         PostgresCheck(
             kind="postgres",

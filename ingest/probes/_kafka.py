@@ -1,5 +1,6 @@
-"""The kafka probe: the cluster's metadata from the bootstrap servers and, for a group and
-a topic, how far the group's committed offsets are behind the topic's end."""
+"""The kafka probe: the cluster's metadata from the bootstrap servers; for a group and a
+topic, how far the group's committed offsets are behind the topic's end; for a topic alone,
+how many records were appended to it lately."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from mendline.analyzers.health.conditions import RECENT_LIMIT
 from mendline.ingest._topics import kafka_client_options
 from mendline.ingest.probes._run import ProbeFailed, Seen, since_ms
 from mendline.ingest.probes._tcp import connect
@@ -20,6 +22,11 @@ from mendline.schemas.settings import Settings
 __all__ = ["kafka_probe_options", "probe_kafka"]
 
 _CLIENT_ID = "mendline-monitor"
+# What one fetch of [RECENT]'s tail may bring per partition: the broker still sends at least
+# one batch, so a larger record is read too, one fetch at a time.
+_TAIL_FETCH_BYTES = 64 * 1024
+# How long one fetch of the tail waits for records; the check's timeout bounds the whole.
+_TAIL_WAIT_MS = 1000
 
 
 def _servers(bootstrap: str) -> set[str]:
@@ -60,15 +67,20 @@ async def _why_unreachable(bootstrap: str) -> ProbeFailed:
     return ProbeFailed("unreachable", problem)
 
 
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, from fresh metadata; none when the topic does not exist."""
+    await consumer.topics()
+    partitions = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
 async def _lag(options: dict[str, Any], admin: AIOKafkaAdminClient, group: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(**options, client_id=_CLIENT_ID, enable_auto_commit=False)
     try:
         await consumer.start()
-        await consumer.topics()  # fresh metadata
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
+        tps = await _partitions(consumer, topic)
+        if not tps:
             raise ProbeFailed("other", f"the topic {topic} does not exist")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         ends = await consumer.end_offsets(tps)
         beginnings = await consumer.beginning_offsets(tps)
     finally:
@@ -82,10 +94,73 @@ async def _lag(options: dict[str, Any], admin: AIOKafkaAdminClient, group: str, 
     return lag
 
 
+async def _tail_timestamps(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> dict[TopicPartition, list[int]]:
+    """The timestamps (ms) of the newest RECENT_LIMIT records of each partition, oldest first.
+
+    The end is the high watermark of the first fetch, not only the answer to ListOffsets
+    (latest): Tansu answers there the base offset of the last batch plus one, short of the
+    end by the rest of that batch. So the read starts RECENT_LIMIT before the listed end
+    (early enough on any broker), and goes on to the end the fetch tells; records appended
+    after that first fetch are the next run's."""
+    listed = await consumer.end_offsets(tps)
+    beginnings = await consumer.beginning_offsets(tps)
+    ends = {tp: listed[tp] for tp in tps if listed[tp] > beginnings[tp]}
+    consumer.assign(list(ends))
+    for tp, end in ends.items():
+        consumer.seek(tp, max(beginnings[tp], end - RECENT_LIMIT))
+    pending = set(ends)
+    known: set[TopicPartition] = set()  # the partitions whose end a fetch told
+    read: dict[TopicPartition, list[tuple[int, int]]] = {tp: [] for tp in ends}
+    while pending:
+        fetched = await consumer.getmany(*pending, timeout_ms=_TAIL_WAIT_MS)
+        for tp, records in fetched.items():
+            read[tp] += [(r.offset, r.timestamp) for r in records]
+        for tp in list(pending):
+            highwater = consumer.highwater(tp)
+            if tp not in known and highwater is not None:
+                known.add(tp)
+                ends[tp] = max(ends[tp], highwater)
+            if tp in known and await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+    return {
+        tp: [stamp for offset, stamp in records if offset < ends[tp]][-RECENT_LIMIT:]
+        for tp, records in read.items()
+    }
+
+
+async def _recent(options: dict[str, Any], topic: str, window: float) -> int:
+    """The records of ``topic`` whose timestamp is within the last ``window`` seconds, among
+    the newest RECENT_LIMIT of each partition; a topic that does not exist has none.
+
+    Read from the tail rather than looked up by time (ListOffsets by timestamp), which not
+    every Kafka-protocol broker answers right: Tansu answers offset 0 whatever the time."""
+    consumer = AIOKafkaConsumer(
+        **options,
+        client_id=_CLIENT_ID,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",  # the tail's start deleted meanwhile: from what is left
+        max_partition_fetch_bytes=_TAIL_FETCH_BYTES,
+    )
+    try:
+        await consumer.start()
+        tps = await _partitions(consumer, topic)
+        cutoff_ms = (time.time() - window) * 1000
+        tails = await _tail_timestamps(consumer, tps) if tps else {}
+    finally:
+        await consumer.stop()
+    return sum(stamp >= cutoff_ms for stamps in tails.values() for stamp in stamps)
+
+
 async def probe_kafka(check: KafkaCheck, settings: Settings, seen: Seen) -> None:
     """Fetch the cluster's metadata: CONNECTED, RESPONSE_TIME (ms); with ``group`` and
     ``topic``, LAG: the sum over the topic's partitions of its end offset minus the group's
-    committed offset (the whole partition, end minus beginning, where none is committed)."""
+    committed offset (the whole partition, end minus beginning, where none is committed);
+    with ``topic`` alone, RECENT: the records appended to the topic within the check's
+    ``recent_window`` (by their timestamps), summed over its partitions, 0 while the topic
+    does not exist. Only the newest RECENT_LIMIT records of each partition are read, so
+    RECENT is exact up to RECENT_LIMIT per partition and means "at least" beyond."""
     options = kafka_probe_options(check, settings)
     seen.values["CONNECTED"] = False
     started = time.perf_counter()
@@ -100,6 +175,8 @@ async def probe_kafka(check: KafkaCheck, settings: Settings, seen: Seen) -> None
         seen.values["RESPONSE_TIME"] = since_ms(started)
         if check.group is not None and check.topic is not None:
             seen.values["LAG"] = await _lag(options, admin, check.group, check.topic)
+        elif check.topic is not None:
+            seen.values["RECENT"] = await _recent(options, check.topic, check.recent_window)
     except KafkaError as exc:
         problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
         raise ProbeFailed("other", f"Kafka answered with an error ({problem})") from exc

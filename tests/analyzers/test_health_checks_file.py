@@ -90,6 +90,18 @@ def test_the_shipped_example_is_valid_and_shows_each_kind() -> None:
     assert (heartbeat.cron, heartbeat.grace, heartbeat.max_runtime) == ("0 3 * * *", 1800, 7200)
 
 
+def test_a_kafka_check_on_a_topic_alone_counts_its_recent_records_over_a_window() -> None:
+    text = (
+        '[[checks]]\nname = "dlq"\nkind = "kafka"\ntopic = "mendline.errors.dlq"\n'
+        'window = "10m"\nconditions = ["[RECENT] == 0"]\n'
+        '[[checks]]\nname = "orders"\nkind = "kafka"\ntopic = "orders"\ninterval = "2m"\n'
+    )
+    dlq, orders = parse_checks(text, "checks.toml").checks
+    assert isinstance(dlq, KafkaCheck) and isinstance(orders, KafkaCheck)
+    assert (dlq.topic, dlq.group, dlq.recent_window) == ("mendline.errors.dlq", None, 600)
+    assert orders.window is None and orders.recent_window == 120  # the interval
+
+
 def marked_line(text: str) -> int:
     return next(n for n, line in enumerate(text.splitlines(), 1) if "# <-" in line)
 
@@ -239,6 +251,37 @@ INVALID = [
         "checks[0]",
         "`max_lag` needs `group` and `topic`",
         id="kafka-lag-without-group",
+    ),
+    pytest.param(
+        '[[checks]]  # <-\nname = "lag"\nkind = "kafka"\ngroup = "g"\n',
+        "checks[0]",
+        "`group` needs `topic`",
+        id="kafka-group-without-topic",
+    ),
+    pytest.param(
+        '[[checks]]  # <-\nname = "dlq"\nkind = "kafka"\nwindow = "10m"\n',
+        "checks[0]",
+        "`window` goes with `topic` alone (no `group`)",
+        id="kafka-window-without-topic",
+    ),
+    pytest.param(
+        '[[checks]]  # <-\nname = "dlq"\nkind = "kafka"\ngroup = "g"\ntopic = "t"\n'
+        'window = "10m"\n',
+        "checks[0]",
+        "`window` goes with `topic` alone (no `group`)",
+        id="kafka-window-with-group",
+    ),
+    pytest.param(
+        '[[checks]]\nname = "dlq"\nkind = "kafka"\ntopic = "t"\nwindow = "8d"  # <-\n',
+        "checks[0].window",
+        "at most 7d",
+        id="kafka-window-over-a-week",
+    ),
+    pytest.param(
+        '[[checks]]\nname = "dlq"\nkind = "kafka"\ntopic = "t"\nwindow = "0s"  # <-\n',
+        "checks[0].window",
+        "Input should be greater than 0",
+        id="kafka-window-zero",
     ),
 ]
 

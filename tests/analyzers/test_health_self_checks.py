@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from mendline.analyzers.health import (
     SELF_CHECK_PREFIX,
@@ -24,6 +27,8 @@ def test_self_checks_follow_the_settings_and_carry_the_self_labels() -> None:
     settings = Settings(
         consumer_group="group-a",
         errors_topic="topic-a",
+        dlq_topic="dlq-a",
+        checkins_dlq_topic="checkins-dlq-a",
         self_check_max_lag=7,
         self_check_max_age=120,
     )
@@ -31,6 +36,8 @@ def test_self_checks_follow_the_settings_and_carry_the_self_labels() -> None:
     assert set(checks) == {
         "mendline.database",
         "mendline.consumer-lag",
+        "mendline.dead-letters",
+        "mendline.checkin-dead-letters",
         "mendline.analysis-backlog",
         "mendline.alert-backlog",
         "mendline.llm-breaker",
@@ -40,6 +47,14 @@ def test_self_checks_follow_the_settings_and_carry_the_self_labels() -> None:
     assert isinstance(lag, KafkaCheck)
     assert (lag.group, lag.topic) == ("group-a", "topic-a")
     assert "[LAG] <= 7" in default_conditions(lag)
+    for name, topic in (
+        ("mendline.dead-letters", "dlq-a"),
+        ("mendline.checkin-dead-letters", "checkins-dlq-a"),
+    ):
+        dead = checks[name]
+        assert isinstance(dead, KafkaCheck) and (dead.topic, dead.group) == (topic, None)
+        assert dead.conditions == ["[RECENT] == 0"] and dead.recent_window == 600
+        assert dead.severity == "warning"
     backlog = checks["mendline.analysis-backlog"]
     assert isinstance(backlog, PostgresCheck) and backlog.conditions == ["[RESULT] < 120"]
     for check in checks.values():
@@ -173,3 +188,32 @@ async def test_the_database_check_fails_when_new_sessions_are_refused(
         await conn.close()
     assert not result.success and result.error_kind == "other"
     assert result.error is not None and "pw-for-a-test" not in result.model_dump_json()
+
+
+@pytest.mark.integration
+async def test_the_dead_letters_check_fails_while_records_were_dead_lettered_lately(
+    kafka_bootstrap: str,
+) -> None:
+    dlq = f"self-dlq-{uuid.uuid4().hex[:10]}"
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, dlq_topic=dlq)
+    check = _named(settings, "mendline.dead-letters")
+
+    async def run() -> CheckResult:
+        return await run_check(check, datetime.now(UTC), settings, {})
+
+    # Nothing ever dead-lettered: the topic does not even exist, and the check is up.
+    never = await run()
+    assert never.success and never.error is None
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        # Dead-lettered eleven minutes ago: out of the ten-minute window.
+        eleven_minutes_ago = int((time.time() - 660) * 1000)
+        await producer.send_and_wait(dlq, b"bad", timestamp_ms=eleven_minutes_ago)
+        assert (await run()).success
+        await producer.send_and_wait(dlq, b"bad")  # just now
+    finally:
+        await producer.stop()
+    failed = await run()
+    assert not failed.success and failed.error is None
+    assert [(c.condition, c.observed) for c in failed.conditions] == [("[RECENT] == 0", "1")]

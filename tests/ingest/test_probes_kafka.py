@@ -1,8 +1,10 @@
-"""The kafka probe against the session's real broker (Tansu): reaching it, and a consumer
-group's lag on a topic whose offsets the test made."""
+"""The kafka probe against the session's real broker (Tansu): reaching it, a consumer
+group's lag on a topic whose offsets the test made, and the records appended to a topic
+lately, by the timestamps the test gave them."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -10,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
+from mendline.analyzers.health.conditions import RECENT_LIMIT
 from mendline.devstack import free_port
 from mendline.ingest.probes import kafka_probe_options, observe
 from mendline.schemas.checks import KafkaCheck
@@ -100,6 +103,81 @@ async def test_a_topic_that_does_not_exist_is_an_error(kafka_bootstrap: str) -> 
     assert seen.error_kind == "other"
     assert seen.error is not None and missing in seen.error
     assert seen.values["CONNECTED"] is True
+
+
+async def topic_with_records(bootstrap: str, ages: dict[int, list[float]]) -> str:
+    """A new topic with a partition for each key of ``ages``, holding a record per age given
+    (seconds before now, as the record's timestamp), in that order."""
+    topic = f"recent-{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, len(ages), 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        now_ms = time.time() * 1000
+        sent = [
+            await producer.send(
+                topic, b"dead letter", partition=partition, timestamp_ms=int(now_ms - age * 1000)
+            )
+            for partition, partition_ages in ages.items()
+            for age in partition_ages
+        ]
+        for delivery in sent:
+            await delivery
+    finally:
+        await producer.stop()
+    return topic
+
+
+async def recent(bootstrap: str, topic: str, **window: float) -> int | None:
+    check = KafkaCheck(kind="kafka", name="dlq", topic=topic, timeout=20, **window)
+    seen = await observe(check, Settings(kafka_bootstrap=bootstrap), {})
+    assert seen.error is None and seen.values["CONNECTED"] is True
+    assert "LAG" not in seen.values
+    value = seen.values["RECENT"]
+    assert value is None or isinstance(value, int)
+    return value
+
+
+HOUR, MINUTE = 3600.0, 60.0
+
+
+async def test_recent_counts_the_records_within_the_window_summed_over_partitions(
+    kafka_bootstrap: str,
+) -> None:
+    # Partition 1's timestamps go back and forth, as producers' clocks may: each is judged.
+    topic = await topic_with_records(
+        kafka_bootstrap,
+        {0: [3 * HOUR, 2 * HOUR, 2 * MINUTE, MINUTE], 1: [MINUTE, 3 * HOUR, 5.0], 2: []},
+    )
+    assert await recent(kafka_bootstrap, topic, window=10 * MINUTE) == 4
+    assert await recent(kafka_bootstrap, topic, window=90.0) == 3
+    assert await recent(kafka_bootstrap, topic, window=4 * HOUR) == 7
+    # Without a window, the check's interval is the window.
+    assert await recent(kafka_bootstrap, topic, interval=150.0) == 4
+
+
+async def test_recent_is_zero_on_a_topic_that_does_not_exist_or_holds_only_old_records(
+    kafka_bootstrap: str,
+) -> None:
+    missing = f"recent-missing-{uuid.uuid4().hex[:10]}"
+    assert await recent(kafka_bootstrap, missing, window=HOUR) == 0
+    old = await topic_with_records(kafka_bootstrap, {0: [2 * HOUR, HOUR + MINUTE]})
+    assert await recent(kafka_bootstrap, old, window=HOUR) == 0
+
+
+async def test_recent_reads_at_most_the_newest_hundred_records_of_each_partition(
+    kafka_bootstrap: str,
+) -> None:
+    # All recent: partition 0 holds more than the limit, partition 1 fewer.
+    topic = await topic_with_records(
+        kafka_bootstrap, {0: [MINUTE] * (RECENT_LIMIT + 20), 1: [MINUTE] * 3}
+    )
+    assert await recent(kafka_bootstrap, topic, window=HOUR) == RECENT_LIMIT + 3
 
 
 SASL = Settings(
