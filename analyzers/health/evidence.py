@@ -89,7 +89,9 @@ def check_target(check: Check) -> str:
         return f"${check.dsn_env}"
     if check.kind == "kafka":
         broker = redact_url(check.bootstrap) if check.bootstrap else "$MENDLINE_KAFKA_BOOTSTRAP"
-        return f"{broker} {check.group}/{check.topic}" if check.group else broker
+        if check.group:
+            return f"{broker} {check.group}/{check.topic}"
+        return f"{broker} {check.topic}" if check.topic else broker
     if check.every is not None:
         return f"every {format_duration(check.every)}"
     return f"cron {check.cron} {check.timezone}"

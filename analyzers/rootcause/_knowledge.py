@@ -1323,6 +1323,15 @@ HEALTH_RULES: tuple[HealthRule, ...] = (
              "if the traffic grew.",),
     ),
     HealthRule(
+        "records-recent", "bad_input", "medium", placeholders=("RECENT",),
+        cause=("{observed} records reached {target} in the check's window where "
+               "`{condition}` is required. On a dead-letter topic: events or check-ins are "
+               "being refused (not valid, too large, a schema they do not follow).",
+               "Records reached the topic {check} watches.",),
+        fix=("Read the newest records and their reason (`mendline dlq list`), fix the sender "
+             "or the schema, then `mendline dlq redrive` what can be kept.",),
+    ),
+    HealthRule(
         "dns-answer", "configuration", "high", placeholders=("DNS_RCODE", "DNS_ANSWER"),
         cause=("The DNS answer for {target} is not the expected one: `{condition}` does not "
                "hold (observed {observed}). A record was changed or removed.",

@@ -124,6 +124,8 @@ def test_a_huge_observed_value_is_shortened_in_the_title() -> None:
         ),
         ({"kind": "postgres", "dsn_env": "ORDERS_DSN"}, "$ORDERS_DSN"),
         ({"kind": "kafka", "bootstrap": "k1:9092", "group": "g", "topic": "t"}, "k1:9092 g/t"),
+        ({"kind": "kafka", "bootstrap": "k1:9092", "topic": "dlq"}, "k1:9092 dlq"),
+        ({"kind": "kafka"}, "$MENDLINE_KAFKA_BOOTSTRAP"),
         ({"kind": "heartbeat", "every": "1h"}, "every 1h"),
         ({"kind": "heartbeat", "cron": "0 3 * * *"}, "cron 0 3 * * * UTC"),
     ],

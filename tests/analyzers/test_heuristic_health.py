@@ -159,6 +159,16 @@ CASES = [
         id="consumer lag",
     ),
     pytest.param(
+        {
+            "check_kind": "kafka",
+            "target": "k1:9092 mendline.errors.dlq",
+            "conditions": failing("[RECENT] == 0", "7"),
+        },
+        ("records-recent", "bad_input", "medium"),
+        ("7 records reached k1:9092 mendline.errors.dlq", "are being refused"),
+        id="records dead-lettered",
+    ),
+    pytest.param(
         {"check_kind": "heartbeat", "error_kind": "missed", "error": "no check-in by 03:10"},
         ("heartbeat-missed", "dependency_outage_or_timeout", "high"),
         ("No check-in of payments-api came by its deadline",),
