@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -49,9 +50,9 @@ def errors_producer(settings: Settings, *, client_id: str, **tuning: Any) -> AIO
     )
 
 
-async def ensure_topics(settings: Settings) -> dict[str, str]:
-    """Create the errors, check-ins and DLQ topics where missing; returns topic ->
-    "created" | "exists".
+async def ensure_topics(settings: Settings, only: Collection[str] | None = None) -> dict[str, str]:
+    """Create the errors, check-ins and DLQ topics (or those of them in ``only``) where
+    missing; returns topic -> "created" | "exists".
 
     The check-ins topic gets one partition: the monitor's stream clock is the newest check-in
     read, which is right only when every check-in is read in the order it was written (check-
@@ -69,7 +70,7 @@ async def ensure_topics(settings: Settings) -> dict[str, str]:
             settings.checkins_topic: 1,
             settings.checkins_dlq_topic: settings.topic_partitions,
         }
-        wanted = list(partitions)
+        wanted = [t for t in partitions if only is None or t in only]
         missing = [t for t in wanted if t not in existing]
         outcome = {t: "exists" for t in wanted if t in existing}
         if missing:

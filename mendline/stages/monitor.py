@@ -32,7 +32,13 @@ from mendline.analyzers.health import (
     probe_result,
     self_checks,
 )
-from mendline.ingest import CheckinConsumer, encode_checkin, errors_producer, new_checkin
+from mendline.ingest import (
+    CheckinConsumer,
+    encode_checkin,
+    ensure_topics,
+    errors_producer,
+    new_checkin,
+)
 from mendline.ingest.probes import HttpClients, run_check
 from mendline.schemas.checks import (
     CLOCK_CHECK,
@@ -120,6 +126,7 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
         await health.close()
         return
     worker = MonitorWorker(settings, health, checkins, checks, context=context)
+    await _ensure_checkins_topic(settings)
     reader = CheckinReader(settings, checkins)
     context.ready_when(lambda: worker.waiting_for() or reader.waiting_for())
     reading = asyncio.create_task(reader.run(stop))
@@ -139,6 +146,26 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
         s.recorded,
         dict(sorted(s.transitions.items())) or "none",
     )
+
+
+async def _ensure_checkins_topic(settings: Settings) -> None:
+    """Create the check-ins topics where missing, before the consumer subscribes (a broker
+    that creates topics on first use would give the check-ins topic several partitions, and
+    heartbeats are judged only on one). Kafka out or the right refused: said, and the monitor
+    goes on (it checks the partitions again before judging heartbeats)."""
+    topics = (settings.checkins_topic, settings.checkins_dlq_topic)
+    try:
+        async with asyncio.timeout(_TICK_TIMEOUT * 3):
+            created = await ensure_topics(settings, only=topics)
+    except Exception as exc:
+        log.warning(
+            "mendline: the check-ins topics could not be created: %s",
+            str(exc) or type(exc).__name__,
+        )
+        return
+    for topic, what in created.items():
+        if what == "created":
+            log.info("mendline: created the topic %s", topic)
 
 
 class CheckinReader:

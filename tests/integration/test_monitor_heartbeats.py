@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from mendline.schemas.checkin import PreparedCheckIn
 from mendline.schemas.prepared import BatchResult
 from mendline.sinks.postgres import CheckinStore, connect_checkins
-from mendline.stages import Telemetry
+from mendline.stages import Telemetry, monitor
 from mendline.stages.monitor import CheckinReader
 from tests.db_helpers import query
 from tests.probe_servers import http_target
@@ -271,3 +272,39 @@ async def synced(url: str) -> bool:
 
 def not_reloaded(caplog: pytest.LogCaptureFixture) -> int:
     return sum("was not reloaded" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_monitor_stage_creates_the_checkins_topic_with_one_partition_and_reads_it(
+    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
+) -> None:
+    checks = tmp_path / "checks.toml"
+    checks.write_text(heartbeat("export", every="1s", grace="1s"))
+    settings = monitor_settings(kafka_bootstrap, fresh_db_url, checks)
+    stop = asyncio.Event()
+    stage = asyncio.create_task(monitor.run(settings, stop, Telemetry().stage("monitor")))
+    try:
+        # Nothing made the topic: the stage does, before its consumer subscribes.
+        await wait_until(lambda: _partitions(kafka_bootstrap, settings.checkins_topic), 30, "topic")
+        await produce(kafka_bootstrap, settings.checkins_topic, [checkin("export")])
+        # Read by the stage's consumer, and its ticks move the clock past it.
+        sent = datetime.now(UTC)
+        await wait_until(lambda: _stored(fresh_db_url, "export"), 30, "the check-in stored")
+        await wait_until(lambda: clock_after(fresh_db_url, sent), 30, "the clock moving")
+    finally:
+        stop.set()
+        await asyncio.wait_for(stage, 60)
+    assert await _partitions(kafka_bootstrap, settings.checkins_topic) == 1
+
+
+async def _partitions(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        # topics() asks the broker for every topic: it creates none.
+        return len(((await consumer.topics()) and consumer.partitions_for_topic(topic)) or ())
+    finally:
+        await consumer.stop()
+
+
+async def _stored(url: str, name: str) -> bool:
+    return bool(await query(url, "SELECT 1 FROM mendline.checkins WHERE check_name = $1", name))
