@@ -31,6 +31,7 @@ from mendline.analyzers.health import (
 from mendline.schemas.checks import Check, CheckResult, CheckState, CheckStatus, Transition
 from mendline.schemas.errors import ConfigError, NotFound
 from mendline.schemas.event import LEVEL_RANK
+from mendline.schemas.redaction import redact_url
 from mendline.sinks.postgres._errors import translating
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL
 
@@ -106,8 +107,23 @@ class _Definition:
 
     @classmethod
     def of(cls, check: Check) -> _Definition:
-        text = json.dumps(check.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The check as stored: its secrets filtered (a URL's or bootstrap's password, a
+        secret query parameter), the hash too (a hash of a known text with a password in
+        it gives the password away to a guesser)."""
+        stored = _redacted(check.model_dump(mode="json"))
+        text = json.dumps(stored, sort_keys=True, separators=(",", ":"))
         return cls(check, text, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` (JSON) with ``redact_url`` applied to each string in it."""
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
 
 
 @translating
@@ -142,7 +158,8 @@ class HealthStore:
             rows = {
                 r["name"]: r
                 for r in await conn.fetch(
-                    """SELECT name, definition_hash, interval_seconds, retired_at
+                    """SELECT name, kind, definition_hash, interval_seconds, retired_at,
+                              environment, tags::text AS tags
                        FROM mendline.checks FOR UPDATE"""
                 )
             }
@@ -155,6 +172,14 @@ class HealthStore:
                     seen["restored"].append(check.name)
                 elif old["definition_hash"] != definition.digest:
                     seen["changed"].append(check.name)
+                    if old["environment"] != check.environment:
+                        await self._let_go(
+                            conn,
+                            old,
+                            f"check moved from environment {old['environment']!r}"
+                            f" to {check.environment!r}",
+                            now,
+                        )
                 else:
                     seen["unchanged"].append(check.name)
                     continue
@@ -166,6 +191,8 @@ class HealthStore:
                     seen["rescheduled"].append(check.name)
             names = {c.name for c in checks}
             gone = sorted(n for n, r in rows.items() if n not in names and r["retired_at"] is None)
+            for name in gone:
+                await self._let_go(conn, rows[name], "check retired: no longer in the file", now)
             await conn.execute(
                 "UPDATE mendline.checks SET retired_at = $2 WHERE name = ANY($1::text[])",
                 gone,
@@ -173,6 +200,51 @@ class HealthStore:
             )
             seen["retired"] = gone
         return SyncResult(**{k: tuple(v) for k, v in seen.items()})
+
+    async def _let_go(self, conn: _Conn, row: Any, reason: str, now: datetime) -> None:
+        """The check of ``row`` (as stored) is no longer watched as it was: retired, or
+        moved to another environment (its issue is another). Down, it is told up as a
+        recovery is (its issue resolved, a health_recovered trigger: the alert stage
+        resolves its incidents), with ``reason``, and its state is unknown again, so that
+        a check that comes back still failing is told down anew."""
+        was_down = await conn.fetchval(
+            """UPDATE mendline.check_state SET status = 'unknown', since = $2, failures = 0,
+                   successes = 0, version = version + 1, updated_at = now()
+               WHERE check_name = $1 AND status = 'down' RETURNING true""",
+            row["name"],
+            now,
+        )
+        if not was_down:
+            return
+        issue_id = await conn.fetchval(
+            """UPDATE mendline.issues SET status = 'resolved', resolved_at = now(),
+                   updated_at = now()
+               WHERE primary_hash = $1 AND status = 'unresolved' RETURNING id""",
+            _issue_hash_of(row["name"], row["environment"]),
+        )
+        if issue_id is None:
+            return  # resolved by hand already: its own trigger ended the incidents
+        at = now.astimezone(UTC).isoformat()
+        details = {
+            "check": row["name"],
+            "check_kind": row["kind"],
+            "status": "unknown",
+            "reasons": [reason],
+            "scheduled_at": at,
+        }
+        tags = {**json.loads(row["tags"]), "check": row["name"], "check_kind": row["kind"]}
+        await conn.execute(
+            """INSERT INTO mendline.triggers
+                   (issue_id, kind, dedup_key, details, environment, tags)
+               VALUES ($1, 'health_recovered', $2, $3::jsonb, $4, $5::json)
+               ON CONFLICT (dedup_key) DO NOTHING""",
+            issue_id,
+            f"health:{row['name']}:{row['environment']}:health_recovered:let-go:{at}",
+            json.dumps(details),
+            row["environment"],
+            json.dumps(tags),
+        )
+        await conn.execute("SELECT pg_notify($1, '')", TRIGGERS_CHANNEL)
 
     async def _upsert_check(self, conn: _Conn, definition: _Definition, now: datetime) -> None:
         check = definition.check
@@ -607,7 +679,11 @@ def _state(row: Any) -> CheckState:
 
 
 def _issue_hash(check: Check) -> str:
-    return f"health:{check.name}:{check.environment}"
+    return _issue_hash_of(check.name, check.environment)
+
+
+def _issue_hash_of(name: str, environment: str) -> str:
+    return f"health:{name}:{environment}"
 
 
 def _midnight(day: date) -> datetime:

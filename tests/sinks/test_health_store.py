@@ -24,6 +24,7 @@ from mendline.analyzers.health import (
     merge_histograms,
     quantile,
 )
+from mendline.schemas.alert import ENDS_INCIDENT as ALERT_KINDS_ENDING_INCIDENTS
 from mendline.schemas.checks import Check, CheckResult, CheckState
 from mendline.schemas.errors import ConfigError, NotFound
 from mendline.sinks.postgres import (
@@ -144,8 +145,90 @@ async def test_sync_keeps_unchanged_checks_and_retires_what_left_the_file(
     fourth = await store.sync_checks([a, b2], T0 + timedelta(hours=3))
     assert fourth.restored == ("a",)
     restored = await pool.fetchrow("SELECT * FROM mendline.check_state WHERE check_name = 'a'")
-    assert restored["status"] == "down" and restored["failures"] == 3  # history kept
+    # Retired while down, it was let go (its issue resolved): it starts anew, history kept.
+    assert restored["status"] == "unknown" and restored["failures"] == 0
     assert await pool.fetchval("SELECT count(*) FROM mendline.check_results_raw") == 3
+
+
+async def test_retiring_a_down_check_resolves_its_issue_with_a_recovery_trigger(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    down, up = check("down", tags={"team": "pay"}), check("up")
+    await store.sync_checks([down, up], T0)
+    await run(store, down, "---")
+    await run(store, up, "+++")
+    retired_at = T0 + timedelta(hours=1)
+    assert (await store.sync_checks([], retired_at)).retired == ("down", "up")
+    rows = await triggers(pool)
+    assert [(r["kind"], json.loads(r["tags"])["check"]) for r in rows] == [
+        ("health_down", "down"),
+        ("health_recovered", "down"),  # none for the check that was up
+    ]
+    told = rows[1]
+    assert told["kind"] in ALERT_KINDS_ENDING_INCIDENTS
+    assert told["issue_id"] == rows[0]["issue_id"] and told["environment"] == "production"
+    assert json.loads(told["tags"]) == {"team": "pay", "check": "down", "check_kind": "http"}
+    details = json.loads(told["details"])
+    assert details["reasons"] == ["check retired: no longer in the file"]
+    assert details["scheduled_at"] == retired_at.isoformat()
+    issue = await pool.fetchrow("SELECT * FROM mendline.issues WHERE id = $1", told["issue_id"])
+    assert issue["status"] == "resolved" and issue["resolved_at"] is not None
+    # Syncing again tells nothing more; back in the file and failing, it is down anew.
+    await store.sync_checks([], retired_at + timedelta(minutes=1))
+    assert len(await triggers(pool)) == 2
+    await store.sync_checks([down], retired_at + timedelta(minutes=2))
+    await run(store, down, "---", start=retired_at + timedelta(minutes=3))
+    assert [r["kind"] for r in await triggers(pool)][2:] == ["health_down"]
+    issue = await pool.fetchrow("SELECT * FROM mendline.issues WHERE id = $1", told["issue_id"])
+    assert issue["status"] == "unresolved"
+
+
+async def test_a_down_check_moved_to_another_environment_resolves_the_old_issue(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check()
+    await store.sync_checks([c], T0)
+    await run(store, c, "---")
+    moved = check(environment="staging")
+    assert (await store.sync_checks([moved], T0 + timedelta(hours=1))).changed == (c.name,)
+    rows = await triggers(pool)
+    assert [(r["kind"], r["environment"]) for r in rows] == [
+        ("health_down", "production"),
+        ("health_recovered", "production"),
+    ]
+    assert json.loads(rows[1]["details"])["reasons"] == [
+        "check moved from environment 'production' to 'staging'"
+    ]
+    await run(store, moved, "---", start=T0 + timedelta(hours=2))
+    issues = await pool.fetch("SELECT primary_hash, status FROM mendline.issues ORDER BY id")
+    assert [(i["primary_hash"], i["status"]) for i in issues] == [
+        (f"health:{c.name}:production", "resolved"),
+        (f"health:{c.name}:staging", "unresolved"),
+    ]
+
+
+async def test_the_stored_definition_keeps_no_secret_of_a_url_or_bootstrap(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    api = check("api", url="https://bob:hunter22@api.internal/health?api_key=SEKRETKEY&v=2")
+    kafka = CHECK.validate_python(
+        {"name": "k", "kind": "kafka", "bootstrap": "svc:kpass1234@broker:9092,b2:9092"}
+    )
+    await store.sync_checks([api, kafka], T0)
+    stored = {
+        r["name"]: json.loads(r["definition"])
+        for r in await pool.fetch("SELECT name, definition FROM mendline.checks")
+    }
+    assert (
+        stored["api"]["url"] == "https://bob:[Filtered]@api.internal/health?api_key=[Filtered]&v=2"
+    )
+    assert stored["k"]["bootstrap"] == "svc:[Filtered]@broker:9092,b2:9092"
+    everything = str(await pool.fetch("SELECT * FROM mendline.checks"))
+    for secret in ("hunter22", "SEKRETKEY", "kpass1234"):
+        assert secret not in everything
+    # The rest is stored as written, and an unchanged check is still unchanged.
+    assert stored["api"]["interval"] == 60 and stored["k"]["kind"] == "kafka"
+    assert (await store.sync_checks([api, kafka], T0)).unchanged == ("api", "k")
 
 
 async def test_new_checks_start_spread_within_their_interval(store: HealthStore) -> None:
