@@ -45,6 +45,7 @@ from mendline.sinks.postgres import (
     CheckinStore,
     DueSlot,
     HealthStore,
+    PruneResult,
     connect_checkins,
     connect_health,
     is_outage,
@@ -58,7 +59,7 @@ from mendline.stages._waiting import (
     wait_any,
 )
 
-__all__ = ["MonitorStats", "MonitorWorker", "check", "checks_of", "run"]
+__all__ = ["MonitorStats", "MonitorWorker", "Pruned", "check", "checks_of", "prune_health", "run"]
 
 log = logging.getLogger("mendline.monitor")
 
@@ -72,6 +73,9 @@ _HARD_MARGIN = 5.0
 # A clock tick not sent within this is given up (the next one supersedes it); it bounds
 # the wait for the producer to stop while the broker is out, too.
 _TICK_TIMEOUT = 5.0
+# The health data past its retention is pruned this long after a monitor starts, then daily.
+_PRUNE_FIRST = 60.0
+_PRUNE_EVERY = 86400.0
 
 
 @dataclass
@@ -86,6 +90,71 @@ class MonitorStats:
     heartbeat_verdicts: int = 0
     reloads: int = 0
     unrecorded: int = 0
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What pruning the health data removed (``results.dry_run``: would remove): the days
+    of results and the rollups (``results``), and the check-ins (None: another monitor
+    was pruning them)."""
+
+    results: PruneResult
+    checkins: int | None
+    #: Days kept of results, per-minute rollups and check-ins; of hourly and daily rollups.
+    raw_days: int
+    rollup_days: int
+
+    def describe(self) -> str:
+        """What was done, in a line for people."""
+        verb = "would remove" if self.results.dry_run else "removed"
+        if self.results.skipped:
+            results = "results: skipped, another prune was running"
+        else:
+            days = ", ".join(_day_of(p) for p in self.results.partitions) or "none"
+            results = (
+                f"{len(self.results.partitions)} day(s) of results ({days}) older than"
+                f" {self.raw_days} days, {self.results.rollups} rollup row(s) (minutes older"
+                f" than {self.raw_days} days, hours and days older than {self.rollup_days})"
+            )
+        checkins = (
+            "check-ins: skipped, another prune was running"
+            if self.checkins is None
+            else f"{self.checkins} check-in(s) older than {self.raw_days} days"
+        )
+        return f"{verb} {results}; {checkins}"
+
+
+async def prune_health(
+    settings: Settings,
+    health: HealthStore,
+    checkins: CheckinStore,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+) -> Pruned:
+    """Remove the health data past its retention (``dry_run``: only count it): the days of
+    results and per-minute rollups older than MENDLINE_CHECK_RESULTS_RETENTION_DAYS, the
+    hourly and daily rollups older than MENDLINE_CHECK_ROLLUPS_RETENTION_DAYS, and the
+    check-ins as old as the results, but those a registered heartbeat still needs to be
+    judged (however old: a weekly job's last runs, a stream clock far behind)."""
+    raw_days = settings.check_results_retention_days
+    rollup_days = settings.check_rollups_retention_days
+    results = await health.prune(now, raw_days, rollup_days, dry_run=dry_run)
+    keep: dict[str, datetime | None] = {}
+    for name, (heartbeat, judged) in (await health.heartbeats()).items():
+        if heartbeat is None or judged is None:
+            keep[name] = None  # it cannot be told what it needs: all of them
+        else:
+            keep[name] = checkins_since(heartbeat, judged + timedelta(seconds=heartbeat.grace))
+    older_than = (now or datetime.now(UTC)) - timedelta(days=raw_days)
+    removed = await checkins.prune(older_than, keep=keep, dry_run=dry_run)
+    return Pruned(results, removed, raw_days, rollup_days)
+
+
+def _day_of(partition: str) -> str:
+    """``check_results_raw_20261120`` as ``2026-11-20``."""
+    day = partition.rsplit("_", 1)[-1]
+    return f"{day[:4]}-{day[4:6]}-{day[6:]}"
 
 
 def checks_of(settings: Settings) -> CheckSet:
@@ -213,6 +282,7 @@ class MonitorWorker:
                 "check slots",
             )
         )
+        pruning = asyncio.create_task(self.prune_daily(stop))
         async with HttpClients() as http:
             self._http = http
             try:
@@ -226,6 +296,7 @@ class MonitorWorker:
                     await wait_any(stop, self._reload, self.settings.monitor_poll_interval)
             finally:
                 renewer.cancel()
+                pruning.cancel()
                 if self._ticking is not None:
                     self._ticking.cancel()
                     await asyncio.gather(self._ticking, return_exceptions=True)
@@ -256,6 +327,25 @@ class MonitorWorker:
                 # timeout, and the checks must not wait with it.
                 self._ticking = asyncio.create_task(self._tick(producer))
             await self.judge_heartbeats()
+
+    async def prune_daily(
+        self, stop: asyncio.Event, *, first: float = _PRUNE_FIRST, every: float = _PRUNE_EVERY
+    ) -> None:
+        """Until ``stop``: prune the health data past its retention ``first`` seconds from
+        now, then every ``every`` seconds (``prune_health``; of many monitors, one at a
+        time), saying what it removed. A failure (an outage) waits for the next time."""
+        wait = first
+        while True:
+            await wait_any(stop, None, wait)
+            if stop.is_set():
+                return
+            wait = every
+            try:
+                pruned = await prune_health(self.settings, self.health, self.checkins)
+            except Exception as exc:
+                log.warning("mendline: health data not pruned (next try in %g s): %s", every, exc)
+                continue
+            log.info("mendline: health data pruned: %s", pruned.describe())
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         for name, running in list(self._running.items()):

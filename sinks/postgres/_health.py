@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+from pydantic import ValidationError
 
 from mendline.analyzers.health import (
     Judgement,
@@ -28,7 +29,14 @@ from mendline.analyzers.health import (
     stored_text,
     trigger_details,
 )
-from mendline.schemas.checks import Check, CheckResult, CheckState, CheckStatus, Transition
+from mendline.schemas.checks import (
+    Check,
+    CheckResult,
+    CheckState,
+    CheckStatus,
+    HeartbeatCheck,
+    Transition,
+)
 from mendline.schemas.errors import ConfigError, NotFound
 from mendline.schemas.event import LEVEL_RANK
 from mendline.schemas.redaction import redact_url
@@ -43,6 +51,10 @@ __all__ = ["DueSlot", "HealthStore", "PruneResult", "RecordOutcome", "SyncResult
 # Taken by the transaction that syncs the checks file: two monitors starting at once take
 # turns, the second finding everything in place.
 _SYNC_LOCK = 0x6D6C636865636B73  # "mlchecks"
+# Taken by the transaction that prunes: one monitor prunes at a time, the others skip.
+_PRUNE_LOCK = 0x6D6C7072756E6572  # "mlpruner"
+# The keys of a stored heartbeat definition that say which check-ins judging it needs.
+_HEARTBEAT_SCHEDULE = ("kind", "every", "cron", "timezone", "grace", "max_runtime")
 _TRIGGER_KINDS: dict[Transition, str] = {
     "down": "health_down",
     "recovered": "health_recovered",
@@ -93,10 +105,13 @@ class RecordOutcome:
 
 @dataclass(frozen=True)
 class PruneResult:
-    """What pruning removed: day partitions of results, and rollup rows."""
+    """What pruning removed (with ``dry_run``: would remove): day partitions of results,
+    and rollup rows. ``skipped``: another prune was running, this one did nothing."""
 
     partitions: tuple[str, ...]
     rollups: int
+    skipped: bool = False
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -626,20 +641,55 @@ class HealthStore:
         )
         return judged
 
+    async def heartbeats(self) -> dict[str, tuple[HeartbeatCheck | None, datetime | None]]:
+        """The heartbeat checks of the registry (not retired), by name: each one's schedule
+        as stored (None: it no longer reads as one) and the slot of its newest result
+        judged (None: none yet)."""
+        rows = await self.pool.fetch(
+            """SELECT c.name, c.definition::text AS definition, s.last_result_at
+               FROM mendline.checks c
+               LEFT JOIN mendline.check_state s ON s.check_name = c.name
+               WHERE c.kind = 'heartbeat' AND c.retired_at IS NULL"""
+        )
+        found: dict[str, tuple[HeartbeatCheck | None, datetime | None]] = {}
+        for row in rows:
+            stored = json.loads(row["definition"])
+            try:
+                # Only what its schedule is made of: the rest may not read as it was written.
+                check = HeartbeatCheck.model_validate(
+                    {key: stored.get(key) for key in _HEARTBEAT_SCHEDULE} | {"name": row["name"]}
+                )
+            except ValidationError:
+                check = None
+            found[row["name"]] = (check, row["last_result_at"])
+        return found
+
     # -- retention ---------------------------------------------------------------------------
 
     async def prune(
-        self, now: datetime | None = None, raw_days: int = 7, rollup_days: int = 400
+        self,
+        now: datetime | None = None,
+        raw_days: int = 7,
+        rollup_days: int = 400,
+        *,
+        dry_run: bool = False,
     ) -> PruneResult:
         """Drop the day partitions of results older than ``raw_days`` (and such results in
         the default partition), minute rollups as old, and hour and day rollups older than
-        ``rollup_days``."""
+        ``rollup_days`` (``now``: the database's clock unless given). With ``dry_run``, only
+        say what would go. One prune at a time across every monitor: while another runs,
+        this one does nothing (``skipped``)."""
         if raw_days < 1 or rollup_days < 1:
             raise ConfigError(f"retention must be at least 1 day, not {min(raw_days, rollup_days)}")
-        today = (now or datetime.now(UTC)).astimezone(UTC).date()
-        raw_cutoff = _midnight(today - timedelta(days=raw_days))
-        rollup_cutoff = _midnight(today - timedelta(days=rollup_days))
         async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _PRUNE_LOCK):
+                return PruneResult((), 0, skipped=True)
+            # Dropping a partition waits for the readers of the results, and the writers
+            # queue behind it: give up rather than hold up the monitors (next time, then).
+            await conn.execute("SET LOCAL lock_timeout = '10s'")
+            today = (now or await conn.fetchval("SELECT now()")).astimezone(UTC).date()
+            raw_cutoff = _midnight(today - timedelta(days=raw_days))
+            rollup_cutoff = _midnight(today - timedelta(days=rollup_days))
             names = [
                 r["relname"]
                 for r in await conn.fetch(
@@ -651,6 +701,22 @@ class HealthStore:
                 )
             ]
             old = [n for n in names if _midnight(_day_of(n)) < raw_cutoff]
+            # The rollups past their retention are counted, and deleted unless dry run.
+            rollups: int = await conn.fetchval(
+                """WITH old AS (
+                       SELECT check_name, width, bucket FROM mendline.check_rollups
+                       WHERE (width = 'minute' AND bucket < $1) OR bucket < $2),
+                   gone AS (
+                       DELETE FROM mendline.check_rollups r USING old o
+                       WHERE NOT $3 AND r.check_name = o.check_name
+                         AND r.width = o.width AND r.bucket = o.bucket)
+                   SELECT count(*) FROM old""",
+                raw_cutoff,
+                rollup_cutoff,
+                dry_run,
+            )
+            if dry_run:
+                return PruneResult(tuple(old), rollups, dry_run=True)
             for name in old:
                 # The name comes from the catalogue and matched the pattern above.
                 await conn.execute(f'DROP TABLE mendline."{name}"')
@@ -658,13 +724,7 @@ class HealthStore:
                 "DELETE FROM mendline.check_results_raw_default WHERE scheduled_at < $1",
                 raw_cutoff,
             )
-            status = await conn.execute(
-                """DELETE FROM mendline.check_rollups
-                   WHERE (width = 'minute' AND bucket < $1) OR bucket < $2""",
-                raw_cutoff,
-                rollup_cutoff,
-            )
-        return PruneResult(tuple(old), int(status.rsplit(" ", 1)[1]))
+        return PruneResult(tuple(old), rollups)
 
 
 def _state(row: Any) -> CheckState:

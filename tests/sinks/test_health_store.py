@@ -594,6 +594,111 @@ async def test_prune_drops_old_result_days_and_rollups(
         await store.prune(now, raw_days=0)
 
 
+async def test_a_dry_run_prune_counts_what_would_go_and_removes_nothing(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check()
+    await store.sync_checks([c], T0)
+    old_day = T0 - timedelta(days=10)
+    await store.ensure_partitions(old_day.date())
+    await run(store, c, "+-", start=old_day)
+    await run(store, c, "+-", start=T0)
+    now = T0 + timedelta(days=1)
+    before = await pool.fetchval("SELECT count(*) FROM mendline.check_rollups")
+    dry = await store.prune(now, raw_days=7, rollup_days=400, dry_run=True)
+    assert dry.dry_run and f"check_results_raw_{old_day:%Y%m%d}" in dry.partitions
+    assert await pool.fetchval("SELECT count(*) FROM mendline.check_rollups") == before
+    assert await pool.fetchval("SELECT count(*) FROM mendline.check_results_raw") == 4
+    done = await store.prune(now, raw_days=7, rollup_days=400)
+    assert (done.partitions, done.rollups, done.dry_run) == (dry.partitions, dry.rollups, False)
+    assert dry.rollups == 2  # the two old minutes; their hour and day stay for 400 days
+
+
+async def test_two_prunes_at_once_do_not_fail_and_one_does_the_work(
+    store: HealthStore, pool: asyncpg.Pool, fresh_db_url: str
+) -> None:
+    c = check()
+    await store.sync_checks([c], T0)
+    old_day = T0 - timedelta(days=10)
+    await store.ensure_partitions(old_day.date())
+    await run(store, c, "+-", start=old_day)
+    other = HealthStore(await migrated_pool(fresh_db_url, 2))
+    reader = await asyncpg.connect(fresh_db_url)
+    try:
+        # A reader of the results holds the first prune at its DROP: the second comes while
+        # the first is under way.
+        reading = reader.transaction()
+        await reading.start()
+        await reader.execute("LOCK TABLE mendline.check_results_raw IN ACCESS SHARE MODE")
+        first = asyncio.create_task(store.prune(T0, raw_days=7))
+        for _ in range(400):
+            waiting = await pool.fetchval(
+                """SELECT count(*) FROM pg_stat_activity
+                   WHERE wait_event_type = 'Lock' AND query LIKE 'DROP TABLE%'"""
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        second = await other.prune(T0, raw_days=7)
+        await reading.rollback()
+        done = await first
+    finally:
+        await reader.close()
+        await other.close()
+    assert second.skipped and second.partitions == ()
+    assert not done.skipped
+    assert done.partitions == tuple(
+        f"check_results_raw_{old_day + timedelta(days=n):%Y%m%d}" for n in range(3)
+    )
+    assert (await store.prune(T0, raw_days=7)).partitions == ()
+
+
+async def test_the_registered_heartbeats_read_back_with_where_they_were_judged(
+    store: HealthStore,
+) -> None:
+    weekly = CHECK.validate_python(
+        {
+            "name": "weekly",
+            "kind": "heartbeat",
+            "cron": "0 3 * * mon",
+            "timezone": "Europe/Paris",
+            "grace": "1h",
+            "max_runtime": "2h",
+            "maintenance": [{"at": "02:00", "duration": "1h"}],
+        }
+    )
+    hourly = CHECK.validate_python({"name": "hourly", "kind": "heartbeat", "every": "1h"})
+    await store.sync_checks([weekly, hourly, check("api")], T0)
+    await store.record(heartbeat(weekly, T0), weekly, "m1", in_maintenance=False)
+    found = await store.heartbeats()
+    assert sorted(found) == ["hourly", "weekly"]
+    stored, judged = found["weekly"]
+    assert judged == T0
+    assert stored is not None
+    assert (stored.cron, stored.timezone, stored.grace, stored.max_runtime) == (
+        "0 3 * * mon",
+        "Europe/Paris",
+        3600,
+        7200,
+    )
+    assert found["hourly"][1] is None and found["hourly"][0] is not None
+    await store.sync_checks([hourly], T0)
+    assert sorted(await store.heartbeats()) == ["hourly"]  # retired: not watched
+
+
+def heartbeat(c: Check, at: datetime) -> CheckResult:
+    return CheckResult.model_validate(
+        {
+            "check": c.name,
+            "kind": "heartbeat",
+            "scheduled_at": at,
+            "started_at": at,
+            "duration": 0,
+            "success": True,
+        }
+    )
+
+
 async def test_a_slot_far_ahead_gets_its_day_partition(
     store: HealthStore, pool: asyncpg.Pool
 ) -> None:
