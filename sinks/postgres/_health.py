@@ -165,11 +165,12 @@ class HealthStore:
         """Make the registry the checks file's: new names added (a probed check's first slot
         within one interval, at its own offset), changed ones updated with their state and
         history kept (on a new grid when the interval changed), names gone retired (kept),
-        retired names back restored. An unchanged check keeps its schedule and state."""
-        now = now or datetime.now(UTC)
+        retired names back restored. An unchanged check keeps its schedule and state.
+        ``now``: the database's clock unless given (the one slots are claimed by)."""
         seen: dict[str, list[str]] = {k: [] for k in SyncResult.__dataclass_fields__}
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _SYNC_LOCK)
+            now = now or await conn.fetchval("SELECT now()")
             rows = {
                 r["name"]: r
                 for r in await conn.fetch(
@@ -371,25 +372,29 @@ class HealthStore:
         analyzers.health.judge decides it (written only over the state it was judged from),
         its next slot after ``max(scheduled_at, now)`` with the slot's lease released, the
         rollups, and on a transition its issue (opened, reopened or resolved) and trigger,
-        the alert stage told. A heartbeat's result goes the same way, without a schedule."""
+        the alert stage told. A heartbeat's result goes the same way, without a schedule.
+        ``now``: the database's clock unless given (the one slots are claimed by: a monitor
+        whose clock is ahead would skip slots, one behind would run past slots at once)."""
         if result.check != check.name:
             raise ValueError(f"a result of {result.check!r} recorded as {check.name!r}'s")
-        now = now or datetime.now(UTC)
         at = result.scheduled_at
         if self._partitions_until is None or at.astimezone(UTC).date() > self._partitions_until:
-            await self.ensure_partitions(max(now.astimezone(UTC).date(), at.astimezone(UTC).date()))
+            today = (now or datetime.now(UTC)).astimezone(UTC).date()
+            await self.ensure_partitions(max(today, at.astimezone(UTC).date()))
         async with self.pool.acquire() as conn, conn.transaction():
             if not await self._insert_result(conn, result, owner, in_maintenance):
                 return RecordOutcome(stored=False, judged=False)
             row = await conn.fetchrow(
-                "SELECT * FROM mendline.check_state WHERE check_name = $1 FOR UPDATE", check.name
+                """SELECT *, now() AS database_now FROM mendline.check_state
+                   WHERE check_name = $1 FOR UPDATE""",
+                check.name,
             )
             if row is None:
                 raise NotFound(
                     f"no check {check.name!r} is registered", hint="sync the checks file first"
                 )
             if check.kind != "heartbeat":
-                await self._advance(conn, check, at, now)
+                await self._advance(conn, check, at, now or row["database_now"])
             previous = row["last_result_at"]
             if previous is not None and at <= previous:
                 await self._roll_up(conn, check, result, in_maintenance, 0.0, down=False)

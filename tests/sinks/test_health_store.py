@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from mendline.analyzers.health import (
     merge_histograms,
     quantile,
 )
+from mendline.devstack import EmbeddedPostgres
 from mendline.schemas.alert import ENDS_INCIDENT as ALERT_KINDS_ENDING_INCIDENTS
 from mendline.schemas.checks import Check, CheckResult, CheckState
 from mendline.schemas.errors import ConfigError, NotFound
@@ -335,6 +336,36 @@ async def test_a_monitor_down_for_an_hour_runs_the_check_once(
     [next_one] = await store.claim_due("m1", 30, 10, now=due)
     assert next_one.scheduled_at == due
     assert await store.claim_due("m2", 30, 10, now=due + timedelta(seconds=10)) == []
+
+
+async def test_the_schedule_follows_the_databases_clock_not_the_monitors(
+    postgres_factory: Callable[..., EmbeddedPostgres], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database whose clock is two hours behind the monitor's (libfaketime in its
+    processes): slots are claimed by the database's clock, so they are set by it too."""
+    libfaketime = pytest.importorskip("libfaketime")
+    _, preload = libfaketime.get_reload_information()
+    with monkeypatch.context() as env:  # only the server's processes get the fake clock
+        for name, value in {**preload, "FAKETIME": "-2h"}.items():
+            env.setenv(name, value)
+        server = postgres_factory()
+    pool = await migrated_pool(server.url, 2)
+    try:
+        store = HealthStore(pool)
+        await store.ensure_partitions()
+        database_now = await pool.fetchval("SELECT now()")
+        assert datetime.now(UTC) - database_now > timedelta(hours=1, minutes=59)
+        c = check(interval=60)
+        await store.sync_checks([c])
+        first = await pool.fetchval("SELECT next_due FROM mendline.check_schedule")
+        assert database_now < first <= database_now + timedelta(seconds=61)  # not 2 h on
+        [slot] = await store.claim_due("m1", 30, 10, now=first)
+        await store.record(result(c, slot.scheduled_at, True), c, "m1", in_maintenance=False)
+        # The next slot is the next on the grid, not the first after the monitor's clock.
+        after = await pool.fetchval("SELECT next_due FROM mendline.check_schedule")
+        assert after == slot.scheduled_at + timedelta(seconds=60)
+    finally:
+        await pool.close()
 
 
 # -- state, issues and triggers -------------------------------------------------------------
