@@ -107,21 +107,22 @@ class Pruned:
     def describe(self) -> str:
         """What was done, in a line for people."""
         verb = "would remove" if self.results.dry_run else "removed"
+        skipped = "skipped (another prune was running)"
         if self.results.skipped:
-            results = "results: skipped, another prune was running"
+            results = f"results {skipped}"
         else:
             days = ", ".join(_day_of(p) for p in self.results.partitions) or "none"
             results = (
-                f"{len(self.results.partitions)} day(s) of results ({days}) older than"
+                f"{verb} {len(self.results.partitions)} day(s) of results ({days}) older than"
                 f" {self.raw_days} days, {self.results.rollups} rollup row(s) (minutes older"
                 f" than {self.raw_days} days, hours and days older than {self.rollup_days})"
             )
         checkins = (
-            "check-ins: skipped, another prune was running"
+            f"check-ins {skipped}"
             if self.checkins is None
-            else f"{self.checkins} check-in(s) older than {self.raw_days} days"
+            else f"{verb} {self.checkins} check-in(s) older than {self.raw_days} days"
         )
-        return f"{verb} {results}; {checkins}"
+        return f"{results}; {checkins}"
 
 
 async def prune_health(

@@ -54,7 +54,7 @@ async def test_prune_says_what_it_would_remove_then_removes_it(fresh_db_url: str
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith(f"would remove 3 day(s) of results ({OLD_DAY:%Y-%m-%d}, ")
     assert "1 rollup row(s)" in dry.stdout and dry.stdout.endswith(
-        "0 check-in(s) older than 7 days\n"
+        "; would remove 0 check-in(s) older than 7 days\n"
     )
     assert await old_partitions(fresh_db_url) == old
 

@@ -18,8 +18,14 @@ from mendline.analyzers.health import CheckSet
 from mendline.schemas.checkin import PreparedCheckIn
 from mendline.schemas.checks import Check, CheckIn, CheckResult
 from mendline.schemas.settings import Settings, load_settings
-from mendline.sinks.postgres import CheckinStore, HealthStore, connect_checkins, connect_health
-from mendline.stages.monitor import MonitorWorker, prune_health
+from mendline.sinks.postgres import (
+    CheckinStore,
+    HealthStore,
+    PruneResult,
+    connect_checkins,
+    connect_health,
+)
+from mendline.stages.monitor import MonitorWorker, Pruned, prune_health
 
 pytestmark = pytest.mark.integration
 CHECK: TypeAdapter[Check] = TypeAdapter(Check)
@@ -112,7 +118,7 @@ async def test_prune_removes_what_is_past_the_retention_and_keeps_what_heartbeat
         2,
     )
     assert f"{OLD_DAY:%Y-%m-%d}" in pruned.describe()
-    assert pruned.describe().endswith("; 2 check-in(s) older than 7 days")
+    assert pruned.describe().endswith("; removed 2 check-in(s) older than 7 days")
     assert await left(health) == {
         "results": 2,  # the recent ones
         "old partition": False,
@@ -143,3 +149,10 @@ async def test_a_monitor_prunes_after_it_starts_and_says_what_it_removed(
     assert (await left(health))["checkins"] == [("fresh", 15), ("gone-job", 2), ("weekly", 12)]
     said = [r.getMessage() for r in caplog.records if "pruned" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("mendline: health data pruned: removed 3 day(s)")
+
+
+def test_a_prune_that_found_another_under_way_says_it_was_skipped() -> None:
+    pruned = Pruned(PruneResult((), 0, skipped=True), None, 7, 400)
+    assert pruned.describe() == (
+        "results skipped (another prune was running); check-ins skipped (another prune was running)"
+    )
