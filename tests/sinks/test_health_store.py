@@ -593,15 +593,22 @@ async def test_the_readme_queries_run(store: HealthStore, pool: asyncpg.Pool) ->
     assert down == []  # single failures: never down
 
 
-async def test_prune_drops_old_result_days_and_rollups(
-    store: HealthStore, pool: asyncpg.Pool
-) -> None:
+async def with_old_results(store: HealthStore) -> datetime:
+    """Two results of a check ten days ago (their day partition and the two after made)
+    and two at T0; the old day."""
     c = check()
     await store.sync_checks([c], T0)
     old_day = T0 - timedelta(days=10)
     await store.ensure_partitions(old_day.date())  # 10, 9 and 8 days ago
     await run(store, c, "+-", start=old_day)
     await run(store, c, "+-", start=T0)
+    return old_day
+
+
+async def test_prune_drops_old_result_days_and_rollups(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    old_day = await with_old_results(store)
     names = {
         r["relname"]
         for r in await pool.fetch(
@@ -628,12 +635,7 @@ async def test_prune_drops_old_result_days_and_rollups(
 async def test_a_dry_run_prune_counts_what_would_go_and_removes_nothing(
     store: HealthStore, pool: asyncpg.Pool
 ) -> None:
-    c = check()
-    await store.sync_checks([c], T0)
-    old_day = T0 - timedelta(days=10)
-    await store.ensure_partitions(old_day.date())
-    await run(store, c, "+-", start=old_day)
-    await run(store, c, "+-", start=T0)
+    old_day = await with_old_results(store)
     now = T0 + timedelta(days=1)
     before = await pool.fetchval("SELECT count(*) FROM mendline.check_rollups")
     dry = await store.prune(now, raw_days=7, rollup_days=400, dry_run=True)
@@ -648,11 +650,7 @@ async def test_a_dry_run_prune_counts_what_would_go_and_removes_nothing(
 async def test_two_prunes_at_once_do_not_fail_and_one_does_the_work(
     store: HealthStore, pool: asyncpg.Pool, fresh_db_url: str
 ) -> None:
-    c = check()
-    await store.sync_checks([c], T0)
-    old_day = T0 - timedelta(days=10)
-    await store.ensure_partitions(old_day.date())
-    await run(store, c, "+-", start=old_day)
+    old_day = await with_old_results(store)
     other = HealthStore(await migrated_pool(fresh_db_url, 2))
     reader = await asyncpg.connect(fresh_db_url)
     try:
