@@ -16,6 +16,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -26,12 +27,14 @@ from pydantic import (
 )
 
 from mendline.schemas.alert import AlertSeverity
+from mendline.schemas.duration import format_duration
 from mendline.schemas.tomlfile import parse_duration
 
 __all__ = [
     "CHECKIN_SCHEMA_VERSION",
     "CHECK_KINDS",
     "CLOCK_CHECK",
+    "MAX_DURATION",
     "WEEKDAYS",
     "Check",
     "CheckIn",
@@ -82,8 +85,21 @@ ErrorKind = Literal[
     "other",
 ]
 
-#: A duration in seconds, written "30s", "5m", "1h30m", "500ms", "1d" or as a number.
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+#: The longest duration a check may have (interval, timeout, grace...): 366 days. Longer
+#: ones are mistakes, and past the calendar's end they cannot be scheduled at all.
+MAX_DURATION = 366 * 86400.0
+
+
+def _at_most_a_year(seconds: float) -> float:
+    if seconds > MAX_DURATION:
+        # Not the value: the line shows it, and a huge one reads as a screenful of digits.
+        raise ValueError(f"must be at most {format_duration(MAX_DURATION)} (a year)")
+    return seconds
+
+
+#: A duration in seconds, written "30s", "5m", "1h30m", "500ms", "1d" or as a number; at
+#: most MAX_DURATION.
+Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_at_most_a_year)]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -84,7 +84,10 @@ class Settings(BaseSettings):
         default=30, ge=1, description="Days of events kept by `mendline events prune`."
     )
     check_results_retention_days: int = Field(
-        default=7, ge=1, description="Days of health check results kept (and per-minute rollups)."
+        default=7,
+        ge=1,
+        description="Days of health check results kept (and per-minute rollups, and heartbeat "
+        "check-ins no heartbeat needs any more).",
     )
     check_rollups_retention_days: int = Field(
         default=400, ge=1, description="Days of hourly and daily health check rollups kept."

@@ -35,6 +35,7 @@ from mendline.analyzers.health.heartbeat import (
     checkins_since,
     expected_after,
     judge_heartbeat,
+    judged_until_after,
     validate_cron,
 )
 from mendline.analyzers.health.maintenance import active_window, next_window_change
@@ -90,6 +91,7 @@ __all__ = [
     "histogram",
     "judge",
     "judge_heartbeat",
+    "judged_until_after",
     "load_checks",
     "merge_histograms",
     "next_slot",

@@ -166,6 +166,12 @@ def expected_after(check: HeartbeatCheck, after: datetime) -> datetime:
     return next(CronSim(check.cron, start)).astimezone(UTC)
 
 
+def judged_until_after(check: HeartbeatCheck, last_slot: datetime | None) -> datetime | None:
+    """Where judging resumes after the newest stored result (``last_slot``, its slot): that
+    slot's deadline (None: nothing judged yet)."""
+    return None if last_slot is None else last_slot + timedelta(seconds=check.grace)
+
+
 def checkins_since(check: HeartbeatCheck, judged_until: datetime | None) -> datetime | None:
     """How far back the check-ins ``judge_heartbeat`` needs go (it reads those after this
     instant; None: all of them): the window of the first slot not yet judged, and the

@@ -1,5 +1,5 @@
-"""The ``mendline checks`` commands: whether a checks file is valid and what it runs, and the
-shipped example to start one from."""
+"""The ``mendline checks`` commands: whether a checks file is valid and what it runs, the
+shipped example to start one from, and pruning what the checks stored past its retention."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from mendline.analyzers.health import (
     load_checks,
 )
 from mendline.cli._options import AS_JSON, Commands
-from mendline.cli.output import counted, print_json, printable, table
+from mendline.cli.output import counted, print_done, print_json, printable, table
 from mendline.schemas.checks import (
     Check,
     CheckResult,
@@ -41,8 +41,8 @@ _NO_FILE_HINT = (
 
 
 def register(commands: Commands) -> None:
-    """Add ``checks check``, ``checks run`` and ``checks example`` to the top-level
-    ``commands``."""
+    """Add ``checks check``, ``checks run``, ``checks example`` and ``checks prune`` to the
+    top-level ``commands``."""
     checks = commands.add_parser(
         "checks", help="check the health checks file, run a check once, print an example"
     )
@@ -72,6 +72,17 @@ def register(commands: Commands) -> None:
         "--file", type=Path, metavar="FILE", help="the checks file; default: MENDLINE_CHECKS_FILE"
     )
     run.set_defaults(run=_checks_run)
+
+    prune = check_commands.add_parser(
+        "prune",
+        parents=[AS_JSON],
+        help="remove the check results, rollups and check-ins past their retention"
+        " (the monitor does it daily); print what was removed",
+    )
+    prune.add_argument(
+        "--dry-run", action="store_true", help="remove nothing: print what would be removed"
+    )
+    prune.set_defaults(run=_checks_prune)
 
 
 def example_text() -> str:
@@ -120,6 +131,38 @@ def _checks_run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(_described(check, result))
     return 0 if result.success else 1
+
+
+def _checks_prune(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from mendline.sinks.postgres import connect_checkins, connect_health
+    from mendline.stages.monitor import Pruned, prune_health
+
+    async def prune() -> Pruned:
+        health = await connect_health(settings, 1)
+        try:
+            checkins = await connect_checkins(settings, 1)
+            try:
+                return await prune_health(settings, health, checkins, dry_run=args.dry_run)
+            finally:
+                await checkins.close()
+        finally:
+            await health.close()
+
+    pruned = asyncio.run(prune())
+    print_done(
+        args,
+        pruned.describe(),
+        dry_run=args.dry_run,
+        results_skipped=pruned.results.skipped,
+        partitions=list(pruned.results.partitions),
+        rollups=pruned.results.rollups,
+        checkins=pruned.checkins,
+        results_retention_days=pruned.raw_days,
+        rollups_retention_days=pruned.rollup_days,
+    )
+    return 0
 
 
 def _described(check: Check, result: CheckResult) -> str:

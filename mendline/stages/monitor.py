@@ -28,6 +28,7 @@ from mendline.analyzers.health import (
     checkins_since,
     heartbeat_result,
     judge_heartbeat,
+    judged_until_after,
     load_checks,
     probe_result,
     self_checks,
@@ -53,6 +54,7 @@ from mendline.sinks.postgres import (
     CheckinStore,
     DueSlot,
     HealthStore,
+    PruneResult,
     connect_checkins,
     connect_health,
     is_outage,
@@ -66,7 +68,16 @@ from mendline.stages._waiting import (
     wait_any,
 )
 
-__all__ = ["CheckinReader", "MonitorStats", "MonitorWorker", "check", "checks_of", "run"]
+__all__ = [
+    "CheckinReader",
+    "MonitorStats",
+    "MonitorWorker",
+    "Pruned",
+    "check",
+    "checks_of",
+    "prune_health",
+    "run",
+]
 
 log = logging.getLogger("mendline.monitor")
 
@@ -80,6 +91,9 @@ _HARD_MARGIN = 5.0
 # A clock tick not sent within this is given up (the next one supersedes it); it bounds
 # the wait for the producer to stop while the broker is out, too.
 _TICK_TIMEOUT = 5.0
+# The health data past its retention is pruned this long after a monitor starts, then daily.
+_PRUNE_FIRST = 60.0
+_PRUNE_EVERY = 86400.0
 
 
 @dataclass
@@ -94,6 +108,72 @@ class MonitorStats:
     heartbeat_verdicts: int = 0
     reloads: int = 0
     unrecorded: int = 0
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What pruning the health data removed (``results.dry_run``: would remove): the days
+    of results and the rollups (``results``), and the check-ins (None: another monitor
+    was pruning them)."""
+
+    results: PruneResult
+    checkins: int | None
+    #: Days kept of results, per-minute rollups and check-ins; of hourly and daily rollups.
+    raw_days: int
+    rollup_days: int
+
+    def describe(self) -> str:
+        """What was done, in a line for people."""
+        verb = "would remove" if self.results.dry_run else "removed"
+        skipped = "skipped (another prune was running)"
+        if self.results.skipped:
+            results = f"results {skipped}"
+        else:
+            days = ", ".join(_day_of(p) for p in self.results.partitions) or "none"
+            results = (
+                f"{verb} {len(self.results.partitions)} day(s) of results ({days}) older than"
+                f" {self.raw_days} days, {self.results.rollups} rollup row(s) (minutes older"
+                f" than {self.raw_days} days, hours and days older than {self.rollup_days})"
+            )
+        checkins = (
+            f"check-ins {skipped}"
+            if self.checkins is None
+            else f"{verb} {self.checkins} check-in(s) older than {self.raw_days} days"
+        )
+        return f"{results}; {checkins}"
+
+
+async def prune_health(
+    settings: Settings,
+    health: HealthStore,
+    checkins: CheckinStore,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+) -> Pruned:
+    """Remove the health data past its retention (``dry_run``: only count it): the days of
+    results and per-minute rollups older than MENDLINE_CHECK_RESULTS_RETENTION_DAYS, the
+    hourly and daily rollups older than MENDLINE_CHECK_ROLLUPS_RETENTION_DAYS, and the
+    check-ins as old as the results, but those a registered heartbeat still needs to be
+    judged (however old: a weekly job's last runs, a stream clock far behind)."""
+    raw_days = settings.check_results_retention_days
+    rollup_days = settings.check_rollups_retention_days
+    results = await health.prune(now, raw_days, rollup_days, dry_run=dry_run)
+    keep: dict[str, datetime | None] = {}
+    for name, (heartbeat, judged) in (await health.heartbeats()).items():
+        if heartbeat is None or judged is None:
+            keep[name] = None  # it cannot be told what it needs: all of them
+        else:
+            keep[name] = checkins_since(heartbeat, judged_until_after(heartbeat, judged))
+    older_than = (now or datetime.now(UTC)) - timedelta(days=raw_days)
+    removed = await checkins.prune(older_than, keep=keep, dry_run=dry_run)
+    return Pruned(results, removed, raw_days, rollup_days)
+
+
+def _day_of(partition: str) -> str:
+    """``check_results_raw_20261120`` as ``2026-11-20``."""
+    day = partition.rsplit("_", 1)[-1]
+    return f"{day[:4]}-{day[4:6]}-{day[6:]}"
 
 
 def checks_of(settings: Settings) -> CheckSet:
@@ -287,6 +367,7 @@ class MonitorWorker:
                 "check slots",
             )
         )
+        pruning = asyncio.create_task(self.prune_daily(stop))
         async with HttpClients() as http:
             self._http = http
             try:
@@ -300,6 +381,7 @@ class MonitorWorker:
                     await wait_any(stop, self._reload, self.settings.monitor_poll_interval)
             finally:
                 renewer.cancel()
+                pruning.cancel()
                 if self._ticking is not None:
                     self._ticking.cancel()
                     await asyncio.gather(self._ticking, return_exceptions=True)
@@ -331,6 +413,25 @@ class MonitorWorker:
                 # timeout, and the checks must not wait with it.
                 self._ticking = asyncio.create_task(self._tick(producer))
             await self.judge_heartbeats()
+
+    async def prune_daily(
+        self, stop: asyncio.Event, *, first: float = _PRUNE_FIRST, every: float = _PRUNE_EVERY
+    ) -> None:
+        """Until ``stop``: prune the health data past its retention ``first`` seconds from
+        now, then every ``every`` seconds (``prune_health``; of many monitors, one at a
+        time), saying what it removed. A failure (an outage) waits for the next time."""
+        wait = first
+        while True:
+            await wait_any(stop, None, wait)
+            if stop.is_set():
+                return
+            wait = every
+            try:
+                pruned = await prune_health(self.settings, self.health, self.checkins)
+            except Exception as exc:
+                log.warning("mendline: health data not pruned (next try in %g s): %s", every, exc)
+                continue
+            log.info("mendline: health data pruned: %s", pruned.describe())
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         for name, running in list(self._running.items()):
@@ -506,9 +607,7 @@ class MonitorWorker:
     async def _judge(self, check: HeartbeatCheck, clock: datetime) -> None:
         if check.name not in self._judged:
             last = await self.health.heartbeat_judged_until(check.name)
-            self._judged[check.name] = (
-                None if last is None else last + timedelta(seconds=check.grace)
-            )
+            self._judged[check.name] = judged_until_after(check, last)
         judged_until = self._judged[check.name]
         since = checkins_since(check, judged_until)
         # Only the check's environment's check-ins: staging's runs do not cover production's.

@@ -124,6 +124,44 @@ class CheckinStore:
             for row in rows
         ]
 
+    async def prune(
+        self,
+        older_than: datetime,
+        *,
+        keep: dict[str, datetime | None] | None = None,
+        dry_run: bool = False,
+    ) -> int | None:
+        """Delete the check-ins with a timestamp before ``older_than`` (with ``dry_run``:
+        count them), but those a heartbeat still needs: ``keep`` maps a check's name to
+        the instant its check-ins are kept from (None: all of them). The number deleted;
+        None when another prune of the check-ins was running (this one did nothing)."""
+        wanted = keep or {}
+        names = sorted(wanted)
+        async with self.pool.acquire() as conn, conn.transaction():
+            # "mlcheckp": one prune at a time across every monitor, the others skip.
+            if not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(x'6d6c636865636b70'::bigint)"
+            ):
+                return None
+            # The check-ins past it are counted, and deleted unless it is a dry run.
+            pruned: int = await conn.fetchval(
+                """WITH old AS (
+                       SELECT c.checkin_id FROM mendline.checkins c
+                       WHERE c.timestamp < $1 AND NOT EXISTS (
+                           SELECT 1 FROM unnest($2::text[], $3::timestamptz[]) AS k(name, since)
+                           WHERE k.name = c.check_name
+                             AND (k.since IS NULL OR c.timestamp >= k.since))),
+                   gone AS (
+                       DELETE FROM mendline.checkins
+                       WHERE NOT $4 AND checkin_id IN (SELECT checkin_id FROM old))
+                   SELECT count(*) FROM old""",
+                older_than,
+                names,
+                [wanted[n] for n in names],
+                dry_run,
+            )
+        return pruned
+
 
 def _columns(batch: Sequence[PreparedCheckIn]) -> list[list[object]]:
     """The batch as the INSERT's thirteen arrays, one per column."""

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+from pydantic import ValidationError
 
 from mendline.analyzers.health import (
     Judgement,
@@ -28,9 +29,17 @@ from mendline.analyzers.health import (
     stored_text,
     trigger_details,
 )
-from mendline.schemas.checks import Check, CheckResult, CheckState, CheckStatus, Transition
+from mendline.schemas.checks import (
+    Check,
+    CheckResult,
+    CheckState,
+    CheckStatus,
+    HeartbeatCheck,
+    Transition,
+)
 from mendline.schemas.errors import ConfigError, NotFound
 from mendline.schemas.event import LEVEL_RANK
+from mendline.schemas.redaction import redact_url
 from mendline.sinks.postgres._errors import translating
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL
 
@@ -42,6 +51,10 @@ __all__ = ["DueSlot", "HealthStore", "PruneResult", "RecordOutcome", "SyncResult
 # Taken by the transaction that syncs the checks file: two monitors starting at once take
 # turns, the second finding everything in place.
 _SYNC_LOCK = 0x6D6C636865636B73  # "mlchecks"
+# Taken by the transaction that prunes: one monitor prunes at a time, the others skip.
+_PRUNE_LOCK = 0x6D6C7072756E6572  # "mlpruner"
+# The keys of a stored heartbeat definition that say which check-ins judging it needs.
+_HEARTBEAT_SCHEDULE = ("kind", "every", "cron", "timezone", "grace", "max_runtime")
 _TRIGGER_KINDS: dict[Transition, str] = {
     "down": "health_down",
     "recovered": "health_recovered",
@@ -92,10 +105,13 @@ class RecordOutcome:
 
 @dataclass(frozen=True)
 class PruneResult:
-    """What pruning removed: day partitions of results, and rollup rows."""
+    """What pruning removed (with ``dry_run``: would remove): day partitions of results,
+    and rollup rows. ``skipped``: another prune was running, this one did nothing."""
 
     partitions: tuple[str, ...]
     rollups: int
+    skipped: bool = False
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,8 +122,23 @@ class _Definition:
 
     @classmethod
     def of(cls, check: Check) -> _Definition:
-        text = json.dumps(check.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The check as stored: its secrets filtered (a URL's or bootstrap's password, a
+        secret query parameter), the hash too (a hash of a known text with a password in
+        it gives the password away to a guesser)."""
+        stored = _redacted(check.model_dump(mode="json"))
+        text = json.dumps(stored, sort_keys=True, separators=(",", ":"))
         return cls(check, text, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` (JSON) with ``redact_url`` applied to each string in it."""
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
 
 
 @translating
@@ -134,15 +165,17 @@ class HealthStore:
         """Make the registry the checks file's: new names added (a probed check's first slot
         within one interval, at its own offset), changed ones updated with their state and
         history kept (on a new grid when the interval changed), names gone retired (kept),
-        retired names back restored. An unchanged check keeps its schedule and state."""
-        now = now or datetime.now(UTC)
+        retired names back restored. An unchanged check keeps its schedule and state.
+        ``now``: the database's clock unless given (the one slots are claimed by)."""
         seen: dict[str, list[str]] = {k: [] for k in SyncResult.__dataclass_fields__}
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _SYNC_LOCK)
+            now = now or await conn.fetchval("SELECT now()")
             rows = {
                 r["name"]: r
                 for r in await conn.fetch(
-                    """SELECT name, definition_hash, interval_seconds, retired_at
+                    """SELECT name, kind, definition_hash, interval_seconds, retired_at,
+                              environment, tags::text AS tags
                        FROM mendline.checks FOR UPDATE"""
                 )
             }
@@ -155,6 +188,14 @@ class HealthStore:
                     seen["restored"].append(check.name)
                 elif old["definition_hash"] != definition.digest:
                     seen["changed"].append(check.name)
+                    if old["environment"] != check.environment:
+                        await self._let_go(
+                            conn,
+                            old,
+                            f"check moved from environment {old['environment']!r}"
+                            f" to {check.environment!r}",
+                            now,
+                        )
                 else:
                     seen["unchanged"].append(check.name)
                     continue
@@ -166,6 +207,8 @@ class HealthStore:
                     seen["rescheduled"].append(check.name)
             names = {c.name for c in checks}
             gone = sorted(n for n, r in rows.items() if n not in names and r["retired_at"] is None)
+            for name in gone:
+                await self._let_go(conn, rows[name], "check retired: no longer in the file", now)
             await conn.execute(
                 "UPDATE mendline.checks SET retired_at = $2 WHERE name = ANY($1::text[])",
                 gone,
@@ -173,6 +216,51 @@ class HealthStore:
             )
             seen["retired"] = gone
         return SyncResult(**{k: tuple(v) for k, v in seen.items()})
+
+    async def _let_go(self, conn: _Conn, row: Any, reason: str, now: datetime) -> None:
+        """The check of ``row`` (as stored) is no longer watched as it was: retired, or
+        moved to another environment (its issue is another). Down, it is told up as a
+        recovery is (its issue resolved, a health_recovered trigger: the alert stage
+        resolves its incidents), with ``reason``, and its state is unknown again, so that
+        a check that comes back still failing is told down anew."""
+        was_down = await conn.fetchval(
+            """UPDATE mendline.check_state SET status = 'unknown', since = $2, failures = 0,
+                   successes = 0, version = version + 1, updated_at = now()
+               WHERE check_name = $1 AND status = 'down' RETURNING true""",
+            row["name"],
+            now,
+        )
+        if not was_down:
+            return
+        issue_id = await conn.fetchval(
+            """UPDATE mendline.issues SET status = 'resolved', resolved_at = now(),
+                   updated_at = now()
+               WHERE primary_hash = $1 AND status = 'unresolved' RETURNING id""",
+            _issue_hash_of(row["name"], row["environment"]),
+        )
+        if issue_id is None:
+            return  # resolved by hand already: its own trigger ended the incidents
+        at = now.astimezone(UTC).isoformat()
+        details = {
+            "check": row["name"],
+            "check_kind": row["kind"],
+            "status": "unknown",
+            "reasons": [reason],
+            "scheduled_at": at,
+        }
+        tags = {**json.loads(row["tags"]), "check": row["name"], "check_kind": row["kind"]}
+        await conn.execute(
+            """INSERT INTO mendline.triggers
+                   (issue_id, kind, dedup_key, details, environment, tags)
+               VALUES ($1, 'health_recovered', $2, $3::jsonb, $4, $5::json)
+               ON CONFLICT (dedup_key) DO NOTHING""",
+            issue_id,
+            f"health:{row['name']}:{row['environment']}:health_recovered:let-go:{at}",
+            json.dumps(details),
+            row["environment"],
+            json.dumps(tags),
+        )
+        await conn.execute("SELECT pg_notify($1, '')", TRIGGERS_CHANNEL)
 
     async def _upsert_check(self, conn: _Conn, definition: _Definition, now: datetime) -> None:
         check = definition.check
@@ -284,25 +372,29 @@ class HealthStore:
         analyzers.health.judge decides it (written only over the state it was judged from),
         its next slot after ``max(scheduled_at, now)`` with the slot's lease released, the
         rollups, and on a transition its issue (opened, reopened or resolved) and trigger,
-        the alert stage told. A heartbeat's result goes the same way, without a schedule."""
+        the alert stage told. A heartbeat's result goes the same way, without a schedule.
+        ``now``: the database's clock unless given (the one slots are claimed by: a monitor
+        whose clock is ahead would skip slots, one behind would run past slots at once)."""
         if result.check != check.name:
             raise ValueError(f"a result of {result.check!r} recorded as {check.name!r}'s")
-        now = now or datetime.now(UTC)
         at = result.scheduled_at
         if self._partitions_until is None or at.astimezone(UTC).date() > self._partitions_until:
-            await self.ensure_partitions(max(now.astimezone(UTC).date(), at.astimezone(UTC).date()))
+            today = (now or datetime.now(UTC)).astimezone(UTC).date()
+            await self.ensure_partitions(max(today, at.astimezone(UTC).date()))
         async with self.pool.acquire() as conn, conn.transaction():
             if not await self._insert_result(conn, result, owner, in_maintenance):
                 return RecordOutcome(stored=False, judged=False)
             row = await conn.fetchrow(
-                "SELECT * FROM mendline.check_state WHERE check_name = $1 FOR UPDATE", check.name
+                """SELECT *, now() AS database_now FROM mendline.check_state
+                   WHERE check_name = $1 FOR UPDATE""",
+                check.name,
             )
             if row is None:
                 raise NotFound(
                     f"no check {check.name!r} is registered", hint="sync the checks file first"
                 )
             if check.kind != "heartbeat":
-                await self._advance(conn, check, at, now)
+                await self._advance(conn, check, at, now or row["database_now"])
             previous = row["last_result_at"]
             if previous is not None and at <= previous:
                 await self._roll_up(conn, check, result, in_maintenance, 0.0, down=False)
@@ -554,20 +646,55 @@ class HealthStore:
         )
         return judged
 
+    async def heartbeats(self) -> dict[str, tuple[HeartbeatCheck | None, datetime | None]]:
+        """The heartbeat checks of the registry (not retired), by name: each one's schedule
+        as stored (None: it no longer reads as one) and the slot of its newest result
+        judged (None: none yet)."""
+        rows = await self.pool.fetch(
+            """SELECT c.name, c.definition::text AS definition, s.last_result_at
+               FROM mendline.checks c
+               LEFT JOIN mendline.check_state s ON s.check_name = c.name
+               WHERE c.kind = 'heartbeat' AND c.retired_at IS NULL"""
+        )
+        found: dict[str, tuple[HeartbeatCheck | None, datetime | None]] = {}
+        for row in rows:
+            stored = json.loads(row["definition"])
+            try:
+                # Only what its schedule is made of: the rest may not read as it was written.
+                check = HeartbeatCheck.model_validate(
+                    {key: stored.get(key) for key in _HEARTBEAT_SCHEDULE} | {"name": row["name"]}
+                )
+            except ValidationError:
+                check = None
+            found[row["name"]] = (check, row["last_result_at"])
+        return found
+
     # -- retention ---------------------------------------------------------------------------
 
     async def prune(
-        self, now: datetime | None = None, raw_days: int = 7, rollup_days: int = 400
+        self,
+        now: datetime | None = None,
+        raw_days: int = 7,
+        rollup_days: int = 400,
+        *,
+        dry_run: bool = False,
     ) -> PruneResult:
         """Drop the day partitions of results older than ``raw_days`` (and such results in
         the default partition), minute rollups as old, and hour and day rollups older than
-        ``rollup_days``."""
+        ``rollup_days`` (``now``: the database's clock unless given). With ``dry_run``, only
+        say what would go. One prune at a time across every monitor: while another runs,
+        this one does nothing (``skipped``)."""
         if raw_days < 1 or rollup_days < 1:
             raise ConfigError(f"retention must be at least 1 day, not {min(raw_days, rollup_days)}")
-        today = (now or datetime.now(UTC)).astimezone(UTC).date()
-        raw_cutoff = _midnight(today - timedelta(days=raw_days))
-        rollup_cutoff = _midnight(today - timedelta(days=rollup_days))
         async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _PRUNE_LOCK):
+                return PruneResult((), 0, skipped=True)
+            # Dropping a partition waits for the readers of the results, and the writers
+            # queue behind it: give up rather than hold up the monitors (next time, then).
+            await conn.execute("SET LOCAL lock_timeout = '10s'")
+            today = (now or await conn.fetchval("SELECT now()")).astimezone(UTC).date()
+            raw_cutoff = _midnight(today - timedelta(days=raw_days))
+            rollup_cutoff = _midnight(today - timedelta(days=rollup_days))
             names = [
                 r["relname"]
                 for r in await conn.fetch(
@@ -579,6 +706,22 @@ class HealthStore:
                 )
             ]
             old = [n for n in names if _midnight(_day_of(n)) < raw_cutoff]
+            # The rollups past their retention are counted, and deleted unless dry run.
+            rollups: int = await conn.fetchval(
+                """WITH old AS (
+                       SELECT check_name, width, bucket FROM mendline.check_rollups
+                       WHERE (width = 'minute' AND bucket < $1) OR bucket < $2),
+                   gone AS (
+                       DELETE FROM mendline.check_rollups r USING old o
+                       WHERE NOT $3 AND r.check_name = o.check_name
+                         AND r.width = o.width AND r.bucket = o.bucket)
+                   SELECT count(*) FROM old""",
+                raw_cutoff,
+                rollup_cutoff,
+                dry_run,
+            )
+            if dry_run:
+                return PruneResult(tuple(old), rollups, dry_run=True)
             for name in old:
                 # The name comes from the catalogue and matched the pattern above.
                 await conn.execute(f'DROP TABLE mendline."{name}"')
@@ -586,13 +729,7 @@ class HealthStore:
                 "DELETE FROM mendline.check_results_raw_default WHERE scheduled_at < $1",
                 raw_cutoff,
             )
-            status = await conn.execute(
-                """DELETE FROM mendline.check_rollups
-                   WHERE (width = 'minute' AND bucket < $1) OR bucket < $2""",
-                raw_cutoff,
-                rollup_cutoff,
-            )
-        return PruneResult(tuple(old), int(status.rsplit(" ", 1)[1]))
+        return PruneResult(tuple(old), rollups)
 
 
 def _state(row: Any) -> CheckState:
@@ -607,7 +744,11 @@ def _state(row: Any) -> CheckState:
 
 
 def _issue_hash(check: Check) -> str:
-    return f"health:{check.name}:{check.environment}"
+    return _issue_hash_of(check.name, check.environment)
+
+
+def _issue_hash_of(name: str, environment: str) -> str:
+    return f"health:{name}:{environment}"
 
 
 def _midnight(day: date) -> datetime:

@@ -3,12 +3,20 @@ file told as FILE:LINE: field: message, the shipped example, and unset variables
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from mendline.analyzers.health import CheckSet, check_env, load_checks, parse_checks
+from mendline.analyzers.health import (
+    CheckSet,
+    check_env,
+    first_slot,
+    load_checks,
+    next_slot,
+    parse_checks,
+)
 from mendline.schemas.checks import (
     HeartbeatCheck,
     HttpCheck,
@@ -283,6 +291,34 @@ INVALID = [
         "Input should be greater than 0",
         id="kafka-window-zero",
     ),
+    *(
+        pytest.param(text, field, "must be at most 366d (a year)", id=f"too-long-{field}")
+        for text, field in [
+            (HTTP + 'interval = "999999999d"  # <-\n', "checks[0].interval"),
+            (HTTP + "interval = 1e300  # <-\n", "checks[0].interval"),
+            (HTTP + 'timeout = "367d"  # <-\n', "checks[0].timeout"),
+            (HTTP + 'flap_window = "371d"  # <-\n', "checks[0].flap_window"),
+            ('[defaults]\ninterval = "400d"  # <-\n' + HTTP, "defaults.interval"),
+            (
+                HTTP + '[[checks.maintenance]]\nat = "02:00"\nduration = "9999d"  # <-\n',
+                "checks[0].maintenance[0].duration",
+            ),
+            (
+                '[[checks]]\nname = "job"\nkind = "heartbeat"\nevery = "1d"\n'
+                'grace = "3000000d"  # <-\n',
+                "checks[0].grace",
+            ),
+            (
+                '[[checks]]\nname = "job"\nkind = "heartbeat"\nevery = "367d"  # <-\n',
+                "checks[0].every",
+            ),
+            (
+                '[[checks]]\nname = "job"\nkind = "heartbeat"\ncron = "0 3 * * *"\n'
+                'max_runtime = "999999999d"  # <-\n',
+                "checks[0].max_runtime",
+            ),
+        ]
+    ),
 ]
 
 
@@ -294,6 +330,14 @@ def test_an_invalid_file_names_the_line_and_the_field(text: str, field: str, mes
     assert len(lines) == 1, lines
     expected = f"checks.toml:{marked_line(text)}: {field}: {message}"
     assert lines[0].startswith(expected), (lines[0], expected)
+
+
+def test_a_year_is_the_longest_duration_and_every_slot_of_it_can_be_scheduled() -> None:
+    text = HTTP + 'interval = "366d"\ntimeout = "366d"\n'
+    (check,) = parse_checks(text, "checks.toml").checks
+    assert check.interval == check.timeout == 366 * 86400
+    slot = first_slot(check.name, check.interval, datetime.now(UTC))
+    assert next_slot(slot, check.interval, slot) - slot == timedelta(days=366)
 
 
 def test_a_secret_is_never_repeated_in_the_message() -> None:

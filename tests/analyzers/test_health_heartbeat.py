@@ -20,6 +20,7 @@ from mendline.analyzers.health import (
     checkins_since,
     expected_after,
     judge_heartbeat,
+    judged_until_after,
     validate_cron,
 )
 from mendline.schemas.checks import CheckIn, HeartbeatCheck
@@ -479,3 +480,18 @@ def test_validate_cron_accepts(expr: str) -> None:
 def test_validate_cron_says_what_is_wrong(expr: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         validate_cron(expr)
+
+
+@pytest.mark.parametrize(
+    ("grace", "last_slot", "resumes"),
+    [
+        ("5m", None, None),
+        ("5m", datetime(2026, 12, 5, 3, 0, tzinfo=UTC), datetime(2026, 12, 5, 3, 5, tzinfo=UTC)),
+        ("0s", datetime(2026, 12, 5, 3, 0, tzinfo=UTC), datetime(2026, 12, 5, 3, 0, tzinfo=UTC)),
+    ],
+)
+def test_judging_resumes_at_the_deadline_of_the_newest_judged_slot(
+    grace: str, last_slot: datetime | None, resumes: datetime | None
+) -> None:
+    check = HeartbeatCheck(name="job", kind="heartbeat", every="1h", grace=grace)
+    assert judged_until_after(check, last_slot) == resumes

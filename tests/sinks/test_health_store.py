@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from mendline.analyzers.health import (
     merge_histograms,
     quantile,
 )
+from mendline.devstack import EmbeddedPostgres
+from mendline.schemas.alert import ENDS_INCIDENT as ALERT_KINDS_ENDING_INCIDENTS
 from mendline.schemas.checks import Check, CheckResult, CheckState
 from mendline.schemas.errors import ConfigError, NotFound
 from mendline.sinks.postgres import (
@@ -144,8 +146,90 @@ async def test_sync_keeps_unchanged_checks_and_retires_what_left_the_file(
     fourth = await store.sync_checks([a, b2], T0 + timedelta(hours=3))
     assert fourth.restored == ("a",)
     restored = await pool.fetchrow("SELECT * FROM mendline.check_state WHERE check_name = 'a'")
-    assert restored["status"] == "down" and restored["failures"] == 3  # history kept
+    # Retired while down, it was let go (its issue resolved): it starts anew, history kept.
+    assert restored["status"] == "unknown" and restored["failures"] == 0
     assert await pool.fetchval("SELECT count(*) FROM mendline.check_results_raw") == 3
+
+
+async def test_retiring_a_down_check_resolves_its_issue_with_a_recovery_trigger(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    down, up = check("down", tags={"team": "pay"}), check("up")
+    await store.sync_checks([down, up], T0)
+    await run(store, down, "---")
+    await run(store, up, "+++")
+    retired_at = T0 + timedelta(hours=1)
+    assert (await store.sync_checks([], retired_at)).retired == ("down", "up")
+    rows = await triggers(pool)
+    assert [(r["kind"], json.loads(r["tags"])["check"]) for r in rows] == [
+        ("health_down", "down"),
+        ("health_recovered", "down"),  # none for the check that was up
+    ]
+    told = rows[1]
+    assert told["kind"] in ALERT_KINDS_ENDING_INCIDENTS
+    assert told["issue_id"] == rows[0]["issue_id"] and told["environment"] == "production"
+    assert json.loads(told["tags"]) == {"team": "pay", "check": "down", "check_kind": "http"}
+    details = json.loads(told["details"])
+    assert details["reasons"] == ["check retired: no longer in the file"]
+    assert details["scheduled_at"] == retired_at.isoformat()
+    issue = await pool.fetchrow("SELECT * FROM mendline.issues WHERE id = $1", told["issue_id"])
+    assert issue["status"] == "resolved" and issue["resolved_at"] is not None
+    # Syncing again tells nothing more; back in the file and failing, it is down anew.
+    await store.sync_checks([], retired_at + timedelta(minutes=1))
+    assert len(await triggers(pool)) == 2
+    await store.sync_checks([down], retired_at + timedelta(minutes=2))
+    await run(store, down, "---", start=retired_at + timedelta(minutes=3))
+    assert [r["kind"] for r in await triggers(pool)][2:] == ["health_down"]
+    issue = await pool.fetchrow("SELECT * FROM mendline.issues WHERE id = $1", told["issue_id"])
+    assert issue["status"] == "unresolved"
+
+
+async def test_a_down_check_moved_to_another_environment_resolves_the_old_issue(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check()
+    await store.sync_checks([c], T0)
+    await run(store, c, "---")
+    moved = check(environment="staging")
+    assert (await store.sync_checks([moved], T0 + timedelta(hours=1))).changed == (c.name,)
+    rows = await triggers(pool)
+    assert [(r["kind"], r["environment"]) for r in rows] == [
+        ("health_down", "production"),
+        ("health_recovered", "production"),
+    ]
+    assert json.loads(rows[1]["details"])["reasons"] == [
+        "check moved from environment 'production' to 'staging'"
+    ]
+    await run(store, moved, "---", start=T0 + timedelta(hours=2))
+    issues = await pool.fetch("SELECT primary_hash, status FROM mendline.issues ORDER BY id")
+    assert [(i["primary_hash"], i["status"]) for i in issues] == [
+        (f"health:{c.name}:production", "resolved"),
+        (f"health:{c.name}:staging", "unresolved"),
+    ]
+
+
+async def test_the_stored_definition_keeps_no_secret_of_a_url_or_bootstrap(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    api = check("api", url="https://bob:hunter22@api.internal/health?api_key=SEKRETKEY&v=2")
+    kafka = CHECK.validate_python(
+        {"name": "k", "kind": "kafka", "bootstrap": "svc:kpass1234@broker:9092,b2:9092"}
+    )
+    await store.sync_checks([api, kafka], T0)
+    stored = {
+        r["name"]: json.loads(r["definition"])
+        for r in await pool.fetch("SELECT name, definition FROM mendline.checks")
+    }
+    assert (
+        stored["api"]["url"] == "https://bob:[Filtered]@api.internal/health?api_key=[Filtered]&v=2"
+    )
+    assert stored["k"]["bootstrap"] == "svc:[Filtered]@broker:9092,b2:9092"
+    everything = str(await pool.fetch("SELECT * FROM mendline.checks"))
+    for secret in ("hunter22", "SEKRETKEY", "kpass1234"):
+        assert secret not in everything
+    # The rest is stored as written, and an unchanged check is still unchanged.
+    assert stored["api"]["interval"] == 60 and stored["k"]["kind"] == "kafka"
+    assert (await store.sync_checks([api, kafka], T0)).unchanged == ("api", "k")
 
 
 async def test_new_checks_start_spread_within_their_interval(store: HealthStore) -> None:
@@ -252,6 +336,36 @@ async def test_a_monitor_down_for_an_hour_runs_the_check_once(
     [next_one] = await store.claim_due("m1", 30, 10, now=due)
     assert next_one.scheduled_at == due
     assert await store.claim_due("m2", 30, 10, now=due + timedelta(seconds=10)) == []
+
+
+async def test_the_schedule_follows_the_databases_clock_not_the_monitors(
+    postgres_factory: Callable[..., EmbeddedPostgres], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database whose clock is two hours behind the monitor's (libfaketime in its
+    processes): slots are claimed by the database's clock, so they are set by it too."""
+    libfaketime = pytest.importorskip("libfaketime")
+    _, preload = libfaketime.get_reload_information()
+    with monkeypatch.context() as env:  # only the server's processes get the fake clock
+        for name, value in {**preload, "FAKETIME": "-2h"}.items():
+            env.setenv(name, value)
+        server = postgres_factory()
+    pool = await migrated_pool(server.url, 2)
+    try:
+        store = HealthStore(pool)
+        await store.ensure_partitions()
+        database_now = await pool.fetchval("SELECT now()")
+        assert datetime.now(UTC) - database_now > timedelta(hours=1, minutes=59)
+        c = check(interval=60)
+        await store.sync_checks([c])
+        first = await pool.fetchval("SELECT next_due FROM mendline.check_schedule")
+        assert database_now < first <= database_now + timedelta(seconds=61)  # not 2 h on
+        [slot] = await store.claim_due("m1", 30, 10, now=first)
+        await store.record(result(c, slot.scheduled_at, True), c, "m1", in_maintenance=False)
+        # The next slot is the next on the grid, not the first after the monitor's clock.
+        after = await pool.fetchval("SELECT next_due FROM mendline.check_schedule")
+        assert after == slot.scheduled_at + timedelta(seconds=60)
+    finally:
+        await pool.close()
 
 
 # -- state, issues and triggers -------------------------------------------------------------
@@ -479,15 +593,22 @@ async def test_the_readme_queries_run(store: HealthStore, pool: asyncpg.Pool) ->
     assert down == []  # single failures: never down
 
 
-async def test_prune_drops_old_result_days_and_rollups(
-    store: HealthStore, pool: asyncpg.Pool
-) -> None:
+async def with_old_results(store: HealthStore) -> datetime:
+    """Two results of a check ten days ago (their day partition and the two after made)
+    and two at T0; the old day."""
     c = check()
     await store.sync_checks([c], T0)
     old_day = T0 - timedelta(days=10)
     await store.ensure_partitions(old_day.date())  # 10, 9 and 8 days ago
     await run(store, c, "+-", start=old_day)
     await run(store, c, "+-", start=T0)
+    return old_day
+
+
+async def test_prune_drops_old_result_days_and_rollups(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    old_day = await with_old_results(store)
     names = {
         r["relname"]
         for r in await pool.fetch(
@@ -509,6 +630,102 @@ async def test_prune_drops_old_result_days_and_rollups(
     assert again.partitions == () and again.rollups == 2
     with pytest.raises(ConfigError):
         await store.prune(now, raw_days=0)
+
+
+async def test_a_dry_run_prune_counts_what_would_go_and_removes_nothing(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    old_day = await with_old_results(store)
+    now = T0 + timedelta(days=1)
+    before = await pool.fetchval("SELECT count(*) FROM mendline.check_rollups")
+    dry = await store.prune(now, raw_days=7, rollup_days=400, dry_run=True)
+    assert dry.dry_run and f"check_results_raw_{old_day:%Y%m%d}" in dry.partitions
+    assert await pool.fetchval("SELECT count(*) FROM mendline.check_rollups") == before
+    assert await pool.fetchval("SELECT count(*) FROM mendline.check_results_raw") == 4
+    done = await store.prune(now, raw_days=7, rollup_days=400)
+    assert (done.partitions, done.rollups, done.dry_run) == (dry.partitions, dry.rollups, False)
+    assert dry.rollups == 2  # the two old minutes; their hour and day stay for 400 days
+
+
+async def test_two_prunes_at_once_do_not_fail_and_one_does_the_work(
+    store: HealthStore, pool: asyncpg.Pool, fresh_db_url: str
+) -> None:
+    old_day = await with_old_results(store)
+    other = HealthStore(await migrated_pool(fresh_db_url, 2))
+    reader = await asyncpg.connect(fresh_db_url)
+    try:
+        # A reader of the results holds the first prune at its DROP: the second comes while
+        # the first is under way.
+        reading = reader.transaction()
+        await reading.start()
+        await reader.execute("LOCK TABLE mendline.check_results_raw IN ACCESS SHARE MODE")
+        first = asyncio.create_task(store.prune(T0, raw_days=7))
+        for _ in range(400):
+            waiting = await pool.fetchval(
+                """SELECT count(*) FROM pg_stat_activity
+                   WHERE wait_event_type = 'Lock' AND query LIKE 'DROP TABLE%'"""
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        second = await other.prune(T0, raw_days=7)
+        await reading.rollback()
+        done = await first
+    finally:
+        await reader.close()
+        await other.close()
+    assert second.skipped and second.partitions == ()
+    assert not done.skipped
+    assert done.partitions == tuple(
+        f"check_results_raw_{old_day + timedelta(days=n):%Y%m%d}" for n in range(3)
+    )
+    assert (await store.prune(T0, raw_days=7)).partitions == ()
+
+
+async def test_the_registered_heartbeats_read_back_with_where_they_were_judged(
+    store: HealthStore,
+) -> None:
+    weekly = CHECK.validate_python(
+        {
+            "name": "weekly",
+            "kind": "heartbeat",
+            "cron": "0 3 * * mon",
+            "timezone": "Europe/Paris",
+            "grace": "1h",
+            "max_runtime": "2h",
+            "maintenance": [{"at": "02:00", "duration": "1h"}],
+        }
+    )
+    hourly = CHECK.validate_python({"name": "hourly", "kind": "heartbeat", "every": "1h"})
+    await store.sync_checks([weekly, hourly, check("api")], T0)
+    await store.record(heartbeat(weekly, T0), weekly, "m1", in_maintenance=False)
+    found = await store.heartbeats()
+    assert sorted(found) == ["hourly", "weekly"]
+    stored, judged = found["weekly"]
+    assert judged == T0
+    assert stored is not None
+    assert (stored.cron, stored.timezone, stored.grace, stored.max_runtime) == (
+        "0 3 * * mon",
+        "Europe/Paris",
+        3600,
+        7200,
+    )
+    assert found["hourly"][1] is None and found["hourly"][0] is not None
+    await store.sync_checks([hourly], T0)
+    assert sorted(await store.heartbeats()) == ["hourly"]  # retired: not watched
+
+
+def heartbeat(c: Check, at: datetime) -> CheckResult:
+    return CheckResult.model_validate(
+        {
+            "check": c.name,
+            "kind": "heartbeat",
+            "scheduled_at": at,
+            "started_at": at,
+            "duration": 0,
+            "success": True,
+        }
+    )
 
 
 async def test_a_slot_far_ahead_gets_its_day_partition(
