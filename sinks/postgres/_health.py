@@ -55,6 +55,11 @@ _SYNC_LOCK = 0x6D6C636865636B73  # "mlchecks"
 _PRUNE_LOCK = 0x6D6C7072756E6572  # "mlpruner"
 # The keys of a stored heartbeat definition that say which check-ins judging it needs.
 _HEARTBEAT_SCHEDULE = ("kind", "every", "cron", "timezone", "grace", "max_runtime")
+# Where a heartbeat is judged until (of mendline.checks c and check_state s): its newest
+# judged slot, or its restore if later (NULL: nothing judged yet, nothing expected before
+# its first run).
+_JUDGED_UNTIL = """CASE WHEN s.last_result_at IS NOT NULL
+                        THEN greatest(s.last_result_at, c.restored_at) END"""
 _TRIGGER_KINDS: dict[Transition, str] = {
     "down": "health_down",
     "recovered": "health_recovered",
@@ -219,27 +224,43 @@ class HealthStore:
 
     async def _let_go(self, conn: _Conn, row: Any, reason: str, now: datetime) -> None:
         """The check of ``row`` (as stored) is no longer watched as it was: retired, or
-        moved to another environment (its issue is another). Down, it is told up as a
-        recovery is (its issue resolved, a health_recovered trigger: the alert stage
-        resolves its incidents), with ``reason``, and its state is unknown again, so that
-        a check that comes back still failing is told down anew."""
-        was_down = await conn.fetchval(
+        moved to another environment (its issue is another). Down or flapping, it is told
+        up as a recovery is (its issue resolved, a health_recovered trigger: the alert stage
+        resolves its incidents, a flapping one's too, whose issue may be resolved already),
+        with ``reason``; its state is unknown again and its flapping forgotten, so that a
+        check that comes back still failing is told down anew, and one that comes back is
+        not muted by the changes before."""
+        was = await conn.fetchrow(
+            """SELECT flapping FROM mendline.check_state
+               WHERE check_name = $1 AND (status = 'down' OR flapping) FOR UPDATE""",
+            row["name"],
+        )
+        if was is None:
+            return
+        await conn.execute(
             """UPDATE mendline.check_state SET status = 'unknown', since = $2, failures = 0,
-                   successes = 0, version = version + 1, updated_at = now()
-               WHERE check_name = $1 AND status = 'down' RETURNING true""",
+                   successes = 0, changes = '{}', flapping = false, version = version + 1,
+                   updated_at = now()
+               WHERE check_name = $1""",
             row["name"],
             now,
         )
-        if not was_down:
-            return
-        issue_id = await conn.fetchval(
-            """UPDATE mendline.issues SET status = 'resolved', resolved_at = now(),
-                   updated_at = now()
-               WHERE primary_hash = $1 AND status = 'unresolved' RETURNING id""",
+        issue = await conn.fetchrow(
+            """WITH resolved AS (
+                   UPDATE mendline.issues SET status = 'resolved', resolved_at = now(),
+                       updated_at = now()
+                   WHERE primary_hash = $1 AND status = 'unresolved' RETURNING id)
+               SELECT id, true AS resolved FROM resolved
+               UNION ALL
+               SELECT id, false FROM mendline.issues WHERE primary_hash = $1
+               ORDER BY resolved DESC LIMIT 1""",
             _issue_hash_of(row["name"], row["environment"]),
         )
-        if issue_id is None:
-            return  # resolved by hand already: its own trigger ended the incidents
+        # Down and resolved by hand already: its own trigger ended the incidents. Flapping,
+        # the incidents its flapping trigger opened are still to end.
+        if issue is None or not (issue["resolved"] or was["flapping"]):
+            return
+        issue_id = issue["id"]
         at = now.astimezone(UTC).isoformat()
         details = {
             "check": row["name"],
@@ -275,6 +296,8 @@ class HealthStore:
                    environment = EXCLUDED.environment, service = EXCLUDED.service,
                    tags = EXCLUDED.tags, severity = EXCLUDED.severity,
                    interval_seconds = EXCLUDED.interval_seconds, updated_at = $10,
+                   restored_at = CASE WHEN c.retired_at IS NOT NULL THEN $10
+                                      ELSE c.restored_at END,
                    retired_at = NULL""",
             check.name,
             check.kind,
@@ -639,19 +662,23 @@ class HealthStore:
         return None if row is None else _state(row)
 
     async def heartbeat_judged_until(self, name: str) -> datetime | None:
-        """The slot of the newest result judged for the check (None: none yet): a heartbeat
-        monitor judges the slots after it."""
+        """The slot of the newest result judged for the check (None: none yet), or when the
+        check was restored if that is later (the time it was retired is not judged): a
+        heartbeat monitor judges the slots after it."""
         judged: datetime | None = await self.pool.fetchval(
-            "SELECT last_result_at FROM mendline.check_state WHERE check_name = $1", name
+            f"""SELECT {_JUDGED_UNTIL} FROM mendline.checks c
+                JOIN mendline.check_state s ON s.check_name = c.name WHERE c.name = $1""",
+            name,
         )
         return judged
 
     async def heartbeats(self) -> dict[str, tuple[HeartbeatCheck | None, datetime | None]]:
         """The heartbeat checks of the registry (not retired), by name: each one's schedule
-        as stored (None: it no longer reads as one) and the slot of its newest result
-        judged (None: none yet)."""
+        as stored (None: it no longer reads as one) and where it is judged until, as
+        ``heartbeat_judged_until`` says (None: nothing judged yet)."""
         rows = await self.pool.fetch(
-            """SELECT c.name, c.definition::text AS definition, s.last_result_at
+            f"""SELECT c.name, c.definition::text AS definition,
+                      {_JUDGED_UNTIL} AS last_result_at
                FROM mendline.checks c
                LEFT JOIN mendline.check_state s ON s.check_name = c.name
                WHERE c.kind = 'heartbeat' AND c.retired_at IS NULL"""

@@ -30,10 +30,12 @@ from mendline.schemas.checks import Check, CheckResult, CheckState
 from mendline.schemas.errors import ConfigError, NotFound
 from mendline.sinks.postgres import (
     TRIGGERS_CHANNEL,
+    AlertStore,
     HealthStore,
     RecordOutcome,
     migrated_pool,
 )
+from mendline.sinks.routing import load_routes
 
 pytestmark = pytest.mark.integration
 CHECK: TypeAdapter[Check] = TypeAdapter(Check)
@@ -208,6 +210,94 @@ async def test_a_down_check_moved_to_another_environment_resolves_the_old_issue(
     ]
 
 
+# A pager told of flapping only: what ends its incident is routed to it as it was told.
+FLAPPING_PAGES = """
+[receivers.pager]
+type = "pagerduty"
+routing_key_env = "TEST_PD_KEY"
+
+[[routes]]
+match = { kind = "health_flapping" }
+receivers = ["pager"]
+group_wait = "0s"
+"""
+
+
+async def test_retiring_a_flapping_check_resolves_its_incident_and_forgets_the_flapping(
+    store: HealthStore, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    c = check(failure_threshold=1, success_threshold=1, flap_threshold=3, flap_window="1h")
+    await store.sync_checks([c], T0)
+    await run(store, c, "+-+-")
+    assert [r["kind"] for r in await triggers(pool)] == [
+        "health_down",
+        "health_recovered",
+        "health_flapping",
+    ]
+    (tmp_path / "routes.toml").write_text(FLAPPING_PAGES)
+    table = load_routes(tmp_path / "routes.toml")
+    alerts = AlertStore(pool)
+    await alerts.route_pending(table)
+    paged = await alerts.claim_due("w1", 30)
+    assert [(d.receiver, d.alert.kind) for d in paged] == [("pager", "health_flapping")]
+    await alerts.delivered(paged, {"dedup_key": "pd-1"}, "w1")
+    issue_id = paged[0].issue_id
+    assert await pool.fetchval("SELECT status FROM mendline.issues WHERE id = $1", issue_id) == (
+        "resolved"  # its recovery resolved it; flapping did not reopen it
+    )
+
+    retired_at = T0 + timedelta(hours=1)
+    assert (await store.sync_checks([], retired_at)).retired == (c.name,)
+    rows = await triggers(pool)
+    assert [r["kind"] for r in rows][3:] == ["health_recovered"]
+    assert rows[3]["issue_id"] == issue_id
+    details = json.loads(rows[3]["details"])
+    assert details["reasons"] == ["check retired: no longer in the file"]
+    state = await pool.fetchrow("SELECT * FROM mendline.check_state WHERE check_name = $1", c.name)
+    assert (state["status"], state["flapping"], list(state["changes"])) == ("unknown", False, [])
+    # The pager told of the flapping is told it is over: PagerDuty resolves the incident.
+    await alerts.route_pending(table)
+    ending = await alerts.claim_due("w1", 30)
+    assert [(d.receiver, d.alert.kind, d.issue_id) for d in ending] == [
+        ("pager", "health_recovered", issue_id)
+    ]
+    assert ending[0].alert.kind in ALERT_KINDS_ENDING_INCIDENTS
+    # Back in the file soon after, it is not muted: going down is told at once.
+    await store.sync_checks([c], retired_at + timedelta(minutes=1))
+    back = await run(store, c, "+-", start=retired_at + timedelta(minutes=2))
+    assert back[1].transition == "down"
+    # Retired again while up and settled: nothing to let go.
+    await run(store, c, "+", start=retired_at + timedelta(minutes=4))
+    told = len(await triggers(pool))
+    await store.sync_checks([], retired_at + timedelta(minutes=5))
+    state = await pool.fetchrow("SELECT * FROM mendline.check_state WHERE check_name = $1", c.name)
+    assert len(await triggers(pool)) == told and state["status"] == "up"
+
+
+async def test_a_flapping_check_moved_to_another_environment_lets_the_old_one_go(
+    store: HealthStore, pool: asyncpg.Pool
+) -> None:
+    c = check(failure_threshold=1, success_threshold=1, flap_threshold=3, flap_window="1h")
+    await store.sync_checks([c], T0)
+    await run(store, c, "+-+-+")  # flapping, up
+    moved = check(
+        environment="staging",
+        failure_threshold=1,
+        success_threshold=1,
+        flap_threshold=3,
+        flap_window="1h",
+    )
+    assert (await store.sync_checks([moved], T0 + timedelta(hours=1))).changed == (c.name,)
+    rows = await triggers(pool)
+    assert [(r["kind"], r["environment"]) for r in rows][3:] == [("health_recovered", "production")]
+    state = await store.state(c.name)
+    assert state is not None and (state.status, state.flapping, state.changes) == (
+        "unknown",
+        False,
+        (),
+    )
+
+
 async def test_the_stored_definition_keeps_no_secret_of_a_url_or_bootstrap(
     store: HealthStore, pool: asyncpg.Pool
 ) -> None:
@@ -262,6 +352,43 @@ async def test_heartbeats_are_registered_with_a_state_but_never_claimed(
     outcome = await store.record(missed, beat, "m1", in_maintenance=False)
     assert (outcome.transition, outcome.status) == ("down", "down")
     assert await store.heartbeat_judged_until("nightly") == slot
+
+
+async def test_a_restored_heartbeat_is_judged_from_its_restore_not_its_retired_time(
+    store: HealthStore,
+) -> None:
+    beat = CHECK.validate_python({"name": "daily", "kind": "heartbeat", "every": "1d"})
+    other = CHECK.validate_python({"name": "hourly", "kind": "heartbeat", "every": "1h"})
+    judged = datetime(2026, 11, 1, 3, tzinfo=UTC)
+    await store.sync_checks([beat, other], judged - timedelta(days=1))
+    await store.record(heartbeat(beat, judged), beat, "m1", in_maintenance=False)
+    await store.record(heartbeat(other, judged), other, "m1", in_maintenance=False)
+    await store.sync_checks([other], judged + timedelta(hours=2))  # daily retired
+    restored_at = datetime(2026, 12, 5, 9, tzinfo=UTC)
+    assert (await store.sync_checks([beat, other], restored_at)).restored == ("daily",)
+    assert await store.heartbeat_judged_until("daily") == restored_at
+    found = await store.heartbeats()
+    assert found["daily"][1] == restored_at  # pruning keeps the check-ins judging needs
+    # One never retired keeps its place; so does the restored one once judged past it.
+    assert await store.heartbeat_judged_until("hourly") == judged
+    assert found["hourly"][1] == judged
+    later = restored_at + timedelta(days=1)
+    await store.record(heartbeat(beat, later), beat, "m1", in_maintenance=False)
+    assert await store.heartbeat_judged_until("daily") == later
+    # Synced again unchanged, it is not restored anew.
+    await store.sync_checks([beat, other], later + timedelta(hours=1))
+    assert await store.heartbeat_judged_until("daily") == later
+
+
+async def test_a_restored_heartbeat_never_judged_still_waits_for_its_first_run(
+    store: HealthStore,
+) -> None:
+    beat = CHECK.validate_python({"name": "daily", "kind": "heartbeat", "every": "1d"})
+    await store.sync_checks([beat], T0)
+    await store.sync_checks([], T0 + timedelta(hours=1))
+    await store.sync_checks([beat], T0 + timedelta(days=1))
+    assert await store.heartbeat_judged_until("daily") is None
+    assert (await store.heartbeats())["daily"][1] is None
 
 
 async def test_a_result_of_an_unknown_check_is_refused_and_not_kept(
