@@ -11,7 +11,14 @@ from datetime import UTC, datetime
 from mendline.analyzers.health import probe_result
 from mendline.ingest.probes._dns import probe_dns
 from mendline.ingest.probes._http import BODY_LIMIT, HttpClients, http_secrets, probe_http
-from mendline.ingest.probes._kafka import kafka_probe_options, probe_kafka
+from mendline.ingest.probes._kafka import (
+    TAIL_STEP,
+    TailRead,
+    kafka_probe_options,
+    probe_kafka,
+    read_recent,
+    tail_chunk,
+)
 from mendline.ingest.probes._postgres import postgres_secrets, probe_postgres
 from mendline.ingest.probes._run import ProbeFailed, Seen, hide
 from mendline.ingest.probes._tcp import probe_tcp
@@ -31,7 +38,17 @@ from mendline.schemas.checks import (
 from mendline.schemas.redaction import redact_url
 from mendline.schemas.settings import Settings
 
-__all__ = ["BODY_LIMIT", "HttpClients", "kafka_probe_options", "observe", "run_check"]
+__all__ = [
+    "BODY_LIMIT",
+    "TAIL_STEP",
+    "HttpClients",
+    "TailRead",
+    "kafka_probe_options",
+    "observe",
+    "read_recent",
+    "run_check",
+    "tail_chunk",
+]
 
 _ERROR_WIDTH = 1000
 

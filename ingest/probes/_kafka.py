@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -19,12 +19,21 @@ from mendline.ingest.probes._tcp import connect
 from mendline.schemas.checks import KafkaCheck
 from mendline.schemas.settings import Settings
 
-__all__ = ["kafka_probe_options", "probe_kafka"]
+__all__ = [
+    "TAIL_STEP",
+    "TailRead",
+    "kafka_probe_options",
+    "probe_kafka",
+    "read_recent",
+    "tail_chunk",
+]
 
 _CLIENT_ID = "mendline-monitor"
 # What one fetch of [RECENT]'s tail may bring per partition: the broker still sends at least
 # one batch, so a larger record is read too, one fetch at a time.
 _TAIL_FETCH_BYTES = 64 * 1024
+#: How many records [RECENT] reads at a time going back from a partition's newest record.
+TAIL_STEP = 10
 # How long one fetch of the tail waits for records; the check's timeout bounds the whole.
 _TAIL_WAIT_MS = 1000
 
@@ -94,45 +103,82 @@ async def _lag(options: dict[str, Any], admin: AIOKafkaAdminClient, group: str, 
     return lag
 
 
-async def _tail_timestamps(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
-) -> dict[TopicPartition, list[int]]:
-    """The timestamps (ms) of the newest RECENT_LIMIT records of each partition, oldest first.
+def tail_chunk(beginning: int, end: int, start: int, old_seen: bool) -> tuple[int, int] | None:
+    """The next offsets ``[from, to)`` of a partition's tail for [RECENT] to read, going back
+    from ``start`` (the lowest offset read so far) TAIL_STEP records at a time; None to stop:
+    once a record older than the window was read (``old_seen``), or at the tail's floor,
+    RECENT_LIMIT records before the partition's ``end`` (or its ``beginning``)."""
+    floor = max(beginning, end - RECENT_LIMIT)
+    if old_seen or start <= floor:
+        return None
+    return max(floor, start - TAIL_STEP), start
+
+
+class TailRead(NamedTuple):
+    """What [RECENT] found in a topic's tail: the records within the window, and how many
+    records the broker sent to be looked at, over all partitions."""
+
+    recent: int
+    read: int
+
+
+async def _read_tails(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], cutoff_ms: float
+) -> TailRead:
+    """Read each partition's tail backwards from its newest record, a chunk at a time (see
+    tail_chunk), stopping at the chunk holding a record older than ``cutoff_ms``.
 
     The end is the high watermark of the first fetch, not only the answer to ListOffsets
     (latest): Tansu answers there the base offset of the last batch plus one, short of the
-    end by the rest of that batch. So the read starts RECENT_LIMIT before the listed end
-    (early enough on any broker), and goes on to the end the fetch tells; records appended
+    end by the rest of that batch. So the first chunk starts just before the listed end and
+    goes on to the end the fetch tells (on Tansu: the whole last batch); records appended
     after that first fetch are the next run's."""
     listed = await consumer.end_offsets(tps)
     beginnings = await consumer.beginning_offsets(tps)
-    ends = {tp: listed[tp] for tp in tps if listed[tp] > beginnings[tp]}
-    consumer.assign(list(ends))
-    for tp, end in ends.items():
-        consumer.seek(tp, max(beginnings[tp], end - RECENT_LIMIT))
-    pending = set(ends)
-    known: set[TopicPartition] = set()  # the partitions whose end a fetch told
-    read: dict[TopicPartition, list[tuple[int, int]]] = {tp: [] for tp in ends}
-    while pending:
-        fetched = await consumer.getmany(*pending, timeout_ms=_TAIL_WAIT_MS)
-        for tp, records in fetched.items():
-            read[tp] += [(r.offset, r.timestamp) for r in records]
-        for tp in list(pending):
-            highwater = consumer.highwater(tp)
-            if tp not in known and highwater is not None:
-                known.add(tp)
-                ends[tp] = max(ends[tp], highwater)
-            if tp in known and await consumer.position(tp) >= ends[tp]:
-                pending.discard(tp)
-    return {
-        tp: [stamp for offset, stamp in records if offset < ends[tp]][-RECENT_LIMIT:]
-        for tp, records in read.items()
+    chunks: dict[TopicPartition, tuple[int, int | None]] = {
+        tp: (max(beginnings[tp], listed[tp] - 1), None) for tp in tps if listed[tp] > beginnings[tp]
     }
+    consumer.assign(list(chunks))
+    for tp, (start, _) in chunks.items():
+        consumer.seek(tp, start)
+    ends: dict[TopicPartition, int] = {}
+    kept: dict[TopicPartition, list[tuple[int, int]]] = {tp: [] for tp in chunks}
+    fetched: dict[TopicPartition, list[tuple[int, int]]] = {tp: [] for tp in chunks}
+    read = 0
+    while chunks:
+        for tp, records in (await consumer.getmany(*chunks, timeout_ms=_TAIL_WAIT_MS)).items():
+            read += len(records)
+            fetched[tp] += [(r.offset, r.timestamp) for r in records]
+        for tp, (start, stop) in list(chunks.items()):
+            highwater = consumer.highwater(tp)
+            if stop is None and highwater is not None:  # the first fetch: the true end
+                stop = ends[tp] = max(listed[tp], highwater)
+            if stop is None or await consumer.position(tp) < stop:
+                chunks[tp] = (start, stop)
+                continue
+            chunk = [(offset, stamp) for offset, stamp in fetched[tp] if start <= offset < stop]
+            kept[tp] += chunk
+            fetched[tp] = []
+            old_seen = any(stamp < cutoff_ms for _, stamp in chunk)
+            following = tail_chunk(beginnings[tp], ends[tp], start, old_seen)
+            if following is None:
+                consumer.pause(tp)
+                del chunks[tp]
+            else:
+                consumer.seek(tp, following[0])
+                chunks[tp] = following
+    recent = sum(
+        stamp >= cutoff_ms and offset >= ends[tp] - RECENT_LIMIT
+        for tp, records in kept.items()
+        for offset, stamp in records
+    )
+    return TailRead(recent, read)
 
 
-async def _recent(options: dict[str, Any], topic: str, window: float) -> int:
+async def read_recent(options: dict[str, Any], topic: str, window: float) -> TailRead:
     """The records of ``topic`` whose timestamp is within the last ``window`` seconds, among
-    the newest RECENT_LIMIT of each partition; a topic that does not exist has none.
+    the newest RECENT_LIMIT of each partition, read backwards from the newest and no further
+    than the first chunk holding an older record; a topic that does not exist has none.
 
     Read from the tail rather than looked up by time (ListOffsets by timestamp), which not
     every Kafka-protocol broker answers right: Tansu answers offset 0 whatever the time."""
@@ -147,10 +193,9 @@ async def _recent(options: dict[str, Any], topic: str, window: float) -> int:
         await consumer.start()
         tps = await _partitions(consumer, topic)
         cutoff_ms = (time.time() - window) * 1000
-        tails = await _tail_timestamps(consumer, tps) if tps else {}
+        return await _read_tails(consumer, tps, cutoff_ms) if tps else TailRead(0, 0)
     finally:
         await consumer.stop()
-    return sum(stamp >= cutoff_ms for stamps in tails.values() for stamp in stamps)
 
 
 async def probe_kafka(check: KafkaCheck, settings: Settings, seen: Seen) -> None:
@@ -159,8 +204,10 @@ async def probe_kafka(check: KafkaCheck, settings: Settings, seen: Seen) -> None
     committed offset (the whole partition, end minus beginning, where none is committed);
     with ``topic`` alone, RECENT: the records appended to the topic within the check's
     ``recent_window`` (by their timestamps), summed over its partitions, 0 while the topic
-    does not exist. Only the newest RECENT_LIMIT records of each partition are read, so
-    RECENT is exact up to RECENT_LIMIT per partition and means "at least" beyond."""
+    does not exist. Each partition is read backwards from its newest record, TAIL_STEP records
+    at a time, no further than the first step holding a record older than the window nor
+    beyond its newest RECENT_LIMIT records: RECENT is exact up to RECENT_LIMIT per partition
+    and means "at least" beyond, and a partition whose newest record is old costs one read."""
     options = kafka_probe_options(check, settings)
     seen.values["CONNECTED"] = False
     started = time.perf_counter()
@@ -176,7 +223,8 @@ async def probe_kafka(check: KafkaCheck, settings: Settings, seen: Seen) -> None
         if check.group is not None and check.topic is not None:
             seen.values["LAG"] = await _lag(options, admin, check.group, check.topic)
         elif check.topic is not None:
-            seen.values["RECENT"] = await _recent(options, check.topic, check.recent_window)
+            tail = await read_recent(options, check.topic, check.recent_window)
+            seen.values["RECENT"] = tail.recent
     except KafkaError as exc:
         problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
         raise ProbeFailed("other", f"Kafka answered with an error ({problem})") from exc

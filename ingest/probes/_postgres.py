@@ -54,11 +54,26 @@ async def _close(conn: Any) -> None:
         raise
 
 
+async def _returns_rows(conn: Any, statement: Any, timeout: float) -> bool:
+    """Whether the prepared statement returns rows, as the server described it: a query of
+    no columns (``SELECT FROM t``) returns rows too, a command (UPDATE, SET, VACUUM) none.
+    asyncpg shows both as no attributes, so the server's view of the statement tells them
+    apart: its result types are empty for such a query and NULL for a command."""
+    if statement.get_attributes():
+        return True
+    types = await conn.fetchrow(
+        "SELECT result_types FROM pg_prepared_statements WHERE name = $1",
+        statement.get_name(),
+        timeout=timeout,
+    )
+    return types is not None and types[0] is not None
+
+
 async def _run(conn: Any, check: PostgresCheck) -> tuple[int, Any]:
     """The query's row count (at most ROWS_LIMIT + 1) and its first row (None without rows),
     with no more than that one row sent over: the others are counted where they are."""
     statement = await conn.prepare(check.query, timeout=check.timeout)
-    if not statement.get_attributes():  # no rows to read (UPDATE, SET): run it as it is
+    if not await _returns_rows(conn, statement, check.timeout):  # run it as it is
         await statement.fetch(timeout=check.timeout)
         return 0, None
     async with conn.transaction():  # a cursor lives in a transaction

@@ -14,7 +14,14 @@ from aiokafka.structs import OffsetAndMetadata
 
 from mendline.analyzers.health.conditions import RECENT_LIMIT
 from mendline.devstack import free_port
-from mendline.ingest.probes import kafka_probe_options, observe
+from mendline.ingest.probes import (
+    TAIL_STEP,
+    TailRead,
+    kafka_probe_options,
+    observe,
+    read_recent,
+    tail_chunk,
+)
 from mendline.schemas.checks import KafkaCheck
 from mendline.schemas.settings import Settings
 from tests.loopback import HOST
@@ -178,6 +185,59 @@ async def test_recent_reads_at_most_the_newest_hundred_records_of_each_partition
         kafka_bootstrap, {0: [MINUTE] * (RECENT_LIMIT + 20), 1: [MINUTE] * 3}
     )
     assert await recent(kafka_bootstrap, topic, window=HOUR) == RECENT_LIMIT + 3
+
+
+async def one_at_a_time(bootstrap: str, topic: str, partition: int, ages: list[float]) -> None:
+    """Append a record per age (seconds ago) to the partition, each its own batch."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for age in ages:
+            stamp = int((time.time() - age) * 1000)
+            await producer.send_and_wait(topic, b"x", partition=partition, timestamp_ms=stamp)
+    finally:
+        await producer.stop()
+
+
+async def test_a_stale_partition_costs_its_newest_record_and_a_recent_one_a_step_more(
+    kafka_bootstrap: str,
+) -> None:
+    """A DLQ whose newest record is older than the window is read no further than that
+    record; a partition with recent records is read back to the step holding an old one."""
+    stale = await topic_with_records(kafka_bootstrap, {0: [], 1: []})
+    await one_at_a_time(kafka_bootstrap, stale, 0, [HOUR] * 30)
+    await one_at_a_time(kafka_bootstrap, stale, 1, [HOUR] * 25)
+    lately = await topic_with_records(kafka_bootstrap, {0: []})
+    await one_at_a_time(kafka_bootstrap, lately, 0, [HOUR] * 30 + [MINUTE] * 3)
+    options = kafka_probe_options(KafkaCheck(kind="kafka", name="dlq", topic=stale), Settings())
+    options["bootstrap_servers"] = kafka_bootstrap
+    assert await read_recent(options, stale, 10 * MINUTE) == TailRead(recent=0, read=2)
+    # The newest record, then one step back (its fetch of small records brings the newest
+    # one again), which holds old records: no further.
+    tail = await read_recent(options, lately, 10 * MINUTE)
+    assert tail == TailRead(recent=3, read=1 + TAIL_STEP + 1)
+
+
+@pytest.mark.parametrize(
+    ("beginning", "end", "start", "old_seen", "following"),
+    [
+        (0, 50, 49, True, None),  # the newest record is old: nothing more
+        (0, 50, 49, False, (49 - TAIL_STEP, 49)),
+        (0, 50, 39, False, (39 - TAIL_STEP, 39)),
+        (0, 50, 5, False, (0, 5)),  # not before the beginning
+        (0, 50, 0, False, None),  # the whole partition read
+        (40, 50, 45, False, (40, 45)),  # records deleted before 40
+        (0, 500, 499, False, (499 - TAIL_STEP, 499)),
+        (0, 500, 405, False, (500 - RECENT_LIMIT, 405)),  # not beyond the newest hundred
+        (0, 500, 500 - RECENT_LIMIT, False, None),
+        (0, 500, 300, False, None),  # a first batch (Tansu) reaching past the hundred
+        (0, 500, 450, True, None),
+    ],
+)
+def test_the_tail_is_read_back_in_steps_until_an_old_record_or_the_limit(
+    beginning: int, end: int, start: int, old_seen: bool, following: tuple[int, int] | None
+) -> None:
+    assert tail_chunk(beginning, end, start, old_seen) == following
 
 
 SASL = Settings(

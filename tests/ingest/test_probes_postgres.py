@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -74,6 +75,32 @@ async def test_a_statement_that_returns_no_rows_runs_outside_a_transaction(
     seen = await observe(check, SETTINGS, {"PROBE_DSN": database_url})
     assert seen.error is None
     assert (seen.values["ROWS"], seen.values["RESULT"]) == (0, None)
+
+
+async def test_a_query_of_no_columns_counts_its_rows_and_commands_still_run(
+    database_url: str,
+) -> None:
+    environ = {"PROBE_DSN": database_url}
+    no_columns = await observe(pg_check("SELECT FROM generate_series(1, 5)"), SETTINGS, environ)
+    assert no_columns.error is None
+    assert (no_columns.values["ROWS"], no_columns.values["RESULT"]) == (5, None)
+    none = await observe(
+        pg_check("SELECT FROM generate_series(1, 5) WHERE false"), SETTINGS, environ
+    )
+    assert (none.values["ROWS"], none.values["RESULT"]) == (0, None)
+    table = f"probe_rows_{uuid.uuid4().hex[:10]}"
+    commands = [
+        f"CREATE TABLE {table} AS SELECT 1 AS n",
+        "SET statement_timeout = '5s'",
+        f"UPDATE {table} SET n = n + 1",
+    ]
+    for query in commands:
+        seen = await observe(pg_check(query), SETTINGS, environ)
+        assert seen.error is None, query
+        assert (seen.values["ROWS"], seen.values["RESULT"]) == (0, None)
+    updated = await observe(pg_check(f"SELECT n FROM {table}"), SETTINGS, environ)
+    assert (updated.values["ROWS"], updated.values["RESULT"]) == (1, "2")
+    assert (await observe(pg_check(f"DROP TABLE {table}"), SETTINGS, environ)).error is None
 
 
 async def test_a_failing_query_is_a_query_error_after_connecting(database_url: str) -> None:
