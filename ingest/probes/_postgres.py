@@ -61,11 +61,14 @@ async def _returns_rows(conn: Any, statement: Any, timeout: float) -> bool:
     apart: its result types are empty for such a query and NULL for a command."""
     if statement.get_attributes():
         return True
-    types = await conn.fetchrow(
-        "SELECT result_types FROM pg_prepared_statements WHERE name = $1",
-        statement.get_name(),
-        timeout=timeout,
-    )
+    try:
+        types = await conn.fetchrow(
+            "SELECT result_types FROM pg_prepared_statements WHERE name = $1",
+            statement.get_name(),
+            timeout=timeout,
+        )
+    except asyncpg.UndefinedColumnError:  # PostgreSQL 13 and older: taken for a command
+        return False
     return types is not None and types[0] is not None
 
 
