@@ -111,15 +111,17 @@ class ClockGuard:
     """The clock one monitor judges heartbeats by: the stream clock, except when it stood
     still (STALLED_AFTER, or three of the monitor's ``tick_interval``) and then moved on; for
     ``hold`` seconds after that, the clock where it stood, so check-ins that were held by
-    their senders (Kafka was out) are read before the slots they meet are judged. Pure: the
-    caller gives the time."""
+    their senders (Kafka was out) are read before the slots they meet are judged. A new guard
+    starts as if the clock stood still (it may have, before the monitor started: one started
+    in a Kafka outage first reads the clock where it stands), so the first movement after its
+    first reading is held too. Pure: the caller gives the time."""
 
     def __init__(self, tick_interval: float, hold: float = RECOVERY_HOLD) -> None:
         self.stalled_after = max(STALLED_AFTER, 3 * tick_interval)
         self.hold = hold
         self._seen: datetime | None = None
         self._moved = 0.0
-        self._stalled = False
+        self._stalled = True
         self._held: tuple[datetime, float] | None = None
 
     def judge_by(self, clock: datetime, now: float) -> datetime:
@@ -128,9 +130,11 @@ class ClockGuard:
         for a while (a slow pass) finds the clock moved, not stalled."""
         if clock == self._seen:
             self._stalled = self._stalled or now - self._moved >= self.stalled_after
+        elif self._seen is None:  # the first reading: where the clock stands, still or not
+            self._seen, self._moved = clock, now
         else:
             if self._stalled:
-                self._held = (self._seen or clock, now + self.hold)
+                self._held = (self._seen, now + self.hold)
             self._seen, self._moved, self._stalled = clock, now, False
         if self._held is not None:
             if now < self._held[1]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from mendline.analyzers.health import (
+    RECOVERY_HOLD,
     SELF_DSN_ENV,
     SETTLE_MARGIN,
     CheckSet,
@@ -91,6 +92,11 @@ _HARD_MARGIN = 5.0
 # A clock tick not sent within this is given up (the next one supersedes it); it bounds
 # the wait for the producer to stop while the broker is out, too.
 _TICK_TIMEOUT = 5.0
+# No tick sent for this many tick intervals: the heartbeats are not judged (the monitor does
+# not move their clock, or cannot tell the check-ins topic's partitions), and /readyz says so.
+_UNTICKED_TICKS = 5
+# How often a reason the heartbeats are not judged is logged again while it lasts.
+_RETELL_EVERY = 600.0
 # The health data past its retention is pruned this long after a monitor starts, then daily.
 _PRUNE_FIRST = 60.0
 _PRUNE_EVERY = 86400.0
@@ -195,7 +201,8 @@ def check(settings: Settings) -> None:
 async def run(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
     """The monitor stage until ``stop``: the checks that are due, the check-ins consumer and
     the heartbeats; the checks running are finished (or abandoned at their timeout). Ready
-    once it holds its database pools; each result is counted in ``context``."""
+    once it holds its database pools, its check-ins consumer reads and the heartbeats are
+    judged (``MonitorWorker.waiting_for``); each result is counted in ``context``."""
     checks = checks_of(settings)
     context.not_ready("connecting to PostgreSQL")
     health = await connect_patiently(lambda: connect_health(settings), stop)
@@ -206,7 +213,7 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
         await health.close()
         return
     worker = MonitorWorker(settings, health, checkins, checks, context=context)
-    await _ensure_checkins_topic(settings)
+    worker.topics_ensured = await _ensure_checkins_topic(settings)
     reader = CheckinReader(settings, checkins)
     context.ready_when(lambda: worker.waiting_for() or reader.waiting_for())
     reading = asyncio.create_task(reader.run(stop))
@@ -228,11 +235,12 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
     )
 
 
-async def _ensure_checkins_topic(settings: Settings) -> None:
+async def _ensure_checkins_topic(settings: Settings) -> bool:
     """Create the check-ins topics where missing, before the consumer subscribes (a broker
     that creates topics on first use would give the check-ins topic several partitions, and
-    heartbeats are judged only on one). Kafka out or the right refused: said, and the monitor
-    goes on (it checks the partitions again before judging heartbeats)."""
+    heartbeats are judged only on one); whether that was done. Kafka out or the right
+    refused: said, and the monitor goes on (its ticks try again, and it checks the partitions
+    before judging heartbeats)."""
     topics = (settings.checkins_topic, settings.checkins_dlq_topic)
     try:
         async with asyncio.timeout(_TICK_TIMEOUT * 3):
@@ -242,16 +250,18 @@ async def _ensure_checkins_topic(settings: Settings) -> None:
             "mendline: the check-ins topics could not be created: %s",
             str(exc) or type(exc).__name__,
         )
-        return
+        return False
     for topic, what in created.items():
         if what == "created":
             log.info("mendline: created the topic %s", topic)
+    return True
 
 
 class CheckinReader:
     """The monitor's check-ins consumer, kept running: one that fails (a fault it does not
     wait out, a bug) is logged and started again after a backoff, until ``stop``; while it
-    is down the stream clock stands still, and ``waiting_for`` says so."""
+    is down, connecting or waiting out an outage, the stream clock stands still, and
+    ``waiting_for`` says so."""
 
     def __init__(self, settings: Settings, store: CheckinStore) -> None:
         self.settings = settings
@@ -260,15 +270,23 @@ class CheckinReader:
         self.restarts = 0
         self._backoff = outage_backoff()
         self._down: str | None = None
+        self._consumer: CheckinConsumer | None = None
 
     def waiting_for(self) -> str | None:
-        """None while the consumer runs; else why it is down."""
-        return self._down
+        """None while the consumer is in its group and reading; else what it waits for."""
+        if self._down is not None:
+            return self._down
+        if self._consumer is None:
+            return "the check-ins consumer is not started yet"
+        waiting = self._consumer.waiting_for()
+        return None if waiting is None else f"the check-ins consumer is {waiting}"
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume check-ins until ``stop``, starting the consumer again when it fails."""
         while not stop.is_set():
             consumer = CheckinConsumer(self.settings, self.store)
+            # Down no more: the new consumer says what it waits for until it is up.
+            self._consumer, self._down = consumer, None
             try:
                 await consumer.run(stop)
                 if stop.is_set():
@@ -283,7 +301,6 @@ class CheckinReader:
             self.restarts += 1
             self._down = f"the check-ins consumer is down ({failure})"
             await wait_any(stop, None, self._backoff.next())
-            self._down = None
 
 
 class MonitorWorker:
@@ -310,6 +327,7 @@ class MonitorWorker:
         environ: Mapping[str, str] | None = None,
         context: StageContext | None = None,
         settle: timedelta = SETTLE_MARGIN,
+        recovery_hold: float = RECOVERY_HOLD,
     ) -> None:
         self.settings = settings
         #: How far past a slot's deadline the stream clock goes before the slot is judged.
@@ -336,17 +354,46 @@ class MonitorWorker:
         self._file_stamp = _stamp(settings.checks_file)
         self._looked_at_file = time.monotonic()
         self._ticked = 0.0
+        #: Whether the check-ins topics were created where missing (else each tick tries).
+        self.topics_ensured = False
+        # When a tick was last sent (from the start: none yet).
+        self._tick_sent = time.monotonic()
         self._ticking: asyncio.Task[None] | None = None
         self._producing = False
         # The check-ins topic's partitions as the last tick found them (None: not known yet).
         self._partitions: int | None = None
-        self._told_partitions = False
-        self._clock = ClockGuard(settings.monitor_tick_interval)
+        self._told_at: float | None = None
+        # After the clock stood still (and after the start: it may have), where it stood is
+        # judged by for ``recovery_hold`` seconds more.
+        self._clock = ClockGuard(settings.monitor_tick_interval, recovery_hold)
         self._http: HttpClients | None = None
 
     def waiting_for(self) -> str | None:
-        """None while the monitor reaches its database; else what it waits out."""
-        return "waiting out an outage of PostgreSQL" if self._outage.attempts else None
+        """None while the monitor reaches its database and judges its heartbeats; else what
+        it waits out, or why the heartbeats are not judged."""
+        if self._outage.attempts:
+            return "waiting out an outage of PostgreSQL"
+        return self.heartbeats_unjudged()
+
+    def heartbeats_unjudged(self) -> str | None:
+        """Why the heartbeat checks are not judged (None: they are, or there are none): the
+        check-ins topic has several partitions, or no clock tick was sent for a long while."""
+        if not any(isinstance(c, HeartbeatCheck) for c in self._checks.values()):
+            return None
+        topic = self.settings.checkins_topic
+        if self._partitions is not None and self._partitions != 1:
+            return (
+                f"heartbeats not judged: the check-ins topic {topic} has {self._partitions}"
+                " partitions, not one (recreate it with one: `mendline topics ensure` creates"
+                " it so; then restart the monitors)"
+            )
+        unticked = time.monotonic() - self._tick_sent
+        if unticked > _UNTICKED_TICKS * self.settings.monitor_tick_interval:
+            return (
+                f"heartbeats not judged: no clock tick sent to the check-ins topic {topic}"
+                f" for {unticked:.0f} s (see the log)"
+            )
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim, run and record until ``stop``; checks running are finished first."""
@@ -556,6 +603,8 @@ class MonitorWorker:
     async def _tick(self, producer: AIOKafkaProducer) -> None:
         """A clock tick on the check-ins topic: read after every check-in written before
         it, it moves the stream clock to now once those are stored."""
+        if not self.topics_ensured:  # before a send makes it with the broker's partitions
+            self.topics_ensured = await _ensure_checkins_topic(self.settings)
         tick = new_checkin(CLOCK_CHECK, "ok", environment=ALL_ENVIRONMENTS)
         key, value = encode_checkin(tick)
         try:
@@ -569,18 +618,19 @@ class MonitorWorker:
             log.warning("mendline: no clock tick sent to Kafka: %s", exc)
             return
         self._partitions = len(partitions)
+        self._tick_sent = time.monotonic()
 
     def _one_partition(self) -> bool:
         """Whether the check-ins topic is known to have one partition, as the stream clock
         needs (a tick read means every check-in sent before it is stored); with more, says
-        so once."""
+        so, again every _RETELL_EVERY seconds while it lasts."""
         if self._partitions is None:
             return False
         if self._partitions == 1:
-            self._told_partitions = False
+            self._told_at = None
             return True
-        if not self._told_partitions:
-            self._told_partitions = True
+        if self._told_at is None or time.monotonic() - self._told_at >= _RETELL_EVERY:
+            self._told_at = time.monotonic()
             log.error(
                 "mendline: the check-ins topic %s has %d partitions, not one: heartbeats are"
                 " not judged (their clock needs check-ins read in order). Recreate it with one"
@@ -593,13 +643,14 @@ class MonitorWorker:
     async def judge_heartbeats(self) -> None:
         """Judge every heartbeat check's slots that the stream clock has passed (by the settle
         margin); nothing while the check-ins topic is not known to have one partition."""
+        # The clock of all environments: ticks move it, and it is ahead of each one's. Read
+        # even while nothing is judged, so the guard sees it stand still (Kafka out).
+        stream_clock = await self.checkins.clock()
+        if stream_clock is None:
+            return
+        clock = self._clock.judge_by(stream_clock, time.monotonic())
         if not self._one_partition():
             return
-        # The clock of all environments: ticks move it, and it is ahead of each one's.
-        clock = await self.checkins.clock()
-        if clock is None:
-            return
-        clock = self._clock.judge_by(clock, time.monotonic())
         for check in list(self._checks.values()):
             if isinstance(check, HeartbeatCheck):
                 await self._judge(check, clock)

@@ -4,7 +4,7 @@ stream clock (the newest check-in timestamp consumed) the monitor judges missed 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 
@@ -32,9 +32,11 @@ ON CONFLICT (checkin_id) DO NOTHING
 RETURNING checkin_id
 """
 
+# Never past the database's now(), the clock the schedule and the slots are judged by.
 _ADVANCE_CLOCK = """
 INSERT INTO mendline.checkin_clock (environment, newest)
-SELECT * FROM unnest($1::text[], $2::timestamptz[])
+SELECT environment, LEAST(newest, now())
+FROM unnest($1::text[], $2::timestamptz[]) AS advanced (environment, newest)
 ON CONFLICT (environment) DO UPDATE
 SET newest = GREATEST(mendline.checkin_clock.newest, EXCLUDED.newest), updated_at = now()
 """
@@ -68,13 +70,12 @@ class CheckinStore:
         """Store the batch and advance the stream clock, in one transaction. A check-in whose
         checkin_id is stored already changes nothing (``duplicates``).
 
-        The clock moves to a check-in's timestamp, but never past ``now`` (the time of
-        receipt, on the consumer's clock): a check-in stamped by a host whose clock is a few
-        minutes fast keeps its timestamp, yet must not make other checks' slots look due
-        before they are."""
+        The clock moves to a check-in's timestamp, but never past the database's ``now()``
+        (the time of receipt, on the clock the slots are judged by, not on the consumer's
+        host's): a check-in stamped by a host whose clock is a few minutes fast keeps its
+        timestamp, yet must not make other checks' slots look due before they are."""
         if not batch:
             return BatchResult()
-        now = datetime.now(UTC)
         # The monitor's clock ticks move the clock of all environments and are not kept.
         checkins = [item for item in batch if item.checkin.check != CLOCK_CHECK]
         columns = _columns(checkins)
@@ -83,7 +84,7 @@ class CheckinStore:
             tick = item.checkin.check == CLOCK_CHECK
             clocks = (ALL_ENVIRONMENTS,) if tick else (item.checkin.environment, ALL_ENVIRONMENTS)
             for environment in clocks:
-                at = min(item.timestamp, now)
+                at = item.timestamp
                 seen = newest.get(environment)
                 if seen is None or at > seen:
                     newest[environment] = at

@@ -218,16 +218,53 @@ def test_a_slot_is_judged_once_the_clock_is_the_settle_margin_past_its_deadline(
 def test_after_the_stream_clock_stood_still_the_slots_it_jumps_over_wait(
     readings: list[tuple[float, float]], expected: list[float]
 ) -> None:
-    guard = ClockGuard(tick_interval=10.0)
+    guard = running_guard(tick_interval=10.0)
     assert [guard.judge_by(at(minute), now) for now, minute in readings] == [
         at(minute) for minute in expected
     ]
 
 
 def test_three_ticks_of_a_long_tick_interval_are_not_a_stall() -> None:
-    guard = ClockGuard(tick_interval=60.0)
+    guard = running_guard(tick_interval=60.0)
     readings = [(0, 0), (150, 0), (180, 3)]  # one tick late: the clock did not stand still
     assert [guard.judge_by(at(m), now) for now, m in readings] == [at(0), at(0), at(3)]
+
+
+def running_guard(tick_interval: float) -> ClockGuard:
+    """A guard of a monitor that has been running a while (its start's hold is over), the
+    stream clock last read at T - 1 minute, 10 seconds before 0 on the monitor's clock."""
+    guard = ClockGuard(tick_interval)
+    first_moved = -65.0  # held until -5
+    for minute, now in ((-3, first_moved - 5), (-2, first_moved), (-1, -10.0)):
+        guard.judge_by(at(minute), now)
+    assert first_moved + RECOVERY_HOLD < 0
+    return guard
+
+
+@pytest.mark.parametrize(
+    ("readings", "expected"),
+    [
+        # Started while Kafka is out: the clock stands at 0 (it stood before the start too),
+        # then jumps within STALLED_AFTER; the jumped-over minutes still wait RECOVERY_HOLD.
+        (
+            [(0, 0), (10, 0), (20, 10), (30, 10.2), (20 + RECOVERY_HOLD, 11)],
+            [0, 0, 0, 0, 11],
+        ),
+        # Started with the clock moving: its first movement is held all the same (it cannot
+        # tell), then the clock is judged by as read.
+        (
+            [(0, 0), (10, 10 / 60), (20, 20 / 60), (10 + RECOVERY_HOLD, 2)],
+            [0, 0, 0, 2],
+        ),
+    ],
+)
+def test_a_monitor_just_started_holds_the_first_movement_of_the_clock(
+    readings: list[tuple[float, float]], expected: list[float]
+) -> None:
+    guard = ClockGuard(tick_interval=10.0)
+    assert [guard.judge_by(at(minute), now) for now, minute in readings] == [
+        at(minute) for minute in expected
+    ]
 
 
 def test_a_failure_tells_its_message_shortened_and_on_one_line() -> None:

@@ -181,10 +181,13 @@ async def monitors(
     count: int = 1,
     settle: timedelta = timedelta(0),
     context: StageContext | None = None,
+    recovery_hold: float = 0.0,
 ) -> AsyncIterator[list[MonitorWorker]]:
     """``count`` monitor workers (each with its own pools) until the block ends, judging
     heartbeats ``settle`` past their deadlines (none: a one-second heartbeat is judged in a
-    second, not the monitor's usual 30 s later), counting their results in ``context``."""
+    second, not the monitor's usual 30 s later) and ``recovery_hold`` after the clock moves
+    once started or after a stall (none: not the usual minute), counting their results in
+    ``context``."""
     checks = monitor.checks_of(settings)
     running = [
         MonitorWorker(
@@ -195,6 +198,7 @@ async def monitors(
             owner=f"monitor-{n}",
             settle=settle,
             context=context,
+            recovery_hold=recovery_hold,
         )
         for n in range(count)
     ]

@@ -367,9 +367,13 @@ async def test_a_checkin_dated_minutes_ahead_keeps_its_timestamp_but_not_the_clo
         after = datetime.now(UTC)
         clock = await store.clock()
         production = await store.clock("production")
+        stamped = await query(fresh_db_url, "SELECT updated_at FROM mendline.checkin_clock")
     finally:
         await store.close()
     assert (row["timestamp"], row["clamped"]) == (ahead, False)  # kept for pairing runs
     # The clock went no further than when it was read, for every environment and for all.
     assert clock is not None and clock <= after < ahead
     assert production == clock
+    # ... by the database's clock (the slots' and the schedule's), not the consumer host's:
+    # the time of the transaction that moved it.
+    assert {r["updated_at"] for r in stamped} == {clock}

@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
+from mendline.devstack import free_port
 from mendline.schemas.checkin import PreparedCheckIn
 from mendline.schemas.prepared import BatchResult
 from mendline.sinks.postgres import CheckinStore, connect_checkins
@@ -163,7 +164,7 @@ async def test_heartbeats_on_a_checkins_topic_of_three_partitions_are_not_judged
         )
         settings = monitor_settings(kafka_bootstrap, fresh_db_url, checks)
         await create_topic(kafka_bootstrap, settings.checkins_topic, 3)
-        async with running_checkins(settings), monitors(settings):
+        async with running_checkins(settings), monitors(settings) as running:
             sent = datetime.now(UTC)
             await produce(kafka_bootstrap, settings.checkins_topic, [checkin("export", sent)])
             # The export job stopped after one run: on one partition, missed within 2 s.
@@ -171,6 +172,8 @@ async def test_heartbeats_on_a_checkins_topic_of_three_partitions_are_not_judged
                 lambda: clock_after(fresh_db_url, sent + timedelta(seconds=4)), 30, "ticks"
             )
             await asyncio.sleep(1.0)  # a few judging passes more
+            # Not ready (/readyz), for as long as it lasts: nothing else would tell.
+            waiting = running[0].waiting_for()
         probed = await results(fresh_db_url, "api")
     assert await results(fresh_db_url, "export") == []
     assert len(probed) >= 2  # the probed checks go on
@@ -178,6 +181,50 @@ async def test_heartbeats_on_a_checkins_topic_of_three_partitions_are_not_judged
     assert len(told) == 1
     assert f"{settings.checkins_topic} has 3 partitions" in told[0]
     assert "mendline topics ensure" in told[0]
+    assert waiting is not None
+    assert waiting.startswith(
+        f"heartbeats not judged: the check-ins topic {settings.checkins_topic} has 3 partitions"
+    )
+    assert "mendline topics ensure" in waiting
+
+
+async def test_a_monitor_whose_ticks_fail_says_its_heartbeats_are_not_judged(
+    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
+) -> None:
+    checks = tmp_path / "checks.toml"
+    checks.write_text(heartbeat("export", every="1s", grace="1s"))
+    # Its ticks cannot be sent (no broker there), as when its producer is refused the topic
+    # while the jobs' check-ins still move the clock.
+    nowhere = f"127.0.0.1:{free_port()}"
+    settings = monitor_settings(nowhere, fresh_db_url, checks, monitor_tick_interval=0.2)
+    async with monitors(settings) as running:
+        await wait_until(lambda: running[0].waiting_for() is not None, 30, "not ready")
+        waiting = running[0].waiting_for()
+    assert waiting is not None
+    assert waiting.startswith(
+        f"heartbeats not judged: no clock tick sent to the check-ins topic"
+        f" {settings.checkins_topic} for "
+    )
+    assert not running[0].topics_ensured
+
+
+async def test_a_monitor_started_before_the_checkins_topic_exists_makes_it_with_one_partition(
+    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
+) -> None:
+    checks = tmp_path / "checks.toml"
+    checks.write_text(heartbeat("export", every="1s", grace="1s"))
+    settings = monitor_settings(kafka_bootstrap, fresh_db_url, checks)
+    # No `mendline topics ensure`, and the stage's own try at the start did not happen (Kafka
+    # was out then): its first tick makes the topic, not the broker on first use.
+    async with monitors(settings) as running:
+        await wait_until(lambda: running[0].topics_ensured, 30, "the topics made")
+        async with running_checkins(settings):
+            await produce(kafka_bootstrap, settings.checkins_topic, [checkin("export")])
+            await wait_until(lambda: any_result(fresh_db_url, "export", "missed"), 30, "judged")
+            waiting = running[0].waiting_for()
+    assert running[0].topics_ensured
+    assert await _partitions(kafka_bootstrap, settings.checkins_topic) == 1
+    assert waiting is None
 
 
 class FaultyStore(CheckinStore):
@@ -201,7 +248,10 @@ async def test_a_failing_checkins_consumer_is_started_again_and_the_clock_moves_
     reader = CheckinReader(settings, store)
     stop = asyncio.Event()
     reading = asyncio.create_task(reader.run(stop))
+    await asyncio.sleep(0)  # the consumer made, not yet in its group
+    assert reader.waiting_for() == "the check-ins consumer is connecting to Kafka"
     try:
+        await wait_until(lambda: reader.waiting_for() is None, 60, "the consumer in its group")
         sent = datetime.now(UTC)
         await produce(kafka_bootstrap, settings.checkins_topic, [checkin("export", sent)])
         await wait_until(lambda: reader.waiting_for() is not None, 60, "the consumer down")
