@@ -515,6 +515,10 @@ class MonitorWorker:
             self._synced = False
         synced = await self.health.sync_checks(list(self._checks.values()))
         self._synced = True
+        # Where judging resumes is read again from the store: a check back after being
+        # retired resumes from its return, not over its absence; a changed one as stored.
+        for name in (*synced.retired, *synced.restored, *synced.changed):
+            self._judged.pop(name, None)
         changes = {
             "added": synced.added,
             "changed": synced.changed,

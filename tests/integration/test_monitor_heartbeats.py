@@ -358,3 +358,50 @@ async def _partitions(bootstrap: str, topic: str) -> int:
 
 async def _stored(url: str, name: str) -> bool:
     return bool(await query(url, "SELECT 1 FROM mendline.checkins WHERE check_name = $1", name))
+
+
+async def test_a_heartbeat_restored_while_the_monitor_runs_is_not_judged_over_its_absence(
+    kafka_bootstrap: str, fresh_db_url: str, tmp_path: Path
+) -> None:
+    checks = tmp_path / "checks.toml"
+    job, other = heartbeat("job", every="1s", grace="1s"), heartbeat("other", every="1h")
+    checks.write_text(job + other)
+    settings = monitor_settings(kafka_bootstrap, fresh_db_url, checks)
+    await one_partition_checkins(settings)
+    running_job = asyncio.Event()
+
+    async def the_job() -> None:  # runs every half second while running_job is set
+        while True:
+            await running_job.wait()
+            await produce(kafka_bootstrap, settings.checkins_topic, [checkin("job")])
+            await asyncio.sleep(0.5)
+
+    async def retired(yes: bool) -> bool:
+        rows = await query(
+            fresh_db_url, "SELECT retired_at FROM mendline.checks WHERE name = 'job'"
+        )
+        return (rows[0]["retired_at"] is not None) == yes
+
+    job_task = asyncio.create_task(the_job())
+    try:
+        async with running_checkins(settings), monitors(settings) as running:
+            running_job.set()
+            await wait_until(lambda: _judged_up(fresh_db_url, "job"), 30, "the job judged up")
+            checks.write_text(other)  # taken out of the file
+            running[0]._reload.set()  # as SIGHUP does
+            await wait_until(lambda: retired(True), 20, "the job retired")
+            running_job.clear()  # and the job stops for a while
+            await asyncio.sleep(4.0)
+            running_job.set()  # runs again, and is put back
+            checks.write_text(job + other)
+            running[0]._reload.set()
+            await wait_until(lambda: retired(False), 20, "the job restored")
+            await asyncio.sleep(4.0)
+    finally:
+        job_task.cancel()
+    judged = await results(fresh_db_url, "job")
+    assert len(judged) >= 2 and all(r["error_kind"] != "missed" for r in judged), judged
+
+
+async def _judged_up(url: str, name: str) -> bool:
+    return any(r["success"] for r in await results(url, name))
