@@ -12,6 +12,9 @@ through that database, so it cannot tell of its absence. That is seen from outsi
 
 from __future__ import annotations
 
+from typing import Any
+
+from mendline.schemas.alert import AlertSeverity
 from mendline.schemas.checks import Check, KafkaCheck, PostgresCheck
 from mendline.schemas.settings import Settings
 
@@ -70,20 +73,39 @@ def _clock_max_age(settings: Settings) -> float:
     return max(_CLOCK_TICKS * settings.monitor_tick_interval, _CLOCK_FLOOR)
 
 
+# What every self check shares: every minute, labelled as mendline's own for the routes.
+_OWN: dict[str, Any] = {"interval": 60, "service": "mendline", "tags": {"mendline": "self"}}
+
+
+def _query(
+    name: str, query: str, *conditions: str, severity: AlertSeverity = "error"
+) -> PostgresCheck:
+    """A self check that runs ``query`` on mendline's own database."""
+    return PostgresCheck(
+        kind="postgres",
+        name=name,
+        dsn_env=SELF_DSN_ENV,
+        query=query,
+        conditions=list(conditions),
+        severity=severity,
+        **_OWN,
+    )
+
+
 def self_checks(settings: Settings) -> list[Check]:
     """mendline's own checks for these settings (every minute, down after 3 failures)."""
     age = f"{settings.self_check_max_age:g}"
-    checks: list[Check] = [
-        PostgresCheck(
-            kind="postgres",
-            name="mendline.database",
-            dsn_env=SELF_DSN_ENV,
-            query=_CONNECTIONS_USED,
-            conditions=["[CONNECTED] == true", f"[RESULT] < {_CONNECTIONS_MAX_PERCENT}"],
-            interval=60,
+    dead_letters = (
+        ("mendline.dead-letters", settings.dlq_topic),
+        ("mendline.checkin-dead-letters", settings.checkins_dlq_topic),
+    )
+    return [
+        _query(
+            "mendline.database",
+            _CONNECTIONS_USED,
+            "[CONNECTED] == true",
+            f"[RESULT] < {_CONNECTIONS_MAX_PERCENT}",
             severity="critical",
-            service="mendline",
-            tags={"mendline": "self"},
         ),
         KafkaCheck(
             kind="kafka",
@@ -91,9 +113,7 @@ def self_checks(settings: Settings) -> list[Check]:
             group=settings.consumer_group,
             topic=settings.errors_topic,
             max_lag=settings.self_check_max_lag,
-            interval=60,
-            service="mendline",
-            tags={"mendline": "self"},
+            **_OWN,
         ),
         *(
             KafkaCheck(
@@ -102,56 +122,13 @@ def self_checks(settings: Settings) -> list[Check]:
                 topic=topic,
                 window=_DEAD_LETTER_WINDOW,
                 conditions=["[RECENT] == 0"],
-                interval=60,
                 severity="warning",
-                service="mendline",
-                tags={"mendline": "self"},
+                **_OWN,
             )
-            for name, topic in (
-                ("mendline.dead-letters", settings.dlq_topic),
-                ("mendline.checkin-dead-letters", settings.checkins_dlq_topic),
-            )
+            for name, topic in dead_letters
         ),
-        PostgresCheck(
-            kind="postgres",
-            name="mendline.analysis-backlog",
-            dsn_env=SELF_DSN_ENV,
-            query=_ANALYSIS_BACKLOG,
-            conditions=[f"[RESULT] < {age}"],
-            interval=60,
-            service="mendline",
-            tags={"mendline": "self"},
-        ),
-        PostgresCheck(
-            kind="postgres",
-            name="mendline.alert-backlog",
-            dsn_env=SELF_DSN_ENV,
-            query=_ALERT_BACKLOG,
-            conditions=[f"[RESULT] < {age}"],
-            interval=60,
-            service="mendline",
-            tags={"mendline": "self"},
-        ),
-        PostgresCheck(
-            kind="postgres",
-            name="mendline.llm-breaker",
-            dsn_env=SELF_DSN_ENV,
-            query=_BREAKER_OPEN,
-            conditions=["[RESULT] == 0"],
-            interval=60,
-            severity="warning",
-            service="mendline",
-            tags={"mendline": "self"},
-        ),
-        PostgresCheck(
-            kind="postgres",
-            name="mendline.checkin-clock",
-            dsn_env=SELF_DSN_ENV,
-            query=_CLOCK_AGE,
-            conditions=[f"[RESULT] < {_clock_max_age(settings):g}"],
-            interval=60,
-            service="mendline",
-            tags={"mendline": "self"},
-        ),
+        _query("mendline.analysis-backlog", _ANALYSIS_BACKLOG, f"[RESULT] < {age}"),
+        _query("mendline.alert-backlog", _ALERT_BACKLOG, f"[RESULT] < {age}"),
+        _query("mendline.llm-breaker", _BREAKER_OPEN, "[RESULT] == 0", severity="warning"),
+        _query("mendline.checkin-clock", _CLOCK_AGE, f"[RESULT] < {_clock_max_age(settings):g}"),
     ]
-    return checks
