@@ -1,0 +1,117 @@
+"""Who acts on mendline, and the record of what they did: the contract between the people
+store, the audit trail, the CLI and (later) the dashboard.
+
+Roles are ordered: each can do what the ones before it can. ``viewer`` reads; ``responder``
+resolves, ignores, merges and marks findings; ``approver`` also approves and applies fixes
+and runs remediations; ``admin`` also manages users, tokens and policy. mendline itself acts
+as the actor ``SYSTEM_ACTOR`` (its workers: a fix applied by policy, a check let go).
+
+An audit entry is one state change: who (the actor and how they were authenticated), what
+(the action, its target, the state before and after, as JSON), when (the database's clock)
+and from where (``origin``: the CLI and its host, the dashboard and the client's address).
+Entries are appended in the transaction of the change, and chained: each row stores the
+SHA-256 of its canonical content and the hash of the row before it (``chain_hash``), so an
+altered or removed row breaks the chain at that point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "GENESIS_HASH",
+    "ROLES",
+    "SYSTEM_ACTOR",
+    "TOKEN_PREFIX",
+    "Actor",
+    "AuditEntry",
+    "AuthMethod",
+    "Role",
+    "StoredAuditEntry",
+    "audit_hash",
+    "role_at_least",
+]
+
+Role = Literal["viewer", "responder", "approver", "admin"]
+#: The roles from least to most able: each can do what the ones before it can.
+ROLES: tuple[Role, ...] = ("viewer", "responder", "approver", "admin")
+#: How an actor was told apart: an API token, the local OS user with direct database access
+#: (the role the settings give it), a dashboard session, or mendline's own workers.
+AuthMethod = Literal["token", "local", "session", "system"]
+#: Every API token starts with it (then its visible id): secret scanners can find them.
+TOKEN_PREFIX = "mlt_"
+#: The chain hash before the first audit row.
+GENESIS_HASH = "0" * 64
+
+
+def role_at_least(role: Role, needed: Role) -> bool:
+    """Whether ``role`` can do what ``needed`` can."""
+    return ROLES.index(role) >= ROLES.index(needed)
+
+
+class Actor(BaseModel):
+    """Who is acting: a user (by name, with the role they act with) or mendline itself."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    role: Role
+    auth: AuthMethod
+    #: The user's id in ``mendline.users`` (None for mendline itself and local OS users
+    #: not registered).
+    user_id: int | None = None
+    #: The token's visible id when ``auth`` is "token".
+    token_id: str | None = None
+
+
+#: mendline's own workers, acting by policy.
+SYSTEM_ACTOR = Actor(name="mendline", role="admin", auth="system")
+
+
+class AuditEntry(BaseModel):
+    """One state change to record: see the module docstring."""
+
+    model_config = ConfigDict(frozen=True)
+
+    actor: Actor
+    #: A dotted verb: "issue.resolve", "issue.ignore", "issue.merge", "finding.mark",
+    #: "fix.approve", "user.add", "user.set_role", "token.create", "token.revoke", ...
+    action: str = Field(min_length=1, max_length=100)
+    #: What it acted on: "issue:12", "finding:40", "user:alice", "token:mlt_ab12cd34".
+    target: str = Field(min_length=1, max_length=300)
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    #: Where it came from: "cli@host", "web 10.0.0.5", "monitor host:pid".
+    origin: str = Field(default="", max_length=300)
+
+
+class StoredAuditEntry(AuditEntry):
+    """An audit row as stored: its id, time and place in the chain."""
+
+    id: int
+    at: datetime
+    prev_hash: str
+    row_hash: str
+
+
+def audit_hash(entry: AuditEntry, at: datetime, prev_hash: str) -> str:
+    """The SHA-256 (hex) of an audit row: its canonical JSON content (sorted keys, no
+    spaces, the time in ISO 8601 UTC to the microsecond) and the previous row's hash. The
+    store computes it when appending and ``audit verify`` again when walking the chain."""
+    content = {
+        "actor": entry.actor.model_dump(mode="json"),
+        "action": entry.action,
+        "target": entry.target,
+        "before": entry.before,
+        "after": entry.after,
+        "origin": entry.origin,
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "prev": prev_hash,
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
