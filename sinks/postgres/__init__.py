@@ -1,5 +1,5 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
-issue administration, and the versioned migrations of schema ``mendline``."""
+issue administration, the audit trail, and the versioned migrations of schema ``mendline``."""
 
 from mendline.sinks.postgres._admin import (
     IssueNotFound,
@@ -14,6 +14,7 @@ from mendline.sinks.postgres._alerts import (
     RoutingResult,
     route_key,
 )
+from mendline.sinks.postgres._audit import AUDIT_LOCK, AuditStore, append_audit, connect_audit
 from mendline.sinks.postgres._checkins import ALL_ENVIRONMENTS, CheckinStore, connect_checkins
 from mendline.sinks.postgres._connect import connect_alerts, connect_findings, connect_health
 from mendline.sinks.postgres._errors import (
@@ -48,10 +49,12 @@ from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_stor
 
 __all__ = [
     "ALL_ENVIRONMENTS",
+    "AUDIT_LOCK",
     "FINDINGS_CHANNEL",
     "MIGRATIONS_LOCK",
     "TRIGGERS_CHANNEL",
     "AlertStore",
+    "AuditStore",
     "CheckinStore",
     "Claim",
     "DueDelivery",
@@ -67,8 +70,10 @@ __all__ = [
     "Store",
     "StoredFinding",
     "SyncResult",
+    "append_audit",
     "available_migrations",
     "connect_alerts",
+    "connect_audit",
     "connect_checkins",
     "connect_findings",
     "connect_health",

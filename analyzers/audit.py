@@ -1,0 +1,92 @@
+"""Whether the audit trail's hash chain is intact, and if not, where it first breaks: pure,
+over rows given in id order (the store streams them from the database).
+
+A row is *altered* when its ``row_hash`` is not the hash of its content and ``prev_hash``
+(anything in it changed, its hash not recomputed); the row before it was *removed* (or
+altered, its hash recomputed) when its ``prev_hash`` is not the ``row_hash`` of the row
+before it (of the first row: ``GENESIS_HASH``). Gaps in the ids prove nothing: a sequence
+skips a number whenever a transaction rolls back. Rows removed from the end leave no break:
+keep the ``last_hash`` of a verification elsewhere to tell (see the README).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Literal
+
+from mendline.schemas.people import GENESIS_HASH, StoredAuditEntry, audit_hash
+
+__all__ = ["BreakReason", "ChainBreak", "ChainCheck", "ChainWalk", "verify_chain"]
+
+#: Why the chain breaks at a row: its own content changed, or the link to the row before.
+BreakReason = Literal["altered", "removed"]
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """The first row at which the chain breaks, and why."""
+
+    row: StoredAuditEntry
+    reason: BreakReason
+
+    def describe(self) -> str:
+        """For people: ``row 1234 (2026-12-05T10:00:00Z issue.resolve issue:12 by alice):
+        its content was altered``, or ``the row before 1234 was removed or altered``."""
+        if self.reason == "removed":
+            return f"the row before {self.row.id} was removed or altered"
+        row = self.row
+        at = row.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        who = f"{at} {row.action} {row.target} by {row.actor.name}"
+        return f"row {row.id} ({who}): its content was altered"
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """What a walk of the chain found: the rows it checked (up to and including a break),
+    the ``row_hash`` of the last intact one (``GENESIS_HASH`` for none), and the first break."""
+
+    rows: int
+    last_hash: str
+    broken: ChainBreak | None = None
+
+    @property
+    def intact(self) -> bool:
+        """Whether no break was found."""
+        return self.broken is None
+
+
+class ChainWalk:
+    """The chain walked one row at a time (``add``), so that a caller can stream the rows."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.last_hash = GENESIS_HASH
+        self.broken: ChainBreak | None = None
+
+    def add(self, row: StoredAuditEntry) -> bool:
+        """Check the next row (in id order); False once the chain is broken (stop there)."""
+        if self.broken is not None:
+            return False
+        self.rows += 1
+        if audit_hash(row, row.at, row.prev_hash) != row.row_hash:
+            self.broken = ChainBreak(row, "altered")
+        elif row.prev_hash != self.last_hash:
+            self.broken = ChainBreak(row, "removed")
+        else:
+            self.last_hash = row.row_hash
+        return self.broken is None
+
+    def result(self) -> ChainCheck:
+        """What the walk found so far."""
+        return ChainCheck(rows=self.rows, last_hash=self.last_hash, broken=self.broken)
+
+
+def verify_chain(rows: Iterable[StoredAuditEntry]) -> ChainCheck:
+    """Walk ``rows`` (in id order) and return the first break, or the count when intact."""
+    walk = ChainWalk()
+    for row in rows:
+        if not walk.add(row):
+            break
+    return walk.result()

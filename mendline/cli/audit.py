@@ -1,0 +1,159 @@
+"""The ``mendline audit`` commands: list the audit trail's rows, and walk its hash chain to
+the first row that was altered or removed."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from mendline.cli._options import AS_JSON, Commands, positive
+from mendline.cli.output import print_json, shorten, table
+from mendline.schemas.settings import Settings
+from mendline.schemas.tomlfile import parse_duration
+
+if TYPE_CHECKING:
+    from mendline.analyzers.audit import ChainCheck
+    from mendline.schemas.people import StoredAuditEntry
+    from mendline.sinks.postgres import AuditStore
+
+__all__ = ["register", "when"]
+
+
+def register(commands: Commands) -> None:
+    """Add ``audit list`` and ``audit verify`` to the top-level ``commands``."""
+    audit = commands.add_parser("audit", help="list the audit trail; verify its hash chain")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+
+    listing = audit_commands.add_parser(
+        "list", parents=[AS_JSON], help="the audit trail's rows, newest first"
+    )
+    listing.add_argument("--actor", metavar="NAME", help="only this actor's rows")
+    listing.add_argument(
+        "--action", metavar="PREFIX", help="only actions starting with it (issue. or issue.resolve)"
+    )
+    listing.add_argument("--target", metavar="T", help="only rows on this target (issue:12)")
+    listing.add_argument(
+        "--since", type=when, metavar="ISO|DURATION", help="from this time, or this long ago (2h)"
+    )
+    listing.add_argument(
+        "--until", type=when, metavar="ISO|DURATION", help="before this time, or this long ago"
+    )
+    listing.add_argument(
+        "--before", type=positive, metavar="ID", help="the rows before this id (the next page)"
+    )
+    listing.add_argument(
+        "--limit", type=positive, default=50, metavar="N", help="at most N rows (default 50)"
+    )
+    listing.set_defaults(run=_audit_list)
+
+    verify = audit_commands.add_parser(
+        "verify",
+        parents=[AS_JSON],
+        help="walk the hash chain; exit 1 naming the first row altered or removed",
+    )
+    verify.set_defaults(run=_audit_verify)
+
+
+def when(text: str) -> datetime:
+    """A time (an argparse ``type``): ISO 8601 (UTC when it names no zone), or a duration
+    (``2h``, ``7d``) before now."""
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 time (2026-12-05T10:00:00Z) or a duration (2h), not {text!r}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def _store(settings: Settings) -> AuditStore:
+    import asyncpg
+
+    from mendline.cli._connections import connect_database
+    from mendline.sinks.postgres import AuditStore
+
+    conn = await connect_database(settings)  # a clear error when unreachable or not migrated
+    await conn.close()
+    return AuditStore(await asyncpg.create_pool(settings.database_url.get_secret_value()))
+
+
+def _audit_list(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    async def fetch() -> list[StoredAuditEntry]:
+        store = await _store(settings)
+        try:
+            return await store.list(
+                actor=args.actor,
+                action=args.action,
+                target=args.target,
+                since=args.since,
+                until=args.until,
+                before_id=args.before,
+                limit=args.limit,
+            )
+        finally:
+            await store.close()
+
+    rows = asyncio.run(fetch())
+    if args.json:
+        for row in rows:
+            print_json(row.model_dump(mode="json"))
+        return 0
+    if not rows:
+        print("no audit rows")
+        return 0
+    header = ("ID", "AT", "ACTOR", "ROLE", "ACTION", "TARGET", "ORIGIN")
+    print(
+        table(
+            header,
+            (
+                (
+                    row.id,
+                    row.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                    shorten(row.actor.name, 30),
+                    row.actor.role,
+                    shorten(row.action, 30),
+                    shorten(row.target, 40),
+                    shorten(row.origin, 40),
+                )
+                for row in rows
+            ),
+        )
+    )
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    async def walk() -> ChainCheck:
+        store = await _store(settings)
+        try:
+            return await store.verify()
+        finally:
+            await store.close()
+
+    check = asyncio.run(walk())
+    broken = check.broken
+    if args.json:
+        print_json(
+            {
+                "intact": check.intact,
+                "rows": check.rows,
+                "last_hash": check.last_hash,
+                "broken_id": None if broken is None else broken.row.id,
+                "reason": None if broken is None else broken.reason,
+                "message": None if broken is None else broken.describe(),
+            }
+        )
+    elif broken is None:
+        print(f"the audit chain is intact: {check.rows} row(s), last hash {check.last_hash}")
+    else:
+        print(f"the audit chain is broken: {shorten(broken.describe(), 400)}")
+    return 0 if broken is None else 1

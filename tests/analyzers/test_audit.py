@@ -1,0 +1,98 @@
+"""The audit chain's verifier, over rows built here: intact chains, and the first break of
+each kind named with its reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mendline.analyzers.audit import ChainBreak, verify_chain
+from mendline.schemas.people import (
+    GENESIS_HASH,
+    SYSTEM_ACTOR,
+    Actor,
+    AuditEntry,
+    StoredAuditEntry,
+    audit_hash,
+)
+
+ALICE = Actor(name="alice", role="responder", auth="token", user_id=3, token_id="mlt_ab12cd34")
+START = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+
+
+def chain(count: int) -> list[StoredAuditEntry]:
+    """``count`` rows, each chained to the one before, as append_audit stores them."""
+    rows, prev = [], GENESIS_HASH
+    for n in range(1, count + 1):
+        entry = AuditEntry(
+            actor=ALICE if n % 2 else SYSTEM_ACTOR,
+            action="issue.resolve",
+            target=f"issue:{n}",
+            before={"status": "open"},
+            after={"status": "resolved", "n": n},
+            origin="cli@host",
+        )
+        at = START + timedelta(seconds=n, microseconds=n)
+        row_hash = audit_hash(entry, at, prev)
+        rows.append(
+            StoredAuditEntry(
+                **entry.model_dump(), id=n * 10, at=at, prev_hash=prev, row_hash=row_hash
+            )
+        )
+        prev = row_hash
+    return rows
+
+
+def altered(rows: list[StoredAuditEntry], i: int, **changes: object) -> list[StoredAuditEntry]:
+    return [*rows[:i], rows[i].model_copy(update=changes), *rows[i + 1 :]]
+
+
+def rehashed(rows: list[StoredAuditEntry], i: int, **changes: object) -> list[StoredAuditEntry]:
+    """Row ``i`` changed and its own hash recomputed, as a careful forger would."""
+    row = rows[i].model_copy(update=changes)
+    row = row.model_copy(update={"row_hash": audit_hash(row, row.at, row.prev_hash)})
+    return [*rows[:i], row, *rows[i + 1 :]]
+
+
+ROWS = chain(5)
+
+
+@pytest.mark.parametrize(
+    ("rows", "checked", "broken_id", "reason"),
+    [
+        ([], 0, None, None),
+        (ROWS, 5, None, None),
+        (ROWS[:1], 1, None, None),
+        (altered(ROWS, 2, target="issue:99"), 3, 30, "altered"),
+        (altered(ROWS, 0, after={"status": "open"}), 1, 10, "altered"),
+        (altered(ROWS, 3, actor=ALICE.model_copy(update={"role": "admin"})), 4, 40, "altered"),
+        (altered(ROWS, 4, at=ROWS[4].at + timedelta(microseconds=1)), 5, 50, "altered"),
+        (altered(ROWS, 1, prev_hash=GENESIS_HASH), 2, 20, "altered"),
+        (altered(ROWS, 1, row_hash="f" * 64), 2, 20, "altered"),
+        ([*ROWS[:2], *ROWS[3:]], 3, 40, "removed"),  # a row removed from the middle
+        (ROWS[1:], 1, 20, "removed"),  # the first row removed
+        (rehashed(ROWS, 2, target="issue:99"), 4, 40, "removed"),  # altered, hash recomputed
+        (ROWS[:3] + ROWS[:3], 4, 10, "removed"),  # rows replayed
+        (ROWS[:4], 4, None, None),  # the last row removed: nothing to tell (see the README)
+    ],
+)
+def test_the_walk_stops_at_the_first_break_with_its_reason(
+    rows: list[StoredAuditEntry], checked: int, broken_id: int | None, reason: str | None
+) -> None:
+    check = verify_chain(rows)
+    assert check.rows == checked
+    assert check.intact == (broken_id is None)
+    if check.broken is None:
+        assert check.last_hash == (rows[-1].row_hash if rows else GENESIS_HASH)
+    else:
+        assert (check.broken.row.id, check.broken.reason) == (broken_id, reason)
+        assert check.last_hash == (rows[checked - 2].row_hash if checked > 1 else GENESIS_HASH)
+
+
+def test_a_break_says_which_row_for_people() -> None:
+    row = ROWS[0]
+    assert ChainBreak(row, "altered").describe() == (
+        "row 10 (2026-12-05T10:00:01Z issue.resolve issue:1 by alice): its content was altered"
+    )
+    assert ChainBreak(row, "removed").describe() == "the row before 10 was removed or altered"
