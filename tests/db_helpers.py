@@ -35,3 +35,16 @@ async def query(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
         return list(await conn.fetch(sql, *args))
     finally:
         await conn.close()
+
+
+async def behind_audit_trigger(url: str, statement: str, *args: object) -> None:
+    """``statement`` run with the audit log's append-only trigger disabled, as a superuser
+    could: how the tests alter and remove audit rows that ``audit verify`` must catch."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            await conn.execute("ALTER TABLE mendline.audit_log DISABLE TRIGGER USER")
+            await conn.execute(statement, *args)
+            await conn.execute("ALTER TABLE mendline.audit_log ENABLE TRIGGER USER")
+    finally:
+        await conn.close()

@@ -5,8 +5,10 @@ row altered or removed behind the trigger's back."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from mendline.schemas.people import GENESIS_HASH, SYSTEM_ACTOR, Actor, AuditEntry
 from mendline.schemas.settings import load_settings
 from mendline.sinks.postgres import AuditStore, append_audit, connect_audit
-from tests.db_helpers import query
+from tests.db_helpers import behind_audit_trigger, query
 
 pytestmark = pytest.mark.integration
 ALICE = Actor(name="alice", role="responder", auth="token", user_id=3, token_id="mlt_ab12cd34")
@@ -118,21 +120,9 @@ async def test_the_trigger_refuses_any_change(
     assert (await store.verify()).intact
 
 
-async def behind_the_trigger(url: str, statement: str) -> None:
-    """``statement`` with the trigger disabled, as a superuser could."""
-    conn = await asyncpg.connect(url)
-    try:
-        async with conn.transaction():
-            await conn.execute("ALTER TABLE mendline.audit_log DISABLE TRIGGER USER")
-            await conn.execute(statement)
-            await conn.execute("ALTER TABLE mendline.audit_log ENABLE TRIGGER USER")
-    finally:
-        await conn.close()
-
-
 async def test_verify_names_an_altered_row(store: AuditStore, fresh_db_url: str) -> None:
     rows = [await store.append(entry(target=f"issue:{n}")) for n in range(4)]
-    await behind_the_trigger(
+    await behind_audit_trigger(
         fresh_db_url, f"UPDATE mendline.audit_log SET after = '{{}}' WHERE id = {rows[2].id}"
     )
     check = await store.verify()
@@ -145,7 +135,7 @@ async def test_verify_names_the_row_after_a_removed_one(
     store: AuditStore, fresh_db_url: str
 ) -> None:
     rows = [await store.append(entry(target=f"issue:{n}")) for n in range(4)]
-    await behind_the_trigger(
+    await behind_audit_trigger(
         fresh_db_url, f"DELETE FROM mendline.audit_log WHERE id = {rows[1].id}"
     )
     check = await store.verify()
@@ -177,3 +167,36 @@ async def test_list_filters_and_pages(store: AuditStore) -> None:
     assert [r.id for r in page] == sorted((r.id for r in page), reverse=True)
     rest = await store.list(limit=2, before_id=page[-1].id)
     assert [r.target for r in rest] == ["issue:2", "issue:1"]
+
+
+async def test_the_readme_grants_let_the_app_append_and_read_only(
+    store: AuditStore, fresh_db_url: str
+) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("### The audit trail") :]
+    grants = section[
+        section.index("```sql\n") + 7 : section.index("```\n", section.index("```sql"))
+    ]
+    role = f"app_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(fresh_db_url)
+    try:
+        await conn.execute(f"CREATE ROLE {role}")
+        await conn.execute(grants.replace("mendline_app", role))
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL ROLE {role}")
+            stored = await append_audit(conn, entry())
+            seen = await conn.fetchval("SELECT count(*) FROM mendline.audit_events")
+        assert seen == 1
+        for statement in (
+            "UPDATE mendline.audit_log SET origin = ''",
+            "DROP TABLE mendline.audit_log",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                async with conn.transaction():
+                    await conn.execute(f"SET LOCAL ROLE {role}")
+                    await conn.execute(statement)
+    finally:
+        await conn.execute(f"DROP OWNED BY {role}")
+        await conn.execute(f"DROP ROLE {role}")
+        await conn.close()
+    assert [r.row_hash for r in await store.list()] == [stored.row_hash]

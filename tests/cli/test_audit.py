@@ -1,0 +1,103 @@
+"""``mendline audit list`` and ``audit verify`` against a real PostgreSQL: filters, JSON, the
+escaping of what the log holds, and verify's exit status and message on a broken chain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from mendline.schemas.people import SYSTEM_ACTOR, Actor, AuditEntry, StoredAuditEntry
+from mendline.schemas.settings import load_settings
+from mendline.sinks.postgres import AuditStore, connect_audit
+from tests.cli_helpers import cli, json_lines, usage_error
+from tests.db_helpers import behind_audit_trigger
+
+pytestmark = pytest.mark.integration
+ALICE = Actor(name="alice", role="responder", auth="token", token_id="mlt_ab12cd34")
+MALLORY = Actor(name="mallory\x1b[2J", role="viewer", auth="local")
+
+
+@pytest.fixture
+async def store(fresh_db_url: str) -> AsyncIterator[AuditStore]:
+    audit = await connect_audit(load_settings(database_url=fresh_db_url))
+    try:
+        yield audit
+    finally:
+        await audit.close()
+
+
+async def fill(store: AuditStore) -> list[StoredAuditEntry]:
+    return [
+        await store.append(AuditEntry(actor=ALICE, action="issue.resolve", target="issue:12")),
+        await store.append(AuditEntry(actor=SYSTEM_ACTOR, action="fix.apply", target="fix:3")),
+        await store.append(AuditEntry(actor=MALLORY, action="issue.ignore", target="issue:\x07")),
+    ]
+
+
+async def test_list_filters_and_escapes(store: AuditStore, fresh_db_url: str) -> None:
+    rows = await fill(store)
+    env = {"MENDLINE_DATABASE_URL": fresh_db_url}
+
+    shown = await cli("audit", "list", env=env)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].split() == ["ID", "AT", "ACTOR", "ROLE", "ACTION", "TARGET", "ORIGIN"]
+    assert [line.split()[0] for line in lines[1:]] == [str(r.id) for r in reversed(rows)]
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    assert "mallory" in lines[1]
+
+    issues = json_lines(await cli("audit", "list", "--action", "issue.", "--json", env=env))
+    assert [(r["id"], r["actor"]["name"]) for r in issues] == [
+        (rows[2].id, MALLORY.name),
+        (rows[0].id, "alice"),
+    ]
+    assert StoredAuditEntry.model_validate(issues[1]) == rows[0]
+    by_actor = json_lines(await cli("audit", "list", "--actor", "mendline", "--json", env=env))
+    assert [r["target"] for r in by_actor] == ["fix:3"]
+    on_target = await cli("audit", "list", "--target", "issue:12", "--json", env=env)
+    assert [r["action"] for r in json_lines(on_target)] == ["issue.resolve"]
+    recent = json_lines(
+        await cli("audit", "list", "--since", "1h", "--limit", "2", "--json", env=env)
+    )
+    assert [r["id"] for r in recent] == [rows[2].id, rows[1].id]
+    future = await cli("audit", "list", "--since", "2999-01-01T00:00:00Z", env=env)
+    assert future.stdout == "no audit rows\n"
+    assert "ISO 8601" in usage_error(await cli("audit", "list", "--since", "yesterday", env=env))
+
+
+async def test_verify_exit_status_and_the_broken_row(store: AuditStore, fresh_db_url: str) -> None:
+    rows = await fill(store)
+    env = {"MENDLINE_DATABASE_URL": fresh_db_url}
+    intact = await cli("audit", "verify", env=env)
+    assert intact.returncode == 0, intact.stderr
+    assert intact.stdout == f"the audit chain is intact: 3 row(s), last hash {rows[2].row_hash}\n"
+
+    await behind_audit_trigger(
+        fresh_db_url, "DELETE FROM mendline.audit_log WHERE id = $1", rows[1].id
+    )
+    removed = await cli("audit", "verify", env=env)
+    assert removed.returncode == 1
+    assert removed.stdout == (
+        f"the audit chain is broken: the row before {rows[2].id} was removed or altered\n"
+    )
+
+    sql = "UPDATE mendline.audit_log SET target = 'issue:13' WHERE id = $1"
+    await behind_audit_trigger(fresh_db_url, sql, rows[0].id)
+    at = rows[0].at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    altered = await cli("audit", "verify", env=env)
+    assert altered.returncode == 1
+    assert altered.stdout == (
+        f"the audit chain is broken: row {rows[0].id} ({at} issue.resolve issue:13 by alice):"
+        " its content was altered\n"
+    )
+    broken = await cli("audit", "verify", "--json", env=env)
+    assert broken.returncode == 1
+    found = json.loads(broken.stdout)
+    assert (found["intact"], found["broken_id"], found["reason"], found["rows"]) == (
+        False,
+        rows[0].id,
+        "altered",
+        1,
+    )
