@@ -1,5 +1,6 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
-issue administration, and the versioned migrations of schema ``mendline``."""
+issue administration, people and their API tokens, and the versioned migrations of schema
+``mendline``."""
 
 from mendline.sinks.postgres._admin import (
     IssueNotFound,
@@ -15,7 +16,12 @@ from mendline.sinks.postgres._alerts import (
     route_key,
 )
 from mendline.sinks.postgres._checkins import ALL_ENVIRONMENTS, CheckinStore, connect_checkins
-from mendline.sinks.postgres._connect import connect_alerts, connect_findings, connect_health
+from mendline.sinks.postgres._connect import (
+    connect_alerts,
+    connect_findings,
+    connect_health,
+    connect_people,
+)
 from mendline.sinks.postgres._errors import (
     is_bad_data,
     is_outage,
@@ -44,6 +50,7 @@ from mendline.sinks.postgres._migrate import (
     migrated_pool,
 )
 from mendline.sinks.postgres._notify import Listener
+from mendline.sinks.postgres._people import AuditWriter, PeopleStore, TokenInfo, User, log_audit
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
 __all__ = [
@@ -52,6 +59,7 @@ __all__ = [
     "MIGRATIONS_LOCK",
     "TRIGGERS_CHANNEL",
     "AlertStore",
+    "AuditWriter",
     "CheckinStore",
     "Claim",
     "DueDelivery",
@@ -61,21 +69,26 @@ __all__ = [
     "HealthStore",
     "IssueNotFound",
     "Listener",
+    "PeopleStore",
     "PruneResult",
     "RecordOutcome",
     "RoutingResult",
     "Store",
     "StoredFinding",
     "SyncResult",
+    "TokenInfo",
+    "User",
     "available_migrations",
     "connect_alerts",
     "connect_checkins",
     "connect_findings",
     "connect_health",
+    "connect_people",
     "connect_store",
     "ignore_issue",
     "is_bad_data",
     "is_outage",
+    "log_audit",
     "merge_issues",
     "migrate",
     "migrated_pool",
