@@ -74,7 +74,7 @@ def _register_tokens(commands: Commands) -> None:
     listing = token_commands.add_parser(
         "list", parents=[AS_JSON], help="the tokens, never their secrets"
     )
-    listing.add_argument("--user", help="only this user's")
+    listing.add_argument("--user", help="only this user's (yours: any role; others': admin)")
     listing.set_defaults(run=_tokens_list)
     revoke = token_commands.add_parser(
         "revoke", parents=[AS_JSON], help="revoke a token (admin, or its own user)"
@@ -178,7 +178,8 @@ def _tokens_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def _tokens_list(args: argparse.Namespace, settings: Settings) -> int:
     async def work(store: PeopleStore, actor: Actor) -> list[TokenInfo]:
-        authorize(actor, "token.list")
+        # Anyone may list their own tokens; everyone's, or another's, is for admins.
+        authorize(actor, "token.list" if args.user == actor.name else "token.list_all")
         return await store.list_tokens(args.user)
 
     tokens = _acting(settings, work)

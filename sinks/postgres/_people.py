@@ -44,6 +44,7 @@ AuditWriter: TypeAlias = Callable[["asyncpg.Connection[Any]", AuditEntry], Await
 _USERS_HINT = "`mendline users list` shows the users"
 _TOKENS_HINT = "`mendline tokens list` shows the tokens and their ids"
 # Compared against when the token id is unknown, so that both paths hash and compare.
+_ID_ATTEMPTS = 5
 _NO_HASH = token_hash("mlt_00000000_" + "0" * 43)
 
 _USER_COLUMNS = "id, name, role, disabled_at, created_at, created_by"
@@ -185,7 +186,6 @@ class PeopleStore:
         """A new token of ``user`` with ``role`` (default: the user's), at most the user's
         role: (the token, to show once and never again; what is stored of it)."""
         authorize(actor, "token.create")
-        token, token_id, secret_hash = new_token()
         async with self.pool.acquire() as conn, conn.transaction():
             owner = await self._user(conn, user, lock=True)
             if owner.disabled_at is not None:
@@ -194,18 +194,25 @@ class PeopleStore:
                 )
             role = role or owner.role
             check_token_role(role, owner.role)
-            await conn.execute(
-                """INSERT INTO mendline.api_tokens
-                       (token_id, secret_hash, user_id, role, name, created_by, expires_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-                token_id,
-                secret_hash,
-                owner.id,
-                role,
-                name,
-                actor.name,
-                expires_at,
-            )
+            for _ in range(_ID_ATTEMPTS):  # the visible id has 32 bits: it may be taken
+                token, token_id, secret_hash = new_token()
+                made = await conn.fetchval(
+                    """INSERT INTO mendline.api_tokens
+                           (token_id, secret_hash, user_id, role, name, created_by, expires_at)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7)
+                       ON CONFLICT (token_id) DO NOTHING RETURNING id""",
+                    token_id,
+                    secret_hash,
+                    owner.id,
+                    role,
+                    name,
+                    actor.name,
+                    expires_at,
+                )
+                if made is not None:
+                    break
+            else:
+                raise RejectedData("no free token id; try again", sqlstate="23505")
             after = {
                 "user": user,
                 "role": role,

@@ -79,6 +79,15 @@ async def test_refusals_are_one_line_with_a_hint(env: dict[str, str]) -> None:
     )
     assert message == "a token's role cannot exceed its user's: admin > viewer"
 
+    carols = json_lines(
+        await cli(
+            "tokens", "list", "--user", "carol", "--json", env=with_token(env, viewer["token"])
+        )
+    )
+    assert [t["token_id"] for t in carols] == [viewer["token_id"]]
+    message, _ = failure(await cli("tokens", "list", env=with_token(env, viewer["token"])))
+    assert message == "carol (viewer) may not token.list_all: it needs the role admin"
+
     revoked = json_object(
         await cli(
             "tokens", "revoke", viewer["token_id"], "--json", env=with_token(env, viewer["token"])
