@@ -7,7 +7,11 @@
     ├── ShipperClosed          a shipper was used after ``shutdown()``
     ├── NotFound               what an id names is not there
     │   ├── IssueNotFound      ... an issue (or it cannot take part in the operation)
-    │   └── FindingNotFound    ... a finding (or the issue to analyse)
+    │   ├── FindingNotFound    ... a finding (or the issue to analyse)
+    │   ├── UserNotFound       ... a user (by name)
+    │   └── TokenNotFound      ... an API token (by its visible id)
+    ├── PermissionDenied       the actor's role may not do that (``action``, ``needed``)
+    ├── AuthenticationFailed   a token or local user that cannot act (``reason``)
     ├── UsageError             the command line was used wrongly (exit status 2)
     ├── ServiceError           a call to an outside service failed (``code``, ``retriable``,
     │   │                      ``status``, ``retry_after``)
@@ -29,6 +33,8 @@ from __future__ import annotations
 from typing import Literal
 
 __all__ = [
+    "AuthFailure",
+    "AuthenticationFailed",
     "ChannelError",
     "ConfigError",
     "DatabaseError",
@@ -42,10 +48,13 @@ __all__ = [
     "LLMError",
     "MendlineError",
     "NotFound",
+    "PermissionDenied",
     "RejectedData",
     "ServiceError",
     "ShipperClosed",
+    "TokenNotFound",
     "UsageError",
+    "UserNotFound",
 ]
 
 #: Why an event breaks the ErrorEvent contract: ``InvalidEvent.reason``, and the DLQ's
@@ -62,6 +71,9 @@ DeadLetterReason = (
         "store_rejected", "processing_error", "duplicate_conflict", "undecodable", "unauthenticated"
     ]
 )
+
+#: Why an actor could not be authenticated: ``AuthenticationFailed.reason``.
+AuthFailure = Literal["malformed", "unknown", "revoked", "expired", "disabled", "local_off"]
 
 
 class MendlineError(Exception):
@@ -108,6 +120,35 @@ class IssueNotFound(NotFound):
 
 class FindingNotFound(NotFound):
     """No finding (or issue) has that id."""
+
+
+class UserNotFound(NotFound):
+    """No user has that name."""
+
+
+class TokenNotFound(NotFound):
+    """No API token has that visible id."""
+
+
+class PermissionDenied(MendlineError):
+    """The actor's role may not do ``action``: it needs ``needed`` (None: an action no role
+    may do, such as one the permission table does not know)."""
+
+    def __init__(
+        self, detail: str, *, action: str, needed: str | None, hint: str | None = None
+    ) -> None:
+        super().__init__(detail, hint=hint)
+        self.action = action
+        self.needed = needed
+
+
+class AuthenticationFailed(MendlineError):
+    """Who is acting cannot be told apart: ``reason`` is one of ``AuthFailure`` (a token
+    that is malformed, unknown, revoked or expired, of a disabled user; local access off)."""
+
+    def __init__(self, reason: AuthFailure, detail: str, *, hint: str | None = None) -> None:
+        super().__init__(detail, hint=hint)
+        self.reason: AuthFailure = reason
 
 
 class UsageError(MendlineError):

@@ -64,6 +64,18 @@ class Settings(BaseSettings):
         description="PostgreSQL connection URL.",
     )
 
+    # -- Who acts (the command line) -----------------------------------------------------
+    token: SecretStr | None = Field(
+        default=None,
+        description="API token the commands act with (`mendline tokens create`); its user "
+        "and role.",
+    )
+    local_role: Literal["none", "viewer", "responder", "approver", "admin"] = Field(
+        default="admin",
+        description="Without a token, the commands act as the local OS user with this role "
+        "(direct database access); `none` turns that off: set it in production.",
+    )
+
     # -- Consuming (mendline consume) ----------------------------------------------------
     consumer_group: str = Field(
         default="mendline-consume", description="Kafka consumer group of `mendline consume`."
@@ -300,6 +312,11 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("use a key of at least 16 characters, e.g. `openssl rand -hex 32`")
         return value
+
+    @field_validator("local_role", mode="before")
+    @classmethod
+    def _empty_role_is_none(cls, value: Any) -> Any:
+        return "none" if value == "" else value
 
     @field_validator("*", mode="before")
     @classmethod

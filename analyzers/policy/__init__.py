@@ -4,6 +4,7 @@ decision out, with its reasons); the stores and stages read what they need and a
 - ``alerts``: the severity an LLM's finding may keep, an alert's severity and labels, and
   whether, how and when a receiver hears of it
 - ``budget``: whether an analysis may reserve LLM budget for its calls, and how much
+- ``people``: who may do what (the permission table), and the API tokens' format
 - ``producers``: whether a record may speak for the service it claims (signing keys)
 """
 
@@ -34,6 +35,17 @@ from mendline.analyzers.policy.budget import (
     decide_reservation,
     reservation_estimate,
 )
+from mendline.analyzers.policy.people import (
+    PERMISSIONS,
+    ParsedToken,
+    authorize,
+    check_token_role,
+    lower_role,
+    new_token,
+    parse_token,
+    token_hash,
+    token_refusal,
+)
 from mendline.analyzers.policy.producers import (
     KEY_ID_HEADER,
     MIN_KEY_LENGTH,
@@ -54,6 +66,7 @@ __all__ = [
     "LABEL_NAMES",
     "MIN_KEY_LENGTH",
     "NO_GROUP",
+    "PERMISSIONS",
     "SEVERITY_RAISE_CONFIDENCE",
     "SIGNATURE_HEADER",
     "TAG_PREFIX",
@@ -62,6 +75,7 @@ __all__ = [
     "DeliveryMode",
     "FollowUp",
     "GroupState",
+    "ParsedToken",
     "ProducerAction",
     "ProducerAuthMode",
     "ProducerKeys",
@@ -73,16 +87,23 @@ __all__ = [
     "Spend",
     "alert_labels",
     "alert_severity",
+    "authorize",
     "check_producer",
+    "check_token_role",
     "decide_delivery",
     "decide_reservation",
     "finding_severity",
     "follow_finding",
     "higher_severity",
+    "lower_role",
+    "new_token",
     "parse_producer_keys",
+    "parse_token",
     "reservation_estimate",
     "resolve_audience",
     "sign_value",
     "signature_headers",
     "takes_digests",
+    "token_hash",
+    "token_refusal",
 ]

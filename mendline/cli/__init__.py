@@ -10,7 +10,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, Protocol
 
-from mendline.cli import admin, audit, checkin, checks, demo, doctor, emit, issues, pipeline, routes
+from mendline.cli import (
+    admin,
+    audit,
+    checkin,
+    checks,
+    demo,
+    doctor,
+    emit,
+    issues,
+    people,
+    pipeline,
+    routes,
+)
 from mendline.cli._hints import DEBUG_HINT, hint_on
 from mendline.cli._options import Command, Commands
 from mendline.cli.output import print_error, print_traceback
@@ -53,6 +65,7 @@ COMMAND_GROUPS: tuple[CommandGroup, ...] = (
     checks,
     checkin,
     issues,
+    people,
     admin,
     audit,
 )

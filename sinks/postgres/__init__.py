@@ -1,5 +1,6 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
-issue administration, the audit trail, and the versioned migrations of schema ``mendline``."""
+issue administration, the audit trail, people and their API tokens, and the versioned migrations
+of schema ``mendline``."""
 
 from mendline.sinks.postgres._admin import (
     IssueNotFound,
@@ -16,7 +17,12 @@ from mendline.sinks.postgres._alerts import (
 )
 from mendline.sinks.postgres._audit import AUDIT_LOCK, AuditStore, append_audit, connect_audit
 from mendline.sinks.postgres._checkins import ALL_ENVIRONMENTS, CheckinStore, connect_checkins
-from mendline.sinks.postgres._connect import connect_alerts, connect_findings, connect_health
+from mendline.sinks.postgres._connect import (
+    connect_alerts,
+    connect_findings,
+    connect_health,
+    connect_people,
+)
 from mendline.sinks.postgres._errors import (
     is_bad_data,
     is_outage,
@@ -45,6 +51,7 @@ from mendline.sinks.postgres._migrate import (
     migrated_pool,
 )
 from mendline.sinks.postgres._notify import Listener
+from mendline.sinks.postgres._people import AuditWriter, PeopleStore, TokenInfo, User
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
 __all__ = [
@@ -55,6 +62,7 @@ __all__ = [
     "TRIGGERS_CHANNEL",
     "AlertStore",
     "AuditStore",
+    "AuditWriter",
     "CheckinStore",
     "Claim",
     "DueDelivery",
@@ -64,12 +72,15 @@ __all__ = [
     "HealthStore",
     "IssueNotFound",
     "Listener",
+    "PeopleStore",
     "PruneResult",
     "RecordOutcome",
     "RoutingResult",
     "Store",
     "StoredFinding",
     "SyncResult",
+    "TokenInfo",
+    "User",
     "append_audit",
     "available_migrations",
     "connect_alerts",
@@ -77,6 +88,7 @@ __all__ = [
     "connect_checkins",
     "connect_findings",
     "connect_health",
+    "connect_people",
     "connect_store",
     "ignore_issue",
     "is_bad_data",

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres._alerts import AlertStore
+from mendline.sinks.postgres._audit import append_audit
 from mendline.sinks.postgres._findings import FindingStore
 from mendline.sinks.postgres._health import HealthStore
 from mendline.sinks.postgres._migrate import migrated_pool
+from mendline.sinks.postgres._people import AuditWriter, PeopleStore
 
-__all__ = ["connect_alerts", "connect_findings", "connect_health"]
+__all__ = ["connect_alerts", "connect_findings", "connect_health", "connect_people"]
 
 
 async def connect_findings(settings: Settings, size: int) -> FindingStore:
@@ -32,3 +34,12 @@ async def connect_health(settings: Settings, size: int = 4) -> HealthStore:
     store = HealthStore(pool)
     await store.ensure_partitions()
     return store
+
+
+async def connect_people(
+    settings: Settings, audit: AuditWriter = append_audit, origin: str = "", size: int = 2
+) -> PeopleStore:
+    """A PeopleStore on a new pool, after applying pending migrations; ``audit`` writes each
+    change's audit row in its transaction (``append_audit``)."""
+    pool = await migrated_pool(settings.database_url.get_secret_value(), size)
+    return PeopleStore(pool, audit, origin)

@@ -1,0 +1,143 @@
+"""Who may do what: the permission table, ``authorize``, and the API tokens' format, hash and
+validity (pure; the people store reads the rows and acts on the verdicts)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from mendline.schemas.errors import AuthenticationFailed, PermissionDenied
+from mendline.schemas.people import ROLES, TOKEN_PREFIX, Actor, Role, role_at_least
+
+__all__ = [
+    "PERMISSIONS",
+    "ParsedToken",
+    "authorize",
+    "check_token_role",
+    "lower_role",
+    "new_token",
+    "parse_token",
+    "token_hash",
+    "token_refusal",
+]
+
+#: The least role each action needs. An action missing here is refused to everyone, so a
+#: new action is denied until it is given a role.
+PERMISSIONS: dict[str, Role] = {
+    "issue.read": "viewer",
+    "finding.read": "viewer",
+    "fix.read": "viewer",
+    "audit.read": "viewer",
+    "user.list": "viewer",
+    "token.list": "viewer",
+    "token.revoke_own": "viewer",
+    "issue.resolve": "responder",
+    "issue.ignore": "responder",
+    "issue.merge": "responder",
+    "finding.mark": "responder",
+    "fix.approve": "approver",
+    "fix.reject": "approver",
+    "fix.apply": "approver",
+    "fix.rollback": "approver",
+    "fix.deployed": "approver",
+    "remediation.run": "approver",
+    "user.add": "admin",
+    "user.set_role": "admin",
+    "user.disable": "admin",
+    "token.create": "admin",
+    "token.revoke": "admin",
+    "token.list_all": "admin",
+    "policy.change": "admin",
+}
+
+# mlt_<8 lowercase hex>_<43 characters of token_urlsafe(32)>
+_TOKEN = re.compile(rf"^({re.escape(TOKEN_PREFIX)}[0-9a-f]{{8}})_([A-Za-z0-9_-]{{43}})$")
+
+
+class ParsedToken(NamedTuple):
+    """A token split into its visible id (``mlt_ab12cd34``) and its hash."""
+
+    token_id: str
+    secret_hash: str
+
+
+def authorize(actor: Actor, action: str) -> None:
+    """Return when ``actor``'s role may do ``action``; else raise PermissionDenied, which
+    names the action and the role it needs."""
+    needed = PERMISSIONS.get(action)
+    if needed is None:
+        raise PermissionDenied(
+            f"{action!r} is not an action anyone may do", action=action, needed=None
+        )
+    if not role_at_least(actor.role, needed):
+        raise PermissionDenied(
+            f"{actor.name} ({actor.role}) may not {action}: it needs the role {needed}",
+            action=action,
+            needed=needed,
+            hint="ask an admin: `mendline users set-role NAME ROLE`",
+        )
+
+
+def check_token_role(token_role: Role, user_role: Role) -> None:
+    """Raise PermissionDenied when a token would have a higher role than its user."""
+    if not role_at_least(user_role, token_role):
+        raise PermissionDenied(
+            f"a token's role cannot exceed its user's: {token_role} > {user_role}",
+            action="token.create",
+            needed=token_role,
+        )
+
+
+def lower_role(one: Role, other: Role) -> Role:
+    """The less able of two roles (a token acts with at most its user's current role)."""
+    return ROLES[min(ROLES.index(one), ROLES.index(other))]
+
+
+def token_hash(token: str) -> str:
+    """The SHA-256 (hex) of the whole token: what is stored instead of it. A fast hash is
+    enough: the secret has 256 bits of entropy, nothing to guess from a dictionary."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> tuple[str, str, str]:
+    """A new API token: (the token, shown once; its visible id; its hash, stored)."""
+    token_id = TOKEN_PREFIX + secrets.token_hex(4)
+    token = f"{token_id}_{secrets.token_urlsafe(32)}"
+    return token, token_id, token_hash(token)
+
+
+def parse_token(token: str) -> ParsedToken:
+    """The visible id and hash of a token; AuthenticationFailed("malformed") when it is not
+    one. The message never quotes the token."""
+    found = _TOKEN.fullmatch(token.strip())
+    if found is None:
+        raise AuthenticationFailed(
+            "malformed",
+            f"not a mendline token (expected {TOKEN_PREFIX}<id>_<secret>)",
+            hint="MENDLINE_TOKEN holds what `mendline tokens create` printed",
+        )
+    return ParsedToken(found[1], token_hash(found[0]))
+
+
+def token_refusal(
+    *,
+    now: datetime,
+    expires_at: datetime | None,
+    revoked_at: datetime | None,
+    user_disabled_at: datetime | None,
+) -> AuthenticationFailed | None:
+    """Why a known token may not act now (revoked, expired, its user disabled), or None."""
+    if revoked_at is not None and revoked_at <= now:
+        return AuthenticationFailed(
+            "revoked", f"the token was revoked at {revoked_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        )
+    if expires_at is not None and expires_at <= now:
+        return AuthenticationFailed(
+            "expired", f"the token expired at {expires_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        )
+    if user_disabled_at is not None and user_disabled_at <= now:
+        return AuthenticationFailed("disabled", "the token's user is disabled")
+    return None

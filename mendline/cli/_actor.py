@@ -1,0 +1,65 @@
+"""Who the commands act as: the user of ``MENDLINE_TOKEN``, or, with direct database access
+and no token, the local OS user with the role ``MENDLINE_LOCAL_ROLE`` gives it."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from typing import TYPE_CHECKING
+
+from mendline.schemas.errors import AuthenticationFailed
+from mendline.schemas.people import ROLES, Actor
+from mendline.schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from mendline.sinks.postgres import AuditWriter, PeopleStore
+
+__all__ = ["audit_writer", "cli_origin", "people_store", "resolve_actor"]
+
+_LOCAL_OFF_HINT = (
+    "set MENDLINE_TOKEN to a token from `mendline tokens create`, or MENDLINE_LOCAL_ROLE"
+    " where direct database access may act"
+)
+
+
+def cli_origin() -> str:
+    """Where the command line's changes come from, on their audit rows: ``cli@HOST``."""
+    return f"cli@{socket.gethostname()}"[:300]
+
+
+def audit_writer() -> AuditWriter:
+    """What writes the commands' audit rows: the audit trail's ``append_audit``."""
+    from mendline.sinks.postgres import append_audit
+
+    writer: AuditWriter = append_audit
+    return writer
+
+
+async def people_store(settings: Settings) -> PeopleStore:
+    """The people store on a pool, once the database is known to be there and migrated."""
+    import asyncpg
+
+    from mendline.cli._connections import connect_database
+    from mendline.sinks.postgres import PeopleStore
+
+    conn = await connect_database(settings)  # a clear error when unreachable or not migrated
+    await conn.close()
+    pool = await asyncpg.create_pool(
+        settings.database_url.get_secret_value(), min_size=1, max_size=2
+    )
+    return PeopleStore(pool, audit_writer(), cli_origin())
+
+
+async def resolve_actor(settings: Settings, store: PeopleStore) -> Actor:
+    """The token's user when ``MENDLINE_TOKEN`` is set (AuthenticationFailed when it cannot
+    act); else the local OS user with ``local_role`` (AuthenticationFailed when ``none``)."""
+    if settings.token is not None:
+        return await store.authenticate(settings.token.get_secret_value())
+    if settings.local_role == "none":
+        raise AuthenticationFailed(
+            "local_off",
+            "acting as the local OS user is off (MENDLINE_LOCAL_ROLE=none)",
+            hint=_LOCAL_OFF_HINT,
+        )
+    role = ROLES[ROLES.index(settings.local_role)]  # "none" is handled above
+    return Actor(name=getpass.getuser()[:200] or "unknown", role=role, auth="local")

@@ -1,0 +1,223 @@
+"""The ``mendline users`` and ``tokens`` commands: who may act on mendline, with which role,
+and the API tokens they act with."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, TypeVar
+
+from mendline.analyzers.policy.people import authorize
+from mendline.cli._actor import people_store, resolve_actor
+from mendline.cli._options import AS_JSON, Commands
+from mendline.cli.output import print_done, print_json, printable, shorten, table
+from mendline.schemas.people import ROLES, Actor
+from mendline.schemas.settings import Settings
+from mendline.schemas.tomlfile import parse_duration
+
+if TYPE_CHECKING:
+    from mendline.sinks.postgres import PeopleStore, TokenInfo, User
+
+__all__ = ["register"]
+
+_T = TypeVar("_T")
+_STORE_IT = (
+    "store this token now (e.g. in MENDLINE_TOKEN or your CI's secrets): it is shown only this once"
+)
+
+
+def register(commands: Commands) -> None:
+    """Add ``users`` and ``tokens`` with their subcommands to the top-level ``commands``."""
+    _register_users(commands)
+    _register_tokens(commands)
+
+
+def _register_users(commands: Commands) -> None:
+    users = commands.add_parser("users", help="the people who act on mendline, and their roles")
+    user_commands = users.add_subparsers(dest="users_command", required=True)
+    add = user_commands.add_parser("add", parents=[AS_JSON], help="add a user (admin)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, default="viewer", help="default: viewer")
+    add.set_defaults(run=_users_add)
+    listing = user_commands.add_parser("list", parents=[AS_JSON], help="the users")
+    listing.set_defaults(run=_users_list)
+    set_role = user_commands.add_parser(
+        "set-role", parents=[AS_JSON], help="give a user another role (admin)"
+    )
+    set_role.add_argument("name")
+    set_role.add_argument("role", choices=ROLES)
+    set_role.set_defaults(run=_users_set_role)
+    disable = user_commands.add_parser(
+        "disable", parents=[AS_JSON], help="disable a user and their tokens (admin)"
+    )
+    disable.add_argument("name")
+    disable.set_defaults(run=_users_disable)
+
+
+def _register_tokens(commands: Commands) -> None:
+    tokens = commands.add_parser("tokens", help="API tokens for the CLI, CI and automation")
+    token_commands = tokens.add_subparsers(dest="tokens_command", required=True)
+    create = token_commands.add_parser(
+        "create", parents=[AS_JSON], help="make a token, printed once (admin)"
+    )
+    create.add_argument("--user", help="whose token (default: yours)")
+    create.add_argument("--role", choices=ROLES, help="at most the user's (default: theirs)")
+    create.add_argument("--name", default="", help="what it is for, e.g. `ci deploy`")
+    create.add_argument(
+        "--expires", type=_lifetime, metavar="DURATION", help="e.g. 30d, 12h (default: never)"
+    )
+    create.set_defaults(run=_tokens_create)
+    listing = token_commands.add_parser(
+        "list", parents=[AS_JSON], help="the tokens, never their secrets"
+    )
+    listing.add_argument("--user", help="only this user's (yours: any role; others': admin)")
+    listing.set_defaults(run=_tokens_list)
+    revoke = token_commands.add_parser(
+        "revoke", parents=[AS_JSON], help="revoke a token (admin, or its own user)"
+    )
+    revoke.add_argument("token_id", metavar="TOKEN_ID", help="its visible id, mlt_xxxxxxxx")
+    revoke.set_defaults(run=_tokens_revoke)
+
+
+def _lifetime(text: str) -> timedelta:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration above 0, not {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def _acting(settings: Settings, work: Callable[[PeopleStore, Actor], Awaitable[_T]]) -> _T:
+    """``work(store, actor)`` with the actor the settings say, the store closed after."""
+
+    async def go() -> _T:
+        store = await people_store(settings)
+        try:
+            return await work(store, await resolve_actor(settings, store))
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def _user_json(user: User) -> dict[str, object]:
+    return {**asdict(user), "disabled": user.disabled_at is not None}
+
+
+def _token_json(token: TokenInfo) -> dict[str, object]:
+    return asdict(token)
+
+
+def _users_add(args: argparse.Namespace, settings: Settings) -> int:
+    user = _acting(settings, lambda store, actor: store.add_user(actor, args.name, args.role))
+    print_done(args, f"added user {printable(user.name)} ({user.role})", **_user_json(user))
+    return 0
+
+
+def _users_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(store: PeopleStore, actor: Actor) -> list[User]:
+        authorize(actor, "user.list")
+        return await store.list_users()
+
+    users = _acting(settings, work)
+    if args.json:
+        for user in users:
+            print_json(_user_json(user))
+    elif users:
+        rows = [
+            (
+                shorten(u.name, 40),
+                u.role,
+                "disabled" if u.disabled_at else "active",
+                f"{u.created_at:%Y-%m-%d %H:%M}",
+                shorten(u.created_by, 40),
+            )
+            for u in users
+        ]
+        print(table(("NAME", "ROLE", "STATE", "CREATED", "BY"), rows))
+    else:
+        print("no users yet: `mendline users add NAME --role admin`", file=sys.stderr)
+    return 0
+
+
+def _users_set_role(args: argparse.Namespace, settings: Settings) -> int:
+    user = _acting(settings, lambda store, actor: store.set_role(actor, args.name, args.role))
+    print_done(args, f"{printable(user.name)} is now {user.role}", **_user_json(user))
+    return 0
+
+
+def _users_disable(args: argparse.Namespace, settings: Settings) -> int:
+    user = _acting(settings, lambda store, actor: store.disable_user(actor, args.name))
+    print_done(
+        args, f"disabled {printable(user.name)}; their tokens no longer work", **_user_json(user)
+    )
+    return 0
+
+
+def _tokens_create(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(store: PeopleStore, actor: Actor) -> tuple[str, TokenInfo]:
+        expires_at = datetime.now(UTC) + args.expires if args.expires else None
+        return await store.create_token(
+            actor, args.user or actor.name, args.role, args.name, expires_at
+        )
+
+    token, info = _acting(settings, work)
+    print(f"warning: {_STORE_IT}", file=sys.stderr)
+    if args.json:
+        print_json({"token": token, **_token_json(info)})
+    else:
+        print(token)
+    return 0
+
+
+def _tokens_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(store: PeopleStore, actor: Actor) -> list[TokenInfo]:
+        # Anyone may list their own tokens; everyone's, or another's, is for admins.
+        authorize(actor, "token.list" if args.user == actor.name else "token.list_all")
+        return await store.list_tokens(args.user)
+
+    tokens = _acting(settings, work)
+    if args.json:
+        for token in tokens:
+            print_json(_token_json(token))
+    elif tokens:
+        print(
+            table(
+                ("ID", "USER", "ROLE", "STATE", "EXPIRES", "LAST USED", "NAME"),
+                [
+                    (
+                        t.token_id,
+                        shorten(t.user_name, 40),
+                        t.role,
+                        _token_state(t),
+                        f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never",
+                        f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never",
+                        shorten(t.name, 60),
+                    )
+                    for t in tokens
+                ],
+            )
+        )
+    else:
+        print("no tokens", file=sys.stderr)
+    return 0
+
+
+def _token_state(token: TokenInfo) -> str:
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= datetime.now(UTC):
+        return "expired"
+    return "active"
+
+
+def _tokens_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    info = _acting(settings, lambda store, actor: store.revoke_token(actor, args.token_id))
+    print_done(args, f"revoked {info.token_id}", **_token_json(info))
+    return 0

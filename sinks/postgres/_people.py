@@ -1,0 +1,320 @@
+"""The people store: users with a role, their API tokens, and telling who acts from a token.
+Every change authorizes its actor, changes and writes its audit row in one transaction."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
+
+import asyncpg
+
+from mendline.analyzers.policy.people import (
+    authorize,
+    check_token_role,
+    lower_role,
+    new_token,
+    parse_token,
+    token_hash,
+    token_refusal,
+)
+from mendline.schemas.errors import (
+    AuthenticationFailed,
+    PermissionDenied,
+    RejectedData,
+    TokenNotFound,
+    UserNotFound,
+)
+from mendline.schemas.people import Actor, AuditEntry, Role
+from mendline.sinks.postgres._errors import translating
+
+__all__ = ["AuditWriter", "PeopleStore", "TokenInfo", "User"]
+
+_log = logging.getLogger("mendline.audit")
+
+if TYPE_CHECKING:
+    _Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
+
+#: Appends one audit row on the connection, in the caller's transaction (``append_audit``).
+AuditWriter: TypeAlias = Callable[["asyncpg.Connection[Any]", AuditEntry], Awaitable[object]]
+
+_USERS_HINT = "`mendline users list` shows the users"
+_TOKENS_HINT = "`mendline tokens list` shows the tokens and their ids"
+# Compared against when the token id is unknown, so that both paths hash and compare.
+_ID_ATTEMPTS = 5
+_NO_HASH = token_hash("mlt_00000000_" + "0" * 43)
+
+_USER_COLUMNS = "id, name, role, disabled_at, created_at, created_by"
+_TOKEN_COLUMNS = """t.token_id, u.name AS user_name, t.user_id, t.role, t.name, t.created_at,
+    t.created_by, t.expires_at, t.revoked_at, t.last_used_at"""
+
+
+@dataclass(frozen=True)
+class User:
+    """A user as stored."""
+
+    id: int
+    name: str
+    role: Role
+    disabled_at: datetime | None
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An API token as stored, without its secret (there is none to show: only its hash)."""
+
+    token_id: str
+    user_name: str
+    user_id: int
+    role: Role
+    name: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@translating
+class PeopleStore:
+    """Users and API tokens. ``audit`` writes an audit row in the change's transaction;
+    ``origin`` is where the changes come from (``cli@host``), on each audit row.
+
+    Refusals come out as PermissionDenied, AuthenticationFailed, UserNotFound or
+    TokenNotFound; database failures as DatabaseUnavailable or RejectedData."""
+
+    def __init__(self, pool: asyncpg.Pool, audit: AuditWriter, origin: str = "") -> None:
+        self.pool = pool
+        self.audit = audit
+        self.origin = origin
+
+    async def close(self) -> None:
+        """Close the pool; idempotent."""
+        await self.pool.close()
+
+    async def _record(
+        self,
+        conn: _Conn,
+        actor: Actor,
+        action: str,
+        target: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> None:
+        entry = AuditEntry(
+            actor=actor,
+            action=action,
+            target=target,
+            before=before,
+            after=after,
+            origin=self.origin,
+        )
+        # A pooled connection is one for the writer: the proxy passes every call on.
+        await self.audit(cast("asyncpg.Connection[Any]", conn), entry)
+
+    async def add_user(self, actor: Actor, name: str, role: Role) -> User:
+        """Add a user; RejectedData when the name is taken."""
+        authorize(actor, "user.add")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""INSERT INTO mendline.users (name, role, created_by) VALUES ($1, $2, $3)
+                    ON CONFLICT (name) DO NOTHING RETURNING {_USER_COLUMNS}""",
+                name,
+                role,
+                actor.name,
+            )
+            if row is None:
+                raise RejectedData(
+                    f"there is a user {name!r} already", sqlstate="23505", hint=_USERS_HINT
+                )
+            await self._record(conn, actor, "user.add", f"user:{name}", None, {"role": role})
+        return User(**dict(row))
+
+    async def list_users(self) -> list[User]:
+        """Every user, by name."""
+        rows = await self.pool.fetch(f"SELECT {_USER_COLUMNS} FROM mendline.users ORDER BY name")
+        return [User(**dict(row)) for row in rows]
+
+    async def set_role(self, actor: Actor, name: str, role: Role) -> User:
+        """Give a user another role (their tokens act with at most it from now on)."""
+        authorize(actor, "user.set_role")
+        async with self.pool.acquire() as conn, conn.transaction():
+            before = await self._user(conn, name, lock=True)
+            row = await conn.fetchrow(
+                f"UPDATE mendline.users SET role = $2 WHERE id = $1 RETURNING {_USER_COLUMNS}",
+                before.id,
+                role,
+            )
+            assert row is not None  # the user was read in this transaction
+            await self._record(
+                conn, actor, "user.set_role", f"user:{name}", {"role": before.role}, {"role": role}
+            )
+        return User(**dict(row))
+
+    async def disable_user(self, actor: Actor, name: str) -> User:
+        """Disable a user: their tokens stop authenticating. Disabling a disabled user
+        changes nothing (and writes no audit row)."""
+        authorize(actor, "user.disable")
+        async with self.pool.acquire() as conn, conn.transaction():
+            before = await self._user(conn, name, lock=True)
+            if before.disabled_at is not None:
+                return before
+            row = await conn.fetchrow(
+                f"""UPDATE mendline.users SET disabled_at = now() WHERE id = $1
+                    RETURNING {_USER_COLUMNS}""",
+                before.id,
+            )
+            assert row is not None  # the user was read in this transaction
+            await self._record(
+                conn, actor, "user.disable", f"user:{name}", {"disabled": False}, {"disabled": True}
+            )
+        return User(**dict(row))
+
+    async def create_token(
+        self,
+        actor: Actor,
+        user: str,
+        role: Role | None = None,
+        name: str = "",
+        expires_at: datetime | None = None,
+    ) -> tuple[str, TokenInfo]:
+        """A new token of ``user`` with ``role`` (default: the user's), at most the user's
+        role: (the token, to show once and never again; what is stored of it)."""
+        authorize(actor, "token.create")
+        async with self.pool.acquire() as conn, conn.transaction():
+            owner = await self._user(conn, user, lock=True)
+            if owner.disabled_at is not None:
+                raise PermissionDenied(
+                    f"{user} is disabled: no new tokens", action="token.create", needed=None
+                )
+            role = role or owner.role
+            check_token_role(role, owner.role)
+            for _ in range(_ID_ATTEMPTS):  # the visible id has 32 bits: it may be taken
+                token, token_id, secret_hash = new_token()
+                made = await conn.fetchval(
+                    """INSERT INTO mendline.api_tokens
+                           (token_id, secret_hash, user_id, role, name, created_by, expires_at)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7)
+                       ON CONFLICT (token_id) DO NOTHING RETURNING id""",
+                    token_id,
+                    secret_hash,
+                    owner.id,
+                    role,
+                    name,
+                    actor.name,
+                    expires_at,
+                )
+                if made is not None:
+                    break
+            else:
+                raise RejectedData("no free token id; try again", sqlstate="23505")
+            after = {
+                "user": user,
+                "role": role,
+                "name": name,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            }
+            await self._record(conn, actor, "token.create", f"token:{token_id}", None, after)
+            info = await self._token(conn, token_id)
+        return token, info
+
+    async def list_tokens(self, user: str | None = None) -> list[TokenInfo]:
+        """The tokens (of one user, or all), newest first; never a secret."""
+        rows = await self.pool.fetch(
+            f"""SELECT {_TOKEN_COLUMNS} FROM mendline.api_tokens t
+                JOIN mendline.users u ON u.id = t.user_id
+                WHERE $1::text IS NULL OR u.name = $1
+                ORDER BY t.created_at DESC, t.id DESC""",
+            user,
+        )
+        return [TokenInfo(**dict(row)) for row in rows]
+
+    async def revoke_token(self, actor: Actor, token_id: str) -> TokenInfo:
+        """Revoke a token: an admin any, a user their own. Revoking a revoked token
+        changes nothing (and writes no audit row)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            before = await self._token(conn, token_id, lock=True)
+            own = actor.user_id is not None and actor.user_id == before.user_id
+            authorize(actor, "token.revoke_own" if own else "token.revoke")
+            if before.revoked_at is not None:
+                return before
+            await conn.execute(
+                "UPDATE mendline.api_tokens SET revoked_at = now() WHERE token_id = $1",
+                token_id,
+            )
+            await self._record(
+                conn,
+                actor,
+                "token.revoke",
+                f"token:{token_id}",
+                {"revoked": False},
+                {"revoked": True},
+            )
+            return await self._token(conn, token_id)
+
+    async def authenticate(self, token: str) -> Actor:
+        """The actor a token speaks for, with the lower of its role and its user's; else
+        AuthenticationFailed with the reason (malformed, unknown, revoked, expired,
+        disabled). Marks the token used (at most once a minute)."""
+        parsed = parse_token(token)
+        row = await self.pool.fetchrow(
+            """SELECT t.id, t.secret_hash, t.role, t.expires_at, t.revoked_at, u.id AS user_id,
+                      u.name, u.role AS user_role, u.disabled_at, now() AS now
+               FROM mendline.api_tokens t JOIN mendline.users u ON u.id = t.user_id
+               WHERE t.token_id = $1""",
+            parsed.token_id,
+        )
+        matches = hmac.compare_digest(parsed.secret_hash, row["secret_hash"] if row else _NO_HASH)
+        if row is None or not matches:
+            raise AuthenticationFailed(
+                "unknown",
+                "the token is not known (or not whole)",
+                hint="ask an admin for one: `mendline tokens create`",
+            )
+        refusal = token_refusal(
+            now=row["now"],
+            expires_at=row["expires_at"],
+            revoked_at=row["revoked_at"],
+            user_disabled_at=row["disabled_at"],
+        )
+        if refusal is not None:
+            raise refusal
+        # Written at most once a minute per token: one write a minute, not one a call.
+        await self.pool.execute(
+            """UPDATE mendline.api_tokens SET last_used_at = now() WHERE id = $1
+                AND (last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')""",
+            row["id"],
+        )
+        return Actor(
+            name=row["name"],
+            role=lower_role(row["role"], row["user_role"]),
+            auth="token",
+            user_id=row["user_id"],
+            token_id=parsed.token_id,
+        )
+
+    async def _user(self, conn: _Conn, name: str, *, lock: bool = False) -> User:
+        row = await conn.fetchrow(
+            f"SELECT {_USER_COLUMNS} FROM mendline.users WHERE name = $1"
+            + (" FOR UPDATE" if lock else ""),
+            name,
+        )
+        if row is None:
+            raise UserNotFound(f"there is no user {name!r}", hint=_USERS_HINT)
+        return User(**dict(row))
+
+    async def _token(self, conn: _Conn, token_id: str, *, lock: bool = False) -> TokenInfo:
+        row = await conn.fetchrow(
+            f"""SELECT {_TOKEN_COLUMNS} FROM mendline.api_tokens t
+                JOIN mendline.users u ON u.id = t.user_id WHERE t.token_id = $1"""
+            + (" FOR UPDATE OF t" if lock else ""),
+            token_id,
+        )
+        if row is None:
+            raise TokenNotFound(f"there is no token {token_id!r}", hint=_TOKENS_HINT)
+        return TokenInfo(**dict(row))

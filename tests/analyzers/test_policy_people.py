@@ -1,0 +1,155 @@
+"""Who may do what, and the API tokens' format: table tests of the pure decisions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mendline.analyzers.policy.people import (
+    PERMISSIONS,
+    authorize,
+    check_token_role,
+    lower_role,
+    new_token,
+    parse_token,
+    token_hash,
+    token_refusal,
+)
+from mendline.schemas.errors import AuthenticationFailed, PermissionDenied
+from mendline.schemas.people import ROLES, Actor, Role
+
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+
+
+def actor(role: Role) -> Actor:
+    return Actor(name="alice", role=role, auth="token")
+
+
+@pytest.mark.parametrize(
+    ("action", "least"),
+    [
+        ("issue.read", "viewer"),
+        ("user.list", "viewer"),
+        ("token.revoke_own", "viewer"),
+        ("issue.resolve", "responder"),
+        ("issue.ignore", "responder"),
+        ("issue.merge", "responder"),
+        ("finding.mark", "responder"),
+        ("fix.approve", "approver"),
+        ("fix.reject", "approver"),
+        ("fix.apply", "approver"),
+        ("fix.rollback", "approver"),
+        ("remediation.run", "approver"),
+        ("user.add", "admin"),
+        ("user.set_role", "admin"),
+        ("user.disable", "admin"),
+        ("token.create", "admin"),
+        ("token.revoke", "admin"),
+        ("policy.change", "admin"),
+    ],
+)
+def test_each_action_needs_its_role_and_the_roles_above_may_too(action: str, least: Role) -> None:
+    assert PERMISSIONS[action] == least
+    for role in ROLES:
+        if ROLES.index(role) >= ROLES.index(least):
+            authorize(actor(role), action)
+        else:
+            with pytest.raises(PermissionDenied) as refused:
+                authorize(actor(role), action)
+            assert (refused.value.action, refused.value.needed) == (action, least)
+            assert f"it needs the role {least}" in str(refused.value)
+
+
+@pytest.mark.parametrize("action", ["issue.delete", "", "USER.ADD", "user.add "])
+def test_an_unknown_action_is_refused_even_to_admins(action: str) -> None:
+    with pytest.raises(PermissionDenied) as refused:
+        authorize(actor("admin"), action)
+    assert refused.value.needed is None
+
+
+@pytest.mark.parametrize(
+    ("token_role", "user_role", "allowed"),
+    [
+        ("viewer", "admin", True),
+        ("admin", "admin", True),
+        ("responder", "responder", True),
+        ("approver", "responder", False),
+        ("admin", "viewer", False),
+    ],
+)
+def test_a_tokens_role_is_at_most_its_users(
+    token_role: Role, user_role: Role, allowed: bool
+) -> None:
+    if allowed:
+        check_token_role(token_role, user_role)
+    else:
+        with pytest.raises(PermissionDenied, match="cannot exceed its user's"):
+            check_token_role(token_role, user_role)
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "lower"),
+    [
+        ("admin", "viewer", "viewer"),
+        ("responder", "approver", "responder"),
+        ("admin", "admin", "admin"),
+    ],
+)
+def test_the_lower_role(one: Role, other: Role, lower: Role) -> None:
+    assert lower_role(one, other) == lower_role(other, one) == lower
+
+
+def test_a_new_token_parses_to_its_id_and_hash_and_each_is_new() -> None:
+    token, token_id, secret_hash = new_token()
+    assert token.startswith(token_id + "_") and len(token_id) == len("mlt_") + 8
+    assert parse_token(token) == (token_id, secret_hash)
+    assert secret_hash == token_hash(token) and token not in secret_hash and len(secret_hash) == 64
+    assert len({new_token()[0] for _ in range(50)}) == 50
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "mlt_",
+        "mlt_abcd1234",
+        "xyz_abcd1234_" + "a" * 43,
+        "mlt_ABCD1234_" + "a" * 43,  # the id is lower-case hex
+        "mlt_abcd123_" + "a" * 44,
+        "mlt_abcd1234_" + "a" * 42,
+        "mlt_abcd1234_" + "a" * 44,
+        "mlt_abcd1234_" + "a" * 42 + "=",
+        "mlt_abcd1234-" + "a" * 43,
+    ],
+)
+def test_a_malformed_token_is_refused_without_quoting_it(text: str) -> None:
+    with pytest.raises(AuthenticationFailed) as refused:
+        parse_token(text)
+    assert refused.value.reason == "malformed"
+    assert str(refused.value) == "not a mendline token (expected mlt_<id>_<secret>)"
+
+
+@pytest.mark.parametrize(
+    ("expires", "revoked", "disabled", "reason"),
+    [
+        (None, None, None, None),
+        (NOW + timedelta(seconds=1), None, None, None),
+        (NOW, None, None, "expired"),
+        (NOW - timedelta(days=1), None, None, "expired"),
+        (None, NOW - timedelta(seconds=1), None, "revoked"),
+        (NOW - timedelta(days=1), NOW - timedelta(days=2), None, "revoked"),
+        (None, None, NOW - timedelta(hours=1), "disabled"),
+        (None, NOW + timedelta(hours=1), None, None),
+    ],
+)
+def test_why_a_known_token_may_not_act(
+    expires: datetime | None,
+    revoked: datetime | None,
+    disabled: datetime | None,
+    reason: str | None,
+) -> None:
+    refusal = token_refusal(
+        now=NOW, expires_at=expires, revoked_at=revoked, user_disabled_at=disabled
+    )
+    assert (refusal.reason if refusal else None) == reason

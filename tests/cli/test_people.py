@@ -1,0 +1,138 @@
+"""``mendline users`` and ``tokens`` on the real PostgreSQL: the first admin made as the
+local OS user, tokens printed once and then acted with, refusals as one clear line."""
+
+from __future__ import annotations
+
+import getpass
+
+import pytest
+
+from mendline.sinks.postgres import migrated_pool
+from tests.cli_helpers import cli, failure, json_lines, json_object, usage_error
+from tests.db_helpers import query
+
+
+@pytest.fixture
+async def env(fresh_db_url: str) -> dict[str, str]:
+    pool = await migrated_pool(fresh_db_url, 1)
+    await pool.close()
+    return {"MENDLINE_DATABASE_URL": fresh_db_url, "MENDLINE_TOKEN": "", "MENDLINE_LOCAL_ROLE": ""}
+
+
+def local(env: dict[str, str], role: str = "admin") -> dict[str, str]:
+    return {**env, "MENDLINE_LOCAL_ROLE": role}
+
+
+def with_token(env: dict[str, str], token: str) -> dict[str, str]:
+    return {**env, "MENDLINE_TOKEN": token, "MENDLINE_LOCAL_ROLE": "none"}
+
+
+async def test_the_first_admin_then_a_token_printed_once_and_acted_with(
+    env: dict[str, str], fresh_db_url: str
+) -> None:
+    added = json_object(
+        await cli("users", "add", "alice", "--role", "admin", "--json", env=local(env))
+    )
+    assert (added["name"], added["role"], added["created_by"]) == (
+        "alice",
+        "admin",
+        getpass.getuser(),
+    )
+
+    created = await cli("tokens", "create", "--user", "alice", "--name", "ci", env=local(env))
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("mlt_") and created.stdout == token + "\n"
+    assert "shown only this once" in created.stderr and token not in created.stderr
+
+    bob = await cli("users", "add", "bob", env=with_token(env, token))
+    assert bob.returncode == 0 and bob.stdout == "added user bob (viewer)\n", bob.stderr
+    listed = json_lines(await cli("users", "list", "--json", env=with_token(env, token)))
+    assert [(u["name"], u["role"], u["created_by"]) for u in listed] == [
+        ("alice", "admin", getpass.getuser()),
+        ("bob", "viewer", "alice"),
+    ]
+    for shown in (
+        await cli("tokens", "list", env=with_token(env, token)),
+        await cli("tokens", "list", "--json", env=with_token(env, token)),
+    ):
+        assert shown.returncode == 0 and token[:12] in shown.stdout
+        assert token not in shown.stdout + shown.stderr and token[13:] not in shown.stdout
+    (used,) = await query(fresh_db_url, "SELECT last_used_at FROM mendline.api_tokens")
+    assert used["last_used_at"] is not None
+
+
+async def test_refusals_are_one_line_with_a_hint(env: dict[str, str]) -> None:
+    message, hint = failure(await cli("users", "list", env=local(env, "none")))
+    assert message == "acting as the local OS user is off (MENDLINE_LOCAL_ROLE=none)"
+    assert "MENDLINE_TOKEN" in hint
+
+    message, _ = failure(await cli("users", "add", "eve", env=local(env, "responder")))
+    assert message.endswith("(responder) may not user.add: it needs the role admin")
+
+    await cli("users", "add", "carol", "--role", "viewer", env=local(env))
+    created = await cli("tokens", "create", "--user", "carol", "--json", env=local(env))
+    viewer = json_object(created)
+    assert viewer["role"] == "viewer" and viewer["token"].startswith(viewer["token_id"] + "_")
+    message, _ = failure(
+        await cli("tokens", "create", "--user", "carol", "--role", "admin", env=local(env))
+    )
+    assert message == "a token's role cannot exceed its user's: admin > viewer"
+
+    carols = json_lines(
+        await cli(
+            "tokens", "list", "--user", "carol", "--json", env=with_token(env, viewer["token"])
+        )
+    )
+    assert [t["token_id"] for t in carols] == [viewer["token_id"]]
+    message, _ = failure(await cli("tokens", "list", env=with_token(env, viewer["token"])))
+    assert message == "carol (viewer) may not token.list_all: it needs the role admin"
+
+    revoked = json_object(
+        await cli(
+            "tokens", "revoke", viewer["token_id"], "--json", env=with_token(env, viewer["token"])
+        )
+    )
+    assert revoked["revoked_at"] is not None
+    message, _ = failure(await cli("users", "list", env=with_token(env, viewer["token"])))
+    assert message.startswith("the token was revoked at ")
+    message, hint = failure(await cli("users", "list", env=with_token(env, "mlt_nonsense")))
+    assert message == "not a mendline token (expected mlt_<id>_<secret>)"
+    message, _ = failure(await cli("users", "set-role", "nobody", "admin", env=local(env)))
+    assert message == "there is no user 'nobody'"
+    assert usage_error(await cli("tokens", "create", "--expires", "soon", env=local(env)))
+
+
+async def test_names_from_the_database_reach_the_terminal_escaped(env: dict[str, str]) -> None:
+    evil = "mallory\x1b]0;owned\x07\x1b[2J"
+    assert (await cli("users", "add", evil, env=local(env))).returncode == 0
+    shown = await cli("users", "list", env=local(env))
+    assert shown.returncode == 0 and "mallory" in shown.stdout
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+
+
+async def test_every_change_is_in_the_audit_trail_chained_and_never_the_token(
+    env: dict[str, str], fresh_db_url: str
+) -> None:
+    await cli("users", "add", "alice", "--role", "admin", env=local(env))
+    token = (await cli("tokens", "create", "--user", "alice", env=local(env))).stdout.strip()
+    await cli("users", "add", "bob", env=with_token(env, token))
+    await cli("users", "set-role", "bob", "responder", env=with_token(env, token))
+    trail = json_lines(await cli("audit", "list", "--json", env=local(env)))
+    by_action = sorted((row["action"], row["target"], row["actor"]["name"]) for row in trail)
+    assert by_action == [
+        ("token.create", f"token:{token[:12]}", getpass.getuser()),
+        ("user.add", "user:alice", getpass.getuser()),
+        ("user.add", "user:bob", "alice"),
+        ("user.set_role", "user:bob", "alice"),
+    ]
+    (role_change,) = [row for row in trail if row["action"] == "user.set_role"]
+    assert role_change["actor"]["auth"] == "token"
+    assert (role_change["before"]["role"], role_change["after"]["role"]) == (
+        "viewer",
+        "responder",
+    )
+    rows = await query(fresh_db_url, "SELECT * FROM mendline.audit_log")
+    assert token[13:] not in repr([dict(row) for row in rows])
+    verified = await cli("audit", "verify", env=local(env))
+    assert verified.returncode == 0 and "intact: 4 row(s)" in verified.stdout, verified.stdout
