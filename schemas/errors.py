@@ -9,7 +9,9 @@
     │   ├── IssueNotFound      ... an issue (or it cannot take part in the operation)
     │   ├── FindingNotFound    ... a finding (or the issue to analyse)
     │   ├── UserNotFound       ... a user (by name)
-    │   └── TokenNotFound      ... an API token (by its visible id)
+    │   ├── TokenNotFound      ... an API token (by its visible id)
+    │   └── FixNotFound        ... a fix
+    ├── IllegalTransition      a fix cannot move from its state to the one asked for
     ├── PermissionDenied       the actor's role may not do that (``action``, ``needed``)
     ├── AuthenticationFailed   a token or local user that cannot act (``reason``)
     ├── UsageError             the command line was used wrongly (exit status 2)
@@ -42,6 +44,8 @@ __all__ = [
     "DeadLetterReason",
     "DevStackError",
     "FindingNotFound",
+    "FixNotFound",
+    "IllegalTransition",
     "InvalidEvent",
     "InvalidEventReason",
     "IssueNotFound",
@@ -128,6 +132,19 @@ class UserNotFound(NotFound):
 
 class TokenNotFound(NotFound):
     """No API token has that visible id."""
+
+
+class FixNotFound(NotFound):
+    """No fix has that id."""
+
+
+class IllegalTransition(MendlineError):
+    """A fix cannot move from its state (``current``) to the one asked for (``wanted``)."""
+
+    def __init__(self, detail: str, *, current: str, wanted: str, hint: str | None = None) -> None:
+        super().__init__(detail, hint=hint)
+        self.current = current
+        self.wanted = wanted
 
 
 class PermissionDenied(MendlineError):
