@@ -23,6 +23,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mendline.schemas.errors import IllegalTransition
+
 __all__ = [
     "FINAL_STATES",
     "FIX_STATES",
@@ -34,6 +36,7 @@ __all__ = [
     "PolicyDecision",
     "PolicyVerdict",
     "Verification",
+    "check_transition",
     "fix_branch",
 ]
 
@@ -77,6 +80,20 @@ PolicyVerdict = Literal["auto", "approval", "deny"]
 #: (``branch``), that branch pushed to the remote (``push``), a pull/merge request opened on
 #: the forge (``pull_request``), or a ``.patch`` file to apply by hand (``patch``).
 DeliveryMode = Literal["branch", "push", "pull_request", "patch"]
+
+
+def check_transition(current: FixState, wanted: FixState) -> None:
+    """Return when a fix in state ``current`` may move to ``wanted``; else raise
+    IllegalTransition, which names both and the states ``current`` may move to. The one place
+    the fix store asks before it moves a fix."""
+    allowed = TRANSITIONS[current]
+    if wanted not in allowed:
+        where = ", ".join(s for s in FIX_STATES if s in allowed) or "nothing: it is final"
+        raise IllegalTransition(
+            f"a fix that is {current} cannot become {wanted} (it can become {where})",
+            current=current,
+            wanted=wanted,
+        )
 
 
 def fix_branch(issue_id: int, fix_id: int) -> str:
