@@ -12,6 +12,7 @@
     │   ├── TokenNotFound      ... an API token (by its visible id)
     │   └── FixNotFound        ... a fix
     ├── IllegalTransition      a fix cannot move from its state to the one asked for
+    ├── InvalidPatch           a text is not a unified diff we can read
     ├── PermissionDenied       the actor's role may not do that (``action``, ``needed``)
     ├── AuthenticationFailed   a token or local user that cannot act (``reason``)
     ├── UsageError             the command line was used wrongly (exit status 2)
@@ -48,6 +49,7 @@ __all__ = [
     "IllegalTransition",
     "InvalidEvent",
     "InvalidEventReason",
+    "InvalidPatch",
     "IssueNotFound",
     "LLMError",
     "MendlineError",
@@ -145,6 +147,10 @@ class IllegalTransition(MendlineError):
         super().__init__(detail, hint=hint)
         self.current = current
         self.wanted = wanted
+
+
+class InvalidPatch(MendlineError):
+    """A text is not a unified diff we can read (the message names the line)."""
 
 
 class PermissionDenied(MendlineError):
