@@ -15,7 +15,13 @@ from mendline.sinks.postgres._alerts import (
     RoutingResult,
     route_key,
 )
-from mendline.sinks.postgres._audit import AUDIT_LOCK, AuditStore, append_audit, connect_audit
+from mendline.sinks.postgres._audit import (
+    AUDIT_LOCK,
+    AuditStore,
+    AuditWriter,
+    append_audit,
+    connect_audit,
+)
 from mendline.sinks.postgres._checkins import ALL_ENVIRONMENTS, CheckinStore, connect_checkins
 from mendline.sinks.postgres._connect import (
     connect_alerts,
@@ -51,7 +57,7 @@ from mendline.sinks.postgres._migrate import (
     migrated_pool,
 )
 from mendline.sinks.postgres._notify import Listener
-from mendline.sinks.postgres._people import AuditWriter, PeopleStore, TokenInfo, User
+from mendline.sinks.postgres._people import PeopleStore, TokenInfo, User
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
 __all__ = [
