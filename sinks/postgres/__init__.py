@@ -1,14 +1,8 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
-issue administration, the audit trail, people and their API tokens, and the versioned migrations
-of schema ``mendline``."""
+the audited actions on issues, findings and events, the audit trail, people and their API
+tokens, and the versioned migrations of schema ``mendline``."""
 
-from mendline.sinks.postgres._admin import (
-    IssueNotFound,
-    ignore_issue,
-    merge_issues,
-    prune_events,
-    resolve_issue,
-)
+from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
 from mendline.sinks.postgres._alerts import (
     AlertStore,
     DueDelivery,
@@ -76,6 +70,7 @@ __all__ = [
     "FindingNotFound",
     "FindingStore",
     "HealthStore",
+    "IssueActions",
     "IssueNotFound",
     "Listener",
     "PeopleStore",
@@ -96,14 +91,10 @@ __all__ = [
     "connect_health",
     "connect_people",
     "connect_store",
-    "ignore_issue",
     "is_bad_data",
     "is_outage",
-    "merge_issues",
     "migrate",
     "migrated_pool",
-    "prune_events",
-    "resolve_issue",
     "route_key",
     "translate",
     "translated",
