@@ -14,18 +14,15 @@ import asyncpg
 import pytest
 
 from mendline.schemas.errors import FindingNotFound, IssueNotFound, PermissionDenied
-from mendline.schemas.finding import Finding
 from mendline.schemas.people import SYSTEM_ACTOR, Actor, AuditEntry
 from mendline.schemas.settings import load_settings
 from mendline.sinks.postgres import (
     AuditStore,
     IssueActions,
     append_audit,
-    connect_audit,
-    connect_findings,
     connect_store,
 )
-from tests.db_helpers import query
+from tests.db_helpers import issue_actions, query
 from tests.integration.stage_helpers import ingest, issue_events
 
 pytestmark = pytest.mark.integration
@@ -122,18 +119,6 @@ CASES = [
 ]
 
 
-def heuristic_finding() -> Finding:
-    return Finding(
-        analyser="heuristic",
-        rule="fallback",
-        root_cause="the quantity is not a number",
-        confidence=0.5,
-        category="bad_input",
-        severity="medium",
-        suggested_fix="validate it",
-    )
-
-
 @pytest.fixture
 async def world(fresh_db_url: str) -> str:
     """Issues 1 to 3 (3 events each), finding 1 on issue 1 and finding 2 served from it, and
@@ -142,33 +127,29 @@ async def world(fresh_db_url: str) -> str:
     for issue in range(3):  # one at a time: issue ids 1, 2, 3
         await ingest(settings, issue_events(range(issue, issue + 1)))
     store = await connect_store(settings)
-    findings = await connect_findings(settings, 1)
     try:
         await store.ensure_partitions((NOW - timedelta(days=40)).date())
-        first = await findings.save(heuristic_finding(), issue_id=1, cache_key="k@1")
-        await findings.save(heuristic_finding(), issue_id=1, cache_key="k@1", cached_from=first)
     finally:
         await store.close()
-        await findings.pool.close()
+    await query(
+        fresh_db_url,
+        """INSERT INTO mendline.findings (issue_id, cache_key, analyser, root_cause, confidence,
+               category, severity, suggested_fix, cached_from)
+           VALUES (1, 'k@1', 'heuristic', 'c', 0.5, 'bad_input', 'medium', 'f', NULL),
+                  (1, 'k@1', 'heuristic', 'c', 0.5, 'bad_input', 'medium', 'f', 1)""",
+    )
     return fresh_db_url
 
 
 @pytest.fixture
 async def actions(world: str) -> AsyncIterator[IssueActions]:
-    pool = await asyncpg.create_pool(world, min_size=1, max_size=2)
-    try:
-        yield IssueActions(pool, append_audit, origin="cli@test")
-    finally:
-        await pool.close()
+    async with issue_actions(world) as actions:
+        yield actions
 
 
 @pytest.fixture
-async def trail(world: str) -> AsyncIterator[AuditStore]:
-    audit = await connect_audit(load_settings(database_url=world))
-    try:
-        yield audit
-    finally:
-        await audit.close()
+def trail(actions: IssueActions) -> AuditStore:
+    return AuditStore(actions.pool)
 
 
 async def state(url: str, case: Case) -> tuple[Any, ...]:
@@ -189,7 +170,7 @@ async def test_each_action_changes_its_target_and_writes_one_chained_audit_row(
         case.actor,
         case.action,
         case.target,
-        "cli@test",
+        "test",
     )
     assert (row.before, row.after) == (case.before, case.after)
     checked = await trail.verify()
@@ -293,7 +274,7 @@ async def _failing_writer(conn: asyncpg.Connection[Any], entry: AuditEntry) -> N
 async def test_a_change_whose_audit_row_fails_is_rolled_back(
     case: Case, world: str, actions: IssueActions, trail: AuditStore
 ) -> None:
-    failing = IssueActions(actions.pool, _failing_writer, origin="cli@test")
+    failing = IssueActions(actions.pool, _failing_writer, origin="test")
     with pytest.raises(RuntimeError, match="the audit trail failed"):
         await case.act(failing, case.actor)
     assert await state(world, case) == case.was
