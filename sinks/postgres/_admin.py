@@ -97,8 +97,8 @@ class IssueActions(AuditedStore):
         return True
 
     async def resolve(self, actor: Actor, issue_id: int, note: str | None = None) -> bool:
-        """Mark an issue resolved, with an optional note on what fixed it (None keeps the
-        note it has): a later event reopens it as a regression, similar issues are analysed
+        """Mark an issue resolved, with an optional note on what fixed it (None or "" keeps
+        the note it has): a later event reopens it as a regression, similar issues are analysed
         with the note in view, and a `resolved` trigger (same transaction) lets the alert
         stage resolve what it paged about. Whether it changed (False: resolved already, with
         that note). IssueNotFound if no issue has that id, or it was merged."""
