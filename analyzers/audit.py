@@ -1,4 +1,5 @@
-"""Whether the audit trail's hash chain is intact, and if not, where it first breaks: pure,
+"""The audit trail's pure parts: what a change changed (``changed_fields``, an audit row's
+before and after), and whether the hash chain is intact, and if not, where it first breaks,
 over rows given in id order (the store streams them from the database).
 
 A row is *altered* when its ``row_hash`` is not the hash of its content and ``prev_hash``
@@ -11,17 +12,35 @@ keep the ``last_hash`` of a verification elsewhere to tell (see the README).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Literal
+from typing import Any, Literal
 
 from mendline.schemas.people import GENESIS_HASH, StoredAuditEntry, audit_hash
 
-__all__ = ["BreakReason", "ChainBreak", "ChainCheck", "ChainWalk", "verify_chain"]
+__all__ = [
+    "BreakReason",
+    "ChainBreak",
+    "ChainCheck",
+    "ChainWalk",
+    "changed_fields",
+    "verify_chain",
+]
 
 #: Why the chain breaks at a row: its own content changed, or the link to the row before.
 BreakReason = Literal["altered", "removed"]
+
+
+def changed_fields(
+    before: Mapping[str, Any], after: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The fields whose values differ between ``before`` and ``after`` (a field one side
+    lacks is None there), as an audit row's before and after; None when nothing changed."""
+    names = [name for name in {**before, **after} if before.get(name) != after.get(name)]
+    if not names:
+        return None
+    return {n: before.get(n) for n in names}, {n: after.get(n) for n in names}
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@ store, the audit trail, the CLI and (later) the dashboard.
 
 Roles are ordered: each can do what the ones before it can. ``viewer`` reads; ``responder``
 resolves, ignores, merges and marks findings; ``approver`` also approves and applies fixes
-and runs remediations; ``admin`` also manages users, tokens and policy. mendline itself acts
-as the actor ``SYSTEM_ACTOR`` (its workers: a fix applied by policy, a check let go).
+and runs remediations; ``admin`` also manages users, tokens and policy, and prunes stored
+events. mendline itself acts as the actor ``SYSTEM_ACTOR`` (its workers: a fix applied by
+policy, a check let go).
 
 An audit entry is one state change: who (the actor and how they were authenticated), what
 (the action, its target, the state before and after, as JSON), when (the database's clock)

@@ -1,4 +1,5 @@
-"""A fresh database for a test, on the session's PostgreSQL server, and reading it back."""
+"""A fresh database for a test, on the session's PostgreSQL server, reading it back, and the
+audited actions on its issues as a person on call would take them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from mendline.schemas.people import Actor
+from mendline.sinks.postgres import IssueActions, append_audit
+
+#: Someone on call, who may resolve, ignore and merge issues and mark findings.
+RESPONDER = Actor(name="rita", role="responder", auth="local")
 
 
 def with_database(url: str, name: str) -> str:
@@ -48,3 +55,14 @@ async def behind_audit_trigger(url: str, statement: str, *args: object) -> None:
             await conn.execute("ALTER TABLE mendline.audit_log ENABLE TRIGGER USER")
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def issue_actions(url: str) -> AsyncIterator[IssueActions]:
+    """The audited actions on the issues, findings and events of ``url`` (their rows written
+    to its real audit trail, from origin ``test``), on a pool of their own."""
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    try:
+        yield IssueActions(pool, append_audit, origin="test")
+    finally:
+        await pool.close()

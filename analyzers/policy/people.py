@@ -51,6 +51,7 @@ PERMISSIONS: dict[str, Role] = {
     "token.revoke": "admin",
     "token.list_all": "admin",
     "policy.change": "admin",
+    "events.prune": "admin",
 }
 
 # mlt_<8 lowercase hex>_<43 characters of token_urlsafe(32)>

@@ -1,4 +1,5 @@
-"""The ``mendline issues``, ``findings`` and ``events`` commands: what the pipeline stored."""
+"""The ``mendline issues``, ``findings`` and ``events`` commands: what the pipeline stored, and
+the audited actions on it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mendline.cli._actor import acting
 from mendline.cli._connections import connect_database, finding_store
 from mendline.cli._hints import ISSUES_HINT, hint_on
 from mendline.cli._options import AS_JSON, Commands, positive
@@ -16,7 +18,8 @@ from mendline.schemas.errors import FindingNotFound, IssueNotFound, MendlineErro
 from mendline.schemas.settings import Settings
 
 if TYPE_CHECKING:
-    from mendline.sinks.postgres import FindingStore
+    from mendline.schemas.people import Actor
+    from mendline.sinks.postgres import FindingStore, IssueActions, PeopleStore
 
 __all__ = ["finding_json", "register"]
 
@@ -229,20 +232,28 @@ def _issues_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _issues_ignore(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks.postgres import ignore_issue
+def _acting(settings: Settings, work: Callable[[IssueActions, Actor], Awaitable[_T]]) -> _T:
+    """``work(actions, actor)``: an audited action as the actor the settings say (the token's
+    user, or the local OS user), on the people store's pool, closed after."""
+    from mendline.sinks.postgres import IssueActions
 
+    def on(people: PeopleStore, actor: Actor) -> Awaitable[_T]:
+        return work(IssueActions(people.pool, people.audit, people.origin), actor)
+
+    return acting(settings, on)
+
+
+def _issues_ignore(args: argparse.Namespace, settings: Settings) -> int:
     with hint_on(IssueNotFound, ISSUES_HINT):
-        _on_database(settings, lambda conn: ignore_issue(conn, args.id))
-    print_done(args, f"ignored issue {args.id}", issue=args.id, status="ignored")
+        changed = _acting(settings, lambda actions, actor: actions.ignore(actor, args.id))
+    done = f"ignored issue {args.id}" if changed else f"issue {args.id} was ignored already"
+    print_done(args, done, issue=args.id, status="ignored", changed=changed)
     return 0
 
 
 def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks.postgres import merge_issues
-
     with hint_on(IssueNotFound, ISSUES_HINT):
-        _on_database(settings, lambda conn: merge_issues(conn, args.target, args.source))
+        _acting(settings, lambda actions, actor: actions.merge(actor, args.target, args.source))
     print_done(
         args,
         f"merged issue {args.source} into {args.target}",
@@ -254,11 +265,12 @@ def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _issues_resolve(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks.postgres import resolve_issue
-
     with hint_on(IssueNotFound, ISSUES_HINT):
-        _on_database(settings, lambda conn: resolve_issue(conn, args.id, args.note))
-    print_done(args, f"resolved issue {args.id}", issue=args.id, status="resolved", note=args.note)
+        changed = _acting(
+            settings, lambda actions, actor: actions.resolve(actor, args.id, args.note)
+        )
+    done = f"resolved issue {args.id}" if changed else f"issue {args.id} was resolved already"
+    print_done(args, done, issue=args.id, status="resolved", note=args.note, changed=changed)
     return 0
 
 
@@ -316,22 +328,25 @@ def _findings_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def _findings_mark(args: argparse.Namespace, settings: Settings) -> int:
     with hint_on(FindingNotFound, _FINDINGS_HINT):
-        _on_findings(settings, lambda store: store.mark(args.id, args.verdict, args.note))
+        changed = _acting(
+            settings,
+            lambda actions, actor: actions.mark_finding(actor, args.id, args.verdict, args.note),
+        )
+    done = f"marked finding {args.id} {args.verdict}"
     print_done(
         args,
-        f"marked finding {args.id} {args.verdict}",
+        done if changed else f"finding {args.id} was marked {args.verdict} already",
         finding=args.id,
         verdict=args.verdict,
         note=args.note,
+        changed=changed,
     )
     return 0
 
 
 def _events_prune(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.sinks.postgres import prune_events
-
     days = args.days if args.days is not None else settings.retention_days
-    dropped = _on_database(settings, lambda conn: prune_events(conn, days))
+    dropped = _acting(settings, lambda actions, actor: actions.prune_events(actor, days))
     print_done(
         args,
         f"dropped {len(dropped)} day(s) of events older than {days} days",

@@ -1,21 +1,21 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
-issue administration, the audit trail, people and their API tokens, and the versioned migrations
-of schema ``mendline``."""
+the audited actions on issues, findings and events, the audit trail, people and their API
+tokens, and the versioned migrations of schema ``mendline``."""
 
-from mendline.sinks.postgres._admin import (
-    IssueNotFound,
-    ignore_issue,
-    merge_issues,
-    prune_events,
-    resolve_issue,
-)
+from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
 from mendline.sinks.postgres._alerts import (
     AlertStore,
     DueDelivery,
     RoutingResult,
     route_key,
 )
-from mendline.sinks.postgres._audit import AUDIT_LOCK, AuditStore, append_audit, connect_audit
+from mendline.sinks.postgres._audit import (
+    AUDIT_LOCK,
+    AuditStore,
+    AuditWriter,
+    append_audit,
+    connect_audit,
+)
 from mendline.sinks.postgres._checkins import ALL_ENVIRONMENTS, CheckinStore, connect_checkins
 from mendline.sinks.postgres._connect import (
     connect_alerts,
@@ -51,7 +51,7 @@ from mendline.sinks.postgres._migrate import (
     migrated_pool,
 )
 from mendline.sinks.postgres._notify import Listener
-from mendline.sinks.postgres._people import AuditWriter, PeopleStore, TokenInfo, User
+from mendline.sinks.postgres._people import PeopleStore, TokenInfo, User
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "FindingNotFound",
     "FindingStore",
     "HealthStore",
+    "IssueActions",
     "IssueNotFound",
     "Listener",
     "PeopleStore",
@@ -90,14 +91,10 @@ __all__ = [
     "connect_health",
     "connect_people",
     "connect_store",
-    "ignore_issue",
     "is_bad_data",
     "is_outage",
-    "merge_issues",
     "migrate",
     "migrated_pool",
-    "prune_events",
-    "resolve_issue",
     "route_key",
     "translate",
     "translated",

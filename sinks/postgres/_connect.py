@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres._alerts import AlertStore
-from mendline.sinks.postgres._audit import append_audit
+from mendline.sinks.postgres._audit import AuditWriter, append_audit
 from mendline.sinks.postgres._findings import FindingStore
 from mendline.sinks.postgres._health import HealthStore
 from mendline.sinks.postgres._migrate import migrated_pool
-from mendline.sinks.postgres._people import AuditWriter, PeopleStore
+from mendline.sinks.postgres._people import PeopleStore
 
 __all__ = ["connect_alerts", "connect_findings", "connect_health", "connect_people"]
 

@@ -1,4 +1,4 @@
-"""Findings in PostgreSQL: the analysis queue on triggers, stored findings, verdicts, usage."""
+"""Findings in PostgreSQL: the analysis queue on triggers, stored findings, LLM usage."""
 
 from __future__ import annotations
 
@@ -426,23 +426,6 @@ class FindingStore:
             limit,
         )
         return [_stored(r) for r in rows]
-
-    async def mark(
-        self, finding_id: int, verdict: Literal["right", "wrong"], note: str | None
-    ) -> None:
-        """Record a person's verdict on a finding (and on the one it was served from: the
-        same answer); later similar issues are analysed with it, and one marked wrong is
-        never served again."""
-        status = await self.pool.execute(
-            """UPDATE mendline.findings SET verdict = $2, verdict_note = $3, verdict_at = now()
-               WHERE id = $1
-                  OR id = (SELECT cached_from FROM mendline.findings WHERE id = $1)""",
-            finding_id,
-            verdict,
-            note,
-        )
-        if status.endswith(" 0"):
-            raise FindingNotFound(f"there is no finding {finding_id}")
 
     # -- the LLM ledger -----------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mendline.analyzers.audit import ChainBreak, verify_chain
+from mendline.analyzers.audit import ChainBreak, changed_fields, verify_chain
 from mendline.schemas.people import (
     GENESIS_HASH,
     SYSTEM_ACTOR,
@@ -96,3 +96,36 @@ def test_a_break_says_which_row_for_people() -> None:
         "row 10 (2026-12-05T10:00:01Z issue.resolve issue:1 by alice): its content was altered"
     )
     assert ChainBreak(row, "removed").describe() == "the row before 10 was removed or altered"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "changed"),
+    [
+        (
+            {"status": "unresolved"},
+            {"status": "ignored"},
+            ({"status": "unresolved"}, {"status": "ignored"}),
+        ),
+        ({"status": "ignored"}, {"status": "ignored"}, None),
+        ({}, {}, None),
+        (
+            {"status": "resolved", "resolution_note": None},
+            {"status": "resolved", "resolution_note": "guarded the parser"},
+            ({"resolution_note": None}, {"resolution_note": "guarded the parser"}),
+        ),
+        (
+            {"verdict": None, "verdict_note": None},
+            {"verdict": "wrong", "verdict_note": None},
+            ({"verdict": None}, {"verdict": "wrong"}),
+        ),
+        ({"merged_into": None}, {"merged_into": 0}, ({"merged_into": None}, {"merged_into": 0})),
+        ({"note": None}, {}, None),  # a field one side lacks is None there
+        ({}, {"merged_into": 3}, ({"merged_into": None}, {"merged_into": 3})),
+    ],
+)
+def test_changed_fields_keeps_only_what_differs(
+    before: dict[str, object],
+    after: dict[str, object],
+    changed: tuple[dict[str, object], dict[str, object]] | None,
+) -> None:
+    assert changed_fields(before, after) == changed

@@ -47,6 +47,7 @@ def actor(role: Role) -> Actor:
         ("token.create", "admin"),
         ("token.revoke", "admin"),
         ("policy.change", "admin"),
+        ("events.prune", "admin"),
     ],
 )
 def test_each_action_needs_its_role_and_the_roles_above_may_too(action: str, least: Role) -> None:

@@ -16,16 +16,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from mendline.schemas.settings import Settings, load_settings
 from mendline.sinks.channels import make_channel
-from mendline.sinks.postgres import connect_alerts, resolve_issue
+from mendline.sinks.postgres import connect_alerts
 from mendline.sinks.routing import load_routes
 from mendline.stages.alert import AlertWorker
 from tests.channel_servers import FakePagerDuty, FakeSlack, Reply, smtp_server
-from tests.db_helpers import query
+from tests.db_helpers import RESPONDER, issue_actions, query
 from tests.llm_server import Reply as LLMReply
 from tests.llm_server import fake_llm
 
@@ -245,14 +244,12 @@ group_wait = "0s"
     async with alerting(settings, env):
         await wait_until(delivered(fresh_db_url, 3), 15, "three deliveries")
         await asyncio.sleep(0.5)
-        conn = await asyncpg.connect(fresh_db_url)
-        try:
-            critical_issue = await conn.fetchval(
-                "SELECT id FROM mendline.issues WHERE level = 'critical'"
-            )
-            await resolve_issue(conn, critical_issue, "fixed")
-        finally:
-            await conn.close()
+        (critical,) = await query(
+            fresh_db_url, "SELECT id FROM mendline.issues WHERE level = 'critical'"
+        )
+        critical_issue = critical["id"]
+        async with issue_actions(fresh_db_url) as actions:
+            await actions.resolve(RESPONDER, critical_issue, "fixed")
         await wait_until(lambda: len(pagerduty.requests) == 2, 15, "the resolve")
     trigger, resolve = pagerduty.bodies()
     assert trigger["event_action"] == "trigger" and resolve["event_action"] == "resolve"
@@ -463,11 +460,8 @@ send_updates = false
 
 
 async def resolve(url: str, issue_id: int = 1) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await resolve_issue(conn, issue_id, "fixed")
-    finally:
-        await conn.close()
+    async with issue_actions(url) as actions:
+        await actions.resolve(RESPONDER, issue_id, "fixed")
 
 
 async def test_a_regression_after_a_resolve_pages_again(

@@ -11,13 +11,11 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import pytest
 
 from mendline.devstack import EmbeddedPostgres
-from mendline.sinks.postgres import connect_findings, resolve_issue
 from mendline.stages.analyze import AnalyzeStats
-from tests.db_helpers import query
+from tests.db_helpers import RESPONDER, issue_actions, query
 from tests.llm_server import FakeLLM, Reply
 
 from .event_factory import encode
@@ -102,18 +100,15 @@ async def test_a_regression_of_the_same_release_is_served_from_the_stored_findin
     await ingest(settings, issue_events(range(1), release="1.0.0"))
     async with workers(settings):
         await wait_until(analysed(fresh_db_url, 1), 30, "the first finding")
-        conn = await asyncpg.connect(fresh_db_url)
-        try:
-            await resolve_issue(conn, 1, "fixed the parser")
+        async with issue_actions(fresh_db_url) as actions:
+            await actions.resolve(RESPONDER, 1, "fixed the parser")
             await ingest(settings, issue_events(range(1), per_issue=1, release="1.0.0"))
             await wait_until(analysed(fresh_db_url, 2), 30, "the regression's finding")
             assert len(llm.requests) == 1  # served from the stored finding
 
-            await resolve_issue(conn, 1, None)
+            await actions.resolve(RESPONDER, 1, None)
             await ingest(settings, issue_events(range(1), per_issue=1, release="2.0.0"))
             await wait_until(analysed(fresh_db_url, 3), 30, "the new release's finding")
-        finally:
-            await conn.close()
     assert len(llm.requests) == 2  # a new release is analysed again
     rows = await query(
         fresh_db_url,
@@ -132,15 +127,11 @@ async def test_verdicts_and_resolution_notes_reach_later_similar_issues(
     await ingest(settings, issue_events(range(2)))
     async with workers(settings):
         await wait_until(analysed(fresh_db_url, 2), 30, "two findings")
-        conn = await asyncpg.connect(fresh_db_url)
-        try:
-            first = await conn.fetchval("SELECT min(id) FROM mendline.findings")
-            store = await connect_findings(settings, 2)
-            await store.mark(first, "wrong", "the mobile client sends 'x' for an empty cart")
-            await store.pool.close()
-            await resolve_issue(conn, 2, "rejected non-numeric quantities with a 400")
-        finally:
-            await conn.close()
+        (first,) = await query(fresh_db_url, "SELECT min(id) AS id FROM mendline.findings")
+        async with issue_actions(fresh_db_url) as actions:
+            note = "the mobile client sends 'x' for an empty cart"
+            await actions.mark_finding(RESPONDER, first["id"], "wrong", note)
+            await actions.resolve(RESPONDER, 2, "rejected non-numeric quantities with a 400")
         await ingest(settings, issue_events(range(2, 3)))
         await wait_until(analysed(fresh_db_url, 3), 30, "the third finding")
     prompt = llm.bodies()[-1]["messages"][1]["content"]
@@ -301,15 +292,10 @@ async def test_from_kafka_to_findings(
 async def test_a_trigger_of_a_merged_issue_is_analysed_as_the_issue_it_went_into(
     fresh_db_url: str, llm: FakeLLM
 ) -> None:
-    from mendline.sinks.postgres import merge_issues
-
     settings = analyze_settings(fresh_db_url, llm)
     await ingest(settings, issue_events(range(2), per_issue=2))
-    conn = await asyncpg.connect(fresh_db_url)
-    try:
-        await merge_issues(conn, 1, 2)  # before any analysis: issue 2's trigger is pending
-    finally:
-        await conn.close()
+    async with issue_actions(fresh_db_url) as actions:
+        await actions.merge(RESPONDER, 1, 2)  # before any analysis: issue 2's trigger is pending
     async with workers(settings):
         await wait_until(analysed(fresh_db_url, 2), 30, "both triggers analysed")
     rows = await query(
@@ -328,20 +314,16 @@ async def test_a_served_finding_marked_wrong_is_not_served_again(
     await ingest(settings, events)
     async with workers(settings):
         await wait_until(analysed(fresh_db_url, 1), 30, "the first finding")
-        store = await connect_findings(settings, 2)
-        conn = await asyncpg.connect(fresh_db_url)
-        try:
-            await resolve_issue(conn, 1, None)
+        async with issue_actions(fresh_db_url) as actions:
+            await actions.resolve(RESPONDER, 1, None)
             await ingest(settings, issue_events(range(1), per_issue=1, release="1.0.0"))
             await wait_until(analysed(fresh_db_url, 2), 30, "the served one")
-            served = await conn.fetchval("SELECT max(id) FROM mendline.findings")
-            await store.mark(served, "wrong", "not a parsing problem at all")
-            await resolve_issue(conn, 1, None)
+            (served,) = await query(fresh_db_url, "SELECT max(id) AS id FROM mendline.findings")
+            note = "not a parsing problem at all"
+            await actions.mark_finding(RESPONDER, served["id"], "wrong", note)
+            await actions.resolve(RESPONDER, 1, None)
             await ingest(settings, issue_events(range(1), per_issue=1, release="1.0.0"))
             await wait_until(analysed(fresh_db_url, 3), 30, "a fresh analysis")
-        finally:
-            await conn.close()
-            await store.pool.close()
     assert len(llm.requests) == 2
     rows = await query(
         fresh_db_url, "SELECT cached_from, verdict FROM mendline.findings ORDER BY id"
@@ -398,11 +380,8 @@ async def test_two_workers_ask_the_llm_once_for_one_fingerprint_and_release(
     llm.default.delay = 1.0  # both triggers are claimed while the first call runs
     settings = analyze_settings(fresh_db_url, llm, llm_concurrency=1)
     await ingest(settings, issue_events(range(1), per_issue=1, release="1.0.0"))
-    conn = await asyncpg.connect(fresh_db_url)
-    try:
-        await resolve_issue(conn, 1, None)
-    finally:
-        await conn.close()
+    async with issue_actions(fresh_db_url) as actions:
+        await actions.resolve(RESPONDER, 1, None)
     await ingest(settings, issue_events(range(1), per_issue=1, release="1.0.0"))  # a regression
     kinds = await query(fresh_db_url, "SELECT kind FROM mendline.triggers ORDER BY id")
     assert [r["kind"] for r in kinds] == ["new_issue", "resolved", "regression"]

@@ -94,7 +94,12 @@ async def test_findings_list_show_and_mark(fresh_db_url: str) -> None:
     marked = await cli(
         "findings", "mark", "1", "wrong", "--note", "it was the proxy", "--json", env=env
     )
-    assert json_object(marked) == {"finding": 1, "verdict": "wrong", "note": "it was the proxy"}
+    assert json_object(marked) == {
+        "finding": 1,
+        "verdict": "wrong",
+        "note": "it was the proxy",
+        "changed": True,
+    }
     shown = json.loads((await cli("findings", "show", "1", "--json", env=env)).stdout)
     assert (shown["verdict"], shown["verdict_note"]) == ("wrong", "it was the proxy")
     text = (await cli("findings", "show", "1", env=env)).stdout
@@ -111,7 +116,7 @@ async def test_issues_resolve_records_the_note(fresh_db_url: str) -> None:
     done = await cli("issues", "resolve", "1", "--note", "guarded the parser", env=env)
     assert done.returncode == 0 and done.stdout == "resolved issue 1\n"
     as_json = await cli("issues", "resolve", "2", "--json", env=env)
-    assert json_object(as_json) == {"issue": 2, "status": "resolved", "note": None}
+    assert json_object(as_json) == {"issue": 2, "status": "resolved", "note": None, "changed": True}
     conn = await asyncpg.connect(fresh_db_url)
     try:
         rows = await conn.fetch(
@@ -169,7 +174,7 @@ async def test_issues_list_show_and_ignore(fresh_db_url: str) -> None:
     ignored = await cli("issues", "ignore", "3", env=env)
     assert ignored.returncode == 0 and ignored.stdout == "ignored issue 3\n"
     as_json = await cli("issues", "ignore", "2", "--json", env=env)
-    assert json_object(as_json) == {"issue": 2, "status": "ignored"}
+    assert json_object(as_json) == {"issue": 2, "status": "ignored", "changed": True}
     unresolved = json_lines(await cli("issues", "list", "--json", env=env))
     assert [r["id"] for r in unresolved] == [1]
 

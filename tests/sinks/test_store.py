@@ -1,4 +1,5 @@
-"""The store against a real PostgreSQL: idempotent batches, issues, triggers, merge, prune."""
+"""The store against a real PostgreSQL: idempotent batches, issues, triggers, merge, prune
+(their audit rows are tested in test_actions)."""
 
 from __future__ import annotations
 
@@ -15,19 +16,19 @@ from pydantic_core import to_json
 
 from mendline.schemas.event import LEVELS
 from mendline.schemas.finding import FALLBACK_CODES, FallbackCode, Finding
+from mendline.schemas.people import SYSTEM_ACTOR
 from mendline.schemas.prepared import PreparedEvent
 from mendline.schemas.settings import Settings, load_settings
 from mendline.sinks.postgres import (
+    IssueActions,
     IssueNotFound,
     Store,
     available_migrations,
     connect_findings,
     connect_store,
-    ignore_issue,
-    merge_issues,
     migrate,
-    prune_events,
 )
+from tests.db_helpers import RESPONDER, issue_actions
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -81,6 +82,12 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(settings.database_url.get_secret_value())
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+async def actions(fresh_db_url: str) -> AsyncIterator[IssueActions]:
+    async with issue_actions(fresh_db_url) as actions:
+        yield actions
 
 
 async def test_the_queues_partial_indexes_cover_the_kinds_their_queries_take(
@@ -244,14 +251,14 @@ async def test_concurrent_writers_create_one_issue_per_fingerprint(
 
 
 async def test_merge_moves_everything_and_later_events_follow(
-    store: Store, db: asyncpg.Connection
+    store: Store, db: asyncpg.Connection, actions: IssueActions
 ) -> None:
     await store.write([event("a" * 32), event("a" * 32), event("b" * 32, release="2.0")])
     ids = {
         r["primary_hash"][0]: r["id"]
         for r in await db.fetch("SELECT id, primary_hash FROM mendline.issues")
     }
-    await merge_issues(db, ids["a"], ids["b"])
+    await actions.merge(RESPONDER, ids["a"], ids["b"])
     await store.write([event("b" * 32), event("a" * 32)])
     target = await db.fetchrow("SELECT * FROM mendline.issues WHERE id = $1", ids["a"])
     source = await db.fetchrow("SELECT * FROM mendline.issues WHERE id = $1", ids["b"])
@@ -261,13 +268,13 @@ async def test_merge_moves_everything_and_later_events_follow(
         await db.fetchval("SELECT count(*) FROM mendline.events WHERE issue_id = $1", ids["a"]) == 5
     )
     with pytest.raises(IssueNotFound):
-        await merge_issues(db, ids["a"], ids["b"])
+        await actions.merge(RESPONDER, ids["a"], ids["b"])
     with pytest.raises(IssueNotFound):
-        await merge_issues(db, ids["a"], 999_999)
+        await actions.merge(RESPONDER, ids["a"], 999_999)
 
 
 async def test_an_ignored_issue_counts_its_events_but_alerts_on_none(
-    fresh_db_url: str, db: asyncpg.Connection
+    fresh_db_url: str, db: asyncpg.Connection, actions: IssueActions
 ) -> None:
     store = await connect_store(load_settings(database_url=fresh_db_url, frequency_threshold=3))
     try:
@@ -276,8 +283,8 @@ async def test_an_ignored_issue_counts_its_events_but_alerts_on_none(
             r["primary_hash"][0]: r["id"]
             for r in await db.fetch("SELECT id, primary_hash FROM mendline.issues")
         }
-        await ignore_issue(db, ids["a"])
-        await merge_issues(db, ids["b"], ids["c"])
+        await actions.ignore(RESPONDER, ids["a"])
+        await actions.merge(RESPONDER, ids["b"], ids["c"])
         await store.write([event(f) for f in ("a" * 32, "b" * 32) for _ in range(5)])
     finally:
         await store.close()
@@ -291,11 +298,13 @@ async def test_an_ignored_issue_counts_its_events_but_alerts_on_none(
     assert [r["issue_id"] for r in spikes] == [ids["b"]]
     for missing in (ids["c"], 999_999):  # merged, and never there
         with pytest.raises(IssueNotFound, match=f"there is no issue {missing} "):
-            await ignore_issue(db, missing)
+            await actions.ignore(RESPONDER, missing)
     assert issues[ids["c"]][0] == "merged"
 
 
-async def test_prune_drops_old_days_only(store: Store, db: asyncpg.Connection) -> None:
+async def test_prune_drops_old_days_only(
+    store: Store, db: asyncpg.Connection, actions: IssueActions
+) -> None:
     now = datetime.now(UTC)
     await store.ensure_partitions((now - timedelta(days=40)).date())
     await store.write([event()])
@@ -303,7 +312,7 @@ async def test_prune_drops_old_days_only(store: Store, db: asyncpg.Connection) -
     await db.execute(
         "INSERT INTO mendline.event_ids (event_id, received_at) VALUES ($1, $2)", uuid.uuid4(), old
     )
-    dropped = await prune_events(db, retention_days=30, now=now)
+    dropped = await actions.prune_events(SYSTEM_ACTOR, retention_days=30, now=now)
     assert dropped and all(name < f"events_{(now - timedelta(days=30)):%Y%m%d}" for name in dropped)
     assert await db.fetchval("SELECT count(*) FROM mendline.events") == 1
     assert await db.fetchval("SELECT count(*) FROM mendline.event_ids") == 1
