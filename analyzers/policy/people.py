@@ -38,6 +38,7 @@ PERMISSIONS: dict[str, Role] = {
     "issue.ignore": "responder",
     "issue.merge": "responder",
     "finding.mark": "responder",
+    "fix.propose": "responder",
     "fix.approve": "approver",
     "fix.reject": "approver",
     "fix.apply": "approver",

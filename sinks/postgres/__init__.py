@@ -1,6 +1,6 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
-the audited actions on issues, findings and events, the audit trail, people and their API
-tokens, and the versioned migrations of schema ``mendline``."""
+the audited actions on issues, findings and events, the fixes and their moves, the audit
+trail, people and their API tokens, and the versioned migrations of schema ``mendline``."""
 
 from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
 from mendline.sinks.postgres._alerts import (
@@ -37,6 +37,7 @@ from mendline.sinks.postgres._findings import (
     FindingStore,
     StoredFinding,
 )
+from mendline.sinks.postgres._fixes import FixStore, Handover, StoredFix, connect_fixes
 from mendline.sinks.postgres._health import (
     DueSlot,
     HealthStore,
@@ -69,6 +70,8 @@ __all__ = [
     "DueSlot",
     "FindingNotFound",
     "FindingStore",
+    "FixStore",
+    "Handover",
     "HealthStore",
     "IssueActions",
     "IssueNotFound",
@@ -79,6 +82,7 @@ __all__ = [
     "RoutingResult",
     "Store",
     "StoredFinding",
+    "StoredFix",
     "SyncResult",
     "TokenInfo",
     "User",
@@ -88,6 +92,7 @@ __all__ = [
     "connect_audit",
     "connect_checkins",
     "connect_findings",
+    "connect_fixes",
     "connect_health",
     "connect_people",
     "connect_store",

@@ -104,30 +104,38 @@ class IssueActions(AuditedStore):
         that note). IssueNotFound if no issue has that id, or it was merged."""
         authorize(actor, "issue.resolve")
         async with self.pool.acquire() as conn, conn.transaction():
-            status, was_note = await _locked_issue(conn, issue_id)
-            change = changed_fields(
-                {"status": status, "resolution_note": was_note},
-                {"status": "resolved", "resolution_note": note or was_note},
-            )
-            if change is None:
-                return False
-            resolved_at = await conn.fetchval(
-                """UPDATE mendline.issues SET status = 'resolved',
-                       resolved_at = CASE WHEN status = 'resolved' THEN resolved_at ELSE now() END,
-                       resolution_note = coalesce($2, resolution_note), updated_at = now()
-                   WHERE id = $1 RETURNING resolved_at""",
+            return await self.resolve_within(conn, actor, issue_id, note)
+
+    async def resolve_within(
+        self, conn: _Conn, actor: Actor, issue_id: int, note: str | None = None
+    ) -> bool:
+        """``resolve``, in the caller's transaction on ``conn``, for a change of another store
+        that resolves an issue with it (a fix verified in production); the caller has
+        authorized ``actor``."""
+        status, was_note = await _locked_issue(conn, issue_id)
+        change = changed_fields(
+            {"status": status, "resolution_note": was_note},
+            {"status": "resolved", "resolution_note": note or was_note},
+        )
+        if change is None:
+            return False
+        resolved_at = await conn.fetchval(
+            """UPDATE mendline.issues SET status = 'resolved',
+                   resolved_at = CASE WHEN status = 'resolved' THEN resolved_at ELSE now() END,
+                   resolution_note = coalesce($2, resolution_note), updated_at = now()
+               WHERE id = $1 RETURNING resolved_at""",
+            issue_id,
+            note or None,
+        )
+        if status != "resolved":  # a new note is nothing to announce again
+            await conn.execute(
+                """INSERT INTO mendline.triggers (issue_id, kind, dedup_key)
+                   VALUES ($1, 'resolved', $2) ON CONFLICT (dedup_key) DO NOTHING""",
                 issue_id,
-                note or None,
+                f"resolved:{issue_id}:{resolved_at.isoformat()}",
             )
-            if status != "resolved":  # a new note is nothing to announce again
-                await conn.execute(
-                    """INSERT INTO mendline.triggers (issue_id, kind, dedup_key)
-                       VALUES ($1, 'resolved', $2) ON CONFLICT (dedup_key) DO NOTHING""",
-                    issue_id,
-                    f"resolved:{issue_id}:{resolved_at.isoformat()}",
-                )
-                await conn.execute("SELECT pg_notify($1, '')", TRIGGERS_CHANNEL)
-            await self._record(conn, actor, "issue.resolve", f"issue:{issue_id}", *change)
+            await conn.execute("SELECT pg_notify($1, '')", TRIGGERS_CHANNEL)
+        await self._record(conn, actor, "issue.resolve", f"issue:{issue_id}", *change)
         return True
 
     async def merge(self, actor: Actor, target: int, source: int) -> None:
@@ -192,32 +200,45 @@ class IssueActions(AuditedStore):
         (False: it had that verdict and note). FindingNotFound if there is no such finding."""
         authorize(actor, "finding.mark")
         async with self.pool.acquire() as conn, conn.transaction():
-            was = await conn.fetchrow(
-                """SELECT verdict, verdict_note, cached_from FROM mendline.findings
-                   WHERE id = $1 FOR UPDATE""",
-                finding_id,
-            )
-            if was is None:
-                raise FindingNotFound(f"there is no finding {finding_id}")
-            change = changed_fields(
-                {"verdict": was["verdict"], "verdict_note": was["verdict_note"]},
-                {"verdict": verdict, "verdict_note": note},
-            )
-            if change is None:
-                return False
-            await conn.execute(
-                """UPDATE mendline.findings SET verdict = $2, verdict_note = $3,
-                       verdict_at = now()
-                   WHERE id = $1 OR id = $4""",
-                finding_id,
-                verdict,
-                note,
-                was["cached_from"],
-            )
-            before, after = change
-            if was["cached_from"] is not None:
-                after["also_marked"] = f"finding:{was['cached_from']}"
-            await self._record(conn, actor, "finding.mark", f"finding:{finding_id}", before, after)
+            return await self.mark_finding_within(conn, actor, finding_id, verdict, note)
+
+    async def mark_finding_within(
+        self,
+        conn: _Conn,
+        actor: Actor,
+        finding_id: int,
+        verdict: Literal["right", "wrong"],
+        note: str | None = None,
+    ) -> bool:
+        """``mark_finding``, in the caller's transaction on ``conn``, for a change of another
+        store that judges a finding with it (a fix that regressed); the caller has
+        authorized ``actor``."""
+        was = await conn.fetchrow(
+            """SELECT verdict, verdict_note, cached_from FROM mendline.findings
+               WHERE id = $1 FOR UPDATE""",
+            finding_id,
+        )
+        if was is None:
+            raise FindingNotFound(f"there is no finding {finding_id}")
+        change = changed_fields(
+            {"verdict": was["verdict"], "verdict_note": was["verdict_note"]},
+            {"verdict": verdict, "verdict_note": note},
+        )
+        if change is None:
+            return False
+        await conn.execute(
+            """UPDATE mendline.findings SET verdict = $2, verdict_note = $3,
+                   verdict_at = now()
+               WHERE id = $1 OR id = $4""",
+            finding_id,
+            verdict,
+            note,
+            was["cached_from"],
+        )
+        before, after = change
+        if was["cached_from"] is not None:
+            after["also_marked"] = f"finding:{was['cached_from']}"
+        await self._record(conn, actor, "finding.mark", f"finding:{finding_id}", before, after)
         return True
 
     async def prune_events(

@@ -36,6 +36,7 @@ def actor(role: Role) -> Actor:
         ("issue.ignore", "responder"),
         ("issue.merge", "responder"),
         ("finding.mark", "responder"),
+        ("fix.propose", "responder"),
         ("fix.approve", "approver"),
         ("fix.reject", "approver"),
         ("fix.apply", "approver"),
