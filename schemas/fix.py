@@ -72,7 +72,7 @@ TRANSITIONS: dict[FixState, frozenset[FixState]] = {
 FINAL_STATES: frozenset[FixState] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 
 #: What the policy says of a fix: applied without a person (``auto``), only once approved
-#: (``approval``, by ``approvals_needed`` people other than its requester when that is 2),
+#: (``approval``, by ``approvals_needed`` people; with 2, the requester cannot approve alone),
 #: or never (``deny``).
 PolicyVerdict = Literal["auto", "approval", "deny"]
 
@@ -109,7 +109,8 @@ class PolicyDecision(BaseModel):
 
     verdict: PolicyVerdict
     reasons: list[str] = Field(default_factory=list)
-    #: People who must approve (0 for ``auto`` and ``deny``; 1 or 2 for ``approval``).
+    #: People who must approve (0 for ``auto`` and ``deny``; 1 or 2 for ``approval``: with 2,
+    #: two distinct approvers, of whom the fix's requester may be at most one).
     approvals_needed: int = Field(default=0, ge=0, le=2)
     #: The repository the patch maps to (its name in the policy file), when it maps.
     repository: str | None = None
