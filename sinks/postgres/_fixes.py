@@ -139,6 +139,28 @@ WHERE seen.first_seen > fix.applied_at
 ORDER BY seen.first_seen, recent.release
 """
 
+# The newest finding of each open issue, when it has a patch nobody marked wrong and neither
+# it nor any other finding of its issue has an open fix; a finding that had a fix (even a
+# final one) is not proposed again by the worker: a person may, with `mendline fix propose`.
+_UNPROPOSED = f"""
+SELECT f.id FROM mendline.findings f
+JOIN mendline.issues i ON i.id = f.issue_id
+WHERE f.fix_patch IS NOT NULL AND f.verdict IS DISTINCT FROM 'wrong'
+  AND i.status = 'unresolved'
+  AND f.id = (SELECT max(n.id) FROM mendline.findings n WHERE n.issue_id = f.issue_id)
+  AND NOT EXISTS (SELECT 1 FROM mendline.fix_jobs j WHERE j.finding_id = f.id)
+  AND NOT EXISTS (SELECT 1 FROM mendline.fix_jobs j
+                  WHERE j.issue_id = f.issue_id AND j.state NOT IN {_FINAL})
+ORDER BY f.id LIMIT $1
+"""
+
+# Fixes of a repository that began applying without a person in the last $2 seconds.
+_AUTOMATIC_SINCE = """
+SELECT count(*) FROM mendline.fix_jobs
+WHERE repository = $1 AND approvals_needed = 0 AND decision ->> 'verdict' = 'auto'
+  AND applying_since > now() - make_interval(secs => $2)
+"""
+
 _DUE = """
 SELECT id FROM mendline.fix_jobs
 WHERE state = 'deployed' AND deployed_at <= now() - make_interval(secs => $1)
@@ -408,6 +430,17 @@ class FixStore(AuditedStore):
         async with self.pool.acquire() as conn:
             await self._fix(conn, fix_id)
             return [row["release"] for row in await conn.fetch(_RELEASES_AFTER, fix_id)]
+
+    async def unproposed(self, limit: int = 50) -> list[int]:
+        """The ids of findings the heal stage should propose a fix of: the newest finding of
+        each unresolved issue, with a patch, not marked wrong, that never had a fix, while
+        its issue has no open fix; oldest first, at most ``limit``."""
+        return [row["id"] for row in await self.pool.fetch(_UNPROPOSED, limit)]
+
+    async def automatic_since(self, repository: str, seconds: float) -> int:
+        """How many fixes of ``repository`` began applying without a person in the last
+        ``seconds`` (the policy's ``max_per_hour`` reads it)."""
+        return int(await self.pool.fetchval(_AUTOMATIC_SINCE, repository, seconds))
 
     async def settle_deployed(self, window_seconds: float, limit: int = 100) -> list[StoredFix]:
         """Judge the deployed fixes whose ``window_seconds`` since their deployment have

@@ -668,3 +668,32 @@ async def test_finding_accuracy_is_per_analyser_and_counts_a_cached_finding_once
         ("heuristic", 4, 3, 1, 2, pytest.approx(2 / 3)),
         ("llm", 1, 1, 1, 0, 0.0),
     ]
+
+
+async def test_the_findings_to_propose_and_the_automatic_fixes_of_the_last_hour(
+    world: World,
+) -> None:
+    first = await world.finding(1)
+    without_patch = await world.finding(2, patch=None)
+    wrong = await world.finding(3)
+    await world.findings.pool.execute(
+        "UPDATE mendline.findings SET verdict = 'wrong' WHERE id = $1", wrong
+    )
+    older = await world.finding(4, release="1.0")
+    newer = await world.finding(4, release="2.0")  # the same issue, a newer finding
+    assert await world.fixes.unproposed() == [first, newer]
+    assert without_patch not in await world.fixes.unproposed() and older < newer
+
+    denied = await world.fixes.propose(SYSTEM_ACTOR, first, DENY)
+    assert denied.state == "rejected"
+    assert await world.fixes.unproposed() == [newer]  # a final fix is not proposed again
+    await world.fixes.propose(SYSTEM_ACTOR, newer, AUTO)
+    assert await world.fixes.unproposed() == []
+
+    assert await world.fixes.automatic_since("shop", 3600) == 0
+    [claimed] = await world.fixes.claim("w", 60, 1)
+    assert claimed.finding_id == newer
+    assert await world.fixes.automatic_since("shop", 3600) == 1
+    assert await world.fixes.automatic_since("other", 3600) == 0
+    await world.ready(5, ASK)  # applied after approval: not automatic
+    assert await world.fixes.automatic_since("shop", 3600) == 1
