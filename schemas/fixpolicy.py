@@ -109,7 +109,8 @@ DEFAULT_DENY_PATTERNS: tuple[str, ...] = (
     r"\bos\.(?:system|popen)\s*\(",
     r"(?i)\b[a-z][a-z0-9+.-]*://",
     r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])",
-    r"""["'\[][0-9A-Fa-f:]*::[0-9A-Fa-f:]*["'\]]""",
+    r"""["'](?:(?=[0-9A-Fa-f:]*[0-9A-Fa-f])[0-9A-Fa-f:]*::[0-9A-Fa-f:]*"""
+    r"""|(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4})["']""",
 )
 
 # The defaults that are lists of literals, typed (a lambda's list of strings is not).

@@ -194,7 +194,25 @@ DENIED = [
     ("app/x.py", "H = 'a'", "H = 'https://evil.example'", "adds a line matching the deny pattern"),
     ("app/x.py", "H = 'a'", "H = '10.0.0.7'", "adds a line matching the deny pattern"),
     ("app/x.py", "H = 'a'", "H = 'fe80::1'", "adds a line matching the deny pattern"),
+    ("app/x.py", "H = 'a'", 'H = "::1"', "adds a line matching the deny pattern"),
+    ("app/x.py", "H = 'a'", "H = '2001:db8:0:0:0:0:0:1'", "adds a line matching the deny pattern"),
 ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "evens = items[::2]",
+        'key.split("::")',
+        'at = "12:30:45"',
+        "ast.literal_eval(text)",
+        "model.eval()",
+        "run(argv, shell=False)",
+        "version = (1, 2, 3)",
+    ],
+)
+def test_lines_like_the_deny_patterns_that_are_not(line: str) -> None:
+    assert decide(POLICY, candidate(patch=diff("app/x.py", "pass", line)), {}).verdict == "auto"
 
 
 @pytest.mark.parametrize(("path", "old", "new", "reason"), DENIED)
