@@ -229,6 +229,14 @@ class Settings(BaseSettings):
         "between judgements of heartbeats.",
     )
 
+    # -- Self-healing fixes ----------------------------------------------------------------
+    fix_policy_file: Path | None = Field(
+        default=None,
+        description="The fix policy file (TOML): which fixes are applied without a person,"
+        " approved or denied, the repositories and remediations; unset: the shipped default,"
+        " which names no repository, so no fix is applied.",
+    )
+
     # -- The emitting app (structlog processor, logging handler, shipper) -----------------
     service: str | None = Field(
         default=None, description="Service name on emitted events; the program name if unset."

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from mendline.analyzers.policy import parse_policy
 from mendline.schemas.settings import settings_reference
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,3 +47,11 @@ def test_the_checks_example_is_the_shipped_file() -> None:
     assert found.group(1) == shipped.read_text(), (
         "README.md's checks example is stale: paste `mendline checks example` there"
     )
+
+
+def test_the_fix_policy_example_is_valid() -> None:
+    found = re.search(r"<!-- fix-policy-example:start -->\n```toml\n(.*?)```\n", README, re.S)
+    assert found, "README.md lost its fix policy example markers"
+    policy = parse_policy(found.group(1), "README.md's fix policy example")
+    assert [repo.name for repo in policy.repositories] == ["shop"]
+    assert [remedy.name for remedy in policy.remediations] == ["restart-worker"]

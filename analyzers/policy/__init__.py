@@ -4,6 +4,9 @@ decision out, with its reasons); the stores and stages read what they need and a
 - ``alerts``: the severity an LLM's finding may keep, an alert's severity and labels, and
   whether, how and when a receiver hears of it
 - ``budget``: whether an analysis may reserve LLM budget for its calls, and how much
+- ``fixes``: the fix policy file, and whether a fix is applied without a person, needs one or
+  two approvers, or is never applied; which repository a patch maps into; which
+  remediations a check or an issue has, and whether one may run now
 - ``people``: who may do what (the permission table), and the API tokens' format
 - ``producers``: whether a record may speak for the service it claims (signing keys)
 """
@@ -34,6 +37,22 @@ from mendline.analyzers.policy.budget import (
     Spend,
     decide_reservation,
     reservation_estimate,
+)
+from mendline.analyzers.policy.fixes import (
+    SHIPPED_POLICY,
+    FixCandidate,
+    MappedPatch,
+    PatchRefused,
+    RemediationSubject,
+    decide,
+    explain,
+    load_policy,
+    map_patch,
+    parse_policy,
+    policy_warnings,
+    remediation_decision,
+    remediations_for,
+    shipped_policy_text,
 )
 from mendline.analyzers.policy.people import (
     PERMISSIONS,
@@ -68,19 +87,24 @@ __all__ = [
     "NO_GROUP",
     "PERMISSIONS",
     "SEVERITY_RAISE_CONFIDENCE",
+    "SHIPPED_POLICY",
     "SIGNATURE_HEADER",
     "TAG_PREFIX",
     "BudgetDecision",
     "DeliveryDecision",
     "DeliveryMode",
+    "FixCandidate",
     "FollowUp",
     "GroupState",
+    "MappedPatch",
     "ParsedToken",
+    "PatchRefused",
     "ProducerAction",
     "ProducerAuthMode",
     "ProducerKeys",
     "ProducerReason",
     "ProducerVerdict",
+    "RemediationSubject",
     "RouteTiming",
     "SentMessage",
     "SeverityDecision",
@@ -90,17 +114,26 @@ __all__ = [
     "authorize",
     "check_producer",
     "check_token_role",
+    "decide",
     "decide_delivery",
     "decide_reservation",
+    "explain",
     "finding_severity",
     "follow_finding",
     "higher_severity",
+    "load_policy",
     "lower_role",
+    "map_patch",
     "new_token",
+    "parse_policy",
     "parse_producer_keys",
     "parse_token",
+    "policy_warnings",
+    "remediation_decision",
+    "remediations_for",
     "reservation_estimate",
     "resolve_audience",
+    "shipped_policy_text",
     "sign_value",
     "signature_headers",
     "takes_digests",

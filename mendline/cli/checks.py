@@ -18,7 +18,14 @@ from mendline.analyzers.health import (
     load_checks,
 )
 from mendline.cli._options import AS_JSON, Commands
-from mendline.cli.output import counted, print_done, print_json, printable, table
+from mendline.cli.output import (
+    counted,
+    print_done,
+    print_json,
+    print_problems,
+    printable,
+    table,
+)
 from mendline.schemas.checks import (
     Check,
     CheckResult,
@@ -187,15 +194,7 @@ def _checks_check(args: argparse.Namespace, settings: Settings) -> int:
     try:
         checks = load_checks(path)
     except ConfigError as exc:
-        # Every problem on its own line: the usual one-line error would hide all but one.
-        problems = str(exc).splitlines()
-        if args.json:
-            print_json({"source": str(path), "valid": False, "problems": problems})
-        else:
-            for problem in problems:
-                print(f"mendline: {printable(problem)}", file=sys.stderr)
-            print(f"hint: {_HINT}", file=sys.stderr)
-        return 1
+        return print_problems(args, str(path), exc, _HINT)
     warnings = check_env(checks, os.environ)
     if args.json:
         print_json(_check_json(checks, warnings))

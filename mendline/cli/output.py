@@ -31,6 +31,7 @@ __all__ = [
     "print_done",
     "print_error",
     "print_json",
+    "print_problems",
     "print_traceback",
     "printable",
     "shorten",
@@ -56,9 +57,12 @@ STYLES = {
 _LEVELS = ("critical", "error", "warning", "info")
 
 
-def counted(number: int, thing: str) -> str:
-    """``number`` and ``thing``, plural unless one: ``3 routes``, ``1 broker``."""
-    return f"{number} {thing}{'' if number == 1 else 's'}"
+def counted(number: int, thing: str, plural: str | None = None) -> str:
+    """``number`` and ``thing``, plural unless one: ``3 routes``, ``1 broker``; ``plural``
+    when adding an s will not do (``2 repositories``)."""
+    if number == 1:
+        return f"{number} {thing}"
+    return f"{number} {plural or thing + 's'}"
 
 
 def print_json(value: Any) -> None:
@@ -88,6 +92,17 @@ def print_error(message: str, hint: str | None, prog: str = "mendline") -> None:
         print(f"{prog}: {printable(redact_url(line))}", file=sys.stderr)
     if hint:
         print(f"hint: {printable(redact_url(hint))}", file=sys.stderr)
+
+
+def print_problems(args: argparse.Namespace, source: str, error: Exception, hint: str) -> int:
+    """Every problem of a file that is not valid (``error``'s lines, each ``FILE:LINE: field:
+    message``): on stderr with ``hint`` (the usual one-line error would hide all but one), or
+    with ``--json`` as ``{"source", "valid": false, "problems"}``. Returns 1, the exit status."""
+    if args.json:
+        print_json({"source": source, "valid": False, "problems": str(error).splitlines()})
+    else:
+        print_error(str(error), hint)
+    return 1
 
 
 def print_traceback(exc: BaseException) -> None:
