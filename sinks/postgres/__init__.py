@@ -1,6 +1,6 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
-issue administration, the audit trail, people and their API tokens, and the versioned migrations
-of schema ``mendline``."""
+issue administration, the audit trail, people and their API tokens, remediation runs, and the
+versioned migrations of schema ``mendline``."""
 
 from mendline.sinks.postgres._admin import (
     IssueNotFound,
@@ -15,13 +15,21 @@ from mendline.sinks.postgres._alerts import (
     RoutingResult,
     route_key,
 )
-from mendline.sinks.postgres._audit import AUDIT_LOCK, AuditStore, append_audit, connect_audit
+from mendline.sinks.postgres._audit import (
+    AUDIT_LOCK,
+    AuditedStore,
+    AuditStore,
+    AuditWriter,
+    append_audit,
+    connect_audit,
+)
 from mendline.sinks.postgres._checkins import ALL_ENVIRONMENTS, CheckinStore, connect_checkins
 from mendline.sinks.postgres._connect import (
     connect_alerts,
     connect_findings,
     connect_health,
     connect_people,
+    connect_remediations,
 )
 from mendline.sinks.postgres._errors import (
     is_bad_data,
@@ -51,18 +59,26 @@ from mendline.sinks.postgres._migrate import (
     migrated_pool,
 )
 from mendline.sinks.postgres._notify import Listener
-from mendline.sinks.postgres._people import AuditWriter, PeopleStore, TokenInfo, User
+from mendline.sinks.postgres._people import PeopleStore, TokenInfo, User
+from mendline.sinks.postgres._remediations import (
+    AUDIT_OUTPUT_LIMIT,
+    START_LOCK,
+    RemediationStore,
+)
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
 __all__ = [
     "ALL_ENVIRONMENTS",
     "AUDIT_LOCK",
+    "AUDIT_OUTPUT_LIMIT",
     "FINDINGS_CHANNEL",
     "MIGRATIONS_LOCK",
+    "START_LOCK",
     "TRIGGERS_CHANNEL",
     "AlertStore",
     "AuditStore",
     "AuditWriter",
+    "AuditedStore",
     "CheckinStore",
     "Claim",
     "DueDelivery",
@@ -75,6 +91,7 @@ __all__ = [
     "PeopleStore",
     "PruneResult",
     "RecordOutcome",
+    "RemediationStore",
     "RoutingResult",
     "Store",
     "StoredFinding",
@@ -89,6 +106,7 @@ __all__ = [
     "connect_findings",
     "connect_health",
     "connect_people",
+    "connect_remediations",
     "connect_store",
     "ignore_issue",
     "is_bad_data",

@@ -1,11 +1,13 @@
 """The audit trail's store: ``append_audit`` writes one row in the caller's transaction,
-chained to the row before it; ``AuditStore`` lists the rows and walks the chain."""
+chained to the row before it; ``AuditStore`` lists the rows and walks the chain;
+``AuditedStore`` is what a store whose every change is audited builds on."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import asyncpg
 
@@ -18,7 +20,17 @@ from mendline.sinks.postgres._migrate import migrated_pool
 if TYPE_CHECKING:
     _Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
 
-__all__ = ["AUDIT_LOCK", "AuditStore", "append_audit", "connect_audit"]
+__all__ = [
+    "AUDIT_LOCK",
+    "AuditStore",
+    "AuditWriter",
+    "AuditedStore",
+    "append_audit",
+    "connect_audit",
+]
+
+#: Appends one audit row on the connection, in the caller's transaction (``append_audit``).
+AuditWriter: TypeAlias = Callable[["asyncpg.Connection[Any]", AuditEntry], Awaitable[object]]
 
 #: The transaction-scoped advisory lock key appends take turns on ("audit").
 AUDIT_LOCK = 0x6D6C5F6175646974  # "ml_audit"
@@ -144,6 +156,42 @@ class AuditStore:
                 if not walk.add(_entry(row)):
                     break
         return walk.result()
+
+
+@translating
+class AuditedStore:
+    """A store whose every change writes its audit row in the change's transaction, with
+    ``audit`` (``append_audit``, or a stand-in in tests); ``origin`` is where the changes
+    come from (``cli@host``, ``monitor host:pid``), on each audit row."""
+
+    def __init__(self, pool: asyncpg.Pool, audit: AuditWriter, origin: str = "") -> None:
+        self.pool = pool
+        self.audit = audit
+        self.origin = origin
+
+    async def close(self) -> None:
+        """Close the pool; idempotent."""
+        await self.pool.close()
+
+    async def _record(
+        self,
+        conn: _Conn,
+        actor: Actor,
+        action: str,
+        target: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> None:
+        entry = AuditEntry(
+            actor=actor,
+            action=action,
+            target=target,
+            before=before,
+            after=after,
+            origin=self.origin,
+        )
+        # A pooled connection is one for the writer: the proxy passes every call on.
+        await self.audit(cast("asyncpg.Connection[Any]", conn), entry)
 
 
 async def connect_audit(settings: Settings, size: int = 2) -> AuditStore:

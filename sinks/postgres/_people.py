@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -28,18 +27,16 @@ from mendline.schemas.errors import (
     TokenNotFound,
     UserNotFound,
 )
-from mendline.schemas.people import Actor, AuditEntry, Role
+from mendline.schemas.people import Actor, Role
+from mendline.sinks.postgres._audit import AuditedStore
 from mendline.sinks.postgres._errors import translating
 
-__all__ = ["AuditWriter", "PeopleStore", "TokenInfo", "User"]
+__all__ = ["PeopleStore", "TokenInfo", "User"]
 
 _log = logging.getLogger("mendline.audit")
 
 if TYPE_CHECKING:
     _Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
-
-#: Appends one audit row on the connection, in the caller's transaction (``append_audit``).
-AuditWriter: TypeAlias = Callable[["asyncpg.Connection[Any]", AuditEntry], Awaitable[object]]
 
 _USERS_HINT = "`mendline users list` shows the users"
 _TOKENS_HINT = "`mendline tokens list` shows the tokens and their ids"
@@ -81,41 +78,12 @@ class TokenInfo:
 
 
 @translating
-class PeopleStore:
+class PeopleStore(AuditedStore):
     """Users and API tokens. ``audit`` writes an audit row in the change's transaction;
     ``origin`` is where the changes come from (``cli@host``), on each audit row.
 
     Refusals come out as PermissionDenied, AuthenticationFailed, UserNotFound or
     TokenNotFound; database failures as DatabaseUnavailable or RejectedData."""
-
-    def __init__(self, pool: asyncpg.Pool, audit: AuditWriter, origin: str = "") -> None:
-        self.pool = pool
-        self.audit = audit
-        self.origin = origin
-
-    async def close(self) -> None:
-        """Close the pool; idempotent."""
-        await self.pool.close()
-
-    async def _record(
-        self,
-        conn: _Conn,
-        actor: Actor,
-        action: str,
-        target: str,
-        before: dict[str, Any] | None,
-        after: dict[str, Any] | None,
-    ) -> None:
-        entry = AuditEntry(
-            actor=actor,
-            action=action,
-            target=target,
-            before=before,
-            after=after,
-            origin=self.origin,
-        )
-        # A pooled connection is one for the writer: the proxy passes every call on.
-        await self.audit(cast("asyncpg.Connection[Any]", conn), entry)
 
     async def add_user(self, actor: Actor, name: str, role: Role) -> User:
         """Add a user; RejectedData when the name is taken."""
