@@ -21,6 +21,7 @@ from mendline.cli import (
     issues,
     people,
     pipeline,
+    remediations,
     routes,
 )
 from mendline.cli._hints import DEBUG_HINT, hint_on
@@ -68,6 +69,7 @@ COMMAND_GROUPS: tuple[CommandGroup, ...] = (
     people,
     admin,
     audit,
+    remediations,
 )
 
 

@@ -3,9 +3,11 @@ and no token, the local OS user with the role ``MENDLINE_LOCAL_ROLE`` gives it."
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from mendline.schemas.errors import AuthenticationFailed
 from mendline.schemas.people import ROLES, Actor
@@ -14,7 +16,9 @@ from mendline.schemas.settings import Settings
 if TYPE_CHECKING:
     from mendline.sinks.postgres import AuditWriter, PeopleStore
 
-__all__ = ["audit_writer", "cli_origin", "people_store", "resolve_actor"]
+__all__ = ["acting", "audit_writer", "cli_origin", "people_store", "resolve_actor"]
+
+_T = TypeVar("_T")
 
 _LOCAL_OFF_HINT = (
     "set MENDLINE_TOKEN to a token from `mendline tokens create`, or MENDLINE_LOCAL_ROLE"
@@ -63,3 +67,17 @@ async def resolve_actor(settings: Settings, store: PeopleStore) -> Actor:
         )
     role = ROLES[ROLES.index(settings.local_role)]  # "none" is handled above
     return Actor(name=getpass.getuser()[:200] or "unknown", role=role, auth="local")
+
+
+def acting(settings: Settings, work: Callable[[PeopleStore, Actor], Awaitable[_T]]) -> _T:
+    """``work(store, actor)`` with the actor the settings say, the people store (and its
+    pool, which other stores may share) closed after."""
+
+    async def go() -> _T:
+        store = await people_store(settings)
+        try:
+            return await work(store, await resolve_actor(settings, store))
+        finally:
+            await store.close()
+
+    return asyncio.run(go())

@@ -4,15 +4,13 @@ and the API tokens they act with."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from mendline.analyzers.policy.people import authorize
-from mendline.cli._actor import people_store, resolve_actor
+from mendline.cli._actor import acting
 from mendline.cli._options import AS_JSON, Commands
 from mendline.cli.output import print_done, print_json, printable, shorten, table
 from mendline.schemas.people import ROLES, Actor
@@ -24,7 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_T = TypeVar("_T")
 _STORE_IT = (
     "store this token now (e.g. in MENDLINE_TOKEN or your CI's secrets): it is shown only this once"
 )
@@ -93,19 +90,6 @@ def _lifetime(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _acting(settings: Settings, work: Callable[[PeopleStore, Actor], Awaitable[_T]]) -> _T:
-    """``work(store, actor)`` with the actor the settings say, the store closed after."""
-
-    async def go() -> _T:
-        store = await people_store(settings)
-        try:
-            return await work(store, await resolve_actor(settings, store))
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
-
-
 def _user_json(user: User) -> dict[str, object]:
     return {**asdict(user), "disabled": user.disabled_at is not None}
 
@@ -115,7 +99,7 @@ def _token_json(token: TokenInfo) -> dict[str, object]:
 
 
 def _users_add(args: argparse.Namespace, settings: Settings) -> int:
-    user = _acting(settings, lambda store, actor: store.add_user(actor, args.name, args.role))
+    user = acting(settings, lambda store, actor: store.add_user(actor, args.name, args.role))
     print_done(args, f"added user {printable(user.name)} ({user.role})", **_user_json(user))
     return 0
 
@@ -125,7 +109,7 @@ def _users_list(args: argparse.Namespace, settings: Settings) -> int:
         authorize(actor, "user.list")
         return await store.list_users()
 
-    users = _acting(settings, work)
+    users = acting(settings, work)
     if args.json:
         for user in users:
             print_json(_user_json(user))
@@ -147,13 +131,13 @@ def _users_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _users_set_role(args: argparse.Namespace, settings: Settings) -> int:
-    user = _acting(settings, lambda store, actor: store.set_role(actor, args.name, args.role))
+    user = acting(settings, lambda store, actor: store.set_role(actor, args.name, args.role))
     print_done(args, f"{printable(user.name)} is now {user.role}", **_user_json(user))
     return 0
 
 
 def _users_disable(args: argparse.Namespace, settings: Settings) -> int:
-    user = _acting(settings, lambda store, actor: store.disable_user(actor, args.name))
+    user = acting(settings, lambda store, actor: store.disable_user(actor, args.name))
     print_done(
         args, f"disabled {printable(user.name)}; their tokens no longer work", **_user_json(user)
     )
@@ -167,7 +151,7 @@ def _tokens_create(args: argparse.Namespace, settings: Settings) -> int:
             actor, args.user or actor.name, args.role, args.name, expires_at
         )
 
-    token, info = _acting(settings, work)
+    token, info = acting(settings, work)
     print(f"warning: {_STORE_IT}", file=sys.stderr)
     if args.json:
         print_json({"token": token, **_token_json(info)})
@@ -182,7 +166,7 @@ def _tokens_list(args: argparse.Namespace, settings: Settings) -> int:
         authorize(actor, "token.list" if args.user == actor.name else "token.list_all")
         return await store.list_tokens(args.user)
 
-    tokens = _acting(settings, work)
+    tokens = acting(settings, work)
     if args.json:
         for token in tokens:
             print_json(_token_json(token))
@@ -218,6 +202,6 @@ def _token_state(token: TokenInfo) -> str:
 
 
 def _tokens_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    info = _acting(settings, lambda store, actor: store.revoke_token(actor, args.token_id))
+    info = acting(settings, lambda store, actor: store.revoke_token(actor, args.token_id))
     print_done(args, f"revoked {info.token_id}", **_token_json(info))
     return 0
