@@ -10,8 +10,10 @@
     │   ├── FindingNotFound    ... a finding (or the issue to analyse)
     │   ├── UserNotFound       ... a user (by name)
     │   ├── TokenNotFound      ... an API token (by its visible id)
-    │   └── FixNotFound        ... a fix
-    ├── IllegalTransition      a fix cannot move from its state to the one asked for
+    │   ├── FixNotFound        ... a fix
+    │   └── RemediationNotFound  ... a remediation run
+    ├── IllegalTransition      a fix or a remediation run cannot move from its state to the
+    │                          one asked for
     ├── InvalidPatch           a text is not a unified diff we can read
     ├── PermissionDenied       the actor's role may not do that (``action``, ``needed``)
     ├── AuthenticationFailed   a token or local user that cannot act (``reason``)
@@ -56,6 +58,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "RejectedData",
+    "RemediationNotFound",
     "ServiceError",
     "ShipperClosed",
     "TokenNotFound",
@@ -140,8 +143,13 @@ class FixNotFound(NotFound):
     """No fix has that id."""
 
 
+class RemediationNotFound(NotFound):
+    """No remediation run has that id."""
+
+
 class IllegalTransition(MendlineError):
-    """A fix cannot move from its state (``current``) to the one asked for (``wanted``)."""
+    """A fix or a remediation run cannot move from its state (``current``) to the one asked
+    for (``wanted``)."""
 
     def __init__(self, detail: str, *, current: str, wanted: str, hint: str | None = None) -> None:
         super().__init__(detail, hint=hint)

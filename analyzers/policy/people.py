@@ -31,6 +31,7 @@ PERMISSIONS: dict[str, Role] = {
     "finding.read": "viewer",
     "fix.read": "viewer",
     "audit.read": "viewer",
+    "remediation.read": "viewer",
     "user.list": "viewer",
     "token.list": "viewer",
     "token.revoke_own": "viewer",

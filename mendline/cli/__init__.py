@@ -22,6 +22,7 @@ from mendline.cli import (
     issues,
     people,
     pipeline,
+    remediations,
     routes,
 )
 from mendline.cli._hints import DEBUG_HINT, hint_on
@@ -70,6 +71,7 @@ COMMAND_GROUPS: tuple[CommandGroup, ...] = (
     people,
     admin,
     audit,
+    remediations,
 )
 
 

@@ -1,6 +1,7 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
-the audited actions on issues, findings and events, the fixes and their moves, the audit
-trail, people and their API tokens, and the versioned migrations of schema ``mendline``."""
+the audited actions on issues, findings and events, the fixes and their moves, remediation
+runs, the audit trail, people and their API tokens, and the versioned migrations of schema
+``mendline``."""
 
 from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
 from mendline.sinks.postgres._alerts import (
@@ -11,6 +12,7 @@ from mendline.sinks.postgres._alerts import (
 )
 from mendline.sinks.postgres._audit import (
     AUDIT_LOCK,
+    AuditedStore,
     AuditStore,
     AuditWriter,
     append_audit,
@@ -22,6 +24,7 @@ from mendline.sinks.postgres._connect import (
     connect_findings,
     connect_health,
     connect_people,
+    connect_remediations,
 )
 from mendline.sinks.postgres._errors import (
     is_bad_data,
@@ -53,17 +56,25 @@ from mendline.sinks.postgres._migrate import (
 )
 from mendline.sinks.postgres._notify import Listener
 from mendline.sinks.postgres._people import PeopleStore, TokenInfo, User
+from mendline.sinks.postgres._remediations import (
+    AUDIT_OUTPUT_LIMIT,
+    START_LOCK,
+    RemediationStore,
+)
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
 __all__ = [
     "ALL_ENVIRONMENTS",
     "AUDIT_LOCK",
+    "AUDIT_OUTPUT_LIMIT",
     "FINDINGS_CHANNEL",
     "MIGRATIONS_LOCK",
+    "START_LOCK",
     "TRIGGERS_CHANNEL",
     "AlertStore",
     "AuditStore",
     "AuditWriter",
+    "AuditedStore",
     "CheckinStore",
     "Claim",
     "DueDelivery",
@@ -79,6 +90,7 @@ __all__ = [
     "PeopleStore",
     "PruneResult",
     "RecordOutcome",
+    "RemediationStore",
     "RoutingResult",
     "Store",
     "StoredFinding",
@@ -95,6 +107,7 @@ __all__ = [
     "connect_fixes",
     "connect_health",
     "connect_people",
+    "connect_remediations",
     "connect_store",
     "is_bad_data",
     "is_outage",

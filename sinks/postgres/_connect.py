@@ -1,5 +1,5 @@
-"""The stores of the analysis, alert and monitor stages, each on a new pool of a migrated
-database."""
+"""The stores of the analysis, alert and monitor stages, people and remediations, each on a
+new pool of a migrated database."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from mendline.sinks.postgres._findings import FindingStore
 from mendline.sinks.postgres._health import HealthStore
 from mendline.sinks.postgres._migrate import migrated_pool
 from mendline.sinks.postgres._people import PeopleStore
+from mendline.sinks.postgres._remediations import RemediationStore
 
-__all__ = ["connect_alerts", "connect_findings", "connect_health", "connect_people"]
+__all__ = [
+    "connect_alerts",
+    "connect_findings",
+    "connect_health",
+    "connect_people",
+    "connect_remediations",
+]
 
 
 async def connect_findings(settings: Settings, size: int) -> FindingStore:
@@ -43,3 +50,12 @@ async def connect_people(
     change's audit row in its transaction (``append_audit``)."""
     pool = await migrated_pool(settings.database_url.get_secret_value(), size)
     return PeopleStore(pool, audit, origin)
+
+
+async def connect_remediations(
+    settings: Settings, audit: AuditWriter = append_audit, origin: str = "", size: int = 2
+) -> RemediationStore:
+    """A RemediationStore on a new pool, after applying pending migrations; ``audit`` writes
+    each change's audit row in its transaction (``append_audit``)."""
+    pool = await migrated_pool(settings.database_url.get_secret_value(), size)
+    return RemediationStore(pool, audit, origin)

@@ -41,6 +41,7 @@ def actor(role: Role) -> Actor:
         ("fix.reject", "approver"),
         ("fix.apply", "approver"),
         ("fix.rollback", "approver"),
+        ("remediation.read", "viewer"),
         ("remediation.run", "approver"),
         ("user.add", "admin"),
         ("user.set_role", "admin"),
