@@ -10,7 +10,15 @@ from pathlib import PurePosixPath
 
 from mendline.schemas.errors import InvalidPatch, PatchRefused
 
-__all__ = ["NO_NEWLINE", "FilePatch", "Hunk", "anchor_file", "parse_patch", "render_patch"]
+__all__ = [
+    "NO_NEWLINE",
+    "FilePatch",
+    "Hunk",
+    "anchor_file",
+    "check_paths",
+    "parse_patch",
+    "render_patch",
+]
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
 # Lines between files that carry nothing we apply (git's extended headers); kept with the
@@ -185,7 +193,7 @@ def anchor_file(file: FilePatch, current: str | None, *, context: int = _CONTEXT
     Raises PatchRefused with the reason (its ``code``: ``unsafe_path``, ``rename``,
     ``missing``, ``exists``, ``no_anchor``, ``not_found``, ``ambiguous``, ``overlap``,
     ``no_change``)."""
-    _check_paths(file)
+    check_paths(file)
     if file.old_path is None:
         if current is not None:
             raise PatchRefused("exists", f"{file.path}: the patch creates it, but it is there")
@@ -203,7 +211,10 @@ def anchor_file(file: FilePatch, current: str | None, *, context: int = _CONTEXT
     return FilePatch(file.old_path, file.new_path, _diff(old, new, context))
 
 
-def _check_paths(file: FilePatch) -> None:
+def check_paths(file: FilePatch) -> None:
+    """Return when ``file`` names one path inside a repository's files; else raise
+    PatchRefused: ``rename`` (the old and new paths differ) or ``unsafe_path`` (absolute,
+    with ``..``, into ``.git``, a backslash or a control character)."""
     if file.old_path and file.new_path and file.old_path != file.new_path:
         raise PatchRefused("rename", f"{file.old_path} -> {file.new_path}: renames are not applied")
     parts = PurePosixPath(file.path).parts

@@ -256,8 +256,9 @@ class ChannelError(ServiceError):
 class ForgeError(ServiceError):
     """git or a forge's API failed: git missing (``git_missing``), a git command failing
     (``git_failed``) or timing out (``timeout``), a push refused (``push_rejected``), a full
-    disk (``disk_full``), a repository or base that is not there (``config``), or an API's
-    ``http_<status>``, ``unreachable``, ``bad_response``. Timeouts, 429 and 5xx are
+    disk (``disk_full``) or another file error (``io_error``), a repository, base or commit
+    that is not there (``config``), or an API's ``http_<status>``, ``unreachable``,
+    ``bad_response``. Timeouts, 429 and 5xx are
     retriable; 401, 403, 404 and 422 are not. The message never holds a token."""
 
 

@@ -1,0 +1,219 @@
+"""Applying a fix in a worktree of its own: real repositories, real pytest runs; the user's
+checkout never touched, a patch placed only where it fits, refusals with the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mendline.analyzers.rootcause._patches import diff
+from mendline.sinks.forges import DeliveryPlan, apply_fix
+from tests.git_helpers import (
+    CORE,
+    change,
+    checkout,
+    commit_all,
+    git,
+    make_repo,
+    plan_with_tests,
+    snapshot,
+)
+
+BRANCH = "mendline/fix-1-2"
+LOOKUP = "    return table[key]"
+GET = "    return table.get(key)"
+
+
+def _branches(repo: Path) -> list[str]:
+    return git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/").split()
+
+
+def _worktrees(repo: Path) -> int:
+    return git(repo, "worktree", "list", "--porcelain").count("worktree ")
+
+
+async def test_a_heuristic_one_line_patch_is_applied_verified_and_committed(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    # The user has work in progress: a staged change and an edited file.
+    (repo / "notes.txt").write_text("mine\n")
+    git(repo, "add", "notes.txt")
+    (repo / "calc" / "core.py").write_text(CORE + "\n# editing\n")
+    before = snapshot(repo)
+    base = before.head
+
+    outcome = await apply_fix(
+        checkout(repo, tmp_path),
+        change(diff("calc/core.py", 9, LOOKUP, GET)),
+        verify_plan=plan_with_tests(),
+        delivery=DeliveryPlan(),
+    )
+
+    assert outcome.result == "applied", outcome.reason
+    assert outcome.verification is not None and outcome.verification.passed
+    ran = [command.argv for command in outcome.verification.commands]
+    assert ran[0][1:] == ["-m", "py_compile", "./calc/core.py"]
+    assert ran[-1][1:] == ["-m", "pytest"]
+    assert "3 passed" in outcome.verification.commands[-1].output
+    delivery = outcome.delivery
+    assert delivery is not None and (delivery.mode, delivery.branch) == ("branch", BRANCH)
+    assert git(repo, "rev-parse", BRANCH) == delivery.commit
+    assert git(repo, "rev-parse", f"{BRANCH}^") == base
+    assert git(repo, "show", f"{BRANCH}:calc/core.py") == CORE.replace(LOOKUP, GET).strip()
+    message = git(repo, "log", "-1", "--format=%an <%ae>%n%B", BRANCH)
+    assert message.startswith("mendline <mendline@localhost>\nmendline: fix KeyError: 'a'")
+    trailers = git(repo, "log", "-1", "--format=%(trailers:only,unfold)", BRANCH).splitlines()
+    assert trailers == [
+        "Mendline-Issue: 1",
+        "Mendline-Finding: 3",
+        "Mendline-Fix: 2",
+        "Approved-by: alice",
+    ]
+    assert snapshot(repo) == before  # files, index, HEAD, status: as the user left them
+    assert _worktrees(repo) == 1 and not (tmp_path / "work" / "mendline-fix-1-2").exists()
+
+
+async def test_a_patch_that_breaks_the_tests_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    before = snapshot(repo)
+    broken = diff("calc/core.py", 5, "    return sum(prices)", "    return sum(prices) + 1")
+
+    outcome = await apply_fix(
+        checkout(repo, tmp_path),
+        change(broken),
+        verify_plan=plan_with_tests(),
+        delivery=DeliveryPlan(),
+    )
+
+    assert (outcome.result, outcome.code) == ("failed", "verification_failed")
+    assert outcome.reason is not None and "pytest exited 1" in outcome.reason
+    assert outcome.verification is not None and not outcome.verification.passed
+    assert "1 failed" in outcome.verification.commands[-1].output
+    assert _branches(repo) == ["main"] and _worktrees(repo) == 1
+    assert not (tmp_path / "work" / "mendline-fix-1-2").exists()
+    assert snapshot(repo) == before
+
+
+async def test_a_line_that_moved_is_patched_at_the_one_place_it_is_now(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    core = repo / "calc" / "core.py"
+    core.write_text(CORE.replace('"""\n', '"""\n\nimport math\nimport os\n', 1))
+    commit_all(repo, "imports")
+
+    outcome = await apply_fix(
+        checkout(repo, tmp_path),
+        change(diff("calc/core.py", 9, LOOKUP, GET)),  # made when it was line 9; it is 12 now
+        verify_plan=plan_with_tests(),
+        delivery=DeliveryPlan(),
+    )
+
+    assert outcome.result == "applied", outcome.reason
+    shown = git(repo, "show", "--format=", BRANCH)
+    assert "@@ -9,7 +9,7 @@" in shown and f"-{LOOKUP}\n+{GET}" in shown
+
+
+@pytest.mark.parametrize(
+    ("edit", "code", "says"),
+    [
+        # Two functions with the line, and the patch's line number no longer right.
+        (
+            lambda core: core.replace(
+                "def ratio", "def other(table, key):\n    return table[key]\n\n\ndef ratio"
+            ).replace('"""\n', '"""\n\nimport os\n', 1),
+            "ambiguous",
+            "are at lines 11, 15: which is not clear",
+        ),
+        # The line itself changed since the finding.
+        (
+            lambda core: core.replace(LOOKUP, "    return table[key.lower()]"),
+            "not_found",
+            "calc/core.py: hunk 1 (at line 9): its lines (from 'return table[key]') are not in",
+        ),
+    ],
+)
+async def test_a_patch_that_does_not_fit_one_place_is_refused_with_the_reason(
+    tmp_path: Path, edit: object, code: str, says: str
+) -> None:
+    repo = make_repo(tmp_path)
+    core = repo / "calc" / "core.py"
+    core.write_text(edit(core.read_text()))  # type: ignore[operator]
+    commit_all(repo, "moved on")
+    before = snapshot(repo)
+
+    outcome = await apply_fix(
+        checkout(repo, tmp_path),
+        change(diff("calc/core.py", 9, LOOKUP, GET)),
+        verify_plan=plan_with_tests(),
+        delivery=DeliveryPlan(),
+    )
+
+    assert (outcome.result, outcome.code) == ("refused", code)
+    assert outcome.reason is not None and says in outcome.reason
+    assert outcome.verification is None and outcome.delivery is None
+    assert _branches(repo) == ["main"] and _worktrees(repo) == 1
+    assert snapshot(repo) == before
+
+
+async def test_a_git_diff_merges_three_ways_when_its_context_changed(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    core = repo / "calc" / "core.py"
+    core.write_text(CORE.replace(LOOKUP, GET))
+    made = git(repo, "diff")  # with its index line: the blobs it was made between
+    git(repo, "checkout", "--", "calc/core.py")
+    # A context line of that diff changes: placing it by its lines fails, a merge does not.
+    core.write_text(CORE.replace("def ratio(a, b):", "def ratio(a, b):  # a over b"))
+    commit_all(repo, "comment")
+
+    outcome = await apply_fix(
+        checkout(repo, tmp_path),
+        change(made),
+        verify_plan=plan_with_tests(),
+        delivery=DeliveryPlan(),
+    )
+
+    assert outcome.result == "applied", outcome.reason
+    assert git(repo, "show", f"{BRANCH}:calc/core.py").count("# a over b") == 1
+    assert GET in git(repo, "show", f"{BRANCH}:calc/core.py")
+
+
+async def test_a_three_way_merge_that_conflicts_is_refused(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    core = repo / "calc" / "core.py"
+    core.write_text(CORE.replace(LOOKUP, GET))
+    made = git(repo, "diff")
+    core.write_text(CORE.replace(LOOKUP, "    return table[str(key)]"))
+    commit_all(repo, "someone else fixed it their way")
+    before = snapshot(repo)
+
+    outcome = await apply_fix(
+        checkout(repo, tmp_path),
+        change(made),
+        verify_plan=plan_with_tests(),
+        delivery=DeliveryPlan(),
+    )
+
+    assert (outcome.result, outcome.code) == ("refused", "conflict")
+    assert outcome.reason is not None and "calc/core.py" in outcome.reason
+    assert _branches(repo) == ["main"] and snapshot(repo) == before
+
+
+@pytest.mark.parametrize(
+    ("patch", "code"),
+    [
+        ("no diff at all\n", "invalid_patch"),
+        (diff("../outside.py", 1, "a", "b"), "unsafe_path"),
+        (diff("calc/missing.py", 1, "a", "b"), "missing"),
+    ],
+)
+async def test_what_is_no_applicable_patch_is_refused(
+    tmp_path: Path, patch: str, code: str
+) -> None:
+    repo = make_repo(tmp_path)
+    outcome = await apply_fix(
+        checkout(repo, tmp_path),
+        change(patch),
+        verify_plan=plan_with_tests(),
+        delivery=DeliveryPlan(),
+    )
+    assert (outcome.result, outcome.code) == ("refused", code)
+    assert _branches(repo) == ["main"]
