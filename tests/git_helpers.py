@@ -66,6 +66,13 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
     return done.stdout.strip()
 
 
+def blob(repo: Path, spec: str) -> bytes:
+    """The bytes of a file in a commit (``rev:path``), line endings and all."""
+    return subprocess.run(
+        ["git", "cat-file", "blob", spec], cwd=repo, capture_output=True, check=True
+    ).stdout
+
+
 def commit_all(repo: Path, message: str) -> str:
     """Commit every change in ``repo``; the new commit's id."""
     git(repo, "add", "-A")

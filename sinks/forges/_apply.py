@@ -4,6 +4,8 @@ never by a guess."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mendline.analyzers.patch import FilePatch, anchor_file, check_paths, parse_patch, render_patch
 from mendline.schemas.errors import InvalidPatch, PatchRefused
 from mendline.sinks.forges._git import Git, tail
@@ -28,11 +30,23 @@ async def apply_patch(git: Git, text: str) -> list[str]:
     if await _blobs_known(git, files):
         await _three_way(git, render_patch(files).encode())
     else:
-        anchored = [anchor_file(file, await _text_at_head(git, file.path)) for file in files]
+        anchored = [
+            anchor_file(file, await _text_at_head(git, file.path)) for file in _by_path(files)
+        ]
         await _apply_exactly(git, render_patch(anchored).encode())
     if (await git("diff", "--cached", "--quiet", check=False)).code == 0:
         raise PatchRefused("no_change", "the patch changes nothing: is it applied already?")
     return [file.path for file in files if file.new_path is not None]
+
+
+def _by_path(files: list[FilePatch]) -> list[FilePatch]:
+    """One FilePatch per path: the hunks of a file named twice, together (each is placed on
+    the file as it is, so two parts of one change must be placed together)."""
+    merged: dict[str, FilePatch] = {}
+    for file in files:
+        seen = merged.get(file.path)
+        merged[file.path] = file if seen is None else replace(seen, hunks=seen.hunks + file.hunks)
+    return list(merged.values())
 
 
 async def _blobs_known(git: Git, files: list[FilePatch]) -> bool:

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from mendline.analyzers.rootcause._patches import diff
-from mendline.sinks.forges import DeliveryPlan, apply_fix
+from mendline.schemas.errors import ConfigError, ForgeError
+from mendline.sinks.forges import Checkout, DeliveryPlan, apply_fix
 from tests.git_helpers import (
     CORE,
+    blob,
     change,
     checkout,
     commit_all,
@@ -217,3 +219,59 @@ async def test_what_is_no_applicable_patch_is_refused(
     )
     assert (outcome.result, outcome.code) == ("refused", code)
     assert _branches(repo) == ["main"]
+
+
+@pytest.mark.parametrize(
+    ("options", "code"),
+    [
+        ({"git": "/nowhere/git"}, "git_missing"),
+        ({"base": "no-such-branch"}, "config"),
+    ],
+)
+async def test_what_is_no_patchs_fault_is_raised_not_refused(
+    tmp_path: Path, options: dict[str, str], code: str
+) -> None:
+    repo = make_repo(tmp_path)
+    with pytest.raises(ForgeError) as failed:
+        await apply_fix(
+            checkout(repo, tmp_path, **options),
+            change(diff("calc/core.py", 9, LOOKUP, GET)),
+            verify_plan=plan_with_tests(),
+            delivery=DeliveryPlan(),
+        )
+    assert (failed.value.code, failed.value.retriable) == (code, False)
+    assert _branches(repo) == ["main"]
+
+
+def test_the_work_root_must_be_outside_the_repository(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must be outside"):
+        Checkout(path=tmp_path / "repo", work_root=tmp_path / "repo" / ".work")
+    with pytest.raises(ConfigError, match="name <email>"):
+        Checkout(path=tmp_path / "repo", work_root=tmp_path / "work", author="nobody")
+
+
+async def test_files_are_made_deleted_and_keep_their_line_endings(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    (repo / "crlf.txt").write_bytes(b"one\r\ntwo\r\nthree")  # CRLF, no newline at its end
+    (repo / "gone.txt").write_text("a\nb\n")
+    commit_all(repo, "more files")
+    patch = (
+        "--- /dev/null\n+++ b/calc/new.py\n@@ -0,0 +1 @@\n+X = 1\n"
+        "--- a/gone.txt\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-a\n-b\n"
+        "--- a/crlf.txt\n+++ b/crlf.txt\n@@ -3 +3 @@\n-three\n+THREE\n"
+        "--- a/crlf.txt\n+++ b/crlf.txt\n@@ -1 +1 @@\n-one\n+ONE\n"  # the same file again
+    )
+
+    outcome = await apply_fix(
+        checkout(repo, tmp_path),
+        change(patch),
+        verify_plan=plan_with_tests(),
+        delivery=DeliveryPlan(),
+    )
+
+    assert outcome.result == "applied", outcome.reason
+    assert outcome.verification is not None
+    assert outcome.verification.commands[0].argv[-1] == "./calc/new.py"  # compiled
+    tree = git(repo, "ls-tree", "-r", "--name-only", BRANCH).split()
+    assert "calc/new.py" in tree and "gone.txt" not in tree
+    assert blob(repo, f"{BRANCH}:crlf.txt") == b"ONE\r\ntwo\r\nTHREE"

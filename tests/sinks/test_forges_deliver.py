@@ -233,3 +233,14 @@ def _git_am_applies(path: Path, repo: Path, tmp_path: Path) -> None:
     git(clone, "am", "-q", str(path))
     assert git(clone, "rev-parse", "HEAD^{tree}") == git(repo, "rev-parse", f"{BRANCH}^{{tree}}")
     assert "Mendline-Fix: 2" in git(clone, "log", "-1", "--format=%B")
+
+
+async def test_a_forge_that_cannot_be_reached_is_retriable(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    bare = bare_remote(repo, tmp_path)
+    with fake_forge(FakeGitHub()) as github:
+        closed = _github(github)  # the server is gone once the block ends
+    with pytest.raises(ForgeError) as failed:
+        await _apply(repo, tmp_path, DeliveryPlan(mode="pull_request", forge=closed))
+    assert (failed.value.code, failed.value.retriable) == ("unreachable", True)
+    assert _refs(bare) == ["main"]
