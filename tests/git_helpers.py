@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mendline.schemas.finding import Evidence, Finding
-from mendline.sinks.forges import Checkout, FixChange, VerifyPlan
+from mendline.sinks.forges import (
+    ApplyOutcome,
+    Checkout,
+    DeliveryPlan,
+    FixChange,
+    VerifyPlan,
+    apply_fix,
+)
 
 #: Who the tests' own commits are by (never the global config).
 IDENTITY = {
@@ -177,3 +184,16 @@ def change(patch: str, **changes: object) -> FixChange:
     }
     fields.update(changes)
     return FixChange(**fields)  # type: ignore[arg-type]
+
+
+async def apply_in(
+    repo: Path, where: Path, patch: str, delivery: DeliveryPlan | None = None
+) -> ApplyOutcome:
+    """``patch`` applied as fix 2 of issue 1, verified with the package's tests, delivered
+    as ``delivery`` says (by default: kept as its branch)."""
+    return await apply_fix(
+        checkout(repo, where),
+        change(patch),
+        verify_plan=plan_with_tests(),
+        delivery=delivery or DeliveryPlan(),
+    )

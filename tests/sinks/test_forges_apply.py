@@ -12,6 +12,7 @@ from mendline.schemas.errors import ConfigError, ForgeError
 from mendline.sinks.forges import Checkout, DeliveryPlan, apply_fix
 from tests.git_helpers import (
     CORE,
+    apply_in,
     blob,
     change,
     checkout,
@@ -44,12 +45,7 @@ async def test_a_heuristic_one_line_patch_is_applied_verified_and_committed(tmp_
     before = snapshot(repo)
     base = before.head
 
-    outcome = await apply_fix(
-        checkout(repo, tmp_path),
-        change(diff("calc/core.py", 9, LOOKUP, GET)),
-        verify_plan=plan_with_tests(),
-        delivery=DeliveryPlan(),
-    )
+    outcome = await apply_in(repo, tmp_path, diff("calc/core.py", 9, LOOKUP, GET))
 
     assert outcome.result == "applied", outcome.reason
     assert outcome.verification is not None and outcome.verification.passed
@@ -80,12 +76,7 @@ async def test_a_patch_that_breaks_the_tests_fails_and_leaves_nothing(tmp_path: 
     before = snapshot(repo)
     broken = diff("calc/core.py", 5, "    return sum(prices)", "    return sum(prices) + 1")
 
-    outcome = await apply_fix(
-        checkout(repo, tmp_path),
-        change(broken),
-        verify_plan=plan_with_tests(),
-        delivery=DeliveryPlan(),
-    )
+    outcome = await apply_in(repo, tmp_path, broken)
 
     assert (outcome.result, outcome.code) == ("failed", "verification_failed")
     assert outcome.reason is not None and "pytest exited 1" in outcome.reason
@@ -102,12 +93,8 @@ async def test_a_line_that_moved_is_patched_at_the_one_place_it_is_now(tmp_path:
     core.write_text(CORE.replace('"""\n', '"""\n\nimport math\nimport os\n', 1))
     commit_all(repo, "imports")
 
-    outcome = await apply_fix(
-        checkout(repo, tmp_path),
-        change(diff("calc/core.py", 9, LOOKUP, GET)),  # made when it was line 9; it is 12 now
-        verify_plan=plan_with_tests(),
-        delivery=DeliveryPlan(),
-    )
+    # Made when the line was line 9; it is line 12 now.
+    outcome = await apply_in(repo, tmp_path, diff("calc/core.py", 9, LOOKUP, GET))
 
     assert outcome.result == "applied", outcome.reason
     shown = git(repo, "show", "--format=", BRANCH)
@@ -142,12 +129,7 @@ async def test_a_patch_that_does_not_fit_one_place_is_refused_with_the_reason(
     commit_all(repo, "moved on")
     before = snapshot(repo)
 
-    outcome = await apply_fix(
-        checkout(repo, tmp_path),
-        change(diff("calc/core.py", 9, LOOKUP, GET)),
-        verify_plan=plan_with_tests(),
-        delivery=DeliveryPlan(),
-    )
+    outcome = await apply_in(repo, tmp_path, diff("calc/core.py", 9, LOOKUP, GET))
 
     assert (outcome.result, outcome.code) == ("refused", code)
     assert outcome.reason is not None and says in outcome.reason
@@ -166,12 +148,7 @@ async def test_a_git_diff_merges_three_ways_when_its_context_changed(tmp_path: P
     core.write_text(CORE.replace("def ratio(a, b):", "def ratio(a, b):  # a over b"))
     commit_all(repo, "comment")
 
-    outcome = await apply_fix(
-        checkout(repo, tmp_path),
-        change(made),
-        verify_plan=plan_with_tests(),
-        delivery=DeliveryPlan(),
-    )
+    outcome = await apply_in(repo, tmp_path, made)
 
     assert outcome.result == "applied", outcome.reason
     assert git(repo, "show", f"{BRANCH}:calc/core.py").count("# a over b") == 1
@@ -187,12 +164,7 @@ async def test_a_three_way_merge_that_conflicts_is_refused(tmp_path: Path) -> No
     commit_all(repo, "someone else fixed it their way")
     before = snapshot(repo)
 
-    outcome = await apply_fix(
-        checkout(repo, tmp_path),
-        change(made),
-        verify_plan=plan_with_tests(),
-        delivery=DeliveryPlan(),
-    )
+    outcome = await apply_in(repo, tmp_path, made)
 
     assert (outcome.result, outcome.code) == ("refused", "conflict")
     assert outcome.reason is not None and "calc/core.py" in outcome.reason
@@ -211,12 +183,7 @@ async def test_what_is_no_applicable_patch_is_refused(
     tmp_path: Path, patch: str, code: str
 ) -> None:
     repo = make_repo(tmp_path)
-    outcome = await apply_fix(
-        checkout(repo, tmp_path),
-        change(patch),
-        verify_plan=plan_with_tests(),
-        delivery=DeliveryPlan(),
-    )
+    outcome = await apply_in(repo, tmp_path, patch)
     assert (outcome.result, outcome.code) == ("refused", code)
     assert _branches(repo) == ["main"]
 
@@ -262,12 +229,7 @@ async def test_files_are_made_deleted_and_keep_their_line_endings(tmp_path: Path
         "--- a/crlf.txt\n+++ b/crlf.txt\n@@ -1 +1 @@\n-one\n+ONE\n"  # the same file again
     )
 
-    outcome = await apply_fix(
-        checkout(repo, tmp_path),
-        change(patch),
-        verify_plan=plan_with_tests(),
-        delivery=DeliveryPlan(),
-    )
+    outcome = await apply_in(repo, tmp_path, patch)
 
     assert outcome.result == "applied", outcome.reason
     assert outcome.verification is not None

@@ -17,6 +17,7 @@ import pytest
 from mendline.analyzers.rootcause._patches import diff
 from mendline.sinks.forges import DeliveryPlan, apply_fix, cleanup_stale
 from tests.git_helpers import (
+    apply_in,
     change,
     checkout,
     git,
@@ -105,12 +106,7 @@ async def test_an_interrupted_attempt_of_the_same_fix_is_replaced(tmp_path: Path
     git(repo, "worktree", "add", "-q", "-b", "mendline/fix-1-2", str(left), "main")
     (left / "calc" / "core.py").write_text("half written")
 
-    outcome = await apply_fix(
-        checkout(repo, tmp_path),
-        change(PATCH),
-        verify_plan=plan_with_tests(),
-        delivery=DeliveryPlan(),
-    )
+    outcome = await apply_in(repo, tmp_path, PATCH)
 
     assert outcome.result == "applied" and not left.exists()
     assert "table.get(key)" in git(repo, "show", "mendline/fix-1-2:calc/core.py")

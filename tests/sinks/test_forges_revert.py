@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from mendline.analyzers.rootcause._patches import diff
-from mendline.sinks.forges import ApplyOutcome, DeliveryPlan, RevertChange, apply_fix, revert
+from mendline.sinks.forges import ApplyOutcome, DeliveryPlan, RevertChange, revert
 from tests.git_helpers import (
     CORE,
+    apply_in,
     bare_remote,
-    change,
     checkout,
     commit_all,
     git,
@@ -25,12 +25,7 @@ PATCH = diff("calc/core.py", 9, "    return table[key]", "    return table.get(k
 
 
 async def _fixed(repo: Path, tmp_path: Path, delivery: DeliveryPlan | None = None) -> str:
-    outcome = await apply_fix(
-        checkout(repo, tmp_path),
-        change(PATCH),
-        verify_plan=plan_with_tests(),
-        delivery=delivery or DeliveryPlan(),
-    )
+    outcome = await apply_in(repo, tmp_path, PATCH, delivery)
     assert outcome.delivery is not None, outcome.reason
     return outcome.delivery.commit
 
