@@ -15,13 +15,16 @@
     ├── IllegalTransition      a fix or a remediation run cannot move from its state to the
     │                          one asked for
     ├── InvalidPatch           a text is not a unified diff we can read
+    ├── PatchRefused           a patch does not apply where it must (``code``, a
+    │                          ``PatchRefusal``: not found, ambiguous, a conflict...)
     ├── PermissionDenied       the actor's role may not do that (``action``, ``needed``)
     ├── AuthenticationFailed   a token or local user that cannot act (``reason``)
     ├── UsageError             the command line was used wrongly (exit status 2)
     ├── ServiceError           a call to an outside service failed (``code``, ``retriable``,
     │   │                      ``status``, ``retry_after``)
     │   ├── LLMError           ... to the LLM endpoint
-    │   └── ChannelError       ... to an alert channel (Slack, SMTP, PagerDuty)
+    │   ├── ChannelError       ... to an alert channel (Slack, SMTP, PagerDuty)
+    │   └── ForgeError         ... to git or a forge's API (GitHub, GitLab)
     ├── DatabaseError          a PostgreSQL call failed (``retriable``)
     │   ├── DatabaseUnavailable  the server, its connection or a timeout: wait it out
     │   └── RejectedData       the data itself was refused (``sqlstate``): keep it aside
@@ -48,6 +51,7 @@ __all__ = [
     "DevStackError",
     "FindingNotFound",
     "FixNotFound",
+    "ForgeError",
     "IllegalTransition",
     "InvalidEvent",
     "InvalidEventReason",
@@ -56,6 +60,8 @@ __all__ = [
     "LLMError",
     "MendlineError",
     "NotFound",
+    "PatchRefusal",
+    "PatchRefused",
     "PermissionDenied",
     "RejectedData",
     "RemediationNotFound",
@@ -80,6 +86,29 @@ DeadLetterReason = (
         "store_rejected", "processing_error", "duplicate_conflict", "undecodable", "unauthenticated"
     ]
 )
+
+#: Why a patch was not applied (``PatchRefused.code``): a path outside the repository
+#: (``unsafe_path``), a rename, a file to change that is not there (``missing``) or one to
+#: create that is (``exists``), not valid UTF-8 text (``not_text``), a hunk with no line to
+#: place it by (``no_anchor``), whose lines are nowhere (``not_found``) or in several places
+#: (``ambiguous``), hunks that overlap (``overlap``), a patch that changes nothing
+#: (``no_change``), a three-way merge with conflicts (``conflict``), git refusing it
+#: (``rejected``), or a text that is no unified diff (``invalid_patch``).
+PatchRefusal = Literal[
+    "unsafe_path",
+    "rename",
+    "missing",
+    "exists",
+    "not_text",
+    "no_anchor",
+    "not_found",
+    "ambiguous",
+    "overlap",
+    "no_change",
+    "conflict",
+    "rejected",
+    "invalid_patch",
+]
 
 #: Why an actor could not be authenticated: ``AuthenticationFailed.reason``.
 AuthFailure = Literal["malformed", "unknown", "revoked", "expired", "disabled", "local_off"]
@@ -161,6 +190,16 @@ class InvalidPatch(MendlineError):
     """A text is not a unified diff we can read (the message names the line)."""
 
 
+class PatchRefused(MendlineError):
+    """A patch does not apply where it must; the message says why, for people, and ``code``
+    (a ``PatchRefusal``) says it for metrics and the fix store. Never retried: the same patch
+    against the same code is refused again."""
+
+    def __init__(self, code: PatchRefusal, detail: str, *, hint: str | None = None) -> None:
+        super().__init__(detail, hint=hint)
+        self.code: PatchRefusal = code
+
+
 class PermissionDenied(MendlineError):
     """The actor's role may not do ``action``: it needs ``needed`` (None: an action no role
     may do, such as one the permission table does not know)."""
@@ -220,6 +259,15 @@ class LLMError(ServiceError):
 
 class ChannelError(ServiceError):
     """An alert channel could not deliver."""
+
+
+class ForgeError(ServiceError):
+    """git or a forge's API failed: git missing (``git_missing``), a git command failing
+    (``git_failed``) or timing out (``timeout``), a push refused (``push_rejected``), a full
+    disk (``disk_full``) or another file error (``io_error``), a repository, base or commit
+    that is not there (``config``), or an API's ``http_<status>``, ``unreachable``,
+    ``bad_response``. Timeouts, 429 and 5xx are
+    retriable; 401, 403, 404 and 422 are not. The message never holds a token."""
 
 
 class DatabaseError(MendlineError):

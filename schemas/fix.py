@@ -38,6 +38,7 @@ __all__ = [
     "Verification",
     "check_transition",
     "fix_branch",
+    "revert_branch",
 ]
 
 FixState = Literal[
@@ -99,6 +100,12 @@ def check_transition(current: FixState, wanted: FixState) -> None:
 def fix_branch(issue_id: int, fix_id: int) -> str:
     """The branch a fix is committed on: ``mendline/fix-<issue>-<fix>``."""
     return f"mendline/fix-{issue_id}-{fix_id}"
+
+
+def revert_branch(issue_id: int, fix_id: int) -> str:
+    """The branch that reverts a fix already in the base: ``mendline/revert-<issue>-<fix>``
+    (a fix not merged yet is reverted on its own branch)."""
+    return f"mendline/revert-{issue_id}-{fix_id}"
 
 
 class PolicyDecision(BaseModel):

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -58,6 +59,22 @@ class Reply:
         return cls(status, json.dumps({"ok": False, "error": error}))
 
 
+def send_reply(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    """Answer ``handler``'s request with ``reply``, after its delay."""
+    time.sleep(reply.delay)
+    try:
+        payload = reply.body.encode()
+        handler.send_response(reply.status)
+        handler.send_header("Content-Type", reply.content_type)
+        handler.send_header("Content-Length", str(len(payload)))
+        for name, value in reply.headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(payload)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the client gave up (a timeout): fine
+
+
 @dataclass
 class Request:
     """One request as received."""
@@ -90,18 +107,7 @@ class _Server:
                 with server._lock:
                     server.requests.append(request)
                     reply = server.script.pop(0) if server.script else server.answer(request)
-                time.sleep(reply.delay)
-                try:
-                    payload = reply.body.encode()
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", reply.content_type)
-                    self.send_header("Content-Length", str(len(payload)))
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout): fine
+                send_reply(self, reply)
 
         self._http = LoopbackHTTPServer(Handler)
 

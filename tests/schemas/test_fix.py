@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from mendline.schemas.errors import IllegalTransition
-from mendline.schemas.fix import FINAL_STATES, FIX_STATES, TRANSITIONS, check_transition, fix_branch
+from mendline.schemas.fix import (
+    FINAL_STATES,
+    FIX_STATES,
+    TRANSITIONS,
+    check_transition,
+    fix_branch,
+    revert_branch,
+)
 
 LEGAL = [
     ("proposed", "approved"),
@@ -47,3 +54,4 @@ def test_final_states_and_the_branch_name() -> None:
     with pytest.raises(IllegalTransition, match="it is final"):
         check_transition("failed", "applying")
     assert fix_branch(12, 3) == "mendline/fix-12-3"
+    assert revert_branch(12, 3) == "mendline/revert-12-3"

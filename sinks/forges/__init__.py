@@ -1,0 +1,59 @@
+"""Forges: fixes applied in git worktrees of their own, verified, committed and delivered as
+a branch, a push, a GitHub or GitLab pull request or a patch file; reverts; and what an
+interrupted attempt left behind cleaned up."""
+
+from mendline.sinks.forges._api import ForgeAPI, ForgeKind, open_pull_request
+from mendline.sinks.forges._change import (
+    ApplyOutcome,
+    Checkout,
+    FixChange,
+    OutcomeResult,
+    RevertChange,
+)
+from mendline.sinks.forges._deliver import DeliveryPlan
+from mendline.sinks.forges._environment import command_environment
+from mendline.sinks.forges._fix import apply_fix, revert
+from mendline.sinks.forges._render import (
+    code_span,
+    commit_message,
+    fenced,
+    markdown_text,
+    neutral_line,
+    pr_body,
+    pr_title,
+    revert_body,
+    revert_message,
+    revert_title,
+)
+from mendline.sinks.forges._verify import FILES, VerifyPlan, verify
+from mendline.sinks.forges._workspace import CleanupReport, cleanup_stale
+
+__all__ = [
+    "FILES",
+    "ApplyOutcome",
+    "Checkout",
+    "CleanupReport",
+    "DeliveryPlan",
+    "FixChange",
+    "ForgeAPI",
+    "ForgeKind",
+    "OutcomeResult",
+    "RevertChange",
+    "VerifyPlan",
+    "apply_fix",
+    "cleanup_stale",
+    "code_span",
+    "command_environment",
+    "commit_message",
+    "fenced",
+    "markdown_text",
+    "neutral_line",
+    "open_pull_request",
+    "pr_body",
+    "pr_title",
+    "revert",
+    "revert_body",
+    "revert_message",
+    "revert_title",
+    "verify",
+]
