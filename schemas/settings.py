@@ -236,6 +236,43 @@ class Settings(BaseSettings):
         " approved or denied, the repositories and remediations; unset: the shipped default,"
         " which names no repository, so no fix is applied.",
     )
+    fix_work_root: Path = Field(
+        default=Path("~/.cache/mendline/worktrees"),
+        description="Where fixes are applied: a git worktree per fix under it, outside every"
+        " repository (never the repository's own working tree).",
+    )
+    fix_patch_dir: Path = Field(
+        default=Path("~/.cache/mendline/patches"),
+        description="Where fixes delivered as patch files (delivery = \"patch\") are written.",
+    )
+    fix_author: str = Field(
+        default="mendline <mendline@localhost>",
+        description='Author and committer of the fix and revert commits: "name <email>".',
+    )
+    fix_lease: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Seconds a heal worker holds a fix it is applying (renewed while it"
+        " works); a killed worker's fix is taken over after it.",
+    )
+    fix_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Times a fix is claimed for applying before it is failed (its workers"
+        " keep dying).",
+    )
+    fix_verification_window: float = Field(
+        default=86400.0,
+        gt=0,
+        description="Seconds a deployed fix's issue must stay quiet on its release (or a"
+        " later one) before the fix is verified and the issue resolved.",
+    )
+    heal_poll_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between the heal stage's passes (proposing, applying, noticing"
+        " deployments, settling deployed fixes).",
+    )
 
     # -- The emitting app (structlog processor, logging handler, shipper) -----------------
     service: str | None = Field(

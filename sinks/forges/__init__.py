@@ -12,7 +12,7 @@ from mendline.sinks.forges._change import (
 )
 from mendline.sinks.forges._deliver import DeliveryPlan
 from mendline.sinks.forges._environment import command_environment
-from mendline.sinks.forges._fix import apply_fix, revert
+from mendline.sinks.forges._fix import apply_fix, release_contains, revert
 from mendline.sinks.forges._render import (
     code_span,
     commit_message,
@@ -51,6 +51,7 @@ __all__ = [
     "open_pull_request",
     "pr_body",
     "pr_title",
+    "release_contains",
     "revert",
     "revert_body",
     "revert_message",

@@ -4,6 +4,7 @@ delivered; a fix reverted with a new commit, never by rewriting history."""
 from __future__ import annotations
 
 import logging
+import re
 
 from mendline.schemas.errors import ForgeError, PatchRefused
 from mendline.schemas.fix import Verification, fix_branch, revert_branch
@@ -22,7 +23,7 @@ from mendline.sinks.forges._render import (
 from mendline.sinks.forges._verify import VerifyPlan, verify
 from mendline.sinks.forges._workspace import Workspace, workspace
 
-__all__ = ["apply_fix", "revert"]
+__all__ = ["apply_fix", "release_contains", "revert"]
 
 log = logging.getLogger("mendline.sinks")
 
@@ -100,6 +101,45 @@ async def revert(
         space.keep()
     log.info("fix %s reverted on %s, delivered as %s", change.fix_id, branch, delivery.mode)
     return ApplyOutcome("applied", verification=verification, delivery=delivered)
+
+
+async def release_contains(checkout: Checkout, release: str, commit: str) -> bool | None:
+    """Whether the release ``release`` holds the fix's ``commit`` (or the same change,
+    squashed or rebased in): None when the repository has no tag (or commit id) of that
+    name. The release is looked for as a tag named as it is or with a ``v``, for Sentry's
+    ``package@version`` also as the version's tag, and as a commit id when it looks like
+    one; never as a branch (a release an event names must not be taken for ``main``). The
+    clone must have the release's tag (fetch tags into it)."""
+    repo = _git(checkout)
+    for ref in _release_refs(release):
+        found = await repo(
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            f"{ref}^{{commit}}",
+            check=False,
+        )
+        if found.code == 0:
+            return await _in_base(repo, commit, found.out.strip())
+    return None
+
+
+_COMMIT_ID = re.compile(r"[0-9a-f]{7,40}")
+# What git takes in a tag's name (and nothing that makes a revision expression).
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+/-]{0,199}")
+
+
+def _release_refs(release: str) -> list[str]:
+    """The refs a release may be in the repository, in the order they are tried."""
+    version = release.rpartition("@")[2]
+    tags = [
+        f"refs/tags/{n}"
+        for n in dict.fromkeys((release, f"v{release}", version, f"v{version}"))
+        if _TAG.fullmatch(n) and ".." not in n and not n.endswith((".lock", "/", "."))
+    ]
+    ids = [n for n in dict.fromkeys((release, version)) if _COMMIT_ID.fullmatch(n)]
+    return tags + ids
 
 
 def _git(checkout: Checkout) -> Git:
