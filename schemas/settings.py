@@ -243,7 +243,7 @@ class Settings(BaseSettings):
     )
     fix_patch_dir: Path = Field(
         default=Path("~/.cache/mendline/patches"),
-        description="Where fixes delivered as patch files (delivery = \"patch\") are written.",
+        description='Where fixes delivered as patch files (delivery = "patch") are written.',
     )
     fix_author: str = Field(
         default="mendline <mendline@localhost>",

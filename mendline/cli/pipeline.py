@@ -1,4 +1,4 @@
-"""The workers, ``mendline consume``, ``analyze``, ``run``, ``alert`` and ``monitor``: the
+"""The workers, ``mendline consume``, ``analyze``, ``run``, ``alert``, ``monitor`` and ``heal``: the
 pipeline's stages (in ``mendline.stages``) run from the command line; and ``analyze --issue``,
 one issue analysed now."""
 
@@ -18,6 +18,7 @@ __all__ = ["register"]
 
 _ROUTES_HINT = "`mendline routes check` validates the routing file and names unset secrets"
 _CHECKS_HINT = "`mendline checks check` lists every problem of the checks file with its line"
+_POLICY_HINT = "`mendline fix policy check` lists every problem of the fix policy with its line"
 
 
 def register(commands: Commands) -> None:
@@ -47,12 +48,13 @@ def register(commands: Commands) -> None:
     run = commands.add_parser(
         "run",
         parents=[LOGS_AS_JSON],
-        help="consume, analyze, alert and monitor in one process (each restarted if it fails)",
+        help="consume, analyze, alert, monitor and heal in one process (each restarted if it"
+        " fails)",
     )
     run.add_argument(
         "--only",
         type=_stages,
-        help="comma-separated stages to run: consume, analyze, alert, monitor (default: all)",
+        help="comma-separated stages to run: consume, analyze, alert, monitor, heal (default: all)",
     )
     run.set_defaults(run=_run)
 
@@ -69,6 +71,13 @@ def register(commands: Commands) -> None:
         help="run the health checks that are due and judge heartbeats (any number side by side)",
     )
     monitor.set_defaults(run=_monitor)
+
+    heal = commands.add_parser(
+        "heal",
+        parents=[LOGS_AS_JSON],
+        help="propose, apply and verify fixes by the fix policy (any number side by side)",
+    )
+    heal.set_defaults(run=_heal)
 
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
@@ -123,12 +132,15 @@ def _stages(text: str) -> list[str]:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from mendline.stages import monitor, run_stages
+    from mendline.stages import heal, monitor, run_stages
 
     log_to_stderr(args)
     if args.only is None or "monitor" in args.only:
         with hint_on(ConfigError, _CHECKS_HINT):  # the checks file, with a hint of its own
             monitor.check(settings)
+    if args.only is None or "heal" in args.only:
+        with hint_on(ConfigError, _POLICY_HINT):
+            heal.check(settings)
     with hint_on(ConfigError, _ROUTES_HINT):  # the routing file, checked before starting
         return asyncio.run(run_stages(settings, args.only))
 
@@ -147,3 +159,11 @@ def _monitor(args: argparse.Namespace, settings: Settings) -> int:
     log_to_stderr(args)
     with hint_on(ConfigError, _CHECKS_HINT):
         return asyncio.run(run_stage("monitor", settings))
+
+
+def _heal(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.stages import run_stage
+
+    log_to_stderr(args)
+    with hint_on(ConfigError, _POLICY_HINT):
+        return asyncio.run(run_stage("heal", settings))

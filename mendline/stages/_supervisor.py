@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from mendline.analyzers.backoff import Backoff
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
-from mendline.stages import alert, analyze, consume, monitor
+from mendline.stages import alert, analyze, consume, heal, monitor
 from mendline.stages._endpoints import serving_endpoints
 from mendline.stages._signals import stop_on_signals
 from mendline.stages._telemetry import StageContext, Telemetry
@@ -40,6 +40,7 @@ STAGES: Mapping[str, Stage] = {
     "analyze": Stage(analyze.run),
     "alert": Stage(alert.run, check=alert.routing_table),
     "monitor": Stage(monitor.run, check=monitor.check),
+    "heal": Stage(heal.run, check=heal.check),
 }
 
 

@@ -29,6 +29,7 @@ from mendline.schemas.fix import (
     Verification,
     check_transition,
     fix_branch,
+    revert_branch,
 )
 from mendline.schemas.people import SYSTEM_ACTOR, Actor, AuthMethod
 from mendline.schemas.settings import Settings
@@ -159,6 +160,12 @@ _AUTOMATIC_SINCE = """
 SELECT count(*) FROM mendline.fix_jobs
 WHERE repository = $1 AND approvals_needed = 0 AND decision ->> 'verdict' = 'auto'
   AND applying_since > now() - make_interval(secs => $2)
+"""
+
+# Fixes whose branches exist for a reason: being applied, or delivered (and not failed).
+_LIVE = """
+SELECT id, issue_id FROM mendline.fix_jobs
+WHERE repository = $1 AND state NOT IN ('proposed', 'approved', 'rejected', 'failed')
 """
 
 _DUE = """
@@ -441,6 +448,21 @@ class FixStore(AuditedStore):
         """How many fixes of ``repository`` began applying without a person in the last
         ``seconds`` (the policy's ``max_per_hour`` reads it)."""
         return int(await self.pool.fetchval(_AUTOMATIC_SINCE, repository, seconds))
+
+    async def issue_title(self, issue_id: int) -> str:
+        """The title of the fix's issue (for its commit and pull request)."""
+        title = await self.pool.fetchval(
+            "SELECT title FROM mendline.issues WHERE id = $1", issue_id
+        )
+        return str(title or f"issue {issue_id}")
+
+    async def live_branches(self, repository: str) -> set[str]:
+        """The branches of ``repository``'s fixes that are being applied or were delivered
+        (the fix's and its revert's): what a cleanup after a crash must keep."""
+        rows = await self.pool.fetch(_LIVE, repository)
+        return {
+            name(row["issue_id"], row["id"]) for row in rows for name in (fix_branch, revert_branch)
+        }
 
     async def settle_deployed(self, window_seconds: float, limit: int = 100) -> list[StoredFix]:
         """Judge the deployed fixes whose ``window_seconds`` since their deployment have
