@@ -697,3 +697,22 @@ async def test_the_findings_to_propose_and_the_automatic_fixes_of_the_last_hour(
     assert await world.fixes.automatic_since("other", 3600) == 0
     await world.ready(5, ASK)  # applied after approval: not automatic
     assert await world.fixes.automatic_since("shop", 3600) == 1
+
+
+async def test_a_findings_open_fix_its_issues_title_and_a_fix_as_json(world: World) -> None:
+    finding_id = await world.finding(1)
+    assert await world.fixes.open_fix(finding_id) is None
+    fix = await world.fixes.propose(ALICE, finding_id, ASK)
+    assert await world.fixes.open_fix(finding_id) == fix
+    title = await world.fixes.issue_title(fix.issue_id)
+    assert title is not None and title.startswith("ValueError: ")
+    assert await world.fixes.issue_title(999) is None
+
+    shown = fix.as_json()
+    assert (shown["id"], shown["state"], shown["branch"]) == (fix.id, "proposed", fix.branch)
+    assert shown["created_at"] == fix.created_at.isoformat() and shown["approvals"] == []
+    assert shown["decision"] == ASK.model_dump(mode="json", exclude={"mapped_patch"})
+    assert shown["mapped_patch"] == MAPPED and shown["delivery"] is None
+
+    await world.fixes.reject(ALICE, fix.id, "not this way")
+    assert await world.fixes.open_fix(finding_id) is None
