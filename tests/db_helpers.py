@@ -75,9 +75,24 @@ async def issue_actions(url: str) -> AsyncIterator[IssueActions]:
         await pool.close()
 
 
+def patch_finding(patch: str | None, **fields: Any) -> Finding:
+    """A medium bad-input finding by the heuristic analyser (the quantity is not a number)
+    carrying ``patch``, with ``fields`` over it."""
+    finding = Finding(
+        analyser="heuristic",
+        root_cause="the quantity is not a number",
+        confidence=0.8,
+        category="bad_input",
+        severity="medium",
+        suggested_fix="default it to 0",
+        fix_patch=patch,
+    )
+    return finding.model_copy(update=fields)
+
+
 async def finding_of_new_issue(url: str, issue: int, patch: str | None, **fields: Any) -> int:
-    """A finding of a new issue (``issue`` numbers its call site: one event of it is stored)
-    carrying ``patch``, and ``fields`` over a medium bad-input finding's; the finding's id."""
+    """A ``patch_finding`` of a new issue (``issue`` numbers its call site: one event of it
+    is stored); the finding's id."""
     settings = load_settings(database_url=url, frequency_threshold=0)
     prepared = prepare_record(encode(make_event(issue)), Scrubber())
     events = await connect_store(settings)
@@ -88,17 +103,10 @@ async def finding_of_new_issue(url: str, issue: int, patch: str | None, **fields
         )
     finally:
         await events.close()
-    finding = Finding(
-        analyser="heuristic",
-        root_cause="the quantity is not a number",
-        confidence=0.8,
-        category="bad_input",
-        severity="medium",
-        suggested_fix="default it to 0",
-        fix_patch=patch,
-    ).model_copy(update=fields)
     findings = await connect_findings(settings, 1)
     try:
-        return await findings.save(finding, issue_id=int(issue_id), cache_key=f"issue {issue}")
+        return await findings.save(
+            patch_finding(patch, **fields), issue_id=int(issue_id), cache_key=f"issue {issue}"
+        )
     finally:
         await findings.pool.close()

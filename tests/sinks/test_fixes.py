@@ -24,7 +24,6 @@ from mendline.schemas.errors import (
     PermissionDenied,
     RejectedData,
 )
-from mendline.schemas.finding import Finding
 from mendline.schemas.fix import CommandOutcome, Delivery, PolicyDecision, Verification
 from mendline.schemas.people import SYSTEM_ACTOR, Actor
 from mendline.schemas.settings import load_settings
@@ -38,6 +37,7 @@ from mendline.sinks.postgres import (
     connect_fixes,
     connect_store,
 )
+from tests.db_helpers import patch_finding
 from tests.integration.event_factory import encode, make_event
 
 pytestmark = pytest.mark.integration
@@ -91,16 +91,7 @@ class World:
     ) -> int:
         """A finding with ``patch`` of a new issue (number ``issue``, one event); its id."""
         issue_id = await self.event(issue, release)
-        finding = Finding(
-            analyser="heuristic",
-            root_cause="the quantity is not a number",
-            confidence=0.8,
-            category="bad_input",
-            severity="medium",
-            suggested_fix="default it to 0",
-            fix_patch=patch,
-        )
-        finding = finding.model_copy(update=fields)
+        finding = patch_finding(patch, **fields)
         return await self.findings.save(finding, issue_id=issue_id, cache_key=f"{issue}@{release}")
 
     async def ready(self, issue: int, decision: PolicyDecision = AUTO) -> int:
