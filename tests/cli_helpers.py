@@ -1,10 +1,12 @@
-"""Running the mendline command line as people do, and reading what it says went wrong."""
+"""Running the mendline command line as people do (as a token's user, on a terminal), and
+reading what it says went wrong."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import select
 import subprocess
 import sys
 from typing import Any
@@ -80,3 +82,41 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "MENDLINE_DLQ_TOPIC": settings.dlq_topic,
         "MENDLINE_CONSUMER_GROUP": settings.consumer_group,
     }
+
+
+async def token_of(env: dict[str, str], user: str, role: str) -> dict[str, str]:
+    """The environment of ``user`` (added with ``role`` by the local OS user as admin)
+    acting with a token of theirs."""
+    local = {**env, "MENDLINE_LOCAL_ROLE": "admin"}
+    assert (await cli("users", "add", user, "--role", role, env=local)).returncode == 0
+    token = (await cli("tokens", "create", "--user", user, env=local)).stdout.strip()
+    return {**env, "MENDLINE_TOKEN": token, "MENDLINE_LOCAL_ROLE": "none"}
+
+
+def run_on_terminal(*args: str, env: dict[str, str], timeout: float = 120) -> str:
+    """What ``mendline ARGS`` writes to its standard output when that is a terminal (a real
+    pseudo-terminal; NO_COLOR unset), its newlines as the terminal gives them (\r\n)."""
+    reader, writer = os.openpty()
+    environ = {**os.environ, **env}
+    environ.pop("NO_COLOR", None)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mendline", *args],
+            stdout=writer,
+            stderr=subprocess.DEVNULL,
+            env=environ,
+        )
+        os.close(writer)
+        chunks = []
+        while select.select([reader], [], [], timeout)[0]:
+            try:
+                chunk = os.read(reader, 65536)
+            except OSError:  # EIO: the command ended and closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout) == 0
+    finally:
+        os.close(reader)
+    return b"".join(chunks).decode()

@@ -1,17 +1,24 @@
-"""A fresh database for a test, on the session's PostgreSQL server, reading it back, and the
-audited actions on its issues as a person on call would take them."""
+"""A fresh database for a test, on the session's PostgreSQL server, reading it back, the
+audited actions on its issues as a person on call would take them, and findings with patches
+as an analyser would store them."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from mendline.analyzers.grouping.scrubbing import Scrubber
+from mendline.ingest import prepare_record
+from mendline.schemas.finding import Finding
 from mendline.schemas.people import Actor
-from mendline.sinks.postgres import IssueActions, append_audit
+from mendline.schemas.settings import load_settings
+from mendline.sinks.postgres import IssueActions, append_audit, connect_findings, connect_store
+from tests.integration.event_factory import encode, make_event
 
 #: Someone on call, who may resolve, ignore and merge issues and mark findings.
 RESPONDER = Actor(name="rita", role="responder", auth="local")
@@ -66,3 +73,40 @@ async def issue_actions(url: str) -> AsyncIterator[IssueActions]:
         yield IssueActions(pool, append_audit, origin="test")
     finally:
         await pool.close()
+
+
+def patch_finding(patch: str | None, **fields: Any) -> Finding:
+    """A medium bad-input finding by the heuristic analyser (the quantity is not a number)
+    carrying ``patch``, with ``fields`` over it."""
+    finding = Finding(
+        analyser="heuristic",
+        root_cause="the quantity is not a number",
+        confidence=0.8,
+        category="bad_input",
+        severity="medium",
+        suggested_fix="default it to 0",
+        fix_patch=patch,
+    )
+    return finding.model_copy(update=fields)
+
+
+async def finding_of_new_issue(url: str, issue: int, patch: str | None, **fields: Any) -> int:
+    """A ``patch_finding`` of a new issue (``issue`` numbers its call site: one event of it
+    is stored); the finding's id."""
+    settings = load_settings(database_url=url, frequency_threshold=0)
+    prepared = prepare_record(encode(make_event(issue)), Scrubber())
+    events = await connect_store(settings)
+    try:
+        await events.write([prepared])
+        issue_id = await events.pool.fetchval(
+            "SELECT issue_id FROM mendline.fingerprints WHERE hash = $1", prepared.fingerprint
+        )
+    finally:
+        await events.close()
+    findings = await connect_findings(settings, 1)
+    try:
+        return await findings.save(
+            patch_finding(patch, **fields), issue_id=int(issue_id), cache_key=f"issue {issue}"
+        )
+    finally:
+        await findings.pool.close()

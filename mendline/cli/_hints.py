@@ -11,6 +11,7 @@ from mendline.schemas.errors import MendlineError
 __all__ = [
     "DATABASE_HINT",
     "DEBUG_HINT",
+    "FINDINGS_HINT",
     "ISSUES_HINT",
     "KAFKA_HINT",
     "MIGRATE_HINT",
@@ -31,6 +32,8 @@ DATABASE_HINT = "is PostgreSQL running there? Check the host and port in MENDLIN
 MIGRATE_HINT = "run `mendline migrate` (`mendline consume` also applies them when it starts)"
 #: Where to find an issue's id, for an error that names one that is not there.
 ISSUES_HINT = "`mendline issues list --status all` shows the issues and their ids"
+#: Where to find a finding's id, for an error that names one that is not there.
+FINDINGS_HINT = "`mendline findings list` shows the findings and their ids"
 
 
 def or_doctor(hint: str) -> str:

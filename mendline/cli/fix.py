@@ -1,26 +1,56 @@
-"""The ``mendline fix`` commands: self-healing fixes. ``fix policy check`` and ``fix policy
-example`` for the fix policy file; each subgroup of ``fix`` registers in its own function."""
+"""The ``mendline fix`` commands: self-healing fixes. ``fix list`` and ``fix show`` read
+fixes; ``fix propose``, ``approve``, ``reject`` and ``deployed`` move them, as the acting
+person (audited by the fix store); ``fix policy check``, ``example`` and ``explain`` for the
+fix policy file. Each subgroup of ``fix`` registers in its own function."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from mendline.analyzers.policy import (
     SHIPPED_POLICY,
+    FixCandidate,
+    MappedPatch,
+    authorize,
+    decide,
+    explain,
     load_policy,
+    map_patch,
     policy_warnings,
     shipped_policy_text,
 )
-from mendline.cli._options import AS_JSON, Commands
-from mendline.cli.output import counted, print_json, print_problems, printable
+from mendline.cli._actor import acting
+from mendline.cli._fix_view import FIX_COLUMNS, describe_fix, fix_row
+from mendline.cli._hints import FINDINGS_HINT, hint_on
+from mendline.cli._options import AS_JSON, Commands, positive
+from mendline.cli.issues import finding_json
+from mendline.cli.output import (
+    colour_for,
+    counted,
+    print_done,
+    print_json,
+    print_problems,
+    printable,
+    table,
+)
 from mendline.schemas.duration import format_duration
-from mendline.schemas.errors import ConfigError
+from mendline.schemas.errors import ConfigError, FindingNotFound, IllegalTransition, RejectedData
+from mendline.schemas.finding import Finding
+from mendline.schemas.fix import FIX_STATES, PolicyDecision
 from mendline.schemas.fixpolicy import FixPolicy, Remediation, Repository
 from mendline.schemas.settings import Settings
 from mendline.schemas.tomlfile import either
+
+if TYPE_CHECKING:
+    from mendline.schemas.people import Actor
+    from mendline.sinks.postgres import FixStore, PeopleStore, StoredFinding, StoredFix
 
 __all__ = ["register"]
 
@@ -29,14 +59,71 @@ _HINT = (
     " `mendline fix policy example` prints the shipped default to start from"
 )
 _NO_REPOSITORY = "no repository: no fix is applied until [[repositories]] names one"
+_POLICY_PROBLEMS_HINT = "`mendline fix policy check` shows every problem of the fix policy file"
+# The window of the policy's [auto] max_per_hour.
+_HOUR = 3600.0
+
+_T = TypeVar("_T")
 
 
 def register(commands: Commands) -> None:
     """Add ``fix`` and its subgroups (``fix policy check``, ``fix policy example``) to the
     top-level ``commands``."""
-    fix = commands.add_parser("fix", help="self-healing fixes: the fix policy")
+    fix = commands.add_parser(
+        "fix", help="self-healing fixes: list, show, propose, approve; the fix policy"
+    )
     fix_commands = fix.add_subparsers(dest="fix_command", required=True)
+    _register_reading(fix_commands)
+    _register_moves(fix_commands)
     _register_policy(fix_commands)
+
+
+def _register_reading(fix_commands: Commands) -> None:
+    listing = fix_commands.add_parser("list", parents=[AS_JSON], help="the fixes, newest first")
+    listing.add_argument("--state", choices=FIX_STATES, help="only fixes in this state")
+    listing.add_argument("--issue", type=positive, metavar="ID", help="only this issue's fixes")
+    listing.add_argument(
+        "--limit", type=positive, default=50, metavar="N", help="at most N fixes (default 50)"
+    )
+    listing.add_argument(
+        "--before", type=positive, metavar="ID", help="the fixes before this id (the next page)"
+    )
+    listing.set_defaults(run=_list)
+    show = fix_commands.add_parser(
+        "show",
+        parents=[AS_JSON],
+        help="one fix, whole: the policy's reasons, the patch, its verification and delivery",
+    )
+    show.add_argument("id", type=positive, metavar="ID")
+    show.set_defaults(run=_show)
+
+
+def _register_moves(fix_commands: Commands) -> None:
+    propose = fix_commands.add_parser(
+        "propose",
+        parents=[AS_JSON],
+        help="propose a fix of a finding's patch; the fix policy decides (responder)",
+    )
+    propose.add_argument("finding_id", type=positive, metavar="FINDING_ID")
+    propose.set_defaults(run=_propose)
+    approve = fix_commands.add_parser(
+        "approve", parents=[AS_JSON], help="approve a proposed fix (approver)"
+    )
+    approve.add_argument("id", type=positive, metavar="ID")
+    approve.add_argument("--note", help="what you checked, for the fix and the audit trail")
+    approve.set_defaults(run=_approve)
+    reject = fix_commands.add_parser(
+        "reject", parents=[AS_JSON], help="reject a proposed or approved fix (approver)"
+    )
+    reject.add_argument("id", type=positive, metavar="ID")
+    reject.add_argument("--reason", required=True, help="why, for the fix and the audit trail")
+    reject.set_defaults(run=_reject)
+    deployed = fix_commands.add_parser(
+        "deployed", parents=[AS_JSON], help="say an applied fix is in production (approver)"
+    )
+    deployed.add_argument("id", type=positive, metavar="ID")
+    deployed.add_argument("--release", required=True, help="the release that carries it")
+    deployed.set_defaults(run=_deployed)
 
 
 def _register_policy(fix_commands: Commands) -> None:
@@ -64,6 +151,213 @@ def _register_policy(fix_commands: Commands) -> None:
     )
     # It reads no setting: it works even when they do not load.
     example.set_defaults(run=_policy_example, run_without_settings=_example_anyway)
+
+    explaining = policy_commands.add_parser(
+        "explain",
+        parents=[AS_JSON],
+        help="the decision the fix policy would make now on a finding's patch, changing nothing",
+    )
+    explaining.add_argument("finding_id", type=positive, metavar="FINDING_ID")
+    explaining.set_defaults(run=_policy_explain)
+
+
+# -- reading and moving fixes ------------------------------------------------------------
+
+
+def _on_fixes(settings: Settings, work: Callable[[FixStore, Actor], Awaitable[_T]]) -> _T:
+    """``work(fixes, actor)`` as the actor the settings say (the token's user, or the local
+    OS user), on the people store's pool, closed after."""
+    from mendline.sinks.postgres import FixStore
+
+    def on(people: PeopleStore, actor: Actor) -> Awaitable[_T]:
+        return work(FixStore(people.pool, people.audit, people.origin), actor)
+
+    return acting(settings, on)
+
+
+def _finding(fixes: FixStore, finding_id: int) -> Awaitable[StoredFinding]:
+    """The stored finding ``finding_id``, on the fix store's pool."""
+    from mendline.sinks.postgres import FindingStore
+
+    return FindingStore(fixes.pool).get(finding_id)
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(fixes: FixStore, actor: Actor) -> list[StoredFix]:
+        authorize(actor, "fix.read")
+        return await fixes.list(
+            state=args.state, issue_id=args.issue, before_id=args.before, limit=args.limit
+        )
+
+    found = _on_fixes(settings, work)
+    if args.json:
+        for fix in found:
+            print_json(fix.as_json())
+    elif found:
+        now = datetime.now(UTC)
+        print(table(FIX_COLUMNS, [fix_row(fix, now) for fix in found]))
+    else:
+        print("no fixes", file=sys.stderr)
+    if len(found) == args.limit:
+        print(f"next: {_next_page(args, found[-1].id)}", file=sys.stderr)
+    return 0
+
+
+def _next_page(args: argparse.Namespace, last_id: int) -> str:
+    """The command that lists the next page: the same filters, before ``last_id``."""
+    words = ["mendline fix list"]
+    words += [f"--state {args.state}"] if args.state else []
+    words += [f"--issue {args.issue}"] if args.issue else []
+    words += [f"--limit {args.limit}", f"--before {last_id}"]
+    words += ["--json"] if args.json else []
+    return " ".join(words)
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(fixes: FixStore, actor: Actor) -> tuple[StoredFix, str | None, StoredFinding]:
+        authorize(actor, "fix.read")
+        fix = await fixes.get(args.id)
+        return fix, await fixes.issue_title(fix.issue_id), await _finding(fixes, fix.finding_id)
+
+    fix, title, finding = _on_fixes(settings, work)
+    if args.json:
+        shown = finding_json(finding)
+        shown.pop("prompt", None)
+        print_json(
+            {**fix.as_json(), "issue": {"id": fix.issue_id, "title": title}, "finding": shown}
+        )
+        return 0
+    for line in describe_fix(fix, title, finding, datetime.now(UTC), colour_for(sys.stdout)):
+        print(line)
+    return 0
+
+
+async def _decision(policy: FixPolicy, finding: Finding, fixes: FixStore) -> PolicyDecision:
+    """The policy's decision on ``finding``'s patch now. The patch is mapped first, so that
+    only its repository's automatic fixes of the last hour are counted ([auto]
+    max_per_hour); ``decide`` maps it again, the one place the decision is made."""
+    candidate = FixCandidate.of(finding)
+    mapped = map_patch(candidate.patch, policy.repositories)
+    recent: dict[str, int] = {}
+    if isinstance(mapped, MappedPatch):
+        name = mapped.repository.name
+        recent[name] = await fixes.automatic_since(name, _HOUR)
+    return decide(policy, candidate, recent)
+
+
+def _policy(settings: Settings) -> tuple[FixPolicy, str]:
+    """The fix policy the settings name (else the shipped default), and where it is from."""
+    path = settings.fix_policy_file
+    with hint_on(ConfigError, _POLICY_PROBLEMS_HINT):
+        policy = load_policy(path)
+    return policy, str(path) if path is not None else SHIPPED_POLICY
+
+
+def _propose(args: argparse.Namespace, settings: Settings) -> int:
+    policy, source = _policy(settings)
+
+    async def work(fixes: FixStore, actor: Actor) -> tuple[StoredFix, bool]:
+        authorize(actor, "fix.propose")  # before anything is read; the store asks again
+        open_fix = await fixes.open_fix(args.finding_id)
+        if open_fix is not None:
+            return open_fix, False
+        stored = await _finding(fixes, args.finding_id)
+        decision = await _decision(policy, stored.finding, fixes)
+        return await fixes.propose(actor, args.finding_id, decision), True
+
+    with hint_on(FindingNotFound, FINDINGS_HINT):
+        fix, created = _on_fixes(settings, work)
+    if args.json:
+        print_json({**fix.as_json(), "created": created, "policy": source})
+        return 0
+    what = f"fix {fix.id} of finding {fix.finding_id} (issue {fix.issue_id})"
+    if not created:
+        print(f"finding {fix.finding_id} has an open fix already: {what} is {fix.state}")
+    elif fix.state == "rejected":
+        print(f"{what} is rejected: the fix policy ({printable(source)}) denies it")
+    else:
+        print(f"proposed {what}, as the fix policy ({printable(source)}) decided")
+    for line in explain(fix.decision):
+        print(f"  {line}")
+    if fix.state == "proposed" and fix.decision.verdict == "approval":
+        print(f"next: an approver runs `mendline fix approve {fix.id}`")
+    return 0
+
+
+def _policy_explain(args: argparse.Namespace, settings: Settings) -> int:
+    policy, source = _policy(settings)
+
+    async def work(fixes: FixStore, actor: Actor) -> tuple[StoredFinding, PolicyDecision]:
+        authorize(actor, "finding.read")
+        stored = await _finding(fixes, args.finding_id)
+        if not stored.finding.fix_patch:
+            raise FindingNotFound(
+                f"finding {stored.id} has no patch: there is nothing to decide on",
+                hint=FINDINGS_HINT,
+            )
+        return stored, await _decision(policy, stored.finding, fixes)
+
+    with hint_on(FindingNotFound, FINDINGS_HINT):
+        stored, decision = _on_fixes(settings, work)
+    if args.json:
+        print_json(
+            {
+                "finding_id": stored.id,
+                "issue_id": stored.issue_id,
+                "policy": source,
+                "decision": decision.model_dump(mode="json"),
+            }
+        )
+        return 0
+    print(
+        f"finding {stored.id} (issue {stored.issue_id}), by the fix policy"
+        f" ({printable(source)}) now; nothing was changed"
+    )
+    for line in explain(decision):
+        print(f"  {line}")
+    return 0
+
+
+def _moving(fix_id: int) -> AbstractContextManager[None]:
+    """A move's refusals with a hint: where the fix stands."""
+    return hint_on(IllegalTransition, f"`mendline fix show {fix_id}` shows where it stands")
+
+
+def _approve(args: argparse.Namespace, settings: Settings) -> int:
+    with _moving(args.id), hint_on(RejectedData, "another approver must approve it"):
+        fix = _on_fixes(settings, lambda fixes, actor: fixes.approve(actor, args.id, args.note))
+    have, needed = len(fix.approvals), fix.approvals_needed
+    if fix.state == "approved":
+        text = f"approved fix {fix.id} (issue {fix.issue_id}): {have} of {needed} approvals"
+    else:
+        text = (
+            f"approved fix {fix.id} (issue {fix.issue_id}): {have} of {needed} approvals;"
+            f" it needs {needed - have} more, from someone else"
+        )
+    print_done(args, text, **fix.as_json())
+    return 0
+
+
+def _reject(args: argparse.Namespace, settings: Settings) -> int:
+    with _moving(args.id):
+        fix = _on_fixes(settings, lambda fixes, actor: fixes.reject(actor, args.id, args.reason))
+    print_done(
+        args,
+        f"rejected fix {fix.id} (issue {fix.issue_id}): {printable(args.reason)}",
+        **fix.as_json(),
+    )
+    return 0
+
+
+def _deployed(args: argparse.Namespace, settings: Settings) -> int:
+    with _moving(args.id):
+        fix = _on_fixes(settings, lambda fixes, actor: fixes.deployed(actor, args.id, args.release))
+    print_done(
+        args,
+        f"fix {fix.id} (issue {fix.issue_id}) is deployed in release {printable(args.release)}",
+        **fix.as_json(),
+    )
+    return 0
 
 
 # -- fix policy ------------------------------------------------------------------------------

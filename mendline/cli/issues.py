@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mendline.cli._actor import acting
 from mendline.cli._connections import connect_database, finding_store
-from mendline.cli._hints import ISSUES_HINT, hint_on
+from mendline.cli._hints import FINDINGS_HINT, ISSUES_HINT, hint_on
 from mendline.cli._options import AS_JSON, Commands, positive
 from mendline.cli.output import describe, print_done, print_json, printable, shorten, table
 from mendline.schemas.errors import FindingNotFound, IssueNotFound, MendlineError
@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from mendline.sinks.postgres import FindingStore, IssueActions, PeopleStore
 
 __all__ = ["finding_json", "register"]
-
-_FINDINGS_HINT = "`mendline findings list` shows the findings and their ids"
 
 _T = TypeVar("_T")
 
@@ -317,7 +315,7 @@ def _findings_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _findings_show(args: argparse.Namespace, settings: Settings) -> int:
-    with hint_on(FindingNotFound, _FINDINGS_HINT):
+    with hint_on(FindingNotFound, FINDINGS_HINT):
         stored = _on_findings(settings, lambda store: store.get(args.id))
     if args.json:
         print_json(finding_json(stored))
@@ -327,7 +325,7 @@ def _findings_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _findings_mark(args: argparse.Namespace, settings: Settings) -> int:
-    with hint_on(FindingNotFound, _FINDINGS_HINT):
+    with hint_on(FindingNotFound, FINDINGS_HINT):
         changed = _acting(
             settings,
             lambda actions, actor: actions.mark_finding(actor, args.id, args.verdict, args.note),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,11 @@ RETURNING {_COLUMNS}
 _OPEN_FIX = f"""
 SELECT {_COLUMNS} FROM mendline.fix_jobs WHERE finding_id = $1
 ORDER BY state NOT IN {_FINAL} DESC, id DESC LIMIT 1
+"""
+
+# The open fix of a finding, only.
+_OPEN_ONLY = f"""
+SELECT {_COLUMNS} FROM mendline.fix_jobs WHERE finding_id = $1 AND state NOT IN {_FINAL}
 """
 
 # What each move sets besides the state ($2): its own parameters from $3 on.
@@ -245,6 +250,14 @@ class StoredFix:
     def branch(self) -> str:
         """The branch the fix is committed on."""
         return fix_branch(self.issue_id, self.id)
+
+    def as_json(self) -> dict[str, Any]:
+        """The fix as JSON values (what ``--json`` prints): every field, the decision without
+        its mapped patch (``mapped_patch`` holds it), and the ``branch``."""
+        shown = {field.name: _json_value(getattr(self, field.name)) for field in fields(self)}
+        shown["decision"] = self.decision.model_dump(mode="json", exclude={"mapped_patch"})
+        shown["branch"] = self.branch
+        return shown
 
 
 @dataclass(frozen=True)
@@ -490,6 +503,19 @@ class FixStore(AuditedStore):
         """One fix; FixNotFound when there is none with that id."""
         async with self.pool.acquire() as conn:
             return await self._fix(conn, fix_id)
+
+    async def open_fix(self, finding_id: int) -> StoredFix | None:
+        """The fix of finding ``finding_id`` that is not final, when it has one (proposing
+        again returns it)."""
+        row = await self.pool.fetchrow(_OPEN_ONLY, finding_id)
+        return _stored(row) if row is not None else None
+
+    async def issue_title(self, issue_id: int) -> str | None:
+        """The title of a fix's issue (for people reading the fix); None when there is none."""
+        title: str | None = await self.pool.fetchval(
+            "SELECT title FROM mendline.issues WHERE id = $1", issue_id
+        )
+        return title
 
     # -- the one way a fix moves ----------------------------------------------------------
 

@@ -9,7 +9,7 @@ import pytest
 from mendline.schemas.people import SYSTEM_ACTOR
 from mendline.schemas.settings import load_settings
 from mendline.sinks.postgres import append_audit, connect_remediations, migrated_pool
-from tests.cli_helpers import cli, failure, json_lines, json_object, usage_error
+from tests.cli_helpers import cli, failure, json_lines, json_object, token_of, usage_error
 from tests.db_helpers import query
 
 
@@ -18,14 +18,6 @@ async def env(fresh_db_url: str) -> dict[str, str]:
     pool = await migrated_pool(fresh_db_url, 1)
     await pool.close()
     return {"MENDLINE_DATABASE_URL": fresh_db_url, "MENDLINE_TOKEN": "", "MENDLINE_LOCAL_ROLE": ""}
-
-
-async def token_of(env: dict[str, str], user: str, role: str) -> dict[str, str]:
-    """The environment of ``user`` (made with ``role``) acting with a token of theirs."""
-    local = {**env, "MENDLINE_LOCAL_ROLE": "admin"}
-    assert (await cli("users", "add", user, "--role", role, env=local)).returncode == 0
-    token = (await cli("tokens", "create", "--user", user, env=local)).stdout.strip()
-    return {**env, "MENDLINE_TOKEN": token, "MENDLINE_LOCAL_ROLE": "none"}
 
 
 async def requested_runs(url: str, *triggers: str) -> list[int]:

@@ -24,7 +24,6 @@ from mendline.schemas.errors import (
     PermissionDenied,
     RejectedData,
 )
-from mendline.schemas.finding import Finding
 from mendline.schemas.fix import CommandOutcome, Delivery, PolicyDecision, Verification
 from mendline.schemas.people import SYSTEM_ACTOR, Actor
 from mendline.schemas.settings import load_settings
@@ -38,6 +37,7 @@ from mendline.sinks.postgres import (
     connect_fixes,
     connect_store,
 )
+from tests.db_helpers import patch_finding
 from tests.integration.event_factory import encode, make_event
 
 pytestmark = pytest.mark.integration
@@ -91,16 +91,7 @@ class World:
     ) -> int:
         """A finding with ``patch`` of a new issue (number ``issue``, one event); its id."""
         issue_id = await self.event(issue, release)
-        finding = Finding(
-            analyser="heuristic",
-            root_cause="the quantity is not a number",
-            confidence=0.8,
-            category="bad_input",
-            severity="medium",
-            suggested_fix="default it to 0",
-            fix_patch=patch,
-        )
-        finding = finding.model_copy(update=fields)
+        finding = patch_finding(patch, **fields)
         return await self.findings.save(finding, issue_id=issue_id, cache_key=f"{issue}@{release}")
 
     async def ready(self, issue: int, decision: PolicyDecision = AUTO) -> int:
@@ -697,3 +688,22 @@ async def test_the_findings_to_propose_and_the_automatic_fixes_of_the_last_hour(
     assert await world.fixes.automatic_since("other", 3600) == 0
     await world.ready(5, ASK)  # applied after approval: not automatic
     assert await world.fixes.automatic_since("shop", 3600) == 1
+
+
+async def test_a_findings_open_fix_its_issues_title_and_a_fix_as_json(world: World) -> None:
+    finding_id = await world.finding(1)
+    assert await world.fixes.open_fix(finding_id) is None
+    fix = await world.fixes.propose(ALICE, finding_id, ASK)
+    assert await world.fixes.open_fix(finding_id) == fix
+    title = await world.fixes.issue_title(fix.issue_id)
+    assert title is not None and title.startswith("ValueError: ")
+    assert await world.fixes.issue_title(999) is None
+
+    shown = fix.as_json()
+    assert (shown["id"], shown["state"], shown["branch"]) == (fix.id, "proposed", fix.branch)
+    assert shown["created_at"] == fix.created_at.isoformat() and shown["approvals"] == []
+    assert shown["decision"] == ASK.model_dump(mode="json", exclude={"mapped_patch"})
+    assert shown["mapped_patch"] == MAPPED and shown["delivery"] is None
+
+    await world.fixes.reject(ALICE, fix.id, "not this way")
+    assert await world.fixes.open_fix(finding_id) is None
