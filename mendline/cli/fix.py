@@ -16,17 +16,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 from mendline.analyzers.policy import (
     SHIPPED_POLICY,
-    FixCandidate,
-    MappedPatch,
     authorize,
-    decide,
     explain,
     load_policy,
-    map_patch,
     policy_warnings,
     shipped_policy_text,
 )
-from mendline.cli._actor import acting
+from mendline.cli._actor import acting, cli_origin
 from mendline.cli._fix_view import FIX_COLUMNS, describe_fix, fix_row
 from mendline.cli._hints import FINDINGS_HINT, hint_on
 from mendline.cli._options import AS_JSON, Commands, positive
@@ -35,14 +31,21 @@ from mendline.cli.output import (
     colour_for,
     counted,
     print_done,
+    print_error,
     print_json,
     print_problems,
     printable,
     table,
 )
 from mendline.schemas.duration import format_duration
-from mendline.schemas.errors import ConfigError, FindingNotFound, IllegalTransition, RejectedData
-from mendline.schemas.finding import Finding
+from mendline.schemas.errors import (
+    ConfigError,
+    FindingNotFound,
+    ForgeError,
+    IllegalTransition,
+    PatchRefused,
+    RejectedData,
+)
 from mendline.schemas.fix import FIX_STATES, PolicyDecision
 from mendline.schemas.fixpolicy import FixPolicy, Remediation, Repository
 from mendline.schemas.settings import Settings
@@ -50,7 +53,8 @@ from mendline.schemas.tomlfile import either
 
 if TYPE_CHECKING:
     from mendline.schemas.people import Actor
-    from mendline.sinks.postgres import FixStore, PeopleStore, StoredFinding, StoredFix
+    from mendline.sinks.postgres import FixStore, Handover, PeopleStore, StoredFinding, StoredFix
+    from mendline.stages.heal import Healer
 
 __all__ = ["register"]
 
@@ -59,9 +63,9 @@ _HINT = (
     " `mendline fix policy example` prints the shipped default to start from"
 )
 _NO_REPOSITORY = "no repository: no fix is applied until [[repositories]] names one"
+_FORGE_HINT = "the fix policy's repository (`mendline fix policy check`) and git's message say why"
 _POLICY_PROBLEMS_HINT = "`mendline fix policy check` shows every problem of the fix policy file"
 # The window of the policy's [auto] max_per_hour.
-_HOUR = 3600.0
 
 _T = TypeVar("_T")
 
@@ -124,6 +128,21 @@ def _register_moves(fix_commands: Commands) -> None:
     deployed.add_argument("id", type=positive, metavar="ID")
     deployed.add_argument("--release", required=True, help="the release that carries it")
     deployed.set_defaults(run=_deployed)
+    applying = fix_commands.add_parser(
+        "apply",
+        parents=[AS_JSON],
+        help="apply a fix now: worktree, verify, commit, deliver (approver)",
+    )
+    applying.add_argument("id", type=positive, metavar="ID")
+    applying.set_defaults(run=_apply)
+    rollback = fix_commands.add_parser(
+        "rollback",
+        parents=[AS_JSON],
+        help="undo an applied fix with a revert commit, delivered like the fix (approver)",
+    )
+    rollback.add_argument("id", type=positive, metavar="ID")
+    rollback.add_argument("--reason", required=True, help="why, for the commit and the audit trail")
+    rollback.set_defaults(run=_rollback)
 
 
 def _register_policy(fix_commands: Commands) -> None:
@@ -232,19 +251,6 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _decision(policy: FixPolicy, finding: Finding, fixes: FixStore) -> PolicyDecision:
-    """The policy's decision on ``finding``'s patch now. The patch is mapped first, so that
-    only its repository's automatic fixes of the last hour are counted ([auto]
-    max_per_hour); ``decide`` maps it again, the one place the decision is made."""
-    candidate = FixCandidate.of(finding)
-    mapped = map_patch(candidate.patch, policy.repositories)
-    recent: dict[str, int] = {}
-    if isinstance(mapped, MappedPatch):
-        name = mapped.repository.name
-        recent[name] = await fixes.automatic_since(name, _HOUR)
-    return decide(policy, candidate, recent)
-
-
 def _policy(settings: Settings) -> tuple[FixPolicy, str]:
     """The fix policy the settings name (else the shipped default), and where it is from."""
     path = settings.fix_policy_file
@@ -262,7 +268,9 @@ def _propose(args: argparse.Namespace, settings: Settings) -> int:
         if open_fix is not None:
             return open_fix, False
         stored = await _finding(fixes, args.finding_id)
-        decision = await _decision(policy, stored.finding, fixes)
+        from mendline.stages.heal import policy_decision
+
+        decision = await policy_decision(policy, stored.finding, fixes)
         return await fixes.propose(actor, args.finding_id, decision), True
 
     with hint_on(FindingNotFound, FINDINGS_HINT):
@@ -295,7 +303,9 @@ def _policy_explain(args: argparse.Namespace, settings: Settings) -> int:
                 f"finding {stored.id} has no patch: there is nothing to decide on",
                 hint=FINDINGS_HINT,
             )
-        return stored, await _decision(policy, stored.finding, fixes)
+        from mendline.stages.heal import policy_decision
+
+        return stored, await policy_decision(policy, stored.finding, fixes)
 
     with hint_on(FindingNotFound, FINDINGS_HINT):
         stored, decision = _on_fixes(settings, work)
@@ -357,6 +367,63 @@ def _deployed(args: argparse.Namespace, settings: Settings) -> int:
         f"fix {fix.id} (issue {fix.issue_id}) is deployed in release {printable(args.release)}",
         **fix.as_json(),
     )
+    return 0
+
+
+def _healer(settings: Settings, fixes: FixStore) -> Healer:
+    """A heal worker on the fix store's pool, owning what it claims as this command."""
+    from mendline.sinks.postgres import FindingStore
+    from mendline.stages.heal import Healer
+
+    policy, _ = _policy(settings)
+    owner = f"cli {cli_origin()} {os.getpid()}"
+    return Healer(settings, policy, fixes, FindingStore(fixes.pool), owner=owner)
+
+
+def _apply(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(fixes: FixStore, actor: Actor) -> Handover | None:
+        authorize(actor, "fix.apply")  # before any git work; the store asks again
+        return await _healer(settings, fixes).apply_now(actor, args.id)
+
+    with _moving(args.id), hint_on(ForgeError, _FORGE_HINT):
+        handover = _on_fixes(settings, work)
+    if handover is None:
+        print_error(
+            f"fix {args.id} was not applied for now: git or the forge failed (the log says"
+            " why); the heal stage tries it again once its lease lapses",
+            None,
+        )
+        return 1
+    fix = handover.fix
+    if not handover.done:
+        print_error(f"fix {fix.id} was taken over by another worker: {handover.reason}", None)
+        return 1
+    if fix.state != "applied":
+        print_done(args, f"fix {fix.id} failed: {printable(fix.error or '')}", **fix.as_json())
+        return 1
+    assert fix.delivery is not None
+    where = fix.delivery.pr_url or fix.delivery.patch_path or fix.delivery.branch
+    text = f"applied fix {fix.id} (issue {fix.issue_id}): {fix.delivery.commit[:12]} on {where}"
+    print_done(args, printable(text), **fix.as_json())
+    return 0
+
+
+def _rollback(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(fixes: FixStore, actor: Actor) -> StoredFix:
+        authorize(actor, "fix.rollback")  # before any git work; the store asks again
+        return await _healer(settings, fixes).rollback(actor, args.id, args.reason)
+
+    with (
+        _moving(args.id),
+        hint_on(ForgeError, _FORGE_HINT),
+        hint_on(PatchRefused, f"`mendline fix show {args.id}` shows the fix and its commit"),
+    ):
+        fix = _on_fixes(settings, work)
+    delivery = fix.rollback_delivery
+    assert delivery is not None
+    where = delivery.pr_url or delivery.patch_path or delivery.branch
+    text = f"rolled back fix {fix.id} (issue {fix.issue_id}): {delivery.commit[:12]} on {where}"
+    print_done(args, printable(text), **fix.as_json())
     return 0
 
 

@@ -50,7 +50,7 @@ from mendline.stages._waiting import (
     wait_any,
 )
 
-__all__ = ["METRICS", "HealStats", "Healer", "check", "run"]
+__all__ = ["METRICS", "HealStats", "Healer", "check", "policy_decision", "run", "verify_plan"]
 
 log = logging.getLogger("mendline.heal")
 
@@ -223,15 +223,8 @@ class Healer:
         return proposed
 
     async def decide(self, finding: Finding) -> PolicyDecision:
-        """The policy's decision on ``finding``'s patch now, counting the automatic fixes of
-        the repository it maps to in the last hour."""
-        candidate = FixCandidate.of(finding)
-        counts: dict[str, int] = {}
-        mapped = map_patch(candidate.patch, self.policy.repositories) if candidate.patch else None
-        if isinstance(mapped, MappedPatch):
-            name = mapped.repository.name
-            counts[name] = await self.fixes.automatic_since(name, _HOUR)
-        return decide(self.policy, candidate, counts)
+        """The policy's decision on ``finding``'s patch now (``policy_decision``)."""
+        return await policy_decision(self.policy, finding, self.fixes)
 
     # -- applying -------------------------------------------------------------------------
 
@@ -274,6 +267,18 @@ class Healer:
             owner, fix.id, reason, outcome.verification, actor=actor
         )
 
+    async def apply_now(self, actor: Actor, fix_id: int) -> Handover | None:
+        """``mendline fix apply``: claim fix ``fix_id`` as ``actor`` (an approver; a fix
+        that needs approval must have it) and apply it now, its lease renewed meanwhile."""
+        fix = await self.fixes.claim_one(actor, self.owner, fix_id, self.settings.fix_lease)
+        renewer = asyncio.create_task(
+            keep_renewing(self.settings.fix_lease, lambda: self._applying, self._renew, "fixes")
+        )
+        try:
+            return await self.apply(fix, actor=actor)
+        finally:
+            renewer.cancel()
+
     async def _apply(self, fix: StoredFix) -> ApplyOutcome:
         repository = self._repository(fix)
         finding = (await self.findings.get(fix.finding_id)).finding
@@ -282,7 +287,7 @@ class Healer:
             fix_id=fix.id,
             finding_id=fix.finding_id,
             patch=fix.mapped_patch or fix.patch,
-            issue_title=await self.fixes.issue_title(fix.issue_id),
+            issue_title=await self._title(fix),
             finding=finding,
             approvers=fix.approvals,
             when=fix.approved_at or fix.created_at,
@@ -309,7 +314,7 @@ class Healer:
             fix_id=fix.id,
             commit=fix.delivery.commit,
             reason=reason,
-            issue_title=await self.fixes.issue_title(fix.issue_id),
+            issue_title=await self._title(fix),
             approvers=(actor.name,),
         )
         outcome = await revert(
@@ -414,6 +419,9 @@ class Healer:
             patch_dir=self.settings.fix_patch_dir.expanduser(),
         )
 
+    async def _title(self, fix: StoredFix) -> str:
+        return await self.fixes.issue_title(fix.issue_id) or f"issue {fix.issue_id}"
+
     def _known(self, fix: StoredFix) -> Repository | None:
         return next((r for r in self.policy.repositories if r.name == fix.repository), None)
 
@@ -427,6 +435,20 @@ class Healer:
                 hint="`mendline fix policy check` lists the policy's repositories",
             )
         return repository
+
+
+async def policy_decision(policy: FixPolicy, finding: Finding, fixes: FixStore) -> PolicyDecision:
+    """The policy's decision on ``finding``'s patch now: the patch is mapped first, so that
+    only its repository's automatic fixes of the last hour are counted (``[auto]
+    max_per_hour``); ``decide`` maps it again, the one place the decision is made. The heal
+    stage and ``mendline fix propose|policy explain`` both ask it."""
+    candidate = FixCandidate.of(finding)
+    recent: dict[str, int] = {}
+    mapped = map_patch(candidate.patch, policy.repositories) if candidate.patch else None
+    if isinstance(mapped, MappedPatch):
+        name = mapped.repository.name
+        recent[name] = await fixes.automatic_since(name, _HOUR)
+    return decide(policy, candidate, recent)
 
 
 def verify_plan(repository: Repository) -> VerifyPlan:

@@ -462,13 +462,6 @@ class FixStore(AuditedStore):
         ``seconds`` (the policy's ``max_per_hour`` reads it)."""
         return int(await self.pool.fetchval(_AUTOMATIC_SINCE, repository, seconds))
 
-    async def issue_title(self, issue_id: int) -> str:
-        """The title of the fix's issue (for its commit and pull request)."""
-        title = await self.pool.fetchval(
-            "SELECT title FROM mendline.issues WHERE id = $1", issue_id
-        )
-        return str(title or f"issue {issue_id}")
-
     async def live_branches(self, repository: str) -> set[str]:
         """The branches of ``repository``'s fixes that are being applied or were delivered
         (the fix's and its revert's): what a cleanup after a crash must keep."""
