@@ -103,8 +103,16 @@ def audit_hash(entry: AuditEntry, at: datetime, prev_hash: str) -> str:
     """The SHA-256 (hex) of an audit row: its canonical JSON content (sorted keys, no
     spaces, the time in ISO 8601 UTC to the microsecond) and the previous row's hash. The
     store computes it when appending and ``audit verify`` again when walking the chain."""
+    actor = entry.actor
     content = {
-        "actor": entry.actor.model_dump(mode="json"),
+        # Named one by one: a field added to Actor later must not change old rows' hashes.
+        "actor": {
+            "name": actor.name,
+            "role": actor.role,
+            "auth": actor.auth,
+            "user_id": actor.user_id,
+            "token_id": actor.token_id,
+        },
         "action": entry.action,
         "target": entry.target,
         "before": entry.before,
