@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from mendline.schemas.people import GENESIS_HASH, SYSTEM_ACTOR, Actor, AuditEntry, audit_hash
 
@@ -44,3 +46,34 @@ def test_a_field_added_to_the_actor_later_leaves_the_hash_alone() -> None:
     assert audit_hash(resolved(later), AT, GENESIS_HASH) == audit_hash(
         resolved(ALICE), AT, GENESIS_HASH
     )
+
+
+def test_before_and_after_are_made_json_that_jsonb_takes() -> None:
+    when = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    odd = {
+        "nan": float("nan"),
+        "up": float("inf"),
+        "down": -float("inf"),
+        "nul\x00key": "a\x00b",
+        "at": when,
+        "day": when.date(),
+        "nested": [{"x": (1, float("nan"))}, "ok\ud800"],
+        3: Decimal("1.50"),
+        "fine": {"n": 0.1, "t": True, "none": None, "s": "é"},
+    }
+    entry = AuditEntry(actor=ALICE, action="issue.resolve", target="issue:1", before=odd)
+    assert entry.before == {
+        "nan": "NaN",
+        "up": "Infinity",
+        "down": "-Infinity",
+        "nulkey": "ab",
+        "at": "2026-12-05T10:00:00+00:00",
+        "day": "2026-12-05",
+        "nested": [{"x": [1, "NaN"]}, "ok?"],
+        "3": "1.50",
+        "fine": {"n": 0.1, "t": True, "none": None, "s": "é"},
+    }
+    assert entry.after is None
+    json.dumps(entry.before, allow_nan=False).encode()  # strict JSON, and UTF-8
+    again = AuditEntry(actor=ALICE, action="issue.resolve", target="issue:1", before=entry.before)
+    assert again == entry  # JSON already is left as it is

@@ -89,6 +89,26 @@ async def test_the_stored_json_is_what_was_hashed(store: AuditStore) -> None:
     assert (await store.verify()).intact
 
 
+async def test_values_jsonb_refuses_do_not_fail_the_change(store: AuditStore) -> None:
+    odd = {"ratio": float("nan"), "limit": float("inf"), "name\x00": "a\x00b", "at": ALICE}
+    stored = await store.append(entry(before=odd, after={"when": timedelta(hours=1)}))
+    assert stored.before == {
+        "ratio": "NaN",
+        "limit": "Infinity",
+        "name": "ab",
+        "at": {
+            "name": "alice",
+            "role": "responder",
+            "auth": "token",
+            "user_id": 3,
+            "token_id": "mlt_ab12cd34",
+        },
+    }
+    assert stored.after == {"when": "1:00:00"}
+    assert (await store.list())[0] == stored
+    assert (await store.verify()).intact
+
+
 async def test_a_repeatable_read_transaction_is_refused(
     store: AuditStore, fresh_db_url: str
 ) -> None:
