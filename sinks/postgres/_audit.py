@@ -64,7 +64,9 @@ async def append_audit(conn: _Conn, entry: AuditEntry) -> StoredAuditEntry:
     database's clock read under it, ``prev_hash`` the last row's ``row_hash`` (or
     ``GENESIS_HASH``), ``row_hash`` is ``audit_hash(entry, at, prev_hash)``, with ``before``
     and ``after`` as jsonb gives them back. The transaction must be read committed (the
-    default; ValueError otherwise): a snapshot taken before the lock would fork the chain.
+    server's usual default; ask for it, ``conn.transaction(isolation="read_committed")``,
+    when a server's may differ; ValueError otherwise): a snapshot taken before the lock
+    would fork the chain.
     Driver errors pass through: the caller's transaction is the caller's to translate."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
     stored = await conn.fetchrow(
@@ -114,8 +116,9 @@ class AuditStore:
         await self.pool.close()
 
     async def append(self, entry: AuditEntry) -> StoredAuditEntry:
-        """Append ``entry`` in a transaction of its own (see ``append_audit``)."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        """Append ``entry`` in a read committed transaction of its own (see ``append_audit``),
+        whatever the server's default isolation."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="read_committed"):
             return await append_audit(conn, entry)
 
     async def list(

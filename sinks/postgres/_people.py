@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
@@ -97,6 +98,13 @@ class PeopleStore:
         """Close the pool; idempotent."""
         await self.pool.close()
 
+    @asynccontextmanager
+    async def _change(self) -> AsyncIterator[_Conn]:
+        """A connection in a read committed transaction, whatever the server's default: the
+        audit row's chain needs it (``append_audit``)."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="read_committed"):
+            yield conn
+
     async def _record(
         self,
         conn: _Conn,
@@ -120,7 +128,7 @@ class PeopleStore:
     async def add_user(self, actor: Actor, name: str, role: Role) -> User:
         """Add a user; RejectedData when the name is taken."""
         authorize(actor, "user.add")
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._change() as conn:
             row = await conn.fetchrow(
                 f"""INSERT INTO mendline.users (name, role, created_by) VALUES ($1, $2, $3)
                     ON CONFLICT (name) DO NOTHING RETURNING {_USER_COLUMNS}""",
@@ -143,7 +151,7 @@ class PeopleStore:
     async def set_role(self, actor: Actor, name: str, role: Role) -> User:
         """Give a user another role (their tokens act with at most it from now on)."""
         authorize(actor, "user.set_role")
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._change() as conn:
             before = await self._user(conn, name, lock=True)
             row = await conn.fetchrow(
                 f"UPDATE mendline.users SET role = $2 WHERE id = $1 RETURNING {_USER_COLUMNS}",
@@ -160,7 +168,7 @@ class PeopleStore:
         """Disable a user: their tokens stop authenticating. Disabling a disabled user
         changes nothing (and writes no audit row)."""
         authorize(actor, "user.disable")
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._change() as conn:
             before = await self._user(conn, name, lock=True)
             if before.disabled_at is not None:
                 return before
@@ -186,7 +194,7 @@ class PeopleStore:
         """A new token of ``user`` with ``role`` (default: the user's), at most the user's
         role: (the token, to show once and never again; what is stored of it)."""
         authorize(actor, "token.create")
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._change() as conn:
             owner = await self._user(conn, user, lock=True)
             if owner.disabled_at is not None:
                 raise PermissionDenied(
@@ -237,7 +245,7 @@ class PeopleStore:
     async def revoke_token(self, actor: Actor, token_id: str) -> TokenInfo:
         """Revoke a token: an admin any, a user their own. Revoking a revoked token
         changes nothing (and writes no audit row)."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._change() as conn:
             before = await self._token(conn, token_id, lock=True)
             own = actor.user_id is not None and actor.user_id == before.user_id
             authorize(actor, "token.revoke_own" if own else "token.revoke")

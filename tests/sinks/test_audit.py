@@ -122,6 +122,22 @@ async def test_a_repeatable_read_transaction_is_refused(
     assert await store.list() == []
 
 
+async def test_append_asks_for_read_committed_whatever_the_servers_default(
+    store: AuditStore, fresh_db_url: str
+) -> None:
+    strict = await asyncpg.create_pool(
+        fresh_db_url,
+        min_size=1,
+        max_size=1,
+        server_settings={"default_transaction_isolation": "repeatable read"},
+    )
+    try:
+        stored = await AuditStore(strict).append(entry())
+    finally:
+        await strict.close()
+    assert [r.row_hash for r in await store.list()] == [stored.row_hash]
+
+
 @pytest.mark.parametrize(
     "statement",
     [

@@ -20,7 +20,7 @@ from mendline.schemas.errors import (
     UserNotFound,
 )
 from mendline.schemas.people import SYSTEM_ACTOR, Actor, AuditEntry
-from mendline.sinks.postgres import PeopleStore, migrated_pool
+from mendline.sinks.postgres import AuditStore, PeopleStore, append_audit, migrated_pool
 from tests.db_helpers import query
 
 ROOT = Actor(name="root", role="admin", auth="local")
@@ -264,3 +264,33 @@ async def test_a_change_whose_audit_fails_leaves_neither_the_change_nor_its_audi
         await store.disable_user(ROOT, "alice")
     assert (await store.list_users())[0].disabled_at is None
     assert [row[1] for row in await audit_rows(store)] == ["user.add"]
+
+
+async def test_changes_are_audited_on_a_server_whose_default_is_repeatable_read(
+    pool: asyncpg.Pool, fresh_db_url: str
+) -> None:
+    strict = await asyncpg.create_pool(
+        fresh_db_url,
+        min_size=1,
+        max_size=2,
+        server_settings={"default_transaction_isolation": "repeatable read"},
+    )
+    try:
+        store = PeopleStore(strict, append_audit, origin="cli@test")
+        assert await strict.fetchval("SHOW default_transaction_isolation") == "repeatable read"
+        await store.add_user(ROOT, "alice", "viewer")
+        await store.set_role(ROOT, "alice", "responder")
+        _, info = await store.create_token(ROOT, "alice")
+        await store.revoke_token(ROOT, info.token_id)
+        await store.disable_user(ROOT, "alice")
+        trail = AuditStore(strict)
+        assert [r.action for r in reversed(await trail.list())] == [
+            "user.add",
+            "user.set_role",
+            "token.create",
+            "token.revoke",
+            "user.disable",
+        ]
+        assert (await trail.verify()).intact
+    finally:
+        await strict.close()
