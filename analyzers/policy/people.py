@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -17,6 +18,7 @@ __all__ = [
     "ParsedToken",
     "authorize",
     "check_token_role",
+    "last_admin_refusal",
     "lower_role",
     "new_token",
     "parse_token",
@@ -89,6 +91,22 @@ def check_token_role(token_role: Role, user_role: Role) -> None:
             action="token.create",
             needed=token_role,
         )
+
+
+def last_admin_refusal(
+    name: str, active_admins: Collection[str], *, stays_admin: bool, action: str
+) -> PermissionDenied | None:
+    """Why a change to the user ``name`` (demoting or disabling them: ``stays_admin``
+    False) may not be made when ``active_admins`` are the active admins' names: it would
+    leave no one to manage users and tokens. None when it may."""
+    if stays_admin or name not in active_admins or len(active_admins) > 1:
+        return None
+    return PermissionDenied(
+        f"{name} is the last active admin: {action} would leave no one to manage users",
+        action=action,
+        needed=None,
+        hint="make another user admin first: `mendline users set-role NAME admin`",
+    )
 
 
 def lower_role(one: Role, other: Role) -> Role:

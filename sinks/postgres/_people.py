@@ -16,6 +16,7 @@ import asyncpg
 from mendline.analyzers.policy.people import (
     authorize,
     check_token_role,
+    last_admin_refusal,
     lower_role,
     new_token,
     parse_token,
@@ -149,10 +150,17 @@ class PeopleStore:
         return [User(**dict(row)) for row in rows]
 
     async def set_role(self, actor: Actor, name: str, role: Role) -> User:
-        """Give a user another role (their tokens act with at most it from now on)."""
+        """Give a user another role (their tokens act with at most it from now on);
+        PermissionDenied when it would leave no active admin."""
         authorize(actor, "user.set_role")
         async with self._change() as conn:
+            admins = await self._active_admins(conn)
             before = await self._user(conn, name, lock=True)
+            refusal = last_admin_refusal(
+                name, admins, stays_admin=role == "admin", action="user.set_role"
+            )
+            if refusal is not None:
+                raise refusal
             row = await conn.fetchrow(
                 f"UPDATE mendline.users SET role = $2 WHERE id = $1 RETURNING {_USER_COLUMNS}",
                 before.id,
@@ -166,12 +174,17 @@ class PeopleStore:
 
     async def disable_user(self, actor: Actor, name: str) -> User:
         """Disable a user: their tokens stop authenticating. Disabling a disabled user
-        changes nothing (and writes no audit row)."""
+        changes nothing (and writes no audit row); the last active admin is refused
+        (PermissionDenied)."""
         authorize(actor, "user.disable")
         async with self._change() as conn:
+            admins = await self._active_admins(conn)
             before = await self._user(conn, name, lock=True)
             if before.disabled_at is not None:
                 return before
+            refusal = last_admin_refusal(name, admins, stays_admin=False, action="user.disable")
+            if refusal is not None:
+                raise refusal
             row = await conn.fetchrow(
                 f"""UPDATE mendline.users SET disabled_at = now() WHERE id = $1
                     RETURNING {_USER_COLUMNS}""",
@@ -305,6 +318,16 @@ class PeopleStore:
             user_id=row["user_id"],
             token_id=parsed.token_id,
         )
+
+    async def _active_admins(self, conn: _Conn) -> list[str]:
+        """The active admins' names, their rows locked until the transaction ends: two
+        changes that would each leave one admin take turns, and the second sees the first's
+        (locked before the changed user's row, always in one order, so they cannot deadlock)."""
+        rows = await conn.fetch(
+            """SELECT name FROM mendline.users WHERE role = 'admin' AND disabled_at IS NULL
+               ORDER BY id FOR UPDATE"""
+        )
+        return [row["name"] for row in rows]
 
     async def _user(self, conn: _Conn, name: str, *, lock: bool = False) -> User:
         row = await conn.fetchrow(

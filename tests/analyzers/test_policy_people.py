@@ -10,6 +10,7 @@ from mendline.analyzers.policy.people import (
     PERMISSIONS,
     authorize,
     check_token_role,
+    last_admin_refusal,
     lower_role,
     new_token,
     parse_token,
@@ -153,3 +154,24 @@ def test_why_a_known_token_may_not_act(
         now=NOW, expires_at=expires, revoked_at=revoked, user_disabled_at=disabled
     )
     assert (refusal.reason if refusal else None) == reason
+
+
+@pytest.mark.parametrize(
+    ("name", "admins", "stays_admin", "refused"),
+    [
+        ("alice", ["alice"], False, True),  # the last admin, demoted or disabled
+        ("alice", ["alice"], True, False),  # made admin again: still one
+        ("alice", ["alice", "bob"], False, False),
+        ("carol", ["alice"], False, False),  # not an admin: no admin is lost
+        ("carol", [], False, False),  # no admin to lose (before the first one)
+        ("alice", [], True, False),
+    ],
+)
+def test_the_last_active_admin_stays(
+    name: str, admins: list[str], stays_admin: bool, refused: bool
+) -> None:
+    refusal = last_admin_refusal(name, admins, stays_admin=stays_admin, action="user.disable")
+    assert (refusal is not None) is refused
+    if refusal is not None:
+        assert str(refusal).startswith("alice is the last active admin: user.disable would")
+        assert refusal.action == "user.disable" and refusal.hint

@@ -136,3 +136,22 @@ async def test_every_change_is_in_the_audit_trail_chained_and_never_the_token(
     assert token[13:] not in repr([dict(row) for row in rows])
     verified = await cli("audit", "verify", env=local(env))
     assert verified.returncode == 0 and "intact: 4 row(s)" in verified.stdout, verified.stdout
+
+
+async def test_the_last_admin_is_kept(env: dict[str, str]) -> None:
+    await cli("users", "add", "alice", "--role", "admin", env=local(env))
+    token = (await cli("tokens", "create", "--user", "alice", env=local(env))).stdout.strip()
+    message, hint = failure(
+        await cli("users", "set-role", "alice", "viewer", env=with_token(env, token))
+    )
+    assert message == (
+        "alice is the last active admin: user.set_role would leave no one to manage users"
+    )
+    assert "users set-role NAME admin" in hint
+    message, _ = failure(await cli("users", "disable", "alice", env=local(env)))
+    assert message.startswith("alice is the last active admin: user.disable")
+    await cli("users", "add", "bob", "--role", "admin", env=with_token(env, token))
+    demoted = await cli("users", "set-role", "alice", "viewer", env=with_token(env, token))
+    assert demoted.returncode == 0 and demoted.stdout == "alice is now viewer\n"
+    listed = json_lines(await cli("users", "list", "--json", env=local(env)))
+    assert [(u["name"], u["role"]) for u in listed] == [("alice", "viewer"), ("bob", "admin")]

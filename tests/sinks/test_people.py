@@ -4,6 +4,7 @@ table of the test, on the change's connection), tokens shown once and stored as 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -253,6 +254,55 @@ async def test_a_user_may_revoke_their_own_token_and_no_one_elses(store: PeopleS
         f"token:{alices_info.token_id}",
     )
     assert [row[1] for row in await audit_rows(store)].count("token.revoke") == 1
+
+
+async def test_the_last_active_admin_can_be_neither_demoted_nor_disabled(
+    store: PeopleStore,
+) -> None:
+    await store.add_user(ROOT, "alice", "admin")
+    token, _ = await store.create_token(ROOT, "alice")
+    alice = await store.authenticate(token)
+    for change in (
+        store.set_role(alice, "alice", "approver"),  # by themselves
+        store.disable_user(alice, "alice"),
+        store.set_role(ROOT, "alice", "viewer"),  # by someone else
+        store.disable_user(ROOT, "alice"),
+    ):
+        with pytest.raises(PermissionDenied, match="alice is the last active admin"):
+            await change
+    assert await store.set_role(alice, "alice", "admin")  # still admin: allowed
+    await store.add_user(alice, "bob", "admin")
+    await store.disable_user(alice, "bob")  # a disabled admin is no admin
+    with pytest.raises(PermissionDenied, match="last active admin"):
+        await store.set_role(ROOT, "alice", "viewer")
+    await store.add_user(alice, "carol", "admin")
+    assert (await store.set_role(alice, "alice", "viewer")).role == "viewer"
+    with pytest.raises(PermissionDenied, match="carol is the last active admin"):
+        await store.disable_user(ROOT, "carol")
+    users = await store.list_users()
+    assert [(u.name, u.role, u.disabled_at is None) for u in users] == [
+        ("alice", "viewer", True),
+        ("bob", "admin", False),
+        ("carol", "admin", True),
+    ]
+    actions = [row[1] for row in await audit_rows(store)]
+    assert actions.count("user.disable") == 1 and actions.count("user.set_role") == 2
+
+
+async def test_two_admins_removing_each_other_at_once_leave_one(store: PeopleStore) -> None:
+    for _ in range(5):
+        await store.pool.execute("TRUNCATE mendline.api_tokens, mendline.users")
+        await store.add_user(ROOT, "alice", "admin")
+        await store.add_user(ROOT, "bob", "admin")
+        results = await asyncio.gather(
+            store.set_role(ROOT, "alice", "viewer"),
+            store.disable_user(ROOT, "bob"),
+            return_exceptions=True,
+        )
+        refused = [r for r in results if isinstance(r, PermissionDenied)]
+        assert len(refused) == 1, results
+        admins = [u for u in await store.list_users() if u.role == "admin" and not u.disabled_at]
+        assert len(admins) == 1
 
 
 async def test_a_change_whose_audit_fails_leaves_neither_the_change_nor_its_audit_row(
