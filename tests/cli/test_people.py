@@ -3,13 +3,17 @@ local OS user, tokens printed once and then acted with, refusals as one clear li
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 
 import pytest
 
+from mendline.cli._actor import local_user_name  # the one place that reads the passwd entry
 from mendline.sinks.postgres import migrated_pool
 from tests.cli_helpers import cli, failure, json_lines, json_object, usage_error
 from tests.db_helpers import query
+
+OS_USER = pwd.getpwuid(os.geteuid()).pw_name
 
 
 @pytest.fixture
@@ -36,7 +40,7 @@ async def test_the_first_admin_then_a_token_printed_once_and_acted_with(
     assert (added["name"], added["role"], added["created_by"]) == (
         "alice",
         "admin",
-        getpass.getuser(),
+        OS_USER,
     )
 
     created = await cli("tokens", "create", "--user", "alice", "--name", "ci", env=local(env))
@@ -49,7 +53,7 @@ async def test_the_first_admin_then_a_token_printed_once_and_acted_with(
     assert bob.returncode == 0 and bob.stdout == "added user bob (viewer)\n", bob.stderr
     listed = json_lines(await cli("users", "list", "--json", env=with_token(env, token)))
     assert [(u["name"], u["role"], u["created_by"]) for u in listed] == [
-        ("alice", "admin", getpass.getuser()),
+        ("alice", "admin", OS_USER),
         ("bob", "viewer", "alice"),
     ]
     for shown in (
@@ -121,8 +125,8 @@ async def test_every_change_is_in_the_audit_trail_chained_and_never_the_token(
     trail = json_lines(await cli("audit", "list", "--json", env=local(env)))
     by_action = sorted((row["action"], row["target"], row["actor"]["name"]) for row in trail)
     assert by_action == [
-        ("token.create", f"token:{token[:12]}", getpass.getuser()),
-        ("user.add", "user:alice", getpass.getuser()),
+        ("token.create", f"token:{token[:12]}", OS_USER),
+        ("user.add", "user:alice", OS_USER),
         ("user.add", "user:bob", "alice"),
         ("user.set_role", "user:bob", "alice"),
     ]
@@ -155,3 +159,34 @@ async def test_the_last_admin_is_kept(env: dict[str, str]) -> None:
     assert demoted.returncode == 0 and demoted.stdout == "alice is now viewer\n"
     listed = json_lines(await cli("users", "list", "--json", env=local(env)))
     assert [(u["name"], u["role"]) for u in listed] == [("alice", "viewer"), ("bob", "admin")]
+
+
+async def test_the_local_user_is_the_effective_uids_whatever_the_environment_says(
+    env: dict[str, str],
+) -> None:
+    spoofed = {**local(env), "LOGNAME": "mallory", "USER": "mallory", "LNAME": "mallory"}
+    added = json_object(
+        await cli("users", "add", "alice", "--role", "admin", "--json", env=spoofed)
+    )
+    assert added["created_by"] == OS_USER != "mallory"
+
+
+def test_a_uid_without_a_passwd_entry_is_named_uid_n() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("taking a uid without a passwd entry needs root")
+    known = {entry.pw_uid for entry in pwd.getpwall()}
+    uid = next(n for n in range(54321, 64000) if n not in known)
+    assert local_user_name() == OS_USER
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child takes the uid, names it, and exits
+        try:
+            os.seteuid(uid)
+            os.write(write, local_user_name().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as said:
+        name = said.read()
+    os.waitpid(child, 0)
+    assert name == f"uid:{uid}"
