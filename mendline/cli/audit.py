@@ -4,8 +4,9 @@ the first row that was altered or removed."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from mendline.cli._options import AS_JSON, Commands, positive
 from mendline.cli.output import print_json, shorten, table
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from mendline.sinks.postgres import AuditStore
 
 __all__ = ["register", "when"]
+
+_T = TypeVar("_T")
 
 
 def register(commands: Commands) -> None:
@@ -71,36 +74,42 @@ def when(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-async def _store(settings: Settings) -> AuditStore:
+async def _reading(settings: Settings, work: Callable[[AuditStore], Awaitable[_T]]) -> _T:
+    """``work(store)`` once the actor the settings say may read the audit trail."""
     import asyncpg
 
+    from mendline.analyzers.policy.people import authorize
+    from mendline.cli._actor import audit_writer, cli_origin, resolve_actor
     from mendline.cli._connections import connect_database
-    from mendline.sinks.postgres import AuditStore
+    from mendline.sinks.postgres import AuditStore, PeopleStore
 
     conn = await connect_database(settings)  # a clear error when unreachable or not migrated
     await conn.close()
-    return AuditStore(await asyncpg.create_pool(settings.database_url.get_secret_value()))
+    pool = await asyncpg.create_pool(settings.database_url.get_secret_value())
+    store = AuditStore(pool)
+    try:
+        people = PeopleStore(pool, audit_writer(), cli_origin())
+        authorize(await resolve_actor(settings, people), "audit.read")
+        return await work(store)
+    finally:
+        await store.close()
 
 
 def _audit_list(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    async def fetch() -> list[StoredAuditEntry]:
-        store = await _store(settings)
-        try:
-            return await store.list(
-                actor=args.actor,
-                action=args.action,
-                target=args.target,
-                since=args.since,
-                until=args.until,
-                before_id=args.before,
-                limit=args.limit,
-            )
-        finally:
-            await store.close()
+    async def fetch(store: AuditStore) -> list[StoredAuditEntry]:
+        return await store.list(
+            actor=args.actor,
+            action=args.action,
+            target=args.target,
+            since=args.since,
+            until=args.until,
+            before_id=args.before,
+            limit=args.limit,
+        )
 
-    rows = asyncio.run(fetch())
+    rows = asyncio.run(_reading(settings, fetch))
     if args.json:
         for row in rows:
             print_json(row.model_dump(mode="json"))
@@ -132,14 +141,10 @@ def _audit_list(args: argparse.Namespace, settings: Settings) -> int:
 def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    async def walk() -> ChainCheck:
-        store = await _store(settings)
-        try:
-            return await store.verify()
-        finally:
-            await store.close()
+    async def walk(store: AuditStore) -> ChainCheck:
+        return await store.verify()
 
-    check = asyncio.run(walk())
+    check = asyncio.run(_reading(settings, walk))
     broken = check.broken
     if args.json:
         print_json(
