@@ -4,12 +4,13 @@ the first row that was altered or removed."""
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from mendline.cli._options import AS_JSON, Commands, positive
-from mendline.cli.output import print_json, shorten, table
+from mendline.cli.output import print_json, printable, shorten, table
 from mendline.schemas.settings import Settings
 from mendline.schemas.tomlfile import parse_duration
 
@@ -55,7 +56,20 @@ def register(commands: Commands) -> None:
         parents=[AS_JSON],
         help="walk the hash chain; exit 1 naming the first row altered or removed",
     )
+    verify.add_argument(
+        "--expect",
+        type=_row_hash,
+        metavar="HASH",
+        help="a row_hash kept outside the database (an earlier verify's last hash): exit 1"
+        " unless the intact chain still holds it",
+    )
     verify.set_defaults(run=_audit_verify)
+
+
+def _row_hash(text: str) -> str:
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text) is None:
+        raise argparse.ArgumentTypeError("expected a row hash: 64 hexadecimal digits")
+    return text.lower()
 
 
 def when(text: str) -> datetime:
@@ -142,7 +156,7 @@ def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     async def walk(store: AuditStore) -> ChainCheck:
-        return await store.verify()
+        return await store.verify(args.expect)
 
     check = asyncio.run(_reading(settings, walk))
     broken = check.broken
@@ -150,15 +164,16 @@ def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
         print_json(
             {
                 "intact": check.intact,
+                "holds": check.holds,
                 "rows": check.rows,
                 "last_hash": check.last_hash,
+                "expected": check.expected,
+                "expected_id": check.expected_id,
                 "broken_id": None if broken is None else broken.row.id,
                 "reason": None if broken is None else broken.reason,
-                "message": None if broken is None else broken.describe(),
+                "message": printable(check.describe()),
             }
         )
-    elif broken is None:
-        print(f"the audit chain is intact: {check.rows} row(s), last hash {check.last_hash}")
     else:
-        print(f"the audit chain is broken: {shorten(broken.describe(), 400)}")
-    return 0 if broken is None else 1
+        print(shorten(check.describe(), 500))
+    return 0 if check.holds else 1

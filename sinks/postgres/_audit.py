@@ -138,9 +138,10 @@ class AuditStore:
         rows = await self.pool.fetch(_LIST, actor, action, target, since, until, before_id, limit)
         return [_entry(row) for row in rows]
 
-    async def verify(self) -> ChainCheck:
-        """Walk the whole chain in id order, streamed with a cursor, to its first break."""
-        walk = ChainWalk()
+    async def verify(self, expect: str | None = None) -> ChainCheck:
+        """Walk the whole chain in id order, streamed with a cursor, to its first break;
+        with ``expect``, looking for the intact row with that ``row_hash``."""
+        walk = ChainWalk(expect)
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             query = f"SELECT {_COLUMNS} FROM mendline.audit_log ORDER BY id"
             async for row in conn.cursor(query, prefetch=500):

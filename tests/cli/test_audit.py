@@ -127,3 +127,32 @@ async def test_reading_the_trail_needs_someone_who_may(
     for command in (("audit", "list"), ("audit", "verify")):
         message, _ = failure(await cli(*command, env=carol))
         assert message.startswith("the token was revoked at ")
+
+
+async def test_verify_expect_holds_a_hash_kept_outside_the_database(
+    store: AuditStore, fresh_db_url: str
+) -> None:
+    rows = await fill(store)
+    env = as_local_admin(fresh_db_url)
+    kept = json.loads((await cli("audit", "verify", "--json", env=env)).stdout)["last_hash"]
+    assert kept == rows[2].row_hash
+    held = await cli("audit", "verify", "--expect", kept.upper(), env=env)
+    assert held.returncode == 0, held.stdout
+    assert held.stdout == (
+        f"the audit chain is intact: 3 row(s), last hash {kept}; row {rows[2].id} has the"
+        " expected hash\n"
+    )
+    await store.append(AuditEntry(actor=ALICE, action="issue.merge", target="issue:12"))
+    assert (await cli("audit", "verify", "--expect", kept, env=env)).returncode == 0
+
+    # The two newest rows removed: the chain is intact, but no longer holds the kept hash.
+    await behind_audit_trigger(
+        fresh_db_url, "DELETE FROM mendline.audit_log WHERE id >= $1", rows[2].id
+    )
+    assert (await cli("audit", "verify", env=env)).returncode == 0
+    lost = await cli("audit", "verify", "--expect", kept, "--json", env=env)
+    assert lost.returncode == 1
+    found = json.loads(lost.stdout)
+    assert (found["intact"], found["holds"], found["expected_id"]) == (True, False, None)
+    assert found["message"].startswith(f"the audit chain does not hold the expected hash {kept}")
+    assert "64 hexadecimal" in usage_error(await cli("audit", "verify", "--expect", "abc", env=env))
