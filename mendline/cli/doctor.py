@@ -28,6 +28,8 @@ from mendline.cli._doctor_checks import (
     check_kafka,
     check_llm,
     check_routes,
+    database_on_this_machine,
+    database_role_exposure,
     fail,
     ok,
     warn,
@@ -40,7 +42,16 @@ from mendline.schemas.redaction import redact_url, url_secrets
 from mendline.schemas.settings import Settings
 from mendline.sinks.routing import RoutingTable, load_routes
 
-__all__ = ["TIMEOUT", "Check", "doctor", "doctor_without_settings", "register", "run_checks"]
+__all__ = [
+    "TIMEOUT",
+    "Check",
+    "database_on_this_machine",
+    "database_role_exposure",
+    "doctor",
+    "doctor_without_settings",
+    "register",
+    "run_checks",
+]
 
 #: Seconds each check may take; a server that has not answered by then is reported.
 TIMEOUT = 5.0

@@ -1,6 +1,6 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
-issue administration, the audit trail, people and their API tokens, and the versioned migrations
-of schema ``mendline``."""
+issue administration, the audit trail, people and their API tokens, the versioned migrations
+of schema ``mendline`` and the grants of a role that does not own it."""
 
 from mendline.sinks.postgres._admin import (
     IssueNotFound,
@@ -37,6 +37,7 @@ from mendline.sinks.postgres._findings import (
     FindingStore,
     StoredFinding,
 )
+from mendline.sinks.postgres._grants import app_grants, grant_statements
 from mendline.sinks.postgres._health import (
     DueSlot,
     HealthStore,
@@ -81,6 +82,7 @@ __all__ = [
     "SyncResult",
     "TokenInfo",
     "User",
+    "app_grants",
     "append_audit",
     "available_migrations",
     "connect_alerts",
@@ -90,6 +92,7 @@ __all__ = [
     "connect_health",
     "connect_people",
     "connect_store",
+    "grant_statements",
     "ignore_issue",
     "is_bad_data",
     "is_outage",

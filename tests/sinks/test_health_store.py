@@ -790,7 +790,8 @@ async def test_two_prunes_at_once_do_not_fail_and_one_does_the_work(
         for _ in range(400):
             waiting = await pool.fetchval(
                 """SELECT count(*) FROM pg_stat_activity
-                   WHERE wait_event_type = 'Lock' AND query LIKE 'DROP TABLE%'"""
+                   WHERE wait_event_type = 'Lock'
+                     AND query LIKE 'SELECT mendline.drop_daily_partition%'"""
             )
             if waiting:
                 break

@@ -1,0 +1,52 @@
+"""What ``mendline doctor`` says about who can act and rewrite the audit trail: table tests
+of its pure decisions."""
+
+from __future__ import annotations
+
+import pytest
+
+from mendline.cli.doctor import database_on_this_machine, database_role_exposure
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("postgresql://postgres@127.0.0.1:5432/mendline", True),  # the dev stack's
+        ("postgresql://mendline@localhost:5432/mendline", True),  # the default setting
+        ("postgresql://app@[::1]:5432/mendline", True),
+        ("postgresql:///mendline", True),  # the default Unix socket
+        ("postgresql:///mendline?host=/run/postgresql", True),
+        ("postgresql://mendline:pw@postgres:5432/mendline", False),  # docker-compose.yml's
+        ("postgresql://app@db.internal.example:5432/mendline", False),
+        ("postgresql://app@10.0.0.5/mendline", False),
+        ("postgresql:///mendline?host=db.example,127.0.0.1", False),
+        ("postgresql://app@localhost.evil.example/mendline", False),
+    ],
+)
+def test_which_databases_are_on_this_machine(url: str, local: bool) -> None:
+    assert database_on_this_machine(url) is local
+
+
+@pytest.mark.parametrize(
+    ("superuser", "owner", "local", "said"),
+    [
+        (True, True, False, "the role app is a superuser, so it can disable"),
+        (True, False, False, "the role app is a superuser, so it can disable"),
+        (False, True, False, "the role app owns mendline.audit_log, so it can disable"),
+        (False, False, False, None),  # what `mendline grants` makes
+        (True, True, True, None),  # the dev stack
+    ],
+)
+def test_a_role_that_could_rewrite_the_audit_trail_is_warned(
+    superuser: bool, owner: bool, local: bool, said: str | None
+) -> None:
+    found = database_role_exposure(
+        "app", superuser=superuser, owns_audit_log=owner, on_this_machine=local
+    )
+    if said is None:
+        assert found is None
+    else:
+        assert found is not None
+        detail, hint = found
+        assert detail.startswith(said) and detail.endswith("rewrite the trail")
+        assert "`mendline grants ROLE`" in hint
