@@ -31,6 +31,7 @@ __all__ = [
     "database_on_this_machine",
     "database_role_exposure",
     "fail",
+    "local_role_exposure",
     "ok",
     "warn",
 ]
@@ -187,6 +188,19 @@ def database_on_this_machine(url: str) -> bool:
     hosts = [host for value in parse_qs(parts.query).get("host", []) for host in value.split(",")]
     hosts += [host for host in [parts.hostname] if host]
     return all(host.startswith("/") or is_loopback_host(host) for host in hosts)
+
+
+def local_role_exposure(local_role: str, database_url: str) -> tuple[str, str] | None:
+    """Why acting as the local OS user is risky here (it is on, and the database is not on
+    this machine, so not the dev stack's), with a hint; None when it is off or local."""
+    if local_role == "none" or database_on_this_machine(database_url):
+        return None
+    return (
+        f"MENDLINE_LOCAL_ROLE is {local_role} for a database that is not on this machine:"
+        f" without a token, anyone who runs a command here acts as {local_role}",
+        "set MENDLINE_LOCAL_ROLE=none where mendline runs in production, and act with tokens"
+        " (`mendline tokens create`)",
+    )
 
 
 def database_role_exposure(

@@ -31,6 +31,7 @@ from mendline.cli._doctor_checks import (
     database_on_this_machine,
     database_role_exposure,
     fail,
+    local_role_exposure,
     ok,
     warn,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "database_role_exposure",
     "doctor",
     "doctor_without_settings",
+    "local_role_exposure",
     "register",
     "run_checks",
 ]
@@ -269,6 +271,9 @@ async def _settings(
 
 def _odd_settings(s: Settings) -> Iterator[tuple[str, str]]:
     """Combinations that load but cannot be what was meant: (what is odd, what to do)."""
+    exposure = local_role_exposure(s.local_role, s.database_url.get_secret_value())
+    if exposure is not None:
+        yield exposure
     if s.llm_base_url is None:
         unused = [
             name

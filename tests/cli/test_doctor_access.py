@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from mendline.cli.doctor import database_on_this_machine, database_role_exposure
+from mendline.cli.doctor import (
+    database_on_this_machine,
+    database_role_exposure,
+    local_role_exposure,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,3 +54,24 @@ def test_a_role_that_could_rewrite_the_audit_trail_is_warned(
         detail, hint = found
         assert detail.startswith(said) and detail.endswith("rewrite the trail")
         assert "`mendline grants ROLE`" in hint
+
+
+@pytest.mark.parametrize(
+    ("role", "url", "warned"),
+    [
+        ("admin", "postgresql://mendline:pw@postgres:5432/mendline", True),
+        ("viewer", "postgresql://app@db.internal.example/mendline", True),
+        ("none", "postgresql://mendline:pw@postgres:5432/mendline", False),  # production
+        ("admin", "postgresql://postgres@127.0.0.1:41234/mendline", False),  # the dev stack
+        ("admin", "postgresql:///mendline", False),
+    ],
+)
+def test_acting_as_the_local_user_against_a_remote_database_is_warned(
+    role: str, url: str, warned: bool
+) -> None:
+    found = local_role_exposure(role, url)
+    assert (found is not None) is warned
+    if found is not None:
+        detail, hint = found
+        assert detail.startswith(f"MENDLINE_LOCAL_ROLE is {role} for a database that is not on")
+        assert "pw" not in detail and "MENDLINE_LOCAL_ROLE=none" in hint
