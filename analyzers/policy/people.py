@@ -16,6 +16,7 @@ from mendline.schemas.people import ROLES, TOKEN_PREFIX, Actor, Role, role_at_le
 __all__ = [
     "PERMISSIONS",
     "ParsedToken",
+    "allowed",
     "authorize",
     "check_token_role",
     "last_admin_refusal",
@@ -64,6 +65,12 @@ class ParsedToken(NamedTuple):
 
     token_id: str
     secret_hash: str
+
+
+def allowed(actor: Actor, action: str) -> bool:
+    """Whether ``actor``'s role may do ``action`` (``authorize`` without the refusal)."""
+    needed = PERMISSIONS.get(action)
+    return needed is not None and role_at_least(actor.role, needed)
 
 
 def authorize(actor: Actor, action: str) -> None:

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from mendline.analyzers.policy.people import authorize
+from mendline.analyzers.policy.people import allowed, authorize
 from mendline.cli._actor import people_store, resolve_actor
 from mendline.cli._options import AS_JSON, Commands
 from mendline.cli.output import print_done, print_json, printable, shorten, table
@@ -74,7 +74,11 @@ def _register_tokens(commands: Commands) -> None:
     listing = token_commands.add_parser(
         "list", parents=[AS_JSON], help="the tokens, never their secrets"
     )
-    listing.add_argument("--user", help="only this user's (yours: any role; others': admin)")
+    listing.add_argument(
+        "--user",
+        help="only this user's (yours: any role; others': admin); default: an"
+        " admin's, everyone's; anyone else's, their own",
+    )
     listing.set_defaults(run=_tokens_list)
     revoke = token_commands.add_parser(
         "revoke", parents=[AS_JSON], help="revoke a token (admin, or its own user)"
@@ -178,9 +182,13 @@ def _tokens_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def _tokens_list(args: argparse.Namespace, settings: Settings) -> int:
     async def work(store: PeopleStore, actor: Actor) -> list[TokenInfo]:
-        # Anyone may list their own tokens; everyone's, or another's, is for admins.
-        authorize(actor, "token.list" if args.user == actor.name else "token.list_all")
-        return await store.list_tokens(args.user)
+        # Anyone may list their own tokens (theirs is what they see without --user);
+        # everyone's, or another's, is for admins.
+        user = args.user
+        if user is None and not allowed(actor, "token.list_all"):
+            user = actor.name
+        authorize(actor, "token.list" if user == actor.name else "token.list_all")
+        return await store.list_tokens(user)
 
     tokens = _acting(settings, work)
     if args.json:

@@ -8,6 +8,7 @@ import pytest
 
 from mendline.analyzers.policy.people import (
     PERMISSIONS,
+    allowed,
     authorize,
     check_token_role,
     last_admin_refusal,
@@ -175,3 +176,16 @@ def test_the_last_active_admin_stays(
     if refusal is not None:
         assert str(refusal).startswith("alice is the last active admin: user.disable would")
         assert refusal.action == "user.disable" and refusal.hint
+
+
+@pytest.mark.parametrize(
+    ("role", "action", "may"),
+    [
+        ("admin", "token.list_all", True),
+        ("approver", "token.list_all", False),
+        ("viewer", "token.list", True),
+        ("admin", "issue.delete", False),  # unknown to the table: no one
+    ],
+)
+def test_allowed_is_authorize_without_the_refusal(role: Role, action: str, may: bool) -> None:
+    assert allowed(actor(role), action) is may

@@ -78,6 +78,8 @@ async def test_refusals_are_one_line_with_a_hint(env: dict[str, str]) -> None:
     created = await cli("tokens", "create", "--user", "carol", "--json", env=local(env))
     viewer = json_object(created)
     assert viewer["role"] == "viewer" and viewer["token"].startswith(viewer["token_id"] + "_")
+    await cli("users", "add", "dave", env=local(env))
+    assert (await cli("tokens", "create", "--user", "dave", env=local(env))).returncode == 0
     message, _ = failure(
         await cli("tokens", "create", "--user", "carol", "--role", "admin", env=local(env))
     )
@@ -89,7 +91,11 @@ async def test_refusals_are_one_line_with_a_hint(env: dict[str, str]) -> None:
         )
     )
     assert [t["token_id"] for t in carols] == [viewer["token_id"]]
-    message, _ = failure(await cli("tokens", "list", env=with_token(env, viewer["token"])))
+    own = json_lines(await cli("tokens", "list", "--json", env=with_token(env, viewer["token"])))
+    assert [t["token_id"] for t in own] == [viewer["token_id"]]  # theirs, not everyone's
+    message, _ = failure(
+        await cli("tokens", "list", "--user", "alice", env=with_token(env, viewer["token"]))
+    )
     assert message == "carol (viewer) may not token.list_all: it needs the role admin"
 
     revoked = json_object(
