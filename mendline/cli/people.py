@@ -151,8 +151,13 @@ def _users_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _users_set_role(args: argparse.Namespace, settings: Settings) -> int:
-    user = _acting(settings, lambda store, actor: store.set_role(actor, args.name, args.role))
-    print_done(args, f"{printable(user.name)} is now {user.role}", **_user_json(user))
+    user, changed = _acting(
+        settings, lambda store, actor: store.set_role(actor, args.name, args.role)
+    )
+    said = "is now" if changed else "was already"
+    print_done(
+        args, f"{printable(user.name)} {said} {user.role}", **_user_json(user), changed=changed
+    )
     return 0
 
 

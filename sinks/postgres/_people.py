@@ -149,13 +149,16 @@ class PeopleStore:
         rows = await self.pool.fetch(f"SELECT {_USER_COLUMNS} FROM mendline.users ORDER BY name")
         return [User(**dict(row)) for row in rows]
 
-    async def set_role(self, actor: Actor, name: str, role: Role) -> User:
-        """Give a user another role (their tokens act with at most it from now on);
-        PermissionDenied when it would leave no active admin."""
+    async def set_role(self, actor: Actor, name: str, role: Role) -> tuple[User, bool]:
+        """Give a user another role (their tokens act with at most it from now on): the
+        user as now, and whether the role changed (the same role changes nothing and writes
+        no audit row). PermissionDenied when it would leave no active admin."""
         authorize(actor, "user.set_role")
         async with self._change() as conn:
             admins = await self._active_admins(conn)
             before = await self._user(conn, name, lock=True)
+            if before.role == role:
+                return before, False
             refusal = last_admin_refusal(
                 name, admins, stays_admin=role == "admin", action="user.set_role"
             )
@@ -170,7 +173,7 @@ class PeopleStore:
             await self._record(
                 conn, actor, "user.set_role", f"user:{name}", {"role": before.role}, {"role": role}
             )
-        return User(**dict(row))
+        return User(**dict(row)), True
 
     async def disable_user(self, actor: Actor, name: str) -> User:
         """Disable a user: their tokens stop authenticating. Disabling a disabled user

@@ -196,3 +196,17 @@ def test_a_uid_without_a_passwd_entry_is_named_uid_n() -> None:
         name = said.read()
     os.waitpid(child, 0)
     assert name == f"uid:{uid}"
+
+
+async def test_setting_the_role_a_user_has_says_so_and_records_nothing(
+    env: dict[str, str],
+) -> None:
+    await cli("users", "add", "alice", "--role", "responder", env=local(env))
+    same = await cli("users", "set-role", "alice", "responder", env=local(env))
+    assert same.returncode == 0 and same.stdout == "alice was already responder\n"
+    changed = json_object(
+        await cli("users", "set-role", "alice", "viewer", "--json", env=local(env))
+    )
+    assert (changed["role"], changed["changed"]) == ("viewer", True)
+    trail = json_lines(await cli("audit", "list", "--json", env=local(env)))
+    assert [row["action"] for row in trail] == ["user.set_role", "user.add"]

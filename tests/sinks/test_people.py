@@ -88,7 +88,7 @@ async def test_users_are_added_listed_given_roles_and_disabled_each_audited(
         "root",
     )
     await store.add_user(ROOT, "bob", "viewer")
-    assert await store.set_role(ROOT, "bob", "approver") == (await store.list_users())[1]
+    assert await store.set_role(ROOT, "bob", "approver") == ((await store.list_users())[1], True)
     disabled = await store.disable_user(ROOT, "alice")
     assert disabled.disabled_at is not None
     assert await store.disable_user(ROOT, "alice") == disabled  # no change, no audit row
@@ -116,6 +116,12 @@ async def test_users_are_added_listed_given_roles_and_disabled_each_audited(
             "cli@test",
         ),
     ]
+
+
+async def test_the_same_role_again_changes_nothing_and_writes_no_row(store: PeopleStore) -> None:
+    alice = await store.add_user(ROOT, "alice", "responder")
+    assert await store.set_role(ROOT, "alice", "responder") == (alice, False)
+    assert [row[1] for row in await audit_rows(store)] == ["user.add"]
 
 
 async def test_a_taken_name_and_an_unknown_user_are_clear_errors(store: PeopleStore) -> None:
@@ -270,13 +276,13 @@ async def test_the_last_active_admin_can_be_neither_demoted_nor_disabled(
     ):
         with pytest.raises(PermissionDenied, match="alice is the last active admin"):
             await change
-    assert await store.set_role(alice, "alice", "admin")  # still admin: allowed
+    assert (await store.set_role(alice, "alice", "admin"))[1] is False  # no change: allowed
     await store.add_user(alice, "bob", "admin")
     await store.disable_user(alice, "bob")  # a disabled admin is no admin
     with pytest.raises(PermissionDenied, match="last active admin"):
         await store.set_role(ROOT, "alice", "viewer")
     await store.add_user(alice, "carol", "admin")
-    assert (await store.set_role(alice, "alice", "viewer")).role == "viewer"
+    assert (await store.set_role(alice, "alice", "viewer"))[0].role == "viewer"
     with pytest.raises(PermissionDenied, match="carol is the last active admin"):
         await store.disable_user(ROOT, "carol")
     users = await store.list_users()
@@ -286,7 +292,7 @@ async def test_the_last_active_admin_can_be_neither_demoted_nor_disabled(
         ("carol", "admin", True),
     ]
     actions = [row[1] for row in await audit_rows(store)]
-    assert actions.count("user.disable") == 1 and actions.count("user.set_role") == 2
+    assert actions.count("user.disable") == 1 and actions.count("user.set_role") == 1
 
 
 async def test_two_admins_removing_each_other_at_once_leave_one(store: PeopleStore) -> None:
