@@ -56,6 +56,11 @@ def _register_users(commands: Commands) -> None:
     )
     disable.add_argument("name")
     disable.set_defaults(run=_users_disable)
+    enable = user_commands.add_parser(
+        "enable", parents=[AS_JSON], help="enable a disabled user again (admin)"
+    )
+    enable.add_argument("name")
+    enable.set_defaults(run=_users_enable)
 
 
 def _register_tokens(commands: Commands) -> None:
@@ -166,6 +171,18 @@ def _users_disable(args: argparse.Namespace, settings: Settings) -> int:
     print_done(
         args, f"disabled {printable(user.name)}; their tokens no longer work", **_user_json(user)
     )
+    return 0
+
+
+def _users_enable(args: argparse.Namespace, settings: Settings) -> int:
+    user, changed = _acting(settings, lambda store, actor: store.enable_user(actor, args.name))
+    name = printable(user.name)
+    said = (
+        f"enabled {name}; their tokens not revoked or expired work again"
+        if changed
+        else f"{name} was not disabled"
+    )
+    print_done(args, said, **_user_json(user), changed=changed)
     return 0
 
 

@@ -22,6 +22,7 @@ from mendline.analyzers.policy.people import (
     parse_token,
     token_hash,
     token_refusal,
+    user_name_refusal,
 )
 from mendline.schemas.errors import (
     AuthenticationFailed,
@@ -127,8 +128,12 @@ class PeopleStore:
         await self.audit(cast("asyncpg.Connection[Any]", conn), entry)
 
     async def add_user(self, actor: Actor, name: str, role: Role) -> User:
-        """Add a user; RejectedData when the name is taken."""
+        """Add a user; RejectedData when the name is taken or cannot be one
+        (``user_name_refusal``)."""
         authorize(actor, "user.add")
+        refusal = user_name_refusal(name)
+        if refusal is not None:
+            raise RejectedData(refusal, sqlstate="22023", hint="choose another name")
         async with self._change() as conn:
             row = await conn.fetchrow(
                 f"""INSERT INTO mendline.users (name, role, created_by) VALUES ($1, $2, $3)
@@ -198,6 +203,26 @@ class PeopleStore:
                 conn, actor, "user.disable", f"user:{name}", {"disabled": False}, {"disabled": True}
             )
         return User(**dict(row))
+
+    async def enable_user(self, actor: Actor, name: str) -> tuple[User, bool]:
+        """Enable a disabled user again (their tokens not revoked or expired work again): the
+        user as now, and whether they were disabled (enabling an enabled user changes nothing
+        and writes no audit row)."""
+        authorize(actor, "user.enable")
+        async with self._change() as conn:
+            before = await self._user(conn, name, lock=True)
+            if before.disabled_at is None:
+                return before, False
+            row = await conn.fetchrow(
+                f"""UPDATE mendline.users SET disabled_at = NULL WHERE id = $1
+                    RETURNING {_USER_COLUMNS}""",
+                before.id,
+            )
+            assert row is not None  # the user was read in this transaction
+            await self._record(
+                conn, actor, "user.enable", f"user:{name}", {"disabled": True}, {"disabled": False}
+            )
+        return User(**dict(row)), True
 
     async def create_token(
         self,

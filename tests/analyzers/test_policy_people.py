@@ -17,6 +17,7 @@ from mendline.analyzers.policy.people import (
     parse_token,
     token_hash,
     token_refusal,
+    user_name_refusal,
 )
 from mendline.schemas.errors import AuthenticationFailed, PermissionDenied
 from mendline.schemas.people import ROLES, Actor, Role
@@ -46,6 +47,7 @@ def actor(role: Role) -> Actor:
         ("user.add", "admin"),
         ("user.set_role", "admin"),
         ("user.disable", "admin"),
+        ("user.enable", "admin"),
         ("token.create", "admin"),
         ("token.revoke", "admin"),
         ("policy.change", "admin"),
@@ -189,3 +191,27 @@ def test_the_last_active_admin_stays(
 )
 def test_allowed_is_authorize_without_the_refusal(role: Role, action: str, may: bool) -> None:
     assert allowed(actor(role), action) is may
+
+
+@pytest.mark.parametrize(
+    ("name", "refusal"),
+    [
+        ("alice", None),
+        ("Zoë O'Brien", None),
+        ("ci-bot@example.com", None),
+        ("x" * 200, None),
+        ("", "a user's name has 1 to 200 characters"),
+        ("x" * 201, "a user's name has 1 to 200 characters"),
+        (" alice", "a user's name may not start or end with spaces"),
+        ("alice\t", "a user's name may not start or end with spaces"),
+        ("alice\u00a0", "a user's name may not start or end with spaces"),
+        ("mallory\x1b[2J", "a user's name may not hold the control character U+001B"),
+        ("ali\u202ece", "a user's name may not hold the control character U+202E"),
+        ("al\u200bice", "a user's name may not hold the control character U+200B"),
+        ("a\x00b", "a user's name may not hold the control character U+0000"),
+        ("mendline", "'mendline' is mendline's own name in the audit trail"),
+        ("MendLine", "'mendline' is mendline's own name in the audit trail"),
+    ],
+)
+def test_which_names_a_user_may_have(name: str, refusal: str | None) -> None:
+    assert user_name_refusal(name) == refusal

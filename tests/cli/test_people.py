@@ -113,12 +113,37 @@ async def test_refusals_are_one_line_with_a_hint(env: dict[str, str]) -> None:
     assert usage_error(await cli("tokens", "create", "--expires", "soon", env=local(env)))
 
 
-async def test_names_from_the_database_reach_the_terminal_escaped(env: dict[str, str]) -> None:
+async def test_names_from_the_database_reach_the_terminal_escaped(
+    env: dict[str, str], fresh_db_url: str
+) -> None:
     evil = "mallory\x1b]0;owned\x07\x1b[2J"
-    assert (await cli("users", "add", evil, env=local(env))).returncode == 0
+    message, _ = failure(await cli("users", "add", evil, env=local(env)))
+    assert message == "a user's name may not hold the control character U+001B"
+    message, _ = failure(await cli("users", "add", "mendline", env=local(env)))
+    assert message == "'mendline' is mendline's own name in the audit trail"
+    # A row written by hand, or before names were checked, is shown escaped all the same.
+    await query(
+        fresh_db_url,
+        "INSERT INTO mendline.users (name, role, created_by) VALUES ($1, 'viewer', 'psql')",
+        evil,
+    )
     shown = await cli("users", "list", env=local(env))
     assert shown.returncode == 0 and "mallory" in shown.stdout
     assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+
+
+async def test_a_user_disabled_then_enabled(env: dict[str, str]) -> None:
+    await cli("users", "add", "alice", env=local(env))
+    await cli("users", "disable", "alice", env=local(env))
+    enabled = await cli("users", "enable", "alice", env=local(env))
+    assert enabled.returncode == 0, enabled.stderr
+    assert enabled.stdout == "enabled alice; their tokens not revoked or expired work again\n"
+    again = json_object(await cli("users", "enable", "alice", "--json", env=local(env)))
+    assert (again["disabled"], again["changed"]) == (False, False)
+    message, _ = failure(await cli("users", "enable", "alice", env=local(env, "approver")))
+    assert message.endswith("may not user.enable: it needs the role admin")
+    trail = json_lines(await cli("audit", "list", "--json", env=local(env)))
+    assert [row["action"] for row in trail] == ["user.enable", "user.disable", "user.add"]
 
 
 async def test_every_change_is_in_the_audit_trail_chained_and_never_the_token(

@@ -124,6 +124,38 @@ async def test_the_same_role_again_changes_nothing_and_writes_no_row(store: Peop
     assert [row[1] for row in await audit_rows(store)] == ["user.add"]
 
 
+async def test_a_disabled_user_is_enabled_again_audited_with_their_tokens(
+    store: PeopleStore,
+) -> None:
+    await store.add_user(ROOT, "alice", "viewer")
+    token, _ = await store.create_token(ROOT, "alice")
+    await store.disable_user(ROOT, "alice")
+    with pytest.raises(AuthenticationFailed):
+        await store.authenticate(token)
+    enabled, changed = await store.enable_user(ROOT, "alice")
+    assert changed and enabled.disabled_at is None
+    assert (await store.authenticate(token)).name == "alice"
+    assert await store.enable_user(ROOT, "alice") == (enabled, False)  # no change, no row
+    with pytest.raises(PermissionDenied, match="needs the role admin"):
+        await store.enable_user(Actor(name="eve", role="approver", auth="token"), "alice")
+    with pytest.raises(UserNotFound):
+        await store.enable_user(ROOT, "nobody")
+    assert [row[1:5] for row in await audit_rows(store)][-1] == (
+        "user.enable",
+        "user:alice",
+        '{"disabled": true}',
+        '{"disabled": false}',
+    )
+    assert [row[1] for row in await audit_rows(store)].count("user.enable") == 1
+
+
+@pytest.mark.parametrize("name", ["mendline", "Mendline", " alice", "bob\n", "eve\x1b[2J"])
+async def test_names_that_mislead_are_refused(store: PeopleStore, name: str) -> None:
+    with pytest.raises(RejectedData, match=r"a user's name may not|mendline's own name"):
+        await store.add_user(ROOT, name, "admin")
+    assert await store.list_users() == [] and await audit_rows(store) == []
+
+
 async def test_a_taken_name_and_an_unknown_user_are_clear_errors(store: PeopleStore) -> None:
     await store.add_user(ROOT, "alice", "viewer")
     with pytest.raises(RejectedData, match="there is a user 'alice' already"):
