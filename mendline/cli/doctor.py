@@ -218,7 +218,7 @@ def _secrets(
     yield from url_secrets(settings.database_url.get_secret_value())
     yield from url_secrets(settings.kafka_bootstrap)
     yield from url_secrets(settings.llm_base_url or "")
-    for secret in (settings.llm_api_key, settings.kafka_sasl_password):
+    for secret in (settings.llm_api_key, settings.kafka_sasl_password, settings.token):
         if secret is not None:
             yield secret.get_secret_value()
     if isinstance(routes, RoutingTable):

@@ -3,13 +3,17 @@ of its pure decisions."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from mendline.cli.doctor import (
     database_on_this_machine,
     database_role_exposure,
     local_role_exposure,
+    run_checks,
 )
+from mendline.schemas.settings import load_settings
 
 
 @pytest.mark.parametrize(
@@ -75,3 +79,20 @@ def test_acting_as_the_local_user_against_a_remote_database_is_warned(
         detail, hint = found
         assert detail.startswith(f"MENDLINE_LOCAL_ROLE is {role} for a database that is not on")
         assert "pw" not in detail and "MENDLINE_LOCAL_ROLE=none" in hint
+
+
+async def test_the_token_never_shows_even_pasted_where_it_does_not_belong() -> None:
+    token = "mlt_1a2b3c4d_" + "Q" * 43
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: connecting is refused
+        closed = sock.getsockname()[1]
+        settings = load_settings(
+            kafka_bootstrap=f"127.0.0.1:{closed}",
+            database_url=f"postgresql://app@127.0.0.1:{closed}/mendline",
+            llm_base_url=f"http://127.0.0.1:{closed}/{token}/v1",  # the wrong variable
+            token=token,
+        )
+        checks = await run_checks(settings, environ={}, timeout=2)
+    llm = next(check for check in checks if check.name == "llm")
+    assert llm.status == "fail" and "[Filtered]" in llm.detail
+    assert token not in repr(checks) and token[13:] not in repr(checks)
