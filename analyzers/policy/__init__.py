@@ -38,13 +38,16 @@ from mendline.analyzers.policy.budget import (
 from mendline.analyzers.policy.people import (
     PERMISSIONS,
     ParsedToken,
+    allowed,
     authorize,
     check_token_role,
+    last_admin_refusal,
     lower_role,
     new_token,
     parse_token,
     token_hash,
     token_refusal,
+    user_name_refusal,
 )
 from mendline.analyzers.policy.producers import (
     KEY_ID_HEADER,
@@ -87,6 +90,7 @@ __all__ = [
     "Spend",
     "alert_labels",
     "alert_severity",
+    "allowed",
     "authorize",
     "check_producer",
     "check_token_role",
@@ -95,6 +99,7 @@ __all__ = [
     "finding_severity",
     "follow_finding",
     "higher_severity",
+    "last_admin_refusal",
     "lower_role",
     "new_token",
     "parse_producer_keys",
@@ -106,4 +111,5 @@ __all__ = [
     "takes_digests",
     "token_hash",
     "token_refusal",
+    "user_name_refusal",
 ]
