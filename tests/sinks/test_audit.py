@@ -14,7 +14,7 @@ import pytest
 from mendline.schemas.people import GENESIS_HASH, SYSTEM_ACTOR, Actor, AuditEntry
 from mendline.schemas.settings import load_settings
 from mendline.sinks.postgres import AuditStore, append_audit, connect_audit
-from tests.db_helpers import behind_audit_trigger, query
+from tests.db_helpers import behind_audit_trigger, query, repeatable_read_pool
 
 pytestmark = pytest.mark.integration
 ALICE = Actor(name="alice", role="responder", auth="token", user_id=3, token_id="mlt_ab12cd34")
@@ -123,16 +123,8 @@ async def test_a_repeatable_read_transaction_is_refused(
 async def test_append_asks_for_read_committed_whatever_the_servers_default(
     store: AuditStore, fresh_db_url: str
 ) -> None:
-    strict = await asyncpg.create_pool(
-        fresh_db_url,
-        min_size=1,
-        max_size=1,
-        server_settings={"default_transaction_isolation": "repeatable read"},
-    )
-    try:
+    async with repeatable_read_pool(fresh_db_url) as strict:
         stored = await AuditStore(strict).append(entry())
-    finally:
-        await strict.close()
     assert [r.row_hash for r in await store.list()] == [stored.row_hash]
 
 

@@ -22,7 +22,7 @@ from mendline.schemas.errors import (
 )
 from mendline.schemas.people import SYSTEM_ACTOR, Actor, AuditEntry
 from mendline.sinks.postgres import AuditStore, PeopleStore, append_audit, migrated_pool
-from tests.db_helpers import query
+from tests.db_helpers import query, repeatable_read_pool
 
 ROOT = Actor(name="root", role="admin", auth="local")
 
@@ -357,13 +357,7 @@ async def test_a_change_whose_audit_fails_leaves_neither_the_change_nor_its_audi
 async def test_changes_are_audited_on_a_server_whose_default_is_repeatable_read(
     pool: asyncpg.Pool, fresh_db_url: str
 ) -> None:
-    strict = await asyncpg.create_pool(
-        fresh_db_url,
-        min_size=1,
-        max_size=2,
-        server_settings={"default_transaction_isolation": "repeatable read"},
-    )
-    try:
+    async with repeatable_read_pool(fresh_db_url) as strict:
         store = PeopleStore(strict, append_audit, origin="cli@test")
         assert await strict.fetchval("SHOW default_transaction_isolation") == "repeatable read"
         await store.add_user(ROOT, "alice", "viewer")
@@ -380,5 +374,3 @@ async def test_changes_are_audited_on_a_server_whose_default_is_repeatable_read(
             "user.disable",
         ]
         assert (await trail.verify()).intact
-    finally:
-        await strict.close()
