@@ -6,8 +6,12 @@ A row is *altered* when its ``row_hash`` is not the hash of its content and ``pr
 (anything in it changed, its hash not recomputed); the row before it was *removed* (or
 altered, its hash recomputed) when its ``prev_hash`` is not the ``row_hash`` of the row
 before it (of the first row: ``GENESIS_HASH``). Gaps in the ids prove nothing: a sequence
-skips a number whenever a transaction rolls back. Rows removed from the end leave no break:
-keep the ``last_hash`` of a verification elsewhere to tell (see the README).
+skips a number whenever a transaction rolls back.
+
+The hash has no key: whoever can write the table behind the trigger can rewrite a row and
+every row after it with hashes that verify, and rows removed from the end leave no break.
+Against those, a ``row_hash`` kept outside the database (``expect``) must still be in the
+intact chain.
 """
 
 from __future__ import annotations
@@ -64,25 +68,51 @@ class ChainBreak:
 @dataclass(frozen=True)
 class ChainCheck:
     """What a walk of the chain found: the rows it checked (up to and including a break),
-    the ``row_hash`` of the last intact one (``GENESIS_HASH`` for none), and the first break."""
+    the ``row_hash`` of the last intact one (``GENESIS_HASH`` for none), and the first break;
+    with a hash to expect, the id of the intact row that has it (None: not found; 0: the
+    expected hash is ``GENESIS_HASH``, the chain's start)."""
 
     rows: int
     last_hash: str
     broken: ChainBreak | None = None
+    expected: str | None = None
+    expected_id: int | None = None
 
     @property
     def intact(self) -> bool:
         """Whether no break was found."""
         return self.broken is None
 
+    @property
+    def holds(self) -> bool:
+        """Whether the chain is intact and holds the expected hash (when one was given)."""
+        return self.intact and (self.expected is None or self.expected_id is not None)
+
+    def describe(self) -> str:
+        """For people: what the walk found, in one line."""
+        if self.broken is not None:
+            return f"the audit chain is broken: {self.broken.describe()}"
+        if self.expected is not None and self.expected_id is None:
+            return (
+                f"the audit chain does not hold the expected hash {self.expected}: rows were"
+                " removed from its end, or it was rewritten from a row before that one"
+            )
+        found = (
+            "" if self.expected_id is None else f"; row {self.expected_id} has the expected hash"
+        )
+        return f"the audit chain is intact: {self.rows} row(s), last hash {self.last_hash}{found}"
+
 
 class ChainWalk:
-    """The chain walked one row at a time (``add``), so that a caller can stream the rows."""
+    """The chain walked one row at a time (``add``), so that a caller can stream the rows;
+    with ``expect``, looking for the intact row with that ``row_hash``."""
 
-    def __init__(self) -> None:
+    def __init__(self, expect: str | None = None) -> None:
         self.rows = 0
         self.last_hash = GENESIS_HASH
         self.broken: ChainBreak | None = None
+        self.expected = expect
+        self.expected_id = 0 if expect == GENESIS_HASH else None
 
     def add(self, row: StoredAuditEntry) -> bool:
         """Check the next row (in id order); False once the chain is broken (stop there)."""
@@ -95,16 +125,25 @@ class ChainWalk:
             self.broken = ChainBreak(row, "removed")
         else:
             self.last_hash = row.row_hash
+            if row.row_hash == self.expected:
+                self.expected_id = row.id
         return self.broken is None
 
     def result(self) -> ChainCheck:
         """What the walk found so far."""
-        return ChainCheck(rows=self.rows, last_hash=self.last_hash, broken=self.broken)
+        return ChainCheck(
+            rows=self.rows,
+            last_hash=self.last_hash,
+            broken=self.broken,
+            expected=self.expected,
+            expected_id=self.expected_id,
+        )
 
 
-def verify_chain(rows: Iterable[StoredAuditEntry]) -> ChainCheck:
-    """Walk ``rows`` (in id order) and return the first break, or the count when intact."""
-    walk = ChainWalk()
+def verify_chain(rows: Iterable[StoredAuditEntry], expect: str | None = None) -> ChainCheck:
+    """Walk ``rows`` (in id order) and return the first break, or the count when intact;
+    with ``expect``, whether an intact row has that ``row_hash``."""
+    walk = ChainWalk(expect)
     for row in rows:
         if not walk.add(row):
             break

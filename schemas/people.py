@@ -11,18 +11,21 @@ An audit entry is one state change: who (the actor and how they were authenticat
 (the action, its target, the state before and after, as JSON), when (the database's clock)
 and from where (``origin``: the CLI and its host, the dashboard and the client's address).
 Entries are appended in the transaction of the change, and chained: each row stores the
-SHA-256 of its canonical content and the hash of the row before it (``chain_hash``), so an
+SHA-256 of its canonical content and the hash of the row before it (``prev_hash``), so an
 altered or removed row breaks the chain at that point.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
-from datetime import UTC, datetime
+import math
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "GENESIS_HASH",
@@ -35,6 +38,7 @@ __all__ = [
     "Role",
     "StoredAuditEntry",
     "audit_hash",
+    "audit_json",
     "role_at_least",
 ]
 
@@ -74,8 +78,43 @@ class Actor(BaseModel):
 SYSTEM_ACTOR = Actor(name="mendline", role="admin", auth="system")
 
 
+def audit_json(value: Any) -> Any:
+    """``value`` as JSON that PostgreSQL's jsonb takes, so that an odd value in a change's
+    before or after never fails the change: NaN and the infinities as the strings "NaN",
+    "Infinity" and "-Infinity"; NUL characters (which jsonb refuses) left out of strings and
+    keys, and unpaired surrogates replaced; times and dates in ISO 8601; tuples and sets as
+    lists; enums as their values; keys and any other value as their ``str``. JSON as jsonb
+    gives it back is left as it is."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, str):
+        return _clean_text(value)
+    if isinstance(value, Mapping):
+        return {_clean_text(str(audit_json(k))): audit_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [audit_json(item) for item in value]
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return audit_json(value.value)
+    if isinstance(value, BaseModel):
+        return audit_json(value.model_dump(mode="json"))
+    return _clean_text(str(value))
+
+
+def _clean_text(text: str) -> str:
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
 class AuditEntry(BaseModel):
-    """One state change to record: see the module docstring."""
+    """One state change to record: see the module docstring. Its ``before`` and ``after``
+    are made JSON that jsonb takes when it is built (``audit_json``)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -89,6 +128,11 @@ class AuditEntry(BaseModel):
     after: dict[str, Any] | None = None
     #: Where it came from: "cli@host", "web 10.0.0.5", "monitor host:pid".
     origin: str = Field(default="", max_length=300)
+
+    @field_validator("before", "after", mode="before")
+    @classmethod
+    def _as_jsonb_takes_it(cls, value: Any) -> Any:
+        return audit_json(value) if isinstance(value, Mapping) else value
 
 
 class StoredAuditEntry(AuditEntry):
@@ -104,8 +148,16 @@ def audit_hash(entry: AuditEntry, at: datetime, prev_hash: str) -> str:
     """The SHA-256 (hex) of an audit row: its canonical JSON content (sorted keys, no
     spaces, the time in ISO 8601 UTC to the microsecond) and the previous row's hash. The
     store computes it when appending and ``audit verify`` again when walking the chain."""
+    actor = entry.actor
     content = {
-        "actor": entry.actor.model_dump(mode="json"),
+        # Named one by one: a field added to Actor later must not change old rows' hashes.
+        "actor": {
+            "name": actor.name,
+            "role": actor.role,
+            "auth": actor.auth,
+            "user_id": actor.user_id,
+            "token_id": actor.token_id,
+        },
         "action": entry.action,
         "target": entry.target,
         "before": entry.before,

@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     local_role: Literal["none", "viewer", "responder", "approver", "admin"] = Field(
         default="admin",
         description="Without a token, the commands act as the local OS user with this role "
-        "(direct database access); `none` turns that off: set it in production.",
+        "(direct database access); `none` turns that off: set it in production (the Docker "
+        "image does).",
     )
 
     # -- Consuming (mendline consume) ----------------------------------------------------

@@ -42,6 +42,22 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
+@asynccontextmanager
+async def repeatable_read_pool(url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool whose sessions default to repeatable read, as a server configured so would:
+    what a change that needs read committed must ask for itself."""
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=1,
+        max_size=2,
+        server_settings={"default_transaction_isolation": "repeatable read"},
+    )
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
 async def query(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
     """The rows of ``sql`` with ``args``, on a connection of its own."""
     conn = await asyncpg.connect(url)

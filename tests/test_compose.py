@@ -505,3 +505,21 @@ async def test_the_healthcheck_command_passes_only_while_every_stage_is_ready(
         assert await asyncio.to_thread(_healthcheck, code, port) != 0
         analyze.ready()
         assert await asyncio.to_thread(_healthcheck, code, port) == 0
+
+
+def test_local_access_is_off_in_the_services_and_the_image(
+    mendline_services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in mendline_services.items():
+        assert _environment(service)[f"{PREFIX}LOCAL_ROLE"] == "none", name
+    # The image's own default, for `docker run` without the compose file: an ENV of the last
+    # stage (the one that runs), its backslash-continued lines joined.
+    dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    final_stage = dockerfile.split("\nFROM ")[-1]
+    settings = [
+        item
+        for line in final_stage.splitlines()
+        if line.startswith("ENV ")
+        for item in shlex.split(line.removeprefix("ENV "))
+    ]
+    assert f"{PREFIX}LOCAL_ROLE=none" in settings

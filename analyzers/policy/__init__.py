@@ -57,13 +57,16 @@ from mendline.analyzers.policy.fixes import (
 from mendline.analyzers.policy.people import (
     PERMISSIONS,
     ParsedToken,
+    allowed,
     authorize,
     check_token_role,
+    last_admin_refusal,
     lower_role,
     new_token,
     parse_token,
     token_hash,
     token_refusal,
+    user_name_refusal,
 )
 from mendline.analyzers.policy.producers import (
     KEY_ID_HEADER,
@@ -111,6 +114,7 @@ __all__ = [
     "Spend",
     "alert_labels",
     "alert_severity",
+    "allowed",
     "authorize",
     "check_producer",
     "check_token_role",
@@ -121,6 +125,7 @@ __all__ = [
     "finding_severity",
     "follow_finding",
     "higher_severity",
+    "last_admin_refusal",
     "load_policy",
     "lower_role",
     "map_patch",
@@ -139,4 +144,5 @@ __all__ = [
     "takes_digests",
     "token_hash",
     "token_refusal",
+    "user_name_refusal",
 ]

@@ -6,22 +6,34 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import unicodedata
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 from mendline.schemas.errors import AuthenticationFailed, PermissionDenied
-from mendline.schemas.people import ROLES, TOKEN_PREFIX, Actor, Role, role_at_least
+from mendline.schemas.people import (
+    ROLES,
+    SYSTEM_ACTOR,
+    TOKEN_PREFIX,
+    Actor,
+    Role,
+    role_at_least,
+)
 
 __all__ = [
     "PERMISSIONS",
     "ParsedToken",
+    "allowed",
     "authorize",
     "check_token_role",
+    "last_admin_refusal",
     "lower_role",
     "new_token",
     "parse_token",
     "token_hash",
     "token_refusal",
+    "user_name_refusal",
 ]
 
 #: The least role each action needs. An action missing here is refused to everyone, so a
@@ -49,12 +61,17 @@ PERMISSIONS: dict[str, Role] = {
     "user.add": "admin",
     "user.set_role": "admin",
     "user.disable": "admin",
+    "user.enable": "admin",
     "token.create": "admin",
     "token.revoke": "admin",
     "token.list_all": "admin",
     "policy.change": "admin",
     "events.prune": "admin",
 }
+
+# Characters a name may not hold: control and format characters (terminal escapes, bidi
+# overrides, zero-width ones), surrogates, and line and paragraph separators.
+_UNSEEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 # mlt_<8 lowercase hex>_<43 characters of token_urlsafe(32)>
 _TOKEN = re.compile(rf"^({re.escape(TOKEN_PREFIX)}[0-9a-f]{{8}})_([A-Za-z0-9_-]{{43}})$")
@@ -65,6 +82,12 @@ class ParsedToken(NamedTuple):
 
     token_id: str
     secret_hash: str
+
+
+def allowed(actor: Actor, action: str) -> bool:
+    """Whether ``actor``'s role may do ``action`` (``authorize`` without the refusal)."""
+    needed = PERMISSIONS.get(action)
+    return needed is not None and role_at_least(actor.role, needed)
 
 
 def authorize(actor: Actor, action: str) -> None:
@@ -92,6 +115,22 @@ def check_token_role(token_role: Role, user_role: Role) -> None:
             action="token.create",
             needed=token_role,
         )
+
+
+def last_admin_refusal(
+    name: str, active_admins: Collection[str], *, stays_admin: bool, action: str
+) -> PermissionDenied | None:
+    """Why a change to the user ``name`` (demoting or disabling them: ``stays_admin``
+    False) may not be made when ``active_admins`` are the active admins' names: it would
+    leave no one to manage users and tokens. None when it may."""
+    if stays_admin or name not in active_admins or len(active_admins) > 1:
+        return None
+    return PermissionDenied(
+        f"{name} is the last active admin: {action} would leave no one to manage users",
+        action=action,
+        needed=None,
+        hint="make another user admin first: `mendline users set-role NAME admin`",
+    )
 
 
 def lower_role(one: Role, other: Role) -> Role:
@@ -143,4 +182,21 @@ def token_refusal(
         )
     if user_disabled_at is not None and user_disabled_at <= now:
         return AuthenticationFailed("disabled", "the token's user is disabled")
+    return None
+
+
+def user_name_refusal(name: str) -> str | None:
+    """Why ``name`` cannot be a user's name, or None: empty or longer than 200 characters,
+    with spaces around it, with a character that does not show (a control or format
+    character), or mendline's own (``SYSTEM_ACTOR``'s, in any case), which the audit trail
+    must not confuse with a person."""
+    if not name or len(name) > 200:
+        return "a user's name has 1 to 200 characters"
+    if name != name.strip():
+        return "a user's name may not start or end with spaces"
+    unseen = next((ch for ch in name if unicodedata.category(ch) in _UNSEEN), None)
+    if unseen is not None:
+        return f"a user's name may not hold the control character U+{ord(unseen):04X}"
+    if name.casefold() == SYSTEM_ACTOR.name.casefold():
+        return f"{SYSTEM_ACTOR.name!r} is mendline's own name in the audit trail"
     return None

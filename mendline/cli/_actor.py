@@ -4,7 +4,8 @@ and no token, the local OS user with the role ``MENDLINE_LOCAL_ROLE`` gives it."
 from __future__ import annotations
 
 import asyncio
-import getpass
+import os
+import pwd
 import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -16,7 +17,14 @@ from mendline.schemas.settings import Settings
 if TYPE_CHECKING:
     from mendline.sinks.postgres import AuditWriter, PeopleStore
 
-__all__ = ["acting", "audit_writer", "cli_origin", "people_store", "resolve_actor"]
+__all__ = [
+    "acting",
+    "audit_writer",
+    "cli_origin",
+    "local_user_name",
+    "people_store",
+    "resolve_actor",
+]
 
 _T = TypeVar("_T")
 
@@ -24,6 +32,16 @@ _LOCAL_OFF_HINT = (
     "set MENDLINE_TOKEN to a token from `mendline tokens create`, or MENDLINE_LOCAL_ROLE"
     " where direct database access may act"
 )
+
+
+def local_user_name() -> str:
+    """The local OS user's name, from the password database by the effective uid (not
+    ``LOGNAME`` or ``USER``, which anyone can set); ``uid:N`` when the uid has no entry."""
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name[:200] or f"uid:{uid}"
+    except KeyError:
+        return f"uid:{uid}"
 
 
 def cli_origin() -> str:
@@ -66,7 +84,7 @@ async def resolve_actor(settings: Settings, store: PeopleStore) -> Actor:
             hint=_LOCAL_OFF_HINT,
         )
     role = ROLES[ROLES.index(settings.local_role)]  # "none" is handled above
-    return Actor(name=getpass.getuser()[:200] or "unknown", role=role, auth="local")
+    return Actor(name=local_user_name(), role=role, auth="local")
 
 
 def acting(settings: Settings, work: Callable[[PeopleStore, Actor], Awaitable[_T]]) -> _T:

@@ -7,13 +7,19 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from mendline.cli._hints import DATABASE_HINT, KAFKA_HINT, MIGRATE_HINT
 from mendline.cli.output import counted
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.redaction import redact_url
 from mendline.schemas.settings import Settings
-from mendline.sinks.routing import RoutingTable, check_secrets, plaintext_warnings
+from mendline.sinks.routing import (
+    RoutingTable,
+    check_secrets,
+    is_loopback_host,
+    plaintext_warnings,
+)
 
 __all__ = [
     "Status",
@@ -22,7 +28,10 @@ __all__ = [
     "check_kafka",
     "check_llm",
     "check_routes",
+    "database_on_this_machine",
+    "database_role_exposure",
     "fail",
+    "local_role_exposure",
     "ok",
     "warn",
 ]
@@ -158,6 +167,56 @@ async def _refused(hosts: list[tuple[str, int]], timeout: float) -> list[str]:
 
 # -- database ----------------------------------------------------------------------------
 
+_LEAST_PRIVILEGE_HINT = (
+    "connect mendline as a role that owns nothing: `mendline grants ROLE` prints what it"
+    " needs (README, People and the audit trail)"
+)
+# Whether the role connected is a superuser, and whether it owns the audit log (or is a
+# member of the role that does, which is the same).
+_ROLE_POWERS = """
+SELECT r.rolsuper AS superuser,
+       coalesce(pg_has_role(current_user, (SELECT c.relowner FROM pg_class c
+                WHERE c.oid = to_regclass('mendline.audit_log')), 'USAGE'), false) AS owner
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+
+def database_on_this_machine(url: str) -> bool:
+    """Whether the database URL names this machine (a loopback host or a Unix socket), as
+    the dev stack's and a developer's own do; production databases are elsewhere."""
+    parts = urlsplit(url)
+    hosts = [host for value in parse_qs(parts.query).get("host", []) for host in value.split(",")]
+    hosts += [host for host in [parts.hostname] if host]
+    return all(host.startswith("/") or is_loopback_host(host) for host in hosts)
+
+
+def local_role_exposure(local_role: str, database_url: str) -> tuple[str, str] | None:
+    """Why acting as the local OS user is risky here (it is on, and the database is not on
+    this machine, so not the dev stack's), with a hint; None when it is off or local."""
+    if local_role == "none" or database_on_this_machine(database_url):
+        return None
+    return (
+        f"MENDLINE_LOCAL_ROLE is {local_role} for a database that is not on this machine:"
+        f" without a token, anyone who runs a command here acts as {local_role}",
+        "set MENDLINE_LOCAL_ROLE=none where mendline runs in production, and act with tokens"
+        " (`mendline tokens create`)",
+    )
+
+
+def database_role_exposure(
+    role: str, *, superuser: bool, owns_audit_log: bool, on_this_machine: bool
+) -> tuple[str, str] | None:
+    """Why the role mendline connects with could rewrite the audit trail (a superuser, or the
+    audit log's owner, may disable its append-only trigger), with a hint; None when it
+    cannot, or for a database on this machine (the dev stack's)."""
+    if on_this_machine or not (superuser or owns_audit_log):
+        return None
+    power = "is a superuser" if superuser else "owns mendline.audit_log"
+    return (
+        f"the role {role} {power}, so it can disable the audit log's trigger and rewrite the trail",
+        _LEAST_PRIVILEGE_HINT,
+    )
+
 
 async def check_database(settings: Settings, timeout: float) -> Verdict:
     """PostgreSQL takes the login, and every migration this mendline ships is applied."""
@@ -198,8 +257,16 @@ async def check_database(settings: Settings, timeout: float) -> Verdict:
         if await conn.fetchval("SELECT to_regclass('mendline.schema_migrations') IS NOT NULL"):
             rows = await conn.fetch("SELECT version FROM mendline.schema_migrations")
             applied = sorted(row["version"] for row in rows)
+        role = await conn.fetchval("SELECT current_user")
+        powers = await conn.fetchrow(_ROLE_POWERS)
     finally:
         await conn.close(timeout=timeout)
+    exposure = database_role_exposure(
+        role,
+        superuser=bool(powers and powers["superuser"]),
+        owns_audit_log=bool(powers and powers["owner"]),
+        on_this_machine=database_on_this_machine(url),
+    )
     shipped = [name for name, _ in available_migrations()]
     server = f"{shown}: PostgreSQL {version.major}.{version.minor}"
     pending = [name for name in shipped if name not in applied]
@@ -217,7 +284,10 @@ async def check_database(settings: Settings, timeout: float) -> Verdict:
             f"{server}, migrated by a newer mendline ({', '.join(unknown)} unknown here)",
             "upgrade this mendline to the version the other processes run",
         )
-    return ok(f"{server}, all {len(shipped)} migrations applied (newest {shipped[-1]})")
+    migrated = f"{server}, all {len(shipped)} migrations applied (newest {shipped[-1]})"
+    if exposure is not None:
+        return warn(f"{migrated}; but {exposure[0]}", exposure[1])
+    return ok(migrated)
 
 
 # -- llm ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The commands that set mendline up and look after it, one-shot: ``migrate``,
+"""The commands that set mendline up and look after it, one-shot: ``migrate``, ``grants``,
 ``fingerprint``, ``dlq``, ``devstack``, ``topics``, ``config`` and ``schema``."""
 
 from __future__ import annotations
@@ -21,12 +21,20 @@ __all__ = ["register"]
 
 
 def register(commands: Commands) -> None:
-    """Add ``migrate``, ``fingerprint``, ``dlq``, ``devstack``, ``topics``, ``config`` and
-    ``schema`` to the top-level ``commands``."""
+    """Add ``migrate``, ``grants``, ``fingerprint``, ``dlq``, ``devstack``, ``topics``,
+    ``config`` and ``schema`` to the top-level ``commands``."""
     migrate = commands.add_parser(
         "migrate", parents=[AS_JSON], help="apply the database migrations"
     )
     migrate.set_defaults(run=_migrate)
+
+    grants = commands.add_parser(
+        "grants",
+        parents=[AS_JSON],
+        help="print the GRANT statements that let ROLE run mendline without owning its tables",
+    )
+    grants.add_argument("role", metavar="ROLE", help="the role of the workers' database URL")
+    grants.set_defaults(run=_grants)
 
     fingerprint = commands.add_parser(
         "fingerprint",
@@ -111,6 +119,29 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     applied = asyncio.run(go())
     text = f"applied {', '.join(applied)}" if applied else "the database is up to date"
     print_done(args, text, applied=applied)
+    return 0
+
+
+def _grants(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.sinks.postgres import app_grants
+
+    async def go() -> list[str]:
+        conn = await connect_database(settings)  # a clear error when not migrated
+        try:
+            return list(await app_grants(conn, args.role))
+        finally:
+            await conn.close()
+
+    statements = asyncio.run(go())
+    if args.json:
+        print_json({"role": args.role, "statements": statements})
+        return 0
+    print(
+        f"-- Run as the owner of schema mendline (who ran `mendline migrate`), again after\n"
+        f"-- each migration: {printable(args.role)} may then read and change mendline's rows,\n"
+        "-- read and append to the audit log, and nothing more."
+    )
+    print("\n".join(statements))
     return 0
 
 

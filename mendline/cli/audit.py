@@ -4,11 +4,13 @@ the first row that was altered or removed."""
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from mendline.cli._options import AS_JSON, Commands, positive
-from mendline.cli.output import print_json, shorten, table
+from mendline.cli.output import print_json, printable, shorten, table
 from mendline.schemas.settings import Settings
 from mendline.schemas.tomlfile import parse_duration
 
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
     from mendline.sinks.postgres import AuditStore
 
 __all__ = ["register", "when"]
+
+_T = TypeVar("_T")
 
 
 def register(commands: Commands) -> None:
@@ -52,7 +56,20 @@ def register(commands: Commands) -> None:
         parents=[AS_JSON],
         help="walk the hash chain; exit 1 naming the first row altered or removed",
     )
+    verify.add_argument(
+        "--expect",
+        type=_row_hash,
+        metavar="HASH",
+        help="a row_hash kept outside the database (an earlier verify's last hash): exit 1"
+        " unless the intact chain still holds it",
+    )
     verify.set_defaults(run=_audit_verify)
+
+
+def _row_hash(text: str) -> str:
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text) is None:
+        raise argparse.ArgumentTypeError("expected a row hash: 64 hexadecimal digits")
+    return text.lower()
 
 
 def when(text: str) -> datetime:
@@ -71,36 +88,42 @@ def when(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-async def _store(settings: Settings) -> AuditStore:
+async def _reading(settings: Settings, work: Callable[[AuditStore], Awaitable[_T]]) -> _T:
+    """``work(store)`` once the actor the settings say may read the audit trail."""
     import asyncpg
 
+    from mendline.analyzers.policy.people import authorize
+    from mendline.cli._actor import audit_writer, cli_origin, resolve_actor
     from mendline.cli._connections import connect_database
-    from mendline.sinks.postgres import AuditStore
+    from mendline.sinks.postgres import AuditStore, PeopleStore
 
     conn = await connect_database(settings)  # a clear error when unreachable or not migrated
     await conn.close()
-    return AuditStore(await asyncpg.create_pool(settings.database_url.get_secret_value()))
+    pool = await asyncpg.create_pool(settings.database_url.get_secret_value())
+    store = AuditStore(pool)
+    try:
+        people = PeopleStore(pool, audit_writer(), cli_origin())
+        authorize(await resolve_actor(settings, people), "audit.read")
+        return await work(store)
+    finally:
+        await store.close()
 
 
 def _audit_list(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    async def fetch() -> list[StoredAuditEntry]:
-        store = await _store(settings)
-        try:
-            return await store.list(
-                actor=args.actor,
-                action=args.action,
-                target=args.target,
-                since=args.since,
-                until=args.until,
-                before_id=args.before,
-                limit=args.limit,
-            )
-        finally:
-            await store.close()
+    async def fetch(store: AuditStore) -> list[StoredAuditEntry]:
+        return await store.list(
+            actor=args.actor,
+            action=args.action,
+            target=args.target,
+            since=args.since,
+            until=args.until,
+            before_id=args.before,
+            limit=args.limit,
+        )
 
-    rows = asyncio.run(fetch())
+    rows = asyncio.run(_reading(settings, fetch))
     if args.json:
         for row in rows:
             print_json(row.model_dump(mode="json"))
@@ -132,28 +155,25 @@ def _audit_list(args: argparse.Namespace, settings: Settings) -> int:
 def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    async def walk() -> ChainCheck:
-        store = await _store(settings)
-        try:
-            return await store.verify()
-        finally:
-            await store.close()
+    async def walk(store: AuditStore) -> ChainCheck:
+        return await store.verify(args.expect)
 
-    check = asyncio.run(walk())
+    check = asyncio.run(_reading(settings, walk))
     broken = check.broken
     if args.json:
         print_json(
             {
                 "intact": check.intact,
+                "holds": check.holds,
                 "rows": check.rows,
                 "last_hash": check.last_hash,
+                "expected": check.expected,
+                "expected_id": check.expected_id,
                 "broken_id": None if broken is None else broken.row.id,
                 "reason": None if broken is None else broken.reason,
-                "message": None if broken is None else broken.describe(),
+                "message": printable(check.describe()),
             }
         )
-    elif broken is None:
-        print(f"the audit chain is intact: {check.rows} row(s), last hash {check.last_hash}")
     else:
-        print(f"the audit chain is broken: {shorten(broken.describe(), 400)}")
-    return 0 if broken is None else 1
+        print(shorten(check.describe(), 500))
+    return 0 if check.holds else 1

@@ -28,7 +28,10 @@ from mendline.cli._doctor_checks import (
     check_kafka,
     check_llm,
     check_routes,
+    database_on_this_machine,
+    database_role_exposure,
     fail,
+    local_role_exposure,
     ok,
     warn,
 )
@@ -40,7 +43,17 @@ from mendline.schemas.redaction import redact_url, url_secrets
 from mendline.schemas.settings import Settings
 from mendline.sinks.routing import RoutingTable, load_routes
 
-__all__ = ["TIMEOUT", "Check", "doctor", "doctor_without_settings", "register", "run_checks"]
+__all__ = [
+    "TIMEOUT",
+    "Check",
+    "database_on_this_machine",
+    "database_role_exposure",
+    "doctor",
+    "doctor_without_settings",
+    "local_role_exposure",
+    "register",
+    "run_checks",
+]
 
 #: Seconds each check may take; a server that has not answered by then is reported.
 TIMEOUT = 5.0
@@ -205,7 +218,7 @@ def _secrets(
     yield from url_secrets(settings.database_url.get_secret_value())
     yield from url_secrets(settings.kafka_bootstrap)
     yield from url_secrets(settings.llm_base_url or "")
-    for secret in (settings.llm_api_key, settings.kafka_sasl_password):
+    for secret in (settings.llm_api_key, settings.kafka_sasl_password, settings.token):
         if secret is not None:
             yield secret.get_secret_value()
     if isinstance(routes, RoutingTable):
@@ -258,6 +271,9 @@ async def _settings(
 
 def _odd_settings(s: Settings) -> Iterator[tuple[str, str]]:
     """Combinations that load but cannot be what was meant: (what is odd, what to do)."""
+    exposure = local_role_exposure(s.local_role, s.database_url.get_secret_value())
+    if exposure is not None:
+        yield exposure
     if s.llm_base_url is None:
         unused = [
             name

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from mendline.analyzers.policy.people import authorize
+from mendline.analyzers.policy.people import allowed, authorize
 from mendline.cli._actor import acting
 from mendline.cli._options import AS_JSON, Commands
 from mendline.cli.output import print_done, print_json, printable, shorten, table
@@ -53,6 +53,11 @@ def _register_users(commands: Commands) -> None:
     )
     disable.add_argument("name")
     disable.set_defaults(run=_users_disable)
+    enable = user_commands.add_parser(
+        "enable", parents=[AS_JSON], help="enable a disabled user again (admin)"
+    )
+    enable.add_argument("name")
+    enable.set_defaults(run=_users_enable)
 
 
 def _register_tokens(commands: Commands) -> None:
@@ -71,7 +76,11 @@ def _register_tokens(commands: Commands) -> None:
     listing = token_commands.add_parser(
         "list", parents=[AS_JSON], help="the tokens, never their secrets"
     )
-    listing.add_argument("--user", help="only this user's (yours: any role; others': admin)")
+    listing.add_argument(
+        "--user",
+        help="only this user's (yours: any role; others': admin); default: an"
+        " admin's, everyone's; anyone else's, their own",
+    )
     listing.set_defaults(run=_tokens_list)
     revoke = token_commands.add_parser(
         "revoke", parents=[AS_JSON], help="revoke a token (admin, or its own user)"
@@ -131,8 +140,13 @@ def _users_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _users_set_role(args: argparse.Namespace, settings: Settings) -> int:
-    user = acting(settings, lambda store, actor: store.set_role(actor, args.name, args.role))
-    print_done(args, f"{printable(user.name)} is now {user.role}", **_user_json(user))
+    user, changed = acting(
+        settings, lambda store, actor: store.set_role(actor, args.name, args.role)
+    )
+    said = "is now" if changed else "was already"
+    print_done(
+        args, f"{printable(user.name)} {said} {user.role}", **_user_json(user), changed=changed
+    )
     return 0
 
 
@@ -141,6 +155,18 @@ def _users_disable(args: argparse.Namespace, settings: Settings) -> int:
     print_done(
         args, f"disabled {printable(user.name)}; their tokens no longer work", **_user_json(user)
     )
+    return 0
+
+
+def _users_enable(args: argparse.Namespace, settings: Settings) -> int:
+    user, changed = acting(settings, lambda store, actor: store.enable_user(actor, args.name))
+    name = printable(user.name)
+    said = (
+        f"enabled {name}; their tokens not revoked or expired work again"
+        if changed
+        else f"{name} was not disabled"
+    )
+    print_done(args, said, **_user_json(user), changed=changed)
     return 0
 
 
@@ -162,9 +188,13 @@ def _tokens_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def _tokens_list(args: argparse.Namespace, settings: Settings) -> int:
     async def work(store: PeopleStore, actor: Actor) -> list[TokenInfo]:
-        # Anyone may list their own tokens; everyone's, or another's, is for admins.
-        authorize(actor, "token.list" if args.user == actor.name else "token.list_all")
-        return await store.list_tokens(args.user)
+        # Anyone may list their own tokens (theirs is what they see without --user);
+        # everyone's, or another's, is for admins.
+        user = args.user
+        if user is None and not allowed(actor, "token.list_all"):
+            user = actor.name
+        authorize(actor, "token.list" if user == actor.name else "token.list_all")
+        return await store.list_tokens(user)
 
     tokens = acting(settings, work)
     if args.json:

@@ -1,7 +1,7 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
 the audited actions on issues, findings and events, the fixes and their moves, remediation
-runs, the audit trail, people and their API tokens, and the versioned migrations of schema
-``mendline``."""
+runs, the audit trail, people and their API tokens, the versioned migrations of schema
+``mendline`` and the grants of a role that does not own it."""
 
 from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
 from mendline.sinks.postgres._alerts import (
@@ -41,6 +41,7 @@ from mendline.sinks.postgres._findings import (
     StoredFinding,
 )
 from mendline.sinks.postgres._fixes import FixStore, Handover, StoredFix, connect_fixes
+from mendline.sinks.postgres._grants import app_grants, grant_statements
 from mendline.sinks.postgres._health import (
     DueSlot,
     HealthStore,
@@ -98,6 +99,7 @@ __all__ = [
     "SyncResult",
     "TokenInfo",
     "User",
+    "app_grants",
     "append_audit",
     "available_migrations",
     "connect_alerts",
@@ -109,6 +111,7 @@ __all__ = [
     "connect_people",
     "connect_remediations",
     "connect_store",
+    "grant_statements",
     "is_bad_data",
     "is_outage",
     "migrate",

@@ -4,8 +4,9 @@ is the base of the stores whose changes write one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
@@ -76,7 +77,9 @@ async def append_audit(conn: _Conn, entry: AuditEntry) -> StoredAuditEntry:
     database's clock read under it, ``prev_hash`` the last row's ``row_hash`` (or
     ``GENESIS_HASH``), ``row_hash`` is ``audit_hash(entry, at, prev_hash)``, with ``before``
     and ``after`` as jsonb gives them back. The transaction must be read committed (the
-    default; ValueError otherwise): a snapshot taken before the lock would fork the chain.
+    server's usual default; ask for it, ``conn.transaction(isolation="read_committed")``,
+    when a server's may differ; ValueError otherwise): a snapshot taken before the lock
+    would fork the chain.
     Driver errors pass through: the caller's transaction is the caller's to translate."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
     stored = await conn.fetchrow(
@@ -126,8 +129,9 @@ class AuditStore:
         await self.pool.close()
 
     async def append(self, entry: AuditEntry) -> StoredAuditEntry:
-        """Append ``entry`` in a transaction of its own (see ``append_audit``)."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        """Append ``entry`` in a read committed transaction of its own (see ``append_audit``),
+        whatever the server's default isolation."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="read_committed"):
             return await append_audit(conn, entry)
 
     async def list(
@@ -147,9 +151,10 @@ class AuditStore:
         rows = await self.pool.fetch(_LIST, actor, action, target, since, until, before_id, limit)
         return [_entry(row) for row in rows]
 
-    async def verify(self) -> ChainCheck:
-        """Walk the whole chain in id order, streamed with a cursor, to its first break."""
-        walk = ChainWalk()
+    async def verify(self, expect: str | None = None) -> ChainCheck:
+        """Walk the whole chain in id order, streamed with a cursor, to its first break;
+        with ``expect``, looking for the intact row with that ``row_hash``."""
+        walk = ChainWalk(expect)
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             query = f"SELECT {_COLUMNS} FROM mendline.audit_log ORDER BY id"
             async for row in conn.cursor(query, prefetch=500):
@@ -173,6 +178,13 @@ class AuditedStore:
     async def close(self) -> None:
         """Close the pool; idempotent."""
         await self.pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _changing(self) -> AsyncIterator[_Conn]:
+        """A connection in a read committed transaction, whatever the server's default: the
+        audit row's chain needs it (``append_audit``)."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="read_committed"):
+            yield conn
 
     async def _record(
         self,

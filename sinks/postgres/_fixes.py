@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -579,13 +578,6 @@ class FixStore(AuditedStore):
     ) -> None:
         was, now = changed_fields(_audit_form(before), _audit_form(after)) or ({}, {})
         await self._record(conn, actor, action, f"fix:{after.id}", was, {**now, **(also or {})})
-
-    @contextlib.asynccontextmanager
-    async def _changing(self) -> AsyncIterator[_Conn]:
-        """A connection in a read committed transaction (what append_audit needs, whatever
-        the server's default)."""
-        async with self.pool.acquire() as conn, conn.transaction(isolation="read_committed"):
-            yield conn
 
     async def _locked(self, conn: _Conn, fix_id: int) -> StoredFix:
         return await self._fix(conn, fix_id, lock=True)

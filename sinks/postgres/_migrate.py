@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from mendline.schemas.errors import DatabaseUnavailable
+
 __all__ = ["MIGRATIONS_LOCK", "available_migrations", "migrate", "migrated_pool"]
 
 log = logging.getLogger("mendline.sinks")
@@ -26,9 +28,14 @@ def available_migrations() -> list[tuple[str, str]]:
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply the migrations not applied yet; returns their versions.
 
+    The applied ones are read first, and when none is pending nothing else is done: no DDL,
+    no lock, so a role that does not own the schema (``mendline grants``) connects as well.
     Safe when several processes run it at once: they serialise on an advisory lock, and each
-    migration runs in a transaction with its bookkeeping row.
+    migration runs in a transaction with its bookkeeping row. A pending migration that this
+    role may not apply is DatabaseUnavailable, with the hint to migrate as the owner.
     """
+    if not await _pending(conn):
+        return []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATIONS_LOCK)
     try:
         await conn.execute(
@@ -40,9 +47,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
             );
             """
         )
-        done = {
-            r["version"] for r in await conn.fetch("SELECT version FROM mendline.schema_migrations")
-        }
+        done = await _applied(conn)
         applied = []
         for version, sql in available_migrations():
             if version in done:
@@ -55,8 +60,34 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
             log.info("mendline: applied migration %s", version)
             applied.append(version)
         return applied
+    except asyncpg.InsufficientPrivilegeError as exc:
+        role = await conn.fetchval("SELECT current_user")
+        raise DatabaseUnavailable(
+            f"migrations are pending and the role {role} may not apply them: {exc}",
+            hint="run `mendline migrate` as the schema's owner, then apply"
+            " `mendline grants ROLE` again",
+        ) from exc
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATIONS_LOCK)
+
+
+async def _applied(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch("SELECT version FROM mendline.schema_migrations")
+    return {row["version"] for row in rows}
+
+
+async def _pending(conn: asyncpg.Connection) -> bool:
+    """Whether a shipped migration is not applied, read without changing anything (True
+    when the bookkeeping table is not there, or not readable by this role)."""
+    try:
+        done = await _applied(conn)
+    except (
+        asyncpg.UndefinedTableError,
+        asyncpg.InvalidSchemaNameError,
+        asyncpg.InsufficientPrivilegeError,
+    ):
+        return True
+    return any(version not in done for version, _ in available_migrations())
 
 
 async def migrated_pool(url: str, max_size: int, **options: Any) -> asyncpg.Pool:

@@ -14,11 +14,13 @@ import asyncpg
 from mendline.analyzers.policy.people import (
     authorize,
     check_token_role,
+    last_admin_refusal,
     lower_role,
     new_token,
     parse_token,
     token_hash,
     token_refusal,
+    user_name_refusal,
 )
 from mendline.schemas.errors import (
     AuthenticationFailed,
@@ -86,9 +88,13 @@ class PeopleStore(AuditedStore):
     TokenNotFound; database failures as DatabaseUnavailable or RejectedData."""
 
     async def add_user(self, actor: Actor, name: str, role: Role) -> User:
-        """Add a user; RejectedData when the name is taken."""
+        """Add a user; RejectedData when the name is taken or cannot be one
+        (``user_name_refusal``)."""
         authorize(actor, "user.add")
-        async with self.pool.acquire() as conn, conn.transaction():
+        refusal = user_name_refusal(name)
+        if refusal is not None:
+            raise RejectedData(refusal, sqlstate="22023", hint="choose another name")
+        async with self._changing() as conn:
             row = await conn.fetchrow(
                 f"""INSERT INTO mendline.users (name, role, created_by) VALUES ($1, $2, $3)
                     ON CONFLICT (name) DO NOTHING RETURNING {_USER_COLUMNS}""",
@@ -108,11 +114,21 @@ class PeopleStore(AuditedStore):
         rows = await self.pool.fetch(f"SELECT {_USER_COLUMNS} FROM mendline.users ORDER BY name")
         return [User(**dict(row)) for row in rows]
 
-    async def set_role(self, actor: Actor, name: str, role: Role) -> User:
-        """Give a user another role (their tokens act with at most it from now on)."""
+    async def set_role(self, actor: Actor, name: str, role: Role) -> tuple[User, bool]:
+        """Give a user another role (their tokens act with at most it from now on): the
+        user as now, and whether the role changed (the same role changes nothing and writes
+        no audit row). PermissionDenied when it would leave no active admin."""
         authorize(actor, "user.set_role")
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._changing() as conn:
+            admins = await self._active_admins(conn)
             before = await self._user(conn, name, lock=True)
+            if before.role == role:
+                return before, False
+            refusal = last_admin_refusal(
+                name, admins, stays_admin=role == "admin", action="user.set_role"
+            )
+            if refusal is not None:
+                raise refusal
             row = await conn.fetchrow(
                 f"UPDATE mendline.users SET role = $2 WHERE id = $1 RETURNING {_USER_COLUMNS}",
                 before.id,
@@ -122,16 +138,21 @@ class PeopleStore(AuditedStore):
             await self._record(
                 conn, actor, "user.set_role", f"user:{name}", {"role": before.role}, {"role": role}
             )
-        return User(**dict(row))
+        return User(**dict(row)), True
 
     async def disable_user(self, actor: Actor, name: str) -> User:
         """Disable a user: their tokens stop authenticating. Disabling a disabled user
-        changes nothing (and writes no audit row)."""
+        changes nothing (and writes no audit row); the last active admin is refused
+        (PermissionDenied)."""
         authorize(actor, "user.disable")
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._changing() as conn:
+            admins = await self._active_admins(conn)
             before = await self._user(conn, name, lock=True)
             if before.disabled_at is not None:
                 return before
+            refusal = last_admin_refusal(name, admins, stays_admin=False, action="user.disable")
+            if refusal is not None:
+                raise refusal
             row = await conn.fetchrow(
                 f"""UPDATE mendline.users SET disabled_at = now() WHERE id = $1
                     RETURNING {_USER_COLUMNS}""",
@@ -142,6 +163,26 @@ class PeopleStore(AuditedStore):
                 conn, actor, "user.disable", f"user:{name}", {"disabled": False}, {"disabled": True}
             )
         return User(**dict(row))
+
+    async def enable_user(self, actor: Actor, name: str) -> tuple[User, bool]:
+        """Enable a disabled user again (their tokens not revoked or expired work again): the
+        user as now, and whether they were disabled (enabling an enabled user changes nothing
+        and writes no audit row)."""
+        authorize(actor, "user.enable")
+        async with self._changing() as conn:
+            before = await self._user(conn, name, lock=True)
+            if before.disabled_at is None:
+                return before, False
+            row = await conn.fetchrow(
+                f"""UPDATE mendline.users SET disabled_at = NULL WHERE id = $1
+                    RETURNING {_USER_COLUMNS}""",
+                before.id,
+            )
+            assert row is not None  # the user was read in this transaction
+            await self._record(
+                conn, actor, "user.enable", f"user:{name}", {"disabled": True}, {"disabled": False}
+            )
+        return User(**dict(row)), True
 
     async def create_token(
         self,
@@ -154,7 +195,7 @@ class PeopleStore(AuditedStore):
         """A new token of ``user`` with ``role`` (default: the user's), at most the user's
         role: (the token, to show once and never again; what is stored of it)."""
         authorize(actor, "token.create")
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._changing() as conn:
             owner = await self._user(conn, user, lock=True)
             if owner.disabled_at is not None:
                 raise PermissionDenied(
@@ -205,7 +246,7 @@ class PeopleStore(AuditedStore):
     async def revoke_token(self, actor: Actor, token_id: str) -> TokenInfo:
         """Revoke a token: an admin any, a user their own. Revoking a revoked token
         changes nothing (and writes no audit row)."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._changing() as conn:
             before = await self._token(conn, token_id, lock=True)
             own = actor.user_id is not None and actor.user_id == before.user_id
             authorize(actor, "token.revoke_own" if own else "token.revoke")
@@ -265,6 +306,16 @@ class PeopleStore(AuditedStore):
             user_id=row["user_id"],
             token_id=parsed.token_id,
         )
+
+    async def _active_admins(self, conn: _Conn) -> list[str]:
+        """The active admins' names, their rows locked until the transaction ends: two
+        changes that would each leave one admin take turns, and the second sees the first's
+        (locked before the changed user's row, always in one order, so they cannot deadlock)."""
+        rows = await conn.fetch(
+            """SELECT name FROM mendline.users WHERE role = 'admin' AND disabled_at IS NULL
+               ORDER BY id FOR UPDATE"""
+        )
+        return [row["name"] for row in rows]
 
     async def _user(self, conn: _Conn, name: str, *, lock: bool = False) -> User:
         row = await conn.fetchrow(

@@ -143,7 +143,7 @@ class RemediationStore(AuditedStore):
     async def approve(self, actor: Actor, run_id: int) -> RemediationRun:
         """Approve a ``requested`` run: a worker may start it from now on."""
         authorize(actor, "remediation.run")
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._changing() as conn:
             before = await self._run(conn, run_id, lock=True)
             return await self._move(
                 conn,
@@ -160,7 +160,7 @@ class RemediationStore(AuditedStore):
         person's ``reason``."""
         authorize(actor, "remediation.run")
         said = f"declined by {actor.name}" + (f": {reason}" if reason else "")
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._changing() as conn:
             before = await self._run(conn, run_id, lock=True)
             return await self._move(
                 conn,
@@ -185,7 +185,7 @@ class RemediationStore(AuditedStore):
         Starts of one target take turns, so of two at once exactly one wins. A running run
         whose lease ran out (its worker died) is ended ``failed`` (audited
         ``remediation.abandon``) and its slot taken over."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._changing() as conn:
             target = await conn.fetchval(
                 "SELECT target FROM mendline.remediation_runs WHERE id = $1", run_id
             )
@@ -220,7 +220,7 @@ class RemediationStore(AuditedStore):
         ``timed_out`` or ``dry_run`` by the outcome's result; the target's slot is free."""
         state = finished_state(outcome.result)
         described = outcome.model_dump(mode="json", exclude={"output"})
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._changing() as conn:
             before = await self._run(conn, run_id, lock=True)
             return await self._move(
                 conn,
@@ -240,7 +240,7 @@ class RemediationStore(AuditedStore):
     async def record_verification(self, run_id: int, helped: bool) -> RemediationRun:
         """Record whether the check, run again after the run, passed: ``verified`` true; or
         false and the run becomes ``not_helped``. Once per run, after it finished."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._changing() as conn:
             before = await self._run(conn, run_id, lock=True)
             if before.state not in _VERIFIABLE or before.verified is not None:
                 raise IllegalTransition(
@@ -271,7 +271,7 @@ class RemediationStore(AuditedStore):
     async def record_escalation(self, run_id: int) -> RemediationRun:
         """Record that people were alerted because the run did not help; once (a second
         call changes nothing and writes no audit row)."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._changing() as conn:
             before = await self._run(conn, run_id, lock=True)
             if before.escalated_at is not None:
                 return before
@@ -336,7 +336,7 @@ class RemediationStore(AuditedStore):
         state: RunState,
         approved_by: str | None,
     ) -> RemediationRun:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._changing() as conn:
             row = await conn.fetchrow(
                 _INSERT,
                 name,

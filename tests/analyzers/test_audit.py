@@ -129,3 +129,56 @@ def test_changed_fields_keeps_only_what_differs(
     changed: tuple[dict[str, object], dict[str, object]] | None,
 ) -> None:
     assert changed_fields(before, after) == changed
+
+
+def rewritten(rows: list[StoredAuditEntry], i: int, **changes: object) -> list[StoredAuditEntry]:
+    """Row ``i`` changed and it and every row after it rehashed: the hash has no key, so
+    whoever can write the table can do this, and the chain verifies."""
+    out, prev = rows[:i], rows[i - 1].row_hash if i else GENESIS_HASH
+    for n, row in enumerate(rows[i:]):
+        row = row.model_copy(update={**(changes if n == 0 else {}), "prev_hash": prev})
+        row = row.model_copy(update={"row_hash": audit_hash(row, row.at, prev)})
+        out.append(row)
+        prev = row.row_hash
+    return out
+
+
+@pytest.mark.parametrize(
+    ("rows", "expect", "expected_id", "holds"),
+    [
+        (ROWS, ROWS[4].row_hash, 50, True),
+        (ROWS, ROWS[1].row_hash, 20, True),  # an older hash kept: rows after it are added
+        (ROWS, GENESIS_HASH, 0, True),
+        ([], GENESIS_HASH, 0, True),
+        (ROWS[:4], ROWS[4].row_hash, None, False),  # the last row removed
+        (rewritten(ROWS, 2, target="issue:99"), ROWS[3].row_hash, None, False),
+        (rewritten(ROWS, 2, target="issue:99"), ROWS[1].row_hash, 20, True),  # before it
+        (altered(ROWS, 3, target="issue:99"), ROWS[4].row_hash, None, False),  # after a break
+        (altered(ROWS, 3, target="issue:99"), ROWS[1].row_hash, 20, False),  # broken anyway
+        ([], "a" * 64, None, False),
+    ],
+)
+def test_a_hash_kept_elsewhere_must_be_in_the_intact_chain(
+    rows: list[StoredAuditEntry], expect: str, expected_id: int | None, holds: bool
+) -> None:
+    assert verify_chain(rewritten(ROWS, 2, target="issue:99")).intact  # undetectable alone
+    check = verify_chain(rows, expect)
+    assert (check.expected, check.expected_id, check.holds) == (expect, expected_id, holds)
+    assert verify_chain(rows).holds == verify_chain(rows).intact
+
+
+def test_what_the_walk_found_for_people() -> None:
+    assert verify_chain(ROWS).describe() == (
+        f"the audit chain is intact: 5 row(s), last hash {ROWS[4].row_hash}"
+    )
+    assert verify_chain(ROWS, ROWS[1].row_hash).describe() == (
+        f"the audit chain is intact: 5 row(s), last hash {ROWS[4].row_hash};"
+        " row 20 has the expected hash"
+    )
+    assert verify_chain(ROWS[:4], ROWS[4].row_hash).describe() == (
+        f"the audit chain does not hold the expected hash {ROWS[4].row_hash}: rows were"
+        " removed from its end, or it was rewritten from a row before that one"
+    )
+    assert verify_chain(ROWS[1:]).describe() == (
+        "the audit chain is broken: the row before 20 was removed or altered"
+    )

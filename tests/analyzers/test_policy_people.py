@@ -8,13 +8,16 @@ import pytest
 
 from mendline.analyzers.policy.people import (
     PERMISSIONS,
+    allowed,
     authorize,
     check_token_role,
+    last_admin_refusal,
     lower_role,
     new_token,
     parse_token,
     token_hash,
     token_refusal,
+    user_name_refusal,
 )
 from mendline.schemas.errors import AuthenticationFailed, PermissionDenied
 from mendline.schemas.people import ROLES, Actor, Role
@@ -46,6 +49,7 @@ def actor(role: Role) -> Actor:
         ("user.add", "admin"),
         ("user.set_role", "admin"),
         ("user.disable", "admin"),
+        ("user.enable", "admin"),
         ("token.create", "admin"),
         ("token.revoke", "admin"),
         ("policy.change", "admin"),
@@ -156,3 +160,61 @@ def test_why_a_known_token_may_not_act(
         now=NOW, expires_at=expires, revoked_at=revoked, user_disabled_at=disabled
     )
     assert (refusal.reason if refusal else None) == reason
+
+
+@pytest.mark.parametrize(
+    ("name", "admins", "stays_admin", "refused"),
+    [
+        ("alice", ["alice"], False, True),  # the last admin, demoted or disabled
+        ("alice", ["alice"], True, False),  # made admin again: still one
+        ("alice", ["alice", "bob"], False, False),
+        ("carol", ["alice"], False, False),  # not an admin: no admin is lost
+        ("carol", [], False, False),  # no admin to lose (before the first one)
+        ("alice", [], True, False),
+    ],
+)
+def test_the_last_active_admin_stays(
+    name: str, admins: list[str], stays_admin: bool, refused: bool
+) -> None:
+    refusal = last_admin_refusal(name, admins, stays_admin=stays_admin, action="user.disable")
+    assert (refusal is not None) is refused
+    if refusal is not None:
+        assert str(refusal).startswith("alice is the last active admin: user.disable would")
+        assert refusal.action == "user.disable" and refusal.hint
+
+
+@pytest.mark.parametrize(
+    ("role", "action", "may"),
+    [
+        ("admin", "token.list_all", True),
+        ("approver", "token.list_all", False),
+        ("viewer", "token.list", True),
+        ("admin", "issue.delete", False),  # unknown to the table: no one
+    ],
+)
+def test_allowed_is_authorize_without_the_refusal(role: Role, action: str, may: bool) -> None:
+    assert allowed(actor(role), action) is may
+
+
+@pytest.mark.parametrize(
+    ("name", "refusal"),
+    [
+        ("alice", None),
+        ("Zoë O'Brien", None),
+        ("ci-bot@example.com", None),
+        ("x" * 200, None),
+        ("", "a user's name has 1 to 200 characters"),
+        ("x" * 201, "a user's name has 1 to 200 characters"),
+        (" alice", "a user's name may not start or end with spaces"),
+        ("alice\t", "a user's name may not start or end with spaces"),
+        ("alice\u00a0", "a user's name may not start or end with spaces"),
+        ("mallory\x1b[2J", "a user's name may not hold the control character U+001B"),
+        ("ali\u202ece", "a user's name may not hold the control character U+202E"),
+        ("al\u200bice", "a user's name may not hold the control character U+200B"),
+        ("a\x00b", "a user's name may not hold the control character U+0000"),
+        ("mendline", "'mendline' is mendline's own name in the audit trail"),
+        ("MendLine", "'mendline' is mendline's own name in the audit trail"),
+    ],
+)
+def test_which_names_a_user_may_have(name: str, refusal: str | None) -> None:
+    assert user_name_refusal(name) == refusal

@@ -11,7 +11,7 @@ import pytest
 from mendline.schemas.people import SYSTEM_ACTOR, Actor, AuditEntry, StoredAuditEntry
 from mendline.schemas.settings import load_settings
 from mendline.sinks.postgres import AuditStore, connect_audit
-from tests.cli_helpers import cli, json_lines, usage_error
+from tests.cli_helpers import cli, failure, json_lines, json_object, usage_error
 from tests.db_helpers import behind_audit_trigger
 
 pytestmark = pytest.mark.integration
@@ -28,6 +28,10 @@ async def store(fresh_db_url: str) -> AsyncIterator[AuditStore]:
         await audit.close()
 
 
+def as_local_admin(url: str) -> dict[str, str]:
+    return {"MENDLINE_DATABASE_URL": url, "MENDLINE_TOKEN": "", "MENDLINE_LOCAL_ROLE": "admin"}
+
+
 async def fill(store: AuditStore) -> list[StoredAuditEntry]:
     return [
         await store.append(AuditEntry(actor=ALICE, action="issue.resolve", target="issue:12")),
@@ -38,7 +42,7 @@ async def fill(store: AuditStore) -> list[StoredAuditEntry]:
 
 async def test_list_filters_and_escapes(store: AuditStore, fresh_db_url: str) -> None:
     rows = await fill(store)
-    env = {"MENDLINE_DATABASE_URL": fresh_db_url}
+    env = as_local_admin(fresh_db_url)
 
     shown = await cli("audit", "list", env=env)
     assert shown.returncode == 0, shown.stderr
@@ -69,7 +73,7 @@ async def test_list_filters_and_escapes(store: AuditStore, fresh_db_url: str) ->
 
 async def test_verify_exit_status_and_the_broken_row(store: AuditStore, fresh_db_url: str) -> None:
     rows = await fill(store)
-    env = {"MENDLINE_DATABASE_URL": fresh_db_url}
+    env = as_local_admin(fresh_db_url)
     intact = await cli("audit", "verify", env=env)
     assert intact.returncode == 0, intact.stderr
     assert intact.stdout == f"the audit chain is intact: 3 row(s), last hash {rows[2].row_hash}\n"
@@ -101,3 +105,54 @@ async def test_verify_exit_status_and_the_broken_row(store: AuditStore, fresh_db
         "altered",
         1,
     )
+
+
+async def test_reading_the_trail_needs_someone_who_may(
+    store: AuditStore, fresh_db_url: str
+) -> None:
+    await fill(store)
+    admin = as_local_admin(fresh_db_url)
+    nobody = {**admin, "MENDLINE_LOCAL_ROLE": "none"}
+    for command in (("audit", "list"), ("audit", "verify")):
+        message, hint = failure(await cli(*command, env=nobody))
+        assert message == "acting as the local OS user is off (MENDLINE_LOCAL_ROLE=none)"
+        assert "MENDLINE_TOKEN" in hint
+
+    await cli("users", "add", "carol", "--role", "viewer", env=admin)
+    made = json_object(await cli("tokens", "create", "--user", "carol", "--json", env=admin))
+    carol = {**nobody, "MENDLINE_TOKEN": made["token"]}
+    assert len(json_lines(await cli("audit", "list", "--json", env=carol))) == 5
+    assert (await cli("audit", "verify", env=carol)).returncode == 0
+    await cli("tokens", "revoke", made["token_id"], env=admin)
+    for command in (("audit", "list"), ("audit", "verify")):
+        message, _ = failure(await cli(*command, env=carol))
+        assert message.startswith("the token was revoked at ")
+
+
+async def test_verify_expect_holds_a_hash_kept_outside_the_database(
+    store: AuditStore, fresh_db_url: str
+) -> None:
+    rows = await fill(store)
+    env = as_local_admin(fresh_db_url)
+    kept = json.loads((await cli("audit", "verify", "--json", env=env)).stdout)["last_hash"]
+    assert kept == rows[2].row_hash
+    held = await cli("audit", "verify", "--expect", kept.upper(), env=env)
+    assert held.returncode == 0, held.stdout
+    assert held.stdout == (
+        f"the audit chain is intact: 3 row(s), last hash {kept}; row {rows[2].id} has the"
+        " expected hash\n"
+    )
+    await store.append(AuditEntry(actor=ALICE, action="issue.merge", target="issue:12"))
+    assert (await cli("audit", "verify", "--expect", kept, env=env)).returncode == 0
+
+    # The two newest rows removed: the chain is intact, but no longer holds the kept hash.
+    await behind_audit_trigger(
+        fresh_db_url, "DELETE FROM mendline.audit_log WHERE id >= $1", rows[2].id
+    )
+    assert (await cli("audit", "verify", env=env)).returncode == 0
+    lost = await cli("audit", "verify", "--expect", kept, "--json", env=env)
+    assert lost.returncode == 1
+    found = json.loads(lost.stdout)
+    assert (found["intact"], found["holds"], found["expected_id"]) == (True, False, None)
+    assert found["message"].startswith(f"the audit chain does not hold the expected hash {kept}")
+    assert "64 hexadecimal" in usage_error(await cli("audit", "verify", "--expect", "abc", env=env))

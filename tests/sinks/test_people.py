@@ -4,6 +4,7 @@ table of the test, on the change's connection), tokens shown once and stored as 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -20,8 +21,8 @@ from mendline.schemas.errors import (
     UserNotFound,
 )
 from mendline.schemas.people import SYSTEM_ACTOR, Actor, AuditEntry
-from mendline.sinks.postgres import PeopleStore, migrated_pool
-from tests.db_helpers import query
+from mendline.sinks.postgres import AuditStore, PeopleStore, append_audit, migrated_pool
+from tests.db_helpers import query, repeatable_read_pool
 
 ROOT = Actor(name="root", role="admin", auth="local")
 
@@ -87,7 +88,7 @@ async def test_users_are_added_listed_given_roles_and_disabled_each_audited(
         "root",
     )
     await store.add_user(ROOT, "bob", "viewer")
-    assert await store.set_role(ROOT, "bob", "approver") == (await store.list_users())[1]
+    assert await store.set_role(ROOT, "bob", "approver") == ((await store.list_users())[1], True)
     disabled = await store.disable_user(ROOT, "alice")
     assert disabled.disabled_at is not None
     assert await store.disable_user(ROOT, "alice") == disabled  # no change, no audit row
@@ -115,6 +116,44 @@ async def test_users_are_added_listed_given_roles_and_disabled_each_audited(
             "cli@test",
         ),
     ]
+
+
+async def test_the_same_role_again_changes_nothing_and_writes_no_row(store: PeopleStore) -> None:
+    alice = await store.add_user(ROOT, "alice", "responder")
+    assert await store.set_role(ROOT, "alice", "responder") == (alice, False)
+    assert [row[1] for row in await audit_rows(store)] == ["user.add"]
+
+
+async def test_a_disabled_user_is_enabled_again_audited_with_their_tokens(
+    store: PeopleStore,
+) -> None:
+    await store.add_user(ROOT, "alice", "viewer")
+    token, _ = await store.create_token(ROOT, "alice")
+    await store.disable_user(ROOT, "alice")
+    with pytest.raises(AuthenticationFailed):
+        await store.authenticate(token)
+    enabled, changed = await store.enable_user(ROOT, "alice")
+    assert changed and enabled.disabled_at is None
+    assert (await store.authenticate(token)).name == "alice"
+    assert await store.enable_user(ROOT, "alice") == (enabled, False)  # no change, no row
+    with pytest.raises(PermissionDenied, match="needs the role admin"):
+        await store.enable_user(Actor(name="eve", role="approver", auth="token"), "alice")
+    with pytest.raises(UserNotFound):
+        await store.enable_user(ROOT, "nobody")
+    assert [row[1:5] for row in await audit_rows(store)][-1] == (
+        "user.enable",
+        "user:alice",
+        '{"disabled": true}',
+        '{"disabled": false}',
+    )
+    assert [row[1] for row in await audit_rows(store)].count("user.enable") == 1
+
+
+@pytest.mark.parametrize("name", ["mendline", "Mendline", " alice", "bob\n", "eve\x1b[2J"])
+async def test_names_that_mislead_are_refused(store: PeopleStore, name: str) -> None:
+    with pytest.raises(RejectedData, match=r"a user's name may not|mendline's own name"):
+        await store.add_user(ROOT, name, "admin")
+    assert await store.list_users() == [] and await audit_rows(store) == []
 
 
 async def test_a_taken_name_and_an_unknown_user_are_clear_errors(store: PeopleStore) -> None:
@@ -255,6 +294,55 @@ async def test_a_user_may_revoke_their_own_token_and_no_one_elses(store: PeopleS
     assert [row[1] for row in await audit_rows(store)].count("token.revoke") == 1
 
 
+async def test_the_last_active_admin_can_be_neither_demoted_nor_disabled(
+    store: PeopleStore,
+) -> None:
+    await store.add_user(ROOT, "alice", "admin")
+    token, _ = await store.create_token(ROOT, "alice")
+    alice = await store.authenticate(token)
+    for change in (
+        store.set_role(alice, "alice", "approver"),  # by themselves
+        store.disable_user(alice, "alice"),
+        store.set_role(ROOT, "alice", "viewer"),  # by someone else
+        store.disable_user(ROOT, "alice"),
+    ):
+        with pytest.raises(PermissionDenied, match="alice is the last active admin"):
+            await change
+    assert (await store.set_role(alice, "alice", "admin"))[1] is False  # no change: allowed
+    await store.add_user(alice, "bob", "admin")
+    await store.disable_user(alice, "bob")  # a disabled admin is no admin
+    with pytest.raises(PermissionDenied, match="last active admin"):
+        await store.set_role(ROOT, "alice", "viewer")
+    await store.add_user(alice, "carol", "admin")
+    assert (await store.set_role(alice, "alice", "viewer"))[0].role == "viewer"
+    with pytest.raises(PermissionDenied, match="carol is the last active admin"):
+        await store.disable_user(ROOT, "carol")
+    users = await store.list_users()
+    assert [(u.name, u.role, u.disabled_at is None) for u in users] == [
+        ("alice", "viewer", True),
+        ("bob", "admin", False),
+        ("carol", "admin", True),
+    ]
+    actions = [row[1] for row in await audit_rows(store)]
+    assert actions.count("user.disable") == 1 and actions.count("user.set_role") == 1
+
+
+async def test_two_admins_removing_each_other_at_once_leave_one(store: PeopleStore) -> None:
+    for _ in range(5):
+        await store.pool.execute("TRUNCATE mendline.api_tokens, mendline.users")
+        await store.add_user(ROOT, "alice", "admin")
+        await store.add_user(ROOT, "bob", "admin")
+        results = await asyncio.gather(
+            store.set_role(ROOT, "alice", "viewer"),
+            store.disable_user(ROOT, "bob"),
+            return_exceptions=True,
+        )
+        refused = [r for r in results if isinstance(r, PermissionDenied)]
+        assert len(refused) == 1, results
+        admins = [u for u in await store.list_users() if u.role == "admin" and not u.disabled_at]
+        assert len(admins) == 1
+
+
 async def test_a_change_whose_audit_fails_leaves_neither_the_change_nor_its_audit_row(
     pool: asyncpg.Pool,
 ) -> None:
@@ -264,3 +352,25 @@ async def test_a_change_whose_audit_fails_leaves_neither_the_change_nor_its_audi
         await store.disable_user(ROOT, "alice")
     assert (await store.list_users())[0].disabled_at is None
     assert [row[1] for row in await audit_rows(store)] == ["user.add"]
+
+
+async def test_changes_are_audited_on_a_server_whose_default_is_repeatable_read(
+    pool: asyncpg.Pool, fresh_db_url: str
+) -> None:
+    async with repeatable_read_pool(fresh_db_url) as strict:
+        store = PeopleStore(strict, append_audit, origin="cli@test")
+        assert await strict.fetchval("SHOW default_transaction_isolation") == "repeatable read"
+        await store.add_user(ROOT, "alice", "viewer")
+        await store.set_role(ROOT, "alice", "responder")
+        _, info = await store.create_token(ROOT, "alice")
+        await store.revoke_token(ROOT, info.token_id)
+        await store.disable_user(ROOT, "alice")
+        trail = AuditStore(strict)
+        assert [r.action for r in reversed(await trail.list())] == [
+            "user.add",
+            "user.set_role",
+            "token.create",
+            "token.revoke",
+            "user.disable",
+        ]
+        assert (await trail.verify()).intact
