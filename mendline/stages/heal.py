@@ -5,6 +5,7 @@ settled by what production does after."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
@@ -13,7 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mendline.analyzers.policy import FixCandidate, MappedPatch, decide, load_policy, map_patch
+from mendline.analyzers.policy import (
+    SHIPPED_POLICY,
+    FixCandidate,
+    MappedPatch,
+    decide,
+    load_policy,
+    map_patch,
+    shipped_policy_text,
+)
 from mendline.schemas.errors import ForgeError, PatchRefused
 from mendline.schemas.finding import Finding
 from mendline.schemas.fix import PolicyDecision, check_transition
@@ -50,7 +59,16 @@ from mendline.stages._waiting import (
     wait_any,
 )
 
-__all__ = ["METRICS", "HealStats", "Healer", "check", "policy_decision", "run", "verify_plan"]
+__all__ = [
+    "METRICS",
+    "HealStats",
+    "Healer",
+    "check",
+    "policy_decision",
+    "policy_digest",
+    "run",
+    "verify_plan",
+]
 
 log = logging.getLogger("mendline.heal")
 
@@ -128,6 +146,7 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
         len(policy.repositories),
     )
     try:
+        await fixes.record_policy(*policy_digest(settings))
         await healer.cleanup()
         await healer.run(stop)
     finally:
@@ -449,6 +468,15 @@ async def policy_decision(policy: FixPolicy, finding: Finding, fixes: FixStore) 
         name = mapped.repository.name
         recent[name] = await fixes.automatic_since(name, _HOUR)
     return decide(policy, candidate, recent)
+
+
+def policy_digest(settings: Settings) -> tuple[str, str]:
+    """The fix policy's SHA-256 and where it is from (the file, or the shipped default): a
+    change of it is noted in the audit trail when a heal stage starts with it."""
+    path = settings.fix_policy_file
+    if path is None:
+        return hashlib.sha256(shipped_policy_text().encode()).hexdigest(), SHIPPED_POLICY
+    return hashlib.sha256(path.read_bytes()).hexdigest(), str(path)
 
 
 def verify_plan(repository: Repository) -> VerifyPlan:

@@ -33,7 +33,7 @@ from mendline.schemas.fix import (
 from mendline.schemas.people import SYSTEM_ACTOR, Actor, AuthMethod
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres._admin import IssueActions
-from mendline.sinks.postgres._audit import AuditedStore, AuditWriter, append_audit
+from mendline.sinks.postgres._audit import AUDIT_LOCK, AuditedStore, AuditWriter, append_audit
 from mendline.sinks.postgres._errors import translating
 from mendline.sinks.postgres._migrate import migrated_pool
 
@@ -170,6 +170,11 @@ WHERE repository = $1 AND approvals_needed = 0 AND decision ->> 'verdict' = 'aut
 _LIVE = """
 SELECT id, issue_id FROM mendline.fix_jobs
 WHERE repository = $1 AND state NOT IN ('proposed', 'approved', 'rejected', 'failed')
+"""
+
+_LAST_POLICY = """
+SELECT after::text FROM mendline.audit_log
+WHERE target = 'policy:fixes' AND action = 'policy.change' ORDER BY id DESC LIMIT 1
 """
 
 _DUE = """
@@ -468,6 +473,20 @@ class FixStore(AuditedStore):
         return {
             name(row["issue_id"], row["id"]) for row in rows for name in (fix_branch, revert_branch)
         }
+
+    async def record_policy(self, digest: str, source: str) -> bool:
+        """Note the fix policy in use (its SHA-256 and where it is from) in the audit trail
+        when it differs from the one noted last: ``policy.change`` by mendline on
+        ``policy:fixes``. Whether it was new. Workers starting at once note it once."""
+        async with self._changing() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
+            last = await conn.fetchval(_LAST_POLICY)
+            before = None if last is None else json.loads(last)
+            if before is not None and before.get("sha256") == digest:
+                return False
+            after = {"sha256": digest, "source": source}
+            await self._record(conn, SYSTEM_ACTOR, "policy.change", "policy:fixes", before, after)
+            return True
 
     async def settle_deployed(self, window_seconds: float, limit: int = 100) -> list[StoredFix]:
         """Judge the deployed fixes whose ``window_seconds`` since their deployment have

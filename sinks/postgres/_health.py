@@ -39,7 +39,9 @@ from mendline.schemas.checks import (
 )
 from mendline.schemas.errors import ConfigError, NotFound
 from mendline.schemas.event import LEVEL_RANK
+from mendline.schemas.people import SYSTEM_ACTOR, AuditEntry
 from mendline.schemas.redaction import redact_url
+from mendline.sinks.postgres._audit import append_audit
 from mendline.sinks.postgres._errors import translating
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL
 
@@ -173,7 +175,7 @@ class HealthStore:
         retired names back restored. An unchanged check keeps its schedule and state.
         ``now``: the database's clock unless given (the one slots are claimed by)."""
         seen: dict[str, list[str]] = {k: [] for k in SyncResult.__dataclass_fields__}
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction(isolation="read_committed"):
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _SYNC_LOCK)
             now = now or await conn.fetchval("SELECT now()")
             rows = {
@@ -256,6 +258,8 @@ class HealthStore:
                ORDER BY resolved DESC LIMIT 1""",
             _issue_hash_of(row["name"], row["environment"]),
         )
+        if issue is not None and issue["resolved"]:
+            await _audit_resolved(conn, issue["id"], reason)
         # Down and resolved by hand already: its own trigger ended the incidents. Flapping,
         # the incidents its flapping trigger opened are still to end.
         if issue is None or not (issue["resolved"] or was["flapping"]):
@@ -404,7 +408,7 @@ class HealthStore:
         if self._partitions_until is None or at.astimezone(UTC).date() > self._partitions_until:
             today = (now or datetime.now(UTC)).astimezone(UTC).date()
             await self.ensure_partitions(max(today, at.astimezone(UTC).date()))
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction(isolation="read_committed"):
             if not await self._insert_result(conn, result, owner, in_maintenance):
                 return RecordOutcome(stored=False, judged=False)
             row = await conn.fetchrow(
@@ -571,17 +575,22 @@ class HealthStore:
         transition = judged.transition
         assert transition is not None
         if transition == "recovered":
-            issue_id = await conn.fetchval(
-                """UPDATE mendline.issues SET
-                       status = CASE WHEN status = 'unresolved' THEN 'resolved' ELSE status END,
-                       resolved_at = CASE WHEN status = 'unresolved' THEN now()
-                                          ELSE resolved_at END,
+            recovered = await conn.fetchrow(
+                """WITH old AS (
+                       SELECT id, status FROM mendline.issues WHERE primary_hash = $1 FOR UPDATE)
+                   UPDATE mendline.issues i SET
+                       status = CASE WHEN i.status = 'unresolved' THEN 'resolved' ELSE i.status END,
+                       resolved_at = CASE WHEN i.status = 'unresolved' THEN now()
+                                          ELSE i.resolved_at END,
                        updated_at = now()
-                   WHERE primary_hash = $1 RETURNING id""",
+                   FROM old WHERE i.id = old.id RETURNING i.id, old.status AS was""",
                 _issue_hash(check),
             )
-            if issue_id is None:
+            if recovered is None:
                 return None, None
+            issue_id = recovered["id"]
+            if recovered["was"] == "unresolved":
+                await _audit_resolved(conn, issue_id, f"check {check.name} recovered")
         else:
             issue_id = await self._open_issue(conn, check, result, judged, transition == "down")
         await conn.execute(
@@ -713,7 +722,7 @@ class HealthStore:
         this one does nothing (``skipped``)."""
         if raw_days < 1 or rollup_days < 1:
             raise ConfigError(f"retention must be at least 1 day, not {min(raw_days, rollup_days)}")
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction(isolation="read_committed"):
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _PRUNE_LOCK):
                 return PruneResult((), 0, skipped=True)
             # Dropping a partition waits for the readers of the results, and the writers
@@ -784,3 +793,16 @@ def _midnight(day: date) -> datetime:
 
 def _day_of(partition: str) -> date:
     return datetime.strptime(partition.rsplit("_", 1)[1], "%Y%m%d").date()
+
+
+async def _audit_resolved(conn: _Conn, issue_id: int, reason: str) -> None:
+    """The audit row of a health issue the monitor resolved, in the change's transaction."""
+    entry = AuditEntry(
+        actor=SYSTEM_ACTOR,
+        action="issue.resolve",
+        target=f"issue:{issue_id}",
+        before={"status": "unresolved"},
+        after={"status": "resolved", "reason": reason},
+        origin="monitor",
+    )
+    await append_audit(conn, entry)

@@ -707,3 +707,20 @@ async def test_a_findings_open_fix_its_issues_title_and_a_fix_as_json(world: Wor
 
     await world.fixes.reject(ALICE, fix.id, "not this way")
     assert await world.fixes.open_fix(finding_id) is None
+
+
+async def test_a_changed_fix_policy_is_noted_once_in_the_audit_trail(world: World) -> None:
+    assert await world.fixes.record_policy("a" * 64, "/etc/mendline/fixes.toml")
+    assert not await world.fixes.record_policy("a" * 64, "/etc/mendline/fixes.toml")
+    started = await asyncio.gather(
+        *(world.fixes.record_policy("b" * 64, "/etc/mendline/fixes.toml") for _ in range(3))
+    )
+    assert sorted(started) == [False, False, True]  # workers starting at once: one row
+    assert [
+        (actor, action, before and before["sha256"], after["sha256"])
+        for actor, action, before, after in await world.trail("policy:fixes")
+    ] == [
+        ("mendline", "policy.change", None, "a" * 64),
+        ("mendline", "policy.change", "a" * 64, "b" * 64),
+    ]
+    assert (await world.audit.verify()).intact

@@ -176,6 +176,11 @@ async def test_retiring_a_down_check_resolves_its_issue_with_a_recovery_trigger(
     assert details["scheduled_at"] == retired_at.isoformat()
     issue = await pool.fetchrow("SELECT * FROM mendline.issues WHERE id = $1", told["issue_id"])
     assert issue["status"] == "resolved" and issue["resolved_at"] is not None
+    audited = await pool.fetch("SELECT actor_name, action, target, after FROM mendline.audit_log")
+    assert [(r["actor_name"], r["action"], r["target"]) for r in audited] == [
+        ("mendline", "issue.resolve", f"issue:{issue['id']}")
+    ]
+    assert json.loads(audited[0]["after"])["reason"] == "check retired: no longer in the file"
     # Syncing again tells nothing more; back in the file and failing, it is down anew.
     await store.sync_checks([], retired_at + timedelta(minutes=1))
     assert len(await triggers(pool)) == 2
@@ -548,6 +553,16 @@ async def test_down_then_up_opens_then_resolves_the_issue_with_one_trigger_each(
         issue["id"],
         True,
     )
+    audited = await pool.fetch(
+        "SELECT actor_name, actor_auth, action, target, after FROM mendline.audit_log"
+    )
+    assert [(r["actor_name"], r["actor_auth"], r["action"], r["target"]) for r in audited] == [
+        ("mendline", "system", "issue.resolve", f"issue:{issue['id']}")
+    ]
+    assert json.loads(audited[0]["after"]) == {
+        "status": "resolved",
+        "reason": f"check {c.name} recovered",
+    }
 
 
 async def test_down_after_a_resolve_reopens_the_same_issue(
