@@ -9,7 +9,14 @@ from mendline.analyzers.grouping.fingerprint import (
     parameterize,
     title,
 )
-from mendline.analyzers.grouping.scrubbing import CREDENTIALS, FILTERED, Credential, Scrubber, scrub
+from mendline.analyzers.grouping.scrubbing import (
+    CREDENTIALS,
+    FILTERED,
+    Credential,
+    Scrubber,
+    child_environment,
+    scrub,
+)
 
 __all__ = [
     "ALGORITHM_VERSION",
@@ -18,6 +25,7 @@ __all__ = [
     "Credential",
     "Grouping",
     "Scrubber",
+    "child_environment",
     "culprit",
     "fingerprint",
     "parameterize",

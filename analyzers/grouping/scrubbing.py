@@ -7,7 +7,7 @@ from producers in other languages; scrubbed text comes through a second pass unc
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -32,7 +32,7 @@ from mendline.analyzers.grouping._keys import (
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.redaction import FILTERED
 
-__all__ = ["CREDENTIALS", "FILTERED", "Credential", "Scrubber", "scrub"]
+__all__ = ["CREDENTIALS", "FILTERED", "Credential", "Scrubber", "child_environment", "scrub"]
 
 # Values nested deeper than this are filtered whole: a real context never nests so deep, and
 # recursing further could exhaust the stack on hostile input.
@@ -875,3 +875,24 @@ _DEFAULT = Scrubber()
 def scrub(value: Any) -> Any:
     """Scrub a JSON-like value with the default Scrubber; see ``Scrubber.scrub_value``."""
     return _DEFAULT.scrub_value(value)
+
+
+_CHILD_SCRUBBER: Scrubber | None = None
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` fit for a program mendline runs for someone else (a fix's verification
+    commands, a remediation's command): without mendline's settings (every ``MENDLINE_*``),
+    without a variable whose name says it is a secret (``*_TOKEN``, ``*PASSWORD*``,
+    ``API_KEY``...) or whose value holds one (a URL's password, a credential's shape)."""
+    global _CHILD_SCRUBBER
+    if _CHILD_SCRUBBER is None:
+        _CHILD_SCRUBBER = Scrubber()
+    scrubber = _CHILD_SCRUBBER
+    return {
+        name: value
+        for name, value in environ.items()
+        if not name.upper().startswith("MENDLINE_")
+        and not scrubber.is_secret_key(name)
+        and scrubber.scrub_text(value) == value
+    }

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from mendline.analyzers.grouping import Scrubber
+from mendline.analyzers.grouping import child_environment
 
 __all__ = ["command_environment", "git_environment", "with_git_setting"]
 
-_SCRUBBER = Scrubber()
 # Variables that would point git at another repository or index than the one we name (set
 # when mendline itself runs inside a git hook, say).
 _GIT_REDIRECTS = re.compile(
@@ -48,12 +47,8 @@ def command_environment(environ: Mapping[str, str]) -> dict[str, str]:
     a password, a provider's token), and without git's redirections and settings."""
     return {
         name: value
-        for name, value in environ.items()
-        if not _ours(name)
-        and not _GIT_REDIRECTS.fullmatch(name)
-        and not _GIT_SETTINGS.fullmatch(name)
-        and not _SCRUBBER.is_secret_key(name)
-        and _SCRUBBER.scrub_text(value) == value
+        for name, value in child_environment(environ).items()
+        if not _GIT_REDIRECTS.fullmatch(name) and not _GIT_SETTINGS.fullmatch(name)
     }
 
 

@@ -12,13 +12,13 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 
+from mendline.analyzers.grouping import child_environment
 from mendline.schemas.remediation import OutcomeResult, RemediationOutcome
 from mendline.sinks.remediation._output import (
     OUTPUT_LIMIT,
     OutputCapture,
     filtered,
     outcome,
-    scrubber,
 )
 
 __all__ = ["KILL_GRACE", "OUTPUT_GRACE", "command_environment", "run_command"]
@@ -32,18 +32,9 @@ _CHUNK = 64 * 1024
 
 
 def command_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` without mendline's settings (``MENDLINE_*``) and without what looks
-    secret: a name the event scrubber calls secret (``*_TOKEN``, ``*PASSWORD*``,
-    ``API_KEY``...) or a value in which it finds a secret (a URL with a password, a
-    credential's shape). A command gets what it needs from its own configuration."""
-    kept = {}
-    for name, value in environ.items():
-        if name.upper().startswith("MENDLINE_") or scrubber().is_secret_key(name):
-            continue
-        if scrubber().scrub_text(value) != value:
-            continue
-        kept[name] = value
-    return kept
+    """``environ`` without mendline's settings and without what looks secret
+    (``child_environment``): a command gets what it needs from its own configuration."""
+    return child_environment(environ)
 
 
 async def run_command(
