@@ -58,8 +58,11 @@ from mendline.sinks.postgres._notify import Listener
 from mendline.sinks.postgres._people import PeopleStore, TokenInfo, User
 from mendline.sinks.postgres._remediations import (
     AUDIT_OUTPUT_LIMIT,
+    REMEDIATIONS_CHANNEL,
     START_LOCK,
+    Asked,
     RemediationStore,
+    Trouble,
 )
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
@@ -69,9 +72,11 @@ __all__ = [
     "AUDIT_OUTPUT_LIMIT",
     "FINDINGS_CHANNEL",
     "MIGRATIONS_LOCK",
+    "REMEDIATIONS_CHANNEL",
     "START_LOCK",
     "TRIGGERS_CHANNEL",
     "AlertStore",
+    "Asked",
     "AuditStore",
     "AuditWriter",
     "AuditedStore",
@@ -97,6 +102,7 @@ __all__ = [
     "StoredFix",
     "SyncResult",
     "TokenInfo",
+    "Trouble",
     "User",
     "append_audit",
     "available_migrations",
