@@ -175,10 +175,12 @@ class RemediationWorker:
             await listener.close()
 
     async def pass_once(self, now: datetime | None = None) -> RemediationStats:
-        """One pass at ``now`` (the database's clock unless given): ask for runs for what is
-        in trouble, start the approved ones, withdraw those no longer needed, then run what
-        was started, verify and escalate; what it did. Cancelled, the runs it started and
-        did not finish are left to their lease (then ended ``failed``, abandoned)."""
+        """One pass: ask for runs for what is in trouble, start the approved ones, withdraw
+        those no longer needed, then run what was started, verify and escalate; what it did.
+        ``now`` is when the guardrails are decided at (the database's clock unless given)
+        and the issues' window ends (this host's clock unless given). Cancelled, the runs it
+        started and did not finish are left to their lease (then ended ``failed``,
+        abandoned)."""
         done = RemediationStats()
         started: list[tuple[RemediationRun, Remediation]] = []
         try:
