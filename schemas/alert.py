@@ -13,6 +13,7 @@ __all__ = [
     "ALERT_SEVERITIES",
     "ENDS_INCIDENT",
     "HEALTH_KINDS",
+    "REMEDIATION_FAILED",
     "Alert",
     "AlertFinding",
     "AlertIssue",
@@ -35,6 +36,7 @@ AlertKind = Literal[
     "health_down",
     "health_recovered",
     "health_flapping",
+    "remediation_failed",
 ]
 #: The kinds that end an incident: whoever was told hears it, what was not sent yet is
 #: withdrawn, and PagerDuty resolves its incident.
@@ -43,6 +45,9 @@ ENDS_INCIDENT: frozenset[AlertKind] = frozenset({"resolved", "health_recovered"}
 HEALTH_KINDS: frozenset[AlertKind] = frozenset(
     {"health_down", "health_recovered", "health_flapping"}
 )
+#: A runbook remediation did not help: it failed, ran out of time, or its check failed again
+#: afterwards (``details``: the run, and its check). On the issue of what it was run for.
+REMEDIATION_FAILED: AlertKind = "remediation_failed"
 AlertSeverity = Literal["info", "warning", "error", "critical"]
 #: Alert severities from least to most severe (PagerDuty's four); the index is the rank.
 ALERT_SEVERITIES: tuple[AlertSeverity, ...] = ("info", "warning", "error", "critical")
@@ -69,8 +74,9 @@ class AlertFinding(BaseModel):
 
 
 class Alert(BaseModel):
-    """One issue's reason to tell someone: new, regressed, spiking, or resolved; or a health
-    check that went down, came back up or flaps (``details``: the check's evidence)."""
+    """One issue's reason to tell someone: new, regressed, spiking, or resolved; a health
+    check that went down, came back up or flaps (``details``: the check's evidence); or a
+    remediation that did not help (``details``: the run)."""
 
     kind: AlertKind
     severity: AlertSeverity

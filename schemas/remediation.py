@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mendline.schemas.errors import IllegalTransition
+from mendline.schemas.fixpolicy import RemediationVerdict
 
 __all__ = [
     "FINAL_RUN_STATES",
@@ -150,7 +151,8 @@ class RemediationRun(BaseModel):
     id: int
     #: The remediation's name in the policy file.
     name: str
-    #: What it acts on: "check:api", "issue:12". One run per target runs at a time.
+    #: What it acts on, one run at a time: the policy's ``target``, else the remediation's
+    #: name ("orders-worker").
     target: str
     state: RunState
     #: What asked for it, for people: "check api is down", "issue 12 matched team=payments".
@@ -172,3 +174,12 @@ class RemediationRun(BaseModel):
     verified: bool | None = None
     #: When people were alerted because it did not help.
     escalated_at: datetime | None = None
+    #: What asked for it: "check:api" (a check down), "issue:12" (an issue that matched);
+    #: None for a run asked for otherwise.
+    subject: str | None = None
+    #: The subject's down period it belongs to: when the check went down, when the issue
+    #: opened or last regressed.
+    episode_at: datetime | None = None
+    #: What policy said when it was asked for: ``run`` (let go without a person),
+    #: ``needs_approval`` (a person was asked) or ``refused`` (a guardrail held it back).
+    verdict: RemediationVerdict | None = None

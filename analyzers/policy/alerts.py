@@ -15,6 +15,7 @@ from mendline.schemas.alert import (
     ALERT_SEVERITIES,
     ENDS_INCIDENT,
     HEALTH_KINDS,
+    REMEDIATION_FAILED,
     AlertSeverity,
     Receiver,
 )
@@ -64,6 +65,7 @@ _ALWAYS_NOTIFIES = {
     "regression": "a regression",
     "health_down": "a check going down",
     "health_flapping": "a check starting to flap",
+    REMEDIATION_FAILED: "a remediation that did not help",
 }
 
 
@@ -132,9 +134,10 @@ def alert_severity(level: str, finding_severity: str | None, kind: str) -> Alert
 
     A health check's alert (``HEALTH_KINDS``) has its issue's level, the check's ``severity``
     as written in the checks file: people chose it, and neither a finding nor the kind moves
-    it."""
+    it. So has a remediation that did not help (``REMEDIATION_FAILED``): it tells more of an
+    outage or an issue people were told of at that severity."""
     rank = min(max(LEVEL_RANK.get(level, 3) - 1, 0), 3)  # debug, info -> info
-    if kind in HEALTH_KINDS:
+    if kind in HEALTH_KINDS or kind == REMEDIATION_FAILED:
         return ALERT_SEVERITIES[rank]
     if finding_severity in _FINDING_RAISES:
         rank = max(rank, ALERT_SEVERITIES.index(_FINDING_RAISES[finding_severity]))

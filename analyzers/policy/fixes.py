@@ -9,6 +9,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from mendline.analyzers.patch import FilePatch, parse_patch
 from mendline.analyzers.policy._fix_dependencies import dependency_change
@@ -40,12 +41,14 @@ from mendline.schemas.fixpolicy import (
     TwoPerson,
 )
 from mendline.schemas.printable import printable
+from mendline.schemas.remediation import RemediationRun
 
 __all__ = [
     "SHIPPED_POLICY",
     "FixCandidate",
     "MappedPatch",
     "PatchRefused",
+    "RemediationStep",
     "RemediationSubject",
     "decide",
     "explain",
@@ -54,6 +57,7 @@ __all__ = [
     "parse_policy",
     "policy_warnings",
     "remediation_decision",
+    "remediation_step",
     "remediations_for",
     "shipped_policy_text",
 ]
@@ -361,3 +365,42 @@ def remediation_decision(
         return RemediationDecision(verdict="needs_approval", reasons=[*held, said])
     said = "requires_approval = false: it runs without a person"
     return RemediationDecision(verdict="run", reasons=[*held, said])
+
+
+#: What a worker records of a decision for a subject in trouble: ``start`` a run (approved
+#: by policy), ``request`` one from a person, ``refuse`` one (a guardrail held it back), or
+#: nothing (``none``): that was done already for this down period.
+RemediationStep = Literal["start", "request", "refuse", "none"]
+
+_OPEN: frozenset[str] = frozenset({"requested", "approved", "running"})
+
+
+def remediation_step(
+    decision: RemediationDecision, episode: Sequence[RemediationRun]
+) -> tuple[RemediationStep, str]:
+    """What to record of ``decision`` for one down period of its subject, and why.
+
+    ``episode`` are the runs of the remediation for the subject in this down period (since
+    the check went down, since the issue opened or regressed), newest first. Nothing while
+    one of them is open (requested, approved or running: it is being seen to). A refusal is
+    recorded once a down period, and not at all right after a run that helped (the check is
+    up, and the monitor has not seen it yet); a person is asked once a down period, whatever
+    they answered; a run policy lets go starts each time its guardrails let it (a check still
+    down after its cooldown is worth another run, up to ``max_runs_per_hour``)."""
+    opened = next((run for run in episode if run.state in _OPEN), None)
+    if opened is not None:
+        return "none", f"run {opened.id} of this down period is {opened.state}"
+    if decision.verdict == "refused":
+        refused = next((run for run in episode if run.verdict == "refused"), None)
+        if refused is not None:
+            return "none", f"refused once in this down period already (run {refused.id})"
+        last = episode[0] if episode else None
+        if last is not None and last.verified:
+            return "none", f"run {last.id} helped: the check passed after it"
+        return "refuse", "; ".join(decision.reasons)
+    if decision.verdict == "needs_approval":
+        asked = next((run for run in episode if run.verdict == "needs_approval"), None)
+        if asked is not None:
+            return "none", f"a person was asked once in this down period (run {asked.id})"
+        return "request", "; ".join(decision.reasons)
+    return "start", "; ".join(decision.reasons)

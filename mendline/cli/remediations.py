@@ -33,7 +33,11 @@ def register(commands: Commands) -> None:
     group_commands = group.add_subparsers(dest="remediations_command", required=True)
     listing = group_commands.add_parser("list", parents=[AS_JSON], help="the runs, newest first")
     listing.add_argument("--state", choices=RUN_STATES, help="only runs in this state")
-    listing.add_argument("--target", metavar="T", help="only runs on this target (check:api)")
+    listing.add_argument(
+        "--target",
+        metavar="T",
+        help="only runs on this target (a remediation's target, else its name)",
+    )
     listing.add_argument(
         "--limit", type=positive, default=50, metavar="N", help="at most N runs (default 50)"
     )

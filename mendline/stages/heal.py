@@ -46,10 +46,12 @@ from mendline.sinks.postgres import (
     FindingStore,
     FixStore,
     Handover,
+    RemediationStore,
     StoredFix,
     connect_fixes,
     is_outage,
 )
+from mendline.stages._remediation import RemediationStats, RemediationWorker
 from mendline.stages._telemetry import StageContext, StatsMetric
 from mendline.stages._waiting import (
     connect_patiently,
@@ -61,6 +63,7 @@ from mendline.stages._waiting import (
 
 __all__ = [
     "METRICS",
+    "REMEDIATION_METRICS",
     "HealStats",
     "Healer",
     "check",
@@ -123,6 +126,29 @@ METRICS: tuple[StatsMetric[HealStats], ...] = (
 )
 
 
+#: What the heal stage's remediation worker counts, by what happened.
+REMEDIATION_METRICS: tuple[StatsMetric[RemediationStats], ...] = (
+    StatsMetric(
+        "mendline_remediations_total",
+        "Remediations by what happened: matched, refused, requested (from a person), started,"
+        " succeeded, failed, dry_run, helped, not_helped (the check failed again), escalated.",
+        lambda s: {
+            ("matched",): s.matched,
+            ("refused",): s.refused,
+            ("requested",): s.requested,
+            ("started",): s.started,
+            ("succeeded",): s.succeeded,
+            ("failed",): s.failed,
+            ("dry_run",): s.dry_runs,
+            ("helped",): s.helped,
+            ("not_helped",): s.not_helped,
+            ("escalated",): s.escalated,
+        },
+        ("outcome",),
+    ),
+)
+
+
 def check(settings: Settings) -> FixPolicy:
     """The fix policy, read before any stage starts: ConfigError names every problem."""
     return load_policy(settings.fix_policy_file)
@@ -139,18 +165,31 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
         return
     healer = Healer(settings, policy, fixes, FindingStore(fixes.pool))
     context.watch(healer.stats, METRICS)
-    context.ready_when(healer.waiting_for)
+    remediations = None
+    if policy.remediations:  # none named: nothing to look for
+        store = RemediationStore(fixes.pool, fixes.audit, fixes.origin)
+        remediations = RemediationWorker(settings, store, policy=policy, owner=healer.owner)
+        context.watch(remediations.stats, REMEDIATION_METRICS)
+    context.ready_when(lambda: _waiting_for(healer, remediations))
     log.info(
-        "mendline: heal worker %s started (%d repositories in the fix policy)",
+        "mendline: heal worker %s started (%d repositories, %d remediations in the fix policy)",
         healer.owner,
         len(policy.repositories),
+        len(policy.remediations),
     )
     try:
         await fixes.record_policy(*policy_digest(settings))
         await healer.cleanup()
-        await healer.run(stop)
+        if remediations is None:
+            await healer.run(stop)
+        else:
+            await asyncio.gather(healer.run(stop), remediations.run(stop))
     finally:
         await fixes.pool.close()
+
+
+def _waiting_for(healer: Healer, remediations: RemediationWorker | None) -> str | None:
+    return healer.waiting_for() or (remediations.waiting_for() if remediations else None)
 
 
 class Healer:

@@ -11,6 +11,7 @@ import httpx
 from mendline.schemas.alert import (
     ENDS_INCIDENT,
     HEALTH_KINDS,
+    REMEDIATION_FAILED,
     Alert,
     ChannelError,
     Notification,
@@ -37,7 +38,9 @@ def _event(alert: Alert, routing_key: str) -> dict[str, Any]:
     issue, finding = alert.issue, alert.finding
     head, _, _ = issue.title.partition(":")
     health = alert.kind in HEALTH_KINDS
-    pending = None if health and alert.kind != "health_down" else "analysis pending"
+    # Only errors and a check going down are analysed; the rest wait for no root cause.
+    analysed = not (alert.kind == REMEDIATION_FAILED or (health and alert.kind != "health_down"))
+    pending = "analysis pending" if analysed else None
     details: dict[str, Any] = {
         "root_cause": finding.root_cause if finding else pending,
         "suggested_fix": finding.suggested_fix if finding else None,
@@ -77,6 +80,8 @@ def _event(alert: Alert, routing_key: str) -> dict[str, Any]:
 
 
 def _class(alert: Alert, head: str) -> str:
+    if alert.kind == REMEDIATION_FAILED:
+        return "remediation"
     if alert.kind in HEALTH_KINDS:
         kind = alert.details.get("check_kind")
         return f"health check: {kind}" if isinstance(kind, str) and kind else "health check"

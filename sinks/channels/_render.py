@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import re
+import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +14,7 @@ from mendline.schemas.alert import (
     ALERT_SEVERITIES,
     ENDS_INCIDENT,
     HEALTH_KINDS,
+    REMEDIATION_FAILED,
     Alert,
     AlertFinding,
     AlertIssue,
@@ -23,6 +26,7 @@ from mendline.schemas.finding import RISK_WORDS, HealthEvidence, without_control
 __all__ = [
     "health_fields",
     "releases",
+    "remediation_fields",
     "render_blocks",
     "render_html",
     "render_text",
@@ -56,6 +60,7 @@ _SUMMARY_KIND = {
     "health_down": " down",
     "health_recovered": " up again",
     "health_flapping": " flapping",
+    "remediation_failed": " remediation did not help",
 }
 _SUMMARY_LEVEL = {"resolved": "RESOLVED", "health_recovered": "RECOVERED"}
 _KIND_WORDS = {
@@ -64,6 +69,7 @@ _KIND_WORDS = {
     "health_down": "down",
     "health_recovered": "up again",
     "health_flapping": "flapping",
+    "remediation_failed": "remediation did not help",
 }
 # What a message in the first one's thread starts with: an outage is over, or back.
 _REPEAT_INTRO: dict[str, str | None] = {
@@ -71,6 +77,7 @@ _REPEAT_INTRO: dict[str, str | None] = {
     "health_recovered": None,
     "health_flapping": None,
     "health_down": "Down again.",
+    "remediation_failed": "A remediation did not help.",
 }
 _SPACE = re.compile(r"\s+")
 _MAX_HEALTH_VALUE = 500  # an error, a target or an observed value, in a field
@@ -106,6 +113,8 @@ def _facts(alert: Alert) -> _Facts:
         fields.append((label, ", ".join(issue.environments)))
     if health:
         fields += health_fields(alert.kind, HealthEvidence.of(alert.details))
+    elif alert.kind == REMEDIATION_FAILED:
+        fields += remediation_fields(alert.details)
     else:
         fields += _error_fields(issue)
     return _Facts(
@@ -113,15 +122,21 @@ def _facts(alert: Alert) -> _Facts:
         kind=_kind(alert),
         service=issue.service,
         title=issue.title,
-        culprit=None if health else issue.culprit,
+        culprit=None if health or alert.kind == REMEDIATION_FAILED else issue.culprit,
         fields=fields,
         root_cause=finding.root_cause if finding else None,
         confidence=f"{finding.confidence:.0%}" if finding else None,
         suggested_fix=_fix_of(finding) if finding else None,
         # Only web links become links: a link is shown to people who will click it.
         link=alert.link if alert.link and alert.link.startswith(("https://", "http://")) else None,
-        pending=alert.kind not in HEALTH_KINDS or alert.kind == "health_down",
+        pending=alert.kind == "health_down" or _analysed(alert.kind),
     )
+
+
+def _analysed(kind: str) -> bool:
+    """Whether an alert of ``kind`` is analysed: an error's, not a check's (but going down)
+    nor a remediation's."""
+    return kind not in HEALTH_KINDS and kind != REMEDIATION_FAILED
 
 
 def _error_fields(issue: AlertIssue) -> list[tuple[str, str]]:
@@ -165,6 +180,33 @@ def health_fields(kind: str, evidence: HealthEvidence) -> list[tuple[str, str]]:
     if evidence.scheduled_at is not None:
         fields.append(("Checked at", _when(evidence.scheduled_at)))
     return [(label, _clip(_clean(value), _MAX_HEALTH_VALUE)) for label, value in fields]
+
+
+def remediation_fields(details: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A remediation's alert facts as (label, text) pairs, unescaped, control characters
+    taken out and each clipped: the remediation and its target, the run, what ran and how
+    it ended, and what running its check again showed."""
+    run = details.get("run_id")
+    name, target = _text(details.get("remediation")), _text(details.get("run_target"))
+    fields = [("Remediation", f"{name} on {target}" if target and target != name else name)]
+    if isinstance(run, int):
+        fields.append(("Run", f"{run} ({_text(details.get('state'))})"))
+    fields.append(("Ran", _text(details.get("ran"))))
+    fields.append(("Outcome", _text(details.get("detail"))))
+    check = _text(details.get("check"))
+    verified = details.get("verified")
+    if verified is False:
+        fields.append(("Check again", f"{check} still failed after the run"))
+    elif check:
+        fields.append(("Check again", f"{check} was not run again: the run itself failed"))
+    if asked := _text(details.get("trigger")):
+        fields.append(("Asked by", asked))
+    fields.append(("See", f"mendline remediations list --target {shlex.quote(target or name)}"))
+    return [(label, _clip(_clean(value), _MAX_HEALTH_VALUE)) for label, value in fields if value]
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _status(kind: str, evidence: HealthEvidence) -> str:

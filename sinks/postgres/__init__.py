@@ -59,8 +59,11 @@ from mendline.sinks.postgres._notify import Listener
 from mendline.sinks.postgres._people import PeopleStore, TokenInfo, User
 from mendline.sinks.postgres._remediations import (
     AUDIT_OUTPUT_LIMIT,
+    REMEDIATIONS_CHANNEL,
     START_LOCK,
+    Asked,
     RemediationStore,
+    Trouble,
 )
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
@@ -70,9 +73,11 @@ __all__ = [
     "AUDIT_OUTPUT_LIMIT",
     "FINDINGS_CHANNEL",
     "MIGRATIONS_LOCK",
+    "REMEDIATIONS_CHANNEL",
     "START_LOCK",
     "TRIGGERS_CHANNEL",
     "AlertStore",
+    "Asked",
     "AuditStore",
     "AuditWriter",
     "AuditedStore",
@@ -98,6 +103,7 @@ __all__ = [
     "StoredFix",
     "SyncResult",
     "TokenInfo",
+    "Trouble",
     "User",
     "app_grants",
     "append_audit",

@@ -1,8 +1,10 @@
 """Remediations' runner: a command (an argv list, never a shell) or an HTTP call, within a
-timeout, as one ``RemediationOutcome`` with its output trimmed and its secrets filtered.
+timeout, as one ``RemediationOutcome`` with its output trimmed and its secrets filtered;
+``run_remediation`` runs one of the policy file as it says.
 
-What runs it, once the store has let a run go (``RemediationStore.start``), is the stage
-that watches the checks and issues; see ``mendline.sinks.postgres.RemediationStore``.
+What runs it, once the store has let a run go (``RemediationStore.ask`` or ``start``), is
+the heal stage's worker, which watches the checks and issues; see
+``mendline.sinks.postgres.RemediationStore``.
 """
 
 from mendline.sinks.remediation._command import (
@@ -13,6 +15,7 @@ from mendline.sinks.remediation._command import (
 )
 from mendline.sinks.remediation._http import call_http
 from mendline.sinks.remediation._output import OUTPUT_LIMIT, OutputCapture
+from mendline.sinks.remediation._remediate import run_remediation
 
 __all__ = [
     "KILL_GRACE",
@@ -22,4 +25,5 @@ __all__ = [
     "call_http",
     "command_environment",
     "run_command",
+    "run_remediation",
 ]

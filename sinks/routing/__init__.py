@@ -2,9 +2,9 @@
 
 Every alert carries flat labels: ``severity`` (info, warning, error, critical), ``service``,
 ``environment``, ``kind`` (new_issue, regression, frequency, resolved; health_down,
-health_recovered, health_flapping for health checks) and ``tag:<name>`` for each tag (a
-check's alerts carry ``tag:check`` and ``tag:check_kind`` too). Routes are tried from the
-top, as in Alertmanager; the first that matches ends the walk unless it says
+health_recovered, health_flapping for health checks; remediation_failed) and ``tag:<name>``
+for each tag (a check's alerts carry ``tag:check`` and ``tag:check_kind`` too). Routes are
+tried from the top, as in Alertmanager; the first that matches ends the walk unless it says
 ``continue = true``; a receiver reached by several routes is sent to once,
 with its first route's timing. An alert that no route matches is not sent. The file::
 

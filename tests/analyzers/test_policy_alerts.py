@@ -72,6 +72,10 @@ def later(seconds: float) -> datetime:
         ("error", "high", "health_flapping", "error"),
         ("info", None, "health_flapping", "info"),  # not raised like a spike
         ("critical", None, "health_recovered", "critical"),
+        # A remediation that did not help: its issue's level, like the check's own alerts.
+        ("critical", None, "remediation_failed", "critical"),
+        ("warning", "critical", "remediation_failed", "warning"),
+        ("error", None, "remediation_failed", "error"),
     ],
 )
 def test_alert_severity(level: str, finding: str | None, kind: str, expected: str) -> None:
@@ -293,6 +297,18 @@ DELIVERIES = [
         {"told_at": ago(60), "timing": NO_UPDATES},
         ("repeat", 0.0, False, "in the first message's thread"),
         id="health_flapping: told a minute ago, no updates: still told, in the thread",
+    ),
+    pytest.param(
+        "remediation_failed",
+        {"told_at": ago(60), "timing": NO_UPDATES},
+        ("repeat", 0.0, False, "a remediation that did not help always notifies"),
+        id="remediation_failed: told of the outage a minute ago: told, in its thread",
+    ),
+    pytest.param(
+        "remediation_failed",
+        {"pending": True},
+        ("new", 30.0, False, "not told of the issue before"),
+        id="remediation_failed: never told: a new message, whatever waits",
     ),
     pytest.param(
         "new_issue",

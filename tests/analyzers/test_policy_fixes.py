@@ -20,6 +20,7 @@ from mendline.analyzers.policy import (
     explain,
     map_patch,
     remediation_decision,
+    remediation_step,
     remediations_for,
 )
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
@@ -30,9 +31,11 @@ from mendline.schemas.fixpolicy import (
     DenyRules,
     FixPolicy,
     Remediation,
+    RemediationDecision,
     RemediationWhen,
     Repository,
 )
+from mendline.schemas.remediation import RemediationRun
 
 from .event_helpers import event_of
 
@@ -551,3 +554,50 @@ def test_every_guardrail_that_holds_it_back_is_a_reason() -> None:
         "3 runs in the last hour",
         "it ran 1m ago, within its cooldown of 10m",
     ]
+
+
+def past_run(run_id: int, state: str, verdict: str, verified: bool | None = None) -> RemediationRun:
+    """A run of this down period, as the store reads it."""
+    return RemediationRun.model_validate(
+        {
+            "id": run_id,
+            "name": "restart",
+            "target": "restart",
+            "state": state,
+            "trigger": "check worker is down",
+            "requested_by": "mendline",
+            "requested_at": NOW - timedelta(minutes=30),
+            "verdict": verdict,
+            "verified": verified,
+            "subject": "check:worker",
+            "episode_at": NOW - timedelta(hours=1),
+        }
+    )
+
+
+RUN = RemediationDecision(verdict="run", reasons=["requires_approval = false"])
+ASK = RemediationDecision(verdict="needs_approval", reasons=["requires_approval = true"])
+HELD = RemediationDecision(verdict="refused", reasons=["it ran 5m ago, within its cooldown"])
+STEPS = [
+    # (decision, the down period's runs (newest first), step, a word of why)
+    (RUN, [], "start", "requires_approval = false"),
+    (ASK, [], "request", "requires_approval = true"),
+    (HELD, [], "refuse", "within its cooldown"),
+    (RUN, [past_run(3, "running", "run")], "none", "run 3 of this down period is running"),
+    (HELD, [past_run(3, "requested", "needs_approval")], "none", "is requested"),
+    (HELD, [past_run(4, "refused", "refused")], "none", "refused once in this down period"),
+    (HELD, [past_run(4, "not_helped", "run", False)], "refuse", "within its cooldown"),
+    (HELD, [past_run(4, "succeeded", "run", True)], "none", "run 4 helped"),
+    (ASK, [past_run(5, "refused", "needs_approval")], "none", "a person was asked once"),
+    (ASK, [past_run(5, "refused", "refused")], "request", "requires_approval = true"),
+    (RUN, [past_run(6, "refused", "refused"), past_run(5, "not_helped", "run")], "start", ""),
+]
+
+
+@pytest.mark.parametrize(("decision", "episode", "step", "why"), STEPS)
+def test_what_a_worker_records_of_a_decision_once_a_down_period(
+    decision: RemediationDecision, episode: list[RemediationRun], step: str, why: str
+) -> None:
+    done, said = remediation_step(decision, episode)
+    assert done == step
+    assert why in said

@@ -938,3 +938,64 @@ def test_make_channel_refuses_what_it_cannot_send_with(receiver: Any, said: str)
         make_channel("ops", receiver, environ)
 
     assert said in str(caught.value)
+
+
+def remediation_failed(**details: Any) -> Alert:
+    """A remediation's escalation as the alert store builds it: on the check's issue, with the
+    run in its details (as RemediationStore.record_escalation writes them)."""
+    run = {
+        "remediation": "restart-payments",
+        "run_id": 12,
+        "run_target": "payments-host",
+        "state": "not_helped",
+        "result": "ok",
+        "ran": "systemctl restart payments",
+        "detail": "exited with status 0",
+        "verified": False,
+        "check": "payments-api",
+        "subject": "check:payments-api",
+        "trigger": "check payments-api is down since 2026-11-29 12:00:00 UTC",
+    }
+    return health("remediation_failed").model_copy(update={"details": {**run, **details}})
+
+
+def test_a_remediation_that_did_not_help_says_what_ran_and_what_the_check_said() -> None:
+    text = render_text(note(remediation_failed()))
+    assert text.startswith("[CRITICAL] remediation did not help · payments-api\n")
+    for line in (
+        "Remediation: restart-payments on payments-host",
+        "Run: 12 (not_helped)",
+        "Ran: systemctl restart payments",
+        "Outcome: exited with status 0",
+        "Check again: payments-api still failed after the run",
+        "See: mendline remediations list --target payments-host",
+    ):
+        assert line in text.splitlines()
+    assert "analysis pending" not in text and "Culprit" not in text
+    failed = render_text(note(remediation_failed(state="timed_out", verified=None)))
+    assert "Check again: payments-api was not run again: the run itself failed" in failed
+    # What a server answered may be in the outcome: escaped, its controls dropped.
+    shown = remediation_failed(detail="answered 302, redirecting to <b>x</b>\x1b[2J")
+    html = render_html(note(shown))
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "\x1b" not in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in json.dumps(render_blocks(note(shown)))
+    assert subject(note(remediation_failed())).startswith(
+        "[mendline] CRITICAL payments-api remediation did not help: Downtime"
+    )
+
+
+@loopback
+async def test_pagerduty_hears_a_remediation_that_did_not_help_on_the_check_s_incident(
+    pagerduty: FakePagerDuty,
+) -> None:
+    channel = pagerduty_channel(pagerduty)
+    try:
+        sent = await channel.send(note(remediation_failed()))
+    finally:
+        await channel.aclose()
+    assert sent == {"dedup_key": "mendline-issue-41"}  # the incident its going down opened
+    (event,) = pagerduty.bodies()
+    assert event["event_action"] == "trigger"
+    assert event["payload"]["class"] == "remediation"
+    details = event["payload"]["custom_details"]
+    assert "root_cause" not in details and details["details"]["run_id"] == 12

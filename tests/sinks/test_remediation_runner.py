@@ -1,7 +1,7 @@
 """The remediations' runner on real processes and a real HTTP server on loopback: a command
 that succeeds, fails, runs out of time (its whole process group killed), prints too much or
 prints its environment; an HTTP call with a header from the environment, a 5xx, a redirect
-not followed; dry runs that run nothing."""
+not followed; dry runs that run nothing; a policy's remediation run as it says."""
 
 from __future__ import annotations
 
@@ -17,8 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from mendline.schemas.fixpolicy import Remediation
 from mendline.schemas.redaction import FILTERED
-from mendline.sinks.remediation import call_http, command_environment, run_command
+from mendline.sinks.remediation import (
+    call_http,
+    command_environment,
+    run_command,
+    run_remediation,
+)
 from tests.loopback import HOST, LoopbackHTTPServer, QuietHandler
 
 GITHUB_TOKEN = "ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A"
@@ -309,3 +315,55 @@ async def test_an_http_dry_run_sends_nothing_and_names_no_secret(
         " (headers: Authorization)"
     )
     assert RESTART_TOKEN not in outcome.model_dump_json()
+
+
+def http_remediation(url: str, **fields: object) -> Remediation:
+    return Remediation.model_validate(
+        {
+            "name": "restart-api",
+            "when": {"check": "api"},
+            "http": {"url": url, "headers_env": {"Authorization": "ORCHESTRATOR_AUTH"}},
+            "timeout": "30s",
+            **fields,
+        }
+    )
+
+
+async def test_a_policy_s_remediation_reads_its_headers_from_the_environment_when_it_runs(
+    orchestrator: Orchestrator,
+) -> None:
+    remediation = http_remediation(orchestrator.server.base + "/restart")
+    environ = {"ORCHESTRATOR_AUTH": f"Bearer {RESTART_TOKEN}"}
+    outcome = await run_remediation(remediation, environ)
+    (got,) = orchestrator.received
+    assert got.headers["Authorization"] == f"Bearer {RESTART_TOKEN}"
+    assert (outcome.result, outcome.http_status) == ("ok", 202)
+    assert RESTART_TOKEN not in outcome.model_dump_json()
+
+
+async def test_a_header_whose_variable_is_unset_sends_nothing_and_names_the_variable(
+    orchestrator: Orchestrator,
+) -> None:
+    outcome = await run_remediation(http_remediation(orchestrator.server.base + "/restart"), {})
+    assert orchestrator.received == []
+    assert (outcome.result, outcome.kind, outcome.http_status) == ("failed", "http", None)
+    assert outcome.detail == (
+        "the environment variable ORCHESTRATOR_AUTH (header Authorization) is not set: not sent"
+    )
+    dry = await run_remediation(
+        http_remediation(orchestrator.server.base + "/restart", dry_run=True), {}
+    )
+    assert dry.result == "dry_run" and orchestrator.received == []
+
+
+async def test_a_policy_s_command_runs_with_the_environment_given(tmp_path: Path) -> None:
+    remediation = Remediation.model_validate(
+        {
+            "name": "restart-api",
+            "when": {"check": "api"},
+            "command": python("import os; print(os.environ.get('SERVICE'))"),
+            "timeout": "30s",
+        }
+    )
+    outcome = await run_remediation(remediation, {"SERVICE": "api", "PATH": os.environ["PATH"]})
+    assert (outcome.result, outcome.output) == ("ok", "api\n")

@@ -1,19 +1,21 @@
 """The remediation store on the real PostgreSQL with the real audit trail: a run from its
 request to its escalation, each change audited in its transaction and the chain intact; only
 an approver approves; of concurrent starts on one target exactly one wins; a dead worker's
-slot is taken over; recent runs are what a cooldown is decided on."""
+slot is taken over; recent runs are what a cooldown is decided on; an approved run waits for
+its guardrails; of workers asking for a run at once, one decides and the others see it."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
 from mendline.schemas.errors import IllegalTransition, PermissionDenied, RemediationNotFound
+from mendline.schemas.fixpolicy import Remediation
 from mendline.schemas.people import SYSTEM_ACTOR, Actor, AuditEntry
 from mendline.schemas.redaction import FILTERED
 from mendline.schemas.remediation import RemediationOutcome, RemediationRun
@@ -289,3 +291,58 @@ async def test_secrets_never_reach_the_run_s_row_through_the_runner(
     assert rows[0]["output"] == f"password={FILTERED}\n"
     trail = await query(fresh_db_url, "SELECT after::text AS after FROM mendline.audit_log")
     assert not [r for r in trail if "hunter2" in r["after"]]
+
+
+def remediation(**fields: object) -> Remediation:
+    return Remediation.model_validate(
+        {
+            "name": "restart",
+            "when": {"check": "api"},
+            "command": ["systemctl", "restart", "api"],
+            "target": "check:api",
+            **fields,
+        }
+    )
+
+
+async def test_an_approved_run_waits_for_its_guardrails_to_start(store: RemediationStore) -> None:
+    ran = await approved(store)
+    await store.start(ran.id, OWNER)
+    ran = await store.finish(ran.id, outcome())
+    waiting = await store.request(SYSTEM_ACTOR, "restart", "check:api", "down", [], True)
+    waiting = await store.approve(ANN, waiting.id)
+    assert ran.started_at is not None
+    cooldown = remediation(cooldown="10m")
+    assert await store.start(waiting.id, OWNER, remediation=cooldown) is None
+    assert (await store.get(waiting.id)).state == "approved"
+    later = ran.started_at + timedelta(minutes=11)
+    started = await store.start(waiting.id, OWNER, remediation=cooldown, now=later)
+    assert started is not None and started.state == "running"
+
+
+async def test_of_workers_asking_at_once_one_decides_and_the_others_see_it(
+    store: RemediationStore, audit: AuditStore
+) -> None:
+    auto = remediation(requires_approval=False)
+    down_since = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    asked = await asyncio.gather(
+        *(
+            store.ask(SYSTEM_ACTOR, auto, "check:api", down_since, "api is down", f"w{n}", lease=60)
+            for n in range(5)
+        )
+    )
+    assert sorted(a.step for a in asked) == ["none"] * 4 + ["start"]
+    (winner,) = [a for a in asked if a.started]
+    assert winner.run is not None and winner.run.subject == "check:api"
+    assert (winner.run.verdict, winner.run.episode_at) == ("run", down_since)
+    assert all("is running" in a.why for a in asked if a is not winner)
+    assert [r.id for r in await store.list()] == [winner.run.id]
+    actions = [r.action for r in reversed(await audit.list())]
+    assert actions == ["remediation.request", "remediation.start"]
+    # Escalated: a remediation_failed trigger would go on the check's issue; without one,
+    # it is recorded, with no trigger.
+    await store.finish(winner.run.id, outcome("failed"))
+    escalated = await store.record_escalation(winner.run.id)
+    assert escalated.escalated_at is not None
+    (row,) = await audit.list(action="remediation.escalate")
+    assert row.after == {"escalated": True, "issue_id": None, "trigger_id": None}
