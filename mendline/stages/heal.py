@@ -18,6 +18,7 @@ from mendline.analyzers.policy import (
     SHIPPED_POLICY,
     FixCandidate,
     MappedPatch,
+    authorize,
     decide,
     load_policy,
     map_patch,
@@ -362,7 +363,9 @@ class Healer:
     async def rollback(self, actor: Actor, fix_id: int, reason: str) -> StoredFix:
         """Undo an applied fix with a revert commit, delivered as the repository's fixes are
         (never rewriting history), verified first, and record it as ``actor``'s. Raises
+        PermissionDenied (before any git work) when ``actor`` may not roll back, and
         PatchRefused when the revert does not apply or fails verification."""
+        authorize(actor, "fix.rollback")  # a refusal must not leave a revert commit behind
         fix = await self.fixes.get(fix_id)
         check_transition(fix.state, "rolled_back")  # before any git work: a clear refusal
         assert fix.delivery is not None  # every state that may roll back was delivered

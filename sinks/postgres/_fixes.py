@@ -166,10 +166,12 @@ WHERE repository = $1 AND approvals_needed = 0 AND decision ->> 'verdict' = 'aut
   AND applying_since > now() - make_interval(secs => $2)
 """
 
-# Fixes whose branches exist for a reason: being applied, or delivered (and not failed).
+# Fixes whose branches may exist for a reason: delivered, being applied, or claimable (a
+# worker may claim one and make its worktree between this query and the cleanup's look at
+# the repository). Only rejected and failed fixes never need one.
 _LIVE = """
 SELECT id, issue_id FROM mendline.fix_jobs
-WHERE repository = $1 AND state NOT IN ('proposed', 'approved', 'rejected', 'failed')
+WHERE repository = $1 AND state NOT IN ('rejected', 'failed')
 """
 
 _LAST_POLICY = """
@@ -467,8 +469,9 @@ class FixStore(AuditedStore):
         return int(await self.pool.fetchval(_AUTOMATIC_SINCE, repository, seconds))
 
     async def live_branches(self, repository: str) -> set[str]:
-        """The branches of ``repository``'s fixes that are being applied or were delivered
-        (the fix's and its revert's): what a cleanup after a crash must keep."""
+        """The branches of ``repository``'s fixes that were delivered, are being applied, or
+        may be claimed by a worker any moment (approved, or proposed), the fix's and its
+        revert's: what a cleanup after a crash must keep, while other workers go on."""
         rows = await self.pool.fetch(_LIVE, repository)
         return {
             name(row["issue_id"], row["id"]) for row in rows for name in (fix_branch, revert_branch)
