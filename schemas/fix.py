@@ -4,11 +4,13 @@ the forges (git worktrees, pull requests), the fix store, the heal stage and the
 A fix is made from a finding that has a ``fix_patch``. Its life (``TRANSITIONS``)::
 
     proposed -> approved | rejected
-    proposed | approved -> applying -> applied | failed
+    proposed | approved -> applying -> applied | failed   (applying -> proposed: given back)
     applied -> deployed -> verified | regressed
     applied | deployed | verified | regressed -> rolled_back
 
-``proposed -> applying`` is the policy's automatic path (no person needed). ``applying`` is
+``proposed -> applying`` is the policy's automatic path (no person needed); ``applying ->
+proposed`` gives a fix back when the policy, asked again as it is applied, now wants a person
+(more approvals, or ``[auto] max_per_hour`` spent). ``applying`` is
 claimed with a lease: a worker killed mid-apply leaves it to be claimed again (``attempts``
 counts), never half-applied. ``failed``, ``rejected`` and ``rolled_back`` are final; a new
 fix can be made from the finding again.
@@ -61,7 +63,7 @@ TRANSITIONS: dict[FixState, frozenset[FixState]] = {
     "proposed": frozenset({"approved", "rejected", "applying"}),
     "approved": frozenset({"applying", "rejected"}),
     "rejected": frozenset(),
-    "applying": frozenset({"applied", "failed"}),
+    "applying": frozenset({"applied", "failed", "proposed"}),
     "applied": frozenset({"deployed", "rolled_back"}),
     "failed": frozenset(),
     "deployed": frozenset({"verified", "regressed", "rolled_back"}),

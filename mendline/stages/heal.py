@@ -59,6 +59,7 @@ from mendline.stages._waiting import (
     keep_renewing,
     outage_backoff,
     pause_for_outage,
+    through_outages,
     wait_any,
 )
 
@@ -151,8 +152,18 @@ REMEDIATION_METRICS: tuple[StatsMetric[RemediationStats], ...] = (
 
 
 def check(settings: Settings) -> FixPolicy:
-    """The fix policy, read before any stage starts: ConfigError names every problem."""
-    return load_policy(settings.fix_policy_file)
+    """The fix policy, read before any stage starts, and each repository's checkout as the
+    settings make it (the work root outside it, the commit author well formed): ConfigError
+    names what is wrong, before a fix is claimed."""
+    policy = load_policy(settings.fix_policy_file)
+    for repository in policy.repositories:
+        Checkout(
+            path=repository.path,
+            work_root=settings.fix_work_root.expanduser(),
+            base=repository.base_branch,
+            author=settings.fix_author,
+        )
+    return policy
 
 
 async def run(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
@@ -179,8 +190,13 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
         len(policy.remediations),
     )
     try:
-        await fixes.record_policy(*policy_digest(settings))
-        await healer.cleanup()
+        await through_outages(
+            fixes.record_policy,
+            *policy_digest(settings),
+            what="note the fix policy in the audit trail",
+            stop=stop,
+        )
+        await through_outages(healer.cleanup, what="clean up after a crash", stop=stop)
         if remediations is None:
             await healer.run(stop)
         else:
@@ -217,6 +233,7 @@ class Healer:
         self.environ = os.environ if environ is None else environ
         self._applying: set[int] = set()
         self._outage = outage_backoff()
+        self._stop = asyncio.Event()  # set by ``run``'s stop: no new fix is claimed then
 
     def waiting_for(self) -> str | None:
         """None while the worker reaches its database; else what it waits out."""
@@ -224,6 +241,7 @@ class Healer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Pass after pass until ``stop``; the lease of the fix being applied is renewed."""
+        self._stop = stop
         lease = self.settings.fix_lease
         renewer = asyncio.create_task(
             keep_renewing(
@@ -258,7 +276,7 @@ class Healer:
     async def pass_once(self) -> None:
         """Propose, apply what is claimable, notice deployments, settle deployed fixes."""
         await self.propose_new()
-        while await self.apply_next():
+        while not self._stop.is_set() and await self.apply_next():
             pass
         await self.notice_deployments()
         await self.settle()
@@ -303,6 +321,9 @@ class Healer:
         as ``actor``. None when git or the forge failed for now: the fix stays claimed until
         its lease runs out, then it is tried again (``fix_max_attempts`` in all)."""
         owner = owner or self.owner
+        refused = await self._decided_again(fix, owner, actor)
+        if refused is not None:
+            return refused
         self._applying.add(fix.id)
         try:
             outcome = await self._apply(fix)
@@ -326,6 +347,27 @@ class Healer:
             owner, fix.id, reason, outcome.verification, actor=actor
         )
 
+    async def _decided_again(self, fix: StoredFix, owner: str, actor: Actor) -> Handover | None:
+        """The policy asked again, as the fix is about to be applied (it may have changed
+        since the fix was proposed, and ``[auto] max_per_hour`` counts what was applied
+        meanwhile): None when it still lets this fix go; else the fix failed (denied now, or
+        its patch maps otherwise: approvals were for another patch) or given back to
+        ``proposed`` (it wants a person now, or more approvals than the fix has)."""
+        finding = (await self.findings.get(fix.finding_id)).finding
+        now = await policy_decision(self.policy, finding, self.fixes, applying=fix)
+        if now.verdict == "deny" or now.mapped_patch != fix.mapped_patch:
+            why = "denies it" if now.verdict == "deny" else "maps its patch otherwise"
+            reasons = "; ".join(now.reasons)
+            _count(self.stats.outcomes, "refused")
+            return await self.fixes.finish_failed(
+                owner, fix.id, f"the fix policy now {why}: {reasons}", actor=actor
+            )
+        if now.verdict == "approval" and len(fix.approvals) < now.approvals_needed:
+            _count(self.stats.outcomes, "given_back")
+            log.info("mendline: fix %d given back: %s", fix.id, "; ".join(now.reasons))
+            return await self.fixes.give_back(owner, fix.id, now)
+        return None
+
     async def apply_now(self, actor: Actor, fix_id: int) -> Handover | None:
         """``mendline fix apply``: claim fix ``fix_id`` as ``actor`` (an approver; a fix
         that needs approval must have it) and apply it now, its lease renewed meanwhile."""
@@ -345,7 +387,7 @@ class Healer:
             issue_id=fix.issue_id,
             fix_id=fix.id,
             finding_id=fix.finding_id,
-            patch=fix.mapped_patch or fix.patch,
+            patch=_mapped(fix),
             issue_title=await self._title(fix),
             finding=finding,
             approvers=fix.approvals,
@@ -498,18 +540,28 @@ class Healer:
         return repository
 
 
-async def policy_decision(policy: FixPolicy, finding: Finding, fixes: FixStore) -> PolicyDecision:
+async def policy_decision(
+    policy: FixPolicy, finding: Finding, fixes: FixStore, *, applying: StoredFix | None = None
+) -> PolicyDecision:
     """The policy's decision on ``finding``'s patch now: the patch is mapped first, so that
     only its repository's automatic fixes of the last hour are counted (``[auto]
     max_per_hour``); ``decide`` maps it again, the one place the decision is made. The heal
-    stage and ``mendline fix propose|policy explain`` both ask it."""
+    stage and ``mendline fix propose|policy explain`` both ask it; the heal stage again as it
+    applies a fix (``applying``, which is not counted against itself)."""
     candidate = FixCandidate.of(finding)
     recent: dict[str, int] = {}
     mapped = map_patch(candidate.patch, policy.repositories) if candidate.patch else None
     if isinstance(mapped, MappedPatch):
         name = mapped.repository.name
         recent[name] = await fixes.automatic_since(name, _HOUR)
+        if applying is not None and _automatic(applying) and applying.repository == name:
+            recent[name] -= 1
     return decide(policy, candidate, recent)
+
+
+def _automatic(fix: StoredFix) -> bool:
+    """Whether the fix is one the policy let go without a person (as automatic_since counts)."""
+    return fix.decision.verdict == "auto" and fix.approvals_needed == 0
 
 
 def policy_digest(settings: Settings) -> tuple[str, str]:
@@ -529,6 +581,15 @@ def verify_plan(repository: Repository) -> VerifyPlan:
         timeout=repository.verify_timeout,
         output_limit=repository.output_limit,
     )
+
+
+def _mapped(fix: StoredFix) -> str:
+    """The fix's patch on the repository's paths (never the frames' paths)."""
+    if fix.mapped_patch is None:
+        raise ForgeError(
+            f"fix {fix.id} has no patch mapped onto its repository", code="config", retriable=False
+        )
+    return fix.mapped_patch
 
 
 def _count(counts: dict[str, int], key: str) -> None:

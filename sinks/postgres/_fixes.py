@@ -76,6 +76,8 @@ SELECT {_COLUMNS} FROM mendline.fix_jobs WHERE finding_id = $1 AND state NOT IN 
 
 # What each move sets besides the state ($2): its own parameters from $3 on.
 _SETS: dict[FixState, str] = {
+    "proposed": """owner = NULL, lease_until = NULL, approved_at = NULL, decision = $3::jsonb,
+                   approvals_needed = $4""",
     "approved": "approved_at = now()",
     "rejected": "rejected_at = now(), rejected_by = $3, rejected_reason = $4",
     "applying": """owner = $3, lease_until = now() + make_interval(secs => $4),
@@ -96,6 +98,7 @@ _MOVES = {
 }
 # The audit action of the move to each state.
 _ACTIONS: dict[FixState, str] = {
+    "proposed": "fix.give_back",
     "approved": "fix.approve",
     "rejected": "fix.reject",
     "applying": "fix.apply",
@@ -187,10 +190,11 @@ ORDER BY deployed_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
 
 # The first event of the fix's issue on the deployed release, or on a release of its service
 # first seen after the deployed one was (after it was deployed, when no event had it): such
-# a release is taken to carry the fix too. Events without a release tell nothing.
+# a release is taken to carry the fix too. Events without a release tell nothing, nor events
+# from before the fix was applied (the ones that made the issue).
 _REGRESSING_EVENT = """
 WITH fix AS (
-    SELECT f.issue_id, f.release, f.deployed_at, i.service FROM mendline.fix_jobs f
+    SELECT f.issue_id, f.release, f.deployed_at, f.applied_at, i.service FROM mendline.fix_jobs f
     JOIN mendline.issues i ON i.id = f.issue_id WHERE f.id = $1),
 since AS (
     SELECT coalesce((SELECT min(e.received_at) FROM mendline.events e
@@ -199,6 +203,7 @@ since AS (
     FROM fix)
 SELECT e.event_id, e.release, e.received_at FROM mendline.events e, fix, since
 WHERE e.issue_id = fix.issue_id AND e.release IS NOT NULL
+  AND e.received_at > coalesce(fix.applied_at, fix.deployed_at)
   AND (e.release = fix.release
        OR (e.received_at > since.at AND NOT EXISTS (
                SELECT 1 FROM mendline.events o
@@ -441,6 +446,14 @@ class FixStore(AuditedStore):
         nothing changes and the Handover says why."""
         args = (reason, verification.model_dump_json() if verification else None)
         return await self._finish(actor, owner, fix_id, "failed", args)
+
+    async def give_back(self, owner: str, fix_id: int, decision: PolicyDecision) -> Handover:
+        """The fix ``owner`` was about to apply goes back to ``proposed`` with the policy's
+        ``decision`` now (it wants a person, or more approvals than the fix has; its
+        approvals so far still count), audited ``fix.give_back`` by mendline. Only while
+        ``owner`` holds it."""
+        args = (decision.model_dump_json(exclude={"mapped_patch"}), _approvals_needed(decision))
+        return await self._finish(SYSTEM_ACTOR, owner, fix_id, "proposed", args)
 
     async def deployed(self, actor: Actor, fix_id: int, release: str) -> StoredFix:
         """An applied fix is in production, in ``release``: from now on its issue's events

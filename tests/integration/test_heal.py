@@ -712,3 +712,44 @@ async def test_a_heal_worker_killed_mid_apply_leaves_its_fix_to_be_applied_again
     killed, again = reversed(await loop.audit.list(target=f"fix:{fix.id}", action="fix.apply"))
     assert killed.origin.startswith("heal ") and again.origin == "test"  # the process, then us
     await loop.intact()
+
+
+# -- the policy asked again as a fix is applied --------------------------------------------
+
+
+async def test_a_policy_that_now_denies_fails_a_fix_proposed_before(loop: Loop) -> None:
+    await loop.finding(1, LOOKUP)
+    await loop.healer.propose_new()  # proposed auto under the first policy
+    denying = policy_text(loop.repo, rules='[deny]\npaths = ["calc/**"]\n')
+    await loop.worker("healer-2", denying).pass_once()
+    fix = await loop.only_fix()
+    assert fix.state == "failed" and fix.delivery is None
+    assert fix.error is not None and fix.error.startswith("the fix policy now denies it: ")
+    assert "calc/core.py" in fix.error
+    assert loop.left_behind() == (1, [], [])
+    await loop.intact()
+
+
+async def test_max_per_hour_holds_across_fixes_proposed_in_one_pass(loop: Loop) -> None:
+    one_an_hour = policy_text(loop.repo, rules="[auto]\nmax_per_hour = 1\n")
+    healer = loop.worker("healer-2", one_an_hour)
+    for issue in (1, 2, 3):
+        await loop.finding(issue, LOOKUP)
+    await healer.pass_once()
+    states = sorted((f.state, f.decision.verdict) for f in await loop.fixes.list())
+    assert states == [("applied", "auto"), ("proposed", "approval"), ("proposed", "approval")]
+    given_back = [f for f in await loop.fixes.list() if f.state == "proposed"]
+    for fix in given_back:
+        assert fix.approvals_needed == 1 and fix.owner is None
+        assert any("max_per_hour" in reason for reason in fix.decision.reasons), fix.decision
+        assert [action for _, action in await loop.trail(f"fix:{fix.id}")] == [
+            "fix.propose",
+            "fix.apply",
+            "fix.give_back",
+        ]
+    await healer.pass_once()  # nothing more goes by itself this hour
+    assert sorted(f.state for f in await loop.fixes.list()) == ["applied", "proposed", "proposed"]
+    await loop.fixes.approve(ALICE, given_back[0].id)
+    await healer.pass_once()  # a person approved one: it goes
+    assert sorted(f.state for f in await loop.fixes.list()) == ["applied", "applied", "proposed"]
+    await loop.intact()

@@ -22,6 +22,7 @@ LEGAL = [
     ("approved", "rejected"),
     ("applying", "applied"),
     ("applying", "failed"),
+    ("applying", "proposed"),
     ("applied", "deployed"),
     ("applied", "rolled_back"),
     ("deployed", "verified"),

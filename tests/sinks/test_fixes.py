@@ -724,3 +724,10 @@ async def test_a_changed_fix_policy_is_noted_once_in_the_audit_trail(world: Worl
         ("mendline", "policy.change", "a" * 64, "b" * 64),
     ]
     assert (await world.audit.verify()).intact
+
+
+async def test_the_events_that_made_the_issue_do_not_regress_its_fix(world: World) -> None:
+    fix_id = await world.ready(1)  # its issue was seen on 1.0 before the fix was applied
+    await world.fixes.deployed(ALICE, fix_id, "1.0")
+    [settled] = await world.fixes.settle_deployed(0)
+    assert (settled.id, settled.state) == (fix_id, "verified")
