@@ -182,10 +182,14 @@ SELECT after::text FROM mendline.audit_log
 WHERE target = 'policy:fixes' AND action = 'policy.change' ORDER BY id DESC LIMIT 1
 """
 
+# A deployed fix whose window has passed, once its release was seen running (an event of its
+# service on it): a release nothing ever came from tells nothing, and verifies nothing.
 _DUE = """
-SELECT id FROM mendline.fix_jobs
-WHERE state = 'deployed' AND deployed_at <= now() - make_interval(secs => $1)
-ORDER BY deployed_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
+SELECT f.id FROM mendline.fix_jobs f JOIN mendline.issues i ON i.id = f.issue_id
+WHERE f.state = 'deployed' AND f.deployed_at <= now() - make_interval(secs => $1)
+  AND EXISTS (SELECT 1 FROM mendline.events e
+              WHERE e.service = i.service AND e.release = f.release)
+ORDER BY f.deployed_at, f.id LIMIT 1 FOR UPDATE OF f SKIP LOCKED
 """
 
 # The first event of the fix's issue on the deployed release, or on a release of its service
@@ -506,7 +510,9 @@ class FixStore(AuditedStore):
 
     async def settle_deployed(self, window_seconds: float, limit: int = 100) -> list[StoredFix]:
         """Judge the deployed fixes whose ``window_seconds`` since their deployment have
-        passed, up to ``limit``, each in a transaction of its own: with no event of their
+        passed and whose release was seen running (an event of their service on it; until
+        then they stay deployed), up to ``limit``, each in a transaction of its own: with no
+        event of their
         issue on the deployed release, or on a release first seen after it, they become
         ``verified`` and their issue resolved, with a note; with one, ``regressed`` and
         their finding marked wrong, naming the event. Returns them as they became."""

@@ -163,6 +163,7 @@ async def test_a_fix_goes_from_proposed_to_verified_each_move_audited(world: Wor
     )
     deployed = await world.fixes.deployed(ALICE, fix.id, "1.1.0")
     assert (deployed.state, deployed.release) == ("deployed", "1.1.0")
+    await world.event(99, "1.1.0")  # the release runs: another issue's event came from it
     [verified] = await world.fixes.settle_deployed(0)
     assert (verified.id, verified.state, verified.verified_at is not None) == (
         fix.id,
@@ -729,5 +730,15 @@ async def test_a_changed_fix_policy_is_noted_once_in_the_audit_trail(world: Worl
 async def test_the_events_that_made_the_issue_do_not_regress_its_fix(world: World) -> None:
     fix_id = await world.ready(1)  # its issue was seen on 1.0 before the fix was applied
     await world.fixes.deployed(ALICE, fix_id, "1.0")
+    [settled] = await world.fixes.settle_deployed(0)
+    assert (settled.id, settled.state) == (fix_id, "verified")
+
+
+async def test_a_fix_deployed_in_a_release_never_seen_is_not_verified(world: World) -> None:
+    fix_id = await world.ready(1)
+    await world.fixes.deployed(ALICE, fix_id, "9.9")  # nothing has come from 9.9 yet
+    assert await world.fixes.settle_deployed(0) == []
+    assert (await world.fixes.get(fix_id)).state == "deployed"
+    await world.event(2, "9.9")  # another issue of the service, on 9.9: it runs
     [settled] = await world.fixes.settle_deployed(0)
     assert (settled.id, settled.state) == (fix_id, "verified")
