@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mendline.schemas.errors import IllegalTransition
+from mendline.schemas.transitions import check_move
 
 __all__ = [
     "FINAL_STATES",
@@ -89,14 +89,7 @@ def check_transition(current: FixState, wanted: FixState) -> None:
     """Return when a fix in state ``current`` may move to ``wanted``; else raise
     IllegalTransition, which names both and the states ``current`` may move to. The one place
     the fix store asks before it moves a fix."""
-    allowed = TRANSITIONS[current]
-    if wanted not in allowed:
-        where = ", ".join(s for s in FIX_STATES if s in allowed) or "nothing: it is final"
-        raise IllegalTransition(
-            f"a fix that is {current} cannot become {wanted} (it can become {where})",
-            current=current,
-            wanted=wanted,
-        )
+    check_move(TRANSITIONS, current, wanted, "a fix")
 
 
 def fix_branch(issue_id: int, fix_id: int) -> str:

@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mendline.schemas.errors import IllegalTransition
 from mendline.schemas.fixpolicy import RemediationVerdict
+from mendline.schemas.transitions import check_move
 
 __all__ = [
     "FINAL_RUN_STATES",
@@ -34,8 +34,6 @@ __all__ = [
     "RunState",
     "check_run_transition",
     "finished_state",
-    "join_trimmed",
-    "trim_output",
 ]
 
 #: How a run ended: it did what it should (exit status 0, an HTTP 2xx), it did not (another
@@ -87,36 +85,12 @@ _FINISHED: dict[OutcomeResult, RunState] = {
 def check_run_transition(current: RunState, wanted: RunState) -> None:
     """Return when a run in state ``current`` may move to ``wanted``; else raise
     IllegalTransition, which names both and what ``current`` may become."""
-    allowed = RUN_TRANSITIONS[current]
-    if wanted not in allowed:
-        where = ", ".join(s for s in RUN_STATES if s in allowed) or "nothing: it is final"
-        raise IllegalTransition(
-            f"a remediation run that is {current} cannot become {wanted} (it can become {where})",
-            current=current,
-            wanted=wanted,
-        )
+    check_move(RUN_TRANSITIONS, current, wanted, "a remediation run")
 
 
 def finished_state(result: OutcomeResult) -> RunState:
     """The state a running run ends in with an outcome of ``result``."""
     return _FINISHED[result]
-
-
-def trim_output(text: str, limit: int) -> str:
-    """``text`` when it has at most ``limit`` characters; else its first and last
-    ``limit // 2`` or so, with a line between them that says how many were left out."""
-    if len(text) <= limit:
-        return text
-    head = limit // 2
-    tail = limit - head
-    return join_trimmed(text[:head], text[len(text) - tail :], len(text) - limit)
-
-
-def join_trimmed(head: str, tail: str, omitted: int) -> str:
-    """The head and tail of an output with ``omitted`` characters between them left out."""
-    if omitted <= 0:
-        return head + tail
-    return f"{head}\n[... {omitted} characters left out ...]\n{tail}"
 
 
 class RemediationOutcome(BaseModel):
@@ -137,7 +111,7 @@ class RemediationOutcome(BaseModel):
     #: The HTTP answer's status (None: no answer, or a command).
     http_status: int | None = None
     #: stdout and stderr together (a command) or the answer's body (HTTP), secrets filtered,
-    #: trimmed to the runner's limit (its head and tail, see ``trim_output``).
+    #: trimmed to the runner's limit (its head and tail, see ``mendline.schemas.output``).
     output: str = ""
     seconds: float = Field(ge=0)
 

@@ -2,6 +2,7 @@
 a branch, a push, a GitHub or GitLab pull request or a patch file; reverts; and what an
 interrupted attempt left behind cleaned up."""
 
+from mendline.sinks.commands import command_environment
 from mendline.sinks.forges._api import ForgeAPI, ForgeKind, open_pull_request
 from mendline.sinks.forges._change import (
     ApplyOutcome,
@@ -11,7 +12,6 @@ from mendline.sinks.forges._change import (
     RevertChange,
 )
 from mendline.sinks.forges._deliver import DeliveryPlan
-from mendline.sinks.forges._environment import command_environment
 from mendline.sinks.forges._fix import apply_fix, release_contains, revert
 from mendline.sinks.forges._render import (
     code_span,

@@ -10,16 +10,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mendline.analyzers.grouping import Scrubber
 from mendline.schemas.errors import ConfigError, ForgeError
 from mendline.schemas.fix import Delivery, DeliveryMode
+from mendline.sinks.commands import filtered, git_environment
 from mendline.sinks.forges._api import ForgeAPI, open_pull_request
-from mendline.sinks.forges._environment import git_environment, with_git_setting
-from mendline.sinks.forges._git import Git, tail
+from mendline.sinks.forges._git import Git, tail, with_git_setting
 
 __all__ = ["DeliveryPlan", "Parcel", "deliver"]
-
-_SCRUBBER = Scrubber()
 
 
 @dataclass(frozen=True)
@@ -117,7 +114,7 @@ async def _push(repo: Git, plan: DeliveryPlan, ref: str, *, check: bool = True) 
     ]
     if pushed.code == 0 or not check:
         return "*" in flags
-    said = _SCRUBBER.scrub_text(tail(pushed.err or pushed.out))
+    said = filtered(tail(pushed.err or pushed.out))
     if "!" in flags:
         raise ForgeError(
             f"the remote {plan.remote!r} refused {ref}: {said}",

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mendline.schemas.errors import ForgeError
-from mendline.sinks.forges._environment import git_environment
-from mendline.sinks.forges._process import run
+from mendline.schemas.output import trim_output
+from mendline.sinks.commands import OutputCapture, git_environment, run_program
 
-__all__ = ["Git", "GitResult"]
+__all__ = ["Git", "GitResult", "tail", "with_git_setting"]
 
 # Hooks are the repository's programs: mendline's commits and worktrees run none (the
 # verification commands are what is run, on purpose). Signing would wait for a key.
@@ -22,6 +22,7 @@ _SETTINGS = (
     *("-c", "core.fsmonitor=false"),
 )
 _OUTPUT_LIMIT = 64 * 1024 * 1024
+_ERRORS_LIMIT = 64 * 1024
 _MESSAGE_LIMIT = 600
 
 
@@ -69,33 +70,42 @@ class Git:
                 retriable=False,
             )
         environ = git_environment(os.environ) | dict(env or {})
-        try:
-            ran = await run(
-                [self.program, *_SETTINGS, *args],
-                cwd=self.cwd,
-                env=environ,
-                timeout=self.timeout,
-                limit=_OUTPUT_LIMIT,
-                stdin=stdin,
-            )
-        except FileNotFoundError as exc:
+        out, err = _Whole(_OUTPUT_LIMIT), OutputCapture(_ERRORS_LIMIT)
+        ran = await run_program(
+            [self.program, *_SETTINGS, *args],
+            cwd=self.cwd,
+            env=environ,
+            timeout=self.timeout,
+            output=out,
+            errors=err,
+            stdin=stdin,
+        )
+        if isinstance(ran.not_started, FileNotFoundError):
             raise ForgeError(
                 f"git is not installed (no {self.program!r} on PATH)",
                 code="git_missing",
                 retriable=False,
                 hint="install git where mendline runs",
-            ) from exc
-        except OSError as exc:
+            ) from ran.not_started
+        if ran.not_started is not None:
             raise ForgeError(
-                f"git could not start in {self.cwd}: {exc}", code="git_failed", retriable=True
-            ) from exc
+                f"git could not start in {self.cwd}: {ran.not_started}",
+                code="git_failed",
+                retriable=True,
+            ) from ran.not_started
         if ran.timed_out or ran.exit_code is None:
             raise ForgeError(
                 f"git {args[0]} did not finish in {self.timeout:g} s",
                 code="timeout",
                 retriable=True,
             )
-        result = GitResult(ran.exit_code, ran.stdout.bytes(), ran.stderr.text())
+        if out.over:
+            raise ForgeError(
+                f"git {args[0]} printed more than {_OUTPUT_LIMIT // 2**20} MiB: not read",
+                code="git_failed",
+                retriable=False,
+            )
+        result = GitResult(ran.exit_code, bytes(out.data), err.text())
         if check and result.code != 0:
             raise ForgeError(
                 f"git {args[0]} failed (exit {result.code}): {tail(result.err)}",
@@ -105,7 +115,40 @@ class Git:
         return result
 
 
+class _Whole:
+    """git's stdout kept whole (a blob, a patch: a cut would spoil it), up to ``limit``
+    bytes; past that nothing is kept and ``over`` says so."""
+
+    def __init__(self, limit: int) -> None:
+        self.data = bytearray()
+        self.over = False
+        self._limit = limit
+
+    def feed(self, data: bytes) -> None:
+        """Take the next bytes of stdout."""
+        if self.over:
+            return
+        if len(self.data) + len(data) > self._limit:
+            self.over = True
+            self.data.clear()
+            return
+        self.data += data
+
+
 def tail(text: str, limit: int = _MESSAGE_LIMIT) -> str:
-    """The last ``limit`` characters of ``text``, stripped: where git says what went wrong."""
-    text = text.strip()
-    return text if len(text) <= limit else "..." + text[-limit:]
+    """What git said (``text``), stripped, to ``limit`` characters: its head and tail, where
+    git says what went wrong."""
+    return trim_output(text.strip(), limit)
+
+
+def with_git_setting(env: Mapping[str, str], key: str, value: str) -> dict[str, str]:
+    """``env`` with one more git setting, given as ``GIT_CONFIG_KEY_<n>``/``VALUE_<n>`` after
+    any already there: a secret set so never appears in a command line."""
+    raw = env.get("GIT_CONFIG_COUNT", "")
+    count = int(raw) if raw.isdigit() else 0
+    return {
+        **env,
+        "GIT_CONFIG_COUNT": str(count + 1),
+        f"GIT_CONFIG_KEY_{count}": key,
+        f"GIT_CONFIG_VALUE_{count}": value,
+    }

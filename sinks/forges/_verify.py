@@ -11,16 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mendline.analyzers.grouping import Scrubber
 from mendline.schemas.fix import CommandOutcome, Verification
-from mendline.sinks.forges._environment import command_environment
-from mendline.sinks.forges._process import run
+from mendline.sinks.commands import OutputCapture, command_environment, filtered, run_program
 
 __all__ = ["FILES", "VerifyPlan", "verify"]
 
 #: In a command, the argument replaced by the changed Python files (``./path`` each).
 FILES = "{files}"
-_SCRUBBER = Scrubber()
 
 
 @dataclass(frozen=True)
@@ -31,7 +28,7 @@ class VerifyPlan:
     ``python``, then ``ruff check`` on them when ruff is on the PATH); an argument equal to
     ``FILES`` stands for the changed Python files, and a command with it is skipped when no
     Python file changed. ``test_command`` runs last, when set. Each command gets ``timeout``
-    seconds and keeps ``output_limit`` bytes of its output (its head and tail)."""
+    seconds and keeps ``output_limit`` characters of its output (its head and tail)."""
 
     checks: tuple[tuple[str, ...], ...] | None = None
     test_command: tuple[str, ...] | None = None
@@ -67,7 +64,7 @@ async def verify(
 
     Their environment is ``environ`` without mendline's settings or any secret
     (``command_environment``), ``PWD`` the worktree; their output (stdout and stderr) is
-    cut to its head and tail and scrubbed of secrets."""
+    cut to its head and tail and its secrets filtered."""
     env = command_environment(environ) | {"PWD": str(worktree)}
     outcomes: list[CommandOutcome] = []
     for argv in plan.commands(changed, env.get("PATH")):
@@ -81,21 +78,15 @@ async def verify(
 async def _run_one(
     argv: list[str], worktree: Path, env: dict[str, str], plan: VerifyPlan
 ) -> CommandOutcome:
-    try:
-        ran = await run(
-            argv,
-            cwd=worktree,
-            env=env,
-            timeout=plan.timeout,
-            limit=plan.output_limit,
-            merge=True,
-        )
-    except OSError as exc:
-        return CommandOutcome(argv=argv, exit_code=None, seconds=0, output=f"cannot run: {exc}")
+    capture = OutputCapture(plan.output_limit)
+    ran = await run_program(argv, cwd=worktree, env=env, timeout=plan.timeout, output=capture)
+    if ran.not_started is not None:
+        said = filtered(f"cannot run: {ran.not_started}")
+        return CommandOutcome(argv=argv, exit_code=None, seconds=0, output=said)
     return CommandOutcome(
         argv=argv,
         exit_code=ran.exit_code,
         timed_out=ran.timed_out,
         seconds=round(ran.seconds, 3),
-        output=_SCRUBBER.scrub_text(ran.stdout.text()),
+        output=capture.text(),
     )

@@ -39,6 +39,7 @@ from mendline.analyzers.policy.people import authorize
 from mendline.schemas.alert import REMEDIATION_FAILED
 from mendline.schemas.errors import IllegalTransition, RemediationNotFound
 from mendline.schemas.fixpolicy import Remediation, RemediationDecision, RemediationVerdict
+from mendline.schemas.output import trim_output
 from mendline.schemas.people import SYSTEM_ACTOR, Actor
 from mendline.schemas.remediation import (
     RemediationOutcome,
@@ -46,7 +47,6 @@ from mendline.schemas.remediation import (
     RunState,
     check_run_transition,
     finished_state,
-    trim_output,
 )
 from mendline.sinks.postgres._audit import AuditedStore
 from mendline.sinks.postgres._errors import translating

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 import httpx
 
 from mendline.schemas.remediation import OutcomeResult, RemediationOutcome
-from mendline.sinks.remediation._output import OUTPUT_LIMIT, OutputCapture, filtered, outcome
+from mendline.sinks.commands import OutputCapture, filtered
+from mendline.sinks.remediation._outcome import OUTPUT_LIMIT, outcome
 
 __all__ = ["call_http"]
 

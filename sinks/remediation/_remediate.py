@@ -8,9 +8,10 @@ from collections.abc import Mapping
 
 from mendline.schemas.fixpolicy import Remediation
 from mendline.schemas.remediation import RemediationOutcome
+from mendline.sinks.commands import filtered
 from mendline.sinks.remediation._command import run_command
 from mendline.sinks.remediation._http import call_http
-from mendline.sinks.remediation._output import OUTPUT_LIMIT, filtered, outcome
+from mendline.sinks.remediation._outcome import OUTPUT_LIMIT, outcome
 
 __all__ = ["run_remediation"]
 

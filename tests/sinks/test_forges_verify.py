@@ -64,7 +64,7 @@ async def test_output_over_the_limit_keeps_its_head_and_tail(tmp_path: Path) -> 
 
     output = checked.commands[0].output
     assert output.startswith("HEAD") and output.rstrip().endswith("TAIL")
-    assert "bytes cut ...]" in output and len(output) < 1100
+    assert "characters left out ...]" in output and len(output) < 1100
 
 
 async def test_output_is_scrubbed_and_stderr_is_kept(tmp_path: Path) -> None:
