@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mendline.analyzers.grouping import Scrubber
+from mendline.analyzers.grouping import FILTERED, Scrubber
 from mendline.schemas.fix import CommandOutcome, Verification
 from mendline.sinks.forges._environment import command_environment
 from mendline.sinks.forges._process import run
@@ -31,13 +31,17 @@ class VerifyPlan:
     ``python``, then ``ruff check`` on them when ruff is on the PATH); an argument equal to
     ``FILES`` stands for the changed Python files, and a command with it is skipped when no
     Python file changed. ``test_command`` runs last, when set. Each command gets ``timeout``
-    seconds and keeps ``output_limit`` bytes of its output (its head and tail)."""
+    seconds and keeps ``output_limit`` bytes of its output (its head and tail).
+    ``secret_env`` names variables the commands never get (a forge's token, a remediation's
+    header), whatever their names and values look like; their values are cut from the
+    output too."""
 
     checks: tuple[tuple[str, ...], ...] | None = None
     test_command: tuple[str, ...] | None = None
     timeout: float = 600.0
     output_limit: int = 20_000
     python: str = sys.executable
+    secret_env: frozenset[str] = frozenset()
 
     def commands(self, changed: list[str], path: str | None) -> list[list[str]]:
         """The commands to run, in order, for the ``changed`` files; ``path`` is the PATH
@@ -65,13 +69,15 @@ async def verify(
 ) -> Verification:
     """Run ``plan``'s commands in ``worktree`` until one fails; passed when all exit 0.
 
-    Their environment is ``environ`` without mendline's settings or any secret
-    (``command_environment``), ``PWD`` the worktree; their output (stdout and stderr) is
-    cut to its head and tail and scrubbed of secrets."""
-    env = command_environment(environ) | {"PWD": str(worktree)}
+    Their environment is ``environ`` without mendline's settings, any secret
+    (``command_environment``) or the plan's ``secret_env``, ``PWD`` the worktree; their
+    output (stdout and stderr) is cut to its head and tail and scrubbed of secrets."""
+    kept = {k: v for k, v in environ.items() if k not in plan.secret_env}
+    env = command_environment(kept) | {"PWD": str(worktree)}
+    secrets = sorted({environ[k] for k in plan.secret_env if environ.get(k)}, key=len)[::-1]
     outcomes: list[CommandOutcome] = []
     for argv in plan.commands(changed, env.get("PATH")):
-        outcome = await _run_one(argv, worktree, env, plan)
+        outcome = await _run_one(argv, worktree, env, plan, secrets)
         outcomes.append(outcome)
         if outcome.exit_code != 0:
             return Verification(passed=False, commands=outcomes)
@@ -79,7 +85,7 @@ async def verify(
 
 
 async def _run_one(
-    argv: list[str], worktree: Path, env: dict[str, str], plan: VerifyPlan
+    argv: list[str], worktree: Path, env: dict[str, str], plan: VerifyPlan, secrets: list[str]
 ) -> CommandOutcome:
     try:
         ran = await run(
@@ -92,10 +98,13 @@ async def _run_one(
         )
     except OSError as exc:
         return CommandOutcome(argv=argv, exit_code=None, seconds=0, output=f"cannot run: {exc}")
+    output = ran.stdout.text()
+    for secret in secrets:
+        output = output.replace(secret, FILTERED)
     return CommandOutcome(
         argv=argv,
         exit_code=ran.exit_code,
         timed_out=ran.timed_out,
         seconds=round(ran.seconds, 3),
-        output=_SCRUBBER.scrub_text(ran.stdout.text()),
+        output=_SCRUBBER.scrub_text(output),
     )
