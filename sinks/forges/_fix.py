@@ -98,7 +98,10 @@ async def revert(
                 return _failed(change.fix_id, verification)
         made = await _commit(space, checkout, revert_message(change, commit), change)
         body = revert_body(change, commit, verification, await _diff_of(repo, made))
-        parcel = Parcel(branch, made, checkout.base, revert_title(change), body)
+        # Its own patch file: an unmerged fix's revert is on the fix's branch, whose name
+        # the fix's patch file has.
+        name = f"{revert_branch(change.issue_id, change.fix_id).replace('/', '-')}-{made[:12]}"
+        parcel = Parcel(branch, made, checkout.base, revert_title(change), body, name)
         delivered = await deliver(repo, delivery, parcel)
         space.keep()
     log.info("fix %s reverted on %s, delivered as %s", change.fix_id, branch, delivery.mode)
