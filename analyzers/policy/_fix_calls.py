@@ -129,7 +129,7 @@ class _Finder(ast.NodeVisitor):
             owner = self._name(args[0])
             attr = args[1]
             if owner in _MODULES and (
-                not isinstance(attr, ast.Constant) or _dangerous(f"{owner}.{attr.value}")
+                not isinstance(attr, ast.Constant) or _dangerous(f"{owner}.{attr.value!s}")
             ):
                 self._add(node, f"getattr({owner}, ...)")
         elif name is not None and _dangerous(name):

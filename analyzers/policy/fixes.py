@@ -179,23 +179,23 @@ def _denials(deny: DenyRules, candidate: FixCandidate, files: Sequence[FilePatch
     ]
     for file in files:
         for pattern in deny.patterns:
-            found = re.compile(pattern)
-            line = _first_added(file, found)
+            compiled = re.compile(pattern)
+            line = _first_added(file, compiled)
             if line is not None:
                 reasons.append(
                     f"{shown_path(file.path)}:{line} adds a line matching the deny pattern"
                     f" {_literal(pattern)}"
                 )
-            elif (hunk := _first_joined(file, found)) is not None:
+            elif (hunk := _first_joined(file, compiled)) is not None:
                 reasons.append(
                     f"{shown_path(file.path)}: hunk {hunk} adds lines that, joined, match the"
                     f" deny pattern {_literal(pattern)}"
                 )
     for file in files:
-        for line in file.git_header:
-            if line.startswith(("new file mode ", "new mode ")) and line.endswith(_LINK_MODES):
+        for header in file.git_header:
+            if header.startswith(("new file mode ", "new mode ")) and header.endswith(_LINK_MODES):
                 reasons.append(
-                    f"{shown_path(file.path)}: {line}: it makes a symbolic link or a submodule"
+                    f"{shown_path(file.path)}: {header}: it makes a symbolic link or a submodule"
                 )
     if deny.dependency_changes:
         for file in files:
