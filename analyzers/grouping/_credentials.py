@@ -164,9 +164,18 @@ CREDENTIALS: tuple[Credential, ...] = (
     _row(
         "GitHub token",
         "gh",
-        r"gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{22,}",
+        r"gh[pousr]_[A-Za-z0-9]{36,}",
         "ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A",
         "ghp_short",
+    ),
+    _row(
+        # A row of its own: "github_pat_" does not hold the needle "gh".
+        "GitHub fine-grained personal access token",
+        "github_pat_",
+        r"github_pat_\w{22,}",
+        "github_pat_11ABCDEF0123456789abc_"
+        + "abcdefijklmnopqrstuvwxyz0123456789ABCDEFIJKLMNOPQRSTUVW",
+        "github_pat_ is how its tokens start",
     ),
     # Last: the tokens above may have ended a word.
     _row(

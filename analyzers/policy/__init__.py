@@ -6,11 +6,17 @@ decision out, with its reasons); the stores and stages read what they need and a
 - ``budget``: whether an analysis may reserve LLM budget for its calls, and how much
 - ``fixes``: the fix policy file, and whether a fix is applied without a person, needs one or
   two approvers, or is never applied; which repository a patch maps into; which
-  remediations a check or an issue has, and whether one may run now
+  remediations a check or an issue has, and whether one may run now; the calls that run
+  commands or load code that a fix's Python adds (checked before the fix is verified)
 - ``people``: who may do what (the permission table), and the API tokens' format
 - ``producers``: whether a record may speak for the service it claims (signing keys)
 """
 
+from mendline.analyzers.policy._fix_calls import (
+    DangerousCall,
+    dangerous_calls,
+    new_dangerous_calls,
+)
 from mendline.analyzers.policy.alerts import (
     LABEL_NAMES,
     NO_GROUP,
@@ -96,6 +102,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TAG_PREFIX",
     "BudgetDecision",
+    "DangerousCall",
     "DeliveryDecision",
     "DeliveryMode",
     "FixCandidate",
@@ -121,6 +128,7 @@ __all__ = [
     "authorize",
     "check_producer",
     "check_token_role",
+    "dangerous_calls",
     "decide",
     "decide_delivery",
     "decide_reservation",
@@ -132,6 +140,7 @@ __all__ = [
     "load_policy",
     "lower_role",
     "map_patch",
+    "new_dangerous_calls",
     "new_token",
     "parse_policy",
     "parse_producer_keys",

@@ -63,6 +63,9 @@ __all__ = [
 ]
 
 _HOUR = timedelta(hours=1)
+_SPACE = re.compile(r"\s+")
+# git's modes of a symbolic link and of a submodule (a gitlink): never made by a fix.
+_LINK_MODES = ("120000", "160000")
 _VERDICTS = {
     "auto": "auto: applied without a person",
     "deny": "deny: never applied",
@@ -100,9 +103,11 @@ def decide(
     """The policy's verdict on a fix, with every reason.
 
     The deny rules first: a patch that cannot be read or mapped into one repository, a path
-    matching a deny glob, an added line matching a deny pattern, a dependency change, a risk
-    (the finding's, and those ``fix_risks`` finds in the patch): each that matches is a
-    reason, and any makes it ``deny``. Then ``[auto]``: when every condition holds it is
+    matching a deny glob, an added line matching a deny pattern (or a hunk's added lines,
+    joined, matching one: a call split over lines), a symbolic link or submodule made (git's
+    mode 120000 or 160000), a dependency change, a risk (the finding's, and those
+    ``fix_risks`` finds in the patch): each that matches is a reason, and any makes it
+    ``deny``. Then ``[auto]``: when every condition holds (and no file's mode changes) it is
     ``auto`` (the reasons are the conditions that held); each that does not is a reason it
     needs a person, and it is ``approval`` by one person, or two when ``[approval.two_person]``
     says so. ``auto_fixes_last_hour`` counts the automatic fixes of the last hour by
@@ -174,11 +179,23 @@ def _denials(deny: DenyRules, candidate: FixCandidate, files: Sequence[FilePatch
     ]
     for file in files:
         for pattern in deny.patterns:
-            line = _first_added(file, re.compile(pattern))
+            compiled = re.compile(pattern)
+            line = _first_added(file, compiled)
             if line is not None:
                 reasons.append(
                     f"{shown_path(file.path)}:{line} adds a line matching the deny pattern"
                     f" {_literal(pattern)}"
+                )
+            elif (hunk := _first_joined(file, compiled)) is not None:
+                reasons.append(
+                    f"{shown_path(file.path)}: hunk {hunk} adds lines that, joined, match the"
+                    f" deny pattern {_literal(pattern)}"
+                )
+    for file in files:
+        for header in file.git_header:
+            if header.startswith(("new file mode ", "new mode ")) and header.endswith(_LINK_MODES):
+                reasons.append(
+                    f"{shown_path(file.path)}: {header}: it makes a symbolic link or a submodule"
                 )
     if deny.dependency_changes:
         for file in files:
@@ -210,6 +227,31 @@ def _first_added(file: FilePatch, pattern: re.Pattern[str]) -> int | None:
     return None
 
 
+def _first_joined(file: FilePatch, pattern: re.Pattern[str]) -> int | None:
+    """The number (from 1) of the first hunk whose added lines, joined with the whitespace
+    between and in them collapsed to one space or removed, ``pattern`` finds: a call split
+    over lines (``os.`` then ``system(...)``) is still one call."""
+    for n, hunk in enumerate(file.hunks, 1):
+        joined = " ".join(hunk.added)
+        if pattern.search(_SPACE.sub(" ", joined)) or pattern.search(_SPACE.sub("", joined)):
+            return n
+    return None
+
+
+def _mode_changes(files: Sequence[FilePatch]) -> list[str]:
+    """The files whose git header changes their mode (``old mode``/``new mode``, a new
+    file's mode other than 100644), shown."""
+    return [
+        shown_path(file.path)
+        for file in files
+        if any(
+            line.startswith(("old mode ", "new mode "))
+            or (line.startswith("new file mode ") and line != "new file mode 100644")
+            for line in file.git_header
+        )
+    ]
+
+
 def _auto(
     rules: AutoRules, candidate: FixCandidate, mapped: MappedPatch, recent: int
 ) -> tuple[list[str], list[str]]:
@@ -221,6 +263,7 @@ def _auto(
     outside = [path for path in paths if first_match(rules.paths, path) is None]
     reshaped = [shown_path(file.path) for file in mapped.files if file.old_path != file.new_path]
     changed = sum(file.changed_lines for file in mapped.files)
+    modes = _mode_changes(mapped.files)
     repo = mapped.repository.name
     conditions: list[tuple[bool, str, str]] = [  # (holds, said if it does, said if not)
         (rules.enabled, "[auto] is enabled", "[auto] enabled = false: every fix needs a person"),
@@ -272,6 +315,11 @@ def _auto(
     ]
     held = [said for holds, said, _ in conditions if holds]
     failed = [said for holds, _, said in conditions if not holds]
+    if modes:  # said only when it fails: a mode change is rare, its absence no news
+        failed.append(
+            f"it changes the mode of {', '.join(modes)} (git's mode lines): a mode change"
+            " is applied only once a person approves"
+        )
     return held, failed
 
 

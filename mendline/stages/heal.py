@@ -396,7 +396,7 @@ class Healer:
         return await apply_fix(
             self.checkout(repository),
             change,
-            verify_plan=verify_plan(repository),
+            verify_plan=verify_plan(repository, self.policy),
             delivery=self.delivery(repository),
         )
 
@@ -424,7 +424,7 @@ class Healer:
             self.checkout(repository),
             change,
             delivery=self.delivery(repository),
-            verify_plan=verify_plan(repository),
+            verify_plan=verify_plan(repository, self.policy),
         )
         if outcome.result != "applied" or outcome.delivery is None:
             raise PatchRefused(
@@ -573,9 +573,16 @@ def policy_digest(settings: Settings) -> tuple[str, str]:
     return hashlib.sha256(path.read_bytes()).hexdigest(), str(path)
 
 
-def verify_plan(repository: Repository) -> VerifyPlan:
-    """How the repository's fixes are verified (the forges' defaults unless it says)."""
+def verify_plan(repository: Repository, policy: FixPolicy) -> VerifyPlan:
+    """How the repository's fixes are verified (the forges' defaults unless it says); the
+    commands never get a variable ``policy`` names as holding a secret (every repository's
+    ``token_env``, every remediation's ``http.headers_env``)."""
+    secret_env = {r.token_env for r in policy.repositories if r.token_env is not None}
+    for remediation in policy.remediations:
+        if remediation.http is not None:
+            secret_env.update(remediation.http.headers_env.values())
     return VerifyPlan(
+        secret_env=frozenset(secret_env),
         checks=None if repository.verify is None else tuple(tuple(c) for c in repository.verify),
         test_command=None if repository.test is None else tuple(repository.test),
         timeout=repository.verify_timeout,

@@ -55,13 +55,15 @@ class DeliveryPlan:
 @dataclass(frozen=True)
 class Parcel:
     """What is delivered: the branch, its commit, the base it came from, and the pull
-    request's title and body."""
+    request's title and body; ``patch_name``, the name (without ``.patch``) of its patch
+    file, is the branch's (``/`` as ``-``) unless given."""
 
     branch: str
     commit: str
     base: str
     title: str
     body: str
+    patch_name: str = ""
 
 
 async def deliver(repo: Git, plan: DeliveryPlan, parcel: Parcel) -> Delivery:
@@ -129,7 +131,7 @@ async def _push(repo: Git, plan: DeliveryPlan, ref: str, *, check: bool = True) 
 
 async def _write_patch(repo: Git, parcel: Parcel, directory: Path) -> Path:
     made = await repo("format-patch", "-1", "--stdout", parcel.commit)
-    path = directory / (parcel.branch.replace("/", "-") + ".patch")
+    path = directory / ((parcel.patch_name or parcel.branch.replace("/", "-")) + ".patch")
     try:
         await asyncio.to_thread(_write_atomically, path, made.stdout)
     except OSError as exc:

@@ -8,7 +8,7 @@ import re
 
 from mendline.schemas.errors import ForgeError, PatchRefused
 from mendline.schemas.fix import Verification, fix_branch, revert_branch
-from mendline.sinks.forges._apply import apply_patch
+from mendline.sinks.forges._apply import apply_patch, guard_applied
 from mendline.sinks.forges._change import ApplyOutcome, Checkout, FixChange, RevertChange
 from mendline.sinks.forges._deliver import DeliveryPlan, Parcel, deliver
 from mendline.sinks.forges._git import Git, tail
@@ -32,7 +32,8 @@ async def apply_fix(
     checkout: Checkout, change: FixChange, *, verify_plan: VerifyPlan, delivery: DeliveryPlan
 ) -> ApplyOutcome:
     """Apply ``change`` on ``mendline/fix-<issue>-<fix>``, a new branch from the base, in a
-    worktree under the work root; verify it there; commit it; deliver it.
+    worktree under the work root; check it (``guard_applied``: verifying runs it); verify it
+    there; commit it; deliver it.
 
     The user's checkout (its files, index and HEAD) is never touched. Only when it is
     delivered does the branch stay (the worktree goes in any case); a refused patch, failed
@@ -44,6 +45,7 @@ async def apply_fix(
     async with workspace(repo, checkout.work_root, branch, base, new=True) as space:
         try:
             changed = await apply_patch(space.git, change.patch)
+            await guard_applied(space.git)  # verification runs the patched code: first
         except PatchRefused as refused:
             return _refused(change.fix_id, refused)
         verification = await verify(space.path, verify_plan, changed)
@@ -96,7 +98,10 @@ async def revert(
                 return _failed(change.fix_id, verification)
         made = await _commit(space, checkout, revert_message(change, commit), change)
         body = revert_body(change, commit, verification, await _diff_of(repo, made))
-        parcel = Parcel(branch, made, checkout.base, revert_title(change), body)
+        # Its own patch file: an unmerged fix's revert is on the fix's branch, whose name
+        # the fix's patch file has.
+        name = f"{revert_branch(change.issue_id, change.fix_id).replace('/', '-')}-{made[:12]}"
+        parcel = Parcel(branch, made, checkout.base, revert_title(change), body, name)
         delivered = await deliver(repo, delivery, parcel)
         space.keep()
     log.info("fix %s reverted on %s, delivered as %s", change.fix_id, branch, delivery.mode)

@@ -28,13 +28,17 @@ class VerifyPlan:
     ``python``, then ``ruff check`` on them when ruff is on the PATH); an argument equal to
     ``FILES`` stands for the changed Python files, and a command with it is skipped when no
     Python file changed. ``test_command`` runs last, when set. Each command gets ``timeout``
-    seconds and keeps ``output_limit`` characters of its output (its head and tail)."""
+    seconds and keeps ``output_limit`` characters of its output (its head and tail).
+    ``secret_env`` names variables the commands never get (a forge's token, a remediation's
+    header), whatever their names and values look like; their values are cut from the
+    output too."""
 
     checks: tuple[tuple[str, ...], ...] | None = None
     test_command: tuple[str, ...] | None = None
     timeout: float = 600.0
     output_limit: int = 20_000
     python: str = sys.executable
+    secret_env: frozenset[str] = frozenset()
 
     def commands(self, changed: list[str], path: str | None) -> list[list[str]]:
         """The commands to run, in order, for the ``changed`` files; ``path`` is the PATH
@@ -62,13 +66,15 @@ async def verify(
 ) -> Verification:
     """Run ``plan``'s commands in ``worktree`` until one fails; passed when all exit 0.
 
-    Their environment is ``environ`` without mendline's settings or any secret
-    (``command_environment``), ``PWD`` the worktree; their output (stdout and stderr) is
-    cut to its head and tail and its secrets filtered."""
-    env = command_environment(environ) | {"PWD": str(worktree)}
+    Their environment is ``environ`` without mendline's settings, any secret
+    (``command_environment``) or the plan's ``secret_env``, ``PWD`` the worktree; their
+    output (stdout and stderr) is cut to its head and tail and its secrets filtered."""
+    kept = {k: v for k, v in environ.items() if k not in plan.secret_env}
+    env = command_environment(kept) | {"PWD": str(worktree)}
+    secrets = sorted({environ[k] for k in plan.secret_env if environ.get(k)}, key=len)[::-1]
     outcomes: list[CommandOutcome] = []
     for argv in plan.commands(changed, env.get("PATH")):
-        outcome = await _run_one(argv, worktree, env, plan)
+        outcome = await _run_one(argv, worktree, env, plan, secrets)
         outcomes.append(outcome)
         if outcome.exit_code != 0:
             return Verification(passed=False, commands=outcomes)
@@ -76,17 +82,17 @@ async def verify(
 
 
 async def _run_one(
-    argv: list[str], worktree: Path, env: dict[str, str], plan: VerifyPlan
+    argv: list[str], worktree: Path, env: dict[str, str], plan: VerifyPlan, secrets: list[str]
 ) -> CommandOutcome:
     capture = OutputCapture(plan.output_limit)
     ran = await run_program(argv, cwd=worktree, env=env, timeout=plan.timeout, output=capture)
     if ran.not_started is not None:
-        said = filtered(f"cannot run: {ran.not_started}")
+        said = filtered(f"cannot run: {ran.not_started}", secrets)
         return CommandOutcome(argv=argv, exit_code=None, seconds=0, output=said)
     return CommandOutcome(
         argv=argv,
         exit_code=ran.exit_code,
         timed_out=ran.timed_out,
         seconds=round(ran.seconds, 3),
-        output=capture.text(),
+        output=capture.text(secrets),
     )

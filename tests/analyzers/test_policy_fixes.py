@@ -601,3 +601,59 @@ def test_what_a_worker_records_of_a_decision_once_a_down_period(
     done, said = remediation_step(decision, episode)
     assert done == step
     assert why in said
+
+
+# -- what one line at a time does not show -------------------------------------------------
+
+
+def _added(path: str, *lines: str) -> str:
+    """A hunk adding ``lines`` after line 9 of ``path`` (context on both sides)."""
+    body = "".join(f"+{line}\n" for line in lines)
+    return f"--- a/{path}\n+++ b/{path}\n@@ -9,2 +9,{2 + len(lines)} @@\n a = 1\n{body} b = 2\n"
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ("import os", "x = os.", "     system('id')"),
+        ("x = eval", "    (text)"),
+        ("run(c, shell", "    =", "    True)"),
+    ],
+)
+def test_a_deny_pattern_split_over_lines_denies_naming_the_hunk(lines: tuple[str, ...]) -> None:
+    decision = decide(POLICY, candidate(patch=_added("app/x.py", *lines)), {})
+    assert decision.verdict == "deny"
+    assert (
+        "src/app/x.py: hunk 1 adds lines that, joined, match the deny pattern"
+        in (decision.reasons[0])
+    )
+
+
+def test_lines_that_join_into_nothing_denied_still_go_alone() -> None:
+    patch = _added("app/x.py", "total = sum(", "    items)")
+    assert decide(POLICY, candidate(patch=patch), {}).verdict == "auto"
+
+
+@pytest.mark.parametrize("mode", ["120000", "160000"])
+def test_a_symbolic_link_or_a_submodule_is_denied(mode: str) -> None:
+    patch = (
+        f"diff --git a/app/data b/app/data\nnew file mode {mode}\n"
+        "--- /dev/null\n+++ b/app/data\n@@ -0,0 +1 @@\n+/etc\n"
+    )
+    decision = decide(POLICY, candidate(patch=patch), {})
+    assert decision.verdict == "deny"
+    assert decision.reasons == [
+        f"src/app/data: new file mode {mode}: it makes a symbolic link or a submodule"
+    ]
+
+
+def test_a_mode_change_needs_a_person() -> None:
+    patch = "diff --git a/app/x.py b/app/x.py\nold mode 100644\nnew mode 100755\n" + diff(
+        "app/x.py", "y = 1", "y = 2"
+    )
+    decision = decide(POLICY, candidate(patch=patch), {})
+    assert (decision.verdict, decision.approvals_needed) == ("approval", 1)
+    assert decision.reasons == [
+        "it changes the mode of src/app/x.py (git's mode lines): a mode change is applied"
+        " only once a person approves"
+    ]

@@ -130,3 +130,23 @@ async def test_a_revert_that_fails_verification_puts_the_fix_branch_back(tmp_pat
 
     assert (outcome.result, outcome.code) == ("failed", "verification_failed")
     assert git(repo, "rev-parse", FIX) == fixed_tip
+
+
+async def test_a_revert_delivered_as_a_patch_file_keeps_the_fixs_file(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    patches = tmp_path / "patches"
+    commit = await _fixed(repo, tmp_path, DeliveryPlan(mode="patch", patch_dir=patches))
+    fixed = _read(patches / "mendline-fix-1-2.patch")
+    assert "+    return table.get(key)" in fixed
+
+    outcome = await _revert(repo, tmp_path, commit, mode="patch", patch_dir=patches)
+
+    assert outcome.delivery is not None and outcome.delivery.patch_path is not None
+    made = outcome.delivery.commit
+    assert Path(outcome.delivery.patch_path) == patches / f"mendline-revert-1-2-{made[:12]}.patch"
+    assert _read(patches / "mendline-fix-1-2.patch") == fixed
+    assert "-    return table.get(key)" in _read(Path(outcome.delivery.patch_path))
+
+
+def _read(path: Path) -> str:
+    return path.read_text()

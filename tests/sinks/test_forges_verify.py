@@ -105,3 +105,30 @@ async def test_a_shell_is_never_involved(tmp_path: Path) -> None:
         tmp_path, _plan((PY, "-c", "import sys; print(sys.argv)", "$(id) ; ls")), []
     )
     assert "'$(id) ; ls'" in checked.commands[0].output
+
+
+FINE_GRAINED = (
+    "github_pat_11ABCDEF0123456789abc_abcdefijklmnopqrstuvwxyz0123456789ABCDEFIJKLMNOPQRSTUVW"
+)
+
+
+async def test_the_forge_token_never_reaches_the_commands_nor_their_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fine-grained GitHub token under a name that does not say "token", and a forge's
+    # token of no known shape, named by the policy.
+    monkeypatch.setenv("GITHUB_PAT", FINE_GRAINED)
+    monkeypatch.setenv("FORGE_CREDENTIAL", "plain-looking-value-42")
+    printer = (
+        PY,
+        "-c",
+        "import json, os; print(json.dumps(sorted(os.environ)));"
+        f" print({FINE_GRAINED!r}, 'plain-looking-value-42')",
+    )
+
+    checked = await verify(tmp_path, _plan(printer, secret_env=frozenset({"FORGE_CREDENTIAL"})), [])
+
+    names, said = checked.commands[0].output.split("\n", 1)
+    assert "GITHUB_PAT" not in json.loads(names) and "FORGE_CREDENTIAL" not in json.loads(names)
+    assert FINE_GRAINED not in said and "plain-looking-value-42" not in said
+    assert said.count("[Filtered]") == 2
