@@ -421,9 +421,10 @@ class Healer:
 
     async def cleanup(self) -> None:
         """After a crash: remove the worktrees and branches of fixes no longer being applied
-        or delivered, in every repository of the policy."""
+        or delivered, in every repository of the policy. The branches of every live fix
+        are kept in each (a clone may serve two entries of the policy)."""
+        keep = await self.fixes.live_branches()
         for repository in self.policy.repositories:
-            keep = await self.fixes.live_branches(repository.name)
             try:
                 report = await cleanup_stale(repository.path, self.work_root, keep)
             except ForgeError as exc:

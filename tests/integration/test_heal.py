@@ -498,7 +498,7 @@ async def test_a_heal_stage_starting_keeps_the_fix_another_worker_is_claiming(
 
     # A heal stage starting reads what to keep, then another worker claims the approved fix
     # and verifies it in its worktree, then the starting stage cleans up with what it read.
-    keep = await loop.fixes.live_branches("calc")
+    keep = await loop.fixes.live_branches()
     applying = asyncio.create_task(loop.worker("healer-2", policy).pass_once())
     try:
         for _ in range(600):  # bounded: until the other worker verifies in its worktree
@@ -516,6 +516,23 @@ async def test_a_heal_stage_starting_keeps_the_fix_another_worker_is_claiming(
     assert report == CleanupReport()
     assert loop.left_behind() == (1, [fix.branch], [])
     await loop.intact()
+
+
+async def test_a_heal_stage_starting_keeps_the_fixes_of_another_entry_on_the_same_clone(
+    loop: Loop,
+) -> None:
+    await loop.finding(1, LOOKUP)
+    await loop.healer.pass_once()
+    fix = await loop.only_fix()
+    assert fix.state == "applied" and fix.repository == "calc"
+
+    # The policy's entry renamed (or a second entry naming the same clone): its cleanup
+    # must keep the branch the first entry's fix was delivered on.
+    renamed = policy_text(loop.repo).replace('name = "calc"', 'name = "calculator"')
+    await loop.worker("healer-2", renamed).cleanup()
+
+    assert loop.left_behind() == (1, [fix.branch], [])
+    assert git(loop.repo, "rev-parse", fix.branch) == fix.delivery.commit  # type: ignore[union-attr]
 
 
 # -- production and rollback --------------------------------------------------------------
