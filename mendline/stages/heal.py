@@ -40,6 +40,7 @@ from mendline.sinks.forges import (
     VerifyPlan,
     apply_fix,
     cleanup_stale,
+    fetch_base,
     release_contains,
     revert,
 )
@@ -412,6 +413,10 @@ class Healer:
         check_transition(fix.state, "rolled_back")  # before any git work: a clear refusal
         assert fix.delivery is not None  # every state that may roll back was delivered
         repository = self._repository(fix)
+        checkout, delivery = self.checkout(repository), self.delivery(repository)
+        # The fix may have been merged on the forge: the revert starts from what the
+        # remote's base holds (a retriable ForgeError when it cannot be fetched now).
+        await fetch_base(checkout, delivery)
         change = RevertChange(
             issue_id=fix.issue_id,
             fix_id=fix.id,
@@ -419,11 +424,12 @@ class Healer:
             reason=reason,
             issue_title=await self._title(fix),
             approvers=(actor.name,),
+            when=fix.applied_at,  # a retried rollback makes the same commit
         )
         outcome = await revert(
-            self.checkout(repository),
+            checkout,
             change,
-            delivery=self.delivery(repository),
+            delivery=delivery,
             verify_plan=verify_plan(repository, self.policy),
         )
         if outcome.result != "applied" or outcome.delivery is None:
@@ -436,13 +442,20 @@ class Healer:
     # -- production -----------------------------------------------------------------------
 
     async def notice_deployments(self) -> int:
-        """Mark deployed each applied fix whose commit a release seen since holds."""
+        """Mark deployed each applied fix whose commit a release seen since holds. The
+        remote's base and tags are fetched first, once per repository and pass (a failed
+        fetch is logged, and the clone's tags are read as they are)."""
         found = 0
+        fetched: set[str] = set()
         for fix in await self.fixes.list(state="applied", limit=100):
             repository = self._known(fix)
             if repository is None or fix.delivery is None:
                 continue
-            for release in await self.fixes.releases_after(fix.id):
+            releases = await self.fixes.releases_after(fix.id)
+            if releases and repository.name not in fetched:
+                fetched.add(repository.name)
+                await self._fetch_quietly(repository)
+            for release in releases:
                 held = await release_contains(
                     self.checkout(repository), release, fix.delivery.commit
                 )
@@ -452,6 +465,12 @@ class Healer:
                     found += 1
                     break
         return found
+
+    async def _fetch_quietly(self, repository: Repository) -> None:
+        try:
+            await fetch_base(self.checkout(repository), self.delivery(repository))
+        except ForgeError as exc:
+            log.warning("mendline: could not fetch into %s: %s", repository.name, exc)
 
     async def settle(self) -> list[StoredFix]:
         """Settle the deployed fixes whose verification window has passed."""
@@ -463,9 +482,10 @@ class Healer:
 
     async def cleanup(self) -> None:
         """After a crash: remove the worktrees and branches of fixes no longer being applied
-        or delivered, in every repository of the policy."""
+        or delivered, in every repository of the policy. The branches of every live fix
+        are kept in each (a clone may serve two entries of the policy)."""
+        keep = await self.fixes.live_branches()
         for repository in self.policy.repositories:
-            keep = await self.fixes.live_branches(repository.name)
             try:
                 report = await cleanup_stale(repository.path, self.work_root, keep)
             except ForgeError as exc:

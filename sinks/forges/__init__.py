@@ -1,6 +1,6 @@
 """Forges: fixes applied in git worktrees of their own, verified, committed and delivered as
-a branch, a push, a GitHub or GitLab pull request or a patch file; reverts; and what an
-interrupted attempt left behind cleaned up."""
+a branch, a push, a GitHub or GitLab pull request or a patch file; reverts; the remote's base
+and tags fetched; and what an interrupted attempt left behind cleaned up."""
 
 from mendline.sinks.commands import command_environment
 from mendline.sinks.forges._api import ForgeAPI, ForgeKind, open_pull_request
@@ -12,7 +12,7 @@ from mendline.sinks.forges._change import (
     RevertChange,
 )
 from mendline.sinks.forges._deliver import DeliveryPlan
-from mendline.sinks.forges._fix import apply_fix, release_contains, revert
+from mendline.sinks.forges._fix import apply_fix, fetch_base, release_contains, revert
 from mendline.sinks.forges._render import (
     code_span,
     commit_message,
@@ -46,6 +46,7 @@ __all__ = [
     "command_environment",
     "commit_message",
     "fenced",
+    "fetch_base",
     "markdown_text",
     "neutral_line",
     "open_pull_request",

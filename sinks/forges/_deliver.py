@@ -1,5 +1,6 @@
 """How a committed fix reaches people: its branch kept, pushed, proposed as a pull (merge)
-request, or written as a ``.patch`` file; a push's token only ever in git's environment."""
+request, or written as a ``.patch`` file; the remote's base and tags fetched back; a token
+only ever in git's environment."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import base64
 import errno
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from mendline.sinks.commands import filtered, git_environment
 from mendline.sinks.forges._api import ForgeAPI, open_pull_request
 from mendline.sinks.forges._git import Git, tail, with_git_setting
 
-__all__ = ["DeliveryPlan", "Parcel", "deliver"]
+__all__ = ["DeliveryPlan", "Parcel", "deliver", "fetch", "tracking_ref"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ async def deliver(repo: Git, plan: DeliveryPlan, parcel: Parcel) -> Delivery:
     return delivered.model_copy(update={"pr_url": url})
 
 
-def _push_env(plan: DeliveryPlan) -> dict[str, str]:
+def _token_env(plan: DeliveryPlan) -> dict[str, str]:
     if plan.push_token is None:
         return {}
     basic = base64.b64encode(f"{plan.token_user}:{plan.push_token}".encode()).decode()
@@ -105,12 +107,77 @@ def _push_env(plan: DeliveryPlan) -> dict[str, str]:
     )
 
 
+_COMMIT_ID = re.compile(r"[0-9a-f]{7,40}")
+
+
+def _base_branch(plan: DeliveryPlan, base: str) -> str | None:
+    """The branch name of the base ref ``base`` on the remote (``main`` for ``main``,
+    ``refs/heads/main`` or ``origin/main``); None for a tag or a commit id."""
+    if base.startswith("refs/tags/") or _COMMIT_ID.fullmatch(base):
+        return None
+    for prefix in ("refs/heads/", f"refs/remotes/{plan.remote}/", f"{plan.remote}/"):
+        base = base.removeprefix(prefix)
+    return base or None
+
+
+async def tracking_ref(repo: Git, plan: DeliveryPlan, base: str) -> str | None:
+    """``refs/remotes/<remote>/<base>`` when the clone has it: where the remote's base was
+    when last fetched (what a pull request was merged into). None otherwise."""
+    branch = _base_branch(plan, base)
+    if branch is None:
+        return None
+    ref = f"refs/remotes/{plan.remote}/{branch}"
+    found = await repo("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+    return ref if found.code == 0 else None
+
+
+async def fetch(repo: Git, plan: DeliveryPlan, base: str) -> bool:
+    """Fetch the remote's ``base`` branch (into ``refs/remotes/<remote>/<base>``) and its
+    tags into the clone, with the push token (if any) in git's environment. False, with
+    nothing done, when the clone has no remote of that name. A tag base (``refs/tags/...``,
+    or a name the clone has as a tag and not as a branch) or a commit id fetches the tags
+    only. Tags the clone has with other commits are never overwritten (git refuses, and
+    says so). Raises ForgeError (``git_failed``, retriable) when the fetch fails."""
+    if (await repo("remote", "get-url", plan.remote, check=False)).code != 0:
+        return False
+    branch = _base_branch(plan, base)
+    if branch is not None and not await _is_branch(repo, plan, branch):
+        branch = None
+    specs = [] if branch is None else [f"+refs/heads/{branch}:refs/remotes/{plan.remote}/{branch}"]
+    fetched = await repo(
+        *("fetch", "--quiet", "--no-recurse-submodules", "--tags", plan.remote, *specs),
+        env=_token_env(plan),
+        check=False,
+    )
+    if fetched.code != 0:
+        said = filtered(tail(fetched.err or fetched.out))
+        what = "its tags" if branch is None else f"{branch} and its tags"
+        raise ForgeError(
+            f"could not fetch {what} from the remote {plan.remote!r}: {said}",
+            code="git_failed",
+            retriable=True,
+            hint="mendline fetches to see what was merged and released there: check the"
+            " remote's address and the token",
+        )
+    return True
+
+
+async def _is_branch(repo: Git, plan: DeliveryPlan, name: str) -> bool:
+    """Whether ``name`` is a branch of the clone or of the remote (as last fetched), rather
+    than only a tag."""
+    for ref in (f"refs/heads/{name}", f"refs/remotes/{plan.remote}/{name}"):
+        if (await repo("rev-parse", "--verify", "--quiet", ref, check=False)).code == 0:
+            return True
+    found = await repo("rev-parse", "--verify", "--quiet", f"refs/tags/{name}", check=False)
+    return found.code != 0  # neither: it can only be the remote's branch
+
+
 async def _push(repo: Git, plan: DeliveryPlan, ref: str, *, check: bool = True) -> bool:
     """Push ``ref`` (a branch, or ``:refs/heads/b`` to delete one); True when it made the
     branch on the remote. A refusal (the remote's branch has other commits) is
     ``push_rejected``; other failures ``git_failed`` (retriable)."""
     spec = ref if ref.startswith(":") else f"refs/heads/{ref}:refs/heads/{ref}"
-    pushed = await repo("push", "--porcelain", plan.remote, spec, env=_push_env(plan), check=False)
+    pushed = await repo("push", "--porcelain", plan.remote, spec, env=_token_env(plan), check=False)
     flags = [
         line[0] for line in pushed.out.splitlines() if line[:2] in {f"{c}\t" for c in " +-*!="}
     ]

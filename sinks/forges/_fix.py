@@ -10,7 +10,7 @@ from mendline.schemas.errors import ForgeError, PatchRefused
 from mendline.schemas.fix import Verification, fix_branch, revert_branch
 from mendline.sinks.forges._apply import apply_patch, guard_applied
 from mendline.sinks.forges._change import ApplyOutcome, Checkout, FixChange, RevertChange
-from mendline.sinks.forges._deliver import DeliveryPlan, Parcel, deliver
+from mendline.sinks.forges._deliver import DeliveryPlan, Parcel, deliver, fetch, tracking_ref
 from mendline.sinks.forges._git import Git, tail
 from mendline.sinks.forges._render import (
     commit_message,
@@ -23,7 +23,7 @@ from mendline.sinks.forges._render import (
 from mendline.sinks.forges._verify import VerifyPlan, verify
 from mendline.sinks.forges._workspace import Workspace, workspace
 
-__all__ = ["apply_fix", "release_contains", "revert"]
+__all__ = ["apply_fix", "fetch_base", "release_contains", "revert"]
 
 log = logging.getLogger("mendline.sinks")
 
@@ -70,16 +70,21 @@ async def revert(
     """Undo the fix's commit with a revert commit, delivered like a fix.
 
     A commit the base holds (merged, or its change squashed or rebased in) is reverted on
-    ``mendline/revert-<issue>-<fix>``, a new branch from the base; one not merged yet, on
-    top of its own fix branch (pushing it updates its pull request). Verified first when
+    ``mendline/revert-<issue>-<fix>``, a new branch from the base: from the remote's base
+    as last fetched (``refs/remotes/<remote>/<base>``, ``fetch_base``) when it holds it, a
+    pull request merged on the forge, else from the clone's. One not merged yet, on top of
+    its own fix branch (pushing it updates its pull request). Verified first when
     ``verify_plan`` is given. Refused (``conflict``) when the code moved on in a way the
     revert does not fit, or (``missing``) when neither the base nor the fix branch holds
     the commit."""
     repo = _git(checkout)
     base = await _commit_of(repo, checkout.base, "the base")
     commit = await _commit_of(repo, change.commit, "the fix's commit")
-    if await _in_base(repo, commit, base):
-        branch, start, new = revert_branch(change.issue_id, change.fix_id), base, True
+    merged = await _merged_into(
+        repo, commit, base, await tracking_ref(repo, delivery, checkout.base)
+    )
+    if merged is not None:
+        branch, start, new = revert_branch(change.issue_id, change.fix_id), merged, True
     else:
         branch, new = fix_branch(change.issue_id, change.fix_id), False
         start = await _commit_of(repo, f"refs/heads/{branch}", "the fix's branch")
@@ -108,13 +113,23 @@ async def revert(
     return ApplyOutcome("applied", verification=verification, delivery=delivered)
 
 
+async def fetch_base(checkout: Checkout, delivery: DeliveryPlan) -> bool:
+    """Fetch the remote's base branch and its tags into the clone (the delivery's remote,
+    its token in git's environment only), so that what was merged or released on the
+    forge is seen: ``revert`` and ``release_contains`` read what it brings. False, with
+    nothing done, when the clone has no such remote (its fixes are delivered as branches
+    or patch files and it has none). Raises ForgeError (``git_failed``, retriable) when
+    the fetch fails."""
+    return await fetch(_git(checkout), delivery, checkout.base)
+
+
 async def release_contains(checkout: Checkout, release: str, commit: str) -> bool | None:
     """Whether the release ``release`` holds the fix's ``commit`` (or the same change,
     squashed or rebased in): None when the repository has no tag (or commit id) of that
     name. The release is looked for as a tag named as it is or with a ``v``, for Sentry's
     ``package@version`` also as the version's tag, and as a commit id when it looks like
     one; never as a branch (a release an event names must not be taken for ``main``). The
-    clone must have the release's tag (fetch tags into it)."""
+    clone must have the release's tag: ``fetch_base`` brings the remote's tags."""
     repo = _git(checkout)
     for ref in _release_refs(release):
         found = await repo(
@@ -171,6 +186,18 @@ async def _is_ancestor(repo: Git, commit: str, of: str) -> bool:
             f"git merge-base failed: {tail(found.err)}", code="git_failed", retriable=True
         )
     return found.code == 0
+
+
+async def _merged_into(repo: Git, commit: str, base: str, tracked: str | None) -> str | None:
+    """The commit of the base that holds ``commit``: the remote's base (``tracked``) when
+    it does, else the clone's; None when neither does."""
+    for ref in (tracked, base):
+        if ref is None:
+            continue
+        head = await _commit_of(repo, ref, "the base")
+        if await _in_base(repo, commit, head):
+            return head
+    return None
 
 
 async def _in_base(repo: Git, commit: str, base: str) -> bool:

@@ -104,9 +104,13 @@ async def _shielded(cleanup: Awaitable[None]) -> None:
 
 
 async def _remove_worktree(repo: Git, path: Path) -> None:
-    await repo("worktree", "remove", "--force", "--force", str(path), check=False)
+    """Remove mendline's worktree at ``path``: its folder and git's record of it, and no
+    other (never ``git worktree prune``, which would drop the user's own worktrees whose
+    folders are missing for now: an unmounted disk, say)."""
+    removed = await repo("worktree", "remove", "--force", "--force", str(path), check=False)
     await asyncio.to_thread(_remove_dir, path)
-    await repo("worktree", "prune")
+    if removed.code != 0:  # a folder git could not remove: its record goes now it is gone
+        await repo("worktree", "remove", "--force", "--force", str(path), check=False)
 
 
 def _remove_dir(path: Path) -> None:
@@ -151,36 +155,65 @@ async def _worktrees(repo: Git) -> list[_Listed]:
 async def cleanup_stale(
     repo_path: Path, work_root: Path, keep: Iterable[str], *, git: str = "git"
 ) -> CleanupReport:
-    """Remove what interrupted work (a kill -9) left: mendline's worktrees under
-    ``work_root`` and its ``mendline/fix-*`` and ``mendline/revert-*`` branches in the
-    repository, except those of the branches in ``keep`` (every fix being applied or
-    delivered, as the fix store says); then ``git worktree prune``. Never a branch not named
-    ``mendline/...``, never one checked out in a worktree that is not mendline's, never the
-    user's checkout."""
+    """Remove what interrupted work (a kill -9) left: the repository's mendline worktrees
+    under ``work_root`` and its ``mendline/fix-*`` and ``mendline/revert-*`` branches,
+    except those of the branches in ``keep`` (every live fix's, of any repository: fix ids
+    are global).
+
+    Other repositories may share the work root: a folder there is removed only when its
+    ``.git`` link points into this repository (its worktree, or one git has forgotten).
+    Never a branch not named ``mendline/...``, never one checked out in a worktree that is
+    not mendline's, never the user's checkout or worktrees (no ``git worktree prune``)."""
     repo = Git(repo_path, program=git)
     kept = set(keep)
     root = await asyncio.to_thread(work_root.resolve)
+    records = await _records_dir(repo)
     trees: list[str] = []
     for entry in (await _worktrees(repo))[1:]:  # the first is the main worktree
         name = entry.path.name
         if entry.path.parent == root and _DIR.fullmatch(name) and _branch_of(name) not in kept:
             await _remove_worktree(repo, entry.path)
             trees.append(str(entry.path))
-    for child in await asyncio.to_thread(_stale_dirs, root, kept):
-        await _remove_worktree(repo, child)  # made before git knew it, or another repo's
+    for child in await asyncio.to_thread(_stale_dirs, root, kept, records):
+        await _remove_worktree(repo, child)  # a worktree of this repository git forgot
         trees.append(str(child))
-    await repo("worktree", "prune")
     return CleanupReport(tuple(trees), tuple(await _delete_stale_branches(repo, kept)))
 
 
-def _stale_dirs(root: Path, kept: set[str]) -> list[Path]:
+async def _records_dir(repo: Git) -> Path:
+    """Where git keeps the repository's records of its worktrees (``.git/worktrees``)."""
+    common = (await repo("rev-parse", "--path-format=absolute", "--git-common-dir")).out
+    return await asyncio.to_thread(lambda: (Path(common.strip()) / "worktrees").resolve())
+
+
+def _stale_dirs(root: Path, kept: set[str], records: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return [
         child
         for child in sorted(root.iterdir())
-        if _DIR.fullmatch(child.name) and _branch_of(child.name) not in kept
+        if _DIR.fullmatch(child.name)
+        and _branch_of(child.name) not in kept
+        and _linked_into(child, records)
     ]
+
+
+def _linked_into(folder: Path, records: Path) -> bool:
+    """Whether the worktree ``folder``'s ``.git`` file points into ``records`` (one
+    repository's worktree records). A folder without one is left alone: it may be another
+    repository's, being made right now."""
+    link = folder / ".git"
+    try:
+        if link.is_symlink() or not link.is_file():
+            return False
+        text = link.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    first = text.partition("\n")[0]
+    if not first.startswith("gitdir: "):
+        return False
+    target = Path(first.removeprefix("gitdir: ").strip())
+    return (folder / target).resolve().parent == records
 
 
 async def _delete_stale_branches(repo: Git, kept: set[str]) -> list[str]:

@@ -171,10 +171,11 @@ WHERE repository = $1 AND approvals_needed = 0 AND decision ->> 'verdict' = 'aut
 
 # Fixes whose branches may exist for a reason: delivered, being applied, or claimable (a
 # worker may claim one and make its worktree between this query and the cleanup's look at
-# the repository). Only rejected and failed fixes never need one.
+# the repository). Only rejected and failed fixes never need one. Every repository's: two
+# entries of the policy may name one clone (or an entry was renamed), and fix ids are
+# global, so a branch name never stands for two fixes.
 _LIVE = """
-SELECT id, issue_id FROM mendline.fix_jobs
-WHERE repository = $1 AND state NOT IN ('rejected', 'failed')
+SELECT id, issue_id FROM mendline.fix_jobs WHERE state NOT IN ('rejected', 'failed')
 """
 
 _LAST_POLICY = """
@@ -485,11 +486,12 @@ class FixStore(AuditedStore):
         ``seconds`` (the policy's ``max_per_hour`` reads it)."""
         return int(await self.pool.fetchval(_AUTOMATIC_SINCE, repository, seconds))
 
-    async def live_branches(self, repository: str) -> set[str]:
-        """The branches of ``repository``'s fixes that were delivered, are being applied, or
-        may be claimed by a worker any moment (approved, or proposed), the fix's and its
-        revert's: what a cleanup after a crash must keep, while other workers go on."""
-        rows = await self.pool.fetch(_LIVE, repository)
+    async def live_branches(self) -> set[str]:
+        """The branches of every fix (of any repository) that was delivered, is being
+        applied, or may be claimed by a worker any moment (approved, or proposed), the fix's
+        and its revert's: what a cleanup after a crash must keep, while other workers go
+        on."""
+        rows = await self.pool.fetch(_LIVE)
         return {
             name(row["issue_id"], row["id"]) for row in rows for name in (fix_branch, revert_branch)
         }

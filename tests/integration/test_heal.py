@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -498,7 +499,7 @@ async def test_a_heal_stage_starting_keeps_the_fix_another_worker_is_claiming(
 
     # A heal stage starting reads what to keep, then another worker claims the approved fix
     # and verifies it in its worktree, then the starting stage cleans up with what it read.
-    keep = await loop.fixes.live_branches("calc")
+    keep = await loop.fixes.live_branches()
     applying = asyncio.create_task(loop.worker("healer-2", policy).pass_once())
     try:
         for _ in range(600):  # bounded: until the other worker verifies in its worktree
@@ -516,6 +517,23 @@ async def test_a_heal_stage_starting_keeps_the_fix_another_worker_is_claiming(
     assert report == CleanupReport()
     assert loop.left_behind() == (1, [fix.branch], [])
     await loop.intact()
+
+
+async def test_a_heal_stage_starting_keeps_the_fixes_of_another_entry_on_the_same_clone(
+    loop: Loop,
+) -> None:
+    await loop.finding(1, LOOKUP)
+    await loop.healer.pass_once()
+    fix = await loop.only_fix()
+    assert fix.state == "applied" and fix.repository == "calc"
+
+    # The policy's entry renamed (or a second entry naming the same clone): its cleanup
+    # must keep the branch the first entry's fix was delivered on.
+    renamed = policy_text(loop.repo).replace('name = "calc"', 'name = "calculator"')
+    await loop.worker("healer-2", renamed).cleanup()
+
+    assert loop.left_behind() == (1, [fix.branch], [])
+    assert git(loop.repo, "rev-parse", fix.branch) == fix.delivery.commit  # type: ignore[union-attr]
 
 
 # -- production and rollback --------------------------------------------------------------
@@ -630,6 +648,43 @@ async def test_a_fix_is_rolled_back_on_its_branch_or_from_the_base_once_merged(
         assert (await loop.trail(f"fix:{fix.id}"))[-1] == (who, "fix.rollback")
     await loop.healer.cleanup()  # a heal stage starting keeps what was delivered
     assert loop.left_behind() == (1, sorted([unmerged.branch, merged.branch, branch]), [])
+    await loop.intact()
+
+
+async def test_a_fix_merged_and_released_on_the_forge_only_is_seen_and_rolled_back_there(
+    loop: Loop, tmp_path: Path
+) -> None:
+    bare = bare_remote(loop.repo, tmp_path)
+    healer = loop.worker("healer-push", policy_text(loop.repo, 'delivery = "push"'))
+    await loop.finding(1, LOOKUP)
+    await healer.pass_once()
+    fix = await loop.only_fix()
+    assert fix.state == "applied" and fix.delivery is not None, fix.error
+    local_main = git(loop.repo, "rev-parse", "main")
+    # The pull request is merged and released on the forge; mendline's clone fetched nothing.
+    elsewhere = tmp_path / "elsewhere"
+    git(tmp_path, "clone", "-q", str(bare), str(elsewhere))
+    git(elsewhere, "merge", "-q", "--no-ff", "-m", "Merge pull request #1", f"origin/{fix.branch}")
+    git(elsewhere, "tag", "v2.0")
+    git(elsewhere, "push", "-q", "--tags", "origin", "main")
+    remote_main = git(bare, "rev-parse", "main")
+
+    await loop.event(3, "2.0")
+    assert await healer.notice_deployments() == 1  # the tag fetched from the remote
+    assert (await loop.only_fix()).release == "2.0"
+    applied = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    await loop.fixes.pool.execute("UPDATE mendline.fix_jobs SET applied_at = $1", applied)
+
+    undone = await healer.rollback(ALICE, fix.id, "it hides a real bug")
+
+    assert undone.state == "rolled_back" and undone.rollback_delivery is not None
+    branch = f"mendline/revert-{fix.issue_id}-{fix.id}"
+    assert undone.rollback_delivery.branch == branch  # from the remote's base, not the fix's
+    assert git(loop.repo, "rev-parse", f"{branch}^") == remote_main
+    assert git(bare, "show", f"{branch}:calc/core.py") + "\n" == CORE
+    dates = git(loop.repo, "show", "--no-patch", "--format=%at %ct", branch)
+    assert dates == f"{int(applied.timestamp())} {int(applied.timestamp())}"  # made again alike
+    assert git(loop.repo, "rev-parse", "main") == local_main  # the user's branch never moves
     await loop.intact()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mendline.analyzers.rootcause._patches import diff
-from mendline.sinks.forges import DeliveryPlan, apply_fix, cleanup_stale
+from mendline.sinks.forges import CleanupReport, DeliveryPlan, apply_fix, cleanup_stale
 from tests.git_helpers import (
     apply_in,
     change,
@@ -145,3 +146,44 @@ async def test_a_cancelled_apply_removes_its_worktree_branch_and_commands(tmp_pa
     assert not (tmp_path / "work" / "mendline-fix-1-2").exists()
     assert git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/") == "main"
     assert snapshot(repo) == before
+
+
+async def test_cleanup_leaves_another_repositorys_worktree_under_the_shared_work_root(
+    tmp_path: Path,
+) -> None:
+    ours, theirs = make_repo(tmp_path / "ours"), make_repo(tmp_path / "theirs")
+    work = tmp_path / "work"
+    work.mkdir()
+    # The other repository's fix being applied right now, in the work root both share.
+    busy = work / "mendline-fix-7-8"
+    git(theirs, "worktree", "add", "-q", "-b", "mendline/fix-7-8", str(busy), "main")
+    half = work / "mendline-fix-7-9"  # a folder being made, no .git link yet: not known
+    half.mkdir()
+    # Our own worktree git forgot (its record removed by hand), left by a crash.
+    forgotten = work / "mendline-fix-1-2"
+    git(ours, "worktree", "add", "-q", "-b", "mendline/fix-1-2", str(forgotten), "main")
+    shutil.rmtree(ours / ".git" / "worktrees" / forgotten.name)
+
+    report = await cleanup_stale(ours, work, set())
+
+    assert (busy / "calc" / "core.py").is_file() and half.is_dir()
+    assert str(busy) in git(theirs, "worktree", "list", "--porcelain")
+    assert "mendline/fix-7-8" in git(theirs, "branch", "--list")
+    assert report.worktrees == (str(forgotten),) and not forgotten.exists()
+    assert report.branches == ("mendline/fix-1-2",)
+
+
+async def test_a_user_worktree_whose_folder_is_missing_is_never_pruned(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    away = tmp_path / "on-a-usb-stick"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(away), "main")
+    moved = tmp_path / "unplugged"
+    away.rename(moved)  # the disk is unplugged for now: git's record stays
+
+    report = await cleanup_stale(repo, tmp_path / "work", set())
+    outcome = await apply_in(repo, tmp_path, PATCH)
+
+    assert report == CleanupReport() and outcome.result == "applied"
+    assert f"worktree {away}" in git(repo, "worktree", "list", "--porcelain")
+    moved.rename(away)  # plugged in again: still the user's worktree, on its branch
+    assert git(away, "symbolic-ref", "HEAD") == "refs/heads/feature"
