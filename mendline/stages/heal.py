@@ -416,7 +416,7 @@ class Healer:
         checkout, delivery = self.checkout(repository), self.delivery(repository)
         # The fix may have been merged on the forge: the revert starts from what the
         # remote's base holds (a retriable ForgeError when it cannot be fetched now).
-        await fetch_base(checkout, delivery)
+        await self._fetch_quietly(repository)  # offline, it reverts on what the clone has
         change = RevertChange(
             issue_id=fix.issue_id,
             fix_id=fix.id,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from mendline.schemas.fix import Delivery, DeliveryMode
 from mendline.sinks.commands import filtered, git_environment
 from mendline.sinks.forges._api import ForgeAPI, open_pull_request
 from mendline.sinks.forges._git import Git, tail, with_git_setting
+
+log = logging.getLogger("mendline.sinks")
 
 __all__ = ["DeliveryPlan", "Parcel", "deliver", "fetch", "tracking_ref"]
 
@@ -136,30 +139,42 @@ async def fetch(repo: Git, plan: DeliveryPlan, base: str) -> bool:
     tags into the clone, with the push token (if any) in git's environment. False, with
     nothing done, when the clone has no remote of that name. A tag base (``refs/tags/...``,
     or a name the clone has as a tag and not as a branch) or a commit id fetches the tags
-    only. Tags the clone has with other commits are never overwritten (git refuses, and
-    says so). Raises ForgeError (``git_failed``, retriable) when the fetch fails."""
+    only. The tags come in a fetch of their own: tags the clone has with other commits are
+    never overwritten, and git refusing those (or the tags' fetch failing) is logged, not
+    raised, since the others are fetched all the same. Raises ForgeError (``git_failed``,
+    retriable) when the branch's fetch fails."""
     if (await repo("remote", "get-url", plan.remote, check=False)).code != 0:
         return False
     branch = _base_branch(plan, base)
     if branch is not None and not await _is_branch(repo, plan, branch):
         branch = None
-    specs = [] if branch is None else [f"+refs/heads/{branch}:refs/remotes/{plan.remote}/{branch}"]
+    if branch is not None:
+        spec = f"+refs/heads/{branch}:refs/remotes/{plan.remote}/{branch}"
+        await _fetch(repo, plan, spec, f"{branch}", raising=True)
+    await _fetch(repo, plan, "refs/tags/*:refs/tags/*", "its tags", raising=False)
+    return True
+
+
+async def _fetch(repo: Git, plan: DeliveryPlan, spec: str, what: str, *, raising: bool) -> None:
     fetched = await repo(
-        *("fetch", "--quiet", "--no-recurse-submodules", "--tags", plan.remote, *specs),
+        *("fetch", "--quiet", "--no-recurse-submodules", "--no-tags", plan.remote, spec),
         env=_token_env(plan),
         check=False,
     )
-    if fetched.code != 0:
-        said = filtered(tail(fetched.err or fetched.out))
-        what = "its tags" if branch is None else f"{branch} and its tags"
-        raise ForgeError(
-            f"could not fetch {what} from the remote {plan.remote!r}: {said}",
-            code="git_failed",
-            retriable=True,
-            hint="mendline fetches to see what was merged and released there: check the"
-            " remote's address and the token",
-        )
-    return True
+    if fetched.code == 0:
+        return
+    said = filtered(tail(fetched.err or fetched.out))
+    message = f"could not fetch {what} from the remote {plan.remote!r}: {said}"
+    if not raising:
+        log.warning("mendline: %s", message)
+        return
+    raise ForgeError(
+        message,
+        code="git_failed",
+        retriable=True,
+        hint="mendline fetches to see what was merged and released there: check the"
+        " remote's address and the token",
+    )
 
 
 async def _is_branch(repo: Git, plan: DeliveryPlan, name: str) -> bool:

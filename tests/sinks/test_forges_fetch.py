@@ -121,6 +121,26 @@ async def test_a_failed_fetch_is_retriable_and_sends_the_token_as_a_header_only(
     assert remote.requests and remote.requests[0].headers["authorization"] == f"Basic {basic}"
     assert all(TOKEN not in request.path for request in remote.requests)
     assert failed.value.code == "git_failed" and failed.value.retriable
-    assert "could not fetch main and its tags from the remote 'origin'" in str(failed.value)
+    assert "could not fetch main from the remote 'origin'" in str(failed.value)
     assert TOKEN not in str(failed.value) and basic not in str(failed.value)
     assert TOKEN not in git(repo, "config", "--list")
+
+
+async def test_a_local_tag_that_differs_from_the_remotes_does_not_block_the_fetch(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path)
+    bare = bare_remote(repo, tmp_path)
+    remote_main = _on_the_forge(
+        bare,
+        tmp_path,
+        ("commit", "-q", "--allow-empty", "-m", "released"),
+        ("tag", "2.0"),
+        ("tag", "3.0"),
+    )
+    git(repo, "tag", "2.0")  # the user's own 2.0, elsewhere: never overwritten
+    where = checkout(repo, tmp_path)
+    assert await fetch_base(where, DeliveryPlan(mode="push")) is True
+    assert git(repo, "rev-parse", "refs/remotes/origin/main") == remote_main
+    assert git(repo, "rev-parse", "3.0^{commit}") == remote_main  # the other tags came
+    assert git(repo, "rev-parse", "2.0^{commit}") != remote_main  # the user's kept
