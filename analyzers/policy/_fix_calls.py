@@ -12,6 +12,12 @@ __all__ = ["DangerousCall", "dangerous_calls", "new_dangerous_calls"]
 _BUILTINS = frozenset({"eval", "exec", "compile", "__import__"})
 # Modules whose every attribute a fix may not newly reach through getattr or a star import.
 _MODULES = frozenset({"os", "posix", "nt", "subprocess", "pty", "socket", "importlib", "builtins"})
+# Modules a fix may not newly use as a value (assigned, passed, subscripted: ``_o = os``,
+# ``vars(os)``): only as the base of an attribute, where the attribute is judged.
+_ESCAPING = _MODULES | {"ctypes", "sys.modules"}
+# Builtins that reach anything by name: new references to them (not calls) are flagged
+# (``f = getattr``), as calls of them on a module are.
+_REACHING = frozenset({"getattr", "vars", "globals", "locals"})
 _OS = frozenset({"system", "popen", "startfile", "posix_spawn", "posix_spawnp", "fork", "forkpty"})
 _SOCKET = frozenset({"socket", "create_connection", "create_server", "fromfd", "socketpair"})
 # What of subprocess runs a program: these, and any call of its functions (its constants,
@@ -83,6 +89,8 @@ def _aliases(tree: ast.AST) -> dict[str, str]:
 
 def _dangerous(name: str, *, called: bool = True) -> bool:
     module, _, attr = name.rpartition(".")
+    if attr == "__dict__" and module in _ESCAPING:
+        return True  # os.__dict__["system"]: every attribute, by a computed name
     if module == "builtins":
         module, name = "", attr
     if not module:
@@ -95,6 +103,12 @@ def _dangerous(name: str, *, called: bool = True) -> bool:
         return attr in ("spawn", "fork")
     if module == "socket":
         return attr in _SOCKET
+    if module == "ctypes" or module.startswith("ctypes."):
+        return True  # foreign functions: libc's system() among them
+    if module == "asyncio":
+        return attr in ("create_subprocess_exec", "create_subprocess_shell")
+    if module == "sys":
+        return attr == "modules"
     return False
 
 
@@ -102,6 +116,8 @@ class _Finder(ast.NodeVisitor):
     def __init__(self, aliases: dict[str, str]) -> None:
         self.aliases = aliases
         self.found: list[DangerousCall] = []
+        # Names that are the base of an attribute (``os`` in ``os.path``): judged there.
+        self._bases: set[int] = set()
 
     def _name(self, node: ast.expr) -> str | None:
         if isinstance(node, ast.Name):
@@ -121,11 +137,19 @@ class _Finder(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         name = self._name(node.func)
+        if name in _REACHING and name != "getattr":
+            # vars(os), globals()[...]: what they reach is computed
+            self._add(node, name)
+            for part in (*node.args, *node.keywords):
+                self.visit(part)
+            return
         args = node.args
         if name == "importlib.import_module":
             if not (args and isinstance(args[0], ast.Constant)):
                 self._add(node, name)
         elif name in ("getattr", "builtins.getattr") and len(args) >= 2:
+            if isinstance(args[0], ast.Name | ast.Attribute):
+                self._bases.add(id(args[0]))  # judged here, with the attribute's name
             owner = self._name(args[0])
             attr = args[1]
             if owner in _MODULES and (
@@ -151,7 +175,23 @@ class _Finder(ast.NodeVisitor):
             self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
+        name = self.aliases.get(node.id, node.id)
+        if isinstance(node.ctx, ast.Load) and id(node) not in self._bases:
+            if name in _ESCAPING:
+                self._add(node, f"{name} (as a value)")
+                return
+            if name in _REACHING:
+                self._add(node, name)
+                return
         self._reference(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
+        if isinstance(node.value, ast.Name):
+            self._bases.add(id(node.value))
+        name = self._name(node)
+        if isinstance(node.ctx, ast.Load) and name in _ESCAPING and id(node) not in self._bases:
+            self._add(node, f"{name} (as a value)")  # sys.modules kept, passed, subscripted
+            return
+        if isinstance(node.value, ast.Attribute):
+            self._bases.add(id(node.value))
         self._reference(node)

@@ -35,6 +35,17 @@ FOUND = [
     ("import os\ngetattr(os, 'system')('id')\n", "getattr(os, ...)", 2),
     ("import subprocess as s\ngetattr(s, 'run')(['id'])\n", "getattr(subprocess, ...)", 2),
     ("def f(t):\n    return [eval(x) for x in t]\n", "eval", 2),
+    # Reaching a dangerous module by another way than an attribute of its name
+    ("import os\n_o = os\n", "os (as a value)", 2),
+    ("import sys\nsys.modules['os'].system('id')\n", "sys.modules (as a value)", 2),
+    ("import os\nos.__dict__['system']('id')\n", "os.__dict__", 2),
+    ("f = getattr\n", "getattr", 1),
+    ("import ctypes\nctypes.CDLL(None).system(b'id')\n", "ctypes.CDLL", 2),
+    (
+        "import asyncio\nasyncio.create_subprocess_shell('id')\n",
+        "asyncio.create_subprocess_shell",
+        2,
+    ),
 ]
 
 NOT_FOUND = [
@@ -50,7 +61,15 @@ NOT_FOUND = [
     "getattr(table, key, None)\n",
     "def total(prices):\n    return sum(prices)\n",
     "text = 'os.system(1)'  # os.system in a string and a comment\n",
+    "import sys\nprint(sys.argv, sys.version)\n",
+    "import os\nx = os.environ['HOME']\n",
+    "import asyncio\nasyncio.run(main())\n",
 ]
+
+
+def test_vars_of_a_module_is_found_both_ways() -> None:
+    found = dangerous_calls("import os\nvars(os)['system']('id')\n")
+    assert sorted(call.name for call in found) == ["os (as a value)", "vars"]
 
 
 @pytest.mark.parametrize(("source", "name", "line"), FOUND)
