@@ -132,6 +132,15 @@ class CommandOutcome(BaseModel):
     #: stdout and stderr together, trimmed to the configured limit (its head and tail).
     output: str = ""
 
+    @property
+    def ended(self) -> str:
+        """How it ended, in words: ``timed out``, ``could not start`` or ``exit N``."""
+        if self.timed_out:
+            return "timed out"
+        if self.exit_code is None:
+            return "could not start"
+        return f"exit {self.exit_code}"
+
 
 class Verification(BaseModel):
     """What verifying a patch in its worktree did: each command, and whether all passed."""

@@ -176,14 +176,8 @@ def _timing_lines(fix: StoredFix, now: datetime) -> list[str]:
 
 def _command_lines(outcome: CommandOutcome) -> list[str]:
     """A verification command, how it ended, and the last lines of its output."""
-    if outcome.timed_out:
-        ended = "timed out"
-    elif outcome.exit_code is None:
-        ended = "could not start"
-    else:
-        ended = f"exit {outcome.exit_code}"
     argv = " ".join(printable(arg) for arg in outcome.argv)
-    lines = [f"  $ {argv}  ({ended}, {outcome.seconds:.1f} s)"]
+    lines = [f"  $ {argv}  ({outcome.ended}, {outcome.seconds:.1f} s)"]
     output = outcome.output.removesuffix("\n").split("\n") if outcome.output else []
     if len(output) > _OUTPUT_LINES:
         lines.append(f"      ... {len(output) - _OUTPUT_LINES} earlier lines (--json has them)")

@@ -251,12 +251,7 @@ def _refused(fix_id: int, refused: PatchRefused) -> ApplyOutcome:
 
 def _failed(fix_id: int, verification: Verification) -> ApplyOutcome:
     last = verification.commands[-1]
-    if last.timed_out:
-        what = "timed out"
-    elif last.exit_code is None:
-        what = "could not start"
-    else:
-        what = f"exited {last.exit_code}"
+    what = last.ended.replace("exit ", "exited ", 1)
     reason = f"verification failed: {' '.join(last.argv)} {what}"
     log.info("fix %s failed: %s", fix_id, reason)
     return ApplyOutcome(

@@ -188,7 +188,7 @@ def _verification_text(verification: Verification | None) -> list[str]:
         ran = (
             f"timed out after {command.seconds:.1f} s"
             if command.timed_out
-            else f"exit {command.exit_code}, {command.seconds:.1f} s"
+            else f"{command.ended}, {command.seconds:.1f} s"
         )
         out.append(f"- {code_span(' '.join(command.argv))}: {ran}")
         if command.output.strip():
