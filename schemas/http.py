@@ -1,4 +1,4 @@
-"""HTTP facts shared by the LLM client and the alert channels."""
+"""HTTP facts shared by the LLM client, the alert channels and the forges."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import math
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-__all__ = ["retry_after"]
+__all__ = ["retriable_status", "retry_after"]
+
+
+def retriable_status(status: int) -> bool:
+    """Whether an HTTP error status may pass if the same request is sent again later: a
+    request timeout (408), too many requests (429) or a server error (5xx)."""
+    return status in (408, 429) or status >= 500
 
 
 def retry_after(value: str | None) -> float | None:

@@ -30,7 +30,7 @@ from mendline.schemas.finding import (
     Ledger,
     LLMCall,
 )
-from mendline.schemas.http import retry_after
+from mendline.schemas.http import retriable_status, retry_after
 
 __all__ = [
     "MODE_RETRY_AFTER",
@@ -351,7 +351,7 @@ def _tokens(value: object, fallback_chars: int) -> int:
 def _status_error(response: httpx.Response) -> LLMError:
     status = response.status_code
     wait = retry_after(response.headers.get("retry-after"))
-    retriable = status in (408, 409, 429) or status >= 500
+    retriable = retriable_status(status) or status == 409
     detail = response.text[:300].strip()
     return LLMError(
         f"the LLM endpoint answered HTTP {status}" + (f": {detail}" if detail else ""),

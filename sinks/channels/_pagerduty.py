@@ -17,7 +17,7 @@ from mendline.schemas.alert import (
     Notification,
     PagerDutyReceiver,
 )
-from mendline.schemas.http import retry_after
+from mendline.schemas.http import retriable_status, retry_after
 from mendline.sinks.channels._render import releases, summary
 
 __all__ = ["PagerDutyChannel", "dedup_key"]
@@ -159,7 +159,7 @@ class PagerDutyChannel:
         raise ChannelError(
             f"PagerDuty answered HTTP {status}: {response.text[:300].strip()}",
             code=f"http_{status}",
-            retriable=status in (408, 429) or status >= 500,
+            retriable=retriable_status(status),
             status=status,
             retry_after=retry_after(response.headers.get("retry-after")),
         )

@@ -18,7 +18,7 @@ from slack_sdk.webhook.webhook_response import WebhookResponse
 
 from mendline.schemas.alert import ChannelError, Notification, SlackReceiver
 from mendline.schemas.errors import ConfigError
-from mendline.schemas.http import retry_after
+from mendline.schemas.http import retriable_status, retry_after
 from mendline.sinks.channels._render import render_blocks, slack_text
 
 __all__ = ["SlackChannel"]
@@ -214,9 +214,7 @@ def _translated() -> Iterator[None]:
 
 
 def _failure(status: int | None, error: str | None, headers: Any) -> ChannelError:
-    retriable = error in _RETRIABLE_ERRORS or (
-        status is not None and (status in (408, 429) or status >= 500)
-    )
+    retriable = error in _RETRIABLE_ERRORS or (status is not None and retriable_status(status))
     code = f"slack_{error}" if error else f"http_{status}"
     return ChannelError(
         f"Slack answered HTTP {status}" + (f": {error}" if error else ""),

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 
 from mendline.schemas.errors import ForgeError
-from mendline.schemas.http import retry_after
+from mendline.schemas.http import retriable_status, retry_after
 from mendline.schemas.printable import printable
 
 __all__ = ["ForgeAPI", "ForgeKind", "open_pull_request"]
@@ -137,7 +137,7 @@ def _error(api: ForgeAPI, response: httpx.Response) -> ForgeError:
     return ForgeError(
         f"{api.name} answered HTTP {status}: {_message(response)}",
         code=f"http_{status}",
-        retriable=status in (408, 429) or status >= 500,
+        retriable=retriable_status(status),
         status=status,
         retry_after=retry_after(response.headers.get("retry-after")),
     )
