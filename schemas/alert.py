@@ -33,6 +33,7 @@ AlertKind = Literal[
     "regression",
     "frequency",
     "resolved",
+    "escalating",
     "health_down",
     "health_recovered",
     "health_flapping",

@@ -12,8 +12,8 @@
     │   ├── TokenNotFound      ... an API token (by its visible id)
     │   ├── FixNotFound        ... a fix
     │   └── RemediationNotFound  ... a remediation run
-    ├── IllegalTransition      a fix or a remediation run cannot move from its state to the
-    │                          one asked for
+    ├── IllegalTransition      a fix, a remediation run or an issue cannot move from its
+    │                          state to the one asked for
     ├── InvalidPatch           a text is not a unified diff we can read
     ├── PatchRefused           a patch does not apply where it must (``code``, a
     │                          ``PatchRefusal``: not found, ambiguous, a conflict...)

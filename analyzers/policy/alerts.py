@@ -128,9 +128,9 @@ def finding_severity(
 def alert_severity(level: str, finding_severity: str | None, kind: str) -> AlertSeverity:
     """The severity of an alert: the issue's level (critical, error, warning; info below),
     raised to critical by a critical finding and to error by a high one, and raised one step
-    (up to error) for a spike or a regression: they page only when the issue is critical.
-    An LLM finding's severity was kept within the issue's level when it was made, unless it
-    was confident and the heuristic agreed (``finding_severity``).
+    (up to error) for a spike, a regression or an escalation: they page only when the issue
+    is critical. An LLM finding's severity was kept within the issue's level when it was
+    made, unless it was confident and the heuristic agreed (``finding_severity``).
 
     A health check's alert (``HEALTH_KINDS``) has its issue's level, the check's ``severity``
     as written in the checks file: people chose it, and neither a finding nor the kind moves
@@ -141,7 +141,7 @@ def alert_severity(level: str, finding_severity: str | None, kind: str) -> Alert
         return ALERT_SEVERITIES[rank]
     if finding_severity in _FINDING_RAISES:
         rank = max(rank, ALERT_SEVERITIES.index(_FINDING_RAISES[finding_severity]))
-    if kind in ("frequency", "regression") and rank < 2:
+    if kind in ("frequency", "regression", "escalating") and rank < 2:
         rank += 1
     return ALERT_SEVERITIES[rank]
 

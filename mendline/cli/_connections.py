@@ -3,9 +3,10 @@ clear MendlineError with a hint."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mendline.cli._hints import DATABASE_HINT, KAFKA_HINT, MIGRATE_HINT, or_doctor
 from mendline.schemas.errors import MendlineError
@@ -15,7 +16,9 @@ from mendline.schemas.settings import Settings
 if TYPE_CHECKING:
     from mendline.sinks.postgres import FindingStore
 
-__all__ = ["connect_database", "finding_store", "reaching_kafka"]
+__all__ = ["connect_database", "finding_store", "on_database", "reaching_kafka"]
+
+_T = TypeVar("_T")
 
 
 @contextmanager
@@ -73,3 +76,16 @@ async def finding_store(settings: Settings) -> FindingStore:
     conn = await connect_database(settings)  # a clear error when unreachable or not migrated
     await conn.close()
     return FindingStore(await asyncpg.create_pool(settings.database_url.get_secret_value()))
+
+
+def on_database(settings: Settings, work: Callable[[Any], Awaitable[_T]]) -> _T:
+    """Run ``work(conn)`` on a connection to the migrated database, closed after."""
+
+    async def go() -> _T:
+        conn = await connect_database(settings)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())

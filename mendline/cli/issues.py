@@ -10,11 +10,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mendline.cli._actor import acting
-from mendline.cli._connections import connect_database, finding_store
+from mendline.cli._connections import finding_store
 from mendline.cli._hints import FINDINGS_HINT, ISSUES_HINT, hint_on
+from mendline.cli._issue_reads import register_reads
 from mendline.cli._options import AS_JSON, Commands, positive
-from mendline.cli.output import describe, print_done, print_json, printable, shorten, table
-from mendline.schemas.errors import FindingNotFound, IssueNotFound, MendlineError
+from mendline.cli.output import describe, print_done, print_json, shorten, table
+from mendline.schemas.errors import FindingNotFound, IssueNotFound
 from mendline.schemas.settings import Settings
 
 if TYPE_CHECKING:
@@ -37,23 +38,7 @@ def register(commands: Commands) -> None:
 def _register_issues(commands: Commands) -> None:
     issues = commands.add_parser("issues", help="work with issues")
     issue_commands = issues.add_subparsers(dest="issues_command", required=True)
-    issues_list = issue_commands.add_parser(
-        "list", parents=[AS_JSON], help="issues, most recently seen first"
-    )
-    issues_list.add_argument(
-        "--status",
-        choices=["unresolved", "resolved", "ignored", "all"],
-        default="unresolved",
-        help="which issues (default: unresolved)",
-    )
-    issues_list.add_argument("--service", help="only this service's")
-    issues_list.add_argument("--limit", type=positive, default=50, help="at most this many")
-    issues_list.set_defaults(run=_issues_list)
-    issues_show = issue_commands.add_parser(
-        "show", parents=[AS_JSON], help="one issue with its newest finding"
-    )
-    issues_show.add_argument("id", type=positive)
-    issues_show.set_defaults(run=_issues_show)
+    register_reads(issue_commands)
     ignore = issue_commands.add_parser(
         "ignore", parents=[AS_JSON], help="stop alerting on an issue; its events are still counted"
     )
@@ -114,19 +99,6 @@ def _register_events(commands: Commands) -> None:
     prune.set_defaults(run=_events_prune)
 
 
-def _on_database(settings: Settings, work: Callable[[Any], Awaitable[_T]]) -> _T:
-    """``work(conn)`` on a connection to the migrated database, closed after."""
-
-    async def go() -> _T:
-        conn = await connect_database(settings)
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
-
-
 def _on_findings(settings: Settings, work: Callable[[FindingStore], Awaitable[_T]]) -> _T:
     """``work(store)`` on the store of findings, closed after."""
 
@@ -138,96 +110,6 @@ def _on_findings(settings: Settings, work: Callable[[FindingStore], Awaitable[_T
             await store.pool.close()
 
     return asyncio.run(go())
-
-
-_ISSUE_COLUMNS = """id, service, title, culprit, level, status, times_seen, first_seen, last_seen,
-    first_release, last_release, environments, regressions, resolution_note"""
-
-
-def _issues_list(args: argparse.Namespace, settings: Settings) -> int:
-    rows = _on_database(
-        settings,
-        lambda conn: conn.fetch(
-            f"""SELECT {_ISSUE_COLUMNS} FROM mendline.issues
-                WHERE ($1 = 'all' AND status <> 'merged' OR status = $1)
-                  AND ($2::text IS NULL OR service = $2)
-                ORDER BY last_seen DESC LIMIT $3""",
-            args.status,
-            args.service,
-            args.limit,
-        ),
-    )
-    if args.json:
-        for row in rows:
-            print_json(dict(row))
-    elif rows:
-        print(
-            table(
-                ("ID", "STATUS", "LEVEL", "SERVICE", "EVENTS", "LAST SEEN", "TITLE"),
-                (
-                    (
-                        r["id"],
-                        r["status"],
-                        r["level"],
-                        shorten(r["service"], 24),
-                        r["times_seen"],
-                        f"{r['last_seen']:%Y-%m-%d %H:%M}",
-                        shorten(r["title"], 80),
-                    )
-                    for r in rows
-                ),
-            )
-        )
-    else:
-        print(f"no issues ({args.status})", file=sys.stderr)
-    return 0
-
-
-def _issues_show(args: argparse.Namespace, settings: Settings) -> int:
-    async def read(conn: Any) -> tuple[Any, Any]:
-        issue = await conn.fetchrow(
-            f"SELECT {_ISSUE_COLUMNS} FROM mendline.issues WHERE id = $1", args.id
-        )
-        finding = await conn.fetchrow(
-            """SELECT finding_id, analyser, category, severity, confidence, root_cause,
-                      suggested_fix FROM mendline.issue_findings WHERE issue_id = $1""",
-            args.id,
-        )
-        return issue, finding
-
-    issue, finding = _on_database(settings, read)
-    if issue is None:
-        raise MendlineError(f"there is no issue {args.id}", hint=ISSUES_HINT)
-    if args.json:
-        print_json({**dict(issue), "finding": dict(finding) if finding else None})
-        return 0
-    print(f"issue #{issue['id']}  {printable(issue['title'])}")
-    for name in (
-        "service",
-        "culprit",
-        "level",
-        "status",
-        "times_seen",
-        "first_seen",
-        "last_seen",
-        "first_release",
-        "last_release",
-        "environments",
-        "regressions",
-        "resolution_note",
-    ):
-        if issue[name] not in (None, [], ""):
-            print(f"  {name:16s}{printable(issue[name])}")
-    if finding:
-        print(
-            f"  root cause      {printable(finding['root_cause'])}  ({finding['category']},"
-            f" {finding['severity']}, {finding['confidence']:.2f}, finding"
-            f" #{finding['finding_id']})"
-        )
-        print(f"  fix             {printable(finding['suggested_fix'])}")
-    else:
-        print("  root cause      not analysed yet")
-    return 0
 
 
 def _acting(settings: Settings, work: Callable[[IssueActions, Actor], Awaitable[_T]]) -> _T:

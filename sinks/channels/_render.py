@@ -57,6 +57,7 @@ _SUMMARY_KIND = {
     "regression": " regressed",
     "frequency": " spiking",
     "resolved": "",
+    "escalating": " escalating",
     "health_down": " down",
     "health_recovered": " up again",
     "health_flapping": " flapping",
@@ -66,7 +67,7 @@ _SUMMARY_LEVEL = {"resolved": "RESOLVED", "health_recovered": "RECOVERED"}
 _KIND_WORDS = {
     "new_issue": "new issue",
     "resolved": "resolved",
-    "health_down": "down",
+    "escalating": "escalating (ignored, back)",
     "health_recovered": "up again",
     "health_flapping": "flapping",
     "remediation_failed": "remediation did not help",
