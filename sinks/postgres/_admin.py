@@ -1,5 +1,6 @@
-"""What people (and mendline's workers) do to issues, findings and stored events: ignore,
-resolve and merge issues, mark findings, prune old events; each one authorized and audited."""
+"""What people (and mendline's workers) do to issues, findings and stored events: resolve,
+ignore, reopen, merge, unmerge, assign and comment on issues, mark findings, prune old events;
+each one authorized and audited."""
 
 from __future__ import annotations
 
@@ -10,40 +11,18 @@ import asyncpg
 
 from mendline.analyzers.audit import changed_fields
 from mendline.analyzers.policy.people import authorize
-from mendline.schemas.errors import ConfigError, FindingNotFound, IssueNotFound
+from mendline.schemas.errors import ConfigError, FindingNotFound, IssueNotFound, UserNotFound
+from mendline.schemas.issue import IgnoreCondition, Resolution, check_issue_move, parse_assignee
 from mendline.schemas.people import Actor
 from mendline.sinks.postgres._audit import AuditedStore
 from mendline.sinks.postgres._errors import translating
+from mendline.sinks.postgres._merges import Unmerged, merge_into, unmerge
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL
 
 if TYPE_CHECKING:
     _Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
 
-__all__ = ["IssueActions", "IssueNotFound"]
-
-_MERGE_COUNTS = """
-INSERT INTO mendline.issue_counts (issue_id, minute, count)
-SELECT $1, minute, count FROM mendline.issue_counts WHERE issue_id = $2
-ON CONFLICT (issue_id, minute) DO UPDATE SET count = issue_counts.count + EXCLUDED.count
-"""
-
-_MERGE_ISSUE = """
-UPDATE mendline.issues AS t SET
-    times_seen = t.times_seen + s.times_seen,
-    first_release = CASE WHEN s.first_seen < t.first_seen
-                         THEN s.first_release ELSE t.first_release END,
-    first_seen = least(t.first_seen, s.first_seen),
-    last_release = CASE WHEN s.last_seen > t.last_seen
-                        THEN s.last_release ELSE t.last_release END,
-    last_seen = greatest(t.last_seen, s.last_seen),
-    level = CASE WHEN s.level_rank > t.level_rank THEN s.level ELSE t.level END,
-    level_rank = greatest(t.level_rank, s.level_rank),
-    environments = ARRAY(SELECT DISTINCT unnest(t.environments || s.environments) ORDER BY 1),
-    hosts = ARRAY(SELECT DISTINCT unnest(t.hosts || s.hosts) ORDER BY 1 LIMIT 100),
-    updated_at = now()
-FROM mendline.issues AS s
-WHERE t.id = $1 AND s.id = $2
-"""
+__all__ = ["IssueActions", "IssueNotFound", "Unmerged"]
 
 # The daily partitions of mendline.events, by name (events_YYYYMMDD).
 _EVENT_PARTITIONS = """
@@ -72,60 +51,122 @@ class IssueActions(AuditedStore):
     Refusals come out as PermissionDenied, IssueNotFound, FindingNotFound or ConfigError;
     database failures as DatabaseUnavailable or RejectedData."""
 
-    async def ignore(self, actor: Actor, issue_id: int) -> bool:
-        """Stop alerting on an issue: its events are still stored and counted, but raise no
-        alert (no frequency spike, and only a resolved issue regresses). Whether it changed
-        (False: ignored already). IssueNotFound if no issue has that id, or it was merged."""
+    async def ignore(
+        self, actor: Actor, issue_id: int, until: IgnoreCondition | None = None
+    ) -> bool:
+        """Stop alerting on an issue, forever or ``until`` a condition: its events are still
+        stored and counted, but raise no alert (no spike, no regression) and what was waiting
+        to be sent about it is withdrawn. When the condition is met (its time passed and an
+        event arrives, N more events, N events within an hour) the issue comes back as
+        unresolved and escalating, with an ``escalating`` alert. Ignoring an ignored issue
+        again replaces its condition. Whether it changed. IssueNotFound if no issue has that
+        id, or it was merged."""
         authorize(actor, "issue.ignore")
+        condition = until or IgnoreCondition()
         async with self._changing() as conn:
-            status, _ = await _locked_issue(conn, issue_id)
-            if status == "ignored":
+            row = await _locked_issue_row(conn, issue_id)
+            was = _ignore_fields(row)
+            until_seen = (
+                row["times_seen"] + condition.events if condition.events is not None else None
+            )
+            wanted = {
+                "status": "ignored",
+                "ignore_until": condition.until,
+                "ignore_until_seen": until_seen,
+                "ignore_per_hour": condition.per_hour,
+            }
+            if row["status"] != "ignored":
+                check_issue_move(row["status"], "ignored")
+            change = changed_fields(was, wanted)
+            if change is None:
                 return False
             await conn.execute(
-                """UPDATE mendline.issues SET status = 'ignored', updated_at = now()
+                """UPDATE mendline.issues SET status = 'ignored', substatus = NULL,
+                       ignored_at = now(), ignored_by = $2, ignore_until = $3,
+                       ignore_until_seen = $4, ignore_per_hour = $5, resolution = NULL,
+                       resolved_in_release = NULL, resolved_by = NULL, updated_at = now()
                    WHERE id = $1""",
                 issue_id,
+                actor.name,
+                condition.until,
+                until_seen,
+                condition.per_hour,
             )
-            await self._record(
-                conn,
-                actor,
-                "issue.ignore",
-                f"issue:{issue_id}",
-                {"status": status},
-                {"status": "ignored"},
-            )
+            before, after = change
+            after["until"] = condition.describe()
+            await self._record(conn, actor, "issue.ignore", f"issue:{issue_id}", before, after)
         return True
 
-    async def resolve(self, actor: Actor, issue_id: int, note: str | None = None) -> bool:
+    async def resolve(
+        self,
+        actor: Actor,
+        issue_id: int,
+        note: str | None = None,
+        *,
+        in_next_release: bool = False,
+    ) -> bool:
         """Mark an issue resolved, with an optional note on what fixed it (None or "" keeps
         the note it has): a later event reopens it as a regression, similar issues are analysed
         with the note in view, and a `resolved` trigger (same transaction) lets the alert
-        stage resolve what it paged about. Whether it changed (False: resolved already, with
-        that note). IssueNotFound if no issue has that id, or it was merged."""
+        stage resolve what it paged about. ``in_next_release``: the fix ships in the release
+        after the issue's newest one, so only an event of a newer release reopens it (late
+        events of that release or older ones do not); ConfigError when its events carry no
+        release. Whether it changed (False: resolved already, that way, with that note).
+        IssueNotFound if no issue has that id, or it was merged."""
         authorize(actor, "issue.resolve")
+        resolution: Resolution = "next_release" if in_next_release else "now"
         async with self._changing() as conn:
-            return await self.resolve_within(conn, actor, issue_id, note)
+            return await self.resolve_within(conn, actor, issue_id, note, resolution)
 
     async def resolve_within(
-        self, conn: _Conn, actor: Actor, issue_id: int, note: str | None = None
+        self,
+        conn: _Conn,
+        actor: Actor,
+        issue_id: int,
+        note: str | None = None,
+        resolution: Resolution = "now",
     ) -> bool:
         """``resolve``, in the caller's transaction on ``conn``, for a change of another store
-        that resolves an issue with it (a fix verified in production); the caller has
-        authorized ``actor``."""
-        status, was_note = await _locked_issue(conn, issue_id)
+        that resolves an issue with it (a fix verified in production: ``resolution="fix"``);
+        the caller has authorized ``actor``."""
+        row = await _locked_issue_row(conn, issue_id)
+        status = row["status"]
+        if status != "resolved":
+            check_issue_move(status, "resolved")
+        in_release = row["last_release"] if resolution == "next_release" else None
+        if resolution == "next_release" and in_release is None:
+            raise ConfigError(
+                f"issue {issue_id}'s events carry no release, so there is no next release to"
+                " wait for: resolve it now"
+            )
         change = changed_fields(
-            {"status": status, "resolution_note": was_note},
-            {"status": "resolved", "resolution_note": note or was_note},
+            {
+                "status": status,
+                "resolution": row["resolution"],
+                "resolved_in_release": row["resolved_in_release"],
+                "resolution_note": row["resolution_note"],
+            },
+            {
+                "status": "resolved",
+                "resolution": resolution,
+                "resolved_in_release": in_release,
+                "resolution_note": note or row["resolution_note"],
+            },
         )
         if change is None:
             return False
         resolved_at = await conn.fetchval(
-            """UPDATE mendline.issues SET status = 'resolved',
+            """UPDATE mendline.issues SET status = 'resolved', substatus = NULL,
                    resolved_at = CASE WHEN status = 'resolved' THEN resolved_at ELSE now() END,
-                   resolution_note = coalesce($2, resolution_note), updated_at = now()
+                   resolution_note = coalesce($2, resolution_note), resolution = $3,
+                   resolved_in_release = $4, resolved_by = $5, ignore_until = NULL,
+                   ignore_until_seen = NULL, ignore_per_hour = NULL, updated_at = now()
                WHERE id = $1 RETURNING resolved_at""",
             issue_id,
             note or None,
+            resolution,
+            in_release,
+            actor.name,
         )
         if status != "resolved":  # a new note is nothing to announce again
             await conn.execute(
@@ -138,11 +179,39 @@ class IssueActions(AuditedStore):
         await self._record(conn, actor, "issue.resolve", f"issue:{issue_id}", *change)
         return True
 
+    async def reopen(self, actor: Actor, issue_id: int) -> bool:
+        """Make a resolved or ignored issue unresolved again (its resolution or ignore
+        forgotten). Whether it changed (False: it was unresolved). IssueNotFound if no issue
+        has that id, or it was merged (``unmerge`` brings that one back)."""
+        authorize(actor, "issue.reopen")
+        async with self._changing() as conn:
+            row = await _locked_issue_row(conn, issue_id)
+            if row["status"] == "unresolved":
+                return False
+            await conn.execute(
+                """UPDATE mendline.issues SET status = 'unresolved', substatus = NULL,
+                       resolution = NULL, resolved_in_release = NULL, resolved_by = NULL,
+                       ignore_until = NULL, ignore_until_seen = NULL, ignore_per_hour = NULL,
+                       updated_at = now()
+                   WHERE id = $1""",
+                issue_id,
+            )
+            await self._record(
+                conn,
+                actor,
+                "issue.reopen",
+                f"issue:{issue_id}",
+                {"status": row["status"]},
+                {"status": "unresolved"},
+            )
+        return True
+
     async def merge(self, actor: Actor, target: int, source: int) -> None:
-        """Merge issue ``source`` into ``target``: its fingerprints, events and counts move,
-        and later events of either fingerprint count on ``target``. The audit row is on
-        ``source`` and says into which issue (``merged_into``). IssueNotFound if either is
-        missing or merged, or they are one."""
+        """Merge issue ``source`` into ``target`` (both of one service): its fingerprints,
+        events and counts move, and later events of either fingerprint count on ``target``;
+        ``unmerge`` undoes it. The audit row is on ``source`` and says into which issue
+        (``merged_into``). IssueNotFound if either is missing or merged, or they are one;
+        ConfigError when they are of different services or kinds."""
         authorize(actor, "issue.merge")
         if target == source:
             raise IssueNotFound(f"cannot merge issue {target} into itself")
@@ -150,7 +219,7 @@ class IssueActions(AuditedStore):
             rows = {
                 r["id"]: r
                 for r in await conn.fetch(
-                    "SELECT id, status, merged_into FROM mendline.issues"
+                    "SELECT id, status, merged_into, service, kind FROM mendline.issues"
                     " WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
                     [target, source],
                 )
@@ -162,30 +231,109 @@ class IssueActions(AuditedStore):
                     raise IssueNotFound(
                         f"issue {issue_id} was merged into {rows[issue_id]['merged_into']} already"
                     )
-            await conn.execute(
-                "UPDATE mendline.fingerprints SET issue_id = $1 WHERE issue_id = $2", target, source
-            )
-            await conn.execute(
-                "UPDATE mendline.events SET issue_id = $1 WHERE issue_id = $2", target, source
-            )
-            await conn.execute(_MERGE_COUNTS, target, source)
-            await conn.execute("DELETE FROM mendline.issue_counts WHERE issue_id = $1", source)
-            await conn.execute(_MERGE_ISSUE, target, source)
-            await conn.execute(
-                """UPDATE mendline.issues SET status = 'merged', merged_into = $1,
-                       updated_at = now()
-                   WHERE id = $2""",
-                target,
-                source,
-            )
+            for field in ("service", "kind"):
+                if rows[target][field] != rows[source][field]:
+                    raise ConfigError(
+                        f"issue {source} is of {field} {rows[source][field]!r} and issue"
+                        f" {target} of {rows[target][field]!r}: only issues of one {field}"
+                        " merge"
+                    )
+            hashes = await merge_into(conn, target, source, actor.name)
             await self._record(
                 conn,
                 actor,
                 "issue.merge",
                 f"issue:{source}",
                 {"status": rows[source]["status"], "merged_into": None},
-                {"status": "merged", "merged_into": target},
+                {"status": "merged", "merged_into": target, "fingerprints": len(hashes)},
             )
+
+    async def unmerge(self, actor: Actor, issue_id: int) -> Unmerged:
+        """Undo the merge of issue ``issue_id``: its fingerprints and their events (those
+        that arrived after the merge too) move back from the issue that holds them, with
+        their per-minute counts and their share of the count, and it is unresolved again.
+        IssueNotFound when it is not merged."""
+        authorize(actor, "issue.unmerge")
+        async with self._changing() as conn:
+            row = await conn.fetchrow(
+                "SELECT status, merged_into FROM mendline.issues WHERE id = $1 FOR UPDATE",
+                issue_id,
+            )
+            if row is None:
+                raise IssueNotFound(f"there is no issue {issue_id}")
+            if row["status"] != "merged":
+                raise IssueNotFound(f"issue {issue_id} is {row['status']}, not merged")
+            done = await unmerge(conn, issue_id, actor.name)
+            await self._record(
+                conn,
+                actor,
+                "issue.unmerge",
+                f"issue:{issue_id}",
+                {"status": "merged", "merged_into": row["merged_into"]},
+                {
+                    "status": "unresolved",
+                    "merged_into": None,
+                    "taken_from": done.holder,
+                    "fingerprints": done.fingerprints,
+                    "events": done.events,
+                },
+            )
+        return done
+
+    async def assign(self, actor: Actor, issue_id: int, assignee: str | None) -> bool:
+        """Assign an issue to ``user:NAME`` (an enabled user; a bare name is a user) or
+        ``team:LABEL``, or to no one (None). Whether it changed. IssueNotFound, UserNotFound,
+        or ConfigError for an assignee that is neither."""
+        authorize(actor, "issue.assign")
+        wanted = None
+        if assignee is not None:
+            kind, name = parse_assignee(assignee)
+            wanted = f"{kind}:{name}"
+        async with self._changing() as conn:
+            row = await _locked_issue_row(conn, issue_id)
+            if wanted is not None and wanted.startswith("user:"):
+                known = await conn.fetchval(
+                    "SELECT 1 FROM mendline.users WHERE name = $1 AND disabled_at IS NULL",
+                    wanted[5:],
+                )
+                if known is None:
+                    raise UserNotFound(f"there is no enabled user {wanted[5:]!r}")
+            change = changed_fields({"assignee": row["assignee"]}, {"assignee": wanted})
+            if change is None:
+                return False
+            await conn.execute(
+                "UPDATE mendline.issues SET assignee = $2, updated_at = now() WHERE id = $1",
+                issue_id,
+                wanted,
+            )
+            await self._record(conn, actor, "issue.assign", f"issue:{issue_id}", *change)
+        return True
+
+    async def comment(self, actor: Actor, issue_id: int, body: str) -> int:
+        """Add a comment (1 to 10,000 characters) to an issue's thread, by the actor; its
+        id. ConfigError for an empty or too long body; IssueNotFound."""
+        authorize(actor, "issue.comment")
+        text = body.strip()
+        if not 1 <= len(text) <= 10_000:
+            raise ConfigError("a comment has 1 to 10,000 characters")
+        async with self._changing() as conn:
+            await _locked_issue_row(conn, issue_id)
+            comment_id: int = await conn.fetchval(
+                """INSERT INTO mendline.issue_comments (issue_id, author, body)
+                   VALUES ($1, $2, $3) RETURNING id""",
+                issue_id,
+                actor.name,
+                text,
+            )
+            await self._record(
+                conn,
+                actor,
+                "issue.comment",
+                f"issue:{issue_id}",
+                None,
+                {"comment_id": comment_id, "body": text},
+            )
+        return comment_id
 
     async def mark_finding(
         self,
@@ -274,12 +422,25 @@ class IssueActions(AuditedStore):
         return old
 
 
-async def _locked_issue(conn: _Conn, issue_id: int) -> tuple[str, str | None]:
-    """The issue's status and resolution note, its row locked; IssueNotFound when it is
-    missing or merged."""
+async def _locked_issue_row(conn: _Conn, issue_id: int) -> Any:
+    """The issue's row (its workflow fields), locked; IssueNotFound when it is missing or
+    merged."""
     row = await conn.fetchrow(
-        "SELECT status, resolution_note FROM mendline.issues WHERE id = $1 FOR UPDATE", issue_id
+        """SELECT status, resolution, resolved_in_release, resolution_note, last_release,
+                  times_seen, ignore_until, ignore_until_seen, ignore_per_hour, assignee
+           FROM mendline.issues WHERE id = $1 FOR UPDATE""",
+        issue_id,
     )
     if row is None or row["status"] == "merged":
         raise IssueNotFound(f"there is no issue {issue_id} (or it was merged)")
-    return row["status"], row["resolution_note"]
+    return row
+
+
+def _ignore_fields(row: Any) -> dict[str, Any]:
+    """An issue's status and ignore condition, as the audit row compares them."""
+    return {
+        "status": row["status"],
+        "ignore_until": row["ignore_until"],
+        "ignore_until_seen": row["ignore_until_seen"],
+        "ignore_per_hour": row["ignore_per_hour"],
+    }

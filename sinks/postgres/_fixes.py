@@ -607,7 +607,7 @@ class FixStore(AuditedStore):
         )
         # An issue merged meanwhile is left alone: its events live on in the other one.
         with contextlib.suppress(IssueNotFound):
-            await self._issues.resolve_within(conn, SYSTEM_ACTOR, fix.issue_id, note)
+            await self._issues.resolve_within(conn, SYSTEM_ACTOR, fix.issue_id, note, "fix")
         return fix
 
     async def _audit_change(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -11,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from mendline.analyzers.triage import IgnoreState, ResolvedState, ignore_ends, reopens
 from mendline.schemas.event import LEVELS
+from mendline.schemas.issue import IgnoreCondition
 from mendline.schemas.prepared import BatchResult, PreparedEvent
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres._errors import translated
@@ -33,6 +36,8 @@ _Trigger = tuple[int, str, str, str]
 
 _MAX_HOSTS = 100
 _MAX_ENVIRONMENTS = 50
+# The (service, release) pairs a process remembers having recorded; more: it starts over.
+_MAX_KNOWN_RELEASES = 10_000
 # SQLSTATEs worth retrying the whole transaction for: serialization failure and deadlock.
 _RETRY_TRANSACTION = {"40001", "40P01"}
 
@@ -53,6 +58,7 @@ class _IssueDelta:
     level_rank: int = 0
     environments: set[str] = field(default_factory=set)
     hosts: set[str] = field(default_factory=set)
+    releases: set[str | None] = field(default_factory=set)
 
     def add(self, event: PreparedEvent) -> None:
         self.count += 1
@@ -64,6 +70,7 @@ class _IssueDelta:
             self.last_release = event.release or self.last_release
         self.level_rank = max(self.level_rank, event.level_rank)
         self.environments.add(event.environment)
+        self.releases.add(event.release)
         if event.host:
             self.hosts.add(event.host)
 
@@ -101,6 +108,7 @@ class Store:
         self.pool = pool
         self.settings = settings
         self._partitions_until: date | None = None
+        self._known_releases: set[tuple[str, str]] = set()
 
     async def close(self) -> None:
         """Close the pool; idempotent."""
@@ -155,12 +163,23 @@ class Store:
             for event in group:
                 delta.add(event)
         ids = sorted(deltas)
-        before = await self._lock_issues(conn, ids)
-        await self._update_issues(conn, ids, deltas)
+        before = await self._lock_issues(conn, ids, issue_of)
+        await self._record_releases(conn, events, now)
+        reopened = await self._reopened(conn, ids, before, deltas)
+        escalated = await self._escalated(conn, ids, before, deltas, now)
+        await self._update_issues(conn, ids, deltas, reopened, escalated)
         await self._insert_events(conn, events, issue_of, now)
         await self._count_minute(conn, ids, deltas, now)
-        triggers, result.regressions = _lifecycle_triggers(ids, created, before)
-        triggers.extend(await self._frequency_triggers(conn, ids, before, now))
+        triggers = _lifecycle_triggers(ids, created, before, reopened, escalated)
+        result.regressions = len(reopened)
+        still_quiet = {
+            i
+            for i in ids
+            if before[i]["status"] != "unresolved" and i not in reopened | set(escalated)
+        }
+        triggers.extend(
+            await self._frequency_triggers(conn, [i for i in ids if i not in still_quiet], now)
+        )
         result.trigger_kinds = await self._insert_triggers(conn, triggers, now, events, issue_of)
         result.triggers = sum(result.trigger_kinds.values())
         result.stored = len(events)
@@ -213,13 +232,18 @@ class Store:
                 conflicts.append((event, kept))
         return fresh, conflicts
 
-    async def _lock_issues(self, conn: _Conn, ids: list[int]) -> dict[int, Any]:
-        """Lock the batch's issues; their status and resolved_at as they were."""
+    async def _lock_issues(
+        self, conn: _Conn, ids: list[int], issue_of: dict[str, int]
+    ) -> dict[int, Any]:
+        """Lock the batch's issues; their workflow fields as they were."""
         # Lock in id order: two consumers touching the same issues never deadlock.
         before = {
             row["id"]: row
             for row in await conn.fetch(
-                """SELECT id, status, resolved_at FROM mendline.issues
+                """SELECT id, service, status, resolved_at, resolution, resolved_in_release,
+                          times_seen, ignored_at, ignore_until, ignore_until_seen,
+                          ignore_per_hour
+                   FROM mendline.issues
                    WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE""",
                 ids,
             )
@@ -228,7 +252,125 @@ class Store:
             # A merge committed while we waited for the lock: its fingerprints now point
             # elsewhere. Start over, reading them again.
             raise _MergedMeanwhile()
+        moved = await conn.fetchval(
+            """SELECT count(*) FROM mendline.fingerprints f
+               JOIN unnest($1::text[], $2::bigint[]) AS u(hash, issue_id) ON u.hash = f.hash
+               WHERE f.issue_id <> u.issue_id""",
+            list(issue_of),
+            list(issue_of.values()),
+        )
+        if moved:  # an unmerge committed meanwhile: the same, the other way
+            raise _MergedMeanwhile()
         return before
+
+    async def _record_releases(
+        self, conn: _Conn, events: list[PreparedEvent], now: datetime
+    ) -> None:
+        """Remember when each service's releases were first seen ("newer" for names that are
+        not version numbers); a pair this process recorded before costs nothing."""
+        pairs = {(e.service, e.release) for e in events if e.release} - self._known_releases
+        if not pairs:
+            return
+        ordered = sorted(pairs)
+        await conn.execute(
+            """INSERT INTO mendline.releases (service, release, first_seen)
+               SELECT s, r, $3 FROM unnest($1::text[], $2::text[]) AS u(s, r)
+               ON CONFLICT DO NOTHING""",
+            [p[0] for p in ordered],
+            [p[1] for p in ordered],
+            now,
+        )
+        if len(self._known_releases) > _MAX_KNOWN_RELEASES:
+            self._known_releases.clear()
+        self._known_releases |= pairs
+
+    async def _reopened(
+        self, conn: _Conn, ids: list[int], before: dict[int, Any], deltas: dict[int, _IssueDelta]
+    ) -> set[int]:
+        """The resolved issues the batch reopens (regressions): all of them, but an issue
+        resolved in the next release only by an event of a newer release."""
+        resolved = [i for i in ids if before[i]["status"] == "resolved"]
+        pending = [i for i in resolved if before[i]["resolution"] == "next_release"]
+        first_seen: dict[str, datetime] = {}
+        seen_by: dict[tuple[str, str], datetime] = {}
+        if pending:
+            names = {before[i]["resolved_in_release"] for i in pending}
+            for i in pending:
+                names |= {r for r in deltas[i].releases if r}
+            services = sorted({before[i]["service"] for i in pending})
+            rows = await conn.fetch(
+                """SELECT service, release, first_seen FROM mendline.releases
+                   WHERE service = ANY($1::text[]) AND release = ANY($2::text[])""",
+                services,
+                sorted(n for n in names if n),
+            )
+            seen_by = {(r["service"], r["release"]): r["first_seen"] for r in rows}
+        reopened = set()
+        for i in resolved:
+            row = before[i]
+            if pending:
+                first_seen = {
+                    release: at
+                    for (service, release), at in seen_by.items()
+                    if service == row["service"]
+                }
+            state = ResolvedState(row["resolution"], row["resolved_in_release"])
+            if reopens(state, sorted(deltas[i].releases, key=str), first_seen):
+                reopened.add(i)
+        return reopened
+
+    async def _escalated(
+        self,
+        conn: _Conn,
+        ids: list[int],
+        before: dict[int, Any],
+        deltas: dict[int, _IssueDelta],
+        now: datetime,
+    ) -> dict[int, str]:
+        """The ignored issues whose ignore the batch ends (they come back as escalating),
+        each with why."""
+        snoozed = [
+            i
+            for i in ids
+            if before[i]["status"] == "ignored"
+            and not (
+                before[i]["ignore_until"] is None
+                and before[i]["ignore_until_seen"] is None
+                and before[i]["ignore_per_hour"] is None
+            )
+        ]
+        if not snoozed:
+            return {}
+        last_hour: dict[int, int] = {}
+        rated = [i for i in snoozed if before[i]["ignore_per_hour"] is not None]
+        if rated:
+            last_hour = {
+                row["issue_id"]: row["n"]
+                for row in await conn.fetch(
+                    """SELECT issue_id, sum(count)::bigint AS n FROM mendline.issue_counts
+                       WHERE issue_id = ANY($1::bigint[]) AND minute > $2
+                       GROUP BY issue_id""",
+                    rated,
+                    now - timedelta(hours=1),
+                )
+            }
+        escalated = {}
+        for i in snoozed:
+            row = before[i]
+            condition = IgnoreCondition(
+                until=row["ignore_until"],
+                per_hour=row["ignore_per_hour"],
+            )
+            state = IgnoreState(
+                condition,
+                times_seen=row["times_seen"] + deltas[i].count,
+                until_seen=row["ignore_until_seen"],
+                last_hour=last_hour.get(i, 0) + deltas[i].count,
+            )
+            why = ignore_ends(state, now)
+            if why is not None:
+                escalated[i] = why
+        return escalated
 
     async def _insert_events(
         self,
@@ -366,7 +508,12 @@ class Store:
         return issue_of, created
 
     async def _update_issues(
-        self, conn: _Conn, ids: list[int], deltas: dict[int, _IssueDelta]
+        self,
+        conn: _Conn,
+        ids: list[int],
+        deltas: dict[int, _IssueDelta],
+        reopened: set[int],
+        escalated: dict[int, str],
     ) -> None:
         d = [deltas[i] for i in ids]
         await conn.execute(
@@ -390,17 +537,26 @@ class Store:
                            SELECT DISTINCT x
                            FROM unnest(i.hosts || string_to_array(u.hosts, chr(31))) AS x
                            WHERE x <> '' ORDER BY x LIMIT $11) AS h),
-                   status = CASE WHEN i.status = 'resolved' THEN 'unresolved' ELSE i.status END,
-                   regressed_at = CASE WHEN i.status = 'resolved' THEN now()
-                                       ELSE i.regressed_at END,
-                   regressions = i.regressions
-                                 + CASE WHEN i.status = 'resolved' THEN 1 ELSE 0 END,
+                   status = CASE WHEN u.reopen OR u.escalate THEN 'unresolved'
+                                 ELSE i.status END,
+                   substatus = CASE WHEN u.reopen THEN 'regressed'
+                                    WHEN u.escalate THEN 'escalating' ELSE i.substatus END,
+                   regressed_at = CASE WHEN u.reopen THEN now() ELSE i.regressed_at END,
+                   regressions = i.regressions + CASE WHEN u.reopen THEN 1 ELSE 0 END,
+                   resolution = CASE WHEN u.reopen THEN NULL ELSE i.resolution END,
+                   resolved_in_release = CASE WHEN u.reopen THEN NULL
+                                              ELSE i.resolved_in_release END,
+                   resolved_by = CASE WHEN u.reopen THEN NULL ELSE i.resolved_by END,
+                   ignore_until = CASE WHEN u.escalate THEN NULL ELSE i.ignore_until END,
+                   ignore_until_seen = CASE WHEN u.escalate THEN NULL
+                                            ELSE i.ignore_until_seen END,
+                   ignore_per_hour = CASE WHEN u.escalate THEN NULL ELSE i.ignore_per_hour END,
                    updated_at = now()
                FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::timestamptz[],
                            $5::text[], $6::text[], $7::smallint[], $8::text[], $9::text[],
-                           $10::text[])
+                           $10::text[], $12::bool[], $13::bool[])
                     AS u(id, n, first_seen, last_seen, first_release, last_release, level_rank,
-                         level, envs, hosts)
+                         level, envs, hosts, reopen, escalate)
                WHERE i.id = u.id""",
             ids,
             [x.count for x in d],
@@ -413,20 +569,19 @@ class Store:
             [chr(31).join(sorted(x.environments)[:_MAX_ENVIRONMENTS]) for x in d],
             [chr(31).join(sorted(x.hosts)[:_MAX_HOSTS]) for x in d],
             _MAX_HOSTS,
+            [i in reopened for i in ids],
+            [i in escalated for i in ids],
         )
 
     async def _frequency_triggers(
-        self,
-        conn: _Conn,
-        ids: list[int],
-        before: dict[int, Any],
-        now: datetime,
+        self, conn: _Conn, candidates: list[int], now: datetime
     ) -> list[_Trigger]:
+        """Spikes of the issues that are unresolved after the batch (an ignored issue, or
+        a resolved one an old release's event did not reopen, raises none)."""
         threshold = self.settings.frequency_threshold
         minutes = self.settings.frequency_window_minutes
         if threshold <= 0:
             return []
-        candidates = [i for i in ids if before[i]["status"] != "ignored"]
         if not candidates:
             return []
         # Once per spike: not again while an earlier frequency trigger is inside the window.
@@ -456,19 +611,28 @@ class Store:
 
 
 def _lifecycle_triggers(
-    ids: list[int], created: set[int], before: dict[int, Any]
-) -> tuple[list[_Trigger], int]:
-    """The new-issue triggers of the issues the batch created, and the regression triggers of
-    the resolved ones it saw again; and how many regressions that is."""
+    ids: list[int],
+    created: set[int],
+    before: dict[int, Any],
+    reopened: set[int],
+    escalated: dict[int, str],
+) -> list[_Trigger]:
+    """The new-issue triggers of the issues the batch created, the regression triggers of the
+    resolved ones it reopened, and the escalating triggers of the ignored ones it brought
+    back; each made once per episode (resolution, ignore), whatever is replayed."""
     triggers = [(i, "new_issue", f"new_issue:{i}", "{}") for i in sorted(created)]
-    regressions = 0
     for issue_id in ids:
         row = before[issue_id]
-        if row["status"] == "resolved" and issue_id not in created:
+        if issue_id in reopened and issue_id not in created:
             resolved_at = row["resolved_at"].isoformat() if row["resolved_at"] else "-"
-            regressions += 1
             triggers.append((issue_id, "regression", f"regression:{issue_id}:{resolved_at}", "{}"))
-    return triggers, regressions
+        elif issue_id in escalated:
+            ignored_at = row["ignored_at"].isoformat() if row["ignored_at"] else "-"
+            details = json.dumps({"why": escalated[issue_id]})
+            triggers.append(
+                (issue_id, "escalating", f"escalating:{issue_id}:{ignored_at}", details)
+            )
+    return triggers
 
 
 _EVENT_COLUMNS = [

@@ -61,7 +61,7 @@ CASES = [
         lambda actions, actor: actions.ignore(actor, 1),
         "issue:1",
         {"status": "unresolved"},
-        {"status": "ignored"},
+        {"status": "ignored", "until": "forever"},
         "SELECT status FROM mendline.issues WHERE id = 1",
         ("unresolved",),
         ("ignored",),
@@ -70,8 +70,8 @@ CASES = [
         "issue.resolve",
         lambda actions, actor: actions.resolve(actor, 1, "guarded the parser"),
         "issue:1",
-        {"status": "unresolved", "resolution_note": None},
-        {"status": "resolved", "resolution_note": "guarded the parser"},
+        {"status": "unresolved", "resolution": None, "resolution_note": None},
+        {"status": "resolved", "resolution": "now", "resolution_note": "guarded the parser"},
         """SELECT status, resolution_note,
                   (SELECT count(*) FROM mendline.triggers WHERE kind = 'resolved')
            FROM mendline.issues WHERE id = 1""",
@@ -83,7 +83,7 @@ CASES = [
         lambda actions, actor: actions.merge(actor, 1, 2),
         "issue:2",
         {"status": "unresolved", "merged_into": None},
-        {"status": "merged", "merged_into": 1},
+        {"status": "merged", "merged_into": 1, "fingerprints": 1},
         """SELECT s.status, s.merged_into, t.times_seen FROM mendline.issues s, mendline.issues t
            WHERE s.id = 2 AND t.id = 1""",
         ("unresolved", None, 3),
@@ -221,12 +221,17 @@ async def test_what_changes_nothing_writes_no_row_and_a_new_note_only_itself(
     assert await actions.prune_events(ADMIN, 30, now=NOW) == []
     rows = [(r.action, r.target, r.before, r.after) for r in reversed(await trail.list())]
     assert rows[:4] == [
-        ("issue.ignore", "issue:3", {"status": "unresolved"}, {"status": "ignored"}),
+        (
+            "issue.ignore",
+            "issue:3",
+            {"status": "unresolved"},
+            {"status": "ignored", "until": "forever"},
+        ),
         (
             "issue.resolve",
             "issue:1",
-            {"status": "unresolved", "resolution_note": None},
-            {"status": "resolved", "resolution_note": "guarded the parser"},
+            {"status": "unresolved", "resolution": None, "resolution_note": None},
+            {"status": "resolved", "resolution": "now", "resolution_note": "guarded the parser"},
         ),
         (
             "issue.resolve",

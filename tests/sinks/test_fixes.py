@@ -223,8 +223,12 @@ async def test_a_fix_goes_from_proposed_to_verified_each_move_audited(world: Wor
         (
             "mendline",
             "issue.resolve",
-            {"status": "unresolved", "resolution_note": None},
-            {"status": "resolved", "resolution_note": issue["resolution_note"]},
+            {"status": "unresolved", "resolution": None, "resolution_note": None},
+            {
+                "status": "resolved",
+                "resolution": "fix",
+                "resolution_note": issue["resolution_note"],
+            },
         )
     ]
     assert (await world.audit.verify()).intact

@@ -1,7 +1,7 @@
 -- The issue workflow as Sentry users know it (schemas/issue.py): why an unresolved issue is
 -- back (substatus), how it was resolved (now, in the next release, by a fix), the conditions
--- that end an ignore (snooze), an assignee, a comment thread, when and into which issue a merge
--- happened (so it can be undone), and the releases of each service in the order they appeared.
+-- that end an ignore (snooze), an assignee, a comment thread, every merge (issue_merges: so it
+-- can be undone), and the releases of each service in the order they appeared.
 
 ALTER TABLE mendline.issues
     ADD COLUMN IF NOT EXISTS substatus text
@@ -29,11 +29,20 @@ CREATE INDEX IF NOT EXISTS issues_assignee ON mendline.issues (assignee)
     WHERE assignee IS NOT NULL;
 CREATE INDEX IF NOT EXISTS issues_by_status ON mendline.issues (status, last_seen DESC);
 
--- The fingerprints an issue owned before it was merged: unmerge gives them back.
-ALTER TABLE mendline.fingerprints
-    ADD COLUMN IF NOT EXISTS merged_from bigint REFERENCES mendline.issues (id);
-CREATE INDEX IF NOT EXISTS fingerprints_merged_from ON mendline.fingerprints (merged_from)
-    WHERE merged_from IS NOT NULL;
+-- Every merge, with the fingerprints it moved: unmerge gives them (and their events, later
+-- ones included) back, from whichever issue holds them then.
+CREATE TABLE IF NOT EXISTS mendline.issue_merges (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source      bigint      NOT NULL REFERENCES mendline.issues (id),
+    target      bigint      NOT NULL REFERENCES mendline.issues (id),
+    hashes      text[]      NOT NULL,
+    merged_at   timestamptz NOT NULL DEFAULT now(),
+    merged_by   text        NOT NULL,
+    unmerged_at timestamptz,
+    unmerged_by text
+);
+CREATE INDEX IF NOT EXISTS issue_merges_source ON mendline.issue_merges (source)
+    WHERE unmerged_at IS NULL;
 
 CREATE TABLE IF NOT EXISTS mendline.issue_comments (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -1,0 +1,197 @@
+"""Merging an issue into another and undoing it: the SQL, in the caller's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mendline.schemas.errors import IssueNotFound
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    _Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
+
+__all__ = ["Unmerged", "merge_into", "unmerge"]
+
+_MERGE_COUNTS = """
+INSERT INTO mendline.issue_counts (issue_id, minute, count)
+SELECT $1, minute, count FROM mendline.issue_counts WHERE issue_id = $2
+ON CONFLICT (issue_id, minute) DO UPDATE SET count = issue_counts.count + EXCLUDED.count
+"""
+
+_MERGE_ISSUE = """
+UPDATE mendline.issues AS t SET
+    times_seen = t.times_seen + s.times_seen,
+    first_release = CASE WHEN s.first_seen < t.first_seen
+                         THEN s.first_release ELSE t.first_release END,
+    first_seen = least(t.first_seen, s.first_seen),
+    last_release = CASE WHEN s.last_seen > t.last_seen
+                        THEN s.last_release ELSE t.last_release END,
+    last_seen = greatest(t.last_seen, s.last_seen),
+    level = CASE WHEN s.level_rank > t.level_rank THEN s.level ELSE t.level END,
+    level_rank = greatest(t.level_rank, s.level_rank),
+    environments = ARRAY(SELECT DISTINCT unnest(t.environments || s.environments) ORDER BY 1),
+    hosts = ARRAY(SELECT DISTINCT unnest(t.hosts || s.hosts) ORDER BY 1 LIMIT 100),
+    updated_at = now()
+FROM mendline.issues AS s
+WHERE t.id = $1 AND s.id = $2
+"""
+
+# The events an unmerge gives back: those of the merge's fingerprints on the issue that
+# holds them now, each minute's count of them, and what they add to the issue they return to.
+_MOVE_EVENTS = """
+WITH moved AS (
+    UPDATE mendline.events SET issue_id = $1
+    WHERE issue_id = $2 AND fingerprint = ANY($3::text[])
+    RETURNING received_at, "timestamp", environment, release
+)
+SELECT date_trunc('minute', received_at) AS minute, count(*)::int AS n,
+       count(*) FILTER (WHERE received_at > $4)::int AS after_merge,
+       max("timestamp") AS last_seen,
+       (array_agg(release ORDER BY "timestamp" DESC))[1] AS last_release,
+       array_agg(DISTINCT environment) AS environments
+FROM moved GROUP BY 1
+"""
+
+
+@dataclass(frozen=True)
+class Unmerged:
+    """What an unmerge gave back: to which issue, from which, and how much."""
+
+    issue_id: int
+    holder: int
+    fingerprints: int
+    events: int
+
+
+async def merge_into(conn: _Conn, target: int, source: int, by: str) -> list[str]:
+    """Move issue ``source``'s fingerprints, events and counts to ``target`` and mark it
+    merged, the merge recorded with the fingerprints it moved; the rows are locked by the
+    caller. Returns the fingerprints moved."""
+    hashes = [
+        row["hash"]
+        for row in await conn.fetch(
+            "UPDATE mendline.fingerprints SET issue_id = $1 WHERE issue_id = $2 RETURNING hash",
+            target,
+            source,
+        )
+    ]
+    await conn.execute(
+        "UPDATE mendline.events SET issue_id = $1 WHERE issue_id = $2", target, source
+    )
+    await conn.execute(_MERGE_COUNTS, target, source)
+    await conn.execute("DELETE FROM mendline.issue_counts WHERE issue_id = $1", source)
+    await conn.execute(_MERGE_ISSUE, target, source)
+    await conn.execute(
+        """UPDATE mendline.issues SET status = 'merged', merged_into = $1, merged_at = now(),
+               substatus = NULL, updated_at = now()
+           WHERE id = $2""",
+        target,
+        source,
+    )
+    await conn.execute(
+        """INSERT INTO mendline.issue_merges (source, target, hashes, merged_by)
+           VALUES ($1, $2, $3::text[], $4)""",
+        source,
+        target,
+        sorted(hashes),
+        by,
+    )
+    return hashes
+
+
+async def unmerge(conn: _Conn, source: int, by: str) -> Unmerged:
+    """Give merged issue ``source`` back its fingerprints and their events (those that came
+    after the merge too) from the issue that holds them now (the merge's target, or where
+    that was merged since), their per-minute counts and their share of the count; it is
+    unresolved again. IssueNotFound when it is not merged (or was merged before merges were
+    recorded). The holder's first and last seen stay as they are."""
+    merge = await conn.fetchrow(
+        """SELECT id, hashes, merged_at FROM mendline.issue_merges
+           WHERE source = $1 AND unmerged_at IS NULL ORDER BY id DESC LIMIT 1""",
+        source,
+    )
+    if merge is None:
+        raise IssueNotFound(f"issue {source} is not merged (or its merge was not recorded)")
+    holders = await conn.fetch(
+        """SELECT DISTINCT issue_id FROM mendline.fingerprints WHERE hash = ANY($1::text[])""",
+        merge["hashes"],
+    )
+    holder = holders[0]["issue_id"] if len(holders) == 1 else None
+    if holder is None or holder == source:
+        raise IssueNotFound(f"issue {source}'s fingerprints are not in one other issue now")
+    # Lock both in id order, as the consumer does.
+    await conn.execute(
+        "SELECT 1 FROM mendline.issues WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+        sorted([source, holder]),
+    )
+    await conn.execute(
+        "UPDATE mendline.fingerprints SET issue_id = $1 WHERE hash = ANY($2::text[])",
+        source,
+        merge["hashes"],
+    )
+    minutes = await conn.fetch(_MOVE_EVENTS, source, holder, merge["hashes"], merge["merged_at"])
+    await _move_counts(conn, source, holder, minutes)
+    after_merge = sum(r["after_merge"] for r in minutes)
+    newest = max(minutes, key=lambda r: r["last_seen"], default=None)
+    environments = sorted({e for r in minutes for e in r["environments"] if e})
+    await conn.execute(
+        """UPDATE mendline.issues SET status = 'unresolved', substatus = NULL,
+               merged_into = NULL, merged_at = NULL,
+               times_seen = times_seen + $2,
+               last_release = CASE WHEN $3::timestamptz > last_seen THEN coalesce($4, last_release)
+                                   ELSE last_release END,
+               last_seen = greatest(last_seen, coalesce($3, last_seen)),
+               environments = ARRAY(SELECT DISTINCT unnest(environments || $5::text[])
+                                    ORDER BY 1),
+               updated_at = now()
+           WHERE id = $1""",
+        source,
+        after_merge,
+        newest["last_seen"] if newest else None,
+        newest["last_release"] if newest else None,
+        environments,
+    )
+    await conn.execute(
+        """UPDATE mendline.issues SET times_seen = greatest(times_seen - (
+                   SELECT times_seen FROM mendline.issues WHERE id = $2), 0),
+               updated_at = now()
+           WHERE id = $1""",
+        holder,
+        source,
+    )
+    await conn.execute(
+        "UPDATE mendline.issue_merges SET unmerged_at = now(), unmerged_by = $2 WHERE id = $1",
+        merge["id"],
+        by,
+    )
+    return Unmerged(source, holder, len(merge["hashes"]), sum(r["n"] for r in minutes))
+
+
+async def _move_counts(conn: _Conn, source: int, holder: int, minutes: list[Any]) -> None:
+    """Move the moved events' per-minute counts from ``holder`` back to ``source``."""
+    if not minutes:
+        return
+    at = [r["minute"] for r in minutes]
+    counts = [r["n"] for r in minutes]
+    await conn.execute(
+        """UPDATE mendline.issue_counts AS c SET count = greatest(c.count - u.n, 0)
+           FROM unnest($2::timestamptz[], $3::int[]) AS u(minute, n)
+           WHERE c.issue_id = $1 AND c.minute = u.minute""",
+        holder,
+        at,
+        counts,
+    )
+    await conn.execute(
+        "DELETE FROM mendline.issue_counts WHERE issue_id = $1 AND count = 0", holder
+    )
+    await conn.execute(
+        """INSERT INTO mendline.issue_counts (issue_id, minute, count)
+           SELECT $1, minute, n FROM unnest($2::timestamptz[], $3::int[]) AS u(minute, n)
+           ON CONFLICT (issue_id, minute)
+           DO UPDATE SET count = issue_counts.count + EXCLUDED.count""",
+        source,
+        at,
+        counts,
+    )
