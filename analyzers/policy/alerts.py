@@ -63,6 +63,7 @@ _WAITS_FOR_FINDING = ("new_issue", "regression")
 # thread when there is one: each says something new (back again, down again, flapping).
 _ALWAYS_NOTIFIES = {
     "regression": "a regression",
+    "escalating": "an ignored issue escalating",
     "health_down": "a check going down",
     "health_flapping": "a check starting to flap",
     REMEDIATION_FAILED: "a remediation that did not help",

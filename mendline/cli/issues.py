@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mendline.cli._actor import acting
@@ -14,9 +15,11 @@ from mendline.cli._connections import finding_store
 from mendline.cli._hints import FINDINGS_HINT, ISSUES_HINT, hint_on
 from mendline.cli._issue_reads import register_reads
 from mendline.cli._options import AS_JSON, Commands, positive
-from mendline.cli.output import describe, print_done, print_json, shorten, table
-from mendline.schemas.errors import FindingNotFound, IssueNotFound
+from mendline.cli.output import describe, print_done, print_json, printable, shorten, table
+from mendline.schemas.errors import FindingNotFound, IssueNotFound, UsageError
+from mendline.schemas.issue import IgnoreCondition
 from mendline.schemas.settings import Settings
+from mendline.schemas.tomlfile import parse_duration
 
 if TYPE_CHECKING:
     from mendline.schemas.people import Actor
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["finding_json", "register"]
 
 _T = TypeVar("_T")
+
+# The longest --for of an ignore: ten years (further is "forever").
+_LONGEST_IGNORE = 3650 * 86400
 
 
 def register(commands: Commands) -> None:
@@ -39,19 +45,10 @@ def _register_issues(commands: Commands) -> None:
     issues = commands.add_parser("issues", help="work with issues")
     issue_commands = issues.add_subparsers(dest="issues_command", required=True)
     register_reads(issue_commands)
-    ignore = issue_commands.add_parser(
-        "ignore", parents=[AS_JSON], help="stop alerting on an issue; its events are still counted"
-    )
-    ignore.add_argument("id", type=positive)
-    ignore.set_defaults(run=_issues_ignore)
-    merge = issue_commands.add_parser(
-        "merge",
-        parents=[AS_JSON],
-        help="merge issue SOURCE into TARGET; later events of both count on TARGET",
-    )
-    merge.add_argument("target", type=positive)
-    merge.add_argument("source", type=positive)
-    merge.set_defaults(run=_issues_merge)
+    _register_actions(issue_commands)
+
+
+def _register_actions(issue_commands: Any) -> None:
     resolve = issue_commands.add_parser(
         "resolve",
         parents=[AS_JSON],
@@ -59,7 +56,69 @@ def _register_issues(commands: Commands) -> None:
     )
     resolve.add_argument("id", type=positive)
     resolve.add_argument("--note", help="what fixed it (later similar issues are told)")
+    resolve.add_argument(
+        "--in-next-release",
+        action="store_true",
+        help="the fix ships in the next release: only events of a newer release reopen it",
+    )
     resolve.set_defaults(run=_issues_resolve)
+    ignore = issue_commands.add_parser(
+        "ignore",
+        parents=[AS_JSON],
+        help="stop alerting on an issue (forever, or until a condition: it comes back as"
+        " escalating); its events are still counted",
+    )
+    ignore.add_argument("id", type=positive)
+    ignore.add_argument("--for", dest="for_", metavar="DURATION", help="e.g. 30m, 4h, 7d")
+    ignore.add_argument("--until", metavar="TIME", help="an ISO 8601 time with its zone")
+    ignore.add_argument(
+        "--until-events", type=positive, metavar="N", help="until N more events arrive"
+    )
+    ignore.add_argument(
+        "--until-rate", type=positive, metavar="N", help="until N events arrive within an hour"
+    )
+    ignore.set_defaults(run=_issues_ignore)
+    reopen = issue_commands.add_parser(
+        "reopen",
+        aliases=["unignore", "unresolve"],
+        parents=[AS_JSON],
+        help="make a resolved or ignored issue unresolved again",
+    )
+    reopen.add_argument("id", type=positive)
+    reopen.set_defaults(run=_issues_reopen)
+    merge = issue_commands.add_parser(
+        "merge",
+        parents=[AS_JSON],
+        help="merge issue SOURCE into TARGET (one service); later events of both count on"
+        " TARGET; `issues unmerge SOURCE` undoes it",
+    )
+    merge.add_argument("target", type=positive)
+    merge.add_argument("source", type=positive)
+    merge.set_defaults(run=_issues_merge)
+    unmerge = issue_commands.add_parser(
+        "unmerge",
+        parents=[AS_JSON],
+        help="undo a merge: the issue gets back its fingerprints and their events",
+    )
+    unmerge.add_argument("id", type=positive)
+    unmerge.set_defaults(run=_issues_unmerge)
+    assign = issue_commands.add_parser(
+        "assign", parents=[AS_JSON], help="assign an issue to user:NAME or team:LABEL"
+    )
+    assign.add_argument("id", type=positive)
+    assign.add_argument("assignee", help="user:NAME (a bare NAME is a user) or team:LABEL")
+    assign.set_defaults(run=_issues_assign)
+    unassign = issue_commands.add_parser(
+        "unassign", parents=[AS_JSON], help="assign an issue to no one"
+    )
+    unassign.add_argument("id", type=positive)
+    unassign.set_defaults(run=_issues_assign, assignee=None)
+    comment = issue_commands.add_parser(
+        "comment", parents=[AS_JSON], help="add a comment to an issue's thread"
+    )
+    comment.add_argument("id", type=positive)
+    comment.add_argument("text", help="the comment (1 to 10,000 characters)")
+    comment.set_defaults(run=_issues_comment)
 
 
 def _register_findings(commands: Commands) -> None:
@@ -123,11 +182,59 @@ def _acting(settings: Settings, work: Callable[[IssueActions, Actor], Awaitable[
     return acting(settings, on)
 
 
+def _ignore_condition(args: argparse.Namespace) -> IgnoreCondition:
+    """The ignore's end from ``--for``, ``--until``, ``--until-events`` and ``--until-rate``;
+    UsageError for a time or duration that is not one."""
+    until = None
+    if args.for_ is not None and args.until is not None:
+        raise UsageError("give --for or --until, not both")
+    if args.for_ is not None:
+        try:
+            seconds = parse_duration(args.for_)
+        except ValueError as exc:
+            raise UsageError(f"--for {exc}") from None
+        if not 0 < seconds <= _LONGEST_IGNORE:
+            raise UsageError("--for takes more than 0s and at most 3650d")
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+    elif args.until is not None:
+        try:
+            until = datetime.fromisoformat(args.until)
+        except ValueError:
+            raise UsageError(
+                f"--until {printable(args.until)!s} is not an ISO 8601 time"
+                " (2026-12-24T09:00+01:00)"
+            ) from None
+        if until.tzinfo is None:
+            raise UsageError("--until needs its time zone (2026-12-24T09:00Z or +01:00)")
+    return IgnoreCondition(until=until, events=args.until_events, per_hour=args.until_rate)
+
+
 def _issues_ignore(args: argparse.Namespace, settings: Settings) -> int:
+    condition = _ignore_condition(args)
     with hint_on(IssueNotFound, ISSUES_HINT):
-        changed = _acting(settings, lambda actions, actor: actions.ignore(actor, args.id))
-    done = f"ignored issue {args.id}" if changed else f"issue {args.id} was ignored already"
-    print_done(args, done, issue=args.id, status="ignored", changed=changed)
+        changed = _acting(
+            settings, lambda actions, actor: actions.ignore(actor, args.id, condition)
+        )
+    how = condition.describe()
+    done = f"ignored issue {args.id} {how}" if changed else f"issue {args.id} was ignored {how}"
+    print_done(
+        args,
+        done + " already" if not changed else done,
+        issue=args.id,
+        status="ignored",
+        until=condition.until,
+        until_events=condition.events,
+        until_rate=condition.per_hour,
+        changed=changed,
+    )
+    return 0
+
+
+def _issues_reopen(args: argparse.Namespace, settings: Settings) -> int:
+    with hint_on(IssueNotFound, ISSUES_HINT):
+        changed = _acting(settings, lambda actions, actor: actions.reopen(actor, args.id))
+    done = f"reopened issue {args.id}" if changed else f"issue {args.id} was unresolved already"
+    print_done(args, done, issue=args.id, status="unresolved", changed=changed)
     return 0
 
 
@@ -136,7 +243,8 @@ def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:
         _acting(settings, lambda actions, actor: actions.merge(actor, args.target, args.source))
     print_done(
         args,
-        f"merged issue {args.source} into {args.target}",
+        f"merged issue {args.source} into issue {args.target}"
+        f" (undo: mendline issues unmerge {args.source})",
         issue=args.source,
         status="merged",
         merged_into=args.target,
@@ -144,13 +252,72 @@ def _issues_merge(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _issues_unmerge(args: argparse.Namespace, settings: Settings) -> int:
+    with hint_on(IssueNotFound, ISSUES_HINT):
+        done = _acting(settings, lambda actions, actor: actions.unmerge(actor, args.id))
+    print_done(
+        args,
+        f"unmerged issue {args.id} from issue {done.holder}: {done.fingerprints}"
+        f" fingerprint(s) and {done.events} stored event(s) moved back",
+        issue=args.id,
+        status="unresolved",
+        taken_from=done.holder,
+        fingerprints=done.fingerprints,
+        events=done.events,
+    )
+    return 0
+
+
 def _issues_resolve(args: argparse.Namespace, settings: Settings) -> int:
     with hint_on(IssueNotFound, ISSUES_HINT):
         changed = _acting(
-            settings, lambda actions, actor: actions.resolve(actor, args.id, args.note)
+            settings,
+            lambda actions, actor: actions.resolve(
+                actor, args.id, args.note, in_next_release=args.in_next_release
+            ),
         )
-    done = f"resolved issue {args.id}" if changed else f"issue {args.id} was resolved already"
-    print_done(args, done, issue=args.id, status="resolved", note=args.note, changed=changed)
+    how = " in the next release" if args.in_next_release else ""
+    done = f"resolved issue {args.id}{how}" if changed else f"issue {args.id} was resolved already"
+    print_done(
+        args,
+        done,
+        issue=args.id,
+        status="resolved",
+        resolution="next_release" if args.in_next_release else "now",
+        note=args.note,
+        changed=changed,
+    )
+    return 0
+
+
+def _issues_assign(args: argparse.Namespace, settings: Settings) -> int:
+    with hint_on(IssueNotFound, ISSUES_HINT):
+        changed = _acting(
+            settings, lambda actions, actor: actions.assign(actor, args.id, args.assignee)
+        )
+    who = printable(args.assignee) if args.assignee else "no one"
+    done = f"assigned issue {args.id} to {who}"
+    print_done(
+        args,
+        done if changed else f"issue {args.id} was assigned to {who} already",
+        issue=args.id,
+        assignee=args.assignee,
+        changed=changed,
+    )
+    return 0
+
+
+def _issues_comment(args: argparse.Namespace, settings: Settings) -> int:
+    with hint_on(IssueNotFound, ISSUES_HINT):
+        comment_id = _acting(
+            settings, lambda actions, actor: actions.comment(actor, args.id, args.text)
+        )
+    print_done(
+        args,
+        f"commented on issue {args.id} (comment {comment_id})",
+        issue=args.id,
+        comment=comment_id,
+    )
     return 0
 
 

@@ -68,6 +68,7 @@ _KIND_WORDS = {
     "new_issue": "new issue",
     "resolved": "resolved",
     "escalating": "escalating (ignored, back)",
+    "health_down": "down",
     "health_recovered": "up again",
     "health_flapping": "flapping",
     "remediation_failed": "remediation did not help",
@@ -78,6 +79,7 @@ _REPEAT_INTRO: dict[str, str | None] = {
     "health_recovered": None,
     "health_flapping": None,
     "health_down": "Down again.",
+    "escalating": "Escalating: it was ignored, and it is back.",
     "remediation_failed": "A remediation did not help.",
 }
 _SPACE = re.compile(r"\s+")

@@ -182,6 +182,11 @@ def test_an_unknown_command_is_a_usage_error() -> None:
         (("schema", "--bogus"), "unrecognized arguments: --bogus"),
         (("devstack", "now"), "unrecognized arguments: now"),
         (("issues", "list", "--status", "open"), "argument --status: invalid choice: 'open'"),
+        (("issues", "ignore", "1", "--for", "soon"), '--for "soon" is not a duration'),
+        (("issues", "ignore", "1", "--for", "0s"), "--for takes more than 0s"),
+        (("issues", "ignore", "1", "--until", "2027-01-01T09:00"), "--until needs its time zone"),
+        (("issues", "ignore", "1", "--until", "Monday"), "--until Monday is not an ISO 8601"),
+        (("issues", "ignore", "1", "--for", "1h", "--until", "2027-01-01T09:00Z"), "give --for"),
     ],
 )
 def test_bad_arguments_are_usage_errors_before_any_server_is_asked(

@@ -766,3 +766,27 @@ group_wait = "10s"
     assert pagerduty.requests == []  # nobody was paged
     sent = str(slack.bodies()[0])
     assert "WARNING, check before acting: pipes a download into a shell" in sent
+
+
+async def test_an_ignored_issue_pages_again_once_when_it_escalates(
+    fresh_db_url: str, pagerduty: FakePagerDuty, tmp_path: Path
+) -> None:
+    from mendline.schemas.issue import IgnoreCondition
+
+    text = PD_ROUTE.format(url=pagerduty.events_url, wait="0s")
+    settings = alert_settings(fresh_db_url, routes(tmp_path, text))
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    async with alerting(settings, {"TEST_PD_KEY": "R0UTINGKEY"}):
+        await wait_until(lambda: len(pagerduty.requests) == 1, 15, "the page")
+        async with issue_actions(fresh_db_url) as actions:
+            await actions.ignore(RESPONDER, 1, IgnoreCondition(events=3))
+        await ingest(settings, issue_events(range(1), per_issue=2))  # snoozed: quiet
+        await asyncio.sleep(1)
+        assert len(pagerduty.requests) == 1
+        await ingest(settings, issue_events(range(1), per_issue=1))  # the third: back
+        await wait_until(lambda: len(pagerduty.requests) == 2, 15, "the escalation")
+        await ingest(settings, issue_events(range(1), per_issue=5))
+        await asyncio.sleep(1)
+    assert [b["event_action"] for b in pagerduty.bodies()] == ["trigger", "trigger"]
+    rows = await query(fresh_db_url, "SELECT kind FROM mendline.alert_deliveries ORDER BY id")
+    assert [r["kind"] for r in rows] == ["new_issue", "escalating"]

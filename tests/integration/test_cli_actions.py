@@ -1,6 +1,7 @@
-"""``mendline issues ignore|resolve|merge``, ``findings mark`` and ``events prune`` as API token
-users on the real PostgreSQL: a role too low is one clear refusal with nothing changed, a role
-high enough changes and leaves one audit row naming the token's user, the chain intact."""
+"""``mendline issues ignore|resolve|merge|unmerge|reopen|assign|comment``, ``findings mark``
+and ``events prune`` as API token users on the real PostgreSQL: a role too low is one clear
+refusal with nothing changed, a role high enough changes and leaves one audit row naming the
+token's user, the chain intact."""
 
 from __future__ import annotations
 
@@ -26,20 +27,59 @@ STATE = """SELECT (SELECT array_agg(status || ':' || coalesce(merged_into::text,
 
 # (the command, who may, the action, its target, what the audit row's after says of it)
 ACTIONS = [
-    (("issues", "ignore", "3"), "rita", "issue.ignore", "issue:3", {"status": "ignored"}),
     (
-        ("issues", "resolve", "1", "--note", "guarded the parser"),
+        ("issues", "ignore", "3", "--until-events", "10"),
+        "rita",
+        "issue.ignore",
+        "issue:3",
+        {"status": "ignored", "ignore_until_seen": 13, "until": "until 10 more events"},
+    ),
+    (
+        ("issues", "resolve", "1", "--note", "guarded the parser", "--in-next-release"),
         "rita",
         "issue.resolve",
         "issue:1",
-        {"status": "resolved", "resolution_note": "guarded the parser"},
+        {
+            "status": "resolved",
+            "resolution": "next_release",
+            "resolved_in_release": "1.2.0",
+            "resolution_note": "guarded the parser",
+        },
     ),
     (
         ("issues", "merge", "1", "2"),
         "rita",
         "issue.merge",
         "issue:2",
-        {"status": "merged", "merged_into": 1},
+        {"status": "merged", "merged_into": 1, "fingerprints": 1},
+    ),
+    (
+        ("issues", "unmerge", "2"),
+        "rita",
+        "issue.unmerge",
+        "issue:2",
+        {
+            "status": "unresolved",
+            "merged_into": None,
+            "taken_from": 1,
+            "fingerprints": 1,
+            "events": 3,
+        },
+    ),
+    (("issues", "reopen", "3"), "rita", "issue.reopen", "issue:3", {"status": "unresolved"}),
+    (
+        ("issues", "assign", "1", "team:payments"),
+        "rita",
+        "issue.assign",
+        "issue:1",
+        {"assignee": "team:payments"},
+    ),
+    (
+        ("issues", "comment", "1", "the proxy strips the header"),
+        "rita",
+        "issue.comment",
+        "issue:1",
+        {"comment_id": 1, "body": "the proxy strips the header"},
     ),
     (
         ("findings", "mark", "1", "wrong", "--note", "it was the proxy"),
@@ -94,7 +134,7 @@ async def test_token_users_act_by_their_role_each_change_audited_and_refusals_ch
         done = await cli(*args, env=as_user(name))
         assert done.returncode == 0, done.stderr
     (after,) = await query(fresh_db_url, STATE)
-    assert after["issues"] == ["resolved:", "merged:1", "ignored:"]
+    assert after["issues"] == ["resolved:", "unresolved:", "unresolved:"]
     assert after["verdicts"] == ["wrong"]
     assert after["partitions"] == before[0]["partitions"] - 3
 
@@ -111,4 +151,4 @@ async def test_token_users_act_by_their_role_each_change_audited_and_refusals_ch
             assert row["after"] == said
     assert len(acted[-1]["after"]["dropped_partitions"]) == 3
     verified = await cli("audit", "verify", env=as_user("vic"))
-    assert verified.returncode == 0 and "intact: 11 row(s)" in verified.stdout, verified.stdout
+    assert verified.returncode == 0 and "intact: 15 row(s)" in verified.stdout, verified.stdout

@@ -553,8 +553,8 @@ INVALID = [
     pytest.param(
         RECEIVERS + '[[routes]]\nmatch = { kind = "born" }  # <-\nreceivers = ["mail"]\n',
         "routes[0].match.kind",
-        '"born" is not a kind (use new_issue, regression, frequency, resolved, health_down,'
-        " health_recovered, health_flapping or remediation_failed)",
+        '"born" is not a kind (use new_issue, regression, frequency, resolved, escalating,'
+        " health_down, health_recovered, health_flapping or remediation_failed)",
         id="bad-kind",
     ),
     pytest.param(
