@@ -231,14 +231,16 @@ def decide_delivery(
     pending: bool = False,
     digests: bool = False,
     group: GroupState = NO_GROUP,
+    ignored: bool = False,
 ) -> DeliveryDecision:
     """Decide what a receiver that the routes reach gets of a trigger of ``kind``.
 
     ``told_at`` is when it was last sent a message about the issue (``None``: never),
-    ``pending`` whether one is waiting to be sent to it, ``digests`` whether it takes digests
-    and ``group`` its group's recent past on this route.
+    ``pending`` whether one is waiting to be sent to it, ``digests`` whether it takes digests,
+    ``group`` its group's recent past on this route, and ``ignored`` whether the issue is
+    ignored now (nothing is sent about it but the end of an incident).
     """
-    mode, reasons = _mode(kind, timing, now, told_at, pending)
+    mode, reasons = _mode(kind, timing, now, told_at, pending, ignored)
     wait = timing.group_wait if mode == "new" else 0.0
     due = now + timedelta(seconds=wait)
     if wait > 0:
@@ -256,11 +258,19 @@ def decide_delivery(
 
 
 def _mode(
-    kind: str, timing: RouteTiming, now: datetime, told_at: datetime | None, pending: bool
+    kind: str,
+    timing: RouteTiming,
+    now: datetime,
+    told_at: datetime | None,
+    pending: bool,
+    ignored: bool,
 ) -> tuple[DeliveryMode, tuple[str, ...]]:
     if kind in ENDS_INCIDENT:
         # Chosen by resolve_audience: whoever was told hears it is over.
         return "repeat", (f"{kind}: it was told of the issue, so it hears it is over",)
+    if ignored:
+        # Ignored after the trigger was made: the escalating alert tells when it is back.
+        return "suppressed", ("the issue is ignored: nothing is sent until it escalates",)
     if kind in _ALWAYS_NOTIFIES:
         # Resolved and back, down again, flapping: always worth telling, in the first
         # message's thread.

@@ -14,6 +14,7 @@ from mendline.analyzers.policy.people import authorize
 from mendline.schemas.errors import ConfigError, FindingNotFound, IssueNotFound, UserNotFound
 from mendline.schemas.issue import IgnoreCondition, Resolution, check_issue_move, parse_assignee
 from mendline.schemas.people import Actor
+from mendline.sinks.postgres._alerts import withdraw_pending
 from mendline.sinks.postgres._audit import AuditedStore
 from mendline.sinks.postgres._errors import translating
 from mendline.sinks.postgres._merges import Unmerged, merge_into, unmerge
@@ -92,6 +93,7 @@ class IssueActions(AuditedStore):
                 until_seen,
                 condition.per_hour,
             )
+            await withdraw_pending(conn, issue_id, "ignored")
             before, after = change
             after["until"] = condition.describe()
             await self._record(conn, actor, "issue.ignore", f"issue:{issue_id}", before, after)

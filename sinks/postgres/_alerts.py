@@ -42,6 +42,7 @@ __all__ = [
     "DueDelivery",
     "RoutingResult",
     "route_key",
+    "withdraw_pending",
 ]
 
 
@@ -172,6 +173,7 @@ class AlertStore:
                 pending=receiver in pending,
                 digests=takes_digests(table.receivers.get(receiver)),
                 group=groups.get(receiver, NO_GROUP),
+                ignored=row["status"] == "ignored",
             )
             await self._insert(conn, row, receiver, route_key(route), severity, decision)
             if decision.mode == "suppressed":
@@ -209,18 +211,7 @@ class AlertStore:
     async def _withdraw(self, conn: Any, issue_id: int) -> set[str]:
         """The issue is resolved (or its check is up again): what was not sent yet need not
         be. Suppress the messages not being sent right now; the receivers they were for."""
-        rows = await conn.fetch(
-            """UPDATE mendline.deliveries SET status = 'suppressed',
-                   last_error = 'resolved before it was sent',
-                   reasons = array_append(reasons,
-                                          'withdrawn: the issue was resolved before it was sent')
-               WHERE issue_id = $1 AND status = 'pending' AND kind <> ALL($2::text[])
-                 AND (lease_until IS NULL OR lease_until < now())
-               RETURNING receiver""",
-            issue_id,
-            sorted(ENDS_INCIDENT),
-        )
-        return {r["receiver"] for r in rows}
+        return await withdraw_pending(conn, issue_id, "resolved")
 
     async def _groups(
         self, conn: Any, table: RoutingTable, pairs: list[tuple[Route, str]], now: datetime
@@ -658,3 +649,22 @@ WHERE owner = $1 AND expires_at >= now()"""
 _ISSUE = """SELECT id, service, title, culprit, level, status, times_seen, first_seen, last_seen,
        first_release, last_release, environments
 FROM mendline.issues WHERE id = $1"""
+
+
+async def withdraw_pending(conn: Any, issue_id: int, became: str) -> set[str]:
+    """Suppress the messages about an issue that were waiting to be sent (not those being
+    sent right now, nor the end of an incident), because it ``became`` resolved or ignored;
+    the receivers they were for. In the caller's transaction."""
+    rows = await conn.fetch(
+        """UPDATE mendline.deliveries SET status = 'suppressed',
+               last_error = $3 || ' before it was sent',
+               reasons = array_append(reasons,
+                                      'withdrawn: the issue was ' || $3 || ' before it was sent')
+           WHERE issue_id = $1 AND status = 'pending' AND kind <> ALL($2::text[])
+             AND (lease_until IS NULL OR lease_until < now())
+           RETURNING receiver""",
+        issue_id,
+        sorted(ENDS_INCIDENT),
+        became,
+    )
+    return {r["receiver"] for r in rows}

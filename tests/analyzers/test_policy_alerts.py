@@ -381,6 +381,18 @@ DELIVERIES = [
         ("update", 0.0, False, "sends updates"),
         id="update: not delayed by its group",
     ),
+    pytest.param(
+        "new_issue",
+        {"ignored": True},
+        ("suppressed", 0.0, False, "the issue is ignored"),
+        id="ignored before its first alert was routed: suppressed",
+    ),
+    pytest.param(
+        "regression",
+        {"ignored": True, "told_at": ago(5 * HOUR)},
+        ("suppressed", 0.0, False, "the issue is ignored"),
+        id="ignored: even what always notifies",
+    ),
 ]
 
 

@@ -790,3 +790,31 @@ async def test_an_ignored_issue_pages_again_once_when_it_escalates(
     assert [b["event_action"] for b in pagerduty.bodies()] == ["trigger", "trigger"]
     rows = await query(fresh_db_url, "SELECT kind FROM mendline.alert_deliveries ORDER BY id")
     assert [r["kind"] for r in rows] == ["new_issue", "escalating"]
+
+
+async def test_an_issue_ignored_before_its_alert_went_out_is_not_paged(
+    fresh_db_url: str, pagerduty: FakePagerDuty, tmp_path: Path
+) -> None:
+    text = PD_ROUTE.format(url=pagerduty.events_url, wait="2s")
+    settings = alert_settings(fresh_db_url, routes(tmp_path, text))
+    await ingest(settings, issue_events(range(1), per_issue=1))  # routed, waiting 2 s
+    await ingest(settings, issue_events(range(1, 2), per_issue=1))  # ignored before routing
+    async with issue_actions(fresh_db_url) as actions:
+        await actions.ignore(RESPONDER, 2)
+    async with alerting(settings, {"TEST_PD_KEY": "R0UTINGKEY"}):
+        await wait_until(lambda: _routed(fresh_db_url, 2), 15, "the routing")
+        async with issue_actions(fresh_db_url) as actions:
+            await actions.ignore(RESPONDER, 1)
+        await asyncio.sleep(3)
+    assert pagerduty.requests == []
+    rows = await query(
+        fresh_db_url,
+        "SELECT issue_id, status, reasons FROM mendline.alert_deliveries ORDER BY issue_id",
+    )
+    assert [(r["issue_id"], r["status"]) for r in rows] == [(1, "suppressed"), (2, "suppressed")]
+    assert rows[0]["reasons"][-1] == "withdrawn: the issue was ignored before it was sent"
+    assert "the issue is ignored" in rows[1]["reasons"][0]
+
+
+async def _routed(url: str, count: int) -> bool:
+    return len(await deliveries(url)) >= count
