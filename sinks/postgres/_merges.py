@@ -108,24 +108,24 @@ async def unmerge(conn: _Conn, source: int, by: str) -> Unmerged:
     unresolved again. IssueNotFound when it is not merged (or was merged before merges were
     recorded). The holder's first and last seen stay as they are."""
     merge = await conn.fetchrow(
-        """SELECT id, hashes, merged_at FROM mendline.issue_merges
+        """SELECT id, target, hashes, merged_at FROM mendline.issue_merges
            WHERE source = $1 AND unmerged_at IS NULL ORDER BY id DESC LIMIT 1""",
         source,
     )
     if merge is None:
         raise IssueNotFound(f"issue {source} is not merged (or its merge was not recorded)")
-    holders = await conn.fetch(
-        """SELECT DISTINCT issue_id FROM mendline.fingerprints WHERE hash = ANY($1::text[])""",
-        merge["hashes"],
-    )
-    holder = holders[0]["issue_id"] if len(holders) == 1 else None
-    if holder is None or holder == source:
-        raise IssueNotFound(f"issue {source}'s fingerprints are not in one other issue now")
-    # Lock both in id order, as the consumer does.
+    if not merge["hashes"]:  # nothing was moved (an issue without fingerprints)
+        holder = merge["target"]
+    else:
+        holder = await _holder(conn, source, merge["hashes"])
+    # Lock both in id order, as the consumer does; then make sure the holder did not change
+    # while we waited (a merge of it, committed meanwhile).
     await conn.execute(
         "SELECT 1 FROM mendline.issues WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
         sorted([source, holder]),
     )
+    if merge["hashes"] and await _holder(conn, source, merge["hashes"]) != holder:
+        raise IssueNotFound(f"issue {source}'s fingerprints moved meanwhile: try again")
     await conn.execute(
         "UPDATE mendline.fingerprints SET issue_id = $1 WHERE hash = ANY($2::text[])",
         source,
@@ -167,6 +167,17 @@ async def unmerge(conn: _Conn, source: int, by: str) -> Unmerged:
         by,
     )
     return Unmerged(source, holder, len(merge["hashes"]), sum(r["n"] for r in minutes))
+
+
+async def _holder(conn: _Conn, source: int, hashes: list[str]) -> int:
+    """The one issue that holds the merge's fingerprints now; IssueNotFound otherwise."""
+    holders = await conn.fetch(
+        "SELECT DISTINCT issue_id FROM mendline.fingerprints WHERE hash = ANY($1::text[])",
+        hashes,
+    )
+    if len(holders) != 1 or holders[0]["issue_id"] == source:
+        raise IssueNotFound(f"issue {source}'s fingerprints are not in one other issue now")
+    return int(holders[0]["issue_id"])
 
 
 async def _move_counts(conn: _Conn, source: int, holder: int, minutes: list[Any]) -> None:
