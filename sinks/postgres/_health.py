@@ -250,6 +250,7 @@ class HealthStore:
         issue = await conn.fetchrow(
             """WITH resolved AS (
                    UPDATE mendline.issues SET status = 'resolved', resolved_at = now(),
+                       resolution = 'now', resolved_by = 'mendline', substatus = NULL,
                        updated_at = now()
                    WHERE primary_hash = $1 AND status = 'unresolved' RETURNING id)
                SELECT id, true AS resolved FROM resolved
@@ -582,6 +583,12 @@ class HealthStore:
                        status = CASE WHEN i.status = 'unresolved' THEN 'resolved' ELSE i.status END,
                        resolved_at = CASE WHEN i.status = 'unresolved' THEN now()
                                           ELSE i.resolved_at END,
+                       resolution = CASE WHEN i.status = 'unresolved' THEN 'now'
+                                         ELSE i.resolution END,
+                       resolved_by = CASE WHEN i.status = 'unresolved' THEN 'mendline'
+                                          ELSE i.resolved_by END,
+                       substatus = CASE WHEN i.status = 'unresolved' THEN NULL
+                                        ELSE i.substatus END,
                        updated_at = now()
                    FROM old WHERE i.id = old.id RETURNING i.id, old.status AS was""",
                 _issue_hash(check),
@@ -647,6 +654,10 @@ class HealthStore:
                                        ELSE i.regressed_at END,
                    regressions = i.regressions
                                  + CASE WHEN $9 AND i.status = 'resolved' THEN 1 ELSE 0 END,
+                   substatus = CASE WHEN $9 AND i.status = 'resolved' THEN 'regressed'
+                                    ELSE i.substatus END,
+                   resolution = CASE WHEN $9 AND i.status = 'resolved' THEN NULL
+                                     ELSE i.resolution END,
                    updated_at = now()
                RETURNING id""",
             check.labels_service,

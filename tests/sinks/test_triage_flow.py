@@ -267,3 +267,23 @@ async def test_assign_to_a_user_or_a_team_and_comment(
     assert trail[0] == ("issue.assign", {"assignee": "user:alice"})
     assert trail[-1][0] == "issue.comment"
     assert trail[-1][1]["body"] == "deploying a guard"
+
+
+async def test_the_workflow_view_says_where_each_issue_is(
+    settings: Settings, actions: IssueActions
+) -> None:
+    await ingest(settings, issue_events(range(1, 3), per_issue=1))  # issues 2 and 3
+    await actions.resolve(RITA, 1, in_next_release=True)
+    await actions.ignore(RITA, 2, IgnoreCondition(events=10, per_hour=5))
+    await actions.merge(RITA, 1, 3)
+    rows = await query(
+        settings.database_url.get_secret_value(),
+        """SELECT id, status, resolution, resolved_in_release, ignore_until_seen,
+                  ignore_per_hour, merged_into, resolved_by, ignored_by
+           FROM mendline.issue_states ORDER BY id""",
+    )
+    assert [tuple(r) for r in rows] == [
+        (1, "resolved", "next_release", "1.0.0", None, None, None, "rita", None),
+        (2, "ignored", None, None, 11, 5, None, None, "rita"),
+        (3, "merged", None, None, None, None, 1, None, None),
+    ]
