@@ -78,8 +78,10 @@ LEFT JOIN mendline.issue_counts c
        ON c.issue_id = $1 AND c.minute >= h.hour AND c.minute < h.hour + interval '1 hour'
 GROUP BY h.hour ORDER BY h.hour
 """
+# confidence is a real: as numeric first, 0.834 stays 0.834 rather than 0.8339999914...
 _FINDING = """
-SELECT finding_id, analyser, model, category, severity, confidence, root_cause, suggested_fix,
+SELECT finding_id, analyser, model, category, severity,
+       confidence::numeric::float8 AS confidence, root_cause, suggested_fix,
        fix_kind, risks, verdict, analysed_at
 FROM mendline.issue_findings WHERE issue_id = $1
 """

@@ -254,7 +254,7 @@ async def test_events_page_newest_first_and_one_event_is_found_by_its_id(
     assert (await reads.event(first["event_id"], 1))["event_id"] == first["event_id"]
     with pytest.raises(EventNotFound, match="of issue 2"):
         await reads.event(first["event_id"], 2)
-    with pytest.raises(EventNotFound, match="there is no stored event 0{32}"):
+    with pytest.raises(EventNotFound, match=r"there is no stored event 0{32}$"):
         await reads.event("0" * 32)
     with pytest.raises(EventNotFound, match="is not an event id"):
         await reads.event("not-an-id")
