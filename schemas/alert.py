@@ -26,6 +26,7 @@ __all__ = [
     "PagerDutyReceiver",
     "Receiver",
     "SlackReceiver",
+    "severity_label",
 ]
 
 AlertKind = Literal[
@@ -52,6 +53,13 @@ REMEDIATION_FAILED: AlertKind = "remediation_failed"
 AlertSeverity = Literal["info", "warning", "error", "critical"]
 #: Alert severities from least to most severe (PagerDuty's four); the index is the rank.
 ALERT_SEVERITIES: tuple[AlertSeverity, ...] = ("info", "warning", "error", "critical")
+
+
+def severity_label(severity: str) -> str:
+    """An alert's severity as every message and table names it to people: ``ERROR``,
+    ``CRITICAL`` (a finding's own severity, low to critical, is a judgement and keeps its
+    word)."""
+    return severity.upper()
 
 
 #: The issue an alert is about, as stored when the notification is sent.

@@ -8,6 +8,7 @@
     ├── NotFound               what an id names is not there
     │   ├── IssueNotFound      ... an issue (or it cannot take part in the operation)
     │   ├── FindingNotFound    ... a finding (or the issue to analyse)
+    │   ├── EventNotFound      ... a stored event (or it is not of the issue named)
     │   ├── UserNotFound       ... a user (by name)
     │   ├── TokenNotFound      ... an API token (by its visible id)
     │   ├── FixNotFound        ... a fix
@@ -49,6 +50,7 @@ __all__ = [
     "DatabaseUnavailable",
     "DeadLetterReason",
     "DevStackError",
+    "EventNotFound",
     "FindingNotFound",
     "FixNotFound",
     "ForgeError",
@@ -154,6 +156,10 @@ class NotFound(MendlineError):
 
 class IssueNotFound(NotFound):
     """No issue has that id (or it cannot take part in the operation)."""
+
+
+class EventNotFound(NotFound):
+    """No stored event has that id (or it is not of the issue named)."""
 
 
 class FindingNotFound(NotFound):

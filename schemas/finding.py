@@ -31,6 +31,7 @@ __all__ = [
     "PastIssue",
     "Risk",
     "Severity",
+    "confidence_label",
     "without_controls",
 ]
 
@@ -52,6 +53,13 @@ CATEGORIES: tuple[Category, ...] = Category.__args__  # type: ignore[attr-define
 Severity = Literal["low", "medium", "high", "critical"]
 #: Severities from least to most severe; the index is the rank.
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
+
+
+def confidence_label(confidence: float) -> str:
+    """A finding's confidence (0 to 1) as people read it everywhere, a whole percentage:
+    ``85%``."""
+    return f"{confidence:.0%}"
+
 
 FixKind = Literal["style", "formatting", "import", "guard", "config", "logic", "dependency"]
 

@@ -126,3 +126,14 @@ async def finding_of_new_issue(url: str, issue: int, patch: str | None, **fields
         )
     finally:
         await findings.pool.close()
+
+
+async def store_events(url: str, *batches: list[dict[str, Any]]) -> None:
+    """Store each batch of ErrorEvent documents the consumer's way (validated, scrubbed,
+    fingerprinted, one transaction a batch), in order: issues get their ids in that order."""
+    store = await connect_store(load_settings(database_url=url, frequency_threshold=0))
+    try:
+        for batch in batches:
+            await store.write([prepare_record(encode(e), Scrubber()) for e in batch])
+    finally:
+        await store.close()

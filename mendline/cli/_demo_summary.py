@@ -8,7 +8,10 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mendline.analyzers.policy import alert_severity
 from mendline.cli.output import Screen, printable, shorten
+from mendline.schemas.alert import severity_label
+from mendline.schemas.finding import confidence_label
 
 if TYPE_CHECKING:
     import asyncpg
@@ -132,18 +135,21 @@ def show(screen: Screen, summary: Summary, psql: str) -> None:
     screen.say(f"\n{'#':>3} {'seen':>5}  {'severity':<9}{'category':<29}issue and root cause")
     indent = " " * 48
     for issue in summary.issues:
-        severity = issue["severity"] or issue["level"]
+        # The severity its alerts carry, named as they name it: a finding's own judgement
+        # (low to critical) is another scale and would not match what people were sent.
+        severity = alert_severity(issue["level"], issue["severity"], "new_issue")
         screen.say(
-            f"{issue['id']:>3} {issue['times_seen']:>5}  {severity:<9}"
+            f"{issue['id']:>3} {issue['times_seen']:>5}  {severity_label(severity):<9}"
             f"{issue['category'] or '-':<29}{shorten(issue['title'], width - 48)}",
             _SEVERITY_STYLE.get(severity),
         )
         if issue["root_cause"]:
+            label = f"cause ({confidence_label(issue['confidence'])}): "
             cause = textwrap.fill(
                 printable(issue["root_cause"]),
                 width=width,
-                initial_indent=indent + "cause: ",
-                subsequent_indent=indent + "       ",
+                initial_indent=indent + label,
+                subsequent_indent=indent + " " * len(label),
                 max_lines=3,
             )
             screen.say(cause, "dim")
@@ -164,4 +170,4 @@ def show(screen: Screen, summary: Summary, psql: str) -> None:
     screen.say(textwrap.indent(_EXPLORE, "  "))
 
 
-_SEVERITY_STYLE = {"critical": "red", "error": "red", "high": "red", "warning": "yellow"}
+_SEVERITY_STYLE = {"critical": "red", "error": "red", "warning": "yellow"}

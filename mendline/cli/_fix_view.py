@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from mendline.analyzers.policy import explain
 from mendline.cli.output import printable, shorten, styled
 from mendline.schemas.duration import format_duration
-from mendline.schemas.finding import RISK_WORDS
+from mendline.schemas.finding import RISK_WORDS, confidence_label
 
 if TYPE_CHECKING:
     from mendline.schemas.fix import CommandOutcome, Delivery
@@ -147,7 +147,7 @@ def _finding_lines(fix: StoredFix, stored: StoredFinding | None) -> list[str]:
     f = stored.finding
     lines = [
         f"  finding      #{stored.id}: {printable(f.root_cause)}",
-        f"               confidence {f.confidence:.2f}, severity {f.severity},"
+        f"               confidence {confidence_label(f.confidence)}, severity {f.severity},"
         f" kind {f.fix_kind or '(not said)'}, category {f.category}",
     ]
     if f.risks:

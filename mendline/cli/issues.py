@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mendline.cli._actor import acting
 from mendline.cli._connections import finding_store
 from mendline.cli._hints import FINDINGS_HINT, ISSUES_HINT, hint_on
-from mendline.cli._issue_reads import register_reads
+from mendline.cli._issue_reads import register_event_reads, register_reads
 from mendline.cli._options import AS_JSON, Commands, positive
 from mendline.cli.output import describe, print_done, print_json, printable, shorten, table
 from mendline.schemas.errors import FindingNotFound, IssueNotFound, UsageError
+from mendline.schemas.finding import confidence_label
 from mendline.schemas.issue import IgnoreCondition
 from mendline.schemas.settings import Settings
 from mendline.schemas.tomlfile import parse_duration
@@ -149,6 +150,7 @@ def _register_findings(commands: Commands) -> None:
 def _register_events(commands: Commands) -> None:
     events = commands.add_parser("events", help="manage stored events")
     event_commands = events.add_subparsers(dest="events_command", required=True)
+    register_event_reads(event_commands)
     prune = event_commands.add_parser(
         "prune", parents=[AS_JSON], help="drop the days of events older than the retention"
     )
@@ -351,7 +353,7 @@ def _findings_list(args: argparse.Namespace, settings: Settings) -> int:
                         s.issue_id,
                         s.finding.severity,
                         s.finding.category,
-                        f"{s.finding.confidence:.2f}",
+                        confidence_label(s.finding.confidence),
                         shorten(s.finding.root_cause, 90),
                     )
                     for s in found

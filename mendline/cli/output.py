@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from mendline.schemas.finding import RISK_WORDS
+from mendline.schemas.finding import RISK_WORDS, confidence_label
 from mendline.schemas.printable import printable
 from mendline.schemas.redaction import redact_url
 
@@ -273,7 +273,8 @@ def describe(stored: StoredFinding, served: bool = False) -> str:
         f"finding #{stored.id} for issue #{stored.issue_id}, by {by}"
         + (f", served from finding #{stored.cached_from}" if stored.cached_from else "")
         + (" (stored earlier)" if served else ""),
-        f"  category    {f.category}    severity {f.severity}    confidence {f.confidence:.2f}",
+        f"  category    {f.category}    severity {f.severity}    confidence"
+        f" {confidence_label(f.confidence)}",
         f"  root cause  {p(f.root_cause)}",
         f"  fix         {p(f.suggested_fix)}",
     ]

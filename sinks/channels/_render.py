@@ -19,9 +19,15 @@ from mendline.schemas.alert import (
     AlertFinding,
     AlertIssue,
     Notification,
+    severity_label,
 )
 from mendline.schemas.duration import format_duration
-from mendline.schemas.finding import RISK_WORDS, HealthEvidence, without_controls
+from mendline.schemas.finding import (
+    RISK_WORDS,
+    HealthEvidence,
+    confidence_label,
+    without_controls,
+)
 
 __all__ = [
     "health_fields",
@@ -121,14 +127,14 @@ def _facts(alert: Alert) -> _Facts:
     else:
         fields += _error_fields(issue)
     return _Facts(
-        severity=alert.severity.upper(),
+        severity=severity_label(alert.severity),
         kind=_kind(alert),
         service=issue.service,
         title=issue.title,
         culprit=None if health or alert.kind == REMEDIATION_FAILED else issue.culprit,
         fields=fields,
         root_cause=finding.root_cause if finding else None,
-        confidence=f"{finding.confidence:.0%}" if finding else None,
+        confidence=confidence_label(finding.confidence) if finding else None,
         suggested_fix=_fix_of(finding) if finding else None,
         # Only web links become links: a link is shown to people who will click it.
         link=alert.link if alert.link and alert.link.startswith(("https://", "http://")) else None,
@@ -310,7 +316,7 @@ def releases(issue: AlertIssue) -> list[str]:
 def summary(alert: Alert, limit: int = _MAX_SUBJECT) -> str:
     """One line about one alert: ``ERROR api: ValueError: ...`` (``RESOLVED api: ...``,
     ``ERROR payments-api down: Downtime: ...``, ``RECOVERED payments-api up again: ...``)."""
-    level = _SUMMARY_LEVEL.get(alert.kind, alert.severity.upper())
+    level = _SUMMARY_LEVEL.get(alert.kind, severity_label(alert.severity))
     head = f"{level} {alert.issue.service}{_SUMMARY_KIND[alert.kind]}"
     return _clip(_one_line(f"{head}: {alert.issue.title}"), limit)
 

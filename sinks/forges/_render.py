@@ -12,7 +12,7 @@ import re
 import textwrap
 from urllib.parse import quote
 
-from mendline.schemas.finding import Diagnosis
+from mendline.schemas.finding import Diagnosis, confidence_label
 from mendline.schemas.fix import Verification
 from mendline.schemas.printable import printable
 from mendline.sinks.forges._change import FixChange, RevertChange
@@ -107,7 +107,7 @@ def commit_message(change: FixChange) -> str:
         _paragraph(finding.root_cause),
         _paragraph(
             f"Finding {change.finding_id} ({finding.category}, confidence"
-            f" {finding.confidence:.2f}) suggests: {finding.suggested_fix}"
+            f" {confidence_label(finding.confidence)}) suggests: {finding.suggested_fix}"
         ),
         approved,
         _trailers(
@@ -161,7 +161,7 @@ def _finding_sections(change: FixChange) -> list[str]:
     finding: Diagnosis = change.finding
     facts = (
         f"{finding.category}, severity {finding.severity}, confidence"
-        f" {finding.confidence:.2f}, finding {change.finding_id}"
+        f" {confidence_label(finding.confidence)}, finding {change.finding_id}"
     )
     out = [
         "### Root cause",

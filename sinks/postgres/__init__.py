@@ -1,7 +1,7 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
-the audited actions on issues, findings and events, the fixes and their moves, remediation
-runs, the audit trail, people and their API tokens, the versioned migrations of schema
-``mendline`` and the grants of a role that does not own it."""
+the audited actions on issues, findings and events, the read side of issues and events, the
+fixes and their moves, remediation runs, the audit trail, people and their API tokens, the
+versioned migrations of schema ``mendline`` and the grants of a role that does not own it."""
 
 from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
 from mendline.sinks.postgres._alerts import (
@@ -49,6 +49,7 @@ from mendline.sinks.postgres._health import (
     RecordOutcome,
     SyncResult,
 )
+from mendline.sinks.postgres._issue_reads import EventPage, IssuePage, IssueReads
 from mendline.sinks.postgres._migrate import (
     MIGRATIONS_LOCK,
     available_migrations,
@@ -85,6 +86,7 @@ __all__ = [
     "Claim",
     "DueDelivery",
     "DueSlot",
+    "EventPage",
     "FindingNotFound",
     "FindingStore",
     "FixStore",
@@ -92,6 +94,8 @@ __all__ = [
     "HealthStore",
     "IssueActions",
     "IssueNotFound",
+    "IssuePage",
+    "IssueReads",
     "Listener",
     "PeopleStore",
     "PruneResult",

@@ -310,7 +310,7 @@ async def test_show_an_applied_fix_whole_with_its_patch_escaped_then_deployed(
     assert lines[1].startswith("  issue        #1 ValueError: ")
     assert lines[2] == f"  finding      #{finding}: the quantity is not a number"
     assert lines[3] == (
-        "               confidence 0.80, severity medium, kind guard, category bad_input"
+        "               confidence 80%, severity medium, kind guard, category bad_input"
     )
     assert "  branch       mendline/fix-1-1" in lines
     for step in ("proposed", "approved", "applying", "applied"):

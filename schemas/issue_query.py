@@ -1,0 +1,178 @@
+"""What a list of issues or of an issue's events asks for: filters, a sort, a page size and
+an opaque cursor to the next page; shared by the CLI and the dashboard."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mendline.schemas.errors import ConfigError
+from mendline.schemas.issue import ListStatus, parse_assignee
+
+__all__ = [
+    "ISSUE_SORTS",
+    "MAX_PAGE",
+    "EventCursor",
+    "IssueCursor",
+    "IssueQuery",
+    "IssueSort",
+    "like_pattern",
+]
+
+IssueSort = Literal["last_seen", "first_seen", "events", "events_1h"]
+#: What issues may be ordered by, each descending (newest, most first): when last or first
+#: seen, the events ever counted (``times_seen``), the events of the last hour.
+ISSUE_SORTS: tuple[IssueSort, ...] = ("last_seen", "first_seen", "events", "events_1h")
+#: The most rows one page may hold.
+MAX_PAGE = 1000
+
+
+def _encode(payload: list[object]) -> str:
+    text = json.dumps(payload, separators=(",", ":"), default=str)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode(token: str, what: str) -> list[object]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        value = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise ConfigError(f"{token[:40]!r} is not a cursor of {what}") from None
+    if not isinstance(value, list):
+        raise ConfigError(f"{token[:40]!r} is not a cursor of {what}")
+    return value
+
+
+class IssueCursor(BaseModel):
+    """Where a page of issues ended: the last row's sort value and id (the id breaks ties,
+    so rows with equal values are neither skipped nor repeated)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sort: IssueSort
+    value: datetime | int
+    id: int
+
+    def token(self) -> str:
+        """The cursor as an opaque URL-safe string."""
+        value = self.value.isoformat() if isinstance(self.value, datetime) else self.value
+        return _encode(["i", self.sort, value, self.id])
+
+    @classmethod
+    def parse(cls, token: str) -> IssueCursor:
+        """The cursor ``token`` stands for; ConfigError when it is not one of issues."""
+        parts = _decode(token, "issues")
+        try:
+            kind, sort, value, id_ = parts
+            if kind != "i" or not isinstance(id_, int) or not isinstance(value, str | int):
+                raise ValueError(kind)
+            if sort in ("last_seen", "first_seen"):
+                moment = datetime.fromisoformat(str(value))
+                if moment.tzinfo is None:
+                    raise ValueError(value)
+                return cls(sort=sort, value=moment, id=id_)
+            if not isinstance(value, int) or sort not in ISSUE_SORTS:
+                raise ValueError(value)
+            return cls.model_validate({"sort": sort, "value": value, "id": id_})
+        except ValueError:  # pydantic's ValidationError is a ValueError too
+            raise ConfigError(f"{token[:40]!r} is not a cursor of issues") from None
+
+
+class EventCursor(BaseModel):
+    """Where a page of an issue's events ended (newest first): the last event's time of
+    receipt and its id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    received_at: datetime
+    event_id: str
+
+    def token(self) -> str:
+        """The cursor as an opaque URL-safe string."""
+        return _encode(["e", self.received_at.isoformat(), self.event_id])
+
+    @classmethod
+    def parse(cls, token: str) -> EventCursor:
+        """The cursor ``token`` stands for; ConfigError when it is not one of events."""
+        parts = _decode(token, "events")
+        try:
+            kind, received_at, event_id = parts
+            if kind != "e" or not isinstance(event_id, str):
+                raise ValueError(kind)
+            moment = datetime.fromisoformat(str(received_at))
+            if moment.tzinfo is None:
+                raise ValueError(received_at)
+            return cls(received_at=moment, event_id=event_id)
+        except ValueError:
+            raise ConfigError(f"{token[:40]!r} is not a cursor of events") from None
+
+
+class IssueQuery(BaseModel):
+    """Which issues, in which order, how many, from where: ``issues list`` and the
+    dashboard's issue list. Every filter given must hold (they are joined with AND)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status: ListStatus = "unresolved"
+    service: str | None = None
+    environment: str | None = None
+    release: str | None = Field(
+        default=None, description="the first or last release, or any stored event's"
+    )
+    tags: tuple[tuple[str, str], ...] = Field(
+        default=(), description="(name, value) pairs that one stored event carries together"
+    )
+    text: str | None = Field(default=None, description="a substring of the title or culprit")
+    assignee: str | None = Field(default=None, description="user:NAME or team:LABEL")
+    first_seen_since: datetime | None = None
+    last_seen_since: datetime | None = None
+    sort: IssueSort = "last_seen"
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE)
+    cursor: IssueCursor | None = None
+
+    @field_validator("assignee")
+    @classmethod
+    def _assignee(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        kind, name = parse_assignee(value)
+        return f"{kind}:{name}"
+
+    @field_validator("first_seen_since", "last_seen_since")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("a time must say its time zone")
+        return value
+
+    @model_validator(mode="after")
+    def _cursor_of_this_sort(self) -> IssueQuery:
+        if self.cursor is not None and self.cursor.sort != self.sort:
+            raise ValueError(
+                f"the cursor is of a list sorted by {self.cursor.sort}, not by {self.sort}"
+            )
+        return self
+
+    @property
+    def status_filter(self) -> tuple[str, str | None]:
+        """The status to match (``all``: every one but merged) and the substatus, if any:
+        ``regressed`` and ``escalating`` are unresolved issues' substatuses."""
+        if self.status in ("regressed", "escalating"):
+            return "unresolved", self.status
+        return self.status, None
+
+    @property
+    def text_pattern(self) -> str | None:
+        """``text`` as an ILIKE pattern matching it anywhere (see ``like_pattern``)."""
+        return None if self.text is None else f"%{like_pattern(self.text)}%"
+
+
+def like_pattern(text: str) -> str:
+    """``text`` with LIKE's wildcards (``%``, ``_``) and its escape character (``\\``)
+    escaped, so it matches only itself."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
