@@ -614,13 +614,13 @@ INVALID = [
     pytest.param(
         '[receivers.chat]\ntype = "teams"  # <-\n[[routes]]\nreceivers = ["chat"]\n',
         "receivers.chat.type",
-        '"teams" is not a receiver type (use "slack", "email" or "pagerduty")',
+        '"teams" is not a receiver type (use "slack", "email", "pagerduty", "webhook" or "log")',
         id="unknown-receiver-type",
     ),
     pytest.param(
         '[receivers.chat]  # <-\nchannel = "#x"\n[[routes]]\nreceivers = ["chat"]\n',
         "receivers.chat.type",
-        'missing: say type = "slack", "email" or "pagerduty"',
+        'missing: say type = "slack", "email", "pagerduty", "webhook" or "log"',
         id="receiver-without-type",
     ),
     pytest.param(
