@@ -36,7 +36,11 @@ async def check_receiver(
     """The receiver's secrets are set and its server answers; nothing is sent."""
     missing = [variable for _, variable in secret_variables(receiver) if not environ.get(variable)]
     if missing:
-        return Verdict("skip", f"{receiver.type}: not checked, {', '.join(missing)} unset")
+        return Verdict(
+            "skip",
+            f"{receiver.type}: disabled, not checked: {' and '.join(missing)} unset; its alerts"
+            " are recorded as suppressed (MENDLINE_PROFILE=production refuses to start)",
+        )
     if isinstance(receiver, SlackReceiver):
         if receiver.bot_token_env is not None:
             return await _slack_bot(receiver, environ[receiver.bot_token_env], timeout)

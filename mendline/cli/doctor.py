@@ -132,7 +132,12 @@ async def run_checks(
         ("kafka", functools.partial(check_kafka, settings, timeout)),
         ("database", functools.partial(check_database, settings, timeout)),
         ("llm", functools.partial(check_llm, settings, timeout)),
-        ("routes", functools.partial(check_routes, routes, environ, settings.llm_base_url)),
+        (
+            "routes",
+            functools.partial(
+                check_routes, routes, environ, settings.llm_base_url, settings.profile
+            ),
+        ),
     ]
     if isinstance(routes, RoutingTable):
         planned += [

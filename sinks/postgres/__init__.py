@@ -1,7 +1,7 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
 the audited actions on issues, findings and events, the fixes and their moves, remediation
-runs, the audit trail, people and their API tokens, the versioned migrations of schema
-``mendline`` and the grants of a role that does not own it."""
+runs, alert silences, the audit trail, people and their API tokens, the versioned migrations
+of schema ``mendline`` and the grants of a role that does not own it."""
 
 from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
 from mendline.sinks.postgres._alerts import (
@@ -65,6 +65,7 @@ from mendline.sinks.postgres._remediations import (
     RemediationStore,
     Trouble,
 )
+from mendline.sinks.postgres._silences import SilenceStore
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
 __all__ = [
@@ -98,6 +99,7 @@ __all__ = [
     "RecordOutcome",
     "RemediationStore",
     "RoutingResult",
+    "SilenceStore",
     "Store",
     "StoredFinding",
     "StoredFix",

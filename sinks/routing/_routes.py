@@ -45,6 +45,7 @@ __all__ = [
     "RoutingTable",
     "check_secrets",
     "describe",
+    "disabled_receivers",
     "load_routes",
     "parse_duration",
 ]
@@ -172,6 +173,21 @@ def load_routes(path: Path | None) -> RoutingTable:
         return _parse_routes(text, _SHIPPED_NAME, _SHIPPED_SOURCE)
     text = read_text(path, "the routes file")
     return _parse_routes(text, str(path), str(path))
+
+
+def disabled_receivers(table: RoutingTable, environ: Mapping[str, str]) -> dict[str, str]:
+    """The receivers a secret of which is unset or empty, each with why it is disabled
+    (``receiver team-slack disabled: MENDLINE_SLACK_WEBHOOK_URL is unset``): in the
+    development profile the alert worker records their alerts as suppressed with that."""
+    disabled: dict[str, str] = {}
+    for name, receiver in table.receivers.items():
+        unset = [
+            variable for _, variable in secret_variables(receiver) if not environ.get(variable)
+        ]
+        if unset:
+            verb = "is" if len(unset) == 1 else "are"
+            disabled[name] = f"receiver {name} disabled: {' and '.join(unset)} {verb} unset"
+    return disabled
 
 
 def check_secrets(table: RoutingTable, environ: Mapping[str, str]) -> list[str]:
