@@ -22,10 +22,13 @@ __all__ = [
     "Channel",
     "ChannelError",
     "EmailReceiver",
+    "LogReceiver",
     "Notification",
     "PagerDutyReceiver",
     "Receiver",
     "SlackReceiver",
+    "WebhookReceiver",
+    "secret_variables",
     "severity_label",
 ]
 
@@ -95,6 +98,10 @@ class Alert(BaseModel):
         default_factory=dict, description='Kind-specific facts: {"events": 120, "minutes": 5}.'
     )
     link: str | None = Field(default=None, description="Where people see the issue.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="What routes and silences match (analyzers.policy.alert_labels).",
+    )
 
 
 class Notification(BaseModel):
@@ -175,4 +182,52 @@ class PagerDutyReceiver(_Receiver):
     timeout: float = Field(default=30.0, gt=0)
 
 
-Receiver = Annotated[SlackReceiver | EmailReceiver | PagerDutyReceiver, Field(discriminator="type")]
+class WebhookReceiver(_Receiver):
+    """Any HTTP endpoint: a POST of WebhookPayload v1 JSON per notification, signed with
+    HMAC-SHA256 when ``secret_env`` names a secret."""
+
+    type: Literal["webhook"]
+    url: str | None = Field(default=None, description="The URL to post to, when not secret.")
+    url_env: str | None = Field(
+        default=None, description="Environment variable holding the URL (one with a token in it)."
+    )
+    secret_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the signing secret: X-Mendline-Signature.",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra headers with plain values (no credentials)."
+    )
+    headers_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra headers whose values are secrets: header name = variable name.",
+    )
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class LogReceiver(_Receiver):
+    """One JSON line (WebhookPayload v1, one alert each) per alert, to a file or standard
+    output: a development stack's alerts with no accounts, or a log shipper's input."""
+
+    type: Literal["log"]
+    path: str | None = Field(default=None, description="Appended to; standard output when unset.")
+
+
+Receiver = Annotated[
+    SlackReceiver | EmailReceiver | PagerDutyReceiver | WebhookReceiver | LogReceiver,
+    Field(discriminator="type"),
+]
+
+
+def secret_variables(
+    receiver: SlackReceiver | EmailReceiver | PagerDutyReceiver | WebhookReceiver | LogReceiver,
+) -> list[tuple[str, str]]:
+    """The environment variables ``receiver`` reads, each with the setting that names it
+    (``webhook_url_env``; ``headers_env.Authorization`` for a header's)."""
+    found: list[tuple[str, str]] = []
+    for setting, value in receiver:
+        if setting.endswith("_env") and isinstance(value, str):
+            found.append((setting, value))
+        elif setting == "headers_env" and isinstance(value, dict):
+            found += [(f"headers_env.{header}", variable) for header, variable in value.items()]
+    return found

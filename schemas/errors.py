@@ -12,7 +12,8 @@
     │   ├── UserNotFound       ... a user (by name)
     │   ├── TokenNotFound      ... an API token (by its visible id)
     │   ├── FixNotFound        ... a fix
-    │   └── RemediationNotFound  ... a remediation run
+    │   ├── RemediationNotFound  ... a remediation run
+    │   └── SilenceNotFound    ... an alert silence
     ├── IllegalTransition      a fix, a remediation run or an issue cannot move from its
     │                          state to the one asked for
     ├── InvalidPatch           a text is not a unified diff we can read
@@ -69,6 +70,7 @@ __all__ = [
     "RemediationNotFound",
     "ServiceError",
     "ShipperClosed",
+    "SilenceNotFound",
     "TokenNotFound",
     "UsageError",
     "UserNotFound",
@@ -176,6 +178,10 @@ class TokenNotFound(NotFound):
 
 class FixNotFound(NotFound):
     """No fix has that id."""
+
+
+class SilenceNotFound(NotFound):
+    """No alert silence has that id."""
 
 
 class RemediationNotFound(NotFound):

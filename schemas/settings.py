@@ -26,6 +26,12 @@ class Settings(BaseSettings):
         env_prefix="MENDLINE_", extra="forbid", validate_default=True, frozen=True
     )
 
+    profile: Literal["development", "production"] = Field(
+        default="development",
+        description="development: an alert receiver whose secret is unset is disabled (its"
+        " alerts recorded as suppressed); production: `mendline alert` refuses to start.",
+    )
+
     # -- Kafka ---------------------------------------------------------------------------
     kafka_bootstrap: str = Field(
         default="localhost:9092", description="Kafka bootstrap servers, comma-separated."

@@ -4,13 +4,15 @@
 auth.test; ``FakePagerDuty`` is the Events API v2; ``smtp_server`` is an aiosmtpd server, with
 STARTTLS (a self-signed certificate from ``openssl``) and AUTH when asked. The HTTP ones
 record every request with its arrival time and answer from a script: 429 with Retry-After,
-500, a Slack error, or slowly. Only 127.0.0.1, ever.
+500, a Slack error, or slowly. ``FakeWebhook`` is a generic webhook endpoint that checks
+mendline's signature. Only 127.0.0.1, ever.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import hmac
 import json
 import socket
 import ssl
@@ -83,6 +85,7 @@ class Request:
     headers: dict[str, str]
     body: dict[str, Any]  # the JSON object, or the form's fields
     at: float  # time.monotonic() on arrival
+    raw: bytes = b""  # the body as received
 
 
 class _Server:
@@ -98,11 +101,13 @@ class _Server:
         class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
                 request = Request(
                     self.path,
                     {k.lower(): v for k, v in self.headers.items()},
-                    _parse(self.headers.get("Content-Type", ""), self.rfile.read(length)),
+                    _parse(self.headers.get("Content-Type", ""), raw),
                     time.monotonic(),
+                    raw,
                 )
                 with server._lock:
                     server.requests.append(request)
@@ -218,6 +223,45 @@ class FakePagerDuty(_Server):
             "dedup_key": body.get("dedup_key"),
         }
         return Reply(202, json.dumps(accepted))
+
+
+class FakeWebhook(_Server):
+    """A webhook endpoint that checks mendline's signature as a receiver would: the HMAC-SHA256
+    with ``secret`` of ``<X-Mendline-Timestamp>.<raw body>``, compared in constant time, and
+    a timestamp within five minutes. 204 when it holds (or no secret is set), 401 otherwise;
+    ``verified`` lists the bodies it accepted."""
+
+    def __init__(self, secret: str | None = None) -> None:
+        super().__init__()
+        self.secret = secret
+        self.verified: list[dict[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        """The endpoint, as a WebhookReceiver's ``url``."""
+        return f"{self.base}/hooks/mendline"
+
+    def answer(self, request: Request) -> Reply:
+        if self.secret is not None:
+            stamp = request.headers.get("x-mendline-timestamp", "")
+            given = request.headers.get("x-mendline-signature", "")
+            mac = hmac.new(self.secret.encode(), stamp.encode() + b"." + request.raw, "sha256")
+            fresh = stamp.isdigit() and abs(time.time() - int(stamp)) < 300
+            if not (fresh and hmac.compare_digest(given, f"sha256={mac.hexdigest()}")):
+                return Reply.error(401, "bad signature")
+        self.verified.append(request.body)
+        return Reply(204, "")
+
+
+@contextmanager
+def fake_webhook(secret: str | None = None) -> Iterator[FakeWebhook]:
+    """A running FakeWebhook, closed afterwards."""
+    server = FakeWebhook(secret)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @contextmanager

@@ -10,6 +10,7 @@ decision out, with its reasons); the stores and stages read what they need and a
   commands or load code that a fix's Python adds (checked before the fix is verified)
 - ``people``: who may do what (the permission table), and the API tokens' format
 - ``producers``: whether a record may speak for the service it claims (signing keys)
+- ``silences``: Alertmanager's matchers over an alert's labels, and which silence holds it
 """
 
 from mendline.analyzers.policy._fix_calls import (
@@ -90,10 +91,21 @@ from mendline.analyzers.policy.producers import (
     sign_value,
     signature_headers,
 )
+from mendline.analyzers.policy.silences import (
+    MATCHER_OPS,
+    Matcher,
+    Silence,
+    SilenceVerdict,
+    describe_matchers,
+    matcher_from_json,
+    parse_matcher,
+    silence_for,
+)
 
 __all__ = [
     "KEY_ID_HEADER",
     "LABEL_NAMES",
+    "MATCHER_OPS",
     "MIN_KEY_LENGTH",
     "NO_GROUP",
     "PERMISSIONS",
@@ -109,6 +121,7 @@ __all__ = [
     "FollowUp",
     "GroupState",
     "MappedPatch",
+    "Matcher",
     "ParsedToken",
     "PatchRefused",
     "ProducerAction",
@@ -121,6 +134,8 @@ __all__ = [
     "RouteTiming",
     "SentMessage",
     "SeverityDecision",
+    "Silence",
+    "SilenceVerdict",
     "Spend",
     "alert_labels",
     "alert_severity",
@@ -132,6 +147,7 @@ __all__ = [
     "decide",
     "decide_delivery",
     "decide_reservation",
+    "describe_matchers",
     "explain",
     "finding_severity",
     "follow_finding",
@@ -140,8 +156,10 @@ __all__ = [
     "load_policy",
     "lower_role",
     "map_patch",
+    "matcher_from_json",
     "new_dangerous_calls",
     "new_token",
+    "parse_matcher",
     "parse_policy",
     "parse_producer_keys",
     "parse_token",
@@ -154,6 +172,7 @@ __all__ = [
     "shipped_policy_text",
     "sign_value",
     "signature_headers",
+    "silence_for",
     "takes_digests",
     "token_hash",
     "token_refusal",

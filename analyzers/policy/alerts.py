@@ -174,11 +174,12 @@ def alert_labels(
 
 
 def takes_digests(receiver: Receiver | None) -> bool:
-    """Whether several alerts due together go to ``receiver`` as one message: Slack, and
-    email unless its ``digest`` is off; PagerDuty has an incident per issue."""
+    """Whether several alerts due together go to ``receiver`` as one message: Slack, a
+    webhook (its payload lists alerts, as Alertmanager's does), and email unless its
+    ``digest`` is off; PagerDuty has an incident per issue, a log a line per alert."""
     if receiver is None:
         return False
-    return receiver.type == "slack" or (receiver.type == "email" and receiver.digest)
+    return receiver.type in ("slack", "webhook") or (receiver.type == "email" and receiver.digest)
 
 
 # -- delivery ------------------------------------------------------------------------------

@@ -402,8 +402,10 @@ class HeuristicAnalyser:
         if category != "unknown":
             cause += f" Its type's name suggests {category.replace('_', ' ')}."
         place = _location(frame) if frame is not None else where
+        # Nothing says where (no frame, culprit or logger): _base_fields says "the code".
+        at = "that raised or logged it" if place == _field("the code") else f"at {place}"
         fix = (
-            f"Read the code at {place} with the error's message and context in mind; the "
+            f"Read the code {at} with the error's message and context in mind; the "
             "cause needs an LLM analysis or a person."
         )
         return self._finish(

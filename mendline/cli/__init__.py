@@ -24,6 +24,7 @@ from mendline.cli import (
     pipeline,
     remediations,
     routes,
+    silences,
 )
 from mendline.cli._hints import DEBUG_HINT, hint_on
 from mendline.cli._options import Command, Commands
@@ -64,6 +65,7 @@ COMMAND_GROUPS: tuple[CommandGroup, ...] = (
     pipeline,
     emit,
     routes,
+    silences,
     checks,
     checkin,
     issues,

@@ -17,6 +17,7 @@ from mendline.schemas.settings import Settings
 from mendline.sinks.routing import (
     RoutingTable,
     check_secrets,
+    disabled_receivers,
     is_loopback_host,
     plaintext_warnings,
 )
@@ -379,9 +380,13 @@ def _model_ids(response: Any) -> list[str] | None:
 
 
 async def check_routes(
-    routes: RoutingTable | ConfigError, environ: Mapping[str, str], llm_base_url: str | None
+    routes: RoutingTable | ConfigError,
+    environ: Mapping[str, str],
+    llm_base_url: str | None,
+    profile: str = "production",
 ) -> Verdict:
-    """The routing file loads, its secrets are set, every receiver is routed to, and no
+    """The routing file loads, its secrets are set (in the development ``profile``, a
+    receiver without one is disabled: a warning), every receiver is routed to, and no
     credential (of a receiver or the LLM) would go over plaintext."""
     if isinstance(routes, ConfigError):
         return fail(
@@ -394,6 +399,13 @@ async def check_routes(
     )
     plaintext = plaintext_warnings(routes, environ, llm_base_url)
     missing = check_secrets(routes, environ)
+    if missing and profile == "development":
+        off = list(disabled_receivers(routes, environ).values())
+        return warn(
+            "; ".join([detail, *off, *plaintext]),
+            "their alerts are recorded as suppressed, not sent: set the variables where"
+            " `mendline alert` runs (MENDLINE_PROFILE=production refuses to start without them)",
+        )
     if missing:
         return fail(
             "; ".join([detail, *missing, *plaintext]),

@@ -1,4 +1,5 @@
-"""The checks of ``mendline doctor`` for the alert receivers: Slack, email, PagerDuty.
+"""The checks of ``mendline doctor`` for the alert receivers: Slack, email, PagerDuty, webhook
+and log.
 
 None sends anything people would see: Slack's auth.test, an SMTP login without mail, a TCP
 connection to PagerDuty; a Slack webhook is not posted to.
@@ -8,13 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import socket
 import ssl
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from mendline.cli._doctor_checks import Verdict, fail, ok
-from mendline.schemas.alert import EmailReceiver, PagerDutyReceiver, Receiver, SlackReceiver
+from mendline.schemas.alert import (
+    EmailReceiver,
+    LogReceiver,
+    PagerDutyReceiver,
+    Receiver,
+    SlackReceiver,
+    WebhookReceiver,
+    secret_variables,
+)
 
 __all__ = ["check_receiver"]
 
@@ -23,13 +34,13 @@ async def check_receiver(
     name: str, receiver: Receiver, environ: Mapping[str, str], timeout: float
 ) -> Verdict:
     """The receiver's secrets are set and its server answers; nothing is sent."""
-    missing = [
-        variable
-        for setting, variable in receiver
-        if setting.endswith("_env") and isinstance(variable, str) and not environ.get(variable)
-    ]
+    missing = [variable for _, variable in secret_variables(receiver) if not environ.get(variable)]
     if missing:
-        return Verdict("skip", f"{receiver.type}: not checked, {', '.join(missing)} unset")
+        return Verdict(
+            "skip",
+            f"{receiver.type}: disabled, not checked: {' and '.join(missing)} unset; its alerts"
+            " are recorded as suppressed (MENDLINE_PROFILE=production refuses to start)",
+        )
     if isinstance(receiver, SlackReceiver):
         if receiver.bot_token_env is not None:
             return await _slack_bot(receiver, environ[receiver.bot_token_env], timeout)
@@ -41,7 +52,38 @@ async def check_receiver(
         )
     if isinstance(receiver, EmailReceiver):
         return await _email(receiver, environ, timeout)
+    if isinstance(receiver, WebhookReceiver):
+        return _webhook(receiver, environ)
+    if isinstance(receiver, LogReceiver):
+        return _log(receiver)
     return await _pagerduty(receiver, environ[receiver.routing_key_env], timeout)
+
+
+def _webhook(receiver: WebhookReceiver, environ: Mapping[str, str]) -> Verdict:
+    where = receiver.url_env or "url"
+    url = environ[receiver.url_env] if receiver.url_env else receiver.url or ""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return fail(
+            f"webhook: {where} does not hold an http(s) URL",
+            f"set {where} to the endpoint's URL",
+        )
+    signed = "signed with " + receiver.secret_env if receiver.secret_env else "not signed"
+    # The URL may carry a token: not even its host is said.
+    return ok(f"webhook: {where} holds a URL, {signed}; not posted to")
+
+
+def _log(receiver: LogReceiver) -> Verdict:
+    if receiver.path is None:
+        return ok("log: one JSON line per alert to the alert worker's standard output")
+    path = Path(receiver.path)
+    folder = path.parent if not path.exists() else path
+    if not os.access(folder, os.W_OK):
+        return fail(
+            f"log: {receiver.path} cannot be written",
+            "point path at a file in a folder the alert worker may write to",
+        )
+    return ok(f"log: one JSON line per alert appended to {receiver.path}")
 
 
 async def _slack_bot(receiver: SlackReceiver, token: str, timeout: float) -> Verdict:

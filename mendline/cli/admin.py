@@ -68,6 +68,11 @@ def register(commands: Commands) -> None:
         "--checkin", action="store_true", help="the CheckIn v1 (heartbeat check-in) schema instead"
     )
     schema.add_argument(
+        "--webhook",
+        action="store_true",
+        help="the webhook payload v1 (webhook and log receivers) schema instead",
+    )
+    schema.add_argument(
         "--write", action="store_true", help="rewrite the schema file shipped in the package"
     )
     schema.set_defaults(run=_schema)
@@ -309,12 +314,14 @@ def _config_reference(args: argparse.Namespace, settings: Settings) -> int:
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.schemas.checkin import CHECKIN_JSON_SCHEMA_PATH, checkin_json_schema_text
     from mendline.schemas.event import JSON_SCHEMA_PATH, json_schema_text
+    from mendline.schemas.webhook import WEBHOOK_JSON_SCHEMA_PATH, webhook_json_schema_text
 
-    path, text = (
-        (CHECKIN_JSON_SCHEMA_PATH, checkin_json_schema_text())
-        if args.checkin
-        else (JSON_SCHEMA_PATH, json_schema_text())
-    )
+    if args.webhook:
+        path, text = WEBHOOK_JSON_SCHEMA_PATH, webhook_json_schema_text()
+    elif args.checkin:
+        path, text = CHECKIN_JSON_SCHEMA_PATH, checkin_json_schema_text()
+    else:
+        path, text = JSON_SCHEMA_PATH, json_schema_text()
     if args.write:
         path.write_text(text)
         print_done(args, f"wrote {path}", wrote=str(path))

@@ -38,6 +38,7 @@ from mendline.cli._doctor_checks import (
 from mendline.cli._doctor_receivers import check_receiver
 from mendline.cli._options import AS_JSON, Commands
 from mendline.cli.output import colour_for, counted, print_json, print_traceback, styled
+from mendline.schemas.alert import secret_variables
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.redaction import redact_url, url_secrets
 from mendline.schemas.settings import Settings
@@ -131,7 +132,12 @@ async def run_checks(
         ("kafka", functools.partial(check_kafka, settings, timeout)),
         ("database", functools.partial(check_database, settings, timeout)),
         ("llm", functools.partial(check_llm, settings, timeout)),
-        ("routes", functools.partial(check_routes, routes, environ, settings.llm_base_url)),
+        (
+            "routes",
+            functools.partial(
+                check_routes, routes, environ, settings.llm_base_url, settings.profile
+            ),
+        ),
     ]
     if isinstance(routes, RoutingTable):
         planned += [
@@ -223,9 +229,9 @@ def _secrets(
             yield secret.get_secret_value()
     if isinstance(routes, RoutingTable):
         for receiver in routes.receivers.values():
-            for setting, variable in receiver:
+            for setting, variable in secret_variables(receiver):
                 # A user name is no secret, and filtering a short one would garble words.
-                if setting.endswith("_env") and setting != "username_env" and variable:
+                if setting != "username_env":
                     yield environ.get(variable, "")
 
 
@@ -343,7 +349,7 @@ def _misspelt_variables(
     ignored otherwise. Variables the routes file names for its secrets are not typos."""
     known = set(_SETTING_VARIABLES)
     if isinstance(routes, RoutingTable):
-        known |= {v for r in routes.receivers.values() for s, v in r if s.endswith("_env") and v}
+        known |= {v for r in routes.receivers.values() for _, v in secret_variables(r)}
     for variable in sorted(environ):
         if not variable.startswith(_PREFIX) or variable in known:
             continue

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mendline.analyzers.backoff import Backoff
-from mendline.analyzers.policy import takes_digests
+from mendline.analyzers.policy import silence_for, takes_digests
 from mendline.schemas.alert import ENDS_INCIDENT, Channel, ChannelError, Notification
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
@@ -27,7 +27,7 @@ from mendline.sinks.postgres import (
     Listener,
     connect_alerts,
 )
-from mendline.sinks.routing import RoutingTable, check_secrets, load_routes
+from mendline.sinks.routing import RoutingTable, check_secrets, disabled_receivers, load_routes
 from mendline.stages._telemetry import StageContext, StatsMetric
 from mendline.stages._waiting import (
     connect_patiently,
@@ -38,7 +38,7 @@ from mendline.stages._waiting import (
     wait_any,
 )
 
-__all__ = ["METRICS", "AlertStats", "AlertWorker", "routing_table", "run"]
+__all__ = ["METRICS", "AlertStats", "AlertWorker", "disabled", "routing_table", "run"]
 
 log = logging.getLogger("mendline.alert")
 
@@ -103,26 +103,48 @@ METRICS: tuple[StatsMetric[AlertStats], ...] = (
 
 
 def routing_table(settings: Settings) -> RoutingTable:
-    """The routing table; ConfigError when it is invalid or a secret it names is missing."""
+    """The routing table; ConfigError when it is invalid, or, in the production profile,
+    when a secret it names is missing (in development, that receiver is disabled)."""
     table = load_routes(settings.routes_file)
     problems = check_secrets(table, os.environ)
-    if problems:
-        raise ConfigError("; ".join(problems))
+    if problems and settings.profile == "production":
+        raise ConfigError(
+            "; ".join(problems),
+            hint="set these variables, or remove the receivers from the routes file"
+            " (MENDLINE_PROFILE=production refuses to start without them)",
+        )
     return table
+
+
+def disabled(settings: Settings, table: RoutingTable) -> dict[str, str]:
+    """The receivers disabled for an unset secret, each with why (none in production: it
+    does not start then)."""
+    if settings.profile == "production":
+        return {}
+    return disabled_receivers(table, os.environ)
 
 
 async def run(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
     """The alert stage (one worker) until ``stop``; what is being sent finishes. Ready while
     it holds its database pool and is not waiting out an outage."""
     table = routing_table(settings)
+    off = disabled(settings, table)
+    if off:
+        log.warning(
+            "mendline: %s; their alerts are recorded as suppressed (MENDLINE_PROFILE=%s)",
+            "; ".join(off.values()),
+            settings.profile,
+        )
     channels: dict[str, Channel] = {
-        name: make_channel(name, receiver, os.environ) for name, receiver in table.receivers.items()
+        name: make_channel(name, receiver, os.environ)
+        for name, receiver in table.receivers.items()
+        if name not in off
     }
     context.not_ready("connecting to PostgreSQL")
     store = await connect_patiently(lambda: connect_alerts(settings), stop)
     if store is None:
         return
-    worker = AlertWorker(settings, store, table, channels)
+    worker = AlertWorker(settings, store, table, channels, disabled=off)
     context.watch(worker.stats, METRICS)
     context.ready_when(worker.waiting_for)
     log.info("mendline: alert worker %s started (%s)", worker.owner, table.source)
@@ -166,11 +188,13 @@ class AlertWorker:
         channels: Mapping[str, Channel],
         *,
         owner: str | None = None,
+        disabled: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.table = table
         self.channels = channels
+        self.disabled = dict(disabled or {})
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = AlertStats()
         self._sending: dict[str, asyncio.Task[None]] = {}
@@ -233,7 +257,7 @@ class AlertWorker:
         self.stats.routed += routed.deliveries + followed.deliveries + followed.updates
         self.stats.suppressed += routed.suppressed + followed.suppressed
         self.stats.unrouted += routed.unrouted
-        receivers = sorted(self.channels)
+        receivers = sorted({*self.channels, *self.disabled})
         owned = await self.store.hold_receivers(receivers, self.owner, self.settings.alert_lease)
         if owned - self._owned:  # one more taken: there may be others waiting, look again now
             self._wake.set()
@@ -274,6 +298,11 @@ class AlertWorker:
                     await self.store.release(unsent, self.owner)
 
     async def _send_batches(self, receiver: str, items: list[DueDelivery]) -> None:
+        if receiver in self.disabled:  # recorded, never silently lost
+            for item in items:
+                await self._suppress(item, self.disabled[receiver])
+            return
+        items = await self._unsilenced(items)
         channel = self.channels.get(receiver)
         if channel is None:  # a routing file changed under older deliveries
             for item in items:
@@ -316,6 +345,29 @@ class AlertWorker:
             self.stats.sent += len(batch)
             self.stats.messages += 1
             self.stats.by_receiver[receiver] = self.stats.by_receiver.get(receiver, 0) + 1
+
+    async def _unsilenced(self, items: list[DueDelivery]) -> list[DueDelivery]:
+        """The items no silence holds back; the others recorded as suppressed. Decided now,
+        just before sending, so that a silence made after routing still holds."""
+        if not items:
+            return items
+        silences = await through_outages(self.store.active_silences, what="read silences")
+        now = datetime.now(UTC)
+        kept = []
+        for item in items:
+            verdict = silence_for(silences, item.alert.labels, item.alert.kind, now)
+            if verdict.silence is None:
+                kept.append(item)
+            else:
+                await self._suppress(item, verdict.reason, verdict.silence.id)
+        return kept
+
+    async def _suppress(self, item: DueDelivery, reason: str, silence: int | None = None) -> None:
+        await through_outages(
+            self.store.suppress, item, reason, self.owner, silence, what="record a delivery"
+        )
+        self._done([item])
+        self.stats.suppressed += 1
 
     def _batches(self, receiver: str, items: list[DueDelivery]) -> list[list[DueDelivery]]:
         digests = takes_digests(self.table.receivers.get(receiver))

@@ -8,16 +8,28 @@ from collections.abc import Mapping
 from mendline.schemas.alert import (
     Channel,
     EmailReceiver,
+    LogReceiver,
     PagerDutyReceiver,
     Receiver,
     SlackReceiver,
+    WebhookReceiver,
 )
 from mendline.schemas.errors import ConfigError
 from mendline.sinks.channels._email import EmailChannel
 from mendline.sinks.channels._pagerduty import PagerDutyChannel
 from mendline.sinks.channels._slack import SlackChannel
+from mendline.sinks.channels._webhook import LogChannel, WebhookChannel, sign, webhook_payload
 
-__all__ = ["EmailChannel", "PagerDutyChannel", "SlackChannel", "make_channel"]
+__all__ = [
+    "EmailChannel",
+    "LogChannel",
+    "PagerDutyChannel",
+    "SlackChannel",
+    "WebhookChannel",
+    "make_channel",
+    "sign",
+    "webhook_payload",
+]
 
 
 def make_channel(name: str, receiver: Receiver, environ: Mapping[str, str] = os.environ) -> Channel:
@@ -51,4 +63,19 @@ def make_channel(name: str, receiver: Receiver, environ: Mapping[str, str] = os.
         return PagerDutyChannel(
             receiver, routing_key=secret(receiver.routing_key_env) or "", name=name
         )
+    if isinstance(receiver, WebhookReceiver):
+        url = receiver.url if receiver.url_env is None else secret(receiver.url_env)
+        if not url:
+            raise ConfigError(f"receiver {name!r}: a webhook needs url or url_env")
+        return WebhookChannel(
+            receiver,
+            url=url,
+            secret=secret(receiver.secret_env),
+            secret_headers={
+                header: secret(variable) or "" for header, variable in receiver.headers_env.items()
+            },
+            name=name,
+        )
+    if isinstance(receiver, LogReceiver):
+        return LogChannel(receiver, name=name)
     raise ConfigError(f"receiver {name!r}: unknown type {type(receiver).__name__}")

@@ -1,7 +1,8 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
 the audited actions on issues, findings and events, the read side of issues and events, the
-fixes and their moves, remediation runs, the audit trail, people and their API tokens, the
-versioned migrations of schema ``mendline`` and the grants of a role that does not own it."""
+fixes and their moves, remediation runs, alert silences, the audit trail, people and their API
+tokens, the versioned migrations of schema ``mendline`` and the grants of a role that does not
+own it."""
 
 from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
 from mendline.sinks.postgres._alerts import (
@@ -66,6 +67,7 @@ from mendline.sinks.postgres._remediations import (
     RemediationStore,
     Trouble,
 )
+from mendline.sinks.postgres._silences import SilenceStore
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
 __all__ = [
@@ -102,6 +104,7 @@ __all__ = [
     "RecordOutcome",
     "RemediationStore",
     "RoutingResult",
+    "SilenceStore",
     "Store",
     "StoredFinding",
     "StoredFix",

@@ -16,6 +16,7 @@ from mendline.analyzers.policy import (
     GroupState,
     RouteTiming,
     SentMessage,
+    Silence,
     alert_labels,
     alert_severity,
     decide_delivery,
@@ -33,6 +34,7 @@ from mendline.schemas.alert import (
     AlertSeverity,
 )
 from mendline.sinks.postgres._errors import is_outage, translating
+from mendline.sinks.postgres._silences import active_silences
 
 if TYPE_CHECKING:
     from mendline.sinks.routing import Route, RoutingTable
@@ -416,6 +418,16 @@ class AlertStore:
         if finding is not None:  # a finding may have raised it meanwhile
             raised = alert_severity(issue["level"], finding["severity"], row["kind"])
             severity = higher_severity(severity, raised)
+        trigger = (
+            await conn.fetchrow(f"{_TRIGGERS} WHERE t.id = $1", row["trigger_id"])
+            if row["trigger_id"] is not None
+            else None
+        )
+        labels = (
+            _labels(trigger, severity)
+            if trigger is not None
+            else alert_labels(severity=severity, kind=row["kind"], service=issue["service"])
+        )
         alert = Alert(
             kind=row["kind"],
             severity=severity,
@@ -425,6 +437,7 @@ class AlertStore:
             else None,
             details=_json(row["details"]),
             link=self.link_template.format(id=row["issue_id"]) if self.link_template else None,
+            labels=labels,
         )
         return DueDelivery(
             id=row["id"],
@@ -502,6 +515,26 @@ class AlertStore:
             error[:1000],
             owner,
         )
+
+    async def suppress(
+        self, item: DueDelivery, reason: str, owner: str, silence_id: int | None = None
+    ) -> None:
+        """Record a claimed delivery as not sent, with why: a silence matched it when it was
+        to be sent (``silence_id``), or its receiver is disabled."""
+        await self.pool.execute(
+            """UPDATE mendline.deliveries SET status = 'suppressed', lease_until = NULL,
+                   last_error = $2, silence_id = $3, reasons = array_append(reasons, $2)
+               WHERE id = $1 AND owner = $4""",
+            item.id,
+            reason[:1000],
+            silence_id,
+            owner,
+        )
+
+    async def active_silences(self) -> list[Silence]:
+        """The silences in effect now."""
+        async with self.pool.acquire() as conn:
+            return await active_silences(conn)
 
     async def renew(self, ids: list[int], lease: float, owner: str) -> None:
         """Extend the lease of deliveries this owner is still sending, and of the receivers

@@ -55,6 +55,7 @@ from mendline.sinks.routing._routes import (
     RoutingTable,
     check_secrets,
     describe,
+    disabled_receivers,
     load_routes,
     parse_duration,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "RoutingTable",
     "check_secrets",
     "describe",
+    "disabled_receivers",
     "is_loopback_host",
     "load_routes",
     "parse_duration",

@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -21,6 +22,8 @@ from mendline.schemas.alert import (
     EmailReceiver,
     Receiver,
     SlackReceiver,
+    WebhookReceiver,
+    secret_variables,
 )
 from mendline.schemas.duration import format_duration
 from mendline.schemas.tomlfile import (
@@ -42,6 +45,7 @@ __all__ = [
     "RoutingTable",
     "check_secrets",
     "describe",
+    "disabled_receivers",
     "load_routes",
     "parse_duration",
 ]
@@ -80,6 +84,15 @@ _SECRET_KEYS = frozenset(
     for name in model.model_fields
     if name.endswith("_env")
 )
+
+# Settings that some receiver takes as a plain value beside its _env twin (a webhook's url).
+_PLAIN_KEYS = (
+    frozenset(name for model in _RECEIVER_MODELS.values() for name in model.model_fields)
+    & _SECRET_KEYS
+)
+# Headers that carry credentials: their values go in headers_env, never in the file.
+_CREDENTIAL_HEADER = re.compile(r"(?i).*(authorization|token|secret|key|cookie|password).*")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 
 
 @dataclass(frozen=True)
@@ -162,6 +175,21 @@ def load_routes(path: Path | None) -> RoutingTable:
     return _parse_routes(text, str(path), str(path))
 
 
+def disabled_receivers(table: RoutingTable, environ: Mapping[str, str]) -> dict[str, str]:
+    """The receivers a secret of which is unset or empty, each with why it is disabled
+    (``receiver team-slack disabled: MENDLINE_SLACK_WEBHOOK_URL is unset``): in the
+    development profile the alert worker records their alerts as suppressed with that."""
+    disabled: dict[str, str] = {}
+    for name, receiver in table.receivers.items():
+        unset = [
+            variable for _, variable in secret_variables(receiver) if not environ.get(variable)
+        ]
+        if unset:
+            verb = "is" if len(unset) == 1 else "are"
+            disabled[name] = f"receiver {name} disabled: {' and '.join(unset)} {verb} unset"
+    return disabled
+
+
 def check_secrets(table: RoutingTable, environ: Mapping[str, str]) -> list[str]:
     """The environment variables the receivers name that are unset or empty, one message each.
 
@@ -169,8 +197,8 @@ def check_secrets(table: RoutingTable, environ: Mapping[str, str]) -> list[str]:
     """
     problems: list[str] = []
     for name, receiver in table.receivers.items():
-        for setting, variable in receiver:
-            if setting.endswith("_env") and isinstance(variable, str) and not environ.get(variable):
+        for setting, variable in secret_variables(receiver):
+            if not environ.get(variable):
                 state = "is empty" if variable in environ else "is not set"
                 problems.append(
                     f'receiver "{name}" ({receiver.type}): {variable} ({setting}) {state}'
@@ -285,7 +313,11 @@ def _read_receiver(path: KeyPath, settings: dict[str, Any], problems: Problems) 
     pasted = sorted(
         key
         for key in _SECRET_KEYS & settings.keys()
-        if model is None or f"{key}_env" in model.model_fields
+        if (
+            key not in _PLAIN_KEYS
+            if model is None
+            else f"{key}_env" in model.model_fields and key not in model.model_fields
+        )
     )
     checked = {key: value for key, value in settings.items() if key not in pasted}
     for key in pasted:
@@ -303,6 +335,15 @@ def _read_receiver(path: KeyPath, settings: dict[str, Any], problems: Problems) 
                 (*path, key),
                 "is not an environment variable name (letters, digits and _): secrets come"
                 " from environment variables, so put the value in one and name it here",
+            )
+            valid = False
+    named = settings.get("headers_env")
+    for header, variable in named.items() if isinstance(named, dict) else ():
+        if isinstance(variable, str) and not ENV_NAME.fullmatch(variable):
+            problems.add(
+                (*path, "headers_env", header),
+                "is not an environment variable name: put the header's value in one and"
+                " name it here",
             )
             valid = False
     try:
@@ -329,12 +370,38 @@ def _receiver_rules(receiver: Receiver) -> list[tuple[KeyPath, str]]:
             return [
                 (("type",), "a slack receiver needs webhook_url_env, or bot_token_env and channel")
             ]
+    if isinstance(receiver, WebhookReceiver):
+        return _webhook_rules(receiver)
     if isinstance(receiver, EmailReceiver) and (receiver.username_env is None) != (
         receiver.password_env is None
     ):
         missing = "password_env" if receiver.password_env is None else "username_env"
         return [((missing,), "missing: SMTP login needs both username_env and password_env")]
     return []
+
+
+def _webhook_rules(receiver: WebhookReceiver) -> list[tuple[KeyPath, str]]:
+    problems: list[tuple[KeyPath, str]] = []
+    if (receiver.url is None) == (receiver.url_env is None):
+        problems.append((("url",), "a webhook needs url or url_env (one of them)"))
+    elif receiver.url is not None:
+        parts = urlsplit(receiver.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append((("url",), "must be an http:// or https:// URL"))
+    for table in ("headers", "headers_env"):
+        for header in getattr(receiver, table):
+            if not _HEADER_NAME.fullmatch(header):
+                problems.append(((table, header), "is not an HTTP header name"))
+    for header in receiver.headers:
+        if _CREDENTIAL_HEADER.fullmatch(header):
+            problems.append(
+                (
+                    ("headers", header),
+                    "looks like a credential: put its value in an environment variable and"
+                    f' name it in headers_env ("{header}" = "NAME")',
+                )
+            )
+    return problems
 
 
 def _read_routes(

@@ -897,3 +897,11 @@ def test_a_knowledge_base_can_be_extended() -> None:
 def test_an_invalid_rule_is_refused_at_construction(rule: Rule, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         HeuristicAnalyser([rule])
+
+
+def test_a_fallback_without_a_frame_a_culprit_or_a_logger_names_no_place() -> None:
+    event = wire({"type": "QuuxFailure", "value": "it went wrong"})
+    event.pop("logger", None)
+    found = ANALYSER.diagnose(context_of(event, title="QuuxFailure: it went wrong", culprit=None))
+    assert "at the code" not in found.suggested_fix
+    assert found.suggested_fix.startswith("Read the code that raised or logged it")

@@ -346,9 +346,11 @@ def test_routes_check_json_lists_routes_receivers_and_warnings(
     shipped = load_routes(None)
     assert shown["source"] == shipped.source and shown["valid"] is True
     assert [route["line"] for route in shown["routes"]] == [r.line for r in shipped.routes]
-    assert shown["routes"][0]["conditions"] == "tag:mendline=self"
-    assert shown["routes"][1]["conditions"] == "severity=critical"
-    assert shown["routes"][1]["receivers"] == ["oncall", "team-slack"]
+    assert shown["routes"][0]["conditions"] == "severity in (warning, error, critical)"
+    assert shown["routes"][0]["receivers"] == ["console"]
+    assert shown["routes"][1]["conditions"] == "tag:mendline=self"
+    assert shown["routes"][2]["conditions"] == "severity=critical"
+    assert shown["routes"][2]["receivers"] == ["oncall", "team-slack"]
     assert shown["receivers"] == {name: r.type for name, r in shipped.receivers.items()}
     assert any("MENDLINE_PAGERDUTY_ROUTING_KEY" in w for w in shown["warnings"])
 
@@ -393,7 +395,7 @@ def test_routes_test_json_is_one_object(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["routes", "test", "--severity", "critical", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["labels"] == {"severity": "critical", "kind": "new_issue"}
-    assert [r["receiver"] for r in shown["receivers"]] == ["oncall", "team-slack"]
+    assert [r["receiver"] for r in shown["receivers"]] == ["console", "oncall", "team-slack"]
 
 
 def test_a_bad_routes_file_is_named_with_its_line_and_a_hint(tmp_path: Path) -> None:

@@ -431,12 +431,12 @@ def test_alert_refuses_a_bad_routing_file_in_one_line(tmp_path: Path) -> None:
     assert f"{path}:2: routes[0].match.severity" in result.stderr
 
 
-def test_alert_says_which_secret_is_missing(tmp_path: Path) -> None:
+def test_alert_in_production_says_which_secret_is_missing(tmp_path: Path) -> None:
     path = routes(tmp_path, SLACK_ROUTE.format(wait="0s"))
     env = {k: v for k, v in os.environ.items() if k != "TEST_SLACK_WEBHOOK"}
     result = subprocess.run(
         [sys.executable, "-m", "mendline", "alert"],
-        env={**env, "MENDLINE_ROUTES_FILE": str(path)},
+        env={**env, "MENDLINE_ROUTES_FILE": str(path), "MENDLINE_PROFILE": "production"},
         capture_output=True,
         text=True,
         timeout=60,

@@ -392,10 +392,11 @@ def test_without_an_llm_the_heuristic_analyser_is_skipped_and_a_stray_key_warned
     assert setup.llm.model_requests == []
 
 
-def test_a_missing_receiver_secret_fails_routes_and_skips_the_receiver(
+def test_a_missing_receiver_secret_fails_routes_in_production_and_skips_the_receiver(
     setup: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DOCTOR_PAGERDUTY_KEY")
+    monkeypatch.setenv("MENDLINE_PROFILE", "production")
     status, checks, _ = doctor(capsys)
     assert status == 1
     routes = checks["routes"]
@@ -407,6 +408,20 @@ def test_a_missing_receiver_secret_fails_routes_and_skips_the_receiver(
     assert [c["status"] for n, c in checks.items() if n not in ("routes", "receiver:oncall")] == [
         "ok"
     ] * (len(CHECKS) - 2)
+
+
+def test_a_missing_receiver_secret_in_development_names_the_receiver_disabled(
+    setup: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DOCTOR_PAGERDUTY_KEY")
+    status, checks, _ = doctor(capsys)
+    assert status == 0
+    routes = checks["routes"]
+    assert routes["status"] == "warn"
+    assert "receiver oncall disabled: DOCTOR_PAGERDUTY_KEY is unset" in routes["detail"]
+    assert "recorded as suppressed" in routes["hint"]
+    assert checks["receiver:oncall"]["status"] == "skip"
+    assert "disabled" in checks["receiver:oncall"]["detail"]
 
 
 def test_a_webhook_over_plain_http_is_a_routes_warning_that_passes(

@@ -384,18 +384,26 @@ def test_the_shipped_default_pages_for_critical_slacks_errors_and_emails_warning
         labels = alert_labels(severity=severity, kind=kind, service="api", environment="prod")
         return [(name, shipped.receivers[name].type) for _, name in shipped.route(labels)]
 
-    assert reached("critical") == [("oncall", "pagerduty"), ("team-slack", "slack")]
-    assert reached("critical", "resolved") == [("oncall", "pagerduty"), ("team-slack", "slack")]
-    assert reached("error") == [("team-slack", "slack")]
-    assert reached("warning") == [("email-digest", "email")]
+    assert reached("critical") == [
+        ("console", "log"),
+        ("oncall", "pagerduty"),
+        ("team-slack", "slack"),
+    ]
+    assert reached("critical", "resolved") == [
+        ("console", "log"),
+        ("oncall", "pagerduty"),
+        ("team-slack", "slack"),
+    ]
+    assert reached("error") == [("console", "log"), ("team-slack", "slack")]
+    assert reached("warning") == [("console", "log"), ("email-digest", "email")]
     assert reached("info") == []
     critical = shipped.route(alert_labels(severity="critical", kind="new_issue"))
-    assert critical[0][0].group_wait == 0
+    assert critical[1][0].group_wait == 0  # after the console's
     # mendline's own checks go to whoever runs mendline, whatever their severity.
     own = alert_labels(
         severity="critical", kind="health_down", service="mendline", tags={"mendline": "self"}
     )
-    assert [name for _, name in shipped.route(own)] == ["mendline-ops"]
+    assert [name for _, name in shipped.route(own)] == ["console", "mendline-ops"]
 
 
 def test_the_shipped_default_reads_the_documented_variables() -> None:
@@ -614,13 +622,13 @@ INVALID = [
     pytest.param(
         '[receivers.chat]\ntype = "teams"  # <-\n[[routes]]\nreceivers = ["chat"]\n',
         "receivers.chat.type",
-        '"teams" is not a receiver type (use "slack", "email" or "pagerduty")',
+        '"teams" is not a receiver type (use "slack", "email", "pagerduty", "webhook" or "log")',
         id="unknown-receiver-type",
     ),
     pytest.param(
         '[receivers.chat]  # <-\nchannel = "#x"\n[[routes]]\nreceivers = ["chat"]\n',
         "receivers.chat.type",
-        'missing: say type = "slack", "email" or "pagerduty"',
+        'missing: say type = "slack", "email", "pagerduty", "webhook" or "log"',
         id="receiver-without-type",
     ),
     pytest.param(
@@ -803,8 +811,8 @@ def _no_routes_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_routes_test_prints_where_an_alert_goes(capsys: pytest.CaptureFixture[str]) -> None:
     assert run("routes", "test", "--severity", "critical", "--service", "api") == 0
     out = capsys.readouterr().out
-    line = load_routes(None).routes[1].line
-    assert f"matched routes[1] (line {line}): severity=critical" in out
+    line = load_routes(None).routes[2].line
+    assert f"matched routes[2] (line {line}): severity=critical" in out
     assert "oncall      pagerduty  group_wait 0s" in out
     assert "team-slack  slack" in out
     assert run("routes", "test", "--severity", "info") == 0
@@ -879,7 +887,7 @@ def test_routes_check_without_a_file_checks_the_shipped_default(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert run("routes", "check") == 0
-    assert capsys.readouterr().out.startswith("the shipped default: valid, 4 routes, 4 receivers")
+    assert capsys.readouterr().out.startswith("the shipped default: valid, 5 routes, 5 receivers")
 
 
 def test_routes_check_of_a_bad_file_is_one_line_and_status_1(
