@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mendline.schemas.errors import ChannelError
 from mendline.schemas.finding import IssueSummary, Risk
@@ -171,6 +172,29 @@ class EmailReceiver(_Receiver):
         default=True, description="Several issues in one email rather than one each."
     )
     timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("sender")
+    @classmethod
+    def _sender_is_an_address(cls, value: str) -> str:
+        return _address(value)
+
+    @field_validator("to")
+    @classmethod
+    def _to_are_addresses(cls, value: list[str]) -> list[str]:
+        return [_address(address) for address in value]
+
+
+# local@domain, or "Name <local@domain>"; a domain without a dot (localhost) is allowed.
+_ADDRESS = re.compile(
+    r"^(?:[^<>\r\n]*<)?([^@\s<>,;\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)>?$"
+)
+
+
+def _address(value: str) -> str:
+    match = _ADDRESS.match(value.strip())
+    if match is None or (value.strip().endswith(">") != ("<" in value)):
+        raise ValueError(f"{value[:80]!r} is not an email address (name@example.com)")
+    return value.strip()
 
 
 class PagerDutyReceiver(_Receiver):

@@ -26,6 +26,7 @@ from mendline.schemas.alert import (
     WebhookReceiver,
     secret_variables,
 )
+from mendline.sinks.routing import receiver_problems
 
 __all__ = ["check_receiver"]
 
@@ -41,36 +42,27 @@ async def check_receiver(
             f"{receiver.type}: disabled, not checked: {' and '.join(missing)} unset; its alerts"
             " are recorded as suppressed (MENDLINE_PROFILE=production refuses to start)",
         )
+    problems = receiver_problems(name, receiver, environ)
+    if problems:
+        return fail(*problems[0])
     if isinstance(receiver, SlackReceiver):
         if receiver.bot_token_env is not None:
             return await _slack_bot(receiver, environ[receiver.bot_token_env], timeout)
-        if receiver.webhook_url_env is not None:
-            return _slack_webhook(receiver.webhook_url_env, environ[receiver.webhook_url_env])
-        return fail(
-            "slack: neither webhook_url_env nor bot_token_env is set",
-            f"name the variable that holds the webhook URL: webhook_url_env in [receivers.{name}]",
+        # The URL is the credential: where it points is no one's business in a report that
+        # gets pasted into tickets, and a webhook cannot be checked without posting.
+        return ok(
+            f"slack webhook: {receiver.webhook_url_env} holds a URL; not sent to; a webhook"
+            " cannot be checked without posting"
         )
     if isinstance(receiver, EmailReceiver):
         return await _email(receiver, environ, timeout)
     if isinstance(receiver, WebhookReceiver):
-        return _webhook(receiver, environ)
+        signed = "signed with " + receiver.secret_env if receiver.secret_env else "not signed"
+        # The URL may carry a token: not even its host is said.
+        return ok(f"webhook: {receiver.url_env or 'url'} holds a URL, {signed}; not posted to")
     if isinstance(receiver, LogReceiver):
         return _log(receiver)
-    return await _pagerduty(receiver, environ[receiver.routing_key_env], timeout)
-
-
-def _webhook(receiver: WebhookReceiver, environ: Mapping[str, str]) -> Verdict:
-    where = receiver.url_env or "url"
-    url = environ[receiver.url_env] if receiver.url_env else receiver.url or ""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return fail(
-            f"webhook: {where} does not hold an http(s) URL",
-            f"set {where} to the endpoint's URL",
-        )
-    signed = "signed with " + receiver.secret_env if receiver.secret_env else "not signed"
-    # The URL may carry a token: not even its host is said.
-    return ok(f"webhook: {where} holds a URL, {signed}; not posted to")
+    return await _pagerduty(receiver, timeout)
 
 
 def _log(receiver: LogReceiver) -> Verdict:
@@ -140,31 +132,10 @@ async def _slack_bot(receiver: SlackReceiver, token: str, timeout: float) -> Ver
     )
 
 
-def _slack_webhook(variable: str, url: str) -> Verdict:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return fail(
-            f"slack webhook: {variable} does not hold a URL",
-            f"set {variable} to the incoming-webhook URL Slack gave"
-            " (https://hooks.slack.com/services/...)",
-        )
-    # Not even the host: the URL is the credential, and where it points is no one's business
-    # in a report that gets pasted into tickets.
-    return ok(
-        f"slack webhook: {variable} holds a URL; not sent to; a webhook cannot be checked"
-        " without posting"
-    )
-
-
 async def _email(receiver: EmailReceiver, environ: Mapping[str, str], timeout: float) -> Verdict:
     import aiosmtplib
 
     user_var, password_var = receiver.username_env, receiver.password_env
-    if (user_var is None) != (password_var is None):
-        return fail(
-            "email: a login needs both username_env and password_env",
-            "name both variables in the receiver, or neither",
-        )
     where = f"{receiver.smtp_host}:{receiver.smtp_port}"
     smtp = aiosmtplib.SMTP(
         hostname=receiver.smtp_host,
@@ -230,19 +201,8 @@ def _smtp_failure(exc: Exception, where: str, reach: str) -> Verdict:
     )
 
 
-async def _pagerduty(receiver: PagerDutyReceiver, key: str, timeout: float) -> Verdict:
-    variable = receiver.routing_key_env
-    if len(key.strip()) != 32:
-        return fail(
-            f"pagerduty: the routing key in {variable} is {len(key.strip())} characters, not 32",
-            f"set {variable} to the Integration Key of an Events API v2 integration",
-        )
+async def _pagerduty(receiver: PagerDutyReceiver, timeout: float) -> Verdict:
     parts = urlsplit(receiver.events_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return fail(
-            f"pagerduty: events_url {receiver.events_url} is not an http(s) URL",
-            "leave events_url out for https://events.pagerduty.com/v2/enqueue",
-        )
     host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
     reach = "check the receiver's events_url and the network to PagerDuty (a proxy, a firewall?)"
     try:

@@ -23,6 +23,7 @@ from mendline.sinks.routing import (
     describe,
     load_routes,
     plaintext_warnings,
+    receiver_problems,
 )
 
 __all__ = ["register"]
@@ -118,13 +119,19 @@ def _routes_check(args: argparse.Namespace, settings: Settings) -> int:
         if name not in used
     ]
     warnings += check_secrets(table, os.environ)
+    problems = [
+        f'receiver "{name}": {problem} (fix: {fix})'
+        for name, receiver in table.receivers.items()
+        for problem, fix in receiver_problems(name, receiver, os.environ)
+    ]
     # Warnings, not errors: the file is valid, and a lab on a private network may mean it.
     plaintext = plaintext_warnings(table, os.environ, settings.llm_base_url)
     if args.json:
-        print_json(_check_json(table, warnings, plaintext))
-        return 0
+        print_json(_check_json(table, warnings, plaintext, problems))
+        return 1 if problems else 0
     print(
-        f"{table.source}: valid, {counted(len(table.routes), 'route')},"
+        f"{table.source}: {'invalid' if problems else 'valid'},"
+        f" {counted(len(table.routes), 'route')},"
         f" {counted(len(table.receivers), 'receiver')}"
     )
     for route in table.routes:
@@ -142,13 +149,18 @@ def _routes_check(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  receiver {name:{width}}  {receiver.type}")
     for warning in [*warnings, *plaintext]:
         print(f"warning: {warning}", file=sys.stderr)
-    return 0
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
-def _check_json(table: RoutingTable, warnings: list[str], plaintext: list[str]) -> dict[str, Any]:
+def _check_json(
+    table: RoutingTable, warnings: list[str], plaintext: list[str], problems: list[str]
+) -> dict[str, Any]:
     return {
         "source": table.source,
-        "valid": True,
+        "valid": not problems,
+        "problems": problems,
         "routes": [
             {
                 "index": route.index,

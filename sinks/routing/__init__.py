@@ -49,6 +49,7 @@ The labels routes match on are built by ``mendline.analyzers.policy.alert_labels
 """
 
 from mendline.sinks.routing._plaintext import is_loopback_host, plaintext_warnings
+from mendline.sinks.routing._receiver_checks import ReceiverProblem, receiver_problems
 from mendline.sinks.routing._routes import (
     ALERT_KINDS,
     Route,
@@ -62,6 +63,7 @@ from mendline.sinks.routing._routes import (
 
 __all__ = [
     "ALERT_KINDS",
+    "ReceiverProblem",
     "Route",
     "RoutingTable",
     "check_secrets",
@@ -71,4 +73,5 @@ __all__ = [
     "load_routes",
     "parse_duration",
     "plaintext_warnings",
+    "receiver_problems",
 ]

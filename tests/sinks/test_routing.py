@@ -246,7 +246,7 @@ def test_routes_check_and_test_know_the_health_kinds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(tmp_path, RECEIVERS + HEALTH_ROUTES)
-    monkeypatch.setenv("PD_KEY", "key")
+    monkeypatch.setenv("PD_KEY", "k" * 32)
     monkeypatch.setenv("SLACK_URL", "https://example.invalid/hook")
     assert run("routes", "check", str(path)) == 0
     assert "kind in (health_down, health_recovered), severity=critical" in capsys.readouterr().out
@@ -867,7 +867,7 @@ def test_routes_check_summarises_and_warns_about_unset_secrets(
         RECEIVERS + '[[routes]]\nmatch = { severity = "critical" }\n'
         'receivers = ["pager", "slack"]\ngroup_wait = "0s"\n',
     )
-    monkeypatch.setenv("PD_KEY", "key")
+    monkeypatch.setenv("PD_KEY", "k" * 32)
     monkeypatch.delenv("SLACK_URL", raising=False)
     assert run("routes", "check", str(path)) == 0
     out, err = capsys.readouterr()
@@ -903,3 +903,81 @@ def test_routes_check_of_a_bad_file_is_one_line_and_status_1(
         " (use 30s, 5m, 4h, 1h30m or seconds)"
     ]
     assert "Traceback" not in err
+
+
+def test_routes_check_fails_on_what_doctor_fails_on_without_saying_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, RECEIVERS + '[[routes]]\nreceivers = ["pager", "slack", "mail"]\n')
+    monkeypatch.setenv("PD_KEY", "short-secret-key")
+    monkeypatch.setenv("SLACK_URL", "hooks.slack.com/services/T0/B0/s3cr3t")
+    assert run("routes", "check", str(path)) == 1
+    out, err = capsys.readouterr()
+    assert f"{path}: invalid, 1 route, 3 receivers" in out
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        'error: receiver "pager": pagerduty: the routing key in PD_KEY is 16 characters, not 32'
+        " (fix: set PD_KEY to the Integration Key of an Events API v2 integration)",
+        'error: receiver "slack": slack webhook: SLACK_URL does not hold a URL (fix: set'
+        " SLACK_URL to the incoming-webhook URL Slack gave (https://hooks.slack.com/services/...))",
+    ]
+    assert "s3cr3t" not in out + err and "short-secret-key" not in out + err
+    assert run("routes", "check", str(path), "--json") == 1
+    checked = json.loads(capsys.readouterr().out)
+    assert checked["valid"] is False and len(checked["problems"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("receiver", "environ", "problem"),
+    [
+        ({"type": "slack", "webhook_url_env": "U"}, {"U": "https://hooks.slack.com/x"}, None),
+        ({"type": "slack", "webhook_url_env": "U"}, {}, None),  # unset: disabled elsewhere
+        ({"type": "slack", "webhook_url_env": "U"}, {"U": "ftp://x"}, "does not hold a URL"),
+        ({"type": "slack", "bot_token_env": "T"}, {"T": "xoxb-1"}, "no channel"),
+        ({"type": "slack"}, {}, "neither webhook_url_env nor bot_token_env"),
+        ({"type": "webhook", "url": "http://127.0.0.1:9/x"}, {}, None),
+        ({"type": "webhook", "url_env": "W"}, {"W": "not a url"}, "W does not hold an http(s)"),
+        ({"type": "pagerduty", "routing_key_env": "K"}, {"K": "a" * 32}, None),
+        ({"type": "pagerduty", "routing_key_env": "K"}, {"K": "a" * 31}, "31 characters"),
+        (
+            {"type": "pagerduty", "routing_key_env": "K", "events_url": "events.pd.com"},
+            {"K": "a" * 32},
+            "events_url events.pd.com is not",
+        ),
+        (
+            {
+                "type": "email",
+                "smtp_host": "h",
+                "sender": "a@b",
+                "to": ["c@d"],
+                "username_env": "U",
+            },
+            {},
+            "needs both username_env and password_env",
+        ),
+        ({"type": "log"}, {}, None),
+    ],
+)
+def test_receiver_problems(
+    receiver: dict[str, object], environ: dict[str, str], problem: str | None
+) -> None:
+    from pydantic import TypeAdapter
+
+    from mendline.schemas.alert import Receiver
+
+    parsed = TypeAdapter(Receiver).validate_python(receiver)
+    found = routing.receiver_problems("r", parsed, environ)
+    if problem is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and problem in found[0].problem, found
+
+
+def test_an_email_receiver_refuses_what_is_not_an_address(tmp_path: Path) -> None:
+    text = RECEIVERS.replace(
+        'to = ["oncall@localhost"]', 'to = ["oncall", "a@b.com\\r\\nBcc: x@y"]'
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_routes(write(tmp_path, text))
+    assert "'oncall' is not an email address" in str(refused.value)
+    assert "receivers.mail.to" in str(refused.value)
