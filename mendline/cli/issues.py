@@ -13,7 +13,7 @@ from mendline.cli._actor import acting
 from mendline.cli._connections import finding_store
 from mendline.cli._hints import FINDINGS_HINT, ISSUES_HINT, hint_on
 from mendline.cli._issue_reads import register_reads
-from mendline.cli._options import AS_JSON, Commands, positive
+from mendline.cli._options import AS_JSON, Commands, positive, whole_days
 from mendline.cli.output import describe, print_done, print_json, shorten, table
 from mendline.schemas.errors import FindingNotFound, IssueNotFound
 from mendline.schemas.settings import Settings
@@ -94,7 +94,7 @@ def _register_events(commands: Commands) -> None:
         "prune", parents=[AS_JSON], help="drop the days of events older than the retention"
     )
     prune.add_argument(
-        "--days", type=positive, help="keep this many days (default: MENDLINE_RETENTION_DAYS)"
+        "--days", type=whole_days, help="keep this many days (default: MENDLINE_RETENTION_DAYS)"
     )
     prune.set_defaults(run=_events_prune)
 

@@ -178,6 +178,14 @@ def test_an_unknown_command_is_a_usage_error() -> None:
         (("analyze", "--fresh"), "--fresh goes with --issue"),
         (("issues", "show", "first"), "argument id: expected a whole number, not 'first'"),
         (("findings", "list", "--limit", "0"), "argument --limit: must be at least 1, not 0"),
+        (
+            ("issues", "show", "99999999999999999999"),
+            "argument id: must be at most 9223372036854775807, not 99999999999999999999",
+        ),
+        (
+            ("events", "prune", "--days", "100000000"),
+            "argument --days: must be at most 36500, not 100000000",
+        ),
         (("run", "--only", "consume,bogus"), "argument --only: stages are consume, analyze, alert"),
         (("schema", "--bogus"), "unrecognized arguments: --bogus"),
         (("devstack", "now"), "unrecognized arguments: now"),
