@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
@@ -30,7 +32,8 @@ from mendline.cli._hints import DEBUG_HINT, hint_on
 from mendline.cli._options import Command, Commands
 from mendline.cli.output import print_error, print_traceback
 from mendline.schemas.errors import ConfigError, MendlineError, UsageError
-from mendline.schemas.settings import load_settings
+from mendline.schemas.settings import Settings, load_settings
+from mendline.sinks.routing import RoutingTable, load_routes
 
 __all__ = [
     "COMMAND_GROUPS",
@@ -94,7 +97,7 @@ def build_parser(groups: Sequence[CommandGroup] = COMMAND_GROUPS) -> argparse.Ar
         default=argparse.SUPPRESS,
         help="the command's --json (results, or a worker's log lines, as JSON)",
     )
-    parser.set_defaults(run_without_settings=None)
+    parser.set_defaults(run_without_settings=None, warn_of_variables=True)
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=argparse.ArgumentParser
     )
@@ -220,4 +223,17 @@ def _run(args: argparse.Namespace) -> int:
         if without_settings is None:
             raise
         return without_settings(args, exc)
+    if args.warn_of_variables:
+        _warn_of_misspelt_variables(settings)
     return run(args, settings)
+
+
+def _warn_of_misspelt_variables(settings: Settings) -> None:
+    """One line on stderr for each MENDLINE_* variable that is no setting but looks like one
+    (doctor's check): the settings ignore it, the command runs without what it meant."""
+    try:
+        routes: RoutingTable | ConfigError = load_routes(settings.routes_file)
+    except ConfigError as exc:  # said by the commands that route; here, no secrets' names
+        routes = exc
+    for problem, hint in doctor.misspelt_variables(os.environ, routes):
+        print(f"mendline: warning: {problem} (ignored); {hint}", file=sys.stderr)

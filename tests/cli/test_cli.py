@@ -193,6 +193,16 @@ def test_a_bad_setting_in_the_environment_is_named() -> None:
     assert "MENDLINE_* variables" in hint
 
 
+def test_a_misspelt_variable_is_named_with_the_setting_it_looks_like() -> None:
+    result = run("config", "show", "--json", env={"MENDLINE_RETENTON_DAYS": "9"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "mendline: warning: MENDLINE_RETENTON_DAYS is not a setting (ignored);"
+        " did you mean MENDLINE_RETENTION_DAYS?\n"
+    )
+    assert json.loads(result.stdout)["retention_days"] == 30
+
+
 def test_an_unknown_command_is_a_usage_error() -> None:
     assert "invalid choice: 'frobnicate'" in usage_error(run("frobnicate"))
 
