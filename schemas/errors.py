@@ -11,7 +11,8 @@
     │   ├── UserNotFound       ... a user (by name)
     │   ├── TokenNotFound      ... an API token (by its visible id)
     │   ├── FixNotFound        ... a fix
-    │   └── RemediationNotFound  ... a remediation run
+    │   ├── RemediationNotFound  ... a remediation run
+    │   └── TopicNotFound      ... a Kafka topic (by its name)
     ├── IllegalTransition      a fix, a remediation run or an issue cannot move from its
     │                          state to the one asked for
     ├── InvalidPatch           a text is not a unified diff we can read
@@ -38,9 +39,10 @@ error.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = [
+    "DEAD_LETTER_REASONS",
     "AuthFailure",
     "AuthenticationFailed",
     "ChannelError",
@@ -68,6 +70,7 @@ __all__ = [
     "ServiceError",
     "ShipperClosed",
     "TokenNotFound",
+    "TopicNotFound",
     "UsageError",
     "UserNotFound",
 ]
@@ -85,6 +88,10 @@ DeadLetterReason = (
     | Literal[
         "store_rejected", "processing_error", "duplicate_conflict", "undecodable", "unauthenticated"
     ]
+)
+#: Every DeadLetterReason, in the order written above.
+DEAD_LETTER_REASONS: tuple[str, ...] = tuple(
+    reason for literal in get_args(DeadLetterReason) for reason in get_args(literal)
 )
 
 #: Why a patch was not applied (``PatchRefused.code``): a path outside the repository
@@ -174,6 +181,10 @@ class FixNotFound(NotFound):
 
 class RemediationNotFound(NotFound):
     """No remediation run has that id."""
+
+
+class TopicNotFound(NotFound):
+    """The broker has no topic of that name."""
 
 
 class IllegalTransition(MendlineError):

@@ -225,6 +225,10 @@ def test_an_unknown_command_is_a_usage_error() -> None:
         (("schema", "--bogus"), "unrecognized arguments: --bogus"),
         (("devstack", "now"), "unrecognized arguments: now"),
         (("issues", "list", "--status", "open"), "argument --status: invalid choice: 'open'"),
+        (
+            ("dlq", "redrive", "--reason", "bogus"),
+            "argument --reason: invalid choice: 'bogus' (choose from 'not_json', 'invalid',",
+        ),
     ],
 )
 def test_bad_arguments_are_usage_errors_before_any_server_is_asked(
