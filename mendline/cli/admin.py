@@ -13,7 +13,7 @@ from typing import Any
 from mendline.cli._connections import connect_database, reaching_kafka
 from mendline.cli._options import AS_JSON, Commands, positive
 from mendline.cli.output import print_done, print_json, printable, shorten, table
-from mendline.schemas.errors import DEAD_LETTER_REASONS, ConfigError
+from mendline.schemas.errors import DEAD_LETTER_REASONS, ConfigError, DevStackError
 from mendline.schemas.redaction import redact_url
 from mendline.schemas.settings import Settings
 
@@ -233,6 +233,10 @@ def _dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: Seconds between looks at whether the dev stack's servers still run.
+_DEVSTACK_POLL = 0.5
+
+
 def _devstack(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.devstack import DevStack
 
@@ -243,11 +247,14 @@ def _devstack(args: argparse.Namespace, settings: Settings) -> int:
         try:
             # In the try: a Ctrl-C sent as soon as this line is read is a clean stop too.
             print("running; press Ctrl-C to stop", file=sys.stderr, flush=True)
-            while True:
-                time.sleep(3600)
+            while not (stopped := stack.stopped()):
+                time.sleep(_DEVSTACK_POLL)
         except KeyboardInterrupt:
-            pass
-    return 0
+            return 0
+    raise DevStackError(
+        f"{' and '.join(stopped)} stopped running; the dev stack is down",
+        hint="start `mendline devstack` again",
+    )
 
 
 def _topics_ensure(args: argparse.Namespace, settings: Settings) -> int:
