@@ -13,7 +13,8 @@
     │   ├── TokenNotFound      ... an API token (by its visible id)
     │   ├── FixNotFound        ... a fix
     │   ├── RemediationNotFound  ... a remediation run
-    │   └── SilenceNotFound    ... an alert silence
+    │   ├── SilenceNotFound    ... an alert silence
+    │   └── TopicNotFound      ... a Kafka topic (by its name)
     ├── IllegalTransition      a fix, a remediation run or an issue cannot move from its
     │                          state to the one asked for
     ├── InvalidPatch           a text is not a unified diff we can read
@@ -40,9 +41,10 @@ error.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = [
+    "DEAD_LETTER_REASONS",
     "AuthFailure",
     "AuthenticationFailed",
     "ChannelError",
@@ -72,6 +74,7 @@ __all__ = [
     "ShipperClosed",
     "SilenceNotFound",
     "TokenNotFound",
+    "TopicNotFound",
     "UsageError",
     "UserNotFound",
 ]
@@ -89,6 +92,10 @@ DeadLetterReason = (
     | Literal[
         "store_rejected", "processing_error", "duplicate_conflict", "undecodable", "unauthenticated"
     ]
+)
+#: Every DeadLetterReason, in the order written above.
+DEAD_LETTER_REASONS: tuple[str, ...] = tuple(
+    reason for literal in get_args(DeadLetterReason) for reason in get_args(literal)
 )
 
 #: Why a patch was not applied (``PatchRefused.code``): a path outside the repository
@@ -186,6 +193,10 @@ class SilenceNotFound(NotFound):
 
 class RemediationNotFound(NotFound):
     """No remediation run has that id."""
+
+
+class TopicNotFound(NotFound):
+    """The broker has no topic of that name."""
 
 
 class IllegalTransition(MendlineError):

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from mendline.ingest._topics import kafka_client_options
 from mendline.ingest.consumer._consumer import DLQ_HEADER_PREFIX, dead_letter_producer
+from mendline.schemas.errors import TopicNotFound
 from mendline.schemas.settings import Settings
 
 __all__ = ["DeadLetter", "read_dead_letters", "redrive"]
@@ -49,10 +50,16 @@ async def _open(
     partitions = consumer.partitions_for_topic(settings.dlq_topic)
     if partitions is None:
         await consumer._client.force_metadata_update()  # the topic may be new
-        partitions = consumer.partitions_for_topic(settings.dlq_topic) or set()
+        partitions = consumer.partitions_for_topic(settings.dlq_topic)
+    if not partitions:
+        await consumer.stop()
+        raise TopicNotFound(
+            f"the DLQ topic {settings.dlq_topic} does not exist",
+            hint="`mendline topics ensure` creates it (as `mendline consume` does);"
+            " or set MENDLINE_DLQ_TOPIC to the topic you use",
+        )
     tps = [TopicPartition(settings.dlq_topic, p) for p in sorted(partitions)]
-    if tps:
-        consumer.assign(tps)
+    consumer.assign(tps)
     return consumer, tps
 
 
@@ -103,18 +110,25 @@ def _letter(record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
 
 
 async def read_dead_letters(
-    settings: Settings, limit: int = 100, reason: str | None = None
+    settings: Settings,
+    limit: int = 100,
+    reason: str | None = None,
+    *,
+    newest_first: bool = False,
 ) -> list[DeadLetter]:
-    """The DLQ's records from the start (at most ``limit``, optionally of one reason)."""
+    """The DLQ's records (at most ``limit``, optionally of one reason): from the start, or
+    ``newest_first`` (by time, then partition and offset). TopicNotFound when the broker has
+    no DLQ topic."""
     consumer, tps = await _open(settings, group=None)
     try:
-        if tps:
-            await consumer.seek_to_beginning(*tps)
+        await consumer.seek_to_beginning(*tps)
         letters = await _drain(consumer, tps)
     finally:
         await consumer.stop()
     if reason is not None:
         letters = [d for d in letters if d.reason == reason]
+    if newest_first:
+        letters.sort(key=lambda d: (d.timestamp, d.partition, d.offset), reverse=True)
     return letters[:limit]
 
 
@@ -125,7 +139,8 @@ async def redrive(settings: Settings, reason: str | None = None) -> int:
 
     Progress is committed under the group ``<consumer_group>-dlq-redrive``. With ``reason``,
     only that reason's records go, and no progress is committed. ``undecodable`` letters
-    name offsets, not records, and are never sent.
+    name offsets, not records, and are never sent. TopicNotFound when the broker has no DLQ
+    topic.
     """
     consumer, tps = await _open(settings, group=settings.consumer_group + REDRIVE_GROUP_SUFFIX)
     producer = dead_letter_producer(settings, client_id="mendline-dlq-redrive")

@@ -5,10 +5,13 @@ and turns what went wrong into one line and a hint."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import os
 import signal
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 from mendline.cli import (
     admin,
@@ -30,7 +33,8 @@ from mendline.cli._hints import DEBUG_HINT, hint_on
 from mendline.cli._options import Command, Commands
 from mendline.cli.output import print_error, print_traceback
 from mendline.schemas.errors import ConfigError, MendlineError, UsageError
-from mendline.schemas.settings import load_settings
+from mendline.schemas.settings import Settings, load_settings
+from mendline.sinks.routing import RoutingTable, load_routes
 
 __all__ = [
     "COMMAND_GROUPS",
@@ -78,18 +82,85 @@ COMMAND_GROUPS: tuple[CommandGroup, ...] = (
 
 
 def build_parser(groups: Sequence[CommandGroup] = COMMAND_GROUPS) -> argparse.ArgumentParser:
-    """The argument parser of every mendline command (of ``groups``)."""
-    parser = argparse.ArgumentParser(
+    """The argument parser of every mendline command (of ``groups``); the global options
+    (``--config``, ``--debug``, ``--json``) go before the command or after it."""
+    parser = _Parser(
         prog="mendline",
         description="Errors your apps log -> grouped issues, root causes and alerts.",
     )
-    parser.add_argument("--config", type=Path, help="a TOML settings file")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser.set_defaults(run_without_settings=None)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {importlib.metadata.version('mendline')}"
+    )
+    _add_global_options(parser)
+    parser.add_argument(
+        "--json",
+        dest=_GLOBAL_JSON,
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="the command's --json (results, or a worker's log lines, as JSON)",
+    )
+    parser.set_defaults(run_without_settings=None, warn_of_variables=True)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=argparse.ArgumentParser
+    )
     for group in groups:
         group.register(commands)
+    for command in _parsers_below(parser):
+        _add_global_options(command)
     return parser
+
+
+#: Where the top-level ``--json`` is kept, apart from a command's own (whose default, parsed
+#: after it, would overwrite it).
+_GLOBAL_JSON = "global_json"
+#: The global options' values when they are not given (their own defaults are SUPPRESS, so
+#: that a command's parser, parsed after the top-level one, keeps what was given before it).
+_GLOBAL_DEFAULTS: dict[str, Any] = {"config": None, "debug": False}
+
+
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--debug`` on ``parser``, with no default of their own."""
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="a TOML settings file"
+    )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks on errors",
+    )
+
+
+def _parsers_below(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every command's parser under ``parser`` (a command and its own commands), once each."""
+    seen: set[int] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                if id(command) not in seen:
+                    seen.add(id(command))
+                    yield command
+                    yield from _parsers_below(command)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser: after parsing, the global options not given get their defaults,
+    and a ``--json`` before the command is the command's own (a usage error for a command
+    that has none)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        for name, default in _GLOBAL_DEFAULTS.items():
+            if not hasattr(parsed, name):
+                setattr(parsed, name, default)
+        if getattr(parsed, _GLOBAL_JSON, False):
+            if not hasattr(parsed, "json"):
+                self.error("--json: this command has no JSON output")
+            parsed.json = True
+        return parsed, rest
 
 
 def console() -> NoReturn:
@@ -154,4 +225,17 @@ def _run(args: argparse.Namespace) -> int:
         if without_settings is None:
             raise
         return without_settings(args, exc)
+    if args.warn_of_variables:
+        _warn_of_misspelt_variables(settings)
     return run(args, settings)
+
+
+def _warn_of_misspelt_variables(settings: Settings) -> None:
+    """One line on stderr for each MENDLINE_* variable that is no setting but looks like one
+    (doctor's check): the settings ignore it, the command runs without what it meant."""
+    try:
+        routes: RoutingTable | ConfigError = load_routes(settings.routes_file)
+    except ConfigError as exc:  # said by the commands that route; here, no secrets' names
+        routes = exc
+    for problem, hint in doctor.misspelt_variables(os.environ, routes):
+        print(f"mendline: warning: {problem} (ignored); {hint}", file=sys.stderr)

@@ -8,7 +8,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mendline.cli._hints import DATABASE_HINT, KAFKA_HINT, MIGRATE_HINT, or_doctor
+from mendline.cli._hints import (
+    DATABASE_URL_HINT,
+    KAFKA_HINT,
+    MIGRATE_HINT,
+    connect_failure,
+    or_doctor,
+)
 from mendline.schemas.errors import MendlineError
 from mendline.schemas.redaction import redact_url, url_secrets
 from mendline.schemas.settings import Settings
@@ -51,12 +57,10 @@ async def connect_database(settings: Settings, *, for_migrate: bool = False) -> 
     try:
         conn = await asyncpg.connect(url)
     except (OSError, asyncpg.PostgresError) as exc:
-        hint = or_doctor(DATABASE_HINT)
-        raise MendlineError(
-            redact_url(f"cannot reach PostgreSQL at {url}: {exc}", secrets), hint=hint
-        ) from exc
+        message, hint = connect_failure(exc, url)
+        raise MendlineError(redact_url(message, secrets), hint=or_doctor(hint)) from exc
     except (asyncpg.ClientConfigurationError, ValueError) as exc:  # a malformed URL
-        hint = or_doctor(DATABASE_HINT)
+        hint = or_doctor(DATABASE_URL_HINT)
         raise MendlineError(
             redact_url(f"the database URL {url} is not valid: {exc}", secrets), hint=hint
         ) from exc

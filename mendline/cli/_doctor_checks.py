@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from mendline.cli._hints import DATABASE_HINT, KAFKA_HINT, MIGRATE_HINT
+from mendline.cli._hints import KAFKA_HINT, MIGRATE_HINT, connect_failure
 from mendline.cli.output import counted
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.redaction import redact_url
@@ -229,29 +229,14 @@ async def check_database(settings: Settings, timeout: float) -> Verdict:
     shown = redact_url(url)
     try:
         conn = await asyncpg.connect(url, timeout=timeout, command_timeout=timeout)
-    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
-        return fail(
-            f"PostgreSQL at {shown} refused the login: {exc}",
-            "check the user and password in MENDLINE_DATABASE_URL",
-        )
-    except asyncpg.InvalidCatalogNameError as exc:
-        return fail(
-            f"PostgreSQL at {shown}: {exc}",
-            "create the database (createdb NAME), or fix its name in MENDLINE_DATABASE_URL",
-        )
     except TimeoutError:
         return fail(
             f"PostgreSQL at {shown} did not answer within {timeout:g} s",
             "something accepted the connection but did not answer as PostgreSQL: check the"
             " host and port in MENDLINE_DATABASE_URL",
         )
-    except OSError as exc:
-        return fail(f"cannot reach PostgreSQL at {shown}: {exc}", DATABASE_HINT)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
-        return fail(
-            f"cannot connect to PostgreSQL at {shown}: {type(exc).__name__}: {exc}",
-            "check MENDLINE_DATABASE_URL (postgresql://user:password@host:5432/database)",
-        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        return fail(*connect_failure(exc, shown))
     try:
         version = conn.get_server_version()
         applied: list[str] = []

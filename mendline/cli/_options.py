@@ -1,5 +1,5 @@
-"""What the commands share on the command line: the ``--json`` and ``--tag`` options, whole
-numbers, and the shapes of a command and of the set it is added to."""
+"""What the commands share on the command line: the ``--json`` and ``--tag`` options, bounded
+whole numbers, and the shapes of a command and of the set it is added to."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ from typing import TypeAlias
 
 from mendline.schemas.settings import Settings
 
-__all__ = ["AS_JSON", "LOGS_AS_JSON", "TAGS", "Command", "Commands", "positive"]
+__all__ = [
+    "AS_JSON",
+    "LOGS_AS_JSON",
+    "MAX_DAYS",
+    "MAX_WHOLE",
+    "TAGS",
+    "Command",
+    "Commands",
+    "positive",
+    "whole_days",
+]
 
 #: What a command runs (bound with ``set_defaults(run=...)``): it gets the parsed arguments
 #: and the loaded settings, and returns the exit status.
@@ -32,14 +42,31 @@ LOGS_AS_JSON.add_argument(
 )
 
 
+#: The largest whole number a command takes: PostgreSQL's ``bigint`` (ids, limits, counts).
+MAX_WHOLE = 2**63 - 1
+#: The most days a command takes (a hundred years): more would take dates out of range.
+MAX_DAYS = 36500
+
+
 def positive(text: str) -> int:
-    """A whole number of at least 1 (an argparse ``type``)."""
+    """A whole number from 1 to :data:`MAX_WHOLE` (an argparse ``type``)."""
+    return _whole(text, MAX_WHOLE)
+
+
+def whole_days(text: str) -> int:
+    """A number of days, from 1 to :data:`MAX_DAYS` (an argparse ``type``)."""
+    return _whole(text, MAX_DAYS)
+
+
+def _whole(text: str, most: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    if value > most:
+        raise argparse.ArgumentTypeError(f"must be at most {most}, not {value}")
     return value
 
 

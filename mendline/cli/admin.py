@@ -13,7 +13,7 @@ from typing import Any
 from mendline.cli._connections import connect_database, reaching_kafka
 from mendline.cli._options import AS_JSON, Commands, positive
 from mendline.cli.output import print_done, print_json, printable, shorten, table
-from mendline.schemas.errors import ConfigError
+from mendline.schemas.errors import DEAD_LETTER_REASONS, ConfigError, DevStackError
 from mendline.schemas.redaction import redact_url
 from mendline.schemas.settings import Settings
 
@@ -85,14 +85,24 @@ def _register_dlq(commands: Commands) -> None:
         "list", parents=[AS_JSON], help="the rejected records and why"
     )
     dlq_list.add_argument("--limit", type=positive, default=100, help="at most this many")
-    dlq_list.add_argument("--reason", help="only this reason (not_json, invalid, ...)")
+    dlq_list.add_argument(
+        "--reason", choices=DEAD_LETTER_REASONS, metavar="REASON", help="only this reason"
+    )
+    dlq_list.add_argument(
+        "--oldest", action="store_true", help="the oldest first (default: the newest first)"
+    )
     dlq_list.set_defaults(run=_dlq_list)
     dlq_redrive = dlq_commands.add_parser(
         "redrive",
         parents=[AS_JSON],
         help="send the rejected records through the pipeline again, after a fix",
     )
-    dlq_redrive.add_argument("--reason", help="only this reason (progress is then not saved)")
+    dlq_redrive.add_argument(
+        "--reason",
+        choices=DEAD_LETTER_REASONS,
+        metavar="REASON",
+        help="only this reason (progress is then not saved)",
+    )
     dlq_redrive.set_defaults(run=_dlq_redrive)
 
 
@@ -177,7 +187,9 @@ def _dlq_list(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.ingest import read_dead_letters
 
     with reaching_kafka(settings):
-        letters = asyncio.run(read_dead_letters(settings, args.limit, args.reason))
+        letters = asyncio.run(
+            read_dead_letters(settings, args.limit, args.reason, newest_first=not args.oldest)
+        )
     if args.json:
         for d in letters:
             print_json(
@@ -226,6 +238,10 @@ def _dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: Seconds between looks at whether the dev stack's servers still run.
+_DEVSTACK_POLL = 0.5
+
+
 def _devstack(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.devstack import DevStack
 
@@ -236,11 +252,14 @@ def _devstack(args: argparse.Namespace, settings: Settings) -> int:
         try:
             # In the try: a Ctrl-C sent as soon as this line is read is a clean stop too.
             print("running; press Ctrl-C to stop", file=sys.stderr, flush=True)
-            while True:
-                time.sleep(3600)
+            while not (stopped := stack.stopped()):
+                time.sleep(_DEVSTACK_POLL)
         except KeyboardInterrupt:
-            pass
-    return 0
+            return 0
+    raise DevStackError(
+        f"{' and '.join(stopped)} stopped running; the dev stack is down",
+        hint="start `mendline devstack` again",
+    )
 
 
 def _topics_ensure(args: argparse.Namespace, settings: Settings) -> int:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from mendline.cli._connections import reaching_kafka
 from mendline.cli._demo_summary import Progress, Summary, read_progress, show, summarise
-from mendline.cli._hints import DATABASE_HINT, or_doctor
+from mendline.cli._hints import connect_failure, or_doctor
 from mendline.cli._options import Commands
 from mendline.cli.output import Screen, print_json
 from mendline.schemas.errors import MendlineError
@@ -265,9 +265,9 @@ async def _empty_database(stack: DevStack) -> asyncpg.Pool:
             )
         return await migrated_pool(url, max_size=2)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        message, problem_hint = connect_failure(exc, url)
         raise MendlineError(
-            redact_url(f"cannot reach PostgreSQL at {url}: {exc}", url_secrets(url)),
-            hint=or_doctor(DATABASE_HINT),
+            redact_url(message, url_secrets(url)), hint=or_doctor(problem_hint)
         ) from exc
 
 

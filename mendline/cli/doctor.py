@@ -52,6 +52,7 @@ __all__ = [
     "doctor",
     "doctor_without_settings",
     "local_role_exposure",
+    "misspelt_variables",
     "register",
     "run_checks",
 ]
@@ -83,7 +84,10 @@ def register(commands: Commands) -> None:
         parents=[AS_JSON],
         help="check the settings, broker, database, LLM endpoint and alert channels",
     )
-    command.set_defaults(run=doctor, run_without_settings=doctor_without_settings)
+    # Its settings check names misspelt variables: not said again before it runs.
+    command.set_defaults(
+        run=doctor, run_without_settings=doctor_without_settings, warn_of_variables=False
+    )
 
 
 def doctor(args: argparse.Namespace, settings: Settings) -> int:
@@ -266,7 +270,7 @@ async def _settings(
             f"{detail}; but {'; '.join(str(problem) for problem in unusable)}",
             "fix these: an app with them ships no error events (or uses the default)",
         )
-    odd = [*_odd_settings(settings), *_misspelt_variables(environ, routes)]
+    odd = [*_odd_settings(settings), *misspelt_variables(environ, routes)]
     if not odd:
         return ok(detail)
     return warn(
@@ -342,11 +346,12 @@ def _odd_settings(s: Settings) -> Iterator[tuple[str, str]]:
             )
 
 
-def _misspelt_variables(
+def misspelt_variables(
     environ: Mapping[str, str], routes: RoutingTable | ConfigError
 ) -> Iterator[tuple[str, str]]:
-    """MENDLINE_* variables that are no setting but look like one: a typo is silently
-    ignored otherwise. Variables the routes file names for its secrets are not typos."""
+    """MENDLINE_* variables that are no setting but look like one (a typo is silently
+    ignored otherwise), each as what is wrong and the closest setting. Variables the routes
+    file names for its secrets are not typos."""
     known = set(_SETTING_VARIABLES)
     if isinstance(routes, RoutingTable):
         known |= {v for r in routes.receivers.values() for _, v in secret_variables(r)}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_SERVICE",
+    "SEND_BATCH",
     "Sent",
     "build_events",
     "emit",
@@ -132,30 +134,21 @@ def build_events(
     tags: dict[str, str] | None = None,
     fingerprint: list[str] | None = None,
     count: int = 1,
-) -> list[bytes]:
+) -> Iterator[bytes]:
     """``count`` events of one log call, each with its own event_id, as the processor builds
-    them (trimmed to the limits and scrubbed); their wire bytes.
+    them (trimmed to the limits and scrubbed); their wire bytes, built one at a time as they
+    are taken (a large count is sent as it is built, never held whole).
 
     ``exceptions`` are (type, module, value) of a chain without frames, root cause first.
     """
     from mendline.ingest import Capture, RawException
 
     chain = [RawException(kind, module, value, [], 0) for kind, module, value in exceptions]
-    return [
-        builder.encode(
-            Capture(
-                time.time(),
-                level,
-                None,
-                message,
-                dict(context or {}),
-                chain,
-                tags,
-                fingerprint,
-            )
-        )[1]
-        for _ in range(count)
-    ]
+    for _ in range(count):
+        capture = Capture(
+            time.time(), level, None, message, dict(context or {}), chain, tags, fingerprint
+        )
+        yield builder.encode(capture)[1]
 
 
 def prepared_lines(
@@ -179,10 +172,17 @@ def prepared_lines(
             bad.append(number)
 
 
-async def send(settings: Settings, events: Sequence[PreparedEvent]) -> list[Sent]:
+#: Events sent before their acks are awaited: what memory holds of a large emit.
+SEND_BATCH = 1000
+
+
+async def send(
+    settings: Settings, events: Iterable[PreparedEvent], on_sent: Callable[[Sent], None]
+) -> int:
     """Produce ``events`` to the errors topic as the shipper does (acks=all, no idempotence,
     keyed by event_id, signed with MENDLINE_SIGNING_KEY when set, as the service each event
-    claims) and wait for every ack."""
+    claims), :data:`SEND_BATCH` at a time: each batch's acks are awaited, and ``on_sent``
+    told of each, before the next is taken from ``events``. Returns how many were sent."""
     from mendline.analyzers.policy import signature_headers
     from mendline.ingest import errors_producer
 
@@ -193,24 +193,28 @@ async def send(settings: Settings, events: Sequence[PreparedEvent]) -> list[Sent
         client_id="mendline-emit",
         request_timeout_ms=int(settings.kafka_request_timeout * 1000),
     )
+    sent = 0
     try:
         await producer.start()
-        futures = [
-            await producer.send(
-                settings.errors_topic,
-                value=event.payload,
-                key=event.event_id.encode(),
-                headers=signature_headers(key, event.service, event.payload) if key else None,
-            )
-            for event in events
-        ]
-        written = await asyncio.gather(*futures)
+        taking = iter(events)
+        while batch := list(itertools.islice(taking, SEND_BATCH)):
+            futures = [
+                await producer.send(
+                    settings.errors_topic,
+                    value=event.payload,
+                    key=event.event_id.encode(),
+                    headers=signature_headers(key, event.service, event.payload) if key else None,
+                )
+                for event in batch
+            ]
+            for event, meta in zip(batch, await asyncio.gather(*futures), strict=True):
+                on_sent(
+                    Sent(event.event_id, event.fingerprint, meta.topic, meta.partition, meta.offset)
+                )
+            sent += len(batch)
     finally:
         await producer.stop()
-    return [
-        Sent(event.event_id, event.fingerprint, meta.topic, meta.partition, meta.offset)
-        for event, meta in zip(events, written, strict=True)
-    ]
+    return sent
 
 
 def emit(args: argparse.Namespace, settings: Settings) -> int:
@@ -225,7 +229,7 @@ def emit(args: argparse.Namespace, settings: Settings) -> int:
         if given:
             raise UsageError(f"--{given[0]} goes with --message, not with --file")
         with args.file:
-            events = list(prepared_lines(args.file, scrubber, bad))
+            sent = _send_as_taken(args, settings, prepared_lines(args.file, scrubber, bad))
     else:
         builder = EventBuilder(
             args.service or settings.service or DEFAULT_SERVICE,
@@ -243,16 +247,27 @@ def emit(args: argparse.Namespace, settings: Settings) -> int:
             fingerprint=args.fingerprint or None,
             count=args.count or 1,
         )
-        events = [prepare_record(data, scrubber) for data in wire]  # the consumer's own check
-    sent: list[Sent] = []
-    if events:
-        with reaching_kafka(settings):
-            sent = asyncio.run(send(settings, events))
-    for one in sent:
+        # Each checked as the consumer will, as it is taken.
+        sent = _send_as_taken(args, settings, (prepare_record(data, scrubber) for data in wire))
+    if not args.json:
+        print(f"sent {sent} event(s) to {settings.errors_topic}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _send_as_taken(
+    args: argparse.Namespace, settings: Settings, events: Iterator[PreparedEvent]
+) -> int:
+    """``send`` the events, each printed once acked (its event_id, or with ``--json`` where it
+    went); how many. No event at all (a file of bad lines) asks no broker."""
+    first = next(events, None)
+    if first is None:
+        return 0
+
+    def said(one: Sent) -> None:
         if args.json:
             print_json(asdict(one))
         else:
             print(one.event_id)
-    if not args.json:
-        print(f"sent {len(sent)} event(s) to {settings.errors_topic}", file=sys.stderr)
-    return 1 if bad else 0
+
+    with reaching_kafka(settings):
+        return asyncio.run(send(settings, itertools.chain([first], events), said))

@@ -14,7 +14,7 @@ from mendline.cli._actor import acting
 from mendline.cli._connections import finding_store
 from mendline.cli._hints import FINDINGS_HINT, ISSUES_HINT, hint_on
 from mendline.cli._issue_reads import register_event_reads, register_reads
-from mendline.cli._options import AS_JSON, Commands, positive
+from mendline.cli._options import AS_JSON, Commands, positive, whole_days
 from mendline.cli.output import describe, print_done, print_json, printable, shorten, table
 from mendline.schemas.errors import FindingNotFound, IssueNotFound, UsageError
 from mendline.schemas.finding import confidence_label
@@ -155,7 +155,7 @@ def _register_events(commands: Commands) -> None:
         "prune", parents=[AS_JSON], help="drop the days of events older than the retention"
     )
     prune.add_argument(
-        "--days", type=positive, help="keep this many days (default: MENDLINE_RETENTION_DAYS)"
+        "--days", type=whole_days, help="keep this many days (default: MENDLINE_RETENTION_DAYS)"
     )
     prune.set_defaults(run=_events_prune)
 

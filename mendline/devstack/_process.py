@@ -300,6 +300,11 @@ class ServerProcess:
         _live.add(self)  # so the atexit hook deletes the work dir even if never started
 
     @property
+    def kind(self) -> str:
+        """What server it is: ``kafka`` or ``postgres``."""
+        return self._kind
+
+    @property
     def host(self) -> str:
         """The loopback address the server listens on."""
         return self._host

@@ -9,9 +9,13 @@ from typing import Self
 
 from mendline.devstack._kafka import KafkaBroker
 from mendline.devstack._postgres import EmbeddedPostgres
+from mendline.devstack._process import log_tail
 from mendline.schemas.redaction import redact_url
 
 __all__ = ["DevStack"]
+
+#: Characters of a server's last log line said when it stopped.
+_LAST_LINE = 200
 
 
 class DevStack:
@@ -95,6 +99,18 @@ class DevStack:
         except BaseException:
             self.stop()
             raise
+
+    def stopped(self) -> list[str]:
+        """The embedded parts that were started and are not running any more (died, killed),
+        each said as ``"the embedded <kind>"`` with the last line of its log (which goes with
+        its work dir when the stack is closed); empty while all run."""
+        said = []
+        for server in (self.broker, self.postgres):
+            if server is not None and server.pid is None:
+                last = log_tail(server.log_path).splitlines()[-1:]
+                logged = f" (its log's last line: {last[0][:_LAST_LINE]})" if last else ""
+                said.append(f"the embedded {server.kind}{logged}")
+        return said
 
     def stop(self) -> None:
         """Stop the embedded parts, keeping their data for a later :meth:`start`."""

@@ -11,11 +11,15 @@ from mendline.ingest.consumer import ProducerCheck, producer_check
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import connect_store
 from mendline.stages._telemetry import TRIGGERS_HELP, StageContext, StatsMetric
+from mendline.stages._topics import ensure_stage_topics
 from mendline.stages._waiting import connect_patiently
 
 __all__ = ["METRICS", "check", "run", "summary"]
 
 log = logging.getLogger("mendline.consume")
+
+#: Seconds a reachable broker has to create the topics before the stage goes on without.
+_ENSURE_TIMEOUT = 30.0
 
 
 def check(settings: Settings) -> None:
@@ -70,8 +74,14 @@ METRICS: tuple[StatsMetric[ConsumerStats], ...] = (
 async def run(settings: Settings, stop: asyncio.Event, context: StageContext) -> None:
     """The consume stage until ``stop``; the batch in flight is finished and committed.
     Ready while it holds the database and the consumer group, and is not waiting out an
-    outage of the database or the DLQ."""
+    outage of the database or the DLQ. The errors and DLQ topics are created first where
+    missing, with the configured partitions (a broker that refuses is one warning)."""
     check(settings)  # a bad keys file is said now, not after waiting out a broker outage
+    context.not_ready("creating the topics")
+    topics = (settings.errors_topic, settings.dlq_topic)
+    await ensure_stage_topics(settings, topics, timeout=_ENSURE_TIMEOUT, stop=stop)
+    if stop.is_set():
+        return
     context.not_ready("connecting to PostgreSQL")
     store = await connect_patiently(lambda: connect_store(settings), stop)
     if store is None:

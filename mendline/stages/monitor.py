@@ -37,7 +37,6 @@ from mendline.analyzers.health import (
 from mendline.ingest import (
     CheckinConsumer,
     encode_checkin,
-    ensure_topics,
     errors_producer,
     new_checkin,
 )
@@ -61,6 +60,7 @@ from mendline.sinks.postgres import (
     is_outage,
 )
 from mendline.stages._telemetry import StageContext
+from mendline.stages._topics import ensure_stage_topics
 from mendline.stages._waiting import (
     connect_patiently,
     keep_renewing,
@@ -242,19 +242,7 @@ async def _ensure_checkins_topic(settings: Settings) -> bool:
     refused: said, and the monitor goes on (its ticks try again, and it checks the partitions
     before judging heartbeats)."""
     topics = (settings.checkins_topic, settings.checkins_dlq_topic)
-    try:
-        async with asyncio.timeout(_TICK_TIMEOUT * 3):
-            created = await ensure_topics(settings, only=topics)
-    except Exception as exc:
-        log.warning(
-            "mendline: the check-ins topics could not be created: %s",
-            str(exc) or type(exc).__name__,
-        )
-        return False
-    for topic, what in created.items():
-        if what == "created":
-            log.info("mendline: created the topic %s", topic)
-    return True
+    return await ensure_stage_topics(settings, topics, timeout=_TICK_TIMEOUT * 3)
 
 
 class CheckinReader:

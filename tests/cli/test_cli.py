@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -126,16 +127,40 @@ def test_consume_checks_the_producer_keys_file_before_any_server(
     assert "MENDLINE_PRODUCER_AUTH=off" in hint
 
 
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda config: ["--config", config, "config", "show", "--json"],
+        lambda config: ["--json", "config", "show", "--config", config],
+        lambda config: ["config", "--config", config, "show", "--json"],
+    ],
+    ids=["before", "after", "between"],
+)
 def test_a_toml_config_file_is_read_and_the_environment_wins(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    where: Callable[[str], list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = tmp_path / "mendline.toml"
     config.write_text('errors_topic = "from.file"\ndlq_topic = "dlq.from.file"\n')
     monkeypatch.setenv("MENDLINE_DLQ_TOPIC", "dlq.from.env")
-    assert main(["--config", str(config), "config", "show", "--json"]) == 0
+    assert main(where(str(config))) == 0
     values = json.loads(capsys.readouterr().out)
     assert values["errors_topic"] == "from.file"
     assert values["dlq_topic"] == "dlq.from.env"
+
+
+def test_json_before_a_command_without_json_output_is_a_usage_error() -> None:
+    assert usage_error(run("--json", "checks", "example")) == (
+        "--json: this command has no JSON output"
+    )
+
+
+def test_version_is_the_installed_packages() -> None:
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"mendline {importlib.metadata.version('mendline')}\n"
 
 
 @pytest.mark.parametrize(
@@ -168,6 +193,16 @@ def test_a_bad_setting_in_the_environment_is_named() -> None:
     assert "MENDLINE_* variables" in hint
 
 
+def test_a_misspelt_variable_is_named_with_the_setting_it_looks_like() -> None:
+    result = run("config", "show", "--json", env={"MENDLINE_RETENTON_DAYS": "9"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "mendline: warning: MENDLINE_RETENTON_DAYS is not a setting (ignored);"
+        " did you mean MENDLINE_RETENTION_DAYS?\n"
+    )
+    assert json.loads(result.stdout)["retention_days"] == 30
+
+
 def test_an_unknown_command_is_a_usage_error() -> None:
     assert "invalid choice: 'frobnicate'" in usage_error(run("frobnicate"))
 
@@ -178,6 +213,14 @@ def test_an_unknown_command_is_a_usage_error() -> None:
         (("analyze", "--fresh"), "--fresh goes with --issue"),
         (("issues", "show", "first"), "argument id: expected a whole number, not 'first'"),
         (("findings", "list", "--limit", "0"), "argument --limit: must be at least 1, not 0"),
+        (
+            ("issues", "show", "99999999999999999999"),
+            "argument id: must be at most 9223372036854775807, not 99999999999999999999",
+        ),
+        (
+            ("events", "prune", "--days", "100000000"),
+            "argument --days: must be at most 36500, not 100000000",
+        ),
         (("run", "--only", "consume,bogus"), "argument --only: stages are consume, analyze, alert"),
         (("schema", "--bogus"), "unrecognized arguments: --bogus"),
         (("devstack", "now"), "unrecognized arguments: now"),
@@ -187,6 +230,10 @@ def test_an_unknown_command_is_a_usage_error() -> None:
         (("issues", "ignore", "1", "--until", "2027-01-01T09:00"), "--until needs its time zone"),
         (("issues", "ignore", "1", "--until", "Monday"), "--until Monday is not an ISO 8601"),
         (("issues", "ignore", "1", "--for", "1h", "--until", "2027-01-01T09:00Z"), "give --for"),
+        (
+            ("dlq", "redrive", "--reason", "bogus"),
+            "argument --reason: invalid choice: 'bogus' (choose from 'not_json', 'invalid',",
+        ),
     ],
 )
 def test_bad_arguments_are_usage_errors_before_any_server_is_asked(
@@ -233,8 +280,12 @@ def test_a_malformed_database_url_is_one_line_with_a_hint_and_the_password_hidde
     assert "pa55word" not in result.stderr
 
 
-def test_debug_shows_the_traceback_instead() -> None:
-    result = run("--debug", "issues", "list", env={"MENDLINE_DATABASE_URL": UNREACHABLE_DATABASE})
+@pytest.mark.parametrize(
+    "argv",
+    [("--debug", "issues", "list"), ("issues", "list", "--debug"), ("issues", "--debug", "list")],
+)
+def test_debug_shows_the_traceback_instead(argv: tuple[str, ...]) -> None:
+    result = run(*argv, env={"MENDLINE_DATABASE_URL": UNREACHABLE_DATABASE})
     assert result.returncode == 1
     assert "Traceback (most recent call last)" in result.stderr
     assert "MendlineError: cannot reach PostgreSQL" in result.stderr

@@ -31,6 +31,17 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
         await admin.close()
 
 
+async def partition_count(bootstrap: str, topic: str) -> int:
+    """The partitions of ``topic``, 0 if it does not exist (asking creates no topic)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        # topics() asks the broker for every topic: it creates none.
+        return len(((await consumer.topics()) and consumer.partitions_for_topic(topic)) or ())
+    finally:
+        await consumer.stop()
+
+
 async def produce(
     bootstrap: str,
     topic: str,

@@ -14,7 +14,7 @@ from tests.cli_helpers import cli, cli_env, failure, json_lines, json_object, ru
 from tests.db_helpers import query
 
 from .event_factory import encode, make_event
-from .kafka_helpers import produce
+from .kafka_helpers import produce, unique_topic
 from .stage_helpers import consume_settings, running_consumer, wait_until
 
 pytestmark = pytest.mark.integration
@@ -386,6 +386,37 @@ async def test_dlq_list_shows_the_rejected_record_and_redrive_sends_it_again(
         # Progress was saved: only the newly rejected record goes this time.
         again = await cli("dlq", "redrive", env=env)
         assert again.stdout == f"re-drove 1 record(s) to {settings.errors_topic}\n"
+
+
+async def test_dlq_list_shows_the_newest_first_and_oldest_on_asking(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    settings = consume_settings(kafka_bootstrap, fresh_db_url)
+    env = cli_env(settings)
+    await produce(kafka_bootstrap, settings.errors_topic, [b"first bad", b"second bad"])
+    async with running_consumer(settings) as consumer:
+        await wait_until(
+            lambda: consumer.stats.dead_lettered == {"not_json": 2}, 30, "both dead-lettered"
+        )
+    newest = json_lines(await cli("dlq", "list", "--json", env=env))
+    assert [d["value"] for d in newest] == ["second bad", "first bad"]
+    oldest = json_lines(await cli("dlq", "list", "--oldest", "--json", env=env))
+    assert [d["value"] for d in oldest] == ["first bad", "second bad"]
+    latest = json_lines(await cli("dlq", "list", "--limit", "1", "--json", env=env))
+    assert [d["value"] for d in latest] == ["second bad"]
+
+
+@pytest.mark.parametrize("command", ["list", "redrive"])
+def test_dlq_without_its_topic_is_one_clear_error(kafka_bootstrap: str, command: str) -> None:
+    topic = unique_topic("no-dlq")
+    result = run(
+        "dlq",
+        command,
+        env={"MENDLINE_KAFKA_BOOTSTRAP": kafka_bootstrap, "MENDLINE_DLQ_TOPIC": topic},
+    )
+    error, hint = failure(result)
+    assert error == f"the DLQ topic {topic} does not exist"
+    assert "`mendline topics ensure`" in hint and "MENDLINE_DLQ_TOPIC" in hint
 
 
 @pytest.mark.parametrize("command", ["list", "redrive"])

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from mendline.analyzers.grouping.scrubbing import Scrubber
+from mendline.cli.emit import SEND_BATCH, Sent, build_events, send
+from mendline.ingest import EventBuilder, prepare_record
+from mendline.schemas.prepared import PreparedEvent
+from mendline.schemas.settings import load_settings
 from tests.cli_helpers import cli, cli_env, json_lines
 from tests.db_helpers import query
 
 from .event_factory import encode, make_event
-from .kafka_helpers import read_events
+from .kafka_helpers import read_events, unique_topic
 from .stage_helpers import consume_settings, running_consumer, wait_until
 
 pytestmark = pytest.mark.integration
@@ -186,3 +193,32 @@ async def test_emit_file_sends_the_good_lines_and_names_the_bad_ones(
     stored = await query(fresh_db_url, "SELECT event_id FROM mendline.events")
     assert {r["event_id"].hex for r in stored} == {e["event_id"] for e in good}
     assert consumer.stats.dead_lettered == {}
+
+
+async def test_a_large_emit_is_sent_as_it_is_built(kafka_bootstrap: str) -> None:
+    # A batch is sent, and acked, before the next is built: memory holds one batch, not all.
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap, errors_topic=unique_topic("emit"))
+    scrubber = Scrubber()
+    built = 0
+    built_at_acks: list[int] = []
+
+    def events() -> Iterator[PreparedEvent]:
+        nonlocal built
+        for n in range(3 * SEND_BATCH):
+            built += 1
+            yield prepare_record(encode(make_event(1, n)), scrubber)
+
+    def acked(one: Sent) -> None:
+        built_at_acks.append(built)
+
+    assert await send(settings, events(), acked) == 3 * SEND_BATCH
+    assert built_at_acks[0] == SEND_BATCH  # the first ack came before the rest was built
+    assert built_at_acks[-1] == 3 * SEND_BATCH
+    assert len(built_at_acks) == 3 * SEND_BATCH
+
+
+def test_build_events_builds_as_they_are_taken() -> None:
+    builder = EventBuilder("api", "test", None, scrubber=Scrubber())
+    events = build_events(builder, message="again", count=10**12)  # never all held
+    first, second = itertools.islice(events, 2)
+    assert json.loads(first)["event_id"] != json.loads(second)["event_id"]

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,39 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from mendline.schemas.redaction import redact_url
 from tests.cli_helpers import cli_env, failure, json_object, run
+from tests.db_helpers import with_database
 
 from .kafka_helpers import unique_topic
 from .stage_helpers import SLACK_ROUTE, consume_settings, wait_until
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(
+    ("change", "said", "hint"),
+    [
+        (
+            lambda url: url.replace("//postgres:", "//nobody_here:", 1),
+            # with password authentication, a role it lacks is a password that fails
+            'refused the login: password authentication failed for user "nobody_here"',
+            "check the user and password in MENDLINE_DATABASE_URL",
+        ),
+        (
+            lambda url: with_database(url, "no_such_db"),
+            'database "no_such_db" does not exist',
+            "create the database (createdb NAME), or fix its name in MENDLINE_DATABASE_URL",
+        ),
+    ],
+    ids=["role", "database"],
+)
+def test_a_server_that_refuses_the_connection_gets_the_hint_of_its_answer(
+    database_url: str, change: Callable[[str], str], said: str, hint: str
+) -> None:
+    url = change(database_url)
+    assert url != database_url
+    error, shown_hint = failure(run("issues", "list", env={"MENDLINE_DATABASE_URL": url}))
+    assert said in error
+    assert shown_hint == f"{hint}; or run `mendline doctor`"
 
 
 async def test_topics_ensure_creates_then_finds_them(kafka_bootstrap: str) -> None:

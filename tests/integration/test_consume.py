@@ -21,10 +21,11 @@ from mendline.ingest import read_dead_letters, redrive
 from mendline.ingest.consumer import dead_letter_producer
 from mendline.schemas.settings import Settings, load_settings
 from mendline.sinks.postgres import connect_store
+from mendline.stages import Telemetry, consume
 from tests.db_helpers import query
 
 from .event_factory import encode, make_event
-from .kafka_helpers import create_topic, produce, produce_batch, record_batch
+from .kafka_helpers import create_topic, partition_count, produce, produce_batch, record_batch
 from .stage_helpers import consume_settings, running_consumer, wait_until
 
 pytestmark = pytest.mark.integration
@@ -58,6 +59,24 @@ async def check_exactly_once(url: str, produced: list[dict[str, object]]) -> Non
         assert await conn.fetchval("SELECT sum(times_seen) FROM mendline.issues") == len(produced)
     finally:
         await conn.close()
+
+
+async def test_the_consume_stage_creates_its_topics_with_the_configured_partitions(
+    kafka_bootstrap: str, fresh_db_url: str
+) -> None:
+    # A broker that creates topics on first use gives them its own partitions, and the DLQ
+    # topic none until something is dead-lettered: the stage creates both, as `topics ensure`.
+    settings = consume_settings(kafka_bootstrap, fresh_db_url, topic_partitions=5)
+    context = Telemetry().stage("consume")
+    stop = asyncio.Event()
+    stage = asyncio.create_task(consume.run(settings, stop, context))
+    try:
+        await wait_until(lambda: context.waiting_for() is None, 60, "the consume stage ready")
+    finally:
+        stop.set()
+        await asyncio.wait_for(stage, 30)
+    assert await partition_count(kafka_bootstrap, settings.errors_topic) == 5
+    assert await partition_count(kafka_bootstrap, settings.dlq_topic) == 5
 
 
 async def test_events_become_issues_once_and_offsets_are_committed(

@@ -409,6 +409,34 @@ def test_devstack_prints_no_password_and_names_the_file_that_holds_it(
     assert process.stderr is not None and password not in process.stderr.read()
 
 
+def test_devstack_says_which_server_died_and_exits_non_zero(database_url: str) -> None:
+    # The database is the session's: the embedded broker is the command's one child.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mendline", "devstack", "--json"],
+        env={**os.environ, "MENDLINE_DATABASE_URL": database_url, "MENDLINE_KAFKA_BOOTSTRAP": ""},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        assert "MENDLINE_KAFKA_BOOTSTRAP" in json.loads(process.stdout.readline())
+        assert process.stderr.readline() == "running; press Ctrl-C to stop\n"
+        (broker,) = children_of(process.pid)
+        os.kill(broker, signal.SIGKILL)
+        assert process.wait(30) == 1
+        said = process.stderr.read().splitlines()
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait()
+    assert said[0].startswith("mendline: the embedded kafka")
+    assert said[0].endswith("stopped running; the dev stack is down")
+    assert said[1] == "hint: start `mendline devstack` again"
+
+
 # -- the sweep of abandoned work dirs ---------------------------------------------------------
 
 _IPC_RMID = 0

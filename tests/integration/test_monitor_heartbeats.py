@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from mendline.devstack import free_port
@@ -26,7 +25,7 @@ from mendline.stages.monitor import CheckinReader
 from tests.db_helpers import query
 from tests.probe_servers import http_target
 
-from .kafka_helpers import create_topic, produce
+from .kafka_helpers import create_topic, partition_count, produce
 from .stage_helpers import (
     checkin_settings,
     http_check,
@@ -223,7 +222,7 @@ async def test_a_monitor_started_before_the_checkins_topic_exists_makes_it_with_
             await wait_until(lambda: any_result(fresh_db_url, "export", "missed"), 30, "judged")
             waiting = running[0].waiting_for()
     assert running[0].topics_ensured
-    assert await _partitions(kafka_bootstrap, settings.checkins_topic) == 1
+    assert await partition_count(kafka_bootstrap, settings.checkins_topic) == 1
     assert waiting is None
 
 
@@ -334,7 +333,9 @@ async def test_the_monitor_stage_creates_the_checkins_topic_with_one_partition_a
     stage = asyncio.create_task(monitor.run(settings, stop, Telemetry().stage("monitor")))
     try:
         # Nothing made the topic: the stage does, before its consumer subscribes.
-        await wait_until(lambda: _partitions(kafka_bootstrap, settings.checkins_topic), 30, "topic")
+        await wait_until(
+            lambda: partition_count(kafka_bootstrap, settings.checkins_topic), 30, "topic"
+        )
         await produce(kafka_bootstrap, settings.checkins_topic, [checkin("export")])
         # Read by the stage's consumer, and its ticks move the clock past it.
         sent = datetime.now(UTC)
@@ -343,17 +344,7 @@ async def test_the_monitor_stage_creates_the_checkins_topic_with_one_partition_a
     finally:
         stop.set()
         await asyncio.wait_for(stage, 60)
-    assert await _partitions(kafka_bootstrap, settings.checkins_topic) == 1
-
-
-async def _partitions(bootstrap: str, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        # topics() asks the broker for every topic: it creates none.
-        return len(((await consumer.topics()) and consumer.partitions_for_topic(topic)) or ())
-    finally:
-        await consumer.stop()
+    assert await partition_count(kafka_bootstrap, settings.checkins_topic) == 1
 
 
 async def _stored(url: str, name: str) -> bool:

@@ -17,7 +17,7 @@ from mendline.stages import Telemetry, consume
 from tests.cli_helpers import cli, cli_env, json_lines
 
 from .event_factory import encode, make_event
-from .kafka_helpers import produce
+from .kafka_helpers import create_topic, produce
 from .stage_helpers import consume_settings, running_consumer, wait_until
 
 pytestmark = pytest.mark.integration
@@ -82,6 +82,8 @@ async def test_a_signed_event_is_stored_and_forged_ones_are_dead_lettered_when_e
 
     forged = {e["event_id"]: e for e in (unsigned, wrong_key, altered)}
     kept = 1 if mode == "enforce" else 4
+    # The consume stage creates the DLQ topic as it starts; the Consumer alone does not.
+    await create_topic(kafka_bootstrap, settings.dlq_topic, 1)
     async with running_consumer(settings) as consumer:
         await wait_until(lambda: consumer.stats.received == 4, 30, "the four records")
         await wait_until(lambda: consumer.stats.stored == kept, 30, f"{kept} stored")
