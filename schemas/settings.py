@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         default=5, ge=1, description="The frequency trigger's window, in minutes."
     )
     retention_days: int = Field(
-        default=30, ge=1, description="Days of events kept by `mendline events prune`."
+        default=30, ge=1, le=36500, description="Days of events kept by `mendline events prune`."
     )
     check_results_retention_days: int = Field(
         default=7,

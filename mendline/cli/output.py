@@ -230,6 +230,9 @@ def log_to_stderr(args: argparse.Namespace) -> None:
     )
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, handlers=[handler])
     logging.getLogger("aiokafka").setLevel(logging.WARNING if args.debug else logging.CRITICAL)
+    # asyncpg's pool says every few seconds of an outage, with a traceback, that it cannot
+    # reconnect; the stages say it once an outage themselves.
+    logging.getLogger("asyncpg.pool").setLevel(logging.WARNING if args.debug else logging.ERROR)
 
 
 class _RedactingFormatter(logging.Formatter):

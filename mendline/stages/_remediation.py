@@ -39,7 +39,13 @@ from mendline.sinks.postgres import (
     Trouble,
 )
 from mendline.sinks.remediation import KILL_GRACE, OUTPUT_GRACE, run_remediation
-from mendline.stages._waiting import outage_backoff, pause_for_outage, through_outages, wait_any
+from mendline.stages._waiting import (
+    outage_backoff,
+    outage_over,
+    pause_for_outage,
+    through_outages,
+    wait_any,
+)
 from mendline.stages.monitor import checks_of
 
 __all__ = ["RemediationStats", "RemediationWorker"]
@@ -166,7 +172,7 @@ class RemediationWorker:
                 listener.wake.clear()
                 try:
                     await self.pass_once()
-                    self._outage.reset()
+                    outage_over(self._outage, log)
                 except Exception as exc:
                     await pause_for_outage(exc, self._outage, stop, log)
                     continue

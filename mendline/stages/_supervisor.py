@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from mendline.analyzers.backoff import Backoff
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
+from mendline.sinks.postgres import is_outage
 from mendline.stages import alert, analyze, consume, heal, monitor
 from mendline.stages._endpoints import serving_endpoints
 from mendline.stages._signals import stop_on_signals
@@ -103,11 +104,17 @@ async def run_pipeline(
             raise outcome
 
 
+# Seconds a stage must have run before its failure counts as a new one (short waits again).
+_RAN_WELL = 120.0
+
+
 async def _supervised(
     stage: Stage, settings: Settings, stop: asyncio.Event, context: StageContext
 ) -> None:
     backoff = Backoff(1.0, 60.0)
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
+        started = loop.time()
         try:
             await stage.run(settings, stop, context)
             context.not_ready("stopped")
@@ -116,10 +123,23 @@ async def _supervised(
             context.not_ready("stopped: its configuration is invalid")
             stop.set()
             raise
-        except Exception:
+        except Exception as exc:
+            if loop.time() - started > _RAN_WELL:
+                backoff.reset()  # it ran a while: a new failure, not the same one again
+            first = backoff.attempts == 0
             delay = backoff.next()
             context.not_ready("failed; restarting")
-            log.exception(
-                "mendline: the %s stage failed; restarting in %.1f s", context.name, delay
-            )
+            if is_outage(exc):
+                # An outage is not a bug: one line, not a traceback, and one per outage.
+                (log.warning if first else log.debug)(
+                    "mendline: the %s stage stopped: PostgreSQL unavailable (%s); restarting"
+                    " in %.1f s",
+                    context.name,
+                    exc,
+                    delay,
+                )
+            else:
+                log.exception(
+                    "mendline: the %s stage failed; restarting in %.1f s", context.name, delay
+                )
             await wait_any(stop, None, delay)

@@ -15,6 +15,7 @@ __all__ = [
     "connect_patiently",
     "keep_renewing",
     "outage_backoff",
+    "outage_over",
     "pause_for_outage",
     "through_outages",
     "wait_any",
@@ -38,9 +39,28 @@ async def pause_for_outage(
     ``stop``) when it is a database outage, or raise it again when it is anything else."""
     if not is_outage(exc):
         raise exc
+    first = backoff.attempts == 0
     delay = backoff.next()
-    log.warning("mendline: PostgreSQL unavailable (%s); retrying in %.1f s", exc, delay)
+    if first:  # one line an outage: the retries while it lasts are debug lines
+        log.warning(
+            "mendline: PostgreSQL unavailable (%s); retrying with backoff until it is back",
+            exc,
+        )
+    else:
+        log.debug("mendline: PostgreSQL still unavailable (%s); retrying in %.1f s", exc, delay)
     await wait_any(stop, None, delay)
+
+
+def outage_over(backoff: Backoff, log: logging.Logger = log) -> None:
+    """A worker loop's pass succeeded: if it was waiting out an outage, say once that
+    PostgreSQL is back; the next outage's waits start short again."""
+    if backoff.attempts:
+        log.warning(
+            "mendline: PostgreSQL is back after %d retr%s",
+            backoff.attempts,
+            "y" if backoff.attempts == 1 else "ies",
+        )
+    backoff.reset()
 
 
 async def connect_patiently(connect: Callable[[], Awaitable[_T]], stop: asyncio.Event) -> _T | None:

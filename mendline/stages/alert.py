@@ -33,6 +33,7 @@ from mendline.stages._waiting import (
     connect_patiently,
     keep_renewing,
     outage_backoff,
+    outage_over,
     pause_for_outage,
     through_outages,
     wait_any,
@@ -231,7 +232,7 @@ class AlertWorker:
                 self._wake.clear()
                 try:
                     await self.pass_once()
-                    backoff.reset()
+                    outage_over(backoff, log)
                 except Exception as exc:
                     await pause_for_outage(exc, backoff, stop, log)
                     continue

@@ -37,6 +37,7 @@ from mendline.stages._waiting import (
     connect_patiently,
     keep_renewing,
     outage_backoff,
+    outage_over,
     pause_for_outage,
     through_outages,
     wait_any,
@@ -324,7 +325,7 @@ class AnalyzeWorker:
                         claims = await self.store.claim(
                             self.owner, free, self.settings.analyze_lease
                         )
-                        backoff.reset()
+                        outage_over(backoff, log)
                     except Exception as exc:
                         await pause_for_outage(exc, backoff, stop, log)
                         continue

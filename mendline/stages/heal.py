@@ -59,6 +59,7 @@ from mendline.stages._waiting import (
     connect_patiently,
     keep_renewing,
     outage_backoff,
+    outage_over,
     pause_for_outage,
     through_outages,
     wait_any,
@@ -256,7 +257,7 @@ class Healer:
             while not stop.is_set():
                 try:
                     await self.pass_once()
-                    self._outage.reset()
+                    outage_over(self._outage, log)
                 except Exception as exc:
                     if not _is_outage_or_raise(exc, self.stats):
                         await wait_any(stop, None, self.settings.heal_poll_interval)

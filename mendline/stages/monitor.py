@@ -65,6 +65,7 @@ from mendline.stages._waiting import (
     connect_patiently,
     keep_renewing,
     outage_backoff,
+    outage_over,
     pause_for_outage,
     wait_any,
 )
@@ -409,7 +410,7 @@ class MonitorWorker:
                 while not stop.is_set():
                     try:
                         await self.pass_once(producer)
-                        backoff.reset()
+                        outage_over(backoff, log)
                     except Exception as exc:
                         await pause_for_outage(exc, backoff, stop, log)
                         continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -421,3 +422,24 @@ async def test_concurrent_workers_stay_within_the_daily_budget(
     assert spent[0]["tokens"] <= 2 * 160
     left = await query(fresh_db_url, "SELECT count(*) AS n FROM mendline.llm_reservations")
     assert left[0]["n"] == 0  # every reservation settled
+
+
+async def test_an_outage_is_one_warning_and_one_line_when_it_is_over(
+    postgres_factory: Callable[..., EmbeddedPostgres], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = postgres_factory()
+    settings = analyze_settings(server.url).model_copy(update={"analyze_poll_interval": 0.2})
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    caplog.set_level(logging.INFO, logger="mendline")
+    async with workers(settings):
+        await wait_until(analysed(server.url, 1), 30, "the first finding")
+        server.stop()
+        await asyncio.sleep(6)  # several retries: 0.5 s, 1 s, 2 s ...
+        server.start()
+        await ingest(settings, issue_events(range(1, 2), per_issue=1))
+        await wait_until(analysed(server.url, 2), 60, "work after the outage")
+    said = [r for r in caplog.records if r.name == "mendline.analyze" and r.levelno >= 30]
+    down = [r for r in said if "PostgreSQL unavailable" in r.getMessage()]
+    back = [r for r in said if "PostgreSQL is back after" in r.getMessage()]
+    assert len(down) == 1 and len(back) == 1, [r.getMessage() for r in said]
+    assert all(r.exc_info is None for r in said)  # no traceback for an outage
