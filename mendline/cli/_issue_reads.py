@@ -266,8 +266,10 @@ def _issues_show(args: argparse.Namespace, settings: Settings) -> int:
         shown = _reading(settings, read)
     if args.json:
         trend = shown.pop("trend")
+        # The issue's own fields at the top, as before the rest was added.
         print_json(
             {
+                **shown.pop("issue"),
                 **shown,
                 "trend": [{"hour": hour, "events": n} for hour, n in trend],
                 "events_24h": sum(n for _, n in trend),

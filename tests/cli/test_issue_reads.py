@@ -217,7 +217,7 @@ async def test_show_escapes_every_stored_string_and_marks_in_app_frames(
 async def test_json_output_and_what_is_not_there(fresh_db_url: str) -> None:
     env = await seeded(fresh_db_url)
     shown = json_object(await cli("issues", "show", "1", "--json", env=env))
-    assert shown["issue"]["id"] == 1 and shown["issue"]["times_seen"] == 3
+    assert shown["id"] == 1 and shown["times_seen"] == 3
     assert len(shown["trend"]) == 24 and shown["events_24h"] == 3
     assert shown["finding"]["confidence"] == 0.834
     assert [c["body"] for c in shown["comments"]] == ["looking", "deployed 1.2"]

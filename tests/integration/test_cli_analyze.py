@@ -7,6 +7,7 @@ import json
 import asyncpg
 import pytest
 
+from mendline.schemas.finding import confidence_label
 from tests.cli_helpers import cli, failure, json_lines, json_object
 from tests.llm_server import FakeLLM, Reply
 
@@ -85,7 +86,7 @@ async def test_findings_list_show_and_mark(fresh_db_url: str) -> None:
         "1",
         first["severity"],
         first["category"],
-        f"{first['confidence']:.2f}",
+        confidence_label(first["confidence"]),
     ]
     assert first["root_cause"][:40] in row
 
@@ -116,7 +117,13 @@ async def test_issues_resolve_records_the_note(fresh_db_url: str) -> None:
     done = await cli("issues", "resolve", "1", "--note", "guarded the parser", env=env)
     assert done.returncode == 0 and done.stdout == "resolved issue 1\n"
     as_json = await cli("issues", "resolve", "2", "--json", env=env)
-    assert json_object(as_json) == {"issue": 2, "status": "resolved", "note": None, "changed": True}
+    assert json_object(as_json) == {
+        "issue": 2,
+        "status": "resolved",
+        "resolution": "now",
+        "note": None,
+        "changed": True,
+    }
     conn = await asyncpg.connect(fresh_db_url)
     try:
         rows = await conn.fetch(
@@ -172,9 +179,16 @@ async def test_issues_list_show_and_ignore(fresh_db_url: str) -> None:
     assert as_json["id"] == 2 and as_json["finding"] is None
 
     ignored = await cli("issues", "ignore", "3", env=env)
-    assert ignored.returncode == 0 and ignored.stdout == "ignored issue 3\n"
+    assert ignored.returncode == 0 and ignored.stdout == "ignored issue 3 forever\n"
     as_json = await cli("issues", "ignore", "2", "--json", env=env)
-    assert json_object(as_json) == {"issue": 2, "status": "ignored", "changed": True}
+    assert json_object(as_json) == {
+        "issue": 2,
+        "status": "ignored",
+        "until": None,
+        "until_events": None,
+        "until_rate": None,
+        "changed": True,
+    }
     unresolved = json_lines(await cli("issues", "list", "--json", env=env))
     assert [r["id"] for r in unresolved] == [1]
 
@@ -186,6 +200,7 @@ async def test_issues_list_show_and_ignore(fresh_db_url: str) -> None:
         "LEVEL",
         "SERVICE",
         "EVENTS",
+        "1H",
         "LAST",
         "SEEN",
         "TITLE",

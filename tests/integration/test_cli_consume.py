@@ -234,7 +234,9 @@ async def test_issues_merge_moves_the_counts_and_later_events_to_the_target(
 
         merged = await cli("issues", "merge", str(target), str(source), env=env)
         assert merged.returncode == 0, merged.stderr
-        assert merged.stdout == f"merged issue {source} into {target}\n"
+        assert merged.stdout == (
+            f"merged issue {source} into issue {target} (undo: mendline issues unmerge {source})\n"
+        )
         as_json = await cli("issues", "merge", str(target), str(third), "--json", env=env)
         assert json_object(as_json) == {"issue": third, "status": "merged", "merged_into": target}
 

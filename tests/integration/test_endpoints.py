@@ -215,6 +215,8 @@ async def test_readyz_is_503_while_the_database_is_out_and_200_once_it_is_back(
     )
     async with pipeline(settings, ["consume", "analyze", "alert"]) as base:
         await wait_until(lambda: _status_is(base, 503), 30, "an answer")
+        # The consume stage creates its topics first (Kafka is up): then it waits too.
+        await wait_until(lambda: _all_waiting_for_postgres(base), 30, "every stage waiting")
         status, body = await readiness(base)
         assert (status, body["ready"]) == (503, False)
         assert body["stages"] == dict.fromkeys(
@@ -293,6 +295,11 @@ async def _is_ready(base: str) -> bool:
         return (await get(f"{base}/readyz"))[0] == 200
     except aiohttp.ClientConnectionError:  # not listening yet
         return False
+
+
+async def _all_waiting_for_postgres(base: str) -> bool:
+    stages = (await readiness(base))[1]["stages"]
+    return set(stages.values()) == {"connecting to PostgreSQL"}
 
 
 async def _status_is(base: str, status: int) -> bool:
