@@ -66,6 +66,13 @@ class IssueActions(AuditedStore):
         condition = until or IgnoreCondition()
         async with self._changing() as conn:
             row = await _locked_issue_row(conn, issue_id)
+            if row["kind"] == "health" and not condition.forever:
+                # A check's issue is opened and closed by its check, not by events: only
+                # its check's next failure could end the ignore, so it would never end.
+                raise ConfigError(
+                    f"issue {issue_id} is a health check's: ignore it forever (its check's"
+                    " alerts stop until you reopen it) or set a maintenance window"
+                )
             was = _ignore_fields(row)
             until_seen = (
                 row["times_seen"] + condition.events if condition.events is not None else None
@@ -135,7 +142,18 @@ class IssueActions(AuditedStore):
         status = row["status"]
         if status != "resolved":
             check_issue_move(status, "resolved")
-        in_release = row["last_release"] if resolution == "next_release" else None
+        in_release = None
+        if resolution == "next_release":
+            # The release the service runs now (Sentry: the project's newest), not the
+            # issue's own last one, which may be older than what is deployed.
+            in_release = (
+                await conn.fetchval(
+                    """SELECT release FROM mendline.releases WHERE service = $1
+                   ORDER BY first_seen DESC, release DESC LIMIT 1""",
+                    row["service"],
+                )
+                or row["last_release"]
+            )
         if resolution == "next_release" and in_release is None:
             raise ConfigError(
                 f"issue {issue_id}'s events carry no release, so there is no next release to"
@@ -233,6 +251,11 @@ class IssueActions(AuditedStore):
                     raise IssueNotFound(
                         f"issue {issue_id} was merged into {rows[issue_id]['merged_into']} already"
                     )
+            if rows[target]["kind"] == "health" or rows[source]["kind"] == "health":
+                raise ConfigError(
+                    "a health check's issue is its check's alone: it has no fingerprints to"
+                    " merge, and its check would go on reporting on the merged issue"
+                )
             for field in ("service", "kind"):
                 if rows[target][field] != rows[source][field]:
                     raise ConfigError(
@@ -257,9 +280,10 @@ class IssueActions(AuditedStore):
         IssueNotFound when it is not merged."""
         authorize(actor, "issue.unmerge")
         async with self._changing() as conn:
+            # Not locked here: unmerge locks it with the issue holding its fingerprints, in
+            # id order (as the consumer and merge do), and checks it is still merged.
             row = await conn.fetchrow(
-                "SELECT status, merged_into FROM mendline.issues WHERE id = $1 FOR UPDATE",
-                issue_id,
+                "SELECT status, merged_into FROM mendline.issues WHERE id = $1", issue_id
             )
             if row is None:
                 raise IssueNotFound(f"there is no issue {issue_id}")
@@ -428,8 +452,9 @@ async def _locked_issue_row(conn: _Conn, issue_id: int) -> Any:
     """The issue's row (its workflow fields), locked; IssueNotFound when it is missing or
     merged."""
     row = await conn.fetchrow(
-        """SELECT status, resolution, resolved_in_release, resolution_note, last_release,
-                  times_seen, ignore_until, ignore_until_seen, ignore_per_hour, assignee
+        """SELECT status, kind, service, resolution, resolved_in_release, resolution_note,
+                  last_release, times_seen, ignore_until, ignore_until_seen, ignore_per_hour,
+                  assignee
            FROM mendline.issues WHERE id = $1 FOR UPDATE""",
         issue_id,
     )

@@ -33,6 +33,8 @@ UPDATE mendline.issues AS t SET
     level_rank = greatest(t.level_rank, s.level_rank),
     environments = ARRAY(SELECT DISTINCT unnest(t.environments || s.environments) ORDER BY 1),
     hosts = ARRAY(SELECT DISTINCT unnest(t.hosts || s.hosts) ORDER BY 1 LIMIT 100),
+    -- An ignore "until N more events" of the target counts from its own events.
+    ignore_until_seen = t.ignore_until_seen + s.times_seen,
     updated_at = now()
 FROM mendline.issues AS s
 WHERE t.id = $1 AND s.id = $2
@@ -47,7 +49,6 @@ WITH moved AS (
     RETURNING received_at, "timestamp", environment, release
 )
 SELECT date_trunc('minute', received_at) AS minute, count(*)::int AS n,
-       count(*) FILTER (WHERE received_at > $4)::int AS after_merge,
        max("timestamp") AS last_seen,
        (array_agg(release ORDER BY "timestamp" DESC))[1] AS last_release,
        array_agg(DISTINCT environment) AS environments
@@ -85,14 +86,17 @@ async def merge_into(conn: _Conn, target: int, source: int, by: str) -> list[str
     await conn.execute(_MERGE_ISSUE, target, source)
     await conn.execute(
         """UPDATE mendline.issues SET status = 'merged', merged_into = $1, merged_at = now(),
-               substatus = NULL, updated_at = now()
+               substatus = NULL, resolution = NULL, resolved_in_release = NULL,
+               resolved_by = NULL, ignore_until = NULL, ignore_until_seen = NULL,
+               ignore_per_hour = NULL, updated_at = now()
            WHERE id = $2""",
         target,
         source,
     )
     await conn.execute(
-        """INSERT INTO mendline.issue_merges (source, target, hashes, merged_by)
-           VALUES ($1, $2, $3::text[], $4)""",
+        """INSERT INTO mendline.issue_merges (source, target, hashes, merged_by, seen_at_merge)
+           SELECT $1, $2, $3::text[], $4, coalesce(sum(times_seen), 0)
+           FROM mendline.fingerprints WHERE hash = ANY($3::text[])""",
         source,
         target,
         sorted(hashes),
@@ -108,7 +112,7 @@ async def unmerge(conn: _Conn, source: int, by: str) -> Unmerged:
     unresolved again. IssueNotFound when it is not merged (or was merged before merges were
     recorded). The holder's first and last seen stay as they are."""
     merge = await conn.fetchrow(
-        """SELECT id, target, hashes, merged_at FROM mendline.issue_merges
+        """SELECT id, target, hashes, merged_at, seen_at_merge FROM mendline.issue_merges
            WHERE source = $1 AND unmerged_at IS NULL ORDER BY id DESC LIMIT 1""",
         source,
     )
@@ -126,14 +130,24 @@ async def unmerge(conn: _Conn, source: int, by: str) -> Unmerged:
     )
     if merge["hashes"] and await _holder(conn, source, merge["hashes"]) != holder:
         raise IssueNotFound(f"issue {source}'s fingerprints moved meanwhile: try again")
+    status = await conn.fetchval("SELECT status FROM mendline.issues WHERE id = $1", source)
+    if status != "merged":  # unmerged by someone else meanwhile
+        raise IssueNotFound(f"issue {source} is {status}, not merged")
     await conn.execute(
         "UPDATE mendline.fingerprints SET issue_id = $1 WHERE hash = ANY($2::text[])",
         source,
         merge["hashes"],
     )
-    minutes = await conn.fetch(_MOVE_EVENTS, source, holder, merge["hashes"], merge["merged_at"])
+    minutes = await conn.fetch(_MOVE_EVENTS, source, holder, merge["hashes"])
     await _move_counts(conn, source, holder, minutes)
-    after_merge = sum(r["after_merge"] for r in minutes)
+    # Counted on the fingerprints, not by comparing clocks: a batch that took its time
+    # before the merge and committed after it counts as after.
+    after_merge = await conn.fetchval(
+        """SELECT coalesce(sum(times_seen), 0) - $2 FROM mendline.fingerprints
+           WHERE hash = ANY($1::text[])""",
+        merge["hashes"],
+        merge["seen_at_merge"],
+    )
     newest = max(minutes, key=lambda r: r["last_seen"], default=None)
     environments = sorted({e for r in minutes for e in r["environments"] if e})
     await conn.execute(
@@ -154,10 +168,11 @@ async def unmerge(conn: _Conn, source: int, by: str) -> Unmerged:
         environments,
     )
     await conn.execute(
-        """UPDATE mendline.issues SET times_seen = greatest(times_seen - (
-                   SELECT times_seen FROM mendline.issues WHERE id = $2), 0),
+        """UPDATE mendline.issues AS h SET times_seen = greatest(h.times_seen - s.times_seen, 0),
+               ignore_until_seen = h.ignore_until_seen - s.times_seen,
                updated_at = now()
-           WHERE id = $1""",
+           FROM mendline.issues AS s
+           WHERE h.id = $1 AND s.id = $2""",
         holder,
         source,
     )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from mendline.analyzers.triage import IgnoreState, ResolvedState, ignore_ends, reopens
+from mendline.schemas.errors import DatabaseUnavailable
 from mendline.schemas.event import LEVELS
 from mendline.schemas.issue import IgnoreCondition
 from mendline.schemas.prepared import BatchResult, PreparedEvent
@@ -109,6 +110,7 @@ class Store:
         self.settings = settings
         self._partitions_until: date | None = None
         self._known_releases: set[tuple[str, str]] = set()
+        self._recording: set[tuple[str, str]] = set()
 
     async def close(self) -> None:
         """Close the pool; idempotent."""
@@ -135,14 +137,22 @@ class Store:
                 await self.ensure_partitions(now.date())
             for attempt in range(5):
                 try:
+                    self._recording = set()
                     async with self.pool.acquire() as conn, conn.transaction():
-                        return await self._write(conn, batch, now)
+                        result = await self._write(conn, batch, now)
+                    # Only once committed: a rolled-back batch recorded no release.
+                    if len(self._known_releases) > _MAX_KNOWN_RELEASES:
+                        self._known_releases.clear()
+                    self._known_releases |= self._recording
+                    return result
                 except _MergedMeanwhile:
                     continue
                 except asyncpg.PostgresError as exc:
                     if exc.sqlstate not in _RETRY_TRANSACTION or attempt == 4:
                         raise
                     await asyncio.sleep(0.05 * (attempt + 1))
+            # Merged or unmerged under it five times running: a busy moment, not bad data.
+            raise DatabaseUnavailable("issues kept being merged while a batch was written")
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _write(self, conn: _Conn, batch: list[PreparedEvent], now: datetime) -> BatchResult:
@@ -163,7 +173,7 @@ class Store:
             for event in group:
                 delta.add(event)
         ids = sorted(deltas)
-        before = await self._lock_issues(conn, ids, issue_of)
+        before = await self._lock_issues(conn, ids, issue_of, by_hash)
         await self._record_releases(conn, events, now)
         reopened = await self._reopened(conn, ids, before, deltas)
         escalated = await self._escalated(conn, ids, before, deltas, now)
@@ -172,14 +182,10 @@ class Store:
         await self._count_minute(conn, ids, deltas, now)
         triggers = _lifecycle_triggers(ids, created, before, reopened, escalated)
         result.regressions = len(reopened)
-        still_quiet = {
-            i
-            for i in ids
-            if before[i]["status"] != "unresolved" and i not in reopened | set(escalated)
-        }
-        triggers.extend(
-            await self._frequency_triggers(conn, [i for i in ids if i not in still_quiet], now)
-        )
+        # A spike of an issue that was unresolved before the batch; one the batch reopened or
+        # brought back has its regression or escalating alert, not a second one.
+        spiking = [i for i in ids if before[i]["status"] == "unresolved"]
+        triggers.extend(await self._frequency_triggers(conn, spiking, now))
         result.trigger_kinds = await self._insert_triggers(conn, triggers, now, events, issue_of)
         result.triggers = sum(result.trigger_kinds.values())
         result.stored = len(events)
@@ -233,9 +239,14 @@ class Store:
         return fresh, conflicts
 
     async def _lock_issues(
-        self, conn: _Conn, ids: list[int], issue_of: dict[str, int]
+        self,
+        conn: _Conn,
+        ids: list[int],
+        issue_of: dict[str, int],
+        by_hash: dict[str, list[PreparedEvent]],
     ) -> dict[int, Any]:
-        """Lock the batch's issues; their workflow fields as they were."""
+        """Lock the batch's issues, and count the batch's events on their fingerprints;
+        the issues' workflow fields as they were."""
         # Lock in id order: two consumers touching the same issues never deadlock.
         before = {
             row["id"]: row
@@ -252,14 +263,16 @@ class Store:
             # A merge committed while we waited for the lock: its fingerprints now point
             # elsewhere. Start over, reading them again.
             raise _MergedMeanwhile()
-        moved = await conn.fetchval(
-            """SELECT count(*) FROM mendline.fingerprints f
-               JOIN unnest($1::text[], $2::bigint[]) AS u(hash, issue_id) ON u.hash = f.hash
-               WHERE f.issue_id <> u.issue_id""",
-            list(issue_of),
-            list(issue_of.values()),
+        hashes = sorted(by_hash)
+        held = await conn.fetch(
+            """UPDATE mendline.fingerprints f SET times_seen = f.times_seen + u.n
+               FROM unnest($1::text[], $2::int[]) AS u(hash, n)
+               WHERE f.hash = u.hash RETURNING f.hash, f.issue_id""",
+            hashes,
+            [len(by_hash[h]) for h in hashes],
         )
-        if moved:  # an unmerge committed meanwhile: the same, the other way
+        if any(issue_of[row["hash"]] != row["issue_id"] for row in held):
+            # An unmerge committed meanwhile: the same, the other way (rolled back).
             raise _MergedMeanwhile()
         return before
 
@@ -271,6 +284,7 @@ class Store:
         pairs = {(e.service, e.release) for e in events if e.release} - self._known_releases
         if not pairs:
             return
+        self._recording |= pairs
         ordered = sorted(pairs)
         await conn.execute(
             """INSERT INTO mendline.releases (service, release, first_seen)
@@ -280,9 +294,6 @@ class Store:
             [p[1] for p in ordered],
             now,
         )
-        if len(self._known_releases) > _MAX_KNOWN_RELEASES:
-            self._known_releases.clear()
-        self._known_releases |= pairs
 
     async def _reopened(
         self, conn: _Conn, ids: list[int], before: dict[int, Any], deltas: dict[int, _IssueDelta]
@@ -347,9 +358,14 @@ class Store:
             last_hour = {
                 row["issue_id"]: row["n"]
                 for row in await conn.fetch(
-                    """SELECT issue_id, sum(count)::bigint AS n FROM mendline.issue_counts
-                       WHERE issue_id = ANY($1::bigint[]) AND minute > $2
-                       GROUP BY issue_id""",
+                    # The stored events of the last hour, but not those from before the
+                    # ignore: a burst it was made in does not end it at once. (The events,
+                    # not the per-minute counts: the ignore may be in the middle of a minute.)
+                    """SELECT e.issue_id, count(*)::bigint AS n
+                       FROM mendline.events e JOIN mendline.issues i ON i.id = e.issue_id
+                       WHERE e.issue_id = ANY($1::bigint[]) AND e.received_at > $2
+                         AND e.received_at > i.ignored_at
+                       GROUP BY e.issue_id""",
                     rated,
                     now - timedelta(hours=1),
                 )

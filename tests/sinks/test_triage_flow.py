@@ -138,7 +138,7 @@ async def test_ignored_until_a_rate_comes_back_when_an_hour_holds_it(
     settings: Settings, actions: IssueActions
 ) -> None:
     await actions.ignore(RITA, 1, IgnoreCondition(per_hour=10))
-    await _events(settings, 8)  # 9 in the last hour with the first
+    await _events(settings, 9)  # the one before the ignore does not count
     assert (await _issue(settings))["status"] == "ignored"
     await _events(settings, 1)
     assert (await _issue(settings))["substatus"] == "escalating"

@@ -3,6 +3,21 @@
 -- that end an ignore (snooze), an assignee, a comment thread, every merge (issue_merges: so it
 -- can be undone), and the releases of each service in the order they appeared.
 
+-- (First, before the tables the consumers write are locked by the ALTERs below: the backfill
+-- reads every stored event.)
+-- Each service's releases in the order their first event arrived: "newer" for a release
+-- that is not a version number (Sentry's date ordering).
+CREATE TABLE IF NOT EXISTS mendline.releases (
+    service    text        NOT NULL,
+    release    text        NOT NULL,
+    first_seen timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (service, release)
+);
+INSERT INTO mendline.releases (service, release, first_seen)
+SELECT service, release, min(received_at) FROM mendline.events
+WHERE release IS NOT NULL GROUP BY service, release
+ON CONFLICT DO NOTHING;
+
 ALTER TABLE mendline.issues
     ADD COLUMN IF NOT EXISTS substatus text
         CHECK (substatus IN ('regressed', 'escalating')),
@@ -38,11 +53,18 @@ CREATE TABLE IF NOT EXISTS mendline.issue_merges (
     hashes      text[]      NOT NULL,
     merged_at   timestamptz NOT NULL DEFAULT now(),
     merged_by   text        NOT NULL,
+    -- The merged fingerprints' fingerprints.times_seen, summed, at the merge: what came since
+    -- is the difference (no clock compared).
+    seen_at_merge bigint    NOT NULL DEFAULT 0,
     unmerged_at timestamptz,
     unmerged_by text
 );
 CREATE INDEX IF NOT EXISTS issue_merges_source ON mendline.issue_merges (source)
     WHERE unmerged_at IS NULL;
+
+-- Events counted per fingerprint since 0021 (unmerge gives back what came after a merge).
+ALTER TABLE mendline.fingerprints
+    ADD COLUMN IF NOT EXISTS times_seen bigint NOT NULL DEFAULT 0;
 
 CREATE TABLE IF NOT EXISTS mendline.issue_comments (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -52,19 +74,6 @@ CREATE TABLE IF NOT EXISTS mendline.issue_comments (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS issue_comments_issue ON mendline.issue_comments (issue_id, id);
-
--- Each service's releases in the order their first event arrived: "newer" for a release
--- that is not a version number (Sentry's date ordering).
-CREATE TABLE IF NOT EXISTS mendline.releases (
-    service    text        NOT NULL,
-    release    text        NOT NULL,
-    first_seen timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (service, release)
-);
-INSERT INTO mendline.releases (service, release, first_seen)
-SELECT service, release, min(received_at) FROM mendline.events
-WHERE release IS NOT NULL GROUP BY service, release
-ON CONFLICT DO NOTHING;
 
 -- escalating: an ignored issue whose ignore ended (more events, a rate, or its time).
 ALTER TABLE mendline.triggers DROP CONSTRAINT triggers_kind_check;
