@@ -259,7 +259,15 @@ class AlertWorker:
         self.stats.suppressed += routed.suppressed + followed.suppressed
         self.stats.unrouted += routed.unrouted
         receivers = sorted({*self.channels, *self.disabled})
-        owned = await self.store.hold_receivers(receivers, self.owner, self.settings.alert_lease)
+        lease = self.settings.alert_lease
+        enabled = sorted(set(self.channels) - set(self.disabled))
+        owned = await self.store.hold_receivers(enabled, self.owner, lease)
+        # A receiver disabled here (its secret unset on this host) may be enabled on another
+        # worker's: this one takes it, to record its deliveries as suppressed, only when they
+        # have waited a lease's time with no worker sending them.
+        off = sorted(self.disabled)
+        if off:
+            owned |= await self.store.hold_receivers(off, self.owner, lease, overdue=lease)
         if owned - self._owned:  # one more taken: there may be others waiting, look again now
             self._wake.set()
         self._owned = owned

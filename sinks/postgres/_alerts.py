@@ -552,12 +552,16 @@ class AlertStore:
 
     # -- receivers: one worker sends to each --------------------------------------------
 
-    async def hold_receivers(self, receivers: list[str], owner: str, lease: float) -> set[str]:
+    async def hold_receivers(
+        self, receivers: list[str], owner: str, lease: float, overdue: float = 0.0
+    ) -> set[str]:
         """Keep for ``lease`` seconds the receivers ``owner`` holds, and take one more of
-        ``receivers`` that has deliveries pending and that no worker holds (or whose holder
-        let its lease run out); the receivers ``owner`` holds now. Only the holder sends to a
-        receiver, so its pacing and digests are one worker's; taking one new receiver a pass
-        spreads them over the workers polling side by side."""
+        ``receivers`` that has deliveries pending (due ``overdue`` seconds ago or more) and
+        that no worker holds (or whose holder let its lease run out); the receivers ``owner``
+        holds now. Only the holder sends to a receiver, so its pacing and digests are one
+        worker's; taking one new receiver a pass spreads them over the workers polling side
+        by side. ``overdue``: for a receiver this worker cannot send to (disabled here),
+        taken only when no worker that can has sent its deliveries for that long."""
         rows = await self.pool.fetch(
             """WITH kept AS (
                    UPDATE mendline.receiver_leases
@@ -571,7 +575,8 @@ class AlertStore:
                            WHERE h.receiver = r AND (h.expires_at >= now() OR h.owner = $2))
                      AND EXISTS (
                            SELECT 1 FROM mendline.deliveries d
-                           WHERE d.receiver = r AND d.status = 'pending')
+                           WHERE d.receiver = r AND d.status = 'pending'
+                             AND ($4 = 0 OR d.due_at <= now() - make_interval(secs => $4)))
                    ORDER BY random() LIMIT 1),
                taken AS (
                    INSERT INTO mendline.receiver_leases AS l (receiver, owner, expires_at)
@@ -584,6 +589,7 @@ class AlertStore:
             receivers,
             owner,
             lease,
+            overdue,
         )
         return {r["receiver"] for r in rows}
 

@@ -818,3 +818,25 @@ async def test_an_issue_ignored_before_its_alert_went_out_is_not_paged(
 
 async def _routed(url: str, count: int) -> bool:
     return len(await deliveries(url)) >= count
+
+
+async def test_a_worker_with_a_receiver_disabled_leaves_it_to_one_that_can_send(
+    fresh_db_url: str, tmp_path: Path
+) -> None:
+    settings = alert_settings(fresh_db_url, routes(tmp_path, SLACK_ROUTE.format(wait="0s")))
+    await ingest(settings, issue_events(range(1), per_issue=1))
+    store = await connect_alerts(settings)
+    try:
+        await store.route_pending(load_routes(settings.routes_file))
+        # Its secret unset on this host: not taken while the delivery is fresh ...
+        assert await store.hold_receivers(["team"], "off-host", 60, overdue=60) == set()
+        # ... so a worker that has the secret takes it.
+        assert await store.hold_receivers(["team"], "on-host", 60) == {"team"}
+        await query(fresh_db_url, "DELETE FROM mendline.receiver_leases")
+        await query(
+            fresh_db_url, "UPDATE mendline.deliveries SET due_at = now() - interval '2 minutes'"
+        )
+        # No one sent it for a lease's time: the disabled one records it as suppressed.
+        assert await store.hold_receivers(["team"], "off-host", 60, overdue=60) == {"team"}
+    finally:
+        await store.pool.close()

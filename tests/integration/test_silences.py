@@ -178,7 +178,7 @@ async def test_the_shipped_routes_start_without_secrets_in_development_and_not_i
     with pytest.raises(ConfigError, match="MENDLINE_SLACK_WEBHOOK_URL"):
         alert_stage.routing_table(production)
 
-    settings = settings_for(fresh_db_url, None)  # development, the default
+    settings = settings_for(fresh_db_url, None, alert_lease=2.0)  # development
     assert settings.profile == "development"
     await ingest(settings, issue_events(range(1)))
     out, stop = io.StringIO(), asyncio.Event()
