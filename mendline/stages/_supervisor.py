@@ -105,7 +105,7 @@ async def run_pipeline(
 
 
 # Seconds a stage must have run before its failure counts as a new one (short waits again).
-_RAN_WELL = 120.0
+_RAN_WELL = 30.0
 
 
 async def _supervised(

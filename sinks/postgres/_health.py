@@ -658,6 +658,8 @@ class HealthStore:
                                     ELSE i.substatus END,
                    resolution = CASE WHEN $9 AND i.status = 'resolved' THEN NULL
                                      ELSE i.resolution END,
+                   resolved_by = CASE WHEN $9 AND i.status = 'resolved' THEN NULL
+                                      ELSE i.resolved_by END,
                    updated_at = now()
                RETURNING id""",
             check.labels_service,
