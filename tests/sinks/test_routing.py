@@ -267,6 +267,7 @@ def test_routes_check_and_test_know_the_health_kinds(
         ("(?i)API", "api", True),
         (".*", "", True),  # matches a missing label
         (".+", "", False),
+        ("(a|aa)*b", "a" * 4000, False),  # exponential in Python's re; linear in RE2
     ],
 )
 def test_match_re_matches_the_whole_label(
@@ -593,8 +594,14 @@ INVALID = [
     pytest.param(
         RECEIVERS + '[[routes]]\nreceivers = ["mail"]\nmatch_re = { service = "api-(" }  # <-\n',
         "routes[0].match_re.service",
-        '"api-(" is not a regular expression: missing ), unterminated subpattern at position 4',
+        '"api-(" is not a regular expression: missing ): api-(',
         id="bad-regex",
+    ),
+    pytest.param(
+        RECEIVERS + '[[routes]]\nreceivers = ["mail"]\nmatch_re = { service = "(a)\\\\1" }  # <-\n',
+        "routes[0].match_re.service",
+        "not a regular expression: invalid escape sequence",
+        id="backreference",
     ),
     pytest.param(
         '[receivers.slack]\ntype = "slack"\n'
