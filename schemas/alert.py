@@ -103,6 +103,11 @@ class Alert(BaseModel):
         default_factory=dict,
         description="What routes and silences match (analyzers.policy.alert_labels).",
     )
+    delivery_id: int | None = Field(
+        default=None,
+        description="The delivery (alert_deliveries.id) it is sent as, the same on every retry;"
+        " none outside the alert worker.",
+    )
 
 
 class Notification(BaseModel):

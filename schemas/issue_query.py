@@ -6,7 +6,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -30,11 +31,25 @@ IssueSort = Literal["last_seen", "first_seen", "events", "events_1h"]
 ISSUE_SORTS: tuple[IssueSort, ...] = ("last_seen", "first_seen", "events", "events_1h")
 #: The most rows one page may hold.
 MAX_PAGE = 1000
+#: PostgreSQL's ``bigint``: the ids and counts a cursor may hold.
+_BIGINT = range(-(2**63), 2**63)
 
 
 def _encode(payload: list[object]) -> str:
     text = json.dumps(payload, separators=(",", ":"), default=str)
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _moment(value: object) -> datetime:
+    """The aware time a cursor holds; ValueError for another, or one out of UTC's range."""
+    moment = datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        raise ValueError(value)
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(value) from None
+    return moment
 
 
 def _decode(token: str, what: str) -> list[object]:
@@ -69,14 +84,11 @@ class IssueCursor(BaseModel):
         parts = _decode(token, "issues")
         try:
             kind, sort, value, id_ = parts
-            if kind != "i" or not isinstance(id_, int) or not isinstance(value, str | int):
+            if kind != "i" or not isinstance(id_, int) or id_ not in _BIGINT:
                 raise ValueError(kind)
             if sort in ("last_seen", "first_seen"):
-                moment = datetime.fromisoformat(str(value))
-                if moment.tzinfo is None:
-                    raise ValueError(value)
-                return cls(sort=sort, value=moment, id=id_)
-            if not isinstance(value, int) or sort not in ISSUE_SORTS:
+                return cls(sort=sort, value=_moment(value), id=id_)
+            if not isinstance(value, int) or value not in _BIGINT or sort not in ISSUE_SORTS:
                 raise ValueError(value)
             return cls.model_validate({"sort": sort, "value": value, "id": id_})
         except ValueError:  # pydantic's ValidationError is a ValueError too
@@ -104,10 +116,7 @@ class EventCursor(BaseModel):
             kind, received_at, event_id = parts
             if kind != "e" or not isinstance(event_id, str):
                 raise ValueError(kind)
-            moment = datetime.fromisoformat(str(received_at))
-            if moment.tzinfo is None:
-                raise ValueError(received_at)
-            return cls(received_at=moment, event_id=event_id)
+            return cls(received_at=_moment(received_at), event_id=str(uuid.UUID(event_id)))
         except ValueError:
             raise ConfigError(f"{token[:40]!r} is not a cursor of events") from None
 

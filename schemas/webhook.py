@@ -81,6 +81,11 @@ class WebhookAlert(_Part):
     )
     link: str | None = Field(default=None, description="Where people see the issue.")
     dedup_key: str = Field(description="Shared by every alert about one issue.")
+    delivery_id: int | None = Field(
+        default=None,
+        description="This alert's delivery to this receiver, the same on every retry of it"
+        " (also in the X-Mendline-Delivery header): deduplicate on it.",
+    )
 
 
 class WebhookPayload(_Part):

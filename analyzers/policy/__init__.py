@@ -10,7 +10,8 @@ decision out, with its reasons); the stores and stages read what they need and a
   commands or load code that a fix's Python adds (checked before the fix is verified)
 - ``people``: who may do what (the permission table), and the API tokens' format
 - ``producers``: whether a record may speak for the service it claims (signing keys)
-- ``silences``: Alertmanager's matchers over an alert's labels, and which silence holds it
+- ``silences``: Alertmanager's matchers over an alert's labels, and which silence holds it;
+  ``LabelPattern``, the RE2 expressions those matchers and the routes' ``match_re`` run
 """
 
 from mendline.analyzers.policy._fix_calls import (
@@ -18,6 +19,7 @@ from mendline.analyzers.policy._fix_calls import (
     dangerous_calls,
     new_dangerous_calls,
 )
+from mendline.analyzers.policy._label_patterns import LabelPattern
 from mendline.analyzers.policy.alerts import (
     LABEL_NAMES,
     NO_GROUP,
@@ -120,6 +122,7 @@ __all__ = [
     "FixCandidate",
     "FollowUp",
     "GroupState",
+    "LabelPattern",
     "MappedPatch",
     "Matcher",
     "ParsedToken",

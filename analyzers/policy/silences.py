@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from mendline.analyzers.policy._label_patterns import LabelPattern
 from mendline.analyzers.policy.alerts import LABEL_NAMES, TAG_PREFIX
 from mendline.schemas.alert import ENDS_INCIDENT
 
@@ -31,12 +32,14 @@ _SPLIT = re.compile(r"^\s*([A-Za-z_][\w:.-]*)\s*(=~|!~|!=|=)(.*)$", re.DOTALL)
 @dataclass(frozen=True)
 class Matcher:
     """One condition on a label: ``service=api``, ``severity=~error|critical``. A regular
-    expression matches the whole value; a missing label is "" (as in Alertmanager, so
-    ``team!=pay`` matches an alert without the label)."""
+    expression (RE2's syntax) matches the whole value; a missing label is "" (as in
+    Alertmanager, so ``team!=pay`` matches an alert without the label)."""
 
     label: str
     op: MatcherOp
     value: str
+    #: ``value`` compiled, for ``=~`` and ``!~`` (made by ``parse_matcher``).
+    pattern: LabelPattern | None = field(default=None, compare=False, repr=False)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         """Whether ``labels`` satisfy this condition."""
@@ -45,7 +48,8 @@ class Matcher:
             return have == self.value
         if self.op == "!=":
             return have != self.value
-        found = re.fullmatch(self.value, have) is not None
+        pattern = self.pattern if self.pattern is not None else LabelPattern(self.value)
+        found = pattern.fullmatch(have)
         return found if self.op == "=~" else not found
 
     def __str__(self) -> str:
@@ -80,12 +84,13 @@ def _checked(label: str, op: str, value: str) -> Matcher:
         raise ValueError(f"unknown label {label!r}: use {known} or {TAG_PREFIX}NAME")
     if op not in MATCHER_OPS:
         raise ValueError(f"unknown operator {op!r}: use =, !=, =~ or !~")
-    if op in ("=~", "!~"):
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"{label}{op}{value}: not a regular expression: {exc}") from exc
-    return Matcher(label, op, value)
+    if op not in ("=~", "!~"):
+        return Matcher(label, op, value)
+    try:
+        pattern = LabelPattern(value)
+    except ValueError as exc:
+        raise ValueError(f"{label}{op}{value}: not a regular expression: {exc}") from None
+    return Matcher(label, op, value, pattern)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from mendline.analyzers.policy import alert_severity
 from mendline.cli._connections import on_database
 from mendline.cli._hints import ISSUES_HINT, hint_on
-from mendline.cli._options import AS_JSON, TAGS, positive
+from mendline.cli._options import AS_JSON, TAGS, page_size, positive
 from mendline.cli.audit import when
 from mendline.cli.output import (
     colour_for,
@@ -30,7 +30,13 @@ from mendline.schemas.alert import severity_label
 from mendline.schemas.errors import ConfigError, EventNotFound, IssueNotFound, UsageError
 from mendline.schemas.finding import confidence_label
 from mendline.schemas.issue import LIST_STATUSES, IgnoreCondition
-from mendline.schemas.issue_query import ISSUE_SORTS, EventCursor, IssueCursor, IssueQuery
+from mendline.schemas.issue_query import (
+    ISSUE_SORTS,
+    MAX_PAGE,
+    EventCursor,
+    IssueCursor,
+    IssueQuery,
+)
 from mendline.schemas.settings import Settings
 
 if TYPE_CHECKING:
@@ -84,7 +90,9 @@ def register_reads(issue_commands: Any) -> None:
         default="last_seen",
         help="newest or most first (default: last_seen; events: ever; events_1h: last hour)",
     )
-    issues_list.add_argument("--limit", type=positive, default=50, help="at most this many")
+    issues_list.add_argument(
+        "--limit", type=page_size, default=50, help=f"at most this many (up to {MAX_PAGE})"
+    )
     issues_list.add_argument("--cursor", help="the next page, as the last page said")
     issues_list.set_defaults(run=_issues_list)
 
@@ -106,7 +114,9 @@ def register_reads(issue_commands: Any) -> None:
         "events", parents=[AS_JSON], help="an issue's stored events, newest first"
     )
     issue_events.add_argument("id", type=positive)
-    issue_events.add_argument("--limit", type=positive, default=20, help="at most this many")
+    issue_events.add_argument(
+        "--limit", type=page_size, default=20, help=f"at most this many (up to {MAX_PAGE})"
+    )
     issue_events.add_argument("--cursor", help="the next page, as the last page said")
     issue_events.set_defaults(run=_issue_events)
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from mendline.cli._options import AS_JSON, Commands, positive
+from mendline.cli._options import AS_JSON, MAX_DAYS, Commands, positive
 from mendline.cli.output import print_json, printable, shorten, table
 from mendline.schemas.settings import Settings
 from mendline.schemas.tomlfile import parse_duration
@@ -74,11 +74,15 @@ def _row_hash(text: str) -> str:
 
 def when(text: str) -> datetime:
     """A time (an argparse ``type``): ISO 8601 (UTC when it names no zone), or a duration
-    (``2h``, ``7d``) before now."""
+    (``2h``, ``7d``) before now, of at most :data:`MAX_DAYS` days."""
     try:
-        return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
+        seconds = parse_duration(text)
     except ValueError:
         pass
+    else:
+        if seconds > MAX_DAYS * 86400:  # more would take the time out of range
+            raise argparse.ArgumentTypeError(f"{text!r} is longer than {MAX_DAYS}d")
+        return datetime.now(UTC) - timedelta(seconds=seconds)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

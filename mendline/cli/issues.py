@@ -7,20 +7,19 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mendline.cli._actor import acting
 from mendline.cli._connections import finding_store
 from mendline.cli._hints import FINDINGS_HINT, ISSUES_HINT, hint_on
 from mendline.cli._issue_reads import register_event_reads, register_reads
-from mendline.cli._options import AS_JSON, Commands, positive, whole_days
+from mendline.cli._options import AS_JSON, Commands, ends_at, positive, whole_days
 from mendline.cli.output import describe, print_done, print_json, printable, shorten, table
-from mendline.schemas.errors import FindingNotFound, IssueNotFound, UsageError
+from mendline.schemas.errors import FindingNotFound, IssueNotFound
 from mendline.schemas.finding import confidence_label
 from mendline.schemas.issue import IgnoreCondition
 from mendline.schemas.settings import Settings
-from mendline.schemas.tomlfile import parse_duration
 
 if TYPE_CHECKING:
     from mendline.schemas.people import Actor
@@ -31,7 +30,6 @@ __all__ = ["finding_json", "register"]
 _T = TypeVar("_T")
 
 # The longest --for of an ignore: ten years (further is "forever").
-_LONGEST_IGNORE = 3650 * 86400
 
 
 def register(commands: Commands) -> None:
@@ -187,27 +185,7 @@ def _acting(settings: Settings, work: Callable[[IssueActions, Actor], Awaitable[
 def _ignore_condition(args: argparse.Namespace) -> IgnoreCondition:
     """The ignore's end from ``--for``, ``--until``, ``--until-events`` and ``--until-rate``;
     UsageError for a time or duration that is not one."""
-    until = None
-    if args.for_ is not None and args.until is not None:
-        raise UsageError("give --for or --until, not both")
-    if args.for_ is not None:
-        try:
-            seconds = parse_duration(args.for_)
-        except ValueError as exc:
-            raise UsageError(f"--for {exc}") from None
-        if not 0 < seconds <= _LONGEST_IGNORE:
-            raise UsageError("--for takes more than 0s and at most 3650d")
-        until = datetime.now(UTC) + timedelta(seconds=seconds)
-    elif args.until is not None:
-        try:
-            until = datetime.fromisoformat(args.until)
-        except ValueError:
-            raise UsageError(
-                f"--until {printable(args.until)!s} is not an ISO 8601 time"
-                " (2026-12-24T09:00+01:00)"
-            ) from None
-        if until.tzinfo is None:
-            raise UsageError("--until needs its time zone (2026-12-24T09:00Z or +01:00)")
+    until = ends_at(args.for_, args.until, datetime.now(UTC), zone_required=True)
     return IgnoreCondition(until=until, events=args.until_events, per_hour=args.until_rate)
 
 

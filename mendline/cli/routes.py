@@ -118,12 +118,20 @@ def _routes_check(args: argparse.Namespace, settings: Settings) -> int:
         for name in table.receivers
         if name not in used
     ]
-    warnings += check_secrets(table, os.environ)
+    unset = check_secrets(table, os.environ)
     problems = [
         f'receiver "{name}": {problem} (fix: {fix})'
         for name, receiver in table.receivers.items()
         for problem, fix in receiver_problems(name, receiver, os.environ)
     ]
+    if settings.profile == "production":  # `mendline alert` refuses to start without them
+        problems += [
+            f"{secret} (fix: set it; MENDLINE_PROFILE=production: mendline alert does not"
+            " start without it)"
+            for secret in unset
+        ]
+    else:  # in development, that receiver is disabled and its alerts recorded as suppressed
+        warnings += unset
     # Warnings, not errors: the file is valid, and a lab on a private network may mean it.
     plaintext = plaintext_warnings(table, os.environ, settings.llm_base_url)
     if args.json:

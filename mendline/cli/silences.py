@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mendline.cli._actor import acting
 from mendline.cli._hints import hint_on
-from mendline.cli._options import AS_JSON, Commands
+from mendline.cli._options import AS_JSON, Commands, ends_at, positive
 from mendline.cli.output import print_done, print_json, printable, shorten, table
 from mendline.schemas.errors import SilenceNotFound, UsageError
 from mendline.schemas.settings import Settings
@@ -60,7 +60,7 @@ def register(commands: Commands) -> None:
     listing.set_defaults(run=_list)
 
     expire = sub.add_parser("expire", parents=[AS_JSON], help="end a silence now")
-    expire.add_argument("id", type=int, help="the silence's id")
+    expire.add_argument("id", type=positive, help="the silence's id")
     expire.set_defaults(run=_expire)
 
 
@@ -73,19 +73,11 @@ def _matcher(text: str) -> Matcher:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _ends_at(args: argparse.Namespace, now: datetime) -> datetime:
-    from mendline.schemas.tomlfile import parse_duration
-
-    if args.duration is not None:
-        try:
-            return now + timedelta(seconds=parse_duration(args.duration))
-        except ValueError as exc:
-            raise UsageError(f"--for: {exc}") from exc
-    try:
-        when = datetime.fromisoformat(args.until)
-    except ValueError as exc:
-        raise UsageError(f"--until: {args.until!r} is not an ISO 8601 time") from exc
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+def _ends_at(args: argparse.Namespace) -> datetime:
+    ends = ends_at(args.duration, args.until, datetime.now(UTC), zone_required=False)
+    if ends is None:  # argparse requires one of them
+        raise UsageError("give --for or --until")
+    return ends
 
 
 def _on_silences(settings: Settings, work: Callable[[SilenceStore, Actor], Awaitable[_T]]) -> _T:
@@ -112,7 +104,7 @@ def _silence_json(silence: Silence) -> dict[str, Any]:
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
-    ends_at = _ends_at(args, datetime.now(UTC))
+    ends_at = _ends_at(args)
     silence = _on_silences(
         settings, lambda store, actor: store.add(actor, args.match, ends_at, args.comment)
     )

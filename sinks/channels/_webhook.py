@@ -38,6 +38,7 @@ __all__ = ["LogChannel", "WebhookChannel", "sign", "webhook_payload"]
 
 TIMESTAMP_HEADER = "X-Mendline-Timestamp"
 SIGNATURE_HEADER = "X-Mendline-Signature"
+DELIVERY_HEADER = "X-Mendline-Delivery"
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -83,6 +84,7 @@ def _alert(alert: Alert) -> WebhookAlert:
         details=dict(alert.details),
         link=alert.link,
         dedup_key=dedup_key(alert),
+        delivery_id=alert.delivery_id,
     )
 
 
@@ -111,7 +113,9 @@ def _now() -> datetime:
 class WebhookChannel:
     """Posts WebhookPayload v1 JSON to one URL. With a secret, each request carries
     ``X-Mendline-Timestamp`` (Unix seconds) and ``X-Mendline-Signature: sha256=<hex>`` over
-    ``<timestamp>.<raw body>``; a receiver checks it and refuses old timestamps.
+    ``<timestamp>.<raw body>``; a receiver checks it and refuses old timestamps. Each request
+    carries ``X-Mendline-Delivery``: the ids of the deliveries it holds (comma-separated, one
+    per alert), the same when a failed POST is retried, so a receiver can drop a repeat.
 
     The reference is empty (a webhook has no message to update). Failures are ChannelErrors,
     retriable for a timeout, an unreachable host, 408, 429 and 5xx (``retriable_status``).
@@ -150,6 +154,9 @@ class WebhookChannel:
             raise RuntimeError(f"the webhook channel {self.name!r} is closed")
         body = webhook_payload(notification, _now()).model_dump_json().encode()
         headers = dict(self._headers)
+        delivered = [str(a.delivery_id) for a in notification.alerts if a.delivery_id is not None]
+        if delivered:
+            headers[DELIVERY_HEADER] = ",".join(delivered)
         if self._secret is not None:
             timestamp = str(int(self._clock()))
             headers[TIMESTAMP_HEADER] = timestamp

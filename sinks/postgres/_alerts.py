@@ -438,6 +438,7 @@ class AlertStore:
             details=_json(row["details"]),
             link=self.link_template.format(id=row["issue_id"]) if self.link_template else None,
             labels=labels,
+            delivery_id=row["id"],
         )
         return DueDelivery(
             id=row["id"],

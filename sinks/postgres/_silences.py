@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,10 @@ from mendline.sinks.postgres._audit import AuditedStore
 from mendline.sinks.postgres._errors import translating
 
 __all__ = ["SilenceStore", "active_silences"]
+
+log = logging.getLogger("mendline.sinks")
+#: The ids of stored silences already warned of as unreadable (once a process, not a pass).
+_warned_unreadable: set[int] = set()
 
 _COLUMNS = """id, matchers::text AS matchers, starts_at, ends_at, created_by, comment, created_at,
        expired_at, expired_by"""
@@ -111,7 +116,7 @@ class SilenceStore(AuditedStore):
                 ORDER BY id DESC""",
             include_ended,
         )
-        return [_silence(row) for row in rows]
+        return _readable(rows)
 
 
 async def active_silences(conn: Any) -> list[Silence]:
@@ -121,7 +126,28 @@ async def active_silences(conn: Any) -> list[Silence]:
                   created_at, NULL::timestamptz AS expired_at, NULL::text AS expired_by
            FROM mendline.silences_active"""
     )
-    return [_silence(row) for row in rows]
+    return _readable(rows)
+
+
+def _readable(rows: Iterable[Any]) -> list[Silence]:
+    """The silences of ``rows``, without those whose stored matchers no longer parse (one
+    made before its regular expressions had to be RE2's): skipped, with one warning each,
+    rather than stopping every alert pass."""
+    silences = []
+    for row in rows:
+        try:
+            silences.append(_silence(row))
+        except ValueError as exc:
+            if row["id"] not in _warned_unreadable:
+                _warned_unreadable.add(row["id"])
+                log.warning(
+                    "silence %d is ignored: %s; expire it (`mendline silences expire %d`)"
+                    " and make it again",
+                    row["id"],
+                    exc,
+                    row["id"],
+                )
+    return silences
 
 
 def _silence(row: Any) -> Silence:

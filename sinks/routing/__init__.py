@@ -36,7 +36,7 @@ with its first route's timing. An alert that no route matches is not sent. The f
     [[routes]]
     severity_at_least = "warning"                   # warning, error and critical
     match = { environment = ["production", "staging"], "tag:team" = "payments" }
-    match_re = { service = "^api-.*" }             # the whole value must match
+    match_re = { service = "^api-.*" }             # the whole value must match (RE2)
     receivers = ["team-slack"]
     continue = true                                 # and keep walking
 

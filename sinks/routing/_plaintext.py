@@ -7,7 +7,12 @@ import ipaddress
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from mendline.schemas.alert import EmailReceiver, PagerDutyReceiver, SlackReceiver
+from mendline.schemas.alert import (
+    EmailReceiver,
+    PagerDutyReceiver,
+    SlackReceiver,
+    WebhookReceiver,
+)
 from mendline.sinks.routing._routes import RoutingTable
 
 __all__ = ["is_loopback_host", "plaintext_warnings"]
@@ -47,9 +52,11 @@ def plaintext_warnings(
 
     An ``http://`` URL to a host other than loopback (Slack api_url, PagerDuty events_url,
     the Slack webhook URL in its variable, the LLM base URL), and SMTP with ``security =
-    "none"`` to such a host when a login is configured. Plain SMTP without a login is not
-    warned: no credential crosses, and a relay on port 25 is a usual, deliberate setup. A
-    webhook URL is a secret: its variable is named, never the URL or its host.
+    "none"`` to such a host when a login is configured, and a webhook receiver's URL (``url``
+    or the one in ``url_env``) when it has ``url_env``, ``secret_env`` or ``headers_env``.
+    Plain SMTP without a login is not warned: no credential crosses, and a relay on port 25
+    is a usual, deliberate setup. A webhook URL may be a secret: its variable is named, never
+    the URL or its host.
     """
     warnings: list[str] = []
     for name, receiver in table.receivers.items():
@@ -73,6 +80,8 @@ def plaintext_warnings(
                     f"{where}: events_url is http:// to {host}: the routing key would go"
                     f" unencrypted; {_FIX}"
                 )
+        elif isinstance(receiver, WebhookReceiver):
+            warnings += _webhook_warnings(where, receiver, environ)
         elif isinstance(receiver, EmailReceiver):
             login = receiver.username_env is not None or receiver.password_env is not None
             if receiver.security == "none" and login and not is_loopback_host(receiver.smtp_host):
@@ -86,3 +95,26 @@ def plaintext_warnings(
             f"llm_base_url is http:// to {host}: the LLM API key would go unencrypted; {_FIX}"
         )
     return warnings
+
+
+def _webhook_warnings(
+    where: str, receiver: WebhookReceiver, environ: Mapping[str, str]
+) -> list[str]:
+    """A webhook whose URL is plain http:// to a host that is not loopback, when what it
+    sends holds a secret: the URL itself (``url_env``), header values (``headers_env``) or
+    signed bodies a listener could replay (``secret_env``)."""
+    url = environ.get(receiver.url_env, "") if receiver.url_env else receiver.url or ""
+    if not _plain_http_host(url):
+        return []
+    crossing = [f"{receiver.url_env} (url_env, the URL itself)"] if receiver.url_env else []
+    crossing += [f"{v} (headers_env, {h})" for h, v in receiver.headers_env.items()]
+    if receiver.secret_env:
+        crossing.append(f"the bodies signed with {receiver.secret_env} (secret_env)")
+    if not crossing:
+        return []
+    which = receiver.url_env or "url"
+    return [
+        f"{where}: {which} is an http:// URL to a host that is not loopback: "
+        + ", ".join(crossing)
+        + " would go unencrypted; use https://"
+    ]

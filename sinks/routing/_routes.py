@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from mendline.analyzers.policy import LABEL_NAMES, TAG_PREFIX
+from mendline.analyzers.policy import LABEL_NAMES, TAG_PREFIX, LabelPattern
 from mendline.schemas.alert import (
     ALERT_SEVERITIES,
     AlertKind,
@@ -106,7 +106,7 @@ class Route:
     index: int
     line: int
     match: Mapping[str, frozenset[str]] = field(hash=False)
-    match_re: Mapping[str, re.Pattern[str]] = field(hash=False)
+    match_re: Mapping[str, LabelPattern] = field(hash=False)
     receivers: tuple[str, ...]
     continue_: bool
     group_wait: float
@@ -497,14 +497,14 @@ def _read_severity_at_least(
 
 def _read_match_re(
     path: KeyPath, table: dict[str, Any], problems: Problems
-) -> dict[str, re.Pattern[str]]:
+) -> dict[str, LabelPattern]:
     value = table.get("match_re", {})
     if not isinstance(value, dict):
         problems.add(
             path, f'must be a table such as {{ service = "^api-.*" }}, not {toml_type(value)}'
         )
         return {}
-    patterns: dict[str, re.Pattern[str]] = {}
+    patterns: dict[str, LabelPattern] = {}
     for label, pattern in value.items():
         where = (*path, label)
         if not _check_label(where, label, problems):
@@ -513,13 +513,9 @@ def _read_match_re(
             problems.add(where, f"must be a regular expression string, not {toml_type(pattern)}")
             continue
         try:
-            patterns[label] = re.compile(pattern)
-        except re.error as exc:
-            problems.add(
-                where,
-                f"{json.dumps(pattern)} is not a regular expression:"
-                f" {exc.msg} at position {exc.pos}",
-            )
+            patterns[label] = LabelPattern(pattern)
+        except ValueError as exc:
+            problems.add(where, f"{json.dumps(pattern)} is not a regular expression: {exc}")
     return patterns
 
 

@@ -48,11 +48,21 @@ def test_a_matcher_over_the_labels(matcher: str, matches: bool) -> None:
         ("=api", "is not a matcher"),
         ("team=payments", "unknown label 'team'"),
         ("service=~(api", "not a regular expression"),
+        (r"tag:user=~(a)\1", "not a regular expression: invalid escape sequence"),
+        ("tag:user=~a(?=b)", "not a regular expression"),
     ],
 )
 def test_a_bad_matcher_says_why(text: str, said: str) -> None:
     with pytest.raises(ValueError, match=said.replace("(", r"\(")):
         parse_matcher(text)
+
+
+@pytest.mark.parametrize(("value", "matches"), [("a" * 4000, False), ("a" * 4000 + "b", True)])
+@pytest.mark.timeout(30)
+def test_a_pattern_that_backtracks_in_python_is_linear(value: str, matches: bool) -> None:
+    # Python's re takes exponential time on this pattern and value (a value a producer
+    # sends); RE2 answers at once.
+    assert parse_matcher("tag:user=~(a|aa)*b").matches({"tag:user": value}) is matches
 
 
 def silence(

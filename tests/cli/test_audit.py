@@ -11,7 +11,7 @@ import pytest
 from mendline.schemas.people import SYSTEM_ACTOR, Actor, AuditEntry, StoredAuditEntry
 from mendline.schemas.settings import load_settings
 from mendline.sinks.postgres import AuditStore, connect_audit
-from tests.cli_helpers import cli, failure, json_lines, json_object, usage_error
+from tests.cli_helpers import cli, failure, json_lines, json_object, run, usage_error
 from tests.db_helpers import behind_audit_trigger
 
 pytestmark = pytest.mark.integration
@@ -156,3 +156,17 @@ async def test_verify_expect_holds_a_hash_kept_outside_the_database(
     assert (found["intact"], found["holds"], found["expected_id"]) == (True, False, None)
     assert found["message"].startswith(f"the audit chain does not hold the expected hash {kept}")
     assert "64 hexadecimal" in usage_error(await cli("audit", "verify", "--expect", "abc", env=env))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("issues", "list", "--first-seen-since", "99999999d"),
+        ("issues", "list", "--last-seen-since", "99999999d"),
+        ("audit", "list", "--since", "99999999d"),
+        ("audit", "list", "--until", "99999999d"),
+    ],
+)
+def test_a_duration_too_long_for_a_date_is_a_usage_error(args: tuple[str, ...]) -> None:
+    said = usage_error(run(*args))
+    assert "99999999d" in said and "36500d" in said

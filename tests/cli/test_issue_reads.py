@@ -5,6 +5,7 @@ steer the terminal shown escaped."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -157,6 +158,37 @@ async def test_bad_list_arguments_are_usage_errors(fresh_db_url: str) -> None:
     assert "is not a cursor of events" in usage_error(
         await cli("issues", "events", "1", "--cursor", token, env=env)
     )
+
+
+def cursor_token(payload: list[object]) -> str:
+    """A cursor forged from ``payload``, the way the CLI encodes one."""
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+async def test_out_of_range_limits_and_forged_cursors_are_usage_errors(fresh_db_url: str) -> None:
+    env = await seeded(fresh_db_url)
+    said = {
+        "events --limit": ("issues", "events", "1", "--limit", str(2**63 - 1)),
+        "event id not a uuid": (
+            "issues", "events", "1", "--cursor",
+            cursor_token(["e", "2024-01-01T00:00:00+00:00", "zz"]),
+        ),
+        "issue id past bigint": (
+            "issues", "list", "--sort", "events",
+            "--cursor", cursor_token(["i", "events", 1, 2**70]),
+        ),
+        "count past bigint": (
+            "issues", "list", "--sort", "events",
+            "--cursor", cursor_token(["i", "events", 2**70, 1]),
+        ),
+        "year 1 east of UTC": (
+            "issues", "list", "--cursor",
+            cursor_token(["i", "last_seen", "0001-01-01T00:00:00+14:00", 1]),
+        ),
+    }  # fmt: skip
+    errors = {name: usage_error(await cli(*args, env=env)) for name, args in said.items()}
+    assert "at most 1000" in errors.pop("events --limit")
+    assert all("is not a cursor of" in error for error in errors.values()), errors
 
 
 async def test_show_tells_the_issue_its_trend_finding_comments_and_latest_event(

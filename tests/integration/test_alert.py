@@ -23,7 +23,7 @@ from mendline.sinks.channels import make_channel
 from mendline.sinks.postgres import connect_alerts
 from mendline.sinks.routing import load_routes
 from mendline.stages.alert import AlertWorker
-from tests.channel_servers import FakePagerDuty, FakeSlack, Reply, smtp_server
+from tests.channel_servers import FakePagerDuty, FakeSlack, Reply, fake_webhook, smtp_server
 from tests.db_helpers import RESPONDER, issue_actions, query
 from tests.llm_server import Reply as LLMReply
 from tests.llm_server import fake_llm
@@ -107,6 +107,24 @@ async def test_a_new_issue_is_sent_once_with_its_root_cause(
         "error",
         True,
     )
+
+
+async def test_a_retried_webhook_post_carries_the_same_delivery_id(
+    fresh_db_url: str, tmp_path: Path
+) -> None:
+    text = (
+        '[receivers.hooks]\ntype = "webhook"\nurl_env = "TEST_HOOK_URL"\n'
+        '[[routes]]\nreceivers = ["hooks"]\ngroup_wait = "0s"\n'
+    )
+    settings = alert_settings(fresh_db_url, routes(tmp_path, text))
+    await ingest(settings, issue_events(range(1)))
+    with fake_webhook() as server:
+        server.script = [Reply.rate_limited(1)]  # the first POST is refused, then retried
+        async with alerting(settings, {"TEST_HOOK_URL": server.url}):
+            await wait_until(delivered(fresh_db_url, 1), 20, "the retried alert")
+    (row,) = await deliveries(fresh_db_url)
+    assert [r.headers["x-mendline-delivery"] for r in server.requests] == [str(row["id"])] * 2
+    assert server.requests[1].body["alerts"][0]["delivery_id"] == row["id"]
 
 
 async def test_a_late_finding_updates_the_message_sent_without_it(

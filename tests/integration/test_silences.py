@@ -148,6 +148,33 @@ async def test_a_silence_made_after_routing_still_holds_the_alert_back(
     assert slack.requests == []
 
 
+async def test_a_stored_silence_that_no_longer_parses_is_skipped_with_one_warning(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(fresh_db_url, routes(tmp_path))
+    env = {"TEST_SLACK_WEBHOOK": slack.webhook_url()}
+    # Made before matchers had to be RE2's: Python's re took the backreference.
+    unreadable = {"label": "service", "op": "=~", "value": "(a)\\1"}
+    async with silences(fresh_db_url) as store:
+        (bad,) = await query(
+            fresh_db_url,
+            """INSERT INTO mendline.silences (matchers, ends_at, created_by, comment)
+               VALUES ($1::jsonb, now() + interval '2 hours', 'rita', 'old') RETURNING id""",
+            json.dumps([unreadable]),
+        )
+        good = await store.add(
+            RESPONDER, [parse_matcher("service=web")], datetime.now(UTC) + timedelta(hours=2), "w"
+        )
+        with caplog.at_level(logging.WARNING, logger="mendline.sinks"):
+            assert [s.id for s in await store.list(VIEWER)] == [good.id]
+            await ingest(settings, issue_events(range(2)))
+            async with alerting(settings, env):
+                await wait_until(settled(fresh_db_url, 2), 15, "the alerts past the bad silence")
+    assert [r["status"] for r in await deliveries(fresh_db_url)] == ["delivered", "delivered"]
+    warned = [r.getMessage() for r in caplog.records if f"silence {bad['id']} " in r.getMessage()]
+    assert len(warned) == 1 and "silences expire" in warned[0], warned
+
+
 async def test_silences_are_listed_and_refused_to_those_who_may_not(fresh_db_url: str) -> None:
     async with silences(fresh_db_url) as store:
         ends = datetime.now(UTC) + timedelta(hours=1)

@@ -28,6 +28,8 @@ SLACK_BOT = 'type = "slack"\nbot_token_env = "SLACK_BOT"\nchannel = "#alerts"\n'
 PAGERDUTY = 'type = "pagerduty"\nrouting_key_env = "PD_KEY"\n'
 EMAIL = 'type = "email"\nsender = "mendline@example.com"\nto = ["oncall@example.com"]\n'
 LOGIN = 'username_env = "SMTP_USER"\npassword_env = "SMTP_PASSWORD"\n'
+HOOK = 'type = "webhook"\nurl_env = "HOOK_URL"\n'
+HOOK_ENV = {"HOOK_URL": f"http://hooks.example.com/in?token={SECRET_PATH}"}
 
 
 @pytest.mark.parametrize(
@@ -64,6 +66,21 @@ LOGIN = 'username_env = "SMTP_USER"\npassword_env = "SMTP_PASSWORD"\n'
             "http://llm.example.com:8000/v1",
             "llm_base_url is http:// to llm.example.com",
         ),
+        (
+            HOOK + 'secret_env = "HOOK_SECRET"\nheaders_env = { "Authorization" = "HOOK_AUTH" }',
+            HOOK_ENV,
+            None,
+            'receiver "r" (webhook): HOOK_URL is an http:// URL to a host that is not loopback:'
+            " HOOK_URL (url_env, the URL itself), HOOK_AUTH (headers_env, Authorization), the"
+            " bodies signed with HOOK_SECRET (secret_env) would go unencrypted",
+        ),
+        (
+            'type = "webhook"\nurl = "http://10.0.0.9/in"\nsecret_env = "HOOK_SECRET"',
+            {},
+            None,
+            'receiver "r" (webhook): url is an http:// URL to a host that is not loopback:'
+            " the bodies signed with HOOK_SECRET",
+        ),
         (PAGERDUTY, {}, "HTTP://10.0.0.7/v1", "llm_base_url is http:// to 10.0.0.7"),
         (PAGERDUTY, {}, "http://[fd00::7]:8000/v1", "llm_base_url is http:// to fd00::7"),
     ],
@@ -74,7 +91,8 @@ def test_each_plaintext_credential_is_one_warning(
     found = warnings_for(tmp_path, receiver, environ, llm)
     assert len(found) == 1
     assert found[0].startswith(expected)
-    assert "hooks.slack.com" not in found[0] and SECRET_PATH not in found[0]
+    assert not any(host in found[0] for host in ("hooks.slack.com", "hooks.example", "10.0.0.9"))
+    assert SECRET_PATH not in found[0]
 
 
 @pytest.mark.parametrize(
@@ -94,6 +112,11 @@ def test_each_plaintext_credential_is_one_warning(
         (EMAIL + 'smtp_host = "127.0.0.1"\nsecurity = "none"\n' + LOGIN, {}, None),
         (EMAIL + 'smtp_host = "smtp.example.com"\nsecurity = "starttls"\n' + LOGIN, {}, None),
         (EMAIL + 'smtp_host = "smtp.example.com"\nsmtp_port = 465\nsecurity = "tls"\n', {}, None),
+        (HOOK, {"HOOK_URL": "https://hooks.example.com/in"}, None),
+        (HOOK, {"HOOK_URL": "http://127.0.0.1:8080/in"}, None),
+        (HOOK, {}, None),  # unset: nothing to send
+        # No secret: a plain URL in the file, no signature, no secret headers.
+        ('type = "webhook"\nurl = "http://hooks.example.com/in"', {}, None),
         # No login: no credential crosses; a plain relay on port 25 is a usual setup.
         (EMAIL + 'smtp_host = "relay.example.com"\nsmtp_port = 25\nsecurity = "none"\n', {}, None),
     ],

@@ -267,6 +267,7 @@ def test_routes_check_and_test_know_the_health_kinds(
         ("(?i)API", "api", True),
         (".*", "", True),  # matches a missing label
         (".+", "", False),
+        ("(a|aa)*b", "a" * 4000, False),  # exponential in Python's re; linear in RE2
     ],
 )
 def test_match_re_matches_the_whole_label(
@@ -593,8 +594,14 @@ INVALID = [
     pytest.param(
         RECEIVERS + '[[routes]]\nreceivers = ["mail"]\nmatch_re = { service = "api-(" }  # <-\n',
         "routes[0].match_re.service",
-        '"api-(" is not a regular expression: missing ), unterminated subpattern at position 4',
+        '"api-(" is not a regular expression: missing ): api-(',
         id="bad-regex",
+    ),
+    pytest.param(
+        RECEIVERS + '[[routes]]\nreceivers = ["mail"]\nmatch_re = { service = "(a)\\\\1" }  # <-\n',
+        "routes[0].match_re.service",
+        "not a regular expression: invalid escape sequence",
+        id="backreference",
     ),
     pytest.param(
         '[receivers.slack]\ntype = "slack"\n'
@@ -881,6 +888,24 @@ def test_routes_check_summarises_and_warns_about_unset_secrets(
     monkeypatch.setenv("SLACK_URL", "https://example.invalid/hook")
     assert run("routes", "check", str(path)) == 0
     assert "SLACK_URL" not in capsys.readouterr().err
+
+
+def test_routes_check_in_production_fails_on_unset_secrets_as_alert_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, RECEIVERS + '[[routes]]\nreceivers = ["pager", "slack", "mail"]\n')
+    monkeypatch.setenv("MENDLINE_PROFILE", "production")
+    monkeypatch.setenv("PD_KEY", "k" * 32)
+    monkeypatch.delenv("SLACK_URL", raising=False)
+    assert run("routes", "check", str(path)) == 1
+    out, err = capsys.readouterr()
+    assert f"{path}: invalid" in out
+    assert [line for line in err.splitlines() if line.startswith("error: ")] == [
+        'error: receiver "slack" (slack): SLACK_URL (webhook_url_env) is not set (fix: set it;'
+        " MENDLINE_PROFILE=production: mendline alert does not start without it)"
+    ]
+    monkeypatch.setenv("SLACK_URL", "https://hooks.slack.com/services/T0/B0/x")
+    assert run("routes", "check", str(path)) == 0
 
 
 def test_routes_check_without_a_file_checks_the_shipped_default(

@@ -124,6 +124,24 @@ async def test_a_signed_post_is_verified_by_the_endpoint_with_the_secret() -> No
 
 
 @loopback
+async def test_each_post_names_its_deliveries_in_a_header_and_the_body() -> None:
+    with fake_webhook(secret="s3cret") as server:
+        channel = channel_for(server)
+        try:
+            with_ids = [alert(n).model_copy(update={"delivery_id": n + 10}) for n in (1, 2)]
+            await channel.send(note(*with_ids))
+            await channel.send(note(alert(3)))  # outside the alert worker: no delivery
+        finally:
+            await channel.aclose()
+    first, second = server.requests
+    assert first.headers["x-mendline-delivery"] == "11,12"
+    assert [a["delivery_id"] for a in server.verified[0]["alerts"]] == [11, 12]
+    validate(server.verified[0])
+    assert "x-mendline-delivery" not in second.headers
+    assert server.verified[1]["alerts"][0]["delivery_id"] is None
+
+
+@loopback
 async def test_a_wrong_secret_fails_verification_and_is_not_retried() -> None:
     with fake_webhook(secret="s3cret") as server:
         channel = channel_for(server, secret="not-the-secret")
