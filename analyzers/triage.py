@@ -14,6 +14,7 @@ __all__ = [
     "IgnoreState",
     "ResolvedState",
     "ignore_ends",
+    "newest_release",
     "release_is_newer",
     "release_version",
     "reopens",
@@ -63,6 +64,17 @@ def release_is_newer(
     if old_seen is None:
         return False
     return new_seen > old_seen
+
+
+def newest_release(first_seen: Mapping[str, datetime]) -> str | None:
+    """The newest of a service's releases (each with when its first event arrived), in the
+    order ``release_is_newer`` compares them: by version among version numbers (a hotfix of
+    an older line seen last is not the newest), else by first seen. None without releases."""
+    newest: str | None = None
+    for release in sorted(first_seen, key=lambda r: (first_seen[r], r)):
+        if newest is None or release_is_newer(release, newest, first_seen):
+            newest = release
+    return newest
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import asyncpg
 
 from mendline.analyzers.audit import changed_fields
 from mendline.analyzers.policy.people import authorize
+from mendline.analyzers.triage import newest_release
 from mendline.schemas.errors import ConfigError, FindingNotFound, IssueNotFound, UserNotFound
 from mendline.schemas.issue import IgnoreCondition, Resolution, check_issue_move, parse_assignee
 from mendline.schemas.people import Actor
@@ -146,14 +147,15 @@ class IssueActions(AuditedStore):
         if resolution == "next_release":
             # The release the service runs now (Sentry: the project's newest), not the
             # issue's own last one, which may be older than what is deployed.
-            in_release = (
-                await conn.fetchval(
-                    """SELECT release FROM mendline.releases WHERE service = $1
-                   ORDER BY first_seen DESC, release DESC LIMIT 1""",
+            seen = {
+                r["release"]: r["first_seen"]
+                for r in await conn.fetch(
+                    """SELECT release, first_seen FROM mendline.releases WHERE service = $1
+                       ORDER BY first_seen DESC LIMIT 500""",
                     row["service"],
                 )
-                or row["last_release"]
-            )
+            }
+            in_release = newest_release(seen) or row["last_release"]
         if resolution == "next_release" and in_release is None:
             raise ConfigError(
                 f"issue {issue_id}'s events carry no release, so there is no next release to"

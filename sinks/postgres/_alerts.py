@@ -562,13 +562,27 @@ class AlertStore:
         holds now. Only the holder sends to a receiver, so its pacing and digests are one
         worker's; taking one new receiver a pass spreads them over the workers polling side
         by side. ``overdue``: for a receiver this worker cannot send to (disabled here),
-        taken only when no worker that can has sent its deliveries for that long."""
+        taken only when no worker that can has sent its deliveries for that long, and given
+        back as soon as none is that late."""
         rows = await self.pool.fetch(
             """WITH kept AS (
-                   UPDATE mendline.receiver_leases
+                   UPDATE mendline.receiver_leases AS l
                    SET expires_at = now() + make_interval(secs => $3)
                    WHERE owner = $2 AND receiver = ANY($1::text[])
+                     AND ($4 = 0 OR EXISTS (
+                           SELECT 1 FROM mendline.deliveries d
+                           WHERE d.receiver = l.receiver AND d.status = 'pending'
+                             AND d.due_at <= now() - make_interval(secs => $4)))
                    RETURNING receiver),
+               -- Taken because it was overdue, given back once it is not: a worker that can
+               -- send to it takes it at its next pass.
+               given_back AS (
+                   DELETE FROM mendline.receiver_leases AS l
+                   WHERE $4 > 0 AND owner = $2 AND receiver = ANY($1::text[])
+                     AND NOT EXISTS (
+                           SELECT 1 FROM mendline.deliveries d
+                           WHERE d.receiver = l.receiver AND d.status = 'pending'
+                             AND d.due_at <= now() - make_interval(secs => $4))),
                free AS (
                    SELECT r FROM unnest($1::text[]) AS r
                    WHERE NOT EXISTS (

@@ -358,14 +358,20 @@ class Store:
             last_hour = {
                 row["issue_id"]: row["n"]
                 for row in await conn.fetch(
-                    # The stored events of the last hour, but not those from before the
-                    # ignore: a burst it was made in does not end it at once. (The events,
-                    # not the per-minute counts: the ignore may be in the middle of a minute.)
-                    """SELECT e.issue_id, count(*)::bigint AS n
-                       FROM mendline.events e JOIN mendline.issues i ON i.id = e.issue_id
-                       WHERE e.issue_id = ANY($1::bigint[]) AND e.received_at > $2
-                         AND e.received_at > i.ignored_at
-                       GROUP BY e.issue_id""",
+                    # The last hour, but not what came before the ignore: a burst it was
+                    # made in does not end it at once. Whole minutes from the per-minute
+                    # counts; the minute the ignore was made in from its events.
+                    """SELECT i.id AS issue_id,
+                              coalesce((SELECT sum(c.count) FROM mendline.issue_counts c
+                                        WHERE c.issue_id = i.id
+                                          AND c.minute > greatest($2,
+                                              date_trunc('minute', i.ignored_at))), 0)
+                              + (SELECT count(*) FROM mendline.events e
+                                 WHERE e.issue_id = i.id
+                                   AND e.received_at > greatest($2, i.ignored_at)
+                                   AND e.received_at < date_trunc('minute', i.ignored_at)
+                                                       + interval '1 minute') AS n
+                       FROM mendline.issues i WHERE i.id = ANY($1::bigint[])""",
                     rated,
                     now - timedelta(hours=1),
                 )

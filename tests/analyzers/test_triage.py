@@ -10,6 +10,7 @@ from mendline.analyzers.triage import (
     IgnoreState,
     ResolvedState,
     ignore_ends,
+    newest_release,
     release_is_newer,
     release_version,
     reopens,
@@ -146,3 +147,20 @@ def test_issue_moves(current: str, wanted: str, allowed: bool) -> None:
     else:
         with pytest.raises(Exception, match="an issue that is"):
             check_issue_move(current, wanted)  # type: ignore[arg-type]
+
+
+H = timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("seen", "newest"),
+    [
+        ({}, None),
+        ({"1.0.0": T0}, "1.0.0"),
+        ({"2.0.0": T0, "1.9.1": T0 + H}, "2.0.0"),  # a hotfix of the older line, seen last
+        ({"2.0.0-rc.1": T0 + H, "1.9.0": T0}, "2.0.0-rc.1"),
+        ({"build-b7": T0, "build-a3": T0 + H}, "build-a3"),  # not versions: by first seen
+    ],
+)
+def test_newest_release(seen: dict[str, datetime], newest: str | None) -> None:
+    assert newest_release(seen) == newest

@@ -856,5 +856,9 @@ async def test_a_worker_with_a_receiver_disabled_leaves_it_to_one_that_can_send(
         )
         # No one sent it for a lease's time: the disabled one records it as suppressed.
         assert await store.hold_receivers(["team"], "off-host", 60, overdue=60) == {"team"}
+        # Once nothing is that late, it gives the receiver back at its next pass.
+        await query(fresh_db_url, "UPDATE mendline.deliveries SET due_at = now()")
+        assert await store.hold_receivers(["team"], "off-host", 60, overdue=60) == set()
+        assert await store.hold_receivers(["team"], "on-host", 60) == {"team"}
     finally:
         await store.pool.close()

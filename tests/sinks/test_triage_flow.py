@@ -492,3 +492,16 @@ async def test_a_health_checks_issue_is_not_merged_nor_ignored_until_a_condition
     with pytest.raises(ConfigError, match="health check's"):
         await actions.ignore(RITA, 2, IgnoreCondition(events=3))
     assert await actions.ignore(RITA, 2) is True  # forever: its check's alerts stop
+
+
+async def test_next_release_after_a_hotfix_of_an_older_line(
+    settings: Settings, actions: IssueActions
+) -> None:
+    await ingest(settings, issue_events(range(1), per_issue=1, release="2.0.0"))
+    # A hotfix of the old line ships later (first seen after 2.0.0).
+    await ingest(settings, issue_events(range(1, 2), per_issue=1, release="1.9.1"))
+    await actions.resolve(RITA, 1, in_next_release=True)
+    # 2.0.0 is still deployed: its event cannot hold the fix, and does not reopen the issue.
+    await ingest(settings, issue_events(range(1), per_issue=1, release="2.0.0"))
+    issue = await _issue(settings)
+    assert (issue["status"], issue["resolved_in_release"]) == ("resolved", "2.0.0")
