@@ -120,3 +120,18 @@ def run_on_terminal(*args: str, env: dict[str, str], timeout: float = 120) -> st
     finally:
         os.close(reader)
     return b"".join(chunks).decode()
+
+
+async def migrated_env(url: str, role: str = "", **more: str) -> dict[str, str]:
+    """The environment of a command on the database at ``url``, migrated first: no token,
+    the local OS user with ``role`` (none by default), and ``more`` settings."""
+    from mendline.sinks.postgres import migrated_pool
+
+    pool = await migrated_pool(url, 1)
+    await pool.close()
+    return {
+        "MENDLINE_DATABASE_URL": url,
+        "MENDLINE_TOKEN": "",
+        "MENDLINE_LOCAL_ROLE": role,
+        **more,
+    }

@@ -153,7 +153,6 @@ class Store:
                     await asyncio.sleep(0.05 * (attempt + 1))
             # Merged or unmerged under it five times running: a busy moment, not bad data.
             raise DatabaseUnavailable("issues kept being merged while a batch was written")
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _write(self, conn: _Conn, batch: list[PreparedEvent], now: datetime) -> BatchResult:
         """The steps of one batch, in one transaction (the caller's)."""
@@ -302,31 +301,26 @@ class Store:
         resolved in the next release only by an event of a newer release."""
         resolved = [i for i in ids if before[i]["status"] == "resolved"]
         pending = [i for i in resolved if before[i]["resolution"] == "next_release"]
-        first_seen: dict[str, datetime] = {}
-        seen_by: dict[tuple[str, str], datetime] = {}
+        # Per service, when each release the decisions need was first seen.
+        first_seen: dict[str, dict[str, datetime]] = defaultdict(dict)
         if pending:
             names = {before[i]["resolved_in_release"] for i in pending}
             for i in pending:
                 names |= {r for r in deltas[i].releases if r}
-            services = sorted({before[i]["service"] for i in pending})
             rows = await conn.fetch(
                 """SELECT service, release, first_seen FROM mendline.releases
                    WHERE service = ANY($1::text[]) AND release = ANY($2::text[])""",
-                services,
+                sorted({before[i]["service"] for i in pending}),
                 sorted(n for n in names if n),
             )
-            seen_by = {(r["service"], r["release"]): r["first_seen"] for r in rows}
+            for r in rows:
+                first_seen[r["service"]][r["release"]] = r["first_seen"]
         reopened = set()
         for i in resolved:
             row = before[i]
-            if pending:
-                first_seen = {
-                    release: at
-                    for (service, release), at in seen_by.items()
-                    if service == row["service"]
-                }
             state = ResolvedState(row["resolution"], row["resolved_in_release"])
-            if reopens(state, sorted(deltas[i].releases, key=str), first_seen):
+            releases = sorted(deltas[i].releases, key=str)
+            if reopens(state, releases, first_seen.get(row["service"], {})):
                 reopened.add(i)
         return reopened
 

@@ -15,8 +15,16 @@ import pytest
 
 from mendline.schemas.fix import CommandOutcome, Delivery, Verification
 from mendline.schemas.settings import load_settings
-from mendline.sinks.postgres import connect_fixes, migrated_pool
-from tests.cli_helpers import cli, failure, json_lines, json_object, run_on_terminal, token_of
+from mendline.sinks.postgres import connect_fixes
+from tests.cli_helpers import (
+    cli,
+    failure,
+    json_lines,
+    json_object,
+    migrated_env,
+    run_on_terminal,
+    token_of,
+)
 from tests.db_helpers import finding_of_new_issue, query
 
 pytestmark = pytest.mark.integration
@@ -40,14 +48,7 @@ def mapped(patch: str) -> str:
 
 @pytest.fixture
 async def env(fresh_db_url: str) -> dict[str, str]:
-    pool = await migrated_pool(fresh_db_url, 1)
-    await pool.close()
-    return {
-        "MENDLINE_DATABASE_URL": fresh_db_url,
-        "MENDLINE_TOKEN": "",
-        "MENDLINE_LOCAL_ROLE": "",
-        "MENDLINE_FIX_POLICY_FILE": "",
-    }
+    return await migrated_env(fresh_db_url, MENDLINE_FIX_POLICY_FILE="")
 
 
 def with_policy(env: dict[str, str], tmp_path: Path, auto: str = "") -> dict[str, str]:

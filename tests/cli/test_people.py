@@ -9,8 +9,7 @@ import pwd
 import pytest
 
 from mendline.cli._actor import local_user_name  # the one place that reads the passwd entry
-from mendline.sinks.postgres import migrated_pool
-from tests.cli_helpers import cli, failure, json_lines, json_object, usage_error
+from tests.cli_helpers import cli, failure, json_lines, json_object, migrated_env, usage_error
 from tests.db_helpers import query
 
 OS_USER = pwd.getpwuid(os.geteuid()).pw_name
@@ -18,9 +17,7 @@ OS_USER = pwd.getpwuid(os.geteuid()).pw_name
 
 @pytest.fixture
 async def env(fresh_db_url: str) -> dict[str, str]:
-    pool = await migrated_pool(fresh_db_url, 1)
-    await pool.close()
-    return {"MENDLINE_DATABASE_URL": fresh_db_url, "MENDLINE_TOKEN": "", "MENDLINE_LOCAL_ROLE": ""}
+    return await migrated_env(fresh_db_url)
 
 
 def local(env: dict[str, str], role: str = "admin") -> dict[str, str]:

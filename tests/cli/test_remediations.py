@@ -8,16 +8,22 @@ import pytest
 
 from mendline.schemas.people import SYSTEM_ACTOR
 from mendline.schemas.settings import load_settings
-from mendline.sinks.postgres import append_audit, connect_remediations, migrated_pool
-from tests.cli_helpers import cli, failure, json_lines, json_object, token_of, usage_error
+from mendline.sinks.postgres import append_audit, connect_remediations
+from tests.cli_helpers import (
+    cli,
+    failure,
+    json_lines,
+    json_object,
+    migrated_env,
+    token_of,
+    usage_error,
+)
 from tests.db_helpers import query
 
 
 @pytest.fixture
 async def env(fresh_db_url: str) -> dict[str, str]:
-    pool = await migrated_pool(fresh_db_url, 1)
-    await pool.close()
-    return {"MENDLINE_DATABASE_URL": fresh_db_url, "MENDLINE_TOKEN": "", "MENDLINE_LOCAL_ROLE": ""}
+    return await migrated_env(fresh_db_url)
 
 
 async def requested_runs(url: str, *triggers: str) -> list[int]:

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from mendline.sinks.postgres import migrated_pool
-from tests.cli_helpers import cli, json_lines, json_object, usage_error
+from tests.cli_helpers import cli, json_lines, json_object, migrated_env, usage_error
 
 
 @pytest.fixture
 async def env(fresh_db_url: str) -> dict[str, str]:
-    pool = await migrated_pool(fresh_db_url, 1)
-    await pool.close()
-    return {
-        "MENDLINE_DATABASE_URL": fresh_db_url,
-        "MENDLINE_TOKEN": "",
-        "MENDLINE_LOCAL_ROLE": "responder",
-    }
+    return await migrated_env(fresh_db_url, "responder")
 
 
 async def test_add_list_and_expire_a_silence(env: dict[str, str]) -> None:
