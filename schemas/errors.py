@@ -122,7 +122,9 @@ PatchRefusal = Literal[
 ]
 
 #: Why an actor could not be authenticated: ``AuthenticationFailed.reason``.
-AuthFailure = Literal["malformed", "unknown", "revoked", "expired", "disabled", "local_off"]
+AuthFailure = Literal[
+    "malformed", "unknown", "revoked", "expired", "disabled", "local_off", "missing"
+]
 
 
 class MendlineError(Exception):
@@ -237,7 +239,8 @@ class PermissionDenied(MendlineError):
 
 class AuthenticationFailed(MendlineError):
     """Who is acting cannot be told apart: ``reason`` is one of ``AuthFailure`` (a token
-    that is malformed, unknown, revoked or expired, of a disabled user; local access off)."""
+    that is malformed, unknown, revoked or expired, of a disabled user; local access off; no
+    credentials at all)."""
 
     def __init__(self, reason: AuthFailure, detail: str, *, hint: str | None = None) -> None:
         super().__init__(detail, hint=hint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -339,6 +340,51 @@ class Settings(BaseSettings):
         description="Address those endpoints listen on; `0.0.0.0` in a container.",
     )
 
+    # -- The dashboard (mendline web) ------------------------------------------------------
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="Address the dashboard listens on; `0.0.0.0` only behind TLS or a proxy.",
+    )
+    web_port: int = Field(default=8040, ge=1, le=65535, description="Port of the dashboard.")
+    web_public_url: str | None = Field(
+        default=None,
+        description="The dashboard's address as people open it (`https://mendline.example.com`):"
+        " the only Origin state changes are taken from, and `https` makes cookies `Secure`;"
+        " unset: the address the request came to.",
+    )
+    web_read_only: bool = Field(
+        default=False,
+        description="Serve the dashboard and API read-only: every change is refused.",
+    )
+    web_session_idle: float = Field(
+        default=12 * 3600.0, gt=0, description="Seconds a dashboard session lasts unused."
+    )
+    web_session_max: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="Seconds a dashboard session lasts at most, used or not (then log in again).",
+    )
+    web_login_free_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Failed logins per account, and per client address, before each further"
+        " attempt has to wait (doubling, up to 15 minutes).",
+    )
+    web_auth_proxy_allow: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of the proxies whose user header is believed.",
+    )
+    web_auth_proxy_header: str | None = Field(
+        default=None,
+        description="Header an SSO proxy puts the user's name in (e.g. `X-WEBAUTH-USER`),"
+        " believed only from `web_auth_proxy_allow`; unset: no proxy login.",
+    )
+    web_forwarded_allow: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of reverse proxies whose `X-Forwarded-For`"
+        " and `X-Forwarded-Proto` tell the client's address and scheme.",
+    )
+
     @field_validator("issue_url_template")
     @classmethod
     def _a_template_of_id(cls, value: str | None) -> str | None:
@@ -348,6 +394,30 @@ class Settings(BaseSettings):
             except (KeyError, IndexError, ValueError) as exc:
                 raise ValueError(f"use {{id}} and nothing else in braces ({exc!r})") from None
         return value
+
+    @field_validator("web_auth_proxy_allow", "web_forwarded_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or a network (CIDR)") from None
+        return value
+
+    @field_validator("web_auth_proxy_header")
+    @classmethod
+    def _proxies_to_believe(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not info.data.get("web_auth_proxy_allow"):
+            raise ValueError("set web_auth_proxy_allow to the proxies whose header is believed")
+        return value
+
+    @field_validator("web_public_url")
+    @classmethod
+    def _an_origin(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("give the address with its scheme, e.g. https://mendline.example.com")
+        return None if value is None else value.rstrip("/")
 
     @field_validator("producer_keys_file")
     @classmethod
