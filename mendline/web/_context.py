@@ -4,15 +4,20 @@ for the audit trail, and rendering a template with what the layout needs."""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import json
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import jinja2
 from aiohttp import web
+from pydantic import BaseModel
 
 from mendline.analyzers.policy import allowed, authorize
-from mendline.schemas.errors import AuthenticationFailed, PermissionDenied
+from mendline.schemas.errors import AuthenticationFailed, PermissionDenied, UsageError
 from mendline.schemas.people import Actor
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import AuditWriter, append_audit
@@ -25,10 +30,13 @@ __all__ = [
     "TEMPLATES",
     "WebDeps",
     "actor_of",
+    "api_json",
     "client_address",
     "deps",
+    "is_htmx",
     "may",
     "origin",
+    "params",
     "render",
     "render_fragment",
     "require",
@@ -154,3 +162,50 @@ def _html(body: str, status: int) -> web.Response:
         content_type="text/html",
         headers={"Cache-Control": "no-store"},
     )
+
+
+def api_json(data: Any, *, status: int = 200) -> web.Response:
+    """``data`` as the JSON API answers it: datetimes in ISO 8601, dataclasses and pydantic
+    models as objects, enums as their values, never cached."""
+    return web.Response(
+        text=json.dumps(data, default=_jsonable, ensure_ascii=False),
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+async def params(request: web.Request) -> dict[str, Any]:
+    """An action's parameters: the JSON object of an API call, or a form's fields (the last
+    value of each; ``csrf_token`` left out). UsageError when a JSON body is not an object."""
+    if request.content_type == "application/json":
+        try:
+            body = await request.json()
+        except ValueError:
+            raise UsageError("the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise UsageError("send a JSON object")
+        return body
+    form = await request.post()
+    return {name: form.getall(name)[-1] for name in form if name != "csrf_token"}
+
+
+def is_htmx(request: web.Request) -> bool:
+    """Whether htmx sent the request (it swaps the answer into the page)."""
+    return request.headers.get("HX-Request") == "true"
