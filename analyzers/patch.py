@@ -7,15 +7,18 @@ import difflib
 import re
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
+from typing import Literal
 
 from mendline.schemas.errors import InvalidPatch, PatchRefused
 
 __all__ = [
     "NO_NEWLINE",
+    "DiffLineKind",
     "FilePatch",
     "Hunk",
     "anchor_file",
     "check_paths",
+    "diff_lines",
     "parse_patch",
     "render_patch",
 ]
@@ -158,6 +161,48 @@ def parse_patch(text: str) -> list[FilePatch]:
     if not files:
         raise InvalidPatch("no file in the patch (expected ---/+++ headers and @@ hunks)")
     return files
+
+
+DiffLineKind = Literal["file", "hunk", "add", "del", "context"]
+
+
+def diff_lines(text: str) -> list[tuple[DiffLineKind, str]]:
+    """Each line of a unified diff with what it is, to show it coloured: ``file`` (the
+    ``diff``/``---``/``+++`` headers and git's other header lines), ``hunk`` (``@@``),
+    ``add``, ``del``, or ``context`` (unchanged lines, git's no-newline marker, and any
+    text that is not part of a diff). Never refuses a text: what ``parse_patch`` would
+    refuse is shown as well as it can be read. Inside a hunk its header's line counts say
+    where it ends, so a removed line that reads ``-- x`` is no file header."""
+    shown: list[tuple[DiffLineKind, str]] = []
+    old_left = new_left = 0
+    for line in text.removesuffix("\n").split("\n"):
+        line = line.removesuffix("\r")
+        if old_left > 0 or new_left > 0:
+            mark = line[:1] or " "  # an empty context line loses its space in some editors
+            if line == NO_NEWLINE:
+                shown.append(("context", line))
+                continue
+            if mark in " -+":
+                old_left -= mark in " -"
+                new_left -= mark in " +"
+                shown.append((_LINE_KINDS[mark], line))
+                continue
+            old_left = new_left = 0  # the hunk ended early: read on as if outside one
+        hunk = _HUNK.match(line)
+        if hunk is not None:
+            old_left = 1 if hunk[2] is None else int(hunk[2])
+            new_left = 1 if hunk[4] is None else int(hunk[4])
+            shown.append(("hunk", line))
+        elif line.startswith(("--- ", "+++ ", *_HEADER_PREFIXES)):
+            shown.append(("file", line))
+        elif line.startswith("@@"):
+            shown.append(("hunk", line))
+        else:
+            shown.append(("context", line))
+    return shown
+
+
+_LINE_KINDS: dict[str, DiffLineKind] = {" ": "context", "-": "del", "+": "add"}
 
 
 def render_patch(files: list[FilePatch]) -> str:

@@ -45,7 +45,9 @@ __all__ = [
     "ExceptionTree",
     "Frame",
     "Level",
+    "chain_link",
     "content_hash",
+    "headline",
     "json_schema",
     "json_schema_text",
     "parse_event",
@@ -546,3 +548,24 @@ def _tree(
     return ExceptionTree(
         tuple(links), tuple(tuple(i for _, i in sorted(m)) for m in members), groups
     )
+
+
+# How an exception of a chain led to the next (the ``source`` its parent holds it by).
+_LINK_WORDS = {
+    "__cause__": "the direct cause of (raise ... from it):",
+    "__context__": "while handling it, this was raised:",
+}
+
+
+def chain_link(source: str | None) -> str:
+    """The words between two exceptions of a stored chain (root cause first), from the
+    ``source`` of the first: how it led to the next one."""
+    return _LINK_WORDS.get(source or "", "then:")
+
+
+def headline(event: Mapping[str, Any]) -> str:
+    """An event summary's raised exception (``Type: value``, from its ``exception_type``
+    and ``exception_value``), or its message when it has none."""
+    if event.get("exception_type"):
+        return f"{event['exception_type']}: {event.get('exception_value') or ''}"
+    return str(event.get("message") or "")

@@ -17,8 +17,9 @@ met comes back as escalating.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -36,7 +37,9 @@ __all__ = [
     "Resolution",
     "Substatus",
     "check_issue_move",
+    "describe_state",
     "parse_assignee",
+    "status_label",
 ]
 
 IssueStatus = Literal["unresolved", "resolved", "ignored", "merged"]
@@ -126,3 +129,41 @@ class IgnoreCondition(BaseModel):
         if self.per_hour is not None:
             parts.append(f"until {self.per_hour} events in an hour")
         return " or ".join(parts)
+
+
+#: How a resolved issue was resolved, as the words after "resolved".
+_RESOLVED_HOW = {"now": "", "next_release": " in the next release", "fix": " by a fix"}
+
+
+def status_label(issue: Mapping[str, Any]) -> str:
+    """An issue's status with its substatus, as lists show it: ``unresolved``,
+    ``unresolved (regressed)``, ``resolved``..."""
+    sub = issue.get("substatus")
+    return f"{issue['status']} ({sub})" if sub else str(issue["status"])
+
+
+def describe_state(issue: Mapping[str, Any]) -> str:
+    """Where an issue (a row of its workflow's fields) stands, in words: ``resolved in the
+    next release (after 1.4.0) by ada``, ``ignored until 100 more events``, ``merged into
+    issue #12``, ``unresolved (regressed)``. Text from the row is as stored: escape it for
+    where it is shown."""
+    state = status_label(issue)
+    if issue["status"] == "resolved":
+        state += _RESOLVED_HOW.get(issue.get("resolution") or "", "")
+        if issue.get("resolved_in_release"):
+            state += f" (after {issue['resolved_in_release']})"
+        if issue.get("resolved_by"):
+            state += f" by {issue['resolved_by']}"
+    elif issue["status"] == "ignored":
+        # The row holds the count that ends it (times_seen then): what is left of it is said.
+        until_seen, seen = issue.get("ignore_until_seen"), issue.get("times_seen")
+        events = until_seen if until_seen is None or seen is None else until_seen - seen
+        condition = IgnoreCondition(
+            until=issue.get("ignore_until"),
+            events=None if events is None else max(events, 1),
+            per_hour=issue.get("ignore_per_hour"),
+        )
+        state += f" {condition.describe()}"
+    elif issue["status"] == "merged" and issue.get("merged_into"):
+        state += f" into issue #{issue['merged_into']}"
+    return state

@@ -227,9 +227,11 @@ SEARCH_KEYS: dict[str, str] = {
     "assigned": "assignee",
 }
 _SEARCH_TOKEN = re.compile(
-    r"""(?P<key>[A-Za-z_][\w.-]{0,199}):(?:"(?P<quoted_value>[^"]*)"?|(?P<value>[^\s"]\S*))"""
-    r"""|"(?P<quoted>[^"]*)"?|(?P<word>\S+)"""
+    r"""(?P<key>[A-Za-z_][\w.-]{0,199}):"""
+    r"""(?:"(?P<quoted_value>(?:[^"\\]|\\.)*)"?|(?P<value>[^\s"]\S*))"""
+    r"""|"(?P<quoted>(?:[^"\\]|\\.)*)"?|(?P<word>\S+)"""
 )
+_ESCAPED = re.compile(r"\\(.)")
 _MAX_SEARCH = 1000
 
 
@@ -237,7 +239,8 @@ class IssueSearch(BaseModel):
     """The dashboard's search line read as Sentry's is: ``key:value`` tokens are filters
     (``service:``, ``release:``, ``environment:`` or ``env:``, ``assignee:`` or ``assigned:``;
     any other key is a tag an event carries, ``region:eu``), a value may be quoted
-    (``browser:"Mobile Safari"``), and every other word, or quoted text, is searched for in
+    (``browser:"Mobile Safari"``, a quote or a backslash in it escaped with a backslash:
+    ``"say \\"hi\\""``), and every other word, or quoted text, is searched for in
     the title and the culprit (the words in their order, as one piece of text). Quote a word
     holding a colon to search for it as text (``"http://shop"``)."""
 
@@ -262,9 +265,11 @@ class IssueSearch(BaseModel):
         for token in _SEARCH_TOKEN.finditer(line):
             key = token.group("key")
             if key is None:
-                words.append(token.group("quoted") or token.group("word") or "")
+                quoted = token.group("quoted")
+                words.append(_unquoted(quoted) if quoted is not None else token.group("word"))
                 continue
-            value = token.group("value") or token.group("quoted_value") or ""
+            quoted = token.group("quoted_value")
+            value = _unquoted(quoted) if quoted is not None else token.group("value")
             field = SEARCH_KEYS.get(key.lower())
             if field is None:
                 if (key, value) not in tags:
@@ -277,3 +282,8 @@ class IssueSearch(BaseModel):
     def filters(self) -> dict[str, object]:
         """The IssueQuery fields it sets (those it leaves out are not in it)."""
         return self.model_dump(exclude_defaults=True)
+
+
+def _unquoted(text: str) -> str:
+    """A quoted search value without its escapes (``\\"`` is ``"``)."""
+    return _ESCAPED.sub(r"\1", text)

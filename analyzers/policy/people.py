@@ -56,6 +56,7 @@ PERMISSIONS: dict[str, Role] = {
     "issue.assign": "responder",
     "issue.comment": "responder",
     "finding.mark": "responder",
+    "issue.reanalyse": "responder",
     "fix.propose": "responder",
     "silence.create": "responder",
     "silence.expire": "responder",

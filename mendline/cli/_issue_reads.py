@@ -28,8 +28,9 @@ from mendline.cli.output import (
 )
 from mendline.schemas.alert import severity_label
 from mendline.schemas.errors import ConfigError, EventNotFound, IssueNotFound, UsageError
+from mendline.schemas.event import chain_link, headline
 from mendline.schemas.finding import confidence_label
-from mendline.schemas.issue import LIST_STATUSES, IgnoreCondition
+from mendline.schemas.issue import LIST_STATUSES, describe_state, status_label
 from mendline.schemas.issue_query import (
     ISSUE_SORTS,
     MAX_PAGE,
@@ -174,7 +175,7 @@ def _issues_list(args: argparse.Namespace, settings: Settings) -> int:
                 (
                     (
                         r["id"],
-                        _status(r),
+                        status_label(r),
                         r["level"],
                         shorten(r["service"], 24),
                         r["times_seen"],
@@ -191,12 +192,6 @@ def _issues_list(args: argparse.Namespace, settings: Settings) -> int:
     if page.next_cursor:
         print(f"next: --cursor {page.next_cursor}", file=sys.stderr)
     return 0
-
-
-def _status(issue: dict[str, Any]) -> str:
-    """``unresolved``, ``unresolved (regressed)``, ``resolved``..."""
-    sub = issue.get("substatus")
-    return f"{issue['status']} ({sub})" if sub else str(issue["status"])
 
 
 def _issue_events(args: argparse.Namespace, settings: Settings) -> int:
@@ -225,7 +220,7 @@ def _issue_events(args: argparse.Namespace, settings: Settings) -> int:
                         shorten(e["environment"], 20),
                         shorten(e["release"] or "-", 20),
                         e["level"],
-                        shorten(_raised(e), 80),
+                        shorten(headline(e), 80),
                     )
                     for e in page.events
                 ),
@@ -236,13 +231,6 @@ def _issue_events(args: argparse.Namespace, settings: Settings) -> int:
     if page.next_cursor:
         print(f"next: --cursor {page.next_cursor}", file=sys.stderr)
     return 0
-
-
-def _raised(event: dict[str, Any]) -> str:
-    """The raised exception (``Type: value``), or the message when there is none."""
-    if event.get("exception_type"):
-        return f"{event['exception_type']}: {event.get('exception_value') or ''}"
-    return str(event.get("message") or "")
 
 
 def _events_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -303,23 +291,7 @@ def _header_lines(
 ) -> list[str]:
     p = printable
     lines = [styled(f"issue #{issue['id']}  {p(issue['title'])}", "bold", colour)]
-    state = _status(issue)
-    if issue["status"] == "resolved":
-        how = {"now": "", "next_release": " in the next release", "fix": " by a fix"}
-        state += how.get(issue["resolution"] or "", "")
-        if issue["resolved_in_release"]:
-            state += f" (after {p(issue['resolved_in_release'])})"
-        if issue["resolved_by"]:
-            state += f" by {p(issue['resolved_by'])}"
-    elif issue["status"] == "ignored":
-        condition = IgnoreCondition(
-            until=issue["ignore_until"],
-            events=issue["ignore_until_seen"],
-            per_hour=issue["ignore_per_hour"],
-        )
-        state += f" {condition.describe()}"
-    elif issue["status"] == "merged" and issue["merged_into"]:
-        state += f" into issue #{issue['merged_into']}"
+    state = p(describe_state(issue))
     lines.append(f"  status        {state}")
     lines.append(f"  assignee      {p(issue['assignee']) if issue['assignee'] else 'nobody'}")
     if issue["resolution_note"]:
@@ -410,7 +382,7 @@ def event_lines(event: dict[str, Any], colour: bool, which: str | None = None) -
         lines.append("exception chain (root cause first)")
     for n, exc in enumerate(exceptions):
         if n:  # how the one before is held by this one (its source)
-            lines.append(f"  {_LINKS.get(exceptions[n - 1].get('source') or '', 'then:')}")
+            lines.append(f"  {chain_link(exceptions[n - 1].get('source'))}")
         name = p(exc.get("type", "?"))
         if exc.get("module") and exc["module"] != "builtins":
             name = f"{p(exc['module'])}.{name}"
@@ -420,13 +392,6 @@ def event_lines(event: dict[str, Any], colour: bool, which: str | None = None) -
     lines += _mapping_lines("context", payload.get("context") or {})
     lines += _mapping_lines("tags", payload.get("tags") or {})
     return lines
-
-
-# How an exception of the chain led to the next (the ``source`` its parent holds it by).
-_LINKS = {
-    "__cause__": "the direct cause of (raise ... from it):",
-    "__context__": "while handling it, this was raised:",
-}
 
 
 def _frame_lines(exc: dict[str, Any], colour: bool) -> list[str]:

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
-from mendline.schemas.errors import UsageError
+from mendline.schemas.ending import LONGEST_WHILE_DAYS, ends_at
 from mendline.schemas.issue_query import MAX_PAGE
-from mendline.schemas.printable import printable
 from mendline.schemas.settings import Settings
-from mendline.schemas.tomlfile import parse_duration
 
 __all__ = [
     "AS_JSON",
@@ -55,8 +52,6 @@ LOGS_AS_JSON.add_argument(
 MAX_WHOLE = 2**63 - 1
 #: The most days a command takes (a hundred years): more would take dates out of range.
 MAX_DAYS = 36500
-#: The longest an ignore or a silence may last (ten years), given with --for or --until.
-LONGEST_WHILE_DAYS = 3650
 
 
 def positive(text: str) -> int:
@@ -72,45 +67,6 @@ def whole_days(text: str) -> int:
 def page_size(text: str) -> int:
     """A number of rows a page holds, from 1 to ``MAX_PAGE`` (an argparse ``type``)."""
     return _whole(text, MAX_PAGE)
-
-
-def ends_at(
-    duration: str | None, until: str | None, now: datetime, *, zone_required: bool
-) -> datetime | None:
-    """When a while ends: ``duration`` (``--for``) from ``now``, or the ISO 8601 time
-    ``until`` (``--until``; without a zone, UTC unless ``zone_required``), at most
-    :data:`LONGEST_WHILE_DAYS` days from ``now``; None for neither. UsageError for a value
-    that is not one, both given, or one out of range."""
-    longest = timedelta(days=LONGEST_WHILE_DAYS)
-    if duration is not None and until is not None:
-        raise UsageError("give --for or --until, not both")
-    if duration is not None:
-        try:
-            seconds = parse_duration(duration)
-        except ValueError as exc:
-            raise UsageError(f"--for {exc}") from None
-        if not 0 < seconds <= longest.total_seconds():
-            raise UsageError(f"--for takes more than 0s and at most {LONGEST_WHILE_DAYS}d")
-        return now + timedelta(seconds=seconds)
-    if until is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(until)
-    except ValueError:
-        raise UsageError(
-            f"--until {printable(until)!s} is not an ISO 8601 time (2026-12-24T09:00+01:00)"
-        ) from None
-    if moment.tzinfo is None:
-        if zone_required:
-            raise UsageError("--until needs its time zone (2026-12-24T09:00Z or +01:00)")
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        in_range = moment.astimezone(UTC) - now <= longest
-    except OverflowError:  # past year 9999 in UTC
-        in_range = False
-    if not in_range:
-        raise UsageError(f"--until is at most {LONGEST_WHILE_DAYS}d from now")
-    return moment
 
 
 def _whole(text: str, most: int) -> int:

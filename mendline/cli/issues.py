@@ -23,7 +23,7 @@ from mendline.schemas.settings import Settings
 
 if TYPE_CHECKING:
     from mendline.schemas.people import Actor
-    from mendline.sinks.postgres import FindingStore, IssueActions, PeopleStore
+    from mendline.sinks.postgres import FindingStore, IssueActions, PeopleStore, StoredFinding
 
 __all__ = ["finding_json", "register"]
 
@@ -301,17 +301,9 @@ def _issues_comment(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def finding_json(stored: Any, served: bool = False) -> dict[str, Any]:
+def finding_json(stored: StoredFinding, served: bool = False) -> dict[str, Any]:
     """A stored finding as the JSON the commands print (``served``: from the store, not new)."""
-    return {
-        "id": stored.id,
-        "issue_id": stored.issue_id,
-        "served_from_store": served,
-        "cached_from": stored.cached_from,
-        "verdict": stored.verdict,
-        "verdict_note": stored.verdict_note,
-        **stored.finding.model_dump(mode="json"),
-    }
+    return stored.as_json(served)
 
 
 def _findings_list(args: argparse.Namespace, settings: Settings) -> int:

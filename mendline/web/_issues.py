@@ -1,10 +1,910 @@
-"""(Being built.) The issues list and the issue page, their actions (resolve, ignore, merge,
-verdicts, re-analyse) and their JSON API."""
+"""The issues list and the issue page, their actions (resolve, ignore, reopen, merge,
+unmerge, assign, comment, re-analyse, a finding's verdict, bulk ones) and their JSON API.
+
+One function reads what a page shows and one function does each action; the page, its htmx
+fragments and the API call the same ones (a page form is answered 303 back to its page, an
+htmx request with the fragment it swaps, an API call with JSON)."""
 
 from __future__ import annotations
 
-from aiohttp import web
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
 
-__all__ = ["routes"]
+from aiohttp import web
+from pydantic import ValidationError
+
+from mendline.analyzers.grouping import FILTERED
+from mendline.analyzers.patch import diff_lines
+from mendline.analyzers.policy import alert_severity
+from mendline.schemas.alert import severity_label
+from mendline.schemas.ending import ends_at
+from mendline.schemas.errors import ConfigError, EventNotFound, MendlineError, UsageError
+from mendline.schemas.event import chain_link, headline
+from mendline.schemas.finding import RISK_WORDS, confidence_label
+from mendline.schemas.issue import LIST_STATUSES, IgnoreCondition, describe_state, status_label
+from mendline.schemas.issue_query import (
+    MAX_PAGE,
+    TAB_COUNT_LIMIT,
+    EventCursor,
+    IssueCursor,
+    IssueQuery,
+    IssueSearch,
+    IssueSort,
+)
+from mendline.schemas.people import Actor
+from mendline.schemas.tomlfile import parse_duration
+from mendline.sinks.postgres import FindingStore, FixStore, IssueActions, IssueReads
+from mendline.web._context import (
+    DEPS,
+    api_json,
+    deps,
+    is_htmx,
+    origin,
+    params,
+    render,
+    render_fragment,
+    require,
+)
+
+__all__ = ["diff_view", "list_query", "routes", "scrub_parts", "setup"]
+
+log = logging.getLogger("mendline.web")
 
 routes = web.RouteTableDef()
+
+#: The tabs of the list: (status asked for, label, what it holds). Escalating is Sentry's
+#: "spiking": ignored issues whose ignore ended as their events picked up again.
+TABS = (
+    ("unresolved", "Unresolved", "every unresolved issue, regressed and escalating included"),
+    ("regressed", "Regressed", "resolved issues seen again"),
+    ("escalating", "Escalating", "spiking: ignored issues whose ignore ended as they grew"),
+    ("ignored", "Ignored", "issues ignored, forever or until a condition"),
+    ("resolved", "Resolved", "issues resolved, now, in the next release or by a fix"),
+)
+#: The sorts people choose from: (sort, label, what it orders by).
+SORTS: tuple[tuple[IssueSort, str, str], ...] = (
+    ("last_seen", "Last seen", "newest event first"),
+    ("first_seen", "First seen", "newest issue first"),
+    ("events", "Events", "most events ever first"),
+    ("events_1h", "Events (1h)", "most events in the last hour first"),
+    ("trend", "Trend", "events in the last hour minus the hour before, rising first"),
+)
+#: Ignore durations the forms offer (the API takes any duration or time).
+IGNORE_FOR = (
+    ("30m", "30 minutes"),
+    ("1h", "1 hour"),
+    ("6h", "6 hours"),
+    ("24h", "24 hours"),
+    ("7d", "7 days"),
+    ("30d", "30 days"),
+)
+_PAGE_SIZE = 50
+_HOURS_7D = 24 * 7
+_SHOWN_EVENTS = 10
+_SHOWN_FINDINGS = 10
+_SHOWN_COMMENTS = 50
+_SHOWN_DELIVERIES = 20
+# Re-analyses running in this process, by issue (one at a time per issue).
+_REANALYSES: web.AppKey[dict[int, asyncio.Task[None]]] = web.AppKey("issue_reanalyses")
+
+
+def setup(app: web.Application) -> None:
+    """Keep the re-analyses this process runs, and stop them when the app stops."""
+    app[_REANALYSES] = {}
+    app.on_cleanup.append(_stop_reanalyses)
+
+
+# -- the list --------------------------------------------------------------------------
+
+
+def list_query(asked: Mapping[str, str], tags: list[str], limit: int = _PAGE_SIZE) -> IssueQuery:
+    """The IssueQuery a list page or ``GET /api/v1/issues`` asks for: ``tab`` (or
+    ``status``), the search line ``q`` (see IssueSearch), the filters ``service``,
+    ``environment``, ``release``, ``text``, ``assignee``, ``first_seen_since`` and
+    ``last_seen_since`` (an ISO time, or a duration back from now: ``24h``), ``tags``
+    (``key:value`` each), ``sort``, ``limit`` and ``cursor``. UsageError for what is not
+    one, or a filter asked for twice (in the search and on its own)."""
+    try:
+        search = IssueSearch.parse(asked.get("q", ""))
+        fields: dict[str, Any] = search.filters()
+        for name in ("service", "environment", "release", "text", "assignee"):
+            value = asked.get(name)
+            if value:
+                _set_once(fields, name, value)
+        for name in ("first_seen_since", "last_seen_since"):
+            if asked.get(name):
+                fields[name] = _since(name, asked[name])
+        pairs = [_tag_pair(text) for text in tags]
+        if pairs:
+            fields["tags"] = tuple(dict.fromkeys((*fields.get("tags", ()), *pairs)))
+        sort = asked.get("sort") or "last_seen"
+        cursor = asked.get("cursor")
+        return IssueQuery.model_validate(
+            {
+                "status": asked.get("tab") or asked.get("status") or "unresolved",
+                "sort": sort,
+                "limit": int(asked["limit"]) if asked.get("limit") else limit,
+                "cursor": IssueCursor.parse(cursor) if cursor else None,
+                **fields,
+            }
+        )
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    except ValidationError as exc:
+        raise UsageError("; ".join(_said(e) for e in exc.errors())) from None
+    except ValueError:
+        raise UsageError("limit is a whole number of rows") from None
+
+
+def _said(error: Mapping[str, Any]) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
+
+
+def _set_once(fields: dict[str, Any], name: str, value: str) -> None:
+    if fields.setdefault(name, value) != value:
+        raise UsageError(f"{name} is asked for twice (in the search and on its own): give one")
+
+
+def _tag_pair(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name:
+        raise UsageError(f"a tag filter is key:value, not {text[:60]!r}")
+    return name, value
+
+
+def _since(name: str, text: str) -> datetime:
+    """An ISO time with its zone, or a duration back from now."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
+        except (ValueError, OverflowError):
+            raise UsageError(f"{name} is an ISO time with its zone or a duration (24h)") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"{name} needs its time zone (2026-12-24T09:00Z)")
+    return moment
+
+
+async def issue_list(reads: IssueReads, query: IssueQuery, *, counts: bool) -> dict[str, Any]:
+    """A page of the list as the page and the API show it: its ``items`` (each with its
+    24-hour ``sparkline``, read for the whole page in one query, and its ``status_label``),
+    the cursors of the next and previous pages, and, when ``counts`` and the filters allow
+    counting cheaply (no tag and no release: those read the stored events), each tab's
+    count (``TAB_COUNT_LIMIT + 1`` standing for more)."""
+    page = await reads.issues(query)
+    lines = await reads.sparklines([row["id"] for row in page.issues])
+    items = []
+    for row in page.issues:
+        row.pop("sort_value", None)
+        items.append(row | {"sparkline": lines[row["id"]], "status_label": status_label(row)})
+    tab_counts = None
+    if counts and not query.tags and query.release is None:
+        tab_counts = await reads.tab_counts(query)
+    return {
+        "items": items,
+        "next_cursor": page.next_cursor,
+        "prev_cursor": page.prev_cursor,
+        "tab_counts": tab_counts,
+    }
+
+
+@routes.get("/issues")
+async def issues_page(request: web.Request) -> web.Response:
+    """The list: tabs with counts, the search line, the sorts, a page of issues with their
+    sparklines, the bulk actions and the pages before and after. ``fragment=rows`` or
+    ``fragment=tabs`` answers that part alone (what a live update swaps in)."""
+    require(request, "issue.read")
+    query = list_query(request.query, request.query.getall("tag", []))
+    fragment = request.query.get("fragment")
+    shown = await issue_list(
+        IssueReads(deps(request).pool), query, counts=fragment in (None, "tabs")
+    )
+    context = shown | _list_context(request, query, shown)
+    if fragment in ("rows", "tabs"):
+        return render_fragment(request, "issues.html", fragment, context)
+    return render(request, "issues.html", context)
+
+
+@routes.get("/api/v1/issues")
+async def issues_api(request: web.Request) -> web.Response:
+    """The list as JSON: ``{"items", "next_cursor", "prev_cursor", "tab_counts"}``."""
+    require(request, "issue.read")
+    query = list_query(request.query, request.query.getall("tag", []))
+    return api_json(await issue_list(IssueReads(deps(request).pool), query, counts=True))
+
+
+def _list_context(request: web.Request, query: IssueQuery, shown: dict[str, Any]) -> dict[str, Any]:
+    """What the list's template needs besides the data: the links of its tabs, sorts and
+    pages (each keeping the rest of the query), the URLs of its live fragments."""
+    kept = {k: v for k, v in request.query.items() if k in ("q", "sort", "limit")}
+    kept["tab"] = query.status
+    here = kept | ({"cursor": request.query["cursor"]} if request.query.get("cursor") else {})
+    counts = shown["tab_counts"]
+    tab = query.status
+    return {
+        "tab": tab,
+        "q": request.query.get("q", ""),
+        "sort": query.sort,
+        "tabs": [
+            {
+                "name": name,
+                "label": label,
+                "title": title,
+                "url": _url("/issues", kept | {"tab": name}),
+                "current": name == tab,
+                "count": None if counts is None else counts[name],
+            }
+            for name, label, title in TABS
+        ],
+        "sorts": SORTS,
+        "count_limit": TAB_COUNT_LIMIT,
+        "ignore_for": IGNORE_FOR,
+        "self_url": _url("/issues", here),
+        "rows_url": _url("/issues", here | {"fragment": "rows"}),
+        "tabs_url": _url("/issues", here | {"fragment": "tabs"}),
+        "next_url": _page_url(kept, shown["next_cursor"]),
+        "prev_url": _page_url(kept, shown["prev_cursor"]),
+        "live_topics": ["issues"],
+        "done": _done_note(request.query),
+        "statuses": LIST_STATUSES,
+    }
+
+
+def _url(path: str, query: Mapping[str, str]) -> str:
+    kept = {k: v for k, v in query.items() if v != ""}
+    return f"{path}?{urlencode(kept)}" if kept else path
+
+
+def _page_url(kept: Mapping[str, str], cursor: str | None) -> str | None:
+    return None if cursor is None else _url("/issues", {**kept, "cursor": cursor})
+
+
+def _done_note(query: Mapping[str, str]) -> str | None:
+    """What a bulk action did, from the counts its redirect carries (numbers only)."""
+    action = query.get("done")
+    if action not in BULK_ACTIONS:
+        return None
+    count = query.get("count", "")
+    if not count.isdigit():
+        return None
+    return f"{BULK_ACTIONS[action][1]} {int(count)} issue{'s' if int(count) != 1 else ''}."
+
+
+# -- the issue page --------------------------------------------------------------------
+
+
+async def issue_summary(reads: IssueReads, findings: FindingStore, issue_id: int) -> dict[str, Any]:
+    """One issue as the API's ``GET /api/v1/issues/{id}`` answers and the page's header
+    shows it: its header (every column, ``status_label`` and ``state`` in words), its
+    newest finding whole (without the prompt sent), its events per hour over the last 7
+    days (``trend_7d``) and 24 hours (``trend``), and ``events_24h``."""
+    issue = await reads.header(issue_id)
+    issue |= {"status_label": status_label(issue), "state": describe_state(issue)}
+    week = await reads.trend(issue_id, _HOURS_7D)
+    newest = await findings.list(issue_id, 1)
+    finding = newest[0].as_json() if newest else None
+    if finding is not None:
+        finding.pop("prompt", None)
+    day = week[-24:]
+    return {
+        "issue": issue,
+        "finding": finding,
+        "trend": [{"hour": hour, "events": n} for hour, n in day],
+        "trend_7d": [{"hour": hour, "events": n} for hour, n in week],
+        "events_24h": sum(n for _, n in day),
+    }
+
+
+async def _chosen_event(reads: IssueReads, issue_id: int, which: str) -> dict[str, Any] | None:
+    """The event ``which`` (first, latest, or an event id) of the issue; None when it has
+    no stored event (pruned, or merged away); EventNotFound for an id not of it."""
+    if which in ("first", "latest"):
+        try:
+            return await reads.edge_event(issue_id, which)  # type: ignore[arg-type]
+        except EventNotFound:
+            return None
+    return await reads.event(which, issue_id)
+
+
+async def issue_page_data(request: web.Request, issue_id: int, which: str) -> dict[str, Any]:
+    """Everything the issue page shows: ``issue_summary``, the finding history, the newest
+    fix, the comments, the alert deliveries, the event ``which`` with its neighbours and
+    the newest events, and whether a re-analysis runs here now."""
+    pool = deps(request).pool
+    reads = IssueReads(pool)
+    findings = FindingStore(pool)
+    shown = await issue_summary(reads, findings, issue_id)
+    history = await findings.list(issue_id, _SHOWN_FINDINGS)
+    fixes = await FixStore(pool, deps(request).audit, origin(request)).list(
+        issue_id=issue_id, limit=1
+    )
+    comments, comments_total = await reads.comments(issue_id, _SHOWN_COMMENTS)
+    deliveries, deliveries_total = await reads.deliveries(issue_id, _SHOWN_DELIVERIES)
+    event = await _chosen_event(reads, issue_id, which)
+    older = newer = None
+    if event is not None:
+        older, newer = await reads.neighbours(event)
+    recent = await reads.events(issue_id, _SHOWN_EVENTS)
+    return shown | {
+        "history": history,
+        "newest": history[0] if history else None,
+        "fix": fixes[0] if fixes else None,
+        "comments": comments,
+        "comments_total": comments_total,
+        "deliveries": deliveries,
+        "deliveries_total": deliveries_total,
+        "event": event,
+        "older": older,
+        "newer": newer,
+        "recent_events": recent.events,
+        "reanalysing": issue_id in request.app[_REANALYSES],
+    }
+
+
+@routes.get(r"/issues/{id:\d+}")
+async def issue_page(request: web.Request) -> web.Response:
+    """The issue page; ``event=first|latest|<event id>`` picks the event shown (latest),
+    ``fragment=header|finding|events|activity`` answers that part alone."""
+    require(request, "issue.read")
+    issue_id = _id(request)
+    which = request.query.get("event") or "latest"
+    context = _issue_context(
+        request, issue_id, which, await issue_page_data(request, issue_id, which)
+    )
+    fragment = request.query.get("fragment")
+    if fragment in ISSUE_BLOCKS:
+        return render_fragment(request, "issue.html", fragment, context)
+    return render(request, "issue.html", context)
+
+
+#: The parts of the issue page that refresh on their own (live, and after an htmx action).
+ISSUE_BLOCKS = ("header", "finding", "events", "activity")
+
+
+def _issue_context(
+    request: web.Request, issue_id: int, which: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    """The page's data with what its template shows of it: the charts' values, the finding
+    as shown (its severity for alerts, confidence, risks in words, the patch's lines by
+    kind), the event's parts, and the URLs of its fragments and event links."""
+    issue = data["issue"]
+    newest = data["newest"]
+    finding_view = None
+    if newest is not None:
+        f = newest.finding
+        finding_view = {
+            "stored": newest,
+            "f": f,
+            "confidence": confidence_label(f.confidence),
+            "alert_severity": severity_label(
+                alert_severity(issue["level"], f.severity, "new_issue")
+            ),
+            "risks": [RISK_WORDS[r] for r in f.risks],
+            "patch": diff_view(f.fix_patch) if f.fix_patch else None,
+        }
+    base = f"/issues/{issue_id}"
+    event_query = {} if which == "latest" else {"event": which}
+    week = data["trend_7d"]
+    return data | {
+        "issue_id": issue_id,
+        "which": which,
+        "finding_view": finding_view,
+        "event_view": event_view(data["event"]) if data["event"] is not None else None,
+        "chart_24h": (
+            [r["events"] for r in data["trend"]],
+            [f"{r['hour']:%H:00}" for r in data["trend"]],
+        ),
+        "chart_7d": (
+            {"events per hour": [r["events"] for r in week]},
+            [f"{r['hour']:%a %H:00}" for r in week],
+        ),
+        "fragment_urls": {
+            block: _url(base, event_query | {"fragment": block}) for block in ISSUE_BLOCKS
+        },
+        "event_url": lambda ref: _url(base, {"event": ref}),
+        "ignore_for": IGNORE_FOR,
+        "live_topics": [f"issue-{issue_id}"],
+        "confidence_label": confidence_label,
+    }
+
+
+@routes.get(r"/api/v1/issues/{id:\d+}")
+async def issue_api(request: web.Request) -> web.Response:
+    """One issue: ``{"issue", "finding", "trend", "trend_7d", "events_24h"}``."""
+    require(request, "issue.read")
+    pool = deps(request).pool
+    return api_json(await issue_summary(IssueReads(pool), FindingStore(pool), _id(request)))
+
+
+@routes.get(r"/api/v1/issues/{id:\d+}/events")
+async def issue_events_api(request: web.Request) -> web.Response:
+    """A page of the issue's stored events, newest first: ``{"items", "next_cursor"}``
+    (``limit``, ``cursor`` as the last page said)."""
+    require(request, "issue.read")
+    issue_id = _id(request)
+    reads = IssueReads(deps(request).pool)
+    try:
+        limit = int(request.query.get("limit") or 20)
+        cursor_text = request.query.get("cursor")
+        cursor = EventCursor.parse(cursor_text) if cursor_text else None
+    except (ValueError, ConfigError) as exc:
+        raise UsageError(
+            str(exc) if isinstance(exc, ConfigError) else "limit is a number"
+        ) from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise UsageError(f"limit is 1 to {MAX_PAGE}")
+    await reads.header(issue_id)  # IssueNotFound, not an empty list
+    page = await reads.events(issue_id, limit, cursor)
+    return api_json({"items": page.events, "next_cursor": page.next_cursor})
+
+
+@routes.get(r"/api/v1/events/{event_id}")
+async def event_api(request: web.Request) -> web.Response:
+    """One stored event, whole (its payload decoded), by its id."""
+    require(request, "issue.read")
+    return api_json(await IssueReads(deps(request).pool).event(request.match_info["event_id"]))
+
+
+# -- what the templates show of an event and a patch --------------------------------------
+
+
+def scrub_parts(value: object) -> list[tuple[str, bool]]:
+    """A value from an event as text (JSON for what is not text) cut at the scrubber's
+    marker: (text, scrubbed) pieces, the markers themselves scrubbed, for a template to show
+    each marker as such (``class="scrubbed"``). Never marks anything safe: the template
+    escapes every piece."""
+    if not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=False)
+    pieces = re.split(f"({re.escape(FILTERED)})", value)
+    return [(piece, piece == FILTERED) for piece in pieces if piece]
+
+
+def diff_view(patch: str) -> list[tuple[str, str]]:
+    """The lines of a patch with their kind (file, hunk, add, del, context), each a CSS
+    class of ``.diff`` (``analyzers.patch.diff_lines``)."""
+    return list(diff_lines(patch))
+
+
+def event_view(event: dict[str, Any]) -> dict[str, Any]:
+    """A stored event as the page shows it, as ``mendline issues show`` prints it: its
+    message, its exception chain (root cause first, as stored) with how each led to the
+    next, each exception's frames (in-app ones marked) with their source line, its context
+    and tags sorted by key; every value from the event cut into scrubbed and plain pieces."""
+    payload = event["payload"]
+    chain = []
+    exceptions = payload.get("exceptions") or []
+    for n, exc in enumerate(exceptions):
+        name = str(exc.get("type", "?"))
+        if exc.get("module") and exc["module"] != "builtins":
+            name = f"{exc['module']}.{name}"
+        chain.append(
+            {
+                "link": chain_link(exceptions[n - 1].get("source")) if n else None,
+                "name": name,
+                "value": scrub_parts(exc.get("value", "")),
+                "group": bool(exc.get("is_exception_group")),
+                "frames": _frames(exc),
+            }
+        )
+    return {
+        "event": event,
+        "headline": headline(
+            {
+                "exception_type": exceptions[-1].get("type") if exceptions else None,
+                "exception_value": exceptions[-1].get("value") if exceptions else None,
+                "message": event.get("message"),
+            }
+        ),
+        "message": scrub_parts(event.get("message") or ""),
+        "logger": payload.get("logger"),
+        "app_timestamp": payload.get("timestamp"),
+        "chain": chain,
+        "context": _mapping(payload.get("context") or {}),
+        "tags": _mapping(payload.get("tags") or {}),
+    }
+
+
+def _frames(exc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """An exception's frames as shown, with the omitted ones' count where they were."""
+    frames = exc.get("frames") or []
+    omitted = exc.get("frames_omitted") or 0
+    shown: list[dict[str, Any]] = []
+    for k, frame in enumerate(frames):
+        if omitted and k == len(frames) // 2:
+            shown.append({"omitted": omitted})
+        where = str(frame.get("filename") or frame.get("module") or "?")
+        if frame.get("lineno") is not None:
+            where += f":{frame['lineno']}"
+        line = frame.get("context_line")
+        shown.append(
+            {
+                "omitted": None,
+                "where": where,
+                "function": str(frame.get("function", "?")),
+                "in_app": bool(frame.get("in_app")),
+                "line": scrub_parts(line.strip(" ")) if line else None,
+            }
+        )
+    return shown
+
+
+def _mapping(
+    values: Mapping[str, Any],
+) -> list[tuple[list[tuple[str, bool]], list[tuple[str, bool]]]]:
+    return [(scrub_parts(str(key)), scrub_parts(values[key])) for key in sorted(values)]
+
+
+# -- actions -----------------------------------------------------------------------------
+
+
+def _id(request: web.Request, name: str = "id") -> int:
+    try:
+        value = int(request.match_info[name])
+    except ValueError:
+        raise UsageError(f"{name} is a number") from None
+    if not 0 < value < 2**63:
+        raise UsageError(f"{name} is out of range")
+    return value
+
+
+def _text(asked: Mapping[str, Any], name: str) -> str | None:
+    value = asked.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise UsageError(f"{name} is text")
+    return value.strip() or None
+
+
+def _flag(asked: Mapping[str, Any], name: str) -> bool:
+    value = asked.get(name)
+    return value is True or (isinstance(value, str) and value.lower() in ("1", "true", "on", "yes"))
+
+
+def _number(asked: Mapping[str, Any], name: str) -> int | None:
+    value = asked.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise UsageError(f"{name} is a whole number")
+    try:
+        number = int(str(value).strip().lstrip("#"))
+    except ValueError:
+        raise UsageError(f"{name} is a whole number, not {str(value)[:40]!r}") from None
+    if not 0 < number < 2**63:
+        raise UsageError(f"{name} is a whole number above 0")
+    return number
+
+
+def ignore_condition(asked: Mapping[str, Any]) -> IgnoreCondition:
+    """The end of an ignore a form or an API call asks for: ``for`` (a duration), ``until``
+    (an ISO time with its zone), ``until_events`` (N more events), ``until_rate`` (N events
+    within an hour); none of them: forever. UsageError for a value that is not one."""
+    until = ends_at(
+        _text(asked, "for"),
+        _text(asked, "until"),
+        datetime.now(UTC),
+        zone_required=True,
+        names=("for", "until"),
+    )
+    try:
+        return IgnoreCondition(
+            until=until,
+            events=_number(asked, "until_events"),
+            per_hour=_number(asked, "until_rate"),
+        )
+    except ValidationError as exc:
+        raise UsageError("; ".join(_said(e) for e in exc.errors())) from None
+
+
+@dataclass(frozen=True)
+class _Action:
+    """An action on one issue: the permission it needs, what it does (with the asked
+    parameters, giving what its JSON answer adds), and the part of the page it changes."""
+
+    permission: str
+    run: Callable[
+        [IssueActions, Actor, int, Mapping[str, Any], web.Request], Awaitable[dict[str, Any]]
+    ]
+    block: str = "header"
+
+
+async def _resolve(
+    actions: IssueActions, actor: Actor, issue_id: int, asked: Mapping[str, Any], _: web.Request
+) -> dict[str, Any]:
+    in_next = _flag(asked, "in_next_release") or asked.get("resolution") == "next_release"
+    changed = await actions.resolve(actor, issue_id, _text(asked, "note"), in_next_release=in_next)
+    return {"changed": changed}
+
+
+async def _ignore(
+    actions: IssueActions, actor: Actor, issue_id: int, asked: Mapping[str, Any], _: web.Request
+) -> dict[str, Any]:
+    condition = ignore_condition(asked)
+    changed = await actions.ignore(actor, issue_id, condition)
+    return {"changed": changed, "until": condition.describe()}
+
+
+async def _reopen(
+    actions: IssueActions, actor: Actor, issue_id: int, asked: Mapping[str, Any], _: web.Request
+) -> dict[str, Any]:
+    return {"changed": await actions.reopen(actor, issue_id)}
+
+
+async def _merge(
+    actions: IssueActions, actor: Actor, issue_id: int, asked: Mapping[str, Any], _: web.Request
+) -> dict[str, Any]:
+    into = _number(asked, "into")
+    if into is None:
+        raise UsageError("merge needs the issue to merge into (into)")
+    await actions.merge(actor, into, issue_id)
+    return {"changed": True, "merged_into": into}
+
+
+async def _unmerge(
+    actions: IssueActions, actor: Actor, issue_id: int, asked: Mapping[str, Any], _: web.Request
+) -> dict[str, Any]:
+    done = await actions.unmerge(actor, issue_id)
+    return {
+        "changed": True,
+        "taken_from": done.holder,
+        "fingerprints": done.fingerprints,
+        "events": done.events,
+    }
+
+
+async def _assign(
+    actions: IssueActions, actor: Actor, issue_id: int, asked: Mapping[str, Any], _: web.Request
+) -> dict[str, Any]:
+    assignee = _text(asked, "assignee")
+    return {"changed": await actions.assign(actor, issue_id, assignee), "assignee": assignee}
+
+
+async def _unassign(
+    actions: IssueActions, actor: Actor, issue_id: int, asked: Mapping[str, Any], _: web.Request
+) -> dict[str, Any]:
+    return {"changed": await actions.assign(actor, issue_id, None), "assignee": None}
+
+
+async def _comment(
+    actions: IssueActions, actor: Actor, issue_id: int, asked: Mapping[str, Any], _: web.Request
+) -> dict[str, Any]:
+    body = asked.get("body")
+    if not isinstance(body, str):
+        raise UsageError("a comment needs its body (text)")
+    return {"changed": True, "comment_id": await actions.comment(actor, issue_id, body)}
+
+
+async def _reanalyse(
+    actions: IssueActions,
+    actor: Actor,
+    issue_id: int,
+    asked: Mapping[str, Any],
+    request: web.Request,
+) -> dict[str, Any]:
+    running = request.app[_REANALYSES]
+    if issue_id in running:
+        return {"changed": False, "queued": False, "running": True}
+    previous = await actions.reanalyse(actor, issue_id)
+    if issue_id not in running:  # another request may have started it meanwhile
+        running[issue_id] = asyncio.create_task(_analyse_now(request.app, issue_id))
+        running[issue_id].add_done_callback(lambda _: running.pop(issue_id, None))
+    return {"changed": True, "queued": True, "running": True, "previous_finding": previous}
+
+
+#: Every action on one issue, by the name in its URL.
+ACTIONS: dict[str, _Action] = {
+    "resolve": _Action("issue.resolve", _resolve),
+    "ignore": _Action("issue.ignore", _ignore),
+    "reopen": _Action("issue.reopen", _reopen),
+    "merge": _Action("issue.merge", _merge),
+    "unmerge": _Action("issue.unmerge", _unmerge),
+    "assign": _Action("issue.assign", _assign),
+    "unassign": _Action("issue.assign", _unassign),
+    "comment": _Action("issue.comment", _comment, "activity"),
+    "reanalyse": _Action("issue.reanalyse", _reanalyse, "finding"),
+}
+_ACTION_NAMES = "|".join(ACTIONS)
+
+
+async def issue_action(request: web.Request, name: str, issue_id: int) -> dict[str, Any]:
+    """Do the action ``name`` on issue ``issue_id`` as the one asking (refused with 403
+    unless their role may, or when the dashboard is read-only), with the request's
+    parameters; its JSON answer: the action, what it changed, and the issue after it."""
+    action = ACTIONS[name]
+    actor = require(request, action.permission)
+    asked = await params(request)
+    actions = IssueActions(deps(request).pool, deps(request).audit, origin=origin(request))
+    done = await action.run(actions, actor, issue_id, asked, request)
+    issue = await IssueReads(deps(request).pool).header(issue_id)
+    return {"action": name, **done, "issue": issue | {"state": describe_state(issue)}}
+
+
+@routes.post(r"/issues/{id:\d+}/{action:" + _ACTION_NAMES + "}")
+@routes.post(r"/api/v1/issues/{id:\d+}/{action:" + _ACTION_NAMES + "}")
+async def issue_action_handler(request: web.Request) -> web.StreamResponse:
+    """An action on an issue from its page (answered 303 back to it, or to the issue merged
+    into), from htmx (the part of the page it changed) or from the API (JSON)."""
+    name = request.match_info["action"]
+    issue_id = _id(request)
+    done = await issue_action(request, name, issue_id)
+    if request.path.startswith("/api/"):
+        return api_json(done, status=202 if name == "reanalyse" else 200)
+    target = done.get("merged_into") or issue_id
+    if is_htmx(request) and target == issue_id:
+        return await _fragment_after(request, issue_id, ACTIONS[name].block)
+    raise web.HTTPSeeOther(f"/issues/{target}")
+
+
+async def _fragment_after(request: web.Request, issue_id: int, block: str) -> web.Response:
+    which = request.query.get("event") or "latest"
+    data = await issue_page_data(request, issue_id, which)
+    return render_fragment(
+        request, "issue.html", block, _issue_context(request, issue_id, which, data)
+    )
+
+
+async def finding_verdict(request: web.Request, finding_id: int) -> dict[str, Any]:
+    """Mark a finding right or wrong (``verdict``), with a ``note``; its JSON answer."""
+    actor = require(request, "finding.mark")
+    asked = await params(request)
+    verdict = asked.get("verdict")
+    if verdict not in ("right", "wrong"):
+        raise UsageError("verdict is right or wrong")
+    actions = IssueActions(deps(request).pool, deps(request).audit, origin=origin(request))
+    changed = await actions.mark_finding(actor, finding_id, verdict, _text(asked, "note"))
+    stored = await FindingStore(deps(request).pool).get(finding_id)
+    shown = stored.as_json()
+    shown.pop("prompt", None)
+    return {"action": "verdict", "changed": changed, "finding": shown}
+
+
+@routes.post(r"/findings/{id:\d+}/verdict")
+@routes.post(r"/api/v1/findings/{id:\d+}/verdict")
+async def finding_verdict_handler(request: web.Request) -> web.StreamResponse:
+    """A verdict on a finding, from the issue page (303 back to it; htmx: its finding part)
+    or from the API (JSON)."""
+    done = await finding_verdict(request, _id(request))
+    if request.path.startswith("/api/"):
+        return api_json(done)
+    issue_id = done["finding"]["issue_id"]
+    if is_htmx(request):
+        return await _fragment_after(request, issue_id, "finding")
+    raise web.HTTPSeeOther(f"/issues/{issue_id}")
+
+
+# -- bulk actions --------------------------------------------------------------------------
+
+#: What the list's bulk form does: (permission, what the page says it did).
+BULK_ACTIONS = {
+    "resolve": ("issue.resolve", "Resolved"),
+    "ignore": ("issue.ignore", "Ignored"),
+    "reopen": ("issue.reopen", "Reopened"),
+    "merge": ("issue.merge", "Merged"),
+}
+_MOST_BULK = 500
+
+
+async def _bulk_asked(request: web.Request) -> tuple[list[int], dict[str, Any]]:
+    """The issue ids (``ids``: a JSON list, or the form's checked boxes) and the other
+    parameters of a bulk action."""
+    asked = await params(request)
+    if request.content_type == "application/json":
+        raw = asked.get("ids")
+        if not isinstance(raw, list):
+            raise UsageError("ids is a list of issue ids")
+    else:
+        raw = (await request.post()).getall("ids", [])
+    ids = [_number({"id": value}, "id") for value in raw]
+    unique = list(dict.fromkeys(i for i in ids if i is not None))
+    if not unique:
+        raise UsageError("choose at least one issue")
+    if len(unique) > _MOST_BULK:
+        raise UsageError(f"at most {_MOST_BULK} issues at once")
+    return unique, asked
+
+
+async def bulk_action(request: web.Request) -> dict[str, Any]:
+    """Do ``action`` (resolve, ignore, reopen, merge) on each issue of ``ids``, each in
+    its own audited transaction: ``{"action", "results": [{"id", "changed"} or {"id",
+    "error": {"code", "message"}}], "done", "failed"}``. Merge merges every other issue
+    into ``into`` when given, else into the one of them with the most events."""
+    asked_action = (await params(request)).get("action")
+    if asked_action not in BULK_ACTIONS:
+        raise UsageError(f"action is one of {', '.join(BULK_ACTIONS)}")
+    actor = require(request, BULK_ACTIONS[asked_action][0])
+    ids, asked = await _bulk_asked(request)
+    actions = IssueActions(deps(request).pool, deps(request).audit, origin=origin(request))
+    results: list[dict[str, Any]] = []
+    if asked_action == "merge":
+        into = _number(asked, "into") or await _most_seen(IssueReads(deps(request).pool), ids)
+        ids = [i for i in ids if i != into]
+        one = ACTIONS["merge"].run
+        asked = {**asked, "into": into}
+    else:
+        one = ACTIONS[asked_action].run
+    for issue_id in ids:
+        try:
+            done = await one(actions, actor, issue_id, asked, request)
+            results.append({"id": issue_id, "changed": bool(done.get("changed"))})
+        except MendlineError as exc:
+            code = "".join(f"_{c.lower()}" if c.isupper() else c for c in type(exc).__name__)
+            results.append(
+                {"id": issue_id, "error": {"code": code.lstrip("_"), "message": str(exc)}}
+            )
+    failed = sum(1 for r in results if "error" in r)
+    return {
+        "action": asked_action,
+        "results": results,
+        "done": len(results) - failed,
+        "failed": failed,
+        **({"merged_into": asked["into"]} if asked_action == "merge" else {}),
+    }
+
+
+async def _most_seen(reads: IssueReads, ids: list[int]) -> int:
+    """Of ``ids``, the issue with the most events (the lowest id among equals)."""
+    seen = []
+    for issue_id in ids:
+        issue = await reads.header(issue_id)
+        seen.append((-issue["times_seen"], issue_id))
+    return min(seen)[1]
+
+
+@routes.post("/issues/bulk")
+@routes.post("/api/v1/issues/bulk")
+async def bulk_handler(request: web.Request) -> web.StreamResponse:
+    """A bulk action from the list's form (303 back to the list it came from when every
+    issue was done, else a page that says which were not) or from the API (JSON)."""
+    done = await bulk_action(request)
+    if request.path.startswith("/api/"):
+        return api_json(done)
+    if done["failed"]:
+        return render(request, "issues_bulk.html", done, status=409)
+    back = (await params(request)).get("back")
+    if not isinstance(back, str) or not back.startswith("/issues") or "//" in back:
+        back = "/issues"
+    joiner = "&" if "?" in back else "?"
+    raise web.HTTPSeeOther(
+        f"{back}{joiner}{urlencode({'done': done['action'], 'count': done['done']})}"
+    )
+
+
+# -- re-analysis -----------------------------------------------------------------------
+
+
+async def _analyse_now(app: web.Application, issue_id: int) -> None:
+    """Analyse the issue afresh, as ``mendline analyze --issue ID --fresh`` does, with the
+    analyser the settings ask for; the finding is stored (and announced) when done."""
+    from mendline.stages.analyze import AnalyzeWorker, make_analysis
+
+    web_deps = app[DEPS]
+    store = FindingStore(web_deps.pool)
+    analysis = make_analysis(web_deps.settings, store)
+    try:
+        await AnalyzeWorker(web_deps.settings, store, analysis).analyse_issue(issue_id, fresh=True)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the request was answered: this one is for the log
+        log.warning("mendline: the re-analysis of issue %d failed: %s", issue_id, exc)
+    finally:
+        await analysis.aclose()
+
+
+async def _stop_reanalyses(app: web.Application) -> None:
+    tasks = list(app[_REANALYSES].values())
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

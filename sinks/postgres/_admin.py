@@ -1,6 +1,6 @@
 """What people (and mendline's workers) do to issues, findings and stored events: resolve,
-ignore, reopen, merge, unmerge, assign and comment on issues, mark findings, prune old events;
-each one authorized and audited."""
+ignore, reopen, merge, unmerge, assign, comment on and ask to re-analyse issues, mark
+findings, prune old events; each one authorized and audited."""
 
 from __future__ import annotations
 
@@ -362,6 +362,28 @@ class IssueActions(AuditedStore):
                 {"comment_id": comment_id, "body": text},
             )
         return comment_id
+
+    async def reanalyse(self, actor: Actor, issue_id: int) -> int | None:
+        """Record that the actor asked for a fresh analysis of an issue (its audit row says
+        which finding was the newest then), for the caller to run it, as
+        ``mendline analyze --issue ID --fresh`` does; the new finding is stored when it is
+        done. Returns the id of that newest finding, or None. IssueNotFound if no issue has
+        that id, or it was merged."""
+        authorize(actor, "issue.reanalyse")
+        async with self._changing() as conn:
+            await _locked_issue_row(conn, issue_id)
+            newest: int | None = await conn.fetchval(
+                "SELECT max(id) FROM mendline.findings WHERE issue_id = $1", issue_id
+            )
+            await self._record(
+                conn,
+                actor,
+                "issue.reanalyse",
+                f"issue:{issue_id}",
+                {"finding_id": newest},
+                {"analysis": "asked", "fresh": True},
+            )
+        return newest
 
     async def mark_finding(
         self,

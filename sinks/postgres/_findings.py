@@ -77,6 +77,20 @@ class StoredFinding:
     verdict: str | None
     verdict_note: str | None
 
+    def as_json(self, served: bool = False) -> dict[str, Any]:
+        """The finding as JSON values (what ``--json`` prints and the dashboard's API
+        answers): its ids, whether it was ``served_from_store`` (not made for this ask),
+        the verdict, and every field of the Finding."""
+        return {
+            "id": self.id,
+            "issue_id": self.issue_id,
+            "served_from_store": served,
+            "cached_from": self.cached_from,
+            "verdict": self.verdict,
+            "verdict_note": self.verdict_note,
+            **self.finding.model_dump(mode="json"),
+        }
+
 
 @translating
 class FindingStore:
