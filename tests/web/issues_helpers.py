@@ -5,13 +5,18 @@ the pages show of them, read back out of their HTML."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 
 import asyncpg
 
-from tests.db_helpers import store_events
+from mendline.schemas.finding import Evidence
+from mendline.schemas.fix import PolicyDecision
+from mendline.schemas.people import SYSTEM_ACTOR
+from mendline.sinks.postgres import FindingStore, FixStore, IssueActions, append_audit
+from tests.db_helpers import RESPONDER, patch_finding, store_events
 from tests.integration.event_factory import make_event
 
 #: A message and a tag value that would run script if a page put them in unescaped.
@@ -154,3 +159,93 @@ def link(html: str, element_id: str) -> str | None:
     """The ``href`` of the element with ``id``; None when there is none."""
     found = element(html, element_id)
     return None if found is None else found.get("href")
+
+
+#: A patch with a hunk that removes a line reading like a file header, and markup in it.
+PATCH = (
+    "diff --git a/app/module9.py b/app/module9.py\n"
+    "--- a/app/module9.py\n"
+    "+++ b/app/module9.py\n"
+    "@@ -1,3 +1,3 @@ def handler_1\n"
+    " def handler_1(q):\n"
+    "--- return int(q[1])  # <b>old</b>\n"
+    "+    return int(q.get(1, 0))\n"
+    "     pass\n"
+)
+
+
+@dataclass
+class IssuePageSeed:
+    """What ``seed_issue_page`` stored: the issue, its events oldest first, its findings
+    oldest first, its fix and its deliveries."""
+
+    issue_id: int
+    event_ids: list[str]
+    finding_ids: list[int]
+    fix_id: int
+    delivery_ids: list[int]
+
+
+async def seed_issue_page(url: str) -> IssuePageSeed:
+    """Issue 1 with four events (one batch each, so received in order; the first with a
+    library frame, a secret in its context and tags), two findings (the newest with
+    evidence and ``PATCH``), a fix of the newest proposed, two alert deliveries (one failed
+    three times) and a comment; issue 2 (another call site) with one event."""
+
+    def with_library_frame(doc: dict[str, Any]) -> dict[str, Any]:
+        frame = doc["exceptions"][0]["frames"][0]
+        frame.update(in_app=False, filename="/usr/lib/python3.11/json/decoder.py")
+        return doc
+
+    first = with_library_frame(
+        event(1, minutes_ago=30, tags={"region": "eu", "browser": "Firefox"})
+    )
+    first["context"] = {"order_id": 7, "password": "hunter2hunter2", "items": [1, 2]}
+    later = [[with_library_frame(event(1, minutes_ago=m))] for m in (20, 10, 5)]
+    await store_events(url, [first], *later)
+    await store_events(url, [event(2, minutes_ago=5)])
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    try:
+        findings = FindingStore(pool)
+        older = await findings.save(
+            patch_finding(None, category="unknown", confidence=0.4), issue_id=1, cache_key="a"
+        )
+        evidence = [
+            Evidence(
+                location="app.module9.handler_1 (module9.py:19)",
+                line="int(q[1])",
+                note="the quantity is not a number",
+            )
+        ]
+        newest = await findings.save(
+            patch_finding(PATCH, evidence=evidence), issue_id=1, cache_key="b"
+        )
+        fixes = FixStore(pool, append_audit, "test")
+        decision = PolicyDecision(
+            verdict="approval", reasons=["a person decides"], approvals_needed=1
+        )
+        fix = await fixes.propose(SYSTEM_ACTOR, newest, decision)
+        deliveries = await pool.fetch(
+            """INSERT INTO mendline.deliveries (receiver, route_key, issue_id, kind, severity,
+                   status, due_at, attempts, last_error, delivered_at)
+               VALUES ('slack-oncall', 'r', 1, 'new_issue', 'error', 'failed', now(), 3,
+                       'http_error: 500 <b>down</b>', NULL),
+                      ('email-team', 'r', 1, 'new_issue', 'error', 'delivered', now(), 1,
+                       NULL, now())
+               RETURNING id"""
+        )
+        await IssueActions(pool, append_audit, "test").comment(
+            RESPONDER, 1, "looking <i>into</i> it"
+        )
+        events = await pool.fetch(
+            "SELECT event_id FROM mendline.events WHERE issue_id = 1 ORDER BY received_at, event_id"
+        )
+    finally:
+        await pool.close()
+    return IssuePageSeed(
+        issue_id=1,
+        event_ids=[r["event_id"].hex for r in events],
+        finding_ids=[older, newest],
+        fix_id=fix.id,
+        delivery_ids=[r["id"] for r in deliveries],
+    )
