@@ -7,7 +7,13 @@ import re
 
 import pytest
 
-from mendline.analyzers.patch import FilePatch, anchor_file, parse_patch, render_patch
+from mendline.analyzers.patch import (
+    FilePatch,
+    anchor_file,
+    diff_lines,
+    parse_patch,
+    render_patch,
+)
 from mendline.analyzers.rootcause._patches import diff
 from mendline.schemas.errors import InvalidPatch, PatchRefused
 
@@ -222,3 +228,54 @@ def test_hunks_of_one_file_are_placed_each_where_it_fits() -> None:
 def test_dot_github_and_dot_gitignore_are_ordinary_paths() -> None:
     for path in (".github/ci.yml", ".gitignore"):
         assert anchor_file(_one(1, "a", "b", path), "a\n").path == path
+
+
+@pytest.mark.parametrize(
+    ("text", "kinds"),
+    [
+        # git's headers, a hunk, and each kind of line in it
+        (
+            "diff --git a/x.py b/x.py\nindex 1111..2222 100644\n--- a/x.py\n+++ b/x.py\n"
+            "@@ -1,2 +1,2 @@ def f\n a = 1\n-b = 2\n+b = 3\n",
+            ["file", "file", "file", "file", "hunk", "context", "del", "add"],
+        ),
+        # inside a hunk, lines that read like headers are what the counts say they are
+        (
+            "--- a/q.sql\n+++ b/q.sql\n@@ -1,2 +1,2 @@\n--- old comment\n+++ new comment\n x\n",
+            ["file", "file", "hunk", "del", "add", "context"],
+        ),
+        # git's marker after a line without a newline; a hunk without counts is one line
+        (
+            "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n\\ No newline at end of file\n",
+            ["file", "file", "hunk", "del", "add", "context"],
+        ),
+        # a hunk cut short, then prose: read as it comes, never refused
+        (
+            "@@ -1,5 +1,5 @@\n-x\nsome prose\n+not in a hunk\n",
+            ["hunk", "del", "context", "context"],
+        ),
+        # an empty context line that lost its space, and two files
+        (
+            "--- a/x\n+++ b/x\n@@ -1,3 +1,3 @@\n a\n\n-c\n+d\n"
+            "--- a/y\n+++ b/y\n@@ -0,0 +1 @@\n+new\n",
+            [
+                "file",
+                "file",
+                "hunk",
+                "context",
+                "context",
+                "del",
+                "add",
+                "file",
+                "file",
+                "hunk",
+                "add",
+            ],
+        ),
+        ("", ["context"]),
+    ],
+)
+def test_each_line_of_a_diff_is_told_apart(text: str, kinds: list[str]) -> None:
+    shown = diff_lines(text)
+    assert [kind for kind, _ in shown] == kinds
+    assert "\n".join(line for _, line in shown) == text.removesuffix("\n")

@@ -11,7 +11,13 @@ import asyncpg
 import pytest
 
 from mendline.schemas.errors import ConfigError, EventNotFound, IssueNotFound
-from mendline.schemas.issue_query import ISSUE_SORTS, EventCursor, IssueCursor, IssueQuery
+from mendline.schemas.issue_query import (
+    ISSUE_SORTS,
+    TAB_COUNT_LIMIT,
+    EventCursor,
+    IssueCursor,
+    IssueQuery,
+)
 from mendline.sinks.postgres import IssueReads
 from tests.db_helpers import query, store_events
 from tests.integration.event_factory import make_event
@@ -140,6 +146,7 @@ async def test_every_filter_narrows_the_list(
         ("first_seen", [7, 5, 2, 3, 1, 4, 6]),
         ("events", [1, 5, 3, 7, 6, 4, 2]),  # 3, 2, 2, then the ones by id
         ("events_1h", [5, 3, 7, 6, 4, 2, 1]),  # issue 1's events are two hours old
+        ("trend", [5, 3, 7, 6, 4, 2, 1]),  # none had events in the hour before the last
     ],
 )
 async def test_each_sort_orders_descending_with_the_id_breaking_ties(
@@ -159,6 +166,7 @@ async def test_pages_walk_the_whole_list_once_whatever_the_ties(
 ) -> None:
     whole = await ids(reads, status="all", sort=sort)
     walked: list[int] = []
+    pages: list[list[int]] = []
     cursor = None
     for _ in range(10):
         page = await reads.issues(
@@ -171,10 +179,22 @@ async def test_pages_walk_the_whole_list_once_whatever_the_ties(
         )
         assert len(page.issues) <= size
         walked += [row["id"] for row in page.issues]
+        pages.append([row["id"] for row in page.issues])
         cursor = page.next_cursor
         if cursor is None:
             break
     assert walked == whole
+    # Back from the last page, by each page's backward cursor: the same pages, reversed;
+    # the first page whole (and no cursor before it) however many rows were left.
+    back = []
+    previous = page.prev_cursor
+    while previous is not None:
+        page = await reads.issues(
+            IssueQuery(status="all", sort=sort, limit=size, cursor=IssueCursor.parse(previous))  # type: ignore[arg-type]
+        )
+        back.append([row["id"] for row in page.issues])
+        previous = page.prev_cursor
+    assert back == pages[-2::-1]
 
 
 async def test_a_page_keeps_its_filters_and_a_cursor_of_another_sort_is_refused(
@@ -261,3 +281,93 @@ async def test_events_page_newest_first_and_one_event_is_found_by_its_id(
     assert (await reads.events(99)).events == []
     with pytest.raises(EventNotFound, match="issue 99 has no stored events"):
         await reads.edge_event(99, "latest")
+
+
+async def test_trend_is_the_last_hour_against_the_hour_before(
+    reads: IssueReads, fresh_db_url: str
+) -> None:
+    await query(
+        fresh_db_url,
+        """INSERT INTO mendline.issue_counts (issue_id, minute, count) VALUES
+               (2, date_trunc('minute', now()) - interval '70 minutes', 9),
+               (3, date_trunc('minute', now()) - interval '90 minutes', 1),
+               (6, date_trunc('minute', now()) - interval '3 hours', 50)""",
+    )
+    page = await reads.issues(IssueQuery(status="all", sort="trend"))
+    trends = {row["id"]: row["trend"] for row in page.issues}
+    assert trends == {5: 2, 7: 1, 6: 1, 4: 1, 1: 0, 3: 1, 2: -8}
+    assert [row["id"] for row in page.issues] == [5, 7, 6, 4, 3, 1, 2]
+
+
+async def test_tab_counts_count_each_tab_with_the_filters(
+    reads: IssueReads, fresh_db_url: str
+) -> None:
+    assert await reads.tab_counts(IssueQuery()) == {
+        "unresolved": 5,
+        "regressed": 1,
+        "escalating": 1,
+        "ignored": 1,
+        "resolved": 1,
+    }
+    api = await reads.tab_counts(IssueQuery(service="api", status="resolved", sort="events"))
+    assert api == {"unresolved": 3, "regressed": 1, "escalating": 1, "ignored": 1, "resolved": 1}
+    tagged = await reads.tab_counts(IssueQuery(tags=(("region", "eu"),)))
+    assert tagged == {"unresolved": 2, "regressed": 0, "escalating": 0, "ignored": 0, "resolved": 0}
+    nothing = await reads.tab_counts(IssueQuery(tags=(("region", "eu"), ("region", "us"))))
+    assert set(nothing.values()) == {0}
+    # Past the limit a tab says "more" (one above it) rather than counting on.
+    await query(
+        fresh_db_url,
+        f"""INSERT INTO mendline.issues (service, primary_hash, title, level, level_rank,
+                status, first_seen, last_seen)
+            SELECT 'bulk', 'bulk-' || n, 'bulk issue', 'error', 3, 'ignored', now(), now()
+            FROM generate_series(1, {TAB_COUNT_LIMIT + 5}) AS n""",
+    )
+    assert (await reads.tab_counts(IssueQuery()))["ignored"] == TAB_COUNT_LIMIT + 1
+    assert (await reads.tab_counts(IssueQuery(service="bulk")))["ignored"] == TAB_COUNT_LIMIT + 1
+
+
+async def test_sparklines_of_many_issues_are_their_trends(
+    reads: IssueReads, fresh_db_url: str
+) -> None:
+    await query(
+        fresh_db_url,
+        """INSERT INTO mendline.issue_counts (issue_id, minute, count) VALUES
+               (2, date_trunc('minute', now()) - interval '7 hours', 4),
+               (2, date_trunc('minute', now()) - interval '30 hours', 8)""",
+    )
+    for _ in range(3):  # again if an hour began in between
+        lines = await reads.sparklines([1, 2, 5, 99])
+        trends = {i: [n for _, n in await reads.trend(i)] for i in (1, 2, 5, 99)}
+        if lines == trends:
+            break
+    assert lines == trends
+    assert sum(lines[2]) == 5 and lines[99] == [0] * 24
+    week = await reads.sparklines([2], hours=48)
+    assert len(week[2]) == 48 and sum(week[2]) == 13
+    assert await reads.sparklines([]) == {}
+
+
+async def test_an_issue_s_deliveries_and_an_event_s_neighbours(
+    reads: IssueReads, fresh_db_url: str
+) -> None:
+    await query(
+        fresh_db_url,
+        """INSERT INTO mendline.deliveries (receiver, route_key, issue_id, kind, severity,
+               status, due_at, attempts, last_error)
+           SELECT 'hook-' || n, 'r', 1, 'new_issue', 'error', 'failed', now(), n, 'timeout'
+           FROM generate_series(1, 3) AS n""",
+    )
+    shown, total = await reads.deliveries(1, 2)
+    assert total == 3
+    assert [(d["receiver"], d["status"], d["attempts"]) for d in shown] == [
+        ("hook-3", "failed", 3),
+        ("hook-2", "failed", 2),
+    ]
+    assert shown[0]["last_error"] == "timeout" and shown[0]["reasons"] == []
+    assert await reads.deliveries(2) == ([], 0)
+    events = (await reads.events(1)).events  # newest first
+    ids = [e["event_id"] for e in events]
+    assert await reads.neighbours(events[0]) == (ids[1], None)
+    assert await reads.neighbours(events[1]) == (ids[2], ids[0])
+    assert await reads.neighbours(events[2]) == (None, ids[1])
