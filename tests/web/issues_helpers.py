@@ -16,7 +16,7 @@ from mendline.schemas.finding import Evidence
 from mendline.schemas.fix import PolicyDecision
 from mendline.schemas.people import SYSTEM_ACTOR
 from mendline.sinks.postgres import FindingStore, FixStore, IssueActions, append_audit
-from tests.db_helpers import RESPONDER, patch_finding, store_events
+from tests.db_helpers import RESPONDER, patch_finding, query, store_events
 from tests.integration.event_factory import make_event
 
 #: A message and a tag value that would run script if a page put them in unescaped.
@@ -73,18 +73,9 @@ async def execute(url: str, sql: str) -> None:
         await conn.close()
 
 
-async def fetch(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    """The rows of ``sql`` with ``args``, on a connection of its own."""
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
 async def audit_rows(url: str, action: str) -> list[asyncpg.Record]:
     """The audit rows of ``action``, oldest first."""
-    return await fetch(
+    return await query(
         url,
         "SELECT actor_name, actor_role, action, target, before::text, after::text, origin"
         " FROM mendline.audit_log WHERE action = $1 ORDER BY id",

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from tests.db_helpers import query
 from tests.web.issues_helpers import (
     audit_rows,
     element,
-    fetch,
     seed_issue_page,
     seed_issues,
 )
@@ -38,7 +38,7 @@ ACTION_BUTTONS = (
 
 
 async def issue_row(url: str, issue_id: int) -> dict[str, Any]:
-    rows = await fetch(
+    rows = await query(
         url,
         """SELECT status, substatus, resolution, resolution_note, resolved_in_release,
                   ignore_until, ignore_until_seen, ignore_per_hour, assignee, merged_into,
@@ -207,7 +207,7 @@ async def test_a_reanalysis_stores_a_fresh_finding_and_is_audited(web: ServedWeb
         assert asked.json()["queued"] is True
         assert asked.json()["previous_finding"] == seed.finding_ids[-1]
         for _ in range(200):  # the heuristic analyser: well within a few seconds
-            newest = await fetch(
+            newest = await query(
                 web.database_url,
                 "SELECT id, analyser, trigger_id FROM mendline.findings WHERE issue_id = $1"
                 " ORDER BY id DESC LIMIT 1",
@@ -249,10 +249,10 @@ async def test_a_viewer_is_refused_every_action_and_nothing_changes(
 ) -> None:
     seed = await seed_issue_page(web.database_url)
     before = await issue_row(web.database_url, seed.issue_id)
-    findings = await fetch(
+    findings = await query(
         web.database_url, "SELECT id, verdict FROM mendline.findings ORDER BY id"
     )
-    audited = await fetch(web.database_url, "SELECT count(*) AS n FROM mendline.audit_log")
+    audited = await query(web.database_url, "SELECT count(*) AS n FROM mendline.audit_log")
     async with web.client("viewer") as client:
         page = (await client.get(f"/issues/{seed.issue_id}")).text
         assert all(element(page, button) is None for button in ACTION_BUTTONS)
@@ -262,10 +262,10 @@ async def test_a_viewer_is_refused_every_action_and_nothing_changes(
         assert api.status_code == 403 and api.json()["error"]["code"] == "permission_denied"
     assert await issue_row(web.database_url, seed.issue_id) == before
     assert (
-        await fetch(web.database_url, "SELECT id, verdict FROM mendline.findings ORDER BY id")
+        await query(web.database_url, "SELECT id, verdict FROM mendline.findings ORDER BY id")
         == findings
     )
-    assert await fetch(web.database_url, "SELECT count(*) AS n FROM mendline.audit_log") == audited
+    assert await query(web.database_url, "SELECT count(*) AS n FROM mendline.audit_log") == audited
 
 
 async def test_a_read_only_dashboard_shows_no_action_and_refuses_each(fresh_db_url: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.db_helpers import store_events
+from tests.db_helpers import query, store_events
 from tests.web.issues_helpers import (
     HOSTILE_MESSAGE,
     HOSTILE_TAG,
@@ -17,7 +17,6 @@ from tests.web.issues_helpers import (
     element,
     event,
     execute,
-    fetch,
     hostile_event,
     link,
     rows_of,
@@ -234,16 +233,16 @@ async def test_the_sparkline_shows_the_stored_counts(web: ServedWeb) -> None:
     )
     async with web.client("viewer") as client:
         for _ in range(3):  # again if an hour began meanwhile
-            hour = await fetch(web.database_url, "SELECT date_trunc('hour', now()) AS h")
+            hour = await query(web.database_url, "SELECT date_trunc('hour', now()) AS h")
             html = (await client.get("/issues")).text
             api = (await client.get("/api/v1/issues")).json()["items"]
-            stored = await fetch(
+            stored = await query(
                 web.database_url,
                 """SELECT c.issue_id, (extract(epoch FROM date_trunc('hour', now())
                           - date_trunc('hour', c.minute)) / 3600)::int AS ago, c.count
                    FROM mendline.issue_counts c""",
             )
-            if hour == await fetch(web.database_url, "SELECT date_trunc('hour', now()) AS h"):
+            if hour == await query(web.database_url, "SELECT date_trunc('hour', now()) AS h"):
                 break
     expected = {1: [0] * 24, 2: [0] * 24}
     for row in stored:
@@ -314,7 +313,7 @@ async def test_bulk_actions_of_a_responder_are_done_and_audited(web: ServedWeb) 
             "/issues/bulk", data={"action": "reopen", "ids": ["1", "99"]}
         )
         assert failed_page.status_code == 409 and "1 done, 1 not" in failed_page.text
-    states = await fetch(
+    states = await query(
         web.database_url, "SELECT id, status, merged_into FROM mendline.issues ORDER BY id"
     )
     assert [(r["status"], r["merged_into"]) for r in states] == [
@@ -347,10 +346,10 @@ async def test_a_viewer_sees_no_bulk_actions_and_is_refused_them(web: ServedWeb)
             assert form.status_code == 403
             api = await client.post("/api/v1/issues/bulk", json={"action": action, "ids": [1, 2]})
             assert api.status_code == 403 and api.json()["error"]["code"] == "permission_denied"
-    states = await fetch(web.database_url, "SELECT DISTINCT status FROM mendline.issues")
+    states = await query(web.database_url, "SELECT DISTINCT status FROM mendline.issues")
     assert [r["status"] for r in states] == ["unresolved"]
     assert (
-        await fetch(
+        await query(
             web.database_url, "SELECT 1 FROM mendline.audit_log WHERE action LIKE 'issue.%'"
         )
         == []
@@ -368,5 +367,5 @@ async def test_a_read_only_dashboard_hides_and_refuses_bulk_actions(fresh_db_url
         assert element(page, "bulk-resolve") is None and 'name="ids"' not in page
         refused = await client.post("/api/v1/issues/bulk", json={"action": "resolve", "ids": [1]})
         assert refused.status_code == 403 and "read-only" in refused.json()["error"]["message"]
-    states = await fetch(fresh_db_url, "SELECT DISTINCT status FROM mendline.issues")
+    states = await query(fresh_db_url, "SELECT DISTINCT status FROM mendline.issues")
     assert [r["status"] for r in states] == ["unresolved"]
