@@ -9,39 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlencode
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from mendline.analyzers.grouping import FILTERED
-from mendline.analyzers.patch import diff_lines
 from mendline.analyzers.policy import alert_severity
 from mendline.schemas.alert import severity_label
-from mendline.schemas.ending import ends_at
 from mendline.schemas.errors import ConfigError, EventNotFound, MendlineError, UsageError
-from mendline.schemas.event import chain_link, headline
 from mendline.schemas.finding import RISK_WORDS, confidence_label
-from mendline.schemas.issue import LIST_STATUSES, IgnoreCondition, describe_state, status_label
+from mendline.schemas.issue import describe_state, status_label
 from mendline.schemas.issue_query import (
     MAX_PAGE,
     TAB_COUNT_LIMIT,
     EventCursor,
-    IssueCursor,
     IssueQuery,
-    IssueSearch,
-    IssueSort,
 )
 from mendline.schemas.people import Actor
-from mendline.schemas.tomlfile import parse_duration
-from mendline.sinks.postgres import FindingStore, FixStore, IssueActions, IssueReads
+from mendline.sinks.postgres import (
+    FindingStore,
+    FixStore,
+    IssueActions,
+    IssueReads,
+    StoredFinding,
+)
 from mendline.web._context import (
     DEPS,
     api_json,
@@ -53,40 +47,25 @@ from mendline.web._context import (
     render_fragment,
     require,
 )
+from mendline.web._issue_views import (
+    IGNORE_FOR,
+    SORTS,
+    TABS,
+    asked_flag,
+    asked_number,
+    asked_text,
+    diff_view,
+    event_view,
+    ignore_condition,
+    list_query,
+)
 
-__all__ = ["diff_view", "list_query", "routes", "scrub_parts", "setup"]
+__all__ = ["ACTIONS", "BULK_ACTIONS", "ISSUE_BLOCKS", "routes", "setup"]
 
 log = logging.getLogger("mendline.web")
 
 routes = web.RouteTableDef()
 
-#: The tabs of the list: (status asked for, label, what it holds). Escalating is Sentry's
-#: "spiking": ignored issues whose ignore ended as their events picked up again.
-TABS = (
-    ("unresolved", "Unresolved", "every unresolved issue, regressed and escalating included"),
-    ("regressed", "Regressed", "resolved issues seen again"),
-    ("escalating", "Escalating", "spiking: ignored issues whose ignore ended as they grew"),
-    ("ignored", "Ignored", "issues ignored, forever or until a condition"),
-    ("resolved", "Resolved", "issues resolved, now, in the next release or by a fix"),
-)
-#: The sorts people choose from: (sort, label, what it orders by).
-SORTS: tuple[tuple[IssueSort, str, str], ...] = (
-    ("last_seen", "Last seen", "newest event first"),
-    ("first_seen", "First seen", "newest issue first"),
-    ("events", "Events", "most events ever first"),
-    ("events_1h", "Events (1h)", "most events in the last hour first"),
-    ("trend", "Trend", "events in the last hour minus the hour before, rising first"),
-)
-#: Ignore durations the forms offer (the API takes any duration or time).
-IGNORE_FOR = (
-    ("30m", "30 minutes"),
-    ("1h", "1 hour"),
-    ("6h", "6 hours"),
-    ("24h", "24 hours"),
-    ("7d", "7 days"),
-    ("30d", "30 days"),
-)
-_PAGE_SIZE = 50
 _HOURS_7D = 24 * 7
 _SHOWN_EVENTS = 10
 _SHOWN_FINDINGS = 10
@@ -103,76 +82,6 @@ def setup(app: web.Application) -> None:
 
 
 # -- the list --------------------------------------------------------------------------
-
-
-def list_query(asked: Mapping[str, str], tags: list[str], limit: int = _PAGE_SIZE) -> IssueQuery:
-    """The IssueQuery a list page or ``GET /api/v1/issues`` asks for: ``tab`` (or
-    ``status``), the search line ``q`` (see IssueSearch), the filters ``service``,
-    ``environment``, ``release``, ``text``, ``assignee``, ``first_seen_since`` and
-    ``last_seen_since`` (an ISO time, or a duration back from now: ``24h``), ``tags``
-    (``key:value`` each), ``sort``, ``limit`` and ``cursor``. UsageError for what is not
-    one, or a filter asked for twice (in the search and on its own)."""
-    try:
-        search = IssueSearch.parse(asked.get("q", ""))
-        fields: dict[str, Any] = search.filters()
-        for name in ("service", "environment", "release", "text", "assignee"):
-            value = asked.get(name)
-            if value:
-                _set_once(fields, name, value)
-        for name in ("first_seen_since", "last_seen_since"):
-            if asked.get(name):
-                fields[name] = _since(name, asked[name])
-        pairs = [_tag_pair(text) for text in tags]
-        if pairs:
-            fields["tags"] = tuple(dict.fromkeys((*fields.get("tags", ()), *pairs)))
-        sort = asked.get("sort") or "last_seen"
-        cursor = asked.get("cursor")
-        return IssueQuery.model_validate(
-            {
-                "status": asked.get("tab") or asked.get("status") or "unresolved",
-                "sort": sort,
-                "limit": int(asked["limit"]) if asked.get("limit") else limit,
-                "cursor": IssueCursor.parse(cursor) if cursor else None,
-                **fields,
-            }
-        )
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    except ValidationError as exc:
-        raise UsageError("; ".join(_said(e) for e in exc.errors())) from None
-    except ValueError:
-        raise UsageError("limit is a whole number of rows") from None
-
-
-def _said(error: Mapping[str, Any]) -> str:
-    where = ".".join(str(part) for part in error.get("loc", ()))
-    return f"{where}: {error['msg']}" if where else str(error["msg"])
-
-
-def _set_once(fields: dict[str, Any], name: str, value: str) -> None:
-    if fields.setdefault(name, value) != value:
-        raise UsageError(f"{name} is asked for twice (in the search and on its own): give one")
-
-
-def _tag_pair(text: str) -> tuple[str, str]:
-    name, colon, value = text.partition(":")
-    if not colon or not name:
-        raise UsageError(f"a tag filter is key:value, not {text[:60]!r}")
-    return name, value
-
-
-def _since(name: str, text: str) -> datetime:
-    """An ISO time with its zone, or a duration back from now."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
-        except (ValueError, OverflowError):
-            raise UsageError(f"{name} is an ISO time with its zone or a duration (24h)") from None
-    if moment.tzinfo is None:
-        raise UsageError(f"{name} needs its time zone (2026-12-24T09:00Z)")
-    return moment
 
 
 async def issue_list(reads: IssueReads, query: IssueQuery, *, counts: bool) -> dict[str, Any]:
@@ -256,7 +165,6 @@ def _list_context(request: web.Request, query: IssueQuery, shown: dict[str, Any]
         "prev_url": _page_url(kept, shown["prev_cursor"]),
         "live_topics": ["issues"],
         "done": _done_note(request.query),
-        "statuses": LIST_STATUSES,
     }
 
 
@@ -283,26 +191,30 @@ def _done_note(query: Mapping[str, str]) -> str | None:
 # -- the issue page --------------------------------------------------------------------
 
 
-async def issue_summary(reads: IssueReads, findings: FindingStore, issue_id: int) -> dict[str, Any]:
+async def issue_summary(
+    reads: IssueReads, findings: FindingStore, issue_id: int, *, history: int = 1
+) -> tuple[dict[str, Any], list[StoredFinding]]:
     """One issue as the API's ``GET /api/v1/issues/{id}`` answers and the page's header
     shows it: its header (every column, ``status_label`` and ``state`` in words), its
     newest finding whole (without the prompt sent), its events per hour over the last 7
-    days (``trend_7d``) and 24 hours (``trend``), and ``events_24h``."""
+    days (``trend_7d``) and 24 hours (``trend``), and ``events_24h``; with its newest
+    ``history`` findings as stored, newest first."""
     issue = await reads.header(issue_id)
     issue |= {"status_label": status_label(issue), "state": describe_state(issue)}
     week = await reads.trend(issue_id, _HOURS_7D)
-    newest = await findings.list(issue_id, 1)
-    finding = newest[0].as_json() if newest else None
+    stored = await findings.list(issue_id, history)
+    finding = stored[0].as_json() if stored else None
     if finding is not None:
         finding.pop("prompt", None)
     day = week[-24:]
-    return {
+    summary = {
         "issue": issue,
         "finding": finding,
         "trend": [{"hour": hour, "events": n} for hour, n in day],
         "trend_7d": [{"hour": hour, "events": n} for hour, n in week],
         "events_24h": sum(n for _, n in day),
     }
+    return summary, stored
 
 
 async def _chosen_event(reads: IssueReads, issue_id: int, which: str) -> dict[str, Any] | None:
@@ -310,7 +222,7 @@ async def _chosen_event(reads: IssueReads, issue_id: int, which: str) -> dict[st
     no stored event (pruned, or merged away); EventNotFound for an id not of it."""
     if which in ("first", "latest"):
         try:
-            return await reads.edge_event(issue_id, which)  # type: ignore[arg-type]
+            return await reads.edge_event(issue_id, "first" if which == "first" else "latest")
         except EventNotFound:
             return None
     return await reads.event(which, issue_id)
@@ -323,8 +235,7 @@ async def issue_page_data(request: web.Request, issue_id: int, which: str) -> di
     pool = deps(request).pool
     reads = IssueReads(pool)
     findings = FindingStore(pool)
-    shown = await issue_summary(reads, findings, issue_id)
-    history = await findings.list(issue_id, _SHOWN_FINDINGS)
+    shown, history = await issue_summary(reads, findings, issue_id, history=_SHOWN_FINDINGS)
     fixes = await FixStore(pool, deps(request).audit, origin(request)).list(
         issue_id=issue_id, limit=1
     )
@@ -423,7 +334,8 @@ async def issue_api(request: web.Request) -> web.Response:
     """One issue: ``{"issue", "finding", "trend", "trend_7d", "events_24h"}``."""
     require(request, "issue.read")
     pool = deps(request).pool
-    return api_json(await issue_summary(IssueReads(pool), FindingStore(pool), _id(request)))
+    summary, _ = await issue_summary(IssueReads(pool), FindingStore(pool), _id(request))
+    return api_json(summary)
 
 
 @routes.get(r"/api/v1/issues/{id:\d+}/events")
@@ -455,95 +367,6 @@ async def event_api(request: web.Request) -> web.Response:
     return api_json(await IssueReads(deps(request).pool).event(request.match_info["event_id"]))
 
 
-# -- what the templates show of an event and a patch --------------------------------------
-
-
-def scrub_parts(value: object) -> list[tuple[str, bool]]:
-    """A value from an event as text (JSON for what is not text) cut at the scrubber's
-    marker: (text, scrubbed) pieces, the markers themselves scrubbed, for a template to show
-    each marker as such (``class="scrubbed"``). Never marks anything safe: the template
-    escapes every piece."""
-    if not isinstance(value, str):
-        value = json.dumps(value, ensure_ascii=False)
-    pieces = re.split(f"({re.escape(FILTERED)})", value)
-    return [(piece, piece == FILTERED) for piece in pieces if piece]
-
-
-def diff_view(patch: str) -> list[tuple[str, str]]:
-    """The lines of a patch with their kind (file, hunk, add, del, context), each a CSS
-    class of ``.diff`` (``analyzers.patch.diff_lines``)."""
-    return list(diff_lines(patch))
-
-
-def event_view(event: dict[str, Any]) -> dict[str, Any]:
-    """A stored event as the page shows it, as ``mendline issues show`` prints it: its
-    message, its exception chain (root cause first, as stored) with how each led to the
-    next, each exception's frames (in-app ones marked) with their source line, its context
-    and tags sorted by key; every value from the event cut into scrubbed and plain pieces."""
-    payload = event["payload"]
-    chain = []
-    exceptions = payload.get("exceptions") or []
-    for n, exc in enumerate(exceptions):
-        name = str(exc.get("type", "?"))
-        if exc.get("module") and exc["module"] != "builtins":
-            name = f"{exc['module']}.{name}"
-        chain.append(
-            {
-                "link": chain_link(exceptions[n - 1].get("source")) if n else None,
-                "name": name,
-                "value": scrub_parts(exc.get("value", "")),
-                "group": bool(exc.get("is_exception_group")),
-                "frames": _frames(exc),
-            }
-        )
-    return {
-        "event": event,
-        "headline": headline(
-            {
-                "exception_type": exceptions[-1].get("type") if exceptions else None,
-                "exception_value": exceptions[-1].get("value") if exceptions else None,
-                "message": event.get("message"),
-            }
-        ),
-        "message": scrub_parts(event.get("message") or ""),
-        "logger": payload.get("logger"),
-        "app_timestamp": payload.get("timestamp"),
-        "chain": chain,
-        "context": _mapping(payload.get("context") or {}),
-        "tags": _mapping(payload.get("tags") or {}),
-    }
-
-
-def _frames(exc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """An exception's frames as shown, with the omitted ones' count where they were."""
-    frames = exc.get("frames") or []
-    omitted = exc.get("frames_omitted") or 0
-    shown: list[dict[str, Any]] = []
-    for k, frame in enumerate(frames):
-        if omitted and k == len(frames) // 2:
-            shown.append({"omitted": omitted})
-        where = str(frame.get("filename") or frame.get("module") or "?")
-        if frame.get("lineno") is not None:
-            where += f":{frame['lineno']}"
-        line = frame.get("context_line")
-        shown.append(
-            {
-                "omitted": None,
-                "where": where,
-                "function": str(frame.get("function", "?")),
-                "in_app": bool(frame.get("in_app")),
-                "line": scrub_parts(line.strip(" ")) if line else None,
-            }
-        )
-    return shown
-
-
-def _mapping(
-    values: Mapping[str, Any],
-) -> list[tuple[list[tuple[str, bool]], list[tuple[str, bool]]]]:
-    return [(scrub_parts(str(key)), scrub_parts(values[key])) for key in sorted(values)]
-
-
 # -- actions -----------------------------------------------------------------------------
 
 
@@ -555,56 +378,6 @@ def _id(request: web.Request, name: str = "id") -> int:
     if not 0 < value < 2**63:
         raise UsageError(f"{name} is out of range")
     return value
-
-
-def _text(asked: Mapping[str, Any], name: str) -> str | None:
-    value = asked.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise UsageError(f"{name} is text")
-    return value.strip() or None
-
-
-def _flag(asked: Mapping[str, Any], name: str) -> bool:
-    value = asked.get(name)
-    return value is True or (isinstance(value, str) and value.lower() in ("1", "true", "on", "yes"))
-
-
-def _number(asked: Mapping[str, Any], name: str) -> int | None:
-    value = asked.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise UsageError(f"{name} is a whole number")
-    try:
-        number = int(str(value).strip().lstrip("#"))
-    except ValueError:
-        raise UsageError(f"{name} is a whole number, not {str(value)[:40]!r}") from None
-    if not 0 < number < 2**63:
-        raise UsageError(f"{name} is a whole number above 0")
-    return number
-
-
-def ignore_condition(asked: Mapping[str, Any]) -> IgnoreCondition:
-    """The end of an ignore a form or an API call asks for: ``for`` (a duration), ``until``
-    (an ISO time with its zone), ``until_events`` (N more events), ``until_rate`` (N events
-    within an hour); none of them: forever. UsageError for a value that is not one."""
-    until = ends_at(
-        _text(asked, "for"),
-        _text(asked, "until"),
-        datetime.now(UTC),
-        zone_required=True,
-        names=("for", "until"),
-    )
-    try:
-        return IgnoreCondition(
-            until=until,
-            events=_number(asked, "until_events"),
-            per_hour=_number(asked, "until_rate"),
-        )
-    except ValidationError as exc:
-        raise UsageError("; ".join(_said(e) for e in exc.errors())) from None
 
 
 @dataclass(frozen=True)
@@ -622,8 +395,9 @@ class _Action:
 async def _resolve(
     actions: IssueActions, actor: Actor, issue_id: int, asked: Mapping[str, Any], _: web.Request
 ) -> dict[str, Any]:
-    in_next = _flag(asked, "in_next_release") or asked.get("resolution") == "next_release"
-    changed = await actions.resolve(actor, issue_id, _text(asked, "note"), in_next_release=in_next)
+    in_next = asked_flag(asked, "in_next_release") or asked.get("resolution") == "next_release"
+    note = asked_text(asked, "note")
+    changed = await actions.resolve(actor, issue_id, note, in_next_release=in_next)
     return {"changed": changed}
 
 
@@ -644,7 +418,7 @@ async def _reopen(
 async def _merge(
     actions: IssueActions, actor: Actor, issue_id: int, asked: Mapping[str, Any], _: web.Request
 ) -> dict[str, Any]:
-    into = _number(asked, "into")
+    into = asked_number(asked, "into")
     if into is None:
         raise UsageError("merge needs the issue to merge into (into)")
     await actions.merge(actor, into, issue_id)
@@ -666,7 +440,7 @@ async def _unmerge(
 async def _assign(
     actions: IssueActions, actor: Actor, issue_id: int, asked: Mapping[str, Any], _: web.Request
 ) -> dict[str, Any]:
-    assignee = _text(asked, "assignee")
+    assignee = asked_text(asked, "assignee")
     return {"changed": await actions.assign(actor, issue_id, assignee), "assignee": assignee}
 
 
@@ -762,7 +536,7 @@ async def finding_verdict(request: web.Request, finding_id: int) -> dict[str, An
     if verdict not in ("right", "wrong"):
         raise UsageError("verdict is right or wrong")
     actions = IssueActions(deps(request).pool, deps(request).audit, origin=origin(request))
-    changed = await actions.mark_finding(actor, finding_id, verdict, _text(asked, "note"))
+    changed = await actions.mark_finding(actor, finding_id, verdict, asked_text(asked, "note"))
     stored = await FindingStore(deps(request).pool).get(finding_id)
     shown = stored.as_json()
     shown.pop("prompt", None)
@@ -805,7 +579,7 @@ async def _bulk_asked(request: web.Request) -> tuple[list[int], dict[str, Any]]:
             raise UsageError("ids is a list of issue ids")
     else:
         raw = (await request.post()).getall("ids", [])
-    ids = [_number({"id": value}, "id") for value in raw]
+    ids = [asked_number({"id": value}, "id") for value in raw]
     unique = list(dict.fromkeys(i for i in ids if i is not None))
     if not unique:
         raise UsageError("choose at least one issue")
@@ -827,7 +601,7 @@ async def bulk_action(request: web.Request) -> dict[str, Any]:
     actions = IssueActions(deps(request).pool, deps(request).audit, origin=origin(request))
     results: list[dict[str, Any]] = []
     if asked_action == "merge":
-        into = _number(asked, "into") or await _most_seen(IssueReads(deps(request).pool), ids)
+        into = asked_number(asked, "into") or await _most_seen(IssueReads(deps(request).pool), ids)
         ids = [i for i in ids if i != into]
         one = ACTIONS["merge"].run
         asked = {**asked, "into": into}
@@ -838,10 +612,7 @@ async def bulk_action(request: web.Request) -> dict[str, Any]:
             done = await one(actions, actor, issue_id, asked, request)
             results.append({"id": issue_id, "changed": bool(done.get("changed"))})
         except MendlineError as exc:
-            code = "".join(f"_{c.lower()}" if c.isupper() else c for c in type(exc).__name__)
-            results.append(
-                {"id": issue_id, "error": {"code": code.lstrip("_"), "message": str(exc)}}
-            )
+            results.append({"id": issue_id, "error": {"code": _code(exc), "message": str(exc)}})
     failed = sum(1 for r in results if "error" in r)
     return {
         "action": asked_action,
@@ -850,6 +621,13 @@ async def bulk_action(request: web.Request) -> dict[str, Any]:
         "failed": failed,
         **({"merged_into": asked["into"]} if asked_action == "merge" else {}),
     }
+
+
+def _code(exc: MendlineError) -> str:
+    """The error's code, as the API answers it (the app's own mapping)."""
+    from mendline.web._app import _code as error_code  # _app imports this module
+
+    return error_code(exc)
 
 
 async def _most_seen(reads: IssueReads, ids: list[int]) -> int:
@@ -872,11 +650,23 @@ async def bulk_handler(request: web.Request) -> web.StreamResponse:
     if done["failed"]:
         return render(request, "issues_bulk.html", done, status=409)
     back = (await params(request)).get("back")
-    if not isinstance(back, str) or not back.startswith("/issues") or "//" in back:
+    if not _own_list_url(back):
         back = "/issues"
     joiner = "&" if "?" in back else "?"
     raise web.HTTPSeeOther(
         f"{back}{joiner}{urlencode({'done': done['action'], 'count': done['done']})}"
+    )
+
+
+def _own_list_url(url: object) -> TypeGuard[str]:
+    """Whether ``url`` is a URL of the list on this site (where a bulk form may send the
+    browser back to), not another site's or a header's worth of control characters."""
+    return (
+        isinstance(url, str)
+        and url.startswith("/issues")
+        and "//" not in url
+        and "\\" not in url
+        and url.isprintable()
     )
 
 

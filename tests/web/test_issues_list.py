@@ -369,3 +369,23 @@ async def test_a_read_only_dashboard_hides_and_refuses_bulk_actions(fresh_db_url
         assert refused.status_code == 403 and "read-only" in refused.json()["error"]["message"]
     states = await query(fresh_db_url, "SELECT DISTINCT status FROM mendline.issues")
     assert [r["status"] for r in states] == ["unresolved"]
+
+
+@pytest.mark.parametrize(
+    "back",
+    [
+        "https://evil.example/",
+        "//evil.example/issues",
+        "/issues\\evil",
+        "/issues\r\nSet-Cookie: x=1",
+        "/admin",
+    ],
+)
+async def test_a_bulk_form_goes_back_only_to_the_list(web: ServedWeb, back: str) -> None:
+    await seed_issues(web.database_url, 1)
+    async with web.client("responder") as client:
+        done = await client.post(
+            "/issues/bulk", data={"action": "resolve", "ids": ["1"], "back": back}
+        )
+    assert done.status_code == 303
+    assert done.headers["location"] == "/issues?done=resolve&count=1"
