@@ -100,6 +100,16 @@ CASES = [
         (["wrong", "wrong"], "it was the proxy"),
     ),
     Case(
+        "issue.reanalyse",
+        lambda actions, actor: actions.reanalyse(actor, 1),
+        "issue:1",
+        {"finding_id": 2},
+        {"analysis": "asked", "fresh": True},
+        "SELECT count(*) FROM mendline.audit_log WHERE action = 'issue.reanalyse'",
+        (0,),
+        (1,),
+    ),
+    Case(
         "events.prune",
         lambda actions, actor: actions.prune_events(actor, 30, now=NOW),
         "events",
@@ -256,6 +266,7 @@ async def test_what_changes_nothing_writes_no_row_and_a_new_note_only_itself(
         (lambda a: a.merge(RITA, 1, 99), IssueNotFound, "there is no issue 99"),
         (lambda a: a.merge(RITA, 1, 1), IssueNotFound, "cannot merge issue 1 into itself"),
         (lambda a: a.mark_finding(RITA, 99, "right"), FindingNotFound, "there is no finding 99"),
+        (lambda a: a.reanalyse(RITA, 99), IssueNotFound, "there is no issue 99 (or it was merged)"),
     ],
 )
 async def test_a_missing_target_writes_no_row(
