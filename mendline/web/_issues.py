@@ -199,8 +199,7 @@ async def issue_summary(
     newest finding whole (without the prompt sent), its events per hour over the last 7
     days (``trend_7d``) and 24 hours (``trend``), and ``events_24h``; with its newest
     ``history`` findings as stored, newest first."""
-    issue = await reads.header(issue_id)
-    issue |= {"status_label": status_label(issue), "state": describe_state(issue)}
+    issue = _shown(await reads.header(issue_id))
     week = await reads.trend(issue_id, _HOURS_7D)
     stored = await findings.list(issue_id, history)
     finding = stored[0].as_json() if stored else None
@@ -215,6 +214,11 @@ async def issue_summary(
         "events_24h": sum(n for _, n in day),
     }
     return summary, stored
+
+
+def _shown(issue: dict[str, Any]) -> dict[str, Any]:
+    """An issue's header with its status and state in words (``status_label``, ``state``)."""
+    return issue | {"status_label": status_label(issue), "state": describe_state(issue)}
 
 
 async def _chosen_event(reads: IssueReads, issue_id: int, which: str) -> dict[str, Any] | None:
@@ -501,7 +505,7 @@ async def issue_action(request: web.Request, name: str, issue_id: int) -> dict[s
     actions = IssueActions(deps(request).pool, deps(request).audit, origin=origin(request))
     done = await action.run(actions, actor, issue_id, asked, request)
     issue = await IssueReads(deps(request).pool).header(issue_id)
-    return {"action": name, **done, "issue": issue | {"state": describe_state(issue)}}
+    return {"action": name, **done, "issue": _shown(issue)}
 
 
 @routes.post(r"/issues/{id:\d+}/{action:" + _ACTION_NAMES + "}")

@@ -508,7 +508,9 @@ _LEASED_BY_OWNER = (
        WHERE owner = $1""",
 )
 
-_SELECT_FINDING = """SELECT id, issue_id, analyser, rule, root_cause, confidence, category,
+# confidence is a real: as numeric first, 0.8 stays 0.8 rather than 0.800000011920929.
+_SELECT_FINDING = """SELECT id, issue_id, analyser, rule, root_cause,
+    confidence::numeric::float8 AS confidence, category,
     severity, suggested_fix, fix_patch, fix_kind, evidence::text AS evidence, model,
     prompt_tokens, completion_tokens, cost_usd::float8 AS cost_usd, latency_ms,
     fallback_reason, fallback_code, prompt::text AS prompt, cached_from, verdict, verdict_note,
