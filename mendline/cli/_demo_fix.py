@@ -87,12 +87,12 @@ kinds = ["style", "formatting", "import"]
 name = "{REPOSITORY}"
 path = {path}
 base_branch = "main"
-delivery = "branch"                   # a local branch: no push, no pull request
-verify = [[{python}, "-m", "py_compile", "{{files}}"]]   # the changed Python files
+delivery = "branch"  # a local branch: no push, no pull request
+verify = [[{python}, "-m", "py_compile", "{{files}}"]]  # the changed Python files
 verify_timeout = "1m"
 
 [[repositories.mappings]]
-stack_root = "{_STACK_ROOT}"      # the frames' module prefix
+stack_root = "{_STACK_ROOT}"  # the frames' module prefix
 source_root = "{SOURCE_ROOT}"
 """
 
@@ -186,15 +186,16 @@ def keep_lines(
     fixes: list[dict[str, Any]], setup: FixSetup, shown_environ: dict[str, str]
 ) -> list[str]:
     """With --keep: how to approve and apply the fixes awaiting approval, on the demo's
-    database, policy and work root (as the local OS user, with ``MENDLINE_LOCAL_ROLE``)."""
+    database, policy and work root (as the local OS user, with ``MENDLINE_LOCAL_ROLE``).
+    The embedded database is named with the file holding its password; an external one is
+    the user's ``MENDLINE_DATABASE_URL`` already (shown, its password is redacted)."""
     waiting = [fix["id"] for fix in fixes if fix["state"] == "proposed"]
     if not waiting:
         return []
-    environ = {
-        name: value
-        for name, value in shown_environ.items()
-        if name in ("MENDLINE_DATABASE_URL", "PGPASSFILE")
-    } | setup.environ
+    environ = {}
+    if "PGPASSFILE" in shown_environ:
+        environ = {name: shown_environ[name] for name in ("MENDLINE_DATABASE_URL", "PGPASSFILE")}
+    environ |= setup.environ
     exports = " ".join(f"{name}={shlex.quote(value)}" for name, value in environ.items())
     first = waiting[0]
     return [

@@ -249,9 +249,13 @@ async def test_the_heal_stage_proposes_the_shops_fix_and_an_approver_applies_it(
     finally:
         await fixes.pool.close()
     assert (fix.state, fix.decision.verdict, fix.approvals_needed) == ("proposed", "approval", 1)
-    lines = keep_lines([fix.as_json()], setup, {"MENDLINE_DATABASE_URL": fresh_db_url})
+    embedded = {"MENDLINE_DATABASE_URL": "postgresql://postgres@db/x", "PGPASSFILE": "/p"}
+    lines = keep_lines([fix.as_json()], setup, embedded)
     assert f"  mendline fix approve {fix.id}" in lines
-    assert all(f"{name}=" in lines[1] for name in setup.environ)
+    assert all(f"{name}=" in lines[1] for name in [*embedded, *setup.environ])
+    # An external database is the user's setting already: its URL is shown redacted.
+    (export,) = [line for line in keep_lines([fix.as_json()], setup, {}) if "export" in line]
+    assert "MENDLINE_DATABASE_URL" not in export and "MENDLINE_FIX_POLICY_FILE" in export
 
     # What the demo tells its user to do, with its settings.
     env = demo_user(fresh_db_url, setup)
