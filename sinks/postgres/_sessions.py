@@ -200,7 +200,7 @@ class SessionStore(AuditedStore):
         actor = Actor(name=row["name"], role=row["role"], auth="session", user_id=row["user_id"])
         return Session(actor, row["csrf_token"], row["created_at"], last_seen, row["expires_at"])
 
-    async def close(self, actor: Actor, secret: str) -> bool:
+    async def end(self, actor: Actor, secret: str) -> bool:
         """End the session whose cookie holds ``secret`` (logout), audited as
         ``session.logout`` by ``actor``; False when there was none."""
         async with self._changing() as conn:
@@ -267,15 +267,16 @@ class SessionStore(AuditedStore):
         at each login: nothing else needs to run for it)."""
         await conn.execute(
             """DELETE FROM mendline.web_sessions
-               WHERE expires_at <= $1 OR created_at <= $1 - $2::interval
-                  OR last_seen_at <= $1 - $3::interval""",
+               WHERE expires_at <= $1::timestamptz OR created_at <= $1::timestamptz - $2::interval
+                  OR last_seen_at <= $1::timestamptz - $3::interval""",
             now,
             self.longest,
             self.idle,
         )
         await conn.execute(
-            """DELETE FROM mendline.login_failures WHERE last_failure_at <= $1 - $2::interval
-               AND (blocked_until IS NULL OR blocked_until <= $1)""",
+            """DELETE FROM mendline.login_failures
+               WHERE last_failure_at <= $1::timestamptz - $2::interval
+                 AND (blocked_until IS NULL OR blocked_until <= $1::timestamptz)""",
             now,
             FORGET_FAILURES_AFTER,
         )

@@ -43,6 +43,6 @@ CREATE INDEX IF NOT EXISTS login_failures_last ON mendline.login_failures (last_
 ALTER TABLE mendline.audit_log DROP CONSTRAINT IF EXISTS audit_log_actor_auth_check;
 ALTER TABLE mendline.audit_log ADD CONSTRAINT audit_log_actor_auth_check
     CHECK (actor_auth IN ('token', 'local', 'session', 'proxy', 'system'));
-ALTER TABLE mendline.fixes DROP CONSTRAINT IF EXISTS fixes_requested_auth_check;
-ALTER TABLE mendline.fixes ADD CONSTRAINT fixes_requested_auth_check
+ALTER TABLE mendline.fix_jobs DROP CONSTRAINT IF EXISTS fix_jobs_requested_auth_check;
+ALTER TABLE mendline.fix_jobs ADD CONSTRAINT fix_jobs_requested_auth_check
     CHECK (requested_auth IN ('token', 'local', 'session', 'proxy', 'system'));
