@@ -253,7 +253,7 @@ async def login(request: web.Request) -> web.Response:
     target = local_path(form.get("next"))
     client = client_address(request)
     sessions = _sessions(request)
-    wait = await sessions.wait_before_login(name, client)
+    wait = await sessions.attempt(name, client)
     if wait is not None:
         error = f"Too many failed logins: try again in {_in_words(wait)}."
         response = _login_form(request, target, name, error, status=429)
@@ -262,7 +262,7 @@ async def login(request: web.Request) -> web.Response:
     people = PeopleStore(deps(request).pool, deps(request).audit, origin(request))
     check = await people.check_password(name, password)
     if check.actor is None:
-        await sessions.login_failed(name, client, check.refusal or "unknown")
+        await sessions.login_failed(name, check.refusal or "unknown")
         return _login_form(request, target, name, _WRONG, status=401)
     secret, _ = await sessions.open(
         check.actor,

@@ -102,33 +102,40 @@ class SessionStore(AuditedStore):
         self.longest = longest
         self.free_failures = free_failures
 
-    async def wait_before_login(self, name: str, client: str) -> int | None:
-        """Whole seconds until ``name`` may try to log in from ``client`` (the longer wait
-        of the account and the address), or None when they may now."""
-        rows = await self.pool.fetch(
-            """SELECT clock.now, f.failures, f.last_failure_at, f.blocked_until
-               FROM (SELECT now() AS now) clock
-               LEFT JOIN mendline.login_failures f ON f.key = ANY($1::text[])""",
-            [account_key(name), address_key(client)],
-        )
-        now = rows[0]["now"]
-        return wait_left((_count(row) for row in rows if row["failures"]), now)
-
-    async def login_failed(self, name: str, client: str, reason: str) -> None:
-        """Count a failed login of ``name`` from ``client`` (on the account, the address and
-        the pair) and audit it as ``session.login_failed`` by mendline itself. An unknown
-        user's name is not written to the audit trail (it is attacker-chosen, or a password
-        typed into the wrong field): its target is ``user:?``."""
+    async def attempt(self, name: str, client: str) -> int | None:
+        """Begin a login of ``name`` from ``client``, before its password is checked: the
+        whole seconds it must wait first (the longer wait of the account and the address;
+        nothing is counted then), or None, and the attempt is counted as a failure on the
+        account, the address and the pair until the login succeeds (``open`` takes it back).
+        Counted first, under the keys' row locks, so that a burst of logins at once cannot
+        all slip in before the first failure is written."""
         keys = sorted({account_key(name), address_key(client), pair_key(name, client)})
         async with self._changing() as conn:
             now, counts = await self._locked_counts(conn, keys)
+            blocked = [counts.get(account_key(name)), counts.get(address_key(client))]
+            wait = wait_left(blocked, now)
+            if wait is not None:  # not counted: the rows just made for it go again
+                await conn.execute(
+                    """DELETE FROM mendline.login_failures
+                       WHERE key = ANY($1::text[]) AND failures = 0""",
+                    keys,
+                )
+                return wait
             for key in keys:
                 after = after_failure(counts.get(key), now, self.free_failures)
                 await conn.execute(
                     _SAVE_COUNT, key, after.failures, after.last_failure_at, after.blocked_until
                 )
-            named = reason != "unknown" and user_name_refusal(name) is None
-            target = f"user:{name}" if named else "user:?"
+        return None
+
+    async def login_failed(self, name: str, reason: str) -> None:
+        """Audit a failed login of ``name`` (counted already by ``attempt``) as
+        ``session.login_failed`` by mendline itself, with why. An unknown user's name is not
+        written to the audit trail (it is attacker-chosen, or a password typed into the
+        wrong field): its target is ``user:?``."""
+        named = reason != "unknown" and user_name_refusal(name) is None
+        target = f"user:{name}" if named else "user:?"
+        async with self._changing() as conn:
             await self._record(
                 conn, SYSTEM_ACTOR, "session.login_failed", target, None, {"reason": reason}
             )
@@ -139,7 +146,8 @@ class SessionStore(AuditedStore):
         """A new session of ``actor`` (whose password was just checked): (the secret for
         its cookie, the session). The session a cookie ``replaced`` held is ended (a new id
         at every login); the account's failed logins are cleared, and the address's that
-        were made on this account; expired sessions and forgotten failures are pruned.
+        were made on this account (this attempt's among them); expired sessions and
+        forgotten failures are pruned.
         Audited as ``session.login``."""
         assert actor.user_id is not None, "a session is a user's"
         secret, csrf = new_session_secret(), new_session_secret()

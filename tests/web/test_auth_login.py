@@ -4,6 +4,7 @@ the back-off per account and per address, and where a login may send the browser
 
 from __future__ import annotations
 
+import asyncio
 import re
 from html import unescape
 
@@ -318,3 +319,14 @@ async def test_login_and_logout_work_on_a_read_only_dashboard(fresh_db_url: str)
         out = await browser.post("/logout", headers={"X-CSRF-Token": csrf})
         assert out.status_code == 303 and out.headers["Location"] == "/login"
         assert (await browser.get("/api/v1/me")).status_code == 401
+
+
+async def test_a_burst_of_logins_at_once_gets_no_more_guesses_than_the_free_ones(
+    fresh_db_url: str,
+) -> None:
+    async with served_web(fresh_db_url, web_login_free_failures=2) as web, web.browser() as browser:
+        answers = await asyncio.gather(
+            *(post_login(browser, "admin", f"guess-number-{n:04d}") for n in range(6))
+        )
+        # Each attempt is counted before its password is checked, under the rows' locks.
+        assert sorted(a.status_code for a in answers) == [401, 401, 429, 429, 429, 429]
