@@ -7,6 +7,7 @@ Origin, and for a session its CSRF token."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -23,6 +24,7 @@ from mendline.analyzers.policy import (
     forwarded_scheme,
     local_path,
     origin_refusal,
+    unusable_hash,
 )
 from mendline.schemas.errors import AuthenticationFailed, PermissionDenied
 from mendline.schemas.people import Actor
@@ -79,11 +81,17 @@ _CSRF_HINT = (
 
 def setup(app: web.Application) -> None:
     """Parse the trusted proxies' networks once for the app's life; drop stale session
-    cookies on every answer."""
+    cookies on every answer; make the hash unknown users are checked against before the
+    first login (so that the first one does not take longer for an unknown name)."""
     settings = app[DEPS].settings
     app[_FORWARDED] = TrustedProxies(settings.web_forwarded_allow)
     app[_AUTH_PROXIES] = TrustedProxies(settings.web_auth_proxy_allow)
     app.on_response_prepare.append(_forget_stale_cookie)
+    app.on_startup.append(_make_unusable_hash)
+
+
+async def _make_unusable_hash(app: web.Application) -> None:
+    await asyncio.to_thread(unusable_hash)
 
 
 @web.middleware
