@@ -1,8 +1,8 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
 the audited actions on issues, findings and events, the read side of issues and events, the
-fixes and their moves, remediation runs, alert silences, the audit trail, people and their API
-tokens, the versioned migrations of schema ``mendline`` and the grants of a role that does not
-own it."""
+fixes and their moves, remediation runs, alert silences, the audit trail, people with their
+passwords and API tokens, the dashboard's sessions and failed logins, the versioned migrations
+of schema ``mendline`` and the grants of a role that does not own it."""
 
 from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
 from mendline.sinks.postgres._alerts import (
@@ -58,7 +58,13 @@ from mendline.sinks.postgres._migrate import (
     migrated_pool,
 )
 from mendline.sinks.postgres._notify import Listener
-from mendline.sinks.postgres._people import PeopleStore, TokenInfo, User
+from mendline.sinks.postgres._people import (
+    PasswordCheck,
+    PasswordRefusal,
+    PeopleStore,
+    TokenInfo,
+    User,
+)
 from mendline.sinks.postgres._remediations import (
     AUDIT_OUTPUT_LIMIT,
     REMEDIATIONS_CHANNEL,
@@ -67,6 +73,7 @@ from mendline.sinks.postgres._remediations import (
     RemediationStore,
     Trouble,
 )
+from mendline.sinks.postgres._sessions import Session, SessionStore, session_id
 from mendline.sinks.postgres._silences import SilenceStore
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
@@ -99,11 +106,15 @@ __all__ = [
     "IssuePage",
     "IssueReads",
     "Listener",
+    "PasswordCheck",
+    "PasswordRefusal",
     "PeopleStore",
     "PruneResult",
     "RecordOutcome",
     "RemediationStore",
     "RoutingResult",
+    "Session",
+    "SessionStore",
     "SilenceStore",
     "Store",
     "StoredFinding",
@@ -130,6 +141,7 @@ __all__ = [
     "migrate",
     "migrated_pool",
     "route_key",
+    "session_id",
     "translate",
     "translated",
     "translating",
