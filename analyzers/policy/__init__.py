@@ -50,12 +50,14 @@ from mendline.analyzers.policy.budget import (
 from mendline.analyzers.policy.fixes import (
     SHIPPED_POLICY,
     FixCandidate,
+    FixMove,
     MappedPatch,
     PatchRefused,
     RemediationStep,
     RemediationSubject,
     decide,
     explain,
+    fix_moves,
     load_policy,
     map_patch,
     parse_policy,
@@ -77,6 +79,7 @@ from mendline.analyzers.policy.people import (
     parse_token,
     token_hash,
     token_refusal,
+    tokens_listed,
     user_name_refusal,
 )
 from mendline.analyzers.policy.producers import (
@@ -120,6 +123,7 @@ __all__ = [
     "DeliveryDecision",
     "DeliveryMode",
     "FixCandidate",
+    "FixMove",
     "FollowUp",
     "GroupState",
     "LabelPattern",
@@ -153,6 +157,7 @@ __all__ = [
     "describe_matchers",
     "explain",
     "finding_severity",
+    "fix_moves",
     "follow_finding",
     "higher_severity",
     "last_admin_refusal",
@@ -179,5 +184,6 @@ __all__ = [
     "takes_digests",
     "token_hash",
     "token_refusal",
+    "tokens_listed",
     "user_name_refusal",
 ]
