@@ -180,11 +180,13 @@ async def add_user_form(request: web.Request) -> web.Response:
     return await _done(request)
 
 
-@routes.post("/admin/users/{name:.+}/{move:role|disable|enable}")
+@routes.post("/admin/users/{move:role|disable|enable}")
 async def user_form(request: web.Request) -> web.Response:
-    """Give a user another role, disable or enable them."""
+    """Give a user (``name``) another role, disable or enable them. The name is a field, not
+    part of the path: a browser would resolve a name such as ``..`` in a path."""
     move = cast("UserMove", request.match_info["move"])
-    await _move_user(request, move, request.match_info["name"], await params(request))
+    fields = await params(request)
+    await _move_user(request, move, _name(fields.get("name")), fields)
     return await _done(request)
 
 

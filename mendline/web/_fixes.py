@@ -154,8 +154,13 @@ class FixJobs:
         actor: Actor,
         work: Coroutine[Any, Any, str],
     ) -> FixJob:
-        """Run ``work`` (which answers how it went, for people) as fix ``fix_id``'s job."""
-        self.check_free(fix_id)
+        """Run ``work`` (which answers how it went, for people) as fix ``fix_id``'s job;
+        IllegalTransition (``work`` closed unrun) while another job of the fix runs."""
+        try:
+            self.check_free(fix_id)
+        except IllegalTransition:
+            work.close()
+            raise
         job = FixJob(fix_id, kind, actor.name, datetime.now(UTC))
         job.task = asyncio.create_task(self._run(job, work), name=f"fix {fix_id} {kind}")
         self._jobs[fix_id] = job

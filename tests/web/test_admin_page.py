@@ -50,16 +50,17 @@ async def test_admins_see_users_and_tokens_and_no_one_else_does(web: ServedWeb) 
 async def test_an_admin_adds_a_user_sets_a_role_disables_and_enables(web: ServedWeb) -> None:
     async with web.client("admin") as client:
         added = await client.post("/admin/users", data={"name": "nora", "role": "viewer"})
-        role = await client.post("/admin/users/nora/role", data={"role": "approver"})
-        disabled = await client.post("/admin/users/nora/disable")
+        role = await client.post("/admin/users/role", data={"name": "nora", "role": "approver"})
+        disabled = await client.post("/admin/users/disable", data={"name": "nora"})
         page = await client.get("/admin")
-        enabled = await client.post("/admin/users/nora/enable")
+        enabled = await client.post("/admin/users/enable", data={"name": "nora"})
         taken = await client.post("/admin/users", data={"name": "nora", "role": "viewer"})
-        last = await client.post("/admin/users/admin/disable")
+        last = await client.post("/admin/users/disable", data={"name": "admin"})
     assert [r.status_code for r in (added, role, disabled, enabled)] == [303] * 4
     assert added.headers["Location"] == "/admin"
     row = re.search(r'data-user="nora".*?</tr>', page.text, re.S)
     assert row is not None and 'value="approver" selected' in row[0] and "disabled" in row[0]
+    assert row[0].count('<input type="hidden" name="name" value="nora">') == 2  # role, enable
     assert taken.status_code == 422
     assert last.status_code == 403 and "last active admin" in last.text
     [nora] = await query(
@@ -113,8 +114,8 @@ async def test_lower_roles_are_refused_every_change(web: ServedWeb, role: Role) 
     async with web.client(role) as client:
         answers = [
             await client.post("/admin/users", data={"name": "mallory", "role": "admin"}),
-            await client.post(f"/admin/users/{role}/role", data={"role": "admin"}),
-            await client.post("/admin/users/admin/disable"),
+            await client.post("/admin/users/role", data={"name": role, "role": "admin"}),
+            await client.post("/admin/users/disable", data={"name": "admin"}),
             await client.post("/admin/tokens", data={"user": "admin"}),
             await client.post("/api/v1/users", json={"name": "mallory", "role": "admin"}),
             await client.post("/api/v1/tokens", json={"user": "admin"}),
