@@ -179,7 +179,8 @@ class Settings(BaseSettings):
     )
     issue_url_template: str | None = Field(
         default=None,
-        description="Link to an issue in alerts, with `{id}`, e.g. `https://x/issues/{id}`.",
+        description="Link to an issue in alerts, with `{id}`, e.g. `https://x/issues/{id}`;"
+        " unset: the dashboard's issue page under `web_public_url`, when that is set.",
     )
     alert_lease: float = Field(
         default=120.0,
@@ -384,6 +385,17 @@ class Settings(BaseSettings):
         description="Addresses or networks (CIDR) of reverse proxies whose `X-Forwarded-For`"
         " and `X-Forwarded-Proto` tell the client's address and scheme.",
     )
+
+    @property
+    def issue_link_template(self) -> str | None:
+        """The link to an issue in alerts, with ``{id}``: ``issue_url_template``, else the
+        dashboard's issue page under ``web_public_url``, else None (no link)."""
+        if self.issue_url_template is not None:
+            return self.issue_url_template
+        if self.web_public_url is not None:
+            base = self.web_public_url.replace("{", "{{").replace("}", "}}")
+            return f"{base}/issues/{{id}}"
+        return None
 
     @field_validator("issue_url_template")
     @classmethod
