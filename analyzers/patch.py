@@ -7,15 +7,18 @@ import difflib
 import re
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
+from typing import Literal
 
 from mendline.schemas.errors import InvalidPatch, PatchRefused
 
 __all__ = [
     "NO_NEWLINE",
+    "DiffLineKind",
     "FilePatch",
     "Hunk",
     "anchor_file",
     "check_paths",
+    "diff_lines",
     "parse_patch",
     "render_patch",
 ]
@@ -40,6 +43,10 @@ _INDEX = re.compile(r"index ([0-9a-f]{4,64})\.\.([0-9a-f]{4,64})(?: [0-7]{6})?")
 NO_NEWLINE = "\\ No newline at end of file"
 _CONTEXT = 3
 _SIGNATURE = "-- "
+
+#: What a line of a unified diff is, as people are shown it: a file's header (``---`` and
+#: ``+++``), a hunk's header (``@@``), an added or removed line, or anything else.
+DiffLineKind = Literal["file", "hunk", "add", "del", "context"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +184,26 @@ def render_patch(files: list[FilePatch]) -> str:
             )
             out.extend(hunk.lines)
     return "\n".join(out) + "\n"
+
+
+def diff_lines(patch: str) -> list[tuple[DiffLineKind, str]]:
+    """A unified diff's lines as people are shown them (the CLI styled, the dashboard
+    coloured), each with its kind, without their newlines. Split at newlines only, as git
+    does: ``splitlines()`` would also break at \\x0b, \\x1c or U+2028 inside a line, showing a
+    reviewer lines that are not the patch's."""
+    return [(_line_kind(line), line) for line in patch.removesuffix("\n").split("\n")]
+
+
+def _line_kind(line: str) -> DiffLineKind:
+    if line.startswith(("--- ", "+++ ")):
+        return "file"
+    if line.startswith("@@"):
+        return "hunk"
+    if line.startswith("+"):
+        return "add"
+    if line.startswith("-"):
+        return "del"
+    return "context"
 
 
 def anchor_file(file: FilePatch, current: str | None, *, context: int = _CONTEXT) -> FilePatch:

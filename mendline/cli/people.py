@@ -10,7 +10,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from mendline.analyzers.policy.people import allowed, authorize
+from mendline.analyzers.policy.people import authorize, tokens_listed
 from mendline.cli._actor import acting
 from mendline.cli._options import AS_JSON, Commands
 from mendline.cli.output import print_done, print_json, printable, shorten, table
@@ -235,13 +235,7 @@ def _tokens_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def _tokens_list(args: argparse.Namespace, settings: Settings) -> int:
     async def work(store: PeopleStore, actor: Actor) -> list[TokenInfo]:
-        # Anyone may list their own tokens (theirs is what they see without --user);
-        # everyone's, or another's, is for admins.
-        user = args.user
-        if user is None and not allowed(actor, "token.list_all"):
-            user = actor.name
-        authorize(actor, "token.list" if user == actor.name else "token.list_all")
-        return await store.list_tokens(user)
+        return await store.list_tokens(tokens_listed(actor, args.user))
 
     tokens = acting(settings, work)
     if args.json:
