@@ -1,8 +1,9 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
 the audited actions on issues, findings and events, the read side of issues and events, the
 fixes and their moves, remediation runs, alert silences, the audit trail, people with their
-passwords and API tokens, the dashboard's sessions and failed logins, the versioned migrations
-of schema ``mendline`` and the grants of a role that does not own it."""
+passwords and API tokens, the dashboard's sessions and failed logins and its feed of what changed
+(LISTEN/NOTIFY), the versioned migrations of schema ``mendline`` and the grants of a role that
+does not own it."""
 
 from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
 from mendline.sinks.postgres._alerts import (
@@ -57,7 +58,14 @@ from mendline.sinks.postgres._migrate import (
     migrate,
     migrated_pool,
 )
-from mendline.sinks.postgres._notify import Listener
+from mendline.sinks.postgres._notify import (
+    CHANGE_KINDS,
+    WEB_CHANNEL,
+    Change,
+    ChangeFeed,
+    Listener,
+    parse_change,
+)
 from mendline.sinks.postgres._people import (
     PasswordCheck,
     PasswordRefusal,
@@ -81,16 +89,20 @@ __all__ = [
     "ALL_ENVIRONMENTS",
     "AUDIT_LOCK",
     "AUDIT_OUTPUT_LIMIT",
+    "CHANGE_KINDS",
     "FINDINGS_CHANNEL",
     "MIGRATIONS_LOCK",
     "REMEDIATIONS_CHANNEL",
     "START_LOCK",
     "TRIGGERS_CHANNEL",
+    "WEB_CHANNEL",
     "AlertStore",
     "Asked",
     "AuditStore",
     "AuditWriter",
     "AuditedStore",
+    "Change",
+    "ChangeFeed",
     "CheckinStore",
     "Claim",
     "DueDelivery",
@@ -140,6 +152,7 @@ __all__ = [
     "is_outage",
     "migrate",
     "migrated_pool",
+    "parse_change",
     "route_key",
     "session_id",
     "translate",
