@@ -346,7 +346,12 @@ class Settings(BaseSettings):
         default="127.0.0.1",
         description="Address the dashboard listens on; `0.0.0.0` only behind TLS or a proxy.",
     )
-    web_port: int = Field(default=8040, ge=1, le=65535, description="Port of the dashboard.")
+    web_port: int = Field(
+        default=8040,
+        ge=0,
+        le=65535,
+        description="Port of the dashboard; 0: any free port (its address is logged).",
+    )
     web_public_url: str | None = Field(
         default=None,
         description="The dashboard's address as people open it (`https://mendline.example.com`):"

@@ -257,6 +257,7 @@ def _demo_settings(
         "fix_work_root": workdir / "worktrees",
         "fix_patch_dir": workdir / "patches",
         "heal_poll_interval": 0.5,
+        "web_port": 0,  # the dashboard on a free port: never one a real one holds
     }
     if stack.broker is not None:  # the embedded broker speaks plaintext, whatever the shell says
         overrides |= {
