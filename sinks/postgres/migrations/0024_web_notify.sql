@@ -2,16 +2,18 @@
 -- object of ids only, {"t": kind, "ids": [...], "issues": [...]} (check names for checks),
 -- delivered when the transaction commits; the web process reads the rows itself. One NOTIFY a
 -- statement (statement triggers reading their transition table), not one a row: the
--- consumer's batch UPDATE of 300 issues costs one. More than 100 ids: null, "many, refresh
--- them all", so a payload stays far below NOTIFY's 8000 bytes. Check results are not told
--- (a result a check and interval): only what a check's state shows (up, down, since,
--- flapping, the last result's success, its issue).
+-- consumer's batch UPDATE of 300 issues costs one. More than 100 ids (50 check names): null,
+-- "many, refresh them all", so a payload stays below NOTIFY's 8000 bytes. Ids in order: the INSERT and
+-- UPDATE of the same new issues (the consumer's batch) tell the same, which PostgreSQL sends
+-- once a transaction. Check results are not told (one a check and interval): only what a
+-- check's state shows (up, down, since, flapping, the last result's success, its issue).
 -- OR REPLACE and DROP ... IF EXISTS throughout: safe to run again.
 
--- ids as the payload lists them: null when there are more than 100.
-CREATE OR REPLACE FUNCTION mendline.web_ids(ids anyarray) RETURNS json
+-- ids as the payload lists them: null when there are more than ``most`` (100 bigints take at
+-- most 2000 bytes; 50 check names, 100 characters at most each, 5200).
+CREATE OR REPLACE FUNCTION mendline.web_ids(ids anyarray, most integer DEFAULT 100) RETURNS json
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN cardinality(ids) <= 100 THEN to_json(ids) END
+    SELECT CASE WHEN cardinality(ids) <= most THEN to_json(ids) END
 $$;
 
 -- Rows known by their id (issues, the audit trail). TG_ARGV[0]: the kind.
@@ -20,7 +22,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     ids bigint[];
 BEGIN
-    ids := ARRAY(SELECT id FROM changed LIMIT 101);
+    ids := ARRAY(SELECT id FROM changed ORDER BY id LIMIT 101);
     IF cardinality(ids) > 0 THEN
         PERFORM pg_notify('mendline_web',
             json_build_object('t', TG_ARGV[0], 'ids', mendline.web_ids(ids))::text);
@@ -36,11 +38,11 @@ DECLARE
     ids bigint[];
     issues bigint[];
 BEGIN
-    ids := ARRAY(SELECT id FROM changed LIMIT 101);
+    ids := ARRAY(SELECT id FROM changed ORDER BY id LIMIT 101);
     IF cardinality(ids) = 0 THEN
         RETURN NULL;
     END IF;
-    issues := ARRAY(SELECT DISTINCT issue_id FROM changed LIMIT 101);
+    issues := ARRAY(SELECT DISTINCT issue_id FROM changed ORDER BY 1 LIMIT 101);
     PERFORM pg_notify('mendline_web',
         json_build_object('t', TG_ARGV[0], 'ids', mendline.web_ids(ids),
                           'issues', mendline.web_ids(issues))::text);
@@ -55,12 +57,12 @@ DECLARE
     ids bigint[];
     issues bigint[];
 BEGIN
-    ids := ARRAY(SELECT DISTINCT fix_id FROM changed LIMIT 101);
+    ids := ARRAY(SELECT DISTINCT fix_id FROM changed ORDER BY 1 LIMIT 101);
     IF cardinality(ids) = 0 THEN
         RETURN NULL;
     END IF;
     issues := ARRAY(SELECT DISTINCT f.issue_id FROM mendline.fix_jobs f
-                    WHERE f.id = ANY (ids) LIMIT 101);
+                    WHERE f.id = ANY (ids) ORDER BY 1 LIMIT 101);
     PERFORM pg_notify('mendline_web',
         json_build_object('t', 'fix', 'ids', mendline.web_ids(ids),
                           'issues', mendline.web_ids(issues))::text);
@@ -74,10 +76,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     names text[];
 BEGIN
-    names := ARRAY(SELECT name FROM changed LIMIT 101);
+    names := ARRAY(SELECT name FROM changed ORDER BY name LIMIT 51);
     IF cardinality(names) > 0 THEN
         PERFORM pg_notify('mendline_web',
-            json_build_object('t', 'check', 'ids', mendline.web_ids(names))::text);
+            json_build_object('t', 'check', 'ids', mendline.web_ids(names, 50))::text);
     END IF;
     RETURN NULL;
 END;
