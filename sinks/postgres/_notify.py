@@ -114,7 +114,7 @@ def _names(value: Any) -> tuple[str, ...] | None:
 
 class ChangeFeed:
     """The dashboard's one LISTEN connection on ``mendline_web``, kept while ``run`` runs
-    (until cancelled): each notification parsed and handed to ``on_change``, and
+    (until ``stop()``): each notification parsed and handed to ``on_change``, and
     ``on_listening()`` each time it listens (again): what was told while it did not is lost,
     so whoever reads the feed starts over from the rows. It connects again, with backoff,
     after an outage, and asks the server every ``ping`` seconds whether it is still there (a
@@ -136,19 +136,36 @@ class ChangeFeed:
         self._on_listening = on_listening
         self._ping = ping
         self._listening = False
+        self._stopping = False
+        # Set when the connection is lost or the feed is to stop: whatever waits wakes.
+        self._wake = asyncio.Event()
 
     @property
     def listening(self) -> bool:
         """Whether its LISTEN connection is open now."""
         return self._listening
 
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop()`` was called."""
+        return self._stopping
+
+    def stop(self) -> None:
+        """Let ``run`` return: at once when it waits, after a connection attempt that is
+        under way (at most its 10 s timeout: a connect cut short leaves asyncpg's futures
+        unread)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Listen until cancelled, connecting again after each outage."""
+        """Listen until ``stop()``, connecting again after each outage."""
         backoff = Backoff(0.5, 30.0)
-        while True:
+        while not self._stopping:
             try:
                 await self._listen(backoff)
             except Exception as exc:
+                if self.stopping:
+                    return
                 first = backoff.attempts == 0
                 delay = backoff.next()
                 if not first:
@@ -165,27 +182,41 @@ class ChangeFeed:
                     log.exception(
                         "mendline: the dashboard's live updates failed; again in %.1f s", delay
                     )
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or until the connection is lost or the feed stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _listen(self, backoff: Backoff) -> None:
+        self._wake = asyncio.Event()
         conn = await asyncpg.connect(
             self._url, timeout=10, server_settings={"application_name": self.APPLICATION_NAME}
         )
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _conn: lost.set())
+        lost = False
+
+        def on_lost(_conn: object) -> None:
+            nonlocal lost
+            lost = True
+            self._wake.set()
+
+        conn.add_termination_listener(on_lost)
         try:
+            if self._stopping:
+                return
             await conn.add_listener(WEB_CHANNEL, self._on_notify)
             self._listening = True
             if backoff.attempts:
                 log.warning("mendline: the dashboard's live updates are back")
             backoff.reset()
             self._on_listening()
-            while not lost.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), self._ping)
-                if not lost.is_set():
+            while not (lost or self._stopping):
+                await self._sleep(self._ping)
+                if not (lost or self._stopping):
                     await conn.execute("SELECT 1", timeout=10)
-            raise ConnectionError("the LISTEN connection was closed")
+            if lost:
+                raise ConnectionError("the LISTEN connection was closed")
         finally:
             self._listening = False
             conn.terminate()

@@ -15,15 +15,8 @@ from mendline.schemas.settings import load_settings
 from mendline.sinks.postgres import Change
 from mendline.web import WebDeps, build_app
 from mendline.web._context import TEMPLATES
-from mendline.web._live import (
-    MAX_IDS,
-    MAX_TOPICS,
-    RING_SIZE,
-    Hub,
-    live_hub,
-    parse_topics,
-    topics_of,
-)
+from mendline.web._hub import MAX_IDS, MAX_TOPICS, RING_SIZE, Hub, parse_topics, topics_of
+from mendline.web._live import live_hub
 from tests.db_helpers import query, store_events
 from tests.integration.event_factory import make_event
 from tests.web.live_helpers import listen_pid, live_stream
