@@ -1,5 +1,5 @@
-"""``mendline web`` on the command line: its address given as options, checked before anything
-is started; a port in use is one line and a hint; ``run --only`` knows the web stage."""
+"""``mendline web`` on the command line: a port in use is one line and a hint; ``run --only``
+knows the web stage. (Bad --host and --port values: tests/cli/test_cli.py.)"""
 
 from __future__ import annotations
 
@@ -10,24 +10,6 @@ import pytest
 from tests.cli_helpers import failure, migrated_env, run, usage_error
 
 UNREACHABLE_DATABASE = "postgresql://postgres:pa55word@127.0.0.1:9/x"
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (("web", "--port", "70000"), "argument --port: a port is a number from 0 to 65535"),
-        (("web", "--port", "-1"), "argument --port: a port is a number from 0 to 65535"),
-        (("web", "--port", "http"), "argument --port: a port is a number from 0 to 65535"),
-        (("web", "--host", ""), "argument --host: an address to listen on, not ''"),
-        (("web", "--host", "a b"), "argument --host: an address to listen on, not 'a b'"),
-        (("run", "--only", "web,bogus"), "argument --only: stages are consume, analyze, alert"),
-    ],
-)
-def test_bad_addresses_are_usage_errors_before_anything_starts(
-    args: tuple[str, ...], message: str
-) -> None:
-    result = run(*args, env={"MENDLINE_DATABASE_URL": UNREACHABLE_DATABASE})
-    assert usage_error(result).startswith(message)
 
 
 def test_run_names_the_web_stage_among_the_stages() -> None:
