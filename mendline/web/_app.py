@@ -170,11 +170,23 @@ async def _errors_middleware(request: web.Request, handler: _Handler) -> web.Str
         return await handler(request)
     except MendlineError as exc:
         status = _status(exc)
-        if status == 401 and not request.path.startswith(API_PREFIX) and request.method == "GET":
+        if status == 401 and _page_request(request):
             raise web.HTTPSeeOther(f"/login?next={_quoted_path(request)}") from None
         if status >= 500:
             log.warning("mendline: %s %s: %s", request.method, request.path, exc)
         return error_response(request, status, _code(exc), str(exc), exc.hint)
+
+
+def _page_request(request: web.Request) -> bool:
+    """Whether a browser asks for a page (sent to the login form when nobody is logged in):
+    not an API call, and not an event stream (``/live``: a redirect to a page is no answer
+    an EventSource can read; it gets the 401)."""
+    accepts = request.headers.get("Accept", "")
+    return (
+        request.method == "GET"
+        and not request.path.startswith(API_PREFIX)
+        and "text/event-stream" not in accepts
+    )
 
 
 def error_response(

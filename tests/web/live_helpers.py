@@ -108,7 +108,9 @@ async def live_stream(
     params = [("topic", topic) for topic in topics]
     if last_id is not None:
         params.append(("last_id", last_id))
-    headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+    headers = {"Accept": "text/event-stream"}  # as EventSource asks
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
     async with (
         web.client(role) as client,
         client.stream("GET", "/live", params=params, headers=headers) as response,

@@ -155,7 +155,7 @@ async def test_the_page_follows_the_trail_live_by_fragments(web: ServedWeb) -> N
         page = await client.get("/audit", params={"actor": "mendline"})
         rows = await client.get("/audit", params={"actor": "mendline", "fragment": "rows"})
         chain = await client.get("/audit", params={"fragment": "chain"})
-    assert 'sse-connect="/live?topic=audit"' in page.text
+    assert 'data-live="/live?topic=audit"' in page.text
     assert 'hx-get="/audit?actor=mendline&amp;fragment=rows" hx-trigger="sse:audit"' in page.text
     assert rows.text.lstrip().startswith('<section class="card" id="audit-rows"')
     assert row_ids(rows.text) == await ids_of(web.database_url)

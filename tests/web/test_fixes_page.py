@@ -232,7 +232,7 @@ async def test_the_pages_follow_their_fixes_live_by_fragments(web: ServedWeb) ->
         swapped = await client.post(
             f"/fixes/{fix.id}/approve", headers={"HX-Request": "true"}, data={}
         )
-    assert f'sse-connect="/live?topic=fix-{fix.id}"' in page.text
+    assert f'data-live="/live?topic=fix-{fix.id}"' in page.text
     assert (
         f'hx-get="/fixes/{fix.id}?fragment=state" hx-trigger="sse:fix-{fix.id}"'
         ' hx-swap="outerHTML"' in page.text
@@ -241,7 +241,7 @@ async def test_the_pages_follow_their_fixes_live_by_fragments(web: ServedWeb) ->
     assert "<html" not in state.text and 'id="fix-apply"' in state.text
     assert outcome.text.lstrip().startswith('<section class="card" id="fix-outcome-block"')
     assert 'data-action="fix.propose"' in outcome.text
-    assert 'sse-connect="/live?topic=fixes"' in listing.text
+    assert 'data-live="/live?topic=fixes"' in listing.text
     assert 'hx-trigger="sse:fixes"' in listing.text
     assert rows.text.lstrip().startswith('<section class="card" id="fix-list"')
     assert f'data-fix="{fix.id}"' in rows.text

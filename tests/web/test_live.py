@@ -97,7 +97,9 @@ async def test_an_unknown_topic_or_too_many_is_refused(web: ServedWeb) -> None:
 
 async def test_nobody_gets_401_not_a_login_page(web: ServedWeb) -> None:
     async with web.client() as client:
-        response = await client.get("/live", params={"topic": "issues"})
+        response = await client.get(
+            "/live", params={"topic": "issues"}, headers={"Accept": "text/event-stream"}
+        )
     assert response.status_code == 401
 
 
