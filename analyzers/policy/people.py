@@ -48,6 +48,8 @@ PERMISSIONS: dict[str, Role] = {
     "token.list": "viewer",
     "token.revoke_own": "viewer",
     "silence.read": "viewer",
+    "check.read": "viewer",
+    "alert.read": "viewer",
     "issue.resolve": "responder",
     "issue.ignore": "responder",
     "issue.merge": "responder",

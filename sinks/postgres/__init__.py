@@ -5,6 +5,7 @@ tokens, the versioned migrations of schema ``mendline`` and the grants of a role
 own it."""
 
 from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
+from mendline.sinks.postgres._alert_reads import DeliveryCount, DeliveryRow
 from mendline.sinks.postgres._alerts import (
     AlertStore,
     DueDelivery,
@@ -26,6 +27,14 @@ from mendline.sinks.postgres._connect import (
     connect_health,
     connect_people,
     connect_remediations,
+)
+from mendline.sinks.postgres._dashboard import (
+    DashboardReads,
+    FindingVerdicts,
+    FixAwaiting,
+    FixOutcomes,
+    LevelCount,
+    Pipeline,
 )
 from mendline.sinks.postgres._errors import (
     is_bad_data,
@@ -49,6 +58,12 @@ from mendline.sinks.postgres._health import (
     PruneResult,
     RecordOutcome,
     SyncResult,
+)
+from mendline.sinks.postgres._health_reads import (
+    CheckCheckin,
+    CheckSummary,
+    HourlyResponse,
+    StoredResult,
 )
 from mendline.sinks.postgres._issue_reads import EventPage, IssuePage, IssueReads
 from mendline.sinks.postgres._migrate import (
@@ -84,22 +99,33 @@ __all__ = [
     "AuditStore",
     "AuditWriter",
     "AuditedStore",
+    "CheckCheckin",
+    "CheckSummary",
     "CheckinStore",
     "Claim",
+    "DashboardReads",
+    "DeliveryCount",
+    "DeliveryRow",
     "DueDelivery",
     "DueSlot",
     "EventPage",
     "FindingNotFound",
     "FindingStore",
+    "FindingVerdicts",
+    "FixAwaiting",
+    "FixOutcomes",
     "FixStore",
     "Handover",
     "HealthStore",
+    "HourlyResponse",
     "IssueActions",
     "IssueNotFound",
     "IssuePage",
     "IssueReads",
+    "LevelCount",
     "Listener",
     "PeopleStore",
+    "Pipeline",
     "PruneResult",
     "RecordOutcome",
     "RemediationStore",
@@ -108,6 +134,7 @@ __all__ = [
     "Store",
     "StoredFinding",
     "StoredFix",
+    "StoredResult",
     "SyncResult",
     "TokenInfo",
     "Trouble",
