@@ -324,7 +324,7 @@ def stage_verdict(
         waited = (now - activity.oldest_waiting).total_seconds()
         if waited > stall_after:
             reasons.append(
-                f"{activity.waiting} {activity.work or 'items'} waiting, the oldest for"
+                f"{activity.waiting} {activity.work or 'waiting'}, the oldest for"
                 f" {short_duration(waited)} (more than {short_duration(stall_after)})"
             )
             return StageVerdict(activity.stage, "stalled", tuple(reasons))

@@ -292,6 +292,7 @@ def _detail_context(detail: CheckDetail) -> dict[str, Any]:
         "bars": bar_days,
         "ranges": list(CHART_RANGES),
         "definitions": DEFINITIONS,
+        "duration": short_duration,
         "live_topics": [f"check-{detail.view.check.name}", "checks"],
     }
 

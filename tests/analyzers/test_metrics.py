@@ -265,7 +265,7 @@ def _ago(seconds: float) -> datetime:
                 "analyze", _ago(10), held=1, waiting=4, oldest_waiting=_ago(1000), work="triggers"
             ),
             "stalled",  # work waited too long, whatever else it does
-            "4 triggers waiting, the oldest for 16m 40s (more than 15m)",
+            "4 triggers, the oldest for 16m 40s (more than 15m)",
         ),
         (
             StageActivity("heal", None, waiting=1, oldest_waiting=_ago(5), work="fixes to apply"),
