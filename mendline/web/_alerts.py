@@ -34,12 +34,13 @@ QUEUE_ROWS = 50
 @dataclass(frozen=True)
 class AlertsQuery:
     """What the page and the API are asked for: the counts' window, a receiver, a status,
-    the page of deliveries (before the id ``before``, at most ``limit``)."""
+    the page of deliveries (``cursor``: those before the delivery of that id; at most
+    ``limit``)."""
 
     range: str = "7d"
     receiver: str | None = None
     status: str | None = None
-    before: int | None = None
+    cursor: int | None = None
     limit: int = 50
 
 
@@ -69,8 +70,8 @@ class SilenceShown:
 class AlertsView:
     """The alerts page at ``now``: the counts by receiver (and their totals by status) over
     the window, the pending deliveries oldest first, the failures and retries newest first,
-    the silences in effect (None: the asker may not read them), and a page of deliveries with
-    the cursor of the next (``next_before``; None: no more)."""
+    the silences in effect (None: the asker may not read them), and a page of deliveries
+    (``items``) with the cursor of the next (``next_cursor``; None: no more)."""
 
     now: datetime
     query: AlertsQuery
@@ -80,8 +81,8 @@ class AlertsView:
     pending: tuple[DeliveryRow, ...]
     troubled: tuple[DeliveryRow, ...]
     silences: tuple[SilenceShown, ...] | None
-    deliveries: tuple[DeliveryRow, ...]
-    next_before: int | None
+    items: tuple[DeliveryRow, ...]
+    next_cursor: str | None
 
 
 async def alerts_view(
@@ -95,7 +96,7 @@ async def alerts_view(
     page = await store.deliveries(
         receiver=query.receiver,
         status=query.status,
-        before_id=query.before,
+        before_id=query.cursor,
         limit=query.limit + 1,
     )
     silences = [_silence(s) for s in await store.active_silences()] if with_silences else None
@@ -109,8 +110,8 @@ async def alerts_view(
         pending=tuple(pending),
         troubled=tuple(troubled),
         silences=tuple(silences) if silences is not None else None,
-        deliveries=tuple(page[: query.limit]),
-        next_before=page[query.limit - 1].id if len(page) > query.limit else None,
+        items=tuple(page[: query.limit]),
+        next_cursor=str(page[query.limit - 1].id) if len(page) > query.limit else None,
     )
 
 
@@ -145,7 +146,7 @@ def alerts_query(request: web.Request) -> AlertsQuery:
         range=query_choice(request, "range", RANGES, "7d"),
         receiver=request.query.get("receiver") or None,
         status=status or None,
-        before=query_number(request, "before", 2**63 - 1, None),
+        cursor=query_number(request, "cursor", 2**63 - 1, None),
         limit=query_number(request, "limit", MAX_LIMIT, 50) or 50,
     )
 
@@ -162,21 +163,21 @@ def _context(view: AlertsView) -> dict[str, Any]:
     q = view.query
     filters = {"receiver": q.receiver, "status": q.status, "range": q.range}
     shown = {k: v for k, v in filters.items() if v}
-    page = {**shown, "before": str(q.before)} if q.before else shown
+    page = {**shown, "cursor": str(q.cursor)} if q.cursor else shown
     receivers = {r.receiver for r in view.by_receiver} | ({q.receiver} if q.receiver else set())
     return {
         "a": view,
         "ranges": list(RANGES),
         "receivers": sorted(receivers),
         "fragment_url": "/alerts?" + urlencode({**page, "fragment": "alerts"}),
-        "next_url": "/alerts?" + urlencode({**shown, "before": str(view.next_before)}),
+        "next_url": "/alerts?" + urlencode({**shown, "cursor": view.next_cursor or ""}),
         "live_topics": ["deliveries"],
     }
 
 
 @routes.get("/alerts")
 async def alerts_page(request: web.Request) -> web.StreamResponse:
-    """The alerts page; ``?receiver=``, ``?status=``, ``?range=24h|7d|30d``, ``?before=``
+    """The alerts page; ``?receiver=``, ``?status=``, ``?range=24h|7d|30d``, ``?cursor=``
     (the next page), ``?fragment=alerts`` for the live refresh."""
     require(request, "alert.read")
     block = fragment_asked(request, ("alerts",))

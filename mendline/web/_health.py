@@ -26,7 +26,7 @@ from mendline.analyzers.metrics import (
     window_figures,
 )
 from mendline.schemas.checks import Maintenance
-from mendline.schemas.errors import NotFound
+from mendline.schemas.errors import CheckNotFound
 from mendline.sinks.postgres import (
     CheckCheckin,
     CheckSummary,
@@ -164,10 +164,10 @@ async def health_view(store: HealthStore, *, bar_days: int = BAR_DAYS) -> Health
 async def check_detail(
     store: HealthStore, name: str, *, chart_range: str = "24h", limit: int = 50
 ) -> CheckDetail:
-    """One check's page; NotFound when no check of the file has that name."""
+    """One check's page; CheckNotFound when no check of the file has that name."""
     found = await store.summaries(name)
     if not found:
-        raise NotFound(
+        raise CheckNotFound(
             f"no check called {name!r} is in the checks file",
             hint="the health page lists the checks",
         )

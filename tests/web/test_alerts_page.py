@@ -63,8 +63,8 @@ async def test_the_alerts_page_shows_counts_troubles_and_what_is_pending(
     # What is pending, oldest first: the released ones and the one being retried.
     assert ids(page, "pending-delivery") == sorted(settled.pending + settled.retrying)
     assert [d["id"] for d in data["pending"]] == ids(page, "pending-delivery")
-    assert ids(page, "delivery-row") == [d["id"] for d in data["deliveries"]]
-    assert len(data["deliveries"]) == 6 and data["next_before"] is None
+    assert ids(page, "delivery-row") == [d["id"] for d in data["items"]]
+    assert len(data["items"]) == 6 and data["next_cursor"] is None
 
 
 async def test_filters_and_pages(web: ServedWeb, tmp_path: Path) -> None:
@@ -75,23 +75,23 @@ async def test_filters_and_pages(web: ServedWeb, tmp_path: Path) -> None:
         first = (await client.get("/api/v1/deliveries", params={"limit": 3})).json()
         second = (
             await client.get(
-                "/api/v1/deliveries", params={"limit": 3, "before": first["next_before"]}
+                "/api/v1/deliveries", params={"limit": 3, "cursor": first["next_cursor"]}
             )
         ).json()
         page = (await client.get("/alerts", params={"limit": 3})).text
         bad = [
             await client.get("/api/v1/deliveries", params=p)
-            for p in ({"status": "lost"}, {"range": "1y"}, {"limit": 1000}, {"before": "x"})
+            for p in ({"status": "lost"}, {"range": "1y"}, {"limit": 1000}, {"cursor": "x"})
         ]
-    assert {d["receiver"] for d in team["deliveries"]} == {"team"}
+    assert {d["receiver"] for d in team["items"]} == {"team"}
     assert {r["receiver"] for r in team["by_receiver"]} == {"team", HOSTILE}  # counts: all
     assert {d["receiver"] for d in team["pending"] + team["troubled"]} <= {"team"}
     assert re.findall(r'data-testid="delivery-row"[^>]*data-status="(\w+)"', failed) == ["failed"]
     assert ids(failed, "delivery-row") == settled.failed
-    everything = [d["id"] for d in first["deliveries"]] + [d["id"] for d in second["deliveries"]]
+    everything = [d["id"] for d in first["items"]] + [d["id"] for d in second["items"]]
     assert everything == sorted(everything, reverse=True) and len(set(everything)) == 6
-    assert second["next_before"] == second["deliveries"][-1]["id"]
-    assert f'href="/alerts?range=7d&amp;before={first["next_before"]}"' in page
+    assert second["next_cursor"] == str(second["items"][-1]["id"])
+    assert f'href="/alerts?range=7d&amp;cursor={first["next_cursor"]}"' in page
     assert [r.status_code for r in bad] == [400, 400, 400, 400]
 
 
@@ -160,7 +160,7 @@ async def test_no_deliveries_says_so(web: ServedWeb) -> None:
         page = (await client.get("/alerts")).text
         data = (await client.get("/api/v1/deliveries")).json()
     assert "No deliveries made in the last 7d" in page and "Nothing pending" in page
-    assert (data["by_receiver"], data["pending"], data["troubled"], data["deliveries"]) == (
+    assert (data["by_receiver"], data["pending"], data["troubled"], data["items"]) == (
         [],
         [],
         [],

@@ -191,7 +191,7 @@ async def test_an_unknown_check_or_parameter_is_refused(web: ServedWeb) -> None:
                 "/api/v1/checks/nope?limit=100000",
             )
         ]
-    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "check_not_found")
     assert page.status_code == 404 and "nope" in page.text
     assert [r.status_code for r in bad] == [400, 400, 400]
 
