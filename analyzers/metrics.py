@@ -35,10 +35,12 @@ from mendline.analyzers.health import HISTOGRAM_BUCKETS, quantile
 
 __all__ = [
     "DEFINITIONS",
+    "HOUR",
     "RECENT_SECONDS",
     "SETTLE_SECONDS",
     "TOP_SERVICES",
     "CheckShown",
+    "CountsPlan",
     "DayCounts",
     "Spread",
     "StageActivity",
@@ -46,10 +48,10 @@ __all__ = [
     "StageVerdict",
     "WindowFigures",
     "check_shown",
+    "counts_plan",
     "events_per_minute",
     "fix_success_rate",
     "hourly_series",
-    "hours_to_read",
     "mean",
     "percentile",
     "ratio",
@@ -63,9 +65,10 @@ __all__ = [
 
 #: A stage that wrote within this many seconds is working.
 RECENT_SECONDS = 300.0
-#: Seconds after an hour's end when its per-minute counts no longer change: a batch counts
-#: into the minute it was written at, and commits within seconds.
-SETTLE_SECONDS = 300.0
+#: Seconds after a minute's end when its count no longer changes: a batch counts into the
+#: minute it started in, and commits within seconds.
+SETTLE_SECONDS = 60.0
+HOUR = timedelta(hours=1)
 #: Services drawn apart in the error-rate chart; the others are summed as "other".
 TOP_SERVICES = 6
 
@@ -162,7 +165,7 @@ def hourly_series(
     for an hour without any), from (service, hour, events) rows. The ``top`` services with
     the most events are drawn apart, largest first; the rest are summed as "other" (a name
     no service can take, since it is not a service's name but a label)."""
-    hour_list = [start + timedelta(hours=i) for i in range(hours)]
+    hour_list = [start + i * HOUR for i in range(hours)]
     index = {hour: i for i, hour in enumerate(hour_list)}
     per_service: dict[str, list[float]] = {}
     for service, hour, events in counts:
@@ -178,23 +181,48 @@ def hourly_series(
     return hour_list, series
 
 
-def hours_to_read(
+@dataclass(frozen=True)
+class CountsPlan:
+    """What to read of the per-minute counts for an hourly chart and the last hour's rate,
+    given what is kept from earlier reads.
+
+    Hours before ``split`` are settled and kept whole: ``hours`` lists those not kept yet.
+    From ``split`` on, counts are kept minute by minute (the last hour's rate needs them):
+    the settled minutes from ``minutes_from`` to ``edge`` are to be read and kept (from
+    ``split`` when what is kept does not reach it; else from where it ends), and the minutes
+    from ``edge`` on, not settled, are read each time."""
+
+    hours: list[datetime]
+    split: datetime
+    minutes_from: datetime
+    edge: datetime
+
+
+def counts_plan(
     start: datetime,
     hours: int,
     now: datetime,
-    known: Collection[datetime],
+    known_hours: Collection[datetime],
+    known_minutes: tuple[datetime, datetime] | None,
     *,
     settle: float = SETTLE_SECONDS,
-) -> tuple[list[datetime], datetime | None]:
-    """Which of the ``hours`` from ``start`` (an hour's start) to read: the settled ones not
-    ``known`` yet (an hour is settled ``settle`` seconds after its end: no batch counts into
-    its minutes any more, so what was read of it stays true), and the first hour to read
-    afresh each time (the oldest one not settled; None when every hour is)."""
-    boundary = (now - timedelta(seconds=settle)).replace(minute=0, second=0, microsecond=0)
-    wanted = [start + timedelta(hours=i) for i in range(hours)]
-    missing = [hour for hour in wanted if hour < boundary and hour not in known]
-    fresh = [hour for hour in wanted if hour >= boundary]
-    return missing, (fresh[0] if fresh else None)
+) -> CountsPlan:
+    """The plan for the ``hours`` from ``start`` (an hour's start) at ``now``:
+    ``known_hours`` are the whole hours kept, ``known_minutes`` the span [from, to) of
+    minutes kept (None: none). A minute is settled ``settle`` seconds after its end: no batch
+    counts into it any more, so what was read of it stays true. Minutes are kept from the
+    first whole hour of the last two (so the last 60 minutes are always among them)."""
+    minute = now.replace(second=0, microsecond=0)
+    edge = (now - timedelta(seconds=settle)).replace(second=0, microsecond=0)
+    oldest = minute - timedelta(minutes=119)
+    split = oldest.replace(minute=0) + (HOUR if oldest.minute else timedelta(0))
+    wanted = (start + i * HOUR for i in range(hours))
+    missing = [hour for hour in wanted if hour < split and hour not in known_hours]
+    if known_minutes is not None and known_minutes[0] <= split <= known_minutes[1] <= edge:
+        minutes_from = known_minutes[1]
+    else:
+        minutes_from = split
+    return CountsPlan(missing, split, minutes_from, edge)
 
 
 def uptime_days(

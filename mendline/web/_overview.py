@@ -17,12 +17,13 @@ from aiohttp import web
 
 from mendline.analyzers.metrics import (
     DEFINITIONS,
+    HOUR,
     Spread,
     StageActivity,
+    counts_plan,
     events_per_minute,
     fix_success_rate,
     hourly_series,
-    hours_to_read,
     ratio,
     short_duration,
     spread,
@@ -47,7 +48,7 @@ from mendline.web._status import fragment_asked, page_or_fragment, query_choice
 __all__ = [
     "LIVE_TOPICS",
     "RANGES",
-    "ErrorHours",
+    "ErrorCounts",
     "Overview",
     "overview",
     "routes",
@@ -194,55 +195,78 @@ class Overview:
     metrics: Measures | None = None
 
 
-class ErrorHours:
-    """The error-rate chart's counts, kept by the web process: each settled hour's events
-    per service are read once (analyzers.metrics.hours_to_read), the others at each asking;
-    so a refresh reads about an hour of per-minute counts, not a week's. A merge that moves
-    a settled hour's events to another service's issue shows once the process restarts."""
+_Counts = list[tuple[str, datetime, int]]
+
+
+class ErrorCounts:
+    """The per-minute counts the overview reads, kept by the web process: settled hours
+    whole and the last two hours' settled minutes (analyzers.metrics.counts_plan), so a
+    refresh reads only the minutes not settled yet, not a week of counts. A merge that moves
+    a settled minute's events to another service's issue shows once the process restarts."""
 
     def __init__(self) -> None:
         self._hours: dict[datetime, list[tuple[str, int]]] = {}
+        self._minutes: dict[datetime, list[tuple[str, int]]] = {}
+        self._span: tuple[datetime, datetime] | None = None
 
-    async def rows(
+    async def read(
         self, reads: DashboardReads, start: datetime, hours: int, now: datetime
-    ) -> list[tuple[str, datetime, int]]:
-        """(service, hour, events) of the ``hours`` from ``start`` that had events."""
-        missing, fresh_from = hours_to_read(start, hours, now, self._hours.keys())
-        settled, fresh = await asyncio.gather(
-            reads.events_by_hour(min(missing), max(missing) + timedelta(hours=1))
-            if missing
+    ) -> tuple[_Counts, int]:
+        """(service, hour, events) of the ``hours`` from ``start`` (an hour may come in
+        several rows: they add up), and the events of the last 60 minutes, the current one
+        included."""
+        plan = counts_plan(start, hours, now, self._hours.keys(), self._span)
+        settled, minutes, fresh = await asyncio.gather(
+            reads.event_counts("hour", min(plan.hours), max(plan.hours) + HOUR)
+            if plan.hours
             else _nothing(),
-            reads.events_by_hour(fresh_from) if fresh_from is not None else _nothing(),
+            reads.event_counts("minute", plan.minutes_from, plan.edge)
+            if plan.minutes_from < plan.edge
+            else _nothing(),
+            reads.event_counts("minute", plan.edge),
         )
-        read: dict[datetime, list[tuple[str, int]]] = {hour: [] for hour in missing}
-        for service, hour, events in settled:
-            if hour in read:
-                read[hour].append((service, events))
-        self._hours.update(read)
-        oldest = start - timedelta(hours=max(RANGES.values()))
-        for hour in [h for h in self._hours if h < oldest]:
+        _keep(self._hours, plan.hours, settled)
+        if plan.minutes_from == plan.split:
+            self._minutes = {}
+        _keep(self._minutes, [], minutes)
+        for minute in [m for m in self._minutes if m < plan.split]:
+            del self._minutes[minute]
+        self._span = (plan.split, max(plan.edge, plan.minutes_from))
+        for hour in [h for h in self._hours if h < start - timedelta(hours=max(RANGES.values()))]:
             del self._hours[hour]
-        end = fresh_from or start + timedelta(hours=hours)
-        kept = [
+        recent = [(s, m, n) for m, counts in self._minutes.items() for s, n in counts] + fresh
+        rows = [
             (service, hour, events)
             for hour, counts in self._hours.items()
-            if start <= hour < end
+            if start <= hour < plan.split
             for service, events in counts
         ]
-        return kept + fresh
+        rows += [(s, m.replace(minute=0), n) for s, m, n in recent if m >= start]
+        since = now.replace(second=0, microsecond=0) - timedelta(minutes=60)
+        return rows, sum(n for _, m, n in recent if m > since)
 
 
-async def _nothing() -> list[tuple[str, datetime, int]]:
+def _keep(
+    kept: dict[datetime, list[tuple[str, int]]], buckets: list[datetime], rows: _Counts
+) -> None:
+    """Keep ``rows`` by bucket; each of ``buckets`` is kept even without rows (no events)."""
+    read: dict[datetime, list[tuple[str, int]]] = {bucket: [] for bucket in buckets}
+    for service, bucket, events in rows:
+        read.setdefault(bucket, []).append((service, events))
+    kept.update(read)
+
+
+async def _nothing() -> _Counts:
     return []
 
 
-#: Where the app keeps its ErrorHours (``WebDeps.extras``).
-_ERROR_HOURS = "status.error_hours"
+#: Where the app keeps its ErrorCounts (``WebDeps.extras``).
+_ERROR_COUNTS = "status.error_counts"
 
 
 def setup(app: web.Application) -> None:
-    """Give the app the error-rate chart's kept counts."""
-    app[DEPS].extras[_ERROR_HOURS] = ErrorHours()
+    """Give the app the overview's kept counts."""
+    app[DEPS].extras[_ERROR_COUNTS] = ErrorCounts()
 
 
 async def overview(
@@ -252,19 +276,18 @@ async def overview(
     *,
     range_: str = "24h",
     parts: frozenset[str] = _ALL,
-    error_hours: ErrorHours | None = None,
+    counts: ErrorCounts | None = None,
 ) -> Overview:
     """The overview's ``parts`` (all by default), their reads run side by side;
-    ``error_hours``: the counts the app keeps (None: every hour read now)."""
+    ``counts``: the per-minute counts the app keeps (None: all read now)."""
     now = datetime.now(UTC)
-    hours = error_hours or ErrorHours()
+    kept = counts or ErrorCounts()
     first_hour = _hour(now) - timedelta(hours=RANGES[range_] - 1)
     jobs: dict[str, Callable[[], Awaitable[Any]]] = {
         "pipeline": reads.pipeline,
         "summaries": health.summaries,
         "rollups": lambda: health.day_rollups(_midnight(now - timedelta(days=FIGURE_DAYS - 1))),
-        "hourly": lambda: hours.rows(reads, first_hour, RANGES[range_], now),
-        "last_hour": reads.events_last_hour,
+        "counts": lambda: kept.read(reads, first_hour, RANGES[range_], now),
         "levels": reads.open_by_level,
         "awaiting": reads.fixes_awaiting,
         "resolve": lambda: reads.resolve_seconds(now - WINDOW),
@@ -274,11 +297,11 @@ async def overview(
     }
     needs = {
         "pipeline": {"pipeline", "summaries"},
-        "errors": {"hourly"},
+        "errors": {"counts"},
         "issues": {"levels"},
         "checks": {"summaries", "rollups"},
         "fixes": {"awaiting"},
-        "metrics": {"resolve", "acknowledge", "last_hour", "outcomes", "verdicts"},
+        "metrics": {"resolve", "acknowledge", "counts", "outcomes", "verdicts"},
     }
     wanted = sorted({job for part in parts for job in needs[part]})
     got = dict(zip(wanted, await asyncio.gather(*(jobs[j]() for j in wanted)), strict=True))
@@ -287,7 +310,7 @@ async def overview(
         pipeline=_pipeline(got["pipeline"], got["summaries"], settings)
         if "pipeline" in parts
         else None,
-        errors=_errors(got["hourly"], now, range_) if "errors" in parts else None,
+        errors=_errors(got["counts"][0], now, range_) if "errors" in parts else None,
         issues=_issues(got["levels"]) if "issues" in parts else None,
         checks=_checks(got["summaries"], got["rollups"], now) if "checks" in parts else None,
         fixes=FixesAwaiting(got["awaiting"][1], tuple(got["awaiting"][0]))
@@ -401,8 +424,8 @@ def _measures(got: dict[str, Any]) -> Measures:
         mttr=spread(got["resolve"]),
         mtta=spread(acknowledged),
         unacknowledged=unacknowledged,
-        events_last_hour=got["last_hour"],
-        error_rate=events_per_minute(got["last_hour"], 60),
+        events_last_hour=got["counts"][1],
+        error_rate=events_per_minute(got["counts"][1], 60),
         fix_outcomes=outcomes,
         fix_success_rate=fix_success_rate(outcomes.verified, outcomes.regressed, outcomes.failed),
         finding_verdicts=tuple(verdicts),
@@ -428,7 +451,7 @@ async def _read(request: web.Request, parts: frozenset[str] = _ALL) -> Overview:
         deps(request).settings,
         range_=_range(request),
         parts=parts,
-        error_hours=deps(request).extras.get(_ERROR_HOURS),
+        counts=deps(request).extras.get(_ERROR_COUNTS),
     )
 
 

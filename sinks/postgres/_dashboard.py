@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from mendline.analyzers.metrics import StageActivity
 from mendline.sinks.postgres._errors import translating
@@ -65,21 +65,15 @@ FROM
    WHERE state = 'approved' OR (state = 'proposed' AND decision ->> 'verdict' = 'auto')) h
 """
 
-# Events per service and hour of receipt from $1 (until $2): mendline.error_rate_hourly's
-# sums, with the time bounds on the minute itself so that issue_counts_minute serves them
-# (the view's hour is an expression no index has).
-_HOURLY = """
-SELECT i.service, date_trunc('hour', c.minute) AS hour, sum(c.count)::bigint AS events
+# Events per service and hour (or minute: $3) of receipt from $1 (until $2):
+# mendline.error_rate_hourly's sums, with the time bounds on the minute itself so that
+# issue_counts_minute serves them (the view's hour is an expression no index has).
+_EVENT_COUNTS = """
+SELECT i.service, date_trunc($3, c.minute) AS bucket, sum(c.count)::bigint AS events
 FROM mendline.issue_counts c
 JOIN mendline.issues i ON i.id = c.issue_id
 WHERE c.minute >= $1 AND ($2::timestamptz IS NULL OR c.minute < $2)
 GROUP BY 1, 2
-"""
-
-# The last 60 minute-buckets, the current one included.
-_LAST_HOUR = """
-SELECT coalesce(sum(count), 0)::bigint FROM mendline.issue_counts
-WHERE minute > date_trunc('minute', now()) - interval '60 minutes'
 """
 
 _OPEN_BY_LEVEL = """
@@ -268,18 +262,13 @@ class DashboardReads:
             overdue_deliveries=row["overdue"],
         )
 
-    async def events_by_hour(
-        self, since: datetime, until: datetime | None = None
+    async def event_counts(
+        self, width: Literal["hour", "minute"], since: datetime, until: datetime | None = None
     ) -> list[tuple[str, datetime, int]]:
-        """(service, hour, events) for every hour from ``since`` (an hour's start) until
-        ``until`` (another, not included; None: now) that had events."""
-        rows = await self.pool.fetch(_HOURLY, since, until)
-        return [(r["service"], r["hour"], r["events"]) for r in rows]
-
-    async def events_last_hour(self) -> int:
-        """Events received in the last 60 minute-buckets, the current one included."""
-        count: int = await self.pool.fetchval(_LAST_HOUR)
-        return count
+        """(service, hour or minute, events) for every hour (or minute: ``width``) from
+        ``since`` until ``until`` (not included; None: now) that had events."""
+        rows = await self.pool.fetch(_EVENT_COUNTS, since, until, width)
+        return [(r["service"], r["bucket"], r["events"]) for r in rows]
 
     async def open_by_level(self) -> list[LevelCount]:
         """Open issues by level (``mendline.open_issues``)."""

@@ -15,10 +15,10 @@ from mendline.analyzers.metrics import (
     DayCounts,
     StageActivity,
     check_shown,
+    counts_plan,
     events_per_minute,
     fix_success_rate,
     hourly_series,
-    hours_to_read,
     mean,
     percentile,
     ratio,
@@ -155,33 +155,43 @@ def test_hourly_series_without_events_is_empty_and_ties_go_by_name() -> None:
     assert list(series) == ["a", "b"]
 
 
+def _at(hhmm: str) -> datetime:
+    hour, minute = hhmm.split(":")
+    return NOW.replace(hour=int(hour), minute=int(minute), second=0)
+
+
 @pytest.mark.parametrize(
-    ("now", "known", "missing", "fresh"),
+    ("now", "known_hours", "known_minutes", "hours", "split", "minutes_from", "edge"),
     [
-        # 12:30: 09:00-11:00 ended more than five minutes ago; 12:00 is read afresh.
-        (NOW, set(), ["09", "10", "11"], "12"),
-        (NOW, {"09", "10"}, ["11"], "12"),
-        (NOW, {"09", "10", "11"}, [], "12"),
-        # 12:03: 11:00 ended three minutes ago, a batch may still count into it.
-        (NOW.replace(minute=3), {"09", "10"}, [], "11"),
-        (NOW.replace(minute=5), {"09", "10"}, ["11"], "12"),
+        # 12:30:20: minutes kept from 11:00 (the last 60 minutes always among them), settled
+        # until 12:29; the hours before 11:00 kept whole.
+        ("12:30", [], None, ["09:00", "10:00"], "11:00", "11:00", "12:29"),
+        ("12:30", ["09:00"], None, ["10:00"], "11:00", "11:00", "12:29"),
+        ("12:30", ["09:00", "10:00"], ("11:00", "12:20"), [], "11:00", "12:20", "12:29"),
+        # What is kept began before the split: it is extended, the older minutes dropped.
+        ("12:30", [], ("10:00", "12:20"), ["09:00", "10:00"], "11:00", "12:20", "12:29"),
+        # What is kept does not reach back to the split, or past the edge: read afresh.
+        ("12:30", [], ("11:30", "12:20"), ["09:00", "10:00"], "11:00", "11:00", "12:29"),
+        ("12:30", [], ("11:00", "12:40"), ["09:00", "10:00"], "11:00", "11:00", "12:29"),
+        ("12:59", [], None, ["09:00", "10:00"], "11:00", "11:00", "12:58"),
+        ("12:00", [], None, ["09:00", "10:00"], "11:00", "11:00", "11:59"),
+        ("13:01", [], None, ["09:00", "10:00", "11:00"], "12:00", "12:00", "13:00"),
     ],
 )
-def test_hours_to_read_keeps_settled_hours_and_reads_the_rest(
-    now: datetime, known: set[str], missing: list[str], fresh: str
+def test_the_counts_plan_keeps_settled_counts_and_reads_the_rest(
+    now: str,
+    known_hours: list[str],
+    known_minutes: tuple[str, str] | None,
+    hours: list[str],
+    split: str,
+    minutes_from: str,
+    edge: str,
 ) -> None:
-    def at(hour: str) -> datetime:
-        return NOW.replace(hour=int(hour), minute=0)
-
-    to_read, first_fresh = hours_to_read(at("09"), 4, now, {at(h) for h in known})
-    assert to_read == [at(h) for h in missing]
-    assert first_fresh == at(fresh)
-
-
-def test_hours_to_read_of_a_range_wholly_in_the_past_reads_nothing_afresh() -> None:
-    start = NOW.replace(hour=1, minute=0)
-    missing, fresh = hours_to_read(start, 3, NOW, set())
-    assert (missing, fresh) == ([start, start + HOUR, start + 2 * HOUR], None)
+    at = _at(now) + timedelta(seconds=20)
+    span = (_at(known_minutes[0]), _at(known_minutes[1])) if known_minutes else None
+    plan = counts_plan(_at("09:00"), 5, at, {_at(h) for h in known_hours}, span)
+    assert plan.hours == [_at(h) for h in hours]
+    assert (plan.split, plan.minutes_from, plan.edge) == (_at(split), _at(minutes_from), _at(edge))
 
 
 def test_uptime_days_has_one_entry_a_day_oldest_first_and_none_without_data() -> None:

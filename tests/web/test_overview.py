@@ -18,7 +18,7 @@ from mendline.schemas.fix import CommandOutcome, Delivery, Verification
 from mendline.schemas.people import Actor
 from mendline.schemas.settings import load_settings
 from mendline.sinks.postgres import DashboardReads, FixStore, HealthStore, append_audit
-from mendline.web._overview import ErrorHours
+from mendline.web._overview import ErrorCounts
 from tests.db_helpers import RESPONDER, issue_actions, store_events
 from tests.integration.event_factory import make_event
 from tests.web.status_helpers import (
@@ -298,17 +298,36 @@ async def test_the_api_says_what_the_page_shows(web: ServedWeb) -> None:
     assert f"{metrics['events_last_hour']} events in the last hour" in page
 
 
-async def test_the_kept_hours_say_what_a_fresh_read_says(web: ServedWeb) -> None:
+def by_hour(rows: list[tuple[str, datetime, int]]) -> dict[tuple[str, datetime], int]:
+    summed: dict[tuple[str, datetime], int] = {}
+    for service, hour, events in rows:
+        summed[service, hour] = summed.get((service, hour), 0) + events
+    return summed
+
+
+async def test_the_kept_counts_say_what_a_fresh_read_says(web: ServedWeb) -> None:
+    async def shift(minutes: int) -> None:
+        """Move what was counted in the last two minutes back by ``minutes``, as if counted
+        then: settled counts, which are kept."""
+        await web.pool.execute(
+            """UPDATE mendline.issue_counts SET minute = minute - make_interval(mins => $1)
+               WHERE minute > now() - interval '2 minutes'""",
+            minutes,
+        )
+
     await store_events(web.database_url, [event(1), event(2, service="web")])
-    # As if they had been counted three hours ago: settled hours, which are kept.
-    await web.pool.execute("UPDATE mendline.issue_counts SET minute = minute - interval '3 hours'")
-    await store_events(web.database_url, [event(1)])  # and one now
-    reads, kept = DashboardReads(web.pool), ErrorHours()
+    await shift(300)  # an hour kept whole
+    await store_events(web.database_url, [event(1), event(1)])
+    await shift(20)  # minutes kept one by one, within the last hour
+    await store_events(web.database_url, [event(2, service="web")])  # not settled: read each time
+    reads, kept = DashboardReads(web.pool), ErrorCounts()
     now = datetime.now(UTC)
     start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
-    fresh = sorted(await reads.events_by_hour(start))
-    assert sorted(await kept.rows(reads, start, 24, now)) == fresh
-    assert sorted(await kept.rows(reads, start, 24, now)) == fresh  # from what it kept
-    await store_events(web.database_url, [event(2, service="web")])
-    again = sorted(await kept.rows(reads, start, 24, datetime.now(UTC)))
-    assert again == sorted(await reads.events_by_hour(start)) != fresh
+    fresh = by_hour(await reads.event_counts("hour", start))
+    for _ in range(2):  # the second from what the first kept
+        rows, last_hour = await kept.read(reads, start, 24, now)
+        assert (by_hour(rows), last_hour) == (fresh, 3)
+    await store_events(web.database_url, [event(3, service="jobs")])
+    rows, last_hour = await kept.read(reads, start, 24, datetime.now(UTC))
+    assert by_hour(rows) == by_hour(await reads.event_counts("hour", start)) != fresh
+    assert last_hour == 4
