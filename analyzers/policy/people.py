@@ -50,6 +50,8 @@ PERMISSIONS: dict[str, Role] = {
     "token.revoke_own": "viewer",
     "user.password_own": "viewer",
     "silence.read": "viewer",
+    "check.read": "viewer",
+    "alert.read": "viewer",
     "issue.resolve": "responder",
     "issue.ignore": "responder",
     "issue.merge": "responder",

@@ -6,6 +6,7 @@ passwords and API tokens, the dashboard's sessions and failed logins and its fee
 does not own it."""
 
 from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
+from mendline.sinks.postgres._alert_reads import DeliveryCount, DeliveryRow
 from mendline.sinks.postgres._alerts import (
     AlertStore,
     DueDelivery,
@@ -27,6 +28,14 @@ from mendline.sinks.postgres._connect import (
     connect_health,
     connect_people,
     connect_remediations,
+)
+from mendline.sinks.postgres._dashboard import (
+    DashboardReads,
+    FindingVerdicts,
+    FixAwaiting,
+    FixOutcomes,
+    LevelCount,
+    Pipeline,
 )
 from mendline.sinks.postgres._errors import (
     is_bad_data,
@@ -50,6 +59,12 @@ from mendline.sinks.postgres._health import (
     PruneResult,
     RecordOutcome,
     SyncResult,
+)
+from mendline.sinks.postgres._health_reads import (
+    CheckCheckin,
+    CheckSummary,
+    HourlyResponse,
+    StoredResult,
 )
 from mendline.sinks.postgres._issue_reads import EventPage, IssuePage, IssueReads
 from mendline.sinks.postgres._migrate import (
@@ -103,24 +118,35 @@ __all__ = [
     "AuditedStore",
     "Change",
     "ChangeFeed",
+    "CheckCheckin",
+    "CheckSummary",
     "CheckinStore",
     "Claim",
+    "DashboardReads",
+    "DeliveryCount",
+    "DeliveryRow",
     "DueDelivery",
     "DueSlot",
     "EventPage",
     "FindingNotFound",
     "FindingStore",
+    "FindingVerdicts",
+    "FixAwaiting",
+    "FixOutcomes",
     "FixStore",
     "Handover",
     "HealthStore",
+    "HourlyResponse",
     "IssueActions",
     "IssueNotFound",
     "IssuePage",
     "IssueReads",
+    "LevelCount",
     "Listener",
     "PasswordCheck",
     "PasswordRefusal",
     "PeopleStore",
+    "Pipeline",
     "PruneResult",
     "RecordOutcome",
     "RemediationStore",
@@ -131,6 +157,7 @@ __all__ = [
     "Store",
     "StoredFinding",
     "StoredFix",
+    "StoredResult",
     "SyncResult",
     "TokenInfo",
     "Trouble",
