@@ -30,6 +30,9 @@ class Watch:
     dialogs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
+    #: The questions our own buttons ask (``data-confirm``), answered yes; any other dialog
+    #: (an ``alert`` from injected script) is recorded in ``dialogs`` and dismissed.
+    confirmed: list[str] = field(default_factory=list)
 
     def attach(self, page: Page) -> None:
         """Start watching ``page``."""
@@ -43,6 +46,10 @@ class Watch:
             self.failed.append((response.status, urlsplit(response.url).path))
 
     async def _dialog(self, dialog: Dialog) -> None:
+        if dialog.type == "confirm":
+            self.confirmed.append(dialog.message)
+            await dialog.accept()
+            return
         self.dialogs.append(dialog.message)
         await dialog.dismiss()
 
