@@ -68,15 +68,16 @@ class ChainBreak:
 @dataclass(frozen=True)
 class ChainCheck:
     """What a walk of the chain found: the rows it checked (up to and including a break),
-    the ``row_hash`` of the last intact one (``GENESIS_HASH`` for none), and the first break;
-    with a hash to expect, the id of the intact row that has it (None: not found; 0: the
-    expected hash is ``GENESIS_HASH``, the chain's start)."""
+    the ``row_hash`` and id of the last intact one (``GENESIS_HASH`` and 0 for none), and the
+    first break; with a hash to expect, the id of the intact row that has it (None: not
+    found; 0: the expected hash is ``GENESIS_HASH``, the chain's start)."""
 
     rows: int
     last_hash: str
     broken: ChainBreak | None = None
     expected: str | None = None
     expected_id: int | None = None
+    last_id: int = 0
 
     @property
     def intact(self) -> bool:
@@ -102,14 +103,35 @@ class ChainCheck:
         )
         return f"the audit chain is intact: {self.rows} row(s), last hash {self.last_hash}{found}"
 
+    def as_json(self) -> dict[str, Any]:
+        """What the walk found as JSON values (``mendline audit verify --json``, the API)."""
+        broken = self.broken
+        return {
+            "intact": self.intact,
+            "holds": self.holds,
+            "rows": self.rows,
+            "last_id": self.last_id,
+            "last_hash": self.last_hash,
+            "expected": self.expected,
+            "expected_id": self.expected_id,
+            "broken_id": None if broken is None else broken.row.id,
+            "reason": None if broken is None else broken.reason,
+            "message": self.describe(),
+        }
+
 
 class ChainWalk:
     """The chain walked one row at a time (``add``), so that a caller can stream the rows;
-    with ``expect``, looking for the intact row with that ``row_hash``."""
+    with ``expect``, looking for the intact row with that ``row_hash``. With ``after`` (an
+    earlier walk that found the chain intact), it goes on from that walk's last row: only the
+    rows after it are walked (a row before it altered since is not seen)."""
 
-    def __init__(self, expect: str | None = None) -> None:
-        self.rows = 0
-        self.last_hash = GENESIS_HASH
+    def __init__(self, expect: str | None = None, after: ChainCheck | None = None) -> None:
+        if after is not None and not after.intact:
+            raise ValueError("a walk goes on only from an intact chain")
+        self.rows = after.rows if after else 0
+        self.last_id = after.last_id if after else 0
+        self.last_hash = after.last_hash if after else GENESIS_HASH
         self.broken: ChainBreak | None = None
         self.expected = expect
         self.expected_id = 0 if expect == GENESIS_HASH else None
@@ -124,7 +146,7 @@ class ChainWalk:
         elif row.prev_hash != self.last_hash:
             self.broken = ChainBreak(row, "removed")
         else:
-            self.last_hash = row.row_hash
+            self.last_id, self.last_hash = row.id, row.row_hash
             if row.row_hash == self.expected:
                 self.expected_id = row.id
         return self.broken is None
@@ -137,6 +159,7 @@ class ChainWalk:
             broken=self.broken,
             expected=self.expected,
             expected_id=self.expected_id,
+            last_id=self.last_id,
         )
 
 

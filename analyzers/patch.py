@@ -44,6 +44,10 @@ NO_NEWLINE = "\\ No newline at end of file"
 _CONTEXT = 3
 _SIGNATURE = "-- "
 
+#: What a line of a unified diff is, as people are shown it: a file's header (``---`` and
+#: ``+++``), a hunk's header (``@@``), an added or removed line, or anything else.
+DiffLineKind = Literal["file", "hunk", "add", "del", "context"]
+
 
 @dataclass(frozen=True)
 class Hunk:
@@ -163,20 +167,19 @@ def parse_patch(text: str) -> list[FilePatch]:
     return files
 
 
-DiffLineKind = Literal["file", "hunk", "add", "del", "context"]
-
-
 def diff_lines(text: str) -> list[tuple[DiffLineKind, str]]:
-    """Each line of a unified diff with what it is, to show it coloured: ``file`` (the
-    ``diff``/``---``/``+++`` headers and git's other header lines), ``hunk`` (``@@``),
-    ``add``, ``del``, or ``context`` (unchanged lines, git's no-newline marker, and any
-    text that is not part of a diff). Never refuses a text: what ``parse_patch`` would
-    refuse is shown as well as it can be read. Inside a hunk its header's line counts say
-    where it ends, so a removed line that reads ``-- x`` is no file header."""
+    """A unified diff's lines as people are shown them (the CLI styled, the dashboard
+    coloured), each with its kind, without their newlines: ``file`` (the ``diff``/``---``/
+    ``+++`` headers and git's other header lines), ``hunk`` (``@@``), ``add``, ``del``, or
+    ``context`` (unchanged lines, git's no-newline marker, and any text that is not part of
+    a diff). Never refuses a text: what ``parse_patch`` would refuse is shown as well as it
+    can be read. Inside a hunk its header's line counts say where it ends, so a removed line
+    that reads ``-- x`` is no file header. Split at newlines only, as git does:
+    ``splitlines()`` would also break at \\x0b, \\x1c or U+2028 inside a line, showing a
+    reviewer lines that are not the patch's."""
     shown: list[tuple[DiffLineKind, str]] = []
     old_left = new_left = 0
     for line in text.removesuffix("\n").split("\n"):
-        line = line.removesuffix("\r")
         if old_left > 0 or new_left > 0:
             mark = line[:1] or " "  # an empty context line loses its space in some editors
             if line == NO_NEWLINE:

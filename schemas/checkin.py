@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from mendline.schemas.checks import _NAME, CHECKIN_SCHEMA_VERSION, CheckIn
+from mendline.schemas.checks import CHECK_NAME, CHECKIN_SCHEMA_VERSION, CheckIn
 from mendline.schemas.errors import InvalidEvent
 from mendline.schemas.event import _peek_schema_version, _reject_duplicate_keys
 from mendline.schemas.prepared import BatchResult
@@ -105,7 +105,7 @@ def checkin_json_schema() -> dict[str, Any]:
     schema["title"] = "CheckIn v1"
     # The model's validator refuses everything but the integer 1 (not true, not 1.0).
     schema["properties"]["schema_version"]["type"] = "integer"
-    schema["properties"]["check"]["pattern"] = f"^{_NAME.pattern}$"
+    schema["properties"]["check"]["pattern"] = f"^{CHECK_NAME.pattern}$"
     return schema
 
 

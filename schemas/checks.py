@@ -33,6 +33,7 @@ from mendline.schemas.tomlfile import parse_duration
 __all__ = [
     "CHECKIN_SCHEMA_VERSION",
     "CHECK_KINDS",
+    "CHECK_NAME",
     "CLOCK_CHECK",
     "MAX_DURATION",
     "WEEKDAYS",
@@ -101,7 +102,8 @@ def _at_most_a_year(seconds: float) -> float:
 #: most MAX_DURATION.
 Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_at_most_a_year)]
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+#: What a check's name may be (it goes into URLs, metrics labels and the live topics).
+CHECK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 #: The days in order, Monday first (``datetime.weekday()`` is the index).
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -185,7 +187,7 @@ class _Check(_Model):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
+        if not CHECK_NAME.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a check name: 1 to 100 letters, digits, '.', '_' or '-',"
                 " starting with a letter or digit"
@@ -449,6 +451,6 @@ class CheckIn(BaseModel):
     @field_validator("check")
     @classmethod
     def _valid_check(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
+        if not CHECK_NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a check name")
         return value

@@ -14,6 +14,7 @@
     │   ├── FixNotFound        ... a fix
     │   ├── RemediationNotFound  ... a remediation run
     │   ├── SilenceNotFound    ... an alert silence
+    │   ├── CheckNotFound      ... a health check of the checks file (by its name)
     │   └── TopicNotFound      ... a Kafka topic (by its name)
     ├── IllegalTransition      a fix, a remediation run or an issue cannot move from its
     │                          state to the one asked for
@@ -48,6 +49,7 @@ __all__ = [
     "AuthFailure",
     "AuthenticationFailed",
     "ChannelError",
+    "CheckNotFound",
     "ConfigError",
     "DatabaseError",
     "DatabaseUnavailable",
@@ -195,6 +197,10 @@ class SilenceNotFound(NotFound):
 
 class RemediationNotFound(NotFound):
     """No remediation run has that id."""
+
+
+class CheckNotFound(NotFound):
+    """No health check of the checks file has that name."""
 
 
 class TopicNotFound(NotFound):

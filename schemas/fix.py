@@ -30,6 +30,7 @@ from mendline.schemas.transitions import check_move
 __all__ = [
     "FINAL_STATES",
     "FIX_STATES",
+    "FIX_STEPS",
     "TRANSITIONS",
     "CommandOutcome",
     "Delivery",
@@ -73,6 +74,21 @@ TRANSITIONS: dict[FixState, frozenset[FixState]] = {
 }
 #: States a fix never leaves.
 FINAL_STATES: frozenset[FixState] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+
+#: The steps of a fix's life, in order, as people are shown them: (the stored fix's field
+#: holding when it happened, how it is said).
+FIX_STEPS: tuple[tuple[str, str], ...] = (
+    ("created_at", "proposed"),
+    ("approved_at", "approved"),
+    ("rejected_at", "rejected"),
+    ("applying_since", "applying"),
+    ("applied_at", "applied"),
+    ("failed_at", "failed"),
+    ("deployed_at", "deployed"),
+    ("verified_at", "verified"),
+    ("regressed_at", "regressed"),
+    ("rolled_back_at", "rolled back"),
+)
 
 #: What the policy says of a fix: applied without a person (``auto``), only once approved
 #: (``approval``, by ``approvals_needed`` people; with 2, the requester cannot approve alone),

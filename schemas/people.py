@@ -46,8 +46,9 @@ Role = Literal["viewer", "responder", "approver", "admin"]
 #: The roles from least to most able: each can do what the ones before it can.
 ROLES: tuple[Role, ...] = ("viewer", "responder", "approver", "admin")
 #: How an actor was told apart: an API token, the local OS user with direct database access
-#: (the role the settings give it), a dashboard session, or mendline's own workers.
-AuthMethod = Literal["token", "local", "session", "system"]
+#: (the role the settings give it), a dashboard session, a trusted SSO proxy's header naming
+#: the user (``web_auth_proxy_header``), or mendline's own workers.
+AuthMethod = Literal["token", "local", "session", "proxy", "system"]
 #: Every API token starts with it (then its visible id): secret scanners can find them.
 TOKEN_PREFIX = "mlt_"
 #: The chain hash before the first audit row.

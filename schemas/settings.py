@@ -179,7 +179,8 @@ class Settings(BaseSettings):
     )
     issue_url_template: str | None = Field(
         default=None,
-        description="Link to an issue in alerts, with `{id}`, e.g. `https://x/issues/{id}`.",
+        description="Link to an issue in alerts, with `{id}`, e.g. `https://x/issues/{id}`;"
+        " unset: the dashboard's issue page under `web_public_url`, when that is set.",
     )
     alert_lease: float = Field(
         default=120.0,
@@ -345,7 +346,12 @@ class Settings(BaseSettings):
         default="127.0.0.1",
         description="Address the dashboard listens on; `0.0.0.0` only behind TLS or a proxy.",
     )
-    web_port: int = Field(default=8040, ge=1, le=65535, description="Port of the dashboard.")
+    web_port: int = Field(
+        default=8040,
+        ge=0,
+        le=65535,
+        description="Port of the dashboard; 0: any free port (its address is logged).",
+    )
     web_public_url: str | None = Field(
         default=None,
         description="The dashboard's address as people open it (`https://mendline.example.com`):"
@@ -384,6 +390,17 @@ class Settings(BaseSettings):
         description="Addresses or networks (CIDR) of reverse proxies whose `X-Forwarded-For`"
         " and `X-Forwarded-Proto` tell the client's address and scheme.",
     )
+
+    @property
+    def issue_link_template(self) -> str | None:
+        """The link to an issue in alerts, with ``{id}``: ``issue_url_template``, else the
+        dashboard's issue page under ``web_public_url``, else None (no link)."""
+        if self.issue_url_template is not None:
+            return self.issue_url_template
+        if self.web_public_url is not None:
+            base = self.web_public_url.replace("{", "{{").replace("}", "}}")
+            return f"{base}/issues/{{id}}"
+        return None
 
     @field_validator("issue_url_template")
     @classmethod

@@ -30,6 +30,7 @@ from mendline.sample_app import (
     configure_logging,
     drive,
     serving,
+    shop,
 )
 from mendline.schemas.event import ErrorEvent
 from mendline.schemas.finding import IssueContext, IssueSummary
@@ -40,6 +41,7 @@ from mendline.testing import capture_error_events
 EXPECTED = {
     "bad_quantity": "builtins.ValueError",
     "unknown_sku": "builtins.KeyError",
+    "missing_gift_wrap": "builtins.KeyError",
     "empty_report": "builtins.ZeroDivisionError",
     "payment_declined": f"{PaymentDeclined.__module__}.PaymentDeclined",
     "missing_user": "builtins.AttributeError",
@@ -58,6 +60,12 @@ EXPECTED = {
 #: What the requests carry in secret: a bearer JWT, a database password, a card number.
 SECRETS = ("eyJhbGciOiJIUzI1NiJ9", "hunter2", "4111 1111 1111 1111")
 BEARER = {"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI3In0.c2ln"}
+#: The line of the shop's source that reads the gift-wrapping option unchecked.
+GIFT_WRAP_LINE = next(
+    number
+    for number, line in enumerate(Path(shop.__file__).read_text().splitlines(), 1)
+    if 'options["gift_wrap"]' in line
+)
 
 
 @pytest.fixture
@@ -174,6 +182,7 @@ async def test_no_secret_of_the_requests_reaches_an_event(one_round: Round) -> N
 async def test_the_heuristic_analyser_knows_every_failure(one_round: Round) -> None:
     analyser = HeuristicAnalyser()
     categories = {}
+    patches = {}
     for name, group in one_round.by_failure().items():
         event = group[0].model_dump(mode="json")
         summary = IssueSummary(
@@ -186,8 +195,19 @@ async def test_the_heuristic_analyser_knows_every_failure(one_round: Round) -> N
         )
         finding = analyser.diagnose(IssueContext(issue=summary, events=[event]))
         categories[name] = finding.category
+        if finding.fix_patch is not None:
+            patches[name] = finding.fix_patch
     assert len(categories) == len(EXPECTED)
     assert not [name for name, category in categories.items() if category == "unknown"], categories
+    # One bug is of a shape it mends with a one-line patch, on the path the frame names.
+    assert patches == {
+        "missing_gift_wrap": (
+            "--- a/mendline/sample_app/shop.py\n+++ b/mendline/sample_app/shop.py\n"
+            f"@@ -{GIFT_WRAP_LINE},1 +{GIFT_WRAP_LINE},1 @@\n"
+            '-    return GIFT_WRAP_FEE if options["gift_wrap"] else 0.0\n'
+            '+    return GIFT_WRAP_FEE if options.get("gift_wrap") else 0.0\n'
+        )
+    }
 
 
 async def test_a_500_carries_the_request_id_of_its_one_event_and_context_stays_per_request(

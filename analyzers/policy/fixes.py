@@ -31,7 +31,7 @@ from mendline.analyzers.rootcause.risks import fix_risks
 from mendline.schemas.duration import format_duration
 from mendline.schemas.errors import InvalidPatch
 from mendline.schemas.finding import RISK_WORDS, RISKS, Category, Finding, FixKind, Risk, Severity
-from mendline.schemas.fix import PolicyDecision
+from mendline.schemas.fix import TRANSITIONS, FixState, PolicyDecision, PolicyVerdict
 from mendline.schemas.fixpolicy import (
     AutoRules,
     DenyRules,
@@ -46,12 +46,14 @@ from mendline.schemas.remediation import RemediationRun
 __all__ = [
     "SHIPPED_POLICY",
     "FixCandidate",
+    "FixMove",
     "MappedPatch",
     "PatchRefused",
     "RemediationStep",
     "RemediationSubject",
     "decide",
     "explain",
+    "fix_moves",
     "load_policy",
     "map_patch",
     "parse_policy",
@@ -159,6 +161,37 @@ def explain(decision: PolicyDecision) -> list[str]:
         lines.append(f"repository: {printable(decision.repository)}")
     lines += [f"- {printable(reason)}" for reason in decision.reasons]
     return lines
+
+
+#: What a person may ask of a fix (on its page, through the API, from the CLI).
+FixMove = Literal["approve", "reject", "apply", "rollback"]
+
+
+def fix_moves(
+    state: FixState,
+    verdict: PolicyVerdict,
+    approvals: Collection[str],
+    approvals_needed: int,
+    person: str,
+) -> tuple[FixMove, ...]:
+    """The moves ``person`` may ask of a fix now, by where it stands (their role is the
+    caller's to check): ``approve`` a proposed fix that needs approval and that they have
+    not approved yet; ``reject`` a proposed or approved one; ``apply`` an approved one, a
+    proposed one the policy lets go without a person, or a proposed one their approval
+    would make approved (applying approves it first); ``rollback`` one that was applied
+    (deployed, verified or regressed since). The fix store checks each move again."""
+    moves: list[FixMove] = []
+    approvable = state == "proposed" and verdict == "approval" and person not in approvals
+    if approvable:
+        moves.append("approve")
+    if "rejected" in TRANSITIONS[state]:
+        moves.append("reject")
+    last_approval = approvable and len(approvals) + 1 >= approvals_needed
+    if state == "approved" or (state == "proposed" and verdict == "auto") or last_approval:
+        moves.append("apply")
+    if "rolled_back" in TRANSITIONS[state]:
+        moves.append("rollback")
+    return tuple(moves)
 
 
 # -- the rules ------------------------------------------------------------------------------

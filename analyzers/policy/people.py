@@ -33,6 +33,7 @@ __all__ = [
     "parse_token",
     "token_hash",
     "token_refusal",
+    "tokens_listed",
     "user_name_refusal",
 ]
 
@@ -47,7 +48,10 @@ PERMISSIONS: dict[str, Role] = {
     "user.list": "viewer",
     "token.list": "viewer",
     "token.revoke_own": "viewer",
+    "user.password_own": "viewer",
     "silence.read": "viewer",
+    "check.read": "viewer",
+    "alert.read": "viewer",
     "issue.resolve": "responder",
     "issue.ignore": "responder",
     "issue.merge": "responder",
@@ -70,6 +74,7 @@ PERMISSIONS: dict[str, Role] = {
     "user.set_role": "admin",
     "user.disable": "admin",
     "user.enable": "admin",
+    "user.password": "admin",
     "token.create": "admin",
     "token.revoke": "admin",
     "token.list_all": "admin",
@@ -144,6 +149,17 @@ def last_admin_refusal(
 def lower_role(one: Role, other: Role) -> Role:
     """The less able of two roles (a token acts with at most its user's current role)."""
     return ROLES[min(ROLES.index(one), ROLES.index(other))]
+
+
+def tokens_listed(actor: Actor, user: str | None) -> str | None:
+    """Whose tokens ``actor`` is shown when asking for ``user``'s (None: without saying
+    whose): anyone their own, whatever their role; everyone's (None) or another's, an admin
+    only (PermissionDenied). Without saying whose, an admin sees everyone's and anyone else
+    their own."""
+    if user is None and not allowed(actor, "token.list_all"):
+        user = actor.name
+    authorize(actor, "token.list" if user == actor.name else "token.list_all")
+    return user
 
 
 def token_hash(token: str) -> str:

@@ -148,6 +148,9 @@ def _app_environ(settings: Settings, workdir: Path) -> dict[str, str]:
         else None,
         "MENDLINE_ERRORS_TOPIC": settings.errors_topic,
         "MENDLINE_EMIT_LEVEL": "error",  # the demo counts on exactly the errors it expects
+        # The shop's frames are its own code, even where mendline is installed in
+        # site-packages: its findings' patches need them.
+        "MENDLINE_IN_APP_INCLUDE": '["mendline.sample_app"]',
         "MENDLINE_SPOOL_DIR": str(workdir / "app-spool"),
     }
     environ.update({k: v for k, v in kafka.items() if v is not None})

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mendline.analyzers.policy import alert_severity
-from mendline.cli.output import Screen, printable, shorten
+from mendline.cli.output import Screen, counted, printable, shorten
 from mendline.schemas.alert import severity_label
 from mendline.schemas.finding import confidence_label
 
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["Progress", "Summary", "read_progress", "show", "summarise"]
+__all__ = ["Progress", "Summary", "explore", "read_progress", "show", "summarise"]
 
 _EXPLORE = """\
 -- What is broken, most frequent first
@@ -27,6 +27,8 @@ FROM mendline.issue_findings ORDER BY issue_id;
 -- What was sent to whom
 SELECT issue_id, receiver, kind, severity, status, delivered_at
 FROM mendline.alert_deliveries ORDER BY id;
+-- The fixes proposed, with the fix policy's verdict and reasons
+SELECT id, issue_id, state, verdict, approvals_needed, reasons, branch FROM mendline.fixes;
 -- The events of one issue, newest first
 SELECT received_at, message, context FROM mendline.issue_events
 WHERE issue_id = 1 ORDER BY received_at DESC LIMIT 5;"""
@@ -44,22 +46,28 @@ class Progress:
     delivered: int = 0
     pending: int = 0
     failed: int = 0
+    patches: int = 0  # issues whose finding carries a patch
+    fixes: int = 0
 
-    def settled(self, expected_events: int) -> bool:
-        """Every expected event stored, every issue analysed, every alert sent or given up."""
+    def settled(self, expected_events: int, *, fixing: bool = False) -> bool:
+        """Every expected event stored, every issue analysed, every alert sent or given up;
+        ``fixing``: every patch proposed as a fix too."""
         return (
             self.events >= expected_events
             and self.unsettled == 0
             and self.pending == 0
             and self.findings >= self.issues
+            and (not fixing or self.fixes >= self.patches)
         )
 
-    def missing(self, expected_events: int) -> str:
+    def missing(self, expected_events: int, *, fixing: bool = False) -> str:
         """What the pipeline has not done yet, in a sentence."""
         if self.events < expected_events:
             return f"only {self.events} of {expected_events} events were stored"
         if self.findings < self.issues:
             return f"only {self.findings} of {self.issues} issues have a finding"
+        if fixing and self.fixes < self.patches:
+            return f"only {self.fixes} of {self.patches} patches were proposed as fixes"
         return f"{self.pending + self.unsettled} alerts were still on their way"
 
 
@@ -74,9 +82,13 @@ class Summary:
     issues: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     received: dict[str, int] = field(default_factory=dict)
+    #: The fixes the heal stage proposed, as ``mendline fix show --json`` has them.
+    fixes: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     database_url: str | None = None
     passfile: str | None = None
+    #: With --keep: the settings that point ``mendline fix`` at the demo's policy.
+    fix_settings: dict[str, str] | None = None
     complete: bool = False
     problem: str | None = None
 
@@ -94,7 +106,9 @@ SELECT (SELECT count(*) FROM mendline.events) AS events,
                                      WHERE f.trigger_id = t.id)))) AS unsettled,
        (SELECT count(*) FROM mendline.deliveries WHERE status = 'delivered') AS delivered,
        (SELECT count(*) FROM mendline.deliveries WHERE status = 'pending') AS pending,
-       (SELECT count(*) FROM mendline.deliveries WHERE status IN ('failed', 'dead')) AS failed
+       (SELECT count(*) FROM mendline.deliveries WHERE status IN ('failed', 'dead')) AS failed,
+       (SELECT count(*) FROM mendline.issue_findings WHERE fix_patch IS NOT NULL) AS patches,
+       (SELECT count(*) FROM mendline.fixes) AS fixes
 """
 
 
@@ -127,7 +141,9 @@ def show(screen: Screen, summary: Summary, psql: str) -> None:
         f"\n{summary.requests} requests -> {summary.events_logged} errors logged -> "
         f"{progress.events} events stored -> {len(summary.issues)} issues -> "
         f"{progress.findings} findings -> {progress.delivered} alerts delivered in "
-        f"{sum(summary.received.values())} messages ({summary.seconds:.1f} s)"
+        f"{sum(summary.received.values())} messages"
+        + (f", {counted(len(summary.fixes), 'fix', 'fixes')} proposed" if summary.fixes else "")
+        + f" ({summary.seconds:.1f} s)"
     )
     if summary.problem:
         screen.say(f"not finished: {printable(summary.problem)}", "red")
@@ -166,6 +182,10 @@ def show(screen: Screen, summary: Summary, psql: str) -> None:
             for name, count in sorted(summary.received.items())
         )
     )
+
+
+def explore(screen: Screen, psql: str) -> None:
+    """The SQL to explore what the demo did."""
     screen.say(f"\nexplore it with SQL ({psql}):", "bold")
     screen.say(textwrap.indent(_EXPLORE, "  "))
 

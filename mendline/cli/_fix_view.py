@@ -6,43 +6,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from mendline.analyzers.patch import DiffLineKind
+from mendline.analyzers.patch import diff_lines as read_diff
 from mendline.analyzers.policy import explain
 from mendline.cli.output import printable, shorten, styled
 from mendline.schemas.duration import format_duration
 from mendline.schemas.finding import RISK_WORDS, confidence_label
+from mendline.schemas.fix import FIX_STEPS
 
 if TYPE_CHECKING:
     from mendline.schemas.fix import CommandOutcome, Delivery
     from mendline.sinks.postgres import StoredFinding, StoredFix
 
-__all__ = ["FIX_COLUMNS", "age", "describe_fix", "diff_lines", "fix_row", "verdict_of"]
+__all__ = ["FIX_COLUMNS", "age", "describe_fix", "diff_lines", "fix_row"]
 
 #: The columns of ``fix_row``.
 FIX_COLUMNS = ("ID", "ISSUE", "STATE", "REPOSITORY", "VERDICT", "REQUESTED BY", "AGE")
 
-# The steps of a fix's life, in order: (the StoredFix field, how it is said).
-_TIMINGS = (
-    ("created_at", "proposed"),
-    ("approved_at", "approved"),
-    ("rejected_at", "rejected"),
-    ("applying_since", "applying"),
-    ("applied_at", "applied"),
-    ("failed_at", "failed"),
-    ("deployed_at", "deployed"),
-    ("verified_at", "verified"),
-    ("regressed_at", "regressed"),
-    ("rolled_back_at", "rolled back"),
-)
+# How each kind of a diff's line is styled.
+_DIFF_STYLES: dict[DiffLineKind, str | None] = {
+    "file": "bold",
+    "hunk": "cyan",
+    "add": "green",
+    "del": "red",
+    "context": None,
+}
 # The lines of a verification command's output shown (its last ones); --json has it all.
 _OUTPUT_LINES = 20
-
-
-def verdict_of(fix: StoredFix) -> str:
-    """The policy's verdict in a word, with the approvals so far of one that needs them:
-    ``auto``, ``approval 1/2``, ``deny``."""
-    if fix.decision.verdict == "approval":
-        return f"approval {len(fix.approvals)}/{fix.approvals_needed}"
-    return fix.decision.verdict
 
 
 def age(since: datetime, now: datetime) -> str:
@@ -59,7 +49,7 @@ def fix_row(fix: StoredFix, now: datetime) -> tuple[object, ...]:
         fix.issue_id,
         fix.state,
         shorten(fix.repository or "-", 30),
-        verdict_of(fix),
+        fix.verdict_label,
         shorten(fix.requested_by, 30),
         age(fix.created_at, now),
     )
@@ -69,23 +59,7 @@ def diff_lines(patch: str, colour: bool) -> list[str]:
     """A unified diff to print, each line escaped (it came from an event or a model) and,
     with ``colour``, styled as diffs are: headers bold, hunks cyan, additions green,
     removals red."""
-    lines = []
-    # Split at newlines only, as git does: splitlines() would also break at \x0b, \x1c or
-    # U+2028 inside a line, showing a reviewer lines that are not the patch's.
-    for line in patch.removesuffix("\n").split("\n"):
-        shown = printable(line)
-        if line.startswith(("--- ", "+++ ")):
-            style = "bold"
-        elif line.startswith("@@"):
-            style = "cyan"
-        elif line.startswith("+"):
-            style = "green"
-        elif line.startswith("-"):
-            style = "red"
-        else:
-            style = None
-        lines.append(styled(shown, style, colour))
-    return lines
+    return [styled(printable(line), _DIFF_STYLES[kind], colour) for kind, line in read_diff(patch)]
 
 
 def describe_fix(
@@ -160,7 +134,7 @@ def _finding_lines(fix: StoredFix, stored: StoredFinding | None) -> list[str]:
 def _timing_lines(fix: StoredFix, now: datetime) -> list[str]:
     """When each step happened: the proposal with how long ago, the others after it."""
     lines = []
-    for name, said in _TIMINGS:
+    for name, said in FIX_STEPS:
         at: datetime | None = getattr(fix, name)
         if at is None:
             continue

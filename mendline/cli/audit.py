@@ -163,21 +163,8 @@ def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
         return await store.verify(args.expect)
 
     check = asyncio.run(_reading(settings, walk))
-    broken = check.broken
     if args.json:
-        print_json(
-            {
-                "intact": check.intact,
-                "holds": check.holds,
-                "rows": check.rows,
-                "last_hash": check.last_hash,
-                "expected": check.expected,
-                "expected_id": check.expected_id,
-                "broken_id": None if broken is None else broken.row.id,
-                "reason": None if broken is None else broken.reason,
-                "message": printable(check.describe()),
-            }
-        )
+        print_json({**check.as_json(), "message": printable(check.describe())})
     else:
         print(shorten(check.describe(), 500))
     return 0 if check.holds else 1

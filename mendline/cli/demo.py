@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mendline.cli._connections import reaching_kafka
-from mendline.cli._demo_summary import Progress, Summary, read_progress, show, summarise
+from mendline.cli._demo_summary import (
+    Progress,
+    Summary,
+    explore,
+    read_progress,
+    show,
+    summarise,
+)
 from mendline.cli._hints import connect_failure, or_doctor
 from mendline.cli._options import Commands
 from mendline.cli.output import Screen, print_json
@@ -31,6 +38,7 @@ if TYPE_CHECKING:
     # The drivers and the stand-ins are imported where used: not for every command's help.
     import asyncpg
 
+    from mendline.cli._demo_fix import FixSetup
     from mendline.cli._demo_parts import SampleApp
     from mendline.devstack import DevStack
     from mendline.sample_app import DriveResult
@@ -114,7 +122,10 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr if as_json else sys.stdout,
         interactive=not args.no_interactive and not as_json and sys.stdout.isatty(),
     )
-    screen.say("mendline demo: errors from a web app become issues, root causes and alerts", "bold")
+    screen.say(
+        "mendline demo: errors from a web app become issues, root causes, alerts and a fix",
+        "bold",
+    )
     stack = DevStack()
     embedded = [
         n for n, p in (("a Kafka broker", stack.broker), ("PostgreSQL", stack.postgres)) if p
@@ -147,6 +158,7 @@ _STOPPED = "stopped before the pipeline had settled"
 async def _demo(
     args: argparse.Namespace, settings: Settings, stack: DevStack, workdir: Path, screen: Screen
 ) -> Summary:
+    from mendline.cli._demo_fix import fix_setup, heal_lines, read_fixes, show_fixes
     from mendline.cli._demo_parts import StandIns, sample_app
     from mendline.ingest import ensure_topics
     from mendline.stages import run_pipeline, stop_on_signals
@@ -161,7 +173,8 @@ async def _demo(
         routes_file = workdir / "routes.toml"
         routes_file.write_text(demo_routes(stand_ins.smtp_port))
         os.environ[SLACK_WEBHOOK_ENV] = stand_ins.slack_url
-        demo_settings = _demo_settings(args, stack, routes_file, workdir)
+        fixes = await fix_setup(workdir)
+        demo_settings = _demo_settings(args, stack, routes_file, workdir, fixes)
         with reaching_kafka(demo_settings):
             await ensure_topics(demo_settings)
         pool = await _empty_database(stack)
@@ -176,6 +189,8 @@ async def _demo(
             screen.say(f"  PostgreSQL   {redact_url(stack.database_url)}")
             screen.say("  pipeline     consume -> analyze (heuristic analyser, offline) -> alert")
             screen.say("               monitor: mendline's own health checks (mendline.*)")
+            for line in heal_lines(fixes):
+                screen.say(line)
             screen.say(f"  stand-ins    Slack webhook {stand_ins.slack_url}")
             screen.say(f"               SMTP 127.0.0.1:{stand_ins.smtp_port}")
             async with sample_app(
@@ -188,12 +203,15 @@ async def _demo(
                 screen.say(f"  sample app   '{_SERVICE}' at {app.url} (structlog + mendline)")
                 screen.say(f"\ndriving {_ROUNDS} rounds of requests at the shop;")
                 screen.say("what reaches the Slack and email stand-ins:")
-                summary = await _watch(pool, app, pipeline, screen, stop)
+                summary = await _watch(pool, app, pipeline, screen, stop, fixes is not None)
             await summarise(pool, summary)
             summary.received = dict(stand_ins.received)
+            summary.fixes = await read_fixes(pool)
             show(screen, summary, psql)
+            show_fixes(screen, summary.fixes, fixes)
+            explore(screen, psql)
             if args.keep and summary.problem != _STOPPED:
-                await _keep(args, summary, demo_settings, stack, screen, stop)
+                await _keep(args, summary, demo_settings, stack, screen, stop, fixes)
             elif not args.keep:
                 screen.say("\nthe dev stack stops now; `mendline demo --keep` leaves it running.")
         finally:
@@ -210,10 +228,15 @@ async def _demo(
 
 
 def _demo_settings(
-    args: argparse.Namespace, stack: DevStack, routes_file: Path, workdir: Path
+    args: argparse.Namespace,
+    stack: DevStack,
+    routes_file: Path,
+    workdir: Path,
+    fixes: FixSetup | None,
 ) -> Settings:
     """The settings of a demo run: its own topics and group (never the ones of a real
-    pipeline on the same broker), the heuristic analyser, the stand-ins' routes."""
+    pipeline on the same broker), the heuristic analyser, the stand-ins' routes, and its
+    own fix policy (never one that names real repositories), or none without git."""
     run = f"mendline-demo-{secrets.token_hex(4)}"
     overrides: dict[str, Any] = {
         "kafka_bootstrap": stack.kafka_bootstrap,
@@ -230,6 +253,11 @@ def _demo_settings(
         "analyze_poll_interval": 1.0,
         "alert_poll_interval": 0.5,
         "spool_dir": workdir / "spool",
+        "fix_policy_file": fixes.policy_file if fixes is not None else None,
+        "fix_work_root": workdir / "worktrees",
+        "fix_patch_dir": workdir / "patches",
+        "heal_poll_interval": 0.5,
+        "web_port": 0,  # the dashboard on a free port: never one a real one holds
     }
     if stack.broker is not None:  # the embedded broker speaks plaintext, whatever the shell says
         overrides |= {
@@ -272,9 +300,15 @@ async def _empty_database(stack: DevStack) -> asyncpg.Pool:
 
 
 async def _watch(
-    pool: asyncpg.Pool, app: SampleApp, pipeline: asyncio.Task[None], screen: Screen, stop: Any
+    pool: asyncpg.Pool,
+    app: SampleApp,
+    pipeline: asyncio.Task[None],
+    screen: Screen,
+    stop: Any,
+    fixing: bool,
 ) -> Summary:
-    """Drive the traffic and show the pipeline's progress until it has settled."""
+    """Drive the traffic and show the pipeline's progress until it has settled (with
+    ``fixing``, until every patch was proposed as a fix too)."""
     from mendline.sample_app import drive
 
     summary = Summary()
@@ -303,10 +337,11 @@ async def _watch(
                 f" · issues {progress.issues} · findings {progress.findings}"
                 f" · alerts sent {progress.delivered}"
                 + (f", waiting {progress.pending}" if progress.pending else "")
-                + (f", failed {progress.failed}" if progress.failed else ""),
+                + (f", failed {progress.failed}" if progress.failed else "")
+                + (f" · fixes {progress.fixes}" if fixing else ""),
                 time.monotonic() - clock,
             )
-            if result and progress.settled(summary.events_logged):
+            if result and progress.settled(summary.events_logged, fixing=fixing):
                 summary.complete = progress.failed == 0 and result.unexpected == 0
                 if progress.failed:
                     summary.problem = f"{progress.failed} alert deliveries failed"
@@ -318,7 +353,7 @@ async def _watch(
                 break
             if time.monotonic() - clock > _TIMEOUT:
                 summary.problem = (
-                    progress.missing(summary.events_logged)
+                    progress.missing(summary.events_logged, fixing=fixing)
                     if result
                     else f"the sample app did not answer within {_TIMEOUT:.0f} s"
                 )
@@ -363,8 +398,11 @@ async def _keep(
     stack: DevStack,
     screen: Screen,
     stop: asyncio.Event,
+    fixes: FixSetup | None,
 ) -> None:
     """``--keep``: leave the stack and the pipeline running until Ctrl-C."""
+    from mendline.cli._demo_fix import keep_lines
+
     shown = stack.shown_environ  # the password stays in its file (PGPASSFILE)
     summary.database_url = shown["MENDLINE_DATABASE_URL"]
     summary.passfile = shown.get("PGPASSFILE")
@@ -374,9 +412,13 @@ async def _keep(
         f"and send more errors with\n"
         f"  MENDLINE_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} "
         f"MENDLINE_ERRORS_TOPIC={settings.errors_topic} \\\n"
-        "    mendline emit --service shop --message 'hello'\n"
-        "press Ctrl-C to stop"
+        "    mendline emit --service shop --message 'hello'"
     )
+    if fixes is not None:
+        summary.fix_settings = fixes.environ
+        for line in keep_lines(summary.fixes, fixes, shown):
+            screen.say(line)
+    screen.say("press Ctrl-C to stop")
     if args.json:  # a script reads the summary, then connects while the demo waits
         print_json(asdict(summary))
         sys.stdout.flush()

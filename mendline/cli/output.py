@@ -174,6 +174,11 @@ class Screen:
         self._last_plain_at = -1.0
         self._pending = ""
 
+    @property
+    def colour(self) -> bool:
+        """Whether the story is told in colour (styled text may be said as it is)."""
+        return self._colour
+
     def say(self, text: str, style: str | None = None) -> None:
         """A line of the story, above the status line."""
         text = styled(text, style, self._colour)

@@ -1,18 +1,20 @@
 """The ``mendline users`` and ``tokens`` commands: who may act on mendline, with which role,
-and the API tokens they act with."""
+their dashboard passwords, and the API tokens they act with."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from mendline.analyzers.policy.people import allowed, authorize
+from mendline.analyzers.policy.people import authorize, tokens_listed
 from mendline.cli._actor import acting
 from mendline.cli._options import AS_JSON, Commands
 from mendline.cli.output import print_done, print_json, printable, shorten, table
+from mendline.schemas.errors import UsageError
 from mendline.schemas.people import ROLES, Actor
 from mendline.schemas.settings import Settings
 from mendline.schemas.tomlfile import parse_duration
@@ -58,6 +60,20 @@ def _register_users(commands: Commands) -> None:
     )
     enable.add_argument("name")
     enable.set_defaults(run=_users_enable)
+    passwd = user_commands.add_parser(
+        "passwd",
+        parents=[AS_JSON],
+        help="set a user's dashboard password (admin; anyone their own), asked twice on the"
+        " terminal",
+    )
+    passwd.add_argument("name")
+    passwd.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input instead (never from"
+        " the command line, where other users' `ps` would see it)",
+    )
+    passwd.set_defaults(run=_users_passwd)
 
 
 def _register_tokens(commands: Commands) -> None:
@@ -170,6 +186,37 @@ def _users_enable(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _users_passwd(args: argparse.Namespace, settings: Settings) -> int:
+    password = _password_from_stdin() if args.password_stdin else _password_from_terminal()
+    user, ended = acting(
+        settings, lambda store, actor: store.set_password(actor, args.name, password)
+    )
+    name = printable(user.name)
+    sessions = f"; {ended} dashboard session{'s' if ended != 1 else ''} ended" if ended else ""
+    print_done(
+        args, f"set the password of {name}{sessions}", **_user_json(user), sessions_ended=ended
+    )
+    return 0
+
+
+def _password_from_stdin() -> str:
+    line = sys.stdin.readline()
+    return line.removesuffix("\n").removesuffix("\r")
+
+
+def _password_from_terminal() -> str:
+    """The password, typed twice without echo on the terminal."""
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "no terminal to ask for the password on",
+            hint="pipe it in with --password-stdin (e.g. from a secrets manager)",
+        )
+    password = getpass.getpass("New password: ")
+    if getpass.getpass("Again: ") != password:
+        raise UsageError("the two passwords differ", hint="run it again and type the same twice")
+    return password
+
+
 def _tokens_create(args: argparse.Namespace, settings: Settings) -> int:
     async def work(store: PeopleStore, actor: Actor) -> tuple[str, TokenInfo]:
         expires_at = datetime.now(UTC) + args.expires if args.expires else None
@@ -188,13 +235,7 @@ def _tokens_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def _tokens_list(args: argparse.Namespace, settings: Settings) -> int:
     async def work(store: PeopleStore, actor: Actor) -> list[TokenInfo]:
-        # Anyone may list their own tokens (theirs is what they see without --user);
-        # everyone's, or another's, is for admins.
-        user = args.user
-        if user is None and not allowed(actor, "token.list_all"):
-            user = actor.name
-        authorize(actor, "token.list" if user == actor.name else "token.list_all")
-        return await store.list_tokens(user)
+        return await store.list_tokens(tokens_listed(actor, args.user))
 
     tokens = acting(settings, work)
     if args.json:

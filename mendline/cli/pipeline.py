@@ -1,6 +1,6 @@
-"""The workers, ``mendline consume``, ``analyze``, ``run``, ``alert``, ``monitor`` and ``heal``: the
-pipeline's stages (in ``mendline.stages``) run from the command line; and ``analyze --issue``,
-one issue analysed now."""
+"""The workers, ``mendline consume``, ``analyze``, ``run``, ``alert``, ``monitor``, ``heal`` and
+``web``: the pipeline's stages (in ``mendline.stages``) run from the command line; and
+``analyze --issue``, one issue analysed now."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ _POLICY_HINT = "`mendline fix policy check` lists every problem of the fix polic
 
 
 def register(commands: Commands) -> None:
-    """Add ``consume``, ``analyze``, ``run`` and ``alert`` to the top-level ``commands``."""
+    """Add ``consume``, ``analyze``, ``run``, ``alert``, ``monitor``, ``heal`` and ``web`` to
+    the top-level ``commands``."""
     consume = commands.add_parser(
         "consume",
         parents=[LOGS_AS_JSON],
@@ -48,13 +49,14 @@ def register(commands: Commands) -> None:
     run = commands.add_parser(
         "run",
         parents=[LOGS_AS_JSON],
-        help="consume, analyze, alert, monitor and heal in one process (each restarted if it"
-        " fails)",
+        help="consume, analyze, alert, monitor, heal and the dashboard (web) in one process"
+        " (each restarted if it fails)",
     )
     run.add_argument(
         "--only",
         type=_stages,
-        help="comma-separated stages to run: consume, analyze, alert, monitor, heal (default: all)",
+        help="comma-separated stages to run: consume, analyze, alert, monitor, heal, web"
+        " (default: all)",
     )
     run.set_defaults(run=_run)
 
@@ -78,6 +80,17 @@ def register(commands: Commands) -> None:
         help="propose, apply and verify fixes by the fix policy (any number side by side)",
     )
     heal.set_defaults(run=_heal)
+
+    web = commands.add_parser(
+        "web",
+        parents=[LOGS_AS_JSON],
+        help="serve the dashboard (default http://127.0.0.1:8040/; any number side by side)",
+    )
+    web.add_argument("--host", type=_host, help="address to listen on (MENDLINE_WEB_HOST)")
+    web.add_argument(
+        "--port", type=_port, help="port to listen on, 0 for any free one (MENDLINE_WEB_PORT)"
+    )
+    web.set_defaults(run=_web)
 
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
@@ -116,6 +129,22 @@ def _analyze(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(describe(stored, served))
     return 0
+
+
+def _host(text: str) -> str:
+    if not text.strip() or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"an address to listen on, not {text!r}")
+    return text
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535, not {text!r}")
+    return port
 
 
 def _stages(text: str) -> list[str]:
@@ -167,3 +196,12 @@ def _heal(args: argparse.Namespace, settings: Settings) -> int:
     log_to_stderr(args)
     with hint_on(ConfigError, _POLICY_HINT):
         return asyncio.run(run_stage("heal", settings))
+
+
+def _web(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.stages import run_stage
+
+    log_to_stderr(args)
+    chosen = {"web_host": args.host, "web_port": args.port}
+    settings = settings.model_copy(update={k: v for k, v in chosen.items() if v is not None})
+    return asyncio.run(run_stage("web", settings))

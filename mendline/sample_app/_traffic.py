@@ -58,9 +58,18 @@ TRAFFIC: tuple[RequestSpec, ...] = (
     RequestSpec("GET", "/products/tee-02/price", repeat=3),
     _post("/orders", {"sku": "mug-01", "qty": 1}, status=201, repeat=3),
     RequestSpec("GET", "/users/1/profile", headers=_BEARER, repeat=2),
+    _post("/cart/total", {"sku": "tee-02", "qty": 1, "gift_wrap": True}, repeat=2),
     RequestSpec("GET", "/favicon.ico", status=404),
     RequestSpec("GET", "/cart/quote?sku=mug-01&qty=two", "bad_quantity", 500, repeat=8),
     RequestSpec("GET", "/products/bag-99/price", "unknown_sku", 500, repeat=5),
+    _post(
+        "/cart/total",
+        {"sku": "tee-02", "qty": 1},  # an older mobile app sends no options
+        "missing_gift_wrap",
+        status=500,
+        repeat=4,
+        headers=(("User-Agent", "shop-ios/2.3.1"),),
+    ),
     RequestSpec("GET", "/reports/average-basket?day=2024-12-25", "empty_report", 500),
     _post(
         "/checkout",

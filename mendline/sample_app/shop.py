@@ -17,6 +17,7 @@ import httpx
 
 __all__ = [
     "BESTSELLERS",
+    "GIFT_WRAP_FEE",
     "PRICES",
     "PRODUCTS",
     "SHIPPING_TIMEOUT",
@@ -25,10 +26,12 @@ __all__ = [
     "add_points",
     "average_basket",
     "cached_recommendations",
+    "cart_total",
     "charge",
     "checkout",
     "create_user",
     "fetch_shipping_quote",
+    "gift_wrap_fee",
     "load_order",
     "load_price",
     "open_database",
@@ -62,6 +65,7 @@ PRICES: dict[str, float] = {sku: product["price"] for sku, product in PRODUCTS.i
 BESTSELLERS = ("tee-02", "mug-01")
 TEMPLATES = Path(__file__).parent / "templates"  # never shipped: receipts cannot render
 SHIPPING_TIMEOUT = 0.3  # seconds the shipping-quote service is given
+GIFT_WRAP_FEE = 3.5  # euros
 
 
 def parse_quantity(query: Mapping[str, str]) -> int:
@@ -100,6 +104,17 @@ def quote_cart(query: Mapping[str, str]) -> dict[str, Any]:
     qty = parse_quantity(query)
     price = load_price(PRICES, query.get("sku", "mug-01"))
     return {"sku": query.get("sku", "mug-01"), "qty": qty, "total": qty * price}
+
+
+def cart_total(cart: Mapping[str, Any]) -> float:
+    """What a cart costs, with its options (gift wrapping)."""
+    subtotal = int(cart["qty"]) * load_price(PRICES, str(cart["sku"]))
+    return subtotal + gift_wrap_fee(cart)
+
+
+def gift_wrap_fee(options: Mapping[str, Any]) -> float:
+    """What the gift wrapping an order's options ask for costs."""
+    return GIFT_WRAP_FEE if options["gift_wrap"] else 0.0
 
 
 def checkout(order: Mapping[str, Any]) -> float:

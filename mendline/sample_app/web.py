@@ -22,6 +22,7 @@ from mendline.sample_app.shop import (
     add_points,
     average_basket,
     cached_recommendations,
+    cart_total,
     checkout,
     create_user,
     fetch_shipping_quote,
@@ -99,6 +100,13 @@ async def handle_cart_items(request: web.Request) -> web.Response:
     """Add an item to the cart."""
     item = parse_cart_item(await request.read())
     return web.json_response(item, status=201)
+
+
+@_routes.post("/cart/total")
+async def handle_cart_total(request: web.Request) -> web.Response:
+    """What a cart costs with its options: ``{"sku", "qty", "gift_wrap"}`` (the mobile app
+    before 2.4 sends no options)."""
+    return web.json_response({"total": cart_total(await request.json())})
 
 
 @_routes.get("/products/{sku}/price")

@@ -1,9 +1,9 @@
 """The long-running stages, one module each (``consume``, ``analyze``, ``alert``, ``monitor``,
-``heal``,
-each with ``async def run(settings, stop, context)``), the one supervisor that runs them and
-restarts a failed one (``mendline run``), ``run_stage`` for the single-stage commands, the one
-way to stop on signals, and what the stages tell ``/readyz`` and ``/metrics`` (a Telemetry per
-process run, a StageContext per stage, the Metrics registry)."""
+``heal``, ``web``, each with ``async def run(settings, stop, context)``), the one supervisor
+that runs them and restarts a failed one (``mendline run``), ``run_stage`` for the
+single-stage commands, the one way to stop on signals, and what the stages tell ``/readyz``
+and ``/metrics`` (a Telemetry per process run, a StageContext per stage, the Metrics
+registry)."""
 
 from mendline.stages._endpoints import endpoints_app, serving_endpoints
 from mendline.stages._metrics import CONTENT_TYPE, Counter, Gauge, Histogram, Metrics

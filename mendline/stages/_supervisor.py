@@ -12,7 +12,7 @@ from mendline.analyzers.backoff import Backoff
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import is_outage
-from mendline.stages import alert, analyze, consume, heal, monitor
+from mendline.stages import alert, analyze, consume, heal, monitor, web
 from mendline.stages._endpoints import serving_endpoints
 from mendline.stages._signals import stop_on_signals
 from mendline.stages._telemetry import StageContext, Telemetry
@@ -42,6 +42,7 @@ STAGES: Mapping[str, Stage] = {
     "alert": Stage(alert.run, check=alert.routing_table),
     "monitor": Stage(monitor.run, check=monitor.check),
     "heal": Stage(heal.run, check=heal.check),
+    "web": Stage(web.run),
 }
 
 
@@ -58,10 +59,10 @@ async def run_stages(settings: Settings, only: list[str] | None = None) -> int:
 
 
 async def run_stage(name: str, settings: Settings) -> int:
-    """``mendline consume``, ``analyze`` or ``alert``: the stage called ``name`` until SIGINT
-    or SIGTERM; what it has in flight is finished. It is not restarted: a failure ends the
-    command (its process supervisor restarts it). With ``metrics_port`` set, it serves
-    /healthz, /readyz and /metrics meanwhile."""
+    """``mendline consume``, ``analyze``, ``alert``, ``monitor``, ``heal`` or ``web``: the
+    stage called ``name`` until SIGINT or SIGTERM; what it has in flight is finished. It is
+    not restarted: a failure ends the command (its process supervisor restarts it). With
+    ``metrics_port`` set, it serves /healthz, /readyz and /metrics meanwhile."""
     stop = asyncio.Event()
     stop_on_signals(stop)
     telemetry = Telemetry()

@@ -371,9 +371,23 @@ class Healer:
         return None
 
     async def apply_now(self, actor: Actor, fix_id: int) -> Handover | None:
-        """``mendline fix apply``: claim fix ``fix_id`` as ``actor`` (an approver; a fix
-        that needs approval must have it) and apply it now, its lease renewed meanwhile."""
-        fix = await self.fixes.claim_one(actor, self.owner, fix_id, self.settings.fix_lease)
+        """``mendline fix apply``: claim fix ``fix_id`` as ``actor`` and apply it now
+        (``claim_for`` then ``apply_claimed``)."""
+        return await self.apply_claimed(await self.claim_for(actor, fix_id), actor)
+
+    async def claim_for(self, actor: Actor, fix_id: int) -> StoredFix:
+        """Claim fix ``fix_id`` for ``actor`` (an approver; a fix that needs approval must
+        have it), with this worker's lease: the fix is ``applying`` from now on, audited as
+        theirs. Refused before the claim (ForgeError, not retried) when its repository is not
+        in this worker's fix policy: applying would only fail it. Whoever claims it must
+        ``apply_claimed`` it; should they die first, its lease runs out and a heal worker
+        claims it again."""
+        self.repository(await self.fixes.get(fix_id))
+        return await self.fixes.claim_one(actor, self.owner, fix_id, self.settings.fix_lease)
+
+    async def apply_claimed(self, fix: StoredFix, actor: Actor) -> Handover | None:
+        """Apply a fix this worker claimed for ``actor`` (``claim_for``), its lease renewed
+        meanwhile; the outcome is recorded as theirs (``apply``)."""
         renewer = asyncio.create_task(
             keep_renewing(self.settings.fix_lease, lambda: self._applying, self._renew, "fixes")
         )
@@ -383,7 +397,7 @@ class Healer:
             renewer.cancel()
 
     async def _apply(self, fix: StoredFix) -> ApplyOutcome:
-        repository = self._repository(fix)
+        repository = self.repository(fix)
         finding = (await self.findings.get(fix.finding_id)).finding
         change = FixChange(
             issue_id=fix.issue_id,
@@ -413,7 +427,7 @@ class Healer:
         fix = await self.fixes.get(fix_id)
         check_transition(fix.state, "rolled_back")  # before any git work: a clear refusal
         assert fix.delivery is not None  # every state that may roll back was delivered
-        repository = self._repository(fix)
+        repository = self.repository(fix)
         checkout, delivery = self.checkout(repository), self.delivery(repository)
         # The fix may have been merged on the forge: the revert starts from what the
         # remote's base holds (a retriable ForgeError when it cannot be fetched now).
@@ -549,7 +563,9 @@ class Healer:
     def _known(self, fix: StoredFix) -> Repository | None:
         return next((r for r in self.policy.repositories if r.name == fix.repository), None)
 
-    def _repository(self, fix: StoredFix) -> Repository:
+    def repository(self, fix: StoredFix) -> Repository:
+        """The repository of the fix policy the fix's patch maps into; ForgeError (not
+        retried) when this worker's policy has none by its name."""
         repository = self._known(fix)
         if repository is None:
             raise ForgeError(

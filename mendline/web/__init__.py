@@ -5,5 +5,6 @@ audited, role-checked functions; every page is rendered with autoescaping."""
 
 from mendline.web._app import API_PREFIX, build_app, serving_web, templates
 from mendline.web._context import WebDeps
+from mendline.web._live import readiness
 
-__all__ = ["API_PREFIX", "WebDeps", "build_app", "serving_web", "templates"]
+__all__ = ["API_PREFIX", "WebDeps", "build_app", "readiness", "serving_web", "templates"]

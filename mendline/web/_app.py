@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -145,6 +146,9 @@ def percent(value: float | None, digits: int = 1) -> str:
 
 @web.middleware
 async def _headers_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """The security headers on every answer, and ``Server-Timing: app;dur=<ms>`` (the time
+    the handler took, as browsers' developer tools and bench/web.py read it)."""
+    started = time.perf_counter()
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -152,6 +156,9 @@ async def _headers_middleware(request: web.Request, handler: _Handler) -> web.St
         raise
     for name, value in _SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if not response.prepared:  # a stream (live updates) has sent its headers already
+        elapsed = (time.perf_counter() - started) * 1000
+        response.headers["Server-Timing"] = f"app;dur={elapsed:.1f}"
     return response
 
 
@@ -163,11 +170,23 @@ async def _errors_middleware(request: web.Request, handler: _Handler) -> web.Str
         return await handler(request)
     except MendlineError as exc:
         status = _status(exc)
-        if status == 401 and not request.path.startswith(API_PREFIX) and request.method == "GET":
+        if status == 401 and _page_request(request):
             raise web.HTTPSeeOther(f"/login?next={_quoted_path(request)}") from None
         if status >= 500:
             log.warning("mendline: %s %s: %s", request.method, request.path, exc)
         return error_response(request, status, _code(exc), str(exc), exc.hint)
+
+
+def _page_request(request: web.Request) -> bool:
+    """Whether a browser asks for a page (sent to the login form when nobody is logged in):
+    not an API call, and not an event stream (``/live``: a redirect to a page is no answer
+    an EventSource can read; it gets the 401)."""
+    accepts = request.headers.get("Accept", "")
+    return (
+        request.method == "GET"
+        and not request.path.startswith(API_PREFIX)
+        and "text/event-stream" not in accepts
+    )
 
 
 def error_response(

@@ -1,10 +1,12 @@
 """PostgreSQL: the event store, the analysis and alert work queues, the health checks' store,
 the audited actions on issues, findings and events, the read side of issues and events, the
-fixes and their moves, remediation runs, alert silences, the audit trail, people and their API
-tokens, the versioned migrations of schema ``mendline`` and the grants of a role that does not
-own it."""
+fixes and their moves, remediation runs, alert silences, the audit trail, people with their
+passwords and API tokens, the dashboard's sessions and failed logins and its feed of what changed
+(LISTEN/NOTIFY), the versioned migrations of schema ``mendline`` and the grants of a role that
+does not own it."""
 
 from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
+from mendline.sinks.postgres._alert_reads import DeliveryCount, DeliveryRow
 from mendline.sinks.postgres._alerts import (
     AlertStore,
     DueDelivery,
@@ -26,6 +28,14 @@ from mendline.sinks.postgres._connect import (
     connect_health,
     connect_people,
     connect_remediations,
+)
+from mendline.sinks.postgres._dashboard import (
+    DashboardReads,
+    FindingVerdicts,
+    FixAwaiting,
+    FixOutcomes,
+    LevelCount,
+    Pipeline,
 )
 from mendline.sinks.postgres._errors import (
     is_bad_data,
@@ -50,6 +60,12 @@ from mendline.sinks.postgres._health import (
     RecordOutcome,
     SyncResult,
 )
+from mendline.sinks.postgres._health_reads import (
+    CheckCheckin,
+    CheckSummary,
+    HourlyResponse,
+    StoredResult,
+)
 from mendline.sinks.postgres._issue_reads import EventPage, IssuePage, IssueReads
 from mendline.sinks.postgres._migrate import (
     MIGRATIONS_LOCK,
@@ -57,8 +73,21 @@ from mendline.sinks.postgres._migrate import (
     migrate,
     migrated_pool,
 )
-from mendline.sinks.postgres._notify import Listener
-from mendline.sinks.postgres._people import PeopleStore, TokenInfo, User
+from mendline.sinks.postgres._notify import (
+    CHANGE_KINDS,
+    WEB_CHANNEL,
+    Change,
+    ChangeFeed,
+    Listener,
+    parse_change,
+)
+from mendline.sinks.postgres._people import (
+    PasswordCheck,
+    PasswordRefusal,
+    PeopleStore,
+    TokenInfo,
+    User,
+)
 from mendline.sinks.postgres._remediations import (
     AUDIT_OUTPUT_LIMIT,
     REMEDIATIONS_CHANNEL,
@@ -67,6 +96,7 @@ from mendline.sinks.postgres._remediations import (
     RemediationStore,
     Trouble,
 )
+from mendline.sinks.postgres._sessions import Session, SessionStore, session_id
 from mendline.sinks.postgres._silences import SilenceStore
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
 
@@ -74,40 +104,60 @@ __all__ = [
     "ALL_ENVIRONMENTS",
     "AUDIT_LOCK",
     "AUDIT_OUTPUT_LIMIT",
+    "CHANGE_KINDS",
     "FINDINGS_CHANNEL",
     "MIGRATIONS_LOCK",
     "REMEDIATIONS_CHANNEL",
     "START_LOCK",
     "TRIGGERS_CHANNEL",
+    "WEB_CHANNEL",
     "AlertStore",
     "Asked",
     "AuditStore",
     "AuditWriter",
     "AuditedStore",
+    "Change",
+    "ChangeFeed",
+    "CheckCheckin",
+    "CheckSummary",
     "CheckinStore",
     "Claim",
+    "DashboardReads",
+    "DeliveryCount",
+    "DeliveryRow",
     "DueDelivery",
     "DueSlot",
     "EventPage",
     "FindingNotFound",
     "FindingStore",
+    "FindingVerdicts",
+    "FixAwaiting",
+    "FixOutcomes",
     "FixStore",
     "Handover",
     "HealthStore",
+    "HourlyResponse",
     "IssueActions",
     "IssueNotFound",
     "IssuePage",
     "IssueReads",
+    "LevelCount",
     "Listener",
+    "PasswordCheck",
+    "PasswordRefusal",
     "PeopleStore",
+    "Pipeline",
     "PruneResult",
     "RecordOutcome",
     "RemediationStore",
     "RoutingResult",
+    "Session",
+    "SessionStore",
     "SilenceStore",
     "Store",
     "StoredFinding",
     "StoredFix",
+    "StoredResult",
     "SyncResult",
     "TokenInfo",
     "Trouble",
@@ -129,7 +179,9 @@ __all__ = [
     "is_outage",
     "migrate",
     "migrated_pool",
+    "parse_change",
     "route_key",
+    "session_id",
     "translate",
     "translated",
     "translating",

@@ -33,6 +33,7 @@ from mendline.schemas.alert import (
     AlertIssue,
     AlertSeverity,
 )
+from mendline.sinks.postgres._alert_reads import DeliveryReads
 from mendline.sinks.postgres._errors import is_outage, translating
 from mendline.sinks.postgres._silences import active_silences
 
@@ -76,8 +77,9 @@ class DueDelivery:
 
 
 @translating
-class AlertStore:
-    """The alert stage's reads and writes, over a connection pool."""
+class AlertStore(DeliveryReads):
+    """The alert stage's reads and writes, over a connection pool; and the dashboard's
+    reads of the deliveries (DeliveryReads)."""
 
     def __init__(self, pool: asyncpg.Pool, link_template: str | None = None) -> None:
         self.pool = pool

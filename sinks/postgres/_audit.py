@@ -151,13 +151,17 @@ class AuditStore:
         rows = await self.pool.fetch(_LIST, actor, action, target, since, until, before_id, limit)
         return [_entry(row) for row in rows]
 
-    async def verify(self, expect: str | None = None) -> ChainCheck:
+    async def verify(
+        self, expect: str | None = None, *, after: ChainCheck | None = None
+    ) -> ChainCheck:
         """Walk the whole chain in id order, streamed with a cursor, to its first break;
-        with ``expect``, looking for the intact row with that ``row_hash``."""
-        walk = ChainWalk(expect)
+        with ``expect``, looking for the intact row with that ``row_hash``. With ``after``
+        (an earlier walk that found it intact), only the rows appended since are walked,
+        from where that walk ended (what a dashboard checks on each view)."""
+        walk = ChainWalk(expect, after)
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            query = f"SELECT {_COLUMNS} FROM mendline.audit_log ORDER BY id"
-            async for row in conn.cursor(query, prefetch=500):
+            query = f"SELECT {_COLUMNS} FROM mendline.audit_log WHERE id > $1 ORDER BY id"
+            async for row in conn.cursor(query, walk.last_id, prefetch=500):
                 if not walk.add(_entry(row)):
                     break
         return walk.result()

@@ -31,7 +31,7 @@ async def connect_findings(settings: Settings, size: int) -> FindingStore:
 async def connect_alerts(settings: Settings, size: int = 6) -> AlertStore:
     """An AlertStore on a new pool, after applying pending migrations."""
     pool = await migrated_pool(settings.database_url.get_secret_value(), size)
-    return AlertStore(pool, settings.issue_url_template)
+    return AlertStore(pool, settings.issue_link_template)
 
 
 async def connect_health(settings: Settings, size: int = 4) -> HealthStore:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -126,9 +127,14 @@ RETURNING id
 
 _LIST = f"""
 SELECT {_COLUMNS} FROM mendline.fix_jobs
-WHERE ($1::text IS NULL OR state = $1) AND ($2::bigint IS NULL OR issue_id = $2)
+WHERE ($1::text[] IS NULL OR state = ANY($1::text[])) AND ($2::bigint IS NULL OR issue_id = $2)
   AND ($3::bigint IS NULL OR id < $3)
 ORDER BY id DESC LIMIT $4
+"""
+
+_COUNTS = """
+SELECT state, count(*) AS fixes FROM mendline.fix_jobs
+WHERE $1::bigint IS NULL OR issue_id = $1 GROUP BY state
 """
 
 # The releases of the fix's service first seen after it was applied (only those seen since
@@ -266,6 +272,14 @@ class StoredFix:
     def branch(self) -> str:
         """The branch the fix is committed on."""
         return fix_branch(self.issue_id, self.id)
+
+    @property
+    def verdict_label(self) -> str:
+        """The policy's verdict in a word, with the approvals so far of one that needs them:
+        ``auto``, ``approval 1/2``, ``deny``."""
+        if self.decision.verdict == "approval":
+            return f"approval {len(self.approvals)}/{self.approvals_needed}"
+        return self.decision.verdict
 
     def as_json(self) -> dict[str, Any]:
         """The fix as JSON values (what ``--json`` prints): every field, the decision without
@@ -552,6 +566,19 @@ class FixStore(AuditedStore):
         )
         return title
 
+    async def issue_titles(self, issue_ids: Collection[int]) -> dict[int, str]:
+        """The titles of the fixes' issues, by issue id (one missing when there is none)."""
+        rows = await self.pool.fetch(
+            "SELECT id, title FROM mendline.issues WHERE id = ANY($1::bigint[])", list(issue_ids)
+        )
+        return {row["id"]: row["title"] for row in rows}
+
+    async def counts(self, issue_id: int | None = None) -> dict[FixState, int]:
+        """How many fixes (of issue ``issue_id``) are in each state (a state none is in is
+        missing)."""
+        rows = await self.pool.fetch(_COUNTS, issue_id)
+        return {row["state"]: row["fixes"] for row in rows}
+
     # -- the one way a fix moves ----------------------------------------------------------
 
     async def _move(
@@ -638,14 +665,15 @@ class FixStore(AuditedStore):
     # Last: in the class body, the name ``list`` is this method from here on.
     async def list(
         self,
-        state: FixState | None = None,
+        state: FixState | Collection[FixState] | None = None,
         issue_id: int | None = None,
         before_id: int | None = None,
         limit: int = 50,
     ) -> list[StoredFix]:
-        """The fixes, newest first: in ``state``, of issue ``issue_id``; at most ``limit``.
-        The next page: ``before_id`` the last id."""
-        rows = await self.pool.fetch(_LIST, state, issue_id, before_id, limit)
+        """The fixes, newest first: in ``state`` (or in any of several), of issue
+        ``issue_id``; at most ``limit``. The next page: ``before_id`` the last id."""
+        states = [state] if isinstance(state, str) else None if state is None else list(state)
+        rows = await self.pool.fetch(_LIST, states, issue_id, before_id, limit)
         return [_stored(row) for row in rows]
 
 

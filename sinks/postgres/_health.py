@@ -43,6 +43,7 @@ from mendline.schemas.people import SYSTEM_ACTOR, AuditEntry
 from mendline.schemas.redaction import redact_url
 from mendline.sinks.postgres._audit import append_audit
 from mendline.sinks.postgres._errors import translating
+from mendline.sinks.postgres._health_reads import HealthReads
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL
 
 if TYPE_CHECKING:
@@ -149,8 +150,9 @@ def _redacted(value: Any) -> Any:
 
 
 @translating
-class HealthStore:
-    """The monitor's reads and writes, over a connection pool."""
+class HealthStore(HealthReads):
+    """The monitor's reads and writes, over a connection pool; and the dashboard's reads
+    (HealthReads)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool

@@ -1,16 +1,26 @@
-"""The people store: users with a role, their API tokens, and telling who acts from a token.
-Every change authorizes its actor, changes and writes its audit row in one transaction."""
+"""The people store: users with a role, their passwords and API tokens, and telling who acts
+from a token or a password. Every change authorizes its actor, changes and writes its audit row
+in one transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import asyncpg
 
+from mendline.analyzers.policy.login import (
+    hash_password,
+    password_refusal,
+    unusable_hash,
+    verify_password,
+)
 from mendline.analyzers.policy.people import (
     authorize,
     check_token_role,
@@ -33,7 +43,7 @@ from mendline.schemas.people import Actor, Role
 from mendline.sinks.postgres._audit import AuditedStore
 from mendline.sinks.postgres._errors import translating
 
-__all__ = ["PeopleStore", "TokenInfo", "User"]
+__all__ = ["PasswordCheck", "PasswordRefusal", "PeopleStore", "TokenInfo", "User"]
 
 _log = logging.getLogger("mendline.audit")
 
@@ -42,11 +52,15 @@ if TYPE_CHECKING:
 
 _USERS_HINT = "`mendline users list` shows the users"
 _TOKENS_HINT = "`mendline tokens list` shows the tokens and their ids"
+# argon2 takes 64 MiB and tens of milliseconds a call: at most this many at once, so a burst
+# of logins queues instead of exhausting memory (rate limits bound it further).
+_HASHING = threading.BoundedSemaphore(4)
+_T = TypeVar("_T")
 # Compared against when the token id is unknown, so that both paths hash and compare.
 _ID_ATTEMPTS = 5
 _NO_HASH = token_hash("mlt_00000000_" + "0" * 43)
 
-_USER_COLUMNS = "id, name, role, disabled_at, created_at, created_by"
+_USER_COLUMNS = "id, name, role, disabled_at, created_at, created_by, password_set_at"
 _TOKEN_COLUMNS = """t.token_id, u.name AS user_name, t.user_id, t.role, t.name, t.created_at,
     t.created_by, t.expires_at, t.revoked_at, t.last_used_at"""
 
@@ -61,6 +75,22 @@ class User:
     disabled_at: datetime | None
     created_at: datetime
     created_by: str
+    #: When their password was last set (None: they have none, and cannot log in by form).
+    password_set_at: datetime | None = None
+
+
+#: Why a password did not let a user in (for the audit trail; the person at the form is
+#: told the same for all of them).
+PasswordRefusal = Literal["unknown", "no_password", "wrong_password", "disabled"]
+
+
+@dataclass(frozen=True)
+class PasswordCheck:
+    """What a login's name and password come to: the actor (a dashboard session's, with the
+    user's current role), or None and why not."""
+
+    actor: Actor | None
+    refusal: PasswordRefusal | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +213,83 @@ class PeopleStore(AuditedStore):
                 conn, actor, "user.enable", f"user:{name}", {"disabled": True}, {"disabled": False}
             )
         return User(**dict(row)), True
+
+    async def set_password(self, actor: Actor, name: str, password: str) -> tuple[User, int]:
+        """Set ``name``'s dashboard password (an admin anyone's, anyone their own): the user
+        as now, and how many of their dashboard sessions were ended (all of them: a password
+        is changed because someone else may know the old one). Audited as ``user.password``,
+        without the password or its hash. RejectedData when it cannot be a password
+        (``password_refusal``); the hashing runs off the event loop."""
+        refusal = password_refusal(name, password)
+        if refusal is not None:
+            raise RejectedData(
+                refusal, sqlstate="22023", hint="choose a longer passphrase, e.g. four words"
+            )
+        hashed = await _hashing(hash_password, password)
+        async with self._changing() as conn:
+            before = await self._user(conn, name, lock=True)
+            own = actor.user_id is not None and actor.user_id == before.id
+            authorize(actor, "user.password_own" if own else "user.password")
+            row = await conn.fetchrow(
+                f"""UPDATE mendline.users SET password_hash = $2, password_set_at = now()
+                    WHERE id = $1 RETURNING {_USER_COLUMNS}""",
+                before.id,
+                hashed,
+            )
+            assert row is not None  # the user was read in this transaction
+            ended = await conn.fetchval(
+                """WITH ended AS (DELETE FROM mendline.web_sessions WHERE user_id = $1
+                                  RETURNING 1)
+                   SELECT count(*) FROM ended""",
+                before.id,
+            )
+            await self._record(
+                conn,
+                actor,
+                "user.password",
+                f"user:{name}",
+                {"password_set": before.password_set_at is not None},
+                {"password_set": True, "sessions_ended": ended},
+            )
+        return User(**dict(row)), int(ended)
+
+    async def check_password(self, name: str, password: str) -> PasswordCheck:
+        """Whether ``password`` is ``name``'s: the actor of a new dashboard session (with
+        the user's current role), or None and why (unknown, no password, wrong password,
+        disabled). One argon2 verification is spent whatever the reason, so the time taken
+        does not tell whether the user exists; a match whose hash used older parameters is
+        hashed again with the current ones. Nothing is audited or counted here (the login
+        does both)."""
+        row = await self.pool.fetchrow(
+            """SELECT id, name, role, disabled_at, password_hash FROM mendline.users
+               WHERE name = $1""",
+            name,
+        )
+        stored = row["password_hash"] if row is not None else None
+        verdict = await _hashing(verify_password, stored or unusable_hash(), password)
+        if row is None:
+            return PasswordCheck(None, "unknown")
+        if stored is None:
+            return PasswordCheck(None, "no_password")
+        if not verdict.matches:
+            return PasswordCheck(None, "wrong_password")
+        if row["disabled_at"] is not None:
+            return PasswordCheck(None, "disabled")
+        if verdict.needs_rehash:
+            await self._rehash(row["id"], stored, password)
+        actor = Actor(name=row["name"], role=row["role"], auth="session", user_id=row["id"])
+        return PasswordCheck(actor)
+
+    async def _rehash(self, user_id: int, stored: str, password: str) -> None:
+        """Store the password's hash with the current parameters, unless it was changed
+        meanwhile. Not audited: the password is the same."""
+        hashed = await _hashing(hash_password, password)
+        await self.pool.execute(
+            "UPDATE mendline.users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+            user_id,
+            stored,
+            hashed,
+        )
 
     async def create_token(
         self,
@@ -337,3 +444,14 @@ class PeopleStore(AuditedStore):
         if row is None:
             raise TokenNotFound(f"there is no token {token_id!r}", hint=_TOKENS_HINT)
         return TokenInfo(**dict(row))
+
+
+async def _hashing(work: Callable[..., _T], *args: str) -> _T:
+    """``work(*args)`` (an argon2 hash or verification) in a thread, at most ``_HASHING`` at
+    once: the event loop keeps serving meanwhile."""
+
+    def bounded() -> _T:
+        with _HASHING:
+            return work(*args)
+
+    return await asyncio.to_thread(bounded)

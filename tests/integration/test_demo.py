@@ -19,8 +19,11 @@ import asyncpg
 import httpx
 import pytest
 
+from mendline.analyzers.policy import load_policy
 from mendline.sample_app import TRAFFIC
 from mendline.schemas.settings import load_settings
+from tests.cli_helpers import cli, json_object
+from tests.git_helpers import git
 
 from .stage_helpers import ingest, issue_events
 
@@ -112,7 +115,7 @@ async def test_the_demo_turns_every_failure_into_an_issue_with_a_finding_and_ale
     assert summary["received"]["slack"] >= 1 and summary["received"]["email"] >= 1
     assert len(summary["deliveries"]) == len(deliveries)
     # The stand-ins showed what they received, as the people on call would see it.
-    assert re.search(r"^  slack  mendline: 16 issues", stderr, re.M), stderr
+    assert re.search(rf"^  slack  mendline: {len(issues)} issues", stderr, re.M), stderr
     assert re.search(r"^  email  to oncall@demo.invalid: ", stderr, re.M), stderr
     # Nothing the app was given in secret reached the database or the output.
     for secret in _SECRETS:
@@ -122,6 +125,34 @@ async def test_the_demo_turns_every_failure_into_an_issue_with_a_finding_and_ale
     assert re.search(r"topic mendline-demo-[0-9a-f]{8}$", stderr, re.M), stderr
     assert "production.errors" not in stderr
     assert "mendline.issue_findings" in stderr  # the SQL to explore
+
+    # The heal stage proposed the fix of the one patched finding; it awaits one approver.
+    (fix,) = summary["fixes"]
+    assert (fix["state"], fix["decision"]["verdict"], fix["approvals_needed"]) == (
+        "proposed",
+        "approval",
+        1,
+    )
+    assert fix["repository"] == "shop" and fix["decision"]["reasons"]
+    assert fix["mapped_patch"].startswith("--- a/src/shop/shop.py\n")
+    assert '+    return GIFT_WRAP_FEE if options.get("gift_wrap") else 0.0' in fix["mapped_patch"]
+    patched = [issue for issue in summary["issues"] if issue["patch"]]
+    assert [issue["id"] for issue in patched] == [fix["issue_id"]]
+    assert patched[0]["title"] == "KeyError: 'gift_wrap'"
+    assert f"fix {fix['id']} of issue {fix['issue_id']}: proposed (awaiting approval)" in stderr
+    assert f"`mendline fix apply {fix['id']}`" in stderr
+
+
+async def applied(fix_id: int, env: dict[str, str]) -> dict[str, Any]:
+    """The fix as ``mendline fix show --json`` has it, once it is no longer waiting to be
+    applied (or being applied): the demo's heal stage applies an approved fix by itself."""
+    while True:
+        shown: dict[str, Any] = json_object(
+            await cli("fix", "show", str(fix_id), "--json", env=env)
+        )
+        if shown["state"] not in ("approved", "applying"):
+            return shown
+        await asyncio.sleep(0.5)
 
 
 def pgpass(path: str) -> tuple[int, str]:
@@ -151,6 +182,24 @@ async def test_keep_leaves_the_embedded_database_running_until_interrupted(
         finally:
             await conn.close()
         assert findings == len(summary["issues"]) == len(failure_names())
+        # An approver approves the proposed fix as the demo says; its heal stage applies it.
+        (fix,) = summary["fixes"]
+        env = {
+            "MENDLINE_DATABASE_URL": url,
+            "PGPASSFILE": passfile,
+            "MENDLINE_TOKEN": "",
+            "MENDLINE_LOCAL_ROLE": "approver",
+            **summary["fix_settings"],
+        }
+        approved = await cli("fix", "approve", str(fix["id"]), env=env)
+        assert approved.returncode == 0, approved.stderr
+        shown = await applied(fix["id"], env)
+        assert shown["state"] == "applied" and shown["verification"]["passed"] is True, shown
+        (repository,) = load_policy(
+            Path(summary["fix_settings"]["MENDLINE_FIX_POLICY_FILE"])
+        ).repositories
+        fixed = git(repository.path, "show", f"{shown['branch']}:src/shop/shop.py")
+        assert 'return GIFT_WRAP_FEE if options.get("gift_wrap") else 0.0' in fixed
         assert process.returncode is None  # still running, as asked
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 60) == 0

@@ -329,7 +329,9 @@ async def test_the_last_active_admin_can_be_neither_demoted_nor_disabled(
 
 async def test_two_admins_removing_each_other_at_once_leave_one(store: PeopleStore) -> None:
     for _ in range(5):
-        await store.pool.execute("TRUNCATE mendline.api_tokens, mendline.users")
+        await store.pool.execute(
+            "TRUNCATE mendline.api_tokens, mendline.web_sessions, mendline.users"
+        )
         await store.add_user(ROOT, "alice", "admin")
         await store.add_user(ROOT, "bob", "admin")
         results = await asyncio.gather(

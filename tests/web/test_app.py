@@ -49,3 +49,10 @@ def test_chart_labels_are_escaped() -> None:
 def test_a_gap_splits_the_line() -> None:
     chart = str(line_chart({"a": [1.0, None, 3.0, 4.0]}, ["1", "2", "3", "4"]))
     assert chart.count("<polyline") == 2
+
+
+async def test_each_answer_says_how_long_the_handler_took(web: ServedWeb) -> None:
+    async with web.client() as client:
+        response = await client.get("/healthz")
+    name, _, duration = response.headers["Server-Timing"].partition(";dur=")
+    assert name == "app" and float(duration) >= 0

@@ -164,7 +164,7 @@ async def test_each_part_refreshes_live_as_a_fragment_of_its_own(web: ServedWeb)
     event_id = seed.event_ids[1]
     async with web.client("viewer") as client:
         html = (await client.get(f"/issues/{seed.issue_id}?event={event_id}")).text
-        assert f'sse-connect="/live?topic=issue-{seed.issue_id}"' in html
+        assert f'data-live="/live?topic=issue-{seed.issue_id}"' in html
         for part, element_id in (
             ("header", "issue-header"),
             ("finding", "finding"),
@@ -173,7 +173,7 @@ async def test_each_part_refreshes_live_as_a_fragment_of_its_own(web: ServedWeb)
         ):
             found = element(html, element_id)
             assert found is not None, part
-            assert found["hx-trigger"] == f"sse:issue-{seed.issue_id}"
+            assert found["hx-trigger"] == f"sse:issue-{seed.issue_id} throttle:1s"
             assert found["hx-get"] == f"/issues/{seed.issue_id}?event={event_id}&fragment={part}"
             fragment = await client.get(found["hx-get"])
             assert fragment.status_code == 200
