@@ -19,6 +19,7 @@ from mendline.schemas.errors import ConfigError, UsageError
 from mendline.schemas.event import chain_link, headline
 from mendline.schemas.issue import IgnoreCondition
 from mendline.schemas.issue_query import IssueCursor, IssueQuery, IssueSearch, IssueSort
+from mendline.schemas.printable import printable
 from mendline.schemas.tomlfile import parse_duration
 
 __all__ = [
@@ -201,8 +202,9 @@ def scrub_parts(value: object) -> list[tuple[str, bool]]:
 
 def diff_view(patch: str) -> list[tuple[str, str]]:
     """The lines of a patch with their kind (file, hunk, add, del, context), each a CSS
-    class of ``.diff`` (``analyzers.patch.diff_lines``)."""
-    return list(diff_lines(patch))
+    class of ``.diff`` (``analyzers.patch.diff_lines``); control and bidi characters written
+    as escapes, as the fixes page shows a patch, so that no line reads other than it is."""
+    return [(kind, printable(line, lines=True)) for kind, line in diff_lines(patch)]
 
 
 def event_view(event: dict[str, Any]) -> dict[str, Any]:

@@ -160,7 +160,7 @@ PATCH = (
     "@@ -1,3 +1,3 @@ def handler_1\n"
     " def handler_1(q):\n"
     "--- return int(q[1])  # <b>old</b>\n"
-    "+    return int(q.get(1, 0))\n"
+    "+    return int(q.get(1, 0))  # \u202e reversed\n"
     "     pass\n"
 )
 

@@ -78,6 +78,8 @@ async def test_the_patch_is_a_coloured_diff_of_escaped_lines(web: ServedWeb) -> 
         "context",
     ]
     assert shown[5][1] == "--- return int(q[1])  # &lt;b&gt;old&lt;/b&gt;"
+    assert shown[6][1] == "+    return int(q.get(1, 0))  # \\u202e reversed"  # no bidi override
+    assert "\u202e" not in patch
     assert len(shown) == len(PATCH.splitlines())
 
 
