@@ -151,7 +151,7 @@ async def test_the_live_fragment_refreshes_with_the_filters(web: ServedWeb, tmp_
     assert '"/live?topic=deliveries"' in page  # the stream the page follows
     assert 'hx-get="/alerts?receiver=team&amp;range=7d&amp;fragment=alerts"' in page
     assert fragment.startswith('<div id="alerts-live"') and "<html" not in fragment
-    assert 'hx-trigger="sse:deliveries throttle:2s"' in fragment
+    assert 'hx-trigger="sse:deliveries" data-live-every="2000"' in fragment
     assert wrong.status_code == 400
 
 

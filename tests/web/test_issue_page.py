@@ -175,7 +175,8 @@ async def test_each_part_refreshes_live_as_a_fragment_of_its_own(web: ServedWeb)
         ):
             found = element(html, element_id)
             assert found is not None, part
-            assert found["hx-trigger"] == f"sse:issue-{seed.issue_id} throttle:1s"
+            assert found["hx-trigger"] == f"sse:issue-{seed.issue_id}"
+            assert found["data-live-every"] == "1000"  # live.js: at most once a second
             assert found["hx-get"] == f"/issues/{seed.issue_id}?event={event_id}&fragment={part}"
             fragment = await client.get(found["hx-get"])
             assert fragment.status_code == 200

@@ -93,7 +93,7 @@ async def test_the_tabs_show_their_counts(web: ServedWeb) -> None:
         tab = html[html.index(f'data-testid="tab-{name}"') :]
         assert f'<span class="badge count">{count}</span>' in tab[: tab.index("</a>")]
     escalating = element(html, "issue-tabs")
-    assert escalating is not None and escalating["hx-trigger"] == "sse:issues throttle:2s"
+    assert escalating is not None and escalating["hx-trigger"] == "sse:issues"
     assert 'title="spiking:' in html  # Sentry's word for it, on the Escalating tab
 
 
@@ -206,7 +206,8 @@ async def test_the_rows_fragment_keeps_the_query_and_the_page(web: ServedWeb) ->
         assert second_path is not None
         page = (await client.get(second_path)).text
         rows = element(page, "issue-rows")
-        assert rows is not None and rows["hx-trigger"] == "sse:issues throttle:2s"
+        assert rows is not None and rows["hx-trigger"] == "sse:issues"
+        assert rows["data-live-every"] == "2000"  # live.js: at most every 2 s, the last kept
         fragment_url = rows["hx-get"]
         assert fragment_url is not None
         for kept in ("q=order", "sort=first_seen", "limit=3", "cursor=", "fragment=rows"):

@@ -3,7 +3,10 @@
 // (hx-trigger="sse:issues"; htmx makes the request). It keeps the last event id itself: the
 // first connect asks for what came after the page was rendered (data-live-since), and so does
 // a reconnect after the browser gave up (an error status), which a new EventSource would not.
-// No inline script anywhere (the Content-Security-Policy forbids it).
+// An element with data-live-every="<ms>" refreshes at most that often, and never misses the
+// last change: one that comes too soon is put off to the end of the wait, not dropped (htmx's
+// own throttle modifier drops it). No inline script anywhere (the Content-Security-Policy
+// forbids it).
 (function () {
   "use strict";
   var main = document.querySelector("main[data-live]");
@@ -23,6 +26,32 @@
     });
   }
 
+  // Per element (by id, which outlives an outerHTML swap): when it last refreshed, and the
+  // refresh put off to the end of its wait.
+  var refreshed = {};
+  var pending = {};
+
+  function refresh(element, name, data) {
+    var every = parseInt(element.getAttribute("data-live-every") || "0", 10);
+    var key = element.id || name;
+    var now = Date.now();
+    var wait = (refreshed[key] || 0) + every - now;
+    if (every <= 0 || wait <= 0) {
+      refreshed[key] = now;
+      window.htmx.trigger(element, name, { data: data });
+      return;
+    }
+    if (pending[key]) {
+      return; // already put off: it will read whatever changed meanwhile
+    }
+    pending[key] = window.setTimeout(function () {
+      delete pending[key];
+      refreshed[key] = Date.now();
+      var current = element.id ? document.getElementById(element.id) : element;
+      window.htmx.trigger(current || element, name, { data: data });
+    }, wait);
+  }
+
   function fire(event) {
     if (event.lastEventId) {
       last = event.lastEventId;
@@ -30,7 +59,7 @@
     var name = "sse:" + event.type;
     document.querySelectorAll("[hx-trigger], [data-hx-trigger]").forEach(function (element) {
       if (follows(element, name)) {
-        window.htmx.trigger(element, name, { data: event.data });
+        refresh(element, name, event.data);
       }
     });
   }
