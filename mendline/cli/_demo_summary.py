@@ -87,6 +87,8 @@ class Summary:
     seconds: float = 0.0
     database_url: str | None = None
     passfile: str | None = None
+    #: The demo's dashboard: its URL and the demo login (``url``, ``user``, ``password``).
+    dashboard: dict[str, str] | None = None
     #: With --keep: the settings that point ``mendline fix`` at the demo's policy.
     fix_settings: dict[str, str] | None = None
     complete: bool = False

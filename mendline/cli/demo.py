@@ -160,6 +160,7 @@ async def _demo(
 ) -> Summary:
     from mendline.cli._demo_fix import fix_setup, heal_lines, read_fixes, show_fixes
     from mendline.cli._demo_parts import StandIns, sample_app
+    from mendline.cli._demo_web import dashboard_lines, demo_login
     from mendline.ingest import ensure_topics
     from mendline.stages import run_pipeline, stop_on_signals
 
@@ -178,6 +179,7 @@ async def _demo(
         with reaching_kafka(demo_settings):
             await ensure_topics(demo_settings)
         pool = await _empty_database(stack)
+        dashboard = await demo_login(pool, demo_settings.web_port)
         pipeline = asyncio.create_task(run_pipeline(demo_settings, stop))
         summary = Summary()
         try:
@@ -190,6 +192,8 @@ async def _demo(
             screen.say("  pipeline     consume -> analyze (heuristic analyser, offline) -> alert")
             screen.say("               monitor: mendline's own health checks (mendline.*)")
             for line in heal_lines(fixes):
+                screen.say(line)
+            for line in dashboard_lines(dashboard):
                 screen.say(line)
             screen.say(f"  stand-ins    Slack webhook {stand_ins.slack_url}")
             screen.say(f"               SMTP 127.0.0.1:{stand_ins.smtp_port}")
@@ -207,13 +211,17 @@ async def _demo(
             await summarise(pool, summary)
             summary.received = dict(stand_ins.received)
             summary.fixes = await read_fixes(pool)
+            summary.dashboard = dashboard.as_json()
             show(screen, summary, psql)
             show_fixes(screen, summary.fixes, fixes)
             explore(screen, psql)
             if args.keep and summary.problem != _STOPPED:
                 await _keep(args, summary, demo_settings, stack, screen, stop, fixes)
             elif not args.keep:
-                screen.say("\nthe dev stack stops now; `mendline demo --keep` leaves it running.")
+                screen.say(
+                    "\nthe dev stack and the dashboard stop now; `mendline demo --keep` leaves"
+                    " them running."
+                )
         finally:
             stop.set()
             try:
@@ -237,6 +245,8 @@ def _demo_settings(
     """The settings of a demo run: its own topics and group (never the ones of a real
     pipeline on the same broker), the heuristic analyser, the stand-ins' routes, and its
     own fix policy (never one that names real repositories), or none without git."""
+    from mendline.cli._demo_web import dashboard_port
+
     run = f"mendline-demo-{secrets.token_hex(4)}"
     overrides: dict[str, Any] = {
         "kafka_bootstrap": stack.kafka_bootstrap,
@@ -257,7 +267,10 @@ def _demo_settings(
         "fix_work_root": workdir / "worktrees",
         "fix_patch_dir": workdir / "patches",
         "heal_poll_interval": 0.5,
-        "web_port": 0,  # the dashboard on a free port: never one a real one holds
+        "web_host": "127.0.0.1",
+        "web_port": dashboard_port(),  # 8040, or a free port when a real dashboard holds it
+        "web_read_only": False,
+        "web_public_url": None,
     }
     if stack.broker is not None:  # the embedded broker speaks plaintext, whatever the shell says
         overrides |= {
@@ -418,6 +431,12 @@ async def _keep(
         summary.fix_settings = fixes.environ
         for line in keep_lines(summary.fixes, fixes, shown):
             screen.say(line)
+    if summary.dashboard is not None:
+        screen.say(
+            f"or click through the issues, findings and the proposed fix on the dashboard:\n"
+            f"  {summary.dashboard['url']}  (log in as {summary.dashboard['user']},"
+            f" password {summary.dashboard['password']})"
+        )
     screen.say("press Ctrl-C to stop")
     if args.json:  # a script reads the summary, then connects while the demo waits
         print_json(asdict(summary))

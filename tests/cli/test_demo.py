@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import select
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,15 @@ async def test_the_heal_stage_proposes_the_shops_fix_and_an_approver_applies_it(
         "fix.apply",
         "fix.applied",
     ]
+
+
+def test_the_demos_dashboard_takes_another_port_when_its_own_is_held() -> None:
+    from mendline.cli._demo_web import dashboard_port
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        other = dashboard_port(taken)
+        assert other != taken and other > 0
+    assert dashboard_port(taken) == taken  # free again: its own port

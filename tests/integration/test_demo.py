@@ -182,8 +182,24 @@ async def test_keep_leaves_the_embedded_database_running_until_interrupted(
         finally:
             await conn.close()
         assert findings == len(summary["issues"]) == len(failure_names())
-        # An approver approves the proposed fix as the demo says; its heal stage applies it.
         (fix,) = summary["fixes"]
+        # The dashboard, with the demo login it printed: the issues, and the proposed fix.
+        dashboard = summary["dashboard"]
+        assert dashboard["url"].startswith("http://127.0.0.1:") and dashboard["user"] == "demo"
+        async with httpx.AsyncClient(base_url=dashboard["url"], timeout=10) as browser:
+            logged_in = await browser.post(
+                "/login",
+                data={"name": dashboard["user"], "password": dashboard["password"]},
+                headers={"Origin": dashboard["url"].rstrip("/")},
+            )
+            assert logged_in.status_code == 303, logged_in.text
+            me = (await browser.get("/api/v1/me")).json()
+            assert (me["name"], me["role"], me["auth"]) == ("demo", "admin", "session")
+            listed = (await browser.get("/api/v1/issues")).json()
+            assert len(listed["items"]) == len(failure_names())
+            fix_page = await browser.get(f"/fixes/{fix['id']}")
+            assert fix_page.status_code == 200 and 'id="fix-apply"' in fix_page.text
+        # An approver approves the proposed fix as the demo says; its heal stage applies it.
         env = {
             "MENDLINE_DATABASE_URL": url,
             "PGPASSFILE": passfile,
