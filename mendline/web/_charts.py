@@ -42,12 +42,13 @@ def line_chart(
     series: Mapping[str, Sequence[float | None]],
     labels: Sequence[str],
     *,
-    width: int = 640,
-    height: int = 180,
+    width: int = 1000,
+    height: int = 200,
     unit: str = "",
 ) -> Markup:
     """A line chart: one line per named series over the x ``labels`` (a None is a gap), with
-    a legend, the y axis from 0 to the maximum, and the first and last x labels."""
+    a legend, the y axis from 0 to the maximum, and the first and last x labels. It fills its
+    box's width: drawn 1000 wide, its labels stay about their size on a page's width."""
     n = len(labels)
     if n == 0 or not series:
         return Markup('<p class="muted">No data yet.</p>')
