@@ -3,6 +3,8 @@ pages elsewhere, the static files served from the package, the charts escaped.""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mendline.web._charts import line_chart, sparkline, uptime_bars
@@ -28,13 +30,21 @@ async def test_a_bad_token_is_answered_401_as_json_under_the_api(web: ServedWeb)
     assert response.json()["error"]["code"] == "authentication_failed"
 
 
-async def test_the_vendored_scripts_are_served_and_small(web: ServedWeb) -> None:
-    total = 0
-    async with web.client() as client:
-        for name in ("htmx.min.js", "htmx-sse.js", "mendline.js"):
-            response = await client.get(f"/static/{name}")
-            assert response.status_code == 200, name
+async def test_the_pages_load_only_our_own_small_scripts(web: ServedWeb) -> None:
+    async with web.client("viewer") as client:
+        page = await client.get("/issues")
+        scripts = re.findall(r'<script src="([^"]+)"', page.text)
+        assert [s.split("?")[0] for s in scripts] == [
+            "/static/htmx.min.js",
+            "/static/live.js",
+            "/static/mendline.js",
+        ]
+        total = 0
+        for src in scripts:
+            response = await client.get(src)
+            assert response.status_code == 200, src
             total += len(response.content)
+    assert "<script>" not in page.text  # nothing inline (the CSP would refuse it anyway)
     assert total < 150 * 1024
 
 
