@@ -71,6 +71,7 @@ from mendline.analyzers.policy.fixes import (
     shipped_policy_text,
 )
 from mendline.analyzers.policy.login import (
+    ACCOUNT_LONGEST_WAIT,
     FORGET_FAILURES_AFTER,
     LONGEST_WAIT,
     MAX_PASSWORD,
@@ -90,7 +91,9 @@ from mendline.analyzers.policy.login import (
     forwarded_client,
     forwarded_scheme,
     hash_password,
+    host_refusal,
     local_path,
+    longest_wait,
     needs_touch,
     new_session_secret,
     origin_of,
@@ -143,6 +146,7 @@ from mendline.analyzers.policy.silences import (
 )
 
 __all__ = [
+    "ACCOUNT_LONGEST_WAIT",
     "FORGET_FAILURES_AFTER",
     "KEY_ID_HEADER",
     "LABEL_NAMES",
@@ -214,9 +218,11 @@ __all__ = [
     "forwarded_scheme",
     "hash_password",
     "higher_severity",
+    "host_refusal",
     "last_admin_refusal",
     "load_policy",
     "local_path",
+    "longest_wait",
     "lower_role",
     "map_patch",
     "matcher_from_json",

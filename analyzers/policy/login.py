@@ -7,6 +7,7 @@ act on these verdicts."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import ipaddress
 import math
@@ -21,6 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 __all__ = [
+    "ACCOUNT_LONGEST_WAIT",
     "FORGET_FAILURES_AFTER",
     "LONGEST_WAIT",
     "MAX_PASSWORD",
@@ -40,7 +42,9 @@ __all__ = [
     "forwarded_client",
     "forwarded_scheme",
     "hash_password",
+    "host_refusal",
     "local_path",
+    "longest_wait",
     "needs_touch",
     "new_session_secret",
     "origin_of",
@@ -57,8 +61,13 @@ __all__ = [
 MIN_PASSWORD = 12
 #: The most: an argon2 hash reads all of it, and nobody types more.
 MAX_PASSWORD = 1024
-#: The longest a client waits before its next login attempt.
+#: The longest a client waits before its next login attempt: an address, or an account from
+#: an address, that keeps failing.
 LONGEST_WAIT = timedelta(minutes=15)
+#: The longest an account waits, whatever the addresses its failures came from: short, so
+#: that failures from elsewhere keep its owner out a minute at most, yet long enough that
+#: guesses spread over many addresses come at about one a minute.
+ACCOUNT_LONGEST_WAIT = timedelta(minutes=1)
 #: Failures are forgotten after this long without another (the count starts again at one).
 FORGET_FAILURES_AFTER = timedelta(days=1)
 #: A session's ``last_seen_at`` is written at most this often (one write a minute, not one
@@ -142,38 +151,63 @@ class FailureCount:
 
 def account_key(name: str) -> str:
     """The key of the failures of the account ``name`` (known or not: both are counted
-    alike, so the answers do not tell them apart). Bounded like a name."""
-    return "user:" + name[:200]
+    alike, so the answers do not tell them apart). A digest: the name typed may be a
+    password typed into the wrong field, and the keys need only be told apart."""
+    return "user:" + _digest(name)
 
 
 def address_key(client: str) -> str:
-    """The key of the failures from the client address ``client``."""
-    return "addr:" + client[:100]
+    """The key of the failures from the client address ``client``: an IPv6 address by its
+    /64 (one client holds a whole /64, and could step through it), an IPv4-mapped one as
+    the IPv4 address."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return "addr:" + client[:100]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"addr:{address.ipv4_mapped}"
+        return f"addr:{ipaddress.ip_network(f'{address}/64', strict=False)}"
+    return f"addr:{address}"
 
 
 def pair_key(name: str, client: str) -> str:
     """The key of the failures of the account ``name`` from ``client`` (what a success there
-    forgives on the address: see ``after_forgiving``). An address holds no space."""
-    return f"pair:{client[:100]} {name[:200]}"
+    forgives on the address: see ``after_forgiving``), a digest as ``account_key``'s."""
+    return "pair:" + _digest(f"{address_key(client)}\0{name}")
 
 
-def backoff(failures: int, free: int) -> timedelta:
+def longest_wait(key: str) -> timedelta:
+    """The longest wait a key's failures make: ``ACCOUNT_LONGEST_WAIT`` for an account's
+    (wherever they came from), ``LONGEST_WAIT`` for an address's and an account's from an
+    address."""
+    return ACCOUNT_LONGEST_WAIT if key.startswith("user:") else LONGEST_WAIT
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def backoff(failures: int, free: int, longest: timedelta = LONGEST_WAIT) -> timedelta:
     """How long the next attempt waits after ``failures`` failures in a row: nothing for the
-    first ``free``, then 1 s, doubling with each further failure, at most ``LONGEST_WAIT``."""
+    first ``free``, then 1 s, doubling with each further failure, at most ``longest``."""
     if failures < free:
         return timedelta(0)
     exponent = failures - free
     if exponent >= 20:  # 2**20 s is far above the cap: no need to compute bigger powers
-        return LONGEST_WAIT
-    return min(timedelta(seconds=2**exponent), LONGEST_WAIT)
+        return longest
+    return min(timedelta(seconds=2**exponent), longest)
 
 
-def after_failure(before: FailureCount | None, now: datetime, free: int) -> FailureCount:
+def after_failure(
+    before: FailureCount | None, now: datetime, free: int, longest: timedelta = LONGEST_WAIT
+) -> FailureCount:
     """The count of a key after a failure at ``now``: one more (one, when there was none or
-    the last was longer ago than ``FORGET_FAILURES_AFTER``), blocked for ``backoff``."""
+    the last was longer ago than ``FORGET_FAILURES_AFTER``), blocked for ``backoff`` (at
+    most ``longest``: ``longest_wait`` of the key)."""
     fresh = before is None or now - before.last_failure_at >= FORGET_FAILURES_AFTER
     failures = 1 if fresh or before is None else before.failures + 1
-    wait = backoff(failures, free)
+    wait = backoff(failures, free, longest)
     return FailureCount(failures, now, now + wait if wait else None)
 
 
@@ -355,6 +389,37 @@ def expected_origin(public_url: str | None, scheme: str, host: str) -> str | Non
     """The one origin the dashboard's own pages post from: ``public_url``'s when set, else
     the request's own ``scheme://host``."""
     return origin_of(public_url) if public_url else origin_of(f"{scheme}://{host}")
+
+
+def host_refusal(host: str, public_url: str | None) -> str | None:
+    """Why a request's ``Host`` names no address of this dashboard, or None. A page that a
+    DNS-rebinding attack serves from its own name (``evil.example`` resolving to 127.0.0.1)
+    reaches the dashboard with that name as its Host and its Origin, which agree: checking
+    the Origin against the Host alone lets it act with a proxy's header or guess logins.
+    So a name is taken only when it is ``public_url``'s, or ``localhost``; an address (an IP
+    literal, which no rebinding can produce) is always taken."""
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]", 1)[0] + "]"
+    name = name.strip("[]").rstrip(".").lower()
+    if not name:
+        return "the request names no host"
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        return None
+    allowed = {"localhost"}
+    if public_url:
+        public = urlsplit(public_url).hostname
+        if public:
+            allowed.add(public.rstrip(".").lower())
+    if name in allowed:
+        return None
+    shown = name if len(name) <= 100 else name[:100] + "..."
+    return (
+        f"this dashboard is not served as {shown!r}: set MENDLINE_WEB_PUBLIC_URL to the"
+        " address people open it at"
+    )
 
 
 def origin_refusal(origin: str | None, referer: str | None, expected: str | None) -> str | None:

@@ -12,12 +12,15 @@ from mendline.sinks.postgres import migrated_pool
 from mendline.stages._telemetry import StageContext
 from mendline.stages._waiting import connect_patiently
 
-__all__ = ["POOL_SIZE", "exposed", "run"]
+__all__ = ["POOL_SIZE", "STATEMENT_TIMEOUT", "exposed", "run"]
 
 log = logging.getLogger("mendline.web")
 
 #: Connections the dashboard's pages and API share.
 POOL_SIZE = 8
+#: Seconds a statement of the dashboard may run (PostgreSQL's statement_timeout): a slow
+#: search ends as a 503 instead of holding one of the pool's connections for long.
+STATEMENT_TIMEOUT = 15.0
 
 
 def exposed(settings: Settings) -> bool:
@@ -51,7 +54,15 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
         )
     context.not_ready("connecting to PostgreSQL")
     url = settings.database_url.get_secret_value()
-    pool = await connect_patiently(lambda: migrated_pool(url, POOL_SIZE), stop)
+    pool = await connect_patiently(
+        lambda: migrated_pool(
+            url,
+            POOL_SIZE,
+            command_timeout=STATEMENT_TIMEOUT + 5,
+            server_settings={"statement_timeout": str(int(STATEMENT_TIMEOUT * 1000))},
+        ),
+        stop,
+    )
     if pool is None:
         return
     try:

@@ -168,7 +168,14 @@ async def _errors_middleware(request: web.Request, handler: _Handler) -> web.Str
     (a page that needs a login sends the browser to the login form)."""
     try:
         return await handler(request)
-    except MendlineError as exc:
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        if not isinstance(exc, MendlineError):  # a bug: the log has it, the page says little
+            log.exception("mendline: %s %s failed", request.method, request.path)
+            return error_response(
+                request, 500, "internal_error", "something went wrong here; the log says what"
+            )
         status = _status(exc)
         if status == 401 and _page_request(request):
             raise web.HTTPSeeOther(f"/login?next={_quoted_path(request)}") from None

@@ -29,7 +29,15 @@ from mendline.schemas.errors import UsageError
 from mendline.schemas.people import StoredAuditEntry
 from mendline.schemas.printable import printable
 from mendline.sinks.postgres import AuditStore
-from mendline.web._context import TEMPLATES, api_json, deps, render, render_fragment, require
+from mendline.web._context import (
+    TEMPLATES,
+    api_json,
+    deps,
+    is_whole,
+    render,
+    render_fragment,
+    require,
+)
 
 __all__ = [
     "FULL_WALK_EVERY",
@@ -234,7 +242,7 @@ def whole_number(value: str | None, name: str) -> int | None:
     for anything else, or one too big for the database's ids."""
     if not value:
         return None
-    if len(value) > 18 or not (value.isascii() and value.isdigit()) or int(value) < 1:
+    if not is_whole(value) or int(value) < 1:
         raise UsageError(f"{name} must be a positive whole number, not {value[:40]!r}")
     return int(value)
 

@@ -22,6 +22,7 @@ from mendline.analyzers.policy import (
     expected_origin,
     forwarded_client,
     forwarded_scheme,
+    host_refusal,
     local_path,
     origin_refusal,
     unusable_hash,
@@ -45,7 +46,7 @@ from mendline.web._context import (
     render,
 )
 
-__all__ = ["SESSION", "SESSION_COOKIE", "auth_middleware", "routes", "setup"]
+__all__ = ["SESSION", "SESSION_COOKIE", "auth_middleware", "routes", "setup", "still_allowed"]
 
 log = logging.getLogger("mendline.web")
 
@@ -101,6 +102,9 @@ async def auth_middleware(request: web.Request, handler: _Handler) -> web.Stream
     the health probe (AuthenticationFailed: a page is sent to the login form, the API
     answers 401); a state change by a cookie or a proxy's header must pass the CSRF checks
     (PermissionDenied, 403)."""
+    refused = host_refusal(request.host, deps(request).settings.web_public_url)
+    if refused is not None:
+        raise web.HTTPMisdirectedRequest(text=refused + "\n")
     peer = request.remote
     forwarded = request.app[_FORWARDED]
     headers = request.headers
@@ -117,6 +121,18 @@ async def auth_middleware(request: web.Request, handler: _Handler) -> web.Stream
     if request.method not in _SAFE_METHODS:
         await _check_change(request)
     return await handler(request)
+
+
+async def still_allowed(request: web.Request) -> bool:
+    """Whether the credentials ``request`` came with still name an enabled user: a long
+    answer (a live stream) asks again as it goes, so that a logout, a session's timeouts,
+    a revoked token or a disabled user end it too."""
+    request[ACTOR] = None
+    try:
+        stale = await _identify(request)
+    except AuthenticationFailed:
+        return False
+    return not stale and request[ACTOR] is not None
 
 
 async def _forget_stale_cookie(request: web.Request, response: web.StreamResponse) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "client_address",
     "deps",
     "is_htmx",
+    "is_whole",
     "may",
     "origin",
     "params",
@@ -197,7 +198,7 @@ async def params(request: web.Request) -> dict[str, Any]:
     if request.content_type == "application/json":
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to read
             raise UsageError("the body is not JSON") from None
         if not isinstance(body, dict):
             raise UsageError("send a JSON object")
@@ -209,3 +210,9 @@ async def params(request: web.Request) -> dict[str, Any]:
 def is_htmx(request: web.Request) -> bool:
     """Whether htmx sent the request (it swaps the answer into the page)."""
     return request.headers.get("HX-Request") == "true"
+
+
+def is_whole(text: str, longest: int = 18) -> bool:
+    """Whether ``text`` is a whole number of at most ``longest`` ASCII digits (``str.isdigit``
+    also takes "²" and other digits ``int`` refuses, and ``int`` refuses very long ones)."""
+    return 0 < len(text) <= longest and text.isascii() and text.isdigit()

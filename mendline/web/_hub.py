@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from mendline.schemas.checks import CHECK_NAME
 from mendline.schemas.errors import UsageError
 from mendline.sinks.postgres import Change, ChangeFeed
+from mendline.web._context import is_whole
 
 __all__ = [
     "EVERYTHING",
@@ -254,7 +255,7 @@ class Hub:
 
     def _replay(self, client: Subscription, since: str) -> None:
         epoch, _, number = since.partition("-")
-        n = int(number) if number.isdigit() and len(number) <= 18 else -1
+        n = int(number) if is_whole(number) else -1
         oldest = self._ring[0].n if self._ring else self.n + 1
         if epoch != self.epoch or not oldest - 1 <= n <= self.n:
             client.refresh()  # another process's, forged, or older than what is kept

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from mendline.web._context import (
     api_json,
     deps,
     is_htmx,
+    is_whole,
     origin,
     params,
     render,
@@ -73,11 +75,17 @@ _SHOWN_COMMENTS = 50
 _SHOWN_DELIVERIES = 20
 # Re-analyses running in this process, by issue (one at a time per issue).
 _REANALYSES: web.AppKey[dict[int, asyncio.Task[None]]] = web.AppKey("issue_reanalyses")
+# How many of them call the analyser at once (the settings' llm_concurrency).
+_ANALYSING: web.AppKey[asyncio.Semaphore] = web.AppKey("issue_reanalysis_slots")
+#: Re-analyses one web process holds at once (running or waiting for a slot); more are
+#: answered 429, so that a script cannot start thousands of analyses.
+MAX_REANALYSES = 20
 
 
 def setup(app: web.Application) -> None:
     """Keep the re-analyses this process runs, and stop them when the app stops."""
     app[_REANALYSES] = {}
+    app[_ANALYSING] = asyncio.Semaphore(app[DEPS].settings.llm_concurrency)
     app.on_cleanup.append(_stop_reanalyses)
 
 
@@ -183,7 +191,7 @@ def _done_note(query: Mapping[str, str]) -> str | None:
     if action not in BULK_ACTIONS:
         return None
     count = query.get("count", "")
-    if not count.isdigit():
+    if not is_whole(count):
         return None
     return f"{BULK_ACTIONS[action][1]} {int(count)} issue{'s' if int(count) != 1 else ''}."
 
@@ -473,6 +481,8 @@ async def _reanalyse(
     running = request.app[_REANALYSES]
     if issue_id in running:
         return {"changed": False, "queued": False, "running": True}
+    if len(running) >= MAX_REANALYSES:
+        raise _busy(request, f"{len(running)} re-analyses are under way here; try again soon")
     previous = await actions.reanalyse(actor, issue_id)
     if issue_id not in running:  # another request may have started it meanwhile
         running[issue_id] = asyncio.create_task(_analyse_now(request.app, issue_id))
@@ -686,13 +696,25 @@ async def _analyse_now(app: web.Application, issue_id: int) -> None:
     store = FindingStore(web_deps.pool)
     analysis = make_analysis(web_deps.settings, store)
     try:
-        await AnalyzeWorker(web_deps.settings, store, analysis).analyse_issue(issue_id, fresh=True)
+        async with app[_ANALYSING]:
+            worker = AnalyzeWorker(web_deps.settings, store, analysis)
+            await worker.analyse_issue(issue_id, fresh=True)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # the request was answered: this one is for the log
         log.warning("mendline: the re-analysis of issue %d failed: %s", issue_id, exc)
     finally:
         await analysis.aclose()
+
+
+def _busy(request: web.Request, message: str) -> web.HTTPTooManyRequests:
+    """A 429 with ``Retry-After``, as JSON under the API, as text elsewhere."""
+    if request.path.startswith("/api/"):
+        body = json.dumps({"error": {"code": "too_many_requests", "message": message}})
+        return web.HTTPTooManyRequests(
+            text=body, content_type="application/json", headers={"Retry-After": "30"}
+        )
+    return web.HTTPTooManyRequests(text=message + "\n", headers={"Retry-After": "30"})
 
 
 async def _stop_reanalyses(app: web.Application) -> None:

@@ -14,16 +14,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextvars import ContextVar
 
 from aiohttp import web
 
 from mendline.sinks.postgres import ChangeFeed
-from mendline.web._context import DEPS, TEMPLATES, require
+from mendline.web._auth import still_allowed
+from mendline.web._context import DEPS, TEMPLATES, actor_of, require
 from mendline.web._hub import EVERYTHING, Hub, Subscription, parse_topics
 
-__all__ = ["COALESCE", "HEARTBEAT", "RETRY_MS", "live_hub", "readiness", "routes", "setup"]
+__all__ = [
+    "COALESCE",
+    "HEARTBEAT",
+    "RETRY_MS",
+    "STREAMS_PER_USER",
+    "live_hub",
+    "readiness",
+    "routes",
+    "setup",
+]
 
 log = logging.getLogger("mendline.web")
 
@@ -37,6 +48,10 @@ HEARTBEAT = 15.0
 RETRY_MS = 2000
 # Seconds a write may wait for the client to read before it is dropped.
 _WRITE_TIMEOUT = 10.0
+#: Streams one user may hold open in one process (a page each): beyond it, 429, so that one
+#: user cannot take every stream the process serves.
+STREAMS_PER_USER = 20
+_STREAMS = "live_streams_per_user"
 
 
 _HUB = "live"
@@ -63,6 +78,7 @@ def setup(app: web.Application) -> None:
     ``live_since()`` of the page templates."""
     hub = Hub()
     app[DEPS].extras[_HUB] = hub
+    app[DEPS].extras[_STREAMS] = Counter()
     app.middlewares.append(_page_since)
     app[TEMPLATES].globals["live_since"] = lambda: _PAGE_SINCE.get() or hub.last_id
     app.cleanup_ctx.append(_listening)
@@ -115,6 +131,14 @@ async def live(request: web.Request) -> web.StreamResponse:
             text="too many live streams; a reload shows what changed\n",
             headers={"Retry-After": "30"},
         )
+    streams: Counter[str] = request.app[DEPS].extras[_STREAMS]
+    user = actor_of(request).name
+    if streams[user] >= STREAMS_PER_USER:
+        raise web.HTTPTooManyRequests(
+            text=f"{user} has {streams[user]} live streams open here; close some pages\n",
+            headers={"Retry-After": "30"},
+        )
+    streams[user] += 1
     client = hub.subscribe(topics, since)
     try:
         response = web.StreamResponse(
@@ -129,17 +153,28 @@ async def live(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         hub.unsubscribe(client)
+        streams[user] -= 1
+        if streams[user] <= 0:
+            del streams[user]
 
 
 async def _stream(
     request: web.Request, response: web.StreamResponse, client: Subscription, hub: Hub
 ) -> None:
     """Send what waits, then whatever comes, each batch after the one before by at least
-    COALESCE seconds, a comment when nothing came for HEARTBEAT; until the hub closes or the
-    client is gone. Only a batch's last event carries an id (the hub's newest: the client has
-    been told of everything up to it), so a batch cut short is sent again on reconnecting."""
+    COALESCE seconds, a comment when nothing came for HEARTBEAT; until the hub closes, the
+    client is gone, or its credentials no longer hold (asked again every HEARTBEAT: a logout,
+    a session's end, a revoked token, a disabled user). Only a batch's last event carries an
+    id (the hub's newest: the client has been told of everything up to it), so a batch cut
+    short is sent again on reconnecting."""
     text = f"retry: {RETRY_MS}\n\n" + _events(client.take(), hub.last_id, hello=True)
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
     while await _send(request, response, text):
+        if loop.time() - checked >= HEARTBEAT:  # still logged in, still enabled?
+            if not await still_allowed(request):
+                return
+            checked = loop.time()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(hub.closing.wait(), COALESCE)
         if hub.closing.is_set():

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from mendline.schemas.errors import UsageError
-from mendline.web._context import render, render_fragment
+from mendline.web._context import is_whole, render, render_fragment
 
 __all__ = ["fragment_asked", "page_or_fragment", "query_choice", "query_number"]
 
@@ -39,7 +39,7 @@ def query_number(request: web.Request, name: str, most: int, default: int | None
     text = request.query.get(name, "")
     if text == "":
         return default
-    if not text.isdigit() or not 1 <= int(text) <= most:
+    if not is_whole(text) or not 1 <= int(text) <= most:
         raise UsageError(f"{name} must be a whole number from 1 to {most}")
     return int(text)
 

@@ -20,6 +20,7 @@ from mendline.analyzers.policy.login import (
     address_key,
     after_failure,
     after_forgiving,
+    longest_wait,
     needs_touch,
     new_session_secret,
     pair_key,
@@ -112,7 +113,9 @@ class SessionStore(AuditedStore):
         keys = sorted({account_key(name), address_key(client), pair_key(name, client)})
         async with self._changing() as conn:
             now, counts = await self._locked_counts(conn, keys)
-            blocked = [counts.get(account_key(name)), counts.get(address_key(client))]
+            # The account's own wait is short (failures from anywhere keep its owner out a
+            # minute at most); an address's, and the account's from that address, grow long.
+            blocked = [counts.get(key) for key in keys]
             wait = wait_left(blocked, now)
             if wait is not None:  # not counted: the rows just made for it go again
                 await conn.execute(
@@ -122,7 +125,7 @@ class SessionStore(AuditedStore):
                 )
                 return wait
             for key in keys:
-                after = after_failure(counts.get(key), now, self.free_failures)
+                after = after_failure(counts.get(key), now, self.free_failures, longest_wait(key))
                 await conn.execute(
                     _SAVE_COUNT, key, after.failures, after.last_failure_at, after.blocked_until
                 )

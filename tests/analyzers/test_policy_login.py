@@ -9,6 +9,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from mendline.analyzers.policy.login import (
+    ACCOUNT_LONGEST_WAIT,
     FORGET_FAILURES_AFTER,
     LONGEST_WAIT,
     FailureCount,
@@ -23,7 +24,9 @@ from mendline.analyzers.policy.login import (
     forwarded_client,
     forwarded_scheme,
     hash_password,
+    host_refusal,
     local_path,
+    longest_wait,
     needs_touch,
     new_session_secret,
     origin_of,
@@ -149,11 +152,47 @@ def test_forgiving_below_the_free_failures_lifts_the_block() -> None:
 
 
 def test_the_keys_are_bounded_and_tell_an_account_from_an_address() -> None:
-    assert account_key("alice") == "user:alice"
+    assert account_key("alice").startswith("user:")
+    assert account_key("alice") != account_key("alicE")
     assert address_key("10.0.0.5") == "addr:10.0.0.5"
-    assert pair_key("alice", "10.0.0.5") == "pair:10.0.0.5 alice"
-    assert len(account_key("x" * 10_000)) == 205
+    assert pair_key("alice", "10.0.0.5").startswith("pair:")
+    assert pair_key("alice", "10.0.0.5") != pair_key("alice", "10.0.0.6")
+    assert len(account_key("x" * 10_000)) == len(account_key("x"))
     assert len(pair_key("x" * 10_000, "y" * 10_000)) <= 400
+
+
+def test_a_name_typed_is_kept_only_as_a_digest() -> None:
+    # A password typed into the name field must not sit in the table for a day.
+    typed = "correct-horse-battery-staple"
+    assert typed not in account_key(typed) and typed not in pair_key(typed, "10.0.0.5")
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "same"),
+    [
+        ("2001:db8::1", "2001:db8::ffff:1234", True),  # one client holds a whole /64
+        ("2001:db8:0:1::1", "2001:db8::1", False),
+        ("::ffff:192.0.2.1", "192.0.2.1", True),  # IPv4-mapped: the IPv4 address
+        ("192.0.2.1", "192.0.2.2", False),
+        ("unknown", "unknown", True),
+    ],
+)
+def test_addresses_are_counted_by_what_one_client_holds(one: str, other: str, same: bool) -> None:
+    assert (address_key(one) == address_key(other)) is same
+    assert (pair_key("alice", one) == pair_key("alice", other)) is same
+
+
+@pytest.mark.parametrize(
+    ("key", "longest"),
+    [
+        (account_key("alice"), ACCOUNT_LONGEST_WAIT),
+        (address_key("10.0.0.5"), LONGEST_WAIT),
+        (pair_key("alice", "10.0.0.5"), LONGEST_WAIT),
+    ],
+)
+def test_an_account_waits_a_minute_at_most_an_address_longer(key: str, longest: timedelta) -> None:
+    assert longest_wait(key) == longest
+    assert backoff(40, 5, longest_wait(key)) == longest
 
 
 HOUR = timedelta(hours=1)
@@ -357,3 +396,25 @@ def test_a_sessions_change_needs_its_csrf_token(
     sent: list[str | None], refusal: str | None
 ) -> None:
     assert csrf_refusal(sent, "the-token") == refusal
+
+
+@pytest.mark.parametrize(
+    ("host", "public_url", "taken"),
+    [
+        ("127.0.0.1:8040", None, True),
+        ("[::1]:8040", None, True),
+        ("10.1.2.3", None, True),  # an address: no rebinding names one
+        ("localhost:8040", None, True),
+        ("LOCALHOST.", None, True),
+        ("rebind.evil.example:8040", None, False),  # a DNS-rebinding page's own name
+        ("mendline.example.com", None, False),
+        ("mendline.example.com", "https://mendline.example.com", True),
+        ("Mendline.Example.com:443", "https://mendline.example.com", True),
+        ("other.example.com", "https://mendline.example.com", False),
+        ("", None, False),
+    ],
+)
+def test_a_request_is_taken_only_for_the_dashboards_own_names(
+    host: str, public_url: str | None, taken: bool
+) -> None:
+    assert (host_refusal(host, public_url) is None) is taken

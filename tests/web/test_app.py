@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
+from aiohttp import web as web_
 
+from mendline.web import WebDeps, build_app, serving_web
 from mendline.web._charts import line_chart, sparkline, uptime_bars
 from tests.web.web_helpers import ServedWeb
 
@@ -66,3 +69,55 @@ async def test_each_answer_says_how_long_the_handler_took(web: ServedWeb) -> Non
         response = await client.get("/healthz")
     name, _, duration = response.headers["Server-Timing"].partition(";dur=")
     assert name == "app" and float(duration) >= 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/alerts?limit=%C2%B2",  # "²".isdigit() is true, and int() refuses it
+        "/api/v1/deliveries?cursor=%C2%B2",
+        "/alerts?limit=" + "9" * 5000,  # int() refuses more than 4300 digits
+        "/live?topic=issues&last_id=x-%C2%B2",  # replays nothing: a refresh
+        "/audit?before=%C2%B2",
+    ],
+)
+async def test_odd_numbers_are_never_a_server_error(web: ServedWeb, path: str) -> None:
+    async with web.client("viewer") as client:
+        if path.startswith("/live"):
+            async with client.stream("GET", path) as stream:
+                assert stream.status_code == 200
+            return
+        response = await client.get(path)
+    assert response.status_code == 400, response.text[:300]
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+async def test_a_body_nested_too_deep_is_a_400(web: ServedWeb) -> None:
+    async with web.client("responder") as client:
+        response = await client.post(
+            "/api/v1/issues/bulk",
+            content="[" * 100_000 + "]" * 100_000,
+            headers={"Content-Type": "application/json"},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "usage_error"
+    assert "Content-Security-Policy" in response.headers
+
+
+async def test_a_bug_is_a_500_page_with_the_headers_and_says_nothing_of_it(
+    web: ServedWeb,
+) -> None:
+    app = build_app(WebDeps(settings=web.settings, pool=web.pool))
+
+    async def broken(request: web_.Request) -> web_.Response:
+        raise RuntimeError("secret detail of the bug")
+
+    app.router.add_get("/api/v1/broken", broken)
+    async with serving_web(app, "127.0.0.1", 0) as url, httpx.AsyncClient(base_url=url) as client:
+        answer = await client.get(
+            "/api/v1/broken", headers={"Authorization": f"Bearer {web.tokens['viewer']}"}
+        )
+    assert answer.status_code == 500
+    assert answer.json()["error"]["code"] == "internal_error"
+    assert "secret detail" not in answer.text
+    assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]

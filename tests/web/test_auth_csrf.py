@@ -4,6 +4,7 @@ from the proxies allowed (and its changes still need the Origin)."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from mendline.schemas.people import SYSTEM_ACTOR, Actor
@@ -143,3 +144,31 @@ async def test_a_proxy_actors_changes_can_be_audited(fresh_db_url: str) -> None:
              AND pg_get_constraintdef(oid) LIKE '%requested_auth%'""",
     )
     assert len(checks) == 1 and "'proxy'" in checks[0]["def"]  # a fix may be asked for too
+
+
+async def test_a_dns_rebinding_page_cannot_act_with_the_proxys_header(fresh_db_url: str) -> None:
+    async with served_web(
+        fresh_db_url, web_auth_proxy_allow=["127.0.0.1"], web_auth_proxy_header="X-WEBAUTH-USER"
+    ) as web:
+        port = web.url.rsplit(":", 1)[1]
+        rebound = f"rebind.evil.example:{port}"  # its name resolves to 127.0.0.1
+        async with httpx.AsyncClient(
+            base_url=web.url, headers={"Host": rebound, "Origin": f"http://{rebound}"}
+        ) as client:
+            response = await client.post(
+                "/api/v1/users/viewer/role",
+                json={"role": "admin"},
+                headers={"X-WEBAUTH-USER": "admin"},
+            )
+            login = await client.post("/login", data={"name": "admin", "password": "guess"})
+        assert response.status_code == 421 and login.status_code == 421
+        assert "MENDLINE_WEB_PUBLIC_URL" in response.text
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        rows = await query(
+            web.database_url, "SELECT role FROM mendline.users WHERE name = $1", "viewer"
+        )
+        assert rows[0]["role"] == "viewer"
+        failures = await query(
+            web.database_url, "SELECT count(*) AS n FROM mendline.login_failures"
+        )
+        assert failures[0]["n"] == 0  # not even counted: the victim is not locked out

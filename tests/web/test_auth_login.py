@@ -11,6 +11,7 @@ from html import unescape
 import httpx
 import pytest
 
+from mendline.analyzers.policy import account_key, address_key, pair_key
 from tests.db_helpers import query
 from tests.web.web_helpers import ServedWeb, served_web
 
@@ -205,7 +206,8 @@ async def test_failed_logins_back_off_per_account_without_checking_the_password(
             wait = await query(
                 fresh_db_url,
                 """SELECT round(extract(epoch FROM blocked_until - last_failure_at))::int
-                   FROM mendline.login_failures WHERE key = 'user:responder'""",
+                   FROM mendline.login_failures WHERE key = $1""",
+                account_key("responder"),
             )
             assert wait[0][0] == 1
             # The wait outlasts this test however slow the machine is now.
@@ -242,12 +244,12 @@ async def test_the_wait_doubles_with_each_further_failure(fresh_db_url: str) -> 
     async with served_web(fresh_db_url, web_login_free_failures=1) as web:
         waits = []
         wait = """SELECT round(extract(epoch FROM blocked_until - last_failure_at))::int
-                  FROM mendline.login_failures WHERE key = 'user:viewer'"""
+                  FROM mendline.login_failures WHERE key = $1"""
         async with web.browser() as browser:
             for _ in range(4):
                 await query(fresh_db_url, "UPDATE mendline.login_failures SET blocked_until = NULL")
                 assert (await post_login(browser, "viewer", "wrong-password!")).status_code == 401
-                waits.append((await query(fresh_db_url, wait))[0][0])
+                waits.append((await query(fresh_db_url, wait, account_key("viewer")))[0][0])
             # Within the last wait (8 s, however slow this machine is now), no guess is taken.
             await query(
                 fresh_db_url,
@@ -261,11 +263,13 @@ async def test_the_wait_doubles_with_each_further_failure(fresh_db_url: str) -> 
             fresh_db_url,
             "SELECT key, failures FROM mendline.login_failures ORDER BY key",
         )
-        assert [tuple(row) for row in rows] == [
-            ("addr:127.0.0.1", 4),
-            ("pair:127.0.0.1 viewer", 4),
-            ("user:viewer", 4),
-        ]
+        assert sorted(tuple(row) for row in rows) == sorted(
+            [
+                (address_key("127.0.0.1"), 4),
+                (pair_key("viewer", "127.0.0.1"), 4),
+                (account_key("viewer"), 4),
+            ]
+        )
 
 
 async def test_failed_logins_back_off_per_address_across_accounts(fresh_db_url: str) -> None:
@@ -291,7 +295,8 @@ async def test_failed_logins_back_off_per_address_across_accounts(fresh_db_url: 
             assert (await post_login(browser, "admin", web.passwords["admin"])).status_code == 303
         address = await query(
             fresh_db_url,
-            "SELECT failures FROM mendline.login_failures WHERE key = 'addr:203.0.113.66'",
+            "SELECT failures FROM mendline.login_failures WHERE key = $1",
+            address_key("203.0.113.66"),
         )
         assert address[0]["failures"] == 3
         async with web.browser(headers={"X-Forwarded-For": "198.51.100.2"}) as other:
@@ -354,3 +359,36 @@ async def test_a_burst_of_logins_at_once_gets_no_more_guesses_than_the_free_ones
         )
         # Each attempt is counted before its password is checked, under the rows' locks.
         assert sorted(a.status_code for a in answers) == [401, 401, 429, 429, 429, 429]
+
+
+async def test_failures_from_elsewhere_keep_the_owner_out_a_minute_at_most(
+    fresh_db_url: str,
+) -> None:
+    async with served_web(
+        fresh_db_url, web_login_free_failures=1, web_forwarded_allow=["127.0.0.1"]
+    ) as web:
+        async with web.browser(headers={"X-Forwarded-For": "203.0.113.9"}) as attacker:
+            for _ in range(12):
+                await query(fresh_db_url, "UPDATE mendline.login_failures SET blocked_until = NULL")
+                assert (await post_login(attacker, "admin", "guess")).status_code == 401
+        waits = {
+            row["key"]: row["wait"]
+            for row in await query(
+                fresh_db_url,
+                """SELECT key, round(extract(epoch FROM blocked_until - last_failure_at))::int
+                          AS wait FROM mendline.login_failures""",
+            )
+        }
+        assert waits[account_key("admin")] == 60  # the owner, from anywhere: a minute
+        assert waits[address_key("203.0.113.9")] == 900  # the guesser's address: 15 minutes
+        assert waits[pair_key("admin", "203.0.113.9")] == 900
+        await query(  # the account's minute has passed; the guesser's address still waits
+            fresh_db_url,
+            "UPDATE mendline.login_failures SET blocked_until = now() - interval '1 s'"
+            " WHERE key = $1",
+            account_key("admin"),
+        )
+        async with web.browser(headers={"X-Forwarded-For": "198.51.100.7"}) as owner:
+            assert (await post_login(owner, "admin", web.passwords["admin"])).status_code == 303
+        async with web.browser(headers={"X-Forwarded-For": "203.0.113.9"}) as attacker:
+            assert (await post_login(attacker, "viewer", "guess")).status_code == 429

@@ -288,3 +288,17 @@ async def test_a_read_only_dashboard_shows_no_action_and_refuses_each(fresh_db_u
             assert refused.status_code == 403, path
             assert "read-only" in refused.json()["error"]["message"]
     assert await issue_row(fresh_db_url, seed.issue_id) == before
+
+
+async def test_re_analyses_beyond_the_processs_limit_are_answered_429(
+    web: ServedWeb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mendline.web import _issues
+
+    monkeypatch.setattr(_issues, "MAX_REANALYSES", 0)  # as if 20 were under way
+    seed = await seed_issue_page(web.database_url)
+    async with web.client("responder") as client:
+        refused = await client.post(f"/api/v1/issues/{seed.issue_id}/reanalyse", json={})
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
+    assert refused.json()["error"]["code"] == "too_many_requests"
+    assert await audit_rows(web.database_url, "issue.reanalyse") == []  # nothing started
