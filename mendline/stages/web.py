@@ -59,7 +59,11 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
             url,
             POOL_SIZE,
             command_timeout=STATEMENT_TIMEOUT + 5,
-            server_settings={"statement_timeout": str(int(STATEMENT_TIMEOUT * 1000))},
+            # UTC: the pages bucket counts by hour with date_trunc, which uses the session zone.
+            server_settings={
+                "statement_timeout": str(int(STATEMENT_TIMEOUT * 1000)),
+                "timezone": "UTC",
+            },
         ),
         stop,
     )

@@ -4,6 +4,7 @@ serving it on ``web_host:web_port``."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import time
@@ -12,6 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from aiohttp import web
@@ -41,9 +43,16 @@ from mendline.web import (
     _overview,
 )
 from mendline.web._charts import bar_chart, line_chart, sparkline, uptime_bars
-from mendline.web._context import DEPS, TEMPLATES, WebDeps, render
+from mendline.web._context import DEPS, TEMPLATES, WebDeps, is_htmx, render
 
-__all__ = ["API_PREFIX", "STATIC_DIR", "TEMPLATE_DIR", "build_app", "serving_web"]
+__all__ = [
+    "API_PREFIX",
+    "REQUEST_DEADLINE",
+    "STATIC_DIR",
+    "TEMPLATE_DIR",
+    "build_app",
+    "serving_web",
+]
 
 log = logging.getLogger("mendline.web")
 
@@ -71,6 +80,12 @@ _SECURITY_HEADERS = {
 }
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Seconds a request may take (the live stream aside): a database that stopped answering
+#: makes a 503 then, instead of a page that waits for the driver's own timeouts.
+REQUEST_DEADLINE = 20.0
+_LIVE_PATH = "/live"
+_UNAVAILABLE = "the database is not available now; try again in a moment"
 
 
 def build_app(web_deps: WebDeps) -> web.Application:
@@ -167,9 +182,19 @@ async def _errors_middleware(request: web.Request, handler: _Handler) -> web.Str
     """What went wrong answered as what the caller reads: JSON under /api/, else a page
     (a page that needs a login sends the browser to the login form)."""
     try:
-        return await handler(request)
+        if request.path == _LIVE_PATH:  # a stream: as long as the page is open
+            return await handler(request)
+        async with asyncio.timeout(REQUEST_DEADLINE):
+            return await handler(request)
     except web.HTTPException:
         raise
+    except TimeoutError:  # a database that stopped answering: no page waits for minutes
+        log.warning(
+            "mendline: %s %s took over %.0f s", request.method, request.path, REQUEST_DEADLINE
+        )
+        return error_response(
+            request, 503, "database_unavailable", "the database did not answer in time"
+        )
     except Exception as exc:
         if not isinstance(exc, MendlineError):  # a bug: the log has it, the page says little
             log.exception("mendline: %s %s failed", request.method, request.path)
@@ -177,10 +202,17 @@ async def _errors_middleware(request: web.Request, handler: _Handler) -> web.Str
                 request, 500, "internal_error", "something went wrong here; the log says what"
             )
         status = _status(exc)
+        if status == 401 and is_htmx(request):  # a fragment: the whole page goes to the login
+            page = urlsplit(request.headers.get("HX-Current-URL", "/"))
+            back = quote((page.path or "/") + (f"?{page.query}" if page.query else ""), safe="")
+            response = error_response(request, 401, _code(exc), str(exc), exc.hint)
+            response.headers["HX-Redirect"] = f"/login?next={back}"
+            return response
         if status == 401 and _page_request(request):
             raise web.HTTPSeeOther(f"/login?next={_quoted_path(request)}") from None
-        if status >= 500:
+        if status >= 500:  # the detail (a driver's, an address) is for the log, not the page
             log.warning("mendline: %s %s: %s", request.method, request.path, exc)
+            return error_response(request, status, _code(exc), _UNAVAILABLE, exc.hint)
         return error_response(request, status, _code(exc), str(exc), exc.hint)
 
 
@@ -202,7 +234,7 @@ def error_response(
     """An error as JSON (``{"error": {"code", "message", "hint"}}``) under /api/ and for htmx
     requests' callers, else as a page."""
     headers = {"Retry-After": "5"} if status == 503 else {}
-    if request.path.startswith(API_PREFIX):
+    if request.path.startswith(API_PREFIX) or is_htmx(request):
         body: dict[str, Any] = {"error": {"code": code, "message": message, "hint": hint}}
         return web.json_response(body, status=status, headers=headers)
     response = render(
@@ -234,8 +266,6 @@ def _code(exc: MendlineError) -> str:
 
 
 def _quoted_path(request: web.Request) -> str:
-    from urllib.parse import quote
-
     return quote(request.path_qs, safe="")
 
 

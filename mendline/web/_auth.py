@@ -40,6 +40,7 @@ from mendline.web._context import (
     api_json,
     client_address,
     deps,
+    is_htmx,
     may,
     origin,
     params,
@@ -171,7 +172,9 @@ async def _identify(request: web.Request) -> bool:
     secret = request.cookies.get(SESSION_COOKIE)
     if not secret:
         return False
-    session = await _sessions(request).find(secret)
+    # A page refreshing itself (a live fragment, the stream) is no sign of a person.
+    by_itself = request.path == "/live" or (request.method == "GET" and is_htmx(request))
+    session = await _sessions(request).find(secret, used=not by_itself)
     if session is None:
         return True
     request[SESSION] = session

@@ -143,7 +143,9 @@ async def issues_api(request: web.Request) -> web.Response:
 def _list_context(request: web.Request, query: IssueQuery, shown: dict[str, Any]) -> dict[str, Any]:
     """What the list's template needs besides the data: the links of its tabs, sorts and
     pages (each keeping the rest of the query), the URLs of its live fragments."""
-    kept = {k: v for k, v in request.query.items() if k in ("q", "sort", "limit")}
+    kept: dict[str, str | list[str]] = {k: v for k, v in request.query.items() if k in _KEPT_PARAMS}
+    if request.query.getall("tag", []):
+        kept["tag"] = request.query.getall("tag")
     kept["tab"] = query.status
     here = kept | ({"cursor": request.query["cursor"]} if request.query.get("cursor") else {})
     counts = shown["tab_counts"]
@@ -176,12 +178,28 @@ def _list_context(request: web.Request, query: IssueQuery, shown: dict[str, Any]
     }
 
 
-def _url(path: str, query: Mapping[str, str]) -> str:
-    kept = {k: v for k, v in query.items() if v != ""}
-    return f"{path}?{urlencode(kept)}" if kept else path
+# What a list's links keep of its query (every filter ``list_query`` reads but the tab, the
+# cursor and the tags, which are kept apart: a tag may be given more than once).
+_KEPT_PARAMS = (
+    "q",
+    "sort",
+    "limit",
+    "service",
+    "environment",
+    "release",
+    "text",
+    "assignee",
+    "first_seen_since",
+    "last_seen_since",
+)
 
 
-def _page_url(kept: Mapping[str, str], cursor: str | None) -> str | None:
+def _url(path: str, query: Mapping[str, str | list[str]]) -> str:
+    kept = {k: v for k, v in query.items() if v not in ("", [])}
+    return f"{path}?{urlencode(kept, doseq=True)}" if kept else path
+
+
+def _page_url(kept: Mapping[str, str | list[str]], cursor: str | None) -> str | None:
     return None if cursor is None else _url("/issues", {**kept, "cursor": cursor})
 
 
@@ -708,8 +726,8 @@ async def _analyse_now(app: web.Application, issue_id: int) -> None:
 
 
 def _busy(request: web.Request, message: str) -> web.HTTPTooManyRequests:
-    """A 429 with ``Retry-After``, as JSON under the API, as text elsewhere."""
-    if request.path.startswith("/api/"):
+    """A 429 with ``Retry-After``, as JSON under the API and for htmx, as text elsewhere."""
+    if request.path.startswith("/api/") or is_htmx(request):
         body = json.dumps({"error": {"code": "too_many_requests", "message": message}})
         return web.HTTPTooManyRequests(
             text=body, content_type="application/json", headers={"Retry-After": "30"}

@@ -79,6 +79,12 @@ CARDS: dict[str, frozenset[str]] = {
 }
 _ALL = frozenset().union(*CARDS.values())
 
+#: Seconds after a minute's end before this process keeps its count: a consumer's batch
+#: counts into the minute it began by its own clock, which may be behind this one, and a
+#: batch held up (a slow commit, a restart) lands late; five minutes of margin, re-read at
+#: each refresh, cost little.
+LATE_COUNTS = 300.0
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -215,7 +221,7 @@ class ErrorCounts:
         """(service, hour, events) of the ``hours`` from ``start`` (an hour may come in
         several rows: they add up), and the events of the last 60 minutes, the current one
         included."""
-        plan = counts_plan(start, hours, now, self._hours.keys(), self._span)
+        plan = counts_plan(start, hours, now, self._hours.keys(), self._span, settle=LATE_COUNTS)
         settled, minutes, fresh = await asyncio.gather(
             reads.event_counts("hour", min(plan.hours), max(plan.hours) + HOUR)
             if plan.hours

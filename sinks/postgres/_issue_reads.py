@@ -58,8 +58,8 @@ _SORT_KEYS = {
 # The filters a list and its tabs' counts share: $1 service, $2 environment, $3 release,
 # $4 text (an ILIKE pattern), $5 assignee, $6 first seen since, $7 last seen since, $8 the
 # tags (a jsonb object one stored event's tags contain). The tags' test is a plain AND (not
-# "$8 IS NULL OR ..."), in a statement of its own, so that the planner may turn it into a
-# semi-join on the events' tags index (0025) rather than a scan of each issue's events.
+# "$8 IS NULL OR ..."), in a statement of its own, so that the planner reads the candidate
+# issues' stored events by issue (no index of every event's tags: see 0025).
 _FILTERS = """($1::text IS NULL OR i.service = $1)
   AND ($2::text IS NULL OR $2 = ANY (i.environments))
   AND ($3::text IS NULL OR i.first_release = $3 OR i.last_release = $3
@@ -262,10 +262,10 @@ class IssueReads:
         Cost: the page's ids are chosen from the issues alone (from an index of 0025 only,
         without filters), then its rows read whole. The status, service, time, assignee and
         text filters read the issues alone; a ``release`` that is neither the first nor the
-        last reads the stored events of that release; ``tags`` are looked up in the events'
-        tags index (0025). Sorting by ``events_1h`` or ``trend`` sums the last two hours'
-        per-minute counts of every issue before the page is cut; the other sorts stop at
-        the page's last row.
+        last reads the stored events of that release; ``tags`` read the candidate issues'
+        stored events (no index of every event's tags: see 0025). Sorting by ``events_1h``
+        or ``trend`` sums the last two hours' per-minute counts of every issue before the
+        page is cut; the other sorts stop at the page's last row.
         """
         tags = query.tag_filter
         if tags is None:  # one tag asked for with two values: no event carries both

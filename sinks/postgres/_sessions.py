@@ -179,10 +179,12 @@ class SessionStore(AuditedStore):
             await self._record(conn, actor, "session.login", f"user:{actor.name}", None, None)
         return secret, Session(actor, csrf, **dict(row))
 
-    async def find(self, secret: str) -> Session | None:
+    async def find(self, secret: str, *, used: bool = True) -> Session | None:
         """The live session whose cookie holds ``secret``, with its user's current name and
         role; None when there is none, or it ended (by its timeouts, or its user is
-        disabled: the row is removed then). Marks it used, at most once a minute."""
+        disabled: the row is removed then). Marks it used, at most once a minute, when
+        ``used`` (a person's request; not a page refreshing itself, which would keep an
+        open tab's session from ever idling out)."""
         if not _SECRET.fullmatch(secret):
             return None
         row = await self.pool.fetchrow(_FIND, session_id(secret))
@@ -201,7 +203,7 @@ class SessionStore(AuditedStore):
             await self.pool.execute("DELETE FROM mendline.web_sessions WHERE id = $1", row["id"])
             return None
         last_seen = row["last_seen_at"]
-        if needs_touch(row["now"], last_seen):
+        if used and needs_touch(row["now"], last_seen):
             await self.pool.execute(
                 "UPDATE mendline.web_sessions SET last_seen_at = $2 WHERE id = $1",
                 row["id"],

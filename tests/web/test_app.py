@@ -121,3 +121,47 @@ async def test_a_bug_is_a_500_page_with_the_headers_and_says_nothing_of_it(
     assert answer.json()["error"]["code"] == "internal_error"
     assert "secret detail" not in answer.text
     assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+
+
+async def test_a_request_past_its_deadline_is_a_503_not_a_wait(
+    web: ServedWeb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mendline.web import _app
+
+    monkeypatch.setattr(_app, "REQUEST_DEADLINE", 0.000_001)  # as if the database hung
+    async with web.client("viewer") as client:
+        answer = await client.get("/api/v1/issues")
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+    assert answer.json()["error"]["code"] == "database_unavailable"
+
+
+async def test_an_ended_session_sends_a_live_fragment_to_the_login_whole(web: ServedWeb) -> None:
+    async with web.logged_in("viewer") as (browser, _):
+        await web.pool.execute("DELETE FROM mendline.web_sessions")  # its timeouts, say
+        fragment = await browser.get(
+            "/issues?fragment=rows",
+            headers={"HX-Request": "true", "HX-Current-URL": f"{web.url}/issues?tab=resolved"},
+        )
+    assert fragment.status_code == 401
+    assert fragment.headers["HX-Redirect"] == "/login?next=%2Fissues%3Ftab%3Dresolved"
+    assert "<form" not in fragment.text  # no login page swapped into the list
+
+
+async def test_a_page_refreshing_itself_does_not_keep_its_session_from_idling(
+    web: ServedWeb,
+) -> None:
+    async with web.logged_in("viewer") as (browser, _):
+        await web.pool.execute(
+            "UPDATE mendline.web_sessions SET last_seen_at = now() - interval '10 minutes'"
+        )
+        refreshed = await browser.get("/issues?fragment=rows", headers={"HX-Request": "true"})
+        assert refreshed.status_code == 200
+        idle = await web.pool.fetchval(
+            "SELECT now() - last_seen_at > interval '9 minutes' FROM mendline.web_sessions"
+        )
+        assert idle is True  # a refresh by itself is no sign of the person
+        assert (await browser.get("/issues")).status_code == 200
+        seen = await web.pool.fetchval(
+            "SELECT now() - last_seen_at < interval '1 minute' FROM mendline.web_sessions"
+        )
+        assert seen is True  # opening a page is

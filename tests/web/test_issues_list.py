@@ -207,7 +207,7 @@ async def test_the_rows_fragment_keeps_the_query_and_the_page(web: ServedWeb) ->
         page = (await client.get(second_path)).text
         rows = element(page, "issue-rows")
         assert rows is not None and rows["hx-trigger"] == "sse:issues"
-        assert rows["data-live-every"] == "2000"  # live.js: at most every 2 s, the last kept
+        assert rows["data-live-every"] == "500"  # live.js: at most twice a second, the last kept
         fragment_url = rows["hx-get"]
         assert fragment_url is not None
         for kept in ("q=order", "sort=first_seen", "limit=3", "cursor=", "fragment=rows"):
@@ -390,3 +390,22 @@ async def test_a_bulk_form_goes_back_only_to_the_list(web: ServedWeb, back: str)
         )
     assert done.status_code == 303
     assert done.headers["location"] == "/issues?done=resolve&count=1"
+
+
+async def test_a_filtered_lists_links_and_live_fragments_keep_its_filters(web: ServedWeb) -> None:
+    await store_events(web.database_url, [event(i, service="api") for i in range(1, 4)])
+    await store_events(web.database_url, [event(9, service="billing")])
+    asked = {"service": "api", "tag": "region:eu", "limit": "2", "last_seen_since": "24h"}
+    async with web.client("viewer") as client:
+        page = (await client.get("/issues", params=asked)).text
+        rows = element(page, "issue-rows")
+        assert rows is not None and rows["hx-get"] is not None
+        urls = [rows["hx-get"], link(page, "page-next")]
+        for url in urls:
+            assert url is not None
+            for kept in ("service=api", "tag=region%3Aeu", "last_seen_since=24h", "limit=2"):
+                assert kept in url, (kept, url)
+        refreshed = await client.get(rows["hx-get"])
+        next_page = await client.get(urls[1] or "")
+    shown = rows_of(refreshed.text)[0] + rows_of(next_page.text)[0]
+    assert len(shown) == len(set(shown)) == 3  # the three api issues, never billing's

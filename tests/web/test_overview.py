@@ -331,3 +331,26 @@ async def test_the_kept_counts_say_what_a_fresh_read_says(web: ServedWeb) -> Non
     rows, last_hour = await kept.read(reads, start, 24, datetime.now(UTC))
     assert by_hour(rows) == by_hour(await reads.event_counts("hour", start)) != fresh
     assert last_hour == 4
+
+
+async def test_counts_that_land_late_in_a_past_minute_are_still_read(web: ServedWeb) -> None:
+    # A consumer's batch counts into the minute it began by its own clock: a held-up batch
+    # (or a clock behind the web's) lands in a minute that ended a few minutes ago.
+    async def back(minutes: int) -> None:
+        await web.pool.execute(
+            """UPDATE mendline.issue_counts SET minute = minute - make_interval(mins => $1)
+               WHERE minute > now() - interval '2 minutes'""",
+            minutes,
+        )
+
+    await store_events(web.database_url, [event(1), event(2)])
+    await back(3)
+    reads, kept = DashboardReads(web.pool), ErrorCounts()
+    now = datetime.now(UTC)
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+    _, before = await kept.read(reads, start, 24, now)
+    await store_events(web.database_url, [event(3), event(4), event(4)])
+    await back(3)  # late: into the minute read three minutes ago
+    rows, after = await kept.read(reads, start, 24, datetime.now(UTC))
+    assert (before, after) == (2, 5)
+    assert by_hour(rows) == by_hour(await reads.event_counts("hour", start))
