@@ -8,6 +8,7 @@ import argparse
 from collections.abc import Callable
 from typing import TypeAlias
 
+from mendline.schemas.duration import MOST_DAYS
 from mendline.schemas.ending import LONGEST_WHILE_DAYS, ends_at
 from mendline.schemas.issue_query import MAX_PAGE
 from mendline.schemas.settings import Settings
@@ -51,7 +52,7 @@ LOGS_AS_JSON.add_argument(
 #: The largest whole number a command takes: PostgreSQL's ``bigint`` (ids, limits, counts).
 MAX_WHOLE = 2**63 - 1
 #: The most days a command takes (a hundred years): more would take dates out of range.
-MAX_DAYS = 36500
+MAX_DAYS = MOST_DAYS
 
 
 def positive(text: str) -> int:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from mendline.cli._options import AS_JSON, MAX_DAYS, Commands, positive
 from mendline.cli.output import print_json, printable, shorten, table
+from mendline.schemas.duration import time_or_ago
 from mendline.schemas.settings import Settings
-from mendline.schemas.tomlfile import parse_duration
 
 if TYPE_CHECKING:
     from mendline.analyzers.audit import ChainCheck
@@ -76,20 +76,9 @@ def when(text: str) -> datetime:
     """A time (an argparse ``type``): ISO 8601 (UTC when it names no zone), or a duration
     (``2h``, ``7d``) before now, of at most :data:`MAX_DAYS` days."""
     try:
-        seconds = parse_duration(text)
-    except ValueError:
-        pass
-    else:
-        if seconds > MAX_DAYS * 86400:  # more would take the time out of range
-            raise argparse.ArgumentTypeError(f"{text!r} is longer than {MAX_DAYS}d")
-        return datetime.now(UTC) - timedelta(seconds=seconds)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO 8601 time (2026-12-05T10:00:00Z) or a duration (2h), not {text!r}"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return time_or_ago(text, datetime.now(UTC), MAX_DAYS)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 async def _reading(settings: Settings, work: Callable[[AuditStore], Awaitable[_T]]) -> _T:

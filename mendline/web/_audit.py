@@ -12,7 +12,6 @@ all."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -25,6 +24,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from mendline.analyzers.audit import ChainCheck
+from mendline.schemas.duration import MOST_DAYS, time_or_ago
 from mendline.schemas.errors import UsageError
 from mendline.schemas.people import StoredAuditEntry
 from mendline.schemas.printable import printable
@@ -222,14 +222,12 @@ def _text(query: Any, name: str) -> str | None:
 
 
 def _moment(query: Any, name: str) -> datetime | None:
-    from mendline.cli.audit import when
-
     value = _text(query, name)
     if value is None:
         return None
     try:
-        return when(value)
-    except argparse.ArgumentTypeError as exc:
+        return time_or_ago(value, datetime.now(UTC), MOST_DAYS)
+    except (ValueError, OverflowError) as exc:
         raise UsageError(f"{name}: {exc}") from None
 
 

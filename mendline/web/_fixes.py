@@ -359,11 +359,9 @@ def fix_json(view: FixView) -> dict[str, Any]:
     """A fix as the API answers it: what ``mendline fix show --json`` prints (every field,
     its issue, its finding), its state history from the audit trail, the moves the one
     asking may make now, and this process's newest job on it."""
-    from mendline.cli.issues import finding_json
-
     shown = None
     if view.finding is not None:
-        shown = finding_json(view.finding)
+        shown = view.finding.as_json()
         shown.pop("prompt", None)
     return {
         **view.fix.as_json(),
