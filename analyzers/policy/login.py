@@ -418,7 +418,7 @@ def host_refusal(host: str, public_url: str | None) -> str | None:
     shown = name if len(name) <= 100 else name[:100] + "..."
     return (
         f"this dashboard is not served as {shown!r}: set MENDLINE_WEB_PUBLIC_URL to the"
-        " address people open it at"
+        " address people open it at, or list the reverse proxy in MENDLINE_WEB_FORWARDED_ALLOW"
     )
 
 

@@ -86,6 +86,7 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_DEADLINE = 20.0
 _LIVE_PATH = "/live"
 _UNAVAILABLE = "the database is not available now; try again in a moment"
+_BROKEN = "something went wrong here; the log says what"
 
 
 def build_app(web_deps: WebDeps) -> web.Application:
@@ -182,7 +183,7 @@ async def _errors_middleware(request: web.Request, handler: _Handler) -> web.Str
     """What went wrong answered as what the caller reads: JSON under /api/, else a page
     (a page that needs a login sends the browser to the login form)."""
     try:
-        if request.path == _LIVE_PATH:  # a stream: as long as the page is open
+        if _no_deadline(request):  # a stream, or a whole walk of the audit chain
             return await handler(request)
         async with asyncio.timeout(REQUEST_DEADLINE):
             return await handler(request)
@@ -198,9 +199,7 @@ async def _errors_middleware(request: web.Request, handler: _Handler) -> web.Str
     except Exception as exc:
         if not isinstance(exc, MendlineError):  # a bug: the log has it, the page says little
             log.exception("mendline: %s %s failed", request.method, request.path)
-            return error_response(
-                request, 500, "internal_error", "something went wrong here; the log says what"
-            )
+            return error_response(request, 500, "internal_error", _BROKEN)
         status = _status(exc)
         if status == 401 and is_htmx(request):  # a fragment: the whole page goes to the login
             page = urlsplit(request.headers.get("HX-Current-URL", "/"))
@@ -212,8 +211,19 @@ async def _errors_middleware(request: web.Request, handler: _Handler) -> web.Str
             raise web.HTTPSeeOther(f"/login?next={_quoted_path(request)}") from None
         if status >= 500:  # the detail (a driver's, an address) is for the log, not the page
             log.warning("mendline: %s %s: %s", request.method, request.path, exc)
-            return error_response(request, status, _code(exc), _UNAVAILABLE, exc.hint)
+            shown = (
+                _UNAVAILABLE if status == 503 else "something went wrong here; the log says what"
+            )
+            return error_response(request, status, _code(exc), shown, exc.hint)
         return error_response(request, status, _code(exc), str(exc), exc.hint)
+
+
+def _no_deadline(request: web.Request) -> bool:
+    """Whether a request may take longer than REQUEST_DEADLINE: the live stream (as long as
+    the page is open) and a whole walk of the audit chain (about 27 us a row, asked for)."""
+    return request.path in (_LIVE_PATH, "/api/v1/audit/verify") or (
+        request.path == "/audit" and request.query.get("verify") == "full"
+    )
 
 
 def _page_request(request: web.Request) -> bool:

@@ -103,11 +103,14 @@ async def auth_middleware(request: web.Request, handler: _Handler) -> web.Stream
     the health probe (AuthenticationFailed: a page is sent to the login form, the API
     answers 401); a state change by a cookie or a proxy's header must pass the CSRF checks
     (PermissionDenied, 403)."""
-    refused = host_refusal(request.host, deps(request).settings.web_public_url)
-    if refused is not None:
-        raise web.HTTPMisdirectedRequest(text=refused + "\n")
     peer = request.remote
     forwarded = request.app[_FORWARDED]
+    # A trusted reverse proxy may pass its upstream's name (nginx's default); the check is
+    # for what reaches the dashboard directly, where a rebinding page would.
+    if peer not in forwarded:
+        refused = host_refusal(request.host, deps(request).settings.web_public_url)
+        if refused is not None:
+            raise web.HTTPMisdirectedRequest(text=refused + "\n")
     headers = request.headers
     request[CLIENT] = forwarded_client(peer, headers.get("X-Forwarded-For"), forwarded)
     request[_SCHEME] = forwarded_scheme(

@@ -75,6 +75,8 @@ _SHOWN_COMMENTS = 50
 _SHOWN_DELIVERIES = 20
 # Re-analyses running in this process, by issue (one at a time per issue).
 _REANALYSES: web.AppKey[dict[int, asyncio.Task[None]]] = web.AppKey("issue_reanalyses")
+# Re-analyses asked for whose audit row is being written (counted against the limit).
+_RESERVED: web.AppKey[set[int]] = web.AppKey("issue_reanalyses_reserved")
 # How many of them call the analyser at once (the settings' llm_concurrency).
 _ANALYSING: web.AppKey[asyncio.Semaphore] = web.AppKey("issue_reanalysis_slots")
 #: Re-analyses one web process holds at once (running or waiting for a slot); more are
@@ -85,6 +87,7 @@ MAX_REANALYSES = 20
 def setup(app: web.Application) -> None:
     """Keep the re-analyses this process runs, and stop them when the app stops."""
     app[_REANALYSES] = {}
+    app[_RESERVED] = set()
     app[_ANALYSING] = asyncio.Semaphore(app[DEPS].settings.llm_concurrency)
     app.on_cleanup.append(_stop_reanalyses)
 
@@ -499,9 +502,14 @@ async def _reanalyse(
     running = request.app[_REANALYSES]
     if issue_id in running:
         return {"changed": False, "queued": False, "running": True}
-    if len(running) >= MAX_REANALYSES:
+    reserved = request.app[_RESERVED]
+    if len(running) + len(reserved) >= MAX_REANALYSES:
         raise _busy(request, f"{len(running)} re-analyses are under way here; try again soon")
-    previous = await actions.reanalyse(actor, issue_id)
+    reserved.add(issue_id)  # held across the audit's await: parallel requests count it
+    try:
+        previous = await actions.reanalyse(actor, issue_id)
+    finally:
+        reserved.discard(issue_id)
     if issue_id not in running:  # another request may have started it meanwhile
         running[issue_id] = asyncio.create_task(_analyse_now(request.app, issue_id))
         running[issue_id].add_done_callback(lambda _: running.pop(issue_id, None))

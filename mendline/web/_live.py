@@ -172,7 +172,12 @@ async def _stream(
     checked = loop.time()
     while await _send(request, response, text):
         if loop.time() - checked >= HEARTBEAT:  # still logged in, still enabled?
-            if not await still_allowed(request):
+            try:
+                allowed = await still_allowed(request)
+            except Exception as exc:  # the database: end the stream; the page reconnects
+                log.info("mendline: a live stream ended: its login could not be checked (%s)", exc)
+                return
+            if not allowed:
                 return
             checked = loop.time()
         with contextlib.suppress(TimeoutError):

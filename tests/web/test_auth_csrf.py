@@ -172,3 +172,10 @@ async def test_a_dns_rebinding_page_cannot_act_with_the_proxys_header(fresh_db_u
             web.database_url, "SELECT count(*) AS n FROM mendline.login_failures"
         )
         assert failures[0]["n"] == 0  # not even counted: the victim is not locked out
+
+
+async def test_a_trusted_reverse_proxy_may_pass_its_upstreams_name(fresh_db_url: str) -> None:
+    async with served_web(fresh_db_url, web_forwarded_allow=["127.0.0.1"]) as web:
+        async with web.client("viewer", headers={"Host": "mendline:8040"}) as client:
+            answer = await client.get("/api/v1/me")
+        assert answer.status_code == 200  # nginx's proxy_pass http://mendline:8040 default

@@ -36,7 +36,12 @@
     var key = element.id || name;
     var now = Date.now();
     var wait = (refreshed[key] || 0) + every - now;
-    if (every <= 0 || wait <= 0) {
+    if (element.classList.contains("htmx-request")) {
+      // Its refresh is still on the way: htmx would queue this one on the element its answer
+      // replaces, and drop it. Asked again once that answer is in.
+      wait = Math.max(wait, 200);
+    }
+    if (wait <= 0) {
       refreshed[key] = now;
       window.htmx.trigger(element, name, { data: data });
       return;
@@ -46,9 +51,13 @@
     }
     pending[key] = window.setTimeout(function () {
       delete pending[key];
+      var current = (element.id ? document.getElementById(element.id) : element) || element;
+      if (current.classList.contains("htmx-request")) {
+        refresh(current, name, data); // still on the way: wait a little more
+        return;
+      }
       refreshed[key] = Date.now();
-      var current = element.id ? document.getElementById(element.id) : element;
-      window.htmx.trigger(current || element, name, { data: data });
+      window.htmx.trigger(current, name, { data: data });
     }, wait);
   }
 

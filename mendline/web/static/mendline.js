@@ -54,6 +54,14 @@
     });
   });
 
+  // A request that went well clears what a failed one said.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var flash = document.getElementById("flash");
+    if (flash && event.detail.successful) {
+      flash.hidden = true;
+    }
+  });
+
   // An htmx request that failed: its answer's message (JSON, as the server answers htmx)
   // shown in the page's flash area instead of nothing happening.
   document.addEventListener("htmx:responseError", function (event) {
