@@ -42,6 +42,7 @@ error.
 
 from __future__ import annotations
 
+import errno
 from typing import Literal, get_args
 
 __all__ = [
@@ -79,6 +80,7 @@ __all__ = [
     "TopicNotFound",
     "UsageError",
     "UserNotFound",
+    "cannot_listen",
 ]
 
 #: Why an event breaks the ErrorEvent contract: ``InvalidEvent.reason``, and the DLQ's
@@ -147,6 +149,20 @@ class MendlineError(Exception):
 
 class ConfigError(MendlineError):
     """Settings, a routing file or another input we were configured with is invalid."""
+
+
+def cannot_listen(what: str, host: str, port: int, exc: OSError, setting: str) -> ConfigError:
+    """The ConfigError of a server (``what``: "/metrics", "the dashboard") that cannot
+    listen on ``host:port``, with a hint naming the settings ``MENDLINE_<setting>_HOST`` and
+    ``_PORT`` that choose the address."""
+    host_var, port_var = f"MENDLINE_{setting}_HOST", f"MENDLINE_{setting}_PORT"
+    if exc.errno == errno.EADDRINUSE:
+        hint = f"another process listens there: set {port_var} to a free port"
+    elif exc.errno == errno.EACCES:
+        hint = f"ports below 1024 need privileges: set {port_var} to 1024 or above"
+    else:
+        hint = f"check {host_var} (an address of this machine) and {port_var}"
+    return ConfigError(f"cannot serve {what} on {host}:{port}: {exc.strerror or exc}", hint=hint)
 
 
 class InvalidEvent(MendlineError):

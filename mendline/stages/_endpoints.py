@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import errno
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from mendline.schemas.errors import ConfigError
+from mendline.schemas.errors import cannot_listen
 from mendline.schemas.settings import Settings
 from mendline.stages._metrics import CONTENT_TYPE
 from mendline.stages._telemetry import Telemetry
@@ -60,19 +59,8 @@ async def serving_endpoints(settings: Settings, telemetry: Telemetry) -> AsyncIt
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
-        raise ConfigError(
-            f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc}",
-            hint=_hint(exc),
-        ) from None
+        raise cannot_listen("/metrics", host, port, exc, "METRICS") from None
     try:
         yield
     finally:
         await runner.cleanup()
-
-
-def _hint(exc: OSError) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        return "another process listens there: set MENDLINE_METRICS_PORT to a free port"
-    if exc.errno == errno.EACCES:
-        return "ports below 1024 need privileges: set MENDLINE_METRICS_PORT to 1024 or above"
-    return "check MENDLINE_METRICS_HOST (an address of this machine) and MENDLINE_METRICS_PORT"

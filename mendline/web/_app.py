@@ -5,7 +5,6 @@ serving it on ``web_host:web_port``."""
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +29,7 @@ from mendline.schemas.errors import (
     PermissionDenied,
     RejectedData,
     UsageError,
+    cannot_listen,
 )
 from mendline.web import (
     _admin,
@@ -294,10 +294,7 @@ async def serving_web(app: web.Application, host: str, port: int) -> AsyncIterat
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise ConfigError(
-            f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}",
-            hint=_listen_hint(exc),
-        ) from None
+        raise cannot_listen("the dashboard", host, port, exc, "WEB") from None
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
@@ -306,11 +303,3 @@ async def serving_web(app: web.Application, host: str, port: int) -> AsyncIterat
         yield f"http://{shown}:{bound}"
     finally:
         await runner.cleanup()
-
-
-def _listen_hint(exc: OSError) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        return "another process listens there: set MENDLINE_WEB_PORT to a free port"
-    if exc.errno == errno.EACCES:
-        return "ports below 1024 need privileges: set MENDLINE_WEB_PORT to 1024 or above"
-    return "check MENDLINE_WEB_HOST (an address of this machine) and MENDLINE_WEB_PORT"
