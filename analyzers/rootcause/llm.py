@@ -14,11 +14,18 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from mendline.analyzers.backoff import Backoff
 from mendline.analyzers.breaker import CircuitBreaker
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.analyzers.policy.alerts import finding_severity
 from mendline.analyzers.rootcause.heuristic import HeuristicAnalyser
+from mendline.analyzers.rootcause.metered import (
+    BreakerOutcome,
+    MeteredChat,
+    OverBudget,
+    failure_outcome,
+    settle,
+    tokens_or_estimate,
+)
 from mendline.analyzers.rootcause.prompt import answer_schema, build_prompt, correction
 from mendline.analyzers.rootcause.risks import fix_risks
 from mendline.schemas.errors import DatabaseError, LLMError
@@ -39,6 +46,7 @@ __all__ = [
     "ChatReply",
     "LLMAnalyser",
     "MemoryLedger",
+    "answer_document",
     "endpoint_auth",
     "mode_to_ask",
     "negotiated_mode",
@@ -48,11 +56,6 @@ __all__ = [
 
 log = logging.getLogger("mendline.analyzers")
 
-_MAX_RETRY_AFTER = 120.0  # a server asking for longer is treated as down
-# Statuses about one request (too long, malformed), not about the endpoint: they do not
-# count towards the circuit breaker.
-_REQUEST_SPECIFIC = {400, 413, 422}
-_BACKOFF_CAP = 30.0
 _JSON_BLOCK = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
 # The fallback an LLMError leads to, by its code (ChatClient's forms; ``http_<status>`` is
 # read from ``status``).
@@ -228,10 +231,10 @@ class ChatClient:
             ) from exc
         # A server that reports no usage is charged an estimate (about 4 characters a token),
         # so that the daily budget still holds.
-        prompt_tokens = _tokens(
+        prompt_tokens = tokens_or_estimate(
             usage.get("prompt_tokens"), sum(len(m["content"]) for m in messages)
         )
-        completion_tokens = _tokens(usage.get("completion_tokens"), len(content))
+        completion_tokens = tokens_or_estimate(usage.get("completion_tokens"), len(content))
         return ChatReply(
             content=content,
             model=model.replace("\0", "")[:200] if isinstance(model, str) and model else self.model,
@@ -339,15 +342,6 @@ def _text_of(content: object) -> str:
     raise TypeError(f"message content is a {type(content).__name__}")
 
 
-_MAX_TOKENS = 2**31 - 1  # what the ledger's integer columns hold
-
-
-def _tokens(value: object, fallback_chars: int) -> int:
-    if type(value) is int and value >= 0:
-        return min(value, _MAX_TOKENS)
-    return min((fallback_chars + 3) // 4, _MAX_TOKENS)
-
-
 def _status_error(response: httpx.Response) -> LLMError:
     status = response.status_code
     wait = retry_after(response.headers.get("retry-after"))
@@ -368,15 +362,7 @@ def parse_answer(content: str) -> Diagnosis:
 
     Raises ValueError saying what is wrong, in words fit to send back to the model.
     """
-    document: Any = None
-    try:
-        document = json.loads(content)
-    except ValueError:
-        document = _embedded_json(content)
-    except RecursionError:
-        raise ValueError("the answer's JSON is nested too deeply") from None
-    if not isinstance(document, dict):
-        raise ValueError("the answer holds no JSON object")
+    document = answer_document(content)
     try:
         return Diagnosis.model_validate(document)
     except RecursionError:
@@ -387,6 +373,22 @@ def parse_answer(content: str) -> Diagnosis:
             for err in exc.errors(include_url=False)[:5]
         )
         raise ValueError(problems) from None
+
+
+def answer_document(content: str) -> dict[str, Any]:
+    """The JSON object in an LLM's answer: the whole text, or the JSON inside it (a fenced
+    block, or the first object) for servers that ignore response_format. Raises ValueError
+    saying what is wrong, in words fit to send back to the model."""
+    document: Any = None
+    try:
+        document = json.loads(content)
+    except ValueError:
+        document = _embedded_json(content)
+    except RecursionError:
+        raise ValueError("the answer's JSON is nested too deeply") from None
+    if not isinstance(document, dict):
+        raise ValueError("the answer holds no JSON object")
+    return document
 
 
 def _embedded_json(content: str) -> Any:
@@ -404,10 +406,6 @@ def _embedded_json(content: str) -> Any:
         except (ValueError, RecursionError):
             start = content.find("{", start + 1)
     return None
-
-
-class _OverBudget(Exception):
-    """The daily budget ran out between the calls of one analysis."""
 
 
 class MemoryLedger:
@@ -461,13 +459,17 @@ class LLMAnalyser:
         self._heuristic = heuristic or HeuristicAnalyser()
         self._scrubber = scrubber or Scrubber()
         self._limit = asyncio.Semaphore(concurrency)
-        self._max_retries = max_retries
-        self._prices = (input_price / 1e6, output_price / 1e6)
-        self._daily = (daily_tokens, daily_cost)
-        # Full jitter: concurrent workers do not retry in step.
-        # backoff=0 retries at once, and more than the cap waits the cap, as it always did.
-        self._backoff = Backoff(min(backoff, _BACKOFF_CAP), _BACKOFF_CAP, jitter=1.0)
-        self._sleep = sleep
+        self._meter = MeteredChat(
+            client,
+            ledger,
+            max_retries=max_retries,
+            input_price=input_price,
+            output_price=output_price,
+            daily_tokens=daily_tokens,
+            daily_cost=daily_cost,
+            backoff=backoff,
+            sleep=sleep,
+        )
         self._schema = answer_schema()
 
     async def analyse(self, context: IssueContext) -> Finding:
@@ -485,22 +487,22 @@ class LLMAnalyser:
         messages = build_prompt(context, self._scrubber)
         spent: list[ChatReply] = []
         async with self._limit:  # the budget is read by the calls about to be made
-            over = await self._over_budget()
+            over = await self._meter.over_budget()
             if over:
                 return fallback.as_fallback("budget_spent", over)
             if not self.breaker.allow():
                 return fallback.as_fallback(
                     "breaker_open", "the LLM circuit breaker is open after repeated failures"
                 )
-            outcome = "none"  # what the breaker is told: "success", "failure" or nothing
+            outcome: BreakerOutcome = "none"
             try:
                 finding, outcome = await self._ask(context, messages, spent, fallback)
             except LLMError as exc:
-                outcome = "none" if exc.status in _REQUEST_SPECIFIC else "failure"
+                outcome = failure_outcome(exc)
                 return self._fallen_back(
                     fallback, _fallback_code(exc), f"the LLM call failed: {exc}", spent, messages
                 )
-            except _OverBudget as exc:
+            except OverBudget as exc:
                 return self._fallen_back(fallback, "budget_spent", str(exc), spent, messages)
             except DatabaseError:
                 raise  # the ledger is out of reach (checking the budget between calls): later
@@ -510,12 +512,7 @@ class LLMAnalyser:
                 reason = f"the LLM analysis failed: {type(exc).__name__}"
                 return self._fallen_back(fallback, "unexpected_error", reason, spent, messages)
             finally:
-                if outcome == "success":
-                    self.breaker.success()
-                elif outcome == "failure":
-                    self.breaker.failure()
-                else:
-                    self.breaker.release()
+                settle(self.breaker, outcome)
             return finding
 
     async def _ask(
@@ -524,23 +521,24 @@ class LLMAnalyser:
         messages: list[dict[str, str]],
         spent: list[ChatReply],
         fallback: Finding,
-    ) -> tuple[Finding, str]:
-        reply = await self._call(messages, context, spent)
+    ) -> tuple[Finding, BreakerOutcome]:
+        issue_id = context.issue.id
+        reply = await self._meter.call(messages, self._schema, issue_id, spent)
         try:
             diagnosis = parse_answer(reply.content)
         except ValueError as first:
-            await self._record(context, reply, "invalid")
+            await self._meter.record(issue_id, reply, "invalid")
             messages = messages + correction(reply.content, str(first))
-            reply = await self._call(messages, context, spent)
+            reply = await self._meter.call(messages, self._schema, issue_id, spent)
             try:
                 diagnosis = parse_answer(reply.content)
             except ValueError as second:
-                await self._record(context, reply, "invalid")
+                await self._meter.record(issue_id, reply, "invalid")
                 reason = f"the LLM's answer was invalid twice: {second}"
                 # The endpoint works; its answers do not.
                 fallen = self._fallen_back(fallback, "invalid_answer", reason, spent, messages)
                 return fallen, "success"
-        await self._record(context, reply, "ok")
+        await self._meter.record(issue_id, reply, "ok")
         risks = fix_risks(diagnosis.suggested_fix, diagnosis.fix_patch)
         decision = finding_severity(
             context.issue.level, diagnosis.severity, diagnosis.confidence, fallback.severity
@@ -554,89 +552,9 @@ class LLMAnalyser:
             model=reply.model,
             prompt=messages,
             risks=risks,
-            **self._usage(spent),
+            **self._meter.usage(spent),
         )
         return finding, "success"
-
-    async def _call(
-        self, messages: list[dict[str, str]], context: IssueContext, spent: list[ChatReply]
-    ) -> ChatReply:
-        for attempt in range(self._max_retries + 1):
-            if attempt or spent:  # the first call of an analysis was checked already
-                over = await self._over_budget()
-                if over:
-                    raise _OverBudget(over)
-            started = time.perf_counter()
-            try:
-                reply = await self.client.complete(messages, schema=self._schema)
-            except LLMError as exc:
-                latency_ms = int((time.perf_counter() - started) * 1000)
-                await self._record_failure(context, exc.code, latency_ms)
-                if not exc.retriable or attempt == self._max_retries:
-                    raise
-                if exc.retry_after is not None:
-                    if exc.retry_after > _MAX_RETRY_AFTER:
-                        raise
-                    delay = exc.retry_after
-                else:
-                    delay = self._backoff.delay(attempt)
-                log.info("mendline: LLM call failed (%s); retrying in %.1f s", exc, delay)
-                await self._sleep(delay)
-                continue
-            except asyncio.CancelledError:
-                # Stopped mid-call: the call may still be paid for. Count an estimate.
-                latency_ms = int((time.perf_counter() - started) * 1000)
-                estimate = _tokens(None, sum(len(m["content"]) for m in messages))
-                await asyncio.shield(
-                    self._record_failure(context, "cancelled", latency_ms, estimate)
-                )
-                raise
-            spent.append(reply)
-            return reply
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _over_budget(self) -> str | None:
-        tokens_limit, cost_limit = self._daily
-        if not tokens_limit and not cost_limit:
-            return None
-        tokens, cost = await self.ledger.spent_today()
-        if tokens_limit and tokens >= tokens_limit:
-            return f"the daily LLM budget is spent ({tokens} of {tokens_limit} tokens)"
-        if cost_limit and cost >= cost_limit:
-            return f"the daily LLM budget is spent (${cost:.4f} of ${cost_limit:.4f})"
-        return None
-
-    def _cost(self, reply: ChatReply) -> float:
-        return reply.prompt_tokens * self._prices[0] + reply.completion_tokens * self._prices[1]
-
-    async def _record(self, context: IssueContext, reply: ChatReply, outcome: str) -> None:
-        await self.ledger.record(
-            LLMCall(
-                issue_id=context.issue.id,
-                model=reply.model,
-                outcome=outcome,
-                prompt_tokens=reply.prompt_tokens,
-                completion_tokens=reply.completion_tokens,
-                cost_usd=self._cost(reply),
-                latency_ms=reply.latency_ms,
-            )
-        )
-
-    async def _record_failure(
-        self, context: IssueContext, code: str, latency_ms: int, prompt_tokens: int = 0
-    ) -> None:
-        cost = prompt_tokens * self._prices[0]
-        await self.ledger.record(
-            LLMCall(context.issue.id, self.client.model, code, prompt_tokens, 0, cost, latency_ms)
-        )
-
-    def _usage(self, spent: list[ChatReply]) -> dict[str, Any]:
-        return {
-            "prompt_tokens": sum(r.prompt_tokens for r in spent),
-            "completion_tokens": sum(r.completion_tokens for r in spent),
-            "cost_usd": round(sum(self._cost(r) for r in spent), 6),
-            "latency_ms": sum(r.latency_ms for r in spent),
-        }
 
     def _fallen_back(
         self,
@@ -648,7 +566,7 @@ class LLMAnalyser:
     ) -> Finding:
         update: dict[str, Any] = {"prompt": messages}
         if spent:
-            update.update(self._usage(spent), model=spent[-1].model)
+            update.update(self._meter.usage(spent), model=spent[-1].model)
         return fallback.model_copy(update=update).as_fallback(code, reason)
 
 
