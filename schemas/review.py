@@ -218,6 +218,9 @@ class LearnedRule:
     disabled_at: datetime | None = None
     disabled_by: str | None = None
     link: str | None = None
+    #: How the issue was fixed, when known: the note it was resolved with, else the suggested
+    #: fix of the finding that taught the rule (a comment's suggestion).
+    fix: str | None = None
 
     @property
     def id(self) -> str:

@@ -96,6 +96,7 @@ from mendline.sinks.postgres._remediations import (
     RemediationStore,
     Trouble,
 )
+from mendline.sinks.postgres._review_rules import ReviewRuleStore
 from mendline.sinks.postgres._sessions import Session, SessionStore, session_id
 from mendline.sinks.postgres._silences import SilenceStore
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL, Store, connect_store
@@ -150,6 +151,7 @@ __all__ = [
     "PruneResult",
     "RecordOutcome",
     "RemediationStore",
+    "ReviewRuleStore",
     "RoutingResult",
     "Session",
     "SessionStore",

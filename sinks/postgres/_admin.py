@@ -19,6 +19,7 @@ from mendline.sinks.postgres._alerts import withdraw_pending
 from mendline.sinks.postgres._audit import AuditedStore
 from mendline.sinks.postgres._errors import translating
 from mendline.sinks.postgres._merges import Unmerged, merge_into, unmerge
+from mendline.sinks.postgres._review_rules import ReviewRuleStore
 from mendline.sinks.postgres._store import TRIGGERS_CHANNEL
 
 if TYPE_CHECKING:
@@ -410,7 +411,14 @@ class IssueActions(AuditedStore):
     ) -> bool:
         """``mark_finding``, in the caller's transaction on ``conn``, for a change of another
         store that judges a finding with it (a fix that regressed); the caller has
-        authorized ``actor``."""
+        authorized ``actor``.
+
+        A verdict of right teaches a review rule in the same transaction: the shape of the
+        culprit line of the finding's issue, when it has one (``ReviewRuleStore.learn_within``);
+        the audit row names it (``review_rule``). A verdict of wrong disables the rules this
+        finding taught (``review_rules_disabled`` on the row): a rule of the same shape that
+        another finding taught stays, and marking it right again does not enable it (``mendline
+        review rules enable`` does)."""
         was = await conn.fetchrow(
             """SELECT verdict, verdict_note, cached_from FROM mendline.findings
                WHERE id = $1 FOR UPDATE""",
@@ -436,6 +444,15 @@ class IssueActions(AuditedStore):
         before, after = change
         if was["cached_from"] is not None:
             after["also_marked"] = f"finding:{was['cached_from']}"
+        rules = ReviewRuleStore(self.pool, self.audit, self.origin)
+        if verdict == "right":
+            rule = await rules.learn_within(conn, finding_id)
+            if rule is not None:
+                after["review_rule"] = rule.id
+        else:
+            disabled = await rules.unlearn_within(conn, actor, finding_id)
+            if disabled:
+                after["review_rules_disabled"] = disabled
         await self._record(conn, actor, "finding.mark", f"finding:{finding_id}", before, after)
         return True
 

@@ -16,8 +16,13 @@ CREATE TABLE IF NOT EXISTS mendline.review_rules (
     disabled_by text
 );
 
--- The learned rules and whether they apply (public: `mendline review rules list` reads it).
+-- The learned rules, whether they apply, and how their issue was fixed when that is known: the
+-- note it was resolved with, else the suggested fix of the finding that taught the rule (public:
+-- `mendline review rules list` and the review read it).
 CREATE OR REPLACE VIEW mendline.learned_review_rules AS
 SELECT r.id, 'MRL' || r.id AS rule_id, r.shape, r.example, r.title, r.issue_id, r.finding_id,
-       r.created_at, r.disabled_at, r.disabled_by, r.disabled_at IS NULL AS active
-FROM mendline.review_rules r;
+       r.created_at, r.disabled_at, r.disabled_by, r.disabled_at IS NULL AS active,
+       coalesce(nullif(btrim(i.resolution_note), ''), nullif(btrim(f.suggested_fix), '')) AS fix
+FROM mendline.review_rules r
+JOIN mendline.issues i ON i.id = r.issue_id
+LEFT JOIN mendline.findings f ON f.id = r.finding_id;
