@@ -111,9 +111,10 @@ def production_context(
     that is the culprit line of an issue resolved within ``regression_days`` in that file).
 
     ``sources`` holds each changed path's lines after the change (``lines[0]`` is line 1).
-    A frame falls in a function when it maps to the function's path and its function is the
-    function's qualname, or (old producers send the bare name) the last part of it when no
-    other function of the file ends so."""
+    A frame falls in a function when it maps to the function's path (or a renamed file's
+    old path: production runs the code as it was) and its function is the function's
+    qualname, or (old producers send the bare name) the last part of it when no other
+    function of the file ends so."""
     diff = _Diff(files, sources, mappings)
     window = timedelta(days=regression_days)
 
@@ -215,6 +216,9 @@ class _Diff:
         mappings: Sequence[CodeMapping],
     ) -> None:
         self.files = {file.path: file for file in files}
+        # Production runs the code as it was: a renamed file's frames name its old path.
+        self._known = {f.old_path: f.path for f in files if f.old_path is not None}
+        self._known.update((path, path) for path in self.files)
         self.sources = sources
         self.mappings = mappings
         self._paths: dict[tuple[str, str | None], str | None] = {}
@@ -233,7 +237,8 @@ class _Diff:
     def path_of(self, frame: FrameRef) -> str | None:
         key = (frame.filename, frame.module)
         if key not in self._paths:
-            self._paths[key] = frame_path(frame, self.files, self.mappings)
+            found = frame_path(frame, self._known, self.mappings)
+            self._paths[key] = None if found is None else self._known[found]
         return self._paths[key]
 
     def added(self, path: str) -> dict[str, list[int]]:
@@ -287,7 +292,8 @@ class _Diff:
         wanted: set[str] = set()
         for file in patched:
             tails = () if file.path.startswith("/") else (file.path.removeprefix("./"),)
-            if _locate(file.path, tails, self.files, self.mappings) == function.path:
+            found = _locate(file.path, tails, self._known, self.mappings)
+            if found is not None and self._known[found] == function.path:
                 wanted.update(line for line in map(normal, file.added) if significant(line))
         added = self.added(function.path)
         if not wanted or not wanted <= added.keys():

@@ -392,6 +392,17 @@ def test_mapped_frames_find_their_function() -> None:
     assert [(c.rule_id, c.path) for c in said] == [(LIKELY_FIX_RULE, "src/shop/orders.py")]
 
 
+def test_frames_of_a_renamed_file_name_its_old_path() -> None:
+    file, functions, lines = diff(GET_DEFAULT)
+    renamed = replace(file, path="shop/ordering.py", old_path=PATH, status="renamed")
+    moved = [replace(f, path=renamed.path) for f in functions]
+    found, said = production_context(
+        [renamed], moved, {renamed.path: lines}, [issue(1, CREATE)], [], now=NOW
+    )
+    assert [(c.function.path, c.likely_fixes) for c in found] == [("shop/ordering.py", (1,))]
+    assert [(c.rule_id, c.path) for c in said] == [(LIKELY_FIX_RULE, "shop/ordering.py")]
+
+
 def test_open_issues_are_ordered_and_at_most_three_are_told_of() -> None:
     file, functions, lines = diff(RENAMED_CREATE)
     records = [
