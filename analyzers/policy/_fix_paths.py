@@ -13,7 +13,15 @@ from mendline.schemas.errors import InvalidPatch
 from mendline.schemas.fixpolicy import CodeMapping, Repository
 from mendline.schemas.printable import printable
 
-__all__ = ["MappedPatch", "PatchRefused", "first_match", "map_patch", "shown_path"]
+__all__ = [
+    "MappedPatch",
+    "MappedPath",
+    "PatchRefused",
+    "first_match",
+    "map_patch",
+    "map_path",
+    "shown_path",
+]
 
 
 @dataclass(frozen=True)
@@ -96,24 +104,47 @@ def _map_path(
     path: str, mappings: list[tuple[Repository, CodeMapping]]
 ) -> tuple[Repository, CodeMapping, str] | str:
     """The repository, mapping and repository path of a frame path; or why it has none."""
-    frame = path.removeprefix("./")
-    best: tuple[Repository, CodeMapping] | None = None
-    for repo, mapping in mappings:
-        prefix = mapping.path_prefix
-        if frame.startswith(prefix) and (best is None or len(prefix) > len(best[1].path_prefix)):
-            best = (repo, mapping)
-    if best is None:
+    found = map_path(path, [mapping for _, mapping in mappings])
+    if found is None:
         roots = ", ".join(sorted({repr(m.stack_root) for _, m in mappings}))
         return f"{shown_path(path)} is under no repository's stack_root ({roots})"
-    repo, mapping = best
-    joined = mapping.source_root + frame[len(mapping.path_prefix) :]
-    inside = _inside(joined)
-    if inside is None:
+    repo, mapping = mappings[found.index]
+    if found.path is None:
         return (
-            f"{shown_path(path)} would be {shown_path(joined)} in repository {repo.name}:"
+            f"{shown_path(path)} would be {shown_path(found.joined)} in repository {repo.name}:"
             " outside it (an absolute path, or one through ..)"
         )
-    return repo, mapping, inside
+    return repo, mapping, found.path
+
+
+@dataclass(frozen=True)
+class MappedPath:
+    """Where a frame path lands through code mappings: the ``index`` of the mapping that
+    took it (the longest stack_root), the path it ``joined`` into, and that path inside the
+    repository (``path``; None when it is absolute or goes up through ``..``)."""
+
+    index: int
+    joined: str
+    path: str | None
+
+
+def map_path(path: str, mappings: Sequence[CodeMapping]) -> MappedPath | None:
+    """A frame path (``./`` at its start ignored) through the mapping with the longest
+    stack_root it starts with (the first on a tie), as Sentry's code mappings; None when
+    no stack_root is a prefix of it."""
+    frame = path.removeprefix("./")
+    best: int | None = None
+    for index, mapping in enumerate(mappings):
+        prefix = mapping.path_prefix
+        if frame.startswith(prefix) and (
+            best is None or len(prefix) > len(mappings[best].path_prefix)
+        ):
+            best = index
+    if best is None:
+        return None
+    mapping = mappings[best]
+    joined = mapping.source_root + frame[len(mapping.path_prefix) :]
+    return MappedPath(best, joined, _inside(joined))
 
 
 def _inside(path: str) -> str | None:

@@ -15,9 +15,11 @@ from mendline.analyzers.patch import FilePatch, parse_patch
 from mendline.analyzers.policy._fix_dependencies import dependency_change
 from mendline.analyzers.policy._fix_paths import (
     MappedPatch,
+    MappedPath,
     PatchRefused,
     first_match,
     map_patch,
+    map_path,
     shown_path,
 )
 from mendline.analyzers.policy._fixes_file import (
@@ -48,6 +50,7 @@ __all__ = [
     "FixCandidate",
     "FixMove",
     "MappedPatch",
+    "MappedPath",
     "PatchRefused",
     "RemediationStep",
     "RemediationSubject",
@@ -56,6 +59,7 @@ __all__ = [
     "fix_moves",
     "load_policy",
     "map_patch",
+    "map_path",
     "parse_policy",
     "policy_warnings",
     "remediation_decision",

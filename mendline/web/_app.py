@@ -41,6 +41,7 @@ from mendline.web import (
     _issues,
     _live,
     _overview,
+    _review,
 )
 from mendline.web._charts import bar_chart, line_chart, sparkline, uptime_bars
 from mendline.web._context import DEPS, TEMPLATES, WebDeps, is_htmx, render
@@ -62,7 +63,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 API_PREFIX = "/api/"
 
 #: Each part of the dashboard: a module with ``routes`` (an aiohttp RouteTableDef).
-_PARTS = (_auth, _overview, _issues, _fixes, _health, _alerts, _audit, _admin, _live)
+_PARTS = (_auth, _overview, _issues, _fixes, _health, _alerts, _audit, _admin, _review, _live)
 
 # No inline script or style may run: every script is a vendored file of ours.
 _CSP = (

@@ -96,6 +96,7 @@ from mendline.sinks.postgres._remediations import (
     RemediationStore,
     Trouble,
 )
+from mendline.sinks.postgres._review import PostgresProductionSource, connect_production
 from mendline.sinks.postgres._review_rules import ReviewRuleStore
 from mendline.sinks.postgres._sessions import Session, SessionStore, session_id
 from mendline.sinks.postgres._silences import SilenceStore
@@ -148,6 +149,7 @@ __all__ = [
     "PasswordRefusal",
     "PeopleStore",
     "Pipeline",
+    "PostgresProductionSource",
     "PruneResult",
     "RecordOutcome",
     "RemediationStore",
@@ -174,6 +176,7 @@ __all__ = [
     "connect_fixes",
     "connect_health",
     "connect_people",
+    "connect_production",
     "connect_remediations",
     "connect_store",
     "grant_statements",
