@@ -1,11 +1,15 @@
 """Loopback stand-ins for the forges' far ends, for the tests.
 
 ``FakeGitHub`` speaks GitHub's pulls endpoints (``POST`` and ``GET
-/repos/{owner}/{repo}/pulls``), ``FakeGitLab`` GitLab's merge requests (``POST`` and ``GET
-/api/v4/projects/{id}/merge_requests``), each checking its token and answering 422 / 409 for
-a branch that has one open already; ``FakeGitRemote`` is a git smart-HTTP remote that records
-what git sends and refuses it. Every request is recorded; a script answers first (a 5xx, a
-401...). Only 127.0.0.1, ever.
+/repos/{owner}/{repo}/pulls``) and its issue comments (``GET`` and ``POST
+/repos/{owner}/{repo}/issues/{number}/comments``, paged by ``per_page`` and ``page`` with a
+Link header; ``PATCH /repos/{owner}/{repo}/issues/comments/{id}``); ``FakeGitLab`` GitLab's
+merge requests (``POST`` and ``GET /api/v4/projects/{id}/merge_requests``, ``GET
+.../merge_requests/{iid}``) and their notes (``GET`` and ``POST .../merge_requests/{iid}/notes``,
+paged with X-Next-Page, newest first unless ``sort=asc``; ``PUT .../notes/{id}``). Each checks
+its token and answers 422 / 409 for a branch that has a pull request open already;
+``FakeGitRemote`` is a git smart-HTTP remote that records what git sends and refuses it. Every
+request is recorded; a script answers first (a 5xx, a 401...). Only 127.0.0.1, ever.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ class _Forge:
                     reply = server.script.pop(0) if server.script else server.answer(request)
                 send_reply(self, reply)
 
-            do_GET = do_POST = _serve
+            do_GET = do_POST = do_PATCH = do_PUT = _serve
 
         self._http = LoopbackHTTPServer(Handler)
 
@@ -81,8 +85,14 @@ class _Forge:
         self._http.close()
 
 
-def _json(status: int, value: Any) -> Reply:
-    return Reply(status, json.dumps(value))
+def _json(status: int, value: Any, **headers: str) -> Reply:
+    return Reply(status, json.dumps(value), {k.replace("_", "-"): v for k, v in headers.items()})
+
+
+def _page(request: Received, default: int, cap: int) -> tuple[int, int]:
+    """The page asked for (from 1) and its size (at most ``cap``)."""
+    size = min(int(request.query.get("per_page") or default), cap)
+    return max(1, int(request.query.get("page") or 1)), size
 
 
 class FakeGitHub(_Forge):
@@ -92,11 +102,52 @@ class FakeGitHub(_Forge):
         super().__init__()
         self.token = token
         self.pulls: list[dict[str, Any]] = []
+        #: Issue comments, oldest first, as GitHub lists them (``issue`` is the number).
+        self.comments: list[dict[str, Any]] = []
+        #: The largest page GitHub serves (100); a test makes it small to page sooner.
+        self.per_page_cap = 100
+        self._ids = iter(range(1001, 10**9))
+
+    def comment(self, issue: int, body: str, login: str = "someone") -> dict[str, Any]:
+        """A comment on pull request (issue) ``issue``, as if ``login`` wrote it."""
+        comment_id = next(self._ids)
+        made = {
+            "id": comment_id,
+            "issue": issue,
+            "body": body,
+            "user": {"login": login},
+            "html_url": f"https://github.example/pull/{issue}#issuecomment-{comment_id}",
+        }
+        self.comments.append(made)
+        return made
 
     def answer(self, request: Received) -> Reply:
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return _json(401, {"message": "Bad credentials"})
-        owner, repo = request.path.split("/")[2:4]
+        parts = request.path.split("/")
+        if parts[4:5] == ["issues"]:
+            return self._issue_comments(request, parts[5:])
+        return self._pulls(request, *parts[2:4])
+
+    def _issue_comments(self, request: Received, rest: list[str]) -> Reply:
+        if request.method == "PATCH" and rest[0] == "comments":
+            found = [c for c in self.comments if str(c["id"]) == rest[1]]
+            if not found:
+                return _json(404, {"message": "Not Found"})
+            found[0]["body"] = request.body["body"]
+            return _json(200, found[0])
+        issue = int(rest[0])
+        if request.method == "POST":
+            return _json(201, self.comment(issue, request.body["body"], "mendline-bot"))
+        page, size = _page(request, 30, self.per_page_cap)
+        on_issue = [c for c in self.comments if c["issue"] == issue]
+        headers = {}
+        if page * size < len(on_issue):
+            following = f"{self.base}{request.path}?per_page={size}&page={page + 1}"
+            headers["Link"] = f'<{following}>; rel="next"'
+        return _json(200, on_issue[(page - 1) * size : page * size], **headers)
+
+    def _pulls(self, request: Received, owner: str, repo: str) -> Reply:
         if request.method == "GET":
             head = request.query.get("head", "")
             found = [p for p in self.pulls if f"{owner}:{p['head']['ref']}" == head]
@@ -125,6 +176,23 @@ class FakeGitLab(_Forge):
         super().__init__()
         self.token = token
         self.merge_requests: list[dict[str, Any]] = []
+        #: Merge request notes, oldest first (``iid`` is the merge request's).
+        self.notes: list[dict[str, Any]] = []
+        #: The largest page GitLab serves (100); a test makes it small to page sooner.
+        self.per_page_cap = 100
+        self._ids = iter(range(5001, 10**9))
+
+    def note(self, iid: int, body: str, username: str = "someone", system: bool = False) -> Any:
+        """A note on merge request ``iid``, as if ``username`` (or GitLab itself) wrote it."""
+        made = {
+            "id": next(self._ids),
+            "iid": iid,
+            "body": body,
+            "author": {"username": username},
+            "system": system,
+        }
+        self.notes.append(made)
+        return made
 
     @property
     def api_url(self) -> str:
@@ -134,7 +202,10 @@ class FakeGitLab(_Forge):
     def answer(self, request: Received) -> Reply:
         if request.headers.get("private-token") != self.token:
             return _json(401, {"message": "401 Unauthorized"})
-        project = unquote(request.path.split("/")[4])
+        parts = request.path.split("/")
+        project = unquote(parts[4])
+        if len(parts) > 6:
+            return self._merge_request(request, int(parts[6]), parts[7:])
         if request.method == "GET":
             branch = request.query.get("source_branch")
             found = [m for m in self.merge_requests if m["source_branch"] == branch]
@@ -151,6 +222,27 @@ class FakeGitLab(_Forge):
         }
         self.merge_requests.append(made)
         return _json(201, made)
+
+    def _merge_request(self, request: Received, iid: int, rest: list[str]) -> Reply:
+        found = [m for m in self.merge_requests if m["iid"] == iid]
+        if not found:
+            return _json(404, {"message": "404 Not found"})
+        if not rest:
+            return _json(200, found[0])
+        if request.method == "PUT":
+            notes = [n for n in self.notes if str(n["id"]) == rest[1] and n["iid"] == iid]
+            if not notes:
+                return _json(404, {"message": "404 Not found"})
+            notes[0]["body"] = request.body["body"]
+            return _json(200, notes[0])
+        if request.method == "POST":
+            return _json(201, self.note(iid, request.body["body"], "mendline-bot"))
+        page, size = _page(request, 20, self.per_page_cap)
+        notes = [n for n in self.notes if n["iid"] == iid]
+        if request.query.get("sort") != "asc":
+            notes.reverse()  # GitLab's default order: the newest first
+        following = str(page + 1) if page * size < len(notes) else ""
+        return _json(200, notes[(page - 1) * size : page * size], X_Next_Page=following)
 
 
 class FakeGitRemote(_Forge):

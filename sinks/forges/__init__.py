@@ -25,11 +25,17 @@ from mendline.sinks.forges._render import (
     revert_message,
     revert_title,
 )
+from mendline.sinks.forges._review_markdown import REVIEW_MARKER, review_markdown
+from mendline.sinks.forges._review_output import review_annotations, review_json, review_rdjsonl
+from mendline.sinks.forges._review_post import COMMENT_LIMITS, post_review_comment
+from mendline.sinks.forges._review_sarif import review_sarif
 from mendline.sinks.forges._verify import FILES, VerifyPlan, verify
 from mendline.sinks.forges._workspace import CleanupReport, cleanup_stale
 
 __all__ = [
+    "COMMENT_LIMITS",
     "FILES",
+    "REVIEW_MARKER",
     "ApplyOutcome",
     "Checkout",
     "CleanupReport",
@@ -50,6 +56,7 @@ __all__ = [
     "markdown_text",
     "neutral_line",
     "open_pull_request",
+    "post_review_comment",
     "pr_body",
     "pr_title",
     "release_contains",
@@ -57,5 +64,10 @@ __all__ = [
     "revert_body",
     "revert_message",
     "revert_title",
+    "review_annotations",
+    "review_json",
+    "review_markdown",
+    "review_rdjsonl",
+    "review_sarif",
     "verify",
 ]

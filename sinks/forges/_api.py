@@ -4,6 +4,7 @@ is open already for the branch is found and answered instead."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
@@ -53,16 +54,20 @@ async def open_pull_request(
     When one is open already for ``head`` (GitHub answers 422, GitLab 409), its URL is
     returned. Raises ForgeError: ``http_<status>`` (retriable for 408, 429 and 5xx; not for
     401, 403, 404, 422), ``timeout``, ``unreachable`` or ``bad_response``."""
-    headers = _headers(api)
-    async with httpx.AsyncClient(
-        base_url=api.api_url.rstrip("/"),
-        headers=headers,
-        timeout=httpx.Timeout(api.timeout),
-        transport=transport,
-    ) as client:
+    async with _client(api, transport) as client:
         if api.kind == "github":
             return await _github(client, api, head, base, title, body)
         return await _gitlab(client, api, head, base, title, body)
+
+
+def _client(api: ForgeAPI, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    """A client for ``api``: its base URL, its token's headers and its timeout."""
+    return httpx.AsyncClient(
+        base_url=api.api_url.rstrip("/"),
+        headers=_headers(api),
+        timeout=httpx.Timeout(api.timeout),
+        transport=transport,
+    )
 
 
 def _headers(api: ForgeAPI) -> dict[str, str]:
@@ -80,7 +85,9 @@ async def _github(
 ) -> str:
     owner, _, repo = api.project.partition("/")
     pulls = f"/repos/{quote(owner, safe='')}/{quote(repo, safe='')}/pulls"
-    created = await _call(client, api, "POST", pulls, json=_json(title, head, base, body))
+    created = await _call(
+        client, api, "POST", pulls, json=_json(title, head, base, body), accept=(422,)
+    )
     if created.status_code == 422:  # "A pull request already exists for owner:branch"
         found = await _call(
             client, api, "GET", pulls, params={"head": f"{owner}:{head}", "state": "open"}
@@ -98,7 +105,7 @@ async def _gitlab(
 ) -> str:
     requests = f"/projects/{quote(api.project, safe='')}/merge_requests"
     wanted = {"source_branch": head, "target_branch": base, "title": title, "description": body}
-    created = await _call(client, api, "POST", requests, json=wanted)
+    created = await _call(client, api, "POST", requests, json=wanted, accept=(409,))
     if (
         created.status_code == 409
     ):  # "Another open merge request already exists for this source branch"
@@ -110,9 +117,16 @@ async def _gitlab(
 
 
 async def _call(
-    client: httpx.AsyncClient, api: ForgeAPI, method: str, path: str, **kwargs: Any
+    client: httpx.AsyncClient,
+    api: ForgeAPI,
+    method: str,
+    path: str,
+    *,
+    accept: Collection[int] = (),
+    **kwargs: Any,
 ) -> httpx.Response:
-    """The answer, when it is a success or the "exists already" status; else ForgeError."""
+    """The answer, when it is a success or one of the statuses in ``accept`` (an "exists
+    already"); else ForgeError."""
     try:
         async with asyncio.timeout(api.timeout):  # httpx's timeout is per phase
             response = await client.request(method, path, **kwargs)
@@ -127,7 +141,7 @@ async def _call(
             retriable=True,
         ) from exc
     status = response.status_code
-    if 200 <= status < 300 or (method == "POST" and status in (409, 422)):
+    if 200 <= status < 300 or status in accept:
         return response
     raise _error(api, response)
 
