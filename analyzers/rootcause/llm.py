@@ -38,6 +38,7 @@ from mendline.schemas.finding import (
     LLMCall,
 )
 from mendline.schemas.http import retriable_status, retry_after
+from mendline.schemas.settings import Settings
 
 __all__ = [
     "MODE_RETRY_AFTER",
@@ -194,6 +195,23 @@ class ChatClient:
         self._timeout = timeout
         #: Requests answered with an error about response_format (each moved to the next mode).
         self.unsupported_modes = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> ChatClient:
+        """The client of the settings' LLM endpoint (``llm_base_url``, which must be set);
+        ``options`` are the constructor's others (``transport``, ``modes``)."""
+        if not settings.llm_base_url:
+            raise ValueError("no LLM endpoint is set (llm_base_url)")
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        return cls(
+            settings.llm_base_url,
+            settings.llm_model,
+            api_key=key,
+            api_key_header=settings.llm_api_key_header,
+            api_version=settings.llm_api_version,
+            timeout=settings.llm_timeout,
+            **options,
+        )
 
     @property
     def mode(self) -> str | None:

@@ -199,16 +199,7 @@ def make_analysis(
     heuristic = HeuristicAnalyser()
     if not settings.llm_base_url:
         return Analysis(heuristic, "heuristic", heuristic)
-    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    client = ChatClient(
-        settings.llm_base_url,
-        settings.llm_model,
-        api_key=key,
-        api_key_header=settings.llm_api_key_header,
-        api_version=settings.llm_api_version,
-        timeout=settings.llm_timeout,
-        **client_options,
-    )
+    client = ChatClient.from_settings(settings, **client_options)
     analyser = LLMAnalyser(
         client,
         store if ledger is None else ledger,
