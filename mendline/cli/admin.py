@@ -34,6 +34,11 @@ def register(commands: Commands) -> None:
         help="print the GRANT statements that let ROLE run mendline without owning its tables",
     )
     grants.add_argument("role", metavar="ROLE", help="the role of the workers' database URL")
+    grants.add_argument(
+        "--read-only",
+        action="store_true",
+        help="SELECT only: for `mendline review` in CI, which reads production",
+    )
     grants.set_defaults(run=_grants)
 
     fingerprint = commands.add_parser(
@@ -143,7 +148,7 @@ def _grants(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> list[str]:
         conn = await connect_database(settings)  # a clear error when not migrated
         try:
-            return list(await app_grants(conn, args.role))
+            return list(await app_grants(conn, args.role, read_only=args.read_only))
         finally:
             await conn.close()
 
@@ -151,10 +156,15 @@ def _grants(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json({"role": args.role, "statements": statements})
         return 0
+    may = (
+        "read mendline's rows and views, and nothing more."
+        if args.read_only
+        else "read and change mendline's rows,\n"
+        "-- read and append to the audit log, and nothing more."
+    )
     print(
         f"-- Run as the owner of schema mendline (who ran `mendline migrate`), again after\n"
-        f"-- each migration: {printable(args.role)} may then read and change mendline's rows,\n"
-        "-- read and append to the audit log, and nothing more."
+        f"-- each migration: {printable(args.role)} may then {may}"
     )
     print("\n".join(statements))
     return 0

@@ -30,11 +30,15 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def grant_statements(role: str, relations: Iterable[tuple[str, str]]) -> list[str]:
+def grant_statements(
+    role: str, relations: Iterable[tuple[str, str]], *, read_only: bool = False
+) -> list[str]:
     """The statements that give ``role`` what mendline needs, for ``relations`` (name and
     ``pg_class.relkind``) of schema ``mendline``: whatever it had is revoked first, then rows
     of the tables (the audit log: read and append only; the migrations' table: read only),
-    the views and sequences, and the functions (the partition functions run as the owner)."""
+    the views and sequences, and the functions (the partition functions run as the owner).
+    ``read_only``: SELECT on the tables and views and nothing else (what `mendline review`
+    needs, in CI)."""
     who = _ident(role)
     statements = [
         f"REVOKE ALL ON ALL TABLES IN SCHEMA mendline FROM {who};",
@@ -43,18 +47,25 @@ def grant_statements(role: str, relations: Iterable[tuple[str, str]]) -> list[st
     ]
     for name, kind in relations:
         what = f"mendline.{_ident(name)}"
-        if kind in ("r", "p"):
+        if read_only:
+            if kind in ("r", "p", "v", "m"):
+                statements.append(f"GRANT SELECT ON {what} TO {who};")
+        elif kind in ("r", "p"):
             statements.append(f"GRANT {_LIMITED.get(name, _ROWS)} ON {what} TO {who};")
         elif kind in ("v", "m"):
             statements.append(f"GRANT SELECT ON {what} TO {who};")
         elif kind == "S":
             statements.append(f"GRANT USAGE, SELECT ON SEQUENCE {what} TO {who};")
-    statements.append(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA mendline TO {who};")
+    if not read_only:
+        statements.append(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA mendline TO {who};")
     return statements
 
 
-async def app_grants(conn: asyncpg.Connection[Any], role: str) -> list[str]:
+async def app_grants(
+    conn: asyncpg.Connection[Any], role: str, *, read_only: bool = False
+) -> list[str]:
     """``grant_statements`` for the relations schema ``mendline`` has now (after
     ``mendline migrate``; run them again after the next one)."""
     rows = await conn.fetch(_RELATIONS)
-    return grant_statements(role, ((row["relname"], row["relkind"]) for row in rows))
+    relations = ((row["relname"], row["relkind"]) for row in rows)
+    return grant_statements(role, relations, read_only=read_only)

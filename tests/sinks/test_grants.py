@@ -133,3 +133,19 @@ def test_grants_quote_names_and_limit_the_audit_log() -> None:
         'GRANT USAGE, SELECT ON SEQUENCE mendline."issues_id_seq" TO "app""; DROP";',
         'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA mendline TO "app""; DROP";',
     ]
+
+
+def test_read_only_grants_select_and_nothing_else() -> None:
+    statements = grant_statements(
+        "reader",
+        [("audit_log", "r"), ("events", "p"), ("open_issues", "v"), ("issues_id_seq", "S")],
+        read_only=True,
+    )
+    assert statements == [
+        'REVOKE ALL ON ALL TABLES IN SCHEMA mendline FROM "reader";',
+        'REVOKE ALL ON ALL SEQUENCES IN SCHEMA mendline FROM "reader";',
+        'GRANT USAGE ON SCHEMA mendline TO "reader";',
+        'GRANT SELECT ON mendline."audit_log" TO "reader";',
+        'GRANT SELECT ON mendline."events" TO "reader";',
+        'GRANT SELECT ON mendline."open_issues" TO "reader";',
+    ]

@@ -20,7 +20,12 @@ from mendline.devstack import free_port
 from mendline.schemas.errors import DatabaseUnavailable
 from mendline.schemas.review import IssueRecord
 from mendline.schemas.settings import load_settings
-from mendline.sinks.postgres import PostgresProductionSource, connect_production, migrated_pool
+from mendline.sinks.postgres import (
+    PostgresProductionSource,
+    app_grants,
+    connect_production,
+    migrated_pool,
+)
 from tests.db_helpers import fresh_database
 from tests.review_helpers import Production, seed_production
 
@@ -139,10 +144,8 @@ async def test_a_role_with_select_only_reads_it_all(
     owner = await asyncpg.connect(url)
     try:
         await owner.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-        await owner.execute(
-            f"GRANT USAGE ON SCHEMA mendline TO {role};"
-            f" GRANT SELECT ON ALL TABLES IN SCHEMA mendline TO {role};"
-        )
+        # What `mendline grants ROLE --read-only` prints, and nothing else.
+        await owner.execute("\n".join(await app_grants(owner, role, read_only=True)))
         parts = urlsplit(url)
         reader_url = urlunsplit(
             parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}")
