@@ -1,3 +1,44 @@
 """Code review of a diff: the changed files and functions read from it, the built-in rules
 (``ast`` checks of the failure classes the knowledge base explains), rules learned from
-findings marked right, the production context of changed functions, and the LLM's review."""
+findings marked right, the production context of changed functions (likely fixes, likely
+regressions), and the LLM's review; ``review_files`` puts them together."""
+
+from mendline.analyzers.review._diff import read_diff
+from mendline.analyzers.review._functions import MODULE, changed_functions, scopes
+from mendline.analyzers.review._learned import (
+    MIN_WEIGHT,
+    culprit_line,
+    learned_comments,
+    learned_review_rule,
+    shape_of,
+)
+from mendline.analyzers.review._llm import AI_REVIEW_RULE, LLMReviewer
+from mendline.analyzers.review._production import (
+    PRODUCTION_RULES,
+    frame_path,
+    production_context,
+)
+from mendline.analyzers.review._review import MAX_FILE_BYTES, review_files
+from mendline.analyzers.review._rules import BUILTIN_RULES, check_python, is_suppressed
+
+__all__ = [
+    "AI_REVIEW_RULE",
+    "BUILTIN_RULES",
+    "MAX_FILE_BYTES",
+    "MIN_WEIGHT",
+    "MODULE",
+    "PRODUCTION_RULES",
+    "LLMReviewer",
+    "changed_functions",
+    "check_python",
+    "culprit_line",
+    "frame_path",
+    "is_suppressed",
+    "learned_comments",
+    "learned_review_rule",
+    "production_context",
+    "read_diff",
+    "review_files",
+    "scopes",
+    "shape_of",
+]

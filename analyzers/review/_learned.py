@@ -152,7 +152,7 @@ def _comment(
             f'this is the shape of the line that caused issue #{rule.issue_id} "{title}" in'
             f" production ({rule.shape}; learned rule {rule.id})"
         ),
-        code=lines[line - 1] if 0 < line <= len(lines) else "",
+        code=lines[line - 1].strip() if 0 < line <= len(lines) else "",
         end_line=end if end > line else None,
         column=node.col_offset + 1 if line == node.lineno else None,
         suggestion=_suggestion(rule),

@@ -123,7 +123,8 @@ def kept_comments(
             ReviewComment(
                 rule_id=AI_RULE,
                 source="llm",
-                severity=p.severity,
+                # An opinion never fails a build set to --fail-on error: at most a warning.
+                severity="info" if p.severity == "info" else "warning",
                 path=file.path,
                 line=p.line,
                 message=p.message,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mendline.analyzers.grouping.scrubbing import FILTERED, Scrubber
+from mendline.analyzers.review._functions import MODULE
 from mendline.analyzers.rootcause.prompt import data_block
 from mendline.schemas.review import (
     REVIEW_SEVERITIES,
@@ -37,7 +38,6 @@ REVIEW_HEADING = "UNTRUSTED CODE AND PRODUCTION DATA"
 MAX_MESSAGE_CHARS = 1000
 MAX_SUGGESTION_CHARS = 2000
 
-_MODULE = "<module>"  # the qualname of lines outside any function
 _MAX_SPAN = 80  # a longer function (a class body, the module) is shown around its changes
 _WINDOW = 4  # lines shown either side of a changed line, in a long function
 _NARROW = 1  # ... and in a unit too big for a prompt of its own
@@ -172,7 +172,7 @@ def review_units(
         loose = tuple(sorted(file.added - {line for f in own for line in f.changed}))
         scopes = [(f.qualname, f.first, f.last, f.changed, context_of.get(f)) for f in own]
         if loose:
-            scopes.append((_MODULE, 1, len(lines), loose, None))
+            scopes.append((MODULE, 1, len(lines), loose, None))
         removed = _scrub_lines(file.removed[:_MAX_REMOVED], scrubber)
         for qualname, first, last, changed, context in scopes:
             shown = _shown(first, last, changed, len(lines), qualname)
@@ -235,7 +235,7 @@ def _shown(first: int, last: int, changed: Sequence[int], count: int, qualname: 
     """The lines to show of a function from ``first`` to ``last`` in a file of ``count``
     lines: all of them, or those around its changes when it is long or the module's."""
     first, last = max(first, 1), min(last, count)
-    if last - first < _MAX_SPAN and qualname != _MODULE:
+    if last - first < _MAX_SPAN and qualname != MODULE:
         return list(range(first, last + 1))
     return _around(changed, first, last, _WINDOW)
 

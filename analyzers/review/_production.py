@@ -231,8 +231,9 @@ class _Diff:
         return line in self._removed.get(path, ())
 
     def line(self, path: str, number: int) -> str:
+        """The text of line ``number`` of ``path`` after the change, without its indentation."""
         lines = self.sources.get(path, ())
-        return lines[number - 1] if 0 < number <= len(lines) else ""
+        return lines[number - 1].strip() if 0 < number <= len(lines) else ""
 
     def path_of(self, frame: FrameRef) -> str | None:
         key = (frame.filename, frame.module)

@@ -26,6 +26,7 @@ from mendline.cli import (
     people,
     pipeline,
     remediations,
+    review,
     routes,
     silences,
 )
@@ -78,6 +79,7 @@ COMMAND_GROUPS: tuple[CommandGroup, ...] = (
     admin,
     audit,
     remediations,
+    review,
 )
 
 

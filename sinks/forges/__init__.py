@@ -1,6 +1,8 @@
 """Forges: fixes applied in git worktrees of their own, verified, committed and delivered as
 a branch, a push, a GitHub or GitLab pull request or a patch file; reverts; the remote's base
-and tags fetched; and what an interrupted attempt left behind cleaned up."""
+and tags fetched; what an interrupted attempt left behind cleaned up; and for a review, what
+it reads from git and from a CI job's environment, what it writes (Markdown, SARIF, GitHub
+annotations, rdjsonl, JSON) and the one comment it keeps on a pull request."""
 
 from mendline.sinks.commands import command_environment
 from mendline.sinks.forges._api import ForgeAPI, ForgeKind, open_pull_request
@@ -13,6 +15,7 @@ from mendline.sinks.forges._change import (
 )
 from mendline.sinks.forges._deliver import DeliveryPlan
 from mendline.sinks.forges._fix import apply_fix, fetch_base, release_contains, revert
+from mendline.sinks.forges._git import Git
 from mendline.sinks.forges._render import (
     code_span,
     commit_message,
@@ -25,6 +28,8 @@ from mendline.sinks.forges._render import (
     revert_message,
     revert_title,
 )
+from mendline.sinks.forges._review_ci import PostTarget, ci_base, post_target
+from mendline.sinks.forges._review_git import default_branch, files_at, merge_base, range_diff
 from mendline.sinks.forges._review_markdown import REVIEW_MARKER, review_markdown
 from mendline.sinks.forges._review_output import review_annotations, review_json, review_rdjsonl
 from mendline.sinks.forges._review_post import COMMENT_LIMITS, post_review_comment
@@ -43,22 +48,30 @@ __all__ = [
     "FixChange",
     "ForgeAPI",
     "ForgeKind",
+    "Git",
     "OutcomeResult",
+    "PostTarget",
     "RevertChange",
     "VerifyPlan",
     "apply_fix",
+    "ci_base",
     "cleanup_stale",
     "code_span",
     "command_environment",
     "commit_message",
+    "default_branch",
     "fenced",
     "fetch_base",
+    "files_at",
     "markdown_text",
+    "merge_base",
     "neutral_line",
     "open_pull_request",
     "post_review_comment",
+    "post_target",
     "pr_body",
     "pr_title",
+    "range_diff",
     "release_contains",
     "revert",
     "revert_body",

@@ -69,7 +69,7 @@ LIMIT $3
 """
 
 _RULES = """
-SELECT id, shape, example, title, issue_id, finding_id, created_at, disabled_at, disabled_by
+SELECT id, shape, example, title, issue_id, finding_id, created_at, disabled_at, disabled_by, fix
 FROM mendline.learned_review_rules WHERE active ORDER BY id
 """
 
@@ -117,6 +117,7 @@ class PostgresProductionSource:
                 disabled_at=row["disabled_at"],
                 disabled_by=row["disabled_by"],
                 link=self._link(row["issue_id"]),
+                fix=row["fix"],
             )
             for row in rows
         ]

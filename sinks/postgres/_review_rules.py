@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from mendline.analyzers.policy.people import authorize
-from mendline.analyzers.review._learned import culprit_line, shape_of
+from mendline.analyzers.review import culprit_line, shape_of
 from mendline.schemas.errors import FindingNotFound, NotFound
 from mendline.schemas.people import Actor
 from mendline.schemas.review import LEARNED_PREFIX, LearnedRule, learned_rule_id

@@ -208,7 +208,7 @@ def test_a_comment_names_the_issue_that_taught_it_on_one_printable_line() -> Non
         line=18,
         message='this is the shape of the line that caused issue #14 "AttributeError:\\x1b[31m'
         " 'NoneType' boom\" in production (_.customer.email; learned rule MRL13)",
-        code="    return order.customer.email",
+        code="return order.customer.email",
         column=12,
         suggestion="check that the object is not None before reading its attribute",
         issue_id=14,

@@ -146,8 +146,9 @@ async def test_a_good_answer_becomes_comments_on_the_added_lines(llm: FakeLLM) -
     ledger = MemoryLedger()
     comments, usage, notes = await review(reviewer(llm, ledger, input_price=2.0, output_price=10.0))
     assert notes == []
+    # The LLM said "error" first: an opinion is at most a warning.
     assert [(c.path, c.line, c.end_line, c.severity) for c in comments] == [
-        (PATH, 5, None, "error"),
+        (PATH, 5, None, "warning"),
         (PATH, 10, 12, "warning"),
     ]
     first = comments[0]

@@ -370,9 +370,12 @@ def test_production_context(case: str) -> None:
     assert {
         c.function.qualname: ([i.issue_id for i in c.issues], list(c.likely_fixes)) for c in found
     } == contexts
-    assert {(c.rule_id, c.code, c.issue_id) for c in said} == comments
+    # A comment's code is its line without the indentation.
+    assert {(c.rule_id, c.code, c.issue_id) for c in said} == {
+        (rule, code.strip(), issue) for rule, code, issue in comments
+    }
     for comment in said:
-        assert lines[comment.line - 1] == comment.code  # on the line it names
+        assert lines[comment.line - 1].strip() == comment.code  # on the line it names
         assert comment.link == f"https://mendline.example/issues/{comment.issue_id}"
         assert f"#{comment.issue_id} " in comment.message
         assert comment.source == "production"

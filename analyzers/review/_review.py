@@ -1,0 +1,192 @@
+"""A review of changed files: each Python file read once, the built-in and learned rules
+run on its changed lines, the changed functions put next to production's issues, the LLM
+asked when there is one, suppressed comments left out; what could not be done said in
+notes. The callers bring the I/O: the files' contents, the production source, the LLM."""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+
+from mendline.analyzers.review._functions import changed_functions
+from mendline.analyzers.review._learned import learned_comments, learned_review_rule
+from mendline.analyzers.review._llm import AI_REVIEW_RULE, LLMReviewer
+from mendline.analyzers.review._production import PRODUCTION_RULES, production_context
+from mendline.analyzers.review._rules import BUILTIN_RULES, check_python, is_suppressed
+from mendline.schemas.errors import MendlineError
+from mendline.schemas.fixpolicy import CodeMapping
+from mendline.schemas.printable import printable
+from mendline.schemas.review import (
+    ChangedFile,
+    ChangedFunction,
+    FunctionContext,
+    IssueRecord,
+    LearnedRule,
+    ProductionSource,
+    Review,
+    ReviewComment,
+    ReviewUsage,
+    SkippedFile,
+)
+
+__all__ = ["MAX_FILE_BYTES", "review_files"]
+
+#: A changed file bigger than this is not read (generated code, a vendored bundle).
+MAX_FILE_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A changed Python file as parsed: its tree and its lines after the change."""
+
+    file: ChangedFile
+    tree: ast.Module
+    lines: list[str]
+
+
+async def review_files(
+    files: Sequence[ChangedFile],
+    contents: Mapping[str, str | None],
+    *,
+    base: str | None = None,
+    head: str | None = None,
+    production: ProductionSource | None = None,
+    production_note: str | None = None,
+    mappings: Sequence[CodeMapping] = (),
+    llm: LLMReviewer | None = None,
+    disabled: frozenset[str] = frozenset(),
+    regression_days: int = 30,
+    now: datetime | None = None,
+) -> Review:
+    """Review ``files`` (from read_diff), whose contents after the change ``contents`` maps
+    by path (None: not readable there).
+
+    ``production`` is where issues and learned rules are read (None: not read, and
+    ``production_note`` says why); ``mappings`` the code mappings from repository paths to
+    frame paths (none: paths are matched by their endings); ``disabled`` rule ids not
+    reported. Never raises for what a source or the LLM does: that becomes a note."""
+    now = now or datetime.now(UTC)
+    notes: list[str] = []
+    read, skipped = _read(files, contents)
+    records: list[IssueRecord] = []
+    learned: list[LearnedRule] = []
+    if production is None:
+        notes.append(production_note or "production context not read: no source given")
+    else:
+        # A renamed file's old name too: production still runs the code under it.
+        paths = {p for r in read for p in (r.file.path, r.file.old_path) if p is not None}
+        names = sorted({PurePosixPath(p).name for p in paths})
+        try:
+            if names:
+                records = await production.issues(names, resolved_within_days=regression_days)
+            learned = await production.learned_rules()
+        except MendlineError as exc:
+            notes.append(f"production context not read: {printable(str(exc))}")
+    comments: list[ReviewComment] = []
+    functions: list[ChangedFunction] = []
+    for one in read:
+        path, changed = one.file.path, one.file.added
+        comments += check_python(path, one.tree, one.lines, changed)
+        comments += learned_comments(learned, path, one.tree, one.lines, changed)
+        functions += changed_functions(path, one.tree, changed, len(one.lines))
+    sources = {one.file.path: one.lines for one in read}
+    contexts: list[FunctionContext] = []
+    if records:
+        contexts, found = production_context(
+            [one.file for one in read],
+            functions,
+            sources,
+            records,
+            mappings,
+            now=now,
+            regression_days=regression_days,
+        )
+        comments += found
+    usage: ReviewUsage | None = None
+    if llm is not None and read:
+        said, usage, llm_notes = await llm.review(
+            [one.file for one in read], sources, functions, contexts
+        )
+        comments += said
+        notes += llm_notes
+    rules = (*BUILTIN_RULES, *PRODUCTION_RULES, *(learned_review_rule(r) for r in learned))
+    if llm is not None:
+        rules = (*rules, AI_REVIEW_RULE)
+    return Review(
+        base=base,
+        head=head,
+        files=tuple(files),
+        skipped=tuple(skipped),
+        rules=tuple(r for r in rules if r.id not in disabled),
+        comments=_kept(comments, sources, disabled),
+        functions=tuple(contexts),
+        notes=tuple(notes),
+        llm=usage,
+        made_at=now,
+    )
+
+
+def _read(
+    files: Sequence[ChangedFile], contents: Mapping[str, str | None]
+) -> tuple[list[_Read], list[SkippedFile]]:
+    """The Python files with added lines, parsed; every other file with why it is not read."""
+    read: list[_Read] = []
+    skipped: list[SkippedFile] = []
+    for file in files:
+        reason = _unread(file)
+        text = contents.get(file.path) if reason is None else None
+        if reason is None and text is None:
+            reason = "cannot be read after the change"
+        if reason is None and text is not None and len(text) > MAX_FILE_BYTES:
+            reason = f"larger than {MAX_FILE_BYTES // 2**20} MiB"
+        if reason is not None or text is None:
+            skipped.append(SkippedFile(file.path, reason or "cannot be read"))
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # SyntaxWarnings of the code under review
+                tree = ast.parse(text, filename=file.path)
+        except SyntaxError as exc:
+            skipped.append(
+                SkippedFile(file.path, f"cannot be parsed: line {exc.lineno}: {exc.msg}")
+            )
+            continue
+        except (ValueError, RecursionError, MemoryError) as exc:
+            skipped.append(SkippedFile(file.path, f"cannot be parsed: {type(exc).__name__}"))
+            continue
+        read.append(_Read(file, tree, text.splitlines()))
+    return read, skipped
+
+
+def _unread(file: ChangedFile) -> str | None:
+    """Why a changed file is not reviewed, or None when it is."""
+    if file.status == "binary":
+        return "binary"
+    if file.status == "deleted":
+        return "deleted"
+    if file.language != "python":
+        return "not Python (not reviewed yet)"
+    if not file.added:
+        return "no added lines" if file.status != "mode" else "mode change only"
+    return None
+
+
+def _kept(
+    comments: list[ReviewComment], sources: Mapping[str, Sequence[str]], disabled: frozenset[str]
+) -> tuple[ReviewComment, ...]:
+    """The comments not disabled nor suppressed on their line, one per rule and place,
+    sorted by path, line and rule."""
+    kept: dict[tuple[str, int, str], ReviewComment] = {}
+    for comment in comments:
+        if comment.rule_id in disabled:
+            continue
+        lines = sources.get(comment.path, ())
+        text = lines[comment.line - 1] if 0 < comment.line <= len(lines) else ""
+        if is_suppressed(text, comment.rule_id):
+            continue
+        kept.setdefault((comment.path, comment.line, comment.rule_id), comment)
+    return tuple(kept[key] for key in sorted(kept))
