@@ -18,7 +18,7 @@ from mendline.analyzers.review._production import (
     frame_path,
     production_context,
 )
-from mendline.analyzers.review._review import MAX_FILE_BYTES, review_files
+from mendline.analyzers.review._review import MAX_FILE_BYTES, review_files, source_lines
 from mendline.analyzers.review._rules import BUILTIN_RULES, check_python, is_suppressed
 
 __all__ = [
@@ -41,4 +41,5 @@ __all__ = [
     "review_files",
     "scopes",
     "shape_of",
+    "source_lines",
 ]

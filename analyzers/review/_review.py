@@ -6,6 +6,7 @@ notes. The callers bring the I/O: the files' contents, the production source, th
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from mendline.schemas.review import (
     SkippedFile,
 )
 
-__all__ = ["MAX_FILE_BYTES", "review_files"]
+__all__ = ["MAX_FILE_BYTES", "review_files", "source_lines"]
 
 #: A changed file bigger than this is not read (generated code, a vendored bundle).
 MAX_FILE_BYTES = 2 * 1024 * 1024
@@ -158,8 +159,19 @@ def _read(
         except (ValueError, RecursionError, MemoryError) as exc:
             skipped.append(SkippedFile(file.path, f"cannot be parsed: {type(exc).__name__}"))
             continue
-        read.append(_Read(file, tree, text.splitlines()))
+        read.append(_Read(file, tree, source_lines(text)))
     return read, skipped
+
+
+def source_lines(text: str) -> list[str]:
+    """``text``'s lines as Python numbers them: split at ``\\r\\n``, ``\\r`` and ``\\n`` only
+    (``str.splitlines`` also splits at form feeds and Unicode separators, which Python's
+    tokenizer reads inside a line, and every line number after one would be off)."""
+    lines = _LINE_END.split(text)
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def _unread(file: ChangedFile) -> str | None:

@@ -1,0 +1,132 @@
+"""review_files: which files are read and why others are not, line numbers as Python counts
+them, suppression and disabled rules, a production source that fails, a 5,000-line file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from mendline.analyzers.review import MAX_FILE_BYTES, review_files, source_lines
+from mendline.schemas.errors import ServiceError
+from mendline.schemas.review import ChangedFile, IssueRecord, LearnedRule
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+#: A Flask handler whose line 6 parses a query parameter with nothing to catch bad text.
+HANDLER = (
+    "from flask import Flask, request\n"
+    "app = Flask(__name__)\n"
+    "\n"
+    "@app.route('/orders')\n"
+    "def orders():\n"
+    "    qty = int(request.args.get('qty', '1'))\n"
+    "    return {'qty': qty}\n"
+)
+
+
+def added(path: str, text: str, lines: Sequence[int] | None = None) -> ChangedFile:
+    """``path`` as a new file, or with only ``lines`` changed."""
+    count = len(source_lines(text))
+    changed = frozenset(lines if lines is not None else range(1, count + 1))
+    return ChangedFile(path, None, "added", changed, ((1, count),))
+
+
+def rule_lines(review: object) -> list[tuple[str, int, str]]:
+    return [(c.path, c.line, c.rule_id) for c in review.comments]  # type: ignore[attr-defined]
+
+
+async def test_a_parse_of_request_text_is_reported_where_it_is() -> None:
+    review = await review_files([added("shop.py", HANDLER)], {"shop.py": HANDLER}, now=NOW)
+    assert rule_lines(review) == [("shop.py", 6, "MR101")]
+    assert review.notes == ("production context not read: no source given",)
+
+
+async def test_only_changed_lines_are_reported() -> None:
+    unchanged = added("shop.py", HANDLER, lines=[7])
+    review = await review_files([unchanged], {"shop.py": HANDLER}, now=NOW)
+    assert review.comments == ()
+
+
+@pytest.mark.parametrize(
+    ("file", "contents", "reason"),
+    [
+        (ChangedFile("logo.png", None, "binary"), None, "binary"),
+        (ChangedFile("gone.py", "gone.py", "deleted"), None, "deleted"),
+        (added("notes.md", "# notes\n"), "# notes\n", "not Python (not reviewed yet)"),
+        (ChangedFile("run.py", "run.py", "mode"), "x = 1\n", "mode change only"),
+        (ChangedFile("same.py", "old.py", "renamed"), "x = 1\n", "no added lines"),
+        (added("lost.py", "x = 1\n"), None, "cannot be read after the change"),
+        (added("bad.py", "def f(:\n"), "def f(:\n", "cannot be parsed: line 1: invalid syntax"),
+        (added("big.py", "x = 1\n"), "#" * (MAX_FILE_BYTES + 1), "larger than 2 MiB"),
+    ],
+)
+async def test_a_file_not_read_is_listed_with_why(
+    file: ChangedFile, contents: str | None, reason: str
+) -> None:
+    review = await review_files([file], {file.path: contents}, now=NOW)
+    assert [(s.path, s.reason) for s in review.skipped] == [(file.path, reason)]
+    assert review.comments == () and review.files == (file,)
+
+
+@pytest.mark.parametrize("separator", ["\f", "\v", "\x1c", "\u2028", "\x85"])
+async def test_lines_are_numbered_as_python_numbers_them(separator: str) -> None:
+    # A form feed (an editor's page break) and the like are inside a line for Python's
+    # tokenizer; str.splitlines would split there and put every later line one off.
+    text = HANDLER.replace("app = Flask(__name__)\n", f"app = Flask(__name__)  # {separator}\n")
+    review = await review_files([added("shop.py", text)], {"shop.py": text}, now=NOW)
+    assert rule_lines(review) == [("shop.py", 6, "MR101")]
+    (comment,) = review.comments
+    assert comment.code == "qty = int(request.args.get('qty', '1'))"
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
+def test_source_lines_split_at_the_line_endings_python_knows(ending: str) -> None:
+    text = ending.join(["a = 1", "b = '\f'", "c = 3"]) + ending
+    assert source_lines(text) == ["a = 1", "b = '\f'", "c = 3"]
+    assert source_lines("a = 1") == ["a = 1"] and source_lines("") == []
+
+
+async def test_a_suppressed_line_and_a_disabled_rule_are_not_reported() -> None:
+    quiet = HANDLER.replace("'1'))\n", "'1'))  # mendline: ignore[MR101]\n")
+    review = await review_files([added("shop.py", quiet)], {"shop.py": quiet}, now=NOW)
+    assert review.comments == ()
+    review = await review_files(
+        [added("shop.py", HANDLER)], {"shop.py": HANDLER}, disabled=frozenset({"MR101"}), now=NOW
+    )
+    assert review.comments == () and "MR101" not in {r.id for r in review.rules}
+
+
+class FailingSource:
+    """A production source whose database is down."""
+
+    async def issues(
+        self, file_names: Sequence[str], *, resolved_within_days: int
+    ) -> list[IssueRecord]:
+        raise ServiceError("connection refused", code="unreachable", retriable=True)
+
+    async def learned_rules(self) -> list[LearnedRule]:
+        raise AssertionError("not reached")
+
+
+async def test_a_failing_production_source_is_a_note_and_the_rules_still_run() -> None:
+    review = await review_files(
+        [added("shop.py", HANDLER)], {"shop.py": HANDLER}, production=FailingSource(), now=NOW
+    )
+    assert rule_lines(review) == [("shop.py", 6, "MR101")]
+    (note,) = review.notes
+    assert note.startswith("production context not read: ") and "connection refused" in note
+
+
+async def test_a_5000_line_file_is_reviewed_whole() -> None:
+    handlers = "".join(
+        f"@app.route('/r{i}')\ndef r{i}():\n    return {{'v': int(request.args['v{i}'])}}\n\n"
+        for i in range(1250)
+    )
+    text = "from flask import Flask, request\napp = Flask(__name__)\n\n" + handlers
+    assert len(source_lines(text)) == 5003
+    review = await review_files([added("many.py", text)], {"many.py": text}, now=NOW)
+    # Each handler's third line: int() of request text, nothing to catch it.
+    assert [c.line for c in review.comments] == [6 + 4 * i for i in range(1250)]
+    assert {c.rule_id for c in review.comments} == {"MR101"}
