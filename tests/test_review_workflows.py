@@ -18,7 +18,7 @@ GITHUB = [ROOT / "docs" / "ci" / "github-actions-review.yml", ROOT / ".github/wo
 GITLAB = ROOT / "docs" / "ci" / "gitlab-ci-review.yml"
 
 
-def _commands(script: str) -> list[list[str]]:
+def review_commands(script: str) -> list[list[str]]:
     """The `mendline review` command lines of a shell script (folded lines joined)."""
     words = shlex.split(script.replace("\n", " "))
     found: list[list[str]] = []
@@ -40,7 +40,9 @@ def test_github_workflows(path: Path) -> None:
         s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout")
     )
     assert checkout["with"]["fetch-depth"] == 0  # the merge base must be in the clone
-    runs = [_commands(s["run"]) for s in job["steps"] if "mendline review" in s.get("run", "")]
+    runs = [
+        review_commands(s["run"]) for s in job["steps"] if "mendline review" in s.get("run", "")
+    ]
     (commands,) = runs
     (argv,) = commands
     args = _parsed(argv)
@@ -57,7 +59,7 @@ def test_gitlab_job() -> None:
     (job,) = yaml.safe_load(GITLAB.read_text()).values()
     assert job["variables"]["GIT_DEPTH"] == "0"
     assert job["rules"][0]["if"] == '$CI_PIPELINE_SOURCE == "merge_request_event"'
-    commands = [c for line in job["script"] for c in _commands(line)]
+    commands = [c for line in job["script"] for c in review_commands(line)]
     (argv,) = commands
     args = _parsed(argv)
     assert args.post == "gitlab"

@@ -18,12 +18,19 @@ from mendline.analyzers.review._production import (
     frame_path,
     production_context,
 )
-from mendline.analyzers.review._review import MAX_FILE_BYTES, review_files, source_lines
+from mendline.analyzers.review._review import (
+    INPUT_RULES,
+    MAX_FILE_BYTES,
+    is_test_path,
+    review_files,
+    source_lines,
+)
 from mendline.analyzers.review._rules import BUILTIN_RULES, check_python, is_suppressed
 
 __all__ = [
     "AI_REVIEW_RULE",
     "BUILTIN_RULES",
+    "INPUT_RULES",
     "MAX_FILE_BYTES",
     "MIN_WEIGHT",
     "MODULE",
@@ -34,6 +41,7 @@ __all__ = [
     "culprit_line",
     "frame_path",
     "is_suppressed",
+    "is_test_path",
     "learned_comments",
     "learned_review_rule",
     "production_context",

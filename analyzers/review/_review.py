@@ -6,6 +6,7 @@ notes. The callers bring the I/O: the files' contents, the production source, th
 from __future__ import annotations
 
 import ast
+import fnmatch
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -34,10 +35,17 @@ from mendline.schemas.review import (
     SkippedFile,
 )
 
-__all__ = ["MAX_FILE_BYTES", "review_files", "source_lines"]
+__all__ = ["INPUT_RULES", "MAX_FILE_BYTES", "is_test_path", "review_files", "source_lines"]
 
 #: A changed file bigger than this is not read (generated code, a vendored bundle).
 MAX_FILE_BYTES = 2 * 1024 * 1024
+
+#: The rules about input from outside (a request, another service's JSON, SQL built from
+#: it, recursion into it), not reported in tests and benchmarks: there the input is the
+#: code's own, and a KeyError or a ValueError fails the test as it should.
+INPUT_RULES = frozenset({"MR101", "MR102", "MR103", "MR104", "MR108", "MR112"})
+
+_TEST_FOLDERS = frozenset({"test", "tests", "testing", "bench", "benchmarks"})
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,7 @@ async def review_files(
     mappings: Sequence[CodeMapping] = (),
     llm: LLMReviewer | None = None,
     disabled: frozenset[str] = frozenset(),
+    exclude: Sequence[str] = (),
     regression_days: int = 30,
     now: datetime | None = None,
 ) -> Review:
@@ -69,10 +78,12 @@ async def review_files(
     ``production`` is where issues and learned rules are read (None: not read, and
     ``production_note`` says why); ``mappings`` the code mappings from repository paths to
     frame paths (none: paths are matched by their endings); ``disabled`` rule ids not
-    reported. Never raises for what a source or the LLM does: that becomes a note."""
+    reported; ``exclude`` shell-style patterns of paths not read (``*`` crosses ``/``).
+    In tests and benchmarks (``is_test_path``) the ``INPUT_RULES`` are not reported.
+    Never raises for what a source or the LLM does: that becomes a note."""
     now = now or datetime.now(UTC)
     notes: list[str] = []
-    read, skipped = _read(files, contents)
+    read, skipped = _read(files, contents, exclude)
     records: list[IssueRecord] = []
     learned: list[LearnedRule] = []
     if production is None:
@@ -132,13 +143,13 @@ async def review_files(
 
 
 def _read(
-    files: Sequence[ChangedFile], contents: Mapping[str, str | None]
+    files: Sequence[ChangedFile], contents: Mapping[str, str | None], exclude: Sequence[str]
 ) -> tuple[list[_Read], list[SkippedFile]]:
     """The Python files with added lines, parsed; every other file with why it is not read."""
     read: list[_Read] = []
     skipped: list[SkippedFile] = []
     for file in files:
-        reason = _unread(file)
+        reason = _unread(file, exclude)
         text = contents.get(file.path) if reason is None else None
         if reason is None and text is None:
             reason = "cannot be read after the change"
@@ -174,8 +185,23 @@ def source_lines(text: str) -> list[str]:
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-def _unread(file: ChangedFile) -> str | None:
+def is_test_path(path: str) -> bool:
+    """True for a test or a benchmark: a file in a ``tests``, ``test``, ``testing``,
+    ``bench`` or ``benchmarks`` folder, ``test_*.py``, ``*_test.py`` or ``conftest.py``."""
+    *folders, name = PurePosixPath(path).parts or ("",)
+    return (
+        not _TEST_FOLDERS.isdisjoint(folders)
+        or name.startswith("test_")
+        or name.endswith("_test.py")
+        or name == "conftest.py"
+    )
+
+
+def _unread(file: ChangedFile, exclude: Sequence[str]) -> str | None:
     """Why a changed file is not reviewed, or None when it is."""
+    for pattern in exclude:
+        if fnmatch.fnmatchcase(file.path, pattern):
+            return f"excluded ({pattern})"
     if file.status == "binary":
         return "binary"
     if file.status == "deleted":
@@ -195,6 +221,8 @@ def _kept(
     kept: dict[tuple[str, int, str], ReviewComment] = {}
     for comment in comments:
         if comment.rule_id in disabled:
+            continue
+        if comment.rule_id in INPUT_RULES and is_test_path(comment.path):
             continue
         lines = sources.get(comment.path, ())
         text = lines[comment.line - 1] if 0 < comment.line <= len(lines) else ""

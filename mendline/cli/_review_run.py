@@ -96,6 +96,7 @@ async def _review(args: argparse.Namespace, settings: Settings) -> Review:
             mappings=_mappings(args, settings),
             llm=llm,
             disabled=frozenset(args.disable),
+            exclude=args.exclude,
             regression_days=args.regression_days,
         )
 

@@ -40,6 +40,14 @@ def register(commands: Commands) -> None:
         " after the change are read from the working tree",
     )
     what.add_argument("--repo", metavar="DIR", default=".", help="the repository (default: .)")
+    what.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="a path not to review, shell-style, * crossing / ('vendor/*'; repeat for"
+        " several); the files are listed as skipped",
+    )
     out = review.add_argument_group("outputs (several at once; FILE - is standard output)")
     out.add_argument("--markdown", metavar="FILE", help="Markdown (a PR comment's body)")
     out.add_argument("--sarif", metavar="FILE", help="SARIF 2.1.0 (GitHub code scanning)")

@@ -43,7 +43,8 @@ pytestmark = pytest.mark.integration
 
 async def get(url: str) -> tuple[int, str, str]:
     """Status, body and Content-Type of a GET of ``url``."""
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
         return response.status, await response.text(), response.headers["Content-Type"]
 
 

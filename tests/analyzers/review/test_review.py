@@ -8,7 +8,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mendline.analyzers.review import MAX_FILE_BYTES, review_files, source_lines
+from mendline.analyzers.review import (
+    INPUT_RULES,
+    MAX_FILE_BYTES,
+    is_test_path,
+    review_files,
+    source_lines,
+)
 from mendline.schemas.errors import ServiceError
 from mendline.schemas.review import ChangedFile, IssueRecord, LearnedRule
 
@@ -130,3 +136,54 @@ async def test_a_5000_line_file_is_reviewed_whole() -> None:
     # Each handler's third line: int() of request text, nothing to catch it.
     assert [c.line for c in review.comments] == [6 + 4 * i for i in range(1250)]
     assert {c.rule_id for c in review.comments} == {"MR101"}
+
+
+@pytest.mark.parametrize(
+    ("path", "is_test"),
+    [
+        ("tests/test_orders.py", True),
+        ("tests/helpers.py", True),
+        ("src/shop/tests/fixtures.py", True),
+        ("bench/ingest.py", True),
+        ("benchmarks/run.py", True),
+        ("test_shop.py", True),
+        ("shop/orders_test.py", True),
+        ("conftest.py", True),
+        ("shop/orders.py", False),
+        ("shop/testing_utils.py", False),
+        ("contest/tests.py", False),
+        ("shop/latest/views.py", False),
+    ],
+)
+def test_tests_and_benchmarks_are_known_by_their_paths(path: str, is_test: bool) -> None:
+    assert is_test_path(path) is is_test
+
+
+async def test_in_tests_the_input_rules_are_not_reported_and_the_others_are() -> None:
+    text = (
+        "import requests\n"
+        "def test_total(client):\n"
+        "    body = client.get('/total').json()\n"
+        "    assert int(body['total']) == 3\n"
+        "    requests.get('http://127.0.0.1:8000/health')\n"
+        "    try:\n"
+        "        pass\n"
+        "    except:\n"
+        "        pass\n"
+    )
+    for path in ("tests/test_total.py", "shop/total.py"):
+        review = await review_files([added(path, text)], {path: text}, now=NOW)
+        found = {(c.line, c.rule_id) for c in review.comments}
+        assert {(5, "MR107"), (8, "MR105")} <= found
+        assert ({(4, "MR101"), (4, "MR102")} <= found) is (path == "shop/total.py")
+        assert not INPUT_RULES & {rule for _, rule in found} or path == "shop/total.py"
+
+
+async def test_excluded_paths_are_listed_as_skipped() -> None:
+    files = [added("vendor/lib/x.py", HANDLER), added("shop.py", HANDLER)]
+    contents = {"vendor/lib/x.py": HANDLER, "shop.py": HANDLER}
+    review = await review_files(files, contents, exclude=["vendor/*", "*.pyi"], now=NOW)
+    assert [(s.path, s.reason) for s in review.skipped] == [
+        ("vendor/lib/x.py", "excluded (vendor/*)")
+    ]
+    assert rule_lines(review) == [("shop.py", 6, "MR101")]
