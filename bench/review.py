@@ -10,7 +10,10 @@ of them costs), the review without the LLM (read_diff, the built-in and learned 
 changed functions; no production source), and the review with the LLM against a loopback
 OpenAI-compatible server that answers at once (its baseline: the same number of bare chat
 calls to it). The median of the rounds is printed, with the peak of memory the review
-allocated (tracemalloc) and the process's peak RSS.
+allocated (tracemalloc) and the process's peak RSS. Last, the whole command as CI runs it:
+``mendline review --no-production`` in a new process on a real git repository whose last
+commit adds those files, against ``mendline --help`` (starting Python and the command line)
+as its baseline.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ import asyncio
 import difflib
 import json
 import resource
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -80,6 +86,37 @@ async def bare_calls(client: ChatClient, calls: int) -> float:
     return time.perf_counter() - started
 
 
+def run(argv: list[str], cwd: Path | None = None) -> float:
+    """Seconds ``argv`` takes to run, checked."""
+    started = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def command_line(contents: dict[str, str], rounds: int) -> None:
+    """The review as a CI job runs it, in a new process, on a real repository."""
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.test"]
+    with tempfile.TemporaryDirectory() as folder:
+        repo = Path(folder)
+        subprocess.run([*git, "init", "-q", "-b", "main"], cwd=repo, check=True)
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "base"], cwd=repo, check=True)
+        for name, text in contents.items():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (repo / name).write_text(text)
+        subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "the files"], cwd=repo, check=True)
+        mendline = [sys.executable, "-m", "mendline"]
+        review = [*mendline, "review", "--repo", str(repo), "--base", "HEAD~1", "--no-production"]
+        os.environ.pop("MENDLINE_DATABASE_URL", None)
+        start = statistics.median(run([*mendline, "--help"]) for _ in range(rounds))
+        whole = statistics.median(run(review) for _ in range(rounds))
+    print(f"mendline --help in a new process (baseline): {start * 1000:6.0f} ms")
+    print(
+        f"mendline review --no-production, the range:  {whole * 1000:6.0f} ms"
+        f"  ({whole / start:.1f}x the baseline)"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=int, default=1000)
@@ -112,9 +149,9 @@ async def main() -> None:
         for _ in range(args.rounds):
             client = ChatClient(llm.url, "bench-model")
             reviewer = LLMReviewer(client, ledger=MemoryLedger())
-            before = len(llm.bodies)
+            before = len(llm.requests)
             with_llm.append(await review_once(diff, contents, reviewer))
-            calls = len(llm.bodies) - before
+            calls = len(llm.requests) - before
             bare.append(await bare_calls(client, calls))
             await client.aclose()
         w, c = statistics.median(with_llm), statistics.median(bare)
@@ -126,6 +163,7 @@ async def main() -> None:
         llm.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the process:                 {rss:8.1f} MiB")
+    command_line(contents, args.rounds)
 
 
 if __name__ == "__main__":
