@@ -23,8 +23,8 @@ import ast
 import asyncio
 import difflib
 import json
-import resource
 import os
+import resource
 import statistics
 import subprocess
 import sys
