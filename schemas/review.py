@@ -84,6 +84,8 @@ class ChangedFile:
     hunks: tuple[tuple[int, int], ...] = ()
     #: The text of the removed lines (before the change), in order.
     removed: tuple[str, ...] = ()
+    #: The text of the added lines, in the order of their numbers (empty when unknown).
+    added_text: tuple[str, ...] = ()
 
     @property
     def language(self) -> str | None:

@@ -90,6 +90,7 @@ def _changed(patch: FilePatch | None, header: list[str] | None) -> ChangedFile:
         if hunk.new_count:
             hunks.append((hunk.new_start, hunk.new_start + hunk.new_count - 1))
     removed = tuple(line for hunk in patch.hunks for line in hunk.removed)
+    added_text = tuple(line[1:] for hunk in patch.hunks for line in hunk.lines if line[0] == "+")
     return ChangedFile(
         path=path,
         old_path=old,
@@ -97,6 +98,7 @@ def _changed(patch: FilePatch | None, header: list[str] | None) -> ChangedFile:
         added=frozenset(added),
         hunks=tuple(hunks),
         removed=removed,
+        added_text=added_text,
     )
 
 
@@ -149,6 +151,8 @@ def _git_line_paths(line: str) -> tuple[str | None, str | None]:
     """``diff --git a/x b/x``'s paths: quoted ones read whole, else the line split in the
     middle (both paths are the same when the header says nothing else)."""
     rest = line[len(_GIT_HEADER) :]
+    if not rest.strip():
+        return None, None
     quoted = _QUOTED.findall(rest)
     if len(quoted) == 2:
         return _side('"' + quoted[0] + '"'), _side('"' + quoted[1] + '"')

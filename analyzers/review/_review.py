@@ -100,11 +100,17 @@ async def review_files(
             notes.append(f"production context not read: {printable(str(exc))}")
     comments: list[ReviewComment] = []
     functions: list[ChangedFunction] = []
-    for one in read:
+    for one in list(read):
         path, changed = one.file.path, one.file.added
-        comments += check_python(path, one.tree, one.lines, changed)
-        comments += learned_comments(learned, path, one.tree, one.lines, changed)
-        functions += changed_functions(path, one.tree, changed, len(one.lines))
+        try:
+            found = check_python(path, one.tree, one.lines, changed)
+            found += learned_comments(learned, path, one.tree, one.lines, changed)
+            functions += changed_functions(path, one.tree, changed, len(one.lines))
+        except RecursionError:  # code nested deeper than the checks can follow
+            read.remove(one)
+            skipped.append(SkippedFile(path, "nested too deeply to review"))
+            continue
+        comments += found
     sources = {one.file.path: one.lines for one in read}
     contexts: list[FunctionContext] = []
     if records:
@@ -151,6 +157,8 @@ def _read(
     for file in files:
         reason = _unread(file, exclude)
         text = contents.get(file.path) if reason is None else None
+        if text is not None:
+            text = text.removeprefix("\ufeff")  # a UTF-8 BOM: Python reads past it
         if reason is None and text is None:
             reason = "cannot be read after the change"
         if reason is None and text is not None and len(text) > MAX_FILE_BYTES:
@@ -170,8 +178,25 @@ def _read(
         except (ValueError, RecursionError, MemoryError) as exc:
             skipped.append(SkippedFile(file.path, f"cannot be parsed: {type(exc).__name__}"))
             continue
-        read.append(_Read(file, tree, source_lines(text)))
+        lines = source_lines(text)
+        unlike = _unlike_the_diff(file, lines)
+        if unlike is not None:
+            skipped.append(SkippedFile(file.path, f"not as the diff leaves it: {unlike}"))
+            continue
+        read.append(_Read(file, tree, lines))
     return read, skipped
+
+
+def _unlike_the_diff(file: ChangedFile, lines: Sequence[str]) -> str | None:
+    """Where the file's ``lines`` are not what the diff says it added (a diff given with a
+    working tree at another commit), or None when they are."""
+    last = max(file.added)
+    if last > len(lines):
+        return f"the diff adds line {last}, the file has {len(lines)}"
+    for number, text in zip(sorted(file.added), file.added_text, strict=False):
+        if lines[number - 1] != text.removesuffix("\r"):
+            return f"line {number} differs"
+    return None
 
 
 def source_lines(text: str) -> list[str]:
@@ -216,9 +241,9 @@ def _unread(file: ChangedFile, exclude: Sequence[str]) -> str | None:
 def _kept(
     comments: list[ReviewComment], sources: Mapping[str, Sequence[str]], disabled: frozenset[str]
 ) -> tuple[ReviewComment, ...]:
-    """The comments not disabled nor suppressed on their line, one per rule and place,
-    sorted by path, line and rule."""
-    kept: dict[tuple[str, int, str], ReviewComment] = {}
+    """The comments not disabled nor suppressed on their line, one per rule, place and
+    message, sorted by path, line, rule and message."""
+    kept: dict[tuple[str, int, str, str], ReviewComment] = {}
     for comment in comments:
         if comment.rule_id in disabled:
             continue
@@ -228,5 +253,5 @@ def _kept(
         text = lines[comment.line - 1] if 0 < comment.line <= len(lines) else ""
         if is_suppressed(text, comment.rule_id):
             continue
-        kept.setdefault((comment.path, comment.line, comment.rule_id), comment)
+        kept.setdefault((comment.path, comment.line, comment.rule_id, comment.message), comment)
     return tuple(kept[key] for key in sorted(kept))

@@ -216,7 +216,7 @@ def review_json(review: Review) -> dict[str, Any]:
       ``made_at``: ISO 8601 or null;
     - ``counts``: ``{"error": n, "warning": n, "info": n, "total": n}``;
     - ``files``: ``{path, old_path, status, added (sorted line numbers), hunks ([first,
-      last] pairs), removed (lines)}``; ``skipped``: ``{path, reason}``;
+      last] pairs), removed (lines), added_text (lines)}``; ``skipped``: ``{path, reason}``;
     - ``rules``: ``{id, name, severity, summary, help, source}``;
     - ``comments``: ``{rule_id, source, severity, path, line, message, code, end_line,
       column, suggestion, confidence, issue_id, link, fingerprint}``, where ``fingerprint``

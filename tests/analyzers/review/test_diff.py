@@ -123,6 +123,7 @@ def test_plain_unified_diff() -> None:
         added=frozenset({6, 7}),
         hunks=((3, 7),),
         removed=("    return table[key]",),
+        added_text=("    value = table.get(key)", "    return value or 0"),
     )
 
 
@@ -130,6 +131,8 @@ def test_an_empty_diff_has_no_file_and_garbage_is_refused() -> None:
     assert read_diff("") == [] and read_diff("\n \n") == []
     with pytest.raises(InvalidPatch):
         read_diff("this is not a diff\nat all\n")
+    with pytest.raises(InvalidPatch):
+        read_diff("diff --git \n")
 
 
 def test_a_5000_line_diff() -> None:

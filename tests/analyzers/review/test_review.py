@@ -3,8 +3,9 @@ them, suppression and disabled rules, a production source that fails, a 5,000-li
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,11 +13,12 @@ from mendline.analyzers.review import (
     INPUT_RULES,
     MAX_FILE_BYTES,
     is_test_path,
+    read_diff,
     review_files,
     source_lines,
 )
 from mendline.schemas.errors import ServiceError
-from mendline.schemas.review import ChangedFile, IssueRecord, LearnedRule
+from mendline.schemas.review import ChangedFile, FrameRef, IssueRecord, LearnedRule
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -187,3 +189,119 @@ async def test_excluded_paths_are_listed_as_skipped() -> None:
         ("vendor/lib/x.py", "excluded (vendor/*)")
     ]
     assert rule_lines(review) == [("shop.py", 6, "MR101")]
+
+
+async def test_a_file_with_a_byte_order_mark_is_read() -> None:
+    text = "\ufeff" + HANDLER
+    review = await review_files([added("shop.py", HANDLER)], {"shop.py": text}, now=NOW)
+    assert rule_lines(review) == [("shop.py", 6, "MR101")] and review.skipped == ()
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("def f(request):\n    x = request" + ".a" * 1200 + "\n", "attributes"),
+        ("def f(a):\n    return " + " + ".join(["a"] * 1500) + "\n", "a sum"),
+        ("def f(a):\n    return " + "not " * 1500 + "a\n", "negations"),
+    ],
+)
+async def test_code_nested_too_deeply_for_the_checks_is_skipped_not_fatal(
+    code: str, kind: str
+) -> None:
+    files = [added("deep.py", code), added("shop.py", HANDLER)]
+    review = await review_files(files, {"deep.py": code, "shop.py": HANDLER}, now=NOW)
+    assert rule_lines(review) == [("shop.py", 6, "MR101")], kind
+    reasons = {s.path: s.reason for s in review.skipped}
+    assert reasons.get("deep.py") in {
+        "nested too deeply to review",
+        "cannot be parsed: RecursionError",
+    }
+
+
+@pytest.mark.parametrize(
+    ("file", "reason"),
+    [
+        (
+            ChangedFile(
+                "shop.py", None, "added", frozenset({200_000_000}), ((200_000_000, 200_000_000),)
+            ),
+            "not as the diff leaves it: the diff adds line 200000000, the file has 7",
+        ),
+        (
+            ChangedFile(
+                "shop.py",
+                "shop.py",
+                "modified",
+                frozenset({7}),
+                ((5, 7),),
+                (),
+                ("    pass  # harmless",),
+            ),
+            "not as the diff leaves it: line 7 differs",
+        ),
+    ],
+)
+async def test_a_file_unlike_what_the_diff_says_is_not_reviewed(
+    file: ChangedFile, reason: str
+) -> None:
+    # A diff given with a working tree at another commit: its line numbers say nothing.
+    review = await review_files([file], {"shop.py": HANDLER}, now=NOW)
+    assert review.comments == ()
+    assert [(s.path, s.reason) for s in review.skipped] == [("shop.py", reason)]
+
+
+async def test_the_added_text_of_a_real_diff_matches_the_file() -> None:
+    text = "".join(
+        difflib.unified_diff([], HANDLER.splitlines(keepends=True), "/dev/null", "b/shop.py")
+    )
+    crlf = text.replace("\n", "\r\n")
+    for diff in (text, crlf):
+        (file,) = read_diff(diff)
+        review = await review_files([file], {"shop.py": HANDLER}, now=NOW)
+        assert rule_lines(review) == [("shop.py", 6, "MR101")] and review.skipped == ()
+
+
+class Production:
+    """A production source with ``issues`` open in the shop's handler."""
+
+    def __init__(self, issues: list[IssueRecord]) -> None:
+        self._issues = issues
+
+    async def issues(
+        self, file_names: Sequence[str], *, resolved_within_days: int
+    ) -> list[IssueRecord]:
+        return [i for i in self._issues if i.frames[-1].filename.endswith(tuple(file_names))]
+
+    async def learned_rules(self) -> list[LearnedRule]:
+        return []
+
+
+def open_issue(issue_id: int) -> IssueRecord:
+    frame = FrameRef("/srv/app/shop.py", "shop", "orders", 6, HANDLER.splitlines()[5])
+    return IssueRecord(
+        issue_id=issue_id,
+        title=f"ValueError number {issue_id}",
+        status="unresolved",
+        culprit=None,
+        events_7d=issue_id,
+        times_seen=issue_id,
+        last_seen=NOW - timedelta(hours=issue_id),
+        resolved_at=None,
+        root_cause=None,
+        verdict=None,
+        patch=None,
+        frames=(frame,),
+        link=None,
+    )
+
+
+async def test_every_production_comment_on_one_line_is_kept() -> None:
+    source = Production([open_issue(n) for n in range(1, 6)])
+    changed = added("shop.py", HANDLER, lines=[6])
+    review = await review_files([changed], {"shop.py": HANDLER}, production=source, now=NOW)
+    told = [c for c in review.comments if c.rule_id == "MRP002"]
+    assert len({c.message for c in told}) == len(told) >= 2
+    said = " ".join(c.message for c in told)
+    # The three busiest, the last saying how many more are open there.
+    assert [f"ValueError number {n}" in said for n in (5, 4, 3, 2, 1)] == [1, 1, 1, 0, 0]
+    assert "(and 2 more open" in said
