@@ -95,12 +95,26 @@ def _page(request: Received, default: int, cap: int) -> tuple[int, int]:
     return max(1, int(request.query.get("page") or 1)), size
 
 
+#: Who an Actions token's comments are by on GitHub.
+ACTIONS_BOT = "github-actions[bot]"
+#: The GitLab token's user (a project access token's bot).
+GITLAB_BOT = "project_7_bot"
+
+
+def _user_id(username: str) -> int:
+    """A GitLab user's id, the same for the same name."""
+    return 100 + sum(ord(c) * (i + 1) for i, c in enumerate(username))
+
+
 class FakeGitHub(_Forge):
     """GitHub's REST API for pull requests: the API's base URL is ``base``."""
 
-    def __init__(self, token: str = "ghp-test-token") -> None:
+    def __init__(self, token: str = "ghp-test-token", login: str | None = None) -> None:
         super().__init__()
         self.token = token
+        #: The token's user (a personal token); None: an Actions or App token, whose
+        #: ``GET /user`` is a 403 and whose comments are by ``github-actions[bot]``.
+        self.login = login
         self.pulls: list[dict[str, Any]] = []
         #: Issue comments, oldest first, as GitHub lists them (``issue`` is the number).
         self.comments: list[dict[str, Any]] = []
@@ -108,14 +122,17 @@ class FakeGitHub(_Forge):
         self.per_page_cap = 100
         self._ids = iter(range(1001, 10**9))
 
-    def comment(self, issue: int, body: str, login: str = "someone") -> dict[str, Any]:
-        """A comment on pull request (issue) ``issue``, as if ``login`` wrote it."""
+    def comment(
+        self, issue: int, body: str, login: str = "someone", kind: str = "User"
+    ) -> dict[str, Any]:
+        """A comment on pull request (issue) ``issue``, as if ``login`` (a ``kind``: User or
+        Bot) wrote it."""
         comment_id = next(self._ids)
         made = {
             "id": comment_id,
             "issue": issue,
             "body": body,
-            "user": {"login": login},
+            "user": {"login": login, "type": kind},
             "html_url": f"https://github.example/pull/{issue}#issuecomment-{comment_id}",
         }
         self.comments.append(made)
@@ -124,6 +141,10 @@ class FakeGitHub(_Forge):
     def answer(self, request: Received) -> Reply:
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return _json(401, {"message": "Bad credentials"})
+        if request.path == "/user":
+            if self.login is None:
+                return _json(403, {"message": "Resource not accessible by integration"})
+            return _json(200, {"login": self.login, "type": "User"})
         parts = request.path.split("/")
         if parts[4:5] == ["issues"]:
             return self._issue_comments(request, parts[5:])
@@ -138,7 +159,9 @@ class FakeGitHub(_Forge):
             return _json(200, found[0])
         issue = int(rest[0])
         if request.method == "POST":
-            return _json(201, self.comment(issue, request.body["body"], "mendline-bot"))
+            if self.login is None:
+                return _json(201, self.comment(issue, request.body["body"], ACTIONS_BOT, "Bot"))
+            return _json(201, self.comment(issue, request.body["body"], self.login))
         page, size = _page(request, 30, self.per_page_cap)
         on_issue = [c for c in self.comments if c["issue"] == issue]
         headers = {}
@@ -183,12 +206,13 @@ class FakeGitLab(_Forge):
         self._ids = iter(range(5001, 10**9))
 
     def note(self, iid: int, body: str, username: str = "someone", system: bool = False) -> Any:
-        """A note on merge request ``iid``, as if ``username`` (or GitLab itself) wrote it."""
+        """A note on merge request ``iid``, as if ``username`` (or GitLab itself) wrote it;
+        ``GITLAB_BOT`` is the token's own user."""
         made = {
             "id": next(self._ids),
             "iid": iid,
             "body": body,
-            "author": {"username": username},
+            "author": {"id": _user_id(username), "username": username},
             "system": system,
         }
         self.notes.append(made)
@@ -202,6 +226,8 @@ class FakeGitLab(_Forge):
     def answer(self, request: Received) -> Reply:
         if request.headers.get("private-token") != self.token:
             return _json(401, {"message": "401 Unauthorized"})
+        if request.path == "/api/v4/user":
+            return _json(200, {"id": _user_id(GITLAB_BOT), "username": GITLAB_BOT})
         parts = request.path.split("/")
         project = unquote(parts[4])
         if len(parts) > 6:
@@ -236,7 +262,7 @@ class FakeGitLab(_Forge):
             notes[0]["body"] = request.body["body"]
             return _json(200, notes[0])
         if request.method == "POST":
-            return _json(201, self.note(iid, request.body["body"], "mendline-bot"))
+            return _json(201, self.note(iid, request.body["body"], GITLAB_BOT))
         page, size = _page(request, 20, self.per_page_cap)
         notes = [n for n in self.notes if n["iid"] == iid]
         if request.query.get("sort") != "asc":

@@ -3,6 +3,7 @@ again by the marker that starts it (GitHub issue comments, GitLab merge request 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -31,10 +32,14 @@ async def post_review_comment(
     its URL (GitHub's ``html_url``; on GitLab the merge request's page and ``#note_<id>``).
 
     Ours is the comment whose body starts with REVIEW_MARKER (``body`` gets it when it does
-    not start with it); a quote of it in a reply starts with ``>`` and is someone else's.
-    When several start with it (a copy, or two runs at once), the oldest is edited: the
-    one made first, which every later run finds too, so no run adds another. Comments
-    without the marker are never touched.
+    not start with it) and that the token's own account wrote: anyone can write the marker,
+    and a comment of theirs must never be edited (nor block ours). The account is the
+    token's user (GitHub's and GitLab's ``GET /user``); a GitHub Actions or GitHub App token
+    has no user there, and its comments are then those of a bot (``user.type`` Bot), which
+    no person's account can write as. A quote of the marker in a reply starts with ``>``.
+    When several are ours (two runs at once), the oldest is edited: the one made first,
+    which every later run finds too, so no run adds another. Other comments are never
+    touched.
 
     Raises ForgeError: ``too_long`` when the body is over the forge's limit (cut it with
     review_markdown's ``limit``; nothing is sent), ``http_<status>`` (retriable for 408,
@@ -55,11 +60,60 @@ async def post_review_comment(
         return await _gitlab(client, api, number, body)
 
 
-def _ours(item: Any) -> bool:
+def _marked(item: Any) -> bool:
     if not isinstance(item, dict) or item.get("system"):  # GitLab's "added 1 commit"
         return False
     body = item.get("body")
     return isinstance(body, str) and body.lstrip().startswith(REVIEW_MARKER)
+
+
+def _github_ours(login: str | None) -> Callable[[Any], bool]:
+    """Whether a marked comment is by ``login`` (None: by a bot, see post_review_comment)."""
+
+    def ours(item: Any) -> bool:
+        user = item.get("user") if _marked(item) else None
+        if not isinstance(user, dict):
+            return False
+        return user.get("login") == login if login is not None else user.get("type") == "Bot"
+
+    return ours
+
+
+def _gitlab_ours(user_id: int) -> Callable[[Any], bool]:
+    """Whether a marked note is by the user whose id is ``user_id``."""
+
+    def ours(item: Any) -> bool:
+        author = item.get("author") if _marked(item) else None
+        return isinstance(author, dict) and author.get("id") == user_id
+
+    return ours
+
+
+async def _github_login(client: httpx.AsyncClient, api: ForgeAPI) -> str | None:
+    """The token's user's login; None for an Actions or App token (no user: 403)."""
+    answer = await _call(client, api, "GET", "/user", accept=(403,))
+    if answer.status_code == 403:
+        return None
+    login = _field(api, answer, "login")
+    if not isinstance(login, str):
+        raise _bad(api, "a user without a login")
+    return login
+
+
+async def _gitlab_user(client: httpx.AsyncClient, api: ForgeAPI) -> int:
+    """The token's user's id (a project or group access token has its bot user)."""
+    user_id = _field(api, await _call(client, api, "GET", "/user"), "id")
+    if not isinstance(user_id, int) or isinstance(user_id, bool):
+        raise _bad(api, "a user without an id")
+    return user_id
+
+
+def _field(api: ForgeAPI, response: httpx.Response, key: str) -> Any:
+    try:
+        answer = response.json()
+    except ValueError as exc:
+        raise _bad(api, "a user that is not JSON") from exc
+    return answer.get(key) if isinstance(answer, dict) else None
 
 
 def _items(api: ForgeAPI, response: httpx.Response) -> list[Any]:
@@ -90,7 +144,8 @@ def _same_server(api: ForgeAPI, url: str) -> str:
 async def _github(client: httpx.AsyncClient, api: ForgeAPI, number: int, body: str) -> str:
     owner, _, repo = api.project.partition("/")
     issues = f"/repos/{quote(owner, safe='')}/{quote(repo, safe='')}/issues"
-    found = await _github_find(client, api, f"{issues}/{number}/comments")
+    ours = _github_ours(await _github_login(client, api))
+    found = await _github_find(client, api, f"{issues}/{number}/comments", ours)
     if found is None:
         made = await _call(client, api, "POST", f"{issues}/{number}/comments", json={"body": body})
         return _url(api, made, "html_url")
@@ -98,7 +153,9 @@ async def _github(client: httpx.AsyncClient, api: ForgeAPI, number: int, body: s
     return _url(api, edited, "html_url")
 
 
-async def _github_find(client: httpx.AsyncClient, api: ForgeAPI, path: str) -> int | None:
+async def _github_find(
+    client: httpx.AsyncClient, api: ForgeAPI, path: str, ours: Callable[[Any], bool]
+) -> int | None:
     """Our comment's id, from the oldest comment on (GitHub lists them oldest first,
     following the Link header's next page)."""
     url: str = path
@@ -106,7 +163,7 @@ async def _github_find(client: httpx.AsyncClient, api: ForgeAPI, path: str) -> i
     for _ in range(_PAGES):
         response = await _call(client, api, "GET", url, params=params)
         for item in _items(api, response):
-            if _ours(item):
+            if ours(item):
                 return _id(api, item)
         following = response.links.get("next", {}).get("url")
         if not following:
@@ -122,7 +179,8 @@ async def _gitlab(client: httpx.AsyncClient, api: ForgeAPI, number: int, body: s
         web_url: str | None = _url(api, page, "web_url")
     except ForgeError:
         web_url = None  # the note's API URL will do
-    found = await _gitlab_find(client, api, f"{request}/notes")
+    ours = _gitlab_ours(await _gitlab_user(client, api))
+    found = await _gitlab_find(client, api, f"{request}/notes", ours)
     if found is None:
         answer = await _call(client, api, "POST", f"{request}/notes", json={"body": body})
     else:
@@ -136,14 +194,16 @@ async def _gitlab(client: httpx.AsyncClient, api: ForgeAPI, number: int, body: s
     return f"{api.api_url.rstrip('/')}{request}/notes/{note}"
 
 
-async def _gitlab_find(client: httpx.AsyncClient, api: ForgeAPI, path: str) -> int | None:
+async def _gitlab_find(
+    client: httpx.AsyncClient, api: ForgeAPI, path: str, ours: Callable[[Any], bool]
+) -> int | None:
     """Our note's id, from the oldest note on (asked for in that order, following
     X-Next-Page)."""
     params = {"per_page": str(_PER_PAGE), "sort": "asc", "order_by": "created_at", "page": "1"}
     for _ in range(_PAGES):
         response = await _call(client, api, "GET", path, params=params)
         for item in _items(api, response):
-            if _ours(item):
+            if ours(item):
                 return _id(api, item)
         following = response.headers.get("x-next-page", "").strip()
         if not following:

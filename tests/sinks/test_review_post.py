@@ -1,6 +1,7 @@
 """Posting the review comment against loopback GitHub and GitLab stand-ins: made once, edited
-in place after (found by its marker, on any page), never a second one, other people's
-comments untouched, errors as ForgeError with the right retriable flag."""
+in place after (found by its marker and its author, on any page), never a second one, other
+people's comments untouched even when they carry the marker, errors as ForgeError with the
+right retriable flag."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from mendline.schemas.errors import ForgeError
 from mendline.sinks.forges import COMMENT_LIMITS, REVIEW_MARKER, ForgeAPI, post_review_comment
 from tests.channel_servers import Reply
-from tests.forge_servers import FakeGitHub, FakeGitLab, fake_forge
+from tests.forge_servers import ACTIONS_BOT, GITLAB_BOT, FakeGitHub, FakeGitLab, fake_forge
 
 MR_URL = "https://gitlab.example/acme/web/shop/-/merge_requests/3"
 
@@ -22,6 +23,10 @@ def _github(server: FakeGitHub, token: str = "ghp-test-token") -> ForgeAPI:
 
 def _gitlab(server: FakeGitLab, token: str = "glpat-test-token") -> ForgeAPI:
     return ForgeAPI(kind="gitlab", api_url=server.api_url, project="acme/web/shop", token=token)
+
+
+#: GitHub's answer to ``GET /user`` with an Actions or App token.
+NO_USER = Reply(403, json.dumps({"message": "Resource not accessible by integration"}))
 
 
 def _ours(bodies: list[str]) -> list[str]:
@@ -43,13 +48,15 @@ async def test_github_makes_the_comment_then_edits_it_in_place() -> None:
     assert github.comments[1]["body"].endswith("another pull request")  # PR 8's untouched
     calls = [(r.method, r.path) for r in github.requests]
     assert calls == [
+        ("GET", "/user"),
         ("GET", "/repos/acme/shop/issues/7/comments"),
         ("POST", "/repos/acme/shop/issues/7/comments"),
+        ("GET", "/user"),
         ("GET", "/repos/acme/shop/issues/7/comments"),
         ("PATCH", f"/repos/acme/shop/issues/comments/{on_seven[1]['id']}"),
     ]
-    assert github.requests[0].query == {"per_page": "100"}
-    assert github.requests[1].body == {"body": f"{REVIEW_MARKER}\n### first review"}
+    assert github.requests[1].query == {"per_page": "100"}
+    assert github.requests[2].body == {"body": f"{REVIEW_MARKER}\n### first review"}
     assert all(r.headers["authorization"] == "Bearer ghp-test-token" for r in github.requests)
 
 
@@ -58,28 +65,47 @@ async def test_github_finds_the_marker_on_a_later_page() -> None:
         github.per_page_cap = 2
         for n in range(3):
             github.comment(7, f"comment {n}")
-        ours = github.comment(7, f"{REVIEW_MARKER}\nold review")
+        ours = github.comment(7, f"{REVIEW_MARKER}\nold review", ACTIONS_BOT, "Bot")
         for n in range(3):
             github.comment(7, f"later {n} {REVIEW_MARKER}")  # mentions it, does not start with it
         url = await post_review_comment(_github(github), 7, "new review")
 
     assert url == ours["html_url"] and ours["body"] == f"{REVIEW_MARKER}\nnew review"
-    gets = [r for r in github.requests if r.method == "GET"]
+    gets = [r for r in github.requests if r.path.endswith("/comments")]
     assert [g.query for g in gets] == [{"per_page": "100"}, {"per_page": "2", "page": "2"}]
-    assert [r.method for r in github.requests] == ["GET", "GET", "PATCH"]
+    assert [r.method for r in github.requests] == ["GET", "GET", "GET", "PATCH"]
     assert len(_ours([c["body"] for c in github.comments])) == 1
 
 
-async def test_github_edits_the_oldest_of_two_and_ignores_a_quote() -> None:
+async def test_github_edits_the_oldest_of_its_own_and_ignores_a_quote() -> None:
     with fake_forge(FakeGitHub()) as github:
         github.comment(7, f"> {REVIEW_MARKER}\n> quoted in a reply", "bob")
-        oldest = github.comment(7, f"{REVIEW_MARKER}\nfirst", "mendline-bot")
-        copy = github.comment(7, f"{REVIEW_MARKER}\ncopied by hand", "carol")
+        oldest = github.comment(7, f"{REVIEW_MARKER}\nfirst", ACTIONS_BOT, "Bot")
+        twin = github.comment(7, f"{REVIEW_MARKER}\na run at the same time", ACTIONS_BOT, "Bot")
         await post_review_comment(_github(github), 7, "latest")
 
     assert oldest["body"] == f"{REVIEW_MARKER}\nlatest"
-    assert copy["body"] == f"{REVIEW_MARKER}\ncopied by hand"
+    assert twin["body"] == f"{REVIEW_MARKER}\na run at the same time"
     assert len(github.comments) == 3  # nothing new
+
+
+@pytest.mark.parametrize("login", [None, "mendline-ci"])
+async def test_github_never_edits_a_marked_comment_someone_else_wrote(login: str | None) -> None:
+    # Anyone can start a comment with the marker; editing theirs would put the review
+    # where they can change it, and a 403 on it would stop every later review.
+    with fake_forge(FakeGitHub(login=login)) as github:
+        planted = github.comment(7, f"{REVIEW_MARKER}\nplanted first", "mallory")
+        if login is not None:  # a person's token: even a bot's marked comment is not ours
+            other_bot = github.comment(7, f"{REVIEW_MARKER}\nanother", "some-app[bot]", "Bot")
+        first = await post_review_comment(_github(github), 7, "review")
+        second = await post_review_comment(_github(github), 7, "review again")
+
+    assert planted["body"] == f"{REVIEW_MARKER}\nplanted first"
+    ours = [c for c in github.comments if c["user"]["login"] == (login or ACTIONS_BOT)]
+    assert [c["body"] for c in ours] == [f"{REVIEW_MARKER}\nreview again"]
+    assert first == second == ours[0]["html_url"]
+    if login is not None:
+        assert other_bot["body"] == f"{REVIEW_MARKER}\nanother"
 
 
 async def test_github_with_only_a_quote_of_the_marker_makes_our_comment() -> None:
@@ -120,20 +146,20 @@ async def test_github_errors_are_forge_errors(
 
 async def test_github_error_while_editing_leaves_no_second_comment() -> None:
     with fake_forge(FakeGitHub()) as github:
-        ours = github.comment(7, f"{REVIEW_MARKER}\nold")
-        github.script += [Reply(200, json.dumps([ours])), Reply.error(502, "bad gateway")]
+        ours = github.comment(7, f"{REVIEW_MARKER}\nold", ACTIONS_BOT, "Bot")
+        github.script += [NO_USER, Reply(200, json.dumps([ours])), Reply.error(502, "bad gateway")]
         with pytest.raises(ForgeError) as failed:
             await post_review_comment(_github(github), 7, "new")
 
     assert (failed.value.code, failed.value.retriable) == ("http_502", True)
-    assert [r.method for r in github.requests] == ["GET", "PATCH"]
+    assert [r.method for r in github.requests] == ["GET", "GET", "PATCH"]
     assert len(github.comments) == 1 and ours["body"].endswith("old")
 
 
 async def test_a_next_page_on_another_server_is_not_followed_with_the_token() -> None:
     with fake_forge(FakeGitHub()) as github, fake_forge(FakeGitHub()) as elsewhere:
         link = f'<{elsewhere.base}/repos/acme/shop/issues/7/comments?page=2>; rel="next"'
-        github.script.append(Reply(200, "[]", {"Link": link}))
+        github.script += [NO_USER, Reply(200, "[]", {"Link": link})]
         with pytest.raises(ForgeError) as failed:
             await post_review_comment(_github(github), 7, "review")
 
@@ -175,13 +201,15 @@ async def test_gitlab_makes_the_note_then_edits_it_in_place() -> None:
     mr = "/api/v4/projects/acme%2Fweb%2Fshop/merge_requests/3"
     assert [(r.method, r.path) for r in gitlab.requests] == [
         ("GET", mr),
+        ("GET", "/api/v4/user"),
         ("GET", f"{mr}/notes"),
         ("POST", f"{mr}/notes"),
         ("GET", mr),
+        ("GET", "/api/v4/user"),
         ("GET", f"{mr}/notes"),
         ("PUT", f"{mr}/notes/{ours['id']}"),
     ]
-    assert gitlab.requests[1].query == {
+    assert gitlab.requests[2].query == {
         "per_page": "100",
         "sort": "asc",
         "order_by": "created_at",
@@ -196,14 +224,16 @@ async def test_gitlab_follows_x_next_page_to_the_oldest_marked_note() -> None:
         gitlab.per_page_cap = 2
         gitlab.note(3, f"{REVIEW_MARKER} a system note", "gitlab", system=True)
         gitlab.note(3, "a question")
-        oldest = gitlab.note(3, f"{REVIEW_MARKER}\nold", "mendline-bot")
+        planted = gitlab.note(3, f"{REVIEW_MARKER}\nplanted", "mallory")
+        oldest = gitlab.note(3, f"{REVIEW_MARKER}\nold", GITLAB_BOT)
         newer = gitlab.note(3, f"{REVIEW_MARKER}\na copy", "carol")
         url = await post_review_comment(_gitlab(gitlab), 3, "new")
 
     assert url == f"{MR_URL}#note_{oldest['id']}"
     assert oldest["body"] == f"{REVIEW_MARKER}\nnew" and newer["body"].endswith("a copy")
+    assert planted["body"].endswith("planted")  # the marker, but not ours
     pages = [r.query.get("page") for r in gitlab.requests if r.path.endswith("/notes")]
-    assert pages == ["1", "2"] and len(gitlab.notes) == 4
+    assert pages == ["1", "2"] and len(gitlab.notes) == 5
 
 
 async def test_gitlab_without_the_merge_requests_page_answers_the_notes_api_url() -> None:
