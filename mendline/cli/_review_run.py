@@ -11,24 +11,27 @@ import os
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mendline.analyzers.review import MAX_FILE_BYTES, LLMReviewer, read_diff, review_files
+from mendline.cli._hints import DEBUG_HINT
 from mendline.cli._review_text import review_text
-from mendline.cli.output import colour_for
+from mendline.cli.output import colour_for, print_error, print_traceback
 from mendline.schemas.errors import ConfigError, ForgeError, InvalidPatch, MendlineError, UsageError
 from mendline.schemas.finding import Ledger
 from mendline.schemas.fixpolicy import CodeMapping
 from mendline.schemas.printable import printable
-from mendline.schemas.review import ChangedFile, ProductionSource, Review
+from mendline.schemas.review import ChangedFile, ProductionSource, Review, SkippedFile
 from mendline.schemas.settings import Settings
 from mendline.sinks.forges import (
     Git,
+    PostTarget,
     ci_base,
     default_branch,
     files_at,
+    large_files,
     merge_base,
     post_target,
     range_diff,
@@ -41,44 +44,84 @@ _STDOUT = "-"
 
 @dataclass(frozen=True)
 class _Changes:
-    """What is reviewed: the diff's files, their text after the change, and the range."""
+    """What is reviewed: the diff's files, their text after the change, and the range; the
+    files too large to read."""
 
     files: list[ChangedFile]
     contents: dict[str, str | None]
     base: str | None
     head: str | None
+    large: tuple[str, ...] = ()
 
 
 def run_review(args: argparse.Namespace, settings: Settings) -> int:
-    """``mendline review``: the exit status is 1 when a comment is at or above --fail-on."""
+    """``mendline review``: the exit status is 1 when a comment is at or above --fail-on,
+    2 for a wrong use or when the review could not be made or reported (1 says "comments",
+    so an error is not 1, as linters do), else 0."""
     _check_outputs(args)
-    review = asyncio.run(_review(args, settings))
-    _write_outputs(args, review)
-    if args.post:
-        url = asyncio.run(_post(args, review))
-        print(f"mendline: review posted: {printable(url)}", file=sys.stderr)
+    target = _post_target(args) if args.post else None
+    try:
+        review = asyncio.run(_review(args, settings))
+        _write_outputs(args, review)
+        if target is not None and target.from_fork:
+            print(
+                "mendline: not posted: a pull request from a fork gets a read-only token"
+                " (the annotations and the summary have the review)",
+                file=sys.stderr,
+            )
+        elif target is not None:
+            url = asyncio.run(_post(target, review))
+            print(f"mendline: review posted: {printable(url)}", file=sys.stderr)
+    except UsageError:
+        raise
+    except Exception as exc:  # any failure: its one line, and status 2
+        if args.debug:
+            print_traceback(exc)
+        elif isinstance(exc, MendlineError):
+            print_error(str(exc), exc.hint or DEBUG_HINT)
+        else:
+            print_error(f"{type(exc).__name__}: {exc}", DEBUG_HINT)
+        return 2
     if args.fail_on and review.at_or_above(args.fail_on):
         return 1
     return 0
 
 
+def _post_target(args: argparse.Namespace) -> PostTarget:
+    """Where the comment goes, known before the review is made (a wrong use costs nothing)."""
+    return post_target(
+        args.post,
+        os.environ,
+        number=args.pr,
+        project=args.project,
+        api_url=args.forge_url,
+        token_env=args.token_env,
+    )
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
-    """At most one output on standard output (two would be interleaved)."""
-    on_stdout = [
-        name
-        for name, value in (
-            ("--markdown", args.markdown),
-            ("--sarif", args.sarif),
-            ("--rdjsonl", args.rdjsonl),
-            ("--json-file", args.json_file),
-        )
-        if value == _STDOUT
+    """At most one output on standard output (two would be interleaved); the folder of
+    every file written there."""
+    outputs = [
+        ("--markdown", args.markdown),
+        ("--sarif", args.sarif),
+        ("--rdjsonl", args.rdjsonl),
+        ("--json-file", args.json_file),
     ]
+    on_stdout = [flag for flag, value in outputs if value == _STDOUT]
     on_stdout += ["--annotations"] * bool(args.annotations) + ["--json"] * bool(args.json)
     if len(on_stdout) > 1:
         raise UsageError(f"{' and '.join(on_stdout)} would all write to standard output")
-    if args.step_summary and not os.environ.get("GITHUB_STEP_SUMMARY"):
-        raise UsageError("--step-summary: $GITHUB_STEP_SUMMARY is not set (not in GitHub Actions)")
+    if args.step_summary:
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if not summary:
+            raise UsageError(
+                "--step-summary: $GITHUB_STEP_SUMMARY is not set (not in GitHub Actions)"
+            )
+        outputs.append(("--step-summary", summary))
+    for flag, value in outputs:
+        if value is not None and value != _STDOUT and not Path(value).parent.is_dir():
+            raise UsageError(f"{flag}: there is no folder {Path(value).parent}")
 
 
 async def _review(args: argparse.Namespace, settings: Settings) -> Review:
@@ -86,7 +129,7 @@ async def _review(args: argparse.Namespace, settings: Settings) -> Review:
     async with AsyncExitStack() as stack:
         source, note = await stack.enter_async_context(_production(args, settings))
         llm = await stack.enter_async_context(_llm(settings, source)) if args.llm else None
-        return await review_files(
+        review = await review_files(
             changes.files,
             changes.contents,
             base=changes.base,
@@ -99,6 +142,9 @@ async def _review(args: argparse.Namespace, settings: Settings) -> Review:
             exclude=args.exclude,
             regression_days=args.regression_days,
         )
+    too_large = f"larger than {MAX_FILE_BYTES // 2**20} MiB"
+    skipped = tuple(SkippedFile(path, too_large) for path in changes.large)
+    return replace(review, skipped=review.skipped + skipped)
 
 
 async def _changes(args: argparse.Namespace) -> _Changes:
@@ -113,9 +159,11 @@ async def _changes(args: argparse.Namespace) -> _Changes:
         head = args.head or "HEAD"
         base = args.base or ci_base(os.environ) or await default_branch(git)
         since = await merge_base(git, base, head)
-        files = read_diff(await range_diff(git, since, head))
+        large = await large_files(git, since, head, MAX_FILE_BYTES)
+        files = read_diff(await range_diff(git, since, head, leave_out=large))
         wanted = [f.path for f in files if f.language == "python" and f.status != "deleted"]
-        return _Changes(files, await files_at(git, head, wanted), since[:12], head)
+        contents = await files_at(git, head, wanted)
+        return _Changes(files, contents, since[:12], head, tuple(large))
     except InvalidPatch as exc:
         raise UsageError(f"the diff cannot be read: {exc}") from exc
     except ForgeError as exc:
@@ -297,16 +345,8 @@ def _version() -> str:
     return importlib.metadata.version("mendline")
 
 
-async def _post(args: argparse.Namespace, review: Review) -> str:
+async def _post(target: PostTarget, review: Review) -> str:
     from mendline.sinks.forges import COMMENT_LIMITS, post_review_comment, review_markdown
 
-    target = post_target(
-        args.post,
-        os.environ,
-        number=args.pr,
-        project=args.project,
-        api_url=args.forge_url,
-        token_env=args.token_env,
-    )
     body = review_markdown(review, limit=min(COMMENT_LIMITS[target.api.kind] - 1_000, 200_000))
     return await post_review_comment(target.api, target.number, body)

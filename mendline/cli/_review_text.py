@@ -36,7 +36,7 @@ def review_text(review: Review, *, colour: bool = False) -> str:
                     else ""
                 )
                 out.append(
-                    f"    #{issue.issue_id} {printable(issue.title)} [{issue.status}]:"
+                    f"    #{issue.issue_id} {printable(issue.title)} [{printable(issue.status)}]:"
                     f" {counted(issue.events_7d, 'event')} in 7 days,"
                     f" last seen {issue.last_seen:%Y-%m-%d %H:%M} UTC{fixes}"
                 )

@@ -3,6 +3,9 @@ knowledge, in CI; and ``mendline review rules``, the rules learned from findings
 
 from __future__ import annotations
 
+import argparse
+from urllib.parse import urlsplit
+
 from mendline.cli._options import AS_JSON, Commands, whole_days
 from mendline.cli._review_rules import add_rules_commands
 from mendline.cli._review_run import run_review
@@ -83,6 +86,7 @@ def register(commands: Commands) -> None:
     know.add_argument(
         "--dashboard",
         metavar="URL",
+        type=_dashboard_url,
         help="read production from the dashboard's API (with MENDLINE_TOKEN) instead of PostgreSQL",
     )
     know.add_argument(
@@ -113,3 +117,20 @@ def register(commands: Commands) -> None:
     review.set_defaults(run=run_review)
     sub = review.add_subparsers(dest="review_command", metavar="COMMAND")
     add_rules_commands(sub)
+
+
+def _dashboard_url(text: str) -> str:
+    """The dashboard's address: http(s), with no user or password in it (the token goes in
+    MENDLINE_TOKEN; a password in the URL would be in the comment's links)."""
+    try:
+        parts = urlsplit(text)
+        credentials = parts.username is not None or parts.password is not None
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError("expected http(s)://HOST[:PORT][/PATH]")
+    if credentials:
+        raise argparse.ArgumentTypeError(
+            "no user or password in the URL: the API token goes in MENDLINE_TOKEN"
+        )
+    return text

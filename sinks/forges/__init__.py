@@ -29,7 +29,13 @@ from mendline.sinks.forges._render import (
     revert_title,
 )
 from mendline.sinks.forges._review_ci import PostTarget, ci_base, post_target
-from mendline.sinks.forges._review_git import default_branch, files_at, merge_base, range_diff
+from mendline.sinks.forges._review_git import (
+    default_branch,
+    files_at,
+    large_files,
+    merge_base,
+    range_diff,
+)
 from mendline.sinks.forges._review_markdown import REVIEW_MARKER, review_markdown
 from mendline.sinks.forges._review_output import review_annotations, review_json, review_rdjsonl
 from mendline.sinks.forges._review_post import COMMENT_LIMITS, post_review_comment
@@ -63,6 +69,7 @@ __all__ = [
     "fenced",
     "fetch_base",
     "files_at",
+    "large_files",
     "markdown_text",
     "merge_base",
     "neutral_line",

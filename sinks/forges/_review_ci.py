@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mendline.schemas.errors import UsageError
 from mendline.sinks.forges._api import ForgeAPI, ForgeKind
@@ -31,6 +32,9 @@ class PostTarget:
 
     api: ForgeAPI
     number: int
+    #: A GitHub pull request from a fork, on the ``pull_request`` event: its token reads
+    #: only, and a comment cannot be posted with it.
+    from_fork: bool = False
 
 
 def ci_base(environ: Mapping[str, str]) -> str | None:
@@ -55,10 +59,13 @@ def post_target(
 ) -> PostTarget:
     """Where to post on ``kind``: what is given, else what the CI job's environment says.
     Raises UsageError naming what is missing (and the option that gives it)."""
+    from_fork = False
     if kind == "github":
+        event = _github_event(environ)
         project = project or environ.get("GITHUB_REPOSITORY")
         api_url = api_url or environ.get("GITHUB_API_URL") or _GITHUB_API
-        number = number or _github_number(environ)
+        number = number or _github_number(environ, event)
+        from_fork = environ.get("GITHUB_EVENT_NAME") == "pull_request" and _from_fork(event)
     else:
         project = project or environ.get("CI_PROJECT_ID") or environ.get("CI_PROJECT_PATH")
         api_url = api_url or environ.get("CI_API_V4_URL")
@@ -77,22 +84,39 @@ def post_target(
         if not value
     ]
     if missing:
-        raise UsageError(f"cannot post on {kind}: no {', no '.join(missing)}")
+        raise UsageError(f"cannot post on {kind}: missing {', '.join(missing)}")
     assert project and api_url and number and token  # said above
-    return PostTarget(ForgeAPI(kind, api_url, project, token), number)
+    return PostTarget(ForgeAPI(kind, api_url, project, token), number, from_fork)
 
 
-def _github_number(environ: Mapping[str, str]) -> int | None:
+def _github_event(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The job's event (``GITHUB_EVENT_PATH``), or {} when there is none to read."""
+    event_path = environ.get("GITHUB_EVENT_PATH")
+    if not event_path:
+        return {}
+    try:
+        event = json.loads(Path(event_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+def _github_number(environ: Mapping[str, str], event: Mapping[str, Any]) -> int | None:
     """The pull request of a GitHub Actions job: its event's ``pull_request.number``, else
     the number in ``GITHUB_REF`` (``refs/pull/12/merge``)."""
-    event_path = environ.get("GITHUB_EVENT_PATH")
-    if event_path:
-        try:
-            event = json.loads(Path(event_path).read_text(encoding="utf-8"))
-            number = event["pull_request"]["number"]
-            if isinstance(number, int) and number > 0:
-                return number
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # not a pull request's event: the ref may still say
+    pull = event.get("pull_request")
+    number = pull.get("number") if isinstance(pull, dict) else None
+    if isinstance(number, int) and not isinstance(number, bool) and number > 0:
+        return number
     found = _PULL_REF.fullmatch(environ.get("GITHUB_REF", ""))
     return int(found[1]) if found else None
+
+
+def _from_fork(event: Mapping[str, Any]) -> bool:
+    """Whether the event's pull request comes from another repository than its base."""
+    try:
+        head = event["pull_request"]["head"]["repo"]["full_name"]
+        base = event["pull_request"]["base"]["repo"]["full_name"]
+    except (KeyError, TypeError):
+        return False
+    return isinstance(head, str) and head != base

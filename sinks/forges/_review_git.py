@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from mendline.schemas.errors import ForgeError
 from mendline.sinks.forges._git import Git
 
-__all__ = ["default_branch", "files_at", "merge_base", "range_diff"]
+__all__ = ["default_branch", "files_at", "large_files", "merge_base", "range_diff"]
 
 # Candidates for the default branch when origin/HEAD is not set (a CI clone often lacks it).
 _DEFAULT_BRANCHES = ("origin/main", "origin/master", "main", "master")
@@ -70,10 +70,50 @@ async def merge_base(git: Git, base: str, head: str) -> str:
     return found.out.strip()
 
 
-async def range_diff(git: Git, base: str, head: str) -> str:
-    """The unified diff from ``base`` to ``head``."""
-    found = await git(*_DIFF, base, head, "--")
+async def range_diff(git: Git, base: str, head: str, *, leave_out: Sequence[str] = ()) -> str:
+    """The unified diff from ``base`` to ``head``, without the files ``leave_out`` names."""
+    excluded = [f":(exclude,literal){path}" for path in leave_out]
+    found = await git(*_DIFF, base, head, "--", *excluded)
     return found.out
+
+
+async def large_files(git: Git, base: str, head: str, most: int) -> list[str]:
+    """The paths (after the change) of the files the range changes that are larger than
+    ``most`` bytes before or after it: their diff is not read (a data file, a bundle)."""
+    raw = (
+        await git(
+            "-c",
+            "core.quotePath=false",
+            "diff",
+            "--raw",
+            "-z",
+            "--no-abbrev",
+            "--find-renames",
+            base,
+            head,
+            "--",
+        )
+    ).out
+    fields = raw.split("\0")
+    changed: list[tuple[str, tuple[str, ...]]] = []  # (path, blob ids)
+    at = 0
+    while at < len(fields) and fields[at].startswith(":"):
+        meta = fields[at].split(" ")
+        paths = 2 if meta[-1][:1] in ("R", "C") else 1
+        ids = tuple(b for b in meta[2:4] if b.strip("0"))  # all zeros: no such side
+        changed.append((fields[at + paths], ids))
+        at += paths + 1
+    blobs = sorted({b for _, ids in changed for b in ids})
+    if not blobs:
+        return []
+    request = "".join(f"{b}\n" for b in blobs).encode()
+    answer = await git("cat-file", "--batch-check", stdin=request)
+    sizes: dict[str, int] = {}
+    for line in answer.out.splitlines():
+        parts = line.split(" ")
+        if len(parts) == 3 and parts[2].isdigit():
+            sizes[parts[0]] = int(parts[2])
+    return [path for path, ids in changed if any(sizes.get(b, 0) > most for b in ids)]
 
 
 async def files_at(git: Git, rev: str, paths: Sequence[str]) -> dict[str, str | None]:

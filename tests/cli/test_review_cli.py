@@ -18,6 +18,7 @@ import pytest
 
 from mendline.cli import main
 from mendline.sinks.postgres import migrated_pool
+from tests.channel_servers import Reply
 from tests.db_helpers import fresh_database
 from tests.forge_servers import FakeGitHub, fake_forge
 from tests.git_helpers import commit_all, git
@@ -57,6 +58,7 @@ def _clean() -> dict[str, str]:
             "GITHUB_EVENT_PATH",
             "GITHUB_REF",
             "GITHUB_STEP_SUMMARY",
+            "GITHUB_EVENT_NAME",
             "CI_MERGE_REQUEST_DIFF_BASE_SHA",
         ),
         "",
@@ -221,6 +223,64 @@ def test_the_comment_is_posted_once_and_updated_in_place(
     assert "::warning file=handlers.py,line=15" in out or "::error file=handlers.py,line=15" in out
 
 
+def _github_job(
+    ci: pytest.MonkeyPatch, github: FakeGitHub, event: dict[str, Any], tmp: Path
+) -> None:
+    """The variables of a GitHub Actions job for pull request 3, on ``event``."""
+    (tmp / "event.json").write_text(json.dumps(event))
+    ci.setenv("GITHUB_API_URL", github.base)
+    ci.setenv("GITHUB_REPOSITORY", "acme/shop")
+    ci.setenv("GITHUB_EVENT_NAME", "pull_request")
+    ci.setenv("GITHUB_EVENT_PATH", str(tmp / "event.json"))
+    ci.setenv("GITHUB_TOKEN", github.token)
+
+
+def _pull(head: str) -> dict[str, Any]:
+    return {
+        "pull_request": {
+            "number": 3,
+            "head": {"repo": {"full_name": head}},
+            "base": {"repo": {"full_name": "acme/shop"}},
+        }
+    }
+
+
+def test_a_forks_pull_request_is_reviewed_but_not_commented_on(
+    repo: Path, tmp_path: Path, ci: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its token reads only: posting would fail every fork's pull request however clean.
+    with fake_forge(FakeGitHub()) as github:
+        _github_job(ci, github, _pull("stranger/shop"), tmp_path)
+        assert _review(repo, "--post", "github", "--annotations") == 0
+    assert github.requests == []
+    captured = capsys.readouterr()
+    assert "::warning file=handlers.py,line=15" in captured.out
+    assert "not posted: a pull request from a fork" in captured.err
+
+
+def test_a_comment_that_cannot_be_posted_exits_2_after_the_outputs_are_written(
+    repo: Path, tmp_path: Path, ci: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 1 says "comments at or above --fail-on": a failure to report is another thing.
+    with fake_forge(FakeGitHub()) as github:
+        _github_job(ci, github, _pull("acme/shop"), tmp_path)
+        github.script.append(Reply(403, json.dumps({"message": "Resource not accessible"})))
+        github.script.append(Reply(403, json.dumps({"message": "Resource not accessible"})))
+        sarif = tmp_path / "out.sarif"
+        assert _review(repo, "--post", "github", "--sarif", str(sarif)) == 2
+    assert json.loads(sarif.read_text())["runs"][0]["results"]
+    assert "GitHub answered HTTP 403" in capsys.readouterr().err
+
+
+def test_an_output_in_no_folder_exits_2_before_the_review(
+    repo: Path, tmp_path: Path, ci: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _review(repo, "--sarif", str(tmp_path / "nowhere" / "out.sarif")) == 2
+    assert "--sarif: there is no folder" in capsys.readouterr().err
+    ci.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "nowhere" / "summary.md"))
+    assert _review(repo, "--step-summary") == 2
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -243,8 +303,45 @@ def test_wrong_uses_exit_2(
     assert says in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://ci:hunter2@127.0.0.1:9", "no user or password in the URL"),
+        ("file:///etc/passwd", "expected http(s)://"),
+    ],
+)
+def test_a_dashboard_url_with_a_password_or_not_http_is_refused(
+    repo: Path, ci: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str, says: str
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["review", "--repo", str(repo), "--dashboard", url])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and says in err and "hunter2" not in err
+
+
 class _Stdin(io.TextIOWrapper):
     """Standard input holding ``text`` (its ``buffer`` is what --diff - reads)."""
 
     def __init__(self, text: str) -> None:
         super().__init__(io.BytesIO(text.encode()), encoding="utf-8")
+
+
+def test_a_file_too_large_to_read_is_listed_and_the_rest_reviewed(
+    tmp_path: Path, ci: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "README.md").write_text("# shop\n")
+    commit_all(repo, "base")
+    git(repo, "checkout", "-q", "-b", "feature")
+    (repo / "generated.py").write_text("VALUE = 1\n" * 300_000)  # 3 MB
+    (repo / "handlers.py").write_text(HANDLER)
+    commit_all(repo, "handlers and a generated module")
+    data = tmp_path / "review.json"
+    assert _review(repo, "--json-file", str(data), "--no-production") == 0
+    review = json.loads(data.read_text())
+    assert {s["path"]: s["reason"] for s in review["skipped"]} == {
+        "generated.py": "larger than 2 MiB"
+    }
+    assert {c["path"] for c in review["comments"]} == {"handlers.py"}

@@ -13,7 +13,7 @@ from mendline.analyzers.review._diff import read_diff
 from mendline.schemas.errors import InvalidPatch
 from mendline.schemas.review import ChangedFile
 from mendline.sinks.forges._git import Git
-from mendline.sinks.forges._review_git import files_at, merge_base, range_diff
+from mendline.sinks.forges._review_git import files_at, large_files, merge_base, range_diff
 from tests.git_helpers import commit_all, git
 
 BEFORE = (
@@ -140,3 +140,24 @@ def test_a_5000_line_diff() -> None:
     text = "".join(difflib.unified_diff([], new.splitlines(keepends=True), "/dev/null", "b/big.py"))
     (file,) = read_diff(text)
     assert file.status == "added" and len(file.added) == 5000 and file.hunks == ((1, 5000),)
+
+
+async def test_files_too_large_to_read_are_found_and_left_out_of_the_diff(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "gone.csv").write_text("a,b\n" * 800_000)  # 3.2 MB, deleted below
+    (repo / "small.py").write_text("x = 1\n")
+    base = commit_all(repo, "base")
+    (repo / "gone.csv").unlink()
+    (repo / "data.csv").write_text("1,2\n" * 800_000)
+    (repo / "small.py").write_text("x = 2\n")
+    (repo / "big name.py").write_text("y = 1\n" * 600_000)
+    head = commit_all(repo, "head")
+    found = await large_files(Git(repo), base, head, 2 * 1024 * 1024)
+    assert sorted(found) == ["big name.py", "data.csv", "gone.csv"]
+    diff = await range_diff(Git(repo), base, head, leave_out=found)
+    assert [f.path for f in read_diff(diff)] == ["small.py"]
+    assert await large_files(Git(repo), head, head, 1) == []
