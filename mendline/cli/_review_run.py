@@ -156,6 +156,12 @@ async def _changes(args: argparse.Namespace) -> _Changes:
             files = read_diff(text)
             return _Changes(files, _working_tree(repo, files), None, None)
         git = Git(repo)
+        inside = await git("rev-parse", "--is-inside-work-tree", check=False)
+        if inside.code != 0:
+            raise UsageError(
+                f"{repo} is not in a git repository",
+                hint="run it in the repository, give --repo DIR, or review a diff with --diff",
+            )
         head = args.head or "HEAD"
         base = args.base or ci_base(os.environ) or await default_branch(git)
         since = await merge_base(git, base, head)

@@ -281,6 +281,13 @@ def test_an_output_in_no_folder_exits_2_before_the_review(
     assert _review(repo, "--step-summary") == 2
 
 
+def test_outside_a_repository_is_a_wrong_use(
+    tmp_path: Path, ci: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["review", "--repo", str(tmp_path)]) == 2
+    assert "is not in a git repository" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
