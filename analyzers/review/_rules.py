@@ -40,8 +40,9 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         value where it comes in and reject bad input with a clear message (a schema, a form
         library, or a try/except around the call that answers 400), rather than failing in
         the middle of the work. Not flagged: a call inside a try that catches the error, a
-        value checked first (`.isdigit()`, `isinstance`, a regular expression), settings
-        read from the environment outside request handlers.""",
+        value checked first (`.isdigit()`, `isinstance`, a regular expression), a path
+        parameter whose route admits only digits (`{id:\\d+}`, `{id:int}`), settings read
+        from the environment outside request handlers.""",
     ),
     _rule(
         "MR102",
