@@ -40,9 +40,10 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         value where it comes in and reject bad input with a clear message (a schema, a form
         library, or a try/except around the call that answers 400), rather than failing in
         the middle of the work. Not flagged: a call inside a try that catches the error, a
-        value checked first (`.isdigit()`, `isinstance`, a regular expression), a path
-        parameter whose route admits only digits (`{id:\\d+}`, `{id:int}`), settings read
-        from the environment outside request handlers.""",
+        value checked first (`.isdigit()`, `isinstance`, a regular expression, a schema's
+        `validate(data, SCHEMA)`), a path parameter whose route admits only digits
+        (`{id:\\d+}`, `{id:int}`), settings read from the environment outside request
+        handlers.""",
     ),
     _rule(
         "MR102",
@@ -56,7 +57,8 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         schema) so that a missing key is rejected with a 400 that names it. Not flagged:
         Flask's `request.args`, `form`, `values`, `files`, `headers` and `cookies` (werkzeug
         answers a missing key there with a 400 already), path parameters, a lookup after an
-        `in` test or inside a try that catches KeyError.""",
+        `in` test or inside a try that catches KeyError, a value checked with a schema
+        (`validate(data, SCHEMA)` covers `data["a"]["b"]`).""",
     ),
     _rule(
         "MR103",

@@ -92,6 +92,8 @@ def _parse(
     exception, wanted = spec
     if catches(site.caught | source.handled, exception) or path_key(arg) in scope.validated:
         return None
+    if scope.checked_from(arg):
+        return None  # checked with a schema where it came in
     shown, text = _SHOWN[exception], source.text(arg, 48)
     return Hit(
         "MR101",

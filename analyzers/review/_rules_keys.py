@@ -31,7 +31,7 @@ def _key(site: Site, scope: Scope, source: Source) -> Hit | None:
     if origin not in (JSON, FORM) or catches(site.caught, "KeyError"):
         return None
     container = path_key(node.value)
-    if container in scope.checked or _key_tested(container, key.value, scope):
+    if scope.checked_from(node.value) or _key_tested(container, key.value, scope):
         return None
     what = "the JSON" if origin == JSON else "the request"
     holder, wanted = source.text(node.value, 40), source.text(key, 30)

@@ -8,7 +8,7 @@ import ast
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mendline.analyzers.review._inputs import Binding, Inputs
+from mendline.analyzers.review._inputs import Binding, Inputs, path_key
 
 __all__ = ["Hit", "Located", "Scope", "Site", "Source", "catches", "exception_names", "is_none"]
 
@@ -197,6 +197,20 @@ class Scope:
         local = frozenset(self.params) | frozenset(self.bindings)
         self.inputs = Inputs(aliases, local, self.clients)
         self.inputs.taint(self.bindings)
+
+    def checked_from(self, expr: ast.expr) -> bool:
+        """True when ``expr``, or a value it is an item, attribute or method call of, is
+        ``checked`` with a schema: ``validate(data, SCHEMA)`` covers ``data["a"]["b"]``."""
+        while self.checked:
+            if path_key(expr) in self.checked:
+                return True
+            if isinstance(expr, ast.Subscript | ast.Attribute):
+                expr = expr.value
+            elif isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute):
+                expr = expr.func.value
+            else:
+                return False
+        return False
 
     def values(self, name: str) -> list[ast.expr] | None:
         """The values ``name`` is assigned as a whole, or None when it is a parameter, is
