@@ -57,8 +57,9 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         schema) so that a missing key is rejected with a 400 that names it. Not flagged:
         Flask's `request.args`, `form`, `values`, `files`, `headers` and `cookies` (werkzeug
         answers a missing key there with a 400 already), path parameters, a lookup after an
-        `in` test or inside a try that catches KeyError, a value checked with a schema
-        (`validate(data, SCHEMA)` covers `data["a"]["b"]`).""",
+        `in` test (of that key, or of each key a loop goes through: `[k for k in REQUIRED
+        if k not in data]`) or `setdefault`, or inside a try that catches KeyError, a value
+        checked with a schema (`validate(data, SCHEMA)` covers `data["a"]["b"]`).""",
     ),
     _rule(
         "MR103",

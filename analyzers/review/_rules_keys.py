@@ -70,7 +70,12 @@ def _environ(site: Site, scope: Scope, source: Source) -> Hit | None:
 
 def _key_tested(container: str | None, key: object, scope: Scope) -> bool:
     """True when the function tests that ``container`` has ``key`` (``key in container``,
-    ``if container.get(key):``)."""
+    ``if container.get(key):``, ``container.setdefault(key, ...)``) or has each of the keys
+    a loop goes through (``[k for k in REQUIRED if k not in container]``)."""
     if container is None:
         return False
-    return (container, key) in scope.contains or f"{container}.get({key!r})" in scope.guards
+    return (
+        (container, key) in scope.contains
+        or container in scope.contained
+        or f"{container}.get({key!r})" in scope.guards
+    )

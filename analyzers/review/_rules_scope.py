@@ -153,7 +153,9 @@ def _cut(line: str, start: int, end: int | None) -> str:
 class Scope:
     """One function (or the module, or a class body) as the rules read it: its parameters,
     every binding of each name, the paths it tests for None or truthiness (``guards``), the
-    ``(container, key)`` pairs it tests with ``in``, the paths it validates (``.isdigit()``,
+    ``(container, key)`` pairs it tests with ``in`` or sets with ``setdefault``
+    (``contains``), the containers it tests with ``in`` for a key that varies
+    (``contained``), the paths it validates (``.isdigit()``,
     ``isinstance``, a regex) or ``checked`` with a schema, the names it mutates or lets
     escape, its HTTP clients, its calls of itself, and the sites the rules look at."""
 

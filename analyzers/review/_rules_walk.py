@@ -297,9 +297,10 @@ class Walk:
             if isinstance(op, ast.In | ast.NotIn):
                 container = path_key(right)
                 if container is not None:
-                    scope.contained.add(container)
                     if isinstance(left, ast.Constant):
                         scope.contains.add((container, left.value))
+                    else:  # a key that varies: a loop through the keys it requires
+                        scope.contained.add(container)
             left = right
         if self.source.touches(node):
             scope.operations.append(Site(node, caught, sync))
@@ -318,6 +319,10 @@ class Walk:
                 note_mutation(scope, receiver.id, node)
             if attr in VALIDATORS:
                 add_path(receiver, scope.validated)
+            if attr == "setdefault" and node.args and isinstance(node.args[0], ast.Constant):
+                container = path_key(receiver)
+                if container is not None:  # the key is there from now on
+                    scope.contains.add((container, node.args[0].value))
             if isinstance(receiver, ast.Name):
                 if attr in REQUEST_VERBS:  # whether the name is a client is known at the end
                     scope.client_calls.append((receiver.id, node))
