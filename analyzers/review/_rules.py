@@ -84,7 +84,7 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         TypeError). Find why the value is None and handle that case before the access (a
         404, a clear error), or make its producer never return None. Only values the
         function itself shows can be None are flagged, and any test of the value (`if m:`,
-        `m is None`, `assert m`) counts as handling it.""",
+        `m is None`, `assert m`, `match m:`) counts as handling it.""",
     ),
     _rule(
         "MR105",

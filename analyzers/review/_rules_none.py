@@ -8,7 +8,7 @@ empty text), ``.first()``, ``.one_or_none()``, ``.fetchone()``, ``find_one()``,
 ``getattr(x, name, None)``, ``next(it, None)``, and ``.get(key)`` without a default (for
 attributes: on a mapping the function knows), directly or through a name every assignment
 of which is one of them, and that the function never tests (``if m:``, ``m is None``,
-``assert m``, ``m and ...``)."""
+``assert m``, ``m and ...``, ``match m:``)."""
 
 from __future__ import annotations
 

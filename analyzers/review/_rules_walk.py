@@ -61,6 +61,7 @@ class Walk:
             ast.While: self._tested,
             ast.IfExp: self._tested,
             ast.Assert: self._tested,
+            ast.Match: self._match,
             ast.BoolOp: self._boolop,
             ast.Compare: self._compare,
             ast.BinOp: self._operation,
@@ -199,6 +200,10 @@ class Walk:
         sync: bool,
     ) -> None:
         note_guards(node.test, scope)
+        self._children(node, scope, caught, sync)
+
+    def _match(self, node: ast.Match, scope: Scope, caught: frozenset[str], sync: bool) -> None:
+        note_guards(node.subject, scope)  # its cases test the value (case None:, case str():)
         self._children(node, scope, caught, sync)
 
     def _boolop(self, node: ast.BoolOp, scope: Scope, caught: frozenset[str], sync: bool) -> None:
