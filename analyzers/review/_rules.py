@@ -79,7 +79,9 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         "An attribute or item of a value the function shows can be None (a failed match, "
         "no row, a missing key).",
         """`re.match()` returns None when the text does not match, `.first()`,
-        `.one_or_none()` and `.fetchone()` when there is no row, `.get()` when the key is
+        `.one_or_none()` and `.fetchone()` when there is no row (not after a query that
+        always returns one: an aggregate such as `SELECT count(*)` without GROUP BY, a
+        SELECT without FROM, an `INSERT ... VALUES ... RETURNING`), `.get()` when the key is
         missing; reading an attribute of that None raises AttributeError (an item,
         TypeError). Find why the value is None and handle that case before the access (a
         404, a clear error), or make its producer never return None. Only values the
