@@ -97,8 +97,8 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         asyncio's CancelledError included, which is how a task is told to stop: swallowing
         it leaves running a coroutine that should have ended and a worker that cannot be
         shut down, and it hides real failures. Catch the exceptions you expect, or `except
-        Exception:` and log what happened. A bare `except:` that re-raises is not
-        flagged.""",
+        Exception:` and log what happened. A bare `except:` that re-raises, or that has a
+        comment on its line saying why it is there, is not flagged.""",
     ),
     _rule(
         "MR106",
