@@ -138,7 +138,9 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         SQLAlchemy's `text()`). Table and column names cannot be parameters: check them
         against a fixed list and quote them (psycopg's `sql.Identifier`). Not flagged:
         constant queries, parameterised queries, and interpolations of constants
-        (UPPER_CASE names), numbers and placeholder lists made with `join`.""",
+        (UPPER_CASE names, an enum member's `.value`), numbers, placeholder lists made with
+        `join`, and values checked against a fixed collection (`if col not in ("name",
+        "email"): raise ...`) or a regular expression.""",
     ),
     _rule(
         "MR109",

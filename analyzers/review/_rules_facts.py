@@ -20,6 +20,7 @@ __all__ = [
     "VALIDATORS",
     "add_imports",
     "add_path",
+    "fixed_collection",
     "is_handler",
     "mutated_attributes",
     "note_guards",
@@ -223,6 +224,15 @@ def note_guards(test: ast.expr, scope: Scope) -> None:
         add_path(test, into)
     else:
         add_path(test, into)
+
+
+def fixed_collection(expr: ast.expr) -> bool:
+    """True for a collection the code fixes: a tuple, list or set of constants, or an
+    UPPER_CASE name (``ALLOWED_COLUMNS``); a value found in one is one of its items."""
+    if isinstance(expr, ast.Tuple | ast.List | ast.Set):
+        return all(isinstance(item, ast.Constant) for item in expr.elts)
+    last = expr.attr if isinstance(expr, ast.Attribute) else getattr(expr, "id", "")
+    return bool(last) and last.strip("_").isupper()
 
 
 def is_handler(node: ast.FunctionDef | ast.AsyncFunctionDef, params: dict[str, ast.arg]) -> bool:

@@ -1,10 +1,11 @@
 """The review rule about SQL: a query built with an f-string, ``%``, ``.format()`` or ``+``
 from a value that is not a constant, passed to ``execute()``, ``fetch*()``, ``raw()`` or
 SQLAlchemy's ``text()`` (MR108). Only text that looks like SQL counts, and an interpolation
-is safe when it cannot carry SQL: a constant, an UPPER_CASE name, a number (``int()``,
-``len()``, a parameter annotated ``int``), a quoted identifier, a value validated by a
-regular expression, a ``join`` of placeholders, or a parameter every call in the module
-gives a constant (SQL text the module writes itself).
+is safe when it cannot carry SQL: a constant, an UPPER_CASE name, an enum member's
+``.value``, a number (``int()``, ``len()``, a parameter annotated ``int``), a quoted
+identifier, a value validated by a regular expression or found in a fixed collection
+(``if col not in ("name", "email"): raise ...``), a ``join`` of placeholders, or a
+parameter every call in the module gives a constant (SQL text the module writes itself).
 
 Also which queries always return a row (``one_row``), after which MR104 does not take
 ``.fetchone()`` for None."""
@@ -274,6 +275,10 @@ def _safe(expr: ast.expr, scope: Scope, source: Source, depth: int = 0) -> bool:
         last = expr.id if isinstance(expr, ast.Name) else expr.attr
         if last.strip("_").isupper() or path_key(expr) in scope.validated:
             return True
+        if last in ("value", "name") and isinstance(expr, ast.Attribute):
+            base = expr.value  # an enum member's: Status.OPEN.value
+            if isinstance(base, ast.Attribute) and base.attr.strip("_").isupper():
+                return True
         if isinstance(expr, ast.Name) and depth < 3:
             param = scope.params.get(expr.id)
             if param is not None:

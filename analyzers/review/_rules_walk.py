@@ -18,6 +18,7 @@ from mendline.analyzers.review._rules_facts import (
     VALIDATORS,
     add_imports,
     add_path,
+    fixed_collection,
     is_handler,
     note_guards,
     note_mutation,
@@ -306,6 +307,8 @@ class Walk:
                         scope.contains.add((container, left.value))
                     else:  # a key that varies: a loop through the keys it requires
                         scope.contained.add(container)
+                if fixed_collection(right):
+                    add_path(left, scope.validated)  # an allowlist: "col in ("a", "b")"
             left = right
         if self.source.touches(node):
             scope.operations.append(Site(node, caught, sync))
