@@ -174,8 +174,9 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         "A list, dict or set default that the function changes in place (or keeps on self "
         "where the class changes it).",
         """A default value is evaluated once, when the `def` runs, so a list, dict or set
-        default is one object shared by every call. A function that changes it in place
-        (`append`, item assignment, `update`, `+=`), or keeps it as an attribute that the
+        default is one object shared by every call (`defaultdict(list)` and `deque(maxlen=10)`
+        too). A function that changes it or an item of it in place (`append`, item
+        assignment, `update`, `+=`, `groups[key].append(...)`), or keeps it as an attribute that the
         class changes, lets one call's data leak into the next: items pile up across
         requests and instances. Default to None and create a new object in the body.
         Unlike linters that flag every mutable default, this rule fires only where the

@@ -22,6 +22,7 @@ __all__ = [
     "add_path",
     "fixed_collection",
     "is_handler",
+    "item_root",
     "mutated_attributes",
     "note_guards",
     "note_mutation",
@@ -177,6 +178,14 @@ def self_attribute(expr: ast.expr) -> str | None:
     if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
         return expr.attr if expr.value.id == "self" else None
     return None
+
+
+def item_root(expr: ast.expr) -> str | None:
+    """The name ``expr`` is, or the name a chain of its items starts from (``d`` of
+    ``d[k]`` and ``d[k][j]``); None for anything else."""
+    while isinstance(expr, ast.Subscript):
+        expr = expr.value
+    return expr.id if isinstance(expr, ast.Name) else None
 
 
 def note_mutation(scope: Scope, name: str, node: Located) -> None:

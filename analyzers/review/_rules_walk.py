@@ -20,6 +20,7 @@ from mendline.analyzers.review._rules_facts import (
     add_path,
     fixed_collection,
     is_handler,
+    item_root,
     note_guards,
     note_mutation,
     numeric_route_keys,
@@ -223,8 +224,8 @@ class Walk:
                 self._bind(
                     part.value if isinstance(part, ast.Starred) else part, value, scope, True
                 )
-        elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
-            note_mutation(scope, target.value.id, target)
+        elif isinstance(target, ast.Subscript) and (root := item_root(target)) is not None:
+            note_mutation(scope, root, target)
 
     def _client(self, name: str, value: ast.expr, scope: Scope) -> None:
         if isinstance(value, ast.Call):
@@ -246,11 +247,11 @@ class Walk:
         self, node: ast.AugAssign, scope: Scope, caught: frozenset[str], sync: bool
     ) -> None:
         target = node.target
-        base = target.value if isinstance(target, ast.Subscript) else target
-        if isinstance(base, ast.Name):
-            note_mutation(scope, base.id, node)
-            if base is target:
-                scope.extended.setdefault(base.id, []).append(node.value)
+        root = item_root(target)
+        if root is not None:
+            note_mutation(scope, root, node)
+            if isinstance(target, ast.Name):
+                scope.extended.setdefault(root, []).append(node.value)
         if self.source.touches(node):
             scope.operations.append(Site(node, caught, sync))
         self._children(node, scope, caught, sync)
@@ -286,8 +287,8 @@ class Walk:
 
     def _delete(self, node: ast.Delete, scope: Scope, caught: frozenset[str], sync: bool) -> None:
         for target in node.targets:
-            if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
-                note_mutation(scope, target.value.id, node)
+            if isinstance(target, ast.Subscript) and (root := item_root(target)) is not None:
+                note_mutation(scope, root, node)
         self._children(node, scope, caught, sync)
 
     def _import(
@@ -323,8 +324,8 @@ class Walk:
         func = node.func
         if isinstance(func, ast.Attribute):
             attr, receiver = func.attr, func.value
-            if attr in MUTATORS and isinstance(receiver, ast.Name):
-                note_mutation(scope, receiver.id, node)
+            if attr in MUTATORS and (root := item_root(receiver)) is not None:
+                note_mutation(scope, root, node)  # items.append(x), groups[k].append(x)
             if attr in VALIDATORS:
                 add_path(receiver, scope.validated)
             if attr == "setdefault" and node.args and isinstance(node.args[0], ast.Constant):
