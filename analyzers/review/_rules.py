@@ -232,7 +232,9 @@ def check_python(
 ) -> list[ReviewComment]:
     """The built-in rules' comments on ``tree`` (the file at ``path`` after the change, as
     ``lines``), on nodes with a line in ``changed``; the function around each is read for
-    context. Sorted by line, column and rule."""
+    context. Sorted by line, column and rule. Never raises for what the code is: a function
+    whose expressions nest deeper than the rules follow (hundreds of levels, generated
+    code) gets no comments."""
     if not changed:
         return []
     source = Source(lines, changed)
@@ -250,7 +252,10 @@ def check_python(
 
     module = Walk(source, finished).module(tree)
     for recursion in pending:
-        hit = fed_from_json(recursion, tree, module, source)
+        try:
+            hit = fed_from_json(recursion, tree, module, source)
+        except RecursionError:  # a caller's arguments nest deeper than origin() follows
+            continue
         if hit is not None:
             hits.append(hit)
     return _comments(path, hits, lines)
