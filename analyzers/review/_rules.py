@@ -40,8 +40,10 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         value where it comes in and reject bad input with a clear message (a schema, a form
         library, or a try/except around the call that answers 400), rather than failing in
         the middle of the work. Not flagged: a call inside a try that catches the error, a
-        value checked first (`.isdigit()`, `isinstance`, a regular expression), settings
-        read from the environment outside request handlers.""",
+        value checked first (`.isdigit()`, `isinstance`, a regular expression, a schema's
+        `validate(data, SCHEMA)`), a path parameter whose route admits only digits
+        (`{id:\\d+}`, `{id:int}`), settings read from the environment outside request
+        handlers.""",
     ),
     _rule(
         "MR102",
@@ -55,7 +57,9 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         schema) so that a missing key is rejected with a 400 that names it. Not flagged:
         Flask's `request.args`, `form`, `values`, `files`, `headers` and `cookies` (werkzeug
         answers a missing key there with a 400 already), path parameters, a lookup after an
-        `in` test or inside a try that catches KeyError.""",
+        `in` test (of that key, or of each key a loop goes through: `[k for k in REQUIRED
+        if k not in data]`) or `setdefault`, or inside a try that catches KeyError, a value
+        checked with a schema (`validate(data, SCHEMA)` covers `data["a"]["b"]`).""",
     ),
     _rule(
         "MR103",
@@ -75,12 +79,14 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         "An attribute or item of a value the function shows can be None (a failed match, "
         "no row, a missing key).",
         """`re.match()` returns None when the text does not match, `.first()`,
-        `.one_or_none()` and `.fetchone()` when there is no row, `.get()` when the key is
+        `.one_or_none()` and `.fetchone()` when there is no row (not after a query that
+        always returns one: an aggregate such as `SELECT count(*)` without GROUP BY, a
+        SELECT without FROM, an `INSERT ... VALUES ... RETURNING`), `.get()` when the key is
         missing; reading an attribute of that None raises AttributeError (an item,
         TypeError). Find why the value is None and handle that case before the access (a
         404, a clear error), or make its producer never return None. Only values the
         function itself shows can be None are flagged, and any test of the value (`if m:`,
-        `m is None`, `assert m`) counts as handling it.""",
+        `m is None`, `assert m`, `match m:`) counts as handling it.""",
     ),
     _rule(
         "MR105",
@@ -91,8 +97,8 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         asyncio's CancelledError included, which is how a task is told to stop: swallowing
         it leaves running a coroutine that should have ended and a worker that cannot be
         shut down, and it hides real failures. Catch the exceptions you expect, or `except
-        Exception:` and log what happened. A bare `except:` that re-raises is not
-        flagged.""",
+        Exception:` and log what happened. A bare `except:` that re-raises, or that has a
+        comment on its line saying why it is there, is not flagged.""",
     ),
     _rule(
         "MR106",
@@ -132,7 +138,9 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         SQLAlchemy's `text()`). Table and column names cannot be parameters: check them
         against a fixed list and quote them (psycopg's `sql.Identifier`). Not flagged:
         constant queries, parameterised queries, and interpolations of constants
-        (UPPER_CASE names), numbers and placeholder lists made with `join`.""",
+        (UPPER_CASE names, an enum member's `.value`), numbers, placeholder lists made with
+        `join`, and values checked against a fixed collection (`if col not in ("name",
+        "email"): raise ...`) or a regular expression.""",
     ),
     _rule(
         "MR109",
@@ -166,8 +174,9 @@ BUILTIN_RULES: tuple[ReviewRule, ...] = (
         "A list, dict or set default that the function changes in place (or keeps on self "
         "where the class changes it).",
         """A default value is evaluated once, when the `def` runs, so a list, dict or set
-        default is one object shared by every call. A function that changes it in place
-        (`append`, item assignment, `update`, `+=`), or keeps it as an attribute that the
+        default is one object shared by every call (`defaultdict(list)` and `deque(maxlen=10)`
+        too). A function that changes it or an item of it in place (`append`, item
+        assignment, `update`, `+=`, `groups[key].append(...)`), or keeps it as an attribute that the
         class changes, lets one call's data leak into the next: items pile up across
         requests and instances. Default to None and create a new object in the body.
         Unlike linters that flag every mutable default, this rule fires only where the
@@ -223,7 +232,9 @@ def check_python(
 ) -> list[ReviewComment]:
     """The built-in rules' comments on ``tree`` (the file at ``path`` after the change, as
     ``lines``), on nodes with a line in ``changed``; the function around each is read for
-    context. Sorted by line, column and rule."""
+    context. Sorted by line, column and rule. Never raises for what the code is: a function
+    whose expressions nest deeper than the rules follow (hundreds of levels, generated
+    code) gets no comments."""
     if not changed:
         return []
     source = Source(lines, changed)
@@ -241,7 +252,10 @@ def check_python(
 
     module = Walk(source, finished).module(tree)
     for recursion in pending:
-        hit = fed_from_json(recursion, tree, module, source)
+        try:
+            hit = fed_from_json(recursion, tree, module, source)
+        except RecursionError:  # a caller's arguments nest deeper than origin() follows
+            continue
         if hit is not None:
             hits.append(hit)
     return _comments(path, hits, lines)

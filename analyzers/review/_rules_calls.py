@@ -87,11 +87,13 @@ def _parse(
     origin = _origin_before(arg, call, scope)
     if origin in (None, PARSED, RESPONSE) or (origin in (ENV, ENVIRON) and not scope.is_handler):
         return None  # settings read at startup fail there, loudly: that is fine
-    if origin == ROUTE and _route_key(arg) in scope.numeric_keys:
+    if _digits_only(arg, scope):
         return None  # the route's pattern lets only digits in
     exception, wanted = spec
     if catches(site.caught | source.handled, exception) or path_key(arg) in scope.validated:
         return None
+    if scope.checked_from(arg):
+        return None  # checked with a schema where it came in
     shown, text = _SHOWN[exception], source.text(arg, 48)
     return Hit(
         "MR101",
@@ -103,11 +105,16 @@ def _parse(
     )
 
 
-def _route_key(arg: ast.expr) -> object:
-    return (
-        arg.slice.value
-        if isinstance(arg, ast.Subscript) and isinstance(arg.slice, ast.Constant)
-        else None
+def _digits_only(arg: ast.expr, scope: Scope) -> bool:
+    """True for a path parameter (``request.match_info["id"]``, or a name only ever
+    assigned one) whose route lets only digits in: ``{id:\\d+}``, ``{id:int}``."""
+    items = (scope.values(arg.id) or []) if isinstance(arg, ast.Name) else [arg]
+    return bool(items) and all(
+        isinstance(item, ast.Subscript)
+        and isinstance(item.slice, ast.Constant)
+        and item.slice.value in scope.numeric_keys
+        and scope.inputs.origin(item.value) == ROUTE
+        for item in items
     )
 
 

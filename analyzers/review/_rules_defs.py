@@ -11,7 +11,8 @@ that depth: only those are flagged, and only where the module is seen passing JS
 outside to the function.
 
 Unlike flake8-bugbear's B006, a mutable default is only flagged when the sharing shows: the
-function changes the parameter in place, or stores it on ``self`` as an attribute that some
+function changes the parameter (or an item of it: ``groups[key].append(...)``) in place,
+or stores it on ``self`` as an attribute that some
 code of the module changes in place; never when it only reads it. A handler with a comment
 on its ``except`` line (or on its ``pass``) says why it is there, and is not flagged."""
 
@@ -123,8 +124,10 @@ def _mutable_default(name: str, default: ast.expr, scope: Scope, source: Source)
     if not source.touches(default):
         return None
     empty = _LITERALS.get(type(default))
-    if empty is None and isinstance(default, ast.Call) and not default.args:
+    if empty is None and isinstance(default, ast.Call):
         empty = _MUTABLE.get(qualname(default.func, source.aliases) or "")
+        if empty is not None and (default.args or default.keywords):
+            empty = source.text(default, 40)  # made the same way per call: defaultdict(list)
     use = scope.mutated.get(name)
     if empty is None or name in scope.rebound:
         return None

@@ -20,7 +20,9 @@ __all__ = [
     "VALIDATORS",
     "add_imports",
     "add_path",
+    "fixed_collection",
     "is_handler",
+    "item_root",
     "mutated_attributes",
     "note_guards",
     "note_mutation",
@@ -178,6 +180,14 @@ def self_attribute(expr: ast.expr) -> str | None:
     return None
 
 
+def item_root(expr: ast.expr) -> str | None:
+    """The name ``expr`` is, or the name a chain of its items starts from (``d`` of
+    ``d[k]`` and ``d[k][j]``); None for anything else."""
+    while isinstance(expr, ast.Subscript):
+        expr = expr.value
+    return expr.id if isinstance(expr, ast.Name) else None
+
+
 def note_mutation(scope: Scope, name: str, node: Located) -> None:
     """Note that ``node`` mutates ``name`` or lets it escape (the first such in the source
     is the one a message shows)."""
@@ -223,6 +233,15 @@ def note_guards(test: ast.expr, scope: Scope) -> None:
         add_path(test, into)
     else:
         add_path(test, into)
+
+
+def fixed_collection(expr: ast.expr) -> bool:
+    """True for a collection the code fixes: a tuple, list or set of constants, or an
+    UPPER_CASE name (``ALLOWED_COLUMNS``); a value found in one is one of its items."""
+    if isinstance(expr, ast.Tuple | ast.List | ast.Set):
+        return all(isinstance(item, ast.Constant) for item in expr.elts)
+    last = expr.attr if isinstance(expr, ast.Attribute) else getattr(expr, "id", "")
+    return bool(last) and last.strip("_").isupper()
 
 
 def is_handler(node: ast.FunctionDef | ast.AsyncFunctionDef, params: dict[str, ast.arg]) -> bool:

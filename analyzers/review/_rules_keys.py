@@ -31,7 +31,7 @@ def _key(site: Site, scope: Scope, source: Source) -> Hit | None:
     if origin not in (JSON, FORM) or catches(site.caught, "KeyError"):
         return None
     container = path_key(node.value)
-    if container in scope.checked or _key_tested(container, key.value, scope):
+    if scope.checked_from(node.value) or _key_tested(container, key.value, scope):
         return None
     what = "the JSON" if origin == JSON else "the request"
     holder, wanted = source.text(node.value, 40), source.text(key, 30)
@@ -70,7 +70,12 @@ def _environ(site: Site, scope: Scope, source: Source) -> Hit | None:
 
 def _key_tested(container: str | None, key: object, scope: Scope) -> bool:
     """True when the function tests that ``container`` has ``key`` (``key in container``,
-    ``if container.get(key):``)."""
+    ``if container.get(key):``, ``container.setdefault(key, ...)``) or has each of the keys
+    a loop goes through (``[k for k in REQUIRED if k not in container]``)."""
     if container is None:
         return False
-    return (container, key) in scope.contains or f"{container}.get({key!r})" in scope.guards
+    return (
+        (container, key) in scope.contains
+        or container in scope.contained
+        or f"{container}.get({key!r})" in scope.guards
+    )

@@ -4,11 +4,12 @@ None (MR104).
 
 "Can be None" is only what the function itself shows: the result of ``re.match`` (or
 ``search``/``fullmatch``, of ``re`` or of a compiled pattern, unless the pattern matches the
-empty text), ``.first()``, ``.one_or_none()``, ``.fetchone()``, ``find_one()``,
+empty text), ``.first()``, ``.one_or_none()``, ``.fetchone()`` (unless the function runs
+a query that always returns a row: ``_rules_sql.one_row``), ``find_one()``,
 ``getattr(x, name, None)``, ``next(it, None)``, and ``.get(key)`` without a default (for
 attributes: on a mapping the function knows), directly or through a name every assignment
 of which is one of them, and that the function never tests (``if m:``, ``m is None``,
-``assert m``, ``m and ...``)."""
+``assert m``, ``m and ...``, ``match m:``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from mendline.analyzers.review._rules_scope import (
     catches,
     is_none,
 )
+from mendline.analyzers.review._rules_sql import one_row
 
 __all__ = ["ORDERING", "check_none"]
 
@@ -211,6 +213,8 @@ def _may_be_none(expr: ast.expr, scope: Scope, source: Source) -> str | None:
     if not isinstance(func, ast.Attribute):
         return None
     if func.attr in _NO_ROW and not args:
+        if func.attr in ("fetchone", "first") and one_row(func.value, scope, source):
+            return None  # the query always returns a row (SELECT count(*) ...)
         return f"{text} returns None when there is no row"
     if func.attr == "find_one":
         return f"{text} returns None when nothing matches"

@@ -8,7 +8,7 @@ import ast
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mendline.analyzers.review._inputs import Binding, Inputs
+from mendline.analyzers.review._inputs import Binding, Inputs, path_key
 
 __all__ = ["Hit", "Located", "Scope", "Site", "Source", "catches", "exception_names", "is_none"]
 
@@ -153,7 +153,9 @@ def _cut(line: str, start: int, end: int | None) -> str:
 class Scope:
     """One function (or the module, or a class body) as the rules read it: its parameters,
     every binding of each name, the paths it tests for None or truthiness (``guards``), the
-    ``(container, key)`` pairs it tests with ``in``, the paths it validates (``.isdigit()``,
+    ``(container, key)`` pairs it tests with ``in`` or sets with ``setdefault``
+    (``contains``), the containers it tests with ``in`` for a key that varies
+    (``contained``), the paths it validates (``.isdigit()``,
     ``isinstance``, a regex) or ``checked`` with a schema, the names it mutates or lets
     escape, its HTTP clients, its calls of itself, and the sites the rules look at."""
 
@@ -197,6 +199,20 @@ class Scope:
         local = frozenset(self.params) | frozenset(self.bindings)
         self.inputs = Inputs(aliases, local, self.clients)
         self.inputs.taint(self.bindings)
+
+    def checked_from(self, expr: ast.expr) -> bool:
+        """True when ``expr``, or a value it is an item, attribute or method call of, is
+        ``checked`` with a schema: ``validate(data, SCHEMA)`` covers ``data["a"]["b"]``."""
+        while self.checked:
+            if path_key(expr) in self.checked:
+                return True
+            if isinstance(expr, ast.Subscript | ast.Attribute):
+                expr = expr.value
+            elif isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute):
+                expr = expr.func.value
+            else:
+                return False
+        return False
 
     def values(self, name: str) -> list[ast.expr] | None:
         """The values ``name`` is assigned as a whole, or None when it is a parameter, is

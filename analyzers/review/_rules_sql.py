@@ -1,20 +1,25 @@
 """The review rule about SQL: a query built with an f-string, ``%``, ``.format()`` or ``+``
 from a value that is not a constant, passed to ``execute()``, ``fetch*()``, ``raw()`` or
 SQLAlchemy's ``text()`` (MR108). Only text that looks like SQL counts, and an interpolation
-is safe when it cannot carry SQL: a constant, an UPPER_CASE name, a number (``int()``,
-``len()``, a parameter annotated ``int``), a quoted identifier, a value validated by a
-regular expression, a ``join`` of placeholders, or a parameter every call in the module
-gives a constant (SQL text the module writes itself)."""
+is safe when it cannot carry SQL: a constant, an UPPER_CASE name, an enum member's
+``.value``, a number (``int()``, ``len()``, a parameter annotated ``int``), a quoted
+identifier, a value validated by a regular expression or found in a fixed collection
+(``if col not in ("name", "email"): raise ...``), a ``join`` of placeholders, or a
+parameter every call in the module gives a constant (SQL text the module writes itself).
+
+Also which queries always return a row (``one_row``), after which MR104 does not take
+``.fetchone()`` for None."""
 
 from __future__ import annotations
 
 import ast
 import re
+from typing import TypeGuard
 
 from mendline.analyzers.review._inputs import path_key
 from mendline.analyzers.review._rules_scope import Hit, Scope, Site, Source
 
-__all__ = ["sql_hit"]
+__all__ = ["one_row", "sql_hit"]
 
 _SQL_METHODS = frozenset(
     {
@@ -42,6 +47,16 @@ _SQL = re.compile(
 )
 # The constant text of a join that only makes placeholders: ", ".join(["%s"] * n).
 _PLACEHOLDERS = re.compile(r"[\s,()%s?$:\d]*")
+# A query that always returns a row: an aggregate without GROUP BY (count, sum, min, max,
+# avg, exists), a SELECT without FROM, an INSERT ... VALUES ... RETURNING that cannot skip
+# its row (no DO NOTHING, no WHERE, no OR IGNORE).
+_ONE_ROW = re.compile(
+    r"\s*(?:select\s+(?:count|sum|min|max|avg|exists)\s*\((?!.*\b(?:group\s+by|having|over"
+    r"|limit|offset|union|intersect|except)\b)"
+    r"|select\b(?!.*\b(?:from|where|having|limit|offset|union|intersect|except)\b)"
+    r"|insert\s+into\b(?!.*\b(?:select|where|nothing)\b).*\bvalues\b.*\breturning\b)",
+    re.IGNORECASE | re.DOTALL,
+)
 _NUMERIC = frozenset({"int", "float", "len", "bool", "round", "abs", "range", "min", "max"})
 _SAFE_WORDS = ("quote", "ident", "escape", "placeholder")
 
@@ -53,10 +68,7 @@ def sql_hit(
     method = func.attr if isinstance(func, ast.Attribute) else None
     if method not in _SQL_METHODS and name not in _SQL_FUNCTIONS:
         return None
-    query = call.args[0] if call.args else None
-    for keyword in call.keywords:
-        if keyword.arg in ("query", "sql", "statement", "operation"):
-            query = keyword.value
+    query = _query(call)
     if query is None:
         return None
     built = _built(query, scope, source)
@@ -73,6 +85,67 @@ def sql_hit(
         "call's arguments; if it is a table or column name, check it against a fixed list "
         "and quote it (psycopg's `sql.Identifier`).",
     )
+
+
+def one_row(receiver: ast.expr, scope: Scope, source: Source) -> bool:
+    """True when ``receiver`` (what ``.fetchone()`` is called on) holds the result of a
+    query that always returns a row (``SELECT count(*) ...``): ``db.execute(SQL)`` itself,
+    a name only ever assigned one, or a cursor every ``execute`` of which in the function
+    runs such a query."""
+    values = (scope.values(receiver.id) or []) if isinstance(receiver, ast.Name) else [receiver]
+    runs = [v for v in values if _executes(v)]
+    if not values or len(runs) < len(values):
+        key = path_key(receiver)
+        node = scope.node
+        first, last = getattr(node, "lineno", 0), getattr(node, "end_lineno", None) or 1 << 30
+        runs = [
+            call
+            for call in source.calls_of("execute")
+            if first <= call.lineno <= last
+            and isinstance(call.func, ast.Attribute)
+            and key is not None
+            and path_key(call.func.value) == key
+        ]
+    return bool(runs) and all(_one_row_query(_query(call), scope) for call in runs)
+
+
+def _callee(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+
+
+def _executes(expr: ast.expr) -> TypeGuard[ast.Call]:
+    return (
+        isinstance(expr, ast.Call)
+        and isinstance(expr.func, ast.Attribute)
+        and expr.func.attr == "execute"
+    )
+
+
+def _query(call: ast.Call) -> ast.expr | None:
+    """The query ``call`` runs: its first argument or its ``query=`` (``sql=``...)."""
+    query = call.args[0] if call.args else None
+    for keyword in call.keywords:
+        if keyword.arg in ("query", "sql", "statement", "operation"):
+            query = keyword.value
+    return query
+
+
+def _one_row_query(query: ast.expr | None, scope: Scope) -> bool:
+    """True for a query (its text, ``text(...)`` of it, or a name only ever assigned one)
+    that always returns a row."""
+    if query is None:
+        return False
+    if isinstance(query, ast.Name):
+        queries = [*(scope.values(query.id) or []), *scope.extended.get(query.id, [])]
+    else:
+        queries = [query]
+    for one in queries:
+        if isinstance(one, ast.Call) and one.args and _callee(one) == "text":
+            one = one.args[0]  # SQLAlchemy's text("...")
+        if _ONE_ROW.match(_constant_text(one)) is None:
+            return False
+    return bool(queries)
 
 
 def _built(query: ast.expr, scope: Scope, source: Source) -> tuple[str, ast.expr] | None:
@@ -202,6 +275,10 @@ def _safe(expr: ast.expr, scope: Scope, source: Source, depth: int = 0) -> bool:
         last = expr.id if isinstance(expr, ast.Name) else expr.attr
         if last.strip("_").isupper() or path_key(expr) in scope.validated:
             return True
+        if last in ("value", "name") and isinstance(expr, ast.Attribute):
+            base = expr.value  # an enum member's: Status.OPEN.value
+            if isinstance(base, ast.Attribute) and base.attr.strip("_").isupper():
+                return True
         if isinstance(expr, ast.Name) and depth < 3:
             param = scope.params.get(expr.id)
             if param is not None:

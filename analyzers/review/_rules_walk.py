@@ -1,7 +1,8 @@
 """One walk of a module's tree that gathers what the review rules need: the facts of each
 function that has changed lines (functions without any are skipped), and the sites in the
 changed lines, with the exceptions caught around each. An explicit stack, not recursion, so
-that deeply nested expressions cannot exhaust Python's."""
+that deeply nested statements cannot exhaust Python's; a node or a function whose expressions
+nest deeper than the rules' readers of an expression follow is left out."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from mendline.analyzers.review._rules_facts import (
     VALIDATORS,
     add_imports,
     add_path,
+    fixed_collection,
     is_handler,
+    item_root,
     note_guards,
     note_mutation,
     numeric_route_keys,
@@ -61,6 +64,7 @@ class Walk:
             ast.While: self._tested,
             ast.IfExp: self._tested,
             ast.Assert: self._tested,
+            ast.Match: self._match,
             ast.BoolOp: self._boolop,
             ast.Compare: self._compare,
             ast.BinOp: self._operation,
@@ -90,6 +94,16 @@ class Walk:
         return scope
 
     def _run(self) -> None:
+        while self._stack:
+            try:
+                self._drain()
+            except RecursionError:
+                # The readers of an expression (path_key, origin...) recurse: the node or
+                # scope being read nests deeper than they follow (generated code), and is
+                # left out rather than failing the review of the file.
+                continue
+
+    def _drain(self) -> None:
         stack, handlers = self._stack, self._handlers
         while stack:
             item = stack.pop()
@@ -201,6 +215,10 @@ class Walk:
         note_guards(node.test, scope)
         self._children(node, scope, caught, sync)
 
+    def _match(self, node: ast.Match, scope: Scope, caught: frozenset[str], sync: bool) -> None:
+        note_guards(node.subject, scope)  # its cases test the value (case None:, case str():)
+        self._children(node, scope, caught, sync)
+
     def _boolop(self, node: ast.BoolOp, scope: Scope, caught: frozenset[str], sync: bool) -> None:
         for value in node.values[:-1]:
             note_guards(value, scope)
@@ -217,8 +235,8 @@ class Walk:
                 self._bind(
                     part.value if isinstance(part, ast.Starred) else part, value, scope, True
                 )
-        elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
-            note_mutation(scope, target.value.id, target)
+        elif isinstance(target, ast.Subscript) and (root := item_root(target)) is not None:
+            note_mutation(scope, root, target)
 
     def _client(self, name: str, value: ast.expr, scope: Scope) -> None:
         if isinstance(value, ast.Call):
@@ -240,11 +258,11 @@ class Walk:
         self, node: ast.AugAssign, scope: Scope, caught: frozenset[str], sync: bool
     ) -> None:
         target = node.target
-        base = target.value if isinstance(target, ast.Subscript) else target
-        if isinstance(base, ast.Name):
-            note_mutation(scope, base.id, node)
-            if base is target:
-                scope.extended.setdefault(base.id, []).append(node.value)
+        root = item_root(target)
+        if root is not None:
+            note_mutation(scope, root, node)
+            if isinstance(target, ast.Name):
+                scope.extended.setdefault(root, []).append(node.value)
         if self.source.touches(node):
             scope.operations.append(Site(node, caught, sync))
         self._children(node, scope, caught, sync)
@@ -280,8 +298,8 @@ class Walk:
 
     def _delete(self, node: ast.Delete, scope: Scope, caught: frozenset[str], sync: bool) -> None:
         for target in node.targets:
-            if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
-                note_mutation(scope, target.value.id, node)
+            if isinstance(target, ast.Subscript) and (root := item_root(target)) is not None:
+                note_mutation(scope, root, node)
         self._children(node, scope, caught, sync)
 
     def _import(
@@ -297,9 +315,12 @@ class Walk:
             if isinstance(op, ast.In | ast.NotIn):
                 container = path_key(right)
                 if container is not None:
-                    scope.contained.add(container)
                     if isinstance(left, ast.Constant):
                         scope.contains.add((container, left.value))
+                    else:  # a key that varies: a loop through the keys it requires
+                        scope.contained.add(container)
+                if fixed_collection(right):
+                    add_path(left, scope.validated)  # an allowlist: "col in ("a", "b")"
             left = right
         if self.source.touches(node):
             scope.operations.append(Site(node, caught, sync))
@@ -314,10 +335,14 @@ class Walk:
         func = node.func
         if isinstance(func, ast.Attribute):
             attr, receiver = func.attr, func.value
-            if attr in MUTATORS and isinstance(receiver, ast.Name):
-                note_mutation(scope, receiver.id, node)
+            if attr in MUTATORS and (root := item_root(receiver)) is not None:
+                note_mutation(scope, root, node)  # items.append(x), groups[k].append(x)
             if attr in VALIDATORS:
                 add_path(receiver, scope.validated)
+            if attr == "setdefault" and node.args and isinstance(node.args[0], ast.Constant):
+                container = path_key(receiver)
+                if container is not None:  # the key is there from now on
+                    scope.contains.add((container, node.args[0].value))
             if isinstance(receiver, ast.Name):
                 if attr in REQUEST_VERBS:  # whether the name is a client is known at the end
                     scope.client_calls.append((receiver.id, node))
