@@ -7,7 +7,7 @@ import ast
 import textwrap
 from collections.abc import Iterable
 
-from mendline.analyzers.review import check_python
+from mendline.analyzers.review import check_python, source_lines
 from mendline.schemas.review import ReviewComment
 
 #: A path in neither a tests nor a bench folder.
@@ -25,7 +25,7 @@ def comments(
 ) -> list[ReviewComment]:
     """The built-in rules' comments on ``code`` (taken as written: no dedent), every line
     changed unless ``changed`` says which."""
-    lines = code.split("\n")
+    lines = source_lines(code)
     lines_changed = frozenset(range(1, len(lines) + 1) if changed is None else changed)
     return check_python(path, ast.parse(code), lines, lines_changed)
 

@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-import mendline.analyzers.review as review_package
-from mendline.analyzers.review import BUILTIN_RULES, is_suppressed, review_files
+from mendline.analyzers.review import BUILTIN_RULES, is_suppressed, review_files, source_lines
 from mendline.schemas.review import ChangedFile
 from tests.analyzers.review.rules_helpers import PATH, comments, found, snippet
 
@@ -74,7 +73,7 @@ EVERY_RULE_LINES = [
 
 def changed_file(path: str, text: str, lines: set[int] | None = None) -> ChangedFile:
     """``path`` as a new file, or with only ``lines`` changed."""
-    count = len(text.split("\n"))
+    count = len(source_lines(text))
     added = frozenset(lines if lines is not None else range(1, count + 1))
     return ChangedFile(path, None, "added", added, ((1, count),))
 
@@ -279,13 +278,7 @@ async def test_a_suppression_on_another_line_of_a_statement_hides_nothing() -> N
 
 # -- tests and benchmarks ------------------------------------------------------------------
 
-needs_test_paths = pytest.mark.skipif(
-    not hasattr(review_package, "is_test_path"),
-    reason="review_files does not tell tests and benchmarks apart on this branch",
-)
 
-
-@needs_test_paths
 @pytest.mark.parametrize(
     "path",
     ["tests/test_views.py", "tests/unit/views.py", "bench/load.py", "test_views.py"],
@@ -302,7 +295,6 @@ async def test_tests_and_benchmarks_get_only_the_rules_not_about_input(path: str
     ]
 
 
-@needs_test_paths
 @pytest.mark.parametrize("path", ["shop/views.py", "latest/views.py", "shop/contest.py"])
 async def test_other_paths_get_every_rule(path: str) -> None:
     assert await reviewed(path, EVERY_RULE) == EVERY_RULE_LINES
