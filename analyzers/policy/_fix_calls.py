@@ -7,6 +7,8 @@ import ast
 from collections import Counter
 from dataclasses import dataclass
 
+from mendline.analyzers.imports import bind_imports
+
 __all__ = ["DangerousCall", "dangerous_calls", "new_dangerous_calls"]
 
 _BUILTINS = frozenset({"eval", "exec", "compile", "__import__"})
@@ -73,17 +75,8 @@ def _aliases(tree: ast.AST) -> dict[str, str]:
     """Each name an import binds, to the dotted name it stands for."""
     names: dict[str, str] = {"__builtins__": "builtins"}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.asname:
-                    names[alias.asname] = alias.name
-                else:
-                    top = alias.name.split(".")[0]
-                    names[top] = top
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for alias in node.names:
-                if alias.name != "*":
-                    names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            bind_imports(node, names)
     return names
 
 

@@ -9,6 +9,7 @@ import ast
 import re
 from collections.abc import Iterator
 
+from mendline.analyzers.imports import bind_imports
 from mendline.analyzers.review._inputs import path_key, qualname
 from mendline.analyzers.review._rules_scope import Located, Scope, Source, exception_names, is_none
 
@@ -18,7 +19,6 @@ __all__ = [
     "REQUEST_VERBS",
     "SUPPRESSORS",
     "VALIDATORS",
-    "add_imports",
     "add_path",
     "fixed_collection",
     "is_handler",
@@ -108,7 +108,7 @@ def prepare(tree: ast.Module, source: Source) -> None:
     )
     for stmt in _top_level(tree.body):
         if isinstance(stmt, ast.Import | ast.ImportFrom):
-            add_imports(stmt, source.aliases)
+            bind_imports(stmt, source.aliases)
         elif (
             isinstance(stmt, ast.Assign)
             and isinstance(stmt.value, ast.Call)
@@ -138,20 +138,6 @@ def _top_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
             if isinstance(stmt, ast.Try):
                 for handler in stmt.handlers:
                     yield from _top_level(handler.body)
-
-
-def add_imports(node: ast.Import | ast.ImportFrom, aliases: dict[str, str]) -> None:
-    """Record the names an import binds, each to the dotted name it stands for."""
-    if isinstance(node, ast.Import):
-        for alias in node.names:
-            if alias.asname:
-                aliases[alias.asname] = alias.name
-            else:
-                head = alias.name.partition(".")[0]
-                aliases[head] = head
-    elif node.module and not node.level:
-        for alias in node.names:
-            aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
 
 
 def mutated_attributes(tree: ast.AST) -> set[str]:

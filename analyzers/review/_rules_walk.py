@@ -10,6 +10,7 @@ import ast
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from mendline.analyzers.imports import bind_imports
 from mendline.analyzers.review._inputs import path_key, qualname
 from mendline.analyzers.review._rules_facts import (
     CLIENTS,
@@ -17,7 +18,6 @@ from mendline.analyzers.review._rules_facts import (
     REQUEST_VERBS,
     SUPPRESSORS,
     VALIDATORS,
-    add_imports,
     add_path,
     fixed_collection,
     is_handler,
@@ -305,7 +305,7 @@ class Walk:
     def _import(
         self, node: ast.Import | ast.ImportFrom, scope: Scope, caught: frozenset[str], sync: bool
     ) -> None:
-        add_imports(node, self.source.aliases)
+        bind_imports(node, self.source.aliases)
 
     # -- expressions ---------------------------------------------------------------------
 
