@@ -21,6 +21,7 @@ from mendline.analyzers.review._production import (
 from mendline.analyzers.review._review import (
     INPUT_RULES,
     MAX_FILE_BYTES,
+    TOO_LARGE,
     is_test_path,
     review_files,
     source_lines,
@@ -35,6 +36,7 @@ __all__ = [
     "MIN_WEIGHT",
     "MODULE",
     "PRODUCTION_RULES",
+    "TOO_LARGE",
     "LLMReviewer",
     "changed_functions",
     "check_python",

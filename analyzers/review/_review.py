@@ -35,10 +35,19 @@ from mendline.schemas.review import (
     SkippedFile,
 )
 
-__all__ = ["INPUT_RULES", "MAX_FILE_BYTES", "is_test_path", "review_files", "source_lines"]
+__all__ = [
+    "INPUT_RULES",
+    "MAX_FILE_BYTES",
+    "TOO_LARGE",
+    "is_test_path",
+    "review_files",
+    "source_lines",
+]
 
 #: A changed file bigger than this is not read (generated code, a vendored bundle).
 MAX_FILE_BYTES = 2 * 1024 * 1024
+#: Why such a file is not reviewed.
+TOO_LARGE = f"larger than {MAX_FILE_BYTES // 2**20} MiB"
 
 #: The rules about input from outside (a request, another service's JSON, SQL built from
 #: it, recursion into it), not reported in tests and benchmarks: there the input is the
@@ -162,7 +171,7 @@ def _read(
         if reason is None and text is None:
             reason = "cannot be read after the change"
         if reason is None and text is not None and len(text) > MAX_FILE_BYTES:
-            reason = f"larger than {MAX_FILE_BYTES // 2**20} MiB"
+            reason = TOO_LARGE
         if reason is not None or text is None:
             skipped.append(SkippedFile(file.path, reason or "cannot be read"))
             continue

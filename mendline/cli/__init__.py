@@ -180,9 +180,9 @@ def main(
     """Run the command line (the commands of ``groups``); returns the exit status.
 
     An error is one line on stderr, ``mendline: <what went wrong>``, then ``hint: <what to
-    do>``; the status is 1, or 2 for a wrong use of the command line, or 130 when
-    interrupted. ``--debug`` shows the traceback instead, with the secrets of URLs and DSNs
-    in it filtered (``redact_url``), and the same status.
+    do>``; the status is 1 (or the command's ``error_status``), or 2 for a wrong use of the
+    command line, or 130 when interrupted. ``--debug`` shows the traceback instead, with the
+    secrets of URLs and DSNs in it filtered (``redact_url``), and the same status.
     """
     args = build_parser(groups).parse_args(argv)
     if not args.debug:  # our one-line errors say it; the client's own retry logs would not
@@ -203,15 +203,22 @@ def main(
     except MendlineError as exc:
         if args.debug:
             print_traceback(exc)
-            return 1
+            return _error_status(args)
         print_error(str(exc), exc.hint or DEBUG_HINT)
-        return 1
+        return _error_status(args)
     except Exception as exc:
         if args.debug:
             print_traceback(exc)
-            return 1
+            return _error_status(args)
         print_error(f"{type(exc).__name__}: {exc}", DEBUG_HINT)
-        return 1
+        return _error_status(args)
+
+
+def _error_status(args: argparse.Namespace) -> int:
+    """The exit status of an error: 1, or what the command set (``mendline review`` says
+    2, since its 1 means comments)."""
+    status: int = getattr(args, "error_status", 1)
+    return status
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -38,22 +38,22 @@ def add_rules_commands(review_sub: argparse._SubParsersAction[argparse.ArgumentP
 
     listing = sub.add_parser("list", parents=[AS_JSON], help="the learned rules that apply")
     listing.add_argument("--all", action="store_true", help="the disabled ones too")
-    listing.set_defaults(run=_list)
+    listing.set_defaults(run=_list, error_status=1)
 
     disable = sub.add_parser("disable", parents=[AS_JSON], help="stop applying a rule (kept)")
     disable.add_argument("id", type=rule_number, help=f"the rule's id: {LEARNED_PREFIX}12 or 12")
-    disable.set_defaults(run=_disable)
+    disable.set_defaults(run=_disable, error_status=1)
 
     enable = sub.add_parser("enable", parents=[AS_JSON], help="apply a disabled rule again")
     enable.add_argument("id", type=rule_number, help=f"the rule's id: {LEARNED_PREFIX}12 or 12")
-    enable.set_defaults(run=_enable)
+    enable.set_defaults(run=_enable, error_status=1)
 
     learn = sub.add_parser(
         "learn",
         parents=[AS_JSON],
         help="learn from every finding marked right (those marked before rules were learned)",
     )
-    learn.set_defaults(run=_learn)
+    learn.set_defaults(run=_learn, error_status=1)
 
 
 def rule_number(text: str) -> int:

@@ -15,10 +15,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mendline.analyzers.review import MAX_FILE_BYTES, LLMReviewer, read_diff, review_files
-from mendline.cli._hints import DEBUG_HINT
+from mendline.analyzers.review import (
+    MAX_FILE_BYTES,
+    TOO_LARGE,
+    LLMReviewer,
+    read_diff,
+    review_files,
+)
 from mendline.cli._review_text import review_text
-from mendline.cli.output import colour_for, print_error, print_traceback
+from mendline.cli.output import colour_for
 from mendline.schemas.errors import ConfigError, ForgeError, InvalidPatch, MendlineError, UsageError
 from mendline.schemas.finding import Ledger
 from mendline.schemas.fixpolicy import CodeMapping
@@ -56,32 +61,22 @@ class _Changes:
 
 def run_review(args: argparse.Namespace, settings: Settings) -> int:
     """``mendline review``: the exit status is 1 when a comment is at or above --fail-on,
-    2 for a wrong use or when the review could not be made or reported (1 says "comments",
-    so an error is not 1, as linters do), else 0."""
+    else 0; a wrong use, or an error that stops the review or its report, is 2 (the
+    command's ``error_status``: its 1 says "comments", so an error is not 1, as linters
+    do)."""
     _check_outputs(args)
     target = _post_target(args) if args.post else None
-    try:
-        review = asyncio.run(_review(args, settings))
-        _write_outputs(args, review)
-        if target is not None and target.from_fork:
-            print(
-                "mendline: not posted: a pull request from a fork gets a read-only token"
-                " (the annotations and the summary have the review)",
-                file=sys.stderr,
-            )
-        elif target is not None:
-            url = asyncio.run(_post(target, review))
-            print(f"mendline: review posted: {printable(url)}", file=sys.stderr)
-    except UsageError:
-        raise
-    except Exception as exc:  # any failure: its one line, and status 2
-        if args.debug:
-            print_traceback(exc)
-        elif isinstance(exc, MendlineError):
-            print_error(str(exc), exc.hint or DEBUG_HINT)
-        else:
-            print_error(f"{type(exc).__name__}: {exc}", DEBUG_HINT)
-        return 2
+    review = asyncio.run(_review(args, settings))
+    _write_outputs(args, review)
+    if target is not None and target.from_fork:
+        print(
+            "mendline: not posted: a pull request from a fork gets a read-only token"
+            " (the annotations and the summary have the review)",
+            file=sys.stderr,
+        )
+    elif target is not None:
+        url = asyncio.run(_post(target, review))
+        print(f"mendline: review posted: {printable(url)}", file=sys.stderr)
     if args.fail_on and review.at_or_above(args.fail_on):
         return 1
     return 0
@@ -142,8 +137,7 @@ async def _review(args: argparse.Namespace, settings: Settings) -> Review:
             exclude=args.exclude,
             regression_days=args.regression_days,
         )
-    too_large = f"larger than {MAX_FILE_BYTES // 2**20} MiB"
-    skipped = tuple(SkippedFile(path, too_large) for path in changes.large)
+    skipped = tuple(SkippedFile(path, TOO_LARGE) for path in changes.large)
     return replace(review, skipped=review.skipped + skipped)
 
 

@@ -114,7 +114,7 @@ def register(commands: Commands) -> None:
         help="a rule's id not to report (repeat for several)",
     )
     know.add_argument("--llm", action="store_true", help="ask the LLM to review too")
-    review.set_defaults(run=run_review)
+    review.set_defaults(run=run_review, error_status=2)
     sub = review.add_subparsers(dest="review_command", metavar="COMMAND")
     add_rules_commands(sub)
 
