@@ -28,6 +28,7 @@ from typing_extensions import TypedDict
 from mendline.schemas.errors import InvalidEvent
 from mendline.schemas.limits import (
     MAX_CONTEXT_BYTES,
+    MAX_EVENT_COUNT,
     MAX_EVENT_BYTES,
     MAX_EXCEPTION_VALUE_BYTES,
     MAX_EXCEPTIONS,
@@ -242,6 +243,29 @@ class ErrorEvent(_Model):
         description="Set by the consumer when it replaced a timestamp outside the accepted "
         "window by the time it received the event: the emitter's timestamp.",
     )
+    count: int = Field(
+        default=1,
+        strict=True,
+        ge=1,
+        le=MAX_EVENT_COUNT,
+        description="How many identical occurrences this event stands for: more than 1 when "
+        "the emitter rolled up repeats of one error (same key) in a short window; "
+        "``timestamp`` is then the last of them and ``first_timestamp`` the first.",
+    )
+    first_timestamp: (
+        Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_utc)] | None
+    ) = Field(
+        default=None,
+        description="With ``count`` over 1: when the first of the occurrences happened.",
+    )
+    lost: int = Field(
+        default=0,
+        strict=True,
+        ge=0,
+        le=MAX_EVENT_COUNT,
+        description="Events the emitting process counted but could not send (a full queue or "
+        "spool) since its previous event: not received, reported so they are not unknown.",
+    )
 
 
 def parse_event(raw: bytes | str) -> ErrorEvent:
@@ -292,6 +316,9 @@ def content_hash(doc: dict[str, Any]) -> str:
     # The validator gives the contract's objects (the top level, exceptions, frames) their
     # fields in the models' order whatever the sender's; only the free-form ones need sorting.
     full = {name: doc.get(name, default) for name, default in _FIELDS.items()}
+    for name, default in _ADDED_FIELDS.items():  # at their defaults, as before they were added
+        if full[name] == default:
+            del full[name]
     full["context"] = _sorted_keys(full["context"])
     full["tags"] = dict(sorted(full["tags"].items()))
     return hashlib.sha256(to_json(full)).hexdigest()
@@ -445,6 +472,11 @@ _FIELDS: dict[str, Any] = {
     name: None if info.is_required() else info.get_default(call_default_factory=True)
     for name, info in ErrorEvent.model_fields.items()
 }
+
+
+#: Fields v1 gained later, left out of the content hash at their defaults: an event stored
+#: before a field existed hashes as it did then, so its replay stays a duplicate.
+_ADDED_FIELDS: dict[str, Any] = {"count": 1, "first_timestamp": None, "lost": 0}
 
 
 def json_schema() -> dict[str, Any]:

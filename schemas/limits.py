@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "MAX_CONTEXT_BYTES",
     "MAX_EVENT_BYTES",
+    "MAX_EVENT_COUNT",
     "MAX_EXCEPTIONS",
     "MAX_EXCEPTION_VALUE_BYTES",
     "MAX_FRAMES",
@@ -32,3 +33,6 @@ MAX_GROUP_EXCEPTIONS = 10
 #: Exception groups nested in one another whose sub-exceptions an emitter reads (the raised
 #: group is the first); a group deeper than that is kept without its sub-exceptions.
 MAX_GROUP_DEPTH = 3
+#: The most occurrences one event may stand for (``count``) or report lost (``lost``): an
+#: emitter's roll-up window never comes near it; a PostgreSQL integer holds it.
+MAX_EVENT_COUNT = 1_000_000_000

@@ -80,6 +80,12 @@ def test_the_json_schema_accepts_the_documented_example_and_the_model_agrees() -
         (json.dumps({**VALID, "timestamp": "9999-12-31T23:59:59-05:00"}).encode(), "invalid"),
         (json.dumps({**VALID, "context": {"ratio": float("nan")}}).encode(), "not_json"),
         (json.dumps({**VALID, "context": {"x": [1, float("inf")]}}).encode(), "not_json"),
+        (json.dumps({**VALID, "count": 0}).encode(), "invalid"),
+        (json.dumps({**VALID, "count": 2.0}).encode(), "invalid"),
+        (json.dumps({**VALID, "count": "5"}).encode(), "invalid"),
+        (json.dumps({**VALID, "count": 10**10}).encode(), "invalid"),
+        (json.dumps({**VALID, "lost": -1}).encode(), "invalid"),
+        (json.dumps({**VALID, "first_timestamp": 1764000000}).encode(), "invalid"),
     ],
 )
 def test_bad_input_is_rejected_with_a_reason(raw: bytes, reason: str) -> None:
@@ -111,6 +117,7 @@ def test_bad_input_is_rejected_with_a_reason(raw: bytes, reason: str) -> None:
             ],
         },
         {**VALID, "unknown_extra": [1, 2]},
+        {**VALID, "count": 250, "first_timestamp": "2026-11-29T19:13:30Z", "lost": 12},
         {**VALID, "timestamp": "2026-11-29T21:00:00+02:00"},
     ],
 )
@@ -186,6 +193,16 @@ def test_strict_parsing_rejects_duplicates_and_coercions(raw: bytes, names: str)
             parse(raw)
         assert caught.value.reason == "invalid"
         assert names in caught.value.detail
+
+
+def test_the_content_hash_of_an_event_is_what_it_was_before_count_and_lost_were_added() -> None:
+    # Taken before v1 gained count, first_timestamp and lost: a replay of an event stored
+    # then must still be a duplicate, not a conflict.
+    before = "26569fc7a8ab1f61afc66f7da74e43762b1dba1c4783bb97fc61b6cf106b14e1"
+    assert content_hash(parse_event_dict(json.dumps(VALID))) == before
+    assert content_hash(parse_event_dict(json.dumps({**VALID, "count": 1, "lost": 0}))) == before
+    assert content_hash(parse_event_dict(json.dumps({**VALID, "count": 2}))) != before
+    assert content_hash(parse_event_dict(json.dumps({**VALID, "lost": 3}))) != before
 
 
 def test_a_duplicate_key_is_named_escaped_and_cut_short() -> None:
