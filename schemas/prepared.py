@@ -34,6 +34,12 @@ class PreparedEvent:
     #: schemas.event.content_hash of the validated event: a replay of its event_id with
     #: another hash is a conflict, not a duplicate. None: unknown (any replay is a duplicate).
     content_hash: str | None = None
+    #: The occurrences the event stands for (an emitter's roll-up of repeats), at least 1.
+    count: int = 1
+    #: When the first of them happened: ``timestamp`` unless the event was rolled up.
+    first_timestamp: datetime | None = None
+    #: Events its emitter counted but could not send since its previous one.
+    lost: int = 0
 
 
 @dataclass(slots=True)
@@ -47,6 +53,8 @@ class BatchResult:
     triggers: int = 0
     #: The triggers made, by kind (``new_issue``, ``regression``, ``frequency``).
     trigger_kinds: dict[str, int] = field(default_factory=dict)
+    #: Events the stored events' emitters reported lost (not received), in all.
+    lost: int = 0
     #: Events not stored because their event_id was stored (or came earlier in the batch)
     #: with other content, each with the content hash stored for that id.
     conflicts: list[tuple[PreparedEvent, str]] = field(default_factory=list)

@@ -307,6 +307,20 @@ class Settings(BaseSettings):
     queue_size: int = Field(
         default=10_000, ge=1, description="Events held in memory for the shipper thread."
     )
+    rollup_window: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="Seconds an error storm is rolled up over: repeats of one error past the "
+        "first MENDLINE_ROLLUP_FULL in a window are counted and sent as one event with their "
+        "count; 0: every occurrence is sent.",
+    )
+    rollup_full: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        description="Occurrences of one error sent in full in each roll-up window.",
+    )
     spool_dir: Path = Field(
         default=Path("~/.cache/mendline/spool"),
         description="Where events wait on disk while Kafka is unreachable (one folder a service).",

@@ -20,6 +20,7 @@ from mendline.schemas.event import SCHEMA_VERSION
 from mendline.schemas.limits import (
     MAX_CONTEXT_BYTES,
     MAX_EVENT_BYTES,
+    MAX_EVENT_COUNT,
     MAX_EXCEPTION_VALUE_BYTES,
     MAX_MESSAGE_BYTES,
 )
@@ -166,6 +167,12 @@ class EventBuilder:
             "tags": _tags(capture.tags),
             "fingerprint": _fingerprint(capture.fingerprint),
         }
+        if capture.count > 1:  # after the others, in the contract's order: see parse_event_exact
+            event["count"] = min(capture.count, MAX_EVENT_COUNT)
+            if capture.first_timestamp is not None:
+                event["first_timestamp"] = _rfc3339(capture.first_timestamp)
+        if capture.lost:
+            event["lost"] = min(capture.lost, MAX_EVENT_COUNT)
         if not isinstance(event["context"], dict):
             event["context"] = {"context": event["context"]}
         self._scrubber.scrub_event(event)

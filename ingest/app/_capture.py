@@ -60,6 +60,12 @@ class Capture:
     exceptions: list[RawException]
     tags: dict[str, Any] | None = None
     fingerprint: list[Any] | None = None
+    #: The occurrences it stands for: more than 1 for a roll-up of repeats (see _rollup).
+    count: int = 1
+    #: With a count over 1: when the first of them happened (``timestamp`` is the last).
+    first_timestamp: float | None = None
+    #: Events the shipper lost (a full queue or spool) before this one was built.
+    lost: int = 0
 
     @classmethod
     def now(

@@ -37,6 +37,7 @@ from mendline.analyzers.policy import signature_headers
 from mendline.ingest._topics import errors_producer
 from mendline.ingest.app._builder import EventBuilder
 from mendline.ingest.app._capture import Capture
+from mendline.ingest.app._rollup import RollUp, rollup_key
 from mendline.ingest.app._spool import Record, Spool, private_dir
 from mendline.schemas.errors import ShipperClosed
 from mendline.schemas.settings import Settings
@@ -55,13 +56,17 @@ _BACKOFF_MIN = 0.1
 _BACKOFF_MAX = 5.0
 _WARN_EVERY = 60.0
 _ADOPT_EVERY = 1.0  # seconds between looks for slots that exited processes left
+_ROLLUP_LOOK_EVERY = 0.1  # seconds between looks for roll-up windows that ended
 
 
 @dataclass
 class ShipperStats:
     """Counters in Vector's vocabulary: events received, sent, errored and dropped."""
 
+    #: Events queued to be sent: occurrences sent in full, and rolled-up events.
     received: int = 0
+    #: Occurrences counted into a rolled-up event rather than sent themselves.
+    rolled_up: int = 0
     sent: int = 0
     spooled: int = 0
     errored: int = 0
@@ -101,6 +106,14 @@ class Shipper:
         self._outbox: deque[Record] = deque()  # built and encoded, waiting for the sender
         self._records: deque[_TopicRecord] = deque()  # submit_record's, waiting for the sender
         self._queue_max = settings.queue_size
+        # The app's threads count under it: what a storm rolls up, and what a full queue loses,
+        # are exact (``n += 1`` loses increments between threads).
+        self._lock = threading.Lock()
+        self._rollup = self._new_rollup()
+        self._lost = 0  # lost since the last event built: the next one reports it
+        self._flushes_asked = 0  # flushes that asked for the rolled-up counts to be sent
+        self._flushes_done = 0
+        self._draining_for = 0
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -136,18 +149,29 @@ class Shipper:
 
     # -- the app's side ----------------------------------------------------------------------
     def submit(self, capture: Capture) -> None:
-        """Queue an event for shipping. Cheap, never blocks; drops (and counts) when full."""
+        """Queue an event for shipping, or count it as a repeat of an error storm (see
+        _rollup). Cheap, never blocks; drops (and counts exactly) when the queue is full."""
         if self._closed:
             raise ShipperClosed("this shipper was shut down")
         if self._forked and self._spool_now(capture):
             return
+        rollup = self._rollup
+        key = rollup_key(capture) if rollup is not None else None
         queue = self._queue
-        if len(queue) >= self._queue_max:
-            self.stats.dropped["queue_full"] += 1
+        with self._lock:
+            if key is not None and rollup is not None and not rollup.admit(key, capture):
+                self.stats.rolled_up += 1
+                return
+            full = len(queue) >= self._queue_max
+            if full:
+                self.stats.dropped["queue_full"] += 1
+                self._lost += 1
+            else:
+                queue.append(capture)
+                self.stats.received += 1
+        if full:
             self._warn_queue_full()
             return
-        queue.append(capture)
-        self.stats.received += 1
         self._kick()
 
     def submit_record(self, topic: str, key: bytes, value: bytes) -> None:
@@ -156,12 +180,15 @@ class Shipper:
         if self._closed:
             raise ShipperClosed("this shipper was shut down")
         records = self._records
-        if len(records) >= _RECORDS_MAX:
-            records.popleft()
-            self.stats.dropped["queue_full"] += 1
+        with self._lock:
+            full = len(records) >= _RECORDS_MAX
+            if full:
+                records.popleft()
+                self.stats.dropped["queue_full"] += 1
+            records.append((topic, key, value))
+            self.stats.received += 1
+        if full:
             self._warn_queue_full()
-        records.append((topic, key, value))
-        self.stats.received += 1
         self._kick()
 
     def _kick(self) -> None:
@@ -258,11 +285,18 @@ class Shipper:
         unbuildable); False on timeout."""
         target = self.stats.received
         deadline = time.monotonic() + timeout
+        wanted = 0
+        if self._rollup is not None and len(self._rollup):
+            with self._lock:  # the shipper thread sends the rolled-up counts now
+                self._flushes_asked += 1
+                wanted = self._flushes_asked
+            self._kick()
         while time.monotonic() < deadline:
             stats = self.stats
             settled = stats.sent + stats.errored + stats.dropped["spool_full"]
             if (
                 settled >= target
+                and self._flushes_done >= wanted
                 and not self._queue
                 and not self._outbox
                 and not self._records
@@ -280,6 +314,16 @@ class Shipper:
     _producer: Any = None
     _healthy: bool | None = None
     _adopted_at_close = False
+    _next_rollup_look = 0.0
+
+    def _count_lost(self, lost: int) -> None:
+        """Events built and then dropped: the next event built reports them."""
+        with self._lock:
+            self._lost += lost
+
+    def _new_rollup(self) -> RollUp | None:
+        window = self.settings.rollup_window
+        return RollUp(window, self.settings.rollup_full) if window > 0 else None
 
     def _spool_records(self) -> int:
         spool = self._spool
@@ -357,6 +401,7 @@ class Shipper:
     def _everything_sent(self) -> bool:
         return (
             not self._queue
+            and not (self._rollup is not None and len(self._rollup))
             and not self._outbox
             and not self._records
             and self._in_flight == 0
@@ -365,11 +410,44 @@ class Shipper:
         )
 
     def _take(self) -> int:
-        """Move up to one batch from the app's queue to the outbox or the spool."""
+        """Move up to one batch from the app's queue, and the rolled-up events of the windows
+        that ended, to the outbox or the spool."""
         queue = self._queue
+        captures = self._rolled_up()
+        while queue and len(captures) < _BATCH:
+            captures.append(queue.popleft())
+        records = self._build(captures)
+        if records:
+            self._route(records)
+        self._flushes_done = self._draining_for  # what the flushes asked for is routed
+        return len(records)
+
+    def _rolled_up(self) -> list[Capture]:
+        """The rolled-up events due: those of the windows that ended (looked at ten times a
+        second), or all of them at exit and when a flush asked."""
+        rollup = self._rollup
+        asked = self._flushes_asked
+        if rollup is None or not len(rollup):
+            self._draining_for = asked  # nothing left for them to wait for
+            return []
+        now = time.monotonic()
+        drain = self._closing or asked > self._flushes_done
+        if not drain and now < self._next_rollup_look:
+            return []
+        self._next_rollup_look = now + _ROLLUP_LOOK_EVERY
+        with self._lock:
+            captures = rollup.drain() if drain else rollup.closed(time.time())
+            self.stats.received += len(captures)
+        self._draining_for = asked
+        return captures
+
+    def _build(self, captures: list[Capture]) -> list[Record]:
+        """Build and encode captures; the first one built reports what was lost before it."""
         records: list[Record] = []
-        while queue and len(records) < _BATCH:
-            capture = queue.popleft()
+        for capture in captures:
+            if not records and self._lost:
+                with self._lock:
+                    capture.lost, self._lost = capture.lost + self._lost, 0
             try:
                 event, data = self.builder.encode(capture)
                 records.append((event["event_id"].encode(), data))
@@ -377,10 +455,11 @@ class Shipper:
                 self.stats.errored += 1
                 self._warn_build()
                 log.debug("mendline: building an event failed", exc_info=True)
-        if not records:
-            return 0
-        self._route(records)
-        return len(records)
+                if capture.lost:  # told by the next one instead
+                    with self._lock:
+                        self._lost += capture.lost
+                    capture.lost = 0
+        return records
 
     def _route(self, records: list[Record]) -> None:
         spool = self._spool
@@ -397,6 +476,7 @@ class Shipper:
                 for _ in range(excess):
                     self._outbox.popleft()
                 self.stats.dropped["spool_full"] += excess
+                self._count_lost(excess)
                 self._warn_spool_full(excess)
         if self._wakeup is not None:
             self._wakeup.set()
@@ -418,19 +498,16 @@ class Shipper:
         self.stats.spooled += len(records)
         if lost:
             self.stats.dropped["spool_full"] += lost
+            self._count_lost(lost)
             self._warn_spool_full(lost)
 
     def _spill_to_spool(self) -> None:
         """At exit: whatever was not sent goes to disk, for the next process to send."""
         leftovers = list(self._outbox)
         self._outbox.clear()
-        while self._queue:
-            capture = self._queue.popleft()
-            try:
-                event, data = self.builder.encode(capture)
-                leftovers.append((event["event_id"].encode(), data))
-            except Exception:
-                self.stats.errored += 1
+        captures = self._rolled_up() if self._closing else []
+        captures.extend(self._queue.popleft() for _ in range(len(self._queue)))
+        leftovers.extend(self._build(captures))
         if leftovers and self._spool is not None:
             self._to_spool(leftovers)
 
@@ -595,6 +672,12 @@ class Shipper:
         self._spool = None
         self._spool_failed = False
         self._queue = deque()
+        # The parent's counts are the parent's to send; a lock another thread held at the
+        # fork stays held here.
+        self._lock = threading.Lock()
+        self._rollup = self._new_rollup()
+        self._lost = 0
+        self._flushes_asked = self._flushes_done = self._draining_for = 0
         self._outbox = deque()  # the parent sends what it had built
         self._records = deque()
         self._start_lock = threading.Lock()

@@ -18,6 +18,7 @@ from mendline.ingest.consumer._timestamps import (
     FUTURE_TOLERANCE,
     TimestampWindow,
     checkin_timestamp,
+    first_occurrence,
     stored_timestamp,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "TimestampWindow",
     "checkin_timestamp",
     "dead_letter_producer",
+    "first_occurrence",
     "load_producer_keys",
     "prepare_checkin",
     "prepare_record",

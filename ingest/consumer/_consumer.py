@@ -34,7 +34,11 @@ from mendline.analyzers.grouping.fingerprint import culprit, fingerprint, title
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest._topics import errors_producer, kafka_client_options
 from mendline.ingest.consumer._identity import producer_check
-from mendline.ingest.consumer._timestamps import TimestampWindow, stored_timestamp
+from mendline.ingest.consumer._timestamps import (
+    TimestampWindow,
+    first_occurrence,
+    stored_timestamp,
+)
 from mendline.schemas.errors import DatabaseError, DeadLetterReason, InvalidEvent, RejectedData
 from mendline.schemas.event import LEVEL_RANK, content_hash, parse_event_exact
 from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
@@ -187,6 +191,9 @@ def prepare_record(
         partition=partition,
         offset=offset,
         content_hash=hashed,
+        count=doc.get("count", 1),
+        first_timestamp=first_occurrence(doc.get("first_timestamp"), doc["timestamp"], window),
+        lost=doc.get("lost", 0),
     )
 
 

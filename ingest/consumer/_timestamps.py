@@ -11,6 +11,7 @@ __all__ = [
     "FUTURE_TOLERANCE",
     "TimestampWindow",
     "checkin_timestamp",
+    "first_occurrence",
     "stored_timestamp",
 ]
 
@@ -43,6 +44,19 @@ def stored_timestamp(timestamp: datetime, window: TimestampWindow) -> datetime:
     if window.earliest <= timestamp <= window.latest:
         return timestamp
     return window.received
+
+
+def first_occurrence(
+    first: datetime | None, last: datetime, window: TimestampWindow | None
+) -> datetime:
+    """When the first of a rolled-up event's occurrences happened: its ``first_timestamp``
+    when that is at or before its (stored) ``timestamp`` and inside ``window``; else the
+    timestamp itself (no roll-up, or a first occurrence a wrong clock put elsewhere)."""
+    if first is None or first > last:
+        return last
+    if window is not None and not window.earliest <= first <= window.latest:
+        return last
+    return first
 
 
 #: How far ahead of its Kafka record's timestamp a check-in's own may be.

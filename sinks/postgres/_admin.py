@@ -39,6 +39,7 @@ _PRUNE_ROWS = {
     "events_default": "DELETE FROM mendline.events_default WHERE received_at < $1",
     "event_ids": "DELETE FROM mendline.event_ids WHERE received_at < $1",
     "issue_counts": "DELETE FROM mendline.issue_counts WHERE minute < $1",
+    "lost_events": "DELETE FROM mendline.lost_events WHERE minute < $1",
 }
 
 

@@ -46,9 +46,9 @@ _MOVE_EVENTS = """
 WITH moved AS (
     UPDATE mendline.events SET issue_id = $1
     WHERE issue_id = $2 AND fingerprint = ANY($3::text[])
-    RETURNING received_at, "timestamp", environment, release
+    RETURNING received_at, "timestamp", environment, release, count
 )
-SELECT date_trunc('minute', received_at) AS minute, count(*)::int AS n,
+SELECT date_trunc('minute', received_at) AS minute, sum(count)::bigint AS n,
        max("timestamp") AS last_seen,
        (array_agg(release ORDER BY "timestamp" DESC))[1] AS last_release,
        array_agg(DISTINCT environment) AS environments
@@ -203,7 +203,7 @@ async def _move_counts(conn: _Conn, source: int, holder: int, minutes: list[Any]
     counts = [r["n"] for r in minutes]
     await conn.execute(
         """UPDATE mendline.issue_counts AS c SET count = greatest(c.count - u.n, 0)
-           FROM unnest($2::timestamptz[], $3::int[]) AS u(minute, n)
+           FROM unnest($2::timestamptz[], $3::bigint[]) AS u(minute, n)
            WHERE c.issue_id = $1 AND c.minute = u.minute""",
         holder,
         at,
@@ -214,7 +214,7 @@ async def _move_counts(conn: _Conn, source: int, holder: int, minutes: list[Any]
     )
     await conn.execute(
         """INSERT INTO mendline.issue_counts (issue_id, minute, count)
-           SELECT $1, minute, n FROM unnest($2::timestamptz[], $3::int[]) AS u(minute, n)
+           SELECT $1, minute, n FROM unnest($2::timestamptz[], $3::bigint[]) AS u(minute, n)
            ON CONFLICT (issue_id, minute)
            DO UPDATE SET count = issue_counts.count + EXCLUDED.count""",
         source,

@@ -62,9 +62,10 @@ class _IssueDelta:
     releases: set[str | None] = field(default_factory=set)
 
     def add(self, event: PreparedEvent) -> None:
-        self.count += 1
-        if self.first_seen is None or event.timestamp < self.first_seen:
-            self.first_seen = event.timestamp
+        self.count += event.count
+        first = _first_seen(event)
+        if self.first_seen is None or first < self.first_seen:
+            self.first_seen = first
             self.first_release = event.release
         if self.last_seen is None or event.timestamp >= self.last_seen:
             self.last_seen = event.timestamp
@@ -179,6 +180,7 @@ class Store:
         await self._update_issues(conn, ids, deltas, reopened, escalated)
         await self._insert_events(conn, events, issue_of, now)
         await self._count_minute(conn, ids, deltas, now)
+        result.lost = await self._record_losses(conn, events, now)
         triggers = _lifecycle_triggers(ids, created, before, reopened, escalated)
         result.regressions = len(reopened)
         # A spike of an issue that was unresolved before the batch; one the batch reopened or
@@ -265,10 +267,10 @@ class Store:
         hashes = sorted(by_hash)
         held = await conn.fetch(
             """UPDATE mendline.fingerprints f SET times_seen = f.times_seen + u.n
-               FROM unnest($1::text[], $2::int[]) AS u(hash, n)
+               FROM unnest($1::text[], $2::bigint[]) AS u(hash, n)
                WHERE f.hash = u.hash RETURNING f.hash, f.issue_id""",
             hashes,
-            [len(by_hash[h]) for h in hashes],
+            [sum(e.count for e in by_hash[h]) for h in hashes],
         )
         if any(issue_of[row["hash"]] != row["issue_id"] for row in held):
             # An unmerge committed meanwhile: the same, the other way (rolled back).
@@ -360,7 +362,7 @@ class Store:
                                         WHERE c.issue_id = i.id
                                           AND c.minute > greatest($2,
                                               date_trunc('minute', i.ignored_at))), 0)
-                              + (SELECT count(*) FROM mendline.events e
+                              + (SELECT coalesce(sum(e.count), 0) FROM mendline.events e
                                  WHERE e.issue_id = i.id
                                    AND e.received_at > greatest($2, i.ignored_at)
                                    AND e.received_at < date_trunc('minute', i.ignored_at)
@@ -415,6 +417,7 @@ class Store:
                     e.payload,
                     e.partition,
                     e.offset,
+                    e.count,
                 )
                 for e in events
             ],
@@ -426,13 +429,35 @@ class Store:
         """Add the batch's events to their issues' counts of this minute."""
         await conn.execute(
             """INSERT INTO mendline.issue_counts (issue_id, minute, count)
-               SELECT id, $2, n FROM unnest($1::bigint[], $3::int[]) AS u(id, n)
+               SELECT id, $2, n FROM unnest($1::bigint[], $3::bigint[]) AS u(id, n)
                ON CONFLICT (issue_id, minute)
                DO UPDATE SET count = issue_counts.count + EXCLUDED.count""",
             ids,
             now.replace(second=0, microsecond=0),
             [deltas[i].count for i in ids],
         )
+
+    async def _record_losses(self, conn: _Conn, events: list[PreparedEvent], now: datetime) -> int:
+        """Add what the events' emitters reported lost to this minute's lost events, per
+        service and host; how many in all."""
+        lost: Counter[tuple[str, str]] = Counter()
+        for event in events:
+            if event.lost:
+                lost[event.service, event.host or ""] += event.lost
+        if not lost:
+            return 0
+        keys = sorted(lost)
+        await conn.execute(
+            """INSERT INTO mendline.lost_events (service, host, minute, lost)
+               SELECT s, h, $3, n FROM unnest($1::text[], $2::text[], $4::bigint[]) AS u(s, h, n)
+               ON CONFLICT (service, host, minute)
+               DO UPDATE SET lost = lost_events.lost + EXCLUDED.lost""",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            now.replace(second=0, microsecond=0),
+            [lost[k] for k in keys],
+        )
+        return sum(lost.values())
 
     async def _insert_triggers(
         self,
@@ -487,7 +512,7 @@ class Store:
         created: set[int] = set()
         if not missing:
             return issue_of, created
-        firsts = [min(by_hash[h], key=lambda e: e.timestamp) for h in missing]
+        firsts = [min(by_hash[h], key=_first_seen) for h in missing]
         rows = await conn.fetch(
             """INSERT INTO mendline.issues
                    (service, primary_hash, title, culprit, level, level_rank, first_seen, last_seen)
@@ -500,7 +525,7 @@ class Store:
             [e.culprit for e in firsts],
             [e.level for e in firsts],
             [e.level_rank for e in firsts],
-            [e.timestamp for e in firsts],
+            [_first_seen(e) for e in firsts],
         )
         created = {row["id"] for row in rows}
         await conn.execute(
@@ -568,7 +593,7 @@ class Store:
                                             ELSE i.ignore_until_seen END,
                    ignore_per_hour = CASE WHEN u.escalate THEN NULL ELSE i.ignore_per_hour END,
                    updated_at = now()
-               FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::timestamptz[],
+               FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[],
                            $5::text[], $6::text[], $7::smallint[], $8::text[], $9::text[],
                            $10::text[], $12::bool[], $13::bool[])
                     AS u(id, n, first_seen, last_seen, first_release, last_release, level_rank,
@@ -666,4 +691,10 @@ _EVENT_COLUMNS = [
     "payload",
     "kafka_partition",
     "kafka_offset",
+    "count",
 ]
+
+
+def _first_seen(event: PreparedEvent) -> datetime:
+    """When the first occurrence an event stands for happened."""
+    return event.first_timestamp or event.timestamp

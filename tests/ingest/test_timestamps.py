@@ -9,7 +9,12 @@ import pytest
 
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest import prepare_record
-from mendline.ingest.consumer import TimestampWindow, checkin_timestamp, stored_timestamp
+from mendline.ingest.consumer import (
+    TimestampWindow,
+    checkin_timestamp,
+    first_occurrence,
+    stored_timestamp,
+)
 from tests.integration.event_factory import encode, make_event
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -34,6 +39,32 @@ def test_a_timestamp_outside_the_window_becomes_the_time_of_receipt(
     timestamp: datetime, stored: datetime
 ) -> None:
     assert stored_timestamp(timestamp, WINDOW) == stored
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "window", "kept"),
+    [
+        (None, NOW, WINDOW, NOW),  # not rolled up
+        (NOW - timedelta(seconds=3), NOW, WINDOW, NOW - timedelta(seconds=3)),
+        (NOW, NOW, WINDOW, NOW),
+        (NOW + timedelta(seconds=1), NOW, WINDOW, NOW),  # after its last: a clock's jump
+        (NOW - timedelta(days=31), NOW, WINDOW, NOW),  # older than the retention
+        (NOW - timedelta(days=31), NOW, None, NOW - timedelta(days=31)),  # no window: as sent
+    ],
+)
+def test_a_rolled_up_events_first_occurrence_is_kept_only_where_it_can_be(
+    first: datetime | None, last: datetime, window: TimestampWindow | None, kept: datetime
+) -> None:
+    assert first_occurrence(first, last, window) == kept
+
+
+def test_a_rolled_up_event_is_prepared_with_its_count_and_first_occurrence() -> None:
+    doc = make_event(1, 1) | {"timestamp": "2026-12-04T11:00:05Z", "count": 40, "lost": 2}
+    doc["first_timestamp"] = "2026-12-04T11:00:00Z"
+    prepared = prepare_record(encode(doc), Scrubber(), window=WINDOW)
+    assert (prepared.count, prepared.lost) == (40, 2)
+    assert prepared.first_timestamp == datetime(2026, 12, 4, 11, 0, tzinfo=UTC)
+    assert json.loads(prepared.payload)["count"] == 40
 
 
 def test_a_clamped_event_keeps_its_original_timestamp_in_the_stored_payload() -> None:

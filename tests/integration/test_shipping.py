@@ -35,6 +35,7 @@ def app_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
         kafka_bootstrap=kafka_bootstrap,
         errors_topic=unique_topic("errors"),
         spool_dir=tmp_path / "spool",
+        rollup_window=0,  # each occurrence its own event: these tests follow each one
     )
 
 
@@ -93,6 +94,7 @@ async def test_broker_down_then_up_every_event_arrives_once(
         kafka_bootstrap=broker.bootstrap,
         errors_topic=unique_topic("down"),
         spool_dir=tmp_path / "spool",
+        rollup_window=0,  # each of them sent (a storm's roll-up: the next test)
     )
     processor = ErrorEventProcessor("outage", settings=settings)
     # What a call costs meanwhile is measured by bench/emit.py ("with the broker down").
@@ -113,6 +115,49 @@ async def test_broker_down_then_up_every_event_arrives_once(
     assert len(ids) == 10_000 and len(set(ids)) == 10_000
     assert sorted(e["context"]["n"] for e in events) == list(range(10_000))
     assert stats.spooled >= 1  # they waited on disk
+    processor.shipper.shutdown(5)
+
+
+async def test_a_storm_across_an_outage_is_rolled_up_and_every_occurrence_counted(
+    kafka_broker_factory: Callable[..., KafkaBroker], tmp_path: Path
+) -> None:
+    broker = kafka_broker_factory(free_port(), start=False)
+    settings = load_settings(
+        kafka_bootstrap=broker.bootstrap,
+        errors_topic=unique_topic("storm"),
+        spool_dir=tmp_path / "spool",
+        rollup_window=0.2,
+    )
+    processor = ErrorEventProcessor("storm", settings=settings)
+    kinds = [KeyError, ValueError, TimeoutError, ZeroDivisionError]
+
+    def fail(kind: type[Exception], n: int) -> None:
+        raise kind(f"occurrence {n}")
+
+    def worker(t: int) -> None:
+        for n in range(1_500):
+            try:
+                fail(kinds[(n + t) % 4], n)
+            except Exception:
+                processor(None, "exception", {"event": "storm", "t": t, "exc_info": True})
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = processor.shipper.stats
+    broker.start()
+    assert await asyncio.to_thread(processor.shipper.flush, 60)
+    events = await read_events(broker.bootstrap, settings.errors_topic, stats.sent, timeout=60)
+    assert len(events) == stats.sent < 6_000  # rolled up: fewer events than occurrences
+    by_kind: dict[str, int] = {}
+    for event in events:
+        kind = event["exceptions"][-1]["type"]
+        by_kind[kind] = by_kind.get(kind, 0) + event.get("count", 1)
+    assert by_kind == {kind.__name__: 1_500 for kind in kinds}  # exact, none merged
+    assert any(event.get("count", 1) > 1 for event in events)
+    assert sum(stats.dropped.values()) == 0 and stats.spooled >= 1
     processor.shipper.shutdown(5)
 
 
@@ -148,11 +193,14 @@ async def test_atexit_flushes_what_is_queued(app_settings: Settings) -> None:
             "MENDLINE_KAFKA_BOOTSTRAP": app_settings.kafka_bootstrap,
             "MENDLINE_ERRORS_TOPIC": app_settings.errors_topic,
             "MENDLINE_SPOOL_DIR": str(app_settings.spool_dir),
+            "MENDLINE_ROLLUP_WINDOW": "60",  # the storm's count is still open at exit
         },
     )
     assert result.returncode == 0, result.stderr
-    events = await read_events(app_settings.kafka_bootstrap, app_settings.errors_topic, 200)
-    assert sorted(e["context"]["i"] for e in events) == list(range(200))
+    events = await read_events(app_settings.kafka_bootstrap, app_settings.errors_topic, 11)
+    # The first ten in full, the other 190 as one event the last of them stands for.
+    sent = sorted((e["context"]["i"], e.get("count", 1)) for e in events)
+    assert sent == [*((i, 1) for i in range(10)), (199, 190)]
 
 
 async def test_spooled_events_of_a_dead_process_are_sent_by_the_next_one(
@@ -164,6 +212,7 @@ async def test_spooled_events_of_a_dead_process_are_sent_by_the_next_one(
         "MENDLINE_ERRORS_TOPIC": unique_topic("spool"),
         "MENDLINE_SPOOL_DIR": str(tmp_path / "spool"),
         "MENDLINE_SHUTDOWN_TIMEOUT": "1",
+        "MENDLINE_ROLLUP_WINDOW": "0",  # each of the 300 its own event
     }
     first = _run_app(APP + "\nfor i in range(300):\n    log.error('while down', i=i)\n", env)
     assert first.returncode == 0, first.stderr

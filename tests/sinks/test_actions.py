@@ -118,7 +118,12 @@ CASES = [
             "retention_days": 30,
             "older_than": (NOW - timedelta(days=30)).date().isoformat(),
             "dropped_partitions": _old_partitions(),
-            "rows_deleted": {"events_default": 0, "event_ids": 0, "issue_counts": 0},
+            "rows_deleted": {
+                "events_default": 0,
+                "event_ids": 0,
+                "issue_counts": 0,
+                "lost_events": 0,
+            },
         },
         """SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
            WHERE i.inhparent = 'mendline.events'::regclass AND c.relname = ANY($1::text[])""",

@@ -16,6 +16,7 @@ from pydantic_core import to_json
 
 from mendline.schemas.event import LEVELS
 from mendline.schemas.finding import FALLBACK_CODES, FallbackCode, Finding
+from mendline.schemas.issue import IgnoreCondition
 from mendline.schemas.people import SYSTEM_ACTOR
 from mendline.schemas.prepared import PreparedEvent
 from mendline.schemas.settings import Settings, load_settings
@@ -300,6 +301,66 @@ async def test_an_ignored_issue_counts_its_events_but_alerts_on_none(
         with pytest.raises(IssueNotFound, match=f"there is no issue {missing} "):
             await actions.ignore(RESPONDER, missing)
     assert issues[ids["c"]][0] == "merged"
+
+
+async def test_a_rolled_up_event_counts_every_occurrence_it_stands_for(
+    fresh_db_url: str, db: asyncpg.Connection, actions: IssueActions
+) -> None:
+    store = await connect_store(
+        load_settings(database_url=fresh_db_url, frequency_threshold=50, frequency_window_minutes=5)
+    )
+    first = T0 - timedelta(seconds=4)
+    storm = dataclasses.replace(event("a" * 32), count=40, first_timestamp=first, lost=7)
+    try:
+        result = await store.write([storm, event("a" * 32), event("b" * 32)])
+        assert result.lost == 7
+        await store.write([storm])  # a replay counts nothing again
+        assert (
+            await db.fetchval("SELECT count(*) FROM mendline.triggers WHERE kind = 'frequency'")
+            == 0
+        )
+        await store.write([dataclasses.replace(event("a" * 32), count=9)])
+    finally:
+        await store.close()
+    issue = await db.fetchrow("SELECT * FROM mendline.issues WHERE primary_hash = $1", "a" * 32)
+    assert issue["times_seen"] == 50 and issue["first_seen"] == first
+    minutes = await db.fetchval(
+        "SELECT sum(count) FROM mendline.issue_counts WHERE issue_id = $1", issue["id"]
+    )
+    assert minutes == 50
+    fingerprint = await db.fetchval(
+        "SELECT times_seen FROM mendline.fingerprints WHERE hash = $1", "a" * 32
+    )
+    assert fingerprint == 50
+    spikes = await db.fetch("SELECT issue_id FROM mendline.triggers WHERE kind = 'frequency'")
+    assert [r["issue_id"] for r in spikes] == [issue["id"]]  # the 50th occurrence is the spike
+    counts = await db.fetch(
+        "SELECT count FROM mendline.issue_events WHERE issue_id = $1 ORDER BY count", issue["id"]
+    )
+    assert [r["count"] for r in counts] == [1, 9, 40]
+    lost = await db.fetch("SELECT service, host, lost FROM mendline.lost_events")
+    assert [tuple(r) for r in lost] == [("api", "web-1", 7)]
+    # An unmerge gives back the occurrences, not the rows.
+    other = await db.fetchval("SELECT id FROM mendline.issues WHERE primary_hash = $1", "b" * 32)
+    await actions.merge(RESPONDER, other, issue["id"])
+    assert await db.fetchval("SELECT times_seen FROM mendline.issues WHERE id = $1", other) == 51
+    await actions.unmerge(RESPONDER, issue["id"])
+    back = await db.fetchval(
+        "SELECT sum(count) FROM mendline.issue_counts WHERE issue_id = $1", issue["id"]
+    )
+    assert back == 50
+
+
+async def test_an_ignore_until_n_per_hour_counts_occurrences(
+    store: Store, db: asyncpg.Connection, actions: IssueActions
+) -> None:
+    await store.write([event()])
+    issue_id = await db.fetchval("SELECT id FROM mendline.issues")
+    await actions.ignore(RESPONDER, issue_id, IgnoreCondition(per_hour=30))
+    await store.write([dataclasses.replace(event(), count=10)])
+    assert await db.fetchval("SELECT status FROM mendline.issues") == "ignored"
+    await store.write([dataclasses.replace(event(), count=25)])
+    assert await db.fetchval("SELECT status FROM mendline.issues") == "unresolved"
 
 
 async def test_prune_drops_old_days_only(
