@@ -90,6 +90,8 @@ class ConsumerStats:
     duplicates: int = 0
     batches: int = 0
     new_issues: int = 0
+    #: Events the stored events' apps reported they could not send (mendline.lost_events).
+    lost: int = 0
     triggers: int = 0
     dead_lettered: dict[DeadLetterReason, int] = field(default_factory=dict)
     store_retries: int = 0
@@ -556,6 +558,7 @@ class Consumer:
             self.stats.stored += result.stored
             self.stats.duplicates += result.duplicates
             self.stats.new_issues += result.new_issues
+            self.stats.lost += result.lost
             self.stats.triggers += result.triggers
             for kind, n in result.trigger_kinds.items():
                 self.stats.trigger_kinds[kind] = self.stats.trigger_kinds.get(kind, 0) + n
@@ -579,7 +582,7 @@ class Consumer:
                 await self._dead_letter_prepared(poison, stop)
                 rest = [e for e in half if e is not poison.event]
                 part = await self._write_isolating_poison(rest, stop) if rest else BatchResult()
-            for name in ("stored", "duplicates", "new_issues", "regressions", "triggers"):
+            for name in ("stored", "duplicates", "new_issues", "regressions", "triggers", "lost"):
                 setattr(total, name, getattr(total, name) + getattr(part, name))
             for kind, n in part.trigger_kinds.items():
                 total.trigger_kinds[kind] = total.trigger_kinds.get(kind, 0) + n

@@ -55,6 +55,11 @@ METRICS: tuple[StatsMetric[ConsumerStats], ...] = (
         lambda s: {(): s.batches},
     ),
     StatsMetric(
+        "mendline_events_lost_total",
+        "Events the apps reported they could not send (a full queue or spool): not received.",
+        lambda s: {(): s.lost},
+    ),
+    StatsMetric(
         "mendline_issues_created_total", "Issues the events created.", lambda s: {(): s.new_issues}
     ),
     StatsMetric(
