@@ -6,8 +6,12 @@ from producers in other languages; scrubbed text comes through a second pass unc
 
 from __future__ import annotations
 
+import hashlib
 import re
+import sys
 from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -32,7 +36,19 @@ from mendline.analyzers.grouping._keys import (
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.redaction import FILTERED
 
-__all__ = ["CREDENTIALS", "FILTERED", "Credential", "Scrubber", "child_environment", "scrub"]
+__all__ = [
+    "CREDENTIALS",
+    "FILTERED",
+    "SCRUBBED_HEADER",
+    "Credential",
+    "Scrubber",
+    "child_environment",
+    "scrub",
+]
+
+#: The record header with which mendline's shipper says the event was scrubbed, by a
+#: Scrubber whose ``rules_id`` it holds: a consumer with the same rules need not check again.
+SCRUBBED_HEADER = "mendline.scrubbed"
 
 # Values nested deeper than this are filtered whole: a real context never nests so deep, and
 # recursing further could exhaust the stack on hostile input.
@@ -321,6 +337,23 @@ _EXCEPTION_FIELDS = ("type", "module", "value")
 _FRAME_FIELDS = ("filename", "module", "function")
 
 
+@cache
+def _rules_code() -> str | None:
+    """The source of the modules that make the scrubbing rules, or None if unreadable."""
+    parts = []
+    for name in (__name__, *_RULE_MODULES):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        try:
+            parts.append(Path(file).read_text("utf-8") if file else None)
+        except OSError:
+            return None
+    return None if None in parts else "\x00".join(p for p in parts if p is not None)
+
+
+#: The modules besides this one whose code decides what is filtered.
+_RULE_MODULES = ("mendline.analyzers.grouping._credentials", "mendline.analyzers.grouping._keys")
+
+
 class Scrubber:
     """Filters secrets from keys and strings; configure once, then call per event.
 
@@ -363,6 +396,20 @@ class Scrubber:
         self._keys_seen: dict[str, bool] = {}
         self._clean: set[str] = set()
         self._clean_code: set[str] = set()
+        code = _rules_code()
+        self.rules_id: str | None = (
+            hashlib.sha256(
+                "\x00".join(
+                    [code, *sorted(extra), "\x01", *(p.pattern for p in self._extra)]
+                ).encode("utf-8", "surrogatepass")
+            ).hexdigest()[:32]
+            if code is not None
+            else None
+        )
+        """What this scrubber filters, as an id: the code of its rules and its extra keys and
+        patterns. An event another scrubber with the same id has scrubbed is clean to this one
+        (the app's shipper says so in a record header, and the consumer then skips its check).
+        None when the rules' code cannot be read."""
 
     def is_secret_key(self, key: str) -> bool:
         """Whether values under ``key`` are secrets (e.g. "password", "X-Auth-Token").

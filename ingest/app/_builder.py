@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import linecache
 import math
 import os
@@ -25,7 +26,15 @@ from mendline.schemas.limits import (
     MAX_MESSAGE_BYTES,
 )
 
-__all__ = ["EventBuilder", "InApp", "encode_event", "truncate_utf8"]
+__all__ = [
+    "EventBuilder",
+    "InApp",
+    "encode_event",
+    "occurrences",
+    "truncate_utf8",
+    "wire_fingerprint",
+    "wire_tags",
+]
 
 _MAX_CONTEXT_STRING = 1024
 # Strings are scrubbed before they are cut to their limits (a secret cut in half may no longer
@@ -164,8 +173,8 @@ class EventBuilder:
             "message": _cut(_text(capture.message), _PRECUT),
             "exceptions": [self._exception(raw) for raw in capture.exceptions],
             "context": _jsonable(capture.context),
-            "tags": _tags(capture.tags),
-            "fingerprint": _fingerprint(capture.fingerprint),
+            "tags": wire_tags(capture.tags),
+            "fingerprint": wire_fingerprint(capture.fingerprint),
         }
         if capture.count > 1:  # after the others, in the contract's order: see parse_event_exact
             event["count"] = min(capture.count, MAX_EVENT_COUNT)
@@ -243,6 +252,19 @@ _UUID4_BITS = (0x4 << 76) | (0x2 << 62)
 def encode_event(event: dict[str, Any]) -> bytes:
     """The wire bytes of an event dict: compact UTF-8 JSON."""
     return to_json(event)
+
+
+def occurrences(data: bytes) -> int:
+    """What an encoded event stands for, should it be dropped: its ``count`` and the
+    occurrences it reports ``lost``."""
+    if b'"count":' not in data and b'"lost":' not in data:
+        return 1  # the usual event: no need to read it
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return 1
+    count, lost = doc.get("count", 1), doc.get("lost", 0)
+    return (count if type(count) is int else 1) + (lost if type(lost) is int else 0)
 
 
 def _rfc3339(timestamp: float) -> str:
@@ -338,13 +360,15 @@ def _fit_context(context: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _tags(tags: dict[str, Any] | None) -> dict[str, str]:
+def wire_tags(tags: dict[str, Any] | None) -> dict[str, str]:
+    """The tags as an event carries them: text, cut to their limits."""
     if not tags:
         return {}
     return {_cut(_text(key), 64): _cut(_text(value), 200) for key, value in list(tags.items())[:50]}
 
 
-def _fingerprint(parts: list[Any] | None) -> list[str] | None:
+def wire_fingerprint(parts: list[Any] | None) -> list[str] | None:
+    """A custom fingerprint as an event carries it: text, cut to its limits."""
     if not parts:
         return None
     return [_cut(_text(part), 256) for part in parts[:32]]

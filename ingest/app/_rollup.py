@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from mendline.ingest.app._builder import wire_fingerprint, wire_tags
 from mendline.ingest.app._capture import Capture, RawException
 
 __all__ = ["Key", "RollUp", "rollup_key"]
@@ -30,8 +31,10 @@ Key = tuple[int, Hashable]
 
 def rollup_key(capture: Capture) -> Key | None:
     """What makes two log calls the same error, with its hash; None when ``capture`` cannot
-    be keyed (it is then sent in full). Exception values count only for an exception without
-    frames: with frames, the code positions say which error it is (as grouping does)."""
+    be keyed (a message that is not a string: it is then sent in full). Exception values
+    count only for an exception without frames: with frames, the code positions say which
+    error it is (as grouping does). Made of strings, integers and None only, so comparing
+    keys runs no code of the app's."""
     if type(capture.message) is not str:
         return None
     exceptions = capture.exceptions
@@ -39,14 +42,12 @@ def rollup_key(capture: Capture) -> Key | None:
         capture.level,
         capture.logger,
         capture.message,
-        tuple(capture.fingerprint) if capture.fingerprint else None,
-        tuple(capture.tags.items()) if capture.tags else None,
+        # As the event will carry them (text): 1, 1.0 and True are equal in Python, not there.
+        tuple(wire_fingerprint(capture.fingerprint) or ()),
+        tuple(wire_tags(capture.tags).items()),
         tuple(_exception_key(raw) for raw in exceptions) if exceptions else None,
     )
-    try:
-        return hash(key), key
-    except TypeError:  # a fingerprint or tag value that is a list, a dict...
-        return None
+    return hash(key), key
 
 
 def _exception_key(raw: RawException) -> Hashable:
@@ -64,7 +65,7 @@ def _exception_key(raw: RawException) -> Hashable:
 @dataclass(slots=True)
 class _Window:
     parts: Hashable  # the error's key (its hash keys the table)
-    opened: float  # the first occurrence's time
+    opened: float  # when the window opened, on the caller's monotonic clock
     sent: int = 1  # occurrences sent in full
     count: int = 0  # occurrences counted since
     first: float = 0.0  # the first counted one's time
@@ -84,19 +85,21 @@ class RollUp:
     def __len__(self) -> int:
         return len(self._open)
 
-    def admit(self, key: Key, capture: Capture) -> bool:
+    def admit(self, key: Key, capture: Capture, now: float) -> bool:
         """True when ``capture`` (of ``key``) is to be sent in full; False when it was counted
-        (it will be part of a rolled-up event). Cheap: called on the app's thread."""
+        (it will be part of a rolled-up event). ``now`` is a monotonic clock's (windows must
+        not follow the wall clock's steps); the capture's own timestamp is only reported.
+        Cheap: called on the app's thread."""
         hashed, parts = key
         window = self._open.get(hashed)
         if window is not None and window.parts != parts:
             return True  # another error with the same hash: never merged, sent in full
-        if window is None or capture.timestamp - window.opened >= self._window:
+        if window is None or now - window.opened >= self._window:
             if window is not None and window.count:  # not collected yet: keep counting
                 return self._count(window, capture)
             if window is None and len(self._open) >= self._max_keys:
                 return True  # too many distinct errors at once: each is sent
-            self._open[hashed] = _Window(parts, capture.timestamp)
+            self._open[hashed] = _Window(parts, now)
             return True
         if window.sent < self._full:
             window.sent += 1
@@ -112,7 +115,8 @@ class RollUp:
         return False
 
     def closed(self, now: float) -> list[Capture]:
-        """The rolled-up events of the windows that ended by ``now``; their keys start again."""
+        """The rolled-up events of the windows that ended by ``now`` (the clock of admit);
+        their keys start again."""
         ended = [k for k, w in self._open.items() if now - w.opened >= self._window]
         windows = [self._open.pop(k) for k in ended]
         return [capture for w in windows if (capture := _rolled_up(w)) is not None]

@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from mendline.analyzers.backoff import Backoff
+from mendline.analyzers.grouping.scrubbing import SCRUBBED_HEADER
 from mendline.analyzers.policy import signature_headers
 from mendline.ingest._topics import errors_producer
-from mendline.ingest.app._builder import EventBuilder
+from mendline.ingest.app._builder import EventBuilder, occurrences
 from mendline.ingest.app._capture import Capture
 from mendline.ingest.app._rollup import RollUp, rollup_key
 from mendline.ingest.app._spool import Record, Spool, private_dir
@@ -71,6 +72,9 @@ class ShipperStats:
     spooled: int = 0
     errored: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: {"queue_full": 0, "spool_full": 0})
+    #: Occurrences lost (the dropped events and what they stood for) that no later event
+    #: reported, because none was sent after them: known at exit, and logged then.
+    unreported: int = 0
 
 
 class _RateLimitedWarning:
@@ -107,8 +111,9 @@ class Shipper:
         self._records: deque[_TopicRecord] = deque()  # submit_record's, waiting for the sender
         self._queue_max = settings.queue_size
         # The app's threads count under it: what a storm rolls up, and what a full queue loses,
-        # are exact (``n += 1`` loses increments between threads).
-        self._lock = threading.Lock()
+        # are exact (``n += 1`` loses increments between threads). Reentrant: a signal
+        # handler that shuts down may run while its thread is inside submit.
+        self._lock = threading.RLock()
         self._rollup = self._new_rollup()
         self._lost = 0  # lost since the last event built: the next one reports it
         self._flushes_asked = 0  # flushes that asked for the rolled-up counts to be sent
@@ -134,6 +139,8 @@ class Shipper:
         # and spooled events are signed with the key of the process that sends them.
         key = settings.signing_key
         self._signing_key = key.get_secret_value().encode() if key is not None else None
+        rules = builder.scrubber.rules_id
+        self._scrubbed_header = [(SCRUBBED_HEADER, rules.encode())] if rules else []
         self.thread_ident: int | None = None
         self._forked = False  # True in a forked child: spool first (see the module docstring)
         self._exit_hook_pid = 0
@@ -159,7 +166,13 @@ class Shipper:
         key = rollup_key(capture) if rollup is not None else None
         queue = self._queue
         with self._lock:
-            if key is not None and rollup is not None and not rollup.admit(key, capture):
+            if self._closed:  # shut down meanwhile: its last drain would not see this one
+                raise ShipperClosed("this shipper was shut down")
+            if (
+                key is not None
+                and rollup is not None
+                and not rollup.admit(key, capture, time.monotonic())
+            ):
                 self.stats.rolled_up += 1
                 return
             full = len(queue) >= self._queue_max
@@ -207,13 +220,9 @@ class Shipper:
         if spool is None:
             return False
         self.stats.received += 1
-        try:
-            event, data = self.builder.encode(capture)
-        except Exception:
-            self.stats.errored += 1
-            self._warn_build()
-            return True
-        self._to_spool([(event["event_id"].encode(), data)])
+        records = self._build([capture])  # reporting what was lost before it, as the thread does
+        if records:
+            self._to_spool(records)
         self._exit_hook()
         if self._thread is None:
             self._start()
@@ -237,7 +246,7 @@ class Shipper:
                     # MENDLINE_SPOOL_DIR holds every service's folder: created private,
                     # never chmodded if it was there (it may be a folder others use too).
                     private_dir(root.parent, tighten=False)
-                    self._spool = Spool(root, self.settings.spool_max_bytes)
+                    self._spool = Spool(root, self.settings.spool_max_bytes, weigh=occurrences)
                 except OSError as exc:
                     self._spool_failed = True
                     log.warning("mendline: no disk spool (%s); events wait in memory only", exc)
@@ -265,7 +274,8 @@ class Shipper:
         if self._closed:
             return self._done.is_set()
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
-        self._closed = True
+        with self._lock:  # a submit under way is in the queue before, or refused after
+            self._closed = True
         if self._thread is None:
             if not self._queue and not self._records:
                 self._done.set()
@@ -283,13 +293,14 @@ class Shipper:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every event submitted so far was sent to Kafka (or given up: dropped or
         unbuildable); False on timeout."""
-        target = self.stats.received
         deadline = time.monotonic() + timeout
         wanted = 0
-        if self._rollup is not None and len(self._rollup):
-            with self._lock:  # the shipper thread sends the rolled-up counts now
-                self._flushes_asked += 1
+        with self._lock:  # a window collected before this is in target; after it, drained
+            if self._rollup is not None and len(self._rollup):
+                self._flushes_asked += 1  # the shipper thread sends the rolled-up counts now
                 wanted = self._flushes_asked
+            target = self.stats.received
+        if wanted:
             self._kick()
         while time.monotonic() < deadline:
             stats = self.stats
@@ -367,6 +378,13 @@ class Shipper:
             # A batch cut off mid-send may or may not have arrived: keep it (at least once).
             self._outbox.extendleft(reversed(self._unacked))
             self._spill_to_spool()
+            with self._lock:
+                self.stats.unreported = self._lost
+            if self._lost:
+                log.warning(
+                    "mendline: %d events were lost after the last one sent; no event reports them",
+                    self._lost,
+                )
             if self._producer is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._producer.stop(), 2.0)
@@ -436,7 +454,7 @@ class Shipper:
             return []
         self._next_rollup_look = now + _ROLLUP_LOOK_EVERY
         with self._lock:
-            captures = rollup.drain() if drain else rollup.closed(time.time())
+            captures = rollup.drain() if drain else rollup.closed(now)
             self.stats.received += len(captures)
         self._draining_for = asked
         return captures
@@ -473,10 +491,9 @@ class Shipper:
             self._outbox.extend(records)
             excess = len(self._outbox) - _OUTBOX_MAX
             if spool is None and excess > 0:  # no disk to spill to: the oldest go
-                for _ in range(excess):
-                    self._outbox.popleft()
+                dropped = [self._outbox.popleft() for _ in range(excess)]
                 self.stats.dropped["spool_full"] += excess
-                self._count_lost(excess)
+                self._count_lost(sum(occurrences(value) for _, value in dropped))
                 self._warn_spool_full(excess)
         if self._wakeup is not None:
             self._wakeup.set()
@@ -489,6 +506,7 @@ class Shipper:
             else:
                 self._outbox.extend(records)
             return
+        weight = spool.dropped_weight
         try:
             lost = spool.push_front(records) if front else spool.append(records)
         except OSError as exc:
@@ -498,7 +516,7 @@ class Shipper:
         self.stats.spooled += len(records)
         if lost:
             self.stats.dropped["spool_full"] += lost
-            self._count_lost(lost)
+            self._count_lost(spool.dropped_weight - weight)  # occurrences, not records
             self._warn_spool_full(lost)
 
     def _spill_to_spool(self) -> None:
@@ -581,11 +599,15 @@ class Shipper:
         return time.monotonic() >= self._next_adoption
 
     def _adopt(self, spool: Spool) -> int:
+        weight = spool.dropped_weight
         try:
             adopted = spool.adopt_orphans()
         except OSError as exc:
             log.debug("mendline: adopting spooled events failed (%s)", exc)
             return 0
+        finally:
+            if spool.dropped_weight > weight:  # the cap pushed some out to take them
+                self._count_lost(spool.dropped_weight - weight)
         if adopted:
             log.info("mendline: sending %d events that exited processes spooled", adopted)
         return adopted
@@ -615,13 +637,20 @@ class Shipper:
         """Send a batch (to the errors topic unless ``topic``) and wait for the acks; returns
         the records that failed, in order."""
         producer = self._producer
+        # Events are scrubbed by the builder: the header lets a consumer with the same rules
+        # skip its own check (other records, check-ins, are not events).
+        scrubbed = self._scrubbed_header if topic is None else []
         topic = topic or self.settings.errors_topic
         futures: list[asyncio.Future[Any]] = []
         error: BaseException | None = None
         signing_key, service = self._signing_key, self.builder.service
         try:
             for key, value in batch:
-                headers = signature_headers(signing_key, service, value) if signing_key else None
+                headers = (
+                    [*scrubbed, *signature_headers(signing_key, service, value)]
+                    if signing_key
+                    else scrubbed or None
+                )
                 futures.append(await producer.send(topic, value=value, key=key, headers=headers))
         except Exception as exc:
             error = exc
@@ -674,7 +703,7 @@ class Shipper:
         self._queue = deque()
         # The parent's counts are the parent's to send; a lock another thread held at the
         # fork stays held here.
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._rollup = self._new_rollup()
         self._lost = 0
         self._flushes_asked = self._flushes_done = self._draining_for = 0

@@ -22,6 +22,7 @@ import logging
 import os
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +55,17 @@ class Spool:
     thread sends (peek, then consume_peeked or push_front).
     """
 
-    def __init__(self, root: Path, max_bytes: int, segment_bytes: int = 1024 * 1024) -> None:
-        """Take a free slot under ``root`` (made private, see the module docstring).
+    def __init__(
+        self,
+        root: Path,
+        max_bytes: int,
+        segment_bytes: int = 1024 * 1024,
+        *,
+        weigh: Callable[[bytes], int] | None = None,
+    ) -> None:
+        """Take a free slot under ``root`` (made private, see the module docstring). ``weigh``
+        says what a record's value stands for, summed in ``dropped_weight`` when the cap
+        drops it (an event rolled up from many occurrences).
 
         Raises OSError when there is no usable slot, ``root`` or a slot is someone else's,
         or a symlink stands where the lock file goes: the caller then runs without a spool.
@@ -71,6 +81,9 @@ class Spool:
         self._size = 0
         self.records = 0
         self.dropped = 0
+        self._weigh = weigh
+        #: What the records the cap dropped stood for, by ``weigh`` (each 1 without it).
+        self.dropped_weight = 0
         for segment in _load_segments(self.path):
             self._segments.append(segment)
             self._size += segment.size
@@ -206,6 +219,15 @@ class Spool:
         segment.size += len(data)
         self._size += len(data)
 
+    def _weight(self, head: _Segment) -> int:
+        """What the records of ``head`` not sent yet stand for (read only when it is dropped)."""
+        assert self._weigh is not None
+        try:
+            lines = _read(head.path).split(b"\n")[self._cursor : -1]
+        except OSError:
+            return head.records - self._cursor
+        return sum(self._weigh(line.partition(b" ")[2]) for line in lines if line)
+
     def _drop_head(self) -> None:
         head = self._segments.pop(0)
         self._size -= head.size
@@ -238,6 +260,7 @@ class Spool:
         while self._size > self.max_bytes and len(self._segments) > 1:
             head = self._segments[0]
             lost = head.records - self._cursor
+            self.dropped_weight += self._weight(head) if self._weigh is not None else lost
             self._drop_head()
             self.records -= lost
             dropped += lost

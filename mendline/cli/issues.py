@@ -238,7 +238,7 @@ def _issues_unmerge(args: argparse.Namespace, settings: Settings) -> int:
     print_done(
         args,
         f"unmerged issue {args.id} from issue {done.holder}: {done.fingerprints}"
-        f" fingerprint(s) and {done.events} stored event(s) moved back",
+        f" fingerprint(s) and the events of {done.events} occurrence(s) moved back",
         issue=args.id,
         status="unresolved",
         taken_from=done.holder,

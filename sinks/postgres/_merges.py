@@ -17,7 +17,8 @@ __all__ = ["Unmerged", "merge_into", "unmerge"]
 _MERGE_COUNTS = """
 INSERT INTO mendline.issue_counts (issue_id, minute, count)
 SELECT $1, minute, count FROM mendline.issue_counts WHERE issue_id = $2
-ON CONFLICT (issue_id, minute) DO UPDATE SET count = issue_counts.count + EXCLUDED.count
+ON CONFLICT (issue_id, minute)
+DO UPDATE SET count = least(issue_counts.count::bigint + EXCLUDED.count, 2147483647)
 """
 
 _MERGE_ISSUE = """
@@ -63,6 +64,8 @@ class Unmerged:
     issue_id: int
     holder: int
     fingerprints: int
+    #: The occurrences its moved events stand for (an event rolled up by its emitter counts
+    #: as its ``count``).
     events: int
 
 
@@ -214,9 +217,10 @@ async def _move_counts(conn: _Conn, source: int, holder: int, minutes: list[Any]
     )
     await conn.execute(
         """INSERT INTO mendline.issue_counts (issue_id, minute, count)
-           SELECT $1, minute, n FROM unnest($2::timestamptz[], $3::bigint[]) AS u(minute, n)
+           SELECT $1, minute, least(n, 2147483647)
+           FROM unnest($2::timestamptz[], $3::bigint[]) AS u(minute, n)
            ON CONFLICT (issue_id, minute)
-           DO UPDATE SET count = issue_counts.count + EXCLUDED.count""",
+           DO UPDATE SET count = least(issue_counts.count::bigint + EXCLUDED.count, 2147483647)""",
         source,
         at,
         counts,

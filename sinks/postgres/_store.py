@@ -36,6 +36,9 @@ log = logging.getLogger("mendline.sinks")
 _Trigger = tuple[int, str, str, str]
 
 _MAX_HOSTS = 100
+# A minute's count of one issue saturates there (an integer column): only a producer sending
+# absurd counts reaches it, and times_seen (bigint) still counts them all.
+_MAX_MINUTE_COUNT = 2**31 - 1
 _MAX_ENVIRONMENTS = 50
 # The (service, release) pairs a process remembers having recorded; more: it starts over.
 _MAX_KNOWN_RELEASES = 10_000
@@ -429,12 +432,13 @@ class Store:
         """Add the batch's events to their issues' counts of this minute."""
         await conn.execute(
             """INSERT INTO mendline.issue_counts (issue_id, minute, count)
-               SELECT id, $2, n FROM unnest($1::bigint[], $3::bigint[]) AS u(id, n)
+               SELECT id, $2, least(n, $4) FROM unnest($1::bigint[], $3::bigint[]) AS u(id, n)
                ON CONFLICT (issue_id, minute)
-               DO UPDATE SET count = issue_counts.count + EXCLUDED.count""",
+               DO UPDATE SET count = least(issue_counts.count::bigint + EXCLUDED.count, $4)""",
             ids,
             now.replace(second=0, microsecond=0),
             [deltas[i].count for i in ids],
+            _MAX_MINUTE_COUNT,
         )
 
     async def _record_losses(self, conn: _Conn, events: list[PreparedEvent], now: datetime) -> int:

@@ -403,3 +403,24 @@ def test_keys_and_custom_fingerprints_are_scrubbed_too() -> None:
         assert secret not in text
     assert out["context"]["backends"] == {"postgres://admin:[Filtered]@db/x": "down"}
     assert out["fingerprint"][0] == "{{ default }}"
+
+
+@pytest.mark.parametrize(
+    ("one", "two", "same"),
+    [
+        ((), (), True),
+        ((["tenant_secret"], []), (["tenant_secret"], []), True),
+        ((["tenant_secret"], []), (["TENANT-SECRET"], []), True),  # keys match alike
+        ((["a", "b"], []), (["b", "a"], []), True),
+        ((), (["tenant_secret"], []), False),
+        ((), ([], [r"ACME-\d+"]), False),
+        (([], [r"ACME-\d+"]), ([], [r"ACME-\d{2,}"]), False),
+        ((["acme"], []), ([], ["acme"]), False),  # a key is not a pattern
+    ],
+)
+def test_the_rules_id_says_whether_two_scrubbers_filter_alike(
+    one: tuple[list[str], list[str]], two: tuple[list[str], list[str]], same: bool
+) -> None:
+    first, second = Scrubber(*one), Scrubber(*two)
+    assert first.rules_id is not None and len(first.rules_id) == 32
+    assert (first.rules_id == second.rules_id) is same

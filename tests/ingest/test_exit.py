@@ -32,6 +32,7 @@ def test_with_kafka_refusing_the_atexit_flush_spools_at_once_not_after_the_timeo
             "MENDLINE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",  # nobody listens there
             "MENDLINE_SPOOL_DIR": str(tmp_path),
             "MENDLINE_SHUTDOWN_TIMEOUT": "3600",
+            "MENDLINE_ROLLUP_WINDOW": "60",  # one window, however slow the box
         },
         capture_output=True,
         text=True,

@@ -16,7 +16,6 @@ import pytest
 from mendline.ingest import Capture, RawException, Shipper
 from mendline.ingest.app import EventBuilder
 from mendline.ingest.app._rollup import RollUp, rollup_key
-from mendline.ingest.app._spool import Spool
 from mendline.schemas.event import parse_event_dict
 from mendline.schemas.settings import load_settings
 
@@ -76,14 +75,32 @@ def test_what_is_the_same_error_pairs(one: Capture, two: Capture, same: bool) ->
 
 
 @pytest.mark.parametrize(
-    "unkeyed",
+    ("one", "two"),
     [
-        capture(message={"event": "a dict"}),
-        capture(message=b"bytes"),
-        capture(fingerprint=[["a list"]]),
-        capture(tags={"tenant": ["a", "list"]}),
+        # Equal in Python, but the events carry their text: two fingerprints, two issues.
+        (capture(fingerprint=["retry", 1]), capture(fingerprint=["retry", True])),
+        (capture(fingerprint=["retry", 1]), capture(fingerprint=["retry", 1.0])),
+        (capture(tags={"timeout": 1}), capture(tags={"timeout": 1.0})),
+        (capture(tags={"zero": 0.0}), capture(tags={"zero": -0.0})),
     ],
 )
+def test_values_equal_in_python_but_written_apart_are_different_errors(
+    one: Capture, two: Capture
+) -> None:
+    builder = EventBuilder("svc", "test", host="h")
+    assert builder.build(one) != builder.build(two) | {"event_id": builder.build(one)["event_id"]}
+    assert rollup_key(one) != rollup_key(two)
+
+
+@pytest.mark.parametrize(
+    "keyed",
+    [capture(fingerprint=[["a list"]]), capture(tags={"tenant": ["a", "list"]})],
+)
+def test_unhashable_fingerprints_and_tags_are_keyed_by_their_text(keyed: Capture) -> None:
+    assert rollup_key(keyed) == rollup_key(dataclasses.replace(keyed))
+
+
+@pytest.mark.parametrize("unkeyed", [capture(message={"event": "a dict"}), capture(message=b"x")])
 def test_what_cannot_be_keyed_is_always_sent_in_full(unkeyed: Capture) -> None:
     assert rollup_key(unkeyed) is None
 
@@ -93,15 +110,15 @@ def admit_all(rollup: RollUp, captures: list[Capture]) -> list[bool]:
     for each in captures:
         key = rollup_key(each)
         assert key is not None
-        admitted.append(rollup.admit(key, each))
+        admitted.append(rollup.admit(key, each, each.timestamp))
     return admitted
 
 
 def test_two_errors_whose_keys_hash_alike_are_never_merged() -> None:
     rollup = RollUp(window=1.0, full=1)
     one, two = capture(message="one"), capture(message="two")
-    assert rollup.admit((7, "one"), one) and not rollup.admit((7, "one"), one)
-    assert [rollup.admit((7, "two"), two) for _ in range(3)] == [True] * 3  # each in full
+    assert rollup.admit((7, "one"), one, 0.0) and not rollup.admit((7, "one"), one, 0.0)
+    assert [rollup.admit((7, "two"), two, 0.0) for _ in range(3)] == [True] * 3  # each in full
     (rolled,) = rollup.drain()
     assert (rolled.message, rolled.count) == ("one", 1)
 
@@ -151,6 +168,22 @@ def test_a_window_with_nothing_counted_yields_no_event_and_reopens() -> None:
     assert admit_all(rollup, [capture(at=102.0)] * 5) == [True] * 5
 
 
+def test_windows_follow_the_monotonic_clock_not_the_timestamps() -> None:
+    rollup = RollUp(window=1.0, full=1)
+    key = rollup_key(capture())
+    assert key is not None
+    # The wall clock steps back an hour mid-storm: the window still ends a second on.
+    stepped = [capture(at=100.0), capture(at=100.5), capture(at=100.6 - 3600)]
+    assert [rollup.admit(key, c, now) for c, now in zip(stepped, (5.0, 5.5, 5.6), strict=True)] == [
+        True,
+        False,
+        False,
+    ]
+    assert rollup.closed(5.9) == []
+    (rolled,) = rollup.closed(6.0)
+    assert (rolled.count, rolled.first_timestamp) == (2, 100.5)
+
+
 def test_past_the_key_limit_every_new_error_is_sent_in_full() -> None:
     rollup = RollUp(window=1.0, full=1, max_keys=3)
     kinds = [capture(message=f"m{k}") for k in range(5)]
@@ -170,12 +203,13 @@ def test_a_rolled_up_event_carries_its_count_and_first_timestamp_on_the_wire() -
 
 
 def spooled(root: Path) -> list[dict[str, Any]]:
-    """Every event a closed shipper left in its spool."""
-    spool = Spool(root, 1 << 30)
-    try:
-        return [parse_event_dict(value) for _, value in spool.peek(1_000_000)]
-    finally:
-        spool.close()
+    """Every event closed shippers left in the spool folders of ``root``."""
+    return [
+        parse_event_dict(line.partition(b" ")[2])
+        for path in sorted(root.glob("slot-*/*.spool"))
+        for line in path.read_bytes().splitlines()
+        if line.strip()
+    ]
 
 
 def storm_settings(tmp_path: Path, **changes: Any) -> Any:
@@ -187,7 +221,8 @@ def storm_settings(tmp_path: Path, **changes: Any) -> Any:
 def test_threads_storming_are_counted_exactly_and_distinct_errors_never_merge(
     tmp_path: Path,
 ) -> None:
-    shipper = Shipper(storm_settings(tmp_path), EventBuilder("storm", "test", host="h"))
+    settings = storm_settings(tmp_path, rollup_window=60)  # one window, however slow the box
+    shipper = Shipper(settings, EventBuilder("storm", "test", host="h"))
     kinds = [[exc(f"Error{k}")] for k in range(20)]
 
     def worker(t: int) -> None:
@@ -205,7 +240,7 @@ def test_threads_storming_are_counted_exactly_and_distinct_errors_never_merge(
     for event in events:
         occurrences[event["exceptions"][0]["type"]] += event.get("count", 1)
     assert occurrences == {f"Error{k}": 400 for k in range(20)}
-    assert len(events) < 8_000 / 4  # rolled up, not each sent
+    assert len(events) == 20 * 10 + 20  # ten of each in full, and one rolled-up event each
     stats = shipper.stats
     assert stats.rolled_up == sum(e.get("count", 1) for e in events if e.get("count", 1) > 1)
     assert sum(stats.dropped.values()) == 0
@@ -260,3 +295,69 @@ def test_a_forked_child_does_not_send_the_parents_counts_again(tmp_path: Path) -
     assert shipper.shutdown(10)
     events = spooled(shipper.spool_root)
     assert sum(e.get("count", 1) for e in events) == 30
+
+
+def test_what_the_full_spool_drops_is_reported_lost_by_the_occurrences_it_stood_for(
+    tmp_path: Path,
+) -> None:
+    settings = storm_settings(tmp_path, rollup_full=1, rollup_window=60, spool_max_bytes=16_384)
+    shipper = Shipper(settings, EventBuilder("dropping", "test", host="h"))
+    warm_up = 0
+    deadline = time.monotonic() + 20
+    while not shipper.stats.spooled:  # Kafka is known down: from now on, events are spooled
+        assert time.monotonic() < deadline
+        shipper.submit(capture(message=f"warm-up {warm_up}"))
+        warm_up += 1
+        shipper.flush(0.05)
+    storm = 1_000
+    for _ in range(storm):  # one in full, 999 counted
+        shipper.submit(capture(at=time.time()))
+    assert shipper.flush(0.5) is False  # Kafka is down; the count is built and spooled
+    distinct = 400
+    for n in range(distinct):  # distinct errors fill the small spool: the oldest go
+        shipper.submit(capture(message=f"distinct {n}"))
+        if n % 50 == 0:
+            shipper.flush(0.2)  # let the thread spool them, so that old segments drop
+    shipper.submit(capture(message="the last one, to carry what was lost"))
+    assert shipper.shutdown(10)
+    events = spooled(shipper.spool_root)
+    assert shipper.stats.dropped["spool_full"] > 0
+    assert all(e.get("count", 1) < storm - 1 for e in events)  # the rolled-up one was dropped
+    kept = sum(e.get("count", 1) for e in events)
+    reported = sum(e.get("lost", 0) for e in events)
+    # What was lost after the last event spooled has no event to tell it: it is in the stats
+    # (and a warning) instead. Every occurrence is one of the three, once.
+    assert kept + reported + shipper.stats.unreported == warm_up + storm + distinct + 1
+    assert reported or shipper.stats.unreported > storm - 1  # the count's weight was lost
+
+
+def test_a_forked_childs_full_spool_losses_are_reported_by_its_later_events(
+    tmp_path: Path,
+) -> None:
+    shipper = Shipper(
+        storm_settings(tmp_path, spool_max_bytes=8_192), EventBuilder("forky", "test", host="h")
+    )
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # every submit of a forked child is spooled in the call
+        code = 1
+        try:
+            os.close(read)
+            for n in range(300):
+                shipper.submit(capture(message=f"child {n}"))
+            shipper.shutdown(5)
+            stats = shipper.stats
+            os.write(write, f"{stats.dropped['spool_full']} {stats.unreported}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    dropped, unreported = map(int, os.read(read, 100).split())
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    events = spooled(shipper.spool_root)
+    shipper.shutdown(1)
+    assert dropped > 0
+    assert len(events) + sum(e.get("lost", 0) for e in events) + unreported == 300
+    assert sum(e.get("lost", 0) for e in events) > 0  # the child's later events told some
