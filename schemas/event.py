@@ -28,8 +28,8 @@ from typing_extensions import TypedDict
 from mendline.schemas.errors import InvalidEvent
 from mendline.schemas.limits import (
     MAX_CONTEXT_BYTES,
-    MAX_EVENT_COUNT,
     MAX_EVENT_BYTES,
+    MAX_EVENT_COUNT,
     MAX_EXCEPTION_VALUE_BYTES,
     MAX_EXCEPTIONS,
     MAX_FRAMES,
