@@ -63,18 +63,26 @@ class CompiledModel:
     #: The compiled form of every model a field holds, by field.
     held: dict[str, CompiledModel]
 
-    def check(self, doc: dict[str, Any]) -> None:
-        """Run the checks over a decoded dict (and the models it holds), in place."""
+    def check(self, doc: dict[str, Any]) -> bool:
+        """Run the checks over a decoded dict (and the models it holds), in place; whether
+        each value they gave is written in JSON as the one decoded was (so it is when a
+        check only checks, or gives a timestamp already in UTC as pydantic writes it)."""
+        same = True
         for name, check in self.checks:
             if name in doc:
-                doc[name] = check(doc[name])
+                value = doc[name]
+                checked = check(value)
+                if checked is not value:
+                    doc[name] = checked
+                    same = same and _ENCODER.encode(checked) == _ENCODER.encode(value)
         for name, inner, many in self.nested:
             value = doc.get(name)
             if many:
                 for item in value or ():
-                    inner.check(item)
+                    same = inner.check(item) and same
             elif value is not None:
-                inner.check(value)
+                same = inner.check(value) and same
+        return same
 
 
 def compile_model(model: type[BaseModel]) -> CompiledModel:
@@ -292,20 +300,20 @@ def decode_event(raw: bytes | str) -> tuple[dict[str, Any], bytes] | None:
     ):
         return None
     try:
-        _EVENT.check(doc)
+        same = _EVENT.check(doc)
     except (ValueError, AssertionError):
         return None
+    # The compact JSON of what was decoded has each key once: if it is raw, so has raw.
+    as_sent = not unknown and _ENCODER.encode(event) == raw
+    if not as_sent and not _each_key_once(raw):
+        return None
+    if as_sent and same and isinstance(raw, bytes):
+        return doc, raw  # what mendline's emitters write: stored as it came
     if unknown:
         for name, info in _DEFAULTS:
             if name not in doc:
                 doc[name] = info.get_default(call_default_factory=True)
-    data = _ENCODER.encode(doc)
-    if isinstance(raw, bytes) and data == raw:  # raw has each key once (mendline's emitters)
-        return doc, raw
-    # As sent (timestamps, unknown fields), compact JSON has each key once: the same test.
-    if (unknown or _ENCODER.encode(event) != raw) and not _each_key_once(raw):
-        return None
-    return doc, data
+    return doc, _ENCODER.encode(doc)
 
 
 def _each_key_once(raw: bytes | str) -> bool:
@@ -315,24 +323,24 @@ def _each_key_once(raw: bytes | str) -> bool:
         tree = _JSON.decode(raw)
     except (msgspec.DecodeError, RecursionError):
         return False
-    # Compact JSON in another order, or with unknown fields: the same test. (Not worth it
-    # for JSON with spaces after colons, as Python's json.dumps writes by default.)
-    if isinstance(raw, bytes) and _COLON_SPACE not in raw and _ENCODER.encode(tree) == raw:
+    # Compact JSON in another order or with unknown fields, or the same with spaces (as
+    # Python's json.dumps writes it), stripped of them: the same test as the Struct's.
+    written = _ENCODER.encode(tree)
+    if isinstance(raw, bytes) and (
+        written == raw or written == msgspec.json.format(raw, indent=-1)
+    ):
         return True
-    try:  # not compact JSON (spaces, escapes): read it all
+    try:  # escapes, numbers written otherwise: read it all
         _reject_duplicate_keys(raw)
     except InvalidEvent:
         return False
     return True
 
 
-_COLON_SPACE = b'": '
-
-
 def _brackets(raw: bytes | str) -> int:
     """An upper bound of how deeply ``raw`` nests (a count of its opening brackets)."""
     if isinstance(raw, bytes):
-        return raw.count(b"[") + raw.count(b"{")
+        return len(raw) - len(raw.translate(None, b"[{"))
     return raw.count("[") + raw.count("{")
 
 
