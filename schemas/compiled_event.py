@@ -34,7 +34,8 @@ _MAX_NESTING = 100
 
 def parse_event_compiled(raw: bytes | str) -> tuple[dict[str, Any], bytes]:
     """parse_event_exact, compiled: the same events accepted, as the same dict and the same
-    bytes to store, and the same InvalidEvent (reason and detail) for the others.
+    JSON to store (its bytes too, but that msgspec writes a float's exponent without its +),
+    and the same InvalidEvent (reason and detail) for the others.
 
     msgspec decodes and checks what its types can say (types, lengths, patterns, bounds); the
     models' own validators run in Python on what it decoded. Anything it does not accept, or
@@ -66,7 +67,7 @@ class CompiledModel:
     def check(self, doc: dict[str, Any]) -> bool:
         """Run the checks over a decoded dict (and the models it holds), in place; whether
         each value they gave is written in JSON as the one decoded was (so it is when a
-        check only checks, or gives a timestamp already in UTC as pydantic writes it)."""
+        check only checks, or reads a timestamp that was sent in UTC as JSON writes it)."""
         same = True
         for name, check in self.checks:
             if name in doc:
@@ -187,10 +188,8 @@ class _Field:
                 self.strict_mode = item.strict
             elif isinstance(item, BeforeValidator | AfterValidator):
                 self.validators.append(item.func)  # type: ignore[arg-type]
-            elif type(item).__name__ == "_PydanticGeneralMetadata" and vars(item).keys() == {
-                "pattern"
-            }:  # Field(pattern=...)
-                self.meta["pattern"] = _search_pattern(vars(item)["pattern"])
+            elif _field_pattern(item) is not None:
+                self.meta["pattern"] = _search_pattern(_field_pattern(item))
             else:
                 raise TypeError(f"no compiled form for {item!r}")
 
@@ -236,10 +235,18 @@ class _Field:
 _LENGTHS = {"minlen": "min_length", "maxlen": "max_length"}
 #: The model configuration the Structs mirror (frozen or not, as decoded values are builtins).
 _CONFIG: dict[str, Any] = {"extra": "ignore", "str_strip_whitespace": False}
-#: Types msgspec reads otherwise than pydantic: msgspec rounds a datetime's eighth digit where
-#: pydantic (speedate) cuts it, and refuses forms pydantic takes (19:13Z, a space or an
-#: underscore for the T, Unix time as a string). Such a field's own TypeAdapter reads it.
+#: Types msgspec reads otherwise than pydantic: msgspec rounds a fraction of a second past the
+#: microseconds where pydantic (speedate) cuts it, and refuses forms pydantic takes (19:13Z, an
+#: underscore for the T, a comma before the fraction, Unix time as a string). A field of such
+#: a type is decoded as any JSON value, and its own TypeAdapter reads it.
 _READ_BY_PYDANTIC = (datetime, AwareDatetime)
+
+
+def _field_pattern(item: object) -> Any:
+    """The pattern of Field(pattern=...), whose metadata class pydantic keeps private."""
+    if type(item).__name__ == "_PydanticGeneralMetadata" and vars(item).keys() == {"pattern"}:
+        return vars(item)["pattern"]
+    return None
 
 
 def _search_pattern(pattern: str) -> str:
@@ -278,9 +285,10 @@ _DEFAULTS = tuple(
 
 
 def decode_event(raw: bytes | str) -> tuple[dict[str, Any], bytes] | None:
-    """The compiled path alone: what parse_event_exact returns for ``raw`` (the bytes to store
-    may write a float's exponent without its +), or None where parse_event_exact must decide:
-    bad input, and the rare valid forms msgspec does not read as pydantic does."""
+    """The compiled path alone: what parse_event_compiled returns for ``raw``, or None where
+    parse_event_exact must decide: bad input, and the rare valid forms msgspec does not read
+    as pydantic does (nesting over 100 levels, a number out of a float's range in an unknown
+    field)."""
     if len(raw) > MAX_EVENT_BYTES:
         return None
     try:
