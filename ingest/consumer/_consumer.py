@@ -39,8 +39,9 @@ from mendline.ingest.consumer._timestamps import (
     first_occurrence,
     stored_timestamp,
 )
+from mendline.schemas.compiled_event import parse_event_compiled
 from mendline.schemas.errors import DatabaseError, DeadLetterReason, InvalidEvent, RejectedData
-from mendline.schemas.event import LEVEL_RANK, content_hash, parse_event_exact
+from mendline.schemas.event import LEVEL_RANK, content_hash
 from mendline.schemas.prepared import BatchResult, EventSink, PreparedEvent
 from mendline.schemas.settings import Settings
 
@@ -150,7 +151,7 @@ def prepare_record(
         raise InvalidEvent("not_json", "the record has no value")
     if _NUL in raw:
         raw = raw.replace(_NUL, b"\\ufffd")
-    doc, payload = parse_event_exact(raw)
+    doc, payload = parse_event_compiled(raw)
     hashed = content_hash(doc)  # before the clock and the scrubber: a replay hashes alike
     changed = False
     if "original_timestamp" in doc and (window is not None or doc["original_timestamp"] is None):
