@@ -9,6 +9,7 @@ from mendline.ingest.consumer._consumer import (
     ConsumerStats,
     dead_letter_producer,
     prepare_record,
+    scrubbed_by,
     undecodable,
 )
 from mendline.ingest.consumer._dlq import DeadLetter, read_dead_letters, redrive
@@ -42,6 +43,7 @@ __all__ = [
     "producer_check",
     "read_dead_letters",
     "redrive",
+    "scrubbed_by",
     "stored_timestamp",
     "undecodable",
 ]

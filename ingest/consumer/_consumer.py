@@ -31,7 +31,7 @@ from pydantic_core import to_json
 
 from mendline.analyzers.backoff import Backoff
 from mendline.analyzers.grouping.fingerprint import culprit, fingerprint, title
-from mendline.analyzers.grouping.scrubbing import Scrubber
+from mendline.analyzers.grouping.scrubbing import SCRUBBED_HEADER, Scrubber
 from mendline.ingest._topics import errors_producer, kafka_client_options
 from mendline.ingest.consumer._identity import producer_check
 from mendline.ingest.consumer._timestamps import (
@@ -128,6 +128,15 @@ def dead_letter_producer(settings: Settings, *, client_id: str) -> AIOKafkaProdu
     )
 
 
+def scrubbed_by(headers: Iterable[tuple[str, bytes | None]] | None, rules: bytes | None) -> bool:
+    """Whether a record's headers say a scrubber with the rules ``rules`` (its Scrubber's
+    ``rules_id``) scrubbed its event already: mendline's shipper sends SCRUBBED_HEADER with
+    the rules it scrubbed with. A producer that sets it takes the scrubbing on itself."""
+    if rules is None or not headers:
+        return False
+    return any(key == SCRUBBED_HEADER and value == rules for key, value in headers)
+
+
 def prepare_record(
     raw: bytes | None,
     scrubber: Scrubber,
@@ -136,8 +145,12 @@ def prepare_record(
     named: dict[str, tuple[str, str | None]] | None = None,
     *,
     window: TimestampWindow | None = None,
+    scrubbed: bool = False,
 ) -> PreparedEvent:
     """Validate, scrub and fingerprint one record's value; InvalidEvent if it is bad input.
+
+    ``scrubbed``: a scrubber with ``scrubber``'s rules scrubbed the event before it was sent
+    (mendline's shipper says so in a header, see scrubbed_by): it is not checked again.
 
     ``named`` maps fingerprints to the (title, culprit) already worked out in this batch:
     only a new issue uses them, so the events of a batch share their issue's first. With
@@ -163,7 +176,7 @@ def prepare_record(
             doc["original_timestamp"] = doc["timestamp"]
             doc["timestamp"] = timestamp
             changed = True
-    if not scrubber.is_clean(doc):
+    if not scrubbed and not scrubber.is_clean(doc):
         scrubber.scrub_event(doc)
         changed = True
     if changed:
@@ -240,6 +253,8 @@ class Consumer:
         self.scrubber = scrubber or Scrubber(
             settings.scrub_extra_keys, settings.scrub_extra_patterns
         )
+        rules = self.scrubber.rules_id
+        self._scrub_rules = rules.encode() if rules is not None else None
         self.stats = ConsumerStats()
         #: Whether producers may claim their services (None: not checked, the default).
         self.producers = producer_check(settings)
@@ -508,6 +523,7 @@ class Consumer:
                         record.offset,
                         named,
                         window=window,
+                        scrubbed=scrubbed_by(record.headers, self._scrub_rules),
                     )
                 except InvalidEvent as exc:
                     rejected.append((record, exc.reason, exc.detail))

@@ -8,6 +8,7 @@ import pytest
 
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest import prepare_record
+from mendline.ingest.consumer import scrubbed_by
 from mendline.schemas.errors import InvalidEvent
 from tests.integration.event_factory import encode, make_event
 
@@ -72,3 +73,39 @@ def test_a_duplicate_key_is_rejected_not_stored_by_the_fast_path() -> None:
         prepare_record(raw, Scrubber())
     assert caught.value.reason == "invalid"
     assert caught.value.detail == 'duplicate key "password" in "context"'
+
+
+RULES = Scrubber().rules_id
+
+
+@pytest.mark.parametrize(
+    ("headers", "rules", "scrubbed"),
+    [
+        ([("mendline.scrubbed", RULES.encode())], RULES.encode(), True),
+        (
+            [("mendline.key-id", b"api"), ("mendline.scrubbed", RULES.encode())],
+            RULES.encode(),
+            True,
+        ),
+        ([("mendline.scrubbed", b"other rules")], RULES.encode(), False),  # the app's rules differ
+        ([("mendline.scrubbed", None)], RULES.encode(), False),
+        ([("x-scrubbed", RULES.encode())], RULES.encode(), False),
+        ([], RULES.encode(), False),
+        (None, RULES.encode(), False),
+        ([("mendline.scrubbed", RULES.encode())], None, False),  # this consumer has no id
+    ],
+)
+def test_which_records_say_they_were_scrubbed_with_the_consumers_rules(
+    headers: list[tuple[str, bytes | None]] | None, rules: bytes | None, scrubbed: bool
+) -> None:
+    assert scrubbed_by(headers, rules) is scrubbed
+
+
+def test_an_event_scrubbed_with_the_same_rules_is_not_checked_again_others_are() -> None:
+    doc = make_event(1, 1)
+    doc["context"] = {"password": "hunter2"}  # what the same rules would have filtered
+    raw = encode(doc)
+    trusted = prepare_record(raw, Scrubber(), scrubbed=True)
+    assert trusted.payload is raw  # taken as it came: not walked, not written again
+    checked = prepare_record(raw, Scrubber())
+    assert b"hunter2" not in checked.payload

@@ -16,9 +16,12 @@ from typing import Any
 import jsonschema
 import pytest
 import structlog
+from aiokafka import AIOKafkaConsumer
 
+from mendline.analyzers.grouping.scrubbing import SCRUBBED_HEADER, Scrubber
 from mendline.devstack import KafkaBroker, free_port
 from mendline.ingest import ErrorEventProcessor
+from mendline.ingest.consumer import scrubbed_by
 from mendline.sample_app import FAILURES, configure_logging, run_failures
 from mendline.schemas.event import JSON_SCHEMA_PATH, parse_event
 from mendline.schemas.settings import Settings, load_settings
@@ -159,6 +162,33 @@ async def test_a_storm_across_an_outage_is_rolled_up_and_every_occurrence_counte
     assert any(event.get("count", 1) > 1 for event in events)
     assert sum(stats.dropped.values()) == 0 and stats.spooled >= 1
     processor.shipper.shutdown(5)
+
+
+async def test_events_carry_the_scrubbing_rules_they_were_scrubbed_with(
+    app_settings: Settings,
+) -> None:
+    processor = ErrorEventProcessor("scrubbed", settings=app_settings)
+    processor(None, "error", {"event": "failed", "password": "hunter2"})
+    assert await asyncio.to_thread(processor.shipper.flush, 30)
+    processor.shipper.shutdown(5)
+    consumer = AIOKafkaConsumer(
+        app_settings.errors_topic,
+        bootstrap_servers=app_settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), 30)
+    finally:
+        await consumer.stop()
+    assert b"hunter2" not in record.value
+    rules = Scrubber(app_settings.scrub_extra_keys, app_settings.scrub_extra_patterns).rules_id
+    assert rules is not None
+    assert (SCRUBBED_HEADER, rules.encode()) in list(record.headers)
+    assert scrubbed_by(record.headers, rules.encode())
+    # a consumer with rules of its own checks the event again
+    assert not scrubbed_by(record.headers, Scrubber(["tenant"]).rules_id.encode())  # type: ignore[union-attr]
 
 
 def _run_app(
