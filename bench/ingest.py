@@ -54,6 +54,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from mendline.analyzers.grouping.scrubbing import SCRUBBED_HEADER, Scrubber
 from mendline.devstack import DevStack
 
 SCRIPT = Path(__file__).resolve()
@@ -135,7 +136,9 @@ def realistic_event(issue: int, n: int, timestamp: str) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
-async def produce(bootstrap: str, topic: str, count: int, issues: int) -> float:
+async def produce(
+    bootstrap: str, topic: str, count: int, issues: int, headers: list[tuple[str, bytes]] | None
+) -> float:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
@@ -157,7 +160,8 @@ async def produce(bootstrap: str, topic: str, count: int, issues: int) -> float:
         timestamp = moment.isoformat(timespec="microseconds")[:-6] + "Z"
         value = realistic_event(n % issues, n, timestamp)
         sizes += len(value)
-        futures.append(await producer.send(topic, value, key=uuid.uuid4().hex.encode()))
+        key = uuid.uuid4().hex.encode()
+        futures.append(await producer.send(topic, value, key=key, headers=headers))
         if len(futures) >= 5000:
             await asyncio.gather(*futures)
             futures.clear()
@@ -433,7 +437,12 @@ class Workload:
 async def measure(workload: Workload, args: argparse.Namespace) -> None:
     with DevStack() as stack:
         topic = f"bench.{uuid.uuid4().hex[:8]}"
-        size = await produce(stack.kafka_bootstrap, topic, workload.events, workload.issues)
+        headers = None
+        if args.shipper_headers:  # as mendline's shipper sends them: scrubbed with our rules
+            headers = [(SCRUBBED_HEADER, (Scrubber().rules_id or "").encode())]
+        size = await produce(
+            stack.kafka_bootstrap, topic, workload.events, workload.issues, headers
+        )
         ceiling = await consume_only(stack.kafka_bootstrap, topic, workload.events)
         env = {
             "MENDLINE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
@@ -460,6 +469,8 @@ async def measure(workload: Workload, args: argparse.Namespace) -> None:
         )
         await verify(stack.database_url, workload.events, naive, mendline)
     report(workload, args.consumers, size, ceiling, naive, mendline)
+    if args.shipper_headers:
+        print("  (records with the shipper's mendline.scrubbed header: not checked again)")
     if args.profile:
         print("  (profiled: py-spy slowed mendline down, its figures above are not comparable)")
         report_profile(PROFILE)
@@ -587,6 +598,11 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, help="MENDLINE_BATCH_MAX_RECORDS of both")
     parser.add_argument("--consumers", type=int, default=1, help="processes of each consumer")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per consumer")
+    parser.add_argument(
+        "--shipper-headers",
+        action="store_true",
+        help="records carry the header mendline's shipper sends (mendline.scrubbed)",
+    )
     args = parser.parse_args()
     workloads = []
     if args.workload in ("a", "both"):
