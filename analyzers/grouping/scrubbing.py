@@ -339,15 +339,18 @@ _FRAME_FIELDS = ("filename", "module", "function")
 
 @cache
 def _rules_code() -> str | None:
-    """The source of the modules that make the scrubbing rules, or None if unreadable."""
+    """The source of the modules that make the scrubbing rules (line endings as Python reads
+    them), or None where it cannot be read: an install without sources, say."""
     parts = []
     for name in (__name__, *_RULE_MODULES):
         file = getattr(sys.modules.get(name), "__file__", None)
-        try:
-            parts.append(Path(file).read_text("utf-8") if file else None)
-        except OSError:
+        if not file or not file.endswith(".py"):
             return None
-    return None if None in parts else "\x00".join(p for p in parts if p is not None)
+        try:
+            parts.append(Path(file).read_bytes().decode("utf-8").replace("\r\n", "\n"))
+        except (OSError, ValueError):
+            return None
+    return "\x00".join(parts)
 
 
 #: The modules besides this one whose code decides what is filtered.

@@ -160,6 +160,14 @@ class EventBuilder:
 
     def encode(self, capture: Capture) -> tuple[dict[str, Any], bytes]:
         """Return the wire dict for ``capture`` and its JSON bytes: within every limit, scrubbed."""
+        event, data, _ = self.encode_checked(capture)
+        return event, data
+
+    def encode_checked(self, capture: Capture) -> tuple[dict[str, Any], bytes, bool]:
+        """encode, and whether the event as encoded is clean to this builder's scrubber.
+        Usually so; but strings are cut to their limits after scrubbing, and a cut can make
+        a secret of what was not one whole (a run of digits cut to a card number): then the
+        encoded event is checked again, and may not be (the consumer then scrubs it)."""
         event: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "event_id": _uuid4_hex(),
@@ -185,14 +193,19 @@ class EventBuilder:
         if not isinstance(event["context"], dict):
             event["context"] = {"context": event["context"]}
         self._scrubber.scrub_event(event)
-        event["message"] = truncate_utf8(event["message"], MAX_MESSAGE_BYTES)
+        message = event["message"]
+        event["message"] = truncate_utf8(message, MAX_MESSAGE_BYTES)
+        cut = event["message"] is not message
         for exc in event["exceptions"]:
-            exc["value"] = truncate_utf8(exc["value"], MAX_EXCEPTION_VALUE_BYTES)
+            value = exc["value"]
+            exc["value"] = truncate_utf8(value, MAX_EXCEPTION_VALUE_BYTES)
+            cut = cut or exc["value"] is not value
         data = encode_event(event)
         if len(data) > MAX_CONTEXT_BYTES:  # below that, no part can be over its own limit
             event["context"] = _fit_context(event["context"])
             data = _fit_event(event)
-        return event, data
+            cut = True
+        return event, data, not cut or self._scrubber.is_clean(event)
 
     def _exception(self, raw: RawException) -> dict[str, Any]:
         exc = {

@@ -141,6 +141,7 @@ class Shipper:
         self._signing_key = key.get_secret_value().encode() if key is not None else None
         rules = builder.scrubber.rules_id
         self._scrubbed_header = [(SCRUBBED_HEADER, rules.encode())] if rules else []
+        self._unclean: set[bytes] = set()  # ids of events not clean once cut: no header
         self.thread_ident: int | None = None
         self._forked = False  # True in a forked child: spool first (see the module docstring)
         self._exit_hook_pid = 0
@@ -467,8 +468,13 @@ class Shipper:
                 with self._lock:
                     capture.lost, self._lost = capture.lost + self._lost, 0
             try:
-                event, data = self.builder.encode(capture)
-                records.append((event["event_id"].encode(), data))
+                event, data, clean = self.builder.encode_checked(capture)
+                key = event["event_id"].encode()
+                records.append((key, data))
+                if not clean:  # sent without the header: the consumer scrubs it again
+                    if len(self._unclean) >= _RECORDS_MAX:
+                        self._unclean.clear()  # they were sent long ago, or spooled
+                    self._unclean.add(key)
             except Exception:
                 self.stats.errored += 1
                 self._warn_build()
@@ -567,7 +573,7 @@ class Shipper:
                 batch = [self._outbox.popleft() for _ in range(min(_BATCH, len(self._outbox)))]
                 self._in_flight = len(batch)
                 self._unacked = batch
-                failed = await self._produce(batch)
+                failed = await self._produce(batch, built_here=True)
                 self._unacked = []
                 self._in_flight = 0
                 if failed:
@@ -633,23 +639,30 @@ class Shipper:
         self._producer = producer
         self._mark_up()
 
-    async def _produce(self, batch: list[Record], topic: str | None = None) -> list[Record]:
+    async def _produce(
+        self, batch: list[Record], topic: str | None = None, *, built_here: bool = False
+    ) -> list[Record]:
         """Send a batch (to the errors topic unless ``topic``) and wait for the acks; returns
-        the records that failed, in order."""
+        the records that failed, in order. ``built_here``: events this process built with its
+        builder and kept in memory since."""
         producer = self._producer
-        # Events are scrubbed by the builder: the header lets a consumer with the same rules
-        # skip its own check (other records, check-ins, are not events).
-        scrubbed = self._scrubbed_header if topic is None else []
+        # The header lets a consumer with the same rules skip its own check: only for events
+        # this builder scrubbed (not those of a spool, which may be another process's, made
+        # under other rules) and that stayed clean when cut to their limits. Other records
+        # (check-ins) are not events.
+        scrubbed = self._scrubbed_header if built_here else []
+        unclean = self._unclean
         topic = topic or self.settings.errors_topic
         futures: list[asyncio.Future[Any]] = []
         error: BaseException | None = None
         signing_key, service = self._signing_key, self.builder.service
         try:
             for key, value in batch:
+                trusted = scrubbed if key not in unclean else []
                 headers = (
-                    [*scrubbed, *signature_headers(signing_key, service, value)]
+                    [*trusted, *signature_headers(signing_key, service, value)]
                     if signing_key
-                    else scrubbed or None
+                    else trusted or None
                 )
                 futures.append(await producer.send(topic, value=value, key=key, headers=headers))
         except Exception as exc:

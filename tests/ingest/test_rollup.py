@@ -17,6 +17,7 @@ from mendline.ingest import Capture, RawException, Shipper
 from mendline.ingest.app import EventBuilder
 from mendline.ingest.app._rollup import RollUp, rollup_key
 from mendline.schemas.event import parse_event_dict
+from mendline.schemas.limits import MAX_MESSAGE_BYTES
 from mendline.schemas.settings import load_settings
 
 FRAMES = [("/srv/app/orders.py", "app.orders", "place", 12), ("/srv/app/q.py", "app.q", "qty", 7)]
@@ -361,3 +362,14 @@ def test_a_forked_childs_full_spool_losses_are_reported_by_its_later_events(
     assert dropped > 0
     assert len(events) + sum(e.get("lost", 0) for e in events) + unreported == 300
     assert sum(e.get("lost", 0) for e in events) > 0  # the child's later events told some
+
+
+def test_an_event_a_cut_made_unclean_is_said_so() -> None:
+    builder = EventBuilder("svc", "test", host="h")
+    # A run of 20 digits is no card number; cut at the message's limit, its first 16 are.
+    run_on = "4111111111111111" + "9999"
+    long = "x" * (MAX_MESSAGE_BYTES - 3 - 17) + " " + run_on + " end"
+    event, _, clean = builder.encode_checked(capture(message=long))
+    assert event["message"].endswith(" 4111111111111111...") and clean is False
+    event, _, clean = builder.encode_checked(capture(message=f"short {run_on}"))
+    assert event["message"].endswith(run_on) and clean is True

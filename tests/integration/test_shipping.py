@@ -24,6 +24,7 @@ from mendline.ingest import ErrorEventProcessor
 from mendline.ingest.consumer import scrubbed_by
 from mendline.sample_app import FAILURES, configure_logging, run_failures
 from mendline.schemas.event import JSON_SCHEMA_PATH, parse_event
+from mendline.schemas.limits import MAX_MESSAGE_BYTES
 from mendline.schemas.settings import Settings, load_settings
 
 from .kafka_helpers import read_events, unique_topic
@@ -169,26 +170,58 @@ async def test_events_carry_the_scrubbing_rules_they_were_scrubbed_with(
 ) -> None:
     processor = ErrorEventProcessor("scrubbed", settings=app_settings)
     processor(None, "error", {"event": "failed", "password": "hunter2"})
+    # Cut at the message's limit, a run of 20 digits ends as a card number: not clean
+    # once cut, so it goes without the header, for the consumer to scrub.
+    cut = "x" * (MAX_MESSAGE_BYTES - 3 - 17) + " 41111111111111119999 end"
+    processor(None, "error", {"event": cut})
     assert await asyncio.to_thread(processor.shipper.flush, 30)
     processor.shipper.shutdown(5)
-    consumer = AIOKafkaConsumer(
-        app_settings.errors_topic,
-        bootstrap_servers=app_settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    try:
-        record = await asyncio.wait_for(consumer.getone(), 30)
-    finally:
-        await consumer.stop()
+    record, unclean = await read_records(app_settings.kafka_bootstrap, app_settings.errors_topic, 2)
     assert b"hunter2" not in record.value
+    assert not any(key == SCRUBBED_HEADER for key, _ in unclean.headers)
     rules = Scrubber(app_settings.scrub_extra_keys, app_settings.scrub_extra_patterns).rules_id
     assert rules is not None
     assert (SCRUBBED_HEADER, rules.encode()) in list(record.headers)
     assert scrubbed_by(record.headers, rules.encode())
     # a consumer with rules of its own checks the event again
     assert not scrubbed_by(record.headers, Scrubber(["tenant"]).rules_id.encode())  # type: ignore[union-attr]
+
+
+async def read_records(bootstrap: str, topic: str, count: int) -> list[Any]:
+    """The first ``count`` records of ``topic``, with their headers."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        return [await asyncio.wait_for(consumer.getone(), 30) for _ in range(count)]
+    finally:
+        await consumer.stop()
+
+
+async def test_spooled_events_go_without_the_scrubbed_header(
+    kafka_broker_factory: Callable[..., KafkaBroker], tmp_path: Path
+) -> None:
+    # A spool may hold another process's events, scrubbed under other rules: the consumer
+    # checks them again.
+    broker = kafka_broker_factory(free_port(), start=False)
+    settings = load_settings(
+        kafka_bootstrap=broker.bootstrap,
+        errors_topic=unique_topic("spooled"),
+        spool_dir=tmp_path / "spool",
+    )
+    processor = ErrorEventProcessor("spooled", settings=settings)
+    processor(None, "error", {"event": "while down"})
+    await asyncio.sleep(1.0)
+    processor(None, "error", {"event": "still down"})  # Kafka known down: spooled
+    await asyncio.sleep(0.5)
+    broker.start()
+    assert await asyncio.to_thread(processor.shipper.flush, 60)
+    processor.shipper.shutdown(5)
+    assert processor.shipper.stats.spooled >= 1
+    records = await read_records(broker.bootstrap, settings.errors_topic, 2)
+    headers = {json.loads(r.value)["message"]: dict(r.headers) for r in records}
+    assert SCRUBBED_HEADER not in headers["still down"]
 
 
 def _run_app(
