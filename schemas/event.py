@@ -120,6 +120,10 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
+#: An RFC 3339 time with an offset (never a number), held in UTC.
+_Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_utc)]
+
+
 class _Model(BaseModel):
     # Unknown fields are ignored, not rejected: v1 may grow optional fields (additive changes
     # only), and a consumer of an older release must still accept what a newer emitter sends.
@@ -214,9 +218,7 @@ class ErrorEvent(_Model):
         pattern=r"^[0-9a-f]{32}$",
         description="32 lowercase hex digits (a UUID4), set by the emitter; the dedup key.",
     )
-    timestamp: Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_utc)] = (
-        Field(description="RFC 3339 with an offset; stored in UTC.")
-    )
+    timestamp: _Timestamp = Field(description="RFC 3339 with an offset; stored in UTC.")
     service: str = Field(min_length=1, max_length=200)
     environment: str = Field(min_length=1, max_length=200)
     release: str | None = Field(default=None, max_length=200)
@@ -236,9 +238,7 @@ class ErrorEvent(_Model):
         max_length=32,
         description='Overrides grouping; "{{ default }}" stands for the default grouping.',
     )
-    original_timestamp: (
-        Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_utc)] | None
-    ) = Field(
+    original_timestamp: _Timestamp | None = Field(
         default=None,
         description="Set by the consumer when it replaced a timestamp outside the accepted "
         "window by the time it received the event: the emitter's timestamp.",
@@ -252,9 +252,7 @@ class ErrorEvent(_Model):
         "the emitter rolled up repeats of one error (same key) in a short window; "
         "``timestamp`` is then the last of them and ``first_timestamp`` the first.",
     )
-    first_timestamp: (
-        Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_utc)] | None
-    ) = Field(
+    first_timestamp: _Timestamp | None = Field(
         default=None,
         description="With ``count`` over 1: when the first of the occurrences happened.",
     )

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,15 @@ def spooled(root: Path) -> list[dict[str, Any]]:
     ]
 
 
+def in_threads(work: Callable[[int], None], threads: int) -> None:
+    """Run ``work(t)`` in ``threads`` threads at once, until all are done."""
+    started = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join()
+
+
 def storm_settings(tmp_path: Path, **changes: Any) -> Any:
     # Port 1 refuses at once: every event waits in the spool, where the test reads it.
     values = {"queue_size": 100_000, **changes}
@@ -230,11 +240,7 @@ def test_threads_storming_are_counted_exactly_and_distinct_errors_never_merge(
         for n in range(2_000):
             shipper.submit(Capture(time.time(), "error", "app", "failed", {"t": t}, kinds[n % 20]))
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(worker, 4)
     assert shipper.shutdown(10)
     events = spooled(shipper.spool_root)
     occurrences: Counter[str] = Counter()
@@ -257,11 +263,7 @@ def test_a_full_queue_loses_are_counted_exactly_and_told_by_the_next_event(
         for n in range(3_000):
             shipper.submit(capture(message=f"distinct {t} {n}"))
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(worker, 4)
     assert shipper.shutdown(10)
     stats = shipper.stats
     events = spooled(shipper.spool_root)
