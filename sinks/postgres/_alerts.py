@@ -34,7 +34,7 @@ from mendline.schemas.alert import (
     AlertSeverity,
 )
 from mendline.sinks.postgres._alert_reads import DeliveryReads
-from mendline.sinks.postgres._errors import is_outage, translating
+from mendline.sinks.postgres._errors import translating
 from mendline.sinks.postgres._silences import active_silences
 
 if TYPE_CHECKING:
@@ -320,126 +320,61 @@ class AlertStore(DeliveryReads):
         for ``lease`` seconds; a killed worker's come back when the lease runs out.
         Receivers in ``exclude`` (still sending) are left for later. With ``owned``, only
         the deliveries of those receivers (the ones this worker holds; see hold_receivers)
-        are taken, and those of receivers not in ``known`` (gone from the routes file)."""
+        are taken, and those of receivers not in ``known`` (gone from the routes file).
+
+        One statement, whatever their number; earliest due first. A claim holds at most one
+        delivery per issue and receiver (the first not sent yet), so its messages may go
+        out in any order: the next one about an issue is claimed once this one is marked."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                """WITH due AS (
-                       SELECT d.id FROM mendline.deliveries d
-                       WHERE d.status = 'pending' AND d.receiver <> ALL($4::text[])
-                         AND ($5::text[] IS NULL OR d.receiver = ANY($5::text[])
-                              OR d.receiver <> ALL($6::text[]))
-                         AND (d.lease_until IS NULL OR d.lease_until < now())
-                         -- In order per issue and receiver: an update never overtakes its
-                         -- message, a resolve never overtakes the alert it resolves.
-                         AND NOT EXISTS (
-                             SELECT 1 FROM mendline.deliveries p
-                             WHERE p.issue_id = d.issue_id AND p.receiver = d.receiver
-                               AND p.status = 'pending' AND p.id < d.id)
-                         -- Early when its finding is in and so are those of the alerts
-                         -- it will share a digest with: one late finding holds the group
-                         -- (to the end of group_wait at most), so that no member goes out
-                         -- without its root cause for want of waiting a moment.
-                         AND (d.due_at <= now()
-                              OR (d.wait_finding AND EXISTS (
-                                      SELECT 1 FROM mendline.findings f
-                                      WHERE f.trigger_id = d.trigger_id)
-                                  AND NOT EXISTS (
-                                      SELECT 1 FROM mendline.deliveries m
-                                      WHERE m.receiver = d.receiver
-                                        AND m.route_key = d.route_key
-                                        AND m.due_at = d.due_at AND m.mode = 'new'
-                                        AND m.status = 'pending' AND m.wait_finding
-                                        AND NOT EXISTS (
-                                            SELECT 1 FROM mendline.findings f
-                                            WHERE f.trigger_id = m.trigger_id))))
-                       ORDER BY d.due_at, d.id LIMIT $1 FOR UPDATE SKIP LOCKED),
-                   -- A message sent early takes its group along: the alerts that share its
-                   -- route, receiver and time go in the same digest.
-                   mates AS (
-                       SELECT m.id FROM mendline.deliveries m
-                       JOIN mendline.deliveries f ON f.id IN (SELECT id FROM due)
-                         AND m.receiver = f.receiver AND m.route_key = f.route_key
-                         AND m.due_at = f.due_at AND m.mode = 'new'
-                       WHERE m.status = 'pending'
-                         AND (m.lease_until IS NULL OR m.lease_until < now())
-                         AND NOT EXISTS (
-                             SELECT 1 FROM mendline.deliveries p
-                             WHERE p.issue_id = m.issue_id AND p.receiver = m.receiver
-                               AND p.status = 'pending' AND p.id < m.id)
-                       FOR UPDATE OF m SKIP LOCKED),
-                   chosen AS (SELECT id FROM due UNION SELECT id FROM mates)
-                   UPDATE mendline.deliveries d
-                   SET lease_until = now() + make_interval(secs => $2), owner = $3,
-                       attempts = d.attempts + 1
-                   FROM chosen WHERE d.id = chosen.id
-                   RETURNING d.*""",
+                _CLAIM,
                 limit,
                 lease,
                 owner,
                 exclude or [],
                 owned,
                 known or [],
+                sorted(HEALTH_KINDS),
             )
-            out = []
+            out, broken = [], []
             for row in rows:
                 try:
-                    out.append(await self._due(conn, row))
+                    out.append(self._due(row))
                 except Exception as exc:  # a delivery that cannot be built is kept, failed
-                    if is_outage(exc):
-                        raise
-                    await conn.execute(
-                        """UPDATE mendline.deliveries SET status = 'failed', lease_until = NULL,
-                               last_error = $2 WHERE id = $1""",
-                        row["id"],
-                        f"cannot build the notification: {exc!r}"[:1000],
-                    )
+                    broken.append((row["id"], f"cannot build the notification: {exc!r}"[:1000]))
+            if broken:
+                await conn.executemany(
+                    """UPDATE mendline.deliveries SET status = 'failed', lease_until = NULL,
+                           last_error = $2 WHERE id = $1""",
+                    broken,
+                )
         return out
 
-    async def _due(self, conn: Any, row: Any) -> DueDelivery:
-        issue = await conn.fetchrow(_ISSUE, row["issue_id"])
-        assert issue is not None  # a delivery's issue is never deleted
-        # A check's alert shows its own trigger's finding only: an earlier outage's cause
-        # (or none, for a recovery) is not this one's.
-        finding = await conn.fetchrow(
-            """SELECT id, root_cause, suggested_fix, category, severity, confidence,
-                      analyser, model, risks
-               FROM mendline.findings
-               WHERE issue_id = $1 AND (NOT $3 OR trigger_id IS NOT DISTINCT FROM $2)
-               ORDER BY trigger_id IS NOT DISTINCT FROM $2 DESC, id DESC LIMIT 1""",
-            row["issue_id"],
-            row["trigger_id"],
-            row["kind"] in HEALTH_KINDS,
-        )
-        state = await conn.fetchval(
-            """SELECT reference::text FROM mendline.alert_state
-               WHERE issue_id = $1 AND receiver = $2""",
-            row["issue_id"],
-            row["receiver"],
-        )
+    def _due(self, row: Any) -> DueDelivery:
+        """A claimed row (see _CLAIM) as a delivery with its notification."""
         severity = row["severity"]
-        if finding is not None:  # a finding may have raised it meanwhile
-            raised = alert_severity(issue["level"], finding["severity"], row["kind"])
+        finding = None
+        if row["finding_id"] is not None:
+            finding = AlertFinding(**{k: row[f"finding_{k}"] for k in _FINDING_FIELDS})
+            # A finding may have raised it since it was routed.
+            raised = alert_severity(row["issue_level"], row["finding_severity"], row["kind"])
             severity = higher_severity(severity, raised)
-        trigger = (
-            await conn.fetchrow(f"{_TRIGGERS} WHERE t.id = $1", row["trigger_id"])
-            if row["trigger_id"] is not None
-            else None
-        )
-        labels = (
-            _labels(trigger, severity)
-            if trigger is not None
-            else alert_labels(severity=severity, kind=row["kind"], service=issue["service"])
-        )
+        issue = AlertIssue(id=row["issue_id"], **{k: row[f"issue_{k}"] for k in _ISSUE_FIELDS})
         alert = Alert(
             kind=row["kind"],
             severity=severity,
-            issue=AlertIssue(**dict(issue)),
-            finding=AlertFinding(**{k: v for k, v in dict(finding).items() if k != "id"})
-            if finding is not None
-            else None,
+            issue=issue,
+            finding=finding,
             details=_json(row["details"]),
             link=self.link_template.format(id=row["issue_id"]) if self.link_template else None,
-            labels=labels,
+            # A delivery's kind is its trigger's; with no trigger, no environment nor tags.
+            labels=alert_labels(
+                severity=severity,
+                kind=row["kind"],
+                service=row["issue_service"],
+                environment=row["environment"],
+                tags=_json(row["tags"]),
+            ),
             delivery_id=row["id"],
         )
         return DueDelivery(
@@ -448,8 +383,8 @@ class AlertStore(DeliveryReads):
             issue_id=row["issue_id"],
             mode=row["mode"],
             alert=alert,
-            finding_id=finding["id"] if finding is not None else None,
-            previous=json.loads(state) if state else None,
+            finding_id=row["finding_id"],
+            previous=json.loads(row["previous"]) if row["previous"] else None,
             route_key=row["route_key"],
             created_at=row["created_at"],
             attempts=row["attempts"],
@@ -679,32 +614,131 @@ def _json(value: Any) -> dict[str, Any]:
 
 # A trigger carries its event's environment and tags (written by the consumer with it); only
 # one from before that (environment NULL) looks at its issue's newest event: the one-time
-# filter on t.environment keeps the events unread for the others. A check's recovery reads
-# when its check went down: the trigger that said so.
-_TRIGGERS = """SELECT t.id, t.issue_id, t.kind, t.details::text AS details, t.routed_severity,
+# filter on t.environment keeps the events unread for the others. With trigger t.
+_NEWEST_EVENT = """LEFT JOIN LATERAL (
+    SELECT e.environment, (e.payload -> 'tags')::text AS tags FROM mendline.events e
+    WHERE t.environment IS NULL AND e.issue_id = t.issue_id
+    ORDER BY e.received_at DESC LIMIT 1) e ON true"""
+_LABELS = """coalesce(t.environment, e.environment) AS environment,
+       coalesce(t.tags::text, e.tags) AS tags"""
+
+# A check's recovery reads when its check went down: the trigger that said so.
+_TRIGGERS = f"""SELECT t.id, t.issue_id, t.kind, t.details::text AS details, t.routed_severity,
        now() AS now, i.service, i.level, i.status,
        (SELECT f.severity FROM mendline.findings f WHERE f.issue_id = t.issue_id
         ORDER BY f.id DESC LIMIT 1) AS finding_severity,
-       coalesce(t.environment, e.environment) AS environment,
-       coalesce(t.tags::text, e.tags) AS tags,
+       {_LABELS},
        (SELECT d.created_at FROM mendline.triggers d
         WHERE t.kind = 'health_recovered' AND d.issue_id = t.issue_id
           AND d.kind = 'health_down' AND d.id < t.id
         ORDER BY d.id DESC LIMIT 1) AS down_since
 FROM mendline.triggers t
 JOIN mendline.issues i ON i.id = t.issue_id
-LEFT JOIN LATERAL (
-    SELECT e.environment, (e.payload -> 'tags')::text AS tags FROM mendline.events e
-    WHERE t.environment IS NULL AND e.issue_id = t.issue_id
-    ORDER BY e.received_at DESC LIMIT 1) e ON true"""
+{_NEWEST_EVENT}"""
 
 _RENEW_RECEIVERS = """UPDATE mendline.receiver_leases
 SET expires_at = now() + make_interval(secs => $2)
 WHERE owner = $1 AND expires_at >= now()"""
 
-_ISSUE = """SELECT id, service, title, culprit, level, status, times_seen, first_seen, last_seen,
-       first_release, last_release, environments
-FROM mendline.issues WHERE id = $1"""
+_ISSUE_FIELDS = (
+    "service",
+    "title",
+    "culprit",
+    "level",
+    "status",
+    "times_seen",
+    "first_seen",
+    "last_seen",
+    "first_release",
+    "last_release",
+    "environments",
+)
+_FINDING_FIELDS = (
+    "root_cause",
+    "suggested_fix",
+    "category",
+    "severity",
+    "confidence",
+    "analyser",
+    "model",
+    "risks",
+)
+
+# The deliveries due (see claim_due), leased, and in the same statement what their
+# notifications need: the issue (issue_*), the finding (finding_*), the reference of the
+# first message (previous), the labels' environment and tags (their trigger's, as routing
+# read them). A check's alert shows its own trigger's finding only: an earlier outage's
+# cause (or none, for a recovery) is not this one's; other alerts the issue's newest,
+# their trigger's first.
+_CLAIM = f"""WITH due AS (
+    SELECT d.id, d.receiver, d.route_key, d.due_at FROM mendline.deliveries d
+    WHERE d.status = 'pending' AND d.receiver <> ALL($4::text[])
+      AND ($5::text[] IS NULL OR d.receiver = ANY($5::text[]) OR d.receiver <> ALL($6::text[]))
+      AND (d.lease_until IS NULL OR d.lease_until < now())
+      -- In order per issue and receiver: an update never overtakes its message, a resolve
+      -- never overtakes the alert it resolves. So a claim holds one delivery at most per
+      -- issue and receiver, and its messages may be sent in any order.
+      AND NOT EXISTS (
+          SELECT 1 FROM mendline.deliveries p
+          WHERE p.issue_id = d.issue_id AND p.receiver = d.receiver
+            AND p.status = 'pending' AND p.id < d.id)
+      -- Early when its finding is in and so are those of the alerts it will share a digest
+      -- with: one late finding holds the group (to the end of group_wait at most), so that
+      -- no member goes out without its root cause for want of waiting a moment.
+      AND (d.due_at <= now()
+           OR (d.wait_finding
+               AND EXISTS (SELECT 1 FROM mendline.findings f WHERE f.trigger_id = d.trigger_id)
+               AND NOT EXISTS (
+                   SELECT 1 FROM mendline.deliveries m
+                   WHERE m.receiver = d.receiver AND m.route_key = d.route_key
+                     AND m.due_at = d.due_at AND m.mode = 'new'
+                     AND m.status = 'pending' AND m.wait_finding
+                     AND NOT EXISTS (
+                         SELECT 1 FROM mendline.findings f WHERE f.trigger_id = m.trigger_id))))
+    ORDER BY d.due_at, d.id LIMIT $1 FOR UPDATE SKIP LOCKED),
+-- A message sent early takes its group along: the alerts that share its route, receiver and
+-- time go in the same digest.
+mates AS (
+    SELECT m.id FROM mendline.deliveries m
+    JOIN (SELECT DISTINCT receiver, route_key, due_at FROM due) g
+      ON m.receiver = g.receiver AND m.route_key = g.route_key AND m.due_at = g.due_at
+    WHERE m.mode = 'new' AND m.status = 'pending'
+      AND (m.lease_until IS NULL OR m.lease_until < now())
+      AND NOT EXISTS (
+          SELECT 1 FROM mendline.deliveries p
+          WHERE p.issue_id = m.issue_id AND p.receiver = m.receiver
+            AND p.status = 'pending' AND p.id < m.id)
+    FOR UPDATE OF m SKIP LOCKED),
+chosen AS (SELECT id FROM due UNION SELECT id FROM mates),
+claimed AS (
+    UPDATE mendline.deliveries d
+    SET lease_until = now() + make_interval(secs => $2), owner = $3, attempts = d.attempts + 1
+    FROM chosen WHERE d.id = chosen.id
+    RETURNING d.id, d.receiver, d.issue_id, d.trigger_id, d.kind, d.severity, d.mode,
+              d.details, d.route_key, d.due_at, d.created_at, d.attempts)
+SELECT c.id, c.receiver, c.issue_id, c.kind, c.severity, c.mode, c.details::text AS details,
+       c.route_key, c.created_at, c.attempts,
+       i.service AS issue_service, i.title AS issue_title, i.culprit AS issue_culprit,
+       i.level AS issue_level, i.status AS issue_status, i.times_seen AS issue_times_seen,
+       i.first_seen AS issue_first_seen, i.last_seen AS issue_last_seen,
+       i.first_release AS issue_first_release, i.last_release AS issue_last_release,
+       i.environments AS issue_environments,
+       f.id AS finding_id, f.root_cause AS finding_root_cause,
+       f.suggested_fix AS finding_suggested_fix, f.category AS finding_category,
+       f.severity AS finding_severity, f.confidence AS finding_confidence,
+       f.analyser AS finding_analyser, f.model AS finding_model, f.risks AS finding_risks,
+       s.reference::text AS previous, {_LABELS}
+FROM claimed c
+JOIN mendline.issues i ON i.id = c.issue_id
+LEFT JOIN LATERAL (
+    SELECT f.* FROM mendline.findings f
+    WHERE f.issue_id = c.issue_id
+      AND (c.kind <> ALL($7::text[]) OR f.trigger_id IS NOT DISTINCT FROM c.trigger_id)
+    ORDER BY f.trigger_id IS NOT DISTINCT FROM c.trigger_id DESC, f.id DESC LIMIT 1) f ON true
+LEFT JOIN mendline.alert_state s ON s.issue_id = c.issue_id AND s.receiver = c.receiver
+LEFT JOIN mendline.triggers t ON t.id = c.trigger_id
+{_NEWEST_EVENT}
+ORDER BY c.due_at, c.id"""
 
 
 async def withdraw_pending(conn: Any, issue_id: int, became: str) -> set[str]:
