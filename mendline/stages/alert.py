@@ -23,11 +23,17 @@ from mendline.sinks.postgres import (
     FINDINGS_CHANNEL,
     TRIGGERS_CHANNEL,
     AlertStore,
+    Delivered,
     DueDelivery,
+    GiveUp,
     Listener,
+    Mark,
+    Retry,
+    Suppressed,
     connect_alerts,
 )
 from mendline.sinks.routing import RoutingTable, check_secrets, disabled_receivers, load_routes
+from mendline.stages._group_commit import GroupCommit
 from mendline.stages._telemetry import StageContext, StatsMetric
 from mendline.stages._waiting import (
     connect_patiently,
@@ -295,67 +301,81 @@ class AlertWorker:
             task.add_done_callback(done)
 
     async def _send_all(self, receiver: str, items: list[DueDelivery]) -> None:
+        # What becomes of the deliveries is recorded in batches, all of it before the
+        # receiver is free for its next claim.
+        marks: GroupCommit[Mark] = GroupCommit(self._record)
         try:
-            await self._send_batches(receiver, items)
+            try:
+                await self._send_batches(receiver, items, marks)
+            except asyncio.CancelledError:
+                marks.abandon()  # stopping: see below
+                raise
+            finally:
+                await marks.flush()
         finally:
-            # Whatever stopped it (a bug, a lost database): what was not marked goes back
-            # to the queue now, and its lease is not renewed for ever.
-            unsent = [i for i in items if i.id in self._claimed]
-            self._done(unsent)
+            # Whatever stopped it (a bug, a lost database, a stop): what was not sent goes
+            # back to the queue now; what was sent and not recorded comes back when its
+            # lease runs out (sent again: at least once). Neither is renewed any more.
+            left = [i for i in items if i.id in self._claimed]
+            self._done(left)
+            sent = {item.id for mark in marks.unwritten for item in mark.items}
+            unsent = [i for i in left if i.id not in sent]
             if unsent:
                 with contextlib.suppress(Exception):
                     await self.store.release(unsent, self.owner)
 
-    async def _send_batches(self, receiver: str, items: list[DueDelivery]) -> None:
+    async def _record(self, marks: list[Mark]) -> None:
+        await through_outages(self.store.mark, marks, self.owner, what="record deliveries")
+        self._done([item for mark in marks for item in mark.items])
+
+    async def _send_batches(
+        self, receiver: str, items: list[DueDelivery], marks: GroupCommit[Mark]
+    ) -> None:
         if receiver in self.disabled:  # recorded, never silently lost
             for item in items:
-                await self._suppress(item, self.disabled[receiver])
+                self._suppress(marks, item, self.disabled[receiver])
             return
-        items = await self._unsilenced(items)
+        items = await self._unsilenced(items, marks)
         channel = self.channels.get(receiver)
         if channel is None:  # a routing file changed under older deliveries
             for item in items:
-                await through_outages(
-                    self.store.give_up,
-                    item,
-                    "no such receiver now",
-                    "failed",
-                    self.owner,
-                    what="record a delivery",
-                )
-                self._done([item])
+                marks.add(GiveUp(item, "no such receiver now", "failed"))
             return
-        batches = self._batches(receiver, items)
-        while batches:
-            batch = batches.pop(0)
-            notification = Notification(
-                receiver=receiver,
-                alerts=[i.alert for i in batch],
-                mode=batch[0].mode if len(batch) == 1 else "new",  # type: ignore[arg-type]
-                previous=batch[0].previous if len(batch) == 1 else None,
-            )
-            try:
-                reference = await channel.send(notification)
-            except ChannelError as exc:
-                if not exc.retriable and len(batch) > 1:
-                    # One alert may be what the channel refuses: try them one by one.
-                    batches[:0] = [[item] for item in batch]
-                    continue
-                await self._failed(batch, exc)
-                continue
-            except Exception as exc:  # a bug in a channel must not lose the delivery
-                log.exception("mendline: receiver %s failed unexpectedly", receiver)
-                await self._failed(batch, ChannelError(str(exc), code="unexpected", retriable=True))
-                continue
-            await through_outages(
-                self.store.delivered, batch, reference, self.owner, what="record a delivery"
-            )
-            self._done(batch)
-            self.stats.sent += len(batch)
-            self.stats.messages += 1
-            self.stats.by_receiver[receiver] = self.stats.by_receiver.get(receiver, 0) + 1
+        for batch in self._batches(receiver, items):
+            await self._send(receiver, channel, batch, marks)
 
-    async def _unsilenced(self, items: list[DueDelivery]) -> list[DueDelivery]:
+    async def _send(
+        self, receiver: str, channel: Channel, batch: list[DueDelivery], marks: GroupCommit[Mark]
+    ) -> None:
+        """Send one message (one delivery, or a digest) and mark what became of it."""
+        notification = Notification(
+            receiver=receiver,
+            alerts=[i.alert for i in batch],
+            mode=batch[0].mode if len(batch) == 1 else "new",  # type: ignore[arg-type]
+            previous=batch[0].previous if len(batch) == 1 else None,
+        )
+        try:
+            reference = await channel.send(notification)
+        except ChannelError as exc:
+            if not exc.retriable and len(batch) > 1:
+                # One alert may be what the channel refuses: try them one by one.
+                for item in batch:
+                    await self._send(receiver, channel, [item], marks)
+                return
+            self._failed(batch, exc, marks)
+            return
+        except Exception as exc:  # a bug in a channel must not lose the delivery
+            log.exception("mendline: receiver %s failed unexpectedly", receiver)
+            self._failed(batch, ChannelError(str(exc), code="unexpected", retriable=True), marks)
+            return
+        marks.add(Delivered(tuple(batch), reference))
+        self.stats.sent += len(batch)
+        self.stats.messages += 1
+        self.stats.by_receiver[receiver] = self.stats.by_receiver.get(receiver, 0) + 1
+
+    async def _unsilenced(
+        self, items: list[DueDelivery], marks: GroupCommit[Mark]
+    ) -> list[DueDelivery]:
         """The items no silence holds back; the others recorded as suppressed. Decided now,
         just before sending, so that a silence made after routing still holds."""
         if not items:
@@ -368,14 +388,13 @@ class AlertWorker:
             if verdict.silence is None:
                 kept.append(item)
             else:
-                await self._suppress(item, verdict.reason, verdict.silence.id)
+                self._suppress(marks, item, verdict.reason, verdict.silence.id)
         return kept
 
-    async def _suppress(self, item: DueDelivery, reason: str, silence: int | None = None) -> None:
-        await through_outages(
-            self.store.suppress, item, reason, self.owner, silence, what="record a delivery"
-        )
-        self._done([item])
+    def _suppress(
+        self, marks: GroupCommit[Mark], item: DueDelivery, reason: str, silence: int | None = None
+    ) -> None:
+        marks.add(Suppressed(item, reason, silence))
         self.stats.suppressed += 1
 
     def _batches(self, receiver: str, items: list[DueDelivery]) -> list[list[DueDelivery]]:
@@ -392,40 +411,22 @@ class AlertWorker:
         for item in batch:
             self._claimed.pop(item.id, None)
 
-    async def _failed(self, batch: list[DueDelivery], exc: ChannelError) -> None:
+    def _failed(
+        self, batch: list[DueDelivery], exc: ChannelError, marks: GroupCommit[Mark]
+    ) -> None:
+        error = f"{exc.code}: {exc}"
         for item in batch:
             age = datetime.now(UTC) - item.created_at
             if not exc.retriable:
-                await through_outages(
-                    self.store.give_up,
-                    item,
-                    f"{exc.code}: {exc}",
-                    "failed",
-                    self.owner,
-                    what="record a delivery",
-                )
+                marks.add(GiveUp(item, error, "failed"))
                 self.stats.failed += 1
             elif age.total_seconds() > self.settings.alert_max_age:
-                await through_outages(
-                    self.store.give_up,
-                    item,
-                    f"{exc.code}: {exc}",
-                    "dead",
-                    self.owner,
-                    what="record a delivery",
-                )
+                marks.add(GiveUp(item, error, "dead"))
                 self.stats.dead += 1
             else:
                 backoff = self._retry_backoff.delay(max(item.attempts - 1, 0))
                 after = max(exc.retry_after or 0.0, backoff)
-                await through_outages(
-                    self.store.retry,
-                    item,
-                    f"{exc.code}: {exc}",
-                    after,
-                    self.owner,
-                    what="record a delivery",
-                )
+                marks.add(Retry(item, error, after))
                 self.stats.retried += 1
                 log.warning(
                     "mendline: delivery %d to %s failed (%s); again in %.1f s",
@@ -434,4 +435,3 @@ class AlertWorker:
                     exc,
                     after,
                 )
-            self._done([item])

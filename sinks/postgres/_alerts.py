@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from mendline.schemas.alert import (
     AlertIssue,
     AlertSeverity,
 )
+from mendline.sinks.postgres._alert_marks import Mark, write_marks
 from mendline.sinks.postgres._alert_reads import DeliveryReads
 from mendline.sinks.postgres._errors import translating
 from mendline.sinks.postgres._silences import active_silences
@@ -390,84 +392,10 @@ class AlertStore(DeliveryReads):
             attempts=row["attempts"],
         )
 
-    async def delivered(
-        self, sent: list[DueDelivery], reference: dict[str, str], owner: str
-    ) -> None:
-        """Mark deliveries sent together (one message, or a digest) as delivered."""
-        head = sent[0].id
+    async def mark(self, marks: Sequence[Mark], owner: str) -> None:
+        """Record what became of claimed deliveries (see Mark), all in one transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
-            for item in sent:
-                await conn.execute(
-                    """UPDATE mendline.deliveries SET status = 'delivered', delivered_at = now(),
-                           lease_until = NULL, finding_id = $2, reference = $3::jsonb,
-                           digest_of = $4, last_error = NULL, severity = $6
-                       WHERE id = $1 AND owner = $5""",
-                    item.id,
-                    item.finding_id,
-                    json.dumps(reference),
-                    head if len(sent) > 1 and item.id != head else None,
-                    owner,
-                    item.alert.severity,
-                )
-                # The first message's reference is kept: updates and repeats refer to it.
-                await conn.execute(
-                    """INSERT INTO mendline.alert_state (issue_id, receiver, last_sent_at,
-                                                         reference)
-                       VALUES ($1, $2, now(), $3::jsonb)
-                       ON CONFLICT (issue_id, receiver) DO UPDATE SET
-                           last_sent_at = CASE WHEN $4 THEN alert_state.last_sent_at
-                                               ELSE now() END,
-                           reference = coalesce(alert_state.reference, EXCLUDED.reference)""",
-                    item.issue_id,
-                    item.receiver,
-                    json.dumps(reference),
-                    item.mode == "update" or item.alert.kind in ENDS_INCIDENT,
-                )
-                await conn.execute(
-                    """INSERT INTO mendline.alert_groups (receiver, route_key, last_sent_at)
-                       VALUES ($1, $2, now())
-                       ON CONFLICT (receiver, route_key) DO UPDATE SET last_sent_at = now()""",
-                    item.receiver,
-                    item.route_key,
-                )
-
-    async def retry(self, item: DueDelivery, error: str, after: float, owner: str) -> None:
-        """Schedule another attempt ``after`` seconds from now."""
-        await self.pool.execute(
-            """UPDATE mendline.deliveries SET due_at = now() + make_interval(secs => $2),
-                   wait_finding = false, lease_until = NULL, last_error = $3
-               WHERE id = $1 AND owner = $4""",
-            item.id,
-            after,
-            error[:1000],
-            owner,
-        )
-
-    async def give_up(self, item: DueDelivery, error: str, status: str, owner: str) -> None:
-        """Mark a delivery failed (the channel refused it) or dead (retried too long)."""
-        await self.pool.execute(
-            """UPDATE mendline.deliveries SET status = $2, lease_until = NULL, last_error = $3
-               WHERE id = $1 AND owner = $4""",
-            item.id,
-            status,
-            error[:1000],
-            owner,
-        )
-
-    async def suppress(
-        self, item: DueDelivery, reason: str, owner: str, silence_id: int | None = None
-    ) -> None:
-        """Record a claimed delivery as not sent, with why: a silence matched it when it was
-        to be sent (``silence_id``), or its receiver is disabled."""
-        await self.pool.execute(
-            """UPDATE mendline.deliveries SET status = 'suppressed', lease_until = NULL,
-                   last_error = $2, silence_id = $3, reasons = array_append(reasons, $2)
-               WHERE id = $1 AND owner = $4""",
-            item.id,
-            reason[:1000],
-            silence_id,
-            owner,
-        )
+            await write_marks(conn, marks, owner)
 
     async def active_silences(self) -> list[Silence]:
         """The silences in effect now."""
