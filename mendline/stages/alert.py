@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +52,8 @@ log = logging.getLogger("mendline.alert")
 # Issues in one digest: what a Slack message shows in full (the renderer keeps within 50
 # blocks); more go in the next message.
 _DIGEST_MAX = 20
+# Triggers routed in one transaction; a pass that routed as many looks again at once.
+_ROUTE_BATCH = 200
 # A stopping worker's receivers go to another this long after its last message: the Slack
 # channel's pacing interval, so the handover does not send two messages closer than that.
 _HANDOVER = 1.0
@@ -179,7 +181,10 @@ class AlertWorker:
     Each pass routes the triggers not routed yet (and those whose finding came after), then
     claims the deliveries that are due, and sends them, one task per receiver, so that a
     slow or failing channel holds back only its own deliveries. Many alerts due at once for
-    one Slack or email receiver go as one digest.
+    one Slack or email receiver go as one digest. A receiver's messages go out
+    ``alert_concurrency`` at a time, those about one issue one after another, in order
+    (claim_due claims the next one once this one is marked); what became of them is
+    written in batches.
 
     Routing is shared; sending is not: each receiver has one worker at a time (a lease in
     PostgreSQL, taken on each pass and renewed while it sends), so that its pacing and its
@@ -259,8 +264,10 @@ class AlertWorker:
 
     async def pass_once(self) -> None:
         """Route what is new, and start sending what is due."""
-        routed = await self.store.route_pending(self.table)
-        followed = await self.store.follow_findings(self.table)
+        routed = await self.store.route_pending(self.table, _ROUTE_BATCH)
+        followed = await self.store.follow_findings(self.table, _ROUTE_BATCH)
+        if max(routed.triggers, followed.triggers) >= _ROUTE_BATCH:  # more to route: at once
+            self._wake.set()
         self.stats.routed += routed.deliveries + followed.deliveries + followed.updates
         self.stats.suppressed += routed.suppressed + followed.suppressed
         self.stats.unrouted += routed.unrouted
@@ -341,8 +348,20 @@ class AlertWorker:
             for item in items:
                 marks.add(GiveUp(item, "no such receiver now", "failed"))
             return
-        for batch in self._batches(receiver, items):
-            await self._send(receiver, channel, batch, marks)
+        # A claim holds one delivery at most per issue and receiver (the next one is
+        # claimed once this one is marked): its messages go out side by side, in any order.
+        # A Slack channel's pacing is the channel's own (one message a second).
+        batches = deque(self._batches(receiver, items))
+
+        async def lane() -> None:
+            while batches:
+                await self._send(receiver, channel, batches.popleft(), marks)
+
+        lanes = min(self.settings.alert_concurrency, len(batches))
+        ended = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
+        for outcome in ended:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _send(
         self, receiver: str, channel: Channel, batch: list[DueDelivery], marks: GroupCommit[Mark]
