@@ -99,10 +99,13 @@ class AlertStore(DeliveryReads):
                     FOR UPDATE OF t SKIP LOCKED""",
                 limit,
             )
+            tx = _Routing(conn)
+            await tx.read_audiences([row["issue_id"] for row in rows])
             for row in rows:
                 result.triggers += 1
                 severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
-                await self._route(conn, table, row, severity, result, known=frozenset())
+                await self._route(tx, table, row, severity, result, known=frozenset())
+            await tx.flush()
         return result
 
     async def follow_findings(self, table: RoutingTable, limit: int = 200) -> RoutingResult:
@@ -118,8 +121,11 @@ class AlertStore(DeliveryReads):
                     ORDER BY t.id LIMIT $1 FOR UPDATE OF t SKIP LOCKED""",
                 limit,
             )
+            tx = _Routing(conn)
+            await tx.read_audiences([row["issue_id"] for row in rows])
             for row in rows:
                 result.triggers += 1
+                # What this batch wrote so far is about other triggers: no flush needed.
                 keys, sent = await self._sent(conn, table, row["id"])
                 severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
                 follow = follow_finding(
@@ -133,20 +139,22 @@ class AlertStore(DeliveryReads):
                 if follow.later:
                     continue  # being sent right now, perhaps without the finding: next pass
                 for receiver, decision in follow.updates:
-                    await self._insert(
-                        conn, row, receiver, keys[receiver], row["routed_severity"], decision
+                    self._insert(
+                        tx, row, receiver, keys[receiver], row["routed_severity"], decision
                     )
                     result.updates += 1
+                tx.changed(row["issue_id"])
                 if follow.reroute:
-                    await self._route(conn, table, row, severity, result, known=follow.told)
-                await conn.execute(
+                    await self._route(tx, table, row, severity, result, known=follow.told)
+                tx.later(
                     "UPDATE mendline.triggers SET followed_at = now() WHERE id = $1", row["id"]
                 )
+            await tx.flush()
         return result
 
     async def _route(
         self,
-        conn: Any,
+        tx: _Routing,
         table: RoutingTable,
         row: Any,
         severity: AlertSeverity,
@@ -155,10 +163,9 @@ class AlertStore(DeliveryReads):
     ) -> None:
         """Route one trigger: read what the decisions need, decide for each receiver the routes
         reach (those ``known`` aside), record the deliveries and mark the trigger routed."""
-        told = await self._told(conn, row["issue_id"])
-        pending = await self._pending(conn, row["issue_id"])
+        told, pending = await tx.audience(row["issue_id"])
         if row["kind"] in ENDS_INCIDENT:
-            withdrawn = await self._withdraw(conn, row["issue_id"])
+            withdrawn = await self._withdraw(tx, row["issue_id"])
             pairs = [
                 (route, receiver)
                 for receiver in resolve_audience(told, pending, withdrawn)
@@ -169,7 +176,7 @@ class AlertStore(DeliveryReads):
         if not pairs and not known and row["kind"] not in ENDS_INCIDENT:
             result.unrouted += 1
         pairs = [(route, receiver) for route, receiver in pairs if receiver not in known]
-        groups = await self._groups(conn, table, pairs, row["now"])
+        groups = await self._groups(tx, table, pairs, row["now"])
         for route, receiver in pairs:
             decision = decide_delivery(
                 row["kind"],
@@ -181,12 +188,13 @@ class AlertStore(DeliveryReads):
                 group=groups.get(receiver, NO_GROUP),
                 ignored=row["status"] == "ignored",
             )
-            await self._insert(conn, row, receiver, route_key(route), severity, decision)
+            self._insert(tx, row, receiver, route_key(route), severity, decision)
             if decision.mode == "suppressed":
                 result.suppressed += 1
             else:
                 result.deliveries += 1
-        await conn.execute(
+        tx.changed(row["issue_id"])
+        tx.later(
             """UPDATE mendline.triggers SET routed_at = coalesce(routed_at, now()),
                    routed_severity = $2,
                    followed_at = CASE WHEN kind IN ('new_issue', 'regression', 'health_down')
@@ -196,31 +204,14 @@ class AlertStore(DeliveryReads):
             severity,
         )
 
-    async def _told(self, conn: Any, issue_id: int) -> dict[str, datetime]:
-        """The receivers told of the issue, and when they were last sent a message about it."""
-        rows = await conn.fetch(
-            "SELECT receiver, last_sent_at FROM mendline.alert_state WHERE issue_id = $1",
-            issue_id,
-        )
-        return {r["receiver"]: r["last_sent_at"] for r in rows}
-
-    async def _pending(self, conn: Any, issue_id: int) -> set[str]:
-        """Receivers with a message about the issue not sent yet (a resolve aside)."""
-        rows = await conn.fetch(
-            """SELECT DISTINCT receiver FROM mendline.deliveries
-               WHERE issue_id = $1 AND status = 'pending' AND kind <> ALL($2::text[])""",
-            issue_id,
-            sorted(ENDS_INCIDENT),
-        )
-        return {r["receiver"] for r in rows}
-
-    async def _withdraw(self, conn: Any, issue_id: int) -> set[str]:
+    async def _withdraw(self, tx: _Routing, issue_id: int) -> set[str]:
         """The issue is resolved (or its check is up again): what was not sent yet need not
         be. Suppress the messages not being sent right now; the receivers they were for."""
-        return await withdraw_pending(conn, issue_id, "resolved")
+        await tx.flush()
+        return await withdraw_pending(tx.conn, issue_id, "resolved")
 
     async def _groups(
-        self, conn: Any, table: RoutingTable, pairs: list[tuple[Route, str]], now: datetime
+        self, tx: _Routing, table: RoutingTable, pairs: list[tuple[Route, str]], now: datetime
     ) -> dict[str, GroupState]:
         """The recent past of the groups (receiver and route) of receivers that take digests:
         when each last sent, and when its message that is waiting (not being sent) is due."""
@@ -231,7 +222,7 @@ class AlertStore(DeliveryReads):
         ]
         if not wanted:
             return {}
-        rows = await conn.fetch(
+        rows = await tx.fetch(
             """SELECT w.receiver, g.last_sent_at,
                       (SELECT min(d.due_at) FROM mendline.deliveries d
                        WHERE d.receiver = w.receiver AND d.route_key = w.route_key
@@ -272,9 +263,9 @@ class AlertStore(DeliveryReads):
             )
         return keys, sent
 
-    async def _insert(
+    def _insert(
         self,
-        conn: Any,
+        tx: _Routing,
         row: Any,
         receiver: str,
         key: str,
@@ -286,7 +277,7 @@ class AlertStore(DeliveryReads):
         details = _json(row["details"])
         if row["down_since"] is not None:  # a recovery says how long the check was down
             details.setdefault("down_since", row["down_since"].isoformat())
-        await conn.execute(
+        tx.later(
             """INSERT INTO mendline.deliveries
                    (receiver, route_key, issue_id, trigger_id, kind, severity, mode, status,
                     due_at, wait_finding, details, reasons)
@@ -495,6 +486,57 @@ class AlertStore(DeliveryReads):
         )
 
 
+class _Routing:
+    """One routing transaction: the receivers told of and waiting for a message about each
+    issue, read for the whole batch at once; and its writes, held until a read needs them
+    or the batch ends. A batch of triggers costs a few statements rather than several each,
+    and reads as it would if each write had gone at once."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self._writes: dict[str, list[tuple[Any, ...]]] = {}
+        self._audiences: dict[int, tuple[dict[str, datetime], set[str]]] = {}
+
+    async def read_audiences(self, issue_ids: list[int]) -> None:
+        """Read the audiences of these issues (see audience) now."""
+        await self.flush()
+        rows = await self.conn.fetch(_AUDIENCES, sorted(set(issue_ids)), sorted(ENDS_INCIDENT))
+        for issue_id in issue_ids:
+            self._audiences[issue_id] = ({}, set())
+        for r in rows:
+            told, pending = self._audiences[r["issue_id"]]
+            if r["pending"]:
+                pending.add(r["receiver"])
+            else:
+                told[r["receiver"]] = r["last_sent_at"]
+
+    async def audience(self, issue_id: int) -> tuple[dict[str, datetime], set[str]]:
+        """The receivers told of the issue, with when they were last sent a message about
+        it; and those with a message about it not sent yet (a resolve aside)."""
+        if issue_id not in self._audiences:
+            await self.read_audiences([issue_id])
+        return self._audiences[issue_id]
+
+    def changed(self, issue_id: int) -> None:
+        """The issue's deliveries were written: its audience is read again when asked."""
+        self._audiences.pop(issue_id, None)
+
+    def later(self, statement: str, *args: Any) -> None:
+        """Run ``statement`` with ``args`` before the next read, or at the end."""
+        self._writes.setdefault(statement, []).append(args)
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        """The rows of ``query``, after the writes held."""
+        await self.flush()
+        return list(await self.conn.fetch(query, *args))
+
+    async def flush(self) -> None:
+        """Run the writes held, in order for each statement."""
+        writes, self._writes = self._writes, {}
+        for statement, args in writes.items():
+            await self.conn.executemany(statement, args)
+
+
 def route_key(route: Route) -> str:
     """A route's identity across edits of the file that move its line: what it matches and
     where it sends (two routes alike in both are one group anyway)."""
@@ -563,6 +605,12 @@ _TRIGGERS = f"""SELECT t.id, t.issue_id, t.kind, t.details::text AS details, t.r
 FROM mendline.triggers t
 JOIN mendline.issues i ON i.id = t.issue_id
 {_NEWEST_EVENT}"""
+
+_AUDIENCES = """SELECT issue_id, receiver, last_sent_at, false AS pending
+FROM mendline.alert_state WHERE issue_id = ANY($1::bigint[])
+UNION ALL
+SELECT DISTINCT issue_id, receiver, NULL::timestamptz, true FROM mendline.deliveries
+WHERE issue_id = ANY($1::bigint[]) AND status = 'pending' AND kind <> ALL($2::text[])"""
 
 _RENEW_RECEIVERS = """UPDATE mendline.receiver_leases
 SET expires_at = now() + make_interval(secs => $2)
