@@ -1,5 +1,6 @@
-"""Which deliveries ``AlertStore.claim_due`` takes, case by case, and what a claimed one
-carries, against a real PostgreSQL: a table of outboxes and the deliveries each claim takes."""
+"""The outbox against a real PostgreSQL: which deliveries ``AlertStore.claim_due`` takes, case
+by case (a table of outboxes and the deliveries each claim takes), what a claimed one
+carries, and what ``AlertStore.mark`` records of a batch of outcomes."""
 
 from __future__ import annotations
 
@@ -11,9 +12,18 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from mendline.sinks.postgres import AlertStore, migrated_pool
+from mendline.schemas.errors import RejectedData
+from mendline.sinks.postgres import (
+    AlertStore,
+    Delivered,
+    GiveUp,
+    Retry,
+    Suppressed,
+    migrated_pool,
+)
 from tests.db_helpers import fresh_database, store_events
 from tests.integration.event_factory import make_event
+from tests.outbox_helpers import Row, outbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -30,23 +40,6 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
             yield pool
         finally:
             await pool.close()
-
-
-@dataclass(frozen=True)
-class Row:
-    """A delivery of a case, each with a trigger of its own; times in seconds from now."""
-
-    name: str
-    receiver: str = "team"
-    issue: int = 1
-    mode: str = "new"
-    status: str = "pending"
-    due: float = -1.0
-    wait: bool = False  # it may go before it is due, when its finding is in
-    finding: bool = False  # its trigger's finding is in
-    lease: float | None = None  # a worker's lease on it (negative: lapsed)
-    route: str = "r1"
-    kind: str = "new_issue"
 
 
 @dataclass(frozen=True)
@@ -152,58 +145,6 @@ CASES = [
 ]
 
 
-async def outbox(pool: asyncpg.Pool, rows: list[Row]) -> dict[int, str]:
-    """Empty the outbox, then write ``rows`` in order (ids ascending) in one transaction, so
-    that equal offsets give equal times; the rows' names by id."""
-    names = {}
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """DELETE FROM mendline.deliveries; DELETE FROM mendline.alert_state;
-               DELETE FROM mendline.findings;
-               DELETE FROM mendline.triggers WHERE dedup_key LIKE 'claim:%'"""
-        )
-        for n, row in enumerate(rows):
-            trigger = await conn.fetchval(
-                """INSERT INTO mendline.triggers (issue_id, kind, dedup_key, routed_at)
-                   VALUES ($1, $2, $3, now()) RETURNING id""",
-                row.issue,
-                row.kind,
-                f"claim:{n}",
-            )
-            if row.finding:
-                await conn.execute(
-                    """INSERT INTO mendline.findings (issue_id, trigger_id, cache_key, analyser,
-                           root_cause, confidence, category, severity, suggested_fix)
-                       VALUES ($1, $2, $3, 'heuristic', $4, 0.8, 'bad_input', 'critical',
-                               'check the input')""",
-                    row.issue,
-                    trigger,
-                    f"claim:{n}",
-                    f"the cause of {row.name}",
-                )
-            delivery = await conn.fetchval(
-                """INSERT INTO mendline.deliveries (receiver, route_key, issue_id, trigger_id,
-                       kind, severity, mode, status, due_at, wait_finding, lease_until, owner)
-                   VALUES ($1, $2, $3, $4, $5, 'error', $6, $7,
-                           now() + make_interval(secs => $8), $9,
-                           now() + make_interval(secs => $10),
-                           CASE WHEN $10::float8 IS NULL THEN NULL ELSE 'another' END)
-                   RETURNING id""",
-                row.receiver,
-                row.route,
-                row.issue,
-                trigger,
-                row.kind,
-                row.mode,
-                row.status,
-                row.due,
-                row.wait,
-                row.lease,
-            )
-            names[delivery] = row.name
-    return names
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.what for c in CASES])
 async def test_what_a_claim_takes(pool: asyncpg.Pool, case: Case) -> None:
     names = await outbox(pool, case.rows)
@@ -288,3 +229,102 @@ async def test_what_a_claimed_delivery_carries(pool: asyncpg.Pool) -> None:
     )
     assert failed["status"] == "failed" and failed["lease_until"] is None
     assert failed["last_error"].startswith("cannot build the notification")
+
+
+async def test_a_batch_of_marks_records_each_delivery_as_it_went(pool: asyncpg.Pool) -> None:
+    rows = [
+        Row("head", route="g"),
+        Row("member", issue=2, route="g"),
+        Row("update", issue=3, mode="update"),
+        Row("retried", issue=4),
+        Row("refused", receiver="ops"),
+        Row("silenced", issue=2, receiver="ops"),
+        Row("taken over", issue=3, receiver="ops"),
+    ]
+    names = await outbox(pool, rows)
+    await pool.execute(
+        """INSERT INTO mendline.alert_state (issue_id, receiver, last_sent_at, reference)
+           VALUES (3, 'team', '2020-01-01', '{"ts": "first"}')"""
+    )
+    store = AlertStore(pool)
+    claimed = {names[d.id]: d for d in await store.claim_due("w1", 30)}
+    assert len(claimed) == len(rows)
+    # Its lease ran out while it was being sent, and another worker took it.
+    await pool.execute(
+        "UPDATE mendline.deliveries SET owner = 'w2' WHERE id = $1", claimed["taken over"].id
+    )
+    silence = await pool.fetchval(
+        """INSERT INTO mendline.silences (matchers, starts_at, ends_at, created_by, comment)
+           VALUES ('[{"name": "service", "value": "api"}]', now(),
+                   now() + interval '1 hour', 'rita', 'deploy') RETURNING id"""
+    )
+    await store.mark(
+        [
+            Delivered((claimed["head"], claimed["member"]), {"ts": "9"}),
+            Delivered((claimed["update"],), {"ts": "10"}),
+            Retry(claimed["retried"], "http_500: down", 30),
+            GiveUp(claimed["refused"], "http_400: bad event", "failed"),
+            Suppressed(claimed["silenced"], "silenced: deploy", silence),
+            Delivered((claimed["taken over"],), {"ts": "11"}),
+        ],
+        "w1",
+    )
+    after = {
+        names[r["id"]]: r
+        for r in await pool.fetch(
+            """SELECT *, due_at > now() + interval '20 seconds' AS later
+               FROM mendline.deliveries"""
+        )
+    }
+    head, member = after["head"], after["member"]
+    assert (head["status"], member["status"]) == ("delivered", "delivered")
+    assert (head["digest_of"], member["digest_of"]) == (None, head["id"])
+    assert head["reference"] == member["reference"] == '{"ts": "9"}'
+    assert after["update"]["status"] == "delivered"
+    retried = after["retried"]
+    assert (retried["status"], retried["lease_until"], retried["later"]) == ("pending", None, True)
+    assert retried["last_error"] == "http_500: down"
+    refused = after["refused"]
+    assert (refused["status"], refused["last_error"]) == ("failed", "http_400: bad event")
+    silenced = after["silenced"]
+    assert (silenced["status"], silenced["silence_id"]) == ("suppressed", silence)
+    assert silenced["reasons"][-1] == "silenced: deploy"
+    taken = after["taken over"]  # not this worker's to mark any more
+    assert (taken["status"], taken["owner"]) == ("pending", "w2")
+    assert all(r["lease_until"] is None for n, r in after.items() if n != "taken over")
+    state = {
+        (r["issue_id"], r["receiver"]): r
+        for r in await pool.fetch("SELECT *, reference::text AS ref FROM mendline.alert_state")
+    }
+    assert state[(1, "team")]["ref"] == state[(2, "team")]["ref"] == '{"ts": "9"}'
+    # An update keeps the first message's reference, and does not count as a message sent.
+    assert state[(3, "team")]["ref"] == '{"ts": "first"}'
+    assert state[(3, "team")]["last_sent_at"].year == 2020
+    assert (1, "ops") not in state and (2, "ops") not in state  # refused, silenced
+    # The message taken over was sent all the same: the receiver was told.
+    assert state[(3, "ops")]["ref"] == '{"ts": "11"}'
+    groups = await pool.fetch("SELECT receiver, route_key FROM mendline.alert_groups")
+    assert sorted((g["receiver"], g["route_key"]) for g in groups) == [
+        ("ops", "r1"),
+        ("team", "g"),
+        ("team", "r1"),
+    ]
+
+
+async def test_a_batch_of_marks_is_written_whole_or_not_at_all(pool: asyncpg.Pool) -> None:
+    names = await outbox(pool, [Row("sent"), Row("silenced", issue=2)])
+    store = AlertStore(pool)
+    claimed = {names[d.id]: d for d in await store.claim_due("w1", 30)}
+    with pytest.raises(RejectedData):  # no such silence: the batch is refused
+        await store.mark(
+            [
+                Delivered((claimed["sent"],), {"ts": "1"}),
+                Suppressed(claimed["silenced"], "silenced", silence_id=-1),
+            ],
+            "w1",
+        )
+    rows = await pool.fetch("SELECT status, owner, lease_until FROM mendline.deliveries")
+    # Both still this worker's, unmarked: they come back when the lease runs out.
+    assert [(r["status"], r["owner"]) for r in rows] == [("pending", "w1")] * 2
+    assert all(r["lease_until"] is not None for r in rows)
+    assert await pool.fetchval("SELECT count(*) FROM mendline.alert_state") == 0
