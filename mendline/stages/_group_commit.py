@@ -44,8 +44,10 @@ class GroupCommit(Generic[_T]):
 
     async def flush(self) -> None:
         """Return when all that was added is written (at once, once abandoned); raise what a
-        write raised."""
-        while self._task is not None and not self._abandoned:
+        write raised (not once abandoned: a stop is not turned into that error)."""
+        if self._abandoned:
+            return
+        while self._task is not None:
             await self._task
         if self._error is not None:
             raise self._error
