@@ -35,10 +35,11 @@ class GroupCommit(Generic[_T]):
         return [*self._writing, *self._queued]
 
     def add(self, item: _T) -> None:
-        """Queue ``item``; a write starts now if none is running."""
+        """Queue ``item``; a write starts now if none is running. After a failed write, it
+        is kept in ``unwritten`` and that error raised."""
+        self._queued.append(item)
         if self._error is not None:
             raise self._error
-        self._queued.append(item)
         if self._task is None and not self._abandoned:
             self._task = asyncio.create_task(self._drain())
 

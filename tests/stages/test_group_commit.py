@@ -61,7 +61,8 @@ async def test_a_failed_write_keeps_its_batch_unwritten_and_says_so() -> None:
     assert write.batches == [[1]]
     assert marks.unwritten == [2, 3]
     with pytest.raises(RuntimeError):
-        marks.add(4)  # nothing more is written after a failure
+        marks.add(4)  # nothing more is written after a failure, and that is said
+    assert marks.unwritten == [2, 3, 4]
     marks.abandon()
     await marks.flush()  # a worker stopping is not turned into the write's error
 
