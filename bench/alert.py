@@ -7,18 +7,26 @@ Run: .venv/bin/python bench/alert.py [--samples N] [--deliveries M]
     issue committing in PostgreSQL to the loopback Slack webhook receiving the alert.
 (2) M new issues at once routed to a PagerDuty receiver (one Events API call each, no rate
     limit): deliveries per second of one `mendline alert` worker, from routing to the last
-    delivery marked in PostgreSQL.
+    delivery marked in PostgreSQL; then, to the same server in the same run, M bare Events
+    API calls one after another, and the ratio of the two rates. The PagerDuty stand-in runs
+    in a process of its own, as PagerDuty does: in the worker's, its threads would compete
+    with the worker for the interpreter lock, and the more so the more it sends at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import asyncpg
@@ -61,6 +69,28 @@ group_wait = "0s"
 """
 
 
+def serve_pagerduty(reply: Connection) -> None:
+    """The PagerDuty stand-in until the process is terminated; its URL sent through ``reply``."""
+    with fake_pagerduty() as pd:
+        reply.send(pd.events_url)
+        threading.Event().wait()
+
+
+@contextmanager
+def pagerduty_process() -> Iterator[str]:
+    """The Events API URL of a PagerDuty stand-in in a process of its own, stopped after."""
+    ours, theirs = multiprocessing.Pipe()
+    process = multiprocessing.get_context("spawn").Process(target=serve_pagerduty, args=(theirs,))
+    process.start()
+    try:
+        if not ours.poll(60):
+            raise SystemExit("the PagerDuty stand-in did not start")
+        yield ours.recv()
+    finally:
+        process.terminate()
+        process.join(10)
+
+
 async def run_worker(settings: Settings, environ: dict[str, str], stop: asyncio.Event) -> None:
     table = load_routes(settings.routes_file)
     channels = {n: make_channel(n, r, environ) for n, r in table.receivers.items()}
@@ -81,11 +111,11 @@ async def main() -> None:
     with (
         EmbeddedPostgres() as pg,
         fake_slack() as slack,
-        fake_pagerduty() as pd,
+        pagerduty_process() as events_url,
         tempfile.TemporaryDirectory() as tmp,
     ):
         path = Path(tmp) / "routes.toml"
-        path.write_text(ROUTES.format(pd=pd.events_url))
+        path.write_text(ROUTES.format(pd=events_url))
         settings = load_settings(
             database_url=pg.url, routes_file=path, frequency_threshold=0, alert_lease=300
         )
@@ -138,7 +168,7 @@ async def main() -> None:
             }
             bare_started = time.monotonic()
             for _ in range(args.deliveries):
-                await client.post(pd.events_url, json=body)
+                await client.post(events_url, json=body)
             bare = time.monotonic() - bare_started
         stop.set()
         await worker
@@ -150,10 +180,11 @@ async def main() -> None:
         f"    median {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms,"
         f" max {latencies[-1] * 1000:.0f} ms (group_wait 0)"
     )
+    rate, bare_rate = args.deliveries / elapsed, args.deliveries / bare
     print(
         f"(2) {args.deliveries} PagerDuty deliveries by one worker: {elapsed:.1f} s,"
-        f" {args.deliveries / elapsed:.0f} deliveries/s; the bare Events API calls alone:"
-        f" {args.deliveries / bare:.0f}/s"
+        f" {rate:.0f} deliveries/s; the bare Events API calls alone: {bare_rate:.0f}/s"
+        f" (ratio {rate / bare_rate:.2f})"
     )
 
 

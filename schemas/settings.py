@@ -191,6 +191,12 @@ class Settings(BaseSettings):
     alert_poll_interval: float = Field(
         default=2.0, gt=0, description="Seconds between looks for due deliveries."
     )
+    alert_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Messages one alert worker sends at once to each receiver (one at a time"
+        " per issue; a Slack channel still gets one a second).",
+    )
     alert_max_age: float = Field(
         default=24 * 3600.0,
         gt=0,

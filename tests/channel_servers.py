@@ -4,8 +4,9 @@
 auth.test; ``FakePagerDuty`` is the Events API v2; ``smtp_server`` is an aiosmtpd server, with
 STARTTLS (a self-signed certificate from ``openssl``) and AUTH when asked. The HTTP ones
 record every request with its arrival time and answer from a script: 429 with Retry-After,
-500, a Slack error, or slowly. ``FakeWebhook`` is a generic webhook endpoint that checks
-mendline's signature. Only 127.0.0.1, ever.
+500, a Slack error, or slowly; with ``jitter``, each answer comes after a random wait (answers
+out of order), and ``most_at_once`` counts the requests they held at once. ``FakeWebhook`` is a
+generic webhook endpoint that checks mendline's signature. Only 127.0.0.1, ever.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import email
 import email.policy
 import hmac
 import json
+import random
 import socket
 import ssl
 import subprocess
@@ -21,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -95,6 +97,9 @@ class _Server:
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.script: list[Reply] = []
+        self.jitter = 0.0  # each answer waits up to this many seconds more, at random
+        self.most_at_once = 0  # the most requests being answered at the same time
+        self._at_once = 0
         self._lock = threading.Lock()
         server = self
 
@@ -112,7 +117,14 @@ class _Server:
                 with server._lock:
                     server.requests.append(request)
                     reply = server.script.pop(0) if server.script else server.answer(request)
-                send_reply(self, reply)
+                    reply = replace(reply, delay=reply.delay + random.uniform(0, server.jitter))
+                    server._at_once += 1
+                    server.most_at_once = max(server.most_at_once, server._at_once)
+                try:
+                    send_reply(self, reply)
+                finally:
+                    with server._lock:
+                        server._at_once -= 1
 
         self._http = LoopbackHTTPServer(Handler)
 

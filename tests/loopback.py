@@ -15,11 +15,17 @@ class QuietHandler(BaseHTTPRequestHandler):
         """Log nothing."""
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: more clients connecting at once than that see
+    # their SYN dropped and retried a second later, which no real peer would make them wait.
+    request_queue_size = 128
+
+
 class LoopbackHTTPServer:
     """A ThreadingHTTPServer on 127.0.0.1 (a free port), served by a daemon thread."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self._httpd = ThreadingHTTPServer((HOST, 0), handler)
+        self._httpd = _Server((HOST, 0), handler)
         self._httpd.daemon_threads = True
         # A short poll interval: shutdown() waits for it, once a test.
         self._thread = threading.Thread(

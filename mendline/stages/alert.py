@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,11 +23,17 @@ from mendline.sinks.postgres import (
     FINDINGS_CHANNEL,
     TRIGGERS_CHANNEL,
     AlertStore,
+    Delivered,
     DueDelivery,
+    GiveUp,
     Listener,
+    Mark,
+    Retry,
+    Suppressed,
     connect_alerts,
 )
 from mendline.sinks.routing import RoutingTable, check_secrets, disabled_receivers, load_routes
+from mendline.stages._group_commit import GroupCommit
 from mendline.stages._telemetry import StageContext, StatsMetric
 from mendline.stages._waiting import (
     connect_patiently,
@@ -46,6 +52,8 @@ log = logging.getLogger("mendline.alert")
 # Issues in one digest: what a Slack message shows in full (the renderer keeps within 50
 # blocks); more go in the next message.
 _DIGEST_MAX = 20
+# Triggers routed in one transaction; a pass that routed as many looks again at once.
+_ROUTE_BATCH = 200
 # A stopping worker's receivers go to another this long after its last message: the Slack
 # channel's pacing interval, so the handover does not send two messages closer than that.
 _HANDOVER = 1.0
@@ -173,7 +181,10 @@ class AlertWorker:
     Each pass routes the triggers not routed yet (and those whose finding came after), then
     claims the deliveries that are due, and sends them, one task per receiver, so that a
     slow or failing channel holds back only its own deliveries. Many alerts due at once for
-    one Slack or email receiver go as one digest.
+    one Slack or email receiver go as one digest. A receiver's messages go out
+    ``alert_concurrency`` at a time, those about one issue one after another, in order
+    (claim_due claims the next one once this one is marked); what became of them is
+    written in batches.
 
     Routing is shared; sending is not: each receiver has one worker at a time (a lease in
     PostgreSQL, taken on each pass and renewed while it sends), so that its pacing and its
@@ -253,8 +264,10 @@ class AlertWorker:
 
     async def pass_once(self) -> None:
         """Route what is new, and start sending what is due."""
-        routed = await self.store.route_pending(self.table)
-        followed = await self.store.follow_findings(self.table)
+        routed = await self.store.route_pending(self.table, _ROUTE_BATCH)
+        followed = await self.store.follow_findings(self.table, _ROUTE_BATCH)
+        if max(routed.triggers, followed.triggers) >= _ROUTE_BATCH:  # more to route: at once
+            self._wake.set()
         self.stats.routed += routed.deliveries + followed.deliveries + followed.updates
         self.stats.suppressed += routed.suppressed + followed.suppressed
         self.stats.unrouted += routed.unrouted
@@ -295,67 +308,93 @@ class AlertWorker:
             task.add_done_callback(done)
 
     async def _send_all(self, receiver: str, items: list[DueDelivery]) -> None:
+        # What becomes of the deliveries is recorded in batches, all of it before the
+        # receiver is free for its next claim.
+        marks: GroupCommit[Mark] = GroupCommit(self._record)
         try:
-            await self._send_batches(receiver, items)
+            try:
+                await self._send_batches(receiver, items, marks)
+            except asyncio.CancelledError:
+                marks.abandon()  # stopping: see below
+                raise
+            finally:
+                await marks.flush()
         finally:
-            # Whatever stopped it (a bug, a lost database): what was not marked goes back
-            # to the queue now, and its lease is not renewed for ever.
-            unsent = [i for i in items if i.id in self._claimed]
-            self._done(unsent)
+            # Whatever stopped it (a bug, a lost database, a stop): what was not sent goes
+            # back to the queue now; what was sent and not recorded comes back when its
+            # lease runs out (sent again: at least once). Neither is renewed any more.
+            left = [i for i in items if i.id in self._claimed]
+            self._done(left)
+            sent = {item.id for mark in marks.unwritten for item in mark.items}
+            unsent = [i for i in left if i.id not in sent]
             if unsent:
                 with contextlib.suppress(Exception):
                     await self.store.release(unsent, self.owner)
 
-    async def _send_batches(self, receiver: str, items: list[DueDelivery]) -> None:
+    async def _record(self, marks: list[Mark]) -> None:
+        await through_outages(self.store.mark, marks, self.owner, what="record deliveries")
+        self._done([item for mark in marks for item in mark.items])
+
+    async def _send_batches(
+        self, receiver: str, items: list[DueDelivery], marks: GroupCommit[Mark]
+    ) -> None:
         if receiver in self.disabled:  # recorded, never silently lost
             for item in items:
-                await self._suppress(item, self.disabled[receiver])
+                self._suppress(marks, item, self.disabled[receiver])
             return
-        items = await self._unsilenced(items)
+        items = await self._unsilenced(items, marks)
         channel = self.channels.get(receiver)
         if channel is None:  # a routing file changed under older deliveries
             for item in items:
-                await through_outages(
-                    self.store.give_up,
-                    item,
-                    "no such receiver now",
-                    "failed",
-                    self.owner,
-                    what="record a delivery",
-                )
-                self._done([item])
+                marks.add(GiveUp(item, "no such receiver now", "failed"))
             return
-        batches = self._batches(receiver, items)
-        while batches:
-            batch = batches.pop(0)
-            notification = Notification(
-                receiver=receiver,
-                alerts=[i.alert for i in batch],
-                mode=batch[0].mode if len(batch) == 1 else "new",  # type: ignore[arg-type]
-                previous=batch[0].previous if len(batch) == 1 else None,
-            )
-            try:
-                reference = await channel.send(notification)
-            except ChannelError as exc:
-                if not exc.retriable and len(batch) > 1:
-                    # One alert may be what the channel refuses: try them one by one.
-                    batches[:0] = [[item] for item in batch]
-                    continue
-                await self._failed(batch, exc)
-                continue
-            except Exception as exc:  # a bug in a channel must not lose the delivery
-                log.exception("mendline: receiver %s failed unexpectedly", receiver)
-                await self._failed(batch, ChannelError(str(exc), code="unexpected", retriable=True))
-                continue
-            await through_outages(
-                self.store.delivered, batch, reference, self.owner, what="record a delivery"
-            )
-            self._done(batch)
-            self.stats.sent += len(batch)
-            self.stats.messages += 1
-            self.stats.by_receiver[receiver] = self.stats.by_receiver.get(receiver, 0) + 1
+        # A claim holds one delivery at most per issue and receiver (the next one is
+        # claimed once this one is marked): its messages go out side by side, in any order.
+        # A Slack channel's pacing is the channel's own (one message a second).
+        batches = deque(self._batches(receiver, items))
 
-    async def _unsilenced(self, items: list[DueDelivery]) -> list[DueDelivery]:
+        async def lane() -> None:
+            while batches:
+                await self._send(receiver, channel, batches.popleft(), marks)
+
+        lanes = min(self.settings.alert_concurrency, len(batches))
+        ended = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
+        for outcome in ended:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _send(
+        self, receiver: str, channel: Channel, batch: list[DueDelivery], marks: GroupCommit[Mark]
+    ) -> None:
+        """Send one message (one delivery, or a digest) and mark what became of it."""
+        notification = Notification(
+            receiver=receiver,
+            alerts=[i.alert for i in batch],
+            mode=batch[0].mode if len(batch) == 1 else "new",  # type: ignore[arg-type]
+            previous=batch[0].previous if len(batch) == 1 else None,
+        )
+        try:
+            reference = await channel.send(notification)
+        except ChannelError as exc:
+            if not exc.retriable and len(batch) > 1:
+                # One alert may be what the channel refuses: try them one by one.
+                for item in batch:
+                    await self._send(receiver, channel, [item], marks)
+                return
+            self._failed(batch, exc, marks)
+            return
+        except Exception as exc:  # a bug in a channel must not lose the delivery
+            log.exception("mendline: receiver %s failed unexpectedly", receiver)
+            self._failed(batch, ChannelError(str(exc), code="unexpected", retriable=True), marks)
+            return
+        marks.add(Delivered(tuple(batch), reference))
+        self.stats.sent += len(batch)
+        self.stats.messages += 1
+        self.stats.by_receiver[receiver] = self.stats.by_receiver.get(receiver, 0) + 1
+
+    async def _unsilenced(
+        self, items: list[DueDelivery], marks: GroupCommit[Mark]
+    ) -> list[DueDelivery]:
         """The items no silence holds back; the others recorded as suppressed. Decided now,
         just before sending, so that a silence made after routing still holds."""
         if not items:
@@ -368,14 +407,13 @@ class AlertWorker:
             if verdict.silence is None:
                 kept.append(item)
             else:
-                await self._suppress(item, verdict.reason, verdict.silence.id)
+                self._suppress(marks, item, verdict.reason, verdict.silence.id)
         return kept
 
-    async def _suppress(self, item: DueDelivery, reason: str, silence: int | None = None) -> None:
-        await through_outages(
-            self.store.suppress, item, reason, self.owner, silence, what="record a delivery"
-        )
-        self._done([item])
+    def _suppress(
+        self, marks: GroupCommit[Mark], item: DueDelivery, reason: str, silence: int | None = None
+    ) -> None:
+        marks.add(Suppressed(item, reason, silence))
         self.stats.suppressed += 1
 
     def _batches(self, receiver: str, items: list[DueDelivery]) -> list[list[DueDelivery]]:
@@ -392,40 +430,22 @@ class AlertWorker:
         for item in batch:
             self._claimed.pop(item.id, None)
 
-    async def _failed(self, batch: list[DueDelivery], exc: ChannelError) -> None:
+    def _failed(
+        self, batch: list[DueDelivery], exc: ChannelError, marks: GroupCommit[Mark]
+    ) -> None:
+        error = f"{exc.code}: {exc}"
         for item in batch:
             age = datetime.now(UTC) - item.created_at
             if not exc.retriable:
-                await through_outages(
-                    self.store.give_up,
-                    item,
-                    f"{exc.code}: {exc}",
-                    "failed",
-                    self.owner,
-                    what="record a delivery",
-                )
+                marks.add(GiveUp(item, error, "failed"))
                 self.stats.failed += 1
             elif age.total_seconds() > self.settings.alert_max_age:
-                await through_outages(
-                    self.store.give_up,
-                    item,
-                    f"{exc.code}: {exc}",
-                    "dead",
-                    self.owner,
-                    what="record a delivery",
-                )
+                marks.add(GiveUp(item, error, "dead"))
                 self.stats.dead += 1
             else:
                 backoff = self._retry_backoff.delay(max(item.attempts - 1, 0))
                 after = max(exc.retry_after or 0.0, backoff)
-                await through_outages(
-                    self.store.retry,
-                    item,
-                    f"{exc.code}: {exc}",
-                    after,
-                    self.owner,
-                    what="record a delivery",
-                )
+                marks.add(Retry(item, error, after))
                 self.stats.retried += 1
                 log.warning(
                     "mendline: delivery %d to %s failed (%s); again in %.1f s",
@@ -434,4 +454,3 @@ class AlertWorker:
                     exc,
                     after,
                 )
-            self._done([item])

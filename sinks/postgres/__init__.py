@@ -6,6 +6,7 @@ passwords and API tokens, the dashboard's sessions and failed logins and its fee
 does not own it."""
 
 from mendline.sinks.postgres._admin import IssueActions, IssueNotFound
+from mendline.sinks.postgres._alert_marks import Delivered, GiveUp, Mark, Retry, Suppressed
 from mendline.sinks.postgres._alert_reads import DeliveryCount, DeliveryRow
 from mendline.sinks.postgres._alerts import (
     AlertStore,
@@ -125,6 +126,7 @@ __all__ = [
     "CheckinStore",
     "Claim",
     "DashboardReads",
+    "Delivered",
     "DeliveryCount",
     "DeliveryRow",
     "DueDelivery",
@@ -136,6 +138,7 @@ __all__ = [
     "FixAwaiting",
     "FixOutcomes",
     "FixStore",
+    "GiveUp",
     "Handover",
     "HealthStore",
     "HourlyResponse",
@@ -145,6 +148,7 @@ __all__ = [
     "IssueReads",
     "LevelCount",
     "Listener",
+    "Mark",
     "PasswordCheck",
     "PasswordRefusal",
     "PeopleStore",
@@ -153,6 +157,7 @@ __all__ = [
     "PruneResult",
     "RecordOutcome",
     "RemediationStore",
+    "Retry",
     "ReviewRuleStore",
     "RoutingResult",
     "Session",
@@ -162,6 +167,7 @@ __all__ = [
     "StoredFinding",
     "StoredFix",
     "StoredResult",
+    "Suppressed",
     "SyncResult",
     "TokenInfo",
     "Trouble",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,8 +34,9 @@ from mendline.schemas.alert import (
     AlertIssue,
     AlertSeverity,
 )
+from mendline.sinks.postgres._alert_marks import Mark, write_marks
 from mendline.sinks.postgres._alert_reads import DeliveryReads
-from mendline.sinks.postgres._errors import is_outage, translating
+from mendline.sinks.postgres._errors import translating
 from mendline.sinks.postgres._silences import active_silences
 
 if TYPE_CHECKING:
@@ -97,10 +99,13 @@ class AlertStore(DeliveryReads):
                     FOR UPDATE OF t SKIP LOCKED""",
                 limit,
             )
+            tx = _Routing(conn)
+            await tx.read_audiences([row["issue_id"] for row in rows])
             for row in rows:
                 result.triggers += 1
                 severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
-                await self._route(conn, table, row, severity, result, known=frozenset())
+                await self._route(tx, table, row, severity, result, known=frozenset())
+            await tx.flush()
         return result
 
     async def follow_findings(self, table: RoutingTable, limit: int = 200) -> RoutingResult:
@@ -116,8 +121,11 @@ class AlertStore(DeliveryReads):
                     ORDER BY t.id LIMIT $1 FOR UPDATE OF t SKIP LOCKED""",
                 limit,
             )
+            tx = _Routing(conn)
+            await tx.read_audiences([row["issue_id"] for row in rows])
             for row in rows:
                 result.triggers += 1
+                # What this batch wrote so far is about other triggers: no flush needed.
                 keys, sent = await self._sent(conn, table, row["id"])
                 severity = alert_severity(row["level"], row["finding_severity"], row["kind"])
                 follow = follow_finding(
@@ -131,20 +139,22 @@ class AlertStore(DeliveryReads):
                 if follow.later:
                     continue  # being sent right now, perhaps without the finding: next pass
                 for receiver, decision in follow.updates:
-                    await self._insert(
-                        conn, row, receiver, keys[receiver], row["routed_severity"], decision
+                    self._insert(
+                        tx, row, receiver, keys[receiver], row["routed_severity"], decision
                     )
                     result.updates += 1
+                tx.changed(row["issue_id"])
                 if follow.reroute:
-                    await self._route(conn, table, row, severity, result, known=follow.told)
-                await conn.execute(
+                    await self._route(tx, table, row, severity, result, known=follow.told)
+                tx.later(
                     "UPDATE mendline.triggers SET followed_at = now() WHERE id = $1", row["id"]
                 )
+            await tx.flush()
         return result
 
     async def _route(
         self,
-        conn: Any,
+        tx: _Routing,
         table: RoutingTable,
         row: Any,
         severity: AlertSeverity,
@@ -153,10 +163,9 @@ class AlertStore(DeliveryReads):
     ) -> None:
         """Route one trigger: read what the decisions need, decide for each receiver the routes
         reach (those ``known`` aside), record the deliveries and mark the trigger routed."""
-        told = await self._told(conn, row["issue_id"])
-        pending = await self._pending(conn, row["issue_id"])
+        told, pending = await tx.audience(row["issue_id"])
         if row["kind"] in ENDS_INCIDENT:
-            withdrawn = await self._withdraw(conn, row["issue_id"])
+            withdrawn = await self._withdraw(tx, row["issue_id"])
             pairs = [
                 (route, receiver)
                 for receiver in resolve_audience(told, pending, withdrawn)
@@ -167,7 +176,7 @@ class AlertStore(DeliveryReads):
         if not pairs and not known and row["kind"] not in ENDS_INCIDENT:
             result.unrouted += 1
         pairs = [(route, receiver) for route, receiver in pairs if receiver not in known]
-        groups = await self._groups(conn, table, pairs, row["now"])
+        groups = await self._groups(tx, table, pairs, row["now"])
         for route, receiver in pairs:
             decision = decide_delivery(
                 row["kind"],
@@ -179,12 +188,13 @@ class AlertStore(DeliveryReads):
                 group=groups.get(receiver, NO_GROUP),
                 ignored=row["status"] == "ignored",
             )
-            await self._insert(conn, row, receiver, route_key(route), severity, decision)
+            self._insert(tx, row, receiver, route_key(route), severity, decision)
             if decision.mode == "suppressed":
                 result.suppressed += 1
             else:
                 result.deliveries += 1
-        await conn.execute(
+        tx.changed(row["issue_id"])
+        tx.later(
             """UPDATE mendline.triggers SET routed_at = coalesce(routed_at, now()),
                    routed_severity = $2,
                    followed_at = CASE WHEN kind IN ('new_issue', 'regression', 'health_down')
@@ -194,31 +204,14 @@ class AlertStore(DeliveryReads):
             severity,
         )
 
-    async def _told(self, conn: Any, issue_id: int) -> dict[str, datetime]:
-        """The receivers told of the issue, and when they were last sent a message about it."""
-        rows = await conn.fetch(
-            "SELECT receiver, last_sent_at FROM mendline.alert_state WHERE issue_id = $1",
-            issue_id,
-        )
-        return {r["receiver"]: r["last_sent_at"] for r in rows}
-
-    async def _pending(self, conn: Any, issue_id: int) -> set[str]:
-        """Receivers with a message about the issue not sent yet (a resolve aside)."""
-        rows = await conn.fetch(
-            """SELECT DISTINCT receiver FROM mendline.deliveries
-               WHERE issue_id = $1 AND status = 'pending' AND kind <> ALL($2::text[])""",
-            issue_id,
-            sorted(ENDS_INCIDENT),
-        )
-        return {r["receiver"] for r in rows}
-
-    async def _withdraw(self, conn: Any, issue_id: int) -> set[str]:
+    async def _withdraw(self, tx: _Routing, issue_id: int) -> set[str]:
         """The issue is resolved (or its check is up again): what was not sent yet need not
         be. Suppress the messages not being sent right now; the receivers they were for."""
-        return await withdraw_pending(conn, issue_id, "resolved")
+        await tx.flush()
+        return await withdraw_pending(tx.conn, issue_id, "resolved")
 
     async def _groups(
-        self, conn: Any, table: RoutingTable, pairs: list[tuple[Route, str]], now: datetime
+        self, tx: _Routing, table: RoutingTable, pairs: list[tuple[Route, str]], now: datetime
     ) -> dict[str, GroupState]:
         """The recent past of the groups (receiver and route) of receivers that take digests:
         when each last sent, and when its message that is waiting (not being sent) is due."""
@@ -229,7 +222,7 @@ class AlertStore(DeliveryReads):
         ]
         if not wanted:
             return {}
-        rows = await conn.fetch(
+        rows = await tx.fetch(
             """SELECT w.receiver, g.last_sent_at,
                       (SELECT min(d.due_at) FROM mendline.deliveries d
                        WHERE d.receiver = w.receiver AND d.route_key = w.route_key
@@ -270,9 +263,9 @@ class AlertStore(DeliveryReads):
             )
         return keys, sent
 
-    async def _insert(
+    def _insert(
         self,
-        conn: Any,
+        tx: _Routing,
         row: Any,
         receiver: str,
         key: str,
@@ -284,7 +277,7 @@ class AlertStore(DeliveryReads):
         details = _json(row["details"])
         if row["down_since"] is not None:  # a recovery says how long the check was down
             details.setdefault("down_since", row["down_since"].isoformat())
-        await conn.execute(
+        tx.later(
             """INSERT INTO mendline.deliveries
                    (receiver, route_key, issue_id, trigger_id, kind, severity, mode, status,
                     due_at, wait_finding, details, reasons)
@@ -320,126 +313,61 @@ class AlertStore(DeliveryReads):
         for ``lease`` seconds; a killed worker's come back when the lease runs out.
         Receivers in ``exclude`` (still sending) are left for later. With ``owned``, only
         the deliveries of those receivers (the ones this worker holds; see hold_receivers)
-        are taken, and those of receivers not in ``known`` (gone from the routes file)."""
+        are taken, and those of receivers not in ``known`` (gone from the routes file).
+
+        One statement, whatever their number; earliest due first. A claim holds at most one
+        delivery per issue and receiver (the first not sent yet), so its messages may go
+        out in any order: the next one about an issue is claimed once this one is marked."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                """WITH due AS (
-                       SELECT d.id FROM mendline.deliveries d
-                       WHERE d.status = 'pending' AND d.receiver <> ALL($4::text[])
-                         AND ($5::text[] IS NULL OR d.receiver = ANY($5::text[])
-                              OR d.receiver <> ALL($6::text[]))
-                         AND (d.lease_until IS NULL OR d.lease_until < now())
-                         -- In order per issue and receiver: an update never overtakes its
-                         -- message, a resolve never overtakes the alert it resolves.
-                         AND NOT EXISTS (
-                             SELECT 1 FROM mendline.deliveries p
-                             WHERE p.issue_id = d.issue_id AND p.receiver = d.receiver
-                               AND p.status = 'pending' AND p.id < d.id)
-                         -- Early when its finding is in and so are those of the alerts
-                         -- it will share a digest with: one late finding holds the group
-                         -- (to the end of group_wait at most), so that no member goes out
-                         -- without its root cause for want of waiting a moment.
-                         AND (d.due_at <= now()
-                              OR (d.wait_finding AND EXISTS (
-                                      SELECT 1 FROM mendline.findings f
-                                      WHERE f.trigger_id = d.trigger_id)
-                                  AND NOT EXISTS (
-                                      SELECT 1 FROM mendline.deliveries m
-                                      WHERE m.receiver = d.receiver
-                                        AND m.route_key = d.route_key
-                                        AND m.due_at = d.due_at AND m.mode = 'new'
-                                        AND m.status = 'pending' AND m.wait_finding
-                                        AND NOT EXISTS (
-                                            SELECT 1 FROM mendline.findings f
-                                            WHERE f.trigger_id = m.trigger_id))))
-                       ORDER BY d.due_at, d.id LIMIT $1 FOR UPDATE SKIP LOCKED),
-                   -- A message sent early takes its group along: the alerts that share its
-                   -- route, receiver and time go in the same digest.
-                   mates AS (
-                       SELECT m.id FROM mendline.deliveries m
-                       JOIN mendline.deliveries f ON f.id IN (SELECT id FROM due)
-                         AND m.receiver = f.receiver AND m.route_key = f.route_key
-                         AND m.due_at = f.due_at AND m.mode = 'new'
-                       WHERE m.status = 'pending'
-                         AND (m.lease_until IS NULL OR m.lease_until < now())
-                         AND NOT EXISTS (
-                             SELECT 1 FROM mendline.deliveries p
-                             WHERE p.issue_id = m.issue_id AND p.receiver = m.receiver
-                               AND p.status = 'pending' AND p.id < m.id)
-                       FOR UPDATE OF m SKIP LOCKED),
-                   chosen AS (SELECT id FROM due UNION SELECT id FROM mates)
-                   UPDATE mendline.deliveries d
-                   SET lease_until = now() + make_interval(secs => $2), owner = $3,
-                       attempts = d.attempts + 1
-                   FROM chosen WHERE d.id = chosen.id
-                   RETURNING d.*""",
+                _CLAIM,
                 limit,
                 lease,
                 owner,
                 exclude or [],
                 owned,
                 known or [],
+                sorted(HEALTH_KINDS),
             )
-            out = []
+            out, broken = [], []
             for row in rows:
                 try:
-                    out.append(await self._due(conn, row))
+                    out.append(self._due(row))
                 except Exception as exc:  # a delivery that cannot be built is kept, failed
-                    if is_outage(exc):
-                        raise
-                    await conn.execute(
-                        """UPDATE mendline.deliveries SET status = 'failed', lease_until = NULL,
-                               last_error = $2 WHERE id = $1""",
-                        row["id"],
-                        f"cannot build the notification: {exc!r}"[:1000],
-                    )
+                    broken.append((row["id"], f"cannot build the notification: {exc!r}"[:1000]))
+            if broken:
+                await conn.executemany(
+                    """UPDATE mendline.deliveries SET status = 'failed', lease_until = NULL,
+                           last_error = $2 WHERE id = $1""",
+                    broken,
+                )
         return out
 
-    async def _due(self, conn: Any, row: Any) -> DueDelivery:
-        issue = await conn.fetchrow(_ISSUE, row["issue_id"])
-        assert issue is not None  # a delivery's issue is never deleted
-        # A check's alert shows its own trigger's finding only: an earlier outage's cause
-        # (or none, for a recovery) is not this one's.
-        finding = await conn.fetchrow(
-            """SELECT id, root_cause, suggested_fix, category, severity, confidence,
-                      analyser, model, risks
-               FROM mendline.findings
-               WHERE issue_id = $1 AND (NOT $3 OR trigger_id IS NOT DISTINCT FROM $2)
-               ORDER BY trigger_id IS NOT DISTINCT FROM $2 DESC, id DESC LIMIT 1""",
-            row["issue_id"],
-            row["trigger_id"],
-            row["kind"] in HEALTH_KINDS,
-        )
-        state = await conn.fetchval(
-            """SELECT reference::text FROM mendline.alert_state
-               WHERE issue_id = $1 AND receiver = $2""",
-            row["issue_id"],
-            row["receiver"],
-        )
+    def _due(self, row: Any) -> DueDelivery:
+        """A claimed row (see _CLAIM) as a delivery with its notification."""
         severity = row["severity"]
-        if finding is not None:  # a finding may have raised it meanwhile
-            raised = alert_severity(issue["level"], finding["severity"], row["kind"])
+        finding = None
+        if row["finding_id"] is not None:
+            finding = AlertFinding(**{k: row[f"finding_{k}"] for k in _FINDING_FIELDS})
+            # A finding may have raised it since it was routed.
+            raised = alert_severity(row["issue_level"], row["finding_severity"], row["kind"])
             severity = higher_severity(severity, raised)
-        trigger = (
-            await conn.fetchrow(f"{_TRIGGERS} WHERE t.id = $1", row["trigger_id"])
-            if row["trigger_id"] is not None
-            else None
-        )
-        labels = (
-            _labels(trigger, severity)
-            if trigger is not None
-            else alert_labels(severity=severity, kind=row["kind"], service=issue["service"])
-        )
+        issue = AlertIssue(id=row["issue_id"], **{k: row[f"issue_{k}"] for k in _ISSUE_FIELDS})
         alert = Alert(
             kind=row["kind"],
             severity=severity,
-            issue=AlertIssue(**dict(issue)),
-            finding=AlertFinding(**{k: v for k, v in dict(finding).items() if k != "id"})
-            if finding is not None
-            else None,
+            issue=issue,
+            finding=finding,
             details=_json(row["details"]),
             link=self.link_template.format(id=row["issue_id"]) if self.link_template else None,
-            labels=labels,
+            # A delivery's kind is its trigger's; with no trigger, no environment nor tags.
+            labels=alert_labels(
+                severity=severity,
+                kind=row["kind"],
+                service=row["issue_service"],
+                environment=row["environment"],
+                tags=_json(row["tags"]),
+            ),
             delivery_id=row["id"],
         )
         return DueDelivery(
@@ -448,91 +376,17 @@ class AlertStore(DeliveryReads):
             issue_id=row["issue_id"],
             mode=row["mode"],
             alert=alert,
-            finding_id=finding["id"] if finding is not None else None,
-            previous=json.loads(state) if state else None,
+            finding_id=row["finding_id"],
+            previous=json.loads(row["previous"]) if row["previous"] else None,
             route_key=row["route_key"],
             created_at=row["created_at"],
             attempts=row["attempts"],
         )
 
-    async def delivered(
-        self, sent: list[DueDelivery], reference: dict[str, str], owner: str
-    ) -> None:
-        """Mark deliveries sent together (one message, or a digest) as delivered."""
-        head = sent[0].id
+    async def mark(self, marks: Sequence[Mark], owner: str) -> None:
+        """Record what became of claimed deliveries (see Mark), all in one transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
-            for item in sent:
-                await conn.execute(
-                    """UPDATE mendline.deliveries SET status = 'delivered', delivered_at = now(),
-                           lease_until = NULL, finding_id = $2, reference = $3::jsonb,
-                           digest_of = $4, last_error = NULL, severity = $6
-                       WHERE id = $1 AND owner = $5""",
-                    item.id,
-                    item.finding_id,
-                    json.dumps(reference),
-                    head if len(sent) > 1 and item.id != head else None,
-                    owner,
-                    item.alert.severity,
-                )
-                # The first message's reference is kept: updates and repeats refer to it.
-                await conn.execute(
-                    """INSERT INTO mendline.alert_state (issue_id, receiver, last_sent_at,
-                                                         reference)
-                       VALUES ($1, $2, now(), $3::jsonb)
-                       ON CONFLICT (issue_id, receiver) DO UPDATE SET
-                           last_sent_at = CASE WHEN $4 THEN alert_state.last_sent_at
-                                               ELSE now() END,
-                           reference = coalesce(alert_state.reference, EXCLUDED.reference)""",
-                    item.issue_id,
-                    item.receiver,
-                    json.dumps(reference),
-                    item.mode == "update" or item.alert.kind in ENDS_INCIDENT,
-                )
-                await conn.execute(
-                    """INSERT INTO mendline.alert_groups (receiver, route_key, last_sent_at)
-                       VALUES ($1, $2, now())
-                       ON CONFLICT (receiver, route_key) DO UPDATE SET last_sent_at = now()""",
-                    item.receiver,
-                    item.route_key,
-                )
-
-    async def retry(self, item: DueDelivery, error: str, after: float, owner: str) -> None:
-        """Schedule another attempt ``after`` seconds from now."""
-        await self.pool.execute(
-            """UPDATE mendline.deliveries SET due_at = now() + make_interval(secs => $2),
-                   wait_finding = false, lease_until = NULL, last_error = $3
-               WHERE id = $1 AND owner = $4""",
-            item.id,
-            after,
-            error[:1000],
-            owner,
-        )
-
-    async def give_up(self, item: DueDelivery, error: str, status: str, owner: str) -> None:
-        """Mark a delivery failed (the channel refused it) or dead (retried too long)."""
-        await self.pool.execute(
-            """UPDATE mendline.deliveries SET status = $2, lease_until = NULL, last_error = $3
-               WHERE id = $1 AND owner = $4""",
-            item.id,
-            status,
-            error[:1000],
-            owner,
-        )
-
-    async def suppress(
-        self, item: DueDelivery, reason: str, owner: str, silence_id: int | None = None
-    ) -> None:
-        """Record a claimed delivery as not sent, with why: a silence matched it when it was
-        to be sent (``silence_id``), or its receiver is disabled."""
-        await self.pool.execute(
-            """UPDATE mendline.deliveries SET status = 'suppressed', lease_until = NULL,
-                   last_error = $2, silence_id = $3, reasons = array_append(reasons, $2)
-               WHERE id = $1 AND owner = $4""",
-            item.id,
-            reason[:1000],
-            silence_id,
-            owner,
-        )
+            await write_marks(conn, marks, owner)
 
     async def active_silences(self) -> list[Silence]:
         """The silences in effect now."""
@@ -632,6 +486,57 @@ class AlertStore(DeliveryReads):
         )
 
 
+class _Routing:
+    """One routing transaction: the receivers told of and waiting for a message about each
+    issue, read for the whole batch at once; and its writes, held until a read needs them
+    or the batch ends. A batch of triggers costs a few statements rather than several each,
+    and reads as it would if each write had gone at once."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self._writes: dict[str, list[tuple[Any, ...]]] = {}
+        self._audiences: dict[int, tuple[dict[str, datetime], set[str]]] = {}
+
+    async def read_audiences(self, issue_ids: list[int]) -> None:
+        """Read the audiences of these issues (see audience) now."""
+        await self.flush()
+        rows = await self.conn.fetch(_AUDIENCES, sorted(set(issue_ids)), sorted(ENDS_INCIDENT))
+        for issue_id in issue_ids:
+            self._audiences[issue_id] = ({}, set())
+        for r in rows:
+            told, pending = self._audiences[r["issue_id"]]
+            if r["pending"]:
+                pending.add(r["receiver"])
+            else:
+                told[r["receiver"]] = r["last_sent_at"]
+
+    async def audience(self, issue_id: int) -> tuple[dict[str, datetime], set[str]]:
+        """The receivers told of the issue, with when they were last sent a message about
+        it; and those with a message about it not sent yet (a resolve aside)."""
+        if issue_id not in self._audiences:
+            await self.read_audiences([issue_id])
+        return self._audiences[issue_id]
+
+    def changed(self, issue_id: int) -> None:
+        """The issue's deliveries were written: its audience is read again when asked."""
+        self._audiences.pop(issue_id, None)
+
+    def later(self, statement: str, *args: Any) -> None:
+        """Run ``statement`` with ``args`` before the next read, or at the end."""
+        self._writes.setdefault(statement, []).append(args)
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        """The rows of ``query``, after the writes held."""
+        await self.flush()
+        return list(await self.conn.fetch(query, *args))
+
+    async def flush(self) -> None:
+        """Run the writes held, in order for each statement."""
+        writes, self._writes = self._writes, {}
+        for statement, args in writes.items():
+            await self.conn.executemany(statement, args)
+
+
 def route_key(route: Route) -> str:
     """A route's identity across edits of the file that move its line: what it matches and
     where it sends (two routes alike in both are one group anyway)."""
@@ -679,32 +584,137 @@ def _json(value: Any) -> dict[str, Any]:
 
 # A trigger carries its event's environment and tags (written by the consumer with it); only
 # one from before that (environment NULL) looks at its issue's newest event: the one-time
-# filter on t.environment keeps the events unread for the others. A check's recovery reads
-# when its check went down: the trigger that said so.
-_TRIGGERS = """SELECT t.id, t.issue_id, t.kind, t.details::text AS details, t.routed_severity,
+# filter on t.environment keeps the events unread for the others. With trigger t.
+_NEWEST_EVENT = """LEFT JOIN LATERAL (
+    SELECT e.environment, (e.payload -> 'tags')::text AS tags FROM mendline.events e
+    WHERE t.environment IS NULL AND e.issue_id = t.issue_id
+    ORDER BY e.received_at DESC LIMIT 1) e ON true"""
+_LABELS = """coalesce(t.environment, e.environment) AS environment,
+       coalesce(t.tags::text, e.tags) AS tags"""
+
+# A check's recovery reads when its check went down: the trigger that said so.
+_TRIGGERS = f"""SELECT t.id, t.issue_id, t.kind, t.details::text AS details, t.routed_severity,
        now() AS now, i.service, i.level, i.status,
        (SELECT f.severity FROM mendline.findings f WHERE f.issue_id = t.issue_id
         ORDER BY f.id DESC LIMIT 1) AS finding_severity,
-       coalesce(t.environment, e.environment) AS environment,
-       coalesce(t.tags::text, e.tags) AS tags,
+       {_LABELS},
        (SELECT d.created_at FROM mendline.triggers d
         WHERE t.kind = 'health_recovered' AND d.issue_id = t.issue_id
           AND d.kind = 'health_down' AND d.id < t.id
         ORDER BY d.id DESC LIMIT 1) AS down_since
 FROM mendline.triggers t
 JOIN mendline.issues i ON i.id = t.issue_id
-LEFT JOIN LATERAL (
-    SELECT e.environment, (e.payload -> 'tags')::text AS tags FROM mendline.events e
-    WHERE t.environment IS NULL AND e.issue_id = t.issue_id
-    ORDER BY e.received_at DESC LIMIT 1) e ON true"""
+{_NEWEST_EVENT}"""
+
+_AUDIENCES = """SELECT issue_id, receiver, last_sent_at, false AS pending
+FROM mendline.alert_state WHERE issue_id = ANY($1::bigint[])
+UNION ALL
+SELECT DISTINCT issue_id, receiver, NULL::timestamptz, true FROM mendline.deliveries
+WHERE issue_id = ANY($1::bigint[]) AND status = 'pending' AND kind <> ALL($2::text[])"""
 
 _RENEW_RECEIVERS = """UPDATE mendline.receiver_leases
 SET expires_at = now() + make_interval(secs => $2)
 WHERE owner = $1 AND expires_at >= now()"""
 
-_ISSUE = """SELECT id, service, title, culprit, level, status, times_seen, first_seen, last_seen,
-       first_release, last_release, environments
-FROM mendline.issues WHERE id = $1"""
+_ISSUE_FIELDS = (
+    "service",
+    "title",
+    "culprit",
+    "level",
+    "status",
+    "times_seen",
+    "first_seen",
+    "last_seen",
+    "first_release",
+    "last_release",
+    "environments",
+)
+_FINDING_FIELDS = (
+    "root_cause",
+    "suggested_fix",
+    "category",
+    "severity",
+    "confidence",
+    "analyser",
+    "model",
+    "risks",
+)
+
+# The deliveries due (see claim_due), leased, and in the same statement what their
+# notifications need: the issue (issue_*), the finding (finding_*), the reference of the
+# first message (previous), the labels' environment and tags (their trigger's, as routing
+# read them). A check's alert shows its own trigger's finding only: an earlier outage's
+# cause (or none, for a recovery) is not this one's; other alerts the issue's newest,
+# their trigger's first.
+_CLAIM = f"""WITH due AS (
+    SELECT d.id, d.receiver, d.route_key, d.due_at FROM mendline.deliveries d
+    WHERE d.status = 'pending' AND d.receiver <> ALL($4::text[])
+      AND ($5::text[] IS NULL OR d.receiver = ANY($5::text[]) OR d.receiver <> ALL($6::text[]))
+      AND (d.lease_until IS NULL OR d.lease_until < now())
+      -- In order per issue and receiver: an update never overtakes its message, a resolve
+      -- never overtakes the alert it resolves. So a claim holds one delivery at most per
+      -- issue and receiver, and its messages may be sent in any order.
+      AND NOT EXISTS (
+          SELECT 1 FROM mendline.deliveries p
+          WHERE p.issue_id = d.issue_id AND p.receiver = d.receiver
+            AND p.status = 'pending' AND p.id < d.id)
+      -- Early when its finding is in and so are those of the alerts it will share a digest
+      -- with: one late finding holds the group (to the end of group_wait at most), so that
+      -- no member goes out without its root cause for want of waiting a moment.
+      AND (d.due_at <= now()
+           OR (d.wait_finding
+               AND EXISTS (SELECT 1 FROM mendline.findings f WHERE f.trigger_id = d.trigger_id)
+               AND NOT EXISTS (
+                   SELECT 1 FROM mendline.deliveries m
+                   WHERE m.receiver = d.receiver AND m.route_key = d.route_key
+                     AND m.due_at = d.due_at AND m.mode = 'new'
+                     AND m.status = 'pending' AND m.wait_finding
+                     AND NOT EXISTS (
+                         SELECT 1 FROM mendline.findings f WHERE f.trigger_id = m.trigger_id))))
+    ORDER BY d.due_at, d.id LIMIT $1 FOR UPDATE SKIP LOCKED),
+-- A message sent early takes its group along: the alerts that share its route, receiver and
+-- time go in the same digest.
+mates AS (
+    SELECT m.id FROM mendline.deliveries m
+    JOIN (SELECT DISTINCT receiver, route_key, due_at FROM due) g
+      ON m.receiver = g.receiver AND m.route_key = g.route_key AND m.due_at = g.due_at
+    WHERE m.mode = 'new' AND m.status = 'pending'
+      AND (m.lease_until IS NULL OR m.lease_until < now())
+      AND NOT EXISTS (
+          SELECT 1 FROM mendline.deliveries p
+          WHERE p.issue_id = m.issue_id AND p.receiver = m.receiver
+            AND p.status = 'pending' AND p.id < m.id)
+    FOR UPDATE OF m SKIP LOCKED),
+chosen AS (SELECT id FROM due UNION SELECT id FROM mates),
+claimed AS (
+    UPDATE mendline.deliveries d
+    SET lease_until = now() + make_interval(secs => $2), owner = $3, attempts = d.attempts + 1
+    FROM chosen WHERE d.id = chosen.id
+    RETURNING d.id, d.receiver, d.issue_id, d.trigger_id, d.kind, d.severity, d.mode,
+              d.details, d.route_key, d.due_at, d.created_at, d.attempts)
+SELECT c.id, c.receiver, c.issue_id, c.kind, c.severity, c.mode, c.details::text AS details,
+       c.route_key, c.created_at, c.attempts,
+       i.service AS issue_service, i.title AS issue_title, i.culprit AS issue_culprit,
+       i.level AS issue_level, i.status AS issue_status, i.times_seen AS issue_times_seen,
+       i.first_seen AS issue_first_seen, i.last_seen AS issue_last_seen,
+       i.first_release AS issue_first_release, i.last_release AS issue_last_release,
+       i.environments AS issue_environments,
+       f.id AS finding_id, f.root_cause AS finding_root_cause,
+       f.suggested_fix AS finding_suggested_fix, f.category AS finding_category,
+       f.severity AS finding_severity, f.confidence AS finding_confidence,
+       f.analyser AS finding_analyser, f.model AS finding_model, f.risks AS finding_risks,
+       s.reference::text AS previous, {_LABELS}
+FROM claimed c
+JOIN mendline.issues i ON i.id = c.issue_id
+LEFT JOIN LATERAL (
+    SELECT f.* FROM mendline.findings f
+    WHERE f.issue_id = c.issue_id
+      AND (c.kind <> ALL($7::text[]) OR f.trigger_id IS NOT DISTINCT FROM c.trigger_id)
+    ORDER BY f.trigger_id IS NOT DISTINCT FROM c.trigger_id DESC, f.id DESC LIMIT 1) f ON true
+LEFT JOIN mendline.alert_state s ON s.issue_id = c.issue_id AND s.receiver = c.receiver
+LEFT JOIN mendline.triggers t ON t.id = c.trigger_id
+{_NEWEST_EVENT}
+ORDER BY c.due_at, c.id"""
 
 
 async def withdraw_pending(conn: Any, issue_id: int, became: str) -> set[str]:

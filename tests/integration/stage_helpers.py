@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -325,3 +325,33 @@ group_wait = "{wait}"
 async def deliveries(url: str) -> list[asyncpg.Record]:
     """Every row of the alert_deliveries view, oldest first."""
     return await query(url, "SELECT * FROM mendline.alert_deliveries ORDER BY id")
+
+
+def settled(url: str, n: int, *statuses: str) -> Callable[[], Awaitable[bool]]:
+    """For wait_until: whether ``n`` deliveries or more are in one of ``statuses``."""
+
+    async def check() -> bool:
+        return sum(r["status"] in statuses for r in await deliveries(url)) >= n
+
+    return check
+
+
+@asynccontextmanager
+async def alerting(
+    settings: Settings, environ: dict[str, str], count: int = 1
+) -> AsyncIterator[list[AlertWorker]]:
+    """``count`` alert workers, each with its own channels, until the block ends."""
+    table = load_routes(settings.routes_file)
+    running = []
+    for _ in range(count):
+        channels = {n: make_channel(n, r, environ) for n, r in table.receivers.items()}
+        store = await connect_alerts(settings)
+        running.append(AlertWorker(settings, store, table, channels))
+    try:
+        async with run_until_exit(running):
+            yield running
+    finally:
+        for worker in running:
+            for channel in worker.channels.values():
+                await channel.aclose()
+            await worker.store.pool.close()

@@ -10,8 +10,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,8 @@ from typing import Any
 import pytest
 
 from mendline.schemas.settings import Settings, load_settings
-from mendline.sinks.channels import make_channel
 from mendline.sinks.postgres import connect_alerts
 from mendline.sinks.routing import load_routes
-from mendline.stages.alert import AlertWorker
 from tests.channel_servers import FakePagerDuty, FakeSlack, Reply, fake_webhook, smtp_server
 from tests.db_helpers import RESPONDER, issue_actions, query
 from tests.llm_server import Reply as LLMReply
@@ -30,10 +27,10 @@ from tests.llm_server import fake_llm
 
 from .stage_helpers import (
     SLACK_ROUTE,
+    alerting,
     deliveries,
     ingest,
     issue_events,
-    run_until_exit,
     wait_until,
     workers,
 )
@@ -55,27 +52,6 @@ def alert_settings(url: str, routes_file: Path, **extra: Any) -> Settings:
         **extra,
     }
     return load_settings(database_url=url, routes_file=routes_file, **options)
-
-
-@asynccontextmanager
-async def alerting(
-    settings: Settings, environ: dict[str, str], count: int = 1
-) -> AsyncIterator[list[AlertWorker]]:
-    """``count`` alert workers, each with its own channels, until the block ends."""
-    table = load_routes(settings.routes_file)
-    running = []
-    for _ in range(count):
-        channels = {n: make_channel(n, r, environ) for n, r in table.receivers.items()}
-        store = await connect_alerts(settings)
-        running.append(AlertWorker(settings, store, table, channels))
-    try:
-        async with run_until_exit(running):
-            yield running
-    finally:
-        for worker in running:
-            for channel in worker.channels.values():
-                await channel.aclose()
-            await worker.store.pool.close()
 
 
 def delivered(url: str, n: int) -> Any:

@@ -27,7 +27,15 @@ from mendline.stages.alert import AlertWorker
 from tests.channel_servers import FakeSlack
 from tests.db_helpers import RESPONDER, query
 
-from .stage_helpers import SLACK_ROUTE, deliveries, ingest, issue_events, run_until_exit, wait_until
+from .stage_helpers import (
+    SLACK_ROUTE,
+    deliveries,
+    ingest,
+    issue_events,
+    run_until_exit,
+    settled,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 VIEWER = Actor(name="vic", role="viewer", auth="local")
@@ -74,14 +82,6 @@ def routes(tmp_path: Path, wait: str = "0s") -> Path:
     return path
 
 
-def settled(url: str, n: int) -> Any:
-    async def check() -> bool:
-        rows = await deliveries(url)
-        return sum(r["status"] in ("delivered", "suppressed") for r in rows) >= n
-
-    return check
-
-
 async def test_a_silenced_alert_is_recorded_not_sent_and_after_expiry_alerts_go_out(
     fresh_db_url: str, slack: FakeSlack, tmp_path: Path
 ) -> None:
@@ -96,7 +96,9 @@ async def test_a_silenced_alert_is_recorded_not_sent_and_after_expiry_alerts_go_
         )
         await ingest(settings, issue_events(range(1)))
         async with alerting(settings, env):
-            await wait_until(settled(fresh_db_url, 1), 15, "the silenced alert")
+            await wait_until(
+                settled(fresh_db_url, 1, "delivered", "suppressed"), 15, "the silenced alert"
+            )
             assert slack.requests == []
             (row,) = await deliveries(fresh_db_url)
             assert (row["status"], row["silence_id"]) == ("suppressed", made.id)
@@ -105,7 +107,11 @@ async def test_a_silenced_alert_is_recorded_not_sent_and_after_expiry_alerts_go_
             assert await store.expire(RESPONDER, made.id) is True
             assert await store.expire(RESPONDER, made.id) is False
             await ingest(settings, issue_events(range(1, 2)))
-            await wait_until(settled(fresh_db_url, 2), 15, "the alert after the expiry")
+            await wait_until(
+                settled(fresh_db_url, 2, "delivered", "suppressed"),
+                15,
+                "the alert after the expiry",
+            )
     rows = await deliveries(fresh_db_url)
     assert [(r["status"], r["silence_id"]) for r in rows] == [
         ("suppressed", made.id),
@@ -142,7 +148,9 @@ async def test_a_silence_made_after_routing_still_holds_the_alert_back(
             datetime.now(UTC) + timedelta(hours=1),
             "after routing",
         )
-        await wait_until(settled(fresh_db_url, 1), 15, "the send-time decision")
+        await wait_until(
+            settled(fresh_db_url, 1, "delivered", "suppressed"), 15, "the send-time decision"
+        )
     (row,) = await deliveries(fresh_db_url)
     assert (row["status"], row["silence_id"]) == ("suppressed", made.id)
     assert slack.requests == []
@@ -169,7 +177,11 @@ async def test_a_stored_silence_that_no_longer_parses_is_skipped_with_one_warnin
             assert [s.id for s in await store.list(VIEWER)] == [good.id]
             await ingest(settings, issue_events(range(2)))
             async with alerting(settings, env):
-                await wait_until(settled(fresh_db_url, 2), 15, "the alerts past the bad silence")
+                await wait_until(
+                    settled(fresh_db_url, 2, "delivered", "suppressed"),
+                    15,
+                    "the alerts past the bad silence",
+                )
     assert [r["status"] for r in await deliveries(fresh_db_url)] == ["delivered", "delivered"]
     warned = [r.getMessage() for r in caplog.records if f"silence {bad['id']} " in r.getMessage()]
     assert len(warned) == 1 and "silences expire" in warned[0], warned

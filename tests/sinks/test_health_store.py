@@ -31,6 +31,7 @@ from mendline.schemas.errors import ConfigError, NotFound
 from mendline.sinks.postgres import (
     TRIGGERS_CHANNEL,
     AlertStore,
+    Delivered,
     HealthStore,
     RecordOutcome,
     migrated_pool,
@@ -245,7 +246,7 @@ async def test_retiring_a_flapping_check_resolves_its_incident_and_forgets_the_f
     await alerts.route_pending(table)
     paged = await alerts.claim_due("w1", 30)
     assert [(d.receiver, d.alert.kind) for d in paged] == [("pager", "health_flapping")]
-    await alerts.delivered(paged, {"dedup_key": "pd-1"}, "w1")
+    await alerts.mark([Delivered(tuple(paged), {"dedup_key": "pd-1"})], "w1")
     issue_id = paged[0].issue_id
     assert await pool.fetchval("SELECT status FROM mendline.issues WHERE id = $1", issue_id) == (
         "resolved"  # its recovery resolved it; flapping did not reopen it

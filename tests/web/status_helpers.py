@@ -19,11 +19,15 @@ from mendline.schemas.fix import PolicyDecision
 from mendline.schemas.people import SYSTEM_ACTOR
 from mendline.sinks.postgres import (
     AlertStore,
+    Delivered,
     DueDelivery,
     FindingStore,
     FixStore,
+    GiveUp,
     HealthStore,
+    Mark,
     RecordOutcome,
+    Retry,
     append_audit,
 )
 from mendline.sinks.routing import load_routes
@@ -146,12 +150,10 @@ async def settle_deliveries(pool: asyncpg.Pool, tmp_path: Path, error: str) -> D
     claimed: list[DueDelivery] = await store.claim_due("alert-test", 60)
     claimed.sort(key=lambda d: d.id)
     delivered, retrying, failed, rest = claimed[:1], claimed[1:2], claimed[2:3], claimed[3:]
-    if delivered:
-        await store.delivered(delivered, {"ts": "1"}, "alert-test")
-    for item in retrying:
-        await store.retry(item, error, 600, "alert-test")
-    for item in failed:
-        await store.give_up(item, error, "failed", "alert-test")
+    marks: list[Mark] = [Delivered(tuple(delivered), {"ts": "1"})] if delivered else []
+    marks += [Retry(item, error, 600) for item in retrying]
+    marks += [GiveUp(item, error, "failed") for item in failed]
+    await store.mark(marks, "alert-test")
     await store.release(rest, "alert-test")
     return Deliveries(
         [d.id for d in delivered],
