@@ -132,7 +132,9 @@ class Notification(BaseModel):
 
 class Channel(Protocol):
     """Sends notifications to one receiver; returns a reference to what it sent (Slack's
-    channel and ts, an email's Message-ID, PagerDuty's dedup_key) for later updates."""
+    channel and ts, an email's Message-ID, PagerDuty's dedup_key) for later updates. A
+    channel may say how many sends the alert worker makes to it at once with a
+    ``sends_at_once`` attribute (else MENDLINE_ALERT_CONCURRENCY)."""
 
     async def send(self, notification: Notification) -> dict[str, str]:
         """Deliver ``notification``, or raise ChannelError."""

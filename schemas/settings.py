@@ -195,7 +195,7 @@ class Settings(BaseSettings):
         default=8,
         ge=1,
         description="Messages one alert worker sends at once to each receiver (one at a time"
-        " per issue; a Slack channel still gets one a second).",
+        " per issue; to a Slack receiver one at a time, a message a second).",
     )
     alert_max_age: float = Field(
         default=24 * 3600.0,

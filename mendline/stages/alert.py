@@ -350,14 +350,15 @@ class AlertWorker:
             return
         # A claim holds one delivery at most per issue and receiver (the next one is
         # claimed once this one is marked): its messages go out side by side, in any order.
-        # A Slack channel's pacing is the channel's own (one message a second).
+        # A channel may take fewer at once (Slack: one; its pacing is the channel's own).
         batches = deque(self._batches(receiver, items))
 
         async def lane() -> None:
             while batches:
                 await self._send(receiver, channel, batches.popleft(), marks)
 
-        lanes = min(self.settings.alert_concurrency, len(batches))
+        at_once = getattr(channel, "sends_at_once", None) or self.settings.alert_concurrency
+        lanes = min(at_once, len(batches))
         ended = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
         for outcome in ended:
             if isinstance(outcome, BaseException):
@@ -444,7 +445,9 @@ class AlertWorker:
                 self.stats.dead += 1
             else:
                 backoff = self._retry_backoff.delay(max(item.attempts - 1, 0))
-                after = max(exc.retry_after or 0.0, backoff)
+                # A peer's Retry-After is taken up to the age a delivery may reach: 1e300
+                # would be no interval PostgreSQL can hold.
+                after = min(max(exc.retry_after or 0.0, backoff), self.settings.alert_max_age)
                 marks.add(Retry(item, error, after))
                 self.stats.retried += 1
                 log.warning(

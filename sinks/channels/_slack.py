@@ -81,6 +81,12 @@ class SlackChannel:
     held after a 429 until its Retry-After.
     """
 
+    #: Sends the alert worker makes at once to this receiver: one. A Slack channel takes a
+    #: message a second anyway, and an update goes to the id Slack gave the channel, which a
+    #: restarted process cannot tell from its name: sent side by side, the two would be
+    #: paced apart.
+    sends_at_once = 1
+
     def __init__(
         self,
         receiver: SlackReceiver,

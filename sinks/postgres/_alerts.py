@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,8 +37,10 @@ from mendline.schemas.alert import (
 )
 from mendline.sinks.postgres._alert_marks import Mark, write_marks
 from mendline.sinks.postgres._alert_reads import DeliveryReads
-from mendline.sinks.postgres._errors import translating
+from mendline.sinks.postgres._errors import is_bad_data, translating
 from mendline.sinks.postgres._silences import active_silences
+
+log = logging.getLogger("mendline.sinks")
 
 if TYPE_CHECKING:
     from mendline.sinks.routing import Route, RoutingTable
@@ -384,9 +387,24 @@ class AlertStore(DeliveryReads):
         )
 
     async def mark(self, marks: Sequence[Mark], owner: str) -> None:
-        """Record what became of claimed deliveries (see Mark), all in one transaction."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await write_marks(conn, marks, owner)
+        """Record what became of claimed deliveries (see Mark), all in one transaction.
+        Should the database refuse something in it (bad data), each is written on its own:
+        one bad mark never costs the others theirs (a message sent and not marked would be
+        sent again); those refused are logged and left to their lease."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await write_marks(conn, marks, owner)
+        except asyncpg.PostgresError as exc:
+            if len(marks) <= 1 or not is_bad_data(exc):
+                raise
+            for mark in marks:
+                try:
+                    async with self.pool.acquire() as conn, conn.transaction():
+                        await write_marks(conn, [mark], owner)
+                except asyncpg.PostgresError as refused:
+                    if not is_bad_data(refused):
+                        raise
+                    log.warning("mendline: a delivery's outcome was refused (%s)", refused)
 
     async def active_silences(self) -> list[Silence]:
         """The silences in effect now."""

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mendline.schemas.settings import Settings, load_settings
-from tests.channel_servers import FakePagerDuty, Reply, fake_webhook
+from tests.channel_servers import FakePagerDuty, FakeSlack, Reply, fake_webhook
 from tests.db_helpers import query, store_events
 from tests.integration.event_factory import make_event
 from tests.outbox_helpers import Row, outbox
@@ -91,6 +91,43 @@ async def test_each_issue_reaches_a_receiver_in_order_while_issues_go_side_by_si
     assert (worker.stats.sent, worker.stats.messages) == (30, 30)
     rows_after = await outcomes(fresh_db_url)
     assert all(r["status"] == "delivered" and r["attempts"] == 1 for r in rows_after)
+
+
+SLACK = """
+[receivers.team]
+type = "slack"
+bot_token_env = "TEST_SLACK_TOKEN"
+channel = "#alerts"
+api_url = "{url}"
+
+[[routes]]
+match = {{ service = "elsewhere" }}
+receivers = ["team"]
+"""
+
+
+async def test_a_slack_receiver_is_sent_one_message_at_a_time(
+    fresh_db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    # Updates go to the id Slack gave the channel ("C123"), posts to its name: a process
+    # that has not posted yet cannot tell they are one channel, so sent side by side they
+    # would be paced apart. A Slack receiver is sent one message at a time.
+    settings = await settings_with(
+        fresh_db_url, tmp_path, SLACK.format(url=slack.api_url), issues=3
+    )
+    rows = [Row(f"update {i}", issue=i, mode="update", kind="frequency") for i in (1, 2)]
+    await outbox(fresh_db_url, [*rows, Row("post", issue=3, kind="resolved")])
+    await query(
+        fresh_db_url,
+        """INSERT INTO mendline.alert_state (issue_id, receiver, last_sent_at, reference)
+           SELECT i, 'team', now() - interval '1 hour', '{"channel": "C123", "ts": "1.5"}'
+           FROM generate_series(1, 2) AS i""",
+    )
+    slack.jitter = 0.2
+    async with alerting(settings, {"TEST_SLACK_TOKEN": slack.token}):
+        await wait_until(settled(fresh_db_url, 3, "delivered", "failed"), 30, "three messages")
+    assert len(slack.requests) == 3
+    assert slack.most_at_once == 1 < settings.alert_concurrency
 
 
 async def test_a_batch_sent_at_once_records_each_outcome(

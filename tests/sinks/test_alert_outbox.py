@@ -311,20 +311,31 @@ async def test_a_batch_of_marks_records_each_delivery_as_it_went(pool: asyncpg.P
     ]
 
 
-async def test_a_batch_of_marks_is_written_whole_or_not_at_all(pool: asyncpg.Pool) -> None:
-    names = await outbox(pool, [Row("sent"), Row("silenced", issue=2)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda item: Suppressed(item, "silenced", silence_id=-1),  # no such silence
+        lambda item: Retry(item, "http_503", 1e300),  # a peer's Retry-After: no interval
+    ],
+    ids=["no such silence", "retry after 1e300"],
+)
+async def test_a_mark_the_database_refuses_costs_the_others_of_its_batch_nothing(
+    pool: asyncpg.Pool, bad: Any
+) -> None:
+    names = await outbox(pool, [Row("sent"), Row("refused", issue=2)])
     store = AlertStore(pool)
     claimed = {names[d.id]: d for d in await store.claim_due("w1", 30)}
-    with pytest.raises(RejectedData):  # no such silence: the batch is refused
-        await store.mark(
-            [
-                Delivered((claimed["sent"],), {"ts": "1"}),
-                Suppressed(claimed["silenced"], "silenced", silence_id=-1),
-            ],
-            "w1",
-        )
-    rows = await pool.fetch("SELECT status, owner, lease_until FROM mendline.deliveries")
-    # Both still this worker's, unmarked: they come back when the lease runs out.
-    assert [(r["status"], r["owner"]) for r in rows] == [("pending", "w1")] * 2
-    assert all(r["lease_until"] is not None for r in rows)
-    assert await pool.fetchval("SELECT count(*) FROM mendline.alert_state") == 0
+    # The batch is refused as a whole; each is then written on its own.
+    await store.mark([Delivered((claimed["sent"],), {"ts": "1"}), bad(claimed["refused"])], "w1")
+    rows = {
+        names[r["id"]]: r
+        for r in await pool.fetch("SELECT id, status, owner, lease_until FROM mendline.deliveries")
+    }
+    # The message sent is marked so (else it would be sent again once its lease ran out);
+    # the refused one is still this worker's, unmarked: it comes back after its lease.
+    assert rows["sent"]["status"] == "delivered"
+    assert (rows["refused"]["status"], rows["refused"]["owner"]) == ("pending", "w1")
+    assert rows["refused"]["lease_until"] is not None
+    assert await pool.fetchval("SELECT count(*) FROM mendline.alert_state") == 1
+    with pytest.raises(RejectedData):  # alone, a refused mark is said
+        await store.mark([bad(claimed["refused"])], "w1")
