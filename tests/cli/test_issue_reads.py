@@ -17,13 +17,19 @@ from tests.cli_helpers import cli, failure, json_lines, json_object, usage_error
 from tests.db_helpers import patch_finding, query, store_events
 from tests.integration.event_factory import make_event
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+
+def now() -> datetime:
+    """The time now (each test's events are minutes old when it runs, however long the run
+    took to reach it)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
 EVIL = "\x1b[2J\x1b]0;pwned\x07line one\nFAKE: line two\r"
 
 
 def event(issue: int, minutes_ago: int, **fields: Any) -> dict[str, Any]:
     doc = make_event(issue, frames=3)
-    doc["timestamp"] = (NOW - timedelta(minutes=minutes_ago)).isoformat().replace("+00:00", "Z")
+    doc["timestamp"] = (now() - timedelta(minutes=minutes_ago)).isoformat().replace("+00:00", "Z")
     doc["environment"] = "production"
     doc.update(fields)
     return doc
@@ -97,7 +103,7 @@ async def test_list_filters_sorts_and_pages_from_the_command_line(fresh_db_url: 
         (("--query", "HANDLER_3"), [3]),
         (("--environment", "staging"), []),
         (("--first-seen-since", "35m"), [2, 1]),
-        (("--last-seen-since", (NOW - timedelta(minutes=15)).isoformat()), [2, 1]),
+        (("--last-seen-since", (now() - timedelta(minutes=15)).isoformat()), [2, 1]),
         (("--sort", "events"), [1, 3, 2]),
         (("--sort", "first_seen", "--status", "all"), [2, 1, 3]),
         (("--status", "resolved"), []),
