@@ -119,25 +119,27 @@ class RollUp:
         their keys start again."""
         ended = [k for k, w in self._open.items() if now - w.opened >= self._window]
         windows = [self._open.pop(k) for k in ended]
-        return [capture for w in windows if (capture := _rolled_up(w)) is not None]
+        return _rolled_up(windows)
 
     def drain(self) -> list[Capture]:
         """Every window's rolled-up event now, ended or not (at exit)."""
         windows = list(self._open.values())
         self._open.clear()
-        return [capture for w in windows if (capture := _rolled_up(w)) is not None]
+        return _rolled_up(windows)
 
     def pending(self) -> int:
         """Occurrences counted and not yet collected."""
         return sum(w.count for w in self._open.values())
 
 
-def _rolled_up(window: _Window) -> Capture | None:
-    """The event that stands for a window's counted occurrences: the last of them, with the
-    count and the first one's time. None when every occurrence was sent in full."""
-    last = window.last
-    if last is None:
-        return None
-    last.count = window.count
-    last.first_timestamp = window.first
-    return last
+def _rolled_up(windows: list[_Window]) -> list[Capture]:
+    """The events that stand for the windows' counted occurrences: the last of each window's,
+    with the count and the first one's time; none for a window sent in full."""
+    events = []
+    for window in windows:
+        last = window.last
+        if last is not None:
+            last.count = window.count
+            last.first_timestamp = window.first
+            events.append(last)
+    return events

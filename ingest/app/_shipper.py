@@ -480,8 +480,7 @@ class Shipper:
                 self._warn_build()
                 log.debug("mendline: building an event failed", exc_info=True)
                 if capture.lost:  # told by the next one instead
-                    with self._lock:
-                        self._lost += capture.lost
+                    self._count_lost(capture.lost)
                     capture.lost = 0
         return records
 
