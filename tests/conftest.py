@@ -7,6 +7,8 @@ external servers; the factories always start private embedded ones.
 
 from __future__ import annotations
 
+import asyncio
+import compileall
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -15,6 +17,20 @@ import pytest
 from mendline.devstack import DevStack, EmbeddedPostgres, KafkaBroker
 from tests.channel_servers import FakePagerDuty, FakeSlack, fake_pagerduty, fake_slack
 from tests.llm_server import FakeLLM, fake_llm
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Byte-compile mendline's modules once, in the controlling process: the suite runs the
+    command line as a subprocess hundreds of times, and where PYTHONDONTWRITEBYTECODE is set
+    (as on CI's machine) an editable install is otherwise compiled from source every time."""
+    if hasattr(config, "workerinput"):
+        return
+    for folder in _SOURCE_FOLDERS:
+        compileall.compile_dir(config.rootpath / folder, quiet=1, workers=1)
+
+
+#: The folders mendline's packages are installed from (pyproject.toml's package-dir).
+_SOURCE_FOLDERS = ("mendline", "schemas", "ingest", "analyzers", "sinks")
 
 
 @pytest.fixture(scope="session")
@@ -70,9 +86,31 @@ def postgres_factory() -> Iterator[Callable[..., EmbeddedPostgres]]:
         server.close()
 
 
+@pytest.fixture(scope="session")
+def migrated_template(database_url: str) -> Iterator[str]:
+    """Name of a database on the session's server with every migration applied, made once
+    per test process, which ``fresh_db_url`` copies."""
+    from tests.db_helpers import create_migrated_template, drop_database
+
+    name = asyncio.run(create_migrated_template(database_url))
+    yield name
+    asyncio.run(drop_database(database_url, name))
+
+
 @pytest.fixture
-async def fresh_db_url(database_url: str) -> AsyncIterator[str]:
-    """URL of a new, empty database on the session's server, dropped after the test."""
+async def fresh_db_url(database_url: str, migrated_template: str) -> AsyncIterator[str]:
+    """URL of a new database on the session's server with every migration applied and
+    nothing in it, dropped after the test."""
+    from tests.db_helpers import fresh_database
+
+    async with fresh_database(database_url, template=migrated_template) as url:
+        yield url
+
+
+@pytest.fixture
+async def empty_db_url(database_url: str) -> AsyncIterator[str]:
+    """URL of a new, empty database on the session's server (no migration applied: what
+    ``mendline migrate`` starts from), dropped after the test."""
     from tests.db_helpers import fresh_database
 
     async with fresh_database(database_url) as url:

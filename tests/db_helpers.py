@@ -17,7 +17,13 @@ from mendline.ingest import prepare_record
 from mendline.schemas.finding import Finding
 from mendline.schemas.people import Actor
 from mendline.schemas.settings import load_settings
-from mendline.sinks.postgres import IssueActions, append_audit, connect_findings, connect_store
+from mendline.sinks.postgres import (
+    IssueActions,
+    append_audit,
+    connect_findings,
+    connect_store,
+    migrate,
+)
 from tests.integration.event_factory import encode, make_event
 
 #: Someone on call, who may resolve, ignore and merge issues and mark findings.
@@ -30,13 +36,41 @@ def with_database(url: str, name: str) -> str:
 
 
 @asynccontextmanager
-async def fresh_database(server_url: str) -> AsyncIterator[str]:
-    """Create an empty database, yield its URL, drop it afterwards."""
+async def fresh_database(server_url: str, *, template: str | None = None) -> AsyncIterator[str]:
+    """Create a database, empty or a copy of the database ``template``, yield its URL, drop
+    it afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
+    copy_of = f' TEMPLATE "{template}"' if template else ""
+    admin = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"{copy_of}')
+        yield with_database(server_url, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def create_migrated_template(server_url: str) -> str:
+    """A new database with every migration applied, to copy for each test that wants one
+    (a copy takes a fraction of applying the migrations again); returns its name."""
+    name = f"template_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(with_database(server_url, "postgres"))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        yield with_database(server_url, name)
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(with_database(server_url, name))
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return name
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    """Drop the database ``name`` on ``server_url``, if it is there."""
+    admin = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()

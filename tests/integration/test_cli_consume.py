@@ -158,8 +158,8 @@ def test_fingerprint_reports_nan_as_not_json() -> None:
 # -- mendline migrate ---------------------------------------------------------------------
 
 
-async def test_migrate_applies_the_migrations_once(fresh_db_url: str) -> None:
-    env = {"MENDLINE_DATABASE_URL": fresh_db_url}
+async def test_migrate_applies_the_migrations_once(empty_db_url: str) -> None:
+    env = {"MENDLINE_DATABASE_URL": empty_db_url}
     versions = [version for version, _ in available_migrations()]
     first = await cli("migrate", env=env)
     assert first.returncode == 0, first.stderr
@@ -168,7 +168,7 @@ async def test_migrate_applies_the_migrations_once(fresh_db_url: str) -> None:
     assert second.returncode == 0, second.stderr
     assert second.stdout == "the database is up to date\n"
     rows = await query(
-        fresh_db_url,
+        empty_db_url,
         """SELECT to_regnamespace('mendline') IS NOT NULL AS schema,
                   array(SELECT version FROM mendline.schema_migrations ORDER BY 1) AS versions""",
     )
@@ -176,8 +176,8 @@ async def test_migrate_applies_the_migrations_once(fresh_db_url: str) -> None:
     assert rows[0]["versions"] == versions
 
 
-async def test_migrate_json_lists_the_migrations_it_applied(fresh_db_url: str) -> None:
-    env = {"MENDLINE_DATABASE_URL": fresh_db_url}
+async def test_migrate_json_lists_the_migrations_it_applied(empty_db_url: str) -> None:
+    env = {"MENDLINE_DATABASE_URL": empty_db_url}
     versions = [version for version, _ in available_migrations()]
     assert json_object(await cli("migrate", "--json", env=env)) == {"applied": versions}
     assert json_object(await cli("migrate", "--json", env=env)) == {"applied": []}
@@ -203,9 +203,9 @@ def test_migrate_with_the_database_unreachable_is_one_clear_error() -> None:
     ],
 )
 async def test_a_database_without_the_tables_says_to_migrate(
-    fresh_db_url: str, args: tuple[str, ...]
+    empty_db_url: str, args: tuple[str, ...]
 ) -> None:
-    result = await cli(*args, "--json", env={"MENDLINE_DATABASE_URL": fresh_db_url})
+    result = await cli(*args, "--json", env={"MENDLINE_DATABASE_URL": empty_db_url})
     assert failure(result) == (
         "the database has no mendline tables yet",
         "run `mendline migrate` (`mendline consume` also applies them when it starts)",

@@ -9,7 +9,7 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,6 @@ from tests.channel_servers import (
     self_signed_cert,
     smtp_server,
 )
-from tests.db_helpers import fresh_database
 from tests.llm_server import FakeLLM, fake_llm
 
 from .kafka_helpers import unique_topic
@@ -297,13 +296,6 @@ def test_an_unreachable_database_fails_without_showing_its_password(
     assert "Sup3r-secret-pw" not in out
 
 
-@pytest.fixture
-async def empty_db(database_url: str) -> AsyncIterator[str]:
-    """A database that no mendline has migrated."""
-    async with fresh_database(database_url) as url:
-        yield url
-
-
 async def migrate_all_but_the_newest(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
@@ -318,18 +310,18 @@ async def migrate_all_but_the_newest(url: str) -> None:
 
 def test_a_database_not_migrated_fails_with_mendline_migrate(
     setup: Setup,
-    empty_db: str,
+    empty_db_url: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("MENDLINE_DATABASE_URL", empty_db)
+    monkeypatch.setenv("MENDLINE_DATABASE_URL", empty_db_url)
     status, checks, _ = doctor(capsys)
     assert status == 1
     database = only_failure(checks, "database")
     assert "mendline's tables are not there yet" in database["detail"]
     assert "`mendline migrate`" in database["hint"]
 
-    asyncio.run(migrate_all_but_the_newest(empty_db))  # as an older mendline left it
+    asyncio.run(migrate_all_but_the_newest(empty_db_url))  # as an older mendline left it
     status, checks, _ = doctor(capsys)
     assert status == 1
     database = only_failure(checks, "database")

@@ -373,19 +373,19 @@ async def test_an_issue_s_deliveries_and_an_event_s_neighbours(
     assert await reads.neighbours(events[2]) == (None, ids[1])
 
 
-async def test_the_text_index_is_made_wherever_pg_trgm_was_installed(fresh_db_url: str) -> None:
+async def test_the_text_index_is_made_wherever_pg_trgm_was_installed(empty_db_url: str) -> None:
     # A DBA put pg_trgm in public before mendline first migrated: 0025 uses that one.
-    await query(fresh_db_url, "CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
-    await store_events(fresh_db_url, [event(1, 5)])  # migrates
+    await query(empty_db_url, "CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
+    await store_events(empty_db_url, [event(1, 5)])  # migrates
     schemas = await query(
-        fresh_db_url,
+        empty_db_url,
         """SELECT DISTINCT n.nspname FROM pg_index i
            JOIN pg_opclass o ON o.oid = ANY (i.indclass::oid[])
            JOIN pg_namespace n ON n.oid = o.opcnamespace
            WHERE i.indexrelid = 'mendline.issues_text_trgm'::regclass""",
     )
     assert [row["nspname"] for row in schemas] == ["public"]
-    conn = await asyncpg.connect(fresh_db_url)
+    conn = await asyncpg.connect(empty_db_url)
     try:
         found = await IssueReads(conn).issues(IssueQuery(text="ISSUE 1"))
     finally:

@@ -108,8 +108,8 @@ async def test_the_queues_partial_indexes_cover_the_kinds_their_queries_take(
         assert all(kind in row["indexdef"] for kind in ("new_issue", "regression", "health_down"))
 
 
-async def test_migrations_are_idempotent_and_safe_when_run_at_once(settings: Settings) -> None:
-    url = settings.database_url.get_secret_value()
+async def test_migrations_are_idempotent_and_safe_when_run_at_once(empty_db_url: str) -> None:
+    url = empty_db_url
     conns = [await asyncpg.connect(url) for _ in range(3)]
     try:
         results = await asyncio.gather(*(migrate(c) for c in conns))
@@ -505,8 +505,8 @@ LEGACY_REASONS: list[tuple[str, FallbackCode]] = [
 ]
 
 
-async def test_findings_stored_before_the_codes_get_theirs(fresh_db_url: str) -> None:
-    conn = await asyncpg.connect(fresh_db_url)
+async def test_findings_stored_before_the_codes_get_theirs(empty_db_url: str) -> None:
+    conn = await asyncpg.connect(empty_db_url)
     try:
         # As an older mendline left it: the migrations before 0005 applied, and findings
         # with reasons only.
