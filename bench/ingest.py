@@ -413,8 +413,13 @@ async def verify(url: str, count: int, naive: Run, mendline: Run) -> None:
         mendline_n = await conn.fetchval("SELECT coalesce(sum(times_seen), 0) FROM mendline.issues")
         naive.issues = await conn.fetchval("SELECT count(*) FROM naive.issues")
         mendline.issues = await conn.fetchval("SELECT count(*) FROM mendline.issues")
+        mendline_rows = await conn.fetchval("SELECT count(*) FROM mendline.events")
     finally:
         await conn.close()
+    print(
+        f"  mendline stored {mendline_rows:,} of the {count:,} events whole"
+        " (MENDLINE_EVENTS_FULL_PER_HOUR and _SAMPLE_PER_HOUR: the rest counted, not stored)"
+    )
     for name, stored, run in (
         ("naive.issues", naive_n, naive),
         ("naive.events", naive_rows, naive),

@@ -55,6 +55,8 @@ class BatchResult:
     trigger_kinds: dict[str, int] = field(default_factory=dict)
     #: Events the stored events' emitters reported lost (not received), in all.
     lost: int = 0
+    #: Events counted but not stored whole, as sampling decided (``stored`` includes them).
+    sampled_out: int = 0
     #: Events not stored because their event_id was stored (or came earlier in the batch)
     #: with other content, each with the content hash stored for that id.
     conflicts: list[tuple[PreparedEvent, str]] = field(default_factory=list)

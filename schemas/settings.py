@@ -100,6 +100,20 @@ class Settings(BaseSettings):
     frequency_window_minutes: int = Field(
         default=5, ge=1, description="The frequency trigger's window, in minutes."
     )
+    events_full_per_hour: int = Field(
+        default=100,
+        ge=0,
+        description="Events of one issue stored whole each hour (and the first of each release "
+        "and environment); past them a sample is stored and every event still counted. "
+        "0: store every event.",
+    )
+    events_sample_per_hour: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Events of one issue stored per hour, a uniform sample, of those past "
+        "MENDLINE_EVENTS_FULL_PER_HOUR.",
+    )
     retention_days: int = Field(
         default=30, ge=1, le=36500, description="Days of events kept by `mendline events prune`."
     )

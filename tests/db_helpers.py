@@ -7,19 +7,24 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from pydantic_core import to_json
 
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest import prepare_record
+from mendline.schemas.event import LEVELS
 from mendline.schemas.finding import Finding
 from mendline.schemas.people import Actor
+from mendline.schemas.prepared import PreparedEvent
 from mendline.schemas.settings import load_settings
 from mendline.sinks.postgres import (
     IssueActions,
     append_audit,
+    available_migrations,
     connect_findings,
     connect_store,
     migrate,
@@ -171,3 +176,55 @@ async def store_events(url: str, *batches: list[dict[str, Any]]) -> None:
             await store.write([prepare_record(encode(e), Scrubber()) for e in batch])
     finally:
         await store.close()
+
+
+#: When prepared_event's events happen unless told.
+EVENT_AT = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def prepared_event(
+    fingerprint: str = "f" * 32,
+    *,
+    at: datetime = EVENT_AT,
+    level: str = "error",
+    release: str | None = "1.0",
+    environment: str = "production",
+    host: str | None = "web-1",
+    service: str = "api",
+) -> PreparedEvent:
+    """An event as the consumer hands it to the store: validated, scrubbed, fingerprinted."""
+    event_id = uuid.uuid4().hex
+    return PreparedEvent(
+        event_id=event_id,
+        timestamp=at,
+        service=service,
+        environment=environment,
+        release=release,
+        host=host,
+        level=level,
+        level_rank=LEVELS.index(level),  # type: ignore[arg-type]
+        message="order_failed",
+        fingerprint=fingerprint,
+        algorithm_version=1,
+        basis="stacktrace",
+        components=("ValueError", "app.orders.parse"),
+        title="ValueError: bad quantity",
+        culprit="app.orders.parse",
+        payload=to_json({"event_id": event_id, "message": "order_failed"}),
+    )
+
+
+async def migrate_before(conn: asyncpg.Connection, version: str) -> None:
+    """Apply the migrations before ``version`` (and record them), as an older mendline left
+    the database: what an upgrade test starts from."""
+    await conn.execute(
+        """CREATE SCHEMA mendline;
+           CREATE TABLE mendline.schema_migrations (
+               version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"""
+    )
+    for shipped, sql in available_migrations():
+        if shipped < version:
+            await conn.execute(sql)
+            await conn.execute(
+                "INSERT INTO mendline.schema_migrations (version) VALUES ($1)", shipped
+            )

@@ -93,6 +93,8 @@ class ConsumerStats:
     new_issues: int = 0
     #: Events the stored events' apps reported they could not send (mendline.lost_events).
     lost: int = 0
+    #: Events counted but not stored whole, as sampling decided (part of ``stored``).
+    sampled_out: int = 0
     triggers: int = 0
     dead_lettered: dict[DeadLetterReason, int] = field(default_factory=dict)
     store_retries: int = 0
@@ -576,6 +578,7 @@ class Consumer:
             self.stats.duplicates += result.duplicates
             self.stats.new_issues += result.new_issues
             self.stats.lost += result.lost
+            self.stats.sampled_out += result.sampled_out
             self.stats.triggers += result.triggers
             for kind, n in result.trigger_kinds.items():
                 self.stats.trigger_kinds[kind] = self.stats.trigger_kinds.get(kind, 0) + n
@@ -599,7 +602,15 @@ class Consumer:
                 await self._dead_letter_prepared(poison, stop)
                 rest = [e for e in half if e is not poison.event]
                 part = await self._write_isolating_poison(rest, stop) if rest else BatchResult()
-            for name in ("stored", "duplicates", "new_issues", "regressions", "triggers", "lost"):
+            for name in (
+                "stored",
+                "duplicates",
+                "new_issues",
+                "regressions",
+                "triggers",
+                "lost",
+                "sampled_out",
+            ):
                 setattr(total, name, getattr(total, name) + getattr(part, name))
             for kind, n in part.trigger_kinds.items():
                 total.trigger_kinds[kind] = total.trigger_kinds.get(kind, 0) + n

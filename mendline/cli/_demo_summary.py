@@ -96,7 +96,7 @@ class Summary:
 
 
 _PROGRESS_SQL = """
-SELECT (SELECT coalesce(sum(count), 0) FROM mendline.events) AS events,  -- occurrences
+SELECT (SELECT coalesce(sum(count), 0) FROM mendline.fingerprint_counts) AS events,
        (SELECT count(*) FROM mendline.issues) AS issues,
        (SELECT count(DISTINCT issue_id) FROM mendline.findings) AS findings,
        (SELECT count(*) FROM mendline.triggers) AS triggers,

@@ -60,6 +60,12 @@ METRICS: tuple[StatsMetric[ConsumerStats], ...] = (
         lambda s: {(): s.lost},
     ),
     StatsMetric(
+        "mendline_events_sampled_out_total",
+        "Events counted but not stored whole: past an issue's MENDLINE_EVENTS_FULL_PER_HOUR "
+        "and not taken by its sample.",
+        lambda s: {(): s.sampled_out},
+    ),
+    StatsMetric(
         "mendline_issues_created_total", "Issues the events created.", lambda s: {(): s.new_issues}
     ),
     StatsMetric(

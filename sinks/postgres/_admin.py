@@ -39,6 +39,8 @@ _PRUNE_ROWS = {
     "events_default": "DELETE FROM mendline.events_default WHERE received_at < $1",
     "event_ids": "DELETE FROM mendline.event_ids WHERE received_at < $1",
     "issue_counts": "DELETE FROM mendline.issue_counts WHERE minute < $1",
+    "fingerprint_counts": "DELETE FROM mendline.fingerprint_counts WHERE minute < $1",
+    "event_samples": "DELETE FROM mendline.event_samples WHERE hour < $1",
     "lost_events": "DELETE FROM mendline.lost_events WHERE minute < $1",
 }
 
@@ -95,7 +97,13 @@ class IssueActions(AuditedStore):
                 """UPDATE mendline.issues SET status = 'ignored', substatus = NULL,
                        ignored_at = now(), ignored_by = $2, ignore_until = $3,
                        ignore_until_seen = $4, ignore_per_hour = $5, resolution = NULL,
-                       resolved_in_release = NULL, resolved_by = NULL, updated_at = now()
+                       resolved_in_release = NULL, resolved_by = NULL, updated_at = now(),
+                       -- what this minute counted before the ignore ("N per hour" counts
+                       -- from here)
+                       ignore_minute_seen = coalesce(
+                           (SELECT c.count FROM mendline.issue_counts c
+                            WHERE c.issue_id = $1 AND c.minute = date_trunc('minute', now())),
+                           0)
                    WHERE id = $1""",
                 issue_id,
                 actor.name,

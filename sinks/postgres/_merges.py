@@ -42,18 +42,24 @@ WHERE t.id = $1 AND s.id = $2
 """
 
 # The events an unmerge gives back: those of the merge's fingerprints on the issue that
-# holds them now, each minute's count of them, and what they add to the issue they return to.
+# holds them now (stored whole from now on: a reservoir slot is its issue's). Their
+# environments (every one an issue had in an hour is stored, sampled or not).
 _MOVE_EVENTS = """
 WITH moved AS (
-    UPDATE mendline.events SET issue_id = $1
+    UPDATE mendline.events SET issue_id = $1, sample_slot = NULL
     WHERE issue_id = $2 AND fingerprint = ANY($3::text[])
-    RETURNING received_at, "timestamp", environment, release, count
+    RETURNING environment
 )
-SELECT date_trunc('minute', received_at) AS minute, sum(count)::bigint AS n,
-       max("timestamp") AS last_seen,
-       (array_agg(release ORDER BY "timestamp" DESC))[1] AS last_release,
-       array_agg(DISTINCT environment) AS environments
-FROM moved GROUP BY 1
+SELECT coalesce(array_agg(DISTINCT environment), '{}') AS environments FROM moved
+"""
+
+# What the merge's fingerprints counted, each minute, and the newest of them: whichever of
+# their events were stored.
+_MOVED_COUNTS = """
+SELECT minute, sum(count)::bigint AS n, max(last_seen) AS last_seen,
+       (array_agg(last_release ORDER BY last_seen DESC))[1] AS last_release
+FROM mendline.fingerprint_counts WHERE hash = ANY($1::text[])
+GROUP BY minute
 """
 
 
@@ -82,7 +88,9 @@ async def merge_into(conn: _Conn, target: int, source: int, by: str) -> list[str
         )
     ]
     await conn.execute(
-        "UPDATE mendline.events SET issue_id = $1 WHERE issue_id = $2", target, source
+        "UPDATE mendline.events SET issue_id = $1, sample_slot = NULL WHERE issue_id = $2",
+        target,
+        source,
     )
     await conn.execute(_MERGE_COUNTS, target, source)
     await conn.execute("DELETE FROM mendline.issue_counts WHERE issue_id = $1", source)
@@ -141,7 +149,8 @@ async def unmerge(conn: _Conn, source: int, by: str) -> Unmerged:
         source,
         merge["hashes"],
     )
-    minutes = await conn.fetch(_MOVE_EVENTS, source, holder, merge["hashes"])
+    environments = await conn.fetchval(_MOVE_EVENTS, source, holder, merge["hashes"])
+    minutes = await conn.fetch(_MOVED_COUNTS, merge["hashes"])
     await _move_counts(conn, source, holder, minutes)
     # Counted on the fingerprints, not by comparing clocks: a batch that took its time
     # before the merge and committed after it counts as after.
@@ -152,7 +161,7 @@ async def unmerge(conn: _Conn, source: int, by: str) -> Unmerged:
         merge["seen_at_merge"],
     )
     newest = max(minutes, key=lambda r: r["last_seen"], default=None)
-    environments = sorted({e for r in minutes for e in r["environments"] if e})
+    environments = sorted(e for e in environments if e)
     await conn.execute(
         """UPDATE mendline.issues SET status = 'unresolved', substatus = NULL,
                merged_into = NULL, merged_at = NULL,

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from mendline.analyzers.sampling import WHOLE, HourSample, pair_key, sample_hour
 from mendline.analyzers.triage import IgnoreState, ResolvedState, ignore_ends, reopens
 from mendline.schemas.errors import DatabaseUnavailable
 from mendline.schemas.event import LEVELS
@@ -115,6 +118,9 @@ class Store:
         self._partitions_until: date | None = None
         self._known_releases: set[tuple[str, str]] = set()
         self._recording: set[tuple[str, str]] = set()
+        #: What sampling draws from to pick the events a reservoir keeps (a sample needs no
+        #: secret randomness; seed it for a repeatable run).
+        self.sampling = random.Random()
 
     async def close(self) -> None:
         """Close the pool; idempotent."""
@@ -181,8 +187,9 @@ class Store:
         reopened = await self._reopened(conn, ids, before, deltas)
         escalated = await self._escalated(conn, ids, before, deltas, now)
         await self._update_issues(conn, ids, deltas, reopened, escalated)
-        await self._insert_events(conn, events, issue_of, now)
-        await self._count_minute(conn, ids, deltas, now)
+        kept, replaced = await self._sample(conn, ids, created, events, issue_of, now)
+        await self._insert_events(conn, kept, issue_of, now)
+        await self._count_minute(conn, ids, deltas, by_hash, now)
         result.lost = await self._record_losses(conn, events, now)
         triggers = _lifecycle_triggers(ids, created, before, reopened, escalated)
         result.regressions = len(reopened)
@@ -193,6 +200,7 @@ class Store:
         result.trigger_kinds = await self._insert_triggers(conn, triggers, now, events, issue_of)
         result.triggers = sum(result.trigger_kinds.values())
         result.stored = len(events)
+        result.sampled_out = len(events) - len(kept) + replaced
         return result
 
     async def _new_events(
@@ -359,17 +367,20 @@ class Store:
                 for row in await conn.fetch(
                     # The last hour, but not what came before the ignore: a burst it was
                     # made in does not end it at once. Whole minutes from the per-minute
-                    # counts; the minute the ignore was made in from its events.
+                    # counts; of the minute the ignore was made in, what it counted since
+                    # (the ignore noted its count then).
                     """SELECT i.id AS issue_id,
                               coalesce((SELECT sum(c.count) FROM mendline.issue_counts c
                                         WHERE c.issue_id = i.id
                                           AND c.minute > greatest($2,
                                               date_trunc('minute', i.ignored_at))), 0)
-                              + (SELECT coalesce(sum(e.count), 0) FROM mendline.events e
-                                 WHERE e.issue_id = i.id
-                                   AND e.received_at > greatest($2, i.ignored_at)
-                                   AND e.received_at < date_trunc('minute', i.ignored_at)
-                                                       + interval '1 minute') AS n
+                              + CASE WHEN i.ignored_at > $2 THEN greatest(
+                                    coalesce((SELECT c.count FROM mendline.issue_counts c
+                                              WHERE c.issue_id = i.id
+                                                AND c.minute = date_trunc('minute',
+                                                                          i.ignored_at)), 0)
+                                    - coalesce(i.ignore_minute_seen, 0), 0)
+                                ELSE 0 END AS n
                        FROM mendline.issues i WHERE i.id = ANY($1::bigint[])""",
                     rated,
                     now - timedelta(hours=1),
@@ -393,10 +404,101 @@ class Store:
                 escalated[i] = why
         return escalated
 
+    async def _sample(
+        self,
+        conn: _Conn,
+        ids: list[int],
+        created: set[int],
+        events: list[PreparedEvent],
+        issue_of: dict[str, int],
+        now: datetime,
+    ) -> tuple[list[tuple[PreparedEvent, int | None]], int]:
+        """The batch's events to store, in its order, each with its reservoir slot (None:
+        stored whole), and how many reservoir events of earlier batches they replace: per
+        issue and hour, :func:`sample_hour` decides, and the replaced are deleted. The issues
+        are locked, so the hour's tally is read and written by one batch at a time."""
+        full = self.settings.events_full_per_hour
+        if full <= 0:
+            return [(event, None) for event in events], 0
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        by_issue: dict[int, list[PreparedEvent]] = defaultdict(list)
+        for event in events:
+            by_issue[issue_of[event.fingerprint]].append(event)
+        before: dict[int, HourSample] = {}
+        known = [i for i in ids if i not in created]  # a new issue has no tally yet
+        if known:
+            for row in await conn.fetch(
+                """SELECT issue_id, received, kept, offered, sampled, pairs
+                   FROM mendline.event_samples
+                   WHERE hour = $1 AND issue_id = ANY($2::bigint[])""",
+                hour,
+                known,
+            ):
+                before[row["issue_id"]] = HourSample(
+                    row["received"],
+                    row["kept"],
+                    row["offered"],
+                    row["sampled"],
+                    frozenset(row["pairs"]),
+                )
+        place: dict[str, int | None] = {}
+        after: list[HourSample] = []
+        replaced: list[tuple[int, int]] = []
+        for issue_id in ids:
+            group = by_issue[issue_id]
+            decided = sample_hour(
+                before.get(issue_id, HourSample()),
+                [pair_key(e.release, e.environment) for e in group],
+                full=full,
+                reservoir=self.settings.events_sample_per_hour,
+                rng=self.sampling,
+            )
+            after.append(decided.after)
+            replaced.extend((issue_id, slot) for slot in decided.replaced)
+            for event, at in zip(group, decided.places, strict=True):
+                place[event.event_id] = at
+        deleted = 0
+        if replaced:
+            status = await conn.execute(
+                """DELETE FROM mendline.events e
+                   USING unnest($1::bigint[], $2::smallint[]) AS u(issue_id, slot)
+                   WHERE e.received_at >= $3 AND e.received_at < $3 + interval '1 hour'
+                     AND e.issue_id = u.issue_id AND e.sample_slot = u.slot""",
+                [r[0] for r in replaced],
+                [r[1] for r in replaced],
+                hour,
+            )
+            deleted = int(status.rsplit(" ", 1)[1])  # "DELETE <count>"
+        await conn.execute(
+            """INSERT INTO mendline.event_samples
+                   (issue_id, hour, received, kept, offered, sampled, pairs)
+               SELECT u.issue_id, $2, u.received, u.kept, u.offered, u.sampled,
+                      ARRAY(SELECT json_array_elements_text(u.pairs::json))
+               FROM unnest($1::bigint[], $3::bigint[], $4::int[], $5::bigint[], $6::int[],
+                           $7::text[]) AS u(issue_id, received, kept, offered, sampled, pairs)
+               ON CONFLICT (issue_id, hour) DO UPDATE SET
+                   received = EXCLUDED.received, kept = EXCLUDED.kept,
+                   offered = EXCLUDED.offered, sampled = EXCLUDED.sampled,
+                   pairs = EXCLUDED.pairs""",
+            ids,
+            hour,
+            [a.received for a in after],
+            [a.kept for a in after],
+            [a.offered for a in after],
+            [a.sampled for a in after],
+            [json.dumps(sorted(a.pairs)) for a in after],
+        )
+        kept = [
+            (event, None if place[event.event_id] == WHOLE else place[event.event_id])
+            for event in events
+            if place[event.event_id] is not None
+        ]
+        return kept, deleted
+
     async def _insert_events(
         self,
         conn: _Conn,
-        events: list[PreparedEvent],
+        kept: list[tuple[PreparedEvent, int | None]],
         issue_of: dict[str, int],
         now: datetime,
     ) -> None:
@@ -421,22 +523,50 @@ class Store:
                     e.partition,
                     e.offset,
                     e.count,
+                    slot,
                 )
-                for e in events
+                for e, slot in kept
             ],
         )
 
     async def _count_minute(
-        self, conn: _Conn, ids: list[int], deltas: dict[int, _IssueDelta], now: datetime
+        self,
+        conn: _Conn,
+        ids: list[int],
+        deltas: dict[int, _IssueDelta],
+        by_hash: dict[str, list[PreparedEvent]],
+        now: datetime,
     ) -> None:
-        """Add the batch's events to their issues' counts of this minute."""
+        """Add the batch's events to their issues' and fingerprints' counts of this minute
+        (the fingerprints' with the newest event: what an unmerge gives back)."""
+        minute = now.replace(second=0, microsecond=0)
+        hashes = sorted(by_hash)
+        newest = [max(by_hash[h], key=attrgetter("timestamp")) for h in hashes]
+        await conn.execute(
+            """INSERT INTO mendline.fingerprint_counts AS f
+                   (hash, minute, count, last_seen, last_release)
+               SELECT h, $2, least(n, $6), t, r
+               FROM unnest($1::text[], $3::bigint[], $4::timestamptz[], $5::text[])
+                    AS u(h, n, t, r)
+               ON CONFLICT (hash, minute) DO UPDATE SET
+                   count = least(f.count::bigint + EXCLUDED.count, $6),
+                   last_release = CASE WHEN EXCLUDED.last_seen >= f.last_seen
+                                       THEN EXCLUDED.last_release ELSE f.last_release END,
+                   last_seen = greatest(f.last_seen, EXCLUDED.last_seen)""",
+            hashes,
+            minute,
+            [sum(e.count for e in by_hash[h]) for h in hashes],
+            [e.timestamp for e in newest],
+            [e.release for e in newest],
+            _MAX_MINUTE_COUNT,
+        )
         await conn.execute(
             """INSERT INTO mendline.issue_counts (issue_id, minute, count)
                SELECT id, $2, least(n, $4) FROM unnest($1::bigint[], $3::bigint[]) AS u(id, n)
                ON CONFLICT (issue_id, minute)
                DO UPDATE SET count = least(issue_counts.count::bigint + EXCLUDED.count, $4)""",
             ids,
-            now.replace(second=0, microsecond=0),
+            minute,
             [deltas[i].count for i in ids],
             _MAX_MINUTE_COUNT,
         )
@@ -696,6 +826,7 @@ _EVENT_COLUMNS = [
     "kafka_partition",
     "kafka_offset",
     "count",
+    "sample_slot",
 ]
 
 

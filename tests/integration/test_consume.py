@@ -32,34 +32,61 @@ pytestmark = pytest.mark.integration
 
 
 async def stored(url: str) -> int:
+    """How many events the consumer has taken (each event_id once, its row stored whole or
+    sampled away)."""
     try:
         conn = await asyncpg.connect(url)
     except OSError:  # the server is not up yet
         return 0
     try:
-        if not await conn.fetchval("SELECT to_regclass('mendline.events') IS NOT NULL"):
+        if not await conn.fetchval("SELECT to_regclass('mendline.event_ids') IS NOT NULL"):
             return 0  # not migrated yet
-        return int(await conn.fetchval("SELECT count(*) FROM mendline.events"))
+        return int(await conn.fetchval("SELECT count(*) FROM mendline.event_ids"))
     finally:
         await conn.close()
 
 
 async def check_exactly_once(url: str, produced: list[dict[str, object]]) -> None:
+    """Every produced event was taken once and counted once, whichever were stored whole:
+    the ids, the occurrences on the issues, their minutes and fingerprints, and per issue
+    and hour the events received and stored as sampling said."""
     conn = await asyncpg.connect(url)
     try:
-        ids = {r["event_id"].hex for r in await conn.fetch("SELECT event_id FROM mendline.events")}
-        assert await conn.fetchval("SELECT count(*) FROM mendline.events") == len(produced)
-        assert ids == {e["event_id"] for e in produced}
+        taken = {
+            r["event_id"].hex for r in await conn.fetch("SELECT event_id FROM mendline.event_ids")
+        }
+        assert await conn.fetchval("SELECT count(*) FROM mendline.event_ids") == len(produced)
+        assert taken == {e["event_id"] for e in produced}
+        rows = {r["event_id"].hex for r in await conn.fetch("SELECT event_id FROM mendline.events")}
+        assert rows <= taken
         # Rolled-up events count every occurrence they stand for.
-        mismatched = await conn.fetch(
-            """SELECT i.id, i.times_seen, sum(e.count) AS n
-               FROM mendline.issues i LEFT JOIN mendline.events e ON e.issue_id = i.id
-               GROUP BY i.id HAVING i.times_seen <> sum(e.count)"""
-        )
-        assert not mismatched, f"times_seen differs from the stored events: {mismatched[:5]}"
         occurrences = sum(int(e.get("count", 1)) for e in produced)  # type: ignore[call-overload]
         assert await conn.fetchval("SELECT sum(times_seen) FROM mendline.issues") == occurrences
         assert await conn.fetchval("SELECT sum(count) FROM mendline.issue_counts") == occurrences
+        counted = await conn.fetchval("SELECT sum(count) FROM mendline.fingerprint_counts")
+        assert counted == occurrences
+        mismatched = await conn.fetch(
+            """SELECT i.id, i.times_seen,
+                      (SELECT sum(c.count) FROM mendline.issue_counts c
+                       WHERE c.issue_id = i.id) AS minutes,
+                      (SELECT sum(c.count) FROM mendline.fingerprint_counts c
+                       JOIN mendline.fingerprints f ON f.hash = c.hash
+                       WHERE f.issue_id = i.id) AS fingerprints
+               FROM mendline.issues i"""
+        )
+        assert all(r["times_seen"] == r["minutes"] == r["fingerprints"] for r in mismatched), (
+            mismatched
+        )
+        # Each issue's hours: every event received, and the rows the tally says were kept.
+        hours = await conn.fetch(
+            """SELECT s.issue_id, s.hour, s.received, s.kept + s.sampled AS kept,
+                      (SELECT count(*) FROM mendline.events e
+                       WHERE e.issue_id = s.issue_id AND e.received_at >= s.hour
+                         AND e.received_at < s.hour + interval '1 hour') AS rows
+               FROM mendline.event_samples s"""
+        )
+        assert sum(r["received"] for r in hours) == len(produced)
+        assert all(r["kept"] == r["rows"] for r in hours), [dict(r) for r in hours]
     finally:
         await conn.close()
 

@@ -122,6 +122,8 @@ CASES = [
                 "events_default": 0,
                 "event_ids": 0,
                 "issue_counts": 0,
+                "fingerprint_counts": 0,
+                "event_samples": 0,
                 "lost_events": 0,
             },
         },

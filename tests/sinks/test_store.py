@@ -12,9 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from pydantic_core import to_json
 
-from mendline.schemas.event import LEVELS
 from mendline.schemas.finding import FALLBACK_CODES, FallbackCode, Finding
 from mendline.schemas.issue import IgnoreCondition
 from mendline.schemas.people import SYSTEM_ACTOR
@@ -29,41 +27,10 @@ from mendline.sinks.postgres import (
     connect_store,
     migrate,
 )
-from tests.db_helpers import RESPONDER, issue_actions
+from tests.db_helpers import EVENT_AT, RESPONDER, migrate_before, prepared_event
 
 pytestmark = pytest.mark.integration
-T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-
-
-def event(
-    fingerprint: str = "f" * 32,
-    *,
-    at: datetime = T0,
-    level: str = "error",
-    release: str | None = "1.0",
-    environment: str = "production",
-    host: str | None = "web-1",
-    service: str = "api",
-) -> PreparedEvent:
-    event_id = uuid.uuid4().hex
-    return PreparedEvent(
-        event_id=event_id,
-        timestamp=at,
-        service=service,
-        environment=environment,
-        release=release,
-        host=host,
-        level=level,
-        level_rank=LEVELS.index(level),  # type: ignore[arg-type]
-        message="order_failed",
-        fingerprint=fingerprint,
-        algorithm_version=1,
-        basis="stacktrace",
-        components=("ValueError", "app.orders.parse"),
-        title="ValueError: bad quantity",
-        culprit="app.orders.parse",
-        payload=to_json({"event_id": event_id, "message": "order_failed"}),
-    )
+T0 = EVENT_AT
 
 
 @pytest.fixture
@@ -76,19 +43,6 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
     store = await connect_store(settings)
     yield store
     await store.close()
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(settings.database_url.get_secret_value())
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-async def actions(fresh_db_url: str) -> AsyncIterator[IssueActions]:
-    async with issue_actions(fresh_db_url) as actions:
-        yield actions
 
 
 async def test_the_queues_partial_indexes_cover_the_kinds_their_queries_take(
@@ -127,7 +81,7 @@ async def test_migrations_are_idempotent_and_safe_when_run_at_once(empty_db_url:
 
 
 async def test_a_redelivered_batch_changes_nothing(store: Store, db: asyncpg.Connection) -> None:
-    batch = [event(at=T0 + timedelta(seconds=i)) for i in range(10)]
+    batch = [prepared_event(at=T0 + timedelta(seconds=i)) for i in range(10)]
     first = await store.write(batch)
     assert (first.stored, first.duplicates, first.new_issues) == (10, 0, 1)
     again = await store.write(batch + batch[:3])
@@ -145,7 +99,7 @@ def hashed(base: PreparedEvent, content_hash: str | None) -> PreparedEvent:
 async def test_an_event_id_again_with_other_content_is_a_conflict_not_a_duplicate(
     store: Store, db: asyncpg.Connection
 ) -> None:
-    one, two = event(), event(at=T0 + timedelta(seconds=1))
+    one, two = prepared_event(), prepared_event(at=T0 + timedelta(seconds=1))
     first = await store.write([hashed(one, "a" * 64), hashed(two, "b" * 64)])
     assert (first.stored, first.duplicates, first.conflicts) == (2, 0, [])
     replay, forged = hashed(one, "a" * 64), hashed(two, "c" * 64)
@@ -162,7 +116,7 @@ async def test_an_event_id_again_with_other_content_is_a_conflict_not_a_duplicat
 async def test_in_one_batch_the_first_of_an_event_id_wins(
     store: Store, db: asyncpg.Connection
 ) -> None:
-    base = event()
+    base = prepared_event()
     first, copy, other = hashed(base, "a" * 64), hashed(base, "a" * 64), hashed(base, "d" * 64)
     result = await store.write([first, other, copy])
     assert (result.stored, result.duplicates, result.conflicts) == (1, 1, [(other, "a" * 64)])
@@ -172,7 +126,7 @@ async def test_in_one_batch_the_first_of_an_event_id_wins(
 async def test_an_event_id_stored_without_a_hash_takes_any_replay_as_a_duplicate(
     store: Store, db: asyncpg.Connection
 ) -> None:
-    old = event()
+    old = prepared_event()
     await store.write([hashed(old, None)])  # as stored before migration 0007
     assert await db.fetchval("SELECT content_hash FROM mendline.event_ids") is None
     again = await store.write([hashed(old, "e" * 64)])
@@ -182,12 +136,16 @@ async def test_an_event_id_stored_without_a_hash_takes_any_replay_as_a_duplicate
 async def test_issue_aggregates(store: Store, db: asyncpg.Connection) -> None:
     await store.write(
         [
-            event(at=T0 + timedelta(minutes=5), level="warning", release="1.1", host="web-2"),
-            event(at=T0, level="error", release="1.0", environment="staging"),
+            prepared_event(
+                at=T0 + timedelta(minutes=5), level="warning", release="1.1", host="web-2"
+            ),
+            prepared_event(at=T0, level="error", release="1.0", environment="staging"),
         ]
     )
-    await store.write([event(at=T0 + timedelta(minutes=9), level="critical", release="1.2")])
-    await store.write([event(at=T0 - timedelta(minutes=1), level="info", release="0.9")])
+    await store.write(
+        [prepared_event(at=T0 + timedelta(minutes=9), level="critical", release="1.2")]
+    )
+    await store.write([prepared_event(at=T0 - timedelta(minutes=1), level="info", release="0.9")])
     issue = await db.fetchrow("SELECT * FROM mendline.issues")
     assert issue["times_seen"] == 4
     assert issue["first_seen"] == T0 - timedelta(minutes=1)
@@ -202,9 +160,9 @@ async def test_issue_aggregates(store: Store, db: asyncpg.Connection) -> None:
 async def test_a_new_event_on_a_resolved_issue_is_a_regression_once(
     store: Store, db: asyncpg.Connection
 ) -> None:
-    await store.write([event()])
+    await store.write([prepared_event()])
     await db.execute("UPDATE mendline.issues SET status = 'resolved', resolved_at = now()")
-    regressing = [event(), event()]
+    regressing = [prepared_event(), prepared_event()]
     result = await store.write(regressing)
     assert result.regressions == 1 and result.triggers == 1
     await store.write(regressing)  # a replay
@@ -221,13 +179,13 @@ async def test_frequency_triggers_once_per_window(
         load_settings(database_url=fresh_db_url, frequency_threshold=5, frequency_window_minutes=5)
     )
     try:
-        await store.write([event() for _ in range(4)])
+        await store.write([prepared_event() for _ in range(4)])
         assert (
             await db.fetchval("SELECT count(*) FROM mendline.triggers WHERE kind = 'frequency'")
             == 0
         )
-        await store.write([event()])
-        await store.write([event() for _ in range(20)])
+        await store.write([prepared_event()])
+        await store.write([prepared_event() for _ in range(20)])
         rows = await db.fetch("SELECT details FROM mendline.triggers WHERE kind = 'frequency'")
     finally:
         await store.close()
@@ -241,7 +199,9 @@ async def test_concurrent_writers_create_one_issue_per_fingerprint(
     stores = [await connect_store(settings) for _ in range(3)]
     fingerprints = [f"{i:032x}" for i in range(20)]
     try:
-        batches = [[event(f) for f in fingerprints for _ in range(5)] for _ in range(3 * 4)]
+        batches = [
+            [prepared_event(f) for f in fingerprints for _ in range(5)] for _ in range(3 * 4)
+        ]
         await asyncio.gather(*(stores[i % 3].write(b) for i, b in enumerate(batches)))
     finally:
         for s in stores:
@@ -254,13 +214,19 @@ async def test_concurrent_writers_create_one_issue_per_fingerprint(
 async def test_merge_moves_everything_and_later_events_follow(
     store: Store, db: asyncpg.Connection, actions: IssueActions
 ) -> None:
-    await store.write([event("a" * 32), event("a" * 32), event("b" * 32, release="2.0")])
+    await store.write(
+        [
+            prepared_event("a" * 32),
+            prepared_event("a" * 32),
+            prepared_event("b" * 32, release="2.0"),
+        ]
+    )
     ids = {
         r["primary_hash"][0]: r["id"]
         for r in await db.fetch("SELECT id, primary_hash FROM mendline.issues")
     }
     await actions.merge(RESPONDER, ids["a"], ids["b"])
-    await store.write([event("b" * 32), event("a" * 32)])
+    await store.write([prepared_event("b" * 32), prepared_event("a" * 32)])
     target = await db.fetchrow("SELECT * FROM mendline.issues WHERE id = $1", ids["a"])
     source = await db.fetchrow("SELECT * FROM mendline.issues WHERE id = $1", ids["b"])
     assert target["times_seen"] == 5
@@ -279,14 +245,16 @@ async def test_an_ignored_issue_counts_its_events_but_alerts_on_none(
 ) -> None:
     store = await connect_store(load_settings(database_url=fresh_db_url, frequency_threshold=3))
     try:
-        await store.write([event("a" * 32), event("b" * 32), event("c" * 32)])
+        await store.write(
+            [prepared_event("a" * 32), prepared_event("b" * 32), prepared_event("c" * 32)]
+        )
         ids = {
             r["primary_hash"][0]: r["id"]
             for r in await db.fetch("SELECT id, primary_hash FROM mendline.issues")
         }
         await actions.ignore(RESPONDER, ids["a"])
         await actions.merge(RESPONDER, ids["b"], ids["c"])
-        await store.write([event(f) for f in ("a" * 32, "b" * 32) for _ in range(5)])
+        await store.write([prepared_event(f) for f in ("a" * 32, "b" * 32) for _ in range(5)])
     finally:
         await store.close()
     issues = {
@@ -310,16 +278,16 @@ async def test_a_rolled_up_event_counts_every_occurrence_it_stands_for(
         load_settings(database_url=fresh_db_url, frequency_threshold=50, frequency_window_minutes=5)
     )
     first = T0 - timedelta(seconds=4)
-    storm = dataclasses.replace(event("a" * 32), count=40, first_timestamp=first, lost=7)
+    storm = dataclasses.replace(prepared_event("a" * 32), count=40, first_timestamp=first, lost=7)
     try:
-        result = await store.write([storm, event("a" * 32), event("b" * 32)])
+        result = await store.write([storm, prepared_event("a" * 32), prepared_event("b" * 32)])
         assert result.lost == 7
         await store.write([storm])  # a replay counts nothing again
         assert (
             await db.fetchval("SELECT count(*) FROM mendline.triggers WHERE kind = 'frequency'")
             == 0
         )
-        await store.write([dataclasses.replace(event("a" * 32), count=9)])
+        await store.write([dataclasses.replace(prepared_event("a" * 32), count=9)])
     finally:
         await store.close()
     issue = await db.fetchrow("SELECT * FROM mendline.issues WHERE primary_hash = $1", "a" * 32)
@@ -354,12 +322,12 @@ async def test_a_rolled_up_event_counts_every_occurrence_it_stands_for(
 async def test_an_ignore_until_n_per_hour_counts_occurrences(
     store: Store, db: asyncpg.Connection, actions: IssueActions
 ) -> None:
-    await store.write([event()])
+    await store.write([prepared_event()])
     issue_id = await db.fetchval("SELECT id FROM mendline.issues")
     await actions.ignore(RESPONDER, issue_id, IgnoreCondition(per_hour=30))
-    await store.write([dataclasses.replace(event(), count=10)])
+    await store.write([dataclasses.replace(prepared_event(), count=10)])
     assert await db.fetchval("SELECT status FROM mendline.issues") == "ignored"
-    await store.write([dataclasses.replace(event(), count=25)])
+    await store.write([dataclasses.replace(prepared_event(), count=25)])
     assert await db.fetchval("SELECT status FROM mendline.issues") == "unresolved"
 
 
@@ -368,7 +336,7 @@ async def test_prune_drops_old_days_only(
 ) -> None:
     now = datetime.now(UTC)
     await store.ensure_partitions((now - timedelta(days=40)).date())
-    await store.write([event()])
+    await store.write([prepared_event()])
     old = (now - timedelta(days=40)).replace(hour=12)
     await db.execute(
         "INSERT INTO mendline.event_ids (event_id, received_at) VALUES ($1, $2)", uuid.uuid4(), old
@@ -380,7 +348,13 @@ async def test_prune_drops_old_days_only(
 
 
 async def test_the_public_views(store: Store, db: asyncpg.Connection) -> None:
-    await store.write([event("a" * 32), event("a" * 32), event("b" * 32, service="billing")])
+    await store.write(
+        [
+            prepared_event("a" * 32),
+            prepared_event("a" * 32),
+            prepared_event("b" * 32, service="billing"),
+        ]
+    )
     open_issues = await db.fetch(
         "SELECT service, times_seen FROM mendline.open_issues ORDER BY service"
     )
@@ -425,7 +399,7 @@ def heuristic_finding() -> Finding:
 async def test_a_finding_keeps_its_fallback_code_and_the_view_shows_it_last(
     store: Store, db: asyncpg.Connection, settings: Settings
 ) -> None:
-    await store.write([event("a" * 32), event("b" * 32)])
+    await store.write([prepared_event("a" * 32), prepared_event("b" * 32)])
     findings = await connect_findings(settings, 2)
     try:
         fell_back = heuristic_finding().as_fallback("llm_timeout", "the LLM call timed out")
@@ -447,7 +421,7 @@ async def test_a_finding_keeps_its_fallback_code_and_the_view_shows_it_last(
 async def test_a_finding_keeps_its_risks_and_the_view_shows_them(
     store: Store, db: asyncpg.Connection, settings: Settings
 ) -> None:
-    await store.write([event("a" * 32), event("b" * 32)])
+    await store.write([prepared_event("a" * 32), prepared_event("b" * 32)])
     findings = await connect_findings(settings, 2)
     try:
         risky = heuristic_finding().model_copy(update={"risks": ["pipe_to_shell", "fetches_url"]})
@@ -469,7 +443,7 @@ async def test_the_database_takes_exactly_the_fallback_codes(
         " WHERE conname = 'findings_fallback_code_check'"
     )
     assert set(re.findall(r"'(\w+)'", definition)) == set(FALLBACK_CODES)
-    await store.write([event()])
+    await store.write([prepared_event()])
     insert = """INSERT INTO mendline.findings (issue_id, cache_key, analyser, root_cause,
                     confidence, category, severity, suggested_fix, fallback_code, fallback_reason)
                 VALUES (1, 'k', 'heuristic', 'c', 0.5, 'unknown', 'low', 'f', $1, $2)"""
@@ -510,17 +484,7 @@ async def test_findings_stored_before_the_codes_get_theirs(empty_db_url: str) ->
     try:
         # As an older mendline left it: the migrations before 0005 applied, and findings
         # with reasons only.
-        await conn.execute(
-            """CREATE SCHEMA mendline;
-               CREATE TABLE mendline.schema_migrations (
-                   version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        for version, sql in available_migrations():
-            if version < "0005":
-                await conn.execute(sql)
-                await conn.execute(
-                    "INSERT INTO mendline.schema_migrations (version) VALUES ($1)", version
-                )
+        await migrate_before(conn, "0005")
         await conn.execute(
             """INSERT INTO mendline.issues (service, primary_hash, title, level, level_rank,
                                             first_seen, last_seen)
