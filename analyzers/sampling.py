@@ -17,11 +17,12 @@ WHOLE = -1
 MAX_PAIRS = 50
 
 
-def pair_key(release: str | None, environment: str) -> str:
-    """How one release/environment pair is remembered. Two pairs whose names hold the
-    separator (chr(31)) could share a key: the second would then be sampled like any other
-    event, never miscounted."""
-    return f"{release or ''}\x1f{environment}"
+def pair_key(fingerprint: str, release: str | None, environment: str) -> str:
+    """How one fingerprint's release/environment pair is remembered (per fingerprint, not
+    per issue: an unmerge takes a fingerprint's events back, every environment and release
+    of it among them). Two pairs whose names hold the separator (chr(31)) could share a key:
+    the second would then be sampled like any other event, never miscounted."""
+    return f"{fingerprint}\x1f{release or ''}\x1f{environment}"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class HourSample:
     received: int = 0
     kept: int = 0
     offered: int = 0
+    #: The reservoir's slots filled (one past the highest).
     sampled: int = 0
     pairs: frozenset[str] = frozenset()
 
@@ -61,8 +63,11 @@ def sample_hour(
     An event is stored whole when fewer than ``full`` were this hour, or when its pair was
     not stored yet this hour (so every release and environment an issue had stays
     searchable). Past that it is offered to a reservoir of ``reservoir`` slots (Vitter's
-    algorithm R): the k-th offered takes a slot with probability reservoir/k, replacing what
-    held it, so the slots hold a uniform sample of everything offered this hour.
+    algorithm R): the k-th offered takes a slot with probability reservoir/k (the first
+    ``reservoir`` fill them), replacing what held it, so the slots hold a uniform sample of
+    everything offered this hour. A reservoir made smaller within an hour keeps its higher
+    slots' events until the hour ends; one made bigger takes the next offered into its new
+    slots while no more were offered than its size, and draws past it.
     ``full`` 0: every event is stored whole (no sampling).
     """
     places: list[int | None] = []
@@ -79,13 +84,13 @@ def sample_hour(
                 seen.add(pair)
             continue
         offered += 1
-        if sampled < reservoir:
-            slot: int | None = sampled
-            sampled += 1
+        if offered <= reservoir:
+            slot: int | None = offered - 1
         else:
             pick = rng.randrange(offered)
             slot = pick if pick < reservoir else None
         if slot is not None:
+            sampled = max(sampled, slot + 1)
             if slot in holder:
                 places[holder[slot]] = None  # taken again within the batch
             elif slot < filled_before:

@@ -97,13 +97,7 @@ class IssueActions(AuditedStore):
                 """UPDATE mendline.issues SET status = 'ignored', substatus = NULL,
                        ignored_at = now(), ignored_by = $2, ignore_until = $3,
                        ignore_until_seen = $4, ignore_per_hour = $5, resolution = NULL,
-                       resolved_in_release = NULL, resolved_by = NULL, updated_at = now(),
-                       -- what this minute counted before the ignore ("N per hour" counts
-                       -- from here)
-                       ignore_minute_seen = coalesce(
-                           (SELECT c.count FROM mendline.issue_counts c
-                            WHERE c.issue_id = $1 AND c.minute = date_trunc('minute', now())),
-                           0)
+                       resolved_in_release = NULL, resolved_by = NULL, updated_at = now()
                    WHERE id = $1""",
                 issue_id,
                 actor.name,

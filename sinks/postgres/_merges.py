@@ -42,15 +42,19 @@ WHERE t.id = $1 AND s.id = $2
 """
 
 # The events an unmerge gives back: those of the merge's fingerprints on the issue that
-# holds them now (stored whole from now on: a reservoir slot is its issue's). Their
-# environments (every one an issue had in an hour is stored, sampled or not).
-_MOVE_EVENTS = """
+# holds them now; their environments (the first event of each fingerprint, release and
+# environment in an hour is stored, sampled or not).
+#: Events moved to another issue leave their reservoir: a slot is its issue's. They stay
+#: marked as samples (-1).
+_OUT_OF_RESERVOIR = "sample_slot = CASE WHEN sample_slot >= 0 THEN -1 ELSE sample_slot END"
+
+_MOVE_EVENTS = f"""
 WITH moved AS (
-    UPDATE mendline.events SET issue_id = $1, sample_slot = NULL
+    UPDATE mendline.events SET issue_id = $1, {_OUT_OF_RESERVOIR}
     WHERE issue_id = $2 AND fingerprint = ANY($3::text[])
     RETURNING environment
 )
-SELECT coalesce(array_agg(DISTINCT environment), '{}') AS environments FROM moved
+SELECT coalesce(array_agg(DISTINCT environment), '{{}}') AS environments FROM moved
 """
 
 # What the merge's fingerprints counted, each minute, and the newest of them: whichever of
@@ -88,7 +92,18 @@ async def merge_into(conn: _Conn, target: int, source: int, by: str) -> list[str
         )
     ]
     await conn.execute(
-        "UPDATE mendline.events SET issue_id = $1, sample_slot = NULL WHERE issue_id = $2",
+        f"UPDATE mendline.events SET issue_id = $1, {_OUT_OF_RESERVOIR} WHERE issue_id = $2",
+        target,
+        source,
+    )
+    # What the source counted in the minute an ignore of the target was made in came before
+    # it, for the ignore's rate (as the target's own did).
+    await conn.execute(
+        """UPDATE mendline.issues t
+           SET ignore_minute_seen = coalesce(t.ignore_minute_seen, 0) + c.count
+           FROM mendline.issue_counts c
+           WHERE t.id = $1 AND t.ignore_per_hour IS NOT NULL AND c.issue_id = $2
+             AND c.minute = date_trunc('minute', t.ignored_at)""",
         target,
         source,
     )
@@ -223,6 +238,17 @@ async def _move_counts(conn: _Conn, source: int, holder: int, minutes: list[Any]
     )
     await conn.execute(
         "DELETE FROM mendline.issue_counts WHERE issue_id = $1 AND count = 0", holder
+    )
+    # An ignore of the holder noted its minute's count: what leaves that minute leaves it.
+    await conn.execute(
+        """UPDATE mendline.issues h
+           SET ignore_minute_seen = greatest(h.ignore_minute_seen - u.n, 0)
+           FROM unnest($2::timestamptz[], $3::bigint[]) AS u(minute, n)
+           WHERE h.id = $1 AND h.ignore_per_hour IS NOT NULL
+             AND u.minute = date_trunc('minute', h.ignored_at)""",
+        holder,
+        at,
+        counts,
     )
     await conn.execute(
         """INSERT INTO mendline.issue_counts (issue_id, minute, count)

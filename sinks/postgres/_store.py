@@ -448,7 +448,7 @@ class Store:
             group = by_issue[issue_id]
             decided = sample_hour(
                 before.get(issue_id, HourSample()),
-                [pair_key(e.release, e.environment) for e in group],
+                [pair_key(e.fingerprint, e.release, e.environment) for e in group],
                 full=full,
                 reservoir=self.settings.events_sample_per_hour,
                 rng=self.sampling,

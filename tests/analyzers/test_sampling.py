@@ -16,9 +16,10 @@ from mendline.analyzers.sampling import (
     sample_hour,
 )
 
-A = pair_key("1.0", "production")
-B = pair_key("1.1", "production")
-C = pair_key("1.0", "staging")
+F = "f" * 32
+A = pair_key(F, "1.0", "production")
+B = pair_key(F, "1.1", "production")
+C = pair_key(F, "1.0", "staging")
 
 
 class _Scripted(random.Random):
@@ -71,6 +72,9 @@ class _Scripted(random.Random):
         ),
         # full 0: no sampling, every event whole.
         (HourSample(), [A] * 4, 0, 2, [], [WHOLE] * 4, [], None),
+        # A reservoir made bigger within the hour: while no more were offered than its
+        # size, each takes the next slot, replacing nothing; past it, the draw again.
+        (HourSample(5, 3, 2, 2, frozenset({A})), [A] * 3, 3, 4, [4], [2, 3, None], [], None),
         # reservoir 0: past `full`, nothing more is stored.
         (HourSample(), [A] * 4, 2, 0, [0, 0], [WHOLE, WHOLE, None, None], [], (4, 2, 2, 0)),
     ],
@@ -98,16 +102,17 @@ def test_each_events_place(
 
 
 def test_the_pairs_remembered_are_bounded() -> None:
-    pairs = [pair_key(f"r{n}", "production") for n in range(MAX_PAIRS + 5)]
+    pairs = [pair_key(F, f"r{n}", "production") for n in range(MAX_PAIRS + 5)]
     decided = sample_hour(HourSample(), pairs, full=1, reservoir=0, rng=random.Random(1))
     # The first MAX_PAIRS releases are stored whole; the ones past the bound are sampled.
     assert decided.places == [WHOLE] * MAX_PAIRS + [None] * 5
     assert len(decided.after.pairs) == MAX_PAIRS
 
 
-def test_a_pair_key_keeps_release_and_environment_apart() -> None:
-    assert pair_key("1.0", "prod") != pair_key("1.0p", "rod")
-    assert pair_key(None, "prod") == pair_key("", "prod")
+def test_a_pair_key_keeps_fingerprint_release_and_environment_apart() -> None:
+    assert pair_key(F, "1.0", "prod") != pair_key(F, "1.0p", "rod")
+    assert pair_key(F, "1.0", "prod") != pair_key("e" * 32, "1.0", "prod")
+    assert pair_key(F, None, "prod") == pair_key(F, "", "prod")
 
 
 def test_the_reservoir_is_a_uniform_sample_of_what_was_offered() -> None:

@@ -416,6 +416,8 @@ def spawn_consumer(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "MENDLINE_KAFKA_SESSION_TIMEOUT": "2",
         "MENDLINE_FREQUENCY_THRESHOLD": "0",
         "MENDLINE_BATCH_MAX_RECORDS": "500",
+        "MENDLINE_EVENTS_FULL_PER_HOUR": str(settings.events_full_per_hour),
+        "MENDLINE_EVENTS_SAMPLE_PER_HOUR": str(settings.events_sample_per_hour),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "mendline", "consume"],
@@ -439,8 +441,11 @@ async def stream_20000(
     bootstrap: str, db_url: str
 ) -> tuple[Settings, list[dict[str, object]], asyncio.Task[None]]:
     """A migrated database, a 4-partition topic, and 20,000 events of 300 issues (one in
-    seven rolled up: a count of 2 to 51) being produced over 8 seconds."""
-    settings = consume_settings(bootstrap, db_url)
+    seven rolled up: a count of 2 to 51) being produced over 8 seconds, for consumers that
+    sample: 10 of an issue's events an hour whole, then a reservoir of 3."""
+    settings = consume_settings(
+        bootstrap, db_url, events_full_per_hour=10, events_sample_per_hour=3
+    )
     await create_topic(bootstrap, settings.errors_topic, 4)
     store = await connect_store(settings)  # migrates
     await store.close()

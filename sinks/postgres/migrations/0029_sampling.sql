@@ -1,12 +1,40 @@
 -- Sampling: of one issue's events in an hour, the first MENDLINE_EVENTS_FULL_PER_HOUR (and
--- the first of each release and environment) are stored whole, then a reservoir sample of
--- MENDLINE_EVENTS_SAMPLE_PER_HOUR; every event is still counted. What read event rows to
--- count (an unmerge's per-minute counts, an ignore's "events in the last hour") reads these
--- counts instead.
+-- the first of each fingerprint's release and environment) are stored whole, then a
+-- reservoir sample of MENDLINE_EVENTS_SAMPLE_PER_HOUR; every event is still counted. What
+-- read event rows to count (an unmerge's per-minute counts, an ignore's "events in the last
+-- hour") reads these counts instead.
+--
+-- Ordered so that mendline.events is only read (shared locks) until the last statement: its
+-- new column takes the table's exclusive lock at the very end, for a moment, and never
+-- while issues' rows are locked by a scan (a consumer locks an issue, then writes events).
+
+-- The occurrences of the minute an ignore was made in that came before it: an ignore "N per
+-- hour" counts that minute's later ones from its per-minute count. Noted by a trigger
+-- whenever an ignore is made (ignored_at set), whoever makes it.
+ALTER TABLE mendline.issues ADD COLUMN IF NOT EXISTS ignore_minute_seen integer;
+UPDATE mendline.issues i SET ignore_minute_seen = (
+    SELECT coalesce(sum(e.count), 0) FROM mendline.events e
+    WHERE e.issue_id = i.id AND e.received_at >= date_trunc('minute', i.ignored_at)
+      AND e.received_at <= i.ignored_at)
+WHERE i.status = 'ignored' AND i.ignore_per_hour IS NOT NULL;
+
+CREATE OR REPLACE FUNCTION mendline.note_ignore_minute() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.ignored_at IS NOT NULL AND NEW.ignored_at IS DISTINCT FROM OLD.ignored_at THEN
+        NEW.ignore_minute_seen := coalesce(
+            (SELECT c.count FROM mendline.issue_counts c
+             WHERE c.issue_id = NEW.id AND c.minute = date_trunc('minute', NEW.ignored_at)),
+            0);
+    END IF;
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS issues_ignore_minute ON mendline.issues;
+CREATE TRIGGER issues_ignore_minute BEFORE UPDATE OF ignored_at ON mendline.issues
+    FOR EACH ROW EXECUTE FUNCTION mendline.note_ignore_minute();
 
 -- Per issue and hour of receipt: events received, stored whole, offered to the reservoir,
--- reservoir slots filled, and the release/environment pairs stored (release, chr(31),
--- environment).
+-- reservoir slots filled, and the fingerprint/release/environment triples stored.
 CREATE TABLE IF NOT EXISTS mendline.event_samples (
     issue_id bigint      NOT NULL,
     hour     timestamptz NOT NULL,
@@ -17,10 +45,7 @@ CREATE TABLE IF NOT EXISTS mendline.event_samples (
     pairs    text[]      NOT NULL DEFAULT '{}',
     PRIMARY KEY (issue_id, hour)
 );
-
--- A reservoir event's slot (0 .. MENDLINE_EVENTS_SAMPLE_PER_HOUR - 1) in its issue's hour;
--- NULL for an event stored whole. A later event that takes the slot replaces it.
-ALTER TABLE mendline.events ADD COLUMN IF NOT EXISTS sample_slot smallint;
+CREATE INDEX IF NOT EXISTS event_samples_hour ON mendline.event_samples (hour);
 
 -- Occurrences per fingerprint and minute of receipt, with the newest of them: what an
 -- unmerge gives back, whichever events were stored.
@@ -32,6 +57,7 @@ CREATE TABLE IF NOT EXISTS mendline.fingerprint_counts (
     last_release text,
     PRIMARY KEY (hash, minute)
 );
+CREATE INDEX IF NOT EXISTS fingerprint_counts_minute ON mendline.fingerprint_counts (minute);
 
 -- Until now every event was stored: its rows count exactly.
 INSERT INTO mendline.fingerprint_counts (hash, minute, count, last_seen, last_release)
@@ -41,14 +67,10 @@ FROM mendline.events
 GROUP BY 1, 2
 ON CONFLICT (hash, minute) DO NOTHING;
 
--- The occurrences of the minute an ignore was made in that came before it: an ignore "N per
--- hour" counts that minute's later ones from its per-minute count.
-ALTER TABLE mendline.issues ADD COLUMN IF NOT EXISTS ignore_minute_seen integer;
-UPDATE mendline.issues i SET ignore_minute_seen = (
-    SELECT coalesce(sum(e.count), 0) FROM mendline.events e
-    WHERE e.issue_id = i.id AND e.received_at >= date_trunc('minute', i.ignored_at)
-      AND e.received_at <= i.ignored_at)
-WHERE i.status = 'ignored' AND i.ignore_per_hour IS NOT NULL;
+-- A reservoir event's slot (0 .. MENDLINE_EVENTS_SAMPLE_PER_HOUR - 1) in its issue's hour,
+-- which a later event may take (it is then deleted); -1: kept as a sample, in no reservoir
+-- any more (a merge moved it); NULL: stored whole.
+ALTER TABLE mendline.events ADD COLUMN IF NOT EXISTS sample_slot smallint;
 
 -- Every stored event with its issue, how many occurrences it stands for, and (new, last)
 -- whether it was kept as a sample: its issue had more events that hour than were stored.
@@ -59,8 +81,9 @@ SELECT e.issue_id, e.event_id, e."timestamp", e.received_at, e.service, e.enviro
        e.sample_slot IS NOT NULL AS sampled
 FROM mendline.events e;
 
--- Per issue and hour: the events received and how many of them were stored. An hour with
--- stored < received was sampled.
+-- Per issue and hour of receipt (while sampling is on): the events received and how many of
+-- them were stored. An hour with stored < received was sampled. As the events came: a merge
+-- since moves the rows, not these figures.
 CREATE OR REPLACE VIEW mendline.issue_sampling AS
 SELECT s.issue_id, s.hour, s.received, s.kept + s.sampled AS stored
 FROM mendline.event_samples s;
