@@ -171,7 +171,7 @@ async def test_results_wait_through_a_database_outage_and_no_false_alert_is_made
             assert await status(server.url, "ledger-api") == "up"
             # The next request is held for a while: its check is running when the database
             # goes, and its result comes back while it is out.
-            target.mode, target.delay = "slow", 5.0
+            target.mode, target.delay = "slow", 3.5
             seen = len(target.requests)
             await wait_until(lambda: len(target.requests) > seen, 10, "a request held")
             await asyncio.to_thread(server.stop)
