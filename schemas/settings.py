@@ -185,6 +185,12 @@ class Settings(BaseSettings):
     analyze_poll_interval: float = Field(
         default=5.0, gt=0, description="Seconds between looks for work without a notification."
     )
+    outage_retry_max: float = Field(
+        default=30.0,
+        ge=0.5,
+        description="Longest wait, in seconds, between a worker's tries to reach PostgreSQL "
+        "while it is out (the waits start at half a second and double up to it).",
+    )
 
     # -- Alerts (mendline alert) -----------------------------------------------------------
     routes_file: Path | None = Field(
@@ -221,6 +227,12 @@ class Settings(BaseSettings):
     checks_file: Path | None = Field(
         default=None,
         description="The checks file of `mendline monitor` (TOML); unset: no checks of yours.",
+    )
+    checks_reload_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between looks at the checks file for a change (SIGHUP reads it "
+        "at once).",
     )
     self_checks: bool = Field(
         default=True,

@@ -149,7 +149,7 @@ class RemediationWorker:
         self.verify_delay = verify_delay
         self.verify_attempts = max(1, verify_attempts)
         self.stats = RemediationStats()
-        self._outage = outage_backoff()
+        self._outage = outage_backoff(settings.outage_retry_max)
         self._stop: asyncio.Event | None = None
 
     def waiting_for(self) -> str | None:
@@ -370,7 +370,13 @@ class RemediationWorker:
 
     async def _written(self, write: _Write, *args: object) -> RemediationRun:
         """``write(*args)``, waited out through a database outage: what a run did is kept."""
-        return await through_outages(write, *args, what="record a remediation run", stop=self._stop)
+        return await through_outages(
+            write,
+            *args,
+            what="record a remediation run",
+            stop=self._stop,
+            longest=self.settings.outage_retry_max,
+        )
 
 
 def _subject(trouble: Trouble) -> RemediationSubject:

@@ -26,10 +26,11 @@ _T = TypeVar("_T")
 log = logging.getLogger("mendline")
 
 
-def outage_backoff() -> Backoff:
+def outage_backoff(longest: float = 30.0) -> Backoff:
     """The waits of a running worker through a database outage: from half a second up to
-    30 s (few queries and warnings while it lasts; the work is a queue, not a stream)."""
-    return Backoff(0.5, 30.0)
+    ``longest`` seconds (MENDLINE_OUTAGE_RETRY_MAX, 30 s: few queries and warnings while it
+    lasts; the work is a queue, not a stream)."""
+    return Backoff(min(0.5, longest), longest)
 
 
 async def pause_for_outage(
@@ -97,12 +98,14 @@ async def through_outages(
     *args: Any,
     what: str,
     stop: asyncio.Event | None = None,
+    longest: float = 30.0,
     **kwargs: Any,
 ) -> _T:
-    """``write(*args, **kwargs)``, tried again with backoff for as long as the database is out (and
-    ``stop``, if given, is not set): for what must not be given up on, such as the record of
-    a paid LLM call or of a message already sent. Other errors are raised at once."""
-    backoff = outage_backoff()
+    """``write(*args, **kwargs)``, tried again with backoff (``outage_backoff(longest)``) for
+    as long as the database is out (and ``stop``, if given, is not set): for what must not be
+    given up on, such as the record of a paid LLM call or of a message already sent. Other
+    errors are raised at once."""
+    backoff = outage_backoff(longest)
     while True:
         try:
             return await write(*args, **kwargs)

@@ -219,7 +219,7 @@ class AlertWorker:
         # A failed delivery is tried again after up to 2 s, doubling with its attempts, up to
         # 10 minutes; full jitter, so that retries to one receiver spread out.
         self._retry_backoff = Backoff(2.0, 600.0, jitter=1.0)
-        self._outage = outage_backoff()
+        self._outage = outage_backoff(settings.outage_retry_max)
 
     def waiting_for(self) -> str | None:
         """None while the worker reaches its database; else what it waits out (a claim or a
@@ -332,7 +332,13 @@ class AlertWorker:
                     await self.store.release(unsent, self.owner)
 
     async def _record(self, marks: list[Mark]) -> None:
-        await through_outages(self.store.mark, marks, self.owner, what="record deliveries")
+        await through_outages(
+            self.store.mark,
+            marks,
+            self.owner,
+            what="record deliveries",
+            longest=self.settings.outage_retry_max,
+        )
         self._done([item for mark in marks for item in mark.items])
 
     async def _send_batches(
@@ -400,7 +406,11 @@ class AlertWorker:
         just before sending, so that a silence made after routing still holds."""
         if not items:
             return items
-        silences = await through_outages(self.store.active_silences, what="read silences")
+        silences = await through_outages(
+            self.store.active_silences,
+            what="read silences",
+            longest=self.settings.outage_retry_max,
+        )
         now = datetime.now(UTC)
         kept = []
         for item in items:

@@ -286,7 +286,7 @@ class AnalyzeWorker:
         self._analysing: dict[str, asyncio.Future[None]] = {}
         # The prompt's size is what a budget reservation is estimated from.
         self._scrubber = Scrubber(settings.scrub_extra_keys, settings.scrub_extra_patterns)
-        self._outage = outage_backoff()
+        self._outage = outage_backoff(settings.outage_retry_max)
 
     def waiting_for(self) -> str | None:
         """None while the worker reaches its database; else what it waits out (a claim or a
@@ -498,6 +498,7 @@ class AnalyzeWorker:
             cached_from=cached_from,
             what=f"store the finding of trigger {claim.trigger_id}",
             stop=self._stop,
+            longest=self.settings.outage_retry_max,
         )
 
     async def _finish_in_flight(self) -> None:

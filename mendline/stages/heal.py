@@ -197,8 +197,14 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
             *policy_digest(settings),
             what="note the fix policy in the audit trail",
             stop=stop,
+            longest=settings.outage_retry_max,
         )
-        await through_outages(healer.cleanup, what="clean up after a crash", stop=stop)
+        await through_outages(
+            healer.cleanup,
+            what="clean up after a crash",
+            stop=stop,
+            longest=settings.outage_retry_max,
+        )
         if remediations is None:
             await healer.run(stop)
         else:
@@ -234,7 +240,7 @@ class Healer:
         self.stats = HealStats()
         self.environ = os.environ if environ is None else environ
         self._applying: set[int] = set()
-        self._outage = outage_backoff()
+        self._outage = outage_backoff(settings.outage_retry_max)
         self._stop = asyncio.Event()  # set by ``run``'s stop: no new fix is claimed then
 
     def waiting_for(self) -> str | None:

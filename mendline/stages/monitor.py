@@ -86,8 +86,6 @@ log = logging.getLogger("mendline.monitor")
 # Results that could not be written (the database is out) wait in memory, at most this many;
 # beyond, the oldest go (their slots are run again once their lease runs out).
 _UNRECORDED_MAX = 10_000
-# How often the checks file is looked at for a change.
-_RELOAD_EVERY = 5.0
 # A check that outlives its own timeout by this much is abandoned as timed out.
 _HARD_MARGIN = 5.0
 # A clock tick not sent within this is given up (the next one supersedes it); it bounds
@@ -257,7 +255,7 @@ class CheckinReader:
         self.store = store
         #: Times the consumer failed and was started again.
         self.restarts = 0
-        self._backoff = outage_backoff()
+        self._backoff = outage_backoff(settings.outage_retry_max)
         self._down: str | None = None
         self._consumer: CheckinConsumer | None = None
 
@@ -323,7 +321,7 @@ class MonitorWorker:
         self.settle = settle
         #: Where each result is counted (mendline_check_results_total and its duration).
         self.context = context
-        self._outage = outage_backoff()
+        self._outage = outage_backoff(settings.outage_retry_max)
         self.health = health
         self.checkins = checkins
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -479,7 +477,8 @@ class MonitorWorker:
     def _file_changed(self) -> bool:
         reload = self._reload.is_set()
         self._reload.clear()
-        if not reload and time.monotonic() - self._looked_at_file < _RELOAD_EVERY:
+        every = self.settings.checks_reload_interval
+        if not reload and time.monotonic() - self._looked_at_file < every:
             return False
         self._looked_at_file = time.monotonic()
         stamp = _stamp(self.settings.checks_file)

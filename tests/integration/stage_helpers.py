@@ -155,10 +155,14 @@ def monitor_settings(
     bootstrap: str, db_url: str, checks: Path | None, routes: Path | None = None, **extra: Any
 ) -> Settings:
     """Settings of a monitor (and an alert worker) on ``db_url`` with check-ins topics and
-    group of the test's own, polling often, mendline's own checks off; ``extra`` wins."""
+    group of the test's own, polling often, looking at the checks file twice a second (not
+    every 5 s), back within a second of a database outage's end (not up to 30 s), mendline's
+    own checks off; ``extra`` wins."""
     values: dict[str, Any] = {
         "self_checks": False,
         "monitor_poll_interval": 0.1,
+        "checks_reload_interval": 0.5,
+        "outage_retry_max": 1.0,
         "monitor_tick_interval": 0.5,
         "alert_poll_interval": 0.2,
         "checkins_topic": unique_topic("checkins"),
@@ -241,13 +245,14 @@ async def status(url: str, name: str) -> str | None:
 
 def analyze_settings(url: str, llm: FakeLLM | None = None, **extra: Any) -> Settings:
     """Settings of the analyze stage on ``url``, asking ``llm`` (else the heuristic analyser
-    alone), polling often."""
+    alone), polling often, back within a second of a database outage's end (not up to 30 s);
+    ``extra`` wins."""
+    values: dict[str, Any] = {"analyze_poll_interval": 0.2, "outage_retry_max": 1.0}
     return load_settings(
         database_url=url,
         frequency_threshold=0,
         llm_base_url=llm.url if llm else None,
-        analyze_poll_interval=0.2,
-        **extra,
+        **{**values, **extra},
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from mendline.devstack import EmbeddedPostgres
+from mendline.sinks.postgres import TRIGGERS_CHANNEL
 from mendline.stages.analyze import AnalyzeStats
 from tests.db_helpers import RESPONDER, issue_actions, query
 from tests.llm_server import FakeLLM, Reply
@@ -261,7 +262,7 @@ async def test_postgres_down_pauses_the_worker_and_keeps_the_finding_in_flight(
         server.start()
         await wait_until(analysed(server.url, 1), 60, "the finding kept through the outage")
         llm.default = Reply.finding()
-        await asyncio.sleep(2)  # the worker is listening again by now
+        await wait_until(lambda: listening(server.url), 20, "the worker listening again")
         await ingest(settings, issue_events(range(1, 3), per_issue=1))
         # Woken by a NOTIFY on the new LISTEN connection, not by the 60 s poll.
         await wait_until(analysed(server.url, 3), 20, "work after the outage")
@@ -269,6 +270,17 @@ async def test_postgres_down_pauses_the_worker_and_keeps_the_finding_in_flight(
     assert worker.stats.analysed == 3
     calls = await query(server.url, "SELECT count(*) AS n FROM mendline.llm_calls")
     assert calls[0]["n"] == 3  # the call made during the outage was recorded afterwards
+
+
+async def listening(url: str) -> bool:
+    """Whether a session on the database LISTENs for new triggers (its last statement)."""
+    rows = await query(
+        url,
+        "SELECT count(*) AS n FROM pg_stat_activity"
+        " WHERE query LIKE 'LISTEN %' AND query LIKE '%' || $1 || '%'",
+        TRIGGERS_CHANNEL,
+    )
+    return rows[0]["n"] > 0
 
 
 async def test_from_kafka_to_findings(
@@ -434,7 +446,8 @@ async def test_an_outage_is_one_warning_and_one_line_when_it_is_over(
     async with workers(settings):
         await wait_until(analysed(server.url, 1), 30, "the first finding")
         server.stop()
-        await asyncio.sleep(6)  # several retries: 0.5 s, 1 s, 2 s ...
+        # Several retries: 0.5 s, then a second each (outage_retry_max).
+        await asyncio.sleep(3 * settings.outage_retry_max)
         server.start()
         await ingest(settings, issue_events(range(1, 2), per_issue=1))
         await wait_until(analysed(server.url, 2), 60, "work after the outage")

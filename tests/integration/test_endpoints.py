@@ -213,6 +213,7 @@ async def test_readyz_is_503_while_the_database_is_out_and_200_once_it_is_back(
         routes_file=routes,
         analyze_poll_interval=0.2,
         alert_poll_interval=0.2,
+        outage_retry_max=1.0,  # the workers back within a second of the outage's end
     )
     async with pipeline(settings, ["consume", "analyze", "alert"]) as base:
         await wait_until(lambda: _status_is(base, 503), 30, "an answer")

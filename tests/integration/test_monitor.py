@@ -204,9 +204,10 @@ async def test_the_consumer_lag_self_check_fires_when_the_consumer_stops_and_cle
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
-        async with running_consumer(settings):  # the group exists and is caught up
+        async with running_consumer(settings) as consumer:
             await producer.send_and_wait(settings.errors_topic, encode(make_event(1)))
-            await asyncio.sleep(2)
+            # The group exists and is caught up: the event stored and its offset committed.
+            await wait_until(lambda: consumer.stats.batches >= 1, 30, "the event consumed")
         for n in range(5):  # the consumer is stopped; errors keep coming
             await producer.send_and_wait(settings.errors_topic, encode(make_event(2, n)))
         async with fast_self_checks(settings) as worker:

@@ -120,8 +120,9 @@ async def test_a_slot_held_by_a_killed_monitor_is_run_once_by_another_after_its_
             assert held["attempts"] == 1
             slot = held["slot_at"]
             async with monitors(settings) as (second,):
-                # Longer than the lease: the living first monitor keeps renewing it.
-                await asyncio.sleep(settings.monitor_lease + 2)
+                # Longer than the lease (the second looks every 0.1 s): the living first
+                # monitor keeps renewing it.
+                await asyncio.sleep(settings.monitor_lease + 1)
                 assert second.stats.runs == 0
                 assert len(target.requests) == 1
                 assert await holder(fresh_db_url, "orders-api") == held
@@ -171,7 +172,7 @@ async def test_results_wait_through_a_database_outage_and_no_false_alert_is_made
             assert await status(server.url, "ledger-api") == "up"
             # The next request is held for a while: its check is running when the database
             # goes, and its result comes back while it is out.
-            target.mode, target.delay = "slow", 5.0
+            target.mode, target.delay = "slow", 3.5
             seen = len(target.requests)
             await wait_until(lambda: len(target.requests) > seen, 10, "a request held")
             await asyncio.to_thread(server.stop)
@@ -249,8 +250,9 @@ async def test_a_broker_outage_does_not_hold_up_the_checks(
         async with monitors(settings) as (worker,):
             await wait_until(lambda: has_results(fresh_db_url, "search-api", 3), 20, "3 results")
             # The clock ticks go to the check-ins topic; with the broker out, each waits out
-            # its timeout, beside the checks.
-            await asyncio.to_thread(broker.stop)
+            # its timeout, beside the checks. (Killed if not gone within a second: stopping,
+            # Tansu waits five for its clients to hang up.)
+            await asyncio.to_thread(broker.stop, 1.0)
             gone = datetime.now(UTC)
             await wait_until(
                 lambda: resumed(fresh_db_url, "search-api", gone, 5), 20, "results meanwhile"
