@@ -28,6 +28,7 @@ from mendline.schemas.limits import MAX_MESSAGE_BYTES
 from mendline.schemas.settings import Settings, load_settings
 
 from .kafka_helpers import read_events, unique_topic
+from .stage_helpers import wait_until
 
 pytestmark = pytest.mark.integration
 SCHEMA = json.loads(JSON_SCHEMA_PATH.read_text())
@@ -151,6 +152,9 @@ async def test_a_storm_across_an_outage_is_rolled_up_and_every_occurrence_counte
     for thread in threads:
         thread.join()
     stats = processor.shipper.stats
+    # The outage lasts until the shipper has given some of the storm to its spool (on a fast
+    # run the threads can be done before it gave up on the broker).
+    await wait_until(lambda: stats.spooled >= 1, 60, "events spooled during the outage")
     broker.start()
     assert await asyncio.to_thread(processor.shipper.flush, 60)
     events = await read_events(broker.bootstrap, settings.errors_topic, stats.sent, timeout=60)
