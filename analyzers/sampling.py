@@ -33,7 +33,7 @@ class HourSample:
     received: int = 0
     kept: int = 0
     offered: int = 0
-    #: The reservoir's slots filled (one past the highest).
+    #: The reservoir's slots filled (they are 0 .. sampled - 1).
     sampled: int = 0
     pairs: frozenset[str] = frozenset()
 
@@ -85,10 +85,12 @@ def sample_hour(
             continue
         offered += 1
         if offered <= reservoir:
-            slot: int | None = offered - 1
+            slot: int | None = sampled
         else:
             pick = rng.randrange(offered)
-            slot = pick if pick < reservoir else None
+            # A pick of an empty slot (a reservoir made bigger) takes the lowest empty one:
+            # the same chance of being kept, and the filled slots stay 0 .. sampled - 1.
+            slot = None if pick >= reservoir else min(pick, sampled)
         if slot is not None:
             sampled = max(sampled, slot + 1)
             if slot in holder:

@@ -75,6 +75,9 @@ class _Scripted(random.Random):
         # A reservoir made bigger within the hour: while no more were offered than its
         # size, each takes the next slot, replacing nothing; past it, the draw again.
         (HourSample(5, 3, 2, 2, frozenset({A})), [A] * 3, 3, 4, [4], [2, 3, None], [], None),
+        # ... and the slots stay contiguous: the next empty one is taken, whatever was drawn.
+        (HourSample(6, 3, 3, 2, frozenset({A})), [A], 3, 4, [], [2], [], (7, 3, 4, 3)),
+        (HourSample(7, 3, 5, 2, frozenset({A})), [A], 3, 4, [3], [2], [], (8, 3, 6, 3)),
         # reservoir 0: past `full`, nothing more is stored.
         (HourSample(), [A] * 4, 2, 0, [0, 0], [WHOLE, WHOLE, None, None], [], (4, 2, 2, 0)),
     ],

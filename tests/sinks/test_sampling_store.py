@@ -339,7 +339,7 @@ async def test_the_upgrade_counts_the_events_stored_before_it(empty_db_url: str)
                 A,
                 count,
             )
-        assert await migrate(conn) == ["0029_sampling"]
+        assert await migrate(conn) == ["0029_sampling", "0030_ignore_minute"]
         minutes = await conn.fetch(
             "SELECT minute, count, last_seen, last_release FROM mendline.fingerprint_counts"
             " ORDER BY minute"

@@ -1,37 +1,13 @@
 -- Sampling: of one issue's events in an hour, the first MENDLINE_EVENTS_FULL_PER_HOUR (and
 -- the first of each fingerprint's release and environment) are stored whole, then a
 -- reservoir sample of MENDLINE_EVENTS_SAMPLE_PER_HOUR; every event is still counted. What
--- read event rows to count (an unmerge's per-minute counts, an ignore's "events in the last
--- hour") reads these counts instead.
+-- read event rows to count reads counts instead: an unmerge's per-minute counts here, an
+-- ignore's "events in the last hour" in 0030.
 --
--- Ordered so that mendline.events is only read (shared locks) until the last statement: its
--- new column takes the table's exclusive lock at the very end, for a moment, and never
--- while issues' rows are locked by a scan (a consumer locks an issue, then writes events).
-
--- The occurrences of the minute an ignore was made in that came before it: an ignore "N per
--- hour" counts that minute's later ones from its per-minute count. Noted by a trigger
--- whenever an ignore is made (ignored_at set), whoever makes it.
-ALTER TABLE mendline.issues ADD COLUMN IF NOT EXISTS ignore_minute_seen integer;
-UPDATE mendline.issues i SET ignore_minute_seen = (
-    SELECT coalesce(sum(e.count), 0) FROM mendline.events e
-    WHERE e.issue_id = i.id AND e.received_at >= date_trunc('minute', i.ignored_at)
-      AND e.received_at <= i.ignored_at)
-WHERE i.status = 'ignored' AND i.ignore_per_hour IS NOT NULL;
-
-CREATE OR REPLACE FUNCTION mendline.note_ignore_minute() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.ignored_at IS NOT NULL AND NEW.ignored_at IS DISTINCT FROM OLD.ignored_at THEN
-        NEW.ignore_minute_seen := coalesce(
-            (SELECT c.count FROM mendline.issue_counts c
-             WHERE c.issue_id = NEW.id AND c.minute = date_trunc('minute', NEW.ignored_at)),
-            0);
-    END IF;
-    RETURN NEW;
-END $$;
-DROP TRIGGER IF EXISTS issues_ignore_minute ON mendline.issues;
-CREATE TRIGGER issues_ignore_minute BEFORE UPDATE OF ignored_at ON mendline.issues
-    FOR EACH ROW EXECUTE FUNCTION mendline.note_ignore_minute();
+-- mendline.events is only read (shared locks) until the last statements: its new column
+-- takes the table's exclusive lock at the end, for a moment. The issues table's change is
+-- 0030, a transaction of its own: one holding both tables' exclusive locks could deadlock
+-- with a process that uses them in the other order.
 
 -- Per issue and hour of receipt: events received, stored whole, offered to the reservoir,
 -- reservoir slots filled, and the fingerprint/release/environment triples stored.
