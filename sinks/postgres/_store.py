@@ -182,14 +182,16 @@ class Store:
             for event in group:
                 delta.add(event)
         ids = sorted(deltas)
-        before = await self._lock_issues(conn, ids, issue_of, by_hash)
+        # Each fingerprint's occurrences in the batch: its counter and its minute's count.
+        occurrences = {h: sum(e.count for e in by_hash[h]) for h in sorted(by_hash)}
+        before = await self._lock_issues(conn, ids, issue_of, occurrences)
         await self._record_releases(conn, events, now)
         reopened = await self._reopened(conn, ids, before, deltas)
         escalated = await self._escalated(conn, ids, before, deltas, now)
         await self._update_issues(conn, ids, deltas, reopened, escalated)
         kept, replaced = await self._sample(conn, ids, created, events, issue_of, now)
         await self._insert_events(conn, kept, issue_of, now)
-        await self._count_minute(conn, ids, deltas, by_hash, now)
+        await self._count_minute(conn, ids, deltas, by_hash, occurrences, now)
         result.lost = await self._record_losses(conn, events, now)
         triggers = _lifecycle_triggers(ids, created, before, reopened, escalated)
         result.regressions = len(reopened)
@@ -255,10 +257,10 @@ class Store:
         conn: _Conn,
         ids: list[int],
         issue_of: dict[str, int],
-        by_hash: dict[str, list[PreparedEvent]],
+        occurrences: dict[str, int],
     ) -> dict[int, Any]:
-        """Lock the batch's issues, and count the batch's events on their fingerprints;
-        the issues' workflow fields as they were."""
+        """Lock the batch's issues, and count the batch's ``occurrences`` (by fingerprint,
+        in hash order) on their fingerprints; the issues' workflow fields as they were."""
         # Lock in id order: two consumers touching the same issues never deadlock.
         before = {
             row["id"]: row
@@ -275,13 +277,12 @@ class Store:
             # A merge committed while we waited for the lock: its fingerprints now point
             # elsewhere. Start over, reading them again.
             raise _MergedMeanwhile()
-        hashes = sorted(by_hash)
         held = await conn.fetch(
             """UPDATE mendline.fingerprints f SET times_seen = f.times_seen + u.n
                FROM unnest($1::text[], $2::bigint[]) AS u(hash, n)
                WHERE f.hash = u.hash RETURNING f.hash, f.issue_id""",
-            hashes,
-            [sum(e.count for e in by_hash[h]) for h in hashes],
+            list(occurrences),
+            list(occurrences.values()),
         )
         if any(issue_of[row["hash"]] != row["issue_id"] for row in held):
             # An unmerge committed meanwhile: the same, the other way (rolled back).
@@ -535,12 +536,13 @@ class Store:
         ids: list[int],
         deltas: dict[int, _IssueDelta],
         by_hash: dict[str, list[PreparedEvent]],
+        occurrences: dict[str, int],
         now: datetime,
     ) -> None:
         """Add the batch's events to their issues' and fingerprints' counts of this minute
         (the fingerprints' with the newest event: what an unmerge gives back)."""
         minute = now.replace(second=0, microsecond=0)
-        hashes = sorted(by_hash)
+        hashes = list(occurrences)
         newest = [max(by_hash[h], key=attrgetter("timestamp")) for h in hashes]
         await conn.execute(
             """INSERT INTO mendline.fingerprint_counts AS f
@@ -555,7 +557,7 @@ class Store:
                    last_seen = greatest(f.last_seen, EXCLUDED.last_seen)""",
             hashes,
             minute,
-            [sum(e.count for e in by_hash[h]) for h in hashes],
+            list(occurrences.values()),
             [e.timestamp for e in newest],
             [e.release for e in newest],
             _MAX_MINUTE_COUNT,

@@ -52,6 +52,12 @@ async def rows(db: asyncpg.Connection, fingerprint: str = A) -> list[asyncpg.Rec
     )
 
 
+async def issue_ids(db: asyncpg.Connection) -> dict[str, int]:
+    """Each issue's id, by the fingerprint that made it."""
+    rows = await db.fetch("SELECT id, primary_hash FROM mendline.issues")
+    return {r["primary_hash"]: r["id"] for r in rows}
+
+
 async def test_a_flood_of_one_issue_stores_the_first_and_a_sample_and_counts_every_event(
     fresh_db_url: str, db: asyncpg.Connection
 ) -> None:
@@ -168,10 +174,7 @@ async def test_unmerge_gives_back_every_occurrence_of_sampled_events(
         await store.write(
             [prepared_event(A) for _ in range(30)] + [prepared_event(B) for _ in range(30)]
         )
-        ids = {
-            r["primary_hash"]: r["id"]
-            for r in await db.fetch("SELECT id, primary_hash FROM mendline.issues")
-        }
+        ids = await issue_ids(db)
         await actions.merge(RESPONDER, ids[A], ids[B])
         # After the merge: b's events go to a, and the newest is b's, of release 3.0.
         await store.write(
@@ -220,10 +223,7 @@ async def test_unmerge_gives_back_the_environments_of_sampled_out_events(
     try:
         await store.write([prepared_event(A), prepared_event(A, environment="staging")])
         await store.write([prepared_event(B)])
-        ids = {
-            r["primary_hash"]: r["id"]
-            for r in await db.fetch("SELECT id, primary_hash FROM mendline.issues")
-        }
+        ids = await issue_ids(db)
         await actions.merge(RESPONDER, ids[A], ids[B])
         await store.write([prepared_event(B, environment="staging") for _ in range(3)])
         await actions.unmerge(RESPONDER, ids[B])
@@ -270,10 +270,7 @@ async def test_a_merge_into_a_rate_ignored_issue_does_not_count_what_came_before
         await store.write(
             [prepared_event(A) for _ in range(5)] + [prepared_event(B) for _ in range(40)]
         )
-        ids = {
-            r["primary_hash"]: r["id"]
-            for r in await db.fetch("SELECT id, primary_hash FROM mendline.issues")
-        }
+        ids = await issue_ids(db)
         await actions.ignore(RESPONDER, ids[A], IgnoreCondition(per_hour=30))
         # Whoever sets ignored_at (an older mendline too), a trigger notes the minute's count.
         assert (
