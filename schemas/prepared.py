@@ -40,6 +40,8 @@ class PreparedEvent:
     first_timestamp: datetime | None = None
     #: Events its emitter counted but could not send since its previous one.
     lost: int = 0
+    #: The event's tags (scrubbed), as in ``payload``: what a trigger carries for routing.
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

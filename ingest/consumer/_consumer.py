@@ -212,6 +212,7 @@ def prepare_record(
         count=doc.get("count", 1),
         first_timestamp=first_occurrence(doc.get("first_timestamp"), doc["timestamp"], window),
         lost=doc.get("lost", 0),
+        tags=doc.get("tags") or {},
     )
 
 

@@ -13,6 +13,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+from pydantic_core import to_json
 
 from mendline.analyzers.sampling import WHOLE, HourSample, pair_key, sample_hour
 from mendline.analyzers.triage import IgnoreState, ResolvedState, ignore_ends, reopens
@@ -81,6 +82,22 @@ class _IssueDelta:
         self.releases.add(event.release)
         if event.host:
             self.hosts.add(event.host)
+
+    @classmethod
+    def of(cls, events: list[PreparedEvent]) -> _IssueDelta:
+        """What ``events`` add to their issue."""
+        delta = cls()
+        for event in events:
+            delta.add(event)
+        return delta
+
+    def environments_text(self) -> str:
+        """The environments (as many as an issue keeps), sorted, joined by chr(31)."""
+        return chr(31).join(sorted(self.environments)[:_MAX_ENVIRONMENTS])
+
+    def hosts_text(self) -> str:
+        """The hosts (as many as an issue keeps), sorted, joined by chr(31)."""
+        return chr(31).join(sorted(self.hosts)[:_MAX_HOSTS])
 
 
 async def _init_connection(conn: _Conn) -> None:
@@ -184,11 +201,14 @@ class Store:
         ids = sorted(deltas)
         # Each fingerprint's occurrences in the batch: its counter and its minute's count.
         occurrences = {h: sum(e.count for e in by_hash[h]) for h in sorted(by_hash)}
-        before = await self._lock_issues(conn, ids, issue_of, occurrences)
+        # The issues the batch made were inserted with their counts (and their fingerprints).
+        uncounted = {h: n for h, n in occurrences.items() if issue_of[h] not in created}
+        before = await self._lock_issues(conn, ids, issue_of, uncounted)
         await self._record_releases(conn, events, now)
         reopened = await self._reopened(conn, ids, before, deltas)
         escalated = await self._escalated(conn, ids, before, deltas, now)
-        await self._update_issues(conn, ids, deltas, reopened, escalated)
+        seen_before = [i for i in ids if i not in created]
+        await self._update_issues(conn, seen_before, deltas, reopened, escalated)
         kept, replaced = await self._sample(conn, ids, created, events, issue_of, now)
         await self._insert_events(conn, kept, issue_of, now)
         await self._count_minute(conn, ids, deltas, by_hash, occurrences, now)
@@ -239,11 +259,13 @@ class Store:
             }
         fresh: list[PreparedEvent] = []
         conflicts: list[tuple[PreparedEvent, str]] = []
+        taken: set[str] = set()  # by id: the same object twice in a batch is one event
         for event in batch:
             first = unique[event.event_id]
             if event.event_id in seen:
                 kept = seen[event.event_id]
-            elif event is first:
+            elif event is first and event.event_id not in taken:
+                taken.add(event.event_id)
                 fresh.append(event)
                 continue
             else:  # the first of the batch wins
@@ -277,6 +299,8 @@ class Store:
             # A merge committed while we waited for the lock: its fingerprints now point
             # elsewhere. Start over, reading them again.
             raise _MergedMeanwhile()
+        if not occurrences:
+            return before
         held = await conn.fetch(
             """UPDATE mendline.fingerprints f SET times_seen = f.times_seen + u.n
                FROM unnest($1::text[], $2::bigint[]) AS u(hash, n)
@@ -614,11 +638,10 @@ class Store:
         inserted = await conn.fetch(
             """INSERT INTO mendline.triggers
                    (issue_id, kind, dedup_key, details, created_at, environment, tags)
-               SELECT u.issue_id, u.kind, u.dedup_key, u.details, $5, u.environment,
-                      coalesce(u.payload::json -> 'tags', '{}')
+               SELECT u.issue_id, u.kind, u.dedup_key, u.details, $5, u.environment, u.tags
                FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $6::text[],
-                           $7::text[]) AS u(issue_id, kind, dedup_key, details, environment,
-                                            payload)
+                           $7::json[]) AS u(issue_id, kind, dedup_key, details, environment,
+                                            tags)
                ON CONFLICT (dedup_key) DO NOTHING RETURNING kind""",
             [t[0] for t in triggers],
             [t[1] for t in triggers],
@@ -626,7 +649,7 @@ class Store:
             [t[3] for t in triggers],
             now,
             [newest[t[0]].environment for t in triggers],
-            [newest[t[0]].payload.decode("utf-8", "replace") for t in triggers],
+            [to_json(newest[t[0]].tags) for t in triggers],
         )
         if inserted:
             await conn.execute("SELECT pg_notify($1, '')", TRIGGERS_CHANNEL)
@@ -649,39 +672,60 @@ class Store:
         if not missing:
             return issue_of, created
         firsts = [min(by_hash[h], key=_first_seen) for h in missing]
+        # A new issue is inserted with what the batch adds to it (its fingerprint with its
+        # count), so that it is not updated in the same transaction: an update of a row
+        # written moments ago costs its ten indexes, and the web's trigger, a second time.
+        d = [_IssueDelta.of(by_hash[h]) for h in missing]
         rows = await conn.fetch(
             """INSERT INTO mendline.issues
-                   (service, primary_hash, title, culprit, level, level_rank, first_seen, last_seen)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                    $6::smallint[], $7::timestamptz[], $7::timestamptz[])
-               ON CONFLICT (primary_hash) DO NOTHING RETURNING id""",
+                   (service, primary_hash, title, culprit, level, level_rank, first_seen,
+                    last_seen, times_seen, first_release, last_release, environments, hosts)
+               SELECT s, h, t, c, l, r, f, ls, n, fr, lr,
+                      string_to_array(e, chr(31)), string_to_array(ho, chr(31))
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                           $6::smallint[], $7::timestamptz[], $8::timestamptz[], $9::bigint[],
+                           $10::text[], $11::text[], $12::text[], $13::text[])
+                    AS u(s, h, t, c, l, r, f, ls, n, fr, lr, e, ho)
+               ON CONFLICT (primary_hash) DO NOTHING RETURNING id, primary_hash""",
             [e.service for e in firsts],
             missing,
             [e.title for e in firsts],
             [e.culprit for e in firsts],
-            [e.level for e in firsts],
-            [e.level_rank for e in firsts],
-            [_first_seen(e) for e in firsts],
+            [LEVELS[x.level_rank] for x in d],
+            [x.level_rank for x in d],
+            [x.first_seen for x in d],
+            [x.last_seen for x in d],
+            [x.count for x in d],
+            [x.first_release for x in d],
+            [x.last_release for x in d],
+            [x.environments_text() for x in d],
+            [x.hosts_text() for x in d],
         )
         created = {row["id"] for row in rows}
-        await conn.execute(
+        counted = {row["primary_hash"] for row in rows}
+        inserted = await conn.fetch(
             """INSERT INTO mendline.fingerprints
-                   (hash, issue_id, algorithm_version, basis, components)
-               SELECT h, i.id, v, b, string_to_array(c, chr(31))
-               FROM unnest($1::text[], $2::int[], $3::text[], $4::text[]) AS u(h, v, b, c)
+                   (hash, issue_id, algorithm_version, basis, components, times_seen)
+               SELECT h, i.id, v, b, string_to_array(c, chr(31)), n
+               FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bigint[])
+                    AS u(h, v, b, c, n)
                JOIN mendline.issues i ON i.primary_hash = u.h
-               ON CONFLICT (hash) DO NOTHING""",
+               ON CONFLICT (hash) DO NOTHING RETURNING hash, issue_id""",
             missing,
             [e.algorithm_version for e in firsts],
             [e.basis for e in firsts],
             [chr(31).join(e.components) for e in firsts],
+            # Counted here only with the issue this transaction made; otherwise by the update.
+            [x.count if h in counted else 0 for h, x in zip(missing, d, strict=True)],
         )
-        # Authoritative now, also where another consumer won a race for the same fingerprint.
-        for row in await conn.fetch(
-            "SELECT hash, issue_id FROM mendline.fingerprints WHERE hash = ANY($1::text[])",
-            missing,
-        ):
-            issue_of[row["hash"]] = row["issue_id"]
+        issue_of.update((row["hash"], row["issue_id"]) for row in inserted)
+        raced = [h for h in missing if h not in issue_of]
+        if raced:  # another consumer made them meanwhile: read what it made
+            for row in await conn.fetch(
+                "SELECT hash, issue_id FROM mendline.fingerprints WHERE hash = ANY($1::text[])",
+                raced,
+            ):
+                issue_of[row["hash"]] = row["issue_id"]
         return issue_of, created
 
     async def _update_issues(
@@ -692,6 +736,8 @@ class Store:
         reopened: set[int],
         escalated: dict[int, str],
     ) -> None:
+        if not ids:
+            return
         d = [deltas[i] for i in ids]
         await conn.execute(
             """UPDATE mendline.issues AS i SET
@@ -743,8 +789,8 @@ class Store:
             [x.last_release for x in d],
             [x.level_rank for x in d],
             [LEVELS[x.level_rank] for x in d],
-            [chr(31).join(sorted(x.environments)[:_MAX_ENVIRONMENTS]) for x in d],
-            [chr(31).join(sorted(x.hosts)[:_MAX_HOSTS]) for x in d],
+            [x.environments_text() for x in d],
+            [x.hosts_text() for x in d],
             _MAX_HOSTS,
             [i in reopened for i in ids],
             [i in escalated for i in ids],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -155,6 +156,61 @@ async def test_issue_aggregates(store: Store, db: asyncpg.Connection) -> None:
     assert issue["environments"] == ["production", "staging"]
     assert issue["hosts"] == ["web-1", "web-2"]
     assert (issue["title"], issue["culprit"]) == ("ValueError: bad quantity", "app.orders.parse")
+
+
+async def test_an_issue_a_batch_creates_is_written_whole_at_once(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    # A new issue is inserted with what its batch adds (not inserted, then updated): the same
+    # row as an issue the batch found, fingerprint and trigger included.
+    events = [
+        dataclasses.replace(
+            prepared_event(at=T0 + timedelta(minutes=5), release="1.1", host="web-2"),
+            count=3,
+            tags={"region": "eu-west-1"},
+        ),
+        prepared_event(at=T0, level="critical", release="1.0", environment="staging", host=None),
+    ]
+    await store.write(events)
+    issue = await db.fetchrow("SELECT * FROM mendline.issues")
+    assert issue["times_seen"] == 4
+    assert (issue["first_seen"], issue["last_seen"]) == (T0, T0 + timedelta(minutes=5))
+    assert (issue["first_release"], issue["last_release"]) == ("1.0", "1.1")
+    assert (issue["level"], issue["level_rank"]) == ("critical", 4)
+    assert issue["environments"] == ["production", "staging"]
+    assert issue["hosts"] == ["web-2"]
+    assert await db.fetchval("SELECT times_seen FROM mendline.fingerprints") == 4
+    assert await db.fetchval("SELECT sum(count) FROM mendline.issue_counts") == 4
+    trigger = await db.fetchrow("SELECT kind, environment, tags::text FROM mendline.triggers")
+    # The newest of the batch's events (its last) gives the trigger its environment and tags.
+    assert (trigger["kind"], trigger["environment"], trigger["tags"]) == (
+        "new_issue",
+        "staging",
+        "{}",
+    )
+    await store.write([events[0]])  # a replay changes nothing
+    await store.write([prepared_event(at=T0 + timedelta(minutes=9), release="1.2")])
+    issue = await db.fetchrow("SELECT * FROM mendline.issues")
+    assert (issue["times_seen"], issue["last_release"]) == (5, "1.2")
+    assert await db.fetchval("SELECT times_seen FROM mendline.fingerprints") == 5
+
+
+async def test_a_trigger_carries_its_newest_events_tags(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    tagged = dataclasses.replace(prepared_event(), tags={"region": "eu", "q": 'a"\\\u2028'})
+    await store.write([tagged])
+    tags = await db.fetchval("SELECT tags FROM mendline.triggers")
+    assert json.loads(tags) == {"region": "eu", "q": 'a"\\\u2028'}
+
+
+async def test_the_same_event_object_twice_in_a_batch_counts_once(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    event = dataclasses.replace(prepared_event(), count=5)
+    result = await store.write([event, event])
+    assert (result.stored, result.duplicates) == (1, 1)
+    assert await db.fetchval("SELECT times_seen FROM mendline.issues") == 5
 
 
 async def test_a_new_event_on_a_resolved_issue_is_a_regression_once(
