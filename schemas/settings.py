@@ -188,8 +188,9 @@ class Settings(BaseSettings):
     outage_retry_max: float = Field(
         default=30.0,
         ge=0.5,
-        description="Longest wait, in seconds, between a worker's tries to reach PostgreSQL "
-        "while it is out (the waits start at half a second and double up to it).",
+        description="Longest wait, in seconds, between the analyze, alert, monitor and heal "
+        "workers' tries to reach PostgreSQL while it is out (the waits start at half a second "
+        "and double up to it; the consumer's cap is 10 s, as it holds the batch).",
     )
 
     # -- Alerts (mendline alert) -----------------------------------------------------------

@@ -212,7 +212,7 @@ def _issue_events(args: argparse.Namespace, settings: Settings) -> int:
     elif page.events:
         print(
             table(
-                ("EVENT", "RECEIVED", "ENVIRONMENT", "RELEASE", "LEVEL", "EXCEPTION"),
+                ("EVENT", "RECEIVED", "ENVIRONMENT", "RELEASE", "LEVEL", "COUNT", "EXCEPTION"),
                 (
                     (
                         e["event_id"],
@@ -220,6 +220,7 @@ def _issue_events(args: argparse.Namespace, settings: Settings) -> int:
                         shorten(e["environment"], 20),
                         shorten(e["release"] or "-", 20),
                         e["level"],
+                        f"{e['count']}{' sample' if e['sampled'] else ''}",
                         shorten(headline(e), 80),
                     )
                     for e in page.events
@@ -377,6 +378,10 @@ def event_lines(event: dict[str, Any], colour: bool, which: str | None = None) -
         + (f"    logger {p(payload['logger'])}" if payload.get("logger") else ""),
         f"  message       {p(event['message'])}",
     ]
+    if event["count"] > 1:
+        lines.append(f"  occurrences   {event['count']} (repeats the app rolled up into this one)")
+    if event["sampled"]:
+        lines.append("  kept as       a sample of its issue's events that hour (the rest counted)")
     exceptions = payload.get("exceptions") or []
     if exceptions:
         lines.append("exception chain (root cause first)")

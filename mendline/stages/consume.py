@@ -36,7 +36,9 @@ METRICS: tuple[StatsMetric[ConsumerStats], ...] = (
         lambda s: {(): s.received},
     ),
     StatsMetric(
-        "mendline_events_stored_total", "Events stored in PostgreSQL.", lambda s: {(): s.stored}
+        "mendline_events_stored_total",
+        "Events accepted and counted in PostgreSQL (stored whole, or counted and sampled out).",
+        lambda s: {(): s.stored},
     ),
     StatsMetric(
         "mendline_events_duplicate_total",

@@ -182,7 +182,7 @@ SELECT id, author, body, created_at, count(*) OVER () AS total
 FROM mendline.issue_comments WHERE issue_id = $1 ORDER BY id DESC LIMIT $2
 """
 _EVENT_SUMMARY = """e.event_id, e.issue_id, e.received_at, e."timestamp", e.environment,
-    e.release, e.host, e.level, e.message,
+    e.release, e.host, e.level, e.message, e.count, e.sample_slot IS NOT NULL AS sampled,
     e.payload -> 'exceptions' -> -1 ->> 'type' AS exception_type,
     e.payload -> 'exceptions' -> -1 ->> 'value' AS exception_value"""
 _EVENTS = f"""
@@ -193,7 +193,14 @@ ORDER BY e.received_at DESC, e.event_id DESC
 LIMIT $4
 """
 _EVENT_COLUMNS = """e.event_id, e.issue_id, e.received_at, e."timestamp", e.service,
-    e.environment, e.release, e.host, e.level, e.message, e.fingerprint, e.payload"""
+    e.environment, e.release, e.host, e.level, e.message, e.fingerprint, e.count,
+    e.sample_slot IS NOT NULL AS sampled, e.payload"""
+# An id received (its time of receipt kept) whose event is not stored: sampled out, pruned.
+_RECEIVED = """
+SELECT d.received_at FROM mendline.event_ids d
+WHERE d.event_id = $1 AND NOT EXISTS (
+    SELECT FROM mendline.events e WHERE e.received_at = d.received_at AND e.event_id = $1)
+"""
 # event_ids holds each event's time of receipt: it picks the one partition to look in.
 _EVENT = f"""
 SELECT {_EVENT_COLUMNS}
@@ -396,6 +403,13 @@ class IssueReads:
         row = await self._db.fetchrow(_EVENT, key, issue_id)
         if row is None:
             of = f" of issue {issue_id}" if issue_id is not None else ""
+            received = await self._db.fetchval(_RECEIVED, key)
+            if received is not None:
+                raise EventNotFound(
+                    f"event {key.hex}{of} is not stored: it was received at"
+                    f" {received:%Y-%m-%d %H:%M:%S %Z} and counted in its issue, but"
+                    " sampling left it out (or it was pruned, or merged elsewhere)"
+                )
             raise EventNotFound(f"there is no stored event {key.hex}{of}")
         return _plain(row)
 

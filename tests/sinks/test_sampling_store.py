@@ -11,11 +11,13 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
+from mendline.schemas.errors import EventNotFound
 from mendline.schemas.issue import IgnoreCondition
 from mendline.schemas.prepared import BatchResult
 from mendline.schemas.settings import load_settings
 from mendline.sinks.postgres import (
     IssueActions,
+    IssueReads,
     Store,
     connect_store,
     migrate,
@@ -349,3 +351,31 @@ async def test_the_upgrade_counts_the_events_stored_before_it(empty_db_url: str)
         assert await conn.fetchval("SELECT ignore_minute_seen FROM mendline.issues") == 3
     finally:
         await conn.close()
+
+
+async def test_reads_say_what_an_event_stands_for_and_an_event_sampled_out(
+    fresh_db_url: str, db: asyncpg.Connection
+) -> None:
+    store = await sampling_store(fresh_db_url, full=1, sample=1)
+    rolled = dataclasses.replace(prepared_event(A, at=EVENT_AT), count=40)
+    later = [prepared_event(A, at=EVENT_AT + timedelta(seconds=n)) for n in range(1, 30)]
+    try:
+        await store.write([rolled, *later])
+    finally:
+        await store.close()
+    pool = await asyncpg.create_pool(fresh_db_url, min_size=1, max_size=1)
+    try:
+        reads = IssueReads(pool)
+        (issue_id,) = (await issue_ids(db)).values()
+        page = await reads.events(issue_id, 10)
+        shown = {e["event_id"]: (e["count"], e["sampled"]) for e in page.events}
+        assert shown.pop(rolled.event_id) == (40, False)
+        assert list(shown.values()) == [(1, True)]  # the reservoir's one
+        assert (await reads.event(rolled.event_id))["count"] == 40
+        left_out = next(e for e in later if e.event_id not in shown)
+        with pytest.raises(EventNotFound, match=r"received at .* sampling left it out"):
+            await reads.event(left_out.event_id)
+        with pytest.raises(EventNotFound, match="there is no stored event"):
+            await reads.event("c" * 32)
+    finally:
+        await pool.close()

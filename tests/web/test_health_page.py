@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -28,6 +29,8 @@ from tests.web.status_helpers import (
     run_marks,
 )
 from tests.web.web_helpers import ServedWeb
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +105,10 @@ async def test_the_health_page_shows_each_check_with_its_state_and_figures(web: 
 
 async def test_a_checks_page_has_its_chart_results_windows_and_state(web: ServedWeb) -> None:
     store = await health_store(web)
-    weekly = {"days": ["mon", "thu"], "at": "02:30", "duration": "2h", "timezone": "Europe/Paris"}
+    # Two days that are neither today nor yesterday in Paris: the window is never open now.
+    today = datetime.now(ZoneInfo("Europe/Paris")).weekday()
+    days = [_WEEKDAYS[(today + 2) % 7], _WEEKDAYS[(today + 4) % 7]]
+    weekly = {"days": days, "at": "02:30", "duration": "2h", "timezone": "Europe/Paris"}
     api = http_check("api", maintenance=[weekly])
     await store.sync_checks([api], T0)
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
@@ -119,13 +125,14 @@ async def test_a_checks_page_has_its_chart_results_windows_and_state(web: Served
     assert 'data-testid="check-header" data-check-name="api" data-state="down"' in page
     assert page.count('data-testid="result-row"') == 5
     assert "502 bad gateway" in page  # the value its condition read
-    assert "mon, thu at 02:30 for 2h (Europe/Paris)" in page
+    assert f"{days[0]}, {days[1]} at 02:30 for 2h (Europe/Paris)" in page
     assert "<polyline" in page  # the response-time chart has lines
     assert [r["success"] for r in detail["results"]] == [False, True, False, True, True]
     hours = detail["hours"]
     assert len(hours) == 1 and hours[0]["results"] == 5
     assert hours[0]["p50_ms"] is not None and hours[0]["p99_ms"] >= hours[0]["p50_ms"]
-    assert detail["windows"][0]["description"] == "mon, thu at 02:30 for 2h (Europe/Paris)"
+    described = f"{days[0]}, {days[1]} at 02:30 for 2h (Europe/Paris)"
+    assert detail["windows"][0]["description"] == described
     assert detail["next_window_change"] is not None
     assert (week["range"], len(week["results"])) == ("7d", 2)
 
