@@ -149,6 +149,16 @@ class Frame(_Model):
     in_app: bool = Field(
         strict=True, description="False for the standard library and installed packages."
     )
+    # Added in v1 for events converted from Sentry SDKs (other languages); optional.
+    abs_path: str | None = Field(
+        default=None, max_length=1024, description="Absolute path or URL of the source file."
+    )
+    colno: int | None = Field(default=None, ge=0, strict=True, description="Column, 1-based.")
+    package: str | None = Field(
+        default=None,
+        max_length=512,
+        description="The package, assembly, jar or library holding the frame's code.",
+    )
 
 
 _MAX_ID = 2**31 - 1
@@ -263,6 +273,13 @@ class ErrorEvent(_Model):
         le=MAX_EVENT_COUNT,
         description="Events the emitting process counted but could not send (a full queue or "
         "spool) since its previous event: not received, reported so they are not unknown.",
+    )
+    platform: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description="The emitting SDK's platform as Sentry names it (python, node, javascript, "
+        "java, csharp, go, php, ruby, native...); unset for mendline's own emitters (Python).",
     )
 
 
@@ -474,7 +491,7 @@ _FIELDS: dict[str, Any] = {
 
 #: Fields v1 gained later, left out of the content hash at their defaults: an event stored
 #: before a field existed hashes as it did then, so its replay stays a duplicate.
-_ADDED_FIELDS: dict[str, Any] = {"count": 1, "first_timestamp": None, "lost": 0}
+_ADDED_FIELDS: dict[str, Any] = {"count": 1, "first_timestamp": None, "lost": 0, "platform": None}
 
 
 def json_schema() -> dict[str, Any]:

@@ -41,6 +41,15 @@ FULL: dict[str, Any] = {
     "exceptions": [
         {
             **VALID["exceptions"][0],
+            "frames": [
+                {
+                    **VALID["exceptions"][0]["frames"][0],
+                    "abs_path": "/srv/app/orders.py",
+                    "colno": 12,
+                    "package": "orders-1.0.jar",
+                },
+                *VALID["exceptions"][0]["frames"][1:],
+            ],
             "exception_id": 1,
             "parent_id": 0,
             "source": "exceptions[0]",
@@ -63,6 +72,7 @@ FULL: dict[str, Any] = {
     "count": 3,
     "first_timestamp": "2026-11-29T19:13:00+01:00",
     "lost": 2,
+    "platform": "node",
 }
 
 # Where each model's fields are, in FULL.
@@ -345,9 +355,11 @@ def _syntax() -> Iterator[Case]:
     compact = _compact(FULL)
     for i, raw in enumerate([b"", b" ", b"null", b"1", b'"x"', b"[]", b"[{}]", b"{}", b"{"]):
         yield Case(f"syntax-{i}", raw)
+    last = b'"platform":"node"'  # FULL's last field: the object's end follows it
+    end = last + b"}"
     edits = {
-        "trailing-comma": (b'"lost":2}', b'"lost":2,}'),
-        "comment": (b'"lost":2}', b'"lost":2 /* x */}'),
+        "trailing-comma": (end, last + b",}"),
+        "comment": (b'"lost":2,', b'"lost":2 /* x */,'),
         "single-quotes": (b'"level":"error"', b"'level':'error'"),
         "nan-context": (b'"ratio":0.25', b'"ratio":NaN'),
         "infinity-context": (b'"ratio":0.25', b'"ratio":Infinity'),
@@ -358,16 +370,16 @@ def _syntax() -> Iterator[Case]:
         "leading-zero": (b'"ratio":0.25', b'"ratio":00.25'),
         "plus-sign": (b'"ratio":0.25', b'"ratio":+0.25'),
         "exponent": (b'"ratio":0.25', b'"ratio":2.5E-1'),
-        "nan-unknown": (b'"lost":2}', b'"lost":2,"extra":NaN}'),
-        "overflow-unknown": (b'"lost":2}', b'"lost":2,"extra":1e400}'),
+        "nan-unknown": (end, last + b',"extra":NaN}'),
+        "overflow-unknown": (end, last + b',"extra":1e400}'),
         "overflow-count": (b'"count":3', b'"count":1e400'),
-        "bigint-unknown": (b'"lost":2}', b'"lost":2,"extra":' + b"7" * 4300 + b"}"),
-        "bigint-too-long-unknown": (b'"lost":2}', b'"lost":2,"extra":' + b"7" * 4301 + b"}"),
+        "bigint-unknown": (end, last + b',"extra":' + b"7" * 4300 + b"}"),
+        "bigint-too-long-unknown": (end, last + b',"extra":' + b"7" * 4301 + b"}"),
         "bigint-too-long-context": (b'"ratio":0.25', b'"ratio":' + b"7" * 4301),
-        "truncated": (b'"lost":2}', b'"lost":2'),
-        "trailing-garbage": (b'"lost":2}', b'"lost":2} x'),
-        "two-objects": (b'"lost":2}', b'"lost":2}{}'),
-        "trailing-newline": (b'"lost":2}', b'"lost":2}\r\n'),
+        "truncated": (end, last),
+        "trailing-garbage": (end, end + b" x"),
+        "two-objects": (end, end + b"{}"),
+        "trailing-newline": (end, end + b"\r\n"),
         "leading-spaces": (b'{"schema_version"', b' \t\n{"schema_version"'),
         "space-before-colon": (b'"level":"error"', b'"level" :"error"'),
     }
