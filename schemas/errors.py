@@ -4,6 +4,8 @@
     ├── ConfigError            settings or a file we read is invalid
     ├── InvalidEvent           an event does not satisfy the ErrorEvent contract
     │                          (carries ``reason``, an ``InvalidEventReason`` code)
+    ├── RelayRefused           the Sentry-compatible endpoint refuses a request (``status``,
+    │                          ``reason``, a ``RelayReason`` code, ``detail``, ``causes``)
     ├── ShipperClosed          a shipper was used after ``shutdown()``
     ├── NotFound               what an id names is not there
     │   ├── IssueNotFound      ... an issue (or it cannot take part in the operation)
@@ -72,6 +74,8 @@ __all__ = [
     "PatchRefused",
     "PermissionDenied",
     "RejectedData",
+    "RelayReason",
+    "RelayRefused",
     "RemediationNotFound",
     "ServiceError",
     "ShipperClosed",
@@ -125,6 +129,27 @@ PatchRefusal = Literal[
     "invalid_patch",
 ]
 
+#: Why the relay (the Sentry-compatible ingest endpoint) refused a request, or an item of it:
+#: ``RelayRefused.reason``, a metric label, and the DLQ's reason header for a kept body.
+RelayReason = Literal[
+    "missing_auth",  # 401: no key in a header, the query or the envelope's dsn
+    "bad_auth",  # 401: an auth header that does not parse, or several ways at once
+    "bad_key",  # 400: a public key that is not 32 characters
+    "unknown_key",  # 403: no such key, or not of this project
+    "revoked_key",  # 403
+    "origin",  # 403: a browser's Origin the key does not allow
+    "unsupported_version",  # 400: sentry_version over 7
+    "bad_envelope",  # 400: not an envelope (its lines, lengths, JSON)
+    "bad_event",  # 400: an event that does not convert to an ErrorEvent
+    "empty_body",  # 400
+    "bad_compression",  # 400: a body that does not decompress
+    "unsupported_encoding",  # 415
+    "too_large",  # 413: a body, an item or the whole envelope over its limit
+    "rate_limited",  # 429
+    "kafka_unavailable",  # 503: nothing was accepted; the SDK may send it again
+]
+
+
 #: Why an actor could not be authenticated: ``AuthenticationFailed.reason``.
 AuthFailure = Literal[
     "malformed", "unknown", "revoked", "expired", "disabled", "local_off", "missing"
@@ -177,6 +202,28 @@ class InvalidEvent(MendlineError):
         super().__init__(f"{reason}: {detail}")
         self.reason: InvalidEventReason = reason
         self.detail = detail
+
+
+class RelayRefused(MendlineError):
+    """The Sentry-compatible endpoint refuses a request: answered with ``status`` and a JSON
+    body ``{"detail": ..., "causes": [...]}`` as Sentry's Relay answers it."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: RelayReason,
+        detail: str,
+        causes: tuple[str, ...] = (),
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{status} {reason}: {detail}")
+        self.status = status
+        self.reason: RelayReason = reason
+        self.detail = detail
+        self.causes = causes
+        #: Seconds the client should wait before sending again (429, 503).
+        self.retry_after = retry_after
 
 
 class NotFound(MendlineError):
