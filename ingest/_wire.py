@@ -7,11 +7,19 @@ from __future__ import annotations
 import math
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_json
 
-from mendline.schemas.limits import MAX_CONTEXT_BYTES, MAX_EVENT_BYTES
+from mendline.schemas.limits import (
+    MAX_CONTEXT_BYTES,
+    MAX_EVENT_BYTES,
+    MAX_EXCEPTION_VALUE_BYTES,
+    MAX_MESSAGE_BYTES,
+)
+
+if TYPE_CHECKING:
+    from mendline.analyzers.grouping.scrubbing import Scrubber
 
 __all__ = [
     "MAX_LINE",
@@ -21,6 +29,7 @@ __all__ = [
     "clean",
     "cut",
     "encode_event",
+    "finish_event",
     "fit_context",
     "fit_event",
     "jsonable",
@@ -238,3 +247,25 @@ def _shorten_chain(event: dict[str, Any]) -> None:
     # The last ones of a tree are the raised exception and the first it holds, depth first:
     # every kept exception's parent is kept too.
     event["exceptions"] = event["exceptions"][-3:]
+
+
+def finish_event(event: dict[str, Any], scrubber: Scrubber) -> tuple[bytes, bool]:
+    """Scrub a built event in place, cut its texts to their limits (after scrubbing: a secret
+    cut in half may no longer be recognisable) and shrink it to fit; its wire bytes, and
+    whether they are clean to ``scrubber``. Usually so; but a cut can make a secret of what
+    was not one whole (a run of digits cut to a card number): then the event is checked
+    again, and may not be (the consumer then scrubs it)."""
+    scrubber.scrub_event(event)
+    message = event["message"]
+    event["message"] = truncate_utf8(message, MAX_MESSAGE_BYTES)
+    shortened = event["message"] is not message
+    for exc in event["exceptions"]:
+        value = exc["value"]
+        exc["value"] = truncate_utf8(value, MAX_EXCEPTION_VALUE_BYTES)
+        shortened = shortened or exc["value"] is not value
+    data = encode_event(event)
+    if len(data) > MAX_CONTEXT_BYTES:  # below that, no part can be over its own limit
+        event["context"] = fit_context(event["context"])
+        data = fit_event(event)
+        shortened = True
+    return data, not shortened or scrubber.is_clean(event)

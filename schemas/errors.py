@@ -17,6 +17,7 @@
     │   ├── RemediationNotFound  ... a remediation run
     │   ├── SilenceNotFound    ... an alert silence
     │   ├── CheckNotFound      ... a health check of the checks file (by its name)
+    │   ├── RelayKeyNotFound   ... a relay key (by its id or public key)
     │   └── TopicNotFound      ... a Kafka topic (by its name)
     ├── IllegalTransition      a fix, a remediation run or an issue cannot move from its
     │                          state to the one asked for
@@ -74,6 +75,7 @@ __all__ = [
     "PatchRefused",
     "PermissionDenied",
     "RejectedData",
+    "RelayKeyNotFound",
     "RelayReason",
     "RelayRefused",
     "RemediationNotFound",
@@ -264,6 +266,10 @@ class RemediationNotFound(NotFound):
 
 class CheckNotFound(NotFound):
     """No health check of the checks file has that name."""
+
+
+class RelayKeyNotFound(NotFound):
+    """No relay key has that id or public key."""
 
 
 class TopicNotFound(NotFound):

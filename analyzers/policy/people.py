@@ -52,6 +52,7 @@ PERMISSIONS: dict[str, Role] = {
     "silence.read": "viewer",
     "check.read": "viewer",
     "alert.read": "viewer",
+    "relay_key.list": "viewer",
     "issue.resolve": "responder",
     "issue.ignore": "responder",
     "issue.merge": "responder",
@@ -81,6 +82,9 @@ PERMISSIONS: dict[str, Role] = {
     "token.create": "admin",
     "token.revoke": "admin",
     "token.list_all": "admin",
+    "relay_key.create": "admin",
+    "relay_key.revoke": "admin",
+    "relay_key.rotate": "admin",
     "policy.change": "admin",
     "events.prune": "admin",
 }

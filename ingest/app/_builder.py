@@ -18,8 +18,7 @@ from mendline.ingest._wire import (
     as_text,
     cut,
     encode_event,
-    fit_context,
-    fit_event,
+    finish_event,
     jsonable,
     rfc3339,
     truncate_utf8,
@@ -30,10 +29,7 @@ from mendline.ingest._wire import (
 from mendline.ingest.app._capture import Capture, RawException, RawFrame
 from mendline.schemas.event import SCHEMA_VERSION
 from mendline.schemas.limits import (
-    MAX_CONTEXT_BYTES,
     MAX_EVENT_COUNT,
-    MAX_EXCEPTION_VALUE_BYTES,
-    MAX_MESSAGE_BYTES,
 )
 
 __all__ = [
@@ -168,20 +164,8 @@ class EventBuilder:
             event["lost"] = min(capture.lost, MAX_EVENT_COUNT)
         if not isinstance(event["context"], dict):
             event["context"] = {"context": event["context"]}
-        self._scrubber.scrub_event(event)
-        message = event["message"]
-        event["message"] = truncate_utf8(message, MAX_MESSAGE_BYTES)
-        shortened = event["message"] is not message
-        for exc in event["exceptions"]:
-            value = exc["value"]
-            exc["value"] = truncate_utf8(value, MAX_EXCEPTION_VALUE_BYTES)
-            shortened = shortened or exc["value"] is not value
-        data = encode_event(event)
-        if len(data) > MAX_CONTEXT_BYTES:  # below that, no part can be over its own limit
-            event["context"] = fit_context(event["context"])
-            data = fit_event(event)
-            shortened = True
-        return event, data, not shortened or self._scrubber.is_clean(event)
+        data, clean = finish_event(event, self._scrubber)
+        return event, data, clean
 
     def _exception(self, raw: RawException) -> dict[str, Any]:
         exc = {

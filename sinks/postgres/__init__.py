@@ -89,6 +89,7 @@ from mendline.sinks.postgres._people import (
     TokenInfo,
     User,
 )
+from mendline.sinks.postgres._relay_keys import RelayKey, RelayKeyStore, check_origin_pattern
 from mendline.sinks.postgres._remediations import (
     AUDIT_OUTPUT_LIMIT,
     REMEDIATIONS_CHANNEL,
@@ -156,6 +157,8 @@ __all__ = [
     "PostgresProductionSource",
     "PruneResult",
     "RecordOutcome",
+    "RelayKey",
+    "RelayKeyStore",
     "RemediationStore",
     "Retry",
     "ReviewRuleStore",
@@ -175,6 +178,7 @@ __all__ = [
     "app_grants",
     "append_audit",
     "available_migrations",
+    "check_origin_pattern",
     "connect_alerts",
     "connect_audit",
     "connect_checkins",
