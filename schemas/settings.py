@@ -438,6 +438,54 @@ class Settings(BaseSettings):
         " and `X-Forwarded-Proto` tell the client's address and scheme.",
     )
 
+    # -- The Sentry-compatible endpoint (mendline relay) ----------------------------------
+    relay_host: str = Field(
+        default="127.0.0.1",
+        description="Address the relay listens on; `0.0.0.0` only behind TLS or a proxy.",
+    )
+    relay_port: int = Field(
+        default=8050,
+        ge=0,
+        le=65535,
+        description="Port of the relay (Sentry's ingest API); 0: any free port (logged).",
+    )
+    relay_public_url: str | None = Field(
+        default=None,
+        description="The relay's address as apps reach it (`https://sentry-in.example.com`,"
+        " a path prefix allowed): the host of the DSNs `mendline keys` prints; unset: "
+        "`http://<relay_host>:<relay_port>`.",
+    )
+    relay_rate_limit: int = Field(
+        default=6000,
+        ge=0,
+        description="Events a minute each key may send (a bucket of as many), unless the key"
+        " sets its own; past it the SDK is told to back off (429); 0: no limit.",
+    )
+    relay_keep_pii: bool = Field(
+        default=False,
+        description="Keep the user's IP address, email and names, cookies and the request's "
+        "environment from Sentry events (as `send_default_pii`); off: left out.",
+    )
+    relay_keys_refresh: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between the relay's reads of the keys (a revoked key is refused"
+        " within as long).",
+    )
+    relay_produce_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds the relay waits for Kafka to acknowledge an event before it answers"
+        " 503 (the SDK may send it again).",
+    )
+
+    @property
+    def relay_url(self) -> str:
+        """Where apps send to: ``relay_public_url``, else this process's address."""
+        if self.relay_public_url is not None:
+            return self.relay_public_url
+        return f"http://{self.relay_host}:{self.relay_port}"
+
     @property
     def issue_link_template(self) -> str | None:
         """The link to an issue in alerts, with ``{id}``: ``issue_url_template``, else the
@@ -476,7 +524,7 @@ class Settings(BaseSettings):
             raise ValueError("set web_auth_proxy_allow to the proxies whose header is believed")
         return value
 
-    @field_validator("web_public_url")
+    @field_validator("web_public_url", "relay_public_url")
     @classmethod
     def _an_origin(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

@@ -1,0 +1,222 @@
+"""Sentry events, as each SDK sends them, converted into ErrorEvents the contract accepts:
+the chain root cause first, frames oldest first, the key's service, PII left out, scrubbed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mendline.analyzers.grouping.scrubbing import Scrubber
+from mendline.ingest._wire import finish_event
+from mendline.ingest.relay._convert import KeyScope, convert_event, event_id_of
+from mendline.schemas.errors import RelayRefused
+from mendline.schemas.event import parse_event_exact
+from mendline.schemas.limits import MAX_FRAMES
+
+SENTRY = Path(__file__).parents[2] / "data" / "sentry"
+SCOPE = KeyScope("checkout", "production")
+RECEIVED = 1796607000.0  # 2026-12-06T22:50:00Z
+
+
+def fixture(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((SENTRY / f"{name}.json").read_text())
+    return loaded
+
+
+def accepted(doc: dict[str, Any]) -> dict[str, Any]:
+    """The converted event as the relay sends it on: scrubbed, cut, and valid."""
+    data, _ = finish_event(doc, Scrubber())
+    parsed, _ = parse_event_exact(data)
+    return parsed
+
+
+@pytest.mark.parametrize(
+    ("name", "types", "platform", "level", "timestamp"),
+    [
+        (
+            "python_chain",
+            ["ZeroDivisionError", "ValueError"],
+            "python",
+            "error",
+            "2026-12-07T01:36:12.114563+00:00",
+        ),
+        ("node_chain", ["TypeError", "Error"], "node", "error", "2026-12-07T01:36:25.171000+00:00"),
+        ("node_message", [], "node", "warning", "2026-12-07T01:36:25.500000+00:00"),
+        ("go_error", ["*os.PathError"], "go", "error", "2026-12-07T01:40:56.584908+00:00"),
+        ("java_error", ["ApiException"], "java", "critical", "2026-12-07T01:41:00.123000+00:00"),
+        (
+            "dotnet_error",
+            ["System.Net.Http.HttpRequestException"],
+            "csharp",
+            "error",
+            "2026-12-07T01:42:00+00:00",
+        ),
+        ("browser_error", ["TypeError"], "javascript", "error", "2026-12-07T01:36:40.250000+00:00"),
+        (
+            "ruby_error",
+            ["Errno::ECONNREFUSED"],
+            "ruby",
+            "error",
+            "2026-12-07T00:43:00.500000+00:00",
+        ),
+        ("php_message", [], "php", "warning", "2026-12-07T01:38:20+00:00"),
+    ],
+)
+def test_each_sdks_event_converts_into_a_valid_error_event(
+    name: str, types: list[str], platform: str, level: str, timestamp: str
+) -> None:
+    event = accepted(convert_event(fixture(name), SCOPE, received=RECEIVED))
+    assert [exc["type"] for exc in event["exceptions"]] == types
+    assert (event["platform"], event["level"]) == (platform, level)
+    assert event["timestamp"].isoformat() == timestamp
+    assert event["service"] == "checkout"  # the key's, whatever the event says
+
+
+def test_the_chain_and_frames_keep_sentrys_order_and_in_app() -> None:
+    event = accepted(convert_event(fixture("python_chain"), SCOPE, received=RECEIVED))
+    cause, raised = event["exceptions"]
+    assert (cause["value"], raised["value"]) == ("division by zero", "wrapped failure for order 7")
+    assert [f["function"] for f in raised["frames"]] == ["dispatch_request", "checkout"]
+    assert [f["in_app"] for f in raised["frames"]] == [False, True]
+    frame = cause["frames"][0]
+    assert (frame["filename"], frame["module"], frame["lineno"]) == (
+        "shop/orders.py",
+        "shop.orders",
+        41,
+    )
+    assert frame["abs_path"] == "/srv/shop/orders.py"
+    assert frame["context_line"] == "    return order.amount / order.count"
+    assert "exception_id" not in raised  # a plain chain: no tree ids
+    assert (event["release"], event["host"], event["environment"]) == (
+        "shop@1.4.2",
+        "web-3",
+        "production",
+    )
+
+
+def test_pii_and_secrets_stay_out_unless_kept() -> None:
+    event = accepted(convert_event(fixture("python_chain"), SCOPE, received=RECEIVED))
+    context = event["context"]
+    assert context["user"] == {"id": "u1"}  # no email, no address
+    request = context["request"]
+    assert "cookies" not in request and "env" not in request
+    assert request["headers"]["Authorization"] == "[Filtered]"
+    assert request["headers"]["Cookie"] == "[Filtered]"
+    assert request["headers"]["User-Agent"] == "curl/8"
+    assert context["order_id"] == 7 and context["contexts"]["runtime"]["name"] == "CPython"
+    assert context["sdk"] == {"name": "sentry.python", "version": "2.76.0"}
+    kept = convert_event(fixture("python_chain"), SCOPE, received=RECEIVED, keep_pii=True)
+    assert kept["context"]["user"]["email"] == "ada@example.com"
+    assert kept["context"]["request"]["env"] == {"REMOTE_ADDR": "203.0.113.9"}
+
+
+def test_a_message_with_a_synthetic_stack_is_a_message_event() -> None:
+    event = accepted(convert_event(fixture("node_message"), SCOPE, received=RECEIVED))
+    assert (event["message"], event["exceptions"]) == ("payment provider slow: 4200 ms", [])
+
+
+def test_a_php_message_object_gives_its_template() -> None:
+    event = accepted(convert_event(fixture("php_message"), SCOPE, received=RECEIVED))
+    assert event["message"] == "Stock low for %s: %d left"
+    assert event["logger"] == "php"
+
+
+def test_tags_as_pairs_and_frames_with_columns_and_packages() -> None:
+    go = accepted(convert_event(fixture("go_error"), SCOPE, received=RECEIVED))
+    assert go["tags"] == {"region": "eu-west-1", "tier": "batch"}
+    frame = go["exceptions"][0]["frames"][0]
+    assert (frame["filename"], frame["function"]) == ("/app/cmd/billing/main.go", "main")
+    assert "abs_path" not in frame  # the same as its filename
+    dotnet = accepted(convert_event(fixture("dotnet_error"), SCOPE, received=RECEIVED))
+    frame = dotnet["exceptions"][0]["frames"][1]
+    assert (frame["colno"], frame["package"]) == (13, "Shop.Api, Version=1.0.0.0")
+    assert dotnet["exceptions"][0]["frames"][0]["filename"] == "System.Net.Http.HttpClient"
+
+
+def test_a_ruby_context_line_loses_its_newline_and_an_offset_becomes_utc() -> None:
+    event = accepted(convert_event(fixture("ruby_error"), SCOPE, received=RECEIVED))
+    assert event["exceptions"][0]["frames"][1]["context_line"] == "      redis.get(key)"
+
+
+@pytest.mark.parametrize(
+    ("header", "payload", "expected"),
+    [
+        ("AA" * 16, "bb" * 16, "aa" * 16),  # the envelope header's wins, lowercased
+        (None, "4a70c3b2-d1e0-4f5f-a6b7-c8d9e0f1a2b3", "4a70c3b2d1e04f5fa6b7c8d9e0f1a2b3"),
+        ("not an id", "cc" * 16, "cc" * 16),
+    ],
+)
+def test_the_event_id_comes_from_the_header_then_the_payload(
+    header: str | None, payload: str, expected: str
+) -> None:
+    assert event_id_of(header, payload) == expected
+    doc = convert_event({"event_id": payload}, SCOPE, event_id=header, received=RECEIVED)
+    assert doc["event_id"] == expected
+
+
+def test_an_event_without_a_usable_id_or_time_gets_new_ones() -> None:
+    doc = accepted(
+        convert_event({"timestamp": "yesterday", "level": "nonsense"}, SCOPE, received=RECEIVED)
+    )
+    assert len(doc["event_id"]) == 32 and doc["event_id"] != event_id_of()
+    assert doc["timestamp"].timestamp() == RECEIVED
+    assert (doc["level"], doc["environment"], doc["message"]) == ("error", "production", "")
+    assert "platform" not in doc or doc["platform"] is None
+
+
+def test_a_long_stack_keeps_its_outermost_and_innermost_frames() -> None:
+    frames = [{"function": f"f{n}", "filename": "a.js", "in_app": True} for n in range(250)]
+    payload = {"exception": {"values": [{"type": "RangeError", "stacktrace": {"frames": frames}}]}}
+    exc = accepted(convert_event(payload, SCOPE, received=RECEIVED))["exceptions"][0]
+    assert len(exc["frames"]) == MAX_FRAMES and exc["frames_omitted"] == 150
+    assert (exc["frames"][0]["function"], exc["frames"][-1]["function"]) == ("f0", "f249")
+
+
+def test_an_exception_group_keeps_its_tree_and_maps_other_languages_sources() -> None:
+    payload = {
+        "platform": "node",
+        "exception": {
+            "values": [
+                {
+                    "type": "TypeError",
+                    "value": "a",
+                    "mechanism": {"exception_id": 1, "parent_id": 0, "source": "errors[0]"},
+                },
+                {
+                    "type": "AggregateError",
+                    "value": "all failed",
+                    "mechanism": {"exception_id": 0, "is_exception_group": True},
+                },
+            ]
+        },
+    }
+    member, group = accepted(convert_event(payload, SCOPE, received=RECEIVED))["exceptions"]
+    assert (member["exception_id"], member["parent_id"], member["source"]) == (
+        1,
+        0,
+        "exceptions[0]",
+    )
+    assert group["is_exception_group"] is True and group["exception_id"] == 0
+
+
+@pytest.mark.parametrize("payload", [[], "event", 7, None])
+def test_a_payload_that_is_not_an_object_is_refused(payload: Any) -> None:
+    with pytest.raises(RelayRefused) as refused:
+        convert_event(payload, SCOPE, received=RECEIVED)
+    assert (refused.value.status, refused.value.reason) == (400, "bad_event")
+
+
+def test_hostile_strings_are_cut_and_kept_as_text() -> None:
+    payload = {
+        "message": "x" * 100_000,
+        "environment": "e" * 500,
+        "tags": {"k": "\u202e" + "v" * 500},
+        "exception": [{"type": "T" * 2000, "value": 12}],
+    }
+    event = accepted(convert_event(payload, SCOPE, received=RECEIVED))
+    assert len(event["message"].encode()) <= 8 * 1024 and len(event["environment"]) == 200
+    assert len(event["tags"]["k"]) <= 200 and event["exceptions"][0]["value"] == "12"
+    assert len(event["exceptions"][0]["type"]) == 512
