@@ -149,6 +149,7 @@ RelayReason = Literal[
     "too_large",  # 413: a body, an item or the whole envelope over its limit
     "rate_limited",  # 429
     "kafka_unavailable",  # 503: nothing was accepted; the SDK may send it again
+    "keys_unavailable",  # 503: the keys could not be read yet (PostgreSQL is out)
 ]
 
 

@@ -49,13 +49,15 @@ def register(commands: Commands) -> None:
     run = commands.add_parser(
         "run",
         parents=[LOGS_AS_JSON],
-        help="consume, analyze, alert, monitor, heal and the dashboard (web) in one process"
+        help="relay, consume, analyze, alert, monitor, heal and the dashboard (web) in one"
+        " process"
         " (each restarted if it fails)",
     )
     run.add_argument(
         "--only",
         type=_stages,
-        help="comma-separated stages to run: consume, analyze, alert, monitor, heal, web"
+        help="comma-separated stages to run: relay, consume, analyze, alert, monitor, heal,"
+        " web"
         " (default: all)",
     )
     run.set_defaults(run=_run)
@@ -80,6 +82,18 @@ def register(commands: Commands) -> None:
         help="propose, apply and verify fixes by the fix policy (any number side by side)",
     )
     heal.set_defaults(run=_heal)
+
+    relay = commands.add_parser(
+        "relay",
+        parents=[LOGS_AS_JSON],
+        help="serve Sentry's ingest API for every Sentry SDK (default http://127.0.0.1:8050/;"
+        " DSNs from `mendline keys create`)",
+    )
+    relay.add_argument("--host", type=_host, help="address to listen on (MENDLINE_RELAY_HOST)")
+    relay.add_argument(
+        "--port", type=_port, help="port to listen on, 0 for any free one (MENDLINE_RELAY_PORT)"
+    )
+    relay.set_defaults(run=_relay)
 
     web = commands.add_parser(
         "web",
@@ -205,3 +219,12 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
     chosen = {"web_host": args.host, "web_port": args.port}
     settings = settings.model_copy(update={k: v for k, v in chosen.items() if v is not None})
     return asyncio.run(run_stage("web", settings))
+
+
+def _relay(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.stages import run_stage
+
+    log_to_stderr(args)
+    chosen = {"relay_host": args.host, "relay_port": args.port}
+    settings = settings.model_copy(update={k: v for k, v in chosen.items() if v is not None})
+    return asyncio.run(run_stage("relay", settings))

@@ -12,7 +12,7 @@ from mendline.analyzers.backoff import Backoff
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.settings import Settings
 from mendline.sinks.postgres import is_outage
-from mendline.stages import alert, analyze, consume, heal, monitor, web
+from mendline.stages import alert, analyze, consume, heal, monitor, relay, web
 from mendline.stages._endpoints import serving_endpoints
 from mendline.stages._signals import stop_on_signals
 from mendline.stages._telemetry import StageContext, Telemetry
@@ -37,6 +37,7 @@ class Stage:
 #: Every stage, in the order ``mendline run`` starts them. A new stage is a module with
 #: ``async def run(settings, stop, context) -> None`` and a line here.
 STAGES: Mapping[str, Stage] = {
+    "relay": Stage(relay.run),
     "consume": Stage(consume.run, check=consume.check),
     "analyze": Stage(analyze.run),
     "alert": Stage(alert.run, check=alert.routing_table),

@@ -285,9 +285,12 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 @asynccontextmanager
-async def serving_web(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+async def serving_web(
+    app: web.Application, host: str, port: int, what: str = "the dashboard", var: str = "WEB"
+) -> AsyncIterator[str]:
     """Serve ``app`` on ``host:port`` for the block; yields the URL it is served at (the real
-    port when ``port`` is 0). ConfigError, with a hint, when it cannot listen there."""
+    port when ``port`` is 0). ConfigError, with a hint naming ``MENDLINE_<var>_PORT``, when
+    it cannot listen there (``what`` is what would have been served)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -295,7 +298,7 @@ async def serving_web(app: web.Application, host: str, port: int) -> AsyncIterat
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise cannot_listen("the dashboard", host, port, exc, "WEB") from None
+        raise cannot_listen(what, host, port, exc, var) from None
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port

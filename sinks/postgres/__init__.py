@@ -89,7 +89,7 @@ from mendline.sinks.postgres._people import (
     TokenInfo,
     User,
 )
-from mendline.sinks.postgres._relay_keys import RelayKey, RelayKeyStore, check_origin_pattern
+from mendline.sinks.postgres._relay_keys import RelayKeyStore, check_origin_pattern
 from mendline.sinks.postgres._remediations import (
     AUDIT_OUTPUT_LIMIT,
     REMEDIATIONS_CHANNEL,
@@ -157,7 +157,6 @@ __all__ = [
     "PostgresProductionSource",
     "PruneResult",
     "RecordOutcome",
-    "RelayKey",
     "RelayKeyStore",
     "RemediationStore",
     "Retry",

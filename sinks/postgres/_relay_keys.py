@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -15,13 +14,14 @@ import asyncpg
 from mendline.analyzers.policy.people import authorize
 from mendline.schemas.errors import ConfigError, RelayKeyNotFound
 from mendline.schemas.people import Actor
+from mendline.schemas.relay import RelayKey
 from mendline.sinks.postgres._audit import AuditedStore
 from mendline.sinks.postgres._errors import translating
 
 if TYPE_CHECKING:
     _Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
 
-__all__ = ["RelayKey", "RelayKeyStore", "check_origin_pattern"]
+__all__ = ["RelayKeyStore", "check_origin_pattern"]
 
 _KEYS_HINT = "`mendline keys list` shows the keys, their ids and public keys"
 _COLUMNS = """id, public_key, project_id, service, environment, label, allowed_origins,
@@ -29,34 +29,6 @@ _COLUMNS = """id, public_key, project_id, service, environment, label, allowed_o
 # An allowed origin: "*", a scheme and host ("https://shop.example.com", a port allowed), or
 # a host pattern with one leading wildcard label ("*.example.com").
 _ORIGIN = re.compile(r"\*|(?:https?://)?(?:\*\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::\d{1,5})?")
-
-
-@dataclass(frozen=True)
-class RelayKey:
-    """A relay key as stored."""
-
-    id: int
-    public_key: str
-    #: The DSN's project id: the first key's id of a line of rotations.
-    project_id: int
-    service: str
-    environment: str
-    label: str
-    allowed_origins: tuple[str, ...]
-    #: Events a minute; None: the relay's setting; 0: no limit.
-    rate_limit: int | None
-    created_at: datetime
-    created_by: str
-    revoked_at: datetime | None
-    rotated_to: int | None
-
-    def in_force(self, now: datetime) -> bool:
-        """Whether the relay takes events sent with it at ``now``."""
-        return self.revoked_at is None or self.revoked_at > now
-
-    def as_json(self) -> dict[str, Any]:
-        """The key as a JSON object (for ``--json`` and the audit trail)."""
-        return {**asdict(self), "allowed_origins": list(self.allowed_origins)}
 
 
 def check_origin_pattern(text: str) -> str:

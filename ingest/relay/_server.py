@@ -1,0 +1,451 @@
+"""The relay's HTTP side: Sentry's ingest API (the envelope and the legacy store endpoint) on
+aiohttp, answering as Sentry's Relay answers, producing what it accepts to Kafka before it
+says 200.
+
+A request is read in Relay's order: its body (decompressed, within the limits), who sends it
+(the key, in force, of the URL's project, from an allowed origin), the envelope, the key's
+rate limit; then its items: events converted, scrubbed and checked against ErrorEvent v1,
+check-ins turned into heartbeats, client reports counted, everything else counted and
+dropped. Only once Kafka acknowledged every record (acks=all) is the answer 200; a Kafka
+that does not acknowledge within ``relay_produce_timeout`` is 503 with Retry-After, and
+nothing of the request counts as accepted (the SDK may send it again: event ids and
+check-in ids make that harmless). A body that authenticates but is malformed is answered
+400 and kept in the DLQ topic with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from mendline.analyzers.grouping.scrubbing import SCRUBBED_HEADER, Scrubber
+from mendline.analyzers.policy import ProducerKeys, signature_headers
+from mendline.analyzers.policy.ratelimit import (
+    TokenBucket,
+    rate_limits_header,
+    retry_after_header,
+    take,
+)
+from mendline.ingest._wire import finish_event
+from mendline.ingest.app import encode_checkin
+from mendline.ingest.relay._auth import SentryAuth, check_envelope_dsn, request_auth
+from mendline.ingest.relay._convert import KeyScope, convert_event
+from mendline.ingest.relay._encoding import decode_body
+from mendline.ingest.relay._envelope import (
+    DEFAULT_LIMITS,
+    Envelope,
+    EnvelopeItem,
+    EnvelopeLimits,
+    decode_store_body,
+    parse_envelope,
+    parse_envelope_header,
+)
+from mendline.ingest.relay._items import (
+    event_category,
+    item_handling,
+    item_label,
+    parse_check_in,
+    parse_client_report,
+)
+from mendline.ingest.relay._keys import KeyRing
+from mendline.schemas.checks import CHECK_NAME, CheckIn
+from mendline.schemas.errors import InvalidEvent, RelayReason, RelayRefused
+from mendline.schemas.event import parse_event_exact
+from mendline.schemas.relay import RelayKey
+from mendline.schemas.settings import Settings
+
+__all__ = ["DLQ_KEPT_BYTES", "Relay", "RelayStats", "Sender", "origin_allowed"]
+
+log = logging.getLogger("mendline.relay")
+
+#: Of a malformed body, what the DLQ keeps (its first bytes, the rest counted in a header).
+DLQ_KEPT_BYTES = 1024 * 1024
+_PATH = r"/{prefix:(?:[^{}]*/)?}api/{project_id:\d{1,18}}/{endpoint:envelope|store}{slash:/?}"
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "x-sentry-error, x-sentry-rate-limits, retry-after",
+}
+_PREFLIGHT = {
+    "Access-Control-Allow-Methods": "POST",
+    "Access-Control-Allow-Headers": "x-sentry-auth, x-requested-with, x-forwarded-for, origin,"
+    " referer, accept, content-type, authentication, authorization, content-encoding,"
+    " transfer-encoding",
+    "Access-Control-Max-Age": "3600",
+}
+# How long a Kafka outage is said to last: SDKs that keep events (offline caches) try again.
+_OUTAGE_RETRY_AFTER = 30.0
+_REJECTED = "event submission rejected with_reason: "
+_EVENT_CATEGORIES = ("error", "default")
+# Check-in ids made from a Sentry check-in's id and status (its start and its end share the
+# id): the same Sentry check-in sent twice is one check-in.
+_CHECKIN_NAMESPACE = uuid.UUID("6f1f0a43-7b7c-4f8e-9a43-6a2f61d6c0de")
+_STATUSES = {"in_progress": "start", "ok": "ok", "error": "fail"}
+_ORIGIN_HOST = re.compile(r"^(?:(https?)://)?([^/:]+)(?::(\d+))?")
+
+
+class Sender(Protocol):
+    """What the relay produces with: aiokafka's producer (acks=all), or a test's."""
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Any:
+        """Send one record and wait for its acknowledgement."""
+        ...
+
+
+@dataclass
+class RelayStats:
+    """What the relay counts, for its metrics."""
+
+    #: Requests answered 200.
+    accepted: int = 0
+    #: Events converted and produced.
+    events: int = 0
+    #: Requests refused, by RelayReason.
+    refused: dict[str, int] = field(default_factory=dict)
+    #: Items accepted, counted and not stored, by item type.
+    dropped: dict[str, int] = field(default_factory=dict)
+    #: Check-ins produced as heartbeats; and those that could not be (no such name form).
+    check_ins: int = 0
+    check_ins_invalid: int = 0
+    #: What SDKs reported they discarded (client reports), by (reason, category).
+    discarded: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Parts of client reports that could not be read.
+    client_reports_malformed: int = 0
+    #: Malformed bodies kept in the DLQ, and those that could not be kept (Kafka was out).
+    kept: int = 0
+    not_kept: int = 0
+
+
+@dataclass
+class _Request:
+    """What one request was found to be, step by step."""
+
+    endpoint: str
+    project_id: int
+    body: bytes = b""
+    key: RelayKey | None = None
+    records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
+    event_id: str | None = None
+
+
+class Relay:
+    """The endpoint: ``app()`` is its aiohttp application."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeyRing,
+        sender: Sender,
+        *,
+        scrubber: Scrubber | None = None,
+        producer_keys: ProducerKeys | None = None,
+        limits: EnvelopeLimits = DEFAULT_LIMITS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.sender = sender
+        self.scrubber = scrubber or Scrubber()
+        self.limits = limits
+        self.stats = RelayStats()
+        self._producer_keys = producer_keys
+        self._clock = clock
+        self._buckets: dict[int, TokenBucket] = {}
+        rules = self.scrubber.rules_id
+        self._scrubbed = [(SCRUBBED_HEADER, rules.encode())] if rules else []
+
+    def app(self) -> web.Application:
+        """The aiohttp application: the two endpoints (under any path prefix), their CORS
+        preflight, and nothing else."""
+        # The raw body may be as large as the decompressed limit; decode_body bounds the rest.
+        app = web.Application(client_max_size=self.limits.envelope)
+        app.router.add_route("POST", _PATH, self._post)
+        app.router.add_route("OPTIONS", _PATH, self._preflight)
+        return app
+
+    async def _preflight(self, request: web.Request) -> web.Response:
+        return web.Response(status=200, headers={**_CORS, **_PREFLIGHT})
+
+    async def _post(self, request: web.Request) -> web.Response:
+        work = _Request(request.match_info["endpoint"], int(request.match_info["project_id"]))
+        try:
+            answer = await self._handle(request, work)
+        except RelayRefused as refused:
+            self._count(self.stats.refused, refused.reason)
+            if refused.status == 400 and work.key is not None and work.body:
+                await self._keep(work, refused)
+            return _refusal(refused)
+        self.stats.accepted += 1
+        return answer
+
+    async def _handle(self, request: web.Request, work: _Request) -> web.Response:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise RelayRefused(
+                413,
+                "too_large",
+                "length limit exceeded",
+                (f"the body is over {self.limits.envelope} bytes",),
+            ) from None
+        body = decode_body(raw, request.headers.get("Content-Encoding"), self.limits.envelope)
+        envelope_header = None
+        if work.endpoint == "envelope" and body:
+            envelope_header = parse_envelope_header(body)
+        auth = request_auth(request.headers, request.query_string, envelope_header)
+        work.key = self._key(auth, work.project_id, request.headers.get("Origin"))
+        work.body = body
+        envelope = self._envelope(work, body, envelope_header)
+        self._limit(work.key, envelope)
+        await self._items(work, envelope)
+        await self._produce(work)
+        answer: dict[str, str] = {"id": work.event_id} if work.event_id else {}
+        return web.json_response(answer, headers=_CORS)
+
+    def _key(self, auth: SentryAuth, project_id: int, origin: str | None) -> RelayKey:
+        """The key in force the request names, of the URL's project, from an origin it
+        allows; 403 as Relay answers an unknown or disabled key, or a foreign origin."""
+        if not self.keys.loaded:
+            raise RelayRefused(
+                503,
+                "keys_unavailable",
+                "the service is overloaded",
+                ("the relay could not read its keys yet",),
+                retry_after=self.settings.relay_keys_refresh,
+            )
+        key = self.keys.find(auth.public_key)
+        if key is None or key.project_id != project_id:
+            reason: RelayReason = (
+                "revoked_key" if key is None and self.keys.knows(auth.public_key) else "unknown_key"
+            )
+            raise RelayRefused(403, reason, _REJECTED + "ProjectId")
+        if origin is not None and not origin_allowed(origin, key.allowed_origins):
+            raise RelayRefused(403, "origin", _REJECTED + "Cors")
+        return key
+
+    def _envelope(self, work: _Request, body: bytes, header: Mapping[str, Any] | None) -> Envelope:
+        """The request as an envelope: the store endpoint's event is one of one item."""
+        assert work.key is not None
+        if header is None:  # the legacy store endpoint: an event, perhaps base64 and zlib
+            event = decode_store_body(body, self.limits.event)
+            if not event:
+                raise RelayRefused(400, "empty_body", "empty request body")
+            return Envelope({}, (EnvelopeItem("event", {}, event),))
+        envelope = parse_envelope(body, self.limits)
+        check_envelope_dsn(envelope.headers, work.key.public_key, work.project_id)
+        return envelope
+
+    def _limit(self, key: RelayKey, envelope: Envelope) -> None:
+        """The key's rate limit, on the events of the envelope (other items pass): 429
+        with Retry-After and X-Sentry-Rate-Limits, which SDKs back off by."""
+        per_minute = self.settings.relay_rate_limit if key.rate_limit is None else key.rate_limit
+        events = sum(1 for item in envelope.items if item_handling(item.type) == "convert")
+        if per_minute <= 0 or not events:
+            return
+        state, allowed, wait = take(
+            self._buckets.get(key.id), self._clock(), per_minute, max(per_minute, events), events
+        )
+        self._buckets[key.id] = state
+        if not allowed:
+            raise RelayRefused(
+                429,
+                "rate_limited",
+                "Sentry dropped data due to a quota or internal rate limit being reached."
+                " This will not affect your application.",
+                retry_after=wait,
+            )
+
+    async def _items(self, work: _Request, envelope: Envelope) -> None:
+        """Each item as its type says: the records to produce are collected in ``work``."""
+        assert work.key is not None
+        for item in envelope.items:
+            handling = item_handling(item.type)
+            if handling == "convert":
+                self._event(work, envelope, item)
+            elif handling == "check_in":
+                self._check_in(work, item)
+            elif handling == "client_report":
+                report = parse_client_report(item.payload)
+                for line in report.discarded:
+                    self._count(self.stats.discarded, (line.reason, line.category), line.quantity)
+                self.stats.client_reports_malformed += report.malformed
+            else:  # attachments and everything not stored: counted
+                self._count(self.stats.dropped, item_label(item.type))
+
+    def _event(self, work: _Request, envelope: Envelope, item: EnvelopeItem) -> None:
+        assert work.key is not None
+        try:
+            payload = json.loads(item.payload)
+        except (ValueError, RecursionError) as exc:
+            raise RelayRefused(400, "bad_event", "invalid event", (f"not JSON: {exc}",)) from None
+        if isinstance(payload, dict) and event_category(payload) not in _EVENT_CATEGORIES:
+            self._count(self.stats.dropped, "transaction")  # a transaction sent as an event
+            return
+        doc = convert_event(
+            payload,
+            KeyScope(work.key.service, work.key.environment),
+            event_id=envelope.event_id,
+            received=time.time(),
+            keep_pii=self.settings.relay_keep_pii,
+        )
+        data, clean = finish_event(doc, self.scrubber)
+        try:
+            parse_event_exact(data)
+        except InvalidEvent as exc:
+            raise RelayRefused(400, "bad_event", "invalid event", (exc.detail,)) from None
+        headers = list(self._scrubbed) if clean else []
+        if self._producer_keys is not None:
+            signing = self._producer_keys.keys.get(work.key.service)
+            if signing:
+                headers += signature_headers(signing[0], work.key.service, data)
+        work.event_id = doc["event_id"]
+        work.records.append((self.settings.errors_topic, doc["event_id"].encode(), data, headers))
+
+    def _check_in(self, work: _Request, item: EnvelopeItem) -> None:
+        """A Sentry check-in as a heartbeat's: the monitor's slug is the check's name, its
+        in_progress, ok and error are start, ok and fail."""
+        assert work.key is not None
+        try:
+            sentry = parse_check_in(item.payload)
+        except InvalidEvent:
+            self.stats.check_ins_invalid += 1
+            return
+        status = _STATUSES.get(sentry.status)
+        if status is None or not CHECK_NAME.fullmatch(sentry.monitor_slug):
+            self.stats.check_ins_invalid += 1
+            return
+        checkin = CheckIn(
+            schema_version=1,
+            checkin_id=uuid.uuid5(_CHECKIN_NAMESPACE, f"{sentry.check_in_id}:{sentry.status}"),
+            check=sentry.monitor_slug,
+            status=status,  # type: ignore[arg-type]
+            timestamp=datetime.now(UTC),
+            run_id=sentry.check_in_id,
+            environment=sentry.environment or work.key.environment,
+            duration=sentry.duration,
+            message=None,
+            host=None,
+        )
+        key, value = encode_checkin(checkin)
+        work.records.append((self.settings.checkins_topic, key, value, []))
+        self.stats.check_ins += 1
+
+    async def _produce(self, work: _Request) -> None:
+        """Every record of the request, acknowledged, within the produce timeout; 503 with
+        Retry-After otherwise (nothing of it is said to be accepted)."""
+        if not work.records:
+            return
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(
+                    *(
+                        self.sender.send_and_wait(topic, value=value, key=key, headers=headers)
+                        for topic, key, value, headers in work.records
+                    )
+                ),
+                self.settings.relay_produce_timeout,
+            )
+        except Exception as exc:  # aiokafka's errors, a timeout: Kafka did not take it
+            log.warning("mendline: relay could not produce to Kafka (%s); answering 503", exc)
+            raise RelayRefused(
+                503,
+                "kafka_unavailable",
+                "failed to queue envelope",
+                (f"{type(exc).__name__}: Kafka did not acknowledge the records",),
+                retry_after=_OUTAGE_RETRY_AFTER,
+            ) from None
+        self.stats.events += sum(1 for r in work.records if r[0] == self.settings.errors_topic)
+
+    async def _keep(self, work: _Request, refused: RelayRefused) -> None:
+        """Keep a malformed body of an authenticated request in the DLQ topic, with why; a
+        Kafka that does not take it is counted (the SDK was told 400 all the same)."""
+        assert work.key is not None
+        kept = work.body[:DLQ_KEPT_BYTES]
+        headers = [
+            ("mendline.errors.reason", b"relay_rejected"),
+            ("mendline.errors.message", _why(refused).encode()[:1000]),
+            ("mendline.errors.topic", b"relay"),
+            ("mendline.errors.timestamp", datetime.now(UTC).isoformat().encode()),
+            ("mendline.errors.relay_reason", refused.reason.encode()),
+            ("mendline.errors.service", work.key.service.encode()),
+            ("mendline.errors.relay_key", str(work.key.id).encode()),
+            ("mendline.errors.bytes", str(len(work.body)).encode()),
+        ]
+        try:
+            await asyncio.wait_for(
+                self.sender.send_and_wait(self.settings.dlq_topic, value=kept, headers=headers),
+                self.settings.relay_produce_timeout,
+            )
+        except Exception as exc:
+            self.stats.not_kept += 1
+            log.warning("mendline: relay could not keep a rejected body in the DLQ (%s)", exc)
+        else:
+            self.stats.kept += 1
+
+    @staticmethod
+    def _count(counts: dict[Any, int], key: object, n: int = 1) -> None:
+        counts[key] = counts.get(key, 0) + n
+
+
+def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
+    """Whether a browser's Origin is among a key's allowed origins: ``*``; a host
+    (``shop.example.com``, any scheme and port); a scheme and host, with a port when given;
+    ``*.example.com`` (its subdomains, not itself). ``null`` (a sandboxed page) only with
+    ``*``."""
+    if "*" in allowed:
+        return True
+    found = _ORIGIN_HOST.match(origin.strip().lower())
+    if found is None or origin.strip().lower() == "null":
+        return False
+    scheme, host, port = found.groups()
+    for pattern in allowed:
+        wanted = _ORIGIN_HOST.match(pattern)
+        if wanted is None:
+            continue
+        w_scheme, w_host, w_port = wanted.groups()
+        if w_scheme is not None and w_scheme != scheme:
+            continue
+        if w_port is not None and w_port != (port or {"http": "80", "https": "443"}.get(scheme)):
+            continue
+        if w_host.startswith("*."):
+            if host.endswith(w_host[1:]) and host != w_host[2:]:
+                return True
+        elif host == w_host:
+            return True
+    return False
+
+
+def _refusal(refused: RelayRefused) -> web.Response:
+    """A refusal as Relay answers it: ``{"detail", "causes"}``, and for 429 and 503 the
+    headers that tell an SDK how long to wait."""
+    body: dict[str, Any] = {"detail": refused.detail}
+    if refused.causes:
+        body["causes"] = list(refused.causes)
+    headers = dict(_CORS)
+    headers["X-Sentry-Error"] = refused.detail[:200]
+    if refused.retry_after is not None:
+        headers["Retry-After"] = retry_after_header(refused.retry_after)
+    if refused.status == 429 and refused.retry_after is not None:
+        headers["X-Sentry-Rate-Limits"] = rate_limits_header(
+            refused.retry_after, _EVENT_CATEGORIES, "key", "key_quota"
+        )
+    return web.json_response(body, status=refused.status, headers=headers)
+
+
+def _why(refused: RelayRefused) -> str:
+    return "; ".join((f"{refused.status} {refused.detail}", *refused.causes))
