@@ -13,6 +13,8 @@ decision out, with its reasons); the stores and stages read what they need and a
   and whether a change comes from the dashboard's own pages (Origin, CSRF token)
 - ``people``: who may do what (the permission table), and the API tokens' format
 - ``producers``: whether a record may speak for the service it claims (signing keys)
+- ``ratelimit``: the Sentry-compatible endpoint's per-key token buckets, and the
+  ``Retry-After`` and ``X-Sentry-Rate-Limits`` headers that make SDKs back off
 - ``silences``: Alertmanager's matchers over an alert's labels, and which silence holds it;
   ``LabelPattern``, the RE2 expressions those matchers and the routes' ``match_re`` run
 """
@@ -136,6 +138,13 @@ from mendline.analyzers.policy.producers import (
     sign_value,
     signature_headers,
 )
+from mendline.analyzers.policy.ratelimit import (
+    RateLimitScope,
+    TokenBucket,
+    rate_limits_header,
+    retry_after_header,
+    take,
+)
 from mendline.analyzers.policy.silences import (
     MATCHER_OPS,
     Matcher,
@@ -185,6 +194,7 @@ __all__ = [
     "ProducerKeys",
     "ProducerReason",
     "ProducerVerdict",
+    "RateLimitScope",
     "RemediationStep",
     "RemediationSubject",
     "RouteTiming",
@@ -194,6 +204,7 @@ __all__ = [
     "Silence",
     "SilenceVerdict",
     "Spend",
+    "TokenBucket",
     "TrustedProxies",
     "account_key",
     "address_key",
@@ -243,16 +254,19 @@ __all__ = [
     "parse_token",
     "password_refusal",
     "policy_warnings",
+    "rate_limits_header",
     "remediation_decision",
     "remediation_step",
     "remediations_for",
     "reservation_estimate",
     "resolve_audience",
+    "retry_after_header",
     "session_end",
     "shipped_policy_text",
     "sign_value",
     "signature_headers",
     "silence_for",
+    "take",
     "takes_digests",
     "token_hash",
     "token_refusal",

@@ -5,6 +5,7 @@ were read, every request is answered 503 (the SDK may send it again)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -70,7 +71,5 @@ class KeyRing:
                     log.info("mendline: relay reads its keys again")
                 backoff.reset()
                 delay = self._refresh
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                pass

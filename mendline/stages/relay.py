@@ -85,7 +85,7 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
     if pool is None:
         return
     sender = KafkaSender(settings)
-    keys = KeyRing(RelayKeyStore(pool, append_audit).keys_in_force, settings.relay_keys_refresh)
+    keys = KeyRing(RelayKeyStore(pool, append_audit).keys_for_relay, settings.relay_keys_refresh)
     relay = Relay(
         settings,
         keys,
@@ -100,7 +100,12 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
         with contextlib.suppress(Exception):  # reached on the first request otherwise
             await asyncio.wait_for(sender.start(), settings.relay_produce_timeout)
         async with serving_web(
-            relay.app(), settings.relay_host, settings.relay_port, "the relay", "RELAY"
+            relay.app(),
+            settings.relay_host,
+            settings.relay_port,
+            "the relay",
+            "RELAY",
+            auto_decompress=False,
         ) as served:
             log.info("mendline: relay (Sentry's ingest API) at %s/", served)
             await stop.wait()

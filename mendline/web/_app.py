@@ -286,12 +286,21 @@ async def _healthz(request: web.Request) -> web.Response:
 
 @asynccontextmanager
 async def serving_web(
-    app: web.Application, host: str, port: int, what: str = "the dashboard", var: str = "WEB"
+    app: web.Application,
+    host: str,
+    port: int,
+    what: str = "the dashboard",
+    var: str = "WEB",
+    *,
+    auto_decompress: bool = True,
 ) -> AsyncIterator[str]:
     """Serve ``app`` on ``host:port`` for the block; yields the URL it is served at (the real
     port when ``port`` is 0). ConfigError, with a hint naming ``MENDLINE_<var>_PORT``, when
-    it cannot listen there (``what`` is what would have been served)."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    it cannot listen there (``what`` is what would have been served). ``auto_decompress``
+    off: request bodies are read as sent (the app decodes them within its own limits)."""
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, auto_decompress=auto_decompress
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

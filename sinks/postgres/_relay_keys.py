@@ -81,9 +81,10 @@ class RelayKeyStore(AuditedStore):
         )
         return [_key(row) for row in rows]
 
-    async def keys_in_force(self) -> list[RelayKey]:
-        """What the relay takes events with: every key not revoked yet."""
-        return await self.list_keys()
+    async def keys_for_relay(self) -> list[RelayKey]:
+        """Every key, revoked ones too: the relay takes events with those in force, and
+        answers those revoked as such."""
+        return await self.list_keys(all_keys=True)
 
     async def revoke_key(self, actor: Actor, ref: str) -> RelayKey:
         """Revoke a key (by its id or public key) now. Revoking a revoked key changes nothing

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.record.default_records import DefaultRecordBase, DefaultRecordBatchBuilder
@@ -68,7 +68,15 @@ async def read_events(
     bootstrap: str, topic: str, expected: int, timeout: float = 30.0, settle: float = 0.5
 ) -> list[dict[str, Any]]:
     """Read a topic from the start until ``expected`` records came (then ``settle`` seconds
-    more, to catch duplicates) or ``timeout`` passed."""
+    more, to catch duplicates) or ``timeout`` passed; each record's value as JSON."""
+    records = await read_records(bootstrap, topic, expected, timeout, settle)
+    return [json.loads(record.value) for record in records]
+
+
+async def read_records(
+    bootstrap: str, topic: str, expected: int, timeout: float = 30.0, settle: float = 0.5
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """read_events, the records as they are (value bytes, headers)."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -78,7 +86,7 @@ async def read_events(
         metadata_max_age_ms=1000,
     )
     await consumer.start()
-    events: list[dict[str, Any]] = []
+    found: list[ConsumerRecord[bytes, bytes]] = []
     try:
         deadline = time.monotonic() + timeout
         settle_until: float | None = None
@@ -87,12 +95,12 @@ async def read_events(
                 break
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
             for records in batches.values():
-                events.extend(json.loads(r.value) for r in records)
-            if len(events) >= expected and settle_until is None:
+                found.extend(records)
+            if len(found) >= expected and settle_until is None:
                 settle_until = time.monotonic() + settle
     finally:
         await consumer.stop()
-    return events
+    return found
 
 
 def record_batch(values: list[bytes], *, codec: int = 0, bad_crc: bool = False) -> bytes:

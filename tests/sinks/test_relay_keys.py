@@ -52,10 +52,10 @@ async def test_a_key_is_made_for_a_service_and_listed_until_revoked(keys: RelayK
     assert key.rate_limit is None and key.in_force(datetime.now(UTC))
     other = await keys.create_key(ADMIN, "billing", "staging", rate_limit=120)
     assert other.public_key != key.public_key and other.project_id == other.id
-    assert [k.id for k in await keys.keys_in_force()] == [key.id, other.id]
+    assert [k.id for k in await keys.list_keys()] == [key.id, other.id]
     revoked = await keys.revoke_key(ADMIN, key.public_key)  # by its public key
     assert revoked.revoked_at is not None and not revoked.in_force(datetime.now(UTC))
-    assert [k.id for k in await keys.keys_in_force()] == [other.id]
+    assert [k.id for k in await keys.list_keys()] == [other.id]
     assert [k.id for k in await keys.list_keys(all_keys=True)] == [key.id, other.id]
     again = await keys.revoke_key(ADMIN, str(key.id))  # by its id: nothing more to do
     assert again.revoked_at == revoked.revoked_at
@@ -78,10 +78,10 @@ async def test_a_rotated_key_keeps_its_project_and_serves_until_its_grace_ends(
     assert retired.revoked_at is not None
     now = datetime.now(UTC)
     assert retired.in_force(now) and not retired.in_force(now + timedelta(hours=2))
-    assert {k.id for k in await keys.keys_in_force()} == {old.id, new.id}
+    assert {k.id for k in await keys.list_keys()} == {old.id, new.id}
     # Revoked now, ahead of its grace; a revoked key is not rotated.
     await keys.revoke_key(ADMIN, str(old.id))
-    assert [k.id for k in await keys.keys_in_force()] == [new.id]
+    assert [k.id for k in await keys.list_keys()] == [new.id]
     with pytest.raises(ConfigError, match="is revoked"):
         await keys.rotate_key(ADMIN, str(old.id), timedelta(0))
     actions = [a for a, _, _, _ in await audit(keys)]

@@ -1,0 +1,258 @@
+"""The relay over HTTP on loopback, against the session's real broker and a real database:
+the real sentry-sdk sends to it; hand-made requests for what an SDK would not send."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import threading
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import cramjam
+import httpx
+import pytest
+import sentry_sdk
+
+from mendline.schemas.checks import CheckIn
+from tests.ingest.relay.conftest import ADMIN, ServedRelay
+from tests.integration.kafka_helpers import read_events, read_records
+
+pytestmark = pytest.mark.integration
+
+_SDK_LOCK = threading.Lock()  # sentry_sdk's client is global: one test at a time uses it
+
+
+def envelope(*items: tuple[dict[str, Any], bytes], header: dict[str, Any] | None = None) -> bytes:
+    lines = [json.dumps(header or {}).encode()]
+    for item_header, payload in items:
+        lines += [json.dumps({**item_header, "length": len(payload)}).encode(), payload]
+    return b"\n".join(lines) + b"\n"
+
+
+def event_item(**fields: Any) -> tuple[dict[str, Any], bytes]:
+    payload = {
+        "exception": {"values": [{"type": "KeyError", "value": "'sku'", "stacktrace": {}}]},
+        "platform": "node",
+        **fields,
+    }
+    return {"type": "event"}, json.dumps(payload).encode()
+
+
+@pytest.fixture
+def sdk() -> Iterator[Any]:
+    """sentry_sdk.init for the test, the client closed after."""
+
+    def init(dsn: str, **options: Any) -> None:
+        sentry_sdk.init(
+            dsn=dsn,
+            default_integrations=False,
+            auto_enabling_integrations=False,
+            auto_session_tracking=False,
+            release="shop@1.4.2",
+            environment="staging",
+            **options,
+        )
+
+    with _SDK_LOCK:
+        yield init
+        sentry_sdk.get_client().close()
+        sentry_sdk.init()  # no DSN: sends nothing
+
+
+def inner(order: dict[str, int]) -> float:
+    return order["amount"] / order["count"]
+
+
+def checkout() -> None:
+    try:
+        inner({"amount": 10, "count": 0})
+    except ZeroDivisionError as exc:
+        raise ValueError("checkout failed for order 7") from exc
+
+
+async def test_the_python_sdk_sends_a_chained_error_that_arrives_as_an_error_event(
+    served_relay: ServedRelay, sdk: Any
+) -> None:
+    sdk(served_relay.dsn, send_client_reports=False, debug=True)
+    try:
+        checkout()
+    except ValueError:
+        event_id = sentry_sdk.capture_exception()
+    await asyncio.to_thread(sentry_sdk.flush, 10)
+    (event,) = await read_events(
+        served_relay.settings.kafka_bootstrap, served_relay.settings.errors_topic, 1
+    )
+    assert event["event_id"] == event_id and event["service"] == "checkout"
+    assert [e["type"] for e in event["exceptions"]] == ["ZeroDivisionError", "ValueError"]
+    cause = event["exceptions"][0]
+    assert cause["frames"][-1]["function"] == "inner" and cause["frames"][-1]["in_app"] is True
+    assert cause["frames"][-1]["context_line"].strip() == 'return order["amount"] / order["count"]'
+    assert (event["environment"], event["release"], event["platform"]) == (
+        "staging",
+        "shop@1.4.2",
+        "python",
+    )
+    assert served_relay.relay.stats.events == 1
+
+
+async def test_auth_failures_are_answered_as_sentry_answers_them(served_relay: ServedRelay) -> None:
+    body = envelope(event_item())
+    other = await served_relay.new_key()
+    await served_relay.keys.revoke_key(ADMIN, str(other.id))
+    await served_relay.ring.load()
+    url = served_relay.envelope_url()
+    async with httpx.AsyncClient() as client:
+        missing = await client.post(url, content=body)
+        unknown = await client.post(
+            url, content=body, headers={"X-Sentry-Auth": f"Sentry sentry_key={'0' * 32}"}
+        )
+        revoked = await client.post(
+            served_relay.envelope_url(other), content=body, headers=served_relay.auth(other)
+        )
+        wrong_project = await client.post(
+            f"{served_relay.url}/api/{served_relay.key.project_id + 99}/envelope/",
+            content=body,
+            headers=served_relay.auth(),
+        )
+        twice = await client.post(
+            f"{url}?sentry_key={served_relay.key.public_key}",
+            content=body,
+            headers=served_relay.auth(),
+        )
+    assert (missing.status_code, unknown.status_code, revoked.status_code) == (401, 403, 403)
+    assert missing.json()["detail"] == "bad envelope authentication header"
+    assert unknown.json()["detail"] == "event submission rejected with_reason: ProjectId"
+    assert wrong_project.status_code == 403
+    assert (twice.status_code, twice.json()["detail"]) == (
+        401,
+        "multiple authorization payloads detected",
+    )
+    refused = served_relay.relay.stats.refused
+    assert (refused["unknown_key"], refused["revoked_key"]) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        (None, lambda b: b),
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("br", lambda b: bytes(cramjam.brotli.compress(b))),
+        ("zstd", lambda b: bytes(cramjam.zstd.compress(b))),
+    ],
+)
+async def test_every_compression_is_read_and_the_query_key_authenticates(
+    served_relay: ServedRelay, encoding: str | None, encode: Any
+) -> None:
+    body = envelope(event_item(event_id="ab" * 16))
+    headers = {"Content-Encoding": encoding} if encoding else {}
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            served_relay.envelope_url() + f"?sentry_key={served_relay.key.public_key}",
+            content=encode(body),
+            headers=headers,
+        )
+    assert (answer.status_code, answer.json()) == (200, {"id": "ab" * 16})
+    (event,) = await read_events(
+        served_relay.settings.kafka_bootstrap, served_relay.settings.errors_topic, 1
+    )
+    assert (event["event_id"], event["platform"]) == ("ab" * 16, "node")
+
+
+async def test_malformed_and_oversized_bodies_are_refused_and_the_malformed_kept(
+    served_relay: ServedRelay,
+) -> None:
+    url, auth = served_relay.envelope_url(), served_relay.auth()
+    async with httpx.AsyncClient() as client:
+        broken = await client.post(
+            url, content=b'{}\n{"type":"event","length":99}\n{}', headers=auth
+        )
+        not_json = await client.post(
+            url, content=envelope(({"type": "event"}, b"{nope")), headers=auth
+        )
+        huge = await client.post(
+            url,
+            content=envelope(({"type": "event"}, b'{"x":"' + b"a" * (1 << 20) + b'"}')),
+            headers=auth,
+        )
+        unknown_coding = await client.post(
+            url, content=b"x", headers={**auth, "Content-Encoding": "compress"}
+        )
+        bomb = await client.post(
+            url,
+            content=gzip.compress(b"\n" * (300 << 20)),
+            headers={**auth, "Content-Encoding": "gzip"},
+        )
+    assert (broken.status_code, broken.json()["detail"]) == (400, "invalid event envelope")
+    assert not_json.status_code == 400
+    assert huge.status_code == 413 and "size limits for type 'event'" in huge.json()["detail"]
+    assert (unknown_coding.status_code, bomb.status_code) == (415, 413)
+    kept = await read_records(
+        served_relay.settings.kafka_bootstrap, served_relay.settings.dlq_topic, 2, timeout=10
+    )
+    # The two malformed bodies, with why; not the oversized ones (nor unauthenticated ones).
+    by_reason = {dict(r.headers)["mendline.errors.relay_reason"]: r for r in kept}
+    assert sorted(by_reason) == [b"bad_envelope", b"bad_event"]
+    assert by_reason[b"bad_envelope"].value == b'{}\n{"type":"event","length":99}\n{}'
+    assert dict(by_reason[b"bad_event"].headers)["mendline.errors.service"] == b"checkout"
+    assert served_relay.relay.stats.kept == 2
+
+
+async def test_a_check_in_becomes_a_heartbeat_and_other_items_are_counted(
+    served_relay: ServedRelay,
+) -> None:
+    check_in = {
+        "check_in_id": "83a7c03ed0a04e1b97e2e3b18d38f244",
+        "monitor_slug": "nightly-export",
+        "status": "ok",
+        "duration": 12.5,
+    }
+    report = {
+        "timestamp": 1796607000.5,
+        "discarded_events": [{"reason": "queue_overflow", "category": "error", "quantity": 3}],
+    }
+    body = envelope(
+        ({"type": "check_in"}, json.dumps(check_in).encode()),
+        ({"type": "session"}, b'{"sid":"x","status":"ok","attrs":{"release":"1"}}'),
+        ({"type": "attachment", "filename": "a.txt"}, b"hello"),
+        ({"type": "client_report"}, json.dumps(report).encode()),
+    )
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            served_relay.envelope_url(), content=body, headers=served_relay.auth()
+        )
+    assert (answer.status_code, answer.json()) == (200, {})
+    (record,) = await read_events(
+        served_relay.settings.kafka_bootstrap, served_relay.settings.checkins_topic, 1
+    )
+    heartbeat = CheckIn.model_validate(record)
+    assert (heartbeat.check, heartbeat.status, heartbeat.duration) == ("nightly-export", "ok", 12.5)
+    assert heartbeat.run_id == check_in["check_in_id"]
+    stats = served_relay.relay.stats
+    assert stats.dropped == {"session": 1, "attachment": 1}
+    assert stats.discarded == {("queue_overflow", "error"): 3}
+
+
+async def test_cors_preflight_and_origins_as_the_key_allows(served_relay: ServedRelay) -> None:
+    only = await served_relay.new_key(origins=("https://shop.example.com",))
+    url = served_relay.envelope_url(only) + f"?sentry_key={only.public_key}"
+    async with httpx.AsyncClient() as client:
+        preflight = await client.options(url, headers={"Origin": "https://evil.example"})
+        allowed = await client.post(
+            url, content=envelope(event_item()), headers={"Origin": "https://shop.example.com"}
+        )
+        refused = await client.post(
+            url, content=envelope(event_item()), headers={"Origin": "https://evil.example"}
+        )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Methods"] == "POST"
+    assert "x-sentry-auth" in preflight.headers["Access-Control-Allow-Headers"]
+    assert allowed.status_code == 200
+    assert "x-sentry-rate-limits" in allowed.headers["Access-Control-Expose-Headers"]
+    assert (refused.status_code, refused.json()["detail"]) == (
+        403,
+        "event submission rejected with_reason: Cors",
+    )
