@@ -140,6 +140,7 @@ def format_dsn(public_url: str, public_key: str, project_id: int) -> str:
     the project id not a positive integer.
     """
     parts = urlsplit(public_url)
+    parts.port  # noqa: B018 -- raises ValueError on a port that is not one
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"the public URL is not an http(s) URL: {public_url!r}")
     if parts.username is not None or parts.password is not None:

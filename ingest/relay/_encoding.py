@@ -10,7 +10,7 @@ import cramjam
 
 from mendline.schemas.errors import RelayRefused
 
-__all__ = ["SUPPORTED_ENCODINGS", "decode_body", "inflate_zlib", "over_limit"]
+__all__ = ["SUPPORTED_ENCODINGS", "decode_body", "inflate_zlib"]
 
 #: What a 415 names in its ``Accept-Encoding`` header, as tower-http's decompression does.
 SUPPORTED_ENCODINGS = ("gzip", "deflate", "br", "zstd")
@@ -25,7 +25,7 @@ _RAW_DEFLATE_WBITS = -zlib.MAX_WBITS
 _MARKS = (0xA5, 0x5A)
 
 
-def over_limit(limit: int, what: str = "the body") -> RelayRefused:
+def _over_limit(limit: int, what: str = "the body") -> RelayRefused:
     """The 413 of a body over its limit once decompressed: Relay's words when a body is
     over the route's limit (axum's "length limit exceeded"), with the limit as its cause."""
     return RelayRefused(
@@ -50,7 +50,7 @@ def decode_body(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     for decode in reversed(decoders):
         body = decode(body, limit)
     if len(body) > limit:
-        raise over_limit(limit)
+        raise _over_limit(limit)
     return body
 
 
@@ -127,7 +127,7 @@ def _inflate(data: bytes, wbits: int, limit: int, what: str, *, members: bool = 
         chunk = decompressor.decompress(data, limit + 1 - size)
         size += len(chunk)
         if size > limit:
-            raise over_limit(limit, what)
+            raise _over_limit(limit, what)
         chunks.append(chunk)
         if not decompressor.eof:
             # Not stopped by max_length (size <= limit), so every input byte was read.
@@ -160,11 +160,11 @@ def _decompress_into(
                 size = decompress(body, buffer)
             except cramjam.DecompressionError as exc:
                 if buffer[limit] != mark:
-                    raise over_limit(limit) from exc
+                    raise _over_limit(limit) from exc
                 errors.append(exc)
                 continue
             if size > limit:
-                raise over_limit(limit)
+                raise _over_limit(limit)
             return buffer[:size]
     raise _corrupt(name, errors[0]) from errors[0]
 

@@ -189,16 +189,14 @@ def decode_store_body(body: bytes, limit: int = DEFAULT_LIMITS.event) -> bytes:
 # --- lines and items ---------------------------------------------------------------------
 
 _NOT_WHITESPACE = re.compile(rb"[^ \t\r\n]")
-_DECODER = json.JSONDecoder(parse_constant=lambda token: _not_json(token))
 _U32 = 2**32 - 1
 
 
-class _NotJson(ValueError):
-    pass
-
-
 def _not_json(token: str) -> None:
-    raise _NotJson(f"{token} is not JSON")
+    raise ValueError(f"{token} is not JSON")  # NaN, Infinity: Python reads them, Relay not
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
 
 
 def _header_line(body: bytes, position: int, *, envelope: bool) -> tuple[dict[str, Any], int]:
@@ -254,12 +252,13 @@ def _check_envelope_header(headers: Mapping[str, Any]) -> None:
     event_id = headers.get("event_id")
     if event_id is None:
         return
-    try:
-        if not isinstance(event_id, str):
-            raise TypeError(event_id)
-        uuid.UUID(event_id)
-    except (TypeError, ValueError):
-        raise _invalid("invalid envelope header", f"event_id is not a UUID: {event_id!r}") from None
+    if isinstance(event_id, str):
+        try:
+            uuid.UUID(event_id)
+            return
+        except ValueError:
+            pass
+    raise _invalid("invalid envelope header", f"event_id is not a UUID: {event_id!r}")
 
 
 def _invalid(*causes: str) -> RelayRefused:
@@ -381,11 +380,13 @@ _ATTACHMENT_NAMES = {
 }
 
 
+# Relay's DiscardItemType names that are not the item's type.
+_DISCARD_NAMES = {"feedback": "user_report_v2", "profile_chunk_ui": "profile_chunk"}
+
+
 def _discard_type(item: EnvelopeItem) -> str:
-    if item.type == "feedback":
-        return "user_report_v2"
     if item.type != "attachment":
-        return item.type
+        return _DISCARD_NAMES.get(item.type, item.type)
     kind = item.headers.get("attachment_type", "event.attachment")
     return "attachment:" + _ATTACHMENT_NAMES.get(
         kind if isinstance(kind, str) else "", "attachment"

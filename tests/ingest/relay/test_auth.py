@@ -343,6 +343,8 @@ def test_a_dsns_prefix_is_where_the_sdks_post() -> None:
         ("http://", KEY, 42),
         ("http://user:pw@example.com", KEY, 42),
         ("http://example.com/?a=1", KEY, 42),
+        ("http://example.com:99999", KEY, 42),
+        ("http://example.com:port", KEY, 42),
         ("http://example.com/#x", KEY, 42),
         ("http://example.com", "short", 42),
         ("http://example.com", "abc-23abc123abc123abc123abc12312", 42),  # not \w: the JS SDK

@@ -326,6 +326,7 @@ def test_items_within_their_limits_pass(items: list[tuple[str, int]]) -> None:
         ([("check_in", 1), ("check_in", 1)], "check_in", "too many"),
         ([("session", 1), ("sessions", 1), ("session", 1)], "session", "sessions are too many"),
         ([("profile", 1), ("profile_chunk", 1)], "profile_chunk", "profiles are too many"),
+        ([("profile", 1), ("profile_chunk_ui", 1)], "profile_chunk", "profiles are too many"),
         ([("profile", 61)], "profile", "at most 60"),
         ([("replay_recording", 71)], "replay_recording", "at most 70"),
         ([("replay_video", 1), ("replay_video", 1)], "replay_video", "too many"),
