@@ -20,6 +20,7 @@ from mendline.analyzers.rootcause._knowledge import (
     OTHER_DETAILS,
     RULES,
     HealthRule,
+    Matcher,
     Rule,
 )
 from mendline.analyzers.rootcause._patches import PATCHES, Patch, diff, indentation, relative_path
@@ -39,7 +40,7 @@ from mendline.schemas.finding import (
     Severity,
 )
 
-__all__ = ["HEALTH_RULES", "RULES", "HealthRule", "HeuristicAnalyser", "Rule"]
+__all__ = ["HEALTH_RULES", "RULES", "HealthRule", "HeuristicAnalyser", "Matcher", "Rule"]
 
 # Confidence: the rule's type and source line matched and the cause names what the line
 # shows; the cause names facts read from the message; only the shape of the error matched.

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from mendline.analyzers.grouping.fingerprint import culprit, title
-from mendline.analyzers.rootcause._knowledge import Matcher
-from mendline.analyzers.rootcause.heuristic import RULES, HeuristicAnalyser, Rule
+from mendline.analyzers.rootcause.heuristic import RULES, HeuristicAnalyser, Matcher, Rule
 from mendline.schemas.finding import Finding, IssueContext, IssueSummary
 
 from .platform_events import event as sdk_event
