@@ -291,10 +291,10 @@ class FrameRules:
         return base
 
 
-def rules_for(platform: str | None) -> FrameRules | None:
+def rules_for(platform: object) -> FrameRules | None:
     """The frame rules of ``platform``; None for Python and for events without a platform,
     which fingerprint.py reads as it always has."""
-    if platform is None or platform == "python":
+    if not platform or platform == "python" or not isinstance(platform, str):
         return None
     rules = _RULES.get(platform)
     if rules is None:  # a platform with no rules of its own groups as Sentry's "other"
