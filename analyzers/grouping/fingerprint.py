@@ -20,6 +20,12 @@ and its causes alone; otherwise by one of each kind, sorted, and the group itsel
 failure groups the same whatever the order its tasks failed in, and two unrelated failures of
 one TaskGroup make two issues.
 
+Frames of other languages (an event's ``platform``: node, javascript, java, csharp, go, php,
+ruby...) count as Sentry's default grouping reads that language's frames (_platforms.py): by
+module or file name, function and, where the language's source lines are trustworthy, the line,
+with that language's generated names normalised; Python events, with platform "python" or none,
+group as they always have.
+
 The hash covers the service and the components, so grouping is per service. It does not cover
 the algorithm version: a later version that yields the same components keeps the same hash, and
 one that does not records its own version beside every hash it makes.
@@ -33,6 +39,12 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
 
+from mendline.analyzers.grouping._platforms import (
+    FrameRules,
+    default_in_app,
+    frame_culprit,
+    rules_for,
+)
 from mendline.schemas.event import ExceptionTree
 
 __all__ = [
@@ -40,6 +52,7 @@ __all__ = [
     "DEFAULT_PLACEHOLDER",
     "Grouping",
     "culprit",
+    "default_in_app",
     "fingerprint",
     "parameterize",
     "title",
@@ -221,7 +234,7 @@ def title(event: Mapping[str, Any]) -> str:
     """
     exceptions = event.get("exceptions")
     if exceptions:
-        chosen, group = _grouped_by(exceptions)
+        chosen, group = _grouped_by(exceptions, rules_for(event.get("platform")))
         if group is None:
             raised = exceptions[-1]
             value = _cut(" ".join(str(raised.get("value") or "").split()))
@@ -248,10 +261,14 @@ def culprit(event: Mapping[str, Any]) -> str | None:
 
     Falls back to the innermost in-app frame of the nearest cause, then to the innermost frame
     of any exception. ``"module.function"``, or ``"filename in function"`` for a frame without
-    a module; None when no exception has a frame. A raised exception group is read as it is
-    grouped: where its one kind of sub-exception was raised, else where the group was.
+    a module; None when no exception has a frame. A browser script's frame is named by the
+    module made from its URL (``"main.onClick"``), a .NET function without its parameters.
+    A raised exception group is read as it is grouped: where its one kind of sub-exception was
+    raised, else where the group was.
     """
-    chain: Sequence[Mapping[str, Any]] = _grouped_by(event.get("exceptions") or ())[0]
+    platform = event.get("platform")
+    rules = rules_for(platform)
+    chain: Sequence[Mapping[str, Any]] = _grouped_by(event.get("exceptions") or (), rules)[0]
     frame: Mapping[str, Any] | None = None
     for exc in reversed(chain):
         frame = next((f for f in reversed(exc.get("frames") or ()) if f["in_app"]), None)
@@ -265,6 +282,8 @@ def culprit(event: Mapping[str, Any]) -> str | None:
                 break
     if frame is None:
         return None
+    if rules is not None:
+        return frame_culprit(rules.platform, frame)
     module = frame.get("module")
     if module:
         return f"{module}.{frame['function']}"
@@ -272,7 +291,7 @@ def culprit(event: Mapping[str, Any]) -> str | None:
 
 
 def _grouped_by(
-    exceptions: Sequence[Mapping[str, Any]],
+    exceptions: Sequence[Mapping[str, Any]], rules: FrameRules | None
 ) -> tuple[Sequence[Mapping[str, Any]], Mapping[str, Any] | None]:
     """The exceptions an event groups by, as a chain, and the raised group they were read
     from (None when the raised exception is not a group, or holds no sub-exception)."""
@@ -283,7 +302,7 @@ def _grouped_by(
     kinds: dict[tuple[str, ...], int] = {}
     for leaf in tree.leaves(raised):
         if leaf != raised:
-            kinds.setdefault(_alone(exceptions[leaf]), leaf)
+            kinds.setdefault(_alone(exceptions[leaf], rules), leaf)
     if not kinds:
         return exceptions, None
     group = exceptions[raised]
@@ -293,22 +312,23 @@ def _grouped_by(
     return [*(exceptions[kinds[key]] for key in sorted(kinds)), group], group
 
 
-def _alone(exc: Mapping[str, Any]) -> tuple[str, ...]:
+def _alone(exc: Mapping[str, Any], rules: FrameRules | None) -> tuple[str, ...]:
     """The components of one exception alone (what tells two sub-exceptions apart)."""
-    parts = _stacktrace((exc,), in_app_only=True)
+    parts = _stacktrace((exc,), rules, in_app_only=True)
     if parts is None:
-        parts = _stacktrace((exc,), in_app_only=False)
+        parts = _stacktrace((exc,), rules, in_app_only=False)
     if not parts:
         parts = (_type(exc), _text("value ", exc.get("value") or "", parameterise=True))
     return parts
 
 
 def _default(event: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
-    exceptions = _grouped_by(event.get("exceptions") or ())[0]
+    rules = rules_for(event.get("platform"))
+    exceptions = _grouped_by(event.get("exceptions") or (), rules)[0]
     if exceptions:
-        components = _stacktrace(exceptions, in_app_only=True)
+        components = _stacktrace(exceptions, rules, in_app_only=True)
         if components is None:
-            components = _stacktrace(exceptions, in_app_only=False)
+            components = _stacktrace(exceptions, rules, in_app_only=False)
         if components:
             return "stacktrace", components
     return "message", _message(event, exceptions)
@@ -333,10 +353,11 @@ def _is_placeholder(value: str) -> bool:
 
 
 def _stacktrace(
-    exceptions: Sequence[Mapping[str, Any]], *, in_app_only: bool
+    exceptions: Sequence[Mapping[str, Any]], rules: FrameRules | None, *, in_app_only: bool
 ) -> tuple[str, ...] | None:
     """Type and frame components of the chain; None if no frame was taken, () if none exists.
 
+    Frames are read by their platform's ``rules``, or as Python's when there are none.
     Consecutive exceptions with the same components (a retry loop re-raising as it handles
     the last failure) count once, as recursion does.
     """
@@ -346,15 +367,14 @@ def _stacktrace(
     cache = _frames
     for exc in exceptions:
         block = [_type(exc)]
-        for frame in exc.get("frames") or ():
-            seen = True
-            if in_app_only and not frame["in_app"]:
-                continue
-            module = frame.get("module")
-            if module:
-                key: tuple[str | None, ...] = (module, frame["function"], frame.get("context_line"))
-            else:
-                key = (None, frame["function"], frame.get("context_line"), frame["filename"])
+        frames = exc.get("frames") or ()
+        seen = seen or bool(frames)
+        keys: Sequence[tuple[str | None, ...]] = (
+            _python_keys(frames, in_app_only)
+            if rules is None
+            else rules.keys(frames, in_app_only=in_app_only)
+        )
+        for key in keys:
             part = cache.get(key)
             if part is None:
                 part = _frame_component(key)
@@ -371,6 +391,23 @@ def _stacktrace(
     if not seen:
         return ()
     return tuple(components) if taken else None
+
+
+def _python_keys(
+    frames: Sequence[Mapping[str, Any]], in_app_only: bool
+) -> list[tuple[str | None, ...]]:
+    """What each frame of a Python event groups by: (module, function, source line), or
+    (None, function, source line, file name) for a frame without a module."""
+    keys: list[tuple[str | None, ...]] = []
+    for frame in frames:
+        if in_app_only and not frame["in_app"]:
+            continue
+        module = frame.get("module")
+        if module:
+            keys.append((module, frame["function"], frame.get("context_line")))
+        else:
+            keys.append((None, frame["function"], frame.get("context_line"), frame["filename"]))
+    return keys
 
 
 def _frame_component(key: tuple[str | None, ...]) -> str:

@@ -1,4 +1,6 @@
-"""The heuristic analyser's knowledge base: common Python failures as data, and what each means."""
+"""The heuristic analyser's knowledge base: common Python failures as data, and what each means;
+for the outages, timeouts, HTTP answers and configuration errors, also how other languages
+(Node, Java, Go, .NET, Ruby, PHP, as their Sentry SDKs send them) name the same failure."""
 
 from __future__ import annotations
 
@@ -12,13 +14,33 @@ __all__ = [
     "GUESSES",
     "HEALTH_FIELDS",
     "HEALTH_RULES",
+    "OTHER_DETAILS",
     "RULES",
     "HealthRule",
+    "Matcher",
     "Rule",
 ]
 
 #: Template fields every finding can fill: where it happened, the exception type, the service.
 BASE_FIELDS = frozenset({"where", "type", "service"})
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """Another way a Rule matches, for events of other platforms (an event whose ``platform``
+    is set and is not python): other languages name the same failure with their own types
+    and words. Never tried for Python events, mendline's own included.
+
+    ``types`` and ``message`` read as a Rule's, at least one of them given (both must match
+    when both are); types are written with dots, as the analyser reads other languages'
+    names: Ruby's ``Net::ReadTimeout`` is ``"Net.ReadTimeout"``, PHP's
+    ``GuzzleHttp\\Exception\\ConnectException`` is ``"GuzzleHttp.Exception.ConnectException"``,
+    Go's ``*net.OpError`` is ``"net.OpError"``, and .NET's assembly names are no module.
+    The message's named groups must be among the rule's own message's.
+    """
+
+    types: tuple[str, ...] = ()
+    message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +69,10 @@ class Rule:
 
     ``patch`` names a one-line mechanical fix of the source line (``_patches.PATCHES``).
     ``wrapper``: the exception only restates its cause; diagnose the cause when it is known.
+    ``other_platforms``: how other languages' events show the same failure (``Matcher``),
+    tried after the rule's own types and message; their facts are read with
+    ``OTHER_DETAILS`` first, and ``other_fix``, when given, replaces ``fix`` for them where
+    that one speaks of Python.
     """
 
     id: str
@@ -61,6 +87,8 @@ class Rule:
     fix_kind: FixKind | None = None
     patch: str | None = None
     wrapper: bool = False
+    other_platforms: tuple[Matcher, ...] = ()
+    other_fix: tuple[str, ...] = ()
 
 
 # fmt: off
@@ -100,6 +128,40 @@ DETAILS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
+#: The same facts as other languages' clients write them, tried before DETAILS for events of
+#: other platforms (where DETAILS' general patterns would find the wrong thing first: cURL's
+#: help link before the address it failed to connect to).
+OTHER_DETAILS: dict[str, tuple[tuple[str, str], ...]] = {
+    "address": (
+        (r"Failed to connect to (\S+?) port (\d+)", "{0}:{1}"),  # cURL (PHP)
+        (r"Failed to open TCP connection to ([^\s:]+):(\d+)", "{0}:{1}"),  # Ruby's Net::HTTP
+    ),
+    "host": (
+        (r"getaddrinfo (?:ENOTFOUND|EAI_AGAIN) (\S+)", "{0}"),  # Node
+        (r"lookup (\S+?)(?: on \S+)?: (?:no such host|server misbehaving)", "{0}"),  # Go
+        (r"Could not resolve host: ([^\s;]+)", "{0}"),  # cURL
+        (r"No such host is known\.? \(([^):]+)", "{0}"),  # .NET
+        (r"Failed to open TCP connection to ([^\s:]+)", "{0}"),  # Ruby's Net::HTTP
+        (r"^((?:[\w-]+\.)+[\w-]+|localhost)(?::|$)", "{0}"),  # Java's UnknownHostException
+    ),
+    "url": (
+        (r'^(?:Get|Post|Put|Patch|Delete|Head) "([^"]+)"', "{0}"),  # Go's *url.Error
+        (r"`(?:GET|POST|PUT|PATCH|DELETE|HEAD) ([^`\s]+)`", "{0}"),  # Guzzle
+        (r"\) for (https?://\S+)$", "{0}"),  # Guzzle, after cURL's help link
+        (r'returned for "([^"]+)"', "{0}"),  # Symfony's HttpClient
+        (r"to \[(https?://[^\]\s]+)\]", "{0}"),  # Feign
+        (r"from (?:GET|POST|PUT|PATCH|DELETE|HEAD) (https?://\S+)", "{0}"),  # Spring WebClient
+    ),
+    "verify_error": (
+        (r"SSL certificate problem: ([^(]+?)\s*(?:\(|$)", "{0}"),  # cURL
+        (r"x509: ([^(]+?)\s*(?:\(|$)", "{0}"),  # Go
+        (r"(unable to find valid certification path to requested target)", "{0}"),  # Java
+        (r"^(self[- ]signed certificate(?: in certificate chain)?|unable to verify the first "
+         r"certificate|certificate has expired|unable to get local issuer certificate)", "{0}"),
+        (r"(The remote certificate is invalid[^.]*)", "{0}"),  # .NET
+    ),
+}
+
 #: For an exception no rule knows: a category guessed from words in its type name.
 GUESSES: tuple[tuple[str, Category], ...] = (
     (r"Timeout|TimedOut|Unavailable|Connect|Network|Socket|Upstream",
@@ -119,6 +181,19 @@ _SUBSCRIPT = r"(?P<container>[A-Za-z_][\w.]*(?:\([^()]*\))?(?:\[[^\[\]]*\])*)\[\
 _HTTP = ("HTTPStatusError", "HTTPError", "ClientResponseError")
 _DB = ("IntegrityError", "DatabaseError", "OperationalError")
 _RETRY = "retry idempotent calls with backoff and a breaker, so an outage does not pile up work"
+
+
+def _status(codes: str) -> str:
+    """A regex of an HTTP status among ``codes`` as other languages' clients write it: axios
+    "status code 503", got "Response code 503", .NET "does not indicate success: 503", Guzzle
+    "resulted in a `503", Symfony "HTTP/1.1 503", OkHttp "HTTP 503", Faraday "status 503",
+    Go "status: 503", and Spring, Feign, RestClient and Net::HTTP "503 Service Unavailable"
+    first."""
+    return (
+        r"(?:[Ss]tatus(?: code)?:? ?|Response code |does not indicate success: |resulted in a `"
+        r'|HTTP(?:/[\d.]+)? |^\[?(?=\d{3} [A-Z"]))'
+        rf"(?P<status>{codes})\b"
+    )
 
 RULES: tuple[Rule, ...] = (
     # -- resources, whatever type carries them ---------------------------------------------
@@ -190,6 +265,11 @@ RULES: tuple[Rule, ...] = (
         fix=("Check the database's logs at that time; validate pooled connections before use "
              "(pre-ping, a max idle time under the proxy's) and retry the transaction once.",),
         fix_kind="config",
+        other_platforms=(
+            Matcher(message=r"Connection terminated unexpectedly|This connection has been closed"
+                    r"|An I/O error occurred while sending to the backend|driver: bad connection"
+                    r"|Exception while reading from stream"),
+        ),
     ),
     # -- concurrency and iteration ----------------------------------------------------------
     Rule(
@@ -722,6 +802,21 @@ RULES: tuple[Rule, ...] = (
              "not the working directory; make the deployment ship or mount {path}, and check "
              "it at startup.", "Check that the deployment ships the file, and the path.",),
         fix_kind="config",
+        other_platforms=(
+            Matcher(message=r"ENOENT: no such file or directory, \w+ (?P<path>'[^']*')"),  # Node
+            Matcher(message=r"^(?:open|stat|lstat|mkdir|remove|chdir) (?P<path>\S+): no such "
+                    r"file or directory"),  # Go
+            Matcher(message=r"Could not find (?:file|a part of the path) (?P<path>'[^']*')"),
+            Matcher(message=r"^(?P<path>\S+) \(No such file or directory\)"),  # Java
+            Matcher(types=("java.nio.file.NoSuchFileException",), message=r"^(?P<path>\S+)$"),
+            Matcher(message=r"No such file or directory @ \w+ - (?P<path>.+)$"),  # Ruby
+            Matcher(message=r"\((?P<path>[^)]+)\): [Ff]ailed to open stream: No such file"),
+            Matcher(message=r"\bENOENT\b|[Nn]o such file or directory"),
+        ),
+        other_fix=("Build the path from configuration or from where the application is "
+                   "installed, not the working directory; make the deployment ship or mount "
+                   "{path}, and check it at startup.",
+                   "Check that the deployment ships the file, and the path.",),
     ),
     Rule(
         "permission-denied", "configuration", "high", types=("PermissionError",),
@@ -734,6 +829,16 @@ RULES: tuple[Rule, ...] = (
              "volume), or write somewhere it owns.",
              "Give the service's user the permission, or use a path it owns.",),
         fix_kind="config",
+        other_platforms=(
+            Matcher(message=r"EACCES: permission denied, \w+ (?P<path>'[^']*')"),  # Node
+            Matcher(message=r"^(?:open|mkdir|remove|chmod|stat) (?P<path>\S+): permission "
+                    r"denied"),  # Go
+            Matcher(message=r"Access to the path (?P<path>'[^']*') is denied"),  # .NET
+            Matcher(message=r"Permission denied @ \w+ - (?P<path>.+)$"),  # Ruby
+            Matcher(types=("java.nio.file.AccessDeniedException",), message=r"^(?P<path>\S+)$"),
+            # Not a database's "permission denied for table": that is a grant, not a file.
+            Matcher(message=r"\bEACCES\b|\bEPERM\b|[Pp]ermission denied(?! for )"),
+        ),
     ),
     Rule(
         "is-a-directory", "configuration", "medium",
@@ -760,6 +865,13 @@ RULES: tuple[Rule, ...] = (
         fix=("Fix the server's certificate, or give the client the CA that signed it (a CA "
              "bundle setting, SSL_CERT_FILE); do not turn verification off.",),
         fix_kind="config",
+        other_platforms=(
+            Matcher(message=r"self[- ]signed certificate|unable to verify the first certificate"
+                    r"|unable to get local issuer certificate|certificate has expired"
+                    r"|CERT_HAS_EXPIRED|UNABLE_TO_VERIFY_LEAF_SIGNATURE|DEPTH_ZERO_SELF_SIGNED_CERT"
+                    r"|ERR_TLS_CERT_ALTNAME_INVALID|PKIX path (?:building|validation) failed"
+                    r"|x509: certificate|remote certificate is invalid|SSL certificate problem"),
+        ),
     ),
     Rule(
         "ssl-plain-port", "configuration", "high",
@@ -770,6 +882,10 @@ RULES: tuple[Rule, ...] = (
                "for an http:// service, or the wrong port.",),
         fix=("Use the scheme and port the service really serves (http:// vs https://).",),
         fix_kind="config",
+        other_platforms=(
+            Matcher(message=r"server gave HTTP response to HTTPS client"  # Go
+                    r"|Unrecognized SSL message, plaintext connection"),  # Java
+        ),
     ),
     Rule(
         "ssl-error", "configuration", "high", message=r"\[SSL: (?P<reason>[A-Z0-9_]+)\]",
@@ -789,6 +905,7 @@ RULES: tuple[Rule, ...] = (
                "answer (a DNS outage or a network blip).",),
         fix=("Check the resolver's health; " + _RETRY + ".",),
         fix_kind="config",
+        other_platforms=(Matcher(message=r"server misbehaving"),),  # Go's resolver
     ),
     Rule(
         "dns-unknown-host", "configuration", "high",
@@ -807,6 +924,10 @@ RULES: tuple[Rule, ...] = (
         fix=("Check the host name configured for this environment; in containers, use the "
              "name the network defines. Retrying does not help until the name resolves.",),
         fix_kind="config",
+        other_platforms=(
+            Matcher(types=("java.net.UnknownHostException",)),
+            Matcher(message=r"no such host|Could not resolve host|No such host is known"),
+        ),
     ),
     Rule(
         "connection-refused", "dependency_outage_or_timeout", "high",
@@ -823,6 +944,10 @@ RULES: tuple[Rule, ...] = (
              "environment; " + _RETRY + ".",
              "Check that the service is up, and the configured host and port; " + _RETRY + ".",),
         fix_kind="config",
+        other_platforms=(
+            Matcher(types=("Errno.ECONNREFUSED",)),  # Ruby
+            Matcher(message=r"actively refused it"),  # .NET on Windows
+        ),
     ),
     Rule(
         "connection-reset", "dependency_outage_or_timeout", "medium",
@@ -836,6 +961,10 @@ RULES: tuple[Rule, ...] = (
         fix=("Retry idempotent requests once on a fresh connection; keep pooled connections' "
              "idle time below the peer's and proxies' idle timeouts; read the peer's logs.",),
         fix_kind="config",
+        other_platforms=(
+            Matcher(types=("Errno.ECONNRESET", "Errno.EPIPE")),  # Ruby
+            Matcher(message=r"forcibly closed by the remote host|socket hang up"),  # .NET, Node
+        ),
     ),
     Rule(
         "http-pool-timeout", "resource_exhaustion", "medium",
@@ -858,6 +987,16 @@ RULES: tuple[Rule, ...] = (
         fix=("Check that the host is up and reachable from here; keep the connect timeout "
              "short and " + _RETRY + ".",),
         fix_kind="config",
+        other_platforms=(
+            Matcher(types=("Net.OpenTimeout", "Errno.ETIMEDOUT",
+                           "org.apache.http.conn.ConnectTimeoutException",
+                           "io.netty.channel.ConnectTimeoutException")),
+            Matcher(message=r"\bconnect ETIMEDOUT\b|[Cc]onnect timed out|[Cc]onnection timed out"
+                    r"|dial tcp \S+: i/o timeout|failed to connect to \S+ .*after \d+ ?ms"
+                    r"|cURL error 28: (?:Connection|Resolving) timed out"
+                    r"|Failed to open TCP connection .*\(execution expired\)"
+                    r"|connected party did not properly respond"),
+        ),
     ),
     Rule(
         "read-timeout", "dependency_outage_or_timeout", "medium",
@@ -870,6 +1009,14 @@ RULES: tuple[Rule, ...] = (
         fix=("Find the slow side (the dependency's latency for this request); set the timeout "
              "from its real latency and " + _RETRY + ".",),
         fix_kind="config",
+        other_platforms=(
+            Matcher(types=("java.net.http.HttpTimeoutException", "Net.ReadTimeout",
+                           "Net.WriteTimeout", "Faraday.TimeoutError")),
+            Matcher(message=r"[Rr]ead timed out|\bESOCKETTIMEDOUT\b|\bread ETIMEDOUT\b"
+                    r"|timeout of \d+ms exceeded|Client\.Timeout exceeded"
+                    r"|(?:read|write) tcp \S+: i/o timeout|HttpClient\.Timeout"
+                    r"|cURL error 28: Operation timed out|Timeout awaiting '\w+'"),
+        ),
     ),
     Rule(
         "timeout", "dependency_outage_or_timeout", "medium",
@@ -889,6 +1036,13 @@ RULES: tuple[Rule, ...] = (
              "latency and " + _RETRY + ".",
              "Find what the code waits on and why it is slow; " + _RETRY + ".",),
         fix_kind="config",
+        other_platforms=(
+            Matcher(types=("java.net.SocketTimeoutException",
+                           "java.util.concurrent.TimeoutException", "System.TimeoutException",
+                           "Timeout.Error", "context.deadlineExceededError")),
+            Matcher(message=r"context deadline exceeded|\bETIMEDOUT\b"
+                    r"|[Oo]peration (?:has )?timed out|execution expired"),
+        ),
     ),
     # -- HTTP answers from dependencies: the status code decides --------------------------------
     Rule(
@@ -901,6 +1055,7 @@ RULES: tuple[Rule, ...] = (
         fix=("Check the credentials configured for this dependency in this environment "
              "(present, current, with the needed scope); refresh expiring ones before use.",),
         fix_kind="config",
+        other_platforms=(Matcher(message=_status(r"40[13]")),),
     ),
     Rule(
         "http-rate-limited", "resource_exhaustion", "medium", types=_HTTP,
@@ -910,6 +1065,7 @@ RULES: tuple[Rule, ...] = (
         fix=("Honour Retry-After with backoff, throttle or batch the calls, cache answers, or "
              "ask for a higher quota.",),
         fix_kind="logic",
+        other_platforms=(Matcher(message=_status(r"429")),),
     ),
     Rule(
         "http-not-found", "bad_input", "medium", types=_HTTP,
@@ -921,6 +1077,7 @@ RULES: tuple[Rule, ...] = (
         fix=("Treat a missing resource as a normal answer where it can be one; otherwise "
              "check the configured base URL and where the id came from.",),
         fix_kind="guard",
+        other_platforms=(Matcher(message=_status(r"404|410")),),
     ),
     Rule(
         "http-server-error", "dependency_outage_or_timeout", "high", types=_HTTP,
@@ -931,6 +1088,7 @@ RULES: tuple[Rule, ...] = (
         fix=("Check the dependency's health and logs at that time; " + _RETRY + ", and degrade "
              "gracefully.",),
         fix_kind="config",
+        other_platforms=(Matcher(message=_status(r"5\d\d")),),
     ),
     Rule(
         "http-client-error", "bad_input", "medium", types=_HTTP,
@@ -941,6 +1099,7 @@ RULES: tuple[Rule, ...] = (
         fix=("Log the response body with the error to see what the dependency objects to, "
              "and validate the request before sending it.",),
         fix_kind="logic",
+        other_platforms=(Matcher(message=_status(r"4\d\d")),),
     ),
     # -- databases ----------------------------------------------------------------------------
     Rule(

@@ -17,8 +17,10 @@ from mendline.analyzers.rootcause._knowledge import (
     GUESSES,
     HEALTH_FIELDS,
     HEALTH_RULES,
+    OTHER_DETAILS,
     RULES,
     HealthRule,
+    Matcher,
     Rule,
 )
 from mendline.analyzers.rootcause._patches import PATCHES, Patch, diff, indentation, relative_path
@@ -38,7 +40,7 @@ from mendline.schemas.finding import (
     Severity,
 )
 
-__all__ = ["HEALTH_RULES", "RULES", "HealthRule", "HeuristicAnalyser", "Rule"]
+__all__ = ["HEALTH_RULES", "RULES", "HealthRule", "HeuristicAnalyser", "Matcher", "Rule"]
 
 # Confidence: the rule's type and source line matched and the cause names what the line
 # shows; the cause names facts read from the message; only the shape of the error matched.
@@ -99,15 +101,29 @@ class _LinePattern:
 
 
 @dataclass(frozen=True, slots=True)
+class _Way:
+    """One way a rule matches: the exception types it is looked up by, the regex searched in
+    the message, and the fix told when it matched."""
+
+    types: tuple[str, ...]
+    message: re.Pattern[str] | None
+    fixes: tuple[_Template, ...]
+
+
+_Details = tuple[tuple[str, tuple[tuple[re.Pattern[str], str], ...]], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class _Entry:
     """A rule made ready to match: regexes compiled, template fields worked out."""
 
     rule: Rule
-    message: re.Pattern[str] | None
+    #: The rule's own way first, then those of its other platforms' matchers.
+    ways: tuple[_Way, ...]
     lines: tuple[_LinePattern, ...]
-    details: tuple[tuple[str, tuple[tuple[re.Pattern[str], str], ...]], ...]
+    details: _Details
+    other_details: _Details  # tried first for other platforms' events
     causes: tuple[_Template, ...]
-    fixes: tuple[_Template, ...]
     repeated: bool
     patch: Patch | None
 
@@ -126,6 +142,7 @@ class _HealthEntry:
 @dataclass(frozen=True, slots=True)
 class _Match:
     entry: _Entry
+    way: _Way
     index: int  # in the chain
     frame: _Frame | None
     fields: dict[str, str]
@@ -159,6 +176,10 @@ class HeuristicAnalyser:
     rule, 0.25 or less without one); the severity is the rule's, at least "high" for a
     check whose severity is critical.
 
+    An event of another platform (its ``platform`` set and not python: Node, Java, Go, .NET,
+    Ruby, PHP...) is also matched by the rules' ``other_platforms`` matchers, with its type
+    read in dotted form (``Net::ReadTimeout`` as ``Net.ReadTimeout``); Python events never are.
+
     ``rules`` and ``health_rules`` replace the knowledge bases (``RULES``, ``HEALTH_RULES``);
     an invalid rule raises ValueError.
     """
@@ -171,19 +192,21 @@ class HeuristicAnalyser:
         ids = [entry.rule.id for entry in self._entries]
         if len(set(ids)) != len(ids) or "fallback" in ids:
             raise ValueError("rule ids must be unique, and 'fallback' is taken")
-        self._any: list[int] = []
-        self._names: dict[str, list[tuple[int, str]]] = {}
-        self._globs: list[tuple[int, str, re.Pattern[str]]] = []
+        # (entry index, way index): way 0 is the rule's own, the others' only other platforms'.
+        self._any: list[tuple[int, int]] = []
+        self._names: dict[str, list[tuple[int, int, str]]] = {}
+        self._globs: list[tuple[int, int, str, re.Pattern[str]]] = []
         for index, entry in enumerate(self._entries):
-            if not entry.rule.types:
-                self._any.append(index)
-            for pattern in entry.rule.types:
-                prefix, _, name = pattern.rpartition(".")
-                if any(char in name for char in "*?["):
-                    self._globs.append((index, prefix, re.compile(translate(name))))
-                else:
-                    self._names.setdefault(name, []).append((index, prefix))
-        self._candidates: dict[tuple[str, str | None], tuple[_Entry, ...]] = {}
+            for way, matcher in enumerate(entry.ways):
+                if not matcher.types:
+                    self._any.append((index, way))
+                for pattern in matcher.types:
+                    prefix, _, name = pattern.rpartition(".")
+                    if any(char in name for char in "*?["):
+                        self._globs.append((index, way, prefix, re.compile(translate(name))))
+                    else:
+                        self._names.setdefault(name, []).append((index, way, prefix))
+        self._candidates: dict[tuple[str, str | None, bool], tuple[tuple[_Entry, _Way], ...]] = {}
         self._guesses = tuple((re.compile(pattern), category) for pattern, category in GUESSES)
 
     async def analyse(self, context: IssueContext) -> Finding:
@@ -199,7 +222,7 @@ class HeuristicAnalyser:
         event, chains, shared = _newest(context)
         if shared:  # a group's: by title, so the order its tasks failed in does not matter
             chains = tuple(sorted(chains, key=lambda chain: _title_of(chain[_held(chain, shared)])))
-        chain, match = self._pick_chain(chains)
+        chain, match = self._pick_chain(chains, _other_platform(event))
         if match is None:
             # Of a group, what no rule knows is the sub-exception, not the group.
             finding = self._fallback(context, event, chain[: _held(chain, shared) + 1])
@@ -216,16 +239,16 @@ class HeuristicAnalyser:
     # -- matching -------------------------------------------------------------------------
 
     def _pick_chain(
-        self, chains: Sequence[tuple[_Exception, ...]]
+        self, chains: Sequence[tuple[_Exception, ...]], other: bool
     ) -> tuple[tuple[_Exception, ...], _Match | None]:
         """The chain to diagnose and its match: the only one; of a group's sub-exceptions,
         the first whose rule is a trigger, else the first of any rule, matched most
         specifically (the source line, else facts of the message); else the first."""
         if len(chains) == 1:
-            return chains[0], self._pick(chains[0])
+            return chains[0], self._pick(chains[0], other)
         best: tuple[tuple[bool, bool, bool], tuple[_Exception, ...], _Match] | None = None
         for chain in chains:  # of equals, the first wins
-            match = self._pick(chain)
+            match = self._pick(chain, other)
             if match is None:
                 continue
             category = match.entry.rule.category
@@ -234,8 +257,9 @@ class HeuristicAnalyser:
                 best = rank, chain, match
         return (best[1], best[2]) if best is not None else (chains[0], None)
 
-    def _pick(self, chain: Sequence[_Exception]) -> _Match | None:
-        matches = [m for i in range(len(chain)) if (m := self._match(chain, i)) is not None]
+    def _pick(self, chain: Sequence[_Exception], other: bool) -> _Match | None:
+        """The match to explain ``chain`` by (``other``: the event is another platform's)."""
+        matches = [m for i in range(len(chain)) if (m := self._match(chain, i, other)) is not None]
         for match in reversed(matches):
             if match.entry.rule.category in _TRIGGERS:
                 return match
@@ -244,15 +268,15 @@ class HeuristicAnalyser:
                 return match
         return None
 
-    def _match(self, chain: Sequence[_Exception], index: int) -> _Match | None:
+    def _match(self, chain: Sequence[_Exception], index: int, other: bool) -> _Match | None:
         exc = chain[index]
         value = exc.value[:_MAX_VALUE]
         frame = _frame_of(chain, index)
         line = frame.line[:_MAX_LINE] if frame is not None and frame.line else None
-        for entry in self._candidates_of(exc.type, exc.module):
+        for entry, way in self._candidates_of(exc.type, exc.module, other):
             fields: dict[str, str] = {}
-            if entry.message is not None:
-                found = entry.message.search(value)
+            if way.message is not None:
+                found = way.message.search(value)
                 if found is None:
                     continue
                 fields = {name: text for name, text in found.groupdict().items() if text}
@@ -261,32 +285,51 @@ class HeuristicAnalyser:
                 continue
             if groups:
                 fields = groups | fields
-            return _Match(entry, index, frame, fields, groups is not None)
+            return _Match(entry, way, index, frame, fields, groups is not None)
         return None
 
-    def _candidates_of(self, type_name: str, module: str | None) -> tuple[_Entry, ...]:
-        """The rules that may match this exception type, in the knowledge base's order."""
-        key = (type_name, module)
+    def _candidates_of(
+        self, type_name: str, module: str | None, other: bool
+    ) -> tuple[tuple[_Entry, _Way], ...]:
+        """The rules that may match this exception type, each with the way it may, in the
+        knowledge base's order (``other``: also the other platforms' ways)."""
+        key = (type_name, module, other)
         known = self._candidates.get(key)
         if known is None:
+            if other:
+                type_name, module = _dotted(type_name, module)
             prefix, _, name = type_name.rpartition(".")
-            module = module or prefix or None
-            hits = set(self._any)
-            if name:
-                for index, wanted in self._names.get(name, ()):
-                    if _within(module, wanted):
-                        hits.add(index)
-                for index, wanted, glob in self._globs:
-                    if glob.fullmatch(name) and _within(module, wanted):
-                        hits.add(index)
-            known = tuple(self._entries[index] for index in sorted(hits))
+            hits = self._ways_of(name, module or prefix or None, other)
+            known = tuple(
+                (self._entries[index], self._entries[index].ways[way])
+                for index, way in sorted(hits)
+            )
             if len(self._candidates) >= _CACHE_SIZE:
                 self._candidates.clear()
             self._candidates[key] = known
         return known
 
-    def _rule_of_title(self, title: str) -> str:
-        match = self._pick(_chain_of_title(title))
+    def _ways_of(self, name: str, module: str | None, other: bool) -> set[tuple[int, int]]:
+        """The (entry, way) pairs whose types take ``name`` from ``module``: the rules' own
+        ways, and with ``other`` the other platforms' too, whose qualified names need the
+        module known ("Timeout.Error" is not any "Error")."""
+        hits = {(index, way) for index, way in self._any if other or not way}
+        if not name:
+            return hits
+        for index, way, wanted in self._names.get(name, ()):
+            if (other or not way) and _within(module, wanted, known=way > 0):
+                hits.add((index, way))
+        for index, way, wanted, glob in self._globs:
+            if (
+                (other or not way)
+                and glob.fullmatch(name)
+                and _within(module, wanted, known=way > 0)
+            ):
+                hits.add((index, way))
+        return hits
+
+    def _rule_of_title(self, title: str, other: bool) -> str:
+        match = self._pick(_chain_of_title(title), other)
         return match.entry.rule.id if match is not None else "fallback"
 
     # -- health checks --------------------------------------------------------------------
@@ -340,7 +383,7 @@ class HeuristicAnalyser:
     ) -> Finding:
         entry, exc, frame = match.entry, chain[match.index], match.frame
         facts = dict(match.fields)
-        _read_details(entry, exc.value[:_MAX_VALUE], facts)
+        _read_details(entry, exc.value[:_MAX_VALUE], facts, _other_platform(event))
         if entry.repeated:
             repeated = _repeated(exc)
             if repeated:
@@ -348,7 +391,7 @@ class HeuristicAnalyser:
         fields = {name: _field(text) for name, text in facts.items()}
         fields.update(_base_fields(context, event, exc, frame))
         cause, used = _render(entry.causes, fields)
-        fix, _ = _render(entry.fixes, fields)
+        fix, _ = _render(match.way.fixes, fields)
         if not used & facts.keys():
             confidence = _SHAPE
         else:
@@ -453,7 +496,7 @@ class HeuristicAnalyser:
                 )
             if doubted or past.verdict != "wrong":
                 continue
-            if self._rule_of_title(past.title) == rule:
+            if self._rule_of_title(past.title, _other_platform(event)) == rule:
                 doubted = True
                 said = f" ({_clip(past.verdict_note, _MAX_NOTE)})" if past.verdict_note else ""
                 notes.append(
@@ -518,26 +561,55 @@ def _compile(rule: Rule) -> _Entry:
         lines.append(_LinePattern(source, None if references else pattern, references))
     causes = tuple(_template(text, fail) for text in rule.cause)
     fixes = tuple(_template(text, fail) for text in rule.fix)
+    other_fixes = tuple(_template(text, fail) for text in rule.other_fix) or fixes
     known = BASE_FIELDS | _COMPUTED | message_fields | line_fields | DETAILS.keys()
-    used = frozenset(name for template in causes + fixes for name in template.fields)
+    templates = causes + fixes + other_fixes
+    used = frozenset(name for template in templates for name in template.fields)
     if not used <= known:
         raise fail(f"unknown template fields {sorted(used - known)}")
     sure = BASE_FIELDS | message_fields | ({"line"} if rule.needs_line else set())
-    if not (causes[-1].fields | fixes[-1].fields) <= sure:
+    if not (causes[-1].fields | fixes[-1].fields | other_fixes[-1].fields) <= sure:
         raise fail("the last cause and fix may use only base fields and the message's")
-    details = tuple(
-        (name, tuple((re.compile(pattern), template) for pattern, template in DETAILS[name]))
-        for name in sorted(used & (DETAILS.keys() - message_fields - line_fields))
-    )
+    detailed = used - message_fields - line_fields
     return _Entry(
         rule=rule,
-        message=message,
+        ways=(_Way(rule.types, message, fixes), *_other_ways(rule, message_fields, other_fixes)),
         lines=tuple(lines),
-        details=details,
+        details=_compile_details(DETAILS, detailed),
+        other_details=_compile_details(OTHER_DETAILS, detailed),
         causes=causes,
-        fixes=fixes,
         repeated="repeated" in used,
         patch=PATCHES[rule.patch] if rule.patch is not None else None,
+    )
+
+
+def _other_ways(
+    rule: Rule, message_fields: frozenset[str], fixes: tuple[_Template, ...]
+) -> list[_Way]:
+    """The ways ``rule`` matches other platforms' events, from its matchers."""
+    ways = []
+    for matcher in rule.other_platforms:
+        if not matcher.types and matcher.message is None:
+            raise ValueError(f"rule {rule.id!r}: a matcher needs types or a message")
+        try:
+            message = re.compile(matcher.message) if matcher.message is not None else None
+        except re.error as exc:
+            raise ValueError(f"rule {rule.id!r}: bad regex: {exc}") from exc
+        extra = set(message.groupindex if message is not None else ()) - message_fields
+        if extra:
+            raise ValueError(
+                f"rule {rule.id!r}: a matcher's groups {sorted(extra)} are not the rule's"
+            )
+        ways.append(_Way(matcher.types, message, fixes))
+    return ways
+
+
+def _compile_details(
+    patterns: Mapping[str, tuple[tuple[str, str], ...]], names: Iterable[str]
+) -> _Details:
+    return tuple(
+        (name, tuple((re.compile(pattern), template) for pattern, template in patterns[name]))
+        for name in sorted(set(names) & patterns.keys())
     )
 
 
@@ -667,9 +739,33 @@ def _template(text: str, fail: Callable[[str], ValueError]) -> _Template:
     return _Template(text, frozenset(fields))
 
 
-def _within(module: str | None, prefix: str) -> bool:
-    """Whether ``module`` is ``prefix`` or below it; an unknown module may be anything."""
-    return not prefix or module is None or module == prefix or module.startswith(prefix + ".")
+def _other_platform(event: Mapping[str, Any]) -> bool:
+    """Whether ``event`` comes from another language than Python (its ``platform`` says)."""
+    platform = event.get("platform")
+    return isinstance(platform, str) and platform not in ("", "python")
+
+
+def _dotted(type_name: str, module: str | None) -> tuple[str, str | None]:
+    """Another language's exception type and module as the rules name them: namespaces with
+    dots (Ruby's ``Net::ReadTimeout``, PHP's ``GuzzleHttp\\Exception\\ConnectException``),
+    Go's pointer types without their star (``*net.OpError``); a .NET assembly's display name
+    (``System.Net.Http, Version=8.0.0.0, ...``) is no module."""
+    name = type_name.lstrip("*").replace("::", ".").replace("\\", ".")
+    if module is not None and ("," in module or " " in module):
+        module = None
+    elif module:
+        module = module.replace("::", ".").replace("\\", ".")
+    return name, module
+
+
+def _within(module: str | None, prefix: str, *, known: bool = False) -> bool:
+    """Whether ``module`` is ``prefix`` or below it; an unknown module may be anything,
+    unless it must be ``known``."""
+    if not prefix:
+        return True
+    if module is None:
+        return not known
+    return module == prefix or module.startswith(prefix + ".")
 
 
 # -- reading the event -----------------------------------------------------------------------
@@ -813,8 +909,12 @@ def _as_code(text: str) -> str:
     return "(?:" + "|".join(re.escape(form) for form in sorted(forms)) + ")"
 
 
-def _read_details(entry: _Entry, value: str, facts: dict[str, str]) -> None:
-    for name, patterns in entry.details:
+def _read_details(entry: _Entry, value: str, facts: dict[str, str], other: bool) -> None:
+    """The facts the templates ask for, read from an exception's value (``other``: the
+    other platforms' patterns first)."""
+    for name, patterns in (*entry.other_details, *entry.details) if other else entry.details:
+        if name in facts:
+            continue
         for pattern, template in patterns:
             found = pattern.search(value)
             if found is not None:

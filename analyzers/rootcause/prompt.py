@@ -147,6 +147,8 @@ def _data(context: IssueContext, scrubber: Scrubber) -> dict[str, Any]:
 def _event(event: Mapping[str, Any], scrubber: Scrubber) -> dict[str, Any]:
     text = scrubber.scrub_text
     data: dict[str, Any] = {}
+    if event.get("platform"):  # the language, as Sentry names it: node, java, go, csharp...
+        data["platform"] = text(str(event["platform"]))
     if event.get("logger"):
         data["logger"] = text(str(event["logger"]))
     data["log_message"] = _cut(text(str(event.get("message") or "")), _MAX_VALUE_CHARS)

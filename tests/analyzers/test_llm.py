@@ -605,6 +605,23 @@ async def test_the_fence_holds_with_secrets_scrubbed_inside_it(llm: FakeLLM) -> 
     assert "pw9secret" not in llm.requests[0]["raw"]
 
 
+async def test_the_events_platform_is_in_the_prompt_as_data(llm: FakeLLM) -> None:
+    # What the SDK said it is; a stored event is not validated again, so it is escaped and
+    # scrubbed like every other string of the event.
+    ctx = planted()
+    ctx.events[0]["platform"] = f"node {INJECTION} token=tok9secret"
+    await analyser(llm).analyse(ctx)
+    event = data_of(llm.bodies()[0]["messages"][1]["content"])["event"]
+    assert event["platform"] == f"node {INJECTION} token=[Filtered]"
+    assert next(iter(event)) == "platform"
+    assert "tok9secret" not in llm.requests[0]["raw"]
+
+
+async def test_an_event_without_a_platform_says_none(llm: FakeLLM) -> None:
+    await analyser(llm).analyse(context())
+    assert "platform" not in data_of(llm.bodies()[0]["messages"][1]["content"])["event"]
+
+
 async def test_an_obeyed_injection_cannot_raise_the_severity_and_its_fix_is_flagged(
     llm: FakeLLM,
 ) -> None:
