@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mendline.analyzers.grouping import default_in_app
 from mendline.ingest._wire import (
     MAX_LINE,
     MAX_NAME,
@@ -108,7 +109,7 @@ def convert_event(
     if not isinstance(event, Mapping):
         raise RelayRefused(400, "bad_event", "invalid event: not a JSON object")
     platform = _platform(event.get("platform"))
-    exceptions = _exceptions(event)
+    exceptions = _exceptions(event, platform)
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "event_id": event_id_of(event_id, event.get("event_id")),
@@ -186,7 +187,7 @@ def _values(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _exceptions(event: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _exceptions(event: Mapping[str, Any], platform: str | None) -> list[dict[str, Any]]:
     raw = _values(event.get("exception") or event.get("sentry.interfaces.Exception"))
     # A message captured with attachStacktrace comes with a synthetic exception standing for
     # the call site (no type, or flagged): it is the message's event, grouped by its text.
@@ -194,7 +195,7 @@ def _exceptions(event: Mapping[str, Any]) -> list[dict[str, Any]]:
         exc for exc in raw if isinstance(exc, Mapping) and not _synthetic(exc) and _named(exc)
     ][-MAX_EXCEPTIONS:]
     grouped = any(_mechanism(exc).get("is_exception_group") is True for exc in chain)
-    return [_exception(exc, tree=grouped) for exc in chain]
+    return [_exception(exc, platform, tree=grouped) for exc in chain]
 
 
 def _mechanism(exc: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -210,8 +211,8 @@ def _named(exc: Mapping[str, Any]) -> bool:
     return bool(exc.get("type") or exc.get("value"))
 
 
-def _exception(exc: Mapping[str, Any], *, tree: bool) -> dict[str, Any]:
-    frames = [_frame(f) for f in _frames(exc) if isinstance(f, Mapping)]
+def _exception(exc: Mapping[str, Any], platform: str | None, *, tree: bool) -> dict[str, Any]:
+    frames = [_frame(f, platform) for f in _frames(exc) if isinstance(f, Mapping)]
     omitted = 0
     if len(frames) > MAX_FRAMES:  # the outermost and the innermost, as our emitters keep
         omitted = len(frames) - MAX_FRAMES
@@ -263,10 +264,11 @@ def _source(value: object) -> str | None:
     return _CAUSES.get(value)
 
 
-def _frame(frame: Mapping[str, Any]) -> dict[str, Any]:
+def _frame(frame: Mapping[str, Any], platform: str | None) -> dict[str, Any]:
     """One frame in ErrorEvent's shape: its function (``?`` when the SDK knows none, as
     Sentry shows it), the file (its path, else its absolute path or module), in-app as the
-    SDK marked it (unmarked frames are not in-app, as Sentry reads them)."""
+    SDK marked it (a frame it did not mark by Sentry's default rules: library folders and
+    frameworks are not, the rest is)."""
     module = _name(frame.get("module"), MAX_NAME)
     abs_path = _name(frame.get("abs_path"), 1024)
     filename = _name(frame.get("filename"), 1024) or abs_path or module or "?"
@@ -279,7 +281,9 @@ def _frame(frame: Mapping[str, Any]) -> dict[str, Any]:
         "function": function or "?",
         "lineno": _id(frame.get("lineno")),
         "context_line": context_line if context_line and context_line.strip() else None,
-        "in_app": frame.get("in_app") is True,
+        "in_app": in_app
+        if isinstance(in_app := frame.get("in_app"), bool)
+        else default_in_app(platform, frame),
     }
     colno = _id(frame.get("colno"))
     package = _name(frame.get("package"), MAX_NAME)
