@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import importlib
 import json
+import sys
 import threading
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import cramjam
 import httpx
 import pytest
 import sentry_sdk
 
 from mendline.schemas.checks import CheckIn
+from tests.db_helpers import store_events
 from tests.ingest.relay.conftest import ADMIN, ServedRelay
 from tests.integration.kafka_helpers import read_events, read_records
 
@@ -256,3 +261,63 @@ async def test_cors_preflight_and_origins_as_the_key_allows(served_relay: Served
         403,
         "event submission rejected with_reason: Cors",
     )
+
+
+SHOP = """
+def total(order):
+    return order["amount"] / order["count"]
+
+
+def lookup(order):
+    return order["sku"]
+"""
+
+
+async def test_sdk_errors_become_issues_grouped_as_sentry_groups_them(
+    served_relay: ServedRelay, sdk: Any, tmp_path: Path, fresh_db_url: str
+) -> None:
+    """The same error twice, then after a deploy moved its line: one issue; another error in
+    another function: another issue. Titles and culprits as people read them."""
+    sdk(served_relay.dsn, send_client_reports=False, in_app_include=["shop_orders"])
+    source = tmp_path / "shop_orders.py"
+    source.write_text(SHOP)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        shop_orders = importlib.import_module("shop_orders")  # the test's own, on disk
+
+        sent = [_capture(shop_orders.total, {"amount": 1, "count": 0}) for _ in range(2)]
+        source.write_text("\n\n# moved down by a deploy\n" + SHOP)
+        shop_orders = importlib.reload(shop_orders)
+        sent.append(_capture(shop_orders.total, {"amount": 1, "count": 0}))
+        sent.append(_capture(shop_orders.lookup, {}))
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("shop_orders", None)
+    await asyncio.to_thread(sentry_sdk.flush, 10)
+    events = await read_events(
+        served_relay.settings.kafka_bootstrap, served_relay.settings.errors_topic, 4
+    )
+    assert sorted(e["event_id"] for e in events) == sorted(sent)
+    lines = {e["exceptions"][-1]["frames"][-1]["lineno"] for e in events}
+    assert len(lines) == 3  # total before and after the move, and lookup
+    await store_events(fresh_db_url, sorted(events, key=lambda e: e["timestamp"]))
+    conn = await asyncpg.connect(fresh_db_url)
+    try:
+        issues = await conn.fetch(
+            "SELECT title, culprit, times_seen FROM mendline.issues ORDER BY id"
+        )
+    finally:
+        await conn.close()
+    assert [tuple(i) for i in issues] == [
+        ("ZeroDivisionError: division by zero", "shop_orders.total", 3),
+        ("KeyError: 'sku'", "shop_orders.lookup", 1),
+    ]
+
+
+def _capture(call: Any, order: dict[str, int]) -> str:
+    try:
+        call(order)
+    except Exception:
+        event_id = sentry_sdk.capture_exception()
+    assert event_id is not None
+    return event_id
