@@ -140,7 +140,7 @@ RelayReason = Literal[
     "unknown_key",  # 403: no such key, or not of this project
     "revoked_key",  # 403
     "origin",  # 403: a browser's Origin the key does not allow
-    "unsupported_version",  # 400: sentry_version over 7
+    "unsupported_version",  # 400: sentry_version over 8 (Relay takes 8 and below)
     "bad_envelope",  # 400: not an envelope (its lines, lengths, JSON)
     "bad_event",  # 400: an event that does not convert to an ErrorEvent
     "empty_body",  # 400
