@@ -329,6 +329,7 @@ _NEEDS = {
     "analyze": {"postgres"},
     "alert": {"postgres"},
     "monitor": {"kafka", "postgres"},
+    "relay": {"kafka", "postgres"},
 }
 
 
@@ -349,7 +350,7 @@ def test_mendline_services_wait_for_healthy_dependencies(
 
 def test_the_pipeline_stages_are_services(mendline_services: dict[str, dict[str, Any]]) -> None:
     stages = {_command(service)[1] for service in mendline_services.values()}
-    assert {"topics", "consume", "analyze", "alert", "monitor"} <= stages
+    assert {"topics", "relay", "consume", "analyze", "alert", "monitor"} <= stages
 
 
 def test_third_party_images_are_pinned(services: dict[str, Any]) -> None:
@@ -450,7 +451,7 @@ def test_the_app_example_signs_with_its_own_key_passed_through(
 
 
 # The commands that run until stopped, so serve /readyz when MENDLINE_METRICS_PORT is set.
-_WORKERS = {"consume", "analyze", "alert", "run", "monitor"}
+_WORKERS = {"consume", "analyze", "alert", "run", "monitor", "relay"}
 
 
 def test_the_workers_serve_the_endpoints_to_the_network_and_are_healthy_by_readyz(

@@ -53,15 +53,14 @@ class ServedRelay:
 
 
 def relay_settings(database_url: str, bootstrap: str, **overrides: Any) -> Settings:
-    return load_settings(
-        database_url=database_url,
-        kafka_bootstrap=bootstrap,
-        errors_topic=unique_topic("relay-errors"),
-        checkins_topic=unique_topic("relay-checkins"),
-        dlq_topic=unique_topic("relay-dlq"),
-        relay_produce_timeout=5.0,
+    chosen: dict[str, Any] = {
+        "errors_topic": unique_topic("relay-errors"),
+        "checkins_topic": unique_topic("relay-checkins"),
+        "dlq_topic": unique_topic("relay-dlq"),
+        "relay_produce_timeout": 5.0,
         **overrides,
-    )
+    }
+    return load_settings(database_url=database_url, kafka_bootstrap=bootstrap, **chosen)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import json
 import sys
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ import httpx
 import pytest
 import sentry_sdk
 
+from mendline.devstack import KafkaBroker
 from mendline.schemas.checks import CheckIn
 from tests.db_helpers import store_events
-from tests.ingest.relay.conftest import ADMIN, ServedRelay
+from tests.ingest.relay.conftest import ADMIN, ServedRelay, relay_settings, serve
 from tests.integration.kafka_helpers import read_events, read_records
 
 pytestmark = pytest.mark.integration
@@ -321,3 +322,22 @@ def _capture(call: Any, order: dict[str, int]) -> str:
         event_id = sentry_sdk.capture_exception()
     assert event_id is not None
     return event_id
+
+
+async def test_a_kafka_outage_is_a_503_and_the_sdks_report_of_its_loss_is_counted(
+    fresh_db_url: str, kafka_broker_factory: Callable[..., KafkaBroker], sdk: Any
+) -> None:
+    broker = kafka_broker_factory()
+    settings = relay_settings(fresh_db_url, broker.bootstrap, relay_produce_timeout=2.0)
+    async for served in serve(settings):
+        broker.stop()
+        sdk(served.dsn)  # client reports on: the SDK says what it could not deliver
+        try:
+            checkout()
+        except ValueError:
+            sentry_sdk.capture_exception()
+        await asyncio.to_thread(sentry_sdk.flush, 10)  # the event, answered 503
+        await asyncio.to_thread(sentry_sdk.flush, 10)  # then its report, which needs no Kafka
+        stats = served.relay.stats
+        assert stats.refused == {"kafka_unavailable": 1} and stats.events == 0
+        assert stats.discarded == {("network_error", "error"): 1}
