@@ -271,6 +271,10 @@ def _demo_settings(
         "web_port": dashboard_port(),  # 8040, or a free port when a real dashboard holds it
         "web_read_only": False,
         "web_public_url": None,
+        # The relay stage runs too: on 8050, or a free port when a real relay holds it.
+        "relay_host": "127.0.0.1",
+        "relay_port": dashboard_port(8050),
+        "relay_public_url": None,
     }
     if stack.broker is not None:  # the embedded broker speaks plaintext, whatever the shell says
         overrides |= {

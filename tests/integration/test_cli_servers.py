@@ -165,6 +165,7 @@ async def test_a_worker_with_json_logs_one_object_a_line_on_stderr(
         "MENDLINE_ROUTES_FILE": str(routes),
         "TEST_SLACK_WEBHOOK": "http://127.0.0.1:9/never-called",
         "MENDLINE_WEB_PORT": "0",  # run serves the dashboard too, on a port of its own
+        "MENDLINE_RELAY_PORT": "0",  # and the relay
     }
     log = tmp_path / "stderr.log"
     with log.open("wb") as stderr:

@@ -42,6 +42,7 @@ async def test_run_takes_events_from_kafka_to_a_slack_alert_with_the_root_cause(
             "MENDLINE_ROUTES_FILE": str(path),
             "TEST_SLACK_WEBHOOK": slack.webhook_url(),
             "MENDLINE_WEB_PORT": "0",  # the dashboard too, on a port of its own
+            "MENDLINE_RELAY_PORT": "0",  # and the relay
         }
         with (tmp_path / "run.log").open("wb") as log:
             process = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped below
