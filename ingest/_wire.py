@@ -259,13 +259,42 @@ def finish_event(event: dict[str, Any], scrubber: Scrubber) -> tuple[bytes, bool
     message = event["message"]
     event["message"] = truncate_utf8(message, MAX_MESSAGE_BYTES)
     shortened = event["message"] is not message
+    shortened = _cut_fields(event, _EVENT_LIMITS) or shortened
     for exc in event["exceptions"]:
         value = exc["value"]
         exc["value"] = truncate_utf8(value, MAX_EXCEPTION_VALUE_BYTES)
         shortened = shortened or exc["value"] is not value
+        shortened = _cut_fields(exc, _EXCEPTION_LIMITS) or shortened
+        for frame in exc["frames"]:
+            shortened = _cut_fields(frame, _FRAME_LIMITS) or shortened
     data = encode_event(event)
     if len(data) > MAX_CONTEXT_BYTES:  # below that, no part can be over its own limit
         event["context"] = fit_context(event["context"])
         data = fit_event(event)
         shortened = True
     return data, not shortened or scrubber.is_clean(event)
+
+
+# The contract's length limits of the short texts, in characters: a scrubbed text may be
+# longer than what it replaced ("[Filtered]" for a short secret), so they are cut after.
+_EVENT_LIMITS = (("environment", 200), ("release", 200), ("host", 255), ("logger", MAX_NAME))
+_EXCEPTION_LIMITS = (("type", MAX_NAME), ("module", MAX_NAME))
+_FRAME_LIMITS = (
+    ("filename", 1024),
+    ("module", MAX_NAME),
+    ("function", MAX_NAME),
+    ("context_line", MAX_LINE),
+    ("abs_path", 1024),
+    ("package", MAX_NAME),
+)
+
+
+def _cut_fields(part: dict[str, Any], limits: tuple[tuple[str, int], ...]) -> bool:
+    """Cut ``part``'s texts to their limits; whether any was cut."""
+    cut_any = False
+    for name, limit in limits:
+        value = part.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            part[name] = cut(value, limit)
+            cut_any = True
+    return cut_any

@@ -150,6 +150,7 @@ RelayReason = Literal[
     "rate_limited",  # 429
     "kafka_unavailable",  # 503: nothing was accepted; the SDK may send it again
     "keys_unavailable",  # 503: the keys could not be read yet (PostgreSQL is out)
+    "internal_error",  # 500: a bug of ours, logged
 ]
 
 

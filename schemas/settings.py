@@ -466,6 +466,18 @@ class Settings(BaseSettings):
         description="Keep the user's IP address, email and names, cookies and the request's "
         "environment from Sentry events (as `send_default_pii`); off: left out.",
     )
+    relay_max_envelope_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Largest request body the relay reads, compressed or not (Sentry allows 200"
+        " MiB, mostly for attachments, which mendline drops): past it, 413.",
+    )
+    relay_concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="Requests the relay decompresses and reads at once (the others wait):"
+        " memory stays within about twice this many times MENDLINE_RELAY_MAX_ENVELOPE_BYTES.",
+    )
     relay_keys_refresh: float = Field(
         default=5.0,
         gt=0,
@@ -484,7 +496,9 @@ class Settings(BaseSettings):
         """Where apps send to: ``relay_public_url``, else this process's address."""
         if self.relay_public_url is not None:
             return self.relay_public_url
-        return f"http://{self.relay_host}:{self.relay_port}"
+        # Listening on every interface: this machine's apps reach it on loopback.
+        host = self.relay_host if self.relay_host not in ("0.0.0.0", "::", "") else "localhost"
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.relay_port}"
 
     @property
     def issue_link_template(self) -> str | None:

@@ -60,6 +60,9 @@ _JAVA_ACCESSORS = (
 _JAVASSIST = re.compile(r"(\$\$_javassist)(?:_seam)?(?:_[0-9]+)?")
 _RUBY_TEMPLATE = re.compile(r"__\d{4,}_\d{4,}$")
 _JS_ANONYMOUS = frozenset({"", "?", "<anonymous function>", "<anonymous>", "Anonymous function"})
+# A frame whose SDK knew no function: none sent, or "?" (what the relay's conversion, as
+# Sentry's display, puts for none).
+_NO_FUNCTION = frozenset({"", "?"})
 # Frames that are not code one could have written: eval'd strings, the engine's own.
 _JS_LOW_QUALITY_PATHS = frozenset({"[native code]", "native code", "eval code", "<anonymous>"})
 
@@ -274,7 +277,7 @@ class FrameRules:
         text = " ".join(line.split()) if line and self._context_lines else ""
         if len(text) > _MAX_CONTEXT_LINE:
             text = ""
-        if text and self._javascript and not function and _url_origin(path, files=True):
+        if text and self._javascript and function in _NO_FUNCTION and _url_origin(path, files=True):
             text = ""  # a URL's anonymous code: the line is all there is, and minified
         if not (where or name or text):
             return None
@@ -314,7 +317,7 @@ def _url_origin(path: str, *, files: bool) -> bool:
 
 def _lone_url_frame(frame: Mapping[str, Any]) -> bool:
     """A browser stack trace of one anonymous frame at a URL: the script's load, not code."""
-    return not frame["function"] and _url_origin(
+    return frame["function"] in _NO_FUNCTION and _url_origin(
         str(frame.get("abs_path") or frame["filename"]), files=True
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -334,7 +334,7 @@ _SQL_SET = frozenset(SQL_KEYS)
 # Top-level fields of an event that are text, scrubbed like the message.
 _NAME_FIELDS = ("service", "environment", "release", "host", "logger", "message")
 _EXCEPTION_FIELDS = ("type", "module", "value")
-_FRAME_FIELDS = ("filename", "module", "function")
+_FRAME_FIELDS = ("filename", "module", "function", "abs_path", "package")
 
 
 @cache
@@ -507,7 +507,7 @@ class Scrubber:
                     for frame in frames:
                         if isinstance(frame, dict):
                             fget = frame.get
-                            append(f"{fget('filename')}\n{fget('module')}\n{fget('function')}")
+                            append(_frame_names(fget))
                             line = fget("context_line")
                             if (
                                 isinstance(line, str)
@@ -576,13 +576,7 @@ class Scrubber:
                         if isinstance(frame, dict):
                             fget = frame.get
                             # A frame's names checked together, as the quick check does.
-                            if (
-                                pem.open
-                                or self._extra
-                                or not self._all_clean(
-                                    [f"{fget('filename')}\n{fget('module')}\n{fget('function')}"]
-                                )
-                            ):
+                            if pem.open or self._extra or not self._all_clean([_frame_names(fget)]):
                                 for name in _FRAME_FIELDS:
                                     field(frame, name)
                             field(frame, "context_line", code=True)
@@ -946,3 +940,13 @@ def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
         and not scrubber.is_secret_key(name)
         and scrubber.scrub_text(value) == value
     }
+
+
+def _frame_names(fget: Callable[[str], Any]) -> str:
+    """A frame's names as one text for the quick check: its file, module and function, and
+    the absolute path and package of frames converted from other languages' SDKs."""
+    names = f"{fget('filename')}\n{fget('module')}\n{fget('function')}"
+    abs_path, package = fget("abs_path"), fget("package")
+    if abs_path is None and package is None:  # every Python frame: no more to look at
+        return names
+    return f"{names}\n{abs_path}\n{package}"

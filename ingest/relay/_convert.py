@@ -21,8 +21,6 @@ from typing import Any
 
 from mendline.analyzers.grouping import default_in_app
 from mendline.ingest._wire import (
-    MAX_LINE,
-    MAX_NAME,
     PRECUT,
     as_text,
     cut,
@@ -68,6 +66,8 @@ _LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
 _SENTRY_PARTS = ("request", "user", "contexts", "transaction", "sdk")
 # Request parts that are the client's address or identity: kept only with keep_pii.
 _REQUEST_PII = ("cookies", "env")
+# Request headers that carry the client's address: kept only with keep_pii.
+_ADDRESS_HEADERS = frozenset({"x-forwarded-for", "x-real-ip", "forwarded", "cf-connecting-ip"})
 _USER_PII = ("ip_address", "email", "username", "name", "geo")
 _HALF = MAX_FRAMES // 2
 
@@ -115,11 +115,11 @@ def convert_event(
         "event_id": event_id_of(event_id, event.get("event_id")),
         "timestamp": _timestamp(event.get("timestamp"), received),
         "service": scope.service,
-        "environment": _name(event.get("environment"), 200) or scope.environment,
-        "release": _name(event.get("release"), 200),
-        "host": _name(event.get("server_name"), 255),
+        "environment": _name(event.get("environment"), PRECUT) or scope.environment,
+        "release": _name(event.get("release"), PRECUT),
+        "host": _name(event.get("server_name"), PRECUT),
         "level": _LEVELS.get(str(event.get("level") or "error").lower(), "error"),
-        "logger": _name(event.get("logger"), MAX_NAME),
+        "logger": _name(event.get("logger"), PRECUT),
         "message": cut(_message(event), PRECUT),
         "exceptions": exceptions,
         "context": _context(event, keep_pii),
@@ -150,17 +150,16 @@ def _timestamp(value: object, received: float) -> str:
     """RFC 3339 in UTC of a Sentry timestamp (Unix seconds, or RFC 3339 with or without an
     offset: without, UTC); the time of receipt when there is none that reads."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if 0 < value < 253402300800:  # before the year 10000
+        if 0 < value < 253402214400:  # before the last day of the year 9999
             return rfc3339(float(value))
     elif isinstance(value, str):
         try:
             moment = datetime.fromisoformat(_LONG_FRACTION.sub(r"\1", value.strip()))
-        except ValueError:
-            pass
-        else:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
             return rfc3339(moment.timestamp())
+        except (ValueError, OverflowError):  # not a time, or one of no year UTC can write
+            pass
     return rfc3339(received)
 
 
@@ -218,8 +217,8 @@ def _exception(exc: Mapping[str, Any], platform: str | None, *, tree: bool) -> d
         omitted = len(frames) - MAX_FRAMES
         frames = frames[:_HALF] + frames[-_HALF:]
     out: dict[str, Any] = {
-        "type": cut(as_text(exc.get("type") or "Error"), MAX_NAME),
-        "module": _name(exc.get("module"), MAX_NAME),
+        "type": cut(as_text(exc.get("type") or "Error"), PRECUT),
+        "module": _name(exc.get("module"), PRECUT),
         "value": cut(_value(exc.get("value")), PRECUT),
         "frames": frames,
         "frames_omitted": omitted,
@@ -269,12 +268,13 @@ def _frame(frame: Mapping[str, Any], platform: str | None) -> dict[str, Any]:
     Sentry shows it), the file (its path, else its absolute path or module), in-app as the
     SDK marked it (a frame it did not mark by Sentry's default rules: library folders and
     frameworks are not, the rest is)."""
-    module = _name(frame.get("module"), MAX_NAME)
-    abs_path = _name(frame.get("abs_path"), 1024)
-    filename = _name(frame.get("filename"), 1024) or abs_path or module or "?"
-    function = _name(frame.get("function"), MAX_NAME) or _name(frame.get("raw_function"), MAX_NAME)
+    # Cut to their limits once scrubbed (finish_event): a secret cut in half is not found.
+    module = _name(frame.get("module"), PRECUT)
+    abs_path = _name(frame.get("abs_path"), PRECUT)
+    filename = _name(frame.get("filename"), PRECUT) or abs_path or module or "?"
+    function = _name(frame.get("function"), PRECUT) or _name(frame.get("raw_function"), PRECUT)
     line = frame.get("context_line")
-    context_line = cut(line.rstrip("\r\n"), MAX_LINE) if isinstance(line, str) else None
+    context_line = cut(line.rstrip("\r\n"), PRECUT) if isinstance(line, str) else None
     out: dict[str, Any] = {
         "filename": filename,
         "module": module,
@@ -283,10 +283,12 @@ def _frame(frame: Mapping[str, Any], platform: str | None) -> dict[str, Any]:
         "context_line": context_line if context_line and context_line.strip() else None,
         "in_app": in_app
         if isinstance(in_app := frame.get("in_app"), bool)
-        else default_in_app(platform, frame),
+        else default_in_app(
+            platform, {"abs_path": abs_path, "filename": filename, "module": module}
+        ),
     }
     colno = _id(frame.get("colno"))
-    package = _name(frame.get("package"), MAX_NAME)
+    package = _name(frame.get("package"), PRECUT)
     if abs_path is not None and abs_path != filename:
         out["abs_path"] = abs_path
     if colno is not None:
@@ -350,7 +352,11 @@ def _request(value: object, keep_pii: bool) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         return {}
     request = {key: value[key] for key in ("method", "url", "query_string", "data") if key in value}
-    headers = _pairs(value.get("headers"))
+    headers = {
+        name: item
+        for name, item in _pairs(value.get("headers")).items()
+        if keep_pii or name.lower() not in _ADDRESS_HEADERS
+    }
     if headers:
         request["headers"] = headers
     if keep_pii:

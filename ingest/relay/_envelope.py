@@ -58,6 +58,9 @@ class EnvelopeLimits:
     profile: int = 50 * MiB
     replay: int = 10 * MiB
     telemetry: int = 1 * MiB
+    #: Items in one envelope (ours: Relay counts none; a body of millions of empty items
+    #: would cost memory and time out of all proportion to its size).
+    items: int = 1000
 
 
 #: Relay's documented limits.
@@ -121,6 +124,13 @@ def parse_envelope(body: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS) -> Enve
     items: list[EnvelopeItem] = []
     position = end + 1
     while position < len(body):
+        if len(items) == limits.items:
+            raise RelayRefused(
+                413,
+                "too_large",
+                "envelope exceeded size limits (https://develop.sentry.dev/sdk/envelopes/#size-limits)",
+                (f"more than {limits.items} items",),
+            )
         item, position = _item(body, position)
         items.append(item)
     envelope = Envelope(headers, tuple(items))

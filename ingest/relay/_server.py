@@ -22,11 +22,12 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from mendline.analyzers.grouping.scrubbing import SCRUBBED_HEADER, Scrubber
 from mendline.analyzers.policy import ProducerKeys, signature_headers
@@ -69,7 +70,9 @@ __all__ = ["DLQ_KEPT_BYTES", "Relay", "RelayStats", "Sender", "origin_allowed"]
 log = logging.getLogger("mendline.relay")
 
 #: Of a malformed body, what the DLQ keeps (its first bytes, the rest counted in a header).
-DLQ_KEPT_BYTES = 1024 * 1024
+DLQ_KEPT_BYTES = 900 * 1024
+# Malformed bodies of one project kept a minute, at most (10 at once).
+_KEPT_PER_MINUTE = 60.0
 _PATH = r"/{prefix:(?:[^{}]*/)?}api/{project_id:\d{1,18}}/{endpoint:envelope|store}{slash:/?}"
 _CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -86,11 +89,14 @@ _PREFLIGHT = {
 _OUTAGE_RETRY_AFTER = 30.0
 _REJECTED = "event submission rejected with_reason: "
 _EVENT_CATEGORIES = ("error", "default")
+# What a key's rate limit counts: events and check-ins (each a record produced).
+_LIMITED = frozenset({"convert", "check_in"})
+_ENVELOPE_TYPE = "application/x-sentry-envelope"
 # Check-in ids made from a Sentry check-in's id and status (its start and its end share the
 # id): the same Sentry check-in sent twice is one check-in.
 _CHECKIN_NAMESPACE = uuid.UUID("6f1f0a43-7b7c-4f8e-9a43-6a2f61d6c0de")
 _STATUSES = {"in_progress": "start", "ok": "ok", "error": "fail"}
-_ORIGIN_HOST = re.compile(r"^(?:(https?)://)?([^/:]+)(?::(\d+))?")
+_ORIGIN_HOST = re.compile(r"^(?:(https?)://)?([^/:]+)(?::(\d+))?/?$")
 
 
 class Sender(Protocol):
@@ -154,18 +160,27 @@ class Relay:
         *,
         scrubber: Scrubber | None = None,
         producer_keys: ProducerKeys | None = None,
-        limits: EnvelopeLimits = DEFAULT_LIMITS,
+        limits: EnvelopeLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.keys = keys
         self.sender = sender
         self.scrubber = scrubber or Scrubber()
-        self.limits = limits
+        body = settings.relay_max_envelope_bytes
+        self.limits = limits or replace(
+            DEFAULT_LIMITS,
+            envelope=body,
+            attachment=min(DEFAULT_LIMITS.attachment, body),
+            attachments=min(DEFAULT_LIMITS.attachments, body),
+        )
         self.stats = RelayStats()
         self._producer_keys = producer_keys
         self._clock = clock
+        # By project: a key and the one that replaced it (in its grace) share their limit.
         self._buckets: dict[int, TokenBucket] = {}
+        self._keeping: dict[int, TokenBucket] = {}  # malformed bodies kept, by project
+        self._reading = asyncio.Semaphore(settings.relay_concurrency)
         rules = self.scrubber.rules_id
         self._scrubbed = [(SCRUBBED_HEADER, rules.encode())] if rules else []
 
@@ -184,16 +199,34 @@ class Relay:
     async def _post(self, request: web.Request) -> web.Response:
         work = _Request(request.match_info["endpoint"], int(request.match_info["project_id"]))
         try:
-            answer = await self._handle(request, work)
+            async with self._reading:
+                await self._read(request, work)
+            await self._produce(work)
         except RelayRefused as refused:
             self._count(self.stats.refused, refused.reason)
             if refused.status == 400 and work.key is not None and work.body:
                 await self._keep(work, refused)
             return _refusal(refused)
+        except Exception:  # our bug: said as Relay says an internal error, and logged
+            log.exception("mendline: relay failed on a request")
+            self._count(self.stats.refused, "internal_error")
+            return _refusal(RelayRefused(500, "internal_error", "internal server error"))
         self.stats.accepted += 1
-        return answer
+        answer: dict[str, str] = {"id": work.event_id} if work.event_id else {}
+        return web.json_response(answer, headers=_CORS)
 
-    async def _handle(self, request: web.Request, work: _Request) -> web.Response:
+    async def _read(self, request: web.Request, work: _Request) -> None:
+        """Who sends it, its body, its envelope and its items, into ``work``. Authentication
+        by a header or the query comes before the body is decompressed: only a request with
+        neither is read further, for its envelope's dsn."""
+        try:
+            auth: SentryAuth | None = request_auth(request.headers, request.query_string)
+        except RelayRefused as refused:
+            if refused.reason != "missing_auth" or work.endpoint != "envelope":
+                raise
+            auth = None
+        if auth is not None:
+            work.key = self._key(auth, work.project_id, request.headers.get("Origin"))
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -204,18 +237,19 @@ class Relay:
                 (f"the body is over {self.limits.envelope} bytes",),
             ) from None
         body = decode_body(raw, request.headers.get("Content-Encoding"), self.limits.envelope)
+        del raw
         envelope_header = None
-        if work.endpoint == "envelope" and body:
+        if work.endpoint == "envelope" or _ENVELOPE_TYPE in request.headers.get("Content-Type", ""):
             envelope_header = parse_envelope_header(body)
-        auth = request_auth(request.headers, request.query_string, envelope_header)
-        work.key = self._key(auth, work.project_id, request.headers.get("Origin"))
+        if auth is None:
+            auth = request_auth(request.headers, request.query_string, envelope_header or {})
+            work.key = self._key(auth, work.project_id, request.headers.get("Origin"))
         work.body = body
         envelope = self._envelope(work, body, envelope_header)
+        work.event_id = envelope.event_id
+        assert work.key is not None
         self._limit(work.key, envelope)
         await self._items(work, envelope)
-        await self._produce(work)
-        answer: dict[str, str] = {"id": work.event_id} if work.event_id else {}
-        return web.json_response(answer, headers=_CORS)
 
     def _key(self, auth: SentryAuth, project_id: int, origin: str | None) -> RelayKey:
         """The key in force the request names, of the URL's project, from an origin it
@@ -241,7 +275,7 @@ class Relay:
     def _envelope(self, work: _Request, body: bytes, header: Mapping[str, Any] | None) -> Envelope:
         """The request as an envelope: the store endpoint's event is one of one item."""
         assert work.key is not None
-        if header is None:  # the legacy store endpoint: an event, perhaps base64 and zlib
+        if header is None:  # the store endpoint's event, perhaps base64 and zlib
             event = decode_store_body(body, self.limits.event)
             if not event:
                 raise RelayRefused(400, "empty_body", "empty request body")
@@ -254,13 +288,17 @@ class Relay:
         """The key's rate limit, on the events of the envelope (other items pass): 429
         with Retry-After and X-Sentry-Rate-Limits, which SDKs back off by."""
         per_minute = self.settings.relay_rate_limit if key.rate_limit is None else key.rate_limit
-        events = sum(1 for item in envelope.items if item_handling(item.type) == "convert")
+        events = sum(1 for item in envelope.items if item_handling(item.type) in _LIMITED)
         if per_minute <= 0 or not events:
             return
         state, allowed, wait = take(
-            self._buckets.get(key.id), self._clock(), per_minute, max(per_minute, events), events
+            self._buckets.get(key.project_id),
+            self._clock(),
+            per_minute,
+            max(per_minute, events),
+            events,
         )
-        self._buckets[key.id] = state
+        self._buckets[key.project_id] = state
         if not allowed:
             raise RelayRefused(
                 429,
@@ -326,21 +364,34 @@ class Relay:
             self.stats.check_ins_invalid += 1
             return
         status = _STATUSES.get(sentry.status)
-        if status is None or not CHECK_NAME.fullmatch(sentry.monitor_slug):
+        # The key's service names the check: a key speaks for its service's heartbeats only
+        # (and never for mendline's own, such as its clock).
+        check = f"{work.key.service}.{sentry.monitor_slug}"
+        if status is None or not CHECK_NAME.fullmatch(check) or check.startswith("mendline."):
             self.stats.check_ins_invalid += 1
             return
-        checkin = CheckIn(
-            schema_version=1,
-            checkin_id=uuid.uuid5(_CHECKIN_NAMESPACE, f"{sentry.check_in_id}:{sentry.status}"),
-            check=sentry.monitor_slug,
-            status=status,  # type: ignore[arg-type]
-            timestamp=datetime.now(UTC),
-            run_id=sentry.check_in_id,
-            environment=sentry.environment or work.key.environment,
-            duration=sentry.duration,
-            message=None,
-            host=None,
-        )
+        environment = sentry.environment or work.key.environment
+        try:
+            checkin = CheckIn(
+                schema_version=1,
+                # The same Sentry check-in again (a retry) is the same check-in; the start
+                # and the end of a run (one check_in_id) are two.
+                checkin_id=uuid.uuid5(
+                    _CHECKIN_NAMESPACE,
+                    f"{work.key.project_id}:{check}:{sentry.check_in_id}:{sentry.status}",
+                ),
+                check=check,
+                status=status,  # type: ignore[arg-type]
+                timestamp=datetime.now(UTC),
+                run_id=sentry.check_in_id,
+                environment=environment if "*" not in environment else work.key.environment,
+                duration=sentry.duration,
+                message=None,
+                host=None,
+            )
+        except ValidationError:  # a negative duration, say
+            self.stats.check_ins_invalid += 1
+            return
         key, value = encode_checkin(checkin)
         work.records.append((self.settings.checkins_topic, key, value, []))
         self.stats.check_ins += 1
@@ -375,7 +426,16 @@ class Relay:
         """Keep a malformed body of an authenticated request in the DLQ topic, with why; a
         Kafka that does not take it is counted (the SDK was told 400 all the same)."""
         assert work.key is not None
-        kept = work.body[:DLQ_KEPT_BYTES]
+        project = work.key.project_id
+        state, allowed, _ = take(self._keeping.get(project), self._clock(), _KEPT_PER_MINUTE, 10)
+        self._keeping[project] = state
+        if not allowed:  # a client sending junk fills no topic: counted
+            self.stats.not_kept += 1
+            return
+        # Scrubbed as text (a malformed body may still hold secrets), and within Kafka's
+        # default largest message.
+        text = self.scrubber.scrub_text(work.body[:DLQ_KEPT_BYTES].decode("utf-8", "replace"))
+        kept = text.encode("utf-8")[:DLQ_KEPT_BYTES]
         headers = [
             ("mendline.errors.reason", b"relay_rejected"),
             ("mendline.errors.message", _why(refused).encode()[:1000]),

@@ -12,6 +12,7 @@ from mendline.analyzers.policy.people import authorize
 from mendline.cli._actor import acting
 from mendline.cli._options import AS_JSON, Commands
 from mendline.cli.output import print_done, print_json, printable, shorten, table
+from mendline.schemas.errors import ConfigError
 from mendline.schemas.people import Actor
 from mendline.schemas.relay import RelayKey
 from mendline.schemas.settings import Settings
@@ -111,6 +112,15 @@ def _dsn(key: RelayKey, settings: Settings) -> str:
 
 
 def _create(args: argparse.Namespace, settings: Settings) -> int:
+    from mendline.ingest.relay import format_dsn
+
+    try:  # a DSN can be made of the relay's address: said before a key is made
+        format_dsn(settings.relay_url, "0" * 32, 1)
+    except ValueError as exc:
+        raise ConfigError(
+            f"no DSN can name the relay's address: {exc}",
+            hint="set MENDLINE_RELAY_PUBLIC_URL to the address apps reach the relay at",
+        ) from None
     key = _keys_acting(
         settings,
         lambda keys, actor: keys.create_key(

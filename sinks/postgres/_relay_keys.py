@@ -121,6 +121,10 @@ class RelayKeyStore(AuditedStore):
                 raise ConfigError(
                     f"relay key {old.id} is revoked: create a new one with `mendline keys create`"
                 )
+            if old.rotated_to is not None:
+                raise ConfigError(
+                    f"relay key {old.id} was rotated already: rotate key {old.rotated_to}"
+                )
             new_id = await self._insert(
                 conn,
                 actor,

@@ -79,6 +79,8 @@ async def test_a_rotated_key_keeps_its_project_and_serves_until_its_grace_ends(
     now = datetime.now(UTC)
     assert retired.in_force(now) and not retired.in_force(now + timedelta(hours=2))
     assert {k.id for k in await keys.list_keys()} == {old.id, new.id}
+    with pytest.raises(ConfigError, match=f"rotate key {new.id}"):  # rotate the newest
+        await keys.rotate_key(ADMIN, str(old.id), timedelta(0))
     # Revoked now, ahead of its grace; a revoked key is not rotated.
     await keys.revoke_key(ADMIN, str(old.id))
     assert [k.id for k in await keys.list_keys()] == [new.id]

@@ -11,6 +11,7 @@ import pytest
 
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest._wire import finish_event
+from mendline.ingest.relay import origin_allowed
 from mendline.ingest.relay._convert import KeyScope, convert_event, event_id_of
 from mendline.schemas.errors import RelayRefused
 from mendline.schemas.event import parse_event_exact
@@ -220,3 +221,61 @@ def test_hostile_strings_are_cut_and_kept_as_text() -> None:
     assert len(event["message"].encode()) <= 8 * 1024 and len(event["environment"]) == 200
     assert len(event["tags"]["k"]) <= 200 and event["exceptions"][0]["value"] == "12"
     assert len(event["exceptions"][0]["type"]) == 512
+
+
+def test_texts_are_cut_once_scrubbed_and_new_frame_fields_are_scrubbed() -> None:
+    secret_url = "https://cdn.example.com/app.js?api_key=sk_live_abcdef0123456789&password=x1"
+    frame = {
+        "filename": "a" * 1010 + "?password=x1&token=y2&secret=z3",
+        "abs_path": secret_url,
+        "package": "password=hunter2",
+        "function": 5,  # a number: as text
+        "context_line": "x" * 1020 + " token=ab12",
+        "in_app": None,  # not a boolean: Sentry's default rules decide
+    }
+    payload = {
+        "release": "r" * 190 + "token=ab12",
+        "server_name": "h" * 250 + " password=x",
+        "exception": {"values": [{"type": "E", "stacktrace": {"frames": [frame]}}]},
+        "request": {"headers": {"X-Forwarded-For": "203.0.113.9", "Accept": "*/*"}},
+    }
+    event = accepted(convert_event(payload, SCOPE, received=RECEIVED))
+    out = event["exceptions"][0]["frames"][0]
+    assert len(out["filename"]) <= 1024 and "x1" not in out["filename"]
+    assert "sk_live" not in out["abs_path"] and "hunter2" not in out["package"]
+    assert (out["function"], out["in_app"]) == ("5", True)
+    assert len(event["release"]) <= 200 and len(event["host"]) <= 255
+    assert event["context"]["request"]["headers"] == {"Accept": "*/*"}  # no address
+
+
+@pytest.mark.parametrize(
+    "timestamp", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+01:00", 1e30, -5, True]
+)
+def test_a_time_no_event_can_have_is_the_time_of_receipt(timestamp: object) -> None:
+    event = accepted(convert_event({"timestamp": timestamp}, SCOPE, received=RECEIVED))
+    assert event["timestamp"].timestamp() == RECEIVED
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed", "expected"),
+    [
+        ("https://shop.example.com", ("*",), True),
+        ("null", ("*",), True),
+        ("null", ("shop.example.com",), False),
+        ("https://shop.example.com", ("shop.example.com",), True),
+        ("http://shop.example.com:8080", ("shop.example.com",), True),
+        ("https://shop.example.com", ("https://shop.example.com",), True),
+        ("http://shop.example.com", ("https://shop.example.com",), False),
+        ("https://shop.example.com:8443", ("https://shop.example.com:8443",), True),
+        ("https://shop.example.com", ("https://shop.example.com:8443",), False),
+        ("https://a.example.com", ("*.example.com",), True),
+        ("https://example.com", ("*.example.com",), False),
+        ("https://evil-example.com", ("*.example.com",), False),
+        ("https://shop.example.com:443.evil.com", ("shop.example.com",), False),
+        ("https://shop.example.com/path", ("shop.example.com",), False),
+    ],
+)
+def test_an_origin_is_allowed_as_the_key_says(
+    origin: str, allowed: tuple[str, ...], expected: bool
+) -> None:
+    assert origin_allowed(origin, allowed) is expected

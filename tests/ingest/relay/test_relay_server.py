@@ -235,7 +235,12 @@ async def test_a_check_in_becomes_a_heartbeat_and_other_items_are_counted(
         served_relay.settings.kafka_bootstrap, served_relay.settings.checkins_topic, 1
     )
     heartbeat = CheckIn.model_validate(record)
-    assert (heartbeat.check, heartbeat.status, heartbeat.duration) == ("nightly-export", "ok", 12.5)
+    # Named by the key's service: a key speaks for its own service's heartbeats only.
+    assert (heartbeat.check, heartbeat.status, heartbeat.duration) == (
+        "checkout.nightly-export",
+        "ok",
+        12.5,
+    )
     assert heartbeat.run_id == check_in["check_in_id"]
     stats = served_relay.relay.stats
     assert stats.dropped == {"session": 1, "attachment": 1}
@@ -341,3 +346,77 @@ async def test_a_kafka_outage_is_a_503_and_the_sdks_report_of_its_loss_is_counte
         stats = served.relay.stats
         assert stats.refused == {"kafka_unavailable": 1} and stats.events == 0
         assert stats.discarded == {("network_error", "error"): 1}
+
+
+async def test_a_key_writes_only_its_services_heartbeats_and_bad_check_ins_are_counted(
+    served_relay: ServedRelay,
+) -> None:
+    def check_in(slug: str, **fields: Any) -> tuple[dict[str, Any], bytes]:
+        body = {"check_in_id": "0" * 32, "monitor_slug": slug, "status": "ok", **fields}
+        return {"type": "check_in"}, json.dumps(body).encode()
+
+    mendline_key = await served_relay.keys.create_key(ADMIN, "mendline", "production")
+    await served_relay.ring.load()
+    async with httpx.AsyncClient() as client:
+        for key, item in [
+            (served_relay.key, check_in("a", environment="*")),
+            (served_relay.key, check_in("b")),  # all-zero ids, each its own check-in
+            (served_relay.key, check_in("c", duration=-1.0)),  # refused by the contract
+            (mendline_key, check_in("clock")),  # never mendline's own clock
+        ]:
+            answer = await client.post(
+                served_relay.envelope_url(key),
+                content=envelope(item),
+                headers=served_relay.auth(key),
+            )
+            assert answer.status_code == 200
+    records = await read_events(
+        served_relay.settings.kafka_bootstrap, served_relay.settings.checkins_topic, 2
+    )
+    heartbeats = sorted((CheckIn.model_validate(r) for r in records), key=lambda c: c.check)
+    assert [(c.check, c.environment) for c in heartbeats] == [
+        ("checkout.a", "production"),  # "*" is no environment of its own
+        ("checkout.b", "production"),
+    ]
+    assert heartbeats[0].checkin_id != heartbeats[1].checkin_id
+    assert served_relay.relay.stats.check_ins_invalid == 2
+
+
+async def test_envelopes_of_too_many_items_and_bodies_without_auth_cost_nothing_more(
+    served_relay: ServedRelay,
+) -> None:
+    many = gzip.compress(b"{}\n" + b'{"type":"x"}\n\n' * 1001)
+    bomb = gzip.compress(b"\n" * (50 << 20))
+    async with httpx.AsyncClient() as client:
+        crowded = await client.post(
+            served_relay.envelope_url(),
+            content=many,
+            headers={**served_relay.auth(), "Content-Encoding": "gzip"},
+        )
+        # No key in a header or the query: refused before its body is decompressed (a bomb
+        # would be 413 otherwise).
+        anonymous = await client.post(
+            f"{served_relay.url}/api/{served_relay.key.project_id}/store/",
+            content=bomb,
+            headers={"Content-Encoding": "gzip"},
+        )
+    assert crowded.status_code == 413 and crowded.json()["causes"] == ["more than 1000 items"]
+    assert (anonymous.status_code, anonymous.json()["detail"]) == (
+        401,
+        "missing authorization information",
+    )
+
+
+async def test_the_store_endpoint_takes_an_envelope_and_an_envelopes_id_is_answered(
+    served_relay: ServedRelay,
+) -> None:
+    transaction = ({"type": "transaction"}, b'{"type":"transaction","spans":[]}')
+    body = envelope(transaction, header={"event_id": "ef" * 16})
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            f"{served_relay.url}/api/{served_relay.key.project_id}/store/",
+            content=body,
+            headers={**served_relay.auth(), "Content-Type": "application/x-sentry-envelope"},
+        )
+    assert (answer.status_code, answer.json()) == (200, {"id": "ef" * 16})
+    assert served_relay.relay.stats.dropped == {"transaction": 1}
