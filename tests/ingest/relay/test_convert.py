@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from mendline.analyzers.grouping import culprit as fingerprint_culprit
+from mendline.analyzers.grouping import fingerprint
+from mendline.analyzers.grouping import title as fingerprint_title
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest._wire import finish_event
 from mendline.ingest.relay import origin_allowed
@@ -279,3 +282,63 @@ def test_an_origin_is_allowed_as_the_key_says(
     origin: str, allowed: tuple[str, ...], expected: bool
 ) -> None:
     assert origin_allowed(origin, allowed) is expected
+
+
+def _moved(sentry: dict[str, Any]) -> dict[str, Any]:
+    """The same error after a deploy (a Sentry event): every line and column moved, a new
+    build of the browser's script (its hash in the URL), another event id."""
+    moved = json.loads(json.dumps(sentry))
+    exception = moved.get("exception") or {}
+    for exc in exception.get("values", []) if isinstance(exception, dict) else exception:
+        for frame in (exc.get("stacktrace") or {}).get("frames", []):
+            frame["lineno"] = (frame.get("lineno") or 0) + 17
+            if "colno" in frame:
+                frame["colno"] += 3
+            for key in ("filename", "abs_path"):
+                if key in frame:
+                    frame[key] = frame[key].replace("4f3a2b1c", "9e8d7c6b")
+    moved["event_id"] = "f" * 32
+    return moved
+
+
+@pytest.mark.parametrize(
+    ("name", "title", "culprit"),
+    [
+        ("python_chain", "ValueError: wrapped failure for order 7", "shop.views.checkout"),
+        ("node_chain", "Error: order lookup failed", "routes.Object.?"),
+        (
+            "go_error",
+            "*os.PathError: open ./invoices/2026-12.csv: no such file or directory",
+            "github.com/acme/billing/internal/export.(*Exporter).Export",
+        ),
+        (
+            "java_error",
+            "ApiException: Authentication failed, token expired!",
+            "com.acme.ledger.ApiRequest$$EnhancerBySpringCGLIB$$1a2b3c4d.perform",
+        ),
+        (
+            "dotnet_error",
+            "System.Net.Http.HttpRequestException: Connection refused (inventory:443)",
+            "Shop.Api.Inventory.Task<Stock> Inventory.GetStockAsync(string sku)",
+        ),
+        (
+            "browser_error",
+            "TypeError: undefined is not an object (evaluating 'cart.items')",
+            "main.onClick",
+        ),
+        (
+            "ruby_error",
+            "Errno::ECONNREFUSED: Failed to open TCP connection to redis:6379 "
+            '(Connection refused - connect(2) for "redis" port 6379)',
+            "app/models/cart.rb in block in fetch_cart",
+        ),
+        ("php_message", "Stock low for %s: %d left", None),
+    ],
+)
+def test_each_sdks_event_groups_alike_after_a_deploy_and_reads_well(
+    name: str, title: str, culprit: str | None
+) -> None:
+    event = accepted(convert_event(fixture(name), SCOPE, received=RECEIVED))
+    moved = accepted(convert_event(_moved(fixture(name)), SCOPE, received=RECEIVED))
+    assert fingerprint(moved).hash == fingerprint(event).hash
+    assert (fingerprint_title(event), fingerprint_culprit(event)) == (title, culprit)
