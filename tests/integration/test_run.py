@@ -135,4 +135,4 @@ def test_run_only_names_real_stages(only: str, message: str) -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert "stages are consume, analyze, alert" in result.stderr and message in result.stderr
+    assert "stages are relay, consume, analyze, alert" in result.stderr and message in result.stderr

@@ -338,7 +338,7 @@ async def test_the_upgrade_counts_the_events_stored_before_it(empty_db_url: str)
                 A,
                 count,
             )
-        assert await migrate(conn) == ["0029_sampling", "0030_ignore_minute"]
+        assert (await migrate(conn))[:2] == ["0029_sampling", "0030_ignore_minute"]
         minutes = await conn.fetch(
             "SELECT minute, count, last_seen, last_release FROM mendline.fingerprint_counts"
             " ORDER BY minute"
