@@ -221,7 +221,10 @@ def test_an_unknown_command_is_a_usage_error() -> None:
             ("events", "prune", "--days", "100000000"),
             "argument --days: must be at most 36500, not 100000000",
         ),
-        (("run", "--only", "consume,bogus"), "argument --only: stages are relay, consume, analyze, alert"),
+        (
+            ("run", "--only", "consume,bogus"),
+            "argument --only: stages are relay, consume, analyze, alert",
+        ),
         (("web", "--port", "70000"), "argument --port: a port is a number from 0 to 65535"),
         (("web", "--port", "http"), "argument --port: a port is a number from 0 to 65535"),
         (("web", "--host", ""), "argument --host: an address to listen on, not ''"),
