@@ -249,24 +249,33 @@ def _shorten_chain(event: dict[str, Any]) -> None:
     event["exceptions"] = event["exceptions"][-3:]
 
 
-def finish_event(event: dict[str, Any], scrubber: Scrubber) -> tuple[bytes, bool]:
+def finish_event(
+    event: dict[str, Any], scrubber: Scrubber, *, names_within_limits: bool = False
+) -> tuple[bytes, bool]:
     """Scrub a built event in place, cut its texts to their limits (after scrubbing: a secret
     cut in half may no longer be recognisable) and shrink it to fit; its wire bytes, and
     whether they are clean to ``scrubber``. Usually so; but a cut can make a secret of what
     was not one whole (a run of digits cut to a card number): then the event is checked
-    again, and may not be (the consumer then scrubs it)."""
-    scrubber.scrub_event(event)
+    again, and may not be (the consumer then scrubs it).
+
+    ``names_within_limits``: the short texts (names, paths, source lines, release, host)
+    were built within their limits, so they need cutting only where scrubbing changed
+    something (``[Filtered]`` may be longer than the secret it stands for)."""
+    changed = scrubber.scrub(event)
     message = event["message"]
     event["message"] = truncate_utf8(message, MAX_MESSAGE_BYTES)
     shortened = event["message"] is not message
-    shortened = _cut_fields(event, _EVENT_LIMITS) or shortened
+    names = changed or not names_within_limits
+    if names:
+        shortened = _cut_fields(event, _EVENT_LIMITS) or shortened
     for exc in event["exceptions"]:
         value = exc["value"]
         exc["value"] = truncate_utf8(value, MAX_EXCEPTION_VALUE_BYTES)
         shortened = shortened or exc["value"] is not value
-        shortened = _cut_fields(exc, _EXCEPTION_LIMITS) or shortened
-        for frame in exc["frames"]:
-            shortened = _cut_fields(frame, _FRAME_LIMITS) or shortened
+        if names:
+            shortened = _cut_fields(exc, _EXCEPTION_LIMITS) or shortened
+            for frame in exc["frames"]:
+                shortened = _cut_fields(frame, _FRAME_LIMITS) or shortened
     data = encode_event(event)
     if len(data) > MAX_CONTEXT_BYTES:  # below that, no part can be over its own limit
         event["context"] = fit_context(event["context"])

@@ -151,6 +151,8 @@ RelayReason = Literal[
     "kafka_unavailable",  # 503: nothing was accepted; the SDK may send it again
     "keys_unavailable",  # 503: the keys could not be read yet (PostgreSQL is out)
     "internal_error",  # 500: a bug of ours, logged
+    "read_timeout",  # 408: the body did not come in time
+    "overloaded",  # 503: too many requests being read at once
 ]
 
 

@@ -475,8 +475,9 @@ class Settings(BaseSettings):
     relay_concurrency: int = Field(
         default=16,
         ge=1,
-        description="Requests the relay decompresses and reads at once (the others wait):"
-        " memory stays within about twice this many times MENDLINE_RELAY_MAX_ENVELOPE_BYTES.",
+        description="Requests the relay decompresses and reads at once (the others wait up to"
+        " MENDLINE_RELAY_PRODUCE_TIMEOUT, then 503); bodies being received and records waiting"
+        " for Kafka are held apart from these.",
     )
     relay_keys_refresh: float = Field(
         default=5.0,

@@ -468,11 +468,17 @@ class Scrubber:
         of another type are left alone. When nothing in the event can hold a secret, which
         is the usual case, it is not written to at all.
         """
-        if self._quick_clean(event):
-            return event
-        for container, key, value in self._changes(event):
-            container[key] = value
+        self.scrub(event)
         return event
+
+    def scrub(self, event: dict[str, Any]) -> bool:
+        """scrub_event, saying whether anything in ``event`` changed."""
+        if self._quick_clean(event):
+            return False
+        changes = self._changes(event)
+        for container, key, value in changes:
+            container[key] = value
+        return bool(changes)
 
     def _quick_clean(self, event: dict[str, Any]) -> bool:
         """True only if nothing in ``event`` can hold a secret (False may be a false alarm)."""

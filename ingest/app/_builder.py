@@ -164,7 +164,7 @@ class EventBuilder:
             event["lost"] = min(capture.lost, MAX_EVENT_COUNT)
         if not isinstance(event["context"], dict):
             event["context"] = {"context": event["context"]}
-        data, clean = finish_event(event, self._scrubber)
+        data, clean = finish_event(event, self._scrubber, names_within_limits=True)
         return event, data, clean
 
     def _exception(self, raw: RawException) -> dict[str, Any]:

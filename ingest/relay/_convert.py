@@ -67,7 +67,18 @@ _SENTRY_PARTS = ("request", "user", "contexts", "transaction", "sdk")
 # Request parts that are the client's address or identity: kept only with keep_pii.
 _REQUEST_PII = ("cookies", "env")
 # Request headers that carry the client's address: kept only with keep_pii.
-_ADDRESS_HEADERS = frozenset({"x-forwarded-for", "x-real-ip", "forwarded", "cf-connecting-ip"})
+_ADDRESS_HEADERS = frozenset(
+    {
+        "x-forwarded-for",
+        "x-real-ip",
+        "forwarded",
+        "cf-connecting-ip",
+        "true-client-ip",
+        "x-client-ip",
+        "x-cluster-client-ip",
+        "fastly-client-ip",
+    }
+)
 _USER_PII = ("ip_address", "email", "username", "name", "geo")
 _HALF = MAX_FRAMES // 2
 

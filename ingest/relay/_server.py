@@ -2,15 +2,16 @@
 aiohttp, answering as Sentry's Relay answers, producing what it accepts to Kafka before it
 says 200.
 
-A request is read in Relay's order: its body (decompressed, within the limits), who sends it
-(the key, in force, of the URL's project, from an allowed origin), the envelope, the key's
-rate limit; then its items: events converted, scrubbed and checked against ErrorEvent v1,
-check-ins turned into heartbeats, client reports counted, everything else counted and
-dropped. Only once Kafka acknowledged every record (acks=all) is the answer 200; a Kafka
-that does not acknowledge within ``relay_produce_timeout`` is 503 with Retry-After, and
-nothing of the request counts as accepted (the SDK may send it again: event ids and
-check-in ids make that harmless). A body that authenticates but is malformed is answered
-400 and kept in the DLQ topic with the reason.
+A request is read in Relay's order: who sends it (the key, in force, of the URL's project,
+from an allowed origin: by a header or the query before the body is read; by the envelope's
+dsn only without either), its body (within a time, decompressed within the limits, a few at
+once), the envelope, the key's rate limits; then its items: events converted, scrubbed and
+checked against ErrorEvent v1, check-ins turned into heartbeats, client reports counted,
+everything else counted and dropped. Only once Kafka acknowledged every record (acks=all)
+is the answer 200; a Kafka that does not acknowledge within ``relay_produce_timeout`` is 503
+with Retry-After, and nothing of the request counts as accepted (the SDK may send it again:
+event ids and check-in ids make that harmless). A body that authenticates but is malformed
+is answered 400 and kept in the DLQ topic with the reason.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ __all__ = ["DLQ_KEPT_BYTES", "Relay", "RelayStats", "Sender", "origin_allowed"]
 log = logging.getLogger("mendline.relay")
 
 #: Of a malformed body, what the DLQ keeps (its first bytes, the rest counted in a header).
-DLQ_KEPT_BYTES = 900 * 1024
+DLQ_KEPT_BYTES = 256 * 1024
 # Malformed bodies of one project kept a minute, at most (10 at once).
 _KEPT_PER_MINUTE = 60.0
 _PATH = r"/{prefix:(?:[^{}]*/)?}api/{project_id:\d{1,18}}/{endpoint:envelope|store}{slash:/?}"
@@ -87,15 +88,19 @@ _PREFLIGHT = {
 }
 # How long a Kafka outage is said to last: SDKs that keep events (offline caches) try again.
 _OUTAGE_RETRY_AFTER = 30.0
+_OVERLOAD_RETRY_AFTER = 5.0
+# Seconds a client has to send its whole body.
+_READ_TIMEOUT = 30.0
 _REJECTED = "event submission rejected with_reason: "
 _EVENT_CATEGORIES = ("error", "default")
-# What a key's rate limit counts: events and check-ins (each a record produced).
-_LIMITED = frozenset({"convert", "check_in"})
+# What a key's rate limit counts, each apart, and the categories a 429 names for it.
+_LIMITED = (("convert", ("error", "default")), ("check_in", ("monitor",)))
 _ENVELOPE_TYPE = "application/x-sentry-envelope"
 # Check-in ids made from a Sentry check-in's id and status (its start and its end share the
 # id): the same Sentry check-in sent twice is one check-in.
 _CHECKIN_NAMESPACE = uuid.UUID("6f1f0a43-7b7c-4f8e-9a43-6a2f61d6c0de")
 _STATUSES = {"in_progress": "start", "ok": "ok", "error": "fail"}
+_NIL = "0" * 32
 _ORIGIN_HOST = re.compile(r"^(?:(https?)://)?([^/:]+)(?::(\d+))?/?$")
 
 
@@ -178,7 +183,7 @@ class Relay:
         self._producer_keys = producer_keys
         self._clock = clock
         # By project: a key and the one that replaced it (in its grace) share their limit.
-        self._buckets: dict[int, TokenBucket] = {}
+        self._buckets: dict[tuple[int, str], TokenBucket] = {}
         self._keeping: dict[int, TokenBucket] = {}  # malformed bodies kept, by project
         self._reading = asyncio.Semaphore(settings.relay_concurrency)
         rules = self.scrubber.rules_id
@@ -201,8 +206,8 @@ class Relay:
         project_id = int(request.match_info["project_id"])  # mendline: ignore[MR101]
         work = _Request(request.match_info["endpoint"], project_id)
         try:
-            async with self._reading:
-                await self._read(request, work)
+            await self._read(request, work)
+            work.body = b""  # not held while Kafka is waited for (400s come before)
             await self._produce(work)
         except RelayRefused as refused:
             self._count(self.stats.refused, refused.reason)
@@ -229,8 +234,8 @@ class Relay:
             auth = None
         if auth is not None:
             work.key = self._key(auth, work.project_id, request.headers.get("Origin"))
-        try:
-            raw = await request.read()
+        try:  # a client that sends its body slowly, or not at all, holds only itself
+            raw = await asyncio.wait_for(request.read(), _READ_TIMEOUT)
         except web.HTTPRequestEntityTooLarge:
             raise RelayRefused(
                 413,
@@ -238,6 +243,28 @@ class Relay:
                 "length limit exceeded",
                 (f"the body is over {self.limits.envelope} bytes",),
             ) from None
+        except TimeoutError:
+            raise RelayRefused(
+                408, "read_timeout", "request timeout", (f"no whole body in {_READ_TIMEOUT} s",)
+            ) from None
+        try:  # what costs memory and time, a few requests at once; the others wait a while
+            await asyncio.wait_for(self._reading.acquire(), self.settings.relay_produce_timeout)
+        except TimeoutError:
+            raise RelayRefused(
+                503,
+                "overloaded",
+                "the service is overloaded",
+                retry_after=_OVERLOAD_RETRY_AFTER,
+            ) from None
+        try:
+            await self._parse(request, work, raw, auth)
+        finally:
+            self._reading.release()
+
+    async def _parse(
+        self, request: web.Request, work: _Request, raw: bytes, auth: SentryAuth | None
+    ) -> None:
+        """The body decompressed, the envelope read, its items into ``work``."""
         body = decode_body(raw, request.headers.get("Content-Encoding"), self.limits.envelope)
         del raw
         envelope_header = None
@@ -287,28 +314,30 @@ class Relay:
         return envelope
 
     def _limit(self, key: RelayKey, envelope: Envelope) -> None:
-        """The key's rate limit, on the events of the envelope (other items pass): 429
-        with Retry-After and X-Sentry-Rate-Limits, which SDKs back off by."""
+        """The key's rate limit, on the envelope's events and, apart, on its check-ins
+        (an error storm does not make heartbeats look missed): 429 with Retry-After and
+        X-Sentry-Rate-Limits naming the category refused, which SDKs back off by."""
         per_minute = self.settings.relay_rate_limit if key.rate_limit is None else key.rate_limit
-        events = sum(1 for item in envelope.items if item_handling(item.type) in _LIMITED)
-        if per_minute <= 0 or not events:
+        if per_minute <= 0:
             return
-        state, allowed, wait = take(
-            self._buckets.get(key.project_id),
-            self._clock(),
-            per_minute,
-            max(per_minute, events),
-            events,
-        )
-        self._buckets[key.project_id] = state
-        if not allowed:
-            raise RelayRefused(
-                429,
-                "rate_limited",
-                "Sentry dropped data due to a quota or internal rate limit being reached."
-                " This will not affect your application.",
-                retry_after=wait,
+        for handling, categories in _LIMITED:
+            n = sum(1 for item in envelope.items if item_handling(item.type) == handling)
+            if not n:
+                continue
+            bucket = (key.project_id, handling)
+            state, allowed, wait = take(
+                self._buckets.get(bucket), self._clock(), per_minute, max(per_minute, n), n
             )
+            self._buckets[bucket] = state
+            if not allowed:
+                raise RelayRefused(
+                    429,
+                    "rate_limited",
+                    "Sentry dropped data due to a quota or internal rate limit being reached."
+                    " This will not affect your application.",
+                    categories,
+                    retry_after=wait,
+                )
 
     async def _items(self, work: _Request, envelope: Envelope) -> None:
         """Each item as its type says: the records to produce are collected in ``work``."""
@@ -369,7 +398,13 @@ class Relay:
         # The key's service names the check: a key speaks for its service's heartbeats only
         # (and never for mendline's own, such as its clock).
         check = f"{work.key.service}.{sentry.monitor_slug}"
-        if status is None or not CHECK_NAME.fullmatch(check) or check.startswith("mendline."):
+        # No dot in the slug: "shop" and "api.nightly" would be service "shop.api"'s check.
+        if (
+            status is None
+            or "." in sentry.monitor_slug
+            or not CHECK_NAME.fullmatch(check)
+            or check.startswith("mendline.")
+        ):
             self.stats.check_ins_invalid += 1
             return
         environment = sentry.environment or work.key.environment
@@ -381,11 +416,13 @@ class Relay:
                 checkin_id=uuid.uuid5(
                     _CHECKIN_NAMESPACE,
                     f"{work.key.project_id}:{check}:{sentry.check_in_id}:{sentry.status}",
-                ),
+                )
+                if sentry.check_in_id != _NIL
+                else uuid.uuid4(),  # "the latest run": no id to tell a retry by
                 check=check,
                 status=status,  # type: ignore[arg-type]
                 timestamp=datetime.now(UTC),
-                run_id=sentry.check_in_id,
+                run_id=sentry.check_in_id if sentry.check_in_id != _NIL else None,
                 environment=environment if "*" not in environment else work.key.environment,
                 duration=sentry.duration,
                 message=None,
@@ -436,7 +473,9 @@ class Relay:
             return
         # Scrubbed as text (a malformed body may still hold secrets), and within Kafka's
         # default largest message.
-        text = self.scrubber.scrub_text(work.body[:DLQ_KEPT_BYTES].decode("utf-8", "replace"))
+        text = await asyncio.to_thread(
+            self.scrubber.scrub_text, work.body[:DLQ_KEPT_BYTES].decode("utf-8", "replace")
+        )
         kept = text.encode("utf-8")[:DLQ_KEPT_BYTES]
         headers = [
             ("mendline.errors.reason", b"relay_rejected"),
@@ -496,7 +535,7 @@ def _refusal(refused: RelayRefused) -> web.Response:
     """A refusal as Relay answers it: ``{"detail", "causes"}``, and for 429 and 503 the
     headers that tell an SDK how long to wait."""
     body: dict[str, Any] = {"detail": refused.detail}
-    if refused.causes:
+    if refused.causes and refused.status != 429:  # a 429's causes are its categories
         body["causes"] = list(refused.causes)
     headers = dict(_CORS)
     headers["X-Sentry-Error"] = refused.detail[:200]
@@ -504,7 +543,7 @@ def _refusal(refused: RelayRefused) -> web.Response:
         headers["Retry-After"] = retry_after_header(refused.retry_after)
     if refused.status == 429 and refused.retry_after is not None:
         headers["X-Sentry-Rate-Limits"] = rate_limits_header(
-            refused.retry_after, _EVENT_CATEGORIES, "key", "key_quota"
+            refused.retry_after, refused.causes, "key", "key_quota"
         )
     return web.json_response(body, status=refused.status, headers=headers)
 

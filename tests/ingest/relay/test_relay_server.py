@@ -420,3 +420,67 @@ async def test_the_store_endpoint_takes_an_envelope_and_an_envelopes_id_is_answe
         )
     assert (answer.status_code, answer.json()) == (200, {"id": "ef" * 16})
     assert served_relay.relay.stats.dropped == {"transaction": 1}
+
+
+async def test_a_client_that_never_sends_its_body_holds_no_one_else(
+    fresh_db_url: str, kafka_bootstrap: str
+) -> None:
+    settings = relay_settings(fresh_db_url, kafka_bootstrap, relay_concurrency=1)
+    async for served in serve(settings):
+        host, port = served.url.removeprefix("http://").split(":")
+        stalled = []
+        for _ in range(3):  # headers, then silence: more of them than the relay reads at once
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                f"POST /api/{served.key.project_id}/envelope/ HTTP/1.1\r\nHost: x\r\n"
+                "Content-Length: 5000\r\n\r\n{}".encode()
+            )
+            await writer.drain()
+            stalled.append(writer)
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                answer = await client.post(
+                    served.envelope_url(), content=envelope(event_item()), headers=served.auth()
+                )
+            assert answer.status_code == 200
+        finally:
+            for writer in stalled:
+                writer.close()
+
+
+async def test_events_and_check_ins_are_limited_apart_and_the_429_names_its_category(
+    fresh_db_url: str, kafka_bootstrap: str
+) -> None:
+    check_in = {"check_in_id": "0" * 32, "monitor_slug": "nightly", "status": "ok"}
+    beat = envelope(({"type": "check_in"}, json.dumps(check_in).encode()))
+    dotted = envelope(
+        ({"type": "check_in"}, json.dumps({**check_in, "monitor_slug": "api.nightly"}).encode())
+    )
+    settings = relay_settings(fresh_db_url, kafka_bootstrap)
+    async for served in serve(settings, rate_limit=1):
+        url, auth = served.envelope_url(), served.auth()
+        async with httpx.AsyncClient() as client:
+            first = await client.post(url, content=envelope(event_item()), headers=auth)
+            heartbeat = await client.post(url, content=beat, headers=auth)  # a bucket of its own
+            second = await client.post(url, content=envelope(event_item()), headers=auth)
+            another = await client.post(url, content=beat, headers=auth)
+        assert (first.status_code, heartbeat.status_code) == (200, 200)
+        assert second.status_code == 429 and another.status_code == 429
+        assert second.headers["X-Sentry-Rate-Limits"].endswith(":error;default:key:key_quota")
+        assert another.headers["X-Sentry-Rate-Limits"].endswith(":monitor:key:key_quota")
+        assert int(second.headers["Retry-After"]) >= 1
+    async for served in serve(relay_settings(fresh_db_url, kafka_bootstrap)):
+        async with httpx.AsyncClient() as client:
+            for body in (beat, beat, dotted):
+                answer = await client.post(
+                    served.envelope_url(), content=body, headers=served.auth()
+                )
+                assert answer.status_code == 200
+        records = await read_events(
+            served.settings.kafka_bootstrap, served.settings.checkins_topic, 2
+        )
+        # Two runs with Sentry's nil id are two check-ins; a dotted slug would name another
+        # service's check, and is not taken.
+        assert [r["check"] for r in records] == ["checkout.nightly", "checkout.nightly"]
+        assert records[0]["checkin_id"] != records[1]["checkin_id"]
+        assert served.relay.stats.check_ins_invalid == 1
