@@ -15,6 +15,8 @@ decision out, with its reasons); the stores and stages read what they need and a
 - ``producers``: whether a record may speak for the service it claims (signing keys)
 - ``ratelimit``: the Sentry-compatible endpoint's per-key token buckets, and the
   ``Retry-After`` and ``X-Sentry-Rate-Limits`` headers that make SDKs back off
+- ``relay``: whether a browser's Origin may send with a relay key, and which heartbeat a
+  key's Sentry check-in speaks for
 - ``silences``: Alertmanager's matchers over an alert's labels, and which silence holds it;
   ``LabelPattern``, the RE2 expressions those matchers and the routes' ``match_re`` run
 """
@@ -145,6 +147,7 @@ from mendline.analyzers.policy.ratelimit import (
     retry_after_header,
     take,
 )
+from mendline.analyzers.policy.relay import heartbeat_name, origin_allowed
 from mendline.analyzers.policy.silences import (
     MATCHER_OPS,
     Matcher,
@@ -231,6 +234,7 @@ __all__ = [
     "forwarded_client",
     "forwarded_scheme",
     "hash_password",
+    "heartbeat_name",
     "higher_severity",
     "host_refusal",
     "last_admin_refusal",
@@ -245,6 +249,7 @@ __all__ = [
     "new_dangerous_calls",
     "new_session_secret",
     "new_token",
+    "origin_allowed",
     "origin_of",
     "origin_refusal",
     "pair_key",

@@ -11,7 +11,7 @@ from mendline.ingest.relay._convert import KeyScope, convert_event, event_id_of
 from mendline.ingest.relay._envelope import DEFAULT_LIMITS, Envelope, EnvelopeItem, EnvelopeLimits
 from mendline.ingest.relay._kafka import KafkaSender
 from mendline.ingest.relay._keys import KeyRing
-from mendline.ingest.relay._server import Relay, RelayStats, Sender, origin_allowed
+from mendline.ingest.relay._server import Relay, RelayStats, Sender
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -29,7 +29,6 @@ __all__ = [
     "convert_event",
     "event_id_of",
     "format_dsn",
-    "origin_allowed",
     "parse_dsn",
     "request_auth",
 ]

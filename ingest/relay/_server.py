@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -38,6 +37,7 @@ from mendline.analyzers.policy.ratelimit import (
     retry_after_header,
     take,
 )
+from mendline.analyzers.policy.relay import heartbeat_name, origin_allowed
 from mendline.ingest._wire import finish_event
 from mendline.ingest.app import encode_checkin
 from mendline.ingest.relay._auth import SentryAuth, check_envelope_dsn, request_auth
@@ -60,13 +60,13 @@ from mendline.ingest.relay._items import (
     parse_client_report,
 )
 from mendline.ingest.relay._keys import KeyRing
-from mendline.schemas.checks import CHECK_NAME, CheckIn
+from mendline.schemas.checks import CheckIn
 from mendline.schemas.errors import InvalidEvent, RelayReason, RelayRefused
 from mendline.schemas.event import parse_event_exact
 from mendline.schemas.relay import RelayKey
 from mendline.schemas.settings import Settings
 
-__all__ = ["DLQ_KEPT_BYTES", "Relay", "RelayStats", "Sender", "origin_allowed"]
+__all__ = ["DLQ_KEPT_BYTES", "Relay", "RelayStats", "Sender"]
 
 log = logging.getLogger("mendline.relay")
 
@@ -101,7 +101,6 @@ _ENVELOPE_TYPE = "application/x-sentry-envelope"
 _CHECKIN_NAMESPACE = uuid.UUID("6f1f0a43-7b7c-4f8e-9a43-6a2f61d6c0de")
 _STATUSES = {"in_progress": "start", "ok": "ok", "error": "fail"}
 _NIL = "0" * 32
-_ORIGIN_HOST = re.compile(r"^(?:(https?)://)?([^/:]+)(?::(\d+))?/?$")
 
 
 class Sender(Protocol):
@@ -397,14 +396,8 @@ class Relay:
         status = _STATUSES.get(sentry.status)
         # The key's service names the check: a key speaks for its service's heartbeats only
         # (and never for mendline's own, such as its clock).
-        check = f"{work.key.service}.{sentry.monitor_slug}"
-        # No dot in the slug: "shop" and "api.nightly" would be service "shop.api"'s check.
-        if (
-            status is None
-            or "." in sentry.monitor_slug
-            or not CHECK_NAME.fullmatch(check)
-            or check.startswith("mendline.")
-        ):
+        check = heartbeat_name(work.key.service, sentry.monitor_slug)
+        if status is None or check is None:
             self.stats.check_ins_invalid += 1
             return
         environment = sentry.environment or work.key.environment
@@ -501,34 +494,6 @@ class Relay:
     @staticmethod
     def _count(counts: dict[Any, int], key: object, n: int = 1) -> None:
         counts[key] = counts.get(key, 0) + n
-
-
-def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
-    """Whether a browser's Origin is among a key's allowed origins: ``*``; a host
-    (``shop.example.com``, any scheme and port); a scheme and host, with a port when given;
-    ``*.example.com`` (its subdomains, not itself). ``null`` (a sandboxed page) only with
-    ``*``."""
-    if "*" in allowed:
-        return True
-    found = _ORIGIN_HOST.match(origin.strip().lower())
-    if found is None or origin.strip().lower() == "null":
-        return False
-    scheme, host, port = found.groups()
-    for pattern in allowed:
-        wanted = _ORIGIN_HOST.match(pattern)
-        if wanted is None:
-            continue
-        w_scheme, w_host, w_port = wanted.groups()
-        if w_scheme is not None and w_scheme != scheme:
-            continue
-        if w_port is not None and w_port != (port or {"http": "80", "https": "443"}.get(scheme)):
-            continue
-        if w_host.startswith("*."):
-            if host.endswith(w_host[1:]) and host != w_host[2:]:
-                return True
-        elif host == w_host:
-            return True
-    return False
 
 
 def _refusal(refused: RelayRefused) -> web.Response:

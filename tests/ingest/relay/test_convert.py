@@ -14,7 +14,6 @@ from mendline.analyzers.grouping import fingerprint
 from mendline.analyzers.grouping import title as fingerprint_title
 from mendline.analyzers.grouping.scrubbing import Scrubber
 from mendline.ingest._wire import finish_event
-from mendline.ingest.relay import origin_allowed
 from mendline.ingest.relay._convert import KeyScope, convert_event, event_id_of
 from mendline.schemas.errors import RelayRefused
 from mendline.schemas.event import parse_event_exact
@@ -257,31 +256,6 @@ def test_texts_are_cut_once_scrubbed_and_new_frame_fields_are_scrubbed() -> None
 def test_a_time_no_event_can_have_is_the_time_of_receipt(timestamp: object) -> None:
     event = accepted(convert_event({"timestamp": timestamp}, SCOPE, received=RECEIVED))
     assert event["timestamp"].timestamp() == RECEIVED
-
-
-@pytest.mark.parametrize(
-    ("origin", "allowed", "expected"),
-    [
-        ("https://shop.example.com", ("*",), True),
-        ("null", ("*",), True),
-        ("null", ("shop.example.com",), False),
-        ("https://shop.example.com", ("shop.example.com",), True),
-        ("http://shop.example.com:8080", ("shop.example.com",), True),
-        ("https://shop.example.com", ("https://shop.example.com",), True),
-        ("http://shop.example.com", ("https://shop.example.com",), False),
-        ("https://shop.example.com:8443", ("https://shop.example.com:8443",), True),
-        ("https://shop.example.com", ("https://shop.example.com:8443",), False),
-        ("https://a.example.com", ("*.example.com",), True),
-        ("https://example.com", ("*.example.com",), False),
-        ("https://evil-example.com", ("*.example.com",), False),
-        ("https://shop.example.com:443.evil.com", ("shop.example.com",), False),
-        ("https://shop.example.com/path", ("shop.example.com",), False),
-    ],
-)
-def test_an_origin_is_allowed_as_the_key_says(
-    origin: str, allowed: tuple[str, ...], expected: bool
-) -> None:
-    assert origin_allowed(origin, allowed) is expected
 
 
 def _moved(sentry: dict[str, Any]) -> dict[str, Any]:

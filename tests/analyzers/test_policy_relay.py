@@ -1,0 +1,50 @@
+"""The relay's decisions: a browser's Origin against a key's allowed origins, and the
+heartbeat a key's Sentry check-in speaks for."""
+
+from __future__ import annotations
+
+import pytest
+
+from mendline.analyzers.policy import heartbeat_name, origin_allowed
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed", "expected"),
+    [
+        ("https://shop.example.com", ("*",), True),
+        ("null", ("*",), True),
+        ("null", ("shop.example.com",), False),
+        ("https://shop.example.com", ("shop.example.com",), True),
+        ("http://shop.example.com:8080", ("shop.example.com",), True),
+        ("https://shop.example.com", ("https://shop.example.com",), True),
+        ("http://shop.example.com", ("https://shop.example.com",), False),
+        ("https://shop.example.com:8443", ("https://shop.example.com:8443",), True),
+        ("https://shop.example.com", ("https://shop.example.com:8443",), False),
+        ("https://a.example.com", ("*.example.com",), True),
+        ("https://example.com", ("*.example.com",), False),
+        ("https://evil-example.com", ("*.example.com",), False),
+        ("https://shop.example.com:443.evil.com", ("shop.example.com",), False),
+        ("https://shop.example.com/path", ("shop.example.com",), False),
+    ],
+)
+def test_an_origin_is_allowed_as_the_key_says(
+    origin: str, allowed: tuple[str, ...], expected: bool
+) -> None:
+    assert origin_allowed(origin, allowed) is expected
+
+
+@pytest.mark.parametrize(
+    ("service", "slug", "expected"),
+    [
+        ("checkout", "nightly-export", "checkout.nightly-export"),
+        ("shop.api", "nightly", "shop.api.nightly"),
+        ("shop", "api.nightly", None),  # would be service shop.api's check
+        ("mendline", "clock", None),  # mendline's own
+        ("my shop", "nightly", None),  # no check name holds a space
+        ("checkout", "x" * 100, None),  # over a check name's 100 characters
+    ],
+)
+def test_a_check_in_speaks_for_its_keys_services_heartbeat(
+    service: str, slug: str, expected: str | None
+) -> None:
+    assert heartbeat_name(service, slug) == expected
