@@ -61,8 +61,8 @@ from mendline.ingest.relay._items import (
 )
 from mendline.ingest.relay._keys import KeyRing
 from mendline.schemas.checks import CheckIn
+from mendline.schemas.compiled_event import parse_event_compiled
 from mendline.schemas.errors import InvalidEvent, RelayReason, RelayRefused
-from mendline.schemas.event import parse_event_exact
 from mendline.schemas.relay import RelayKey
 from mendline.schemas.settings import Settings
 
@@ -373,7 +373,7 @@ class Relay:
         )
         data, clean = finish_event(doc, self.scrubber)
         try:
-            parse_event_exact(data)
+            parse_event_compiled(data)  # the consumer's own check of the contract
         except InvalidEvent as exc:
             raise RelayRefused(400, "bad_event", "invalid event", (exc.detail,)) from None
         headers = list(self._scrubbed) if clean else []
