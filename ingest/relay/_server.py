@@ -94,7 +94,7 @@ _READ_TIMEOUT = 30.0
 _REJECTED = "event submission rejected with_reason: "
 _EVENT_CATEGORIES = ("error", "default")
 # What a key's rate limit counts, each apart, and the categories a 429 names for it.
-_LIMITED = (("convert", ("error", "default")), ("check_in", ("monitor",)))
+_LIMITED = (("convert", _EVENT_CATEGORIES), ("check_in", ("monitor",)))
 _ENVELOPE_TYPE = "application/x-sentry-envelope"
 # Check-in ids made from a Sentry check-in's id and status (its start and its end share the
 # id): the same Sentry check-in sent twice is one check-in.
