@@ -59,6 +59,11 @@ METRICS: tuple[StatsMetric[RelayStats], ...] = (
         ("reason", "category"),
     ),
     StatsMetric(
+        "mendline_relay_client_reports_malformed_total",
+        "Parts of SDKs' client reports that could not be read (not counted above).",
+        lambda s: {(): s.client_reports_malformed},
+    ),
+    StatsMetric(
         "mendline_relay_dead_lettered_total",
         "Malformed bodies of authenticated requests kept in the DLQ topic (kept), or not kept"
         " because Kafka was out (lost).",
