@@ -4,7 +4,6 @@ category."""
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from collections.abc import Mapping
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
+from mendline.ingest.relay._envelope import read_json
 from mendline.schemas.errors import InvalidEvent
 
 __all__ = [
@@ -172,7 +172,7 @@ def parse_client_report(payload: bytes) -> ClientReport:
     cannot be read is counted in ``malformed``. The Relay-to-Relay lists
     (``rate_limited_events``, ``filtered_events``...) are not an SDK's: ignored."""
     try:
-        report = json.loads(payload)
+        report = read_json(payload)
     except (ValueError, RecursionError):
         return ClientReport(None, (), malformed=1)
     if not isinstance(report, dict):
@@ -247,7 +247,7 @@ def parse_check_in(payload: bytes) -> SentryCheckIn:
     empty one), an environment over 64 characters, fields of the wrong type. A status it
     does not know (``missed`` included) is ``unknown``, as in Relay."""
     try:
-        doc = json.loads(payload)
+        doc = read_json(payload)
     except (ValueError, RecursionError) as exc:
         raise InvalidEvent("not_json", f"the check-in is not JSON: {exc}") from None
     if not isinstance(doc, dict):

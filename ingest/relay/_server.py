@@ -17,7 +17,6 @@ is answered 400 and kept in the DLQ topic with the reason.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -51,6 +50,7 @@ from mendline.ingest.relay._envelope import (
     decode_store_body,
     parse_envelope,
     parse_envelope_header,
+    read_json,
 )
 from mendline.ingest.relay._items import (
     event_category,
@@ -234,7 +234,8 @@ class Relay:
         if auth is not None:
             work.key = self._key(auth, work.project_id, request.headers.get("Origin"))
         try:  # a client that sends its body slowly, or not at all, holds only itself
-            raw = await asyncio.wait_for(request.read(), _READ_TIMEOUT)
+            async with asyncio.timeout(_READ_TIMEOUT):
+                raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise RelayRefused(
                 413,
@@ -247,7 +248,8 @@ class Relay:
                 408, "read_timeout", "request timeout", (f"no whole body in {_READ_TIMEOUT} s",)
             ) from None
         try:  # what costs memory and time, a few requests at once; the others wait a while
-            await asyncio.wait_for(self._reading.acquire(), self.settings.relay_produce_timeout)
+            async with asyncio.timeout(self.settings.relay_produce_timeout):
+                await self._reading.acquire()
         except TimeoutError:
             raise RelayRefused(
                 503,
@@ -358,7 +360,7 @@ class Relay:
     def _event(self, work: _Request, envelope: Envelope, item: EnvelopeItem) -> None:
         assert work.key is not None
         try:
-            payload = json.loads(item.payload)
+            payload = read_json(item.payload)
         except (ValueError, RecursionError) as exc:
             raise RelayRefused(400, "bad_event", "invalid event", (f"not JSON: {exc}",)) from None
         if isinstance(payload, dict) and event_category(payload) not in _EVENT_CATEGORIES:
@@ -434,15 +436,13 @@ class Relay:
         if not work.records:
             return
         try:
-            await asyncio.wait_for(
-                asyncio.gather(
-                    *(
-                        self.sender.send_and_wait(topic, value=value, key=key, headers=headers)
-                        for topic, key, value, headers in work.records
-                    )
-                ),
-                self.settings.relay_produce_timeout,
-            )
+            sends = [
+                self.sender.send_and_wait(topic, value=value, key=key, headers=headers)
+                for topic, key, value, headers in work.records
+            ]
+            async with asyncio.timeout(self.settings.relay_produce_timeout):
+                # One record (most requests) awaited as it is: gather would make it a task.
+                await (sends[0] if len(sends) == 1 else asyncio.gather(*sends))
         except Exception as exc:  # aiokafka's errors, a timeout: Kafka did not take it
             log.warning("mendline: relay could not produce to Kafka (%s); answering 503", exc)
             raise RelayRefused(

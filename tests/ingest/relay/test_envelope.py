@@ -19,6 +19,7 @@ from mendline.ingest.relay._envelope import (
     decode_store_body,
     parse_envelope,
     parse_envelope_header,
+    read_json,
 )
 from mendline.schemas.errors import RelayRefused
 
@@ -189,6 +190,9 @@ def test_the_event_id_of_the_header(event_id: str | None, normalised: str | None
         (b'{"a":NaN}\n', ("invalid envelope header",)),  # not JSON for Relay either
         (b"\xff\xfe{}\n", ("invalid envelope header",)),  # not UTF-8
         (b"[" * 100_000 + b"\n", ("invalid envelope header",)),  # too deep for the parser
+        (b'{"a":1}}\n', ("missing newline after header or payload",)),  # ends as one would
+        (b'{"a":"\xff"}\n', ("invalid envelope header",)),  # not UTF-8 inside
+        (b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"\n", ("invalid envelope header",)),
         (b'{"event_id":"nope"}\n', ("invalid envelope header",)),
         (b'{"event_id":42}\n', ("invalid envelope header",)),
         # item headers
@@ -238,6 +242,48 @@ def test_the_header_alone_is_read_before_the_rest() -> None:
     with pytest.raises(RelayRefused) as refused:
         parse_envelope_header(b"[1]\n")
     assert refused.value.reason == "bad_envelope"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b'{"a":"\\ud800"}',  # a lone surrogate: Python's reader takes it, msgspec does not
+        b'{"a":1e400}',  # out of a float's range: inf, as Python reads it
+        b'{"a":123456789012345678901234567890}',
+        b'{"a":1,"a":2}',  # the last one wins, as in Python
+        b'{ "a" : [1, {"b": null}] }',
+    ],
+)
+def test_a_header_reads_as_pythons_json_reads_it(header: bytes) -> None:
+    assert parse_envelope_header(header + b"\n") == json.loads(header)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"a":"\\ud800"}',
+        b'{"a":1e400,"b":NaN,"c":-Infinity}',  # Python's reader takes these
+        b'{"a":123456789012345678901234567890}',
+        b'{"a":1,"a":2}',
+        b'"text"',
+        b"[1, 2.5, true, null]",
+        '{"é":"ü"}'.encode(),
+        b"\xef\xbb\xbf{}",  # a BOM: Python reads past it, msgspec does not
+        b"[1,2",
+        b"",
+        b"\xff",
+        b"[" * 100_000,
+    ],
+)
+def test_read_json_is_pythons_json_loads(payload: bytes) -> None:
+    try:
+        expected: object = json.loads(payload)
+    except (ValueError, RecursionError) as error:
+        with pytest.raises(type(error)):
+            read_json(payload)
+        return
+    got = read_json(payload)
+    assert json.dumps(got) == json.dumps(expected)  # NaN == NaN in its text, not as a float
 
 
 # --- size limits -------------------------------------------------------------------------
