@@ -7,9 +7,11 @@ envelopes of a realistic event (a chained error, five frames, tags, a request, a
 before compression) from this process over loopback HTTP, with C requests in flight. In the
 same run, on the same broker, the baseline: bare aiokafka `send_and_wait` calls of records
 of the same size, C in flight (each answered once acknowledged, as the relay answers). Printed:
-envelopes/s of each and their ratio (target >= 0.5x), then, at a steady R envelopes/s for S
-seconds (open loop: each sent on its schedule, whatever the answers), the p50, p99 and worst
-latency (target p99 < 20 ms), and the relay's peak resident memory.
+envelopes/s of each, the relay's CPU per envelope, and their ratio (target >= 0.5x); beside
+them this harness's ceiling: an aiohttp server that reads each body and answers 200 with no
+work, driven by the same client (the client needs a core of its own); then, at a steady R
+envelopes/s for S seconds (open loop: each sent on its schedule, whatever the answers), the
+p50, p99 and worst latency (target p99 < 20 ms), and the relay's peak resident memory.
 """
 
 from __future__ import annotations
@@ -134,6 +136,52 @@ async def hammer(url: str, bodies: list[bytes], concurrency: int) -> float:
         return len(bodies) / (time.perf_counter() - start)
 
 
+# The floor under any relay in this harness: aiohttp reading each body and answering 200 with
+# no work at all, in a process of its own, driven by the same client.
+_EMPTY_SERVER = """
+import sys
+from aiohttp import web
+
+async def post(request):
+    await request.read()
+    return web.json_response({})
+
+app = web.Application()
+app.router.add_route("POST", "/api/{project}/envelope/", post)
+print("serving", flush=True)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+async def empty_server_rate(bodies: list[bytes], concurrency: int) -> tuple[float, float]:
+    """Envelopes/s and CPU µs per envelope of an aiohttp server that does nothing."""
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _EMPTY_SERVER, str(port), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None
+        await server.stdout.readline()
+        url = f"http://127.0.0.1:{port}/api/1/envelope/"
+        await asyncio.sleep(0.3)  # run_app binds after printing
+        await hammer(url, bodies[:500], concurrency)
+        return await measured(psutil.Process(server.pid), url, bodies, concurrency)
+    finally:
+        server.terminate()
+        await server.wait()
+
+
+async def measured(
+    process: psutil.Process, url: str, bodies: list[bytes], concurrency: int
+) -> tuple[float, float]:
+    """hammer's rate, and the CPU the server ``process`` spent per envelope meanwhile (µs)."""
+    before = process.cpu_times()
+    rate = await hammer(url, bodies, concurrency)
+    after = process.cpu_times()
+    spent = after.user + after.system - before.user - before.system
+    return rate, spent / len(bodies) * 1e6
+
+
 async def bare(bootstrap: str, topic: str, count: int, size: int, concurrency: int) -> float:
     """Bare aiokafka: records of ``size`` bytes, each awaited, ``concurrency`` in flight."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
@@ -211,7 +259,7 @@ async def main() -> None:
             bodies = [envelope(n) for n in range(args.envelopes)]
             raw = len(gzip.decompress(bodies[0]))
             await hammer(url, bodies[:500], args.concurrency)  # warm up
-            relay_rate = await hammer(url, bodies, args.concurrency)
+            relay_rate, relay_cpu = await measured(memory, url, bodies, args.concurrency)
             bare_rate = await bare(
                 stack.kafka_bootstrap,
                 env["MENDLINE_ERRORS_TOPIC"] + ".bare",
@@ -219,6 +267,7 @@ async def main() -> None:
                 2500,
                 args.concurrency,
             )
+            empty_rate, empty_cpu = await empty_server_rate(bodies, args.concurrency)
             timed = [envelope(n) for n in range(int(args.rate * args.seconds))]
             latencies = sorted(await steady(url, timed, args.rate))
             peak = memory.memory_info().rss
@@ -230,8 +279,16 @@ async def main() -> None:
         f"relay: {args.envelopes} gzip envelopes ({len(bodies[0])} bytes, {raw} decompressed),"
         f" {args.concurrency} in flight"
     )
-    print(f"  mendline relay              {relay_rate:8.0f} envelopes/s")
+    print(
+        f"  mendline relay              {relay_rate:8.0f} envelopes/s"
+        f"  ({relay_cpu:.0f} µs of relay CPU each)"
+    )
     print(f"  bare aiokafka send_and_wait {bare_rate:8.0f} records/s (2.5 KB, same concurrency)")
+    print(
+        f"  aiohttp answering 200, no work {empty_rate:5.0f} envelopes/s"
+        f"  ({empty_cpu:.0f} µs of server CPU each): {empty_rate / bare_rate:.2f}x bare,"
+        " this harness's ceiling"
+    )
     print(f"  relay / bare                    {relay_rate / bare_rate:5.2f}x (target >= 0.5x)")
     print(
         f"  steady {args.rate:.0f}/s for {args.seconds:.0f} s: p50 "
