@@ -15,8 +15,8 @@ decision out, with its reasons); the stores and stages read what they need and a
 - ``producers``: whether a record may speak for the service it claims (signing keys)
 - ``ratelimit``: the Sentry-compatible endpoint's per-key token buckets, and the
   ``Retry-After`` and ``X-Sentry-Rate-Limits`` headers that make SDKs back off
-- ``relay``: whether a browser's Origin may send with a relay key, and which heartbeat a
-  key's Sentry check-in speaks for
+- ``relay``: whether a browser's Origin may send with a relay key, which heartbeat a key's
+  Sentry check-in speaks for, and how far an SDK's drifted clock is corrected
 - ``silences``: Alertmanager's matchers over an alert's labels, and which silence holds it;
   ``LabelPattern``, the RE2 expressions those matchers and the routes' ``match_re`` run
 """
@@ -147,7 +147,7 @@ from mendline.analyzers.policy.ratelimit import (
     retry_after_header,
     take,
 )
-from mendline.analyzers.policy.relay import heartbeat_name, origin_allowed
+from mendline.analyzers.policy.relay import clock_correction, heartbeat_name, origin_allowed
 from mendline.analyzers.policy.silences import (
     MATCHER_OPS,
     Matcher,
@@ -220,6 +220,7 @@ __all__ = [
     "backoff",
     "check_producer",
     "check_token_role",
+    "clock_correction",
     "csrf_refusal",
     "dangerous_calls",
     "decide",

@@ -1,5 +1,5 @@
-"""The relay's decisions, pure: whether a browser's Origin may send with a key, and which
-heartbeat a key's Sentry check-in speaks for."""
+"""The relay's decisions, pure: whether a browser's Origin may send with a key, which
+heartbeat a key's Sentry check-in speaks for, and how far an SDK's clock is corrected."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import re
 
 from mendline.schemas.checks import CHECK_NAME
 
-__all__ = ["heartbeat_name", "origin_allowed"]
+__all__ = ["MIN_CLOCK_DRIFT", "clock_correction", "heartbeat_name", "origin_allowed"]
+
+#: The least drift between an SDK's clock and ours that is corrected, in seconds (Relay's
+#: ClockDriftProcessor): less is latency, or a clock a little off; an hour is a time zone.
+MIN_CLOCK_DRIFT = 55 * 60.0
 
 # An origin, and a key's allowed origin pattern: [scheme://]host[:port], nothing after.
 _ORIGIN_HOST = re.compile(r"^(?:(https?)://)?([^/:]+)(?::(\d+))?/?$")
@@ -54,3 +58,15 @@ def heartbeat_name(service: str, slug: str) -> str | None:
     if "." in slug or not CHECK_NAME.fullmatch(name) or name.startswith(_OWN_CHECKS):
         return None
     return name
+
+
+def clock_correction(sent_at: float | None, received: float) -> float:
+    """Seconds to add to an event's time, as Relay corrects an SDK's clock: an envelope says
+    when it was ``sent_at`` by the SDK's clock, we know when it was ``received`` by ours; at
+    least MIN_CLOCK_DRIFT apart either way, the event's time is moved by their difference
+    (an event sent "yesterday" and received now happened a day later than it says); less
+    apart, or without ``sent_at``, 0."""
+    if sent_at is None:
+        return 0.0
+    drift = received - sent_at
+    return drift if abs(drift) >= MIN_CLOCK_DRIFT else 0.0

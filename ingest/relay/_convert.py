@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mendline.analyzers.grouping import default_in_app
+from mendline.analyzers.policy.relay import clock_correction
 from mendline.ingest._wire import (
     PRECUT,
     as_text,
@@ -63,7 +64,7 @@ _MAX_ID = 2**31 - 1
 _LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
 # What of the event goes in the context, beside ``extra`` (whose keys come first, as a
 # structlog event's do); an extra of the same name is kept as "extra.<name>".
-_SENTRY_PARTS = ("request", "user", "contexts", "transaction", "sdk")
+_SENTRY_PARTS = ("request", "user", "contexts", "transaction", "sdk", "clock_drift")
 # Request parts that are the client's address or identity: kept only with keep_pii.
 _REQUEST_PII = ("cookies", "env")
 # Request headers that carry the client's address: kept only with keep_pii.
@@ -109,22 +110,37 @@ def convert_event(
     *,
     event_id: str | None = None,
     received: float,
+    sent_at: object = None,
     keep_pii: bool = False,
 ) -> dict[str, Any]:
     """The ErrorEvent v1 wire dict of a Sentry event payload (not yet scrubbed, cut to the
     contract's byte limits, nor validated). ``event_id``: the envelope header's, which wins
     over the payload's; ``received``: the time of receipt, for an event without a usable
-    timestamp. Without ``keep_pii`` the user's address, email and names, cookies and the
-    request's environment are left out (Sentry's ``send_default_pii`` off). RelayRefused
-    (400, bad_event) when the payload is not an object."""
+    timestamp; ``sent_at``: the envelope header's, when the SDK's clock said it sent it: an
+    SDK clock an hour or more off moves the event's time by as much (as Relay corrects it),
+    and the context says so under ``clock_drift``. Without ``keep_pii`` the user's address,
+    email and names, cookies and the request's environment are left out (Sentry's
+    ``send_default_pii`` off). RelayRefused (400, bad_event) when the payload is not an
+    object."""
     if not isinstance(event, Mapping):
         raise RelayRefused(400, "bad_event", "invalid event: not a JSON object")
     platform = _platform(event.get("platform"))
     exceptions = _exceptions(event, platform)
+    sent = _moment(sent_at)
+    correction = clock_correction(sent, received)
+    moment = _moment(event.get("timestamp"))
+    context = _context(event, keep_pii)
+    if correction and moment is not None:
+        moment += correction
+        context["clock_drift"] = {
+            "adjusted_by_seconds": round(correction, 3),
+            "sdk_time": rfc3339(sent) if sent is not None else None,
+            "server_time": rfc3339(received),
+        }
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "event_id": event_id_of(event_id, event.get("event_id")),
-        "timestamp": _timestamp(event.get("timestamp"), received),
+        "timestamp": rfc3339(moment if moment is not None and _writable(moment) else received),
         "service": scope.service,
         "environment": _name(event.get("environment"), PRECUT) or scope.environment,
         "release": _name(event.get("release"), PRECUT),
@@ -133,7 +149,7 @@ def convert_event(
         "logger": _name(event.get("logger"), PRECUT),
         "message": cut(_message(event), PRECUT),
         "exceptions": exceptions,
-        "context": _context(event, keep_pii),
+        "context": context,
         "tags": wire_tags(_pairs(event.get("tags"))),
         "fingerprint": _fingerprint(event.get("fingerprint")),
     }
@@ -157,21 +173,26 @@ def _name(value: object, limit: int) -> str | None:
     return None
 
 
-def _timestamp(value: object, received: float) -> str:
-    """RFC 3339 in UTC of a Sentry timestamp (Unix seconds, or RFC 3339 with or without an
-    offset: without, UTC); the time of receipt when there is none that reads."""
+def _moment(value: object) -> float | None:
+    """Unix seconds of a Sentry timestamp (Unix seconds, or RFC 3339 with or without an
+    offset: without, UTC); None when it does not read as a time RFC 3339 can write."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if 0 < value < 253402214400:  # before the last day of the year 9999
-            return rfc3339(float(value))
-    elif isinstance(value, str):
+        return float(value) if _writable(value) else None
+    if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(_LONG_FRACTION.sub(r"\1", value.strip()))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
-            return rfc3339(moment.timestamp())
+            seconds = moment.timestamp()
         except (ValueError, OverflowError):  # not a time, or one of no year UTC can write
-            pass
-    return rfc3339(received)
+            return None
+        return seconds if _writable(seconds) else None
+    return None
+
+
+def _writable(seconds: float) -> bool:
+    """Between 1970 and the last day of the year 9999 (what RFC 3339 in UTC can write)."""
+    return 0 < seconds < 253402214400
 
 
 def _message(event: Mapping[str, Any]) -> str:

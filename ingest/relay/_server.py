@@ -136,6 +136,8 @@ class RelayStats:
     discarded: dict[tuple[str, str], int] = field(default_factory=dict)
     #: Parts of client reports that could not be read.
     client_reports_malformed: int = 0
+    #: Events whose time was moved by their SDK's clock drift (an hour or more).
+    clock_corrected: int = 0
     #: Malformed bodies kept in the DLQ, and those that could not be kept (Kafka was out).
     kept: int = 0
     not_kept: int = 0
@@ -371,8 +373,11 @@ class Relay:
             KeyScope(work.key.service, work.key.environment),
             event_id=envelope.event_id,
             received=time.time(),
+            sent_at=envelope.headers.get("sent_at"),
             keep_pii=self.settings.relay_keep_pii,
         )
+        if "clock_drift" in doc["context"]:  # an extra of that name is "extra.clock_drift"
+            self.stats.clock_corrected += 1
         data, clean = finish_event(doc, self.scrubber)
         try:
             parse_event_compiled(data)  # the consumer's own check of the contract

@@ -64,6 +64,11 @@ METRICS: tuple[StatsMetric[RelayStats], ...] = (
         lambda s: {(): s.client_reports_malformed},
     ),
     StatsMetric(
+        "mendline_relay_clock_corrected_total",
+        "Events whose time was moved by their SDK's clock drift (an hour or more, as Relay does).",
+        lambda s: {(): s.clock_corrected},
+    ),
+    StatsMetric(
         "mendline_relay_dead_lettered_total",
         "Malformed bodies of authenticated requests kept in the DLQ topic (kept), or not kept"
         " because Kafka was out (lost).",

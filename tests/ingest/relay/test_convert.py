@@ -4,6 +4,7 @@ the chain root cause first, frames oldest first, the key's service, PII left out
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from mendline.schemas.limits import MAX_FRAMES
 
 SENTRY = Path(__file__).parents[2] / "data" / "sentry"
 SCOPE = KeyScope("checkout", "production")
-RECEIVED = 1796607000.0  # 2026-12-06T22:50:00Z
+RECEIVED = 1796607000.0  # 2026-12-07T01:30:00Z
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -256,6 +257,40 @@ def test_texts_are_cut_once_scrubbed_and_new_frame_fields_are_scrubbed() -> None
 def test_a_time_no_event_can_have_is_the_time_of_receipt(timestamp: object) -> None:
     event = accepted(convert_event({"timestamp": timestamp}, SCOPE, received=RECEIVED))
     assert event["timestamp"].timestamp() == RECEIVED
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "sent_at", "expected", "corrected"),
+    [
+        # The SDK's clock a day behind: its event happened a day later than it says.
+        (RECEIVED - 86_400 - 5, RECEIVED - 86_400, RECEIVED - 5, True),
+        ("2026-12-07T03:29:55Z", "2026-12-07T03:30:00+00:00", RECEIVED - 5, True),  # 2 h ahead
+        (RECEIVED - 5, RECEIVED - 60, RECEIVED - 5, False),  # a minute: latency, not corrected
+        (RECEIVED - 5, None, RECEIVED - 5, False),  # no sent_at
+        (RECEIVED - 5, "not a time", RECEIVED - 5, False),
+        (None, RECEIVED - 86_400, RECEIVED, False),  # no time of its own: the receipt's
+    ],
+)
+def test_an_sdks_drifted_clock_moves_its_events_time_as_relay_does(
+    timestamp: object, sent_at: object, expected: float, corrected: bool
+) -> None:
+    payload = {"timestamp": timestamp, "extra": {"clock_drift": "the app's own"}}
+    event = accepted(convert_event(payload, SCOPE, received=RECEIVED, sent_at=sent_at))
+    assert event["timestamp"].timestamp() == pytest.approx(expected)
+    assert event["context"]["extra.clock_drift"] == "the app's own"  # never taken for ours
+    if corrected:
+        drift = event["context"]["clock_drift"]
+        assert drift["adjusted_by_seconds"] == pytest.approx(RECEIVED - 5 - _seconds(timestamp))
+        assert drift["server_time"] == "2026-12-07T01:30:00.000000Z"
+    else:
+        assert "clock_drift" not in event["context"]
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).timestamp()
+    assert isinstance(value, float)
+    return value
 
 
 def _moved(sentry: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,29 @@ async def test_every_compression_is_read_and_the_query_key_authenticates(
         served_relay.settings.kafka_bootstrap, served_relay.settings.errors_topic, 1
     )
     assert (event["event_id"], event["platform"]) == ("ab" * 16, "node")
+
+
+async def test_an_sdk_whose_clock_is_a_day_behind_has_its_event_moved_to_when_it_was_sent(
+    served_relay: ServedRelay,
+) -> None:
+    now = datetime.now(UTC)
+    behind = now - timedelta(days=1)  # the SDK's clock
+    body = envelope(
+        event_item(event_id="cd" * 16, timestamp=(behind - timedelta(seconds=3)).timestamp()),
+        header={"event_id": "cd" * 16, "sent_at": behind.isoformat()},
+    )
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            served_relay.envelope_url(), content=body, headers=served_relay.auth()
+        )
+    assert answer.status_code == 200
+    (event,) = await read_events(
+        served_relay.settings.kafka_bootstrap, served_relay.settings.errors_topic, 1
+    )
+    moved = datetime.fromisoformat(event["timestamp"])
+    assert now - timedelta(seconds=4) < moved <= datetime.now(UTC)  # a day later than it said
+    assert event["context"]["clock_drift"]["adjusted_by_seconds"] > 86_399
+    assert served_relay.relay.stats.clock_corrected == 1
 
 
 async def test_malformed_and_oversized_bodies_are_refused_and_the_malformed_kept(
