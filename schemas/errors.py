@@ -50,6 +50,7 @@ from typing import Literal, get_args
 
 __all__ = [
     "DEAD_LETTER_REASONS",
+    "NEVER_REDRIVEN",
     "AuthFailure",
     "AuthenticationFailed",
     "ChannelError",
@@ -95,14 +96,24 @@ InvalidEventReason = Literal["not_json", "invalid", "too_large", "unknown_schema
 #: Why a record went to the dead-letter topic (its ``mendline.errors.reason`` header): the
 #: event broke the contract, PostgreSQL refused it, preparing it failed unexpectedly, its
 #: event_id was stored with other content (``duplicate_conflict``), the consumer could not
-#: decode the record batch it came in (``undecodable``: a DLQ record per offset range), or its
-#: producer could not prove it may speak for the service it claims (``unauthenticated``).
+#: decode the record batch it came in (``undecodable``: a DLQ record per offset range), its
+#: producer could not prove it may speak for the service it claims (``unauthenticated``), or
+#: the relay answered an SDK's malformed body 400 (``relay_rejected``: the body, never a
+#: record of the errors topic).
 DeadLetterReason = (
     InvalidEventReason
     | Literal[
-        "store_rejected", "processing_error", "duplicate_conflict", "undecodable", "unauthenticated"
+        "store_rejected",
+        "processing_error",
+        "duplicate_conflict",
+        "undecodable",
+        "unauthenticated",
+        "relay_rejected",
     ]
 )
+#: Reasons whose DLQ records are never sent to the errors topic again: offsets without a
+#: record (``undecodable``), and bodies the relay refused, which are no ErrorEvent.
+NEVER_REDRIVEN: frozenset[str] = frozenset({"undecodable", "relay_rejected"})
 #: Every DeadLetterReason, in the order written above.
 DEAD_LETTER_REASONS: tuple[str, ...] = tuple(
     reason for literal in get_args(DeadLetterReason) for reason in get_args(literal)

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from mendline.ingest._topics import kafka_client_options
 from mendline.ingest.consumer._consumer import DLQ_HEADER_PREFIX, dead_letter_producer
-from mendline.schemas.errors import TopicNotFound
+from mendline.schemas.errors import NEVER_REDRIVEN, TopicNotFound
 from mendline.schemas.settings import Settings
 
 __all__ = ["DeadLetter", "read_dead_letters", "redrive"]
@@ -138,9 +138,10 @@ async def redrive(settings: Settings, reason: str | None = None) -> int:
     the consumer validates them again, and stores each event once whatever is replayed.
 
     Progress is committed under the group ``<consumer_group>-dlq-redrive``. With ``reason``,
-    only that reason's records go, and no progress is committed. ``undecodable`` letters
-    name offsets, not records, and are never sent. TopicNotFound when the broker has no DLQ
-    topic.
+    only that reason's records go, and no progress is committed. Letters of NEVER_REDRIVEN
+    reasons are never sent: ``undecodable`` ones name offsets, not records, and
+    ``relay_rejected`` ones hold bodies an SDK was answered 400 for, no ErrorEvent.
+    TopicNotFound when the broker has no DLQ topic.
     """
     consumer, tps = await _open(settings, group=settings.consumer_group + REDRIVE_GROUP_SUFFIX)
     producer = dead_letter_producer(settings, client_id="mendline-dlq-redrive")
@@ -158,11 +159,10 @@ async def redrive(settings: Settings, reason: str | None = None) -> int:
             else:
                 consumer.seek(tp, committed)
         letters = await _drain(consumer, tps)
-        # An undecodable range has no record to send: only its offsets are kept.
         chosen = [
             d
             for d in letters
-            if d.reason != "undecodable" and (reason is None or d.reason == reason)
+            if d.reason not in NEVER_REDRIVEN and (reason is None or d.reason == reason)
         ]
         futures = [
             await producer.send(

@@ -22,6 +22,7 @@ import pytest
 import sentry_sdk
 
 from mendline.devstack import KafkaBroker
+from mendline.ingest import read_dead_letters, redrive
 from mendline.schemas.checks import CheckIn
 from tests.db_helpers import store_events
 from tests.ingest.relay.conftest import ADMIN, ServedRelay, relay_settings, serve
@@ -229,6 +230,17 @@ async def test_malformed_and_oversized_bodies_are_refused_and_the_malformed_kept
     assert by_reason[b"bad_envelope"].value == b'{}\n{"type":"event","length":99}\n{}'
     assert dict(by_reason[b"bad_event"].headers)["mendline.errors.service"] == b"checkout"
     assert served_relay.relay.stats.kept == 2
+    # `dlq list --reason relay_rejected` finds them; a redrive never sends them to the errors
+    # topic (they are bodies an SDK was answered 400 for, not events), even when asked by name.
+    settings = served_relay.settings
+    listed = await read_dead_letters(settings, reason="relay_rejected")
+    assert sorted(dict(d.headers)["mendline.errors.relay_reason"] for d in listed) == [
+        b"bad_envelope",
+        b"bad_event",
+    ]
+    assert await redrive(settings, "relay_rejected") == 0
+    assert await redrive(settings) == 0
+    assert await read_records(settings.kafka_bootstrap, settings.errors_topic, 1, timeout=2) == []
 
 
 async def test_a_check_in_becomes_a_heartbeat_and_other_items_are_counted(
