@@ -195,6 +195,25 @@ async def test_an_issue_a_batch_creates_is_written_whole_at_once(
     assert await db.fetchval("SELECT times_seen FROM mendline.fingerprints") == 5
 
 
+async def test_texts_holding_any_character_stay_whole_in_an_issues_lists(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    # An event's environment, host and grouping components are its own (attacker's) text:
+    # no character, a unit separator or a JSON quote included, splits or changes them.
+    odd = 'eu\x1fstaging "q" \\ \u2028'
+    first = dataclasses.replace(
+        prepared_event(at=T0, environment=odd, host=f"web\x1f{odd}"),
+        components=(f"Value\x1fError {odd}", "app.orders.parse"),
+    )
+    await store.write([first])
+    await store.write([prepared_event(at=T0 + timedelta(minutes=1), environment="b\x1fa")])
+    issue = await db.fetchrow("SELECT environments, hosts FROM mendline.issues")
+    assert issue["environments"] == sorted([odd, "b\x1fa"])
+    assert issue["hosts"] == sorted(["web-1", f"web\x1f{odd}"])
+    components = await db.fetchval("SELECT components FROM mendline.fingerprints")
+    assert components == [f"Value\x1fError {odd}", "app.orders.parse"]
+
+
 async def test_a_trigger_carries_its_newest_events_tags(
     store: Store, db: asyncpg.Connection
 ) -> None:
