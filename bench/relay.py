@@ -137,19 +137,26 @@ async def hammer(url: str, bodies: list[bytes], concurrency: int) -> float:
 
 
 # The floor under any relay in this harness: aiohttp reading each body and answering 200 with
-# no work at all, in a process of its own, driven by the same client.
+# no work at all (not even decompressing), in a process of its own, driven by the same client.
 _EMPTY_SERVER = """
-import sys
+import asyncio, sys
 from aiohttp import web
 
 async def post(request):
     await request.read()
     return web.json_response({})
 
-app = web.Application()
-app.router.add_route("POST", "/api/{project}/envelope/", post)
-print("serving", flush=True)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+async def main():
+    app = web.Application()
+    app.router.add_route("POST", "/api/{project}/envelope/", post)
+    # As the relay serves: its bodies as they came (it decompresses them itself), no log.
+    runner = web.AppRunner(app, access_log=None, auto_decompress=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", int(sys.argv[1])).start()
+    print("serving", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
 """
 
 
@@ -161,9 +168,8 @@ async def empty_server_rate(bodies: list[bytes], concurrency: int) -> tuple[floa
     )
     try:
         assert server.stdout is not None
-        await server.stdout.readline()
+        await server.stdout.readline()  # said once bound
         url = f"http://127.0.0.1:{port}/api/1/envelope/"
-        await asyncio.sleep(0.3)  # run_app binds after printing
         await hammer(url, bodies[:500], concurrency)
         return await measured(psutil.Process(server.pid), url, bodies, concurrency)
     finally:

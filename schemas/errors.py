@@ -46,6 +46,8 @@ error.
 from __future__ import annotations
 
 import errno
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Literal, get_args
 
 __all__ = [
@@ -111,9 +113,13 @@ DeadLetterReason = (
         "relay_rejected",
     ]
 )
-#: Reasons whose DLQ records are never sent to the errors topic again: offsets without a
-#: record (``undecodable``), and bodies the relay refused, which are no ErrorEvent.
-NEVER_REDRIVEN: frozenset[str] = frozenset({"undecodable", "relay_rejected"})
+#: Reasons whose DLQ records are never sent to the errors topic again, and why.
+NEVER_REDRIVEN: Mapping[str, str] = MappingProxyType(
+    {
+        "undecodable": "they name offsets, not records",
+        "relay_rejected": "they are bodies the relay refused, not events",
+    }
+)
 #: Every DeadLetterReason, in the order written above.
 DEAD_LETTER_REASONS: tuple[str, ...] = tuple(
     reason for literal in get_args(DeadLetterReason) for reason in get_args(literal)

@@ -475,9 +475,9 @@ class Settings(BaseSettings):
     relay_concurrency: int = Field(
         default=16,
         ge=1,
-        description="Requests the relay decompresses and reads at once (the others wait up to"
-        " MENDLINE_RELAY_PRODUCE_TIMEOUT, then 503); bodies being received and records waiting"
-        " for Kafka are held apart from these.",
+        description="Large bodies (over 1 MiB decompressed) the relay decompresses at once, off"
+        " its event loop (the others wait up to MENDLINE_RELAY_PRODUCE_TIMEOUT, then 503);"
+        " smaller ones, most SDK envelopes, are read on the loop as they come.",
     )
     relay_keys_refresh: float = Field(
         default=5.0,

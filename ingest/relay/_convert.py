@@ -62,6 +62,8 @@ _CAUSES = {
 _MAX_ID = 2**31 - 1
 # RFC 3339 with more than microseconds (Go sends nanoseconds): the rest is cut.
 _LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
+# An envelope's sent_at, as Relay reads it: RFC 3339, a date, a time and an offset.
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)\Z")
 # What of the event goes in the context, beside ``extra`` (whose keys come first, as a
 # structlog event's do); an extra of the same name is kept as "extra.<name>".
 _SENTRY_PARTS = ("request", "user", "contexts", "transaction", "sdk", "clock_drift")
@@ -116,31 +118,33 @@ def convert_event(
     """The ErrorEvent v1 wire dict of a Sentry event payload (not yet scrubbed, cut to the
     contract's byte limits, nor validated). ``event_id``: the envelope header's, which wins
     over the payload's; ``received``: the time of receipt, for an event without a usable
-    timestamp; ``sent_at``: the envelope header's, when the SDK's clock said it sent it: an
-    SDK clock an hour or more off moves the event's time by as much (as Relay corrects it),
-    and the context says so under ``clock_drift``. Without ``keep_pii`` the user's address,
-    email and names, cookies and the request's environment are left out (Sentry's
-    ``send_default_pii`` off). RelayRefused (400, bad_event) when the payload is not an
-    object."""
+    timestamp; ``sent_at``: the envelope header's (RFC 3339), when the SDK's clock said it
+    sent it: an SDK clock 55 minutes or more off ours moves the event's time by as much (as
+    Relay corrects it), and the context says so under ``clock_drift``. Without
+    ``keep_pii`` the user's address, email and names, cookies and the request's environment
+    are left out (Sentry's ``send_default_pii`` off). RelayRefused (400, bad_event) when the
+    payload is not an object."""
     if not isinstance(event, Mapping):
         raise RelayRefused(400, "bad_event", "invalid event: not a JSON object")
     platform = _platform(event.get("platform"))
     exceptions = _exceptions(event, platform)
-    sent = _moment(sent_at)
-    correction = clock_correction(sent, received)
     moment = _moment(event.get("timestamp"))
     context = _context(event, keep_pii)
-    if correction and moment is not None:
-        moment += correction
+    sent = _moment(sent_at) if isinstance(sent_at, str) and _RFC3339.match(sent_at) else None
+    correction = clock_correction(sent, received) if moment is not None else 0.0
+    timestamp = _time_text(moment + correction) if correction and moment is not None else None
+    if timestamp is not None and sent is not None:  # moved (and still a time we can write)
         context["clock_drift"] = {
             "adjusted_by_seconds": round(correction, 3),
-            "sdk_time": rfc3339(sent) if sent is not None else None,
+            "sdk_time": _time_text(sent),
             "server_time": rfc3339(received),
         }
+    else:
+        timestamp = _time_text(moment) or rfc3339(received)
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "event_id": event_id_of(event_id, event.get("event_id")),
-        "timestamp": rfc3339(moment if moment is not None and _writable(moment) else received),
+        "timestamp": timestamp,
         "service": scope.service,
         "environment": _name(event.get("environment"), PRECUT) or scope.environment,
         "release": _name(event.get("release"), PRECUT),
@@ -174,25 +178,30 @@ def _name(value: object, limit: int) -> str | None:
 
 
 def _moment(value: object) -> float | None:
-    """Unix seconds of a Sentry timestamp (Unix seconds, or RFC 3339 with or without an
-    offset: without, UTC); None when it does not read as a time RFC 3339 can write."""
+    """Unix seconds of a Sentry timestamp: Unix seconds (after 1970, before the last day of
+    the year 9999), or RFC 3339 with or without an offset (without, UTC); None when it does
+    not read as a time."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) if _writable(value) else None
+        return float(value) if 0 < value < 253402214400 else None
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(_LONG_FRACTION.sub(r"\1", value.strip()))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
-            seconds = moment.timestamp()
-        except (ValueError, OverflowError):  # not a time, or one of no year UTC can write
+            return moment.timestamp()
+        except (ValueError, OverflowError):  # not a time
             return None
-        return seconds if _writable(seconds) else None
     return None
 
 
-def _writable(seconds: float) -> bool:
-    """Between 1970 and the last day of the year 9999 (what RFC 3339 in UTC can write)."""
-    return 0 < seconds < 253402214400
+def _time_text(seconds: float | None) -> str | None:
+    """``seconds`` in RFC 3339, UTC; None for none, or a time of no year UTC can write."""
+    if seconds is None:
+        return None
+    try:
+        return rfc3339(seconds)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _message(event: Mapping[str, Any]) -> str:

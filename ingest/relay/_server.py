@@ -91,6 +91,8 @@ _OUTAGE_RETRY_AFTER = 30.0
 _OVERLOAD_RETRY_AFTER = 5.0
 # Seconds a client has to send its whole body.
 _READ_TIMEOUT = 30.0
+# Bodies that decompress to more than this are decompressed off the loop, a few at once.
+_INLINE_BYTES = 1024 * 1024
 _REJECTED = "event submission rejected with_reason: "
 _EVENT_CATEGORIES = ("error", "default")
 # What a key's rate limit counts, each apart, and the categories a 429 names for it.
@@ -129,14 +131,15 @@ class RelayStats:
     refused: dict[str, int] = field(default_factory=dict)
     #: Items accepted, counted and not stored, by item type.
     dropped: dict[str, int] = field(default_factory=dict)
-    #: Check-ins produced as heartbeats; and those that could not be (no such name form).
+    #: Check-ins produced as heartbeats (acknowledged); and those that could not be (no
+    #: such name form).
     check_ins: int = 0
     check_ins_invalid: int = 0
     #: What SDKs reported they discarded (client reports), by (reason, category).
     discarded: dict[tuple[str, str], int] = field(default_factory=dict)
     #: Parts of client reports that could not be read.
     client_reports_malformed: int = 0
-    #: Events whose time was moved by their SDK's clock drift (an hour or more).
+    #: Events produced whose time was moved by their SDK's clock drift (55 minutes or more).
     clock_corrected: int = 0
     #: Malformed bodies kept in the DLQ, and those that could not be kept (Kafka was out).
     kept: int = 0
@@ -153,6 +156,8 @@ class _Request:
     key: RelayKey | None = None
     records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
     event_id: str | None = None
+    #: Events of it whose time was moved by their SDK's clock drift.
+    corrected: int = 0
 
 
 class Relay:
@@ -249,26 +254,13 @@ class Relay:
             raise RelayRefused(
                 408, "read_timeout", "request timeout", (f"no whole body in {_READ_TIMEOUT} s",)
             ) from None
-        try:  # what costs memory and time, a few requests at once; the others wait a while
-            async with asyncio.timeout(self.settings.relay_produce_timeout):
-                await self._reading.acquire()
-        except TimeoutError:
-            raise RelayRefused(
-                503,
-                "overloaded",
-                "the service is overloaded",
-                retry_after=_OVERLOAD_RETRY_AFTER,
-            ) from None
-        try:
-            await self._parse(request, work, raw, auth)
-        finally:
-            self._reading.release()
+        await self._parse(request, work, raw, auth)
 
     async def _parse(
         self, request: web.Request, work: _Request, raw: bytes, auth: SentryAuth | None
     ) -> None:
         """The body decompressed, the envelope read, its items into ``work``."""
-        body = decode_body(raw, request.headers.get("Content-Encoding"), self.limits.envelope)
+        body = await self._decompressed(raw, request.headers.get("Content-Encoding"))
         del raw
         envelope_header = None
         if work.endpoint == "envelope" or _ENVELOPE_TYPE in request.headers.get("Content-Type", ""):
@@ -282,6 +274,39 @@ class Relay:
         assert work.key is not None
         self._limit(work.key, envelope)
         await self._items(work, envelope)
+
+    async def _decompressed(self, raw: bytes, encoding: str | None) -> bytes:
+        """The body decompressed within the envelope limit: on the loop when it comes to at
+        most _INLINE_BYTES (an SDK's envelope is a few KB), else again in a thread, at most
+        MENDLINE_RELAY_CONCURRENCY at once, the others waiting up to the produce timeout,
+        then 503: a large body, or a bomb, holds no other request up."""
+        limit = self.limits.envelope
+        if limit > _INLINE_BYTES:
+            try:
+                return decode_body(raw, encoding, _INLINE_BYTES)
+            except RelayRefused as refused:
+                if refused.reason != "too_large":
+                    raise
+        try:
+            async with asyncio.timeout(self.settings.relay_produce_timeout):
+                await self._reading.acquire()
+        except TimeoutError:
+            raise RelayRefused(
+                503,
+                "overloaded",
+                "the service is overloaded",
+                retry_after=_OVERLOAD_RETRY_AFTER,
+            ) from None
+        decoding = asyncio.ensure_future(asyncio.to_thread(decode_body, raw, encoding, limit))
+        # The slot is free again when the thread is done, not before: even when this request
+        # is cancelled first (the relay stopping), its thread still runs.
+        decoding.add_done_callback(self._decoded)
+        return await asyncio.shield(decoding)
+
+    def _decoded(self, decoding: asyncio.Future[bytes]) -> None:
+        self._reading.release()
+        if not decoding.cancelled():
+            decoding.exception()  # retrieved: a request cancelled meanwhile never reads it
 
     def _key(self, auth: SentryAuth, project_id: int, origin: str | None) -> RelayKey:
         """The key in force the request names, of the URL's project, from an origin it
@@ -376,9 +401,9 @@ class Relay:
             sent_at=envelope.headers.get("sent_at"),
             keep_pii=self.settings.relay_keep_pii,
         )
-        if "clock_drift" in doc["context"]:  # an extra of that name is "extra.clock_drift"
-            self.stats.clock_corrected += 1
         data, clean = finish_event(doc, self.scrubber)
+        # Said in the context (an extra of that name is "extra.clock_drift"), and kept there.
+        work.corrected += "clock_drift" in doc["context"]
         try:
             parse_event_compiled(data)  # the consumer's own check of the contract
         except InvalidEvent as exc:
@@ -433,7 +458,6 @@ class Relay:
             return
         key, value = encode_checkin(checkin)
         work.records.append((self.settings.checkins_topic, key, value, []))
-        self.stats.check_ins += 1
 
     async def _produce(self, work: _Request) -> None:
         """Every record of the request, acknowledged, within the produce timeout; 503 with
@@ -457,7 +481,10 @@ class Relay:
                 (f"{type(exc).__name__}: Kafka did not acknowledge the records",),
                 retry_after=_OUTAGE_RETRY_AFTER,
             ) from None
-        self.stats.events += sum(1 for r in work.records if r[0] == self.settings.errors_topic)
+        topics = [topic for topic, *_ in work.records]
+        self.stats.events += topics.count(self.settings.errors_topic)
+        self.stats.check_ins += topics.count(self.settings.checkins_topic)
+        self.stats.clock_corrected += work.corrected
 
     async def _keep(self, work: _Request, refused: RelayRefused) -> None:
         """Keep a malformed body of an authenticated request in the DLQ topic, with why; a
@@ -486,10 +513,10 @@ class Relay:
             ("mendline.errors.bytes", str(len(work.body)).encode()),
         ]
         try:
-            await asyncio.wait_for(
-                self.sender.send_and_wait(self.settings.dlq_topic, value=kept, headers=headers),
-                self.settings.relay_produce_timeout,
-            )
+            async with asyncio.timeout(self.settings.relay_produce_timeout):
+                await self.sender.send_and_wait(
+                    self.settings.dlq_topic, value=kept, headers=headers
+                )
         except Exception as exc:
             self.stats.not_kept += 1
             log.warning("mendline: relay could not keep a rejected body in the DLQ (%s)", exc)

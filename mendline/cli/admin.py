@@ -13,7 +13,13 @@ from typing import Any
 from mendline.cli._connections import connect_database, reaching_kafka
 from mendline.cli._options import AS_JSON, Commands, positive
 from mendline.cli.output import print_done, print_json, printable, shorten, table
-from mendline.schemas.errors import DEAD_LETTER_REASONS, ConfigError, DevStackError
+from mendline.schemas.errors import (
+    DEAD_LETTER_REASONS,
+    NEVER_REDRIVEN,
+    ConfigError,
+    DevStackError,
+    UsageError,
+)
 from mendline.schemas.redaction import redact_url
 from mendline.schemas.settings import Settings
 
@@ -237,6 +243,11 @@ def _dlq_list(args: argparse.Namespace, settings: Settings) -> int:
 def _dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
     from mendline.ingest import redrive
 
+    if args.reason in NEVER_REDRIVEN:  # said before the topic is read, not "0 records"
+        raise UsageError(
+            f"{args.reason} records are never redriven: {NEVER_REDRIVEN[args.reason]}",
+            hint=f"see them with `mendline dlq list --reason {args.reason}`",
+        )
     with reaching_kafka(settings):
         count = asyncio.run(redrive(settings, args.reason))
     print_done(

@@ -60,7 +60,8 @@ def freeze_startup() -> None:
 async def run_stages(settings: Settings, only: list[str] | None = None) -> int:
     """``mendline run``: the stages (all, or ``only`` these) in one process, each restarted
     when it fails, until SIGINT or SIGTERM stops them all cleanly; with ``metrics_port``
-    set, serving /healthz, /readyz and /metrics meanwhile."""
+    set, serving /healthz, /readyz and /metrics meanwhile. The process's objects made so far
+    are frozen first (``freeze_startup``): it is the command's process."""
     stop = asyncio.Event()
     stop_on_signals(stop)
     telemetry = Telemetry()
@@ -74,7 +75,8 @@ async def run_stage(name: str, settings: Settings) -> int:
     """``mendline consume``, ``analyze``, ``alert``, ``monitor``, ``heal`` or ``web``: the
     stage called ``name`` until SIGINT or SIGTERM; what it has in flight is finished. It is
     not restarted: a failure ends the command (its process supervisor restarts it). With
-    ``metrics_port`` set, it serves /healthz, /readyz and /metrics meanwhile."""
+    ``metrics_port`` set, it serves /healthz, /readyz and /metrics meanwhile. The process's
+    objects made so far are frozen first (``freeze_startup``): it is the command's process."""
     stop = asyncio.Event()
     stop_on_signals(stop)
     telemetry = Telemetry()

@@ -65,7 +65,7 @@ METRICS: tuple[StatsMetric[RelayStats], ...] = (
     ),
     StatsMetric(
         "mendline_relay_clock_corrected_total",
-        "Events whose time was moved by their SDK's clock drift (an hour or more, as Relay does).",
+        "Events produced whose time was moved by their SDK's clock drift (55 minutes or more).",
         lambda s: {(): s.clock_corrected},
     ),
     StatsMetric(

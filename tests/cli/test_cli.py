@@ -250,6 +250,24 @@ def test_bad_arguments_are_usage_errors_before_any_server_is_asked(
     assert usage_error(result).startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("reason", "why"),
+    [
+        ("relay_rejected", "they are bodies the relay refused, not events"),
+        ("undecodable", "they name offsets, not records"),
+    ],
+)
+def test_redriving_what_is_never_redriven_says_so_before_reading_the_topic(
+    reason: str, why: str
+) -> None:
+    result = run("dlq", "redrive", "--reason", reason, env={"MENDLINE_KAFKA_BOOTSTRAP": "x:1"})
+    assert result.stderr.splitlines() == [
+        f"mendline dlq: error: {reason} records are never redriven: {why}",
+        f"hint: see them with `mendline dlq list --reason {reason}`",
+    ]
+    assert result.returncode == 2
+
+
 def test_a_usage_error_of_ours_points_at_the_commands_help() -> None:
     result = run("analyze", "--fresh")
     assert result.stderr.splitlines() == [

@@ -263,12 +263,19 @@ def test_a_time_no_event_can_have_is_the_time_of_receipt(timestamp: object) -> N
     ("timestamp", "sent_at", "expected", "corrected"),
     [
         # The SDK's clock a day behind: its event happened a day later than it says.
-        (RECEIVED - 86_400 - 5, RECEIVED - 86_400, RECEIVED - 5, True),
+        (RECEIVED - 86_400 - 5, "2026-12-06T01:30:00Z", RECEIVED - 5, True),
         ("2026-12-07T03:29:55Z", "2026-12-07T03:30:00+00:00", RECEIVED - 5, True),  # 2 h ahead
         (RECEIVED - 5, RECEIVED - 60, RECEIVED - 5, False),  # a minute: latency, not corrected
         (RECEIVED - 5, None, RECEIVED - 5, False),  # no sent_at
         (RECEIVED - 5, "not a time", RECEIVED - 5, False),
         (None, RECEIVED - 86_400, RECEIVED, False),  # no time of its own: the receipt's
+        # sent_at is RFC 3339 or nothing: a date alone, a week date, a number say nothing.
+        (RECEIVED - 5, "2026-12-07", RECEIVED - 5, False),
+        (RECEIVED - 5, "2026-W49-1", RECEIVED - 5, False),
+        (RECEIVED - 5, RECEIVED - 86_400, RECEIVED - 5, False),
+        # Moved out of what RFC 3339 can write: left as the SDK said it, and not said moved.
+        ("9999-12-31T23:00:00Z", "2026-12-06T01:30:00Z", 253402297200.0, False),
+        ("1969-07-20T20:17:00Z", None, -14182980.0, False),  # before 1970, as sent
     ],
 )
 def test_an_sdks_drifted_clock_moves_its_events_time_as_relay_does(

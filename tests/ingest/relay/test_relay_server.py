@@ -4,6 +4,7 @@ the real sentry-sdk sends to it; hand-made requests for what an SDK would not se
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import importlib
 import json
@@ -382,6 +383,20 @@ async def test_a_kafka_outage_is_a_503_and_the_sdks_report_of_its_loss_is_counte
         stats = served.relay.stats
         assert stats.refused == {"kafka_unavailable": 1} and stats.events == 0
         assert stats.discarded == {("network_error", "error"): 1}
+        # An envelope of several records (an event, a check-in, a day-late clock): none
+        # acknowledged, so none counted, and the whole envelope is refused.
+        check_in = {"check_in_id": "ab" * 16, "monitor_slug": "nightly", "status": "ok"}
+        late = datetime.now(UTC) - timedelta(days=1)
+        body = envelope(
+            event_item(timestamp=late.timestamp()),
+            ({"type": "check_in"}, json.dumps(check_in).encode()),
+            header={"sent_at": late.isoformat()},
+        )
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(served.envelope_url(), content=body, headers=served.auth())
+        assert (answer.status_code, answer.headers["Retry-After"]) == (503, "30")
+        assert stats.refused == {"kafka_unavailable": 2}
+        assert (stats.events, stats.check_ins, stats.clock_corrected) == (0, 0, 0)
 
 
 async def test_a_key_writes_only_its_services_heartbeats_and_bad_check_ins_are_counted(
@@ -482,6 +497,33 @@ async def test_a_client_that_never_sends_its_body_holds_no_one_else(
         finally:
             for writer in stalled:
                 writer.close()
+
+
+async def test_large_bodies_are_decompressed_off_the_loop_a_few_at_once(
+    fresh_db_url: str, kafka_bootstrap: str
+) -> None:
+    # Bodies over 1 MiB once decompressed go to a thread, one at a time here; the others
+    # wait up to the produce timeout (20 ms), then are answered 503 with Retry-After.
+    settings = relay_settings(
+        fresh_db_url, kafka_bootstrap, relay_concurrency=1, relay_produce_timeout=0.02
+    )
+    big = gzip.compress(envelope(({"type": "attachment"}, b"a" * (15 << 20))), mtime=0)
+    async for served in serve(settings):
+        url, headers = served.envelope_url(), {**served.auth(), "Content-Encoding": "gzip"}
+        async with httpx.AsyncClient(timeout=30) as client:
+            post = functools.partial(client.post, url, content=big, headers=headers)
+            answers = await asyncio.gather(*(post() for _ in range(6)))
+            statuses = sorted(answer.status_code for answer in answers)
+            assert statuses[0] == 200 and statuses[-1] == 503, statuses
+            for answer in answers:
+                if answer.status_code == 503:
+                    assert answer.json() == {"detail": "the service is overloaded"}
+                    assert answer.headers["Retry-After"] == "5"
+            # Every slot is free again: a large body alone is read whole.
+            assert (await post()).status_code == 200
+        stats = served.relay.stats
+        assert stats.dropped["attachment"] == statuses.count(200) + 1
+        assert stats.refused == {"overloaded": statuses.count(503)}
 
 
 async def test_events_and_check_ins_are_limited_apart_and_the_429_names_its_category(
