@@ -103,12 +103,9 @@ class _IssueDelta:
 def _json_array(texts: list[str]) -> str:
     """Texts as one JSON array, the form in which a row's list of texts travels in the
     statements below (unnest takes one text per row, and any character, the event's own
-    included, can be in the texts: no separator is safe). Read back in SQL by _TEXTS."""
+    included, can be in the texts: no separator is safe). Read back in SQL as
+    ``ARRAY(SELECT jsonb_array_elements_text(<column>::jsonb))``."""
     return to_json(texts).decode()
-
-
-# A row's JSON array of texts (_json_array) as a text[] (format with the column's name).
-_TEXTS = "ARRAY(SELECT jsonb_array_elements_text({}::jsonb))"
 
 
 async def _init_connection(conn: _Conn) -> None:
@@ -688,11 +685,12 @@ class Store:
         # written moments ago costs its ten indexes, and the web's trigger, a second time.
         d = [_IssueDelta.of(by_hash[h]) for h in missing]
         rows = await conn.fetch(
-            f"""INSERT INTO mendline.issues
+            """INSERT INTO mendline.issues
                    (service, primary_hash, title, culprit, level, level_rank, first_seen,
                     last_seen, times_seen, first_release, last_release, environments, hosts)
                SELECT s, h, t, c, l, r, f, ls, n, fr, lr,
-                      {_TEXTS.format("e")}, {_TEXTS.format("ho")}
+                      ARRAY(SELECT jsonb_array_elements_text(e::jsonb)),
+                      ARRAY(SELECT jsonb_array_elements_text(ho::jsonb))
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                            $6::smallint[], $7::timestamptz[], $8::timestamptz[], $9::bigint[],
                            $10::text[], $11::text[], $12::text[], $13::text[])
@@ -715,9 +713,9 @@ class Store:
         created = {row["id"] for row in rows}
         counted = {row["primary_hash"] for row in rows}
         inserted = await conn.fetch(
-            f"""INSERT INTO mendline.fingerprints
+            """INSERT INTO mendline.fingerprints
                    (hash, issue_id, algorithm_version, basis, components, times_seen)
-               SELECT h, i.id, v, b, {_TEXTS.format("c")}, n
+               SELECT h, i.id, v, b, ARRAY(SELECT jsonb_array_elements_text(c::jsonb)), n
                FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bigint[])
                     AS u(h, v, b, c, n)
                JOIN mendline.issues i ON i.primary_hash = u.h
@@ -751,7 +749,7 @@ class Store:
             return
         d = [deltas[i] for i in ids]
         await conn.execute(
-            f"""UPDATE mendline.issues AS i SET
+            """UPDATE mendline.issues AS i SET
                    times_seen = i.times_seen + u.n,
                    first_release = CASE WHEN i.times_seen = 0 OR u.first_seen < i.first_seen
                                         THEN u.first_release ELSE i.first_release END,
@@ -763,13 +761,16 @@ class Store:
                    level = CASE WHEN u.level_rank > i.level_rank THEN u.level ELSE i.level END,
                    level_rank = greatest(i.level_rank, u.level_rank),
                    environments = (
-                       SELECT coalesce(array_agg(DISTINCT x ORDER BY x), '{{}}')
-                       FROM unnest(i.environments || {_TEXTS.format("u.envs")}) AS x
+                       SELECT coalesce(array_agg(DISTINCT x ORDER BY x), '{}')
+                       FROM unnest(i.environments
+                                   || ARRAY(SELECT jsonb_array_elements_text(u.envs::jsonb))) AS x
                        WHERE x <> ''),
                    hosts = (
-                       SELECT coalesce(array_agg(x), '{{}}') FROM (
+                       SELECT coalesce(array_agg(x), '{}') FROM (
                            SELECT DISTINCT x
-                           FROM unnest(i.hosts || {_TEXTS.format("u.hosts")}) AS x
+                           FROM unnest(
+                               i.hosts || ARRAY(SELECT jsonb_array_elements_text(u.hosts::jsonb))
+                           ) AS x
                            WHERE x <> '' ORDER BY x LIMIT $11) AS h),
                    status = CASE WHEN u.reopen OR u.escalate THEN 'unresolved'
                                  ELSE i.status END,
