@@ -89,6 +89,8 @@ class Summary:
     passfile: str | None = None
     #: The demo's dashboard: its URL and the demo login (``url``, ``user``, ``password``).
     dashboard: dict[str, str] | None = None
+    #: The DSN of the demo's relay key: a Sentry SDK given it sends to the demo's pipeline.
+    relay_dsn: str | None = None
     #: With --keep: the settings that point ``mendline fix`` at the demo's policy.
     fix_settings: dict[str, str] | None = None
     complete: bool = False

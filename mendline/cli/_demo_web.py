@@ -1,5 +1,6 @@
 """The demo's dashboard: a port for it (8040 when free), and a demo login (an admin with a
-password made for this run) to click through the demo's issues, findings and proposed fix."""
+password made for this run) to click through the demo's issues, findings and proposed fix;
+and a relay key, whose DSN lets any Sentry SDK send to the demo's pipeline."""
 
 from __future__ import annotations
 
@@ -12,12 +13,23 @@ import asyncpg
 
 from mendline.devstack import free_port
 from mendline.schemas.people import SYSTEM_ACTOR
-from mendline.sinks.postgres import PeopleStore, append_audit
+from mendline.schemas.settings import Settings
+from mendline.sinks.postgres import PeopleStore, RelayKeyStore, append_audit
 
-__all__ = ["DEMO_USER", "DemoDashboard", "dashboard_lines", "dashboard_port", "demo_login"]
+__all__ = [
+    "DEMO_SENTRY_SERVICE",
+    "DEMO_USER",
+    "DemoDashboard",
+    "dashboard_lines",
+    "dashboard_port",
+    "demo_login",
+    "demo_relay_dsn",
+]
 
 #: The demo's dashboard user (an admin: it may approve and apply the proposed fix).
 DEMO_USER = "demo"
+#: The service whose relay key the demo makes: errors sent with its DSN are this service's.
+DEMO_SENTRY_SERVICE = "storefront"
 _PREFERRED_PORT = 8040
 _HOST = "127.0.0.1"
 
@@ -64,3 +76,13 @@ def dashboard_lines(dashboard: DemoDashboard) -> list[str]:
         f"  dashboard    {dashboard.url}",
         f"               log in as {dashboard.user}, password {dashboard.password}",
     ]
+
+
+async def demo_relay_dsn(pool: asyncpg.Pool, settings: Settings) -> str:
+    """A relay key for DEMO_SENTRY_SERVICE (audited as any key mendline makes) and its DSN:
+    a Sentry SDK given it, in any language, sends its errors to the demo's relay stage."""
+    from mendline.ingest.relay import format_dsn
+
+    keys = RelayKeyStore(pool, append_audit, origin="demo")
+    key = await keys.create_key(SYSTEM_ACTOR, DEMO_SENTRY_SERVICE, "production", label="demo")
+    return format_dsn(settings.relay_url, key.public_key, key.project_id)

@@ -160,7 +160,12 @@ async def _demo(
 ) -> Summary:
     from mendline.cli._demo_fix import fix_setup, heal_lines, read_fixes, show_fixes
     from mendline.cli._demo_parts import StandIns, sample_app
-    from mendline.cli._demo_web import dashboard_lines, demo_login
+    from mendline.cli._demo_web import (
+        DEMO_SENTRY_SERVICE,
+        dashboard_lines,
+        demo_login,
+        demo_relay_dsn,
+    )
     from mendline.ingest import ensure_topics
     from mendline.stages import run_pipeline, stop_on_signals
 
@@ -180,6 +185,7 @@ async def _demo(
             await ensure_topics(demo_settings)
         pool = await _empty_database(stack)
         dashboard = await demo_login(pool, demo_settings.web_port)
+        relay_dsn = await demo_relay_dsn(pool, demo_settings)
         pipeline = asyncio.create_task(run_pipeline(demo_settings, stop))
         summary = Summary()
         try:
@@ -195,6 +201,8 @@ async def _demo(
                 screen.say(line)
             for line in dashboard_lines(dashboard):
                 screen.say(line)
+            screen.say(f"  relay        Sentry SDKs' DSN {relay_dsn}")
+            screen.say(f"               (any language's errors, as '{DEMO_SENTRY_SERVICE}')")
             screen.say(f"  stand-ins    Slack webhook {stand_ins.slack_url}")
             screen.say(f"               SMTP 127.0.0.1:{stand_ins.smtp_port}")
             async with sample_app(
@@ -212,6 +220,7 @@ async def _demo(
             summary.received = dict(stand_ins.received)
             summary.fixes = await read_fixes(pool)
             summary.dashboard = dashboard.as_json()
+            summary.relay_dsn = relay_dsn
             show(screen, summary, psql)
             show_fixes(screen, summary.fixes, fixes)
             explore(screen, psql)
@@ -440,6 +449,11 @@ async def _keep(
             f"or click through the issues, findings and the proposed fix on the dashboard:\n"
             f"  {summary.dashboard['url']}  (log in as {summary.dashboard['user']},"
             f" password {summary.dashboard['password']})"
+        )
+    if summary.relay_dsn is not None:
+        screen.say(
+            "or send errors from an app in any language with its Sentry SDK, the DSN set to\n"
+            f"  {summary.relay_dsn}"
         )
     screen.say("press Ctrl-C to stop")
     if args.json:  # a script reads the summary, then connects while the demo waits

@@ -67,6 +67,30 @@ async def running_demo(
             await process.wait()
 
 
+def _send_with_sentry_sdk(dsn: str) -> str:
+    """An error of a storefront app sent by the real Sentry SDK to ``dsn``; its event id."""
+    import sentry_sdk
+
+    sentry_sdk.init(
+        dsn=dsn,
+        default_integrations=False,
+        auto_enabling_integrations=False,
+        auto_session_tracking=False,
+        release="storefront@3.1.0",
+    )
+    try:
+        try:
+            _ = {"cart": {}}["cart"]["total"]
+        except KeyError:
+            event_id = sentry_sdk.capture_exception()
+        sentry_sdk.flush(10)
+    finally:
+        sentry_sdk.get_client().close()
+        sentry_sdk.init()  # no DSN: sends nothing
+    assert event_id is not None
+    return event_id
+
+
 def failure_names() -> set[str]:
     return {spec.failure for spec in TRAFFIC if spec.failure is not None}
 
@@ -217,6 +241,28 @@ async def test_keep_leaves_the_embedded_database_running_until_interrupted(
         ).repositories
         fixed = git(repository.path, "show", f"{shown['branch']}:src/shop/shop.py")
         assert 'return GIFT_WRAP_FEE if options.get("gift_wrap") else 0.0' in fixed
+        # The relay's DSN it printed: a real Sentry SDK's error becomes an issue of the demo's
+        # storefront service, with a finding.
+        event_id = await asyncio.to_thread(_send_with_sentry_sdk, summary["relay_dsn"])
+        conn = await asyncpg.connect(url, passfile=passfile)
+        try:
+            for _ in range(120):
+                found = await conn.fetchrow(
+                    """SELECT i.service, i.title, count(f.issue_id) AS findings
+                       FROM mendline.issues i
+                       JOIN mendline.events e ON e.issue_id = i.id
+                       LEFT JOIN mendline.issue_findings f ON f.issue_id = i.id
+                       WHERE e.event_id = $1 GROUP BY i.id""",
+                    event_id,
+                )
+                if found is not None and found["findings"]:
+                    break
+                await asyncio.sleep(0.5)
+        finally:
+            await conn.close()
+        assert found is not None, "the SDK's event never became an issue"
+        assert (found["service"], found["title"]) == ("storefront", "KeyError: 'total'")
+        assert found["findings"] == 1
         assert process.returncode is None  # still running, as asked
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 60) == 0
