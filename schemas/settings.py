@@ -473,11 +473,13 @@ class Settings(BaseSettings):
         " MiB, mostly for attachments, which mendline drops): past it, 413.",
     )
     relay_concurrency: int = Field(
-        default=16,
+        default=4,
         ge=1,
-        description="Large bodies (over 1 MiB decompressed) the relay decompresses at once, off"
-        " its event loop (the others wait up to MENDLINE_RELAY_PRODUCE_TIMEOUT, then 503);"
-        " smaller ones, most SDK envelopes, are read on the loop as they come.",
+        description="Large compressed bodies (over 64 KiB, or over 1 MiB decompressed) the relay"
+        " decompresses at once, in threads of its own (the others wait up to"
+        " MENDLINE_RELAY_PRODUCE_TIMEOUT, then 503); each may take up to twice"
+        " MENDLINE_RELAY_MAX_ENVELOPE_BYTES of memory meanwhile. Smaller ones, most SDK"
+        " envelopes, are read on the event loop as they come.",
     )
     relay_keys_refresh: float = Field(
         default=5.0,

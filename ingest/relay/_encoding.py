@@ -10,7 +10,7 @@ import cramjam
 
 from mendline.schemas.errors import RelayRefused
 
-__all__ = ["SUPPORTED_ENCODINGS", "decode_body", "inflate_zlib"]
+__all__ = ["MAX_GZIP_MEMBERS", "SUPPORTED_ENCODINGS", "decode_body", "inflate_zlib", "is_identity"]
 
 #: What a 415 names in its ``Accept-Encoding`` header, as tower-http's decompression does.
 SUPPORTED_ENCODINGS = ("gzip", "deflate", "br", "zstd")
@@ -23,6 +23,11 @@ _RAW_DEFLATE_WBITS = -zlib.MAX_WBITS
 # The last byte of a cramjam output buffer is set to one of these before decompressing into
 # it: still there afterwards, the output did not reach it (see _decompress_into).
 _MARKS = (0xA5, 0x5A)
+#: Members a gzip body may hold (RFC 1952 allows several; an SDK sends one): many tiny ones
+#: would cost time out of proportion to their bytes.
+MAX_GZIP_MEMBERS = 64
+# Compressed bytes handed to zlib at once.
+_FEED = 64 * 1024
 
 
 def _over_limit(limit: int, what: str = "the body") -> RelayRefused:
@@ -58,6 +63,11 @@ def inflate_zlib(data: bytes, limit: int, what: str = "the body") -> bytes:
     """Inflate a zlib-wrapped stream into at most ``limit`` bytes: 413 ``too_large`` past it
     (``what`` names it in the cause), zlib.error when it does not inflate."""
     return _inflate(data, zlib.MAX_WBITS, limit, what)
+
+
+def is_identity(content_encoding: str | None) -> bool:
+    """Whether a body of this ``Content-Encoding`` is as it came (nothing to decompress)."""
+    return not _tokens(content_encoding)
 
 
 def _tokens(content_encoding: str | None) -> list[str]:
@@ -118,25 +128,35 @@ _DECODERS: dict[str, _Decoder] = {
 
 def _inflate(data: bytes, wbits: int, limit: int, what: str, *, members: bool = False) -> bytes:
     """zlib's decompressor asked for one byte more than ``limit`` at most, stream after
-    stream when ``members`` (gzip allows several); zlib.error when the data is not one."""
+    stream when ``members`` (gzip allows several: at most MAX_GZIP_MEMBERS); zlib.error when
+    the data is not one.
+
+    The input is fed _FEED bytes at a time: what a stream leaves unread (zlib's
+    ``unused_data``, a copy) is then at most that much, however many streams follow, and
+    many tiny ones cost at most MAX_GZIP_MEMBERS of them."""
+    view = memoryview(data)
     chunks: list[bytes] = []
-    size = 0
-    while True:
-        decompressor = zlib.decompressobj(wbits)
-        # Output stops at max_length: a bomb is found out after limit + 1 bytes.
-        chunk = decompressor.decompress(data, limit + 1 - size)
-        size += len(chunk)
-        if size > limit:
-            raise _over_limit(limit, what)
-        chunks.append(chunk)
-        if not decompressor.eof:
-            # Not stopped by max_length (size <= limit), so every input byte was read.
-            raise zlib.error("the compressed data ends before its stream does")
-        data = decompressor.unused_data
-        if not data:
-            break
-        if not members:
+    size = position = streams = 0
+    while position < len(view) or not streams:
+        streams += 1
+        if streams > 1 and not members:
             raise zlib.error("data follows the end of the compressed stream")
+        if streams > MAX_GZIP_MEMBERS:
+            raise zlib.error(f"more than {MAX_GZIP_MEMBERS} gzip members")
+        decompressor = zlib.decompressobj(wbits)
+        while not decompressor.eof:
+            if position >= len(view):
+                raise zlib.error("the compressed data ends before its stream does")
+            piece = view[position : position + _FEED]
+            # Output stops at max_length: a bomb is found out after limit + 1 bytes.
+            chunk = decompressor.decompress(piece, limit + 1 - size)
+            size += len(chunk)
+            if size > limit:
+                raise _over_limit(limit, what)
+            chunks.append(chunk)
+            # Not stopped by max_length (size <= limit): the piece was read up to the
+            # stream's end, if it came, or whole.
+            position += len(piece) - len(decompressor.unused_data)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

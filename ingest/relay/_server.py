@@ -21,6 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -41,7 +42,7 @@ from mendline.ingest._wire import finish_event
 from mendline.ingest.app import encode_checkin
 from mendline.ingest.relay._auth import SentryAuth, check_envelope_dsn, request_auth
 from mendline.ingest.relay._convert import KeyScope, convert_event
-from mendline.ingest.relay._encoding import decode_body
+from mendline.ingest.relay._encoding import decode_body, is_identity
 from mendline.ingest.relay._envelope import (
     DEFAULT_LIMITS,
     Envelope,
@@ -91,7 +92,9 @@ _OUTAGE_RETRY_AFTER = 30.0
 _OVERLOAD_RETRY_AFTER = 5.0
 # Seconds a client has to send its whole body.
 _READ_TIMEOUT = 30.0
-# Bodies that decompress to more than this are decompressed off the loop, a few at once.
+# Compressed bodies of at most _INLINE_RAW bytes that come to at most _INLINE_BYTES are
+# decompressed on the loop (about a millisecond at most); the others off it, a few at once.
+_INLINE_RAW = 64 * 1024
 _INLINE_BYTES = 1024 * 1024
 _REJECTED = "event submission rejected with_reason: "
 _EVENT_CATEGORIES = ("error", "default")
@@ -192,8 +195,15 @@ class Relay:
         self._buckets: dict[tuple[int, str], TokenBucket] = {}
         self._keeping: dict[int, TokenBucket] = {}  # malformed bodies kept, by project
         self._reading = asyncio.Semaphore(settings.relay_concurrency)
+        # The large bodies' decompression: threads of its own (not the loop's default
+        # executor, whose threads resolve Kafka's addresses).
+        self._decoders = ThreadPoolExecutor(settings.relay_concurrency, "mendline-relay-decode")
         rules = self.scrubber.rules_id
         self._scrubbed = [(SCRUBBED_HEADER, rules.encode())] if rules else []
+
+    def close(self) -> None:
+        """Let the decompression threads go (one still running finishes on its own)."""
+        self._decoders.shutdown(wait=False, cancel_futures=True)
 
     def app(self) -> web.Application:
         """The aiohttp application: the two endpoints (under any path prefix), their CORS
@@ -276,16 +286,19 @@ class Relay:
         await self._items(work, envelope)
 
     async def _decompressed(self, raw: bytes, encoding: str | None) -> bytes:
-        """The body decompressed within the envelope limit: on the loop when it comes to at
-        most _INLINE_BYTES (an SDK's envelope is a few KB), else again in a thread, at most
-        MENDLINE_RELAY_CONCURRENCY at once, the others waiting up to the produce timeout,
-        then 503: a large body, or a bomb, holds no other request up."""
+        """The body decompressed within the envelope limit. On the loop when it is small
+        (an SDK's envelope is a few KB): at most _INLINE_RAW bytes that come to at most
+        _INLINE_BYTES, or not compressed at all. Else in a thread of the relay's own, at
+        most MENDLINE_RELAY_CONCURRENCY at once, the others waiting up to the produce
+        timeout, then 503: a large body, or a bomb, holds no other request up."""
         limit = self.limits.envelope
-        if limit > _INLINE_BYTES:
+        if is_identity(encoding):
+            return decode_body(raw, encoding, limit)
+        if len(raw) <= _INLINE_RAW:
             try:
-                return decode_body(raw, encoding, _INLINE_BYTES)
+                return decode_body(raw, encoding, min(limit, _INLINE_BYTES))
             except RelayRefused as refused:
-                if refused.reason != "too_large":
+                if refused.reason != "too_large" or limit <= _INLINE_BYTES:
                     raise
         try:
             async with asyncio.timeout(self.settings.relay_produce_timeout):
@@ -297,7 +310,8 @@ class Relay:
                 "the service is overloaded",
                 retry_after=_OVERLOAD_RETRY_AFTER,
             ) from None
-        decoding = asyncio.ensure_future(asyncio.to_thread(decode_body, raw, encoding, limit))
+        loop = asyncio.get_running_loop()
+        decoding = loop.run_in_executor(self._decoders, decode_body, raw, encoding, limit)
         # The slot is free again when the thread is done, not before: even when this request
         # is cancelled first (the relay stopping), its thread still runs.
         decoding.add_done_callback(self._decoded)

@@ -124,6 +124,7 @@ async def run(settings: Settings, stop: asyncio.Event, context: StageContext) ->
         refreshing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refreshing
+        relay.close()
         await sender.close()
         await pool.close()
     stats = relay.stats

@@ -84,5 +84,6 @@ async def serve(settings: Settings, **key_options: Any) -> AsyncIterator[ServedR
         ) as url:
             yield ServedRelay(url, settings, relay, keys, ring, key)
     finally:
+        relay.close()
         await sender.close()
         await pool.close()

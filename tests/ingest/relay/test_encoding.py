@@ -4,6 +4,7 @@ without taking more memory than the limit."""
 from __future__ import annotations
 
 import gzip
+import random
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ from pathlib import Path
 import cramjam
 import pytest
 
-from mendline.ingest.relay._encoding import SUPPORTED_ENCODINGS, decode_body
+from mendline.ingest.relay._encoding import MAX_GZIP_MEMBERS, SUPPORTED_ENCODINGS, decode_body
 from mendline.schemas.errors import RelayRefused
 
 ENVELOPE = (Path(__file__).parent / "data" / "python_exception.envelope").read_bytes()
@@ -69,6 +70,19 @@ def test_encodings_listed_together_are_undone_last_first() -> None:
 def test_gzip_of_several_members_is_their_concatenation() -> None:
     body = gzip.compress(ENVELOPE[:100]) + gzip.compress(ENVELOPE[100:])
     assert decode_body(body, "gzip", LIMIT) == ENVELOPE
+    # Members whose compressed bytes span the pieces zlib is fed, up to the most allowed.
+    parts = [random.Random(n).randbytes(100_000) for n in range(MAX_GZIP_MEMBERS)]
+    body = b"".join(gzip.compress(part, mtime=0) for part in parts)
+    assert decode_body(body, "gzip", 8 * LIMIT) == b"".join(parts)
+
+
+def test_a_gzip_body_of_too_many_members_is_refused_however_small() -> None:
+    # Empty members decompress to nothing: 80,000 of them (1.6 MB) cost time, not bytes.
+    members = gzip.compress(b"", mtime=0) * 80_000
+    with pytest.raises(RelayRefused) as refused:
+        decode_body(members, "gzip", LIMIT)
+    assert (refused.value.status, refused.value.reason) == (400, "bad_compression")
+    assert refused.value.causes == (f"more than {MAX_GZIP_MEMBERS} gzip members",)
 
 
 @pytest.mark.parametrize("encoding", ["compress", "lz4", "snappy", "gzip, lzma", "bzip2"])

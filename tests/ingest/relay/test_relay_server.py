@@ -397,6 +397,7 @@ async def test_a_kafka_outage_is_a_503_and_the_sdks_report_of_its_loss_is_counte
         assert (answer.status_code, answer.headers["Retry-After"]) == (503, "30")
         assert stats.refused == {"kafka_unavailable": 2}
         assert (stats.events, stats.check_ins, stats.clock_corrected) == (0, 0, 0)
+        assert stats.check_ins_invalid == 0  # a valid check-in, only not acknowledged
 
 
 async def test_a_key_writes_only_its_services_heartbeats_and_bad_check_ins_are_counted(
@@ -508,11 +509,24 @@ async def test_large_bodies_are_decompressed_off_the_loop_a_few_at_once(
         fresh_db_url, kafka_bootstrap, relay_concurrency=1, relay_produce_timeout=0.02
     )
     big = gzip.compress(envelope(({"type": "attachment"}, b"a" * (15 << 20))), mtime=0)
+    gzip_coded = {"Content-Encoding": "gzip"}
     async for served in serve(settings):
         url, headers = served.envelope_url(), {**served.auth(), "Content-Encoding": "gzip"}
         async with httpx.AsyncClient(timeout=30) as client:
             post = functools.partial(client.post, url, content=big, headers=headers)
-            answers = await asyncio.gather(*(post() for _ in range(6)))
+            # Small bodies, compressed or not (even a large one not compressed), are read on
+            # the loop meanwhile, never waiting for a slot.
+            small = [
+                client.post(url, content=body, headers={**served.auth(), **encoding})
+                for body, encoding in [
+                    (gzip.compress(envelope(({"type": "attachment"}, b"x" * 1000))), gzip_coded),
+                    (envelope(({"type": "attachment"}, b"y" * (2 << 20))), {}),
+                ]
+                * 3
+            ]
+            answered = await asyncio.gather(*(post() for _ in range(6)), *small)
+            answers = answered[:6]
+            assert [answer.status_code for answer in answered[6:]] == [200] * 6
             statuses = sorted(answer.status_code for answer in answers)
             assert statuses[0] == 200 and statuses[-1] == 503, statuses
             for answer in answers:
@@ -522,7 +536,7 @@ async def test_large_bodies_are_decompressed_off_the_loop_a_few_at_once(
             # Every slot is free again: a large body alone is read whole.
             assert (await post()).status_code == 200
         stats = served.relay.stats
-        assert stats.dropped["attachment"] == statuses.count(200) + 1
+        assert stats.dropped["attachment"] == statuses.count(200) + 1 + 6
         assert stats.refused == {"overloaded": statuses.count(503)}
 
 
