@@ -104,7 +104,8 @@ def _json_array(texts: list[str]) -> str:
     """Texts as one JSON array, the form in which a row's list of texts travels in the
     statements below (unnest takes one text per row, and any character, the event's own
     included, can be in the texts: no separator is safe). Read back in SQL as
-    ``ARRAY(SELECT jsonb_array_elements_text(<column>::jsonb))``."""
+    ``ARRAY(SELECT jsonb_array_elements_text(<column>::jsonb))`` (``WITH ORDINALITY`` where
+    their order counts)."""
     return to_json(texts).decode()
 
 
@@ -715,7 +716,9 @@ class Store:
         inserted = await conn.fetch(
             """INSERT INTO mendline.fingerprints
                    (hash, issue_id, algorithm_version, basis, components, times_seen)
-               SELECT h, i.id, v, b, ARRAY(SELECT jsonb_array_elements_text(c::jsonb)), n
+               SELECT h, i.id, v, b,
+                      ARRAY(SELECT x FROM jsonb_array_elements_text(c::jsonb)
+                                          WITH ORDINALITY AS t(x, k) ORDER BY k), n
                FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bigint[])
                     AS u(h, v, b, c, n)
                JOIN mendline.issues i ON i.primary_hash = u.h
