@@ -477,7 +477,7 @@ class Settings(BaseSettings):
         ge=1,
         description="Large compressed bodies (over 64 KiB, or over 1 MiB decompressed) the relay"
         " decompresses at once, in threads of its own (the others wait up to"
-        " MENDLINE_RELAY_PRODUCE_TIMEOUT, then 503); each may take up to twice"
+        " MENDLINE_RELAY_PRODUCE_TIMEOUT, then 503); each may take up to three times"
         " MENDLINE_RELAY_MAX_ENVELOPE_BYTES of memory meanwhile. Smaller ones, most SDK"
         " envelopes, are read on the event loop as they come.",
     )

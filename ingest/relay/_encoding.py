@@ -10,7 +10,14 @@ import cramjam
 
 from mendline.schemas.errors import RelayRefused
 
-__all__ = ["MAX_GZIP_MEMBERS", "SUPPORTED_ENCODINGS", "decode_body", "inflate_zlib", "is_identity"]
+__all__ = [
+    "MAX_ENCODINGS",
+    "MAX_GZIP_MEMBERS",
+    "SUPPORTED_ENCODINGS",
+    "decode_body",
+    "inflate_zlib",
+    "needs_decoding",
+]
 
 #: What a 415 names in its ``Accept-Encoding`` header, as tower-http's decompression does.
 SUPPORTED_ENCODINGS = ("gzip", "deflate", "br", "zstd")
@@ -23,6 +30,8 @@ _RAW_DEFLATE_WBITS = -zlib.MAX_WBITS
 # The last byte of a cramjam output buffer is set to one of these before decompressing into
 # it: still there afterwards, the output did not reach it (see _decompress_into).
 _MARKS = (0xA5, 0x5A)
+#: Encodings one body may be wrapped in (``gzip, br``: an SDK uses one).
+MAX_ENCODINGS = 2
 #: Members a gzip body may hold (RFC 1952 allows several; an SDK sends one): many tiny ones
 #: would cost time out of proportion to their bytes.
 MAX_GZIP_MEMBERS = 64
@@ -43,13 +52,14 @@ def decode_body(body: bytes, content_encoding: str | None, limit: int) -> bytes:
 
     ``gzip`` (``x-gzip``), ``deflate`` (zlib-wrapped, as current Relay reads it, else raw
     deflate, as older Relay did), ``br`` and ``zstd``; none, ``identity``, ``""`` and
-    ``UTF-8`` leave the body as it is. Encodings listed together (``gzip, br``) are undone
-    last first. A decompression bomb costs about ``limit`` bytes of memory, never more.
-    An unknown encoding is 415 ``unsupported_encoding``, a body that does not decode 400
+    ``UTF-8`` leave the body as it is. Encodings listed together (``gzip, br``, at most
+    MAX_ENCODINGS) are undone last first. A decompression bomb costs about ``limit`` bytes
+    of memory, never more. An unknown encoding, or too many, is 415
+    ``unsupported_encoding``, a body that does not decode 400
     ``bad_compression``, one over the limit 413 ``too_large``. An empty body is returned
     empty, so that the caller answers it as such.
     """
-    decoders = [_decoder(token) for token in _tokens(content_encoding)]
+    decoders = _decoders(content_encoding)
     if not body:
         return body
     for decode in reversed(decoders):
@@ -65,9 +75,23 @@ def inflate_zlib(data: bytes, limit: int, what: str = "the body") -> bytes:
     return _inflate(data, zlib.MAX_WBITS, limit, what)
 
 
-def is_identity(content_encoding: str | None) -> bool:
-    """Whether a body of this ``Content-Encoding`` is as it came (nothing to decompress)."""
-    return not _tokens(content_encoding)
+def needs_decoding(content_encoding: str | None) -> bool:
+    """Whether a body of this ``Content-Encoding`` is to be decompressed (False: it is as it
+    came); 415 ``unsupported_encoding`` for one decode_body refuses (an unknown encoding,
+    more than MAX_ENCODINGS of them)."""
+    return bool(_decoders(content_encoding))
+
+
+def _decoders(content_encoding: str | None) -> list[_Decoder]:
+    tokens = _tokens(content_encoding)
+    if len(tokens) > MAX_ENCODINGS:  # each layer may cost the whole limit again
+        raise RelayRefused(
+            415,
+            "unsupported_encoding",
+            "unsupported content encoding",
+            (f"{len(tokens)} encodings, more than {MAX_ENCODINGS}",),
+        )
+    return [_decoder(token) for token in tokens]
 
 
 def _tokens(content_encoding: str | None) -> list[str]:

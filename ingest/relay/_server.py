@@ -42,7 +42,7 @@ from mendline.ingest._wire import finish_event
 from mendline.ingest.app import encode_checkin
 from mendline.ingest.relay._auth import SentryAuth, check_envelope_dsn, request_auth
 from mendline.ingest.relay._convert import KeyScope, convert_event
-from mendline.ingest.relay._encoding import decode_body, is_identity
+from mendline.ingest.relay._encoding import decode_body, needs_decoding
 from mendline.ingest.relay._envelope import (
     DEFAULT_LIMITS,
     Envelope,
@@ -292,7 +292,7 @@ class Relay:
         most MENDLINE_RELAY_CONCURRENCY at once, the others waiting up to the produce
         timeout, then 503: a large body, or a bomb, holds no other request up."""
         limit = self.limits.envelope
-        if is_identity(encoding):
+        if not needs_decoding(encoding):  # 415 here for an encoding it cannot undo
             return decode_body(raw, encoding, limit)
         if len(raw) <= _INLINE_RAW:
             try:
@@ -311,7 +311,13 @@ class Relay:
                 retry_after=_OVERLOAD_RETRY_AFTER,
             ) from None
         loop = asyncio.get_running_loop()
-        decoding = loop.run_in_executor(self._decoders, decode_body, raw, encoding, limit)
+        try:
+            decoding = loop.run_in_executor(self._decoders, decode_body, raw, encoding, limit)
+        except RuntimeError:  # closed: the relay is stopping
+            self._reading.release()
+            raise RelayRefused(
+                503, "overloaded", "the service is overloaded", retry_after=_OVERLOAD_RETRY_AFTER
+            ) from None
         # The slot is free again when the thread is done, not before: even when this request
         # is cancelled first (the relay stopping), its thread still runs.
         decoding.add_done_callback(self._decoded)

@@ -15,7 +15,13 @@ from pathlib import Path
 import cramjam
 import pytest
 
-from mendline.ingest.relay._encoding import MAX_GZIP_MEMBERS, SUPPORTED_ENCODINGS, decode_body
+from mendline.ingest.relay._encoding import (
+    MAX_ENCODINGS,
+    MAX_GZIP_MEMBERS,
+    SUPPORTED_ENCODINGS,
+    decode_body,
+    needs_decoding,
+)
 from mendline.schemas.errors import RelayRefused
 
 ENVELOPE = (Path(__file__).parent / "data" / "python_exception.envelope").read_bytes()
@@ -74,6 +80,25 @@ def test_gzip_of_several_members_is_their_concatenation() -> None:
     parts = [random.Random(n).randbytes(100_000) for n in range(MAX_GZIP_MEMBERS)]
     body = b"".join(gzip.compress(part, mtime=0) for part in parts)
     assert decode_body(body, "gzip", 8 * LIMIT) == b"".join(parts)
+
+
+def test_more_than_two_encodings_are_refused_before_any_is_undone() -> None:
+    # Each layer may cost the whole limit again: a long Content-Encoding is no way in.
+    body = gzip.compress(gzip.compress(gzip.compress(ENVELOPE)))
+    with pytest.raises(RelayRefused) as refused:
+        decode_body(body, "gzip, gzip, gzip", LIMIT)
+    assert (refused.value.status, refused.value.reason) == (415, "unsupported_encoding")
+    assert refused.value.causes == (f"3 encodings, more than {MAX_ENCODINGS}",)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "needed"),
+    [(None, False), ("", False), ("identity", False), ("UTF-8", False), ("gzip", True)],
+)
+def test_whether_a_body_needs_decoding(encoding: str | None, needed: bool) -> None:
+    assert needs_decoding(encoding) is needed
+    with pytest.raises(RelayRefused):  # and what it could not decode is said at once
+        needs_decoding(f"{encoding or 'identity'}, compress")
 
 
 def test_a_gzip_body_of_too_many_members_is_refused_however_small() -> None:
