@@ -24,6 +24,7 @@ from mendline.sample_app import TRAFFIC
 from mendline.schemas.settings import load_settings
 from tests.cli_helpers import cli, json_object
 from tests.git_helpers import git
+from tests.sentry_helpers import init_sdk
 
 from .stage_helpers import ingest, issue_events
 
@@ -71,13 +72,7 @@ def _send_with_sentry_sdk(dsn: str) -> str:
     """An error of a storefront app sent by the real Sentry SDK to ``dsn``; its event id."""
     import sentry_sdk
 
-    sentry_sdk.init(
-        dsn=dsn,
-        default_integrations=False,
-        auto_enabling_integrations=False,
-        auto_session_tracking=False,
-        release="storefront@3.1.0",
-    )
+    init_sdk(dsn, release="storefront@3.1.0")
     try:
         try:
             _ = {"cart": {}}["cart"]["total"]

@@ -28,6 +28,7 @@ from mendline.schemas.checks import CheckIn
 from tests.db_helpers import store_events
 from tests.ingest.relay.conftest import ADMIN, ServedRelay, relay_settings, serve
 from tests.integration.kafka_helpers import read_events, read_records
+from tests.sentry_helpers import init_sdk
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +56,7 @@ def sdk() -> Iterator[Any]:
     """sentry_sdk.init for the test, the client closed after."""
 
     def init(dsn: str, **options: Any) -> None:
-        sentry_sdk.init(
-            dsn=dsn,
-            default_integrations=False,
-            auto_enabling_integrations=False,
-            auto_session_tracking=False,
-            release="shop@1.4.2",
-            environment="staging",
-            **options,
-        )
+        init_sdk(dsn, release="shop@1.4.2", environment="staging", **options)
 
     with _SDK_LOCK:
         yield init
