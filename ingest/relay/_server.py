@@ -304,20 +304,13 @@ class Relay:
             async with asyncio.timeout(self.settings.relay_produce_timeout):
                 await self._reading.acquire()
         except TimeoutError:
-            raise RelayRefused(
-                503,
-                "overloaded",
-                "the service is overloaded",
-                retry_after=_OVERLOAD_RETRY_AFTER,
-            ) from None
+            raise _overloaded() from None
         loop = asyncio.get_running_loop()
         try:
             decoding = loop.run_in_executor(self._decoders, decode_body, raw, encoding, limit)
         except RuntimeError:  # closed: the relay is stopping
             self._reading.release()
-            raise RelayRefused(
-                503, "overloaded", "the service is overloaded", retry_after=_OVERLOAD_RETRY_AFTER
-            ) from None
+            raise _overloaded() from None
         # The slot is free again when the thread is done, not before: even when this request
         # is cancelled first (the relay stopping), its thread still runs.
         decoding.add_done_callback(self._decoded)
@@ -563,6 +556,12 @@ def _refusal(refused: RelayRefused) -> web.Response:
             refused.retry_after, refused.causes, "key", "key_quota"
         )
     return web.json_response(body, status=refused.status, headers=headers)
+
+
+def _overloaded() -> RelayRefused:
+    return RelayRefused(
+        503, "overloaded", "the service is overloaded", retry_after=_OVERLOAD_RETRY_AFTER
+    )
 
 
 def _why(refused: RelayRefused) -> str:
