@@ -128,19 +128,10 @@ def convert_event(
         raise RelayRefused(400, "bad_event", "invalid event: not a JSON object")
     platform = _platform(event.get("platform"))
     exceptions = _exceptions(event, platform)
-    moment = _moment(event.get("timestamp"))
+    timestamp, drift = _event_time(event.get("timestamp"), sent_at, received)
     context = _context(event, keep_pii)
-    sent = _moment(sent_at) if isinstance(sent_at, str) and _RFC3339.match(sent_at) else None
-    correction = clock_correction(sent, received) if moment is not None else 0.0
-    timestamp = _time_text(moment + correction) if correction and moment is not None else None
-    if timestamp is not None and sent is not None:  # moved (and still a time we can write)
-        context["clock_drift"] = {
-            "adjusted_by_seconds": round(correction, 3),
-            "sdk_time": _time_text(sent),
-            "server_time": rfc3339(received),
-        }
-    else:
-        timestamp = _time_text(moment) or rfc3339(received)
+    if drift is not None:
+        context["clock_drift"] = drift
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "event_id": event_id_of(event_id, event.get("event_id")),
@@ -175,6 +166,28 @@ def _name(value: object, limit: int) -> str | None:
         text = str(value).strip()
         return cut(text, limit) if text else None
     return None
+
+
+def _event_time(
+    value: object, sent_at: object, received: float
+) -> tuple[str, dict[str, Any] | None]:
+    """The event's time in RFC 3339: its ``timestamp``, moved by the SDK's clock drift when
+    its envelope's ``sent_at`` says the SDK's clock is 55 minutes or more off (and the moved
+    time can be written), else as it came, else the time of receipt; and, when moved, what
+    the context says of it."""
+    moment = _moment(value)
+    if moment is None:
+        return rfc3339(received), None
+    sent = _moment(sent_at) if isinstance(sent_at, str) and _RFC3339.match(sent_at) else None
+    correction = clock_correction(sent, received)
+    moved = _time_text(moment + correction) if correction else None
+    if moved is None:
+        return _time_text(moment) or rfc3339(received), None
+    return moved, {
+        "adjusted_by_seconds": round(correction, 3),
+        "sdk_time": _time_text(sent),
+        "server_time": rfc3339(received),
+    }
 
 
 def _moment(value: object) -> float | None:
