@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeAlias
 
 from mendline.schemas.duration import MOST_DAYS
 from mendline.schemas.ending import LONGEST_WHILE_DAYS, ends_at
 from mendline.schemas.issue_query import MAX_PAGE
 from mendline.schemas.settings import Settings
+from mendline.schemas.tomlfile import parse_duration
 
 __all__ = [
     "AS_JSON",
@@ -22,9 +24,11 @@ __all__ = [
     "TAGS",
     "Command",
     "Commands",
+    "duration",
     "ends_at",
     "page_size",
     "positive",
+    "some_duration",
     "whole_days",
 ]
 
@@ -80,6 +84,27 @@ def _whole(text: str, most: int) -> int:
     if value > most:
         raise argparse.ArgumentTypeError(f"must be at most {most}, not {value}")
     return value
+
+
+def duration(text: str) -> timedelta:
+    """A duration of 0 or more: ``0``, ``30m``, ``7d`` (an argparse ``type``)."""
+    return _duration(text, allow_zero=True)
+
+
+def some_duration(text: str) -> timedelta:
+    """A duration above 0: ``30m``, ``7d`` (an argparse ``type``)."""
+    return _duration(text, allow_zero=False)
+
+
+def _duration(text: str, *, allow_zero: bool) -> timedelta:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        wanted = "of 0 or more" if allow_zero else "above 0"
+        raise argparse.ArgumentTypeError(f"expected a duration {wanted}, not {text!r}")
+    return timedelta(seconds=seconds)
 
 
 def _tag(text: str) -> tuple[str, str]:

@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 from mendline.analyzers.policy.people import authorize
 from mendline.cli._actor import acting
-from mendline.cli._options import AS_JSON, Commands
+from mendline.cli._options import AS_JSON, Commands, duration
 from mendline.cli.output import print_done, print_json, printable, shorten, table
 from mendline.schemas.errors import ConfigError
 from mendline.schemas.people import Actor
 from mendline.schemas.relay import RelayKey
 from mendline.schemas.settings import Settings
-from mendline.schemas.tomlfile import parse_duration
 
 if TYPE_CHECKING:
     from mendline.sinks.postgres import PeopleStore, RelayKeyStore
@@ -73,21 +72,11 @@ def register(commands: Commands) -> None:
     rotate.add_argument("key", metavar="KEY", help="its id or public key")
     rotate.add_argument(
         "--grace",
-        type=_grace,
+        type=duration,
         default=timedelta(hours=24),
         help="how long the old key still works, e.g. 0, 30m, 7d (default: 24h)",
     )
     rotate.set_defaults(run=_rotate)
-
-
-def _grace(text: str) -> timedelta:
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds < 0:
-        raise argparse.ArgumentTypeError(f"expected a duration of 0 or more, not {text!r}")
-    return timedelta(seconds=seconds)
 
 
 def _keys_acting(settings: Settings, work: Callable[[RelayKeyStore, Actor], Awaitable[_T]]) -> _T:

@@ -7,17 +7,16 @@ import argparse
 import getpass
 import sys
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from mendline.analyzers.policy.people import authorize, tokens_listed
 from mendline.cli._actor import acting
-from mendline.cli._options import AS_JSON, Commands
+from mendline.cli._options import AS_JSON, Commands, some_duration
 from mendline.cli.output import print_done, print_json, printable, shorten, table
 from mendline.schemas.errors import UsageError
 from mendline.schemas.people import ROLES, Actor
 from mendline.schemas.settings import Settings
-from mendline.schemas.tomlfile import parse_duration
 
 if TYPE_CHECKING:
     from mendline.sinks.postgres import PeopleStore, TokenInfo, User
@@ -86,7 +85,7 @@ def _register_tokens(commands: Commands) -> None:
     create.add_argument("--role", choices=ROLES, help="at most the user's (default: theirs)")
     create.add_argument("--name", default="", help="what it is for, e.g. `ci deploy`")
     create.add_argument(
-        "--expires", type=_lifetime, metavar="DURATION", help="e.g. 30d, 12h (default: never)"
+        "--expires", type=some_duration, metavar="DURATION", help="e.g. 30d, 12h (default: never)"
     )
     create.set_defaults(run=_tokens_create)
     listing = token_commands.add_parser(
@@ -103,16 +102,6 @@ def _register_tokens(commands: Commands) -> None:
     )
     revoke.add_argument("token_id", metavar="TOKEN_ID", help="its visible id, mlt_xxxxxxxx")
     revoke.set_defaults(run=_tokens_revoke)
-
-
-def _lifetime(text: str) -> timedelta:
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"expected a duration above 0, not {text!r}")
-    return timedelta(seconds=seconds)
 
 
 def _user_json(user: User) -> dict[str, object]:
